@@ -1,0 +1,102 @@
+/* adapter.c — batch and dead-letter helpers shared by every adapter. */
+#include "adapter.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *as_node_config_get(const as_node_config *c, const char *key) {
+  for (size_t i = 0; c && i < c->nopts; i++) {
+    if (strcmp(c->opts[i].key, key) == 0) return c->opts[i].value;
+  }
+  const as_adapter *a = c ? as_adapter_find(c->kind) : NULL;
+  for (const as_config_entry *e = a ? a->config_map : NULL; e && e->key; e++) {
+    if (strcmp(e->key, key) == 0) return e->default_value;
+  }
+  return NULL;
+}
+
+static int grow(void **items, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return AS_OK;
+  size_t ncap = *cap ? *cap * 2 : 16;
+  while (ncap < need) ncap *= 2;
+  void *p = realloc(*items, ncap * size);
+  if (!p) return AS_ERR;
+  memset((char *)p + *cap * size, 0, (ncap - *cap) * size);
+  *items = p;
+  *cap = ncap;
+  return AS_OK;
+}
+
+as_delta *as_batch_push(as_batch *b) {
+  if (grow((void **)&b->d, &b->cap, b->n + 1, sizeof *b->d) != AS_OK) return NULL;
+  as_delta *d = &b->d[b->n++];
+  memset(d, 0, sizeof *d);
+  return d;
+}
+
+int as_batch_push_dead(as_batch *b, const as_schema *s, char *key, char *raw, char *error,
+                       char *pos) {
+  if (grow((void **)&b->dead, &b->capdead, b->ndead + 1, sizeof *b->dead) != AS_OK) {
+    free(key);
+    free(raw);
+    free(error);
+    free(pos);
+    return AS_ERR;
+  }
+  as_dead *d = &b->dead[b->ndead++];
+  *d = (as_dead){.schema = s, .key = key, .raw = raw, .error = error, .pos = pos};
+  return AS_OK;
+}
+
+int as_batch_set_pos(as_batch *b, const char *pos) {
+  char *p = pos ? strdup(pos) : NULL;
+  if (pos && !p) return AS_ERR;
+  free(b->pos);
+  b->pos = p;
+  return AS_OK;
+}
+
+void as_dead_free(as_dead *d) {
+  if (!d) return;
+  free(d->key);
+  free(d->raw);
+  free(d->error);
+  free(d->pos);
+  memset(d, 0, sizeof *d);
+}
+
+void as_batch_reset(as_batch *b) {
+  for (size_t i = 0; i < b->n; i++) as_delta_clear(&b->d[i]);
+  for (size_t i = 0; i < b->ndead; i++) as_dead_free(&b->dead[i]);
+  b->n = 0;
+  b->ndead = 0;
+  free(b->pos);
+  b->pos = NULL;
+}
+
+void as_batch_clear(as_batch *b) {
+  if (!b) return;
+  as_batch_reset(b);
+  free(b->d);
+  free(b->dead);
+  memset(b, 0, sizeof *b);
+}
+
+int as_dead_list_push(as_dead_list *l, const as_schema *s, size_t index, char *key, char *raw,
+                      char *error) {
+  if (grow((void **)&l->items, &l->cap, l->n + 1, sizeof *l->items) != AS_OK) {
+    free(key);
+    free(raw);
+    free(error);
+    return AS_ERR;
+  }
+  l->items[l->n++] = (as_dead){.schema = s, .index = index, .key = key, .raw = raw, .error = error};
+  return AS_OK;
+}
+
+void as_dead_list_clear(as_dead_list *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) as_dead_free(&l->items[i]);
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}

@@ -1,0 +1,199 @@
+/* adapter.h — the one seam between the engine and a database (DESIGN.md §1, §5; STYLE.md §2).
+ *
+ * An adapter is a versioned struct of callbacks (as_adapter) registered by kind ("mongodb",
+ * "postgres", "sqlite"). The engine reaches adapters only through this header and the
+ * registry; adapters never include each other or anything in connector/.
+ *
+ * Rules every adapter keeps:
+ * - 0 is success; AS_RETRY for transient failures (connection lost, failover, serialization
+ *   failure, deadlock, admin shutdown): the engine reconnects/retries with backoff; adapters
+ *   never sleep to retry and never loop on errors. Permanent failures return AS_ERR/AS_EINVAL.
+ * - Every `exit`/`close` accepts a half-built object.
+ * - Values are bound parameters, identifiers quoted (PQescapeIdentifier / "" doubling).
+ * - Threads: a node's sink side and admin calls (install, begin/apply/commit, read_row,
+ *   checkpoint_load) are called from one thread at a time. Each stream and snapshot has its own
+ *   connection and is used by one (possibly different) thread at a time.
+ * - Deltas produced by a source are fully owned by the batch (as_batch_clear frees them).
+ *
+ * Origin and echoes (DESIGN.md §6): a sink marks every write it applies with the delta's
+ * `origin` (PostgreSQL: set_config('arraysync.origin', origin, true) read by the trigger;
+ * SQLite: the one-row origin table written in the transaction; MongoDB: a marker the
+ * adapter's capture recognises). Capture of such a write yields a delta with echo = true and
+ * origin = that marked origin; a local write by anyone else yields echo = false and origin =
+ * the node's own name. The engine's router drops or forwards echoes; adapters never drop them.
+ */
+#ifndef AS_ADAPTER_H
+#define AS_ADAPTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../mappings/as_error.h"
+#include "../mappings/as_row.h"
+#include "../mappings/as_schema.h"
+
+#define AS_ADAPTER_ABI 1
+
+/* ---- node configuration (filled by connector/ from the top-level YAML) ---- */
+typedef struct as_node_option {
+  char *key;
+  char *value;     /* after ${ENV} substitution; may hold a secret: never log it */
+  as_mark mark;
+} as_node_option;
+
+typedef struct as_node_config {
+  char *name;      /* the node's name: its key in the config, and the origin of its changes */
+  char *kind;      /* "mongodb" | "postgres" | "sqlite" */
+  as_node_option *opts;
+  size_t nopts;
+  as_mark mark;
+} as_node_config;
+
+/* Value of an option, or the adapter's default from its config map, or NULL. */
+const char *as_node_config_get(const as_node_config *c, const char *key);
+
+/* One entry of an adapter's config map (STYLE.md §8): every key has a default (NULL = none,
+ * required) and a description, which also feed `arraysync --help` and unknown-key errors. */
+typedef struct as_config_entry {
+  const char *key;
+  const char *default_value;
+  bool required;
+  const char *description;
+} as_config_entry;
+
+/* ---- batches and dead letters ---- */
+typedef struct as_dead {
+  const as_schema *schema; /* mapping, or NULL if it could not be determined */
+  char *key;       /* canonical JSON of the key if known, else NULL */
+  char *raw;       /* the raw value: relaxed JSON of the document, or the row as JSON */
+  char *error;     /* what went wrong, naming mapping, key, field and value */
+  char *pos;       /* source position, or NULL */
+  size_t index;    /* sink side: index of the failing delta in the apply call */
+} as_dead;
+
+typedef struct as_batch {
+  as_delta *d;     /* deltas in source commit order */
+  size_t n, cap;
+  as_dead *dead;   /* source side: rows/documents that could not be mapped */
+  size_t ndead, capdead;
+  char *pos;       /* position after everything in this batch (also advances when n == 0,
+                      e.g. a post-batch resume token on an idle stream); NULL = unchanged */
+} as_batch;
+
+/* Appends a zeroed delta and returns it (NULL on ENOMEM). */
+as_delta *as_batch_push(as_batch *b);
+/* Takes ownership of the strings (any may be NULL). */
+int as_batch_push_dead(as_batch *b, const as_schema *s, char *key, char *raw, char *error,
+                       char *pos);
+int as_batch_set_pos(as_batch *b, const char *pos);
+void as_batch_reset(as_batch *b);   /* frees contents, keeps capacity */
+void as_batch_clear(as_batch *b);   /* frees everything */
+
+typedef struct as_dead_list {
+  as_dead *items;
+  size_t n, cap;
+} as_dead_list;
+int as_dead_list_push(as_dead_list *l, const as_schema *s, size_t index, char *key, char *raw,
+                      char *error);
+void as_dead_list_clear(as_dead_list *l);
+void as_dead_free(as_dead *d);
+
+/* ---- the adapter ---- */
+typedef struct as_node as_node;         /* adapter-private */
+typedef struct as_stream as_stream;     /* adapter-private */
+typedef struct as_snapshot as_snapshot; /* adapter-private */
+
+enum {
+  AS_CAP_SOURCE = 1u << 0,
+  AS_CAP_SINK = 1u << 1,
+  AS_CAP_TXN = 1u << 2,       /* the checkpoint commits atomically with the data */
+  AS_CAP_SNAPSHOT = 1u << 3
+};
+
+typedef struct as_adapter {
+  int abi;                    /* AS_ADAPTER_ABI */
+  const char *kind;
+  unsigned caps;
+  const as_config_entry *config_map; /* terminated by an entry with key == NULL */
+
+  /* Validates options (unknown keys were already rejected by the engine against config_map)
+   * and builds the node without connecting. schemas: every mapping this node takes part in
+   * (borrowed; they outlive the node). */
+  int (*init)(const as_node_config *cfg, const as_schema *const *schemas, size_t nschemas,
+              as_node **out, as_error *err);
+  /* Connects (or reconnects: the engine calls connect again after an AS_RETRY from any sink
+   * or admin call, so drop a broken connection and open a new one). */
+  int (*connect)(as_node *n, as_error *err);
+  /* Idempotent, versioned set-up: bookkeeping (changelog, checkpoints, origin), target
+   * tables/collections from the mappings when missing (a mismatch of an existing table is
+   * AS_EINVAL naming table and column), capture triggers. */
+  int (*install)(as_node *n, as_error *err);
+  /* Removes triggers and bookkeeping; leaves user data alone. */
+  int (*uninstall)(as_node *n, as_error *err);
+  void (*exit)(as_node *n);
+
+  /* ---- source side ---- */
+  /* Opens a capture stream for `consumer` (the target node's name; each consumer has its own
+   * position, and changes are purged only when every consumer is past them). checkpoint:
+   * a position this adapter produced earlier, or NULL to start at the current end.
+   * AS_ERESNAPSHOT (open_stream and poll): the position can no longer be resumed (MongoDB
+   * change history lost, error 286; a mapped collection dropped/renamed) and the node is
+   * configured with on_history_lost: resnapshot: the engine closes the stream, re-snapshots
+   * the node's mappings and opens a new stream at the current end. With the default (fail)
+   * the same conditions are AS_ERR with a message saying how to recover. */
+  int (*open_stream)(as_node *n, const char *consumer, const char *checkpoint,
+                     as_stream **out, as_error *err);
+  /* Appends up to `max` deltas (whole source transactions where possible) to out, waiting at
+   * most wait_ms for the first one (event-driven: LISTEN/NOTIFY, data_version, getMore).
+   * Sets out->pos. Unmappable source rows go to out->dead, never dropped. */
+  int (*poll)(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err);
+  /* Everything up to and including pos is durable at the consumer: purge what no consumer
+   * needs any more. */
+  int (*ack)(as_stream *s, const char *pos, as_error *err);
+  /* The current end position (for "start streaming here after the snapshot"). */
+  int (*stream_position)(as_stream *s, char **out, as_error *err);
+  void (*close_stream)(as_stream *s);
+
+  /* ---- snapshot (initial load of one mapping, in key order, bounded memory) ---- */
+  /* after_key: canonical JSON of the last key already copied (resume), or NULL. */
+  int (*snapshot_open)(as_node *n, const as_schema *s, const char *after_key,
+                       as_snapshot **out, as_error *err);
+  /* Appends up to max insert deltas; AS_EOF when done (possibly with deltas appended). */
+  int (*snapshot_next)(as_snapshot *sn, as_batch *out, size_t max, as_error *err);
+  /* Estimated row count (-1 if unknown). */
+  int64_t (*snapshot_estimate)(as_snapshot *sn);
+  void (*snapshot_close)(as_snapshot *sn);
+
+  /* ---- sink side ---- */
+  int (*begin)(as_node *n, as_error *err);
+  /* Applies deltas in order: insert/update as upserts (update sets only present columns),
+   * delete by key, each write marked with d->origin. A permanent error on one delta appends
+   * it to dead (with its index) and the rest still applies; AS_RETRY means the transaction is
+   * lost and the engine rolls back and retries the batch. */
+  int (*apply)(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_error *err);
+  /* Commits the batch with the checkpoint of stream_id ("<source>-><this node>") in the same
+   * transaction where the target can (AS_CAP_TXN), else right after. checkpoint may be NULL
+   * (nothing to record). */
+  int (*commit)(as_node *n, const char *stream_id, const char *checkpoint, as_error *err);
+  int (*rollback)(as_node *n);
+  /* AS_ENOTFOUND if this stream never committed here. Caller frees *out. */
+  int (*checkpoint_load)(as_node *n, const char *stream_id, char **out, as_error *err);
+
+  /* ---- reads (LWW repair, verify) ---- */
+  /* Reads the current row for key (key columns set in key). AS_ENOTFOUND if absent. */
+  int (*read_row)(as_node *n, const as_schema *s, const as_row *key, as_row *out,
+                  as_error *err);
+} as_adapter;
+
+/* ---- registry ---- */
+const as_adapter *as_adapter_find(const char *kind);
+/* NULL-terminated list of every registered adapter. */
+const as_adapter *const *as_adapter_all(void);
+
+/* The adapters (defined in adapters/<kind>/). */
+extern const as_adapter as_adapter_postgres;
+extern const as_adapter as_adapter_sqlite;
+extern const as_adapter as_adapter_mongodb;
+
+#endif

@@ -1,0 +1,801 @@
+/* mongo_capture.c — MongoDB adapter: capture (one change stream per database) and snapshots.
+ * Design notes, echo marks and positions: README.md in this directory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "as_log.h"
+#include "mongo_internal.h"
+
+struct as_stream {
+  as_node *n;
+  char *consumer;
+  mongoc_client_t *client;
+  mongoc_change_stream_t *cs;
+  char *token;        /* resume token text of the last event or post-batch token */
+  char *mark_txn;     /* transaction of the last connector mark seen, or NULL */
+  char *mark_origin;  /* its origin */
+  bool stopped;       /* invalidated/dropped: every later poll returns stop_rc */
+  int stop_rc;
+  as_error stop_err;
+  bool *changed;      /* scratch: columns changed by an update (max ncols) */
+  size_t nchanged;
+  char comp[200];
+};
+
+/* ------------------------------------------------------------------ positions */
+
+/* Position text: "<token>" or, inside a transaction the connector marked,
+ * "<token>|<txn>|<origin>" so that a stream resumed in the middle of such a transaction still
+ * recognises its echoes. <token> is the resume token's _data string (hex), or the whole token
+ * as relaxed extended JSON when it has no _data. */
+static char *make_pos(const as_stream *s) {
+  if (!s->token) return NULL;
+  as_buf b = AS_BUF_INIT;
+  as_buf_append_str(&b, s->token);
+  if (s->mark_txn) {
+    as_buf_putc(&b, '|');
+    as_buf_append_str(&b, s->mark_txn);
+    as_buf_putc(&b, '|');
+    as_buf_append_str(&b, s->mark_origin ? s->mark_origin : "");
+  }
+  return as_buf_steal(&b);
+}
+
+static char *token_text(const bson_t *tok) {
+  bson_iter_t it;
+  if (!tok) return NULL;
+  if (bson_iter_init_find(&it, tok, "_data") && BSON_ITER_HOLDS_UTF8(&it))
+    return strdup(bson_iter_utf8(&it, NULL));
+  size_t len;
+  char *j = bson_as_relaxed_extended_json(tok, &len);
+  char *out = j ? strdup(j) : NULL;
+  bson_free(j);
+  return out;
+}
+
+static void set_token(as_stream *s, const bson_t *tok) {
+  char *t = token_text(tok);
+  if (t) {
+    free(s->token);
+    s->token = t;
+  }
+}
+
+static void clear_mark(as_stream *s) {
+  free(s->mark_txn);
+  free(s->mark_origin);
+  s->mark_txn = s->mark_origin = NULL;
+}
+
+/* Splits a checkpoint into the resume token document and the mark state. */
+static int parse_pos(as_stream *s, const char *pos, bson_t *token, as_error *err) {
+  const char *bar = pos[0] == '{' ? NULL : strchr(pos, '|');
+  size_t tlen = bar ? (size_t)(bar - pos) : strlen(pos);
+  char *t = strndup(pos, tlen);
+  if (!t) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  if (pos[0] == '{') {
+    bson_error_t be;
+    if (!bson_init_from_json(token, t, -1, &be)) {
+      free(t);
+      return as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "node %s: bad checkpoint: %s",
+                          s->n->name, be.message);
+    }
+  } else {
+    BSON_APPEND_UTF8(token, "_data", t);
+  }
+  s->token = t;
+  if (bar) {
+    const char *bar2 = strchr(bar + 1, '|');
+    if (!bar2) return as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "node %s: bad checkpoint",
+                                   s->n->name);
+    s->mark_txn = strndup(bar + 1, (size_t)(bar2 - bar - 1));
+    s->mark_origin = strdup(bar2 + 1);
+    if (!s->mark_txn || !s->mark_origin) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  }
+  return AS_OK;
+}
+
+/* ------------------------------------------------------------------ open / close */
+
+static int history_lost(as_stream *s, const char *what, as_error *err) {
+  as_node *n = s->n;
+  if (n->resnapshot) {
+    as_error_set(err, AS_DOM_MONGO, 286,
+                 "node %s (consumer %s): %s: the resume token is older than the server's change "
+                 "history (error 286); on_history_lost is resnapshot: the mappings must be "
+                 "copied again", n->name, s->consumer, what);
+    return AS_ERESNAPSHOT;
+  }
+  as_error_set(err, AS_DOM_MONGO, 286,
+               "node %s (consumer %s): %s: the resume token is older than the server's change "
+               "history (error 286): the changes in between are lost to this stream; run "
+               "`arraysync run --resnapshot MAPPING` or set on_history_lost: resnapshot",
+               n->name, s->consumer, what);
+  return AS_ERR;
+}
+
+static int stream_error(as_stream *s, const char *what, const bson_error_t *be,
+                        const bson_t *doc, as_error *err) {
+  if (be->code == 286) return history_lost(s, what, err);
+  int rc = as_mongo_fail(err, what, be, doc);
+  as_error_prefix(err, "node %s (consumer %s)", s->n->name, s->consumer);
+  return rc;
+}
+
+void as_mongo_close_stream(as_stream *s) {
+  if (!s) return;
+  if (s->cs) mongoc_change_stream_destroy(s->cs);
+  if (s->client) mongoc_client_pool_push(s->n->pool, s->client);
+  clear_mark(s);
+  free(s->token);
+  free(s->consumer);
+  free(s->changed);
+  free(s);
+}
+
+int as_mongo_open_stream(as_node *n, const char *consumer, const char *checkpoint,
+                         as_stream **out, as_error *err) {
+  int rc = AS_OK;
+  bson_t pipeline = BSON_INITIALIZER, opts = BSON_INITIALIZER, token = BSON_INITIALIZER;
+  bson_t arr, st, match, or, c1, c1in, c1list, c2, c2in, c2list;
+  bson_error_t be;
+  const bson_t *edoc = NULL;
+  mongoc_database_t *db = NULL;
+  as_stream *s = calloc(1, sizeof *s);
+  *out = NULL;
+  if (!s) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  s->n = n;
+  s->consumer = strdup(consumer ? consumer : "");
+  size_t maxcols = 1;
+  for (size_t i = 0; i < n->nschemas; i++)
+    if (n->schemas[i]->ncols > maxcols) maxcols = n->schemas[i]->ncols;
+  s->changed = calloc(maxcols, sizeof *s->changed);
+  s->nchanged = maxcols;
+  if (!s->consumer || !s->changed) {
+    rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  snprintf(s->comp, sizeof s->comp, "source:mongodb:%s", n->name);
+  if (!n->pool) {
+    rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "node %s: not connected", n->name);
+    goto cleanup;
+  }
+  if (checkpoint && (rc = parse_pos(s, checkpoint, &token, err)) != AS_OK) goto cleanup;
+
+  /* [{$match: {$or: [{"ns.coll": {$in: [...]}}, {operationType: {$in: [dropDatabase,
+   * invalidate]}}]}}] */
+  BSON_APPEND_ARRAY_BEGIN(&pipeline, "pipeline", &arr);
+  BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &st);
+  BSON_APPEND_DOCUMENT_BEGIN(&st, "$match", &match);
+  BSON_APPEND_ARRAY_BEGIN(&match, "$or", &or);
+  BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &c1);
+  BSON_APPEND_DOCUMENT_BEGIN(&c1, "ns.coll", &c1in);
+  BSON_APPEND_ARRAY_BEGIN(&c1in, "$in", &c1list);
+  char key[24];
+  size_t k = 0;
+  for (size_t i = 0; i < n->nschemas; i++) {
+    snprintf(key, sizeof key, "%zu", k++);
+    BSON_APPEND_UTF8(&c1list, key, n->schemas[i]->collection);
+  }
+  snprintf(key, sizeof key, "%zu", k++);
+  BSON_APPEND_UTF8(&c1list, key, AS_MONGO_MARKS);
+  bson_append_array_end(&c1in, &c1list);
+  bson_append_document_end(&c1, &c1in);
+  bson_append_document_end(&or, &c1);
+  BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &c2);
+  BSON_APPEND_DOCUMENT_BEGIN(&c2, "operationType", &c2in);
+  BSON_APPEND_ARRAY_BEGIN(&c2in, "$in", &c2list);
+  BSON_APPEND_UTF8(&c2list, "0", "dropDatabase");
+  BSON_APPEND_UTF8(&c2list, "1", "invalidate");
+  bson_append_array_end(&c2in, &c2list);
+  bson_append_document_end(&c2, &c2in);
+  bson_append_document_end(&or, &c2);
+  bson_append_array_end(&match, &or);
+  bson_append_document_end(&st, &match);
+  bson_append_document_end(&arr, &st);
+  bson_append_array_end(&pipeline, &arr);
+
+  BSON_APPEND_UTF8(&opts, "fullDocument", n->when_available ? "whenAvailable" : "updateLookup");
+  BSON_APPEND_INT32(&opts, "batchSize", n->batch_size);
+  BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", n->max_await_ms);
+  if (checkpoint) BSON_APPEND_DOCUMENT(&opts, "resumeAfter", &token);
+
+  s->client = mongoc_client_pool_pop(n->pool);
+  db = mongoc_client_get_database(s->client, n->database);
+  s->cs = mongoc_database_watch(db, &pipeline, &opts);
+  if (mongoc_change_stream_error_document(s->cs, &be, &edoc)) {
+    rc = stream_error(s, checkpoint ? "resume change stream" : "open change stream", &be, edoc,
+                      err);
+    goto cleanup;
+  }
+  if (!checkpoint) {
+    set_token(s, mongoc_change_stream_get_resume_token(s->cs));
+    if (!s->token) {
+      rc = as_error_set(err, AS_DOM_MONGO, AS_ERR,
+                        "node %s: the server gave no postBatchResumeToken (MongoDB >= 4.0.7 "
+                        "needed)", n->name);
+      goto cleanup;
+    }
+  }
+  AS_LOG(AS_LOG_INFO, s->comp, "change stream on %s for %s %s", n->database, s->consumer,
+         checkpoint ? "resumed" : "opened at the current end");
+  *out = s;
+  s = NULL;
+cleanup:
+  if (db) mongoc_database_destroy(db);
+  as_mongo_close_stream(s);
+  bson_destroy(&pipeline);
+  bson_destroy(&opts);
+  bson_destroy(&token);
+  return rc;
+}
+
+int as_mongo_ack(as_stream *s, const char *pos, as_error *err) {
+  (void)s;
+  (void)pos;
+  (void)err;
+  return AS_OK; /* MongoDB keeps its own change history (the oplog): nothing to purge */
+}
+
+int as_mongo_stream_position(as_stream *s, char **out, as_error *err) {
+  *out = make_pos(s);
+  if (!*out) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "node %s: no position", s->n->name);
+  return AS_OK;
+}
+
+/* ------------------------------------------------------------------ events */
+
+typedef struct cs_event {
+  const char *op;
+  const char *coll;
+  bson_t id, ns, doc_key, full_doc, desc;
+  bool has_id, has_doc_key, has_full_doc, has_desc;
+  int64_t ts_us;
+  char txn[96];
+  bool has_txn;
+} cs_event;
+
+static bool sub_doc(bson_iter_t *it, bson_t *out) {
+  uint32_t len;
+  const uint8_t *data;
+  if (!BSON_ITER_HOLDS_DOCUMENT(it)) return false;
+  bson_iter_document(it, &len, &data);
+  return bson_init_static(out, data, len);
+}
+
+static void parse_event(const bson_t *ev, cs_event *e) {
+  bson_iter_t it;
+  int64_t cluster_us = 0, wall_us = -1;
+  const uint8_t *lsid_id = NULL;
+  uint32_t lsid_len = 0;
+  int64_t txn_number = -1;
+  memset(e, 0, sizeof *e);
+  if (!bson_iter_init(&it, ev)) return;
+  while (bson_iter_next(&it)) {
+    const char *k = bson_iter_key(&it);
+    switch (k[0]) {
+      case '_':
+        if (strcmp(k, "_id") == 0) e->has_id = sub_doc(&it, &e->id);
+        break;
+      case 'o':
+        if (strcmp(k, "operationType") == 0 && BSON_ITER_HOLDS_UTF8(&it))
+          e->op = bson_iter_utf8(&it, NULL);
+        break;
+      case 'n':
+        if (strcmp(k, "ns") == 0 && sub_doc(&it, &e->ns)) {
+          bson_iter_t c;
+          if (bson_iter_init_find(&c, &e->ns, "coll") && BSON_ITER_HOLDS_UTF8(&c))
+            e->coll = bson_iter_utf8(&c, NULL);
+        }
+        break;
+      case 'd':
+        if (strcmp(k, "documentKey") == 0) e->has_doc_key = sub_doc(&it, &e->doc_key);
+        break;
+      case 'f':
+        if (strcmp(k, "fullDocument") == 0) e->has_full_doc = sub_doc(&it, &e->full_doc);
+        break;
+      case 'u':
+        if (strcmp(k, "updateDescription") == 0) e->has_desc = sub_doc(&it, &e->desc);
+        break;
+      case 'w':
+        if (strcmp(k, "wallTime") == 0 && BSON_ITER_HOLDS_DATE_TIME(&it))
+          wall_us = bson_iter_date_time(&it) * 1000;
+        break;
+      case 'c':
+        if (strcmp(k, "clusterTime") == 0 && BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+          uint32_t t, i;
+          bson_iter_timestamp(&it, &t, &i);
+          cluster_us = (int64_t)t * 1000000;
+        }
+        break;
+      case 'l':
+        if (strcmp(k, "lsid") == 0 && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+          bson_iter_t l;
+          if (bson_iter_recurse(&it, &l) && bson_iter_find(&l, "id") && BSON_ITER_HOLDS_BINARY(&l)) {
+            bson_subtype_t st;
+            bson_iter_binary(&l, &st, &lsid_len, &lsid_id);
+          }
+        }
+        break;
+      case 't':
+        if (strcmp(k, "txnNumber") == 0 && BSON_ITER_HOLDS_NUMBER(&it))
+          txn_number = bson_iter_as_int64(&it);
+        break;
+      default:
+        break;
+    }
+  }
+  e->ts_us = wall_us >= 0 ? wall_us : cluster_us;
+  if (lsid_id && txn_number >= 0 && lsid_len <= 32) {
+    static const char hex[] = "0123456789abcdef";
+    size_t p = 0;
+    for (uint32_t i = 0; i < lsid_len; i++) {
+      e->txn[p++] = hex[lsid_id[i] >> 4];
+      e->txn[p++] = hex[lsid_id[i] & 15];
+    }
+    snprintf(e->txn + p, sizeof e->txn - p, ":%lld", (long long)txn_number);
+    e->has_txn = true;
+  }
+}
+
+static char *event_json(const cs_event *e, const bson_t *ev) {
+  size_t len;
+  char *j = bson_as_relaxed_extended_json(e->has_full_doc ? &e->full_doc : ev, &len);
+  char *out = j ? strdup(j) : NULL;
+  bson_free(j);
+  return out;
+}
+
+static int stop(as_stream *s, int rc, as_error *err, const char *fmt, const char *a,
+                const char *b) {
+  char msg[AS_ERROR_MSG_MAX];
+  snprintf(msg, sizeof msg, fmt, a, b);
+  s->stopped = true;
+  s->stop_rc = rc;
+  as_error_set(&s->stop_err, AS_DOM_MONGO, rc, "node %s (consumer %s): %s", s->n->name,
+               s->consumer, msg);
+  AS_LOG(AS_LOG_ERROR, s->comp, "%s", s->stop_err.message);
+  (void)err;
+  return rc;
+}
+
+/* Fills d (already initialised) with the common fields. */
+static int delta_common(as_stream *s, const cs_event *e, as_delta *d, const char *pos) {
+  bool echo = s->mark_txn && e->has_txn && strcmp(s->mark_txn, e->txn) == 0;
+  d->echo = echo;
+  d->ts_us = e->ts_us;
+  d->hlc = AS_HLC_FROM_US(e->ts_us);
+  if (as_delta_set_origin(d, echo ? s->mark_origin : s->n->name) != AS_OK) return AS_ERR;
+  if (pos && as_delta_set_pos(d, pos) != AS_OK) return AS_ERR;
+  if (e->has_txn && as_delta_set_txn(d, e->txn) != AS_OK) return AS_ERR;
+  return AS_OK;
+}
+
+static int dead_letter(as_stream *s, as_batch *out, const as_schema *sc, const cs_event *e,
+                       const bson_t *ev, const as_error *why, const char *pos) {
+  char *key = NULL;
+  as_row kr = {0};
+  if (e->has_doc_key && as_row_init(&kr, sc->ncols) == AS_OK &&
+      as_doc_to_key(sc, &e->doc_key, &kr, NULL) == AS_OK)
+    key = as_mongo_key_json(sc, &kr);
+  as_row_clear(&kr);
+  AS_LOG(AS_LOG_WARN, s->comp, "dead letter: mapping %s: %s", sc->name, why->message);
+  return as_batch_push_dead(out, sc, key, event_json(e, ev), strdup(why->message),
+                            pos ? strdup(pos) : NULL);
+}
+
+/* Marks the columns an updateDescription path touches. Returns false if the path needs the
+ * full document (a parent of mapped paths, or the catch-all) when there is none. */
+static void mark_path(const as_schema *sc, const char *path, bool *changed) {
+  int i = as_schema_column_for_path(sc, path);
+  if (i >= 0) {
+    changed[i] = true;
+  } else if (i == AS_SCHEMA_PATH_PARENT) {
+    size_t pl = strlen(path);
+    for (size_t c = 0; c < sc->ncols; c++) {
+      const char *f = sc->cols[c].field;
+      if (!sc->cols[c].catch_all && f && strncmp(f, path, pl) == 0 && f[pl] == '.')
+        changed[c] = true;
+    }
+    if (sc->catch_all_idx >= 0) changed[sc->catch_all_idx] = true;
+  }
+}
+
+static int event_key(const as_schema *sc, const cs_event *e, as_row *row, as_error *err) {
+  if (e->has_doc_key) return as_doc_to_key(sc, &e->doc_key, row, err);
+  if (e->has_full_doc) return as_doc_to_key(sc, &e->full_doc, row, err);
+  return as_error_set(err, AS_DOM_MONGO, AS_EDATA, "mapping %s: change event without documentKey",
+                      sc->name);
+}
+
+static bool find_exact(const bson_t *fields, const char *path, bson_iter_t *out) {
+  bson_iter_t it;
+  if (!bson_iter_init(&it, fields)) return false;
+  while (bson_iter_next(&it)) {
+    if (strcmp(bson_iter_key(&it), path) == 0) {
+      *out = it;
+      return true;
+    }
+  }
+  return false;
+}
+
+static bool in_removed(const bson_t *removed, const char *path) {
+  bson_iter_t it;
+  if (!removed || !bson_iter_init(&it, removed)) return false;
+  while (bson_iter_next(&it)) {
+    if (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), path) == 0) return true;
+  }
+  return false;
+}
+
+static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, const bson_t *ev,
+                         as_batch *out, const char *pos, as_error *err) {
+  bson_t updated, removed, truncated;
+  bool has_u = false, has_r = false, has_t = false;
+  bson_iter_t it;
+  int rc = AS_OK;
+  as_row full = {0};
+  bool *changed = s->changed;
+  memset(changed, 0, s->nchanged * sizeof *changed);
+  if (e->has_desc && bson_iter_init(&it, &e->desc)) {
+    while (bson_iter_next(&it)) {
+      const char *k = bson_iter_key(&it);
+      if (strcmp(k, "updatedFields") == 0) has_u = sub_doc(&it, &updated);
+      else if (strcmp(k, "removedFields") == 0 && BSON_ITER_HOLDS_ARRAY(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_array(&it, &len, &data);
+        has_r = bson_init_static(&removed, data, len);
+      } else if (strcmp(k, "truncatedArrays") == 0 && BSON_ITER_HOLDS_ARRAY(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_array(&it, &len, &data);
+        has_t = bson_init_static(&truncated, data, len);
+      }
+    }
+  }
+  if (has_u && bson_iter_init(&it, &updated))
+    while (bson_iter_next(&it)) mark_path(sc, bson_iter_key(&it), changed);
+  if (has_r && bson_iter_init(&it, &removed))
+    while (bson_iter_next(&it))
+      if (BSON_ITER_HOLDS_UTF8(&it)) mark_path(sc, bson_iter_utf8(&it, NULL), changed);
+  if (has_t && bson_iter_init(&it, &truncated)) {
+    while (bson_iter_next(&it)) {
+      bson_iter_t f;
+      if (BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &f) && bson_iter_find(&f, "field") &&
+          BSON_ITER_HOLDS_UTF8(&f))
+        mark_path(sc, bson_iter_utf8(&f, NULL), changed);
+    }
+  }
+  bool any = false;
+  for (size_t c = 0; c < sc->ncols; c++) {
+    if (sc->cols[c].is_key) changed[c] = false; /* _id is immutable; keys travel anyway */
+    any = any || changed[c];
+  }
+  if (!any) return AS_OK; /* only unmapped fields changed and there is no catch-all */
+
+  as_delta *d = as_batch_push(out);
+  if (!d || as_delta_init(d, sc, AS_OP_UPDATE) != AS_OK) {
+    if (d) out->n--;
+    return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  }
+  as_error e2 = {0};
+  if (e->has_full_doc) {
+    if (as_row_init(&full, sc->ncols) != AS_OK ||
+        (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK) {
+      goto dead;
+    }
+    for (size_t c = 0; c < sc->ncols; c++) {
+      if ((changed[c] || sc->cols[c].is_key) && full.set[c]) as_row_put(&d->row, c, &full.v[c]);
+    }
+  } else {
+    /* no full document: the document was deleted since (a delete event follows), or
+     * whenAvailable without a post-image. Take the values that updatedFields holds exactly. */
+    if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
+    for (size_t c = 0; c < sc->ncols; c++) {
+      if (!changed[c]) continue;
+      const as_column *col = &sc->cols[c];
+      bson_iter_t vi;
+      as_value v = AS_VALUE_NULL;
+      if (!col->catch_all && has_u && find_exact(&updated, col->field, &vi)) {
+        if ((rc = as_bson_iter_to_value(sc, col, &vi, &v, &e2)) != AS_OK) goto dead;
+        as_row_put(&d->row, c, &v);
+      } else if (!col->catch_all && in_removed(has_r ? &removed : NULL, col->field)) {
+        as_row_put(&d->row, c, &v);
+      } else {
+        AS_LOG(AS_LOG_DEBUG, s->comp,
+               "mapping %s: update without fullDocument touches %s inside a field: skipped "
+               "(the document is gone; its delete event follows)", sc->name, col->name);
+        as_delta_clear(d);
+        out->n--;
+        goto cleanup;
+      }
+    }
+  }
+  if (delta_common(s, e, d, pos) != AS_OK) {
+    rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  }
+  goto cleanup;
+dead:
+  as_delta_clear(d);
+  out->n--;
+  rc = (rc == AS_EDATA || rc == AS_EINVAL) ? dead_letter(s, out, sc, e, ev, &e2, pos) : rc;
+  if (rc != AS_OK && rc != AS_ERR) rc = AS_ERR;
+  if (rc == AS_ERR && err) *err = e2;
+cleanup:
+  as_row_clear(&full);
+  return rc;
+}
+
+static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error *err) {
+  cs_event e;
+  int rc = AS_OK;
+  parse_event(ev, &e);
+  if (e.has_id) set_token(s, &e.id);
+  const char *op = e.op ? e.op : "";
+  if (e.coll && strcmp(e.coll, AS_MONGO_MARKS) == 0) {
+    clear_mark(s);
+    bson_iter_t it;
+    if (e.has_txn && e.has_full_doc && bson_iter_init_find(&it, &e.full_doc, "origin") &&
+        BSON_ITER_HOLDS_UTF8(&it)) {
+      s->mark_txn = strdup(e.txn);
+      s->mark_origin = strdup(bson_iter_utf8(&it, NULL));
+    }
+    return AS_OK;
+  }
+  if (s->mark_txn && (!e.has_txn || strcmp(s->mark_txn, e.txn) != 0)) clear_mark(s);
+  if (strcmp(op, "dropDatabase") == 0 || strcmp(op, "invalidate") == 0) {
+    return stop(s, s->n->resnapshot ? AS_ERESNAPSHOT : AS_ERR, err,
+                "change stream event %s on database %s: the mapped collections are gone; "
+                "re-create them and re-snapshot (arraysync run --resnapshot)",
+                op, s->n->database);
+  }
+  char *pos = make_pos(s);
+  for (size_t i = 0; i < s->n->nschemas && rc == AS_OK; i++) {
+    const as_schema *sc = s->n->schemas[i];
+    if (!e.coll || strcmp(sc->collection, e.coll) != 0) continue;
+    as_error e2 = {0};
+    if (strcmp(op, "insert") == 0 || strcmp(op, "replace") == 0) {
+      if (!e.has_full_doc) continue;
+      as_delta *d = as_batch_push(out);
+      if (!d || as_delta_init(d, sc, AS_OP_INSERT) != AS_OK) {
+        if (d) out->n--;
+        rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+        break;
+      }
+      int r = as_doc_to_row(sc, &e.full_doc, &d->row, &e2);
+      if (r != AS_OK) {
+        as_delta_clear(d);
+        out->n--;
+        if (r == AS_EDATA || r == AS_EINVAL) {
+          rc = dead_letter(s, out, sc, &e, ev, &e2, pos);
+        } else {
+          *err = e2;
+          rc = r;
+        }
+        continue;
+      }
+      if (delta_common(s, &e, d, pos) != AS_OK)
+        rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    } else if (strcmp(op, "update") == 0) {
+      rc = handle_update(s, sc, &e, ev, out, pos, err);
+    } else if (strcmp(op, "delete") == 0) {
+      as_delta *d = as_batch_push(out);
+      if (!d || as_delta_init(d, sc, AS_OP_DELETE) != AS_OK) {
+        if (d) out->n--;
+        rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+        break;
+      }
+      int r = event_key(sc, &e, &d->row, &e2);
+      if (r != AS_OK) {
+        as_delta_clear(d);
+        out->n--;
+        rc = (r == AS_EDATA || r == AS_EINVAL) ? dead_letter(s, out, sc, &e, ev, &e2, pos) : r;
+        if (rc == r && r != AS_OK) *err = e2;
+        continue;
+      }
+      if (delta_common(s, &e, d, pos) != AS_OK)
+        rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    } else if (strcmp(op, "drop") == 0 || strcmp(op, "rename") == 0) {
+      char what[600];
+      snprintf(what, sizeof what, "mapping %s: collection %s.%s", sc->name, s->n->database,
+               sc->collection);
+      rc = stop(s, s->n->resnapshot ? AS_ERESNAPSHOT : AS_ERR, err,
+                "%s: change stream event %s: the mapped collection is gone; re-create it and "
+                "re-snapshot (arraysync run --resnapshot)", what, op);
+    }
+    /* other event types (createIndexes, modify, ...) carry no row changes */
+  }
+  free(pos);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ poll */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
+  if (s->stopped) {
+    if (err) *err = s->stop_err;
+    return s->stop_rc;
+  }
+  size_t n0 = out->n, d0 = out->ndead;
+  int64_t deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+  int rc = AS_OK;
+  bool failed = false;
+  if (max == 0) max = 1;
+  while ((out->n - n0) + (out->ndead - d0) < max) {
+    const bson_t *ev;
+    bson_error_t be;
+    const bson_t *edoc = NULL;
+    if (mongoc_change_stream_next(s->cs, &ev)) {
+      rc = handle_event(s, ev, out, err);
+      if (rc != AS_OK) {
+        failed = true;
+        break;
+      }
+      if (s->stopped) break;
+      continue;
+    }
+    if (mongoc_change_stream_error_document(s->cs, &be, &edoc)) {
+      rc = stream_error(s, "change stream getMore", &be, edoc, err);
+      failed = true;
+      break;
+    }
+    /* an empty getMore (maxAwaitTimeMS passed): the batch is done */
+    if (out->n > n0 || out->ndead > d0 || mono_ms() >= deadline) break;
+  }
+  if (!failed && !s->stopped) set_token(s, mongoc_change_stream_get_resume_token(s->cs));
+  char *pos = make_pos(s);
+  if (pos && as_batch_set_pos(out, pos) != AS_OK && rc == AS_OK)
+    rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  free(pos);
+  if (rc == AS_OK && s->stopped && out->n == n0 && out->ndead == d0) {
+    if (err) *err = s->stop_err;
+    rc = s->stop_rc;
+  }
+  return rc;
+}
+
+/* ------------------------------------------------------------------ snapshot */
+
+struct as_snapshot {
+  as_node *n;
+  const as_schema *s;
+  mongoc_client_t *client;
+  mongoc_collection_t *coll;
+  mongoc_cursor_t *cur;
+  int64_t ts_us;
+  bool done;
+};
+
+void as_mongo_snapshot_close(as_snapshot *sn) {
+  if (!sn) return;
+  if (sn->cur) mongoc_cursor_destroy(sn->cur);
+  if (sn->coll) mongoc_collection_destroy(sn->coll);
+  if (sn->client) mongoc_client_pool_push(sn->n->pool, sn->client);
+  free(sn);
+}
+
+int as_mongo_snapshot_open(as_node *n, const as_schema *s, const char *after_key,
+                           as_snapshot **out, as_error *err) {
+  int rc = AS_OK;
+  bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort, orr;
+  as_value vals[16];
+  size_t nvals = s->nkey;
+  memset(vals, 0, sizeof vals);
+  as_snapshot *sn = calloc(1, sizeof *sn);
+  *out = NULL;
+  if (!sn) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  sn->n = n;
+  sn->s = s;
+  sn->ts_us = as_mongo_now_us();
+  if (s->nkey == 0 || s->nkey > 16) {
+    rc = as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "mapping %s: unsupported key", s->name);
+    goto cleanup;
+  }
+  if (!n->pool) {
+    rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "node %s: not connected", n->name);
+    goto cleanup;
+  }
+  if (after_key) {
+    if ((rc = as_mongo_key_from_json(s, after_key, vals, err)) != AS_OK) goto cleanup;
+    /* lexicographic "greater than": $or of {k0: v0, ..., ki: {$gt: vi}} */
+    BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &orr);
+    for (size_t i = 0; i < s->nkey; i++) {
+      bson_t term, gt;
+      char idx[24];
+      snprintf(idx, sizeof idx, "%zu", i);
+      BSON_APPEND_DOCUMENT_BEGIN(&orr, idx, &term);
+      for (size_t j = 0; j < i && rc == AS_OK; j++)
+        rc = as_value_append_bson(&term, s->cols[s->key_idx[j]].field, -1, &vals[j], err);
+      BSON_APPEND_DOCUMENT_BEGIN(&term, s->cols[s->key_idx[i]].field, &gt);
+      if (rc == AS_OK) rc = as_value_append_bson(&gt, "$gt", -1, &vals[i], err);
+      bson_append_document_end(&term, &gt);
+      bson_append_document_end(&orr, &term);
+      if (rc != AS_OK) break;
+    }
+    bson_append_array_end(&filter, &orr);
+    if (rc != AS_OK) goto cleanup;
+  }
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+  for (size_t i = 0; i < s->nkey; i++) BSON_APPEND_INT32(&sort, s->cols[s->key_idx[i]].field, 1);
+  bson_append_document_end(&opts, &sort);
+  BSON_APPEND_INT32(&opts, "batchSize", n->batch_size);
+  sn->client = mongoc_client_pool_pop(n->pool);
+  sn->coll = mongoc_client_get_collection(sn->client, n->database, s->collection);
+  sn->cur = mongoc_collection_find_with_opts(sn->coll, &filter, &opts, NULL);
+  *out = sn;
+  sn = NULL;
+cleanup:
+  for (size_t i = 0; i < nvals && i < 16; i++) as_value_clear(&vals[i]);
+  as_mongo_snapshot_close(sn);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc;
+}
+
+int as_mongo_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) {
+  const bson_t *doc;
+  bson_error_t be;
+  size_t k = 0;
+  if (sn->done) return AS_EOF;
+  while (k < max) {
+    if (!mongoc_cursor_next(sn->cur, &doc)) {
+      if (mongoc_cursor_error(sn->cur, &be)) {
+        int rc = as_mongo_fail(err, "snapshot find", &be, NULL);
+        as_error_prefix(err, "node %s: mapping %s", sn->n->name, sn->s->name);
+        return rc;
+      }
+      sn->done = true;
+      return AS_EOF;
+    }
+    k++;
+    as_delta *d = as_batch_push(out);
+    as_error e2 = {0};
+    if (!d || as_delta_init(d, sn->s, AS_OP_INSERT) != AS_OK) {
+      if (d) out->n--;
+      return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    }
+    int r = as_doc_to_row(sn->s, doc, &d->row, &e2);
+    if (r != AS_OK) {
+      as_delta_clear(d);
+      out->n--;
+      if (r != AS_EDATA && r != AS_EINVAL) {
+        *err = e2;
+        return r;
+      }
+      char *key = NULL;
+      as_row kr = {0};
+      if (as_row_init(&kr, sn->s->ncols) == AS_OK && as_doc_to_key(sn->s, doc, &kr, NULL) == AS_OK)
+        key = as_mongo_key_json(sn->s, &kr);
+      as_row_clear(&kr);
+      size_t len;
+      char *j = bson_as_relaxed_extended_json(doc, &len);
+      as_batch_push_dead(out, sn->s, key, j ? strdup(j) : NULL, strdup(e2.message), NULL);
+      bson_free(j);
+      continue;
+    }
+    d->echo = false;
+    d->ts_us = sn->ts_us;
+    d->hlc = AS_HLC_FROM_US(sn->ts_us);
+    if (as_delta_set_origin(d, sn->n->name) != AS_OK)
+      return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  }
+  return AS_OK;
+}
+
+int64_t as_mongo_snapshot_estimate(as_snapshot *sn) {
+  bson_error_t be;
+  int64_t c = mongoc_collection_estimated_document_count(sn->coll, NULL, NULL, NULL, &be);
+  return c < 0 ? -1 : c;
+}

@@ -1,0 +1,81 @@
+/* mongo_internal.h — private to the MongoDB adapter (adapters/mongodb/). See README.md. */
+#ifndef AS_MONGO_INTERNAL_H
+#define AS_MONGO_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "adapter.h"
+#include "as_buf.h"
+#include "as_bson.h"
+
+#define AS_MONGO_CHECKPOINTS "__arraysync_checkpoints"
+#define AS_MONGO_MARKS "__arraysync_marks"
+
+/* One write of the sink, kept until commit so that a transaction aborted by a per-document
+ * error can be replayed without the failing documents. */
+typedef enum mongo_op_kind { MONGO_OP_REPLACE = 1, MONGO_OP_UPDATE, MONGO_OP_DELETE } mongo_op_kind;
+
+typedef struct mongo_op {
+  mongo_op_kind kind;
+  const as_schema *schema;
+  char *origin;
+  bson_t *filter;   /* heap (bson_t holds self pointers: never copied by value) */
+  bson_t *doc;      /* replacement or update document (empty for deletes) */
+  size_t index;     /* index of the delta in its apply call */
+  uint64_t keyhash; /* XXH3 of the filter bytes + collection, to keep per-key order */
+} mongo_op;
+
+typedef struct mongo_ops {
+  mongo_op *v;
+  size_t n, cap;
+} mongo_ops;
+
+struct as_node {
+  char *name;
+  char *database;
+  char *uri_redacted;
+  bool when_available;  /* full_document: whenAvailable */
+  bool resnapshot;      /* on_history_lost: resnapshot */
+  int32_t batch_size;
+  int32_t max_await_ms;
+  const as_schema **schemas;
+  size_t nschemas;
+  char comp[160];       /* log component */
+
+  mongoc_uri_t *uri;
+  mongoc_client_pool_t *pool;
+  mongoc_client_t *client;  /* sink/admin client (popped from the pool) */
+  bool txn_capable;         /* replica set or mongos: transactions and marks */
+
+  /* sink state */
+  mongoc_client_session_t *sess;
+  bool in_txn;
+  bool need_replay;         /* the server aborted the transaction: replay `done` */
+  mongo_ops done;           /* writes applied in the current transaction */
+  char *mark_origin;        /* origin of the last mark written in this transaction */
+  uint64_t mark_n;
+};
+
+/* Error classification: AS_RETRY for transient errors, AS_ERR otherwise. 286 is reported
+ * separately by the callers that can see it (open/resume of a change stream). */
+int as_mongo_classify(const bson_error_t *e, const bson_t *reply);
+int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const bson_t *reply);
+
+/* Appends every key column's BSON value for the key JSON text (canonical JSON: an object
+ * {"col": value} or, for a one-column key, a bare value) to out as "<path>": value. Returns the
+ * values in vals (nkey entries, caller clears). */
+int as_mongo_key_from_json(const as_schema *s, const char *json, as_value *vals, as_error *err);
+
+char *as_mongo_key_json(const as_schema *s, const as_row *r);
+int64_t as_mongo_now_us(void);
+
+/* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
+ * as_mongo_bson_free. */
+bson_t *as_mongo_bson_new(void);
+void as_mongo_bson_free(bson_t *b);
+
+#endif

@@ -1,0 +1,841 @@
+/* pg_apply.c — PostgreSQL sink side: one transaction per batch, origin marking, upserts and
+ * deletes (pipeline mode), the COPY fast path for runs of full-row inserts, per-delta dead
+ * letters through savepoints, checkpoints in the same transaction, read_row.
+ *
+ * Fast path for a run of full-row inserts of one mapping (no key twice in the run):
+ *   1. optimistic: COPY straight into the table (under a savepoint); a unique violation means
+ *      some keys exist: roll back to the savepoint and use 2 (and skip 1 for a few batches);
+ *   2. COPY into a per-session temp staging table, then one INSERT … SELECT … ON CONFLICT.
+ * Any other failure rolls back to the savepoint and replays the run delta by delta, so the
+ * failing delta is dead-lettered and the rest applies. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "as_log.h"
+#include "pg_internal.h"
+#include "pg_sql.h"
+
+#define FAST_MIN 8          /* shortest insert run worth a COPY */
+#define PIPE_CHUNK 256      /* statements per pipeline round trip */
+#define OPTIMISTIC_SKIP 16  /* batches without direct COPY after a key clash */
+#define MAX_REPLAYS 4       /* failed pipelines per chunk before going row by row */
+
+/* ------------------------------------------------------------------ values */
+
+int pg_value_to_text(const as_value *v, char **out, as_error *err) {
+  *out = NULL;
+  if (v->type == AS_T_NULL) return AS_OK;
+  if (v->type == AS_T_BYTES) {
+    static const char hx[] = "0123456789abcdef";
+    char *p = malloc(2 * v->u.s.len + 3);
+    if (!p) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    p[0] = '\\';
+    p[1] = 'x';
+    const uint8_t *s = (const uint8_t *)v->u.s.ptr;
+    for (size_t i = 0; i < v->u.s.len; i++) {
+      p[2 + 2 * i] = hx[s[i] >> 4];
+      p[3 + 2 * i] = hx[s[i] & 15];
+    }
+    p[2 + 2 * v->u.s.len] = '\0';
+    *out = p;
+    return AS_OK;
+  }
+  return as_value_to_text(v, out, err);
+}
+
+int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_error *err) {
+  *out = AS_VALUE_NULL;
+  return as_value_from_text(t, s, len, out, err);
+}
+
+int pg_select_list(const pg_table *t, const char *alias, as_buf *b) {
+  for (size_t i = 0; i < t->s->ncols; i++) {
+    if (as_buf_printf(b, "%s%s%s%s::text", i ? ", " : "", alias ? alias : "", alias ? "." : "",
+                      t->qcols[i]) != AS_OK)
+      return AS_ERR;
+  }
+  return AS_OK;
+}
+
+int pg_row_from_result(const pg_table *t, const PGresult *r, int row, as_row *out,
+                       as_error *err) {
+  const as_schema *s = t->s;
+  for (size_t c = 0; c < s->ncols; c++) {
+    as_value v = AS_VALUE_NULL;
+    if (!PQgetisnull(r, row, (int)c)) {
+      int rc = pg_value_from_text(s->cols[c].type, PQgetvalue(r, row, (int)c),
+                                  (size_t)PQgetlength(r, row, (int)c), &v, err);
+      if (rc != AS_OK) {
+        as_error_prefix(err, "mapping %s: column \"%s\"", s->name, s->cols[c].name);
+        return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      }
+    }
+    as_row_put(out, c, &v);
+  }
+  return AS_OK;
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+void pg_sink_reset_session(as_node *n) {
+  for (size_t i = 0; i < n->ntables; i++) n->tables[i].stage_ready = false;
+}
+
+static void end_txn(as_node *n) {
+  n->in_txn = false;
+  free(n->txn_origin);
+  n->txn_origin = NULL;
+  /* a temp table created in a rolled-back transaction is gone */
+  pg_sink_reset_session(n);
+}
+
+int pg_begin(as_node *n, as_error *err) {
+  int rc;
+  if (!n->conn || PQstatus(n->conn) != CONNECTION_OK) {
+    if ((rc = pg_node_connect(n, err)) != AS_OK) return rc;
+  }
+  if (n->in_txn) {
+    PGresult *r = PQexec(n->conn, PG_SQL_ROLLBACK);
+    PQclear(r);
+    end_txn(n);
+  }
+  if ((rc = pg_exec(n->conn, PG_SQL_BEGIN, "begin", err)) != AS_OK) return rc;
+  n->in_txn = true;
+  return AS_OK;
+}
+
+int pg_rollback(as_node *n) {
+  if (n->conn && PQstatus(n->conn) == CONNECTION_OK) {
+    PGresult *r = PQexec(n->conn, PG_SQL_ROLLBACK);
+    PQclear(r);
+  }
+  end_txn(n);
+  return AS_OK;
+}
+
+int pg_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err) {
+  int rc = AS_OK;
+  if (!n->in_txn) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "commit without begin");
+  if (checkpoint && stream_id) {
+    const char *p[2] = {stream_id, checkpoint};
+    rc = pg_query(n->conn, PG_SQL_CHECKPOINT_SET, 2, p, "write checkpoint", NULL, err);
+  }
+  if (rc == AS_OK) rc = pg_exec(n->conn, PG_SQL_COMMIT, "commit", err);
+  if (rc != AS_OK) {
+    pg_rollback(n);
+    return rc;
+  }
+  n->in_txn = false;
+  free(n->txn_origin);
+  n->txn_origin = NULL;
+  return AS_OK;
+}
+
+int pg_checkpoint_load(as_node *n, const char *stream_id, char **out, as_error *err) {
+  int rc;
+  PGresult *r = NULL;
+  *out = NULL;
+  if (!n->conn && (rc = pg_node_connect(n, err)) != AS_OK) return rc;
+  const char *p[1] = {stream_id};
+  if ((rc = pg_query(n->conn, PG_SQL_CHECKPOINT_GET, 1, p, "read checkpoint", &r, err)) != AS_OK)
+    return rc;
+  if (PQntuples(r) == 0) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ENOTFOUND, "no checkpoint for %s", stream_id);
+  } else if (!(*out = strdup(PQgetvalue(r, 0, 0)))) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  }
+  PQclear(r);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ dead letters */
+
+static char *key_json(const as_delta *d) {
+  const as_schema *s = d->schema;
+  json_t *o = json_object();
+  for (size_t k = 0; o && k < s->nkey; k++) {
+    size_t c = s->key_idx[k];
+    json_t *v = as_row_has(&d->row, c) ? as_value_to_json(&d->row.v[c], NULL) : json_null();
+    json_object_set_new(o, s->cols[c].name, v ? v : json_null());
+  }
+  char *out = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  json_decref(o);
+  return out;
+}
+
+static int dead_delta(as_node *n, as_dead_list *dead, const as_delta *d, size_t index,
+                      const char *msg, as_error *err) {
+  char *key = d->schema ? key_json(d) : NULL;
+  char *raw = as_delta_to_json_string(d, NULL);
+  as_buf b = AS_BUF_INIT;
+  as_buf_printf(&b, "mapping %s, key %s: %s", d->schema ? d->schema->name : "?",
+                key ? key : "?", msg);
+  AS_LOG(AS_LOG_WARN, n->comp, "dead letter (delta %zu): %s", index, as_buf_cstr(&b));
+  if (as_dead_list_push(dead, d->schema, index, key, raw, as_buf_steal(&b)) != AS_OK)
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  return AS_OK;
+}
+
+static char *result_message(PGconn *c, const PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  const char *det = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+  if (!m) m = PQerrorMessage(c);
+  as_buf b = AS_BUF_INIT;
+  as_buf_printf(&b, "%s%s%s (SQLSTATE %s)", m, det ? ": " : "", det ? det : "", st ? st : "none");
+  return as_buf_steal(&b);
+}
+
+/* ------------------------------------------------------------------ statements */
+
+/* Builds the statement and text parameters of one delta. *params gets ncols entries (owned
+ * strings or NULL); *np the count used. AS_EINVAL/AS_EDATA: the delta itself is bad. */
+static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **params, int *np,
+                     as_error *err) {
+  const as_schema *s = t->s;
+  int k = 0;
+  as_buf_reset(sql);
+  for (size_t c = 0; c < s->ncols; c++) params[c] = NULL;
+  for (size_t j = 0; j < s->nkey; j++) {
+    if (!as_row_has(&d->row, s->key_idx[j]) || d->row.v[s->key_idx[j]].type == AS_T_NULL)
+      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "key column \"%s\" is missing",
+                          s->cols[s->key_idx[j]].name);
+  }
+  if (d->op == AS_OP_DELETE) {
+    if (as_buf_printf(sql, "DELETE FROM %s WHERE ", t->qname) != AS_OK) goto nomem;
+    for (size_t j = 0; j < s->nkey; j++) {
+      size_t c = s->key_idx[j];
+      int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
+      if (rc != AS_OK) return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      k++;
+      if (as_buf_printf(sql, "%s%s = $%d::%s", j ? " AND " : "", t->qcols[c], k,
+                        as_schema_pg_type(s->cols[c].type)) != AS_OK)
+        goto nomem;
+    }
+    *np = k;
+    return AS_OK;
+  }
+  as_buf vals = AS_BUF_INIT, set = AS_BUF_INIT;
+  if (as_buf_printf(sql, "INSERT INTO %s (", t->qname) != AS_OK) goto nomem2;
+  for (size_t c = 0; c < s->ncols; c++) {
+    if (!as_row_has(&d->row, c)) continue;
+    int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
+    if (rc != AS_OK) {
+      as_buf_free(&vals);
+      as_buf_free(&set);
+      as_error_prefix(err, "column \"%s\"", s->cols[c].name);
+      return rc == AS_ERR ? AS_ERR : AS_EDATA;
+    }
+    k++;
+    if (as_buf_printf(sql, "%s%s", k > 1 ? ", " : "", t->qcols[c]) != AS_OK ||
+        as_buf_printf(&vals, "%s$%d::%s", k > 1 ? ", " : "", k,
+                      as_schema_pg_type(s->cols[c].type)) != AS_OK)
+      goto nomem2;
+    if (!s->cols[c].is_key &&
+        as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c],
+                      t->qcols[c]) != AS_OK)
+      goto nomem2;
+  }
+  if (as_buf_printf(sql, ") VALUES (%s) ON CONFLICT %s DO ", as_buf_cstr(&vals), t->conflict) !=
+      AS_OK)
+    goto nomem2;
+  if ((set.len ? as_buf_printf(sql, "UPDATE SET %s", as_buf_cstr(&set))
+               : as_buf_append_str(sql, "NOTHING")) != AS_OK)
+    goto nomem2;
+  as_buf_free(&vals);
+  as_buf_free(&set);
+  *np = k;
+  return AS_OK;
+nomem2:
+  as_buf_free(&vals);
+  as_buf_free(&set);
+nomem:
+  return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+}
+
+static void free_params(char **p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(p[i]);
+    p[i] = NULL;
+  }
+}
+
+static size_t max_cols(const as_node *n) {
+  size_t m = 1;
+  for (size_t i = 0; i < n->ntables; i++) {
+    if (n->tables[i].s->ncols > m) m = n->tables[i].s->ncols;
+  }
+  return m;
+}
+
+/* Reads every result of a pipeline up to its sync. Sets *fail to the index (among the
+ * `nstmt` statements after the leading SAVEPOINT) of the first failing statement and
+ * *failres to its result (caller clears), or leaves *fail = -1. Returns AS_OK or a broken
+ * connection (AS_RETRY). */
+static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres, as_error *err) {
+  *fail = -1;
+  *failres = NULL;
+  int q = -1; /* query index: -1 = the SAVEPOINT, nstmt = the RELEASE */
+  for (;;) {
+    PGresult *r = PQgetResult(c);
+    if (!r) {
+      if (PQstatus(c) != CONNECTION_OK) return pg_fail(c, NULL, "apply", err);
+      q++;
+      continue;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (st == PGRES_FATAL_ERROR && *fail < 0 && !*failres) {
+      *fail = q;
+      *failres = r;
+      continue;
+    }
+    PQclear(r);
+  }
+  return AS_OK;
+}
+
+/* Runs statements idx[0..cnt) (indexes into d) in one pipeline inside a savepoint. On a
+ * failing statement the savepoint is rolled back and *failed_at set (index into idx). */
+static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const size_t *idx,
+                        size_t cnt, char **params, as_buf *sql, int *failed_at, char **failmsg,
+                        as_error *err) {
+  PGconn *c = n->conn;
+  int rc = AS_OK;
+  PGresult *fr = NULL;
+  *failed_at = -1;
+  *failmsg = NULL;
+  if (!PQenterPipelineMode(c)) return pg_fail(c, NULL, "apply: pipeline", err);
+  bool ok = PQsendQueryParams(c, PG_SQL_SAVEPOINT, 0, NULL, NULL, NULL, NULL, 0);
+  for (size_t j = 0; ok && j < cnt; j++) {
+    int np = 0;
+    const as_delta *x = &d[idx[j]];
+    rc = delta_sql(tabs[idx[j]], x, sql, params, &np, err);
+    if (rc != AS_OK) { /* values were converted before: only ENOMEM gets here */
+      ok = false;
+      break;
+    }
+    ok = PQsendQueryParams(c, as_buf_cstr(sql), np, NULL, (const char *const *)params, NULL,
+                           NULL, 0);
+    free_params(params, (size_t)np);
+  }
+  if (ok) ok = PQsendQueryParams(c, PG_SQL_RELEASE, 0, NULL, NULL, NULL, NULL, 0);
+  if (!PQpipelineSync(c)) ok = false;
+  if (!ok && rc == AS_OK) rc = pg_fail(c, NULL, "apply: send", err);
+  if (PQstatus(c) == CONNECTION_OK) {
+    int f;
+    int crc = pipeline_collect(c, (int)cnt, &f, &fr, err);
+    if (crc != AS_OK && rc == AS_OK) rc = crc;
+    if (rc == AS_OK && fr) {
+      if (f < 0 || f >= (int)cnt || pg_retryable(c, fr)) {
+        rc = pg_fail(c, fr, "apply", err);
+      } else {
+        *failed_at = f;
+        *failmsg = result_message(c, fr);
+      }
+    }
+  }
+  PQexitPipelineMode(c);
+  PQclear(fr);
+  if (rc == AS_OK && *failed_at >= 0) {
+    rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err);
+    if (rc == AS_OK) rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+  }
+  return rc;
+}
+
+/* One delta in its own savepoint (the slow, exact path). */
+static int run_one(as_node *n, pg_table *t, const as_delta *d, char **params, as_buf *sql,
+                   char **failmsg, as_error *err) {
+  PGconn *c = n->conn;
+  int np = 0;
+  *failmsg = NULL;
+  int rc = delta_sql(t, d, sql, params, &np, err);
+  if (rc != AS_OK) return rc;
+  if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
+  PGresult *r = PQexecParams(c, as_buf_cstr(sql), np, NULL, (const char *const *)params, NULL,
+                             NULL, 0);
+  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    if (pg_retryable(c, r)) {
+      rc = pg_fail(c, r, "apply", err);
+    } else {
+      *failmsg = result_message(c, r);
+      rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err);
+    }
+  }
+  PQclear(r);
+  if (rc == AS_OK) rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+cleanup:
+  free_params(params, (size_t)np);
+  return rc;
+}
+
+/* Applies the deltas idx[0..cnt) one statement each, pipelined, dead-lettering failures. */
+static int apply_generic(as_node *n, pg_table **tabs, const as_delta *d, size_t *idx, size_t cnt,
+                         size_t base, as_dead_list *dead, char **params, as_buf *sql,
+                         as_error *err) {
+  size_t pos = 0;
+  while (pos < cnt) {
+    size_t lim = cnt - pos < PIPE_CHUNK ? cnt : pos + PIPE_CHUNK;
+    int replays = 0;
+    for (;;) {
+      int f;
+      char *msg = NULL;
+      if (replays >= MAX_REPLAYS) {
+        for (size_t j = pos; j < lim; j++) {
+          int rc = run_one(n, tabs[idx[j]], &d[idx[j]], params, sql, &msg, err);
+          if (rc == AS_OK && msg) rc = dead_delta(n, dead, &d[idx[j]], base + idx[j], msg, err);
+          free(msg);
+          msg = NULL;
+          if (rc != AS_OK) return rc;
+        }
+        break;
+      }
+      int rc = run_pipeline(n, tabs, d, idx + pos, lim - pos, params, sql, &f, &msg, err);
+      if (rc != AS_OK) {
+        free(msg);
+        return rc;
+      }
+      if (f < 0) break;
+      /* drop the failing delta from the chunk and replay the rest */
+      size_t bad = pos + (size_t)f;
+      rc = dead_delta(n, dead, &d[idx[bad]], base + idx[bad], msg, err);
+      free(msg);
+      if (rc != AS_OK) return rc;
+      memmove(idx + bad, idx + bad + 1, (cnt - bad - 1) * sizeof *idx);
+      cnt--;
+      lim--;
+      replays++;
+      if (pos >= lim) break;
+    }
+    pos = lim;
+  }
+  return AS_OK;
+}
+
+/* ------------------------------------------------------------------ COPY fast path */
+
+static int copy_escape(as_buf *b, const char *s) {
+  for (const char *p = s; *p; p++) {
+    const char *e = NULL;
+    switch (*p) {
+      case '\\': e = "\\\\"; break;
+      case '\n': e = "\\n"; break;
+      case '\r': e = "\\r"; break;
+      case '\t': e = "\\t"; break;
+      default: break;
+    }
+    if (e ? as_buf_append(b, e, 2) : as_buf_putc(b, (uint8_t)*p)) return AS_ERR;
+  }
+  return AS_OK;
+}
+
+static int copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
+  *res = NULL;
+  PGresult *r = PQexec(c, sql);
+  if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+    *res = r;
+    return AS_ERR;
+  }
+  PQclear(r);
+  int ok = PQputCopyData(c, (const char *)data->data, (int)data->len) == 1;
+  ok = PQputCopyEnd(c, ok ? NULL : "send failed") == 1 && ok;
+  r = PQgetResult(c);
+  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  PGresult *extra;
+  while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
+  if (st != PGRES_COMMAND_OK || !ok) {
+    *res = r;
+    return AS_ERR;
+  }
+  PQclear(r);
+  return AS_OK;
+}
+
+static int ensure_stage(as_node *n, pg_table *t, as_error *err) {
+  if (t->stage_ready) return AS_OK;
+  as_buf b = AS_BUF_INIT;
+  int rc = AS_OK;
+  if (as_buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s (", t->qstage) != AS_OK) rc = AS_ERR;
+  for (size_t c = 0; rc == AS_OK && c < t->s->ncols; c++) {
+    if (as_buf_printf(&b, "%s%s %s", c ? ", " : "", t->qcols[c],
+                      as_schema_pg_type(t->s->cols[c].type)) != AS_OK)
+      rc = AS_ERR;
+  }
+  if (rc == AS_OK && as_buf_append_str(&b, ") ON COMMIT DELETE ROWS") != AS_OK) rc = AS_ERR;
+  if (rc != AS_OK) {
+    as_buf_free(&b);
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  }
+  rc = pg_exec(n->conn, as_buf_cstr(&b), "apply: staging table", err);
+  as_buf_free(&b);
+  if (rc == AS_OK) t->stage_ready = true;
+  return rc;
+}
+
+static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *merge) {
+  const as_schema *s = t->s;
+  as_buf cols = AS_BUF_INIT, set = AS_BUF_INIT;
+  int rc = AS_OK;
+  for (size_t c = 0; rc == AS_OK && c < s->ncols; c++) {
+    rc = as_buf_printf(&cols, "%s%s", c ? ", " : "", t->qcols[c]);
+    if (rc == AS_OK && !s->cols[c].is_key)
+      rc = as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c],
+                         t->qcols[c]);
+  }
+  if (rc == AS_OK)
+    rc = as_buf_printf(direct, "COPY %s (%s) FROM STDIN", t->qname, as_buf_cstr(&cols));
+  if (rc == AS_OK)
+    rc = as_buf_printf(stage, "COPY %s (%s) FROM STDIN", t->qstage, as_buf_cstr(&cols));
+  if (rc == AS_OK)
+    rc = as_buf_printf(merge, "INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT %s DO ",
+                       t->qname, as_buf_cstr(&cols), as_buf_cstr(&cols), t->qstage, t->conflict);
+  if (rc == AS_OK)
+    rc = set.len ? as_buf_printf(merge, "UPDATE SET %s", as_buf_cstr(&set))
+                 : as_buf_append_str(merge, "NOTHING");
+  as_buf_free(&cols);
+  as_buf_free(&set);
+  return rc;
+}
+
+/* COPY of a run; returns AS_OK (applied), AS_EDATA (permanent failure: caller replays the run
+ * delta by delta), or AS_RETRY/AS_ERR. */
+static int fast_insert(as_node *n, pg_table *t, const as_buf *data, as_error *err) {
+  PGconn *c = n->conn;
+  as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
+  PGresult *r = NULL;
+  int rc;
+  if (copy_sqls(t, &direct, &stage, &merge) != AS_OK) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if (t->optimistic_skip == 0) {
+    if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
+    if (copy_in(c, as_buf_cstr(&direct), data, &r) == AS_OK) {
+      rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+      goto cleanup;
+    }
+    if (pg_retryable(c, r)) {
+      rc = pg_fail(c, r, "apply: copy", err);
+      goto cleanup;
+    }
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool clash = st && strcmp(st, "23505") == 0;
+    PQclear(r);
+    r = NULL;
+    if ((rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err)) != AS_OK ||
+        (rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err)) != AS_OK)
+      goto cleanup;
+    if (!clash) {
+      rc = AS_EDATA;
+      goto cleanup;
+    }
+    t->optimistic_skip = OPTIMISTIC_SKIP;
+  }
+  if ((rc = ensure_stage(n, t, err)) != AS_OK) goto cleanup;
+  if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
+  as_buf_reset(&direct);
+  if (as_buf_printf(&direct, "TRUNCATE %s", t->qstage) != AS_OK) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if ((rc = pg_exec(c, as_buf_cstr(&direct), "apply: truncate staging", err)) != AS_OK)
+    goto cleanup;
+  if (copy_in(c, as_buf_cstr(&stage), data, &r) == AS_OK) {
+    r = PQexec(c, as_buf_cstr(&merge));
+    if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+      PQclear(r);
+      r = NULL;
+      rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+      goto cleanup;
+    }
+  }
+  if (pg_retryable(c, r)) {
+    rc = pg_fail(c, r, "apply: copy", err);
+    goto cleanup;
+  }
+  if ((rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err)) == AS_OK &&
+      (rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err)) == AS_OK)
+    rc = AS_EDATA;
+cleanup:
+  PQclear(r);
+  as_buf_free(&direct);
+  as_buf_free(&stage);
+  as_buf_free(&merge);
+  return rc;
+}
+
+/* A tiny set of key strings (open addressing on XXH3). */
+typedef struct keyset {
+  char **slot;
+  size_t cap;
+} keyset;
+
+static bool keyset_add(keyset *ks, const char *k, size_t len, bool *dup) {
+  *dup = false;
+  uint64_t h = XXH3_64bits(k, len);
+  for (size_t i = h & (ks->cap - 1);; i = (i + 1) & (ks->cap - 1)) {
+    if (!ks->slot[i]) {
+      ks->slot[i] = strndup(k, len);
+      return ks->slot[i] != NULL;
+    }
+    if (strlen(ks->slot[i]) == len && memcmp(ks->slot[i], k, len) == 0) {
+      *dup = true;
+      return true;
+    }
+  }
+}
+
+static void keyset_clear(keyset *ks) {
+  for (size_t i = 0; i < ks->cap; i++) free(ks->slot[i]);
+  free(ks->slot);
+  ks->slot = NULL;
+  ks->cap = 0;
+}
+
+static bool full_insert(const as_delta *d) {
+  if (d->op != AS_OP_INSERT) return false;
+  for (size_t c = 0; c < d->schema->ncols; c++) {
+    if (!as_row_has(&d->row, c)) return false;
+  }
+  return true;
+}
+
+/* Tries the COPY path on the run of full inserts of one table starting at d[i] (same origin
+ * up to `end`). *used = deltas consumed (0: not worth it). */
+static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, size_t end,
+                    size_t base, as_dead_list *dead, size_t *used, as_error *err) {
+  int rc = AS_OK;
+  *used = 0;
+  pg_table *t = tabs[i];
+  size_t m = i;
+  while (m < end && tabs[m] == t && full_insert(&d[m])) m++;
+  if (m - i < FAST_MIN) return AS_OK;
+  keyset ks = {0};
+  ks.cap = 16;
+  while (ks.cap < 2 * (m - i)) ks.cap *= 2;
+  ks.slot = calloc(ks.cap, sizeof *ks.slot);
+  as_buf data = AS_BUF_INIT, key = AS_BUF_INIT;
+  size_t *idx = calloc(m - i, sizeof *idx);
+  size_t nidx = 0;
+  if (!ks.slot || !idx) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  size_t j;
+  for (j = i; j < m; j++) {
+    const as_schema *s = t->s;
+    size_t mark = data.len;
+    as_buf_reset(&key);
+    bool bad = false;
+    for (size_t c = 0; c < s->ncols && !bad; c++) {
+      char *txt = NULL;
+      as_error e = {0};
+      if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
+        data.len = mark;
+        if ((rc = dead_delta(n, dead, &d[j], base + j, e.message, err)) != AS_OK) goto cleanup;
+        bad = true;
+        break;
+      }
+      if (c && as_buf_putc(&data, '\t') != AS_OK) rc = AS_ERR;
+      if (rc == AS_OK) rc = txt ? copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
+      if (rc == AS_OK && s->cols[c].is_key) {
+        rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f);
+      }
+      free(txt);
+      if (rc != AS_OK) {
+        rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+        goto cleanup;
+      }
+    }
+    if (bad) continue;
+    bool dup;
+    if (!keyset_add(&ks, (const char *)key.data, key.len, &dup)) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    if (dup) { /* the same key twice: end the run before it */
+      data.len = mark;
+      break;
+    }
+    if (as_buf_putc(&data, '\n') != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    idx[nidx++] = j;
+  }
+  *used = j - i;
+  if (nidx > 0) {
+    rc = fast_insert(n, t, &data, err);
+    if (rc == AS_EDATA) {
+      /* something in the run is bad: replay it statement by statement */
+      char **params = calloc(max_cols(n), sizeof *params);
+      as_buf sql = AS_BUF_INIT;
+      rc = params ? apply_generic(n, tabs, d, idx, nidx, base, dead, params, &sql, err)
+                  : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      free(params);
+      as_buf_free(&sql);
+    }
+  }
+cleanup:
+  keyset_clear(&ks);
+  as_buf_free(&data);
+  as_buf_free(&key);
+  free(idx);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ apply */
+
+static bool same_origin(const char *a, const char *b) {
+  return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int set_origin(as_node *n, const char *origin, as_error *err) {
+  if (n->txn_origin && same_origin(n->txn_origin, origin ? origin : "")) return AS_OK;
+  const char *p[1] = {origin ? origin : ""};
+  int rc = pg_query(n->conn, PG_SQL_SET_ORIGIN, 1, p, "apply: set origin", NULL, err);
+  if (rc != AS_OK) return rc;
+  free(n->txn_origin);
+  n->txn_origin = strdup(p[0]);
+  return AS_OK;
+}
+
+int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_error *err) {
+  int rc = AS_OK;
+  if (!n->in_txn) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "apply without begin");
+  if (nd == 0) return AS_OK;
+  pg_table **tabs = calloc(nd, sizeof *tabs);
+  size_t *idx = calloc(nd, sizeof *idx);
+  char **params = calloc(max_cols(n), sizeof *params);
+  as_buf sql = AS_BUF_INIT;
+  if (!tabs || !idx || !params) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  for (size_t i = 0; i < nd; i++) tabs[i] = d[i].schema ? pg_table_for(n, d[i].schema) : NULL;
+  size_t i = 0;
+  while (i < nd) {
+    /* a run of one origin: the origin is set before any savepoint, so rolling back to a
+     * savepoint never reverts it */
+    size_t end = i;
+    while (end < nd && same_origin(d[end].origin, d[i].origin)) end++;
+    if ((rc = set_origin(n, d[i].origin, err)) != AS_OK) goto cleanup;
+    size_t nidx = 0;
+    while (i < end) {
+      if (!tabs[i]) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "mapping %s is not on node %s",
+                 d[i].schema ? d[i].schema->name : "?", n->name);
+        if ((rc = dead_delta(n, dead, &d[i], i, msg, err)) != AS_OK) goto cleanup;
+        i++;
+        continue;
+      }
+      size_t used = 0;
+      if (n->fast_copy && full_insert(&d[i])) {
+        /* flush pending statements first: order matters */
+        if (nidx && (rc = apply_generic(n, tabs, d, idx, nidx, 0, dead, params, &sql, err)) !=
+                        AS_OK)
+          goto cleanup;
+        nidx = 0;
+        if ((rc = try_fast(n, tabs, d, i, end, 0, dead, &used, err)) != AS_OK) goto cleanup;
+      }
+      if (used) {
+        i += used;
+        continue;
+      }
+      /* check values convert before they go into a pipeline */
+      int np = 0;
+      as_error e = {0};
+      int vr = delta_sql(tabs[i], &d[i], &sql, params, &np, &e);
+      free_params(params, max_cols(n));
+      if (vr == AS_ERR) {
+        *err = e;
+        rc = AS_ERR;
+        goto cleanup;
+      }
+      if (vr != AS_OK) {
+        if ((rc = dead_delta(n, dead, &d[i], i, e.message, err)) != AS_OK) goto cleanup;
+      } else {
+        idx[nidx++] = i;
+      }
+      i++;
+    }
+    if (nidx && (rc = apply_generic(n, tabs, d, idx, nidx, 0, dead, params, &sql, err)) != AS_OK)
+      goto cleanup;
+  }
+  for (size_t k = 0; k < n->ntables; k++) {
+    if (n->tables[k].optimistic_skip > 0) n->tables[k].optimistic_skip--;
+  }
+cleanup:
+  free(tabs);
+  free(idx);
+  free(params);
+  as_buf_free(&sql);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ read_row */
+
+int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, as_error *err) {
+  int rc;
+  pg_table *t = pg_table_for(n, s);
+  if (!t) {
+    return as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "mapping %s is not on node %s", s->name,
+                        n->name);
+  }
+  if (!n->conn && (rc = pg_node_connect(n, err)) != AS_OK) return rc;
+  as_buf sql = AS_BUF_INIT;
+  char **params = calloc(s->nkey ? s->nkey : 1, sizeof *params);
+  PGresult *r = NULL;
+  if (!params || as_buf_append_str(&sql, "SELECT ") != AS_OK || pg_select_list(t, NULL, &sql) ||
+      as_buf_printf(&sql, " FROM %s WHERE ", t->qname)) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  for (size_t k = 0; k < s->nkey; k++) {
+    size_t c = s->key_idx[k];
+    if (!as_row_has(key, c) || key->v[c].type == AS_T_NULL) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "read_row: key column \"%s\" not set",
+                        s->cols[c].name);
+      goto cleanup;
+    }
+    if ((rc = pg_value_to_text(&key->v[c], &params[k], err)) != AS_OK) goto cleanup;
+    if (as_buf_printf(&sql, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[c], k + 1,
+                      as_schema_pg_type(s->cols[c].type)) != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+  }
+  if ((rc = pg_query(n->conn, as_buf_cstr(&sql), (int)s->nkey, (const char *const *)params,
+                     "read row", &r, err)) != AS_OK)
+    goto cleanup;
+  if (PQntuples(r) == 0) {
+    rc = AS_ENOTFOUND;
+    as_error_set(err, AS_DOM_POSTGRES, AS_ENOTFOUND, "mapping %s: row not found", s->name);
+    goto cleanup;
+  }
+  if (out->n != s->ncols || !out->v) {
+    if (as_row_init(out, s->ncols) != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+  } else {
+    as_row_reset(out);
+  }
+  rc = pg_row_from_result(t, r, 0, out, err);
+cleanup:
+  PQclear(r);
+  if (params) free_params(params, s->nkey);
+  free(params);
+  as_buf_free(&sql);
+  return rc;
+}

@@ -1,0 +1,661 @@
+/* pg_capture.c — PostgreSQL source side: changelog streams (snapshot windows, LISTEN/NOTIFY),
+ * acknowledgements and purge, and the initial snapshot (keyset pagination).
+ *
+ * Position text: "v1|<prev snapshot>|<cur snapshot>|<last seq>" where the snapshots are
+ * pg_snapshot text ("xmin:xmax:xip,..."). The window (prev, cur] holds the changelog rows of
+ * transactions visible in cur and not in prev; they are read in seq order after <last seq>.
+ * When a window is drained, prev := cur, cur := pg_current_snapshot(), last := 0. A
+ * transaction that took a lower seq but committed later is invisible in the snapshot of the
+ * window that emitted the higher seq, so it falls into a later window: nothing is skipped. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "as_log.h"
+#include "pg_internal.h"
+#include "pg_sql.h"
+
+#define PG_SQL_LOCK_CONSUMERS "SELECT pg_advisory_xact_lock(7231946502)"
+
+struct as_stream {
+  as_node *n;
+  char *consumer;
+  PGconn *conn;
+  char *prev;
+  char *cur;
+  long long last;
+  char comp[128];
+};
+
+struct as_snapshot {
+  as_node *n;
+  pg_table *t;
+  PGconn *conn;
+  char **after;      /* key texts (PostgreSQL output form) of the last row returned */
+  bool has_after;
+  bool done;
+  int64_t estimate;
+  char *sql_first;
+  char *sql_next;
+};
+
+/* ------------------------------------------------------------------ positions */
+
+static char *pos_format(const char *prev, const char *cur, long long last) {
+  as_buf b = AS_BUF_INIT;
+  if (as_buf_printf(&b, "v1|%s|%s|%lld", prev, cur, last) != AS_OK) {
+    as_buf_free(&b);
+    return NULL;
+  }
+  return as_buf_steal(&b);
+}
+
+static bool snapshot_text_ok(const char *s, size_t n) {
+  if (n == 0) return false;
+  int colons = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == ':') colons++;
+    else if (!(c >= '0' && c <= '9') && c != ',') return false;
+  }
+  return colons == 2;
+}
+
+static int pos_parse(const char *pos, char **prev, char **cur, long long *last, as_error *err) {
+  *prev = *cur = NULL;
+  const char *a, *b, *c;
+  if (!pos || strncmp(pos, "v1|", 3) != 0) goto bad;
+  a = pos + 3;
+  b = strchr(a, '|');
+  if (!b) goto bad;
+  c = strchr(b + 1, '|');
+  if (!c) goto bad;
+  if (!snapshot_text_ok(a, (size_t)(b - a)) || !snapshot_text_ok(b + 1, (size_t)(c - b - 1)))
+    goto bad;
+  char *end;
+  errno = 0;
+  *last = strtoll(c + 1, &end, 10);
+  if (*end || end == c + 1 || errno) goto bad;
+  *prev = strndup(a, (size_t)(b - a));
+  *cur = strndup(b + 1, (size_t)(c - b - 1));
+  if (!*prev || !*cur) {
+    free(*prev);
+    free(*cur);
+    *prev = *cur = NULL;
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  }
+  return AS_OK;
+bad:
+  return as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL,
+                      "not a PostgreSQL changelog position: \"%.80s\"", pos ? pos : "(null)");
+}
+
+/* ------------------------------------------------------------------ streams */
+
+static int current_snapshot(PGconn *c, char **out, as_error *err) {
+  PGresult *r = NULL;
+  int rc = pg_query(c, PG_SQL_CURRENT_SNAPSHOT, 0, NULL, "read snapshot", &r, err);
+  if (rc != AS_OK) return rc;
+  *out = strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return *out ? AS_OK : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+}
+
+/* Records the consumer's position (and the purge horizon it implies). */
+static int consumer_set(as_stream *s, const char *pos, const char *prev, as_error *err) {
+  const char *p[3] = {s->consumer, pos, prev};
+  int rc = pg_exec(s->conn, PG_SQL_BEGIN, "consumer", err);
+  if (rc != AS_OK) return rc;
+  if ((rc = pg_exec(s->conn, PG_SQL_LOCK_CONSUMERS, "consumer lock", err)) == AS_OK &&
+      (rc = pg_query(s->conn, PG_SQL_CONSUMER_SET, 3, p, "record consumer position", NULL,
+                     err)) == AS_OK)
+    rc = pg_exec(s->conn, PG_SQL_COMMIT, "consumer commit", err);
+  if (rc != AS_OK) {
+    PGresult *r = PQexec(s->conn, PG_SQL_ROLLBACK);
+    PQclear(r);
+  }
+  return rc;
+}
+
+void pg_close_stream(as_stream *s) {
+  if (!s) return;
+  if (s->conn) PQfinish(s->conn);
+  free(s->consumer);
+  free(s->prev);
+  free(s->cur);
+  free(s);
+}
+
+int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_stream **out,
+                   as_error *err) {
+  int rc = AS_ERR;
+  char *pos = NULL;
+  *out = NULL;
+  as_stream *s = calloc(1, sizeof *s);
+  if (!s || !(s->consumer = strdup(consumer ? consumer : ""))) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  s->n = n;
+  snprintf(s->comp, sizeof s->comp, "source:postgres:%s", n->name);
+  if (checkpoint) {
+    if ((rc = pos_parse(checkpoint, &s->prev, &s->cur, &s->last, err)) != AS_OK) goto cleanup;
+  }
+  if ((rc = pg_connect_dsn(n->dsn, s->comp, &s->conn, err)) != AS_OK) goto cleanup;
+  if ((rc = pg_exec(s->conn, PG_SQL_LISTEN, "listen", err)) != AS_OK) goto cleanup;
+  if (!checkpoint) {
+    /* Start at the current end: the snapshot is taken under the consumer lock, so a
+     * concurrent purge cannot remove rows this consumer still needs. */
+    if ((rc = pg_exec(s->conn, PG_SQL_BEGIN, "open stream", err)) != AS_OK) goto cleanup;
+    if ((rc = pg_exec(s->conn, PG_SQL_LOCK_CONSUMERS, "open stream", err)) != AS_OK ||
+        (rc = current_snapshot(s->conn, &s->cur, err)) != AS_OK) {
+      PGresult *r = PQexec(s->conn, PG_SQL_ROLLBACK);
+      PQclear(r);
+      goto cleanup;
+    }
+    s->prev = strdup(s->cur);
+    s->last = 0;
+    pos = s->prev ? pos_format(s->prev, s->cur, 0) : NULL;
+    const char *p[3] = {s->consumer, pos, s->prev};
+    if (!pos) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    } else if ((rc = pg_query(s->conn, PG_SQL_CONSUMER_SET, 3, p, "record consumer position",
+                              NULL, err)) == AS_OK) {
+      rc = pg_exec(s->conn, PG_SQL_COMMIT, "open stream", err);
+    }
+    if (rc != AS_OK) {
+      PGresult *r = PQexec(s->conn, PG_SQL_ROLLBACK);
+      PQclear(r);
+      goto cleanup;
+    }
+  } else {
+    if (!(pos = pos_format(s->prev, s->cur, s->last))) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    if ((rc = consumer_set(s, pos, s->prev, err)) != AS_OK) goto cleanup;
+  }
+  AS_LOG(AS_LOG_DEBUG, s->comp, "stream for %s opened at %s", s->consumer, pos);
+  *out = s;
+  s = NULL;
+  rc = AS_OK;
+cleanup:
+  free(pos);
+  pg_close_stream(s);
+  return rc;
+}
+
+int pg_stream_position(as_stream *s, char **out, as_error *err) {
+  *out = pos_format(s->prev, s->cur, s->last);
+  return *out ? AS_OK : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+}
+
+/* The raw changelog row as JSON (dead letters). */
+static char *raw_row(PGresult *r, int i) {
+  static const char *const names[] = {"seq", "txid", "tbl", "op", "key",
+                                      "old", "new",  "origin", "ts"};
+  json_t *o = json_object();
+  for (int c = 0; o && c < 9; c++) {
+    json_t *v;
+    if (PQgetisnull(r, i, c)) {
+      v = json_null();
+    } else if (c >= 4 && c <= 6) {
+      v = json_loads(PQgetvalue(r, i, c), JSON_DECODE_ANY, NULL);
+      if (!v) v = json_string(PQgetvalue(r, i, c));
+    } else {
+      v = json_string(PQgetvalue(r, i, c));
+    }
+    json_object_set_new(o, names[c], v);
+  }
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return s;
+}
+
+/* Value of column c from a changelog JSON object of texts. */
+static int json_col(const json_t *obj, const as_schema *sc, size_t c, as_value *out,
+                    as_error *err) {
+  const json_t *v = json_object_get(obj, sc->cols[c].name);
+  if (!v) {
+    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA,
+                        "mapping %s: column \"%s\" missing from the changelog row (triggers "
+                        "older than the mapping? run install)",
+                        sc->name, sc->cols[c].name);
+  }
+  if (json_is_null(v)) {
+    as_value_set_null(out);
+    return AS_OK;
+  }
+  if (!json_is_string(v)) {
+    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: column \"%s\": not text",
+                        sc->name, sc->cols[c].name);
+  }
+  int rc = pg_value_from_text(sc->cols[c].type, json_string_value(v), json_string_length(v), out,
+                              err);
+  if (rc != AS_OK) {
+    as_error_prefix(err, "mapping %s: column \"%s\"", sc->name, sc->cols[c].name);
+    return AS_EDATA;
+  }
+  return AS_OK;
+}
+
+/* Converts changelog row i into a delta appended to out. *skipped set when the row carries
+ * no change of a mapped column. Returns AS_EDATA (err set) for an unconvertible row. */
+static int row_to_delta(as_stream *s, PGresult *r, int i, const char *pos, as_batch *out,
+                        bool *skipped, as_error *err) {
+  int rc = AS_EDATA;
+  json_t *key = NULL, *old = NULL, *nw = NULL;
+  as_value v = AS_VALUE_NULL;
+  *skipped = false;
+  const char *tbl = PQgetvalue(r, i, 2);
+  const char *op = PQgetvalue(r, i, 3);
+  pg_table *t = pg_table_by_name(s->n, tbl);
+  if (!t) {
+    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "table \"%s\" is not mapped on node %s",
+                        tbl, s->n->name);
+  }
+  const as_schema *sc = t->s;
+  as_op dop = op[0] == 'I' ? AS_OP_INSERT : op[0] == 'U' ? AS_OP_UPDATE
+              : op[0] == 'D' ? AS_OP_DELETE : 0;
+  if (!dop) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "unknown changelog op \"%s\"", op);
+  if (!PQgetisnull(r, i, 4)) key = json_loads(PQgetvalue(r, i, 4), 0, NULL);
+  if (!PQgetisnull(r, i, 5)) old = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+  if (!PQgetisnull(r, i, 6)) nw = json_loads(PQgetvalue(r, i, 6), 0, NULL);
+  if (!json_is_object(key) || (dop != AS_OP_DELETE && !json_is_object(nw)) ||
+      (dop == AS_OP_UPDATE && !json_is_object(old))) {
+    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: malformed changelog row",
+                      sc->name);
+    goto cleanup;
+  }
+  as_delta *d = as_batch_push(out);
+  if (!d || as_delta_init(d, sc, dop) != AS_OK) {
+    if (d) out->n--;
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  size_t nchanged = 0;
+  for (size_t c = 0; c < sc->ncols; c++) {
+    const json_t *src = NULL;
+    if (sc->cols[c].is_key) {
+      src = key;
+    } else if (dop == AS_OP_INSERT) {
+      src = nw;
+    } else if (dop == AS_OP_UPDATE) {
+      const json_t *a = json_object_get(old, sc->cols[c].name);
+      const json_t *b = json_object_get(nw, sc->cols[c].name);
+      if (a && b && json_equal(a, b)) continue;
+      src = nw;
+      nchanged++;
+    } else {
+      continue;
+    }
+    if ((rc = json_col(src, sc, c, &v, err)) != AS_OK) goto fail_delta;
+    as_row_put(&d->row, c, &v);
+  }
+  if (dop == AS_OP_UPDATE && nchanged == 0) {
+    *skipped = true;
+    rc = AS_OK;
+    goto fail_delta;
+  }
+  const char *origin = PQgetisnull(r, i, 7) ? NULL : PQgetvalue(r, i, 7);
+  d->echo = origin != NULL;
+  if (as_delta_set_origin(d, origin ? origin : s->n->name) != AS_OK ||
+      as_delta_set_pos(d, pos) != AS_OK || as_delta_set_txn(d, PQgetvalue(r, i, 1)) != AS_OK) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto fail_delta;
+  }
+  d->ts_us = strtoll(PQgetvalue(r, i, 8), NULL, 10);
+  d->hlc = AS_HLC_FROM_US(d->ts_us);
+  rc = AS_OK;
+  goto cleanup;
+fail_delta:
+  as_delta_clear(d);
+  out->n--;
+cleanup:
+  as_value_clear(&v);
+  json_decref(key);
+  json_decref(old);
+  json_decref(nw);
+  return rc;
+}
+
+/* Reads up to max rows of the current window; *got = rows consumed (deltas, dead, skipped). */
+static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_error *err) {
+  char last[32], lim[32];
+  snprintf(last, sizeof last, "%lld", s->last);
+  snprintf(lim, sizeof lim, "%zu", max);
+  const char *p[4] = {s->prev, s->cur, last, lim};
+  PGresult *r = NULL;
+  *got = 0;
+  int rc = pg_query(s->conn, PG_SQL_WINDOW, 4, p, "read changelog", &r, err);
+  if (rc != AS_OK) return rc;
+  int nr = PQntuples(r);
+  for (int i = 0; i < nr; i++) {
+    long long seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    char *pos = pos_format(s->prev, s->cur, seq);
+    if (!pos) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      break;
+    }
+    bool skipped = false;
+    as_error e = {0};
+    rc = row_to_delta(s, r, i, pos, out, &skipped, &e);
+    if (rc == AS_EDATA) {
+      char *raw = raw_row(r, i);
+      pg_table *t = pg_table_by_name(s->n, PQgetvalue(r, i, 2));
+      char *key = PQgetisnull(r, i, 4) ? NULL : strdup(PQgetvalue(r, i, 4));
+      AS_LOG(AS_LOG_WARN, s->comp, "dead letter at seq %lld: %s", seq, e.message);
+      rc = as_batch_push_dead(out, t ? t->s : NULL, key, raw, strdup(e.message), pos);
+      pos = NULL;
+      if (rc != AS_OK) {
+        rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+        break;
+      }
+    } else if (rc != AS_OK) {
+      *err = e;
+      free(pos);
+      break;
+    }
+    free(pos);
+    s->last = seq;
+    (*got)++;
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int advance(as_stream *s, as_error *err) {
+  char *snap = NULL;
+  int rc = current_snapshot(s->conn, &snap, err);
+  if (rc != AS_OK) return rc;
+  free(s->prev);
+  s->prev = s->cur;
+  s->cur = snap;
+  s->last = 0;
+  return AS_OK;
+}
+
+/* Drains pending notifications; true if there was one. -1 on a broken connection. */
+static int drain_notifies(PGconn *c) {
+  if (!PQconsumeInput(c)) return -1;
+  int any = 0;
+  PGnotify *nt;
+  while ((nt = PQnotifies(c)) != NULL) {
+    any = 1;
+    PQfreemem(nt);
+  }
+  return any;
+}
+
+static int wait_notify(as_stream *s, int wait_ms, as_error *err) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    int d = drain_notifies(s->conn);
+    if (d < 0) return pg_fail(s->conn, NULL, "wait for changes", err);
+    if (d > 0) return AS_OK;
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long long el = (t1.tv_sec - t0.tv_sec) * 1000LL + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (el >= wait_ms) return AS_OK;
+    int sock = PQsocket(s->conn);
+    if (sock < 0) return pg_fail(s->conn, NULL, "wait for changes", err);
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(sock, &fds);
+    long long left = wait_ms - el;
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    int sr = select(sock + 1, &fds, NULL, NULL, &tv);
+    if (sr < 0 && errno != EINTR) {
+      return as_error_set(err, AS_DOM_POSTGRES, AS_RETRY, "wait for changes: %s",
+                          strerror(errno));
+    }
+    if (sr < 0) return AS_OK; /* a signal: let the engine look at its flags */
+  }
+}
+
+int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
+  int rc;
+  size_t got = 0, more = 0;
+  if (PQstatus(s->conn) != CONNECTION_OK) return pg_fail(s->conn, NULL, "poll", err);
+  if (drain_notifies(s->conn) < 0) return pg_fail(s->conn, NULL, "poll", err);
+  if (max == 0) max = 1;
+  if ((rc = read_window(s, out, max, &got, err)) != AS_OK) return rc;
+  if (got < max) {
+    /* The window is drained: move to a new snapshot and read what committed meanwhile. */
+    if ((rc = advance(s, err)) != AS_OK) return rc;
+    if ((rc = read_window(s, out, max - got, &more, err)) != AS_OK) return rc;
+    got += more;
+    if (got == 0 && wait_ms > 0) {
+      if ((rc = wait_notify(s, wait_ms, err)) != AS_OK) return rc;
+      if ((rc = advance(s, err)) != AS_OK) return rc;
+      if ((rc = read_window(s, out, max, &more, err)) != AS_OK) return rc;
+    }
+  }
+  char *pos = pos_format(s->prev, s->cur, s->last);
+  if (!pos) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  free(out->pos);
+  out->pos = pos;
+  return AS_OK;
+}
+
+int pg_ack(as_stream *s, const char *pos, as_error *err) {
+  char *prev = NULL, *cur = NULL;
+  long long last;
+  int rc = pos_parse(pos, &prev, &cur, &last, err);
+  if (rc != AS_OK) return rc;
+  if ((rc = consumer_set(s, pos, prev, err)) != AS_OK) goto cleanup;
+  /* Purge what every consumer is past, serialised with consumers that register. */
+  if ((rc = pg_exec(s->conn, PG_SQL_BEGIN, "purge", err)) != AS_OK) goto cleanup;
+  if ((rc = pg_exec(s->conn, PG_SQL_LOCK_CONSUMERS, "purge lock", err)) == AS_OK &&
+      (rc = pg_exec(s->conn, PG_SQL_PURGE, "purge changelog", err)) == AS_OK)
+    rc = pg_exec(s->conn, PG_SQL_COMMIT, "purge commit", err);
+  if (rc != AS_OK) {
+    PGresult *r = PQexec(s->conn, PG_SQL_ROLLBACK);
+    PQclear(r);
+  }
+cleanup:
+  free(prev);
+  free(cur);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ snapshot */
+
+void pg_snapshot_close(as_snapshot *sn) {
+  if (!sn) return;
+  if (sn->conn) PQfinish(sn->conn);
+  if (sn->after && sn->t) {
+    for (size_t k = 0; k < sn->t->s->nkey; k++) free(sn->after[k]);
+  }
+  free(sn->after);
+  free(sn->sql_first);
+  free(sn->sql_next);
+  free(sn);
+}
+
+int64_t pg_snapshot_estimate(as_snapshot *sn) { return sn ? sn->estimate : -1; }
+
+static int snapshot_sql(as_snapshot *sn, as_error *err) {
+  const pg_table *t = sn->t;
+  const as_schema *s = t->s;
+  as_buf sel = AS_BUF_INIT, order = AS_BUF_INIT, b = AS_BUF_INIT;
+  int rc = AS_ERR;
+  if (pg_select_list(t, NULL, &sel) != AS_OK) goto nomem;
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (as_buf_printf(&order, "%s%s", k ? ", " : "", t->qcols[s->key_idx[k]]) != AS_OK)
+      goto nomem;
+  }
+  if (as_buf_printf(&b, "SELECT %s FROM %s ORDER BY %s LIMIT $1::bigint", as_buf_cstr(&sel),
+                    t->qname, as_buf_cstr(&order)) != AS_OK)
+    goto nomem;
+  sn->sql_first = as_buf_steal(&b);
+  if (as_buf_printf(&b, "SELECT %s FROM %s WHERE (%s) > (", as_buf_cstr(&sel), t->qname,
+                    as_buf_cstr(&order)) != AS_OK)
+    goto nomem;
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (as_buf_printf(&b, "%s$%zu::%s", k ? ", " : "", k + 1,
+                      as_schema_pg_type(s->cols[s->key_idx[k]].type)) != AS_OK)
+      goto nomem;
+  }
+  if (as_buf_printf(&b, ") ORDER BY %s LIMIT $%zu::bigint", as_buf_cstr(&order), s->nkey + 1) !=
+      AS_OK)
+    goto nomem;
+  sn->sql_next = as_buf_steal(&b);
+  rc = AS_OK;
+  goto cleanup;
+nomem:
+  rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+cleanup:
+  as_buf_free(&sel);
+  as_buf_free(&order);
+  as_buf_free(&b);
+  return rc;
+}
+
+int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_snapshot **out,
+                     as_error *err) {
+  int rc = AS_ERR;
+  json_t *jk = NULL;
+  PGresult *r = NULL;
+  *out = NULL;
+  as_snapshot *sn = calloc(1, sizeof *sn);
+  if (!sn) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  sn->n = n;
+  sn->estimate = -1;
+  if (!(sn->t = pg_table_for(n, s))) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "mapping %s is not on node %s", s->name,
+                      n->name);
+    goto cleanup;
+  }
+  if (!(sn->after = calloc(s->nkey, sizeof *sn->after))) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if (after_key) {
+    json_error_t je;
+    jk = json_loads(after_key, 0, &je);
+    if (!json_is_object(jk)) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "mapping %s: bad snapshot resume key %s",
+                        s->name, after_key);
+      goto cleanup;
+    }
+    for (size_t k = 0; k < s->nkey; k++) {
+      const as_column *c = &s->cols[s->key_idx[k]];
+      as_value v = AS_VALUE_NULL;
+      const json_t *jv = json_object_get(jk, c->name);
+      if (!jv || as_value_from_json_typed(jv, c->type, &v, err) != AS_OK ||
+          pg_value_to_text(&v, &sn->after[k], err) != AS_OK || !sn->after[k]) {
+        as_value_clear(&v);
+        rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL,
+                          "mapping %s: bad snapshot resume key %s (column %s)", s->name,
+                          after_key, c->name);
+        goto cleanup;
+      }
+      as_value_clear(&v);
+    }
+    sn->has_after = true;
+  }
+  if ((rc = snapshot_sql(sn, err)) != AS_OK) goto cleanup;
+  if ((rc = pg_connect_dsn(n->dsn, n->comp, &sn->conn, err)) != AS_OK) goto cleanup;
+  const char *p[1] = {sn->t->qname};
+  if (pg_query(sn->conn, PG_SQL_ESTIMATE, 1, p, "estimate", &r, err) == AS_OK && PQntuples(r))
+    sn->estimate = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  *out = sn;
+  sn = NULL;
+  rc = AS_OK;
+cleanup:
+  PQclear(r);
+  json_decref(jk);
+  pg_snapshot_close(sn);
+  return rc;
+}
+
+int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) {
+  if (sn->done) return AS_EOF;
+  const as_schema *s = sn->t->s;
+  char lim[32];
+  snprintf(lim, sizeof lim, "%zu", max ? max : 1);
+  const char *params[65];
+  const char **p = params;
+  const char **heap = NULL;
+  if (s->nkey + 1 > 65) {
+    heap = calloc(s->nkey + 1, sizeof *heap);
+    if (!heap) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    p = heap;
+  }
+  int np = 1;
+  if (sn->has_after) {
+    for (size_t k = 0; k < s->nkey; k++) p[k] = sn->after[k];
+    p[s->nkey] = lim;
+    np = (int)s->nkey + 1;
+  } else {
+    p[0] = lim;
+  }
+  PGresult *r = NULL;
+  int rc = pg_query(sn->conn, sn->has_after ? sn->sql_next : sn->sql_first, np, p, "snapshot",
+                    &r, err);
+  free(heap);
+  if (rc != AS_OK) return rc;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t ts = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+  int nr = PQntuples(r);
+  for (int i = 0; i < nr; i++) {
+    as_delta *d = as_batch_push(out);
+    if (!d || as_delta_init(d, s, AS_OP_INSERT) != AS_OK) {
+      if (d) out->n--;
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      break;
+    }
+    as_error e = {0};
+    int cr = pg_row_from_result(sn->t, r, i, &d->row, &e);
+    if (cr == AS_OK && (as_delta_set_origin(d, sn->n->name) != AS_OK)) cr = AS_ERR;
+    d->ts_us = ts;
+    d->hlc = AS_HLC_FROM_US(ts);
+    if (cr != AS_OK) {
+      as_delta_clear(d);
+      out->n--;
+      if (cr != AS_EDATA) {
+        *err = e;
+        rc = cr;
+        break;
+      }
+      /* unconvertible row: dead letter with the row as JSON (texts) */
+      json_t *o = json_object();
+      for (size_t c = 0; o && c < s->ncols; c++) {
+        json_object_set_new(o, s->cols[c].name,
+                            PQgetisnull(r, i, (int)c) ? json_null()
+                                                      : json_string(PQgetvalue(r, i, (int)c)));
+      }
+      char *raw = o ? json_dumps(o, JSON_COMPACT) : NULL;
+      json_decref(o);
+      if (as_batch_push_dead(out, s, NULL, raw, strdup(e.message), NULL) != AS_OK) {
+        rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+        break;
+      }
+    }
+  }
+  if (rc == AS_OK && nr > 0) {
+    for (size_t k = 0; k < s->nkey; k++) {
+      free(sn->after[k]);
+      sn->after[k] = strdup(PQgetvalue(r, nr - 1, (int)s->key_idx[k]));
+      if (!sn->after[k]) rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    }
+    sn->has_after = true;
+  }
+  PQclear(r);
+  if (rc != AS_OK) return rc;
+  if ((size_t)nr < (max ? max : 1)) {
+    sn->done = true;
+    return AS_EOF;
+  }
+  return AS_OK;
+}

@@ -1,0 +1,1100 @@
+/* sqlite_adapter.c — the SQLite adapter (kind "sqlite"): node, capture stream, snapshot, sink.
+ * Design and storage forms: adapters/sqlite/README.md. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "as_log.h"
+#include "sqlite_internal.h"
+#include "sqlite_sql.h"
+
+static const as_config_entry config_map[] = {
+    {"path", NULL, true, "SQLite database file (created if missing)"},
+    {"busy_timeout", "5000", false, "milliseconds to wait for a lock held by another writer"},
+    {"wakeup", "inotify", false,
+     "how a waiting poll notices commits of other processes: inotify (on the -wal file, "
+     "PRAGMA data_version confirms) or poll (PRAGMA data_version every 1 ms)"},
+    {NULL, NULL, false, NULL}};
+
+/* ---------------------------------------------------------------- helpers */
+
+int sq_fail(sqlite3 *db, int rc, as_error *err, const char *what) {
+  int prim = rc & 0xff;
+  int code = (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) ? AS_RETRY
+             : (prim == SQLITE_CONSTRAINT || prim == SQLITE_MISMATCH || prim == SQLITE_TOOBIG ||
+                prim == SQLITE_RANGE)
+                 ? AS_EDATA
+                 : AS_ERR;
+  const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  as_error_set(err, AS_DOM_SQLITE, code, "%s: %s (sqlite %d)", what, msg, rc);
+  return code;
+}
+
+int sq_exec(sqlite3 *db, const char *sql, as_error *err) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc == SQLITE_OK) return AS_OK;
+  int prim = rc & 0xff;
+  int code = (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) ? AS_RETRY : AS_ERR;
+  as_error_set(err, AS_DOM_SQLITE, code, "%s (sqlite %d)", msg ? msg : sqlite3_errstr(rc), rc);
+  sqlite3_free(msg);
+  return code;
+}
+
+int sq_open(const char *path, int busy_ms, sqlite3 **out, as_error *err) {
+  sqlite3 *db = NULL;
+  *out = NULL;
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    int r = as_error_set(err, AS_DOM_SQLITE, AS_RETRY, "open %s: %s", path,
+                         db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return r;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, busy_ms);
+  int ret = sq_exec(db, SQ_PRAGMA_WAL, err);
+  if (ret == AS_OK) ret = sq_exec(db, SQ_PRAGMA_SYNC, err);
+  if (ret != AS_OK) {
+    as_error_prefix(err, "open %s", path);
+    sqlite3_close(db);
+    return ret;
+  }
+  *out = db;
+  return AS_OK;
+}
+
+static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, as_error *err) {
+  int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+  if (rc == SQLITE_OK) return AS_OK;
+  int ret = sq_fail(db, rc, err, "prepare");
+  if (strstr(sqlite3_errmsg(db), "no such table: _arraysync")) {
+    ret = AS_EINVAL;
+    err->code = AS_EINVAL;
+    as_error_prefix(err, "not installed (run install)");
+  }
+  return ret;
+}
+
+static bool parse_i64(const char *s, int64_t *out) {
+  if (!s || !*s) return false;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (*end || errno || v < 0) return false;
+  *out = v;
+  return true;
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const as_schema *schema_by_table(as_node *n, const char *table) {
+  for (size_t i = 0; i < n->nschemas; i++) {
+    if (strcmp(n->schemas[i]->table, table) == 0) return n->schemas[i];
+  }
+  return NULL;
+}
+
+/* Canonical JSON of the key columns of a row (caller frees), or NULL. */
+static char *key_json(const as_schema *s, const as_row *r) {
+  json_t *o = json_object();
+  as_error e;
+  for (size_t k = 0; o && k < s->nkey; k++) {
+    size_t i = s->key_idx[k];
+    json_t *v = (i < r->n && r->set[i]) ? as_value_to_json(&r->v[i], &e) : json_null();
+    if (v) json_object_set_new(o, s->cols[i].name, v);
+  }
+  char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  json_decref(o);
+  return txt;
+}
+
+/* ---------------------------------------------------------------- node */
+
+static void node_exit(as_node *n);
+
+static int node_init(const as_node_config *cfg, const as_schema *const *schemas, size_t nschemas,
+                     as_node **out, as_error *err) {
+  *out = NULL;
+  as_node *n = calloc(1, sizeof *n);
+  if (!n) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  int ret = AS_OK;
+  const char *path = as_node_config_get(cfg, "path");
+  const char *busy = as_node_config_get(cfg, "busy_timeout");
+  const char *wake = as_node_config_get(cfg, "wakeup");
+  int64_t b = 5000;
+  if (!path || !*path) {
+    ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "node %s: sqlite needs a path",
+                       cfg->name ? cfg->name : "?");
+    goto fail;
+  }
+  if (busy && (!parse_i64(busy, &b) || b > INT_MAX)) {
+    ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
+                       "node %s: busy_timeout must be milliseconds (a non-negative integer), "
+                       "got \"%s\"", cfg->name ? cfg->name : "?", busy);
+    goto fail;
+  }
+  if (wake && strcmp(wake, "inotify") != 0 && strcmp(wake, "poll") != 0) {
+    ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
+                       "node %s: wakeup must be inotify or poll, got \"%s\"",
+                       cfg->name ? cfg->name : "?", wake);
+    goto fail;
+  }
+  n->name = strdup(cfg->name ? cfg->name : "sqlite");
+  n->path = strdup(path);
+  n->busy_ms = (int)b;
+  n->use_inotify = !wake || strcmp(wake, "inotify") == 0;
+  n->schemas = calloc(nschemas ? nschemas : 1, sizeof *n->schemas);
+  if (!n->name || !n->path || !n->schemas) {
+    ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < nschemas; i++) n->schemas[i] = schemas[i];
+  n->nschemas = nschemas;
+  snprintf(n->comp_src, sizeof n->comp_src, "source:sqlite:%s", n->name);
+  snprintf(n->comp_sink, sizeof n->comp_sink, "sink:sqlite:%s", n->name);
+  *out = n;
+  return AS_OK;
+fail:
+  node_exit(n);
+  return ret;
+}
+
+static void cache_clear(as_node *n) {
+  for (size_t i = 0; i < n->ncache; i++) {
+    sqlite3_finalize(n->cache[i].st);
+    free(n->cache[i].mask);
+    free(n->cache[i].param_col);
+  }
+  free(n->cache);
+  n->cache = NULL;
+  n->ncache = n->capcache = 0;
+  n->last = NULL;
+}
+
+static void node_disconnect(as_node *n) {
+  cache_clear(n);
+  sqlite3_finalize(n->st_origin);
+  sqlite3_finalize(n->st_ckpt_put);
+  sqlite3_finalize(n->st_ckpt_get);
+  n->st_origin = n->st_ckpt_put = n->st_ckpt_get = NULL;
+  sqlite3_close(n->db);
+  n->db = NULL;
+  n->in_txn = false;
+  n->origin_dirty = false;
+  free(n->cur_origin);
+  n->cur_origin = NULL;
+}
+
+static void node_exit(as_node *n) {
+  if (!n) return;
+  node_disconnect(n);
+  free(n->name);
+  free(n->path);
+  free(n->schemas);
+  free(n);
+}
+
+static int node_connect(as_node *n, as_error *err) {
+  if (n->db) node_disconnect(n);
+  return sq_open(n->path, n->busy_ms, &n->db, err);
+}
+
+static int need_db(as_node *n, as_error *err) {
+  if (n->db) return AS_OK;
+  return node_connect(n, err);
+}
+
+static int node_install(as_node *n, as_error *err) {
+  int ret = need_db(n, err);
+  if (ret != AS_OK) return ret;
+  cache_clear(n); /* tables or triggers may change */
+  return sq_install(n, err);
+}
+
+static int node_uninstall(as_node *n, as_error *err) {
+  int ret = need_db(n, err);
+  if (ret != AS_OK) return ret;
+  node_disconnect(n); /* cached statements reference the bookkeeping tables */
+  if ((ret = need_db(n, err)) != AS_OK) return ret;
+  return sq_uninstall(n, err);
+}
+
+/* ---------------------------------------------------------------- capture stream */
+
+struct as_stream {
+  as_node *n;
+  sqlite3 *db;
+  char *consumer;
+  int64_t pos;
+  int64_t data_version;
+  sqlite3_stmt *st_read, *st_dv, *st_end;
+  int ifd, wd;
+};
+
+static void close_stream(as_stream *s) {
+  if (!s) return;
+  sqlite3_finalize(s->st_read);
+  sqlite3_finalize(s->st_dv);
+  sqlite3_finalize(s->st_end);
+  sqlite3_close(s->db);
+  if (s->ifd >= 0) close(s->ifd);
+  free(s->consumer);
+  free(s);
+}
+
+static int one_int(sqlite3 *db, sqlite3_stmt *st, int64_t *out, as_error *err, const char *what) {
+  int rc = sqlite3_step(st);
+  int ret = AS_OK;
+  if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+  else if (rc == SQLITE_DONE) *out = 0;
+  else ret = sq_fail(db, rc, err, what);
+  sqlite3_reset(st);
+  return ret;
+}
+
+static int meta_int(sqlite3 *db, const char *key, int64_t *out, as_error *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = prep(db, SQ_META_GET, &st, err);
+  if (ret == AS_OK) {
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    ret = one_int(db, st, out, err, "read _arraysync_meta");
+  }
+  sqlite3_finalize(st);
+  return ret;
+}
+
+static int consumer_put(sqlite3 *db, const char *name, int64_t pos, as_error *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = prep(db, SQ_CONSUMER_PUT, &st, err);
+  if (ret == AS_OK) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, pos);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) ret = sq_fail(db, rc, err, "register consumer");
+  }
+  sqlite3_finalize(st);
+  return ret;
+}
+
+static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
+                       as_stream **out, as_error *err) {
+  *out = NULL;
+  as_stream *s = calloc(1, sizeof *s);
+  if (!s) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  s->ifd = s->wd = -1;
+  s->n = n;
+  int ret;
+  int64_t purged = 0;
+  s->consumer = strdup(consumer ? consumer : "");
+  if (!s->consumer) {
+    ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    goto fail;
+  }
+  if ((ret = sq_open(n->path, n->busy_ms, &s->db, err)) != AS_OK) goto fail;
+  if ((ret = prep(s->db, SQ_CHANGELOG_READ, &s->st_read, err)) != AS_OK) goto fail;
+  if ((ret = prep(s->db, SQ_PRAGMA_DATA_VERSION, &s->st_dv, err)) != AS_OK) goto fail;
+  if ((ret = prep(s->db, SQ_SEQ_END, &s->st_end, err)) != AS_OK) goto fail;
+  if ((ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err)) != AS_OK) goto fail;
+  if (checkpoint) {
+    if (!parse_i64(checkpoint, &s->pos)) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL,
+                         "node %s: \"%s\" is not a sqlite changelog position", n->name, checkpoint);
+      goto fail;
+    }
+    if ((ret = meta_int(s->db, "purged_upto", &purged, err)) != AS_OK) goto fail;
+    if (s->pos < purged) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL,
+                         "node %s: changes after position %" PRId64 " were purged (up to %" PRId64
+                         ") before consumer %s registered: a new snapshot is needed",
+                         n->name, s->pos, purged, s->consumer);
+      goto fail;
+    }
+  } else if ((ret = one_int(s->db, s->st_end, &s->pos, err, "changelog end")) != AS_OK) {
+    goto fail;
+  }
+  if ((ret = consumer_put(s->db, s->consumer, s->pos, err)) != AS_OK) goto fail;
+  if ((ret = sq_exec(s->db, SQ_COMMIT, err)) != AS_OK) goto fail;
+  if ((ret = one_int(s->db, s->st_dv, &s->data_version, err, "data_version")) != AS_OK) goto fail;
+  if (n->use_inotify) {
+    /* the -wal file exists while any connection (this one) has the database open */
+    char wal[4096];
+    snprintf(wal, sizeof wal, "%s-wal", n->path);
+    s->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (s->ifd >= 0) s->wd = inotify_add_watch(s->ifd, wal, IN_MODIFY);
+    if (s->wd < 0) {
+      AS_LOG(AS_LOG_DEBUG, n->comp_src, "inotify on %s unavailable (%s): polling data_version",
+             wal, strerror(errno));
+      if (s->ifd >= 0) close(s->ifd);
+      s->ifd = -1;
+    }
+  }
+  *out = s;
+  return AS_OK;
+fail:
+  if (s->db && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, SQ_ROLLBACK, NULL, NULL, NULL);
+  close_stream(s);
+  return ret;
+}
+
+/* Waits until another connection commits (data_version changes) or the deadline passes. */
+static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
+  for (;;) {
+    int64_t dv = 0;
+    int ret = one_int(s->db, s->st_dv, &dv, err, "data_version");
+    if (ret != AS_OK) return ret;
+    if (dv != s->data_version) {
+      s->data_version = dv;
+      return AS_OK;
+    }
+    int64_t left = deadline_ms - mono_ms();
+    if (left <= 0) return AS_OK;
+    if (s->ifd >= 0) {
+      /* a commit writes the -wal file; the 50 ms cap covers a checkpoint that resets it */
+      struct pollfd p = {.fd = s->ifd, .events = POLLIN};
+      if (poll(&p, 1, (int)(left < 50 ? left : 50)) > 0) {
+        char buf[4096];
+        while (read(s->ifd, buf, sizeof buf) > 0) {
+        }
+      }
+    } else {
+      struct timespec ts = {0, 1000000}; /* 1 ms */
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
+/* Reads one changelog cell of column i from a JSON row object into v. */
+static int json_col(const as_schema *sc, size_t i, const json_t *row, as_value *v, as_error *err) {
+  sq_cell c;
+  uint8_t *tmp = NULL;
+  int ret = sq_cell_from_json(json_object_get(row, sc->cols[i].name), &c, &tmp, err);
+  if (ret == AS_OK) ret = sq_cell_to_value(&c, sc->cols[i].type, v, err);
+  free(tmp);
+  if (ret != AS_OK) {
+    json_t *raw = json_object_get(row, sc->cols[i].name);
+    char *rv = raw ? json_dumps(raw, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    as_error_prefix(err, "column \"%s\" (value %s)", sc->cols[i].name, rv ? rv : "missing");
+    free(rv);
+    if (ret != AS_ERR) ret = AS_EDATA;
+  }
+  return ret;
+}
+
+/* Fills r with the columns of `row` (all, keys only, or those differing from `other`). */
+enum { COLS_ALL, COLS_KEYS, COLS_CHANGED };
+static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
+                    int which, as_error *err) {
+  for (size_t i = 0; i < sc->ncols; i++) {
+    bool want = which == COLS_ALL || sc->cols[i].is_key ||
+                (which == COLS_CHANGED &&
+                 !json_equal(json_object_get(row, sc->cols[i].name),
+                             json_object_get(other, sc->cols[i].name)));
+    if (!want) continue;
+    as_value v = AS_VALUE_NULL;
+    int ret = json_col(sc, i, row, &v, err);
+    if (ret != AS_OK) return ret;
+    as_row_put(r, i, &v);
+  }
+  return AS_OK;
+}
+
+static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *origin,
+                     bool echo, int64_t ts, const char *pos) {
+  if (as_delta_init(d, sc, op) != AS_OK) return AS_ERR;
+  if (as_delta_set_origin(d, origin) != AS_OK || as_delta_set_pos(d, pos) != AS_OK) return AS_ERR;
+  d->echo = echo;
+  d->ts_us = ts;
+  d->hlc = AS_HLC_FROM_US(ts);
+  return AS_OK;
+}
+
+static bool keys_equal(const as_schema *sc, const json_t *a, const json_t *b) {
+  for (size_t k = 0; k < sc->nkey; k++) {
+    const char *name = sc->cols[sc->key_idx[k]].name;
+    if (!json_equal(json_object_get(a, name), json_object_get(b, name))) return false;
+  }
+  return true;
+}
+
+/* Converts the current changelog row of st_read into 0..2 deltas or one dead letter. */
+static int convert_row(as_stream *s, as_batch *out, as_error *err) {
+  sqlite3_stmt *st = s->st_read;
+  as_node *n = s->n;
+  int64_t seq = sqlite3_column_int64(st, 0);
+  const char *tbl = (const char *)sqlite3_column_text(st, 1);
+  const char *op = (const char *)sqlite3_column_text(st, 2);
+  const char *origin = (const char *)sqlite3_column_text(st, 6);
+  int64_t ts = sqlite3_column_int64(st, 7);
+  char pos[32];
+  snprintf(pos, sizeof pos, "%" PRId64, seq);
+  json_t *jk = NULL, *jo = NULL, *jn = NULL;
+  json_error_t je;
+  as_delta d[2];
+  int nd = 0, ret = AS_OK;
+  as_error e = {0};
+  memset(d, 0, sizeof d);
+  const as_schema *sc = tbl ? schema_by_table(n, tbl) : NULL;
+  const char *ko = (const char *)sqlite3_column_text(st, 3);
+  const char *oo = (const char *)sqlite3_column_text(st, 4);
+  const char *no = (const char *)sqlite3_column_text(st, 5);
+  if (!sc) {
+    as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "table \"%s\" is not mapped on node %s",
+                 tbl ? tbl : "?", n->name);
+    goto dead;
+  }
+  if ((ko && !(jk = json_loads(ko, JSON_ALLOW_NUL, &je))) ||
+      (oo && !(jo = json_loads(oo, JSON_ALLOW_NUL, &je))) ||
+      (no && !(jn = json_loads(no, JSON_ALLOW_NUL, &je)))) {
+    as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "changelog row is not valid JSON: %s", je.text);
+    goto dead;
+  }
+  bool echo = origin != NULL;
+  const char *org = origin ? origin : n->name;
+  if (op && strcmp(op, "insert") == 0 && jn) {
+    if (new_delta(&d[0], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
+    nd = 1;
+    if ((ret = fill_row(sc, &d[0].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
+  } else if (op && strcmp(op, "delete") == 0 && jk) {
+    if (new_delta(&d[0], sc, AS_OP_DELETE, org, echo, ts, pos) != AS_OK) goto oom;
+    nd = 1;
+    if ((ret = fill_row(sc, &d[0].row, jk, NULL, COLS_KEYS, &e)) != AS_OK) goto conv;
+  } else if (op && strcmp(op, "update") == 0 && jo && jn) {
+    if (!keys_equal(sc, jo, jn)) {
+      /* the key itself changed: delete the old key, insert the new row */
+      if (new_delta(&d[0], sc, AS_OP_DELETE, org, echo, ts, pos) != AS_OK) goto oom;
+      nd = 1;
+      if ((ret = fill_row(sc, &d[0].row, jo, NULL, COLS_KEYS, &e)) != AS_OK) goto conv;
+      if (new_delta(&d[1], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
+      nd = 2;
+      if ((ret = fill_row(sc, &d[1].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
+    } else {
+      if (new_delta(&d[0], sc, AS_OP_UPDATE, org, echo, ts, pos) != AS_OK) goto oom;
+      nd = 1;
+      if ((ret = fill_row(sc, &d[0].row, jn, jo, COLS_CHANGED, &e)) != AS_OK) goto conv;
+      bool any = false;
+      for (size_t i = 0; i < sc->ncols; i++) any |= !sc->cols[i].is_key && as_row_has(&d[0].row, i);
+      if (!any) { /* e.g. 1 -> 1.0: SQLite says different, JSON says equal */
+        as_delta_clear(&d[0]);
+        nd = 0;
+      }
+    }
+  } else {
+    as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "malformed changelog row (op %s)", op ? op : "NULL");
+    goto dead;
+  }
+  for (int k = 0; k < nd; k++) {
+    as_delta *slot = as_batch_push(out);
+    if (!slot) goto oom;
+    *slot = d[k];
+    memset(&d[k], 0, sizeof d[k]);
+  }
+  goto cleanup;
+conv:
+  if (ret == AS_ERR) goto oom;
+dead: {
+  json_t *raw = json_pack("{s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:I}", "seq", (json_int_t)seq,
+                          "table", tbl, "op", op, "key", ko, "old", oo, "new", no, "origin",
+                          origin, "ts", (json_int_t)ts);
+  char *rawtxt = raw ? json_dumps(raw, JSON_COMPACT) : NULL;
+  json_decref(raw);
+  char msg[AS_ERROR_MSG_MAX + 256];
+  snprintf(msg, sizeof msg, "mapping %s, table \"%s\", key %s: %s", sc ? sc->name : "?",
+           tbl ? tbl : "?", ko ? ko : "?", e.message);
+  AS_LOG(AS_LOG_WARN, n->comp_src, "dead letter at seq %s: %s", pos, msg);
+  if (as_batch_push_dead(out, sc, ko ? strdup(ko) : NULL, rawtxt, strdup(msg), strdup(pos)) !=
+      AS_OK)
+    goto oom;
+  ret = AS_OK;
+  goto cleanup;
+}
+oom:
+  ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+cleanup:
+  for (int k = 0; k < 2; k++) as_delta_clear(&d[k]);
+  json_decref(jk);
+  json_decref(jo);
+  json_decref(jn);
+  return ret;
+}
+
+static int read_batch(as_stream *s, as_batch *out, size_t max, size_t *nread, as_error *err) {
+  sqlite3_stmt *st = s->st_read;
+  int ret = AS_OK, rc;
+  *nread = 0;
+  sqlite3_bind_int64(st, 1, s->pos);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)(max ? max : 1));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(st, 0);
+    if ((ret = convert_row(s, out, err)) != AS_OK) break;
+    s->pos = seq;
+    (*nread)++;
+  }
+  if (ret == AS_OK && rc != SQLITE_DONE) ret = sq_fail(s->db, rc, err, "read changelog");
+  sqlite3_reset(st);
+  return ret;
+}
+
+static int stream_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
+  int64_t deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+  size_t nread = 0;
+  int ret;
+  for (;;) {
+    if ((ret = read_batch(s, out, max, &nread, err)) != AS_OK) break;
+    if (nread > 0 || mono_ms() >= deadline) break;
+    if ((ret = wait_change(s, deadline, err)) != AS_OK) break;
+  }
+  char pos[32];
+  snprintf(pos, sizeof pos, "%" PRId64, s->pos);
+  if (as_batch_set_pos(out, pos) != AS_OK && ret == AS_OK)
+    ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  return ret;
+}
+
+static int stream_ack(as_stream *s, const char *pos, as_error *err) {
+  int64_t p, minpos = 0, purged = 0;
+  if (!parse_i64(pos, &p))
+    return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "bad sqlite changelog position \"%s\"",
+                        pos ? pos : "NULL");
+  sqlite3_stmt *st = NULL;
+  int ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err);
+  if (ret != AS_OK) return ret;
+  if ((ret = consumer_put(s->db, s->consumer, p, err)) != AS_OK) goto done;
+  if ((ret = prep(s->db, SQ_CONSUMER_MIN, &st, err)) != AS_OK) goto done;
+  if ((ret = one_int(s->db, st, &minpos, err, "min consumer position")) != AS_OK) goto done;
+  sqlite3_finalize(st);
+  st = NULL;
+  if ((ret = meta_int(s->db, "purged_upto", &purged, err)) != AS_OK) goto done;
+  if (minpos > purged) {
+    if ((ret = prep(s->db, SQ_CHANGELOG_PURGE, &st, err)) != AS_OK) goto done;
+    sqlite3_bind_int64(st, 1, minpos);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+      ret = sq_fail(s->db, rc, err, "purge changelog");
+      goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((ret = prep(s->db, SQ_META_PUT, &st, err)) != AS_OK) goto done;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, minpos);
+    sqlite3_bind_text(st, 1, "purged_upto", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, buf, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+      ret = sq_fail(s->db, rc, err, "write purged_upto");
+      goto done;
+    }
+  }
+  ret = sq_exec(s->db, SQ_COMMIT, err);
+done:
+  sqlite3_finalize(st);
+  if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, SQ_ROLLBACK, NULL, NULL, NULL);
+  return ret;
+}
+
+static int stream_position(as_stream *s, char **out, as_error *err) {
+  int64_t end = 0;
+  int ret = one_int(s->db, s->st_end, &end, err, "changelog end");
+  if (ret != AS_OK) return ret;
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRId64, end);
+  *out = strdup(buf);
+  return *out ? AS_OK : as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+}
+
+/* ---------------------------------------------------------------- rows */
+
+/* SELECT "c1", ... FROM "t" */
+static void select_cols(as_buf *b, const as_schema *s) {
+  as_buf_append_str(b, "SELECT ");
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (i) as_buf_append_str(b, ", ");
+    as_sql_quote_ident(s->cols[i].name, b);
+  }
+  as_buf_append_str(b, " FROM ");
+  as_sql_quote_ident(s->table, b);
+}
+
+static void key_list(as_buf *b, const as_schema *s) {
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (k) as_buf_append_str(b, ", ");
+    as_sql_quote_ident(s->cols[s->key_idx[k]].name, b);
+  }
+}
+
+/* Reads the current result row of st (all columns in schema order) into r. */
+static int row_from_stmt(const as_schema *s, sqlite3_stmt *st, as_row *r, as_error *err) {
+  for (size_t i = 0; i < s->ncols; i++) {
+    sq_cell c;
+    as_value v = AS_VALUE_NULL;
+    sq_cell_from_stmt(st, (int)i, &c);
+    int ret = sq_cell_to_value(&c, s->cols[i].type, &v, err);
+    if (ret != AS_OK) {
+      as_error_prefix(err, "column \"%s\"", s->cols[i].name);
+      return ret;
+    }
+    as_row_put(r, i, &v);
+  }
+  return AS_OK;
+}
+
+static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out,
+                    as_error *err) {
+  as_buf sql = AS_BUF_INIT;
+  sqlite3_stmt *st = NULL;
+  int ret = need_db(n, err);
+  if (ret != AS_OK) return ret;
+  select_cols(&sql, s);
+  as_buf_append_str(&sql, " WHERE ");
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (k) as_buf_append_str(&sql, " AND ");
+    as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
+    as_buf_printf(&sql, " = ?%zu", k + 1);
+  }
+  if ((ret = prep(n->db, as_buf_cstr(&sql), &st, err)) != AS_OK) goto cleanup;
+  for (size_t k = 0; k < s->nkey; k++) {
+    size_t i = s->key_idx[k];
+    if (i >= key->n || !key->set[i]) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "read_row: key column \"%s\" not set",
+                         s->cols[i].name);
+      goto cleanup;
+    }
+    if ((ret = sq_bind_value(st, (int)k + 1, &key->v[i], err)) != AS_OK) goto cleanup;
+  }
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    ret = AS_ENOTFOUND;
+    goto cleanup;
+  }
+  if (rc != SQLITE_ROW) {
+    ret = sq_fail(n->db, rc, err, "read_row");
+    goto cleanup;
+  }
+  if (out->v == NULL) {
+    if (as_row_init(out, s->ncols) != AS_OK) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+  } else {
+    as_row_reset(out);
+  }
+  ret = row_from_stmt(s, st, out, err);
+  if (ret != AS_OK) as_error_prefix(err, "mapping %s, table \"%s\"", s->name, s->table);
+cleanup:
+  sqlite3_finalize(st);
+  as_buf_free(&sql);
+  return ret;
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+struct as_snapshot {
+  as_node *n;
+  const as_schema *s;
+  sqlite3 *db;
+  sqlite3_stmt *first, *next;
+  sqlite3_value **last; /* key values of the last row returned (stored form) */
+  as_value *after;      /* after_key values (bound to `next` until the first page) */
+  bool have_last;
+  int64_t estimate;
+  int64_t ts_us;
+};
+
+static void snapshot_close(as_snapshot *sn) {
+  if (!sn) return;
+  sqlite3_finalize(sn->first);
+  sqlite3_finalize(sn->next);
+  for (size_t k = 0; sn->last && k < sn->s->nkey; k++) sqlite3_value_free(sn->last[k]);
+  free(sn->last);
+  for (size_t k = 0; sn->after && k < sn->s->nkey; k++) as_value_clear(&sn->after[k]);
+  free(sn->after);
+  sqlite3_close(sn->db);
+  free(sn);
+}
+
+static int snapshot_open(as_node *n, const as_schema *s, const char *after_key,
+                         as_snapshot **out, as_error *err) {
+  *out = NULL;
+  as_snapshot *sn = calloc(1, sizeof *sn);
+  as_buf sql = AS_BUF_INIT;
+  json_t *jk = NULL;
+  sqlite3_stmt *cnt = NULL;
+  int ret;
+  if (!sn) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  sn->n = n;
+  sn->s = s;
+  sn->ts_us = now_us();
+  sn->estimate = -1;
+  sn->last = calloc(s->nkey ? s->nkey : 1, sizeof *sn->last);
+  sn->after = calloc(s->nkey ? s->nkey : 1, sizeof *sn->after);
+  if (!sn->last || !sn->after) {
+    ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    goto fail;
+  }
+  if ((ret = sq_open(n->path, n->busy_ms, &sn->db, err)) != AS_OK) goto fail;
+  select_cols(&sql, s);
+  as_buf_append_str(&sql, " ORDER BY ");
+  key_list(&sql, s);
+  as_buf_append_str(&sql, " LIMIT ?1");
+  if ((ret = prep(sn->db, as_buf_cstr(&sql), &sn->first, err)) != AS_OK) goto fail;
+  as_buf_reset(&sql);
+  select_cols(&sql, s);
+  as_buf_append_str(&sql, " WHERE (");
+  key_list(&sql, s);
+  as_buf_append_str(&sql, ") > (");
+  for (size_t k = 0; k < s->nkey; k++) as_buf_printf(&sql, "%s?%zu", k ? ", " : "", k + 2);
+  as_buf_append_str(&sql, ") ORDER BY ");
+  key_list(&sql, s);
+  as_buf_append_str(&sql, " LIMIT ?1");
+  if ((ret = prep(sn->db, as_buf_cstr(&sql), &sn->next, err)) != AS_OK) goto fail;
+  as_buf_reset(&sql);
+  as_buf_append_str(&sql, "SELECT count(*) FROM ");
+  as_sql_quote_ident(s->table, &sql);
+  if (prep(sn->db, as_buf_cstr(&sql), &cnt, NULL) == AS_OK && sqlite3_step(cnt) == SQLITE_ROW)
+    sn->estimate = sqlite3_column_int64(cnt, 0);
+  if (after_key) {
+    json_error_t je;
+    jk = json_loads(after_key, 0, &je);
+    if (!json_is_object(jk)) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "snapshot after_key is not a JSON object");
+      goto fail;
+    }
+    for (size_t k = 0; k < s->nkey; k++) {
+      const as_column *c = &s->cols[s->key_idx[k]];
+      as_value *v = &sn->after[k];
+      ret = as_value_from_json_typed(json_object_get(jk, c->name), c->type, v, err);
+      if (ret == AS_OK) ret = sq_bind_value(sn->next, (int)k + 2, v, err);
+      if (ret != AS_OK) {
+        as_error_prefix(err, "snapshot after_key column \"%s\"", c->name);
+        goto fail;
+      }
+    }
+    sn->have_last = true;
+  }
+  *out = sn;
+  ret = AS_OK;
+  goto cleanup;
+fail:
+  snapshot_close(sn);
+cleanup:
+  sqlite3_finalize(cnt);
+  json_decref(jk);
+  as_buf_free(&sql);
+  return ret;
+}
+
+static int snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) {
+  const as_schema *s = sn->s;
+  sqlite3_stmt *st = sn->have_last ? sn->next : sn->first;
+  size_t got = 0;
+  int rc, ret = AS_OK;
+  if (sn->have_last && sn->last[0]) {
+    for (size_t k = 0; k < s->nkey; k++) sqlite3_bind_value(st, (int)k + 2, sn->last[k]);
+  }
+  sqlite3_bind_int64(st, 1, (sqlite3_int64)(max ? max : 1));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    got++;
+    for (size_t k = 0; k < s->nkey; k++) {
+      sqlite3_value_free(sn->last[k]);
+      sn->last[k] = sqlite3_value_dup(sqlite3_column_value(st, (int)s->key_idx[k]));
+      if (!sn->last[k]) {
+        ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+        goto done;
+      }
+    }
+    as_delta d;
+    as_error e = {0};
+    memset(&d, 0, sizeof d);
+    if (new_delta(&d, s, AS_OP_INSERT, sn->n->name, false, sn->ts_us, NULL) != AS_OK) {
+      as_delta_clear(&d);
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+      goto done;
+    }
+    int r = row_from_stmt(s, st, &d.row, &e);
+    if (r == AS_OK) {
+      as_delta *slot = as_batch_push(out);
+      if (!slot) {
+        as_delta_clear(&d);
+        ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+        goto done;
+      }
+      *slot = d;
+    } else {
+      char *k = key_json(s, &d.row);
+      char msg[AS_ERROR_MSG_MAX + 256];
+      snprintf(msg, sizeof msg, "mapping %s, table \"%s\", key %s: %s", s->name, s->table,
+               k ? k : "?", e.message);
+      as_delta_clear(&d);
+      AS_LOG(AS_LOG_WARN, sn->n->comp_src, "snapshot dead letter: %s", msg);
+      if (as_batch_push_dead(out, s, k, k ? strdup(k) : NULL, strdup(msg), NULL) != AS_OK) {
+        ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+        goto done;
+      }
+    }
+  }
+  if (rc != SQLITE_DONE) ret = sq_fail(sn->db, rc, err, "snapshot read");
+done:
+  sqlite3_reset(st);
+  if (got) sn->have_last = true;
+  if (ret == AS_OK && got < (max ? max : 1)) ret = AS_EOF;
+  return ret;
+}
+
+static int64_t snapshot_estimate(as_snapshot *sn) { return sn ? sn->estimate : -1; }
+
+/* ---------------------------------------------------------------- sink */
+
+static int sink_begin(as_node *n, as_error *err) {
+  int ret = need_db(n, err);
+  if (ret != AS_OK) return ret;
+  if (n->in_txn) return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "begin: a batch is open");
+  if ((ret = sq_exec(n->db, SQ_BEGIN_IMMEDIATE, err)) != AS_OK) return ret;
+  n->in_txn = true;
+  n->origin_dirty = false;
+  free(n->cur_origin);
+  n->cur_origin = NULL;
+  return AS_OK;
+}
+
+static int set_origin(as_node *n, const char *origin, as_error *err) {
+  if (!origin && !n->origin_dirty) return AS_OK;
+  if (origin && n->cur_origin && strcmp(origin, n->cur_origin) == 0) return AS_OK;
+  int ret;
+  if (!n->st_origin && (ret = prep(n->db, SQ_ORIGIN_SET, &n->st_origin, err)) != AS_OK) return ret;
+  if (origin) sqlite3_bind_text(n->st_origin, 1, origin, -1, SQLITE_TRANSIENT);
+  else sqlite3_bind_null(n->st_origin, 1);
+  int rc = sqlite3_step(n->st_origin);
+  sqlite3_reset(n->st_origin);
+  if (rc != SQLITE_DONE) return sq_fail(n->db, rc, err, "set origin");
+  free(n->cur_origin);
+  n->cur_origin = origin ? strdup(origin) : NULL;
+  n->origin_dirty = origin != NULL;
+  if (origin && !n->cur_origin) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  return AS_OK;
+}
+
+/* The cached statement for this delta's shape (prepared on first use). */
+static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *err) {
+  const as_schema *s = d->schema;
+  as_op op = d->op == AS_OP_DELETE ? AS_OP_DELETE : AS_OP_INSERT;
+  sq_cached *c = n->last;
+  for (size_t k = 0; k <= n->ncache; k++) {
+    if (c && c->schema == s && c->op == op &&
+        (op == AS_OP_DELETE || memcmp(c->mask, d->row.set, s->ncols) == 0)) {
+      n->last = c;
+      *out = c;
+      return AS_OK;
+    }
+    c = k < n->ncache ? &n->cache[k] : NULL;
+  }
+  if (n->ncache == n->capcache) {
+    size_t ncap = n->capcache ? n->capcache * 2 : 8;
+    sq_cached *p = realloc(n->cache, ncap * sizeof *p);
+    if (!p) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    n->cache = p;
+    n->capcache = ncap;
+  }
+  sq_cached e = {.schema = s, .op = op};
+  as_buf sql = AS_BUF_INIT;
+  int ret = AS_OK;
+  e.param_col = calloc(s->ncols ? s->ncols : 1, sizeof *e.param_col);
+  if (!e.param_col) {
+    ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    goto fail;
+  }
+  if (op == AS_OP_DELETE) {
+    as_buf_append_str(&sql, "DELETE FROM ");
+    as_sql_quote_ident(s->table, &sql);
+    as_buf_append_str(&sql, " WHERE ");
+    for (size_t k = 0; k < s->nkey; k++) {
+      if (k) as_buf_append_str(&sql, " AND ");
+      as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
+      as_buf_printf(&sql, " = ?%zu", k + 1);
+      e.param_col[e.nparams++] = (int)s->key_idx[k];
+    }
+  } else {
+    e.mask = malloc(s->ncols ? s->ncols : 1);
+    if (!e.mask) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+      goto fail;
+    }
+    memcpy(e.mask, d->row.set, s->ncols);
+    for (size_t i = 0; i < s->ncols; i++)
+      if (e.mask[i]) e.param_col[e.nparams++] = (int)i;
+    sq_upsert_sql(&sql, s, e.mask);
+  }
+  if ((ret = prep(n->db, as_buf_cstr(&sql), &e.st, err)) != AS_OK) {
+    as_error_prefix(err, "mapping %s, table \"%s\"", s->name, s->table);
+    goto fail;
+  }
+  as_buf_free(&sql);
+  n->cache[n->ncache] = e;
+  n->last = &n->cache[n->ncache++];
+  *out = n->last;
+  return AS_OK;
+fail:
+  as_buf_free(&sql);
+  free(e.mask);
+  free(e.param_col);
+  return ret;
+}
+
+static int dead_delta(as_dead_list *dead, const as_delta *d, size_t index, const as_error *e) {
+  char *k = key_json(d->schema, &d->row);
+  char *raw = as_delta_to_json_string(d, NULL);
+  char msg[AS_ERROR_MSG_MAX + 256];
+  snprintf(msg, sizeof msg, "mapping %s, table \"%s\", key %s: %s", d->schema->name,
+           d->schema->table, k ? k : "?", e->message);
+  return as_dead_list_push(dead, d->schema, index, k, raw, strdup(msg));
+}
+
+static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *dead,
+                      as_error *err) {
+  if (!n->in_txn) return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "apply outside begin/commit");
+  for (size_t i = 0; i < nd; i++) {
+    const as_delta *d = &ds[i];
+    sq_cached *c = NULL;
+    as_error e = {0};
+    int ret = set_origin(n, d->origin, err);
+    if (ret != AS_OK) return ret;
+    if (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT || d->op == AS_OP_UPDATE) {
+      ret = stmt_for(n, d, &c, err);
+    } else {
+      ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "unknown op %d", (int)d->op);
+    }
+    if (ret == AS_OK) {
+      for (int p = 0; p < c->nparams && ret == AS_OK; p++) {
+        int col = c->param_col[p];
+        if ((size_t)col >= d->row.n || !d->row.set[col]) {
+          ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "key column \"%s\" missing",
+                             d->schema->cols[col].name);
+        } else {
+          ret = sq_bind_value(c->st, p + 1, &d->row.v[col], &e);
+        }
+      }
+      if (ret == AS_OK) {
+        int rc = sqlite3_step(c->st);
+        if (rc != SQLITE_DONE) ret = sq_fail(n->db, rc, &e, as_op_name(d->op));
+      }
+      sqlite3_reset(c->st);
+      sqlite3_clear_bindings(c->st);
+    } else if (ret != AS_EDATA) {
+      return ret; /* prepare failed: the table does not fit the mapping */
+    }
+    if (ret == AS_OK) continue;
+    if (sqlite3_get_autocommit(n->db)) {
+      /* SQLite rolled the whole transaction back (I/O error, full disk, ...) */
+      n->in_txn = false;
+      n->origin_dirty = false;
+      *err = e;
+      return ret == AS_EDATA ? AS_RETRY : ret;
+    }
+    if (ret != AS_EDATA) {
+      *err = e;
+      return ret;
+    }
+    /* one bad row: SQLite undid only that statement; the rest of the batch goes on */
+    if (dead_delta(dead, d, i, &e) != AS_OK)
+      return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    AS_LOG(AS_LOG_WARN, n->comp_sink, "delta %zu dead-lettered: %s", i, e.message);
+  }
+  return AS_OK;
+}
+
+static int sink_commit(as_node *n, const char *stream_id, const char *checkpoint,
+                       as_error *err) {
+  if (!n->in_txn) return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "commit without begin");
+  int ret = set_origin(n, NULL, err); /* later writers must not look like the connector */
+  if (ret != AS_OK) return ret;
+  if (checkpoint && stream_id) {
+    if (!n->st_ckpt_put && (ret = prep(n->db, SQ_CHECKPOINT_PUT, &n->st_ckpt_put, err)) != AS_OK)
+      return ret;
+    sqlite3_bind_text(n->st_ckpt_put, 1, stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(n->st_ckpt_put, 2, checkpoint, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(n->st_ckpt_put);
+    sqlite3_reset(n->st_ckpt_put);
+    sqlite3_clear_bindings(n->st_ckpt_put);
+    if (rc != SQLITE_DONE) return sq_fail(n->db, rc, err, "write checkpoint");
+  }
+  if ((ret = sq_exec(n->db, SQ_COMMIT, err)) != AS_OK) return ret;
+  n->in_txn = false;
+  return AS_OK;
+}
+
+static int sink_rollback(as_node *n) {
+  if (n->db && !sqlite3_get_autocommit(n->db)) sqlite3_exec(n->db, SQ_ROLLBACK, NULL, NULL, NULL);
+  n->in_txn = false;
+  n->origin_dirty = false;
+  free(n->cur_origin);
+  n->cur_origin = NULL;
+  return AS_OK;
+}
+
+static int checkpoint_load(as_node *n, const char *stream_id, char **out, as_error *err) {
+  *out = NULL;
+  int ret = need_db(n, err);
+  if (ret != AS_OK) return ret;
+  if (!n->st_ckpt_get && (ret = prep(n->db, SQ_CHECKPOINT_GET, &n->st_ckpt_get, err)) != AS_OK)
+    return ret;
+  sqlite3_bind_text(n->st_ckpt_get, 1, stream_id, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(n->st_ckpt_get);
+  if (rc == SQLITE_ROW) {
+    const char *p = (const char *)sqlite3_column_text(n->st_ckpt_get, 0);
+    *out = p ? strdup(p) : NULL;
+    ret = *out ? AS_OK : AS_ENOTFOUND;
+  } else if (rc == SQLITE_DONE) {
+    ret = AS_ENOTFOUND;
+  } else {
+    ret = sq_fail(n->db, rc, err, "read checkpoint");
+  }
+  sqlite3_reset(n->st_ckpt_get);
+  return ret;
+}
+
+const as_adapter as_adapter_sqlite = {
+    .abi = AS_ADAPTER_ABI,
+    .kind = "sqlite",
+    .caps = AS_CAP_SOURCE | AS_CAP_SINK | AS_CAP_TXN | AS_CAP_SNAPSHOT,
+    .config_map = config_map,
+    .init = node_init,
+    .connect = node_connect,
+    .install = node_install,
+    .uninstall = node_uninstall,
+    .exit = node_exit,
+    .open_stream = open_stream,
+    .poll = stream_poll,
+    .ack = stream_ack,
+    .stream_position = stream_position,
+    .close_stream = close_stream,
+    .snapshot_open = snapshot_open,
+    .snapshot_next = snapshot_next,
+    .snapshot_estimate = snapshot_estimate,
+    .snapshot_close = snapshot_close,
+    .begin = sink_begin,
+    .apply = sink_apply,
+    .commit = sink_commit,
+    .rollback = sink_rollback,
+    .checkpoint_load = checkpoint_load,
+    .read_row = read_row,
+};

@@ -1,0 +1,80 @@
+/* sqlite_internal.h — private declarations shared by the SQLite adapter's files. */
+#ifndef AS_SQLITE_INTERNAL_H
+#define AS_SQLITE_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "adapter.h"
+#include "as_buf.h"
+#include "as_ddl.h"
+
+/* One cached prepared write statement: (schema, op, set of present columns). */
+typedef struct sq_cached {
+  const as_schema *schema;
+  as_op op;          /* AS_OP_INSERT covers insert and update (both are upserts) */
+  uint8_t *mask;     /* ncols presence flags (NULL for deletes) */
+  sqlite3_stmt *st;
+  int *param_col;    /* parameter i+1 binds column param_col[i] */
+  int nparams;
+} sq_cached;
+
+struct as_node {
+  char *name;
+  char *path;
+  int busy_ms;
+  bool use_inotify;
+  const as_schema **schemas; /* borrowed schemas, array owned */
+  size_t nschemas;
+  char comp_src[128];        /* log components */
+  char comp_sink[128];
+
+  sqlite3 *db;               /* sink/admin connection */
+  bool in_txn;
+  bool origin_dirty;         /* _arraysync_origin holds cur_origin (non-NULL) */
+  char *cur_origin;
+  sqlite3_stmt *st_origin, *st_ckpt_put, *st_ckpt_get;
+  sq_cached *cache;
+  size_t ncache, capcache;
+  sq_cached *last;           /* most recently used cache entry */
+};
+
+/* Cell: one SQLite value as read from a column or from the changelog's JSON. */
+typedef enum { SQ_CELL_NULL, SQ_CELL_INT, SQ_CELL_REAL, SQ_CELL_TEXT, SQ_CELL_BLOB, SQ_CELL_BOOL } sq_cell_kind;
+typedef struct sq_cell {
+  sq_cell_kind k;
+  int64_t i;
+  double d;
+  const char *p;     /* TEXT/BLOB bytes (borrowed) */
+  size_t len;
+} sq_cell;
+
+/* sqlite_values.c */
+/* Converts a cell to a value of column type t, leniently where exact (see README.md).
+ * AS_EDATA with a message describing the cell and the type on failure. */
+int sq_cell_to_value(const sq_cell *c, as_type t, as_value *out, as_error *err);
+void sq_cell_from_stmt(sqlite3_stmt *st, int col, sq_cell *c);
+/* From the changelog JSON form written by the triggers. *tmp receives a buffer the cell may
+ * point into (hex-decoded blob); caller frees it. */
+int sq_cell_from_json(const json_t *j, sq_cell *c, uint8_t **tmp, as_error *err);
+/* Binds a value in the form the adapter stores (see README.md). */
+int sq_bind_value(sqlite3_stmt *st, int idx, const as_value *v, as_error *err);
+/* Short printable description of a cell for error messages (caller frees). */
+char *sq_cell_describe(const sq_cell *c);
+
+/* sqlite_ddl.c */
+/* Identifiers: as_sql_quote_ident (as_ddl.h). Names inside DDL string literals: */
+int sq_quote_literal(as_buf *b, const char *s);     /* 'text' with '' doubling */
+int sq_install(as_node *n, as_error *err);
+int sq_uninstall(as_node *n, as_error *err);
+
+/* sqlite_adapter.c */
+/* Maps an SQLite result code to AS_* (BUSY/LOCKED -> AS_RETRY) and fills err. */
+int sq_fail(sqlite3 *db, int rc, as_error *err, const char *what);
+int sq_exec(sqlite3 *db, const char *sql, as_error *err);
+int sq_open(const char *path, int busy_ms, sqlite3 **out, as_error *err);
+/* Builds "INSERT ... ON CONFLICT" for the given columns into b. */
+void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask);
+
+#endif

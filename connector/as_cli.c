@@ -1,0 +1,197 @@
+/* as_cli.c — status, dlq list and conflicts list: they only read the state store, so they
+ * work while `arraysync run` is running (WAL mode). */
+#include "as_cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "as_state.h"
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int open_ro(const as_config *cfg, as_state **st, as_error *err) {
+  if (access(cfg->state_path, R_OK) != 0) {
+    return as_error_set(err, AS_DOM_STATE, AS_ENOTFOUND,
+                        "no state store at %s yet: `arraysync run -c %s` has not run", cfg->state_path,
+                        cfg->file);
+  }
+  return as_state_open(cfg->state_path, true, st, err);
+}
+
+static void fmt_time(int64_t us, char *buf, size_t n) {
+  if (!us) {
+    snprintf(buf, n, "-");
+    return;
+  }
+  time_t t = (time_t)(us / 1000000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+typedef struct status_ctx {
+  FILE *out;
+  json_t *arr;
+  size_t n;
+} status_ctx;
+
+static int status_row(void *vctx, const as_stream_stats *s) {
+  status_ctx *c = vctx;
+  c->n++;
+  if (c->arr) {
+    json_array_append_new(
+        c->arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "stream",
+                          s->stream_id, "source", s->source, "target", s->target, "phase",
+                          s->phase, "checkpoint", s->checkpoint, "captured", (json_int_t)s->captured,
+                          "applied", (json_int_t)s->applied, "skipped", (json_int_t)s->skipped,
+                          "conflicts", (json_int_t)s->conflicts, "dead_letters",
+                          (json_int_t)s->dead, "lag_ms", (json_int_t)s->lag_ms, "updated_us",
+                          (json_int_t)s->updated_us, "error", s->error));
+    return AS_OK;
+  }
+  char when[32];
+  fmt_time(s->updated_us, when, sizeof when);
+  char ck[40];
+  snprintf(ck, sizeof ck, "%.36s%s", s->checkpoint, strlen(s->checkpoint) > 36 ? "…" : "");
+  fprintf(c->out, "%-24s %-10s %10lld %10lld %9lld %9lld %6lld %8lld  %-20s  %s\n", s->stream_id,
+          s->phase, (long long)s->captured, (long long)s->applied, (long long)s->skipped,
+          (long long)s->conflicts, (long long)s->dead, (long long)s->lag_ms, when, ck);
+  if (s->error[0]) fprintf(c->out, "%-24s error: %s\n", "", s->error);
+  return AS_OK;
+}
+
+int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
+  as_state *st = NULL;
+  int rc = open_ro(cfg, &st, err);
+  if (rc != AS_OK) return rc;
+  status_ctx c = {.out = out, .arr = json ? json_array() : NULL};
+  if (!json) {
+    fprintf(out, "%-24s %-10s %10s %10s %9s %9s %6s %8s  %-20s  %s\n", "STREAM", "PHASE",
+            "CAPTURED", "APPLIED", "SKIPPED", "CONFLICTS", "DEAD", "LAG_MS", "UPDATED", "CHECKPOINT");
+  }
+  rc = as_state_stream_each(st, status_row, &c, err);
+  int64_t dead_open = as_state_dead_count(st, "open");
+  int64_t conflicts = as_state_conflict_count(st);
+  if (rc == AS_OK) {
+    if (json) {
+      json_t *o = json_pack("{s:o,s:I,s:I,s:s}", "streams", c.arr, "dead_letters_open",
+                            (json_int_t)dead_open, "conflicts", (json_int_t)conflicts, "state",
+                            cfg->state_path);
+      c.arr = NULL;
+      char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+      fprintf(out, "%s\n", txt ? txt : "{}");
+      free(txt);
+      json_decref(o);
+    } else {
+      if (c.n == 0) fprintf(out, "(no streams recorded yet)\n");
+      fprintf(out, "dead letters open: %lld   conflicts recorded: %lld   state: %s\n",
+              (long long)dead_open, (long long)conflicts, cfg->state_path);
+    }
+  }
+  json_decref(c.arr);
+  as_state_close(st);
+  (void)now_us;
+  return rc;
+}
+
+typedef struct dlq_ctx {
+  FILE *out;
+  json_t *arr;
+} dlq_ctx;
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+static int dlq_row(void *vctx, const as_dead_letter *d) {
+  dlq_ctx *c = vctx;
+  if (c->arr) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(d->id));
+    json_object_set_new(o, "created_us", json_integer(d->created_us));
+    json_object_set_new(o, "status", str_or_null(d->status));
+    json_object_set_new(o, "stage", str_or_null(d->stage));
+    json_object_set_new(o, "mapping", str_or_null(d->mapping));
+    json_object_set_new(o, "source", str_or_null(d->source));
+    json_object_set_new(o, "target", str_or_null(d->target));
+    json_object_set_new(o, "key", str_or_null(d->key));
+    json_object_set_new(o, "error", str_or_null(d->error));
+    json_object_set_new(o, "position", str_or_null(d->pos));
+    json_object_set_new(o, "raw", str_or_null(d->raw));
+    json_object_set_new(o, "delta", str_or_null(d->delta_json));
+    json_object_set_new(o, "retries", json_integer(d->retries));
+    json_array_append_new(c->arr, o);
+    return AS_OK;
+  }
+  char when[32];
+  fmt_time(d->created_us, when, sizeof when);
+  fprintf(c->out, "#%lld %s [%s] %s stage=%s %s -> %s key=%s\n    error: %s\n", (long long)d->id,
+          when, d->status ? d->status : "", d->mapping ? d->mapping : "?", d->stage ? d->stage : "?",
+          d->source ? d->source : "?", d->target ? d->target : "?", d->key ? d->key : "?",
+          d->error ? d->error : "");
+  if (d->raw) fprintf(c->out, "    raw: %.300s%s\n", d->raw, strlen(d->raw) > 300 ? "…" : "");
+  if (d->pos) fprintf(c->out, "    position: %.120s\n", d->pos);
+  return AS_OK;
+}
+
+int as_cli_dlq_list(const as_config *cfg, FILE *out, bool json, as_error *err) {
+  as_state *st = NULL;
+  int rc = open_ro(cfg, &st, err);
+  if (rc != AS_OK) return rc;
+  dlq_ctx c = {.out = out, .arr = json ? json_array() : NULL};
+  rc = as_state_dead_each(st, NULL, dlq_row, &c, err);
+  if (rc == AS_OK && json) {
+    char *txt = json_dumps(c.arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fprintf(out, "%s\n", txt ? txt : "[]");
+    free(txt);
+  } else if (rc == AS_OK) {
+    fprintf(out, "%lld dead letters (%lld open)\n", (long long)as_state_dead_count(st, NULL),
+            (long long)as_state_dead_count(st, "open"));
+  }
+  json_decref(c.arr);
+  as_state_close(st);
+  return rc;
+}
+
+static int conflict_row(void *vctx, const as_conflict *x) {
+  dlq_ctx *c = vctx;
+  if (c->arr) {
+    json_array_append_new(c->arr, json_pack("{s:I,s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "id",
+                                            (json_int_t)x->id, "created_us", (json_int_t)x->created_us,
+                                            "mapping", x->mapping, "key", x->key, "strategy",
+                                            x->strategy, "winner", x->winner, "status", x->status,
+                                            "losing", x->local, "other", x->remote));
+    return AS_OK;
+  }
+  char when[32];
+  fmt_time(x->created_us, when, sizeof when);
+  fprintf(c->out, "#%lld %s %s key=%s strategy=%s winner=%s [%s]\n    losing: %.300s\n",
+          (long long)x->id, when, x->mapping ? x->mapping : "?", x->key ? x->key : "?",
+          x->strategy ? x->strategy : "?", x->winner ? x->winner : "?", x->status ? x->status : "",
+          x->local ? x->local : "");
+  return AS_OK;
+}
+
+int as_cli_conflicts_list(const as_config *cfg, FILE *out, bool json, as_error *err) {
+  as_state *st = NULL;
+  int rc = open_ro(cfg, &st, err);
+  if (rc != AS_OK) return rc;
+  dlq_ctx c = {.out = out, .arr = json ? json_array() : NULL};
+  rc = as_state_conflict_each(st, conflict_row, &c, err);
+  if (rc == AS_OK && json) {
+    char *txt = json_dumps(c.arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fprintf(out, "%s\n", txt ? txt : "[]");
+    free(txt);
+  } else if (rc == AS_OK) {
+    fprintf(out, "%lld conflicts recorded\n", (long long)as_state_conflict_count(st));
+  }
+  json_decref(c.arr);
+  as_state_close(st);
+  return rc;
+}

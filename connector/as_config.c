@@ -1,0 +1,530 @@
+/* as_config.c — the top-level configuration file (see as_config.h).
+ *
+ * Decisions:
+ * - `nodes` needs at least two nodes (one node has nobody to sync with); node names are
+ *   letters, digits, '_' and '-' (they are origins and part of stream ids).
+ * - Node options are scalars, checked against the adapter's config map (unknown keys and
+ *   missing required keys are errors); defaults are not copied in (as_node_config_get
+ *   supplies them).
+ * - Only `state` and `mappings` resolve against the config file's directory; node options
+ *   (e.g. a SQLite path) are passed as written.
+ * - `mappings`: a glob or a list of globs; each must match at least one file; a file matched
+ *   twice is loaded once; files load in glob order (sorted), list order.
+ * - Two mappings may not share a name, a SQL table (children included) or a collection.
+ * - topology: { type: peer-to-peer } (the default when absent; `topology: peer-to-peer` is
+ *   accepted too), { type: hub-and-spoke, hub: NODE }, { type: ring, order: [..] }; a ring
+ *   lists every node exactly once (a node outside the ring would be cut off).
+ * - Paths in messages are as the user gave them (config path as passed; mapping files as the
+ *   config directory joined with the pattern's match). */
+#include "as_config.h"
+
+#include <ctype.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "as_log.h"
+#include "as_yaml.h"
+
+static const char *const top_keys[] = {"nodes", "state",      "topology", "mappings", "batch",
+                                       "tombstones", "log", "metrics",  NULL};
+static const char *const topo_keys[] = {"type", "hub", "order", NULL};
+static const char *const batch_keys[] = {"max_rows", "max_latency", NULL};
+static const char *const tomb_keys[] = {"retention", NULL};
+static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const metrics_keys[] = {"listen", NULL};
+
+static int nomem(as_error *err) { return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory"); }
+
+static void node_clear(as_node_config *n) {
+  free(n->name);
+  free(n->kind);
+  for (size_t i = 0; i < n->nopts; i++) {
+    free(n->opts[i].key);
+    free(n->opts[i].value);
+  }
+  free(n->opts);
+}
+
+void as_config_free(as_config *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->nnodes; i++) node_clear(&c->nodes[i]);
+  free(c->nodes);
+  free(c->state_path);
+  free(c->topology.hub);
+  for (size_t i = 0; i < c->topology.norder; i++) free(c->topology.order[i]);
+  free(c->topology.order);
+  for (size_t i = 0; i < c->nschemas; i++) as_schema_free(c->schemas[i]);
+  free(c->schemas);
+  free(c->log_level);
+  free(c->log_format);
+  free(c->metrics_listen);
+  free(c->file);
+  free(c->dir);
+  free(c);
+}
+
+const as_node_config *as_config_node(const as_config *c, const char *name) {
+  for (size_t i = 0; c && name && i < c->nnodes; i++) {
+    if (strcmp(c->nodes[i].name, name) == 0) return &c->nodes[i];
+  }
+  return NULL;
+}
+
+const as_schema *as_config_schema(const as_config *c, const char *mapping) {
+  for (size_t i = 0; c && mapping && i < c->nschemas; i++) {
+    if (strcmp(c->schemas[i]->name, mapping) == 0) return c->schemas[i];
+  }
+  return NULL;
+}
+
+/* dir joined with path; absolute paths and dir "." leave path as is. */
+static char *join(const char *dir, const char *path) {
+  if (path[0] == '/' || strcmp(dir, ".") == 0) return strdup(path);
+  size_t n = strlen(dir) + strlen(path) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/%s", dir, path);
+  return p;
+}
+
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return strdup(".");
+  if (slash == path) return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+static bool valid_node_name(const char *n) {
+  if (!*n) return false;
+  for (const char *p = n; *p; p++) {
+    if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-')) return false;
+  }
+  return true;
+}
+
+static void list_kinds(char *buf, size_t cap) {
+  size_t off = 0;
+  buf[0] = '\0';
+  const as_adapter *const *all = as_adapter_all();
+  for (size_t i = 0; all[i] && off < cap; i++) {
+    int w = snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", all[i]->kind);
+    if (w < 0) break;
+    off += (size_t)w;
+  }
+}
+
+static int parse_node(const char *name, const as_mark *km, const as_ynode *v, as_config *c,
+                      as_node_config *n, as_error *err) {
+  n->mark = *km;
+  n->mark.file = c->file;
+  if (!(n->name = strdup(name))) return nomem(err);
+  if (!valid_node_name(name)) {
+    return as_yaml_error(err, km, "node name \"%s\" may contain only letters, digits, '_' and "
+                         "'-'", name);
+  }
+  if (!v || v->kind != AS_Y_MAP) {
+    return as_yaml_error(err, v ? &v->mark : km, "node \"%s\" must be a map { kind: ..., ... }, "
+                         "not %s", name, as_ynode_kind_name(v));
+  }
+  const as_ynode *kind = as_ynode_get(v, "kind");
+  char kinds[200];
+  list_kinds(kinds, sizeof kinds);
+  if (!kind) {
+    return as_yaml_error(err, km, "node \"%s\" has no kind (kind: %s)", name, kinds);
+  }
+  char what[160];
+  snprintf(what, sizeof what, "kind of node \"%s\"", name);
+  int rc = as_yaml_str(kind, what, &n->kind, err);
+  if (rc) return rc;
+  const as_adapter *a = as_adapter_find(n->kind);
+  if (!a) {
+    return as_yaml_error(err, &kind->mark, "unknown node kind \"%s\" for node \"%s\" (known: "
+                         "%s)", n->kind, name, kinds);
+  }
+  /* allowed keys: kind + the adapter's config map */
+  size_t nmap = 0;
+  for (const as_config_entry *e = a->config_map; e && e->key; e++) nmap++;
+  const char **allowed = calloc(nmap + 2, sizeof *allowed);
+  if (!allowed) return nomem(err);
+  allowed[0] = "kind";
+  for (size_t i = 0; i < nmap; i++) allowed[i + 1] = a->config_map[i].key;
+  char owner[200];
+  snprintf(owner, sizeof owner, "%s node \"%s\"", n->kind, name);
+  rc = as_yaml_check_keys(v, allowed, owner, err);
+  free(allowed);
+  if (rc) return rc;
+  if (!(n->opts = calloc(v->n, sizeof *n->opts))) return nomem(err);
+  for (size_t i = 0; i < v->n; i++) {
+    if (strcmp(v->keys[i], "kind") == 0) continue;
+    const as_ynode *ov = v->items[i];
+    as_node_option *o = &n->opts[n->nopts];
+    char owhat[300];
+    snprintf(owhat, sizeof owhat, "option %s of node \"%s\"", v->keys[i], name);
+    if (!ov || ov->kind != AS_Y_SCALAR) {
+      return as_yaml_error(err, ov ? &ov->mark : &v->key_marks[i], "%s must be a value, not %s",
+                           owhat, as_ynode_kind_name(ov));
+    }
+    if (!(o->key = strdup(v->keys[i]))) return nomem(err);
+    n->nopts++;
+    if (!(o->value = strdup(ov->scalar))) return nomem(err);
+    o->mark = ov->mark;
+    o->mark.file = c->file;
+  }
+  for (const as_config_entry *e = a->config_map; e && e->key; e++) {
+    if (!e->required) continue;
+    bool have = false;
+    for (size_t i = 0; i < n->nopts; i++) {
+      if (strcmp(n->opts[i].key, e->key) == 0 && n->opts[i].value[0]) have = true;
+    }
+    if (!have) {
+      return as_yaml_error(err, km, "%s node \"%s\" needs \"%s\" (%s)", n->kind, name, e->key,
+                           e->description ? e->description : "required");
+    }
+  }
+  return AS_OK;
+}
+
+static int parse_nodes(const as_ynode *root, as_config *c, as_error *err) {
+  const as_ynode *nodes = as_ynode_get(root, "nodes");
+  if (!nodes || as_ynode_is_null(nodes)) {
+    return as_yaml_error(err, nodes ? &nodes->mark : &root->mark,
+                         "missing \"nodes\" (a map of node name -> { kind, ... })");
+  }
+  if (nodes->kind != AS_Y_MAP) {
+    return as_yaml_error(err, &nodes->mark, "nodes must be a map of node name -> { kind, ... }, "
+                         "not %s", as_ynode_kind_name(nodes));
+  }
+  if (nodes->n < 2) {
+    return as_yaml_error(err, &nodes->mark, "at least two nodes are needed to sync (found %zu)",
+                         nodes->n);
+  }
+  if (!(c->nodes = calloc(nodes->n, sizeof *c->nodes))) return nomem(err);
+  for (size_t i = 0; i < nodes->n; i++) {
+    c->nnodes++;
+    int rc = parse_node(nodes->keys[i], &nodes->key_marks[i], nodes->items[i], c,
+                        &c->nodes[i], err);
+    if (rc) return rc;
+  }
+  return AS_OK;
+}
+
+static int node_ref(const as_config *c, const as_ynode *n, const char *what, char **out,
+                    as_error *err) {
+  int rc = as_yaml_str(n, what, out, err);
+  if (rc) return rc;
+  if (!as_config_node(c, *out)) {
+    char list[400];
+    size_t off = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < c->nnodes && off < sizeof list; i++) {
+      int w = snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "", c->nodes[i].name);
+      if (w < 0) break;
+      off += (size_t)w;
+    }
+    return as_yaml_error(err, &n->mark, "%s \"%s\" is not a node (nodes: %s)", what, *out, list);
+  }
+  return AS_OK;
+}
+
+static int parse_topology(const as_ynode *root, as_config *c, as_error *err) {
+  const as_ynode *t = as_ynode_get(root, "topology");
+  c->topology.type = AS_TOPO_PEER_TO_PEER;
+  if (!t || as_ynode_is_null(t)) return AS_OK;
+  const as_ynode *type = t;
+  if (t->kind == AS_Y_MAP) {
+    int rc = as_yaml_check_keys(t, topo_keys, "topology", err);
+    if (rc) return rc;
+    type = as_ynode_get(t, "type");
+    if (!type) {
+      return as_yaml_error(err, &t->mark, "topology needs a type (peer-to-peer, hub-and-spoke "
+                           "or ring)");
+    }
+  } else if (t->kind != AS_Y_SCALAR) {
+    return as_yaml_error(err, &t->mark, "topology must be a map { type: ... }, not %s",
+                         as_ynode_kind_name(t));
+  }
+  if (type->kind != AS_Y_SCALAR) {
+    return as_yaml_error(err, &type->mark, "topology type must be peer-to-peer, hub-and-spoke "
+                         "or ring, not %s", as_ynode_kind_name(type));
+  }
+  const char *ty = type->scalar;
+  const as_ynode *hub = as_ynode_get(t, "hub");
+  const as_ynode *order = as_ynode_get(t, "order");
+  if (strcmp(ty, "peer-to-peer") == 0) {
+    c->topology.type = AS_TOPO_PEER_TO_PEER;
+  } else if (strcmp(ty, "hub-and-spoke") == 0) {
+    c->topology.type = AS_TOPO_HUB_AND_SPOKE;
+  } else if (strcmp(ty, "ring") == 0) {
+    c->topology.type = AS_TOPO_RING;
+  } else {
+    return as_yaml_error(err, &type->mark, "bad topology type \"%s\" (expected peer-to-peer, "
+                         "hub-and-spoke or ring)", ty);
+  }
+  if (hub && c->topology.type != AS_TOPO_HUB_AND_SPOKE) {
+    return as_yaml_error(err, as_ynode_key_mark(t, "hub"), "hub is only used with type: "
+                         "hub-and-spoke");
+  }
+  if (order && c->topology.type != AS_TOPO_RING) {
+    return as_yaml_error(err, as_ynode_key_mark(t, "order"), "order is only used with type: "
+                         "ring");
+  }
+  if (c->topology.type == AS_TOPO_HUB_AND_SPOKE) {
+    if (!hub) {
+      return as_yaml_error(err, &t->mark, "topology hub-and-spoke needs hub: NODE");
+    }
+    return node_ref(c, hub, "topology hub", &c->topology.hub, err);
+  }
+  if (c->topology.type == AS_TOPO_RING) {
+    if (!order) return as_yaml_error(err, &t->mark, "topology ring needs order: [NODE, ...]");
+    if (order->kind != AS_Y_SEQ) {
+      return as_yaml_error(err, &order->mark, "ring order must be a list of node names, not %s",
+                           as_ynode_kind_name(order));
+    }
+    if (order->n < 2) {
+      return as_yaml_error(err, &order->mark, "ring order must list at least two nodes");
+    }
+    if (!(c->topology.order = calloc(order->n, sizeof *c->topology.order))) return nomem(err);
+    for (size_t i = 0; i < order->n; i++) {
+      char *name = NULL;
+      int rc = node_ref(c, order->items[i], "ring node", &name, err);
+      if (rc) {
+        free(name);
+        return rc;
+      }
+      for (size_t j = 0; j < c->topology.norder; j++) {
+        if (strcmp(c->topology.order[j], name) == 0) {
+          free(name);
+          return as_yaml_error(err, &order->items[i]->mark, "node \"%s\" appears twice in the "
+                               "ring", c->topology.order[j]);
+        }
+      }
+      c->topology.order[c->topology.norder++] = name;
+    }
+    for (size_t i = 0; i < c->nnodes; i++) {
+      bool in = false;
+      for (size_t j = 0; j < c->topology.norder; j++) {
+        if (strcmp(c->topology.order[j], c->nodes[i].name) == 0) in = true;
+      }
+      if (!in) {
+        return as_yaml_error(err, &order->mark, "ring order must list every node; node \"%s\" "
+                             "is missing", c->nodes[i].name);
+      }
+    }
+  }
+  return AS_OK;
+}
+
+static int add_schema(as_config *c, as_schema *s, as_error *err) {
+  for (size_t i = 0; i < c->nschemas; i++) {
+    const as_schema *o = c->schemas[i];
+    if (strcmp(o->name, s->name) == 0) {
+      return as_yaml_error(err, &s->mark, "mapping \"%s\" is already defined in %s:%d:%d",
+                           s->name, o->file, o->mark.line, o->mark.col);
+    }
+    if (strcmp(o->collection, s->collection) == 0) {
+      return as_yaml_error(err, &s->mark, "collection \"%s\" of mapping \"%s\" is already "
+                           "mapped by mapping \"%s\" (%s)", s->collection, s->name, o->name,
+                           o->file);
+    }
+    /* every SQL table of s against every SQL table of o */
+    for (size_t a = 0; a <= s->nchildren; a++) {
+      const char *ta = a == 0 ? s->table : s->children[a - 1].table;
+      for (size_t b = 0; b <= o->nchildren; b++) {
+        const char *tb = b == 0 ? o->table : o->children[b - 1].table;
+        if (strcmp(ta, tb) == 0) {
+          return as_yaml_error(err, &s->mark, "table \"%s\" of mapping \"%s\" is already used "
+                               "by mapping \"%s\" (%s)", ta, s->name, o->name, o->file);
+        }
+      }
+    }
+  }
+  as_schema **grown = realloc(c->schemas, (c->nschemas + 1) * sizeof *grown);
+  if (!grown) return nomem(err);
+  c->schemas = grown;
+  c->schemas[c->nschemas++] = s;
+  return AS_OK;
+}
+
+static int load_pattern(as_config *c, const as_ynode *pat, char ***seen, size_t *nseen,
+                        as_error *err) {
+  if (pat->kind != AS_Y_SCALAR || !pat->scalar[0]) {
+    return as_yaml_error(err, &pat->mark, "mappings must be a file pattern or a list of "
+                         "patterns, not %s", pat->kind == AS_Y_SCALAR ? "an empty value"
+                                                                      : as_ynode_kind_name(pat));
+  }
+  char *full = join(c->dir, pat->scalar);
+  if (!full) return nomem(err);
+  glob_t g;
+  memset(&g, 0, sizeof g);
+  int grc = glob(full, 0, NULL, &g);
+  int rc = AS_OK;
+  if (grc == GLOB_NOMATCH) {
+    rc = as_yaml_error(err, &pat->mark, "mappings pattern \"%s\" matches no file (looked for "
+                       "\"%s\")", pat->scalar, full);
+  } else if (grc != 0) {
+    rc = as_yaml_error(err, &pat->mark, "cannot read mappings pattern \"%s\" (\"%s\")",
+                       pat->scalar, full);
+  }
+  for (size_t i = 0; rc == AS_OK && i < g.gl_pathc; i++) {
+    const char *p = g.gl_pathv[i];
+    bool dup = false;
+    for (size_t j = 0; j < *nseen; j++) dup = dup || strcmp((*seen)[j], p) == 0;
+    if (dup) continue;
+    char **grown = realloc(*seen, (*nseen + 1) * sizeof *grown);
+    if (!grown || !(grown[*nseen] = strdup(p))) {
+      if (grown) *seen = grown;
+      rc = nomem(err);
+      break;
+    }
+    *seen = grown;
+    (*nseen)++;
+    as_schema *s = NULL;
+    if ((rc = as_schema_load(p, &s, err))) break;
+    if ((rc = add_schema(c, s, err))) as_schema_free(s);
+  }
+  globfree(&g);
+  free(full);
+  return rc;
+}
+
+static int parse_mappings(const as_ynode *root, as_config *c, as_error *err) {
+  const as_ynode *m = as_ynode_get(root, "mappings");
+  if (!m || as_ynode_is_null(m)) {
+    return as_yaml_error(err, m ? &m->mark : &root->mark, "missing \"mappings\" (a file pattern "
+                         "such as mappings/*.yaml, or a list of them)");
+  }
+  char **seen = NULL;
+  size_t nseen = 0;
+  int rc = AS_OK;
+  if (m->kind == AS_Y_SEQ) {
+    if (m->n == 0) rc = as_yaml_error(err, &m->mark, "mappings must list at least one pattern");
+    for (size_t i = 0; rc == AS_OK && i < m->n; i++) {
+      rc = load_pattern(c, m->items[i], &seen, &nseen, err);
+    }
+  } else {
+    rc = load_pattern(c, m, &seen, &nseen, err);
+  }
+  for (size_t i = 0; i < nseen; i++) free(seen[i]);
+  free(seen);
+  return rc;
+}
+
+static int parse_misc(const as_ynode *root, as_config *c, as_error *err) {
+  int rc;
+  const as_ynode *st = as_ynode_get(root, "state");
+  if (st && !as_ynode_is_null(st)) {
+    char *given = NULL;
+    if ((rc = as_yaml_str(st, "state", &given, err))) return rc;
+    c->state_path = join(c->dir, given);
+    free(given);
+  } else {
+    c->state_path = join(c->dir, "arraysync-state.db");
+  }
+  if (!c->state_path) return nomem(err);
+
+  c->batch_max_rows = 1000;
+  c->batch_max_latency_ms = 20;
+  const as_ynode *b = as_ynode_get(root, "batch");
+  if (b && !as_ynode_is_null(b)) {
+    if ((rc = as_yaml_check_keys(b, batch_keys, "batch", err))) return rc;
+    const as_ynode *mr = as_ynode_get(b, "max_rows");
+    const as_ynode *ml = as_ynode_get(b, "max_latency");
+    int64_t v;
+    if (mr) {
+      if ((rc = as_yaml_int(mr, "batch max_rows", 1, 1000000, &v, err))) return rc;
+      c->batch_max_rows = (size_t)v;
+    }
+    if (ml && (rc = as_yaml_duration_ms(ml, "batch max_latency", &c->batch_max_latency_ms,
+                                        err))) {
+      return rc;
+    }
+  }
+  c->tombstone_retention_ms = 7LL * 86400 * 1000;
+  const as_ynode *t = as_ynode_get(root, "tombstones");
+  if (t && !as_ynode_is_null(t)) {
+    if ((rc = as_yaml_check_keys(t, tomb_keys, "tombstones", err))) return rc;
+    const as_ynode *r = as_ynode_get(t, "retention");
+    if (r && (rc = as_yaml_duration_ms(r, "tombstones retention", &c->tombstone_retention_ms,
+                                       err))) {
+      return rc;
+    }
+  }
+  const as_ynode *l = as_ynode_get(root, "log");
+  const as_ynode *lv = NULL, *lf = NULL;
+  if (l && !as_ynode_is_null(l)) {
+    if ((rc = as_yaml_check_keys(l, log_keys, "log", err))) return rc;
+    lv = as_ynode_get(l, "level");
+    lf = as_ynode_get(l, "format");
+  }
+  if (lv) {
+    if ((rc = as_yaml_str(lv, "log level", &c->log_level, err))) return rc;
+    as_log_level lvl;
+    if (!as_log_parse_level(c->log_level, &lvl)) {
+      return as_yaml_error(err, &lv->mark, "bad log level \"%s\" (expected error, warn, info, "
+                           "debug or trace)", c->log_level);
+    }
+  } else if (!(c->log_level = strdup("info"))) {
+    return nomem(err);
+  }
+  if (lf) {
+    if ((rc = as_yaml_str(lf, "log format", &c->log_format, err))) return rc;
+    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
+      return as_yaml_error(err, &lf->mark, "bad log format \"%s\" (expected text or json)",
+                           c->log_format);
+    }
+  } else if (!(c->log_format = strdup("text"))) {
+    return nomem(err);
+  }
+  const as_ynode *m = as_ynode_get(root, "metrics");
+  if (m && !as_ynode_is_null(m)) {
+    if ((rc = as_yaml_check_keys(m, metrics_keys, "metrics", err))) return rc;
+    const as_ynode *li = as_ynode_get(m, "listen");
+    if (li) {
+      if ((rc = as_yaml_str(li, "metrics listen", &c->metrics_listen, err))) return rc;
+      const char *colon = strrchr(c->metrics_listen, ':');
+      char *end = NULL;
+      long port = colon ? strtol(colon + 1, &end, 10) : 0;
+      if (!colon || colon == c->metrics_listen || !end || *end || port < 1 || port > 65535) {
+        return as_yaml_error(err, &li->mark, "metrics listen must be HOST:PORT (e.g. "
+                             "127.0.0.1:9187), not \"%s\"", c->metrics_listen);
+      }
+    }
+  }
+  return AS_OK;
+}
+
+int as_config_load(const char *path, as_config **out, as_error *err) {
+  *out = NULL;
+  as_ydoc *doc = NULL;
+  as_config *c = NULL;
+  int rc = as_yaml_load_file(path, &doc, err);
+  if (rc) goto cleanup;
+  c = calloc(1, sizeof *c);
+  if (!c || !(c->file = strdup(path)) || !(c->dir = dir_of(path))) {
+    rc = nomem(err);
+    goto cleanup;
+  }
+  const as_ynode *root = doc->root;
+  as_mark top = {.file = doc->file, .line = 1, .col = 1};
+  if (!root) {
+    rc = as_yaml_error(err, &top, "empty configuration file");
+    goto cleanup;
+  }
+  if (root->kind != AS_Y_MAP) {
+    rc = as_yaml_error(err, &root->mark, "a configuration file must be a map (nodes:, "
+                       "mappings:, ...), not %s", as_ynode_kind_name(root));
+    goto cleanup;
+  }
+  if ((rc = as_yaml_check_keys(root, top_keys, "configuration", err))) goto cleanup;
+  if ((rc = parse_nodes(root, c, err))) goto cleanup;
+  if ((rc = parse_topology(root, c, err))) goto cleanup;
+  if ((rc = parse_misc(root, c, err))) goto cleanup;
+  if ((rc = parse_mappings(root, c, err))) goto cleanup;
+  *out = c;
+  c = NULL;
+cleanup:
+  as_config_free(c);
+  as_ydoc_free(doc);
+  return rc;
+}

@@ -1,0 +1,293 @@
+/* as_metrics.c — counters and a tiny HTTP endpoint for Prometheus (see as_metrics.h). */
+#include "as_metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "as_buf.h"
+
+#define MAX_SERIES 512
+
+typedef struct series {
+  char source[64], target[64], mapping[96];
+  int64_t v[AS_M__COUNT];
+  int64_t snapshot_total;
+} series;
+
+typedef struct pair_series {
+  char source[64], target[64];
+  int64_t batches, batch_rows;
+  double lag_seconds;
+} pair_series;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static series all[MAX_SERIES];
+static size_t nall;
+static pair_series pairs[MAX_SERIES];
+static size_t npairs;
+static bool healthy = true;
+static int listen_fd = -1;
+static pthread_t server_th;
+static volatile int server_stop;
+static bool server_running;
+
+static const char *const names[AS_M__COUNT] = {
+    "arraysync_captured_total",  "arraysync_applied_total",   "arraysync_skipped_total",
+    "arraysync_conflicts_total", "arraysync_dead_letters_total", "arraysync_repairs_total",
+    "arraysync_snapshot_rows_total"};
+static const char *const helps[AS_M__COUNT] = {
+    "Deltas read from the source node",
+    "Deltas written to the target node",
+    "Deltas not sent (echoes, routing, direction)",
+    "Deltas that lost last-write-wins",
+    "Changes sent to dead letters",
+    "Winners written back to a node that lost a race",
+    "Rows copied by snapshots"};
+
+static series *find_series(const char *s, const char *t, const char *m) {
+  for (size_t i = 0; i < nall; i++) {
+    if (strcmp(all[i].source, s) == 0 && strcmp(all[i].target, t) == 0 &&
+        strcmp(all[i].mapping, m) == 0)
+      return &all[i];
+  }
+  if (nall == MAX_SERIES) return NULL;
+  series *x = &all[nall++];
+  memset(x, 0, sizeof *x);
+  snprintf(x->source, sizeof x->source, "%s", s);
+  snprintf(x->target, sizeof x->target, "%s", t);
+  snprintf(x->mapping, sizeof x->mapping, "%s", m);
+  return x;
+}
+
+static pair_series *find_pair(const char *s, const char *t) {
+  for (size_t i = 0; i < npairs; i++) {
+    if (strcmp(pairs[i].source, s) == 0 && strcmp(pairs[i].target, t) == 0) return &pairs[i];
+  }
+  if (npairs == MAX_SERIES) return NULL;
+  pair_series *x = &pairs[npairs++];
+  memset(x, 0, sizeof *x);
+  snprintf(x->source, sizeof x->source, "%s", s);
+  snprintf(x->target, sizeof x->target, "%s", t);
+  return x;
+}
+
+void as_metrics_add(const char *source, const char *target, const char *mapping, as_metric m,
+                    int64_t n) {
+  pthread_mutex_lock(&mu);
+  series *x = find_series(source, target, mapping ? mapping : "");
+  if (x) x->v[m] += n;
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_batch(const char *source, const char *target, int64_t rows) {
+  pthread_mutex_lock(&mu);
+  pair_series *x = find_pair(source, target);
+  if (x) {
+    x->batches++;
+    x->batch_rows += rows;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_lag(const char *source, const char *target, double seconds) {
+  pthread_mutex_lock(&mu);
+  pair_series *x = find_pair(source, target);
+  if (x) x->lag_seconds = seconds;
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_snapshot_total(const char *source, const char *target, const char *mapping,
+                               int64_t total) {
+  pthread_mutex_lock(&mu);
+  series *x = find_series(source, target, mapping);
+  if (x) x->snapshot_total = total;
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_set_healthy(bool h) {
+  pthread_mutex_lock(&mu);
+  healthy = h;
+  pthread_mutex_unlock(&mu);
+}
+
+int64_t as_metrics_total(as_metric m) {
+  int64_t n = 0;
+  pthread_mutex_lock(&mu);
+  for (size_t i = 0; i < nall; i++) n += all[i].v[m];
+  pthread_mutex_unlock(&mu);
+  return n;
+}
+
+void as_metrics_reset(void) {
+  pthread_mutex_lock(&mu);
+  nall = 0;
+  npairs = 0;
+  healthy = true;
+  pthread_mutex_unlock(&mu);
+}
+
+/* Label values are node and mapping names: escape \ " and newline as the format requires. */
+static void label(as_buf *b, const char *k, const char *v, bool last) {
+  as_buf_printf(b, "%s=\"", k);
+  for (const char *p = v; *p; p++) {
+    if (*p == '\\' || *p == '"') as_buf_putc(b, '\\');
+    if (*p == '\n') {
+      as_buf_append_str(b, "\\n");
+      continue;
+    }
+    as_buf_putc(b, (uint8_t)*p);
+  }
+  as_buf_append_str(b, last ? "\"" : "\",");
+}
+
+char *as_metrics_render(void) {
+  as_buf b = AS_BUF_INIT;
+  pthread_mutex_lock(&mu);
+  for (int m = 0; m < AS_M__COUNT; m++) {
+    as_buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", names[m], helps[m], names[m]);
+    for (size_t i = 0; i < nall; i++) {
+      as_buf_printf(&b, "%s{", names[m]);
+      label(&b, "source", all[i].source, false);
+      label(&b, "target", all[i].target, false);
+      label(&b, "mapping", all[i].mapping, true);
+      as_buf_printf(&b, "} %lld\n", (long long)all[i].v[m]);
+    }
+  }
+  as_buf_append_str(&b, "# HELP arraysync_snapshot_estimated_rows Estimated rows of the source "
+                        "collection or table being copied\n# TYPE arraysync_snapshot_estimated_rows gauge\n");
+  for (size_t i = 0; i < nall; i++) {
+    if (!all[i].snapshot_total) continue;
+    as_buf_append_str(&b, "arraysync_snapshot_estimated_rows{");
+    label(&b, "source", all[i].source, false);
+    label(&b, "target", all[i].target, false);
+    label(&b, "mapping", all[i].mapping, true);
+    as_buf_printf(&b, "} %lld\n", (long long)all[i].snapshot_total);
+  }
+  as_buf_append_str(&b, "# HELP arraysync_lag_seconds Source commit to target commit of the last "
+                        "applied delta\n# TYPE arraysync_lag_seconds gauge\n");
+  for (size_t i = 0; i < npairs; i++) {
+    as_buf_append_str(&b, "arraysync_lag_seconds{");
+    label(&b, "source", pairs[i].source, false);
+    label(&b, "target", pairs[i].target, true);
+    as_buf_printf(&b, "} %.6f\n", pairs[i].lag_seconds);
+  }
+  as_buf_append_str(&b, "# HELP arraysync_batch_rows Rows per applied batch\n"
+                        "# TYPE arraysync_batch_rows summary\n");
+  for (size_t i = 0; i < npairs; i++) {
+    as_buf_append_str(&b, "arraysync_batch_rows_sum{");
+    label(&b, "source", pairs[i].source, false);
+    label(&b, "target", pairs[i].target, true);
+    as_buf_printf(&b, "} %lld\n", (long long)pairs[i].batch_rows);
+    as_buf_append_str(&b, "arraysync_batch_rows_count{");
+    label(&b, "source", pairs[i].source, false);
+    label(&b, "target", pairs[i].target, true);
+    as_buf_printf(&b, "} %lld\n", (long long)pairs[i].batches);
+  }
+  as_buf_printf(&b, "# HELP arraysync_up 1 when every stream is running\n# TYPE arraysync_up gauge\n"
+                    "arraysync_up %d\n", healthy ? 1 : 0);
+  pthread_mutex_unlock(&mu);
+  return as_buf_steal(&b);
+}
+
+static void respond(int fd, const char *status, const char *type, const char *body) {
+  char head[256];
+  size_t n = strlen(body);
+  int h = snprintf(head, sizeof head,
+                   "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                   status, type, n);
+  if (write(fd, head, (size_t)h) < 0) return;
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(fd, body + off, n - off);
+    if (w <= 0) return;
+    off += (size_t)w;
+  }
+}
+
+static void *serve(void *arg) {
+  (void)arg;
+  while (!server_stop) {
+    struct pollfd pfd = {.fd = listen_fd, .events = POLLIN};
+    if (poll(&pfd, 1, 200) <= 0) continue;
+    int fd = accept(listen_fd, NULL, NULL);
+    if (fd < 0) continue;
+    char req[2048];
+    ssize_t r = 0;
+    struct pollfd cp = {.fd = fd, .events = POLLIN};
+    if (poll(&cp, 1, 2000) > 0) r = read(fd, req, sizeof req - 1);
+    if (r > 0) {
+      req[r] = '\0';
+      if (strncmp(req, "GET /metrics", 12) == 0) {
+        char *body = as_metrics_render();
+        respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body ? body : "");
+        free(body);
+      } else if (strncmp(req, "GET /healthz", 12) == 0) {
+        pthread_mutex_lock(&mu);
+        bool h = healthy;
+        pthread_mutex_unlock(&mu);
+        respond(fd, h ? "200 OK" : "503 Service Unavailable", "text/plain",
+                h ? "ok\n" : "a stream stopped on an error; see `arraysync status`\n");
+      } else {
+        respond(fd, "404 Not Found", "text/plain", "try /metrics or /healthz\n");
+      }
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+int as_metrics_serve(const char *listen_addr, as_error *err) {
+  char host[128];
+  const char *colon = strrchr(listen_addr, ':');
+  if (!colon || colon == listen_addr || (size_t)(colon - listen_addr) >= sizeof host) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL,
+                        "metrics address %s: expected HOST:PORT, e.g. 127.0.0.1:9187", listen_addr);
+  }
+  memcpy(host, listen_addr, (size_t)(colon - listen_addr));
+  host[colon - listen_addr] = '\0';
+  char *end = NULL;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port <= 0 || port > 65535) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "metrics address %s: bad port", listen_addr);
+  }
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "metrics address %s: bad IPv4 host", listen_addr);
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "metrics: cannot listen on %s: %s",
+                        listen_addr, strerror(e));
+  }
+  listen_fd = fd;
+  server_stop = 0;
+  if (pthread_create(&server_th, NULL, serve, NULL) != 0) {
+    close(fd);
+    listen_fd = -1;
+    return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "metrics: cannot start thread");
+  }
+  server_running = true;
+  return AS_OK;
+}
+
+void as_metrics_stop(void) {
+  if (!server_running) return;
+  server_stop = 1;
+  pthread_join(server_th, NULL);
+  close(listen_fd);
+  listen_fd = -1;
+  server_running = false;
+}

@@ -1,0 +1,38 @@
+/* as_metrics.h — process-wide counters and the Prometheus /metrics + /healthz endpoint. */
+#ifndef AS_METRICS_H
+#define AS_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "as_error.h"
+
+/* Counter families, labelled by pair (source, target) and mapping. */
+typedef enum as_metric {
+  AS_M_CAPTURED = 0, /* deltas read from the source */
+  AS_M_APPLIED,      /* deltas written to the target */
+  AS_M_SKIPPED,      /* echoes and routed-away deltas */
+  AS_M_CONFLICTS,    /* deltas that lost last-write-wins */
+  AS_M_DEAD,         /* dead letters */
+  AS_M_REPAIRS,      /* winners written back to a node that lost a race */
+  AS_M_SNAPSHOT_ROWS,
+  AS_M__COUNT
+} as_metric;
+
+void as_metrics_add(const char *source, const char *target, const char *mapping, as_metric m,
+                    int64_t n);
+void as_metrics_batch(const char *source, const char *target, int64_t rows);
+void as_metrics_lag(const char *source, const char *target, double seconds);
+void as_metrics_snapshot_total(const char *source, const char *target, const char *mapping,
+                               int64_t total);
+void as_metrics_set_healthy(bool healthy);
+int64_t as_metrics_total(as_metric m); /* sum over every label set */
+/* Renders the Prometheus text exposition (caller frees). */
+char *as_metrics_render(void);
+
+/* Serves /metrics and /healthz on "HOST:PORT" from a background thread. */
+int as_metrics_serve(const char *listen, as_error *err);
+void as_metrics_stop(void);
+void as_metrics_reset(void);
+
+#endif

@@ -1,0 +1,562 @@
+/* as_state.c — state store on SQLite (see as_state.h). */
+#include "as_state.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#define STATE_SCHEMA_VERSION "1"
+#define CACHE_SLOTS 65536 /* power of two; direct-mapped cache of hot keys */
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS versions(mapping TEXT NOT NULL, part INTEGER NOT NULL DEFAULT 0,"
+    "  key TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL,"
+    "  hash INTEGER NOT NULL, updated_us INTEGER NOT NULL, PRIMARY KEY(mapping, part, key))"
+    "  WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(deleted, updated_us);"
+    "CREATE TABLE IF NOT EXISTS streams(stream_id TEXT PRIMARY KEY, source TEXT, target TEXT,"
+    "  phase TEXT, checkpoint TEXT, captured INTEGER, applied INTEGER, skipped INTEGER,"
+    "  conflicts INTEGER, dead INTEGER, lag_ms INTEGER, last_ts_us INTEGER, updated_us INTEGER,"
+    "  error TEXT);"
+    "CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  created_us INTEGER NOT NULL, mapping TEXT, source TEXT, target TEXT, stage TEXT NOT NULL,"
+    "  key TEXT, raw TEXT, delta TEXT, error TEXT, pos TEXT, status TEXT NOT NULL DEFAULT 'open',"
+    "  retries INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  created_us INTEGER NOT NULL, mapping TEXT, key TEXT, local TEXT, remote TEXT,"
+    "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '" STATE_SCHEMA_VERSION "');";
+
+typedef struct cache_slot {
+  uint64_t tag; /* hash of (mapping, key); 0 = empty */
+  char *mapping_key; /* "mapping\x1fkey" for exact comparison */
+  as_version v;
+} cache_slot;
+
+struct as_state {
+  sqlite3 *db;
+  pthread_mutex_t mu;
+  bool readonly;
+  int txn_depth;
+  sqlite3_stmt *get, *put;
+  cache_slot *cache;
+};
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b) {
+  if (hlc_a != hlc_b) return hlc_a < hlc_b ? -1 : 1;
+  int c = strcmp(origin_a ? origin_a : "", origin_b ? origin_b : "");
+  return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+static int sqlerr(as_state *st, as_error *err, const char *what) {
+  return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s: %s", what,
+                      sqlite3_errmsg(st->db));
+}
+
+int as_state_open(const char *path, bool readonly, as_state **out, as_error *err) {
+  *out = NULL;
+  as_state *st = calloc(1, sizeof *st);
+  if (!st) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&st->mu, &attr);
+  pthread_mutexattr_destroy(&attr);
+  st->readonly = readonly;
+  int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;
+  int rc = AS_ERR;
+  if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+    rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store %s: %s", path,
+                      st->db ? sqlite3_errmsg(st->db) : "cannot open");
+    goto fail;
+  }
+  sqlite3_busy_timeout(st->db, 5000);
+  if (!readonly) {
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                     &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store %s: %s", path,
+                        msg ? msg : "cannot create tables");
+      sqlite3_free(msg);
+      goto fail;
+    }
+    st->cache = calloc(CACHE_SLOTS, sizeof *st->cache);
+    if (!st->cache) {
+      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+      goto fail;
+    }
+  }
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT hlc, origin, deleted, hash, updated_us FROM versions "
+                         "WHERE mapping = ?1 AND part = 0 AND key = ?2",
+                         -1, &st->get, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare");
+    goto fail;
+  }
+  if (!readonly && sqlite3_prepare_v2(st->db,
+                                      "INSERT INTO versions(mapping, part, key, hlc, origin, "
+                                      "deleted, hash, updated_us) VALUES (?1, 0, ?2, ?3, ?4, ?5, "
+                                      "?6, ?7) ON CONFLICT(mapping, part, key) DO UPDATE SET "
+                                      "hlc = excluded.hlc, origin = excluded.origin, deleted = "
+                                      "excluded.deleted, hash = excluded.hash, updated_us = "
+                                      "excluded.updated_us",
+                                      -1, &st->put, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare");
+    goto fail;
+  }
+  *out = st;
+  return AS_OK;
+fail:
+  as_state_close(st);
+  return rc;
+}
+
+void as_state_close(as_state *st) {
+  if (!st) return;
+  sqlite3_finalize(st->get);
+  sqlite3_finalize(st->put);
+  if (st->db) sqlite3_close(st->db);
+  if (st->cache) {
+    for (size_t i = 0; i < CACHE_SLOTS; i++) free(st->cache[i].mapping_key);
+    free(st->cache);
+  }
+  pthread_mutex_destroy(&st->mu);
+  free(st);
+}
+
+static cache_slot *cache_find(as_state *st, const char *mapping, const char *key, uint64_t *tag,
+                              char **mk) {
+  size_t lm = strlen(mapping), lk = strlen(key);
+  char *s = malloc(lm + lk + 2);
+  if (!s) return NULL;
+  memcpy(s, mapping, lm);
+  s[lm] = '\x1f';
+  memcpy(s + lm + 1, key, lk + 1);
+  uint64_t h = XXH3_64bits(s, lm + lk + 1);
+  if (h == 0) h = 1;
+  *tag = h;
+  *mk = s;
+  return st->cache ? &st->cache[h & (CACHE_SLOTS - 1)] : NULL;
+}
+
+int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
+                         as_error *err) {
+  uint64_t tag = 0;
+  char *mk = NULL;
+  int rc;
+  pthread_mutex_lock(&st->mu);
+  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
+  if (slot && slot->tag == tag && slot->mapping_key && strcmp(slot->mapping_key, mk) == 0) {
+    *out = slot->v;
+    rc = AS_OK;
+    goto done;
+  }
+  sqlite3_bind_text(st->get, 1, mapping, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
+  int s = sqlite3_step(st->get);
+  if (s == SQLITE_ROW) {
+    memset(out, 0, sizeof *out);
+    out->hlc = sqlite3_column_int64(st->get, 0);
+    const unsigned char *o = sqlite3_column_text(st->get, 1);
+    snprintf(out->origin, sizeof out->origin, "%s", o ? (const char *)o : "");
+    out->deleted = sqlite3_column_int(st->get, 2) != 0;
+    out->hash = (uint64_t)sqlite3_column_int64(st->get, 3);
+    out->updated_us = sqlite3_column_int64(st->get, 4);
+    if (slot) {
+      free(slot->mapping_key);
+      slot->mapping_key = mk;
+      mk = NULL;
+      slot->tag = tag;
+      slot->v = *out;
+    }
+    rc = AS_OK;
+  } else if (s == SQLITE_DONE) {
+    rc = AS_ENOTFOUND;
+  } else {
+    rc = sqlerr(st, err, "read version");
+  }
+  sqlite3_reset(st->get);
+  sqlite3_clear_bindings(st->get);
+done:
+  pthread_mutex_unlock(&st->mu);
+  free(mk);
+  return rc;
+}
+
+int as_state_version_put(as_state *st, const char *mapping, const char *key,
+                         const as_version *v, as_error *err) {
+  uint64_t tag = 0;
+  char *mk = NULL;
+  int rc = AS_OK;
+  pthread_mutex_lock(&st->mu);
+  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
+  int64_t upd = v->updated_us ? v->updated_us : now_us();
+  sqlite3_bind_text(st->put, 1, mapping, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st->put, 2, key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st->put, 3, v->hlc);
+  sqlite3_bind_text(st->put, 4, v->origin, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st->put, 5, v->deleted ? 1 : 0);
+  sqlite3_bind_int64(st->put, 6, (int64_t)v->hash);
+  sqlite3_bind_int64(st->put, 7, upd);
+  if (sqlite3_step(st->put) != SQLITE_DONE) rc = sqlerr(st, err, "write version");
+  sqlite3_reset(st->put);
+  sqlite3_clear_bindings(st->put);
+  if (rc == AS_OK && slot && mk) {
+    free(slot->mapping_key);
+    slot->mapping_key = mk;
+    mk = NULL;
+    slot->tag = tag;
+    slot->v = *v;
+    slot->v.updated_us = upd;
+  } else if (slot && slot->tag == tag) {
+    slot->tag = 0; /* failed write: forget the cached value */
+  }
+  pthread_mutex_unlock(&st->mu);
+  free(mk);
+  return rc;
+}
+
+static int exec_locked(as_state *st, const char *sql, as_error *err) {
+  char *msg = NULL;
+  if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    int rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s", msg ? msg : sql);
+    sqlite3_free(msg);
+    return rc;
+  }
+  return AS_OK;
+}
+
+/* begin takes the store's (recursive) lock and keeps it until commit, so one thread's
+ * batch of version writes is one SQLite transaction that no other thread joins. */
+int as_state_begin(as_state *st, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  int rc = AS_OK;
+  if (st->txn_depth++ == 0) rc = exec_locked(st, "BEGIN IMMEDIATE", err);
+  if (rc != AS_OK) {
+    st->txn_depth--;
+    pthread_mutex_unlock(&st->mu);
+  }
+  return rc;
+}
+
+int as_state_commit(as_state *st, as_error *err) {
+  int rc = AS_OK;
+  if (st->txn_depth > 0 && --st->txn_depth == 0) {
+    rc = exec_locked(st, "COMMIT", err);
+    if (rc != AS_OK) exec_locked(st, "ROLLBACK", NULL);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *s = NULL;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(st->db, "DELETE FROM versions WHERE deleted = 1 AND updated_us < ?1",
+                         -1, &s, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, now_us() - retention_ms * 1000);
+    if (sqlite3_step(s) == SQLITE_DONE) n = sqlite3_changes(st->db);
+  }
+  if (n < 0) sqlerr(st, err, "purge tombstones");
+  sqlite3_finalize(s);
+  if (n > 0 && st->cache) {
+    for (size_t i = 0; i < CACHE_SLOTS; i++) st->cache[i].tag = 0;
+  }
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "INSERT OR REPLACE INTO streams(stream_id, source, target, phase, "
+                         "checkpoint, captured, applied, skipped, conflicts, dead, lag_ms, "
+                         "last_ts_us, updated_us, error) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,"
+                         "?11,?12,?13,?14)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare streams");
+    goto done;
+  }
+  sqlite3_bind_text(q, 1, s->stream_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, s->source, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 3, s->target, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, s->phase, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 5, s->checkpoint, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 6, s->captured);
+  sqlite3_bind_int64(q, 7, s->applied);
+  sqlite3_bind_int64(q, 8, s->skipped);
+  sqlite3_bind_int64(q, 9, s->conflicts);
+  sqlite3_bind_int64(q, 10, s->dead);
+  sqlite3_bind_int64(q, 11, s->lag_ms);
+  sqlite3_bind_int64(q, 12, s->last_ts_us);
+  sqlite3_bind_int64(q, 13, s->updated_us ? s->updated_us : now_us());
+  sqlite3_bind_text(q, 14, s->error, -1, SQLITE_STATIC);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write stream");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *q, int i) {
+  const unsigned char *t = sqlite3_column_text(q, i);
+  snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+int as_state_stream_each(as_state *st, int (*fn)(void *ctx, const as_stream_stats *s),
+                         void *ctx, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT stream_id, source, target, phase, checkpoint, captured, applied,"
+                         " skipped, conflicts, dead, lag_ms, last_ts_us, updated_us, error FROM "
+                         "streams ORDER BY stream_id",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "read streams");
+    goto done;
+  }
+  int s;
+  while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+    as_stream_stats x;
+    memset(&x, 0, sizeof x);
+    copy_col(x.stream_id, sizeof x.stream_id, q, 0);
+    copy_col(x.source, sizeof x.source, q, 1);
+    copy_col(x.target, sizeof x.target, q, 2);
+    copy_col(x.phase, sizeof x.phase, q, 3);
+    copy_col(x.checkpoint, sizeof x.checkpoint, q, 4);
+    x.captured = sqlite3_column_int64(q, 5);
+    x.applied = sqlite3_column_int64(q, 6);
+    x.skipped = sqlite3_column_int64(q, 7);
+    x.conflicts = sqlite3_column_int64(q, 8);
+    x.dead = sqlite3_column_int64(q, 9);
+    x.lag_ms = sqlite3_column_int64(q, 10);
+    x.last_ts_us = sqlite3_column_int64(q, 11);
+    x.updated_us = sqlite3_column_int64(q, 12);
+    copy_col(x.error, sizeof x.error, q, 13);
+    rc = fn(ctx, &x);
+    if (rc != AS_OK) break;
+  }
+  if (s != SQLITE_DONE && s != SQLITE_ROW) rc = sqlerr(st, err, "read streams");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_dead_add(as_state *st, const char *mapping, const char *source, const char *target,
+                      const char *stage, const char *key, const char *raw,
+                      const char *delta_json, const char *error, const char *pos,
+                      as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "INSERT INTO dead_letters(created_us, mapping, source, target, stage, "
+                         "key, raw, delta, error, pos) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare dead letter");
+    goto done;
+  }
+  sqlite3_bind_int64(q, 1, now_us());
+  sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 3, source, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, target, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 5, stage, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 6, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 7, raw, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 8, delta_json, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 9, error, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 10, pos, -1, SQLITE_STATIC);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write dead letter");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+static char *col_dup(sqlite3_stmt *q, int i) {
+  const unsigned char *t = sqlite3_column_text(q, i);
+  return t ? strdup((const char *)t) : NULL;
+}
+
+int as_state_dead_each(as_state *st, const char *status,
+                       int (*fn)(void *ctx, const as_dead_letter *d), void *ctx, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT id, created_us, mapping, source, target, stage, key, raw, delta,"
+                         " error, pos, status, retries FROM dead_letters WHERE ?1 IS NULL OR "
+                         "status = ?1 ORDER BY id",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "read dead letters");
+    goto done;
+  }
+  sqlite3_bind_text(q, 1, status, -1, SQLITE_STATIC);
+  /* Collect first, then call fn without the lock (fn may write to the store). */
+  as_dead_letter *items = NULL;
+  size_t n = 0, cap = 0;
+  int s;
+  while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      as_dead_letter *p = realloc(items, cap * sizeof *items);
+      if (!p) break;
+      items = p;
+    }
+    as_dead_letter *d = &items[n++];
+    d->id = sqlite3_column_int64(q, 0);
+    d->created_us = sqlite3_column_int64(q, 1);
+    d->mapping = col_dup(q, 2);
+    d->source = col_dup(q, 3);
+    d->target = col_dup(q, 4);
+    d->stage = col_dup(q, 5);
+    d->key = col_dup(q, 6);
+    d->raw = col_dup(q, 7);
+    d->delta_json = col_dup(q, 8);
+    d->error = col_dup(q, 9);
+    d->pos = col_dup(q, 10);
+    d->status = col_dup(q, 11);
+    d->retries = sqlite3_column_int64(q, 12);
+  }
+  if (s != SQLITE_DONE) rc = sqlerr(st, err, "read dead letters");
+  sqlite3_finalize(q);
+  q = NULL;
+  pthread_mutex_unlock(&st->mu);
+  for (size_t i = 0; i < n; i++) {
+    if (rc == AS_OK) rc = fn(ctx, &items[i]);
+    as_dead_letter *d = &items[i];
+    free(d->mapping); free(d->source); free(d->target); free(d->stage); free(d->key);
+    free(d->raw); free(d->delta_json); free(d->error); free(d->pos); free(d->status);
+  }
+  free(items);
+  return rc;
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_dead_set_status(as_state *st, int64_t id, const char *status, const char *error,
+                             as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "UPDATE dead_letters SET status = ?2, retries = retries + 1, "
+                         "error = coalesce(?3, error) WHERE id = ?1",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "update dead letter");
+    goto done;
+  }
+  sqlite3_bind_int64(q, 1, id);
+  sqlite3_bind_text(q, 2, status, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 3, error, -1, SQLITE_STATIC);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "update dead letter");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+static int64_t count_query(as_state *st, const char *sql, const char *arg) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, arg, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+int64_t as_state_dead_count(as_state *st, const char *status) {
+  return count_query(st, "SELECT count(*) FROM dead_letters WHERE ?1 IS NULL OR status = ?1",
+                     status);
+}
+
+int as_state_conflict_add(as_state *st, const char *mapping, const char *key,
+                          const char *local_json, const char *remote_json, const char *winner,
+                          const char *strategy, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "INSERT INTO conflicts(created_us, mapping, key, local, remote, winner, "
+                         "strategy) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare conflict");
+    goto done;
+  }
+  sqlite3_bind_int64(q, 1, now_us());
+  sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, local_json, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 5, remote_json, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 6, winner, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 7, strategy, -1, SQLITE_STATIC);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write conflict");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int64_t as_state_conflict_count(as_state *st) {
+  return count_query(st, "SELECT count(*) FROM conflicts WHERE ?1 IS NULL", NULL);
+}
+
+int as_state_conflict_each(as_state *st, int (*fn)(void *ctx, const as_conflict *c), void *ctx,
+                           as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT id, created_us, mapping, key, local, remote, winner, strategy, "
+                         "status FROM conflicts ORDER BY id",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "read conflicts");
+    goto done;
+  }
+  int s;
+  while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+    as_conflict c = {
+        .id = sqlite3_column_int64(q, 0),
+        .created_us = sqlite3_column_int64(q, 1),
+        .mapping = (const char *)sqlite3_column_text(q, 2),
+        .key = (const char *)sqlite3_column_text(q, 3),
+        .local = (const char *)sqlite3_column_text(q, 4),
+        .remote = (const char *)sqlite3_column_text(q, 5),
+        .winner = (const char *)sqlite3_column_text(q, 6),
+        .strategy = (const char *)sqlite3_column_text(q, 7),
+        .status = (const char *)sqlite3_column_text(q, 8),
+    };
+    rc = fn(ctx, &c);
+    if (rc != AS_OK) break;
+  }
+  if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "read conflicts");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}

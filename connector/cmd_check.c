@@ -1,0 +1,95 @@
+/* cmd_check.c — `arraysync check -c FILE`, offline part: loads and validates the
+ * configuration and every mapping (no connection), then prints the DDL each mapping implies
+ * and which mappings each node carries. The caller prints err->message on AS_EINVAL.
+ *
+ * Output (stable; tests compare it):
+ *   -- config FILE: N nodes, M mappings, topology T
+ *   -- mapping NAME (PATH): PostgreSQL        PATH relative to the config directory
+ *   CREATE TABLE ...                          (schema of the first postgres node, else none)
+ *   -- mapping NAME (PATH): SQLite
+ *   CREATE TABLE ...
+ *   -- node NAME (KIND): NAME -> collection C (direction), ...   (mongodb)
+ *   -- node NAME (KIND): NAME -> table T [+ child tables] (direction), ...   (SQL kinds)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "as_config.h"
+#include "as_ddl.h"
+#include "cmd_check.h"
+
+
+static const char *rel_path(const as_config *c, const char *p) {
+  size_t n = strlen(c->dir);
+  if (strcmp(c->dir, ".") != 0 && strncmp(p, c->dir, n) == 0 && p[n] == '/') return p + n + 1;
+  return p;
+}
+
+static const char *topo_name(as_topology_type t) {
+  switch (t) {
+    case AS_TOPO_HUB_AND_SPOKE: return "hub-and-spoke";
+    case AS_TOPO_RING: return "ring";
+    default: return "peer-to-peer";
+  }
+}
+
+static const char *dir_name(as_direction d) {
+  switch (d) {
+    case AS_DIR_TO_SQL: return "to-sql";
+    case AS_DIR_TO_MONGO: return "to-mongo";
+    default: return "both";
+  }
+}
+
+int as_cmd_check(const char *config_path, FILE *out, as_error *err) {
+  as_config *c = NULL;
+  as_buf b = AS_BUF_INIT;
+  int rc = as_config_load(config_path, &c, err);
+  if (rc) goto cleanup;
+  const char *pg_schema = NULL;
+  for (size_t i = 0; i < c->nnodes && !pg_schema; i++) {
+    if (strcmp(c->nodes[i].kind, "postgres") == 0) {
+      pg_schema = as_node_config_get(&c->nodes[i], "schema");
+    }
+  }
+  fprintf(out, "-- config %s: %zu nodes, %zu mappings, topology %s", config_path, c->nnodes,
+          c->nschemas, topo_name(c->topology.type));
+  if (c->topology.type == AS_TOPO_HUB_AND_SPOKE) fprintf(out, " (hub %s)", c->topology.hub);
+  if (c->topology.type == AS_TOPO_RING) {
+    fputs(" (", out);
+    for (size_t i = 0; i < c->topology.norder; i++) {
+      fprintf(out, "%s%s", i ? " -> " : "", c->topology.order[i]);
+    }
+    fputs(")", out);
+  }
+  fputc('\n', out);
+  for (size_t i = 0; i < c->nschemas; i++) {
+    const as_schema *s = c->schemas[i];
+    const char *p = rel_path(c, s->file);
+    as_buf_reset(&b);
+    if ((rc = as_ddl_postgres(s, pg_schema, &b, err))) goto cleanup;
+    fprintf(out, "-- mapping %s (%s): PostgreSQL\n%s", s->name, p, as_buf_cstr(&b));
+    as_buf_reset(&b);
+    if ((rc = as_ddl_sqlite(s, &b, err))) goto cleanup;
+    fprintf(out, "-- mapping %s (%s): SQLite\n%s", s->name, p, as_buf_cstr(&b));
+  }
+  for (size_t i = 0; i < c->nnodes; i++) {
+    const as_node_config *n = &c->nodes[i];
+    bool mongo = strcmp(n->kind, "mongodb") == 0;
+    fprintf(out, "-- node %s (%s):", n->name, n->kind);
+    for (size_t j = 0; j < c->nschemas; j++) {
+      const as_schema *s = c->schemas[j];
+      fprintf(out, "%s %s -> %s %s", j ? "," : "", s->name, mongo ? "collection" : "table",
+              mongo ? s->collection : s->table);
+      for (size_t k = 0; !mongo && k < s->nchildren; k++) {
+        fprintf(out, " + %s", s->children[k].table);
+      }
+      fprintf(out, " (%s)", dir_name(s->direction));
+    }
+    fputc('\n', out);
+  }
+cleanup:
+  as_buf_free(&b);
+  as_config_free(c);
+  return rc;
+}

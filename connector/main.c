@@ -1,0 +1,286 @@
+/* main.c — the arraysync command line. Everything else lives in the core library. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "adapter.h"
+#include "as_cli.h"
+#include "as_config.h"
+#include "as_engine.h"
+#include "as_log.h"
+#include "as_state.h"
+#include "cmd_check.h"
+#include "as_yaml.h"
+
+#ifndef ARRAYSYNC_VERSION
+#define ARRAYSYNC_VERSION "0.0.0"
+#endif
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t reload_flag;
+
+static void on_stop(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+static void on_hup(int sig) {
+  (void)sig;
+  reload_flag = 1;
+  stop_flag = 1;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "arraysync %s — keeps MongoDB collections and PostgreSQL/SQLite tables in sync, both ways\n"
+          "\n"
+          "usage: arraysync COMMAND [-c FILE] [options]\n"
+          "\n"
+          "commands:\n"
+          "  run -c FILE          sync continuously (snapshot first where a target has no checkpoint)\n"
+          "  check -c FILE        validate the config and mappings; print the DDL they imply\n"
+          "  install -c FILE      create tables, bookkeeping and capture triggers on every node\n"
+          "  uninstall -c FILE    remove triggers and bookkeeping (user data stays)\n"
+          "  status -c FILE       per stream: phase, checkpoint, lag, counts (reads the state store)\n"
+          "  dlq list -c FILE     list dead letters\n"
+          "  dlq retry -c FILE    re-apply open dead letters (after fixing the mapping or data)\n"
+          "  conflicts list -c FILE  list recorded conflicts (losing versions are kept)\n"
+          "  version              print the version\n"
+          "  help                 this text\n"
+          "\n"
+          "options:\n"
+          "  -c, --config FILE          top-level configuration (YAML)\n"
+          "      --log-level LEVEL      error | warn | info | debug | trace (default: config or info)\n"
+          "      --log-format FORMAT    text | json (default: config or text)\n"
+          "      --metrics HOST:PORT    serve Prometheus /metrics and /healthz (e.g. 127.0.0.1:9187)\n"
+          "      --exit-when-idle DUR   run: stop cleanly once every stream has been idle for DUR\n"
+          "      --json                 status, dlq list, conflicts list: JSON output\n"
+          "\n"
+          "signals: SIGTERM/SIGINT finish the batch in flight, commit checkpoints and exit 0;\n"
+          "         SIGHUP reloads the configuration and mappings (streams restart from their\n"
+          "         checkpoints).\n"
+          "exit codes: 0 ok, 1 runtime error, 2 bad usage or bad configuration.\n",
+          ARRAYSYNC_VERSION);
+  fprintf(out, "\nnode settings (per kind):\n");
+  const as_adapter *const *all = as_adapter_all();
+  for (size_t i = 0; all[i]; i++) {
+    fprintf(out, "  kind: %s\n", all[i]->kind);
+    for (const as_config_entry *e = all[i]->config_map; e && e->key; e++) {
+      fprintf(out, "    %-18s %s%s%s%s\n", e->key, e->description,
+              e->required ? " (required)" : "", e->default_value ? "; default " : "",
+              e->default_value ? e->default_value : "");
+    }
+  }
+}
+
+typedef struct cli_opts {
+  const char *config;
+  const char *log_level;
+  const char *log_format;
+  const char *metrics;
+  const char *idle;
+  bool json;
+} cli_opts;
+
+static int parse_opts(int argc, char **argv, cli_opts *o) {
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},     {"log-level", required_argument, NULL, 'L'},
+      {"log-format", required_argument, NULL, 'F'}, {"metrics", required_argument, NULL, 'M'},
+      {"exit-when-idle", required_argument, NULL, 'I'}, {"json", no_argument, NULL, 'J'},
+      {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+    switch (ch) {
+      case 'c': o->config = optarg; break;
+      case 'L': o->log_level = optarg; break;
+      case 'F': o->log_format = optarg; break;
+      case 'M': o->metrics = optarg; break;
+      case 'I': o->idle = optarg; break;
+      case 'J': o->json = true; break;
+      case 'h': usage(stdout); exit(EXIT_OK);
+      default: return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "arraysync: unexpected argument '%s' (see arraysync help)\n", argv[optind]);
+    return EXIT_USAGE;
+  }
+  return EXIT_OK;
+}
+
+static int apply_log_settings(const cli_opts *o, const as_config *c) {
+  const char *lvl = o->log_level ? o->log_level : (c && c->log_level ? c->log_level : "info");
+  as_log_level l;
+  if (!as_log_parse_level(lvl, &l)) {
+    fprintf(stderr, "arraysync: unknown log level '%s' (error, warn, info, debug, trace)\n", lvl);
+    return EXIT_USAGE;
+  }
+  as_log_set_level(l);
+  const char *fmt = o->log_format ? o->log_format : (c && c->log_format ? c->log_format : "text");
+  if (strcmp(fmt, "json") != 0 && strcmp(fmt, "text") != 0) {
+    fprintf(stderr, "arraysync: unknown log format '%s' (text, json)\n", fmt);
+    return EXIT_USAGE;
+  }
+  as_log_set_json(strcmp(fmt, "json") == 0);
+  return EXIT_OK;
+}
+
+static int load_config(const cli_opts *o, as_config **cfg) {
+  if (!o->config) {
+    fprintf(stderr, "arraysync: -c FILE is required (the top-level configuration)\n");
+    return EXIT_USAGE;
+  }
+  as_error err;
+  if (as_config_load(o->config, cfg, &err) != AS_OK) {
+    fprintf(stderr, "%s\n", err.message);
+    return EXIT_USAGE;
+  }
+  return apply_log_settings(o, *cfg);
+}
+
+static int cmd_run(const cli_opts *o) {
+  as_config *cfg = NULL;
+  int rc = load_config(o, &cfg);
+  if (rc != EXIT_OK) return rc;
+  int64_t idle_ms = 0;
+  if (o->idle && as_parse_duration_ms(o->idle, &idle_ms) != AS_OK) {
+    fprintf(stderr, "arraysync: --exit-when-idle: bad duration '%s' (e.g. 500ms, 5s)\n", o->idle);
+    as_config_free(cfg);
+    return EXIT_USAGE;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sigaction(SIGHUP, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  for (;;) {
+    as_engine_opts eo = {.stop = &stop_flag,
+                         .exit_when_idle_ms = idle_ms,
+                         .metrics_listen = o->metrics,
+                         .progress_tty = isatty(STDERR_FILENO) && as_log_current_level <= AS_LOG_INFO};
+    as_error err;
+    AS_LOG(AS_LOG_INFO, "main", "arraysync %s starting with %s", ARRAYSYNC_VERSION, cfg->file);
+    int erc = as_engine_run(cfg, &eo, &err);
+    if (erc != AS_OK) {
+      AS_LOG(AS_LOG_ERROR, "main", "%s", err.message);
+      rc = erc == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+      break;
+    }
+    if (!reload_flag) break;
+    reload_flag = 0;
+    stop_flag = 0;
+    as_config *next = NULL;
+    if (as_config_load(o->config, &next, &err) != AS_OK) {
+      AS_LOG(AS_LOG_ERROR, "main", "reload failed, keeping the running configuration: %s", err.message);
+    } else {
+      as_config_free(cfg);
+      cfg = next;
+      AS_LOG(AS_LOG_INFO, "main", "configuration reloaded");
+    }
+  }
+  as_config_free(cfg);
+  return rc;
+}
+
+static int cmd_admin(const cli_opts *o, bool install) {
+  as_config *cfg = NULL;
+  int rc = load_config(o, &cfg);
+  if (rc != EXIT_OK) return rc;
+  as_error err;
+  int r = install ? as_engine_install(cfg, &err) : as_engine_uninstall(cfg, &err);
+  if (r != AS_OK) fprintf(stderr, "arraysync: %s\n", err.message);
+  else printf("%s: done\n", install ? "install" : "uninstall");
+  as_config_free(cfg);
+  return r == AS_OK ? EXIT_OK : (r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME);
+}
+
+static int cmd_check(const cli_opts *o) {
+  if (!o->config) {
+    fprintf(stderr, "arraysync: -c FILE is required\n");
+    return EXIT_USAGE;
+  }
+  as_error err;
+  int r = as_cmd_check(o->config, stdout, &err);
+  if (r != AS_OK) {
+    fprintf(stderr, "%s\n", err.message);
+    return r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+  }
+  return EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+    printf("arraysync %s\n", ARRAYSYNC_VERSION);
+    return EXIT_OK;
+  }
+  const char *sub = NULL;
+  int shift = 1;
+  if ((strcmp(cmd, "dlq") == 0 || strcmp(cmd, "conflicts") == 0)) {
+    if (argc < 3 || argv[2][0] == '-') {
+      fprintf(stderr, "arraysync: %s needs a subcommand (%s)\n", cmd,
+              strcmp(cmd, "dlq") == 0 ? "list | retry" : "list");
+      return EXIT_USAGE;
+    }
+    sub = argv[2];
+    shift = 2;
+  }
+  cli_opts o = {0};
+  int rc = parse_opts(argc - shift, argv + shift, &o);
+  if (rc != EXIT_OK) return rc;
+  if (apply_log_settings(&o, NULL) != EXIT_OK) return EXIT_USAGE;
+  if (strcmp(cmd, "run") == 0) return cmd_run(&o);
+  if (strcmp(cmd, "check") == 0) return cmd_check(&o);
+  if (strcmp(cmd, "install") == 0) return cmd_admin(&o, true);
+  if (strcmp(cmd, "uninstall") == 0) return cmd_admin(&o, false);
+  if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dlq") == 0 || strcmp(cmd, "conflicts") == 0) {
+    as_config *cfg = NULL;
+    rc = load_config(&o, &cfg);
+    if (rc != EXIT_OK) return rc;
+    as_error err;
+    int r;
+    if (strcmp(cmd, "status") == 0) {
+      r = as_cli_status(cfg, stdout, o.json, &err);
+    } else if (strcmp(cmd, "dlq") == 0 && strcmp(sub, "list") == 0) {
+      r = as_cli_dlq_list(cfg, stdout, o.json, &err);
+    } else if (strcmp(cmd, "dlq") == 0 && strcmp(sub, "retry") == 0) {
+      r = as_engine_dlq_retry(cfg, stdout, &err);
+      if (r > 0) {
+        fprintf(stderr, "arraysync: %d dead letters still failing\n", r);
+        as_config_free(cfg);
+        return EXIT_RUNTIME;
+      }
+    } else if (strcmp(cmd, "conflicts") == 0 && strcmp(sub, "list") == 0) {
+      r = as_cli_conflicts_list(cfg, stdout, o.json, &err);
+    } else {
+      fprintf(stderr, "arraysync: unknown subcommand '%s %s' (see arraysync help)\n", cmd, sub);
+      as_config_free(cfg);
+      return EXIT_USAGE;
+    }
+    if (r < 0) fprintf(stderr, "arraysync: %s\n", err.message);
+    as_config_free(cfg);
+    return r < 0 ? EXIT_RUNTIME : EXIT_OK;
+  }
+  fprintf(stderr, "arraysync: unknown command '%s' (see arraysync help)\n", cmd);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,1355 @@
+/* as_bson.c — MongoDB documents <-> typed rows, and AS-JSON (see as_bson.h).
+ *
+ * Decisions (also in as_bson.h):
+ * - A document is walked once; top-level (and nested) field names are matched against the
+ *   column path parts of the current depth. No allocation per field except the values.
+ * - A missing field or null anywhere on a column's path gives NULL. Any other non-document
+ *   in the middle of a path ("account" is a string, column "account.balance") is AS_EDATA:
+ *   the value would otherwise be lost (the head is claimed by a column, so the catch-all
+ *   does not gather it).
+ * - The catch-all gathers every field no column path (or child-table field) leads to: the
+ *   unmapped top-level fields, and the unmapped fields inside documents that columns descend
+ *   into, kept nested ({"account":{"note":"x"}}) so as_row_to_doc can merge them back.
+ * - as_row_to_doc writes mapped columns in schema order (columns sharing a parent document
+ *   grouped at the first one), each document's catch-all fields after its mapped fields. A
+ *   document whose fields are already in that order round-trips byte for byte.
+ * - int64 values are written back as int32 when they fit (what the drivers do for small
+ *   integers), so a NumberLong(5) in an int64 column comes back as int32 5.
+ */
+#include "as_bson.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "as_buf.h"
+
+#define MAX_DEPTH 32
+
+/* ================================================================ AS-JSON writer */
+
+static const char hexd[] = "0123456789abcdef";
+
+static int put_str(as_buf *b, const char *s, size_t n) {
+  if (as_buf_reserve(b, n * 6 + 2) != AS_OK) return AS_ERR;
+  char *o = (char *)b->data + b->len;
+  *o++ = '"';
+  size_t i = 0;
+  while (i < n) {
+    size_t st = i;
+    while (i < n) {
+      unsigned char c = (unsigned char)s[i];
+      if (c < 0x20 || c == '"' || c == '\\') break;
+      i++;
+    }
+    if (i > st) {
+      memcpy(o, s + st, i - st);
+      o += i - st;
+    }
+    if (i >= n) break;
+    unsigned char c = (unsigned char)s[i++];
+    *o++ = '\\';
+    switch (c) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '\n': *o++ = 'n'; break;
+      case '\r': *o++ = 'r'; break;
+      case '\t': *o++ = 't'; break;
+      case '\b': *o++ = 'b'; break;
+      case '\f': *o++ = 'f'; break;
+      default:
+        *o++ = 'u';
+        *o++ = '0';
+        *o++ = '0';
+        *o++ = hexd[c >> 4];
+        *o++ = hexd[c & 15];
+    }
+  }
+  *o++ = '"';
+  b->len = (size_t)(o - (char *)b->data);
+  return AS_OK;
+}
+
+static int put_lit(as_buf *b, const char *s) { return as_buf_append(b, s, strlen(s)); }
+
+static int put_i64(as_buf *b, int64_t v) {
+  char tmp[24];
+  int n = 0;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (as_buf_reserve(b, 21) != AS_OK) return AS_ERR;
+  char *o = (char *)b->data + b->len;
+  if (v < 0) *o++ = '-';
+  while (n) *o++ = tmp[--n];
+  b->len = (size_t)(o - (char *)b->data);
+  return AS_OK;
+}
+
+static int put_double(as_buf *b, double d) {
+  if (isnan(d)) return put_lit(b, "{\"$numberDouble\":\"NaN\"}");
+  if (isinf(d)) return put_lit(b, d > 0 ? "{\"$numberDouble\":\"Infinity\"}" : "{\"$numberDouble\":\"-Infinity\"}");
+  if (d == 0 && signbit(d)) return put_lit(b, "{\"$numberDouble\":\"-0.0\"}");
+  char tmp[40];
+  size_t n = as_double_format(d, tmp);
+  if (!memchr(tmp, '.', n) && !memchr(tmp, 'e', n)) {
+    tmp[n++] = '.';
+    tmp[n++] = '0';
+  }
+  return as_buf_append(b, tmp, n);
+}
+
+static int put_oid(as_buf *b, const bson_oid_t *oid) {
+  char hex[25];
+  bson_oid_to_string(oid, hex);
+  if (put_lit(b, "{\"$oid\":\"") || as_buf_append(b, hex, 24) || put_lit(b, "\"}")) return AS_ERR;
+  return AS_OK;
+}
+
+static int write_doc(const bson_iter_t *parent_or_null, const bson_t *doc, bool is_array,
+                     as_buf *b, int depth);
+
+static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
+  switch (bson_iter_type(it)) {
+    case BSON_TYPE_DOUBLE: return put_double(b, bson_iter_double(it));
+    case BSON_TYPE_UTF8: {
+      uint32_t n;
+      const char *s = bson_iter_utf8(it, &n);
+      return put_str(b, s, n);
+    }
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY: return write_doc(it, NULL, bson_iter_type(it) == BSON_TYPE_ARRAY, b, depth + 1);
+    case BSON_TYPE_BINARY: {
+      bson_subtype_t st;
+      uint32_t n;
+      const uint8_t *p;
+      bson_iter_binary(it, &st, &n, &p);
+      if (put_lit(b, "{\"$binary\":{\"base64\":\"") || as_base64_encode(p, n, b) ||
+          put_lit(b, "\",\"subType\":\"") || as_buf_putc(b, (uint8_t)hexd[(st >> 4) & 15]) ||
+          as_buf_putc(b, (uint8_t)hexd[st & 15]) || put_lit(b, "\"}}"))
+        return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_UNDEFINED: return put_lit(b, "{\"$undefined\":true}");
+    case BSON_TYPE_OID: return put_oid(b, bson_iter_oid(it));
+    case BSON_TYPE_BOOL: return put_lit(b, bson_iter_bool(it) ? "true" : "false");
+    case BSON_TYPE_DATE_TIME:
+      if (put_lit(b, "{\"$date\":{\"$numberLong\":\"") || put_i64(b, bson_iter_date_time(it)) ||
+          put_lit(b, "\"}}"))
+        return AS_ERR;
+      return AS_OK;
+    case BSON_TYPE_NULL: return put_lit(b, "null");
+    case BSON_TYPE_REGEX: {
+      const char *opts;
+      const char *re = bson_iter_regex(it, &opts);
+      if (put_lit(b, "{\"$regularExpression\":{\"pattern\":") || put_str(b, re, strlen(re)) ||
+          put_lit(b, ",\"options\":") || put_str(b, opts, strlen(opts)) || put_lit(b, "}}"))
+        return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_DBPOINTER: {
+      uint32_t n;
+      const char *coll;
+      const bson_oid_t *oid;
+      bson_iter_dbpointer(it, &n, &coll, &oid);
+      if (put_lit(b, "{\"$dbPointer\":{\"$ref\":") || put_str(b, coll, n) || put_lit(b, ",\"$id\":") ||
+          put_oid(b, oid) || put_lit(b, "}}"))
+        return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_CODE: {
+      uint32_t n;
+      const char *code = bson_iter_code(it, &n);
+      if (put_lit(b, "{\"$code\":") || put_str(b, code, n) || put_lit(b, "}")) return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_SYMBOL: {
+      uint32_t n;
+      const char *sym = bson_iter_symbol(it, &n);
+      if (put_lit(b, "{\"$symbol\":") || put_str(b, sym, n) || put_lit(b, "}")) return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_CODEWSCOPE: {
+      uint32_t n, sn;
+      const uint8_t *sp;
+      const char *code = bson_iter_codewscope(it, &n, &sn, &sp);
+      bson_t scope;
+      if (!bson_init_static(&scope, sp, sn)) return AS_EINVAL;
+      if (put_lit(b, "{\"$code\":") || put_str(b, code, n) || put_lit(b, ",\"$scope\":") ||
+          write_doc(NULL, &scope, false, b, depth + 1) || put_lit(b, "}"))
+        return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_INT32: return put_i64(b, bson_iter_int32(it));
+    case BSON_TYPE_TIMESTAMP: {
+      uint32_t t, i;
+      bson_iter_timestamp(it, &t, &i);
+      if (put_lit(b, "{\"$timestamp\":{\"t\":") || put_i64(b, t) || put_lit(b, ",\"i\":") ||
+          put_i64(b, i) || put_lit(b, "}}"))
+        return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_INT64: {
+      int64_t v = bson_iter_int64(it);
+      if (v < INT32_MIN || v > INT32_MAX) return put_i64(b, v);
+      if (put_lit(b, "{\"$numberLong\":\"") || put_i64(b, v) || put_lit(b, "\"}")) return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_DECIMAL128: {
+      bson_decimal128_t dec;
+      char s[BSON_DECIMAL128_STRING];
+      bson_iter_decimal128(it, &dec);
+      bson_decimal128_to_string(&dec, s);
+      if (put_lit(b, "{\"$numberDecimal\":\"") || put_lit(b, s) || put_lit(b, "\"}")) return AS_ERR;
+      return AS_OK;
+    }
+    case BSON_TYPE_MAXKEY: return put_lit(b, "{\"$maxKey\":1}");
+    case BSON_TYPE_MINKEY: return put_lit(b, "{\"$minKey\":1}");
+    default: return AS_EINVAL;
+  }
+}
+
+static int write_doc(const bson_iter_t *parent, const bson_t *doc, bool is_array, as_buf *b,
+                     int depth) {
+  bson_iter_t it;
+  if (depth > 200) return AS_EINVAL;
+  if (parent ? !bson_iter_recurse(parent, &it) : !bson_iter_init(&it, doc)) return AS_EINVAL;
+  if (as_buf_putc(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
+  bool first = true;
+  while (bson_iter_next(&it)) {
+    if (!first && as_buf_putc(b, ',') != AS_OK) return AS_ERR;
+    first = false;
+    if (!is_array) {
+      if (put_str(b, bson_iter_key(&it), bson_iter_key_len(&it)) || as_buf_putc(b, ':')) return AS_ERR;
+    }
+    int rc = write_value(&it, b, depth);
+    if (rc != AS_OK) return rc;
+  }
+  return as_buf_putc(b, is_array ? ']' : '}');
+}
+
+int as_bson_to_asjson(const bson_t *doc, bool is_array, as_buf *out, as_error *err) {
+  int rc = write_doc(NULL, doc, is_array, out, 0);
+  if (rc != AS_OK)
+    return as_error_set(err, AS_DOM_CODEC, rc, rc == AS_ERR ? "out of memory" : "invalid BSON document");
+  return AS_OK;
+}
+
+int as_bson_value_to_asjson(const bson_iter_t *it, as_buf *out, as_error *err) {
+  int rc = write_value(it, out, 0);
+  if (rc != AS_OK)
+    return as_error_set(err, AS_DOM_CODEC, rc, rc == AS_ERR ? "out of memory" : "invalid BSON value");
+  return AS_OK;
+}
+
+/* ================================================================ AS-JSON reader */
+
+static int json_to_bson_value(bson_t *dst, const char *key, int keylen, const json_t *j, int depth);
+
+static int json_to_bson_doc(bson_t *dst, const json_t *j, int depth) {
+  if (depth > 200) return AS_EINVAL;
+  if (json_is_array(j)) {
+    char kb[16];
+    const char *k;
+    for (size_t i = 0; i < json_array_size(j); i++) {
+      size_t kl = bson_uint32_to_string((uint32_t)i, &k, kb, sizeof kb);
+      int rc = json_to_bson_value(dst, k, (int)kl, json_array_get(j, i), depth);
+      if (rc != AS_OK) return rc;
+    }
+    return AS_OK;
+  }
+  const char *k;
+  size_t kl;
+  json_t *v;
+  json_object_keylen_foreach((json_t *)j, k, kl, v) {
+    if (memchr(k, '\0', kl)) return AS_EINVAL; /* BSON keys cannot hold NUL */
+    int rc = json_to_bson_value(dst, k, (int)kl, v, depth);
+    if (rc != AS_OK) return rc;
+  }
+  return AS_OK;
+}
+
+static const char *obj_str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static bool parse_i64(const char *s, int64_t *out) {
+  if (!s || !*s) return false;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (*end || errno) return false;
+  *out = v;
+  return true;
+}
+
+/* Recognises the extended JSON wrappers; returns 1 if appended, 0 if j is a plain object. */
+static int wrapper(bson_t *dst, const char *key, int kl, const json_t *j, int depth) {
+  size_t n = json_object_size(j);
+  if (n == 0 || n > 2) return 0;
+  void *iter = json_object_iter((json_t *)j);
+  const char *k = json_object_iter_key(iter);
+  const json_t *v = json_object_iter_value(iter);
+  if (k[0] != '$') return 0;
+  if (n == 2) {
+    const json_t *code = json_object_get(j, "$code"), *scope = json_object_get(j, "$scope");
+    if (!json_is_string(code) || !json_is_object(scope)) return 0;
+    bson_t sc = BSON_INITIALIZER;
+    int rc = json_to_bson_doc(&sc, scope, depth + 1);
+    if (rc == AS_OK && !bson_append_code_with_scope(dst, key, kl, json_string_value(code), &sc)) rc = AS_EINVAL;
+    bson_destroy(&sc);
+    return rc == AS_OK ? 1 : rc;
+  }
+  const char *s = json_string_value(v);
+  if (strcmp(k, "$oid") == 0) {
+    if (!s || strlen(s) != 24 || !bson_oid_is_valid(s, 24)) return 0;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, s);
+    return bson_append_oid(dst, key, kl, &oid) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$numberLong") == 0 || strcmp(k, "$numberInt") == 0) {
+    int64_t x;
+    if (!parse_i64(s, &x)) return 0;
+    if (k[7] == 'I') {
+      if (x < INT32_MIN || x > INT32_MAX) return 0;
+      return bson_append_int32(dst, key, kl, (int32_t)x) ? 1 : AS_EINVAL;
+    }
+    return bson_append_int64(dst, key, kl, x) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$numberDouble") == 0) {
+    if (!s) return 0;
+    double d;
+    if (strcmp(s, "NaN") == 0) d = NAN;
+    else if (strcmp(s, "Infinity") == 0) d = INFINITY;
+    else if (strcmp(s, "-Infinity") == 0) d = -INFINITY;
+    else {
+      char *end;
+      d = strtod(s, &end);
+      if (*end || !*s) return 0;
+    }
+    return bson_append_double(dst, key, kl, d) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$numberDecimal") == 0) {
+    bson_decimal128_t dec;
+    if (!s || !bson_decimal128_from_string(s, &dec)) return 0;
+    return bson_append_decimal128(dst, key, kl, &dec) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$date") == 0) {
+    int64_t ms;
+    if (json_is_object(v) && json_object_size(v) == 1 && parse_i64(obj_str(v, "$numberLong"), &ms))
+      return bson_append_date_time(dst, key, kl, ms) ? 1 : AS_EINVAL;
+    if (json_is_integer(v)) return bson_append_date_time(dst, key, kl, json_integer_value(v)) ? 1 : AS_EINVAL;
+    return 0;
+  }
+  if (strcmp(k, "$binary") == 0) {
+    const char *b64 = obj_str(v, "base64"), *st = obj_str(v, "subType");
+    if (!b64 || !st || json_object_size(v) != 2 || strlen(st) < 1 || strlen(st) > 2) return 0;
+    char *end;
+    long sub = strtol(st, &end, 16);
+    if (*end) return 0;
+    as_buf raw = AS_BUF_INIT;
+    int rc = as_base64_decode(b64, strlen(b64), &raw);
+    if (rc == AS_OK)
+      rc = bson_append_binary(dst, key, kl, (bson_subtype_t)sub, raw.data ? raw.data : (const uint8_t *)"",
+                              (uint32_t)raw.len) ? 1 : AS_EINVAL;
+    else rc = 0;
+    as_buf_free(&raw);
+    return rc;
+  }
+  if (strcmp(k, "$timestamp") == 0) {
+    const json_t *t = json_object_get(v, "t"), *i = json_object_get(v, "i");
+    if (!json_is_integer(t) || !json_is_integer(i) || json_object_size(v) != 2) return 0;
+    return bson_append_timestamp(dst, key, kl, (uint32_t)json_integer_value(t),
+                                 (uint32_t)json_integer_value(i)) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$regularExpression") == 0) {
+    const char *p = obj_str(v, "pattern"), *o = obj_str(v, "options");
+    if (!p || !o || json_object_size(v) != 2) return 0;
+    return bson_append_regex(dst, key, kl, p, o) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$minKey") == 0 || strcmp(k, "$maxKey") == 0) {
+    if (!json_is_integer(v) || json_integer_value(v) != 1) return 0;
+    return (k[2] == 'i' ? bson_append_minkey(dst, key, kl) : bson_append_maxkey(dst, key, kl)) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$symbol") == 0) {
+    if (!s) return 0;
+    return bson_append_symbol(dst, key, kl, s, (int)json_string_length(v)) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$code") == 0) {
+    if (!s) return 0;
+    return bson_append_code(dst, key, kl, s) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$undefined") == 0) {
+    if (!json_is_true(v)) return 0;
+    return bson_append_undefined(dst, key, kl) ? 1 : AS_EINVAL;
+  }
+  if (strcmp(k, "$dbPointer") == 0) {
+    const char *ref = obj_str(v, "$ref");
+    const json_t *id = json_object_get(v, "$id");
+    const char *ids = json_is_object(id) && json_object_size(id) == 1 ? obj_str(id, "$oid") : NULL;
+    if (!ref || !ids || strlen(ids) != 24 || !bson_oid_is_valid(ids, 24) || json_object_size(v) != 2) return 0;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, ids);
+    return bson_append_dbpointer(dst, key, kl, ref, &oid) ? 1 : AS_EINVAL;
+  }
+  return 0;
+}
+
+static int json_to_bson_value(bson_t *dst, const char *key, int kl, const json_t *j, int depth) {
+  bool ok = true;
+  switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+      int w = wrapper(dst, key, kl, j, depth);
+      if (w < 0) return w;
+      if (w == 1) return AS_OK;
+      bson_t child;
+      if (!bson_append_document_begin(dst, key, kl, &child)) return AS_EINVAL;
+      int rc = json_to_bson_doc(&child, j, depth + 1);
+      if (!bson_append_document_end(dst, &child) && rc == AS_OK) rc = AS_EINVAL;
+      return rc;
+    }
+    case JSON_ARRAY: {
+      bson_t child;
+      if (!bson_append_array_begin(dst, key, kl, &child)) return AS_EINVAL;
+      int rc = json_to_bson_doc(&child, j, depth + 1);
+      if (!bson_append_array_end(dst, &child) && rc == AS_OK) rc = AS_EINVAL;
+      return rc;
+    }
+    case JSON_STRING:
+      ok = bson_append_utf8(dst, key, kl, json_string_value(j), (int)json_string_length(j));
+      break;
+    case JSON_INTEGER: {
+      json_int_t v = json_integer_value(j);
+      ok = (v >= INT32_MIN && v <= INT32_MAX) ? bson_append_int32(dst, key, kl, (int32_t)v)
+                                               : bson_append_int64(dst, key, kl, v);
+      break;
+    }
+    case JSON_REAL: ok = bson_append_double(dst, key, kl, json_real_value(j)); break;
+    case JSON_TRUE: ok = bson_append_bool(dst, key, kl, true); break;
+    case JSON_FALSE: ok = bson_append_bool(dst, key, kl, false); break;
+    case JSON_NULL: ok = bson_append_null(dst, key, kl); break;
+  }
+  return ok ? AS_OK : AS_EINVAL;
+}
+
+/* Integer literals beyond int64 (jansson refuses them) become reals: "1e20" that PostgreSQL
+ * jsonb printed as 100000000000000000000 goes back to the double it was. */
+static int fix_big_ints(const char *s, size_t len, as_buf *out) {
+  size_t i = 0;
+  while (i < len) {
+    if (s[i] == '"') {
+      size_t st = i++;
+      while (i < len && s[i] != '"') i += s[i] == '\\' ? 2 : 1;
+      i = i < len ? i + 1 : len;
+      if (as_buf_append(out, s + st, i - st)) return AS_ERR;
+    } else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+      size_t st = i;
+      bool real = false;
+      while (i < len && strchr("-+.eE0123456789", s[i]) && s[i]) {
+        if (s[i] == '.' || s[i] == 'e' || s[i] == 'E') real = true;
+        i++;
+      }
+      if (as_buf_append(out, s + st, i - st)) return AS_ERR;
+      if (!real && i - st > 18 && as_buf_append(out, ".0", 2)) return AS_ERR;
+    } else {
+      if (as_buf_putc(out, (uint8_t)s[i++])) return AS_ERR;
+    }
+  }
+  return AS_OK;
+}
+
+static json_t *load_asjson(const char *json, size_t len, as_error *err) {
+  json_error_t je;
+  json_t *j = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+  if (!j && strstr(je.text, "too big")) {
+    as_buf fixed = AS_BUF_INIT;
+    if (fix_big_ints(json, len, &fixed) == AS_OK)
+      j = json_loadb((const char *)fixed.data, fixed.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    as_buf_free(&fixed);
+  }
+  if (!j) as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON: %s (line %d column %d)", je.text, je.line, je.column);
+  return j;
+}
+
+int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err) {
+  bson_init(out);
+  json_t *j = load_asjson(json, len, err);
+  if (!j) return AS_EINVAL;
+  int rc = AS_OK;
+  if (!json_is_object(j) && !json_is_array(j)) {
+    rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "AS-JSON must be an object or an array");
+  } else if ((rc = json_to_bson_doc(out, j, 0)) != AS_OK) {
+    as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "cannot convert JSON to BSON (too deep, NUL in key or too big)");
+    bson_reinit(out);
+  } else if (is_array) {
+    *is_array = json_is_array(j);
+  }
+  json_decref(j);
+  return rc;
+}
+
+/* ================================================================ value conversions */
+
+static const char *bson_type_label(bson_type_t t) {
+  switch (t) {
+    case BSON_TYPE_DOUBLE: return "double";
+    case BSON_TYPE_UTF8: return "string";
+    case BSON_TYPE_DOCUMENT: return "document";
+    case BSON_TYPE_ARRAY: return "array";
+    case BSON_TYPE_BINARY: return "binary";
+    case BSON_TYPE_UNDEFINED: return "undefined";
+    case BSON_TYPE_OID: return "objectId";
+    case BSON_TYPE_BOOL: return "bool";
+    case BSON_TYPE_DATE_TIME: return "date";
+    case BSON_TYPE_NULL: return "null";
+    case BSON_TYPE_REGEX: return "regex";
+    case BSON_TYPE_DBPOINTER: return "dbPointer";
+    case BSON_TYPE_CODE: return "javascript";
+    case BSON_TYPE_SYMBOL: return "symbol";
+    case BSON_TYPE_CODEWSCOPE: return "javascriptWithScope";
+    case BSON_TYPE_INT32: return "int32";
+    case BSON_TYPE_TIMESTAMP: return "timestamp";
+    case BSON_TYPE_INT64: return "int64";
+    case BSON_TYPE_DECIMAL128: return "decimal128";
+    case BSON_TYPE_MAXKEY: return "maxKey";
+    case BSON_TYPE_MINKEY: return "minKey";
+    default: return "unknown";
+  }
+}
+
+/* "string \"abc\"" — type and AS-JSON of the value (plain digits for int64), truncated. */
+static void describe(const bson_iter_t *it, char *out, size_t cap) {
+  as_buf b = AS_BUF_INIT;
+  if (bson_iter_type(it) == BSON_TYPE_INT64) put_i64(&b, bson_iter_int64(it));
+  else if (write_value(it, &b, 0) != AS_OK) as_buf_append_str(&b, "?");
+  const char *txt = as_buf_cstr(&b);
+  if (b.len > 100) snprintf(out, cap, "%s %.100s...", bson_type_label(bson_iter_type(it)), txt);
+  else snprintf(out, cap, "%s %s", bson_type_label(bson_iter_type(it)), txt ? txt : "?");
+  as_buf_free(&b);
+}
+
+#define WHY_MAX 512
+
+static int cannot_store(const as_column *c, const bson_iter_t *it, const char *reason, char *why) {
+  char d[160];
+  describe(it, d, sizeof d);
+  snprintf(why, WHY_MAX, "cannot store %s in %s column \"%s\"%s%s", d, as_type_name(c->type), c->name,
+           reason ? ": " : "", reason ? reason : "");
+  return AS_EDATA;
+}
+
+static int set_str(as_value *out, as_type t, const char *s, size_t n, char *why) {
+  if (as_value_set_str(out, t, s, n) != AS_OK) {
+    snprintf(why, WHY_MAX, "out of memory");
+    return AS_ERR;
+  }
+  return AS_OK;
+}
+
+/* The conversion table of as_bson.h. On failure `why` holds the message tail. */
+static int convert(const as_column *c, const bson_iter_t *it, as_value *out, char *why) {
+  bson_type_t bt = bson_iter_type(it);
+  if (bt == BSON_TYPE_NULL) {
+    as_value_clear(out);
+    return AS_OK;
+  }
+  switch (c->type) {
+    case AS_T_INT64:
+      if (bt == BSON_TYPE_INT32) { as_value_set_int64(out, bson_iter_int32(it)); return AS_OK; }
+      if (bt == BSON_TYPE_INT64) { as_value_set_int64(out, bson_iter_int64(it)); return AS_OK; }
+      if (bt == BSON_TYPE_DOUBLE) {
+        double d = bson_iter_double(it);
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+          return cannot_store(c, it, "out of int64 range", why);
+        if (d != floor(d)) return cannot_store(c, it, "not an integer", why);
+        as_value_set_int64(out, (int64_t)d);
+        return AS_OK;
+      }
+      if (bt == BSON_TYPE_DECIMAL128) {
+        bson_decimal128_t dec;
+        char s[BSON_DECIMAL128_STRING];
+        bson_iter_decimal128(it, &dec);
+        bson_decimal128_to_string(&dec, s);
+        as_buf nb = AS_BUF_INIT;
+        int64_t v = 0;
+        bool okn = as_decimal_normalize(s, strlen(s), &nb) == AS_OK && as_buf_cstr(&nb);
+        const char *ns = okn ? (const char *)nb.data : "";
+        bool integral = okn && !strchr(ns, '.') && !strchr(ns, 'N') && !strchr(ns, 'I');
+        bool fits = integral && parse_i64(ns, &v);
+        as_buf_free(&nb);
+        if (!integral) return cannot_store(c, it, "not an integer", why);
+        if (!fits) return cannot_store(c, it, "out of int64 range", why);
+        as_value_set_int64(out, v);
+        return AS_OK;
+      }
+      break;
+    case AS_T_DOUBLE:
+      if (bt == BSON_TYPE_DOUBLE) { as_value_set_double(out, bson_iter_double(it)); return AS_OK; }
+      if (bt == BSON_TYPE_INT32) { as_value_set_double(out, bson_iter_int32(it)); return AS_OK; }
+      if (bt == BSON_TYPE_INT64) {
+        int64_t i = bson_iter_int64(it);
+        double d = (double)i;
+        if (d >= 9223372036854775808.0 || (int64_t)d != i)
+          return cannot_store(c, it, "not exactly representable as a double", why);
+        as_value_set_double(out, d);
+        return AS_OK;
+      }
+      break;
+    case AS_T_DECIMAL: {
+      char s[BSON_DECIMAL128_STRING + 8];
+      if (bt == BSON_TYPE_DECIMAL128) {
+        bson_decimal128_t dec;
+        bson_iter_decimal128(it, &dec);
+        bson_decimal128_to_string(&dec, s);
+      } else if (bt == BSON_TYPE_INT32) {
+        snprintf(s, sizeof s, "%" PRId32, bson_iter_int32(it));
+      } else if (bt == BSON_TYPE_INT64) {
+        snprintf(s, sizeof s, "%" PRId64, bson_iter_int64(it));
+      } else if (bt == BSON_TYPE_DOUBLE) {
+        as_double_format(bson_iter_double(it), s);
+      } else {
+        break;
+      }
+      return set_str(out, AS_T_DECIMAL, s, strlen(s), why);
+    }
+    case AS_T_TEXT:
+      if (bt == BSON_TYPE_UTF8 || bt == BSON_TYPE_SYMBOL) {
+        uint32_t n;
+        const char *s = bt == BSON_TYPE_UTF8 ? bson_iter_utf8(it, &n) : bson_iter_symbol(it, &n);
+        return set_str(out, AS_T_TEXT, s, n, why);
+      }
+      break;
+    case AS_T_BOOL:
+      if (bt == BSON_TYPE_BOOL) { as_value_set_bool(out, bson_iter_bool(it)); return AS_OK; }
+      break;
+    case AS_T_BYTES:
+      if (bt == BSON_TYPE_BINARY) {
+        bson_subtype_t st;
+        uint32_t n;
+        const uint8_t *p;
+        bson_iter_binary(it, &st, &n, &p);
+        if (st != BSON_SUBTYPE_BINARY && st != BSON_SUBTYPE_BINARY_DEPRECATED && st != BSON_SUBTYPE_USER)
+          return cannot_store(c, it, "only binary subtypes 0, 2 and 0x80 are bytes", why);
+        return set_str(out, AS_T_BYTES, (const char *)p, n, why);
+      }
+      break;
+    case AS_T_UUID:
+      if (bt == BSON_TYPE_BINARY) {
+        bson_subtype_t st;
+        uint32_t n;
+        const uint8_t *p;
+        bson_iter_binary(it, &st, &n, &p);
+        if (st != BSON_SUBTYPE_UUID && st != BSON_SUBTYPE_UUID_DEPRECATED)
+          return cannot_store(c, it, "only binary subtypes 4 and 3 are UUIDs", why);
+        if (n != 16) return cannot_store(c, it, "a UUID has 16 bytes", why);
+        as_value_set_uuid(out, p);
+        return AS_OK;
+      }
+      if (bt == BSON_TYPE_UTF8) {
+        uint32_t n;
+        const char *s = bson_iter_utf8(it, &n);
+        as_value v = AS_VALUE_NULL;
+        if (as_value_from_text(AS_T_UUID, s, n, &v, NULL) != AS_OK)
+          return cannot_store(c, it, "not a UUID", why);
+        as_value_move(out, &v);
+        return AS_OK;
+      }
+      break;
+    case AS_T_OBJECTID:
+      if (bt == BSON_TYPE_OID) { as_value_set_oid(out, bson_iter_oid(it)->bytes); return AS_OK; }
+      break;
+    case AS_T_TIMESTAMP:
+      if (bt == BSON_TYPE_DATE_TIME) {
+        int64_t ms = bson_iter_date_time(it);
+        if (ms < AS_TS_MIN_US / 1000 || ms > AS_TS_MAX_US / 1000)
+          return cannot_store(c, it, "outside years 0001..9999", why);
+        as_value_set_timestamp(out, ms * 1000);
+        return AS_OK;
+      }
+      if (bt == BSON_TYPE_TIMESTAMP) {
+        uint32_t t, i;
+        bson_iter_timestamp(it, &t, &i);
+        as_value_set_timestamp(out, (int64_t)t * 1000000);
+        return AS_OK;
+      }
+      break;
+    case AS_T_DATE:
+      if (bt == BSON_TYPE_DATE_TIME) {
+        int64_t ms = bson_iter_date_time(it);
+        if (ms % 86400000 != 0) return cannot_store(c, it, "has a time part", why);
+        int64_t days = ms / 86400000;
+        if (days < AS_DATE_MIN_DAYS || days > AS_DATE_MAX_DAYS)
+          return cannot_store(c, it, "outside years 0001..9999", why);
+        as_value_set_date(out, (int32_t)days);
+        return AS_OK;
+      }
+      break;
+    case AS_T_JSON:
+      if (bt == BSON_TYPE_DOCUMENT || bt == BSON_TYPE_ARRAY) {
+        as_buf b = AS_BUF_INIT;
+        int rc = write_doc(it, NULL, bt == BSON_TYPE_ARRAY, &b, 0);
+        if (rc != AS_OK || !as_buf_cstr(&b)) {
+          as_buf_free(&b);
+          return cannot_store(c, it, "invalid BSON", why);
+        }
+        as_value_clear(out);
+        out->type = AS_T_JSON;
+        out->u.s.len = b.len;
+        out->u.s.ptr = as_buf_steal(&b);
+        return AS_OK;
+      }
+      break;
+    default: break;
+  }
+  return cannot_store(c, it, NULL, why);
+}
+
+int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_iter_t *it,
+                          as_value *out, as_error *err) {
+  char why[WHY_MAX];
+  as_value v = AS_VALUE_NULL;
+  int rc = convert(c, it, &v, why);
+  if (rc != AS_OK)
+    return as_error_set(err, AS_DOM_MAPPING, rc, "mapping %s, field \"%s\": %s", s ? s->name : "?",
+                        c->field ? c->field : c->name, why);
+  *out = v; /* overwritten, not freed */
+  return AS_OK;
+}
+
+/* ================================================================ document -> row */
+
+/* Index list entry: a column (>= 0) or a child-table field (-1 - child index). */
+typedef struct pref {
+  const char *const *path;
+  size_t npath;
+  int col;
+} pref;
+
+typedef struct walker {
+  const as_schema *s;
+  as_row *row;
+  as_buf *extra;            /* catch-all being built, or NULL */
+  int opened[MAX_DEPTH];    /* per depth: 0 not opened, else items written + 1 */
+  const char *okey[MAX_DEPTH];
+  size_t okeylen[MAX_DEPTH];
+  int err_col;              /* column of the failure */
+  char why[WHY_MAX];
+} walker;
+
+/* Opens the catch-all containers down to `depth` (lazily, only when a field lands there). */
+static int extra_open(walker *w, size_t depth) {
+  for (size_t d = 0; d <= depth; d++) {
+    if (w->opened[d]) continue;
+    if (d > 0) {
+      if (w->opened[d - 1] > 1 && as_buf_putc(w->extra, ',')) return AS_ERR;
+      w->opened[d - 1]++;
+      if (put_str(w->extra, w->okey[d], w->okeylen[d]) || as_buf_putc(w->extra, ':')) return AS_ERR;
+    }
+    if (as_buf_putc(w->extra, '{')) return AS_ERR;
+    w->opened[d] = 1;
+  }
+  return AS_OK;
+}
+
+static int extra_field(walker *w, size_t depth, const bson_iter_t *it) {
+  if (extra_open(w, depth)) return AS_ERR;
+  if (w->opened[depth] > 1 && as_buf_putc(w->extra, ',')) return AS_ERR;
+  w->opened[depth]++;
+  if (put_str(w->extra, bson_iter_key(it), bson_iter_key_len(it)) || as_buf_putc(w->extra, ':'))
+    return AS_ERR;
+  int rc = write_value(it, w->extra, (int)depth);
+  if (rc == AS_EINVAL) {
+    snprintf(w->why, WHY_MAX, "field \"%s\" holds invalid BSON", bson_iter_key(it));
+    return AS_EDATA;
+  }
+  return rc;
+}
+
+static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs, size_t nrefs) {
+  pref sub[64];
+  pref *heap = NULL;
+  int rc = AS_OK;
+  if (depth >= MAX_DEPTH) return AS_OK;
+  if (nrefs > 64 && !(heap = malloc(nrefs * sizeof *heap))) return AS_ERR;
+  pref *m = heap ? heap : sub;
+  while (bson_iter_next(it)) {
+    const char *key = bson_iter_key(it);
+    size_t kl = bson_iter_key_len(it);
+    size_t nm = 0;
+    for (size_t i = 0; i < nrefs; i++) {
+      const char *p = refs[i].path[depth];
+      if (p[0] == key[0] && strncmp(p, key, kl) == 0 && p[kl] == '\0') m[nm++] = refs[i];
+    }
+    if (nm == 0) {
+      if (w->extra && (rc = extra_field(w, depth, it)) != AS_OK) goto done;
+      continue;
+    }
+    if (m[0].npath == depth + 1) { /* a leaf (the loader forbids overlapping paths) */
+      if (m[0].col < 0) continue;   /* a child table's array: not ours */
+      const as_column *c = &w->s->cols[m[0].col];
+      as_value *v = &w->row->v[m[0].col];
+      if ((rc = convert(c, it, v, w->why)) != AS_OK) {
+        w->err_col = m[0].col;
+        goto done;
+      }
+      w->row->set[m[0].col] = 1;
+      continue;
+    }
+    bson_type_t bt = bson_iter_type(it);
+    if (bt == BSON_TYPE_NULL) continue;
+    if (bt != BSON_TYPE_DOCUMENT) {
+      char d[160];
+      describe(it, d, sizeof d);
+      int col = -1;
+      for (size_t i = 0; i < nm && col < 0; i++) col = m[i].col;
+      if (col < 0) continue; /* only child fields below: leave it to them */
+      w->err_col = col;
+      snprintf(w->why, WHY_MAX, "cannot descend into %s at \"%.*s\"", d, (int)kl, key);
+      rc = AS_EDATA;
+      goto done;
+    }
+    bson_iter_t child;
+    if (!bson_iter_recurse(it, &child)) continue;
+    if (w->extra) {
+      w->okey[depth + 1] = key;
+      w->okeylen[depth + 1] = kl;
+      w->opened[depth + 1] = 0;
+    }
+    if (heap) {
+      pref *copy = malloc(nm * sizeof *copy);
+      if (!copy) { rc = AS_ERR; goto done; }
+      memcpy(copy, m, nm * sizeof *copy);
+      rc = walk_level(w, &child, depth + 1, copy, nm);
+      free(copy);
+    } else {
+      pref copy[64];
+      memcpy(copy, m, nm * sizeof *copy);
+      rc = walk_level(w, &child, depth + 1, copy, nm);
+    }
+    if (rc != AS_OK) goto done;
+    if (w->extra && w->opened[depth + 1]) {
+      if (as_buf_putc(w->extra, '}')) { rc = AS_ERR; goto done; }
+      w->opened[depth + 1] = 0;
+    }
+  }
+done:
+  free(heap);
+  return rc;
+}
+
+/* The refs of all columns (except the catch-all) and child-table fields. */
+static int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t cap, pref **out, size_t *n) {
+  size_t need = s->ncols + (keys_only ? 0 : s->nchildren);
+  pref *r = stack;
+  if (need > cap && !(r = malloc(need * sizeof *r))) return AS_ERR;
+  size_t k = 0;
+  if (keys_only) {
+    for (size_t i = 0; i < s->nkey; i++) {
+      const as_column *c = &s->cols[s->key_idx[i]];
+      if (c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)s->key_idx[i]};
+    }
+  } else {
+    for (size_t i = 0; i < s->ncols; i++) {
+      const as_column *c = &s->cols[i];
+      if (!c->catch_all && c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)i};
+    }
+    /* child fields: split on the fly would allocate; children use single-level or dotted
+     * fields, matched by their first part only when not dotted */
+    for (size_t i = 0; i < s->nchildren; i++) {
+      const char *f = s->children[i].field;
+      if (f && !strchr(f, '.')) r[k++] = (pref){(const char *const *)&s->children[i].field, 1, -1 - (int)i};
+    }
+  }
+  *out = r;
+  *n = k;
+  return AS_OK;
+}
+
+static int prepare_row(const as_schema *s, as_row *out) {
+  if (out->v && out->set && out->n == s->ncols) {
+    as_row_reset(out);
+    return AS_OK;
+  }
+  as_row_clear(out);
+  return as_row_init(out, s->ncols);
+}
+
+static int doc_to_key_row(const as_schema *s, const bson_t *doc, as_row *out, walker *w) {
+  pref stack[16], *refs = NULL;
+  size_t nrefs = 0;
+  bson_iter_t it;
+  int rc;
+  if ((rc = build_refs(s, true, stack, 16, &refs, &nrefs)) != AS_OK) return rc;
+  memset(w, 0, sizeof *w);
+  w->s = s;
+  w->row = out;
+  w->err_col = -1;
+  if (!bson_iter_init(&it, doc)) {
+    snprintf(w->why, WHY_MAX, "invalid BSON document");
+    rc = AS_EDATA;
+  } else {
+    rc = walk_level(w, &it, 0, refs, nrefs);
+  }
+  if (refs != stack) free(refs);
+  return rc;
+}
+
+/* {"id":<canonical JSON>} of the document's key, for messages; "?" when it has none. */
+static void key_text(const as_schema *s, const bson_t *doc, char *out, size_t cap) {
+  as_row r = {0};
+  walker w;
+  snprintf(out, cap, "?");
+  if (as_row_init(&r, s->ncols) != AS_OK) return;
+  if (doc_to_key_row(s, doc, &r, &w) == AS_OK) {
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    for (size_t k = 0; k < s->nkey && ok; k++) {
+      size_t i = s->key_idx[k];
+      if (!r.set[i]) { ok = false; break; }
+      json_t *v = as_value_to_json(&r.v[i], NULL);
+      ok = v && json_object_set_new(o, s->cols[i].name, v) == 0;
+    }
+    char *d = ok ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (d) snprintf(out, cap, "%s", d);
+    free(d);
+    json_decref(o);
+  }
+  as_row_clear(&r);
+}
+
+static int data_error(const as_schema *s, const bson_t *doc, const char *field, const char *why,
+                      int code, as_error *err) {
+  char key[256];
+  if (!err) return code;
+  key_text(s, doc, key, sizeof key);
+  return as_error_set(err, AS_DOM_MAPPING, code, "mapping %s, key %s, field \"%s\": %s", s->name,
+                      key, field, why);
+}
+
+int as_doc_to_key(const as_schema *s, const bson_t *doc, as_row *out, as_error *err) {
+  walker w;
+  if (prepare_row(s, out) != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  int rc = doc_to_key_row(s, doc, out, &w);
+  if (rc != AS_OK) {
+    const char *f = w.err_col >= 0 ? s->cols[w.err_col].field : "";
+    return as_error_set(err, AS_DOM_MAPPING, rc, "mapping %s, key ?, field \"%s\": %s", s->name, f, w.why);
+  }
+  for (size_t k = 0; k < s->nkey; k++) {
+    size_t i = s->key_idx[k];
+    if (!out->set[i] || out->v[i].type == AS_T_NULL)
+      return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s, key ?, field \"%s\": key field is missing or null",
+                          s->name, s->cols[i].field);
+  }
+  return AS_OK;
+}
+
+int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *err) {
+  pref stack[32], *refs = NULL;
+  size_t nrefs = 0;
+  as_buf extra = AS_BUF_INIT;
+  walker w;
+  bson_iter_t it;
+  int rc;
+  if (prepare_row(s, out) != AS_OK || build_refs(s, false, stack, 32, &refs, &nrefs) != AS_OK)
+    return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  memset(w.opened, 0, sizeof w.opened);
+  w.s = s;
+  w.row = out;
+  w.extra = s->catch_all_idx >= 0 ? &extra : NULL;
+  w.err_col = -1;
+  w.why[0] = '\0';
+  if (!bson_iter_init(&it, doc)) {
+    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: invalid BSON document", s->name);
+    goto cleanup;
+  }
+  rc = walk_level(&w, &it, 0, refs, nrefs);
+  if (rc == AS_ERR) {
+    as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if (rc != AS_OK) {
+    data_error(s, doc, w.err_col >= 0 ? s->cols[w.err_col].field : "*", w.why, rc, err);
+    goto cleanup;
+  }
+  if (w.extra) {
+    as_value *cv = &out->v[s->catch_all_idx];
+    if (w.opened[0]) {
+      if (as_buf_putc(&extra, '}') || !as_buf_cstr(&extra)) {
+        rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+        goto cleanup;
+      }
+      cv->type = AS_T_JSON;
+      cv->u.s.len = extra.len;
+      cv->u.s.ptr = as_buf_steal(&extra);
+    }
+    out->set[s->catch_all_idx] = 1;
+  }
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (out->set[i]) {
+      if (out->v[i].type != AS_T_NULL || !(s->cols[i].required || s->cols[i].is_key)) continue;
+    }
+    out->set[i] = 1;
+    if (s->cols[i].required || s->cols[i].is_key) {
+      char why[WHY_MAX];
+      snprintf(why, sizeof why, "required column \"%s\" is missing or null", s->cols[i].name);
+      rc = data_error(s, doc, s->cols[i].field, why, AS_EDATA, err);
+      goto cleanup;
+    }
+  }
+cleanup:
+  if (rc != AS_OK) as_row_reset(out);
+  if (refs != stack) free(refs);
+  as_buf_free(&extra);
+  return rc;
+}
+
+/* ================================================================ typed value -> BSON */
+
+int as_value_append_bson(bson_t *doc, const char *key, int keylen, const as_value *v, as_error *err) {
+  bool ok = true;
+  switch (v->type) {
+    case AS_T_NULL: ok = bson_append_null(doc, key, keylen); break;
+    case AS_T_BOOL: ok = bson_append_bool(doc, key, keylen, v->u.b); break;
+    case AS_T_INT64:
+      ok = (v->u.i >= INT32_MIN && v->u.i <= INT32_MAX) ? bson_append_int32(doc, key, keylen, (int32_t)v->u.i)
+                                                        : bson_append_int64(doc, key, keylen, v->u.i);
+      break;
+    case AS_T_DOUBLE: ok = bson_append_double(doc, key, keylen, v->u.d); break;
+    case AS_T_DECIMAL: {
+      bson_decimal128_t dec;
+      if (!bson_decimal128_from_string_w_len(v->u.s.ptr, (int)v->u.s.len, &dec))
+        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "cannot store decimal \"%.100s\" as Decimal128",
+                            v->u.s.ptr);
+      ok = bson_append_decimal128(doc, key, keylen, &dec);
+      break;
+    }
+    case AS_T_TEXT: ok = bson_append_utf8(doc, key, keylen, v->u.s.ptr, (int)v->u.s.len); break;
+    case AS_T_BYTES:
+      ok = bson_append_binary(doc, key, keylen, BSON_SUBTYPE_BINARY, (const uint8_t *)v->u.s.ptr, (uint32_t)v->u.s.len);
+      break;
+    case AS_T_UUID: ok = bson_append_binary(doc, key, keylen, BSON_SUBTYPE_UUID, v->u.uuid, 16); break;
+    case AS_T_OBJECTID: {
+      bson_oid_t oid;
+      memcpy(oid.bytes, v->u.oid, 12);
+      ok = bson_append_oid(doc, key, keylen, &oid);
+      break;
+    }
+    case AS_T_TIMESTAMP:
+      if (v->u.ts_us % 1000 != 0)
+        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA,
+                            "timestamp %" PRId64 " µs has sub-millisecond precision, a BSON date cannot hold it",
+                            v->u.ts_us);
+      ok = bson_append_date_time(doc, key, keylen, v->u.ts_us / 1000);
+      break;
+    case AS_T_DATE: ok = bson_append_date_time(doc, key, keylen, (int64_t)v->u.days * 86400000); break;
+    case AS_T_JSON: {
+      json_t *j = load_asjson(v->u.s.ptr, v->u.s.len, err);
+      if (!j) return AS_EDATA;
+      int rc = json_to_bson_value(doc, key, keylen, j, 0);
+      json_decref(j);
+      if (rc != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "cannot convert json value to BSON");
+      break;
+    }
+    default: return as_error_set(err, AS_DOM_MAPPING, AS_EINVAL, "bad value type %d", (int)v->type);
+  }
+  if (!ok) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "document too large");
+  return AS_OK;
+}
+
+/* ================================================================ row -> document */
+
+static bool has_head(const as_schema *s, const int *idx, size_t n, size_t depth, const char *key, size_t kl) {
+  for (size_t i = 0; i < n; i++) {
+    const as_column *c = &s->cols[idx[i]];
+    const char *p = c->path[depth];
+    if (strncmp(p, key, kl) == 0 && p[kl] == '\0') return true;
+  }
+  return false;
+}
+
+static bool child_head(const as_schema *s, size_t depth, const char *key) {
+  if (depth != 0) return false;
+  for (size_t i = 0; i < s->nchildren; i++)
+    if (s->children[i].field && strcmp(s->children[i].field, key) == 0) return true;
+  return false;
+}
+
+/* Writes the columns idx[0..n) (all sharing path[0..depth)) and the catch-all fields of this
+ * level (`extra`, may be NULL). */
+static int emit_level(const as_schema *s, const as_row *r, bson_t *dst, size_t depth, const int *idx,
+                      size_t n, const bson_t *extra, as_error *err) {
+  int rc = AS_OK;
+  int *group = malloc((n ? n : 1) * sizeof *group);
+  uint8_t *done = calloc(n ? n : 1, 1);
+  if (!group || !done) {
+    rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (done[i]) continue;
+    const as_column *c = &s->cols[idx[i]];
+    const char *head = c->path[depth];
+    if (c->npath == depth + 1) {
+      done[i] = 1;
+      if (!r->set[idx[i]]) continue;
+      if ((rc = as_value_append_bson(dst, head, -1, &r->v[idx[i]], err)) != AS_OK) {
+        as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
+        goto cleanup;
+      }
+      continue;
+    }
+    size_t ng = 0;
+    bool any = false;
+    for (size_t k = i; k < n; k++) {
+      const as_column *o = &s->cols[idx[k]];
+      if (!done[k] && o->npath > depth + 1 && strcmp(o->path[depth], head) == 0) {
+        group[ng++] = idx[k];
+        done[k] = 1;
+        any = any || r->set[idx[k]];
+      }
+    }
+    bson_t sub_extra;
+    bool have_sub = false;
+    bson_iter_t eit;
+    if (extra && bson_iter_init_find(&eit, extra, head) && BSON_ITER_HOLDS_DOCUMENT(&eit)) {
+      uint32_t len;
+      const uint8_t *data;
+      bson_iter_document(&eit, &len, &data);
+      have_sub = bson_init_static(&sub_extra, data, len);
+    }
+    if (!any && !have_sub) continue;
+    int *gcopy = malloc(ng * sizeof *gcopy);
+    if (!gcopy) {
+      rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    memcpy(gcopy, group, ng * sizeof *gcopy);
+    bson_t child;
+    bson_append_document_begin(dst, head, -1, &child);
+    rc = emit_level(s, r, &child, depth + 1, gcopy, ng, have_sub ? &sub_extra : NULL, err);
+    bson_append_document_end(dst, &child);
+    free(gcopy);
+    if (rc != AS_OK) goto cleanup;
+  }
+  if (extra) {
+    bson_iter_t it;
+    bson_iter_init(&it, extra);
+    while (bson_iter_next(&it)) {
+      const char *k = bson_iter_key(&it);
+      if (has_head(s, idx, n, depth, k, bson_iter_key_len(&it)) || child_head(s, depth, k)) continue;
+      if (!bson_append_iter(dst, NULL, 0, &it)) {
+        rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "document too large");
+        goto cleanup;
+      }
+    }
+  }
+cleanup:
+  free(group);
+  free(done);
+  return rc;
+}
+
+int as_row_to_doc(const as_schema *s, const as_row *r, bson_t *out, as_error *err) {
+  bson_init(out);
+  bson_t extra;
+  bool have_extra = false;
+  int rc = AS_OK;
+  int stack[32], *idx = stack;
+  size_t n = 0;
+  if (s->ncols > 32 && !(idx = malloc(s->ncols * sizeof *idx)))
+    return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  for (size_t i = 0; i < s->ncols; i++)
+    if (!s->cols[i].catch_all && s->cols[i].npath) idx[n++] = (int)i;
+  if (s->catch_all_idx >= 0 && r->set[s->catch_all_idx] && r->v[s->catch_all_idx].type == AS_T_JSON) {
+    const as_value *cv = &r->v[s->catch_all_idx];
+    bool arr = false;
+    rc = as_asjson_to_bson(cv->u.s.ptr, cv->u.s.len, &extra, &arr, err);
+    if (rc == AS_OK && arr) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value is an array, not an object");
+    if (rc != AS_OK) {
+      bson_destroy(&extra);
+      as_error_prefix(err, "mapping %s, column \"%s\"", s->name, s->cols[s->catch_all_idx].name);
+      rc = AS_EDATA;
+      goto cleanup;
+    }
+    have_extra = true;
+  }
+  rc = emit_level(s, r, out, 0, idx, n, have_extra ? &extra : NULL, err);
+  if (have_extra) bson_destroy(&extra);
+cleanup:
+  if (rc != AS_OK) bson_reinit(out);
+  if (idx != stack) free(idx);
+  return rc;
+}
+
+int as_key_to_filter(const as_schema *s, const as_row *r, bson_t *out, as_error *err) {
+  bson_init(out);
+  for (size_t k = 0; k < s->nkey; k++) {
+    size_t i = s->key_idx[k];
+    if (i >= r->n || !r->set[i]) {
+      bson_reinit(out);
+      return as_error_set(err, AS_DOM_MAPPING, AS_EINVAL, "mapping %s: key column \"%s\" is not set", s->name,
+                          s->cols[i].name);
+    }
+    int rc = as_value_append_bson(out, s->cols[i].field, -1, &r->v[i], err);
+    if (rc != AS_OK) {
+      bson_reinit(out);
+      return rc;
+    }
+  }
+  return AS_OK;
+}
+
+/* ================================================================ updates */
+
+typedef struct upd {
+  const as_schema *s;
+  bson_t set, unset;
+  char path[1024];
+} upd;
+
+/* Is prefix path[0..depth) + key the head of some column's path? */
+static bool claimed(const as_schema *s, char *const *prefix, size_t depth, const char *key) {
+  for (size_t i = 0; i < s->ncols; i++) {
+    const as_column *c = &s->cols[i];
+    if (c->catch_all || c->npath <= depth + 1) continue;
+    bool ok = strcmp(c->path[depth], key) == 0;
+    for (size_t d = 0; d < depth && ok; d++) ok = strcmp(c->path[d], prefix[d]) == 0;
+    if (ok) return true;
+  }
+  return child_head(s, depth, key);
+}
+
+static bool same_value(const bson_iter_t *a, const bson_iter_t *b) {
+  if (bson_iter_type(a) != bson_iter_type(b)) return false;
+  uint32_t la = a->next_off - a->d1, lb = b->next_off - b->d1;
+  return la == lb && memcmp(a->raw + a->d1, b->raw + b->d1, la) == 0;
+}
+
+static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **prefix, size_t depth,
+                         size_t plen, as_error *err) {
+  bson_iter_t it, pit;
+  if (depth >= MAX_DEPTH) return AS_OK;
+  if (now) {
+    bson_iter_init(&it, now);
+    while (bson_iter_next(&it)) {
+      const char *k = bson_iter_key(&it);
+      size_t kl = bson_iter_key_len(&it);
+      if (plen + kl + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
+      memcpy(u->path + plen, k, kl + 1);
+      bool in_prev = prev && bson_iter_init_find(&pit, prev, k);
+      if (claimed(u->s, prefix, depth, k)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) continue; /* mapped paths are the columns' business */
+        bson_t sub, psub;
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        bson_init_static(&sub, data, len);
+        bool hp = in_prev && BSON_ITER_HOLDS_DOCUMENT(&pit);
+        if (hp) {
+          bson_iter_document(&pit, &len, &data);
+          bson_init_static(&psub, data, len);
+        }
+        prefix[depth] = (char *)k;
+        u->path[plen + kl] = '.';
+        int rc = extra_updates(u, &sub, hp ? &psub : NULL, prefix, depth + 1, plen + kl + 1, err);
+        if (rc != AS_OK) return rc;
+        continue;
+      }
+      if (in_prev && same_value(&it, &pit)) continue;
+      u->path[plen + kl] = '\0';
+      if (!bson_append_iter(&u->set, u->path, (int)(plen + kl), &it))
+        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
+    }
+  }
+  if (prev) {
+    bson_iter_init(&pit, prev);
+    while (bson_iter_next(&pit)) {
+      const char *k = bson_iter_key(&pit);
+      size_t kl = bson_iter_key_len(&pit);
+      if (now && bson_iter_init_find(&it, now, k)) continue;
+      if (plen + kl + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
+      memcpy(u->path + plen, k, kl + 1);
+      if (claimed(u->s, prefix, depth, k)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&pit)) continue;
+        bson_t psub;
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&pit, &len, &data);
+        bson_init_static(&psub, data, len);
+        prefix[depth] = (char *)k;
+        u->path[plen + kl] = '.';
+        int rc = extra_updates(u, NULL, &psub, prefix, depth + 1, plen + kl + 1, err);
+        if (rc != AS_OK) return rc;
+        continue;
+      }
+      if (!bson_append_utf8(&u->unset, u->path, (int)(plen + kl), "", 0))
+        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
+    }
+  }
+  return AS_OK;
+}
+
+int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
+                       as_error *err) {
+  upd u;
+  int rc = AS_OK;
+  bson_t now, prev;
+  bool have_now = false, have_prev = false;
+  bson_init(out);
+  if (d->op != AS_OP_UPDATE)
+    return as_error_set(err, AS_DOM_MAPPING, AS_EINVAL, "mapping %s: $set/$unset only for updates, not %s",
+                        s->name, as_op_name(d->op));
+  u.s = s;
+  bson_init(&u.set);
+  bson_init(&u.unset);
+  for (size_t i = 0; i < s->ncols && i < d->row.n; i++) {
+    const as_column *c = &s->cols[i];
+    if (!d->row.set[i] || c->is_key || c->catch_all) continue;
+    const as_value *v = &d->row.v[i];
+    if (v->type == AS_T_NULL) {
+      if (!bson_append_utf8(&u.unset, c->field, -1, "", 0)) rc = AS_EDATA;
+    } else {
+      rc = as_value_append_bson(&u.set, c->field, -1, v, err);
+      if (rc != AS_OK) as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
+    }
+    if (rc != AS_OK) goto cleanup;
+  }
+  if (s->catch_all_idx >= 0 && d->row.set[s->catch_all_idx]) {
+    const as_value *cv = &d->row.v[s->catch_all_idx];
+    bool arr = false;
+    if (cv->type == AS_T_JSON) {
+      if ((rc = as_asjson_to_bson(cv->u.s.ptr, cv->u.s.len, &now, &arr, err)) != AS_OK || arr) {
+        bson_destroy(&now);
+        rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: catch-all value is not an AS-JSON object", s->name);
+        goto cleanup;
+      }
+      have_now = true;
+    }
+    if (prev_catch_all) {
+      if ((rc = as_asjson_to_bson(prev_catch_all, strlen(prev_catch_all), &prev, &arr, err)) != AS_OK || arr) {
+        bson_destroy(&prev);
+        rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: previous catch-all value is not an AS-JSON object", s->name);
+        goto cleanup;
+      }
+      have_prev = true;
+    }
+    char *prefix[MAX_DEPTH];
+    rc = extra_updates(&u, have_now ? &now : NULL, have_prev ? &prev : NULL, prefix, 0, 0, err);
+    if (rc != AS_OK) goto cleanup;
+  }
+  if (!bson_empty(&u.set) && !bson_append_document(out, "$set", 4, &u.set)) rc = AS_EDATA;
+  if (!bson_empty(&u.unset) && !bson_append_document(out, "$unset", 6, &u.unset)) rc = AS_EDATA;
+  if (rc != AS_OK) as_error_set(err, AS_DOM_MAPPING, rc, "mapping %s: update too large", s->name);
+cleanup:
+  if (rc != AS_OK) bson_reinit(out);
+  if (have_now) bson_destroy(&now);
+  if (have_prev) bson_destroy(&prev);
+  bson_destroy(&u.set);
+  bson_destroy(&u.unset);
+  return rc;
+}

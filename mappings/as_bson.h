@@ -1,0 +1,74 @@
+/* as_bson.h — the mapping layer between MongoDB documents and typed rows (DESIGN.md §4).
+ *
+ * BSON -> value, per column type (anything else is an AS_EDATA error naming mapping, key,
+ * field and value; never a silent loss):
+ *   INT64: int32, int64, double with no fraction within int64 range, Decimal128 integral
+ *   DOUBLE: double, int32, int64 (if exactly representable)
+ *   DECIMAL: Decimal128 (its string), int32/int64, double (shortest round-trip text)
+ *   TEXT: utf8 (symbol too)   BOOL: bool   BYTES: binary subtype 0 (and 2, 0x80)
+ *   UUID: binary subtype 4 (3 too), or a utf8 in uuid text form
+ *   OBJECTID: ObjectId        TIMESTAMP: date (ms -> µs), BSON timestamp (seconds)
+ *   DATE: date at midnight UTC (a time part is an error)   JSON: document or array
+ * Missing field or BSON null -> NULL (error if the column is required).
+ *
+ * AS-JSON (json values; BSON -> JSON text -> BSON is lossless):
+ *   document -> object (key order kept), array -> array, utf8 -> string, bool, null,
+ *   int32 -> integer, int64 -> integer when outside the int32 range, else {"$numberLong":"n"},
+ *   double -> number with a '.' or exponent (1.0, 1e300) when finite, else
+ *             {"$numberDouble":"NaN"|"Infinity"|"-Infinity"}, -0.0 as {"$numberDouble":"-0.0"},
+ *   and canonical extended JSON v2 for the rest: {"$oid"}, {"$date":{"$numberLong":"ms"}},
+ *   {"$numberDecimal"}, {"$binary":{"base64","subType"}}, {"$timestamp":{"t","i"}},
+ *   {"$regularExpression":{"pattern","options"}}, {"$minKey":1}, {"$maxKey":1},
+ *   {"$symbol"}, {"$code"}, {"$undefined":true}.
+ *   JSON -> BSON: integer -> int32 if it fits, else int64; number with '.'/exponent -> double;
+ *   the wrappers above -> their types.
+ */
+#ifndef AS_BSON_H
+#define AS_BSON_H
+
+#include <bson/bson.h>
+
+#include "as_buf.h"
+#include "as_row.h"
+
+/* Document -> full row (every column set). The catch-all column, if any, receives an object
+ * of every top-level field that no column path starts with (in document order), or NULL if
+ * there is none. Returns AS_OK or AS_EDATA (err names mapping, key, field, value). */
+int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *err);
+
+/* Key only (from a documentKey or a full document). */
+int as_doc_to_key(const as_schema *s, const bson_t *doc, as_row *out, as_error *err);
+
+/* Row -> full document: every set column written at its path (nested documents created as
+ * needed; NULL values written as BSON null unless the column is the catch-all), catch-all
+ * fields spread back at top level. For an insert/replace. */
+int as_row_to_doc(const as_schema *s, const as_row *r, bson_t *out, as_error *err);
+
+/* Filter {"<key path>": <value>, ...} for the delta's key. */
+int as_key_to_filter(const as_schema *s, const as_row *r, bson_t *out, as_error *err);
+
+/* Update for a delta of op UPDATE: {"$set": {...changed paths...}, "$unset": {...}}; only the
+ * columns present in the delta. A NULL value becomes $unset of that path; a catch-all value
+ * sets each of its fields and unsets catch-all fields that the previous value had but this one
+ * lacks when `prev_catch_all` (AS-JSON object text or NULL) is given. */
+int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all,
+                       bson_t *out, as_error *err);
+
+/* One BSON value -> typed value for a column (conversion rules above). */
+int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_iter_t *it,
+                          as_value *out, as_error *err);
+/* Typed value -> BSON value appended as key (uuid as binary subtype 4, objectid as ObjectId,
+ * timestamp as date: BSON dates hold milliseconds, so sub-millisecond digits are truncated
+ * toward minus infinity (documented precision limit, not an error), a timestamp outside the
+ * BSON date range is AS_EDATA; decimal as Decimal128 (AS_EDATA if it does not fit 34 digits),
+ * date as a date at midnight UTC, json parsed from AS-JSON into a document or array). */
+int as_value_append_bson(bson_t *doc, const char *key, int keylen, const as_value *v,
+                         as_error *err);
+
+/* AS-JSON conversions. */
+int as_bson_to_asjson(const bson_t *doc, bool is_array, as_buf *out, as_error *err);
+int as_bson_value_to_asjson(const bson_iter_t *it, as_buf *out, as_error *err);
+/* Parses AS-JSON text; the top-level must be an object or an array (is_array reports which). */
+int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err);
+
+#endif

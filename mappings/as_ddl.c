@@ -1,0 +1,85 @@
+/* as_ddl.c — CREATE TABLE statements implied by a mapping (see as_ddl.h). */
+#include "as_ddl.h"
+
+#include <string.h>
+
+int as_sql_quote_ident(const char *name, as_buf *out) {
+  if (as_buf_putc(out, '"')) return AS_ERR;
+  for (const char *p = name; *p; p++) {
+    if (*p == '"' && as_buf_putc(out, '"')) return AS_ERR;
+    if (as_buf_putc(out, (uint8_t)*p)) return AS_ERR;
+  }
+  return as_buf_putc(out, '"') ? AS_ERR : AS_OK;
+}
+
+typedef const char *(*type_fn)(as_type t);
+
+static int column_def(as_buf *b, const char *name, const char *type, bool not_null) {
+  if (as_buf_append_str(b, "  ")) return AS_ERR;
+  if (as_sql_quote_ident(name, b)) return AS_ERR;
+  return as_buf_printf(b, " %s%s,\n", type, not_null ? " NOT NULL" : "");
+}
+
+static int table_head(as_buf *b, const char *sql_schema, const char *table) {
+  if (as_buf_append_str(b, "CREATE TABLE IF NOT EXISTS ")) return AS_ERR;
+  if (sql_schema) {
+    if (as_sql_quote_ident(sql_schema, b) || as_buf_putc(b, '.')) return AS_ERR;
+  }
+  if (as_sql_quote_ident(table, b)) return AS_ERR;
+  return as_buf_append_str(b, " (\n");
+}
+
+static int parent_key_list(as_buf *b, const as_schema *s) {
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (k && as_buf_append_str(b, ", ")) return AS_ERR;
+    if (as_sql_quote_ident(s->cols[s->key_idx[k]].name, b)) return AS_ERR;
+  }
+  return AS_OK;
+}
+
+static int ddl(const as_schema *s, const char *sql_schema, type_fn type, const char *idx_type,
+               as_buf *b) {
+  if (table_head(b, sql_schema, s->table)) return AS_ERR;
+  for (size_t i = 0; i < s->ncols; i++) {
+    const as_column *c = &s->cols[i];
+    if (column_def(b, c->name, type(c->type), c->required || c->is_key)) return AS_ERR;
+  }
+  if (as_buf_append_str(b, "  PRIMARY KEY (") || parent_key_list(b, s) ||
+      as_buf_append_str(b, ")\n);\n")) {
+    return AS_ERR;
+  }
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    const as_child *ch = &s->children[ci];
+    if (table_head(b, sql_schema, ch->table)) return AS_ERR;
+    for (size_t k = 0; k < s->nkey; k++) {
+      const as_column *c = &s->cols[s->key_idx[k]];
+      if (column_def(b, c->name, type(c->type), true)) return AS_ERR;
+    }
+    if (column_def(b, "_idx", idx_type, true)) return AS_ERR;
+    for (size_t i = 0; i < ch->ncols; i++) {
+      const as_column *c = &ch->cols[i];
+      if (column_def(b, c->name, type(c->type), c->required)) return AS_ERR;
+    }
+    if (as_buf_append_str(b, "  PRIMARY KEY (") || parent_key_list(b, s) ||
+        as_buf_append_str(b, ", \"_idx\")\n);\n")) {
+      return AS_ERR;
+    }
+  }
+  return AS_OK;
+}
+
+static int finish(int rc, as_buf *out, size_t start, as_error *err) {
+  if (rc == AS_OK) return AS_OK;
+  out->len = start;
+  return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory writing DDL");
+}
+
+int as_ddl_postgres(const as_schema *s, const char *sql_schema, as_buf *out, as_error *err) {
+  size_t start = out->len;
+  return finish(ddl(s, sql_schema, as_schema_pg_type, "integer", out), out, start, err);
+}
+
+int as_ddl_sqlite(const as_schema *s, as_buf *out, as_error *err) {
+  size_t start = out->len;
+  return finish(ddl(s, NULL, as_schema_sqlite_type, "INTEGER", out), out, start, err);
+}

@@ -1,0 +1,31 @@
+/* as_ddl.h — the SQL tables a mapping implies (PostgreSQL and SQLite), and identifier quoting.
+ *
+ * One statement per table, parent first, then each child table:
+ *
+ *   CREATE TABLE IF NOT EXISTS "users" (
+ *     "id" text NOT NULL,
+ *     "email" text NOT NULL,
+ *     "extra" jsonb,
+ *     PRIMARY KEY ("id")
+ *   );
+ *
+ * Column types: as_schema_pg_type / as_schema_sqlite_type; required (and key) columns are
+ * NOT NULL. A child table holds the parent key columns, then "_idx" (the position in the array,
+ * 0-based), then its own columns; its primary key is (parent key..., "_idx"). No foreign keys:
+ * the connector may apply a child row before its parent. Output is appended to `out`. */
+#ifndef AS_DDL_H
+#define AS_DDL_H
+
+#include "as_buf.h"
+#include "as_error.h"
+#include "as_schema.h"
+
+/* sql_schema: NULL (unqualified) or a PostgreSQL schema name ("public"). */
+int as_ddl_postgres(const as_schema *s, const char *sql_schema, as_buf *out, as_error *err);
+int as_ddl_sqlite(const as_schema *s, as_buf *out, as_error *err);
+
+/* Appends name as a double-quoted SQL identifier ('"' doubled). Same rule in PostgreSQL and
+ * SQLite. AS_OK or AS_ERR (out of memory). */
+int as_sql_quote_ident(const char *name, as_buf *out);
+
+#endif

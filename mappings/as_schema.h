@@ -1,0 +1,103 @@
+/* as_schema.h — a registered schema: one mapping file (DESIGN.md §4) after validation.
+ *
+ * Loaded by as_schema_load (as_mapping_file.c) from YAML; immutable afterwards and shared
+ * read-only by every adapter and the engine. Column order is the order in the file; it is the
+ * order of values in an as_row and of the binary encoding used for hashing. */
+#ifndef AS_SCHEMA_H
+#define AS_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "as_error.h"
+#include "as_value.h"
+
+typedef enum as_direction { AS_DIR_BOTH = 0, AS_DIR_TO_SQL, AS_DIR_TO_MONGO } as_direction;
+typedef enum as_mode { AS_MODE_REALTIME = 0, AS_MODE_INTERVAL } as_mode;
+typedef enum as_strategy { AS_STRATEGY_LWW = 0, AS_STRATEGY_VECTOR, AS_STRATEGY_SCRIPT } as_strategy;
+typedef enum as_on_error { AS_ON_ERROR_DEAD_LETTER = 0, AS_ON_ERROR_STOP } as_on_error;
+
+/* Where a value came from in a file, for messages "file:line:col". */
+typedef struct as_mark {
+  const char *file; /* borrowed from the owning schema/config */
+  int line;         /* 1-based */
+  int col;          /* 1-based */
+} as_mark;
+
+typedef struct as_column {
+  char *name;        /* SQL column name (any characters; adapters quote it) */
+  char *field;       /* MongoDB field path as written, e.g. "account.balance", or "*" */
+  char **path;       /* field split on '.', npath parts; NULL for the catch-all */
+  size_t npath;
+  as_type type;      /* value type; SQL type follows from it (as_schema_pg_type, ...) */
+  char *type_name;   /* the type as written in the file (e.g. "timestamptz") */
+  bool required;     /* NULL/missing is a mapping error */
+  bool is_key;
+  bool catch_all;    /* field "*": all fields no other column maps, as one json value */
+  as_mark mark;
+} as_column;
+
+typedef struct as_child {
+  char *table;       /* child table name */
+  char *field;       /* array field in the parent document */
+  as_column *cols;   /* columns of one array element (fields relative to the element) */
+  size_t ncols;
+  as_mark mark;
+} as_child;
+
+typedef struct as_schema {
+  char *name;        /* mapping name, unique in a config */
+  char *file;        /* path of the mapping file */
+  char *collection;  /* MongoDB collection */
+  char *table;       /* SQL table */
+  as_direction direction;
+  as_mode mode;
+  int64_t interval_ms; /* for AS_MODE_INTERVAL */
+  as_column *cols;
+  size_t ncols;
+  size_t *key_idx;   /* indexes into cols of the key columns, in key order */
+  size_t nkey;
+  int catch_all_idx; /* index of the "*" column or -1 */
+  as_child *children;
+  size_t nchildren;
+  struct {
+    as_strategy strategy;
+    int clock_idx;   /* column used as LWW clock, or -1 for commit time */
+    char *script;    /* path (resolved relative to the mapping file) or NULL */
+    as_strategy fallback; /* for vector: what decides the interim value (lww or script) */
+  } conflict;
+  as_on_error on_error;
+  bool reloadable;   /* SIGHUP may reload this mapping */
+  as_mark mark;      /* where the mapping starts */
+} as_schema;
+
+/* Loads and validates one mapping file. On error returns AS_EINVAL with
+ * "FILE:LINE:COL: message" in err. Caller frees with as_schema_free. */
+int as_schema_load(const char *path, as_schema **out, as_error *err);
+/* Same, from a YAML string (name used in messages). */
+int as_schema_load_string(const char *name, const char *yaml, as_schema **out, as_error *err);
+void as_schema_free(as_schema *s);
+
+/* Column lookup. Returns index or -1. */
+int as_schema_column_index(const as_schema *s, const char *name);
+/* The column a MongoDB field path falls under: exact match, or the column whose path is a
+ * prefix of it (a change inside a json column), or the catch-all if the top-level field is
+ * not mapped at all. Array-index parts ("items.2.qty") are handled. -1 if nothing maps it
+ * (possible only without a catch-all). */
+int as_schema_column_for_path(const as_schema *s, const char *dotted_path);
+/* Added (as_schema.c): as_schema_column_for_path returns AS_SCHEMA_PATH_PARENT when the path
+ * is a strict prefix of one or more mapped paths (e.g. "account" while "account.balance" is a
+ * column): the caller must look at the sub-fields. A path outside every column that is not
+ * such a prefix ("account.currency") goes to the catch-all. A path at or under a child
+ * table's array field returns -1 from as_schema_column_for_path; as_schema_child_for_path
+ * gives the child's index (or -1). */
+#define AS_SCHEMA_PATH_PARENT (-2)
+int as_schema_child_for_path(const as_schema *s, const char *dotted_path);
+
+/* SQL types for DDL and table checks. */
+const char *as_schema_pg_type(as_type t);     /* uuid, text, bigint, double precision, numeric,
+                                                 boolean, bytea, timestamptz, date, jsonb, ... */
+const char *as_schema_sqlite_type(as_type t); /* TEXT, INTEGER, REAL, BLOB, ... (affinity) */
+
+#endif

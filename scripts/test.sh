@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds with warnings as errors, runs
+# every test (unit + integration against a private PostgreSQL, SQLite files and the MongoDB
+# test server), then the unit tests again under AddressSanitizer + UBSan, then the docker/
+# consistency checks.
+#   scripts/test.sh            everything
+#   scripts/test.sh unit       unit tests only (fast)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+what=${1:-all}
+"$root/scripts/install-deps.sh"
+"$root/scripts/build.sh" "$root/build"
+status=0
+if [ "$what" = unit ]; then
+  ctest --test-dir "$root/build" -L unit --output-on-failure || status=1
+  exit $status
+fi
+ctest --test-dir "$root/build" --output-on-failure --timeout 900 || status=1
+echo "== sanitizer build (ASan + UBSan): unit tests =="
+"$root/scripts/build.sh" "$root/build-asan" -DARRAYSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" -L unit --output-on-failure || status=1
+echo "== docker/ consistency =="
+bash "$root/tests/scripts/check_docker.sh" || status=1
+exit $status

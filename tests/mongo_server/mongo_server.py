@@ -1,0 +1,1044 @@
+#!/usr/bin/python3
+"""ArraySync MongoDB wire-protocol test server (single-node replica set look-alike).
+
+Run with Debian's /usr/bin/python3 (needs python3-bson). Single-threaded asyncio, binds
+127.0.0.1 only, keeps everything in memory. See README.md in this directory.
+"""
+import argparse
+import asyncio
+import collections
+import os
+import random
+import socket
+import struct
+import sys
+import time
+import traceback
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == "__main__":
+    sys.modules["mongo_server"] = sys.modules[__name__]
+
+from bson.objectid import ObjectId  # noqa: E402
+from bson.int64 import Int64  # noqa: E402
+from bson.timestamp import Timestamp  # noqa: E402
+from bson.binary import Binary  # noqa: E402
+
+import bsoncodec  # noqa: E402
+from bsoncodec import DateMS, RawDoc  # noqa: E402
+import mql  # noqa: E402
+from mql import MQLError, key, truthy, num, is_number, MISSING  # noqa: E402
+
+OP_REPLY, OP_QUERY, OP_MSG, OP_COMPRESSED = 1, 2004, 2013, 2012
+MAX_BSON = 16 * 1024 * 1024
+MAX_MSG = 48000000
+MAX_WIRE = 17
+
+CODE_NAMES = {
+    1: "InternalError", 2: "BadValue", 6: "HostUnreachable", 7: "HostNotFound", 9: "FailedToParse",
+    11: "UserNotFound", 13: "Unauthorized", 14: "TypeMismatch", 20: "IllegalOperation",
+    26: "NamespaceNotFound", 27: "IndexNotFound", 28: "PathNotViable", 40: "ConflictingUpdateOperators",
+    43: "CursorNotFound", 47: "NoMatchingDocument", 48: "NamespaceExists", 50: "MaxTimeMSExpired",
+    59: "CommandNotFound", 63: "StaleShardVersion", 66: "ImmutableField", 72: "InvalidOptions",
+    73: "InvalidNamespace", 85: "IndexOptionsConflict", 86: "IndexKeySpecsConflict", 89: "NetworkTimeout",
+    91: "ShutdownInProgress", 112: "WriteConflict", 133: "FailedToSatisfyReadPreference",
+    150: "StaleEpoch", 189: "PrimarySteppedDown", 225: "TransactionTooOld", 234: "RetryChangeStream",
+    251: "NoSuchTransaction", 256: "TransactionCommitted", 260: "InvalidResumeToken",
+    262: "ExceededTimeLimit", 263: "OperationNotSupportedInTransaction", 280: "ChangeStreamFatalError",
+    286: "ChangeStreamHistoryLost", 9001: "SocketException", 10107: "NotWritablePrimary",
+    11000: "DuplicateKey", 11600: "InterruptedAtShutdown", 11602: "InterruptedDueToReplStateChange",
+    13388: "StaleConfig", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
+    50915: "BackupCursorOpenConflictWithCheckpoint",
+}
+RETRYABLE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+RESUMABLE_CS_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150,
+                      13388, 234, 133, 43}
+TRANSIENT_TXN_CODES = {112, 251, 6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+WRITE_CMDS = {"insert", "update", "delete", "findAndModify"}
+TXN_CMDS = {"find", "insert", "update", "delete", "findAndModify", "aggregate", "distinct", "getMore",
+            "killCursors", "commitTransaction", "abortTransaction", "create", "createIndexes",
+            "count", "bulkWrite"}
+
+
+class CmdError(Exception):
+    def __init__(self, code, msg, labels=None, extra=None):
+        Exception.__init__(self, msg)
+        self.code, self.msg, self.labels, self.extra = code, msg, labels or [], extra or {}
+
+
+def err_doc(code, msg, labels=None, name=None):
+    d = {"ok": 0.0, "errmsg": msg, "code": int(code), "codeName": name or CODE_NAMES.get(code, "Location%d" % code)}
+    if labels:
+        d["errorLabels"] = list(labels)
+    return d
+
+
+# ------------------------------------------------------------------ storage
+
+class Collection(object):
+    def __init__(self, db, name, options=None):
+        self.db, self.name = db, name
+        self.options = options or {}
+        self.uuid = Binary(uuid.uuid4().bytes, 4)
+        self.docs = {}
+        self.indexes = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
+        self.uniq = {}  # index name -> {key tuple: id key}
+
+    def pre_post(self):
+        o = self.options.get("changeStreamPreAndPostImages")
+        return isinstance(o, dict) and truthy(o.get("enabled"))
+
+    def unique_indexes(self):
+        return [ix for ix in self.indexes if ix.get("unique") and ix["name"] != "_id_"]
+
+    @staticmethod
+    def ix_key(ix, doc):
+        if ix.get("sparse") and all(mql.get_path(doc, f) is MISSING for f in ix["key"]):
+            return None
+        pf = ix.get("partialFilterExpression")
+        if pf and not mql.matches(doc, pf):
+            return None
+        return mql.index_key_values(doc, ix["key"])
+
+    def put(self, k, doc):
+        old = self.docs.get(k)
+        for ix in self.unique_indexes():
+            m = self.uniq.setdefault(ix["name"], {})
+            if old is not None:
+                ok_ = self.ix_key(ix, old)
+                if ok_ is not None and m.get(ok_) == k:
+                    del m[ok_]
+            nk = self.ix_key(ix, doc)
+            if nk is not None:
+                m[nk] = k
+        self.docs[k] = doc
+
+    def remove(self, k):
+        old = self.docs.pop(k, None)
+        if old is not None:
+            for ix in self.unique_indexes():
+                m = self.uniq.get(ix["name"], {})
+                ok_ = self.ix_key(ix, old)
+                if ok_ is not None and m.get(ok_) == k:
+                    del m[ok_]
+
+    def rebuild_uniq(self, ix):
+        m = {}
+        for k, d in self.docs.items():
+            nk = self.ix_key(ix, d)
+            if nk is None:
+                continue
+            if nk in m:
+                return d
+            m[nk] = k
+        self.uniq[ix["name"]] = m
+        return None
+
+
+class View(object):
+    """Documents of one collection as seen by an operation (base or transaction snapshot)."""
+
+    def __init__(self, coll, docs, txn=None):
+        self.coll, self.docs, self.txn = coll, docs, txn
+
+
+class Txn(object):
+    def __init__(self, sess, number):
+        self.sess, self.number = sess, number
+        self.views = {}
+        self.touched = {}  # (db, coll) -> {k: original doc or None}
+        self.events = []
+        self.state = "in_progress"
+
+
+class Session(object):
+    def __init__(self, sid):
+        self.sid = sid
+        self.txn_number = -1
+        self.txn = None
+        self.txn_state = "none"
+        self.retry = {}  # txnNumber -> reply (only the latest kept)
+
+
+class Event(object):
+    __slots__ = ("seq", "ts", "wall", "op", "db", "coll", "doc_key", "post", "pre", "desc", "lsid",
+                 "txn_number", "to", "has_post")
+
+    def __init__(self, op, db, coll=None, doc_key=None, post=None, pre=None, desc=None, to=None, has_post=False):
+        self.op, self.db, self.coll, self.doc_key = op, db, coll, doc_key
+        self.post, self.pre, self.desc, self.to, self.has_post = post, pre, desc, to, has_post
+        self.seq = self.ts = self.wall = self.lsid = self.txn_number = None
+
+
+def ts_int(ts):
+    return (ts.time << 32) | ts.inc
+
+
+def make_token(ts, seq, kind):
+    return {"_data": "82%016X%016X%02X" % (ts_int(ts), seq, kind)}
+
+
+def parse_token(tok):
+    try:
+        data = tok["_data"]
+        if not isinstance(data, str) or len(data) != 36 or not data.startswith("82"):
+            raise ValueError
+        t = int(data[2:18], 16)
+        return Timestamp(t >> 32, t & 0xFFFFFFFF), int(data[18:34], 16), int(data[34:36], 16)
+    except Exception:
+        raise CmdError(260, "Bad resume token: %r" % (tok,))
+
+
+class ListCursor(object):
+    def __init__(self, cid, ns, docs):
+        self.id, self.ns, self.docs, self.pos = cid, ns, docs, 0
+        self.is_cs = False
+
+
+class CSCursor(object):
+    def __init__(self, cid, ns):
+        self.id, self.ns = cid, ns
+        self.is_cs = True
+        self.db = self.coll = None
+        self.cluster = False
+        self.pos = 0
+        self.stages = []
+        self.full_doc = "default"
+        self.full_doc_before = "off"
+        self.done = False
+        self.pending_invalidate = None
+
+
+class FailPoint(object):
+    def __init__(self):
+        self.mode = "off"
+        self.times = 0
+        self.skip = 0
+        self.data = {}
+
+
+# ------------------------------------------------------------------ server
+
+class Server(object):
+    def __init__(self, port, replset, history, log):
+        self.port, self.replset, self.history_max = port, replset, history
+        self.logf = log
+        self.me = "127.0.0.1:%d" % port
+        self.dbs = {}
+        self.cursors = {}
+        self.sessions = {}
+        self.active_txns = set()
+        self.hist = []
+        self.hist_first = 1        # seq of hist[0]
+        self.next_seq = 1
+        self.dropped_max_seq = 0
+        self.dropped_max_ts = Timestamp(0, 0)
+        self.cluster_time = Timestamp(int(time.time()), 1)
+        self.signal = asyncio.Event()
+        self.failpoint = FailPoint()
+        self.conn_counter = 0
+        self.conns = 0
+        self.start_time = time.time()
+        # Fresh replica-set identity on every start (no persistence): monotonic across restarts.
+        now_us = int(time.time() * 1e6)
+        self.set_version = int(time.time()) & 0x7FFFFFFF
+        self.election_id = ObjectId(struct.pack(">QI", now_us, random.getrandbits(32)))
+        self.process_id = ObjectId()
+        self.topology_counter = Int64(0)
+
+    # -------------------------------------------------------------- time / log
+    def tick(self):
+        t = int(time.time())
+        ct = self.cluster_time
+        if t > ct.time:
+            self.cluster_time = Timestamp(t, 1)
+        else:
+            self.cluster_time = Timestamp(ct.time, ct.inc + 1)
+        return self.cluster_time
+
+    def log(self, msg):
+        if self.logf:
+            self.logf.write("%.3f %s\n" % (time.time(), msg))
+            self.logf.flush()
+
+    def finish(self, reply):
+        reply["$clusterTime"] = {"clusterTime": self.cluster_time,
+                                 "signature": {"hash": Binary(b"\x00" * 20, 0), "keyId": Int64(0)}}
+        reply["operationTime"] = self.cluster_time
+        return reply
+
+    # -------------------------------------------------------------- namespaces
+    def get_coll(self, db, name, create=False, ctx=None):
+        d = self.dbs.get(db)
+        c = d.get(name) if d else None
+        if c is None and create:
+            check_coll_name(db, name)
+            c = Collection(db, name)
+            self.dbs.setdefault(db, {})[name] = c
+        return c
+
+    def view(self, ctx, db, name, create=False):
+        coll = self.get_coll(db, name, create)
+        if coll is None:
+            return None
+        txn = ctx.txn if ctx else None
+        if txn is None:
+            return View(coll, coll.docs)
+        v = txn.views.get((db, name))
+        if v is None or v.coll is not coll:
+            v = View(coll, dict(coll.docs), txn)
+            txn.views[(db, name)] = v
+            txn.touched[(db, name)] = {}
+        return v
+
+    # -------------------------------------------------------------- events
+    def emit(self, events, lsid=None, txn_number=None):
+        if not events:
+            return
+        ts = self.tick()
+        wall = DateMS.now()
+        for ev in events:
+            ev.ts, ev.wall = ts, wall
+            ev.seq = self.next_seq
+            self.next_seq += 1
+            if lsid is not None:
+                ev.lsid = {"id": lsid["id"], "uid": Binary(b"\xe3\xb0\xc4B\x98\xfc\x1c\x14\x9a\xfb\xf4\xc8\x99o\xb9$'\xaeA\xe4d\x9b\x93L\xa4\x95\x99\x1bxR\xb8U", 0)}
+                ev.txn_number = txn_number
+            self.hist.append(ev)
+        over = len(self.hist) - self.history_max
+        if over > 0:
+            for ev in self.hist[:over]:
+                self.dropped_max_seq = ev.seq
+                self.dropped_max_ts = ev.ts
+            del self.hist[:over]
+            self.hist_first = self.hist[0].seq if self.hist else self.next_seq
+        self.signal.set()
+        self.signal = asyncio.Event()
+
+    def record(self, ctx, ev):
+        if ctx is not None and ctx.txn is not None:
+            ctx.txn.events.append(ev)
+        else:
+            self.emit([ev])
+
+    # -------------------------------------------------------------- document writes
+    def conflict_check(self, view, k):
+        txn = view.txn
+        ns = (view.coll.db, view.coll.name)
+        touched = txn.touched.setdefault(ns, {})
+        for other in self.active_txns:
+            if other is not txn and k in other.touched.get(ns, {}):
+                raise CmdError(112, "WriteConflict error: this operation conflicted with another operation. Please retry your operation or multi-document transaction.",
+                               ["TransientTransactionError"])
+        orig = touched[k] if k in touched else view.docs.get(k)
+        if view.coll.docs.get(k) is not orig:
+            raise CmdError(112, "WriteConflict error: this operation conflicted with another operation. Please retry your operation or multi-document transaction.",
+                           ["TransientTransactionError"])
+        if k not in touched:
+            touched[k] = orig
+
+    def check_unique(self, view, doc, k, ix_list=None):
+        coll = view.coll
+        for ix in coll.unique_indexes():
+            nk = coll.ix_key(ix, doc)
+            if nk is None:
+                continue
+            if view.txn is None:
+                owner = coll.uniq.get(ix["name"], {}).get(nk)
+                dup = owner is not None and owner != k
+            else:
+                dup = False
+                for ok_, od in view.docs.items():
+                    if ok_ != k and coll.ix_key(ix, od) == nk:
+                        dup = True
+                        break
+            if dup:
+                kv = {f: mql.get_path(doc, f) for f in ix["key"]}
+                kv = {f: (None if v is MISSING else v) for f, v in kv.items()}
+                raise DupKey(coll, ix, kv)
+
+    def put_doc(self, view, k, doc):
+        self.check_unique(view, doc, k)
+        if view.txn is not None:
+            self.conflict_check(view, k)
+            view.docs[k] = doc
+        else:
+            view.coll.put(k, doc)
+
+    def del_doc(self, view, k):
+        if view.txn is not None:
+            self.conflict_check(view, k)
+            view.docs.pop(k, None)
+        else:
+            view.coll.remove(k)
+
+    def do_insert_one(self, ctx, view, doc):
+        if "_id" not in doc:
+            doc = dict([("_id", ObjectId())] + list(doc.items()))
+        elif next(iter(doc)) != "_id":
+            doc = dict([("_id", doc["_id"])] + [(a, b) for a, b in doc.items() if a != "_id"])
+        if isinstance(doc["_id"], (list, bsoncodec.Regex)):
+            raise CmdError(2, "can't use an array or regex for _id")
+        check_doc_keys(doc)
+        k = key(doc["_id"])
+        if k in view.docs:
+            raise DupKey(view.coll, view.coll.indexes[0], {"_id": doc["_id"]})
+        self.put_doc(view, k, doc)
+        self.record(ctx, Event("insert", view.coll.db, view.coll.name, {"_id": doc["_id"]}, post=doc))
+        return doc
+
+    # -------------------------------------------------------------- network
+    async def handle_conn(self, reader, writer):
+        self.conn_counter += 1
+        self.conns += 1
+        conn = {"id": self.conn_counter, "peer": writer.get_extra_info("peername"), "writer": writer}
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        try:
+            while True:
+                try:
+                    hdr = await reader.readexactly(16)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                length, req_id, resp_to, opcode = struct.unpack("<iiii", hdr)
+                if length < 16 or length > MAX_MSG:
+                    break
+                body = await reader.readexactly(length - 16)
+                try:
+                    out = await self.handle_message(conn, req_id, opcode, body)
+                except ConnectionClose:
+                    break
+                if out is not None:
+                    writer.write(out)
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            self.log("connection error: %s" % traceback.format_exc())
+        finally:
+            self.conns -= 1
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def handle_message(self, conn, req_id, opcode, body):
+        if opcode == OP_MSG:
+            flags = struct.unpack_from("<I", body, 0)[0]
+            end = len(body) - (4 if flags & 1 else 0)
+            pos = 4
+            cmd = None
+            seqs = []
+            while pos < end:
+                kind = body[pos]
+                pos += 1
+                if kind == 0:
+                    n = struct.unpack_from("<i", body, pos)[0]
+                    cmd = bsoncodec.decode(body, pos)
+                    pos += n
+                elif kind == 1:
+                    n = struct.unpack_from("<i", body, pos)[0]
+                    sec_end = pos + n
+                    p = pos + 4
+                    ident_end = body.index(b"\x00", p)
+                    ident = body[p:ident_end].decode()
+                    p = ident_end + 1
+                    docs = []
+                    while p < sec_end:
+                        dn = struct.unpack_from("<i", body, p)[0]
+                        docs.append(bsoncodec.decode(body, p))
+                        p += dn
+                    seqs.append((ident, docs))
+                    pos = sec_end
+                else:
+                    raise ConnectionClose()
+            if cmd is None:
+                raise ConnectionClose()
+            for ident, docs in seqs:
+                cmd.setdefault(ident, [])
+                cmd[ident] = list(cmd[ident]) + docs
+            db = cmd.get("$db", "admin")
+            reply = await self.run_command(conn, db, cmd)
+            if flags & 2:  # moreToCome: no reply
+                return None
+            payload = struct.pack("<I", 0) + b"\x00" + bsoncodec.encode(reply)
+            return struct.pack("<iiii", 16 + len(payload), random.getrandbits(31), req_id, OP_MSG) + payload
+        if opcode == OP_QUERY:
+            flags = struct.unpack_from("<i", body, 0)[0]
+            nend = body.index(b"\x00", 4)
+            fullname = body[4:nend].decode()
+            pos = nend + 1 + 8
+            q = bsoncodec.decode(body, pos)
+            if "$query" in q:
+                q = q["$query"]
+            db, _, cname = fullname.partition(".")
+            if cname != "$cmd":
+                reply = {"$err": "OP_QUERY is only supported for commands", "code": 5739101, "ok": 0.0}
+            else:
+                reply = await self.run_command(conn, db, q, legacy=True)
+            doc = bsoncodec.encode(reply)
+            payload = struct.pack("<iqii", 0, 0, 0, 1) + doc
+            return struct.pack("<iiii", 16 + len(payload), random.getrandbits(31), req_id, OP_REPLY) + payload
+        # unsupported opcode (OP_COMPRESSED is never negotiated)
+        raise ConnectionClose()
+
+    # -------------------------------------------------------------- dispatch
+    async def run_command(self, conn, db, cmd, legacy=False):
+        if not cmd:
+            return self.finish(err_doc(59, "no such command: ''"))
+        name = next(iter(cmd))
+        t0 = time.time()
+        try:
+            reply = await self._run_command(conn, db, name, cmd, legacy)
+        except ConnectionClose:
+            self.log("conn %d %s.%s -> closeConnection" % (conn["id"], db, name))
+            raise
+        except CmdError as e:
+            reply = err_doc(e.code, e.msg, e.labels)
+            reply.update(e.extra)
+        except MQLError as e:
+            reply = err_doc(e.code, e.msg, None, e.name)
+        except DupKey as e:
+            reply = err_doc(11000, e.message())
+            reply["keyPattern"] = e.ix["key"]
+            reply["keyValue"] = e.kv
+        except Exception as e:
+            self.log("internal error in %s: %s" % (name, traceback.format_exc()))
+            reply = err_doc(1, "internal error in test server: %s: %s" % (type(e).__name__, e))
+        if reply.get("ok") == 0.0:
+            self.add_labels(cmd, name, reply)
+        if self.logf:
+            self.log("conn %d %s.%s %.1fms ok=%s%s" % (conn["id"], db, name, (time.time() - t0) * 1000,
+                                                      reply.get("ok"), "" if reply.get("ok") else " code=%s" % reply.get("code")))
+        return self.finish(reply)
+
+    def add_labels(self, cmd, name, reply):
+        code = reply.get("code")
+        if "errorLabels" in reply:
+            return
+        labels = []
+        in_txn = cmd.get("autocommit") is False
+        if in_txn and code in TRANSIENT_TXN_CODES and name not in ("commitTransaction", "abortTransaction"):
+            labels.append("TransientTransactionError")
+        if code in RETRYABLE_CODES and (("txnNumber" in cmd and not in_txn and name in WRITE_CMDS)
+                                        or name in ("commitTransaction", "abortTransaction")):
+            labels.append("RetryableWriteError")
+        if name == "getMore" and code in RESUMABLE_CS_CODES:
+            cur = self.cursors.get(cmd.get("getMore"))
+            if cur is None or cur.is_cs or code != 43:
+                if cur is not None and cur.is_cs or self._cs_hint(cmd):
+                    labels.append("ResumableChangeStreamError")
+        if labels:
+            reply["errorLabels"] = labels
+
+    def _cs_hint(self, cmd):
+        return int(cmd.get("getMore", 0) or 0) in self.cs_cursor_ids
+
+    cs_cursor_ids = set()
+
+    async def _run_command(self, conn, db, name, cmd, legacy):
+        # fail points
+        fp = self.failpoint
+        if fp.mode != "off" and name != "configureFailPoint":
+            data = fp.data
+            names = data.get("failCommands") or []
+            if name in names or (name.lower() == "ismaster" and ("isMaster" in names or "ismaster" in names)):
+                if fp.mode == "times":
+                    fp.times -= 1
+                    if fp.times <= 0:
+                        fp.mode = "off"
+                if truthy(data.get("blockConnection")):
+                    await asyncio.sleep(num(data.get("blockTimeMS", 0)) / 1000.0)
+                if truthy(data.get("closeConnection")):
+                    raise ConnectionClose()
+                if "errorCode" in data:
+                    code = int(num(data["errorCode"]))
+                    r = err_doc(code, "Failing command %s via 'failCommand' failpoint" % name)
+                    if "errorLabels" in data:
+                        r["errorLabels"] = list(data["errorLabels"])
+                    return r
+                if "writeConcernError" in data:
+                    self.fp_wce = data["writeConcernError"]
+        handler = COMMANDS.get(name) or COMMANDS.get(name.lower() if name.lower() in LOWER_OK else None)
+        if handler is None:
+            raise CmdError(59, "no such command: '%s'" % name)
+        ctx = Ctx(conn, db, cmd, name)
+        lsid = cmd.get("lsid")
+        txn_number = cmd.get("txnNumber")
+        if lsid is not None and isinstance(lsid, dict) and "id" in lsid:
+            ctx.lsid = lsid
+            ctx.sess = self.sessions.get(bytes(lsid["id"]))
+            if ctx.sess is None:
+                ctx.sess = self.sessions[bytes(lsid["id"])] = Session(bytes(lsid["id"]))
+        autocommit = cmd.get("autocommit", None)
+        if autocommit is not None:
+            if autocommit is not False:
+                raise CmdError(72, "autocommit must be false")
+            if ctx.sess is None or txn_number is None:
+                raise CmdError(72, "Transactions need a session id and txnNumber")
+            return self.in_transaction(ctx, handler, int(txn_number))
+        if name in ("commitTransaction", "abortTransaction"):
+            raise CmdError(50768, "txnNumber and autocommit are required for %s" % name)
+        if txn_number is not None and name in WRITE_CMDS and ctx.sess is not None:
+            sess = ctx.sess
+            tn = int(txn_number)
+            if tn < sess.txn_number:
+                raise CmdError(225, "Retryable write with txnNumber %d is prohibited on session because a newer retryable write with txnNumber %d has already started" % (tn, sess.txn_number))
+            if tn == sess.txn_number and tn in sess.retry:
+                r = dict(sess.retry[tn])
+                return r
+            if sess.txn is not None and sess.txn_state == "in_progress":
+                self.abort_txn(sess)
+            sess.txn_number = tn
+            sess.txn_state = "none"
+            r = handler(self, ctx)
+            if asyncio.iscoroutine(r):
+                r = await r
+            if r.get("ok") == 1.0 or r.get("ok") == 1:
+                sess.retry = {tn: dict(r)}
+            return r
+        r = handler(self, ctx)
+        if asyncio.iscoroutine(r):
+            r = await r
+        return r
+
+    # -------------------------------------------------------------- transactions
+    def in_transaction(self, ctx, handler, tn):
+        sess, name, cmd = ctx.sess, ctx.name, ctx.cmd
+        if truthy(cmd.get("startTransaction")):
+            if tn < sess.txn_number:
+                raise CmdError(225, "Cannot start transaction %d on session because a newer transaction %d has already started" % (tn, sess.txn_number))
+            if tn == sess.txn_number and sess.txn_state != "none":
+                raise CmdError(251, "Given transaction number %d does not match any in-progress transactions" % tn, ["TransientTransactionError"])
+            if sess.txn is not None:
+                self.abort_txn(sess)
+            sess.txn_number = tn
+            sess.txn = Txn(sess, tn)
+            sess.txn_state = "in_progress"
+            self.active_txns.add(sess.txn)
+        elif tn != sess.txn_number or sess.txn_state != "in_progress":
+            if tn == sess.txn_number and sess.txn_state == "committed":
+                if name == "commitTransaction":
+                    return {"ok": 1.0}
+                if name == "abortTransaction":
+                    raise CmdError(256, "Transaction %d has been committed." % tn)
+                raise CmdError(256, "Transaction %d has been committed." % tn)
+            if tn < sess.txn_number:
+                raise CmdError(225, "txnNumber %d is less than last txnNumber %d seen in session" % (tn, sess.txn_number))
+            raise CmdError(251, "Given transaction number %d does not match any in-progress transactions. The active transaction number is %d" % (tn, sess.txn_number),
+                           ["TransientTransactionError"])
+        txn = sess.txn
+        if name == "commitTransaction":
+            return self.commit_txn(ctx, sess)
+        if name == "abortTransaction":
+            self.abort_txn(sess)
+            return {"ok": 1.0}
+        if name not in TXN_CMDS and name.lower() not in ("findandmodify",):
+            raise CmdError(263, "Cannot run '%s' in a multi-document transaction." % name)
+        if name == "aggregate" and any(isinstance(s, dict) and "$changeStream" in s for s in cmd.get("pipeline", [])):
+            raise CmdError(263, "Cannot run a change stream in a multi-document transaction.")
+        ctx.txn = txn
+        try:
+            r = handler(self, ctx)
+        except CmdError as e:
+            self.abort_txn(sess)
+            if e.code in TRANSIENT_TXN_CODES and "TransientTransactionError" not in e.labels:
+                e.labels.append("TransientTransactionError")
+            raise
+        except (MQLError, DupKey):
+            self.abort_txn(sess)
+            raise
+        if r.get("writeErrors"):
+            self.abort_txn(sess)
+        return r
+
+    def abort_txn(self, sess):
+        if sess.txn is not None:
+            self.active_txns.discard(sess.txn)
+            sess.txn.state = "aborted"
+        sess.txn = None
+        sess.txn_state = "aborted"
+
+    def commit_txn(self, ctx, sess):
+        txn = sess.txn
+        for (db, cname), v in txn.views.items():
+            touched = txn.touched.get((db, cname), {})
+            if not touched:
+                continue
+            if self.get_coll(db, cname) is not v.coll:
+                self.abort_txn(sess)
+                raise CmdError(112, "WriteConflict: collection %s.%s changed during the transaction" % (db, cname), ["TransientTransactionError"])
+            for k, orig in touched.items():
+                if v.coll.docs.get(k) is not orig:
+                    self.abort_txn(sess)
+                    raise CmdError(112, "WriteConflict error: this operation conflicted with another operation.", ["TransientTransactionError"])
+        for (db, cname), v in txn.views.items():
+            for k in txn.touched.get((db, cname), {}):
+                nd = v.docs.get(k)
+                if nd is None:
+                    v.coll.remove(k)
+                else:
+                    v.coll.put(k, nd)
+        self.emit(txn.events, lsid=ctx.lsid, txn_number=Int64(sess.txn_number))
+        self.active_txns.discard(txn)
+        sess.txn = None
+        sess.txn_state = "committed"
+        return {"ok": 1.0}
+
+    # -------------------------------------------------------------- cursors
+    def new_cursor_id(self):
+        while True:
+            cid = random.getrandbits(62) + 1
+            if cid not in self.cursors:
+                return cid
+
+    def batch(self, cur, n):
+        """Next batch of a list cursor, pre-encoded, bounded by count and 16MB."""
+        out, size = [], 0
+        while cur.pos < len(cur.docs) and (n is None or len(out) < n):
+            raw = bsoncodec.encode(cur.docs[cur.pos])
+            if out and size + len(raw) > MAX_BSON:
+                break
+            out.append(RawDoc(raw))
+            size += len(raw)
+            cur.pos += 1
+        return out
+
+    def cursor_reply(self, db_ns, docs, batch_size, single=False, first=True, limit=None):
+        cur = ListCursor(0, db_ns, docs)
+        n = 101 if batch_size is None else int(num(batch_size))
+        if n == 0 and first:
+            b = []
+        else:
+            b = self.batch(cur, n if n > 0 else None)
+        cid = 0
+        if cur.pos < len(docs) and not single:
+            cid = self.new_cursor_id()
+            cur.id = cid
+            self.cursors[cid] = cur
+        return {"cursor": {"firstBatch": b, "id": Int64(cid), "ns": db_ns}, "ok": 1.0}
+
+    # -------------------------------------------------------------- change streams
+    def cs_events_after(self, pos):
+        i = pos + 1 - self.hist_first
+        if i < 0:
+            i = 0
+        return self.hist[i:]
+
+    def cs_position_from(self, ts=None, seq=None):
+        if seq is not None:
+            if seq < self.dropped_max_seq:
+                raise CmdError(286, "Resume of change stream was not possible, as the resume point may no longer be in the oplog.")
+            return seq
+        # startAtOperationTime: inclusive
+        if self.dropped_max_seq and key(ts) <= key(self.dropped_max_ts):
+            raise CmdError(286, "Resume of change stream was not possible, as the resume point may no longer be in the oplog.")
+        pos = self.dropped_max_seq
+        for ev in self.hist:
+            if key(ev.ts) < key(ts):
+                pos = ev.seq
+            else:
+                break
+        return pos
+
+    def cs_applies(self, cur, ev):
+        if cur.cluster:
+            return ev.db not in ("admin", "config", "local")
+        if ev.db != cur.db:
+            return False
+        if cur.coll is None:
+            return True
+        if ev.op == "dropDatabase":
+            return False
+        return ev.coll == cur.coll
+
+    def cs_invalidates(self, cur, ev):
+        if cur.cluster:
+            return False
+        if cur.coll is None:
+            return ev.op == "dropDatabase" and ev.db == cur.db
+        return ev.op in ("drop", "rename") and ev.db == cur.db and ev.coll == cur.coll
+
+    def cs_doc(self, cur, ev):
+        d = {"_id": make_token(ev.ts, ev.seq, 1), "operationType": ev.op, "clusterTime": ev.ts}
+        if ev.lsid is not None:
+            d["lsid"] = ev.lsid
+            d["txnNumber"] = ev.txn_number
+        d["wallTime"] = ev.wall
+        op = ev.op
+        if op in ("insert", "replace"):
+            d["fullDocument"] = ev.post
+        elif op == "update" and cur.full_doc != "default":
+            if cur.full_doc == "updateLookup":
+                c = self.get_coll(ev.db, ev.coll)
+                d["fullDocument"] = c.docs.get(key(ev.doc_key["_id"])) if c is not None else None
+            elif ev.has_post:
+                d["fullDocument"] = ev.post
+            elif cur.full_doc == "required":
+                raise CmdError(47, "Change stream was configured to require a post-image for all update, delete and replace events, but the post-image was not found for event: %s" % d["_id"]["_data"])
+            else:
+                d["fullDocument"] = None
+        if op in ("insert", "update", "replace", "delete", "drop", "rename"):
+            d["ns"] = {"db": ev.db, "coll": ev.coll}
+        elif op == "dropDatabase":
+            d["ns"] = {"db": ev.db}
+        if op == "rename":
+            d["to"] = ev.to
+        if op in ("insert", "update", "replace", "delete"):
+            d["documentKey"] = ev.doc_key
+        if op == "update":
+            d["updateDescription"] = ev.desc
+        if op in ("update", "replace", "delete") and cur.full_doc_before != "off":
+            if ev.pre is not None:
+                d["fullDocumentBeforeChange"] = ev.pre
+            elif cur.full_doc_before == "required":
+                raise CmdError(47, "Change stream was configured to require a pre-image for all update, delete and replace events, but the pre-image was not found for event: %s" % d["_id"]["_data"])
+            else:
+                d["fullDocumentBeforeChange"] = None
+        return d
+
+    def cs_invalidate_doc(self, ev):
+        return {"_id": make_token(ev.ts, ev.seq, 3), "operationType": "invalidate", "clusterTime": ev.ts,
+                "wallTime": ev.wall}
+
+    def cs_collect(self, cur, limit):
+        out = []
+        size = 0
+
+        def push(doc):
+            nonlocal size
+            res = mql.run_pipeline([doc], cur.stages) if cur.stages else [doc]
+            for r in res:
+                raw = bsoncodec.encode(r)
+                out.append((RawDoc(raw), r.get("_id")))
+                size += len(raw)
+
+        if cur.pending_invalidate is not None:
+            ev = cur.pending_invalidate
+            cur.pending_invalidate = None
+            push(self.cs_invalidate_doc(ev))
+            cur.done = True
+            return out, True
+        exhausted = True
+        for ev in self.cs_events_after(cur.pos):
+            if (limit is not None and len(out) >= limit) or size > MAX_BSON - 1024 * 1024:
+                exhausted = False
+                break
+            if ev.seq <= cur.pos:
+                continue
+            if self.cs_applies(cur, ev):
+                push(self.cs_doc(cur, ev))
+            cur.pos = ev.seq
+            if self.cs_invalidates(cur, ev):
+                push(self.cs_invalidate_doc(ev))
+                cur.done = True
+                break
+        return out, exhausted
+
+    def cs_pbrt(self, cur, out, exhausted):
+        if out and (not exhausted or cur.done):
+            tok = out[-1][1]
+            if isinstance(tok, dict):
+                return tok
+        # high-water mark: latest cluster time, or wall-clock time if idle (like the periodic
+        # no-op oplog writes of a real primary) so an idle stream's position still moves
+        now = Timestamp(int(time.time()), 0)
+        hwm = self.cluster_time if key(self.cluster_time) >= key(now) else now
+        return make_token(hwm, cur.pos, 2)
+
+    def cs_open(self, ctx, db, coll, spec, stages, batch_size):
+        if not isinstance(spec, dict):
+            raise CmdError(14, "$changeStream stage must be an object")
+        cluster = truthy(spec.get("allChangesForCluster"))
+        if cluster and (db != "admin" or coll is not None):
+            raise CmdError(73, "A change stream that watches the whole cluster must be opened on the admin database with {aggregate: 1}")
+        if db == "admin" and not cluster:
+            raise CmdError(73, "$changeStream may not be opened on the internal admin database")
+        if db in ("config", "local"):
+            raise CmdError(73, "$changeStream may not be opened on the internal %s database" % db)
+        for st in stages:
+            n = next(iter(st))
+            if n not in ("$match", "$project", "$addFields", "$set", "$unset", "$replaceRoot", "$replaceWith", "$redact"):
+                raise CmdError(280, "Stage %s is not permitted in a $changeStream pipeline" % n)
+        ns = "%s.%s" % (db, coll if coll is not None else "$cmd.aggregate")
+        cur = CSCursor(0, ns)
+        cur.db, cur.coll, cur.cluster = db, coll, cluster
+        cur.stages = stages
+        cur.full_doc = spec.get("fullDocument", "default")
+        if cur.full_doc not in ("default", "updateLookup", "whenAvailable", "required"):
+            raise CmdError(2, "unknown full document mode %r" % cur.full_doc)
+        cur.full_doc_before = spec.get("fullDocumentBeforeChange", "off")
+        if cur.full_doc_before not in ("off", "whenAvailable", "required"):
+            raise CmdError(2, "unknown fullDocumentBeforeChange mode %r" % cur.full_doc_before)
+        opts = [o for o in ("resumeAfter", "startAfter", "startAtOperationTime") if spec.get(o) is not None]
+        if len(opts) > 1:
+            raise CmdError(40674, "Only one type of resume option is allowed, but multiple were found.")
+        if not opts:
+            cur.pos = self.next_seq - 1
+        elif opts[0] == "startAtOperationTime":
+            ts = spec["startAtOperationTime"]
+            if not isinstance(ts, Timestamp):
+                raise CmdError(14, "startAtOperationTime must be a Timestamp")
+            cur.pos = self.cs_position_from(ts=ts)
+        else:
+            ts, seq, kind = parse_token(spec[opts[0]])
+            if kind == 3 and opts[0] == "resumeAfter":
+                raise CmdError(260, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
+            if seq >= self.next_seq:
+                raise CmdError(260, "cannot resume stream; the resume token was not found (token is from the future)")
+            cur.pos = self.cs_position_from(seq=seq)
+            if kind == 1:
+                ev = self.event_by_seq(seq)
+                if ev is not None and self.cs_invalidates(cur, ev):
+                    cur.pending_invalidate = ev
+        out, exhausted = self.cs_collect(cur, None if batch_size is None else int(num(batch_size))) \
+            if batch_size is None or int(num(batch_size)) > 0 else ([], self.next_seq - 1 == cur.pos)
+        cid = 0
+        if not cur.done:
+            cid = self.new_cursor_id()
+            cur.id = cid
+            self.cursors[cid] = cur
+            self.cs_cursor_ids.add(cid)
+        return {"cursor": {"firstBatch": [o[0] for o in out], "postBatchResumeToken": self.cs_pbrt(cur, out, exhausted),
+                           "id": Int64(cid), "ns": ns}, "ok": 1.0}
+
+    def event_by_seq(self, seq):
+        i = seq - self.hist_first
+        if 0 <= i < len(self.hist):
+            return self.hist[i]
+        return None
+
+    async def cs_getmore(self, cur, batch_size, max_time_ms):
+        deadline = time.monotonic() + max_time_ms / 1000.0
+        while True:
+            sig = self.signal
+            out, exhausted = self.cs_collect(cur, batch_size)
+            if out or cur.done:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(sig.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            if self.cursors.get(cur.id) is not cur:
+                raise CmdError(43, "cursor id %d not found" % cur.id)
+        cid = cur.id
+        pbrt = self.cs_pbrt(cur, out, exhausted)
+        if cur.done:
+            self.cursors.pop(cur.id, None)
+            cid = 0
+        return {"cursor": {"nextBatch": [o[0] for o in out], "postBatchResumeToken": pbrt,
+                           "id": Int64(cid), "ns": cur.ns}, "ok": 1.0}
+
+
+class ConnectionClose(Exception):
+    pass
+
+
+class DupKey(Exception):
+    def __init__(self, coll, ix, kv):
+        Exception.__init__(self, "duplicate key")
+        self.coll, self.ix, self.kv = coll, ix, kv
+
+    def message(self):
+        parts = ", ".join("%s: %s" % (k, short_repr(v)) for k, v in self.kv.items())
+        return "E11000 duplicate key error collection: %s.%s index: %s dup key: { %s }" % (
+            self.coll.db, self.coll.name, self.ix["name"], parts)
+
+
+def short_repr(v):
+    if isinstance(v, str):
+        return '"%s"' % v
+    if isinstance(v, ObjectId):
+        return "ObjectId('%s')" % v
+    if v is None:
+        return "null"
+    return repr(v)
+
+
+class Ctx(object):
+    def __init__(self, conn, db, cmd, name):
+        self.conn, self.db, self.cmd, self.name = conn, db, cmd, name
+        self.lsid = None
+        self.sess = None
+        self.txn = None
+
+
+def check_coll_name(db, name):
+    if not isinstance(name, str) or not name or "$" in name or "\x00" in name or name.startswith("."):
+        raise CmdError(73, "Invalid collection name: %r" % (name,))
+    if not db or any(c in db for c in '/\\. "$\x00'):
+        raise CmdError(73, "Invalid database name: %r" % (db,))
+
+
+def check_doc_keys(doc):
+    for k, v in doc.items():
+        if k.startswith("$") and k not in ("$ref", "$id", "$db"):
+            raise CmdError(2, "Document can't have $ prefixed field names: %s" % k)
+
+
+def coll_arg(ctx):
+    v = ctx.cmd[ctx.name]
+    if not isinstance(v, str):
+        raise CmdError(73, "collection name has invalid type %s" % type(v).__name__)
+    check_coll_name(ctx.db, v)
+    return v
+
+
+from mongo_commands import COMMANDS, LOWER_OK  # noqa: E402
+
+
+async def main_async(args):
+    logf = open(args.log, "a") if args.log else None
+    srv = Server(args.port, args.replset, args.history, logf)
+    server = await asyncio.start_server(srv.handle_conn, "127.0.0.1", args.port, reuse_address=True)
+    port = server.sockets[0].getsockname()[1]
+    if args.port == 0:
+        srv.port = port
+        srv.me = "127.0.0.1:%d" % port
+    if args.pidfile:
+        with open(args.pidfile, "w") as f:
+            f.write("%d\n" % os.getpid())
+    srv.log("listening on 127.0.0.1:%d replset=%s history=%d" % (port, args.replset, args.history))
+    sys.stdout.write("listening on 127.0.0.1:%d\n" % port)
+    sys.stdout.flush()
+    loop = asyncio.get_event_loop()
+    stop = asyncio.Event()
+    import signal as _signal
+    for s in (_signal.SIGTERM, _signal.SIGINT):
+        try:
+            loop.add_signal_handler(s, stop.set)
+        except NotImplementedError:
+            pass
+    async with server:
+        await stop.wait()
+    if args.pidfile:
+        try:
+            os.unlink(args.pidfile)
+        except OSError:
+            pass
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="MongoDB wire-protocol test server (127.0.0.1 only)")
+    p.add_argument("--port", type=int, default=27017)
+    p.add_argument("--replset", default="rs0")
+    p.add_argument("--pidfile")
+    p.add_argument("--history", type=int, default=100000,
+                   help="change events kept for resuming change streams (oldest dropped)")
+    p.add_argument("--log")
+    args = p.parse_args(argv)
+    if args.history < 1:
+        p.error("--history must be >= 1")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

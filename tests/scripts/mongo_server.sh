@@ -1,0 +1,63 @@
+#!/bin/sh
+# Start/stop the ArraySync MongoDB wire-protocol test server (127.0.0.1 only).
+#   mongo_server.sh start PORT DIR [extra server options...]
+#   mongo_server.sh stop  PORT DIR
+# start: launches tests/mongo_server/mongo_server.py in the background, writes DIR/mongo_server.pid
+#        and DIR/mongo_server.log, and waits until 127.0.0.1:PORT accepts connections.
+# stop:  kills the process recorded in DIR/mongo_server.pid.
+set -eu
+PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+SERVER="$HERE/../mongo_server/mongo_server.py"
+
+usage() { echo "usage: $0 start|stop PORT DIR [server options]" >&2; exit 2; }
+[ $# -ge 3 ] || usage
+CMD=$1; PORT=$2; DIR=$3; shift 3
+PIDFILE="$DIR/mongo_server.pid"
+
+case "$CMD" in
+start)
+    mkdir -p "$DIR"
+    if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+        echo "mongo_server already running (pid $(cat "$PIDFILE"))" >&2; exit 1
+    fi
+    rm -f "$PIDFILE"
+    "$PY" "$SERVER" --port "$PORT" --pidfile "$PIDFILE" --log "$DIR/mongo_server.log" "$@" \
+        >>"$DIR/mongo_server.out" 2>&1 </dev/null &
+    SPID=$!
+    i=0
+    while :; do
+        if ! kill -0 "$SPID" 2>/dev/null; then
+            echo "mongo_server exited during startup; see $DIR/mongo_server.out" >&2
+            cat "$DIR/mongo_server.out" >&2 || true
+            exit 1
+        fi
+        if [ -f "$PIDFILE" ] && "$PY" -c "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.5); s.close()" "$PORT" 2>/dev/null; then
+            break
+        fi
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+            echo "mongo_server did not accept connections on 127.0.0.1:$PORT" >&2
+            kill "$SPID" 2>/dev/null || true
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "mongo_server started on 127.0.0.1:$PORT (pid $SPID)"
+    ;;
+stop)
+    if [ ! -f "$PIDFILE" ]; then
+        echo "no pid file $PIDFILE" >&2; exit 0
+    fi
+    PID=$(cat "$PIDFILE")
+    kill "$PID" 2>/dev/null || true
+    i=0
+    while kill -0 "$PID" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 50 ]; then kill -9 "$PID" 2>/dev/null || true; break; fi
+        sleep 0.1
+    done
+    rm -f "$PIDFILE"
+    ;;
+*) usage ;;
+esac
