@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
-scripts/build.sh "$root/build"
+BUILD_TARGET=arraysync scripts/build.sh "$root/build"
 bin=$root/build/arraysync
 PY=/usr/bin/python3
 work=$(mktemp -d /tmp/arraysync-demo-XXXXXX)

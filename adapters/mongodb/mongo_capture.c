@@ -360,7 +360,7 @@ static int stop(as_stream *s, int rc, as_error *err, const char *fmt, const char
                s->consumer, msg);
   AS_LOG(AS_LOG_ERROR, s->comp, "%s", s->stop_err.message);
   (void)err;
-  return rc;
+  return AS_OK; /* poll delivers what came before, then returns stop_rc */
 }
 
 /* Fills d (already initialised) with the common fields. */

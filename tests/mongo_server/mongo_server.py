@@ -175,19 +175,29 @@ def ts_int(ts):
     return (ts.time << 32) | ts.inc
 
 
+# Resume token _data: "82" + clusterTime (16 hex) + event sequence (16 hex) + kind (2 hex) + server
+# instance id (8 hex). Kind 01 = event, 02 = high-water mark, 03 = invalidate. Tokens of one server
+# instance sort in stream order; tokens of an earlier instance (before a restart) are rejected
+# with ChangeStreamHistoryLost (286) because that history is gone.
+INSTANCE_ID = "%08X" % random.getrandbits(32)
+
+
 def make_token(ts, seq, kind):
-    return {"_data": "82%016X%016X%02X" % (ts_int(ts), seq, kind)}
+    return {"_data": "82%016X%016X%02X%s" % (ts_int(ts), seq, kind, INSTANCE_ID)}
 
 
 def parse_token(tok):
     try:
         data = tok["_data"]
-        if not isinstance(data, str) or len(data) != 36 or not data.startswith("82"):
+        if not isinstance(data, str) or len(data) != 44 or not data.startswith("82"):
             raise ValueError
         t = int(data[2:18], 16)
-        return Timestamp(t >> 32, t & 0xFFFFFFFF), int(data[18:34], 16), int(data[34:36], 16)
+        parsed = Timestamp(t >> 32, t & 0xFFFFFFFF), int(data[18:34], 16), int(data[34:36], 16)
     except Exception:
         raise CmdError(260, "Bad resume token: %r" % (tok,))
+    if data[36:] != INSTANCE_ID:
+        raise CmdError(286, "Resume of change stream was not possible, as the resume point may no longer be in the oplog (token from an earlier server instance).")
+    return parsed
 
 
 class ListCursor(object):
@@ -238,6 +248,7 @@ class Server(object):
         self.signal = asyncio.Event()
         self.failpoint = FailPoint()
         self.conn_counter = 0
+        self.writers = set()
         self.conns = 0
         self.start_time = time.time()
         # Fresh replica-set identity on every start (no persistence): monotonic across restarts.
@@ -393,6 +404,7 @@ class Server(object):
         self.conn_counter += 1
         self.conns += 1
         conn = {"id": self.conn_counter, "peer": writer.get_extra_info("peername"), "writer": writer}
+        self.writers.add(writer)
         try:
             sock = writer.get_extra_info("socket")
             if sock is not None:
@@ -422,6 +434,7 @@ class Server(object):
             self.log("connection error: %s" % traceback.format_exc())
         finally:
             self.conns -= 1
+            self.writers.discard(writer)
             try:
                 writer.close()
             except Exception:
@@ -581,7 +594,7 @@ class Server(object):
                 raise CmdError(72, "autocommit must be false")
             if ctx.sess is None or txn_number is None:
                 raise CmdError(72, "Transactions need a session id and txnNumber")
-            return self.in_transaction(ctx, handler, int(txn_number))
+            return await self.in_transaction(ctx, handler, int(txn_number))
         if name in ("commitTransaction", "abortTransaction"):
             raise CmdError(50768, "txnNumber and autocommit are required for %s" % name)
         if txn_number is not None and name in WRITE_CMDS and ctx.sess is not None:
@@ -608,7 +621,7 @@ class Server(object):
         return r
 
     # -------------------------------------------------------------- transactions
-    def in_transaction(self, ctx, handler, tn):
+    async def in_transaction(self, ctx, handler, tn):
         sess, name, cmd = ctx.sess, ctx.name, ctx.cmd
         if truthy(cmd.get("startTransaction")):
             if tn < sess.txn_number:
@@ -645,6 +658,8 @@ class Server(object):
         ctx.txn = txn
         try:
             r = handler(self, ctx)
+            if asyncio.iscoroutine(r):
+                r = await r
         except CmdError as e:
             self.abort_txn(sess)
             if e.code in TRANSIENT_TXN_CODES and "TransientTransactionError" not in e.labels:
@@ -1019,6 +1034,12 @@ async def main_async(args):
             pass
     async with server:
         await stop.wait()
+        server.close()
+        for w in list(srv.writers):
+            try:
+                w.close()
+            except Exception:
+                pass
     if args.pidfile:
         try:
             os.unlink(args.pidfile)

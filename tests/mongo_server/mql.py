@@ -413,6 +413,10 @@ def sort_docs(docs, spec):
         desc = num(direction) < 0 if is_number(direction) else False
         if isinstance(direction, dict):  # {$meta: ...}
             continue
+        if field == "$natural":
+            if desc:
+                out.reverse()
+            continue
 
         def k(d, field=field, desc=desc):
             vals = [v for v in resolve(d, split_path(field))]
@@ -1014,7 +1018,7 @@ def _apply_op(doc, op, path, arg, res, is_insert):
         if cur is None:
             _put(c, k, arr)
             res.paths.append((path, "set"))
-        elif plain_append and len(arr) >= old_len:
+        elif plain_append and len(arr) >= old_len and op == "$push":
             for i in range(old_len, len(arr)):
                 res.paths.append(("%s.%d" % (path, i), "set"))
             if len(arr) < old_len:
@@ -1055,10 +1059,9 @@ def _apply_op(doc, op, path, arg, res, is_insert):
             return
         if num(arg) >= 1:
             cur.pop()
-            res.truncated.append((path, len(cur)))
         else:
             cur.pop(0)
-            res.paths.append((path, "set"))
+        res.paths.append((path, "set"))  # like MongoDB: $pop logs the whole array
     elif op == "$bit":
         c, k = _walk_create(doc, parts)
         cur = _get(c, k)
@@ -1138,11 +1141,12 @@ def update_description(old, new, res):
     upd, rem = {}, []
     for p, kind in recorded:
         v = get_path(new, p)
+        ov = get_path(old, p)
         if v is MISSING:
-            if get_path(old, p) is not MISSING:
+            if ov is not MISSING:
                 rem.append(p)
-        else:
-            upd[p] = v
+        elif ov is MISSING or type(ov) is not type(v) or key(ov) != key(v):
+            upd[p] = v  # fields set to an identical value are no-ops and not reported
     trunc = []
     for p, n in res.truncated:
         if any(p == q or p.startswith(q + ".") for q, _ in recorded):

@@ -684,17 +684,20 @@ class TestChangeStreams(Base):
             c.insert_one({"_id": 1, "a": {"b": 1}, "arr": [1, 2]})
             c.update_one({"_id": 1}, {"$set": {"a.b": 2, "arr.0": 9}, "$unset": {"zz": ""}})
             c.update_one({"_id": 1}, {"$set": {"a.b": 2}})  # no-op: no event
+            c.update_one({"_id": 1}, {"$set": {"a.b": 2, "n": 1}, "$addToSet": {"arr": 2}})
             c.update_one({"_id": 1}, {"$push": {"arr": 3}, "$unset": {"a": 1}})
-            c.update_one({"_id": 1}, {"$pop": {"arr": 1}})
+            c.update_one({"_id": 1}, [{"$set": {"arr": [9], "p": 1}}])  # pipeline update: generic diff
             c.replace_one({"_id": 1}, {"r": True})
             c.update_one({"_id": 7}, {"$set": {"u": 1}}, upsert=True)
             c.delete_one({"_id": 1})
             c.drop()
-            evs = drain(s, 9)
+            evs = drain(s, 10)
             self.assertFalse(s.alive)
         ops = [e["operationType"] for e in evs]
-        self.assertEqual(ops, ["insert", "update", "update", "update", "replace", "insert", "delete", "drop", "invalidate"])
-        ins, up1, up2, up3, rep, ups, dele, drop, inv = evs
+        self.assertEqual(ops, ["insert", "update", "update", "update", "update", "replace", "insert", "delete", "drop",
+                               "invalidate"])
+        ins, up1, up1b, up2, up3, rep, ups, dele, drop, inv = evs
+        self.assertEqual(up1b["updateDescription"]["updatedFields"], {"n": 1})  # unchanged a.b / set not reported
         self.assertEqual(ins["fullDocument"], {"_id": 1, "a": {"b": 1}, "arr": [1, 2]})
         self.assertEqual(ins["ns"], {"db": self.db.name, "coll": "c"})
         self.assertEqual(ins["documentKey"], {"_id": 1})
@@ -705,7 +708,8 @@ class TestChangeStreams(Base):
                                                     "truncatedArrays": []})
         self.assertEqual(up2["updateDescription"]["updatedFields"], {"arr.2": 3})
         self.assertEqual(up2["updateDescription"]["removedFields"], ["a"])
-        self.assertEqual(up3["updateDescription"]["truncatedArrays"], [{"field": "arr", "newSize": 2}])
+        self.assertEqual(up3["updateDescription"], {"updatedFields": {"p": 1}, "removedFields": [],
+                                                    "truncatedArrays": [{"field": "arr", "newSize": 1}]})
         self.assertEqual(rep["fullDocument"], {"_id": 1, "r": True})
         self.assertEqual(ups["fullDocument"], {"_id": 7, "u": 1})
         self.assertEqual(dele["documentKey"], {"_id": 1})
@@ -891,6 +895,19 @@ class TestChangeStreams(Base):
                 with c.watch(start_at_operation_time=first["clusterTime"]) as s:
                     s.try_next()
             self.assertEqual(cm.exception.code, 286)
+            # a token of another server instance (e.g. before a restart) is history lost too
+            with CLIENT.t_other.c.watch(max_await_time_ms=50) as s:
+                CLIENT.t_other.c.insert_one({})
+                foreign = drain(s, 1)[0]["_id"]
+            with self.assertRaises(OperationFailure) as cm:
+                with c.watch(resume_after=foreign) as s:
+                    s.try_next()
+            self.assertEqual(cm.exception.code, 286)
+            # every start has a fresh replica-set identity, newer than the previous one
+            h1, h2 = CLIENT.admin.command("hello"), cl.admin.command("hello")
+            self.assertNotEqual(h1["topologyVersion"]["processId"], h2["topologyVersion"]["processId"])
+            self.assertGreater(h2["electionId"], h1["electionId"])
+            self.assertGreaterEqual(h2["setVersion"], h1["setVersion"])
         finally:
             cl.close()
             srv.stop()
