@@ -35,7 +35,9 @@ static const char *const tomb_keys[] = {"retention", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const metrics_keys[] = {"listen", NULL};
 
-static int nomem(as_error *err) { return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory"); }
+static int nomem(as_error *err) {
+  return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory");
+}
 
 static void node_clear(as_node_config *n) {
   free(n->name);

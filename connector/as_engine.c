@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <xxhash.h>
 
 #include "adapter.h"
 #include "as_bson.h"
@@ -66,6 +67,7 @@ struct engine {
   size_t npairs;
   volatile int stop;
   pthread_mutex_t progress_mu;
+  pthread_mutex_t apply_mu; /* resolve + apply of every pair, serialised */
 };
 
 static int64_t now_us(void) {
@@ -237,27 +239,53 @@ static void pair_save_stats(eng_pair *p, const char *phase) {
 
 typedef struct repair {
   const as_schema *schema;
-  as_row key;
-  char winner[64];
+  char *key;         /* canonical key JSON */
+  as_row keyrow;
+  char winner[64];   /* node holding the winner (read from there) */
   as_delta *rewrite; /* set: write this winning delta back to the source (it was overwritten
                         there by an older value in a race); else read the winner from `winner` */
+  as_version v;      /* the version the repair writes (stamped afterwards) */
+  size_t at;         /* index of the delta in the batch that caused it */
+  bool cancelled;
 } repair;
+
+/* A version decided in this batch, by key: later deltas of the same key see it. */
+typedef struct decided {
+  const as_schema *schema;
+  char *key;
+  as_version v;
+  bool dirty;        /* to be written to the state store */
+  size_t last_local_win; /* index+1 of the latest winning local change in this batch */
+  struct decided *next;
+} decided;
+
+#define DECIDED_BUCKETS 1024
 
 typedef struct work {
   as_delta **kept;
   size_t nkept, capkept;
   repair *repairs;
   size_t nrepairs, caprepairs;
+  decided *buckets[DECIDED_BUCKETS];
+  decided **all;     /* every decided entry, in first-seen order */
+  size_t nall, capall;
 } work;
 
 static void work_reset(work *w) {
   for (size_t i = 0; i < w->nrepairs; i++) {
-    as_row_clear(&w->repairs[i].key);
+    as_row_clear(&w->repairs[i].keyrow);
+    free(w->repairs[i].key);
     if (w->repairs[i].rewrite) {
       as_delta_clear(w->repairs[i].rewrite);
       free(w->repairs[i].rewrite);
     }
   }
+  for (size_t i = 0; i < w->nall; i++) {
+    free(w->all[i]->key);
+    free(w->all[i]);
+  }
+  memset(w->buckets, 0, sizeof w->buckets);
+  w->nall = 0;
   w->nkept = 0;
   w->nrepairs = 0;
 }
@@ -266,57 +294,85 @@ static void work_free(work *w) {
   work_reset(w);
   free(w->kept);
   free(w->repairs);
+  free(w->all);
   memset(w, 0, sizeof *w);
 }
 
+static int grow_array(void **arr, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return AS_OK;
+  size_t ncap = *cap ? *cap * 2 : 64;
+  while (ncap < need) ncap *= 2;
+  void *p = realloc(*arr, ncap * size);
+  if (!p) return AS_ERR;
+  *arr = p;
+  *cap = ncap;
+  return AS_OK;
+}
+
 static int push_kept(work *w, as_delta *d) {
-  if (w->nkept == w->capkept) {
-    size_t cap = w->capkept ? w->capkept * 2 : 256;
-    as_delta **p = realloc(w->kept, cap * sizeof *p);
-    if (!p) return AS_ERR;
-    w->kept = p;
-    w->capkept = cap;
-  }
+  if (grow_array((void **)&w->kept, &w->capkept, w->nkept + 1, sizeof *w->kept) != AS_OK)
+    return AS_ERR;
   w->kept[w->nkept++] = d;
   return AS_OK;
 }
 
-static int push_repair(work *w, const as_delta *d, const char *winner) {
-  if (w->nrepairs == w->caprepairs) {
-    size_t cap = w->caprepairs ? w->caprepairs * 2 : 16;
-    repair *p = realloc(w->repairs, cap * sizeof *p);
-    if (!p) return AS_ERR;
-    w->repairs = p;
-    w->caprepairs = cap;
+static decided *decided_find(work *w, const as_schema *s, const char *key, bool create) {
+  size_t h = (size_t)(XXH3_64bits(key, strlen(key)) ^ (uintptr_t)s) % DECIDED_BUCKETS;
+  for (decided *x = w->buckets[h]; x; x = x->next) {
+    if (x->schema == s && strcmp(x->key, key) == 0) return x;
   }
+  if (!create) return NULL;
+  if (grow_array((void **)&w->all, &w->capall, w->nall + 1, sizeof *w->all) != AS_OK) return NULL;
+  decided *x = calloc(1, sizeof *x);
+  if (!x || !(x->key = strdup(key))) {
+    free(x);
+    return NULL;
+  }
+  x->schema = s;
+  x->next = w->buckets[h];
+  w->buckets[h] = x;
+  w->all[w->nall++] = x;
+  return x;
+}
+
+static repair *push_repair(work *w, const as_delta *d, const char *key, const char *winner,
+                           const as_version *v) {
+  if (grow_array((void **)&w->repairs, &w->caprepairs, w->nrepairs + 1, sizeof *w->repairs) !=
+      AS_OK)
+    return NULL;
   repair *r = &w->repairs[w->nrepairs];
   memset(r, 0, sizeof *r);
   r->schema = d->schema;
-  if (as_row_init(&r->key, d->row.n) != AS_OK) return AS_ERR;
+  r->v = *v;
+  if (!(r->key = strdup(key)) || as_row_init(&r->keyrow, d->row.n) != AS_OK) {
+    free(r->key);
+    return NULL;
+  }
   for (size_t k = 0; k < d->schema->nkey; k++) {
     size_t i = d->schema->key_idx[k];
-    as_value v;
-    if (as_value_copy(&v, &d->row.v[i]) != AS_OK) {
-      as_row_clear(&r->key);
-      return AS_ERR;
+    as_value val;
+    if (as_value_copy(&val, &d->row.v[i]) != AS_OK) {
+      as_row_clear(&r->keyrow);
+      free(r->key);
+      return NULL;
     }
-    as_row_put(&r->key, i, &v);
+    as_row_put(&r->keyrow, i, &val);
   }
   snprintf(r->winner, sizeof r->winner, "%s", winner);
   w->nrepairs++;
-  return AS_OK;
+  return r;
 }
 
-static int push_rewrite(work *w, const as_delta *d) {
-  if (push_repair(w, d, d->origin) != AS_OK) return AS_ERR;
-  repair *r = &w->repairs[w->nrepairs - 1];
+static repair *push_rewrite(work *w, const as_delta *d, const char *key, const as_version *v) {
+  repair *r = push_repair(w, d, key, d->origin, v);
+  if (!r) return NULL;
   r->rewrite = calloc(1, sizeof *r->rewrite);
   if (!r->rewrite || as_delta_copy(r->rewrite, d) != AS_OK) {
     free(r->rewrite);
     r->rewrite = NULL;
-    return AS_ERR;
+    return NULL;
   }
-  return AS_OK;
+  return r;
 }
 
 /* The version a delta carries: the mapping's clock column when present, else its hlc. */
@@ -344,13 +400,13 @@ static void record_dead(eng_pair *p, const as_schema *s, const char *stage, cons
          s ? s->name : "?", key ? key : "?", error ? error : "");
 }
 
-/* Decides every delta of the batch; fills w->kept (to apply) and w->repairs. snapshot: the
- * deltas are rows copied by a snapshot (they take the state's version if there is one). */
+/* Decides every delta of the batch against the state store (and the versions decided earlier
+ * in this batch); fills w->kept (to apply), w->repairs and the decided versions. Writes
+ * nothing. snapshot: the deltas are rows copied by a snapshot (they take the state's version
+ * if there is one). Caller holds the engine's apply lock. */
 static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_error *err) {
   engine *e = p->e;
   const char *src = p->src->cfg->name, *dst = p->dst->cfg->name;
-  int rc = as_state_begin(e->state, err);
-  if (rc != AS_OK) return rc;
   for (size_t i = 0; i < b->n; i++) {
     as_delta *d = &b->d[i];
     const as_schema *s = d->schema;
@@ -362,20 +418,25 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
       continue;
     }
     char *key = key_json(s, &d->row);
-    if (!key) {
-      rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "cannot encode key");
-      goto done;
-    }
-    as_version cur;
-    int found = as_state_version_get(e->state, s->name, key, &cur, err);
-    if (found != AS_OK && found != AS_ENOTFOUND) {
+    decided *x = key ? decided_find(w, s, key, true) : NULL;
+    if (!x) {
       free(key);
-      rc = found;
-      goto done;
+      return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
     }
+    bool found = x->v.origin[0] != '\0';
+    if (!found) {
+      int g = as_state_version_get(e->state, s->name, key, &x->v, err);
+      if (g != AS_OK && g != AS_ENOTFOUND) {
+        free(key);
+        return g;
+      }
+      found = g == AS_OK;
+      if (!found) memset(&x->v, 0, sizeof x->v);
+    }
+    as_version cur = x->v;
     if (snapshot || d->echo) {
       /* A copied row or a relayed echo is the value the state already knows, if any. */
-      if (found == AS_OK) {
+      if (found) {
         d->hlc = cur.hlc;
         as_delta_set_origin(d, cur.origin);
         if (cur.deleted && d->op != AS_OP_DELETE) {
@@ -383,15 +444,14 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
           p->stats.skipped++;
           continue;
         }
-      } else if (snapshot) {
-        d->hlc = 0;
       } else {
-        d->hlc = delta_hlc(d);
+        d->hlc = snapshot ? 0 : delta_hlc(d);
       }
     } else {
       d->hlc = delta_hlc(d);
     }
-    int cmp = found == AS_OK ? as_version_compare(d->hlc, d->origin, cur.hlc, cur.origin) : 1;
+    int cmp = found ? as_version_compare(d->hlc, d->origin, cur.hlc, cur.origin) : 1;
+    bool local = !d->echo && !snapshot && strcmp(d->origin, src) == 0;
     if (cmp < 0) {
       /* Lost last-write-wins: not applied. A local change that lost means its node holds a
        * value older than the winner: write the winner back there. */
@@ -399,51 +459,75 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
       as_metrics_add(src, dst, s->name, AS_M_CONFLICTS, 1);
       AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld) lost to %s (hlc %lld)",
              s->name, key, d->origin, (long long)d->hlc, cur.origin, (long long)cur.hlc);
-      if (!d->echo && !snapshot && strcmp(d->origin, src) == 0) {
+      if (local) {
         char *dj = as_delta_to_json_string(d, NULL);
         as_state_conflict_add(e->state, s->name, key, dj, NULL, cur.origin, "lww", NULL);
         free(dj);
-        if (push_repair(w, d, cur.origin) != AS_OK) {
+        repair *r = push_repair(w, d, key, cur.origin, &cur);
+        if (!r) {
           free(key);
-          rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-          goto done;
+          return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
         }
+        r->at = i;
       }
       free(key);
       continue;
     }
-    if (cmp > 0 && found == AS_OK && !d->echo && !snapshot && strcmp(cur.origin, src) != 0 &&
-        cur.updated_us >= d->ts_us - RACE_WINDOW_US) {
-      /* The previous winner came from elsewhere and was applied (to this source too) after
-       * this local change was committed: the source may now hold that older value. */
-      if (push_rewrite(w, d) != AS_OK) {
+    as_version v;
+    memset(&v, 0, sizeof v);
+    v.hlc = d->hlc;
+    snprintf(v.origin, sizeof v.origin, "%s", d->origin);
+    v.deleted = d->op == AS_OP_DELETE;
+    if (d->op == AS_OP_INSERT) as_row_hash(s, &d->row, &v.hash, NULL);
+    if (local) x->last_local_win = i + 1;
+    if (cmp > 0 && found && local && cur.updated_us >= d->ts_us - RACE_WINDOW_US) {
+      /* The connector wrote this key (perhaps to this source) after this local change was
+       * committed there, so the source may hold that older value: write the change back.
+       * (The stamp is per key, not per node: sometimes this rewrites what is already there,
+       * which is harmless.) */
+      repair *r = push_rewrite(w, d, key, &v);
+      if (!r) {
         free(key);
-        rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-        goto done;
+        return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
       }
+      r->at = i;
     }
-    if (cmp > 0) {
-      as_version v;
-      memset(&v, 0, sizeof v);
-      v.hlc = d->hlc;
-      snprintf(v.origin, sizeof v.origin, "%s", d->origin);
-      v.deleted = d->op == AS_OP_DELETE;
-      if (d->op == AS_OP_INSERT) as_row_hash(s, &d->row, &v.hash, NULL);
-      rc = as_state_version_put(e->state, s->name, key, &v, err);
-      if (rc != AS_OK) {
-        free(key);
-        goto done;
-      }
+    if (cmp > 0 || (cmp == 0 && v.hash && v.hash != cur.hash)) {
+      x->v = v;
+      x->dirty = true;
     }
+    AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s %s (hlc %lld)",
+           s->name, key, as_op_name(d->op), d->origin, d->echo ? " (echo)" : "",
+           (long long)d->hlc, cmp > 0 ? "wins over" : "equals", found ? cur.origin : "nothing",
+           (long long)cur.hlc);
     free(key);
-    if (push_kept(w, d) != AS_OK) {
-      rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-      goto done;
-    }
+    if (push_kept(w, d) != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   }
-done:;
+  /* A later local change of the same key in this batch won: the source holds that newer
+   * value, and a repair or rewrite of an earlier change would clobber it. */
+  for (size_t i = 0; i < w->nrepairs; i++) {
+    repair *r = &w->repairs[i];
+    decided *x = decided_find(w, r->schema, r->key, false);
+    if (x && x->last_local_win > r->at + 1) r->cancelled = true;
+  }
+  return AS_OK;
+}
+
+/* Writes the decided versions (write-ahead: before the target commits), or re-stamps them
+ * with the time the writes happened (after). */
+static int write_versions(eng_pair *p, work *w, bool stamp, as_error *err) {
+  if (w->nall == 0) return AS_OK;
+  int rc = as_state_begin(p->e->state, err);
+  if (rc != AS_OK) return rc;
+  int64_t now = now_us();
+  for (size_t i = 0; i < w->nall && rc == AS_OK; i++) {
+    decided *x = w->all[i];
+    if (!x->dirty && !(stamp && x->v.origin[0])) continue;
+    x->v.updated_us = now;
+    rc = as_state_version_put(p->e->state, x->schema->name, x->key, &x->v, err);
+  }
   as_error cerr;
-  int crc = as_state_commit(e->state, &cerr);
+  int crc = as_state_commit(p->e->state, &cerr);
   if (rc == AS_OK && crc != AS_OK) {
     *err = cerr;
     rc = crc;
@@ -507,25 +591,26 @@ static int apply_kept(eng_pair *p, work *w, const char *ckpt, as_error *err) {
   return rc;
 }
 
-/* Writes the winner's current value back to the node whose local change lost. */
-static void run_repairs(eng_pair *p, work *w) {
+/* Writes the winner back to the source where its local change lost or was overwritten.
+ * Runs before the batch commits: a failure fails the batch, which is retried whole. */
+static int run_repairs(eng_pair *p, work *w, as_error *err) {
   for (size_t i = 0; i < w->nrepairs; i++) {
     repair *r = &w->repairs[i];
+    if (r->cancelled) continue;
     eng_node *from = find_node(p->e, r->winner);
     eng_node *to = p->src;
-    as_error err;
     as_row row = {0};
     as_delta d;
     memset(&d, 0, sizeof d);
     int rc;
     if (r->rewrite) {
       rc = as_delta_copy(&d, r->rewrite);
-      if (rc != AS_OK) continue;
+      if (rc != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
     } else {
       if (!from || from == to) continue;
       pthread_mutex_lock(&from->mu);
       rc = as_row_init(&row, r->schema->ncols);
-      if (rc == AS_OK) rc = from->ad->read_row(from->node, r->schema, &r->key, &row, &err);
+      if (rc == AS_OK) rc = from->ad->read_row(from->node, r->schema, &r->keyrow, &row, err);
       pthread_mutex_unlock(&from->mu);
       if (rc == AS_OK) {
         as_delta_init(&d, r->schema, AS_OP_INSERT);
@@ -535,33 +620,44 @@ static void run_repairs(eng_pair *p, work *w) {
       } else if (rc == AS_ENOTFOUND) {
         as_delta_init(&d, r->schema, AS_OP_DELETE);
         as_row_clear(&d.row);
-        as_row_copy(&d.row, &r->key);
+        as_row_copy(&d.row, &r->keyrow);
       } else {
-        AS_LOG(AS_LOG_WARN, p->comp, "repair of mapping %s on %s: cannot read winner from %s: %s",
-               r->schema->name, to->cfg->name, from->cfg->name, err.message);
         as_row_clear(&row);
-        continue;
+        as_error_prefix(err, "repair of mapping %s key %s on %s: reading the winner from %s",
+                        r->schema->name, r->key, to->cfg->name, from->cfg->name);
+        return rc == AS_EDATA ? AS_RETRY : rc;
       }
     }
     as_delta_set_origin(&d, r->winner);
+    d.hlc = r->v.hlc;
     as_dead_list dead = {0};
     pthread_mutex_lock(&to->mu);
-    rc = to->ad->begin(to->node, &err);
-    if (rc == AS_OK) rc = to->ad->apply(to->node, &d, 1, &dead, &err);
-    if (rc == AS_OK) rc = to->ad->commit(to->node, "repair", NULL, &err);
+    rc = to->ad->begin(to->node, err);
+    if (rc == AS_OK) rc = to->ad->apply(to->node, &d, 1, &dead, err);
+    if (rc == AS_OK) rc = to->ad->commit(to->node, "repair", NULL, err);
     if (rc != AS_OK) to->ad->rollback(to->node);
     pthread_mutex_unlock(&to->mu);
-    if (rc == AS_OK && dead.n == 0) {
+    if (rc == AS_OK && dead.n) {
+      char *dj = as_delta_to_json_string(&d, NULL);
+      record_dead(p, r->schema, "repair", r->key, NULL, dj, dead.items[0].error, NULL);
+      free(dj);
+    } else if (rc == AS_OK) {
       as_metrics_add(p->src->cfg->name, p->dst->cfg->name, r->schema->name, AS_M_REPAIRS, 1);
-      AS_LOG(AS_LOG_DEBUG, p->comp, "repaired mapping %s on %s with the winner from %s",
-             r->schema->name, to->cfg->name, r->winner);
-    } else {
-      AS_LOG(AS_LOG_WARN, p->comp, "repair of mapping %s on %s failed: %s", r->schema->name,
-             to->cfg->name, rc != AS_OK ? err.message : dead.items[0].error);
+      AS_LOG(AS_LOG_DEBUG, p->comp, "repaired mapping %s key %s on %s with the winner from %s",
+             r->schema->name, r->key, to->cfg->name, r->winner);
+      /* the repair is a write of the winner: stamp it (see resolve_batch) */
+      decided *x = decided_find(w, r->schema, r->key, true);
+      if (x && !x->dirty && !x->v.origin[0]) x->v = r->v;
     }
     as_dead_list_clear(&dead);
     as_delta_clear(&d);
+    if (rc != AS_OK) {
+      as_error_prefix(err, "repair of mapping %s key %s on %s", r->schema->name, r->key,
+                      to->cfg->name);
+      return rc;
+    }
   }
+  return AS_OK;
 }
 
 static void record_capture_dead(eng_pair *p, as_batch *b) {
@@ -583,42 +679,50 @@ static int capture_stop_check(eng_pair *p, as_batch *b, as_error *err) {
   return AS_OK;
 }
 
-/* One batch end to end. ckpt: the checkpoint to commit with it. */
+/* One batch end to end, under the engine's apply lock (decisions and writes of all pairs are
+ * serialised, so a decision is never overtaken by another pair's write of the same key):
+ * resolve -> repairs on the source -> versions (write-ahead) -> apply + checkpoint on the
+ * target -> stamp -> ack the source. ckpt: the checkpoint to commit with it. */
 static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt, work *w,
                          as_error *err) {
   work_reset(w);
-  record_capture_dead(p, b);
   int rc = capture_stop_check(p, b, err);
   if (rc != AS_OK) return rc;
+  bool pos_changed = ckpt && (!p->ckpt || strcmp(ckpt, p->ckpt) != 0);
+  bool commit_now = b->n > 0 || b->ndead > 0 || snapshot ||
+                    (pos_changed && now_us() - p->last_commit_us > IDLE_CHECKPOINT_US);
+  if (!commit_now) {
+    if (pos_changed) p->pending_pos = true;
+    return AS_OK;
+  }
+  pthread_mutex_lock(&p->e->apply_mu);
+  rc = resolve_batch(p, b, snapshot, w, err);
+  if (rc == AS_OK) rc = run_repairs(p, w, err);
+  if (rc == AS_OK) rc = write_versions(p, w, false, err);
+  if (rc == AS_OK && (w->nkept > 0 || pos_changed)) rc = apply_kept(p, w, ckpt, err);
+  if (rc == AS_OK) write_versions(p, w, true, err);
+  pthread_mutex_unlock(&p->e->apply_mu);
+  if (rc != AS_OK) return rc;
+  /* counted once the batch is committed (a retried batch is not counted twice) */
+  record_capture_dead(p, b);
   p->stats.captured += (int64_t)b->n;
   for (size_t i = 0; i < b->n; i++) {
     as_metrics_add(p->src->cfg->name, p->dst->cfg->name, b->d[i].schema ? b->d[i].schema->name : "",
                    snapshot ? AS_M_SNAPSHOT_ROWS : AS_M_CAPTURED, 1);
   }
-  rc = resolve_batch(p, b, snapshot, w, err);
-  if (rc != AS_OK) return rc;
-  bool has_data = w->nkept > 0;
-  bool pos_changed = ckpt && (!p->ckpt || strcmp(ckpt, p->ckpt) != 0);
-  bool commit_now = has_data || b->n > 0 || b->ndead > 0 ||
-                    (pos_changed && now_us() - p->last_commit_us > IDLE_CHECKPOINT_US) || snapshot;
-  if (pos_changed && !commit_now) p->pending_pos = true;
-  if (commit_now && (has_data || pos_changed)) {
-    rc = apply_kept(p, w, ckpt, err);
-    if (rc != AS_OK) return rc;
-    if (ckpt && pos_changed) {
-      free(p->ckpt);
-      p->ckpt = strdup(ckpt);
-    }
-    p->last_commit_us = now_us();
-    p->pending_pos = false;
-    if (p->stream && !snapshot && ckpt && strncmp(ckpt, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) != 0) {
-      as_error aerr;
-      if (p->src->ad->ack(p->stream, ckpt, &aerr) != AS_OK) {
-        AS_LOG(AS_LOG_DEBUG, p->comp, "ack: %s", aerr.message);
-      }
+  if (ckpt && pos_changed) {
+    free(p->ckpt);
+    p->ckpt = strdup(ckpt);
+  }
+  p->last_commit_us = now_us();
+  p->pending_pos = false;
+  if (p->stream && !snapshot && ckpt && pos_changed &&
+      strncmp(ckpt, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) != 0) {
+    as_error aerr;
+    if (p->src->ad->ack(p->stream, ckpt, &aerr) != AS_OK) {
+      AS_LOG(AS_LOG_DEBUG, p->comp, "ack: %s", aerr.message);
     }
   }
-  run_repairs(p, w);
   return AS_OK;
 }
 
@@ -941,6 +1045,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   e.cfg = cfg;
   e.o = o;
   pthread_mutex_init(&e.progress_mu, NULL);
+  pthread_mutex_init(&e.apply_mu, NULL);
   srand((unsigned)(now_us() ^ getpid()));
   int rc = as_state_open(cfg->state_path, false, &e.state, err);
   if (rc != AS_OK) goto done;
@@ -1027,6 +1132,7 @@ done:
   as_metrics_stop();
   as_state_close(e.state);
   pthread_mutex_destroy(&e.progress_mu);
+  pthread_mutex_destroy(&e.apply_mu);
   return rc;
 }
 

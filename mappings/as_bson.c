@@ -75,7 +75,26 @@ static int put_str(as_buf *b, const char *s, size_t n) {
   return AS_OK;
 }
 
-static int put_lit(as_buf *b, const char *s) { return as_buf_append(b, s, strlen(s)); }
+/* Inline fast paths of as_buf_putc/as_buf_append for the writer (the common case needs no
+ * call into as_buf.c). */
+static inline int bput(as_buf *b, uint8_t c) {
+  if (b->len + 2 <= b->cap) {
+    b->data[b->len++] = c;
+    return AS_OK;
+  }
+  return as_buf_putc(b, c);
+}
+
+static inline int bappend(as_buf *b, const void *p, size_t n) {
+  if (b->len + n + 1 <= b->cap) {
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return AS_OK;
+  }
+  return as_buf_append(b, p, n);
+}
+
+static inline int put_lit(as_buf *b, const char *s) { return bappend(b, s, strlen(s)); }
 
 static int put_i64(as_buf *b, int64_t v) {
   char tmp[24];
@@ -132,8 +151,8 @@ static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
       const uint8_t *p;
       bson_iter_binary(it, &st, &n, &p);
       if (put_lit(b, "{\"$binary\":{\"base64\":\"") || as_base64_encode(p, n, b) ||
-          put_lit(b, "\",\"subType\":\"") || as_buf_putc(b, (uint8_t)hexd[(st >> 4) & 15]) ||
-          as_buf_putc(b, (uint8_t)hexd[st & 15]) || put_lit(b, "\"}}"))
+          put_lit(b, "\",\"subType\":\"") || bput(b, (uint8_t)hexd[(st >> 4) & 15]) ||
+          bput(b, (uint8_t)hexd[st & 15]) || put_lit(b, "\"}}"))
         return AS_ERR;
       return AS_OK;
     }
@@ -221,18 +240,18 @@ static int write_doc(const bson_iter_t *parent, const bson_t *doc, bool is_array
   bson_iter_t it;
   if (depth > 200) return AS_EINVAL;
   if (parent ? !bson_iter_recurse(parent, &it) : !bson_iter_init(&it, doc)) return AS_EINVAL;
-  if (as_buf_putc(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
+  if (bput(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
   bool first = true;
   while (bson_iter_next(&it)) {
-    if (!first && as_buf_putc(b, ',') != AS_OK) return AS_ERR;
+    if (!first && bput(b, ',') != AS_OK) return AS_ERR;
     first = false;
     if (!is_array) {
-      if (put_str(b, bson_iter_key(&it), bson_iter_key_len(&it)) || as_buf_putc(b, ':')) return AS_ERR;
+      if (put_str(b, bson_iter_key(&it), bson_iter_key_len(&it)) || bput(b, ':')) return AS_ERR;
     }
     int rc = write_value(&it, b, depth);
     if (rc != AS_OK) return rc;
   }
-  return as_buf_putc(b, is_array ? ']' : '}');
+  return bput(b, is_array ? ']' : '}');
 }
 
 int as_bson_to_asjson(const bson_t *doc, bool is_array, as_buf *out, as_error *err) {
@@ -455,7 +474,17 @@ static int fix_big_ints(const char *s, size_t len, as_buf *out) {
         i++;
       }
       if (as_buf_append(out, s + st, i - st)) return AS_ERR;
-      if (!real && i - st > 18 && as_buf_append(out, ".0", 2)) return AS_ERR;
+      bool overflow = false;
+      if (!real && i - st >= 19) {
+        char num[64];
+        size_t n = i - st < sizeof num ? i - st : sizeof num - 1;
+        memcpy(num, s + st, n);
+        num[n] = '\0';
+        errno = 0;
+        (void)strtoll(num, NULL, 10);
+        overflow = errno == ERANGE || i - st >= sizeof num;
+      }
+      if (overflow && as_buf_append(out, ".0", 2)) return AS_ERR;
     } else {
       if (as_buf_putc(out, (uint8_t)s[i++])) return AS_ERR;
     }
@@ -476,8 +505,441 @@ static json_t *load_asjson(const char *json, size_t len, as_error *err) {
   return j;
 }
 
+/* ---------------------------------------------------------------- fast AS-JSON -> BSON
+ *
+ * A streaming transcoder for the hot path (MongoDB sink: json and catch-all values). It
+ * handles plain JSON and the common wrappers ($numberLong, $numberInt, $numberDouble,
+ * $numberDecimal, $oid, $date:{$numberLong}, $symbol, $code as a single key); an object whose
+ * first key is any other "$..." is converted by the jansson path (wrapper() above) on its
+ * own text. Anything else unusual (integers beyond int64, invalid JSON, NUL in a key) makes it
+ * give up, and the caller redoes the whole value with jansson, so both paths give the same
+ * BSON. Not checked here (jansson would): invalid UTF-8 in strings, duplicate keys (kept as
+ * they come; jansson keeps the last value). */
+
+typedef struct fj {
+  const char *p, *end;
+} fj;
+
+#define FJ_FAIL AS_EINVAL
+
+static void fj_ws(fj *j) {
+  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+static int hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    int c = (unsigned char)p[i], d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    else return -1;
+    v = v << 4 | d;
+  }
+  return v;
+}
+
+/* Parses a string at j->p ('"'). Unescaped strings point into the text (*tmp untouched);
+ * escaped ones are decoded into tmp. */
+static int fj_string(fj *j, const char **s, size_t *n, as_buf *tmp) {
+  const char *p = ++j->p;
+  while (p < j->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+  if (p >= j->end) return FJ_FAIL;
+  if (*p == '"') {
+    *s = j->p;
+    *n = (size_t)(p - j->p);
+    j->p = p + 1;
+    return AS_OK;
+  }
+  as_buf_reset(tmp);
+  if (as_buf_append(tmp, j->p, (size_t)(p - j->p))) return AS_ERR;
+  while (p < j->end && *p != '"') {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x20) return FJ_FAIL;
+    if (c != '\\') {
+      const char *st = p;
+      while (p < j->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+      if (as_buf_append(tmp, st, (size_t)(p - st))) return AS_ERR;
+      continue;
+    }
+    if (++p >= j->end) return FJ_FAIL;
+    char e = *p++;
+    uint8_t out[4];
+    size_t no = 1;
+    switch (e) {
+      case '"': out[0] = '"'; break;
+      case '\\': out[0] = '\\'; break;
+      case '/': out[0] = '/'; break;
+      case 'b': out[0] = '\b'; break;
+      case 'f': out[0] = '\f'; break;
+      case 'n': out[0] = '\n'; break;
+      case 'r': out[0] = '\r'; break;
+      case 't': out[0] = '\t'; break;
+      case 'u': {
+        if (j->end - p < 4) return FJ_FAIL;
+        int32_t cp = hex4(p);
+        if (cp < 0) return FJ_FAIL;
+        p += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          if (j->end - p < 6 || p[0] != '\\' || p[1] != 'u') return FJ_FAIL;
+          int lo = hex4(p + 2);
+          if (lo < 0xDC00 || lo > 0xDFFF) return FJ_FAIL;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          p += 6;
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          return FJ_FAIL;
+        }
+        if (cp < 0x80) {
+          out[0] = (uint8_t)cp;
+        } else if (cp < 0x800) {
+          out[0] = (uint8_t)(0xC0 | cp >> 6);
+          out[1] = (uint8_t)(0x80 | (cp & 0x3F));
+          no = 2;
+        } else if (cp < 0x10000) {
+          out[0] = (uint8_t)(0xE0 | cp >> 12);
+          out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+          out[2] = (uint8_t)(0x80 | (cp & 0x3F));
+          no = 3;
+        } else {
+          out[0] = (uint8_t)(0xF0 | cp >> 18);
+          out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+          out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+          out[3] = (uint8_t)(0x80 | (cp & 0x3F));
+          no = 4;
+        }
+        break;
+      }
+      default: return FJ_FAIL;
+    }
+    if (as_buf_append(tmp, out, no)) return AS_ERR;
+  }
+  if (p >= j->end) return FJ_FAIL;
+  j->p = p + 1;
+  *s = tmp->data ? (const char *)tmp->data : "";
+  *n = tmp->len;
+  return AS_OK;
+}
+
+/* Skips one JSON value (for handing an object to the jansson path). */
+static int fj_skip(fj *j) {
+  int depth = 0;
+  do {
+    fj_ws(j);
+    if (j->p >= j->end) return FJ_FAIL;
+    char c = *j->p;
+    if (c == '"') {
+      j->p++;
+      while (j->p < j->end && *j->p != '"') j->p += *j->p == '\\' ? 2 : 1;
+      if (j->p >= j->end) return FJ_FAIL;
+      j->p++;
+    } else if (c == '{' || c == '[') {
+      depth++;
+      j->p++;
+    } else if (c == '}' || c == ']') {
+      depth--;
+      j->p++;
+    } else {
+      j->p++;
+    }
+  } while (depth > 0);
+  return AS_OK;
+}
+
+static int fj_value(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, int depth);
+
+/* Members of an object or array (j->p just after '{' or '['). */
+static int fj_members(fj *j, bson_t *dst, bool arr, as_buf *tmp, int depth) {
+  char close = arr ? ']' : '}';
+  fj_ws(j);
+  if (j->p < j->end && *j->p == close) {
+    j->p++;
+    return AS_OK;
+  }
+  char kb[16];
+  char keybuf[256];
+  for (uint32_t idx = 0;; idx++) {
+    const char *key;
+    size_t kl;
+    fj_ws(j);
+    if (arr) {
+      kl = bson_uint32_to_string(idx, &key, kb, sizeof kb);
+    } else {
+      if (j->p >= j->end || *j->p != '"') return FJ_FAIL;
+      int rc = fj_string(j, &key, &kl, tmp);
+      if (rc) return rc;
+      if (memchr(key, '\0', kl)) return FJ_FAIL;
+      if (key == (const char *)tmp->data) { /* the value may reuse tmp */
+        if (kl >= sizeof keybuf) return FJ_FAIL;
+        memcpy(keybuf, key, kl);
+        key = keybuf;
+      }
+      fj_ws(j);
+      if (j->p >= j->end || *j->p != ':') return FJ_FAIL;
+      j->p++;
+    }
+    int rc = fj_value(j, dst, key, (int)kl, tmp, depth);
+    if (rc) return rc;
+    fj_ws(j);
+    if (j->p >= j->end) return FJ_FAIL;
+    if (*j->p == ',') {
+      j->p++;
+      continue;
+    }
+    if (*j->p == close) {
+      j->p++;
+      return AS_OK;
+    }
+    return FJ_FAIL;
+  }
+}
+
+/* {"$x": "<string>"} with exactly one member: the string, or NULL. */
+static bool fj_single_string(fj *j, const char **s, size_t *n, as_buf *tmp) {
+  fj_ws(j);
+  if (j->p >= j->end || *j->p != ':') return false;
+  j->p++;
+  fj_ws(j);
+  if (j->p >= j->end || *j->p != '"' || fj_string(j, s, n, tmp)) return false;
+  fj_ws(j);
+  if (j->p >= j->end || *j->p != '}') return false;
+  j->p++;
+  return true;
+}
+
+/* The common wrappers; returns 1 appended, 0 not handled here (j->p unspecified), <0 error. */
+static int fj_wrapper(fj *j, bson_t *dst, const char *key, int kl, const char *wk, size_t wl, as_buf *tmp) {
+  const char *s;
+  size_t n;
+  char num[64];
+#define IS(lit) (wl == sizeof(lit) - 1 && memcmp(wk, lit, wl) == 0)
+  if (IS("$date")) {
+    fj_ws(j);
+    if (j->p >= j->end || *j->p != ':') return 0;
+    j->p++;
+    fj_ws(j);
+    if (j->p >= j->end || *j->p != '{') return 0;
+    j->p++;
+    fj_ws(j);
+    const char *k2;
+    size_t k2l;
+    if (j->p >= j->end || *j->p != '"' || fj_string(j, &k2, &k2l, tmp)) return 0;
+    if (k2l != 11 || memcmp(k2, "$numberLong", 11) != 0) return 0;
+    if (!fj_single_string(j, &s, &n, tmp) || n == 0 || n >= sizeof num) return 0;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    int64_t ms;
+    if (!parse_i64(num, &ms)) return 0;
+    fj_ws(j);
+    if (j->p >= j->end || *j->p != '}') return 0;
+    j->p++;
+    return bson_append_date_time(dst, key, kl, ms) ? 1 : AS_EINVAL;
+  }
+  bool known = IS("$numberLong") || IS("$numberInt") || IS("$numberDouble") || IS("$numberDecimal") ||
+               IS("$oid") || IS("$symbol") || IS("$code");
+  if (!known || !fj_single_string(j, &s, &n, tmp)) return 0;
+  if (IS("$symbol")) return bson_append_symbol(dst, key, kl, s, (int)n) ? 1 : AS_EINVAL;
+  if (memchr(s, '\0', n)) return 0;
+  if (IS("$code")) {
+    if (n >= 4096) return 0;
+    char code[4096];
+    memcpy(code, s, n);
+    code[n] = '\0';
+    return bson_append_code(dst, key, kl, code) ? 1 : AS_EINVAL;
+  }
+  if (n >= sizeof num) return 0;
+  memcpy(num, s, n);
+  num[n] = '\0';
+  if (IS("$oid")) {
+    if (n != 24 || !bson_oid_is_valid(num, 24)) return 0;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, num);
+    return bson_append_oid(dst, key, kl, &oid) ? 1 : AS_EINVAL;
+  }
+  if (IS("$numberDecimal")) {
+    bson_decimal128_t dec;
+    if (!bson_decimal128_from_string(num, &dec)) return 0;
+    return bson_append_decimal128(dst, key, kl, &dec) ? 1 : AS_EINVAL;
+  }
+  if (IS("$numberDouble")) {
+    double d;
+    if (strcmp(num, "NaN") == 0) d = NAN;
+    else if (strcmp(num, "Infinity") == 0) d = INFINITY;
+    else if (strcmp(num, "-Infinity") == 0) d = -INFINITY;
+    else {
+      char *end;
+      d = strtod(num, &end);
+      if (*end || !*num) return 0;
+    }
+    return bson_append_double(dst, key, kl, d) ? 1 : AS_EINVAL;
+  }
+  int64_t x;
+  if (!parse_i64(num, &x)) return 0;
+  if (IS("$numberInt")) {
+    if (x < INT32_MIN || x > INT32_MAX) return 0;
+    return bson_append_int32(dst, key, kl, (int32_t)x) ? 1 : AS_EINVAL;
+  }
+  return bson_append_int64(dst, key, kl, x) ? 1 : AS_EINVAL;
+#undef IS
+}
+
+static int fj_object(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, int depth) {
+  const char *start = j->p; /* at '{' */
+  j->p++;
+  fj_ws(j);
+  if (j->p + 1 < j->end && j->p[0] == '"' && j->p[1] == '$') {
+    const char *wk;
+    size_t wl;
+    int rc = fj_string(j, &wk, &wl, tmp);
+    if (rc) return rc;
+    char wkey[32];
+    if (wl < sizeof wkey) {
+      memcpy(wkey, wk, wl);
+      rc = fj_wrapper(j, dst, key, kl, wkey, wl, tmp);
+      if (rc != 0) return rc < 0 ? rc : AS_OK;
+    }
+    /* any other "$..." object: the jansson path decides (wrapper or plain document) */
+    j->p = start;
+    if ((rc = fj_skip(j)) != AS_OK) return rc;
+    json_error_t je;
+    json_t *v = json_loadb(start, (size_t)(j->p - start), JSON_ALLOW_NUL, &je);
+    if (!v) return FJ_FAIL;
+    rc = json_to_bson_value(dst, key, kl, v, depth);
+    json_decref(v);
+    return rc;
+  }
+  bson_t child;
+  if (!bson_append_document_begin(dst, key, kl, &child)) return FJ_FAIL;
+  int rc = fj_members(j, &child, false, tmp, depth + 1);
+  if (!bson_append_document_end(dst, &child) && rc == AS_OK) rc = FJ_FAIL;
+  return rc;
+}
+
+static int fj_value(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, int depth) {
+  if (depth > 200) return FJ_FAIL;
+  fj_ws(j);
+  if (j->p >= j->end) return FJ_FAIL;
+  char c = *j->p;
+  bool ok;
+  if (c == '{') return fj_object(j, dst, key, kl, tmp, depth);
+  if (c == '[') {
+    bson_t child;
+    j->p++;
+    if (!bson_append_array_begin(dst, key, kl, &child)) return FJ_FAIL;
+    int rc = fj_members(j, &child, true, tmp, depth + 1);
+    if (!bson_append_array_end(dst, &child) && rc == AS_OK) rc = FJ_FAIL;
+    return rc;
+  }
+  if (c == '"') {
+    const char *s;
+    size_t n;
+    int rc = fj_string(j, &s, &n, tmp);
+    if (rc) return rc;
+    ok = bson_append_utf8(dst, key, kl, s, (int)n);
+  } else if (c == 't' && j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
+    j->p += 4;
+    ok = bson_append_bool(dst, key, kl, true);
+  } else if (c == 'f' && j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) {
+    j->p += 5;
+    ok = bson_append_bool(dst, key, kl, false);
+  } else if (c == 'n' && j->end - j->p >= 4 && memcmp(j->p, "null", 4) == 0) {
+    j->p += 4;
+    ok = bson_append_null(dst, key, kl);
+  } else if (c == '-' || (c >= '0' && c <= '9')) {
+    /* JSON grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+    const char *st = j->p, *p = j->p;
+    bool neg = *p == '-';
+    if (neg) p++;
+    if (p >= j->end || *p < '0' || *p > '9') return FJ_FAIL;
+    if (*p == '0' && p + 1 < j->end && p[1] >= '0' && p[1] <= '9') return FJ_FAIL;
+    uint64_t u = 0;
+    int nd = 0;
+    while (p < j->end && *p >= '0' && *p <= '9') {
+      u = u * 10 + (uint64_t)(*p++ - '0');
+      nd++;
+    }
+    bool real = false;
+    if (p < j->end && *p == '.') {
+      real = true;
+      p++;
+      if (p >= j->end || *p < '0' || *p > '9') return FJ_FAIL;
+      while (p < j->end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < j->end && (*p == 'e' || *p == 'E')) {
+      real = true;
+      p++;
+      if (p < j->end && (*p == '+' || *p == '-')) p++;
+      if (p >= j->end || *p < '0' || *p > '9') return FJ_FAIL;
+      while (p < j->end && *p >= '0' && *p <= '9') p++;
+    }
+    j->p = p;
+    if (real) {
+      char num[64];
+      if ((size_t)(p - st) >= sizeof num) return FJ_FAIL;
+      memcpy(num, st, (size_t)(p - st));
+      num[p - st] = '\0';
+      ok = bson_append_double(dst, key, kl, strtod(num, NULL));
+    } else {
+      if (nd > 19 || (nd == 19 && u > (neg ? 9223372036854775808ULL : 9223372036854775807ULL)) ||
+          (nd == 19 && u < 1000000000000000000ULL))
+        return FJ_FAIL; /* beyond int64 (or wrapped): the jansson path decides */
+      int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
+      ok = (v >= INT32_MIN && v <= INT32_MAX) ? bson_append_int32(dst, key, kl, (int32_t)v)
+                                              : bson_append_int64(dst, key, kl, v);
+    }
+  } else {
+    return FJ_FAIL;
+  }
+  return ok ? AS_OK : FJ_FAIL;
+}
+
+/* Members of the top-level object/array of json into out (initialised, empty). */
+static int fast_asjson_doc(const char *json, size_t len, bson_t *out, bool *is_array) {
+  fj j = {json, json + len};
+  as_buf tmp = AS_BUF_INIT;
+  fj_ws(&j);
+  if (j.p >= j.end || (*j.p != '{' && *j.p != '[')) return FJ_FAIL;
+  bool arr = *j.p == '[';
+  int rc;
+  if (!arr && j.p + 1 < j.end) {
+    /* a top-level object that is itself a wrapper is not a document */
+    fj peek = {j.p + 1, j.end};
+    fj_ws(&peek);
+    if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
+  }
+  j.p++;
+  rc = fj_members(&j, out, arr, &tmp, 1);
+  if (rc == AS_OK) {
+    fj_ws(&j);
+    if (j.p != j.end) rc = FJ_FAIL;
+  }
+  as_buf_free(&tmp);
+  if (rc == AS_OK && is_array) *is_array = arr;
+  return rc;
+}
+
+/* One JSON value (any kind) appended as key; FJ_FAIL leaves dst unchanged. */
+static int fast_asjson_value(bson_t *dst, const char *key, int kl, const char *json, size_t len) {
+  fj j = {json, json + len};
+  fj_ws(&j);
+  if (j.p < j.end && (*j.p == '{' || *j.p == '[')) {
+    bson_t tmpdoc;
+    bool arr = false;
+    bson_init(&tmpdoc);
+    int rc = fast_asjson_doc(json, len, &tmpdoc, &arr);
+    if (rc == AS_OK) {
+      bool ok = arr ? bson_append_array(dst, key, kl, &tmpdoc) : bson_append_document(dst, key, kl, &tmpdoc);
+      rc = ok ? AS_OK : AS_EDATA;
+    }
+    bson_destroy(&tmpdoc);
+    return rc;
+  }
+  return FJ_FAIL; /* scalars and wrappers: the jansson path */
+}
+
 int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err) {
   bson_init(out);
+  if (fast_asjson_doc(json, len, out, is_array) == AS_OK) return AS_OK;
+  bson_reinit(out);
   json_t *j = load_asjson(json, len, err);
   if (!j) return AS_EINVAL;
   int rc = AS_OK;
@@ -543,12 +1005,37 @@ static int cannot_store(const as_column *c, const bson_iter_t *it, const char *r
   return AS_EDATA;
 }
 
+/* Stores a string value, reusing out's buffer when it is large enough (rows are reused
+ * document after document, so steady state needs no allocation). */
 static int set_str(as_value *out, as_type t, const char *s, size_t n, char *why) {
+  bool strtype = out->type == AS_T_TEXT || out->type == AS_T_DECIMAL || out->type == AS_T_JSON ||
+                 out->type == AS_T_BYTES;
+  if (strtype && out->u.s.len >= n) {
+    if (n) memmove(out->u.s.ptr, s, n);
+    out->u.s.ptr[n] = '\0';
+    out->u.s.len = n;
+    out->type = t;
+    return AS_OK;
+  }
   if (as_value_set_str(out, t, s, n) != AS_OK) {
     snprintf(why, WHY_MAX, "out of memory");
     return AS_ERR;
   }
   return AS_OK;
+}
+
+/* An as_buf over out's string buffer (empty), to write into it directly. */
+static as_buf buf_over(as_value *out) {
+  as_buf b = AS_BUF_INIT;
+  if ((out->type == AS_T_TEXT || out->type == AS_T_DECIMAL || out->type == AS_T_JSON ||
+       out->type == AS_T_BYTES) && out->u.s.ptr) {
+    b.data = (uint8_t *)out->u.s.ptr;
+    b.cap = out->u.s.len + 1;
+    out->u.s.ptr = NULL;
+    out->u.s.len = 0;
+  }
+  out->type = AS_T_NULL;
+  return b;
 }
 
 /* The conversion table of as_bson.h. On failure `why` holds the message tail. */
@@ -691,16 +1178,15 @@ static int convert(const as_column *c, const bson_iter_t *it, as_value *out, cha
       break;
     case AS_T_JSON:
       if (bt == BSON_TYPE_DOCUMENT || bt == BSON_TYPE_ARRAY) {
-        as_buf b = AS_BUF_INIT;
+        as_buf b = buf_over(out);
         int rc = write_doc(it, NULL, bt == BSON_TYPE_ARRAY, &b, 0);
         if (rc != AS_OK || !as_buf_cstr(&b)) {
           as_buf_free(&b);
           return cannot_store(c, it, "invalid BSON", why);
         }
-        as_value_clear(out);
         out->type = AS_T_JSON;
         out->u.s.len = b.len;
-        out->u.s.ptr = as_buf_steal(&b);
+        out->u.s.ptr = (char *)b.data;
         return AS_OK;
       }
       break;
@@ -728,6 +1214,7 @@ typedef struct pref {
   const char *const *path;
   size_t npath;
   int col;
+  size_t hlen; /* strlen(path[depth]) for the depth being walked */
 } pref;
 
 typedef struct walker {
@@ -746,11 +1233,11 @@ static int extra_open(walker *w, size_t depth) {
   for (size_t d = 0; d <= depth; d++) {
     if (w->opened[d]) continue;
     if (d > 0) {
-      if (w->opened[d - 1] > 1 && as_buf_putc(w->extra, ',')) return AS_ERR;
+      if (w->opened[d - 1] > 1 && bput(w->extra, ',')) return AS_ERR;
       w->opened[d - 1]++;
-      if (put_str(w->extra, w->okey[d], w->okeylen[d]) || as_buf_putc(w->extra, ':')) return AS_ERR;
+      if (put_str(w->extra, w->okey[d], w->okeylen[d]) || bput(w->extra, ':')) return AS_ERR;
     }
-    if (as_buf_putc(w->extra, '{')) return AS_ERR;
+    if (bput(w->extra, '{')) return AS_ERR;
     w->opened[d] = 1;
   }
   return AS_OK;
@@ -758,9 +1245,9 @@ static int extra_open(walker *w, size_t depth) {
 
 static int extra_field(walker *w, size_t depth, const bson_iter_t *it) {
   if (extra_open(w, depth)) return AS_ERR;
-  if (w->opened[depth] > 1 && as_buf_putc(w->extra, ',')) return AS_ERR;
+  if (w->opened[depth] > 1 && bput(w->extra, ',')) return AS_ERR;
   w->opened[depth]++;
-  if (put_str(w->extra, bson_iter_key(it), bson_iter_key_len(it)) || as_buf_putc(w->extra, ':'))
+  if (put_str(w->extra, bson_iter_key(it), bson_iter_key_len(it)) || bput(w->extra, ':'))
     return AS_ERR;
   int rc = write_value(it, w->extra, (int)depth);
   if (rc == AS_EINVAL) {
@@ -777,13 +1264,26 @@ static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs
   if (depth >= MAX_DEPTH) return AS_OK;
   if (nrefs > 64 && !(heap = malloc(nrefs * sizeof *heap))) return AS_ERR;
   pref *m = heap ? heap : sub;
+  /* refs bucketed by name length (chains through nxt), so a field is compared only with
+   * the path parts of its own length */
+  int16_t bucket[32], nxt_stack[64], *nxt = nxt_stack, *nxt_heap = NULL;
+  if (nrefs > 64 && !(nxt = nxt_heap = malloc(nrefs * sizeof *nxt))) {
+    free(heap);
+    return AS_ERR;
+  }
+  for (int b = 0; b < 32; b++) bucket[b] = -1;
+  for (size_t i = nrefs; i-- > 0;) {
+    size_t b = refs[i].hlen < 31 ? refs[i].hlen : 31;
+    nxt[i] = bucket[b];
+    bucket[b] = (int16_t)i;
+  }
   while (bson_iter_next(it)) {
     const char *key = bson_iter_key(it);
     size_t kl = bson_iter_key_len(it);
     size_t nm = 0;
-    for (size_t i = 0; i < nrefs; i++) {
+    for (int i = bucket[kl < 31 ? kl : 31]; i >= 0; i = nxt[i]) {
       const char *p = refs[i].path[depth];
-      if (p[0] == key[0] && strncmp(p, key, kl) == 0 && p[kl] == '\0') m[nm++] = refs[i];
+      if (refs[i].hlen == kl && p[0] == key[0] && memcmp(p, key, kl) == 0) m[nm++] = refs[i];
     }
     if (nm == 0) {
       if (w->extra && (rc = extra_field(w, depth, it)) != AS_OK) goto done;
@@ -824,21 +1324,24 @@ static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs
       pref *copy = malloc(nm * sizeof *copy);
       if (!copy) { rc = AS_ERR; goto done; }
       memcpy(copy, m, nm * sizeof *copy);
+      for (size_t i = 0; i < nm; i++) copy[i].hlen = strlen(copy[i].path[depth + 1]);
       rc = walk_level(w, &child, depth + 1, copy, nm);
       free(copy);
     } else {
       pref copy[64];
       memcpy(copy, m, nm * sizeof *copy);
+      for (size_t i = 0; i < nm; i++) copy[i].hlen = strlen(copy[i].path[depth + 1]);
       rc = walk_level(w, &child, depth + 1, copy, nm);
     }
     if (rc != AS_OK) goto done;
     if (w->extra && w->opened[depth + 1]) {
-      if (as_buf_putc(w->extra, '}')) { rc = AS_ERR; goto done; }
+      if (bput(w->extra, '}')) { rc = AS_ERR; goto done; }
       w->opened[depth + 1] = 0;
     }
   }
 done:
   free(heap);
+  free(nxt_heap);
   return rc;
 }
 
@@ -851,18 +1354,18 @@ static int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t ca
   if (keys_only) {
     for (size_t i = 0; i < s->nkey; i++) {
       const as_column *c = &s->cols[s->key_idx[i]];
-      if (c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)s->key_idx[i]};
+      if (c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)s->key_idx[i], strlen(c->path[0])};
     }
   } else {
     for (size_t i = 0; i < s->ncols; i++) {
       const as_column *c = &s->cols[i];
-      if (!c->catch_all && c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)i};
+      if (!c->catch_all && c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)i, strlen(c->path[0])};
     }
     /* child fields: split on the fly would allocate; children use single-level or dotted
      * fields, matched by their first part only when not dotted */
     for (size_t i = 0; i < s->nchildren; i++) {
       const char *f = s->children[i].field;
-      if (f && !strchr(f, '.')) r[k++] = (pref){(const char *const *)&s->children[i].field, 1, -1 - (int)i};
+      if (f && !strchr(f, '.')) r[k++] = (pref){(const char *const *)&s->children[i].field, 1, -1 - (int)i, strlen(f)};
     }
   }
   *out = r;
@@ -870,9 +1373,12 @@ static int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t ca
   return AS_OK;
 }
 
-static int prepare_row(const as_schema *s, as_row *out) {
+/* keep_values: leave the values in place (their buffers are reused; columns not seen are
+ * cleared after the walk). */
+static int prepare_row(const as_schema *s, as_row *out, bool keep_values) {
   if (out->v && out->set && out->n == s->ncols) {
-    as_row_reset(out);
+    if (keep_values) memset(out->set, 0, out->n);
+    else as_row_reset(out);
     return AS_OK;
   }
   as_row_clear(out);
@@ -933,7 +1439,7 @@ static int data_error(const as_schema *s, const bson_t *doc, const char *field, 
 
 int as_doc_to_key(const as_schema *s, const bson_t *doc, as_row *out, as_error *err) {
   walker w;
-  if (prepare_row(s, out) != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  if (prepare_row(s, out, false) != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
   int rc = doc_to_key_row(s, doc, out, &w);
   if (rc != AS_OK) {
     const char *f = w.err_col >= 0 ? s->cols[w.err_col].field : "";
@@ -955,11 +1461,12 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
   walker w;
   bson_iter_t it;
   int rc;
-  if (prepare_row(s, out) != AS_OK || build_refs(s, false, stack, 32, &refs, &nrefs) != AS_OK)
+  if (prepare_row(s, out, true) != AS_OK || build_refs(s, false, stack, 32, &refs, &nrefs) != AS_OK)
     return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
   memset(w.opened, 0, sizeof w.opened);
   w.s = s;
   w.row = out;
+  if (s->catch_all_idx >= 0) extra = buf_over(&out->v[s->catch_all_idx]);
   w.extra = s->catch_all_idx >= 0 ? &extra : NULL;
   w.err_col = -1;
   w.why[0] = '\0';
@@ -979,7 +1486,7 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
   if (w.extra) {
     as_value *cv = &out->v[s->catch_all_idx];
     if (w.opened[0]) {
-      if (as_buf_putc(&extra, '}') || !as_buf_cstr(&extra)) {
+      if (bput(&extra, '}') || !as_buf_cstr(&extra)) {
         rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
         goto cleanup;
       }
@@ -993,6 +1500,7 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
     if (out->set[i]) {
       if (out->v[i].type != AS_T_NULL || !(s->cols[i].required || s->cols[i].is_key)) continue;
     }
+    as_value_clear(&out->v[i]); /* a value kept from the previous document */
     out->set[i] = 1;
     if (s->cols[i].required || s->cols[i].is_key) {
       char why[WHY_MAX];
@@ -1048,6 +1556,9 @@ int as_value_append_bson(bson_t *doc, const char *key, int keylen, const as_valu
       break;
     case AS_T_DATE: ok = bson_append_date_time(doc, key, keylen, (int64_t)v->u.days * 86400000); break;
     case AS_T_JSON: {
+      int frc = fast_asjson_value(doc, key, keylen < 0 ? (int)strlen(key) : keylen, v->u.s.ptr, v->u.s.len);
+      if (frc == AS_OK) break;
+      if (frc == AS_EDATA) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "document too large");
       json_t *j = load_asjson(v->u.s.ptr, v->u.s.len, err);
       if (!j) return AS_EDATA;
       int rc = json_to_bson_value(doc, key, keylen, j, 0);
@@ -1294,8 +1805,122 @@ static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **p
   return AS_OK;
 }
 
-int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
-                       as_error *err) {
+#define AS_RESTART (-100) /* internal: the fast path wrote something it cannot finish */
+
+/* A json object/array value straight into dst (no intermediate document). */
+static int json_direct(bson_t *dst, const char *key, int kl, const as_value *v) {
+  fj j = {v->u.s.ptr, v->u.s.ptr + v->u.s.len};
+  fj_ws(&j);
+  if (j.p >= j.end || (*j.p != '{' && *j.p != '[')) return FJ_FAIL;
+  bool arr = *j.p == '[';
+  if (!arr) {
+    fj peek = {j.p + 1, j.end};
+    fj_ws(&peek);
+    if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
+  }
+  j.p++;
+  as_buf tmp = AS_BUF_INIT;
+  bson_t child;
+  bool ok = arr ? bson_append_array_begin(dst, key, kl, &child) : bson_append_document_begin(dst, key, kl, &child);
+  if (!ok) return AS_RESTART;
+  int rc = fj_members(&j, &child, arr, &tmp, 1);
+  if (rc == AS_OK) {
+    fj_ws(&j);
+    if (j.p != j.end) rc = FJ_FAIL;
+  }
+  ok = arr ? bson_append_array_end(dst, &child) : bson_append_document_end(dst, &child);
+  as_buf_free(&tmp);
+  return rc == AS_OK && ok ? AS_OK : AS_RESTART;
+}
+
+/* The catch-all without a previous value, straight from its text: each unclaimed top-level
+ * field is parsed into $set, claimed documents go through extra_updates. FJ_FAIL before
+ * anything was written, AS_RESTART after. */
+static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
+  fj j = {v->u.s.ptr, v->u.s.ptr + v->u.s.len};
+  fj_ws(&j);
+  if (j.p >= j.end || *j.p != '{') return FJ_FAIL;
+  fj peek = {j.p + 1, j.end};
+  fj_ws(&peek);
+  if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
+  j.p++;
+  fj_ws(&j);
+  if (j.p < j.end && *j.p == '}') {
+    j.p++;
+    fj_ws(&j);
+    return j.p == j.end ? AS_OK : FJ_FAIL;
+  }
+  as_buf tmp = AS_BUF_INIT;
+  int rc = AS_OK;
+  char keybuf[256];
+  for (;;) {
+    const char *key;
+    size_t kl;
+    fj_ws(&j);
+    if (j.p >= j.end || *j.p != '"' || fj_string(&j, &key, &kl, &tmp) || kl >= sizeof keybuf ||
+        memchr(key, '\0', kl)) {
+      rc = AS_RESTART;
+      break;
+    }
+    memcpy(keybuf, key, kl);
+    keybuf[kl] = '\0';
+    fj_ws(&j);
+    if (j.p >= j.end || *j.p != ':') {
+      rc = AS_RESTART;
+      break;
+    }
+    j.p++;
+    fj_ws(&j);
+    if (claimed(u->s, NULL, 0, keybuf)) {
+      if (j.p < j.end && *j.p == '{') {
+        bson_t holder = BSON_INITIALIZER;
+        bson_iter_t it;
+        rc = fj_value(&j, &holder, "v", 1, &tmp, 1);
+        if (rc == AS_OK && bson_iter_init_find(&it, &holder, "v") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+          uint32_t len;
+          const uint8_t *data;
+          bson_t sub;
+          bson_iter_document(&it, &len, &data);
+          bson_init_static(&sub, data, len);
+          char *prefix[MAX_DEPTH];
+          prefix[0] = keybuf;
+          memcpy(u->path, keybuf, kl);
+          u->path[kl] = '.';
+          rc = extra_updates(u, &sub, NULL, prefix, 1, kl + 1, err);
+          if (rc != AS_OK && rc != AS_EDATA) rc = AS_RESTART;
+        } else if (rc == AS_OK) {
+          rc = AS_OK; /* a wrapper, not a document: the columns' business */
+        } else {
+          rc = AS_RESTART;
+        }
+        bson_destroy(&holder);
+      } else if (fj_skip(&j) != AS_OK) {
+        rc = AS_RESTART;
+      }
+    } else if (fj_value(&j, &u->set, keybuf, (int)kl, &tmp, 1) != AS_OK) {
+      rc = AS_RESTART;
+    }
+    if (rc != AS_OK) break;
+    fj_ws(&j);
+    if (j.p < j.end && *j.p == ',') {
+      j.p++;
+      continue;
+    }
+    if (j.p < j.end && *j.p == '}') {
+      j.p++;
+      fj_ws(&j);
+      if (j.p != j.end) rc = AS_RESTART;
+      break;
+    }
+    rc = AS_RESTART;
+    break;
+  }
+  as_buf_free(&tmp);
+  return rc;
+}
+
+static int delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
+                           bool fast, as_error *err) {
   upd u;
   int rc = AS_OK;
   bson_t now, prev;
@@ -1305,23 +1930,33 @@ int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_c
     return as_error_set(err, AS_DOM_MAPPING, AS_EINVAL, "mapping %s: $set/$unset only for updates, not %s",
                         s->name, as_op_name(d->op));
   u.s = s;
-  bson_init(&u.set);
+  /* $set is written straight into out (dropped again if it stays empty); $unset aside */
+  bson_append_document_begin(out, "$set", 4, &u.set);
   bson_init(&u.unset);
   for (size_t i = 0; i < s->ncols && i < d->row.n; i++) {
     const as_column *c = &s->cols[i];
     if (!d->row.set[i] || c->is_key || c->catch_all) continue;
     const as_value *v = &d->row.v[i];
     if (v->type == AS_T_NULL) {
-      if (!bson_append_utf8(&u.unset, c->field, -1, "", 0)) rc = AS_EDATA;
+      if (!bson_append_utf8(&u.unset, c->field, -1, "", 0)) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
     } else {
-      rc = as_value_append_bson(&u.set, c->field, -1, v, err);
-      if (rc != AS_OK) as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
+      rc = FJ_FAIL;
+      if (fast && v->type == AS_T_JSON) rc = json_direct(&u.set, c->field, (int)strlen(c->field), v);
+      if (rc == FJ_FAIL) {
+        rc = as_value_append_bson(&u.set, c->field, -1, v, err);
+        if (rc != AS_OK) as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
+      }
     }
     if (rc != AS_OK) goto cleanup;
   }
   if (s->catch_all_idx >= 0 && d->row.set[s->catch_all_idx]) {
     const as_value *cv = &d->row.v[s->catch_all_idx];
     bool arr = false;
+    if (fast && !prev_catch_all && cv->type == AS_T_JSON) {
+      rc = catch_all_direct(&u, cv, err);
+      if (rc != FJ_FAIL) goto cleanup;
+      rc = AS_OK;
+    }
     if (cv->type == AS_T_JSON) {
       if ((rc = as_asjson_to_bson(cv->u.s.ptr, cv->u.s.len, &now, &arr, err)) != AS_OK || arr) {
         bson_destroy(&now);
@@ -1340,16 +1975,27 @@ int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_c
     }
     char *prefix[MAX_DEPTH];
     rc = extra_updates(&u, have_now ? &now : NULL, have_prev ? &prev : NULL, prefix, 0, 0, err);
-    if (rc != AS_OK) goto cleanup;
   }
-  if (!bson_empty(&u.set) && !bson_append_document(out, "$set", 4, &u.set)) rc = AS_EDATA;
-  if (!bson_empty(&u.unset) && !bson_append_document(out, "$unset", 6, &u.unset)) rc = AS_EDATA;
-  if (rc != AS_OK) as_error_set(err, AS_DOM_MAPPING, rc, "mapping %s: update too large", s->name);
-cleanup:
+cleanup:;
+  bool set_empty = bson_empty(&u.set);
+  if (!bson_append_document_end(out, &u.set) && rc == AS_OK)
+    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: update too large", s->name);
+  if (rc == AS_OK && set_empty) bson_reinit(out);
+  if (rc == AS_OK && !bson_empty(&u.unset) && !bson_append_document(out, "$unset", 6, &u.unset))
+    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: update too large", s->name);
   if (rc != AS_OK) bson_reinit(out);
   if (have_now) bson_destroy(&now);
   if (have_prev) bson_destroy(&prev);
-  bson_destroy(&u.set);
   bson_destroy(&u.unset);
+  return rc;
+}
+
+int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
+                       as_error *err) {
+  int rc = delta_to_update(s, d, prev_catch_all, out, true, err);
+  if (rc == AS_RESTART) {
+    bson_destroy(out);
+    rc = delta_to_update(s, d, prev_catch_all, out, false, err);
+  }
   return rc;
 }

@@ -6,7 +6,9 @@
  *   DATE: 4 bytes big-endian; UUID: 16 bytes; OBJECTID: 12 bytes;
  *   TEXT/BYTES: 4-byte big-endian length + bytes;
  *   DECIMAL: length + normalised text (no leading '+', no leading zeros, no trailing
- *            fraction zeros, "-0" -> "0"), so "1.50" and "1.5" hash alike;
+ *            fraction zeros, "-0" -> "0", exponent expanded: "1.5E+3" -> "1500"), so "1.50"
+ *            and "1.5" hash alike (a decimal is its numeric value: Decimal128 1.5 from MongoDB
+ *            and numeric 1.50 from PostgreSQL are the same logical value);
  *   JSON: length + canonical JSON text (keys sorted, compact, numbers as parsed).
  * A row: for each column in schema order, 4-byte column index + value encoding; absent
  * columns are skipped. The same logical row therefore hashes identically from BSON,

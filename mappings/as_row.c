@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "as_buf.h"
+#include "as_hash.h"
 
 /* ---------------------------------------------------------------- rows */
 
@@ -150,6 +151,88 @@ fail:
 
 /* ---------------------------------------------------------------- value JSON */
 
+/* Compact JSON text of a jansson value, keys in insertion order, reals in their shortest
+ * round-trip form (jansson itself prints %.17g: 0.1 -> 0.10000000000000001). */
+static int put_jstr(as_buf *b, const char *s, size_t n) {
+  static const char hx[] = "0123456789abcdef";
+  if (as_buf_putc(b, '"')) return AS_ERR;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    int rc;
+    if (c == '"' || c == '\\') {
+      char e[2] = {'\\', (char)c};
+      rc = as_buf_append(b, e, 2);
+    } else if (c < 0x20) {
+      char e[6] = {'\\', 'u', '0', '0', hx[c >> 4], hx[c & 15]};
+      rc = as_buf_append(b, e, 6);
+    } else {
+      rc = as_buf_putc(b, c);
+    }
+    if (rc) return AS_ERR;
+  }
+  return as_buf_putc(b, '"');
+}
+
+static int json_serialize(const json_t *j, as_buf *b) {
+  switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+      const char *k;
+      size_t kl;
+      json_t *v;
+      bool first = true;
+      if (as_buf_putc(b, '{')) return AS_ERR;
+      json_object_keylen_foreach((json_t *)j, k, kl, v) {
+        if ((!first && as_buf_putc(b, ',')) || put_jstr(b, k, kl) || as_buf_putc(b, ':') ||
+            json_serialize(v, b))
+          return AS_ERR;
+        first = false;
+      }
+      return as_buf_putc(b, '}');
+    }
+    case JSON_ARRAY:
+      if (as_buf_putc(b, '[')) return AS_ERR;
+      for (size_t i = 0; i < json_array_size(j); i++)
+        if ((i && as_buf_putc(b, ',')) || json_serialize(json_array_get(j, i), b)) return AS_ERR;
+      return as_buf_putc(b, ']');
+    case JSON_STRING: return put_jstr(b, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER: return as_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+    case JSON_REAL: {
+      char t[40];
+      size_t n = as_double_format(json_real_value(j), t);
+      if (!memchr(t, '.', n) && !memchr(t, 'e', n)) {
+        t[n++] = '.';
+        t[n++] = '0';
+      }
+      return as_buf_append(b, t, n);
+    }
+    case JSON_TRUE: return as_buf_append_str(b, "true");
+    case JSON_FALSE: return as_buf_append_str(b, "false");
+    case JSON_NULL: return as_buf_append_str(b, "null");
+  }
+  return AS_ERR;
+}
+
+static int set_json_value(as_value *v, const json_t *j) {
+  as_buf b = AS_BUF_INIT;
+  int rc = json_serialize(j, &b);
+  if (rc == AS_OK) rc = as_value_set_str(v, AS_T_JSON, b.data ? (const char *)b.data : "", b.len);
+  as_buf_free(&b);
+  return rc;
+}
+
+/* True if `inner` (parsed from text) serialises back to the same canonical JSON as text. */
+static bool json_lossless(const char *text, size_t len, const json_t *inner) {
+  as_buf a = AS_BUF_INIT, b = AS_BUF_INIT, c = AS_BUF_INIT;
+  bool same = json_serialize(inner, &a) == AS_OK &&
+              as_json_canonicalize(text, len, &b, NULL) == AS_OK &&
+              as_json_canonicalize((const char *)a.data, a.len, &c, NULL) == AS_OK && b.len == c.len &&
+              memcmp(b.data, c.data, b.len) == 0;
+  as_buf_free(&a);
+  as_buf_free(&b);
+  as_buf_free(&c);
+  return same;
+}
+
 static json_t *tagged(const char *tag, json_t *v) {
   json_t *o = json_object();
   if (!o || !v || json_object_set_new(o, tag, v) != 0) {
@@ -197,11 +280,21 @@ json_t *as_value_to_json(const as_value *v, as_error *err) {
     case AS_T_JSON: {
       json_error_t je;
       json_t *inner = json_loadb(v->u.s.ptr, v->u.s.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-      if (!inner) {
+      if (inner && json_lossless(v->u.s.ptr, v->u.s.len, inner)) {
+        j = tagged("$json", inner);
+        break;
+      }
+      json_decref(inner);
+      /* valid JSON that jansson cannot carry exactly (integers beyond int64, numbers whose
+       * text is not the shortest form of a double, like 1.50 or 1e2): kept as text */
+      as_buf scratch = AS_BUF_INIT;
+      int rc = as_json_canonicalize(v->u.s.ptr, v->u.s.len, &scratch, NULL);
+      as_buf_free(&scratch);
+      if (rc != AS_OK) {
         as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "json value is not valid JSON: %s", je.text);
         return NULL;
       }
-      j = tagged("$json", inner);
+      j = tagged("$jsontext", json_stringn(v->u.s.ptr, v->u.s.len));
       break;
     }
     default:
@@ -229,7 +322,7 @@ static int tag_type(const json_t *j, const json_t **inner) {
     as_type t;
   } tags[] = {{"$double", AS_T_DOUBLE}, {"$decimal", AS_T_DECIMAL}, {"$bytes", AS_T_BYTES},
               {"$uuid", AS_T_UUID},     {"$oid", AS_T_OBJECTID},    {"$ts", AS_T_TIMESTAMP},
-              {"$date", AS_T_DATE},     {"$json", AS_T_JSON}};
+              {"$date", AS_T_DATE},     {"$json", AS_T_JSON},       {"$jsontext", AS_T__COUNT}};
   for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
     if (strcmp(k, tags[i].tag) == 0) return (int)tags[i].t;
   return -1;
@@ -253,17 +346,15 @@ int as_value_from_json(const json_t *j, as_value *out, as_error *err) {
       int t = tag_type(j, &in);
       if (t < 0) return bad_json(err, "untagged JSON object is not a value (wrap it in {\"$json\":...})", j);
       if (t == AS_T_JSON) {
-        char *d = json_dumps(in, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!d) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "cannot dump JSON");
-        rc = as_value_set_str(&v, AS_T_JSON, d, strlen(d));
-        free(d);
-        if (rc != AS_OK) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
+        if (set_json_value(&v, in) != AS_OK) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
         break;
       }
       if (!json_is_string(in)) return bad_json(err, "tagged value needs a string", j);
       const char *s = json_string_value(in);
       size_t n = json_string_length(in);
-      if (t == AS_T_DOUBLE) {
+      if (t == AS_T__COUNT) {
+        rc = as_value_from_text(AS_T_JSON, s, n, &v, err);
+      } else if (t == AS_T_DOUBLE) {
         if (strcmp(s, "NaN") == 0) as_value_set_double(&v, NAN);
         else if (strcmp(s, "Infinity") == 0) as_value_set_double(&v, INFINITY);
         else if (strcmp(s, "-Infinity") == 0) as_value_set_double(&v, -INFINITY);
@@ -305,7 +396,8 @@ int as_value_from_json_typed(const json_t *j, as_type type, as_value *out, as_er
     *out = AS_VALUE_NULL;
     return AS_OK;
   }
-  if (type == AS_T_JSON && tag_type(j, &in) != AS_T_JSON) {
+  int tt = tag_type(j, &in);
+  if (type == AS_T_JSON && tt != AS_T_JSON && tt != AS_T__COUNT) {
     /* an untagged JSON value for a json column: kept as its compact text */
     if (json_is_object(j) && tag_type(j, &in) >= 0) return cannot(err, j, type);
     char *d = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);

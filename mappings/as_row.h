@@ -74,6 +74,10 @@ json_t *as_delta_to_json(const as_delta *d, as_error *err);
 typedef const as_schema *(*as_schema_lookup_fn)(void *ctx, const char *mapping);
 int as_delta_from_json(const json_t *j, as_schema_lookup_fn lookup, void *ctx, as_delta *out,
                        as_error *err);
+/* (from_json: *out is overwritten (not cleared first) on success only; unknown fields, unknown
+ * columns, key columns under "cols" and missing key columns are AS_EINVAL; an unknown mapping
+ * is AS_ENOTFOUND. Untagged values are converted to the column type with
+ * as_value_from_json_typed.) */
 /* Compact string form (caller frees). */
 char *as_delta_to_json_string(const as_delta *d, as_error *err);
 

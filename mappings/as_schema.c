@@ -74,7 +74,9 @@ void as_schema_free(as_schema *s) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static int nomem(as_error *err) { return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory"); }
+static int nomem(as_error *err) {
+  return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory");
+}
 
 /* Splits a field path; validates parts. On error reports at m. */
 static int split_path(const char *field, const as_mark *m, const char *what, char ***out,
@@ -752,18 +754,22 @@ int as_schema_column_index(const as_schema *s, const char *name) {
   return -1;
 }
 
-/* Splits into at most cap parts (pointers into buf). Returns the count or -1. */
-static int split_dotted(char *buf, char **parts, int cap) {
-  int n = 0;
-  char *p = buf;
-  for (;;) {
-    if (n == cap) return -1;
+/* Splits buf in place on '.'; parts must have room for (number of dots + 1) pointers. */
+static size_t split_dotted(char *buf, char **parts) {
+  size_t n = 0;
+  for (char *p = buf;;) {
     parts[n++] = p;
     char *dot = strchr(p, '.');
     if (!dot) break;
     *dot = '\0';
     p = dot + 1;
   }
+  return n;
+}
+
+static size_t count_parts(const char *s) {
+  size_t n = 1;
+  for (; *s; s++) n += *s == '.';
   return n;
 }
 
@@ -777,39 +783,47 @@ static int relate(char *const *cp, size_t ncp, char *const *pp, size_t npp) {
   return ncp <= npp ? 1 : 2;
 }
 
+/* Returns the column index, AS_SCHEMA_PATH_PARENT, the catch-all, or -1 (sets *child when the
+ * path is at or under a child table's array field). */
 static int lookup(const as_schema *s, const char *dotted, int *child) {
   *child = -1;
   if (!s || !dotted || !*dotted) return -1;
-  char buf[1024];
-  char *parts[64];
-  if (strlen(dotted) >= sizeof buf) return -1;
-  strcpy(buf, dotted);
-  int np = split_dotted(buf, parts, 64);
-  if (np < 0) return -1;
+  char *buf = strdup(dotted);
+  char **parts = calloc(count_parts(dotted), sizeof *parts);
+  int result = -1;
   bool parent = false;
+  if (!buf || !parts) goto done; /* out of memory: nothing maps it */
+  size_t np = split_dotted(buf, parts);
   for (size_t i = 0; i < s->ncols; i++) {
     const as_column *c = &s->cols[i];
     if (c->catch_all) continue;
-    int r = relate(c->path, c->npath, parts, (size_t)np);
-    if (r == 1) return (int)i;
-    if (r == 2) parent = true;
-  }
-  for (size_t i = 0; i < s->nchildren; i++) {
-    char *cp[64];
-    char cbuf[1024];
-    if (strlen(s->children[i].field) >= sizeof cbuf) continue;
-    strcpy(cbuf, s->children[i].field);
-    int ncp = split_dotted(cbuf, cp, 64);
-    if (ncp < 0) continue;
-    int r = relate(cp, (size_t)ncp, parts, (size_t)np);
+    int r = relate(c->path, c->npath, parts, np);
     if (r == 1) {
-      *child = (int)i;
-      return -1;
+      result = (int)i;
+      goto done;
     }
     if (r == 2) parent = true;
   }
-  if (parent) return AS_SCHEMA_PATH_PARENT;
-  return s->catch_all_idx;
+  for (size_t i = 0; i < s->nchildren; i++) {
+    const char *f = s->children[i].field;
+    char *cbuf = strdup(f);
+    char **cp = calloc(count_parts(f), sizeof *cp);
+    int r = 0;
+    if (cbuf && cp) r = relate(cp, split_dotted(cbuf, cp), parts, np);
+    free(cbuf);
+    free(cp);
+    if (r == 1) {
+      *child = (int)i;
+      result = -1;
+      goto done;
+    }
+    if (r == 2) parent = true;
+  }
+  result = parent ? AS_SCHEMA_PATH_PARENT : s->catch_all_idx;
+done:
+  free(buf);
+  free(parts);
+  return result;
 }
 
 int as_schema_column_for_path(const as_schema *s, const char *dotted_path) {

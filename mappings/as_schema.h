@@ -1,6 +1,6 @@
 /* as_schema.h — a registered schema: one mapping file (DESIGN.md §4) after validation.
  *
- * Loaded by as_schema_load (as_mapping_file.c) from YAML; immutable afterwards and shared
+ * Loaded by as_schema_load (as_schema.c) from YAML; immutable afterwards and shared
  * read-only by every adapter and the engine. Column order is the order in the file; it is the
  * order of values in an as_row and of the binary encoding used for hashing. */
 #ifndef AS_SCHEMA_H
@@ -75,7 +75,8 @@ typedef struct as_schema {
 /* Loads and validates one mapping file. On error returns AS_EINVAL with
  * "FILE:LINE:COL: message" in err. Caller frees with as_schema_free. */
 int as_schema_load(const char *path, as_schema **out, as_error *err);
-/* Same, from a YAML string (name used in messages). */
+/* Same, from a YAML string (name used in messages; a relative conflict.script resolves
+ * against the directory part of name, or the working directory). */
 int as_schema_load_string(const char *name, const char *yaml, as_schema **out, as_error *err);
 void as_schema_free(as_schema *s);
 

@@ -8,6 +8,10 @@
  *   bytes -> {"$bytes":"<base64>"}       uuid -> {"$uuid":"8-4-4-4-12 lower hex"}
  *   objectid -> {"$oid":"24 lower hex"}  timestamp -> {"$ts":"YYYY-MM-DDTHH:MM:SS.ffffffZ"}
  *   date -> {"$date":"YYYY-MM-DD"}       json -> {"$json": <the JSON value>}
+ *   (json text that jansson cannot carry exactly -> {"$jsontext":"<the JSON text>"}, so the
+ *   canonical form, hence the hash, never changes: integers beyond int64, and numbers whose
+ *   text is not the shortest round-trip form of a double, e.g. 1.50 or 1e2 from jsonb. When
+ *   a {"$json":...} value is read back, reals are printed in shortest round-trip form.)
  *
  * A json value holds JSON text (UTF-8) in "AS-JSON": plain JSON where a BSON value has a
  * natural JSON form, MongoDB canonical extended JSON wrappers where it has not, so that
@@ -70,8 +74,13 @@ bool as_type_parse(const char *name, as_type *out);
 void as_value_clear(as_value *v);                 /* frees, sets NULL; NULL-safe */
 int as_value_copy(as_value *dst, const as_value *src); /* dst must be clear/uninitialised */
 void as_value_move(as_value *dst, as_value *src); /* dst cleared first; src becomes NULL */
+/* Equal as the hash encoding sees it (as_hash.h): same type, and decimals by numeric value
+ * ("1.50" == "1.5"), doubles with -0.0 == 0.0 and NaN == NaN, json by canonical JSON (key
+ * order ignored), everything else by value/bytes. */
 bool as_value_equal(const as_value *a, const as_value *b);
-/* Total order for keys (type first, then value); used for key-range segments and sorting. */
+/* Total order for keys (type first, then value); used for key-range segments and sorting.
+ * Decimals numerically (-Infinity < numbers < Infinity < NaN), doubles with NaN last, text and
+ * bytes bytewise (shorter prefix first), json 0 when canonically equal else bytewise. */
 int as_value_compare(const as_value *a, const as_value *b);
 
 void as_value_set_null(as_value *v);
@@ -94,6 +103,10 @@ int as_value_to_text(const as_value *v, char **out, as_error *err);
 /* Parses the text form for the given type (also accepts "YYYY-MM-DD HH:MM:SS[.f][+HH[:MM]]"
  * and "Z"/offset forms for timestamps, "t"/"f"/"1"/"0" for bools, "\\x.." hex for bytes). */
 int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, as_error *err);
+/* (Output values of from_text/from_json*: *out is overwritten, not freed first; on error it is
+ * left untouched. Decimal text is validated and kept as given; json text is validated and kept
+ * as given; timestamps accept 1..6 fraction digits (more only if zeros) and offsets up to
+ * +-15:59[:59]; bools also accept yes/no/y/n/on/off.) */
 
 /* Calendar helpers (proleptic Gregorian, UTC). */
 int64_t as_days_from_civil(int64_t y, unsigned m, unsigned d);

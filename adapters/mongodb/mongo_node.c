@@ -58,7 +58,8 @@ int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const 
 }
 
 bson_t *as_mongo_bson_new(void) {
-  bson_t *b = malloc(sizeof *b);
+  /* bson_t is declared 128-byte aligned */
+  bson_t *b = aligned_alloc(BSON_ALIGNOF(bson_t), sizeof *b);
   if (b) bson_init(b);
   return b;
 }

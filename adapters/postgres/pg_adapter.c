@@ -113,7 +113,12 @@ static void notice_to_log(void *arg, const char *message) {
 
 int pg_connect_dsn(const char *dsn, const char *what, PGconn **out, as_error *err) {
   *out = NULL;
-  PGconn *c = PQconnectdb(dsn);
+  /* application_name (unless the dsn sets one) lets operators see which part is which */
+  char app[64];
+  snprintf(app, sizeof app, "arraysync %s", what);
+  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+  const char *const vals[] = {dsn, app, NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (!c) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "%s: out of memory", what);
   if (PQstatus(c) != CONNECTION_OK) {
     /* The libpq message names host/port, never the password. */
@@ -330,7 +335,9 @@ int pg_node_connect(as_node *n, as_error *err) {
   free(n->txn_origin);
   n->txn_origin = NULL;
   pg_sink_reset_session(n);
-  int rc = pg_connect_dsn(n->dsn, n->name, &n->conn, err);
+  char what[128];
+  snprintf(what, sizeof what, "sink:%s", n->comp);
+  int rc = pg_connect_dsn(n->dsn, what, &n->conn, err);
   if (rc == AS_OK) {
     char *red = as_log_redact(n->dsn);
     AS_LOG(AS_LOG_INFO, n->comp, "connected to %s", red ? red : "?");

@@ -192,6 +192,13 @@ static char *result_message(PGconn *c, const PGresult *r) {
 
 /* ------------------------------------------------------------------ statements */
 
+static bool full_row(const as_delta *d) {
+  for (size_t c = 0; c < d->schema->ncols; c++) {
+    if (!as_row_has(&d->row, c)) return false;
+  }
+  return true;
+}
+
 /* Builds the statement and text parameters of one delta. *params gets ncols entries (owned
  * strings or NULL); *np the count used. AS_EINVAL/AS_EDATA: the delta itself is bad. */
 static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **params, int *np,
@@ -219,7 +226,31 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
     *np = k;
     return AS_OK;
   }
-  as_buf vals = AS_BUF_INIT, set = AS_BUF_INIT;
+  as_buf vals = AS_BUF_INIT, set = AS_BUF_INIT, where = AS_BUF_INIT;
+  /* A partial update must not go through INSERT first: NOT NULL is checked on the proposed
+   * row before ON CONFLICT sees the existing one. So: UPDATE, and INSERT only if no row. */
+  bool partial = d->op == AS_OP_UPDATE && !full_row(d);
+  size_t nset = 0;
+  for (size_t c = 0; c < s->ncols; c++) nset += as_row_has(&d->row, c) && !s->cols[c].is_key;
+  if (partial && nset > 0) {
+    if (as_buf_printf(sql, "WITH u AS (UPDATE %s SET ", t->qname) != AS_OK) goto nomem2;
+    int p = 0;
+    size_t done = 0;
+    for (size_t c = 0; c < s->ncols; c++) {
+      if (!as_row_has(&d->row, c)) continue;
+      p++;
+      const char *ty = as_schema_pg_type(s->cols[c].type);
+      if (s->cols[c].is_key) {
+        if (as_buf_printf(&where, "%s%s = $%d::%s", where.len ? " AND " : "", t->qcols[c], p,
+                          ty) != AS_OK)
+          goto nomem2;
+      } else if (as_buf_printf(sql, "%s%s = $%d::%s", done++ ? ", " : "", t->qcols[c], p, ty) !=
+                 AS_OK) {
+        goto nomem2;
+      }
+    }
+    if (as_buf_printf(sql, " WHERE %s RETURNING 1) ", as_buf_cstr(&where)) != AS_OK) goto nomem2;
+  }
   if (as_buf_printf(sql, "INSERT INTO %s (", t->qname) != AS_OK) goto nomem2;
   for (size_t c = 0; c < s->ncols; c++) {
     if (!as_row_has(&d->row, c)) continue;
@@ -227,6 +258,7 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
     if (rc != AS_OK) {
       as_buf_free(&vals);
       as_buf_free(&set);
+      as_buf_free(&where);
       as_error_prefix(err, "column \"%s\"", s->cols[c].name);
       return rc == AS_ERR ? AS_ERR : AS_EDATA;
     }
@@ -240,19 +272,24 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
                       t->qcols[c]) != AS_OK)
       goto nomem2;
   }
-  if (as_buf_printf(sql, ") VALUES (%s) ON CONFLICT %s DO ", as_buf_cstr(&vals), t->conflict) !=
-      AS_OK)
+  if ((partial && nset > 0
+           ? as_buf_printf(sql, ") SELECT %s WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT %s DO ",
+                           as_buf_cstr(&vals), t->conflict)
+           : as_buf_printf(sql, ") VALUES (%s) ON CONFLICT %s DO ", as_buf_cstr(&vals),
+                           t->conflict)) != AS_OK)
     goto nomem2;
   if ((set.len ? as_buf_printf(sql, "UPDATE SET %s", as_buf_cstr(&set))
                : as_buf_append_str(sql, "NOTHING")) != AS_OK)
     goto nomem2;
   as_buf_free(&vals);
   as_buf_free(&set);
+  as_buf_free(&where);
   *np = k;
   return AS_OK;
 nomem2:
   as_buf_free(&vals);
   as_buf_free(&set);
+  as_buf_free(&where);
 nomem:
   return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
 }
@@ -601,13 +638,7 @@ static void keyset_clear(keyset *ks) {
   ks->cap = 0;
 }
 
-static bool full_insert(const as_delta *d) {
-  if (d->op != AS_OP_INSERT) return false;
-  for (size_t c = 0; c < d->schema->ncols; c++) {
-    if (!as_row_has(&d->row, c)) return false;
-  }
-  return true;
-}
+static bool full_insert(const as_delta *d) { return d->op == AS_OP_INSERT && full_row(d); }
 
 /* Tries the COPY path on the run of full inserts of one table starting at d[i] (same origin
  * up to `end`). *used = deltas consumed (0: not worth it). */

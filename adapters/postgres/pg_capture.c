@@ -4,7 +4,8 @@
  * Position text: "v1|<prev snapshot>|<cur snapshot>|<last seq>" where the snapshots are
  * pg_snapshot text ("xmin:xmax:xip,..."). The window (prev, cur] holds the changelog rows of
  * transactions visible in cur and not in prev; they are read in seq order after <last seq>.
- * When a window is drained, prev := cur, cur := pg_current_snapshot(), last := 0. A
+ * When a window is drained, prev := cur, cur := pg_current_snapshot(), last := (lowest seq in
+ * the new window) - 1, or INT64_MAX when the new window is empty. A
  * transaction that took a lower seq but committed later is invisible in the snapshot of the
  * window that emitted the higher seq, so it falls into a later window: nothing is skipped. */
 #include <errno.h>
@@ -161,8 +162,8 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
       goto cleanup;
     }
     s->prev = strdup(s->cur);
-    s->last = 0;
-    pos = s->prev ? pos_format(s->prev, s->cur, 0) : NULL;
+    s->last = INT64_MAX; /* prev == cur: the window is empty */
+    pos = s->prev ? pos_format(s->prev, s->cur, s->last) : NULL;
     const char *p[3] = {s->consumer, pos, s->prev};
     if (!pos) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
@@ -373,12 +374,19 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
 
 static int advance(as_stream *s, as_error *err) {
   char *snap = NULL;
+  PGresult *r = NULL;
   int rc = current_snapshot(s->conn, &snap, err);
   if (rc != AS_OK) return rc;
+  const char *p[2] = {s->cur, snap};
+  if ((rc = pg_query(s->conn, PG_SQL_WINDOW_START, 2, p, "read changelog", &r, err)) != AS_OK) {
+    free(snap);
+    return rc;
+  }
   free(s->prev);
   s->prev = s->cur;
   s->cur = snap;
-  s->last = 0;
+  s->last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
   return AS_OK;
 }
 
@@ -488,16 +496,17 @@ static int snapshot_sql(as_snapshot *sn, as_error *err) {
   const as_schema *s = t->s;
   as_buf sel = AS_BUF_INIT, order = AS_BUF_INIT, b = AS_BUF_INIT;
   int rc = AS_ERR;
-  if (pg_select_list(t, NULL, &sel) != AS_OK) goto nomem;
+  if (pg_select_list(t, "x", &sel) != AS_OK) goto nomem;
   for (size_t k = 0; k < s->nkey; k++) {
-    if (as_buf_printf(&order, "%s%s", k ? ", " : "", t->qcols[s->key_idx[k]]) != AS_OK)
+    /* qualified: a bare name would sort by the ::text output column of the same name */
+    if (as_buf_printf(&order, "%sx.%s", k ? ", " : "", t->qcols[s->key_idx[k]]) != AS_OK)
       goto nomem;
   }
-  if (as_buf_printf(&b, "SELECT %s FROM %s ORDER BY %s LIMIT $1::bigint", as_buf_cstr(&sel),
+  if (as_buf_printf(&b, "SELECT %s FROM %s x ORDER BY %s LIMIT $1::bigint", as_buf_cstr(&sel),
                     t->qname, as_buf_cstr(&order)) != AS_OK)
     goto nomem;
   sn->sql_first = as_buf_steal(&b);
-  if (as_buf_printf(&b, "SELECT %s FROM %s WHERE (%s) > (", as_buf_cstr(&sel), t->qname,
+  if (as_buf_printf(&b, "SELECT %s FROM %s x WHERE (%s) > (", as_buf_cstr(&sel), t->qname,
                     as_buf_cstr(&order)) != AS_OK)
     goto nomem;
   for (size_t k = 0; k < s->nkey; k++) {
@@ -564,7 +573,9 @@ int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_s
     sn->has_after = true;
   }
   if ((rc = snapshot_sql(sn, err)) != AS_OK) goto cleanup;
-  if ((rc = pg_connect_dsn(n->dsn, n->comp, &sn->conn, err)) != AS_OK) goto cleanup;
+  char what[128];
+  snprintf(what, sizeof what, "snapshot:%s", n->comp);
+  if ((rc = pg_connect_dsn(n->dsn, what, &sn->conn, err)) != AS_OK) goto cleanup;
   const char *p[1] = {sn->t->qname};
   if (pg_query(sn->conn, PG_SQL_ESTIMATE, 1, p, "estimate", &r, err) == AS_OK && PQntuples(r))
     sn->estimate = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

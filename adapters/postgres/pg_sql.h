@@ -69,11 +69,18 @@
 #define PG_SQL_WINDOW                                                                        \
   "SELECT seq, txid::text, tbl, op, key::text, old::text, new::text, origin, ts"            \
   " FROM arraysync.changelog"                                                                \
-  " WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND txid < pg_snapshot_xmax($2::pg_snapshot)" \
+  " WHERE seq > $3::bigint"                                                                  \
   "   AND pg_visible_in_snapshot(txid, $2::pg_snapshot)"                                     \
   "   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)"                                 \
-  "   AND seq > $3::bigint"                                                                  \
   " ORDER BY seq LIMIT $4::bigint"
+/* Lower bound of a new window (min seq - 1, or max bigint when empty): read once per window
+ * through the txid index, so the window pages above walk the seq index from there instead of
+ * re-reading the whole window for every page. */
+#define PG_SQL_WINDOW_START                                                                  \
+  "SELECT coalesce(min(seq) - 1, 9223372036854775807) FROM arraysync.changelog"             \
+  " WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) AND txid < pg_snapshot_xmax($2::pg_snapshot)" \
+  "   AND pg_visible_in_snapshot(txid, $2::pg_snapshot)"                                     \
+  "   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)"
 #define PG_SQL_CONSUMER_SET                                                               \
   "INSERT INTO arraysync.consumers(name, position, horizon, updated_at)"                  \
   " VALUES ($1, $2, pg_snapshot_xmin($3::pg_snapshot), now())"                            \

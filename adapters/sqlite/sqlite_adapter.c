@@ -78,7 +78,7 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, as_error *err) 
   int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
   if (rc == SQLITE_OK) return AS_OK;
   int ret = sq_fail(db, rc, err, "prepare");
-  if (strstr(sqlite3_errmsg(db), "no such table: _arraysync")) {
+  if (err && strstr(sqlite3_errmsg(db), "no such table: _arraysync")) {
     ret = AS_EINVAL;
     err->code = AS_EINVAL;
     as_error_prefix(err, "not installed (run install)");
@@ -151,7 +151,8 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   if (busy && (!parse_i64(busy, &b) || b > INT_MAX)) {
     ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
                        "node %s: busy_timeout must be milliseconds (a non-negative integer), "
-                       "got \"%s\"", cfg->name ? cfg->name : "?", busy);
+                       "got \"%s\"",
+                       cfg->name ? cfg->name : "?", busy);
     goto fail;
   }
   if (wake && strcmp(wake, "inotify") != 0 && strcmp(wake, "poll") != 0) {
@@ -267,9 +268,12 @@ static void close_stream(as_stream *s) {
 static int one_int(sqlite3 *db, sqlite3_stmt *st, int64_t *out, as_error *err, const char *what) {
   int rc = sqlite3_step(st);
   int ret = AS_OK;
-  if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
-  else if (rc == SQLITE_DONE) *out = 0;
-  else ret = sq_fail(db, rc, err, what);
+  if (rc == SQLITE_ROW)
+    *out = sqlite3_column_int64(st, 0);
+  else if (rc == SQLITE_DONE)
+    *out = 0;
+  else
+    ret = sq_fail(db, rc, err, what);
   sqlite3_reset(st);
   return ret;
 }
@@ -298,8 +302,8 @@ static int consumer_put(sqlite3 *db, const char *name, int64_t pos, as_error *er
   return ret;
 }
 
-static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
-                       as_stream **out, as_error *err) {
+static int open_stream(as_node *n, const char *consumer, const char *checkpoint, as_stream **out,
+                       as_error *err) {
   *out = NULL;
   as_stream *s = calloc(1, sizeof *s);
   if (!s) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
@@ -323,6 +327,15 @@ static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
                          "node %s: \"%s\" is not a sqlite changelog position", n->name, checkpoint);
       goto fail;
     }
+    int64_t end = 0;
+    if ((ret = one_int(s->db, s->st_end, &end, err, "changelog end")) != AS_OK) goto fail;
+    if (s->pos > end) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL,
+                         "node %s: position %" PRId64 " is beyond the changelog end %" PRId64
+                         " (database replaced or reinstalled?): a new snapshot is needed",
+                         n->name, s->pos, end);
+      goto fail;
+    }
     if ((ret = meta_int(s->db, "purged_upto", &purged, err)) != AS_OK) goto fail;
     if (s->pos < purged) {
       ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL,
@@ -344,8 +357,8 @@ static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
     s->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (s->ifd >= 0) s->wd = inotify_add_watch(s->ifd, wal, IN_MODIFY);
     if (s->wd < 0) {
-      AS_LOG(AS_LOG_DEBUG, n->comp_src, "inotify on %s unavailable (%s): polling data_version",
-             wal, strerror(errno));
+      AS_LOG(AS_LOG_DEBUG, n->comp_src, "inotify on %s unavailable (%s): polling data_version", wal,
+             strerror(errno));
       if (s->ifd >= 0) close(s->ifd);
       s->ifd = -1;
     }
@@ -412,9 +425,8 @@ static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const jso
                     int which, as_error *err) {
   for (size_t i = 0; i < sc->ncols; i++) {
     bool want = which == COLS_ALL || sc->cols[i].is_key ||
-                (which == COLS_CHANGED &&
-                 !json_equal(json_object_get(row, sc->cols[i].name),
-                             json_object_get(other, sc->cols[i].name)));
+                (which == COLS_CHANGED && !json_equal(json_object_get(row, sc->cols[i].name),
+                                                      json_object_get(other, sc->cols[i].name)));
     if (!want) continue;
     as_value v = AS_VALUE_NULL;
     int ret = json_col(sc, i, row, &v, err);
@@ -424,14 +436,28 @@ static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const jso
   return AS_OK;
 }
 
-static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *origin,
-                     bool echo, int64_t ts, const char *pos) {
+static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *origin, bool echo,
+                     int64_t ts, const char *pos) {
   if (as_delta_init(d, sc, op) != AS_OK) return AS_ERR;
   if (as_delta_set_origin(d, origin) != AS_OK || as_delta_set_pos(d, pos) != AS_OK) return AS_ERR;
   d->echo = echo;
   d->ts_us = ts;
   d->hlc = AS_HLC_FROM_US(ts);
   return AS_OK;
+}
+
+/* The key columns of a changelog row object as compact JSON (caller frees), or NULL. */
+static char *key_text(const as_schema *sc, const json_t *row) {
+  if (!json_is_object(row)) return NULL;
+  json_t *k = json_object();
+  for (size_t i = 0; k && i < sc->nkey; i++) {
+    const char *name = sc->cols[sc->key_idx[i]].name;
+    json_t *v = json_object_get(row, name);
+    json_object_set(k, name, v ? v : json_null());
+  }
+  char *txt = k ? json_dumps(k, JSON_COMPACT) : NULL;
+  json_decref(k);
+  return txt;
 }
 
 static bool keys_equal(const as_schema *sc, const json_t *a, const json_t *b) {
@@ -449,41 +475,41 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   int64_t seq = sqlite3_column_int64(st, 0);
   const char *tbl = (const char *)sqlite3_column_text(st, 1);
   const char *op = (const char *)sqlite3_column_text(st, 2);
-  const char *origin = (const char *)sqlite3_column_text(st, 6);
-  int64_t ts = sqlite3_column_int64(st, 7);
+  const char *origin = (const char *)sqlite3_column_text(st, 5);
+  int64_t ts = sqlite3_column_int64(st, 6);
   char pos[32];
   snprintf(pos, sizeof pos, "%" PRId64, seq);
-  json_t *jk = NULL, *jo = NULL, *jn = NULL;
+  json_t *jo = NULL, *jn = NULL;
+  char *ko = NULL;
   json_error_t je;
   as_delta d[2];
   int nd = 0, ret = AS_OK;
   as_error e = {0};
   memset(d, 0, sizeof d);
   const as_schema *sc = tbl ? schema_by_table(n, tbl) : NULL;
-  const char *ko = (const char *)sqlite3_column_text(st, 3);
-  const char *oo = (const char *)sqlite3_column_text(st, 4);
-  const char *no = (const char *)sqlite3_column_text(st, 5);
+  const char *oo = (const char *)sqlite3_column_text(st, 3);
+  const char *no = (const char *)sqlite3_column_text(st, 4);
   if (!sc) {
     as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "table \"%s\" is not mapped on node %s",
                  tbl ? tbl : "?", n->name);
     goto dead;
   }
-  if ((ko && !(jk = json_loads(ko, JSON_ALLOW_NUL, &je))) ||
-      (oo && !(jo = json_loads(oo, JSON_ALLOW_NUL, &je))) ||
+  if ((oo && !(jo = json_loads(oo, JSON_ALLOW_NUL, &je))) ||
       (no && !(jn = json_loads(no, JSON_ALLOW_NUL, &je)))) {
     as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "changelog row is not valid JSON: %s", je.text);
     goto dead;
   }
+  ko = key_text(sc, jn ? jn : jo);
   bool echo = origin != NULL;
   const char *org = origin ? origin : n->name;
   if (op && strcmp(op, "insert") == 0 && jn) {
     if (new_delta(&d[0], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;
     if ((ret = fill_row(sc, &d[0].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
-  } else if (op && strcmp(op, "delete") == 0 && jk) {
+  } else if (op && strcmp(op, "delete") == 0 && jo) {
     if (new_delta(&d[0], sc, AS_OP_DELETE, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;
-    if ((ret = fill_row(sc, &d[0].row, jk, NULL, COLS_KEYS, &e)) != AS_OK) goto conv;
+    if ((ret = fill_row(sc, &d[0].row, jo, NULL, COLS_KEYS, &e)) != AS_OK) goto conv;
   } else if (op && strcmp(op, "update") == 0 && jo && jn) {
     if (!keys_equal(sc, jo, jn)) {
       /* the key itself changed: delete the old key, insert the new row */
@@ -517,10 +543,10 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   goto cleanup;
 conv:
   if (ret == AS_ERR) goto oom;
-dead: {
-  json_t *raw = json_pack("{s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:I}", "seq", (json_int_t)seq,
-                          "table", tbl, "op", op, "key", ko, "old", oo, "new", no, "origin",
-                          origin, "ts", (json_int_t)ts);
+dead : {
+  json_t *raw =
+      json_pack("{s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:I}", "seq", (json_int_t)seq, "table", tbl, "op",
+                op, "old", oo, "new", no, "origin", origin, "ts", (json_int_t)ts);
   char *rawtxt = raw ? json_dumps(raw, JSON_COMPACT) : NULL;
   json_decref(raw);
   char msg[AS_ERROR_MSG_MAX + 256];
@@ -537,7 +563,7 @@ oom:
   ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
 cleanup:
   for (int k = 0; k < 2; k++) as_delta_clear(&d[k]);
-  json_decref(jk);
+  free(ko);
   json_decref(jo);
   json_decref(jn);
   return ret;
@@ -547,10 +573,20 @@ static int read_batch(as_stream *s, as_batch *out, size_t max, size_t *nread, as
   sqlite3_stmt *st = s->st_read;
   int ret = AS_OK, rc;
   *nread = 0;
+  if (max == 0) max = 1;
   sqlite3_bind_int64(st, 1, s->pos);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)(max ? max : 1));
+  size_t start = out->n;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t seq = sqlite3_column_int64(st, 0);
+    size_t produced = out->n - start;
+    const char *op = (const char *)sqlite3_column_text(st, 2);
+    /* at most max deltas; an update changing the key yields two and is never split */
+    if (produced >= max ||
+        (produced > 0 && produced + 1 == max && op && strcmp(op, "update") == 0)) {
+      rc = SQLITE_DONE;
+      break;
+    }
     if ((ret = convert_row(s, out, err)) != AS_OK) break;
     s->pos = seq;
     (*nread)++;
@@ -664,20 +700,45 @@ static int row_from_stmt(const as_schema *s, sqlite3_stmt *st, as_row *r, as_err
   return AS_OK;
 }
 
-static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out,
-                    as_error *err) {
+/* Appends a prepared statement to the node's cache (takes ownership of e's members). */
+static int cache_push(as_node *n, sq_cached *e, as_error *err) {
+  if (n->ncache == n->capcache) {
+    size_t ncap = n->capcache ? n->capcache * 2 : 8;
+    sq_cached *p = realloc(n->cache, ncap * sizeof *p);
+    if (!p) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    n->cache = p;
+    n->capcache = ncap;
+  }
+  n->cache[n->ncache] = *e;
+  n->last = &n->cache[n->ncache++];
+  return AS_OK;
+}
+
+#define SQ_OP_READ ((as_op)0) /* cache entries of read_row (no as_op is 0) */
+
+static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, as_error *err) {
   as_buf sql = AS_BUF_INIT;
   sqlite3_stmt *st = NULL;
   int ret = need_db(n, err);
   if (ret != AS_OK) return ret;
-  select_cols(&sql, s);
-  as_buf_append_str(&sql, " WHERE ");
-  for (size_t k = 0; k < s->nkey; k++) {
-    if (k) as_buf_append_str(&sql, " AND ");
-    as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
-    as_buf_printf(&sql, " = ?%zu", k + 1);
+  for (size_t i = 0; i < n->ncache && !st; i++)
+    if (n->cache[i].schema == s && n->cache[i].op == SQ_OP_READ) st = n->cache[i].st;
+  if (!st) {
+    select_cols(&sql, s);
+    as_buf_append_str(&sql, " WHERE ");
+    for (size_t k = 0; k < s->nkey; k++) {
+      if (k) as_buf_append_str(&sql, " AND ");
+      as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
+      as_buf_printf(&sql, " = ?%zu", k + 1);
+    }
+    if ((ret = prep(n->db, as_buf_cstr(&sql), &st, err)) != AS_OK) goto cleanup;
+    sq_cached e = {.schema = s, .op = SQ_OP_READ, .st = st};
+    if ((ret = cache_push(n, &e, err)) != AS_OK) {
+      sqlite3_finalize(st);
+      st = NULL;
+      goto cleanup;
+    }
   }
-  if ((ret = prep(n->db, as_buf_cstr(&sql), &st, err)) != AS_OK) goto cleanup;
   for (size_t k = 0; k < s->nkey; k++) {
     size_t i = s->key_idx[k];
     if (i >= key->n || !key->set[i]) {
@@ -707,7 +768,10 @@ static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *o
   ret = row_from_stmt(s, st, out, err);
   if (ret != AS_OK) as_error_prefix(err, "mapping %s, table \"%s\"", s->name, s->table);
 cleanup:
-  sqlite3_finalize(st);
+  if (st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
   as_buf_free(&sql);
   return ret;
 }
@@ -738,8 +802,8 @@ static void snapshot_close(as_snapshot *sn) {
   free(sn);
 }
 
-static int snapshot_open(as_node *n, const as_schema *s, const char *after_key,
-                         as_snapshot **out, as_error *err) {
+static int snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_snapshot **out,
+                         as_error *err) {
   *out = NULL;
   as_snapshot *sn = calloc(1, sizeof *sn);
   as_buf sql = AS_BUF_INIT;
@@ -866,7 +930,9 @@ done:
   return ret;
 }
 
-static int64_t snapshot_estimate(as_snapshot *sn) { return sn ? sn->estimate : -1; }
+static int64_t snapshot_estimate(as_snapshot *sn) {
+  return sn ? sn->estimate : -1;
+}
 
 /* ---------------------------------------------------------------- sink */
 
@@ -887,8 +953,10 @@ static int set_origin(as_node *n, const char *origin, as_error *err) {
   if (origin && n->cur_origin && strcmp(origin, n->cur_origin) == 0) return AS_OK;
   int ret;
   if (!n->st_origin && (ret = prep(n->db, SQ_ORIGIN_SET, &n->st_origin, err)) != AS_OK) return ret;
-  if (origin) sqlite3_bind_text(n->st_origin, 1, origin, -1, SQLITE_TRANSIENT);
-  else sqlite3_bind_null(n->st_origin, 1);
+  if (origin)
+    sqlite3_bind_text(n->st_origin, 1, origin, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_null(n->st_origin, 1);
   int rc = sqlite3_step(n->st_origin);
   sqlite3_reset(n->st_origin);
   if (rc != SQLITE_DONE) return sq_fail(n->db, rc, err, "set origin");
@@ -912,13 +980,6 @@ static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *er
       return AS_OK;
     }
     c = k < n->ncache ? &n->cache[k] : NULL;
-  }
-  if (n->ncache == n->capcache) {
-    size_t ncap = n->capcache ? n->capcache * 2 : 8;
-    sq_cached *p = realloc(n->cache, ncap * sizeof *p);
-    if (!p) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
-    n->cache = p;
-    n->capcache = ncap;
   }
   sq_cached e = {.schema = s, .op = op};
   as_buf sql = AS_BUF_INIT;
@@ -954,8 +1015,12 @@ static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *er
     goto fail;
   }
   as_buf_free(&sql);
-  n->cache[n->ncache] = e;
-  n->last = &n->cache[n->ncache++];
+  if ((ret = cache_push(n, &e, err)) != AS_OK) {
+    sqlite3_finalize(e.st);
+    free(e.mask);
+    free(e.param_col);
+    return ret;
+  }
   *out = n->last;
   return AS_OK;
 fail:
@@ -983,7 +1048,12 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
     as_error e = {0};
     int ret = set_origin(n, d->origin, err);
     if (ret != AS_OK) return ret;
-    if (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT || d->op == AS_OP_UPDATE) {
+    if (!d->schema) {
+      return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "apply: delta %zu has no mapping", i);
+    } else if (d->row.n != d->schema->ncols) {
+      ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "row has %zu columns, mapping %zu", d->row.n,
+                         d->schema->ncols);
+    } else if (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT || d->op == AS_OP_UPDATE) {
       ret = stmt_for(n, d, &c, err);
     } else {
       ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "unknown op %d", (int)d->op);
@@ -1012,14 +1082,18 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
       /* SQLite rolled the whole transaction back (I/O error, full disk, ...) */
       n->in_txn = false;
       n->origin_dirty = false;
-      *err = e;
+      if (err) *err = e;
       return ret == AS_EDATA ? AS_RETRY : ret;
     }
     if (ret != AS_EDATA) {
-      *err = e;
+      if (err) *err = e;
       return ret;
     }
     /* one bad row: SQLite undid only that statement; the rest of the batch goes on */
+    if (!dead) {
+      if (err) *err = e;
+      return ret;
+    }
     if (dead_delta(dead, d, i, &e) != AS_OK)
       return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
     AS_LOG(AS_LOG_WARN, n->comp_sink, "delta %zu dead-lettered: %s", i, e.message);
@@ -1027,8 +1101,7 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
   return AS_OK;
 }
 
-static int sink_commit(as_node *n, const char *stream_id, const char *checkpoint,
-                       as_error *err) {
+static int sink_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err) {
   if (!n->in_txn) return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "commit without begin");
   int ret = set_origin(n, NULL, err); /* later writers must not look like the connector */
   if (ret != AS_OK) return ret;

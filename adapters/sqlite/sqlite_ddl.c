@@ -111,17 +111,20 @@ static void trigger_sql(as_buf *b, const as_schema *s, const char *op) {
       as_sql_quote_ident(s->cols[i].name, b);
     }
   }
-  as_buf_append_str(b, " BEGIN INSERT INTO _arraysync_changelog (tbl, op, key, old, new, "
-                       "origin, ts) VALUES (");
+  as_buf_append_str(b,
+                    " BEGIN INSERT INTO _arraysync_changelog (tbl, op, old, new, origin, "
+                    "ts) VALUES (");
   sq_quote_literal(b, s->table);
   as_buf_printf(b, ", '%s', ", op);
-  json_row(b, s, op[0] == 'd' ? "OLD" : "NEW", true);
+  if (op[0] == 'i')
+    as_buf_append_str(b, "NULL");
+  else
+    json_row(b, s, "OLD", op[0] == 'd'); /* a delete needs the key only */
   as_buf_append_str(b, ", ");
-  if (op[0] == 'i') as_buf_append_str(b, "NULL");
-  else json_row(b, s, "OLD", false);
-  as_buf_append_str(b, ", ");
-  if (op[0] == 'd') as_buf_append_str(b, "NULL");
-  else json_row(b, s, "NEW", false);
+  if (op[0] == 'd')
+    as_buf_append_str(b, "NULL");
+  else
+    json_row(b, s, "NEW", false);
   as_buf_append_str(b, ", " SQ_TRIGGER_ORIGIN ", " SQ_TRIGGER_TS "); END");
 }
 
@@ -133,7 +136,8 @@ static int meta_version(sqlite3 *db, int *out, as_error *err) {
   *out = 0;
   rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) *out = atoi((const char *)sqlite3_column_text(st, 0));
-  int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? AS_OK : sq_fail(db, rc, err, "read schema_version");
+  int ret =
+      (rc == SQLITE_ROW || rc == SQLITE_DONE) ? AS_OK : sq_fail(db, rc, err, "read schema_version");
   sqlite3_finalize(st);
   return ret;
 }
@@ -219,11 +223,12 @@ static int ensure_table(as_node *n, const as_schema *s, as_error *err) {
   }
   for (size_t i = 0; i < s->ncols; i++) {
     if (!seen[i]) {
-      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL,
-                         "%s:%d:%d: table \"%s\" has no column \"%s\" (mapping %s)",
-                         s->cols[i].mark.file ? s->cols[i].mark.file : s->file ? s->file : "?",
-                         s->cols[i].mark.line, s->cols[i].mark.col, s->table, s->cols[i].name,
-                         s->name);
+      ret = as_error_set(
+          err, AS_DOM_SQLITE, AS_EINVAL, "%s:%d:%d: table \"%s\" has no column \"%s\" (mapping %s)",
+          s->cols[i].mark.file ? s->cols[i].mark.file
+          : s->file            ? s->file
+                               : "?",
+          s->cols[i].mark.line, s->cols[i].mark.col, s->table, s->cols[i].name, s->name);
       goto cleanup;
     }
   }

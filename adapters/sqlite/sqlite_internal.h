@@ -13,10 +13,10 @@
 /* One cached prepared write statement: (schema, op, set of present columns). */
 typedef struct sq_cached {
   const as_schema *schema;
-  as_op op;          /* AS_OP_INSERT covers insert and update (both are upserts) */
-  uint8_t *mask;     /* ncols presence flags (NULL for deletes) */
+  as_op op;      /* AS_OP_INSERT: insert and update (upserts); AS_OP_DELETE; 0: read_row */
+  uint8_t *mask; /* ncols presence flags (NULL for deletes) */
   sqlite3_stmt *st;
-  int *param_col;    /* parameter i+1 binds column param_col[i] */
+  int *param_col; /* parameter i+1 binds column param_col[i] */
   int nparams;
 } sq_cached;
 
@@ -27,26 +27,33 @@ struct as_node {
   bool use_inotify;
   const as_schema **schemas; /* borrowed schemas, array owned */
   size_t nschemas;
-  char comp_src[128];        /* log components */
+  char comp_src[128]; /* log components */
   char comp_sink[128];
 
-  sqlite3 *db;               /* sink/admin connection */
+  sqlite3 *db; /* sink/admin connection */
   bool in_txn;
-  bool origin_dirty;         /* _arraysync_origin holds cur_origin (non-NULL) */
+  bool origin_dirty; /* _arraysync_origin holds cur_origin (non-NULL) */
   char *cur_origin;
   sqlite3_stmt *st_origin, *st_ckpt_put, *st_ckpt_get;
   sq_cached *cache;
   size_t ncache, capcache;
-  sq_cached *last;           /* most recently used cache entry */
+  sq_cached *last; /* most recently used cache entry */
 };
 
 /* Cell: one SQLite value as read from a column or from the changelog's JSON. */
-typedef enum { SQ_CELL_NULL, SQ_CELL_INT, SQ_CELL_REAL, SQ_CELL_TEXT, SQ_CELL_BLOB, SQ_CELL_BOOL } sq_cell_kind;
+typedef enum {
+  SQ_CELL_NULL,
+  SQ_CELL_INT,
+  SQ_CELL_REAL,
+  SQ_CELL_TEXT,
+  SQ_CELL_BLOB,
+  SQ_CELL_BOOL
+} sq_cell_kind;
 typedef struct sq_cell {
   sq_cell_kind k;
   int64_t i;
   double d;
-  const char *p;     /* TEXT/BLOB bytes (borrowed) */
+  const char *p; /* TEXT/BLOB bytes (borrowed) */
   size_t len;
 } sq_cell;
 
@@ -65,7 +72,7 @@ char *sq_cell_describe(const sq_cell *c);
 
 /* sqlite_ddl.c */
 /* Identifiers: as_sql_quote_ident (as_ddl.h). Names inside DDL string literals: */
-int sq_quote_literal(as_buf *b, const char *s);     /* 'text' with '' doubling */
+int sq_quote_literal(as_buf *b, const char *s); /* 'text' with '' doubling */
 int sq_install(as_node *n, as_error *err);
 int sq_uninstall(as_node *n, as_error *err);
 

@@ -21,22 +21,28 @@
 #define SQ_META_CREATE \
   "CREATE TABLE IF NOT EXISTS _arraysync_meta (key TEXT PRIMARY KEY, value TEXT)"
 #define SQ_META_GET "SELECT value FROM _arraysync_meta WHERE key = ?1"
-#define SQ_META_PUT                                              \
-  "INSERT INTO _arraysync_meta (key, value) VALUES (?1, ?2) "    \
+#define SQ_META_PUT                                           \
+  "INSERT INTO _arraysync_meta (key, value) VALUES (?1, ?2) " \
   "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 /* Upgrade step 1 (fresh install). */
 static const char *const SQ_STEP1[] __attribute__((unused)) = {
     "CREATE TABLE IF NOT EXISTS _arraysync_changelog ("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT," /* AUTOINCREMENT: never reused after a purge */
+    /* no AUTOINCREMENT (it costs a sqlite_sequence read and write per user statement);
+     * seq stays monotonic because the purge always keeps the newest row, so max(seq) never
+     * goes back and SQLite's next rowid is max(seq) + 1 */
+    " seq INTEGER PRIMARY KEY,"
     " tbl TEXT NOT NULL, op TEXT NOT NULL,"
-    " key TEXT, old TEXT, new TEXT," /* json_object of the mapped columns */
+    /* json_object of the mapped columns: insert: new; update: old and new (full rows, the
+     * reader diffs them); delete: old holding the key columns only */
+    " old TEXT, new TEXT,"
     " origin TEXT," /* NULL = a local write; else the node whose change the connector applied */
     " ts INTEGER NOT NULL)", /* µs since the epoch (ms resolution: SQLite's 'now') */
     "CREATE TABLE IF NOT EXISTS _arraysync_origin ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), origin TEXT)",
     "INSERT OR IGNORE INTO _arraysync_origin (id, origin) VALUES (1, NULL)",
-    "CREATE TABLE IF NOT EXISTS _arraysync_consumers (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS _arraysync_consumers ("
+    " name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS _arraysync_checkpoints ("
     " stream_id TEXT PRIMARY KEY, position TEXT, updated_at INTEGER)",
     "INSERT OR IGNORE INTO _arraysync_meta (key, value) VALUES ('purged_upto', '0')",
@@ -44,12 +50,12 @@ static const char *const SQ_STEP1[] __attribute__((unused)) = {
 
 /* Uninstall: the bookkeeping tables (user tables stay). */
 static const char *const SQ_BOOKKEEPING_TABLES[] __attribute__((unused)) = {
-    "_arraysync_changelog", "_arraysync_origin", "_arraysync_consumers",
-    "_arraysync_checkpoints", "_arraysync_meta", NULL};
+    "_arraysync_changelog",   "_arraysync_origin", "_arraysync_consumers",
+    "_arraysync_checkpoints", "_arraysync_meta",   NULL};
 
 /* Triggers written by install carry this prefix (LIKE pattern, '\' escape). */
-#define SQ_TRIGGERS_LIST                                                           \
-  "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "          \
+#define SQ_TRIGGERS_LIST                                                 \
+  "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE " \
   "'\\_arraysync\\_%' ESCAPE '\\'"
 
 #define SQ_TABLE_INFO "SELECT name, type, pk FROM pragma_table_info(?1)"
@@ -58,27 +64,28 @@ static const char *const SQ_BOOKKEEPING_TABLES[] __attribute__((unused)) = {
 #define SQ_TRIGGER_ORIGIN "(SELECT origin FROM _arraysync_origin WHERE id = 1)"
 /* SQLite 3.40 has no unixepoch('subsec'); julianday('now') has millisecond resolution and is
  * constant within one statement. Rounded to whole ms, then scaled, so no float noise. */
-#define SQ_TRIGGER_TS \
-  "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
+#define SQ_TRIGGER_TS "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
 
 /* ---- source side ---- */
-#define SQ_SEQ_END \
-  "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '_arraysync_changelog'), 0)"
-#define SQ_CHANGELOG_READ                                                    \
-  "SELECT seq, tbl, op, key, old, new, origin, ts FROM _arraysync_changelog " \
+#define SQ_SEQ_END "SELECT coalesce(max(seq), 0) FROM _arraysync_changelog"
+#define SQ_CHANGELOG_READ                                                \
+  "SELECT seq, tbl, op, old, new, origin, ts FROM _arraysync_changelog " \
   "WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-#define SQ_CONSUMER_PUT                                                      \
-  "INSERT INTO _arraysync_consumers (name, position) VALUES (?1, ?2) "       \
+#define SQ_CONSUMER_PUT                                                \
+  "INSERT INTO _arraysync_consumers (name, position) VALUES (?1, ?2) " \
   "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 #define SQ_CONSUMER_MIN "SELECT min(position) FROM _arraysync_consumers"
-#define SQ_CHANGELOG_PURGE "DELETE FROM _arraysync_changelog WHERE seq <= ?1"
+/* keeps the newest row whatever happens: it anchors max(seq) (see SQ_STEP1) */
+#define SQ_CHANGELOG_PURGE                                      \
+  "DELETE FROM _arraysync_changelog WHERE seq <= ?1 AND seq < " \
+  "(SELECT max(seq) FROM _arraysync_changelog)"
 
 /* ---- sink side ---- */
 #define SQ_ORIGIN_SET "UPDATE _arraysync_origin SET origin = ?1 WHERE id = 1"
-#define SQ_CHECKPOINT_PUT                                                           \
-  "INSERT INTO _arraysync_checkpoints (stream_id, position, updated_at) "          \
+#define SQ_CHECKPOINT_PUT                                                                        \
+  "INSERT INTO _arraysync_checkpoints (stream_id, position, updated_at) "                        \
   "VALUES (?1, ?2, CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000) " \
-  "ON CONFLICT (stream_id) DO UPDATE SET position = excluded.position, "           \
+  "ON CONFLICT (stream_id) DO UPDATE SET position = excluded.position, "                         \
   "updated_at = excluded.updated_at"
 #define SQ_CHECKPOINT_GET "SELECT position FROM _arraysync_checkpoints WHERE stream_id = ?1"
 

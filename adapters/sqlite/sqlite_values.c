@@ -26,8 +26,14 @@ static int hexval(char c) {
 void sq_cell_from_stmt(sqlite3_stmt *st, int col, sq_cell *c) {
   memset(c, 0, sizeof *c);
   switch (sqlite3_column_type(st, col)) {
-    case SQLITE_INTEGER: c->k = SQ_CELL_INT; c->i = sqlite3_column_int64(st, col); break;
-    case SQLITE_FLOAT: c->k = SQ_CELL_REAL; c->d = sqlite3_column_double(st, col); break;
+    case SQLITE_INTEGER:
+      c->k = SQ_CELL_INT;
+      c->i = sqlite3_column_int64(st, col);
+      break;
+    case SQLITE_FLOAT:
+      c->k = SQ_CELL_REAL;
+      c->d = sqlite3_column_double(st, col);
+      break;
     case SQLITE_TEXT:
       c->k = SQ_CELL_TEXT;
       c->p = (const char *)sqlite3_column_text(st, col);
@@ -132,9 +138,12 @@ static bool text_number(const sq_cell *c, sq_cell *out) {
   buf[c->len] = '\0';
   size_t i = buf[0] == '-' ? 1 : 0, digits = 0, dots = 0;
   for (; i < c->len; i++) {
-    if (buf[i] >= '0' && buf[i] <= '9') digits++;
-    else if (buf[i] == '.' && !dots) dots++;
-    else return false;
+    if (buf[i] >= '0' && buf[i] <= '9')
+      digits++;
+    else if (buf[i] == '.' && !dots)
+      dots++;
+    else
+      return false;
   }
   if (!digits) return false;
   char *end;
@@ -296,21 +305,21 @@ int sq_bind_value(sqlite3_stmt *st, int idx, const as_value *v, as_error *err) {
     case AS_T_BOOL: rc = sqlite3_bind_int(st, idx, v->u.b ? 1 : 0); break;
     case AS_T_INT64: rc = sqlite3_bind_int64(st, idx, v->u.i); break;
     case AS_T_DOUBLE:
-      if (isnan(v->u.d)) rc = sqlite3_bind_text(st, idx, "NaN", 3, SQLITE_STATIC);
+      if (isnan(v->u.d))
+        rc = sqlite3_bind_text(st, idx, "NaN", 3, SQLITE_STATIC);
       else if (isinf(v->u.d))
         rc = v->u.d > 0 ? sqlite3_bind_text(st, idx, "Infinity", 8, SQLITE_STATIC)
                         : sqlite3_bind_text(st, idx, "-Infinity", 9, SQLITE_STATIC);
-      else rc = sqlite3_bind_double(st, idx, v->u.d);
+      else
+        rc = sqlite3_bind_double(st, idx, v->u.d);
       break;
     case AS_T_TEXT:
     case AS_T_DECIMAL:
     case AS_T_JSON:
-      rc = sqlite3_bind_text(st, idx, v->u.s.ptr ? v->u.s.ptr : "", (int)v->u.s.len,
-                             SQLITE_STATIC);
+      rc = sqlite3_bind_text(st, idx, v->u.s.ptr ? v->u.s.ptr : "", (int)v->u.s.len, SQLITE_STATIC);
       break;
     case AS_T_BYTES:
-      rc = sqlite3_bind_blob(st, idx, v->u.s.ptr ? v->u.s.ptr : "", (int)v->u.s.len,
-                             SQLITE_STATIC);
+      rc = sqlite3_bind_blob(st, idx, v->u.s.ptr ? v->u.s.ptr : "", (int)v->u.s.len, SQLITE_STATIC);
       break;
     default: {
       char *txt = NULL;

@@ -6,14 +6,13 @@ import time
 
 from bson.objectid import ObjectId
 from bson.int64 import Int64
-from bson.timestamp import Timestamp
 
 import bsoncodec
-from bsoncodec import DateMS, RawDoc
+from bsoncodec import DateMS
 import mql
 from mql import MQLError, key, truthy, num, is_number, MISSING
-from mongo_server import (CmdError, DupKey, Event, Collection, coll_arg, check_coll_name, check_doc_keys,
-                          MAX_BSON, MAX_MSG, MAX_WIRE, err_doc)
+from mongo_server import (CmdError, DupKey, Event, coll_arg, check_coll_name, check_doc_keys,
+                          MAX_BSON, MAX_MSG, MAX_WIRE)
 
 COMMANDS = {}
 LOWER_OK = {"ismaster", "findandmodify"}
@@ -104,7 +103,7 @@ def cmd_getparameter(srv, ctx):
         if k in ("getParameter", "featureCompatibilityVersion", "$db", "lsid", "$clusterTime", "$readPreference", "comment"):
             continue
         if k == "transactionLifetimeLimitSeconds":
-            r[k] = 60
+            r[k] = int(srv.txn_lifetime)
         elif k == "maxBSONDepth":
             r[k] = 200
     r["ok"] = 1.0
@@ -113,6 +112,13 @@ def cmd_getparameter(srv, ctx):
 
 @command("setParameter", "setFeatureCompatibilityVersion")
 def cmd_setparameter(srv, ctx):
+    if "transactionLifetimeLimitSeconds" in ctx.cmd:
+        was = int(srv.txn_lifetime)
+        v = ctx.cmd["transactionLifetimeLimitSeconds"]
+        if not isinstance(v, (int, float)) or v < 1:
+            raise CmdError(2, "transactionLifetimeLimitSeconds must be greater than or equal to 1s")
+        srv.txn_lifetime = float(v)
+        return {"was": was, "ok": 1.0}
     return {"was": None, "ok": 1.0}
 
 

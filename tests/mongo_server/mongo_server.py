@@ -6,7 +6,6 @@ Run with Debian's /usr/bin/python3 (needs python3-bson). Single-threaded asyncio
 """
 import argparse
 import asyncio
-import collections
 import os
 import random
 import socket
@@ -28,7 +27,7 @@ from bson.binary import Binary  # noqa: E402
 import bsoncodec  # noqa: E402
 from bsoncodec import DateMS, RawDoc  # noqa: E402
 import mql  # noqa: E402
-from mql import MQLError, key, truthy, num, is_number, MISSING  # noqa: E402
+from mql import MQLError, key, truthy, num, MISSING  # noqa: E402
 
 OP_REPLY, OP_QUERY, OP_MSG, OP_COMPRESSED = 1, 2004, 2013, 2012
 MAX_BSON = 16 * 1024 * 1024
@@ -150,6 +149,7 @@ class Txn(object):
         self.touched = {}  # (db, coll) -> {k: original doc or None}
         self.events = []
         self.state = "in_progress"
+        self.started = time.monotonic()
 
 
 class Session(object):
@@ -239,6 +239,9 @@ class Server(object):
         self.cursors = {}
         self.sessions = {}
         self.active_txns = set()
+        # like mongod's transactionLifetimeLimitSeconds: a transaction left open longer (its
+        # client died) is aborted when another operation runs into it
+        self.txn_lifetime = 60.0
         self.hist = []
         self.hist_first = 1        # seq of hist[0]
         self.next_seq = 1
@@ -338,7 +341,11 @@ class Server(object):
         txn = view.txn
         ns = (view.coll.db, view.coll.name)
         touched = txn.touched.setdefault(ns, {})
-        for other in self.active_txns:
+        for other in list(self.active_txns):
+            if other is not txn and k in other.touched.get(ns, {}) and \
+                    time.monotonic() - other.started > self.txn_lifetime:
+                self.abort_txn(other.sess)  # expired: mongod's reaper would have aborted it
+                continue
             if other is not txn and k in other.touched.get(ns, {}):
                 raise CmdError(112, "WriteConflict error: this operation conflicted with another operation. Please retry your operation or multi-document transaction.",
                                ["TransientTransactionError"])
@@ -555,6 +562,14 @@ class Server(object):
     cs_cursor_ids = set()
 
     async def _run_command(self, conn, db, name, cmd, legacy):
+        self.fp_wce = None
+        r = await self._run_command2(conn, db, name, cmd, legacy)
+        if self.fp_wce is not None and r.get("ok"):
+            r["writeConcernError"] = self.fp_wce
+            self.fp_wce = None
+        return r
+
+    async def _run_command2(self, conn, db, name, cmd, legacy):
         # fail points
         fp = self.failpoint
         if fp.mode != "off" and name != "configureFailPoint":
@@ -860,11 +875,22 @@ class Server(object):
             tok = out[-1][1]
             if isinstance(tok, dict):
                 return tok
-        # high-water mark: latest cluster time, or wall-clock time if idle (like the periodic
-        # no-op oplog writes of a real primary) so an idle stream's position still moves
-        now = Timestamp(int(time.time()), 0)
-        hwm = self.cluster_time if key(self.cluster_time) >= key(now) else now
-        return make_token(hwm, cur.pos, 2)
+        return self.hwm_token(cur.pos)
+
+    def hwm_token(self, pos):
+        """High-water-mark token for a stream positioned after event `pos`.
+
+        When caught up it carries the latest cluster time, or the wall clock when idle (like the
+        periodic no-op writes of a real primary), so an idle stream's position still moves. Otherwise
+        it carries the time of event `pos`, so it sorts before the events still to come.
+        """
+        if pos >= self.next_seq - 1:
+            now = Timestamp(int(time.time()), 0)
+            ts = self.cluster_time if key(self.cluster_time) >= key(now) else now
+        else:
+            ev = self.event_by_seq(pos)
+            ts = ev.ts if ev is not None else self.dropped_max_ts
+        return make_token(ts, pos, 2)
 
     def cs_open(self, ctx, db, coll, spec, stages, batch_size):
         if not isinstance(spec, dict):
@@ -932,7 +958,11 @@ class Server(object):
         deadline = time.monotonic() + max_time_ms / 1000.0
         while True:
             sig = self.signal
-            out, exhausted = self.cs_collect(cur, batch_size)
+            try:
+                out, exhausted = self.cs_collect(cur, batch_size)
+            except Exception:
+                self.cursors.pop(cur.id, None)  # like mongod: an error kills the cursor
+                raise
             if out or cur.done:
                 break
             remaining = deadline - time.monotonic()
@@ -1032,14 +1062,24 @@ async def main_async(args):
             loop.add_signal_handler(s, stop.set)
         except NotImplementedError:
             pass
-    async with server:
-        await stop.wait()
-        server.close()
-        for w in list(srv.writers):
-            try:
-                w.close()
-            except Exception:
-                pass
+    await stop.wait()
+    srv.log("shutting down")
+    server.close()
+    for w in list(srv.writers):
+        try:
+            w.transport.abort()
+        except Exception:
+            pass
+    # nothing to persist: exit at once instead of waiting for asyncio's teardown
+    if args.pidfile:
+        try:
+            os.unlink(args.pidfile)
+        except OSError:
+            pass
+    if logf:
+        logf.close()
+    sys.stdout.flush()
+    os._exit(0)
     if args.pidfile:
         try:
             os.unlink(args.pidfile)

@@ -384,6 +384,8 @@ def matches(doc, flt):
         elif k in ("$comment",):
             continue
         elif k == "$expr":
+            if _validating[0]:
+                continue
             if not truthy(eval_expr(cond, doc)):
                 return False
         elif k.startswith("$"):
@@ -399,7 +401,14 @@ def validate_filter(flt):
         return
     if not isinstance(flt, dict):
         raise MQLError(14, "filter must be an object", "TypeMismatch")
-    matches({}, flt)
+    _validating[0] = True
+    try:
+        matches({}, flt)
+    finally:
+        _validating[0] = False
+
+
+_validating = [False]
 
 
 # ---------------------------------------------------------------- sort / projection

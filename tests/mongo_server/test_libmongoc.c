@@ -260,6 +260,55 @@ static void test_transaction(mongoc_client_t *client) {
     mongoc_collection_destroy(coll);
 }
 
+static void test_cluster_watch_and_bulk(mongoc_client_t *client) {
+    bson_error_t err;
+    bson_t *opts = BCON_NEW("maxAwaitTimeMS", BCON_INT64(100));
+    bson_t empty = BSON_INITIALIZER;
+    mongoc_change_stream_t *cs = mongoc_client_watch(client, &empty, opts);
+    const char *dbs[2] = {DB, "libmongoc_test2"};
+    for (int i = 0; i < 2; i++) {
+        mongoc_collection_t *coll = mongoc_client_get_collection(client, dbs[i], "w");
+        bson_t *d = BCON_NEW("_id", BCON_INT32(i));
+        CHECK(mongoc_collection_insert_one(coll, d, NULL, NULL, &err), "insert: %s", err.message);
+        bson_destroy(d);
+        mongoc_collection_destroy(coll);
+    }
+    const bson_t *ev;
+    int got = 0;
+    for (int loops = 0; got < 2 && loops < 50; loops++) {
+        while (got < 2 && mongoc_change_stream_next(cs, &ev)) {
+            CHECK(strcmp(get_str(ev, "ns.db"), dbs[got]) == 0, "event %d ns.db=%s", got, get_str(ev, "ns.db"));
+            CHECK(strcmp(get_str(ev, "operationType"), "insert") == 0, "operationType=%s", get_str(ev, "operationType"));
+            got++;
+        }
+    }
+    CHECK(got == 2, "cluster-wide events: %d", got);
+    mongoc_change_stream_destroy(cs);
+    bson_destroy(opts);
+    mongoc_database_t *db2 = mongoc_client_get_database(client, "libmongoc_test2");
+    mongoc_database_drop(db2, NULL);
+    mongoc_database_destroy(db2);
+
+    /* unordered bulk write with a duplicate key continues and reports the failed index */
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, DB, "bulk");
+    bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
+    for (int i = 0; i < 4; i++) {
+        bson_t *d = BCON_NEW("_id", BCON_INT32(i == 2 ? 1 : i));
+        mongoc_bulk_operation_insert(bulk, d);
+        bson_destroy(d);
+    }
+    bson_t reply;
+    uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &err);
+    CHECK(ok == 0 && err.code == 11000, "bulk dup key: ok=%u code=%u", ok, err.code);
+    CHECK(get_int(&reply, "nInserted") == 3, "nInserted=%d", get_int(&reply, "nInserted"));
+    CHECK(get_int(&reply, "writeErrors.0.index") == 2, "writeErrors.0.index=%d", get_int(&reply, "writeErrors.0.index"));
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(bopts);
+    mongoc_collection_destroy(coll);
+}
+
 int main(int argc, char **argv) {
     const char *uri_str = argc > 1 ? argv[1] : getenv("ARRAYSYNC_TEST_MONGODB_URI");
     if (!uri_str || !*uri_str) {
@@ -296,6 +345,7 @@ int main(int argc, char **argv) {
     RUN(test_change_stream_resume(client), "change stream resume after closeConnection");
     RUN(test_retryable_write(client), "retryable writes");
     RUN(test_transaction(client), "transaction");
+    RUN(test_cluster_watch_and_bulk(client), "cluster-wide change stream, unordered bulk write");
 
     db = mongoc_client_get_database(client, DB);
     mongoc_database_drop(db, NULL);

@@ -9,7 +9,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import unittest
 import uuid
@@ -43,6 +42,8 @@ def free_port():
 class ServerProc(object):
     def __init__(self, *extra):
         self.port = free_port()
+        if os.environ.get("ARRAYSYNC_MONGO_SERVER_LOG"):  # debugging aid: per-command log
+            extra = extra + ("--log", os.environ["ARRAYSYNC_MONGO_SERVER_LOG"])
         self.proc = subprocess.Popen([sys.executable if sys.executable.startswith("/usr/bin/") else "/usr/bin/python3",
                                       SERVER, "--port", str(self.port)] + list(extra),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -664,6 +665,34 @@ class TestSessions(Base):
         self.assertEqual(self.db.c.find_one({"_id": 5})["v"], 2)
 
 
+    def test_abandoned_transaction_expires(self):
+        # a client that dies inside a transaction holds its documents until
+        # transactionLifetimeLimitSeconds passes, as with mongod
+        a = self.client.admin
+        self.assertEqual(a.command("getParameter", 1, transactionLifetimeLimitSeconds=1)["transactionLifetimeLimitSeconds"], 60)
+        a.command("setParameter", 1, transactionLifetimeLimitSeconds=1)
+        self.addCleanup(a.command, "setParameter", 1, transactionLifetimeLimitSeconds=60)
+        self.db.life.insert_one({"_id": 1, "v": 0})
+        dead = self.client.start_session()
+        dead.start_transaction()
+        self.db.life.update_one({"_id": 1}, {"$set": {"v": "dead"}}, session=dead)
+        s = self.client.start_session()
+        self.addCleanup(s.end_session)
+        s.start_transaction()
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.life.update_one({"_id": 1}, {"$set": {"v": 1}}, session=s)
+        self.assertEqual(cm.exception.code, 112)
+        s.abort_transaction()
+        time.sleep(1.2)
+        s.start_transaction()
+        self.db.life.update_one({"_id": 1}, {"$set": {"v": 1}}, session=s)
+        s.commit_transaction()
+        self.assertEqual(self.db.life.find_one({"_id": 1})["v"], 1)
+        with self.assertRaises(OperationFailure) as cm:
+            dead.commit_transaction()
+        self.assertEqual(cm.exception.code, 251)
+
+
 # ====================================================================== change streams
 
 def drain(stream, n, timeout=5.0):
@@ -841,6 +870,19 @@ class TestChangeStreams(Base):
                 self.assertEqual(e[0]["_id"], evs[2]["_id"])
         finally:
             c2.close()
+        # tokens keep sorting in event order across batch boundaries (batchSize 0 / limited batches)
+        r = self.db.command("aggregate", "c", pipeline=[{"$changeStream": {"resumeAfter": evs[0]["_id"]}}],
+                            cursor={"batchSize": 0})
+        pbrt0 = r["cursor"]["postBatchResumeToken"]
+        gm = self.db.command("getMore", r["cursor"]["id"], collection="c", batchSize=2)
+        batch = gm["cursor"]["nextBatch"]
+        self.assertEqual(len(batch), 2)
+        self.assertLess(pbrt0["_data"], batch[0]["_id"]["_data"])
+        self.assertEqual(gm["cursor"]["postBatchResumeToken"], batch[1]["_id"])
+        gm2 = self.db.command("getMore", r["cursor"]["id"], collection="c")
+        rest = gm2["cursor"]["nextBatch"]
+        self.assertGreater(rest[0]["_id"]["_data"], batch[1]["_id"]["_data"])
+        self.assertGreaterEqual(gm2["cursor"]["postBatchResumeToken"]["_data"], rest[-1]["_id"]["_data"])
         # startAtOperationTime is inclusive
         with c.watch(start_at_operation_time=evs[1]["clusterTime"], max_await_time_ms=50) as s:
             e = drain(s, 1)
@@ -935,6 +977,13 @@ class TestFailPoints(Base):
                 self.db.c.find_one()
         self.client.admin.command("configureFailPoint", "failCommand", mode="off")
         self.assertEqual(self.db.c.find_one(), {"_id": 1})
+
+    def test_write_concern_error(self):
+        self.fail(failCommands=["insert"], writeConcernError={"code": 64, "errmsg": "waiting for replication timed out"})
+        with self.assertRaises(pymongo.errors.WriteConcernError) as cm:
+            self.db.c.insert_one({"_id": 1})
+        self.assertEqual(cm.exception.code, 64)
+        self.assertEqual(self.db.c.count_documents({}), 1)  # the write itself happened
 
     def test_retryable_write_after_close_connection(self):
         self.fail(failCommands=["insert"], closeConnection=True)

@@ -11,6 +11,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SERVER="$HERE/../mongo_server/mongo_server.py"
 
 usage() { echo "usage: $0 start|stop PORT DIR [server options]" >&2; exit 2; }
+# alive PID: the process exists and is not a zombie waiting to be reaped
+alive() {
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    case "$st" in Z*|"") return 1 ;; esac
+    return 0
+}
 [ $# -ge 3 ] || usage
 CMD=$1; PORT=$2; DIR=$3; shift 3
 PIDFILE="$DIR/mongo_server.pid"
@@ -18,7 +24,7 @@ PIDFILE="$DIR/mongo_server.pid"
 case "$CMD" in
 start)
     mkdir -p "$DIR"
-    if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    if [ -f "$PIDFILE" ] && alive "$(cat "$PIDFILE")"; then
         echo "mongo_server already running (pid $(cat "$PIDFILE"))" >&2; exit 1
     fi
     rm -f "$PIDFILE"
@@ -27,7 +33,7 @@ start)
     SPID=$!
     i=0
     while :; do
-        if ! kill -0 "$SPID" 2>/dev/null; then
+        if ! alive "$SPID"; then
             echo "mongo_server exited during startup; see $DIR/mongo_server.out" >&2
             cat "$DIR/mongo_server.out" >&2 || true
             exit 1
@@ -52,7 +58,7 @@ stop)
     PID=$(cat "$PIDFILE")
     kill "$PID" 2>/dev/null || true
     i=0
-    while kill -0 "$PID" 2>/dev/null; do
+    while alive "$PID"; do
         i=$((i + 1))
         if [ $i -gt 50 ]; then kill -9 "$PID" 2>/dev/null || true; break; fi
         sleep 0.1

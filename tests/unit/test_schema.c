@@ -351,6 +351,12 @@ START_TEST(column_for_path) {
   ck_assert_int_eq(as_schema_child_for_path(s, "addresses"), 0);
   ck_assert_int_eq(as_schema_child_for_path(s, "items"), -1);
   ck_assert_int_eq(as_schema_column_for_path(s, ""), -1);
+  /* long and deep paths are looked at whole */
+  char deep[4000] = "items";
+  for (int i = 0; i < 300; i++) strcat(deep, ".7");
+  ck_assert_int_eq(as_schema_column_for_path(s, deep), 2);
+  deep[0] = 'j';
+  ck_assert_int_eq(as_schema_column_for_path(s, deep), 4);
   as_schema_free(s);
   s = load_str("mapping: v\nkey: id\ncolumns:\n  id: { field: _id, type: text }\n");
   ck_assert_int_eq(as_schema_column_for_path(s, "other"), -1); /* no catch-all */

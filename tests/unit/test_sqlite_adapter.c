@@ -77,8 +77,10 @@ static void fx_open(fixture *f, const char *node_name, const char *busy) {
   as_error err = {0};
   f->opts[0] = (as_node_option){.key = "path", .value = f->path};
   f->opts[1] = (as_node_option){.key = "busy_timeout", .value = (char *)(busy ? busy : "5000")};
-  f->cfg = (as_node_config){.name = (char *)node_name, .kind = "sqlite", .opts = f->opts, .nopts = 2};
-  ck_assert_int_eq(A->init(&f->cfg, (const as_schema *const *)f->schemas, f->nschemas, &f->node, &err), AS_OK);
+  f->cfg =
+      (as_node_config){.name = (char *)node_name, .kind = "sqlite", .opts = f->opts, .nopts = 2};
+  ck_assert_int_eq(
+      A->init(&f->cfg, (const as_schema *const *)f->schemas, f->nschemas, &f->node, &err), AS_OK);
   ck_assert_msg(A->connect(f->node, &err) == AS_OK, "%s", err.message);
 }
 
@@ -122,7 +124,8 @@ static void raw_exec(sqlite3 *db, const char *sql) {
 
 static int64_t raw_int(sqlite3 *db, const char *sql) {
   sqlite3_stmt *st = NULL;
-  ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
+  ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                sqlite3_errmsg(db));
   ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
   int64_t v = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
@@ -165,16 +168,15 @@ static void put_null(as_row *r, int i) {
   as_row_put(r, (size_t)i, &v);
 }
 
-static void user_delta(as_delta *d, const as_schema *s, as_op op, const char *id,
-                       const char *email, const char *origin) {
+static void user_delta(as_delta *d, const as_schema *s, as_op op, const char *id, const char *email,
+                       const char *origin) {
   ck_assert_int_eq(as_delta_init(d, s, op), AS_OK);
   put_text(&d->row, col(s, "id"), AS_T_TEXT, id);
   if (email) put_text(&d->row, col(s, "email"), AS_T_TEXT, email);
   if (origin) as_delta_set_origin(d, origin);
 }
 
-static void apply_commit(fixture *f, as_delta *d, size_t n, as_dead_list *dead,
-                         const char *ckpt) {
+static void apply_commit(fixture *f, as_delta *d, size_t n, as_dead_list *dead, const char *ckpt) {
   as_error err = {0};
   ck_assert_msg(A->begin(f->node, &err) == AS_OK, "begin: %s", err.message);
   ck_assert_msg(A->apply(f->node, d, n, dead, &err) == AS_OK, "apply: %s", err.message);
@@ -195,14 +197,18 @@ START_TEST(install_idempotent_and_uninstall) {
   fx_install(&f); /* idempotent */
   sqlite3 *db = raw_open(&f);
   ck_assert_int_eq(raw_int(db, "SELECT value FROM _arraysync_meta WHERE key='schema_version'"), 1);
-  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND tbl_name='users'"), 3);
+  ck_assert_int_eq(
+      raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND tbl_name='users'"),
+      3);
   ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_origin"), 1);
   raw_exec(db, "INSERT INTO users (id, email) VALUES ('u1', 'a@x')");
   ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 1);
   as_error err = {0};
   ck_assert_int_eq(A->uninstall(f.node, &err), AS_OK);
-  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE '\\_arraysync%' ESCAPE '\\'"), 0);
-  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM users"), 1); /* user data stays */
+  ck_assert_int_eq(
+      raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE '\\_arraysync%' ESCAPE '\\'"),
+      0);
+  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM users"), 1);     /* user data stays */
   raw_exec(db, "INSERT INTO users (id, email) VALUES ('u2', 'b@x')"); /* no trigger left */
   /* a newer bookkeeping version is refused */
   fx_install(&f);
@@ -222,7 +228,9 @@ START_TEST(install_rejects_missing_column) {
   fixture f;
   fx_setup(&f, USERS_YAML, NULL);
   sqlite3 *db = raw_open(&f);
-  raw_exec(db, "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT, score INTEGER, seen TEXT, ok INTEGER)");
+  raw_exec(
+      db,
+      "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT, score INTEGER, seen TEXT, ok INTEGER)");
   as_error err = {0};
   ck_assert_int_eq(A->install(f.node, &err), AS_EINVAL);
   ck_assert_msg(strstr(err.message, "users") && strstr(err.message, "amount"), "%s", err.message);
@@ -234,12 +242,15 @@ START_TEST(install_rejects_missing_column) {
   raw_exec(db, "UPDATE users SET unmapped = 'zzz'");
   ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 1);
   /* no key constraint: refused */
-  raw_exec(db, "CREATE TABLE t2 (id TEXT, email TEXT, score INTEGER, seen TEXT, ok INTEGER, amount TEXT)");
+  raw_exec(
+      db,
+      "CREATE TABLE t2 (id TEXT, email TEXT, score INTEGER, seen TEXT, ok INTEGER, amount TEXT)");
   sqlite3_close(db);
   A->exit(f.node);
   as_schema_free(f.schemas[0]);
-  f.schemas[0] = load("t2.yaml", "mapping: t2\ncollection: t2\ntable: t2\nkey: id\ncolumns:\n"
-                                 "  id: { field: _id, type: text }\n");
+  f.schemas[0] = load("t2.yaml",
+                      "mapping: t2\ncollection: t2\ntable: t2\nkey: id\ncolumns:\n"
+                      "  id: { field: _id, type: text }\n");
   fx_open(&f, "lite", NULL);
   ck_assert_int_eq(A->install(f.node, &err), AS_EINVAL);
   ck_assert_msg(strstr(err.message, "t2"), "%s", err.message);
@@ -399,7 +410,9 @@ START_TEST(purge_after_ack) {
   poll_n(s2, &b, 100);
   ck_assert_int_eq(b.n, 2);
   ck_assert_int_eq(A->ack(s2, b.pos, &err), AS_OK);
-  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 0);
+  /* everything is consumed; the newest row stays as the anchor of the sequence */
+  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 1);
+  ck_assert_int_eq(raw_int(db, "SELECT max(seq) FROM _arraysync_changelog"), 5);
   /* sequence numbers never go back after a full purge */
   raw_exec(db, "INSERT INTO users (id, email) VALUES ('p9', 'x')");
   as_batch_reset(&b);
@@ -410,6 +423,9 @@ START_TEST(purge_after_ack) {
   as_stream *s3 = NULL;
   ck_assert_int_eq(A->open_stream(f.node, "c3", old, &s3, &err), AS_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.message, "purged"));
+  /* and one ahead of the changelog (database replaced) too */
+  ck_assert_int_eq(A->open_stream(f.node, "c3", "999", &s3, &err), AS_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.message, "beyond"));
   free(old);
   as_batch_clear(&b);
   A->close_stream(s1);
@@ -434,9 +450,11 @@ static void typed_row(const as_schema *s, as_row *r, int64_t id, int variant) {
   as_row_put(r, (size_t)col(s, "by"), &v);
   put_text(r, col(s, "u"), AS_T_UUID, "123e4567-e89b-12d3-a456-426614174000");
   put_text(r, col(s, "o"), AS_T_OBJECTID, "507f1f77bcf86cd799439011");
-  put_text(r, col(s, "ts"), AS_T_TIMESTAMP, variant ? "0001-01-01T00:00:00.000001Z" : "2024-02-29T23:59:59.999999Z");
+  put_text(r, col(s, "ts"), AS_T_TIMESTAMP,
+           variant ? "0001-01-01T00:00:00.000001Z" : "2024-02-29T23:59:59.999999Z");
   put_text(r, col(s, "dt"), AS_T_DATE, variant ? "9999-12-31" : "1970-01-01");
-  put_text(r, col(s, "j"), AS_T_JSON, "{\"a\":[1,2.5,{\"$oid\":\"507f1f77bcf86cd799439011\"}],\"b\":null}");
+  put_text(r, col(s, "j"), AS_T_JSON,
+           "{\"a\":[1,2.5,{\"$oid\":\"507f1f77bcf86cd799439011\"}],\"b\":null}");
 }
 
 static void assert_rows_equal(const as_schema *s, const as_row *want, const as_row *got) {
@@ -519,6 +537,24 @@ START_TEST(types_round_trip) {
   ck_assert(as_value_equal(val(&b.d[0], col(s, "d")), &u.row.v[col(s, "d")]));
   ck_assert(as_value_equal(val(&b.d[0], col(s, "by")), &u.row.v[col(s, "by")]));
   as_delta_clear(&u);
+  /* doubles written by another client: ±Inf as REAL (JSON has no Inf), subnormals, text */
+  sqlite3 *db = raw_open(&f);
+  raw_exec(db,
+           "INSERT INTO typed (id, d, by) VALUES (100, 9e999, 'raw text'), (101, -9e999, NULL), "
+           "(102, 4.9e-324, NULL), (103, 'NaN', NULL), (104, 7, NULL)");
+  as_batch_reset(&b);
+  poll_n(st, &b, 100);
+  ck_assert_int_eq(b.ndead, 0);
+  ck_assert_int_eq(b.n, 5);
+  int cd = col(s, "d");
+  ck_assert(isinf(val(&b.d[0], cd)->u.d) && val(&b.d[0], cd)->u.d > 0);
+  ck_assert(isinf(val(&b.d[1], cd)->u.d) && val(&b.d[1], cd)->u.d < 0);
+  ck_assert(val(&b.d[2], cd)->u.d == 4.9e-324);
+  ck_assert(isnan(val(&b.d[3], cd)->u.d));
+  ck_assert_int_eq(val(&b.d[4], cd)->type, AS_T_DOUBLE); /* REAL affinity: 7 -> 7.0 */
+  ck_assert(val(&b.d[4], cd)->u.d == 7.0);
+  ck_assert_int_eq(val(&b.d[0], col(s, "by"))->u.s.len, 8); /* TEXT in a BLOB column: its bytes */
+  sqlite3_close(db);
   for (int k = 0; k < N; k++) as_delta_clear(&d[k]);
   as_batch_clear(&b);
   A->close_stream(st);
@@ -533,7 +569,9 @@ START_TEST(lenient_values_and_dead_letters) {
   const as_schema *s = f.schemas[0];
   as_stream *st = open_stream(&f, "c", NULL);
   sqlite3 *db = raw_open(&f);
-  raw_exec(db, "INSERT INTO users (id, email, seen, ok, amount) VALUES ('a', 'x', '2024-01-01 10:00:00', 'true', 12.5)");
+  raw_exec(db,
+           "INSERT INTO users (id, email, seen, ok, amount) VALUES ('a', 'x', '2024-01-01 "
+           "10:00:00', 'true', 12.5)");
   raw_exec(db, "INSERT INTO users (id, email, seen, ok) VALUES ('b', 'x', 1704103200, 1)");
   raw_exec(db, "INSERT INTO users (id, email, seen) VALUES ('bad', 'x', 'next tuesday')");
   raw_exec(db, "INSERT INTO users (id, email, score) VALUES ('c', 'x', x'00ff')");
@@ -555,12 +593,14 @@ START_TEST(lenient_values_and_dead_letters) {
   ck_assert_str_eq(val(&b.d[2], col(s, "id"))->u.s.ptr, "d");
   const char *msg = b.dead[0].error;
   ck_assert_msg(strstr(msg, "users") && strstr(msg, "bad") && strstr(msg, "seen") &&
-                    strstr(msg, "next tuesday"), "%s", msg);
+                    strstr(msg, "next tuesday"),
+                "%s", msg);
   ck_assert_ptr_nonnull(b.dead[0].raw);
   ck_assert_ptr_nonnull(strstr(b.dead[0].raw, "next tuesday"));
   ck_assert_ptr_nonnull(b.dead[0].pos);
   ck_assert_ptr_eq(b.dead[0].schema, s);
-  ck_assert_msg(strstr(b.dead[1].error, "score") && strstr(b.dead[1].error, "00ff"), "%s", b.dead[1].error);
+  ck_assert_msg(strstr(b.dead[1].error, "score") && strstr(b.dead[1].error, "00ff"), "%s",
+                b.dead[1].error);
   /* the position moved past the dead rows too */
   ck_assert_int_eq(atoll(b.pos), atoll(b.d[2].pos));
   as_value_clear(&want);
@@ -587,12 +627,14 @@ START_TEST(apply_dead_letter_in_good_batch) {
   ck_assert_int_eq(dead.n, 1);
   ck_assert_int_eq(dead.items[0].index, 1);
   ck_assert_msg(strstr(dead.items[0].error, "users") && strstr(dead.items[0].error, "\"b\"") &&
-                    strstr(dead.items[0].error, "NOT NULL"), "%s", dead.items[0].error);
+                    strstr(dead.items[0].error, "NOT NULL"),
+                "%s", dead.items[0].error);
   ck_assert_ptr_nonnull(dead.items[0].raw);
   sqlite3 *db = raw_open(&f);
   ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM users"), 1);
   ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM users WHERE id = 'c'"), 1);
-  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_checkpoints WHERE position = '7'"), 1);
+  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_checkpoints WHERE position = '7'"),
+                   1);
   /* update sets only present columns */
   raw_exec(db, "UPDATE users SET score = 3 WHERE id = 'c'");
   as_delta u;
@@ -671,8 +713,9 @@ START_TEST(snapshot_pages_and_resume) {
   fx_setup(&f, USERS_YAML, NULL);
   fx_install(&f);
   sqlite3 *db = raw_open(&f);
-  raw_exec(db, "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 25) "
-               "INSERT INTO users (id, email) SELECT printf('k%02d', x), 'e' FROM n");
+  raw_exec(db,
+           "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 25) "
+           "INSERT INTO users (id, email) SELECT printf('k%02d', x), 'e' FROM n");
   as_error err = {0};
   as_snapshot *sn = NULL;
   ck_assert_int_eq(A->snapshot_open(f.node, f.schemas[0], NULL, &sn, &err), AS_OK);

@@ -1,0 +1,300 @@
+/* bench_mongodb.c — MongoDB adapter benchmarks, each a ratio against a baseline measured in the
+ * same run:
+ *   mongo.transcode ratio = (as_doc_to_row + as_delta_to_update per document)
+ *                           / (a plain recursive bson_iter walk of the same documents)
+ *                           target <= 3
+ *   mongo.stream ratio    = change events/s through the adapter's poll
+ *                           / events/s of a bare libmongoc change-stream loop reading the same
+ *                           events from the same server; target >= 0.9
+ * The stream part needs ARRAYSYNC_TEST_MONGODB_URI (e.g. the test server:
+ *   tests/scripts/mongo_server.sh start PORT DIR; URI mongodb://127.0.0.1:PORT/?replicaSet=rs0).
+ * Usage: bench_mongodb [ndocs_transcode] [nevents_stream] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mongoc/mongoc.h>
+
+#include "adapter.h"
+#include "as_bson.h"
+#include "as_log.h"
+#include "as_schema.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *mapping_yaml =
+    "mapping: users\n"
+    "collection: users\n"
+    "key: id\n"
+    "columns:\n"
+    "  id: { field: _id, type: objectid }\n"
+    "  email: { field: email, type: text }\n"
+    "  name: { field: profile.name, type: text }\n"
+    "  age: { field: profile.age, type: int64 }\n"
+    "  balance: { field: account.balance, type: numeric }\n"
+    "  active: { field: active, type: bool }\n"
+    "  created: { field: created, type: timestamptz }\n"
+    "  score: { field: score, type: double }\n"
+    "  tags: { field: tags, type: jsonb }\n"
+    "  address: { field: address, type: jsonb }\n"
+    "  extra: { field: \"*\", type: jsonb }\n";
+
+static bson_t *make_doc(int i) {
+  bson_oid_t oid;
+  bson_oid_init(&oid, NULL);
+  char email[64], name[64];
+  snprintf(email, sizeof email, "user%d@example.com", i);
+  snprintf(name, sizeof name, "User Number %d", i);
+  bson_decimal128_t dec;
+  bson_decimal128_from_string("1234.50", &dec);
+  return BCON_NEW("_id", BCON_OID(&oid), "email", BCON_UTF8(email), "profile", "{", "name",
+                  BCON_UTF8(name), "age", BCON_INT32(20 + i % 60), "}", "account", "{",
+                  "balance", BCON_DECIMAL128(&dec), "}", "active", BCON_BOOL(i % 2),
+                  "created", BCON_DATE_TIME(1700000000000LL + i), "score",
+                  BCON_DOUBLE(i * 0.5), "tags", "[", BCON_UTF8("alpha"), BCON_UTF8("beta"),
+                  BCON_UTF8("gamma"), "]", "address", "{", "street", BCON_UTF8("1 Main St"),
+                  "city", BCON_UTF8("Springfield"), "zip", BCON_UTF8("12345"), "}", "plan",
+                  BCON_UTF8("gold"), "visits", BCON_INT64(i * 3));
+}
+
+static uint64_t walk(bson_iter_t *it) {
+  uint64_t acc = 0;
+  while (bson_iter_next(it)) {
+    acc += strlen(bson_iter_key(it));
+    switch (bson_iter_type(it)) {
+      case BSON_TYPE_UTF8: {
+        uint32_t len;
+        const char *s = bson_iter_utf8(it, &len);
+        acc += len + (uint8_t)s[0];
+        break;
+      }
+      case BSON_TYPE_DOCUMENT:
+      case BSON_TYPE_ARRAY: {
+        bson_iter_t sub;
+        if (bson_iter_recurse(it, &sub)) acc += walk(&sub);
+        break;
+      }
+      case BSON_TYPE_INT32: acc += (uint64_t)bson_iter_int32(it); break;
+      case BSON_TYPE_INT64: acc += (uint64_t)bson_iter_int64(it); break;
+      case BSON_TYPE_DOUBLE: acc += (uint64_t)bson_iter_double(it); break;
+      case BSON_TYPE_BOOL: acc += bson_iter_bool(it); break;
+      case BSON_TYPE_DATE_TIME: acc += (uint64_t)bson_iter_date_time(it); break;
+      case BSON_TYPE_OID: acc += bson_iter_oid(it)->bytes[11]; break;
+      case BSON_TYPE_DECIMAL128: {
+        bson_decimal128_t d;
+        bson_iter_decimal128(it, &d);
+        acc += d.low;
+        break;
+      }
+      default: break;
+    }
+  }
+  return acc;
+}
+
+static int bench_transcode(const as_schema *s, int ndocs) {
+  bson_t **docs = calloc((size_t)ndocs, sizeof *docs);
+  for (int i = 0; i < ndocs; i++) docs[i] = make_doc(i);
+  as_error err = {0};
+  double best_walk = 1e9, best_ours = 1e9;
+  uint64_t sink = 0;
+  size_t out_bytes = 0;
+  for (int round = 0; round < 3; round++) {
+    double t0 = now_s();
+    for (int i = 0; i < ndocs; i++) {
+      bson_iter_t it;
+      if (bson_iter_init(&it, docs[i])) sink += walk(&it);
+    }
+    double t1 = now_s();
+    as_delta d;
+    as_delta_init(&d, s, AS_OP_UPDATE);
+    bson_t upd;
+    bson_init(&upd);
+    for (int i = 0; i < ndocs; i++) {
+      if (as_doc_to_row(s, docs[i], &d.row, &err) != AS_OK) {
+        fprintf(stderr, "as_doc_to_row: %s\n", err.message);
+        return 1;
+      }
+      if (as_delta_to_update(s, &d, NULL, &upd, &err) != AS_OK) {
+        fprintf(stderr, "as_delta_to_update: %s\n", err.message);
+        return 1;
+      }
+      out_bytes += upd.len;
+      bson_destroy(&upd);
+    }
+    double t2 = now_s();
+    as_delta_clear(&d);
+    if (t1 - t0 < best_walk) best_walk = t1 - t0;
+    if (t2 - t1 < best_ours) best_ours = t2 - t1;
+  }
+  printf("mongo.transcode docs=%d walk_ns_per_doc=%.0f adapter_ns_per_doc=%.0f ratio=%.2f "
+         "(target <= 3; checksum %llu/%zu)\n",
+         ndocs, best_walk / ndocs * 1e9, best_ours / ndocs * 1e9, best_ours / best_walk,
+         (unsigned long long)(sink & 0xff), out_bytes & 0xff);
+  for (int i = 0; i < ndocs; i++) bson_destroy(docs[i]);
+  free(docs);
+  return 0;
+}
+
+/* Reads n events after `start` (a resume token _data) with a bare libmongoc loop. */
+static double bare_stream(const char *uri, const char *db, const char *start, int n) {
+  mongoc_client_t *c = mongoc_client_new(uri);
+  mongoc_client_set_error_api(c, 2);
+  mongoc_database_t *d = mongoc_client_get_database(c, db);
+  bson_t *opts = BCON_NEW("fullDocument", BCON_UTF8("updateLookup"), "batchSize",
+                          BCON_INT32(1000), "maxAwaitTimeMS", BCON_INT64(500), "resumeAfter",
+                          "{", "_data", BCON_UTF8(start), "}");
+  bson_t *pipeline = BCON_NEW("pipeline", "[", "{", "$match", "{", "ns.coll", "{", "$in", "[",
+                              BCON_UTF8("users"), BCON_UTF8("__arraysync_marks"), "]", "}", "}",
+                              "}", "]");
+  double t0 = now_s();
+  mongoc_change_stream_t *cs = mongoc_database_watch(d, pipeline, opts);
+  const bson_t *ev;
+  int got = 0;
+  uint64_t sink = 0;
+  while (got < n) {
+    if (mongoc_change_stream_next(cs, &ev)) {
+      got++;
+      sink += ev->len;
+    } else {
+      bson_error_t be;
+      if (mongoc_change_stream_error_document(cs, &be, NULL)) {
+        fprintf(stderr, "bare stream: %s\n", be.message);
+        break;
+      }
+    }
+  }
+  double t = now_s() - t0;
+  mongoc_change_stream_destroy(cs);
+  bson_destroy(opts);
+  bson_destroy(pipeline);
+  mongoc_database_destroy(d);
+  mongoc_client_destroy(c);
+  return got == n ? t : -1;
+}
+
+static double adapter_stream(as_node *n, const char *start, int count) {
+  as_stream *s = NULL;
+  as_error err = {0};
+  as_batch b = {0};
+  double t0 = now_s();
+  if (as_adapter_mongodb.open_stream(n, "bench", start, &s, &err) != AS_OK) {
+    fprintf(stderr, "open_stream: %s\n", err.message);
+    return -1;
+  }
+  long got = 0;
+  while (got < count) {
+    if (as_adapter_mongodb.poll(s, &b, 1000, 100, &err) != AS_OK) {
+      fprintf(stderr, "poll: %s\n", err.message);
+      break;
+    }
+    got += (long)b.n;
+    as_batch_reset(&b);
+  }
+  double t = now_s() - t0;
+  as_batch_clear(&b);
+  as_adapter_mongodb.close_stream(s);
+  return got == count ? t : -1;
+}
+
+static int bench_stream(const as_schema *s, const char *uri, int nevents) {
+  char db[64];
+  snprintf(db, sizeof db, "bench_mongo_%ld", (long)getpid());
+  as_node_option o[2] = {{.key = "uri", .value = (char *)uri}, {.key = "database", .value = db}};
+  as_node_config cfg = {.name = "mongo", .kind = "mongodb", .opts = o, .nopts = 2};
+  const as_schema *ss[1] = {s};
+  as_node *n = NULL;
+  as_error err = {0};
+  as_stream *st = NULL;
+  char *start = NULL;
+  if (as_adapter_mongodb.init(&cfg, ss, 1, &n, &err) != AS_OK ||
+      as_adapter_mongodb.connect(n, &err) != AS_OK ||
+      as_adapter_mongodb.install(n, &err) != AS_OK ||
+      as_adapter_mongodb.open_stream(n, "bench", NULL, &st, &err) != AS_OK ||
+      as_adapter_mongodb.stream_position(st, &start, &err) != AS_OK) {
+    fprintf(stderr, "setup: %s\n", err.message);
+    return 1;
+  }
+  as_adapter_mongodb.close_stream(st);
+  /* the events: half inserts, half $set updates (updateLookup on the server) */
+  mongoc_client_t *c = mongoc_client_new(uri);
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, db, "users");
+  int ninsert = nevents / 2, nupdate = nevents - ninsert;
+  bson_oid_t *ids = calloc((size_t)ninsert, sizeof *ids);
+  for (int base = 0; base < ninsert; base += 1000) {
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
+    for (int i = base; i < base + 1000 && i < ninsert; i++) {
+      bson_t *d = make_doc(i);
+      bson_iter_t it;
+      bson_iter_init_find(&it, d, "_id");
+      bson_oid_copy(bson_iter_oid(&it), &ids[i]);
+      mongoc_bulk_operation_insert(bulk, d);
+      bson_destroy(d);
+    }
+    bson_error_t be;
+    if (!mongoc_bulk_operation_execute(bulk, NULL, &be)) fprintf(stderr, "insert: %s\n", be.message);
+    mongoc_bulk_operation_destroy(bulk);
+  }
+  for (int base = 0; base < nupdate; base += 1000) {
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
+    for (int i = base; i < base + 1000 && i < nupdate; i++) {
+      bson_t *sel = BCON_NEW("_id", BCON_OID(&ids[i % ninsert]));
+      bson_t *u = BCON_NEW("$set", "{", "profile.age", BCON_INT32(i % 77), "}");
+      mongoc_bulk_operation_update_one(bulk, sel, u, false);
+      bson_destroy(sel);
+      bson_destroy(u);
+    }
+    bson_error_t be;
+    if (!mongoc_bulk_operation_execute(bulk, NULL, &be)) fprintf(stderr, "update: %s\n", be.message);
+    mongoc_bulk_operation_destroy(bulk);
+  }
+  double best_bare = 1e9, best_ad = 1e9;
+  for (int round = 0; round < 2; round++) {
+    double tb = bare_stream(uri, db, start, nevents);
+    double ta = adapter_stream(n, start, nevents);
+    if (tb < 0 || ta < 0) {
+      fprintf(stderr, "stream round failed\n");
+      return 1;
+    }
+    if (tb < best_bare) best_bare = tb;
+    if (ta < best_ad) best_ad = ta;
+  }
+  printf("mongo.stream events=%d bare_events_per_s=%.0f adapter_events_per_s=%.0f ratio=%.2f "
+         "(target >= 0.9)\n",
+         nevents, nevents / best_bare, nevents / best_ad, best_bare / best_ad);
+  bson_t *cmd = BCON_NEW("dropDatabase", BCON_INT32(1));
+  mongoc_client_command_simple(c, db, cmd, NULL, NULL, NULL);
+  bson_destroy(cmd);
+  free(ids);
+  free(start);
+  mongoc_collection_destroy(coll);
+  mongoc_client_destroy(c);
+  as_adapter_mongodb.exit(n);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int ndocs = argc > 1 ? atoi(argv[1]) : 100000;
+  int nevents = argc > 2 ? atoi(argv[2]) : 20000;
+  as_schema *s = NULL;
+  as_error err = {0};
+  as_log_set_level(AS_LOG_ERROR);
+  mongoc_init();
+  if (as_schema_load_string("bench.yaml", mapping_yaml, &s, &err) != AS_OK) {
+    fprintf(stderr, "schema: %s\n", err.message);
+    return 1;
+  }
+  int rc = bench_transcode(s, ndocs);
+  const char *uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
+  if (rc == 0 && uri && *uri) rc = bench_stream(s, uri, nevents);
+  else if (rc == 0) printf("mongo.stream skipped (set ARRAYSYNC_TEST_MONGODB_URI)\n");
+  as_schema_free(s);
+  mongoc_cleanup();
+  return rc;
+}

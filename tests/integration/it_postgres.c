@@ -1,0 +1,931 @@
+/* it_postgres.c — integration tests of the PostgreSQL adapter against a real server.
+ *
+ *   it_postgres CONNINFO            (or ARRAYSYNC_TEST_PG_DSN in the environment)
+ *
+ * Uses psql (PSQL env, default "psql") for outside sessions in the out-of-order test. Each
+ * test works in its own schema so tests do not see each other's tables. Prints
+ * "N passed, N failed" and exits nonzero on any failure. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "adapter.h"
+#include "as_log.h"
+#include "as_row.h"
+#include "as_schema.h"
+#include "as_value.h"
+
+static const char *g_dsn;
+static const char *g_psql = "psql";
+static int g_pass, g_fail;
+static const char *g_test = "";
+
+#define CHECK(cond, ...)                                               \
+  do {                                                                 \
+    if (cond) {                                                        \
+      g_pass++;                                                        \
+    } else {                                                           \
+      g_fail++;                                                        \
+      fprintf(stderr, "FAIL %s (%s:%d): %s: ", g_test, __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                    \
+      fputc('\n', stderr);                                             \
+    }                                                                  \
+  } while (0)
+
+#define A (&as_adapter_postgres)
+
+/* ------------------------------------------------------------------ helpers */
+
+static PGconn *outside(void) {
+  PGconn *c = PQconnectdb(g_dsn);
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(c));
+    exit(2);
+  }
+  PGresult *r = PQexec(c, "SET client_min_messages TO warning");
+  PQclear(r);
+  return c;
+}
+
+/* Runs SQL; returns the first value of the first row (static buffer) or NULL. */
+static const char *sql(PGconn *c, const char *fmt, ...) {
+  static char out[4096];
+  char q[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(q, sizeof q, fmt, ap);
+  va_end(ap);
+  PGresult *r = PQexec(c, q);
+  ExecStatusType st = PQresultStatus(r);
+  const char *ret = NULL;
+  if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && PQnfields(r) > 0) {
+    snprintf(out, sizeof out, "%s", PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
+    ret = out;
+  } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    out[0] = '\0';
+    ret = out;
+  } else {
+    fprintf(stderr, "  [%s] sql failed: %s: %s", g_test, q, PQerrorMessage(c));
+  }
+  PQclear(r);
+  return ret;
+}
+
+static long sql_long(PGconn *c, const char *fmt, const char *arg) {
+  const char *v = sql(c, fmt, arg);
+  return v ? atol(v) : -999;
+}
+
+static as_schema *schema_yaml(const char *yaml) {
+  as_schema *s = NULL;
+  as_error err = {0};
+  if (as_schema_load_string("test.yaml", yaml, &s, &err) != AS_OK) {
+    fprintf(stderr, "mapping: %s\n", err.message);
+    exit(2);
+  }
+  return s;
+}
+
+typedef struct node_h {
+  as_node_config cfg;
+  as_node_option opts[4];
+  as_node *n;
+} node_h;
+
+static void fresh_schema(const char *schema) {
+  PGconn *c = outside();
+  char *q = PQescapeIdentifier(c, schema, strlen(schema));
+  sql(c, "DROP SCHEMA IF EXISTS %s CASCADE", q);
+  PQfreemem(q);
+  PQfinish(c);
+}
+
+/* Builds and connects a node in `schema` (created if missing). */
+static as_node *make_node(node_h *h, const char *name, const char *schema,
+                          const as_schema *const *ss, size_t ns, const char *triggers) {
+  memset(h, 0, sizeof *h);
+  h->opts[0] = (as_node_option){.key = "dsn", .value = (char *)g_dsn};
+  h->opts[1] = (as_node_option){.key = "schema", .value = (char *)schema};
+  size_t no = 2;
+  if (triggers) h->opts[no++] = (as_node_option){.key = "capture_triggers", .value = (char *)triggers};
+  h->cfg = (as_node_config){.name = (char *)name, .kind = "postgres", .opts = h->opts, .nopts = no};
+  as_error err = {0};
+  PGconn *c = outside();
+  char *q = PQescapeIdentifier(c, schema, strlen(schema));
+  sql(c, "CREATE SCHEMA IF NOT EXISTS %s", q);
+  PQfreemem(q);
+  PQfinish(c);
+  if (A->init(&h->cfg, ss, ns, &h->n, &err) != AS_OK || A->connect(h->n, &err) != AS_OK) {
+    fprintf(stderr, "node: %s\n", err.message);
+    exit(2);
+  }
+  return h->n;
+}
+
+static void set_text(as_row *r, const as_schema *s, const char *col, const char *txt) {
+  int i = as_schema_column_index(s, col);
+  as_value v = AS_VALUE_NULL;
+  as_error err = {0};
+  if (txt && as_value_from_text(s->cols[i].type, txt, strlen(txt), &v, &err) != AS_OK) {
+    fprintf(stderr, "bad test value %s=%s: %s\n", col, txt, err.message);
+    exit(2);
+  }
+  as_row_put(r, (size_t)i, &v);
+}
+
+/* A delta from "col=value" pairs (value NULL = SQL NULL). */
+static void mk_delta(as_delta *d, const as_schema *s, as_op op, const char *origin, ...) {
+  as_delta_init(d, s, op);
+  as_delta_set_origin(d, origin);
+  va_list ap;
+  va_start(ap, origin);
+  const char *col;
+  while ((col = va_arg(ap, const char *)) != NULL) {
+    const char *val = va_arg(ap, const char *);
+    set_text(&d->row, s, col, val);
+  }
+  va_end(ap);
+}
+
+static int apply_batch(as_node *n, as_delta *d, size_t nd, as_dead_list *dead, const char *sid,
+                       const char *ck) {
+  as_error err = {0};
+  int rc = A->begin(n, &err);
+  if (rc == AS_OK) rc = A->apply(n, d, nd, dead, &err);
+  if (rc == AS_OK) rc = A->commit(n, sid, ck, &err);
+  if (rc != AS_OK) {
+    fprintf(stderr, "  [%s] apply failed (%d): %s\n", g_test, rc, err.message);
+    A->rollback(n);
+  }
+  return rc;
+}
+
+static void free_deltas(as_delta *d, size_t n) {
+  for (size_t i = 0; i < n; i++) as_delta_clear(&d[i]);
+}
+
+/* Polls until at least `want` deltas arrived or `tries` empty polls. */
+static int poll_n(as_stream *st, as_batch *b, size_t want, int tries) {
+  as_error err = {0};
+  for (int t = 0; t < tries && (t == 0 || b->n < want); t++) {
+    size_t before = b->n + b->ndead;
+    int rc = A->poll(st, b, 100, 200, &err);
+    if (rc != AS_OK) {
+      fprintf(stderr, "  [%s] poll failed: %s\n", g_test, err.message);
+      return rc;
+    }
+    if (b->n + b->ndead == before && want == 0) break;
+  }
+  return AS_OK;
+}
+
+static char *val_text(const as_row *r, const as_schema *s, const char *col) {
+  int i = as_schema_column_index(s, col);
+  if (i < 0 || !as_row_has(r, (size_t)i)) return strdup("<absent>");
+  char *t = NULL;
+  as_error err = {0};
+  if (r->v[i].type == AS_T_NULL) return strdup("<null>");
+  if (as_value_to_text(&r->v[i], &t, &err) != AS_OK) return strdup("<bad>");
+  return t;
+}
+
+static bool col_is(const as_row *r, const as_schema *s, const char *col, const char *want) {
+  char *t = val_text(r, s, col);
+  bool ok = strcmp(t, want) == 0;
+  if (!ok) fprintf(stderr, "  [%s] column %s is %s, want %s\n", g_test, col, t, want);
+  free(t);
+  return ok;
+}
+
+static size_t present(const as_row *r) {
+  size_t k = 0;
+  for (size_t i = 0; i < r->n; i++) k += r->set[i] ? 1 : 0;
+  return k;
+}
+
+static const char *USERS_YAML =
+    "mapping: users\ncollection: users\ntable: users\nkey: id\ncolumns:\n"
+    "  id:    { field: _id, type: text }\n"
+    "  email: { field: email, type: text, required: true }\n"
+    "  n:     { field: n, type: int64 }\n"
+    "  score: { field: score, type: double }\n";
+
+/* ------------------------------------------------------------------ tests */
+
+static void t_install(void) {
+  g_test = "install";
+  fresh_schema("t_install");
+  fresh_schema("t_bad");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_install", ss, 1, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  CHECK(A->install(n, &err) == AS_OK, "reinstall: %s", err.message);
+  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "1") == 0,
+        "schema_version");
+  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
+                 "t_install.users") == 4, "4 triggers");
+  sql(c, "INSERT INTO t_install.users VALUES ('a', 'a@x', 1, 1.5)");
+  /* an older installation (version 0: no tables yet) upgrades */
+  sql(c, "DROP SCHEMA arraysync CASCADE");
+  CHECK(A->install(n, &err) == AS_OK, "upgrade: %s", err.message);
+  CHECK(sql_long(c, "SELECT count(*) FROM t_install.users%s", "") == 1, "data kept");
+  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
+                 "t_install.users") == 4, "triggers back");
+  /* capture level switch replaces triggers */
+  A->exit(n);
+  n = make_node(&h, "pg", "t_install", ss, 1, "row");
+  CHECK(A->install(n, &err) == AS_OK, "row level: %s", err.message);
+  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal AND tgtype & 1 = 1",
+                 "t_install.users") == 3, "row-level triggers");
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  CHECK(strcmp(sql(c, "SELECT to_regnamespace('arraysync') IS NULL"), "t") == 0, "schema gone");
+  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
+                 "t_install.users") == 0, "triggers gone");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_install.users%s", "") == 1, "data kept");
+  /* a mismatching table */
+  sql(c, "CREATE SCHEMA t_bad; CREATE TABLE t_bad.users (id text PRIMARY KEY, email integer, n bigint, score float8)");
+  A->exit(n);
+  n = make_node(&h, "pg", "t_bad", ss, 1, NULL);
+  int rc = A->install(n, &err);
+  CHECK(rc == AS_EINVAL, "rc %d", rc);
+  CHECK(strstr(err.message, "table \"users\": column \"email\" is integer, mapping users (test.yaml:") != NULL &&
+            strstr(err.message, "wants text"), "message: %s", err.message);
+  sql(c, "ALTER TABLE t_bad.users ALTER email TYPE text; ALTER TABLE t_bad.users DROP CONSTRAINT users_pkey");
+  rc = A->install(n, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "no primary key"), "no key: %d %s", rc, err.message);
+  sql(c, "ALTER TABLE t_bad.users DROP COLUMN n");
+  rc = A->install(n, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "column \"n\" is missing"), "missing: %s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+static void t_capture(void) {
+  g_test = "capture";
+  fresh_schema("t_capture");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  const char *levels[2] = {"statement", "row"};
+  for (int lv = 0; lv < 2; lv++) {
+    node_h h;
+    as_node *n = make_node(&h, "pg", "t_capture", ss, 1, levels[lv]);
+    as_error err = {0};
+    PGconn *c = outside();
+    CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+    sql(c, "INSERT INTO t_capture.users VALUES ('old', 'o@x', 0, 0)"); /* before the stream */
+    as_stream *st = NULL;
+    CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+    as_batch b = {0};
+    poll_n(st, &b, 0, 1);
+    CHECK(b.n == 0, "nothing old replayed (%zu)", b.n);
+    as_batch_reset(&b);
+    sql(c, "INSERT INTO t_capture.users VALUES ('u1', 'a@x', 7, 2.5), ('u2', 'b@x', NULL, 'NaN')");
+    sql(c, "UPDATE t_capture.users SET email = 'c@x' WHERE id = 'u1'");
+    sql(c, "ALTER TABLE t_capture.users ADD COLUMN IF NOT EXISTS unmapped text");
+    sql(c, "UPDATE t_capture.users SET unmapped = 'zzz' WHERE id = 'u1'");  /* no delta */
+    sql(c, "UPDATE t_capture.users SET email = email WHERE id = 'u2'");     /* no delta */
+    sql(c, "DELETE FROM t_capture.users WHERE id = 'u2'");
+    sql(c, "UPDATE t_capture.users SET id = 'u3' WHERE id = 'u1'");         /* key change */
+    poll_n(st, &b, 6, 10);
+    CHECK(b.n == 6, "%s: 6 deltas, got %zu", levels[lv], b.n);
+    CHECK(b.ndead == 0, "dead %zu", b.ndead);
+    if (b.n == 6) {
+      CHECK(b.d[0].op == AS_OP_INSERT && col_is(&b.d[0].row, s, "id", "u1") &&
+                col_is(&b.d[0].row, s, "n", "7") && col_is(&b.d[0].row, s, "score", "2.5"),
+            "insert u1");
+      CHECK(b.d[1].op == AS_OP_INSERT && col_is(&b.d[1].row, s, "n", "<null>") &&
+                col_is(&b.d[1].row, s, "score", "NaN"),
+            "insert u2");
+      CHECK(b.d[2].op == AS_OP_UPDATE && present(&b.d[2].row) == 2 &&
+                col_is(&b.d[2].row, s, "email", "c@x"),
+            "update: key + changed column only (%zu present)", present(&b.d[2].row));
+      CHECK(b.d[3].op == AS_OP_DELETE && col_is(&b.d[3].row, s, "id", "u2") &&
+                present(&b.d[3].row) == 1,
+            "delete");
+      CHECK(b.d[4].op == AS_OP_DELETE && col_is(&b.d[4].row, s, "id", "u1"), "key change: delete");
+      CHECK(b.d[5].op == AS_OP_INSERT && col_is(&b.d[5].row, s, "id", "u3") &&
+                col_is(&b.d[5].row, s, "email", "c@x"),
+            "key change: insert");
+      for (size_t i = 0; i < b.n; i++) {
+        CHECK(!b.d[i].echo && b.d[i].origin && strcmp(b.d[i].origin, "pg") == 0, "origin");
+        CHECK(b.d[i].ts_us > 1600000000000000LL && b.d[i].hlc == AS_HLC_FROM_US(b.d[i].ts_us),
+              "ts");
+        CHECK(b.d[i].pos && b.d[i].txn, "pos/txn");
+      }
+      CHECK(b.pos && strcmp(b.pos, b.d[5].pos) >= 0, "batch pos");
+    }
+    /* resume from a delta's position: only what follows comes again */
+    if (b.n == 6) {
+      as_stream *st2 = NULL;
+      CHECK(A->open_stream(n, "mongo", b.d[3].pos, &st2, &err) == AS_OK, "%s", err.message);
+      as_batch b2 = {0};
+      poll_n(st2, &b2, 2, 5);
+      CHECK(b2.n == 2 && b2.d[0].op == AS_OP_DELETE && col_is(&b2.d[0].row, s, "id", "u1"),
+            "resume: %zu", b2.n);
+      as_batch_clear(&b2);
+      A->close_stream(st2);
+    }
+    char *p = NULL;
+    CHECK(A->stream_position(st, &p, &err) == AS_OK && p && strncmp(p, "v1|", 3) == 0, "position");
+    free(p);
+    as_stream *bad = NULL;
+    CHECK(A->open_stream(n, "x", "garbage", &bad, &err) == AS_EINVAL && !bad, "bad checkpoint");
+    as_batch_clear(&b);
+    A->close_stream(st);
+    sql(c, "ALTER TABLE t_capture.users DROP COLUMN unmapped");
+    CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+    sql(c, "DROP SCHEMA t_capture CASCADE");
+    A->exit(n);
+    PQfinish(c);
+  }
+  as_schema_free(s);
+}
+
+/* Two sessions: B takes the lower seq but commits after A. */
+static void t_out_of_order(void) {
+  g_test = "out_of_order";
+  fresh_schema("t_ooo");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_ooo", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  PGconn *ca = outside(), *cb = outside();
+  sql(cb, "BEGIN");
+  sql(cb, "INSERT INTO t_ooo.users VALUES ('b', 'b@x', 1, 1)");
+  sql(ca, "INSERT INTO t_ooo.users VALUES ('a', 'a@x', 2, 2)");
+  as_batch b = {0};
+  poll_n(st, &b, 1, 5);
+  CHECK(b.n == 1 && col_is(&b.d[0].row, s, "id", "a"), "libpq: A first (%zu)", b.n);
+  char *pos_after_a = b.pos ? strdup(b.pos) : NULL;
+  as_batch_reset(&b);
+  sql(cb, "COMMIT");
+  poll_n(st, &b, 1, 5);
+  CHECK(b.n == 1 && col_is(&b.d[0].row, s, "id", "b"), "libpq: B later, not skipped (%zu)", b.n);
+  as_batch_reset(&b);
+  poll_n(st, &b, 0, 2);
+  CHECK(b.n == 0, "nothing twice (%zu)", b.n);
+  as_batch_reset(&b);
+  /* a stream resumed from the position after A still gets B */
+  as_stream *st2 = NULL;
+  CHECK(A->open_stream(n, "other", pos_after_a, &st2, &err) == AS_OK, "%s", err.message);
+  poll_n(st2, &b, 1, 5);
+  CHECK(b.n == 1 && col_is(&b.d[0].row, s, "id", "b"), "resume gets B (%zu)", b.n);
+  as_batch_reset(&b);
+  A->close_stream(st2);
+  free(pos_after_a);
+
+  /* the same with two psql sessions: B sleeps before committing */
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp(g_psql, g_psql, "-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1", "-d", g_dsn, "-c",
+           "BEGIN; INSERT INTO t_ooo.users VALUES ('pb', 'pb@x', 1, 1); "
+           "SELECT pg_sleep(2); COMMIT;",
+           (char *)NULL);
+    _exit(127);
+  }
+  /* wait until B's insert is done (its row lock is held, its transaction open) */
+  bool started = false;
+  for (int i = 0; i < 200 && !started; i++) {
+    started = sql_long(ca, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s "
+                           "AND state = 'active' AND backend_xid IS NOT NULL",
+                       "'%pg_sleep(2)%'") > 0;
+    if (!started) usleep(20000);
+  }
+  CHECK(started, "psql B started");
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "%s -X -q -d '%s' -c \"INSERT INTO t_ooo.users VALUES ('pa', 'pa@x', 2, 2)\"", g_psql,
+           g_dsn);
+  CHECK(system(cmd) == 0, "psql A");
+  poll_n(st, &b, 1, 3);
+  CHECK(b.n == 1 && col_is(&b.d[0].row, s, "id", "pa"), "psql: A first (%zu)", b.n);
+  as_batch_reset(&b);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "psql B exit");
+  poll_n(st, &b, 1, 5);
+  CHECK(b.n == 1 && col_is(&b.d[0].row, s, "id", "pb"), "psql: B after (%zu)", b.n);
+  as_batch_clear(&b);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(ca);
+  PQfinish(cb);
+  as_schema_free(s);
+}
+
+static void t_origin_purge(void) {
+  g_test = "origin_purge";
+  fresh_schema("t_origin");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_origin", ss, 1, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL, *st2 = NULL;
+  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "lite", NULL, &st2, &err) == AS_OK, "%s", err.message);
+  as_delta d[12] = {{0}};
+  char id[16];
+  for (int i = 0; i < 10; i++) { /* 10 full inserts: the COPY path */
+    snprintf(id, sizeof id, "k%02d", i);
+    mk_delta(&d[i], s, AS_OP_INSERT, i < 5 ? "mongo" : "lite", "id", id, "email", "e", "n", "1",
+             "score", "1", NULL);
+  }
+  mk_delta(&d[10], s, AS_OP_UPDATE, "mongo", "id", "k00", "email", "new", NULL);
+  mk_delta(&d[11], s, AS_OP_DELETE, "lite", "id", "k09", NULL);
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 12, &dead, "mongo->pg", "ck1") == AS_OK, "apply");
+  CHECK(dead.n == 0, "dead %zu", dead.n);
+  CHECK(strcmp(sql(c, "SELECT current_setting('arraysync.origin', true)") ?: "x", "") == 0 ||
+            strcmp(sql(c, "SELECT coalesce(current_setting('arraysync.origin', true), '')"), "") == 0,
+        "origin not visible outside");
+  sql(c, "INSERT INTO t_origin.users VALUES ('local', 'l@x', 0, 0)");
+  as_batch b = {0};
+  poll_n(st, &b, 13, 10);
+  CHECK(b.n == 13, "13 deltas, got %zu", b.n);
+  if (b.n == 13) {
+    size_t mongo = 0, lite = 0;
+    for (size_t i = 0; i < 12; i++) {
+      CHECK(b.d[i].echo, "echo %zu", i);
+      if (strcmp(b.d[i].origin, "mongo") == 0) mongo++;
+      if (strcmp(b.d[i].origin, "lite") == 0) lite++;
+    }
+    CHECK(mongo == 6 && lite == 6, "origins %zu %zu", mongo, lite);
+    CHECK(b.d[10].op == AS_OP_UPDATE && strcmp(b.d[10].origin, "mongo") == 0, "update origin");
+    CHECK(b.d[11].op == AS_OP_DELETE && strcmp(b.d[11].origin, "lite") == 0, "delete origin");
+    CHECK(!b.d[12].echo && strcmp(b.d[12].origin, "pg") == 0, "local write");
+  }
+  long before = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
+  CHECK(before == 13, "changelog %ld", before);
+  /* only one consumer acked: nothing purged */
+  CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
+  CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == 13, "kept for lite");
+  as_batch b2 = {0};
+  poll_n(st2, &b2, 13, 10);
+  CHECK(b2.n == 13, "lite got %zu", b2.n);
+  /* a new change after both read: survives the purge */
+  sql(c, "INSERT INTO t_origin.users VALUES ('late', 'l@x', 0, 0)");
+  CHECK(A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+  /* purge horizon is the previous snapshot: ack again after a further (empty) window */
+  as_batch_reset(&b);
+  as_batch_reset(&b2);
+  poll_n(st, &b, 1, 5);
+  poll_n(st2, &b2, 1, 5);
+  CHECK(b.n == 1 && b2.n == 1, "late change seen by both (%zu %zu)", b.n, b2.n);
+  CHECK(A->ack(st, b.pos, &err) == AS_OK && A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+  long after = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
+  CHECK(after <= 1, "purged to %ld", after);
+  as_batch_reset(&b);
+  poll_n(st, &b, 0, 1);
+  CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
+  as_batch_reset(&b2);
+  poll_n(st2, &b2, 0, 1);
+  CHECK(A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+  CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == 0, "all purged");
+  char *ck = NULL;
+  CHECK(A->checkpoint_load(n, "mongo->pg", &ck, &err) == AS_OK && ck && strcmp(ck, "ck1") == 0,
+        "checkpoint");
+  free(ck);
+  CHECK(A->checkpoint_load(n, "nope", &ck, &err) == AS_ENOTFOUND, "no checkpoint");
+  as_batch_clear(&b);
+  as_batch_clear(&b2);
+  free_deltas(d, 12);
+  as_dead_list_clear(&dead);
+  A->close_stream(st);
+  A->close_stream(st2);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+static const char *TYPES_YAML =
+    "mapping: alltypes\ncollection: alltypes\ntable: alltypes\nkey: id\ncolumns:\n"
+    "  id:  { field: _id, type: int64 }\n"
+    "  b:   { field: b, type: bool }\n"
+    "  i:   { field: i, type: int64 }\n"
+    "  d:   { field: d, type: double }\n"
+    "  dec: { field: dec, type: numeric }\n"
+    "  t:   { field: t, type: text }\n"
+    "  by:  { field: by, type: bytes }\n"
+    "  u:   { field: u, type: uuid }\n"
+    "  o:   { field: o, type: objectid }\n"
+    "  ts:  { field: ts, type: timestamptz }\n"
+    "  dt:  { field: dt, type: date }\n"
+    "  j:   { field: j, type: jsonb }\n";
+
+static void t_types(void) {
+  g_test = "types";
+  fresh_schema("t_types");
+  as_schema *s = schema_yaml(TYPES_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_types", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  enum { N = 20 };
+  as_delta d[N] = {{0}};
+  static const char *dbl[] = {"NaN", "Infinity", "-Infinity", "0.1", "-0", "1e308",
+                              "5e-324", "3.141592653589793", "123456789012345680000", "-2.5"};
+  for (int k = 0; k < N; k++) {
+    char id[16], iv[32];
+    snprintf(id, sizeof id, "%d", k + 1);
+    snprintf(iv, sizeof iv, "%lld", k % 2 ? (long long)INT64_MIN + k : (long long)INT64_MAX - k);
+    if (k == 3) { /* all nulls */
+      mk_delta(&d[k], s, AS_OP_INSERT, "mongo", "id", id, "b", NULL, "i", NULL, "d", NULL, "dec",
+               NULL, "t", NULL, "by", NULL, "u", NULL, "o", NULL, "ts", NULL, "dt", NULL, "j",
+               NULL, NULL);
+      continue;
+    }
+    mk_delta(&d[k], s, AS_OP_INSERT, "mongo", "id", id, "b", k % 2 ? "true" : "false", "i", iv,
+             "d", dbl[k % 10], "dec", k % 3 ? "-12345678901234567890.123456789" : "0.50", "t",
+             k % 2 ? "tab\there\nnew \\ line ünï 'q' \"dq\"" : "", "by",
+             k % 2 ? "00ff5c0a0d09" : "", "u", "0123abcd-0000-4000-8000-00000000beef", "o",
+             "65a1b2c3d4e5f60718293a4b", "ts",
+             k % 2 ? "2024-01-01T10:00:00.123456Z" : "0001-01-01T00:00:00.000000Z", "dt",
+             k % 2 ? "2024-02-29" : "9999-12-31", "j",
+             k % 2 ? "{\"b\":[1,2.5,\"x\"],\"a\":{\"z\":null}}" : "[]", NULL);
+  }
+  as_dead_list dead = {0};
+  /* first half through the COPY path (full inserts), second half as updates (statements) */
+  CHECK(apply_batch(n, d, N / 2, &dead, NULL, NULL) == AS_OK, "apply copy path");
+  for (int k = N / 2; k < N; k++) d[k].op = AS_OP_UPDATE;
+  CHECK(apply_batch(n, d + N / 2, N / 2, &dead, NULL, NULL) == AS_OK, "apply statement path");
+  CHECK(dead.n == 0, "dead %zu: %s", dead.n, dead.n ? dead.items[0].error : "");
+  as_batch b = {0};
+  poll_n(st, &b, N, 10);
+  CHECK(b.n == N, "captured %zu", b.n);
+  for (int k = 0; k < N && b.n == N; k++) {
+    as_row got = {0};
+    int rc = A->read_row(n, s, &d[k].row, &got, &err);
+    CHECK(rc == AS_OK, "read_row %d: %s", k, err.message);
+    for (size_t c = 0; rc == AS_OK && c < s->ncols; c++) {
+      bool eq_read = as_value_equal(&got.v[c], &d[k].row.v[c]);
+      bool eq_cap = as_value_equal(&b.d[k].row.v[c], &d[k].row.v[c]);
+      char *w = val_text(&d[k].row, s, s->cols[c].name);
+      char *g1 = val_text(&got, s, s->cols[c].name);
+      char *g2 = val_text(&b.d[k].row, s, s->cols[c].name);
+      CHECK(eq_read, "row %d col %s: read %s want %s", k, s->cols[c].name, g1, w);
+      CHECK(eq_cap, "row %d col %s: captured %s want %s", k, s->cols[c].name, g2, w);
+      free(w);
+      free(g1);
+      free(g2);
+    }
+    as_row_clear(&got);
+  }
+  /* read_row of a missing key */
+  as_row key = {0}, got = {0};
+  as_row_init(&key, s->ncols);
+  set_text(&key, s, "id", "999");
+  CHECK(A->read_row(n, s, &key, &got, &err) == AS_ENOTFOUND, "not found");
+  as_row_clear(&key);
+  as_row_clear(&got);
+  /* snapshot: keyset pages of 7, then resume after a key */
+  as_snapshot *sn = NULL;
+  CHECK(A->snapshot_open(n, s, NULL, &sn, &err) == AS_OK, "%s", err.message);
+  as_batch sb = {0};
+  int rc, pages = 0;
+  while ((rc = A->snapshot_next(sn, &sb, 7, &err)) == AS_OK) pages++;
+  CHECK(rc == AS_EOF && sb.n == N && pages == 2, "snapshot %d rows %zu pages %d", rc, sb.n, pages);
+  for (size_t k = 0; k + 1 < sb.n; k++) {
+    CHECK(sb.d[k].row.v[0].u.i < sb.d[k + 1].row.v[0].u.i, "key order");
+  }
+  for (size_t k = 0; k < sb.n; k++) {
+    size_t want = (size_t)sb.d[k].row.v[0].u.i - 1;
+    for (size_t c = 0; c < s->ncols; c++) {
+      CHECK(as_value_equal(&sb.d[k].row.v[c], &d[want].row.v[c]), "snapshot value %zu/%zu", k, c);
+    }
+  }
+  CHECK(A->snapshot_estimate(sn) >= -1, "estimate");
+  A->snapshot_close(sn);
+  as_batch_reset(&sb);
+  CHECK(A->snapshot_open(n, s, "{\"id\":15}", &sn, &err) == AS_OK, "%s", err.message);
+  rc = A->snapshot_next(sn, &sb, 100, &err);
+  CHECK(rc == AS_EOF && sb.n == 5 && sb.d[0].row.v[0].u.i == 16, "resume after 15: %zu", sb.n);
+  A->snapshot_close(sn);
+  as_batch_clear(&sb);
+  as_batch_clear(&b);
+  free_deltas(d, N);
+  as_dead_list_clear(&dead);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  as_schema_free(s);
+}
+
+static void t_identifiers(void) {
+  g_test = "identifiers";
+  fresh_schema("Schema \"X\" ü");
+  static const char *yamls[3] = {
+      "mapping: sel\ncollection: sel\ntable: select\nkey: [from, '\"Where\"']\ncolumns:\n"
+      "  from:  { field: a, type: text }\n"
+      "  '\"Where\"': { field: b, type: int64 }\n"
+      "  \"it's\":  { field: c, type: text }\n",
+      "mapping: weird\ncollection: weird\ntable: 'Weird \"Name\"'\nkey: 'k \"q\"'\ncolumns:\n"
+      "  'k \"q\"': { field: _id, type: text }\n"
+      "  'v; DROP TABLE x; --': { field: v, type: text }\n",
+      "mapping: uni\ncollection: uni\ntable: ünïcødé\nkey: clé\ncolumns:\n"
+      "  clé:   { field: _id, type: text }\n"
+      "  värde: { field: v, type: jsonb }\n"};
+  as_schema *s[3];
+  for (int i = 0; i < 3; i++) s[i] = schema_yaml(yamls[i]);
+  const as_schema *ss[3] = {s[0], s[1], s[2]};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "Schema \"X\" ü", ss, 3, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  CHECK(A->install(n, &err) == AS_OK, "reinstall %s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  as_delta d[4] = {{0}};
+  mk_delta(&d[0], s[0], AS_OP_INSERT, "mongo", "from", "x", "\"Where\"", "1", "it's", "y", NULL);
+  mk_delta(&d[1], s[1], AS_OP_INSERT, "mongo", "k \"q\"", "a'b", "v; DROP TABLE x; --", "v", NULL);
+  mk_delta(&d[2], s[2], AS_OP_INSERT, "mongo", "clé", "ö", "värde", "{\"ä\":1}", NULL);
+  mk_delta(&d[3], s[0], AS_OP_UPDATE, "mongo", "from", "x", "\"Where\"", "1", "it's", "z", NULL);
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 4, &dead, "s", "c") == AS_OK, "apply");
+  CHECK(dead.n == 0, "dead %zu %s", dead.n, dead.n ? dead.items[0].error : "");
+  PGconn *c = outside();
+  sql(c, "DELETE FROM \"Schema \"\"X\"\" ü\".\"Weird \"\"Name\"\"\"");
+  as_batch b = {0};
+  poll_n(st, &b, 5, 10);
+  CHECK(b.n == 5, "captured %zu", b.n);
+  if (b.n == 5) {
+    CHECK(b.d[0].schema == s[0] && b.d[1].schema == s[1] && b.d[2].schema == s[2], "mappings");
+    CHECK(b.d[3].op == AS_OP_UPDATE && col_is(&b.d[3].row, s[0], "it's", "z"), "update");
+    CHECK(b.d[4].op == AS_OP_DELETE && b.d[4].schema == s[1] &&
+              col_is(&b.d[4].row, s[1], "k \"q\"", "a'b"),
+          "delete");
+  }
+  for (int i = 0; i < 3; i++) {
+    as_row got = {0};
+    int rc = A->read_row(n, s[i], &d[i].row, &got, &err);
+    CHECK(i == 1 ? rc == AS_ENOTFOUND : rc == AS_OK, "read_row %d: %d", i, rc);
+    as_row_clear(&got);
+  }
+  as_snapshot *sn = NULL;
+  CHECK(A->snapshot_open(n, s[0], NULL, &sn, &err) == AS_OK, "%s", err.message);
+  as_batch sb = {0};
+  CHECK(A->snapshot_next(sn, &sb, 10, &err) == AS_EOF && sb.n == 1, "snapshot");
+  as_batch_clear(&sb);
+  A->snapshot_close(sn);
+  as_batch_clear(&b);
+  free_deltas(d, 4);
+  as_dead_list_clear(&dead);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  CHECK(sql_long(c, "SELECT count(*) FROM \"Schema \"\"X\"\" ü\".\"select\"%s", "") == 1, "data kept");
+  A->exit(n);
+  PQfinish(c);
+  for (int i = 0; i < 3; i++) as_schema_free(s[i]);
+}
+
+static void t_dead(void) {
+  g_test = "dead";
+  fresh_schema("t_dead");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_dead", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  PGconn *c = outside();
+  sql(c, "ALTER TABLE t_dead.users ADD CONSTRAINT n_pos CHECK (n >= 0)");
+  /* COPY path: 12 full inserts, #4 violates NOT NULL, #9 the check constraint */
+  as_delta d[16] = {{0}};
+  char id[16];
+  for (int i = 0; i < 12; i++) {
+    snprintf(id, sizeof id, "d%02d", i);
+    mk_delta(&d[i], s, AS_OP_INSERT, "mongo", "id", id, "email", i == 4 ? NULL : "e", "n",
+             i == 9 ? "-1" : "1", "score", "0", NULL);
+  }
+  /* statement path: update of d00 fine, update of d01 violating the check, delete d02 */
+  mk_delta(&d[12], s, AS_OP_UPDATE, "mongo", "id", "d00", "n", "5", NULL);
+  mk_delta(&d[13], s, AS_OP_UPDATE, "mongo", "id", "d01", "n", "-5", NULL);
+  mk_delta(&d[14], s, AS_OP_DELETE, "mongo", "id", "d02", NULL);
+  mk_delta(&d[15], s, AS_OP_UPDATE, "mongo", "id", "d03", "email", NULL, NULL);
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 16, &dead, "m->pg", "ck") == AS_OK, "apply");
+  CHECK(dead.n == 4, "4 dead, got %zu", dead.n);
+  for (size_t i = 0; dead.n != 4 && i < dead.n; i++)
+    fprintf(stderr, "  dead %zu: %s\n", dead.items[i].index, dead.items[i].error);
+  if (dead.n == 4) {
+    CHECK(dead.items[0].index == 4 && strstr(dead.items[0].error, "23502") &&
+              strstr(dead.items[0].error, "d04"),
+          "not null: %zu %s", dead.items[0].index, dead.items[0].error);
+    CHECK(dead.items[1].index == 9 && strstr(dead.items[1].error, "n_pos"), "check: %s",
+          dead.items[1].error);
+    CHECK(dead.items[2].index == 13, "update check %zu", dead.items[2].index);
+    CHECK(dead.items[3].index == 15, "update null %zu", dead.items[3].index);
+    CHECK(dead.items[0].raw && strstr(dead.items[0].raw, "\"d04\"") && dead.items[0].key,
+          "raw %s", dead.items[0].raw ? dead.items[0].raw : "");
+  }
+  CHECK(sql_long(c, "SELECT count(*) FROM t_dead.users%s", "") == 9, "9 rows");
+  CHECK(sql_long(c, "SELECT n FROM t_dead.users WHERE id = %s", "'d00'") == 5, "update applied");
+  CHECK(sql_long(c, "SELECT n FROM t_dead.users WHERE id = %s", "'d01'") == 1, "bad update not");
+  char *ck = NULL;
+  CHECK(A->checkpoint_load(n, "m->pg", &ck, &err) == AS_OK && strcmp(ck, "ck") == 0, "ck");
+  free(ck);
+  /* a second batch hitting existing keys: the staging upsert path */
+  as_dead_list_clear(&dead);
+  for (int i = 0; i < 12; i++) {
+    as_value v;
+    as_value_set_int64(&v, 100 + i);
+    as_row_put(&d[i].row, 2, &v);
+    if (i == 4) {
+      as_value e = AS_VALUE_NULL;
+      as_value_set_str(&e, AS_T_TEXT, "fixed", 5);
+      as_row_put(&d[i].row, 1, &e);
+    }
+  }
+  CHECK(apply_batch(n, d, 12, &dead, NULL, NULL) == AS_OK, "upsert batch");
+  CHECK(dead.n == 0, "dead %zu", dead.n);
+  CHECK(sql_long(c, "SELECT sum(n) FROM t_dead.users%s", "") == 12 * 100 + 66, "upserted");
+  /* a batch with the same key twice */
+  as_dead_list_clear(&dead);
+  for (int i = 0; i < 12; i++) {
+    snprintf(id, sizeof id, "d%02d", i % 6);
+    as_value v;
+    as_value_set_str(&v, AS_T_TEXT, id, strlen(id));
+    as_row_put(&d[i].row, 0, &v);
+  }
+  CHECK(apply_batch(n, d, 12, &dead, NULL, NULL) == AS_OK, "dup keys");
+  CHECK(dead.n == 0, "dead %zu", dead.n);
+  CHECK(sql_long(c, "SELECT n FROM t_dead.users WHERE id = %s", "'d00'") == 106, "last wins");
+  free_deltas(d, 16);
+  as_dead_list_clear(&dead);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+static void t_retry(void) {
+  g_test = "retry";
+  fresh_schema("t_retry");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_retry", ss, 1, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_delta d[1] = {{0}};
+  mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "r", "email", "e", NULL);
+  as_dead_list dead = {0};
+  CHECK(A->begin(n, &err) == AS_OK, "%s", err.message);
+  sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+         "AND datname = current_database() AND backend_type = 'client backend' "
+         "AND state = 'idle in transaction'");
+  int rc = A->apply(n, d, 1, &dead, &err);
+  CHECK(rc == AS_RETRY, "apply after terminate: %d %s", rc, err.message);
+  A->rollback(n);
+  /* the engine retries: begin reconnects */
+  CHECK(apply_batch(n, d, 1, &dead, "x", "1") == AS_OK, "retry works");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_retry.users%s", "") == 1, "applied");
+  /* a stream whose connection dies */
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+      "'arraysync source:%'");
+  as_batch b = {0};
+  usleep(100000);
+  rc = A->poll(st, &b, 10, 100, &err);
+  CHECK(rc == AS_RETRY, "poll after terminate: %d %s", rc, err.message);
+  as_batch_clear(&b);
+  A->close_stream(st);
+  free_deltas(d, 1);
+  as_dead_list_clear(&dead);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+/* A child applies batches of 500 rows with checkpoint "k" after batch k, and is killed. */
+static void t_kill(void) {
+  g_test = "kill";
+  fresh_schema("t_kill");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_kill", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  PGconn *c = outside();
+  enum { B = 500 };
+  for (int round = 0; round < 4; round++) {
+    sql(c, "TRUNCATE t_kill.users; DELETE FROM arraysync.checkpoints");
+    pid_t pid = fork();
+    if (pid == 0) {
+      as_node *cn = NULL;
+      as_error e = {0};
+      if (A->init(&h.cfg, ss, 1, &cn, &e) != AS_OK || A->connect(cn, &e) != AS_OK) _exit(3);
+      as_delta d[B];
+      as_dead_list dl = {0};
+      for (int k = 1; k < 100000; k++) {
+        char id[32], ck[32];
+        for (int i = 0; i < B; i++) {
+          snprintf(id, sizeof id, "r%d", (k - 1) * B + i);
+          memset(&d[i], 0, sizeof d[i]);
+          /* alternate the COPY path and the statement path */
+          mk_delta(&d[i], s, k % 2 ? AS_OP_INSERT : AS_OP_UPDATE, "mongo", "id", id, "email",
+                   "e", "n", "1", "score", "1", NULL);
+        }
+        snprintf(ck, sizeof ck, "%d", k);
+        if (A->begin(cn, &e) || A->apply(cn, d, B, &dl, &e) || A->commit(cn, "k", ck, &e))
+          _exit(4);
+        free_deltas(d, B);
+      }
+      _exit(0);
+    }
+    /* wait for some progress, then kill at a point that varies per round */
+    for (int i = 0; i < 500; i++) {
+      const char *v = sql(c, "SELECT coalesce((SELECT position FROM arraysync.checkpoints WHERE stream_id = 'k'), '0')");
+      if (v && atoi(v) >= 1 + round) break;
+      usleep(10000);
+    }
+    usleep((useconds_t)(round * 7000));
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status), "child killed (status %d)", status);
+    usleep(100000); /* let the server notice the dead client and abort its transaction */
+    char *ck = NULL;
+    int rc = A->checkpoint_load(n, "k", &ck, &err);
+    long rows = sql_long(c, "SELECT count(*) FROM t_kill.users%s", "");
+    CHECK(rc == AS_OK && ck, "checkpoint: %s", err.message);
+    if (ck) CHECK(rows == (long)atoi(ck) * B, "round %d: rows %ld, checkpoint %s", round, rows, ck);
+    free(ck);
+  }
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+/* Steps for the psql checks of test_postgres.sh. */
+static int keep_step(bool install) {
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_keep", ss, 1, NULL);
+  as_error err = {0};
+  int rc = install ? A->install(n, &err) : A->uninstall(n, &err);
+  if (rc != AS_OK) fprintf(stderr, "%s\n", err.message);
+  A->exit(n);
+  as_schema_free(s);
+  return rc == AS_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  g_dsn = argc > 1 ? argv[1] : getenv("ARRAYSYNC_TEST_PG_DSN");
+  if (!g_dsn) {
+    fprintf(stderr, "usage: it_postgres CONNINFO (or ARRAYSYNC_TEST_PG_DSN)\n");
+    return 2;
+  }
+  if (getenv("PSQL")) g_psql = getenv("PSQL");
+  as_log_set_level(getenv("AS_LOG_DEBUG") ? AS_LOG_DEBUG : AS_LOG_ERROR);
+  const char *only = argc > 2 ? argv[2] : NULL;
+  if (only && strcmp(only, "keep_install") == 0) return keep_step(true);
+  if (only && strcmp(only, "keep_uninstall") == 0) return keep_step(false);
+  static const struct {
+    const char *name;
+    void (*fn)(void);
+  } tests[] = {{"install", t_install},     {"capture", t_capture}, {"out_of_order", t_out_of_order},
+               {"origin_purge", t_origin_purge}, {"types", t_types}, {"identifiers", t_identifiers},
+               {"dead", t_dead},           {"retry", t_retry},     {"kill", t_kill}};
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+    if (only && strcmp(only, tests[i].name) != 0) continue;
+    int f0 = g_fail;
+    tests[i].fn();
+    printf("%-14s %s\n", tests[i].name, g_fail == f0 ? "ok" : "FAILED");
+  }
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}
