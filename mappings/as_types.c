@@ -60,7 +60,7 @@ const char *as_schema_pg_type(as_type t) {
     case AS_T_BYTES: return "bytea";
     case AS_T_UUID: return "uuid";
     case AS_T_OBJECTID: return "text";
-    case AS_T_TIMESTAMP: return "timestamptz";
+    case AS_T_TIMESTAMP: return "timestamptz(3)"; /* MongoDB dates hold milliseconds */
     case AS_T_DATE: return "date";
     case AS_T_JSON: return "jsonb";
     default: return "text";

@@ -30,7 +30,7 @@ START_TEST(users_example) {
                    "  \"name\" text,\n"
                    "  \"balance\" numeric,\n"
                    "  \"tags\" jsonb,\n"
-                   "  \"last_updated\" timestamptz,\n"
+                   "  \"last_updated\" timestamptz(3),\n"
                    "  \"extra\" jsonb,\n"
                    "  PRIMARY KEY (\"id\")\n"
                    ");\n");
@@ -65,7 +65,7 @@ START_TEST(orders_example_qualified) {
                    "  \"status\" text,\n"
                    "  \"total\" numeric,\n"
                    "  \"order_date\" date,\n"
-                   "  \"created_at\" timestamptz,\n"
+                   "  \"created_at\" timestamptz(3),\n"
                    "  \"items\" jsonb,\n"
                    "  \"extra\" jsonb,\n"
                    "  PRIMARY KEY (\"id\")\n"
