@@ -1017,6 +1017,38 @@ static void *pair_main(void *arg) {
 
 /* ---------- run ---------- */
 
+/* Counters continue across runs: start from what the state store recorded. */
+static int load_stats(void *ctx, const as_stream_stats *st) {
+  eng_pair *p = ctx;
+  if (strcmp(st->stream_id, p->stream_id) == 0) {
+    p->stats.captured = st->captured;
+    p->stats.applied = st->applied;
+    p->stats.skipped = st->skipped;
+    p->stats.conflicts = st->conflicts;
+    p->stats.dead = st->dead;
+    p->stats.lag_ms = st->lag_ms;
+    p->stats.last_ts_us = st->last_ts_us;
+  }
+  return AS_OK;
+}
+
+/* Strategies other than last-write-wins are not implemented yet: refuse them clearly rather
+ * than resolve with a strategy the user did not ask for. */
+static int check_strategies(const as_config *c, as_error *err) {
+  for (size_t i = 0; i < c->nschemas; i++) {
+    const as_schema *s = c->schemas[i];
+    if (s->conflict.strategy != AS_STRATEGY_LWW) {
+      return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL,
+                          "%s:%d:%d: mapping %s: conflict strategy %s is not implemented yet "
+                          "(this version resolves conflicts by last-write-wins only: "
+                          "strategy: lww)",
+                          s->file, s->mark.line, s->mark.col, s->name,
+                          s->conflict.strategy == AS_STRATEGY_VECTOR ? "vector" : "script");
+    }
+  }
+  return AS_OK;
+}
+
 static int build_pairs(engine *e, as_error *err) {
   e->pairs = calloc(e->nnodes * e->nnodes + 1, sizeof *e->pairs);
   if (!e->pairs) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
@@ -1034,6 +1066,7 @@ static int build_pairs(engine *e, as_error *err) {
       snprintf(p->stats.stream_id, sizeof p->stats.stream_id, "%s", p->stream_id);
       snprintf(p->stats.source, sizeof p->stats.source, "%s", s->cfg->name);
       snprintf(p->stats.target, sizeof p->stats.target, "%s", t->cfg->name);
+      as_state_stream_each(e->state, load_stats, p, NULL);
     }
   }
   return AS_OK;
@@ -1047,7 +1080,9 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   pthread_mutex_init(&e.progress_mu, NULL);
   pthread_mutex_init(&e.apply_mu, NULL);
   srand((unsigned)(now_us() ^ getpid()));
-  int rc = as_state_open(cfg->state_path, false, &e.state, err);
+  int rc = check_strategies(cfg, err);
+  if (rc != AS_OK) goto done;
+  rc = as_state_open(cfg->state_path, false, &e.state, err);
   if (rc != AS_OK) goto done;
   const char *listen = o->metrics_listen ? o->metrics_listen : cfg->metrics_listen;
   if (listen) {

@@ -215,6 +215,15 @@ def converged():
     return s == m
 
 
+# The user's own table, created before arraysync installs: compatible with the mapping, plus a
+# UNIQUE constraint the connector knows nothing about (used for the apply-stage dead letters).
+if KIND == "sqlite":
+    sql.run("create table items (id TEXT NOT NULL PRIMARY KEY, name TEXT UNIQUE, qty INTEGER, "
+            "price TEXT, tags TEXT, extra TEXT)")
+else:
+    sql.run("create table items (id text primary key, name text unique, qty bigint, "
+            "price numeric, tags jsonb, extra jsonb)")
+
 # 1. snapshot both ways: data on each side before the connector first runs
 r = cli("install")
 check("install", r.returncode == 0, r.stderr)
@@ -270,6 +279,26 @@ bad = [x for x in dl if x.get("key") and "bad1" in x["key"]]
 check("unmappable document recorded as a dead letter", r.returncode == 0 and len(bad) == 1 and
       "qty" in (bad[0].get("error") or "") and "lots" in (bad[0].get("raw") or ""), r.stdout + r.stderr)
 check("unmappable document not applied", "bad1" not in sql_rows())
+
+# 4b. a change the target refuses (UNIQUE name) is a dead letter; once the data is fixed,
+# `dlq retry` applies it, and reports what still fails
+items.insert_one({"_id": "dup1", "name": "mongo item 10", "stock": {"qty": 10}})
+items.insert_one({"_id": "good2", "name": "good two"})
+ok = wait_until(lambda: "good2" in sql_rows())
+r = cli("dlq", "list", "--json")
+dl = json.loads(r.stdout) if r.returncode == 0 else []
+dup = [x for x in dl if x.get("key") and "dup1" in x["key"]]
+check("a change the target refuses is a dead letter (apply stage); the rest flows", ok and len(dup) == 1
+      and dup[0].get("stage") == "apply" and dup[0].get("status") == "open", r.stdout[-600:])
+sql.shell("update items set name = 'mongo item 10 (renamed)' where id = 'm010'")
+wait_until(lambda: (items.find_one({"_id": "m010"}) or {}).get("name") == "mongo item 10 (renamed)")
+r = cli("dlq", "retry")
+check("dlq retry applies the fixed one and reports the one still failing",
+      r.returncode == 1 and ": applied" in r.stdout and "still failing" in r.stdout and
+      sql_rows().get("dup1", (None,))[0] == "mongo item 10", r.stdout + r.stderr)
+r = cli("dlq", "list", "--json")
+dl = json.loads(r.stdout) if r.returncode == 0 else []
+check("retried dead letter marked resolved", any("dup1" in (x.get("key") or "") and x.get("status") == "resolved" for x in dl))
 
 # 5. status and metrics while running
 r = cli("status", "--json")
