@@ -156,13 +156,15 @@ static double bare_stream(const char *uri, const char *db, const char *start, in
   double t0 = now_s();
   mongoc_change_stream_t *cs = mongoc_database_watch(d, pipeline, opts);
   const bson_t *ev;
-  int got = 0;
+  int got = 0, idle = 0;
   uint64_t sink = 0;
-  while (got < n) {
+  while (got < n && idle < 20) {
     if (mongoc_change_stream_next(cs, &ev)) {
       got++;
+      idle = 0;
       sink += ev->len;
     } else {
+      idle++;
       bson_error_t be;
       if (mongoc_change_stream_error_document(cs, &be, NULL)) {
         fprintf(stderr, "bare stream: %s\n", be.message);
@@ -176,6 +178,7 @@ static double bare_stream(const char *uri, const char *db, const char *start, in
   bson_destroy(pipeline);
   mongoc_database_destroy(d);
   mongoc_client_destroy(c);
+  if (got != n) fprintf(stderr, "bare stream: %d of %d events\n", got, n);
   return got == n ? t : -1;
 }
 
@@ -189,17 +192,20 @@ static double adapter_stream(as_node *n, const char *start, int count) {
     return -1;
   }
   long got = 0;
-  while (got < count) {
+  int idle = 0;
+  while (got < count && idle < 20) {
     if (as_adapter_mongodb.poll(s, &b, 1000, 100, &err) != AS_OK) {
       fprintf(stderr, "poll: %s\n", err.message);
       break;
     }
     got += (long)b.n;
+    idle = b.n ? 0 : idle + 1;
     as_batch_reset(&b);
   }
   double t = now_s() - t0;
   as_batch_clear(&b);
   as_adapter_mongodb.close_stream(s);
+  if (got != count) fprintf(stderr, "adapter stream: %ld of %d events\n", got, count);
   return got == count ? t : -1;
 }
 
@@ -245,7 +251,7 @@ static int bench_stream(const as_schema *s, const char *uri, int nevents) {
     mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
     for (int i = base; i < base + 1000 && i < nupdate; i++) {
       bson_t *sel = BCON_NEW("_id", BCON_OID(&ids[i % ninsert]));
-      bson_t *u = BCON_NEW("$set", "{", "profile.age", BCON_INT32(i % 77), "}");
+      bson_t *u = BCON_NEW("$set", "{", "profile.age", BCON_INT32(1000 + i), "}");
       mongoc_bulk_operation_update_one(bulk, sel, u, false);
       bson_destroy(sel);
       bson_destroy(u);
@@ -285,6 +291,7 @@ int main(int argc, char **argv) {
   as_schema *s = NULL;
   as_error err = {0};
   as_log_set_level(AS_LOG_ERROR);
+  setvbuf(stdout, NULL, _IOLBF, 0);
   mongoc_init();
   if (as_schema_load_string("bench.yaml", mapping_yaml, &s, &err) != AS_OK) {
     fprintf(stderr, "schema: %s\n", err.message);

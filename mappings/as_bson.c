@@ -31,28 +31,163 @@
 
 #define MAX_DEPTH 32
 
+/* ================================================================ fast BSON reading
+ *
+ * it_next is an inline equivalent of libbson 1.23's bson_iter_next (_bson_iter_next_internal):
+ * the same bounds checks and the same bson_iter_t fields, so every bson_iter_* accessor keeps
+ * working on the iterator. The common types are decoded here; the rare ones (binary, regex,
+ * dbPointer, code with scope, unknown types) go to bson_iter_next itself, which recomputes
+ * everything from next_off. The IT_* accessors read a field of the type the caller checked. */
+
+static inline uint32_t rd32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return BSON_UINT32_FROM_LE(v);
+}
+
+static inline uint64_t rd64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return BSON_UINT64_FROM_LE(v);
+}
+
+static inline bool it_invalid(bson_iter_t *iter) {
+  iter->raw = NULL;
+  iter->len = 0;
+  iter->next_off = 0;
+  return false;
+}
+
+static inline bool it_next(bson_iter_t *iter) {
+  const uint8_t *data = iter->raw;
+  if (!data) return false;
+  uint32_t len = iter->len, o, next;
+  uint32_t start = iter->next_off;
+  o = start + 1;
+  while (o < len && data[o]) o++;
+  if (o >= len) {
+    iter->off = iter->type = start;
+    iter->key = start + 1;
+    iter->d1 = iter->d2 = iter->d3 = iter->d4 = 0;
+    return it_invalid(iter);
+  }
+  o++; /* first value byte */
+  switch (data[start]) {
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_TIMESTAMP: next = o + 8; break;
+    case BSON_TYPE_INT32: next = o + 4; break;
+    case BSON_TYPE_OID: next = o + 12; break;
+    case BSON_TYPE_DECIMAL128: next = o + 16; break;
+    case BSON_TYPE_MAXKEY:
+    case BSON_TYPE_MINKEY:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED: next = o; break;
+    case BSON_TYPE_BOOL:
+      if (o >= len || (data[o] != 0 && data[o] != 1)) return bson_iter_next(iter);
+      next = o + 1;
+      break;
+    case BSON_TYPE_CODE:
+    case BSON_TYPE_SYMBOL:
+    case BSON_TYPE_UTF8: {
+      if (o + 4 >= len) return bson_iter_next(iter);
+      uint32_t l = rd32(data + o);
+      if (l > len - (o + 4)) return bson_iter_next(iter);
+      next = o + 4 + l;
+      if (l == 0 || next >= len || data[o + 4 + l - 1] != '\0') return bson_iter_next(iter);
+      iter->off = iter->type = start;
+      iter->key = start + 1;
+      iter->d1 = o;
+      iter->d2 = o + 4;
+      iter->d3 = iter->d4 = 0;
+      iter->next_off = next;
+      iter->err_off = 0;
+      return true;
+    }
+    case BSON_TYPE_ARRAY:
+    case BSON_TYPE_DOCUMENT: {
+      if (o >= len - 4) return bson_iter_next(iter);
+      uint32_t l = rd32(data + o);
+      if (l > len || l > len - o) return bson_iter_next(iter);
+      next = o + l;
+      break;
+    }
+    default: return bson_iter_next(iter);
+  }
+  if (next >= len) return bson_iter_next(iter);
+  iter->off = iter->type = start;
+  iter->key = start + 1;
+  iter->d1 = o;
+  iter->d2 = iter->d3 = iter->d4 = 0;
+  iter->next_off = next;
+  iter->err_off = 0;
+  return true;
+}
+
+/* bson_iter_recurse for a DOCUMENT or ARRAY iterator (type checked by the caller). */
+static inline void it_recurse(const bson_iter_t *it, bson_iter_t *child) {
+  memset(child, 0, sizeof *child);
+  child->raw = it->raw + it->d1;
+  child->len = rd32(it->raw + it->d1);
+  child->next_off = 4;
+}
+
+#define IT_TYPE(it) ((bson_type_t)(it)->raw[(it)->type])
+#define IT_KEY(it) ((const char *)(it)->raw + (it)->key)
+#define IT_KEYLEN(it) ((size_t)((it)->d1 - (it)->key - 1))
+#define IT_STRLEN(it) (rd32((it)->raw + (it)->d1) - 1) /* UTF8/SYMBOL/CODE */
+#define IT_STR(it) ((const char *)(it)->raw + (it)->d2)
+#define IT_I32(it) ((int32_t)rd32((it)->raw + (it)->d1))
+#define IT_I64(it) ((int64_t)rd64((it)->raw + (it)->d1))
+#define IT_BOOL(it) ((it)->raw[(it)->d1] != 0)
+
+static inline double IT_DOUBLE(const bson_iter_t *it) {
+  uint64_t u = rd64(it->raw + it->d1);
+  double d;
+  memcpy(&d, &u, 8);
+  return d;
+}
+
+static inline void IT_DEC(const bson_iter_t *it, bson_decimal128_t *dec) {
+  dec->low = rd64(it->raw + it->d1);
+  dec->high = rd64(it->raw + it->d1 + 8);
+}
+
 /* ================================================================ AS-JSON writer */
 
 static const char hexd[] = "0123456789abcdef";
 
+/* 1 for the bytes a JSON string must escape (control characters, '"', '\\'). */
+static const uint8_t json_esc[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+/* Room for n more bytes (and the NUL as_buf keeps room for), without a call when it fits. */
+static inline int room(as_buf *b, size_t n) {
+  if (b->len + n + 1 <= b->cap) return AS_OK;
+  return as_buf_reserve(b, n);
+}
+
 static int put_str(as_buf *b, const char *s, size_t n) {
-  if (as_buf_reserve(b, n * 6 + 2) != AS_OK) return AS_ERR;
-  char *o = (char *)b->data + b->len;
+  if (room(b, n * 6 + 2) != AS_OK) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  const uint8_t *p = (const uint8_t *)s, *e = p + n;
   *o++ = '"';
-  size_t i = 0;
-  while (i < n) {
-    size_t st = i;
-    while (i < n) {
-      unsigned char c = (unsigned char)s[i];
-      if (c < 0x20 || c == '"' || c == '\\') break;
-      i++;
+  while (p < e) {
+    const uint8_t *st = p;
+    while (p < e && !json_esc[*p]) p++;
+    size_t run = (size_t)(p - st);
+    if (run > 16) {
+      memcpy(o, st, run);
+      o += run;
+    } else {
+      while (st < p) *o++ = *st++;
     }
-    if (i > st) {
-      memcpy(o, s + st, i - st);
-      o += i - st;
-    }
-    if (i >= n) break;
-    unsigned char c = (unsigned char)s[i++];
+    if (p >= e) break;
+    unsigned char c = *p++;
     *o++ = '\\';
     switch (c) {
       case '"': *o++ = '"'; break;
@@ -66,12 +201,12 @@ static int put_str(as_buf *b, const char *s, size_t n) {
         *o++ = 'u';
         *o++ = '0';
         *o++ = '0';
-        *o++ = hexd[c >> 4];
-        *o++ = hexd[c & 15];
+        *o++ = (uint8_t)hexd[c >> 4];
+        *o++ = (uint8_t)hexd[c & 15];
     }
   }
   *o++ = '"';
-  b->len = (size_t)(o - (char *)b->data);
+  b->len = (size_t)(o - b->data);
   return AS_OK;
 }
 
@@ -104,7 +239,7 @@ static int put_i64(as_buf *b, int64_t v) {
     tmp[n++] = (char)('0' + u % 10);
     u /= 10;
   } while (u);
-  if (as_buf_reserve(b, 21) != AS_OK) return AS_ERR;
+  if (room(b, 21) != AS_OK) return AS_ERR;
   char *o = (char *)b->data + b->len;
   if (v < 0) *o++ = '-';
   while (n) *o++ = tmp[--n];
@@ -126,25 +261,70 @@ static int put_double(as_buf *b, double d) {
 }
 
 static int put_oid(as_buf *b, const bson_oid_t *oid) {
-  char hex[25];
-  bson_oid_to_string(oid, hex);
-  if (put_lit(b, "{\"$oid\":\"") || as_buf_append(b, hex, 24) || put_lit(b, "\"}")) return AS_ERR;
+  if (room(b, 34) != AS_OK) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  memcpy(o, "{\"$oid\":\"", 9);
+  o += 9;
+  for (int i = 0; i < 12; i++) {
+    *o++ = (uint8_t)hexd[oid->bytes[i] >> 4];
+    *o++ = (uint8_t)hexd[oid->bytes[i] & 15];
+  }
+  *o++ = '"';
+  *o++ = '}';
+  b->len = (size_t)(o - b->data);
   return AS_OK;
+}
+
+/* Decimal128 -> text, exactly as bson_decimal128_to_string writes it (the decimal128 string
+ * conversion of the IEEE 754-2008 BID encoding): the common case, a coefficient below 2^64
+ * printed without exponent (exponent <= 0, adjusted exponent >= -6), is done here; the rest
+ * (NaN, infinities, big coefficients, scientific notation) by libbson. Returns the length. */
+static size_t dec_to_str(const bson_decimal128_t *dec, char out[BSON_DECIMAL128_STRING]) {
+  uint64_t hi = dec->high;
+  if (((hi >> 61) & 3) != 3 && (hi & 0x1ffffffffffffULL) == 0) {
+    int32_t exp = (int32_t)((hi >> 49) & 0x3fff) - 6176;
+    if (exp <= 0) {
+      char dig[24]; /* reversed */
+      int nd = 0;
+      uint64_t u = dec->low;
+      do {
+        dig[nd++] = (char)('0' + u % 10);
+        u /= 10;
+      } while (u);
+      if (nd - 1 + exp >= -6) {
+        char *o = out;
+        if (hi >> 63) *o++ = '-';
+        int radix = nd + exp; /* digits before the point */
+        if (exp == 0) {
+          while (nd) *o++ = dig[--nd];
+        } else if (radix > 0) {
+          for (int k = 0; k < radix; k++) *o++ = dig[--nd];
+          *o++ = '.';
+          while (nd) *o++ = dig[--nd];
+        } else {
+          *o++ = '0';
+          *o++ = '.';
+          for (; radix < 0; radix++) *o++ = '0';
+          while (nd) *o++ = dig[--nd];
+        }
+        *o = '\0';
+        return (size_t)(o - out);
+      }
+    }
+  }
+  bson_decimal128_to_string(dec, out);
+  return strlen(out);
 }
 
 static int write_doc(const bson_iter_t *parent_or_null, const bson_t *doc, bool is_array,
                      as_buf *b, int depth);
 
 static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
-  switch (bson_iter_type(it)) {
-    case BSON_TYPE_DOUBLE: return put_double(b, bson_iter_double(it));
-    case BSON_TYPE_UTF8: {
-      uint32_t n;
-      const char *s = bson_iter_utf8(it, &n);
-      return put_str(b, s, n);
-    }
+  switch (IT_TYPE(it)) {
+    case BSON_TYPE_DOUBLE: return put_double(b, IT_DOUBLE(it));
+    case BSON_TYPE_UTF8: return put_str(b, IT_STR(it), IT_STRLEN(it));
     case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY: return write_doc(it, NULL, bson_iter_type(it) == BSON_TYPE_ARRAY, b, depth + 1);
+    case BSON_TYPE_ARRAY: return write_doc(it, NULL, IT_TYPE(it) == BSON_TYPE_ARRAY, b, depth + 1);
     case BSON_TYPE_BINARY: {
       bson_subtype_t st;
       uint32_t n;
@@ -157,10 +337,10 @@ static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
       return AS_OK;
     }
     case BSON_TYPE_UNDEFINED: return put_lit(b, "{\"$undefined\":true}");
-    case BSON_TYPE_OID: return put_oid(b, bson_iter_oid(it));
-    case BSON_TYPE_BOOL: return put_lit(b, bson_iter_bool(it) ? "true" : "false");
+    case BSON_TYPE_OID: return put_oid(b, (const bson_oid_t *)(it->raw + it->d1));
+    case BSON_TYPE_BOOL: return IT_BOOL(it) ? put_lit(b, "true") : put_lit(b, "false");
     case BSON_TYPE_DATE_TIME:
-      if (put_lit(b, "{\"$date\":{\"$numberLong\":\"") || put_i64(b, bson_iter_date_time(it)) ||
+      if (put_lit(b, "{\"$date\":{\"$numberLong\":\"") || put_i64(b, IT_I64(it)) ||
           put_lit(b, "\"}}"))
         return AS_ERR;
       return AS_OK;
@@ -206,7 +386,7 @@ static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
         return AS_ERR;
       return AS_OK;
     }
-    case BSON_TYPE_INT32: return put_i64(b, bson_iter_int32(it));
+    case BSON_TYPE_INT32: return put_i64(b, IT_I32(it));
     case BSON_TYPE_TIMESTAMP: {
       uint32_t t, i;
       bson_iter_timestamp(it, &t, &i);
@@ -216,7 +396,7 @@ static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
       return AS_OK;
     }
     case BSON_TYPE_INT64: {
-      int64_t v = bson_iter_int64(it);
+      int64_t v = IT_I64(it);
       if (v < INT32_MIN || v > INT32_MAX) return put_i64(b, v);
       if (put_lit(b, "{\"$numberLong\":\"") || put_i64(b, v) || put_lit(b, "\"}")) return AS_ERR;
       return AS_OK;
@@ -224,9 +404,9 @@ static int write_value(const bson_iter_t *it, as_buf *b, int depth) {
     case BSON_TYPE_DECIMAL128: {
       bson_decimal128_t dec;
       char s[BSON_DECIMAL128_STRING];
-      bson_iter_decimal128(it, &dec);
-      bson_decimal128_to_string(&dec, s);
-      if (put_lit(b, "{\"$numberDecimal\":\"") || put_lit(b, s) || put_lit(b, "\"}")) return AS_ERR;
+      IT_DEC(it, &dec);
+      size_t n = dec_to_str(&dec, s);
+      if (put_lit(b, "{\"$numberDecimal\":\"") || bappend(b, s, n) || put_lit(b, "\"}")) return AS_ERR;
       return AS_OK;
     }
     case BSON_TYPE_MAXKEY: return put_lit(b, "{\"$maxKey\":1}");
@@ -239,14 +419,15 @@ static int write_doc(const bson_iter_t *parent, const bson_t *doc, bool is_array
                      int depth) {
   bson_iter_t it;
   if (depth > 200) return AS_EINVAL;
-  if (parent ? !bson_iter_recurse(parent, &it) : !bson_iter_init(&it, doc)) return AS_EINVAL;
+  if (parent) it_recurse(parent, &it);
+  else if (!bson_iter_init(&it, doc)) return AS_EINVAL;
   if (bput(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
   bool first = true;
-  while (bson_iter_next(&it)) {
+  while (it_next(&it)) {
     if (!first && bput(b, ',') != AS_OK) return AS_ERR;
     first = false;
     if (!is_array) {
-      if (put_str(b, bson_iter_key(&it), bson_iter_key_len(&it)) || bput(b, ':')) return AS_ERR;
+      if (put_str(b, IT_KEY(&it), IT_KEYLEN(&it)) || bput(b, ':')) return AS_ERR;
     }
     int rc = write_value(&it, b, depth);
     if (rc != AS_OK) return rc;

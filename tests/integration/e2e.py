@@ -325,6 +325,18 @@ c1 = sql.changelog_max()
 check("no echoes: 5 s of quiescence, no applied deltas", a0 == a1, "%d -> %d" % (a0, a1))
 check("no echoes: no SQL changes", c0 == c1, "%d -> %d" % (c0, c1))
 check("no echoes: no MongoDB change events", ev is None, repr(ev))
+# SIGHUP reloads the configuration; streams restart from their checkpoints and go on
+LOG.flush()
+log_before = os.path.getsize(os.path.join(args.work, "connector.log"))
+conn.send_signal(signal.SIGHUP)
+time.sleep(1.0)
+items.insert_one({"_id": "after_hup", "name": "after reload", "stock": {"qty": 1}})
+ok = wait_until(lambda: "after_hup" in sql_rows())
+with open(os.path.join(args.work, "connector.log"), "rb") as f:
+    f.seek(log_before)
+    tail = f.read().decode(errors="replace")
+check("SIGHUP: configuration reloaded, changes still flow", ok and conn.poll() is None and
+      "configuration reloaded" in tail, tail[-500:])
 conn.send_signal(signal.SIGTERM)
 rc = conn.wait(30)
 check("SIGTERM: clean exit 0", rc == 0, str(rc))

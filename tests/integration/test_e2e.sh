@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end: `arraysync run` between MongoDB and SQLite, then MongoDB and PostgreSQL.
 # MongoDB comes from ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here.
-#   test_e2e.sh BUILD_DIR [sqlite|postgres]
+#   test_e2e.sh BUILD_DIR [sqlite|postgres|topology]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
@@ -33,5 +33,11 @@ if [ "$which" = all ] || [ "$which" = postgres ]; then
   dsn=$("$root/tests/scripts/pg_server.sh" start "$work/pg" "$pport")
   /usr/bin/python3 "$root/tests/integration/e2e.py" --bin "$build/arraysync" \
     --sql "postgres:$dsn" --work "$work/postgres" || { status=1; cp "$work/postgres/connector.log" /tmp/arraysync-e2e-postgres-failed.log; tail -n 40 "$work/postgres/connector.log"; }
+fi
+if [ "$which" = all ] || [ "$which" = topology ]; then
+  echo "== topologies: MongoDB + three SQLite files"
+  mkdir -p "$work/topology"
+  /usr/bin/python3 "$root/tests/integration/e2e_topology.py" --bin "$build/arraysync" --work "$work/topology" \
+    || { status=1; for f in "$work"/topology/*/connector.log; do echo "--- $f"; tail -n 30 "$f"; done; }
 fi
 exit $status
