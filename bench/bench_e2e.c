@@ -55,6 +55,19 @@ static void exec(PGconn *c, const char *q) {
   PQclear(r);
 }
 
+/* Digest of the table's content, to check both paths stored the same rows. */
+static char *table_digest(PGconn *c, const char *qtable) {
+  char q[512];
+  snprintf(q, sizeof q,
+           "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')"
+           " FROM %s t", qtable);
+  PGresult *r = PQexec(c, q);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) die(q, PQerrorMessage(c));
+  char *d = strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return d;
+}
+
 static long long count_rows(PGconn *c, const char *qtable) {
   char q[256];
   snprintf(q, sizeof q, "SELECT count(*) FROM %s", qtable);
@@ -349,6 +362,16 @@ int main(int argc, char **argv) {
     double tc = run_copy(c, copy_sql, bufs, nb);
     if (count_rows(c, qtable) != (long long)nrows) die("copy", "row count mismatch");
     if (tc < best_c) best_c = tc;
+    if (rep == 0) { /* both paths must have stored exactly the same rows */
+      char *dc = table_digest(c, qtable);
+      reset_table(c, qtable);
+      double m2, t2;
+      run_connector(n, s, file, &m2, &t2);
+      char *da = table_digest(c, qtable);
+      if (strcmp(da, dc) != 0) die("check", "connector and COPY stored different rows");
+      free(da);
+      free(dc);
+    }
   }
   printf("e2e.snapshot_bson_to_pg ratio=%.2f connector_rows_per_s=%.0f copy_rows_per_s=%.0f "
          "rows=%zu batch=%d cols=%zu copy_mib=%.1f (connector time: read+map %.0f%%, "

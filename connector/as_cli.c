@@ -11,11 +11,6 @@
 
 #include "as_state.h"
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int open_ro(const as_config *cfg, as_state **st, as_error *err) {
   if (access(cfg->state_path, R_OK) != 0) {
@@ -98,7 +93,6 @@ int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
   }
   json_decref(c.arr);
   as_state_close(st);
-  (void)now_us;
   return rc;
 }
 

@@ -1,5 +1,6 @@
 /* as_engine.c — the pipeline; see as_engine.h. */
 #include "as_engine.h"
+#include "as_time.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -70,11 +71,6 @@ struct engine {
   pthread_mutex_t apply_mu; /* resolve + apply of every pair, serialised */
 };
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static bool stopping(engine *e) { return e->stop || (e->o->stop && *e->o->stop); }
 
@@ -228,7 +224,7 @@ static void pair_save_stats(eng_pair *p, const char *phase) {
   snprintf(s->phase, sizeof s->phase, "%s", phase);
   snprintf(s->checkpoint, sizeof s->checkpoint, "%s", p->ckpt ? p->ckpt : "");
   snprintf(s->error, sizeof s->error, "%s", p->error);
-  s->updated_us = now_us();
+  s->updated_us = as_now_us();
   as_error err;
   if (as_state_stream_put(p->e->state, s, &err) != AS_OK) {
     AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
@@ -519,7 +515,7 @@ static int write_versions(eng_pair *p, work *w, bool stamp, as_error *err) {
   if (w->nall == 0) return AS_OK;
   int rc = as_state_begin(p->e->state, err);
   if (rc != AS_OK) return rc;
-  int64_t now = now_us();
+  int64_t now = as_now_us();
   for (size_t i = 0; i < w->nall && rc == AS_OK; i++) {
     decided *x = w->all[i];
     if (!x->dirty && !(stamp && x->v.origin[0])) continue;
@@ -580,7 +576,7 @@ static int apply_kept(eng_pair *p, work *w, const char *ckpt, as_error *err) {
       int64_t ts = arr[w->nkept - 1].ts_us;
       if (ts > 0) {
         p->stats.last_ts_us = ts;
-        p->stats.lag_ms = (now_us() - ts) / 1000;
+        p->stats.lag_ms = (as_now_us() - ts) / 1000;
         if (p->stats.lag_ms < 0) p->stats.lag_ms = 0;
         as_metrics_lag(p->src->cfg->name, t->cfg->name, (double)p->stats.lag_ms / 1000.0);
       }
@@ -690,7 +686,7 @@ static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ck
   if (rc != AS_OK) return rc;
   bool pos_changed = ckpt && (!p->ckpt || strcmp(ckpt, p->ckpt) != 0);
   bool commit_now = b->n > 0 || b->ndead > 0 || snapshot ||
-                    (pos_changed && now_us() - p->last_commit_us > IDLE_CHECKPOINT_US);
+                    (pos_changed && as_now_us() - p->last_commit_us > IDLE_CHECKPOINT_US);
   if (!commit_now) {
     if (pos_changed) p->pending_pos = true;
     return AS_OK;
@@ -714,7 +710,7 @@ static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ck
     free(p->ckpt);
     p->ckpt = strdup(ckpt);
   }
-  p->last_commit_us = now_us();
+  p->last_commit_us = as_now_us();
   p->pending_pos = false;
   if (p->stream && !snapshot && ckpt && pos_changed &&
       strncmp(ckpt, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) != 0) {
@@ -729,7 +725,7 @@ static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ck
 /* ---------- snapshot ---------- */
 
 static void progress(eng_pair *p, const as_schema *s, int64_t done, int64_t total, int64_t t0) {
-  double secs = (double)(now_us() - t0) / 1e6;
+  double secs = (double)(as_now_us() - t0) / 1e6;
   double rate = secs > 0 ? (double)done / secs : 0;
   double eta = (rate > 0 && total > done) ? (double)(total - done) / rate : 0;
   if (p->e->o->progress_tty) {
@@ -802,7 +798,7 @@ static int run_snapshot(eng_pair *p, const char *resume, work *w, char **final_p
     as_snapshot *sn = NULL;
     rc = p->src->ad->snapshot_open(p->src->node, s, after, &sn, err);
     if (rc != AS_OK) break;
-    int64_t total = p->src->ad->snapshot_estimate(sn), done = 0, t0 = now_us(), last = t0;
+    int64_t total = p->src->ad->snapshot_estimate(sn), done = 0, t0 = as_now_us(), last = t0;
     as_metrics_snapshot_total(p->src->cfg->name, p->dst->cfg->name, s->name, total);
     AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: ~%lld rows", s->name, (long long)total);
     for (;;) {
@@ -829,9 +825,9 @@ static int run_snapshot(eng_pair *p, const char *resume, work *w, char **final_p
       free(ck);
       done += (int64_t)b.n;
       if (rc != AS_OK) break;
-      if (now_us() - last > 1000000 || n == AS_EOF) {
+      if (as_now_us() - last > 1000000 || n == AS_EOF) {
         progress(p, s, done, total, t0);
-        last = now_us();
+        last = as_now_us();
       }
       if (n == AS_EOF || stopping(e)) break;
     }
@@ -959,7 +955,7 @@ static void *pair_main(void *arg) {
       attempt = 0;
       if (b.n == 0 && b.ndead == 0) {
         if (!p->idle_since_us) {
-          p->idle_since_us = now_us();
+          p->idle_since_us = as_now_us();
           pair_save_stats(p, "streaming");
         }
         if (interval) sleep_ms(e, interval_ms);
@@ -1079,7 +1075,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   e.o = o;
   pthread_mutex_init(&e.progress_mu, NULL);
   pthread_mutex_init(&e.apply_mu, NULL);
-  srand((unsigned)(now_us() ^ getpid()));
+  srand((unsigned)(as_now_us() ^ getpid()));
   int rc = check_strategies(cfg, err);
   if (rc != AS_OK) goto done;
   rc = as_state_open(cfg->state_path, false, &e.state, err);
@@ -1120,7 +1116,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
       break;
     }
   }
-  int64_t last_purge = now_us();
+  int64_t last_purge = as_now_us();
   while (!stopping(&e)) {
     sleep_ms(&e, 50);
     bool all_idle = true, any_failed = false;
@@ -1128,7 +1124,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
       eng_pair *p = &e.pairs[i];
       if (p->failed) any_failed = true;
       if (!p->streaming || !p->idle_since_us ||
-          now_us() - p->idle_since_us < o->exit_when_idle_ms * 1000) {
+          as_now_us() - p->idle_since_us < o->exit_when_idle_ms * 1000) {
         all_idle = false;
       }
     }
@@ -1144,9 +1140,9 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
       AS_LOG(AS_LOG_INFO, "engine", "idle for %lld ms: stopping", (long long)o->exit_when_idle_ms);
       break;
     }
-    if (now_us() - last_purge > 60 * 1000000LL) {
+    if (as_now_us() - last_purge > 60 * 1000000LL) {
       as_state_purge_tombstones(e.state, cfg->tombstone_retention_ms, NULL);
-      last_purge = now_us();
+      last_purge = as_now_us();
     }
   }
   e.stop = 1;

@@ -1,5 +1,6 @@
 /* as_state.c — state store on SQLite (see as_state.h). */
 #include "as_state.h"
+#include "as_time.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -48,11 +49,6 @@ struct as_state {
   cache_slot *cache;
 };
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b) {
   if (hlc_a != hlc_b) return hlc_a < hlc_b ? -1 : 1;
@@ -204,7 +200,7 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
   int rc = AS_OK;
   pthread_mutex_lock(&st->mu);
   cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
-  int64_t upd = v->updated_us ? v->updated_us : now_us();
+  int64_t upd = v->updated_us ? v->updated_us : as_now_us();
   sqlite3_bind_text(st->put, 1, mapping, -1, SQLITE_STATIC);
   sqlite3_bind_text(st->put, 2, key, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st->put, 3, v->hlc);
@@ -269,7 +265,7 @@ int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *
   int64_t n = -1;
   if (sqlite3_prepare_v2(st->db, "DELETE FROM versions WHERE deleted = 1 AND updated_us < ?1",
                          -1, &s, NULL) == SQLITE_OK) {
-    sqlite3_bind_int64(s, 1, now_us() - retention_ms * 1000);
+    sqlite3_bind_int64(s, 1, as_now_us() - retention_ms * 1000);
     if (sqlite3_step(s) == SQLITE_DONE) n = sqlite3_changes(st->db);
   }
   if (n < 0) sqlerr(st, err, "purge tombstones");
@@ -306,7 +302,7 @@ int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err) {
   sqlite3_bind_int64(q, 10, s->dead);
   sqlite3_bind_int64(q, 11, s->lag_ms);
   sqlite3_bind_int64(q, 12, s->last_ts_us);
-  sqlite3_bind_int64(q, 13, s->updated_us ? s->updated_us : now_us());
+  sqlite3_bind_int64(q, 13, s->updated_us ? s->updated_us : as_now_us());
   sqlite3_bind_text(q, 14, s->error, -1, SQLITE_STATIC);
   if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write stream");
 done:
@@ -375,7 +371,7 @@ int as_state_dead_add(as_state *st, const char *mapping, const char *source, con
     rc = sqlerr(st, err, "prepare dead letter");
     goto done;
   }
-  sqlite3_bind_int64(q, 1, now_us());
+  sqlite3_bind_int64(q, 1, as_now_us());
   sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 3, source, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 4, target, -1, SQLITE_STATIC);
@@ -508,7 +504,7 @@ int as_state_conflict_add(as_state *st, const char *mapping, const char *key,
     rc = sqlerr(st, err, "prepare conflict");
     goto done;
   }
-  sqlite3_bind_int64(q, 1, now_us());
+  sqlite3_bind_int64(q, 1, as_now_us());
   sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 3, key, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 4, local_json, -1, SQLITE_STATIC);

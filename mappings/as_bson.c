@@ -1221,17 +1221,17 @@ static as_buf buf_over(as_value *out) {
 
 /* The conversion table of as_bson.h. On failure `why` holds the message tail. */
 static int convert(const as_column *c, const bson_iter_t *it, as_value *out, char *why) {
-  bson_type_t bt = bson_iter_type(it);
+  bson_type_t bt = IT_TYPE(it);
   if (bt == BSON_TYPE_NULL) {
     as_value_clear(out);
     return AS_OK;
   }
   switch (c->type) {
     case AS_T_INT64:
-      if (bt == BSON_TYPE_INT32) { as_value_set_int64(out, bson_iter_int32(it)); return AS_OK; }
-      if (bt == BSON_TYPE_INT64) { as_value_set_int64(out, bson_iter_int64(it)); return AS_OK; }
+      if (bt == BSON_TYPE_INT32) { as_value_set_int64(out, IT_I32(it)); return AS_OK; }
+      if (bt == BSON_TYPE_INT64) { as_value_set_int64(out, IT_I64(it)); return AS_OK; }
       if (bt == BSON_TYPE_DOUBLE) {
-        double d = bson_iter_double(it);
+        double d = IT_DOUBLE(it);
         if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
           return cannot_store(c, it, "out of int64 range", why);
         if (d != floor(d)) return cannot_store(c, it, "not an integer", why);
@@ -1241,11 +1241,11 @@ static int convert(const as_column *c, const bson_iter_t *it, as_value *out, cha
       if (bt == BSON_TYPE_DECIMAL128) {
         bson_decimal128_t dec;
         char s[BSON_DECIMAL128_STRING];
-        bson_iter_decimal128(it, &dec);
-        bson_decimal128_to_string(&dec, s);
+        IT_DEC(it, &dec);
+        size_t sl = dec_to_str(&dec, s);
         as_buf nb = AS_BUF_INIT;
         int64_t v = 0;
-        bool okn = as_decimal_normalize(s, strlen(s), &nb) == AS_OK && as_buf_cstr(&nb);
+        bool okn = as_decimal_normalize(s, sl, &nb) == AS_OK && as_buf_cstr(&nb);
         const char *ns = okn ? (const char *)nb.data : "";
         bool integral = okn && !strchr(ns, '.') && !strchr(ns, 'N') && !strchr(ns, 'I');
         bool fits = integral && parse_i64(ns, &v);
@@ -1257,10 +1257,10 @@ static int convert(const as_column *c, const bson_iter_t *it, as_value *out, cha
       }
       break;
     case AS_T_DOUBLE:
-      if (bt == BSON_TYPE_DOUBLE) { as_value_set_double(out, bson_iter_double(it)); return AS_OK; }
-      if (bt == BSON_TYPE_INT32) { as_value_set_double(out, bson_iter_int32(it)); return AS_OK; }
+      if (bt == BSON_TYPE_DOUBLE) { as_value_set_double(out, IT_DOUBLE(it)); return AS_OK; }
+      if (bt == BSON_TYPE_INT32) { as_value_set_double(out, IT_I32(it)); return AS_OK; }
       if (bt == BSON_TYPE_INT64) {
-        int64_t i = bson_iter_int64(it);
+        int64_t i = IT_I64(it);
         double d = (double)i;
         if (d >= 9223372036854775808.0 || (int64_t)d != i)
           return cannot_store(c, it, "not exactly representable as a double", why);
@@ -1270,30 +1270,29 @@ static int convert(const as_column *c, const bson_iter_t *it, as_value *out, cha
       break;
     case AS_T_DECIMAL: {
       char s[BSON_DECIMAL128_STRING + 8];
+      size_t sl;
       if (bt == BSON_TYPE_DECIMAL128) {
         bson_decimal128_t dec;
-        bson_iter_decimal128(it, &dec);
-        bson_decimal128_to_string(&dec, s);
+        IT_DEC(it, &dec);
+        sl = dec_to_str(&dec, s);
       } else if (bt == BSON_TYPE_INT32) {
-        snprintf(s, sizeof s, "%" PRId32, bson_iter_int32(it));
+        sl = (size_t)snprintf(s, sizeof s, "%" PRId32, IT_I32(it));
       } else if (bt == BSON_TYPE_INT64) {
-        snprintf(s, sizeof s, "%" PRId64, bson_iter_int64(it));
+        sl = (size_t)snprintf(s, sizeof s, "%" PRId64, IT_I64(it));
       } else if (bt == BSON_TYPE_DOUBLE) {
-        as_double_format(bson_iter_double(it), s);
+        sl = as_double_format(IT_DOUBLE(it), s);
       } else {
         break;
       }
-      return set_str(out, AS_T_DECIMAL, s, strlen(s), why);
+      return set_str(out, AS_T_DECIMAL, s, sl, why);
     }
     case AS_T_TEXT:
       if (bt == BSON_TYPE_UTF8 || bt == BSON_TYPE_SYMBOL) {
-        uint32_t n;
-        const char *s = bt == BSON_TYPE_UTF8 ? bson_iter_utf8(it, &n) : bson_iter_symbol(it, &n);
-        return set_str(out, AS_T_TEXT, s, n, why);
+        return set_str(out, AS_T_TEXT, IT_STR(it), IT_STRLEN(it), why);
       }
       break;
     case AS_T_BOOL:
-      if (bt == BSON_TYPE_BOOL) { as_value_set_bool(out, bson_iter_bool(it)); return AS_OK; }
+      if (bt == BSON_TYPE_BOOL) { as_value_set_bool(out, IT_BOOL(it)); return AS_OK; }
       break;
     case AS_T_BYTES:
       if (bt == BSON_TYPE_BINARY) {
@@ -1329,11 +1328,11 @@ static int convert(const as_column *c, const bson_iter_t *it, as_value *out, cha
       }
       break;
     case AS_T_OBJECTID:
-      if (bt == BSON_TYPE_OID) { as_value_set_oid(out, bson_iter_oid(it)->bytes); return AS_OK; }
+      if (bt == BSON_TYPE_OID) { as_value_set_oid(out, it->raw + it->d1); return AS_OK; }
       break;
     case AS_T_TIMESTAMP:
       if (bt == BSON_TYPE_DATE_TIME) {
-        int64_t ms = bson_iter_date_time(it);
+        int64_t ms = IT_I64(it);
         if (ms < AS_TS_MIN_US / 1000 || ms > AS_TS_MAX_US / 1000)
           return cannot_store(c, it, "outside years 0001..9999", why);
         as_value_set_timestamp(out, ms * 1000);
@@ -1428,7 +1427,7 @@ static int extra_field(walker *w, size_t depth, const bson_iter_t *it) {
   if (extra_open(w, depth)) return AS_ERR;
   if (w->opened[depth] > 1 && bput(w->extra, ',')) return AS_ERR;
   w->opened[depth]++;
-  if (put_str(w->extra, bson_iter_key(it), bson_iter_key_len(it)) || bput(w->extra, ':'))
+  if (put_str(w->extra, IT_KEY(it), IT_KEYLEN(it)) || bput(w->extra, ':'))
     return AS_ERR;
   int rc = write_value(it, w->extra, (int)depth);
   if (rc == AS_EINVAL) {
@@ -1458,9 +1457,9 @@ static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs
     nxt[i] = bucket[b];
     bucket[b] = (int16_t)i;
   }
-  while (bson_iter_next(it)) {
-    const char *key = bson_iter_key(it);
-    size_t kl = bson_iter_key_len(it);
+  while (it_next(it)) {
+    const char *key = IT_KEY(it);
+    size_t kl = IT_KEYLEN(it);
     size_t nm = 0;
     for (int i = bucket[kl < 31 ? kl : 31]; i >= 0; i = nxt[i]) {
       const char *p = refs[i].path[depth];
@@ -1481,7 +1480,7 @@ static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs
       w->row->set[m[0].col] = 1;
       continue;
     }
-    bson_type_t bt = bson_iter_type(it);
+    bson_type_t bt = IT_TYPE(it);
     if (bt == BSON_TYPE_NULL) continue;
     if (bt != BSON_TYPE_DOCUMENT) {
       char d[160];
@@ -1495,7 +1494,7 @@ static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs
       goto done;
     }
     bson_iter_t child;
-    if (!bson_iter_recurse(it, &child)) continue;
+    it_recurse(it, &child);
     if (w->extra) {
       w->okey[depth + 1] = key;
       w->okeylen[depth + 1] = kl;

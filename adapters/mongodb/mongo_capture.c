@@ -16,6 +16,7 @@ struct as_stream {
   mongoc_client_t *client;
   mongoc_change_stream_t *cs;
   char *token;        /* resume token text of the last event or post-batch token */
+  size_t token_cap;   /* bytes allocated for token */
   char *mark_txn;     /* transaction of the last connector mark seen, or NULL */
   char *mark_origin;  /* its origin */
   bool stopped;       /* invalidated/dropped: every later poll returns stop_rc */
@@ -34,15 +35,15 @@ struct as_stream {
  * as relaxed extended JSON when it has no _data. */
 static char *make_pos(const as_stream *s) {
   if (!s->token) return NULL;
-  as_buf b = AS_BUF_INIT;
-  as_buf_append_str(&b, s->token);
+  size_t tl = strlen(s->token);
+  size_t xl = s->mark_txn ? strlen(s->mark_txn) + 2 + (s->mark_origin ? strlen(s->mark_origin) : 0) : 0;
+  char *p = malloc(tl + xl + 1);
+  if (!p) return NULL;
+  memcpy(p, s->token, tl + 1);
   if (s->mark_txn) {
-    as_buf_putc(&b, '|');
-    as_buf_append_str(&b, s->mark_txn);
-    as_buf_putc(&b, '|');
-    as_buf_append_str(&b, s->mark_origin ? s->mark_origin : "");
+    snprintf(p + tl, xl + 1, "|%s|%s", s->mark_txn, s->mark_origin ? s->mark_origin : "");
   }
-  return as_buf_steal(&b);
+  return p;
 }
 
 static char *token_text(const bson_t *tok) {
@@ -58,10 +59,20 @@ static char *token_text(const bson_t *tok) {
 }
 
 static void set_token(as_stream *s, const bson_t *tok) {
+  bson_iter_t it;
+  if (tok && bson_iter_init_find(&it, tok, "_data") && BSON_ITER_HOLDS_UTF8(&it)) {
+    uint32_t len;
+    const char *d = bson_iter_utf8(&it, &len);
+    if (s->token && len < s->token_cap) { /* the hot path: no allocation */
+      memcpy(s->token, d, (size_t)len + 1);
+      return;
+    }
+  }
   char *t = token_text(tok);
   if (t) {
     free(s->token);
     s->token = t;
+    s->token_cap = strlen(t) + 1;
   }
 }
 
@@ -88,6 +99,7 @@ static int parse_pos(as_stream *s, const char *pos, bson_t *token, as_error *err
     BSON_APPEND_UTF8(token, "_data", t);
   }
   s->token = t;
+  s->token_cap = tlen + 1;
   if (bar) {
     const char *bar2 = strchr(bar + 1, '|');
     if (!bar2) return as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "node %s: bad checkpoint",
@@ -141,7 +153,7 @@ int as_mongo_open_stream(as_node *n, const char *consumer, const char *checkpoin
                          as_stream **out, as_error *err) {
   int rc = AS_OK;
   bson_t pipeline = BSON_INITIALIZER, opts = BSON_INITIALIZER, token = BSON_INITIALIZER;
-  bson_t arr, st, match, or, c1, c1in, c1list, c2, c2in, c2list;
+  bson_t arr, st, match, c1in, c1list;
   bson_error_t be;
   const bson_t *edoc = NULL;
   mongoc_database_t *db = NULL;
@@ -166,14 +178,13 @@ int as_mongo_open_stream(as_node *n, const char *consumer, const char *checkpoin
   }
   if (checkpoint && (rc = parse_pos(s, checkpoint, &token, err)) != AS_OK) goto cleanup;
 
-  /* [{$match: {$or: [{"ns.coll": {$in: [...]}}, {operationType: {$in: [dropDatabase,
-   * invalidate]}}]}}] */
+  /* [{$match: {"ns.coll": {$in: [mapped..., "__arraysync_marks"]}}}]. dropDatabase and the
+   * invalidate after it are filtered out, but MongoDB emits a drop event for every collection
+   * first, and the drop of a mapped collection stops the stream. */
   BSON_APPEND_ARRAY_BEGIN(&pipeline, "pipeline", &arr);
   BSON_APPEND_DOCUMENT_BEGIN(&arr, "0", &st);
   BSON_APPEND_DOCUMENT_BEGIN(&st, "$match", &match);
-  BSON_APPEND_ARRAY_BEGIN(&match, "$or", &or);
-  BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &c1);
-  BSON_APPEND_DOCUMENT_BEGIN(&c1, "ns.coll", &c1in);
+  BSON_APPEND_DOCUMENT_BEGIN(&match, "ns.coll", &c1in);
   BSON_APPEND_ARRAY_BEGIN(&c1in, "$in", &c1list);
   char key[24];
   size_t k = 0;
@@ -184,17 +195,7 @@ int as_mongo_open_stream(as_node *n, const char *consumer, const char *checkpoin
   snprintf(key, sizeof key, "%zu", k++);
   BSON_APPEND_UTF8(&c1list, key, AS_MONGO_MARKS);
   bson_append_array_end(&c1in, &c1list);
-  bson_append_document_end(&c1, &c1in);
-  bson_append_document_end(&or, &c1);
-  BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &c2);
-  BSON_APPEND_DOCUMENT_BEGIN(&c2, "operationType", &c2in);
-  BSON_APPEND_ARRAY_BEGIN(&c2in, "$in", &c2list);
-  BSON_APPEND_UTF8(&c2list, "0", "dropDatabase");
-  BSON_APPEND_UTF8(&c2list, "1", "invalidate");
-  bson_append_array_end(&c2in, &c2list);
-  bson_append_document_end(&c2, &c2in);
-  bson_append_document_end(&or, &c2);
-  bson_append_array_end(&match, &or);
+  bson_append_document_end(&match, &c1in);
   bson_append_document_end(&st, &match);
   bson_append_document_end(&arr, &st);
   bson_append_array_end(&pipeline, &arr);
@@ -366,11 +367,13 @@ static int stop(as_stream *s, int rc, as_error *err, const char *fmt, const char
 /* Fills d (already initialised) with the common fields. */
 static int delta_common(as_stream *s, const cs_event *e, as_delta *d, const char *pos) {
   bool echo = s->mark_txn && e->has_txn && strcmp(s->mark_txn, e->txn) == 0;
+  (void)pos;
   d->echo = echo;
   d->ts_us = e->ts_us;
   d->hlc = AS_HLC_FROM_US(e->ts_us);
   if (as_delta_set_origin(d, echo ? s->mark_origin : s->n->name) != AS_OK) return AS_ERR;
-  if (pos && as_delta_set_pos(d, pos) != AS_OK) return AS_ERR;
+  free(d->pos);
+  if (!(d->pos = make_pos(s))) return AS_ERR;
   if (e->has_txn && as_delta_set_txn(d, e->txn) != AS_OK) return AS_ERR;
   return AS_OK;
 }
@@ -385,7 +388,7 @@ static int dead_letter(as_stream *s, as_batch *out, const as_schema *sc, const c
   as_row_clear(&kr);
   AS_LOG(AS_LOG_WARN, s->comp, "dead letter: mapping %s: %s", sc->name, why->message);
   return as_batch_push_dead(out, sc, key, event_json(e, ev), strdup(why->message),
-                            pos ? strdup(pos) : NULL);
+                            make_pos(s));
 }
 
 /* Marks the columns an updateDescription path touches. Returns false if the path needs the
@@ -555,7 +558,7 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
                 "re-create them and re-snapshot (arraysync run --resnapshot)",
                 op, s->n->database);
   }
-  char *pos = make_pos(s);
+  const char *pos = s->token; /* for dead letters; deltas get make_pos() */
   for (size_t i = 0; i < s->n->nschemas && rc == AS_OK; i++) {
     const as_schema *sc = s->n->schemas[i];
     if (!e.coll || strcmp(sc->collection, e.coll) != 0) continue;
@@ -611,7 +614,6 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
     }
     /* other event types (createIndexes, modify, ...) carry no row changes */
   }
-  free(pos);
   return rc;
 }
 

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "as_log.h"
+#include "as_time.h"
 #include "sqlite_internal.h"
 #include "sqlite_sql.h"
 
@@ -96,11 +97,6 @@ static bool parse_i64(const char *s, int64_t *out) {
   return true;
 }
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int64_t mono_ms(void) {
   struct timespec ts;
@@ -813,7 +809,7 @@ static int snapshot_open(as_node *n, const as_schema *s, const char *after_key, 
   if (!sn) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   sn->n = n;
   sn->s = s;
-  sn->ts_us = now_us();
+  sn->ts_us = as_now_us();
   sn->estimate = -1;
   sn->last = calloc(s->nkey ? s->nkey : 1, sizeof *sn->last);
   sn->after = calloc(s->nkey ? s->nkey : 1, sizeof *sn->after);
