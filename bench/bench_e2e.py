@@ -26,10 +26,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import psycopg2.extras
 from bson import ObjectId, encode
+from bson.codec_options import CodecOptions
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
-from pymongo import MongoClient
+from pymongo import MongoClient, ReplaceOne
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -237,6 +238,25 @@ def pg_exec(dsn, sql, params=()):
         con.close()
 
 
+def fresh_db(dsn, name):
+    """Creates database `name` (dropped first) and returns a DSN for it: each benchmark gets
+    its own changelog and consumers, so earlier runs leave nothing behind to read or purge."""
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    cur = con.cursor()
+    cur.execute("DROP DATABASE IF EXISTS %s" % name)
+    cur.execute("CREATE DATABASE %s" % name)
+    con.close()
+    return " ".join(p for p in dsn.split() if not p.startswith("dbname=")) + " dbname=" + name
+
+
+def drop_db(dsn, name):
+    con = psycopg2.connect(dsn)
+    con.autocommit = True
+    con.cursor().execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+    con.close()
+
+
 def read_bson_file(path):
     with open(path, "rb") as f:
         data = f.read()
@@ -269,21 +289,17 @@ def cmd_snapshot(a):
     for i in range(0, n, 1000):
         coll.insert_many(docs[i:i + 1000], ordered=False)
     t_ins = time.time() - t0
-    # the server's own find rate: sorted scan in raw batches (no decoding in the client)
+    # the server's own find rate: sorted scan, documents left raw (not decoded) in the client
     best_find = 0.0
     for _ in range(2):
         t0 = time.time()
-        cnt = 0
-        for batch in coll.find_raw_batches({}, sort=[("_id", 1)], batch_size=1000):
-            off = 0
-            while off < len(batch):
-                off += struct.unpack_from("<i", batch, off)[0]
-                cnt += 1
+        raw = coll.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
+        cnt = sum(1 for _ in raw.find({}, sort=[("_id", 1)], batch_size=1000))
         dt = time.time() - t0
         best_find = max(best_find, cnt / dt)
     work = a.work
     os.makedirs(work, exist_ok=True)
-    pg_exec(a.dsn, "DROP TABLE IF EXISTS public.customers")
+    admin_dsn, a.dsn = a.dsn, fresh_db(a.dsn, "bench_snapshot")
     cfg = write_config(work, mongo_node(a.uri, db) + pg_node(a.dsn), CUSTOMERS_MAPPING)
     port = free_port()
     t_start = time.time()
@@ -317,14 +333,14 @@ def cmd_snapshot(a):
     dc, dpg, dm = Cpu.delta(c0, c1)
     dt = done_at - t_start
     out("e2e.snapshot_via_test_server rows_per_s=%.0f rows=%d seconds=%.2f vmhwm_mib=%.1f exit=%d "
-        "(bounded by the Python test server: its find rate is %.0f docs/s; insert_many ran at %.0f docs/s)"
+        "(the Python test server alone: sorted find %.0f docs/s, insert_many %.0f docs/s)"
         % (n / dt, n, dt, hwm / 1024.0, rc, best_find, n / t_ins))
     out("e2e.snapshot_cpu connector_cpu_s=%.2f pg_cpu_s=%.2f mongo_server_cpu_s=%.2f "
         "connector_us_per_row=%.1f share_of_servers=%.2f"
         % (dc, dpg, dm, dc / n * 1e6, dc / max(1e-9, dpg + dm)))
     con.close()
     client.drop_database(db)
-    pg_exec(a.dsn, "DROP TABLE IF EXISTS public.customers")
+    drop_db(admin_dsn, "bench_snapshot")
     return 0
 
 
@@ -491,11 +507,35 @@ def c1_time(c0, c1):
     return c1.get("t", 0) - c0.get("t", 0)
 
 
+def server_capacity(uri, n=10000):
+    """What the MongoDB server alone sustains for the writes each direction needs: insert_many
+    of tick documents (the Mongo -> SQL writer) and bulk replace-upserts of 1000 in a
+    transaction (what the connector's MongoDB sink sends), both from pymongo."""
+    client = MongoClient(uri)
+    coll = client["bench_capacity"]["ticks"]
+    coll.drop()
+    t0 = time.time()
+    for i in range(0, n, 50):
+        coll.insert_many([tick_doc(j, 0.0) for j in range(i, i + 50)])
+    ins = n / (time.time() - t0)
+    t0 = time.time()
+    for i in range(0, n, 1000):
+        ops = [ReplaceOne({"_id": Int64(j)}, tick_doc(j, 1.0), upsert=True) for j in range(n + i, n + i + 1000)]
+        with client.start_session() as sess:
+            with sess.start_transaction():
+                coll.bulk_write(ops, ordered=True, session=sess)
+    rep = n / (time.time() - t0)
+    client.drop_database("bench_capacity")
+    out("e2e.test_server_capacity insert_many_50_per_s=%.0f bulk_replace_upsert_txn_per_s=%.0f "
+        "(the Python MongoDB test server alone, driven by pymongo)" % (ins, rep))
+
+
 def cmd_stream(a):
+    server_capacity(a.uri)
     db = "bench_stream_%d" % os.getpid()
     work = a.work
     os.makedirs(work, exist_ok=True)
-    pg_exec(a.dsn, "DROP TABLE IF EXISTS public.ticks")
+    admin_dsn, a.dsn = a.dsn, fresh_db(a.dsn, "bench_stream")
     cfg = write_config(work, mongo_node(a.uri, db) + pg_node(a.dsn), TICKS_MAPPING)
     p = start_connector(a.bin, cfg, work)
     client = MongoClient(a.uri)
@@ -531,7 +571,7 @@ def cmd_stream(a):
     p.terminate()
     p.wait(60)
     client.drop_database(db)
-    pg_exec(a.dsn, "DROP TABLE IF EXISTS public.ticks")
+    drop_db(admin_dsn, "bench_stream")
     return 0
 
 
@@ -542,8 +582,8 @@ def cmd_rss(a):
         work = os.path.join(a.work, "rss_%d" % n)
         os.makedirs(work, exist_ok=True)
         dbp = os.path.join(work, "src.db")
-        pg_exec(a.dsn, "DROP TABLE IF EXISTS public.rows")
-        nodes = "  lite:\n    kind: sqlite\n    path: \"%s\"\n%s" % (dbp, pg_node(a.dsn))
+        dsn = fresh_db(a.dsn, "bench_rss")
+        nodes = "  lite:\n    kind: sqlite\n    path: \"%s\"\n%s" % (dbp, pg_node(dsn))
         cfg = write_config(work, nodes, ROWS_MAPPING)
         r = subprocess.run([a.bin, "install", "-c", cfg], capture_output=True, text=True)
         if r.returncode != 0:
@@ -560,7 +600,7 @@ def cmd_rss(a):
         t0 = time.time()
         p = start_connector(a.bin, cfg, work, ["--exit-when-idle", "2s"])
         hwm, done_at = 0, None
-        pc = psycopg2.connect(a.dsn)
+        pc = psycopg2.connect(dsn)
         pc.autocommit = True
         while p.poll() is None:
             hwm = max(hwm, vmhwm_kib(p.pid))
@@ -578,7 +618,7 @@ def cmd_rss(a):
         note("sqlite->pg snapshot of %d rows: %.0f rows/s, VmHWM %.1f MiB, exit %d"
              % (n, n / (done_at - t0), hwm / 1024.0, rc))
         parts.append((n, hwm / 1024.0, n / (done_at - t0)))
-        pg_exec(a.dsn, "DROP TABLE IF EXISTS public.rows")
+        drop_db(a.dsn, "bench_rss")
     out("e2e.snapshot_peak_rss " + " ".join("rows=%d vmhwm_mib=%.1f" % (n, m) for n, m, _ in parts) +
         " (SQLite -> PostgreSQL through arraysync run; target <= 64 MiB, flat in the row count)")
     out("e2e.snapshot_sqlite_to_pg " + " ".join("rows=%d rows_per_s=%.0f" % (n, r) for n, _, r in parts))

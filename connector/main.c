@@ -173,6 +173,10 @@ static int cmd_run(const cli_opts *o) {
     as_error err;
     AS_LOG(AS_LOG_INFO, "main", "arraysync %s starting with %s", ARRAYSYNC_VERSION, cfg->file);
     int erc = as_engine_run(cfg, &eo, &err);
+    if (erc == AS_RETRY && stop_flag && !reload_flag) {
+      AS_LOG(AS_LOG_INFO, "main", "stopped while waiting to connect");
+      break;
+    }
     if (erc != AS_OK) {
       AS_LOG(AS_LOG_ERROR, "main", "%s", err.message);
       rc = erc == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;

@@ -15,14 +15,24 @@
  *   document whose fields are already in that order round-trips byte for byte.
  * - int64 values are written back as int32 when they fit (what the drivers do for small
  *   integers), so a NumberLong(5) in an int64 column comes back as int32 5.
+ * - Performance (bench/bench_mongodb.c, mongo.transcode): documents are read with it_next, an
+ *   inline equivalent of libbson 1.23's bson_iter_next; updates and AS-JSON -> BSON are
+ *   written as raw BSON bytes (rw_*) instead of bson_append_* calls, then copied once;
+ *   Decimal128 <-> text has exact fast paths for the common forms (libbson for the rest);
+ *   string values and json texts of a reused row keep their heap blocks (whole usable size).
+ *   Every fast path gives byte-identical results to the libbson calls it replaces.
  */
 #include "as_bson.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #include <jansson.h>
@@ -177,6 +187,18 @@ static int put_str(as_buf *b, const char *s, size_t n) {
   const uint8_t *p = (const uint8_t *)s, *e = p + n;
   *o++ = '"';
   while (p < e) {
+    /* 8 bytes at a time while none needs escaping (bytes < 0x20, '"', '\\') */
+    while (e - p >= 8) {
+      uint64_t x;
+      memcpy(&x, p, 8);
+      const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+      uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+      uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs);
+      if (hit & high) break;
+      memcpy(o, &x, 8);
+      o += 8;
+      p += 8;
+    }
     const uint8_t *st = p;
     while (p < e && !json_esc[*p]) p++;
     size_t run = (size_t)(p - st);
@@ -826,10 +848,164 @@ static int fj_skip(fj *j) {
   return AS_OK;
 }
 
-static int fj_value(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, int depth);
+/* ---------------------------------------------------------------- raw BSON writer
+ *
+ * Elements written straight into an as_buf, byte for byte what the bson_append_* calls of
+ * libbson write (little-endian lengths and numbers, NUL-terminated keys); a document is a
+ * 4-byte length patched when it ends. Much cheaper than bson_append_*, which copies each part
+ * through a varargs helper. */
+
+static inline void put_le32(uint8_t *p, uint32_t v) {
+  v = BSON_UINT32_TO_LE(v);
+  memcpy(p, &v, 4);
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v) {
+  v = BSON_UINT64_TO_LE(v);
+  memcpy(p, &v, 8);
+}
+
+/* Type byte and key, with room for `extra` more bytes after them. */
+static inline int rw_head(as_buf *b, uint8_t type, const char *key, size_t kl, size_t extra) {
+  if (room(b, kl + 2 + extra) != AS_OK) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  *o++ = type;
+  memcpy(o, key, kl);
+  o[kl] = '\0';
+  b->len += kl + 2;
+  return AS_OK;
+}
+
+static inline int rw_i32(as_buf *b, const char *key, size_t kl, int32_t v) {
+  if (rw_head(b, BSON_TYPE_INT32, key, kl, 4)) return AS_ERR;
+  put_le32(b->data + b->len, (uint32_t)v);
+  b->len += 4;
+  return AS_OK;
+}
+
+static inline int rw_64(as_buf *b, uint8_t type, const char *key, size_t kl, uint64_t v) {
+  if (rw_head(b, type, key, kl, 8)) return AS_ERR;
+  put_le64(b->data + b->len, v);
+  b->len += 8;
+  return AS_OK;
+}
+
+static inline int rw_double(as_buf *b, const char *key, size_t kl, double d) {
+  uint64_t u;
+  memcpy(&u, &d, 8);
+  return rw_64(b, BSON_TYPE_DOUBLE, key, kl, u);
+}
+
+/* int64 as bson_append_int32 when it fits, else int64 (as the drivers write small integers) */
+static inline int rw_int(as_buf *b, const char *key, size_t kl, int64_t v) {
+  if (v >= INT32_MIN && v <= INT32_MAX) return rw_i32(b, key, kl, (int32_t)v);
+  return rw_64(b, BSON_TYPE_INT64, key, kl, (uint64_t)v);
+}
+
+static inline int rw_byte(as_buf *b, uint8_t type, const char *key, size_t kl, int byte) {
+  if (rw_head(b, type, key, kl, 1)) return AS_ERR;
+  if (byte >= 0) b->data[b->len++] = (uint8_t)byte;
+  return AS_OK;
+}
+
+/* utf8, symbol, code: length with the NUL, bytes, NUL */
+static inline int rw_str(as_buf *b, uint8_t type, const char *key, size_t kl, const char *s, size_t n) {
+  if (n >= BSON_MAX_SIZE || rw_head(b, type, key, kl, n + 5)) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  put_le32(o, (uint32_t)n + 1);
+  if (n) memcpy(o + 4, s, n);
+  o[4 + n] = '\0';
+  b->len += n + 5;
+  return AS_OK;
+}
+
+static inline int rw_bytes(as_buf *b, uint8_t type, const char *key, size_t kl, const void *p, size_t n) {
+  if (rw_head(b, type, key, kl, n)) return AS_ERR;
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return AS_OK;
+}
+
+static inline int rw_binary(as_buf *b, const char *key, size_t kl, uint8_t subtype, const void *p, size_t n) {
+  if (n >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_BINARY, key, kl, n + 5)) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  put_le32(o, (uint32_t)n);
+  o[4] = subtype;
+  if (n) memcpy(o + 5, p, n);
+  b->len += n + 5;
+  return AS_OK;
+}
+
+/* Starts an embedded document or array; *at receives the offset of its length. */
+static inline int rw_begin(as_buf *b, uint8_t type, const char *key, size_t kl, size_t *at) {
+  if (rw_head(b, type, key, kl, 4)) return AS_ERR;
+  *at = b->len;
+  b->len += 4;
+  return AS_OK;
+}
+
+static inline int rw_end(as_buf *b, size_t at) {
+  if (room(b, 1)) return AS_ERR;
+  b->data[b->len++] = '\0';
+  if (b->len - at > BSON_MAX_SIZE) return AS_ERR;
+  put_le32(b->data + at, (uint32_t)(b->len - at));
+  return AS_OK;
+}
+
+/* The elements of a document (its bytes between the length and the final NUL). */
+static inline int rw_elements(as_buf *b, const bson_t *doc) {
+  const uint8_t *d = bson_get_data(doc);
+  return doc->len >= 5 ? bappend(b, d + 4, doc->len - 5) : AS_OK;
+}
+
+/* Decimal text -> Decimal128 as bson_decimal128_from_string_w_len: plain "[-]digits[.digits]"
+ * with at most 19 digits here (coefficient = the digits, exponent = -fraction digits, sign bit
+ * for '-', also for zero), everything else by libbson. */
+static bool dec_from_str(const char *s, size_t n, bson_decimal128_t *dec) {
+  const char *p = s, *e = s + n;
+  bool neg = p < e && *p == '-';
+  if (neg) p++;
+  uint64_t coef = 0;
+  int nd = 0, nfrac = 0;
+  const char *st = p;
+  while (p < e && *p >= '0' && *p <= '9') coef = coef * 10 + (uint64_t)(*p++ - '0');
+  nd = (int)(p - st);
+  if (nd > 0 && p < e && *p == '.') {
+    st = ++p;
+    while (p < e && *p >= '0' && *p <= '9') coef = coef * 10 + (uint64_t)(*p++ - '0');
+    nfrac = (int)(p - st);
+    if (nfrac == 0) p = s; /* "1." : libbson */
+  }
+  if (nd == 0 || p != e || nd + nfrac > 19)
+    return n <= INT_MAX && bson_decimal128_from_string_w_len(s, (int)n, dec);
+  dec->low = coef;
+  dec->high = (uint64_t)(6176 - nfrac) << 49 | (neg ? 1ULL << 63 : 0);
+  return true;
+}
+
+/* Decimal index key of an array element. */
+static inline size_t idx_key(uint32_t i, char kb[16]) {
+  if (i < 10) {
+    kb[0] = (char)('0' + i);
+    kb[1] = '\0';
+    return 1;
+  }
+  char t[12];
+  int n = 0;
+  while (i) {
+    t[n++] = (char)('0' + i % 10);
+    i /= 10;
+  }
+  size_t l = 0;
+  while (n) kb[l++] = t[--n];
+  kb[l] = '\0';
+  return l;
+}
+
+static int fj_value(fj *j, as_buf *dst, const char *key, int kl, as_buf *tmp, int depth);
 
 /* Members of an object or array (j->p just after '{' or '['). */
-static int fj_members(fj *j, bson_t *dst, bool arr, as_buf *tmp, int depth) {
+static int fj_members(fj *j, as_buf *dst, bool arr, as_buf *tmp, int depth) {
   char close = arr ? ']' : '}';
   fj_ws(j);
   if (j->p < j->end && *j->p == close) {
@@ -843,7 +1019,8 @@ static int fj_members(fj *j, bson_t *dst, bool arr, as_buf *tmp, int depth) {
     size_t kl;
     fj_ws(j);
     if (arr) {
-      kl = bson_uint32_to_string(idx, &key, kb, sizeof kb);
+      kl = idx_key(idx, kb);
+      key = kb;
     } else {
       if (j->p >= j->end || *j->p != '"') return FJ_FAIL;
       int rc = fj_string(j, &key, &kl, tmp);
@@ -887,8 +1064,26 @@ static bool fj_single_string(fj *j, const char **s, size_t *n, as_buf *tmp) {
   return true;
 }
 
+/* Decimal integer text as parse_i64 (strtoll: optional sign, digits, no overflow), without
+ * leading blanks (never produced by the writer; such text goes the parse_i64 way). */
+static bool fast_i64(const char *s, int64_t *out) {
+  const char *p = s;
+  bool neg = *p == '-';
+  if (*p == '-' || *p == '+') p++;
+  if (*p < '0' || *p > '9') return parse_i64(s, out);
+  uint64_t u = 0;
+  int nd = 0;
+  while (*p >= '0' && *p <= '9') {
+    u = u * 10 + (uint64_t)(*p++ - '0');
+    if (++nd > 18) return parse_i64(s, out);
+  }
+  if (*p) return false;
+  *out = neg ? -(int64_t)u : (int64_t)u;
+  return true;
+}
+
 /* The common wrappers; returns 1 appended, 0 not handled here (j->p unspecified), <0 error. */
-static int fj_wrapper(fj *j, bson_t *dst, const char *key, int kl, const char *wk, size_t wl, as_buf *tmp) {
+static int fj_wrapper(fj *j, as_buf *dst, const char *key, int kl, const char *wk, size_t wl, as_buf *tmp) {
   const char *s;
   size_t n;
   char num[64];
@@ -909,23 +1104,20 @@ static int fj_wrapper(fj *j, bson_t *dst, const char *key, int kl, const char *w
     memcpy(num, s, n);
     num[n] = '\0';
     int64_t ms;
-    if (!parse_i64(num, &ms)) return 0;
+    if (!fast_i64(num, &ms)) return 0;
     fj_ws(j);
     if (j->p >= j->end || *j->p != '}') return 0;
     j->p++;
-    return bson_append_date_time(dst, key, kl, ms) ? 1 : AS_EINVAL;
+    return rw_64(dst, BSON_TYPE_DATE_TIME, key, (size_t)kl, (uint64_t)ms) ? AS_ERR : 1;
   }
   bool known = IS("$numberLong") || IS("$numberInt") || IS("$numberDouble") || IS("$numberDecimal") ||
                IS("$oid") || IS("$symbol") || IS("$code");
   if (!known || !fj_single_string(j, &s, &n, tmp)) return 0;
-  if (IS("$symbol")) return bson_append_symbol(dst, key, kl, s, (int)n) ? 1 : AS_EINVAL;
+  if (IS("$symbol")) return rw_str(dst, BSON_TYPE_SYMBOL, key, (size_t)kl, s, n) ? AS_ERR : 1;
   if (memchr(s, '\0', n)) return 0;
   if (IS("$code")) {
     if (n >= 4096) return 0;
-    char code[4096];
-    memcpy(code, s, n);
-    code[n] = '\0';
-    return bson_append_code(dst, key, kl, code) ? 1 : AS_EINVAL;
+    return rw_str(dst, BSON_TYPE_CODE, key, (size_t)kl, s, n) ? AS_ERR : 1;
   }
   if (n >= sizeof num) return 0;
   memcpy(num, s, n);
@@ -934,12 +1126,15 @@ static int fj_wrapper(fj *j, bson_t *dst, const char *key, int kl, const char *w
     if (n != 24 || !bson_oid_is_valid(num, 24)) return 0;
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, num);
-    return bson_append_oid(dst, key, kl, &oid) ? 1 : AS_EINVAL;
+    return rw_bytes(dst, BSON_TYPE_OID, key, (size_t)kl, oid.bytes, 12) ? AS_ERR : 1;
   }
   if (IS("$numberDecimal")) {
     bson_decimal128_t dec;
-    if (!bson_decimal128_from_string(num, &dec)) return 0;
-    return bson_append_decimal128(dst, key, kl, &dec) ? 1 : AS_EINVAL;
+    if (!dec_from_str(num, n, &dec)) return 0;
+    uint8_t raw[16];
+    put_le64(raw, dec.low);
+    put_le64(raw + 8, dec.high);
+    return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, (size_t)kl, raw, 16) ? AS_ERR : 1;
   }
   if (IS("$numberDouble")) {
     double d;
@@ -951,25 +1146,26 @@ static int fj_wrapper(fj *j, bson_t *dst, const char *key, int kl, const char *w
       d = strtod(num, &end);
       if (*end || !*num) return 0;
     }
-    return bson_append_double(dst, key, kl, d) ? 1 : AS_EINVAL;
+    return rw_double(dst, key, (size_t)kl, d) ? AS_ERR : 1;
   }
   int64_t x;
-  if (!parse_i64(num, &x)) return 0;
+  if (!fast_i64(num, &x)) return 0;
   if (IS("$numberInt")) {
     if (x < INT32_MIN || x > INT32_MAX) return 0;
-    return bson_append_int32(dst, key, kl, (int32_t)x) ? 1 : AS_EINVAL;
+    return rw_i32(dst, key, (size_t)kl, (int32_t)x) ? AS_ERR : 1;
   }
-  return bson_append_int64(dst, key, kl, x) ? 1 : AS_EINVAL;
+  return rw_64(dst, BSON_TYPE_INT64, key, (size_t)kl, (uint64_t)x) ? AS_ERR : 1;
 #undef IS
 }
 
-static int fj_object(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, int depth) {
+static int fj_object(fj *j, as_buf *dst, const char *key, int kl, as_buf *tmp, int depth) {
   const char *start = j->p; /* at '{' */
   j->p++;
   fj_ws(j);
   if (j->p + 1 < j->end && j->p[0] == '"' && j->p[1] == '$') {
     const char *wk;
     size_t wl;
+    size_t mark = dst->len;
     int rc = fj_string(j, &wk, &wl, tmp);
     if (rc) return rc;
     char wkey[32];
@@ -978,36 +1174,41 @@ static int fj_object(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, i
       rc = fj_wrapper(j, dst, key, kl, wkey, wl, tmp);
       if (rc != 0) return rc < 0 ? rc : AS_OK;
     }
+    dst->len = mark;
     /* any other "$..." object: the jansson path decides (wrapper or plain document) */
     j->p = start;
     if ((rc = fj_skip(j)) != AS_OK) return rc;
     json_error_t je;
     json_t *v = json_loadb(start, (size_t)(j->p - start), JSON_ALLOW_NUL, &je);
     if (!v) return FJ_FAIL;
-    rc = json_to_bson_value(dst, key, kl, v, depth);
+    bson_t holder = BSON_INITIALIZER;
+    rc = json_to_bson_value(&holder, key, kl, v, depth);
+    if (rc == AS_OK) rc = rw_elements(dst, &holder);
+    bson_destroy(&holder);
     json_decref(v);
     return rc;
   }
-  bson_t child;
-  if (!bson_append_document_begin(dst, key, kl, &child)) return FJ_FAIL;
-  int rc = fj_members(j, &child, false, tmp, depth + 1);
-  if (!bson_append_document_end(dst, &child) && rc == AS_OK) rc = FJ_FAIL;
+  size_t at;
+  if (rw_begin(dst, BSON_TYPE_DOCUMENT, key, (size_t)kl, &at)) return FJ_FAIL;
+  int rc = fj_members(j, dst, false, tmp, depth + 1);
+  if (rc == AS_OK && rw_end(dst, at)) rc = FJ_FAIL;
   return rc;
 }
 
-static int fj_value(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, int depth) {
+static int fj_value(fj *j, as_buf *dst, const char *key, int kl, as_buf *tmp, int depth) {
   if (depth > 200) return FJ_FAIL;
   fj_ws(j);
   if (j->p >= j->end) return FJ_FAIL;
   char c = *j->p;
-  bool ok;
+  size_t k = (size_t)kl;
+  int w;
   if (c == '{') return fj_object(j, dst, key, kl, tmp, depth);
   if (c == '[') {
-    bson_t child;
+    size_t at;
     j->p++;
-    if (!bson_append_array_begin(dst, key, kl, &child)) return FJ_FAIL;
-    int rc = fj_members(j, &child, true, tmp, depth + 1);
-    if (!bson_append_array_end(dst, &child) && rc == AS_OK) rc = FJ_FAIL;
+    if (rw_begin(dst, BSON_TYPE_ARRAY, key, k, &at)) return FJ_FAIL;
+    int rc = fj_members(j, dst, true, tmp, depth + 1);
+    if (rc == AS_OK && rw_end(dst, at)) rc = FJ_FAIL;
     return rc;
   }
   if (c == '"') {
@@ -1015,16 +1216,16 @@ static int fj_value(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, in
     size_t n;
     int rc = fj_string(j, &s, &n, tmp);
     if (rc) return rc;
-    ok = bson_append_utf8(dst, key, kl, s, (int)n);
+    w = rw_str(dst, BSON_TYPE_UTF8, key, k, s, n);
   } else if (c == 't' && j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
     j->p += 4;
-    ok = bson_append_bool(dst, key, kl, true);
+    w = rw_byte(dst, BSON_TYPE_BOOL, key, k, 1);
   } else if (c == 'f' && j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) {
     j->p += 5;
-    ok = bson_append_bool(dst, key, kl, false);
+    w = rw_byte(dst, BSON_TYPE_BOOL, key, k, 0);
   } else if (c == 'n' && j->end - j->p >= 4 && memcmp(j->p, "null", 4) == 0) {
     j->p += 4;
-    ok = bson_append_null(dst, key, kl);
+    w = rw_byte(dst, BSON_TYPE_NULL, key, k, -1);
   } else if (c == '-' || (c >= '0' && c <= '9')) {
     /* JSON grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
     const char *st = j->p, *p = j->p;
@@ -1058,23 +1259,22 @@ static int fj_value(fj *j, bson_t *dst, const char *key, int kl, as_buf *tmp, in
       if ((size_t)(p - st) >= sizeof num) return FJ_FAIL;
       memcpy(num, st, (size_t)(p - st));
       num[p - st] = '\0';
-      ok = bson_append_double(dst, key, kl, strtod(num, NULL));
+      w = rw_double(dst, key, k, strtod(num, NULL));
     } else {
       if (nd > 19 || (nd == 19 && u > (neg ? 9223372036854775808ULL : 9223372036854775807ULL)) ||
           (nd == 19 && u < 1000000000000000000ULL))
         return FJ_FAIL; /* beyond int64 (or wrapped): the jansson path decides */
-      int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
-      ok = (v >= INT32_MIN && v <= INT32_MAX) ? bson_append_int32(dst, key, kl, (int32_t)v)
-                                              : bson_append_int64(dst, key, kl, v);
+      w = rw_int(dst, key, k, neg ? (int64_t)(0 - u) : (int64_t)u);
     }
   } else {
     return FJ_FAIL;
   }
-  return ok ? AS_OK : FJ_FAIL;
+  return w == AS_OK ? AS_OK : FJ_FAIL;
 }
 
-/* Members of the top-level object/array of json into out (initialised, empty). */
-static int fast_asjson_doc(const char *json, size_t len, bson_t *out, bool *is_array) {
+/* The top-level object/array of json as a whole raw document (length, elements, NUL)
+ * appended to raw. */
+static int fast_asjson_raw(const char *json, size_t len, as_buf *raw, bool *is_array) {
   fj j = {json, json + len};
   as_buf tmp = AS_BUF_INIT;
   fj_ws(&j);
@@ -1088,13 +1288,30 @@ static int fast_asjson_doc(const char *json, size_t len, bson_t *out, bool *is_a
     if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
   }
   j.p++;
-  rc = fj_members(&j, out, arr, &tmp, 1);
+  size_t at = raw->len;
+  if (room(raw, 4)) return AS_ERR;
+  raw->len += 4;
+  rc = fj_members(&j, raw, arr, &tmp, 1);
   if (rc == AS_OK) {
     fj_ws(&j);
     if (j.p != j.end) rc = FJ_FAIL;
   }
+  if (rc == AS_OK && rw_end(raw, at)) rc = FJ_FAIL;
   as_buf_free(&tmp);
   if (rc == AS_OK && is_array) *is_array = arr;
+  return rc;
+}
+
+/* Members of the top-level object/array of json into out (initialised, empty). */
+static int fast_asjson_doc(const char *json, size_t len, bson_t *out, bool *is_array) {
+  as_buf raw = AS_BUF_INIT;
+  int rc = fast_asjson_raw(json, len, &raw, is_array);
+  if (rc == AS_OK) {
+    uint8_t *p = bson_reserve_buffer(out, (uint32_t)raw.len);
+    if (p) memcpy(p, raw.data, raw.len);
+    else rc = FJ_FAIL;
+  }
+  as_buf_free(&raw);
   return rc;
 }
 
@@ -1103,15 +1320,16 @@ static int fast_asjson_value(bson_t *dst, const char *key, int kl, const char *j
   fj j = {json, json + len};
   fj_ws(&j);
   if (j.p < j.end && (*j.p == '{' || *j.p == '[')) {
-    bson_t tmpdoc;
+    as_buf raw = AS_BUF_INIT;
     bool arr = false;
-    bson_init(&tmpdoc);
-    int rc = fast_asjson_doc(json, len, &tmpdoc, &arr);
+    int rc = fast_asjson_raw(json, len, &raw, &arr);
     if (rc == AS_OK) {
-      bool ok = arr ? bson_append_array(dst, key, kl, &tmpdoc) : bson_append_document(dst, key, kl, &tmpdoc);
+      bson_t tmpdoc;
+      bool ok = bson_init_static(&tmpdoc, raw.data, raw.len);
+      ok = ok && (arr ? bson_append_array(dst, key, kl, &tmpdoc) : bson_append_document(dst, key, kl, &tmpdoc));
       rc = ok ? AS_OK : AS_EDATA;
     }
-    bson_destroy(&tmpdoc);
+    as_buf_free(&raw);
     return rc;
   }
   return FJ_FAIL; /* scalars and wrappers: the jansson path */
@@ -1188,10 +1406,20 @@ static int cannot_store(const as_column *c, const bson_iter_t *it, const char *r
 
 /* Stores a string value, reusing out's buffer when it is large enough (rows are reused
  * document after document, so steady state needs no allocation). */
+/* Bytes a string value's buffer can hold (with its NUL): the whole heap block where known. */
+static inline size_t str_cap(const as_value *v) {
+#ifdef __GLIBC__
+  size_t c = v->u.s.ptr ? malloc_usable_size(v->u.s.ptr) : 0;
+  return c > v->u.s.len ? c : v->u.s.len + 1;
+#else
+  return v->u.s.len + 1;
+#endif
+}
+
 static int set_str(as_value *out, as_type t, const char *s, size_t n, char *why) {
   bool strtype = out->type == AS_T_TEXT || out->type == AS_T_DECIMAL || out->type == AS_T_JSON ||
                  out->type == AS_T_BYTES;
-  if (strtype && out->u.s.len >= n) {
+  if (strtype && out->u.s.ptr && str_cap(out) > n) {
     if (n) memmove(out->u.s.ptr, s, n);
     out->u.s.ptr[n] = '\0';
     out->u.s.len = n;
@@ -1211,7 +1439,7 @@ static as_buf buf_over(as_value *out) {
   if ((out->type == AS_T_TEXT || out->type == AS_T_DECIMAL || out->type == AS_T_JSON ||
        out->type == AS_T_BYTES) && out->u.s.ptr) {
     b.data = (uint8_t *)out->u.s.ptr;
-    b.cap = out->u.s.len + 1;
+    b.cap = str_cap(out); /* the whole heap block: usually larger than the text */
     out->u.s.ptr = NULL;
     out->u.s.len = 0;
   }
@@ -1895,11 +2123,17 @@ int as_key_to_filter(const as_schema *s, const as_row *r, bson_t *out, as_error 
   return AS_OK;
 }
 
-/* ================================================================ updates */
+/* ================================================================ updates
+ *
+ * $set and $unset are built as raw element lists (rw_* above) and assembled into the output
+ * once at the end. Values take the raw path (same bytes as as_value_append_bson); whatever it
+ * does not handle (errors, rare forms, json the streaming transcoder gives up on) is done by
+ * as_value_append_bson into a holder document whose element is copied, so results and
+ * messages are those of the libbson path. */
 
 typedef struct upd {
   const as_schema *s;
-  bson_t set, unset;
+  as_buf set, unset; /* elements */
   char path[1024];
 } upd;
 
@@ -1908,7 +2142,9 @@ static bool claimed(const as_schema *s, char *const *prefix, size_t depth, const
   for (size_t i = 0; i < s->ncols; i++) {
     const as_column *c = &s->cols[i];
     if (c->catch_all || c->npath <= depth + 1) continue;
-    bool ok = strcmp(c->path[depth], key) == 0;
+    const char *p = c->path[depth];
+    if (p[0] != key[0] || strcmp(p, key) != 0) continue;
+    bool ok = true;
     for (size_t d = 0; d < depth && ok; d++) ok = strcmp(c->path[d], prefix[d]) == 0;
     if (ok) return true;
   }
@@ -1921,15 +2157,47 @@ static bool same_value(const bson_iter_t *a, const bson_iter_t *b) {
   return la == lb && memcmp(a->raw + a->d1, b->raw + b->d1, la) == 0;
 }
 
+/* bson_append_iter into a raw element list: the value bytes copied where bson_append_iter
+ * writes them unchanged, the other types through bson_append_iter itself. */
+static int rw_iter(as_buf *b, const char *key, size_t kl, const bson_iter_t *it) {
+  bson_type_t t = IT_TYPE(it);
+  uint32_t vl = it->next_off - it->d1;
+  switch (t) {
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+      if (vl < 5 || rd32(it->raw + it->d1) != vl || it->raw[it->next_off - 1] != 0) break;
+      /* fall through */
+    case BSON_TYPE_DOUBLE:
+    case BSON_TYPE_UTF8:
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_OID:
+    case BSON_TYPE_BOOL:
+    case BSON_TYPE_DATE_TIME:
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_SYMBOL:
+    case BSON_TYPE_INT32:
+    case BSON_TYPE_TIMESTAMP:
+    case BSON_TYPE_INT64:
+    case BSON_TYPE_DECIMAL128:
+    case BSON_TYPE_MAXKEY:
+    case BSON_TYPE_MINKEY: return rw_bytes(b, (uint8_t)t, key, kl, it->raw + it->d1, vl);
+    default: break;
+  }
+  bson_t h = BSON_INITIALIZER;
+  int rc = bson_append_iter(&h, key, (int)kl, it) ? rw_elements(b, &h) : AS_EDATA;
+  bson_destroy(&h);
+  return rc;
+}
+
 static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **prefix, size_t depth,
                          size_t plen, as_error *err) {
   bson_iter_t it, pit;
   if (depth >= MAX_DEPTH) return AS_OK;
   if (now) {
     bson_iter_init(&it, now);
-    while (bson_iter_next(&it)) {
-      const char *k = bson_iter_key(&it);
-      size_t kl = bson_iter_key_len(&it);
+    while (it_next(&it)) {
+      const char *k = IT_KEY(&it);
+      size_t kl = IT_KEYLEN(&it);
       if (plen + kl + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
       memcpy(u->path + plen, k, kl + 1);
       bool in_prev = prev && bson_iter_init_find(&pit, prev, k);
@@ -1953,15 +2221,15 @@ static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **p
       }
       if (in_prev && same_value(&it, &pit)) continue;
       u->path[plen + kl] = '\0';
-      if (!bson_append_iter(&u->set, u->path, (int)(plen + kl), &it))
+      if (rw_iter(&u->set, u->path, plen + kl, &it) != AS_OK)
         return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
     }
   }
   if (prev) {
     bson_iter_init(&pit, prev);
-    while (bson_iter_next(&pit)) {
-      const char *k = bson_iter_key(&pit);
-      size_t kl = bson_iter_key_len(&pit);
+    while (it_next(&pit)) {
+      const char *k = IT_KEY(&pit);
+      size_t kl = IT_KEYLEN(&pit);
       if (now && bson_iter_init_find(&it, now, k)) continue;
       if (plen + kl + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
       memcpy(u->path + plen, k, kl + 1);
@@ -1978,7 +2246,7 @@ static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **p
         if (rc != AS_OK) return rc;
         continue;
       }
-      if (!bson_append_utf8(&u->unset, u->path, (int)(plen + kl), "", 0))
+      if (rw_str(&u->unset, BSON_TYPE_UTF8, u->path, plen + kl, "", 0) != AS_OK)
         return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
     }
   }
@@ -1987,8 +2255,18 @@ static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **p
 
 #define AS_RESTART (-100) /* internal: the fast path wrote something it cannot finish */
 
-/* A json object/array value straight into dst (no intermediate document). */
-static int json_direct(bson_t *dst, const char *key, int kl, const as_value *v) {
+/* as_value_append_bson into a holder, its element copied (the general path of rw_value). */
+static int rw_value_slow(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) {
+  bson_t h = BSON_INITIALIZER;
+  int rc = as_value_append_bson(&h, key, (int)kl, v, err);
+  if (rc == AS_OK && rw_elements(b, &h) != AS_OK) rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  bson_destroy(&h);
+  return rc;
+}
+
+/* A json object/array value as an element (the streaming transcoder); FJ_FAIL with b unchanged
+ * when it gives up. */
+static int rw_json(as_buf *b, const char *key, size_t kl, const as_value *v) {
   fj j = {v->u.s.ptr, v->u.s.ptr + v->u.s.len};
   fj_ws(&j);
   if (j.p >= j.end || (*j.p != '{' && *j.p != '[')) return FJ_FAIL;
@@ -1999,23 +2277,67 @@ static int json_direct(bson_t *dst, const char *key, int kl, const as_value *v) 
     if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
   }
   j.p++;
+  size_t mark = b->len, at;
   as_buf tmp = AS_BUF_INIT;
-  bson_t child;
-  bool ok = arr ? bson_append_array_begin(dst, key, kl, &child) : bson_append_document_begin(dst, key, kl, &child);
-  if (!ok) return AS_RESTART;
-  int rc = fj_members(&j, &child, arr, &tmp, 1);
+  int rc = rw_begin(b, arr ? BSON_TYPE_ARRAY : BSON_TYPE_DOCUMENT, key, kl, &at) ? FJ_FAIL : AS_OK;
+  if (rc == AS_OK) rc = fj_members(&j, b, arr, &tmp, 1);
   if (rc == AS_OK) {
     fj_ws(&j);
-    if (j.p != j.end) rc = FJ_FAIL;
+    if (j.p != j.end || rw_end(b, at)) rc = FJ_FAIL;
   }
-  ok = arr ? bson_append_array_end(dst, &child) : bson_append_document_end(dst, &child);
   as_buf_free(&tmp);
-  return rc == AS_OK && ok ? AS_OK : AS_RESTART;
+  if (rc != AS_OK) {
+    b->len = mark;
+    return FJ_FAIL;
+  }
+  return AS_OK;
+}
+
+/* A typed value as an element, byte for byte what as_value_append_bson appends. */
+static int rw_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) {
+  int w;
+  switch (v->type) {
+    case AS_T_NULL: w = rw_byte(b, BSON_TYPE_NULL, key, kl, -1); break;
+    case AS_T_BOOL: w = rw_byte(b, BSON_TYPE_BOOL, key, kl, v->u.b ? 1 : 0); break;
+    case AS_T_INT64: w = rw_int(b, key, kl, v->u.i); break;
+    case AS_T_DOUBLE: w = rw_double(b, key, kl, v->u.d); break;
+    case AS_T_DECIMAL: {
+      bson_decimal128_t dec;
+      if (!v->u.s.ptr || !dec_from_str(v->u.s.ptr, v->u.s.len, &dec)) return rw_value_slow(b, key, kl, v, err);
+      uint8_t raw[16];
+      put_le64(raw, dec.low);
+      put_le64(raw + 8, dec.high);
+      w = rw_bytes(b, BSON_TYPE_DECIMAL128, key, kl, raw, 16);
+      break;
+    }
+    case AS_T_TEXT:
+      if (!v->u.s.ptr || v->u.s.len >= INT_MAX) return rw_value_slow(b, key, kl, v, err);
+      w = rw_str(b, BSON_TYPE_UTF8, key, kl, v->u.s.ptr, v->u.s.len);
+      break;
+    case AS_T_BYTES:
+      if (!v->u.s.ptr) return rw_value_slow(b, key, kl, v, err);
+      w = rw_binary(b, key, kl, BSON_SUBTYPE_BINARY, v->u.s.ptr, v->u.s.len);
+      break;
+    case AS_T_UUID: w = rw_binary(b, key, kl, BSON_SUBTYPE_UUID, v->u.uuid, 16); break;
+    case AS_T_OBJECTID: w = rw_bytes(b, BSON_TYPE_OID, key, kl, v->u.oid, 12); break;
+    case AS_T_TIMESTAMP:
+      if (v->u.ts_us % 1000 != 0) return rw_value_slow(b, key, kl, v, err);
+      w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)(v->u.ts_us / 1000));
+      break;
+    case AS_T_DATE: w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)((int64_t)v->u.days * 86400000)); break;
+    case AS_T_JSON:
+      if (!v->u.s.ptr || rw_json(b, key, kl, v) != AS_OK) return rw_value_slow(b, key, kl, v, err);
+      return AS_OK;
+    default: return rw_value_slow(b, key, kl, v, err);
+  }
+  if (w != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  return AS_OK;
 }
 
 /* The catch-all without a previous value, straight from its text: each unclaimed top-level
  * field is parsed into $set, claimed documents go through extra_updates. FJ_FAIL before
- * anything was written, AS_RESTART after. */
+ * anything was written, AS_RESTART after (the caller truncates $set/$unset and redoes the
+ * catch-all the general way). */
 static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
   fj j = {v->u.s.ptr, v->u.s.ptr + v->u.s.len};
   fj_ws(&j);
@@ -2053,10 +2375,17 @@ static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
     fj_ws(&j);
     if (claimed(u->s, NULL, 0, keybuf)) {
       if (j.p < j.end && *j.p == '{') {
-        bson_t holder = BSON_INITIALIZER;
+        as_buf hraw = AS_BUF_INIT; /* {"v": <the value>} */
+        bson_t holder;
         bson_iter_t it;
-        rc = fj_value(&j, &holder, "v", 1, &tmp, 1);
-        if (rc == AS_OK && bson_iter_init_find(&it, &holder, "v") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        rc = room(&hraw, 4) ? AS_ERR : AS_OK;
+        if (rc == AS_OK) {
+          hraw.len = 4;
+          rc = fj_value(&j, &hraw, "v", 1, &tmp, 1);
+        }
+        if (rc == AS_OK && rw_end(&hraw, 0)) rc = AS_ERR;
+        if (rc == AS_OK && bson_init_static(&holder, hraw.data, hraw.len) && bson_iter_init_find(&it, &holder, "v") &&
+            BSON_ITER_HOLDS_DOCUMENT(&it)) {
           uint32_t len;
           const uint8_t *data;
           bson_t sub;
@@ -2073,7 +2402,7 @@ static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
         } else {
           rc = AS_RESTART;
         }
-        bson_destroy(&holder);
+        as_buf_free(&hraw);
       } else if (fj_skip(&j) != AS_OK) {
         rc = AS_RESTART;
       }
@@ -2099,8 +2428,35 @@ static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
   return rc;
 }
 
-static int delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
-                           bool fast, as_error *err) {
+/* {"$set": {set}, "$unset": {unset}} (each only when not empty) into out (empty). */
+static int finish_update(const as_schema *s, const upd *u, bson_t *out, as_error *err) {
+  size_t total = 5 + (u->set.len ? 11 + u->set.len : 0) + (u->unset.len ? 13 + u->unset.len : 0);
+  if (total > BSON_MAX_SIZE) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: update too large", s->name);
+  if (total == 5) return AS_OK;
+  uint8_t *p = bson_reserve_buffer(out, (uint32_t)total);
+  if (!p) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  put_le32(p, (uint32_t)total);
+  p += 4;
+  if (u->set.len) {
+    memcpy(p, "\x03$set", 6);
+    put_le32(p + 6, (uint32_t)u->set.len + 5);
+    memcpy(p + 10, u->set.data, u->set.len);
+    p += 10 + u->set.len;
+    *p++ = '\0';
+  }
+  if (u->unset.len) {
+    memcpy(p, "\x03$unset", 8);
+    put_le32(p + 8, (uint32_t)u->unset.len + 5);
+    memcpy(p + 12, u->unset.data, u->unset.len);
+    p += 12 + u->unset.len;
+    *p++ = '\0';
+  }
+  *p = '\0';
+  return AS_OK;
+}
+
+int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
+                       as_error *err) {
   upd u;
   int rc = AS_OK;
   bson_t now, prev;
@@ -2110,31 +2466,30 @@ static int delta_to_update(const as_schema *s, const as_delta *d, const char *pr
     return as_error_set(err, AS_DOM_MAPPING, AS_EINVAL, "mapping %s: $set/$unset only for updates, not %s",
                         s->name, as_op_name(d->op));
   u.s = s;
-  /* $set is written straight into out (dropped again if it stays empty); $unset aside */
-  bson_append_document_begin(out, "$set", 4, &u.set);
-  bson_init(&u.unset);
+  u.set = u.unset = (as_buf)AS_BUF_INIT;
+  if (as_buf_reserve(&u.set, 480) != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
   for (size_t i = 0; i < s->ncols && i < d->row.n; i++) {
     const as_column *c = &s->cols[i];
     if (!d->row.set[i] || c->is_key || c->catch_all) continue;
     const as_value *v = &d->row.v[i];
+    size_t fl = strlen(c->field);
     if (v->type == AS_T_NULL) {
-      if (!bson_append_utf8(&u.unset, c->field, -1, "", 0)) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
-    } else {
-      rc = FJ_FAIL;
-      if (fast && v->type == AS_T_JSON) rc = json_direct(&u.set, c->field, (int)strlen(c->field), v);
-      if (rc == FJ_FAIL) {
-        rc = as_value_append_bson(&u.set, c->field, -1, v, err);
-        if (rc != AS_OK) as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
-      }
+      if (rw_str(&u.unset, BSON_TYPE_UTF8, c->field, fl, "", 0) != AS_OK)
+        rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+    } else if ((rc = rw_value(&u.set, c->field, fl, v, err)) != AS_OK) {
+      as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
     }
     if (rc != AS_OK) goto cleanup;
   }
   if (s->catch_all_idx >= 0 && d->row.set[s->catch_all_idx]) {
     const as_value *cv = &d->row.v[s->catch_all_idx];
     bool arr = false;
-    if (fast && !prev_catch_all && cv->type == AS_T_JSON) {
+    if (!prev_catch_all && cv->type == AS_T_JSON) {
+      size_t set_mark = u.set.len, unset_mark = u.unset.len;
       rc = catch_all_direct(&u, cv, err);
-      if (rc != FJ_FAIL) goto cleanup;
+      if (rc == AS_OK || rc == AS_EDATA) goto cleanup;
+      u.set.len = set_mark; /* redo the catch-all the general way */
+      u.unset.len = unset_mark;
       rc = AS_OK;
     }
     if (cv->type == AS_T_JSON) {
@@ -2156,26 +2511,11 @@ static int delta_to_update(const as_schema *s, const as_delta *d, const char *pr
     char *prefix[MAX_DEPTH];
     rc = extra_updates(&u, have_now ? &now : NULL, have_prev ? &prev : NULL, prefix, 0, 0, err);
   }
-cleanup:;
-  bool set_empty = bson_empty(&u.set);
-  if (!bson_append_document_end(out, &u.set) && rc == AS_OK)
-    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: update too large", s->name);
-  if (rc == AS_OK && set_empty) bson_reinit(out);
-  if (rc == AS_OK && !bson_empty(&u.unset) && !bson_append_document(out, "$unset", 6, &u.unset))
-    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: update too large", s->name);
-  if (rc != AS_OK) bson_reinit(out);
+cleanup:
+  if (rc == AS_OK) rc = finish_update(s, &u, out, err);
   if (have_now) bson_destroy(&now);
   if (have_prev) bson_destroy(&prev);
-  bson_destroy(&u.unset);
-  return rc;
-}
-
-int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
-                       as_error *err) {
-  int rc = delta_to_update(s, d, prev_catch_all, out, true, err);
-  if (rc == AS_RESTART) {
-    bson_destroy(out);
-    rc = delta_to_update(s, d, prev_catch_all, out, false, err);
-  }
+  as_buf_free(&u.set);
+  as_buf_free(&u.unset);
   return rc;
 }

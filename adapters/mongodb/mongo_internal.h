@@ -65,11 +65,11 @@ struct as_node {
 int as_mongo_classify(const bson_error_t *e, const bson_t *reply);
 int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const bson_t *reply);
 
-/* Appends every key column's BSON value for the key JSON text (canonical JSON: an object
- * {"col": value} or, for a one-column key, a bare value) to out as "<path>": value. Returns the
- * values in vals (nkey entries, caller clears). */
+/* Parses a key given as canonical JSON (an object {"col": value, ...}, or for a one-column
+ * key a bare value) into vals (s->nkey entries, typed per key column; caller clears). */
 int as_mongo_key_from_json(const as_schema *s, const char *json, as_value *vals, as_error *err);
 
+/* {"col": value, ...} of the key columns of r (caller frees; NULL on ENOMEM). */
 char *as_mongo_key_json(const as_schema *s, const as_row *r);
 int64_t as_mongo_now_us(void);
 

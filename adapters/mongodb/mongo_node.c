@@ -97,11 +97,10 @@ int as_mongo_key_from_json(const as_schema *s, const char *text, as_value *vals,
   for (size_t k = 0; k < s->nkey; k++) {
     const as_column *c = &s->cols[s->key_idx[k]];
     const json_t *v = NULL;
-    if (json_is_object(j) && json_object_get(j, c->name) &&
-        !(s->nkey == 1 && json_object_size(j) == 1 && json_object_get(j, "$" "uuid"))) {
-      v = json_object_get(j, c->name);
+    if (json_is_object(j) && json_object_get(j, c->name)) {
+      v = json_object_get(j, c->name); /* {"col": value, ...} (the delta JSON "key" form) */
     } else if (s->nkey == 1) {
-      v = j; /* bare value */
+      v = j; /* a bare value, e.g. 42 or {"$oid": "..."} */
     }
     if (!v) {
       as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "mapping %s: key JSON lacks column %s", s->name,
@@ -1007,10 +1006,10 @@ static int node_rollback(as_node *n) {
   txn_abort(n);
   ops_clear(&n->done);
   n->need_replay = false;
-  if (n->sess) { /* a new session after errors: never reuse a dirty one */
-    mongoc_client_session_destroy(n->sess);
-    n->sess = NULL;
-  }
+  /* The session is kept: the next transaction on it (a higher txnNumber) aborts on the server
+   * whatever the failed one left open (e.g. after a commit that failed before it ran, which
+   * libmongoc no longer lets us abort); a new session would leave it holding its locks until
+   * transactionLifetimeLimitSeconds. */
   return AS_OK;
 }
 

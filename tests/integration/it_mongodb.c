@@ -248,6 +248,24 @@ static void t_install(void) {
   }
   bson_strfreev(names);
   CHECK(found == 4, "found %d of 4 collections", found);
+  /* uninstall drops the bookkeeping only; install brings it back */
+  CHECK(insert_json("items", "{\"_id\": -1, \"name\": \"keep\"}"), "user data");
+  CHECK(as_adapter_mongodb.uninstall(n, &err) == AS_OK, "uninstall: %s", err.message);
+  {
+    mongoc_database_t *d2 = mongoc_client_get_database(cli, dbname);
+    char **nm = mongoc_database_get_collection_names_with_opts(d2, NULL, &be);
+    mongoc_database_destroy(d2);
+    int book = 0, data = 0;
+    for (size_t i = 0; nm && nm[i]; i++) {
+      if (!strncmp(nm[i], "__arraysync_", 12)) book++;
+      if (!strcmp(nm[i], "items")) data++;
+    }
+    bson_strfreev(nm);
+    CHECK(book == 0 && data == 1, "after uninstall: %d bookkeeping, %d data", book, data);
+  }
+  CHECK(dbcmd("{\"delete\": \"items\", \"deletes\": [{\"q\": {\"_id\": -1}, \"limit\": 1}]}"),
+        "cleanup");
+  CHECK(as_adapter_mongodb.install(n, &err) == AS_OK, "re-install: %s", err.message);
   /* bad configuration fails before connecting, naming the key */
   {
     as_node_option o[2] = {{.key = "uri", .value = "mongodb://u:s3cret@127.0.0.1:1/"},
@@ -581,6 +599,25 @@ static void t_drop(void) {
   rc = poll_drain(s2, &b, &err);
   CHECK(rc == AS_ERESNAPSHOT, "resnapshot mode: %d %s", rc, err.message);
   CHECK(as_adapter_mongodb.install(n, &err) == AS_OK, "re-create");
+  /* dropDatabase: MongoDB first emits a drop for every collection */
+  {
+    char saved[64];
+    as_stream *s3 = NULL;
+    as_node *n3 = NULL;
+    snprintf(saved, sizeof saved, "%s", dbname);
+    snprintf(dbname, sizeof dbname, "%.50s_x", saved);
+    n3 = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+    bool ok = n3 && as_adapter_mongodb.open_stream(n3, "pg", NULL, &s3, &err) == AS_OK &&
+              insert_json("items", "{\"_id\": 1}") && dbcmd("{\"dropDatabase\": 1}");
+    as_batch_reset(&b);
+    rc = ok ? poll_drain(s3, &b, &err) : AS_OK;
+    as_adapter_mongodb.close_stream(s3);
+    as_adapter_mongodb.exit(n3);
+    snprintf(dbname, sizeof dbname, "%s", saved);
+    CHECK(ok, "dropDatabase setup");
+    CHECK(rc == AS_ERR && strstr(err.message, "drop") && b.n == 1, "dropDatabase: rc %d n %zu %s",
+          rc, b.n, err.message);
+  }
 out:
   as_batch_clear(&b);
   as_adapter_mongodb.close_stream(s);
@@ -738,6 +775,76 @@ out:
   as_adapter_mongodb.exit(n);
 }
 
+/* A document that cannot be mapped goes to batch->dead (raw relaxed JSON, error, key, pos); the
+ * stream goes on. */
+static void t_capture_dead(void) {
+  as_error err = {0};
+  as_batch b = {0};
+  as_stream *s = NULL;
+  as_node *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  CHECK(n, "node");
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(insert_json("users", "{\"_id\": \"bad1\", \"age\": \"not a number\"}"), "insert bad");
+  CHECK(insert_json("users", "{\"_id\": \"good1\", \"age\": 3}"), "insert good");
+  CHECK(poll_n(s, &b, 2, &err) == AS_OK, "poll: %s", err.message);
+  CHECK(b.ndead == 1 && b.n == 1, "dead %zu deltas %zu", b.ndead, b.n);
+  CHECK(b.dead[0].schema == users && b.dead[0].raw && strstr(b.dead[0].raw, "not a number"),
+        "raw %s", b.dead[0].raw ? b.dead[0].raw : "(null)");
+  CHECK(b.dead[0].error && strstr(b.dead[0].error, "age"), "error %s", b.dead[0].error);
+  CHECK(b.dead[0].key && strstr(b.dead[0].key, "bad1") && b.dead[0].pos, "key %s",
+        b.dead[0].key ? b.dead[0].key : "(null)");
+  CHECK(val_is(&b.d[0], "id", "\"good1\""), "the good one follows");
+out:
+  as_batch_clear(&b);
+  as_adapter_mongodb.close_stream(s);
+  as_adapter_mongodb.exit(n);
+}
+
+/* Transient failures of the sink: the engine rolls back and retries the batch (AS_RETRY). */
+static void t_transient(void) {
+  as_error err = {0};
+  as_delta d[2] = {0};
+  as_dead_list dead = {0};
+  char *cp = NULL;
+  bson_t *doc = NULL;
+  bson_iter_t it;
+  as_node *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  CHECK(n, "node");
+  make_delta(&d[0], items, AS_OP_INSERT, "pg", "{\"id\": 9501, \"name\": \"t1\", \"qty\": 1}");
+  make_delta(&d[1], items, AS_OP_UPDATE, "pg", "{\"id\": 9501, \"qty\": 2}");
+  /* a WriteConflict at commit (TransientTransactionError) */
+  CHECK(run_cmd("admin", "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1}, "
+                         "\"data\": {\"failCommands\": [\"commitTransaction\"], \"errorCode\": 112, "
+                         "\"errorLabels\": [\"TransientTransactionError\"]}}", NULL), "failpoint");
+  int rc = apply_batch(n, d, 2, &dead, "pg->mongo", "cp-t1", &err);
+  CHECK(rc == AS_RETRY, "commit conflict gives %d (%s)", rc, err.message);
+  doc = find_one("items", "{\"_id\": 9501}");
+  CHECK(doc == NULL, "nothing of the aborted batch is visible");
+  CHECK(as_adapter_mongodb.checkpoint_load(n, "pg->mongo", &cp, &err) == AS_ENOTFOUND ||
+            strcmp(cp, "cp-t1") != 0, "no checkpoint from the aborted batch");
+  free(cp);
+  cp = NULL;
+  /* the connection drops during a write inside the transaction */
+  CHECK(run_cmd("admin", "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1}, "
+                         "\"data\": {\"failCommands\": [\"update\"], \"closeConnection\": true}}",
+                NULL), "failpoint");
+  rc = apply_batch(n, d, 2, &dead, "pg->mongo", "cp-t2", &err);
+  CHECK(rc == AS_RETRY, "connection drop gives %d (%s)", rc, err.message);
+  /* the engine retries: everything applies once */
+  CHECK(apply_batch(n, d, 2, &dead, "pg->mongo", "cp-t3", &err) == AS_OK, "%s", err.message);
+  CHECK(dead.n == 0, "dead %zu", dead.n);
+  doc = find_one("items", "{\"_id\": 9501}");
+  CHECK(doc && bson_iter_init_find(&it, doc, "qty") && bson_iter_as_int64(&it) == 2, "applied");
+  CHECK(as_adapter_mongodb.checkpoint_load(n, "pg->mongo", &cp, &err) == AS_OK &&
+            strcmp(cp, "cp-t3") == 0, "checkpoint %s", cp ? cp : "(none)");
+out:
+  bson_destroy(doc);
+  free(cp);
+  for (int i = 0; i < 2; i++) as_delta_clear(&d[i]);
+  as_dead_list_clear(&dead);
+  as_adapter_mongodb.exit(n);
+}
+
 static long vm_hwm_kb(void) {
   FILE *f = fopen("/proc/self/status", "r");
   char line[256];
@@ -827,6 +934,7 @@ int main(int argc, char **argv) {
       {"resume", t_resume},           {"history_lost", t_history_lost},
       {"drop", t_drop},               {"sink_preserves", t_sink_preserves},
       {"echo", t_echo},               {"dead_letters", t_dead_letters},
+      {"transient", t_transient},     {"capture_dead", t_capture_dead},
       {"big_snapshot", t_big_snapshot}, {NULL, NULL}};
   uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (!uri || !*uri) {
