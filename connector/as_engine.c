@@ -56,6 +56,7 @@ typedef struct eng_pair {
   int failed;            /* AS_ERR: stopped for good */
   char error[512];
   bool outage;           /* in a retry loop: log once per outage */
+  bool force_snapshot;   /* ignore the checkpoint: copy every mapping again */
 } eng_pair;
 
 struct engine {
@@ -863,6 +864,13 @@ static int pair_open(eng_pair *p, work *w, as_error *err) {
   }
   free(p->ckpt);
   p->ckpt = NULL;
+  if (rc == AS_OK && p->force_snapshot) {
+    AS_LOG(AS_LOG_WARN, p->comp, "re-snapshot: the committed checkpoint is set aside");
+    free(ck);
+    ck = NULL;
+    rc = AS_ENOTFOUND;
+  }
+  p->force_snapshot = false;
   if (rc == AS_OK && strncmp(ck, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) != 0) {
     rc = p->src->ad->open_stream(p->src->node, t->cfg->name, ck, &p->stream, err);
     if (rc == AS_OK) {
@@ -965,6 +973,18 @@ static void *pair_main(void *arg) {
       }
     }
     if (stopping(e)) break;
+    if (rc == AS_ERESNAPSHOT) {
+      /* the source lost the history behind our position (or the mapped collection was
+       * re-created) and the node is configured to copy everything again */
+      AS_LOG(AS_LOG_WARN, p->comp, "%s: copying every mapping again (on_history_lost: resnapshot)",
+             err.message);
+      if (p->stream) {
+        p->src->ad->close_stream(p->stream);
+        p->stream = NULL;
+      }
+      p->force_snapshot = true;
+      continue;
+    }
     if (rc == AS_RETRY) {
       /* Transient: drop the stream, reconnect both sides, resume from the checkpoint. */
       if (!p->outage) {
@@ -1063,6 +1083,7 @@ static int build_pairs(engine *e, as_error *err) {
       snprintf(p->stats.source, sizeof p->stats.source, "%s", s->cfg->name);
       snprintf(p->stats.target, sizeof p->stats.target, "%s", t->cfg->name);
       as_state_stream_each(e->state, load_stats, p, NULL);
+      p->force_snapshot = e->o->resnapshot;
     }
   }
   return AS_OK;

@@ -24,6 +24,7 @@ typedef struct as_engine_opts {
   int64_t exit_when_idle_ms;    /* > 0: stop once every pair is streaming and idle this long */
   const char *metrics_listen;   /* "127.0.0.1:PORT" or NULL (overrides the config) */
   bool progress_tty;            /* draw a snapshot progress bar on stderr */
+  bool resnapshot;              /* copy every mapping again, ignoring committed checkpoints */
 } as_engine_opts;
 
 /* Connects every node, installs (idempotently) and runs until *stop or idle exit.

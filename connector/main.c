@@ -62,6 +62,7 @@ static void usage(FILE *out) {
           "      --log-format FORMAT    text | json (default: config or text)\n"
           "      --metrics HOST:PORT    serve Prometheus /metrics and /healthz (e.g. 127.0.0.1:9187)\n"
           "      --exit-when-idle DUR   run: stop cleanly once every stream has been idle for DUR\n"
+          "      --resnapshot           run: copy every mapping again (after lost change history)\n"
           "      --json                 status, dlq list, conflicts list: JSON output\n"
           "\n"
           "signals: SIGTERM/SIGINT finish the batch in flight, commit checkpoints and exit 0;\n"
@@ -88,6 +89,7 @@ typedef struct cli_opts {
   const char *metrics;
   const char *idle;
   bool json;
+  bool resnapshot;
 } cli_opts;
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
@@ -95,6 +97,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
       {"config", required_argument, NULL, 'c'},     {"log-level", required_argument, NULL, 'L'},
       {"log-format", required_argument, NULL, 'F'}, {"metrics", required_argument, NULL, 'M'},
       {"exit-when-idle", required_argument, NULL, 'I'}, {"json", no_argument, NULL, 'J'},
+      {"resnapshot", no_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
   optind = 1;
   int ch;
@@ -106,6 +109,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
       case 'M': o->metrics = optarg; break;
       case 'I': o->idle = optarg; break;
       case 'J': o->json = true; break;
+      case 'R': o->resnapshot = true; break;
       case 'h': usage(stdout); exit(EXIT_OK);
       default: return EXIT_USAGE;
     }
@@ -165,11 +169,14 @@ static int cmd_run(const cli_opts *o) {
   sa.sa_handler = on_hup;
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  bool resnapshot = o->resnapshot;
   for (;;) {
     as_engine_opts eo = {.stop = &stop_flag,
                          .exit_when_idle_ms = idle_ms,
                          .metrics_listen = o->metrics,
-                         .progress_tty = isatty(STDERR_FILENO) && as_log_current_level <= AS_LOG_INFO};
+                         .progress_tty = isatty(STDERR_FILENO) && as_log_current_level <= AS_LOG_INFO,
+                         .resnapshot = resnapshot};
+    resnapshot = false; /* only the first start: a SIGHUP reload resumes from checkpoints */
     as_error err;
     AS_LOG(AS_LOG_INFO, "main", "arraysync %s starting with %s", ARRAYSYNC_VERSION, cfg->file);
     int erc = as_engine_run(cfg, &eo, &err);

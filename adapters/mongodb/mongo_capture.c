@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
 #include "as_log.h"
+#include "as_time.h"
 #include "mongo_internal.h"
 
 struct as_stream {
@@ -125,7 +125,7 @@ static int history_lost(as_stream *s, const char *what, as_error *err) {
   as_error_set(err, AS_DOM_MONGO, 286,
                "node %s (consumer %s): %s: the resume token is older than the server's change "
                "history (error 286): the changes in between are lost to this stream; run "
-               "`arraysync run --resnapshot MAPPING` or set on_history_lost: resnapshot",
+               "`arraysync run --resnapshot` (copies every mapping again) or set on_history_lost: resnapshot",
                n->name, s->consumer, what);
   return AS_ERR;
 }
@@ -619,19 +619,13 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
 
 /* ------------------------------------------------------------------ poll */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
   if (s->stopped) {
     if (err) *err = s->stop_err;
     return s->stop_rc;
   }
   size_t n0 = out->n, d0 = out->ndead;
-  int64_t deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+  int64_t deadline = (as_monotonic_us() / 1000) + (wait_ms > 0 ? wait_ms : 0);
   int rc = AS_OK;
   bool failed = false;
   if (max == 0) max = 1;
@@ -654,7 +648,7 @@ int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error
       break;
     }
     /* an empty getMore (maxAwaitTimeMS passed): the batch is done */
-    if (out->n > n0 || out->ndead > d0 || mono_ms() >= deadline) break;
+    if (out->n > n0 || out->ndead > d0 || (as_monotonic_us() / 1000) >= deadline) break;
   }
   if (!failed && !s->stopped) set_token(s, mongoc_change_stream_get_resume_token(s->cs));
   char *pos = make_pos(s);
@@ -700,7 +694,7 @@ int as_mongo_snapshot_open(as_node *n, const as_schema *s, const char *after_key
   if (!sn) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   sn->n = n;
   sn->s = s;
-  sn->ts_us = as_mongo_now_us();
+  sn->ts_us = as_now_us();
   if (s->nkey == 0 || s->nkey > 16) {
     rc = as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "mapping %s: unsupported key", s->name);
     goto cleanup;

@@ -58,6 +58,7 @@ struct as_node {
   mongo_ops done;           /* writes applied in the current transaction */
   char *mark_origin;        /* origin of the last mark written in this transaction */
   uint64_t mark_n;
+  char mark_id[160];        /* _id of this process's mark document: "<node>:<pid>:<start µs>" */
 };
 
 /* Error classification: AS_RETRY for transient errors, AS_ERR otherwise. 286 is reported
@@ -71,8 +72,6 @@ int as_mongo_key_from_json(const as_schema *s, const char *json, as_value *vals,
 
 /* {"col": value, ...} of the key columns of r (caller frees; NULL on ENOMEM). */
 char *as_mongo_key_json(const as_schema *s, const as_row *r);
-int64_t as_mongo_now_us(void);
-
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
  * as_mongo_bson_free. */
 bson_t *as_mongo_bson_new(void);

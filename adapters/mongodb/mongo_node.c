@@ -4,21 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <xxhash.h>
 
 #include "as_log.h"
+#include "as_time.h"
 #include "mongo_internal.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-int64_t as_mongo_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static bool has_any_label(const bson_t *reply) {
   static const char *const labels[] = {"TransientTransactionError", "UnknownTransactionCommitResult",
@@ -229,6 +224,13 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   }
   if (parse_int_opt(cfg, "batch_size", 1, &n->batch_size, err) != AS_OK) goto cleanup;
   if (parse_int_opt(cfg, "max_await_ms", 1, &n->max_await_ms, err) != AS_OK) goto cleanup;
+  /* a mark identical to the stored one would be a no-op write without a change event: start
+   * the counter from the clock so that it never repeats across restarts */
+  n->mark_n = (uint64_t)as_now_us();
+  /* one mark document per process: a transaction left open by a killed connector holds its
+   * mark until the server's transaction lifetime passes, and must not block the next one */
+  snprintf(n->mark_id, sizeof n->mark_id, "%s:%ld:%llu", cfg->name, (long)getpid(),
+           (unsigned long long)n->mark_n);
   n->uri_redacted = as_log_redact(uri);
   n->database = strdup(db);
   if (!n->uri_redacted || !n->database) goto oom;
@@ -535,8 +537,8 @@ static int write_mark(as_node *n, const char *origin, as_error *err) {
   bson_error_t be;
   int rc = AS_OK;
   mongoc_collection_t *c = mongoc_client_get_collection(n->client, n->database, AS_MONGO_MARKS);
-  BSON_APPEND_UTF8(&sel, "_id", n->name);
-  BSON_APPEND_UTF8(&doc, "_id", n->name);
+  BSON_APPEND_UTF8(&sel, "_id", n->mark_id);
+  BSON_APPEND_UTF8(&doc, "_id", n->mark_id);
   BSON_APPEND_UTF8(&doc, "origin", origin);
   BSON_APPEND_INT64(&doc, "n", (int64_t)++n->mark_n);
   BSON_APPEND_BOOL(&opts, "upsert", true);
@@ -950,7 +952,7 @@ static int write_checkpoint(as_node *n, const char *stream_id, const char *check
   BSON_APPEND_UTF8(&sel, "_id", stream_id);
   BSON_APPEND_UTF8(&doc, "_id", stream_id);
   BSON_APPEND_UTF8(&doc, "position", checkpoint);
-  BSON_APPEND_DATE_TIME(&doc, "updated_at", as_mongo_now_us() / 1000);
+  BSON_APPEND_DATE_TIME(&doc, "updated_at", as_now_us() / 1000);
   BSON_APPEND_BOOL(&opts, "upsert", true);
   if ((rc = session_opts(n, &opts, err)) != AS_OK) goto cleanup;
   if (!mongoc_collection_replace_one(c, &sel, &doc, &opts, &reply, &be)) {
