@@ -341,6 +341,13 @@ conn.send_signal(signal.SIGTERM)
 rc = conn.wait(30)
 check("SIGTERM: clean exit 0", rc == 0, str(rc))
 
+# --resnapshot copies every mapping again (what a user runs after lost change history)
+r = subprocess.run([args.bin, "run", "-c", CFG, "--resnapshot", "--exit-when-idle", "2s"],
+                   capture_output=True, text=True, timeout=180)
+check("run --resnapshot copies every mapping again, converges, exits when idle",
+      r.returncode == 0 and "re-snapshot" in r.stderr and "snapshot of items done" in r.stderr
+      and converged(), r.stderr[-600:])
+
 # 7. randomized convergence with kill -9
 KEYS = ["k%02d" % i for i in range(30)]
 stop_writers = threading.Event()

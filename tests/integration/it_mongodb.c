@@ -2,7 +2,6 @@
  * reached ONLY through ARRAYSYNC_TEST_MONGODB_URI (the Python test server or a real replica
  * set). Optional: ARRAYSYNC_TEST_MONGODB_URI_SMALL_HISTORY, a second server keeping very little
  * change history (the test server's --history 20), for the error-286 tests.
- * IT_MONGO_LAGGING_CURSOR=1 adds a check the test server fails today (see t_history_lost).
  * Prints "N passed, N failed"; exits nonzero on failure. Usage: it_mongodb [test-name...] */
 #include <stdarg.h>
 #include <stdio.h>
@@ -569,10 +568,8 @@ static void t_history_lost(void) {
             strstr(err.message, "resnapshot"), "fail mode: rc %d %s", rc, err.message);
   rc = as_adapter_mongodb.open_stream(n2, "pg", pos, &s, &err);
   CHECK(rc == AS_ERESNAPSHOT, "resnapshot mode: rc %d %s", rc, err.message);
-  if (getenv("IT_MONGO_LAGGING_CURSOR")) {
-    /* An open stream whose cursor falls behind the history: MongoDB fails the getMore with 286.
-     * Opt-in (IT_MONGO_LAGGING_CURSOR=1) because the test server does not do this yet: it
-     * silently skips the lost events (reported to the lead). */
+  {
+    /* An open stream whose cursor falls behind the history: MongoDB fails the getMore with 286. */
     as_batch b = {0};
     CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s, &err) == AS_OK, "%s", err.message);
     for (int i = 0; i < 60; i++) CHECK(insert_json("items", "{\"name\": \"h\"}"), "insert");

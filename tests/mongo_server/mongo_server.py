@@ -958,6 +958,10 @@ class Server(object):
         deadline = time.monotonic() + max_time_ms / 1000.0
         while True:
             sig = self.signal
+            if cur.pos < self.dropped_max_seq:
+                # the cursor fell behind the bounded history: like mongod, fail (not resumable)
+                self.cursors.pop(cur.id, None)
+                raise CmdError(286, "Error on remote shard: Resume of change stream was not possible, as the resume point may no longer be in the oplog.")
             try:
                 out, exhausted = self.cs_collect(cur, batch_size)
             except Exception:

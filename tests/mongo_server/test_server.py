@@ -937,6 +937,15 @@ class TestChangeStreams(Base):
                 with c.watch(start_at_operation_time=first["clusterTime"]) as s:
                     s.try_next()
             self.assertEqual(cm.exception.code, 286)
+            # an open cursor that falls behind the history fails its next getMore with 286
+            with c.watch(max_await_time_ms=50) as s:
+                s.try_next()
+                for i in range(10, 20):
+                    c.insert_one({"_id": i})
+                with self.assertRaises(OperationFailure) as cm:
+                    for _ in range(20):
+                        s.try_next()
+                self.assertEqual(cm.exception.code, 286)
             # a token of another server instance (e.g. before a restart) is history lost too
             with CLIENT.t_other.c.watch(max_await_time_ms=50) as s:
                 CLIENT.t_other.c.insert_one({})
