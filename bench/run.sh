@@ -36,7 +36,7 @@ mport=$("$root/tests/scripts/free_port.sh")
 "$root/tests/scripts/mongo_server.sh" start "$mport" "$work/mongo" >/dev/null
 uri="mongodb://127.0.0.1:$mport/?replicaSet=rs0"
 mpid=$(cat "$work/mongo/mongo_server.pid")
-mkdb() { psql "$dsn" -qAt -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null; echo "${dsn% dbname=*} dbname=$1"; }
+mkdb() { PGOPTIONS="-c client_min_messages=warning" psql "$dsn" -qAt -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null; echo "${dsn% dbname=*} dbname=$1"; }
 
 t_all=$(date +%s)
 echo "# arraysync benchmarks  $(date -u +%Y-%m-%dT%H:%MZ)  scale=$scale  $(nproc) cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"

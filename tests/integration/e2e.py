@@ -126,7 +126,10 @@ class Postgres:
         con = self.pg.connect(self.dsn)
         try:
             cur = con.cursor()
-            cur.execute(sql.replace("?", "%s"), params)
+            if params:
+                cur.execute(sql.replace("?", "%s"), params)
+            else:
+                cur.execute(sql)
             rows = cur.fetchall() if cur.description else []
             con.commit()
             return rows
@@ -299,6 +302,27 @@ check("dlq retry applies the fixed one and reports the one still failing",
 r = cli("dlq", "list", "--json")
 dl = json.loads(r.stdout) if r.returncode == 0 else []
 check("retried dead letter marked resolved", any("dup1" in (x.get("key") or "") and x.get("status") == "resolved" for x in dl))
+
+# 4c. dropped connections: the connector retries with backoff, loses nothing, logs once
+LOG.flush()
+log_before = os.path.getsize(os.path.join(args.work, "connector.log"))
+mongo.admin.command("configureFailPoint", "failCommand", mode={"times": 3},
+                    data={"failCommands": ["getMore", "update", "insert", "commitTransaction", "find"],
+                          "closeConnection": True, "appName": "arraysync"})
+if KIND == "postgres":
+    sql.run("select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'arraysync%'")
+items.insert_one({"_id": "net1", "name": "written during an outage", "stock": {"qty": 1}})
+sql.shell("insert into items (id, name, qty) values ('net2', 'sql during an outage', 2)")
+ok = wait_until(lambda: "net1" in sql_rows() and items.find_one({"_id": "net2"}) is not None
+                and converged(), 60)
+mongo.admin.command("configureFailPoint", "failCommand", mode="off")
+with open(os.path.join(args.work, "connector.log"), "rb") as f:
+    f.seek(log_before)
+    tail = f.read().decode(errors="replace")
+check("dropped connections: changes on both sides still arrive", ok, tail[-800:])
+outages = tail.count("transient failure, retrying")
+check("dropped connections: retried (%d outage log lines), logged once per outage and stream" % outages, ok and 1 <= outages <= 2 * 2 and
+      ("recovered after" in tail or outages == 0), "%d outage lines" % outages)
 
 # 5. status and metrics while running
 r = cli("status", "--json")

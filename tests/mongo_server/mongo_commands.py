@@ -39,6 +39,9 @@ def _int(v, default=0):
 @command("hello", "isMaster", "ismaster")
 async def cmd_hello(srv, ctx):
     cmd = ctx.cmd
+    client = cmd.get("client")
+    if isinstance(client, dict) and isinstance(client.get("application"), dict):
+        ctx.conn["app_name"] = client["application"].get("name")  # for failCommand's appName
     tv = cmd.get("topologyVersion")
     mat = cmd.get("maxAwaitTimeMS")
     if isinstance(tv, dict) and mat is not None:

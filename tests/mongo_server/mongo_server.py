@@ -575,6 +575,9 @@ class Server(object):
         if fp.mode != "off" and name != "configureFailPoint":
             data = fp.data
             names = data.get("failCommands") or []
+            app = data.get("appName")
+            if app is not None and conn.get("app_name") != app:
+                names = []  # restricted to the connections of one client application
             if name in names or (name.lower() == "ismaster" and ("isMaster" in names or "ismaster" in names)):
                 if fp.mode == "times":
                     fp.times -= 1

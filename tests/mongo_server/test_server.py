@@ -1002,6 +1002,16 @@ class TestFailPoints(Base):
         self.db.c.insert_one({"_id": 2})  # retried because of the RetryableWriteError label
         self.assertEqual(self.db.c.count_documents({}), 2)
 
+    def test_app_name_restricts_the_fail_point(self):
+        other = pymongo.MongoClient(self.client.address[0], self.client.address[1], appname="victim",
+                            replicaSet=self.client.admin.command("hello")["setName"])
+        self.addCleanup(other.close)
+        self.fail(failCommands=["find"], errorCode=2, appName="victim", mode="alwaysOn")
+        self.assertIsNone(self.db.c.find_one())  # another application: unaffected
+        with self.assertRaises(OperationFailure) as cm:
+            other[self.db.name].c.find_one()
+        self.assertEqual(cm.exception.code, 2)
+
     def test_block_connection(self):
         self.fail(failCommands=["ping"], blockConnection=True, blockTimeMS=300)
         t0 = time.time()
