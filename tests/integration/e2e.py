@@ -106,6 +106,15 @@ class Sqlite:
         finally:
             con.close()
 
+    def run_count(self, sql, params=()):
+        con = self.sqlite3.connect(self.path, timeout=30)
+        try:
+            n = con.execute(sql, params).rowcount
+            con.commit()
+            return n
+        finally:
+            con.close()
+
     def shell(self, sql):  # another process: the sqlite3 command-line shell
         subprocess.run(["sqlite3", "-cmd", ".timeout 30000", self.path, sql], check=True,
                        capture_output=True)
@@ -133,6 +142,17 @@ class Postgres:
             rows = cur.fetchall() if cur.description else []
             con.commit()
             return rows
+        finally:
+            con.close()
+
+    def run_count(self, sql, params=()):
+        con = self.pg.connect(self.dsn)
+        try:
+            cur = con.cursor()
+            cur.execute(sql.replace("?", "%s"), params)
+            n = cur.rowcount
+            con.commit()
+            return n
         finally:
             con.close()
 
@@ -392,8 +412,8 @@ def mongo_writer():
         v = "m-%d" % n
         n += 1
         if random.random() < 0.1:
-            c.delete_one({"_id": k})
-            note(k, "mongo", None)
+            if c.delete_one({"_id": k}).deleted_count:  # a delete of nothing is no write
+                note(k, "mongo", None)
         else:
             c.update_one({"_id": k}, {"$set": {"name": v, "stock.qty": n}}, upsert=True)
             note(k, "mongo", v)
@@ -408,8 +428,8 @@ def sql_writer():
         n += 1
         try:
             if random.random() < 0.1:
-                sql.run("delete from items where id = ?", (k,))
-                note(k, "sql", None)
+                if sql.run_count("delete from items where id = ?", (k,)):
+                    note(k, "sql", None)
             else:
                 sql.run("insert into items (id, name, qty) values (?, ?, ?) on conflict (id) do "
                         "update set name = excluded.name, qty = excluded.qty", (k, v, n))
