@@ -36,20 +36,41 @@ typedef struct status_ctx {
   FILE *out;
   json_t *arr;
   size_t n;
+  as_state *st;
+  json_t *maps; /* per mapping rows of the current stream (JSON output) */
 } status_ctx;
+
+static int mapping_row(void *vctx, const as_stream_mapping_stats *m) {
+  status_ctx *c = vctx;
+  if (c->maps) {
+    json_array_append_new(c->maps, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "mapping", m->mapping,
+                                             "captured", (json_int_t)m->captured, "applied",
+                                             (json_int_t)m->applied, "skipped",
+                                             (json_int_t)m->skipped, "conflicts",
+                                             (json_int_t)m->conflicts, "dead_letters",
+                                             (json_int_t)m->dead));
+    return AS_OK;
+  }
+  fprintf(c->out, "  %-22s %-10s %10lld %10lld %9lld %9lld %6lld\n", m->mapping, "", (long long)m->captured,
+          (long long)m->applied, (long long)m->skipped, (long long)m->conflicts, (long long)m->dead);
+  return AS_OK;
+}
 
 static int status_row(void *vctx, const as_stream_stats *s) {
   status_ctx *c = vctx;
   c->n++;
   if (c->arr) {
+    c->maps = json_array();
+    as_state_stream_mapping_each(c->st, s->stream_id, mapping_row, c, NULL);
     json_array_append_new(
-        c->arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "stream",
+        c->arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:o}", "stream",
                           s->stream_id, "source", s->source, "target", s->target, "phase",
                           s->phase, "checkpoint", s->checkpoint, "captured", (json_int_t)s->captured,
                           "applied", (json_int_t)s->applied, "skipped", (json_int_t)s->skipped,
                           "conflicts", (json_int_t)s->conflicts, "dead_letters",
                           (json_int_t)s->dead, "lag_ms", (json_int_t)s->lag_ms, "updated_us",
-                          (json_int_t)s->updated_us, "error", s->error));
+                          (json_int_t)s->updated_us, "error", s->error, "mappings", c->maps));
+    c->maps = NULL;
     return AS_OK;
   }
   char when[32];
@@ -60,6 +81,7 @@ static int status_row(void *vctx, const as_stream_stats *s) {
           s->phase, (long long)s->captured, (long long)s->applied, (long long)s->skipped,
           (long long)s->conflicts, (long long)s->dead, (long long)s->lag_ms, when, ck);
   if (s->error[0]) fprintf(c->out, "%-24s error: %s\n", "", s->error);
+  as_state_stream_mapping_each(c->st, s->stream_id, mapping_row, c, NULL);
   return AS_OK;
 }
 
@@ -67,7 +89,7 @@ int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
   as_state *st = NULL;
   int rc = open_ro(cfg, &st, err);
   if (rc != AS_OK) return rc;
-  status_ctx c = {.out = out, .arr = json ? json_array() : NULL};
+  status_ctx c = {.out = out, .arr = json ? json_array() : NULL, .st = st};
   if (!json) {
     fprintf(out, "%-24s %-10s %10s %10s %9s %9s %6s %8s  %-20s  %s\n", "STREAM", "PHASE",
             "CAPTURED", "APPLIED", "SKIPPED", "CONFLICTS", "DEAD", "LAG_MS", "UPDATED", "CHECKPOINT");

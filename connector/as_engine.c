@@ -57,6 +57,8 @@ typedef struct eng_pair {
   char error[512];
   bool outage;           /* in a retry loop: log once per outage */
   bool force_snapshot;   /* ignore the checkpoint: copy every mapping again */
+  as_stream_mapping_stats *mstats; /* per mapping counters, one per config schema */
+  int64_t last_stats_us;
 } eng_pair;
 
 struct engine {
@@ -220,8 +222,29 @@ int as_engine_uninstall(const as_config *cfg, as_error *err) {
 
 /* ---------- stats ---------- */
 
+enum { C_CAPTURED, C_APPLIED, C_SKIPPED, C_CONFLICTS, C_DEAD };
+
+/* Counts for the stream and for the mapping (status shows both). */
+static void count(eng_pair *p, const as_schema *s, int which, int64_t n) {
+  as_stream_mapping_stats *m = NULL;
+  for (size_t i = 0; s && i < p->e->cfg->nschemas; i++) {
+    if (p->e->cfg->schemas[i] == s) m = &p->mstats[i];
+  }
+  int64_t *tot[] = {&p->stats.captured, &p->stats.applied, &p->stats.skipped,
+                    &p->stats.conflicts, &p->stats.dead};
+  *tot[which] += n;
+  if (m) {
+    int64_t *per[] = {&m->captured, &m->applied, &m->skipped, &m->conflicts, &m->dead};
+    *per[which] += n;
+  }
+}
+
 static void pair_save_stats(eng_pair *p, const char *phase) {
   as_stream_stats *s = &p->stats;
+  p->last_stats_us = as_now_us();
+  for (size_t i = 0; i < p->e->cfg->nschemas; i++) {
+    as_state_stream_mapping_put(p->e->state, &p->mstats[i], NULL);
+  }
   snprintf(s->phase, sizeof s->phase, "%s", phase);
   snprintf(s->checkpoint, sizeof s->checkpoint, "%s", p->ckpt ? p->ckpt : "");
   snprintf(s->error, sizeof s->error, "%s", p->error);
@@ -391,7 +414,7 @@ static void record_dead(eng_pair *p, const as_schema *s, const char *stage, cons
                         stage, key, raw, delta_json, error, pos, &err) != AS_OK) {
     AS_LOG(AS_LOG_ERROR, p->comp, "cannot record dead letter: %s", err.message);
   }
-  p->stats.dead++;
+  count(p, s, C_DEAD, 1);
   as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s ? s->name : "", AS_M_DEAD, 1);
   AS_LOG(AS_LOG_WARN, p->comp, "dead letter (%s) mapping %s key %s: %s", stage,
          s ? s->name : "?", key ? key : "?", error ? error : "");
@@ -410,7 +433,7 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
     if (!d->origin) as_delta_set_origin(d, src);
     if (!s || !node_has_schema(p->dst, s) || !as_route_direction(e->cfg, s, d->origin, dst) ||
         !as_route_forward(e->cfg, src, dst, d->origin, d->echo && !snapshot)) {
-      p->stats.skipped++;
+      count(p, s, C_SKIPPED, 1);
       as_metrics_add(src, dst, s ? s->name : "", AS_M_SKIPPED, 1);
       continue;
     }
@@ -438,7 +461,7 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
         as_delta_set_origin(d, cur.origin);
         if (cur.deleted && d->op != AS_OP_DELETE) {
           free(key);
-          p->stats.skipped++;
+          count(p, s, C_SKIPPED, 1);
           continue;
         }
       } else {
@@ -452,7 +475,7 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
     if (cmp < 0) {
       /* Lost last-write-wins: not applied. A local change that lost means its node holds a
        * value older than the winner: write the winner back there. */
-      p->stats.conflicts++;
+      count(p, s, C_CONFLICTS, 1);
       as_metrics_add(src, dst, s->name, AS_M_CONFLICTS, 1);
       AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld) lost to %s (hlc %lld)",
              s->name, key, d->origin, (long long)d->hlc, cur.origin, (long long)cur.hlc);
@@ -551,10 +574,12 @@ static int apply_kept(eng_pair *p, work *w, const char *ckpt, as_error *err) {
   if (rc != AS_OK) t->ad->rollback(t->node);
   pthread_mutex_unlock(&t->mu);
   if (rc == AS_OK) {
-    size_t applied = w->nkept - dead.n;
-    p->stats.applied += (int64_t)applied;
     for (size_t i = 0; i < w->nkept; i++) {
+      count(p, arr[i].schema, C_APPLIED, 1);
       as_metrics_add(p->src->cfg->name, t->cfg->name, arr[i].schema->name, AS_M_APPLIED, 1);
+    }
+    for (size_t i = 0; i < dead.n; i++) {
+      if (dead.items[i].index < w->nkept) count(p, arr[dead.items[i].index].schema, C_APPLIED, -1);
     }
     if (w->nkept) as_metrics_batch(p->src->cfg->name, t->cfg->name, (int64_t)w->nkept);
     for (size_t i = 0; i < dead.n; i++) {
@@ -702,8 +727,8 @@ static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ck
   if (rc != AS_OK) return rc;
   /* counted once the batch is committed (a retried batch is not counted twice) */
   record_capture_dead(p, b);
-  p->stats.captured += (int64_t)b->n;
   for (size_t i = 0; i < b->n; i++) {
+    count(p, b->d[i].schema, C_CAPTURED, 1);
     as_metrics_add(p->src->cfg->name, p->dst->cfg->name, b->d[i].schema ? b->d[i].schema->name : "",
                    snapshot ? AS_M_SNAPSHOT_ROWS : AS_M_CAPTURED, 1);
   }
@@ -713,6 +738,9 @@ static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ck
   }
   p->last_commit_us = as_now_us();
   p->pending_pos = false;
+  if (p->last_commit_us - p->last_stats_us > 1000000) {
+    pair_save_stats(p, snapshot ? "snapshot" : "streaming");
+  }
   if (p->stream && !snapshot && ckpt && pos_changed &&
       strncmp(ckpt, SNAPSHOT_PREFIX, strlen(SNAPSHOT_PREFIX)) != 0) {
     as_error aerr;
@@ -1050,6 +1078,16 @@ static int load_stats(void *ctx, const as_stream_stats *st) {
 
 /* Strategies other than last-write-wins are not implemented yet: refuse them clearly rather
  * than resolve with a strategy the user did not ask for. */
+static int load_mapping_stats(void *ctx, const as_stream_mapping_stats *m) {
+  eng_pair *p = ctx;
+  for (size_t i = 0; i < p->e->cfg->nschemas; i++) {
+    if (strcmp(p->e->cfg->schemas[i]->name, m->mapping) == 0) {
+      p->mstats[i] = *m;
+    }
+  }
+  return AS_OK;
+}
+
 static int check_strategies(const as_config *c, as_error *err) {
   for (size_t i = 0; i < c->nschemas; i++) {
     const as_schema *s = c->schemas[i];
@@ -1084,6 +1122,13 @@ static int build_pairs(engine *e, as_error *err) {
       snprintf(p->stats.target, sizeof p->stats.target, "%s", t->cfg->name);
       as_state_stream_each(e->state, load_stats, p, NULL);
       p->force_snapshot = e->o->resnapshot;
+      p->mstats = calloc(e->cfg->nschemas ? e->cfg->nschemas : 1, sizeof *p->mstats);
+      if (!p->mstats) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+      for (size_t k = 0; k < e->cfg->nschemas; k++) {
+        snprintf(p->mstats[k].stream_id, sizeof p->mstats[k].stream_id, "%s", p->stream_id);
+        snprintf(p->mstats[k].mapping, sizeof p->mstats[k].mapping, "%s", e->cfg->schemas[k]->name);
+      }
+      as_state_stream_mapping_each(e->state, p->stream_id, load_mapping_stats, p, NULL);
     }
   }
   return AS_OK;
@@ -1178,7 +1223,10 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   }
   AS_LOG(AS_LOG_INFO, "engine", "stopped");
 done:
-  for (size_t i = 0; i < e.npairs; i++) free(e.pairs[i].ckpt);
+  for (size_t i = 0; i < e.npairs; i++) {
+    free(e.pairs[i].ckpt);
+    free(e.pairs[i].mstats);
+  }
   free(e.pairs);
   nodes_free(&e);
   as_metrics_stop();

@@ -25,6 +25,9 @@ static const char *const schema_sql =
     "  phase TEXT, checkpoint TEXT, captured INTEGER, applied INTEGER, skipped INTEGER,"
     "  conflicts INTEGER, dead INTEGER, lag_ms INTEGER, last_ts_us INTEGER, updated_us INTEGER,"
     "  error TEXT);"
+    "CREATE TABLE IF NOT EXISTS stream_mappings(stream_id TEXT NOT NULL, mapping TEXT NOT NULL,"
+    "  captured INTEGER, applied INTEGER, skipped INTEGER, conflicts INTEGER, dead INTEGER,"
+    "  PRIMARY KEY(stream_id, mapping));"
     "CREATE TABLE IF NOT EXISTS dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT, source TEXT, target TEXT, stage TEXT NOT NULL,"
     "  key TEXT, raw TEXT, delta TEXT, error TEXT, pos TEXT, status TEXT NOT NULL DEFAULT 'open',"
@@ -551,6 +554,67 @@ int as_state_conflict_each(as_state *st, int (*fn)(void *ctx, const as_conflict 
     if (rc != AS_OK) break;
   }
   if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "read conflicts");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_stream_mapping_put(as_state *st, const as_stream_mapping_stats *m, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "INSERT OR REPLACE INTO stream_mappings(stream_id, mapping, captured, "
+                         "applied, skipped, conflicts, dead) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare stream_mappings");
+    goto done;
+  }
+  sqlite3_bind_text(q, 1, m->stream_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, m->mapping, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 3, m->captured);
+  sqlite3_bind_int64(q, 4, m->applied);
+  sqlite3_bind_int64(q, 5, m->skipped);
+  sqlite3_bind_int64(q, 6, m->conflicts);
+  sqlite3_bind_int64(q, 7, m->dead);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write stream_mappings");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_stream_mapping_each(as_state *st, const char *stream_id,
+                                 int (*fn)(void *ctx, const as_stream_mapping_stats *m),
+                                 void *ctx, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT stream_id, mapping, captured, applied, skipped, conflicts, dead "
+                         "FROM stream_mappings WHERE ?1 IS NULL OR stream_id = ?1 "
+                         "ORDER BY stream_id, mapping",
+                         -1, &q, NULL) != SQLITE_OK) {
+    /* a state store written by an older version has no such table: nothing to list */
+    goto done;
+  }
+  sqlite3_bind_text(q, 1, stream_id, -1, SQLITE_STATIC);
+  int s;
+  while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+    as_stream_mapping_stats m;
+    memset(&m, 0, sizeof m);
+    copy_col(m.stream_id, sizeof m.stream_id, q, 0);
+    copy_col(m.mapping, sizeof m.mapping, q, 1);
+    m.captured = sqlite3_column_int64(q, 2);
+    m.applied = sqlite3_column_int64(q, 3);
+    m.skipped = sqlite3_column_int64(q, 4);
+    m.conflicts = sqlite3_column_int64(q, 5);
+    m.dead = sqlite3_column_int64(q, 6);
+    rc = fn(ctx, &m);
+    if (rc != AS_OK) break;
+  }
+  if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "read stream_mappings");
 done:
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);

@@ -62,6 +62,18 @@ int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err);
 int as_state_stream_each(as_state *st, int (*fn)(void *ctx, const as_stream_stats *s),
                          void *ctx, as_error *err);
 
+/* Per mapping counters of a stream: captured, applied, skipped, conflicts, dead. */
+typedef struct as_stream_mapping_stats {
+  char stream_id[160];
+  char mapping[96];
+  int64_t captured, applied, skipped, conflicts, dead;
+} as_stream_mapping_stats;
+int as_state_stream_mapping_put(as_state *st, const as_stream_mapping_stats *m, as_error *err);
+/* stream_id NULL = every stream. */
+int as_state_stream_mapping_each(as_state *st, const char *stream_id,
+                                 int (*fn)(void *ctx, const as_stream_mapping_stats *m),
+                                 void *ctx, as_error *err);
+
 /* Dead letters. stage: "capture" (source row/document could not be mapped) or "apply"
  * (the target refused it). delta_json: canonical delta JSON when there is one. */
 typedef struct as_dead_letter {

@@ -351,6 +351,9 @@ streams = {s["stream"]: s for s in st.get("streams", [])}
 check("status lists both streams", set(streams) == {"mongo->sql", "sql->mongo"}, r.stdout + r.stderr)
 check("status counts applied deltas and dead letters",
       streams.get("mongo->sql", {}).get("applied", 0) > 0 and st.get("dead_letters_open", 0) >= 1, r.stdout)
+per_mapping = {m["mapping"]: m for m in streams.get("mongo->sql", {}).get("mappings", [])}
+check("status counts per mapping", per_mapping.get("items", {}).get("applied", 0) > 0 and
+      per_mapping["items"].get("dead_letters", 0) >= 1, r.stdout[-800:])
 applied = metric("arraysync_applied_total", {"source": "mongo", "target": "sql", "mapping": "items"})
 check("metrics: applied counter scraped", applied > 0, str(applied))
 health = urllib.request.urlopen("http://127.0.0.1:%d/healthz" % METRICS, timeout=5)
