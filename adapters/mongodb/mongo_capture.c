@@ -640,6 +640,9 @@ int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error
         break;
       }
       if (s->stopped) break;
+      /* latency bound: what is in hand goes out once the wait is over, even while events
+       * keep arriving (the engine calls again at once) */
+      if (as_monotonic_us() / 1000 >= deadline && (out->n > n0 || out->ndead > d0)) break;
       continue;
     }
     if (mongoc_change_stream_error_document(s->cs, &be, &edoc)) {

@@ -125,7 +125,7 @@ static const as_config_entry config_map[] = {
      "when the resume position is older than the server's change history (error 286): fail or "
      "resnapshot"},
     {"batch_size", "1000", false, "cursor batch size for snapshots and change streams"},
-    {"max_await_ms", "500", false,
+    {"max_await_ms", "20", false,
      "longest a change stream getMore waits on the server for new events (bounds poll latency)"},
     {NULL, NULL, false, NULL}};
 
