@@ -420,6 +420,15 @@ static void record_dead(eng_pair *p, const as_schema *s, const char *stage, cons
          s ? s->name : "?", key ? key : "?", error ? error : "");
 }
 
+/* Whether the delta goes to this pair's target at all (mapping, direction, topology). */
+static bool routed(eng_pair *p, const as_delta *d, bool snapshot) {
+  const char *origin = d->origin ? d->origin : p->src->cfg->name;
+  return d->schema && node_has_schema(p->dst, d->schema) &&
+         as_route_direction(p->e->cfg, d->schema, origin, p->dst->cfg->name) &&
+         as_route_forward(p->e->cfg, p->src->cfg->name, p->dst->cfg->name, origin,
+                          d->echo && !snapshot);
+}
+
 /* Decides every delta of the batch against the state store (and the versions decided earlier
  * in this batch); fills w->kept (to apply), w->repairs and the decided versions. Writes
  * nothing. snapshot: the deltas are rows copied by a snapshot (they take the state's version
@@ -431,8 +440,7 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
     as_delta *d = &b->d[i];
     const as_schema *s = d->schema;
     if (!d->origin) as_delta_set_origin(d, src);
-    if (!s || !node_has_schema(p->dst, s) || !as_route_direction(e->cfg, s, d->origin, dst) ||
-        !as_route_forward(e->cfg, src, dst, d->origin, d->echo && !snapshot)) {
+    if (!routed(p, d, snapshot)) {
       count(p, s, C_SKIPPED, 1);
       as_metrics_add(src, dst, s ? s->name : "", AS_M_SKIPPED, 1);
       continue;
@@ -712,10 +720,21 @@ static int process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ck
   int rc = capture_stop_check(p, b, err);
   if (rc != AS_OK) return rc;
   bool pos_changed = ckpt && (!p->ckpt || strcmp(ckpt, p->ckpt) != 0);
-  bool commit_now = b->n > 0 || b->ndead > 0 || snapshot ||
+  bool any_routed = false;
+  for (size_t i = 0; i < b->n && !any_routed; i++) any_routed = routed(p, &b->d[i], snapshot);
+  /* A batch of nothing but echoes (or only routed-away changes) writes nothing: its position
+   * is committed later, with the next batch or after a while (replaying echoes is harmless). */
+  bool commit_now = any_routed || b->ndead > 0 || snapshot ||
                     (pos_changed && as_now_us() - p->last_commit_us > IDLE_CHECKPOINT_US);
   if (!commit_now) {
     if (pos_changed) p->pending_pos = true;
+    for (size_t i = 0; i < b->n; i++) {
+      const char *m = b->d[i].schema ? b->d[i].schema->name : "";
+      count(p, b->d[i].schema, C_CAPTURED, 1);
+      count(p, b->d[i].schema, C_SKIPPED, 1);
+      as_metrics_add(p->src->cfg->name, p->dst->cfg->name, m, AS_M_CAPTURED, 1);
+      as_metrics_add(p->src->cfg->name, p->dst->cfg->name, m, AS_M_SKIPPED, 1);
+    }
     return AS_OK;
   }
   pthread_mutex_lock(&p->e->apply_mu);

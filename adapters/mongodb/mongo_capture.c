@@ -619,6 +619,8 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
 
 /* ------------------------------------------------------------------ poll */
 
+#define FETCH_US 200 /* a next() slower than this made a network round trip */
+
 int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
   if (s->stopped) {
     if (err) *err = s->stop_err;
@@ -633,16 +635,21 @@ int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error
     const bson_t *ev;
     bson_error_t be;
     const bson_t *edoc = NULL;
+    int64_t t0 = as_monotonic_us();
     if (mongoc_change_stream_next(s->cs, &ev)) {
+      /* a call that took this long went to the server (a getMore), which returns as soon as
+       * it has events: the server's backlog is in hand */
+      bool fetched = as_monotonic_us() - t0 > FETCH_US;
       rc = handle_event(s, ev, out, err);
       if (rc != AS_OK) {
         failed = true;
         break;
       }
       if (s->stopped) break;
-      /* latency bound: what is in hand goes out once the wait is over, even while events
-       * keep arriving (the engine calls again at once) */
-      if (as_monotonic_us() / 1000 >= deadline && (out->n > n0 || out->ndead > d0)) break;
+      /* latency bound: what is in hand goes out after a round trip to the server, or once the
+       * wait is over, even while events keep arriving (the engine calls again at once) */
+      if ((fetched || as_monotonic_us() / 1000 >= deadline) && (out->n > n0 || out->ndead > d0))
+        break;
       continue;
     }
     if (mongoc_change_stream_error_document(s->cs, &be, &edoc)) {
