@@ -20,7 +20,9 @@
  * SQLite: the one-row origin table written in the transaction; MongoDB: a marker the
  * adapter's capture recognises). Capture of such a write yields a delta with echo = true and
  * origin = that marked origin; a local write by anyone else yields echo = false and origin =
- * the node's own name. The engine's router drops or forwards echoes; adapters never drop them.
+ * the node's own name. The engine's router drops or forwards echoes; the only echoes an adapter
+ * may leave out are those whose origin is the stream's consumer (a delta never returns to its
+ * origin), which saves decoding the connector's own writes.
  */
 #ifndef AS_ADAPTER_H
 #define AS_ADAPTER_H

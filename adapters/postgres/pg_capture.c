@@ -255,6 +255,12 @@ static int row_to_delta(as_stream *s, PGresult *r, int i, const char *pos, as_ba
   json_t *key = NULL, *old = NULL, *nw = NULL;
   as_value v = AS_VALUE_NULL;
   *skipped = false;
+  /* A write the connector made for the consumer's own change never goes back to it (a delta
+   * never returns to its origin): skip it without decoding. */
+  if (!PQgetisnull(r, i, 7) && s->consumer && strcmp(PQgetvalue(r, i, 7), s->consumer) == 0) {
+    *skipped = true;
+    return AS_OK;
+  }
   const char *tbl = PQgetvalue(r, i, 2);
   const char *op = PQgetvalue(r, i, 3);
   pg_table *t = pg_table_by_name(s->n, tbl);

@@ -472,6 +472,9 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   const char *tbl = (const char *)sqlite3_column_text(st, 1);
   const char *op = (const char *)sqlite3_column_text(st, 2);
   const char *origin = (const char *)sqlite3_column_text(st, 5);
+  /* A write the connector made for the consumer's own change never goes back to it (a delta
+   * never returns to its origin): skip it without decoding. */
+  if (origin && s->consumer && strcmp(origin, s->consumer) == 0) return AS_OK;
   int64_t ts = sqlite3_column_int64(st, 6);
   char pos[32];
   snprintf(pos, sizeof pos, "%" PRId64, seq);

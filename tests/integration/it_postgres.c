@@ -289,7 +289,7 @@ static void t_capture(void) {
     CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
     sql(c, "INSERT INTO t_capture.users VALUES ('old', 'o@x', 0, 0)"); /* before the stream */
     as_stream *st = NULL;
-    CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+    CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
     as_batch b = {0};
     poll_n(st, &b, 0, 1);
     CHECK(b.n == 0, "nothing old replayed (%zu)", b.n);
@@ -332,7 +332,7 @@ static void t_capture(void) {
     /* resume from a delta's position: only what follows comes again */
     if (b.n == 6) {
       as_stream *st2 = NULL;
-      CHECK(A->open_stream(n, "mongo", b.d[3].pos, &st2, &err) == AS_OK, "%s", err.message);
+      CHECK(A->open_stream(n, "reader", b.d[3].pos, &st2, &err) == AS_OK, "%s", err.message);
       as_batch b2 = {0};
       poll_n(st2, &b2, 2, 5);
       CHECK(b2.n == 2 && b2.d[0].op == AS_OP_DELETE && col_is(&b2.d[0].row, s, "id", "u1"),
@@ -367,7 +367,7 @@ static void t_out_of_order(void) {
   as_error err = {0};
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   as_stream *st = NULL;
-  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
   PGconn *ca = outside(), *cb = outside();
   sql(cb, "BEGIN");
   sql(cb, "INSERT INTO t_ooo.users VALUES ('b', 'b@x', 1, 1)");
@@ -444,8 +444,8 @@ static void t_origin_purge(void) {
   PGconn *c = outside();
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   as_stream *st = NULL, *st2 = NULL;
-  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
-  CHECK(A->open_stream(n, "lite", NULL, &st2, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "reader2", NULL, &st2, &err) == AS_OK, "%s", err.message);
   as_delta d[12] = {{0}};
   char id[16];
   for (int i = 0; i < 10; i++) { /* 10 full inserts: the COPY path */
@@ -546,7 +546,7 @@ static void t_types(void) {
   as_error err = {0};
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   as_stream *st = NULL;
-  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
   enum { N = 20 };
   as_delta d[N] = {{0}};
   static const char *dbl[] = {"NaN", "Infinity", "-Infinity", "0.1", "-0", "1e308",
@@ -660,7 +660,7 @@ static void t_identifiers(void) {
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   CHECK(A->install(n, &err) == AS_OK, "reinstall %s", err.message);
   as_stream *st = NULL;
-  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
   as_delta d[4] = {{0}};
   mk_delta(&d[0], s[0], AS_OP_INSERT, "mongo", "from", "x", "\"Where\"", "1", "it's", "y", NULL);
   mk_delta(&d[1], s[1], AS_OP_INSERT, "mongo", "k \"q\"", "a'b", "v; DROP TABLE x; --", "v", NULL);
@@ -809,7 +809,7 @@ static void t_retry(void) {
   CHECK(sql_long(c, "SELECT count(*) FROM t_retry.users%s", "") == 1, "applied");
   /* a stream whose connection dies */
   as_stream *st = NULL;
-  CHECK(A->open_stream(n, "mongo", NULL, &st, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
   sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
       "'arraysync source:%'");
   as_batch b = {0};

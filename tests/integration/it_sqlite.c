@@ -122,7 +122,7 @@ static int run_shell(const char *dir) {
   as_error err = {0};
   ctx_open(&c, dir, NULL);
   as_stream *s = NULL;
-  if (A->open_stream(c.node, "mongo", NULL, &s, &err) != AS_OK) DIE("open_stream: %s", err.message);
+  if (A->open_stream(c.node, "reader", NULL, &s, &err) != AS_OK) DIE("open_stream: %s", err.message);
   shell(c.path,
         "INSERT INTO items (id, name, batch, price, at, ok) VALUES "
         "(1, 'one', 0, '9.99', '2024-05-01T12:00:00.000000Z', 1);\n"

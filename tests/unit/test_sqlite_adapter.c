@@ -338,7 +338,8 @@ START_TEST(origin_marking) {
   fx_setup(&f, USERS_YAML, NULL);
   fx_install(&f);
   const as_schema *s = f.schemas[0];
-  as_stream *st = open_stream(&f, "pg", NULL);
+  as_stream *st = open_stream(&f, "reader", NULL);
+  as_stream *st_m = open_stream(&f, "mongo", NULL);
   as_delta d[3];
   user_delta(&d[0], s, AS_OP_INSERT, "a", "a@x", "mongo");
   user_delta(&d[1], s, AS_OP_INSERT, "b", "b@x", "pg");
@@ -359,6 +360,14 @@ START_TEST(origin_marking) {
   }
   ck_assert_int_eq(b.d[2].op, AS_OP_UPDATE);
   ck_assert_str_eq(val(&b.d[2], col(s, "email"))->u.s.ptr, "a2@x");
+  /* the stream of consumer "mongo" leaves out what was written for mongo's own changes */
+  as_batch bm = {0};
+  poll_n(st_m, &bm, 100);
+  ck_assert_int_eq(bm.n, 2);
+  ck_assert_str_eq(bm.d[0].origin, "pg");
+  ck_assert_str_eq(bm.d[1].origin, "lite");
+  as_batch_clear(&bm);
+  A->close_stream(st_m);
   /* rollback leaves nothing behind, not even the origin */
   as_error err = {0};
   as_delta_clear(&d[0]);
