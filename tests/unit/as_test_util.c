@@ -1,5 +1,7 @@
 #include "as_test_util.h"
 
+#include <check.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,4 +63,12 @@ char *as_test_src_path(const char *rel) {
   char *p = malloc(n);
   if (p) snprintf(p, n, "%s/%s", AS_SOURCE_DIR, rel);
   return p;
+}
+
+int as_test_run(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_ENV);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

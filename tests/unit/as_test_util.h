@@ -14,4 +14,8 @@ char *as_test_read_file(const char *path, size_t *len);
 /* Path under the source tree (caller frees): as_test_src_path("mappings/examples/x.yaml"). */
 char *as_test_src_path(const char *rel);
 
+/* Runs a suite (CK_FORK and CK_VERBOSITY from the environment) and returns the exit code. */
+struct Suite;
+int as_test_run(struct Suite *s);
+
 #endif

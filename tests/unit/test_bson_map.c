@@ -1,5 +1,7 @@
 /* test_bson_map.c — document <-> row mapping, error messages, $set/$unset updates, AS-JSON. */
 #include <check.h>
+
+#include "as_test_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -570,9 +572,5 @@ int main(void) {
   tcase_add_test(tc, test_asjson_parser_details);
   tcase_add_test(tc, test_row_reuse);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_ENV);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(s);
 }

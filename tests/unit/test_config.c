@@ -400,9 +400,5 @@ int main(void) {
   tcase_add_test(tc, same_table_in_two_mappings);
   tcase_add_test(tc, cmd_check_output);
   suite_add_tcase(su, tc);
-  SRunner *sr = srunner_create(su);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(su);
 }

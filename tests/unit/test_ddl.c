@@ -169,9 +169,5 @@ int main(void) {
   tcase_add_test(tc, children_and_quoting);
   tcase_add_test(tc, quote_ident);
   suite_add_tcase(su, tc);
-  SRunner *sr = srunner_create(su);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(su);
 }

@@ -1,5 +1,7 @@
 /* test_delta_json.c — canonical JSON of values and deltas, both ways. */
 #include <check.h>
+
+#include "as_test_util.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,9 +320,5 @@ int main(void) {
   tcase_add_test(tc, test_delta_from_json_errors);
   tcase_add_test(tc, test_vv_sorted);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_ENV);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(s);
 }

@@ -1,5 +1,7 @@
 /* test_hash.c — canonical binary encoding, JSON canonicalisation, row/key hashes, segments. */
 #include <check.h>
+
+#include "as_test_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,9 +267,5 @@ int main(void) {
   tcase_add_test(tc, test_same_value_other_types_differ);
   tcase_add_test(tc, test_seghash);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_ENV);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(s);
 }

@@ -2,6 +2,8 @@
  * the fields are in as_row_to_doc's order, equal field by field otherwise), and the row hash is
  * stable; also BSON -> AS-JSON -> BSON on the same corpus, and a random corpus. */
 #include <check.h>
+
+#include "as_test_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,9 +295,5 @@ int main(void) {
   tcase_add_test(tc, test_other_field_order);
   tcase_add_test(tc, test_random_corpus);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_ENV);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(s);
 }

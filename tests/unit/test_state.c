@@ -222,9 +222,5 @@ int main(void) {
   tcase_add_test(tr, route_ring);
   tcase_add_test(tr, route_direction);
   suite_add_tcase(su, tr);
-  SRunner *sr = srunner_create(su);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return as_test_run(su);
 }

@@ -1,5 +1,7 @@
 /* test_value.c — typed values: lifetime, equality/order, text forms, calendar, helpers. */
 #include <check.h>
+
+#include "as_test_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,9 +348,5 @@ int main(void) {
   tcase_add_test(tc, test_decimal_normalize);
   tcase_add_test(tc, test_base64);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_ENV);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return as_test_run(s);
 }
