@@ -275,6 +275,8 @@ typedef struct decided {
   char *key;
   as_version v;
   bool dirty;        /* to be written to the state store */
+  bool wrote_dst;    /* this batch writes the key to the target */
+  bool wrote_src;    /* this batch writes the key back to the source (repair / rewrite) */
   size_t last_local_win; /* index+1 of the latest winning local change in this batch */
   struct decided *next;
 } decided;
@@ -509,11 +511,9 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
     /* v.hash stays 0: row hashes are for verify (not built yet); hashing every applied row
      * here cost a fifth of the connector's CPU (bench/README.md) */
     if (local) x->last_local_win = i + 1;
-    if (cmp > 0 && found && local && cur.updated_us >= d->ts_us - RACE_WINDOW_US) {
-      /* The connector wrote this key (perhaps to this source) after this local change was
-       * committed there, so the source may hold that older value: write the change back.
-       * (The stamp is per key, not per node: sometimes this rewrites what is already there,
-       * which is harmless.) */
+    if (cmp > 0 && found && local && as_version_written(&cur, src) >= d->ts_us - RACE_WINDOW_US) {
+      /* The connector wrote this key to this source after this local change was committed
+       * there, so the source may hold that older value: write the change back. */
       repair *r = push_rewrite(w, d, key, &v);
       if (!r) {
         free(key);
@@ -522,9 +522,11 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
       r->at = i;
     }
     if (cmp > 0) {
+      snprintf(v.writes, sizeof v.writes, "%s", cur.writes); /* the write record carries over */
       x->v = v;
       x->dirty = true;
     }
+    x->wrote_dst = true;
     AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s %s (hlc %lld)",
            s->name, key, as_op_name(d->op), d->origin, d->echo ? " (echo)" : "",
            (long long)d->hlc, cmp > 0 ? "wins over" : "equals", found ? cur.origin : "nothing",
@@ -538,12 +540,13 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, work *w, as_er
     repair *r = &w->repairs[i];
     decided *x = decided_find(w, r->schema, r->key, false);
     if (x && x->last_local_win > r->at + 1) r->cancelled = true;
+    if (x && !r->cancelled) x->wrote_src = true;
   }
   return AS_OK;
 }
 
-/* Writes the decided versions (write-ahead: before the target commits), or re-stamps them
- * with the time the writes happened (after). */
+/* Writes the decided versions (write-ahead: before the target commits), or records, per key
+ * and node, when the connector wrote it (after: see the race rewrite in resolve_batch). */
 static int write_versions(eng_pair *p, work *w, bool stamp, as_error *err) {
   if (w->nall == 0) return AS_OK;
   int rc = as_state_begin(p->e->state, err);
@@ -551,7 +554,13 @@ static int write_versions(eng_pair *p, work *w, bool stamp, as_error *err) {
   int64_t now = as_now_us();
   for (size_t i = 0; i < w->nall && rc == AS_OK; i++) {
     decided *x = w->all[i];
-    if (!x->dirty && !(stamp && x->v.origin[0])) continue;
+    if (stamp) {
+      if (!x->v.origin[0] || !(x->wrote_dst || x->wrote_src)) continue;
+      if (x->wrote_dst) as_version_stamp(&x->v, p->dst->cfg->name, now);
+      if (x->wrote_src) as_version_stamp(&x->v, p->src->cfg->name, now);
+    } else if (!x->dirty) {
+      continue;
+    }
     x->v.updated_us = now;
     rc = as_state_version_put(p->e->state, x->schema->name, x->key, &x->v, err);
   }
@@ -676,9 +685,6 @@ static int run_repairs(eng_pair *p, work *w, as_error *err) {
       as_metrics_add(p->src->cfg->name, p->dst->cfg->name, r->schema->name, AS_M_REPAIRS, 1);
       AS_LOG(AS_LOG_DEBUG, p->comp, "repaired mapping %s key %s on %s with the winner from %s",
              r->schema->name, r->key, to->cfg->name, r->winner);
-      /* the repair is a write of the winner: stamp it (see resolve_batch) */
-      decided *x = decided_find(w, r->schema, r->key, true);
-      if (x && !x->dirty && !x->v.origin[0]) x->v = r->v;
     }
     as_dead_list_clear(&dead);
     as_delta_clear(&d);

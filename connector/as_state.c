@@ -18,7 +18,8 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS versions(mapping TEXT NOT NULL, part INTEGER NOT NULL DEFAULT 0,"
     "  key TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL,"
-    "  hash INTEGER NOT NULL, updated_us INTEGER NOT NULL, PRIMARY KEY(mapping, part, key))"
+    "  hash INTEGER NOT NULL, updated_us INTEGER NOT NULL, writes TEXT,"
+    "  PRIMARY KEY(mapping, part, key))"
     "  WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(deleted, updated_us);"
     "CREATE TABLE IF NOT EXISTS streams(stream_id TEXT PRIMARY KEY, source TEXT, target TEXT,"
@@ -59,6 +60,55 @@ int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const
   return c < 0 ? -1 : (c > 0 ? 1 : 0);
 }
 
+int64_t as_version_written(const as_version *v, const char *node) {
+  size_t n = strlen(node);
+  for (const char *p = v->writes; *p;) {
+    const char *eq = strchr(p, '=');
+    const char *end = strchr(p, ';');
+    if (!eq) break;
+    if ((size_t)(eq - p) == n && strncmp(p, node, n) == 0) return strtoll(eq + 1, NULL, 10);
+    if (!end) break;
+    p = end + 1;
+  }
+  return 0;
+}
+
+void as_version_stamp(as_version *v, const char *node, int64_t us) {
+  /* rebuild without the node's old entry, then append the new one; when the text is full the
+   * oldest entries go first */
+  char out[sizeof v->writes];
+  size_t n = strlen(node), len = 0;
+  char entry[96];
+  int el = snprintf(entry, sizeof entry, "%s=%lld;", node, (long long)us);
+  if (el <= 0 || (size_t)el >= sizeof out) return;
+  const char *p = v->writes;
+  while (*p) {
+    const char *end = strchr(p, ';');
+    size_t l = end ? (size_t)(end - p) + 1 : strlen(p);
+    const char *eq = memchr(p, '=', l);
+    bool same = eq && (size_t)(eq - p) == n && strncmp(p, node, n) == 0;
+    if (!same && len + l < sizeof out) {
+      memcpy(out + len, p, l);
+      len += l;
+    }
+    p += l;
+  }
+  while (len + (size_t)el >= sizeof out) { /* drop the oldest entry */
+    char *first = memchr(out, ';', len);
+    if (!first) {
+      len = 0;
+      break;
+    }
+    size_t cut = (size_t)(first - out) + 1;
+    memmove(out, out + cut, len - cut);
+    len -= cut;
+  }
+  memcpy(out + len, entry, (size_t)el);
+  len += (size_t)el;
+  out[len] = '\0';
+  memcpy(v->writes, out, len + 1);
+}
+
 static int sqlerr(as_state *st, as_error *err, const char *what) {
   return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s: %s", what,
                       sqlite3_errmsg(st->db));
@@ -93,6 +143,8 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
       sqlite3_free(msg);
       goto fail;
     }
+    /* state stores written before the writes column existed */
+    sqlite3_exec(st->db, "ALTER TABLE versions ADD COLUMN writes TEXT", NULL, NULL, NULL);
     st->cache = calloc(CACHE_SLOTS, sizeof *st->cache);
     if (!st->cache) {
       rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
@@ -100,7 +152,7 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
     }
   }
   if (sqlite3_prepare_v2(st->db,
-                         "SELECT hlc, origin, deleted, hash, updated_us FROM versions "
+                         "SELECT hlc, origin, deleted, hash, updated_us, writes FROM versions "
                          "WHERE mapping = ?1 AND part = 0 AND key = ?2",
                          -1, &st->get, NULL) != SQLITE_OK) {
     rc = sqlerr(st, err, "prepare");
@@ -108,11 +160,11 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
   }
   if (!readonly && sqlite3_prepare_v2(st->db,
                                       "INSERT INTO versions(mapping, part, key, hlc, origin, "
-                                      "deleted, hash, updated_us) VALUES (?1, 0, ?2, ?3, ?4, ?5, "
-                                      "?6, ?7) ON CONFLICT(mapping, part, key) DO UPDATE SET "
-                                      "hlc = excluded.hlc, origin = excluded.origin, deleted = "
-                                      "excluded.deleted, hash = excluded.hash, updated_us = "
-                                      "excluded.updated_us",
+                                      "deleted, hash, updated_us, writes) VALUES (?1, 0, ?2, ?3, "
+                                      "?4, ?5, ?6, ?7, ?8) ON CONFLICT(mapping, part, key) DO "
+                                      "UPDATE SET hlc = excluded.hlc, origin = excluded.origin, "
+                                      "deleted = excluded.deleted, hash = excluded.hash, "
+                                      "updated_us = excluded.updated_us, writes = excluded.writes",
                                       -1, &st->put, NULL) != SQLITE_OK) {
     rc = sqlerr(st, err, "prepare");
     goto fail;
@@ -175,6 +227,8 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
     out->deleted = sqlite3_column_int(st->get, 2) != 0;
     out->hash = (uint64_t)sqlite3_column_int64(st->get, 3);
     out->updated_us = sqlite3_column_int64(st->get, 4);
+    const unsigned char *wr = sqlite3_column_text(st->get, 5);
+    snprintf(out->writes, sizeof out->writes, "%s", wr ? (const char *)wr : "");
     if (slot) {
       free(slot->mapping_key);
       slot->mapping_key = mk;
@@ -211,6 +265,7 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
   sqlite3_bind_int(st->put, 5, v->deleted ? 1 : 0);
   sqlite3_bind_int64(st->put, 6, (int64_t)v->hash);
   sqlite3_bind_int64(st->put, 7, upd);
+  sqlite3_bind_text(st->put, 8, v->writes, -1, SQLITE_STATIC);
   if (sqlite3_step(st->put) != SQLITE_DONE) rc = sqlerr(st, err, "write version");
   sqlite3_reset(st->put);
   sqlite3_clear_bindings(st->put);

@@ -23,7 +23,14 @@ typedef struct as_version {
   bool deleted;       /* tombstone */
   uint64_t hash;      /* row hash of the winning value (0 for tombstones / unknown) */
   int64_t updated_us; /* wall time the version was recorded */
+  char writes[256];   /* when the connector last wrote this key to each node:
+                         "node=µs;node=µs" (as_version_written / as_version_stamp) */
 } as_version;
+
+/* Last time the connector wrote the key to node (0 = never recorded). */
+int64_t as_version_written(const as_version *v, const char *node);
+/* Records a write of the key to node at us. */
+void as_version_stamp(as_version *v, const char *node, int64_t us);
 
 /* Total order of versions: hlc first, then origin name. */
 int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b);

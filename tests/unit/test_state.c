@@ -33,6 +33,29 @@ START_TEST(version_order) {
 }
 END_TEST
 
+START_TEST(write_stamps_per_node) {
+  as_version v;
+  memset(&v, 0, sizeof v);
+  ck_assert_int_eq(as_version_written(&v, "mongo"), 0);
+  as_version_stamp(&v, "mongo", 100);
+  as_version_stamp(&v, "pg", 200);
+  as_version_stamp(&v, "mongo", 300); /* replaces mongo's entry */
+  ck_assert_int_eq(as_version_written(&v, "mongo"), 300);
+  ck_assert_int_eq(as_version_written(&v, "pg"), 200);
+  ck_assert_int_eq(as_version_written(&v, "mon"), 0); /* a prefix is another node */
+  ck_assert_int_eq(as_version_written(&v, "lite"), 0);
+  /* many nodes: the text stays bounded, the newest entries survive */
+  char name[32];
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "node%02d", i);
+    as_version_stamp(&v, name, 1000 + i);
+  }
+  ck_assert_uint_lt(strlen(v.writes), sizeof v.writes);
+  ck_assert_int_eq(as_version_written(&v, "node39"), 1039);
+  ck_assert_int_eq(as_version_written(&v, "node00"), 0);
+}
+END_TEST
+
 START_TEST(versions_persist_and_cache) {
   as_state *st = NULL;
   as_error err;
@@ -54,6 +77,7 @@ START_TEST(versions_persist_and_cache) {
   w.hlc = 50;
   w.deleted = true;
   snprintf(w.origin, sizeof w.origin, "lite");
+  as_version_stamp(&w, "mongo", 12345);
   ck_assert_int_eq(as_state_version_put(st, "users", "{\"id\":1}", &w, &err), AS_OK);
   as_state_close(st);
   /* reopen: read from disk, not from the cache */
@@ -62,6 +86,7 @@ START_TEST(versions_persist_and_cache) {
   ck_assert_int_eq(v.hlc, 50);
   ck_assert(v.deleted);
   ck_assert_str_eq(v.origin, "lite");
+  ck_assert_int_eq(as_version_written(&v, "mongo"), 12345);
   as_state_close(st);
 }
 END_TEST
@@ -212,6 +237,7 @@ int main(void) {
   TCase *tc = tcase_create("state");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, version_order);
+  tcase_add_test(tc, write_stamps_per_node);
   tcase_add_test(tc, versions_persist_and_cache);
   tcase_add_test(tc, tombstone_retention);
   tcase_add_test(tc, streams_dead_letters_conflicts);
