@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds with warnings as errors, runs
 # every test (unit + integration against a private PostgreSQL, SQLite files and the MongoDB
-# test server), then the unit tests again under AddressSanitizer + UBSan, then the docker/
-# consistency checks.
+# test server), then the unit tests and the MongoDB <-> SQLite end-to-end test again under
+# AddressSanitizer + UBSan, then the docker/ consistency checks.
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       unit tests only (fast)
 set -euo pipefail
@@ -20,6 +20,9 @@ echo "== sanitizer build (ASan + UBSan): unit tests =="
 "$root/scripts/build.sh" "$root/build-asan" -DARRAYSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" -L unit --output-on-failure || status=1
+echo "== sanitizer build: the connector end to end (MongoDB <-> SQLite, kill -9 included) =="
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  bash "$root/tests/integration/test_e2e.sh" "$root/build-asan" sqlite || status=1
 echo "== docker/ consistency =="
 bash "$root/tests/scripts/check_docker.sh" || status=1
 exit $status
