@@ -69,6 +69,10 @@ $PY "$root/bench/bench_e2e.py" stream --bin "$build/arraysync" --uri "$uri" --ds
   --pg-dir "$work/pg" --mongo-pid "$mpid" --work "$work/stream" --rates 1000,5000 \
   --seconds "$($PY -c "print(max(3.0, 8 * float('$scale')))")"
 
+section "latency of single isolated changes through arraysync run (MongoDB <-> PostgreSQL)"
+$PY "$root/bench/latency_isolated.py" --bin "$build/arraysync" --uri "$uri" --dsn "$(mkdb bench_latency)" \
+  --work "$work/latency" --n "$(n 100)"
+
 section "bench_e2e: peak RSS of arraysync run during a snapshot (SQLite -> PostgreSQL)"
 $PY "$root/bench/bench_e2e.py" rss --bin "$build/arraysync" --dsn "$dsn" --work "$work/rss" \
   --rows "$(n 100000),$(n 300000)"
