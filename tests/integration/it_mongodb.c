@@ -703,11 +703,13 @@ static void t_echo(void) {
   as_error err = {0};
   as_batch b = {0};
   as_stream *s = NULL;
+  as_stream *s_pg = NULL;
   as_delta d[3] = {0};
   as_dead_list dead = {0};
   as_node *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
   CHECK(n, "node");
-  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(as_adapter_mongodb.open_stream(n, "reader", NULL, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s_pg, &err) == AS_OK, "%s", err.message);
   make_delta(&d[0], items, AS_OP_INSERT, "pg", "{\"id\": 8001, \"name\": \"e1\", \"qty\": 1}");
   make_delta(&d[1], items, AS_OP_UPDATE, "pg", "{\"id\": 8001, \"qty\": 2}");
   make_delta(&d[2], users, AS_OP_INSERT, "lite", "{\"id\": \"e3\", \"email\": \"x\"}");
@@ -721,11 +723,23 @@ static void t_echo(void) {
   CHECK(b.d[0].txn && b.d[2].txn && !strcmp(b.d[0].txn, b.d[2].txn), "one source transaction");
   CHECK(!b.d[3].echo && !strcmp(b.d[3].origin, "mongo"), "outside write: echo %d origin %s",
         b.d[3].echo, b.d[3].origin);
+  /* the stream of consumer "pg" leaves out what was written for pg's own changes */
+  {
+    as_batch bp = {0};
+    int prc = poll_n(s_pg, &bp, 2, &err);
+    bool ok = prc == AS_OK && bp.n == 2 && !strcmp(bp.d[0].origin, "lite") &&
+              !strcmp(bp.d[1].origin, "mongo");
+    size_t got = bp.n;
+    as_batch_clear(&bp);
+    as_adapter_mongodb.close_stream(s_pg);
+    s_pg = NULL;
+    CHECK(ok, "consumer pg: got %zu", got);
+  }
   /* a stream reopened in the middle of the marked transaction still knows the origin */
   {
     as_stream *s2 = NULL;
     as_batch b2 = {0};
-    CHECK(as_adapter_mongodb.open_stream(n, "pg", b.d[0].pos, &s2, &err) == AS_OK, "%s",
+    CHECK(as_adapter_mongodb.open_stream(n, "reader", b.d[0].pos, &s2, &err) == AS_OK, "%s",
           err.message);
     CHECK(poll_n(s2, &b2, 3, &err) == AS_OK && b2.n == 3, "reopen got %zu", b2.n);
     bool ok = b2.d[0].echo && !strcmp(b2.d[0].origin, "pg") && !b2.d[2].echo;
@@ -734,6 +748,7 @@ static void t_echo(void) {
     CHECK(ok, "echo state restored from the position");
   }
 out:
+  if (s_pg) as_adapter_mongodb.close_stream(s_pg);
   for (int i = 0; i < 3; i++) as_delta_clear(&d[i]);
   as_dead_list_clear(&dead);
   as_batch_clear(&b);
