@@ -12,7 +12,7 @@
 #include <xxhash.h>
 
 #define STATE_SCHEMA_VERSION "1"
-#define CACHE_SLOTS 65536 /* power of two; direct-mapped cache of hot keys */
+#define CACHE_SLOTS 16384 /* power of two; direct-mapped cache of hot keys (~6 MiB when full) */
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
