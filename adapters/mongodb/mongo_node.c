@@ -241,6 +241,12 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
     goto cleanup;
   }
   mongoc_uri_set_appname(n->uri, "arraysync");
+  /* The driver's default (30 s) is how long every blocked operation, and the session clean-up
+   * of a clean stop, waits for an unreachable server; the engine retries anyway, so wait less
+   * unless the URI says otherwise. */
+  if (!mongoc_uri_has_option(n->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
+    mongoc_uri_set_option_as_int32(n->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+  }
   n->schemas = calloc(nschemas ? nschemas : 1, sizeof *n->schemas);
   if (!n->schemas) goto oom;
   for (size_t i = 0; i < nschemas; i++) {

@@ -207,11 +207,27 @@ def wait_until(pred, timeout=30.0):
 LOG = open(os.path.join(args.work, "connector.log"), "ab")
 
 
+STARTED = []
+
+
+def _stop_all():  # whatever happens to this script, no connector outlives it
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+
+
+import atexit  # noqa: E402
+
+atexit.register(_stop_all)
+
+
 def start(metrics=True):
     cmd = [args.bin, "run", "-c", CFG] + (["--log-level", os.environ["E2E_LOG_LEVEL"]] if os.environ.get("E2E_LOG_LEVEL") else [])
     if metrics:
         cmd += ["--metrics", "127.0.0.1:%d" % METRICS]
-    return subprocess.Popen(cmd, stdout=LOG, stderr=LOG)
+    p = subprocess.Popen(cmd, stdout=LOG, stderr=LOG)
+    STARTED.append(p)
+    return p
 
 
 def cli(*a):

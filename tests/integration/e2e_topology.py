@@ -4,6 +4,7 @@ holds the same rows. MongoDB only through ARRAYSYNC_TEST_MONGODB_URI.
 
 usage: e2e_topology.py --bin build/arraysync --work DIR"""
 import argparse
+import atexit
 import os
 import sqlite3
 import subprocess
@@ -55,6 +56,7 @@ def run_case(name, topology):
     r = subprocess.run([args.bin, "install", "-c", cfg], capture_output=True, text=True)
     check("%s: install" % name, r.returncode == 0, r.stderr)
     proc = subprocess.Popen([args.bin, "run", "-c", cfg], stdout=log, stderr=log)
+    atexit.register(lambda: proc.poll() is None and proc.kill())
     time.sleep(1.0)
 
     def lite(n, sql, params=()):
