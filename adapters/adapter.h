@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "../mappings/as_error.h"
+#include "../mappings/as_key.h"
 #include "../mappings/as_row.h"
 #include "../mappings/as_schema.h"
 

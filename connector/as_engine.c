@@ -95,22 +95,7 @@ static int64_t backoff_ms(int attempt) {
 
 /* ---------- key helpers ---------- */
 
-static char *key_json(const as_schema *s, const as_row *r) {
-  json_t *o = json_object();
-  if (!o) return NULL;
-  for (size_t k = 0; k < s->nkey; k++) {
-    size_t i = s->key_idx[k];
-    json_t *v = as_value_to_json(&r->v[i], NULL);
-    if (!v) {
-      json_decref(o);
-      return NULL;
-    }
-    json_object_set_new(o, s->cols[i].name, v);
-  }
-  char *out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(o);
-  return out;
-}
+static char *key_json(const as_schema *s, const as_row *r) { return as_key_json_dup(s, r, NULL); }
 
 static const as_schema *lookup_schema(void *ctx, const char *mapping) {
   return as_config_schema((const as_config *)ctx, mapping);

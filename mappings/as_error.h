@@ -1,6 +1,6 @@
 /* as_error.h — return codes and the error record shared by every floor.
  *
- * Convention (STYLE.md §4): 0 is success, negative values are expected outcomes,
+ * Convention: 0 is success, negative values are expected outcomes,
  * details go into an as_error passed by the caller (like bson_error_t). */
 #ifndef AS_ERROR_H
 #define AS_ERROR_H
@@ -35,6 +35,9 @@ typedef enum as_error_domain {
   AS_DOM_ENGINE,
   AS_DOM_SCRIPT
 } as_error_domain;
+
+/* A result that must be looked at: ignoring it fails the build (-Werror). */
+#define AS_MUSTCHECK __attribute__((warn_unused_result))
 
 #define AS_ERROR_MSG_MAX 1024
 

@@ -384,7 +384,7 @@ static int dead_letter(as_stream *s, as_batch *out, const as_schema *sc, const c
   as_row kr = {0};
   if (e->has_doc_key && as_row_init(&kr, sc->ncols) == AS_OK &&
       as_doc_to_key(sc, &e->doc_key, &kr, NULL) == AS_OK)
-    key = as_mongo_key_json(sc, &kr);
+    key = as_key_describe(sc, &kr);
   as_row_clear(&kr);
   AS_LOG(AS_LOG_WARN, s->comp, "dead letter: mapping %s: %s", sc->name, why->message);
   return as_batch_push_dead(out, sc, key, event_json(e, ev), strdup(why->message),
@@ -722,7 +722,7 @@ int as_mongo_snapshot_open(as_node *n, const as_schema *s, const char *after_key
     goto cleanup;
   }
   if (after_key) {
-    if ((rc = as_mongo_key_from_json(s, after_key, vals, err)) != AS_OK) goto cleanup;
+    if ((rc = as_key_parse_values(s, after_key, vals, err)) != AS_OK) goto cleanup;
     /* lexicographic "greater than": $or of {k0: v0, ..., ki: {$gt: vi}} */
     BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &orr);
     for (size_t i = 0; i < s->nkey; i++) {
@@ -791,7 +791,7 @@ int as_mongo_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error 
       char *key = NULL;
       as_row kr = {0};
       if (as_row_init(&kr, sn->s->ncols) == AS_OK && as_doc_to_key(sn->s, doc, &kr, NULL) == AS_OK)
-        key = as_mongo_key_json(sn->s, &kr);
+        key = as_key_describe(sn->s, &kr);
       as_row_clear(&kr);
       size_t len;
       char *j = bson_as_relaxed_extended_json(doc, &len);

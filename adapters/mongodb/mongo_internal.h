@@ -66,12 +66,6 @@ struct as_node {
 int as_mongo_classify(const bson_error_t *e, const bson_t *reply);
 int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const bson_t *reply);
 
-/* Parses a key given as canonical JSON (an object {"col": value, ...}, or for a one-column
- * key a bare value) into vals (s->nkey entries, typed per key column; caller clears). */
-int as_mongo_key_from_json(const as_schema *s, const char *json, as_value *vals, as_error *err);
-
-/* {"col": value, ...} of the key columns of r (caller frees; NULL on ENOMEM). */
-char *as_mongo_key_json(const as_schema *s, const as_row *r);
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
  * as_mongo_bson_free. */
 bson_t *as_mongo_bson_new(void);

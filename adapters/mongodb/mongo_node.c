@@ -65,54 +65,6 @@ void as_mongo_bson_free(bson_t *b) {
   free(b);
 }
 
-char *as_mongo_key_json(const as_schema *s, const as_row *r) {
-  json_t *o = json_object();
-  char *out = NULL;
-  if (!o) return NULL;
-  for (size_t k = 0; k < s->nkey; k++) {
-    size_t i = s->key_idx[k];
-    if (!r || i >= r->n || !r->set[i]) continue;
-    json_t *v = as_value_to_json(&r->v[i], NULL);
-    if (!v || json_object_set_new(o, s->cols[i].name, v) != 0) goto cleanup;
-  }
-  out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-cleanup:
-  json_decref(o);
-  return out;
-}
-
-int as_mongo_key_from_json(const as_schema *s, const char *text, as_value *vals, as_error *err) {
-  json_error_t je;
-  int rc = AS_EINVAL;
-  json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
-  if (!j) {
-    return as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "mapping %s: bad key JSON: %s", s->name,
-                        je.text);
-  }
-  for (size_t k = 0; k < s->nkey; k++) {
-    const as_column *c = &s->cols[s->key_idx[k]];
-    const json_t *v = NULL;
-    if (json_is_object(j) && json_object_get(j, c->name)) {
-      v = json_object_get(j, c->name); /* {"col": value, ...} (the delta JSON "key" form) */
-    } else if (s->nkey == 1) {
-      v = j; /* a bare value, e.g. 42 or {"$oid": "..."} */
-    }
-    if (!v) {
-      as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "mapping %s: key JSON lacks column %s", s->name,
-                   c->name);
-      goto cleanup;
-    }
-    if (as_value_from_json_typed(v, c->type, &vals[k], err) != AS_OK) {
-      as_error_prefix(err, "mapping %s: key column %s", s->name, c->name);
-      goto cleanup;
-    }
-  }
-  rc = AS_OK;
-cleanup:
-  json_decref(j);
-  return rc;
-}
-
 /* ------------------------------------------------------------------ config, init, connect */
 
 static const as_config_entry config_map[] = {
@@ -895,7 +847,7 @@ static int node_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *de
     }
     if (r == AS_EDATA || r == AS_EINVAL) {
       ops_remove(&ops, ops.n - 1);
-      as_dead_list_push(dead, d[i].schema, i, as_mongo_key_json(d[i].schema, &d[i].row),
+      as_dead_list_push(dead, d[i].schema, i, as_key_describe(d[i].schema, &d[i].row),
                         as_delta_to_json_string(&d[i], NULL), strdup(e.message));
       continue;
     }
@@ -921,7 +873,7 @@ static int node_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *de
       if (drop[f.v[k].op]) continue;
       drop[f.v[k].op] = true;
       const as_delta *dd = &d[op->index];
-      char *key = as_mongo_key_json(dd->schema, &dd->row);
+      char *key = as_key_describe(dd->schema, &dd->row);
       char msg[AS_ERROR_MSG_MAX];
       snprintf(msg, sizeof msg, "mapping %s: collection %s: key %s: %s (error %d)",
                dd->schema->name, dd->schema->collection, key ? key : "?",

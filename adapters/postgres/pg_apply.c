@@ -154,22 +154,9 @@ int pg_checkpoint_load(as_node *n, const char *stream_id, char **out, as_error *
 
 /* ------------------------------------------------------------------ dead letters */
 
-static char *key_json(const as_delta *d) {
-  const as_schema *s = d->schema;
-  json_t *o = json_object();
-  for (size_t k = 0; o && k < s->nkey; k++) {
-    size_t c = s->key_idx[k];
-    json_t *v = as_row_has(&d->row, c) ? as_value_to_json(&d->row.v[c], NULL) : json_null();
-    json_object_set_new(o, s->cols[c].name, v ? v : json_null());
-  }
-  char *out = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  json_decref(o);
-  return out;
-}
-
 static int dead_delta(as_node *n, as_dead_list *dead, const as_delta *d, size_t index,
                       const char *msg, as_error *err) {
-  char *key = d->schema ? key_json(d) : NULL;
+  char *key = d->schema ? as_key_describe(d->schema, &d->row) : NULL;
   char *raw = as_delta_to_json_string(d, NULL);
   as_buf b = AS_BUF_INIT;
   as_buf_printf(&b, "mapping %s, key %s: %s", d->schema ? d->schema->name : "?",

@@ -538,7 +538,6 @@ cleanup:
 int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_snapshot **out,
                      as_error *err) {
   int rc = AS_ERR;
-  json_t *jk = NULL;
   PGresult *r = NULL;
   *out = NULL;
   as_snapshot *sn = calloc(1, sizeof *sn);
@@ -555,26 +554,21 @@ int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_s
     goto cleanup;
   }
   if (after_key) {
-    json_error_t je;
-    jk = json_loads(after_key, 0, &je);
-    if (!json_is_object(jk)) {
-      rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "mapping %s: bad snapshot resume key %s",
-                        s->name, after_key);
+    as_value *kv = calloc(s->nkey, sizeof *kv);
+    if (!kv) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       goto cleanup;
     }
-    for (size_t k = 0; k < s->nkey; k++) {
-      const as_column *c = &s->cols[s->key_idx[k]];
-      as_value v = AS_VALUE_NULL;
-      const json_t *jv = json_object_get(jk, c->name);
-      if (!jv || as_value_from_json_typed(jv, c->type, &v, err) != AS_OK ||
-          pg_value_to_text(&v, &sn->after[k], err) != AS_OK || !sn->after[k]) {
-        as_value_clear(&v);
-        rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL,
-                          "mapping %s: bad snapshot resume key %s (column %s)", s->name,
-                          after_key, c->name);
-        goto cleanup;
-      }
-      as_value_clear(&v);
+    rc = as_key_parse_values(s, after_key, kv, err);
+    for (size_t k = 0; rc == AS_OK && k < s->nkey; k++) {
+      rc = pg_value_to_text(&kv[k], &sn->after[k], err);
+      if (rc == AS_OK && !sn->after[k]) rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "NULL key");
+    }
+    for (size_t k = 0; k < s->nkey; k++) as_value_clear(&kv[k]);
+    free(kv);
+    if (rc != AS_OK) {
+      as_error_prefix(err, "mapping %s: bad snapshot resume key", s->name);
+      goto cleanup;
     }
     sn->has_after = true;
   }
@@ -590,7 +584,6 @@ int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_s
   rc = AS_OK;
 cleanup:
   PQclear(r);
-  json_decref(jk);
   pg_snapshot_close(sn);
   return rc;
 }

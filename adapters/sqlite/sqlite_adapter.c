@@ -111,19 +111,6 @@ static const as_schema *schema_by_table(as_node *n, const char *table) {
   return NULL;
 }
 
-/* Canonical JSON of the key columns of a row (caller frees), or NULL. */
-static char *key_json(const as_schema *s, const as_row *r) {
-  json_t *o = json_object();
-  as_error e;
-  for (size_t k = 0; o && k < s->nkey; k++) {
-    size_t i = s->key_idx[k];
-    json_t *v = (i < r->n && r->set[i]) ? as_value_to_json(&r->v[i], &e) : json_null();
-    if (v) json_object_set_new(o, s->cols[i].name, v);
-  }
-  char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  json_decref(o);
-  return txt;
-}
 
 /* ---------------------------------------------------------------- node */
 
@@ -442,16 +429,25 @@ static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *ori
   return AS_OK;
 }
 
-/* The key columns of a changelog row object as compact JSON (caller frees), or NULL. */
+/* The canonical key text (as_key.h) of a changelog row object, for a dead letter: the key
+ * columns converted like any value; when they cannot be, their text as logged. NULL if the
+ * row has no key at all. Caller frees. */
 static char *key_text(const as_schema *sc, const json_t *row) {
   if (!json_is_object(row)) return NULL;
+  as_row r = {0};
+  as_error e;
+  char *txt = NULL;
+  if (as_row_init(&r, sc->ncols) == AS_OK && fill_row(sc, &r, row, NULL, COLS_KEYS, &e) == AS_OK)
+    txt = as_key_json_dup(sc, &r, &e);
+  as_row_clear(&r);
+  if (txt) return txt;
   json_t *k = json_object();
   for (size_t i = 0; k && i < sc->nkey; i++) {
     const char *name = sc->cols[sc->key_idx[i]].name;
     json_t *v = json_object_get(row, name);
     json_object_set(k, name, v ? v : json_null());
   }
-  char *txt = k ? json_dumps(k, JSON_COMPACT) : NULL;
+  txt = k ? json_dumps(k, JSON_COMPACT) : NULL;
   json_decref(k);
   return txt;
 }
@@ -498,7 +494,6 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
     as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "changelog row is not valid JSON: %s", je.text);
     goto dead;
   }
-  ko = key_text(sc, jn ? jn : jo);
   bool echo = origin != NULL;
   const char *org = origin ? origin : n->name;
   if (op && strcmp(op, "insert") == 0 && jn) {
@@ -543,6 +538,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
 conv:
   if (ret == AS_ERR) goto oom;
 dead : {
+  ko = key_text(sc, jn ? jn : jo);
   json_t *raw =
       json_pack("{s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:I}", "seq", (json_int_t)seq, "table", tbl, "op",
                 op, "old", oo, "new", no, "origin", origin, "ts", (json_int_t)ts);
@@ -806,7 +802,6 @@ static int snapshot_open(as_node *n, const as_schema *s, const char *after_key, 
   *out = NULL;
   as_snapshot *sn = calloc(1, sizeof *sn);
   as_buf sql = AS_BUF_INIT;
-  json_t *jk = NULL;
   sqlite3_stmt *cnt = NULL;
   int ret;
   if (!sn) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
@@ -842,21 +837,12 @@ static int snapshot_open(as_node *n, const as_schema *s, const char *after_key, 
   if (prep(sn->db, as_buf_cstr(&sql), &cnt, NULL) == AS_OK && sqlite3_step(cnt) == SQLITE_ROW)
     sn->estimate = sqlite3_column_int64(cnt, 0);
   if (after_key) {
-    json_error_t je;
-    jk = json_loads(after_key, 0, &je);
-    if (!json_is_object(jk)) {
-      ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "snapshot after_key is not a JSON object");
+    ret = as_key_parse_values(s, after_key, sn->after, err);
+    for (size_t k = 0; ret == AS_OK && k < s->nkey; k++)
+      ret = sq_bind_value(sn->next, (int)k + 2, &sn->after[k], err);
+    if (ret != AS_OK) {
+      as_error_prefix(err, "mapping %s: snapshot resume key", s->name);
       goto fail;
-    }
-    for (size_t k = 0; k < s->nkey; k++) {
-      const as_column *c = &s->cols[s->key_idx[k]];
-      as_value *v = &sn->after[k];
-      ret = as_value_from_json_typed(json_object_get(jk, c->name), c->type, v, err);
-      if (ret == AS_OK) ret = sq_bind_value(sn->next, (int)k + 2, v, err);
-      if (ret != AS_OK) {
-        as_error_prefix(err, "snapshot after_key column \"%s\"", c->name);
-        goto fail;
-      }
     }
     sn->have_last = true;
   }
@@ -867,7 +853,6 @@ fail:
   snapshot_close(sn);
 cleanup:
   sqlite3_finalize(cnt);
-  json_decref(jk);
   as_buf_free(&sql);
   return ret;
 }
@@ -909,7 +894,7 @@ static int snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *e
       }
       *slot = d;
     } else {
-      char *k = key_json(s, &d.row);
+      char *k = as_key_describe(s, &d.row);
       char msg[AS_ERROR_MSG_MAX + 256];
       snprintf(msg, sizeof msg, "mapping %s, table \"%s\", key %s: %s", s->name, s->table,
                k ? k : "?", e.message);
@@ -1030,7 +1015,7 @@ fail:
 }
 
 static int dead_delta(as_dead_list *dead, const as_delta *d, size_t index, const as_error *e) {
-  char *k = key_json(d->schema, &d->row);
+  char *k = as_key_describe(d->schema, &d->row);
   char *raw = as_delta_to_json_string(d, NULL);
   char msg[AS_ERROR_MSG_MAX + 256];
   snprintf(msg, sizeof msg, "mapping %s, table \"%s\", key %s: %s", d->schema->name,
