@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 const char *as_node_config_get(const as_node_config *c, const char *key) {
   for (size_t i = 0; c && i < c->nopts; i++) {
     if (strcmp(c->opts[i].key, key) == 0) return c->opts[i].value;
@@ -99,4 +101,28 @@ void as_dead_list_clear(as_dead_list *l) {
   for (size_t i = 0; i < l->n; i++) as_dead_free(&l->items[i]);
   free(l->items);
   memset(l, 0, sizeof *l);
+}
+
+int as_adapter_decode_row_json(const as_schema *s, const char *raw, as_delta *out,
+                               as_error *err) {
+  json_error_t je;
+  json_t *j = json_loads(raw, 0, &je);
+  json_t *row = j ? json_object_get(j, "new") : NULL;
+  if (!row && json_is_object(j)) row = j;
+  int rc = row ? as_delta_init(out, s, AS_OP_INSERT)
+               : as_error_set(err, AS_DOM_CODEC, AS_EDATA, "the stored row is not a JSON object");
+  for (size_t i = 0; rc == AS_OK && i < s->ncols; i++) {
+    json_t *v = json_object_get(row, s->cols[i].name);
+    as_value val = AS_VALUE_NULL;
+    if (v && json_is_string(v)) {
+      rc = as_value_from_text(s->cols[i].type, json_string_value(v), json_string_length(v), &val,
+                              err);
+    } else if (v && !json_is_null(v)) {
+      rc = as_value_from_json_typed(v, s->cols[i].type, &val, err);
+    }
+    if (rc == AS_OK) as_row_put(&out->row, i, &val);
+    else if (rc != AS_ERR) rc = AS_EDATA;
+  }
+  json_decref(j);
+  return rc;
 }

@@ -4,6 +4,8 @@
  * "postgres", "sqlite"). The engine reaches adapters only through this header and the
  * registry; adapters never include each other or anything in connector/.
  *
+ * Optional callbacks are at the end of the struct and may be NULL.
+ *
  * Rules every adapter keeps:
  * - 0 is success; AS_RETRY for transient failures (connection lost, failover, serialization
  *   failure, deadlock, admin shutdown): the engine reconnects/retries with backoff; adapters
@@ -187,7 +189,21 @@ typedef struct as_adapter {
   /* Reads the current row for key (key columns set in key). AS_ENOTFOUND if absent. */
   int (*read_row)(as_node *n, const as_schema *s, const as_row *key, as_row *out,
                   as_error *err);
+
+  /* ---- optional (NULL = not supported) ---- */
+  /* Called from another thread when the engine stops: makes a wait in flight on n (a row
+   * lock, a slow server) return promptly with an error. Must be safe to call at any time. */
+  void (*interrupt)(as_node *n);
+  /* Decodes the raw form this adapter's capture stored with a dead letter (as_dead.raw) into
+   * an insert delta of mapping s with today's mapping (`arraysync dlq retry` of a change whose
+   * key could not be read). AS_EDATA when it still cannot be mapped. */
+  int (*decode_raw)(const as_schema *s, const char *raw, as_delta *out, as_error *err);
 } as_adapter;
+
+/* The raw form the SQL adapters store with a capture dead letter ({"new": {col: text}} or a
+ * plain object of column -> text/JSON value) -> an insert delta (their decode_raw). */
+int as_adapter_decode_row_json(const as_schema *s, const char *raw, as_delta *out,
+                               as_error *err);
 
 /* ---- registry ---- */
 const as_adapter *as_adapter_find(const char *kind);

@@ -1,27 +1,20 @@
-/* as_state.c — state store on SQLite (see as_state.h). */
-#include "as_state.h"
+/* as_state.c — state store on SQLite (see as_state.h): opening, locking, transactions,
+ * streams, dead letters, conflicts. Versions, ids and repairs: as_state_versions.c. */
+#include "as_state_int.h"
 #include "as_time.h"
 
-#include <pthread.h>
-#include <sqlite3.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/file.h>
+#include <unistd.h>
 
-#include <xxhash.h>
-
-#define STATE_SCHEMA_VERSION "1"
-#define CACHE_SLOTS 16384 /* power of two; direct-mapped cache of hot keys (~6 MiB when full) */
+#define STATE_SCHEMA_VERSION "2"
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-    "CREATE TABLE IF NOT EXISTS versions(mapping TEXT NOT NULL, part INTEGER NOT NULL DEFAULT 0,"
-    "  key TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL,"
-    "  hash INTEGER NOT NULL, updated_us INTEGER NOT NULL, writes TEXT,"
-    "  PRIMARY KEY(mapping, part, key))"
-    "  WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(deleted, updated_us);"
     "CREATE TABLE IF NOT EXISTS streams(stream_id TEXT PRIMARY KEY, source TEXT, target TEXT,"
     "  phase TEXT, checkpoint TEXT, captured INTEGER, applied INTEGER, skipped INTEGER,"
     "  conflicts INTEGER, dead INTEGER, lag_ms INTEGER, last_ts_us INTEGER, updated_us INTEGER,"
@@ -35,89 +28,48 @@ static const char *const schema_sql =
     "  retries INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT, key TEXT, local TEXT, remote TEXT,"
-    "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '" STATE_SCHEMA_VERSION "');";
+    "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');";
 
-typedef struct cache_slot {
-  uint64_t tag; /* hash of (mapping, key); 0 = empty */
-  char *mapping_key; /* "mapping\x1fkey" for exact comparison */
-  as_version v;
-} cache_slot;
-
-struct as_state {
-  sqlite3 *db;
-  pthread_mutex_t mu;
-  bool readonly;
-  int txn_depth;
-  sqlite3_stmt *get, *put;
-  cache_slot *cache;
-};
-
-
-int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b) {
-  if (hlc_a != hlc_b) return hlc_a < hlc_b ? -1 : 1;
-  int c = strcmp(origin_a ? origin_a : "", origin_b ? origin_b : "");
-  return c < 0 ? -1 : (c > 0 ? 1 : 0);
-}
-
-int64_t as_version_written(const as_version *v, const char *node) {
-  size_t n = strlen(node);
-  for (const char *p = v->writes; *p;) {
-    const char *eq = strchr(p, '=');
-    const char *end = strchr(p, ';');
-    if (!eq) break;
-    if ((size_t)(eq - p) == n && strncmp(p, node, n) == 0) return strtoll(eq + 1, NULL, 10);
-    if (!end) break;
-    p = end + 1;
-  }
-  return 0;
-}
-
-void as_version_stamp(as_version *v, const char *node, int64_t us) {
-  /* rebuild without the node's old entry, then append the new one; when the text is full the
-   * oldest entries go first */
-  char out[sizeof v->writes];
-  size_t n = strlen(node), len = 0;
-  char entry[96];
-  int el = snprintf(entry, sizeof entry, "%s=%lld;", node, (long long)us);
-  if (el <= 0 || (size_t)el >= sizeof out) return;
-  const char *p = v->writes;
-  while (*p) {
-    const char *end = strchr(p, ';');
-    size_t l = end ? (size_t)(end - p) + 1 : strlen(p);
-    const char *eq = memchr(p, '=', l);
-    bool same = eq && (size_t)(eq - p) == n && strncmp(p, node, n) == 0;
-    if (!same && len + l < sizeof out) {
-      memcpy(out + len, p, l);
-      len += l;
-    }
-    p += l;
-  }
-  while (len + (size_t)el >= sizeof out) { /* drop the oldest entry */
-    char *first = memchr(out, ';', len);
-    if (!first) {
-      len = 0;
-      break;
-    }
-    size_t cut = (size_t)(first - out) + 1;
-    memmove(out, out + cut, len - cut);
-    len -= cut;
-  }
-  memcpy(out + len, entry, (size_t)el);
-  len += (size_t)el;
-  out[len] = '\0';
-  memcpy(v->writes, out, len + 1);
-}
-
-static int sqlerr(as_state *st, as_error *err, const char *what) {
+int as_state_sqlerr(as_state *st, as_error *err, const char *what) {
   return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s: %s", what,
                       sqlite3_errmsg(st->db));
+}
+#define sqlerr as_state_sqlerr
+
+/* One writer process per state store: an exclusive flock on PATH.lock, which holds the pid of
+ * its holder for the message a second process prints. */
+int as_state_claim(as_state *st, as_error *err) {
+  const char *path = st->path;
+  char lp[4096];
+  snprintf(lp, sizeof lp, "%s.lock", path);
+  st->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (st->lock_fd < 0) {
+    return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store %s: cannot open %s: %s", path, lp,
+                        strerror(errno));
+  }
+  if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = "";
+    ssize_t n = pread(st->lock_fd, pid, sizeof pid - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    return as_error_set(err, AS_DOM_STATE, AS_EINVAL,
+                        "state store %s is in use by another arraysync process (pid %s): one "
+                        "`arraysync run` per configuration",
+                        path, pid[0] ? pid : "?");
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid, (size_t)n, 0) != n) {
+    /* the pid is only for the message; the lock itself is held */
+  }
+  return AS_OK;
 }
 
 int as_state_open(const char *path, bool readonly, as_state **out, as_error *err) {
   *out = NULL;
   as_state *st = calloc(1, sizeof *st);
   if (!st) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  st->lock_fd = -1;
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
@@ -127,6 +79,10 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
   int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
   int rc = AS_ERR;
+  if (!(st->path = strdup(path))) {
+    rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    goto fail;
+  }
   if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
     rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store %s: %s", path,
                       st->db ? sqlite3_errmsg(st->db) : "cannot open");
@@ -143,30 +99,17 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
       sqlite3_free(msg);
       goto fail;
     }
-    /* state stores written before the writes column existed */
-    sqlite3_exec(st->db, "ALTER TABLE versions ADD COLUMN writes TEXT", NULL, NULL, NULL);
-    st->cache = calloc(CACHE_SLOTS, sizeof *st->cache);
-    if (!st->cache) {
-      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
-      goto fail;
-    }
   }
-  if (sqlite3_prepare_v2(st->db,
-                         "SELECT hlc, origin, deleted, hash, updated_us, writes FROM versions "
-                         "WHERE mapping = ?1 AND part = 0 AND key = ?2",
-                         -1, &st->get, NULL) != SQLITE_OK) {
-    rc = sqlerr(st, err, "prepare");
+  if ((rc = as_state_versions_open(st, err)) != AS_OK) {
+    as_error_prefix(err, "state store %s", path);
     goto fail;
   }
-  if (!readonly && sqlite3_prepare_v2(st->db,
-                                      "INSERT INTO versions(mapping, part, key, hlc, origin, "
-                                      "deleted, hash, updated_us, writes) VALUES (?1, 0, ?2, ?3, "
-                                      "?4, ?5, ?6, ?7, ?8) ON CONFLICT(mapping, part, key) DO "
-                                      "UPDATE SET hlc = excluded.hlc, origin = excluded.origin, "
-                                      "deleted = excluded.deleted, hash = excluded.hash, "
-                                      "updated_us = excluded.updated_us, writes = excluded.writes",
-                                      -1, &st->put, NULL) != SQLITE_OK) {
-    rc = sqlerr(st, err, "prepare");
+  if (!readonly && sqlite3_exec(st->db,
+                                "INSERT INTO meta(key, value) VALUES ('schema_version', '"
+                                STATE_SCHEMA_VERSION "') ON CONFLICT(key) DO UPDATE SET value = "
+                                "excluded.value",
+                                NULL, NULL, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "meta");
     goto fail;
   }
   *out = st;
@@ -178,110 +121,12 @@ fail:
 
 void as_state_close(as_state *st) {
   if (!st) return;
-  sqlite3_finalize(st->get);
-  sqlite3_finalize(st->put);
+  as_state_versions_close(st);
   if (st->db) sqlite3_close(st->db);
-  if (st->cache) {
-    for (size_t i = 0; i < CACHE_SLOTS; i++) free(st->cache[i].mapping_key);
-    free(st->cache);
-  }
+  if (st->lock_fd >= 0) close(st->lock_fd); /* releases the flock */
+  free(st->path);
   pthread_mutex_destroy(&st->mu);
   free(st);
-}
-
-static cache_slot *cache_find(as_state *st, const char *mapping, const char *key, uint64_t *tag,
-                              char **mk) {
-  size_t lm = strlen(mapping), lk = strlen(key);
-  char *s = malloc(lm + lk + 2);
-  if (!s) return NULL;
-  memcpy(s, mapping, lm);
-  s[lm] = '\x1f';
-  memcpy(s + lm + 1, key, lk + 1);
-  uint64_t h = XXH3_64bits(s, lm + lk + 1);
-  if (h == 0) h = 1;
-  *tag = h;
-  *mk = s;
-  return st->cache ? &st->cache[h & (CACHE_SLOTS - 1)] : NULL;
-}
-
-int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
-                         as_error *err) {
-  uint64_t tag = 0;
-  char *mk = NULL;
-  int rc;
-  pthread_mutex_lock(&st->mu);
-  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
-  if (slot && slot->tag == tag && slot->mapping_key && strcmp(slot->mapping_key, mk) == 0) {
-    *out = slot->v;
-    rc = AS_OK;
-    goto done;
-  }
-  sqlite3_bind_text(st->get, 1, mapping, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
-  int s = sqlite3_step(st->get);
-  if (s == SQLITE_ROW) {
-    memset(out, 0, sizeof *out);
-    out->hlc = sqlite3_column_int64(st->get, 0);
-    const unsigned char *o = sqlite3_column_text(st->get, 1);
-    snprintf(out->origin, sizeof out->origin, "%s", o ? (const char *)o : "");
-    out->deleted = sqlite3_column_int(st->get, 2) != 0;
-    out->hash = (uint64_t)sqlite3_column_int64(st->get, 3);
-    out->updated_us = sqlite3_column_int64(st->get, 4);
-    const unsigned char *wr = sqlite3_column_text(st->get, 5);
-    snprintf(out->writes, sizeof out->writes, "%s", wr ? (const char *)wr : "");
-    if (slot) {
-      free(slot->mapping_key);
-      slot->mapping_key = mk;
-      mk = NULL;
-      slot->tag = tag;
-      slot->v = *out;
-    }
-    rc = AS_OK;
-  } else if (s == SQLITE_DONE) {
-    rc = AS_ENOTFOUND;
-  } else {
-    rc = sqlerr(st, err, "read version");
-  }
-  sqlite3_reset(st->get);
-  sqlite3_clear_bindings(st->get);
-done:
-  pthread_mutex_unlock(&st->mu);
-  free(mk);
-  return rc;
-}
-
-int as_state_version_put(as_state *st, const char *mapping, const char *key,
-                         const as_version *v, as_error *err) {
-  uint64_t tag = 0;
-  char *mk = NULL;
-  int rc = AS_OK;
-  pthread_mutex_lock(&st->mu);
-  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
-  int64_t upd = v->updated_us ? v->updated_us : as_now_us();
-  sqlite3_bind_text(st->put, 1, mapping, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st->put, 2, key, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st->put, 3, v->hlc);
-  sqlite3_bind_text(st->put, 4, v->origin, -1, SQLITE_STATIC);
-  sqlite3_bind_int(st->put, 5, v->deleted ? 1 : 0);
-  sqlite3_bind_int64(st->put, 6, (int64_t)v->hash);
-  sqlite3_bind_int64(st->put, 7, upd);
-  sqlite3_bind_text(st->put, 8, v->writes, -1, SQLITE_STATIC);
-  if (sqlite3_step(st->put) != SQLITE_DONE) rc = sqlerr(st, err, "write version");
-  sqlite3_reset(st->put);
-  sqlite3_clear_bindings(st->put);
-  if (rc == AS_OK && slot && mk) {
-    free(slot->mapping_key);
-    slot->mapping_key = mk;
-    mk = NULL;
-    slot->tag = tag;
-    slot->v = *v;
-    slot->v.updated_us = upd;
-  } else if (slot && slot->tag == tag) {
-    slot->tag = 0; /* failed write: forget the cached value */
-  }
-  pthread_mutex_unlock(&st->mu);
-  free(mk);
-  return rc;
 }
 
 static int exec_locked(as_state *st, const char *sql, as_error *err) {
@@ -294,8 +139,8 @@ static int exec_locked(as_state *st, const char *sql, as_error *err) {
   return AS_OK;
 }
 
-/* begin takes the store's (recursive) lock and keeps it until commit, so one thread's
- * batch of version writes is one SQLite transaction that no other thread joins. */
+/* begin takes the store's (recursive) lock and keeps it until commit/rollback, so one
+ * thread's batch of writes is one SQLite transaction that no other thread joins. */
 int as_state_begin(as_state *st, as_error *err) {
   pthread_mutex_lock(&st->mu);
   int rc = AS_OK;
@@ -312,27 +157,18 @@ int as_state_commit(as_state *st, as_error *err) {
   if (st->txn_depth > 0 && --st->txn_depth == 0) {
     rc = exec_locked(st, "COMMIT", err);
     if (rc != AS_OK) exec_locked(st, "ROLLBACK", NULL);
+    as_state_cache_settle(st, rc == AS_OK);
   }
   pthread_mutex_unlock(&st->mu);
   return rc;
 }
 
-int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err) {
-  pthread_mutex_lock(&st->mu);
-  sqlite3_stmt *s = NULL;
-  int64_t n = -1;
-  if (sqlite3_prepare_v2(st->db, "DELETE FROM versions WHERE deleted = 1 AND updated_us < ?1",
-                         -1, &s, NULL) == SQLITE_OK) {
-    sqlite3_bind_int64(s, 1, as_now_us() - retention_ms * 1000);
-    if (sqlite3_step(s) == SQLITE_DONE) n = sqlite3_changes(st->db);
-  }
-  if (n < 0) sqlerr(st, err, "purge tombstones");
-  sqlite3_finalize(s);
-  if (n > 0 && st->cache) {
-    for (size_t i = 0; i < CACHE_SLOTS; i++) st->cache[i].tag = 0;
+void as_state_rollback(as_state *st) {
+  if (st->txn_depth > 0 && --st->txn_depth == 0) {
+    exec_locked(st, "ROLLBACK", NULL);
+    as_state_cache_settle(st, false);
   }
   pthread_mutex_unlock(&st->mu);
-  return n;
 }
 
 int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err) {

@@ -1,11 +1,14 @@
-/* as_state.h — the state store (DESIGN.md §6.6): an embedded SQLite file with per-key
- * versions (LWW winners and tombstones), stream progress and counters, dead letters and
- * conflicts, with an in-memory cache for hot keys in front of the versions table.
+/* as_state.h — the state store: an embedded SQLite file with per-key versions (winners,
+ * tombstones, what the connector last wrote to each node), stream progress and counters, dead
+ * letters, conflicts and pending repairs, with an in-memory cache for hot keys in front of the
+ * versions table.
  *
- * Per-key state is keyed by (mapping, partition, key) so it can move between processes later
- * (DESIGN.md §12); this process uses partition 0. Thread-safe: one mutex around the connection.
- * Readers in other processes (`arraysync status`, `dlq list`) open the same file read-only;
- * WAL mode lets them read while `run` writes. */
+ * Per-key state is keyed by (mapping, partition, key) so it can move between processes later;
+ * this process uses partition 0. `key` is the canonical key text (mappings/as_key.h).
+ * Thread-safe: one (recursive) mutex around the connection. Readers in other processes
+ * (`arraysync status`, `dlq list`) open the same file read-only; WAL mode lets them read while
+ * `run` writes. One `run` per store: as_state_claim takes an exclusive lock on PATH.lock and
+ * refuses a second process with a message naming the holder's pid. */
 #ifndef AS_STATE_H
 #define AS_STATE_H
 
@@ -17,38 +20,89 @@
 
 typedef struct as_state as_state;
 
+/* Most nodes a key keeps a write record for (the least recently written is forgotten first). */
+#define AS_VERSION_MAX_HELD 8
+
+/* What the connector last wrote of a key to one node (a "held" version): which version, and
+ * when the write committed there (the connector's clock). Nodes are small ids given by
+ * as_state_node_id. */
+typedef struct as_held {
+  uint16_t node;
+  uint16_t origin;    /* origin of the version written */
+  bool deleted;       /* the write was a delete */
+  int64_t hlc;        /* hlc of the version written */
+  int64_t written_us; /* when it committed on node (0 = recorded before the commit) */
+} as_held;
+
 typedef struct as_version {
-  int64_t hlc;
+  int64_t hlc;        /* the winning version: (hlc, origin) */
   char origin[64];
   bool deleted;       /* tombstone */
   uint64_t hash;      /* row hash of the winning value (0 for tombstones / unknown) */
   int64_t updated_us; /* wall time the version was recorded */
-  char writes[256];   /* when the connector last wrote this key to each node:
-                         "node=µs;node=µs" (as_version_written / as_version_stamp) */
+  uint8_t nheld;
+  as_held held[AS_VERSION_MAX_HELD];
 } as_version;
 
-/* Last time the connector wrote the key to node (0 = never recorded). */
-int64_t as_version_written(const as_version *v, const char *node);
-/* Records a write of the key to node at us. */
-void as_version_stamp(as_version *v, const char *node, int64_t us);
+/* The connector's last write of the key to node, or NULL. */
+const as_held *as_version_held(const as_version *v, uint16_t node);
+/* Records a write of version (hlc, origin) to node; written_us 0 until the commit is known. */
+void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t hlc,
+                         bool deleted, int64_t written_us);
+/* When the connector last wrote the key to node (0 = never recorded). */
+int64_t as_version_written(const as_version *v, uint16_t node);
 
 /* Total order of versions: hlc first, then origin name. */
 int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b);
 
-int as_state_open(const char *path, bool readonly, as_state **out, as_error *err);
+/* Opens (creating or upgrading) the store. readonly: for status/list commands of another
+ * process; no lock taken. */
+int as_state_open(const char *path, bool readonly, as_state **out, as_error *err) AS_MUSTCHECK;
 void as_state_close(as_state *st);
+/* Claims the store for one `run` process (held until close); AS_EINVAL naming the holder's pid
+ * when another process has it. */
+int as_state_claim(as_state *st, as_error *err) AS_MUSTCHECK;
 
-/* Versions. key: canonical JSON of the key. AS_ENOTFOUND if none. */
+/* Small stable ids for node names (held versions store ids). as_state_node_id creates the
+ * id on first use (read-write stores); as_state_node_name returns the interned name (valid
+ * until close) or NULL. */
+int as_state_node_id(as_state *st, const char *name, uint16_t *out, as_error *err) AS_MUSTCHECK;
+const char *as_state_node_name(as_state *st, uint16_t id);
+
+/* Versions. key: canonical key text. AS_ENOTFOUND if none. */
 int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
-                         as_error *err);
+                         as_error *err) AS_MUSTCHECK;
+/* Inside as_state_begin/commit the hot-key cache follows the commit (a rolled-back put never
+ * reaches it); outside a transaction a put commits by itself. */
 int as_state_version_put(as_state *st, const char *mapping, const char *key,
-                         const as_version *v, as_error *err);
+                         const as_version *v, as_error *err) AS_MUSTCHECK;
 /* Drops tombstones older than retention; returns how many were dropped. */
 int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err);
 
-/* Batches of puts in one SQLite transaction. */
-int as_state_begin(as_state *st, as_error *err);
-int as_state_commit(as_state *st, as_error *err);
+/* Several writes in one SQLite transaction, all or nothing. begin takes the store's lock and
+ * keeps it until commit or rollback. A failed commit rolls back by itself. */
+int as_state_begin(as_state *st, as_error *err) AS_MUSTCHECK;
+int as_state_commit(as_state *st, as_error *err) AS_MUSTCHECK;
+void as_state_rollback(as_state *st);
+
+/* Pending repairs: "write the current winner of (mapping, key) to node, reading it from
+ * read_from", recorded in the same transaction as the decision that needs it, removed once
+ * the write committed, so a repair survives a crash of the connector. */
+typedef struct as_repair_rec {
+  int64_t id;
+  char mapping[96];
+  char *key;
+  char node[64];
+  char read_from[64];
+  int64_t created_us;
+} as_repair_rec;
+int as_state_repair_add(as_state *st, const char *mapping, const char *key, const char *node,
+                        const char *read_from, int64_t *id, as_error *err) AS_MUSTCHECK;
+int as_state_repair_done(as_state *st, int64_t id, as_error *err) AS_MUSTCHECK;
+/* Calls fn for every pending repair (oldest first; fn is called without the store's lock). */
+int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec *r), void *ctx,
+                         as_error *err) AS_MUSTCHECK;
+int64_t as_state_repair_count(as_state *st);
 
 /* Stream progress and counters ("<source>-><target>"). */
 typedef struct as_stream_stats {
@@ -64,7 +118,7 @@ typedef struct as_stream_stats {
   char error[512];
 } as_stream_stats;
 
-int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err);
+int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err) AS_MUSTCHECK;
 /* Calls fn for every stream, in stream_id order. */
 int as_state_stream_each(as_state *st, int (*fn)(void *ctx, const as_stream_stats *s),
                          void *ctx, as_error *err);

@@ -345,7 +345,7 @@ static void parse_event(const bson_t *ev, cs_event *e) {
 
 static char *event_json(const cs_event *e, const bson_t *ev) {
   size_t len;
-  char *j = bson_as_relaxed_extended_json(e->has_full_doc ? &e->full_doc : ev, &len);
+  char *j = bson_as_canonical_extended_json(e->has_full_doc ? &e->full_doc : ev, &len);
   char *out = j ? strdup(j) : NULL;
   bson_free(j);
   return out;
@@ -794,7 +794,7 @@ int as_mongo_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error 
         key = as_key_describe(sn->s, &kr);
       as_row_clear(&kr);
       size_t len;
-      char *j = bson_as_relaxed_extended_json(doc, &len);
+      char *j = bson_as_canonical_extended_json(doc, &len);
       as_batch_push_dead(out, sn->s, key, j ? strdup(j) : NULL, strdup(e2.message), NULL);
       bson_free(j);
       continue;

@@ -65,6 +65,17 @@ void as_mongo_bson_free(bson_t *b) {
   free(b);
 }
 
+/* A dead letter's raw form (canonical extended JSON of the document) -> an insert. */
+static int decode_raw(const as_schema *s, const char *raw, as_delta *out, as_error *err) {
+  bson_error_t berr;
+  bson_t *doc = bson_new_from_json((const uint8_t *)raw, -1, &berr);
+  if (!doc) return as_error_set(err, AS_DOM_MONGO, AS_EDATA, "stored document: %s", berr.message);
+  int rc = as_delta_init(out, s, AS_OP_INSERT);
+  if (rc == AS_OK) rc = as_doc_to_row(s, doc, &out->row, err);
+  bson_destroy(doc);
+  return rc;
+}
+
 /* ------------------------------------------------------------------ config, init, connect */
 
 static const as_config_entry config_map[] = {
@@ -1069,4 +1080,5 @@ const as_adapter as_adapter_mongodb = {
     .rollback = node_rollback,
     .checkpoint_load = node_checkpoint_load,
     .read_row = node_read_row,
+    .decode_raw = decode_raw,
 };

@@ -718,4 +718,5 @@ const as_adapter as_adapter_postgres = {
     .rollback = pg_rollback,
     .checkpoint_load = pg_checkpoint_load,
     .read_row = pg_read_row,
+    .decode_raw = as_adapter_decode_row_json,
 };

@@ -1159,4 +1159,5 @@ const as_adapter as_adapter_sqlite = {
     .rollback = sink_rollback,
     .checkpoint_load = checkpoint_load,
     .read_row = read_row,
+    .decode_raw = as_adapter_decode_row_json,
 };

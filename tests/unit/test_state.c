@@ -33,26 +33,110 @@ START_TEST(version_order) {
 }
 END_TEST
 
-START_TEST(write_stamps_per_node) {
+START_TEST(held_versions_per_node) {
   as_version v;
   memset(&v, 0, sizeof v);
-  ck_assert_int_eq(as_version_written(&v, "mongo"), 0);
-  as_version_stamp(&v, "mongo", 100);
-  as_version_stamp(&v, "pg", 200);
-  as_version_stamp(&v, "mongo", 300); /* replaces mongo's entry */
-  ck_assert_int_eq(as_version_written(&v, "mongo"), 300);
-  ck_assert_int_eq(as_version_written(&v, "pg"), 200);
-  ck_assert_int_eq(as_version_written(&v, "mon"), 0); /* a prefix is another node */
-  ck_assert_int_eq(as_version_written(&v, "lite"), 0);
-  /* many nodes: the text stays bounded, the newest entries survive */
-  char name[32];
-  for (int i = 0; i < 40; i++) {
-    snprintf(name, sizeof name, "node%02d", i);
-    as_version_stamp(&v, name, 1000 + i);
-  }
-  ck_assert_uint_lt(strlen(v.writes), sizeof v.writes);
-  ck_assert_int_eq(as_version_written(&v, "node39"), 1039);
-  ck_assert_int_eq(as_version_written(&v, "node00"), 0);
+  ck_assert_int_eq(as_version_written(&v, 1), 0);
+  ck_assert_ptr_null(as_version_held(&v, 1));
+  as_version_set_held(&v, 1, 3, 77, false, 100);
+  as_version_set_held(&v, 2, 3, 78, true, 200);
+  as_version_set_held(&v, 1, 4, 79, false, 300); /* replaces node 1's entry */
+  ck_assert_int_eq(as_version_written(&v, 1), 300);
+  ck_assert_int_eq(as_version_held(&v, 1)->hlc, 79);
+  ck_assert_int_eq(as_version_held(&v, 1)->origin, 4);
+  ck_assert(as_version_held(&v, 2)->deleted);
+  ck_assert_int_eq(v.nheld, 2);
+  /* many nodes: bounded, the least recently written is forgotten first */
+  for (int i = 0; i < 20; i++) as_version_set_held(&v, (uint16_t)(10 + i), 1, i, false, 1000 + i);
+  ck_assert_int_eq(v.nheld, AS_VERSION_MAX_HELD);
+  ck_assert_int_eq(as_version_written(&v, 29), 1019);
+  ck_assert_int_eq(as_version_written(&v, 1), 0);
+}
+END_TEST
+
+START_TEST(node_ids_are_stable) {
+  as_state *st = NULL;
+  as_error err;
+  uint16_t a = 0, b = 0, a2 = 0;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "mongo", &a, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "pg", &b, &err), AS_OK);
+  ck_assert_int_ne(a, b);
+  ck_assert_str_eq(as_state_node_name(st, b), "pg");
+  as_state_close(st);
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "mongo", &a2, &err), AS_OK);
+  ck_assert_int_eq(a, a2);
+  as_state_close(st);
+}
+END_TEST
+
+/* The hot-key cache follows the transaction: a rolled-back put is never read back. */
+START_TEST(cache_follows_commit) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  as_version w = {.hlc = 1};
+  snprintf(w.origin, sizeof w.origin, "a");
+  ck_assert_int_eq(as_state_version_put(st, "m", "k", &w, &err), AS_OK);
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  w.hlc = 2;
+  ck_assert_int_eq(as_state_version_put(st, "m", "k", &w, &err), AS_OK);
+  as_version v;
+  ck_assert_int_eq(as_state_version_get(st, "m", "k", &v, &err), AS_OK);
+  ck_assert_int_eq(v.hlc, 2); /* the transaction sees its own write */
+  as_state_rollback(st);
+  ck_assert_int_eq(as_state_version_get(st, "m", "k", &v, &err), AS_OK);
+  ck_assert_int_eq(v.hlc, 1);
+  /* a batch of several puts is all or nothing */
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  w.hlc = 3;
+  ck_assert_int_eq(as_state_version_put(st, "m", "k", &w, &err), AS_OK);
+  ck_assert_int_eq(as_state_version_put(st, "m", "k2", &w, &err), AS_OK);
+  as_state_rollback(st);
+  ck_assert_int_eq(as_state_version_get(st, "m", "k2", &v, &err), AS_ENOTFOUND);
+  ck_assert_int_eq(as_state_version_get(st, "m", "k", &v, &err), AS_OK);
+  ck_assert_int_eq(v.hlc, 1);
+  as_state_close(st);
+  /* and on disk */
+  ck_assert_int_eq(as_state_open(path, true, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_version_get(st, "m", "k", &v, &err), AS_OK);
+  ck_assert_int_eq(v.hlc, 1);
+  as_state_close(st);
+}
+END_TEST
+
+/* One `run` per state store: the second claim names the first's pid. */
+START_TEST(one_run_per_store) {
+  as_state *a = NULL, *b = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &a, &err), AS_OK);
+  ck_assert_int_eq(as_state_claim(a, &err), AS_OK);
+  ck_assert_int_eq(as_state_open(path, false, &b, &err), AS_OK);
+  ck_assert_int_eq(as_state_claim(b, &err), AS_EINVAL);
+  ck_assert_msg(strstr(err.message, "in use by another arraysync process (pid ") != NULL, "%s",
+                err.message);
+  as_state_close(b);
+  as_state_close(a);
+  ck_assert_int_eq(as_state_open(path, false, &b, &err), AS_OK);
+  ck_assert_int_eq(as_state_claim(b, &err), AS_OK); /* released with the first */
+  as_state_close(b);
+}
+END_TEST
+
+START_TEST(repair_queue) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  int64_t id1 = 0, id2 = 0;
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":1}", "pg", "mongo", &id1, &err), AS_OK);
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":2}", "lite", "pg", &id2, &err), AS_OK);
+  ck_assert_int_eq(as_state_repair_count(st), 2);
+  ck_assert_int_eq(as_state_repair_done(st, id1, &err), AS_OK);
+  as_state_close(st);
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_repair_count(st), 1);
+  as_state_close(st);
 }
 END_TEST
 
@@ -77,7 +161,7 @@ START_TEST(versions_persist_and_cache) {
   w.hlc = 50;
   w.deleted = true;
   snprintf(w.origin, sizeof w.origin, "lite");
-  as_version_stamp(&w, "mongo", 12345);
+  as_version_set_held(&w, 7, 2, 49, false, 12345);
   ck_assert_int_eq(as_state_version_put(st, "users", "{\"id\":1}", &w, &err), AS_OK);
   as_state_close(st);
   /* reopen: read from disk, not from the cache */
@@ -86,7 +170,8 @@ START_TEST(versions_persist_and_cache) {
   ck_assert_int_eq(v.hlc, 50);
   ck_assert(v.deleted);
   ck_assert_str_eq(v.origin, "lite");
-  ck_assert_int_eq(as_version_written(&v, "mongo"), 12345);
+  ck_assert_int_eq(as_version_written(&v, 7), 12345);
+  ck_assert_int_eq(as_version_held(&v, 7)->hlc, 49);
   as_state_close(st);
 }
 END_TEST
@@ -237,7 +322,11 @@ int main(void) {
   TCase *tc = tcase_create("state");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, version_order);
-  tcase_add_test(tc, write_stamps_per_node);
+  tcase_add_test(tc, held_versions_per_node);
+  tcase_add_test(tc, node_ids_are_stable);
+  tcase_add_test(tc, cache_follows_commit);
+  tcase_add_test(tc, one_run_per_store);
+  tcase_add_test(tc, repair_queue);
   tcase_add_test(tc, versions_persist_and_cache);
   tcase_add_test(tc, tombstone_retention);
   tcase_add_test(tc, streams_dead_letters_conflicts);

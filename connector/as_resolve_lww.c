@@ -1,0 +1,40 @@
+/* as_resolve_lww.c — last-write-wins: the greatest (hlc, origin name) wins; deletes are
+ * versions too (tombstones), so an older update cannot resurrect a deleted row. A change
+ * equal to the current version applies (a re-delivery after a crash, or the winner relayed
+ * onward), which keeps every path idempotent. */
+#include "as_resolve.h"
+
+#include <stdlib.h>
+
+static int lww_decide(const as_resolver *r, const as_change *c, const as_version *cur,
+                      as_decision *out, as_error *err) {
+  (void)r;
+  (void)err;
+  out->new_winner = false;
+  if (!cur) {
+    out->verdict = AS_VERDICT_APPLY;
+    out->new_winner = true;
+    return AS_OK;
+  }
+  int cmp = as_version_compare(c->d->hlc, c->d->origin, cur->hlc, cur->origin);
+  if (cmp > 0) {
+    out->verdict = AS_VERDICT_APPLY;
+    out->new_winner = true;
+  } else if (cmp == 0) {
+    out->verdict = AS_VERDICT_APPLY;
+  } else {
+    out->verdict = c->local ? AS_VERDICT_LOST : AS_VERDICT_SKIP;
+  }
+  return AS_OK;
+}
+
+static void lww_destroy(as_resolver *r) { free(r); }
+
+as_resolver *as_resolver_lww_new(void) {
+  as_resolver *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->name = "lww";
+  r->decide = lww_decide;
+  r->destroy = lww_destroy;
+  return r;
+}

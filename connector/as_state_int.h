@@ -1,0 +1,56 @@
+/* as_state_int.h — private to the state store (as_state.c, as_state_versions.c). */
+#ifndef AS_STATE_INT_H
+#define AS_STATE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "as_state.h"
+
+#define STATE_CACHE_SLOTS 16384 /* power of two; direct-mapped cache of hot keys */
+
+typedef struct cache_slot {
+  uint64_t tag;      /* hash of (mapping, key); 0 = empty */
+  char *mapping_key; /* "mapping\x1fkey" for exact comparison */
+  as_version v;
+} cache_slot;
+
+/* A cache update waiting for the transaction's commit. */
+typedef struct cache_pending {
+  uint64_t tag;
+  char *mapping_key;
+  as_version v;
+} cache_pending;
+
+typedef struct state_name {
+  int64_t id;
+  char *name;
+} state_name;
+
+struct as_state {
+  sqlite3 *db;
+  pthread_mutex_t mu;
+  bool readonly;
+  int txn_depth;
+  char *path;
+  int lock_fd;            /* PATH.lock, held by `run` (as_state_claim) */
+  sqlite3_stmt *get, *put;
+  cache_slot *cache;
+  cache_pending *pending;
+  size_t npending, cappending;
+  state_name *nodes;      /* interned node names, by id */
+  size_t nnodes;
+  state_name *mappings;   /* interned mapping names */
+  size_t nmappings;
+};
+
+/* "state store: what: sqlite message" */
+int as_state_sqlerr(as_state *st, as_error *err, const char *what);
+/* Versions part: prepares statements, creates/upgrades the tables (called by as_state_open
+ * with the lock held). */
+int as_state_versions_open(as_state *st, as_error *err);
+void as_state_versions_close(as_state *st);
+/* Drops the pending cache updates (rollback) or applies them (commit). */
+void as_state_cache_settle(as_state *st, bool committed);
+
+#endif

@@ -1,0 +1,598 @@
+/* as_state_versions.c — per-key versions, node and mapping ids, the hot-key cache and the
+ * repair queue of the state store (see as_state.h).
+ *
+ * A version is stored as one compact record (BLOB) per key:
+ *   byte 0: flags (1 = tombstone, 2 = has a row hash)
+ *   varints: hlc, origin node id, updated_us, [8-byte hash], count of held entries, then per
+ *   held entry: node id, origin id, hlc, written_us, deleted (0/1).
+ * Unsigned LEB128 varints; hlc and times are never negative. The tombstone flag and
+ * updated_us are also columns so that tombstones can be purged through a partial index. */
+#include "as_state_int.h"
+#include "as_time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#define REC_DELETED 1
+#define REC_HASH 2
+#define REC_MAX 512
+
+/* ---------------------------------------------------------------- held versions */
+
+const as_held *as_version_held(const as_version *v, uint16_t node) {
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    if (v->held[i].node == node) return &v->held[i];
+  }
+  return NULL;
+}
+
+int64_t as_version_written(const as_version *v, uint16_t node) {
+  const as_held *h = as_version_held(v, node);
+  return h ? h->written_us : 0;
+}
+
+void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t hlc,
+                         bool deleted, int64_t written_us) {
+  as_held *h = (as_held *)as_version_held(v, node);
+  if (!h) {
+    if (v->nheld == AS_VERSION_MAX_HELD) { /* forget the least recently written node */
+      size_t old = 0;
+      for (size_t i = 1; i < v->nheld; i++)
+        if (v->held[i].written_us < v->held[old].written_us) old = i;
+      v->held[old] = v->held[--v->nheld];
+    }
+    h = &v->held[v->nheld++];
+  }
+  h->node = node;
+  h->origin = origin;
+  h->hlc = hlc;
+  h->deleted = deleted;
+  h->written_us = written_us;
+}
+
+int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b) {
+  if (hlc_a != hlc_b) return hlc_a < hlc_b ? -1 : 1;
+  int c = strcmp(origin_a ? origin_a : "", origin_b ? origin_b : "");
+  return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+/* ---------------------------------------------------------------- record encoding */
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  do {
+    uint8_t b = v & 0x7f;
+    v >>= 7;
+    p[n++] = (uint8_t)(b | (v ? 0x80 : 0));
+  } while (v);
+  return n;
+}
+
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
+  size_t n = 0;
+  p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0));
+  n += put_varint(p + n, (uint64_t)v->hlc);
+  n += put_varint(p + n, origin);
+  n += put_varint(p + n, (uint64_t)v->updated_us);
+  if (v->hash) {
+    memcpy(p + n, &v->hash, 8);
+    n += 8;
+  }
+  n += put_varint(p + n, v->nheld);
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    const as_held *h = &v->held[i];
+    n += put_varint(p + n, h->node);
+    n += put_varint(p + n, h->origin);
+    n += put_varint(p + n, (uint64_t)h->hlc);
+    n += put_varint(p + n, (uint64_t)h->written_us);
+    p[n++] = h->deleted ? 1 : 0;
+  }
+  return n;
+}
+
+static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_error *err) {
+  const uint8_t *end = p + len;
+  uint64_t x[4];
+  memset(v, 0, sizeof *v);
+  if (len < 1) goto bad;
+  uint8_t flags = *p++;
+  v->deleted = (flags & REC_DELETED) != 0;
+  if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]))
+    goto bad;
+  v->hlc = (int64_t)x[0];
+  const char *o = as_state_node_name(st, (uint16_t)x[1]);
+  snprintf(v->origin, sizeof v->origin, "%s", o ? o : "?");
+  v->updated_us = (int64_t)x[2];
+  if (flags & REC_HASH) {
+    if (end - p < 8) goto bad;
+    memcpy(&v->hash, p, 8);
+    p += 8;
+  }
+  if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_HELD) goto bad;
+  v->nheld = (uint8_t)x[0];
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    as_held *h = &v->held[i];
+    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) ||
+        !get_varint(&p, end, &x[2]) || !get_varint(&p, end, &x[3]) || p >= end)
+      goto bad;
+    h->node = (uint16_t)x[0];
+    h->origin = (uint16_t)x[1];
+    h->hlc = (int64_t)x[2];
+    h->written_us = (int64_t)x[3];
+    h->deleted = *p++ != 0;
+  }
+  return AS_OK;
+bad:
+  return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: a version record is corrupt");
+}
+
+/* ---------------------------------------------------------------- names -> ids */
+
+static int name_id(as_state *st, const char *table, state_name **arr, size_t *n,
+                   const char *name, bool create, int64_t *out, as_error *err) {
+  for (size_t i = 0; i < *n; i++) {
+    if (strcmp((*arr)[i].name, name) == 0) {
+      *out = (*arr)[i].id;
+      return AS_OK;
+    }
+  }
+  if (!create || st->readonly) return AS_ENOTFOUND;
+  char sql[128];
+  snprintf(sql, sizeof sql, "INSERT INTO %s(name) VALUES (?1)", table);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) return as_state_sqlerr(st, err, table);
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, table);
+  sqlite3_finalize(q);
+  if (rc != AS_OK) return rc;
+  state_name *p = realloc(*arr, (*n + 1) * sizeof **arr);
+  if (!p) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  *arr = p;
+  p[*n].id = sqlite3_last_insert_rowid(st->db);
+  if (!(p[*n].name = strdup(name))) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  *out = p[(*n)++].id;
+  return AS_OK;
+}
+
+static int load_names(as_state *st, const char *table, state_name **arr, size_t *n,
+                      as_error *err) {
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT id, name FROM %s ORDER BY id", table);
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) return as_state_sqlerr(st, err, table);
+  int rc = AS_OK, s;
+  while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+    state_name *p = realloc(*arr, (*n + 1) * sizeof **arr);
+    if (!p) {
+      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+      break;
+    }
+    *arr = p;
+    p[*n].id = sqlite3_column_int64(q, 0);
+    p[*n].name = strdup((const char *)sqlite3_column_text(q, 1));
+    if (!p[(*n)++].name) rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  }
+  if (rc == AS_OK && s != SQLITE_DONE) rc = as_state_sqlerr(st, err, table);
+  sqlite3_finalize(q);
+  return rc;
+}
+
+int as_state_node_id(as_state *st, const char *name, uint16_t *out, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  int64_t id = 0;
+  int rc = name_id(st, "nodes", &st->nodes, &st->nnodes, name, true, &id, err);
+  pthread_mutex_unlock(&st->mu);
+  if (rc == AS_OK && (id < 0 || id > UINT16_MAX))
+    rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: too many node names");
+  if (rc == AS_OK) *out = (uint16_t)id;
+  return rc;
+}
+
+const char *as_state_node_name(as_state *st, uint16_t id) {
+  const char *name = NULL;
+  pthread_mutex_lock(&st->mu);
+  for (size_t i = 0; i < st->nnodes && !name; i++)
+    if (st->nodes[i].id == id) name = st->nodes[i].name;
+  pthread_mutex_unlock(&st->mu);
+  return name;
+}
+
+/* ---------------------------------------------------------------- the cache */
+
+static cache_slot *cache_find(as_state *st, const char *mapping, const char *key, uint64_t *tag,
+                              char **mk) {
+  size_t lm = strlen(mapping), lk = strlen(key);
+  char *s = malloc(lm + lk + 2);
+  if (!s) return NULL;
+  memcpy(s, mapping, lm);
+  s[lm] = '\x1f';
+  memcpy(s + lm + 1, key, lk + 1);
+  uint64_t h = XXH3_64bits(s, lm + lk + 1);
+  if (h == 0) h = 1;
+  *tag = h;
+  *mk = s;
+  return st->cache ? &st->cache[h & (STATE_CACHE_SLOTS - 1)] : NULL;
+}
+
+static void cache_store(as_state *st, uint64_t tag, char *mk, const as_version *v) {
+  cache_slot *slot = &st->cache[tag & (STATE_CACHE_SLOTS - 1)];
+  free(slot->mapping_key);
+  slot->mapping_key = mk;
+  slot->tag = tag;
+  slot->v = *v;
+}
+
+static void cache_forget(as_state *st, uint64_t tag) {
+  cache_slot *slot = &st->cache[tag & (STATE_CACHE_SLOTS - 1)];
+  if (slot->tag == tag) slot->tag = 0;
+}
+
+void as_state_cache_settle(as_state *st, bool committed) {
+  for (size_t i = 0; i < st->npending; i++) {
+    cache_pending *p = &st->pending[i];
+    if (committed && st->cache) {
+      cache_store(st, p->tag, p->mapping_key, &p->v);
+    } else {
+      if (st->cache) cache_forget(st, p->tag);
+      free(p->mapping_key);
+    }
+  }
+  st->npending = 0;
+}
+
+/* ---------------------------------------------------------------- get / put */
+
+int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
+                         as_error *err) {
+  uint64_t tag = 0;
+  char *mk = NULL;
+  int rc;
+  int64_t mid = 0;
+  pthread_mutex_lock(&st->mu);
+  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
+  /* inside a transaction, a put of this batch may not be in the cache yet */
+  for (size_t i = st->npending; i-- > 0;) {
+    if (st->pending[i].tag == tag && mk && strcmp(st->pending[i].mapping_key, mk) == 0) {
+      *out = st->pending[i].v;
+      rc = AS_OK;
+      goto done;
+    }
+  }
+  if (slot && slot->tag == tag && slot->mapping_key && mk && strcmp(slot->mapping_key, mk) == 0) {
+    *out = slot->v;
+    rc = AS_OK;
+    goto done;
+  }
+  rc = st->get ? name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, false, &mid, err)
+               : AS_ENOTFOUND;
+  if (rc != AS_OK) goto done;
+  sqlite3_bind_int64(st->get, 1, mid);
+  sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
+  int s = sqlite3_step(st->get);
+  if (s == SQLITE_ROW) {
+    rc = decode(st, sqlite3_column_blob(st->get, 0), (size_t)sqlite3_column_bytes(st->get, 0),
+                out, err);
+    if (rc == AS_OK && slot && mk) {
+      cache_store(st, tag, mk, out);
+      mk = NULL;
+    }
+  } else if (s == SQLITE_DONE) {
+    rc = AS_ENOTFOUND;
+  } else {
+    rc = as_state_sqlerr(st, err, "read version");
+  }
+  sqlite3_reset(st->get);
+  sqlite3_clear_bindings(st->get);
+done:
+  pthread_mutex_unlock(&st->mu);
+  free(mk);
+  return rc;
+}
+
+static int stage_cache(as_state *st, uint64_t tag, char **mk, const as_version *v) {
+  if (st->npending == st->cappending) {
+    size_t cap = st->cappending ? st->cappending * 2 : 256;
+    cache_pending *p = realloc(st->pending, cap * sizeof *p);
+    if (!p) return AS_ERR;
+    st->pending = p;
+    st->cappending = cap;
+  }
+  cache_pending *p = &st->pending[st->npending++];
+  p->tag = tag;
+  p->mapping_key = *mk;
+  p->v = *v;
+  *mk = NULL;
+  return AS_OK;
+}
+
+int as_state_version_put(as_state *st, const char *mapping, const char *key,
+                         const as_version *v, as_error *err) {
+  uint64_t tag = 0;
+  char *mk = NULL;
+  int64_t mid = 0;
+  uint16_t origin = 0;
+  uint8_t rec[REC_MAX];
+  as_version w = *v;
+  pthread_mutex_lock(&st->mu);
+  int rc = name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, true, &mid, err);
+  if (rc == AS_OK) rc = as_state_node_id(st, v->origin, &origin, err);
+  if (rc != AS_OK) goto done;
+  if (!w.updated_us) w.updated_us = as_now_us();
+  size_t n = encode(&w, origin, rec);
+  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
+  sqlite3_bind_int64(st->put, 1, mid);
+  sqlite3_bind_text(st->put, 2, key, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st->put, 3, rec, (int)n, SQLITE_STATIC);
+  sqlite3_bind_int(st->put, 4, w.deleted ? 1 : 0);
+  sqlite3_bind_int64(st->put, 5, w.updated_us);
+  if (sqlite3_step(st->put) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "write version");
+  sqlite3_reset(st->put);
+  sqlite3_clear_bindings(st->put);
+  if (!slot || !mk) goto done;
+  if (rc != AS_OK) {
+    cache_forget(st, tag);
+  } else if (st->txn_depth > 0) {
+    if (stage_cache(st, tag, &mk, &w) != AS_OK) cache_forget(st, tag);
+  } else {
+    cache_store(st, tag, mk, &w);
+    mk = NULL;
+  }
+done:
+  pthread_mutex_unlock(&st->mu);
+  free(mk);
+  return rc;
+}
+
+int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *s = NULL;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(st->db, "DELETE FROM versions WHERE deleted = 1 AND updated_us < ?1",
+                         -1, &s, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, as_now_us() - retention_ms * 1000);
+    if (sqlite3_step(s) == SQLITE_DONE) n = sqlite3_changes(st->db);
+  }
+  if (n < 0) as_state_sqlerr(st, err, "purge tombstones");
+  sqlite3_finalize(s);
+  if (n > 0 && st->cache) {
+    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) st->cache[i].tag = 0;
+  }
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+/* ---------------------------------------------------------------- repairs */
+
+int as_state_repair_add(as_state *st, const char *mapping, const char *key, const char *node,
+                        const char *read_from, int64_t *id, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "INSERT INTO repairs(created_us, mapping, key, node, read_from) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "queue repair");
+    goto done;
+  }
+  sqlite3_bind_int64(q, 1, as_now_us());
+  sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, node, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 5, read_from, -1, SQLITE_STATIC);
+  if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "queue repair");
+  else if (id) *id = sqlite3_last_insert_rowid(st->db);
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_repair_done(as_state *st, int64_t id, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, "DELETE FROM repairs WHERE id = ?1", -1, &q, NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "repair done");
+  } else {
+    sqlite3_bind_int64(q, 1, id);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "repair done");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+static void copy_text(char *dst, size_t n, sqlite3_stmt *q, int i) {
+  const unsigned char *t = sqlite3_column_text(q, i);
+  snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec *r), void *ctx,
+                         as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  as_repair_rec *items = NULL;
+  size_t n = 0, cap = 0;
+  int rc = AS_OK, s = SQLITE_DONE;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT id, created_us, mapping, key, node, read_from FROM repairs "
+                         "ORDER BY id",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "read repairs");
+  }
+  while (rc == AS_OK && (s = sqlite3_step(q)) == SQLITE_ROW) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      as_repair_rec *p = realloc(items, cap * sizeof *items);
+      if (!p) {
+        rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+        break;
+      }
+      items = p;
+    }
+    as_repair_rec *r = &items[n++];
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(q, 0);
+    r->created_us = sqlite3_column_int64(q, 1);
+    copy_text(r->mapping, sizeof r->mapping, q, 2);
+    r->key = strdup((const char *)sqlite3_column_text(q, 3));
+    copy_text(r->node, sizeof r->node, q, 4);
+    copy_text(r->read_from, sizeof r->read_from, q, 5);
+  }
+  if (rc == AS_OK && s != SQLITE_DONE) rc = as_state_sqlerr(st, err, "read repairs");
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  for (size_t i = 0; i < n; i++) {
+    if (rc == AS_OK && items[i].key) rc = fn(ctx, &items[i]);
+    free(items[i].key);
+  }
+  free(items);
+  return rc;
+}
+
+int64_t as_state_repair_count(as_state *st) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM repairs", -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW)
+    n = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+/* ---------------------------------------------------------------- open / upgrade */
+
+static const char *const versions_sql =
+    "CREATE TABLE IF NOT EXISTS nodes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS mappings(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS versions(m INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT 0,"
+    "  key TEXT NOT NULL, rec BLOB NOT NULL, deleted INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
+    "  PRIMARY KEY(m, part, key)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(updated_us) WHERE deleted = 1;"
+    "CREATE TABLE IF NOT EXISTS repairs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  created_us INTEGER NOT NULL, mapping TEXT NOT NULL, key TEXT NOT NULL, node TEXT NOT NULL,"
+    "  read_from TEXT NOT NULL);";
+
+/* A store written by schema version 1 kept versions as text columns: move them over. */
+static int upgrade_v1(as_state *st, as_error *err) {
+  sqlite3_stmt *q = NULL;
+  bool old = sqlite3_prepare_v2(st->db, "SELECT origin FROM versions LIMIT 0", -1, &q, NULL) == SQLITE_OK;
+  sqlite3_finalize(q);
+  if (!old) return AS_OK;
+  char *msg = NULL;
+  if (sqlite3_exec(st->db, "ALTER TABLE versions RENAME TO versions_v1", NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_exec(st->db, "DROP INDEX IF EXISTS versions_tombstones", NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_exec(st->db, versions_sql, NULL, NULL, &msg) != SQLITE_OK) {
+    int rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store upgrade: %s", msg ? msg : "?");
+    sqlite3_free(msg);
+    return rc;
+  }
+  int rc = AS_OK, s;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT mapping, key, hlc, origin, deleted, hash, updated_us FROM versions_v1",
+                         -1, &q, NULL) != SQLITE_OK)
+    return as_state_sqlerr(st, err, "upgrade");
+  while (rc == AS_OK && (s = sqlite3_step(q)) == SQLITE_ROW) {
+    as_version v;
+    memset(&v, 0, sizeof v);
+    v.hlc = sqlite3_column_int64(q, 2);
+    snprintf(v.origin, sizeof v.origin, "%s", (const char *)sqlite3_column_text(q, 3));
+    v.deleted = sqlite3_column_int(q, 4) != 0;
+    v.hash = (uint64_t)sqlite3_column_int64(q, 5);
+    v.updated_us = sqlite3_column_int64(q, 6);
+    rc = as_state_version_put(st, (const char *)sqlite3_column_text(q, 0),
+                              (const char *)sqlite3_column_text(q, 1), &v, err);
+  }
+  sqlite3_finalize(q);
+  if (rc == AS_OK && sqlite3_exec(st->db, "DROP TABLE versions_v1", NULL, NULL, &msg) != SQLITE_OK) {
+    rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store upgrade: %s", msg ? msg : "?");
+    sqlite3_free(msg);
+  }
+  return rc;
+}
+
+int as_state_versions_open(as_state *st, as_error *err) {
+  char *msg = NULL;
+  if (!st->readonly) {
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) goto sqlfail;
+    int rc = AS_OK;
+    if (sqlite3_exec(st->db, versions_sql, NULL, NULL, &msg) != SQLITE_OK) goto sqlfail_rb;
+    if ((rc = load_names(st, "nodes", &st->nodes, &st->nnodes, err)) != AS_OK ||
+        (rc = load_names(st, "mappings", &st->mappings, &st->nmappings, err)) != AS_OK)
+      goto fail_rb;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO versions(m, part, key, rec, deleted, updated_us) VALUES "
+                           "(?1, 0, ?2, ?3, ?4, ?5) ON CONFLICT(m, part, key) DO UPDATE SET "
+                           "rec = excluded.rec, deleted = excluded.deleted, "
+                           "updated_us = excluded.updated_us",
+                           -1, &st->put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(st->db, "SELECT rec FROM versions WHERE m = ?1 AND part = 0 AND key = ?2",
+                           -1, &st->get, NULL) != SQLITE_OK) {
+      rc = as_state_sqlerr(st, err, "prepare");
+      goto fail_rb;
+    }
+    if ((rc = upgrade_v1(st, err)) != AS_OK) goto fail_rb;
+    if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) goto sqlfail_rb;
+    if (!(st->cache = calloc(STATE_CACHE_SLOTS, sizeof *st->cache)))
+      return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    return AS_OK;
+  fail_rb:
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+  } else {
+    /* a reader of a store not yet upgraded by `run` sees no versions */
+    as_error ignored;
+    if (load_names(st, "nodes", &st->nodes, &st->nnodes, &ignored) != AS_OK ||
+        load_names(st, "mappings", &st->mappings, &st->nmappings, &ignored) != AS_OK ||
+        sqlite3_prepare_v2(st->db, "SELECT rec FROM versions WHERE m = ?1 AND part = 0 AND key = ?2",
+                           -1, &st->get, NULL) != SQLITE_OK) {
+      sqlite3_finalize(st->get);
+      st->get = NULL;
+    }
+    return AS_OK;
+  }
+sqlfail_rb:
+  sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+sqlfail : {
+  int rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s", msg ? msg : sqlite3_errmsg(st->db));
+  sqlite3_free(msg);
+  return rc;
+}
+}
+
+void as_state_versions_close(as_state *st) {
+  sqlite3_finalize(st->get);
+  sqlite3_finalize(st->put);
+  st->get = st->put = NULL;
+  if (st->cache) {
+    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) free(st->cache[i].mapping_key);
+    free(st->cache);
+    st->cache = NULL;
+  }
+  as_state_cache_settle(st, false);
+  free(st->pending);
+  for (size_t i = 0; i < st->nnodes; i++) free(st->nodes[i].name);
+  for (size_t i = 0; i < st->nmappings; i++) free(st->mappings[i].name);
+  free(st->nodes);
+  free(st->mappings);
+}
