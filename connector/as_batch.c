@@ -139,14 +139,30 @@ static int64_t local_hlc(const as_delta *d) {
   return d->hlc ? d->hlc : AS_HLC_FROM_US(d->ts_us);
 }
 
-/* Labels d with the version it carries (see as_resolve.h). */
+/* Whether the connector's last write of the key to node may have overwritten a local change
+ * committed there at ts: it committed at or after ts (less the clock-skew allowance), or its
+ * commit time is unknown (written ahead, then the process died before the stamp). */
+static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
+  const as_held *h = as_version_held(v, node);
+  return h && (h->written_us == 0 || h->written_us >= ts - RACE_WINDOW_US);
+}
+
+/* Labels d with the version it carries (see as_resolve.h). A snapshot copy is the source's
+ * current row: when the state's winner is a change made on the source itself (streamed by
+ * another pair while this one copies), the row is that change or a newer one. */
 static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
   engine *e = p->e;
   if (!snapshot && !d->echo) {
     d->hlc = local_hlc(d);
     return;
   }
+  if (snapshot && x->found && strcmp(x->v.origin, p->src->cfg->name) == 0) {
+    d->hlc = x->v.hlc;
+    as_delta_set_origin(d, x->v.origin);
+    return;
+  }
   const as_held *h = x->found ? as_version_held(&x->v, p->src->id) : NULL;
+  if (h && snapshot && h->written_us == 0) h = NULL; /* written ahead only: the row may be older */
   const char *o = h ? as_state_node_name(e->state, h->origin) : NULL;
   if (h && o) {
     d->hlc = h->hlc;
@@ -249,7 +265,7 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   }
   if (dec.verdict == AS_VERDICT_LOST) return lost(p, w, d, x, i, err);
   if (local) x->last_local_win = i + 1;
-  if (local && x->found && as_version_written(&x->v, p->src->id) >= d->ts_us - RACE_WINDOW_US) {
+  if (local && x->found && overwritten(&x->v, p->src->id, d->ts_us)) {
     /* the connector wrote this key to the source around or after this change committed
      * there, so the source may hold that older write: give it this change back */
     if (!queue_repair(w, s, key, p->src, p->dst, i)) return oom(err);

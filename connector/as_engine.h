@@ -13,6 +13,7 @@
 #define AS_ENGINE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,7 +21,7 @@
 #include "as_config.h"
 
 typedef struct as_engine_opts {
-  volatile sig_atomic_t *stop;  /* set to non-zero (by a signal handler) to stop cleanly */
+  atomic_int *stop;             /* set to non-zero (by a signal handler) to stop cleanly */
   int64_t exit_when_idle_ms;    /* > 0: stop once every pair is streaming and idle this long */
   const char *metrics_listen;   /* "127.0.0.1:PORT" or NULL (overrides the config) */
   bool progress_tty;            /* draw a snapshot progress bar on stderr */

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ static size_t npairs;
 static bool healthy = true;
 static int listen_fd = -1;
 static pthread_t server_th;
-static volatile int server_stop;
+static atomic_int server_stop;
 static bool server_running;
 
 static const char *const names[AS_M__COUNT] = {

@@ -14,7 +14,7 @@
 #define BACKOFF_MAX_MS 10000
 
 bool eng_stopping(engine *e) {
-  return atomic_load(&e->stop) || (e->o->stop && *e->o->stop);
+  return atomic_load(&e->stop) || (e->o->stop && atomic_load(e->o->stop));
 }
 
 void eng_sleep_ms(engine *e, int64_t ms) {

@@ -12,11 +12,25 @@
 #include "as_metrics.h"
 #include "as_time.h"
 
-/* The node to read the winner from: its origin, unless that is the node being repaired (a
- * race rewrite), then the node the batch wrote it to. */
+static bool holds(engine *e, const as_version *v, const eng_node *n) {
+  const as_held *h = as_version_held(v, n->id);
+  const char *o = h ? as_state_node_name(e->state, h->origin) : NULL;
+  return h && h->written_us > 0 && h->hlc == v->hlc && o && strcmp(o, v->origin) == 0;
+}
+
+/* A node that holds the winner v, to read it from: its origin (which made it, or something
+ * newer since), unless that is the node being repaired (a race rewrite); then a node the
+ * connector wrote v to and saw commit — `from` first. A node the version was only written
+ * ahead to (its batch not committed, e.g. after a crash) may still hold an older value, and
+ * that value must never be written under the winner's version: NULL then (try later). */
 static eng_node *winner_holder(engine *e, const as_version *v, eng_node *to, eng_node *from) {
   eng_node *o = eng_find_node(e, v->origin);
-  return (o && o != to) ? o : from;
+  if (o && o != to) return o;
+  if (from != to && holds(e, v, from)) return from;
+  for (size_t i = 0; i < e->nnodes; i++) {
+    if (&e->nodes[i] != to && holds(e, v, &e->nodes[i])) return &e->nodes[i];
+  }
+  return NULL;
 }
 
 /* Builds the delta that makes `to` hold the winner v: the row read from `from`, or a delete. */
@@ -104,7 +118,11 @@ static int write_winner_locked(engine *e, const as_schema *s, const char *key, e
   as_version v;
   int rc = as_state_version_get(e->state, s->name, key, &v, err);
   if (rc != AS_OK) return rc;
-  eng_node *holder = winner_holder(e, &v, to, from);
+  eng_node *holder = v.deleted ? from : winner_holder(e, &v, to, from);
+  if (!holder) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                        "no node holds the winner (%s) yet; the repair stays queued", v.origin);
+  }
   rc = winner_delta(s, key, &v, holder, d, err);
   if (rc == AS_EINVAL) rc = AS_EDATA;
   if (rc != AS_OK) return rc;

@@ -3,9 +3,11 @@
  * The engine labels every change with the version it carries (hlc, origin) before asking:
  *   - a local change (made on the node it was captured from): its own commit time, or the
  *     mapping's clock column;
- *   - an echo (a write of the connector captured back) or a snapshot copy: the version the
- *     connector last wrote of that key to that node (the state store's held version), since
- *     the captured value is that write; the echo's own commit time when nothing is known.
+ *   - an echo (a write of the connector captured back): the version the connector last wrote
+ *     of that key to that node (the state store's held version), since the captured value is
+ *     that write; the echo's own commit time when nothing is known;
+ *   - a snapshot copy (the node's current row): the state's winner when that is a change made
+ *     on that node, else the held version, else the oldest version (hlc 0).
  * The resolver compares the label with the state's current version of the key and decides.
  * Strategies implement the seam, one file each (as_resolve_lww.c, ...); the engine calls only
  * as_resolver_decide. */

@@ -1,6 +1,7 @@
 /* main.c — the arraysync command line. Everything else lives in the core library. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,8 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
-static volatile sig_atomic_t stop_flag;
-static volatile sig_atomic_t reload_flag;
+static atomic_int stop_flag; /* lock-free atomics are safe in signal handlers */
+static atomic_int reload_flag;
 
 static void on_stop(int sig) {
   (void)sig;

@@ -2,7 +2,8 @@
 # The README's test command: installs what is missing, builds with warnings as errors, runs
 # every test (unit + integration against a private PostgreSQL, SQLite files and the MongoDB
 # test server), then the unit tests and the MongoDB <-> SQLite end-to-end test again under
-# AddressSanitizer + UBSan, then the docker/ consistency checks.
+# AddressSanitizer + UBSan, the end-to-end and topology tests under ThreadSanitizer, then the
+# docker/ consistency checks.
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       unit tests only (fast)
 set -euo pipefail
@@ -23,6 +24,14 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== sanitizer build: the connector end to end (MongoDB <-> SQLite, kill -9 included) =="
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   bash "$root/tests/integration/test_e2e.sh" "$root/build-asan" sqlite || status=1
+echo "== ThreadSanitizer build: the connector end to end and the topologies =="
+"$root/scripts/build.sh" "$root/build-tsan" -DARRAYSYNC_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+# detect_deadlocks=0: a batch holds the stripe locks of all its keys (ordered, so no cycle),
+# more than TSan's deadlock detector can track per thread
+export TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0 suppressions=$root/tests/tsan.supp"
+bash "$root/tests/integration/test_e2e.sh" "$root/build-tsan" sqlite || status=1
+bash "$root/tests/integration/test_e2e.sh" "$root/build-tsan" topology || status=1
+unset TSAN_OPTIONS
 echo "== docker/ consistency =="
 bash "$root/tests/scripts/check_docker.sh" || status=1
 exit $status
