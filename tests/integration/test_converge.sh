@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Convergence under concurrent writers on every node (tests/integration/converge.py): every
 # topology over MongoDB + PostgreSQL + SQLite, contended shared keys, with and without kill -9.
+# Cases named *-full write whole rows only (inserts, upserts, deletes: the original report's
+# load); the others add updates of one or several columns, meta.n set/increment, a one-column
+# upsert, clearing a column.
 # MongoDB comes from ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here.
 #
 #   test_converge.sh BUILD_DIR            the CI set (~8-10 minutes on 2 cores)
 #   test_converge.sh BUILD_DIR CASE...    some cases of the CI set, by name (see CASES below)
-#   test_converge.sh BUILD_DIR issue      manual: the report's runs — ring [mongo, pg, lite], two
-#                                         writers per node, 60 s of load + up to 180 s of
-#                                         quiescence; then the same ring with kill -9 every 2-6 s
-#                                         during 120 s of load (~10 minutes)
+#   test_converge.sh BUILD_DIR issue      manual: the original report's runs (whole-row writes):
+#                                         ring [mongo, pg, lite], two writers per node, 60 s of
+#                                         load + up to 180 s of quiescence; then the same ring
+#                                         with kill -9 every 2-6 s during 120 s of load (~10 min)
 #   test_converge.sh BUILD_DIR soak       manual: peer-to-peer, six writers at ~450 writes/s in
 #                                         all, kill -9 every 2-6 s for 600 s (~15 minutes)
 #
@@ -47,14 +50,16 @@ LOAD="--writers 2 --rate 50 --shared 60 --shared-frac 0.6 --duration 20 --quiesc
 declare -A CASES=(
   [p2p]="--topology peer-to-peer --nodes $NODES3"
   [p2p-kill]="--topology peer-to-peer --nodes $NODES3 --kill 2-6 --drop 4-9"
+  [p2p-kill-full]="--topology peer-to-peer --nodes $NODES3 --kill 2-6 --ops full"
   [ring-full]="--topology ring --nodes $NODES3 --order mongo,pg,lite --ops full"
   [ring]="--topology ring --nodes $NODES3 --order mongo,pg,lite"
   [ring-kill]="--topology ring --nodes $NODES3 --order mongo,pg,lite --kill 2-6"
+  [ring-kill-full]="--topology ring --nodes $NODES3 --order mongo,pg,lite --kill 2-6 --ops full"
   [hub-mongo]="--topology hub-and-spoke --nodes $NODES3 --hub mongo"
   [hub-pg-kill]="--topology hub-and-spoke --nodes $NODES3 --hub pg --kill 2-6"
   [hub-lite-4]="--topology hub-and-spoke --nodes $NODES3,lite2:sqlite --hub lite"
 )
-ORDER=(p2p p2p-kill ring-full ring ring-kill hub-mongo hub-pg-kill hub-lite-4)
+ORDER=(p2p p2p-kill p2p-kill-full ring-full ring ring-kill ring-kill-full hub-mongo hub-pg-kill hub-lite-4)
 
 run_case() {  # NAME FLAGS...
   local name=$1; shift
@@ -85,13 +90,13 @@ case "${1:-ci}" in
       run_case "$c" ${CASES[$c]} $LOAD || { status=1; failed+=("$c"); }
     done ;;
   issue)
-    run_case issue-ring --topology ring --nodes $NODES3 --order mongo,pg,lite --writers 2 --rate 75 \
+    run_case issue-ring --topology ring --nodes $NODES3 --order mongo,pg,lite --ops full --writers 2 --rate 75 \
       --duration 60 --quiesce 180 --stall 0 || { status=1; failed+=(issue-ring); }
-    run_case issue-ring-kill --topology ring --nodes $NODES3 --order mongo,pg,lite --writers 2 --rate 75 \
+    run_case issue-ring-kill --topology ring --nodes $NODES3 --order mongo,pg,lite --ops full --writers 2 --rate 75 \
       --duration 120 --kill 2-6 --quiesce 180 --stall 0 || { status=1; failed+=(issue-ring-kill); }
     ;;
   soak)
-    run_case soak-p2p-kill --topology peer-to-peer --nodes $NODES3 --writers 2 --rate 75 --duration 600 \
+    run_case soak-p2p-kill --topology peer-to-peer --nodes $NODES3 --ops full --writers 2 --rate 75 --duration 600 \
       --kill 2-6 --quiesce 300 --stall 0 || { status=1; failed+=(soak-p2p-kill); }
     ;;
   *)
