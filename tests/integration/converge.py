@@ -5,8 +5,10 @@ every key on every node, with last-write-wins oracle checks.
 
 usage: converge.py --bin build/arraysync --work DIR [--topology ring|peer-to-peer|hub-and-spoke]
                    [--nodes mongo:mongodb,pg:postgres,lite:sqlite] [--order a,b,c] [--hub NODE]
-                   [--writers 2] [--rate 20] [--duration 20] [--kill 2-6] [--drop 3-8]
-                   [--quiesce 60] [--stall 30] [--seed N] [--log-level debug] [--pg-dsn DSN]
+                   [--writers 2] [--rate 20] [--duration 20] [--ops all|full] [--kill 2-6]
+                   [--drop 3-8] [--probe 1] [--quiesce 60] [--stall 30] [--seed N]
+                   [--log-level debug] [--pg-dsn DSN]           (--help: every flag)
+       converge.py --self-test      the oracle and the comparison against synthetic outcomes
 
 MongoDB only through ARRAYSYNC_TEST_MONGODB_URI (the project's test server is started when it is
 not set); PostgreSQL via --pg-dsn or a private server started here (tests/scripts/pg_server.sh);
@@ -15,7 +17,13 @@ SQLite files in the work directory. Run with /usr/bin/python3 (Debian's pymongo,
 The mapping `items`: id text key (_id), val text, tag text, n bigint (meta.n). Every writer is a
 process with its own client; it writes a shared, contended key set (s000..) and keys of its own
 (<writer>-N): full inserts, full upserts (replace), updates of one column and of several, nested
-meta.n set and increment, a single-column upsert, clearing a column, deletes (and re-inserts).
+meta.n set and increment, a single-column upsert, clearing a column, deletes (and re-inserts);
+--ops full: whole-row inserts, upserts and deletes only. Meanwhile: optional kill -9 of the
+connector (restarted at once), optional dropped connections (pg_terminate_backend of the
+connector's backends, MongoDB failCommand closeConnection), `arraysync status --json` once a
+second (largest lag_ms per stream), and probes: a full upsert of key p-NODE on one node at a time,
+timed until every other node holds it (end-to-end lag per path; status lag_ms only reflects
+deltas that were applied, not those that lost or were skipped).
 
 Checks, after the writers stop and the connector drains (polled until every node is equal for
 --settle seconds, or --quiesce seconds pass, or nothing changed for --stall seconds):
@@ -190,22 +198,30 @@ class SqlSide:
 
     def write(self, op, k, f):
         integrity, broken, other = self._errors()
+        refused = integrity
+        if self.kind == "postgres":
+            import psycopg2.extensions
+            refused = psycopg2.extensions.TransactionRollbackError  # deadlock, serialization
         try:
             return self._write(op, k, f)
-        except integrity:
+        except (integrity, refused):
+            self._rollback()
             return False
         except broken as e:  # the connection broke: the statement may or may not have committed
             self.close()
             raise Unknown(str(e))
-        except other:  # refused (busy, deadlock, serialization): nothing changed
-            if self.kind == "sqlite":
-                try:
-                    self.con.execute("rollback")
-                except Exception:
-                    pass
-            else:
+        except other:  # refused (busy, ...): nothing changed
+            self._rollback()
+            if self.kind == "postgres":
                 self.close()
             return False
+
+    def _rollback(self):
+        if self.kind == "sqlite" and self.con is not None and self.con.in_transaction:
+            try:
+                self.con.execute("rollback")
+            except Exception:
+                pass
 
     def _write(self, op, k, f):
         if op == "insert":
