@@ -14,7 +14,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -31,6 +30,9 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, ReplaceOne
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "integration"))
+import astest  # noqa: E402  (shared with the integration tests)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -193,24 +195,14 @@ def pct(xs, p):
     return xs[k]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = astest.free_port
+pg_exec = astest.pg_exec
 
 
 def write_config(work, nodes, mapping_text, batch="{ max_rows: 1000, max_latency: 20ms }"):
-    os.makedirs(os.path.join(work, "mappings"), exist_ok=True)
     name = mapping_text.split("\n", 1)[0].split(":", 1)[1].strip()
-    with open(os.path.join(work, "mappings", name + ".yaml"), "w") as f:
-        f.write(mapping_text)
-    cfg = os.path.join(work, "arraysync.yaml")
-    with open(cfg, "w") as f:
-        f.write("nodes:\n%sstate: state.db\ntopology: { type: peer-to-peer }\n"
-                "mappings: \"mappings/*.yaml\"\nbatch: %s\nlog: { level: warn }\n" % (nodes, batch))
-    return cfg
+    return astest.write_config(work, [nodes], [(name, mapping_text)], batch=batch,
+                               extra="log: { level: warn }\n")
 
 
 def start_connector(binary, cfg, work, extra=()):
@@ -226,28 +218,9 @@ def mongo_node(uri, db):
     return "  mongo:\n    kind: mongodb\n    uri: \"%s\"\n    database: %s\n" % (uri, db)
 
 
-def pg_exec(dsn, sql, params=()):
-    con = psycopg2.connect(dsn)
-    try:
-        cur = con.cursor()
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.description else []
-        con.commit()
-        return rows
-    finally:
-        con.close()
-
-
-def fresh_db(dsn, name):
-    """Creates database `name` (dropped first) and returns a DSN for it: each benchmark gets
-    its own changelog and consumers, so earlier runs leave nothing behind to read or purge."""
-    con = psycopg2.connect(dsn)
-    con.autocommit = True
-    cur = con.cursor()
-    cur.execute("DROP DATABASE IF EXISTS %s" % name)
-    cur.execute("CREATE DATABASE %s" % name)
-    con.close()
-    return " ".join(p for p in dsn.split() if not p.startswith("dbname=")) + " dbname=" + name
+# Each benchmark gets its own database (dropped first): its own changelog and consumers, so
+# earlier runs leave nothing behind to read or purge.
+fresh_db = astest.fresh_pg_db
 
 
 def drop_db(dsn, name):

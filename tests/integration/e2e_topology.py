@@ -1,17 +1,18 @@
 """Topologies with more than two nodes: hub-and-spoke, ring and peer-to-peer over one MongoDB
-database and three SQLite files (DESIGN.md §7). Each node gets writes; at the end every node
+database and three SQLite files. Each node gets writes; at the end every node
 holds the same rows. MongoDB only through ARRAYSYNC_TEST_MONGODB_URI.
 
 usage: e2e_topology.py --bin build/arraysync --work DIR"""
 import argparse
-import atexit
 import os
 import sqlite3
-import subprocess
 import sys
 import time
 
 from pymongo import MongoClient
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import astest  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", required=True)
@@ -40,23 +41,16 @@ LITES = ["a", "b", "c"]
 
 def run_case(name, topology):
     work = os.path.join(args.work, name)
-    os.makedirs(os.path.join(work, "mappings"), exist_ok=True)
-    with open(os.path.join(work, "mappings", "notes.yaml"), "w") as f:
-        f.write(MAPPING)
     db = "topo_%s_%d" % (name.replace("-", "_"), os.getpid())
-    cfg = os.path.join(work, "arraysync.yaml")
-    with open(cfg, "w") as f:
-        f.write("nodes:\n  mongo: { kind: mongodb, uri: \"%s\", database: %s }\n" % (URI, db))
-        for n in LITES:
-            f.write("  %s: { kind: sqlite, path: \"%s/%s.db\" }\n" % (n, work, n))
-        f.write("state: state.db\ntopology: %s\nmappings: \"mappings/*.yaml\"\n"
-                "batch: { max_rows: 200, max_latency: 10ms }\n" % topology)
+    nodes = [astest.node_yaml("mongo", "mongodb", uri=URI, database=db)]
+    nodes += [astest.node_yaml(n, "sqlite", path="%s/%s.db" % (work, n)) for n in LITES]
+    cfg = astest.write_config(work, nodes, [("notes", MAPPING)], topology=topology,
+                              batch="{ max_rows: 200, max_latency: 10ms }")
     mongo = MongoClient(URI)[db]["notes"]
-    log = open(os.path.join(work, "connector.log"), "ab")
-    r = subprocess.run([args.bin, "install", "-c", cfg], capture_output=True, text=True)
+    r = astest.cli(args.bin, cfg, "install")
     check("%s: install" % name, r.returncode == 0, r.stderr)
-    proc = subprocess.Popen([args.bin, "run", "-c", cfg], stdout=log, stderr=log)
-    atexit.register(lambda: proc.poll() is None and proc.kill())
+    conn = astest.Connector(args.bin, cfg, os.path.join(work, "connector.log"))
+    conn.start()
     time.sleep(1.0)
 
     def lite(n, sql, params=()):
@@ -110,8 +104,7 @@ def run_case(name, topology):
     time.sleep(3.0)
     after = [lite(n, "select coalesce(max(seq), 0) from _arraysync_changelog")[0][0] for n in LITES]
     check("%s: quiet after convergence (no writes circulate)" % name, before == after, "%r -> %r" % (before, after))
-    proc.terminate()
-    rc = proc.wait(30)
+    rc = conn.stop()
     check("%s: clean stop" % name, rc == 0, str(rc))
     MongoClient(URI).drop_database(db)
 
