@@ -84,6 +84,12 @@ void as_batch_clear(as_batch *b) {
   memset(b, 0, sizeof *b);
 }
 
+int as_dead_list_push_missing(as_dead_list *l, const as_schema *s, size_t index) {
+  if (grow((void **)&l->items, &l->cap, l->n + 1, sizeof *l->items) != AS_OK) return AS_ERR;
+  l->items[l->n++] = (as_dead){.schema = s, .index = index, .missing = true};
+  return AS_OK;
+}
+
 int as_dead_list_push(as_dead_list *l, const as_schema *s, size_t index, char *key, char *raw,
                       char *error) {
   if (grow((void **)&l->items, &l->cap, l->n + 1, sizeof *l->items) != AS_OK) {

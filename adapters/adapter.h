@@ -75,6 +75,8 @@ typedef struct as_dead {
   char *error;     /* what went wrong, naming mapping, key, field and value */
   char *pos;       /* source position, or NULL */
   size_t index;    /* sink side: index of the failing delta in the apply call */
+  bool missing;    /* sink side: not an error: an update (some columns) found no row for its
+                      key, so nothing was written (see `apply`) */
 } as_dead;
 
 typedef struct as_batch {
@@ -101,6 +103,8 @@ typedef struct as_dead_list {
 } as_dead_list;
 int as_dead_list_push(as_dead_list *l, const as_schema *s, size_t index, char *key, char *raw,
                       char *error);
+/* Reports that the update at index found no row (as_dead.missing). */
+int as_dead_list_push_missing(as_dead_list *l, const as_schema *s, size_t index);
 void as_dead_list_clear(as_dead_list *l);
 void as_dead_free(as_dead *d);
 
@@ -172,10 +176,13 @@ typedef struct as_adapter {
 
   /* ---- sink side ---- */
   int (*begin)(as_node *n, as_error *err);
-  /* Applies deltas in order: insert/update as upserts (update sets only present columns),
-   * delete by key, each write marked with d->origin. A permanent error on one delta appends
-   * it to dead (with its index) and the rest still applies; AS_RETRY means the transaction is
-   * lost and the engine rolls back and retries the batch. */
+  /* Applies deltas in order, each write marked with d->origin: an insert (every column) as an
+   * upsert; an update (the key and some columns) changes those columns of the existing row
+   * only — when the target has no row for the key it writes nothing and reports the delta
+   * with as_dead_list_push_missing (the engine then writes the key's whole winning row; a row
+   * made of one update's columns would hold values nobody wrote); a delete by key. A permanent
+   * error on one delta appends it to dead (with its index) and the rest still applies;
+   * AS_RETRY means the transaction is lost and the engine rolls back and retries the batch. */
   int (*apply)(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_error *err);
   /* Commits the batch with the checkpoint of stream_id ("<source>-><this node>") in the same
    * transaction where the target can (AS_CAP_TXN), else right after. checkpoint may be NULL

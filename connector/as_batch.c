@@ -11,6 +11,7 @@
  * A repair is queued in the same state transaction, so it survives a crash. */
 #include "as_engine_int.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,14 +304,32 @@ static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, a
   for (size_t i = 0; i < w->nrepairs; i++) {
     queued *q = &w->repairs[i];
     decided *x = decided_get(w, q->schema, q->key);
-    if (x && x->last_local_win > q->at + 1) q->cancelled = true;
+    if (x && q->at != SIZE_MAX && x->last_local_win > q->at + 1) q->cancelled = true;
   }
   return AS_OK;
 }
 
-/* Write-ahead: the decided versions and the queued repairs, in one state transaction. */
+/* The applied changes the target passes on (ring, hub): into its relay log, with the versions,
+ * before the target commits (a retried batch writes them again; applying a version twice is
+ * harmless, losing one is not). */
+static int write_relays(eng_pair *p, eng_work *w, bool *any, as_error *err) {
+  for (size_t i = 0; i < w->nkept; i++) {
+    const as_delta *d = w->kept[i];
+    if (!as_route_relays(p->e->cfg, p->dst->cfg->name, d->origin)) continue;
+    char *dj = as_delta_to_json_string(d, err);
+    if (!dj) return AS_ERR;
+    int rc = as_state_relay_add(p->e->state, p->dst->id, dj, err);
+    free(dj);
+    if (rc != AS_OK) return rc;
+    *any = true;
+  }
+  return AS_OK;
+}
+
+/* Write-ahead: the decided versions, the queued repairs and the relays, in one state
+ * transaction. */
 static int write_ahead(eng_pair *p, eng_work *w, as_error *err) {
-  bool any = w->nrepairs > 0;
+  bool any = w->nrepairs > 0 || w->nkept > 0;
   for (size_t i = 0; i < w->nall && !any; i++) any = w->all[i]->dirty;
   if (!any) return AS_OK;
   as_state *st = p->e->state;
@@ -329,11 +348,15 @@ static int write_ahead(eng_pair *p, eng_work *w, as_error *err) {
     rc = as_state_repair_add(st, q->schema->name, q->key, q->to->cfg->name, q->from->cfg->name,
                              &q->id, err);
   }
+  bool relayed = false;
+  if (rc == AS_OK) rc = write_relays(p, w, &relayed, err);
   if (rc != AS_OK) {
     as_state_rollback(st);
     return rc;
   }
-  return as_state_commit(st, err);
+  rc = as_state_commit(st, err);
+  if (rc == AS_OK && relayed) atomic_store(&p->dst->relay_tail, as_state_relay_last(st, p->dst->id));
+  return rc;
 }
 
 /* After the target committed: when the connector's writes landed there. */
@@ -369,13 +392,32 @@ static void note_lag(eng_pair *p, const as_delta *last) {
   as_metrics_lag(p->src->cfg->name, p->dst->cfg->name, (double)p->stats.lag_ms / 1000.0);
 }
 
+/* An update the target had no row for: the target gets the key's whole winning row instead
+ * (a repair, queued in the state store and run after the batch). */
+static int missing_row(eng_pair *p, eng_work *w, const as_delta *d, as_error *err) {
+  char *key = as_key_json_dup(d->schema, &d->row, err);
+  if (!key) return AS_ERR;
+  queued *q = queue_repair(w, d->schema, key, p->dst, p->src, SIZE_MAX);
+  int rc = q ? as_state_repair_add(p->e->state, d->schema->name, key, p->dst->cfg->name,
+                                   p->src->cfg->name, &q->id, err)
+             : oom(err);
+  AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: %s has no row to update; writing the whole row",
+         d->schema->name, key, p->dst->cfg->name);
+  free(key);
+  return rc;
+}
+
 /* Dead letters from the target's apply; on_error: stop turns one into an error. */
-static int apply_dead(eng_pair *p, const as_delta *arr, size_t n, as_dead_list *dead,
+static int apply_dead(eng_pair *p, eng_work *w, const as_delta *arr, size_t n, as_dead_list *dead,
                       as_error *err) {
   int rc = AS_OK;
   for (size_t i = 0; i < dead->n; i++) {
     as_dead *dd = &dead->items[i];
     const as_delta *d = dd->index < n ? &arr[dd->index] : NULL;
+    if (dd->missing) {
+      if (d && missing_row(p, w, d, err) != AS_OK) rc = AS_ERR;
+      continue;
+    }
     if (d) eng_count(p, d->schema, ENG_C_APPLIED, -1);
     char *dj = d ? as_delta_to_json_string(d, NULL) : NULL;
     char *kj = d ? as_key_describe(d->schema, &d->row) : NULL;
@@ -417,7 +459,7 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, as_error *err)
       as_metrics_batch(p->src->cfg->name, t->cfg->name, (int64_t)w->nkept);
       note_lag(p, &arr[w->nkept - 1]);
     }
-    rc = apply_dead(p, arr, w->nkept, &dead, err);
+    rc = apply_dead(p, w, arr, w->nkept, &dead, err);
   }
   as_dead_list_clear(&dead);
   free(arr);
@@ -519,7 +561,7 @@ int eng_process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
   if (p->stream && !snapshot && ckpt && pos_changed &&
       strncmp(ckpt, ENG_SNAPSHOT_PREFIX, strlen(ENG_SNAPSHOT_PREFIX)) != 0) {
     as_error aerr;
-    if (p->src->ad->ack(p->stream, ckpt, &aerr) != AS_OK) {
+    if (p->src->ad->ack(p->stream, eng_ckpt_source_pos(ckpt), &aerr) != AS_OK) {
       AS_LOG(AS_LOG_DEBUG, p->comp, "ack: %s", aerr.message);
     }
   }

@@ -107,6 +107,11 @@ static int add_pair(engine *e, eng_node *s, eng_node *t, as_error *err) {
   snprintf(p->stats.target, sizeof p->stats.target, "%s", t->cfg->name);
   as_state_stream_each(e->state, load_stats, p, NULL);
   p->force_snapshot = e->o->resnapshot;
+  for (size_t i = 0; i < e->cfg->nnodes && !p->relays; i++) {
+    const char *o = e->cfg->nodes[i].name;
+    p->relays = strcmp(o, s->cfg->name) != 0 &&
+                as_route_forward(e->cfg, s->cfg->name, t->cfg->name, o, false, true);
+  }
   p->mstats = calloc(e->cfg->nschemas ? e->cfg->nschemas : 1, sizeof *p->mstats);
   if (!p->mstats) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   for (size_t k = 0; k < e->cfg->nschemas; k++) {
@@ -155,6 +160,8 @@ static int start(engine *e, as_error *err) {
       return rc;
     }
   }
+  for (size_t i = 0; i < e->nnodes; i++)
+    atomic_init(&e->nodes[i].relay_tail, as_state_relay_last(e->state, e->nodes[i].id));
   if ((rc = build_pairs(e, err)) != AS_OK) return rc;
   if (e->npairs == 0) return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "the topology connects no nodes");
   return eng_repairs_drain(e, err);
@@ -168,7 +175,26 @@ static void interrupt_nodes(engine *e) {
   }
 }
 
-/* The supervisor: health, idle exit, tombstone purge, leftover repairs. */
+/* Drops relay log entries every consumer has committed. */
+static void purge_relays(engine *e) {
+  for (size_t i = 0; i < e->nnodes; i++) {
+    eng_node *n = &e->nodes[i];
+    int64_t min = INT64_MAX;
+    bool any = false;
+    for (size_t k = 0; k < e->npairs; k++) {
+      eng_pair *p = &e->pairs[k];
+      if (p->src != n || !p->relays) continue;
+      any = true;
+      int64_t seq = atomic_load(&p->relay_committed);
+      if (seq < min) min = seq;
+    }
+    as_error err;
+    if (any && min > 0 && min != INT64_MAX && as_state_relay_purge(e->state, n->id, min, &err) != AS_OK)
+      AS_LOG(AS_LOG_WARN, "engine", "%s", err.message);
+  }
+}
+
+/* The supervisor: health, idle exit, tombstone and relay purge, leftover repairs. */
 static void supervise(engine *e) {
   int64_t last_purge = as_now_us(), last_drain = as_now_us();
   while (!eng_stopping(e)) {
@@ -190,8 +216,9 @@ static void supervise(engine *e) {
       AS_LOG(AS_LOG_INFO, "engine", "idle for %lld ms: stopping", (long long)e->o->exit_when_idle_ms);
       break;
     }
-    if (now - last_purge > 60 * 1000000LL) {
+    if (now - last_purge > 10 * 1000000LL) {
       as_state_purge_tombstones(e->state, e->cfg->tombstone_retention_ms, NULL);
+      purge_relays(e);
       last_purge = now;
     }
     if (now - last_drain > 5 * 1000000LL && as_state_repair_count(e->state) > 0) {

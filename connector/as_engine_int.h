@@ -32,6 +32,7 @@
 
 #define ENG_KEY_STRIPES 1024
 #define ENG_SNAPSHOT_PREFIX "as-snapshot:"
+#define ENG_RELAY_PREFIX "as-relay:"
 
 typedef struct eng_node {
   const as_node_config *cfg;
@@ -41,6 +42,7 @@ typedef struct eng_node {
   size_t nschemas;
   pthread_mutex_t mu; /* sink side and admin calls: one thread at a time */
   uint16_t id;        /* the node's id in the state store */
+  _Atomic int64_t relay_tail; /* the newest relay log entry written for this node */
   char comp[96];
 } eng_node;
 
@@ -66,6 +68,9 @@ typedef struct eng_pair {
   char error[512];               /* written by the pair thread; read after it joined */
   bool outage;           /* in a retry loop: log once per outage */
   bool force_snapshot;   /* ignore the checkpoint: copy every mapping again */
+  bool relays;           /* the source passes changes on to the target (relay log) */
+  int64_t relay_seq;     /* relay log entries up to this one are committed in the target */
+  _Atomic int64_t relay_committed; /* the same, for the supervisor's purge */
   uint64_t rng;          /* this thread's jitter */
 } eng_pair;
 
@@ -110,6 +115,8 @@ void eng_record_dead(engine *e, eng_pair *p, const as_schema *s, const char *sou
                      const char *target, const char *stage, const char *key, const char *raw,
                      const char *delta_json, const char *error, const char *pos);
 void *eng_pair_main(void *arg);
+/* The source adapter's position inside an engine checkpoint. */
+const char *eng_ckpt_source_pos(const char *ckpt);
 /* Whether the delta goes to this pair's target at all (mapping, direction, topology). */
 bool eng_routed(eng_pair *p, const as_delta *d, bool snapshot);
 

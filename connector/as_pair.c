@@ -68,7 +68,64 @@ bool eng_routed(eng_pair *p, const as_delta *d, bool snapshot) {
   return d->schema && eng_node_has_schema(p->dst, d->schema) &&
          as_route_direction(p->e->cfg, d->schema, origin, p->dst->cfg->name) &&
          as_route_forward(p->e->cfg, p->src->cfg->name, p->dst->cfg->name, origin,
-                          d->echo && !snapshot);
+                          d->echo && !snapshot, d->relayed);
+}
+
+/* ---------- checkpoints: "as-relay:N;" + the source adapter's position ---------- */
+
+const char *eng_ckpt_source_pos(const char *ckpt) {
+  if (!ckpt || strncmp(ckpt, ENG_RELAY_PREFIX, strlen(ENG_RELAY_PREFIX)) != 0) return ckpt;
+  const char *semi = strchr(ckpt, ';');
+  return semi ? semi + 1 : ckpt;
+}
+
+static int64_t ckpt_relay_seq(const char *ckpt) {
+  if (!ckpt || strncmp(ckpt, ENG_RELAY_PREFIX, strlen(ENG_RELAY_PREFIX)) != 0) return 0;
+  return strtoll(ckpt + strlen(ENG_RELAY_PREFIX), NULL, 10);
+}
+
+/* The checkpoint of a streaming batch (caller frees). Without relays it is the source
+ * position itself. */
+static char *ckpt_compose(const eng_pair *p, int64_t relay_seq, const char *pos) {
+  if (!p->relays || !pos) return pos ? strdup(pos) : NULL;
+  size_t n = strlen(pos) + 48;
+  char *out = malloc(n);
+  if (out) snprintf(out, n, "%s%lld;%s", ENG_RELAY_PREFIX, (long long)relay_seq, pos);
+  return out;
+}
+
+/* ---------- opening: from the checkpoint, or snapshot first ---------- */
+
+static int open_snapshot(eng_pair *p, eng_work *w, char *ck, bool have, as_error *err) {
+  eng_node *t = p->dst;
+  /* No checkpoint (or an interrupted snapshot): open the stream first, then copy. */
+  const char *resume = have ? ck : NULL;
+  char *start = NULL;
+  if (resume) {
+    json_t *j = json_loads(resume + strlen(ENG_SNAPSHOT_PREFIX), 0, NULL);
+    const char *st = j ? json_string_value(json_object_get(j, "start")) : NULL;
+    if (st && *st) start = strdup(st);
+    json_decref(j);
+  }
+  int rc = p->src->ad->open_stream(p->src->node, t->cfg->name, start, &p->stream, err);
+  free(start);
+  if (rc != AS_OK) return rc;
+  eng_pair_save_stats(p, "snapshot");
+  AS_LOG(AS_LOG_INFO, p->comp, "%s", resume ? "resuming snapshot" : "no checkpoint: snapshot first");
+  char *pos = NULL;
+  p->relay_seq = 0; /* relays written during the copy are read again afterwards */
+  atomic_store(&p->relay_committed, 0);
+  rc = eng_run_snapshot(p, resume, w, &pos, err);
+  if (rc != AS_OK) return rc;
+  /* commit the recorded stream position: streaming starts there */
+  as_batch empty = {0};
+  char *full = ckpt_compose(p, 0, pos);
+  rc = full ? eng_process_batch(p, &empty, true, full, w, err)
+            : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  as_batch_clear(&empty);
+  free(full);
+  free(pos);
+  return rc;
 }
 
 static int pair_open(eng_pair *p, eng_work *w, as_error *err) {
@@ -86,14 +143,15 @@ static int pair_open(eng_pair *p, eng_work *w, as_error *err) {
   p->ckpt = NULL;
   if (rc == AS_OK && p->force_snapshot) {
     AS_LOG(AS_LOG_WARN, p->comp, "re-snapshot: the committed checkpoint is set aside");
-    free(ck);
-    ck = NULL;
     rc = AS_ENOTFOUND;
   }
   p->force_snapshot = false;
   if (rc == AS_OK && strncmp(ck, ENG_SNAPSHOT_PREFIX, strlen(ENG_SNAPSHOT_PREFIX)) != 0) {
-    rc = p->src->ad->open_stream(p->src->node, t->cfg->name, ck, &p->stream, err);
+    rc = p->src->ad->open_stream(p->src->node, t->cfg->name, eng_ckpt_source_pos(ck), &p->stream,
+                                 err);
     if (rc == AS_OK) {
+      p->relay_seq = ckpt_relay_seq(ck);
+      atomic_store(&p->relay_committed, p->relay_seq);
       p->ckpt = ck;
       AS_LOG(AS_LOG_INFO, p->comp, "streaming from checkpoint");
       return AS_OK;
@@ -101,32 +159,8 @@ static int pair_open(eng_pair *p, eng_work *w, as_error *err) {
     free(ck);
     return rc;
   }
-  /* No checkpoint (or an interrupted snapshot): open the stream first, then copy. */
-  const char *resume = rc == AS_OK ? ck : NULL;
-  char *start = NULL;
-  if (resume) {
-    json_t *j = json_loads(resume + strlen(ENG_SNAPSHOT_PREFIX), 0, NULL);
-    const char *st = j ? json_string_value(json_object_get(j, "start")) : NULL;
-    if (st && *st) start = strdup(st);
-    json_decref(j);
-  }
-  rc = p->src->ad->open_stream(p->src->node, t->cfg->name, start, &p->stream, err);
-  free(start);
-  if (rc != AS_OK) {
-    free(ck);
-    return rc;
-  }
-  eng_pair_save_stats(p, "snapshot");
-  AS_LOG(AS_LOG_INFO, p->comp, "%s", resume ? "resuming snapshot" : "no checkpoint: snapshot first");
-  char *pos = NULL;
-  rc = eng_run_snapshot(p, resume, w, &pos, err);
+  rc = open_snapshot(p, w, ck, rc == AS_OK, err);
   free(ck);
-  if (rc != AS_OK) return rc;
-  /* commit the recorded stream position: streaming starts there */
-  as_batch empty = {0};
-  rc = eng_process_batch(p, &empty, true, pos, w, err);
-  as_batch_clear(&empty);
-  free(pos);
   return rc;
 }
 
@@ -146,6 +180,144 @@ static bool pair_interval(eng_pair *p, int64_t *interval_ms) {
   return all_interval && min > 0;
 }
 
+/* ---------- streaming ---------- */
+
+typedef struct relay_ctx {
+  eng_pair *p;
+  as_batch *b;
+  int64_t last;
+  as_error *err;
+} relay_ctx;
+
+static const as_schema *lookup_schema(void *ctx, const char *mapping) {
+  return as_config_schema((const as_config *)ctx, mapping);
+}
+
+static int add_relayed(void *vctx, int64_t seq, const char *delta_json) {
+  relay_ctx *c = vctx;
+  c->last = seq;
+  json_error_t je;
+  json_t *j = json_loads(delta_json, 0, &je);
+  as_delta d;
+  memset(&d, 0, sizeof d);
+  as_error derr;
+  int rc = j ? as_delta_from_json(j, lookup_schema, (void *)c->p->e->cfg, &d, &derr) : AS_EINVAL;
+  json_decref(j);
+  if (rc == AS_ENOTFOUND || rc == AS_EINVAL) { /* a mapping since removed from the config */
+    AS_LOG(AS_LOG_DEBUG, c->p->comp, "relay %lld skipped: %s", (long long)seq,
+           j ? derr.message : je.text);
+    return AS_OK;
+  }
+  if (rc != AS_OK) return as_error_set(c->err, AS_DOM_ENGINE, AS_ERR, "%s", derr.message);
+  as_delta *slot = as_batch_push(c->b);
+  if (!slot) {
+    as_delta_clear(&d);
+    return as_error_set(c->err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  }
+  *slot = d;
+  slot->relayed = true;
+  slot->echo = false;
+  return AS_OK;
+}
+
+/* Appends the changes the source relays to this pair's batch (after the captured ones);
+ * *next: the relay cursor after them. */
+static int read_relays(eng_pair *p, as_batch *b, int64_t *next, as_error *err) {
+  *next = p->relay_seq;
+  if (!p->relays || atomic_load(&p->src->relay_tail) <= p->relay_seq) return AS_OK;
+  size_t room = p->e->cfg->batch_max_rows > b->n ? p->e->cfg->batch_max_rows - b->n : 1;
+  relay_ctx c = {.p = p, .b = b, .last = p->relay_seq, .err = err};
+  int rc = as_state_relay_read(p->e->state, p->src->id, p->relay_seq, room, add_relayed, &c, err);
+  if (rc == AS_OK) *next = c.last;
+  return rc;
+}
+
+/* One poll + relays + batch. */
+static int stream_step(eng_pair *p, as_batch *b, eng_work *w, int wait_ms, as_error *err) {
+  as_batch_reset(b);
+  bool pending = p->relays && atomic_load(&p->src->relay_tail) > p->relay_seq;
+  int rc = p->src->ad->poll(p->stream, b, p->e->cfg->batch_max_rows, pending ? 0 : wait_ms, err);
+  int64_t next = p->relay_seq;
+  if (rc == AS_OK) rc = read_relays(p, b, &next, err);
+  if (rc != AS_OK) return rc;
+  char *ck = ckpt_compose(p, next, b->pos ? b->pos : eng_ckpt_source_pos(p->ckpt));
+  if (!ck && (b->pos || p->ckpt)) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  rc = eng_process_batch(p, b, false, ck, w, err);
+  free(ck);
+  if (rc == AS_OK) {
+    p->relay_seq = next;
+    atomic_store(&p->relay_committed, next);
+  }
+  return rc;
+}
+
+static int stream_loop(eng_pair *p, as_batch *b, eng_work *w, int *attempt, as_error *err) {
+  engine *e = p->e;
+  int64_t interval_ms = 0;
+  bool interval = pair_interval(p, &interval_ms);
+  int wait_ms = (int)(e->cfg->batch_max_latency_ms > 0 ? e->cfg->batch_max_latency_ms : 20);
+  if (wait_ms < 5) wait_ms = 5;
+  if (wait_ms > 200) wait_ms = 200;
+  int rc = AS_OK;
+  while (rc == AS_OK && !eng_stopping(e)) {
+    rc = stream_step(p, b, w, interval ? 0 : wait_ms, err);
+    if (rc != AS_OK) break;
+    if (p->outage) {
+      AS_LOG(AS_LOG_INFO, p->comp, "recovered after %d retries", *attempt);
+      p->outage = false;
+      p->error[0] = '\0';
+    }
+    *attempt = 0;
+    if (b->n == 0 && b->ndead == 0) {
+      if (!atomic_load(&p->idle_since_us)) {
+        atomic_store(&p->idle_since_us, as_now_us());
+        eng_pair_save_stats(p, "streaming");
+      }
+      if (interval) eng_sleep_ms(e, interval_ms);
+    } else {
+      atomic_store(&p->idle_since_us, 0);
+      if (interval && b->n < e->cfg->batch_max_rows) eng_sleep_ms(e, interval_ms);
+    }
+  }
+  return rc;
+}
+
+static void drop_stream(eng_pair *p) {
+  if (p->stream) p->src->ad->close_stream(p->stream);
+  p->stream = NULL;
+}
+
+/* A transient failure: drop the stream, reconnect both sides, resume from the checkpoint. */
+static void on_retry(eng_pair *p, int *attempt, const as_error *err) {
+  engine *e = p->e;
+  if (!p->outage) {
+    AS_LOG(AS_LOG_WARN, p->comp, "transient failure, retrying with backoff: %s", err->message);
+    p->outage = true;
+    snprintf(p->error, sizeof p->error, "%s", err->message);
+    eng_pair_save_stats(p, "retrying");
+  }
+  drop_stream(p);
+  eng_sleep_ms(e, eng_backoff_ms(&p->rng, (*attempt)++));
+  as_error cerr;
+  if (eng_node_connect(e, p->src, &cerr) == AS_OK) eng_node_connect(e, p->dst, &cerr);
+}
+
+/* Commits a known newer position before leaving (nothing to apply). */
+static void commit_pending(eng_pair *p, eng_work *w) {
+  if (!p->pending_pos || !p->stream || atomic_load(&p->failed) || !w) return;
+  as_batch empty = {0};
+  as_error cerr;
+  p->last_commit_us = 0;
+  char *pos = NULL;
+  if (p->src->ad->stream_position(p->stream, &pos, &cerr) == AS_OK && pos) {
+    char *ck = ckpt_compose(p, p->relay_seq, pos);
+    if (ck) eng_process_batch(p, &empty, false, ck, w, &cerr);
+    free(ck);
+  }
+  free(pos);
+  as_batch_clear(&empty);
+}
+
 void *eng_pair_main(void *arg) {
   eng_pair *p = arg;
   engine *e = p->e;
@@ -153,11 +325,6 @@ void *eng_pair_main(void *arg) {
   as_batch b = {0};
   as_error err;
   int attempt = 0;
-  int64_t interval_ms = 0;
-  bool interval = pair_interval(p, &interval_ms);
-  int wait_ms = (int)(e->cfg->batch_max_latency_ms > 0 ? e->cfg->batch_max_latency_ms : 20);
-  if (wait_ms < 5) wait_ms = 5;
-  if (wait_ms > 200) wait_ms = 200;
   while (!eng_stopping(e)) {
     int rc = AS_OK;
     if (!p->stream) {
@@ -168,60 +335,19 @@ void *eng_pair_main(void *arg) {
         eng_pair_save_stats(p, "streaming");
       }
     }
-    while (rc == AS_OK && !eng_stopping(e)) {
-      as_batch_reset(&b);
-      rc = p->src->ad->poll(p->stream, &b, e->cfg->batch_max_rows, interval ? 0 : wait_ms, &err);
-      if (rc != AS_OK) break;
-      const char *pos = b.pos ? b.pos : p->ckpt;
-      rc = eng_process_batch(p, &b, false, pos, w, &err);
-      if (rc != AS_OK) break;
-      if (p->outage) {
-        AS_LOG(AS_LOG_INFO, p->comp, "recovered after %d retries", attempt);
-        p->outage = false;
-        p->error[0] = '\0';
-      }
-      attempt = 0;
-      if (b.n == 0 && b.ndead == 0) {
-        if (!atomic_load(&p->idle_since_us)) {
-          atomic_store(&p->idle_since_us, as_now_us());
-          eng_pair_save_stats(p, "streaming");
-        }
-        if (interval) eng_sleep_ms(e, interval_ms);
-      } else {
-        atomic_store(&p->idle_since_us, 0);
-        if (interval && b.n < e->cfg->batch_max_rows) eng_sleep_ms(e, interval_ms);
-      }
-    }
+    if (rc == AS_OK) rc = stream_loop(p, &b, w, &attempt, &err);
     if (eng_stopping(e)) break;
     if (rc == AS_ERESNAPSHOT) {
       /* the source lost the history behind our position (or the mapped collection was
        * re-created) and the node is configured to copy everything again */
       AS_LOG(AS_LOG_WARN, p->comp, "%s: copying every mapping again (on_history_lost: resnapshot)",
              err.message);
-      if (p->stream) {
-        p->src->ad->close_stream(p->stream);
-        p->stream = NULL;
-      }
+      drop_stream(p);
       p->force_snapshot = true;
       continue;
     }
     if (rc == AS_RETRY) {
-      /* Transient: drop the stream, reconnect both sides, resume from the checkpoint. */
-      if (!p->outage) {
-        AS_LOG(AS_LOG_WARN, p->comp, "transient failure, retrying with backoff: %s", err.message);
-        p->outage = true;
-        snprintf(p->error, sizeof p->error, "%s", err.message);
-        eng_pair_save_stats(p, "retrying");
-      }
-      if (p->stream) {
-        p->src->ad->close_stream(p->stream);
-        p->stream = NULL;
-      }
-      eng_sleep_ms(e, eng_backoff_ms(&p->rng, attempt++));
-      as_error cerr;
-      if (eng_node_connect(e, p->src, &cerr) != AS_OK || eng_node_connect(e, p->dst, &cerr) != AS_OK) {
-        continue;
-      }
+      on_retry(p, &attempt, &err);
       continue;
     }
     /* Permanent error: this pair stops; the others go on. */
@@ -231,23 +357,10 @@ void *eng_pair_main(void *arg) {
     eng_pair_save_stats(p, "error");
     break;
   }
-  /* Commit a known newer position before leaving (nothing to apply). */
-  if (p->pending_pos && p->stream && !atomic_load(&p->failed) && w) {
-    as_batch empty = {0};
-    as_error cerr;
-    p->last_commit_us = 0;
-    char *pos = NULL;
-    if (p->src->ad->stream_position(p->stream, &pos, &cerr) == AS_OK && pos) {
-      eng_process_batch(p, &empty, false, pos, w, &cerr);
-    }
-    free(pos);
-    as_batch_clear(&empty);
-  }
+  commit_pending(p, w);
   if (!atomic_load(&p->failed)) eng_pair_save_stats(p, "stopped");
-  if (p->stream) p->src->ad->close_stream(p->stream);
-  p->stream = NULL;
+  drop_stream(p);
   as_batch_clear(&b);
   eng_work_free(w);
   return NULL;
 }
-

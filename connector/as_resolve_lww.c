@@ -5,6 +5,7 @@
 #include "as_resolve.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static int lww_decide(const as_resolver *r, const as_change *c, const as_version *cur,
                       as_decision *out, as_error *err) {
@@ -21,6 +22,12 @@ static int lww_decide(const as_resolver *r, const as_change *c, const as_version
     out->verdict = AS_VERDICT_APPLY;
     out->new_winner = true;
   } else if (cmp == 0) {
+    out->verdict = AS_VERDICT_APPLY;
+  } else if (c->local && strcmp(cur->origin, c->source) == 0) {
+    /* an earlier change of the node that made the winner, delivered again (a retried batch or
+     * a restart: the versions were written ahead): it comes before the winner in that node's
+     * own order, and the rest of the node's changes follow it, so it applies — an update
+     * carries only its columns, and skipping it would lose them */
     out->verdict = AS_VERDICT_APPLY;
   } else {
     out->verdict = c->local ? AS_VERDICT_LOST : AS_VERDICT_SKIP;

@@ -30,20 +30,27 @@ bool as_route_pair(const as_config *c, const char *src, const char *dst) {
 }
 
 bool as_route_forward(const as_config *c, const char *src, const char *dst, const char *origin,
-                      bool echo) {
-  if (!as_route_pair(c, src, dst)) return false;
+                      bool echo, bool relayed) {
+  if (!as_route_pair(c, src, dst) || echo) return false;
   if (origin && strcmp(origin, dst) == 0) return false; /* never back to its origin */
-  if (!echo) return true;                                /* a node's own change */
-  if (origin && strcmp(origin, src) == 0) return false;  /* a repair written back to its origin */
+  if (!relayed) return !origin || strcmp(origin, src) == 0; /* the source's own change */
   switch (c->topology.type) {
     case AS_TOPO_HUB_AND_SPOKE:
-      return strcmp(src, c->topology.hub) == 0; /* hub relays spoke changes to other spokes */
+      return strcmp(src, c->topology.hub) == 0; /* the hub passes spoke changes on */
     case AS_TOPO_RING:
-      return true; /* travels on until the next hop would be its origin */
+      return true; /* on to the next node, until that is the origin */
     case AS_TOPO_PEER_TO_PEER:
     default:
       return false;
   }
+}
+
+bool as_route_relays(const as_config *c, const char *via, const char *origin) {
+  for (size_t i = 0; i < c->nnodes; i++) {
+    const char *dst = c->nodes[i].name;
+    if (as_route_forward(c, via, dst, origin, false, true)) return true;
+  }
+  return false;
 }
 
 bool as_route_direction(const as_config *c, const as_schema *s, const char *origin,

@@ -104,6 +104,21 @@ int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec 
                          as_error *err) AS_MUSTCHECK;
 int64_t as_state_repair_count(as_state *st);
 
+/* The relay log: changes the connector applied to node `via` that the topology has `via` pass
+ * on (as_router.h), as canonical delta JSON, in the order they were written; written in the
+ * same transaction as their versions. `seq` only grows. */
+int as_state_relay_add(as_state *st, uint16_t via, const char *delta_json, as_error *err)
+    AS_MUSTCHECK;
+/* Calls fn for up to max entries of via with seq > after, in seq order (fn is called without
+ * the store's lock; returning non-AS_OK stops). */
+int as_state_relay_read(as_state *st, uint16_t via, int64_t after, size_t max,
+                        int (*fn)(void *ctx, int64_t seq, const char *delta_json), void *ctx,
+                        as_error *err) AS_MUSTCHECK;
+/* The greatest seq written for via (0 if none). */
+int64_t as_state_relay_last(as_state *st, uint16_t via);
+/* Drops the entries of via with seq <= upto (every consumer is past them). */
+int as_state_relay_purge(as_state *st, uint16_t via, int64_t upto, as_error *err);
+
 /* Stream progress and counters ("<source>-><target>"). */
 typedef struct as_stream_stats {
   char stream_id[160];

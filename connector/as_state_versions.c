@@ -480,6 +480,98 @@ int64_t as_state_repair_count(as_state *st) {
   return n;
 }
 
+/* ---------------------------------------------------------------- relays */
+
+int as_state_relay_add(as_state *st, uint16_t via, const char *delta_json, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, "INSERT INTO relays(via, delta, created_us) VALUES (?1, ?2, ?3)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "relay");
+  } else {
+    sqlite3_bind_int(q, 1, via);
+    sqlite3_bind_text(q, 2, delta_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, as_now_us());
+    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "relay");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+typedef struct relay_item {
+  int64_t seq;
+  char *json;
+} relay_item;
+
+int as_state_relay_read(as_state *st, uint16_t via, int64_t after, size_t max,
+                        int (*fn)(void *ctx, int64_t seq, const char *delta_json), void *ctx,
+                        as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  relay_item *items = calloc(max ? max : 1, sizeof *items);
+  size_t n = 0;
+  int rc = items ? AS_OK : as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  if (rc == AS_OK && sqlite3_prepare_v2(st->db,
+                                        "SELECT seq, delta FROM relays WHERE via = ?1 AND seq > ?2 "
+                                        "ORDER BY seq LIMIT ?3",
+                                        -1, &q, NULL) != SQLITE_OK)
+    rc = as_state_sqlerr(st, err, "read relays");
+  if (rc == AS_OK) {
+    sqlite3_bind_int(q, 1, via);
+    sqlite3_bind_int64(q, 2, after);
+    sqlite3_bind_int64(q, 3, (int64_t)max);
+    int s;
+    while (n < max && (s = sqlite3_step(q)) == SQLITE_ROW) {
+      items[n].seq = sqlite3_column_int64(q, 0);
+      if (!(items[n++].json = strdup((const char *)sqlite3_column_text(q, 1)))) {
+        rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+        break;
+      }
+    }
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  for (size_t i = 0; i < n; i++) {
+    if (rc == AS_OK) rc = fn(ctx, items[i].seq, items[i].json);
+    free(items[i].json);
+  }
+  free(items);
+  return rc;
+}
+
+int64_t as_state_relay_last(as_state *st, uint16_t via) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int64_t n = 0;
+  if (sqlite3_prepare_v2(st->db, "SELECT coalesce(max(seq), 0) FROM relays WHERE via = ?1", -1, &q,
+                         NULL) == SQLITE_OK) {
+    sqlite3_bind_int(q, 1, via);
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+int as_state_relay_purge(as_state *st, uint16_t via, int64_t upto, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, "DELETE FROM relays WHERE via = ?1 AND seq <= ?2", -1, &q, NULL) !=
+      SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "purge relays");
+  } else {
+    sqlite3_bind_int(q, 1, via);
+    sqlite3_bind_int64(q, 2, upto);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "purge relays");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
 /* ---------------------------------------------------------------- open / upgrade */
 
 static const char *const versions_sql =
@@ -489,6 +581,9 @@ static const char *const versions_sql =
     "  key TEXT NOT NULL, rec BLOB NOT NULL, deleted INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
     "  PRIMARY KEY(m, part, key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(updated_us) WHERE deleted = 1;"
+    "CREATE TABLE IF NOT EXISTS relays(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  via INTEGER NOT NULL, delta TEXT NOT NULL, created_us INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS relays_via ON relays(via, seq);"
     "CREATE TABLE IF NOT EXISTS repairs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT NOT NULL, key TEXT NOT NULL, node TEXT NOT NULL,"
     "  read_from TEXT NOT NULL);";

@@ -135,6 +135,7 @@ int as_delta_copy(as_delta *dst, const as_delta *src) {
   dst->schema = src->schema;
   dst->op = src->op;
   dst->echo = src->echo;
+  dst->relayed = src->relayed;
   dst->ts_us = src->ts_us;
   dst->hlc = src->hlc;
   if (as_row_copy(&dst->row, &src->row) != AS_OK) goto fail;

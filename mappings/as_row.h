@@ -44,6 +44,7 @@ typedef struct as_delta {
   as_row row;        /* key columns always set; see above for the rest */
   char *origin;      /* node where the change first happened */
   bool echo;         /* captured from a write the connector itself applied (origin = marked node) */
+  bool relayed;      /* read from the engine's relay log, not captured (never set by adapters) */
   int64_t ts_us;     /* source commit time, µs UTC */
   int64_t hlc;       /* hybrid logical clock: (physical µs << 8) | logical counter */
   as_vv_entry *vv;   /* optional version vector, nvv entries, sorted by node name */

@@ -27,6 +27,7 @@ typedef struct mongo_op {
   bson_t *doc;      /* replacement or update document (empty for deletes) */
   size_t index;     /* index of the delta in its apply call */
   uint64_t keyhash; /* XXH3 of the filter bytes + collection, to keep per-key order */
+  bool partial;     /* an update of some columns: never creates a document */
 } mongo_op;
 
 typedef struct mongo_ops {

@@ -481,6 +481,7 @@ static int build_op(as_node *n, const as_delta *d, size_t idx, mongo_op *op, as_
     case AS_OP_UPDATE: {
       char *prev = NULL;
       op->kind = MONGO_OP_UPDATE;
+      op->partial = true;
       if (s->catch_all_idx >= 0 && as_row_has(&d->row, (size_t)s->catch_all_idx)) {
         rc = prev_catch_all(n, s, op->filter, &prev, err);
         if (rc != AS_OK) return rc;
@@ -755,7 +756,7 @@ static int exec_ops(as_node *n, mongo_ops *ops, fail_list *fails, as_error *err)
         ok = mongoc_bulk_operation_replace_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
         break;
       case MONGO_OP_UPDATE:
-        BSON_APPEND_BOOL(&o, "upsert", true);
+        BSON_APPEND_BOOL(&o, "upsert", !op->partial);
         ok = mongoc_bulk_operation_update_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
         break;
       default:
@@ -838,6 +839,103 @@ static int replay(as_node *n, as_error *err) {
   return rc;
 }
 
+/* A small open-addressing set of key hashes. */
+typedef struct keyset {
+  uint64_t *v;
+  bool *in;   /* per slot: the key exists at this point of the batch */
+  size_t cap;
+} keyset;
+
+static bool *keyset_slot(keyset *k, uint64_t h) {
+  size_t i = (size_t)h & (k->cap - 1);
+  while (k->v[i] && k->v[i] != h) i = (i + 1) & (k->cap - 1);
+  k->v[i] = h ? h : 1;
+  return &k->in[i];
+}
+
+/* Which of the partial updates' documents exist: one find per collection, in the session. */
+static int find_existing(as_node *n, mongo_ops *ops, const char *coll, keyset *ks, as_error *err) {
+  bson_t filter = BSON_INITIALIZER, orr, opts = BSON_INITIALIZER, proj;
+  const as_schema *s = NULL;
+  size_t k = 0;
+  BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &orr);
+  for (size_t i = 0; i < ops->n; i++) {
+    mongo_op *op = &ops->v[i];
+    if (!op->partial || strcmp(op->schema->collection, coll) != 0) continue;
+    char idx[24];
+    snprintf(idx, sizeof idx, "%zu", k++);
+    BSON_APPEND_DOCUMENT(&orr, idx, op->filter);
+    s = op->schema;
+  }
+  bson_append_array_end(&filter, &orr);
+  BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+  for (size_t i = 0; s && i < s->nkey; i++) BSON_APPEND_INT32(&proj, s->cols[s->key_idx[i]].field, 1);
+  bson_append_document_end(&opts, &proj);
+  int rc = session_opts(n, &opts, err);
+  mongoc_collection_t *c = mongoc_client_get_collection(n->client, n->database, coll);
+  mongoc_cursor_t *cur = rc == AS_OK ? mongoc_collection_find_with_opts(c, &filter, &opts, NULL) : NULL;
+  const bson_t *doc;
+  as_row kr = {0};
+  while (cur && mongoc_cursor_next(cur, &doc)) {
+    bson_t f = BSON_INITIALIZER;
+    if (as_row_init(&kr, s->ncols) == AS_OK && as_doc_to_key(s, doc, &kr, NULL) == AS_OK &&
+        as_key_to_filter(s, &kr, &f, NULL) == AS_OK) {
+      uint64_t h = XXH3_64bits(bson_get_data(&f), f.len) ^ XXH3_64bits(coll, strlen(coll));
+      *keyset_slot(ks, h) = true;
+    }
+    bson_destroy(&f);
+    as_row_clear(&kr);
+  }
+  bson_error_t be;
+  if (cur && mongoc_cursor_error(cur, &be)) rc = as_mongo_fail(err, "find", &be, NULL);
+  mongoc_cursor_destroy(cur);
+  mongoc_collection_destroy(c);
+  bson_destroy(&filter);
+  bson_destroy(&opts);
+  return rc;
+}
+
+/* Updates of some columns never create a document: the ones whose document does not exist
+ * when they would run (taking the batch's own earlier writes into account) are reported as
+ * missing and dropped. */
+static int drop_missing(as_node *n, mongo_ops *ops, const as_delta *d, as_dead_list *dead,
+                        as_error *err) {
+  size_t npartial = 0;
+  for (size_t i = 0; i < ops->n; i++) npartial += ops->v[i].partial;
+  if (npartial == 0) return AS_OK;
+  keyset ks = {0};
+  ks.cap = 64;
+  while (ks.cap < ops->n * 2) ks.cap *= 2;
+  ks.v = calloc(ks.cap, sizeof *ks.v);
+  ks.in = calloc(ks.cap, sizeof *ks.in);
+  int rc = ks.v && ks.in ? AS_OK : as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  for (size_t i = 0; rc == AS_OK && i < ops->n; i++) { /* one find per collection */
+    const char *coll = ops->v[i].schema->collection;
+    bool first = ops->v[i].partial;
+    for (size_t j = 0; first && j < i; j++)
+      first = !(ops->v[j].partial && strcmp(ops->v[j].schema->collection, coll) == 0);
+    if (first) rc = find_existing(n, ops, coll, &ks, err);
+  }
+  for (size_t i = 0; rc == AS_OK && i < ops->n;) {
+    mongo_op *op = &ops->v[i];
+    bool *exists = keyset_slot(&ks, op->keyhash);
+    if (op->kind == MONGO_OP_DELETE) *exists = false;
+    else if (!op->partial) *exists = true;
+    if (op->partial && !*exists) {
+      if (as_dead_list_push_missing(dead, d[op->index].schema, op->index) != AS_OK) {
+        rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+        break;
+      }
+      ops_remove(ops, i);
+      continue;
+    }
+    i++;
+  }
+  free(ks.v);
+  free(ks.in);
+  return rc;
+}
+
 static int node_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead,
                       as_error *err) {
   mongo_ops ops = {0};
@@ -868,6 +966,8 @@ static int node_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *de
       goto cleanup;
     }
   }
+  if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
+  if ((rc = drop_missing(n, &ops, d, dead, err)) != AS_OK) goto cleanup;
   for (;;) {
     if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
     rc = exec_ops(n, &ops, &f, err);

@@ -952,9 +952,40 @@ static int set_origin(as_node *n, const char *origin, as_error *err) {
 }
 
 /* The cached statement for this delta's shape (prepared on first use). */
+/* Whether an update carries only some columns (a partial row: UPDATE, never an upsert). */
+static bool partial_update(const as_delta *d) {
+  if (d->op != AS_OP_UPDATE) return false;
+  for (size_t i = 0; i < d->row.n; i++)
+    if (!d->row.set[i]) return true;
+  return false;
+}
+
+/* UPDATE t SET present non-key columns WHERE key columns (params: set columns, then keys). */
+static void update_sql(as_buf *sql, const as_schema *s, const uint8_t *mask, sq_cached *e) {
+  as_buf_append_str(sql, "UPDATE ");
+  as_sql_quote_ident(s->table, sql);
+  as_buf_append_str(sql, " SET ");
+  bool first = true;
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (!mask[i] || s->cols[i].is_key) continue;
+    if (!first) as_buf_append_str(sql, ", ");
+    first = false;
+    as_sql_quote_ident(s->cols[i].name, sql);
+    e->param_col[e->nparams++] = (int)i;
+    as_buf_printf(sql, " = ?%d", e->nparams);
+  }
+  as_buf_append_str(sql, " WHERE ");
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (k) as_buf_append_str(sql, " AND ");
+    as_sql_quote_ident(s->cols[s->key_idx[k]].name, sql);
+    e->param_col[e->nparams++] = (int)s->key_idx[k];
+    as_buf_printf(sql, " = ?%d", e->nparams);
+  }
+}
+
 static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *err) {
   const as_schema *s = d->schema;
-  as_op op = d->op == AS_OP_DELETE ? AS_OP_DELETE : AS_OP_INSERT;
+  as_op op = d->op == AS_OP_DELETE ? AS_OP_DELETE : partial_update(d) ? AS_OP_UPDATE : AS_OP_INSERT;
   sq_cached *c = n->last;
   for (size_t k = 0; k <= n->ncache; k++) {
     if (c && c->schema == s && c->op == op &&
@@ -990,9 +1021,13 @@ static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *er
       goto fail;
     }
     memcpy(e.mask, d->row.set, s->ncols);
-    for (size_t i = 0; i < s->ncols; i++)
-      if (e.mask[i]) e.param_col[e.nparams++] = (int)i;
-    sq_upsert_sql(&sql, s, e.mask);
+    if (op == AS_OP_UPDATE) {
+      update_sql(&sql, s, e.mask, &e);
+    } else {
+      for (size_t i = 0; i < s->ncols; i++)
+        if (e.mask[i]) e.param_col[e.nparams++] = (int)i;
+      sq_upsert_sql(&sql, s, e.mask);
+    }
   }
   if ((ret = prep(n->db, as_buf_cstr(&sql), &e.st, err)) != AS_OK) {
     as_error_prefix(err, "mapping %s, table \"%s\"", s->name, s->table);
@@ -1052,12 +1087,16 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
           ret = sq_bind_value(c->st, p + 1, &d->row.v[col], &e);
         }
       }
+      bool missing = false;
       if (ret == AS_OK) {
         int rc = sqlite3_step(c->st);
         if (rc != SQLITE_DONE) ret = sq_fail(n->db, rc, &e, as_op_name(d->op));
+        else missing = c->op == AS_OP_UPDATE && sqlite3_changes(n->db) == 0;
       }
       sqlite3_reset(c->st);
       sqlite3_clear_bindings(c->st);
+      if (missing && (!dead || as_dead_list_push_missing(dead, d->schema, i) != AS_OK))
+        return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
     } else if (ret != AS_EDATA) {
       return ret; /* prepare failed: the table does not fit the mapping */
     }

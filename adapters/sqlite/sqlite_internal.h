@@ -13,7 +13,8 @@
 /* One cached prepared write statement: (schema, op, set of present columns). */
 typedef struct sq_cached {
   const as_schema *schema;
-  as_op op;      /* AS_OP_INSERT: insert and update (upserts); AS_OP_DELETE; 0: read_row */
+  as_op op;      /* AS_OP_INSERT: insert and full-row update (upserts); AS_OP_UPDATE: partial
+                    update (UPDATE ... WHERE key); AS_OP_DELETE; 0: read_row */
   uint8_t *mask; /* ncols presence flags (NULL for deletes) */
   sqlite3_stmt *st;
   int *param_col; /* parameter i+1 binds column param_col[i] */

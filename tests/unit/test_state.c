@@ -270,9 +270,10 @@ START_TEST(route_peer_to_peer) {
   ck_assert(as_route_pair(&c, "m", "p"));
   ck_assert(as_route_pair(&c, "p", "s"));
   ck_assert(!as_route_pair(&c, "m", "m"));
-  ck_assert(as_route_forward(&c, "m", "p", "m", false));   /* own change */
-  ck_assert(!as_route_forward(&c, "p", "s", "m", true));   /* echoes never travel */
-  ck_assert(!as_route_forward(&c, "p", "m", "m", true));   /* never back to origin */
+  ck_assert(as_route_forward(&c, "m", "p", "m", false, false));   /* own change */
+  ck_assert(!as_route_relays(&c, "p", "m"));                      /* nothing relayed */
+  ck_assert(!as_route_forward(&c, "p", "s", "m", true, false));   /* echoes never travel */
+  ck_assert(!as_route_forward(&c, "p", "m", "m", false, true));   /* never back to origin */
 }
 END_TEST
 
@@ -282,9 +283,13 @@ START_TEST(route_hub_and_spoke) {
   ck_assert(as_route_pair(&c, "p", "m"));
   ck_assert(as_route_pair(&c, "m", "s"));
   ck_assert(!as_route_pair(&c, "p", "s")); /* spokes talk only through the hub */
-  ck_assert(as_route_forward(&c, "p", "m", "p", false));
-  ck_assert(as_route_forward(&c, "m", "s", "p", true));  /* hub relays p's change to s */
-  ck_assert(!as_route_forward(&c, "m", "p", "p", true)); /* not back to p */
+  ck_assert(as_route_forward(&c, "p", "m", "p", false, false));
+  ck_assert(!as_route_forward(&c, "p", "m", "s", false, false)); /* not p's own change */
+  ck_assert(as_route_forward(&c, "m", "s", "p", false, true));  /* hub relays p's change to s */
+  ck_assert(as_route_relays(&c, "m", "p"));
+  ck_assert(!as_route_relays(&c, "p", "m"));                     /* spokes relay nothing */
+  ck_assert(!as_route_forward(&c, "m", "s", "p", true, false));  /* echoes never travel */
+  ck_assert(!as_route_forward(&c, "m", "p", "p", false, true)); /* not back to p */
 }
 END_TEST
 
@@ -296,8 +301,10 @@ START_TEST(route_ring) {
   ck_assert(as_route_pair(&c, "m", "p"));
   ck_assert(as_route_pair(&c, "s", "m"));
   ck_assert(!as_route_pair(&c, "p", "m"));
-  ck_assert(as_route_forward(&c, "p", "s", "m", true));  /* m's change goes on around */
-  ck_assert(!as_route_forward(&c, "s", "m", "m", true)); /* stops before returning to m */
+  ck_assert(as_route_forward(&c, "p", "s", "m", false, true));  /* m's change goes on around */
+  ck_assert(as_route_relays(&c, "p", "m"));
+  ck_assert(!as_route_forward(&c, "s", "m", "m", false, true)); /* stops before returning to m */
+  ck_assert(!as_route_relays(&c, "s", "m"));
 }
 END_TEST
 
