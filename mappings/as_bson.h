@@ -1,4 +1,4 @@
-/* as_bson.h — the mapping layer between MongoDB documents and typed rows (DESIGN.md §4).
+/* as_bson.h — the mapping layer between MongoDB documents and typed rows (docs/ARCHITECTURE.md).
  *
  * BSON -> value, per column type (anything else is an AS_EDATA error naming mapping, key,
  * field and value; never a silent loss):
@@ -23,36 +23,19 @@
  *   JSON -> BSON: integer -> int32 if it fits, else int64; number with '.'/exponent -> double;
  *   the wrappers above -> their types.
  *
- * Decisions of the implementation (as_bson.c):
- * - Paths: a missing field or a null anywhere on a column's path gives NULL. Any other
- *   non-document in the middle of a path (column "account.balance", "account" is a string or
- *   an array) is AS_EDATA ("cannot descend into string \"x\" at \"account\""): the value would
- *   otherwise be lost, since the catch-all does not gather a field a column path starts with.
- *   Array indexes in column paths are not supported.
- * - Catch-all: every field no column path (or child-table field) leads to, also inside the
- *   documents that columns descend into, kept nested: {"account":{"note":"x"}} when only
- *   account.balance is mapped. NULL when there is none. Without a catch-all such fields are
- *   ignored (MongoDB updates use $set, so they are not lost there).
- * - as_row_to_doc order: mapped columns in schema order (columns sharing a parent document
- *   are grouped where the first of them is), then the catch-all fields of that document in
- *   their stored order. A document already in that order round-trips byte for byte; others
- *   come back with the same fields and values in that order.
- * - Written back: int64 as int32 when it fits (as the drivers write small integers), bytes as
- *   subtype 0 (2 and 0x80 become 0), uuid as subtype 4, timestamp and date as BSON dates.
- *   A NaN's payload/sign bits are not kept (AS-JSON has one NaN).
- * - Messages: "mapping M, key K, field \"F\": cannot store T V in TYPE column \"C\"[: reason]",
- *   K the canonical JSON of the key ({"id":{"$uuid":"..."}}) or ? when the key itself cannot
- *   be read; V the AS-JSON of the value (plain digits for int64), cut at 100 characters.
+ * Contract of every function below:
  * - Output bson_t parameters are initialised by the call (bson_init; a previous heap content
  *   must be destroyed by the caller first) and are always safe to bson_destroy afterwards.
  *   Output rows: a zeroed as_row ({0}) or a row from as_row_init/an earlier call, reused.
- * - Performance: one walk over the document, field names matched against the column path
- *   parts of the current depth (bucketed by length); string values of a reused row reuse
- *   their buffers. AS-JSON -> BSON goes through a streaming transcoder for plain JSON and the
- *   common wrappers, and falls back to jansson for the rest (same result); the fast path
- *   does not validate UTF-8 and keeps duplicate keys as they come (jansson keeps the last).
- * - Child tables: a child's array field (undotted) is neither a column nor catch-all data;
- *   dotted child fields are not recognised here and land in the catch-all.
+ * - Errors name mapping, key, field and value (details at the top of each file).
+ *
+ * Where each part lives (each file states its own decisions at its top):
+ *   as_asjson_write.c   BSON -> AS-JSON              as_asjson_read.c  AS-JSON -> BSON
+ *   as_bson_value.c     one BSON value <-> one typed value (the table above), messages
+ *   as_bson_to_row.c    document -> row/key: paths, nulls, catch-all gathering, child tables
+ *   as_bson_from_row.c  row -> document: field order; key -> filter
+ *   as_bson_update.c    delta -> {"$set","$unset"}
+ *   as_bson_priv.h      what those files share (fast BSON iterator, raw BSON writer)
  */
 #ifndef AS_BSON_H
 #define AS_BSON_H
