@@ -1,273 +1,121 @@
-/* as_asjson_read.c — AS-JSON text -> BSON (the forms are listed in as_bson.h).
+/* as_asjson_read.c — AS-JSON text -> BSON: the one decoder (the forms, and the "$" escape of
+ * keys, are listed in as_bson.h).
  *
  * Decisions:
- * - Two paths giving the same BSON: a streaming transcoder (as_jsonr_*) for plain JSON and the
- *   common wrappers, writing raw BSON elements (as_bson_priv.h); everything else (other
- *   wrappers, integers beyond int64, anything it gives up on) by jansson.
- * - Integers beyond int64 become doubles (PostgreSQL jsonb prints 1e20 as
- *   100000000000000000000).
- * - A malformed wrapper ({"$oid":"xyz"}) stays a plain document.
- * - The fast path does not validate UTF-8 and keeps duplicate keys as they come (jansson
- *   keeps the last).
+ * - One streaming decoder writes raw BSON elements (as_bson_priv.h) as it reads; no
+ *   intermediate tree. It is strict JSON (RFC 8259) plus the AS-JSON rules; anything else is
+ *   AS_EINVAL with "line L column C: reason".
+ * - Strings and keys must be valid UTF-8 (no overlong forms, no surrogates, nothing above
+ *   U+10FFFF; \u escapes must pair surrogates): otherwise an error, never replaced.
+ * - Duplicate keys in one object are an error naming the key: a document cannot hold them
+ *   the way JSON text can, and keeping one of them would drop data without a word.
+ * - Keys: "$$x" is the document key "$x"; a key with one '$' is a wrapper and must be one of
+ *   the forms of as_bson.h, complete and alone in its object (members of a wrapper may come
+ *   in any order: PostgreSQL jsonb reorders them); anything else is an error naming the key.
+ *   In a document context (as_asjson_to_bson, the catch-all) the top level is a document, so
+ *   a single-'$' key there is an error too. A key may not hold NUL (\u0000).
+ * - Numbers: an integer is int32 if it fits, else int64, else (beyond int64) a double
+ *   (PostgreSQL jsonb prints 1e20 as 100000000000000000000); a number with '.' or an exponent
+ *   is a double (strtod: correctly rounded).
+ * - Wrapper values are checked: $oid 24 hex digits, $numberInt/$numberLong "-?digits" in
+ *   range, $numberDouble a JSON number or NaN/Infinity/-Infinity, $numberDecimal what libbson
+ *   parses, $binary base64 and a subtype of 1-2 hex digits, $timestamp t and i in 0..2^32-1,
+ *   $date {"$numberLong":"ms"} (or an integer), regex pattern/options without NUL (options
+ *   are kept as written, not sorted), $minKey/$maxKey 1, $undefined true.
  * - Decimal text -> Decimal128 has an exact fast path for "[-]digits[.digits]" up to 19
  *   digits; libbson does the rest (same bits as bson_decimal128_from_string_w_len).
+ * - Nesting deeper than AS_JSON_MAX_DEPTH is an error.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "as_bson_priv.h"
 
-/* ================================================================ AS-JSON reader */
+/* ================================================================ errors */
 
-
-static int json_to_bson_doc(bson_t *dst, const json_t *j, int depth) {
-  if (depth > 200) return AS_EINVAL;
-  if (json_is_array(j)) {
-    char kb[16];
-    const char *k;
-    for (size_t i = 0; i < json_array_size(j); i++) {
-      size_t kl = bson_uint32_to_string((uint32_t)i, &k, kb, sizeof kb);
-      int rc = as_jsonr_jansson_value(dst, k, (int)kl, json_array_get(j, i), depth);
-      if (rc != AS_OK) return rc;
-    }
-    return AS_OK;
-  }
-  const char *k;
-  size_t kl;
-  json_t *v;
-  json_object_keylen_foreach((json_t *)j, k, kl, v) {
-    if (memchr(k, '\0', kl)) return AS_EINVAL; /* BSON keys cannot hold NUL */
-    int rc = as_jsonr_jansson_value(dst, k, (int)kl, v, depth);
-    if (rc != AS_OK) return rc;
-  }
-  return AS_OK;
+/* Records the first error (its position and message); returns AS_EINVAL. */
+static int fail(as_jsonr *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(as_jsonr *j, const char *fmt, ...) {
+  if (j->msg[0]) return AS_EINVAL;
+  j->at = j->p;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(j->msg, sizeof j->msg, fmt, ap);
+  va_end(ap);
+  return AS_EINVAL;
 }
 
-static const char *obj_str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
-
-bool as_jsonr_parse_i64(const char *s, int64_t *out) {
-  if (!s || !*s) return false;
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (*end || errno) return false;
-  *out = v;
-  return true;
+static int oom(as_jsonr *j) {
+  fail(j, "out of memory or document over 16 MiB");
+  return AS_ERR;
 }
 
-/* Recognises the extended JSON wrappers; returns 1 if appended, 0 if j is a plain object. */
-static int wrapper(bson_t *dst, const char *key, int kl, const json_t *j, int depth) {
-  size_t n = json_object_size(j);
-  if (n == 0 || n > 2) return 0;
-  void *iter = json_object_iter((json_t *)j);
-  const char *k = json_object_iter_key(iter);
-  const json_t *v = json_object_iter_value(iter);
-  if (k[0] != '$') return 0;
-  if (n == 2) {
-    const json_t *code = json_object_get(j, "$code"), *scope = json_object_get(j, "$scope");
-    if (!json_is_string(code) || !json_is_object(scope)) return 0;
-    bson_t sc = BSON_INITIALIZER;
-    int rc = json_to_bson_doc(&sc, scope, depth + 1);
-    if (rc == AS_OK && !bson_append_code_with_scope(dst, key, kl, json_string_value(code), &sc)) rc = AS_EINVAL;
-    bson_destroy(&sc);
-    return rc == AS_OK ? 1 : rc;
-  }
-  const char *s = json_string_value(v);
-  if (strcmp(k, "$oid") == 0) {
-    if (!s || strlen(s) != 24 || !bson_oid_is_valid(s, 24)) return 0;
-    bson_oid_t oid;
-    bson_oid_init_from_string(&oid, s);
-    return bson_append_oid(dst, key, kl, &oid) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$numberLong") == 0 || strcmp(k, "$numberInt") == 0) {
-    int64_t x;
-    if (!as_jsonr_parse_i64(s, &x)) return 0;
-    if (k[7] == 'I') {
-      if (x < INT32_MIN || x > INT32_MAX) return 0;
-      return bson_append_int32(dst, key, kl, (int32_t)x) ? 1 : AS_EINVAL;
-    }
-    return bson_append_int64(dst, key, kl, x) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$numberDouble") == 0) {
-    if (!s) return 0;
-    double d;
-    if (strcmp(s, "NaN") == 0) d = NAN;
-    else if (strcmp(s, "Infinity") == 0) d = INFINITY;
-    else if (strcmp(s, "-Infinity") == 0) d = -INFINITY;
-    else {
-      char *end;
-      d = strtod(s, &end);
-      if (*end || !*s) return 0;
-    }
-    return bson_append_double(dst, key, kl, d) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$numberDecimal") == 0) {
-    bson_decimal128_t dec;
-    if (!s || !bson_decimal128_from_string(s, &dec)) return 0;
-    return bson_append_decimal128(dst, key, kl, &dec) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$date") == 0) {
-    int64_t ms;
-    if (json_is_object(v) && json_object_size(v) == 1 && as_jsonr_parse_i64(obj_str(v, "$numberLong"), &ms))
-      return bson_append_date_time(dst, key, kl, ms) ? 1 : AS_EINVAL;
-    if (json_is_integer(v)) return bson_append_date_time(dst, key, kl, json_integer_value(v)) ? 1 : AS_EINVAL;
-    return 0;
-  }
-  if (strcmp(k, "$binary") == 0) {
-    const char *b64 = obj_str(v, "base64"), *st = obj_str(v, "subType");
-    if (!b64 || !st || json_object_size(v) != 2 || strlen(st) < 1 || strlen(st) > 2) return 0;
-    char *end;
-    long sub = strtol(st, &end, 16);
-    if (*end) return 0;
-    as_buf raw = AS_BUF_INIT;
-    int rc = as_base64_decode(b64, strlen(b64), &raw);
-    if (rc == AS_OK)
-      rc = bson_append_binary(dst, key, kl, (bson_subtype_t)sub, raw.data ? raw.data : (const uint8_t *)"",
-                              (uint32_t)raw.len) ? 1 : AS_EINVAL;
-    else rc = 0;
-    as_buf_free(&raw);
-    return rc;
-  }
-  if (strcmp(k, "$timestamp") == 0) {
-    const json_t *t = json_object_get(v, "t"), *i = json_object_get(v, "i");
-    if (!json_is_integer(t) || !json_is_integer(i) || json_object_size(v) != 2) return 0;
-    return bson_append_timestamp(dst, key, kl, (uint32_t)json_integer_value(t),
-                                 (uint32_t)json_integer_value(i)) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$regularExpression") == 0) {
-    const char *p = obj_str(v, "pattern"), *o = obj_str(v, "options");
-    if (!p || !o || json_object_size(v) != 2) return 0;
-    return bson_append_regex(dst, key, kl, p, o) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$minKey") == 0 || strcmp(k, "$maxKey") == 0) {
-    if (!json_is_integer(v) || json_integer_value(v) != 1) return 0;
-    return (k[2] == 'i' ? bson_append_minkey(dst, key, kl) : bson_append_maxkey(dst, key, kl)) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$symbol") == 0) {
-    if (!s) return 0;
-    return bson_append_symbol(dst, key, kl, s, (int)json_string_length(v)) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$code") == 0) {
-    if (!s) return 0;
-    return bson_append_code(dst, key, kl, s) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$undefined") == 0) {
-    if (!json_is_true(v)) return 0;
-    return bson_append_undefined(dst, key, kl) ? 1 : AS_EINVAL;
-  }
-  if (strcmp(k, "$dbPointer") == 0) {
-    const char *ref = obj_str(v, "$ref");
-    const json_t *id = json_object_get(v, "$id");
-    const char *ids = json_is_object(id) && json_object_size(id) == 1 ? obj_str(id, "$oid") : NULL;
-    if (!ref || !ids || strlen(ids) != 24 || !bson_oid_is_valid(ids, 24) || json_object_size(v) != 2) return 0;
-    bson_oid_t oid;
-    bson_oid_init_from_string(&oid, ids);
-    return bson_append_dbpointer(dst, key, kl, ref, &oid) ? 1 : AS_EINVAL;
-  }
-  return 0;
+/* A key for a message: at most 60 bytes, quoted. */
+static const char *show(const char *k, size_t n, char out[80]) {
+  snprintf(out, 80, "\"%.*s%s\"", (int)(n > 60 ? 60 : n), k, n > 60 ? "..." : "");
+  return out;
 }
 
-int as_jsonr_jansson_value(bson_t *dst, const char *key, int kl, const json_t *j, int depth) {
-  bool ok = true;
-  switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-      int w = wrapper(dst, key, kl, j, depth);
-      if (w < 0) return w;
-      if (w == 1) return AS_OK;
-      bson_t child;
-      if (!bson_append_document_begin(dst, key, kl, &child)) return AS_EINVAL;
-      int rc = json_to_bson_doc(&child, j, depth + 1);
-      if (!bson_append_document_end(dst, &child) && rc == AS_OK) rc = AS_EINVAL;
-      return rc;
-    }
-    case JSON_ARRAY: {
-      bson_t child;
-      if (!bson_append_array_begin(dst, key, kl, &child)) return AS_EINVAL;
-      int rc = json_to_bson_doc(&child, j, depth + 1);
-      if (!bson_append_array_end(dst, &child) && rc == AS_OK) rc = AS_EINVAL;
-      return rc;
-    }
-    case JSON_STRING:
-      ok = bson_append_utf8(dst, key, kl, json_string_value(j), (int)json_string_length(j));
-      break;
-    case JSON_INTEGER: {
-      json_int_t v = json_integer_value(j);
-      ok = (v >= INT32_MIN && v <= INT32_MAX) ? bson_append_int32(dst, key, kl, (int32_t)v)
-                                               : bson_append_int64(dst, key, kl, v);
-      break;
-    }
-    case JSON_REAL: ok = bson_append_double(dst, key, kl, json_real_value(j)); break;
-    case JSON_TRUE: ok = bson_append_bool(dst, key, kl, true); break;
-    case JSON_FALSE: ok = bson_append_bool(dst, key, kl, false); break;
-    case JSON_NULL: ok = bson_append_null(dst, key, kl); break;
-  }
-  return ok ? AS_OK : AS_EINVAL;
-}
-
-/* Integer literals beyond int64 (jansson refuses them) become reals: "1e20" that PostgreSQL
- * jsonb printed as 100000000000000000000 goes back to the double it was. */
-static int fix_big_ints(const char *s, size_t len, as_buf *out) {
-  size_t i = 0;
-  while (i < len) {
-    if (s[i] == '"') {
-      size_t st = i++;
-      while (i < len && s[i] != '"') i += s[i] == '\\' ? 2 : 1;
-      i = i < len ? i + 1 : len;
-      if (as_buf_append(out, s + st, i - st)) return AS_ERR;
-    } else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
-      size_t st = i;
-      bool real = false;
-      while (i < len && strchr("-+.eE0123456789", s[i]) && s[i]) {
-        if (s[i] == '.' || s[i] == 'e' || s[i] == 'E') real = true;
-        i++;
-      }
-      if (as_buf_append(out, s + st, i - st)) return AS_ERR;
-      bool overflow = false;
-      if (!real && i - st >= 19) {
-        char num[64];
-        size_t n = i - st < sizeof num ? i - st : sizeof num - 1;
-        memcpy(num, s + st, n);
-        num[n] = '\0';
-        errno = 0;
-        (void)strtoll(num, NULL, 10);
-        overflow = errno == ERANGE || i - st >= sizeof num;
-      }
-      if (overflow && as_buf_append(out, ".0", 2)) return AS_ERR;
+int as_jsonr_error(const as_jsonr *j, int rc, as_error *err) {
+  if (rc == AS_OK) return AS_OK;
+  size_t line = 1, col = 1;
+  for (const char *p = j->start; p < j->at && p < j->end; p++) {
+    if (*p == '\n') {
+      line++;
+      col = 1;
     } else {
-      if (as_buf_putc(out, (uint8_t)s[i++])) return AS_ERR;
+      col++;
     }
   }
-  return AS_OK;
+  return as_error_set(err, AS_DOM_CODEC, rc == AS_ERR ? AS_ERR : AS_EINVAL, "invalid AS-JSON at line %zu column %zu: %s",
+                      line, col, j->msg[0] ? j->msg : "syntax error");
 }
 
-json_t *as_jsonr_load(const char *json, size_t len, as_error *err) {
-  json_error_t je;
-  json_t *j = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-  if (!j && strstr(je.text, "too big")) {
-    as_buf fixed = AS_BUF_INIT;
-    if (fix_big_ints(json, len, &fixed) == AS_OK)
-      j = json_loadb((const char *)fixed.data, fixed.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-    as_buf_free(&fixed);
+void as_jsonr_init(as_jsonr *j, const char *json, size_t len) {
+  j->start = j->p = json ? json : "";
+  j->end = j->p + (json ? len : 0);
+  j->at = NULL;
+  j->msg[0] = '\0';
+  j->tmp = (as_buf)AS_BUF_INIT;
+  j->ents = j->ent_inl;
+  j->nents = 0;
+  j->cents = AS_JSONR_INLINE;
+  j->arena = NULL;
+}
+
+void as_jsonr_free(as_jsonr *j) {
+  as_buf_free(&j->tmp);
+  if (j->ents != j->ent_inl) free(j->ents);
+  j->ents = j->ent_inl;
+  while (j->arena) {
+    as_jsonr_chunk *c = j->arena;
+    j->arena = c->next;
+    free(c);
   }
-  if (!j) as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON: %s (line %d column %d)", je.text, je.line, je.column);
-  return j;
 }
 
-/* ---------------------------------------------------------------- fast AS-JSON -> BSON
- *
- * A streaming transcoder for the hot path (MongoDB sink: json and catch-all values). It
- * handles plain JSON and the common wrappers ($numberLong, $numberInt, $numberDouble,
- * $numberDecimal, $oid, $date:{$numberLong}, $symbol, $code as a single key); an object whose
- * first key is any other "$..." is converted by the jansson path (wrapper() above) on its
- * own text. Anything else unusual (integers beyond int64, invalid JSON, NUL in a key) makes it
- * give up, and the caller redoes the whole value with jansson, so both paths give the same
- * BSON. Not checked here (jansson would): invalid UTF-8 in strings, duplicate keys (kept as
- * they come; jansson keeps the last value). */
+/* ================================================================ lexing */
 
 void as_jsonr_ws(as_jsonr *j) {
   while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+/* Skips blanks, then expects c. */
+static bool expect(as_jsonr *j, char c) {
+  as_jsonr_ws(j);
+  if (j->p < j->end && *j->p == c) {
+    j->p++;
+    return true;
+  }
+  return false;
+}
+
+static bool peek(as_jsonr *j, char c) {
+  as_jsonr_ws(j);
+  return j->p < j->end && *j->p == c;
 }
 
 static int hex4(const char *p) {
@@ -283,31 +131,82 @@ static int hex4(const char *p) {
   return v;
 }
 
-/* Parses a string at j->p ('"'). Unescaped strings point into the text (*tmp untouched);
- * escaped ones are decoded into tmp. */
-int as_jsonr_string(as_jsonr *j, const char **s, size_t *n, as_buf *tmp) {
-  const char *p = ++j->p;
-  while (p < j->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
-  if (p >= j->end) return FJ_FAIL;
-  if (*p == '"') {
-    *s = j->p;
-    *n = (size_t)(p - j->p);
-    j->p = p + 1;
-    return AS_OK;
+/* A \u escape at j->p (after the 'u'), pairs included, as UTF-8 into out; its length or 0. */
+static size_t unicode_escape(as_jsonr *j, uint8_t out[4]) {
+  if (j->end - j->p < 4) return 0;
+  int32_t cp = hex4(j->p);
+  if (cp < 0) return 0;
+  j->p += 4;
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u') return 0;
+    int lo = hex4(j->p + 2);
+    if (lo < 0xDC00 || lo > 0xDFFF) return 0;
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    j->p += 6;
+  } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+    return 0;
   }
-  as_buf_reset(tmp);
-  if (as_buf_append(tmp, j->p, (size_t)(p - j->p))) return AS_ERR;
-  while (p < j->end && *p != '"') {
-    unsigned char c = (unsigned char)*p;
-    if (c < 0x20) return FJ_FAIL;
-    if (c != '\\') {
-      const char *st = p;
-      while (p < j->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
-      if (as_buf_append(tmp, st, (size_t)(p - st))) return AS_ERR;
+  if (cp < 0x80) {
+    out[0] = (uint8_t)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = (uint8_t)(0xC0 | cp >> 6);
+    out[1] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = (uint8_t)(0xE0 | cp >> 12);
+    out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (uint8_t)(0xF0 | cp >> 18);
+  out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+  out[3] = (uint8_t)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* 1 for the bytes a string may hold as they are: 0x20..0x7f except '"' and '\\'. */
+static const uint8_t plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Plain bytes from j->p up to the next '"', '\\' or control byte, UTF-8 checked. */
+static bool plain_run(as_jsonr *j) {
+  const uint8_t *p = (const uint8_t *)j->p, *e = (const uint8_t *)j->end;
+  for (;;) {
+    while (p < e && plain[*p]) p++;
+    if (p >= e || *p < 0x80) break;
+    size_t k = as_utf8_seq(p, e);
+    if (k == 0) {
+      j->p = (const char *)p;
+      return false;
+    }
+    p += k;
+  }
+  j->p = (const char *)p;
+  return true;
+}
+
+/* The rest of a string with escapes (j->p at the first '\\'), decoded into buf. */
+static int escaped_string(as_jsonr *j, const char *st, as_buf *buf) {
+  as_buf_reset(buf);
+  if (as_buf_append(buf, st, (size_t)(j->p - st))) return oom(j);
+  while (j->p < j->end && *j->p != '"') {
+    if (*j->p != '\\') {
+      const char *run = j->p;
+      if (!plain_run(j)) return fail(j, "string is not valid UTF-8");
+      if (j->p == run) return fail(j, "control character in a string");
+      if (as_buf_append(buf, run, (size_t)(j->p - run))) return oom(j);
       continue;
     }
-    if (++p >= j->end) return FJ_FAIL;
-    char e = *p++;
+    if (++j->p >= j->end) break;
+    char e = *j->p++;
     uint8_t out[4];
     size_t no = 1;
     switch (e) {
@@ -319,74 +218,123 @@ int as_jsonr_string(as_jsonr *j, const char **s, size_t *n, as_buf *tmp) {
       case 'n': out[0] = '\n'; break;
       case 'r': out[0] = '\r'; break;
       case 't': out[0] = '\t'; break;
-      case 'u': {
-        if (j->end - p < 4) return FJ_FAIL;
-        int32_t cp = hex4(p);
-        if (cp < 0) return FJ_FAIL;
-        p += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          if (j->end - p < 6 || p[0] != '\\' || p[1] != 'u') return FJ_FAIL;
-          int lo = hex4(p + 2);
-          if (lo < 0xDC00 || lo > 0xDFFF) return FJ_FAIL;
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          p += 6;
-        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-          return FJ_FAIL;
-        }
-        if (cp < 0x80) {
-          out[0] = (uint8_t)cp;
-        } else if (cp < 0x800) {
-          out[0] = (uint8_t)(0xC0 | cp >> 6);
-          out[1] = (uint8_t)(0x80 | (cp & 0x3F));
-          no = 2;
-        } else if (cp < 0x10000) {
-          out[0] = (uint8_t)(0xE0 | cp >> 12);
-          out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-          out[2] = (uint8_t)(0x80 | (cp & 0x3F));
-          no = 3;
-        } else {
-          out[0] = (uint8_t)(0xF0 | cp >> 18);
-          out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-          out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-          out[3] = (uint8_t)(0x80 | (cp & 0x3F));
-          no = 4;
-        }
+      case 'u':
+        if ((no = unicode_escape(j, out)) == 0) return fail(j, "bad \\u escape (or an unpaired surrogate)");
         break;
-      }
-      default: return FJ_FAIL;
+      default: j->p--; return fail(j, "bad escape in a string");
     }
-    if (as_buf_append(tmp, out, no)) return AS_ERR;
+    if (as_buf_append(buf, out, no)) return oom(j);
   }
-  if (p >= j->end) return FJ_FAIL;
-  j->p = p + 1;
-  *s = tmp->data ? (const char *)tmp->data : "";
-  *n = tmp->len;
+  if (j->p >= j->end) return fail(j, "unterminated string");
+  j->p++;
   return AS_OK;
 }
 
-/* Skips one JSON value (for handing an object to the jansson path). */
-int as_jsonr_skip(as_jsonr *j) {
-  int depth = 0;
-  do {
-    as_jsonr_ws(j);
-    if (j->p >= j->end) return FJ_FAIL;
-    char c = *j->p;
-    if (c == '"') {
-      j->p++;
-      while (j->p < j->end && *j->p != '"') j->p += *j->p == '\\' ? 2 : 1;
-      if (j->p >= j->end) return FJ_FAIL;
-      j->p++;
-    } else if (c == '{' || c == '[') {
-      depth++;
-      j->p++;
-    } else if (c == '}' || c == ']') {
-      depth--;
-      j->p++;
-    } else {
-      j->p++;
-    }
-  } while (depth > 0);
+/* A string at j->p (after blanks). Unescaped strings point into the text; escaped ones are
+ * decoded into buf (reset first). */
+static int string_in(as_jsonr *j, const char **s, size_t *n, as_buf *buf) {
+  as_jsonr_ws(j);
+  if (j->p >= j->end || *j->p != '"') return fail(j, "expected a string");
+  const char *st = ++j->p;
+  const uint8_t *p = (const uint8_t *)st, *e = (const uint8_t *)j->end;
+  while (p < e && plain[*p]) p++; /* the common case, inline: ASCII without escapes */
+  j->p = (const char *)p;
+  if ((p >= e || *p != '"') && !plain_run(j)) return fail(j, "string is not valid UTF-8");
+  if (j->p >= j->end) return fail(j, "unterminated string");
+  if (*j->p == '"') {
+    *s = st;
+    *n = (size_t)(j->p - st);
+    j->p++;
+    return AS_OK;
+  }
+  if (*j->p != '\\') return fail(j, "control character in a string");
+  int rc = escaped_string(j, st, buf);
+  if (rc != AS_OK) return rc;
+  *s = buf->data ? (const char *)buf->data : "";
+  *n = buf->len;
   return AS_OK;
+}
+
+int as_jsonr_string(as_jsonr *j, const char **s, size_t *n) { return string_in(j, s, n, &j->tmp); }
+
+/* ================================================================ numbers */
+
+/* Decimal integer text "-?digits" (no sign '+', no blanks) in int64. */
+bool as_jsonr_parse_i64(const char *s, size_t n, int64_t *out) {
+  const char *p = s, *e = s + n;
+  bool neg = p < e && *p == '-';
+  if (neg) p++;
+  if (p >= e) return false;
+  uint64_t u = 0, lim = neg ? 9223372036854775808ULL : 9223372036854775807ULL;
+  for (; p < e; p++) {
+    if (*p < '0' || *p > '9') return false;
+    unsigned dgt = (unsigned)(*p - '0');
+    if (u > (lim - dgt) / 10) return false;
+    u = u * 10 + dgt;
+  }
+  *out = neg ? (int64_t)(0 - u) : (int64_t)u;
+  return true;
+}
+
+/* Length of a JSON number at s[0..n) (RFC 8259 grammar), 0 if there is none; *real says
+ * whether it has a fraction or an exponent. */
+static size_t number_len(const char *s, const char *e, bool *real) {
+  const char *p = s;
+  *real = false;
+  if (p < e && *p == '-') p++;
+  if (p >= e || *p < '0' || *p > '9') return 0;
+  if (*p == '0') p++;
+  else while (p < e && *p >= '0' && *p <= '9') p++;
+  if (p < e && *p == '.') {
+    *real = true;
+    if (++p >= e || *p < '0' || *p > '9') return 0;
+    while (p < e && *p >= '0' && *p <= '9') p++;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    *real = true;
+    p++;
+    if (p < e && (*p == '+' || *p == '-')) p++;
+    if (p >= e || *p < '0' || *p > '9') return 0;
+    while (p < e && *p >= '0' && *p <= '9') p++;
+  }
+  return (size_t)(p - s);
+}
+
+static double to_double(const char *s, size_t n) {
+  char num[400];
+  if (n >= sizeof num) { /* absurdly long: strtod on a heap copy */
+    char *h = strndup(s, n);
+    double d = h ? strtod(h, NULL) : NAN;
+    free(h);
+    return d;
+  }
+  memcpy(num, s, n);
+  num[n] = '\0';
+  return strtod(num, NULL);
+}
+
+static int number(as_jsonr *j, as_buf *dst, const char *key, size_t kl) {
+  bool real;
+  size_t n = number_len(j->p, j->end, &real);
+  if (n == 0) return fail(j, "bad number");
+  const char *s = j->p;
+  if (j->p + n < j->end && (j->p[n] == '-' || j->p[n] == '+' || (j->p[n] >= '0' && j->p[n] <= '9')))
+    return fail(j, "bad number (leading zero?)");
+  j->p += n;
+  int64_t v;
+  int w = !real && as_jsonr_parse_i64(s, n, &v) ? rw_int(dst, key, kl, v) : rw_double(dst, key, kl, to_double(s, n));
+  return w == AS_OK ? AS_OK : oom(j);
+}
+
+/* $numberDouble text: a JSON number, NaN, Infinity or -Infinity. */
+static bool double_text(const char *s, size_t n, double *d) {
+  bool real;
+  if (n == 3 && memcmp(s, "NaN", 3) == 0) *d = NAN;
+  else if (n == 8 && memcmp(s, "Infinity", 8) == 0) *d = INFINITY;
+  else if (n == 9 && memcmp(s, "-Infinity", 9) == 0) *d = -INFINITY;
+  else if (n > 0 && number_len(s, s + n, &real) == n) *d = to_double(s, n);
+  else return false;
+  return true;
 }
 
 /* Decimal text -> Decimal128 as bson_decimal128_from_string_w_len: plain "[-]digits[.digits]"
@@ -407,379 +355,593 @@ bool as_dec128_from_str(const char *s, size_t n, bson_decimal128_t *dec) {
     nfrac = (int)(p - st);
     if (nfrac == 0) p = s; /* "1." : libbson */
   }
-  if (nd == 0 || p != e || nd + nfrac > 19)
-    return n <= INT_MAX && bson_decimal128_from_string_w_len(s, (int)n, dec);
+  if (nd == 0 || p != e || nd + nfrac > 19) {
+    /* libbson, on a NUL-terminated copy (it reads "NaN"/"Infinity" up to a NUL) */
+    char buf[128], *h = n < sizeof buf ? buf : malloc(n + 1);
+    bool ok = h && !memchr(s, '\0', n) && n <= INT_MAX;
+    if (ok) {
+      memcpy(h, s, n);
+      h[n] = '\0';
+      ok = bson_decimal128_from_string_w_len(h, (int)n, dec);
+    }
+    if (h != buf) free(h);
+    return ok;
+  }
   dec->low = coef;
   dec->high = (uint64_t)(6176 - nfrac) << 49 | (neg ? 1ULL << 63 : 0);
   return true;
 }
 
-/* Decimal index key of an array element. */
-static inline size_t idx_key(uint32_t i, char kb[16]) {
-  if (i < 10) {
-    kb[0] = (char)('0' + i);
-    kb[1] = '\0';
-    return 1;
-  }
-  char t[12];
-  int n = 0;
-  while (i) {
-    t[n++] = (char)('0' + i % 10);
-    i /= 10;
-  }
-  size_t l = 0;
-  while (n) kb[l++] = t[--n];
-  kb[l] = '\0';
-  return l;
+/* ================================================================ keys of one object
+ *
+ * The keys of the open objects are a stack of (pointer, length) entries: into the JSON text,
+ * or (a key with escapes, decoded into j->tmp) into j->arena, which never moves. The first
+ * AS_JSONR_INLINE entries live in the reader itself, so small objects allocate nothing. */
+
+static uint32_t key_hash(const char *k, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
+  return h;
 }
 
-
-/* Members of an object or array (j->p just after '{' or '['). */
-int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, as_buf *tmp, int depth) {
-  char close = arr ? ']' : '}';
-  as_jsonr_ws(j);
-  if (j->p < j->end && *j->p == close) {
-    j->p++;
-    return AS_OK;
+/* A stable copy of a key decoded into j->tmp. */
+static const char *arena_copy(as_jsonr *j, const char *k, size_t n) {
+  as_jsonr_chunk *c = j->arena;
+  if (!c || c->cap - c->len < n) {
+    size_t cap = n > 4000 ? n : 4000;
+    if (!(c = malloc(sizeof *c + cap))) return NULL;
+    c->next = j->arena;
+    c->len = 0;
+    c->cap = cap;
+    j->arena = c;
   }
-  char kb[16];
-  char keybuf[256];
-  for (uint32_t idx = 0;; idx++) {
-    const char *key;
-    size_t kl;
-    as_jsonr_ws(j);
-    if (arr) {
-      kl = idx_key(idx, kb);
-      key = kb;
-    } else {
-      if (j->p >= j->end || *j->p != '"') return FJ_FAIL;
-      int rc = as_jsonr_string(j, &key, &kl, tmp);
-      if (rc) return rc;
-      if (memchr(key, '\0', kl)) return FJ_FAIL;
-      if (key == (const char *)tmp->data) { /* the value may reuse tmp */
-        if (kl >= sizeof keybuf) return FJ_FAIL;
-        memcpy(keybuf, key, kl);
-        key = keybuf;
-      }
-      as_jsonr_ws(j);
-      if (j->p >= j->end || *j->p != ':') return FJ_FAIL;
-      j->p++;
+  char *d = c->data + c->len;
+  memcpy(d, k, n);
+  c->len += n;
+  return d;
+}
+
+/* Index (hash -> entry + 1) over the level's keys, for objects with many keys. */
+static int level_index(as_jsonr *j, as_jsonr_level *lv) {
+  uint32_t cap = lv->icap ? lv->icap * 2 : 128;
+  uint32_t *ix = calloc(cap, sizeof *ix);
+  if (!ix) return oom(j);
+  const as_jsonr_key *ent = j->ents + lv->ent_mark;
+  for (uint32_t i = 0; i < lv->n; i++) {
+    uint32_t h = key_hash(ent[i].p, ent[i].n) & (cap - 1);
+    while (ix[h]) h = (h + 1) & (cap - 1);
+    ix[h] = i + 1;
+  }
+  free(lv->index);
+  lv->index = ix;
+  lv->icap = cap;
+  return AS_OK;
+}
+
+static int grow_entries(as_jsonr *j) {
+  size_t cap = j->cents * 2;
+  as_jsonr_key *e = malloc(cap * sizeof *e);
+  if (!e) return oom(j);
+  memcpy(e, j->ents, j->nents * sizeof *e);
+  if (j->ents != j->ent_inl) free(j->ents);
+  j->ents = e;
+  j->cents = cap;
+  return AS_OK;
+}
+
+/* Adds a key of the current object; an error naming it if it is there already. */
+static int level_add(as_jsonr *j, as_jsonr_level *lv, const char *k, size_t n, bool in_tmp) {
+  const as_jsonr_key *ent = j->ents + lv->ent_mark;
+  char sh[80];
+  if (lv->index) {
+    for (uint32_t h = key_hash(k, n) & (lv->icap - 1); lv->index[h]; h = (h + 1) & (lv->icap - 1)) {
+      const as_jsonr_key *e = &ent[lv->index[h] - 1];
+      if (e->n == n && memcmp(e->p, k, n) == 0) return fail(j, "duplicate key %s", show(k, n, sh));
     }
-    int rc = as_jsonr_value(j, dst, key, (int)kl, tmp, depth);
-    if (rc) return rc;
-    as_jsonr_ws(j);
-    if (j->p >= j->end) return FJ_FAIL;
-    if (*j->p == ',') {
-      j->p++;
-      continue;
-    }
-    if (*j->p == close) {
-      j->p++;
-      return AS_OK;
-    }
-    return FJ_FAIL;
+  } else {
+    for (uint32_t i = 0; i < lv->n; i++)
+      if (ent[i].n == n && memcmp(ent[i].p, k, n) == 0) return fail(j, "duplicate key %s", show(k, n, sh));
   }
-}
-
-/* {"$x": "<string>"} with exactly one member: the string, or NULL. */
-static bool fj_single_string(as_jsonr *j, const char **s, size_t *n, as_buf *tmp) {
-  as_jsonr_ws(j);
-  if (j->p >= j->end || *j->p != ':') return false;
-  j->p++;
-  as_jsonr_ws(j);
-  if (j->p >= j->end || *j->p != '"' || as_jsonr_string(j, s, n, tmp)) return false;
-  as_jsonr_ws(j);
-  if (j->p >= j->end || *j->p != '}') return false;
-  j->p++;
-  return true;
-}
-
-/* Decimal integer text as as_jsonr_parse_i64 (strtoll: optional sign, digits, no overflow), without
- * leading blanks (never produced by the writer; such text goes the as_jsonr_parse_i64 way). */
-static bool fast_i64(const char *s, int64_t *out) {
-  const char *p = s;
-  bool neg = *p == '-';
-  if (*p == '-' || *p == '+') p++;
-  if (*p < '0' || *p > '9') return as_jsonr_parse_i64(s, out);
-  uint64_t u = 0;
-  int nd = 0;
-  while (*p >= '0' && *p <= '9') {
-    u = u * 10 + (uint64_t)(*p++ - '0');
-    if (++nd > 18) return as_jsonr_parse_i64(s, out);
+  if (in_tmp && !(k = arena_copy(j, k, n))) return oom(j);
+  if (j->nents == j->cents && grow_entries(j) != AS_OK) return AS_ERR;
+  j->ents[j->nents++] = (as_jsonr_key){k, n};
+  lv->n++;
+  if (lv->n > 16 && (!lv->index || lv->n * 2 > lv->icap)) return level_index(j, lv);
+  if (lv->index) {
+    uint32_t h = key_hash(k, n) & (lv->icap - 1);
+    while (lv->index[h]) h = (h + 1) & (lv->icap - 1);
+    lv->index[h] = lv->n;
   }
-  if (*p) return false;
-  *out = neg ? -(int64_t)u : (int64_t)u;
-  return true;
+  return AS_OK;
 }
 
-/* The common wrappers; returns 1 appended, 0 not handled here (j->p unspecified), <0 error. */
-static int fj_wrapper(as_jsonr *j, as_buf *dst, const char *key, int kl, const char *wk, size_t wl, as_buf *tmp) {
-  const char *s;
+void as_jsonr_level_begin(as_jsonr *j, as_jsonr_level *lv) {
+  lv->ent_mark = j->nents;
+  lv->n = 0;
+  lv->index = NULL;
+  lv->icap = 0;
+}
+
+void as_jsonr_level_end(as_jsonr *j, as_jsonr_level *lv) {
+  free(lv->index);
+  lv->index = NULL;
+  j->nents = lv->ent_mark;
+}
+
+/* ================================================================ wrappers */
+
+enum { F_STR, F_U32, F_OID };
+
+typedef struct field {
+  const char *name;
+  int kind;
+  const char *s; /* F_STR: the string; F_OID: the 24 hex digits */
   size_t n;
-  char num[64];
-#define IS(lit) (wl == sizeof(lit) - 1 && memcmp(wk, lit, wl) == 0)
-  if (IS("$date")) {
-    as_jsonr_ws(j);
-    if (j->p >= j->end || *j->p != ':') return 0;
-    j->p++;
-    as_jsonr_ws(j);
-    if (j->p >= j->end || *j->p != '{') return 0;
-    j->p++;
-    as_jsonr_ws(j);
-    const char *k2;
-    size_t k2l;
-    if (j->p >= j->end || *j->p != '"' || as_jsonr_string(j, &k2, &k2l, tmp)) return 0;
-    if (k2l != 11 || memcmp(k2, "$numberLong", 11) != 0) return 0;
-    if (!fj_single_string(j, &s, &n, tmp) || n == 0 || n >= sizeof num) return 0;
-    memcpy(num, s, n);
-    num[n] = '\0';
-    int64_t ms;
-    if (!fast_i64(num, &ms)) return 0;
-    as_jsonr_ws(j);
-    if (j->p >= j->end || *j->p != '}') return 0;
-    j->p++;
-    return rw_64(dst, BSON_TYPE_DATE_TIME, key, (size_t)kl, (uint64_t)ms) ? AS_ERR : 1;
-  }
-  bool known = IS("$numberLong") || IS("$numberInt") || IS("$numberDouble") || IS("$numberDecimal") ||
-               IS("$oid") || IS("$symbol") || IS("$code");
-  if (!known || !fj_single_string(j, &s, &n, tmp)) return 0;
-  if (IS("$symbol")) return rw_str(dst, BSON_TYPE_SYMBOL, key, (size_t)kl, s, n) ? AS_ERR : 1;
-  if (memchr(s, '\0', n)) return 0;
-  if (IS("$code")) {
-    if (n >= 4096) return 0;
-    return rw_str(dst, BSON_TYPE_CODE, key, (size_t)kl, s, n) ? AS_ERR : 1;
-  }
-  if (n >= sizeof num) return 0;
-  memcpy(num, s, n);
-  num[n] = '\0';
-  if (IS("$oid")) {
-    if (n != 24 || !bson_oid_is_valid(num, 24)) return 0;
-    bson_oid_t oid;
-    bson_oid_init_from_string(&oid, num);
-    return rw_bytes(dst, BSON_TYPE_OID, key, (size_t)kl, oid.bytes, 12) ? AS_ERR : 1;
-  }
-  if (IS("$numberDecimal")) {
-    bson_decimal128_t dec;
-    if (!as_dec128_from_str(num, n, &dec)) return 0;
-    uint8_t raw[16];
-    put_le64(raw, dec.low);
-    put_le64(raw + 8, dec.high);
-    return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, (size_t)kl, raw, 16) ? AS_ERR : 1;
-  }
-  if (IS("$numberDouble")) {
-    double d;
-    if (strcmp(num, "NaN") == 0) d = NAN;
-    else if (strcmp(num, "Infinity") == 0) d = INFINITY;
-    else if (strcmp(num, "-Infinity") == 0) d = -INFINITY;
-    else {
-      char *end;
-      d = strtod(num, &end);
-      if (*end || !*num) return 0;
-    }
-    return rw_double(dst, key, (size_t)kl, d) ? AS_ERR : 1;
-  }
-  int64_t x;
-  if (!fast_i64(num, &x)) return 0;
-  if (IS("$numberInt")) {
-    if (x < INT32_MIN || x > INT32_MAX) return 0;
-    return rw_i32(dst, key, (size_t)kl, (int32_t)x) ? AS_ERR : 1;
-  }
-  return rw_64(dst, BSON_TYPE_INT64, key, (size_t)kl, (uint64_t)x) ? AS_ERR : 1;
-#undef IS
+  uint32_t u;    /* F_U32 */
+  bool seen;
+  as_buf buf;    /* decoded escapes */
+} field;
+
+static void fields_free(field *f, int nf) {
+  for (int i = 0; i < nf; i++) as_buf_free(&f[i].buf);
 }
 
-static int fj_object(as_jsonr *j, as_buf *dst, const char *key, int kl, as_buf *tmp, int depth) {
-  const char *start = j->p; /* at '{' */
-  j->p++;
-  as_jsonr_ws(j);
-  if (j->p + 1 < j->end && j->p[0] == '"' && j->p[1] == '$') {
-    const char *wk;
-    size_t wl;
-    size_t mark = dst->len;
-    int rc = as_jsonr_string(j, &wk, &wl, tmp);
-    if (rc) return rc;
-    char wkey[32];
-    if (wl < sizeof wkey) {
-      memcpy(wkey, wk, wl);
-      rc = fj_wrapper(j, dst, key, kl, wkey, wl, tmp);
-      if (rc != 0) return rc < 0 ? rc : AS_OK;
-    }
-    dst->len = mark;
-    /* any other "$..." object: the jansson path decides (wrapper or plain document) */
-    j->p = start;
-    if ((rc = as_jsonr_skip(j)) != AS_OK) return rc;
-    json_error_t je;
-    json_t *v = json_loadb(start, (size_t)(j->p - start), JSON_ALLOW_NUL, &je);
-    if (!v) return FJ_FAIL;
-    bson_t holder = BSON_INITIALIZER;
-    rc = as_jsonr_jansson_value(&holder, key, kl, v, depth);
-    if (rc == AS_OK) rc = rw_elements(dst, &holder);
-    bson_destroy(&holder);
-    json_decref(v);
+static int field_value(as_jsonr *j, field *f, int depth);
+
+/* An object whose members are exactly the fields f[0..nf) in any order. */
+static int fields(as_jsonr *j, field *f, int nf, int depth) {
+  if (!expect(j, '{')) return fail(j, "expected an object");
+  for (int got = 0; got < nf; got++) {
+    const char *k;
+    size_t kl;
+    as_buf kb = AS_BUF_INIT;
+    int rc = string_in(j, &k, &kl, &kb), i = 0;
+    for (; rc == AS_OK && i < nf; i++)
+      if (!f[i].seen && strlen(f[i].name) == kl && memcmp(f[i].name, k, kl) == 0) break;
+    as_buf_free(&kb);
+    if (rc != AS_OK) return rc;
+    if (i == nf) return fail(j, "unexpected member");
+    if (!expect(j, ':')) return fail(j, "expected ':'");
+    if ((rc = field_value(j, &f[i], depth)) != AS_OK) return rc;
+    f[i].seen = true;
+    if (got + 1 < nf && !expect(j, ',')) return fail(j, "member missing");
+  }
+  return expect(j, '}') ? AS_OK : fail(j, "expected '}'");
+}
+
+static int field_value(as_jsonr *j, field *f, int depth) {
+  if (f->kind == F_STR) return string_in(j, &f->s, &f->n, &f->buf);
+  if (f->kind == F_OID) {
+    field oid = {"$oid", F_STR};
+    int rc = fields(j, &oid, 1, depth + 1);
+    f->s = oid.s;
+    f->n = oid.n;
+    f->buf = oid.buf; /* owns the decoded text, if any */
+    if (rc == AS_OK && (oid.n != 24 || !bson_oid_is_valid(oid.s, 24))) rc = fail(j, "not an ObjectId");
     return rc;
   }
-  size_t at;
-  if (rw_begin(dst, BSON_TYPE_DOCUMENT, key, (size_t)kl, &at)) return FJ_FAIL;
-  int rc = as_jsonr_members(j, dst, false, tmp, depth + 1);
-  if (rc == AS_OK && rw_end(dst, at)) rc = FJ_FAIL;
+  as_jsonr_ws(j);
+  bool real;
+  size_t n = number_len(j->p, j->end, &real);
+  int64_t v;
+  if (n == 0 || real || !as_jsonr_parse_i64(j->p, n, &v) || v < 0 || v > UINT32_MAX)
+    return fail(j, "expected an integer 0..4294967295");
+  j->p += n;
+  f->u = (uint32_t)v;
+  return AS_OK;
+}
+
+static int put_oid_hex(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *hex, size_t n) {
+  char h[25];
+  if (n != 24 || !bson_oid_is_valid(hex, 24)) return fail(j, "not an ObjectId");
+  memcpy(h, hex, 24);
+  h[24] = '\0';
+  bson_oid_t oid;
+  bson_oid_init_from_string(&oid, h);
+  return rw_bytes(dst, BSON_TYPE_OID, key, kl, oid.bytes, 12) ? oom(j) : AS_OK;
+}
+
+/* {"$scope": {...}, "$code": "..."} in either order (j->p after the first key's ':'). */
+static int code_with_scope(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool code_first, int depth) {
+  as_buf scope = AS_BUF_INIT, codebuf = AS_BUF_INIT;
+  const char *code = NULL, *k;
+  size_t n = 0, klen;
+  int rc = AS_OK;
+  for (int part = 0; part < 2 && rc == AS_OK; part++) {
+    if (part == 1) {
+      if (!expect(j, ',')) { rc = fail(j, "\"$code\" and \"$scope\" go together"); break; }
+      if ((rc = string_in(j, &k, &klen, &j->tmp)) != AS_OK) break;
+      if (klen != (code_first ? 6u : 5u) || memcmp(k, code_first ? "$scope" : "$code", klen) != 0) {
+        rc = fail(j, "\"$code\" and \"$scope\" go together");
+        break;
+      }
+      if (!expect(j, ':')) { rc = fail(j, "expected ':'"); break; }
+    }
+    if ((part == 0) == code_first) {
+      rc = string_in(j, &code, &n, &codebuf);
+    } else if (!peek(j, '{')) {
+      rc = fail(j, "\"$scope\" must be a document");
+    } else {
+      j->p++;
+      rc = room(&scope, 4) ? oom(j) : AS_OK;
+      if (rc == AS_OK) {
+        scope.len = 4;
+        rc = as_jsonr_members(j, &scope, false, depth + 1);
+      }
+      if (rc == AS_OK && rw_end(&scope, 0)) rc = oom(j);
+    }
+  }
+  if (rc == AS_OK && !expect(j, '}')) rc = fail(j, "expected '}' after \"$code\" and \"$scope\"");
+  if (rc == AS_OK && rw_codewscope(dst, key, kl, code, n, scope.data, scope.len)) rc = oom(j);
+  as_buf_free(&scope);
+  as_buf_free(&codebuf);
   return rc;
 }
 
-int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, int kl, as_buf *tmp, int depth) {
-  if (depth > 200) return FJ_FAIL;
+/* Wrappers whose value is a string: {"$x": "..."}. Returns 1 if wk is not one of them. */
+static int string_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl) {
+#define IS(lit) (wl == sizeof(lit) - 1 && memcmp(wk, lit, wl) == 0)
+  int t = IS("$oid") ? 1 : IS("$numberLong") ? 2 : IS("$numberInt") ? 3 : IS("$numberDouble") ? 4
+          : IS("$numberDecimal") ? 5 : IS("$symbol") ? 6 : 0;
+#undef IS
+  if (t == 0) return 1;
+  const char *s;
+  size_t n;
+  int rc = as_jsonr_string(j, &s, &n);
+  if (rc != AS_OK) return rc;
+  int64_t v;
+  double d;
+  bson_decimal128_t dec;
+  switch (t) {
+    case 1: return put_oid_hex(j, dst, key, kl, s, n);
+    case 2:
+      if (!as_jsonr_parse_i64(s, n, &v)) return fail(j, "not an int64");
+      return rw_64(dst, BSON_TYPE_INT64, key, kl, (uint64_t)v) ? oom(j) : AS_OK;
+    case 3:
+      if (!as_jsonr_parse_i64(s, n, &v) || v < INT32_MIN || v > INT32_MAX) return fail(j, "not an int32");
+      return rw_i32(dst, key, kl, (int32_t)v) ? oom(j) : AS_OK;
+    case 4:
+      if (!double_text(s, n, &d)) return fail(j, "not a double");
+      return rw_double(dst, key, kl, d) ? oom(j) : AS_OK;
+    case 5: {
+      if (!as_dec128_from_str(s, n, &dec)) return fail(j, "not a Decimal128");
+      uint8_t raw[16];
+      put_le64(raw, dec.low);
+      put_le64(raw + 8, dec.high);
+      return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, kl, raw, 16) ? oom(j) : AS_OK;
+    }
+    default: return rw_str(dst, BSON_TYPE_SYMBOL, key, kl, s, n) ? oom(j) : AS_OK;
+  }
+}
+
+static int binary_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
+  field f[2] = {{"base64", F_STR}, {"subType", F_STR}};
+  as_buf raw = AS_BUF_INIT;
+  int rc = fields(j, f, 2, depth);
+  unsigned long sub = 0;
+  if (rc == AS_OK) {
+    char st[3] = {0};
+    char *end = NULL;
+    if (f[1].n >= 1 && f[1].n <= 2) {
+      memcpy(st, f[1].s, f[1].n);
+      sub = strtoul(st, &end, 16);
+    }
+    if (!end || *end || st[0] == '+' || st[0] == '-' || st[0] == ' ') rc = fail(j, "subType is not 1-2 hex digits");
+  }
+  if (rc == AS_OK) {
+    int b = as_base64_decode(f[0].s, f[0].n, &raw);
+    if (b == AS_ERR) rc = oom(j);
+    else if (b != AS_OK) rc = fail(j, "bad base64");
+  }
+  if (rc == AS_OK && rw_binary(dst, key, kl, (uint8_t)sub, raw.data, raw.len)) rc = oom(j);
+  as_buf_free(&raw);
+  fields_free(f, 2);
+  return rc;
+}
+
+/* Wrappers whose value is an object or a literal. Returns 1 if wk is not one of them. */
+static int other_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl,
+                         int depth) {
+#define IS(lit) (wl == sizeof(lit) - 1 && memcmp(wk, lit, wl) == 0)
+  int rc;
+  if (IS("$binary")) return binary_wrapper(j, dst, key, kl, depth);
+  if (IS("$date")) {
+    as_jsonr_ws(j);
+    int64_t ms = 0;
+    if (peek(j, '{')) {
+      field f = {"$numberLong", F_STR};
+      rc = fields(j, &f, 1, depth);
+      if (rc == AS_OK && !as_jsonr_parse_i64(f.s, f.n, &ms)) rc = fail(j, "not an int64");
+      as_buf_free(&f.buf);
+      if (rc != AS_OK) return rc;
+    } else {
+      bool real;
+      size_t n = number_len(j->p, j->end, &real);
+      if (n == 0 || real || !as_jsonr_parse_i64(j->p, n, &ms)) return fail(j, "expected {\"$numberLong\":\"ms\"}");
+      j->p += n;
+    }
+    return rw_64(dst, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)ms) ? oom(j) : AS_OK;
+  }
+  if (IS("$timestamp")) {
+    field f[2] = {{"t", F_U32}, {"i", F_U32}};
+    if ((rc = fields(j, f, 2, depth)) != AS_OK) return rc;
+    return rw_64(dst, BSON_TYPE_TIMESTAMP, key, kl, (uint64_t)f[0].u << 32 | f[1].u) ? oom(j) : AS_OK;
+  }
+  if (IS("$regularExpression")) {
+    field f[2] = {{"pattern", F_STR}, {"options", F_STR}};
+    rc = fields(j, f, 2, depth);
+    if (rc == AS_OK && (memchr(f[0].s, 0, f[0].n) || memchr(f[1].s, 0, f[1].n))) rc = fail(j, "NUL in a regex");
+    if (rc == AS_OK && rw_regex(dst, key, kl, f[0].s, f[0].n, f[1].s, f[1].n)) rc = oom(j);
+    fields_free(f, 2);
+    return rc;
+  }
+  if (IS("$dbPointer")) {
+    field f[2] = {{"$ref", F_STR}, {"$id", F_OID}};
+    rc = fields(j, f, 2, depth);
+    bson_oid_t oid;
+    if (rc == AS_OK) {
+      char h[25];
+      memcpy(h, f[1].s, 24);
+      h[24] = '\0';
+      bson_oid_init_from_string(&oid, h);
+      if (rw_dbpointer(dst, key, kl, f[0].s, f[0].n, oid.bytes)) rc = oom(j);
+    }
+    fields_free(f, 2);
+    return rc;
+  }
   as_jsonr_ws(j);
-  if (j->p >= j->end) return FJ_FAIL;
+  if (IS("$minKey") || IS("$maxKey")) {
+    if (j->end - j->p < 1 || *j->p != '1' || (j->end - j->p > 1 && j->p[1] >= '0' && j->p[1] <= '9'))
+      return fail(j, "expected 1");
+    j->p++;
+    return rw_byte(dst, wk[2] == 'i' ? BSON_TYPE_MINKEY : BSON_TYPE_MAXKEY, key, kl, -1) ? oom(j) : AS_OK;
+  }
+  if (IS("$undefined")) {
+    if (j->end - j->p < 4 || memcmp(j->p, "true", 4) != 0) return fail(j, "expected true");
+    j->p += 4;
+    return rw_byte(dst, BSON_TYPE_UNDEFINED, key, kl, -1) ? oom(j) : AS_OK;
+  }
+  return 1;
+#undef IS
+}
+
+/* A wrapper object: j->p after the ':' of its first key wk (one '$'). Consumes the '}'. */
+static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl, int depth) {
+  char sh[80];
+  if ((wl == 5 && memcmp(wk, "$code", 5) == 0) || (wl == 6 && memcmp(wk, "$scope", 6) == 0)) {
+    bool code_first = wl == 5;
+    if (code_first) { /* {"$code": "..."} alone, or with "$scope" */
+      const char *s;
+      size_t n;
+      as_buf cb = AS_BUF_INIT;
+      const char *mark = j->p;
+      int rc = string_in(j, &s, &n, &cb);
+      if (rc == AS_OK && peek(j, '}')) {
+        j->p++;
+        rc = rw_str(dst, BSON_TYPE_CODE, key, kl, s, n) ? oom(j) : AS_OK;
+        as_buf_free(&cb);
+        return rc;
+      }
+      as_buf_free(&cb);
+      if (rc != AS_OK) return rc;
+      j->p = mark;
+    }
+    return code_with_scope(j, dst, key, kl, code_first, depth);
+  }
+  as_jsonr_ws(j);
+  const char *value = j->p;
+  int rc = string_wrapper(j, dst, key, kl, wk, wl);
+  if (rc == 1) rc = other_wrapper(j, dst, key, kl, wk, wl, depth);
+  if (rc == 1) {
+    return fail(j, "unknown wrapper key %s (a document key starting with '$' is written with one more '$')",
+                show(wk, wl, sh));
+  }
+  if (rc != AS_OK) {
+    char why[sizeof j->msg];
+    snprintf(why, sizeof why, "%s", j->msg);
+    j->msg[0] = '\0';
+    fail(j, "malformed %s wrapper: %s", show(wk, wl, sh), why);
+    j->at = value; /* where the wrapper's value starts */
+    return rc;
+  }
+  if (!expect(j, '}')) return fail(j, "%s wrapper must be alone in its object", show(wk, wl, sh));
+  return AS_OK;
+}
+
+/* ================================================================ values */
+
+/* A member name and its ':': the decoded text (in j->tmp, *in_tmp set, or in the JSON text). */
+static int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
+  int rc = as_jsonr_string(j, k, kl);
+  if (rc != AS_OK) return rc;
+  *in_tmp = *kl > 0 && *k == (const char *)j->tmp.data;
+  if (*in_tmp && memchr(*k, '\0', *kl)) return fail(j, "NUL in a key"); /* only an escape makes one */
+  if (!expect(j, ':')) return fail(j, "expected ':'");
+  return AS_OK;
+}
+
+/* A key of a document (not a wrapper position): "$$x" -> "$x"; "$x" is an error. */
+static int document_key(as_jsonr *j, const char **k, size_t *kl) {
+  if (*kl > 0 && (*k)[0] == '$') {
+    char sh[80];
+    if (*kl < 2 || (*k)[1] != '$')
+      return fail(j, "key %s: a document key starting with '$' is written with one more '$' "
+                     "(one '$' starts a wrapper, which must be alone in its object)", show(*k, *kl, sh));
+    (*k)++;
+    (*kl)--;
+  }
+  return AS_OK;
+}
+
+int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *kl, bool *in_tmp) {
+  int rc = member_key(j, key, kl, in_tmp);
+  if (rc == AS_OK) rc = document_key(j, key, kl);
+  if (rc == AS_OK) rc = level_add(j, lv, *key, *kl, *in_tmp);
+  return rc;
+}
+
+/* One member's value under its key; a key decoded into j->tmp is copied first (the value
+ * may reuse j->tmp). */
+static int member_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool in_tmp, int depth) {
+  char keybuf[256];
+  char *heap = NULL;
+  if (in_tmp) {
+    if (kl <= sizeof keybuf) {
+      key = memcpy(keybuf, key, kl);
+    } else {
+      if (!(heap = malloc(kl))) return oom(j);
+      key = memcpy(heap, key, kl);
+    }
+  }
+  int rc = as_jsonr_value(j, dst, key, kl, depth);
+  free(heap);
+  return rc;
+}
+
+int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, int depth) {
+  if (depth > AS_JSON_MAX_DEPTH) return fail(j, "nested too deep");
+  char close = arr ? ']' : '}';
+  if (expect(j, close)) return AS_OK;
+  as_jsonr_level lv;
+  as_jsonr_level_begin(j, &lv);
+  int rc = AS_OK;
+  for (uint32_t idx = 0; rc == AS_OK; idx++) {
+    char kb[16];
+    const char *key = kb;
+    size_t kl;
+    bool in_tmp = false;
+    if (arr) kl = as_idx_key(idx, kb);
+    else if ((rc = as_jsonr_member(j, &lv, &key, &kl, &in_tmp)) != AS_OK) break;
+    if ((rc = member_value(j, dst, key, kl, in_tmp, depth)) != AS_OK) break;
+    if (expect(j, ',')) continue;
+    if (!expect(j, close)) rc = fail(j, arr ? "expected ',' or ']'" : "expected ',' or '}'");
+    break;
+  }
+  as_jsonr_level_end(j, &lv);
+  return rc;
+}
+
+/* '{' at j->p: a wrapper (its first key has one '$') or a document. */
+static int object(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
+  const char *open = ++j->p;
+  if (!peek(j, '}')) {
+    const char *wk;
+    size_t wl;
+    bool in_tmp;
+    int rc = member_key(j, &wk, &wl, &in_tmp);
+    if (rc != AS_OK) return rc;
+    if (wl >= 1 && wk[0] == '$' && (wl == 1 || wk[1] != '$')) {
+      char wkey[32];
+      if (wl >= sizeof wkey) wl = sizeof wkey - 1; /* no wrapper key is that long: reported unknown */
+      memcpy(wkey, wk, wl);
+      return wrapper(j, dst, key, kl, wkey, wl, depth);
+    }
+    j->p = open; /* a document: read from its start */
+  }
+  size_t at;
+  if (rw_begin(dst, BSON_TYPE_DOCUMENT, key, kl, &at)) return oom(j);
+  int rc = as_jsonr_members(j, dst, false, depth + 1);
+  if (rc == AS_OK && rw_end(dst, at)) rc = oom(j);
+  return rc;
+}
+
+int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
+  if (depth > AS_JSON_MAX_DEPTH) return fail(j, "nested too deep");
+  as_jsonr_ws(j);
+  if (j->p >= j->end) return fail(j, "unexpected end");
   char c = *j->p;
-  size_t k = (size_t)kl;
   int w;
-  if (c == '{') return fj_object(j, dst, key, kl, tmp, depth);
+  if (c == '{') return object(j, dst, key, kl, depth);
   if (c == '[') {
     size_t at;
     j->p++;
-    if (rw_begin(dst, BSON_TYPE_ARRAY, key, k, &at)) return FJ_FAIL;
-    int rc = as_jsonr_members(j, dst, true, tmp, depth + 1);
-    if (rc == AS_OK && rw_end(dst, at)) rc = FJ_FAIL;
+    if (rw_begin(dst, BSON_TYPE_ARRAY, key, kl, &at)) return oom(j);
+    int rc = as_jsonr_members(j, dst, true, depth + 1);
+    if (rc == AS_OK && rw_end(dst, at)) rc = oom(j);
     return rc;
   }
   if (c == '"') {
     const char *s;
     size_t n;
-    int rc = as_jsonr_string(j, &s, &n, tmp);
-    if (rc) return rc;
-    w = rw_str(dst, BSON_TYPE_UTF8, key, k, s, n);
+    int rc = as_jsonr_string(j, &s, &n);
+    if (rc != AS_OK) return rc;
+    w = rw_str(dst, BSON_TYPE_UTF8, key, kl, s, n);
   } else if (c == 't' && j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
     j->p += 4;
-    w = rw_byte(dst, BSON_TYPE_BOOL, key, k, 1);
+    w = rw_byte(dst, BSON_TYPE_BOOL, key, kl, 1);
   } else if (c == 'f' && j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) {
     j->p += 5;
-    w = rw_byte(dst, BSON_TYPE_BOOL, key, k, 0);
+    w = rw_byte(dst, BSON_TYPE_BOOL, key, kl, 0);
   } else if (c == 'n' && j->end - j->p >= 4 && memcmp(j->p, "null", 4) == 0) {
     j->p += 4;
-    w = rw_byte(dst, BSON_TYPE_NULL, key, k, -1);
+    w = rw_byte(dst, BSON_TYPE_NULL, key, kl, -1);
   } else if (c == '-' || (c >= '0' && c <= '9')) {
-    /* JSON grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-    const char *st = j->p, *p = j->p;
-    bool neg = *p == '-';
-    if (neg) p++;
-    if (p >= j->end || *p < '0' || *p > '9') return FJ_FAIL;
-    if (*p == '0' && p + 1 < j->end && p[1] >= '0' && p[1] <= '9') return FJ_FAIL;
-    uint64_t u = 0;
-    int nd = 0;
-    while (p < j->end && *p >= '0' && *p <= '9') {
-      u = u * 10 + (uint64_t)(*p++ - '0');
-      nd++;
-    }
-    bool real = false;
-    if (p < j->end && *p == '.') {
-      real = true;
-      p++;
-      if (p >= j->end || *p < '0' || *p > '9') return FJ_FAIL;
-      while (p < j->end && *p >= '0' && *p <= '9') p++;
-    }
-    if (p < j->end && (*p == 'e' || *p == 'E')) {
-      real = true;
-      p++;
-      if (p < j->end && (*p == '+' || *p == '-')) p++;
-      if (p >= j->end || *p < '0' || *p > '9') return FJ_FAIL;
-      while (p < j->end && *p >= '0' && *p <= '9') p++;
-    }
-    j->p = p;
-    if (real) {
-      char num[64];
-      if ((size_t)(p - st) >= sizeof num) return FJ_FAIL;
-      memcpy(num, st, (size_t)(p - st));
-      num[p - st] = '\0';
-      w = rw_double(dst, key, k, strtod(num, NULL));
-    } else {
-      if (nd > 19 || (nd == 19 && u > (neg ? 9223372036854775808ULL : 9223372036854775807ULL)) ||
-          (nd == 19 && u < 1000000000000000000ULL))
-        return FJ_FAIL; /* beyond int64 (or wrapped): the jansson path decides */
-      w = rw_int(dst, key, k, neg ? (int64_t)(0 - u) : (int64_t)u);
-    }
+    return number(j, dst, key, kl);
   } else {
-    return FJ_FAIL;
+    return fail(j, "unexpected character");
   }
-  return w == AS_OK ? AS_OK : FJ_FAIL;
+  return w == AS_OK ? AS_OK : oom(j);
 }
 
-/* The top-level object/array of json as a whole raw document (length, elements, NUL)
- * appended to raw. */
-static int fast_asjson_raw(const char *json, size_t len, as_buf *raw, bool *is_array) {
-  as_jsonr j = {json, json + len};
-  as_buf tmp = AS_BUF_INIT;
-  as_jsonr_ws(&j);
-  if (j.p >= j.end || (*j.p != '{' && *j.p != '[')) return FJ_FAIL;
-  bool arr = *j.p == '[';
-  int rc;
-  if (!arr && j.p + 1 < j.end) {
-    /* a top-level object that is itself a wrapper is not a document */
-    as_jsonr peek = {j.p + 1, j.end};
-    as_jsonr_ws(&peek);
-    if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
-  }
-  j.p++;
+int as_jsonr_end(as_jsonr *j) {
+  as_jsonr_ws(j);
+  return j->p == j->end ? AS_OK : fail(j, "text after the value");
+}
+
+/* ================================================================ entry points */
+
+int as_jsonr_top(as_jsonr *j, as_buf *raw, bool *is_array) {
+  as_jsonr_ws(j);
+  if (j->p >= j->end || (*j->p != '{' && *j->p != '[')) return fail(j, "AS-JSON must be an object or an array");
+  bool arr = *j->p++ == '[';
   size_t at = raw->len;
-  if (room(raw, 4)) return AS_ERR;
+  if (room(raw, 4)) return oom(j);
   raw->len += 4;
-  rc = as_jsonr_members(&j, raw, arr, &tmp, 1);
-  if (rc == AS_OK) {
-    as_jsonr_ws(&j);
-    if (j.p != j.end) rc = FJ_FAIL;
-  }
-  if (rc == AS_OK && rw_end(raw, at)) rc = FJ_FAIL;
-  as_buf_free(&tmp);
+  int rc = as_jsonr_members(j, raw, arr, 1);
+  if (rc == AS_OK) rc = as_jsonr_end(j);
+  if (rc == AS_OK && rw_end(raw, at)) rc = oom(j);
   if (rc == AS_OK && is_array) *is_array = arr;
   return rc;
 }
 
-/* Members of the top-level object/array of json into out (initialised, empty). */
-static int fast_asjson_doc(const char *json, size_t len, bson_t *out, bool *is_array) {
+int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err) {
+  bson_init(out);
+  as_jsonr j;
   as_buf raw = AS_BUF_INIT;
-  int rc = fast_asjson_raw(json, len, &raw, is_array);
+  as_jsonr_init(&j, json, len);
+  int rc = as_jsonr_top(&j, &raw, is_array);
   if (rc == AS_OK) {
     uint8_t *p = bson_reserve_buffer(out, (uint32_t)raw.len);
     if (p) memcpy(p, raw.data, raw.len);
-    else rc = FJ_FAIL;
+    else rc = oom(&j);
+  }
+  if (rc != AS_OK) {
+    rc = as_jsonr_error(&j, rc, err);
+    bson_reinit(out);
   }
   as_buf_free(&raw);
+  as_jsonr_free(&j);
   return rc;
 }
 
-/* One JSON value (any kind) appended as key; FJ_FAIL leaves dst unchanged. */
-int as_jsonr_fast_value(bson_t *dst, const char *key, int kl, const char *json, size_t len) {
-  as_jsonr j = {json, json + len};
-  as_jsonr_ws(&j);
-  if (j.p < j.end && (*j.p == '{' || *j.p == '[')) {
-    as_buf raw = AS_BUF_INIT;
-    bool arr = false;
-    int rc = fast_asjson_raw(json, len, &raw, &arr);
-    if (rc == AS_OK) {
-      bson_t tmpdoc;
-      bool ok = bson_init_static(&tmpdoc, raw.data, raw.len);
-      ok = ok && (arr ? bson_append_array(dst, key, kl, &tmpdoc) : bson_append_document(dst, key, kl, &tmpdoc));
-      rc = ok ? AS_OK : AS_EDATA;
-    }
-    as_buf_free(&raw);
-    return rc;
+int as_asjson_value_to_bson(bson_t *dst, const char *key, size_t kl, const char *json, size_t len, as_error *err) {
+  as_jsonr j;
+  as_buf raw = AS_BUF_INIT;
+  as_jsonr_init(&j, json, len);
+  int rc = room(&raw, 4) ? oom(&j) : AS_OK;
+  if (rc == AS_OK) {
+    raw.len = 4;
+    rc = as_jsonr_value(&j, &raw, key, kl, 0);
   }
-  return FJ_FAIL; /* scalars and wrappers: the jansson path */
-}
-
-int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err) {
-  bson_init(out);
-  if (fast_asjson_doc(json, len, out, is_array) == AS_OK) return AS_OK;
-  bson_reinit(out);
-  json_t *j = as_jsonr_load(json, len, err);
-  if (!j) return AS_EINVAL;
-  int rc = AS_OK;
-  if (!json_is_object(j) && !json_is_array(j)) {
-    rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "AS-JSON must be an object or an array");
-  } else if ((rc = json_to_bson_doc(out, j, 0)) != AS_OK) {
-    as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "cannot convert JSON to BSON (too deep, NUL in key or too big)");
-    bson_reinit(out);
-  } else if (is_array) {
-    *is_array = json_is_array(j);
+  if (rc == AS_OK) rc = as_jsonr_end(&j);
+  if (rc == AS_OK && rw_end(&raw, 0)) rc = oom(&j);
+  if (rc == AS_OK) {
+    /* append the element: dst's bytes before its final NUL, via a static view */
+    bson_t view;
+    if (!bson_init_static(&view, raw.data, raw.len) || !bson_concat(dst, &view)) rc = oom(&j);
   }
-  json_decref(j);
+  rc = as_jsonr_error(&j, rc, err);
+  as_buf_free(&raw);
+  as_jsonr_free(&j);
   return rc;
 }

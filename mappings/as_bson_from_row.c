@@ -31,10 +31,24 @@ bool as_bson_child_head(const as_schema *s, size_t depth, const char *key) {
   return false;
 }
 
+/* The catch-all fields of this level that no column or child table claims, copied. */
+static int emit_extra(const as_schema *s, as_buf *dst, size_t depth, const int *idx, size_t n,
+                      const as_bsonr *extra, as_error *err) {
+  as_bsonr it = *extra;
+  as_bsonr_el e;
+  int more;
+  while ((more = as_bsonr_next(&it, &e)) == 1) {
+    if (has_head(s, idx, n, depth, e.key, e.keylen) || as_bson_child_head(s, depth, e.key)) continue;
+    if (rw_bytes(dst, e.type, e.key, e.keylen, e.val, e.vlen))
+      return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "document too large");
+  }
+  return more == 0 ? AS_OK : as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value: invalid BSON");
+}
+
 /* Writes the columns idx[0..n) (all sharing path[0..depth)) and the catch-all fields of this
- * level (`extra`, may be NULL). */
-static int emit_level(const as_schema *s, const as_row *r, bson_t *dst, size_t depth, const int *idx,
-                      size_t n, const bson_t *extra, as_error *err) {
+ * level (`extra`, may be NULL) as raw elements into dst. */
+static int emit_level(const as_schema *s, const as_row *r, as_buf *dst, size_t depth, const int *idx,
+                      size_t n, const as_bsonr *extra, as_error *err) {
   int rc = AS_OK;
   int *group = malloc((n ? n : 1) * sizeof *group);
   uint8_t *done = calloc(n ? n : 1, 1);
@@ -46,10 +60,11 @@ static int emit_level(const as_schema *s, const as_row *r, bson_t *dst, size_t d
     if (done[i]) continue;
     const as_column *c = &s->cols[idx[i]];
     const char *head = c->path[depth];
+    size_t hl = strlen(head);
     if (c->npath == depth + 1) {
       done[i] = 1;
       if (!r->set[idx[i]]) continue;
-      if ((rc = as_value_append_bson(dst, head, -1, &r->v[idx[i]], err)) != AS_OK) {
+      if ((rc = as_bsonw_value(dst, head, hl, &r->v[idx[i]], err)) != AS_OK) {
         as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
         goto cleanup;
       }
@@ -65,76 +80,87 @@ static int emit_level(const as_schema *s, const as_row *r, bson_t *dst, size_t d
         any = any || r->set[idx[k]];
       }
     }
-    bson_t sub_extra;
-    bool have_sub = false;
-    bson_iter_t eit;
-    if (extra && bson_iter_init_find(&eit, extra, head) && BSON_ITER_HOLDS_DOCUMENT(&eit)) {
-      uint32_t len;
-      const uint8_t *data;
-      bson_iter_document(&eit, &len, &data);
-      have_sub = bson_init_static(&sub_extra, data, len);
-    }
+    as_bsonr sub;
+    as_bsonr_el e;
+    bool have_sub = extra && as_bsonr_find(extra, head, hl, &e) == 1 && e.type == BSON_TYPE_DOCUMENT &&
+                    as_bsonr_child(&e, &sub) == AS_OK;
     if (!any && !have_sub) continue;
     int *gcopy = malloc(ng * sizeof *gcopy);
-    if (!gcopy) {
+    size_t at;
+    if (!gcopy || rw_begin(dst, BSON_TYPE_DOCUMENT, head, hl, &at)) {
+      free(gcopy);
       rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
       goto cleanup;
     }
     memcpy(gcopy, group, ng * sizeof *gcopy);
-    bson_t child;
-    bson_append_document_begin(dst, head, -1, &child);
-    rc = emit_level(s, r, &child, depth + 1, gcopy, ng, have_sub ? &sub_extra : NULL, err);
-    bson_append_document_end(dst, &child);
+    rc = emit_level(s, r, dst, depth + 1, gcopy, ng, have_sub ? &sub : NULL, err);
     free(gcopy);
+    if (rc == AS_OK && rw_end(dst, at)) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "document too large");
     if (rc != AS_OK) goto cleanup;
   }
-  if (extra) {
-    bson_iter_t it;
-    bson_iter_init(&it, extra);
-    while (bson_iter_next(&it)) {
-      const char *k = bson_iter_key(&it);
-      if (has_head(s, idx, n, depth, k, bson_iter_key_len(&it)) || as_bson_child_head(s, depth, k)) continue;
-      if (!bson_append_iter(dst, NULL, 0, &it)) {
-        rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "document too large");
-        goto cleanup;
-      }
-    }
-  }
+  if (extra) rc = emit_extra(s, dst, depth, idx, n, extra, err);
 cleanup:
   free(group);
   free(done);
   return rc;
 }
 
+/* The catch-all's text as a raw document into raw; AS_EDATA naming the column if it is not
+ * an AS-JSON object. */
+static int catch_all_doc(const as_schema *s, const as_value *cv, as_buf *raw, as_error *err) {
+  as_jsonr j;
+  bool arr = false;
+  as_jsonr_init(&j, cv->u.s.ptr, cv->u.s.len);
+  int rc = as_jsonr_top(&j, raw, &arr);
+  if (rc != AS_OK) as_jsonr_error(&j, rc, err);
+  else if (arr) as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value is an array, not an object");
+  as_jsonr_free(&j);
+  if (rc == AS_ERR) return rc;
+  if (rc != AS_OK || arr) {
+    as_error_prefix(err, "mapping %s, column \"%s\"", s->name, s->cols[s->catch_all_idx].name);
+    if (err) err->code = AS_EDATA;
+    return AS_EDATA;
+  }
+  return AS_OK;
+}
+
 int as_row_to_doc(const as_schema *s, const as_row *r, bson_t *out, as_error *err) {
   bson_init(out);
-  bson_t extra;
+  as_buf extra = AS_BUF_INIT, doc = AS_BUF_INIT;
+  as_bsonr er;
   bool have_extra = false;
   int rc = AS_OK;
   int stack[32], *idx = stack;
-  size_t n = 0;
+  size_t n = 0, at = 0;
   if (s->ncols > 32 && !(idx = malloc(s->ncols * sizeof *idx)))
     return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
   for (size_t i = 0; i < s->ncols; i++)
     if (!s->cols[i].catch_all && s->cols[i].npath) idx[n++] = (int)i;
   if (s->catch_all_idx >= 0 && r->set[s->catch_all_idx] && r->v[s->catch_all_idx].type == AS_T_JSON) {
-    const as_value *cv = &r->v[s->catch_all_idx];
-    bool arr = false;
-    rc = as_asjson_to_bson(cv->u.s.ptr, cv->u.s.len, &extra, &arr, err);
-    if (rc == AS_OK && arr) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value is an array, not an object");
-    if (rc != AS_OK) {
-      bson_destroy(&extra);
-      as_error_prefix(err, "mapping %s, column \"%s\"", s->name, s->cols[s->catch_all_idx].name);
-      rc = AS_EDATA;
+    if ((rc = catch_all_doc(s, &r->v[s->catch_all_idx], &extra, err)) != AS_OK) goto cleanup;
+    if ((rc = as_bsonr_init(&er, extra.data, extra.len)) != AS_OK) {
+      rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: catch-all value too large", s->name);
       goto cleanup;
     }
     have_extra = true;
   }
-  rc = emit_level(s, r, out, 0, idx, n, have_extra ? &extra : NULL, err);
-  if (have_extra) bson_destroy(&extra);
+  if (room(&doc, 4)) {
+    rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  doc.len = 4;
+  rc = emit_level(s, r, &doc, 0, idx, n, have_extra ? &er : NULL, err);
+  if (rc == AS_OK && rw_end(&doc, at)) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: document too large", s->name);
+  if (rc == AS_OK) {
+    uint8_t *p = bson_reserve_buffer(out, (uint32_t)doc.len);
+    if (p) memcpy(p, doc.data, doc.len);
+    else rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: document too large", s->name);
+  }
 cleanup:
   if (rc != AS_OK) bson_reinit(out);
   if (idx != stack) free(idx);
+  as_buf_free(&extra);
+  as_buf_free(&doc);
   return rc;
 }
 

@@ -1,6 +1,6 @@
-/* as_bson_priv.h — private to the as_bson_* / as_asjson_* files of the mapping layer: the
- * fast BSON iterator, the raw BSON writer, inline as_buf helpers and the functions these
- * files share. Not for use outside mappings/as_bson*.c and mappings/as_asjson*.c. */
+/* as_bson_priv.h — private to the as_bson_* / as_asjson_* files of the mapping layer: inline
+ * as_buf helpers, the raw BSON writer, UTF-8 checking and the functions these files share.
+ * Not for use outside them. (Reading BSON: as_bsonr.h.) */
 #ifndef AS_BSON_PRIV_H
 #define AS_BSON_PRIV_H
 
@@ -10,136 +10,48 @@
 #include <string.h>
 
 #include <bson/bson.h>
-#include <jansson.h>
 
 #include "as_bson.h"
+#include "as_bsonr.h"
 #include "as_buf.h"
 
-#define MAX_DEPTH 32 /* nesting levels of column paths and catch-all documents */
-#define WHY_MAX 512  /* room for the tail of a conversion error message */
-#define FJ_FAIL AS_EINVAL
+#define MAX_DEPTH 32          /* nesting levels of column paths and catch-all documents */
+#define AS_JSON_MAX_DEPTH 200 /* nesting levels of AS-JSON text / BSON written as AS-JSON */
+#define WHY_MAX 512           /* room for the tail of a conversion error message */
 
-/* ================================================================ fast BSON reading
- *
- * it_next is an inline equivalent of libbson 1.23's bson_iter_next (_bson_iter_next_internal):
- * the same bounds checks and the same bson_iter_t fields, so every bson_iter_* accessor keeps
- * working on the iterator. The common types are decoded here; the rare ones (binary, regex,
- * dbPointer, code with scope, unknown types) go to bson_iter_next itself, which recomputes
- * everything from next_off. The IT_* accessors read a field of the type the caller checked. */
-
-static inline uint32_t rd32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return BSON_UINT32_FROM_LE(v);
+/* Length of the valid UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most
+ * U+10FFFF) starting with the byte >= 0x80 at p, or 0 if it is not one. */
+static inline size_t as_utf8_seq(const uint8_t *p, const uint8_t *e) {
+  uint8_t c = p[0];
+  size_t n;
+  uint8_t lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+  else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+  else return 0;
+  if ((size_t)(e - p) < n || p[1] < lo || p[1] > hi) return 0;
+  for (size_t i = 2; i < n; i++)
+    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+  return n;
 }
 
-static inline uint64_t rd64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return BSON_UINT64_FROM_LE(v);
-}
-
-static inline bool it_invalid(bson_iter_t *iter) {
-  iter->raw = NULL;
-  iter->len = 0;
-  iter->next_off = 0;
-  return false;
-}
-
-static inline bool it_next(bson_iter_t *iter) {
-  const uint8_t *data = iter->raw;
-  if (!data) return false;
-  uint32_t len = iter->len, o, next;
-  uint32_t start = iter->next_off;
-  o = start + 1;
-  while (o < len && data[o]) o++;
-  if (o >= len) {
-    iter->off = iter->type = start;
-    iter->key = start + 1;
-    iter->d1 = iter->d2 = iter->d3 = iter->d4 = 0;
-    return it_invalid(iter);
+/* Decimal index key of an array element ("0", "1", ...); returns its length. */
+static inline size_t as_idx_key(uint32_t i, char kb[16]) {
+  if (i < 10) {
+    kb[0] = (char)('0' + i);
+    kb[1] = '\0';
+    return 1;
   }
-  o++; /* first value byte */
-  switch (data[start]) {
-    case BSON_TYPE_DATE_TIME:
-    case BSON_TYPE_DOUBLE:
-    case BSON_TYPE_INT64:
-    case BSON_TYPE_TIMESTAMP: next = o + 8; break;
-    case BSON_TYPE_INT32: next = o + 4; break;
-    case BSON_TYPE_OID: next = o + 12; break;
-    case BSON_TYPE_DECIMAL128: next = o + 16; break;
-    case BSON_TYPE_MAXKEY:
-    case BSON_TYPE_MINKEY:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED: next = o; break;
-    case BSON_TYPE_BOOL:
-      if (o >= len || (data[o] != 0 && data[o] != 1)) return bson_iter_next(iter);
-      next = o + 1;
-      break;
-    case BSON_TYPE_CODE:
-    case BSON_TYPE_SYMBOL:
-    case BSON_TYPE_UTF8: {
-      if (o + 4 >= len) return bson_iter_next(iter);
-      uint32_t l = rd32(data + o);
-      if (l > len - (o + 4)) return bson_iter_next(iter);
-      next = o + 4 + l;
-      if (l == 0 || next >= len || data[o + 4 + l - 1] != '\0') return bson_iter_next(iter);
-      iter->off = iter->type = start;
-      iter->key = start + 1;
-      iter->d1 = o;
-      iter->d2 = o + 4;
-      iter->d3 = iter->d4 = 0;
-      iter->next_off = next;
-      iter->err_off = 0;
-      return true;
-    }
-    case BSON_TYPE_ARRAY:
-    case BSON_TYPE_DOCUMENT: {
-      if (o >= len - 4) return bson_iter_next(iter);
-      uint32_t l = rd32(data + o);
-      if (l > len || l > len - o) return bson_iter_next(iter);
-      next = o + l;
-      break;
-    }
-    default: return bson_iter_next(iter);
+  char t[12];
+  int n = 0;
+  while (i) {
+    t[n++] = (char)('0' + i % 10);
+    i /= 10;
   }
-  if (next >= len) return bson_iter_next(iter);
-  iter->off = iter->type = start;
-  iter->key = start + 1;
-  iter->d1 = o;
-  iter->d2 = iter->d3 = iter->d4 = 0;
-  iter->next_off = next;
-  iter->err_off = 0;
-  return true;
-}
-
-/* bson_iter_recurse for a DOCUMENT or ARRAY iterator (type checked by the caller). */
-static inline void it_recurse(const bson_iter_t *it, bson_iter_t *child) {
-  memset(child, 0, sizeof *child);
-  child->raw = it->raw + it->d1;
-  child->len = rd32(it->raw + it->d1);
-  child->next_off = 4;
-}
-
-#define IT_TYPE(it) ((bson_type_t)(it)->raw[(it)->type])
-#define IT_KEY(it) ((const char *)(it)->raw + (it)->key)
-#define IT_KEYLEN(it) ((size_t)((it)->d1 - (it)->key - 1))
-#define IT_STRLEN(it) (rd32((it)->raw + (it)->d1) - 1) /* UTF8/SYMBOL/CODE */
-#define IT_STR(it) ((const char *)(it)->raw + (it)->d2)
-#define IT_I32(it) ((int32_t)rd32((it)->raw + (it)->d1))
-#define IT_I64(it) ((int64_t)rd64((it)->raw + (it)->d1))
-#define IT_BOOL(it) ((it)->raw[(it)->d1] != 0)
-
-static inline double IT_DOUBLE(const bson_iter_t *it) {
-  uint64_t u = rd64(it->raw + it->d1);
-  double d;
-  memcpy(&d, &u, 8);
-  return d;
-}
-
-static inline void IT_DEC(const bson_iter_t *it, bson_decimal128_t *dec) {
-  dec->low = rd64(it->raw + it->d1);
-  dec->high = rd64(it->raw + it->d1 + 8);
+  size_t l = 0;
+  while (n) kb[l++] = t[--n];
+  kb[l] = '\0';
+  return l;
 }
 
 /* ================================================================ as_buf helpers
@@ -251,13 +163,57 @@ static inline int rw_bytes(as_buf *b, uint8_t type, const char *key, size_t kl, 
   return AS_OK;
 }
 
+/* binary: length, subtype, bytes; the old subtype 2 also carries the length inside */
 static inline int rw_binary(as_buf *b, const char *key, size_t kl, uint8_t subtype, const void *p, size_t n) {
-  if (n >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_BINARY, key, kl, n + 5)) return AS_ERR;
+  size_t inner = subtype == BSON_SUBTYPE_BINARY_DEPRECATED ? 4 : 0;
+  if (n >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_BINARY, key, kl, n + 5 + inner)) return AS_ERR;
   uint8_t *o = b->data + b->len;
-  put_le32(o, (uint32_t)n);
+  put_le32(o, (uint32_t)(n + inner));
   o[4] = subtype;
-  if (n) memcpy(o + 5, p, n);
-  b->len += n + 5;
+  if (inner) put_le32(o + 5, (uint32_t)n);
+  if (n) memcpy(o + 5 + inner, p, n);
+  b->len += n + 5 + inner;
+  return AS_OK;
+}
+
+/* regex: pattern and options as C strings (the caller checked they hold no NUL) */
+static inline int rw_regex(as_buf *b, const char *key, size_t kl, const char *pat, size_t pl, const char *opt,
+                           size_t ol) {
+  if (pl + ol >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_REGEX, key, kl, pl + ol + 2)) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  if (pl) memcpy(o, pat, pl);
+  o[pl] = '\0';
+  if (ol) memcpy(o + pl + 1, opt, ol);
+  o[pl + 1 + ol] = '\0';
+  b->len += pl + ol + 2;
+  return AS_OK;
+}
+
+/* dbPointer: collection (a string) and 12 ObjectId bytes */
+static inline int rw_dbpointer(as_buf *b, const char *key, size_t kl, const char *coll, size_t n,
+                               const uint8_t oid[12]) {
+  if (n >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_DBPOINTER, key, kl, n + 17)) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  put_le32(o, (uint32_t)n + 1);
+  if (n) memcpy(o + 4, coll, n);
+  o[4 + n] = '\0';
+  memcpy(o + 5 + n, oid, 12);
+  b->len += n + 17;
+  return AS_OK;
+}
+
+/* code with scope: total length, the code (a string), the scope document's bytes */
+static inline int rw_codewscope(as_buf *b, const char *key, size_t kl, const char *code, size_t n,
+                                const uint8_t *scope, size_t sl) {
+  size_t total = 4 + 4 + n + 1 + sl;
+  if (total >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_CODEWSCOPE, key, kl, total)) return AS_ERR;
+  uint8_t *o = b->data + b->len;
+  put_le32(o, (uint32_t)total);
+  put_le32(o + 4, (uint32_t)n + 1);
+  if (n) memcpy(o + 8, code, n);
+  o[8 + n] = '\0';
+  memcpy(o + 9 + n, scope, sl);
+  b->len += total;
   return AS_OK;
 }
 
@@ -286,38 +242,90 @@ static inline int rw_elements(as_buf *b, const bson_t *doc) {
 
 /* ================================================================ shared functions */
 
-/* as_asjson_write.c — AS-JSON writer (see as_bson.h for the forms). Return AS_OK, AS_ERR (out
- * of memory) or AS_EINVAL (invalid BSON). */
-int as_jsonw_str(as_buf *b, const char *s, size_t n);
-int as_jsonw_i64(as_buf *b, int64_t v);
-int as_jsonw_value(const bson_iter_t *it, as_buf *b, int depth);
-/* A document or array: from `parent` (a DOCUMENT/ARRAY iterator) or, if NULL, from doc. */
-int as_jsonw_doc(const bson_iter_t *parent, const bson_t *doc, bool is_array, as_buf *b, int depth);
+/* as_asjson_write.c — the AS-JSON writer. Results: AS_OK, AS_ERR (out of memory), AS_EDATA
+ * (a string or key that is not UTF-8), AS_EINVAL (corrupt BSON, nested too deep). */
+int as_jsonw_str(as_buf *b, const char *s, size_t n) AS_MUSTCHECK;
+/* A document key: one more '$' in front of a key starting with '$'. */
+int as_jsonw_key(as_buf *b, const char *key, size_t n) AS_MUSTCHECK;
+int as_jsonw_i64(as_buf *b, int64_t v) AS_MUSTCHECK;
+int as_jsonw_value(const as_bsonr_el *e, as_buf *b, int depth) AS_MUSTCHECK;
+/* The rest of the document or array r as an object or array. */
+int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) AS_MUSTCHECK;
 /* Decimal128 -> text exactly as bson_decimal128_to_string; returns the length. */
 size_t as_dec128_to_str(const bson_decimal128_t *dec, char out[BSON_DECIMAL128_STRING]);
 
-/* as_asjson_read.c — AS-JSON reader. The streaming transcoder writes raw BSON elements
- * (as_bsonw_*, below) into an as_buf; FJ_FAIL when it gives up (the jansson path decides). */
+/* as_asjson_read.c — the AS-JSON decoder: reads text, writes raw BSON elements (above) into an
+ * as_buf. Results: AS_OK, AS_EINVAL (invalid AS-JSON; as_jsonr_error tells where and why),
+ * AS_ERR (out of memory, or over the BSON size limit). */
+typedef struct as_jsonr_key {
+  const char *p;
+  size_t n;
+} as_jsonr_key;
+
+typedef struct as_jsonr_chunk {
+  struct as_jsonr_chunk *next;
+  size_t len, cap;
+  char data[];
+} as_jsonr_chunk;
+
+#define AS_JSONR_INLINE 32
+
 typedef struct as_jsonr {
-  const char *p, *end;
+  const char *start, *p, *end;
+  const char *at;          /* where the first error was found */
+  char msg[256];           /* its reason ("" while there is none) */
+  as_buf tmp;              /* the last decoded string with escapes */
+  as_jsonr_key *ents;      /* keys of the open objects (a stack), for the duplicate check */
+  size_t nents, cents;
+  as_jsonr_chunk *arena;   /* copies of keys that had escapes */
+  as_jsonr_key ent_inl[AS_JSONR_INLINE];
 } as_jsonr;
+
+/* The keys of one object being read. */
+typedef struct as_jsonr_level {
+  size_t ent_mark;
+  uint32_t n;
+  uint32_t *index, icap; /* hash index once the object has many keys */
+} as_jsonr_level;
+
+void as_jsonr_init(as_jsonr *j, const char *json, size_t len);
+void as_jsonr_free(as_jsonr *j);
+/* err <- "invalid AS-JSON at line L column C: reason" (AS_OK passes through). */
+int as_jsonr_error(const as_jsonr *j, int rc, as_error *err);
 void as_jsonr_ws(as_jsonr *j);
-int as_jsonr_string(as_jsonr *j, const char **s, size_t *n, as_buf *tmp);
-int as_jsonr_skip(as_jsonr *j);
-int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, as_buf *tmp, int depth);
-int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, int kl, as_buf *tmp, int depth);
-int as_jsonr_fast_value(bson_t *dst, const char *key, int kl, const char *json, size_t len);
-json_t *as_jsonr_load(const char *json, size_t len, as_error *err);
-int as_jsonr_jansson_value(bson_t *dst, const char *key, int kl, const json_t *j, int depth);
-bool as_jsonr_parse_i64(const char *s, int64_t *out);
+/* A string (decoded into j->tmp when it has escapes). */
+int as_jsonr_string(as_jsonr *j, const char **s, size_t *n) AS_MUSTCHECK;
+/* Any value (wrappers included) as one element `key`. */
+int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) AS_MUSTCHECK;
+/* The members of a document/array (j->p just after its '{' or '['), up to its close. */
+int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, int depth) AS_MUSTCHECK;
+/* A top-level object/array as a whole raw document (length, elements, NUL) appended to raw;
+ * nothing but blanks may follow. */
+int as_jsonr_top(as_jsonr *j, as_buf *raw, bool *is_array) AS_MUSTCHECK;
+/* Only blanks left? */
+int as_jsonr_end(as_jsonr *j) AS_MUSTCHECK;
+/* For callers that walk a document's members themselves: as_jsonr_level_begin, then for
+ * each member as_jsonr_member (the document key, unescaped and checked against the level's
+ * keys, and its ':'; *in_tmp if the key lives in j->tmp), then the value, then
+ * as_jsonr_level_end. */
+void as_jsonr_level_begin(as_jsonr *j, as_jsonr_level *lv);
+void as_jsonr_level_end(as_jsonr *j, as_jsonr_level *lv);
+int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *kl, bool *in_tmp) AS_MUSTCHECK;
+/* Decimal integer text "-?digits" within int64. */
+bool as_jsonr_parse_i64(const char *s, size_t n, int64_t *out) AS_MUSTCHECK;
 /* Decimal text -> Decimal128 as bson_decimal128_from_string_w_len. */
-bool as_dec128_from_str(const char *s, size_t n, bson_decimal128_t *dec);
+bool as_dec128_from_str(const char *s, size_t n, bson_decimal128_t *dec) AS_MUSTCHECK;
+/* One AS-JSON value (any kind, wrappers included) appended to dst as key. */
+int as_asjson_value_to_bson(bson_t *dst, const char *key, size_t kl, const char *json, size_t len,
+                            as_error *err) AS_MUSTCHECK;
 
 /* as_bson_value.c — one BSON value <-> one typed value. */
-void as_bson_describe(const bson_iter_t *it, char *out, size_t cap);
+void as_bson_describe(const as_bsonr_el *e, char *out, size_t cap);
 as_buf as_bson_buf_over(as_value *out);
-int as_bson_convert(const as_column *c, const bson_iter_t *it, as_value *out, char *why);
-int as_bsonw_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err);
+/* The conversion table of as_bson.h; on failure `why` (WHY_MAX) holds the message tail. */
+int as_bson_convert(const as_column *c, const as_bsonr_el *e, as_value *out, char *why) AS_MUSTCHECK;
+/* A typed value as a raw element, the same bytes as as_value_append_bson. */
+int as_bsonw_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) AS_MUSTCHECK;
 
 /* as_bson_from_row.c */
 bool as_bson_child_head(const as_schema *s, size_t depth, const char *key);

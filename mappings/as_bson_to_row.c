@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <jansson.h>
+
 #include "as_bson_priv.h"
 
 /* ================================================================ document -> row */
@@ -45,6 +47,14 @@ typedef struct walker {
   char why[WHY_MAX];
 } walker;
 
+/* A writer result for the catch-all as a walk result (why set for data errors). */
+static int extra_result(walker *w, int rc, const as_bsonr_el *e) {
+  if (rc == AS_OK || rc == AS_ERR) return rc;
+  snprintf(w->why, WHY_MAX, "field \"%.*s\" holds %s", (int)(e->keylen > 100 ? 100 : e->keylen), e->key,
+           rc == AS_EDATA ? "a string or key that is not valid UTF-8" : "invalid BSON");
+  return AS_EDATA;
+}
+
 /* Opens the catch-all containers down to `depth` (lazily, only when a field lands there). */
 static int extra_open(walker *w, size_t depth) {
   for (size_t d = 0; d <= depth; d++) {
@@ -52,7 +62,9 @@ static int extra_open(walker *w, size_t depth) {
     if (d > 0) {
       if (w->opened[d - 1] > 1 && bput(w->extra, ',')) return AS_ERR;
       w->opened[d - 1]++;
-      if (as_jsonw_str(w->extra, w->okey[d], w->okeylen[d]) || bput(w->extra, ':')) return AS_ERR;
+      int rc = as_jsonw_key(w->extra, w->okey[d], w->okeylen[d]);
+      if (rc != AS_OK) return rc;
+      if (bput(w->extra, ':')) return AS_ERR;
     }
     if (bput(w->extra, '{')) return AS_ERR;
     w->opened[d] = 1;
@@ -60,21 +72,55 @@ static int extra_open(walker *w, size_t depth) {
   return AS_OK;
 }
 
-static int extra_field(walker *w, size_t depth, const bson_iter_t *it) {
-  if (extra_open(w, depth)) return AS_ERR;
+static int extra_field(walker *w, size_t depth, const as_bsonr_el *e) {
+  int rc = extra_open(w, depth);
+  if (rc != AS_OK) return extra_result(w, rc, e);
   if (w->opened[depth] > 1 && bput(w->extra, ',')) return AS_ERR;
   w->opened[depth]++;
-  if (as_jsonw_str(w->extra, IT_KEY(it), IT_KEYLEN(it)) || bput(w->extra, ':'))
-    return AS_ERR;
-  int rc = as_jsonw_value(it, w->extra, (int)depth);
-  if (rc == AS_EINVAL) {
-    snprintf(w->why, WHY_MAX, "field \"%s\" holds invalid BSON", bson_iter_key(it));
+  if ((rc = as_jsonw_key(w->extra, e->key, e->keylen)) != AS_OK) return extra_result(w, rc, e);
+  if (bput(w->extra, ':')) return AS_ERR;
+  return extra_result(w, as_jsonw_value(e, w->extra, (int)depth), e);
+}
+
+static int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs);
+
+/* Field e leads to columns m[0..nm) deeper down: a document to walk, NULL, or an error. */
+static int descend(walker *w, const as_bsonr_el *e, size_t depth, const pref *m, size_t nm) {
+  if (e->type == BSON_TYPE_NULL) return AS_OK;
+  if (e->type != BSON_TYPE_DOCUMENT) {
+    char d[160];
+    int col = -1;
+    for (size_t i = 0; i < nm && col < 0; i++) col = m[i].col;
+    if (col < 0) return AS_OK; /* only child fields below: leave it to them */
+    as_bson_describe(e, d, sizeof d);
+    w->err_col = col;
+    snprintf(w->why, WHY_MAX, "cannot descend into %s at \"%.*s\"", d, (int)e->keylen, e->key);
     return AS_EDATA;
+  }
+  as_bsonr child;
+  if (as_bsonr_child(e, &child) != AS_OK) {
+    snprintf(w->why, WHY_MAX, "field \"%.*s\" holds invalid BSON", (int)e->keylen, e->key);
+    return AS_EDATA;
+  }
+  if (w->extra) {
+    w->okey[depth + 1] = e->key;
+    w->okeylen[depth + 1] = e->keylen;
+    w->opened[depth + 1] = 0;
+  }
+  pref stack[64], *copy = nm <= 64 ? stack : malloc(nm * sizeof *copy);
+  if (!copy) return AS_ERR;
+  memcpy(copy, m, nm * sizeof *copy);
+  for (size_t i = 0; i < nm; i++) copy[i].hlen = strlen(copy[i].path[depth + 1]);
+  int rc = walk_level(w, &child, depth + 1, copy, nm);
+  if (copy != stack) free(copy);
+  if (rc == AS_OK && w->extra && w->opened[depth + 1]) {
+    if (bput(w->extra, '}')) return AS_ERR;
+    w->opened[depth + 1] = 0;
   }
   return rc;
 }
 
-static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs, size_t nrefs) {
+static int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs) {
   pref sub[64];
   pref *heap = NULL;
   int rc = AS_OK;
@@ -94,67 +140,32 @@ static int walk_level(walker *w, bson_iter_t *it, size_t depth, const pref *refs
     nxt[i] = bucket[b];
     bucket[b] = (int16_t)i;
   }
-  while (it_next(it)) {
-    const char *key = IT_KEY(it);
-    size_t kl = IT_KEYLEN(it);
-    size_t nm = 0;
+  as_bsonr_el e;
+  int more;
+  while ((more = as_bsonr_next(r, &e)) == 1) {
+    size_t kl = e.keylen, nm = 0;
     for (int i = bucket[kl < 31 ? kl : 31]; i >= 0; i = nxt[i]) {
       const char *p = refs[i].path[depth];
-      if (refs[i].hlen == kl && p[0] == key[0] && memcmp(p, key, kl) == 0) m[nm++] = refs[i];
+      if (refs[i].hlen == kl && p[0] == e.key[0] && memcmp(p, e.key, kl) == 0) m[nm++] = refs[i];
     }
     if (nm == 0) {
-      if (w->extra && (rc = extra_field(w, depth, it)) != AS_OK) goto done;
+      if (w->extra && (rc = extra_field(w, depth, &e)) != AS_OK) goto done;
       continue;
     }
-    if (m[0].npath == depth + 1) { /* a leaf (the loader forbids overlapping paths) */
-      if (m[0].col < 0) continue;   /* a child table's array: not ours */
-      const as_column *c = &w->s->cols[m[0].col];
-      as_value *v = &w->row->v[m[0].col];
-      if ((rc = as_bson_convert(c, it, v, w->why)) != AS_OK) {
-        w->err_col = m[0].col;
-        goto done;
-      }
-      w->row->set[m[0].col] = 1;
+    if (m[0].npath > depth + 1) {
+      if ((rc = descend(w, &e, depth, m, nm)) != AS_OK) goto done;
       continue;
     }
-    bson_type_t bt = IT_TYPE(it);
-    if (bt == BSON_TYPE_NULL) continue;
-    if (bt != BSON_TYPE_DOCUMENT) {
-      char d[160];
-      as_bson_describe(it, d, sizeof d);
-      int col = -1;
-      for (size_t i = 0; i < nm && col < 0; i++) col = m[i].col;
-      if (col < 0) continue; /* only child fields below: leave it to them */
-      w->err_col = col;
-      snprintf(w->why, WHY_MAX, "cannot descend into %s at \"%.*s\"", d, (int)kl, key);
-      rc = AS_EDATA;
+    if (m[0].col < 0) continue; /* a leaf (the loader forbids overlapping paths); a child table's array: not ours */
+    if ((rc = as_bson_convert(&w->s->cols[m[0].col], &e, &w->row->v[m[0].col], w->why)) != AS_OK) {
+      w->err_col = m[0].col;
       goto done;
     }
-    bson_iter_t child;
-    it_recurse(it, &child);
-    if (w->extra) {
-      w->okey[depth + 1] = key;
-      w->okeylen[depth + 1] = kl;
-      w->opened[depth + 1] = 0;
-    }
-    if (heap) {
-      pref *copy = malloc(nm * sizeof *copy);
-      if (!copy) { rc = AS_ERR; goto done; }
-      memcpy(copy, m, nm * sizeof *copy);
-      for (size_t i = 0; i < nm; i++) copy[i].hlen = strlen(copy[i].path[depth + 1]);
-      rc = walk_level(w, &child, depth + 1, copy, nm);
-      free(copy);
-    } else {
-      pref copy[64];
-      memcpy(copy, m, nm * sizeof *copy);
-      for (size_t i = 0; i < nm; i++) copy[i].hlen = strlen(copy[i].path[depth + 1]);
-      rc = walk_level(w, &child, depth + 1, copy, nm);
-    }
-    if (rc != AS_OK) goto done;
-    if (w->extra && w->opened[depth + 1]) {
-      if (bput(w->extra, '}')) { rc = AS_ERR; goto done; }
-      w->opened[depth + 1] = 0;
-    }
+    w->row->set[m[0].col] = 1;
+  }
+  if (more != 0) {
+    snprintf(w->why, WHY_MAX, "invalid BSON document (corrupt at byte %u of a %u-byte document)", r->off, r->len);
+    rc = AS_EDATA;
   }
 done:
   free(heap);
@@ -205,18 +216,18 @@ static int prepare_row(const as_schema *s, as_row *out, bool keep_values) {
 static int doc_to_key_row(const as_schema *s, const bson_t *doc, as_row *out, walker *w) {
   pref stack[16], *refs = NULL;
   size_t nrefs = 0;
-  bson_iter_t it;
+  as_bsonr r;
   int rc;
-  if ((rc = build_refs(s, true, stack, 16, &refs, &nrefs)) != AS_OK) return rc;
   memset(w, 0, sizeof *w);
+  w->err_col = -1;
+  if ((rc = build_refs(s, true, stack, 16, &refs, &nrefs)) != AS_OK) return rc;
   w->s = s;
   w->row = out;
-  w->err_col = -1;
-  if (!bson_iter_init(&it, doc)) {
+  if (as_bsonr_init_doc(&r, doc) != AS_OK) {
     snprintf(w->why, WHY_MAX, "invalid BSON document");
     rc = AS_EDATA;
   } else {
-    rc = walk_level(w, &it, 0, refs, nrefs);
+    rc = walk_level(w, &r, 0, refs, nrefs);
   }
   if (refs != stack) free(refs);
   return rc;
@@ -276,7 +287,7 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
   size_t nrefs = 0;
   as_buf extra = AS_BUF_INIT;
   walker w;
-  bson_iter_t it;
+  as_bsonr r;
   int rc;
   if (prepare_row(s, out, true) != AS_OK || build_refs(s, false, stack, 32, &refs, &nrefs) != AS_OK)
     return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
@@ -287,13 +298,13 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
   w.extra = s->catch_all_idx >= 0 ? &extra : NULL;
   w.err_col = -1;
   w.why[0] = '\0';
-  if (!bson_iter_init(&it, doc)) {
+  if (as_bsonr_init_doc(&r, doc) != AS_OK) {
     rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: invalid BSON document", s->name);
     goto cleanup;
   }
-  rc = walk_level(&w, &it, 0, refs, nrefs);
+  rc = walk_level(&w, &r, 0, refs, nrefs);
   if (rc == AS_ERR) {
-    as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+    as_error_set(err, AS_DOM_MAPPING, AS_ERR, "mapping %s: out of memory", s->name);
     goto cleanup;
   }
   if (rc != AS_OK) {

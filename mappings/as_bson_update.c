@@ -13,14 +13,6 @@
 
 #include "as_bson_priv.h"
 
-/* ================================================================ updates
- *
- * $set and $unset are built as raw element lists (rw_* above) and assembled into the output
- * once at the end. Values take the raw path (same bytes as as_value_append_bson); whatever it
- * does not handle (errors, rare forms, json the streaming transcoder gives up on) is done by
- * as_value_append_bson into a holder document whose element is copied, so results and
- * messages are those of the libbson path. */
-
 typedef struct upd {
   const as_schema *s;
   as_buf set, unset; /* elements */
@@ -41,201 +33,152 @@ static bool claimed(const as_schema *s, char *const *prefix, size_t depth, const
   return as_bson_child_head(s, depth, key);
 }
 
-static bool same_value(const bson_iter_t *a, const bson_iter_t *b) {
-  if (bson_iter_type(a) != bson_iter_type(b)) return false;
-  uint32_t la = a->next_off - a->d1, lb = b->next_off - b->d1;
-  return la == lb && memcmp(a->raw + a->d1, b->raw + b->d1, la) == 0;
+static bool same_value(const as_bsonr_el *a, const as_bsonr_el *b) {
+  return a->type == b->type && a->vlen == b->vlen && memcmp(a->val, b->val, a->vlen) == 0;
 }
 
-/* bson_append_iter into a raw element list: the value bytes copied where bson_append_iter
- * writes them unchanged, the other types through bson_append_iter itself. */
-static int rw_iter(as_buf *b, const char *key, size_t kl, const bson_iter_t *it) {
-  bson_type_t t = IT_TYPE(it);
-  uint32_t vl = it->next_off - it->d1;
-  switch (t) {
-    case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY:
-      if (vl < 5 || rd32(it->raw + it->d1) != vl || it->raw[it->next_off - 1] != 0) break;
-      /* fall through */
-    case BSON_TYPE_DOUBLE:
-    case BSON_TYPE_UTF8:
-    case BSON_TYPE_UNDEFINED:
-    case BSON_TYPE_OID:
-    case BSON_TYPE_BOOL:
-    case BSON_TYPE_DATE_TIME:
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_SYMBOL:
-    case BSON_TYPE_INT32:
-    case BSON_TYPE_TIMESTAMP:
-    case BSON_TYPE_INT64:
-    case BSON_TYPE_DECIMAL128:
-    case BSON_TYPE_MAXKEY:
-    case BSON_TYPE_MINKEY: return rw_bytes(b, (uint8_t)t, key, kl, it->raw + it->d1, vl);
-    default: break;
+static int corrupt(as_error *err) {
+  return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value: invalid BSON");
+}
+
+static int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char **prefix, size_t depth,
+                         size_t plen, as_error *err);
+
+/* Field e (in `now` if `in_now`, else only in prev) is claimed by columns below it: recurse
+ * into it as a document, anything else is the columns' business. */
+static int claimed_updates(upd *u, const as_bsonr_el *e, const as_bsonr_el *pe, bool in_now, char **prefix,
+                           size_t depth, size_t plen, as_error *err) {
+  as_bsonr sub, psub;
+  if (e->type != BSON_TYPE_DOCUMENT) return AS_OK;
+  if (as_bsonr_child(e, &sub) != AS_OK) return corrupt(err);
+  bool hp = pe && pe->type == BSON_TYPE_DOCUMENT;
+  if (hp && as_bsonr_child(pe, &psub) != AS_OK) return corrupt(err);
+  prefix[depth] = (char *)e->key;
+  u->path[plen + e->keylen] = '.';
+  return extra_updates(u, in_now ? &sub : NULL, in_now ? (hp ? &psub : NULL) : &sub, prefix, depth + 1,
+                       plen + e->keylen + 1, err);
+}
+
+/* $set for the fields of now that prev lacks or holds otherwise; $unset for those only prev
+ * has. Paths are dotted under prefix (plen bytes of u->path). */
+static int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char **prefix, size_t depth,
+                         size_t plen, as_error *err) {
+  as_bsonr_el e, pe;
+  int more = 0, rc;
+  if (depth >= MAX_DEPTH) return AS_OK;
+  for (as_bsonr it = now ? *now : (as_bsonr){0}; now && (more = as_bsonr_next(&it, &e)) == 1;) {
+    if (plen + e.keylen + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
+    memcpy(u->path + plen, e.key, e.keylen + 1);
+    int in_prev = prev ? as_bsonr_find(prev, e.key, e.keylen, &pe) : 0;
+    if (in_prev < 0) return corrupt(err);
+    if (claimed(u->s, prefix, depth, e.key)) {
+      if ((rc = claimed_updates(u, &e, in_prev ? &pe : NULL, true, prefix, depth, plen, err)) != AS_OK) return rc;
+      continue;
+    }
+    if (in_prev && same_value(&e, &pe)) continue;
+    if (rw_bytes(&u->set, e.type, u->path, plen + e.keylen, e.val, e.vlen) != AS_OK)
+      return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
   }
-  bson_t h = BSON_INITIALIZER;
-  int rc = bson_append_iter(&h, key, (int)kl, it) ? rw_elements(b, &h) : AS_EDATA;
-  bson_destroy(&h);
+  if (more != 0) return corrupt(err);
+  for (as_bsonr it = prev ? *prev : (as_bsonr){0}; prev && (more = as_bsonr_next(&it, &pe)) == 1;) {
+    int in_now = now ? as_bsonr_find(now, pe.key, pe.keylen, &e) : 0;
+    if (in_now < 0) return corrupt(err);
+    if (in_now) continue;
+    if (plen + pe.keylen + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
+    memcpy(u->path + plen, pe.key, pe.keylen + 1);
+    if (claimed(u->s, prefix, depth, pe.key)) {
+      if ((rc = claimed_updates(u, &pe, NULL, false, prefix, depth, plen, err)) != AS_OK) return rc;
+      continue;
+    }
+    if (rw_str(&u->unset, BSON_TYPE_UTF8, u->path, plen + pe.keylen, "", 0) != AS_OK)
+      return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
+  }
+  return more == 0 ? AS_OK : corrupt(err);
+}
+
+/* A claimed top-level field of the catch-all text (j->p at its value): the value decoded; a
+ * document goes through extra_updates under its key, anything else is the columns'. */
+static int direct_claimed(upd *u, as_jsonr *j, const char *key, size_t kl, as_error *err) {
+  as_buf hraw = AS_BUF_INIT; /* {"v": <the value>} */
+  as_bsonr h, sub;
+  as_bsonr_el e;
+  int rc = room(&hraw, 4) ? AS_ERR : AS_OK;
+  if (rc == AS_OK) {
+    hraw.len = 4;
+    rc = as_jsonr_value(j, &hraw, "v", 1, 1);
+  }
+  if (rc == AS_OK && rw_end(&hraw, 0)) rc = AS_ERR;
+  if (rc == AS_OK && as_bsonr_init(&h, hraw.data, hraw.len) == AS_OK && as_bsonr_next(&h, &e) == 1 &&
+      e.type == BSON_TYPE_DOCUMENT && as_bsonr_child(&e, &sub) == AS_OK) {
+    char *prefix[MAX_DEPTH];
+    prefix[0] = (char *)key;
+    memcpy(u->path, key, kl);
+    u->path[kl] = '.';
+    rc = extra_updates(u, &sub, NULL, prefix, 1, kl + 1, err);
+  }
+  as_buf_free(&hraw);
   return rc;
 }
 
-static int extra_updates(upd *u, const bson_t *now, const bson_t *prev, char **prefix, size_t depth,
-                         size_t plen, as_error *err) {
-  bson_iter_t it, pit;
-  if (depth >= MAX_DEPTH) return AS_OK;
-  if (now) {
-    bson_iter_init(&it, now);
-    while (it_next(&it)) {
-      const char *k = IT_KEY(&it);
-      size_t kl = IT_KEYLEN(&it);
-      if (plen + kl + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
-      memcpy(u->path + plen, k, kl + 1);
-      bool in_prev = prev && bson_iter_init_find(&pit, prev, k);
-      if (claimed(u->s, prefix, depth, k)) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&it)) continue; /* mapped paths are the columns' business */
-        bson_t sub, psub;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&it, &len, &data);
-        bson_init_static(&sub, data, len);
-        bool hp = in_prev && BSON_ITER_HOLDS_DOCUMENT(&pit);
-        if (hp) {
-          bson_iter_document(&pit, &len, &data);
-          bson_init_static(&psub, data, len);
-        }
-        prefix[depth] = (char *)k;
-        u->path[plen + kl] = '.';
-        int rc = extra_updates(u, &sub, hp ? &psub : NULL, prefix, depth + 1, plen + kl + 1, err);
-        if (rc != AS_OK) return rc;
-        continue;
-      }
-      if (in_prev && same_value(&it, &pit)) continue;
-      u->path[plen + kl] = '\0';
-      if (rw_iter(&u->set, u->path, plen + kl, &it) != AS_OK)
-        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
-    }
-  }
-  if (prev) {
-    bson_iter_init(&pit, prev);
-    while (it_next(&pit)) {
-      const char *k = IT_KEY(&pit);
-      size_t kl = IT_KEYLEN(&pit);
-      if (now && bson_iter_init_find(&it, now, k)) continue;
-      if (plen + kl + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
-      memcpy(u->path + plen, k, kl + 1);
-      if (claimed(u->s, prefix, depth, k)) {
-        if (!BSON_ITER_HOLDS_DOCUMENT(&pit)) continue;
-        bson_t psub;
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&pit, &len, &data);
-        bson_init_static(&psub, data, len);
-        prefix[depth] = (char *)k;
-        u->path[plen + kl] = '.';
-        int rc = extra_updates(u, NULL, &psub, prefix, depth + 1, plen + kl + 1, err);
-        if (rc != AS_OK) return rc;
-        continue;
-      }
-      if (rw_str(&u->unset, BSON_TYPE_UTF8, u->path, plen + kl, "", 0) != AS_OK)
-        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "update too large");
-    }
-  }
-  return AS_OK;
-}
-
-#define AS_RESTART (-100) /* internal: the fast path wrote something it cannot finish */
-
-/* The catch-all without a previous value, straight from its text: each unclaimed top-level
- * field is parsed into $set, claimed documents go through extra_updates. FJ_FAIL before
- * anything was written, AS_RESTART after (the caller truncates $set/$unset and redoes the
- * catch-all the general way). */
-static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
-  as_jsonr j = {v->u.s.ptr, v->u.s.ptr + v->u.s.len};
-  as_jsonr_ws(&j);
-  if (j.p >= j.end || *j.p != '{') return FJ_FAIL;
-  as_jsonr peek = {j.p + 1, j.end};
-  as_jsonr_ws(&peek);
-  if (peek.p + 1 < peek.end && peek.p[0] == '"' && peek.p[1] == '$') return FJ_FAIL;
-  j.p++;
-  as_jsonr_ws(&j);
-  if (j.p < j.end && *j.p == '}') {
-    j.p++;
-    as_jsonr_ws(&j);
-    return j.p == j.end ? AS_OK : FJ_FAIL;
-  }
-  as_buf tmp = AS_BUF_INIT;
+/* The members of the catch-all object (j->p after '{', not empty) up to its '}'. */
+static int direct_members(upd *u, as_jsonr *j, as_jsonr_level *lv, as_error *err) {
   int rc = AS_OK;
-  char keybuf[256];
-  for (;;) {
+  while (rc == AS_OK) {
     const char *key;
     size_t kl;
-    as_jsonr_ws(&j);
-    if (j.p >= j.end || *j.p != '"' || as_jsonr_string(&j, &key, &kl, &tmp) || kl >= sizeof keybuf ||
-        memchr(key, '\0', kl)) {
-      rc = AS_RESTART;
-      break;
-    }
-    memcpy(keybuf, key, kl);
-    keybuf[kl] = '\0';
-    as_jsonr_ws(&j);
-    if (j.p >= j.end || *j.p != ':') {
-      rc = AS_RESTART;
-      break;
-    }
-    j.p++;
-    as_jsonr_ws(&j);
-    if (claimed(u->s, NULL, 0, keybuf)) {
-      if (j.p < j.end && *j.p == '{') {
-        as_buf hraw = AS_BUF_INIT; /* {"v": <the value>} */
-        bson_t holder;
-        bson_iter_t it;
-        rc = room(&hraw, 4) ? AS_ERR : AS_OK;
-        if (rc == AS_OK) {
-          hraw.len = 4;
-          rc = as_jsonr_value(&j, &hraw, "v", 1, &tmp, 1);
-        }
-        if (rc == AS_OK && rw_end(&hraw, 0)) rc = AS_ERR;
-        if (rc == AS_OK && bson_init_static(&holder, hraw.data, hraw.len) && bson_iter_init_find(&it, &holder, "v") &&
-            BSON_ITER_HOLDS_DOCUMENT(&it)) {
-          uint32_t len;
-          const uint8_t *data;
-          bson_t sub;
-          bson_iter_document(&it, &len, &data);
-          bson_init_static(&sub, data, len);
-          char *prefix[MAX_DEPTH];
-          prefix[0] = keybuf;
-          memcpy(u->path, keybuf, kl);
-          u->path[kl] = '.';
-          rc = extra_updates(u, &sub, NULL, prefix, 1, kl + 1, err);
-          if (rc != AS_OK && rc != AS_EDATA) rc = AS_RESTART;
-        } else if (rc == AS_OK) {
-          rc = AS_OK; /* a wrapper, not a document: the columns' business */
-        } else {
-          rc = AS_RESTART;
-        }
-        as_buf_free(&hraw);
-      } else if (as_jsonr_skip(&j) != AS_OK) {
-        rc = AS_RESTART;
-      }
-    } else if (as_jsonr_value(&j, &u->set, keybuf, (int)kl, &tmp, 1) != AS_OK) {
-      rc = AS_RESTART;
-    }
+    bool in_tmp;
+    char keybuf[256], *heap = NULL, *k = keybuf;
+    if ((rc = as_jsonr_member(j, lv, &key, &kl, &in_tmp)) != AS_OK) break;
+    if (kl >= sizeof keybuf && !(k = heap = malloc(kl + 1))) return AS_ERR;
+    memcpy(k, key, kl); /* NUL-terminated for claimed(); j->tmp may be reused below */
+    k[kl] = '\0';
+    if (claimed(u->s, NULL, 0, k)) rc = direct_claimed(u, j, k, kl, err);
+    else rc = as_jsonr_value(j, &u->set, k, kl, 1);
+    free(heap);
     if (rc != AS_OK) break;
-    as_jsonr_ws(&j);
-    if (j.p < j.end && *j.p == ',') {
-      j.p++;
+    as_jsonr_ws(j);
+    if (j->p < j->end && *j->p == ',') {
+      j->p++;
       continue;
     }
-    if (j.p < j.end && *j.p == '}') {
-      j.p++;
-      as_jsonr_ws(&j);
-      if (j.p != j.end) rc = AS_RESTART;
+    if (j->p < j->end && *j->p == '}') {
+      j->p++;
       break;
     }
-    rc = AS_RESTART;
-    break;
+    rc = AS_EINVAL;
+    snprintf(j->msg, sizeof j->msg, "expected ',' or '}'");
+    j->at = j->p;
   }
-  as_buf_free(&tmp);
+  return rc;
+}
+
+/* The catch-all without a previous value, straight from its text: each unclaimed top-level
+ * field is decoded into $set, claimed documents go through extra_updates. */
+static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
+  as_jsonr j;
+  as_jsonr_level lv;
+  int rc = AS_OK;
+  as_jsonr_init(&j, v->u.s.ptr, v->u.s.len);
+  as_jsonr_level_begin(&j, &lv);
+  as_jsonr_ws(&j);
+  if (j.p >= j.end || *j.p != '{') {
+    rc = AS_EINVAL;
+    snprintf(j.msg, sizeof j.msg, "the catch-all must be an object");
+    j.at = j.p;
+  } else {
+    j.p++;
+    as_jsonr_ws(&j);
+    if (j.p < j.end && *j.p == '}') j.p++;
+    else rc = direct_members(u, &j, &lv, err);
+    if (rc == AS_OK) rc = as_jsonr_end(&j);
+  }
+  as_jsonr_level_end(&j, &lv);
+  if (rc != AS_OK && rc != AS_EDATA) {
+    as_jsonr_error(&j, rc, err);
+    if (rc != AS_ERR) rc = AS_EDATA;
+    if (err) err->code = rc;
+  }
+  as_jsonr_free(&j);
   return rc;
 }
 
@@ -266,11 +209,27 @@ static int finish_update(const as_schema *s, const upd *u, bson_t *out, as_error
   return AS_OK;
 }
 
+/* A catch-all text as a raw document in raw, read by r. AS_EDATA (err says why) unless it is
+ * an AS-JSON object. */
+static int catch_all_raw(const char *text, size_t len, as_buf *raw, as_bsonr *r, as_error *err) {
+  as_jsonr j;
+  bool arr = false;
+  as_jsonr_init(&j, text, len);
+  int rc = as_jsonr_top(&j, raw, &arr);
+  if (rc != AS_OK) as_jsonr_error(&j, rc, err);
+  as_jsonr_free(&j);
+  if (rc == AS_OK && arr) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "an array, not an object");
+  if (rc == AS_OK && as_bsonr_init(r, raw->data, raw->len) != AS_OK) rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "too large");
+  if (rc == AS_EINVAL && err) err->code = AS_EDATA;
+  return rc == AS_EINVAL ? AS_EDATA : rc;
+}
+
 int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all, bson_t *out,
                        as_error *err) {
   upd u;
   int rc = AS_OK;
-  bson_t now, prev;
+  as_buf now = AS_BUF_INIT, prev = AS_BUF_INIT;
+  as_bsonr nr, pr;
   bool have_now = false, have_prev = false;
   bson_init(out);
   if (d->op != AS_OP_UPDATE)
@@ -294,38 +253,31 @@ int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_c
   }
   if (s->catch_all_idx >= 0 && d->row.set[s->catch_all_idx]) {
     const as_value *cv = &d->row.v[s->catch_all_idx];
-    bool arr = false;
+    const char *what = "catch-all value";
     if (!prev_catch_all && cv->type == AS_T_JSON) {
-      size_t set_mark = u.set.len, unset_mark = u.unset.len;
       rc = catch_all_direct(&u, cv, err);
-      if (rc == AS_OK || rc == AS_EDATA) goto cleanup;
-      u.set.len = set_mark; /* redo the catch-all the general way */
-      u.unset.len = unset_mark;
-      rc = AS_OK;
+      if (rc != AS_OK) as_error_prefix(err, "mapping %s, column \"%s\"", s->name, s->cols[s->catch_all_idx].name);
+      goto cleanup;
     }
     if (cv->type == AS_T_JSON) {
-      if ((rc = as_asjson_to_bson(cv->u.s.ptr, cv->u.s.len, &now, &arr, err)) != AS_OK || arr) {
-        bson_destroy(&now);
-        rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: catch-all value is not an AS-JSON object", s->name);
-        goto cleanup;
-      }
+      if ((rc = catch_all_raw(cv->u.s.ptr, cv->u.s.len, &now, &nr, err)) != AS_OK) goto bad_catch_all;
       have_now = true;
     }
     if (prev_catch_all) {
-      if ((rc = as_asjson_to_bson(prev_catch_all, strlen(prev_catch_all), &prev, &arr, err)) != AS_OK || arr) {
-        bson_destroy(&prev);
-        rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: previous catch-all value is not an AS-JSON object", s->name);
-        goto cleanup;
-      }
+      what = "previous catch-all value";
+      if ((rc = catch_all_raw(prev_catch_all, strlen(prev_catch_all), &prev, &pr, err)) != AS_OK) goto bad_catch_all;
       have_prev = true;
     }
     char *prefix[MAX_DEPTH];
-    rc = extra_updates(&u, have_now ? &now : NULL, have_prev ? &prev : NULL, prefix, 0, 0, err);
+    rc = extra_updates(&u, have_now ? &nr : NULL, have_prev ? &pr : NULL, prefix, 0, 0, err);
+    goto cleanup;
+  bad_catch_all:
+    as_error_prefix(err, "mapping %s, column \"%s\", %s", s->name, s->cols[s->catch_all_idx].name, what);
   }
 cleanup:
   if (rc == AS_OK) rc = finish_update(s, &u, out, err);
-  if (have_now) bson_destroy(&now);
-  if (have_prev) bson_destroy(&prev);
+  as_buf_free(&now);
+  as_buf_free(&prev);
   as_buf_free(&u.set);
   as_buf_free(&u.unset);
   return rc;
