@@ -706,7 +706,8 @@ static int other_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, c
 }
 
 /* A wrapper object: j->p after the ':' of its first key wk (one '$'). Consumes the '}'. */
-static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl, int depth) {
+static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl, const char *wstart,
+                   int depth) {
   char sh[80];
   if ((wl == 5 && memcmp(wk, "$code", 5) == 0) || (wl == 6 && memcmp(wk, "$scope", 6) == 0)) {
     bool code_first = wl == 5;
@@ -733,8 +734,10 @@ static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const c
   int rc = string_wrapper(j, dst, key, kl, wk, wl);
   if (rc == 1) rc = other_wrapper(j, dst, key, kl, wk, wl, depth);
   if (rc == 1) {
-    return fail(j, "unknown wrapper key %s (a document key starting with '$' is written with one more '$')",
-                show(wk, wl, sh));
+    rc = fail(j, "unknown wrapper key %s (a document key starting with '$' is written with one more '$')",
+              show(wk, wl, sh));
+    j->at = wstart;
+    return rc;
   }
   if (rc != AS_OK) {
     char why[sizeof j->msg];
@@ -752,10 +755,16 @@ static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const c
 
 /* A member name and its ':': the decoded text (in j->tmp, *in_tmp set, or in the JSON text). */
 static int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
+  as_jsonr_ws(j);
+  const char *start = j->p;
   int rc = as_jsonr_string(j, k, kl);
   if (rc != AS_OK) return rc;
   *in_tmp = *kl > 0 && *k == (const char *)j->tmp.data;
-  if (*in_tmp && memchr(*k, '\0', *kl)) return fail(j, "NUL in a key"); /* only an escape makes one */
+  if (*in_tmp && memchr(*k, '\0', *kl)) { /* only an escape makes one */
+    rc = fail(j, "NUL in a key");
+    j->at = start;
+    return rc;
+  }
   if (!expect(j, ':')) return fail(j, "expected ':'");
   return AS_OK;
 }
@@ -774,9 +783,11 @@ static int document_key(as_jsonr *j, const char **k, size_t *kl) {
 }
 
 int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *kl, bool *in_tmp) {
+  as_jsonr_ws(j);
+  const char *start = j->p;
   int rc = member_key(j, key, kl, in_tmp);
-  if (rc == AS_OK) rc = document_key(j, key, kl);
-  if (rc == AS_OK) rc = level_add(j, lv, *key, *kl, *in_tmp);
+  if (rc == AS_OK && (rc = document_key(j, key, kl)) != AS_OK) j->at = start; /* errors about the key point at it */
+  if (rc == AS_OK && (rc = level_add(j, lv, *key, *kl, *in_tmp)) != AS_OK && rc != AS_ERR) j->at = start;
   return rc;
 }
 
@@ -828,13 +839,14 @@ static int object(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int dept
     const char *wk;
     size_t wl;
     bool in_tmp;
+    const char *wstart = j->p;
     int rc = member_key(j, &wk, &wl, &in_tmp);
     if (rc != AS_OK) return rc;
     if (wl >= 1 && wk[0] == '$' && (wl == 1 || wk[1] != '$')) {
       char wkey[32];
       if (wl >= sizeof wkey) wl = sizeof wkey - 1; /* no wrapper key is that long: reported unknown */
       memcpy(wkey, wk, wl);
-      return wrapper(j, dst, key, kl, wkey, wl, depth);
+      return wrapper(j, dst, key, kl, wkey, wl, wstart, depth);
     }
     j->p = open; /* a document: read from its start */
   }
