@@ -104,7 +104,7 @@ void as_jsonr_ws(as_jsonr *j) {
 }
 
 /* Skips blanks, then expects c. */
-static bool expect(as_jsonr *j, char c) {
+static AS_MUSTCHECK bool expect(as_jsonr *j, char c) {
   as_jsonr_ws(j);
   if (j->p < j->end && *j->p == c) {
     j->p++;
@@ -113,12 +113,12 @@ static bool expect(as_jsonr *j, char c) {
   return false;
 }
 
-static bool peek(as_jsonr *j, char c) {
+static AS_MUSTCHECK bool peek(as_jsonr *j, char c) {
   as_jsonr_ws(j);
   return j->p < j->end && *j->p == c;
 }
 
-static int hex4(const char *p) {
+static AS_MUSTCHECK int hex4(const char *p) {
   int v = 0;
   for (int i = 0; i < 4; i++) {
     int c = (unsigned char)p[i], d;
@@ -132,7 +132,7 @@ static int hex4(const char *p) {
 }
 
 /* A \u escape at j->p (after the 'u'), pairs included, as UTF-8 into out; its length or 0. */
-static size_t unicode_escape(as_jsonr *j, uint8_t out[4]) {
+static AS_MUSTCHECK size_t unicode_escape(as_jsonr *j, uint8_t out[4]) {
   if (j->end - j->p < 4) return 0;
   int32_t cp = hex4(j->p);
   if (cp < 0) return 0;
@@ -177,7 +177,7 @@ static const uint8_t plain[256] = {
 };
 
 /* Plain bytes from j->p up to the next '"', '\\' or control byte, UTF-8 checked. */
-static bool plain_run(as_jsonr *j) {
+static AS_MUSTCHECK bool plain_run(as_jsonr *j) {
   const uint8_t *p = (const uint8_t *)j->p, *e = (const uint8_t *)j->end;
   for (;;) {
     while (p < e && plain[*p]) p++;
@@ -194,7 +194,7 @@ static bool plain_run(as_jsonr *j) {
 }
 
 /* The rest of a string with escapes (j->p at the first '\\'), decoded into buf. */
-static int escaped_string(as_jsonr *j, const char *st, as_buf *buf) {
+static AS_MUSTCHECK int escaped_string(as_jsonr *j, const char *st, as_buf *buf) {
   as_buf_reset(buf);
   if (as_buf_append(buf, st, (size_t)(j->p - st))) return oom(j);
   while (j->p < j->end && *j->p != '"') {
@@ -232,7 +232,7 @@ static int escaped_string(as_jsonr *j, const char *st, as_buf *buf) {
 
 /* A string at j->p (after blanks). Unescaped strings point into the text; escaped ones are
  * decoded into buf (reset first). */
-static int string_in(as_jsonr *j, const char **s, size_t *n, as_buf *buf) {
+static AS_MUSTCHECK int string_in(as_jsonr *j, const char **s, size_t *n, as_buf *buf) {
   as_jsonr_ws(j);
   if (j->p >= j->end || *j->p != '"') return fail(j, "expected a string");
   const char *st = ++j->p;
@@ -278,7 +278,7 @@ bool as_jsonr_parse_i64(const char *s, size_t n, int64_t *out) {
 
 /* Length of a JSON number at s[0..n) (RFC 8259 grammar), 0 if there is none; *real says
  * whether it has a fraction or an exponent. */
-static size_t number_len(const char *s, const char *e, bool *real) {
+static AS_MUSTCHECK size_t number_len(const char *s, const char *e, bool *real) {
   const char *p = s;
   *real = false;
   if (p < e && *p == '-') p++;
@@ -313,7 +313,7 @@ static double to_double(const char *s, size_t n) {
   return strtod(num, NULL);
 }
 
-static int number(as_jsonr *j, as_buf *dst, const char *key, size_t kl) {
+static AS_MUSTCHECK int number(as_jsonr *j, as_buf *dst, const char *key, size_t kl) {
   bool real;
   size_t n = number_len(j->p, j->end, &real);
   if (n == 0) return fail(j, "bad number");
@@ -327,7 +327,7 @@ static int number(as_jsonr *j, as_buf *dst, const char *key, size_t kl) {
 }
 
 /* $numberDouble text: a JSON number, NaN, Infinity or -Infinity. */
-static bool double_text(const char *s, size_t n, double *d) {
+static AS_MUSTCHECK bool double_text(const char *s, size_t n, double *d) {
   bool real;
   if (n == 3 && memcmp(s, "NaN", 3) == 0) *d = NAN;
   else if (n == 8 && memcmp(s, "Infinity", 8) == 0) *d = INFINITY;
@@ -402,7 +402,7 @@ static const char *arena_copy(as_jsonr *j, const char *k, size_t n) {
 }
 
 /* Index (hash -> entry + 1) over the level's keys, for objects with many keys. */
-static int level_index(as_jsonr *j, as_jsonr_level *lv) {
+static AS_MUSTCHECK int level_index(as_jsonr *j, as_jsonr_level *lv) {
   uint32_t cap = lv->icap ? lv->icap * 2 : 128;
   uint32_t *ix = calloc(cap, sizeof *ix);
   if (!ix) return oom(j);
@@ -418,7 +418,7 @@ static int level_index(as_jsonr *j, as_jsonr_level *lv) {
   return AS_OK;
 }
 
-static int grow_entries(as_jsonr *j) {
+static AS_MUSTCHECK int grow_entries(as_jsonr *j) {
   size_t cap = j->cents * 2;
   as_jsonr_key *e = malloc(cap * sizeof *e);
   if (!e) return oom(j);
@@ -430,7 +430,7 @@ static int grow_entries(as_jsonr *j) {
 }
 
 /* Adds a key of the current object; an error naming it if it is there already. */
-static int level_add(as_jsonr *j, as_jsonr_level *lv, const char *k, size_t n, bool in_tmp) {
+static AS_MUSTCHECK int level_add(as_jsonr *j, as_jsonr_level *lv, const char *k, size_t n, bool in_tmp) {
   const as_jsonr_key *ent = j->ents + lv->ent_mark;
   char sh[80];
   if (lv->index) {
@@ -486,10 +486,10 @@ static void fields_free(field *f, int nf) {
   for (int i = 0; i < nf; i++) as_buf_free(&f[i].buf);
 }
 
-static int field_value(as_jsonr *j, field *f, int depth);
+static AS_MUSTCHECK int field_value(as_jsonr *j, field *f, int depth);
 
 /* An object whose members are exactly the fields f[0..nf) in any order. */
-static int fields(as_jsonr *j, field *f, int nf, int depth) {
+static AS_MUSTCHECK int fields(as_jsonr *j, field *f, int nf, int depth) {
   if (!expect(j, '{')) return fail(j, "expected an object");
   for (int got = 0; got < nf; got++) {
     const char *k;
@@ -509,7 +509,7 @@ static int fields(as_jsonr *j, field *f, int nf, int depth) {
   return expect(j, '}') ? AS_OK : fail(j, "expected '}'");
 }
 
-static int field_value(as_jsonr *j, field *f, int depth) {
+static AS_MUSTCHECK int field_value(as_jsonr *j, field *f, int depth) {
   if (f->kind == F_STR) return string_in(j, &f->s, &f->n, &f->buf);
   if (f->kind == F_OID) {
     field oid = {"$oid", F_STR};
@@ -531,7 +531,7 @@ static int field_value(as_jsonr *j, field *f, int depth) {
   return AS_OK;
 }
 
-static int put_oid_hex(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *hex, size_t n) {
+static AS_MUSTCHECK int put_oid_hex(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *hex, size_t n) {
   char h[25];
   if (n != 24 || !bson_oid_is_valid(hex, 24)) return fail(j, "not an ObjectId");
   memcpy(h, hex, 24);
@@ -542,7 +542,7 @@ static int put_oid_hex(as_jsonr *j, as_buf *dst, const char *key, size_t kl, con
 }
 
 /* {"$scope": {...}, "$code": "..."} in either order (j->p after the first key's ':'). */
-static int code_with_scope(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool code_first, int depth) {
+static AS_MUSTCHECK int code_with_scope(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool code_first, int depth) {
   as_buf scope = AS_BUF_INIT, codebuf = AS_BUF_INIT;
   const char *code = NULL, *k;
   size_t n = 0, klen;
@@ -579,7 +579,7 @@ static int code_with_scope(as_jsonr *j, as_buf *dst, const char *key, size_t kl,
 }
 
 /* Wrappers whose value is a string: {"$x": "..."}. Returns 1 if wk is not one of them. */
-static int string_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl) {
+static AS_MUSTCHECK int string_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl) {
 #define IS(lit) (wl == sizeof(lit) - 1 && memcmp(wk, lit, wl) == 0)
   int t = IS("$oid") ? 1 : IS("$numberLong") ? 2 : IS("$numberInt") ? 3 : IS("$numberDouble") ? 4
           : IS("$numberDecimal") ? 5 : IS("$symbol") ? 6 : 0;
@@ -614,7 +614,7 @@ static int string_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, 
   }
 }
 
-static int binary_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
+static AS_MUSTCHECK int binary_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
   field f[2] = {{"base64", F_STR}, {"subType", F_STR}};
   as_buf raw = AS_BUF_INIT;
   int rc = fields(j, f, 2, depth);
@@ -640,7 +640,7 @@ static int binary_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, 
 }
 
 /* Wrappers whose value is an object or a literal. Returns 1 if wk is not one of them. */
-static int other_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl,
+static AS_MUSTCHECK int other_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl,
                          int depth) {
 #define IS(lit) (wl == sizeof(lit) - 1 && memcmp(wk, lit, wl) == 0)
   int rc;
@@ -706,7 +706,7 @@ static int other_wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, c
 }
 
 /* A wrapper object: j->p after the ':' of its first key wk (one '$'). Consumes the '}'. */
-static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl, const char *wstart,
+static AS_MUSTCHECK int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const char *wk, size_t wl, const char *wstart,
                    int depth) {
   char sh[80];
   if ((wl == 5 && memcmp(wk, "$code", 5) == 0) || (wl == 6 && memcmp(wk, "$scope", 6) == 0)) {
@@ -754,7 +754,7 @@ static int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_t kl, const c
 /* ================================================================ values */
 
 /* A member name and its ':': the decoded text (in j->tmp, *in_tmp set, or in the JSON text). */
-static int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
+static AS_MUSTCHECK int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
   as_jsonr_ws(j);
   const char *start = j->p;
   int rc = as_jsonr_string(j, k, kl);
@@ -770,7 +770,7 @@ static int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
 }
 
 /* A key of a document (not a wrapper position): "$$x" -> "$x"; "$x" is an error. */
-static int document_key(as_jsonr *j, const char **k, size_t *kl) {
+static AS_MUSTCHECK int document_key(as_jsonr *j, const char **k, size_t *kl) {
   if (*kl > 0 && (*k)[0] == '$') {
     char sh[80];
     if (*kl < 2 || (*k)[1] != '$')
@@ -793,7 +793,7 @@ int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *k
 
 /* One member's value under its key; a key decoded into j->tmp is copied first (the value
  * may reuse j->tmp). */
-static int member_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool in_tmp, int depth) {
+static AS_MUSTCHECK int member_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool in_tmp, int depth) {
   char keybuf[256];
   char *heap = NULL;
   if (in_tmp) {
@@ -833,7 +833,7 @@ int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, int depth) {
 }
 
 /* '{' at j->p: a wrapper (its first key has one '$') or a document. */
-static int object(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
+static AS_MUSTCHECK int object(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
   const char *open = ++j->p;
   if (!peek(j, '}')) {
     const char *wk;

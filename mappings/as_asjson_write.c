@@ -61,7 +61,7 @@ static uint8_t *escape(uint8_t *o, unsigned char c) {
 
 /* A JSON string of s[0..n), with one more '$' in front when `dollar`. AS_EDATA if s is not
  * valid UTF-8. */
-static int put_string(as_buf *b, const char *s, size_t n, bool dollar) {
+static AS_MUSTCHECK int put_string(as_buf *b, const char *s, size_t n, bool dollar) {
   if (room(b, n * 6 + 3) != AS_OK) return AS_ERR;
   uint8_t *o = b->data + b->len;
   const uint8_t *p = (const uint8_t *)s, *e = p + n;
@@ -124,7 +124,7 @@ int as_jsonw_i64(as_buf *b, int64_t v) {
   return AS_OK;
 }
 
-static int put_double(as_buf *b, double d) {
+static AS_MUSTCHECK int put_double(as_buf *b, double d) {
   if (isnan(d)) return put_lit(b, "{\"$numberDouble\":\"NaN\"}");
   if (isinf(d)) return put_lit(b, d > 0 ? "{\"$numberDouble\":\"Infinity\"}" : "{\"$numberDouble\":\"-Infinity\"}");
   if (d == 0 && signbit(d)) return put_lit(b, "{\"$numberDouble\":\"-0.0\"}");
@@ -137,7 +137,7 @@ static int put_double(as_buf *b, double d) {
   return bappend(b, tmp, n);
 }
 
-static int put_oid(as_buf *b, const uint8_t *oid) {
+static AS_MUSTCHECK int put_oid(as_buf *b, const uint8_t *oid) {
   if (room(b, 34) != AS_OK) return AS_ERR;
   uint8_t *o = b->data + b->len;
   memcpy(o, "{\"$oid\":\"", 9);
@@ -194,7 +194,7 @@ size_t as_dec128_to_str(const bson_decimal128_t *dec, char out[BSON_DECIMAL128_S
 }
 
 /* The rarer types: binary, regex, dbPointer, code with scope, timestamp, decimal. */
-static int write_rare(const as_bsonr_el *e, as_buf *b, int depth) {
+static AS_MUSTCHECK int write_rare(const as_bsonr_el *e, as_buf *b, int depth) {
   switch (e->type) {
     case BSON_TYPE_BINARY: {
       uint8_t st;
@@ -260,7 +260,7 @@ static int write_rare(const as_bsonr_el *e, as_buf *b, int depth) {
 }
 
 /* {"<tag>":<string>} */
-static int put_tagged_str(as_buf *b, const char *open, const as_bsonr_el *e) {
+static AS_MUSTCHECK int put_tagged_str(as_buf *b, const char *open, const as_bsonr_el *e) {
   uint32_t n;
   const char *s = as_bsonr_str(e, &n);
   int rc;
@@ -326,7 +326,7 @@ int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) {
 }
 
 /* The message of a writer result. */
-static int writer_error(int rc, as_error *err, const char *what) {
+static AS_MUSTCHECK int writer_error(int rc, as_error *err, const char *what) {
   if (rc == AS_ERR) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
   if (rc == AS_EDATA) return as_error_set(err, AS_DOM_CODEC, AS_EDATA, "%s holds a string or key that is not valid UTF-8", what);
   return as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid BSON %s (corrupt or nested too deep)", what);

@@ -5,6 +5,10 @@
  *   where the first of them is), then the catch-all fields of that document in their stored
  *   order. A document already in that order round-trips byte for byte; others come back with
  *   the same fields and values in that order.
+ * - The document is written as raw bytes (as_bson_priv.h) and copied into the bson_t once.
+ * - The catch-all is read with the AS-JSON decoder: text that is not an AS-JSON object (an
+ *   array, a single-'$' key that is no wrapper, a duplicate key, ...) is AS_EDATA naming the
+ *   column.
  * - NULL values are written as BSON null (a field that was missing comes back as null unless
  *   a catch-all is involved); catch-all fields that a column or a child table claims are
  *   skipped.
@@ -15,7 +19,7 @@
 
 /* ================================================================ row -> document */
 
-static bool has_head(const as_schema *s, const int *idx, size_t n, size_t depth, const char *key, size_t kl) {
+static AS_MUSTCHECK bool has_head(const as_schema *s, const int *idx, size_t n, size_t depth, const char *key, size_t kl) {
   for (size_t i = 0; i < n; i++) {
     const as_column *c = &s->cols[idx[i]];
     const char *p = c->path[depth];
@@ -32,7 +36,7 @@ bool as_bson_child_head(const as_schema *s, size_t depth, const char *key) {
 }
 
 /* The catch-all fields of this level that no column or child table claims, copied. */
-static int emit_extra(const as_schema *s, as_buf *dst, size_t depth, const int *idx, size_t n,
+static AS_MUSTCHECK int emit_extra(const as_schema *s, as_buf *dst, size_t depth, const int *idx, size_t n,
                       const as_bsonr *extra, as_error *err) {
   as_bsonr it = *extra;
   as_bsonr_el e;
@@ -47,7 +51,7 @@ static int emit_extra(const as_schema *s, as_buf *dst, size_t depth, const int *
 
 /* Writes the columns idx[0..n) (all sharing path[0..depth)) and the catch-all fields of this
  * level (`extra`, may be NULL) as raw elements into dst. */
-static int emit_level(const as_schema *s, const as_row *r, as_buf *dst, size_t depth, const int *idx,
+static AS_MUSTCHECK int emit_level(const as_schema *s, const as_row *r, as_buf *dst, size_t depth, const int *idx,
                       size_t n, const as_bsonr *extra, as_error *err) {
   int rc = AS_OK;
   int *group = malloc((n ? n : 1) * sizeof *group);
@@ -107,7 +111,7 @@ cleanup:
 
 /* The catch-all's text as a raw document into raw; AS_EDATA naming the column if it is not
  * an AS-JSON object. */
-static int catch_all_doc(const as_schema *s, const as_value *cv, as_buf *raw, as_error *err) {
+static AS_MUSTCHECK int catch_all_doc(const as_schema *s, const as_value *cv, as_buf *raw, as_error *err) {
   as_jsonr j;
   bool arr = false;
   as_jsonr_init(&j, cv->u.s.ptr, cv->u.s.len);

@@ -60,12 +60,12 @@ static inline size_t as_idx_key(uint32_t i, char kb[16]) {
  * and inline fast paths of as_buf_putc/as_buf_append for the writers (the common case needs
  * no call into as_buf.c). */
 
-static inline int room(as_buf *b, size_t n) {
+static inline AS_MUSTCHECK int room(as_buf *b, size_t n) {
   if (b->len + n + 1 <= b->cap) return AS_OK;
   return as_buf_reserve(b, n);
 }
 
-static inline int bput(as_buf *b, uint8_t c) {
+static inline AS_MUSTCHECK int bput(as_buf *b, uint8_t c) {
   if (b->len + 2 <= b->cap) {
     b->data[b->len++] = c;
     return AS_OK;
@@ -73,7 +73,7 @@ static inline int bput(as_buf *b, uint8_t c) {
   return as_buf_putc(b, c);
 }
 
-static inline int bappend(as_buf *b, const void *p, size_t n) {
+static inline AS_MUSTCHECK int bappend(as_buf *b, const void *p, size_t n) {
   if (b->len + n + 1 <= b->cap) {
     memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -82,7 +82,7 @@ static inline int bappend(as_buf *b, const void *p, size_t n) {
   return as_buf_append(b, p, n);
 }
 
-static inline int put_lit(as_buf *b, const char *s) { return bappend(b, s, strlen(s)); }
+static inline AS_MUSTCHECK int put_lit(as_buf *b, const char *s) { return bappend(b, s, strlen(s)); }
 
 
 /* ================================================================ raw BSON writer
@@ -103,7 +103,7 @@ static inline void put_le64(uint8_t *p, uint64_t v) {
 }
 
 /* Type byte and key, with room for `extra` more bytes after them. */
-static inline int rw_head(as_buf *b, uint8_t type, const char *key, size_t kl, size_t extra) {
+static inline AS_MUSTCHECK int rw_head(as_buf *b, uint8_t type, const char *key, size_t kl, size_t extra) {
   if (room(b, kl + 2 + extra) != AS_OK) return AS_ERR;
   uint8_t *o = b->data + b->len;
   *o++ = type;
@@ -113,40 +113,40 @@ static inline int rw_head(as_buf *b, uint8_t type, const char *key, size_t kl, s
   return AS_OK;
 }
 
-static inline int rw_i32(as_buf *b, const char *key, size_t kl, int32_t v) {
+static inline AS_MUSTCHECK int rw_i32(as_buf *b, const char *key, size_t kl, int32_t v) {
   if (rw_head(b, BSON_TYPE_INT32, key, kl, 4)) return AS_ERR;
   put_le32(b->data + b->len, (uint32_t)v);
   b->len += 4;
   return AS_OK;
 }
 
-static inline int rw_64(as_buf *b, uint8_t type, const char *key, size_t kl, uint64_t v) {
+static inline AS_MUSTCHECK int rw_64(as_buf *b, uint8_t type, const char *key, size_t kl, uint64_t v) {
   if (rw_head(b, type, key, kl, 8)) return AS_ERR;
   put_le64(b->data + b->len, v);
   b->len += 8;
   return AS_OK;
 }
 
-static inline int rw_double(as_buf *b, const char *key, size_t kl, double d) {
+static inline AS_MUSTCHECK int rw_double(as_buf *b, const char *key, size_t kl, double d) {
   uint64_t u;
   memcpy(&u, &d, 8);
   return rw_64(b, BSON_TYPE_DOUBLE, key, kl, u);
 }
 
 /* int64 as bson_append_int32 when it fits, else int64 (as the drivers write small integers) */
-static inline int rw_int(as_buf *b, const char *key, size_t kl, int64_t v) {
+static inline AS_MUSTCHECK int rw_int(as_buf *b, const char *key, size_t kl, int64_t v) {
   if (v >= INT32_MIN && v <= INT32_MAX) return rw_i32(b, key, kl, (int32_t)v);
   return rw_64(b, BSON_TYPE_INT64, key, kl, (uint64_t)v);
 }
 
-static inline int rw_byte(as_buf *b, uint8_t type, const char *key, size_t kl, int byte) {
+static inline AS_MUSTCHECK int rw_byte(as_buf *b, uint8_t type, const char *key, size_t kl, int byte) {
   if (rw_head(b, type, key, kl, 1)) return AS_ERR;
   if (byte >= 0) b->data[b->len++] = (uint8_t)byte;
   return AS_OK;
 }
 
 /* utf8, symbol, code: length with the NUL, bytes, NUL */
-static inline int rw_str(as_buf *b, uint8_t type, const char *key, size_t kl, const char *s, size_t n) {
+static inline AS_MUSTCHECK int rw_str(as_buf *b, uint8_t type, const char *key, size_t kl, const char *s, size_t n) {
   if (n >= BSON_MAX_SIZE || rw_head(b, type, key, kl, n + 5)) return AS_ERR;
   uint8_t *o = b->data + b->len;
   put_le32(o, (uint32_t)n + 1);
@@ -156,7 +156,7 @@ static inline int rw_str(as_buf *b, uint8_t type, const char *key, size_t kl, co
   return AS_OK;
 }
 
-static inline int rw_bytes(as_buf *b, uint8_t type, const char *key, size_t kl, const void *p, size_t n) {
+static inline AS_MUSTCHECK int rw_bytes(as_buf *b, uint8_t type, const char *key, size_t kl, const void *p, size_t n) {
   if (rw_head(b, type, key, kl, n)) return AS_ERR;
   if (n) memcpy(b->data + b->len, p, n);
   b->len += n;
@@ -164,7 +164,7 @@ static inline int rw_bytes(as_buf *b, uint8_t type, const char *key, size_t kl, 
 }
 
 /* binary: length, subtype, bytes; the old subtype 2 also carries the length inside */
-static inline int rw_binary(as_buf *b, const char *key, size_t kl, uint8_t subtype, const void *p, size_t n) {
+static inline AS_MUSTCHECK int rw_binary(as_buf *b, const char *key, size_t kl, uint8_t subtype, const void *p, size_t n) {
   size_t inner = subtype == BSON_SUBTYPE_BINARY_DEPRECATED ? 4 : 0;
   if (n >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_BINARY, key, kl, n + 5 + inner)) return AS_ERR;
   uint8_t *o = b->data + b->len;
@@ -177,7 +177,7 @@ static inline int rw_binary(as_buf *b, const char *key, size_t kl, uint8_t subty
 }
 
 /* regex: pattern and options as C strings (the caller checked they hold no NUL) */
-static inline int rw_regex(as_buf *b, const char *key, size_t kl, const char *pat, size_t pl, const char *opt,
+static inline AS_MUSTCHECK int rw_regex(as_buf *b, const char *key, size_t kl, const char *pat, size_t pl, const char *opt,
                            size_t ol) {
   if (pl + ol >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_REGEX, key, kl, pl + ol + 2)) return AS_ERR;
   uint8_t *o = b->data + b->len;
@@ -190,7 +190,7 @@ static inline int rw_regex(as_buf *b, const char *key, size_t kl, const char *pa
 }
 
 /* dbPointer: collection (a string) and 12 ObjectId bytes */
-static inline int rw_dbpointer(as_buf *b, const char *key, size_t kl, const char *coll, size_t n,
+static inline AS_MUSTCHECK int rw_dbpointer(as_buf *b, const char *key, size_t kl, const char *coll, size_t n,
                                const uint8_t oid[12]) {
   if (n >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_DBPOINTER, key, kl, n + 17)) return AS_ERR;
   uint8_t *o = b->data + b->len;
@@ -203,7 +203,7 @@ static inline int rw_dbpointer(as_buf *b, const char *key, size_t kl, const char
 }
 
 /* code with scope: total length, the code (a string), the scope document's bytes */
-static inline int rw_codewscope(as_buf *b, const char *key, size_t kl, const char *code, size_t n,
+static inline AS_MUSTCHECK int rw_codewscope(as_buf *b, const char *key, size_t kl, const char *code, size_t n,
                                 const uint8_t *scope, size_t sl) {
   size_t total = 4 + 4 + n + 1 + sl;
   if (total >= BSON_MAX_SIZE || rw_head(b, BSON_TYPE_CODEWSCOPE, key, kl, total)) return AS_ERR;
@@ -218,14 +218,14 @@ static inline int rw_codewscope(as_buf *b, const char *key, size_t kl, const cha
 }
 
 /* Starts an embedded document or array; *at receives the offset of its length. */
-static inline int rw_begin(as_buf *b, uint8_t type, const char *key, size_t kl, size_t *at) {
+static inline AS_MUSTCHECK int rw_begin(as_buf *b, uint8_t type, const char *key, size_t kl, size_t *at) {
   if (rw_head(b, type, key, kl, 4)) return AS_ERR;
   *at = b->len;
   b->len += 4;
   return AS_OK;
 }
 
-static inline int rw_end(as_buf *b, size_t at) {
+static inline AS_MUSTCHECK int rw_end(as_buf *b, size_t at) {
   if (room(b, 1)) return AS_ERR;
   b->data[b->len++] = '\0';
   if (b->len - at > BSON_MAX_SIZE) return AS_ERR;
@@ -233,11 +233,6 @@ static inline int rw_end(as_buf *b, size_t at) {
   return AS_OK;
 }
 
-/* The elements of a document (its bytes between the length and the final NUL). */
-static inline int rw_elements(as_buf *b, const bson_t *doc) {
-  const uint8_t *d = bson_get_data(doc);
-  return doc->len >= 5 ? bappend(b, d + 4, doc->len - 5) : AS_OK;
-}
 
 
 /* ================================================================ shared functions */

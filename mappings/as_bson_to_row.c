@@ -17,6 +17,8 @@
  *   dotted child fields are not recognised here and land in the catch-all.
  * - Messages: "mapping M, key K, field \"F\": <tail of as_bson_value.c>", K the canonical JSON
  *   of the key ({"id":{"$uuid":"..."}}) or ? when the key itself cannot be read.
+ * - Documents are read with as_bsonr (every element checked): a corrupt document, or a
+ *   catch-all field holding a string or key that is not UTF-8, is AS_EDATA.
  * - A failing document leaves an empty row (every column unset).
  */
 #include <stdio.h>
@@ -48,7 +50,7 @@ typedef struct walker {
 } walker;
 
 /* A writer result for the catch-all as a walk result (why set for data errors). */
-static int extra_result(walker *w, int rc, const as_bsonr_el *e) {
+static AS_MUSTCHECK int extra_result(walker *w, int rc, const as_bsonr_el *e) {
   if (rc == AS_OK || rc == AS_ERR) return rc;
   snprintf(w->why, WHY_MAX, "field \"%.*s\" holds %s", (int)(e->keylen > 100 ? 100 : e->keylen), e->key,
            rc == AS_EDATA ? "a string or key that is not valid UTF-8" : "invalid BSON");
@@ -56,7 +58,7 @@ static int extra_result(walker *w, int rc, const as_bsonr_el *e) {
 }
 
 /* Opens the catch-all containers down to `depth` (lazily, only when a field lands there). */
-static int extra_open(walker *w, size_t depth) {
+static AS_MUSTCHECK int extra_open(walker *w, size_t depth) {
   for (size_t d = 0; d <= depth; d++) {
     if (w->opened[d]) continue;
     if (d > 0) {
@@ -72,7 +74,7 @@ static int extra_open(walker *w, size_t depth) {
   return AS_OK;
 }
 
-static int extra_field(walker *w, size_t depth, const as_bsonr_el *e) {
+static AS_MUSTCHECK int extra_field(walker *w, size_t depth, const as_bsonr_el *e) {
   int rc = extra_open(w, depth);
   if (rc != AS_OK) return extra_result(w, rc, e);
   if (w->opened[depth] > 1 && bput(w->extra, ',')) return AS_ERR;
@@ -82,10 +84,10 @@ static int extra_field(walker *w, size_t depth, const as_bsonr_el *e) {
   return extra_result(w, as_jsonw_value(e, w->extra, (int)depth), e);
 }
 
-static int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs);
+static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs);
 
 /* Field e leads to columns m[0..nm) deeper down: a document to walk, NULL, or an error. */
-static int descend(walker *w, const as_bsonr_el *e, size_t depth, const pref *m, size_t nm) {
+static AS_MUSTCHECK int descend(walker *w, const as_bsonr_el *e, size_t depth, const pref *m, size_t nm) {
   if (e->type == BSON_TYPE_NULL) return AS_OK;
   if (e->type != BSON_TYPE_DOCUMENT) {
     char d[160];
@@ -120,7 +122,7 @@ static int descend(walker *w, const as_bsonr_el *e, size_t depth, const pref *m,
   return rc;
 }
 
-static int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs) {
+static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs) {
   pref sub[64];
   pref *heap = NULL;
   int rc = AS_OK;
@@ -174,7 +176,7 @@ done:
 }
 
 /* The refs of all columns (except the catch-all) and child-table fields. */
-static int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t cap, pref **out, size_t *n) {
+static AS_MUSTCHECK int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t cap, pref **out, size_t *n) {
   size_t need = s->ncols + (keys_only ? 0 : s->nchildren);
   pref *r = stack;
   if (need > cap && !(r = malloc(need * sizeof *r))) return AS_ERR;
@@ -203,7 +205,7 @@ static int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t ca
 
 /* keep_values: leave the values in place (their buffers are reused; columns not seen are
  * cleared after the walk). */
-static int prepare_row(const as_schema *s, as_row *out, bool keep_values) {
+static AS_MUSTCHECK int prepare_row(const as_schema *s, as_row *out, bool keep_values) {
   if (out->v && out->set && out->n == s->ncols) {
     if (keep_values) memset(out->set, 0, out->n);
     else as_row_reset(out);
@@ -213,7 +215,7 @@ static int prepare_row(const as_schema *s, as_row *out, bool keep_values) {
   return as_row_init(out, s->ncols);
 }
 
-static int doc_to_key_row(const as_schema *s, const bson_t *doc, as_row *out, walker *w) {
+static AS_MUSTCHECK int doc_to_key_row(const as_schema *s, const bson_t *doc, as_row *out, walker *w) {
   pref stack[16], *refs = NULL;
   size_t nrefs = 0;
   as_bsonr r;
@@ -256,7 +258,7 @@ static void key_text(const as_schema *s, const bson_t *doc, char *out, size_t ca
   as_row_clear(&r);
 }
 
-static int data_error(const as_schema *s, const bson_t *doc, const char *field, const char *why,
+static AS_MUSTCHECK int data_error(const as_schema *s, const bson_t *doc, const char *field, const char *why,
                       int code, as_error *err) {
   char key[256];
   if (!err) return code;
@@ -308,7 +310,7 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
     goto cleanup;
   }
   if (rc != AS_OK) {
-    data_error(s, doc, w.err_col >= 0 ? s->cols[w.err_col].field : "*", w.why, rc, err);
+    rc = data_error(s, doc, w.err_col >= 0 ? s->cols[w.err_col].field : "*", w.why, rc, err);
     goto cleanup;
   }
   if (w.extra) {

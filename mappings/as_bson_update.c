@@ -1,12 +1,13 @@
 /* as_bson_update.c — row delta -> MongoDB update ({"$set":{...},"$unset":{...}}).
  *
  * Decisions:
- * - $set and $unset are built as raw element lists (as_bsonw_* of as_bson_priv.h) and copied
+ * - $set and $unset are built as raw element lists (rw_* of as_bson_priv.h) and copied
  *   into the output once at the end; same bytes as the bson_append_* calls.
  * - The catch-all: without a previous value, each of its top-level fields is transcoded
  *   straight from the text into $set; with one, both are converted and compared field by
  *   field (equal bytes: no update; gone: $unset). Fields inside documents that columns
- *   descend into are set/unset by dotted path.
+ *   descend into are set/unset by dotted path. Text that is not an AS-JSON object is AS_EDATA
+ *   naming the column (and which of the two values it was).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ typedef struct upd {
 } upd;
 
 /* Is prefix path[0..depth) + key the head of some column's path? */
-static bool claimed(const as_schema *s, char *const *prefix, size_t depth, const char *key) {
+static AS_MUSTCHECK bool claimed(const as_schema *s, char *const *prefix, size_t depth, const char *key) {
   for (size_t i = 0; i < s->ncols; i++) {
     const as_column *c = &s->cols[i];
     if (c->catch_all || c->npath <= depth + 1) continue;
@@ -33,20 +34,20 @@ static bool claimed(const as_schema *s, char *const *prefix, size_t depth, const
   return as_bson_child_head(s, depth, key);
 }
 
-static bool same_value(const as_bsonr_el *a, const as_bsonr_el *b) {
+static AS_MUSTCHECK bool same_value(const as_bsonr_el *a, const as_bsonr_el *b) {
   return a->type == b->type && a->vlen == b->vlen && memcmp(a->val, b->val, a->vlen) == 0;
 }
 
-static int corrupt(as_error *err) {
+static AS_MUSTCHECK int corrupt(as_error *err) {
   return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value: invalid BSON");
 }
 
-static int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char **prefix, size_t depth,
+static AS_MUSTCHECK int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char **prefix, size_t depth,
                          size_t plen, as_error *err);
 
 /* Field e (in `now` if `in_now`, else only in prev) is claimed by columns below it: recurse
  * into it as a document, anything else is the columns' business. */
-static int claimed_updates(upd *u, const as_bsonr_el *e, const as_bsonr_el *pe, bool in_now, char **prefix,
+static AS_MUSTCHECK int claimed_updates(upd *u, const as_bsonr_el *e, const as_bsonr_el *pe, bool in_now, char **prefix,
                            size_t depth, size_t plen, as_error *err) {
   as_bsonr sub, psub;
   if (e->type != BSON_TYPE_DOCUMENT) return AS_OK;
@@ -61,7 +62,7 @@ static int claimed_updates(upd *u, const as_bsonr_el *e, const as_bsonr_el *pe, 
 
 /* $set for the fields of now that prev lacks or holds otherwise; $unset for those only prev
  * has. Paths are dotted under prefix (plen bytes of u->path). */
-static int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char **prefix, size_t depth,
+static AS_MUSTCHECK int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char **prefix, size_t depth,
                          size_t plen, as_error *err) {
   as_bsonr_el e, pe;
   int more = 0, rc;
@@ -98,7 +99,7 @@ static int extra_updates(upd *u, const as_bsonr *now, const as_bsonr *prev, char
 
 /* A claimed top-level field of the catch-all text (j->p at its value): the value decoded; a
  * document goes through extra_updates under its key, anything else is the columns'. */
-static int direct_claimed(upd *u, as_jsonr *j, const char *key, size_t kl, as_error *err) {
+static AS_MUSTCHECK int direct_claimed(upd *u, as_jsonr *j, const char *key, size_t kl, as_error *err) {
   as_buf hraw = AS_BUF_INIT; /* {"v": <the value>} */
   as_bsonr h, sub;
   as_bsonr_el e;
@@ -121,7 +122,7 @@ static int direct_claimed(upd *u, as_jsonr *j, const char *key, size_t kl, as_er
 }
 
 /* The members of the catch-all object (j->p after '{', not empty) up to its '}'. */
-static int direct_members(upd *u, as_jsonr *j, as_jsonr_level *lv, as_error *err) {
+static AS_MUSTCHECK int direct_members(upd *u, as_jsonr *j, as_jsonr_level *lv, as_error *err) {
   int rc = AS_OK;
   while (rc == AS_OK) {
     const char *key;
@@ -154,7 +155,7 @@ static int direct_members(upd *u, as_jsonr *j, as_jsonr_level *lv, as_error *err
 
 /* The catch-all without a previous value, straight from its text: each unclaimed top-level
  * field is decoded into $set, claimed documents go through extra_updates. */
-static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
+static AS_MUSTCHECK int catch_all_direct(upd *u, const as_value *v, as_error *err) {
   as_jsonr j;
   as_jsonr_level lv;
   int rc = AS_OK;
@@ -183,7 +184,7 @@ static int catch_all_direct(upd *u, const as_value *v, as_error *err) {
 }
 
 /* {"$set": {set}, "$unset": {unset}} (each only when not empty) into out (empty). */
-static int finish_update(const as_schema *s, const upd *u, bson_t *out, as_error *err) {
+static AS_MUSTCHECK int finish_update(const as_schema *s, const upd *u, bson_t *out, as_error *err) {
   size_t total = 5 + (u->set.len ? 11 + u->set.len : 0) + (u->unset.len ? 13 + u->unset.len : 0);
   if (total > BSON_MAX_SIZE) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: update too large", s->name);
   if (total == 5) return AS_OK;
@@ -211,7 +212,7 @@ static int finish_update(const as_schema *s, const upd *u, bson_t *out, as_error
 
 /* A catch-all text as a raw document in raw, read by r. AS_EDATA (err says why) unless it is
  * an AS-JSON object. */
-static int catch_all_raw(const char *text, size_t len, as_buf *raw, as_bsonr *r, as_error *err) {
+static AS_MUSTCHECK int catch_all_raw(const char *text, size_t len, as_buf *raw, as_bsonr *r, as_error *err) {
   as_jsonr j;
   bool arr = false;
   as_jsonr_init(&j, text, len);

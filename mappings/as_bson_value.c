@@ -6,8 +6,13 @@
  *   become 0), uuid as subtype 4, timestamp and date as BSON dates.
  * - String values and json texts of a reused row keep their heap blocks (the whole usable
  *   size), so steady state needs no allocation.
- * - as_bsonw_value writes the same bytes as as_value_append_bson straight into a raw element
- *   list; what it does not handle goes through as_value_append_bson into a holder.
+ * - One writer of typed values: as_bsonw_value writes a raw element (as_bson_priv.h);
+ *   as_value_append_bson appends what it wrote. Json values go through the AS-JSON decoder
+ *   (as_asjson_read.c); invalid text is AS_EDATA with the decoder's message.
+ * - Text values may hold NUL bytes (BSON strings have a length): lengths are used throughout,
+ *   never strlen. Text is not checked for UTF-8 here (the column keeps the bytes).
+ * - One BSON element reaches the conversions as an as_bsonr_el; as_bson_iter_to_value copies
+ *   its bson_iter_t's element with bson_append_iter (libbson's public API) and reads that.
  * - Error tails: "cannot store T V in TYPE column \"C\"[: reason]", V the AS-JSON of the value
  *   (plain digits for int64), cut at 100 characters.
  */
@@ -61,7 +66,7 @@ void as_bson_describe(const as_bsonr_el *it, char *out, size_t cap) {
   as_buf_free(&b);
 }
 
-static int cannot_store(const as_column *c, const as_bsonr_el *it, const char *reason, char *why) {
+static AS_MUSTCHECK int cannot_store(const as_column *c, const as_bsonr_el *it, const char *reason, char *why) {
   char d[160];
   as_bson_describe(it, d, sizeof d);
   snprintf(why, WHY_MAX, "cannot store %s in %s column \"%s\"%s%s", d, as_type_name(c->type), c->name,
@@ -81,7 +86,7 @@ static inline size_t str_cap(const as_value *v) {
 #endif
 }
 
-static int set_str(as_value *out, as_type t, const char *s, size_t n, char *why) {
+static AS_MUSTCHECK int set_str(as_value *out, as_type t, const char *s, size_t n, char *why) {
   bool strtype = out->type == AS_T_TEXT || out->type == AS_T_DECIMAL || out->type == AS_T_JSON ||
                  out->type == AS_T_BYTES;
   if (strtype && out->u.s.ptr && str_cap(out) > n) {
@@ -115,7 +120,7 @@ as_buf as_bson_buf_over(as_value *out) {
 #define NO_RULE 1 /* internal: no conversion rule for this BSON type and column type */
 
 /* The numeric column types of the conversion table. */
-static int convert_number(const as_column *c, const as_bsonr_el *it, bson_type_t bt, as_value *out,
+static AS_MUSTCHECK int convert_number(const as_column *c, const as_bsonr_el *it, bson_type_t bt, as_value *out,
                           char *why) {
   switch (c->type) {
     case AS_T_INT64:
@@ -315,12 +320,12 @@ int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_ite
 
 /* ================================================================ typed value -> BSON */
 
-static int too_large(as_error *err) {
+static AS_MUSTCHECK int too_large(as_error *err) {
   return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "value too large for a BSON document");
 }
 
 /* The string-like types (decimal, text, bytes, json). */
-static int string_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) {
+static AS_MUSTCHECK int string_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) {
   const char *p = v->u.s.ptr ? v->u.s.ptr : "";
   size_t n = v->u.s.ptr ? v->u.s.len : 0;
   if (n >= BSON_MAX_SIZE) return too_large(err);

@@ -353,7 +353,8 @@ static void random_value(bson_t *b, const char *key, int depth) {
       bson_t child;
       BSON_APPEND_DOCUMENT_BEGIN(b, key, &child);
       static const char *const w[] = {"$oid", "$numberLong", "$numberDecimal", "$date", "$symbol", "$code"};
-      BSON_APPEND_UTF8(&child, w[pick(6)], pick(2) ? "65a1b2c3d4e5f60718293a4b" : "5");
+      const char *wk = w[pick(6)], *wv = pick(2) ? "65a1b2c3d4e5f60718293a4b" : "5"; /* the macro reads them twice */
+      BSON_APPEND_UTF8(&child, wk, wv);
       bson_append_document_end(b, &child);
       break;
     }
