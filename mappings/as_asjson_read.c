@@ -99,13 +99,17 @@ void as_jsonr_free(as_jsonr *j) {
 
 /* ================================================================ lexing */
 
-void as_jsonr_ws(as_jsonr *j) {
+/* Blanks: most calls find none, so the first test is the cheap one. */
+static inline void ws(as_jsonr *j) {
+  if (j->p >= j->end || (unsigned char)*j->p > ' ') return;
   while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
 }
 
+void as_jsonr_ws(as_jsonr *j) { ws(j); }
+
 /* Skips blanks, then expects c. */
 static AS_MUSTCHECK bool expect(as_jsonr *j, char c) {
-  as_jsonr_ws(j);
+  ws(j);
   if (j->p < j->end && *j->p == c) {
     j->p++;
     return true;
@@ -114,7 +118,7 @@ static AS_MUSTCHECK bool expect(as_jsonr *j, char c) {
 }
 
 static AS_MUSTCHECK bool peek(as_jsonr *j, char c) {
-  as_jsonr_ws(j);
+  ws(j);
   return j->p < j->end && *j->p == c;
 }
 
@@ -233,7 +237,7 @@ static AS_MUSTCHECK int escaped_string(as_jsonr *j, const char *st, as_buf *buf)
 /* A string at j->p (after blanks). Unescaped strings point into the text; escaped ones are
  * decoded into buf (reset first). */
 static AS_MUSTCHECK int string_in(as_jsonr *j, const char **s, size_t *n, as_buf *buf) {
-  as_jsonr_ws(j);
+  ws(j);
   if (j->p >= j->end || *j->p != '"') return fail(j, "expected a string");
   const char *st = ++j->p;
   const uint8_t *p = (const uint8_t *)st, *e = (const uint8_t *)j->end;
@@ -520,7 +524,7 @@ static AS_MUSTCHECK int field_value(as_jsonr *j, field *f, int depth) {
     if (rc == AS_OK && (oid.n != 24 || !bson_oid_is_valid(oid.s, 24))) rc = fail(j, "not an ObjectId");
     return rc;
   }
-  as_jsonr_ws(j);
+  ws(j);
   bool real;
   size_t n = number_len(j->p, j->end, &real);
   int64_t v;
@@ -587,7 +591,7 @@ static AS_MUSTCHECK int string_wrapper(as_jsonr *j, as_buf *dst, const char *key
   if (t == 0) return 1;
   const char *s;
   size_t n;
-  int rc = as_jsonr_string(j, &s, &n);
+  int rc = string_in(j, &s, &n, &j->tmp);
   if (rc != AS_OK) return rc;
   int64_t v;
   double d;
@@ -646,7 +650,7 @@ static AS_MUSTCHECK int other_wrapper(as_jsonr *j, as_buf *dst, const char *key,
   int rc;
   if (IS("$binary")) return binary_wrapper(j, dst, key, kl, depth);
   if (IS("$date")) {
-    as_jsonr_ws(j);
+    ws(j);
     int64_t ms = 0;
     if (peek(j, '{')) {
       field f = {"$numberLong", F_STR};
@@ -689,7 +693,7 @@ static AS_MUSTCHECK int other_wrapper(as_jsonr *j, as_buf *dst, const char *key,
     fields_free(f, 2);
     return rc;
   }
-  as_jsonr_ws(j);
+  ws(j);
   if (IS("$minKey") || IS("$maxKey")) {
     if (j->end - j->p < 1 || *j->p != '1' || (j->end - j->p > 1 && j->p[1] >= '0' && j->p[1] <= '9'))
       return fail(j, "expected 1");
@@ -729,7 +733,7 @@ static AS_MUSTCHECK int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_
     }
     return code_with_scope(j, dst, key, kl, code_first, depth);
   }
-  as_jsonr_ws(j);
+  ws(j);
   const char *value = j->p;
   int rc = string_wrapper(j, dst, key, kl, wk, wl);
   if (rc == 1) rc = other_wrapper(j, dst, key, kl, wk, wl, depth);
@@ -755,9 +759,9 @@ static AS_MUSTCHECK int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_
 
 /* A member name and its ':': the decoded text (in j->tmp, *in_tmp set, or in the JSON text). */
 static AS_MUSTCHECK int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
-  as_jsonr_ws(j);
+  ws(j);
   const char *start = j->p;
-  int rc = as_jsonr_string(j, k, kl);
+  int rc = string_in(j, k, kl, &j->tmp);
   if (rc != AS_OK) return rc;
   *in_tmp = *kl > 0 && *k == (const char *)j->tmp.data;
   if (*in_tmp && memchr(*k, '\0', *kl)) { /* only an escape makes one */
@@ -783,7 +787,7 @@ static AS_MUSTCHECK int document_key(as_jsonr *j, const char **k, size_t *kl) {
 }
 
 int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *kl, bool *in_tmp) {
-  as_jsonr_ws(j);
+  ws(j);
   const char *start = j->p;
   int rc = member_key(j, key, kl, in_tmp);
   if (rc == AS_OK && (rc = document_key(j, key, kl)) != AS_OK) j->at = start; /* errors about the key point at it */
@@ -835,7 +839,10 @@ int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, int depth) {
 /* '{' at j->p: a wrapper (its first key has one '$') or a document. */
 static AS_MUSTCHECK int object(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
   const char *open = ++j->p;
-  if (!peek(j, '}')) {
+  ws(j);
+  /* a wrapper's first key starts with '$' (or an escape that may make one): only then decode it */
+  bool maybe = j->end - j->p >= 2 && j->p[0] == '"' && (j->p[1] == '$' || j->p[1] == '\\');
+  if (maybe) {
     const char *wk;
     size_t wl;
     bool in_tmp;
@@ -859,7 +866,7 @@ static AS_MUSTCHECK int object(as_jsonr *j, as_buf *dst, const char *key, size_t
 
 int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
   if (depth > AS_JSON_MAX_DEPTH) return fail(j, "nested too deep");
-  as_jsonr_ws(j);
+  ws(j);
   if (j->p >= j->end) return fail(j, "unexpected end");
   char c = *j->p;
   int w;
@@ -875,7 +882,7 @@ int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int dep
   if (c == '"') {
     const char *s;
     size_t n;
-    int rc = as_jsonr_string(j, &s, &n);
+    int rc = string_in(j, &s, &n, &j->tmp);
     if (rc != AS_OK) return rc;
     w = rw_str(dst, BSON_TYPE_UTF8, key, kl, s, n);
   } else if (c == 't' && j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
@@ -896,14 +903,14 @@ int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int dep
 }
 
 int as_jsonr_end(as_jsonr *j) {
-  as_jsonr_ws(j);
+  ws(j);
   return j->p == j->end ? AS_OK : fail(j, "text after the value");
 }
 
 /* ================================================================ entry points */
 
 int as_jsonr_top(as_jsonr *j, as_buf *raw, bool *is_array) {
-  as_jsonr_ws(j);
+  ws(j);
   if (j->p >= j->end || (*j->p != '{' && *j->p != '[')) return fail(j, "AS-JSON must be an object or an array");
   bool arr = *j->p++ == '[';
   size_t at = raw->len;

@@ -68,7 +68,7 @@ static AS_MUSTCHECK int emit_level(const as_schema *s, const as_row *r, as_buf *
     if (c->npath == depth + 1) {
       done[i] = 1;
       if (!r->set[idx[i]]) continue;
-      if ((rc = as_bsonw_value(dst, head, hl, &r->v[idx[i]], err)) != AS_OK) {
+      if ((rc = as_bsonw_value_inline(dst, head, hl, &r->v[idx[i]], err)) != AS_OK) {
         as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
         goto cleanup;
       }

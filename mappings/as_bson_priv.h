@@ -322,6 +322,23 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *e, as_value *out, cha
 /* A typed value as a raw element, the same bytes as as_value_append_bson. */
 int as_bsonw_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) AS_MUSTCHECK;
 
+/* as_bsonw_value with the fixed-size types inline (the update and document writers call it
+ * once per column). */
+static inline AS_MUSTCHECK int as_bsonw_value_inline(as_buf *b, const char *key, size_t kl, const as_value *v,
+                                                     as_error *err) {
+  int w;
+  switch (v->type) {
+    case AS_T_NULL: w = rw_byte(b, BSON_TYPE_NULL, key, kl, -1); break;
+    case AS_T_BOOL: w = rw_byte(b, BSON_TYPE_BOOL, key, kl, v->u.b ? 1 : 0); break;
+    case AS_T_INT64: w = rw_int(b, key, kl, v->u.i); break;
+    case AS_T_DOUBLE: w = rw_double(b, key, kl, v->u.d); break;
+    case AS_T_OBJECTID: w = rw_bytes(b, BSON_TYPE_OID, key, kl, v->u.oid, 12); break;
+    case AS_T_DATE: w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)((int64_t)v->u.days * 86400000)); break;
+    default: return as_bsonw_value(b, key, kl, v, err);
+  }
+  return w == AS_OK ? AS_OK : as_bsonw_value(b, key, kl, v, err); /* its message */
+}
+
 /* as_bson_from_row.c */
 bool as_bson_child_head(const as_schema *s, size_t depth, const char *key);
 

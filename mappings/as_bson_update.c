@@ -247,7 +247,7 @@ int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_c
     if (v->type == AS_T_NULL) {
       if (rw_str(&u.unset, BSON_TYPE_UTF8, c->field, fl, "", 0) != AS_OK)
         rc = as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
-    } else if ((rc = as_bsonw_value(&u.set, c->field, fl, v, err)) != AS_OK) {
+    } else if ((rc = as_bsonw_value_inline(&u.set, c->field, fl, v, err)) != AS_OK) {
       as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
     }
     if (rc != AS_OK) goto cleanup;

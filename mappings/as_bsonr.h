@@ -160,7 +160,20 @@ static inline int as_bsonr_next(as_bsonr *r, as_bsonr_el *e) {
   uint8_t type = d[o];
   if (type == 0) return AS_EDATA; /* a NUL before the end */
   const uint8_t *k = d + o + 1, *nul = k, *kend = d + end;
-  while (nul < kend && *nul) nul++; /* keys are short: a loop beats a memchr call */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* the key's NUL, 8 bytes at a time (keys are short: cheaper than a memchr call) */
+  while (kend - nul >= 8) {
+    uint64_t x, z;
+    memcpy(&x, nul, 8);
+    z = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL; /* lowest set: first zero byte */
+    if (z) {
+      nul += __builtin_ctzll(z) >> 3;
+      break;
+    }
+    nul += 8;
+  }
+#endif
+  while (nul < kend && *nul) nul++;
   if (nul >= kend) return AS_EDATA;
   uint32_t v = (uint32_t)(nul - d) + 1, n;
   switch (type) {
