@@ -130,7 +130,11 @@ static AS_MUSTCHECK int direct_members(upd *u, as_jsonr *j, as_jsonr_level *lv, 
     bool in_tmp;
     char keybuf[256], *heap = NULL, *k = keybuf;
     if ((rc = as_jsonr_member(j, lv, &key, &kl, &in_tmp)) != AS_OK) break;
-    if (kl >= sizeof keybuf && !(k = heap = malloc(kl + 1))) return AS_ERR;
+    if (kl >= sizeof keybuf && !(k = heap = malloc(kl + 1))) {
+      snprintf(j->msg, sizeof j->msg, "out of memory");
+      j->at = j->p;
+      return AS_ERR;
+    }
     memcpy(k, key, kl); /* NUL-terminated for claimed(); j->tmp may be reused below */
     k[kl] = '\0';
     if (claimed(u->s, NULL, 0, k)) rc = direct_claimed(u, j, k, kl, err);
