@@ -354,6 +354,46 @@ START_TEST(test_catch_all_dollar_fields) {
 }
 END_TEST
 
+START_TEST(test_text_with_nul) {
+  /* a NUL inside a string headed for a text column is kept (the value has a length), and
+   * written back whole; in a catch-all it is \u0000 */
+  static const fx_col cols[] = {{"id", "_id", AS_T_INT64, FX_KEY}, {"t", "t", AS_T_TEXT, 0}, {"rest", "*", AS_T_JSON, 0}};
+  as_schema *s = fx_schema("t", cols, 3);
+  bson_t doc = BSON_INITIALIZER;
+  BSON_APPEND_INT32(&doc, "_id", 1);
+  bson_append_utf8(&doc, "t", 1, "a\0b\0", 4);
+  bson_append_utf8(&doc, "x", 1, "\0", 1);
+  as_row r = {0};
+  as_error err;
+  ck_assert_msg(as_doc_to_row(s, &doc, &r, &err) == AS_OK, "%s", err.message);
+  ck_assert_int_eq(r.v[1].type, AS_T_TEXT);
+  ck_assert_uint_eq(r.v[1].u.s.len, 4);
+  ck_assert(memcmp(r.v[1].u.s.ptr, "a\0b\0", 4) == 0);
+  ck_assert_str_eq(r.v[2].u.s.ptr, "{\"x\":\"\\u0000\"}");
+  bson_t back;
+  ck_assert_msg(as_row_to_doc(s, &r, &back, &err) == AS_OK, "%s", err.message);
+  ck_assert(back.len == doc.len && memcmp(bson_get_data(&back), bson_get_data(&doc), doc.len) == 0);
+  bson_destroy(&back);
+  as_delta d;
+  ck_assert_int_eq(as_delta_init(&d, s, AS_OP_UPDATE), AS_OK);
+  as_row_clear(&d.row);
+  ck_assert_int_eq(as_row_copy(&d.row, &r), AS_OK);
+  ck_assert_msg(as_delta_to_update(s, &d, NULL, &back, &err) == AS_OK, "%s", err.message);
+  bson_iter_t it;
+  uint32_t n;
+  ck_assert(bson_iter_init_find(&it, &back, "$set") && BSON_ITER_HOLDS_DOCUMENT(&it));
+  bson_iter_t sub;
+  ck_assert(bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, "t"));
+  const char *v = bson_iter_utf8(&sub, &n);
+  ck_assert(n == 4 && memcmp(v, "a\0b\0", 4) == 0);
+  bson_destroy(&back);
+  as_delta_clear(&d);
+  as_row_clear(&r);
+  bson_destroy(&doc);
+  fx_schema_free(s);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("asjson");
   TCase *tc = tcase_create("core");
@@ -364,6 +404,7 @@ int main(void) {
   tcase_add_test(tc, test_numbers_and_syntax);
   tcase_add_test(tc, test_json_column_values);
   tcase_add_test(tc, test_catch_all_dollar_fields);
+  tcase_add_test(tc, test_text_with_nul);
   suite_add_tcase(s, tc);
   return as_test_run(s);
 }
