@@ -334,6 +334,15 @@ static inline AS_MUSTCHECK int as_bsonw_value_inline(as_buf *b, const char *key,
     case AS_T_DOUBLE: w = rw_double(b, key, kl, v->u.d); break;
     case AS_T_OBJECTID: w = rw_bytes(b, BSON_TYPE_OID, key, kl, v->u.oid, 12); break;
     case AS_T_DATE: w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)((int64_t)v->u.days * 86400000)); break;
+    case AS_T_UUID: w = rw_binary(b, key, kl, BSON_SUBTYPE_UUID, v->u.uuid, 16); break;
+    case AS_T_TEXT:
+      if (!v->u.s.ptr) return as_bsonw_value(b, key, kl, v, err);
+      w = rw_str(b, BSON_TYPE_UTF8, key, kl, v->u.s.ptr, v->u.s.len);
+      break;
+    case AS_T_TIMESTAMP:
+      if (v->u.ts_us % 1000 != 0) return as_bsonw_value(b, key, kl, v, err); /* its error */
+      w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)(v->u.ts_us / 1000));
+      break;
     default: return as_bsonw_value(b, key, kl, v, err);
   }
   return w == AS_OK ? AS_OK : as_bsonw_value(b, key, kl, v, err); /* its message */
