@@ -99,17 +99,10 @@ void as_jsonr_free(as_jsonr *j) {
 
 /* ================================================================ lexing */
 
-/* Blanks: most calls find none, so the first test is the cheap one. */
-static inline void ws(as_jsonr *j) {
-  if (j->p >= j->end || (unsigned char)*j->p > ' ') return;
-  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-
-void as_jsonr_ws(as_jsonr *j) { ws(j); }
 
 /* Skips blanks, then expects c. */
 static AS_MUSTCHECK bool expect(as_jsonr *j, char c) {
-  ws(j);
+  as_jsonr_ws(j);
   if (j->p < j->end && *j->p == c) {
     j->p++;
     return true;
@@ -118,7 +111,7 @@ static AS_MUSTCHECK bool expect(as_jsonr *j, char c) {
 }
 
 static AS_MUSTCHECK bool peek(as_jsonr *j, char c) {
-  ws(j);
+  as_jsonr_ws(j);
   return j->p < j->end && *j->p == c;
 }
 
@@ -172,19 +165,15 @@ static AS_MUSTCHECK size_t unicode_escape(as_jsonr *j, uint8_t out[4]) {
   return 4;
 }
 
-/* 1 for the bytes a string may hold as they are: 0x20..0x7f except '"' and '\\'. */
-static const uint8_t plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-};
+/* A byte a string may hold as it is: 0x20..0x7f except '"' and '\\' (compares, not a table:
+ * no dependent load per byte). */
+static inline bool plain(uint8_t c) { return (uint8_t)(c - 0x20) < 0x60 && c != '"' && c != '\\'; }
 
 /* Plain bytes from j->p up to the next '"', '\\' or control byte, UTF-8 checked. */
 static AS_MUSTCHECK bool plain_run(as_jsonr *j) {
   const uint8_t *p = (const uint8_t *)j->p, *e = (const uint8_t *)j->end;
   for (;;) {
-    while (p < e && plain[*p]) p++;
+    while (p < e && plain(*p)) p++;
     if (p >= e || *p < 0x80) break;
     size_t k = as_utf8_seq(p, e);
     if (k == 0) {
@@ -237,11 +226,11 @@ static AS_MUSTCHECK int escaped_string(as_jsonr *j, const char *st, as_buf *buf)
 /* A string at j->p (after blanks). Unescaped strings point into the text; escaped ones are
  * decoded into buf (reset first). */
 static AS_MUSTCHECK int string_in(as_jsonr *j, const char **s, size_t *n, as_buf *buf) {
-  ws(j);
+  as_jsonr_ws(j);
   if (j->p >= j->end || *j->p != '"') return fail(j, "expected a string");
   const char *st = ++j->p;
   const uint8_t *p = (const uint8_t *)st, *e = (const uint8_t *)j->end;
-  while (p < e && plain[*p]) p++; /* the common case, inline: ASCII without escapes */
+  while (p < e && plain(*p)) p++; /* the common case, inline: ASCII without escapes */
   j->p = (const char *)p;
   if ((p >= e || *p != '"') && !plain_run(j)) return fail(j, "string is not valid UTF-8");
   if (j->p >= j->end) return fail(j, "unterminated string");
@@ -524,7 +513,7 @@ static AS_MUSTCHECK int field_value(as_jsonr *j, field *f, int depth) {
     if (rc == AS_OK && (oid.n != 24 || !bson_oid_is_valid(oid.s, 24))) rc = fail(j, "not an ObjectId");
     return rc;
   }
-  ws(j);
+  as_jsonr_ws(j);
   bool real;
   size_t n = number_len(j->p, j->end, &real);
   int64_t v;
@@ -650,7 +639,7 @@ static AS_MUSTCHECK int other_wrapper(as_jsonr *j, as_buf *dst, const char *key,
   int rc;
   if (IS("$binary")) return binary_wrapper(j, dst, key, kl, depth);
   if (IS("$date")) {
-    ws(j);
+    as_jsonr_ws(j);
     int64_t ms = 0;
     if (peek(j, '{')) {
       field f = {"$numberLong", F_STR};
@@ -693,7 +682,7 @@ static AS_MUSTCHECK int other_wrapper(as_jsonr *j, as_buf *dst, const char *key,
     fields_free(f, 2);
     return rc;
   }
-  ws(j);
+  as_jsonr_ws(j);
   if (IS("$minKey") || IS("$maxKey")) {
     if (j->end - j->p < 1 || *j->p != '1' || (j->end - j->p > 1 && j->p[1] >= '0' && j->p[1] <= '9'))
       return fail(j, "expected 1");
@@ -733,7 +722,7 @@ static AS_MUSTCHECK int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_
     }
     return code_with_scope(j, dst, key, kl, code_first, depth);
   }
-  ws(j);
+  as_jsonr_ws(j);
   const char *value = j->p;
   int rc = string_wrapper(j, dst, key, kl, wk, wl);
   if (rc == 1) rc = other_wrapper(j, dst, key, kl, wk, wl, depth);
@@ -759,7 +748,7 @@ static AS_MUSTCHECK int wrapper(as_jsonr *j, as_buf *dst, const char *key, size_
 
 /* A member name and its ':': the decoded text (in j->tmp, *in_tmp set, or in the JSON text). */
 static AS_MUSTCHECK int member_key(as_jsonr *j, const char **k, size_t *kl, bool *in_tmp) {
-  ws(j);
+  as_jsonr_ws(j);
   const char *start = j->p;
   int rc = string_in(j, k, kl, &j->tmp);
   if (rc != AS_OK) return rc;
@@ -787,7 +776,7 @@ static AS_MUSTCHECK int document_key(as_jsonr *j, const char **k, size_t *kl) {
 }
 
 int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *kl, bool *in_tmp) {
-  ws(j);
+  as_jsonr_ws(j);
   const char *start = j->p;
   int rc = member_key(j, key, kl, in_tmp);
   if (rc == AS_OK && (rc = document_key(j, key, kl)) != AS_OK) j->at = start; /* errors about the key point at it */
@@ -839,7 +828,7 @@ int as_jsonr_members(as_jsonr *j, as_buf *dst, bool arr, int depth) {
 /* '{' at j->p: a wrapper (its first key has one '$') or a document. */
 static AS_MUSTCHECK int object(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
   const char *open = ++j->p;
-  ws(j);
+  as_jsonr_ws(j);
   /* a wrapper's first key starts with '$' (or an escape that may make one): only then decode it */
   bool maybe = j->end - j->p >= 2 && j->p[0] == '"' && (j->p[1] == '$' || j->p[1] == '\\');
   if (maybe) {
@@ -866,7 +855,7 @@ static AS_MUSTCHECK int object(as_jsonr *j, as_buf *dst, const char *key, size_t
 
 int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int depth) {
   if (depth > AS_JSON_MAX_DEPTH) return fail(j, "nested too deep");
-  ws(j);
+  as_jsonr_ws(j);
   if (j->p >= j->end) return fail(j, "unexpected end");
   char c = *j->p;
   int w;
@@ -903,14 +892,14 @@ int as_jsonr_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, int dep
 }
 
 int as_jsonr_end(as_jsonr *j) {
-  ws(j);
+  as_jsonr_ws(j);
   return j->p == j->end ? AS_OK : fail(j, "text after the value");
 }
 
 /* ================================================================ entry points */
 
 int as_jsonr_top(as_jsonr *j, as_buf *raw, bool *is_array) {
-  ws(j);
+  as_jsonr_ws(j);
   if (j->p >= j->end || (*j->p != '{' && *j->p != '[')) return fail(j, "AS-JSON must be an object or an array");
   bool arr = *j->p++ == '[';
   size_t at = raw->len;

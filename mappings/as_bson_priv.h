@@ -287,7 +287,11 @@ void as_jsonr_init(as_jsonr *j, const char *json, size_t len);
 void as_jsonr_free(as_jsonr *j);
 /* err <- "invalid AS-JSON at line L column C: reason" (AS_OK passes through). */
 int as_jsonr_error(const as_jsonr *j, int rc, as_error *err);
-void as_jsonr_ws(as_jsonr *j);
+/* Skips blanks: most calls find none, so the first test is the cheap one. */
+static inline void as_jsonr_ws(as_jsonr *j) {
+  if (j->p >= j->end || (unsigned char)*j->p > ' ') return;
+  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
 /* A string (decoded into j->tmp when it has escapes). */
 int as_jsonr_string(as_jsonr *j, const char **s, size_t *n) AS_MUSTCHECK;
 /* Any value (wrappers included) as one element `key`. */
