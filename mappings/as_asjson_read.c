@@ -169,11 +169,28 @@ static AS_MUSTCHECK size_t unicode_escape(as_jsonr *j, uint8_t out[4]) {
  * no dependent load per byte). */
 static inline bool plain(uint8_t c) { return (uint8_t)(c - 0x20) < 0x60 && c != '"' && c != '\\'; }
 
+/* The first byte at or after p that is not plain (or e). */
+static inline const uint8_t *scan_plain(const uint8_t *p, const uint8_t *e) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+  while (e - p >= 8) { /* 8 at a time; the lowest flagged byte is exact (borrows only go up) */
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+    uint64_t hit = (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x) & high;
+    if (hit) return p + (__builtin_ctzll(hit) >> 3);
+    p += 8;
+  }
+#endif
+  while (p < e && plain(*p)) p++;
+  return p;
+}
+
 /* Plain bytes from j->p up to the next '"', '\\' or control byte, UTF-8 checked. */
 static AS_MUSTCHECK bool plain_run(as_jsonr *j) {
   const uint8_t *p = (const uint8_t *)j->p, *e = (const uint8_t *)j->end;
   for (;;) {
-    while (p < e && plain(*p)) p++;
+    p = scan_plain(p, e);
     if (p >= e || *p < 0x80) break;
     size_t k = as_utf8_seq(p, e);
     if (k == 0) {
@@ -230,7 +247,7 @@ static AS_MUSTCHECK int string_in(as_jsonr *j, const char **s, size_t *n, as_buf
   if (j->p >= j->end || *j->p != '"') return fail(j, "expected a string");
   const char *st = ++j->p;
   const uint8_t *p = (const uint8_t *)st, *e = (const uint8_t *)j->end;
-  while (p < e && plain(*p)) p++; /* the common case, inline: ASCII without escapes */
+  p = scan_plain(p, e); /* the common case, inline: ASCII without escapes */
   j->p = (const char *)p;
   if ((p >= e || *p != '"') && !plain_run(j)) return fail(j, "string is not valid UTF-8");
   if (j->p >= j->end) return fail(j, "unterminated string");
@@ -432,8 +449,9 @@ static AS_MUSTCHECK int level_add(as_jsonr *j, as_jsonr_level *lv, const char *k
       if (e->n == n && memcmp(e->p, k, n) == 0) return fail(j, "duplicate key %s", show(k, n, sh));
     }
   } else {
-    for (uint32_t i = 0; i < lv->n; i++)
-      if (ent[i].n == n && memcmp(ent[i].p, k, n) == 0) return fail(j, "duplicate key %s", show(k, n, sh));
+    for (uint32_t i = 0; i < lv->n; i++) /* length and first byte before a memcmp call */
+      if (ent[i].n == n && (n == 0 || (ent[i].p[0] == k[0] && memcmp(ent[i].p, k, n) == 0)))
+        return fail(j, "duplicate key %s", show(k, n, sh));
   }
   if (in_tmp && !(k = arena_copy(j, k, n))) return oom(j);
   if (j->nents == j->cents && grow_entries(j) != AS_OK) return AS_ERR;
@@ -778,7 +796,18 @@ static AS_MUSTCHECK int document_key(as_jsonr *j, const char **k, size_t *kl) {
 int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *kl, bool *in_tmp) {
   as_jsonr_ws(j);
   const char *start = j->p;
-  int rc = member_key(j, key, kl, in_tmp);
+  int rc = 1;
+  if (j->p < j->end && *j->p == '"') { /* the common case inline: plain ASCII, ':' right after */
+    const uint8_t *e = (const uint8_t *)j->end, *p = scan_plain((const uint8_t *)j->p + 1, e);
+    if (p < e && *p == '"' && e - p > 1 && p[1] == ':') {
+      *key = start + 1;
+      *kl = (size_t)((const char *)p - *key);
+      *in_tmp = false;
+      j->p = (const char *)p + 2;
+      rc = AS_OK;
+    }
+  }
+  if (rc == 1) rc = member_key(j, key, kl, in_tmp);
   if (rc == AS_OK && (rc = document_key(j, key, kl)) != AS_OK) j->at = start; /* errors about the key point at it */
   if (rc == AS_OK && (rc = level_add(j, lv, *key, *kl, *in_tmp)) != AS_OK && rc != AS_ERR) j->at = start;
   return rc;
