@@ -87,7 +87,7 @@ void as_jsonr_init(as_jsonr *j, const char *json, size_t len) {
 }
 
 void as_jsonr_free(as_jsonr *j) {
-  as_buf_free(&j->tmp);
+  if (j->tmp.data) as_buf_free(&j->tmp);
   if (j->ents != j->ent_inl) free(j->ents);
   j->ents = j->ent_inl;
   while (j->arena) {
@@ -816,9 +816,10 @@ int as_jsonr_member(as_jsonr *j, as_jsonr_level *lv, const char **key, size_t *k
 /* One member's value under its key; a key decoded into j->tmp is copied first (the value
  * may reuse j->tmp). */
 static AS_MUSTCHECK int member_value(as_jsonr *j, as_buf *dst, const char *key, size_t kl, bool in_tmp, int depth) {
+  if (!in_tmp) return as_jsonr_value(j, dst, key, kl, depth); /* the common case */
   char keybuf[256];
   char *heap = NULL;
-  if (in_tmp) {
+  {
     if (kl <= sizeof keybuf) {
       key = memcpy(keybuf, key, kl);
     } else {

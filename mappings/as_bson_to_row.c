@@ -170,8 +170,8 @@ static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const p
     rc = AS_EDATA;
   }
 done:
-  free(heap);
-  free(nxt_heap);
+  if (heap) free(heap); /* rarely allocated: no free(NULL) call per level */
+  if (nxt_heap) free(nxt_heap);
   return rc;
 }
 
@@ -342,7 +342,7 @@ int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *
 cleanup:
   if (rc != AS_OK) as_row_reset(out);
   if (refs != stack) free(refs);
-  as_buf_free(&extra);
+  if (extra.data) as_buf_free(&extra); /* stolen into the row: usually empty */
   return rc;
 }
 

@@ -139,7 +139,7 @@ static AS_MUSTCHECK int direct_members(upd *u, as_jsonr *j, as_jsonr_level *lv, 
     k[kl] = '\0';
     if (claimed(u->s, NULL, 0, k)) rc = direct_claimed(u, j, k, kl, err);
     else rc = as_jsonr_value(j, &u->set, k, kl, 1);
-    free(heap);
+    if (heap) free(heap);
     if (rc != AS_OK) break;
     as_jsonr_ws(j);
     if (j->p < j->end && *j->p == ',') {
@@ -281,9 +281,9 @@ int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_c
   }
 cleanup:
   if (rc == AS_OK) rc = finish_update(s, &u, out, err);
-  as_buf_free(&now);
-  as_buf_free(&prev);
+  if (now.data) as_buf_free(&now); /* usually never allocated */
+  if (prev.data) as_buf_free(&prev);
   as_buf_free(&u.set);
-  as_buf_free(&u.unset);
+  if (u.unset.data) as_buf_free(&u.unset);
   return rc;
 }
