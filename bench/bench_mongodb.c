@@ -129,7 +129,12 @@ static int bench_transcode(const as_schema *s, int ndocs) {
       bson_destroy(&upd);
     }
     double t2 = now_s();
-    for (int i = 0; i < ndocs; i++) as_doc_to_row(s, docs[i], &d.row, &err);
+    for (int i = 0; i < ndocs; i++) {
+      if (as_doc_to_row(s, docs[i], &d.row, &err) != AS_OK) {
+        fprintf(stderr, "as_doc_to_row: %s\n", err.message);
+        return 1;
+      }
+    }
     double t3 = now_s();
     if (t3 - t2 < best_to_row) best_to_row = t3 - t2;
     as_delta_clear(&d);

@@ -1,4 +1,4 @@
-/* as_bson.h — the mapping layer between MongoDB documents and typed rows (DESIGN.md §4).
+/* as_bson.h — the mapping layer between MongoDB documents and typed rows (docs/ARCHITECTURE.md).
  *
  * BSON -> value, per column type (anything else is an AS_EDATA error naming mapping, key,
  * field and value; never a silent loss):
@@ -11,48 +11,51 @@
  *   DATE: date at midnight UTC (a time part is an error)   JSON: document or array
  * Missing field or BSON null -> NULL (error if the column is required).
  *
- * AS-JSON (json values; BSON -> JSON text -> BSON is lossless):
+ * AS-JSON: the text of json values and of the catch-all. BSON -> AS-JSON -> BSON is byte for
+ * byte the same (NaN payloads aside: AS-JSON has one NaN); AS-JSON text is what PostgreSQL
+ * jsonb / SQLite json columns hold, so it is plain JSON wherever BSON has a natural JSON form:
  *   document -> object (key order kept), array -> array, utf8 -> string, bool, null,
  *   int32 -> integer, int64 -> integer when outside the int32 range, else {"$numberLong":"n"},
- *   double -> number with a '.' or exponent (1.0, 1e300) when finite, else
+ *   double -> number with a '.' or exponent (1.0, 1e+300) when finite, else
  *             {"$numberDouble":"NaN"|"Infinity"|"-Infinity"}, -0.0 as {"$numberDouble":"-0.0"},
- *   and canonical extended JSON v2 for the rest: {"$oid"}, {"$date":{"$numberLong":"ms"}},
- *   {"$numberDecimal"}, {"$binary":{"base64","subType"}}, {"$timestamp":{"t","i"}},
- *   {"$regularExpression":{"pattern","options"}}, {"$minKey":1}, {"$maxKey":1},
- *   {"$symbol"}, {"$code"}, {"$undefined":true}.
- *   JSON -> BSON: integer -> int32 if it fits, else int64; number with '.'/exponent -> double;
- *   the wrappers above -> their types.
+ *   and MongoDB canonical extended JSON v2 wrappers for the rest:
+ *     {"$oid":"<24 hex>"}  {"$date":{"$numberLong":"<ms>"}}  {"$numberDecimal":"<text>"}
+ *     {"$binary":{"base64":"...","subType":"<hh>"}}  {"$timestamp":{"t":<u32>,"i":<u32>}}
+ *     {"$regularExpression":{"pattern":"...","options":"..."}}  {"$minKey":1}  {"$maxKey":1}
+ *     {"$symbol":"..."}  {"$code":"..."}  {"$code":"...","$scope":{...}}  {"$undefined":true}
+ *     {"$dbPointer":{"$ref":"...","$id":{"$oid":"..."}}}
+ *   read back also: {"$numberInt":"n"}, {"$numberLong":"n"} and {"$numberDouble":"x"} for any
+ *   value, {"$date":<integer ms>}; wrapper members in any order (jsonb reorders them).
+ * Keys starting with '$' (the escape that keeps documents and wrappers apart): a document key
+ *   that starts with '$' is written with one more '$' in front ("$oid" -> "$$oid", "$$x" ->
+ *   "$$$x"), at every depth, catch-all and $scope documents included; the reader removes one
+ *   '$' from a key starting with "$$". A key with a single leading '$' is a wrapper: it must
+ *   be one of the forms above, complete and alone in its object, anything else is an error
+ *   naming the key. So a document {"$oid":"..."} (or one holding "$set") is written
+ *   {"$$oid":"..."} and comes back a document, never an ObjectId; SQL text that holds
+ *   {"$set":1} is refused instead of being read as something it is not.
+ * Strict text: the reader takes RFC 8259 JSON only. Strings and keys must be valid UTF-8
+ *   (the writer refuses BSON strings/keys that are not: AS_EDATA), \u0000 is a NUL byte of a
+ *   string (never of a key), duplicate keys in one object are an error naming the key (a
+ *   document cannot keep both, and dropping one would lose data), integers become int32 if
+ *   they fit, else int64, else double (jsonb prints 1e20 as 100000000000000000000); numbers
+ *   with '.' or an exponent become doubles. Nesting is limited to 200 levels.
+ *   Errors: "invalid AS-JSON at line L column C: <reason>".
  *
- * Decisions of the implementation (as_bson.c):
- * - Paths: a missing field or a null anywhere on a column's path gives NULL. Any other
- *   non-document in the middle of a path (column "account.balance", "account" is a string or
- *   an array) is AS_EDATA ("cannot descend into string \"x\" at \"account\""): the value would
- *   otherwise be lost, since the catch-all does not gather a field a column path starts with.
- *   Array indexes in column paths are not supported.
- * - Catch-all: every field no column path (or child-table field) leads to, also inside the
- *   documents that columns descend into, kept nested: {"account":{"note":"x"}} when only
- *   account.balance is mapped. NULL when there is none. Without a catch-all such fields are
- *   ignored (MongoDB updates use $set, so they are not lost there).
- * - as_row_to_doc order: mapped columns in schema order (columns sharing a parent document
- *   are grouped where the first of them is), then the catch-all fields of that document in
- *   their stored order. A document already in that order round-trips byte for byte; others
- *   come back with the same fields and values in that order.
- * - Written back: int64 as int32 when it fits (as the drivers write small integers), bytes as
- *   subtype 0 (2 and 0x80 become 0), uuid as subtype 4, timestamp and date as BSON dates.
- *   A NaN's payload/sign bits are not kept (AS-JSON has one NaN).
- * - Messages: "mapping M, key K, field \"F\": cannot store T V in TYPE column \"C\"[: reason]",
- *   K the canonical JSON of the key ({"id":{"$uuid":"..."}}) or ? when the key itself cannot
- *   be read; V the AS-JSON of the value (plain digits for int64), cut at 100 characters.
+ * Contract of every function below:
  * - Output bson_t parameters are initialised by the call (bson_init; a previous heap content
  *   must be destroyed by the caller first) and are always safe to bson_destroy afterwards.
  *   Output rows: a zeroed as_row ({0}) or a row from as_row_init/an earlier call, reused.
- * - Performance: one walk over the document, field names matched against the column path
- *   parts of the current depth (bucketed by length); string values of a reused row reuse
- *   their buffers. AS-JSON -> BSON goes through a streaming transcoder for plain JSON and the
- *   common wrappers, and falls back to jansson for the rest (same result); the fast path
- *   does not validate UTF-8 and keeps duplicate keys as they come (jansson keeps the last).
- * - Child tables: a child's array field (undotted) is neither a column nor catch-all data;
- *   dotted child fields are not recognised here and land in the catch-all.
+ * - Errors name mapping, key, field and value (details at the top of each file).
+ *
+ * Where each part lives (each file states its own decisions at its top):
+ *   as_asjson_write.c   BSON -> AS-JSON              as_asjson_read.c  AS-JSON -> BSON
+ *   as_bson_value.c     one BSON value <-> one typed value (the table above), messages
+ *   as_bson_to_row.c    document -> row/key: paths, nulls, catch-all gathering, child tables
+ *   as_bson_from_row.c  row -> document: field order; key -> filter
+ *   as_bson_update.c    delta -> {"$set","$unset"}
+ *   as_bsonr.h/.c       reading raw BSON (every element checked; no libbson private fields)
+ *   as_bson_priv.h      what those files share (raw BSON writer, the decoder's interface)
  */
 #ifndef AS_BSON_H
 #define AS_BSON_H
@@ -65,41 +68,42 @@
 /* Document -> full row (every column set). The catch-all column, if any, receives an object
  * of every top-level field that no column path starts with (in document order), or NULL if
  * there is none. Returns AS_OK or AS_EDATA (err names mapping, key, field, value). */
-int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *err);
+int as_doc_to_row(const as_schema *s, const bson_t *doc, as_row *out, as_error *err) AS_MUSTCHECK;
 
 /* Key only (from a documentKey or a full document). */
-int as_doc_to_key(const as_schema *s, const bson_t *doc, as_row *out, as_error *err);
+int as_doc_to_key(const as_schema *s, const bson_t *doc, as_row *out, as_error *err) AS_MUSTCHECK;
 
 /* Row -> full document: every set column written at its path (nested documents created as
  * needed; NULL values written as BSON null unless the column is the catch-all), catch-all
  * fields spread back at top level. For an insert/replace. */
-int as_row_to_doc(const as_schema *s, const as_row *r, bson_t *out, as_error *err);
+int as_row_to_doc(const as_schema *s, const as_row *r, bson_t *out, as_error *err) AS_MUSTCHECK;
 
 /* Filter {"<key path>": <value>, ...} for the delta's key. */
-int as_key_to_filter(const as_schema *s, const as_row *r, bson_t *out, as_error *err);
+int as_key_to_filter(const as_schema *s, const as_row *r, bson_t *out, as_error *err) AS_MUSTCHECK;
 
 /* Update for a delta of op UPDATE: {"$set": {...changed paths...}, "$unset": {...}}; only the
  * columns present in the delta. A NULL value becomes $unset of that path; a catch-all value
  * sets each of its fields and unsets catch-all fields that the previous value had but this one
  * lacks when `prev_catch_all` (AS-JSON object text or NULL) is given. */
 int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all,
-                       bson_t *out, as_error *err);
+                       bson_t *out, as_error *err) AS_MUSTCHECK;
 
 /* One BSON value -> typed value for a column (conversion rules above). */
 int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_iter_t *it,
-                          as_value *out, as_error *err);
-/* Typed value -> BSON value appended as key (uuid as binary subtype 4, objectid as ObjectId,
- * timestamp as date: BSON dates hold milliseconds, so sub-millisecond digits are truncated
- * toward minus infinity (documented precision limit, not an error), a timestamp outside the
- * BSON date range is AS_EDATA; decimal as Decimal128 (AS_EDATA if it does not fit 34 digits),
- * date as a date at midnight UTC, json parsed from AS-JSON into a document or array). */
+                          as_value *out, as_error *err) AS_MUSTCHECK;
+/* Typed value -> BSON value appended as key (int64 as int32 when it fits, uuid as binary
+ * subtype 4, bytes as subtype 0, objectid as ObjectId, timestamp as a date: BSON dates hold
+ * milliseconds, so a timestamp with sub-millisecond digits is AS_EDATA; decimal as Decimal128
+ * (AS_EDATA if it does not fit 34 digits), date as a date at midnight UTC, json read from
+ * AS-JSON: any value, a wrapper gives its type; invalid AS-JSON is AS_EDATA). */
 int as_value_append_bson(bson_t *doc, const char *key, int keylen, const as_value *v,
-                         as_error *err);
+                         as_error *err) AS_MUSTCHECK;
 
-/* AS-JSON conversions. */
-int as_bson_to_asjson(const bson_t *doc, bool is_array, as_buf *out, as_error *err);
-int as_bson_value_to_asjson(const bson_iter_t *it, as_buf *out, as_error *err);
+/* AS-JSON conversions (forms above). Errors: AS_EDATA (a string or key that is not UTF-8),
+ * AS_EINVAL (invalid BSON or AS-JSON), AS_ERR (out of memory). */
+int as_bson_to_asjson(const bson_t *doc, bool is_array, as_buf *out, as_error *err) AS_MUSTCHECK;
+int as_bson_value_to_asjson(const bson_iter_t *it, as_buf *out, as_error *err) AS_MUSTCHECK;
 /* Parses AS-JSON text; the top-level must be an object or an array (is_array reports which). */
-int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err);
+int as_asjson_to_bson(const char *json, size_t len, bson_t *out, bool *is_array, as_error *err) AS_MUSTCHECK;
 
 #endif

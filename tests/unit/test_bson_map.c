@@ -278,6 +278,8 @@ static as_delta *mk_update(void) {
   return &d;
 }
 
+/* want: the update as AS-JSON, where the operator keys read "$$set"/"$$unset" (a document key
+ * starting with '$' is written with one more '$'). */
 static void expect_update(as_delta *d, const char *prev, const char *want) {
   bson_t upd;
   as_error err;
@@ -299,7 +301,7 @@ START_TEST(test_updates) {
   as_value_set_str(&v, AS_T_DECIMAL, "1.50", 4);
   as_row_put(&d->row, 3, &v);
   expect_update(d, NULL,
-                "{\"$set\":{\"email\":\"new@x\",\"account.balance\":{\"$numberDecimal\":\"1.50\"}},\"$unset\":{\"age\":\"\"}}");
+                "{\"$$set\":{\"email\":\"new@x\",\"account.balance\":{\"$numberDecimal\":\"1.50\"}},\"$$unset\":{\"age\":\"\"}}");
   /* catch-all against the previous value: changed fields set, missing ones unset, equal ones skipped;
    * fields under a claimed document are addressed by dotted path */
   as_row_reset(&d->row);
@@ -309,17 +311,17 @@ START_TEST(test_updates) {
   as_row_put(&d->row, 6, &v);
   d->row.set[0] = 1;
   expect_update(d, "{\"nick\":\"al\",\"tags\":[1],\"account\":{\"note\":\"vip\",\"gone\":1},\"old\":{\"$numberLong\":\"1\"}}",
-                "{\"$set\":{\"tags\":[2],\"account.note\":\"vvip\",\"new\":true},\"$unset\":{\"account.gone\":\"\",\"old\":\"\"}}");
+                "{\"$$set\":{\"tags\":[2],\"account.note\":\"vvip\",\"new\":true},\"$$unset\":{\"account.gone\":\"\",\"old\":\"\"}}");
   /* no previous value: every catch-all field is set */
-  expect_update(d, NULL, "{\"$set\":{\"nick\":\"al\",\"tags\":[2],\"account.note\":\"vvip\",\"new\":true}}");
+  expect_update(d, NULL, "{\"$$set\":{\"nick\":\"al\",\"tags\":[2],\"account.note\":\"vvip\",\"new\":true}}");
   /* a value the fast path gives up on half-way (integer beyond int64) is redone the slow way */
   const char *big = "{\"a\":1,\"big\":100000000000000000000,\"account\":{\"note\":\"n\"}}";
   as_value_set_str(&v, AS_T_JSON, big, strlen(big));
   as_row_put(&d->row, 6, &v);
-  expect_update(d, NULL, "{\"$set\":{\"a\":1,\"big\":1e+20,\"account.note\":\"n\"}}");
+  expect_update(d, NULL, "{\"$$set\":{\"a\":1,\"big\":1e+20,\"account.note\":\"n\"}}");
   /* catch-all NULL: every previous field unset */
   as_row_put(&d->row, 6, &v); /* v is NULL now */
-  expect_update(d, "{\"a\":1,\"account\":{\"note\":\"x\"}}", "{\"$unset\":{\"a\":\"\",\"account.note\":\"\"}}");
+  expect_update(d, "{\"a\":1,\"account\":{\"note\":\"x\"}}", "{\"$$unset\":{\"a\":\"\",\"account.note\":\"\"}}");
   /* nothing changed: empty update */
   expect_update(d, NULL, "{}");
   /* the key is never $set */
@@ -433,14 +435,26 @@ START_TEST(test_asjson_forms) {
   }
   bson_destroy(&back);
   ck_assert_int_eq(as_asjson_to_bson("5", 1, &back, &is_array, &err), AS_EINVAL);
-  ck_assert_str_eq(err.message, "AS-JSON must be an object or an array");
+  ck_assert_str_eq(err.message, "invalid AS-JSON at line 1 column 1: AS-JSON must be an object or an array");
   bson_destroy(&back);
   ck_assert_int_eq(as_asjson_to_bson("{\"a\":", 5, &back, &is_array, &err), AS_EINVAL);
   bson_destroy(&back);
-  /* malformed wrappers stay documents */
-  j = "{\"a\":{\"$oid\":\"xyz\"},\"b\":{\"$date\":\"soon\"}}";
+  /* malformed wrappers are errors naming the wrapper; documents with such keys are written "$$" */
+  j = "{\"a\":{\"$oid\":\"xyz\"}}";
+  ck_assert_int_eq(as_asjson_to_bson(j, strlen(j), &back, &is_array, &err), AS_EINVAL);
+  ck_assert_str_eq(err.message, "invalid AS-JSON at line 1 column 14: malformed \"$oid\" wrapper: not an ObjectId");
+  ck_assert(bson_empty(&back));
+  bson_destroy(&back);
+  j = "{\"b\":{\"$date\":\"soon\"}}";
+  ck_assert_int_eq(as_asjson_to_bson(j, strlen(j), &back, &is_array, &err), AS_EINVAL);
+  ck_assert_str_eq(err.message, "invalid AS-JSON at line 1 column 15: malformed \"$date\" wrapper: "
+                                "expected {\"$numberLong\":\"ms\"}");
+  bson_destroy(&back);
+  j = "{\"a\":{\"$$oid\":\"xyz\"},\"b\":{\"$$date\":\"soon\"}}";
   ck_assert_int_eq(as_asjson_to_bson(j, strlen(j), &back, &is_array, &err), AS_OK);
   ck_assert(bson_iter_init_find(&it, &back, "a") && BSON_ITER_HOLDS_DOCUMENT(&it));
+  bson_iter_t sub;
+  ck_assert(bson_iter_recurse(&it, &sub) && bson_iter_next(&sub) && strcmp(bson_iter_key(&sub), "$oid") == 0);
   bson_destroy(&back);
   bson_destroy(&scope);
   bson_destroy(&b);
@@ -453,14 +467,15 @@ START_TEST(test_asjson_parser_details) {
   const char *j = "{\"s\":\"\\u00e9\\ud83d\\ude00\\/\\n\\\"\",\"k\\u00e9y\":[-0,1E5,0.5e-3,-12,2147483647,-2147483648,"
                   "9223372036854775807,-9223372036854775808,9223372036854775808],"
                   "\"w\":[{\"$regularExpression\":{\"pattern\":\"a\",\"options\":\"\"}},{\"$numberLong\":\"7\"},"
-                  "{\"$date\":{\"$numberLong\":\"-5\"}},{\"$oid\":\"bad\"},{\"$unknown\":1}], \"e\" : { } }";
+                  "{\"$date\":{\"$numberLong\":\"-5\"}},{\"$$oid\":\"bad\"},{\"$$unknown\":1}], \"e\" : { } }";
   bson_t got, *want = doc("{\"s\":\"é😀/\\n\\\"\",\"kéy\":[{\"$numberInt\":\"0\"},{\"$numberDouble\":\"100000.0\"},"
                           "{\"$numberDouble\":\"0.0005\"},{\"$numberInt\":\"-12\"},{\"$numberInt\":\"2147483647\"},"
                           "{\"$numberInt\":\"-2147483648\"},{\"$numberLong\":\"9223372036854775807\"},"
                           "{\"$numberLong\":\"-9223372036854775808\"},{\"$numberDouble\":\"9223372036854775808.0\"}],"
                           "\"w\":[{\"$regularExpression\":{\"pattern\":\"a\",\"options\":\"\"}},{\"$numberLong\":\"7\"},"
                           "{\"$date\":{\"$numberLong\":\"-5\"}},{\"x\":1},{\"x\":1}],\"e\":{}}");
-  /* the two "x" documents stand for {"$oid":"bad"} and {"$unknown":1}: built below */
+  /* the two "x" documents stand for the documents {"$oid":"bad"} and {"$unknown":1} (written
+   * with "$$" in AS-JSON): built below */
   bson_t *w2 = bson_new();
   bson_iter_t it;
   bson_iter_init(&it, want);

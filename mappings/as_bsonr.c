@@ -1,0 +1,92 @@
+/* as_bsonr.c — the out-of-line part of the raw BSON reader (see as_bsonr.h for the decisions). */
+#include "as_bsonr.h"
+
+int as_bsonr_init(as_bsonr *r, const uint8_t *data, size_t len) {
+  r->data = data;
+  r->len = 5;
+  r->off = 4;
+  if (!data || len < 5 || len > BSON_MAX_SIZE || as_rd32(data) != len || data[len - 1] != 0) {
+    static const uint8_t empty[5] = {5, 0, 0, 0, 0};
+    r->data = empty; /* reads as an empty document if the caller goes on anyway */
+    return AS_EDATA;
+  }
+  r->len = (uint32_t)len;
+  return AS_OK;
+}
+
+int as_bsonr_init_doc(as_bsonr *r, const bson_t *doc) {
+  return as_bsonr_init(r, doc ? bson_get_data(doc) : NULL, doc ? doc->len : 0);
+}
+
+/* A string (int32 length with the NUL, bytes, NUL) at d[v..end): its size, or 0 if invalid. */
+static uint32_t string_size(const uint8_t *d, uint32_t v, uint32_t end) {
+  if (end - v < 5) return 0;
+  uint32_t l = as_rd32(d + v);
+  if (l < 1 || l > end - v - 4 || d[v + 4 + l - 1] != 0) return 0;
+  return 4 + l;
+}
+
+/* Size of the value of a rare type at d[v..end), or 0 if it is invalid. */
+static uint32_t rare_size(uint8_t type, const uint8_t *d, uint32_t v, uint32_t end) {
+  switch (type) {
+    case BSON_TYPE_BINARY: {
+      if (end - v < 5) return 0;
+      uint32_t n = as_rd32(d + v);
+      if (n > end - v - 5) return 0;
+      if (d[v + 4] == BSON_SUBTYPE_BINARY_DEPRECATED && (n < 4 || as_rd32(d + v + 5) != n - 4)) return 0;
+      return 5 + n;
+    }
+    case BSON_TYPE_REGEX: {
+      const uint8_t *p = memchr(d + v, 0, end - v);
+      if (!p) return 0;
+      uint32_t o = (uint32_t)(p - d) + 1;
+      const uint8_t *q = o < end ? memchr(d + o, 0, end - o) : NULL;
+      return q ? (uint32_t)(q - d) + 1 - v : 0;
+    }
+    case BSON_TYPE_DBPOINTER: {
+      uint32_t s = string_size(d, v, end);
+      return s && end - v - s >= 12 ? s + 12 : 0;
+    }
+    case BSON_TYPE_CODEWSCOPE: {
+      if (end - v < 14) return 0;
+      uint32_t total = as_rd32(d + v);
+      if (total < 14 || total > end - v) return 0;
+      uint32_t s = string_size(d, v + 4, v + total);
+      if (!s || total - 4 - s < 5) return 0;
+      uint32_t so = v + 4 + s, sl = as_rd32(d + so);
+      if (sl != total - 4 - s || d[so + sl - 1] != 0) return 0;
+      return total;
+    }
+    default: return 0; /* unknown or removed type */
+  }
+}
+
+int as_bsonr_next_rare(as_bsonr *r, as_bsonr_el *e, uint32_t v) {
+  const uint8_t *d = r->data;
+  uint32_t end = r->len - 1;
+  uint32_t n = rare_size(d[r->off], d, v, end);
+  if (n == 0) return AS_EDATA;
+  e->type = d[r->off];
+  e->key = (const char *)d + r->off + 1;
+  e->keylen = v - r->off - 2;
+  e->val = d + v;
+  e->vlen = n;
+  r->off = v + n;
+  return 1;
+}
+
+int as_bsonr_find(const as_bsonr *r, const char *key, size_t keylen, as_bsonr_el *e) {
+  as_bsonr it = *r;
+  it.off = 4;
+  int rc;
+  while ((rc = as_bsonr_next(&it, e)) == 1) {
+    if (e->keylen == keylen && memcmp(e->key, key, keylen) == 0) return 1;
+  }
+  return rc;
+}
+
+int as_bsonr_first(const bson_t *holder, as_bsonr_el *e) {
+  as_bsonr r;
+  if (as_bsonr_init_doc(&r, holder) != AS_OK) return AS_EDATA;
+  return as_bsonr_next(&r, e) == 1 ? AS_OK : AS_EDATA;
+}
