@@ -112,7 +112,7 @@ void as_dead_list_clear(as_dead_list *l) {
 int as_adapter_decode_row_json(const as_schema *s, const char *raw, as_delta *out,
                                as_error *err) {
   json_error_t je;
-  json_t *j = json_loads(raw, 0, &je);
+  json_t *j = json_loads(raw, JSON_ALLOW_NUL, &je);
   json_t *row = j ? json_object_get(j, "new") : NULL;
   if (!row && json_is_object(j)) row = j;
   int rc = row ? as_delta_init(out, s, AS_OP_INSERT)

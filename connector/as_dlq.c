@@ -97,7 +97,7 @@ static int letter_key(engine *e, const as_dead_letter *dl, const as_schema *s, e
   if (dl->raw && src && src->ad->decode_raw) {
     rc = src->ad->decode_raw(s, dl->raw, &d, err);
   } else if (dl->delta_json) {
-    json_t *j = json_loads(dl->delta_json, 0, NULL);
+    json_t *j = json_loads(dl->delta_json, JSON_ALLOW_NUL, NULL);
     rc = j ? as_delta_from_json(j, lookup_schema, (void *)e->cfg, &d, err)
            : as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "the stored delta is not JSON");
     json_decref(j);

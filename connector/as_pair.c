@@ -197,7 +197,7 @@ static int add_relayed(void *vctx, int64_t seq, const char *delta_json) {
   relay_ctx *c = vctx;
   c->last = seq;
   json_error_t je;
-  json_t *j = json_loads(delta_json, 0, &je);
+  json_t *j = json_loads(delta_json, JSON_ALLOW_NUL, &je);
   as_delta d;
   memset(&d, 0, sizeof d);
   as_error derr;

@@ -101,7 +101,7 @@ char *as_key_describe(const as_schema *s, const as_row *r) {
 
 int as_key_parse(const as_schema *s, const char *text, as_row *out, as_error *err) {
   json_error_t je;
-  json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
+  json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   int rc = AS_OK;
   if (!json_is_object(j) || json_object_size(j) != s->nkey) {
     rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "mapping %s: %.200s is not a key (%s)",
