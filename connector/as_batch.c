@@ -9,7 +9,7 @@
  * Versions are written before the target commits, so the state is never older than a
  * target: a retried batch finds its own versions and applies again (equal versions apply).
  * A repair is queued in the same state transaction, so it survives a crash. */
-#include "as_engine_int.h"
+#include "as_batch_int.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -25,288 +25,44 @@
 #include "as_time.h"
 
 #define IDLE_CHECKPOINT_US (30 * 1000000LL)
-#define RACE_WINDOW_US 100000 /* clock skew allowance between database servers and us */
-#define DECIDED_BUCKETS 1024
-
-/* The state of one key as decided so far in this batch. */
-typedef struct decided {
-  const as_schema *schema;
-  char *key;
-  as_version v;
-  bool found;        /* v holds a version (from the store or this batch) */
-  bool dirty;        /* to be written to the state store */
-  bool applied;      /* this batch writes the key to the target */
-  size_t last_local_win; /* index+1 of the latest winning local change in this batch */
-  struct decided *next;
-} decided;
-
-/* A repair to run once the batch committed. */
-typedef struct queued {
-  const as_schema *schema;
-  char *key;
-  eng_node *to, *from;
-  int64_t id;        /* in the state store's queue */
-  size_t at;         /* index of the delta that caused it */
-  bool cancelled;
-} queued;
-
-struct eng_work {
-  as_delta **kept;
-  size_t nkept, capkept;
-  char **keys;       /* per batch delta: its key text, or NULL when not routed */
-  size_t capkeys;
-  size_t *stripes;
-  size_t nstripes, capstripes;
-  queued *repairs;
-  size_t nrepairs, caprepairs;
-  decided *buckets[DECIDED_BUCKETS];
-  decided **all;     /* every decided entry, in first-seen order */
-  size_t nall, capall;
-};
 
 eng_work *eng_work_new(void) { return calloc(1, sizeof(eng_work)); }
 
 static void work_reset(eng_work *w, size_t nkeys) {
-  for (size_t i = 0; i < w->nrepairs; i++) free(w->repairs[i].key);
+  for (size_t i = 0; i < w->nrepairs; i++) {
+    free(w->repairs[i].key);
+    free(w->repairs[i].delta);
+  }
   for (size_t i = 0; i < w->nall; i++) {
     free(w->all[i]->key);
     free(w->all[i]);
   }
+  for (size_t i = 0; i < w->nowned; i++) {
+    as_delta_clear(w->owned[i]);
+    free(w->owned[i]);
+  }
+  for (size_t i = 0; i < w->keyless.n; i++) free(w->keyless.why[i]);
   for (size_t i = 0; i < nkeys && i < w->capkeys; i++) {
     free(w->keys[i]);
     w->keys[i] = NULL;
   }
   memset(w->buckets, 0, sizeof w->buckets);
-  w->nall = w->nkept = w->nrepairs = w->nstripes = 0;
+  w->nall = w->nkept = w->nrepairs = w->nstripes = w->nowned = w->keyless.n = 0;
 }
 
 void eng_work_free(eng_work *w) {
   if (!w) return;
   work_reset(w, w->capkeys);
   free(w->kept);
+  free(w->owned);
   free(w->keys);
   free(w->stripes);
   free(w->repairs);
+  free(w->mask);
+  free(w->keyless.idx);
+  free(w->keyless.why);
   free(w->all);
   free(w);
-}
-
-static int grow(void **arr, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap) return AS_OK;
-  size_t ncap = *cap ? *cap * 2 : 64;
-  while (ncap < need) ncap *= 2;
-  void *p = realloc(*arr, ncap * size);
-  if (!p) return AS_ERR;
-  memset((char *)p + *cap * size, 0, (ncap - *cap) * size);
-  *arr = p;
-  *cap = ncap;
-  return AS_OK;
-}
-
-static int oom(as_error *err) { return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory"); }
-
-static decided *decided_get(eng_work *w, const as_schema *s, const char *key) {
-  size_t h = (size_t)(XXH3_64bits(key, strlen(key)) ^ (uintptr_t)s) % DECIDED_BUCKETS;
-  for (decided *x = w->buckets[h]; x; x = x->next) {
-    if (x->schema == s && strcmp(x->key, key) == 0) return x;
-  }
-  return NULL;
-}
-
-static decided *decided_add(eng_work *w, const as_schema *s, const char *key) {
-  if (grow((void **)&w->all, &w->capall, w->nall + 1, sizeof *w->all) != AS_OK) return NULL;
-  decided *x = calloc(1, sizeof *x);
-  if (!x || !(x->key = strdup(key))) {
-    free(x);
-    return NULL;
-  }
-  size_t h = (size_t)(XXH3_64bits(key, strlen(key)) ^ (uintptr_t)s) % DECIDED_BUCKETS;
-  x->schema = s;
-  x->next = w->buckets[h];
-  w->buckets[h] = x;
-  w->all[w->nall++] = x;
-  return x;
-}
-
-/* The version a local change carries: the mapping's clock column when present, else its
- * commit time. */
-static int64_t local_hlc(const as_delta *d) {
-  const as_schema *s = d->schema;
-  if (s->conflict.clock_idx >= 0 && as_row_has(&d->row, (size_t)s->conflict.clock_idx)) {
-    const as_value *v = &d->row.v[s->conflict.clock_idx];
-    if (v->type == AS_T_TIMESTAMP) return AS_HLC_FROM_US(v->u.ts_us);
-    if (v->type == AS_T_INT64) return v->u.i;
-  }
-  return d->hlc ? d->hlc : AS_HLC_FROM_US(d->ts_us);
-}
-
-/* Whether the connector's last write of the key to node may have overwritten a local change
- * committed there at ts: it committed at or after ts (less the clock-skew allowance), or its
- * commit time is unknown (written ahead, then the process died before the stamp). */
-static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
-  const as_held *h = as_version_held(v, node);
-  return h && (h->written_us == 0 || h->written_us >= ts - RACE_WINDOW_US);
-}
-
-/* Labels d with the version it carries (see as_resolve.h). A snapshot copy is the source's
- * current row: when the state's winner is a change made on the source itself (streamed by
- * another pair while this one copies), the row is that change or a newer one. */
-static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
-  engine *e = p->e;
-  if (!snapshot && !d->echo) {
-    d->hlc = local_hlc(d);
-    return;
-  }
-  if (snapshot && x->found && strcmp(x->v.origin, p->src->cfg->name) == 0) {
-    d->hlc = x->v.hlc;
-    as_delta_set_origin(d, x->v.origin);
-    return;
-  }
-  const as_held *h = x->found ? as_version_held(&x->v, p->src->id) : NULL;
-  if (h && snapshot && h->written_us == 0) h = NULL; /* written ahead only: the row may be older */
-  const char *o = h ? as_state_node_name(e->state, h->origin) : NULL;
-  if (h && o) {
-    d->hlc = h->hlc;
-    as_delta_set_origin(d, o);
-  } else {
-    d->hlc = snapshot ? 0 : local_hlc(d); /* nothing known: the oldest, or its commit time */
-  }
-}
-
-/* Keys of the routed deltas; the stripes to lock. A delta whose key cannot be named (a key
- * column absent or NULL) is a dead letter. */
-static int collect_keys(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err) {
-  if (grow((void **)&w->keys, &w->capkeys, b->n, sizeof *w->keys) != AS_OK ||
-      grow((void **)&w->stripes, &w->capstripes, b->n, sizeof *w->stripes) != AS_OK)
-    return oom(err);
-  for (size_t i = 0; i < b->n; i++) {
-    as_delta *d = &b->d[i];
-    if (!d->origin && as_delta_set_origin(d, p->src->cfg->name) != AS_OK) return oom(err);
-    if (!eng_routed(p, d, snapshot)) continue;
-    as_error kerr;
-    w->keys[i] = as_key_json_dup(d->schema, &d->row, &kerr);
-    if (!w->keys[i]) {
-      if (kerr.code == AS_ERR) return oom(err);
-      char *dj = as_delta_to_json_string(d, NULL);
-      eng_record_dead(p->e, p, d->schema, p->src->cfg->name, p->dst->cfg->name, "capture", NULL,
-                      NULL, dj, kerr.message, d->pos);
-      free(dj);
-      continue;
-    }
-    w->stripes[w->nstripes++] = eng_stripe_of(d->schema, w->keys[i]);
-  }
-  return AS_OK;
-}
-
-static queued *queue_repair(eng_work *w, const as_schema *s, const char *key, eng_node *to,
-                            eng_node *from, size_t at) {
-  if (grow((void **)&w->repairs, &w->caprepairs, w->nrepairs + 1, sizeof *w->repairs) != AS_OK)
-    return NULL;
-  queued *q = &w->repairs[w->nrepairs];
-  memset(q, 0, sizeof *q);
-  if (!(q->key = strdup(key))) return NULL;
-  q->schema = s;
-  q->to = to;
-  q->from = from;
-  q->at = at;
-  w->nrepairs++;
-  return q;
-}
-
-static void count_skip(eng_pair *p, const as_schema *s) {
-  eng_count(p, s, ENG_C_SKIPPED, 1);
-  as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s ? s->name : "", AS_M_SKIPPED, 1);
-}
-
-/* A local change that lost: recorded, and its source gets the winner. */
-static int lost(eng_pair *p, eng_work *w, as_delta *d, decided *x, size_t i, as_error *err) {
-  const as_schema *s = d->schema;
-  eng_count(p, s, ENG_C_CONFLICTS, 1);
-  as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_CONFLICTS, 1);
-  AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld) lost to %s (hlc %lld)",
-         s->name, x->key, d->origin, (long long)d->hlc, x->v.origin, (long long)x->v.hlc);
-  char *dj = as_delta_to_json_string(d, NULL);
-  as_error cerr;
-  if (as_state_conflict_add(p->e->state, s->name, x->key, dj, NULL, x->v.origin, "lww", &cerr) != AS_OK)
-    AS_LOG(AS_LOG_WARN, p->comp, "cannot record conflict: %s", cerr.message);
-  free(dj);
-  if (strcmp(x->v.origin, p->src->cfg->name) == 0) return AS_OK; /* its source has the winner */
-  eng_node *from = eng_find_node(p->e, x->v.origin);
-  if (!queue_repair(w, s, x->key, p->src, from ? from : p->dst, i)) return oom(err);
-  return AS_OK;
-}
-
-/* Resolves one routed delta; appends it to w->kept when it is to be applied. */
-static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool snapshot,
-                       as_error *err) {
-  engine *e = p->e;
-  const as_schema *s = d->schema;
-  const char *key = w->keys[i];
-  decided *x = decided_get(w, s, key);
-  if (!x) {
-    if (!(x = decided_add(w, s, key))) return oom(err);
-    int g = as_state_version_get(e->state, s->name, key, &x->v, err);
-    if (g != AS_OK && g != AS_ENOTFOUND) return g;
-    x->found = g == AS_OK;
-    if (!x->found) memset(&x->v, 0, sizeof x->v);
-  }
-  bool local = !d->echo && !snapshot && strcmp(d->origin, p->src->cfg->name) == 0;
-  label(p, d, x, snapshot);
-  if (strcmp(d->origin, p->dst->cfg->name) == 0) { /* a version never returns to its origin */
-    count_skip(p, s);
-    return AS_OK;
-  }
-  as_change c = {.d = d, .source = p->src->cfg->name, .target = p->dst->cfg->name, .local = local};
-  as_decision dec;
-  int rc = as_resolver_decide(eng_resolver(e, s), &c, x->found ? &x->v : NULL, &dec, err);
-  if (rc != AS_OK) return rc;
-  if (dec.verdict == AS_VERDICT_SKIP) {
-    count_skip(p, s);
-    return AS_OK;
-  }
-  if (dec.verdict == AS_VERDICT_LOST) return lost(p, w, d, x, i, err);
-  if (local) x->last_local_win = i + 1;
-  if (local && x->found && overwritten(&x->v, p->src->id, d->ts_us)) {
-    /* the connector wrote this key to the source around or after this change committed
-     * there, so the source may hold that older write: give it this change back */
-    if (!queue_repair(w, s, key, p->src, p->dst, i)) return oom(err);
-  }
-  if (dec.new_winner) {
-    x->v.hlc = d->hlc;
-    snprintf(x->v.origin, sizeof x->v.origin, "%s", d->origin);
-    x->v.deleted = d->op == AS_OP_DELETE;
-    x->v.hash = 0; /* row hashes are for verify; not computed on the apply path */
-    x->found = true;
-  }
-  uint16_t oid = 0;
-  if (as_state_node_id(e->state, d->origin, &oid, err) != AS_OK) return AS_ERR;
-  as_version_set_held(&x->v, p->dst->id, oid, d->hlc, d->op == AS_OP_DELETE, 0);
-  x->dirty = x->applied = true;
-  AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s", s->name, key,
-         as_op_name(d->op), d->origin, d->echo ? " (echo)" : "", (long long)d->hlc,
-         dec.new_winner ? "wins" : "equals the winner");
-  if (grow((void **)&w->kept, &w->capkept, w->nkept + 1, sizeof *w->kept) != AS_OK) return oom(err);
-  w->kept[w->nkept++] = d;
-  return AS_OK;
-}
-
-static int resolve_batch(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err) {
-  for (size_t i = 0; i < b->n; i++) {
-    if (!w->keys[i]) {
-      if (!eng_routed(p, &b->d[i], snapshot)) count_skip(p, b->d[i].schema);
-      continue;
-    }
-    int rc = resolve_one(p, w, &b->d[i], i, snapshot, err);
-    if (rc != AS_OK) return rc;
-  }
-  /* A later local change of the same key in this batch won: the source holds that newer
-   * value, and a repair of an earlier change would clobber it. */
-  for (size_t i = 0; i < w->nrepairs; i++) {
-    queued *q = &w->repairs[i];
-    decided *x = decided_get(w, q->schema, q->key);
-    if (x && q->at != SIZE_MAX && x->last_local_win > q->at + 1) q->cancelled = true;
-  }
-  return AS_OK;
 }
 
 /* The applied changes the target passes on (ring, hub): into its relay log, with the versions,
@@ -346,7 +102,7 @@ static int write_ahead(eng_pair *p, eng_work *w, as_error *err) {
     queued *q = &w->repairs[i];
     if (q->cancelled) continue;
     rc = as_state_repair_add(st, q->schema->name, q->key, q->to->cfg->name, q->from->cfg->name,
-                             &q->id, err);
+                             q->delta, &q->id, err);
   }
   bool relayed = false;
   if (rc == AS_OK) rc = write_relays(p, w, &relayed, err);
@@ -397,10 +153,10 @@ static void note_lag(eng_pair *p, const as_delta *last) {
 static int missing_row(eng_pair *p, eng_work *w, const as_delta *d, as_error *err) {
   char *key = as_key_json_dup(d->schema, &d->row, err);
   if (!key) return AS_ERR;
-  queued *q = queue_repair(w, d->schema, key, p->dst, p->src, SIZE_MAX);
+  queued *q = eng_queue_repair(w, d->schema, key, p->dst, p->src, SIZE_MAX);
   int rc = q ? as_state_repair_add(p->e->state, d->schema->name, key, p->dst->cfg->name,
-                                   p->src->cfg->name, &q->id, err)
-             : oom(err);
+                                   p->src->cfg->name, NULL, &q->id, err)
+             : eng_oom(err);
   AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: %s has no row to update; writing the whole row",
          d->schema->name, key, p->dst->cfg->name);
   free(key);
@@ -441,7 +197,7 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, as_error *err)
   as_dead_list dead = {0};
   as_delta *arr = NULL;
   if (w->nkept) {
-    if (!(arr = malloc(w->nkept * sizeof *arr))) return oom(err);
+    if (!(arr = malloc(w->nkept * sizeof *arr))) return eng_oom(err);
     for (size_t i = 0; i < w->nkept; i++) arr[i] = *w->kept[i]; /* shallow: borrowed */
   }
   pthread_mutex_lock(&t->mu);
@@ -466,11 +222,20 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, as_error *err)
   return rc;
 }
 
-static void record_capture_dead(eng_pair *p, as_batch *b) {
+static void record_capture_dead(eng_pair *p, as_batch *b, eng_work *w) {
   for (size_t i = 0; i < b->ndead; i++) {
     as_dead *d = &b->dead[i];
     eng_record_dead(p->e, p, d->schema, p->src->cfg->name, p->dst->cfg->name, "capture", d->key,
                     d->raw, NULL, d->error, d->pos);
+  }
+  for (size_t i = 0; i < w->keyless.n; i++) { /* deltas whose key could not be named */
+    const as_delta *d = &b->d[w->keyless.idx[i]];
+    char *dj = as_delta_to_json_string(d, NULL);
+    char *k = as_key_describe(d->schema, &d->row);
+    eng_record_dead(p->e, p, d->schema, p->src->cfg->name, p->dst->cfg->name, "capture", k, NULL,
+                    dj, w->keyless.why[i], d->pos);
+    free(k);
+    free(dj);
   }
 }
 
@@ -508,10 +273,10 @@ static bool defer(eng_pair *p, as_batch *b, bool snapshot, bool pos_changed) {
 /* Decide, write ahead, apply, stamp — under the stripes of the batch's keys. */
 static int decide_and_apply(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
                             bool pos_changed, eng_work *w, as_error *err) {
-  int rc = collect_keys(p, b, snapshot, w, err);
+  int rc = eng_collect_keys(p, b, snapshot, w, err);
   if (rc != AS_OK) return rc;
   eng_stripes_lock(p->e, w->stripes, w->nstripes);
-  rc = resolve_batch(p, b, snapshot, w, err);
+  rc = eng_resolve_batch(p, b, snapshot, w, err);
   if (rc == AS_OK) rc = write_ahead(p, w, err);
   if (rc == AS_OK && (w->nkept > 0 || pos_changed)) rc = apply_kept(p, w, ckpt, err);
   if (rc == AS_OK) stamp(p, w);
@@ -524,7 +289,7 @@ static void run_repairs(eng_pair *p, eng_work *w) {
     queued *q = &w->repairs[i];
     if (q->cancelled || !q->id) continue;
     as_error rerr;
-    int rc = eng_repair(p->e, p, q->schema, q->key, q->to, q->from, q->id, &rerr);
+    int rc = eng_repair(p->e, p, q->schema, q->key, q->to, q->from, q->delta, q->id, &rerr);
     if (rc != AS_OK) {
       /* it stays queued: the next drain (or restart) runs it again */
       AS_LOG(AS_LOG_WARN, p->comp, "repair of mapping %s key %s on %s deferred: %s",
@@ -543,7 +308,7 @@ int eng_process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
   rc = decide_and_apply(p, b, snapshot, ckpt, pos_changed, w, err);
   if (rc != AS_OK) return rc;
   /* counted once the batch is committed (a retried batch is not counted twice) */
-  record_capture_dead(p, b);
+  record_capture_dead(p, b, w);
   for (size_t i = 0; i < b->n; i++) {
     eng_count(p, b->d[i].schema, ENG_C_CAPTURED, 1);
     as_metrics_add(p->src->cfg->name, p->dst->cfg->name, b->d[i].schema ? b->d[i].schema->name : "",

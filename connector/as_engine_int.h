@@ -130,12 +130,12 @@ int eng_process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
                       as_error *err);
 
 /* ---- as_repair.c ---- */
-/* Writes the current winner of (s, key) to node `to`, reading it from `from` (or from the
- * winner's origin when that changed). Takes the key's stripe. A row that cannot be written is
- * a dead letter (AS_OK); AS_RETRY/AS_ERR when a node failed. repair_id: the queued record to
- * remove once done (0 = none). p: for counters and logs (may be NULL). */
+/* Writes the key's winning row to node `to` (as_repair.c), or with delta_json the columns of
+ * that stored change of `to`'s own that still win. Takes the key's stripe. A row that cannot
+ * be written is a dead letter (AS_OK); AS_RETRY/AS_ERR when a node failed. repair_id: the
+ * queued record to remove once done (0 = none). p: for counters and logs (may be NULL). */
 int eng_repair(engine *e, eng_pair *p, const as_schema *s, const char *key, eng_node *to,
-               eng_node *from, int64_t repair_id, as_error *err);
+               eng_node *from, const char *delta_json, int64_t repair_id, as_error *err);
 /* The same without dead letters or queue: AS_ENOTFOUND when the state knows no version of
  * the key, AS_EDATA (err says why) when the winner cannot be mapped or written (dlq retry). */
 int eng_write_winner(engine *e, const as_schema *s, const char *key, eng_node *to,

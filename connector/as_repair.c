@@ -1,75 +1,26 @@
-/* as_repair.c — writes a key's winner to a node that holds something older: a local change
- * that lost (its node gets the winner), or a winning local change that the connector
- * overwrote on its own node in a race (it gets the change back). Repairs are queued in the
- * state store by the batch that decides them and run after it; a crash leaves them queued and
- * eng_repairs_drain runs them at the next start. */
+/* as_repair.c — writes to a node what it should hold of a key:
+ *   - the key's whole winning row (a local change that lost there; an update that found no
+ *     row there; `dlq retry`): each column read from a node that holds its winning version —
+ *     the origin of that version (it made the change, or something newer since) — or a delete
+ *     when the row's version is a tombstone;
+ *   - a local change of the node's own that the connector overwrote there in a race (a
+ *     rewrite): the change's columns that still win, from the stored change itself.
+ * Repairs are queued in the state store by the batch that decides them and run after it,
+ * under the key's stripe, against the key's versions as they are then; a crash leaves them
+ * queued and eng_repairs_drain runs them at the next start. */
 #include "as_engine_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "as_log.h"
 #include "as_metrics.h"
 #include "as_time.h"
 
-static bool holds(engine *e, const as_version *v, const eng_node *n) {
-  const as_held *h = as_version_held(v, n->id);
-  const char *o = h ? as_state_node_name(e->state, h->origin) : NULL;
-  return h && h->written_us > 0 && h->hlc == v->hlc && o && strcmp(o, v->origin) == 0;
-}
-
-/* A node that holds the winner v, to read it from: its origin (which made it, or something
- * newer since), unless that is the node being repaired (a race rewrite); then a node the
- * connector wrote v to and saw commit — `from` first. A node the version was only written
- * ahead to (its batch not committed, e.g. after a crash) may still hold an older value, and
- * that value must never be written under the winner's version: NULL then (try later). */
-static eng_node *winner_holder(engine *e, const as_version *v, eng_node *to, eng_node *from) {
-  eng_node *o = eng_find_node(e, v->origin);
-  if (o && o != to) return o;
-  if (from != to && holds(e, v, from)) return from;
-  for (size_t i = 0; i < e->nnodes; i++) {
-    if (&e->nodes[i] != to && holds(e, v, &e->nodes[i])) return &e->nodes[i];
-  }
-  return NULL;
-}
-
-/* Builds the delta that makes `to` hold the winner v: the row read from `from`, or a delete. */
-static int winner_delta(const as_schema *s, const char *key, const as_version *v, eng_node *from,
-                        as_delta *d, as_error *err) {
-  as_row keyrow = {0}, row = {0};
-  int rc = as_row_init(&keyrow, s->ncols);
-  if (rc == AS_OK) rc = as_key_parse(s, key, &keyrow, err);
-  if (rc != AS_OK) goto cleanup;
-  if (!v->deleted) {
-    if ((rc = as_row_init(&row, s->ncols)) != AS_OK) goto cleanup;
-    pthread_mutex_lock(&from->mu);
-    rc = from->ad->read_row(from->node, s, &keyrow, &row, err);
-    pthread_mutex_unlock(&from->mu);
-    if (rc == AS_OK) {
-      if ((rc = as_delta_init(d, s, AS_OP_INSERT)) != AS_OK) goto cleanup;
-      as_row_clear(&d->row);
-      d->row = row;
-      memset(&row, 0, sizeof row);
-      goto cleanup;
-    }
-    if (rc != AS_ENOTFOUND) {
-      as_error_prefix(err, "reading the winner from %s", from->cfg->name);
-      goto cleanup;
-    }
-    /* the holder no longer has the row: it was deleted there since; that delete is a newer
-     * change on its way, and writing the delete now is what it will bring */
-  }
-  if ((rc = as_delta_init(d, s, AS_OP_DELETE)) != AS_OK) goto cleanup;
-  as_row_clear(&d->row);
-  d->row = keyrow;
-  memset(&keyrow, 0, sizeof keyrow);
-cleanup:
-  as_row_clear(&keyrow);
-  as_row_clear(&row);
-  return rc == AS_ERR && !err->message[0] ? as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory") : rc;
-}
-
-/* held[to] := v (written_us as given) and, when done, the queue record removed. */
+/* held[to] := the row's version (written_us as given) and, when done, the queue record
+ * removed: one state transaction. */
 static int record(engine *e, const as_schema *s, const char *key, eng_node *to, int64_t written,
                   int64_t repair_id, as_error *err) {
   as_version v;
@@ -101,38 +52,84 @@ static int write_to(eng_node *to, as_delta *d, as_dead_list *dead, as_error *err
   return rc;
 }
 
-/* A winner that cannot be written to `to` (mapping error, refused row): a dead letter, and the
- * repair is done — retrying it forever would block nothing but fix nothing either. */
-static void dead_repair(engine *e, eng_pair *p, const as_schema *s, const char *key,
-                        eng_node *from, eng_node *to, const as_delta *d, const char *why) {
-  char *dj = d ? as_delta_to_json_string(d, NULL) : NULL;
-  eng_record_dead(e, p, s, from->cfg->name, to->cfg->name, "repair", key, NULL, dj, why, NULL);
-  free(dj);
+static int read_row(eng_node *n, const as_schema *s, const as_row *keyrow, as_row *out,
+                    as_error *err) {
+  int rc = as_row_init(out, s->ncols);
+  if (rc != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  pthread_mutex_lock(&n->mu);
+  rc = n->ad->read_row(n->node, s, keyrow, out, err);
+  pthread_mutex_unlock(&n->mu);
+  if (rc != AS_OK && rc != AS_ENOTFOUND) as_error_prefix(err, "reading the winner from %s", n->cfg->name);
+  return rc;
 }
 
-/* The write itself, under the key's stripe: AS_ENOTFOUND when the state knows no version of
- * the key, AS_EDATA (err says why, *refused set when the target refused the row) when the
- * winner cannot be mapped or written. */
-static int write_winner_locked(engine *e, const as_schema *s, const char *key, eng_node *to,
-                               eng_node *from, as_delta *d, as_error *err) {
-  as_version v;
-  int rc = as_state_version_get(e->state, s->name, key, &v, err);
-  if (rc != AS_OK) return rc;
-  eng_node *holder = v.deleted ? from : winner_holder(e, &v, to, from);
-  if (!holder) {
-    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
-                        "no node holds the winner (%s) yet; the repair stays queued", v.origin);
+/* Whether the connector wrote the row's version v to n and saw that write commit. */
+static bool holds(engine *e, const as_version *v, const eng_node *n) {
+  const as_held *h = as_version_held(v, n->id);
+  const char *o = h ? as_state_node_name(e->state, h->origin) : NULL;
+  return h && h->written_us > 0 && h->hlc == v->hlc && o && strcmp(o, v->origin) == 0;
+}
+
+/* The node to read a version (origin name) from: its origin, which made the change (and holds
+ * it or something newer). When that is the node being repaired, `from` — but only when `from`
+ * is known to hold the row's version: a node the version was only written ahead to (its batch
+ * not committed, e.g. after a crash) may hold an older value, which must never be copied as
+ * the winner. NULL then: the repair stays queued and runs again later. */
+static eng_node *holder_of(engine *e, const as_version *v, const char *origin, eng_node *to,
+                           eng_node *from) {
+  eng_node *o = eng_find_node(e, origin);
+  if (o && o != to) return o;
+  if (from != to && holds(e, v, from)) return from;
+  for (size_t i = 0; i < e->nnodes; i++) {
+    if (&e->nodes[i] != to && holds(e, v, &e->nodes[i])) return &e->nodes[i];
   }
-  rc = winner_delta(s, key, &v, holder, d, err);
-  if (rc == AS_EINVAL) rc = AS_EDATA;
+  return NULL;
+}
+
+/* Builds the key's whole winning row into d (or a delete): columns with a version of their
+ * own read from that version's holder, the others from the holder of the row's version. */
+static int winner_delta(engine *e, const as_schema *s, const as_row *keyrow, const as_version *v,
+                        eng_node *to, eng_node *from, as_delta *d, as_error *err) {
+  int rc = as_delta_init(d, s, v->deleted ? AS_OP_DELETE : AS_OP_INSERT);
+  if (rc != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  as_row_clear(&d->row);
+  eng_node *rh = v->deleted ? NULL : holder_of(e, v, v->origin, to, from);
+  if (!v->deleted && !rh) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                        "no node is known to hold the winner (%s) yet; the repair stays queued",
+                        v->origin);
+  }
+  if (v->deleted || (rc = read_row(rh, s, keyrow, &d->row, err)) == AS_ENOTFOUND) {
+    /* a tombstone; or the holder deleted the row since: that newer delete is on its way */
+    d->op = AS_OP_DELETE;
+    as_row_clear(&d->row);
+    return as_row_copy(&d->row, keyrow) == AS_OK ? AS_OK : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  }
   if (rc != AS_OK) return rc;
-  as_delta_set_origin(d, v.origin);
-  d->hlc = v.hlc;
-  d->ts_us = AS_HLC_US(v.hlc);
+  for (uint8_t i = 0; i < v->ncolv; i++) {
+    const char *o = as_state_node_name(e->state, v->colv[i].origin);
+    eng_node *h = holder_of(e, v, o ? o : "", to, from);
+    if (!h || h == rh) continue;
+    as_row other = {0};
+    rc = read_row(h, s, keyrow, &other, err);
+    uint16_t c = v->colv[i].col;
+    if (rc == AS_OK && c < other.n && other.set[c]) as_value_move(&d->row.v[c], &other.v[c]);
+    as_row_clear(&other);
+    if (rc == AS_ENOTFOUND) rc = AS_OK; /* deleted there since: the delete follows */
+    if (rc != AS_OK) return rc;
+  }
+  return AS_OK;
+}
+
+/* Writes d to `to` with held[to] recorded ahead and after. AS_EDATA when `to` refused it. */
+static int write_recorded(engine *e, const as_schema *s, const char *key, eng_node *to,
+                          as_delta *d, bool *missing, as_error *err) {
   as_dead_list dead = {0};
-  rc = record(e, s, key, to, 0, 0, err); /* ahead of the write, as for batches */
+  int rc = record(e, s, key, to, 0, 0, err); /* ahead of the write, as for batches */
   if (rc == AS_OK) rc = write_to(to, d, &dead, err);
-  if (rc == AS_OK && dead.n) {
+  if (rc == AS_OK && dead.n && dead.items[0].missing) {
+    *missing = true;
+  } else if (rc == AS_OK && dead.n) {
     rc = as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "%s",
                       dead.items[0].error ? dead.items[0].error : "refused by the target");
   } else if (rc == AS_OK) {
@@ -141,6 +138,71 @@ static int write_winner_locked(engine *e, const as_schema *s, const char *key, e
     rc = AS_EDATA;
   }
   as_dead_list_clear(&dead);
+  return rc;
+}
+
+/* The whole winning row -> to. AS_ENOTFOUND: no version known. */
+static int write_winner_locked(engine *e, const as_schema *s, const char *key, eng_node *to,
+                               eng_node *from, as_delta *d, as_error *err) {
+  as_version v;
+  int rc = as_state_version_get(e->state, s->name, key, &v, err);
+  if (rc != AS_OK) return rc;
+  as_row keyrow = {0};
+  rc = as_row_init(&keyrow, s->ncols);
+  if (rc == AS_OK) rc = as_key_parse(s, key, &keyrow, err);
+  if (rc == AS_OK) rc = winner_delta(e, s, &keyrow, &v, to, from, d, err);
+  as_row_clear(&keyrow);
+  if (rc == AS_EINVAL) rc = AS_EDATA;
+  if (rc != AS_OK) return rc;
+  as_delta_set_origin(d, v.origin);
+  d->hlc = v.hlc;
+  d->ts_us = AS_HLC_US(v.hlc);
+  bool missing = false;
+  return write_recorded(e, s, key, to, d, &missing, err);
+}
+
+/* Keeps the columns of the stored change d that still hold its version. */
+static bool still_winning(engine *e, const as_version *v, as_delta *d) {
+  const as_schema *s = d->schema;
+  bool any = false;
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (!d->row.set[i] || s->cols[i].is_key) continue;
+    const as_colver *cv = as_version_col(v, (uint16_t)i);
+    const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
+    int64_t h = cv ? cv->hlc : v->hlc;
+    if (h == d->hlc && o && strcmp(o, d->origin) == 0) {
+      any = true;
+      continue;
+    }
+    as_value_clear(&d->row.v[i]);
+    d->row.set[i] = 0;
+  }
+  return any || (d->op == AS_OP_DELETE && v->deleted && v->hlc == d->hlc);
+}
+
+static const as_schema *lookup_schema(void *ctx, const char *mapping) {
+  return as_config_schema((const as_config *)ctx, mapping);
+}
+
+/* A rewrite: the stored local change's columns that still win -> to. */
+static int rewrite_locked(engine *e, const as_schema *s, const char *key, eng_node *to,
+                          eng_node *from, const char *delta_json, as_delta *d, as_error *err) {
+  json_t *j = json_loads(delta_json, JSON_ALLOW_NUL, NULL);
+  int rc = j ? as_delta_from_json(j, lookup_schema, (void *)e->cfg, d, err)
+             : as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "a stored change is not JSON");
+  json_decref(j);
+  if (rc == AS_ENOTFOUND) return AS_OK; /* the mapping is gone from the configuration */
+  if (rc != AS_OK) return AS_EDATA;
+  as_version v;
+  rc = as_state_version_get(e->state, s->name, key, &v, err);
+  if (rc == AS_ENOTFOUND || (rc == AS_OK && !still_winning(e, &v, d))) return AS_OK;
+  if (rc != AS_OK) return rc;
+  bool missing = false;
+  rc = write_recorded(e, s, key, to, d, &missing, err);
+  if (rc == AS_OK && missing) { /* deleted there since: the whole row then */
+    as_delta_clear(d);
+    rc = write_winner_locked(e, s, key, to, from, d, err);
+  }
   return rc;
 }
 
@@ -156,32 +218,36 @@ int eng_write_winner(engine *e, const as_schema *s, const char *key, eng_node *t
   return rc;
 }
 
-static int repair_locked(engine *e, eng_pair *p, const as_schema *s, const char *key,
-                         eng_node *to, eng_node *from, int64_t repair_id, as_error *err) {
-  as_delta d;
-  memset(&d, 0, sizeof d);
-  int rc = write_winner_locked(e, s, key, to, from, &d, err);
-  if (rc == AS_EDATA) {
-    dead_repair(e, p, s, key, from, to, d.schema ? &d : NULL, err->message);
-    rc = AS_OK;
-  } else if (rc == AS_OK) {
-    if (p) as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_REPAIRS, 1);
-    AS_LOG(AS_LOG_DEBUG, p ? p->comp : "repair", "repaired mapping %s key %s on %s with the winner from %s",
-           s->name, key, to->cfg->name, d.origin ? d.origin : "?");
-  } else if (rc == AS_ENOTFOUND) {
-    rc = AS_OK;
-  }
-  if (rc == AS_OK && repair_id) rc = as_state_repair_done(e->state, repair_id, err);
-  as_delta_clear(&d);
-  return rc;
+/* A winner that cannot be written to `to` (mapping error, refused row): a dead letter, and the
+ * repair is done — retrying it forever would fix nothing. */
+static void dead_repair(engine *e, eng_pair *p, const as_schema *s, const char *key,
+                        eng_node *from, eng_node *to, const as_delta *d, const char *why) {
+  char *dj = d && d->schema ? as_delta_to_json_string(d, NULL) : NULL;
+  eng_record_dead(e, p, s, from->cfg->name, to->cfg->name, "repair", key, NULL, dj, why, NULL);
+  free(dj);
 }
 
 int eng_repair(engine *e, eng_pair *p, const as_schema *s, const char *key, eng_node *to,
-               eng_node *from, int64_t repair_id, as_error *err) {
+               eng_node *from, const char *delta_json, int64_t repair_id, as_error *err) {
   size_t stripe = eng_stripe_of(s, key);
+  as_delta d;
+  memset(&d, 0, sizeof d);
   eng_stripes_lock(e, &stripe, 1);
-  int rc = repair_locked(e, p, s, key, to, from, repair_id, err);
+  int rc = delta_json ? rewrite_locked(e, s, key, to, from, delta_json, &d, err)
+                      : write_winner_locked(e, s, key, to, from, &d, err);
   eng_stripes_unlock(e, &stripe, 1);
+  if (rc == AS_EDATA) {
+    dead_repair(e, p, s, key, from, to, &d, err->message);
+    rc = AS_OK;
+  } else if (rc == AS_OK) {
+    if (p) as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_REPAIRS, 1);
+    AS_LOG(AS_LOG_DEBUG, p ? p->comp : "repair", "repaired mapping %s key %s on %s (%s)", s->name,
+           key, to->cfg->name, delta_json ? "its own change back" : "the winning row");
+  } else if (rc == AS_ENOTFOUND) {
+    rc = AS_OK;
+  }
+  as_delta_clear(&d);
+  if (rc == AS_OK && repair_id) rc = as_state_repair_done(e->state, repair_id, err);
   if (rc != AS_OK) as_error_prefix(err, "repair of mapping %s key %s on %s", s->name, key, to->cfg->name);
   return rc;
 }
@@ -201,7 +267,7 @@ static int drain_one(void *vctx, const as_repair_rec *r) {
     if (as_state_repair_done(e->state, r->id, &err) != AS_OK) c->failed++;
     return AS_OK;
   }
-  if (eng_repair(e, NULL, s, r->key, to, from, r->id, &err) == AS_OK) {
+  if (eng_repair(e, NULL, s, r->key, to, from, r->delta, r->id, &err) == AS_OK) {
     c->done++;
   } else {
     c->failed++;

@@ -3,46 +3,60 @@
  * The engine labels every change with the version it carries (hlc, origin) before asking:
  *   - a local change (made on the node it was captured from): its own commit time, or the
  *     mapping's clock column;
- *   - an echo (a write of the connector captured back): the version the connector last wrote
- *     of that key to that node (the state store's held version), since the captured value is
- *     that write; the echo's own commit time when nothing is known;
- *   - a snapshot copy (the node's current row): the state's winner when that is a change made
- *     on that node, else the held version, else the oldest version (hlc 0).
- * The resolver compares the label with the state's current version of the key and decides.
- * Strategies implement the seam, one file each (as_resolve_lww.c, ...); the engine calls only
- * as_resolver_decide. */
+ *   - a relayed change (read from the relay log): the version it was applied with;
+ *   - a snapshot copy (the node's current row): the state's row version when that is a change
+ *     made on that node, else the version the connector last wrote there (the state store's
+ *     held version, when that write is known to have committed), else the oldest (hlc 0).
+ * Echoes (the connector's own writes captured back) never reach the resolver.
+ *
+ * The resolver compares the label with the key's versions in the state store (as_version:
+ * the row's version, and versions of single columns written by updates of some columns),
+ * decides what the target gets — the whole change, some of its columns, or nothing — and
+ * records the new versions in the as_version it was given. Strategies implement the seam,
+ * one file each (as_resolve_lww.c, ...); the engine calls only as_resolver_decide. */
 #ifndef AS_RESOLVE_H
 #define AS_RESOLVE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "as_row.h"
 #include "as_state.h"
 
 typedef struct as_change {
   const as_delta *d;  /* labelled: d->hlc and d->origin are the version it carries */
+  uint16_t origin_id; /* state-store id of d->origin */
   const char *source; /* node it was captured from */
   const char *target; /* node it is headed to */
-  bool local;         /* made on the source itself (not an echo, not a snapshot copy) */
+  bool local;         /* made on the source itself (not relayed, not a snapshot copy) */
+  /* names of node ids (for the tie-break of column versions) */
+  const char *(*node_name)(void *ctx, uint16_t id);
+  void *ctx;
 } as_change;
 
 typedef enum as_verdict {
-  AS_VERDICT_APPLY = 1, /* write it to the target */
+  AS_VERDICT_APPLY = 1, /* write the columns marked in `apply` to the target */
   AS_VERDICT_SKIP,      /* write nothing: the target has it, or something newer is coming */
-  AS_VERDICT_LOST       /* a local change that lost: write nothing, record the conflict, and
-                           repair its source with the winner */
+  AS_VERDICT_LOST       /* a local change that lost entirely: write nothing; record it and
+                           repair its source with the winning row */
 } as_verdict;
 
 typedef struct as_decision {
   as_verdict verdict;
-  bool new_winner; /* (APPLY) the change is newer than the state's version: it becomes it */
+  bool new_winner; /* the row's version became the change's (or the key is new) */
+  uint8_t *apply;  /* per column (schema order; caller allocates ncols, zeroed): 1 = write it.
+                      Key columns are always marked when the verdict is APPLY. */
+  uint8_t *lost;   /* per column: a column of a local change that lost (its source holds a
+                      losing value there: repair it) */
+  bool any_lost;
 } as_decision;
 
 typedef struct as_resolver as_resolver;
 struct as_resolver {
   const char *name; /* "lww", ... */
-  /* cur: the state's current version of the key, or NULL when it has none. */
-  int (*decide)(const as_resolver *r, const as_change *c, const as_version *cur,
+  /* v: the key's versions (found = false: none known; then v is zeroed). Updated in place
+   * with what the decision makes the new versions. */
+  int (*decide)(const as_resolver *r, const as_change *c, as_version *v, bool found,
                 as_decision *out, as_error *err);
   void (*destroy)(as_resolver *r);
 };
@@ -50,12 +64,12 @@ struct as_resolver {
 /* The resolver of a mapping's `conflict:` block. AS_EINVAL for strategies not built yet. */
 int as_resolver_new(const as_schema *s, as_resolver **out, as_error *err) AS_MUSTCHECK;
 void as_resolver_free(as_resolver *r);
-static inline int as_resolver_decide(const as_resolver *r, const as_change *c,
-                                     const as_version *cur, as_decision *out, as_error *err) {
-  return r->decide(r, c, cur, out, err);
+static inline int as_resolver_decide(const as_resolver *r, const as_change *c, as_version *v,
+                                     bool found, as_decision *out, as_error *err) {
+  return r->decide(r, c, v, found, out, err);
 }
 
-/* Last-write-wins (as_resolve_lww.c). */
+/* Last-write-wins per column (as_resolve_lww.c). */
 as_resolver *as_resolver_lww_new(void);
 
 #endif

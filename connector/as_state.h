@@ -22,6 +22,8 @@ typedef struct as_state as_state;
 
 /* Most nodes a key keeps a write record for (the least recently written is forgotten first). */
 #define AS_VERSION_MAX_HELD 8
+/* Most columns a key keeps a version of its own for (see as_version). */
+#define AS_VERSION_MAX_COLS 32
 
 /* What the connector last wrote of a key to one node (a "held" version): which version, and
  * when the write committed there (the connector's clock). Nodes are small ids given by
@@ -34,15 +36,37 @@ typedef struct as_held {
   int64_t written_us; /* when it committed on node (0 = recorded before the commit) */
 } as_held;
 
+/* The version of one column written by an update of some columns after the row's version. */
+typedef struct as_colver {
+  uint16_t col;    /* schema column index */
+  uint16_t origin; /* node id */
+  int64_t hlc;
+} as_colver;
+
+/* A key's versions. (hlc, origin, deleted) is the row's version: the last change that wrote
+ * the whole row (insert, a whole-row update, a delete). An update of some columns that wins
+ * gives those columns a version of their own (colv), newer than the row's; a later
+ * whole-row change supersedes them. A column's value is the one of the greatest version
+ * that wrote it (last-write-wins per column), so concurrent updates of different columns
+ * both survive, and an update never brings back columns it did not carry. */
 typedef struct as_version {
-  int64_t hlc;        /* the winning version: (hlc, origin) */
+  int64_t hlc;        /* the row's version: (hlc, origin) */
   char origin[64];
   bool deleted;       /* tombstone */
   uint64_t hash;      /* row hash of the winning value (0 for tombstones / unknown) */
   int64_t updated_us; /* wall time the version was recorded */
   uint8_t nheld;
   as_held held[AS_VERSION_MAX_HELD];
+  uint8_t ncolv;
+  as_colver colv[AS_VERSION_MAX_COLS];
 } as_version;
+
+/* The column's own version, or NULL (then the row's version is the column's). */
+const as_colver *as_version_col(const as_version *v, uint16_t col);
+/* Gives col the version (origin, hlc); when full, the oldest column version is forgotten. */
+void as_version_set_col(as_version *v, uint16_t col, uint16_t origin, int64_t hlc);
+/* Drops the column versions a whole-row change of version hlc supersedes (hlc at least theirs). */
+void as_version_drop_cols_upto(as_version *v, int64_t hlc);
 
 /* The connector's last write of the key to node, or NULL. */
 const as_held *as_version_held(const as_version *v, uint16_t node);
@@ -85,19 +109,23 @@ int as_state_begin(as_state *st, as_error *err) AS_MUSTCHECK;
 int as_state_commit(as_state *st, as_error *err) AS_MUSTCHECK;
 void as_state_rollback(as_state *st);
 
-/* Pending repairs: "write the current winner of (mapping, key) to node, reading it from
- * read_from", recorded in the same transaction as the decision that needs it, removed once
- * the write committed, so a repair survives a crash of the connector. */
+/* Pending repairs, recorded in the same transaction as the decision that needs them, removed
+ * once the write committed, so a repair survives a crash of the connector. Without delta:
+ * "write the current winning row of (mapping, key) to node" (read_from: where to read the
+ * columns the node itself won); with delta (canonical delta JSON): "write back to node the
+ * columns of this change of its own that still win" (the connector overwrote it there). */
 typedef struct as_repair_rec {
   int64_t id;
   char mapping[96];
   char *key;
   char node[64];
   char read_from[64];
+  char *delta;
   int64_t created_us;
 } as_repair_rec;
 int as_state_repair_add(as_state *st, const char *mapping, const char *key, const char *node,
-                        const char *read_from, int64_t *id, as_error *err) AS_MUSTCHECK;
+                        const char *read_from, const char *delta, int64_t *id, as_error *err)
+    AS_MUSTCHECK;
 int as_state_repair_done(as_state *st, int64_t id, as_error *err) AS_MUSTCHECK;
 /* Calls fn for every pending repair (oldest first; fn is called without the store's lock). */
 int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec *r), void *ctx,

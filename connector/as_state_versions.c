@@ -4,7 +4,8 @@
  * A version is stored as one compact record (BLOB) per key:
  *   byte 0: flags (1 = tombstone, 2 = has a row hash)
  *   varints: hlc, origin node id, updated_us, [8-byte hash], count of held entries, then per
- *   held entry: node id, origin id, hlc, written_us, deleted (0/1).
+ *   held entry: node id, origin id, hlc, written_us, deleted (0/1); then, with flag 4, the
+ *   count of column versions and per column: column index, origin id, hlc.
  * Unsigned LEB128 varints; hlc and times are never negative. The tombstone flag and
  * updated_us are also columns so that tombstones can be purged through a partial index. */
 #include "as_state_int.h"
@@ -18,7 +19,8 @@
 
 #define REC_DELETED 1
 #define REC_HASH 2
-#define REC_MAX 512
+#define REC_COLS 4
+#define REC_MAX 1024
 
 /* ---------------------------------------------------------------- held versions */
 
@@ -51,6 +53,36 @@ void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t 
   h->hlc = hlc;
   h->deleted = deleted;
   h->written_us = written_us;
+}
+
+const as_colver *as_version_col(const as_version *v, uint16_t col) {
+  for (uint8_t i = 0; i < v->ncolv; i++) {
+    if (v->colv[i].col == col) return &v->colv[i];
+  }
+  return NULL;
+}
+
+void as_version_set_col(as_version *v, uint16_t col, uint16_t origin, int64_t hlc) {
+  as_colver *c = (as_colver *)as_version_col(v, col);
+  if (!c) {
+    if (v->ncolv == AS_VERSION_MAX_COLS) {
+      size_t old = 0;
+      for (size_t i = 1; i < v->ncolv; i++)
+        if (v->colv[i].hlc < v->colv[old].hlc) old = i;
+      v->colv[old] = v->colv[--v->ncolv];
+    }
+    c = &v->colv[v->ncolv++];
+  }
+  c->col = col;
+  c->origin = origin;
+  c->hlc = hlc;
+}
+
+void as_version_drop_cols_upto(as_version *v, int64_t hlc) {
+  for (uint8_t i = 0; i < v->ncolv;) {
+    if (v->colv[i].hlc <= hlc) v->colv[i] = v->colv[--v->ncolv];
+    else i++;
+  }
 }
 
 int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const char *origin_b) {
@@ -86,7 +118,8 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
 
 static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   size_t n = 0;
-  p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0));
+  p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0) |
+                     (v->ncolv ? REC_COLS : 0));
   n += put_varint(p + n, (uint64_t)v->hlc);
   n += put_varint(p + n, origin);
   n += put_varint(p + n, (uint64_t)v->updated_us);
@@ -102,6 +135,14 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     n += put_varint(p + n, (uint64_t)h->hlc);
     n += put_varint(p + n, (uint64_t)h->written_us);
     p[n++] = h->deleted ? 1 : 0;
+  }
+  if (v->ncolv) {
+    n += put_varint(p + n, v->ncolv);
+    for (uint8_t i = 0; i < v->ncolv; i++) {
+      n += put_varint(p + n, v->colv[i].col);
+      n += put_varint(p + n, v->colv[i].origin);
+      n += put_varint(p + n, (uint64_t)v->colv[i].hlc);
+    }
   }
   return n;
 }
@@ -136,6 +177,17 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     h->hlc = (int64_t)x[2];
     h->written_us = (int64_t)x[3];
     h->deleted = *p++ != 0;
+  }
+  if (flags & REC_COLS) {
+    if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
+    v->ncolv = (uint8_t)x[0];
+    for (uint8_t i = 0; i < v->ncolv; i++) {
+      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]))
+        goto bad;
+      v->colv[i].col = (uint16_t)x[0];
+      v->colv[i].origin = (uint16_t)x[1];
+      v->colv[i].hlc = (int64_t)x[2];
+    }
   }
   return AS_OK;
 bad:
@@ -381,13 +433,13 @@ int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *
 /* ---------------------------------------------------------------- repairs */
 
 int as_state_repair_add(as_state *st, const char *mapping, const char *key, const char *node,
-                        const char *read_from, int64_t *id, as_error *err) {
+                        const char *read_from, const char *delta, int64_t *id, as_error *err) {
   pthread_mutex_lock(&st->mu);
   sqlite3_stmt *q = NULL;
   int rc = AS_OK;
   if (sqlite3_prepare_v2(st->db,
-                         "INSERT INTO repairs(created_us, mapping, key, node, read_from) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5)",
+                         "INSERT INTO repairs(created_us, mapping, key, node, read_from, delta) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                          -1, &q, NULL) != SQLITE_OK) {
     rc = as_state_sqlerr(st, err, "queue repair");
     goto done;
@@ -397,6 +449,7 @@ int as_state_repair_add(as_state *st, const char *mapping, const char *key, cons
   sqlite3_bind_text(q, 3, key, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 4, node, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 5, read_from, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 6, delta, -1, SQLITE_STATIC);
   if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "queue repair");
   else if (id) *id = sqlite3_last_insert_rowid(st->db);
 done:
@@ -433,7 +486,7 @@ int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec 
   size_t n = 0, cap = 0;
   int rc = AS_OK, s = SQLITE_DONE;
   if (sqlite3_prepare_v2(st->db,
-                         "SELECT id, created_us, mapping, key, node, read_from FROM repairs "
+                         "SELECT id, created_us, mapping, key, node, read_from, delta FROM repairs "
                          "ORDER BY id",
                          -1, &q, NULL) != SQLITE_OK) {
     rc = as_state_sqlerr(st, err, "read repairs");
@@ -456,6 +509,8 @@ int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec 
     r->key = strdup((const char *)sqlite3_column_text(q, 3));
     copy_text(r->node, sizeof r->node, q, 4);
     copy_text(r->read_from, sizeof r->read_from, q, 5);
+    const unsigned char *dj = sqlite3_column_text(q, 6);
+    r->delta = dj ? strdup((const char *)dj) : NULL;
   }
   if (rc == AS_OK && s != SQLITE_DONE) rc = as_state_sqlerr(st, err, "read repairs");
   sqlite3_finalize(q);
@@ -463,6 +518,7 @@ int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec 
   for (size_t i = 0; i < n; i++) {
     if (rc == AS_OK && items[i].key) rc = fn(ctx, &items[i]);
     free(items[i].key);
+    free(items[i].delta);
   }
   free(items);
   return rc;
@@ -586,7 +642,7 @@ static const char *const versions_sql =
     "CREATE INDEX IF NOT EXISTS relays_via ON relays(via, seq);"
     "CREATE TABLE IF NOT EXISTS repairs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT NOT NULL, key TEXT NOT NULL, node TEXT NOT NULL,"
-    "  read_from TEXT NOT NULL);";
+    "  read_from TEXT NOT NULL, delta TEXT);";
 
 /* A store written by schema version 1 kept versions as text columns: move them over. */
 static int upgrade_v1(as_state *st, as_error *err) {
@@ -647,6 +703,7 @@ int as_state_versions_open(as_state *st, as_error *err) {
       goto fail_rb;
     }
     if ((rc = upgrade_v1(st, err)) != AS_OK) goto fail_rb;
+    sqlite3_exec(st->db, "ALTER TABLE repairs ADD COLUMN delta TEXT", NULL, NULL, NULL); /* early v2 */
     if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) goto sqlfail_rb;
     if (!(st->cache = calloc(STATE_CACHE_SLOTS, sizeof *st->cache)))
       return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");

@@ -129,8 +129,8 @@ START_TEST(repair_queue) {
   as_error err;
   ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
   int64_t id1 = 0, id2 = 0;
-  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":1}", "pg", "mongo", &id1, &err), AS_OK);
-  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":2}", "lite", "pg", &id2, &err), AS_OK);
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":1}", "pg", "mongo", NULL, &id1, &err), AS_OK);
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":2}", "lite", "pg", "{}", &id2, &err), AS_OK);
   ck_assert_int_eq(as_state_repair_count(st), 2);
   ck_assert_int_eq(as_state_repair_done(st, id1, &err), AS_OK);
   as_state_close(st);

@@ -1,0 +1,292 @@
+/* as_batch_decide.c — the decisions of a batch: each routed delta's key, its label (the
+ * version it carries, see as_resolve.h), and the resolver's verdict against the key's
+ * versions in the state store (and the decisions made earlier in the same batch). What the
+ * target gets goes to w->kept (the delta, or a copy holding the columns that won); local
+ * changes that lost, and local changes the connector overwrote on their own node, become
+ * queued repairs. Nothing is written here. */
+#include "as_batch_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "as_key.h"
+#include "as_log.h"
+#include "as_metrics.h"
+#include "as_time.h"
+
+#define RACE_WINDOW_US 100000 /* clock skew allowance between database servers and us */
+
+int eng_grow(void **arr, size_t *cap, size_t need, size_t size) {
+  if (need <= *cap) return AS_OK;
+  size_t ncap = *cap ? *cap * 2 : 64;
+  while (ncap < need) ncap *= 2;
+  void *p = realloc(*arr, ncap * size);
+  if (!p) return AS_ERR;
+  memset((char *)p + *cap * size, 0, (ncap - *cap) * size);
+  *arr = p;
+  *cap = ncap;
+  return AS_OK;
+}
+
+int eng_oom(as_error *err) { return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory"); }
+
+static size_t bucket(const as_schema *s, const char *key) {
+  return (size_t)(XXH3_64bits(key, strlen(key)) ^ (uintptr_t)s) % DECIDED_BUCKETS;
+}
+
+decided *eng_decided_get(eng_work *w, const as_schema *s, const char *key) {
+  for (decided *x = w->buckets[bucket(s, key)]; x; x = x->next) {
+    if (x->schema == s && strcmp(x->key, key) == 0) return x;
+  }
+  return NULL;
+}
+
+static decided *decided_add(eng_work *w, const as_schema *s, const char *key) {
+  if (eng_grow((void **)&w->all, &w->capall, w->nall + 1, sizeof *w->all) != AS_OK) return NULL;
+  decided *x = calloc(1, sizeof *x);
+  if (!x || !(x->key = strdup(key))) {
+    free(x);
+    return NULL;
+  }
+  size_t h = bucket(s, key);
+  x->schema = s;
+  x->next = w->buckets[h];
+  w->buckets[h] = x;
+  w->all[w->nall++] = x;
+  return x;
+}
+
+queued *eng_queue_repair(eng_work *w, const as_schema *s, const char *key, eng_node *to,
+                         eng_node *from, size_t at) {
+  if (eng_grow((void **)&w->repairs, &w->caprepairs, w->nrepairs + 1, sizeof *w->repairs) != AS_OK)
+    return NULL;
+  queued *q = &w->repairs[w->nrepairs];
+  memset(q, 0, sizeof *q);
+  if (!(q->key = strdup(key))) return NULL;
+  q->schema = s;
+  q->to = to;
+  q->from = from;
+  q->at = at;
+  w->nrepairs++;
+  return q;
+}
+
+void eng_count_skip(eng_pair *p, const as_schema *s) {
+  eng_count(p, s, ENG_C_SKIPPED, 1);
+  as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s ? s->name : "", AS_M_SKIPPED, 1);
+}
+
+/* ---------------------------------------------------------------- keys and labels */
+
+int eng_collect_keys(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err) {
+  if (eng_grow((void **)&w->keys, &w->capkeys, b->n, sizeof *w->keys) != AS_OK ||
+      eng_grow((void **)&w->stripes, &w->capstripes, b->n, sizeof *w->stripes) != AS_OK)
+    return eng_oom(err);
+  for (size_t i = 0; i < b->n; i++) {
+    as_delta *d = &b->d[i];
+    if (!d->origin && as_delta_set_origin(d, p->src->cfg->name) != AS_OK) return eng_oom(err);
+    if (!eng_routed(p, d, snapshot)) continue;
+    as_error kerr;
+    w->keys[i] = as_key_json_dup(d->schema, &d->row, &kerr);
+    if (!w->keys[i]) {
+      if (kerr.code == AS_ERR) return eng_oom(err);
+      /* a key column absent or NULL: a dead letter once the batch committed */
+      if (eng_grow((void **)&w->keyless.idx, &w->keyless.cap, w->keyless.n + 1,
+                   sizeof *w->keyless.idx) != AS_OK)
+        return eng_oom(err);
+      w->keyless.why = realloc(w->keyless.why, w->keyless.cap * sizeof *w->keyless.why);
+      if (!w->keyless.why || !(w->keyless.why[w->keyless.n] = strdup(kerr.message)))
+        return eng_oom(err);
+      w->keyless.idx[w->keyless.n++] = i;
+      continue;
+    }
+    w->stripes[w->nstripes++] = eng_stripe_of(d->schema, w->keys[i]);
+  }
+  return AS_OK;
+}
+
+/* The version a local change carries: the mapping's clock column when present, else its
+ * commit time. */
+static int64_t local_hlc(const as_delta *d) {
+  const as_schema *s = d->schema;
+  if (s->conflict.clock_idx >= 0 && as_row_has(&d->row, (size_t)s->conflict.clock_idx)) {
+    const as_value *v = &d->row.v[s->conflict.clock_idx];
+    if (v->type == AS_T_TIMESTAMP) return AS_HLC_FROM_US(v->u.ts_us);
+    if (v->type == AS_T_INT64) return v->u.i;
+  }
+  return d->hlc ? d->hlc : AS_HLC_FROM_US(d->ts_us);
+}
+
+/* Whether the connector's last write of the key to node may have overwritten a local change
+ * committed there at ts: it committed at or after ts (less the clock-skew allowance), or its
+ * commit time is unknown (written ahead, then the process died before the stamp). */
+static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
+  const as_held *h = as_version_held(v, node);
+  return h && (h->written_us == 0 || h->written_us >= ts - RACE_WINDOW_US);
+}
+
+/* Labels d with the version it carries (see as_resolve.h). */
+static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
+  if (!snapshot) {
+    if (!d->relayed) d->hlc = local_hlc(d);
+    return;
+  }
+  if (x->found && strcmp(x->v.origin, p->src->cfg->name) == 0) {
+    d->hlc = x->v.hlc; /* the source's own change, or a newer one */
+    as_delta_set_origin(d, x->v.origin);
+    return;
+  }
+  const as_held *h = x->found ? as_version_held(&x->v, p->src->id) : NULL;
+  const char *o = h && h->written_us ? as_state_node_name(p->e->state, h->origin) : NULL;
+  if (o) {
+    d->hlc = h->hlc;
+    as_delta_set_origin(d, o);
+  } else {
+    d->hlc = 0; /* nothing known: the oldest version */
+  }
+}
+
+/* ---------------------------------------------------------------- decisions */
+
+static const char *node_name(void *ctx, uint16_t id) {
+  return as_state_node_name(((engine *)ctx)->state, id);
+}
+
+/* The delta the target gets: d itself, or a copy with only the columns marked. Whole-row
+ * changes reduced to some columns become updates (never a row made of some columns). */
+static as_delta *applied_delta(eng_work *w, as_delta *d, const uint8_t *apply, as_error *err) {
+  bool all = true;
+  for (size_t i = 0; i < d->row.n && all; i++) all = !d->row.set[i] || apply[i];
+  if (all || d->op == AS_OP_DELETE) return d;
+  as_delta *c = calloc(1, sizeof *c);
+  if (!c || eng_grow((void **)&w->owned, &w->capowned, w->nowned + 1, sizeof *w->owned) != AS_OK ||
+      as_delta_copy(c, d) != AS_OK) {
+    free(c);
+    eng_oom(err);
+    return NULL;
+  }
+  w->owned[w->nowned++] = c;
+  for (size_t i = 0; i < c->row.n; i++) {
+    if (apply[i]) continue;
+    as_value_clear(&c->row.v[i]);
+    c->row.set[i] = 0;
+  }
+  c->op = AS_OP_UPDATE;
+  return c;
+}
+
+static void note_conflict(eng_pair *p, const as_delta *d, decided *x) {
+  const as_schema *s = d->schema;
+  eng_count(p, s, ENG_C_CONFLICTS, 1);
+  as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_CONFLICTS, 1);
+  AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld) lost to %s (hlc %lld)",
+         s->name, x->key, d->origin, (long long)d->hlc, x->v.origin, (long long)x->v.hlc);
+  char *dj = as_delta_to_json_string(d, NULL);
+  as_error cerr;
+  if (as_state_conflict_add(p->e->state, s->name, x->key, dj, NULL, x->v.origin, "lww", &cerr) != AS_OK)
+    AS_LOG(AS_LOG_WARN, p->comp, "cannot record conflict: %s", cerr.message);
+  free(dj);
+}
+
+/* A local change that lost (some or all of its columns): its node holds losing values, so it
+ * gets the key's winning row. */
+static int repair_loser(eng_pair *p, eng_work *w, const as_delta *d, decided *x, size_t i,
+                        as_error *err) {
+  note_conflict(p, d, x);
+  eng_node *from = eng_find_node(p->e, x->v.origin);
+  if (!eng_queue_repair(w, d->schema, x->key, p->src, from && from != p->src ? from : p->dst, i))
+    return eng_oom(err);
+  return AS_OK;
+}
+
+/* A winning local change the connector may have overwritten on its own node: write its
+ * winning columns back there after the batch. */
+static int rewrite(eng_pair *p, eng_work *w, const as_delta *applied, decided *x, size_t i,
+                   as_error *err) {
+  queued *q = eng_queue_repair(w, applied->schema, x->key, p->src, p->dst, i);
+  if (!q || !(q->delta = as_delta_to_json_string(applied, err))) return eng_oom(err);
+  return AS_OK;
+}
+
+static int keep(eng_pair *p, eng_work *w, as_delta *d, decided *x, const as_decision *dec,
+                as_error *err) {
+  uint16_t oid = 0;
+  if (as_state_node_id(p->e->state, d->origin, &oid, err) != AS_OK) return AS_ERR;
+  as_version_set_held(&x->v, p->dst->id, oid, d->hlc, d->op == AS_OP_DELETE, 0);
+  x->dirty = x->applied = true;
+  AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s", d->schema->name,
+         x->key, as_op_name(d->op), d->origin, d->relayed ? " (relayed)" : "", (long long)d->hlc,
+         dec->new_winner ? "wins" : "applies");
+  if (eng_grow((void **)&w->kept, &w->capkept, w->nkept + 1, sizeof *w->kept) != AS_OK)
+    return eng_oom(err);
+  w->kept[w->nkept++] = d;
+  return AS_OK;
+}
+
+static decided *key_state(eng_pair *p, eng_work *w, const as_schema *s, const char *key,
+                          as_error *err) {
+  decided *x = eng_decided_get(w, s, key);
+  if (x) return x;
+  if (!(x = decided_add(w, s, key))) {
+    eng_oom(err);
+    return NULL;
+  }
+  int g = as_state_version_get(p->e->state, s->name, key, &x->v, err);
+  if (g != AS_OK && g != AS_ENOTFOUND) return NULL;
+  x->found = g == AS_OK;
+  if (!x->found) memset(&x->v, 0, sizeof x->v);
+  return x;
+}
+
+/* Resolves one routed delta. */
+static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool snapshot,
+                       as_error *err) {
+  engine *e = p->e;
+  const as_schema *s = d->schema;
+  decided *x = key_state(p, w, s, w->keys[i], err);
+  if (!x) return AS_ERR;
+  bool local = !snapshot && !d->relayed && strcmp(d->origin, p->src->cfg->name) == 0;
+  label(p, d, x, snapshot);
+  if (strcmp(d->origin, p->dst->cfg->name) == 0) { /* a version never returns to its origin */
+    eng_count_skip(p, s);
+    return AS_OK;
+  }
+  if (eng_grow((void **)&w->mask, &w->capmask, 2 * s->ncols, 1) != AS_OK) return eng_oom(err);
+  memset(w->mask, 0, 2 * s->ncols);
+  as_decision dec = {.apply = w->mask, .lost = w->mask + s->ncols};
+  as_change c = {.d = d, .source = p->src->cfg->name, .target = p->dst->cfg->name,
+                 .local = local, .node_name = node_name, .ctx = e};
+  if (as_state_node_id(e->state, d->origin, &c.origin_id, err) != AS_OK) return AS_ERR;
+  int rc = as_resolver_decide(eng_resolver(e, s), &c, &x->v, x->found, &dec, err);
+  if (rc != AS_OK) return rc;
+  x->found = true;
+  if (dec.verdict != AS_VERDICT_SKIP) x->dirty = true; /* the resolver may have moved versions */
+  if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, err)) != AS_OK) return rc;
+  if (dec.verdict != AS_VERDICT_APPLY) {
+    if (dec.verdict == AS_VERDICT_SKIP) eng_count_skip(p, s);
+    return AS_OK;
+  }
+  as_delta *a = applied_delta(w, d, dec.apply, err);
+  if (!a) return AS_ERR;
+  if (local) x->last_local_win = i + 1;
+  if (local && overwritten(&x->v, p->src->id, d->ts_us) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
+    return rc;
+  return keep(p, w, a, x, &dec, err);
+}
+
+int eng_resolve_batch(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err) {
+  for (size_t i = 0; i < b->n; i++) {
+    if (!w->keys[i]) {
+      if (!eng_routed(p, &b->d[i], snapshot)) eng_count_skip(p, b->d[i].schema);
+      continue;
+    }
+    int rc = resolve_one(p, w, &b->d[i], i, snapshot, err);
+    if (rc != AS_OK) return rc;
+  }
+  /* (A repair is never cancelled by a later change of the same key in the batch: each one
+   * checks the key's versions again when it runs and writes only what still wins.) */
+  return AS_OK;
+}
