@@ -292,7 +292,7 @@ static void run_repairs(eng_pair *p, eng_work *w) {
     int rc = eng_repair(p->e, p, q->schema, q->key, q->to, q->from, q->delta, q->id, &rerr);
     if (rc != AS_OK) {
       /* it stays queued: the next drain (or restart) runs it again */
-      AS_LOG(AS_LOG_WARN, p->comp, "repair of mapping %s key %s on %s deferred: %s",
+      AS_LOG(rc == AS_RETRY ? AS_LOG_DEBUG : AS_LOG_WARN, p->comp, "repair of mapping %s key %s on %s deferred: %s",
              q->schema->name, q->key, q->to->cfg->name, rerr.message);
     }
   }

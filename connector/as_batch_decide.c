@@ -178,6 +178,13 @@ static as_delta *applied_delta(eng_work *w, as_delta *d, const uint8_t *apply, a
   return c;
 }
 
+/* Whether an update still writes a column besides the key. */
+static bool writes_columns(const as_delta *d) {
+  for (size_t i = 0; i < d->row.n; i++)
+    if (d->row.set[i] && !d->schema->cols[i].is_key) return true;
+  return false;
+}
+
 static void note_conflict(eng_pair *p, const as_delta *d, decided *x) {
   const as_schema *s = d->schema;
   eng_count(p, s, ENG_C_CONFLICTS, 1);
@@ -271,6 +278,10 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   }
   as_delta *a = applied_delta(w, d, dec.apply, err);
   if (!a) return AS_ERR;
+  if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
+    eng_count_skip(p, s);
+    return AS_OK;
+  }
   if (local) x->last_local_win = i + 1;
   if (local && overwritten(&x->v, p->src->id, d->ts_us) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
     return rc;

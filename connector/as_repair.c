@@ -19,6 +19,8 @@
 #include "as_metrics.h"
 #include "as_time.h"
 
+#define REPAIR_GIVE_UP_US (10 * 60 * 1000000LL)
+
 /* held[to] := the row's version (written_us as given) and, when done, the queue record
  * removed: one state transaction. */
 static int record(engine *e, const as_schema *s, const char *key, eng_node *to, int64_t written,
@@ -99,8 +101,15 @@ static int winner_delta(engine *e, const as_schema *s, const as_row *keyrow, con
                         "no node is known to hold the winner (%s) yet; the repair stays queued",
                         v->origin);
   }
-  if (v->deleted || (rc = read_row(rh, s, keyrow, &d->row, err)) == AS_ENOTFOUND) {
-    /* a tombstone; or the holder deleted the row since: that newer delete is on its way */
+  if (!v->deleted && (rc = read_row(rh, s, keyrow, &d->row, err)) == AS_ENOTFOUND) {
+    /* The holder has no row while the version says it exists: either it deleted the row
+     * since (that delete is on its way and will make the version a tombstone) or the
+     * connector overwrote it there in a race (its own change is being written back). Either
+     * way the answer comes later: never guess a delete. */
+    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                        "%s holds no row for the key yet; the repair stays queued", rh->cfg->name);
+  }
+  if (v->deleted) {
     d->op = AS_OP_DELETE;
     as_row_clear(&d->row);
     return as_row_copy(&d->row, keyrow) == AS_OK ? AS_OK : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
@@ -115,7 +124,10 @@ static int winner_delta(engine *e, const as_schema *s, const as_row *keyrow, con
     uint16_t c = v->colv[i].col;
     if (rc == AS_OK && c < other.n && other.set[c]) as_value_move(&d->row.v[c], &other.v[c]);
     as_row_clear(&other);
-    if (rc == AS_ENOTFOUND) rc = AS_OK; /* deleted there since: the delete follows */
+    if (rc == AS_ENOTFOUND) {
+      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                          "%s holds no row for the key yet; the repair stays queued", h->cfg->name);
+    }
     if (rc != AS_OK) return rc;
   }
   return AS_OK;
@@ -269,9 +281,13 @@ static int drain_one(void *vctx, const as_repair_rec *r) {
   }
   if (eng_repair(e, NULL, s, r->key, to, from, r->delta, r->id, &err) == AS_OK) {
     c->done++;
+  } else if (as_now_us() - r->created_us > REPAIR_GIVE_UP_US) {
+    AS_LOG(AS_LOG_WARN, "repair", "%s; given up after %lld s (`arraysync verify --repair` finds "
+           "what is left)", err.message, (long long)(REPAIR_GIVE_UP_US / 1000000));
+    if (as_state_repair_done(e->state, r->id, &err) != AS_OK) c->failed++;
   } else {
     c->failed++;
-    AS_LOG(AS_LOG_WARN, "repair", "%s", err.message);
+    AS_LOG(AS_LOG_DEBUG, "repair", "%s", err.message);
   }
   return eng_stopping(e) ? AS_EOF : AS_OK;
 }

@@ -960,6 +960,14 @@ static bool partial_update(const as_delta *d) {
   return false;
 }
 
+/* An update that carries no column besides the key writes nothing. */
+static bool empty_update(const as_delta *d) {
+  if (d->op != AS_OP_UPDATE) return false;
+  for (size_t i = 0; i < d->row.n; i++)
+    if (d->row.set[i] && !d->schema->cols[i].is_key) return false;
+  return true;
+}
+
 /* UPDATE t SET present non-key columns WHERE key columns (params: set columns, then keys). */
 static void update_sql(as_buf *sql, const as_schema *s, const uint8_t *mask, sq_cached *e) {
   as_buf_append_str(sql, "UPDATE ");
@@ -1072,6 +1080,8 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
     } else if (d->row.n != d->schema->ncols) {
       ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "row has %zu columns, mapping %zu", d->row.n,
                          d->schema->ncols);
+    } else if (empty_update(d)) {
+      continue;
     } else if (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT || d->op == AS_OP_UPDATE) {
       ret = stmt_for(n, d, &c, err);
     } else {
