@@ -100,6 +100,7 @@ static int add_pair(engine *e, eng_node *s, eng_node *t, as_error *err) {
   atomic_init(&p->streaming, false);
   atomic_init(&p->idle_since_us, 0);
   atomic_init(&p->failed, 0);
+  atomic_init(&p->outage_since_us, 0);
   snprintf(p->stream_id, sizeof p->stream_id, "%s->%s", s->cfg->name, t->cfg->name);
   snprintf(p->comp, sizeof p->comp, "pair:%s", p->stream_id);
   snprintf(p->stats.stream_id, sizeof p->stats.stream_id, "%s", p->stream_id);
@@ -175,6 +176,28 @@ static void interrupt_nodes(engine *e) {
   }
 }
 
+/* /healthz: unhealthy while a stream is stopped, or has been retrying (a node unreachable)
+ * for more than HEALTH_GRACE_US. */
+#define HEALTH_GRACE_US (10 * 1000000LL)
+static void report_health(engine *e, int64_t now) {
+  for (size_t i = 0; i < e->npairs; i++) {
+    eng_pair *p = &e->pairs[i];
+    int64_t since = atomic_load(&p->outage_since_us);
+    char why[512];
+    if (atomic_load(&p->failed)) {
+      snprintf(why, sizeof why, "stream %s stopped: %s (see `arraysync status`)", p->stream_id, p->error);
+    } else if (since && now - since > HEALTH_GRACE_US) {
+      snprintf(why, sizeof why, "stream %s has been retrying for %lld s (a node is unreachable; see "
+               "`arraysync status`)", p->stream_id, (long long)((now - since) / 1000000));
+    } else {
+      continue;
+    }
+    as_metrics_set_health(false, why);
+    return;
+  }
+  as_metrics_set_health(true, NULL);
+}
+
 /* Drops relay log entries every consumer has committed. */
 static void purge_relays(engine *e) {
   for (size_t i = 0; i < e->nnodes; i++) {
@@ -210,7 +233,7 @@ static void supervise(engine *e) {
       if (!atomic_load(&p->streaming) || !idle || now - idle < e->o->exit_when_idle_ms * 1000)
         all_idle = false;
     }
-    as_metrics_set_healthy(!any_failed);
+    report_health(e, now);
     if (any_failed && all_failed) break;
     if (e->o->exit_when_idle_ms > 0 && all_idle && as_state_repair_count(e->state) == 0) {
       AS_LOG(AS_LOG_INFO, "engine", "idle for %lld ms: stopping", (long long)e->o->exit_when_idle_ms);
@@ -247,7 +270,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   if (rc != AS_OK) goto done;
   AS_LOG(AS_LOG_INFO, "engine", "%zu nodes, %zu mappings, %zu streams", e.nnodes, cfg->nschemas,
          e.npairs);
-  as_metrics_set_healthy(true);
+  as_metrics_set_health(true, NULL);
   rc = start_threads(&e, err);
   if (rc == AS_OK) supervise(&e);
   atomic_store(&e.stop, 1);

@@ -67,6 +67,7 @@ typedef struct eng_pair {
   atomic_int failed;             /* AS_ERR: stopped for good */
   char error[512];               /* written by the pair thread; read after it joined */
   bool outage;           /* in a retry loop: log once per outage */
+  _Atomic int64_t outage_since_us; /* when the current outage began (0: none) */
   bool force_snapshot;   /* ignore the checkpoint: copy every mapping again */
   bool relays;           /* the source passes changes on to the target (relay log) */
   int64_t relay_seq;     /* relay log entries up to this one are committed in the target */

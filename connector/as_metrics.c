@@ -1,17 +1,17 @@
-/* as_metrics.c — counters and a tiny HTTP endpoint for Prometheus (see as_metrics.h). */
+/* as_metrics.c — counters and the HTTP endpoint (libmicrohttpd) for Prometheus and health
+ * checks (see as_metrics.h). */
 #include "as_metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
+
+#include <microhttpd.h>
 
 #include "as_buf.h"
 
@@ -35,10 +35,8 @@ static size_t nall;
 static pair_series pairs[MAX_SERIES];
 static size_t npairs;
 static bool healthy = true;
-static int listen_fd = -1;
-static pthread_t server_th;
-static atomic_int server_stop;
-static bool server_running;
+static char health_reason[512] = "a stream stopped on an error; see `arraysync status`";
+static struct MHD_Daemon *http;
 
 static const char *const names[AS_M__COUNT] = {
     "arraysync_captured_total",  "arraysync_applied_total",   "arraysync_skipped_total",
@@ -113,9 +111,10 @@ void as_metrics_snapshot_total(const char *source, const char *target, const cha
   pthread_mutex_unlock(&mu);
 }
 
-void as_metrics_set_healthy(bool h) {
+void as_metrics_set_health(bool h, const char *reason) {
   pthread_mutex_lock(&mu);
   healthy = h;
+  if (reason) snprintf(health_reason, sizeof health_reason, "%s", reason);
   pthread_mutex_unlock(&mu);
 }
 
@@ -198,51 +197,51 @@ char *as_metrics_render(void) {
   return as_buf_steal(&b);
 }
 
-static void respond(int fd, const char *status, const char *type, const char *body) {
-  char head[256];
-  size_t n = strlen(body);
-  int h = snprintf(head, sizeof head,
-                   "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                   status, type, n);
-  if (write(fd, head, (size_t)h) < 0) return;
-  size_t off = 0;
-  while (off < n) {
-    ssize_t w = write(fd, body + off, n - off);
-    if (w <= 0) return;
-    off += (size_t)w;
+/* One request: GET /metrics, GET /healthz. libmicrohttpd runs each connection in its own
+ * thread (MHD_USE_THREAD_PER_CONNECTION with a connection timeout), so an idle or slow client
+ * never delays another. */
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls) {
+  (void)cls;
+  (void)version;
+  (void)upload;
+  (void)upload_size;
+  (void)con_cls;
+  const char *type = "text/plain; charset=utf-8";
+  unsigned status = MHD_HTTP_OK;
+  char *body = NULL;
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    body = strdup("only GET\n");
+  } else if (strcmp(url, "/metrics") == 0) {
+    type = "text/plain; version=0.0.4; charset=utf-8";
+    body = as_metrics_render();
+  } else if (strcmp(url, "/healthz") == 0) {
+    char why[512];
+    pthread_mutex_lock(&mu);
+    bool h = healthy;
+    snprintf(why, sizeof why, "%s", health_reason);
+    pthread_mutex_unlock(&mu);
+    status = h ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+    as_buf b = AS_BUF_INIT;
+    if (as_buf_printf(&b, "%s\n", h ? "ok" : why) == AS_OK) body = as_buf_steal(&b);
+    as_buf_free(&b);
+  } else {
+    status = MHD_HTTP_NOT_FOUND;
+    body = strdup("try /metrics or /healthz\n");
   }
-}
-
-static void *serve(void *arg) {
-  (void)arg;
-  while (!server_stop) {
-    struct pollfd pfd = {.fd = listen_fd, .events = POLLIN};
-    if (poll(&pfd, 1, 200) <= 0) continue;
-    int fd = accept(listen_fd, NULL, NULL);
-    if (fd < 0) continue;
-    char req[2048];
-    ssize_t r = 0;
-    struct pollfd cp = {.fd = fd, .events = POLLIN};
-    if (poll(&cp, 1, 2000) > 0) r = read(fd, req, sizeof req - 1);
-    if (r > 0) {
-      req[r] = '\0';
-      if (strncmp(req, "GET /metrics", 12) == 0) {
-        char *body = as_metrics_render();
-        respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body ? body : "");
-        free(body);
-      } else if (strncmp(req, "GET /healthz", 12) == 0) {
-        pthread_mutex_lock(&mu);
-        bool h = healthy;
-        pthread_mutex_unlock(&mu);
-        respond(fd, h ? "200 OK" : "503 Service Unavailable", "text/plain",
-                h ? "ok\n" : "a stream stopped on an error; see `arraysync status`\n");
-      } else {
-        respond(fd, "404 Not Found", "text/plain", "try /metrics or /healthz\n");
-      }
-    }
-    close(fd);
+  if (!body) return MHD_NO;
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(body);
+    return MHD_NO;
   }
-  return NULL;
+  MHD_add_response_header(r, "Content-Type", type);
+  enum MHD_Result rc = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return rc;
 }
 
 int as_metrics_serve(const char *listen_addr, as_error *err) {
@@ -264,31 +263,20 @@ int as_metrics_serve(const char *listen_addr, as_error *err) {
   if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
     return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "metrics address %s: bad IPv4 host", listen_addr);
   }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0) {
-    int e = errno;
-    if (fd >= 0) close(fd);
+  http = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_ERROR_LOG,
+                            (uint16_t)port, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)5,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64, MHD_OPTION_END);
+  if (!http) {
     return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "metrics: cannot listen on %s: %s",
-                        listen_addr, strerror(e));
+                        listen_addr, strerror(errno ? errno : EADDRINUSE));
   }
-  listen_fd = fd;
-  server_stop = 0;
-  if (pthread_create(&server_th, NULL, serve, NULL) != 0) {
-    close(fd);
-    listen_fd = -1;
-    return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "metrics: cannot start thread");
-  }
-  server_running = true;
   return AS_OK;
 }
 
 void as_metrics_stop(void) {
-  if (!server_running) return;
-  server_stop = 1;
-  pthread_join(server_th, NULL);
-  close(listen_fd);
-  listen_fd = -1;
-  server_running = false;
+  if (!http) return;
+  MHD_stop_daemon(http);
+  http = NULL;
 }

@@ -25,12 +25,15 @@ void as_metrics_batch(const char *source, const char *target, int64_t rows);
 void as_metrics_lag(const char *source, const char *target, double seconds);
 void as_metrics_snapshot_total(const char *source, const char *target, const char *mapping,
                                int64_t total);
-void as_metrics_set_healthy(bool healthy);
+/* /healthz answers 200 "ok" when healthy, else 503 with the reason (e.g. which stream stopped
+ * or has been retrying against an unreachable node, and since when). */
+void as_metrics_set_health(bool healthy, const char *reason);
 int64_t as_metrics_total(as_metric m); /* sum over every label set */
 /* Renders the Prometheus text exposition (caller frees). */
 char *as_metrics_render(void);
 
-/* Serves /metrics and /healthz on "HOST:PORT" from a background thread. */
+/* Serves /metrics and /healthz on "HOST:PORT" (libmicrohttpd, a thread per connection with a
+ * 5 s idle timeout: slow or idle clients delay nobody). */
 int as_metrics_serve(const char *listen, as_error *err);
 void as_metrics_stop(void);
 void as_metrics_reset(void);

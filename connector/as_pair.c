@@ -265,6 +265,7 @@ static int stream_loop(eng_pair *p, as_batch *b, eng_work *w, int *attempt, as_e
     if (p->outage) {
       AS_LOG(AS_LOG_INFO, p->comp, "recovered after %d retries", *attempt);
       p->outage = false;
+      atomic_store(&p->outage_since_us, 0);
       p->error[0] = '\0';
     }
     *attempt = 0;
@@ -293,6 +294,7 @@ static void on_retry(eng_pair *p, int *attempt, const as_error *err) {
   if (!p->outage) {
     AS_LOG(AS_LOG_WARN, p->comp, "transient failure, retrying with backoff: %s", err->message);
     p->outage = true;
+    atomic_store(&p->outage_since_us, as_now_us());
     snprintf(p->error, sizeof p->error, "%s", err->message);
     eng_pair_save_stats(p, "retrying");
   }

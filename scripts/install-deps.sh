@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libmongoc-dev libbson-dev libpq-dev libsqlite3-dev sqlite3
-  libxxhash-dev libjansson-dev libyaml-dev liblua5.4-dev check libsubunit-dev
+  libxxhash-dev libjansson-dev libyaml-dev liblua5.4-dev libmicrohttpd-dev check libsubunit-dev
   postgresql postgresql-client
   python3 python3-bson python3-pymongo python3-yaml python3-psycopg2
   procps psmisc curl
