@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import unittest
+import unittest.mock
 import uuid
 
 import bson
@@ -163,7 +164,7 @@ class TestHandshake(Base):
         self.assertIsInstance(r["topologyVersion"]["processId"], ObjectId)
         self.assertIsInstance(r["topologyVersion"]["counter"], Int64)
         self.assertEqual(r["minWireVersion"], 0)
-        self.assertEqual(r["maxWireVersion"], 17)
+        self.assertEqual(r["maxWireVersion"], 21)  # MongoDB 7.0
         self.assertNotIsInstance(r["maxWireVersion"], Int64)
         self.assertEqual(r["logicalSessionTimeoutMinutes"], 30)
         self.assertEqual(r["maxBsonObjectSize"], 16777216)
@@ -194,7 +195,7 @@ class TestHandshake(Base):
                                       "saslSupportedMechs": "admin.user", "compression": ["zstd"]})
         self.assertEqual(n, 1)
         self.assertTrue(r["ismaster"])
-        self.assertEqual(r["maxWireVersion"], 17)
+        self.assertEqual(r["maxWireVersion"], 21)
         self.assertNotIn("compression", r)
         n, r = c.query("admin.$cmd", {"$query": {"hello": 1}})
         self.assertTrue(r["isWritablePrimary"])
@@ -237,14 +238,14 @@ class TestHandshake(Base):
     def test_misc_admin_commands(self):
         a = self.client.admin
         bi = a.command("buildInfo")
-        self.assertEqual(bi["version"], "6.0.0")
-        self.assertEqual(bi["versionArray"][:3], [6, 0, 0])
+        self.assertEqual(bi["version"], "7.0.0")
+        self.assertEqual(bi["versionArray"][:3], [7, 0, 0])
         self.assertEqual(a.command("ping")["ok"], 1.0)
         self.assertIn("connections", a.command("serverStatus"))
         self.assertTrue(a.command("whatsmyuri")["you"].startswith("127.0.0.1:"))
         self.assertEqual(a.command("getCmdLineOpts")["parsed"]["replication"]["replSet"], "rs0")
         self.assertIn("system", a.command("hostInfo"))
-        self.assertEqual(a.command("getParameter", 1, featureCompatibilityVersion=1)["featureCompatibilityVersion"]["version"], "6.0")
+        self.assertEqual(a.command("getParameter", 1, featureCompatibilityVersion=1)["featureCompatibilityVersion"]["version"], "7.0")
         self.assertEqual(self.db.command("getLastError")["ok"], 1.0)
         self.db.c.insert_one({})
         self.assertIn(self.db.name, self.client.list_database_names())
@@ -567,9 +568,9 @@ class TestCRUD(Base):
         with self.assertRaises(OperationFailure) as cm:
             self.db.command("create", "plain")
         self.assertEqual(cm.exception.code, 48)
-        with self.assertRaises(OperationFailure) as cm:
-            self.db.command("drop", "nosuch")
-        self.assertEqual(cm.exception.code, 26)
+        # MongoDB 7.0: dropping a collection that does not exist succeeds
+        self.assertEqual(self.db.command("drop", "nosuch"), {"ok": 1.0, "$clusterTime": unittest.mock.ANY,
+                                                             "operationTime": unittest.mock.ANY})
         self.db.plain.drop()
         self.assertEqual(self.db.list_collection_names(), ["pp"])
         self.client.drop_database(self.db.name)
@@ -968,9 +969,12 @@ class TestChangeStreams(Base):
 
 class TestFailPoints(Base):
     def fail(self, **data):
+        self.fail_point("failCommand", **data)
+
+    def fail_point(self, name, **data):
         mode = data.pop("mode", {"times": 1})
-        self.client.admin.command("configureFailPoint", "failCommand", mode=mode, data=data)
-        self.addCleanup(self.client.admin.command, "configureFailPoint", "failCommand", mode="off")
+        self.client.admin.command("configureFailPoint", name, mode=mode, data=data)
+        self.addCleanup(self.client.admin.command, "configureFailPoint", name, mode="off")
 
     def test_error_code_and_labels(self):
         self.db.c.insert_one({"_id": 1})
@@ -1026,20 +1030,30 @@ class TestFailPoints(Base):
             self.fail(failCommands=["getMore"], closeConnection=True)
             c.insert_many([{"_id": i} for i in range(3, 5)])
             got += [e["documentKey"]["_id"] for e in drain(s, 3)]
-            self.fail(failCommands=["getMore"], errorCode=89)
+            self.fail_point("failGetMoreAfterCursorCheckout", errorCode=89)
             c.insert_one({"_id": 5})
             got += [e["documentKey"]["_id"] for e in drain(s, 1)]
             self.fail(failCommands=["getMore"], errorCode=43)
             c.insert_one({"_id": 6})
             got += [e["documentKey"]["_id"] for e in drain(s, 1)]
         self.assertEqual(got, list(range(7)))
-        # the label itself
+        # the label itself: set for a resumable code raised once the cursor is checked out (which
+        # also kills the cursor), not for failCommand, which fails getMore before that -- as mongod
         raw = self.db.command("aggregate", "c", pipeline=[{"$changeStream": {}}], cursor={})
         self.fail(failCommands=["getMore"], errorCode=262)
         with self.assertRaises(OperationFailure) as cm:
-            self.db.command("getMore", raw["cursor"]["id"], collection="c")
+            self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
+        self.assertEqual(cm.exception.code, 262)
+        self.assertFalse(cm.exception.has_error_label("ResumableChangeStreamError"))
+        self.fail_point("failGetMoreAfterCursorCheckout", errorCode=262)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
         self.assertTrue(cm.exception.has_error_label("ResumableChangeStreamError"))
-        self.fail(failCommands=["getMore"], errorCode=2)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
+        self.assertEqual(cm.exception.code, 43)  # the error killed the cursor
+        raw = self.db.command("aggregate", "c", pipeline=[{"$changeStream": {}}], cursor={})
+        self.fail_point("failGetMoreAfterCursorCheckout", errorCode=2)
         with self.assertRaises(OperationFailure) as cm:
             self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
         self.assertFalse(cm.exception.has_error_label("ResumableChangeStreamError"))
