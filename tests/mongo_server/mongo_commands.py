@@ -61,7 +61,15 @@ async def cmd_hello(srv, ctx):
               "helloOk": True,
               "maxBsonObjectSize": MAX_BSON, "maxMessageSizeBytes": MAX_MSG, "maxWriteBatchSize": 100000,
               "localTime": now, "logicalSessionTimeoutMinutes": 30, "connectionId": ctx.conn["id"],
-              "minWireVersion": 0, "maxWireVersion": MAX_WIRE, "readOnly": False, "ok": 1.0})
+              "minWireVersion": 0, "maxWireVersion": MAX_WIRE, "readOnly": False})
+    if "compression" in cmd:
+        # wire compression: the client's list narrowed to what the server has, in the client's
+        # order; no field when nothing is in common (as mongod)
+        common = srv.codec.negotiate(cmd["compression"])
+        ctx.conn["compressors"] = common
+        if common:
+            r["compression"] = common
+    r["ok"] = 1.0
     return r
 
 
@@ -142,7 +150,23 @@ def cmd_serverstatus(srv, ctx):
             "repl": {"setName": srv.replset, "setVersion": srv.set_version, "isWritablePrimary": True,
                      "secondary": False, "hosts": [srv.me], "primary": srv.me, "me": srv.me},
             "storageEngine": {"name": "wiredTiger", "supportsCommittedReads": True, "persistent": False},
+            "network": _network_status(srv),
             "ok": 1.0}
+
+
+def _network_status(srv):
+    """serverStatus.network as mongod reports it: bytesIn/bytesOut count messages as they are
+    before compression / after decompression, physicalBytesIn/Out what crossed the wire; both
+    include the 16-byte message headers and this serverStatus request itself."""
+    n = srv.net
+    comp = {}
+    for name, st in srv.codec.stats.items():
+        comp[name] = {"compressor": {"bytesIn": Int64(st["compressor"][0]), "bytesOut": Int64(st["compressor"][1])},
+                      "decompressor": {"bytesIn": Int64(st["decompressor"][0]), "bytesOut": Int64(st["decompressor"][1])}}
+    return {"bytesIn": Int64(n["bytesIn"]), "bytesOut": Int64(n["bytesOut"]),
+            "physicalBytesIn": Int64(n["physicalBytesIn"]), "physicalBytesOut": Int64(n["physicalBytesOut"]),
+            "numSlowDNSOperations": Int64(0), "numSlowSSLOperations": Int64(0),
+            "numRequests": Int64(n["numRequests"]), "compression": comp}
 
 
 @command("whatsmyuri")

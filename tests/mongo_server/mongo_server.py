@@ -27,6 +27,7 @@ from bson.binary import Binary  # noqa: E402
 import bsoncodec  # noqa: E402
 from bsoncodec import DateMS, RawDoc  # noqa: E402
 import mql  # noqa: E402
+import wirecompress  # noqa: E402
 from mql import MQLError, key, truthy, num, MISSING  # noqa: E402
 
 OP_REPLY, OP_QUERY, OP_MSG, OP_COMPRESSED = 1, 2004, 2013, 2012
@@ -315,8 +316,11 @@ FAIL_POINTS = ("failCommand", "failGetMoreAfterCursorCheckout")
 # ------------------------------------------------------------------ server
 
 class Server(object):
-    def __init__(self, port, replset, history, log):
+    def __init__(self, port, replset, history, log, compressors=None):
         self.port, self.replset, self.history_max = port, replset, history
+        self.codec = wirecompress.Codec(wirecompress.available() if compressors is None else compressors)
+        # serverStatus.network: logical (uncompressed) and physical (on the wire) bytes
+        self.net = {"bytesIn": 0, "bytesOut": 0, "physicalBytesIn": 0, "physicalBytesOut": 0, "numRequests": 0}
         self.logf = log
         self.me = "127.0.0.1:%d" % port
         self.dbs = {}
@@ -549,12 +553,39 @@ class Server(object):
                 if length < 16 or length > MAX_MSG:
                     break
                 body = await reader.readexactly(length - 16)
+                net = self.net
+                net["physicalBytesIn"] += length
+                cid = None
+                if opcode == OP_COMPRESSED:
+                    if len(body) < 9:
+                        break
+                    opcode, usize, cid = struct.unpack_from("<iiB", body, 0)
+                    if usize < 0 or usize > MAX_MSG:
+                        break
+                    try:
+                        body = self.codec.decompress(cid, memoryview(body)[9:], usize)
+                    except wirecompress.CompressionError as e:
+                        self.log("conn %d: %s; closing" % (conn["id"], e))
+                        break
+                net["bytesIn"] += 16 + len(body)
+                net["numRequests"] += 1
                 try:
                     out = await self.handle_message(conn, req_id, opcode, body)
                 except ConnectionClose:
                     break
                 if out is not None:
-                    writer.write(out)
+                    rop, payload, name = out
+                    net["bytesOut"] += 16 + len(payload)
+                    rid = random.getrandbits(31)
+                    if cid is not None and name.lower() not in wirecompress.NEVER_COMPRESSED:
+                        # like mongod: answer a compressed request with the compressor it used
+                        packed = self.codec.compress(cid, payload)
+                        frame = struct.pack("<iiiiiiB", 16 + 9 + len(packed), rid, req_id, OP_COMPRESSED,
+                                            rop, len(payload), cid) + packed
+                    else:
+                        frame = struct.pack("<iiii", 16 + len(payload), rid, req_id, rop) + payload
+                    net["physicalBytesOut"] += len(frame)
+                    writer.write(frame)
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -607,8 +638,7 @@ class Server(object):
             reply = await self.run_command(conn, db, cmd)
             if flags & 2:  # moreToCome: no reply
                 return None
-            payload = struct.pack("<I", 0) + b"\x00" + bsoncodec.encode(reply)
-            return struct.pack("<iiii", 16 + len(payload), random.getrandbits(31), req_id, OP_MSG) + payload
+            return OP_MSG, struct.pack("<I", 0) + b"\x00" + bsoncodec.encode(reply), next(iter(cmd), "")
         if opcode == OP_QUERY:
             flags = struct.unpack_from("<i", body, 0)[0]
             nend = body.index(b"\x00", 4)
@@ -623,9 +653,8 @@ class Server(object):
             else:
                 reply = await self.run_command(conn, db, q, legacy=True)
             doc = bsoncodec.encode(reply)
-            payload = struct.pack("<iqii", 0, 0, 0, 1) + doc
-            return struct.pack("<iiii", 16 + len(payload), random.getrandbits(31), req_id, OP_REPLY) + payload
-        # unsupported opcode (OP_COMPRESSED is never negotiated)
+            return OP_REPLY, struct.pack("<iqii", 0, 0, 0, 1) + doc, next(iter(q), "")
+        # unsupported opcode (legacy OP_INSERT, OP_GET_MORE ...; OP_COMPRESSED is unwrapped before)
         raise ConnectionClose()
 
     # -------------------------------------------------------------- dispatch
@@ -1246,7 +1275,7 @@ from mongo_commands import COMMANDS, LOWER_OK  # noqa: E402
 
 async def main_async(args):
     logf = open(args.log, "a") if args.log else None
-    srv = Server(args.port, args.replset, args.history, logf)
+    srv = Server(args.port, args.replset, args.history, logf, args.compressors)
     server = await asyncio.start_server(srv.handle_conn, "127.0.0.1", args.port, reuse_address=True)
     port = server.sockets[0].getsockname()[1]
     if args.port == 0:
@@ -1255,7 +1284,8 @@ async def main_async(args):
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write("%d\n" % os.getpid())
-    srv.log("listening on 127.0.0.1:%d replset=%s history=%d" % (port, args.replset, args.history))
+    srv.log("listening on 127.0.0.1:%d replset=%s history=%d compressors=%s" % (
+        port, args.replset, args.history, ",".join(srv.codec.enabled) or "disabled"))
     sys.stdout.write("listening on 127.0.0.1:%d\n" % port)
     sys.stdout.flush()
     loop = asyncio.get_event_loop()
@@ -1299,9 +1329,17 @@ def main(argv=None):
     p.add_argument("--history", type=int, default=100000,
                    help="change events kept for resuming change streams (oldest dropped)")
     p.add_argument("--log")
+    p.add_argument("--compressors", default=None,
+                   help="wire compressors offered, like mongod's --networkMessageCompressors: a list of "
+                        "snappy, zstd, zlib, or 'disabled' (default: those this interpreter has, in "
+                        "the order snappy,zstd,zlib)")
     args = p.parse_args(argv)
     if args.history < 1:
         p.error("--history must be >= 1")
+    try:
+        args.compressors = wirecompress.parse_list(args.compressors)
+    except ValueError as e:
+        p.error(str(e))
     asyncio.run(main_async(args))
 
 

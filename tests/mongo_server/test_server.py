@@ -196,7 +196,7 @@ class TestHandshake(Base):
         self.assertEqual(n, 1)
         self.assertTrue(r["ismaster"])
         self.assertEqual(r["maxWireVersion"], 21)
-        self.assertNotIn("compression", r)
+        self.assertEqual(r["compression"], ["zstd"])
         n, r = c.query("admin.$cmd", {"$query": {"hello": 1}})
         self.assertTrue(r["isWritablePrimary"])
 
@@ -1072,6 +1072,129 @@ class TestFailPoints(Base):
         finally:
             c2.close()
         self.assertEqual([e["documentKey"]["_id"] for e in evs], [0, 1])
+
+
+# ====================================================================== wire compression
+
+def net_status(client):
+    return client.admin.command("serverStatus")["network"]
+
+
+class TestCompression(Base):
+    def test_negotiation_in_client_order(self):
+        c = self.raw()
+        r = c.msg({"hello": 1, "compression": ["snoopy", "zlib", "zstd"], "$db": "admin"})
+        self.assertEqual(r["compression"], ["zlib", "zstd"])
+        r = c.msg({"hello": 1, "compression": ["snoopy"], "$db": "admin"})
+        self.assertNotIn("compression", r)  # nothing in common: no field
+        r = c.msg({"hello": 1, "compression": [], "$db": "admin"})
+        self.assertNotIn("compression", r)
+        r = c.msg({"hello": 1, "$db": "admin"})
+        self.assertNotIn("compression", r)
+
+    def compressed_msg(self, c, cmd, cid):
+        """Sends cmd as OP_MSG wrapped in OP_COMPRESSED with compressor cid -> (reply opcode, compressor id, doc)."""
+        import zlib
+        import zstandard
+        import snappy
+        msg = struct.pack("<I", 0) + b"\x00" + bson.encode(cmd)
+        packed = {1: snappy.compress, 2: zlib.compress, 3: zstandard.ZstdCompressor().compress}[cid](msg)
+        rid = c.send(2012, struct.pack("<iiB", 2013, len(msg), cid) + packed)
+        rto, op, body = c.read_msg()
+        self.assertEqual(rto, rid)
+        if op == 2013:
+            return op, None, bson.decode(body[5:])
+        self.assertEqual(op, 2012)
+        orig, size, rcid = struct.unpack_from("<iiB", body)
+        self.assertEqual(orig, 2013)
+        data = {1: snappy.uncompress, 2: zlib.decompress,
+                3: lambda b: zstandard.ZstdDecompressor().decompress(b, max_output_size=size)}[rcid](body[9:])
+        self.assertEqual(len(data), size)
+        return op, rcid, bson.decode(data[5:])
+
+    def test_raw_op_compressed_each_compressor(self):
+        c = self.raw()
+        c.msg({"hello": 1, "compression": ["zstd", "snappy", "zlib"], "$db": "admin"})
+        for cid in (1, 2, 3):
+            op, rcid, r = self.compressed_msg(c, {"insert": "c", "documents": [{"_id": cid, "s": "x" * 500}],
+                                                  "$db": self.db.name}, cid)
+            self.assertEqual((op, rcid, r["n"]), (2012, cid, 1))  # answered with the request's compressor
+        self.assertEqual(sorted(d["_id"] for d in self.db.c.find()), [1, 2, 3])
+        # replies to hello are never compressed
+        op, rcid, r = self.compressed_msg(c, {"hello": 1, "$db": "admin"}, 2)
+        self.assertEqual((op, r["ok"]), (2013, 1.0))
+
+    def test_unknown_or_corrupt_compressed_message_closes_the_connection(self):
+        c = self.raw()
+        msg = struct.pack("<I", 0) + b"\x00" + bson.encode({"ping": 1, "$db": "admin"})
+        c.send(2012, struct.pack("<iiB", 2013, len(msg), 9) + msg)  # compressor id 9 does not exist
+        with self.assertRaises(ConnectionError):
+            c.read_msg()
+        c = self.raw()
+        c.send(2012, struct.pack("<iiB", 2013, len(msg) + 5, 2) + b"not zlib data")
+        with self.assertRaises(ConnectionError):
+            c.read_msg()
+
+    def test_pymongo_with_each_compressor(self):
+        for comp in ("zstd", "snappy", "zlib"):
+            cl = SRV.client(compressors=comp)
+            try:
+                before = net_status(self.client)["compression"][comp]
+                coll = cl[self.db.name]["c_" + comp]
+                with coll.watch(max_await_time_ms=50) as stream:
+                    coll.insert_many([{"_id": i, "text": "compressible " * 40} for i in range(200)])
+                    self.assertEqual(len(list(coll.find({}, batch_size=50))), 200)
+                    self.assertEqual(coll.update_one({"_id": 7}, {"$set": {"v": 1}}).modified_count, 1)
+                    evs = drain(stream, 201)
+                self.assertEqual([e["operationType"] for e in evs[-2:]], ["insert", "update"])
+                after = net_status(self.client)["compression"][comp]
+                # requests arrived compressed and replies left compressed, both much smaller
+                for side in ("compressor", "decompressor"):
+                    moved_in = after[side]["bytesIn"] - before[side]["bytesIn"]
+                    moved_out = after[side]["bytesOut"] - before[side]["bytesOut"]
+                    self.assertGreater(moved_in, 0, (comp, side))
+                    if side == "compressor":
+                        self.assertLess(moved_out, moved_in / 2, comp)
+                    else:
+                        self.assertGreater(moved_out, moved_in * 2, comp)
+            finally:
+                cl.close()
+
+    def test_network_counters(self):
+        c = self.raw()
+        msg = {"ping": 1, "$db": "admin"}
+        st1 = c.msg({"serverStatus": 1, "$db": "admin"})["network"]
+        c.msg(msg)
+        st2 = c.msg({"serverStatus": 1, "$db": "admin"})["network"]
+        ping_req = 16 + 5 + len(bson.encode(msg))
+        status_req = 16 + 5 + len(bson.encode({"serverStatus": 1, "$db": "admin"}))
+        # between the two samples: the ping and the second serverStatus request arrived (other
+        # connections of this suite may add more, never less)
+        self.assertGreaterEqual(st2["bytesIn"] - st1["bytesIn"], ping_req + status_req)
+        self.assertGreaterEqual(st2["numRequests"] - st1["numRequests"], 2)
+        for k in ("bytesIn", "bytesOut", "physicalBytesIn", "physicalBytesOut", "numRequests"):
+            self.assertIsInstance(st2[k], Int64)
+
+    def test_compressors_option(self):
+        srv = ServerProc("--compressors", "zlib")
+        try:
+            c = RawConn(srv.port)
+            r = c.msg({"hello": 1, "compression": ["zstd", "snappy", "zlib"], "$db": "admin"})
+            self.assertEqual(r["compression"], ["zlib"])
+            c.close()
+        finally:
+            srv.stop()
+        srv = ServerProc("--compressors", "disabled")
+        cl = srv.client(compressors="zstd,zlib")
+        try:
+            self.assertNotIn("compression", cl.admin.command("hello", compression=["zstd"]))
+            cl.t.c.insert_one({"x": 1})  # uncompressed works
+            st = net_status(cl)
+            self.assertEqual(st["compression"], {})
+            self.assertEqual(st["bytesIn"], st["physicalBytesIn"])
+        finally:
+            cl.close()
+            srv.stop()
 
 
 if __name__ == "__main__":

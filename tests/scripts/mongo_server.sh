@@ -2,15 +2,20 @@
 # Start/stop the ArraySync MongoDB wire-protocol test server (127.0.0.1 only).
 #   mongo_server.sh start PORT DIR [extra server options...]
 #   mongo_server.sh stop  PORT DIR
+#   mongo_server.sh stats PORT DIR [--all]
 # start: launches tests/mongo_server/mongo_server.py in the background, writes DIR/mongo_server.pid
 #        and DIR/mongo_server.log, and waits until 127.0.0.1:PORT accepts connections.
+#        Server options include --compressors snappy,zstd,zlib|disabled (wire compression offered).
 # stop:  kills the process recorded in DIR/mongo_server.pid.
+# stats: prints the server's wire byte counters as JSON (serverStatus.network: bytesIn/bytesOut
+#        before compression, physicalBytesIn/physicalBytesOut on the wire, numRequests; --all adds
+#        the per-compressor counters). Cumulative; difference two calls for a delta.
 set -eu
 PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 SERVER="$HERE/../mongo_server/mongo_server.py"
 
-usage() { echo "usage: $0 start|stop PORT DIR [server options]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|stats PORT DIR [server options]" >&2; exit 2; }
 # alive PID: the process exists and is not a zombie waiting to be reaped
 alive() {
     st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
@@ -64,6 +69,9 @@ stop)
         sleep 0.1
     done
     rm -f "$PIDFILE"
+    ;;
+stats)
+    exec "$PY" "$HERE/../mongo_server/server_stats.py" "$PORT" "$@"
     ;;
 *) usage ;;
 esac
