@@ -577,6 +577,48 @@ class TestCRUD(Base):
         self.assertNotIn(self.db.name, self.client.list_database_names())
 
 
+    def test_views(self):
+        self.db.src.insert_many([{"_id": i, "v": i} for i in range(5)])
+        self.db.command("create", "big", viewOn="src", pipeline=[{"$match": {"v": {"$gte": 2}}}])
+        self.db.command("create", "bigger", viewOn="big", pipeline=[{"$match": {"v": {"$gte": 3}}}])
+        self.assertEqual([d["_id"] for d in self.db.big.find({}, sort=[("_id", -1)])], [4, 3, 2])
+        self.assertEqual(self.db.big.count_documents({"v": {"$lt": 4}}), 2)
+        self.assertEqual(self.db.command("count", "bigger")["n"], 2)  # estimatedDocumentCount
+        self.assertEqual(self.db.big.find_one({"_id": 3}), {"_id": 3, "v": 3})  # no _id index shortcut
+        self.db.src.insert_one({"_id": 9, "v": 9})
+        self.assertEqual(self.db.bigger.distinct("v"), [3, 4, 9])  # computed at read time
+        info = {c["name"]: c for c in self.db.list_collections()}
+        self.assertEqual(info["big"]["type"], "view")
+        self.assertEqual(info["big"]["options"], {"viewOn": "src", "pipeline": [{"$match": {"v": {"$gte": 2}}}]})
+        for op in (lambda: self.db.big.insert_one({"_id": 20}), lambda: self.db.big.delete_many({}),
+                   lambda: self.db.big.update_one({}, {"$set": {"x": 1}}), lambda: self.db.big.create_index("v"),
+                   lambda: self.db.big.watch()):
+            with self.assertRaises(OperationFailure) as cm:
+                op()
+            self.assertEqual(cm.exception.code, 166)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("create", "bad", pipeline=[])
+        self.assertEqual(cm.exception.code, 72)
+        self.db.big.drop()
+        self.assertNotIn("big", self.db.list_collection_names())
+        self.assertEqual(self.db.src.count_documents({}), 6)
+
+    def test_write_concern_errors(self):
+        from pymongo.write_concern import WriteConcern
+        c = self.db.get_collection("c", write_concern=WriteConcern(w=3))
+        with self.assertRaises(pymongo.errors.WriteConcernError) as cm:
+            c.insert_one({"_id": 1})
+        self.assertEqual(cm.exception.code, 100)  # UnsatisfiableWriteConcern: one data-bearing node
+        self.assertEqual(self.db.c.count_documents({}), 1)  # the write itself happened
+        c = self.db.get_collection("c", write_concern=WriteConcern(w="dc2"))
+        with self.assertRaises(pymongo.errors.WriteConcernError) as cm:
+            c.insert_one({"_id": 2})
+        self.assertEqual(cm.exception.code, 79)  # UnknownReplWriteConcern
+        for w in (0, 1, "majority"):
+            self.db.get_collection("c", write_concern=WriteConcern(w=w)).insert_one({"w": str(w)})
+        self.assertEqual(self.db.c.count_documents({"w": {"$exists": True}}), 3)
+
+
 # ====================================================================== sessions
 
 class TestSessions(Base):
@@ -665,6 +707,47 @@ class TestSessions(Base):
         s3.with_transaction(lambda ss: self.db.c.update_one({"_id": 5}, {"$inc": {"v": 1}}, session=ss))
         self.assertEqual(self.db.c.find_one({"_id": 5})["v"], 2)
 
+
+    def test_collection_created_in_transaction_is_private_until_commit(self):
+        s = self.client.start_session()
+        self.addCleanup(s.end_session)
+        s.start_transaction()
+        self.db.fresh.insert_one({"_id": 1}, session=s)
+        self.db.command("create", "made", session=s)
+        self.db.fresh.create_index("k", session=s)
+        self.assertNotIn("fresh", self.db.list_collection_names())
+        self.assertNotIn("made", self.db.list_collection_names())
+        self.assertEqual(self.db.fresh.find_one({"_id": 1}, session=s), {"_id": 1})  # the transaction sees it
+        s.commit_transaction()
+        self.assertEqual(sorted(self.db.list_collection_names()), ["fresh", "made"])
+        self.assertIn("k_1", [ix["name"] for ix in self.db.fresh.list_indexes()])
+        # aborted: nothing appears
+        s.start_transaction()
+        self.db.gone.insert_one({"_id": 1}, session=s)
+        s.abort_transaction()
+        self.assertNotIn("gone", self.db.list_collection_names())
+        # indexes on a collection that existed before the transaction are refused, as is count
+        s.start_transaction()
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.fresh.create_index("j", session=s)
+        self.assertEqual(cm.exception.code, 263)
+        s.abort_transaction()
+        s.start_transaction()
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("count", "fresh", session=s)
+        self.assertEqual(cm.exception.code, 263)
+        s.abort_transaction()
+
+    def test_kill_all_sessions_aborts_transactions(self):
+        s = self.client.start_session()
+        self.addCleanup(s.end_session)
+        s.start_transaction()
+        self.db.c.insert_one({"_id": 1}, session=s)
+        self.client.admin.command("killAllSessions", [])
+        with self.assertRaises(OperationFailure) as cm:
+            s.commit_transaction()
+        self.assertEqual(cm.exception.code, 251)
+        self.assertIsNone(self.db.c.find_one())
 
     def test_abandoned_transaction_expires(self):
         # a client that dies inside a transaction holds its documents until
@@ -1014,6 +1097,25 @@ class TestFailPoints(Base):
         self.assertIsNone(self.db.c.find_one())  # another application: unaffected
         with self.assertRaises(OperationFailure) as cm:
             other[self.db.name].c.find_one()
+        self.assertEqual(cm.exception.code, 2)
+
+    def test_fail_point_modes(self):
+        self.db.c.insert_one({"_id": 1})
+        self.fail(failCommands=["find"], errorCode=2, mode={"skip": 2})
+        self.assertIsNotNone(self.db.c.find_one())
+        self.assertIsNotNone(self.db.c.find_one())
+        for _ in range(2):  # after skipping two, it stays on
+            with self.assertRaises(OperationFailure):
+                self.db.c.find_one()
+        r = self.client.admin.command("configureFailPoint", "failCommand", mode="off")
+        self.assertEqual(r["count"], 4)  # times the fail point's condition was met
+        self.fail(failCommands=["find"], errorCode=2, mode={"activationProbability": 0.0})
+        self.assertIsNotNone(self.db.c.find_one())
+        self.fail(failCommands=["find"], errorCode=2, mode={"activationProbability": 1.0})
+        with self.assertRaises(OperationFailure):
+            self.db.c.find_one()
+        with self.assertRaises(OperationFailure) as cm:
+            self.client.admin.command("configureFailPoint", "noSuchFailPoint", mode="off")
         self.assertEqual(cm.exception.code, 2)
 
     def test_block_connection(self):

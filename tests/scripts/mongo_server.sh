@@ -10,8 +10,12 @@
 # stats: prints the server's wire byte counters as JSON (serverStatus.network: bytesIn/bytesOut
 #        before compression, physicalBytesIn/physicalBytesOut on the wire, numRequests; --all adds
 #        the per-compressor counters). Cumulative; difference two calls for a delta.
+# MONGO_SERVER_PYTHON=/usr/bin/pypy3 runs the server under PyPy (with the pure-Python part of
+# Debian's python3-bson on its path; zlib is then the only wire compressor). Not the default:
+# see tests/mongo_server/README.md for the measurements.
 set -eu
 PY=/usr/bin/python3
+SERVER_PY=${MONGO_SERVER_PYTHON:-$PY}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SERVER="$HERE/../mongo_server/mongo_server.py"
 
@@ -33,8 +37,19 @@ start)
         echo "mongo_server already running (pid $(cat "$PIDFILE"))" >&2; exit 1
     fi
     rm -f "$PIDFILE"
-    "$PY" "$SERVER" --port "$PORT" --pidfile "$PIDFILE" --log "$DIR/mongo_server.log" "$@" \
-        >>"$DIR/mongo_server.out" 2>&1 </dev/null &
+    case "$SERVER_PY" in
+    *pypy*)
+        # only bson: the rest of dist-packages holds CPython extension modules
+        mkdir -p "$DIR/pypy-path"
+        ln -sfn "$("$PY" -c 'import bson, os; print(os.path.dirname(bson.__file__))')" "$DIR/pypy-path/bson"
+        PYTHONPATH="$DIR/pypy-path" "$SERVER_PY" "$SERVER" --port "$PORT" --pidfile "$PIDFILE" \
+            --log "$DIR/mongo_server.log" "$@" >>"$DIR/mongo_server.out" 2>&1 </dev/null &
+        ;;
+    *)
+        "$SERVER_PY" "$SERVER" --port "$PORT" --pidfile "$PIDFILE" --log "$DIR/mongo_server.log" "$@" \
+            >>"$DIR/mongo_server.out" 2>&1 </dev/null &
+        ;;
+    esac
     SPID=$!
     i=0
     while :; do
