@@ -69,8 +69,8 @@ _PYMONGO_TXN_READPREF = ("pymongo 3.11 checks the transaction's read preference 
                          "server; with no secondary in a one-node replica set that selection times out "
                          "(30 s) instead of failing at once with the client error the test expects")
 _PYMONGO_GETMORE_COMMENT = "pymongo 3.11 does not send 'comment' on getMore (drivers do since 4.4 servers)"
-_PYMONGO_RESET_SESSION = ("expects the driver to send readConcern.afterClusterTime on a write that follows a "
-                          "transaction in the same session (newer session state handling); pymongo 3.11 does not")
+_PYMONGO_RESET_SESSION = ("expects the driver to send readConcern.afterClusterTime on writes in a causally "
+                          "consistent session (a 2026 driver change, DRIVERS-3274); pymongo 3.11 sends it on reads only")
 SKIPS = {
     ("transactions/read-pref.json", "secondary readPreference"): _PYMONGO_TXN_READPREF,
     ("transactions/run-command.json", "run command fails with explicit secondary read preference"): _PYMONGO_TXN_READPREF,
