@@ -338,7 +338,6 @@ class Server(object):
         self.cluster_time = Timestamp(int(time.time()), 1)
         self.signal = asyncio.Event()
         self.failpoints = {n: FailPoint(n) for n in FAIL_POINTS}
-        self.labels_fixed = False
         self.conn_counter = 0
         self.writers = set()
         self.conns = 0
