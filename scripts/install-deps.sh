@@ -8,6 +8,7 @@ PKGS=(
   libxxhash-dev libjansson-dev libyaml-dev liblua5.4-dev libmicrohttpd-dev check libsubunit-dev
   postgresql postgresql-client
   python3 python3-bson python3-pymongo python3-yaml python3-psycopg2
+  python3-zstandard python3-snappy
   procps psmisc curl
 )
 missing=()

@@ -1,25 +1,37 @@
 #!/usr/bin/python3
 """Tiny throughput measurement of the MongoDB test server through pymongo.
 
-Usage: /usr/bin/python3 tests/mongo_server/bench_server.py [--uri URI] [--docs N]
-Without --uri a private server is started on a free 127.0.0.1 port.
+Usage: /usr/bin/python3 tests/mongo_server/bench_server.py [--uri URI] [--docs N] [--server-python PATH]
+Without --uri a private server is started on a free 127.0.0.1 port, run by --server-python
+(default /usr/bin/python3; for pypy3 the pure-Python bson of Debian's python3-bson is put on
+its path). The client side is always this interpreter's pymongo.
 """
 import argparse
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
+import bson
 import pymongo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_seconds(pid):
+    """user+system CPU time of a process (Linux /proc), steadier than wall time on a busy machine."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--uri")
     ap.add_argument("--docs", type=int, default=20000)
+    ap.add_argument("--server-python", default="/usr/bin/python3")
     args = ap.parse_args()
     proc = None
     uri = args.uri
@@ -28,8 +40,14 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        proc = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "mongo_server.py"), "--port", str(port)],
-                                stdout=subprocess.PIPE)
+        env = dict(os.environ)
+        if "pypy" in os.path.basename(args.server_python):
+            libdir = tempfile.mkdtemp(prefix="arraysync-pypy-bson-")
+            os.symlink(os.path.dirname(bson.__file__), os.path.join(libdir, "bson"))
+            env["PYTHONPATH"] = libdir
+        proc = subprocess.Popen([args.server_python, os.path.join(HERE, "mongo_server.py"), "--port", str(port),
+                                 "--history", str(max(100000, 2 * args.docs))],
+                                stdout=subprocess.PIPE, env=env)
         proc.stdout.readline()
         uri = "mongodb://127.0.0.1:%d/?replicaSet=rs0" % port
     client = pymongo.MongoClient(uri)
@@ -60,6 +78,8 @@ def main():
         print("change stream: %d events in %.2fs = %.0f events/s" % (got, t_cs, got / t_cs))
         print("find (filtered scan): %d docs in %.2fs = %.0f docs/s" % (cnt, t_find, cnt / t_find))
         print("update_one by _id: 1000 in %.2fs = %.0f ops/s" % (t_upd, 1000 / t_upd))
+        if proc:
+            print("server CPU time for all of the above: %.2fs (%s)" % (cpu_seconds(proc.pid), args.server_python))
     finally:
         client.close()
         if proc:

@@ -12,7 +12,7 @@ from bsoncodec import DateMS
 import mql
 from mql import MQLError, key, truthy, num, is_number, MISSING
 from mongo_server import (CmdError, DupKey, Event, coll_arg, check_coll_name, check_doc_keys,
-                          MAX_BSON, MAX_MSG, MAX_WIRE)
+                          MAX_BSON, MAX_MSG, MAX_WIRE, SERVER_VERSION, RESUMABLE_CS_CODES)
 
 COMMANDS = {}
 LOWER_OK = {"ismaster", "findandmodify"}
@@ -61,7 +61,15 @@ async def cmd_hello(srv, ctx):
               "helloOk": True,
               "maxBsonObjectSize": MAX_BSON, "maxMessageSizeBytes": MAX_MSG, "maxWriteBatchSize": 100000,
               "localTime": now, "logicalSessionTimeoutMinutes": 30, "connectionId": ctx.conn["id"],
-              "minWireVersion": 0, "maxWireVersion": MAX_WIRE, "readOnly": False, "ok": 1.0})
+              "minWireVersion": 0, "maxWireVersion": MAX_WIRE, "readOnly": False})
+    if "compression" in cmd:
+        # wire compression: the client's list narrowed to what the server has, in the client's
+        # order; no field when nothing is in common (as mongod)
+        common = srv.codec.negotiate(cmd["compression"])
+        ctx.conn["compressors"] = common
+        if common:
+            r["compression"] = common
+    r["ok"] = 1.0
     return r
 
 
@@ -72,14 +80,22 @@ def cmd_ping(srv, ctx):
 
 @command("buildInfo", "buildinfo")
 def cmd_buildinfo(srv, ctx):
-    return {"version": "6.0.0", "gitVersion": "arraysync-test-server", "modules": [], "allocator": "system",
-            "javascriptEngine": "none", "sysInfo": "deprecated", "versionArray": [6, 0, 0, 0],
+    return {"version": "%d.%d.%d" % SERVER_VERSION, "gitVersion": "arraysync-test-server", "modules": [],
+            "allocator": "system", "javascriptEngine": "none", "sysInfo": "deprecated",
+            "versionArray": list(SERVER_VERSION) + [0],
             "bits": 64, "debug": False, "maxBsonObjectSize": MAX_BSON, "storageEngines": ["wiredTiger"],
             "ok": 1.0}
 
 
-@command("endSessions", "killSessions", "refreshSessions", "startSession", "killAllSessions")
+@command("endSessions", "killSessions", "refreshSessions", "startSession", "killAllSessions",
+         "killAllSessionsByPattern")
 def cmd_end_sessions(srv, ctx):
+    if ctx.name in ("killAllSessions", "killAllSessionsByPattern"):
+        # like mongod: kills every session's open transaction (no users/roles here to filter on)
+        for sess in list(srv.sessions.values()):
+            if sess.txn is not None:
+                srv.abort_txn(sess)
+        return {"ok": 1.0}
     if ctx.name == "startSession":
         return {"id": {"id": bsoncodec.Binary(os.urandom(16), 4)}, "timeoutMinutes": 30, "ok": 1.0}
     if ctx.name in ("endSessions", "killSessions"):
@@ -101,7 +117,7 @@ def cmd_getparameter(srv, ctx):
     r = {}
     cmd = ctx.cmd
     if cmd.get("featureCompatibilityVersion") is not None or cmd.get("getParameter") == "*":
-        r["featureCompatibilityVersion"] = {"version": "6.0"}
+        r["featureCompatibilityVersion"] = {"version": "%d.%d" % SERVER_VERSION[:2]}
     for k in cmd:
         if k in ("getParameter", "featureCompatibilityVersion", "$db", "lsid", "$clusterTime", "$readPreference", "comment"):
             continue
@@ -127,14 +143,30 @@ def cmd_setparameter(srv, ctx):
 
 @command("serverStatus")
 def cmd_serverstatus(srv, ctx):
-    return {"host": socket.gethostname(), "version": "6.0.0", "process": "mongod", "pid": Int64(os.getpid()),
+    return {"host": socket.gethostname(), "version": "%d.%d.%d" % SERVER_VERSION, "process": "mongod", "pid": Int64(os.getpid()),
             "uptime": float(int(time.time() - srv.start_time)), "uptimeMillis": Int64(int((time.time() - srv.start_time) * 1000)),
             "localTime": DateMS.now(),
             "connections": {"current": srv.conns, "available": 1000000, "totalCreated": srv.conn_counter},
             "repl": {"setName": srv.replset, "setVersion": srv.set_version, "isWritablePrimary": True,
                      "secondary": False, "hosts": [srv.me], "primary": srv.me, "me": srv.me},
             "storageEngine": {"name": "wiredTiger", "supportsCommittedReads": True, "persistent": False},
+            "network": _network_status(srv),
             "ok": 1.0}
+
+
+def _network_status(srv):
+    """serverStatus.network as mongod reports it: bytesIn/bytesOut count messages as they are
+    before compression / after decompression, physicalBytesIn/Out what crossed the wire; both
+    include the 16-byte message headers and this serverStatus request itself."""
+    n = srv.net
+    comp = {}
+    for name, st in srv.codec.stats.items():
+        comp[name] = {"compressor": {"bytesIn": Int64(st["compressor"][0]), "bytesOut": Int64(st["compressor"][1])},
+                      "decompressor": {"bytesIn": Int64(st["decompressor"][0]), "bytesOut": Int64(st["decompressor"][1])}}
+    return {"bytesIn": Int64(n["bytesIn"]), "bytesOut": Int64(n["bytesOut"]),
+            "physicalBytesIn": Int64(n["physicalBytesIn"]), "physicalBytesOut": Int64(n["physicalBytesOut"]),
+            "numSlowDNSOperations": Int64(0), "numSlowSSLOperations": Int64(0),
+            "numRequests": Int64(n["numRequests"]), "compression": comp}
 
 
 @command("whatsmyuri")
@@ -182,24 +214,11 @@ def cmd_failpoint(srv, ctx):
     cmd = ctx.cmd
     if ctx.db != "admin":
         raise CmdError(13, "configureFailPoint may only be run against the admin database.")
-    if cmd["configureFailPoint"] != "failCommand":
+    fp = srv.failpoints.get(cmd["configureFailPoint"])
+    if fp is None:
         raise CmdError(2, "Unknown fail point: %s" % cmd["configureFailPoint"])
-    mode = cmd.get("mode")
-    fp = srv.failpoint
-    if mode == "off":
-        fp.mode = "off"
-    elif mode == "alwaysOn":
-        fp.mode = "alwaysOn"
-    elif isinstance(mode, dict) and "times" in mode:
-        fp.mode = "times"
-        fp.times = _int(mode["times"])
-        if fp.times <= 0:
-            fp.mode = "off"
-    else:
-        raise CmdError(2, "Unsupported fail point mode %r" % (mode,))
-    if "data" in cmd:
-        fp.data = cmd.get("data") or {}
-    return {"count": Int64(0), "ok": 1.0}
+    was = fp.configure(cmd.get("mode"), cmd.get("data") if "data" in cmd else None)
+    return {"count": Int64(was), "ok": 1.0}
 
 
 @command("commitTransaction", "abortTransaction")
@@ -210,6 +229,8 @@ def cmd_txn_outside(srv, ctx):
 # ------------------------------------------------------------------ databases / collections
 
 def _coll_info(c):
+    if c.view is not None:
+        return {"name": c.name, "type": "view", "options": dict(c.options), "info": {"readOnly": True}}
     return {"name": c.name, "type": "collection", "options": dict(c.options),
             "info": {"readOnly": False, "uuid": c.uuid},
             "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}}
@@ -225,7 +246,7 @@ def cmd_listcollections(srv, ctx):
         info = _coll_info(c)
         if mql.matches(info, flt):
             if truthy(cmd.get("nameOnly")):
-                info = {"name": c.name, "type": "collection"}
+                info = {"name": c.name, "type": info["type"]}
             infos.append(info)
     bs = (cmd.get("cursor") or {}).get("batchSize")
     return srv.cursor_reply("%s.$cmd.listCollections" % ctx.db, infos, bs)
@@ -275,17 +296,40 @@ def _check_pre_post(v):
 @command("create")
 def cmd_create(srv, ctx):
     name = coll_arg(ctx)
-    if srv.get_coll(ctx.db, name) is not None:
+    if srv.get_coll(ctx.db, name, ctx=ctx) is not None:
         raise CmdError(48, "Collection %s.%s already exists." % (ctx.db, name))
-    if "viewOn" in ctx.cmd:
-        raise CmdError(72, "views are not supported by the ArraySync test server")
     opts = {k: v for k, v in ctx.cmd.items() if k not in _CREATE_OPTS_IGNORED}
+    view = None
+    if "viewOn" in opts:
+        view = _view_spec(opts)
+        if ctx.txn is not None:
+            raise CmdError(263, "Cannot create a view in a multi-document transaction.")
+        opts = dict(view)
+    elif "pipeline" in opts:
+        raise CmdError(72, "'pipeline' requires 'viewOn' to also be specified")
     _check_pre_post(opts.get("changeStreamPreAndPostImages"))
     if opts.get("changeStreamPreAndPostImages") == {"enabled": False}:
         opts.pop("changeStreamPreAndPostImages")
-    c = srv.get_coll(ctx.db, name, create=True)
-    c.options = opts
+    srv.get_coll(ctx.db, name, create=True, ctx=ctx, options=opts, view=view)
     return {"ok": 1.0}
+
+
+def _view_spec(opts):
+    von, pipe = opts["viewOn"], opts.get("pipeline", [])
+    if not isinstance(von, str) or not von:
+        raise CmdError(2, "'viewOn' must be a non-empty string")
+    if not isinstance(pipe, list):
+        raise CmdError(14, "'pipeline' must be an array")
+    for st in pipe:
+        if not isinstance(st, dict) or len(st) != 1:
+            raise CmdError(40323, "A pipeline stage specification object must contain exactly one field.")
+        if next(iter(st)) in ("$changeStream", "$out", "$merge"):
+            raise CmdError(40600 if next(iter(st)) != "$changeStream" else 40602,
+                           "%s cannot be used in a view definition" % next(iter(st)))
+    extra = [k for k in opts if k not in ("viewOn", "pipeline", "collation")]
+    if extra:
+        raise CmdError(167, "option %s is not supported for views" % extra[0])
+    return {"viewOn": von, "pipeline": list(pipe)}
 
 
 @command("collMod")
@@ -294,8 +338,17 @@ def cmd_collmod(srv, ctx):
     c = srv.get_coll(ctx.db, name)
     if c is None:
         raise CmdError(26, "ns does not exist: %s.%s" % (ctx.db, name))
+    before = dict(c.options)
+    desc = {}
     for k, v in ctx.cmd.items():
         if k in _CREATE_OPTS_IGNORED or k == "collMod":
+            continue
+        desc[k] = v
+        if c.view is not None:
+            if k not in ("viewOn", "pipeline"):
+                raise CmdError(167, "option %s is not supported for views" % k)
+            c.view = _view_spec(dict(c.view, **{k: v}))
+            c.options = dict(c.view)
             continue
         if k == "changeStreamPreAndPostImages":
             _check_pre_post(v)
@@ -309,14 +362,18 @@ def cmd_collmod(srv, ctx):
             pass
         else:
             raise CmdError(72, "%s is not supported by collMod in the ArraySync test server" % k)
+    ev = Event("modify", ctx.db, name, uuid=None if c.view is not None else c.uuid, opdesc=desc)
+    srv.emit([ev])
     return {"ok": 1.0}
 
 
 def _drop_coll(srv, db, name):
+    srv.abort_txns_on(db, name)
     c = srv.dbs[db].pop(name)
     if not srv.dbs[db]:
         del srv.dbs[db]
-    srv.emit([Event("drop", db, name)])
+    if c.view is None:
+        srv.emit([Event("drop", db, name, uuid=c.uuid)])
     return c
 
 
@@ -325,7 +382,7 @@ def cmd_drop(srv, ctx):
     name = coll_arg(ctx)
     c = srv.get_coll(ctx.db, name)
     if c is None:
-        raise CmdError(26, "ns not found")
+        return {"ok": 1.0}  # MongoDB 7.0: dropping a missing collection succeeds (SERVER-43894)
     _drop_coll(srv, ctx.db, name)
     return {"nIndexesWas": len(c.indexes), "ns": "%s.%s" % (ctx.db, name), "ok": 1.0}
 
@@ -353,18 +410,26 @@ def cmd_rename(srv, ctx):
     c = srv.get_coll(sdb, sc)
     if c is None:
         raise CmdError(26, "Source collection %s does not exist" % src)
+    if c.view is not None:
+        raise CmdError(166, "cannot rename view: %s" % src)
     if src == dst:
         raise CmdError(20, "Can't rename a collection to itself")
-    if srv.get_coll(ddb, dc) is not None:
+    opdesc = {"to": {"db": ddb, "coll": dc}}
+    target = srv.get_coll(ddb, dc)
+    if target is not None:
         if not truthy(ctx.cmd.get("dropTarget")):
             raise CmdError(48, "target namespace exists")
+        if target.view is not None:
+            raise CmdError(166, "cannot rename to a view: %s" % dst)
+        opdesc["dropTarget"] = target.uuid
         _drop_coll(srv, ddb, dc)
+    srv.abort_txns_on(sdb, sc)
     del srv.dbs[sdb][sc]
     if not srv.dbs[sdb]:
         del srv.dbs[sdb]
     c.db, c.name = ddb, dc
     srv.dbs.setdefault(ddb, {})[dc] = c
-    srv.emit([Event("rename", sdb, sc, to={"db": ddb, "coll": dc})])
+    srv.emit([Event("rename", sdb, sc, to={"db": ddb, "coll": dc}, uuid=c.uuid, opdesc=opdesc)])
     return {"ok": 1.0}
 
 
@@ -386,7 +451,8 @@ def cmd_dbstats(srv, ctx):
     colls = srv.dbs.get(ctx.db) or {}
     size = _db_size(colls)
     n = sum(len(c.docs) for c in colls.values())
-    return {"db": ctx.db, "collections": len(colls), "views": 0, "objects": n, "dataSize": float(size),
+    return {"db": ctx.db, "collections": len([c for c in colls.values() if c.view is None]),
+            "views": len([c for c in colls.values() if c.view is not None]), "objects": n, "dataSize": float(size),
             "storageSize": float(size), "indexes": sum(len(c.indexes) for c in colls.values()), "ok": 1.0}
 
 
@@ -402,8 +468,13 @@ def cmd_createindexes(srv, ctx):
     specs = ctx.cmd.get("indexes")
     if not isinstance(specs, list) or not specs:
         raise CmdError(2, "Must specify at least one index to create")
-    created = srv.get_coll(ctx.db, name) is None
-    c = srv.get_coll(ctx.db, name, create=True)
+    existing = srv.get_coll(ctx.db, name, ctx=ctx)
+    if existing is not None and existing.view is not None:
+        raise CmdError(166, "Namespace %s.%s is a view, not a collection" % (ctx.db, name))
+    if ctx.txn is not None and existing is not None and (ctx.db, name) not in ctx.txn.created:
+        raise CmdError(263, "Cannot create new indexes on existing collection %s.%s in a multi-document transaction." % (ctx.db, name))
+    created = existing is None
+    c = srv.get_coll(ctx.db, name, create=True, ctx=ctx)
     before = len(c.indexes)
     for spec in specs:
         ks = spec.get("key")
@@ -437,6 +508,9 @@ def cmd_createindexes(srv, ctx):
                 e = DupKey(c, ix, kv)
                 raise CmdError(11000, "Index build failed: " + e.message(), extra={"keyPattern": ix["key"], "keyValue": kv})
         c.indexes.append(ix)
+    if len(c.indexes) > before:
+        srv.record(ctx, Event("createIndexes", ctx.db, name, uuid=c.uuid,
+                              opdesc={"indexes": [dict(ix) for ix in c.indexes[before:]]}))
     r = {"numIndexesBefore": before, "numIndexesAfter": len(c.indexes)}
     if created:
         r["createdCollectionAutomatically"] = True
@@ -455,6 +529,8 @@ def cmd_listindexes(srv, ctx):
     c = srv.get_coll(ctx.db, name)
     if c is None:
         raise CmdError(26, "ns does not exist: %s.%s" % (ctx.db, name))
+    if c.view is not None:
+        raise CmdError(166, "Namespace %s.%s is a view, not a collection" % (ctx.db, name))
     bs = (ctx.cmd.get("cursor") or {}).get("batchSize")
     return srv.cursor_reply("%s.$cmd.listIndexes.%s" % (ctx.db, name), [dict(ix) for ix in c.indexes], bs)
 
@@ -465,11 +541,15 @@ def cmd_dropindexes(srv, ctx):
     c = srv.get_coll(ctx.db, name)
     if c is None:
         raise CmdError(26, "ns not found %s.%s" % (ctx.db, name))
+    if c.view is not None:
+        raise CmdError(166, "Namespace %s.%s is a view, not a collection" % (ctx.db, name))
     was = len(c.indexes)
+    dropped = []
     which = ctx.cmd.get("index")
     targets = which if isinstance(which, list) else [which]
     for t in targets:
         if t == "*":
+            dropped += c.indexes[1:]
             c.indexes = c.indexes[:1]
             c.uniq = {}
             continue
@@ -483,6 +563,9 @@ def cmd_dropindexes(srv, ctx):
             raise CmdError(72, "cannot drop _id index")
         c.indexes.remove(found[0])
         c.uniq.pop(found[0]["name"], None)
+        dropped.append(found[0])
+    if dropped:
+        srv.emit([Event("dropIndexes", ctx.db, name, uuid=c.uuid, opdesc={"indexes": [dict(ix) for ix in dropped]})])
     return {"nIndexesWas": was, "ok": 1.0}
 
 
@@ -490,7 +573,7 @@ def cmd_dropindexes(srv, ctx):
 
 def _scan(v, q, first=False):
     """(key, doc) pairs matching q, using the _id index for {_id: value} / {_id: {$eq|$in: ...}}."""
-    idv = q.get("_id", MISSING) if isinstance(q, dict) else MISSING
+    idv = q.get("_id", MISSING) if isinstance(q, dict) and not v.computed else MISSING
     keys = None
     if idv is not MISSING:
         if isinstance(idv, dict) and len(idv) == 1 and next(iter(idv)) in ("$eq", "$in"):
@@ -570,9 +653,22 @@ async def cmd_getmore(srv, ctx):
     bs = _int(bs) if bs is not None else None
     if bs is not None and bs <= 0:
         bs = None
-    if cur.is_cs:
-        mt = cmd.get("maxTimeMS")
-        return await srv.cs_getmore(cur, bs, _int(mt) if mt is not None else 1000)
+    # The cursor is checked out: from here on an error kills it, and on a change stream cursor
+    # a resumable code carries ResumableChangeStreamError (a failCommand error, raised before
+    # checkout, does not).
+    fp = srv.failpoints["failGetMoreAfterCursorCheckout"]
+    try:
+        if fp.mode != "off" and fp.fire():
+            raise CmdError(_int(fp.data.get("errorCode", 1)),
+                           "Failing getMore via 'failGetMoreAfterCursorCheckout' failpoint")
+        if cur.is_cs:
+            mt = cmd.get("maxTimeMS")
+            return await srv.cs_getmore(cur, bs, _int(mt) if mt is not None else 1000)
+    except CmdError as e:
+        srv.cursors.pop(cid, None)
+        if cur.is_cs and e.code in RESUMABLE_CS_CODES and "ResumableChangeStreamError" not in e.labels:
+            e.labels.append("ResumableChangeStreamError")
+        raise
     b = srv.batch(cur, bs)
     rid = cid
     if cur.pos >= len(cur.docs):
@@ -588,7 +684,6 @@ def cmd_killcursors(srv, ctx):
         cid = int(num(cid))
         if srv.cursors.pop(cid, None) is not None:
             killed.append(Int64(cid))
-            srv.cs_cursor_ids.discard(cid)
         else:
             notfound.append(Int64(cid))
     return {"cursorsKilled": killed, "cursorsNotFound": notfound, "cursorsAlive": [], "cursorsUnknown": [], "ok": 1.0}
@@ -688,7 +783,7 @@ def cmd_insert(srv, ctx):
     if not isinstance(docs, list):
         raise CmdError(14, "documents must be an array")
     ordered = truthy(ctx.cmd.get("ordered", True))
-    v = srv.view(ctx, ctx.db, name, create=True)
+    v = srv.view(ctx, ctx.db, name, create=True, write=True)
     n, errs = 0, []
     for i, d in enumerate(docs):
         try:
@@ -766,9 +861,39 @@ def _apply_one_update(srv, ctx, v, k, old, u):
     check_doc_keys(new)
     srv.put_doc(v, k, new)
     pp = v.coll.pre_post()
-    srv.record(ctx, Event(op, v.coll.db, v.coll.name, {"_id": new["_id"]}, post=new,
-                          pre=old if pp else None, desc=desc, has_post=pp))
+    ev = Event(op, v.coll.db, v.coll.name, {"_id": new["_id"]}, post=new,
+               pre=old if pp else None, desc=desc, has_post=pp, uuid=v.coll.uuid)
+    if desc is not None:
+        ev.disamb = _disambiguated_paths(desc, old, new)
+    srv.record(ctx, ev)
     return True, new
+
+
+def _disambiguated_paths(desc, old, new):
+    """updateDescription.disambiguatedPaths (6.1+, showExpandedEvents): for each reported path
+    with a numeric component that is a field name (not an array index), the path as a list of
+    components, array indexes as integers. None when no path is ambiguous."""
+    paths = [(p, new) for p in desc.get("updatedFields") or {}] + \
+        [(p, old) for p in desc.get("removedFields") or []] + \
+        [(t["field"], new) for t in desc.get("truncatedArrays") or []]
+    out = {}
+    for path, doc in paths:
+        parts = path.split(".")
+        if not any(p.isdigit() and p.isascii() for p in parts):
+            continue
+        comps, cur, ambiguous = [], doc, False
+        for p in parts:
+            if isinstance(cur, list) and p.isdigit() and p.isascii():
+                i = int(p)
+                comps.append(i)
+                cur = cur[i] if i < len(cur) else None
+            else:
+                ambiguous = ambiguous or (p.isdigit() and p.isascii())
+                comps.append(p)
+                cur = cur.get(p) if isinstance(cur, dict) else None
+        if ambiguous:
+            out[path] = comps
+    return out or None
 
 
 def _upsert(srv, ctx, v, q, u):
@@ -791,7 +916,7 @@ def cmd_update(srv, ctx):
     if not isinstance(ups, list):
         raise CmdError(14, "updates must be an array")
     ordered = truthy(ctx.cmd.get("ordered", True))
-    v = srv.view(ctx, ctx.db, name, create=any(truthy(s.get("upsert")) for s in ups))
+    v = srv.view(ctx, ctx.db, name, create=any(truthy(s.get("upsert")) for s in ups), write=True)
     n = nmod = 0
     upserted, errs = [], []
     for i, spec in enumerate(ups):
@@ -836,7 +961,7 @@ def cmd_update(srv, ctx):
 
 def _delete_doc(srv, ctx, v, k, old):
     srv.del_doc(v, k)
-    srv.record(ctx, Event("delete", v.coll.db, v.coll.name, {"_id": old["_id"]},
+    srv.record(ctx, Event("delete", v.coll.db, v.coll.name, {"_id": old["_id"]}, uuid=v.coll.uuid,
                           pre=old if v.coll.pre_post() else None))
 
 
@@ -847,7 +972,7 @@ def cmd_delete(srv, ctx):
     if not isinstance(dels, list):
         raise CmdError(14, "deletes must be an array")
     ordered = truthy(ctx.cmd.get("ordered", True))
-    v = srv.view(ctx, ctx.db, name)
+    v = srv.view(ctx, ctx.db, name, write=True)
     n, errs = 0, []
     for i, spec in enumerate(dels):
         try:
@@ -891,7 +1016,7 @@ def cmd_findandmodify(srv, ctx):
     upsert = truthy(cmd.get("upsert"))
     if remove and upsert:
         raise CmdError(9, "Cannot specify both an upsert and remove=true")
-    v = srv.view(ctx, ctx.db, name, create=upsert)
+    v = srv.view(ctx, ctx.db, name, create=upsert, write=True)
     docs = [] if v is None else _scan(v, q)
     if cmd.get("sort"):
         order = mql.sort_docs([d for _, d in docs], cmd["sort"])

@@ -27,12 +27,14 @@ from bson.binary import Binary  # noqa: E402
 import bsoncodec  # noqa: E402
 from bsoncodec import DateMS, RawDoc  # noqa: E402
 import mql  # noqa: E402
+import wirecompress  # noqa: E402
 from mql import MQLError, key, truthy, num, MISSING  # noqa: E402
 
 OP_REPLY, OP_QUERY, OP_MSG, OP_COMPRESSED = 1, 2004, 2013, 2012
 MAX_BSON = 16 * 1024 * 1024
 MAX_MSG = 48000000
-MAX_WIRE = 17
+MAX_WIRE = 21  # MongoDB 7.0
+SERVER_VERSION = (7, 0, 0)
 
 CODE_NAMES = {
     1: "InternalError", 2: "BadValue", 6: "HostUnreachable", 7: "HostNotFound", 9: "FailedToParse",
@@ -45,19 +47,37 @@ CODE_NAMES = {
     150: "StaleEpoch", 189: "PrimarySteppedDown", 225: "TransactionTooOld", 234: "RetryChangeStream",
     251: "NoSuchTransaction", 256: "TransactionCommitted", 260: "InvalidResumeToken",
     262: "ExceededTimeLimit", 263: "OperationNotSupportedInTransaction", 280: "ChangeStreamFatalError",
+    24: "LockTimeout", 64: "WriteConcernFailed", 79: "UnknownReplWriteConcern", 100: "UnsatisfiableWriteConcern",
+    166: "CommandNotSupportedOnView", 167: "OptionNotSupportedOnView", 239: "SnapshotTooOld",
+    246: "SnapshotUnavailable", 267: "PreparedTransactionInProgress", 10334: "BSONObjectTooLarge",
+    40324: "Location40324",
     286: "ChangeStreamHistoryLost", 9001: "SocketException", 10107: "NotWritablePrimary",
-    11000: "DuplicateKey", 11600: "InterruptedAtShutdown", 11602: "InterruptedDueToReplStateChange",
+    11000: "DuplicateKey", 11601: "Interrupted", 237: "CursorKilled", 136: "CappedPositionLost",
+    149: "ViewDepthLimitExceeded", 51024: "Location51024", 11600: "InterruptedAtShutdown", 11602: "InterruptedDueToReplStateChange",
     13388: "StaleConfig", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
     50915: "BackupCursorOpenConflictWithCheckpoint",
 }
 RETRYABLE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+# mongod labels a change stream error ResumableChangeStreamError for retriable, network and
+# "stale routing" codes, RetryChangeStream and FailedToSatisfyReadPreference.
 RESUMABLE_CS_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150,
-                      13388, 234, 133, 43}
-TRANSIENT_TXN_CODES = {112, 251, 6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+                      13388, 234, 133}
+# WriteConflict, LockTimeout, PreparedTransactionInProgress, SnapshotTooOld, SnapshotUnavailable
+TRANSIENT_BASE_CODES = {112, 24, 267, 239, 246}
+TRANSIENT_TXN_CODES = TRANSIENT_BASE_CODES | RETRYABLE_CODES | {251}
 WRITE_CMDS = {"insert", "update", "delete", "findAndModify"}
+# stages allowed after $changeStream, and every stage name mongod 7.0 knows (others: 40324)
+CS_STAGES = {"$match", "$project", "$addFields", "$set", "$unset", "$replaceRoot", "$replaceWith", "$redact"}
+KNOWN_STAGES = CS_STAGES | {
+    "$bucket", "$bucketAuto", "$changeStream", "$changeStreamSplitLargeEvent", "$collStats", "$count",
+    "$currentOp", "$densify", "$documents", "$facet", "$fill", "$geoNear", "$graphLookup", "$group",
+    "$indexStats", "$limit", "$listLocalSessions", "$listSampledQueries", "$listSearchIndexes",
+    "$listSessions", "$lookup", "$merge", "$out", "$planCacheStats", "$sample", "$search", "$searchMeta",
+    "$setWindowFields", "$shardedDataDistribution", "$skip", "$sort", "$sortByCount", "$unionWith",
+    "$unwind", "$vectorSearch"}
 TXN_CMDS = {"find", "insert", "update", "delete", "findAndModify", "aggregate", "distinct", "getMore",
             "killCursors", "commitTransaction", "abortTransaction", "create", "createIndexes",
-            "count", "bulkWrite"}
+            "bulkWrite"}
 
 
 class CmdError(Exception):
@@ -76,9 +96,10 @@ def err_doc(code, msg, labels=None, name=None):
 # ------------------------------------------------------------------ storage
 
 class Collection(object):
-    def __init__(self, db, name, options=None):
+    def __init__(self, db, name, options=None, view=None):
         self.db, self.name = db, name
         self.options = options or {}
+        self.view = view  # a MongoDB view: {"viewOn": name, "pipeline": [...]}; it holds no documents
         self.uuid = Binary(uuid.uuid4().bytes, 4)
         self.docs = {}
         self.indexes = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
@@ -136,10 +157,13 @@ class Collection(object):
 
 
 class View(object):
-    """Documents of one collection as seen by an operation (base or transaction snapshot)."""
+    """Documents of one collection as seen by an operation (base or transaction snapshot).
 
-    def __init__(self, coll, docs, txn=None):
-        self.coll, self.docs, self.txn = coll, docs, txn
+    For a MongoDB view (coll.view set) docs are the view pipeline's output, keyed by position
+    (computed=True: no _id index)."""
+
+    def __init__(self, coll, docs, txn=None, computed=False):
+        self.coll, self.docs, self.txn, self.computed = coll, docs, txn, computed
 
 
 class Txn(object):
@@ -148,6 +172,7 @@ class Txn(object):
         self.views = {}
         self.touched = {}  # (db, coll) -> {k: original doc or None}
         self.events = []
+        self.created = {}  # (db, coll) -> Collection created inside the transaction (visible at commit)
         self.state = "in_progress"
         self.started = time.monotonic()
 
@@ -163,12 +188,20 @@ class Session(object):
 
 class Event(object):
     __slots__ = ("seq", "ts", "wall", "op", "db", "coll", "doc_key", "post", "pre", "desc", "lsid",
-                 "txn_number", "to", "has_post")
+                 "txn_number", "to", "has_post", "uuid", "opdesc", "disamb")
 
-    def __init__(self, op, db, coll=None, doc_key=None, post=None, pre=None, desc=None, to=None, has_post=False):
+    def __init__(self, op, db, coll=None, doc_key=None, post=None, pre=None, desc=None, to=None, has_post=False,
+                 uuid=None, opdesc=None):
         self.op, self.db, self.coll, self.doc_key = op, db, coll, doc_key
         self.post, self.pre, self.desc, self.to, self.has_post = post, pre, desc, to, has_post
+        self.uuid = uuid        # collectionUUID (showExpandedEvents)
+        self.opdesc = opdesc    # operationDescription of DDL events (showExpandedEvents)
+        self.disamb = None      # disambiguatedPaths of an update (showExpandedEvents)
         self.seq = self.ts = self.wall = self.lsid = self.txn_number = None
+
+
+# DDL events a change stream reports only with showExpandedEvents: true
+EXPANDED_OPS = {"create", "createIndexes", "dropIndexes", "modify"}
 
 
 def ts_int(ts):
@@ -216,23 +249,78 @@ class CSCursor(object):
         self.stages = []
         self.full_doc = "default"
         self.full_doc_before = "off"
+        self.expanded = False
         self.done = False
         self.pending_invalidate = None
 
 
 class FailPoint(object):
-    def __init__(self):
+    """One named fail point, configured like mongod's: mode "off" | "alwaysOn" | {times: N} |
+    {skip: N} (then always on) | {activationProbability: p}; data as given."""
+
+    def __init__(self, name):
+        self.name = name
         self.mode = "off"
         self.times = 0
         self.skip = 0
+        self.prob = 1.0
         self.data = {}
+        self.entered = 0
+
+    def configure(self, mode, data):
+        if mode == "off" or mode == "alwaysOn":
+            self.mode = mode
+        elif isinstance(mode, dict) and len(mode) == 1 and next(iter(mode)) in ("times", "skip", "activationProbability"):
+            k, v = next(iter(mode.items()))
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise CmdError(2, "%s must be a non-negative number" % k)
+            if k == "times":
+                self.mode, self.times = ("times", int(v)) if v > 0 else ("off", 0)
+            elif k == "skip":
+                self.mode, self.skip = "skip", int(v)
+            else:
+                if v > 1:
+                    raise CmdError(2, "activationProbability must be between 0 and 1")
+                self.mode, self.prob = "random", float(v)
+        else:
+            raise CmdError(2, "invalid fail point mode %r" % (mode,))
+        if data is not None:
+            if not isinstance(data, dict):
+                raise CmdError(14, "the 'data' option must be an object")
+            self.data = data
+        was, self.entered = self.entered, 0
+        return was
+
+    def fire(self):
+        """The fail point's condition holds for this operation: does it trigger now?"""
+        if self.mode == "off":
+            return False
+        self.entered += 1
+        if self.mode == "skip":
+            if self.skip > 0:
+                self.skip -= 1
+                return False
+            return True
+        if self.mode == "random":
+            return random.random() < self.prob
+        if self.mode == "times":
+            self.times -= 1
+            if self.times <= 0:
+                self.mode = "off"
+        return True
+
+
+FAIL_POINTS = ("failCommand", "failGetMoreAfterCursorCheckout")
 
 
 # ------------------------------------------------------------------ server
 
 class Server(object):
-    def __init__(self, port, replset, history, log):
+    def __init__(self, port, replset, history, log, compressors=None):
         self.port, self.replset, self.history_max = port, replset, history
+        self.codec = wirecompress.Codec(wirecompress.available() if compressors is None else compressors)
+        # serverStatus.network: logical (uncompressed) and physical (on the wire) bytes
+        self.net = {"bytesIn": 0, "bytesOut": 0, "physicalBytesIn": 0, "physicalBytesOut": 0, "numRequests": 0}
         self.logf = log
         self.me = "127.0.0.1:%d" % port
         self.dbs = {}
@@ -249,7 +337,7 @@ class Server(object):
         self.dropped_max_ts = Timestamp(0, 0)
         self.cluster_time = Timestamp(int(time.time()), 1)
         self.signal = asyncio.Event()
-        self.failpoint = FailPoint()
+        self.failpoints = {n: FailPoint(n) for n in FAIL_POINTS}
         self.conn_counter = 0
         self.writers = set()
         self.conns = 0
@@ -283,19 +371,51 @@ class Server(object):
         return reply
 
     # -------------------------------------------------------------- namespaces
-    def get_coll(self, db, name, create=False, ctx=None):
+    def get_coll(self, db, name, create=False, ctx=None, options=None, view=None):
+        """The collection db.name (a transaction also sees those it created), or None.
+
+        create: make it if missing -- inside a transaction it stays private to the transaction
+        until commit, like mongod's."""
+        txn = ctx.txn if ctx is not None else None
+        if txn is not None and (db, name) in txn.created:
+            return txn.created[(db, name)]
         d = self.dbs.get(db)
         c = d.get(name) if d else None
         if c is None and create:
             check_coll_name(db, name)
-            c = Collection(db, name)
-            self.dbs.setdefault(db, {})[name] = c
+            c = Collection(db, name, options, view)
+            ev = Event("create", db, name, uuid=None if view is not None else c.uuid,
+                       opdesc=self.create_description(c))
+            if txn is not None:
+                txn.created[(db, name)] = c
+                txn.events.append(ev)
+            else:
+                self.dbs.setdefault(db, {})[name] = c
+                self.emit([ev])
         return c
 
-    def view(self, ctx, db, name, create=False):
-        coll = self.get_coll(db, name, create)
+    @staticmethod
+    def create_description(c):
+        if c.view is not None:
+            return {"viewOn": c.view["viewOn"], "pipeline": c.view["pipeline"]}
+        d = {"idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}}
+        for k, v in c.options.items():
+            if k not in ("idIndex",):
+                d[k] = v
+        return d
+
+    def view(self, ctx, db, name, create=False, write=False, depth=0):
+        coll = self.get_coll(db, name, create, ctx)
         if coll is None:
             return None
+        if coll.view is not None:
+            if write or create:
+                raise CmdError(166, "Namespace %s.%s is a view, not a collection" % (db, name))
+            if depth > 20:
+                raise CmdError(149, "View depth too deep or view cycle detected; maximum depth is 20")
+            src = self.view(ctx, db, coll.view["viewOn"], depth=depth + 1)
+            docs = mql.run_pipeline(list(src.docs.values()) if src is not None else [], coll.view["pipeline"])
+            return View(coll, dict(enumerate(docs)), computed=True)
         txn = ctx.txn if ctx else None
         if txn is None:
             return View(coll, coll.docs)
@@ -342,6 +462,9 @@ class Server(object):
         ns = (view.coll.db, view.coll.name)
         touched = txn.touched.setdefault(ns, {})
         for other in list(self.active_txns):
+            ov = other.views.get(ns)
+            if ov is None or ov.coll is not view.coll:
+                continue
             if other is not txn and k in other.touched.get(ns, {}) and \
                     time.monotonic() - other.started > self.txn_lifetime:
                 self.abort_txn(other.sess)  # expired: mongod's reaper would have aborted it
@@ -403,7 +526,8 @@ class Server(object):
         if k in view.docs:
             raise DupKey(view.coll, view.coll.indexes[0], {"_id": doc["_id"]})
         self.put_doc(view, k, doc)
-        self.record(ctx, Event("insert", view.coll.db, view.coll.name, {"_id": doc["_id"]}, post=doc))
+        self.record(ctx, Event("insert", view.coll.db, view.coll.name, {"_id": doc["_id"]}, post=doc,
+                               uuid=view.coll.uuid))
         return doc
 
     # -------------------------------------------------------------- network
@@ -428,12 +552,39 @@ class Server(object):
                 if length < 16 or length > MAX_MSG:
                     break
                 body = await reader.readexactly(length - 16)
+                net = self.net
+                net["physicalBytesIn"] += length
+                cid = None
+                if opcode == OP_COMPRESSED:
+                    if len(body) < 9:
+                        break
+                    opcode, usize, cid = struct.unpack_from("<iiB", body, 0)
+                    if usize < 0 or usize > MAX_MSG:
+                        break
+                    try:
+                        body = self.codec.decompress(cid, memoryview(body)[9:], usize)
+                    except wirecompress.CompressionError as e:
+                        self.log("conn %d: %s; closing" % (conn["id"], e))
+                        break
+                net["bytesIn"] += 16 + len(body)
+                net["numRequests"] += 1
                 try:
                     out = await self.handle_message(conn, req_id, opcode, body)
                 except ConnectionClose:
                     break
                 if out is not None:
-                    writer.write(out)
+                    rop, payload, name = out
+                    net["bytesOut"] += 16 + len(payload)
+                    rid = random.getrandbits(31)
+                    if cid is not None and name.lower() not in wirecompress.NEVER_COMPRESSED:
+                        # like mongod: answer a compressed request with the compressor it used
+                        packed = self.codec.compress(cid, payload)
+                        frame = struct.pack("<iiiiiiB", 16 + 9 + len(packed), rid, req_id, OP_COMPRESSED,
+                                            rop, len(payload), cid) + packed
+                    else:
+                        frame = struct.pack("<iiii", 16 + len(payload), rid, req_id, rop) + payload
+                    net["physicalBytesOut"] += len(frame)
+                    writer.write(frame)
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -486,8 +637,7 @@ class Server(object):
             reply = await self.run_command(conn, db, cmd)
             if flags & 2:  # moreToCome: no reply
                 return None
-            payload = struct.pack("<I", 0) + b"\x00" + bsoncodec.encode(reply)
-            return struct.pack("<iiii", 16 + len(payload), random.getrandbits(31), req_id, OP_MSG) + payload
+            return OP_MSG, struct.pack("<I", 0) + b"\x00" + bsoncodec.encode(reply), next(iter(cmd), "")
         if opcode == OP_QUERY:
             flags = struct.unpack_from("<i", body, 0)[0]
             nend = body.index(b"\x00", 4)
@@ -502,9 +652,8 @@ class Server(object):
             else:
                 reply = await self.run_command(conn, db, q, legacy=True)
             doc = bsoncodec.encode(reply)
-            payload = struct.pack("<iqii", 0, 0, 0, 1) + doc
-            return struct.pack("<iiii", 16 + len(payload), random.getrandbits(31), req_id, OP_REPLY) + payload
-        # unsupported opcode (OP_COMPRESSED is never negotiated)
+            return OP_REPLY, struct.pack("<iqii", 0, 0, 0, 1) + doc, next(iter(q), "")
+        # unsupported opcode (legacy OP_INSERT, OP_GET_MORE ...; OP_COMPRESSED is unwrapped before)
         raise ConnectionClose()
 
     # -------------------------------------------------------------- dispatch
@@ -513,8 +662,9 @@ class Server(object):
             return self.finish(err_doc(59, "no such command: ''"))
         name = next(iter(cmd))
         t0 = time.time()
+        fx = {}  # fail point effects on this command
         try:
-            reply = await self._run_command(conn, db, name, cmd, legacy)
+            reply = await self._run_command(conn, db, name, cmd, legacy, fx)
         except ConnectionClose:
             self.log("conn %d %s.%s -> closeConnection" % (conn["id"], db, name))
             raise
@@ -530,7 +680,7 @@ class Server(object):
         except Exception as e:
             self.log("internal error in %s: %s" % (name, traceback.format_exc()))
             reply = err_doc(1, "internal error in test server: %s: %s" % (type(e).__name__, e))
-        if reply.get("ok") == 0.0:
+        if (reply.get("ok") == 0.0 or "writeConcernError" in reply) and not fx.get("labels_fixed"):
             self.add_labels(cmd, name, reply)
         if self.logf:
             self.log("conn %d %s.%s %.1fms ok=%s%s" % (conn["id"], db, name, (time.time() - t0) * 1000,
@@ -538,51 +688,61 @@ class Server(object):
         return self.finish(reply)
 
     def add_labels(self, cmd, name, reply):
-        code = reply.get("code")
-        if "errorLabels" in reply:
-            return
-        labels = []
-        in_txn = cmd.get("autocommit") is False
-        if in_txn and code in TRANSIENT_TXN_CODES and name not in ("commitTransaction", "abortTransaction"):
-            labels.append("TransientTransactionError")
-        if code in RETRYABLE_CODES and (("txnNumber" in cmd and not in_txn and name in WRITE_CMDS)
-                                        or name in ("commitTransaction", "abortTransaction")):
-            labels.append("RetryableWriteError")
-        if name == "getMore" and code in RESUMABLE_CS_CODES:
-            cur = self.cursors.get(cmd.get("getMore"))
-            if cur is None or cur.is_cs or code != 43:
-                if cur is not None and cur.is_cs or self._cs_hint(cmd):
-                    labels.append("ResumableChangeStreamError")
+        """Error labels the way mongod computes them (error_labels.cpp), added to those already set."""
+        code = reply.get("code") if reply.get("ok") == 0.0 else None
+        wce = reply.get("writeConcernError")
+        wcode = wce.get("code") if isinstance(wce, dict) else None
+        labels = list(reply.get("errorLabels") or [])
+
+        def add(label):
+            if label not in labels:
+                labels.append(label)
+        in_txn = cmd.get("autocommit") is not None
+        commit_abort = name in ("commitTransaction", "abortTransaction")
+        if in_txn and code is not None:
+            transient = code in TRANSIENT_BASE_CODES
+            if commit_abort:
+                transient = transient or (code == 251 and wce is None)
+            else:
+                transient = transient or code in RETRYABLE_CODES or code == 251
+            if transient:
+                add("TransientTransactionError")
+        retryable_write = "txnNumber" in cmd and not in_txn
+        if (retryable_write or (commit_abort and in_txn and "txnNumber" in cmd)) and \
+                (code in RETRYABLE_CODES or wcode in RETRYABLE_CODES):
+            add("RetryableWriteError")
+        if name == "aggregate" and code in RESUMABLE_CS_CODES and wce is None:
+            pipeline = cmd.get("pipeline")
+            if isinstance(pipeline, list) and pipeline and isinstance(pipeline[0], dict) and "$changeStream" in pipeline[0]:
+                add("ResumableChangeStreamError")
+        if code == 280:
+            add("NonResumableChangeStreamError")
         if labels:
             reply["errorLabels"] = labels
 
-    def _cs_hint(self, cmd):
-        return int(cmd.get("getMore", 0) or 0) in self.cs_cursor_ids
-
-    cs_cursor_ids = set()
-
-    async def _run_command(self, conn, db, name, cmd, legacy):
-        self.fp_wce = None
-        r = await self._run_command2(conn, db, name, cmd, legacy)
-        if self.fp_wce is not None and r.get("ok"):
-            r["writeConcernError"] = self.fp_wce
-            self.fp_wce = None
+    async def _run_command(self, conn, db, name, cmd, legacy, fx):
+        r = await self._run_command2(conn, db, name, cmd, legacy, fx)
+        if r.get("ok"):
+            if "fp_wce" in fx:
+                r["writeConcernError"] = fx["fp_wce"]
+                if "fp_labels" in fx:
+                    r["errorLabels"] = fx["fp_labels"]
+            elif "writeConcern" in cmd:
+                wce = write_concern_error(cmd["writeConcern"])
+                if wce is not None:
+                    r["writeConcernError"] = wce
         return r
 
-    async def _run_command2(self, conn, db, name, cmd, legacy):
-        # fail points
-        fp = self.failpoint
+    async def _run_command2(self, conn, db, name, cmd, legacy, fx):
+        fp = self.failpoints["failCommand"]
         if fp.mode != "off" and name != "configureFailPoint":
             data = fp.data
             names = data.get("failCommands") or []
             app = data.get("appName")
             if app is not None and conn.get("app_name") != app:
                 names = []  # restricted to the connections of one client application
-            if name in names or (name.lower() == "ismaster" and ("isMaster" in names or "ismaster" in names)):
-                if fp.mode == "times":
-                    fp.times -= 1
-                    if fp.times <= 0:
-                        fp.mode = "off"
+            hit = name in names or (name.lower() == "ismaster" and ("isMaster" in names or "ismaster" in names))
+            if hit and fp.fire():
                 if truthy(data.get("blockConnection")):
                     await asyncio.sleep(num(data.get("blockTimeMS", 0)) / 1000.0)
                 if truthy(data.get("closeConnection")):
@@ -592,9 +752,13 @@ class Server(object):
                     r = err_doc(code, "Failing command %s via 'failCommand' failpoint" % name)
                     if "errorLabels" in data:
                         r["errorLabels"] = list(data["errorLabels"])
+                        fx["labels_fixed"] = True
                     return r
                 if "writeConcernError" in data:
-                    self.fp_wce = data["writeConcernError"]
+                    fx["fp_wce"] = data["writeConcernError"]
+                    if "errorLabels" in data:
+                        fx["fp_labels"] = list(data["errorLabels"])
+                        fx["labels_fixed"] = True
         handler = COMMANDS.get(name) or COMMANDS.get(name.lower() if name.lower() in LOWER_OK else None)
         if handler is None:
             raise CmdError(59, "no such command: '%s'" % name)
@@ -690,6 +854,14 @@ class Server(object):
             self.abort_txn(sess)
         return r
 
+    def abort_txns_on(self, db, name):
+        """A DDL operation on db.name (drop, rename) aborts the open transactions that used it.
+
+        (mongod makes the DDL operation wait until those transactions end or expire.)"""
+        for txn in list(self.active_txns):
+            if (db, name) in txn.views or (db, name) in txn.created:
+                self.abort_txn(txn.sess)
+
     def abort_txn(self, sess):
         if sess.txn is not None:
             self.active_txns.discard(sess.txn)
@@ -699,9 +871,14 @@ class Server(object):
 
     def commit_txn(self, ctx, sess):
         txn = sess.txn
+        for (db, cname) in txn.created:
+            if self.get_coll(db, cname) is not None:
+                self.abort_txn(sess)
+                raise CmdError(112, "WriteConflict: collection %s.%s was created outside the transaction" % (db, cname),
+                               ["TransientTransactionError"])
         for (db, cname), v in txn.views.items():
             touched = txn.touched.get((db, cname), {})
-            if not touched:
+            if not touched or (db, cname) in txn.created:
                 continue
             if self.get_coll(db, cname) is not v.coll:
                 self.abort_txn(sess)
@@ -710,6 +887,8 @@ class Server(object):
                 if v.coll.docs.get(k) is not orig:
                     self.abort_txn(sess)
                     raise CmdError(112, "WriteConflict error: this operation conflicted with another operation.", ["TransientTransactionError"])
+        for (db, cname), c in txn.created.items():
+            self.dbs.setdefault(db, {})[cname] = c
         for (db, cname), v in txn.views.items():
             for k in txn.touched.get((db, cname), {}):
                 nd = v.docs.get(k)
@@ -780,6 +959,8 @@ class Server(object):
         return pos
 
     def cs_applies(self, cur, ev):
+        if ev.op in EXPANDED_OPS and not cur.expanded:
+            return False
         if cur.cluster:
             return ev.db not in ("admin", "config", "local")
         if ev.db != cur.db:
@@ -803,6 +984,8 @@ class Server(object):
             d["lsid"] = ev.lsid
             d["txnNumber"] = ev.txn_number
         d["wallTime"] = ev.wall
+        if cur.expanded and ev.uuid is not None:
+            d["collectionUUID"] = ev.uuid
         op = ev.op
         if op in ("insert", "replace"):
             d["fullDocument"] = ev.post
@@ -816,7 +999,7 @@ class Server(object):
                 raise CmdError(47, "Change stream was configured to require a post-image for all update, delete and replace events, but the post-image was not found for event: %s" % d["_id"]["_data"])
             else:
                 d["fullDocument"] = None
-        if op in ("insert", "update", "replace", "delete", "drop", "rename"):
+        if op in ("insert", "update", "replace", "delete", "drop", "rename") or op in EXPANDED_OPS:
             d["ns"] = {"db": ev.db, "coll": ev.coll}
         elif op == "dropDatabase":
             d["ns"] = {"db": ev.db}
@@ -826,6 +1009,10 @@ class Server(object):
             d["documentKey"] = ev.doc_key
         if op == "update":
             d["updateDescription"] = ev.desc
+            if cur.expanded and ev.disamb:
+                d["updateDescription"] = dict(ev.desc, disambiguatedPaths=ev.disamb)
+        if cur.expanded and ev.opdesc is not None and (op in EXPANDED_OPS or op == "rename"):
+            d["operationDescription"] = ev.opdesc
         if op in ("update", "replace", "delete") and cur.full_doc_before != "off":
             if ev.pre is not None:
                 d["fullDocumentBeforeChange"] = ev.pre
@@ -847,6 +1034,12 @@ class Server(object):
             nonlocal size
             res = mql.run_pipeline([doc], cur.stages) if cur.stages else [doc]
             for r in res:
+                if r is not doc and (not isinstance(r, dict) or "_id" not in r or
+                                     bsoncodec.encode({"t": r["_id"]}) != bsoncodec.encode({"t": doc["_id"]})):
+                    raise CmdError(280, "Encountered an event whose _id field, which contains the resume token, was "
+                                        "modified by the pipeline. Modifying the _id field of an event makes it "
+                                        "impossible to resume the stream from that point. Only transformations that "
+                                        "retain the unmodified _id field are allowed.")
                 raw = bsoncodec.encode(r)
                 out.append((RawDoc(raw), r.get("_id")))
                 size += len(raw)
@@ -907,12 +1100,21 @@ class Server(object):
             raise CmdError(73, "$changeStream may not be opened on the internal %s database" % db)
         for st in stages:
             n = next(iter(st))
-            if n not in ("$match", "$project", "$addFields", "$set", "$unset", "$replaceRoot", "$replaceWith", "$redact"):
-                raise CmdError(280, "Stage %s is not permitted in a $changeStream pipeline" % n)
+            if n not in CS_STAGES:
+                if n == "$changeStreamSplitLargeEvent":
+                    raise CmdError(20, "$changeStreamSplitLargeEvent is not supported by the ArraySync test server")
+                if n in KNOWN_STAGES:
+                    raise CmdError(20, "%s is not permitted in a $changeStream pipeline" % n)
+                raise CmdError(40324, "Unrecognized pipeline stage name: '%s'" % n)
         ns = "%s.%s" % (db, coll if coll is not None else "$cmd.aggregate")
         cur = CSCursor(0, ns)
         cur.db, cur.coll, cur.cluster = db, coll, cluster
         cur.stages = stages
+        cur.expanded = truthy(spec.get("showExpandedEvents", False))
+        if coll is not None:
+            target = self.get_coll(db, coll)
+            if target is not None and target.view is not None:
+                raise CmdError(166, "Namespace %s.%s is a view, not a collection" % (db, coll))
         cur.full_doc = spec.get("fullDocument", "default")
         if cur.full_doc not in ("default", "updateLookup", "whenAvailable", "required"):
             raise CmdError(2, "unknown full document mode %r" % cur.full_doc)
@@ -947,7 +1149,6 @@ class Server(object):
             cid = self.new_cursor_id()
             cur.id = cid
             self.cursors[cid] = cur
-            self.cs_cursor_ids.add(cid)
         return {"cursor": {"firstBatch": [o[0] for o in out], "postBatchResumeToken": self.cs_pbrt(cur, out, exhausted),
                            "id": Int64(cid), "ns": ns}, "ok": 1.0}
 
@@ -1023,6 +1224,30 @@ class Ctx(object):
         self.txn = None
 
 
+def write_concern_error(wc):
+    """writeConcernError a single-node replica set gives for this write concern, or None.
+
+    Like mongod the write itself is applied; only the wait for the write concern fails:
+    w greater than the one data-bearing member -> 100 UnsatisfiableWriteConcern, a w mode
+    other than "majority" -> 79 UnknownReplWriteConcern.
+    """
+    if not isinstance(wc, dict):
+        return None
+    w = wc.get("w")
+    err = None
+    if isinstance(w, bool) or w is None:
+        return None
+    if isinstance(w, (int, float, Int64)) and w > 1:
+        err = (100, "UnsatisfiableWriteConcern", "Not enough data-bearing nodes")
+    elif isinstance(w, str) and w != "majority":
+        err = (79, "UnknownReplWriteConcern", "No write concern mode named '%s' found in replica set configuration" % w)
+    if err is None:
+        return None
+    info = {"w": w, "wtimeout": int(wc.get("wtimeout", 0)) if isinstance(wc.get("wtimeout", 0), (int, float)) else 0,
+            "provenance": "clientSupplied"}
+    return {"code": err[0], "codeName": err[1], "errmsg": err[2], "errInfo": {"writeConcern": info}}
+
+
 def check_coll_name(db, name):
     if not isinstance(name, str) or not name or "$" in name or "\x00" in name or name.startswith("."):
         raise CmdError(73, "Invalid collection name: %r" % (name,))
@@ -1049,7 +1274,7 @@ from mongo_commands import COMMANDS, LOWER_OK  # noqa: E402
 
 async def main_async(args):
     logf = open(args.log, "a") if args.log else None
-    srv = Server(args.port, args.replset, args.history, logf)
+    srv = Server(args.port, args.replset, args.history, logf, args.compressors)
     server = await asyncio.start_server(srv.handle_conn, "127.0.0.1", args.port, reuse_address=True)
     port = server.sockets[0].getsockname()[1]
     if args.port == 0:
@@ -1058,7 +1283,8 @@ async def main_async(args):
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write("%d\n" % os.getpid())
-    srv.log("listening on 127.0.0.1:%d replset=%s history=%d" % (port, args.replset, args.history))
+    srv.log("listening on 127.0.0.1:%d replset=%s history=%d compressors=%s" % (
+        port, args.replset, args.history, ",".join(srv.codec.enabled) or "disabled"))
     sys.stdout.write("listening on 127.0.0.1:%d\n" % port)
     sys.stdout.flush()
     loop = asyncio.get_event_loop()
@@ -1102,9 +1328,17 @@ def main(argv=None):
     p.add_argument("--history", type=int, default=100000,
                    help="change events kept for resuming change streams (oldest dropped)")
     p.add_argument("--log")
+    p.add_argument("--compressors", default=None,
+                   help="wire compressors offered, like mongod's --networkMessageCompressors: a list of "
+                        "snappy, zstd, zlib, or 'disabled' (default: those this interpreter has, in "
+                        "the order snappy,zstd,zlib)")
     args = p.parse_args(argv)
     if args.history < 1:
         p.error("--history must be >= 1")
+    try:
+        args.compressors = wirecompress.parse_list(args.compressors)
+    except ValueError as e:
+        p.error(str(e))
     asyncio.run(main_async(args))
 
 

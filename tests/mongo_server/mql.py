@@ -459,7 +459,7 @@ def project(doc, proj):
             else:
                 include_id = truthy(v)
             continue
-        if isinstance(v, dict) or (isinstance(v, str) and v.startswith("$")):
+        if isinstance(v, (dict, str, list)):  # expressions; a plain string or array is a literal
             computed[f] = v
         elif truthy(v):
             incl.append(f)

@@ -69,7 +69,7 @@ static void test_handshake(mongoc_client_t *client) {
         bson_iter_t it;
         CHECK(strcmp(get_str(&reply, "setName"), "rs0") == 0, "setName=%s", get_str(&reply, "setName"));
         CHECK(bson_iter_init_find(&it, &reply, "isWritablePrimary") && bson_iter_as_bool(&it), "not writable primary");
-        CHECK(get_int(&reply, "maxWireVersion") == 17, "maxWireVersion=%d", get_int(&reply, "maxWireVersion"));
+        CHECK(get_int(&reply, "maxWireVersion") == 21, "maxWireVersion=%d", get_int(&reply, "maxWireVersion"));
     }
     bson_destroy(&reply);
     bson_destroy(cmd);
@@ -159,9 +159,10 @@ static void test_change_stream_resume(mongoc_client_t *client) {
     got += read_events(cs, ids + got, 3, 50);
     CHECK(got == 6, "events total: %d", got);
     for (int i = 0; i < got; i++) CHECK(ids[i] == i, "event %d has _id %d", i, ids[i]);
-    /* a resumable error code on getMore is also survived */
-    CHECK(fail_point(client, "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1},"
-                             " \"data\": {\"failCommands\": [\"getMore\"], \"errorCode\": 6}}"),
+    /* a resumable error code on getMore (labelled ResumableChangeStreamError by the server, as
+       mongod does once the cursor is checked out) is also survived */
+    CHECK(fail_point(client, "{\"configureFailPoint\": \"failGetMoreAfterCursorCheckout\", \"mode\": {\"times\": 1},"
+                             " \"data\": {\"errorCode\": 6}}"),
           "set failpoint 2");
     bson_t *d = BCON_NEW("_id", BCON_INT32(6));
     CHECK(mongoc_collection_insert_one(coll, d, NULL, NULL, &err), "insert: %s", err.message);
@@ -173,6 +174,17 @@ static void test_change_stream_resume(mongoc_client_t *client) {
     CHECK(!mongoc_change_stream_next(cs, &ev), "unexpected extra event");
     const bson_t *tok = mongoc_change_stream_get_resume_token(cs);
     CHECK(tok != NULL, "no resume token");
+    /* the same code from failCommand carries no label (mongod fails the command before the
+       cursor is checked out): libmongoc must not resume but report the error */
+    CHECK(fail_point(client, "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1},"
+                             " \"data\": {\"failCommands\": [\"getMore\"], \"errorCode\": 6}}"),
+          "set failpoint 3");
+    d = BCON_NEW("_id", BCON_INT32(7));
+    CHECK(mongoc_collection_insert_one(coll, d, NULL, NULL, &err), "insert: %s", err.message);
+    bson_destroy(d);
+    CHECK(!mongoc_change_stream_next(cs, &ev), "event delivered despite the unlabelled error");
+    CHECK(mongoc_change_stream_error_document(cs, &err, NULL) && err.code == 6,
+          "expected error 6 without resume, got %u: %s", err.code, err.message);
     mongoc_change_stream_destroy(cs);
     bson_destroy(opts);
     mongoc_collection_destroy(coll);

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import unittest
+import unittest.mock
 import uuid
 
 import bson
@@ -163,7 +164,7 @@ class TestHandshake(Base):
         self.assertIsInstance(r["topologyVersion"]["processId"], ObjectId)
         self.assertIsInstance(r["topologyVersion"]["counter"], Int64)
         self.assertEqual(r["minWireVersion"], 0)
-        self.assertEqual(r["maxWireVersion"], 17)
+        self.assertEqual(r["maxWireVersion"], 21)  # MongoDB 7.0
         self.assertNotIsInstance(r["maxWireVersion"], Int64)
         self.assertEqual(r["logicalSessionTimeoutMinutes"], 30)
         self.assertEqual(r["maxBsonObjectSize"], 16777216)
@@ -194,8 +195,8 @@ class TestHandshake(Base):
                                       "saslSupportedMechs": "admin.user", "compression": ["zstd"]})
         self.assertEqual(n, 1)
         self.assertTrue(r["ismaster"])
-        self.assertEqual(r["maxWireVersion"], 17)
-        self.assertNotIn("compression", r)
+        self.assertEqual(r["maxWireVersion"], 21)
+        self.assertEqual(r["compression"], ["zstd"])
         n, r = c.query("admin.$cmd", {"$query": {"hello": 1}})
         self.assertTrue(r["isWritablePrimary"])
 
@@ -237,14 +238,14 @@ class TestHandshake(Base):
     def test_misc_admin_commands(self):
         a = self.client.admin
         bi = a.command("buildInfo")
-        self.assertEqual(bi["version"], "6.0.0")
-        self.assertEqual(bi["versionArray"][:3], [6, 0, 0])
+        self.assertEqual(bi["version"], "7.0.0")
+        self.assertEqual(bi["versionArray"][:3], [7, 0, 0])
         self.assertEqual(a.command("ping")["ok"], 1.0)
         self.assertIn("connections", a.command("serverStatus"))
         self.assertTrue(a.command("whatsmyuri")["you"].startswith("127.0.0.1:"))
         self.assertEqual(a.command("getCmdLineOpts")["parsed"]["replication"]["replSet"], "rs0")
         self.assertIn("system", a.command("hostInfo"))
-        self.assertEqual(a.command("getParameter", 1, featureCompatibilityVersion=1)["featureCompatibilityVersion"]["version"], "6.0")
+        self.assertEqual(a.command("getParameter", 1, featureCompatibilityVersion=1)["featureCompatibilityVersion"]["version"], "7.0")
         self.assertEqual(self.db.command("getLastError")["ok"], 1.0)
         self.db.c.insert_one({})
         self.assertIn(self.db.name, self.client.list_database_names())
@@ -567,13 +568,55 @@ class TestCRUD(Base):
         with self.assertRaises(OperationFailure) as cm:
             self.db.command("create", "plain")
         self.assertEqual(cm.exception.code, 48)
-        with self.assertRaises(OperationFailure) as cm:
-            self.db.command("drop", "nosuch")
-        self.assertEqual(cm.exception.code, 26)
+        # MongoDB 7.0: dropping a collection that does not exist succeeds
+        self.assertEqual(self.db.command("drop", "nosuch"), {"ok": 1.0, "$clusterTime": unittest.mock.ANY,
+                                                             "operationTime": unittest.mock.ANY})
         self.db.plain.drop()
         self.assertEqual(self.db.list_collection_names(), ["pp"])
         self.client.drop_database(self.db.name)
         self.assertNotIn(self.db.name, self.client.list_database_names())
+
+
+    def test_views(self):
+        self.db.src.insert_many([{"_id": i, "v": i} for i in range(5)])
+        self.db.command("create", "big", viewOn="src", pipeline=[{"$match": {"v": {"$gte": 2}}}])
+        self.db.command("create", "bigger", viewOn="big", pipeline=[{"$match": {"v": {"$gte": 3}}}])
+        self.assertEqual([d["_id"] for d in self.db.big.find({}, sort=[("_id", -1)])], [4, 3, 2])
+        self.assertEqual(self.db.big.count_documents({"v": {"$lt": 4}}), 2)
+        self.assertEqual(self.db.command("count", "bigger")["n"], 2)  # estimatedDocumentCount
+        self.assertEqual(self.db.big.find_one({"_id": 3}), {"_id": 3, "v": 3})  # no _id index shortcut
+        self.db.src.insert_one({"_id": 9, "v": 9})
+        self.assertEqual(self.db.bigger.distinct("v"), [3, 4, 9])  # computed at read time
+        info = {c["name"]: c for c in self.db.list_collections()}
+        self.assertEqual(info["big"]["type"], "view")
+        self.assertEqual(info["big"]["options"], {"viewOn": "src", "pipeline": [{"$match": {"v": {"$gte": 2}}}]})
+        for op in (lambda: self.db.big.insert_one({"_id": 20}), lambda: self.db.big.delete_many({}),
+                   lambda: self.db.big.update_one({}, {"$set": {"x": 1}}), lambda: self.db.big.create_index("v"),
+                   lambda: self.db.big.watch()):
+            with self.assertRaises(OperationFailure) as cm:
+                op()
+            self.assertEqual(cm.exception.code, 166)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("create", "bad", pipeline=[])
+        self.assertEqual(cm.exception.code, 72)
+        self.db.big.drop()
+        self.assertNotIn("big", self.db.list_collection_names())
+        self.assertEqual(self.db.src.count_documents({}), 6)
+
+    def test_write_concern_errors(self):
+        from pymongo.write_concern import WriteConcern
+        c = self.db.get_collection("c", write_concern=WriteConcern(w=3))
+        with self.assertRaises(pymongo.errors.WriteConcernError) as cm:
+            c.insert_one({"_id": 1})
+        self.assertEqual(cm.exception.code, 100)  # UnsatisfiableWriteConcern: one data-bearing node
+        self.assertEqual(self.db.c.count_documents({}), 1)  # the write itself happened
+        c = self.db.get_collection("c", write_concern=WriteConcern(w="dc2"))
+        with self.assertRaises(pymongo.errors.WriteConcernError) as cm:
+            c.insert_one({"_id": 2})
+        self.assertEqual(cm.exception.code, 79)  # UnknownReplWriteConcern
+        for w in (0, 1, "majority"):
+            self.db.get_collection("c", write_concern=WriteConcern(w=w)).insert_one({"w": str(w)})
+        self.assertEqual(self.db.c.count_documents({"w": {"$exists": True}}), 3)
 
 
 # ====================================================================== sessions
@@ -664,6 +707,47 @@ class TestSessions(Base):
         s3.with_transaction(lambda ss: self.db.c.update_one({"_id": 5}, {"$inc": {"v": 1}}, session=ss))
         self.assertEqual(self.db.c.find_one({"_id": 5})["v"], 2)
 
+
+    def test_collection_created_in_transaction_is_private_until_commit(self):
+        s = self.client.start_session()
+        self.addCleanup(s.end_session)
+        s.start_transaction()
+        self.db.fresh.insert_one({"_id": 1}, session=s)
+        self.db.command("create", "made", session=s)
+        self.db.fresh.create_index("k", session=s)
+        self.assertNotIn("fresh", self.db.list_collection_names())
+        self.assertNotIn("made", self.db.list_collection_names())
+        self.assertEqual(self.db.fresh.find_one({"_id": 1}, session=s), {"_id": 1})  # the transaction sees it
+        s.commit_transaction()
+        self.assertEqual(sorted(self.db.list_collection_names()), ["fresh", "made"])
+        self.assertIn("k_1", [ix["name"] for ix in self.db.fresh.list_indexes()])
+        # aborted: nothing appears
+        s.start_transaction()
+        self.db.gone.insert_one({"_id": 1}, session=s)
+        s.abort_transaction()
+        self.assertNotIn("gone", self.db.list_collection_names())
+        # indexes on a collection that existed before the transaction are refused, as is count
+        s.start_transaction()
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.fresh.create_index("j", session=s)
+        self.assertEqual(cm.exception.code, 263)
+        s.abort_transaction()
+        s.start_transaction()
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("count", "fresh", session=s)
+        self.assertEqual(cm.exception.code, 263)
+        s.abort_transaction()
+
+    def test_kill_all_sessions_aborts_transactions(self):
+        s = self.client.start_session()
+        self.addCleanup(s.end_session)
+        s.start_transaction()
+        self.db.c.insert_one({"_id": 1}, session=s)
+        self.client.admin.command("killAllSessions", [])
+        with self.assertRaises(OperationFailure) as cm:
+            s.commit_transaction()
+        self.assertEqual(cm.exception.code, 251)
+        self.assertIsNone(self.db.c.find_one())
 
     def test_abandoned_transaction_expires(self):
         # a client that dies inside a transaction holds its documents until
@@ -968,9 +1052,12 @@ class TestChangeStreams(Base):
 
 class TestFailPoints(Base):
     def fail(self, **data):
+        self.fail_point("failCommand", **data)
+
+    def fail_point(self, name, **data):
         mode = data.pop("mode", {"times": 1})
-        self.client.admin.command("configureFailPoint", "failCommand", mode=mode, data=data)
-        self.addCleanup(self.client.admin.command, "configureFailPoint", "failCommand", mode="off")
+        self.client.admin.command("configureFailPoint", name, mode=mode, data=data)
+        self.addCleanup(self.client.admin.command, "configureFailPoint", name, mode="off")
 
     def test_error_code_and_labels(self):
         self.db.c.insert_one({"_id": 1})
@@ -1012,6 +1099,25 @@ class TestFailPoints(Base):
             other[self.db.name].c.find_one()
         self.assertEqual(cm.exception.code, 2)
 
+    def test_fail_point_modes(self):
+        self.db.c.insert_one({"_id": 1})
+        self.fail(failCommands=["find"], errorCode=2, mode={"skip": 2})
+        self.assertIsNotNone(self.db.c.find_one())
+        self.assertIsNotNone(self.db.c.find_one())
+        for _ in range(2):  # after skipping two, it stays on
+            with self.assertRaises(OperationFailure):
+                self.db.c.find_one()
+        r = self.client.admin.command("configureFailPoint", "failCommand", mode="off")
+        self.assertEqual(r["count"], 4)  # times the fail point's condition was met
+        self.fail(failCommands=["find"], errorCode=2, mode={"activationProbability": 0.0})
+        self.assertIsNotNone(self.db.c.find_one())
+        self.fail(failCommands=["find"], errorCode=2, mode={"activationProbability": 1.0})
+        with self.assertRaises(OperationFailure):
+            self.db.c.find_one()
+        with self.assertRaises(OperationFailure) as cm:
+            self.client.admin.command("configureFailPoint", "noSuchFailPoint", mode="off")
+        self.assertEqual(cm.exception.code, 2)
+
     def test_block_connection(self):
         self.fail(failCommands=["ping"], blockConnection=True, blockTimeMS=300)
         t0 = time.time()
@@ -1026,20 +1132,30 @@ class TestFailPoints(Base):
             self.fail(failCommands=["getMore"], closeConnection=True)
             c.insert_many([{"_id": i} for i in range(3, 5)])
             got += [e["documentKey"]["_id"] for e in drain(s, 3)]
-            self.fail(failCommands=["getMore"], errorCode=89)
+            self.fail_point("failGetMoreAfterCursorCheckout", errorCode=89)
             c.insert_one({"_id": 5})
             got += [e["documentKey"]["_id"] for e in drain(s, 1)]
             self.fail(failCommands=["getMore"], errorCode=43)
             c.insert_one({"_id": 6})
             got += [e["documentKey"]["_id"] for e in drain(s, 1)]
         self.assertEqual(got, list(range(7)))
-        # the label itself
+        # the label itself: set for a resumable code raised once the cursor is checked out (which
+        # also kills the cursor), not for failCommand, which fails getMore before that -- as mongod
         raw = self.db.command("aggregate", "c", pipeline=[{"$changeStream": {}}], cursor={})
         self.fail(failCommands=["getMore"], errorCode=262)
         with self.assertRaises(OperationFailure) as cm:
-            self.db.command("getMore", raw["cursor"]["id"], collection="c")
+            self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
+        self.assertEqual(cm.exception.code, 262)
+        self.assertFalse(cm.exception.has_error_label("ResumableChangeStreamError"))
+        self.fail_point("failGetMoreAfterCursorCheckout", errorCode=262)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
         self.assertTrue(cm.exception.has_error_label("ResumableChangeStreamError"))
-        self.fail(failCommands=["getMore"], errorCode=2)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
+        self.assertEqual(cm.exception.code, 43)  # the error killed the cursor
+        raw = self.db.command("aggregate", "c", pipeline=[{"$changeStream": {}}], cursor={})
+        self.fail_point("failGetMoreAfterCursorCheckout", errorCode=2)
         with self.assertRaises(OperationFailure) as cm:
             self.db.command("getMore", raw["cursor"]["id"], collection="c", maxTimeMS=10)
         self.assertFalse(cm.exception.has_error_label("ResumableChangeStreamError"))
@@ -1058,6 +1174,129 @@ class TestFailPoints(Base):
         finally:
             c2.close()
         self.assertEqual([e["documentKey"]["_id"] for e in evs], [0, 1])
+
+
+# ====================================================================== wire compression
+
+def net_status(client):
+    return client.admin.command("serverStatus")["network"]
+
+
+class TestCompression(Base):
+    def test_negotiation_in_client_order(self):
+        c = self.raw()
+        r = c.msg({"hello": 1, "compression": ["snoopy", "zlib", "zstd"], "$db": "admin"})
+        self.assertEqual(r["compression"], ["zlib", "zstd"])
+        r = c.msg({"hello": 1, "compression": ["snoopy"], "$db": "admin"})
+        self.assertNotIn("compression", r)  # nothing in common: no field
+        r = c.msg({"hello": 1, "compression": [], "$db": "admin"})
+        self.assertNotIn("compression", r)
+        r = c.msg({"hello": 1, "$db": "admin"})
+        self.assertNotIn("compression", r)
+
+    def compressed_msg(self, c, cmd, cid):
+        """Sends cmd as OP_MSG wrapped in OP_COMPRESSED with compressor cid -> (reply opcode, compressor id, doc)."""
+        import zlib
+        import zstandard
+        import snappy
+        msg = struct.pack("<I", 0) + b"\x00" + bson.encode(cmd)
+        packed = {1: snappy.compress, 2: zlib.compress, 3: zstandard.ZstdCompressor().compress}[cid](msg)
+        rid = c.send(2012, struct.pack("<iiB", 2013, len(msg), cid) + packed)
+        rto, op, body = c.read_msg()
+        self.assertEqual(rto, rid)
+        if op == 2013:
+            return op, None, bson.decode(body[5:])
+        self.assertEqual(op, 2012)
+        orig, size, rcid = struct.unpack_from("<iiB", body)
+        self.assertEqual(orig, 2013)
+        data = {1: snappy.uncompress, 2: zlib.decompress,
+                3: lambda b: zstandard.ZstdDecompressor().decompress(b, max_output_size=size)}[rcid](body[9:])
+        self.assertEqual(len(data), size)
+        return op, rcid, bson.decode(data[5:])
+
+    def test_raw_op_compressed_each_compressor(self):
+        c = self.raw()
+        c.msg({"hello": 1, "compression": ["zstd", "snappy", "zlib"], "$db": "admin"})
+        for cid in (1, 2, 3):
+            op, rcid, r = self.compressed_msg(c, {"insert": "c", "documents": [{"_id": cid, "s": "x" * 500}],
+                                                  "$db": self.db.name}, cid)
+            self.assertEqual((op, rcid, r["n"]), (2012, cid, 1))  # answered with the request's compressor
+        self.assertEqual(sorted(d["_id"] for d in self.db.c.find()), [1, 2, 3])
+        # replies to hello are never compressed
+        op, rcid, r = self.compressed_msg(c, {"hello": 1, "$db": "admin"}, 2)
+        self.assertEqual((op, r["ok"]), (2013, 1.0))
+
+    def test_unknown_or_corrupt_compressed_message_closes_the_connection(self):
+        c = self.raw()
+        msg = struct.pack("<I", 0) + b"\x00" + bson.encode({"ping": 1, "$db": "admin"})
+        c.send(2012, struct.pack("<iiB", 2013, len(msg), 9) + msg)  # compressor id 9 does not exist
+        with self.assertRaises(ConnectionError):
+            c.read_msg()
+        c = self.raw()
+        c.send(2012, struct.pack("<iiB", 2013, len(msg) + 5, 2) + b"not zlib data")
+        with self.assertRaises(ConnectionError):
+            c.read_msg()
+
+    def test_pymongo_with_each_compressor(self):
+        for comp in ("zstd", "snappy", "zlib"):
+            cl = SRV.client(compressors=comp)
+            try:
+                before = net_status(self.client)["compression"][comp]
+                coll = cl[self.db.name]["c_" + comp]
+                with coll.watch(max_await_time_ms=50) as stream:
+                    coll.insert_many([{"_id": i, "text": "compressible " * 40} for i in range(200)])
+                    self.assertEqual(len(list(coll.find({}, batch_size=50))), 200)
+                    self.assertEqual(coll.update_one({"_id": 7}, {"$set": {"v": 1}}).modified_count, 1)
+                    evs = drain(stream, 201)
+                self.assertEqual([e["operationType"] for e in evs[-2:]], ["insert", "update"])
+                after = net_status(self.client)["compression"][comp]
+                # requests arrived compressed and replies left compressed, both much smaller
+                for side in ("compressor", "decompressor"):
+                    moved_in = after[side]["bytesIn"] - before[side]["bytesIn"]
+                    moved_out = after[side]["bytesOut"] - before[side]["bytesOut"]
+                    self.assertGreater(moved_in, 0, (comp, side))
+                    if side == "compressor":
+                        self.assertLess(moved_out, moved_in / 2, comp)
+                    else:
+                        self.assertGreater(moved_out, moved_in * 2, comp)
+            finally:
+                cl.close()
+
+    def test_network_counters(self):
+        c = self.raw()
+        msg = {"ping": 1, "$db": "admin"}
+        st1 = c.msg({"serverStatus": 1, "$db": "admin"})["network"]
+        c.msg(msg)
+        st2 = c.msg({"serverStatus": 1, "$db": "admin"})["network"]
+        ping_req = 16 + 5 + len(bson.encode(msg))
+        status_req = 16 + 5 + len(bson.encode({"serverStatus": 1, "$db": "admin"}))
+        # between the two samples: the ping and the second serverStatus request arrived (other
+        # connections of this suite may add more, never less)
+        self.assertGreaterEqual(st2["bytesIn"] - st1["bytesIn"], ping_req + status_req)
+        self.assertGreaterEqual(st2["numRequests"] - st1["numRequests"], 2)
+        for k in ("bytesIn", "bytesOut", "physicalBytesIn", "physicalBytesOut", "numRequests"):
+            self.assertIsInstance(st2[k], Int64)
+
+    def test_compressors_option(self):
+        srv = ServerProc("--compressors", "zlib")
+        try:
+            c = RawConn(srv.port)
+            r = c.msg({"hello": 1, "compression": ["zstd", "snappy", "zlib"], "$db": "admin"})
+            self.assertEqual(r["compression"], ["zlib"])
+            c.close()
+        finally:
+            srv.stop()
+        srv = ServerProc("--compressors", "disabled")
+        cl = srv.client(compressors="zstd,zlib")
+        try:
+            self.assertNotIn("compression", cl.admin.command("hello", compression=["zstd"]))
+            cl.t.c.insert_one({"x": 1})  # uncompressed works
+            st = net_status(cl)
+            self.assertEqual(st["compression"], {})
+            self.assertEqual(st["bytesIn"], st["physicalBytesIn"])
+        finally:
+            cl.close()
+            srv.stop()
 
 
 if __name__ == "__main__":
