@@ -84,7 +84,20 @@ static int write_relays(eng_pair *p, eng_work *w, bool *any, as_error *err) {
 
 /* Write-ahead: the decided versions, the queued repairs and the relays, in one state
  * transaction. */
-static int write_ahead(eng_pair *p, eng_work *w, as_error *err) {
+/* "mapping\tkey" lines of the keys this batch writes to the target. */
+static char *applied_keys(eng_work *w) {
+  as_buf b = AS_BUF_INIT;
+  for (size_t i = 0; i < w->nall; i++) {
+    if (!w->all[i]->applied) continue;
+    if (as_buf_printf(&b, "%s\t%s\n", w->all[i]->schema->name, w->all[i]->key) != AS_OK) {
+      as_buf_free(&b);
+      return NULL;
+    }
+  }
+  return as_buf_cstr(&b) ? as_buf_steal(&b) : strdup("");
+}
+
+static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err) {
   bool any = w->nrepairs > 0 || w->nkept > 0;
   for (size_t i = 0; i < w->nall && !any; i++) any = w->all[i]->dirty;
   if (!any) return AS_OK;
@@ -106,6 +119,11 @@ static int write_ahead(eng_pair *p, eng_work *w, as_error *err) {
   }
   bool relayed = false;
   if (rc == AS_OK) rc = write_relays(p, w, &relayed, err);
+  if (rc == AS_OK && w->nkept > 0) {
+    char *keys = applied_keys(w);
+    rc = keys ? as_state_inflight_put(st, p->stream_id, ckpt, keys, err) : eng_oom(err);
+    free(keys);
+  }
   if (rc != AS_OK) {
     as_state_rollback(st);
     return rc;
@@ -119,9 +137,7 @@ static int write_ahead(eng_pair *p, eng_work *w, as_error *err) {
 static void stamp(eng_pair *p, eng_work *w) {
   as_state *st = p->e->state;
   as_error err;
-  bool any = false;
-  for (size_t i = 0; i < w->nall && !any; i++) any = w->all[i]->applied;
-  if (!any || as_state_begin(st, &err) != AS_OK) return;
+  if (w->nkept == 0 || as_state_begin(st, &err) != AS_OK) return;
   int64_t now = as_now_us();
   int rc = AS_OK;
   for (size_t i = 0; i < w->nall && rc == AS_OK; i++) {
@@ -131,6 +147,7 @@ static void stamp(eng_pair *p, eng_work *w) {
     if (h) as_version_set_held(&x->v, p->dst->id, h->origin, h->hlc, h->deleted, now);
     rc = as_state_version_put(st, x->schema->name, x->key, &x->v, &err);
   }
+  if (rc == AS_OK) rc = as_state_inflight_del(st, p->stream_id, &err);
   if (rc != AS_OK) {
     as_state_rollback(st);
   } else if (as_state_commit(st, &err) != AS_OK) {
@@ -277,7 +294,7 @@ static int decide_and_apply(eng_pair *p, as_batch *b, bool snapshot, const char 
   if (rc != AS_OK) return rc;
   eng_stripes_lock(p->e, w->stripes, w->nstripes);
   rc = eng_resolve_batch(p, b, snapshot, w, err);
-  if (rc == AS_OK) rc = write_ahead(p, w, err);
+  if (rc == AS_OK) rc = write_ahead(p, w, ckpt, err);
   if (rc == AS_OK && (w->nkept > 0 || pos_changed)) rc = apply_kept(p, w, ckpt, err);
   if (rc == AS_OK) stamp(p, w);
   eng_stripes_unlock(p->e, w->stripes, w->nstripes);

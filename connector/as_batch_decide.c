@@ -125,7 +125,7 @@ static int64_t local_hlc(const as_delta *d) {
  * commit time is unknown (written ahead, then the process died before the stamp). */
 static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
   const as_held *h = as_version_held(v, node);
-  return h && (h->written_us == 0 || h->written_us >= ts - RACE_WINDOW_US);
+  return h && !h->made && (h->written_us == 0 || h->written_us >= ts - RACE_WINDOW_US);
 }
 
 /* Labels d with the version it carries (see as_resolve.h). */
@@ -140,7 +140,7 @@ static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
     return;
   }
   const as_held *h = x->found ? as_version_held(&x->v, p->src->id) : NULL;
-  const char *o = h && h->written_us ? as_state_node_name(p->e->state, h->origin) : NULL;
+  const char *o = h && (h->written_us || h->made) ? as_state_node_name(p->e->state, h->origin) : NULL;
   if (o) {
     d->hlc = h->hlc;
     as_delta_set_origin(d, o);
@@ -285,6 +285,8 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   if (local) x->last_local_win = i + 1;
   if (local && overwritten(&x->v, p->src->id, d->ts_us) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
     return rc;
+  /* the source holds this change (until the connector writes something else there) */
+  if (local) as_version_set_made(&x->v, p->src->id, d->hlc, d->op == AS_OP_DELETE, d->ts_us);
   return keep(p, w, a, x, &dec, err);
 }
 

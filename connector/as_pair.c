@@ -94,6 +94,52 @@ static char *ckpt_compose(const eng_pair *p, int64_t relay_seq, const char *pos)
   return out;
 }
 
+/* ---------- a batch that was in flight when the process died ---------- */
+
+/* The writes of that batch to the target: committed (the target's checkpoint is the one the
+ * batch carried) -> stamped now; not committed -> forgotten, so nothing counts on them. */
+static void settle_key(eng_pair *p, const char *line, bool committed) {
+  const char *tab = strchr(line, '\t');
+  if (!tab) return;
+  char mapping[128];
+  snprintf(mapping, sizeof mapping, "%.*s", (int)(tab - line), line);
+  const as_schema *s = as_config_schema(p->e->cfg, mapping);
+  const char *key = tab + 1;
+  if (!s) return;
+  size_t stripe = eng_stripe_of(s, key);
+  as_version v;
+  as_error err;
+  eng_stripes_lock(p->e, &stripe, 1);
+  if (as_state_version_get(p->e->state, s->name, key, &v, &err) == AS_OK) {
+    const as_held *h = as_version_held(&v, p->dst->id);
+    if (h && !h->made && h->written_us == 0) {
+      if (committed) as_version_set_held(&v, p->dst->id, h->origin, h->hlc, h->deleted, as_now_us());
+      else as_version_drop_held(&v, p->dst->id);
+      if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)
+        AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
+    }
+  }
+  eng_stripes_unlock(p->e, &stripe, 1);
+}
+
+static void settle_inflight(eng_pair *p, const char *ck) {
+  char *ick = NULL, *keys = NULL;
+  as_error err;
+  if (as_state_inflight_get(p->e->state, p->stream_id, &ick, &keys, &err) != AS_OK) return;
+  bool committed = ick && ck && strcmp(ick, ck) == 0;
+  AS_LOG(AS_LOG_INFO, p->comp, "a batch was in flight when the connector stopped; it %s",
+         committed ? "committed" : "did not commit (it is read again)");
+  for (char *line = keys, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    settle_key(p, line, committed);
+  }
+  if (as_state_inflight_del(p->e->state, p->stream_id, &err) != AS_OK)
+    AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
+  free(ick);
+  free(keys);
+}
+
 /* ---------- opening: from the checkpoint, or snapshot first ---------- */
 
 static int open_snapshot(eng_pair *p, eng_work *w, char *ck, bool have, as_error *err) {
@@ -135,6 +181,7 @@ static int pair_open(eng_pair *p, eng_work *w, as_error *err) {
   int rc = t->ad->checkpoint_load(t->node, p->stream_id, &ck, err);
   pthread_mutex_unlock(&t->mu);
   if (rc != AS_OK && rc != AS_ENOTFOUND) return rc;
+  settle_inflight(p, rc == AS_OK ? ck : NULL);
   if (p->stream) {
     p->src->ad->close_stream(p->stream);
     p->stream = NULL;

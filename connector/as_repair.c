@@ -65,72 +65,108 @@ static int read_row(eng_node *n, const as_schema *s, const as_row *keyrow, as_ro
   return rc;
 }
 
-/* Whether the connector wrote the row's version v to n and saw that write commit. */
-static bool holds(engine *e, const as_version *v, const eng_node *n) {
+/* Whether node n is known to hold the version (hlc, origin) because the connector wrote it
+ * there and saw the commit, or n made it itself. */
+static bool holds(engine *e, const as_version *v, int64_t hlc, const char *origin,
+                  const eng_node *n) {
   const as_held *h = as_version_held(v, n->id);
-  const char *o = h ? as_state_node_name(e->state, h->origin) : NULL;
-  return h && h->written_us > 0 && h->hlc == v->hlc && o && strcmp(o, v->origin) == 0;
+  if (!h) return false;
+  const char *o = as_state_node_name(e->state, h->origin);
+  return (h->written_us > 0 || h->made) && h->hlc == hlc && o && strcmp(o, origin) == 0;
 }
 
-/* The node to read a version (origin name) from: its origin, which made the change (and holds
- * it or something newer). When that is the node being repaired, `from` — but only when `from`
- * is known to hold the row's version: a node the version was only written ahead to (its batch
- * not committed, e.g. after a crash) may hold an older value, which must never be copied as
- * the winner. NULL then: the repair stays queued and runs again later. */
-static eng_node *holder_of(engine *e, const as_version *v, const char *origin, eng_node *to,
-                           eng_node *from) {
+/* Whether n's current row can be read as holding what the state says it won: not while its
+ * own change is being written back there (a pending rewrite: the connector overwrote it). */
+static bool trusted(engine *e, const as_schema *s, const char *key, const eng_node *n) {
+  return !as_state_repair_pending(e->state, s->name, key, n->cfg->name, true);
+}
+
+/* A node to read the version (hlc, origin) from, other than `to`: its origin, which made it
+ * and holds it (or something newer of its own) unless a repair of the key is pending there;
+ * else `from` or any node known to hold it (holds) and trusted. NULL when none: the repair
+ * stays queued and runs again later. */
+static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const as_version *v,
+                           int64_t hlc, const char *origin, eng_node *to, eng_node *from) {
   eng_node *o = eng_find_node(e, origin);
-  if (o && o != to) return o;
-  if (from != to && holds(e, v, from)) return from;
+  if (o && o != to && trusted(e, s, key, o)) return o;
+  if (from != to && holds(e, v, hlc, origin, from) && trusted(e, s, key, from)) return from;
   for (size_t i = 0; i < e->nnodes; i++) {
-    if (&e->nodes[i] != to && holds(e, v, &e->nodes[i])) return &e->nodes[i];
+    eng_node *n = &e->nodes[i];
+    if (n != to && holds(e, v, hlc, origin, n) && trusted(e, s, key, n)) return n;
   }
   return NULL;
 }
 
-/* Builds the key's whole winning row into d (or a delete): columns with a version of their
- * own read from that version's holder, the others from the holder of the row's version. */
-static int winner_delta(engine *e, const as_schema *s, const as_row *keyrow, const as_version *v,
-                        eng_node *to, eng_node *from, as_delta *d, as_error *err) {
-  int rc = as_delta_init(d, s, v->deleted ? AS_OP_DELETE : AS_OP_INSERT);
-  if (rc != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-  as_row_clear(&d->row);
-  eng_node *rh = v->deleted ? NULL : holder_of(e, v, v->origin, to, from);
-  if (!v->deleted && !rh) {
-    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
-                        "no node is known to hold the winner (%s) yet; the repair stays queued",
-                        v->origin);
-  }
-  if (!v->deleted && (rc = read_row(rh, s, keyrow, &d->row, err)) == AS_ENOTFOUND) {
-    /* The holder has no row while the version says it exists: either it deleted the row
-     * since (that delete is on its way and will make the version a tombstone) or the
-     * connector overwrote it there in a race (its own change is being written back). Either
-     * way the answer comes later: never guess a delete. */
-    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
-                        "%s holds no row for the key yet; the repair stays queued", rh->cfg->name);
-  }
-  if (v->deleted) {
-    d->op = AS_OP_DELETE;
-    as_row_clear(&d->row);
-    return as_row_copy(&d->row, keyrow) == AS_OK ? AS_OK : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-  }
-  if (rc != AS_OK) return rc;
-  for (uint8_t i = 0; i < v->ncolv; i++) {
-    const char *o = as_state_node_name(e->state, v->colv[i].origin);
-    eng_node *h = holder_of(e, v, o ? o : "", to, from);
-    if (!h || h == rh) continue;
+/* Reads into d->row the columns `want` marks, each from a node holding its winning version
+ * (as_version: a column's own version, else the row's). */
+static int read_columns(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
+                        const as_version *v, const uint8_t *want, eng_node *to, eng_node *from,
+                        as_delta *d, as_error *err) {
+  eng_node *read[AS_VERSION_MAX_COLS + 1];
+  size_t nread = 0;
+  for (size_t c = 0; c < s->ncols; c++) {
+    if (!want[c] || s->cols[c].is_key) continue;
+    const as_colver *cv = as_version_col(v, (uint16_t)c);
+    const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
+    eng_node *h = holder_of(e, s, key, v, cv ? cv->hlc : v->hlc, o ? o : "", to, from);
+    if (!h) {
+      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                          "no node is known to hold the winner of column %s (%s) yet; the repair "
+                          "stays queued", s->cols[c].name, o ? o : "?");
+    }
+    bool seen = false;
+    for (size_t k = 0; k < nread && !seen; k++) seen = read[k] == h;
+    if (seen) continue;
+    if (nread == sizeof read / sizeof *read) {
+      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY, "too many holders; the repair stays queued");
+    }
+    read[nread++] = h;
     as_row other = {0};
-    rc = read_row(h, s, keyrow, &other, err);
-    uint16_t c = v->colv[i].col;
-    if (rc == AS_OK && c < other.n && other.set[c]) as_value_move(&d->row.v[c], &other.v[c]);
+    int rc = read_row(h, s, keyrow, &other, err);
+    for (size_t k = 0; rc == AS_OK && k < s->ncols; k++) {
+      if (!want[k] || s->cols[k].is_key || !other.set[k]) continue;
+      const as_colver *kv = as_version_col(v, (uint16_t)k);
+      const char *ko = kv ? as_state_node_name(e->state, kv->origin) : v->origin;
+      if (holder_of(e, s, key, v, kv ? kv->hlc : v->hlc, ko ? ko : "", to, from) != h) continue;
+      as_value_move(&d->row.v[k], &other.v[k]);
+      d->row.set[k] = 1;
+    }
     as_row_clear(&other);
     if (rc == AS_ENOTFOUND) {
+      /* The holder has no row while the version says it exists: either it deleted the row
+       * since (that delete is on its way and will make the version a tombstone) or the
+       * connector overwrote it there in a race (its own change is being written back).
+       * Either way the answer comes later: never guess a delete. */
       return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
                           "%s holds no row for the key yet; the repair stays queued", h->cfg->name);
     }
     if (rc != AS_OK) return rc;
   }
   return AS_OK;
+}
+
+/* What `to` should hold of the key: a delete (tombstone), or the winning values of the
+ * columns it does not hold — every column whose winning version is not `to`'s own change
+ * (whole: every column, when `to` has no row at all). An update of some columns when nothing
+ * but those is wanted; AS_ENOTFOUND when `to` already holds every winning value. */
+static int winner_delta(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
+                        const as_version *v, eng_node *to, eng_node *from, bool whole,
+                        as_delta *d, as_error *err) {
+  int rc = as_delta_init(d, s, v->deleted ? AS_OP_DELETE : whole ? AS_OP_INSERT : AS_OP_UPDATE);
+  if (rc != AS_OK || as_row_copy(&d->row, keyrow) != AS_OK)
+    return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  if (v->deleted) return AS_OK;
+  uint8_t want[512];
+  if (s->ncols > sizeof want) return as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "too many columns");
+  size_t nwant = 0;
+  for (size_t c = 0; c < s->ncols; c++) {
+    const as_colver *cv = as_version_col(v, (uint16_t)c);
+    const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
+    want[c] = !s->cols[c].is_key && (whole || !o || strcmp(o, to->cfg->name) != 0);
+    nwant += want[c];
+  }
+  if (nwant == 0) return AS_ENOTFOUND;
+  return read_columns(e, s, key, keyrow, v, want, to, from, d, err);
 }
 
 /* Writes d to `to` with held[to] recorded ahead and after. AS_EDATA when `to` refused it. */
@@ -162,15 +198,25 @@ static int write_winner_locked(engine *e, const as_schema *s, const char *key, e
   as_row keyrow = {0};
   rc = as_row_init(&keyrow, s->ncols);
   if (rc == AS_OK) rc = as_key_parse(s, key, &keyrow, err);
-  if (rc == AS_OK) rc = winner_delta(e, s, &keyrow, &v, to, from, d, err);
-  as_row_clear(&keyrow);
-  if (rc == AS_EINVAL) rc = AS_EDATA;
-  if (rc != AS_OK) return rc;
-  as_delta_set_origin(d, v.origin);
-  d->hlc = v.hlc;
-  d->ts_us = AS_HLC_US(v.hlc);
   bool missing = false;
-  return write_recorded(e, s, key, to, d, &missing, err);
+  for (int whole = 0; rc == AS_OK && whole < 2; whole++) {
+    as_delta_clear(d);
+    rc = winner_delta(e, s, key, &keyrow, &v, to, from, whole, d, err);
+    if (rc == AS_ENOTFOUND && !whole) { /* `to` holds every winning value already */
+      rc = AS_OK;
+      break;
+    }
+    if (rc == AS_EINVAL) rc = AS_EDATA;
+    if (rc != AS_OK) break;
+    as_delta_set_origin(d, v.origin);
+    d->hlc = v.hlc;
+    d->ts_us = AS_HLC_US(v.hlc);
+    missing = false;
+    rc = write_recorded(e, s, key, to, d, &missing, err);
+    if (!missing) break; /* else `to` has no row: the whole row then */
+  }
+  as_row_clear(&keyrow);
+  return rc;
 }
 
 /* Keeps the columns of the stored change d that still hold its version. */

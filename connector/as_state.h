@@ -25,15 +25,17 @@ typedef struct as_state as_state;
 /* Most columns a key keeps a version of its own for (see as_version). */
 #define AS_VERSION_MAX_COLS 32
 
-/* What the connector last wrote of a key to one node (a "held" version): which version, and
- * when the write committed there (the connector's clock). Nodes are small ids given by
- * as_state_node_id. */
+/* The last version of a key a node is known to hold (a "held" version): either the connector
+ * wrote it there (written_us: when that write committed, the connector's clock; 0 = recorded
+ * before the commit), or the node made it itself (`made`: a local change that won; written_us
+ * is then its commit time there). Nodes are small ids given by as_state_node_id. */
 typedef struct as_held {
   uint16_t node;
-  uint16_t origin;    /* origin of the version written */
-  bool deleted;       /* the write was a delete */
-  int64_t hlc;        /* hlc of the version written */
-  int64_t written_us; /* when it committed on node (0 = recorded before the commit) */
+  uint16_t origin;    /* origin of the version */
+  bool deleted;       /* a delete */
+  bool made;          /* the node's own change, not a write of the connector */
+  int64_t hlc;        /* hlc of the version */
+  int64_t written_us;
 } as_held;
 
 /* The version of one column written by an update of some columns after the row's version. */
@@ -73,6 +75,11 @@ const as_held *as_version_held(const as_version *v, uint16_t node);
 /* Records a write of version (hlc, origin) to node; written_us 0 until the commit is known. */
 void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t hlc,
                          bool deleted, int64_t written_us);
+/* Records that node made the version (hlc) itself, committed there at ts (a local change that
+ * won): the node holds it until the connector writes something else there. */
+void as_version_set_made(as_version *v, uint16_t node, int64_t hlc, bool deleted, int64_t ts);
+/* Forgets what node holds (nothing known). */
+void as_version_drop_held(as_version *v, uint16_t node);
 /* When the connector last wrote the key to node (0 = never recorded). */
 int64_t as_version_written(const as_version *v, uint16_t node);
 
@@ -131,6 +138,21 @@ int as_state_repair_done(as_state *st, int64_t id, as_error *err) AS_MUSTCHECK;
 int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec *r), void *ctx,
                          as_error *err) AS_MUSTCHECK;
 int64_t as_state_repair_count(as_state *st);
+/* Whether a repair of (mapping, key) on node is pending (rewrites only: with a delta). */
+bool as_state_repair_pending(as_state *st, const char *mapping, const char *key, const char *node,
+                             bool rewrites_only);
+
+/* Batches in flight: before a batch writes to its target, the keys it writes and the checkpoint
+ * it commits there are recorded (in the write-ahead transaction); once the target committed
+ * and the write times are stamped, the record goes. After a crash, the target's checkpoint
+ * tells whether that batch committed: its writes are then stamped, else forgotten. keys:
+ * "mapping\tkey" lines. */
+int as_state_inflight_put(as_state *st, const char *stream_id, const char *ckpt, const char *keys,
+                          as_error *err) AS_MUSTCHECK;
+/* AS_ENOTFOUND when none; *ckpt and *keys are the caller's to free. */
+int as_state_inflight_get(as_state *st, const char *stream_id, char **ckpt, char **keys,
+                          as_error *err) AS_MUSTCHECK;
+int as_state_inflight_del(as_state *st, const char *stream_id, as_error *err) AS_MUSTCHECK;
 
 /* The relay log: changes the connector applied to node `via` that the topology has `via` pass
  * on (as_router.h), as canonical delta JSON, in the order they were written; written in the

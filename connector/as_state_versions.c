@@ -52,7 +52,18 @@ void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t 
   h->origin = origin;
   h->hlc = hlc;
   h->deleted = deleted;
+  h->made = false;
   h->written_us = written_us;
+}
+
+void as_version_drop_held(as_version *v, uint16_t node) {
+  as_held *h = (as_held *)as_version_held(v, node);
+  if (h) *h = v->held[--v->nheld];
+}
+
+void as_version_set_made(as_version *v, uint16_t node, int64_t hlc, bool deleted, int64_t ts) {
+  as_version_set_held(v, node, node, hlc, deleted, ts);
+  ((as_held *)as_version_held(v, node))->made = true;
 }
 
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
@@ -134,7 +145,7 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     n += put_varint(p + n, h->origin);
     n += put_varint(p + n, (uint64_t)h->hlc);
     n += put_varint(p + n, (uint64_t)h->written_us);
-    p[n++] = h->deleted ? 1 : 0;
+    p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0));
   }
   if (v->ncolv) {
     n += put_varint(p + n, v->ncolv);
@@ -176,7 +187,8 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     h->origin = (uint16_t)x[1];
     h->hlc = (int64_t)x[2];
     h->written_us = (int64_t)x[3];
-    h->deleted = *p++ != 0;
+    h->deleted = (*p & 1) != 0;
+    h->made = (*p++ & 2) != 0;
   }
   if (flags & REC_COLS) {
     if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
@@ -524,6 +536,26 @@ int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec 
   return rc;
 }
 
+bool as_state_repair_pending(as_state *st, const char *mapping, const char *key, const char *node,
+                             bool rewrites_only) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  bool found = false;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT 1 FROM repairs WHERE mapping = ?1 AND key = ?2 AND node = ?3 AND "
+                         "(?4 = 0 OR delta IS NOT NULL) LIMIT 1",
+                         -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 4, rewrites_only ? 1 : 0);
+    found = sqlite3_step(q) == SQLITE_ROW;
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return found;
+}
+
 int64_t as_state_repair_count(as_state *st) {
   pthread_mutex_lock(&st->mu);
   sqlite3_stmt *q = NULL;
@@ -534,6 +566,62 @@ int64_t as_state_repair_count(as_state *st) {
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);
   return n;
+}
+
+/* ---------------------------------------------------------------- batches in flight */
+
+static int exec_bind(as_state *st, const char *sql, const char *a, const char *b, const char *c,
+                     as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "in-flight batches");
+  } else {
+    sqlite3_bind_text(q, 1, a, -1, SQLITE_STATIC);
+    if (b || c) sqlite3_bind_text(q, 2, b, -1, SQLITE_STATIC);
+    if (c) sqlite3_bind_text(q, 3, c, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "in-flight batches");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_inflight_put(as_state *st, const char *stream_id, const char *ckpt, const char *keys,
+                          as_error *err) {
+  return exec_bind(st, "INSERT OR REPLACE INTO inflight(stream_id, ckpt, keys) VALUES (?1, ?2, ?3)",
+                   stream_id, ckpt, keys ? keys : "", err);
+}
+
+int as_state_inflight_del(as_state *st, const char *stream_id, as_error *err) {
+  return exec_bind(st, "DELETE FROM inflight WHERE stream_id = ?1", stream_id, NULL, NULL, err);
+}
+
+int as_state_inflight_get(as_state *st, const char *stream_id, char **ckpt, char **keys,
+                          as_error *err) {
+  *ckpt = *keys = NULL;
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_ENOTFOUND;
+  if (sqlite3_prepare_v2(st->db, "SELECT ckpt, keys FROM inflight WHERE stream_id = ?1", -1, &q,
+                         NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "in-flight batches");
+  } else {
+    sqlite3_bind_text(q, 1, stream_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(q);
+    if (s == SQLITE_ROW) {
+      const unsigned char *c = sqlite3_column_text(q, 0), *k = sqlite3_column_text(q, 1);
+      *ckpt = c ? strdup((const char *)c) : NULL;
+      *keys = strdup(k ? (const char *)k : "");
+      rc = *keys ? AS_OK : as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    } else if (s != SQLITE_DONE) {
+      rc = as_state_sqlerr(st, err, "in-flight batches");
+    }
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
 }
 
 /* ---------------------------------------------------------------- relays */
@@ -637,12 +725,14 @@ static const char *const versions_sql =
     "  key TEXT NOT NULL, rec BLOB NOT NULL, deleted INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
     "  PRIMARY KEY(m, part, key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(updated_us) WHERE deleted = 1;"
+    "CREATE TABLE IF NOT EXISTS inflight(stream_id TEXT PRIMARY KEY, ckpt TEXT, keys TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS relays(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  via INTEGER NOT NULL, delta TEXT NOT NULL, created_us INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS relays_via ON relays(via, seq);"
     "CREATE TABLE IF NOT EXISTS repairs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT NOT NULL, key TEXT NOT NULL, node TEXT NOT NULL,"
-    "  read_from TEXT NOT NULL, delta TEXT);";
+    "  read_from TEXT NOT NULL, delta TEXT);"
+    "CREATE INDEX IF NOT EXISTS repairs_key ON repairs(mapping, key, node);";
 
 /* A store written by schema version 1 kept versions as text columns: move them over. */
 static int upgrade_v1(as_state *st, as_error *err) {
