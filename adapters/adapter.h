@@ -226,6 +226,9 @@ typedef struct as_adapter {
   int (*check_live)(as_node *n, void (*report)(void *ctx, bool ok, const char *what,
                                                const char *fix),
                     void *ctx);
+  /* Names the client libraries this adapter runs with and their versions at run time
+   * (`arraysync version`): fn(ctx, "libpq", "16.2") once per library. */
+  void (*versions)(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
 } as_adapter;
 
 /* A table as the server describes it (the adapters' `describe`). */

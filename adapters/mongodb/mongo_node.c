@@ -1169,4 +1169,7 @@ const as_adapter as_adapter_mongodb = {
     .checkpoint_load = node_checkpoint_load,
     .read_row = node_read_row,
     .decode_raw = decode_raw,
+    .sample = as_mongo_sample,
+    .check_live = as_mongo_check_live,
+    .versions = as_mongo_versions,
 };

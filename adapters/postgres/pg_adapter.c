@@ -705,4 +705,7 @@ const as_adapter as_adapter_postgres = {
     .checkpoint_load = pg_checkpoint_load,
     .read_row = pg_read_row,
     .decode_raw = as_adapter_decode_row_json,
+    .describe = pg_describe,
+    .check_live = pg_check_live,
+    .versions = pg_versions,
 };

@@ -1203,4 +1203,7 @@ const as_adapter as_adapter_sqlite = {
     .checkpoint_load = checkpoint_load,
     .read_row = read_row,
     .decode_raw = as_adapter_decode_row_json,
+    .describe = sq_describe,
+    .check_live = sq_check_live,
+    .versions = sq_versions,
 };
