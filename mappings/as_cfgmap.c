@@ -402,10 +402,20 @@ void as_cfgmap_print(const as_config_entry *map, FILE *out, int indent, const ch
       fprintf(out, "%*sdefault: %s\n", indent + 4, "",
               e->default_value[0] ? e->default_value : "\"\"");
     }
-    const char *ex = e->example ? e->example : NULL;
-    if (ex) {
-      const char *leaf = strrchr(e->key, '.');
-      fprintf(out, "%*sexample: %s: %s\n", indent + 4, "", leaf ? leaf + 1 : e->key, ex);
+    if (e->example) {
+      /* nested keys as YAML flow maps: "batch.max_rows" -> batch: { max_rows: 5000 } */
+      fprintf(out, "%*sexample: ", indent + 4, "");
+      int depth = 0;
+      for (const char *k = e->key;; depth++) {
+        size_t kl = strcspn(k, ".");
+        fprintf(out, "%.*s: ", (int)kl, k);
+        if (!k[kl]) break;
+        fputs("{ ", out);
+        k += kl + 1;
+      }
+      fputs(e->example, out);
+      for (int i = 0; i < depth; i++) fputs(" }", out);
+      fputc('\n', out);
     }
   }
 }

@@ -30,6 +30,8 @@ static bool collection_exists(as_node *n, const char *name, bool *exists, as_err
 int as_mongo_sample(as_node *n, const char *name, size_t max, bool random,
                     int (*fn)(void *ctx, const bson_t *doc), void *ctx, as_error *err) {
   bool exists = false;
+  int crc = n->client ? AS_OK : as_adapter_mongodb.connect(n, err);
+  if (crc != AS_OK) return crc;
   if (!collection_exists(n, name, &exists, err)) return AS_ERR;
   if (!exists) {
     return as_error_set(err, AS_DOM_MONGO, AS_ENOTFOUND, "node %s: database %s has no collection "
