@@ -243,6 +243,7 @@ typedef struct as_table_desc {
   char *table;
   as_table_column *cols;
   size_t ncols;
+  bool affinity;   /* types are declarations read by SQLite's affinity rules */
 } as_table_desc;
 
 /* Appends a column (copies the strings). */

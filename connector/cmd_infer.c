@@ -442,7 +442,10 @@ char *as_infer_column_name(const char *path) {
     as_buf_putc(&b, (uint8_t)tolower(c));
   }
   char *s = as_buf_steal(&b);
-  if (!s) return strdup("field");
+  if (!s || !*s) {
+    free(s);
+    return strdup("field");
+  }
   if (isdigit((unsigned char)s[0])) {
     char *t = malloc(strlen(s) + 3);
     if (t) sprintf(t, "f_%s", s);
@@ -581,7 +584,7 @@ static const char *type_text(as_type t) {
 
 /* The mapping type of a SQL type as PostgreSQL's format_type or SQLite's declaration names
  * it (modifiers stripped), else NULL. */
-static const char *sql_to_type(const char *sql, bool *affinity_guess) {
+static const char *sql_to_type(const char *sql, bool affinity, bool *affinity_guess) {
   static const struct {
     const char *sql, *type;
   } names[] = {{"character varying", "text"}, {"character", "text"}, {"varchar", "text"},
@@ -607,6 +610,7 @@ static const char *sql_to_type(const char *sql, bool *affinity_guess) {
   as_type t;
   if (as_type_parse(base, &t)) return type_text(t);
   /* SQLite's affinity rules for anything else */
+  if (!affinity) return NULL;
   *affinity_guess = true;
   char up[128];
   for (l = 0; base[l] && l + 1 < sizeof up; l++) up[l] = (char)toupper((unsigned char)base[l]);
@@ -640,7 +644,7 @@ int as_infer_table(const as_table_desc *d, const as_infer_opts *o, as_buf *out, 
   for (size_t i = 0; i < d->ncols; i++) {
     const as_table_column *c = &d->cols[i];
     bool guess = false;
-    const char *t = sql_to_type(c->sql_type, &guess);
+    const char *t = sql_to_type(c->sql_type, d->affinity, &guess);
     char comment[300];
     snprintf(comment, sizeof comment, "%s%s%s%s", c->sql_type[0] ? c->sql_type : "untyped",
              c->not_null ? " not null" : "", c->key_pos ? ", primary key" : "",

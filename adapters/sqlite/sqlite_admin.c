@@ -51,6 +51,7 @@ static int describe_db(sqlite3 *db, const char *table, as_table_desc *out, as_er
   if (ret == AS_OK && out->ncols == 0) {
     ret = as_error_set(err, AS_DOM_SQLITE, AS_ENOTFOUND, "no table \"%s\"", table);
   }
+  out->affinity = true;
   if (ret == AS_OK && !(out->table = strdup(table))) {
     ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   }
