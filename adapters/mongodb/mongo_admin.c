@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "as_log.h"
 #include "mongo_internal.h"
 
 typedef void (*report_fn)(void *ctx, bool ok, const char *what, const char *fix);
@@ -58,13 +59,21 @@ int as_mongo_sample(as_node *n, const char *name, size_t max, bool random,
   }
   bson_error_t be;
   const bson_t *reply = NULL;
+  bool no_sample = false;
   if (rc == AS_OK && mongoc_cursor_error_document(cur, &be, &reply)) {
-    rc = as_mongo_fail(err, random ? "sample ($sample)" : "sample (find)", &be, reply);
+    /* a server without $sample (error 40324, unknown stage): the first documents instead */
+    no_sample = random && seen == 0 && be.code == 40324;
+    if (!no_sample) rc = as_mongo_fail(err, random ? "sample ($sample)" : "sample (find)", &be, reply);
   }
   mongoc_cursor_destroy(cur);
   bson_destroy(q);
   bson_destroy(o);
   mongoc_collection_destroy(c);
+  if (no_sample) {
+    AS_LOG(AS_LOG_WARN, n->comp, "the server has no $sample stage: reading the first %zu "
+           "documents of %s instead of a random sample", max, name);
+    return as_mongo_sample(n, name, max, false, fn, ctx, err);
+  }
   return rc;
 }
 
