@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <lua.h>
+#include <microhttpd.h>
 #include <xxhash.h>
 #include <yaml.h>
 
@@ -40,7 +41,7 @@ void as_cmd_help_config(FILE *out) {
 }
 
 static void print_lib(void *ctx, const char *lib, const char *version) {
-  fprintf((FILE *)ctx, "  %-10s %s\n", lib, version);
+  fprintf((FILE *)ctx, "  %-13s %s\n", lib, version);
 }
 
 void as_cmd_version(FILE *out) {
@@ -54,6 +55,7 @@ void as_cmd_version(FILE *out) {
   snprintf(buf, sizeof buf, "%s (built with %s)", jansson_version_str(), JANSSON_VERSION);
   print_lib(out, "jansson", buf);
   print_lib(out, "libyaml", yaml_get_version_string());
+  print_lib(out, "libmicrohttpd", MHD_get_version());
   unsigned xv = XXH_versionNumber();
   snprintf(buf, sizeof buf, "%u.%u.%u", xv / 10000, xv / 100 % 100, xv % 100);
   print_lib(out, "xxHash", buf);

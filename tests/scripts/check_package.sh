@@ -19,7 +19,7 @@ r=$work/root
 # the binary, run from the scratch root with the system's libraries
 [ -x "$r/usr/bin/arraysync" ] || fail "usr/bin/arraysync missing"
 out=$("$r/usr/bin/arraysync" version) || fail "usr/bin/arraysync version failed"
-for lib in libmongoc libbson libpq SQLite jansson libyaml xxHash Lua; do
+for lib in libmongoc libbson libpq SQLite jansson libyaml libmicrohttpd xxHash Lua; do
   grep -q "^  $lib " <<<"$out" || fail "version does not name $lib: $out"
 done
 ver=$(dpkg-deb -f "$deb" Version)
@@ -54,7 +54,7 @@ if command -v systemd-analyze >/dev/null; then
 fi
 # dependencies: exactly the runtime libraries
 deps=$(dpkg-deb -f "$deb" Depends)
-for p in libmongoc-1.0-0 libbson-1.0-0 libpq5 libsqlite3-0 libjansson4 libyaml-0-2 liblua5.4-0 libxxhash0; do
+for p in libmongoc-1.0-0 libbson-1.0-0 libpq5 libsqlite3-0 libjansson4 libyaml-0-2 liblua5.4-0 libxxhash0 libmicrohttpd12; do
   grep -qw "$p" <<<"$deps" || fail "Depends lacks $p: $deps"
 done
 grep -q -- '-dev' <<<"$deps" && fail "Depends names a -dev package: $deps"
