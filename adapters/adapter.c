@@ -1,6 +1,8 @@
 /* adapter.c — batch and dead-letter helpers shared by every adapter. */
 #include "adapter.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,4 +133,55 @@ int as_adapter_decode_row_json(const as_schema *s, const char *raw, as_delta *ou
   }
   json_decref(j);
   return rc;
+}
+
+int as_node_option_error(as_error *err, const as_node_config *cfg, const char *key,
+                         const char *fmt, ...) {
+  const as_mark *m = cfg ? &cfg->mark : NULL;
+  for (size_t i = 0; cfg && i < cfg->nopts; i++) {
+    if (strcmp(cfg->opts[i].key, key) == 0) m = &cfg->opts[i].mark;
+  }
+  char msg[AS_ERROR_MSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  char owner[160];
+  snprintf(owner, sizeof owner, "node %s", cfg && cfg->name ? cfg->name : "?");
+  return as_cfgmap_error(err, m, owner, key, "%s", msg);
+}
+
+int as_node_options_parse(const as_node_config *cfg, const as_config_entry *map, void *opts,
+                          as_error *err) {
+  char owner[160];
+  snprintf(owner, sizeof owner, "node %s", cfg->name ? cfg->name : "?");
+  return as_cfgmap_parse(map, owner, &cfg->mark, cfg->opts, cfg->nopts, opts, err);
+}
+
+int as_table_desc_add(as_table_desc *d, const char *name, const char *sql_type, bool not_null,
+                      int key_pos) {
+  as_table_column *g = realloc(d->cols, (d->ncols + 1) * sizeof *g);
+  if (!g) return AS_ERR;
+  d->cols = g;
+  as_table_column *c = &d->cols[d->ncols];
+  *c = (as_table_column){.name = strdup(name), .sql_type = strdup(sql_type),
+                         .not_null = not_null, .key_pos = key_pos};
+  if (!c->name || !c->sql_type) {
+    free(c->name);
+    free(c->sql_type);
+    return AS_ERR;
+  }
+  d->ncols++;
+  return AS_OK;
+}
+
+void as_table_desc_free(as_table_desc *d) {
+  if (!d) return;
+  for (size_t i = 0; i < d->ncols; i++) {
+    free(d->cols[i].name);
+    free(d->cols[i].sql_type);
+  }
+  free(d->cols);
+  free(d->table);
+  memset(d, 0, sizeof *d);
 }

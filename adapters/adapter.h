@@ -33,6 +33,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <bson/bson.h>
+
+#include "../mappings/as_cfgmap.h"
 #include "../mappings/as_error.h"
 #include "../mappings/as_key.h"
 #include "../mappings/as_row.h"
@@ -41,11 +44,8 @@
 #define AS_ADAPTER_ABI 1
 
 /* ---- node configuration (filled by connector/ from the top-level YAML) ---- */
-typedef struct as_node_option {
-  char *key;
-  char *value;     /* after ${ENV} substitution; may hold a secret: never log it */
-  as_mark mark;
-} as_node_option;
+/* as_node_option (key, value after ${ENV} substitution, mark) and as_config_entry, the typed
+ * config map entry, are in as_cfgmap.h. */
 
 typedef struct as_node_config {
   char *name;      /* the node's name: its key in the config, and the origin of its changes */
@@ -58,14 +58,15 @@ typedef struct as_node_config {
 /* Value of an option, or the adapter's default from its config map, or NULL. */
 const char *as_node_config_get(const as_node_config *c, const char *key);
 
-/* One entry of an adapter's config map (STYLE.md §8): every key has a default (NULL = none,
- * required) and a description, which also feed `arraysync --help` and unknown-key errors. */
-typedef struct as_config_entry {
-  const char *key;
-  const char *default_value;
-  bool required;
-  const char *description;
-} as_config_entry;
+/* Parses the node's options with an adapter's config map (as_cfgmap.h: type, default,
+ * offset per key) into the adapter's options struct `opts` (zeroed by the caller; free its
+ * strings with as_cfgmap_free). Errors "FILE:LINE:COL: node NAME: option KEY: ...". */
+int as_node_options_parse(const as_node_config *cfg, const as_config_entry *map, void *opts,
+                          as_error *err);
+/* An error about option key of node cfg, at the option's mark (else the node's):
+ * "FILE:LINE:COL: node NAME: option KEY: message" (AS_EINVAL). */
+int as_node_option_error(as_error *err, const as_node_config *cfg, const char *key,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- batches and dead letters ---- */
 typedef struct as_dead {
@@ -110,6 +111,7 @@ void as_dead_free(as_dead *d);
 
 /* ---- the adapter ---- */
 typedef struct as_node as_node;         /* adapter-private */
+struct as_table_desc;
 typedef struct as_stream as_stream;     /* adapter-private */
 typedef struct as_snapshot as_snapshot; /* adapter-private */
 
@@ -205,7 +207,49 @@ typedef struct as_adapter {
    * an insert delta of mapping s with today's mapping (`arraysync dlq retry` of a change whose
    * key could not be read). AS_EDATA when it still cannot be mapped. */
   int (*decode_raw)(const as_schema *s, const char *raw, as_delta *out, as_error *err);
+  /* Reads up to max documents of collection `name` without changing anything (`arraysync
+   * infer`), calling fn once per document (borrowed for the call; a non-zero return stops
+   * the read and is returned). random: a random sample ($sample) instead of the first max in
+   * natural order. Admin call on a connected node; AS_ENOTFOUND if there is no such
+   * collection. Document stores only (SQL adapters describe their tables instead). */
+  int (*sample)(as_node *n, const char *name, size_t max, bool random,
+                int (*fn)(void *ctx, const bson_t *doc), void *ctx, as_error *err);
+  /* Describes an existing table (`arraysync infer` of a SQL node): its columns in order with
+   * the server's type names and the primary key. AS_ENOTFOUND if there is no such table.
+   * Admin call on a connected node. Free *out with as_table_desc_free. */
+  int (*describe)(as_node *n, const char *table, struct as_table_desc *out, as_error *err);
+  /* Checks, without changing anything, what `run` will need of this node (privileges, server
+   * settings, existing tables against the mappings, writable files), calling report once per
+   * check: ok, what was checked, and when not ok how to fix it. Called on a node whose init
+   * succeeded; it connects itself (the connection is one of its checks). Returns AS_OK when
+   * every check passed, AS_ERR otherwise (details went to report). */
+  int (*check_live)(as_node *n, void (*report)(void *ctx, bool ok, const char *what,
+                                               const char *fix),
+                    void *ctx);
+  /* Names the client libraries this adapter runs with and their versions at run time
+   * (`arraysync version`): fn(ctx, "libpq", "16.2") once per library. */
+  void (*versions)(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
 } as_adapter;
+
+/* A table as the server describes it (the adapters' `describe`). */
+typedef struct as_table_column {
+  char *name;
+  char *sql_type;  /* as the server names it: "bigint", "timestamp with time zone", "TEXT" */
+  bool not_null;
+  int key_pos;     /* 1-based position in the primary key, 0 when not part of it */
+} as_table_column;
+
+typedef struct as_table_desc {
+  char *table;
+  as_table_column *cols;
+  size_t ncols;
+  bool affinity;   /* types are declarations read by SQLite's affinity rules */
+} as_table_desc;
+
+/* Appends a column (copies the strings). */
+int as_table_desc_add(as_table_desc *d, const char *name, const char *sql_type, bool not_null,
+                      int key_pos);
+void as_table_desc_free(as_table_desc *d);
 
 /* The raw form the SQL adapters store with a capture dead letter ({"new": {col: text}} or a
  * plain object of column -> text/JSON value) -> an insert delta (their decode_raw). */

@@ -24,16 +24,78 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "as_cfgmap.h"
 #include "as_log.h"
 #include "as_yaml.h"
 
-static const char *const top_keys[] = {"nodes", "state",      "topology", "mappings", "batch",
-                                       "tombstones", "log", "metrics",  NULL};
+/* The top-level keys: one line each (type, default, description, example); `arraysync help
+ * config` and docs/CONFIG.md print this table. Scalars are parsed by as_cfgmap into top_opts;
+ * maps and lists (AS_DOC) are parsed by the functions below. */
+typedef struct top_opts {
+  char *state;
+  int64_t max_rows;
+  int64_t max_latency;
+  int64_t retention;
+  int log_level;
+  int log_format;
+  char *listen;
+} top_opts;
+
+static const char *const log_levels[] = {"error", "warn", "warning", "info", "debug", "trace",
+                                         NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const topo_types[] = {"peer-to-peer", "hub-and-spoke", "ring", NULL};
+
+static const as_config_entry top_map[] = {
+    AS_DOC(MAP, "nodes", NULL,
+           "the databases to keep in sync: node name -> { kind: mongodb | postgres | sqlite, "
+           "options of that kind (below) }. At least two; a name (letters, digits, _ and -) is "
+           "also the origin recorded with the node's changes",
+           "{ mongo: { kind: mongodb, uri: \"${MONGODB_URI}\", database: shop }, lite: { kind: "
+           "sqlite, path: ./shop.db } }",
+           .required = true),
+    AS_OPT_AT(PATH, "state", top_opts, state, "arraysync-state.db",
+              "the state store (SQLite): checkpoints, versions, dead letters, conflicts; "
+              "relative to this file",
+              "/var/lib/arraysync/state.db"),
+    AS_DOC(MAP, "topology", "{ type: peer-to-peer }",
+           "who streams to whom; `topology: peer-to-peer` is short for { type: peer-to-peer }",
+           "{ type: hub-and-spoke, hub: pg }"),
+    AS_DOC(ENUM, "topology.type", "peer-to-peer",
+           "peer-to-peer: every node with every other; hub-and-spoke: the hub with each spoke; "
+           "ring: each node to the next in `order`",
+           "ring", .allowed = topo_types),
+    AS_DOC(STRING, "topology.hub", NULL, "hub-and-spoke: the hub node's name", "pg"),
+    AS_DOC(LIST, "topology.order", NULL, "ring: every node's name once, in ring order",
+           "[mongo, pg, lite]"),
+    AS_DOC(LIST, "mappings", NULL,
+           "mapping files: a glob or a list of globs, relative to this file; each must match "
+           "a file (keys of a mapping file: below)",
+           "\"mappings/*.yaml\"", .required = true),
+    AS_OPT_AT(INT, "batch.max_rows", top_opts, max_rows, "1000",
+              "most changes applied in one target transaction", "5000", .min = 1,
+              .max = 1000000),
+    AS_OPT_AT(DURATION, "batch.max_latency", top_opts, max_latency, "20ms",
+              "longest a change waits for its batch to fill", "50ms"),
+    AS_OPT_AT(DURATION, "tombstones.retention", top_opts, retention, "7d",
+              "how long versions of deleted keys are kept (a delete older than this that "
+              "reaches a node is treated as new)",
+              "30d"),
+    AS_OPT_AT(ENUM, "log.level", top_opts, log_level, "info",
+              "least severe log line written (the command line's --log-level wins)", "debug",
+              .allowed = log_levels),
+    AS_OPT_AT(ENUM, "log.format", top_opts, log_format, "text",
+              "log lines as text or one JSON object per line (--log-format wins)", "json",
+              .allowed = log_formats),
+    AS_OPT_AT(STRING, "metrics.listen", top_opts, listen, NULL,
+              "HOST:PORT to serve Prometheus /metrics and /healthz on (--metrics wins); off "
+              "when absent",
+              "127.0.0.1:9187"),
+    AS_OPT_END};
+
+const as_config_entry *as_config_map(void) { return top_map; }
+
 static const char *const topo_keys[] = {"type", "hub", "order", NULL};
-static const char *const batch_keys[] = {"max_rows", "max_latency", NULL};
-static const char *const tomb_keys[] = {"retention", NULL};
-static const char *const log_keys[] = {"level", "format", NULL};
-static const char *const metrics_keys[] = {"listen", NULL};
 
 static int nomem(as_error *err) {
   return as_error_set(err, AS_DOM_CONFIG, AS_ERR, "out of memory");
@@ -173,18 +235,13 @@ static int parse_node(const char *name, const as_mark *km, const as_ynode *v, as
     o->mark = ov->mark;
     o->mark.file = c->file;
   }
-  for (const as_config_entry *e = a->config_map; e && e->key; e++) {
-    if (!e->required) continue;
-    bool have = false;
-    for (size_t i = 0; i < n->nopts; i++) {
-      if (strcmp(n->opts[i].key, e->key) == 0 && n->opts[i].value[0]) have = true;
-    }
-    if (!have) {
-      return as_yaml_error(err, km, "%s node \"%s\" needs \"%s\" (%s)", n->kind, name, e->key,
-                           e->description ? e->description : "required");
-    }
-  }
-  return AS_OK;
+  /* every option's value against its type (the adapter's init parses them again) */
+  void *scratch = calloc(1, as_cfgmap_struct_size(a->config_map) + 1);
+  if (!scratch) return nomem(err);
+  rc = as_node_options_parse(n, a->config_map, scratch, err);
+  as_cfgmap_free(a->config_map, scratch);
+  free(scratch);
+  return rc;
 }
 
 static int parse_nodes(const as_ynode *root, as_config *c, as_error *err) {
@@ -413,87 +470,35 @@ static int parse_mappings(const as_ynode *root, as_config *c, as_error *err) {
 }
 
 static int parse_misc(const as_ynode *root, as_config *c, as_error *err) {
-  int rc;
-  const as_ynode *st = as_ynode_get(root, "state");
-  if (st && !as_ynode_is_null(st)) {
-    char *given = NULL;
-    if ((rc = as_yaml_str(st, "state", &given, err))) return rc;
-    c->state_path = join(c->dir, given);
-    free(given);
-  } else {
-    c->state_path = join(c->dir, "arraysync-state.db");
+  top_opts o = {0};
+  int rc = as_cfgmap_parse_yaml(top_map, "configuration", root, &o, err);
+  if (rc) goto cleanup;
+  c->state_path = join(c->dir, o.state);
+  c->batch_max_rows = (size_t)o.max_rows;
+  c->batch_max_latency_ms = o.max_latency;
+  c->tombstone_retention_ms = o.retention;
+  c->log_level = strdup(log_levels[o.log_level]);
+  c->log_format = strdup(log_formats[o.log_format]);
+  if (!c->state_path || !c->log_level || !c->log_format) {
+    rc = nomem(err);
+    goto cleanup;
   }
-  if (!c->state_path) return nomem(err);
-
-  c->batch_max_rows = 1000;
-  c->batch_max_latency_ms = 20;
-  const as_ynode *b = as_ynode_get(root, "batch");
-  if (b && !as_ynode_is_null(b)) {
-    if ((rc = as_yaml_check_keys(b, batch_keys, "batch", err))) return rc;
-    const as_ynode *mr = as_ynode_get(b, "max_rows");
-    const as_ynode *ml = as_ynode_get(b, "max_latency");
-    int64_t v;
-    if (mr) {
-      if ((rc = as_yaml_int(mr, "batch max_rows", 1, 1000000, &v, err))) return rc;
-      c->batch_max_rows = (size_t)v;
+  if (o.listen) {
+    const as_ynode *li = as_ynode_get(as_ynode_get(root, "metrics"), "listen");
+    const char *colon = strrchr(o.listen, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == o.listen || !end || *end || port < 1 || port > 65535) {
+      rc = as_cfgmap_error(err, li ? &li->mark : NULL, NULL, "metrics.listen",
+                           "\"%s\" is not HOST:PORT (allowed: e.g. 127.0.0.1:9187)", o.listen);
+      goto cleanup;
     }
-    if (ml && (rc = as_yaml_duration_ms(ml, "batch max_latency", &c->batch_max_latency_ms,
-                                        err))) {
-      return rc;
-    }
+    c->metrics_listen = o.listen;
+    o.listen = NULL;
   }
-  c->tombstone_retention_ms = 7LL * 86400 * 1000;
-  const as_ynode *t = as_ynode_get(root, "tombstones");
-  if (t && !as_ynode_is_null(t)) {
-    if ((rc = as_yaml_check_keys(t, tomb_keys, "tombstones", err))) return rc;
-    const as_ynode *r = as_ynode_get(t, "retention");
-    if (r && (rc = as_yaml_duration_ms(r, "tombstones retention", &c->tombstone_retention_ms,
-                                       err))) {
-      return rc;
-    }
-  }
-  const as_ynode *l = as_ynode_get(root, "log");
-  const as_ynode *lv = NULL, *lf = NULL;
-  if (l && !as_ynode_is_null(l)) {
-    if ((rc = as_yaml_check_keys(l, log_keys, "log", err))) return rc;
-    lv = as_ynode_get(l, "level");
-    lf = as_ynode_get(l, "format");
-  }
-  if (lv) {
-    if ((rc = as_yaml_str(lv, "log level", &c->log_level, err))) return rc;
-    as_log_level lvl;
-    if (!as_log_parse_level(c->log_level, &lvl)) {
-      return as_yaml_error(err, &lv->mark, "bad log level \"%s\" (expected error, warn, info, "
-                           "debug or trace)", c->log_level);
-    }
-  } else if (!(c->log_level = strdup("info"))) {
-    return nomem(err);
-  }
-  if (lf) {
-    if ((rc = as_yaml_str(lf, "log format", &c->log_format, err))) return rc;
-    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
-      return as_yaml_error(err, &lf->mark, "bad log format \"%s\" (expected text or json)",
-                           c->log_format);
-    }
-  } else if (!(c->log_format = strdup("text"))) {
-    return nomem(err);
-  }
-  const as_ynode *m = as_ynode_get(root, "metrics");
-  if (m && !as_ynode_is_null(m)) {
-    if ((rc = as_yaml_check_keys(m, metrics_keys, "metrics", err))) return rc;
-    const as_ynode *li = as_ynode_get(m, "listen");
-    if (li) {
-      if ((rc = as_yaml_str(li, "metrics listen", &c->metrics_listen, err))) return rc;
-      const char *colon = strrchr(c->metrics_listen, ':');
-      char *end = NULL;
-      long port = colon ? strtol(colon + 1, &end, 10) : 0;
-      if (!colon || colon == c->metrics_listen || !end || *end || port < 1 || port > 65535) {
-        return as_yaml_error(err, &li->mark, "metrics listen must be HOST:PORT (e.g. "
-                             "127.0.0.1:9187), not \"%s\"", c->metrics_listen);
-      }
-    }
-  }
-  return AS_OK;
+cleanup:
+  as_cfgmap_free(top_map, &o);
+  return rc;
 }
 
 int as_config_load(const char *path, as_config **out, as_error *err) {
@@ -518,10 +523,9 @@ int as_config_load(const char *path, as_config **out, as_error *err) {
                        "mappings:, ...), not %s", as_ynode_kind_name(root));
     goto cleanup;
   }
-  if ((rc = as_yaml_check_keys(root, top_keys, "configuration", err))) goto cleanup;
+  if ((rc = parse_misc(root, c, err))) goto cleanup;
   if ((rc = parse_nodes(root, c, err))) goto cleanup;
   if ((rc = parse_topology(root, c, err))) goto cleanup;
-  if ((rc = parse_misc(root, c, err))) goto cleanup;
   if ((rc = parse_mappings(root, c, err))) goto cleanup;
   *out = c;
   c = NULL;

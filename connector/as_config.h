@@ -61,6 +61,9 @@ typedef struct as_config {
 int as_config_load(const char *path, as_config **out, as_error *err);
 void as_config_free(as_config *c);
 
+/* The top-level keys (type, default, description, example), for help and docs. */
+const as_config_entry *as_config_map(void);
+
 const as_node_config *as_config_node(const as_config *c, const char *name);
 const as_schema *as_config_schema(const as_config *c, const char *mapping);
 

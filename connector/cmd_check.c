@@ -11,8 +11,11 @@
  *   -- node NAME (KIND): NAME -> collection C (direction), ...   (mongodb)
  *   -- node NAME (KIND): NAME -> table T [+ child tables] (direction), ...   (SQL kinds)
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "as_config.h"
 #include "as_ddl.h"
@@ -92,4 +95,74 @@ cleanup:
   as_buf_free(&b);
   as_config_free(c);
   return rc;
+}
+
+/* ---------------------------------------------------------------- check --live */
+
+typedef struct live_ctx {
+  FILE *out;
+  size_t n, failed;
+} live_ctx;
+
+static void live_report(void *vctx, bool ok, const char *what, const char *fix) {
+  live_ctx *c = vctx;
+  c->n++;
+  if (!ok) c->failed++;
+  fprintf(c->out, "%s %s\n", ok ? "\u2713" : "\u2717", what);
+  if (!ok && fix && *fix) fprintf(c->out, "    fix: %s\n", fix);
+  fflush(c->out);
+}
+
+static void check_state(const as_config *cfg, live_ctx *ctx) {
+  char what[1200], fix[1200];
+  char *dir = strdup(cfg->state_path);
+  char *slash = dir ? strrchr(dir, '/') : NULL;
+  if (slash) *slash = '\0';
+  const char *d = !dir ? "." : slash ? (dir[0] ? dir : "/") : ".";
+  bool exists = access(cfg->state_path, F_OK) == 0;
+  bool ok = access(d, W_OK | X_OK) == 0 && (!exists || access(cfg->state_path, R_OK | W_OK) == 0);
+  int e = errno;
+  snprintf(what, sizeof what, "state store %s %s", cfg->state_path,
+           exists ? "and its directory are writable" : "is missing; its directory is writable "
+                                                      "(it is created on first run)");
+  snprintf(fix, sizeof fix, "%s: give the connector's user write access to %s%s%s (or set "
+           "`state:` to a writable place)", strerror(e), d, exists ? " and " : "",
+           exists ? cfg->state_path : "");
+  live_report(ctx, ok, what, fix);
+  free(dir);
+}
+
+int as_cmd_check_live(const char *config_path, FILE *out, as_error *err) {
+  as_config *c = NULL;
+  int rc = as_config_load(config_path, &c, err);
+  if (rc) return rc;
+  live_ctx ctx = {.out = out};
+  fprintf(out, "-- live checks (nothing is changed)\n");
+  check_state(c, &ctx);
+  for (size_t i = 0; i < c->nnodes; i++) {
+    const as_node_config *nc = &c->nodes[i];
+    const as_adapter *a = as_adapter_find(nc->kind);
+    char what[300];
+    if (!a->check_live) {
+      snprintf(what, sizeof what, "node %s: kind %s has no live checks", nc->name, nc->kind);
+      live_report(&ctx, true, what, NULL);
+      continue;
+    }
+    as_node *n = NULL;
+    as_error e = {0};
+    if (a->init(nc, (const as_schema *const *)c->schemas, c->nschemas, &n, &e) != AS_OK) {
+      snprintf(what, sizeof what, "node %s: its options are valid", nc->name);
+      live_report(&ctx, false, what, e.message);
+      continue;
+    }
+    a->check_live(n, live_report, &ctx);
+    a->exit(n);
+  }
+  fprintf(out, "-- %zu checks, %zu failed\n", ctx.n, ctx.failed);
+  as_config_free(c);
+  if (ctx.failed) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "%zu of %zu live checks failed", ctx.failed,
+                        ctx.n);
+  }
+  return AS_OK;
 }

@@ -17,6 +17,9 @@
 #include "as_log.h"
 #include "as_state.h"
 #include "cmd_check.h"
+#include "cmd_health.h"
+#include "cmd_help.h"
+#include "cmd_infer.h"
 #include "as_yaml.h"
 
 #ifndef ARRAYSYNC_VERSION
@@ -41,23 +44,32 @@ static void on_hup(int sig) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "arraysync %s — keeps MongoDB collections and PostgreSQL/SQLite tables in sync, both ways\n"
+          "Usage: arraysync COMMAND [-c FILE] [OPTION]...\n"
+          "Keeps MongoDB collections and PostgreSQL/SQLite tables in sync, both ways (version %s).\n"
           "\n"
-          "usage: arraysync COMMAND [-c FILE] [options]\n"
-          "\n"
-          "commands:\n"
-          "  run -c FILE          sync continuously (snapshot first where a target has no checkpoint)\n"
-          "  check -c FILE        validate the config and mappings; print the DDL they imply\n"
-          "  install -c FILE      create tables, bookkeeping and capture triggers on every node\n"
-          "  uninstall -c FILE    remove triggers and bookkeeping (user data stays)\n"
-          "  status -c FILE       per stream: phase, checkpoint, lag, counts (reads the state store)\n"
-          "  dlq list -c FILE     list dead letters\n"
-          "  dlq retry -c FILE    re-apply open dead letters (after fixing the mapping or data)\n"
+          "Commands:\n"
+          "  run -c FILE            sync continuously (snapshot first where a target has no\n"
+          "                         checkpoint)\n"
+          "  check -c FILE          validate the config and mappings; print the DDL they imply\n"
+          "  check --live -c FILE   also check the live nodes (connections, replica set,\n"
+          "                         privileges, existing tables against the mappings, writable\n"
+          "                         files); changes nothing\n"
+          "  install -c FILE        create tables, bookkeeping and capture triggers on every node\n"
+          "  uninstall -c FILE      remove triggers and bookkeeping (user data stays)\n"
+          "  infer -c FILE --node NODE (--collection NAME | --table NAME)\n"
+          "                         write a mapping inferred from a collection's documents (a\n"
+          "                         sample) or from a table's columns\n"
+          "  status -c FILE         per stream: phase, checkpoint, lag, counts (reads the state\n"
+          "                         store)\n"
+          "  dlq list -c FILE       list dead letters\n"
+          "  dlq retry -c FILE      re-apply open dead letters (after fixing the mapping or data)\n"
           "  conflicts list -c FILE  list recorded conflicts (losing versions are kept)\n"
-          "  version              print the version\n"
-          "  help                 this text\n"
+          "  healthcheck URL        exit 0 when URL (http://HOST:PORT/healthz of --metrics)\n"
+          "                         answers 200\n"
+          "  version                print the version and the libraries' versions\n"
+          "  help [config]          this text, or every configuration key (docs/CONFIG.md)\n"
           "\n"
-          "options:\n"
+          "Options:\n"
           "  -c, --config FILE          top-level configuration (YAML)\n"
           "      --log-level LEVEL      error | warn | info | debug | trace (default: config or info)\n"
           "      --log-format FORMAT    text | json (default: config or text)\n"
@@ -65,22 +77,24 @@ static void usage(FILE *out) {
           "      --exit-when-idle DUR   run: stop cleanly once every stream has been idle for DUR\n"
           "      --resnapshot           run: copy every mapping again (after lost change history)\n"
           "      --json                 status, dlq list, conflicts list: JSON output\n"
+          "      --live                 check: also check the live nodes\n"
+          "      --node NODE            infer: the node to read\n"
+          "      --collection NAME      infer: the collection to sample\n"
+          "      --table NAME           infer: the table to describe\n"
+          "      --sample N             infer: documents to sample (default 1000)\n"
+          "      --first                infer: the first N documents instead of a random sample\n"
+          "  -o, --output FILE          infer: write the mapping to FILE (default: standard output)\n"
+          "  -h, --help                 print this help and exit\n"
+          "      --version              print the version and exit\n"
           "\n"
-          "signals: SIGTERM/SIGINT finish the batch in flight, commit checkpoints and exit 0;\n"
-          "         SIGHUP reloads the configuration and mappings (streams restart from their\n"
-          "         checkpoints).\n"
-          "exit codes: 0 ok, 1 runtime error, 2 bad usage or bad configuration.\n",
+          "Signals: SIGTERM/SIGINT finish the batch in flight, commit checkpoints and exit 0;\n"
+          "SIGHUP reloads the configuration and mappings (streams restart from their checkpoints).\n"
+          "\n"
+          "Exit status: 0 ok, 1 runtime error (check --live: a check failed), 2 bad usage or bad\n"
+          "configuration.\n"
+          "\n"
+          "Every configuration key, with types, defaults and examples: arraysync help config.\n",
           ARRAYSYNC_VERSION);
-  fprintf(out, "\nnode settings (per kind):\n");
-  const as_adapter *const *all = as_adapter_all();
-  for (size_t i = 0; all[i]; i++) {
-    fprintf(out, "  kind: %s\n", all[i]->kind);
-    for (const as_config_entry *e = all[i]->config_map; e && e->key; e++) {
-      fprintf(out, "    %-18s %s%s%s%s\n", e->key, e->description,
-              e->required ? " (required)" : "", e->default_value ? "; default " : "",
-              e->default_value ? e->default_value : "");
-    }
-  }
 }
 
 typedef struct cli_opts {
@@ -91,6 +105,8 @@ typedef struct cli_opts {
   const char *idle;
   bool json;
   bool resnapshot;
+  bool live;
+  as_cmd_infer_opts infer;
 } cli_opts;
 
 static int parse_opts(int argc, char **argv, cli_opts *o) {
@@ -98,11 +114,15 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
       {"config", required_argument, NULL, 'c'},     {"log-level", required_argument, NULL, 'L'},
       {"log-format", required_argument, NULL, 'F'}, {"metrics", required_argument, NULL, 'M'},
       {"exit-when-idle", required_argument, NULL, 'I'}, {"json", no_argument, NULL, 'J'},
-      {"resnapshot", no_argument, NULL, 'R'},
+      {"resnapshot", no_argument, NULL, 'R'},       {"live", no_argument, NULL, 'V'},
+      {"node", required_argument, NULL, 'N'},       {"collection", required_argument, NULL, 'C'},
+      {"table", required_argument, NULL, 'T'},      {"sample", required_argument, NULL, 'S'},
+      {"first", no_argument, NULL, 'P'},            {"output", required_argument, NULL, 'o'},
       {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+  char *end = NULL;
+  while ((ch = getopt_long(argc, argv, "c:ho:", longopts, NULL)) != -1) {
     switch (ch) {
       case 'c': o->config = optarg; break;
       case 'L': o->log_level = optarg; break;
@@ -111,6 +131,19 @@ static int parse_opts(int argc, char **argv, cli_opts *o) {
       case 'I': o->idle = optarg; break;
       case 'J': o->json = true; break;
       case 'R': o->resnapshot = true; break;
+      case 'V': o->live = true; break;
+      case 'N': o->infer.node = optarg; break;
+      case 'C': o->infer.collection = optarg; break;
+      case 'T': o->infer.table = optarg; break;
+      case 'P': o->infer.first = true; break;
+      case 'o': o->infer.output = optarg; break;
+      case 'S':
+        o->infer.sample = (size_t)strtoull(optarg, &end, 10);
+        if (!*optarg || *end || o->infer.sample == 0 || o->infer.sample > 10000000) {
+          fprintf(stderr, "arraysync: --sample needs a number of documents from 1 to 10000000\n");
+          return EXIT_USAGE;
+        }
+        break;
       case 'h': usage(stdout); exit(EXIT_OK);
       default: return EXIT_USAGE;
     }
@@ -229,7 +262,25 @@ static int cmd_check(const cli_opts *o) {
     fprintf(stderr, "%s\n", err.message);
     return r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
   }
-  return EXIT_OK;
+  if (!o->live) return EXIT_OK;
+  fflush(stdout);
+  r = as_cmd_check_live(o->config, stdout, &err);
+  if (r == AS_EINVAL) {
+    fprintf(stderr, "%s\n", err.message);
+    return EXIT_USAGE;
+  }
+  return r == AS_OK ? EXIT_OK : EXIT_RUNTIME;
+}
+
+static int cmd_infer(const cli_opts *o) {
+  as_config *cfg = NULL;
+  int rc = load_config(o, &cfg);
+  if (rc != EXIT_OK) return rc;
+  as_error err;
+  int r = as_cmd_infer(cfg, &o->infer, stdout, &err);
+  if (r != AS_OK) fprintf(stderr, "arraysync: %s\n", err.message);
+  as_config_free(cfg);
+  return r == AS_OK ? EXIT_OK : r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
 int main(int argc, char **argv) {
@@ -238,13 +289,35 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   const char *cmd = argv[1];
+  if (strcmp(cmd, "help") == 0 && argc > 2 && strcmp(argv[2], "config") == 0) {
+    as_cmd_help_config(stdout);
+    return EXIT_OK;
+  }
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    if (argc > 2 && strcmp(cmd, "help") == 0) {
+      fprintf(stderr, "arraysync: unknown help topic '%s' (try: arraysync help config)\n", argv[2]);
+      return EXIT_USAGE;
+    }
     usage(stdout);
     return EXIT_OK;
   }
-  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+  if (strcmp(cmd, "--version") == 0) {
     printf("arraysync %s\n", ARRAYSYNC_VERSION);
     return EXIT_OK;
+  }
+  if (strcmp(cmd, "version") == 0) {
+    as_cmd_version(stdout);
+    return EXIT_OK;
+  }
+  if (strcmp(cmd, "healthcheck") == 0) {
+    if (argc != 3) {
+      fprintf(stderr, "arraysync: healthcheck needs a URL (http://127.0.0.1:9187/healthz)\n");
+      return EXIT_USAGE;
+    }
+    as_error err;
+    int r = as_cmd_healthcheck(argv[2], 5000, &err);
+    if (r != AS_OK) fprintf(stderr, "arraysync: healthcheck: %s\n", err.message);
+    return r == AS_OK ? EXIT_OK : r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
   }
   const char *sub = NULL;
   int shift = 1;
@@ -263,6 +336,7 @@ int main(int argc, char **argv) {
   if (apply_log_settings(&o, NULL) != EXIT_OK) return EXIT_USAGE;
   if (strcmp(cmd, "run") == 0) return cmd_run(&o);
   if (strcmp(cmd, "check") == 0) return cmd_check(&o);
+  if (strcmp(cmd, "infer") == 0) return cmd_infer(&o);
   if (strcmp(cmd, "install") == 0) return cmd_admin(&o, true);
   if (strcmp(cmd, "uninstall") == 0) return cmd_admin(&o, false);
   if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dlq") == 0 || strcmp(cmd, "conflicts") == 0) {

@@ -3,7 +3,7 @@
 # every test (unit + integration against a private PostgreSQL, SQLite files and the MongoDB
 # test server), then the unit tests and the MongoDB <-> SQLite end-to-end test again under
 # AddressSanitizer + UBSan, the end-to-end and topology tests under ThreadSanitizer, then the
-# docker/ consistency checks.
+# docker/ consistency checks and the .deb package's contents.
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       unit tests only (fast)
 set -euo pipefail
@@ -34,4 +34,6 @@ bash "$root/tests/integration/test_e2e.sh" "$root/build-tsan" topology || status
 unset TSAN_OPTIONS
 echo "== docker/ consistency =="
 bash "$root/tests/scripts/check_docker.sh" || status=1
+echo "== the .deb package =="
+bash "$root/tests/scripts/check_package.sh" "$root/build" || status=1
 exit $status

@@ -72,4 +72,12 @@ int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const 
 bson_t *as_mongo_bson_new(void);
 void as_mongo_bson_free(bson_t *b);
 
+/* mongo_admin.c: the adapter's sample, check_live and versions callbacks (adapter.h). */
+int as_mongo_sample(as_node *n, const char *name, size_t max, bool random,
+                    int (*fn)(void *ctx, const bson_t *doc), void *ctx, as_error *err);
+int as_mongo_check_live(as_node *n, void (*report)(void *ctx, bool ok, const char *what,
+                                                   const char *fix),
+                        void *ctx);
+void as_mongo_versions(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
+
 #endif

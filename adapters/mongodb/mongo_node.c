@@ -78,19 +78,41 @@ static int decode_raw(const as_schema *s, const char *raw, as_delta *out, as_err
 
 /* ------------------------------------------------------------------ config, init, connect */
 
+/* The node's options (config map below: one line per option). */
+typedef struct mongo_opts {
+  char *uri;
+  char *database;
+  int full_document;   /* index into full_documents */
+  int on_history_lost; /* index into history_lost */
+  int64_t batch_size;
+  int64_t max_await_ms;
+} mongo_opts;
+
+static const char *const full_documents[] = {"updateLookup", "whenAvailable", NULL};
+static const char *const history_lost[] = {"fail", "resnapshot", NULL};
+
 static const as_config_entry config_map[] = {
-    {"uri", NULL, true, "MongoDB connection string (a replica set for change streams); never logged"},
-    {"database", NULL, true, "database holding the mapped collections and the bookkeeping"},
-    {"full_document", "updateLookup", false,
-     "fullDocument mode of the change stream: updateLookup, or whenAvailable for collections "
-     "with changeStreamPreAndPostImages"},
-    {"on_history_lost", "fail", false,
-     "when the resume position is older than the server's change history (error 286): fail or "
-     "resnapshot"},
-    {"batch_size", "1000", false, "cursor batch size for snapshots and change streams"},
-    {"max_await_ms", "20", false,
-     "longest a change stream getMore waits on the server for new events (bounds poll latency)"},
-    {NULL, NULL, false, NULL}};
+    AS_OPT_REQ(SECRET, mongo_opts, uri,
+               "MongoDB connection string (a replica set for change streams); never logged",
+               "\"mongodb://127.0.0.1:27017/?replicaSet=rs0\""),
+    AS_OPT_REQ(STRING, mongo_opts, database,
+               "database holding the mapped collections and the bookkeeping", "shop"),
+    AS_OPT(ENUM, mongo_opts, full_document, "updateLookup",
+           "fullDocument mode of the change stream: updateLookup, or whenAvailable for "
+           "collections with changeStreamPreAndPostImages",
+           NULL, .allowed = full_documents),
+    AS_OPT(ENUM, mongo_opts, on_history_lost, "fail",
+           "when the resume position is older than the server's change history (error 286): "
+           "fail or resnapshot",
+           NULL, .allowed = history_lost),
+    AS_OPT(INT, mongo_opts, batch_size, "1000",
+           "cursor batch size for snapshots and change streams", "500", .min = 1,
+           .max = 1000000000),
+    AS_OPT(INT, mongo_opts, max_await_ms, "20",
+           "longest a change stream getMore waits on the server for new events, in "
+           "milliseconds (bounds poll latency)",
+           "100", .min = 1, .max = 1000000000),
+    AS_OPT_END};
 
 static void log_handler(mongoc_log_level_t level, const char *domain, const char *message,
                         void *ud) {
@@ -108,20 +130,6 @@ static pthread_once_t mongo_once = PTHREAD_ONCE_INIT;
 static void mongo_global_init(void) {
   mongoc_init();
   mongoc_log_set_handler(log_handler, NULL);
-}
-
-static int parse_int_opt(const as_node_config *cfg, const char *key, int32_t lo, int32_t *out,
-                         as_error *err) {
-  const char *v = as_node_config_get(cfg, key);
-  char *end = NULL;
-  long x = v ? strtol(v, &end, 10) : -1;
-  if (!v || !*v || *end || x < lo || x > 1000000000L) {
-    return as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                        "node %s: %s must be an integer >= %d (got \"%s\")", cfg->name, key, lo,
-                        v ? v : "");
-  }
-  *out = (int32_t)x;
-  return AS_OK;
 }
 
 static void ops_clear(mongo_ops *o);
@@ -146,6 +154,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
                      as_node **out, as_error *err) {
   int rc = AS_EINVAL;
   bson_error_t be;
+  mongo_opts o = {0};
   as_node *n = calloc(1, sizeof *n);
   *out = NULL;
   if (!n) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
@@ -153,40 +162,18 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   n->name = strdup(cfg->name ? cfg->name : "mongodb");
   if (!n->name) goto oom;
   snprintf(n->comp, sizeof n->comp, "mongodb:%s", n->name);
-  const char *uri = as_node_config_get(cfg, "uri");
-  const char *db = as_node_config_get(cfg, "database");
-  const char *fd = as_node_config_get(cfg, "full_document");
-  const char *hl = as_node_config_get(cfg, "on_history_lost");
-  if (!uri || !*uri) {
-    as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "node %s: uri is required", n->name);
+  if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
+  rc = AS_EINVAL;
+  const char *uri = o.uri, *db = o.database;
+  if (strpbrk(db, "/\\. \"$")) {
+    as_node_option_error(err, cfg, "database", "\"%s\" is not a plain database name (no /, \\, "
+                         "., space, \" or $)", db);
     goto cleanup;
   }
-  if (!db || !*db || strpbrk(db, "/\\. \"$")) {
-    as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                 "node %s: database is required and must be a plain database name", n->name);
-    goto cleanup;
-  }
-  if (strcmp(fd, "updateLookup") == 0) {
-    n->when_available = false;
-  } else if (strcmp(fd, "whenAvailable") == 0) {
-    n->when_available = true;
-  } else {
-    as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                 "node %s: full_document must be updateLookup or whenAvailable (got \"%s\")",
-                 n->name, fd);
-    goto cleanup;
-  }
-  if (strcmp(hl, "fail") == 0) {
-    n->resnapshot = false;
-  } else if (strcmp(hl, "resnapshot") == 0) {
-    n->resnapshot = true;
-  } else {
-    as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                 "node %s: on_history_lost must be fail or resnapshot (got \"%s\")", n->name, hl);
-    goto cleanup;
-  }
-  if (parse_int_opt(cfg, "batch_size", 1, &n->batch_size, err) != AS_OK) goto cleanup;
-  if (parse_int_opt(cfg, "max_await_ms", 1, &n->max_await_ms, err) != AS_OK) goto cleanup;
+  n->when_available = o.full_document == 1;
+  n->resnapshot = o.on_history_lost == 1;
+  n->batch_size = (int32_t)o.batch_size;
+  n->max_await_ms = (int32_t)o.max_await_ms;
   /* a mark identical to the stored one would be a no-op write without a change event: start
    * the counter from the clock so that it never repeats across restarts */
   n->mark_n = (uint64_t)as_now_us();
@@ -199,8 +186,8 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   if (!n->uri_redacted || !n->database) goto oom;
   n->uri = mongoc_uri_new_with_error(uri, &be);
   if (!n->uri) {
-    as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "node %s: invalid uri %s: %s", n->name,
-                 n->uri_redacted, be.message);
+    as_node_option_error(err, cfg, "uri", "invalid connection string %s: %s", n->uri_redacted,
+                         be.message);
     goto cleanup;
   }
   mongoc_uri_set_appname(n->uri, "arraysync");
@@ -234,6 +221,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
 oom:
   rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
 cleanup:
+  as_cfgmap_free(config_map, &o);
   node_exit(n);
   return rc;
 }
@@ -1181,4 +1169,7 @@ const as_adapter as_adapter_mongodb = {
     .checkpoint_load = node_checkpoint_load,
     .read_row = node_read_row,
     .decode_raw = decode_raw,
+    .sample = as_mongo_sample,
+    .check_live = as_mongo_check_live,
+    .versions = as_mongo_versions,
 };

@@ -13,13 +13,26 @@
 #include "pg_internal.h"
 #include "pg_sql.h"
 
+/* The node's options (config map below: one line per option). */
+typedef struct pg_opts {
+  char *dsn;
+  char *schema;
+  int capture_triggers; /* index into trigger_levels */
+  bool copy;
+} pg_opts;
+
+static const char *const trigger_levels[] = {"statement", "row", NULL};
+
 static const as_config_entry config_map[] = {
-    {"dsn", NULL, true, "libpq connection string (conninfo or postgresql:// URI)"},
-    {"schema", "public", false, "schema holding the mapped tables"},
-    {"capture_triggers", "statement", false,
-     "insert/delete capture triggers: statement (transition tables) or row"},
-    {"copy", "on", false, "COPY fast path for runs of full-row inserts: on or off"},
-    {NULL, NULL, false, NULL}};
+    AS_OPT_REQ(SECRET, pg_opts, dsn, "libpq connection string (conninfo or postgresql:// URI)",
+               "\"host=127.0.0.1 port=5432 dbname=shop user=arraysync\""),
+    AS_OPT(STRING, pg_opts, schema, "public", "schema holding the mapped tables", "shop"),
+    AS_OPT(ENUM, pg_opts, capture_triggers, "statement",
+           "insert/delete capture triggers: statement (transition tables) or row", NULL,
+           .allowed = trigger_levels),
+    AS_OPT(BOOL, pg_opts, copy, "on", "COPY fast path for runs of full-row inserts: on or off",
+           "off"),
+    AS_OPT_END};
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -192,16 +205,6 @@ static void node_exit(as_node *n) {
   free(n);
 }
 
-static const char *opt(const as_node_config *cfg, const char *key) {
-  for (size_t i = 0; i < cfg->nopts; i++) {
-    if (strcmp(cfg->opts[i].key, key) == 0) return cfg->opts[i].value;
-  }
-  for (const as_config_entry *e = config_map; e->key; e++) {
-    if (strcmp(e->key, key) == 0) return e->default_value;
-  }
-  return NULL;
-}
-
 static int table_init(as_node *n, pg_table *t, const as_schema *s, size_t index, as_error *err) {
   int rc = AS_ERR;
   as_buf b = AS_BUF_INIT;
@@ -264,34 +267,16 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   *out = NULL;
   as_node *n = calloc(1, sizeof *n);
   if (!n) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-  const char *dsn = opt(cfg, "dsn");
-  const char *schema = opt(cfg, "schema");
-  const char *trig = opt(cfg, "capture_triggers");
-  const char *copy = opt(cfg, "copy");
-  if (!dsn || !*dsn) {
-    rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "%s:%d:%d: node %s: dsn is required",
-                      cfg->mark.file ? cfg->mark.file : "?", cfg->mark.line, cfg->mark.col,
-                      cfg->name);
+  pg_opts o = {0};
+  if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
+  const char *dsn = o.dsn, *schema = o.schema;
+  if (!*schema || strcmp(schema, "arraysync") == 0) {
+    rc = as_node_option_error(err, cfg, "schema", "\"%s\" cannot hold mapped tables (allowed: a "
+                              "non-empty name other than arraysync)", schema);
     goto cleanup;
   }
-  if (!schema || !*schema || strcmp(schema, "arraysync") == 0) {
-    rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                      "node %s: schema must be a non-empty name other than arraysync", cfg->name);
-    goto cleanup;
-  }
-  if (strcmp(trig, "statement") != 0 && strcmp(trig, "row") != 0) {
-    rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                      "node %s: capture_triggers is \"%s\", expected statement or row",
-                      cfg->name, trig);
-    goto cleanup;
-  }
-  if (strcmp(copy, "on") != 0 && strcmp(copy, "off") != 0) {
-    rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "node %s: copy is \"%s\", expected on or off",
-                      cfg->name, copy);
-    goto cleanup;
-  }
-  n->stmt_level = strcmp(trig, "statement") == 0;
-  n->fast_copy = strcmp(copy, "on") == 0;
+  n->stmt_level = o.capture_triggers == 0;
+  n->fast_copy = o.copy;
   n->name = strdup(cfg->name ? cfg->name : "postgres");
   n->dsn = strdup(dsn);
   n->schema = strdup(schema);
@@ -322,6 +307,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   n = NULL;
   rc = AS_OK;
 cleanup:
+  as_cfgmap_free(config_map, &o);
   node_exit(n);
   return rc;
 }
@@ -719,4 +705,7 @@ const as_adapter as_adapter_postgres = {
     .checkpoint_load = pg_checkpoint_load,
     .read_row = pg_read_row,
     .decode_raw = as_adapter_decode_row_json,
+    .describe = pg_describe,
+    .check_live = pg_check_live,
+    .versions = pg_versions,
 };

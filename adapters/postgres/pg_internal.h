@@ -96,4 +96,11 @@ int pg_node_connect(as_node *n, as_error *err);
 /* Forgets per-session state (staging tables) after the sink connection was replaced. */
 void pg_sink_reset_session(as_node *n);
 
+/* ---- pg_check.c: the describe, check_live and versions callbacks (adapter.h) ---- */
+int pg_describe(as_node *n, const char *table, as_table_desc *out, as_error *err);
+int pg_check_live(as_node *n, void (*report)(void *ctx, bool ok, const char *what,
+                                             const char *fix),
+                  void *ctx);
+void pg_versions(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
+
 #endif

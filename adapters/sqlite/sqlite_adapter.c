@@ -18,13 +18,25 @@
 #include "sqlite_internal.h"
 #include "sqlite_sql.h"
 
+/* The node's options (config map below: one line per option). */
+typedef struct sq_opts {
+  char *path;
+  int64_t busy_timeout; /* ms */
+  int wakeup;           /* index into wakeups */
+} sq_opts;
+
+static const char *const wakeups[] = {"inotify", "poll", NULL};
+
 static const as_config_entry config_map[] = {
-    {"path", NULL, true, "SQLite database file (created if missing)"},
-    {"busy_timeout", "5000", false, "milliseconds to wait for a lock held by another writer"},
-    {"wakeup", "inotify", false,
-     "how a waiting poll notices commits of other processes: inotify (on the -wal file, "
-     "PRAGMA data_version confirms) or poll (PRAGMA data_version every 1 ms)"},
-    {NULL, NULL, false, NULL}};
+    AS_OPT_REQ(PATH, sq_opts, path, "SQLite database file (created if missing)", "./shop.db"),
+    AS_OPT(INT, sq_opts, busy_timeout, "5000",
+           "milliseconds to wait for a lock held by another writer", "10000", .min = 0,
+           .max = INT_MAX),
+    AS_OPT(ENUM, sq_opts, wakeup, "inotify",
+           "how a waiting poll notices commits of other processes: inotify (on the -wal file, "
+           "PRAGMA data_version confirms) or poll (PRAGMA data_version every 1 ms)",
+           NULL, .allowed = wakeups),
+    AS_OPT_END};
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -122,32 +134,13 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   as_node *n = calloc(1, sizeof *n);
   if (!n) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   int ret = AS_OK;
-  const char *path = as_node_config_get(cfg, "path");
-  const char *busy = as_node_config_get(cfg, "busy_timeout");
-  const char *wake = as_node_config_get(cfg, "wakeup");
-  int64_t b = 5000;
-  if (!path || !*path) {
-    ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "node %s: sqlite needs a path",
-                       cfg->name ? cfg->name : "?");
-    goto fail;
-  }
-  if (busy && (!parse_i64(busy, &b) || b > INT_MAX)) {
-    ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                       "node %s: busy_timeout must be milliseconds (a non-negative integer), "
-                       "got \"%s\"",
-                       cfg->name ? cfg->name : "?", busy);
-    goto fail;
-  }
-  if (wake && strcmp(wake, "inotify") != 0 && strcmp(wake, "poll") != 0) {
-    ret = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
-                       "node %s: wakeup must be inotify or poll, got \"%s\"",
-                       cfg->name ? cfg->name : "?", wake);
-    goto fail;
-  }
+  sq_opts o = {0};
+  if ((ret = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto fail;
   n->name = strdup(cfg->name ? cfg->name : "sqlite");
-  n->path = strdup(path);
-  n->busy_ms = (int)b;
-  n->use_inotify = !wake || strcmp(wake, "inotify") == 0;
+  n->path = o.path;
+  o.path = NULL;
+  n->busy_ms = (int)o.busy_timeout;
+  n->use_inotify = o.wakeup == 0;
   n->schemas = calloc(nschemas ? nschemas : 1, sizeof *n->schemas);
   if (!n->name || !n->path || !n->schemas) {
     ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
@@ -160,6 +153,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   *out = n;
   return AS_OK;
 fail:
+  as_cfgmap_free(config_map, &o);
   node_exit(n);
   return ret;
 }
@@ -1209,4 +1203,7 @@ const as_adapter as_adapter_sqlite = {
     .checkpoint_load = checkpoint_load,
     .read_row = read_row,
     .decode_raw = as_adapter_decode_row_json,
+    .describe = sq_describe,
+    .check_live = sq_check_live,
+    .versions = sq_versions,
 };

@@ -85,4 +85,11 @@ int sq_open(const char *path, int busy_ms, sqlite3 **out, as_error *err);
 /* Builds "INSERT ... ON CONFLICT" for the given columns into b. */
 void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask);
 
+/* sqlite_admin.c: the adapter's describe, check_live and versions callbacks (adapter.h). */
+int sq_describe(as_node *n, const char *table, as_table_desc *out, as_error *err);
+int sq_check_live(as_node *n, void (*report)(void *ctx, bool ok, const char *what,
+                                             const char *fix),
+                  void *ctx);
+void sq_versions(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
+
 #endif

@@ -47,7 +47,8 @@ static const struct {
      "@/missing_mappings.yaml:1:1: missing \"mappings\" (a file pattern such as "
      "mappings/*.yaml, or a list of them)"},
     {"bad_batch.yaml",
-     "@/bad_batch.yaml:5:20: batch max_rows must be an integer from 1 to 1000000, not \"0\""},
+     "@/bad_batch.yaml:5:20: option batch.max_rows: integer \"0\" is out of range (allowed: 1 "
+     "to 1000000)"},
     {"bad_mapping_file.yaml",
      "@/maps_bad/bad_type.yaml:4:27: unknown type \"varchar2\" for column \"id\" (valid types "
      "include text, int64, double, numeric, bool, uuid, objectid, timestamptz, date, jsonb, "
@@ -102,8 +103,8 @@ START_TEST(required_option_missing) {
   ck_assert_ptr_nonnull(dsn->key);
   ck_assert(dsn->required);
   char expected[2048];
-  snprintf(expected, sizeof expected, "%s:3:3: postgres node \"pg\" needs \"dsn\" (%s)", path,
-           dsn->description);
+  snprintf(expected, sizeof expected, "%s:3:3: node pg: option dsn: missing; it is required (%s)",
+           path, dsn->description);
   ck_assert_str_eq(err.message, expected);
   free(path);
 }
@@ -288,14 +289,15 @@ START_TEST(more_config_errors) {
        "4:32: ring order must list at least two nodes"},
       {"nodes:\n  m: { kind: mongodb, uri: u, database: d }\n  s: { kind: sqlite, path: x }\n"
        "mappings: maps/a.yaml\nlog: { level: loud }\n",
-       "5:15: bad log level \"loud\" (expected error, warn, info, debug or trace)"},
+       "5:15: option log.level: unknown value \"loud\" (allowed: error, warn, warning, info, "
+       "debug, trace)"},
       {"nodes:\n  m: { kind: mongodb, uri: u, database: d }\n  s: { kind: sqlite, path: x }\n"
        "mappings: maps/a.yaml\nmetrics: { listen: 9187 }\n",
-       "5:20: metrics listen must be HOST:PORT (e.g. 127.0.0.1:9187), not \"9187\""},
+       "5:20: option metrics.listen: \"9187\" is not HOST:PORT (allowed: e.g. 127.0.0.1:9187)"},
       {"nodes:\n  m: { kind: mongodb, uri: u, database: d }\n  s: { kind: sqlite, path: x }\n"
        "mappings: maps/a.yaml\ntombstones: { retention: forever }\n",
-       "5:26: tombstones retention must be a duration such as 250ms, 30s, 5m, 1h or 2d, not "
-       "\"forever\""},
+       "5:26: option tombstones.retention: \"forever\" is not a duration (allowed: 250ms, 30s, "
+       "5m, 1h, 2d; a plain number is seconds)"},
       {"nodes:\n  m: { kind: mongodb, uri: u, database: d }\n  s: { kind: sqlite, path: [x] }\n"
        "mappings: maps/a.yaml\n",
        "3:28: option path of node \"s\" must be a value, not a list"},

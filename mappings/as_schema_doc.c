@@ -1,0 +1,81 @@
+/* as_schema_doc.c — the keys of a mapping file as a config map (documentation: `arraysync help
+ * config` and docs/CONFIG.md print it). as_schema.c parses mapping files; a unit test
+ * (test_cfgmap.c) checks that every key it accepts is listed here and nothing else. */
+#include "as_cfgmap.h"
+
+static const char *const directions[] = {"both", "to-sql", "to-mongo", NULL};
+static const char *const on_errors[] = {"dead-letter", "stop", NULL};
+static const char *const strategies[] = {"lww", "vector", "script", NULL};
+static const char *const fallbacks[] = {"lww", "script", NULL};
+static const char *const types[] = {"text",      "int64", "double", "numeric",
+                                    "bool",      "uuid",  "objectid", "timestamptz",
+                                    "date",      "jsonb", "bytes",   NULL};
+
+static const as_config_entry schema_map[] = {
+    AS_DOC(STRING, "mapping", NULL,
+           "the mapping's name: unique in a configuration (letters, digits, _, - and .)",
+           "users", .required = true),
+    AS_DOC(STRING, "collection", "the mapping's name", "the MongoDB collection", "users"),
+    AS_DOC(STRING, "table", "the mapping's name", "the SQL table (PostgreSQL, SQLite)",
+           "users"),
+    AS_DOC(ENUM, "direction", "both",
+           "which way changes flow: both, to-sql (MongoDB to the SQL nodes only) or to-mongo",
+           "to-sql", .allowed = directions),
+    AS_DOC(STRING, "mode", "realtime",
+           "realtime (change streams and triggers) or { interval: DURATION } (periodic)",
+           "{ interval: 5m }"),
+    AS_DOC(DURATION, "mode.interval", NULL, "the period of interval mode (greater than zero)",
+           "5m"),
+    AS_DOC(LIST, "key", NULL,
+           "the column, or list of columns, that identifies a row (usually the one mapped to "
+           "_id)",
+           "id", .required = true),
+    AS_DOC(BOOL, "reloadable", "false", "SIGHUP may reload this mapping without a restart",
+           "true"),
+    AS_DOC(MAP, "columns", NULL,
+           "SQL column name -> { field, type, required }, in table order; at most one column "
+           "may map field \"*\" (every field no other column maps, as one jsonb value)",
+           "{ id: { field: _id, type: text }, email: { field: email, type: text } }",
+           .required = true),
+    AS_DOC(STRING, "columns.NAME.field", NULL,
+           "the document field, dotted for nested documents (profile.name), or \"*\" for the "
+           "catch-all",
+           "profile.name", .required = true),
+    AS_DOC(ENUM, "columns.NAME.type", NULL,
+           "the value type; the SQL type follows from it (aliases such as bigint, varchar, "
+           "boolean, timestamp, json are accepted)",
+           "timestamptz", .allowed = types, .required = true),
+    AS_DOC(BOOL, "columns.NAME.required", "false",
+           "a missing or null value is a mapping error (the document goes to the dead letters)",
+           "true"),
+    AS_DOC(LIST, "children", NULL,
+           "arrays of subdocuments as child tables: a list of { table, field, columns }",
+           "[{ table: order_items, field: items, columns: { sku: { field: sku, type: text } } }]"),
+    AS_DOC(STRING, "children.table", NULL, "the child table", "order_items"),
+    AS_DOC(STRING, "children.field", NULL, "the array field of the parent document", "items"),
+    AS_DOC(MAP, "children.columns", NULL,
+           "columns of one array element, as in `columns` (fields relative to the element)",
+           "{ sku: { field: sku, type: text } }"),
+    AS_DOC(MAP, "conflict", "{ strategy: lww }", "how concurrent changes of one key resolve",
+           "{ strategy: lww, clock: last_updated }"),
+    AS_DOC(ENUM, "conflict.strategy", "lww",
+           "lww: the latest write wins; vector: version vectors detect true conflicts; script: "
+           "a Lua function decides",
+           "vector", .allowed = strategies),
+    AS_DOC(STRING, "conflict.clock", NULL,
+           "lww: a column of type timestamptz or int64 to compare instead of commit times",
+           "last_updated"),
+    AS_DOC(PATH, "conflict.script", NULL,
+           "the Lua resolver for strategy script (or fallback script), relative to the "
+           "mapping file",
+           "resolvers/users.lua"),
+    AS_DOC(ENUM, "conflict.fallback", "lww",
+           "vector and script: what decides the interim value", "script",
+           .allowed = fallbacks),
+    AS_DOC(ENUM, "on_error", "dead-letter",
+           "a document or row that cannot be mapped: dead-letter (kept for `arraysync dlq`) "
+           "or stop",
+           "stop", .allowed = on_errors),
+    AS_OPT_END};
+
+const as_config_entry *as_schema_config_map(void) { return schema_map; }
