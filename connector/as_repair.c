@@ -297,10 +297,15 @@ int eng_repair(engine *e, eng_pair *p, const as_schema *s, const char *key, eng_
   if (rc == AS_EDATA) {
     dead_repair(e, p, s, key, from, to, &d, err->message);
     rc = AS_OK;
-  } else if (rc == AS_OK) {
+  } else if (rc == AS_OK && d.schema) {
     if (p) as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_REPAIRS, 1);
-    AS_LOG(AS_LOG_DEBUG, p ? p->comp : "repair", "repaired mapping %s key %s on %s (%s)", s->name,
-           key, to->cfg->name, delta_json ? "its own change back" : "the winning row");
+    if (AS_LOG_DEBUG <= as_log_current_level) {
+      char *dj = as_delta_to_json_string(&d, NULL);
+      AS_LOG(AS_LOG_DEBUG, p ? p->comp : "repair", "repaired mapping %s key %s on %s (%s): %s",
+             s->name, key, to->cfg->name, delta_json ? "its own change back" : "the winning row",
+             dj ? dj : "?");
+      free(dj);
+    }
   } else if (rc == AS_ENOTFOUND) {
     rc = AS_OK;
   }
