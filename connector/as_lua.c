@@ -201,6 +201,8 @@ static const struct {
 /* Pushes the read-only base environment: chosen base functions and read-only libraries. */
 static void push_base(lua_State *L, as_lua *h) {
   luaL_requiref(L, LUA_GNAME, luaopen_base, 0);
+  lua_getfield(L, -1, "next");
+  h->r_next = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   int base = lua_gettop(L);
   for (size_t i = 0; base_names[i]; i++) {
@@ -305,6 +307,7 @@ static void setup_registry(lua_State *L, as_lua *h) {
   lua_pushcfunction(L, ctx_index);
   h->r_ctxmt = new_mt(L, -1, "ctx");
   lua_pop(L, 1);
+  asl_setup_rows(L, h);
   lua_pushboolean(L, 0); /* the key exists from now on: resetting it never allocates */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
 }
@@ -412,7 +415,6 @@ static int state_new(as_lua *h, as_error *err) {
   }
   *(as_lua **)lua_getextraspace(L) = h;
   h->L = L;
-  lua_gc(L, LUA_GCGEN, 0, 0);
   arm(h);
   lua_pushcfunction(L, setup);
   lua_pushlightuserdata(L, h);
@@ -487,9 +489,11 @@ int as_lua_open(const as_schema *s, const char *script_path, const as_lua_limits
   int rc = AS_OK;
   h->path = strdup(path);
   h->seen = calloc(s->ncols ? s->ncols : 1, 1);
-  if (!h->path || !h->seen || pthread_mutex_init(&h->mu, NULL) != 0) {
+  h->mat = calloc(ASL_NSIDES * (s->ncols ? s->ncols : 1), 1);
+  if (!h->path || !h->seen || !h->mat || pthread_mutex_init(&h->mu, NULL) != 0) {
     free(h->path);
     free(h->seen);
+    free(h->mat);
     free(h);
     return as_error_set(err, AS_DOM_SCRIPT, AS_ERR, "out of memory");
   }
@@ -507,7 +511,9 @@ void as_lua_close(as_lua *h) {
   state_close(h);
   pthread_mutex_destroy(&h->mu);
   as_buf_free(&h->jbuf);
+  as_buf_free(&h->sbuf);
   free(h->seen);
+  free(h->mat);
   free(h->src);
   free(h->path);
   free(h);
@@ -569,9 +575,9 @@ static bool ctx_field(lua_State *L, as_lua *h, const asl_call *c, const char *k)
   const char *f = mine ? k + 5 : theirs ? k + 7 : NULL;
   if (strcmp(k, "mapping") == 0) lua_pushstring(L, h->s->name);
   else if (strcmp(k, "key_json") == 0) lua_pushstring(L, c->key_json);
-  else if (strcmp(k, "key") == 0) push_key(L, h, c->mine);
+  else if (strcmp(k, "key") == 0) push_key(L, h, c->rows[ASL_MINE]);
   else if (strcmp(k, "conflict") == 0) lua_pushboolean(L, x->conflict);
-  else if (strcmp(k, "base") == 0 && x->base) asl_push_row(L, h, x->base);
+  else if (strcmp(k, "base") == 0 && x->base) asl_push_proxy(L, h, ASL_BASE);
   else if (f && strcmp(f, "node") == 0) lua_pushstring(L, mine ? x->mine_node : x->theirs_node);
   else if (f && strcmp(f, "ts_us") == 0) lua_pushinteger(L, mine ? x->mine_ts_us : x->theirs_ts_us);
   else if (f && strcmp(f, "ts") == 0) push_ts(L, mine ? x->mine_ts_us : x->theirs_ts_us);
@@ -594,22 +600,25 @@ static int ctx_index(lua_State *L) {
     lua_CFunction fn;
   } helpers[] = {{"number", asl_fn_number}, {"cmp", asl_fn_cmp}, {"array", asl_fn_array},
                  {"object", asl_fn_object}};
+  bool helper = false;
   if (strcmp(k, "null") == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_null);
-    return 1;
+    helper = true;
   }
-  for (size_t i = 0; i < sizeof helpers / sizeof helpers[0]; i++) {
+  for (size_t i = 0; i < sizeof helpers / sizeof helpers[0] && !helper; i++) {
     if (strcmp(k, helpers[i].name) == 0) {
       lua_pushcfunction(L, helpers[i].fn);
-      return 1;
+      helper = true;
     }
   }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
-  if (!h->call || !lua_rawequal(L, -1, 1)) {
-    return luaL_error(L, "ctx.%s read after the call it was given to ended", k);
+  if (!helper) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+    if (!h->call || !lua_rawequal(L, -1, 1)) {
+      return luaL_error(L, "ctx.%s read after the call it was given to ended", k);
+    }
+    lua_pop(L, 1);
+    if (!ctx_field(L, h, h->call, k)) return 0;
   }
-  lua_pop(L, 1);
-  if (!ctx_field(L, h, h->call, k)) return 0;
   lua_pushvalue(L, 2);
   lua_pushvalue(L, -2);
   lua_rawset(L, 1); /* cached: ctx.base == ctx.base */
@@ -626,11 +635,17 @@ typedef struct callargs {
   char msg[AS_ERROR_MSG_MAX];
 } callargs;
 
-/* The row table at t -> a->out (omitted columns from mine, else theirs). */
+static bool has(const as_row *r, size_t i) { return r && i < r->n && r->set[i]; }
+
+/* The row table at t -> a->out: its entries, then for the other columns the row proxy's own
+ * value when t is a proxy and the script left that column alone, else mine's, else theirs's. */
 static void merge(lua_State *L, callargs *a, int t) {
   as_lua *h = a->h;
   const as_schema *s = h->s;
   char why[512];
+  int side = asl_proxy_side(L, h, t);
+  const uint8_t *mat = side >= 0 ? h->mat + (size_t)side * s->ncols : NULL;
+  const as_row *mine = a->call.rows[ASL_MINE], *theirs = a->call.rows[ASL_THEIRS];
   memset(h->seen, 0, s->ncols);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_colidx);
   int ci = lua_gettop(L);
@@ -653,8 +668,7 @@ static void merge(lua_State *L, callargs *a, int t) {
     size_t i = (size_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
     as_value v;
-    int rc = asl_to_value(L, h, lua_gettop(L), i, a->call.mine, a->call.theirs, &v, why,
-                          sizeof why);
+    int rc = asl_to_value(L, h, lua_gettop(L), i, mine, theirs, &v, why, sizeof why);
     if (rc != AS_OK) {
       a->rc = rc;
       snprintf(a->msg, sizeof a->msg, "resolve returned a bad value for column \"%s\" (%s): %s",
@@ -666,10 +680,10 @@ static void merge(lua_State *L, callargs *a, int t) {
     lua_pop(L, 1);
   }
   for (size_t i = 0; i < s->ncols; i++) {
-    const as_row *from = i < a->call.mine->n && a->call.mine->set[i] ? a->call.mine
-                       : i < a->call.theirs->n && a->call.theirs->set[i] ? a->call.theirs : NULL;
-    if (s->cols[i].is_key && from == a->call.mine && h->seen[i] &&
-        !as_value_equal(&a->out->v[i], &from->v[i])) {
+    const as_row *from = has(mine, i) ? mine : has(theirs, i) ? theirs : NULL;
+    if (mat && !mat[i] && has(a->call.rows[side], i)) from = a->call.rows[side]; /* untouched */
+    if (s->cols[i].is_key && h->seen[i] && has(mine, i) &&
+        !as_value_equal(&a->out->v[i], &mine->v[i])) {
       a->rc = AS_EDATA;
       snprintf(a->msg, sizeof a->msg, "resolve changed key column \"%s\" (a resolver cannot "
                "move a row to another key)", s->cols[i].name);
@@ -703,14 +717,15 @@ static int do_call(lua_State *L) {
   lua_setupvalue(L, -2, 1);
   lua_pop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_resolve);
-  asl_push_row(L, h, a->call.mine);
-  asl_push_row(L, h, a->call.theirs);
+  memset(h->mat, 0, ASL_NSIDES * h->s->ncols);
+  h->call = &a->call;
+  asl_push_proxy(L, h, ASL_MINE);
+  asl_push_proxy(L, h, ASL_THEIRS);
   lua_createtable(L, 0, 4);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_ctxmt);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
-  h->call = &a->call;
   lua_call(L, 3, 2);
   int r = lua_gettop(L) - 1;
   if (lua_isnil(L, r)) {
@@ -757,7 +772,7 @@ int as_lua_resolve(as_lua *h, const as_row *mine, const as_row *theirs, const as
   const as_schema *s = h->s;
   char *key_owned = NULL;
   callargs a = {.h = h, .out = out, .rc = AS_ERR};
-  a.call = (asl_call){.mine = mine, .theirs = theirs, .ctx = ctx ? ctx : &no_ctx};
+  a.call = (asl_call){.rows = {mine, theirs, ctx ? ctx->base : NULL}, .ctx = ctx ? ctx : &no_ctx};
   if (out->n != s->ncols || !out->v) {
     as_row_clear(out);
     if (as_row_init(out, s->ncols) != AS_OK) {
@@ -784,8 +799,14 @@ int as_lua_resolve(as_lua *h, const as_row *mine, const as_row *theirs, const as
     if (st != LUA_OK) recreate = failure(h, st, &a);
     else if (h->budget_out) failure(h, st, &a);
     lua_settop(L, 0);
-    lua_pushboolean(L, 0);
+    lua_pushboolean(L, 0); /* existing slots: no allocation outside the protected call */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_cur);
+    for (int k = 1; k <= ASL_NSIDES; k++) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, -2, k);
+    }
+    lua_pop(L, 1);
     if (recreate) {
       as_error e2;
       state_close(h);

@@ -6,7 +6,10 @@
  * ---- What the script sees --------------------------------------------------------------
  * mine    the target node's current row, theirs the incoming row: tables column name -> value.
  *         A column absent from the row is an absent key; NULL is the sentinel ctx.null (Lua
- *         nil would delete the key). Values by column type:
+ *         nil would delete the key). A column is converted when first read (a call pays only
+ *         for the columns it touches): reading, assigning and pairs() work as on any table;
+ *         next() and rawget() see only the columns read or assigned so far; the metatable is
+ *         locked ("row"). Values by column type:
  *           bool -> boolean          int64 -> integer          double -> float
  *           decimal -> string, exact text ("-12.50"); ctx.number(v) gives a Lua number and
  *                      ctx.cmp(a, b) compares exactly (decimals stay strings unless asked)
@@ -43,6 +46,9 @@
  *                    lacks the column; absent when neither has it). So `return theirs`,
  *                    `return mine`, `return {balance = "5"}` (mine with one column changed)
  *                    all work; an unknown column name is an error (typos do not vanish).
+ *                    Returning mine, theirs or ctx.base: the columns the script never touched
+ *                    are copied from that row as they are (no conversion at all); a column set
+ *                    to nil on it counts as omitted.
  *                    Key columns, when given, must equal mine's (a resolver cannot move a row).
  *   nil, "reason"    no decision: AS_CONFLICT with the reason in err->message (the caller
  *                    records the conflict and falls back).
@@ -77,8 +83,16 @@
  * tables in global variables) lives as long as the interpreter and is seen by every call of
  * it. mine, theirs and ctx are new tables each call, and global variables assigned during a
  * call go to a per-call table that is dropped afterwards: a call cannot change the libraries,
- * the globals of the next call, or the next call's arguments. Do not keep caches across calls:
- * the connector may use several interpreters for one mapping and re-creates them on reload.
+ * the globals of the next call, or the next call's arguments. A row or ctx kept from an earlier
+ * call raises an error when a value it had not read yet is asked for. Do not keep caches across
+ * calls: the connector may use several interpreters for one mapping and re-creates them on
+ * reload.
+ *
+ * ---- Cost (bench/bench_lua.c) --------------------------------------------------------------
+ * The count hook makes Lua trap every VM instruction (about twice the plain interpreter's
+ * time); a call that returns theirs costs about 1-2 µs on a 10-column row, the shipped
+ * keep_higher_balance.lua about 2-3 µs, fieldwise_merge.lua (JSON decode, union, encode)
+ * about 9-15 µs.
  *
  * ---- Threads -------------------------------------------------------------------------------
  * A handle is one interpreter guarded by its own mutex: calls on one handle never run at the

@@ -25,6 +25,25 @@
 
 static const char hexd[] = "0123456789abcdef";
 
+static void digits(char *p, unsigned v, int n) {
+  for (int i = n - 1; i >= 0; i--) {
+    p[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
+}
+
+/* "YYYY-MM-DD" into p (10 bytes, no NUL); days within AS_DATE_MIN_DAYS..AS_DATE_MAX_DAYS. */
+static void format_date(int64_t days, char *p) {
+  int64_t y;
+  unsigned m, d;
+  as_civil_from_days(days, &y, &m, &d);
+  digits(p, (unsigned)y, 4);
+  p[4] = '-';
+  digits(p + 5, m, 2);
+  p[7] = '-';
+  digits(p + 8, d, 2);
+}
+
 bool asl_format_ts(int64_t us, char *out) {
   if (us < AS_TS_MIN_US || us > AS_TS_MAX_US) return false;
   int64_t days = us / 86400000000LL, rem = us % 86400000000LL;
@@ -32,12 +51,18 @@ bool asl_format_ts(int64_t us, char *out) {
     rem += 86400000000LL;
     days--;
   }
-  int64_t y;
-  unsigned m, d;
-  as_civil_from_days(days, &y, &m, &d);
-  int64_t secs = rem / 1000000;
-  snprintf(out, 32, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", (int)y, m, d, (int)(secs / 3600),
-           (int)(secs / 60 % 60), (int)(secs % 60), (int)(rem % 1000000));
+  unsigned secs = (unsigned)(rem / 1000000);
+  format_date(days, out);
+  out[10] = 'T';
+  digits(out + 11, secs / 3600, 2);
+  out[13] = ':';
+  digits(out + 14, secs / 60 % 60, 2);
+  out[16] = ':';
+  digits(out + 17, secs % 60, 2);
+  out[19] = '.';
+  digits(out + 20, (unsigned)(rem % 1000000), 6);
+  out[26] = 'Z';
+  out[27] = '\0';
   return true;
 }
 
@@ -71,18 +96,15 @@ void asl_push_value(lua_State *L, as_lua *h, const as_column *c, const as_value 
         luaL_error(L, "column \"%s\": timestamp %" PRId64 " µs is outside years 0001..9999",
                    c->name, v->u.ts_us);
       }
-      lua_pushstring(L, buf);
+      lua_pushlstring(L, buf, 27);
       break;
     case AS_T_DATE: {
       if (v->u.days < AS_DATE_MIN_DAYS || v->u.days > AS_DATE_MAX_DAYS) {
         luaL_error(L, "column \"%s\": date %d is outside years 0001..9999", c->name,
                    (int)v->u.days);
       }
-      int64_t y;
-      unsigned m, d;
-      as_civil_from_days(v->u.days, &y, &m, &d);
-      snprintf(buf, sizeof buf, "%04d-%02u-%02u", (int)y, m, d);
-      lua_pushstring(L, buf);
+      format_date(v->u.days, buf);
+      lua_pushlstring(L, buf, 10);
       break;
     }
     case AS_T_JSON: json_decode(L, h, v->u.s.ptr, v->u.s.len, c->name); break;
@@ -90,18 +112,122 @@ void asl_push_value(lua_State *L, as_lua *h, const as_column *c, const as_value 
   }
 }
 
-void asl_push_row(lua_State *L, as_lua *h, const as_row *r) {
-  const as_schema *s = h->s;
-  luaL_checkstack(L, 4, "row");
-  lua_createtable(L, 0, (int)s->ncols);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_names);
-  for (size_t i = 0; i < s->ncols && i < r->n; i++) {
-    if (!r->set[i]) continue;
-    lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    asl_push_value(L, h, &s->cols[i], &r->v[i]);
-    lua_rawset(L, -4);
+/* ------------------------------------------------------------------ row proxies */
+
+/* The C row behind the proxy at 1 when it belongs to the call in progress, else NULL. */
+static const as_row *proxy_row(lua_State *L, as_lua *h, int side) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_cur);
+  lua_rawgeti(L, -1, side + 1);
+  bool current = h->call && lua_rawequal(L, -1, 1);
+  lua_pop(L, 2);
+  return current ? h->call->rows[side] : NULL;
+}
+
+/* Column index of the key at 2, or -1. */
+static int key_column(lua_State *L, as_lua *h) {
+  if (lua_type(L, 2) != LUA_TSTRING) return -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_colidx);
+  lua_pushvalue(L, 2);
+  int i = lua_rawget(L, -2) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : -1;
+  lua_pop(L, 2);
+  return i;
+}
+
+static int row_index(lua_State *L) {
+  as_lua *h = asl_handle(L);
+  int side = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int i = key_column(L, h);
+  if (i < 0) return 0;
+  const as_row *r = proxy_row(L, h, side);
+  if (!r) return luaL_error(L, "a row read after the call it was given to ended");
+  uint8_t *mat = h->mat + (size_t)side * h->s->ncols;
+  if (mat[i]) return 0; /* the script removed it */
+  mat[i] = 1;
+  if ((size_t)i >= r->n || !r->set[i]) return 0;
+  asl_push_value(L, h, &h->s->cols[i], &r->v[i]);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+static int row_newindex(lua_State *L) {
+  as_lua *h = asl_handle(L);
+  int side = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int i = key_column(L, h);
+  if (i >= 0 && proxy_row(L, h, side)) h->mat[(size_t)side * h->s->ncols + (size_t)i] = 1;
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+static int row_pairs(lua_State *L) {
+  as_lua *h = asl_handle(L);
+  int side = (int)lua_tointeger(L, lua_upvalueindex(1));
+  const as_row *r = proxy_row(L, h, side);
+  if (r) {
+    uint8_t *mat = h->mat + (size_t)side * h->s->ncols;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_names);
+    for (size_t i = 0; i < h->s->ncols; i++) {
+      if (mat[i]) continue;
+      mat[i] = 1;
+      if (i >= r->n || !r->set[i]) continue;
+      lua_rawgeti(L, -1, (lua_Integer)i + 1);
+      asl_push_value(L, h, &h->s->cols[i], &r->v[i]);
+      lua_rawset(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+void asl_setup_rows(lua_State *L, as_lua *h) {
+  static const struct {
+    const char *name;
+    lua_CFunction fn;
+  } mm[] = {{"__index", row_index}, {"__newindex", row_newindex}, {"__pairs", row_pairs}};
+  for (int side = 0; side < ASL_NSIDES; side++) {
+    lua_createtable(L, 0, 4);
+    for (size_t k = 0; k < sizeof mm / sizeof mm[0]; k++) {
+      lua_pushinteger(L, side);
+      lua_pushcclosure(L, mm[k].fn, 1);
+      lua_setfield(L, -2, mm[k].name);
+    }
+    lua_pushliteral(L, "row");
+    lua_setfield(L, -2, "__metatable");
+    h->r_rowmt[side] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_createtable(L, ASL_NSIDES, 0);
+  for (int side = 0; side < ASL_NSIDES; side++) {
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, side + 1);
+  }
+  h->r_cur = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void asl_push_proxy(lua_State *L, as_lua *h, int side) {
+  lua_createtable(L, 0, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_rowmt[side]);
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_cur);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, side + 1);
+  lua_pop(L, 1);
+}
+
+int asl_proxy_side(lua_State *L, as_lua *h, int idx) {
+  if (!lua_getmetatable(L, idx)) return -1;
+  int side = -1;
+  for (int k = 0; k < ASL_NSIDES && side < 0; k++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_rowmt[k]);
+    if (lua_rawequal(L, -1, -2)) side = k;
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  return side;
 }
 
 /* ------------------------------------------------------------------ JSON text -> Lua */
@@ -127,104 +253,110 @@ static void jd_ws(jdec *d) {
   }
 }
 
-static int jd_hex4(jdec *d) {
-  if (d->end - d->p < 4) jd_fail(d, "short \\u escape");
+static int hex4(const char *p) {
   int v = 0;
   for (int i = 0; i < 4; i++) {
-    char c = *d->p++;
+    char c = p[i];
     int x = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    if (x < 0) jd_fail(d, "bad \\u escape");
+    if (x < 0) return -1;
     v = v << 4 | x;
   }
   return v;
 }
 
-static void jd_utf8(luaL_Buffer *b, unsigned cp) {
-  char u[4];
-  int n;
+static bool put_utf8(as_buf *b, unsigned cp) {
+  uint8_t u[4];
+  size_t n;
   if (cp < 0x80) {
-    u[0] = (char)cp;
+    u[0] = (uint8_t)cp;
     n = 1;
   } else if (cp < 0x800) {
-    u[0] = (char)(0xC0 | cp >> 6);
-    u[1] = (char)(0x80 | (cp & 0x3F));
+    u[0] = (uint8_t)(0xC0 | cp >> 6);
+    u[1] = (uint8_t)(0x80 | (cp & 0x3F));
     n = 2;
   } else if (cp < 0x10000) {
-    u[0] = (char)(0xE0 | cp >> 12);
-    u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-    u[2] = (char)(0x80 | (cp & 0x3F));
+    u[0] = (uint8_t)(0xE0 | cp >> 12);
+    u[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
+    u[2] = (uint8_t)(0x80 | (cp & 0x3F));
     n = 3;
   } else {
-    u[0] = (char)(0xF0 | cp >> 18);
-    u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    u[3] = (char)(0x80 | (cp & 0x3F));
+    u[0] = (uint8_t)(0xF0 | cp >> 18);
+    u[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
+    u[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
+    u[3] = (uint8_t)(0x80 | (cp & 0x3F));
     n = 4;
   }
-  luaL_addlstring(b, u, (size_t)n);
+  return as_buf_append(b, u, n) == AS_OK;
 }
 
-static void jd_escape(jdec *d, luaL_Buffer *b) {
-  char c = *d->p++;
-  switch (c) {
-    case '"': luaL_addchar(b, '"'); break;
-    case '\\': luaL_addchar(b, '\\'); break;
-    case '/': luaL_addchar(b, '/'); break;
-    case 'b': luaL_addchar(b, '\b'); break;
-    case 'f': luaL_addchar(b, '\f'); break;
-    case 'n': luaL_addchar(b, '\n'); break;
-    case 'r': luaL_addchar(b, '\r'); break;
-    case 't': luaL_addchar(b, '\t'); break;
-    case 'u': {
-      unsigned cp = (unsigned)jd_hex4(d);
-      if (cp >= 0xD800 && cp < 0xDC00) {
-        if (d->end - d->p < 6 || d->p[0] != '\\' || d->p[1] != 'u') jd_fail(d, "lone surrogate");
-        d->p += 2;
-        unsigned lo = (unsigned)jd_hex4(d);
-        if (lo < 0xDC00 || lo > 0xDFFF) jd_fail(d, "bad surrogate pair");
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-      } else if (cp >= 0xDC00 && cp < 0xE000) {
-        jd_fail(d, "lone surrogate");
-      }
-      jd_utf8(b, cp);
-      break;
-    }
-    default: d->p--; jd_fail(d, "bad escape");
+/* The JSON string at *pp (at its opening quote) -> *s, *n: the bytes in the text itself when
+ * it has no escapes, else unescaped into b. *pp moves past the closing quote. NULL: the
+ * reason it is not a valid string. */
+static const char *str_token(const char **pp, const char *end, as_buf *b, const char **s,
+                               size_t *n) {
+  const char *p = *pp + 1, *start = p;
+  while (p < end && *p != '"' && *p != '\\') {
+    if ((unsigned char)*p < 0x20) return "control character in string";
+    p++;
   }
+  if (p >= end) return "unterminated string";
+  if (*p == '"') {
+    *s = start;
+    *n = (size_t)(p - start);
+    *pp = p + 1;
+    return NULL;
+  }
+  as_buf_reset(b);
+  if (as_buf_append(b, start, (size_t)(p - start)) != AS_OK) return "out of memory";
+  while (p < end && *p != '"') {
+    char c = *p++, o = 0;
+    if ((unsigned char)c < 0x20) return "control character in string";
+    if (c != '\\') {
+      if (as_buf_putc(b, (uint8_t)c) != AS_OK) return "out of memory";
+      continue;
+    }
+    if (p >= end) return "unterminated string";
+    c = *p++;
+    switch (c) {
+      case '"': case '\\': case '/': o = c; break;
+      case 'b': o = '\b'; break;
+      case 'f': o = '\f'; break;
+      case 'n': o = '\n'; break;
+      case 'r': o = '\r'; break;
+      case 't': o = '\t'; break;
+      case 'u': {
+        int cp = end - p >= 4 ? hex4(p) : -1;
+        if (cp < 0) return "bad \\u escape";
+        p += 4;
+        if (cp >= 0xD800 && cp < 0xDC00) {
+          int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+          if (lo < 0xDC00 || lo > 0xDFFF) return "lone surrogate";
+          p += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (cp >= 0xDC00 && cp < 0xE000) {
+          return "lone surrogate";
+        }
+        if (!put_utf8(b, (unsigned)cp)) return "out of memory";
+        continue;
+      }
+      default: return "bad escape";
+    }
+    if (as_buf_putc(b, (uint8_t)o) != AS_OK) return "out of memory";
+  }
+  if (p >= end) return "unterminated string";
+  *s = (const char *)b->data;
+  *n = b->len;
+  *pp = p + 1;
+  return NULL;
 }
 
 static void jd_string(jdec *d) {
-  const char *s = ++d->p;
-  while (d->p < d->end && *d->p != '"' && *d->p != '\\') {
-    if ((unsigned char)*d->p < 0x20) jd_fail(d, "control character in string");
-    d->p++;
-  }
-  if (d->p >= d->end) jd_fail(d, "unterminated string");
-  if (*d->p == '"') {
-    lua_pushlstring(d->L, s, (size_t)(d->p - s));
-    d->p++;
-    return;
-  }
-  luaL_Buffer b;
-  luaL_buffinit(d->L, &b);
-  luaL_addlstring(&b, s, (size_t)(d->p - s));
-  for (;;) {
-    if (d->p >= d->end) jd_fail(d, "unterminated string");
-    char c = *d->p;
-    if (c == '"') break;
-    if ((unsigned char)c < 0x20) jd_fail(d, "control character in string");
-    if (c == '\\') {
-      d->p++;
-      if (d->p >= d->end) jd_fail(d, "unterminated string");
-      jd_escape(d, &b);
-    } else {
-      luaL_addchar(&b, c);
-      d->p++;
-    }
-  }
-  d->p++;
-  luaL_pushresult(&b);
+  const char *s;
+  size_t n;
+  const char *why = str_token(&d->p, d->end, &d->h->sbuf, &s, &n);
+  if (why) jd_fail(d, why);
+  lua_pushlstring(d->L, s, n);
 }
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -264,29 +396,38 @@ static size_t number_text(bool isint, lua_Integer iv, double d, char *out) {
   return n;
 }
 
+/* Moves *pp past a JSON number token; false if the text there is not one. */
+static bool scan_number(const char **pp, const char *end, bool *real) {
+  const char *p = *pp;
+  *real = false;
+  if (p < end && *p == '-') p++;
+  if (p >= end || !is_digit(*p)) return false;
+  if (*p == '0') {
+    p++;
+  } else {
+    while (p < end && is_digit(*p)) p++;
+  }
+  if (p < end && *p == '.') {
+    *real = true;
+    p++;
+    if (p >= end || !is_digit(*p)) return false;
+    while (p < end && is_digit(*p)) p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    *real = true;
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) p++;
+    if (p >= end || !is_digit(*p)) return false;
+    while (p < end && is_digit(*p)) p++;
+  }
+  *pp = p;
+  return true;
+}
+
 static void jd_number(jdec *d) {
   const char *s = d->p;
-  bool real = false;
-  if (d->p < d->end && *d->p == '-') d->p++;
-  if (d->p >= d->end || !is_digit(*d->p)) jd_fail(d, "bad number");
-  if (*d->p == '0') {
-    d->p++;
-  } else {
-    while (d->p < d->end && is_digit(*d->p)) d->p++;
-  }
-  if (d->p < d->end && *d->p == '.') {
-    real = true;
-    d->p++;
-    if (d->p >= d->end || !is_digit(*d->p)) jd_fail(d, "bad number");
-    while (d->p < d->end && is_digit(*d->p)) d->p++;
-  }
-  if (d->p < d->end && (*d->p == 'e' || *d->p == 'E')) {
-    real = true;
-    d->p++;
-    if (d->p < d->end && (*d->p == '+' || *d->p == '-')) d->p++;
-    if (d->p >= d->end || !is_digit(*d->p)) jd_fail(d, "bad number");
-    while (d->p < d->end && is_digit(*d->p)) d->p++;
-  }
+  bool real;
+  if (!scan_number(&d->p, d->end, &real)) jd_fail(d, "bad number");
   size_t n = (size_t)(d->p - s);
   lua_Integer iv = 0;
   double dv = 0;
@@ -751,41 +892,138 @@ static int je_value(jenc *e, int idx) {
   }
 }
 
-/* Equal as Lua values (the JSON they stand for is the same). */
-static bool deep_equal(lua_State *L, as_lua *h, int a, int b, int depth) {
-  a = lua_absindex(L, a);
-  b = lua_absindex(L, b);
-  int ta = lua_type(L, a);
-  if (ta != lua_type(L, b)) return false;
-  if (ta == LUA_TNUMBER) {
-    if (lua_isinteger(L, a) != lua_isinteger(L, b)) return false;
-    return lua_rawequal(L, a, b);
+/* ------------------------------------------------------------------ Lua value == JSON text */
+
+/* Whether the Lua value at idx is what decoding the JSON text would give (same types,
+ * integer vs float, array vs object, same members), without building anything. Anything
+ * unexpected in the text answers false (the value is then encoded anew). */
+typedef struct jmat {
+  lua_State *L;
+  as_lua *h;
+  const char *p, *end;
+  int depth;
+} jmat;
+
+static void jm_ws(jmat *m) {
+  while (m->p < m->end && (*m->p == ' ' || *m->p == '\t' || *m->p == '\n' || *m->p == '\r')) {
+    m->p++;
   }
-  if (ta != LUA_TTABLE) return lua_rawequal(L, a, b);
-  if (lua_rawequal(L, a, b)) return true;
-  if (depth > ASL_JSON_MAX_DEPTH) return false;
-  luaL_checkstack(L, 6, "JSON nesting");
-  if (table_kind(L, h, a) != table_kind(L, h, b)) return false;
-  lua_Integer na = 0, nb = 0;
-  bool eq = true;
+}
+
+static bool jm_value(jmat *m, int idx);
+
+static lua_Integer count_keys(lua_State *L, int idx) {
+  lua_Integer n = 0;
   lua_pushnil(L);
-  while (lua_next(L, a)) {
-    na++;
-    lua_pushvalue(L, -2);
-    lua_rawget(L, b);
-    eq = deep_equal(L, h, -2, -1, depth + 1);
-    lua_pop(L, 2);
-    if (!eq) {
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  return n;
+}
+
+/* After the '[' or '{' at m->p: members until close, each checked by member(). */
+static bool jm_members(jmat *m, int idx, bool object) {
+  lua_State *L = m->L;
+  char close = object ? '}' : ']';
+  lua_Integer count = 0;
+  m->p++;
+  jm_ws(m);
+  if (m->p < m->end && *m->p == close) {
+    m->p++;
+    return count_keys(L, idx) == 0;
+  }
+  for (;;) {
+    jm_ws(m);
+    if (object) {
+      const char *k;
+      size_t kn;
+      if (m->p >= m->end || *m->p != '"' || str_token(&m->p, m->end, &m->h->sbuf, &k, &kn)) {
+        return false;
+      }
+      jm_ws(m);
+      if (m->p >= m->end || *m->p != ':') return false;
+      m->p++;
+      lua_pushlstring(L, k, kn);
+      lua_rawget(L, idx);
+    } else {
+      lua_rawgeti(L, idx, count + 1);
+    }
+    bool eq = jm_value(m, lua_gettop(L));
+    lua_pop(L, 1);
+    if (!eq) return false;
+    count++;
+    jm_ws(m);
+    if (m->p < m->end && *m->p == ',') {
+      m->p++;
+      continue;
+    }
+    if (m->p < m->end && *m->p == close) break;
+    return false;
+  }
+  m->p++;
+  return count_keys(L, idx) == count; /* also catches duplicate keys in the text */
+}
+
+static bool jm_value(jmat *m, int idx) {
+  lua_State *L = m->L;
+  jm_ws(m);
+  if (m->p >= m->end || m->depth >= ASL_JSON_MAX_DEPTH) return false;
+  luaL_checkstack(L, 6, "JSON nesting");
+  int t = lua_type(L, idx);
+  switch (*m->p) {
+    case '{':
+    case '[': {
+      bool object = *m->p == '{';
+      if (t != LUA_TTABLE || table_kind(L, m->h, idx) != (object ? K_OBJECT : K_ARRAY)) {
+        return false;
+      }
+      m->depth++;
+      bool eq = jm_members(m, idx, object);
+      m->depth--;
+      return eq;
+    }
+    case '"': {
+      const char *s;
+      size_t n, ln;
+      if (t != LUA_TSTRING || str_token(&m->p, m->end, &m->h->sbuf, &s, &n)) return false;
+      const char *ls = lua_tolstring(L, idx, &ln);
+      return ln == n && memcmp(ls, s, n) == 0;
+    }
+    case 't':
+    case 'f': {
+      bool v = *m->p == 't';
+      size_t n = v ? 4 : 5;
+      if ((size_t)(m->end - m->p) < n || memcmp(m->p, v ? "true" : "false", n) != 0) return false;
+      m->p += n;
+      return t == LUA_TBOOLEAN && lua_toboolean(L, idx) == v;
+    }
+    case 'n': {
+      if (m->end - m->p < 4 || memcmp(m->p, "null", 4) != 0) return false;
+      m->p += 4;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, m->h->r_null);
+      bool eq = lua_rawequal(L, -1, idx);
       lua_pop(L, 1);
-      return false;
+      return eq;
+    }
+    default: {
+      const char *s = m->p;
+      bool real;
+      if (!scan_number(&m->p, m->end, &real) || t != LUA_TNUMBER) return false;
+      lua_Integer iv = 0;
+      double dv = 0;
+      bool isint = number_from_token(s, (size_t)(m->p - s), real, &iv, &dv);
+      return isint ? lua_isinteger(L, idx) && lua_tointeger(L, idx) == iv
+                   : !lua_isinteger(L, idx) && (double)lua_tonumber(L, idx) == dv;
     }
   }
-  lua_pushnil(L);
-  while (lua_next(L, b)) {
-    lua_pop(L, 1);
-    nb++;
-  }
-  return na == nb;
+}
+
+static bool json_matches(lua_State *L, as_lua *h, int idx, const char *text, size_t len) {
+  jmat m = {.L = L, .h = h, .p = text, .end = text + len};
+  if (!jm_value(&m, lua_absindex(L, idx))) return false;
+  jm_ws(&m);
+  return m.p == m.end;
 }
 
 /* ------------------------------------------------------------------ Lua -> values */
@@ -826,11 +1064,7 @@ static int to_json(lua_State *L, as_lua *h, int idx, size_t col, const as_row *m
   for (int k = 0; k < 2; k++) {
     const as_row *r = sides[k];
     if (!r || col >= r->n || !r->set[col] || r->v[col].type != AS_T_JSON) continue;
-    int top = lua_gettop(L);
-    json_decode(L, h, r->v[col].u.s.ptr, r->v[col].u.s.len, h->s->cols[col].name);
-    bool eq = deep_equal(L, h, idx, -1, 0);
-    lua_settop(L, top);
-    if (eq) {
+    if (json_matches(L, h, idx, r->v[col].u.s.ptr, r->v[col].u.s.len)) {
       if (as_value_copy(out, &r->v[col]) == AS_OK) return AS_OK;
       snprintf(why, whylen, "out of memory");
       return AS_ERR;

@@ -16,9 +16,12 @@
 /* JSON nesting accepted both ways (BSON documents nest at most 100 deep in MongoDB). */
 #define ASL_JSON_MAX_DEPTH 400
 
+/* Row proxies: mine, theirs, ctx.base. */
+enum { ASL_MINE = 0, ASL_THEIRS = 1, ASL_BASE = 2, ASL_NSIDES = 3 };
+
 /* The call in progress (NULL between calls). */
 typedef struct asl_call {
-  const as_row *mine, *theirs;
+  const as_row *rows[ASL_NSIDES]; /* base may be NULL */
   const as_lua_ctx *ctx;
   const char *key_json;
 } asl_call;
@@ -55,14 +58,24 @@ struct as_lua {
   int r_ctxmt;   /* metatable of ctx tables */
   int r_ctx;     /* the ctx of the call in progress (or nil) */
   int r_ro;      /* weak-keyed set of the read-only tables (rawset refuses them) */
+  int r_rowmt[ASL_NSIDES]; /* metatables of the row proxies, one per side */
+  int r_cur;     /* {mine proxy, theirs proxy, base proxy} of the call in progress (false) */
+  int r_next;    /* the function next (row proxies' __pairs) */
   uint8_t *seen; /* per column, scratch of as_lua_resolve */
+  uint8_t *mat;  /* ASL_NSIDES x ncols: the script took the column of that row proxy over
+                    (read or wrote it): its raw table entry is what counts */
   as_buf jbuf;   /* JSON output scratch */
+  as_buf sbuf;   /* JSON string unescaping scratch */
 };
 
 static inline as_lua *asl_handle(lua_State *L) { return *(as_lua **)lua_getextraspace(L); }
 
-/* Pushes a row as a table (column name -> value; absent columns absent). */
-void asl_push_row(lua_State *L, as_lua *h, const as_row *r);
+/* Pushes a new row proxy of the call in progress (as_lua.h: columns filled on first read). */
+void asl_push_proxy(lua_State *L, as_lua *h, int side);
+/* Registers the row proxy metatables (setup). */
+void asl_setup_rows(lua_State *L, as_lua *h);
+/* The side (ASL_MINE...) of the row proxy at idx, or -1 if it is not one. */
+int asl_proxy_side(lua_State *L, as_lua *h, int idx);
 /* Pushes one value of column c (Lua errors on an impossible value). */
 void asl_push_value(lua_State *L, as_lua *h, const as_column *c, const as_value *v);
 /* Converts the Lua value at idx to column col's type. AS_OK (out set, owned by the caller),

@@ -549,6 +549,58 @@ START_TEST(calls_do_not_leak_state) {
 }
 END_TEST
 
+START_TEST(rows_are_filled_on_demand) {
+  fixture f;
+  fx_init(&f, NULL);
+  as_error err;
+  /* pairs lists every column the row has (here all 13, and the 3 of a partial row) */
+  int dt = as_schema_column_index(f.s, "dt");
+  as_value_clear(&f.theirs.v[dt]);
+  f.theirs.set[dt] = 0;
+  ck_assert_msg(run_src(&f,
+      "function resolve(m, t, ctx)\n"
+      "  assert(rawget(m, 'id') == nil, 'not read yet')\n"
+      "  local n = 0\n"
+      "  for k, v in pairs(m) do n = n + 1 assert(v == m[k]) end\n"
+      "  assert(n == 13, 'pairs(mine) gave ' .. n)\n"
+      "  assert(rawget(m, 'id') == 'k1', 'read by pairs')\n"
+      "  local seen = {}\n"
+      "  t.s = nil\n"
+      "  for k in pairs(t) do seen[#seen + 1] = k end\n"
+      "  assert(#seen == 11, 'pairs(theirs) gave ' .. #seen)\n"
+      "  assert(t.s == nil and t.dt == nil and t.nope == nil and t[1] == nil)\n"
+      "  assert(getmetatable(m) == 'row' and not pcall(setmetatable, m, nil))\n"
+      "  return t\n"
+      "end\n", &err) == AS_OK, "%s", err.message);
+  /* s removed from theirs: omitted, so mine's; dt absent from theirs: mine's */
+  ck_assert_str_eq(col(&f.out, f.s, "s")->u.s.ptr, "h\xc3\xa9llo");
+  ck_assert(as_value_equal(col(&f.out, f.s, "dt"), col(&f.mine, f.s, "dt")));
+  ck_assert_int_eq(col(&f.out, f.s, "i")->u.i, -7);
+  /* untouched columns come from the returned row itself, json text as it was */
+  as_value_clear(&f.theirs.v[as_schema_column_index(f.s, "j")]);
+  as_value_set_str(&f.theirs.v[as_schema_column_index(f.s, "j")], AS_T_JSON, "[ 1.50 , 2 ]", 12);
+  ck_assert_int_eq(run_src(&f, "function resolve(m, t) return t end\n", &err), AS_OK);
+  assert_json(&f.out, f.s, "j", "[ 1.50 , 2 ]");
+  ck_assert_int_eq(col(&f.out, f.s, "n")->u.i, 2);
+  ck_assert_int_eq(run_src(&f, "function resolve(m, t) local x = t.j return t end\n", &err), AS_OK);
+  assert_json(&f.out, f.s, "j", "[ 1.50 , 2 ]");
+  ck_assert_int_eq(run_src(&f, "function resolve(m, t) t.j[3] = 3 return t end\n", &err), AS_OK);
+  assert_json(&f.out, f.s, "j", "[1.50,2,3]");
+  /* a new column name on a row is still an unknown column */
+  ck_assert_int_eq(run_src(&f, "function resolve(m, t) t.nope = 1 return t end\n", &err), AS_EDATA);
+  ck_assert_ptr_nonnull(strstr(err.message, "unknown column \"nope\""));
+  /* a row kept from an earlier call cannot be read */
+  as_lua *L = open_ok(f.s, "local saved\n"
+                           "function resolve(m, t) if saved then return saved.s end saved = m "
+                           "return t end\n");
+  ck_assert_int_eq(run(L, &f, NULL, &err), AS_OK);
+  ck_assert_int_eq(run(L, &f, NULL, &err), AS_ERR);
+  ck_assert_ptr_nonnull(strstr(err.message, "a row read after the call it was given to ended"));
+  as_lua_close(L);
+  fx_free(&f);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ sandbox */
 
 START_TEST(sandbox_has_no_escape_hatches) {
@@ -1072,6 +1124,7 @@ int main(void) {
   tcase_add_test(tc, script_errors);
   tcase_add_test(tc, ctx_fields);
   tcase_add_test(tc, calls_do_not_leak_state);
+  tcase_add_test(tc, rows_are_filled_on_demand);
   tcase_add_test(tc, sandbox_has_no_escape_hatches);
   tcase_add_test(tc, instruction_budget);
   tcase_add_test(tc, memory_limit);
