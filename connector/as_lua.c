@@ -771,6 +771,10 @@ int as_lua_resolve(as_lua *h, const as_row *mine, const as_row *theirs, const as
   static const as_lua_ctx no_ctx = {0};
   const as_schema *s = h->s;
   char *key_owned = NULL;
+  if (!mine || !theirs) {
+    return as_error_set(err, AS_DOM_SCRIPT, AS_EINVAL, "mapping %s: a conflict script needs both "
+                        "rows (mine and theirs)", s->name);
+  }
   callargs a = {.h = h, .out = out, .rc = AS_ERR};
   a.call = (asl_call){.rows = {mine, theirs, ctx ? ctx->base : NULL}, .ctx = ctx ? ctx : &no_ctx};
   if (out->n != s->ncols || !out->v) {

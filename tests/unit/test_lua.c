@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "as_log.h"
 #include "as_lua.h"
 #include "as_schema.h"
 #include "as_test_util.h"
@@ -508,6 +510,17 @@ START_TEST(ctx_fields) {
   ck_assert_ptr_nonnull(
       strstr(err.message, "ctx.theirs_ts_us read after the call it was given to ended"));
   as_lua_close(L);
+  /* returning ctx.base: the base row, with mine's values where base lacks a column */
+  int dt = as_schema_column_index(f.s, "dt");
+  as_value_clear(&base.v[dt]);
+  base.set[dt] = 0;
+  L = open_ok(f.s, "function resolve(m, t, ctx) return ctx.base end\n");
+  ck_assert_msg(run(L, &f, &ctx, &err) == AS_OK, "%s", err.message);
+  for (size_t i = 0; i < f.s->ncols; i++) {
+    const as_value *want = (int)i == dt ? &f.mine.v[i] : &base.v[i];
+    ck_assert_msg(as_value_equal(&f.out.v[i], want), "column %s", f.s->cols[i].name);
+  }
+  as_lua_close(L);
   /* no ctx: changed lists and base are nil, key_json from mine */
   L = open_ok(f.s, "function resolve(m, t, ctx)\n"
                    "  assert(ctx.mine_changed == nil and ctx.base == nil and ctx.conflict == false)\n"
@@ -700,6 +713,11 @@ START_TEST(instruction_budget) {
   ck_assert_ptr_nonnull(strstr(err.message, "instruction budget exhausted (5000 instructions)"));
   ck_assert_int_eq(run(L, &f, &calm, &err), AS_OK);
   as_lua_close(L);
+  /* a budget beyond the hook's int count */
+  lim.instructions = 5000000000LL;
+  L = open_lim(f.s, "function resolve(m, t) for i = 1, 1000 do end return t end\n", &lim, NULL);
+  ck_assert_int_eq(run(L, &f, &calm, &err), AS_OK);
+  as_lua_close(L);
   fx_free(&f);
 }
 END_TEST
@@ -787,8 +805,30 @@ START_TEST(print_goes_to_the_log) {
   fixture f;
   fx_init(&f, NULL);
   as_error err;
-  ck_assert_int_eq(run_src(&f, "function resolve(m, t, ctx) print('x', 1, ctx.null, {}) "
-                               "return t end\n", &err), AS_OK);
+  char *logf = as_test_write_file(tmp, "print.log", "");
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *lf = fopen(logf, "w");
+  ck_assert_int_eq(dup2(fileno(lf), 2), 2);
+  as_log_level old = as_log_current_level;
+  as_log_set_level(AS_LOG_INFO); /* below debug: nothing, and the arguments are not formatted */
+  int rc1 = run_src(&f, "function resolve(m, t, ctx) print('hidden') return t end\n", &err);
+  as_log_set_level(AS_LOG_DEBUG);
+  int rc2 = run_src(&f, "function resolve(m, t, ctx) print('x', 1, ctx.null, 2.5) return t end\n",
+                    &err);
+  as_log_set_level(old);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  fclose(lf);
+  ck_assert_int_eq(rc1, AS_OK);
+  ck_assert_int_eq(rc2, AS_OK);
+  char *text = as_test_read_file(logf, NULL);
+  ck_assert_ptr_nonnull(text);
+  ck_assert_msg(strstr(text, "[script] mapping t: x\t1\tnull\t2.5\n") != NULL, "%s", text);
+  ck_assert_ptr_null(strstr(text, "hidden"));
+  free(text);
+  free(logf);
   fx_free(&f);
 }
 END_TEST
