@@ -10,6 +10,9 @@
  *   CREATE TABLE ...
  *   -- node NAME (KIND): NAME -> collection C (direction), ...   (mongodb)
  *   -- node NAME (KIND): NAME -> table T [+ child tables] (direction), ...   (SQL kinds)
+ * and, after a mapping's DDL, when it has a conflict script (compiled and run once in the
+ * sandbox before anything is printed; a syntax error is "SCRIPT:LINE: message"):
+ *   -- mapping NAME: conflict script SCRIPT defines resolve (called on conflicts|every change)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +22,7 @@
 
 #include "as_config.h"
 #include "as_ddl.h"
+#include "as_lua.h"
 #include "cmd_check.h"
 
 
@@ -36,6 +40,19 @@ static const char *topo_name(as_topology_type t) {
   }
 }
 
+/* Compiles every conflict script (as `run` would) so that check fails as run would. */
+static int check_scripts(const as_config *c, as_error *err) {
+  for (size_t i = 0; i < c->nschemas; i++) {
+    const as_schema *s = c->schemas[i];
+    if (!s->conflict.script) continue;
+    as_lua *L = NULL;
+    int rc = as_lua_open(s, NULL, NULL, &L, err);
+    as_lua_close(L);
+    if (rc) return rc;
+  }
+  return AS_OK;
+}
+
 static const char *dir_name(as_direction d) {
   switch (d) {
     case AS_DIR_TO_SQL: return "to-sql";
@@ -48,7 +65,7 @@ int as_cmd_check(const char *config_path, FILE *out, as_error *err) {
   as_config *c = NULL;
   as_buf b = AS_BUF_INIT;
   int rc = as_config_load(config_path, &c, err);
-  if (rc) goto cleanup;
+  if (rc || (rc = check_scripts(c, err))) goto cleanup;
   const char *pg_schema = NULL;
   for (size_t i = 0; i < c->nnodes && !pg_schema; i++) {
     if (strcmp(c->nodes[i].kind, "postgres") == 0) {
@@ -75,6 +92,11 @@ int as_cmd_check(const char *config_path, FILE *out, as_error *err) {
     as_buf_reset(&b);
     if ((rc = as_ddl_sqlite(s, &b, err))) goto cleanup;
     fprintf(out, "-- mapping %s (%s): SQLite\n%s", s->name, p, as_buf_cstr(&b));
+    if (s->conflict.script) {
+      fprintf(out, "-- mapping %s: conflict script %s defines resolve (called on %s)\n",
+              s->name, rel_path(c, s->conflict.script),
+              s->conflict.call == AS_CALL_ALWAYS ? "every change" : "conflicts");
+    }
   }
   for (size_t i = 0; i < c->nnodes; i++) {
     const as_node_config *n = &c->nodes[i];

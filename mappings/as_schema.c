@@ -16,6 +16,8 @@
  * - conflict.fallback (lww | script) is only meaningful for strategy vector or script; a
  *   script strategy's fallback must be lww. conflict.script resolves relative to the
  *   directory of the mapping file and must exist.
+ * - conflict.call (conflicts | always, default conflicts) says when the script runs; it needs
+ *   a script (strategy script, or fallback script).
  * - Table and column names longer than 63 bytes are rejected (PostgreSQL would truncate
  *   them silently). */
 #include "as_schema.h"
@@ -35,7 +37,8 @@ static const char *const top_keys[] = {"mapping",  "collection", "table",    "di
                                        "children", "conflict",   "on_error", NULL};
 static const char *const col_keys[] = {"field", "type", "required", NULL};
 static const char *const child_keys[] = {"table", "field", "columns", NULL};
-static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback", NULL};
+static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback",
+                                            "call", NULL};
 static const char *const mode_keys[] = {"interval", NULL};
 
 #define VALID_TYPES \
@@ -503,6 +506,27 @@ static char *dir_of(const char *path) {
   return strndup(path, (size_t)(slash - path));
 }
 
+static int parse_call(const as_ynode *node, bool has_script, as_schema *s, as_error *err) {
+  const as_ynode *call = as_ynode_get(node, "call");
+  s->conflict.call = AS_CALL_CONFLICTS;
+  if (!call || as_ynode_is_null(call)) return AS_OK;
+  char *v = NULL;
+  int rc = read_str(call, "conflict call", &v, err);
+  if (rc) return rc;
+  if (strcmp(v, "always") == 0) {
+    s->conflict.call = AS_CALL_ALWAYS;
+  } else if (strcmp(v, "conflicts") != 0) {
+    rc = as_yaml_error(err, &call->mark, "bad conflict call \"%s\" (expected conflicts or "
+                       "always)", v);
+  }
+  free(v);
+  if (!rc && !has_script) {
+    rc = as_yaml_error(err, &call->mark, "conflict call is only used with a script (strategy "
+                       "script, or fallback script)");
+  }
+  return rc;
+}
+
 static int parse_conflict(const as_ynode *root, as_schema *s, as_error *err) {
   s->conflict.strategy = AS_STRATEGY_LWW;
   s->conflict.fallback = AS_STRATEGY_LWW;
@@ -588,10 +612,10 @@ static int parse_conflict(const as_ynode *root, as_schema *s, as_error *err) {
   } else if (needs_script) {
     const as_ynode *at = s->conflict.strategy == AS_STRATEGY_SCRIPT ? st : fb;
     return as_yaml_error(err, &at->mark, "conflict %s script needs conflict.script (a Lua "
-                         "file with function resolve(local, remote, ctx))",
+                         "file with function resolve(mine, theirs, ctx))",
                          at == st ? "strategy" : "fallback");
   }
-  return AS_OK;
+  return parse_call(node, needs_script, s, err);
 }
 
 static int parse_mode(const as_ynode *root, as_schema *s, as_error *err) {

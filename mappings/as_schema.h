@@ -16,6 +16,8 @@
 typedef enum as_direction { AS_DIR_BOTH = 0, AS_DIR_TO_SQL, AS_DIR_TO_MONGO } as_direction;
 typedef enum as_mode { AS_MODE_REALTIME = 0, AS_MODE_INTERVAL } as_mode;
 typedef enum as_strategy { AS_STRATEGY_LWW = 0, AS_STRATEGY_VECTOR, AS_STRATEGY_SCRIPT } as_strategy;
+/* conflict.call: when a conflict script runs. */
+typedef enum as_call { AS_CALL_CONFLICTS = 0, AS_CALL_ALWAYS } as_call;
 typedef enum as_on_error { AS_ON_ERROR_DEAD_LETTER = 0, AS_ON_ERROR_STOP } as_on_error;
 
 /* Where a value came from in a file, for messages "file:line:col". */
@@ -66,6 +68,7 @@ typedef struct as_schema {
     int clock_idx;   /* column used as LWW clock, or -1 for commit time */
     char *script;    /* path (resolved relative to the mapping file) or NULL */
     as_strategy fallback; /* for vector: what decides the interim value (lww or script) */
+    as_call call;    /* when the script runs: conflicts only (default) or every change */
   } conflict;
   as_on_error on_error;
   bool reloadable;   /* SIGHUP may reload this mapping */

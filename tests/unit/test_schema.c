@@ -58,7 +58,7 @@ static const struct {
      "6:35: conflict clock column \"email\" must have type timestamptz or int64, not text"},
     {"script_strategy_without_script.yaml",
      "6:13: conflict strategy script needs conflict.script (a Lua file with function "
-     "resolve(local, remote, ctx))"},
+     "resolve(mine, theirs, ctx))"},
     {"empty_path_part.yaml",
      "5:21: empty part in field path \"account..balance\" of column \"balance\""},
     {"dollar_field.yaml",
@@ -147,7 +147,7 @@ START_TEST(more_inline_errors) {
   bad_str("mapping: users\nkey: id\ncolumns:\n  id: { field: _id, type: text }\nconflict: "
           "{ strategy: vector, fallback: script }\n",
           "m.yaml:5:41: conflict fallback script needs conflict.script (a Lua file with "
-          "function resolve(local, remote, ctx))");
+          "function resolve(mine, theirs, ctx))");
   bad_str("mapping: users\nkey: id\ncolumns:\n  id: { field: _id }\n",
           "m.yaml:4:3: column \"id\" has no type (add type: text, int64, numeric, timestamptz, "
           "jsonb, ...)");
