@@ -7,6 +7,7 @@ static const char *const directions[] = {"both", "to-sql", "to-mongo", NULL};
 static const char *const on_errors[] = {"dead-letter", "stop", NULL};
 static const char *const strategies[] = {"lww", "vector", "script", NULL};
 static const char *const fallbacks[] = {"lww", "script", NULL};
+static const char *const calls[] = {"conflicts", "always", NULL};
 static const char *const types[] = {"text",      "int64", "double", "numeric",
                                     "bool",      "uuid",  "objectid", "timestamptz",
                                     "date",      "jsonb", "bytes",   NULL};
@@ -72,6 +73,9 @@ static const as_config_entry schema_map[] = {
     AS_DOC(ENUM, "conflict.fallback", "lww",
            "vector and script: what decides the interim value", "script",
            .allowed = fallbacks),
+    AS_DOC(ENUM, "conflict.call", "conflicts",
+           "script: call resolve(mine, theirs, ctx) for conflicts only, or for every change",
+           "always", .allowed = calls),
     AS_DOC(ENUM, "on_error", "dead-letter",
            "a document or row that cannot be mapped: dead-letter (kept for `arraysync dlq`) "
            "or stop",
