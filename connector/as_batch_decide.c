@@ -125,7 +125,7 @@ static int64_t local_hlc(const as_delta *d) {
  * commit time is unknown (written ahead, then the process died before the stamp). */
 static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
   const as_held *h = as_version_held(v, node);
-  return h && !h->made && (h->written_us == 0 || h->written_us >= ts - RACE_WINDOW_US);
+  return h && (h->wrote_pending || (h->wrote_us && h->wrote_us >= ts - RACE_WINDOW_US));
 }
 
 /* Labels d with the version it carries (see as_resolve.h). */

@@ -112,7 +112,7 @@ static void settle_key(eng_pair *p, const char *line, bool committed) {
   eng_stripes_lock(p->e, &stripe, 1);
   if (as_state_version_get(p->e->state, s->name, key, &v, &err) == AS_OK) {
     const as_held *h = as_version_held(&v, p->dst->id);
-    if (h && !h->made && h->written_us == 0) {
+    if (h && h->wrote_pending) {
       if (committed) as_version_set_held(&v, p->dst->id, h->origin, h->hlc, h->deleted, as_now_us());
       else as_version_drop_held(&v, p->dst->id);
       if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)

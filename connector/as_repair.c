@@ -219,10 +219,11 @@ static int write_winner_locked(engine *e, const as_schema *s, const char *key, e
   return rc;
 }
 
-/* Keeps the columns of the stored change d that still hold its version. */
+/* Keeps the columns of the stored change d that still hold its version; a whole-row change
+ * left with some of its columns becomes an update of those (never a row made of them). */
 static bool still_winning(engine *e, const as_version *v, as_delta *d) {
   const as_schema *s = d->schema;
-  bool any = false;
+  bool any = false, dropped = false;
   for (size_t i = 0; i < s->ncols; i++) {
     if (!d->row.set[i] || s->cols[i].is_key) continue;
     const as_colver *cv = as_version_col(v, (uint16_t)i);
@@ -234,8 +235,11 @@ static bool still_winning(engine *e, const as_version *v, as_delta *d) {
     }
     as_value_clear(&d->row.v[i]);
     d->row.set[i] = 0;
+    dropped = true;
   }
-  return any || (d->op == AS_OP_DELETE && v->deleted && v->hlc == d->hlc);
+  if (d->op == AS_OP_INSERT && dropped) d->op = AS_OP_UPDATE;
+  return any || (d->op == AS_OP_DELETE && v->deleted && v->hlc == d->hlc &&
+                 strcmp(v->origin, d->origin) == 0);
 }
 
 static const as_schema *lookup_schema(void *ctx, const char *mapping) {
@@ -253,7 +257,10 @@ static int rewrite_locked(engine *e, const as_schema *s, const char *key, eng_no
   if (rc != AS_OK) return AS_EDATA;
   as_version v;
   rc = as_state_version_get(e->state, s->name, key, &v, err);
-  if (rc == AS_ENOTFOUND || (rc == AS_OK && !still_winning(e, &v, d))) return AS_OK;
+  if (rc == AS_ENOTFOUND || (rc == AS_OK && !still_winning(e, &v, d))) {
+    as_delta_clear(d); /* nothing to write */
+    return AS_OK;
+  }
   if (rc != AS_OK) return rc;
   bool missing = false;
   rc = write_recorded(e, s, key, to, d, &missing, err);

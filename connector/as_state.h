@@ -36,6 +36,11 @@ typedef struct as_held {
   bool made;          /* the node's own change, not a write of the connector */
   int64_t hlc;        /* hlc of the version */
   int64_t written_us;
+  /* The connector's last write of the key to the node, whatever the node made since: when it
+   * committed, or pending (written ahead, commit not seen yet). A local change committed
+   * before that write may have been overwritten by it. */
+  int64_t wrote_us;
+  bool wrote_pending;
 } as_held;
 
 /* The version of one column written by an update of some columns after the row's version. */

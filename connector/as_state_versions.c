@@ -54,6 +54,8 @@ void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t 
   h->deleted = deleted;
   h->made = false;
   h->written_us = written_us;
+  h->wrote_us = written_us;
+  h->wrote_pending = written_us == 0;
 }
 
 void as_version_drop_held(as_version *v, uint16_t node) {
@@ -62,8 +64,14 @@ void as_version_drop_held(as_version *v, uint16_t node) {
 }
 
 void as_version_set_made(as_version *v, uint16_t node, int64_t hlc, bool deleted, int64_t ts) {
+  const as_held *old = as_version_held(v, node);
+  int64_t wrote = old ? old->wrote_us : 0;
+  bool pending = old && old->wrote_pending;
   as_version_set_held(v, node, node, hlc, deleted, ts);
-  ((as_held *)as_version_held(v, node))->made = true;
+  as_held *h = (as_held *)as_version_held(v, node);
+  h->made = true;
+  h->wrote_us = wrote; /* the connector's last write there is still what it was */
+  h->wrote_pending = pending;
 }
 
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
@@ -145,7 +153,8 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     n += put_varint(p + n, h->origin);
     n += put_varint(p + n, (uint64_t)h->hlc);
     n += put_varint(p + n, (uint64_t)h->written_us);
-    p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0));
+    n += put_varint(p + n, (uint64_t)h->wrote_us);
+    p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_pending ? 4 : 0));
   }
   if (v->ncolv) {
     n += put_varint(p + n, v->ncolv);
@@ -187,8 +196,11 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     h->origin = (uint16_t)x[1];
     h->hlc = (int64_t)x[2];
     h->written_us = (int64_t)x[3];
+    if (!get_varint(&p, end, &x[0]) || p >= end) goto bad;
+    h->wrote_us = (int64_t)x[0];
     h->deleted = (*p & 1) != 0;
-    h->made = (*p++ & 2) != 0;
+    h->made = (*p & 2) != 0;
+    h->wrote_pending = (*p++ & 4) != 0;
   }
   if (flags & REC_COLS) {
     if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
