@@ -3,7 +3,9 @@
 #   pg_server.sh start DIR PORT   -> prints the connection string on stdout
 #   pg_server.sh stop DIR
 # When run as root, the server runs as the user "arraysync_test" (created if missing); DIR is
-# handed to that user. Data lives in DIR/data, the socket in DIR.
+# handed to that user. Data lives in DIR/data, the socket in DIR. wal_level = logical with room
+# for replication slots/senders (logical-decoding capture); initdb's pg_hba.conf trusts local
+# replication connections.
 set -euo pipefail
 cmd=${1:?usage: pg_server.sh start DIR PORT | stop DIR}
 dir=${2:?DIR required}
@@ -38,6 +40,9 @@ max_connections = 100
 shared_buffers = 128MB
 max_wal_size = 2GB
 logging_collector = off
+wal_level = logical
+max_replication_slots = 40
+max_wal_senders = 40
 CONF
     fi
     "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null \
