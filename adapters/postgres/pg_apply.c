@@ -44,6 +44,15 @@ int pg_value_to_text(const as_value *v, char **out, as_error *err) {
     *out = p;
     return AS_OK;
   }
+  if (v->type == AS_T_TEXT || v->type == AS_T_JSON) {
+    const char *nul = memchr(v->u.s.ptr, 0, v->u.s.len);
+    if (nul) {
+      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
+                          "text holds a NUL byte at offset %zu, which PostgreSQL text cannot "
+                          "store",
+                          (size_t)(nul - v->u.s.ptr));
+    }
+  }
   return as_value_to_text(v, out, err);
 }
 
@@ -61,14 +70,15 @@ int pg_select_list(const pg_table *t, const char *alias, as_buf *b) {
   return AS_OK;
 }
 
-int pg_row_from_result(const pg_table *t, const PGresult *r, int row, as_row *out,
+int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first, as_row *out,
                        as_error *err) {
   const as_schema *s = t->s;
   for (size_t c = 0; c < s->ncols; c++) {
     as_value v = AS_VALUE_NULL;
-    if (!PQgetisnull(r, row, (int)c)) {
-      int rc = pg_value_from_text(s->cols[c].type, PQgetvalue(r, row, (int)c),
-                                  (size_t)PQgetlength(r, row, (int)c), &v, err);
+    int col = first + (int)c;
+    if (!PQgetisnull(r, row, col)) {
+      int rc = pg_value_from_text(s->cols[c].type, PQgetvalue(r, row, col),
+                                  (size_t)PQgetlength(r, row, col), &v, err);
       if (rc != AS_OK) {
         as_error_prefix(err, "mapping %s: column \"%s\"", s->name, s->cols[c].name);
         return rc == AS_ERR ? AS_ERR : AS_EDATA;
@@ -204,7 +214,10 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
     for (size_t j = 0; j < s->nkey; j++) {
       size_t c = s->key_idx[j];
       int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
-      if (rc != AS_OK) return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      if (rc != AS_OK) {
+        as_error_prefix(err, "column \"%s\"", s->cols[c].name);
+        return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      }
       k++;
       if (as_buf_printf(sql, "%s%s = $%d::%s", j ? " AND " : "", t->qcols[c], k,
                         as_schema_pg_type(s->cols[c].type)) != AS_OK)
@@ -658,6 +671,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
       char *txt = NULL;
       as_error e = {0};
       if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
+        as_error_prefix(&e, "column \"%s\"", s->cols[c].name);
         data.len = mark;
         if ((rc = dead_delta(n, dead, &d[j], base + j, e.message, err)) != AS_OK) goto cleanup;
         bad = true;
@@ -711,16 +725,66 @@ cleanup:
   return rc;
 }
 
+/* ------------------------------------------------------------------ truncate */
+
+/* Empties the table of a truncate delta (already marked with its origin): TRUNCATE, or where
+ * PostgreSQL refuses it (a foreign key points at the table, no TRUNCATE privilege) DELETE of
+ * every row; if that fails too, the delta is a dead letter. */
+static int run_truncate(as_node *n, pg_table *t, const as_delta *d, size_t index,
+                        as_dead_list *dead, as_error *err) {
+  PGconn *c = n->conn;
+  as_buf sql = AS_BUF_INIT;
+  char *msg = NULL;
+  int rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err);
+  for (int attempt = 0; rc == AS_OK && attempt < 2; attempt++) {
+    as_buf_reset(&sql);
+    if (as_buf_printf(&sql, attempt ? "DELETE FROM %s" : "TRUNCATE %s", t->qname) != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      break;
+    }
+    PGresult *r = PQexec(c, as_buf_cstr(&sql));
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK) {
+      PQclear(r);
+      free(msg);
+      msg = NULL;
+      break;
+    }
+    if (pg_retryable(c, r)) {
+      rc = pg_fail(c, r, "apply: truncate", err);
+      PQclear(r);
+      break;
+    }
+    free(msg);
+    msg = result_message(c, r);
+    PQclear(r);
+    rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err);
+    if (rc == AS_OK && attempt == 0)
+      AS_LOG(AS_LOG_INFO, n->comp, "TRUNCATE %s refused (%s): deleting every row instead",
+             t->qname, msg);
+  }
+  if (rc == AS_OK) rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+  if (rc == AS_OK && msg) rc = dead_delta(n, dead, d, index, msg, err);
+  free(msg);
+  as_buf_free(&sql);
+  return rc;
+}
+
 /* ------------------------------------------------------------------ apply */
 
 static bool same_origin(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Marks the following writes of the transaction with origin: the setting the capture
+ * triggers read, or (logical capture) the sink connection's row in arraysync.marks, which
+ * the decoder sees before the changes it marks. */
 static int set_origin(as_node *n, const char *origin, as_error *err) {
   if (n->txn_origin && same_origin(n->txn_origin, origin ? origin : "")) return AS_OK;
   const char *p[1] = {origin ? origin : ""};
-  int rc = pg_query(n->conn, PG_SQL_SET_ORIGIN, 1, p, "apply: set origin", NULL, err);
+  int rc = n->capture == PG_CAPTURE_LOGICAL
+               ? pg_query(n->conn, PG_SQL_MARK, 1, p, "apply: origin mark", NULL, err)
+               : pg_query(n->conn, PG_SQL_SET_ORIGIN, 1, p, "apply: set origin", NULL, err);
   if (rc != AS_OK) return rc;
   free(n->txn_origin);
   n->txn_origin = strdup(p[0]);
@@ -754,6 +818,16 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
         snprintf(msg, sizeof msg, "mapping %s is not on node %s",
                  d[i].schema ? d[i].schema->name : "?", n->name);
         if ((rc = dead_delta(n, dead, &d[i], i, msg, err)) != AS_OK) goto cleanup;
+        i++;
+        continue;
+      }
+      if (d[i].op == AS_OP_TRUNCATE) {
+        /* order matters: what came before goes first */
+        if (nidx && (rc = apply_generic(n, tabs, d, idx, nidx, 0, dead, params, &sql, err)) !=
+                        AS_OK)
+          goto cleanup;
+        nidx = 0;
+        if ((rc = run_truncate(n, tabs[i], &d[i], i, dead, err)) != AS_OK) goto cleanup;
         i++;
         continue;
       }
@@ -849,7 +923,7 @@ int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, 
   } else {
     as_row_reset(out);
   }
-  rc = pg_row_from_result(t, r, 0, out, err);
+  rc = pg_row_from_result(t, r, 0, 0, out, err);
 cleanup:
   PQclear(r);
   if (params) free_params(params, s->nkey);

@@ -27,6 +27,8 @@
 
 static const char *g_dsn;
 static const char *g_psql = "psql";
+static const char *g_capture = "triggers"; /* capture mode under test: triggers | logical */
+static bool g_logical;
 static int g_pass, g_fail;
 static const char *g_test = "";
 
@@ -98,7 +100,7 @@ static as_schema *schema_yaml(const char *yaml) {
 
 typedef struct node_h {
   as_node_config cfg;
-  as_node_option opts[4];
+  as_node_option opts[8];
   as_node *n;
 } node_h;
 
@@ -117,6 +119,7 @@ static as_node *make_node(node_h *h, const char *name, const char *schema,
   h->opts[0] = (as_node_option){.key = "dsn", .value = (char *)g_dsn};
   h->opts[1] = (as_node_option){.key = "schema", .value = (char *)schema};
   size_t no = 2;
+  h->opts[no++] = (as_node_option){.key = "capture", .value = (char *)g_capture};
   if (triggers) h->opts[no++] = (as_node_option){.key = "capture_triggers", .value = (char *)triggers};
   h->cfg = (as_node_config){.name = (char *)name, .kind = "postgres", .opts = h->opts, .nopts = no};
   as_error err = {0};
@@ -125,6 +128,22 @@ static as_node *make_node(node_h *h, const char *name, const char *schema,
   sql(c, "CREATE SCHEMA IF NOT EXISTS %s", q);
   PQfreemem(q);
   PQfinish(c);
+  if (A->init(&h->cfg, ss, ns, &h->n, &err) != AS_OK || A->connect(h->n, &err) != AS_OK) {
+    fprintf(stderr, "node: %s\n", err.message);
+    exit(2);
+  }
+  return h->n;
+}
+
+/* The same with consumers named in the node config. */
+static as_node *make_node_consumers(node_h *h, const char *name, const char *schema,
+                                    const as_schema *const *ss, size_t ns, char **cons,
+                                    size_t ncons) {
+  as_node *n = make_node(h, name, schema, ss, ns, NULL);
+  A->exit(n);
+  h->cfg.consumers = cons;
+  h->cfg.nconsumers = ncons;
+  as_error err = {0};
   if (A->init(&h->cfg, ss, ns, &h->n, &err) != AS_OK || A->connect(h->n, &err) != AS_OK) {
     fprintf(stderr, "node: %s\n", err.message);
     exit(2);
@@ -222,6 +241,22 @@ static const char *USERS_YAML =
 
 /* ------------------------------------------------------------------ tests */
 
+/* Capture triggers of a table (not internal ones). */
+static long ntriggers(PGconn *c, const char *table, const char *extra) {
+  char q[512];
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal%s",
+           table, extra);
+  return sql_long(c, "%s", q);
+}
+
+/* Slots whose name has `part` (this database). */
+static long nslots(PGconn *c, const char *part) {
+  char q[512];
+  snprintf(q, sizeof q, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%%%s%%'", part);
+  return sql_long(c, "%s", q);
+}
+
 static void t_install(void) {
   g_test = "install";
   fresh_schema("t_install");
@@ -234,27 +269,69 @@ static void t_install(void) {
   PGconn *c = outside();
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   CHECK(A->install(n, &err) == AS_OK, "reinstall: %s", err.message);
-  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "1") == 0,
+  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "2") == 0,
         "schema_version");
-  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
-                 "t_install.users") == 4, "4 triggers");
+  long want_trig = g_logical ? 0 : 5;
+  CHECK(ntriggers(c, "t_install.users", "") == want_trig, "%ld triggers", want_trig);
+  if (g_logical) {
+    CHECK(sql_long(c, "SELECT count(*) FROM pg_publication_tables WHERE pubname LIKE %s AND "
+                      "(schemaname, tablename) IN (('t_install', 'users'), ('arraysync', 'marks'))",
+                   "'arraysync_pg_%'") == 2,
+          "publication holds the table and the marks");
+  }
   sql(c, "INSERT INTO t_install.users VALUES ('a', 'a@x', 1, 1.5)");
   /* an older installation (version 0: no tables yet) upgrades */
   sql(c, "DROP SCHEMA arraysync CASCADE");
   CHECK(A->install(n, &err) == AS_OK, "upgrade: %s", err.message);
   CHECK(sql_long(c, "SELECT count(*) FROM t_install.users%s", "") == 1, "data kept");
-  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
-                 "t_install.users") == 4, "triggers back");
+  CHECK(ntriggers(c, "t_install.users", "") == want_trig, "triggers back");
+  /* a version-1 installation (jsonb images) upgrades to 2 */
+  sql(c, "ALTER TABLE arraysync.changelog DROP COLUMN cols; DROP TABLE arraysync.marks; "
+         "UPDATE arraysync.meta SET value = '1' WHERE key = 'schema_version'");
+  CHECK(A->install(n, &err) == AS_OK, "upgrade 1 -> 2: %s", err.message);
+  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "2") == 0,
+        "upgraded");
   /* capture level switch replaces triggers */
   A->exit(n);
   n = make_node(&h, "pg", "t_install", ss, 1, "row");
   CHECK(A->install(n, &err) == AS_OK, "row level: %s", err.message);
-  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal AND tgtype & 1 = 1",
-                 "t_install.users") == 3, "row-level triggers");
+  if (!g_logical) {
+    CHECK(ntriggers(c, "t_install.users", " AND tgtype & 1 = 1") == 3, "row-level triggers");
+    CHECK(ntriggers(c, "t_install.users", " AND tgtype & 1 = 0") == 2, "statement triggers");
+  }
+  /* consumers named in the node config: install makes their slots and drops the others' */
+  if (g_logical) {
+    char *cons[2] = {"mongo", "lite"};
+    A->exit(n);
+    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 2);
+    CHECK(A->install(n, &err) == AS_OK, "slots: %s", err.message);
+    CHECK(nslots(c, "as_pg_%_mongo_") == 1 && nslots(c, "as_pg_%_lite_") == 1, "two slots");
+    A->exit(n);
+    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 1);
+    CHECK(A->install(n, &err) == AS_OK, "slots: %s", err.message);
+    CHECK(nslots(c, "as_pg_%_mongo_") == 1 && nslots(c, "as_pg_%_lite_") == 0, "lite's slot dropped");
+    /* switching to triggers removes publication and slots; and back */
+    const char *saved = g_capture;
+    g_capture = "triggers";
+    A->exit(n);
+    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 1);
+    CHECK(A->install(n, &err) == AS_OK, "to triggers: %s", err.message);
+    CHECK(nslots(c, "as_pg_") == 0 && ntriggers(c, "t_install.users", "") == 5 &&
+              sql_long(c, "SELECT count(*) FROM pg_publication WHERE pubname LIKE %s", "'arraysync%'") == 0,
+          "triggers mode: no slot, no publication, triggers");
+    g_capture = saved;
+    A->exit(n);
+    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 1);
+    CHECK(A->install(n, &err) == AS_OK, "to logical: %s", err.message);
+    CHECK(nslots(c, "as_pg_%_mongo_") == 1 && ntriggers(c, "t_install.users", "") == 0,
+          "logical mode: slot, no triggers");
+  }
   CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
   CHECK(strcmp(sql(c, "SELECT to_regnamespace('arraysync') IS NULL"), "t") == 0, "schema gone");
-  CHECK(sql_long(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND NOT tgisinternal",
-                 "t_install.users") == 0, "triggers gone");
+  CHECK(ntriggers(c, "t_install.users", "") == 0, "triggers gone");
+  CHECK(nslots(c, "as_pg_") == 0, "slots gone");
+  CHECK(sql_long(c, "SELECT count(*) FROM pg_publication WHERE pubname LIKE %s", "'arraysync%'") == 0,
+        "publication gone");
   CHECK(sql_long(c, "SELECT count(*) FROM t_install.users%s", "") == 1, "data kept");
   /* a mismatching table */
   sql(c, "CREATE SCHEMA t_bad; CREATE TABLE t_bad.users (id text PRIMARY KEY, email integer, n bigint, score float8)");
@@ -264,9 +341,38 @@ static void t_install(void) {
   CHECK(rc == AS_EINVAL, "rc %d", rc);
   CHECK(strstr(err.message, "table \"users\": column \"email\" is integer, mapping users (test.yaml:") != NULL &&
             strstr(err.message, "wants text"), "message: %s", err.message);
-  sql(c, "ALTER TABLE t_bad.users ALTER email TYPE text; ALTER TABLE t_bad.users DROP CONSTRAINT users_pkey");
+  /* a narrower type than the mapping's: refused at install, naming table, column, mapping */
+  sql(c, "ALTER TABLE t_bad.users ALTER email TYPE text, ALTER n TYPE integer");
+  rc = A->install(n, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "table \"users\": column \"n\" is integer, mapping users (test.yaml:8:") &&
+            strstr(err.message, "wants bigint (a narrower type"),
+        "narrow: %d %s", rc, err.message);
+  sql(c, "ALTER TABLE t_bad.users ALTER n TYPE bigint, ALTER score TYPE real");
+  rc = A->install(n, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "column \"score\" is real") &&
+            strstr(err.message, "narrower"),
+        "narrow float: %d %s", rc, err.message);
+  sql(c, "ALTER TABLE t_bad.users ALTER score TYPE float8, ALTER email TYPE varchar(10)");
+  rc = A->install(n, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "column \"email\" is character varying(10)"),
+        "varchar(10): %d %s", rc, err.message);
+  sql(c, "ALTER TABLE t_bad.users ALTER email TYPE varchar");
+  CHECK(A->install(n, &err) == AS_OK, "varchar: %s", err.message);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  sql(c, "ALTER TABLE t_bad.users DROP CONSTRAINT users_pkey");
   rc = A->install(n, &err);
   CHECK(rc == AS_EINVAL && strstr(err.message, "no primary key"), "no key: %d %s", rc, err.message);
+  if (g_logical) {
+    /* a unique index on the key but no primary key: the replica identity must name the key */
+    sql(c, "CREATE UNIQUE INDEX users_id ON t_bad.users (id); ALTER TABLE t_bad.users ALTER id SET NOT NULL");
+    rc = A->install(n, &err);
+    CHECK(rc == AS_EINVAL && strstr(err.message, "replica identity") &&
+              strstr(err.message, "REPLICA IDENTITY USING INDEX"),
+          "replica identity: %d %s", rc, err.message);
+    sql(c, "ALTER TABLE t_bad.users REPLICA IDENTITY USING INDEX users_id");
+    CHECK(A->install(n, &err) == AS_OK, "identity index: %s", err.message);
+    CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  }
   sql(c, "ALTER TABLE t_bad.users DROP COLUMN n");
   rc = A->install(n, &err);
   CHECK(rc == AS_EINVAL && strstr(err.message, "column \"n\" is missing"), "missing: %s", err.message);
@@ -281,7 +387,7 @@ static void t_capture(void) {
   as_schema *s = schema_yaml(USERS_YAML);
   const as_schema *ss[1] = {s};
   const char *levels[2] = {"statement", "row"};
-  for (int lv = 0; lv < 2; lv++) {
+  for (int lv = 0; lv < (g_logical ? 1 : 2); lv++) {
     node_h h;
     as_node *n = make_node(&h, "pg", "t_capture", ss, 1, levels[lv]);
     as_error err = {0};
@@ -295,56 +401,82 @@ static void t_capture(void) {
     CHECK(b.n == 0, "nothing old replayed (%zu)", b.n);
     as_batch_reset(&b);
     sql(c, "INSERT INTO t_capture.users VALUES ('u1', 'a@x', 7, 2.5), ('u2', 'b@x', NULL, 'NaN')");
-    sql(c, "UPDATE t_capture.users SET email = 'c@x' WHERE id = 'u1'");
-    sql(c, "ALTER TABLE t_capture.users ADD COLUMN IF NOT EXISTS unmapped text");
-    sql(c, "UPDATE t_capture.users SET unmapped = 'zzz' WHERE id = 'u1'");  /* no delta */
-    sql(c, "UPDATE t_capture.users SET email = email WHERE id = 'u2'");     /* no delta */
-    sql(c, "DELETE FROM t_capture.users WHERE id = 'u2'");
-    sql(c, "UPDATE t_capture.users SET id = 'u3' WHERE id = 'u1'");         /* key change */
-    poll_n(st, &b, 6, 10);
-    CHECK(b.n == 6, "%s: 6 deltas, got %zu", levels[lv], b.n);
-    CHECK(b.ndead == 0, "dead %zu", b.ndead);
-    if (b.n == 6) {
+    poll_n(st, &b, 2, 10);
+    CHECK(b.n == 2, "%s: 2 inserts, got %zu", levels[lv], b.n);
+    if (b.n == 2) {
       CHECK(b.d[0].op == AS_OP_INSERT && col_is(&b.d[0].row, s, "id", "u1") &&
                 col_is(&b.d[0].row, s, "n", "7") && col_is(&b.d[0].row, s, "score", "2.5"),
             "insert u1");
       CHECK(b.d[1].op == AS_OP_INSERT && col_is(&b.d[1].row, s, "n", "<null>") &&
                 col_is(&b.d[1].row, s, "score", "NaN"),
             "insert u2");
-      CHECK(b.d[2].op == AS_OP_UPDATE && present(&b.d[2].row) == 2 &&
-                col_is(&b.d[2].row, s, "email", "c@x"),
-            "update: key + changed column only (%zu present)", present(&b.d[2].row));
-      CHECK(b.d[3].op == AS_OP_DELETE && col_is(&b.d[3].row, s, "id", "u2") &&
-                present(&b.d[3].row) == 1,
-            "delete");
-      CHECK(b.d[4].op == AS_OP_DELETE && col_is(&b.d[4].row, s, "id", "u1"), "key change: delete");
-      CHECK(b.d[5].op == AS_OP_INSERT && col_is(&b.d[5].row, s, "id", "u3") &&
-                col_is(&b.d[5].row, s, "email", "c@x"),
-            "key change: insert");
       for (size_t i = 0; i < b.n; i++) {
         CHECK(!b.d[i].echo && b.d[i].origin && strcmp(b.d[i].origin, "pg") == 0, "origin");
         CHECK(b.d[i].ts_us > 1600000000000000LL && b.d[i].hlc == AS_HLC_FROM_US(b.d[i].ts_us),
               "ts");
         CHECK(b.d[i].pos && b.d[i].txn, "pos/txn");
       }
-      CHECK(b.pos && strcmp(b.pos, b.d[5].pos) >= 0, "batch pos");
     }
-    /* resume from a delta's position: only what follows comes again */
-    if (b.n == 6) {
-      as_stream *st2 = NULL;
-      CHECK(A->open_stream(n, "reader", b.d[3].pos, &st2, &err) == AS_OK, "%s", err.message);
-      as_batch b2 = {0};
-      poll_n(st2, &b2, 2, 5);
-      CHECK(b2.n == 2 && b2.d[0].op == AS_OP_DELETE && col_is(&b2.d[0].row, s, "id", "u1"),
-            "resume: %zu", b2.n);
-      as_batch_clear(&b2);
-      A->close_stream(st2);
+    as_batch_reset(&b);
+    sql(c, "UPDATE t_capture.users SET email = 'c@x' WHERE id = 'u1'");
+    poll_n(st, &b, 1, 10);
+    /* triggers say which columns changed; logical decoding with the default replica identity
+     * sends the whole new row */
+    CHECK(b.n == 1 && b.d[0].op == AS_OP_UPDATE && present(&b.d[0].row) == (g_logical ? 4u : 2u) &&
+              col_is(&b.d[0].row, s, "email", "c@x"),
+          "update: %zu deltas, %zu present", b.n, b.n ? present(&b.d[0].row) : 0);
+    as_batch_reset(&b);
+    sql(c, "ALTER TABLE t_capture.users ADD COLUMN IF NOT EXISTS unmapped text");
+    sql(c, "UPDATE t_capture.users SET unmapped = 'zzz' WHERE id = 'u1'");
+    sql(c, "UPDATE t_capture.users SET email = email WHERE id = 'u2'");
+    poll_n(st, &b, g_logical ? 2 : 0, g_logical ? 10 : 2);
+    /* an unmapped column or no change: triggers write nothing; logical decoding cannot tell
+     * without the old row and sends the row (the added column is ignored) */
+    CHECK(b.n == (g_logical ? 2u : 0u), "no-op updates: %zu", b.n);
+    if (g_logical && b.n == 2) CHECK(col_is(&b.d[0].row, s, "email", "c@x"), "row after ALTER TABLE");
+    char *pos_before = b.pos ? strdup(b.pos) : NULL;
+    as_batch_reset(&b);
+    sql(c, "DELETE FROM t_capture.users WHERE id = 'u2'");
+    sql(c, "UPDATE t_capture.users SET id = 'u3' WHERE id = 'u1'");         /* key change */
+    poll_n(st, &b, 3, 10);
+    CHECK(b.n == 3, "%s: delete + key change, got %zu", levels[lv], b.n);
+    if (b.n == 3) {
+      CHECK(b.d[0].op == AS_OP_DELETE && col_is(&b.d[0].row, s, "id", "u2") &&
+                present(&b.d[0].row) == 1,
+            "delete");
+      /* a key change: delete of the old key, insert of the new (one statement: any order) */
+      size_t del = b.d[1].op == AS_OP_DELETE ? 1 : 2, ins = 3 - del;
+      CHECK(b.d[del].op == AS_OP_DELETE && col_is(&b.d[del].row, s, "id", "u1"),
+            "key change: delete");
+      CHECK(b.d[ins].op == AS_OP_INSERT && col_is(&b.d[ins].row, s, "id", "u3") &&
+                col_is(&b.d[ins].row, s, "email", "c@x") && present(&b.d[ins].row) == 4,
+            "key change: insert");
+      CHECK(b.pos && b.d[2].pos, "batch pos");
     }
+    /* resume from an earlier position: only what follows comes again */
+    as_stream *st2 = NULL;
+    if (g_logical) { /* one slot per consumer: the first stream lets go of it */
+      A->close_stream(st);
+      st = NULL;
+    }
+    CHECK(A->open_stream(n, "reader", pos_before, &st2, &err) == AS_OK, "%s", err.message);
+    as_batch b2 = {0};
+    poll_n(st2, &b2, 3, 10);
+    CHECK(b2.n == 3 && b2.d[0].op == AS_OP_DELETE && col_is(&b2.d[0].row, s, "id", "u2"),
+          "resume: %zu", b2.n);
     char *p = NULL;
-    CHECK(A->stream_position(st, &p, &err) == AS_OK && p && strncmp(p, "v1|", 3) == 0, "position");
+    CHECK(A->stream_position(st2, &p, &err) == AS_OK && p &&
+              (g_logical ? strchr(p, '/') != NULL : strncmp(p, "v1|", 3) == 0),
+          "position %s", p ? p : "");
     free(p);
+    as_batch_clear(&b2);
+    A->close_stream(st2);
+    free(pos_before);
     as_stream *bad = NULL;
-    CHECK(A->open_stream(n, "x", "garbage", &bad, &err) == AS_EINVAL && !bad, "bad checkpoint");
+    int rc = A->open_stream(n, "x", "garbage", &bad, &err);
+    CHECK((g_logical ? rc == AS_ERR && strstr(err.message, "not a logical-decoding position")
+                     : rc == AS_EINVAL) && !bad,
+          "bad checkpoint: %d %s", rc, err.message);
     as_batch_clear(&b);
     A->close_stream(st);
     sql(c, "ALTER TABLE t_capture.users DROP COLUMN unmapped");
@@ -366,8 +498,11 @@ static void t_out_of_order(void) {
   as_node *n = make_node(&h, "pg", "t_ooo", ss, 1, NULL);
   as_error err = {0};
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
-  as_stream *st = NULL;
+  as_stream *st = NULL, *other = NULL;
   CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  /* a second consumer registered now (its slot, with logical decoding), read later */
+  CHECK(A->open_stream(n, "other", NULL, &other, &err) == AS_OK, "%s", err.message);
+  A->close_stream(other);
   PGconn *ca = outside(), *cb = outside();
   sql(cb, "BEGIN");
   sql(cb, "INSERT INTO t_ooo.users VALUES ('b', 'b@x', 1, 1)");
@@ -433,33 +568,65 @@ static void t_out_of_order(void) {
   as_schema_free(s);
 }
 
+/* Is the slot of `consumer` confirmed at or after pos? Waits up to 3 s (the server applies
+ * a status update when its walsender reads it). */
+static bool slot_confirmed(PGconn *c, const char *consumer, const char *pos) {
+  char q[512];
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM pg_replication_slots WHERE slot_name ~ '_%s_[0-9a-f]{8}$' AND "
+           "confirmed_flush_lsn >= '%s'::pg_lsn",
+           consumer, pos);
+  for (int i = 0; i < 150; i++) {
+    if (sql_long(c, "%s", q) == 1) return true;
+    usleep(20000);
+  }
+  return false;
+}
+
+typedef struct gauge_seen {
+  char consumer[64];
+  double bytes;
+  int n;
+} gauge_seen;
+
+static void on_gauge(void *ctx, const char *metric, const char *consumer, double value) {
+  gauge_seen *g = ctx;
+  if (strcmp(metric, "arraysync_pg_slot_retained_bytes") != 0 || !consumer ||
+      strcmp(consumer, g->consumer) != 0)
+    return;
+  g->bytes = value;
+  g->n++;
+}
+
 static void t_origin_purge(void) {
   g_test = "origin_purge";
   fresh_schema("t_origin");
   as_schema *s = schema_yaml(USERS_YAML);
   const as_schema *ss[1] = {s};
   node_h h;
-  as_node *n = make_node(&h, "pg", "t_origin", ss, 1, NULL);
+  char *cons[3] = {"reader", "reader2", "mongo"};
+  as_node *n = make_node_consumers(&h, "pg", "t_origin", ss, 1, cons, 3);
   as_error err = {0};
   PGconn *c = outside();
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
-  as_stream *st = NULL, *st2 = NULL;
+  sql(c, "INSERT INTO t_origin.users VALUES ('gone', 'g@x', 0, 0)");
+  as_stream *st = NULL, *st2 = NULL, *stm = NULL;
   CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
   CHECK(A->open_stream(n, "reader2", NULL, &st2, &err) == AS_OK, "%s", err.message);
+  CHECK(A->open_stream(n, "mongo", NULL, &stm, &err) == AS_OK, "%s", err.message);
   as_delta d[12] = {{0}};
   char id[16];
-  for (int i = 0; i < 10; i++) { /* 10 full inserts: the COPY path */
+  for (int i = 0; i < 10; i++) { /* 10 full inserts, two origins */
     snprintf(id, sizeof id, "k%02d", i);
     mk_delta(&d[i], s, AS_OP_INSERT, i < 5 ? "mongo" : "lite", "id", id, "email", "e", "n", "1",
              "score", "1", NULL);
   }
   mk_delta(&d[10], s, AS_OP_UPDATE, "mongo", "id", "k00", "email", "new", NULL);
-  mk_delta(&d[11], s, AS_OP_DELETE, "lite", "id", "k09", NULL);
+  mk_delta(&d[11], s, AS_OP_DELETE, "lite", "id", "gone", NULL);
   as_dead_list dead = {0};
   CHECK(apply_batch(n, d, 12, &dead, "mongo->pg", "ck1") == AS_OK, "apply");
   CHECK(dead.n == 0, "dead %zu", dead.n);
-  CHECK(strcmp(sql(c, "SELECT current_setting('arraysync.origin', true)") ?: "x", "") == 0 ||
-            strcmp(sql(c, "SELECT coalesce(current_setting('arraysync.origin', true), '')"), "") == 0,
+  CHECK(strcmp(sql(c, "SELECT coalesce(current_setting('arraysync.origin', true), '')"), "") == 0,
         "origin not visible outside");
   sql(c, "INSERT INTO t_origin.users VALUES ('local', 'l@x', 0, 0)");
   as_batch b = {0};
@@ -477,33 +644,69 @@ static void t_origin_purge(void) {
     CHECK(b.d[11].op == AS_OP_DELETE && strcmp(b.d[11].origin, "lite") == 0, "delete origin");
     CHECK(!b.d[12].echo && strcmp(b.d[12].origin, "pg") == 0, "local write");
   }
-  long before = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
-  CHECK(before == 13, "changelog %ld", before);
-  /* only one consumer acked: nothing purged */
-  CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
-  CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == 13, "kept for lite");
+  /* the stream to mongo leaves out the echoes of mongo's own changes */
+  as_batch bm = {0};
+  poll_n(stm, &bm, 7, 10);
+  size_t from_mongo = 0;
+  for (size_t i = 0; i < bm.n; i++) from_mongo += bm.d[i].origin && strcmp(bm.d[i].origin, "mongo") == 0;
+  CHECK(bm.n == 7 && from_mongo == 0, "to mongo: %zu deltas, %zu of mongo's", bm.n, from_mongo);
+  as_batch_clear(&bm);
+  A->close_stream(stm);
+  /* a consumer that never comes back holds the purge until its registration is removed */
+  if (!g_logical) sql(c, "DELETE FROM arraysync.consumers WHERE name = 'mongo'");
   as_batch b2 = {0};
-  poll_n(st2, &b2, 13, 10);
-  CHECK(b2.n == 13, "lite got %zu", b2.n);
-  /* a new change after both read: survives the purge */
-  sql(c, "INSERT INTO t_origin.users VALUES ('late', 'l@x', 0, 0)");
-  CHECK(A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
-  /* purge horizon is the previous snapshot: ack again after a further (empty) window */
-  as_batch_reset(&b);
-  as_batch_reset(&b2);
-  poll_n(st, &b, 1, 5);
-  poll_n(st2, &b2, 1, 5);
-  CHECK(b.n == 1 && b2.n == 1, "late change seen by both (%zu %zu)", b.n, b2.n);
-  CHECK(A->ack(st, b.pos, &err) == AS_OK && A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
-  long after = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
-  CHECK(after <= 1, "purged to %ld", after);
-  as_batch_reset(&b);
-  poll_n(st, &b, 0, 1);
-  CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
-  as_batch_reset(&b2);
-  poll_n(st2, &b2, 0, 1);
-  CHECK(A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
-  CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == 0, "all purged");
+  if (g_logical) {
+    /* the slot's confirmed position moves only with ack, per consumer */
+    gauge_seen g = {.consumer = "reader2"};
+    CHECK(A->gauges(n, on_gauge, &g, &err) == AS_OK, "%s", err.message);
+    CHECK(g.n == 1 && g.bytes > 0, "retained bytes of reader2's slot: %d %.0f", g.n, g.bytes);
+    CHECK(b.pos && A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
+    CHECK(b.pos && slot_confirmed(c, "reader", b.pos), "reader's slot confirmed at %s", b.pos);
+    CHECK(b.pos && !slot_confirmed(c, "reader2", b.pos), "reader2's slot not moved");
+    poll_n(st2, &b2, 13, 10);
+    CHECK(b2.n == 13, "reader2 got %zu", b2.n);
+    CHECK(b2.pos && A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+    CHECK(b2.pos && slot_confirmed(c, "reader2", b2.pos), "reader2's slot confirmed");
+    /* idle: keepalives move the position on, so an idle slot does not hold WAL */
+    sql(c, "CREATE TABLE IF NOT EXISTS t_origin.unrelated (x int); INSERT INTO t_origin.unrelated VALUES (1)");
+    as_batch_reset(&b);
+    char *last = b2.pos ? strdup(b2.pos) : NULL;
+    for (int i = 0; i < 20 && (!b.pos || (last && strcmp(b.pos, last) == 0)); i++) {
+      as_batch_reset(&b);
+      A->poll(st, &b, 100, 500, &err);
+    }
+    CHECK(b.n == 0 && b.pos && last && strcmp(b.pos, last) != 0, "idle position moved: %s -> %s",
+          last ? last : "", b.pos ? b.pos : "");
+    free(last);
+  } else {
+    long before = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
+    CHECK(before == 14, "changelog %ld", before); /* with 'gone', before the streams */
+    /* only one consumer acked: nothing purged */
+    CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
+    /* ('gone', older than every consumer's window, may go) */
+    CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == 13, "kept for lite");
+    poll_n(st2, &b2, 13, 10);
+    CHECK(b2.n == 13, "lite got %zu", b2.n);
+    /* a new change after both read: survives the purge */
+    sql(c, "INSERT INTO t_origin.users VALUES ('late', 'l@x', 0, 0)");
+    CHECK(A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+    /* purge horizon is the previous snapshot: ack again after a further (empty) window */
+    as_batch_reset(&b);
+    as_batch_reset(&b2);
+    poll_n(st, &b, 1, 5);
+    poll_n(st2, &b2, 1, 5);
+    CHECK(b.n == 1 && b2.n == 1, "late change seen by both (%zu %zu)", b.n, b2.n);
+    CHECK(A->ack(st, b.pos, &err) == AS_OK && A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+    long after = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
+    CHECK(after <= 1, "purged to %ld", after);
+    as_batch_reset(&b);
+    poll_n(st, &b, 0, 1);
+    CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
+    as_batch_reset(&b2);
+    poll_n(st2, &b2, 0, 1);
+    CHECK(A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
+    CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == 0, "all purged");
+  }
   char *ck = NULL;
   CHECK(A->checkpoint_load(n, "mongo->pg", &ck, &err) == AS_OK && ck && strcmp(ck, "ck1") == 0,
         "checkpoint");
@@ -640,7 +843,7 @@ static void t_types(void) {
 static void t_identifiers(void) {
   g_test = "identifiers";
   fresh_schema("Schema \"X\" ü");
-  static const char *yamls[3] = {
+  static const char *yamls[4] = {
       "mapping: sel\ncollection: sel\ntable: select\nkey: [from, '\"Where\"']\ncolumns:\n"
       "  from:  { field: a, type: text }\n"
       "  '\"Where\"': { field: b, type: int64 }\n"
@@ -650,12 +853,16 @@ static void t_identifiers(void) {
       "  'v; DROP TABLE x; --': { field: v, type: text }\n",
       "mapping: uni\ncollection: uni\ntable: ünïcødé\nkey: clé\ncolumns:\n"
       "  clé:   { field: _id, type: text }\n"
-      "  värde: { field: v, type: jsonb }\n"};
-  as_schema *s[3];
-  for (int i = 0; i < 3; i++) s[i] = schema_yaml(yamls[i]);
-  const as_schema *ss[3] = {s[0], s[1], s[2]};
+      "  värde: { field: v, type: jsonb }\n",
+      /* backslashes and quotes in table and column names (literals in trigger bodies) */
+      "mapping: bs\ncollection: bs\ntable: 'back\\sl''ash'\nkey: 'k\\e''y'\ncolumns:\n"
+      "  'k\\e''y': { field: _id, type: text }\n"
+      "  'v\\al': { field: v, type: text }\n"};
+  as_schema *s[4];
+  for (int i = 0; i < 4; i++) s[i] = schema_yaml(yamls[i]);
+  const as_schema *ss[4] = {s[0], s[1], s[2], s[3]};
   node_h h;
-  as_node *n = make_node(&h, "pg", "Schema \"X\" ü", ss, 3, NULL);
+  as_node *n = make_node(&h, "pg", "Schema \"X\" ü", ss, 4, NULL);
   as_error err = {0};
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   CHECK(A->install(n, &err) == AS_OK, "reinstall %s", err.message);
@@ -669,17 +876,31 @@ static void t_identifiers(void) {
   as_dead_list dead = {0};
   CHECK(apply_batch(n, d, 4, &dead, "s", "c") == AS_OK, "apply");
   CHECK(dead.n == 0, "dead %zu %s", dead.n, dead.n ? dead.items[0].error : "");
+  as_batch b = {0};
+  poll_n(st, &b, 4, 10);
+  CHECK(b.n == 4, "captured %zu", b.n);
+  if (b.n == 4) {
+    CHECK(b.d[0].schema == s[0] && b.d[1].schema == s[1] && b.d[2].schema == s[2], "mappings");
+    CHECK(b.d[1].op == AS_OP_INSERT && col_is(&b.d[1].row, s[1], "v; DROP TABLE x; --", "v"),
+          "insert");
+    CHECK(b.d[3].op == AS_OP_UPDATE && col_is(&b.d[3].row, s[0], "it's", "z"), "update");
+  }
+  as_batch_reset(&b);
   PGconn *c = outside();
   sql(c, "DELETE FROM \"Schema \"\"X\"\" ü\".\"Weird \"\"Name\"\"\"");
-  as_batch b = {0};
-  poll_n(st, &b, 5, 10);
-  CHECK(b.n == 5, "captured %zu", b.n);
-  if (b.n == 5) {
-    CHECK(b.d[0].schema == s[0] && b.d[1].schema == s[1] && b.d[2].schema == s[2], "mappings");
-    CHECK(b.d[3].op == AS_OP_UPDATE && col_is(&b.d[3].row, s[0], "it's", "z"), "update");
-    CHECK(b.d[4].op == AS_OP_DELETE && b.d[4].schema == s[1] &&
-              col_is(&b.d[4].row, s[1], "k \"q\"", "a'b"),
+  /* a writer whose session parses '\' in literals as an escape */
+  sql(c, "SET standard_conforming_strings TO off; SET escape_string_warning TO off");
+  sql(c, "INSERT INTO \"Schema \"\"X\"\" ü\".\"back\\sl'ash\" VALUES (E'k\\\\1', 'v')");
+  sql(c, "SET standard_conforming_strings TO on");
+  poll_n(st, &b, 2, 10);
+  CHECK(b.n == 2, "captured %zu", b.n);
+  if (b.n == 2) {
+    CHECK(b.d[0].op == AS_OP_DELETE && b.d[0].schema == s[1] &&
+              col_is(&b.d[0].row, s[1], "k \"q\"", "a'b"),
           "delete");
+    CHECK(b.d[1].op == AS_OP_INSERT && b.d[1].schema == s[3] &&
+              col_is(&b.d[1].row, s[3], "k\\e'y", "k\\1") && col_is(&b.d[1].row, s[3], "v\\al", "v"),
+          "backslash names");
   }
   for (int i = 0; i < 3; i++) {
     as_row got = {0};
@@ -701,7 +922,7 @@ static void t_identifiers(void) {
   CHECK(sql_long(c, "SELECT count(*) FROM \"Schema \"\"X\"\" ü\".\"select\"%s", "") == 1, "data kept");
   A->exit(n);
   PQfinish(c);
-  for (int i = 0; i < 3; i++) as_schema_free(s[i]);
+  for (int i = 0; i < 4; i++) as_schema_free(s[i]);
 }
 
 static void t_dead(void) {
@@ -910,6 +1131,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (getenv("PSQL")) g_psql = getenv("PSQL");
+  if (getenv("IT_PG_CAPTURE")) g_capture = getenv("IT_PG_CAPTURE");
+  g_logical = strcmp(g_capture, "logical") == 0;
+  printf("capture: %s\n", g_capture);
   as_log_set_level(getenv("AS_LOG_DEBUG") ? AS_LOG_DEBUG : AS_LOG_ERROR);
   const char *only = argc > 2 ? argv[2] : NULL;
   if (only && strcmp(only, "keep_install") == 0) return keep_step(true);
