@@ -29,6 +29,8 @@ static const char *g_dsn;
 static const char *g_psql = "psql";
 static const char *g_capture = "triggers"; /* capture mode under test: triggers | logical */
 static bool g_logical;
+static const char *g_node_dsn;            /* make_node: another dsn (role) than g_dsn */
+static const char *g_node_opt[2];         /* make_node: one more option (key, value) */
 static int g_pass, g_fail;
 static const char *g_test = "";
 
@@ -116,10 +118,12 @@ static void fresh_schema(const char *schema) {
 static as_node *make_node(node_h *h, const char *name, const char *schema,
                           const as_schema *const *ss, size_t ns, const char *triggers) {
   memset(h, 0, sizeof *h);
-  h->opts[0] = (as_node_option){.key = "dsn", .value = (char *)g_dsn};
+  h->opts[0] = (as_node_option){.key = "dsn", .value = (char *)(g_node_dsn ? g_node_dsn : g_dsn)};
   h->opts[1] = (as_node_option){.key = "schema", .value = (char *)schema};
   size_t no = 2;
   h->opts[no++] = (as_node_option){.key = "capture", .value = (char *)g_capture};
+  if (g_node_opt[0])
+    h->opts[no++] = (as_node_option){.key = (char *)g_node_opt[0], .value = (char *)g_node_opt[1]};
   if (triggers) h->opts[no++] = (as_node_option){.key = "capture_triggers", .value = (char *)triggers};
   h->cfg = (as_node_config){.name = (char *)name, .kind = "postgres", .opts = h->opts, .nopts = no};
   as_error err = {0};
@@ -1109,6 +1113,477 @@ static void t_kill(void) {
   as_schema_free(s);
 }
 
+/* TRUNCATE: on_truncate stop / ignore / propagate on capture, truncate deltas applied (and
+ * TRUNCATE refused -> DELETE), and writes marked with the local-only origin "-" left out. */
+static const char *TRUNC_YAML =
+    "mapping: %s\ncollection: %s\ntable: %s\nkey: id\n%scolumns:\n"
+    "  id: { field: _id, type: text }\n"
+    "  v:  { field: v, type: text }\n";
+
+static as_schema *trunc_schema(const char *name, const char *opt) {
+  char y[512];
+  snprintf(y, sizeof y, TRUNC_YAML, name, name, name, opt);
+  return schema_yaml(y);
+}
+
+static void t_truncate_local(void) {
+  g_test = "truncate_local";
+  fresh_schema("t_trunc");
+  as_schema *s[3] = {trunc_schema("tr_stop", ""), trunc_schema("tr_prop", "on_truncate: propagate\n"),
+                     trunc_schema("tr_ign", "on_truncate: ignore\n")};
+  const as_schema *ss[3] = {s[0], s[1], s[2]};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_trunc", ss, 3, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  sql(c, "INSERT INTO t_trunc.tr_stop VALUES ('a', 'x'); INSERT INTO t_trunc.tr_prop VALUES ('a', 'x');"
+         " INSERT INTO t_trunc.tr_ign VALUES ('a', 'x')");
+  as_batch b = {0};
+  poll_n(st, &b, 3, 10);
+  CHECK(b.n == 3, "inserts %zu", b.n);
+  as_batch_reset(&b);
+  /* ignore: a warning, no delta; what follows flows */
+  sql(c, "TRUNCATE t_trunc.tr_ign; INSERT INTO t_trunc.tr_ign VALUES ('after', 'y')");
+  poll_n(st, &b, 1, 10);
+  CHECK(b.n == 1 && b.d[0].op == AS_OP_INSERT && col_is(&b.d[0].row, s[2], "id", "after"),
+        "ignore: %zu", b.n);
+  as_batch_reset(&b);
+  /* propagate: a truncate delta without key */
+  sql(c, "TRUNCATE t_trunc.tr_prop");
+  poll_n(st, &b, 1, 10);
+  CHECK(b.n == 1 && b.d[0].op == AS_OP_TRUNCATE && b.d[0].schema == s[1] && present(&b.d[0].row) == 0 &&
+            !b.d[0].echo && strcmp(b.d[0].origin, "pg") == 0,
+        "propagate: %zu op %d", b.n, b.n ? (int)b.d[0].op : 0);
+  as_batch_reset(&b);
+  /* apply a truncate (marked with its origin): TRUNCATE, captured as an echo */
+  sql(c, "INSERT INTO t_trunc.tr_prop VALUES ('b', 'x'), ('c', 'x')");
+  poll_n(st, &b, 2, 10);
+  as_batch_reset(&b);
+  as_delta d[5] = {{0}};
+  as_delta_init(&d[0], s[1], AS_OP_TRUNCATE);
+  as_delta_set_origin(&d[0], "mongo");
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 1, &dead, "m->pg", "1") == AS_OK && dead.n == 0, "apply truncate");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_trunc.tr_prop%s", "") == 0, "emptied");
+  poll_n(st, &b, 1, 10);
+  CHECK(b.n == 1 && b.d[0].op == AS_OP_TRUNCATE && b.d[0].echo && strcmp(b.d[0].origin, "mongo") == 0,
+        "truncate echo: %zu", b.n);
+  as_batch_reset(&b);
+  /* a table TRUNCATE refuses (a foreign key points at it): every row deleted instead */
+  sql(c, "INSERT INTO t_trunc.tr_prop VALUES ('d', 'x'), ('e', 'x'); "
+         "CREATE TABLE t_trunc.child (p text REFERENCES t_trunc.tr_prop(id))");
+  poll_n(st, &b, 2, 10);
+  as_batch_reset(&b);
+  CHECK(apply_batch(n, d, 1, &dead, "m->pg", "2") == AS_OK && dead.n == 0, "apply truncate (fk)");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_trunc.tr_prop%s", "") == 0, "emptied by DELETE");
+  poll_n(st, &b, 2, 10);
+  CHECK(b.n == 2 && b.d[0].op == AS_OP_DELETE && b.d[0].echo && strcmp(b.d[0].origin, "mongo") == 0,
+        "deletes captured as echoes: %zu", b.n);
+  as_batch_reset(&b);
+  as_delta_clear(&d[0]);
+  /* the local-only origin: insert, update, delete, truncate, none captured */
+  long cl = g_logical ? 0 : sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
+  mk_delta(&d[0], s[0], AS_OP_INSERT, AS_ORIGIN_LOCAL_ONLY, "id", "l1", "v", "x", NULL);
+  mk_delta(&d[1], s[0], AS_OP_INSERT, AS_ORIGIN_LOCAL_ONLY, "id", "l2", "v", "x", NULL);
+  mk_delta(&d[2], s[0], AS_OP_UPDATE, AS_ORIGIN_LOCAL_ONLY, "id", "a", "v", "y", NULL);
+  mk_delta(&d[3], s[0], AS_OP_DELETE, AS_ORIGIN_LOCAL_ONLY, "id", "l2", NULL);
+  as_delta_init(&d[4], s[2], AS_OP_TRUNCATE);
+  as_delta_set_origin(&d[4], AS_ORIGIN_LOCAL_ONLY);
+  CHECK(apply_batch(n, d, 5, &dead, "m->pg", "3") == AS_OK && dead.n == 0, "apply local-only");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_trunc.tr_stop%s", "") == 2 &&
+            sql_long(c, "SELECT count(*) FROM t_trunc.tr_ign%s", "") == 0,
+        "local-only writes applied");
+  sql(c, "INSERT INTO t_trunc.tr_ign VALUES ('mark', 'z')"); /* a local write after them */
+  poll_n(st, &b, 1, 10);
+  CHECK(b.n == 1 && col_is(&b.d[0].row, s[2], "id", "mark"), "local-only left out: %zu", b.n);
+  if (!g_logical)
+    CHECK(sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "") == cl + 1,
+          "nothing of them in the changelog");
+  as_batch_reset(&b);
+  free_deltas(d, 5);
+  /* stop (the default): the stream stops with a message naming the table and the way out */
+  char *before = NULL;
+  A->stream_position(st, &before, &err);
+  sql(c, "TRUNCATE t_trunc.tr_stop");
+  int rc = AS_OK;
+  for (int i = 0; i < 20 && rc == AS_OK; i++) rc = A->poll(st, &b, 100, 200, &err);
+  CHECK(rc == AS_ERR && strstr(err.message, "\"t_trunc\".\"tr_stop\" was truncated") &&
+            strstr(err.message, "on_truncate: stop") && strstr(err.message, "test.yaml:1:1"),
+        "stop: %d %s", rc, err.message);
+  A->close_stream(st);
+  st = NULL;
+  /* resumed from before, it stops again: nothing is skipped */
+  CHECK(A->open_stream(n, "reader", before, &st, &err) == AS_OK, "%s", err.message);
+  rc = AS_OK;
+  as_batch_reset(&b);
+  for (int i = 0; i < 20 && rc == AS_OK; i++) rc = A->poll(st, &b, 100, 200, &err);
+  CHECK(rc == AS_ERR && strstr(err.message, "on_truncate: stop"), "stop again: %d", rc);
+  free(before);
+  as_batch_clear(&b);
+  as_dead_list_clear(&dead);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  for (int i = 0; i < 3; i++) as_schema_free(s[i]);
+}
+
+/* A text value with a NUL byte: a dead letter naming the column, never a truncated value. */
+static void t_nul(void) {
+  g_test = "nul";
+  fresh_schema("t_nul");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_nul", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  PGconn *c = outside();
+  as_delta d[11] = {{0}};
+  char id[16];
+  for (int i = 0; i < 10; i++) { /* full inserts: the COPY path */
+    snprintf(id, sizeof id, "n%02d", i);
+    mk_delta(&d[i], s, AS_OP_INSERT, "mongo", "id", id, "email", "e", "n", "1", "score", "1", NULL);
+  }
+  as_value v;
+  as_value_set_str(&v, AS_T_TEXT, "a\0b", 3);
+  as_row_put(&d[3].row, 1, &v);
+  mk_delta(&d[10], s, AS_OP_UPDATE, "mongo", "id", "n00", "email", "x", NULL); /* statements */
+  as_value_set_str(&v, AS_T_TEXT, "c\0d", 3);
+  as_row_put(&d[10].row, 1, &v);
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 11, &dead, "m->pg", "1") == AS_OK, "apply");
+  CHECK(dead.n == 2, "2 dead, got %zu", dead.n);
+  if (dead.n == 2) {
+    CHECK(dead.items[0].index == 3 && strstr(dead.items[0].error, "column \"email\"") &&
+              strstr(dead.items[0].error, "NUL byte") && strstr(dead.items[0].error, "n03"),
+          "copy path: %s", dead.items[0].error);
+    CHECK(dead.items[1].index == 10 && strstr(dead.items[1].error, "column \"email\"") &&
+              strstr(dead.items[1].error, "NUL byte"),
+          "statement path: %s", dead.items[1].error);
+  }
+  CHECK(sql_long(c, "SELECT count(*) FROM t_nul.users WHERE id = %s", "'n03'") == 0, "not stored");
+  CHECK(strcmp(sql(c, "SELECT email FROM t_nul.users WHERE id = 'n00'"), "e") == 0, "not truncated");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_nul.users%s", "") == 9, "the rest applied");
+  free_deltas(d, 11);
+  as_dead_list_clear(&dead);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+/* Connection failures nobody can fix by waiting are AS_EINVAL; a server not there AS_RETRY. */
+static int try_connect(const char *dsn, as_error *err) {
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  as_node_option o[2] = {{.key = "dsn", .value = (char *)dsn}, {.key = "capture", .value = (char *)g_capture}};
+  as_node_config cfg = {.name = "pg", .kind = "postgres", .opts = o, .nopts = 2};
+  as_node *n = NULL;
+  int rc = A->init(&cfg, ss, 1, &n, err);
+  if (rc == AS_OK) rc = A->connect(n, err);
+  A->exit(n);
+  as_schema_free(s);
+  return rc;
+}
+
+static void t_connect(void) {
+  g_test = "connect";
+  PGconn *c = outside();
+  PQconninfoOption *ci = PQconninfoParse(g_dsn, NULL);
+  const char *host = "127.0.0.1", *port = "5432";
+  for (PQconninfoOption *o = ci; o && o->keyword; o++) {
+    if (strcmp(o->keyword, "port") == 0 && o->val) port = o->val;
+    if (strcmp(o->keyword, "host") == 0 && o->val) host = o->val;
+  }
+  char dsn[512];
+  as_error err = {0};
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=postgres dbname=no_such_db", host, port);
+  int rc = try_connect(dsn, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "no_such_db"), "unknown database: %d %s", rc, err.message);
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=postgres dbname=postgres sslmode=bogus", host, port);
+  rc = try_connect(dsn, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "sslmode"), "sslmode=bogus: %d %s", rc, err.message);
+  sql(c, "DROP ROLE IF EXISTS arraysync_pw");
+  sql(c, "CREATE ROLE arraysync_pw LOGIN PASSWORD 'right'");
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=arraysync_pw password=wrong dbname=postgres", host, port);
+  rc = try_connect(dsn, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "password"), "wrong password: %d %s", rc, err.message);
+  CHECK(!strstr(err.message, "wrong"), "password not in the message: %s", err.message);
+  snprintf(dsn, sizeof dsn, "host=%s port=%s user=arraysync_pw password=right dbname=postgres", host, port);
+  rc = try_connect(dsn, &err);
+  CHECK(rc == AS_OK || (g_logical && rc == AS_EINVAL && strstr(err.message, "REPLICATION")),
+        "right password: %d %s", rc, err.message);
+  snprintf(dsn, sizeof dsn, "host=%s port=1 user=postgres dbname=postgres connect_timeout=2", host);
+  rc = try_connect(dsn, &err);
+  CHECK(rc == AS_RETRY, "connection refused: %d %s", rc, err.message);
+  sql(c, "DROP ROLE arraysync_pw");
+  PQconninfoFree(ci);
+  PQfinish(c);
+}
+
+/* check_capture: missing capture objects are found and, where nothing is lost, put back. */
+static void t_check_capture(void) {
+  g_test = "check_capture";
+  fresh_schema("t_check");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  char *cons[1] = {"reader"};
+  as_node *n = make_node_consumers(&h, "pg", "t_check", ss, 1, cons, 1);
+  A->exit(n);
+  g_node_opt[0] = "capture_triggers"; /* row level: the update trigger depends on the columns */
+  g_node_opt[1] = "row";
+  n = make_node_consumers(&h, "pg", "t_check", ss, 1, cons, 1);
+  g_node_opt[0] = g_node_opt[1] = NULL;
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  CHECK(A->check_capture(n, false, &err) == AS_OK, "all there: %s", err.message);
+  int rc;
+  if (!g_logical) {
+    sql(c, "DROP TRIGGER arraysync_upd ON t_check.users");
+    rc = A->check_capture(n, false, &err);
+    CHECK(rc == AS_ENOTFOUND && strstr(err.message, "\"t_check\".\"users\" (arraysync_upd)"),
+          "missing trigger: %d %s", rc, err.message);
+    CHECK(A->check_capture(n, true, &err) == AS_OK, "repair: %s", err.message);
+    CHECK(ntriggers(c, "t_check.users", "") == 5, "trigger back");
+    /* DROP COLUMN ... CASCADE takes the update trigger with it */
+    sql(c, "ALTER TABLE t_check.users DROP COLUMN score CASCADE");
+    rc = A->check_capture(n, false, &err);
+    CHECK(rc == AS_ENOTFOUND && strstr(err.message, "arraysync_upd"), "cascade: %d %s", rc, err.message);
+    rc = A->check_capture(n, true, &err);
+    CHECK(rc == AS_EINVAL && strstr(err.message, "column \"score\" is missing"),
+          "repair names the column: %d %s", rc, err.message);
+    sql(c, "ALTER TABLE t_check.users ADD COLUMN score double precision");
+    CHECK(A->check_capture(n, true, &err) == AS_OK, "repair: %s", err.message);
+    CHECK(ntriggers(c, "t_check.users", "") == 5, "triggers back");
+  } else {
+    char q[256];
+    snprintf(q, sizeof q, "%s", sql(c, "SELECT pubname FROM pg_publication WHERE pubname LIKE 'arraysync_pg_%%'"));
+    sql(c, "ALTER PUBLICATION %s DROP TABLE t_check.users", q);
+    rc = A->check_capture(n, false, &err);
+    CHECK(rc == AS_ENOTFOUND && strstr(err.message, "\"t_check\".\"users\""), "table left the publication: %d %s", rc,
+          err.message);
+    CHECK(A->check_capture(n, true, &err) == AS_OK, "repair: %s", err.message);
+    sql(c, "DROP PUBLICATION %s", q);
+    rc = A->check_capture(n, false, &err);
+    CHECK(rc == AS_ENOTFOUND && strstr(err.message, "publication"), "publication gone: %d %s", rc, err.message);
+    CHECK(A->check_capture(n, true, &err) == AS_OK, "repair: %s", err.message);
+    CHECK(sql_long(c, "SELECT count(*) FROM pg_publication_tables WHERE pubname = '%s'", q) == 2, "back");
+    sql(c, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE %s",
+        "'as_pg_%reader%'");
+    rc = A->check_capture(n, true, &err);
+    CHECK(rc == AS_ENOTFOUND && strstr(err.message, "replication slot") && strstr(err.message, "of reader (missing)"),
+          "a lost slot is reported, not recreated: %d %s", rc, err.message);
+  }
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+/* A stream that cannot resume: slot dropped, checkpoint of the other capture mode, a
+ * checkpoint behind the slot. fail: AS_ERR naming the slot; resnapshot: AS_ERESNAPSHOT. */
+static void t_history(void) {
+  g_test = "history";
+  fresh_schema("t_hist");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_hist", ss, 1, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  sql(c, "INSERT INTO t_hist.users VALUES ('a', 'a@x', 1, 1)");
+  as_batch b = {0};
+  poll_n(st, &b, 1, 10);
+  CHECK(b.n == 1 && b.pos, "insert %zu", b.n);
+  char *pos = b.pos ? strdup(b.pos) : strdup("");
+  CHECK(A->ack(st, pos, &err) == AS_OK, "%s", err.message);
+  A->close_stream(st);
+  st = NULL;
+  /* the other capture mode's checkpoint */
+  const char *other = g_logical ? "v1|10:10:|10:10:|5" : "0/16B3748";
+  int rc = A->open_stream(n, "reader", other, &st, &err);
+  CHECK(rc == AS_ERR && strstr(err.message, "capture mode changed") && strstr(err.message, "--resnapshot"),
+        "mode changed: %d %s", rc, err.message);
+  if (g_logical) {
+    /* a checkpoint older than the slot */
+    rc = A->open_stream(n, "reader", "0/1", &st, &err);
+    CHECK(rc == AS_ERR && strstr(err.message, "past the checkpoint"), "behind the slot: %d %s", rc, err.message);
+    sql(c, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE %s",
+        "'as_pg_%reader%'");
+    rc = A->open_stream(n, "reader", pos, &st, &err);
+    CHECK(rc == AS_ERR && strstr(err.message, "replication slot as_pg_") &&
+              strstr(err.message, "does not exist") && !st,
+          "slot gone: %d %s", rc, err.message);
+    A->exit(n);
+    g_node_opt[0] = "on_history_lost";
+    g_node_opt[1] = "resnapshot";
+    n = make_node(&h, "pg", "t_hist", ss, 1, NULL);
+    g_node_opt[0] = g_node_opt[1] = NULL;
+    rc = A->open_stream(n, "reader", pos, &st, &err);
+    CHECK(rc == AS_ERESNAPSHOT && strstr(err.message, "does not exist"), "resnapshot: %d %s", rc, err.message);
+  }
+  /* a mapped column renamed: capture stops naming it */
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  poll_n(st, &b, 0, 1);
+  sql(c, "ALTER TABLE t_hist.users RENAME COLUMN email TO mail");
+  sql(c, "INSERT INTO t_hist.users VALUES ('b', 'b@x', 1, 1)");
+  rc = AS_OK;
+  as_batch_reset(&b);
+  for (int i = 0; i < 20 && rc == AS_OK && b.n == 0; i++) rc = A->poll(st, &b, 100, 200, &err);
+  CHECK(rc == AS_ERR && strstr(err.message, "column \"email\"") && strstr(err.message, "mapping users"),
+        "renamed column: %d %s", rc, err.message);
+  A->close_stream(st);
+  sql(c, "ALTER TABLE t_hist.users RENAME COLUMN mail TO email");
+  as_batch_clear(&b);
+  free(pos);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+/* Unchanged TOAST values (logical: not in the change) and REPLICA IDENTITY FULL. */
+static void t_toast(void) {
+  g_test = "toast";
+  fresh_schema("t_toast");
+  as_schema *s = schema_yaml("mapping: big\ncollection: big\ntable: big\nkey: id\ncolumns:\n"
+                             "  id:  { field: _id, type: text }\n"
+                             "  big: { field: big, type: text }\n"
+                             "  n:   { field: n, type: int64 }\n");
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_toast", ss, 1, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  sql(c, "ALTER TABLE t_toast.big ADD COLUMN other text");
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  sql(c, "INSERT INTO t_toast.big SELECT 'k1', string_agg(md5(i::text), ''), 1 FROM generate_series(1, 2000) i");
+  long biglen = sql_long(c, "SELECT length(big) FROM t_toast.big%s", "");
+  char toast[256];
+  snprintf(toast, sizeof toast, "%s", sql(c, "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 't_toast.big'::regclass"));
+  CHECK(sql_long(c, "SELECT count(*) FROM %s", toast) > 0, "the value is stored out of line (%s)", toast);
+  as_batch b = {0};
+  poll_n(st, &b, 1, 10);
+  as_batch_reset(&b);
+  sql(c, "UPDATE t_toast.big SET n = 2");
+  poll_n(st, &b, 1, 10);
+  CHECK(b.n == 1 && b.d[0].op == AS_OP_UPDATE && col_is(&b.d[0].row, s, "n", "2"), "update %zu", b.n);
+  if (b.n == 1) {
+    char *t = val_text(&b.d[0].row, s, "big");
+    CHECK(strcmp(t, "<absent>") == 0, "unchanged TOAST value left out (not NULL): %.20s", t);
+    free(t);
+  }
+  as_batch_reset(&b);
+  sql(c, "UPDATE t_toast.big SET id = 'k2'"); /* key change: the insert needs every column */
+  poll_n(st, &b, 2, 10);
+  size_t ins = b.n == 2 && b.d[1].op == AS_OP_INSERT ? 1 : 0;
+  CHECK(b.n == 2 && b.d[ins].op == AS_OP_INSERT && present(&b.d[ins].row) == 3, "key change %zu", b.n);
+  if (b.n == 2) {
+    char *t = val_text(&b.d[ins].row, s, "big");
+    CHECK((long)strlen(t) == biglen, "big value read back: %zu of %ld", strlen(t), biglen);
+    free(t);
+  }
+  as_batch_reset(&b);
+  if (g_logical) {
+    /* REPLICA IDENTITY FULL: the changed columns only; no delta when none of them is mapped */
+    sql(c, "ALTER TABLE t_toast.big REPLICA IDENTITY FULL");
+    sql(c, "UPDATE t_toast.big SET other = 'zz'");
+    sql(c, "UPDATE t_toast.big SET n = 3");
+    poll_n(st, &b, 1, 10);
+    CHECK(b.n == 1 && present(&b.d[0].row) == 2 && col_is(&b.d[0].row, s, "n", "3"),
+          "identity full: %zu deltas, %zu present", b.n, b.n ? present(&b.d[0].row) : 0);
+    as_batch_reset(&b);
+  }
+  as_batch_clear(&b);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
+/* A role that is not superuser: echoes through origin marks (logical: REPLICATION role);
+ * without REPLICATION, auto capture falls back to triggers and logical is refused. */
+static void t_nosuper(void) {
+  g_test = "nosuper";
+  fresh_schema("t_nosu");
+  PGconn *c = outside();
+  sql(c, "DROP ROLE IF EXISTS arraysync_nosu");
+  sql(c, "DROP ROLE IF EXISTS arraysync_norepl");
+  sql(c, "CREATE ROLE arraysync_nosu LOGIN REPLICATION");
+  sql(c, "CREATE ROLE arraysync_norepl LOGIN");
+  sql(c, "GRANT CREATE ON DATABASE postgres TO arraysync_nosu, arraysync_norepl");
+  sql(c, "CREATE SCHEMA t_nosu AUTHORIZATION arraysync_nosu");
+  char dsn[1024];
+  snprintf(dsn, sizeof dsn, "%s user=arraysync_nosu", g_dsn);
+  g_node_dsn = dsn;
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_nosu", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  as_delta d[3] = {{0}};
+  mk_delta(&d[0], s, AS_OP_INSERT, "mongo", "id", "m1", "email", "e", "n", "1", "score", "1", NULL);
+  mk_delta(&d[1], s, AS_OP_INSERT, "lite", "id", "l1", "email", "e", "n", "1", "score", "1", NULL);
+  mk_delta(&d[2], s, AS_OP_INSERT, AS_ORIGIN_LOCAL_ONLY, "id", "x1", "email", "e", "n", "1", "score", "1", NULL);
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 3, &dead, "m->pg", "1") == AS_OK && dead.n == 0, "apply");
+  PGconn *cu = PQconnectdb(dsn);
+  PQclear(PQexec(cu, "INSERT INTO t_nosu.users VALUES ('own', 'o@x', 1, 1)"));
+  PQfinish(cu);
+  as_batch b = {0};
+  poll_n(st, &b, 3, 10);
+  CHECK(b.n == 3, "captured %zu", b.n);
+  if (b.n == 3) {
+    CHECK(b.d[0].echo && strcmp(b.d[0].origin, "mongo") == 0, "echo of mongo");
+    CHECK(b.d[1].echo && strcmp(b.d[1].origin, "lite") == 0, "echo of lite");
+    CHECK(!b.d[2].echo && strcmp(b.d[2].origin, "pg") == 0 && col_is(&b.d[2].row, s, "id", "own"),
+          "own write");
+  }
+  as_batch_clear(&b);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  free_deltas(d, 3);
+  as_dead_list_clear(&dead);
+  /* no REPLICATION: auto capture uses triggers; capture: logical is refused at connect */
+  snprintf(dsn, sizeof dsn, "%s user=arraysync_norepl", g_dsn);
+  sql(c, "ALTER SCHEMA t_nosu OWNER TO arraysync_norepl; ALTER TABLE t_nosu.users OWNER TO arraysync_norepl");
+  const char *saved = g_capture;
+  g_capture = "auto";
+  n = make_node(&h, "pg", "t_nosu", ss, 1, NULL);
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  CHECK(ntriggers(c, "t_nosu.users", "") == 5, "auto without REPLICATION: triggers");
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  g_capture = "logical";
+  int rc = try_connect(dsn, &err);
+  CHECK(rc == AS_EINVAL && strstr(err.message, "capture: logical, but the role has neither REPLICATION"),
+        "logical refused: %d %s", rc, err.message);
+  g_capture = saved;
+  g_node_dsn = NULL;
+  sql(c, "DROP SCHEMA t_nosu CASCADE");
+  sql(c, "REVOKE CREATE ON DATABASE postgres FROM arraysync_nosu, arraysync_norepl");
+  sql(c, "DROP ROLE arraysync_nosu");
+  sql(c, "DROP ROLE arraysync_norepl");
+  PQfinish(c);
+  as_schema_free(s);
+}
+
 /* Steps for the psql checks of test_postgres.sh. */
 static int keep_step(bool install) {
   as_schema *s = schema_yaml(USERS_YAML);
@@ -1141,9 +1616,22 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     void (*fn)(void);
-  } tests[] = {{"install", t_install},     {"capture", t_capture}, {"out_of_order", t_out_of_order},
-               {"origin_purge", t_origin_purge}, {"types", t_types}, {"identifiers", t_identifiers},
-               {"dead", t_dead},           {"retry", t_retry},     {"kill", t_kill}};
+  } tests[] = {{"install", t_install},
+               {"capture", t_capture},
+               {"out_of_order", t_out_of_order},
+               {"origin_purge", t_origin_purge},
+               {"types", t_types},
+               {"identifiers", t_identifiers},
+               {"dead", t_dead},
+               {"retry", t_retry},
+               {"kill", t_kill},
+               {"truncate_local", t_truncate_local},
+               {"nul", t_nul},
+               {"connect", t_connect},
+               {"check_capture", t_check_capture},
+               {"history", t_history},
+               {"toast", t_toast},
+               {"nosuper", t_nosuper}};
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     if (only && strcmp(only, tests[i].name) != 0) continue;
     int f0 = g_fail;

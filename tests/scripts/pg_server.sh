@@ -5,7 +5,7 @@
 # When run as root, the server runs as the user "arraysync_test" (created if missing); DIR is
 # handed to that user. Data lives in DIR/data, the socket in DIR. wal_level = logical with room
 # for replication slots/senders (logical-decoding capture); initdb's pg_hba.conf trusts local
-# replication connections.
+# replication connections; the role arraysync_pw (tests) must give a password.
 set -euo pipefail
 cmd=${1:?usage: pg_server.sh start DIR PORT | stop DIR}
 dir=${2:?DIR required}
@@ -44,6 +44,10 @@ wal_level = logical
 max_replication_slots = 40
 max_wal_senders = 40
 CONF
+      # one role must give a password (tests of permanent connection errors)
+      { echo "host all arraysync_pw 127.0.0.1/32 scram-sha-256"; cat "$dir/data/pg_hba.conf"; } >"$dir/hba.tmp"
+      "${RUNAS[@]}" cp "$dir/hba.tmp" "$dir/data/pg_hba.conf"
+      rm -f "$dir/hba.tmp"
     fi
     "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
