@@ -1,7 +1,7 @@
 /* pg_capture.c — PostgreSQL source side: changelog streams (snapshot windows, LISTEN/NOTIFY),
  * acknowledgements and purge, and the initial snapshot (keyset pagination).
  *
- * Position text: "v1|<prev snapshot>|<cur snapshot>|<last seq>" where the snapshots are
+ * Position text: "v2|<prev snapshot>|<cur snapshot>|<last seq>|<element>" where the snapshots are
  * pg_snapshot text ("xmin:xmax:xip,..."). The window (prev, cur] holds the changelog rows of
  * transactions visible in cur and not in prev; they are read in seq order after <last seq>.
  * When a window is drained, prev := cur, cur := pg_current_snapshot(), last := (lowest seq in
@@ -43,7 +43,8 @@ struct as_stream {
   PGconn *conn;
   char *prev;
   char *cur;
-  long long last;
+  long long last;     /* changelog row seq and element read last */
+  long long lasti;
   tmeta *meta;       /* per mapped table, loaded on first use */
   char comp[128];
 };
@@ -62,9 +63,11 @@ struct as_snapshot {
 
 /* ------------------------------------------------------------------ positions */
 
-static char *pos_format(const char *prev, const char *cur, long long last) {
+/* "v2|prev|cur|seq|element": everything up to element `element` of changelog row `seq` is
+ * read. ("v1|prev|cur|seq", written before rows held several keys, is row `seq` done.) */
+static char *pos_format(const char *prev, const char *cur, long long last, long long lasti) {
   as_buf b = AS_BUF_INIT;
-  if (as_buf_printf(&b, "v1|%s|%s|%lld", prev, cur, last) != AS_OK) {
+  if (as_buf_printf(&b, "v2|%s|%s|%lld|%lld", prev, cur, last, lasti) != AS_OK) {
     as_buf_free(&b);
     return NULL;
   }
@@ -82,10 +85,12 @@ static bool snapshot_text_ok(const char *s, size_t n) {
   return colons == 2;
 }
 
-static int pos_parse(const char *pos, char **prev, char **cur, long long *last, as_error *err) {
+static int pos_parse(const char *pos, char **prev, char **cur, long long *last,
+                     long long *lasti, as_error *err) {
   *prev = *cur = NULL;
   const char *a, *b, *c;
-  if (!pos || strncmp(pos, "v1|", 3) != 0) goto bad;
+  bool v2 = pos && strncmp(pos, "v2|", 3) == 0;
+  if (!pos || (!v2 && strncmp(pos, "v1|", 3) != 0)) goto bad;
   a = pos + 3;
   b = strchr(a, '|');
   if (!b) goto bad;
@@ -96,7 +101,15 @@ static int pos_parse(const char *pos, char **prev, char **cur, long long *last, 
   char *end;
   errno = 0;
   *last = strtoll(c + 1, &end, 10);
-  if (*end || end == c + 1 || errno) goto bad;
+  if (end == c + 1 || errno) goto bad;
+  *lasti = INT64_MAX;
+  if (v2) {
+    if (*end != '|') goto bad;
+    const char *d = end + 1;
+    *lasti = strtoll(d, &end, 10);
+    if (end == d || errno) goto bad;
+  }
+  if (*end) goto bad;
   *prev = strndup(a, (size_t)(b - a));
   *cur = strndup(b + 1, (size_t)(c - b - 1));
   if (!*prev || !*cur) {
@@ -180,7 +193,7 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
-  if (checkpoint && strncmp(checkpoint, "v1|", 3) != 0 && strchr(checkpoint, '/')) {
+  if (checkpoint && checkpoint[0] != 'v' && strchr(checkpoint, '/')) {
     rc = pg_history_lost(n, err,
                          "checkpoint %s of %s is a logical-decoding position, the node captures "
                          "with triggers now (capture mode changed)",
@@ -188,7 +201,8 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
     goto cleanup;
   }
   if (checkpoint) {
-    if ((rc = pos_parse(checkpoint, &s->prev, &s->cur, &s->last, err)) != AS_OK) goto cleanup;
+    if ((rc = pos_parse(checkpoint, &s->prev, &s->cur, &s->last, &s->lasti, err)) != AS_OK)
+      goto cleanup;
   }
   if ((rc = pg_connect_dsn(n->dsn, s->comp, false, &s->conn, err)) != AS_OK) goto cleanup;
   if ((rc = pg_exec(s->conn, PG_SQL_LISTEN, "listen", err)) != AS_OK) goto cleanup;
@@ -203,8 +217,8 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
       goto cleanup;
     }
     s->prev = strdup(s->cur);
-    s->last = INT64_MAX; /* prev == cur: the window is empty */
-    pos = s->prev ? pos_format(s->prev, s->cur, s->last) : NULL;
+    s->last = s->lasti = INT64_MAX; /* prev == cur: the window is empty */
+    pos = s->prev ? pos_format(s->prev, s->cur, s->last, s->lasti) : NULL;
     const char *p[3] = {s->consumer, pos, s->prev};
     if (!pos) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
@@ -218,7 +232,7 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
       goto cleanup;
     }
   } else {
-    if (!(pos = pos_format(s->prev, s->cur, s->last))) {
+    if (!(pos = pos_format(s->prev, s->cur, s->last, s->lasti))) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       goto cleanup;
     }
@@ -236,7 +250,7 @@ cleanup:
 
 int pg_stream_position(as_stream *s, char **out, as_error *err) {
   if (s->logical) return pg_lstream_position(s->logical, out, err);
-  *out = pos_format(s->prev, s->cur, s->last);
+  *out = pos_format(s->prev, s->cur, s->last, s->lasti);
   return *out ? AS_OK : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
 }
 
@@ -328,7 +342,7 @@ nomem:
 }
 
 /* Window query columns. */
-enum { W_SEQ, W_TXID, W_TBL, W_OP, W_KEY, W_OLD, W_NEW, W_ORIGIN, W_TS, W_COLS };
+enum { W_SEQ, W_TXID, W_TBL, W_OP, W_KEY, W_OLD, W_NEW, W_ORIGIN, W_TS, W_COLS, W_IDX };
 
 /* One changelog row of a page and where its values are. */
 typedef struct crow {
@@ -339,10 +353,10 @@ typedef struct crow {
 
 /* The raw changelog row as JSON (dead letters). */
 static char *raw_row(PGresult *r, int i) {
-  static const char *const names[] = {"seq", "txid", "tbl",    "op", "key",
-                                      "old", "new",  "origin", "ts", "cols"};
+  static const char *const names[] = {"seq", "txid", "tbl", "op",   "key",    "old",
+                                      "new", "origin", "ts", "cols", "element"};
   json_t *o = json_object();
-  for (int c = 0; o && c <= W_COLS; c++) {
+  for (int c = 0; o && c <= W_IDX; c++) {
     json_t *v;
     if (PQgetisnull(r, i, c)) {
       v = json_null();
@@ -491,7 +505,7 @@ static int page_values(as_stream *s, PGresult *r, crow *cr, PGresult **vals, as_
      * delta never returns to its origin): skip it without reading it. */
     cr[i].skip = !PQgetisnull(r, i, W_ORIGIN) && s->consumer &&
                  strcmp(PQgetvalue(r, i, W_ORIGIN), s->consumer) == 0;
-    if (!t || cr[i].skip || PQgetisnull(r, i, W_KEY)) continue;
+    if (!t || cr[i].skip || PQgetvalue(r, i, W_OP)[0] == 'T') continue;
     as_buf *b = &keys[cr[i].table];
     if (as_buf_append_str(b, b->len ? "," : "[") != AS_OK ||
         as_buf_append_str(b, PQgetvalue(r, i, W_KEY)) != AS_OK) {
@@ -528,15 +542,16 @@ cleanup:
 
 /* Reads up to max rows of the current window; *got = rows consumed (deltas, dead, skipped). */
 static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_error *err) {
-  char last[32], lim[32];
+  char last[32], lim[32], lasti[32];
   snprintf(last, sizeof last, "%lld", s->last);
+  snprintf(lasti, sizeof lasti, "%lld", s->lasti);
   snprintf(lim, sizeof lim, "%zu", max);
-  const char *p[4] = {s->prev, s->cur, last, lim};
+  const char *p[5] = {s->prev, s->cur, last, lim, lasti};
   PGresult *r = NULL;
   PGresult **vals = NULL;
   crow *cr = NULL;
   *got = 0;
-  int rc = pg_query(s->conn, PG_SQL_WINDOW, 4, p, "read changelog", &r, err);
+  int rc = pg_query(s->conn, PG_SQL_WINDOW, 5, p, "read changelog", &r, err);
   if (rc != AS_OK) return rc;
   int nr = PQntuples(r);
   vals = calloc(s->n->ntables ? s->n->ntables : 1, sizeof *vals);
@@ -548,12 +563,14 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
   if ((rc = page_values(s, r, cr, vals, err)) != AS_OK) goto cleanup;
   for (int i = 0; i < nr; i++) {
     long long seq = strtoll(PQgetvalue(r, i, W_SEQ), NULL, 10);
+    long long el = strtoll(PQgetvalue(r, i, W_IDX), NULL, 10);
     if (cr[i].skip) {
       s->last = seq;
+      s->lasti = el;
       (*got)++;
       continue;
     }
-    char *pos = pos_format(s->prev, s->cur, seq);
+    char *pos = pos_format(s->prev, s->cur, seq, el);
     if (!pos) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       break;
@@ -579,6 +596,7 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
     }
     free(pos);
     s->last = seq;
+    s->lasti = el;
     (*got)++;
   }
 cleanup:
@@ -603,6 +621,7 @@ static int advance(as_stream *s, as_error *err) {
   s->prev = s->cur;
   s->cur = snap;
   s->last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  s->lasti = INT64_MAX;
   PQclear(r);
   return AS_OK;
 }
@@ -665,7 +684,7 @@ int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err)
       if ((rc = read_window(s, out, max, &more, err)) != AS_OK) return rc;
     }
   }
-  char *pos = pos_format(s->prev, s->cur, s->last);
+  char *pos = pos_format(s->prev, s->cur, s->last, s->lasti);
   if (!pos) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   free(out->pos);
   out->pos = pos;
@@ -675,8 +694,8 @@ int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err)
 int pg_ack(as_stream *s, const char *pos, as_error *err) {
   if (s->logical) return pg_lstream_ack(s->logical, pos, err);
   char *prev = NULL, *cur = NULL;
-  long long last;
-  int rc = pos_parse(pos, &prev, &cur, &last, err);
+  long long last, lasti;
+  int rc = pos_parse(pos, &prev, &cur, &last, &lasti, err);
   if (rc != AS_OK) return rc;
   if ((rc = consumer_set(s, pos, prev, err)) != AS_OK) goto cleanup;
   /* Purge what every consumer is past, serialised with consumers that register. */

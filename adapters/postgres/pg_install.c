@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -279,9 +280,25 @@ int pg_slot_ensure(PGconn *c, const char *slot, bool *created, as_error *err) {
   bool exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
   PQclear(r);
   if (exists) return AS_OK;
-  rc = pg_query(c, PG_SQL_SLOT_CREATE, 1, p, "create replication slot", NULL, err);
-  if (rc == AS_OK) *created = true;
-  return rc;
+  /* Creating a logical slot waits until the transactions running now have finished: bounded
+   * by a statement timeout, after which the caller retries (AS_RETRY). */
+  if ((rc = pg_exec(c, "SET statement_timeout TO '30s'", "create replication slot", err)) != AS_OK)
+    return rc;
+  r = PQexecParams(c, PG_SQL_SLOT_CREATE, 1, NULL, p, NULL, NULL, 0);
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
+    *created = true;
+  } else if (st && strcmp(st, "57014") == 0) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_RETRY,
+                      "creating replication slot %s waits for transactions that are still "
+                      "running (30 s): retrying",
+                      slot);
+  } else {
+    rc = pg_fail(c, r, "create replication slot", err);
+  }
+  PQclear(r);
+  int rr = pg_exec(c, "RESET statement_timeout", "create replication slot", rc == AS_OK ? err : NULL);
+  return rc != AS_OK ? rc : rr;
 }
 
 static bool known_slot(as_node *n, const char *db, const char *slot, const char **consumer) {
@@ -313,7 +330,18 @@ static int drop_slots(as_node *n, bool keep_known, bool strict, as_error *err) {
   char *db = NULL;
   const char *p[1] = {n->slot_prefix};
   int rc = current_db(n, &db, err);
-  if (rc == AS_OK) rc = pg_query(n->conn, PG_SQL_NODE_SLOTS, 1, p, "read replication slots", &r, err);
+  /* a stream closed a moment ago: its walsender may still hold the slot briefly */
+  for (int wait = 0; rc == AS_OK && wait < 30; wait++) {
+    PQclear(r);
+    r = NULL;
+    rc = pg_query(n->conn, PG_SQL_NODE_SLOTS, 1, p, "read replication slots", &r, err);
+    bool busy = false;
+    for (int i = 0; rc == AS_OK && i < PQntuples(r); i++) {
+      busy = busy || (!PQgetisnull(r, i, 1) && !(keep_known && known_slot(n, db, PQgetvalue(r, i, 0), NULL)));
+    }
+    if (!busy) break;
+    usleep(100000);
+  }
   for (int i = 0; rc == AS_OK && i < PQntuples(r); i++) {
     const char *slot = PQgetvalue(r, i, 0);
     if (keep_known && known_slot(n, db, slot, NULL)) continue;
@@ -462,7 +490,7 @@ fail:
 
 /* ------------------------------------------------------------------ check_capture */
 
-/* Trigger capture: the five triggers of every mapped table; repair reinstalls them. */
+/* Trigger capture: the triggers of every mapped table; repair reinstalls them. */
 static int check_triggers(as_node *n, bool repair, as_buf *missing, as_error *err) {
   int rc = AS_OK;
   for (size_t i = 0; rc == AS_OK && i < n->ntables; i++) {
@@ -472,7 +500,7 @@ static int check_triggers(as_node *n, bool repair, as_buf *missing, as_error *er
     if ((rc = pg_query(n->conn, PG_SQL_TRIGGERS, 1, p, "read triggers", &r, err)) != AS_OK)
       break;
     as_buf gone = AS_BUF_INIT;
-    for (const char *const *nm = pg_trigger_names(); *nm; nm++) {
+    for (const char *const *nm = pg_trigger_names(n->stmt_level); *nm; nm++) {
       bool found = false;
       for (int j = 0; j < PQntuples(r); j++) found = found || strcmp(PQgetvalue(r, j, 0), *nm) == 0;
       if (!found) as_buf_printf(&gone, "%s%s", gone.len ? ", " : "", *nm);

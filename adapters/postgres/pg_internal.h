@@ -112,8 +112,9 @@ int pg_slot_ensure(PGconn *c, const char *slot, bool *created, as_error *err);
 int pg_triggers_sql(const as_node *n, const pg_table *t, const int *attnum, as_buf *b);
 /* DROP TRIGGER IF EXISTS of every capture trigger of t. */
 int pg_triggers_drop_sql(const pg_table *t, as_buf *b);
-/* Names of the capture triggers a table has in the given trigger level (NULL-terminated). */
-const char *const *pg_trigger_names(void);
+/* Names of the capture triggers of a table at the given trigger level (NULL-terminated);
+ * pg_triggers_drop_sql drops them all. */
+const char *const *pg_trigger_names(bool stmt_level);
 /* Bit of a column in a changed-columns mask: 1 << ((attnum - 1) % 64). */
 uint64_t pg_mask_bit(int attnum);
 

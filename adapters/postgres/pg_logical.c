@@ -667,14 +667,16 @@ static int resume_point(pg_lstream *s, const char *checkpoint, as_error *err) {
                            s->slot, s->consumer, cf, checkpoint);
   }
   if (!exists) {
-    as_buf b = AS_BUF_INIT;
-    rc = as_buf_printf(&b, "CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                       s->slot) == AS_OK
-             ? pg_query_simple(s->conn, as_buf_cstr(&b), "create replication slot", NULL, err)
-             : nomem(err);
-    as_buf_free(&b);
-    if (rc != AS_OK) return rc;
-    AS_LOG(AS_LOG_INFO, s->comp, "created replication slot %s for %s", s->slot, s->consumer);
+    /* on a plain connection, so the wait for running transactions is bounded */
+    bool created = false;
+    if (!s->aux) {
+      char what[160];
+      snprintf(what, sizeof what, "%s (reads)", s->comp);
+      if ((rc = pg_connect_dsn(n->dsn, what, false, &s->aux, err)) != AS_OK) return rc;
+    }
+    if ((rc = pg_slot_ensure(s->aux, s->slot, &created, err)) != AS_OK) return rc;
+    if (created)
+      AS_LOG(AS_LOG_INFO, s->comp, "created replication slot %s for %s", s->slot, s->consumer);
   }
   if (checkpoint) {
     s->start = ck;

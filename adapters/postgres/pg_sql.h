@@ -45,11 +45,12 @@
   "CREATE FUNCTION arraysync.arraysync_notify() RETURNS trigger LANGUAGE plpgsql AS "      \
   "$f$ BEGIN PERFORM pg_notify('arraysync_changes', ''); RETURN NULL; END $f$"
 
-/* Version 2: compact changelog rows (key + changed-columns mask, values read at poll time;
- * `old`/`new` stay for rows written by version-1 triggers) and the origin marks of the sink
- * for logical-decoding capture (one row per sink connection, updated in place). */
+/* Version 2: compact changelog rows (keys + changed-columns masks, values read at poll time;
+ * a statement-level trigger writes up to 1000 keys per row as a jsonb array with the masks in
+ * `cols` in the same order; `old`/`new` stay for rows written by version-1 triggers) and the
+ * origin marks of the sink for logical-decoding capture (one row per sink connection). */
 #define PG_SQL_UPGRADE_1_TO_2                                                              \
-  "ALTER TABLE arraysync.changelog ADD COLUMN cols bigint; "                               \
+  "ALTER TABLE arraysync.changelog ADD COLUMN cols bigint[]; "                             \
   "CREATE TABLE arraysync.marks(pid int PRIMARY KEY, origin text)"
 
 /* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,
@@ -115,13 +116,19 @@
 #define PG_SQL_CURRENT_SNAPSHOT "SELECT pg_current_snapshot()::text"
 /* One window: rows of transactions visible in the current snapshot ($2) and not in the
  * previous one ($1), after seq $3, in seq order. The txid range lets the index help. */
+/* One window: the keys (array elements, or the one key object) of rows of transactions visible
+ * in the current snapshot ($2) and not in the previous one ($1), after element $5 of row $3,
+ * in (seq, element) order. */
 #define PG_SQL_WINDOW                                                                        \
-  "SELECT seq, txid::text, tbl, op, key::text, old::text, new::text, origin, ts, cols"      \
-  " FROM arraysync.changelog"                                                                \
-  " WHERE seq > $3::bigint"                                                                  \
-  "   AND pg_visible_in_snapshot(txid, $2::pg_snapshot)"                                     \
-  "   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)"                                 \
-  " ORDER BY seq LIMIT $4::bigint"
+  "SELECT c.seq, c.txid::text, c.tbl, c.op, e.k::text, c.old::text, c.new::text, c.origin,"  \
+  " c.ts, c.cols[e.i], e.i"                                                                  \
+  " FROM arraysync.changelog c CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN"            \
+  "  jsonb_typeof(c.key) = 'array' THEN c.key ELSE jsonb_build_array(c.key) END)"            \
+  "  WITH ORDINALITY e(k, i)"                                                                \
+  " WHERE c.seq >= $3::bigint AND (c.seq > $3::bigint OR e.i > $5::bigint)"                  \
+  "   AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot)"                                   \
+  "   AND NOT pg_visible_in_snapshot(c.txid, $1::pg_snapshot)"                               \
+  " ORDER BY c.seq, e.i LIMIT $4::bigint"
 /* Lower bound of a new window (min seq - 1, or max bigint when empty): read once per window
  * through the txid index, so the window pages above walk the seq index from there instead of
  * re-reading the whole window for every page. */

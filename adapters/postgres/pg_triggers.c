@@ -1,19 +1,21 @@
 /* pg_triggers.c — capture triggers of a mapped table (capture: triggers).
  *
- * A changelog row is compact: table, op ('I', 'U', 'D', 'T'), the key as jsonb (values in
+ * A changelog row is compact: table, op ('I', 'U', 'D', 'T'), the key(s) as jsonb (values in
  * their JSON forms, which read back exactly whatever the writer's DateStyle/TimeZone are),
- * for updates a mask of the changed mapped columns (bit (attnum - 1) % 64; a shared bit only
+ * for updates masks of the changed mapped columns (bit (attnum - 1) % 64; a shared bit only
  * ever reports a column too many, never one too few), the origin mark and a timestamp. The
  * values themselves are read from the table when the changelog is polled (state-based sync:
  * the newest committed value is the one to send; a row gone by then has a later 'D').
  *
  * Statement level (default): INSERT/DELETE/UPDATE triggers with transition tables write one
- * INSERT … SELECT per statement; the UPDATE one joins old and new rows on the key (a key that
- * changed shows as 'D' of the old key and 'I' of the new one). Row level: one function call
- * per row (exact order of changes of one key inside a statement with data-modifying CTEs).
- * TRUNCATE: a statement trigger writes 'T'. Every trigger skips writes marked with the origin
- * AS_ORIGIN_LOCAL_ONLY. Function bodies are string literals (pg_quote_literal), so nothing in
- * a name can end them early. */
+ * changelog row per 1000 keys of the statement (key = jsonb array, cols = masks in the same
+ * order) and notify; the UPDATE one joins old and new rows on the key (a key that changed
+ * shows as 'D' of the old key and 'I' of the new one). Row level: one changelog row per row
+ * (key = object, cols = one mask; exact order of changes of one key inside a statement with
+ * data-modifying CTEs) and a statement trigger to notify. TRUNCATE: a statement trigger
+ * writes 'T'. Every trigger skips writes marked with the origin AS_ORIGIN_LOCAL_ONLY.
+ * Function bodies are string literals (pg_quote_literal), so nothing in a name can end them
+ * early. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +31,12 @@
 static const char *const trigger_names[] = {"arraysync_ins", "arraysync_upd", "arraysync_del",
                                             "arraysync_trunc", "arraysync_notify", NULL};
 
-const char *const *pg_trigger_names(void) { return trigger_names; }
+const char *const *pg_trigger_names(bool stmt_level) {
+  /* statement level: the capture functions notify themselves */
+  static const char *const stmt[] = {"arraysync_ins", "arraysync_upd", "arraysync_del",
+                                     "arraysync_trunc", NULL};
+  return stmt_level ? stmt : trigger_names;
+}
 
 uint64_t pg_mask_bit(int attnum) { return (uint64_t)1 << ((unsigned)(attnum - 1) % 64u); }
 
@@ -109,34 +116,45 @@ static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
       as_buf_printf(b, "ELSE INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts) "
                        "VALUES (%s, 'U', ",
                     t->lit_table) ||
-      key_obj(b, t, "NEW") || as_buf_append_str(b, ", ") ||
+      key_obj(b, t, "NEW") || as_buf_append_str(b, ", ARRAY[") ||
       mask_expr(b, t, attnum, "OLD", "NEW") ||
-      as_buf_append_str(b, ", " ORIGIN_VAR ", " TS_VAR "); END IF; RETURN NULL; END"))
+      as_buf_append_str(b, "], " ORIGIN_VAR ", " TS_VAR "); END IF; RETURN NULL; END"))
     return AS_ERR;
   return AS_OK;
 }
+
+/* Statement level: one changelog row per CHUNK keys of the statement (a jsonb array; keys are
+ * distinct within one statement, so their order inside a row does not matter), and one
+ * notification when anything was written. */
+#define CHUNK "1000"
+#define NOTIFY_IF_FOUND " IF FOUND THEN PERFORM pg_notify('arraysync_changes', ''); END IF;"
 
 static int stmt_body(as_buf *b, const pg_table *t, char op) {
   const char *src = op == 'I' ? "arraysync_new" : "arraysync_old";
   if (body_head(b) ||
       as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, origin, ts) SELECT %s, "
-                       "'%c', ",
+                       "'%c', jsonb_agg(y.k), " ORIGIN_VAR ", " TS_VAR " FROM (SELECT ",
                     t->lit_table, op) ||
       key_obj(b, t, "x") ||
-      as_buf_printf(b, ", " ORIGIN_VAR ", " TS_VAR " FROM %s x; RETURN NULL; END", src))
+      as_buf_printf(b, " AS k, (row_number() OVER () - 1) / " CHUNK " AS g FROM %s x) y GROUP "
+                       "BY y.g;" NOTIFY_IF_FOUND " RETURN NULL; END",
+                    src))
     return AS_ERR;
   return AS_OK;
 }
 
-/* Statement-level UPDATE: old and new rows joined on the key. */
+/* Statement-level UPDATE: old and new rows joined on the key; per op, chunks of keys with
+ * their masks in the same order (both aggregates see the same rows). */
 static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
   const as_schema *s = t->s;
   const char *k0 = t->qcols[s->key_idx[0]];
   if (body_head(b) ||
       as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts) "
-                       "SELECT %s, x.op, x.key, CASE WHEN x.op = 'U' THEN x.cols END, " ORIGIN_VAR
-                       ", " TS_VAR " FROM (SELECT CASE WHEN o.%s IS NULL THEN 'I' WHEN n.%s IS "
-                       "NULL THEN 'D' ELSE 'U' END AS op, CASE WHEN n.%s IS NULL THEN ",
+                       "SELECT %s, z.op, jsonb_agg(z.key), CASE WHEN z.op = 'U' THEN "
+                       "array_agg(z.cols) END, " ORIGIN_VAR ", " TS_VAR " FROM (SELECT x.*, "
+                       "(row_number() OVER (PARTITION BY x.op) - 1) / " CHUNK " AS g FROM ("
+                       "SELECT CASE WHEN o.%s IS NULL THEN 'I' WHEN n.%s IS NULL THEN 'D' ELSE "
+                       "'U' END AS op, CASE WHEN n.%s IS NULL THEN ",
                     t->lit_table, k0, k0, k0) ||
       key_obj(b, t, "o") || as_buf_append_str(b, " ELSE ") || key_obj(b, t, "n") ||
       as_buf_append_str(b, " END AS key, ") || mask_expr(b, t, attnum, "o", "n") ||
@@ -146,13 +164,15 @@ static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
     const char *k = t->qcols[s->key_idx[j]];
     if (as_buf_printf(b, "%so.%s = n.%s", j ? " AND " : "", k, k) != AS_OK) return AS_ERR;
   }
-  return as_buf_append_str(b, ") x WHERE x.op <> 'U' OR x.cols <> 0; RETURN NULL; END");
+  return as_buf_append_str(b, ") x WHERE x.op <> 'U' OR x.cols <> 0) z GROUP BY z.op, z.g;"
+                              NOTIFY_IF_FOUND " RETURN NULL; END");
 }
 
 static int trunc_body(as_buf *b, const pg_table *t) {
   if (body_head(b) ||
       as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, origin, ts) VALUES (%s, 'T', "
-                       ORIGIN_VAR ", " TS_VAR "); RETURN NULL; END",
+                       ORIGIN_VAR ", " TS_VAR "); PERFORM pg_notify('arraysync_changes', ''); "
+                       "RETURN NULL; END",
                     t->lit_table))
     return AS_ERR;
   return AS_OK;
@@ -240,11 +260,16 @@ int pg_triggers_sql(const as_node *n, const pg_table *t, const int *attnum, as_b
   }
   if (as_buf_printf(b,
                     "CREATE TRIGGER arraysync_trunc AFTER TRUNCATE ON %s FOR EACH STATEMENT "
-                    "WHEN (" NOT_LOCAL_ONLY ") EXECUTE FUNCTION arraysync.\"%s_trunc\"(); "
-                    "CREATE TRIGGER arraysync_notify AFTER INSERT OR UPDATE OR DELETE OR "
-                    "TRUNCATE ON %s FOR EACH STATEMENT WHEN (" NOT_LOCAL_ONLY ") EXECUTE "
-                    "FUNCTION arraysync.arraysync_notify()",
-                    q, f, q) != AS_OK)
+                    "WHEN (" NOT_LOCAL_ONLY ") EXECUTE FUNCTION arraysync.\"%s_trunc\"()",
+                    q, f) != AS_OK)
+    return AS_ERR;
+  /* row level: one notification per statement from a statement trigger */
+  if (!n->stmt_level &&
+      as_buf_printf(b,
+                    "; CREATE TRIGGER arraysync_notify AFTER INSERT OR UPDATE OR DELETE ON %s "
+                    "FOR EACH STATEMENT WHEN (" NOT_LOCAL_ONLY ") EXECUTE FUNCTION "
+                    "arraysync.arraysync_notify()",
+                    q) != AS_OK)
     return AS_ERR;
   return AS_OK;
 }

@@ -48,10 +48,15 @@ if [ "$mode" = triggers ]; then
   q "BEGIN; SET LOCAL arraysync.origin = 'mongo'; INSERT INTO t_keep.users VALUES ('p2', 'p2@x', 3, 0); COMMIT"
   q "BEGIN; SET LOCAL arraysync.origin = '-'; INSERT INTO t_keep.users VALUES ('p3', 'p3@x', 3, 0); COMMIT"
   expect changelog_ops "I,U,I" "$(q "SELECT string_agg(op, ',' ORDER BY seq) FROM arraysync.changelog")"
-  expect changelog_origin "mongo" "$(q "SELECT origin FROM arraysync.changelog WHERE key->>'id' = 'p2'")"
-  # compact rows: the key and, for updates, the changed columns (bit of n's attnum 3)
-  expect changelog_key '{"id": "p1"}' "$(q "SELECT key FROM arraysync.changelog WHERE op = 'I' AND key->>'id' = 'p1'")"
-  expect changelog_mask "4" "$(q "SELECT cols FROM arraysync.changelog WHERE op = 'U'")"
+  expect changelog_origin "mongo" "$(q "SELECT origin FROM arraysync.changelog WHERE key->0->>'id' = 'p2'")"
+  # compact rows: the keys of a statement and, for updates, the changed columns (bit of n's
+  # attnum 3)
+  expect changelog_key '[{"id": "p1"}]' "$(q "SELECT key FROM arraysync.changelog WHERE op = 'I' AND key->0->>'id' = 'p1'")"
+  expect changelog_mask "{4}" "$(q "SELECT cols FROM arraysync.changelog WHERE op = 'U'")"
+  q "INSERT INTO t_keep.users SELECT 'b' || g, 'e', g, 0 FROM generate_series(1, 2500) g"
+  expect changelog_chunks "3:2500" "$(q "SELECT count(*) || ':' || sum(jsonb_array_length(key)) FROM arraysync.changelog WHERE key->0->>'id' LIKE 'b%'")"
+  q "DELETE FROM t_keep.users WHERE id LIKE 'b%'"
+  q "DELETE FROM arraysync.changelog WHERE key->0->>'id' LIKE 'b%'"
   q "UPDATE t_keep.users SET id = id WHERE id = 'p1'"
   expect no_op_update "3" "$(q "SELECT count(*) FROM arraysync.changelog")"
   q "TRUNCATE t_keep.users"
