@@ -67,8 +67,9 @@ else
   expect no_capture_triggers "0" "$(q "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'arraysync%'")"
   # a slot reads what psql writes, with the origin mark of a sink transaction
   q "SELECT pg_create_logical_replication_slot('it_psql', 'pgoutput')" >/dev/null
-  q "INSERT INTO t_keep.users VALUES ('p1', 'p1@x', 1, 1.5)"
-  q "BEGIN; INSERT INTO arraysync.marks VALUES (pg_backend_pid(), 'mongo') ON CONFLICT (pid) DO UPDATE SET origin = EXCLUDED.origin; INSERT INTO t_keep.users VALUES ('p2', 'p2@x', 3, 0); COMMIT"
+  # (synchronous_commit on: the SQL interface decodes only WAL already flushed)
+  q "SET synchronous_commit TO on; INSERT INTO t_keep.users VALUES ('p1', 'p1@x', 1, 1.5)"
+  q "SET synchronous_commit TO on; BEGIN; INSERT INTO arraysync.marks VALUES (pg_backend_pid(), 'mongo') ON CONFLICT (pid) DO UPDATE SET origin = EXCLUDED.origin; INSERT INTO t_keep.users VALUES ('p2', 'p2@x', 3, 0); COMMIT"
   # three Insert messages: p1, the mark row, p2
   expect decoded_inserts "3" "$(q "SELECT count(*) FILTER (WHERE get_byte(data, 0) = 73) FROM pg_logical_slot_get_binary_changes('it_psql', NULL, NULL, 'proto_version', '1', 'publication_names', (SELECT pubname FROM pg_publication WHERE pubname LIKE 'arraysync_pg_%'))")"
   q "SELECT pg_drop_replication_slot('it_psql')" >/dev/null
