@@ -152,7 +152,7 @@ static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
       as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts) "
                        "SELECT %s, z.op, jsonb_agg(z.key), CASE WHEN z.op = 'U' THEN "
                        "array_agg(z.cols) END, " ORIGIN_VAR ", " TS_VAR " FROM (SELECT x.*, "
-                       "(row_number() OVER (PARTITION BY x.op) - 1) / " CHUNK " AS g FROM ("
+                       "(row_number() OVER () - 1) / " CHUNK " AS g FROM ("
                        "SELECT CASE WHEN o.%s IS NULL THEN 'I' WHEN n.%s IS NULL THEN 'D' ELSE "
                        "'U' END AS op, CASE WHEN n.%s IS NULL THEN ",
                     t->lit_table, k0, k0, k0) ||
