@@ -261,6 +261,38 @@ static long nslots(PGconn *c, const char *part) {
   return sql_long(c, "%s", q);
 }
 
+/* Logical capture: install makes the slots of the consumers named in the node config, drops
+ * the others', and switches cleanly between capture modes. Returns the node in use. */
+static as_node *install_slots_and_modes(node_h *h, as_node *n, const as_schema *const *ss,
+                                        PGconn *c) {
+  as_error err = {0};
+  char *cons[2] = {"mongo", "lite"};
+  A->exit(n);
+  n = make_node_consumers(h, "pg", "t_install", ss, 1, cons, 2);
+  CHECK(A->install(n, &err) == AS_OK, "slots: %s", err.message);
+  CHECK(nslots(c, "as_pg_%_mongo_") == 1 && nslots(c, "as_pg_%_lite_") == 1, "two slots");
+  A->exit(n);
+  n = make_node_consumers(h, "pg", "t_install", ss, 1, cons, 1);
+  CHECK(A->install(n, &err) == AS_OK, "slots: %s", err.message);
+  CHECK(nslots(c, "as_pg_%_mongo_") == 1 && nslots(c, "as_pg_%_lite_") == 0, "lite's slot dropped");
+  /* switching to triggers removes publication and slots; and back */
+  const char *saved = g_capture;
+  g_capture = "triggers";
+  A->exit(n);
+  n = make_node_consumers(h, "pg", "t_install", ss, 1, cons, 1);
+  CHECK(A->install(n, &err) == AS_OK, "to triggers: %s", err.message);
+  CHECK(nslots(c, "as_pg_") == 0 && ntriggers(c, "t_install.users", "") == 4 &&
+            sql_long(c, "SELECT count(*) FROM pg_publication WHERE pubname LIKE %s", "'arraysync%'") == 0,
+        "triggers mode: no slot, no publication, triggers");
+  g_capture = saved;
+  A->exit(n);
+  n = make_node_consumers(h, "pg", "t_install", ss, 1, cons, 1);
+  CHECK(A->install(n, &err) == AS_OK, "to logical: %s", err.message);
+  CHECK(nslots(c, "as_pg_%_mongo_") == 1 && ntriggers(c, "t_install.users", "") == 0,
+        "logical mode: slot, no triggers");
+  return n;
+}
+
 static void t_install(void) {
   g_test = "install";
   fresh_schema("t_install");
@@ -304,32 +336,7 @@ static void t_install(void) {
     CHECK(ntriggers(c, "t_install.users", " AND tgtype & 1 = 0") == 2, "statement triggers");
   }
   /* consumers named in the node config: install makes their slots and drops the others' */
-  if (g_logical) {
-    char *cons[2] = {"mongo", "lite"};
-    A->exit(n);
-    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 2);
-    CHECK(A->install(n, &err) == AS_OK, "slots: %s", err.message);
-    CHECK(nslots(c, "as_pg_%_mongo_") == 1 && nslots(c, "as_pg_%_lite_") == 1, "two slots");
-    A->exit(n);
-    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 1);
-    CHECK(A->install(n, &err) == AS_OK, "slots: %s", err.message);
-    CHECK(nslots(c, "as_pg_%_mongo_") == 1 && nslots(c, "as_pg_%_lite_") == 0, "lite's slot dropped");
-    /* switching to triggers removes publication and slots; and back */
-    const char *saved = g_capture;
-    g_capture = "triggers";
-    A->exit(n);
-    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 1);
-    CHECK(A->install(n, &err) == AS_OK, "to triggers: %s", err.message);
-    CHECK(nslots(c, "as_pg_") == 0 && ntriggers(c, "t_install.users", "") == 4 &&
-              sql_long(c, "SELECT count(*) FROM pg_publication WHERE pubname LIKE %s", "'arraysync%'") == 0,
-          "triggers mode: no slot, no publication, triggers");
-    g_capture = saved;
-    A->exit(n);
-    n = make_node_consumers(&h, "pg", "t_install", ss, 1, cons, 1);
-    CHECK(A->install(n, &err) == AS_OK, "to logical: %s", err.message);
-    CHECK(nslots(c, "as_pg_%_mongo_") == 1 && ntriggers(c, "t_install.users", "") == 0,
-          "logical mode: slot, no triggers");
-  }
+  if (g_logical) n = install_slots_and_modes(&h, n, ss, c);
   CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
   CHECK(strcmp(sql(c, "SELECT to_regnamespace('arraysync') IS NULL"), "t") == 0, "schema gone");
   CHECK(ntriggers(c, "t_install.users", "") == 0, "triggers gone");
@@ -602,6 +609,35 @@ static void on_gauge(void *ctx, const char *metric, const char *consumer, double
   g->n++;
 }
 
+/* Logical capture: the slot's confirmed position moves only with ack, per consumer; an idle
+ * stream's position follows the server's WAL. */
+static void purge_logical(as_node *n, PGconn *c, as_stream *st, as_stream *st2, as_batch *b,
+                          as_batch *b2) {
+  as_error err = {0};
+  /* the slot's confirmed position moves only with ack, per consumer */
+  gauge_seen g = {.consumer = "reader2"};
+  CHECK(A->gauges(n, on_gauge, &g, &err) == AS_OK, "%s", err.message);
+  CHECK(g.n == 1 && g.bytes > 0, "retained bytes of reader2's slot: %d %.0f", g.n, g.bytes);
+  CHECK(b->pos && A->ack(st, b->pos, &err) == AS_OK, "%s", err.message);
+  CHECK(b->pos && slot_confirmed(c, "reader", b->pos), "reader's slot confirmed at %s", b->pos);
+  CHECK(b->pos && !slot_confirmed(c, "reader2", b->pos), "reader2's slot not moved");
+  poll_n(st2, b2, 13, 10);
+  CHECK(b2->n == 13, "reader2 got %zu", b2->n);
+  CHECK(b2->pos && A->ack(st2, b2->pos, &err) == AS_OK, "%s", err.message);
+  CHECK(b2->pos && slot_confirmed(c, "reader2", b2->pos), "reader2's slot confirmed");
+  /* idle: keepalives move the position on, so an idle slot does not hold WAL */
+  sql(c, "CREATE TABLE IF NOT EXISTS t_origin.unrelated (x int); INSERT INTO t_origin.unrelated VALUES (1)");
+  as_batch_reset(b);
+  char *last = b2->pos ? strdup(b2->pos) : NULL;
+  for (int i = 0; i < 20 && (!b->pos || (last && strcmp(b->pos, last) == 0)); i++) {
+    as_batch_reset(b);
+    A->poll(st, b, 100, 500, &err);
+  }
+  CHECK(b->n == 0 && b->pos && last && strcmp(b->pos, last) != 0, "idle position moved: %s -> %s",
+        last ? last : "", b->pos ? b->pos : "");
+  free(last);
+}
+
 static void t_origin_purge(void) {
   g_test = "origin_purge";
   fresh_schema("t_origin");
@@ -660,28 +696,7 @@ static void t_origin_purge(void) {
   if (!g_logical) sql(c, "DELETE FROM arraysync.consumers WHERE name = 'mongo'");
   as_batch b2 = {0};
   if (g_logical) {
-    /* the slot's confirmed position moves only with ack, per consumer */
-    gauge_seen g = {.consumer = "reader2"};
-    CHECK(A->gauges(n, on_gauge, &g, &err) == AS_OK, "%s", err.message);
-    CHECK(g.n == 1 && g.bytes > 0, "retained bytes of reader2's slot: %d %.0f", g.n, g.bytes);
-    CHECK(b.pos && A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
-    CHECK(b.pos && slot_confirmed(c, "reader", b.pos), "reader's slot confirmed at %s", b.pos);
-    CHECK(b.pos && !slot_confirmed(c, "reader2", b.pos), "reader2's slot not moved");
-    poll_n(st2, &b2, 13, 10);
-    CHECK(b2.n == 13, "reader2 got %zu", b2.n);
-    CHECK(b2.pos && A->ack(st2, b2.pos, &err) == AS_OK, "%s", err.message);
-    CHECK(b2.pos && slot_confirmed(c, "reader2", b2.pos), "reader2's slot confirmed");
-    /* idle: keepalives move the position on, so an idle slot does not hold WAL */
-    sql(c, "CREATE TABLE IF NOT EXISTS t_origin.unrelated (x int); INSERT INTO t_origin.unrelated VALUES (1)");
-    as_batch_reset(&b);
-    char *last = b2.pos ? strdup(b2.pos) : NULL;
-    for (int i = 0; i < 20 && (!b.pos || (last && strcmp(b.pos, last) == 0)); i++) {
-      as_batch_reset(&b);
-      A->poll(st, &b, 100, 500, &err);
-    }
-    CHECK(b.n == 0 && b.pos && last && strcmp(b.pos, last) != 0, "idle position moved: %s -> %s",
-          last ? last : "", b.pos ? b.pos : "");
-    free(last);
+    purge_logical(n, c, st, st2, &b, &b2);
   } else {
     long before = sql_long(c, "SELECT count(*) FROM arraysync.changelog%s", "");
     CHECK(before == 14, "changelog %ld", before); /* with 'gone', before the streams */
