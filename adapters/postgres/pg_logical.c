@@ -612,19 +612,11 @@ void pg_lstream_close(pg_lstream *s) {
   free(s);
 }
 
-static char *lit(PGconn *c, const char *s) {
-  char *e = PQescapeLiteral(c, s, strlen(s));
-  if (!e) return NULL;
-  char *out = strdup(e);
-  PQfreemem(e);
-  return out;
-}
-
 /* Where to start: the checkpoint if the slot can still give everything after it. */
 static int resume_point(pg_lstream *s, const char *checkpoint, as_error *err) {
   as_node *n = s->n;
   PGresult *r = NULL;
-  char *l = lit(s->conn, s->slot);
+  char *l = pg_quote_literal(s->slot);
   as_buf q = AS_BUF_INIT;
   int rc = l && as_buf_printf(&q, "SELECT coalesce(confirmed_flush_lsn::text, ''), "
                                   "coalesce(wal_status, '') FROM pg_replication_slots WHERE "
@@ -716,7 +708,7 @@ int pg_lstream_open(as_node *n, const char *consumer, const char *checkpoint, pg
     rc = nomem(err);
     goto fail;
   }
-  char *pl = lit(s->conn, n->pubname);
+  char *pl = pg_quote_literal(n->pubname);
   as_buf q = AS_BUF_INIT;
   rc = pl && as_buf_printf(&q, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = %s)",
                            pl) == AS_OK
