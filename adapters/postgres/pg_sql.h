@@ -47,10 +47,12 @@
 
 /* Version 2: compact changelog rows (keys + changed-columns masks, values read at poll time;
  * a statement-level trigger writes up to 1000 keys per row as a jsonb array with the masks in
- * `cols` in the same order; `old`/`new` stay for rows written by version-1 triggers) and the
+ * `cols` in the same order and their number in `nkeys`; `old`/`new` stay for rows written by
+ * version-1 triggers) and the
  * origin marks of the sink for logical-decoding capture (one row per sink connection). */
 #define PG_SQL_UPGRADE_1_TO_2                                                              \
-  "ALTER TABLE arraysync.changelog ADD COLUMN cols bigint[]; "                             \
+  "ALTER TABLE arraysync.changelog ADD COLUMN cols bigint[],"                              \
+  " ADD COLUMN nkeys int NOT NULL DEFAULT 1; "                                              \
   "CREATE TABLE arraysync.marks(pid int PRIMARY KEY, origin text)"
 
 /* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,
@@ -118,17 +120,24 @@
  * previous one ($1), after seq $3, in seq order. The txid range lets the index help. */
 /* One window: the keys (array elements, or the one key object) of rows of transactions visible
  * in the current snapshot ($2) and not in the previous one ($1), after element $5 of row $3,
- * in (seq, element) order. */
+ * in (seq, element) order, at most $4. The inner query walks the seq index and stops after
+ * $4 rows; `cum` counts the keys still to read up to each row (from `nkeys`, without reading
+ * the keys), so only the rows needed for $4 keys are expanded. */
 #define PG_SQL_WINDOW                                                                        \
-  "SELECT c.seq, c.txid::text, c.tbl, c.op, e.k::text, c.old::text, c.new::text, c.origin,"  \
-  " c.ts, c.cols[e.i], e.i"                                                                  \
-  " FROM arraysync.changelog c CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN"            \
-  "  jsonb_typeof(c.key) = 'array' THEN c.key ELSE jsonb_build_array(c.key) END)"            \
-  "  WITH ORDINALITY e(k, i)"                                                                \
-  " WHERE c.seq >= $3::bigint AND (c.seq > $3::bigint OR e.i > $5::bigint)"                  \
+  "SELECT x.seq, x.txid::text, x.tbl, x.op, e.k::text, x.old::text, x.new::text, x.origin,"  \
+  " x.ts, x.cols[e.i], e.i"                                                                  \
+  " FROM (SELECT c.*, sum(CASE WHEN c.seq = $3::bigint THEN c.nkeys - $5::bigint"            \
+  "   ELSE c.nkeys END) OVER (ORDER BY c.seq) AS cum,"                                       \
+  "   CASE WHEN c.seq = $3::bigint THEN c.nkeys - $5::bigint ELSE c.nkeys END AS rem"        \
+  "  FROM arraysync.changelog c"                                                             \
+  "  WHERE c.seq >= $3::bigint AND (c.seq > $3::bigint OR c.nkeys > $5::bigint)"             \
   "   AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot)"                                   \
   "   AND NOT pg_visible_in_snapshot(c.txid, $1::pg_snapshot)"                               \
-  " ORDER BY c.seq, e.i LIMIT $4::bigint"
+  "  ORDER BY c.seq LIMIT $4::bigint) x"                                                     \
+  " CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(x.key) = 'array'"         \
+  "  THEN x.key ELSE jsonb_build_array(x.key) END) WITH ORDINALITY e(k, i)"                  \
+  " WHERE x.cum - x.rem < $4::bigint AND (x.seq > $3::bigint OR e.i > $5::bigint)"           \
+  " ORDER BY x.seq, e.i LIMIT $4::bigint"
 /* Lower bound of a new window (min seq - 1, or max bigint when empty): read once per window
  * through the txid index, so the window pages above walk the seq index from there instead of
  * re-reading the whole window for every page. */

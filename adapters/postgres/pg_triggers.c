@@ -132,8 +132,9 @@ static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
 static int stmt_body(as_buf *b, const pg_table *t, char op) {
   const char *src = op == 'I' ? "arraysync_new" : "arraysync_old";
   if (body_head(b) ||
-      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, origin, ts) SELECT %s, "
-                       "'%c', jsonb_agg(y.k), " ORIGIN_VAR ", " TS_VAR " FROM (SELECT ",
+      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, nkeys, origin, ts) SELECT "
+                       "%s, '%c', jsonb_agg(y.k), count(*), " ORIGIN_VAR ", " TS_VAR " FROM ("
+                       "SELECT ",
                     t->lit_table, op) ||
       key_obj(b, t, "x") ||
       as_buf_printf(b, " AS k, (row_number() OVER () - 1) / " CHUNK " AS g FROM %s x) y GROUP "
@@ -149,9 +150,10 @@ static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
   const as_schema *s = t->s;
   const char *k0 = t->qcols[s->key_idx[0]];
   if (body_head(b) ||
-      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts) "
+      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, nkeys, origin, ts) "
                        "SELECT %s, z.op, jsonb_agg(z.key), CASE WHEN z.op = 'U' THEN "
-                       "array_agg(z.cols) END, " ORIGIN_VAR ", " TS_VAR " FROM (SELECT x.*, "
+                       "array_agg(z.cols) END, count(*), " ORIGIN_VAR ", " TS_VAR " FROM ("
+                       "SELECT x.*, "
                        "(row_number() OVER () - 1) / " CHUNK " AS g FROM ("
                        "SELECT CASE WHEN o.%s IS NULL THEN 'I' WHEN n.%s IS NULL THEN 'D' ELSE "
                        "'U' END AS op, CASE WHEN n.%s IS NULL THEN ",

@@ -322,7 +322,7 @@ static void t_install(void) {
   CHECK(sql_long(c, "SELECT count(*) FROM t_install.users%s", "") == 1, "data kept");
   CHECK(ntriggers(c, "t_install.users", "") == want_trig, "triggers back");
   /* a version-1 installation (jsonb images) upgrades to 2 */
-  sql(c, "ALTER TABLE arraysync.changelog DROP COLUMN cols; DROP TABLE arraysync.marks; "
+  sql(c, "ALTER TABLE arraysync.changelog DROP COLUMN cols, DROP COLUMN nkeys; DROP TABLE arraysync.marks; "
          "UPDATE arraysync.meta SET value = '1' WHERE key = 'schema_version'");
   CHECK(A->install(n, &err) == AS_OK, "upgrade 1 -> 2: %s", err.message);
   CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "2") == 0,
@@ -1017,6 +1017,21 @@ static void t_dead(void) {
   CHECK(dead.n == 0, "dead %zu", dead.n);
   CHECK(sql_long(c, "SELECT n FROM t_dead.users WHERE id = %s", "'d00'") == 106, "last wins");
   free_deltas(d, 16);
+  /* an update with some columns changes an existing row only: no row -> reported missing */
+  as_dead_list_clear(&dead);
+  memset(d, 0, sizeof d);
+  mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "nope", "n", "5", NULL);
+  mk_delta(&d[1], s, AS_OP_UPDATE, "mongo", "id", "d00", "n", "7", NULL);
+  mk_delta(&d[2], s, AS_OP_UPDATE, "mongo", "id", "nope2", NULL); /* key only */
+  mk_delta(&d[3], s, AS_OP_UPDATE, "mongo", "id", "full", "email", "f", "n", "1", "score", "1", NULL);
+  CHECK(apply_batch(n, d, 4, &dead, NULL, NULL) == AS_OK, "missing batch");
+  CHECK(dead.n == 2 && dead.items[0].missing && dead.items[0].index == 0 && dead.items[1].missing &&
+            dead.items[1].index == 2,
+        "missing: %zu", dead.n);
+  CHECK(sql_long(c, "SELECT count(*) FROM t_dead.users WHERE id LIKE %s", "'nope%'") == 0, "no row made");
+  CHECK(sql_long(c, "SELECT n FROM t_dead.users WHERE id = %s", "'d00'") == 7, "existing row updated");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_dead.users WHERE id = %s", "'full'") == 1, "whole-row update upserts");
+  free_deltas(d, 4);
   as_dead_list_clear(&dead);
   CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
   A->exit(n);
@@ -1035,7 +1050,7 @@ static void t_retry(void) {
   PGconn *c = outside();
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   as_delta d[1] = {{0}};
-  mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "r", "email", "e", NULL);
+  mk_delta(&d[0], s, AS_OP_INSERT, "mongo", "id", "r", "email", "e", "n", "1", "score", "1", NULL);
   as_dead_list dead = {0};
   CHECK(A->begin(n, &err) == AS_OK, "%s", err.message);
   sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
