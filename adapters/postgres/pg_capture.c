@@ -351,22 +351,33 @@ typedef struct crow {
   bool skip;  /* echo whose origin is the consumer: left out */
 } crow;
 
-/* The raw changelog row as JSON (dead letters). */
-static char *raw_row(PGresult *r, int i) {
+/* The raw changelog row as JSON (dead letters), with "new": {column: text} of the row read
+ * from the table when there is one (what `dlq retry` decodes: as_adapter_decode_row_json). */
+static char *raw_row(PGresult *r, int i, const pg_table *t, const PGresult *v, int vr) {
   static const char *const names[] = {"seq", "txid", "tbl", "op",   "key",    "old",
                                       "new", "origin", "ts", "cols", "element"};
   json_t *o = json_object();
   for (int c = 0; o && c <= W_IDX; c++) {
-    json_t *v;
+    json_t *jv;
     if (PQgetisnull(r, i, c)) {
-      v = json_null();
+      jv = json_null();
     } else if (c == W_KEY || c == W_OLD || c == W_NEW) {
-      v = json_loads(PQgetvalue(r, i, c), JSON_DECODE_ANY, NULL);
-      if (!v) v = json_string(PQgetvalue(r, i, c));
+      jv = json_loads(PQgetvalue(r, i, c), JSON_DECODE_ANY, NULL);
+      if (!jv) jv = json_string(PQgetvalue(r, i, c));
     } else {
-      v = json_string(PQgetvalue(r, i, c));
+      jv = json_string(PQgetvalue(r, i, c));
     }
-    json_object_set_new(o, names[c], v);
+    json_object_set_new(o, names[c], jv);
+  }
+  int found = t && v && vr >= 0 ? 1 + (int)(t->s->nkey + t->s->ncols) : -1;
+  if (o && found >= 0 && strcmp(PQgetvalue(v, vr, found), "t") == 0) {
+    json_t *nw = json_object();
+    for (size_t c = 0; nw && c < t->s->ncols; c++) {
+      int col = 1 + (int)t->s->nkey + (int)c;
+      json_object_set_new(nw, t->s->cols[c].name,
+                          PQgetisnull(v, vr, col) ? json_null() : json_string(PQgetvalue(v, vr, col)));
+    }
+    json_object_set_new(o, "new", nw);
   }
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
@@ -579,8 +590,8 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
     as_error e = {0};
     rc = row_to_delta(s, r, i, &cr[i], vals, pos, out, &skipped, &e);
     if (rc == AS_EDATA) {
-      char *raw = raw_row(r, i);
       pg_table *t = cr[i].table >= 0 ? &s->n->tables[cr[i].table] : NULL;
+      char *raw = raw_row(r, i, t, t ? vals[cr[i].table] : NULL, cr[i].vrow);
       char *key = PQgetisnull(r, i, W_KEY) ? NULL : strdup(PQgetvalue(r, i, W_KEY));
       AS_LOG(AS_LOG_WARN, s->comp, "dead letter at seq %lld: %s", seq, e.message);
       rc = as_batch_push_dead(out, t ? t->s : NULL, key, raw, strdup(e.message), pos);

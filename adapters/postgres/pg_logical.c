@@ -299,7 +299,8 @@ static bool col_equal(const lcol *a, const lcol *b) {
   return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
 }
 
-/* The raw change as JSON for a dead letter: {"relation", "op", "columns": {name: text}}. */
+/* The raw change as JSON for a dead letter: {"relation", "op", "new": {name: text}} (what
+ * `dlq retry` decodes: as_adapter_decode_row_json). */
 static char *raw_change(const lrel *r, const pg_table *t, char op, const lcol *cols, int n) {
   json_t *o = json_object(), *c = json_object();
   char ops[2] = {op, 0};
@@ -311,7 +312,7 @@ static char *raw_change(const lrel *r, const pg_table *t, char op, const lcol *c
                 : cols[i].kind == 'u' ? json_string("(unchanged TOAST)") : json_null();
     json_object_set_new(c, t->s->cols[r->map[i]].name, v);
   }
-  json_object_set_new(o, "columns", c);
+  json_object_set_new(o, "new", c);
   char *out = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   return out;

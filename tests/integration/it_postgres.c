@@ -1697,6 +1697,48 @@ static void t_bulk(void) {
   as_schema_free(s);
 }
 
+/* A captured row the mapping cannot convert: a dead letter whose raw form holds the row
+ * ("new"), which decode_raw reads back (and still refuses); the rows after it flow. */
+static void t_capture_dead(void) {
+  g_test = "capture_dead";
+  fresh_schema("t_cdead");
+  as_schema *s = schema_yaml("mapping: ev\ncollection: ev\ntable: ev\nkey: id\ncolumns:\n"
+                             "  id: { field: _id, type: text }\n"
+                             "  at: { field: at, type: timestamptz }\n");
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_cdead", ss, 1, NULL);
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
+  sql(c, "INSERT INTO t_cdead.ev VALUES ('bad', 'infinity')");
+  sql(c, "INSERT INTO t_cdead.ev VALUES ('good', '2024-01-01 00:00:00+00')");
+  as_batch b = {0};
+  for (int t = 0; t < 10 && b.n + b.ndead < 2; t++) A->poll(st, &b, 100, 200, &err);
+  CHECK(b.ndead == 1 && b.n == 1 && col_is(&b.d[0].row, s, "id", "good"), "dead %zu, deltas %zu",
+        b.ndead, b.n);
+  if (b.ndead == 1) {
+    const as_dead *x = &b.dead[0];
+    CHECK(x->schema == s && strstr(x->error, "\"at\"") && x->pos, "error names the column: %s",
+          x->error);
+    CHECK(x->raw && strstr(x->raw, "\"new\":{") && strstr(x->raw, "\"bad\"") &&
+              strstr(x->raw, "infinity"),
+          "raw holds the row: %s", x->raw ? x->raw : "");
+    as_delta d = {0};
+    int rc = A->decode_raw(s, x->raw, &d, &err);
+    CHECK(rc == AS_EDATA, "decode_raw still refuses it: %d %s", rc, err.message);
+    as_delta_clear(&d);
+  }
+  as_batch_clear(&b);
+  A->close_stream(st);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
 /* Steps for the psql checks of test_postgres.sh. */
 static int keep_step(bool install) {
   as_schema *s = schema_yaml(USERS_YAML);
@@ -1745,7 +1787,8 @@ int main(int argc, char **argv) {
                {"history", t_history},
                {"toast", t_toast},
                {"nosuper", t_nosuper},
-               {"bulk", t_bulk}};
+               {"bulk", t_bulk},
+               {"capture_dead", t_capture_dead}};
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     if (only && strcmp(only, tests[i].name) != 0) continue;
     int f0 = g_fail;
