@@ -3,7 +3,8 @@
 #   pg_server.sh start DIR PORT   -> prints the connection string on stdout
 #   pg_server.sh stop DIR
 # When run as root, the server runs as the user "arraysync_test" (created if missing); DIR is
-# handed to that user. Data lives in DIR/data, the socket in DIR. wal_level = logical with room
+# handed to that user. Data lives in DIR/data, the socket in DIR. wal_level = logical (or
+# $ARRAYSYNC_TEST_PG_WAL_LEVEL, e.g. replica: capture: auto then uses triggers) with room
 # for replication slots/senders (logical-decoding capture); initdb's pg_hba.conf trusts local
 # replication connections; the role arraysync_pw (tests) must give a password.
 set -euo pipefail
@@ -40,7 +41,7 @@ max_connections = 100
 shared_buffers = 128MB
 max_wal_size = 2GB
 logging_collector = off
-wal_level = logical
+wal_level = ${ARRAYSYNC_TEST_PG_WAL_LEVEL:-logical}
 max_replication_slots = 40
 max_wal_senders = 40
 CONF
