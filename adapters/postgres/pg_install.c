@@ -24,7 +24,7 @@ static int nomem(as_error *err) { return as_error_set(err, AS_DOM_POSTGRES, AS_E
  * type t? A narrower type (integer for int64, real for double, varchar(n), numeric(p,s),
  * timestamptz(0)) is refused: it would fail or change values later. *narrow tells that the
  * type is of the right kind but narrower. */
-static bool type_compatible(as_type t, const char *typname, int typmod, bool *narrow) {
+bool pg_column_fits(as_type t, const char *typname, int typmod, bool *narrow) {
   static const struct {
     as_type t;
     const char *ok;     /* same kind, any typmod accepted where typmod_min allows */
@@ -85,7 +85,7 @@ static int table_columns(as_node *n, pg_table *t, bool check, int *attnum, as_er
     }
     attnum[i] = atoi(PQgetvalue(r, row, 4));
     bool narrow = false;
-    if (check && !type_compatible(c->type, PQgetvalue(r, row, 2), atoi(PQgetvalue(r, row, 3)),
+    if (check && !pg_column_fits(c->type, PQgetvalue(r, row, 2), atoi(PQgetvalue(r, row, 3)),
                                   &narrow)) {
       rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
                         "table \"%s\": column \"%s\" is %s, mapping %s (%s:%d:%d) wants %s%s",
