@@ -1,4 +1,4 @@
-/* adapter.h — the one seam between the engine and a database (DESIGN.md §1, §5; STYLE.md §2).
+/* adapter.h — the one seam between the engine and a database.
  *
  * An adapter is a versioned struct of callbacks (as_adapter) registered by kind ("mongodb",
  * "postgres", "sqlite"). The engine reaches adapters only through this header and the
@@ -17,14 +17,23 @@
  *   connection and is used by one (possibly different) thread at a time.
  * - Deltas produced by a source are fully owned by the batch (as_batch_clear frees them).
  *
- * Origin and echoes (DESIGN.md §6): a sink marks every write it applies with the delta's
- * `origin` (PostgreSQL: set_config('arraysync.origin', origin, true) read by the trigger;
+ * Origin and echoes: a sink marks every write it applies with the delta's
+ * `origin` (PostgreSQL: set_config('arraysync.origin', origin, true) read by the trigger, or
+ * with logical-decoding capture a row in arraysync.marks written first in the transaction;
  * SQLite: the one-row origin table written in the transaction; MongoDB: a marker the
  * adapter's capture recognises). Capture of such a write yields a delta with echo = true and
  * origin = that marked origin; a local write by anyone else yields echo = false and origin =
  * the node's own name. The engine's router drops or forwards echoes; the only echoes an adapter
  * may leave out are those whose origin is the stream's consumer (a delta never returns to its
  * origin), which saves decoding the connector's own writes.
+ * The origin AS_ORIGIN_LOCAL_ONLY ("-") marks a write of the connector that no topology needs
+ * relayed: capture leaves such writes out entirely (no delta, echo or not).
+ *
+ * Truncate: a delta with op AS_OP_TRUNCATE (no key, no columns) says every row of the
+ * mapping's table was removed at once. A source produces it only for a mapping with
+ * on_truncate: propagate (stop: poll fails with AS_ERR naming table and position; ignore: a
+ * warning, no delta). A sink applies it by emptying its table, marked with the delta's origin
+ * like any write (PostgreSQL: TRUNCATE, or DELETE of every row where TRUNCATE is refused).
  */
 #ifndef AS_ADAPTER_H
 #define AS_ADAPTER_H
@@ -43,6 +52,9 @@
 
 #define AS_ADAPTER_ABI 1
 
+/* Origin of a connector write that capture must leave out entirely (see above). */
+#define AS_ORIGIN_LOCAL_ONLY "-"
+
 /* ---- node configuration (filled by connector/ from the top-level YAML) ---- */
 /* as_node_option (key, value after ${ENV} substitution, mark) and as_config_entry, the typed
  * config map entry, are in as_cfgmap.h. */
@@ -53,6 +65,12 @@ typedef struct as_node_config {
   as_node_option *opts;
   size_t nopts;
   as_mark mark;
+  /* Names of the nodes that stream from this one (the topology's consumers of this source),
+   * for adapters that keep capture state per consumer (PostgreSQL replication slots): install
+   * creates it for these and drops it for consumers no longer listed. May be empty (n = 0):
+   * then such state is created by the first open_stream and only uninstall removes it. */
+  char **consumers;
+  size_t nconsumers;
 } as_node_config;
 
 /* Value of an option, or the adapter's default from its config map, or NULL. */
@@ -229,6 +247,23 @@ typedef struct as_adapter {
   /* Names the client libraries this adapter runs with and their versions at run time
    * (`arraysync version`): fn(ctx, "libpq", "16.2") once per library. */
   void (*versions)(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
+  /* Checks that the capture objects are all in place (PostgreSQL: the triggers of every mapped
+   * table, or the publication with every mapped table and the replication slots of the known
+   * consumers); `DROP COLUMN ... CASCADE` or a re-created table can remove them behind the
+   * connector's back. repair = true puts back what can be put back without losing changes
+   * (triggers, publication membership), logging one warning per object; a lost slot is never
+   * recreated silently (its changes are gone: the stream reports history lost). AS_OK:
+   * everything is in place (after repair); AS_ENOTFOUND: something is missing, err names every
+   * missing object; AS_RETRY/AS_ERR as usual. Admin call: at start (after install) and
+   * periodically. */
+  int (*check_capture)(as_node *n, bool repair, as_error *err);
+  /* Numeric gauges of the node for `status` and /metrics: calls fn once per value with the
+   * metric name (PostgreSQL: "arraysync_pg_slot_retained_bytes", WAL the server keeps for a
+   * consumer's slot: pg_current_wal_lsn() - restart_lsn), the consumer the value is about (or
+   * NULL) and the value. Admin call. */
+  int (*gauges)(as_node *n, void (*fn)(void *ctx, const char *metric, const char *consumer,
+                                       double value),
+                void *ctx, as_error *err);
 } as_adapter;
 
 /* A table as the server describes it (the adapters' `describe`). */

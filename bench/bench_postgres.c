@@ -1,17 +1,28 @@
 /* bench_postgres.c — PostgreSQL adapter figures against baselines measured in the same run.
  *
- *   bench_postgres CONNINFO [ROWS]        (default 200000 rows; batches of 1000)
+ *   bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only]
+ *                 (default 200000 rows; batches of 1000)
  *
  * pg.apply_vs_copy    full-row inserts applied through the adapter (begin/apply/commit with a
  *                     checkpoint per batch) vs raw binary COPY of the same rows into the same
- *                     table (same indexes, same capture triggers), one transaction per batch.
- * pg.capture_cost     write throughput of INSERT … SELECT / UPDATE into a plain table vs the
- *                     same table with statement-level and row-level capture triggers.
- * pg.changelog_read   changes per second through poll(). */
+ *                     table (same indexes, same capture objects), one transaction per batch;
+ *                     with capture triggers and (_logical) with logical decoding.
+ * pg.changelog_read   changes per second through poll() + ack (capture triggers);
+ * pg.logical_read     the same with logical decoding (the server decodes on the same cores).
+ * pg.capture_cost     a writer's rate (INSERT … SELECT / UPDATE of every row, 1000 rows per
+ *                     statement) into the table with capture vs without: statement-level and
+ *                     row-level triggers, and logical decoding (publication + slot; decoding
+ *                     itself runs in the server's walsender when a stream reads). ROWS/4 rows,
+ *                     7 rounds of all configurations back to back; the median over rounds of
+ *                     each round's ratio to its own plain run (the machine is shared: its load
+ *                     changes between rounds more than within one).
+ * --triggers-only leaves out the logical figures (to measure a build without them);
+ * --capture-only runs pg.capture_cost alone. */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -53,13 +64,15 @@ static void exec(PGconn *c, const char *q) {
   PQclear(r);
 }
 
+/* triggers: "statement" | "row" (capture: triggers) or NULL (capture: logical). */
 static as_node *make_node(const char *dsn, const as_schema *s, const char *triggers) {
-  static as_node_option opts[3];
+  static as_node_option opts[4];
   static as_node_config cfg;
   opts[0] = (as_node_option){.key = "dsn", .value = (char *)dsn};
   opts[1] = (as_node_option){.key = "schema", .value = "bench"};
-  opts[2] = (as_node_option){.key = "capture_triggers", .value = (char *)triggers};
-  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 3};
+  opts[2] = (as_node_option){.key = "capture_triggers", .value = triggers ? (char *)triggers : "statement"};
+  opts[3] = (as_node_option){.key = "capture", .value = triggers ? "triggers" : "logical"};
+  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 4};
   const as_schema *ss[1] = {s};
   as_node *n = NULL;
   as_error err = {0};
@@ -196,13 +209,75 @@ static void write_load(PGconn *c, size_t nrows, double *ins_s, double *upd_s) {
   *upd_s = now_s() - t0;
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
+}
+
+/* Apply through the adapter vs COPY (best of 2). */
+static void apply_vs_copy(PGconn *c, as_node *n, as_delta *d, size_t nrows, const char *tag) {
+  double best_a = 1e9, best_c = 1e9, best_c1 = 1e9;
+  for (int rep = 0; rep < 2; rep++) {
+    reset_table(c);
+    double ta = run_adapter(n, d, nrows);
+    if (ta < best_a) best_a = ta;
+    reset_table(c);
+    double tc = run_copy(c, d, nrows, BATCH);
+    if (tc < best_c) best_c = tc;
+    reset_table(c);
+    double tc1 = run_copy(c, d, nrows, nrows);
+    if (tc1 < best_c1) best_c1 = tc1;
+  }
+  printf("pg.apply_vs_copy%s ratio=%.2f adapter_rows_per_s=%.0f copy_rows_per_s=%.0f rows=%zu "
+         "batch=%d\n",
+         tag, best_c / best_a, nrows / best_a, nrows / best_c, nrows, BATCH);
+  printf("pg.apply_vs_copy_single%s ratio=%.2f adapter_rows_per_s=%.0f "
+         "copy_one_txn_rows_per_s=%.0f\n",
+         tag, best_c1 / best_a, nrows / best_a, nrows / best_c1);
+}
+
+/* Capture read rate: what the adapter applied, read back through poll + ack. */
+static void read_rate(PGconn *c, as_node *n, as_delta *d, size_t nrows, const char *name) {
+  as_error err = {0};
+  reset_table(c);
+  as_stream *st = NULL;
+  if (A->open_stream(n, "bench", NULL, &st, &err)) die("open_stream", err.message);
+  run_adapter(n, d, nrows);
+  as_batch b = {0};
+  size_t got = 0;
+  int idle = 0;
+  double t0 = now_s();
+  while (got < nrows && idle < 50) {
+    as_batch_reset(&b);
+    if (A->poll(st, &b, BATCH, 100, &err)) die("poll", err.message);
+    idle = b.n == 0 ? idle + 1 : 0;
+    got += b.n;
+    if (b.pos && A->ack(st, b.pos, &err)) die("ack", err.message);
+  }
+  double tr = now_s() - t0;
+  printf("%s changes_per_s=%.0f changes=%zu (poll %d + ack per batch)\n", name, got / tr, got,
+         BATCH);
+  as_batch_clear(&b);
+  A->close_stream(st);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_postgres CONNINFO [ROWS]\n");
+    fprintf(stderr, "usage: bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only]\n");
     return 2;
   }
   const char *dsn = argv[1];
   size_t nrows = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 200000;
+  bool logical = true, capture_only = false;
+  for (int i = 3; i < argc; i++) {
+    if (strcmp(argv[i], "--triggers-only") == 0) logical = false;
+    if (strcmp(argv[i], "--capture-only") == 0) capture_only = true;
+  }
   as_log_set_level(AS_LOG_WARN);
   as_schema *s = NULL;
   as_error err = {0};
@@ -217,63 +292,66 @@ int main(int argc, char **argv) {
   as_delta *d = calloc(nrows, sizeof *d);
   build_deltas(s, d, nrows);
 
-  /* ---- apply vs COPY (statement-level triggers installed) */
   as_node *n = make_node(dsn, s, "statement");
-  double best_a = 1e9, best_c = 1e9, best_c1 = 1e9;
-  for (int rep = 0; rep < 2; rep++) {
-    reset_table(c);
-    double ta = run_adapter(n, d, nrows);
-    if (ta < best_a) best_a = ta;
-    reset_table(c);
-    double tc = run_copy(c, d, nrows, BATCH);
-    if (tc < best_c) best_c = tc;
-    reset_table(c);
-    double tc1 = run_copy(c, d, nrows, nrows);
-    if (tc1 < best_c1) best_c1 = tc1;
+  if (!capture_only) {
+    apply_vs_copy(c, n, d, nrows, "");
+    read_rate(c, n, d, nrows, "pg.changelog_read");
   }
-  printf("pg.apply_vs_copy ratio=%.2f adapter_rows_per_s=%.0f copy_rows_per_s=%.0f rows=%zu "
-         "batch=%d\n",
-         best_c / best_a, nrows / best_a, nrows / best_c, nrows, BATCH);
-  printf("pg.apply_vs_copy_single ratio=%.2f adapter_rows_per_s=%.0f copy_one_txn_rows_per_s=%.0f\n",
-         best_c1 / best_a, nrows / best_a, nrows / best_c1);
-
-  /* ---- changelog read rate (what the adapter run above captured) */
-  reset_table(c);
-  as_stream *st = NULL;
-  if (A->open_stream(n, "bench", NULL, &st, &err)) die("open_stream", err.message);
-  run_adapter(n, d, nrows);
-  as_batch b = {0};
-  size_t got = 0;
-  double t0 = now_s();
-  while (got < nrows) {
-    as_batch_reset(&b);
-    if (A->poll(st, &b, BATCH, 0, &err)) die("poll", err.message);
-    if (b.n == 0 && b.ndead == 0) break;
-    got += b.n;
-    if (A->ack(st, b.pos, &err)) die("ack", err.message);
-  }
-  double tr = now_s() - t0;
-  printf("pg.changelog_read changes_per_s=%.0f changes=%zu (poll %d + ack per batch)\n",
-         got / tr, got, BATCH);
-  as_batch_clear(&b);
-  A->close_stream(st);
-
-  /* ---- capture cost: plain vs statement-level vs row-level triggers */
-  double ins_st, upd_st, ins_row, upd_row, ins_plain, upd_plain;
-  write_load(c, nrows, &ins_st, &upd_st);
   A->exit(n);
-  n = make_node(dsn, s, "row");
-  exec(c, "TRUNCATE arraysync.changelog");
-  write_load(c, nrows, &ins_row, &upd_row);
-  if (A->uninstall(n, &err)) die("uninstall", err.message);
-  write_load(c, nrows, &ins_plain, &upd_plain);
+  if (logical && !capture_only) {
+    n = make_node(dsn, s, NULL);
+    apply_vs_copy(c, n, d, nrows, "_logical");
+    read_rate(c, n, d, nrows, "pg.logical_read");
+    if (A->uninstall(n, &err)) die("uninstall", err.message);
+    A->exit(n);
+  }
+
+  /* ---- capture cost: plain vs triggers (statement, row) vs logical. Rounds of every
+   * configuration back to back (order rotated); per round the ratio to that round's plain
+   * run; the median over rounds (the machine's load changes between rounds, not within) */
+  enum { PLAIN, STMT, ROW, LOGICAL, NK, ROUNDS = 7 };
+  static const char *const trig[NK] = {"statement", "statement", "row", NULL};
+  double ins[ROUNDS][NK], upd[ROUNDS][NK];
+  size_t crows = nrows / 4 > BATCH ? nrows / 4 : nrows;
+  for (int rep = 0; rep < ROUNDS; rep++) {
+    for (int j = 0; j < NK; j++) {
+      int k = (j + rep) % NK;
+      ins[rep][k] = upd[rep][k] = 1;
+      if (k == LOGICAL && !logical) continue;
+      n = make_node(dsn, s, trig[k]);
+      if (k == PLAIN && A->uninstall(n, &err)) die("uninstall", err.message);
+      if (k != PLAIN) exec(c, "TRUNCATE arraysync.changelog");
+      write_load(c, crows, &ins[rep][k], &upd[rep][k]);
+      if (A->uninstall(n, &err)) die("uninstall", err.message);
+      A->exit(n);
+    }
+  }
+  double ri[NK], ru[NK], ti[NK], tu[NK];
+  for (int k = 0; k < NK; k++) {
+    double xi[ROUNDS], xu[ROUNDS], yi[ROUNDS], yu[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+      xi[r] = ins[r][PLAIN] / ins[r][k];
+      xu[r] = upd[r][PLAIN] / upd[r][k];
+      yi[r] = crows / ins[r][k];
+      yu[r] = crows / upd[r][k];
+    }
+    ri[k] = median(xi, ROUNDS);
+    ru[k] = median(xu, ROUNDS);
+    ti[k] = median(yi, ROUNDS);
+    tu[k] = median(yu, ROUNDS);
+  }
   printf("pg.capture_cost insert_plain_rows_per_s=%.0f insert_statement_trigger_rows_per_s=%.0f "
-         "insert_row_trigger_rows_per_s=%.0f ratio_statement=%.2f ratio_row=%.2f\n",
-         nrows / ins_plain, nrows / ins_st, nrows / ins_row, ins_plain / ins_st,
-         ins_plain / ins_row);
-  printf("pg.capture_cost update_plain_rows_per_s=%.0f update_trigger_rows_per_s=%.0f ratio=%.2f\n",
-         nrows / upd_plain, nrows / upd_st, upd_plain / upd_st);
-  A->exit(n);
+         "insert_row_trigger_rows_per_s=%.0f ratio_statement=%.2f ratio_row=%.2f rows=%zu "
+         "rounds=%d\n",
+         ti[PLAIN], ti[STMT], ti[ROW], ri[STMT], ri[ROW], crows, ROUNDS);
+  printf("pg.capture_cost update_plain_rows_per_s=%.0f update_statement_trigger_rows_per_s=%.0f "
+         "update_row_trigger_rows_per_s=%.0f ratio_statement=%.2f ratio_row=%.2f\n",
+         tu[PLAIN], tu[STMT], tu[ROW], ru[STMT], ru[ROW]);
+  if (logical) {
+    printf("pg.capture_cost_logical insert_rows_per_s=%.0f update_rows_per_s=%.0f "
+           "ratio_insert=%.2f ratio_update=%.2f\n",
+           ti[LOGICAL], tu[LOGICAL], ri[LOGICAL], ru[LOGICAL]);
+  }
   for (size_t i = 0; i < nrows; i++) as_delta_clear(&d[i]);
   free(d);
   exec(c, "DROP SCHEMA bench CASCADE");

@@ -64,6 +64,7 @@ const char *as_op_name(as_op op) {
     case AS_OP_INSERT: return "insert";
     case AS_OP_UPDATE: return "update";
     case AS_OP_DELETE: return "delete";
+    case AS_OP_TRUNCATE: return "truncate";
   }
   return "?";
 }
@@ -73,6 +74,7 @@ bool as_op_parse(const char *s, as_op *out) {
   if (strcmp(s, "insert") == 0) *out = AS_OP_INSERT;
   else if (strcmp(s, "update") == 0) *out = AS_OP_UPDATE;
   else if (strcmp(s, "delete") == 0) *out = AS_OP_DELETE;
+  else if (strcmp(s, "truncate") == 0) *out = AS_OP_TRUNCATE;
   else return false;
   return true;
 }
@@ -480,7 +482,7 @@ json_t *as_delta_to_json(const as_delta *d, as_error *err) {
   if (!o || !key || !cols) goto oom;
   json_object_set_new(o, "mapping", json_string(s->name));
   json_object_set_new(o, "op", json_string(as_op_name(d->op)));
-  for (size_t k = 0; k < s->nkey; k++) {
+  for (size_t k = 0; d->op != AS_OP_TRUNCATE && k < s->nkey; k++) {
     size_t i = s->key_idx[k];
     json_t *v = as_value_to_json(&d->row.v[i], err);
     if (!v) goto fail;
@@ -613,9 +615,17 @@ int as_delta_from_json(const json_t *j, as_schema_lookup_fn lookup, void *ctx, a
     goto cleanup;
   }
   for (size_t i = 0; i < s->nkey; i++) {
+    if (op == AS_OP_TRUNCATE) break;
     if (!d.row.set[s->key_idx[i]]) {
       rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "mapping %s: delta lacks key column \"%s\"",
                         s->name, s->cols[s->key_idx[i]].name);
+      goto cleanup;
+    }
+  }
+  for (size_t i = 0; op == AS_OP_TRUNCATE && i < s->ncols; i++) {
+    if (d.row.set[i]) {
+      rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL,
+                        "mapping %s: a truncate has neither key nor columns", s->name);
       goto cleanup;
     }
   }

@@ -29,8 +29,17 @@ int as_row_copy(as_row *dst, const as_row *src);
 void as_row_put(as_row *r, size_t i, as_value *v);
 bool as_row_has(const as_row *r, size_t i);
 
-typedef enum as_op { AS_OP_INSERT = 1, AS_OP_UPDATE = 2, AS_OP_DELETE = 3 } as_op;
-const char *as_op_name(as_op op);           /* "insert" | "update" | "delete" */
+/* AS_OP_TRUNCATE: every row of the mapping's table was removed at once (PostgreSQL TRUNCATE).
+ * Such a delta has no key and no columns (row slots all absent); it is produced only when the
+ * mapping says on_truncate: propagate, and a sink applies it by emptying its table (see
+ * adapters/adapter.h). */
+typedef enum as_op {
+  AS_OP_INSERT = 1,
+  AS_OP_UPDATE = 2,
+  AS_OP_DELETE = 3,
+  AS_OP_TRUNCATE = 4
+} as_op;
+const char *as_op_name(as_op op);           /* "insert" | "update" | "delete" | "truncate" */
 bool as_op_parse(const char *s, as_op *out);
 
 typedef struct as_vv_entry {
@@ -69,7 +78,7 @@ int as_delta_vv_set(as_delta *d, const char *node, uint64_t counter); /* keeps s
  * {"mapping":"users","op":"update","key":{"id":<value>},"cols":{"email":<value>,...},
  *  "origin":"mongo","echo":false,"ts":<int µs>,"hlc":<int>,"vv":{"a":1},"pos":"...","txn":"..."}
  * Values in the as_value.h JSON form; "cols" holds the non-key present columns; "vv", "pos",
- * "txn" omitted when absent. Returns a new reference or NULL (err set). */
+ * "txn" omitted when absent. A truncate has "key":{} and "cols":{}. Returns a new reference or NULL (err set). */
 json_t *as_delta_to_json(const as_delta *d, as_error *err);
 /* Parses the form above; the schema is looked up by name through `lookup`. */
 typedef const as_schema *(*as_schema_lookup_fn)(void *ctx, const char *mapping);

@@ -34,7 +34,8 @@
 
 static const char *const top_keys[] = {"mapping",  "collection", "table",    "direction",
                                        "mode",     "key",        "reloadable", "columns",
-                                       "children", "conflict",   "on_error", NULL};
+                                       "children", "conflict",   "on_error", "on_truncate",
+                                       NULL};
 static const char *const col_keys[] = {"field", "type", "required", NULL};
 static const char *const child_keys[] = {"table", "field", "columns", NULL};
 static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback",
@@ -742,6 +743,13 @@ static int build(const as_ydoc *doc, as_schema **out, as_error *err) {
     goto cleanup;
   }
   s->on_error = (as_on_error)v;
+  static const char *const on_truncates[] = {"stop", "propagate", "ignore", NULL};
+  v = AS_ON_TRUNCATE_STOP;
+  if ((rc = parse_enum(root, "on_truncate", on_truncates, "stop, propagate or ignore", &v,
+                       err))) {
+    goto cleanup;
+  }
+  s->on_truncate = (as_on_truncate)v;
   fix_marks(s);
   *out = s;
   s = NULL;

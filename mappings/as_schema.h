@@ -19,6 +19,16 @@ typedef enum as_strategy { AS_STRATEGY_LWW = 0, AS_STRATEGY_VECTOR, AS_STRATEGY_
 /* conflict.call: when a conflict script runs. */
 typedef enum as_call { AS_CALL_CONFLICTS = 0, AS_CALL_ALWAYS } as_call;
 typedef enum as_on_error { AS_ON_ERROR_DEAD_LETTER = 0, AS_ON_ERROR_STOP } as_on_error;
+/* What a captured TRUNCATE of the mapping's SQL table does (mapping key on_truncate):
+ * stop (default): the stream stops with an error naming table and position, nothing is lost,
+ *   the operator chooses propagate or ignore and restarts (the stream resumes at the truncate);
+ * propagate: an AS_OP_TRUNCATE delta travels to the other nodes, which empty the table;
+ * ignore: a warning is logged and the other nodes keep their rows. */
+typedef enum as_on_truncate {
+  AS_ON_TRUNCATE_STOP = 0,
+  AS_ON_TRUNCATE_PROPAGATE,
+  AS_ON_TRUNCATE_IGNORE
+} as_on_truncate;
 
 /* Where a value came from in a file, for messages "file:line:col". */
 typedef struct as_mark {
@@ -71,6 +81,7 @@ typedef struct as_schema {
     as_call call;    /* when the script runs: conflicts only (default) or every change */
   } conflict;
   as_on_error on_error;
+  as_on_truncate on_truncate;
   bool reloadable;   /* SIGHUP may reload this mapping */
   as_mark mark;      /* where the mapping starts */
 } as_schema;

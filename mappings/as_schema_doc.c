@@ -5,6 +5,7 @@
 
 static const char *const directions[] = {"both", "to-sql", "to-mongo", NULL};
 static const char *const on_errors[] = {"dead-letter", "stop", NULL};
+static const char *const on_truncates[] = {"stop", "propagate", "ignore", NULL};
 static const char *const strategies[] = {"lww", "vector", "script", NULL};
 static const char *const fallbacks[] = {"lww", "script", NULL};
 static const char *const calls[] = {"conflicts", "always", NULL};
@@ -80,6 +81,11 @@ static const as_config_entry schema_map[] = {
            "a document or row that cannot be mapped: dead-letter (kept for `arraysync dlq`) "
            "or stop",
            "stop", .allowed = on_errors),
+    AS_DOC(ENUM, "on_truncate", "stop",
+           "a TRUNCATE of the mapping's SQL table: stop (the stream stops naming the table; "
+           "nothing is lost, restart after choosing), propagate (empty the table on the other "
+           "nodes) or ignore (a warning; the other nodes keep their rows)",
+           "propagate", .allowed = on_truncates),
     AS_OPT_END};
 
 const as_config_entry *as_schema_config_map(void) { return schema_map; }

@@ -44,6 +44,15 @@ int pg_value_to_text(const as_value *v, char **out, as_error *err) {
     *out = p;
     return AS_OK;
   }
+  if (v->type == AS_T_TEXT || v->type == AS_T_JSON) {
+    const char *nul = memchr(v->u.s.ptr, 0, v->u.s.len);
+    if (nul) {
+      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
+                          "text holds a NUL byte at offset %zu, which PostgreSQL text cannot "
+                          "store",
+                          (size_t)(nul - v->u.s.ptr));
+    }
+  }
   return as_value_to_text(v, out, err);
 }
 
@@ -61,14 +70,15 @@ int pg_select_list(const pg_table *t, const char *alias, as_buf *b) {
   return AS_OK;
 }
 
-int pg_row_from_result(const pg_table *t, const PGresult *r, int row, as_row *out,
+int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first, as_row *out,
                        as_error *err) {
   const as_schema *s = t->s;
   for (size_t c = 0; c < s->ncols; c++) {
     as_value v = AS_VALUE_NULL;
-    if (!PQgetisnull(r, row, (int)c)) {
-      int rc = pg_value_from_text(s->cols[c].type, PQgetvalue(r, row, (int)c),
-                                  (size_t)PQgetlength(r, row, (int)c), &v, err);
+    int col = first + (int)c;
+    if (!PQgetisnull(r, row, col)) {
+      int rc = pg_value_from_text(s->cols[c].type, PQgetvalue(r, row, col),
+                                  (size_t)PQgetlength(r, row, col), &v, err);
       if (rc != AS_OK) {
         as_error_prefix(err, "mapping %s: column \"%s\"", s->name, s->cols[c].name);
         return rc == AS_ERR ? AS_ERR : AS_EDATA;
@@ -186,12 +196,53 @@ static bool full_row(const as_delta *d) {
   return true;
 }
 
-/* Builds the statement and text parameters of one delta. *params gets ncols entries (owned
- * strings or NULL); *np the count used. AS_EINVAL/AS_EDATA: the delta itself is bad. */
+/* An update that carries some columns only: it changes an existing row, never makes one. */
+static bool partial_update(const as_delta *d) { return d->op == AS_OP_UPDATE && !full_row(d); }
+
+/* Converts the present columns of d into text parameters params[0..*np), in schema order
+ * (key columns only when keys_only). AS_EDATA names the column. */
+static int params_of(const as_schema *s, const as_delta *d, bool keys_only, char **params,
+                     int *np, as_error *err) {
+  int k = 0;
+  for (size_t c = 0; c < s->ncols; c++) {
+    if (!as_row_has(&d->row, c) || (keys_only && !s->cols[c].is_key)) continue;
+    int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
+    if (rc != AS_OK) {
+      as_error_prefix(err, "column \"%s\"", s->cols[c].name);
+      return rc == AS_ERR ? AS_ERR : AS_EDATA;
+    }
+    k++;
+  }
+  *np = k;
+  return AS_OK;
+}
+
+/* "k1 = $i::t AND ..." over the key columns, numbering the present columns from 1 in schema
+ * order (keys_only: only key columns are numbered). */
+static int key_where(const pg_table *t, const as_delta *d, bool keys_only, as_buf *b) {
+  const as_schema *s = t->s;
+  int p = 0;
+  bool first = true;
+  for (size_t c = 0; c < s->ncols; c++) {
+    if (!as_row_has(&d->row, c) || (keys_only && !s->cols[c].is_key)) continue;
+    p++;
+    if (!s->cols[c].is_key) continue;
+    if (as_buf_printf(b, "%s%s = $%d::%s", first ? "" : " AND ", t->qcols[c], p,
+                      as_schema_pg_type(s->cols[c].type)) != AS_OK)
+      return AS_ERR;
+    first = false;
+  }
+  return AS_OK;
+}
+
+/* Builds the statement and text parameters of one delta: DELETE by key; a partial update as
+ * UPDATE of the present columns (or, with no column but the key, a SELECT of the key: either
+ * way no row touched = the row is missing); an insert or a whole-row update as an upsert.
+ * *params gets ncols entries (owned strings or NULL); *np the count used. AS_EINVAL/AS_EDATA:
+ * the delta itself is bad. */
 static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **params, int *np,
                      as_error *err) {
   const as_schema *s = t->s;
-  int k = 0;
   as_buf_reset(sql);
   for (size_t c = 0; c < s->ncols; c++) params[c] = NULL;
   for (size_t j = 0; j < s->nkey; j++) {
@@ -199,86 +250,66 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
       return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "key column \"%s\" is missing",
                           s->cols[s->key_idx[j]].name);
   }
-  if (d->op == AS_OP_DELETE) {
-    if (as_buf_printf(sql, "DELETE FROM %s WHERE ", t->qname) != AS_OK) goto nomem;
-    for (size_t j = 0; j < s->nkey; j++) {
-      size_t c = s->key_idx[j];
-      int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
-      if (rc != AS_OK) return rc == AS_ERR ? AS_ERR : AS_EDATA;
-      k++;
-      if (as_buf_printf(sql, "%s%s = $%d::%s", j ? " AND " : "", t->qcols[c], k,
-                        as_schema_pg_type(s->cols[c].type)) != AS_OK)
-        goto nomem;
-    }
-    *np = k;
-    return AS_OK;
-  }
-  as_buf vals = AS_BUF_INIT, set = AS_BUF_INIT, where = AS_BUF_INIT;
-  /* A partial update must not go through INSERT first: NOT NULL is checked on the proposed
-   * row before ON CONFLICT sees the existing one. So: UPDATE, and INSERT only if no row. */
-  bool partial = d->op == AS_OP_UPDATE && !full_row(d);
   size_t nset = 0;
   for (size_t c = 0; c < s->ncols; c++) nset += as_row_has(&d->row, c) && !s->cols[c].is_key;
-  if (partial && nset > 0) {
-    if (as_buf_printf(sql, "WITH u AS (UPDATE %s SET ", t->qname) != AS_OK) goto nomem2;
-    int p = 0;
-    size_t done = 0;
-    for (size_t c = 0; c < s->ncols; c++) {
-      if (!as_row_has(&d->row, c)) continue;
-      p++;
-      const char *ty = as_schema_pg_type(s->cols[c].type);
-      if (s->cols[c].is_key) {
-        if (as_buf_printf(&where, "%s%s = $%d::%s", where.len ? " AND " : "", t->qcols[c], p,
-                          ty) != AS_OK)
-          goto nomem2;
-      } else if (as_buf_printf(sql, "%s%s = $%d::%s", done++ ? ", " : "", t->qcols[c], p, ty) !=
-                 AS_OK) {
-        goto nomem2;
-      }
-    }
-    if (as_buf_printf(sql, " WHERE %s RETURNING 1) ", as_buf_cstr(&where)) != AS_OK) goto nomem2;
+  bool keys_only = d->op == AS_OP_DELETE || (partial_update(d) && nset == 0);
+  int rc = params_of(s, d, keys_only, params, np, err);
+  if (rc != AS_OK) return rc;
+  as_buf set = AS_BUF_INIT, cols = AS_BUF_INIT, vals = AS_BUF_INIT;
+  rc = AS_ERR;
+  if (keys_only) {
+    if (as_buf_printf(sql, d->op == AS_OP_DELETE ? "DELETE FROM %s WHERE " : "SELECT 1 FROM %s WHERE ",
+                      t->qname) != AS_OK ||
+        key_where(t, d, true, sql) != AS_OK)
+      goto cleanup;
+    rc = AS_OK;
+    goto cleanup;
   }
-  if (as_buf_printf(sql, "INSERT INTO %s (", t->qname) != AS_OK) goto nomem2;
+  int p = 0;
   for (size_t c = 0; c < s->ncols; c++) {
     if (!as_row_has(&d->row, c)) continue;
-    int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
-    if (rc != AS_OK) {
-      as_buf_free(&vals);
-      as_buf_free(&set);
-      as_buf_free(&where);
-      as_error_prefix(err, "column \"%s\"", s->cols[c].name);
-      return rc == AS_ERR ? AS_ERR : AS_EDATA;
-    }
-    k++;
-    if (as_buf_printf(sql, "%s%s", k > 1 ? ", " : "", t->qcols[c]) != AS_OK ||
-        as_buf_printf(&vals, "%s$%d::%s", k > 1 ? ", " : "", k,
-                      as_schema_pg_type(s->cols[c].type)) != AS_OK)
-      goto nomem2;
+    p++;
+    const char *ty = as_schema_pg_type(s->cols[c].type);
     if (!s->cols[c].is_key &&
-        as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c],
-                      t->qcols[c]) != AS_OK)
-      goto nomem2;
+        as_buf_printf(&set, "%s%s = %s%d::%s", set.len ? ", " : "", t->qcols[c],
+                      partial_update(d) ? "$" : "EXCLUDED.", p, ty) != AS_OK)
+      goto cleanup;
+    if (as_buf_printf(&cols, "%s%s", cols.len ? ", " : "", t->qcols[c]) != AS_OK ||
+        as_buf_printf(&vals, "%s$%d::%s", vals.len ? ", " : "", p, ty) != AS_OK)
+      goto cleanup;
   }
-  if ((partial && nset > 0
-           ? as_buf_printf(sql, ") SELECT %s WHERE NOT EXISTS (SELECT 1 FROM u) ON CONFLICT %s DO ",
-                           as_buf_cstr(&vals), t->conflict)
-           : as_buf_printf(sql, ") VALUES (%s) ON CONFLICT %s DO ", as_buf_cstr(&vals),
-                           t->conflict)) != AS_OK)
-    goto nomem2;
-  if ((set.len ? as_buf_printf(sql, "UPDATE SET %s", as_buf_cstr(&set))
-               : as_buf_append_str(sql, "NOTHING")) != AS_OK)
-    goto nomem2;
-  as_buf_free(&vals);
+  if (partial_update(d)) {
+    if (as_buf_printf(sql, "UPDATE %s SET %s WHERE ", t->qname, as_buf_cstr(&set)) != AS_OK ||
+        key_where(t, d, false, sql) != AS_OK)
+      goto cleanup;
+  } else {
+    /* ON CONFLICT sets every present non-key column from the proposed row */
+    as_buf_reset(&set);
+    for (size_t c = 0; c < s->ncols; c++) {
+      if (!as_row_has(&d->row, c) || s->cols[c].is_key) continue;
+      if (as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c],
+                        t->qcols[c]) != AS_OK)
+        goto cleanup;
+    }
+    if (as_buf_printf(sql, "INSERT INTO %s (%s) VALUES (%s) ON CONFLICT %s DO ", t->qname,
+                      as_buf_cstr(&cols), as_buf_cstr(&vals), t->conflict) != AS_OK ||
+        (set.len ? as_buf_printf(sql, "UPDATE SET %s", as_buf_cstr(&set))
+                 : as_buf_append_str(sql, "NOTHING")) != AS_OK)
+      goto cleanup;
+  }
+  rc = AS_OK;
+cleanup:
   as_buf_free(&set);
-  as_buf_free(&where);
-  *np = k;
+  as_buf_free(&cols);
+  as_buf_free(&vals);
+  if (rc != AS_OK) {
+    for (int i = 0; i < *np; i++) {
+      free(params[i]);
+      params[i] = NULL;
+    }
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  }
   return AS_OK;
-nomem2:
-  as_buf_free(&vals);
-  as_buf_free(&set);
-  as_buf_free(&where);
-nomem:
-  return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
 }
 
 static void free_params(char **p, size_t n) {
@@ -300,7 +331,8 @@ static size_t max_cols(const as_node *n) {
  * `nstmt` statements after the leading SAVEPOINT) of the first failing statement and
  * *failres to its result (caller clears), or leaves *fail = -1. Returns AS_OK or a broken
  * connection (AS_RETRY). */
-static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres, as_error *err) {
+static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres, bool *untouched,
+                            as_error *err) {
   *fail = -1;
   *failres = NULL;
   int q = -1; /* query index: -1 = the SAVEPOINT, nstmt = the RELEASE */
@@ -321,8 +353,19 @@ static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres,
       *failres = r;
       continue;
     }
+    if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && q >= 0 && q < nstmt)
+      untouched[q] = strcmp(PQcmdTuples(r), "0") == 0;
     PQclear(r);
   }
+  return AS_OK;
+}
+
+/* A partial update that touched no row: reported, not an error (adapter.h, apply). */
+static int report_missing(as_dead_list *dead, const as_delta *d, size_t index, bool untouched,
+                          as_error *err) {
+  if (!untouched || !partial_update(d)) return AS_OK;
+  if (as_dead_list_push_missing(dead, d->schema, index) != AS_OK)
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   return AS_OK;
 }
 
@@ -330,7 +373,7 @@ static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres,
  * failing statement the savepoint is rolled back and *failed_at set (index into idx). */
 static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const size_t *idx,
                         size_t cnt, char **params, as_buf *sql, int *failed_at, char **failmsg,
-                        as_error *err) {
+                        bool *untouched, as_error *err) {
   PGconn *c = n->conn;
   int rc = AS_OK;
   PGresult *fr = NULL;
@@ -355,7 +398,7 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
   if (!ok && rc == AS_OK) rc = pg_fail(c, NULL, "apply: send", err);
   if (PQstatus(c) == CONNECTION_OK) {
     int f;
-    int crc = pipeline_collect(c, (int)cnt, &f, &fr, err);
+    int crc = pipeline_collect(c, (int)cnt, &f, &fr, untouched, err);
     if (crc != AS_OK && rc == AS_OK) rc = crc;
     if (rc == AS_OK && fr) {
       if (f < 0 || f >= (int)cnt || pg_retryable(c, fr)) {
@@ -377,10 +420,11 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
 
 /* One delta in its own savepoint (the slow, exact path). */
 static int run_one(as_node *n, pg_table *t, const as_delta *d, char **params, as_buf *sql,
-                   char **failmsg, as_error *err) {
+                   char **failmsg, bool *untouched, as_error *err) {
   PGconn *c = n->conn;
   int np = 0;
   *failmsg = NULL;
+  *untouched = false;
   int rc = delta_sql(t, d, sql, params, &np, err);
   if (rc != AS_OK) return rc;
   if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
@@ -394,6 +438,8 @@ static int run_one(as_node *n, pg_table *t, const as_delta *d, char **params, as
       *failmsg = result_message(c, r);
       rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err);
     }
+  } else {
+    *untouched = strcmp(PQcmdTuples(r), "0") == 0;
   }
   PQclear(r);
   if (rc == AS_OK) rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
@@ -415,20 +461,29 @@ static int apply_generic(as_node *n, pg_table **tabs, const as_delta *d, size_t 
       char *msg = NULL;
       if (replays >= MAX_REPLAYS) {
         for (size_t j = pos; j < lim; j++) {
-          int rc = run_one(n, tabs[idx[j]], &d[idx[j]], params, sql, &msg, err);
+          bool none = false;
+          int rc = run_one(n, tabs[idx[j]], &d[idx[j]], params, sql, &msg, &none, err);
           if (rc == AS_OK && msg) rc = dead_delta(n, dead, &d[idx[j]], base + idx[j], msg, err);
+          if (rc == AS_OK && !msg) rc = report_missing(dead, &d[idx[j]], base + idx[j], none, err);
           free(msg);
           msg = NULL;
           if (rc != AS_OK) return rc;
         }
         break;
       }
-      int rc = run_pipeline(n, tabs, d, idx + pos, lim - pos, params, sql, &f, &msg, err);
+      bool untouched[PIPE_CHUNK] = {false};
+      int rc = run_pipeline(n, tabs, d, idx + pos, lim - pos, params, sql, &f, &msg, untouched,
+                            err);
       if (rc != AS_OK) {
         free(msg);
         return rc;
       }
-      if (f < 0) break;
+      if (f < 0) {
+        for (size_t j = pos; j < lim && rc == AS_OK; j++)
+          rc = report_missing(dead, &d[idx[j]], base + idx[j], untouched[j - pos], err);
+        if (rc != AS_OK) return rc;
+        break;
+      }
       /* drop the failing delta from the chunk and replay the rest */
       size_t bad = pos + (size_t)f;
       rc = dead_delta(n, dead, &d[idx[bad]], base + idx[bad], msg, err);
@@ -658,6 +713,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
       char *txt = NULL;
       as_error e = {0};
       if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
+        as_error_prefix(&e, "column \"%s\"", s->cols[c].name);
         data.len = mark;
         if ((rc = dead_delta(n, dead, &d[j], base + j, e.message, err)) != AS_OK) goto cleanup;
         bad = true;
@@ -711,16 +767,66 @@ cleanup:
   return rc;
 }
 
+/* ------------------------------------------------------------------ truncate */
+
+/* Empties the table of a truncate delta (already marked with its origin): TRUNCATE, or where
+ * PostgreSQL refuses it (a foreign key points at the table, no TRUNCATE privilege) DELETE of
+ * every row; if that fails too, the delta is a dead letter. */
+static int run_truncate(as_node *n, pg_table *t, const as_delta *d, size_t index,
+                        as_dead_list *dead, as_error *err) {
+  PGconn *c = n->conn;
+  as_buf sql = AS_BUF_INIT;
+  char *msg = NULL;
+  int rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err);
+  for (int attempt = 0; rc == AS_OK && attempt < 2; attempt++) {
+    as_buf_reset(&sql);
+    if (as_buf_printf(&sql, attempt ? "DELETE FROM %s" : "TRUNCATE %s", t->qname) != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      break;
+    }
+    PGresult *r = PQexec(c, as_buf_cstr(&sql));
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK) {
+      PQclear(r);
+      free(msg);
+      msg = NULL;
+      break;
+    }
+    if (pg_retryable(c, r)) {
+      rc = pg_fail(c, r, "apply: truncate", err);
+      PQclear(r);
+      break;
+    }
+    free(msg);
+    msg = result_message(c, r);
+    PQclear(r);
+    rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err);
+    if (rc == AS_OK && attempt == 0)
+      AS_LOG(AS_LOG_INFO, n->comp, "TRUNCATE %s refused (%s): deleting every row instead",
+             t->qname, msg);
+  }
+  if (rc == AS_OK) rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+  if (rc == AS_OK && msg) rc = dead_delta(n, dead, d, index, msg, err);
+  free(msg);
+  as_buf_free(&sql);
+  return rc;
+}
+
 /* ------------------------------------------------------------------ apply */
 
 static bool same_origin(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Marks the following writes of the transaction with origin: the setting the capture
+ * triggers read, or (logical capture) the sink connection's row in arraysync.marks, which
+ * the decoder sees before the changes it marks. */
 static int set_origin(as_node *n, const char *origin, as_error *err) {
   if (n->txn_origin && same_origin(n->txn_origin, origin ? origin : "")) return AS_OK;
   const char *p[1] = {origin ? origin : ""};
-  int rc = pg_query(n->conn, PG_SQL_SET_ORIGIN, 1, p, "apply: set origin", NULL, err);
+  int rc = n->capture == PG_CAPTURE_LOGICAL
+               ? pg_query(n->conn, PG_SQL_MARK, 1, p, "apply: origin mark", NULL, err)
+               : pg_query(n->conn, PG_SQL_SET_ORIGIN, 1, p, "apply: set origin", NULL, err);
   if (rc != AS_OK) return rc;
   free(n->txn_origin);
   n->txn_origin = strdup(p[0]);
@@ -754,6 +860,16 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
         snprintf(msg, sizeof msg, "mapping %s is not on node %s",
                  d[i].schema ? d[i].schema->name : "?", n->name);
         if ((rc = dead_delta(n, dead, &d[i], i, msg, err)) != AS_OK) goto cleanup;
+        i++;
+        continue;
+      }
+      if (d[i].op == AS_OP_TRUNCATE) {
+        /* order matters: what came before goes first */
+        if (nidx && (rc = apply_generic(n, tabs, d, idx, nidx, 0, dead, params, &sql, err)) !=
+                        AS_OK)
+          goto cleanup;
+        nidx = 0;
+        if ((rc = run_truncate(n, tabs[i], &d[i], i, dead, err)) != AS_OK) goto cleanup;
         i++;
         continue;
       }
@@ -849,7 +965,7 @@ int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, 
   } else {
     as_row_reset(out);
   }
-  rc = pg_row_from_result(t, r, 0, out, err);
+  rc = pg_row_from_result(t, r, 0, 0, out, err);
 cleanup:
   PQclear(r);
   if (params) free_params(params, s->nkey);

@@ -1,7 +1,7 @@
 /* pg_capture.c — PostgreSQL source side: changelog streams (snapshot windows, LISTEN/NOTIFY),
  * acknowledgements and purge, and the initial snapshot (keyset pagination).
  *
- * Position text: "v1|<prev snapshot>|<cur snapshot>|<last seq>" where the snapshots are
+ * Position text: "v2|<prev snapshot>|<cur snapshot>|<last seq>|<element>" where the snapshots are
  * pg_snapshot text ("xmin:xmax:xip,..."). The window (prev, cur] holds the changelog rows of
  * transactions visible in cur and not in prev; they are read in seq order after <last seq>.
  * When a window is drained, prev := cur, cur := pg_current_snapshot(), last := (lowest seq in
@@ -25,13 +25,27 @@
 
 #define PG_SQL_LOCK_CONSUMERS "SELECT pg_advisory_xact_lock(7231946502)"
 
+/* What the stream knows of a mapped table: attnums (for the changed-columns mask) and the
+ * value query (current row by key, key texts normalised in this session). */
+struct tmeta {
+  bool loaded;
+  int *attnum;  /* per schema column */
+  char *sql;    /* $1: JSON array of changelog key objects */
+};
+typedef struct tmeta tmeta;
+
+/* A stream: trigger capture (changelog windows) or, when `logical` is set, logical decoding
+ * (pg_logical.c) behind the same callbacks. */
 struct as_stream {
   as_node *n;
+  pg_lstream *logical;
   char *consumer;
   PGconn *conn;
   char *prev;
   char *cur;
-  long long last;
+  long long last;     /* changelog row seq and element read last */
+  long long lasti;
+  tmeta *meta;       /* per mapped table, loaded on first use */
   char comp[128];
 };
 
@@ -49,9 +63,11 @@ struct as_snapshot {
 
 /* ------------------------------------------------------------------ positions */
 
-static char *pos_format(const char *prev, const char *cur, long long last) {
+/* "v2|prev|cur|seq|element": everything up to element `element` of changelog row `seq` is
+ * read. ("v1|prev|cur|seq", written before rows held several keys, is row `seq` done.) */
+static char *pos_format(const char *prev, const char *cur, long long last, long long lasti) {
   as_buf b = AS_BUF_INIT;
-  if (as_buf_printf(&b, "v1|%s|%s|%lld", prev, cur, last) != AS_OK) {
+  if (as_buf_printf(&b, "v2|%s|%s|%lld|%lld", prev, cur, last, lasti) != AS_OK) {
     as_buf_free(&b);
     return NULL;
   }
@@ -69,10 +85,12 @@ static bool snapshot_text_ok(const char *s, size_t n) {
   return colons == 2;
 }
 
-static int pos_parse(const char *pos, char **prev, char **cur, long long *last, as_error *err) {
+static int pos_parse(const char *pos, char **prev, char **cur, long long *last,
+                     long long *lasti, as_error *err) {
   *prev = *cur = NULL;
   const char *a, *b, *c;
-  if (!pos || strncmp(pos, "v1|", 3) != 0) goto bad;
+  bool v2 = pos && strncmp(pos, "v2|", 3) == 0;
+  if (!pos || (!v2 && strncmp(pos, "v1|", 3) != 0)) goto bad;
   a = pos + 3;
   b = strchr(a, '|');
   if (!b) goto bad;
@@ -83,7 +101,15 @@ static int pos_parse(const char *pos, char **prev, char **cur, long long *last, 
   char *end;
   errno = 0;
   *last = strtoll(c + 1, &end, 10);
-  if (*end || end == c + 1 || errno) goto bad;
+  if (end == c + 1 || errno) goto bad;
+  *lasti = INT64_MAX;
+  if (v2) {
+    if (*end != '|') goto bad;
+    const char *d = end + 1;
+    *lasti = strtoll(d, &end, 10);
+    if (end == d || errno) goto bad;
+  }
+  if (*end) goto bad;
   *prev = strndup(a, (size_t)(b - a));
   *cur = strndup(b + 1, (size_t)(c - b - 1));
   if (!*prev || !*cur) {
@@ -125,8 +151,12 @@ static int consumer_set(as_stream *s, const char *pos, const char *prev, as_erro
   return rc;
 }
 
+static void tmeta_free(tmeta *m, size_t n);
+
 void pg_close_stream(as_stream *s) {
   if (!s) return;
+  pg_lstream_close(s->logical);
+  tmeta_free(s->meta, s->n ? s->n->ntables : 0);
   if (s->conn) PQfinish(s->conn);
   free(s->consumer);
   free(s->prev);
@@ -146,10 +176,35 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
   }
   s->n = n;
   snprintf(s->comp, sizeof s->comp, "source:postgres:%s", n->name);
-  if (checkpoint) {
-    if ((rc = pos_parse(checkpoint, &s->prev, &s->cur, &s->last, err)) != AS_OK) goto cleanup;
+  if (n->capture == PG_CAPTURE_AUTO) {
+    /* not connected yet: decide on the stream's own connection */
+    PGconn *c = NULL;
+    if ((rc = pg_connect_dsn(n->dsn, s->comp, false, &c, err)) != AS_OK) goto cleanup;
+    rc = pg_decide_capture(n, c, err);
+    PQfinish(c);
+    if (rc != AS_OK) goto cleanup;
   }
-  if ((rc = pg_connect_dsn(n->dsn, s->comp, &s->conn, err)) != AS_OK) goto cleanup;
+  if (n->capture == PG_CAPTURE_LOGICAL) {
+    if ((rc = pg_lstream_open(n, consumer, checkpoint, &s->logical, err)) != AS_OK) goto cleanup;
+    *out = s;
+    return AS_OK;
+  }
+  if (!(s->meta = calloc(n->ntables ? n->ntables : 1, sizeof *s->meta))) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if (checkpoint && checkpoint[0] != 'v' && strchr(checkpoint, '/')) {
+    rc = pg_history_lost(n, err,
+                         "checkpoint %s of %s is a logical-decoding position, the node captures "
+                         "with triggers now (capture mode changed)",
+                         checkpoint, s->consumer);
+    goto cleanup;
+  }
+  if (checkpoint) {
+    if ((rc = pos_parse(checkpoint, &s->prev, &s->cur, &s->last, &s->lasti, err)) != AS_OK)
+      goto cleanup;
+  }
+  if ((rc = pg_connect_dsn(n->dsn, s->comp, false, &s->conn, err)) != AS_OK) goto cleanup;
   if ((rc = pg_exec(s->conn, PG_SQL_LISTEN, "listen", err)) != AS_OK) goto cleanup;
   if (!checkpoint) {
     /* Start at the current end: the snapshot is taken under the consumer lock, so a
@@ -162,8 +217,8 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
       goto cleanup;
     }
     s->prev = strdup(s->cur);
-    s->last = INT64_MAX; /* prev == cur: the window is empty */
-    pos = s->prev ? pos_format(s->prev, s->cur, s->last) : NULL;
+    s->last = s->lasti = INT64_MAX; /* prev == cur: the window is empty */
+    pos = s->prev ? pos_format(s->prev, s->cur, s->last, s->lasti) : NULL;
     const char *p[3] = {s->consumer, pos, s->prev};
     if (!pos) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
@@ -177,7 +232,7 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
       goto cleanup;
     }
   } else {
-    if (!(pos = pos_format(s->prev, s->cur, s->last))) {
+    if (!(pos = pos_format(s->prev, s->cur, s->last, s->lasti))) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       goto cleanup;
     }
@@ -194,170 +249,350 @@ cleanup:
 }
 
 int pg_stream_position(as_stream *s, char **out, as_error *err) {
-  *out = pos_format(s->prev, s->cur, s->last);
+  if (s->logical) return pg_lstream_position(s->logical, out, err);
+  *out = pos_format(s->prev, s->cur, s->last, s->lasti);
   return *out ? AS_OK : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
 }
 
-/* The raw changelog row as JSON (dead letters). */
-static char *raw_row(PGresult *r, int i) {
-  static const char *const names[] = {"seq", "txid", "tbl", "op", "key",
-                                      "old", "new",  "origin", "ts"};
-  json_t *o = json_object();
-  for (int c = 0; o && c < 9; c++) {
-    json_t *v;
-    if (PQgetisnull(r, i, c)) {
-      v = json_null();
-    } else if (c >= 4 && c <= 6) {
-      v = json_loads(PQgetvalue(r, i, c), JSON_DECODE_ANY, NULL);
-      if (!v) v = json_string(PQgetvalue(r, i, c));
-    } else {
-      v = json_string(PQgetvalue(r, i, c));
+/* ------------------------------------------------------------------ changelog pages */
+
+
+static void tmeta_free(tmeta *m, size_t n) {
+  for (size_t i = 0; m && i < n; i++) {
+    free(m[i].attnum);
+    free(m[i].sql);
+  }
+  free(m);
+}
+
+static int tmeta_load(as_stream *s, size_t ti, as_error *err) {
+  pg_table *t = &s->n->tables[ti];
+  tmeta *m = &s->meta[ti];
+  const as_schema *sc = t->s;
+  PGresult *r = NULL;
+  as_buf b = AS_BUF_INIT;
+  const char *p[1] = {t->qname};
+  int rc = pg_query(s->conn, PG_SQL_COLUMNS, 1, p, "read table columns", &r, err);
+  if (rc != AS_OK) {
+    as_error_prefix(err, "table %s", t->qname);
+    return rc;
+  }
+  free(m->attnum);
+  m->attnum = calloc(sc->ncols ? sc->ncols : 1, sizeof *m->attnum);
+  if (!m->attnum || as_buf_append_str(&b, "SELECT x.i") != AS_OK) goto nomem;
+  const char **ktype = calloc(sc->ncols ? sc->ncols : 1, sizeof *ktype);
+  if (!ktype) goto nomem;
+  for (size_t c = 0; c < sc->ncols; c++) {
+    int row = -1;
+    for (int j = 0; j < PQntuples(r); j++) {
+      if (strcmp(PQgetvalue(r, j, 0), sc->cols[c].name) == 0) row = j;
     }
-    json_object_set_new(o, names[c], v);
+    if (row < 0) {
+      free(ktype);
+      PQclear(r);
+      as_buf_free(&b);
+      return as_error_set(err, AS_DOM_POSTGRES, AS_ERR,
+                          "table %s: mapped column \"%s\" (mapping %s) is gone: restore it or "
+                          "change the mapping and run install",
+                          t->qname, sc->cols[c].name, sc->name);
+    }
+    m->attnum[c] = atoi(PQgetvalue(r, row, 4));
+    ktype[c] = PQgetvalue(r, row, 5);
+  }
+  /* key texts, then every column, then "found" */
+  for (size_t k = 0; k < sc->nkey; k++) {
+    size_t c = sc->key_idx[k];
+    char *lit = pg_quote_literal(sc->cols[c].name);
+    if (!lit || as_buf_printf(&b, ", ((x.j->>%s)::%s)::text", lit, ktype[c]) != AS_OK) {
+      free(lit);
+      free(ktype);
+      goto nomem;
+    }
+    free(lit);
+  }
+  if (as_buf_append_str(&b, ", ") != AS_OK || pg_select_list(t, "t", &b) != AS_OK ||
+      as_buf_printf(&b, ", t.ctid IS NOT NULL FROM jsonb_array_elements($1::jsonb) WITH "
+                        "ORDINALITY x(j, i) LEFT JOIN %s t ON ",
+                    t->qname) != AS_OK) {
+    free(ktype);
+    goto nomem;
+  }
+  for (size_t k = 0; k < sc->nkey; k++) {
+    size_t c = sc->key_idx[k];
+    char *lit = pg_quote_literal(sc->cols[c].name);
+    if (!lit || as_buf_printf(&b, "%st.%s = (x.j->>%s)::%s", k ? " AND " : "", t->qcols[c], lit,
+                              ktype[c]) != AS_OK) {
+      free(lit);
+      free(ktype);
+      goto nomem;
+    }
+    free(lit);
+  }
+  free(ktype);
+  if (as_buf_append_str(&b, " ORDER BY x.i") != AS_OK) goto nomem;
+  free(m->sql);
+  m->sql = as_buf_steal(&b);
+  m->loaded = true;
+  PQclear(r);
+  return AS_OK;
+nomem:
+  PQclear(r);
+  as_buf_free(&b);
+  return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+}
+
+/* Window query columns. */
+enum { W_SEQ, W_TXID, W_TBL, W_OP, W_KEY, W_OLD, W_NEW, W_ORIGIN, W_TS, W_COLS, W_IDX };
+
+/* One changelog row of a page and where its values are. */
+typedef struct crow {
+  int table;  /* index into n->tables, -1 unmapped */
+  int vrow;   /* row in the table's value result, -1 none */
+  bool skip;  /* echo whose origin is the consumer: left out */
+} crow;
+
+/* The raw changelog row as JSON (dead letters), with "new": {column: text} of the row read
+ * from the table when there is one (what `dlq retry` decodes: as_adapter_decode_row_json). */
+static char *raw_row(PGresult *r, int i, const pg_table *t, const PGresult *v, int vr) {
+  static const char *const names[] = {"seq", "txid", "tbl", "op",   "key",    "old",
+                                      "new", "origin", "ts", "cols", "element"};
+  json_t *o = json_object();
+  for (int c = 0; o && c <= W_IDX; c++) {
+    json_t *jv;
+    if (PQgetisnull(r, i, c)) {
+      jv = json_null();
+    } else if (c == W_KEY || c == W_OLD || c == W_NEW) {
+      jv = json_loads(PQgetvalue(r, i, c), JSON_DECODE_ANY, NULL);
+      if (!jv) jv = json_string(PQgetvalue(r, i, c));
+    } else {
+      jv = json_string(PQgetvalue(r, i, c));
+    }
+    json_object_set_new(o, names[c], jv);
+  }
+  int found = t && v && vr >= 0 ? 1 + (int)(t->s->nkey + t->s->ncols) : -1;
+  if (o && found >= 0 && strcmp(PQgetvalue(v, vr, found), "t") == 0) {
+    json_t *nw = json_object();
+    for (size_t c = 0; nw && c < t->s->ncols; c++) {
+      int col = 1 + (int)t->s->nkey + (int)c;
+      json_object_set_new(nw, t->s->cols[c].name,
+                          PQgetisnull(v, vr, col) ? json_null() : json_string(PQgetvalue(v, vr, col)));
+    }
+    json_object_set_new(o, "new", nw);
   }
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   return s;
 }
 
-/* Value of column c from a changelog JSON object of texts. */
-static int json_col(const json_t *obj, const as_schema *sc, size_t c, as_value *out,
-                    as_error *err) {
-  const json_t *v = json_object_get(obj, sc->cols[c].name);
-  if (!v) {
-    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA,
-                        "mapping %s: column \"%s\" missing from the changelog row (triggers "
-                        "older than the mapping? run install)",
-                        sc->name, sc->cols[c].name);
+/* Is non-key column c reported changed by changelog row i? Version-2 rows carry a mask of
+ * attnum bits; version-1 rows (written by older triggers) the old and new values. */
+static bool col_changed(const tmeta *m, const as_schema *sc, size_t c, PGresult *r, int i) {
+  if (!PQgetisnull(r, i, W_COLS)) {
+    uint64_t mask = (uint64_t)strtoll(PQgetvalue(r, i, W_COLS), NULL, 10);
+    return (mask & pg_mask_bit(m->attnum[c])) != 0;
   }
-  if (json_is_null(v)) {
-    as_value_set_null(out);
-    return AS_OK;
+  if (PQgetisnull(r, i, W_OLD) || PQgetisnull(r, i, W_NEW)) return true;
+  json_t *o = json_loads(PQgetvalue(r, i, W_OLD), 0, NULL);
+  json_t *nw = json_loads(PQgetvalue(r, i, W_NEW), 0, NULL);
+  const json_t *a = json_object_get(o, sc->cols[c].name), *b = json_object_get(nw, sc->cols[c].name);
+  bool changed = !(a && b && json_equal(a, b));
+  json_decref(o);
+  json_decref(nw);
+  return changed;
+}
+
+/* Fills d's row from value result v row vr: the key (from the key texts) and, for I/U, the
+ * columns. AS_EDATA (err set) for an unparsable value. */
+static int fill_row(as_stream *s, size_t ti, const PGresult *v, int vr, PGresult *r, int i,
+                    as_delta *d, as_error *err) {
+  pg_table *t = &s->n->tables[ti];
+  const as_schema *sc = t->s;
+  int first = 1 + (int)sc->nkey;
+  for (size_t k = 0; k < sc->nkey; k++) {
+    size_t c = sc->key_idx[k];
+    as_value val = AS_VALUE_NULL;
+    int rc = pg_value_from_text(sc->cols[c].type, PQgetvalue(v, vr, 1 + (int)k),
+                                (size_t)PQgetlength(v, vr, 1 + (int)k), &val, err);
+    if (rc != AS_OK) {
+      as_error_prefix(err, "mapping %s: key column \"%s\"", sc->name, sc->cols[c].name);
+      return rc == AS_ERR ? AS_ERR : AS_EDATA;
+    }
+    as_row_put(&d->row, c, &val);
   }
-  if (!json_is_string(v)) {
-    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: column \"%s\": not text",
-                        sc->name, sc->cols[c].name);
-  }
-  int rc = pg_value_from_text(sc->cols[c].type, json_string_value(v), json_string_length(v), out,
-                              err);
-  if (rc != AS_OK) {
-    as_error_prefix(err, "mapping %s: column \"%s\"", sc->name, sc->cols[c].name);
-    return AS_EDATA;
+  if (d->op == AS_OP_DELETE) return AS_OK;
+  for (size_t c = 0; c < sc->ncols; c++) {
+    if (sc->cols[c].is_key) continue;
+    if (d->op == AS_OP_UPDATE && !col_changed(&s->meta[ti], sc, c, r, i)) continue;
+    as_value val = AS_VALUE_NULL;
+    int col = first + (int)c;
+    if (!PQgetisnull(v, vr, col)) {
+      int rc = pg_value_from_text(sc->cols[c].type, PQgetvalue(v, vr, col),
+                                  (size_t)PQgetlength(v, vr, col), &val, err);
+      if (rc != AS_OK) {
+        as_error_prefix(err, "mapping %s: column \"%s\"", sc->name, sc->cols[c].name);
+        return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      }
+    }
+    as_row_put(&d->row, c, &val);
   }
   return AS_OK;
 }
 
-/* Converts changelog row i into a delta appended to out. *skipped set when the row carries
- * no change of a mapped column. Returns AS_EDATA (err set) for an unconvertible row. */
-static int row_to_delta(as_stream *s, PGresult *r, int i, const char *pos, as_batch *out,
-                        bool *skipped, as_error *err) {
-  int rc = AS_EDATA;
-  json_t *key = NULL, *old = NULL, *nw = NULL;
-  as_value v = AS_VALUE_NULL;
+/* Converts changelog row i into a delta appended to out (or nothing: *skipped). AS_EDATA (err
+ * set) for an unconvertible row, AS_ERR for a truncate the mapping refuses. */
+static int row_to_delta(as_stream *s, PGresult *r, int i, const crow *cr, PGresult **vals,
+                        const char *pos, as_batch *out, bool *skipped, as_error *err) {
   *skipped = false;
-  /* A write the connector made for the consumer's own change never goes back to it (a delta
-   * never returns to its origin): skip it without decoding. */
-  if (!PQgetisnull(r, i, 7) && s->consumer && strcmp(PQgetvalue(r, i, 7), s->consumer) == 0) {
-    *skipped = true;
+  const char *op = PQgetvalue(r, i, W_OP);
+  if (cr->table < 0) {
+    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "table \"%s\" is not mapped on node %s",
+                        PQgetvalue(r, i, W_TBL), s->n->name);
+  }
+  pg_table *t = &s->n->tables[cr->table];
+  as_op dop = op[0] == 'I' ? AS_OP_INSERT : op[0] == 'U' ? AS_OP_UPDATE
+              : op[0] == 'D' ? AS_OP_DELETE : op[0] == 'T' ? AS_OP_TRUNCATE : 0;
+  if (!dop) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "unknown changelog op \"%s\"", op);
+  if (dop == AS_OP_TRUNCATE) {
+    char where[64];
+    bool emit = false;
+    snprintf(where, sizeof where, "changelog seq %s", PQgetvalue(r, i, W_SEQ));
+    int rc = pg_on_truncate(s->n, t, where, &emit, err);
+    if (rc != AS_OK || !emit) {
+      *skipped = rc == AS_OK;
+      return rc;
+    }
+  } else if (cr->vrow < 0 ||
+             (dop != AS_OP_DELETE &&
+              strcmp(PQgetvalue(vals[cr->table], cr->vrow, 1 + (int)(t->s->nkey + t->s->ncols)),
+                     "t") != 0)) {
+    *skipped = true; /* the row is gone: a later change of the changelog says so */
     return AS_OK;
   }
-  const char *tbl = PQgetvalue(r, i, 2);
-  const char *op = PQgetvalue(r, i, 3);
-  pg_table *t = pg_table_by_name(s->n, tbl);
-  if (!t) {
-    return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "table \"%s\" is not mapped on node %s",
-                        tbl, s->n->name);
-  }
-  const as_schema *sc = t->s;
-  as_op dop = op[0] == 'I' ? AS_OP_INSERT : op[0] == 'U' ? AS_OP_UPDATE
-              : op[0] == 'D' ? AS_OP_DELETE : 0;
-  if (!dop) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "unknown changelog op \"%s\"", op);
-  if (!PQgetisnull(r, i, 4)) key = json_loads(PQgetvalue(r, i, 4), 0, NULL);
-  if (!PQgetisnull(r, i, 5)) old = json_loads(PQgetvalue(r, i, 5), 0, NULL);
-  if (!PQgetisnull(r, i, 6)) nw = json_loads(PQgetvalue(r, i, 6), 0, NULL);
-  if (!json_is_object(key) || (dop != AS_OP_DELETE && !json_is_object(nw)) ||
-      (dop == AS_OP_UPDATE && !json_is_object(old))) {
-    rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: malformed changelog row",
-                      sc->name);
-    goto cleanup;
-  }
   as_delta *d = as_batch_push(out);
-  if (!d || as_delta_init(d, sc, dop) != AS_OK) {
+  if (!d || as_delta_init(d, t->s, dop) != AS_OK) {
     if (d) out->n--;
-    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-    goto cleanup;
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   }
-  size_t nchanged = 0;
-  for (size_t c = 0; c < sc->ncols; c++) {
-    const json_t *src = NULL;
-    if (sc->cols[c].is_key) {
-      src = key;
-    } else if (dop == AS_OP_INSERT) {
-      src = nw;
-    } else if (dop == AS_OP_UPDATE) {
-      const json_t *a = json_object_get(old, sc->cols[c].name);
-      const json_t *b = json_object_get(nw, sc->cols[c].name);
-      if (a && b && json_equal(a, b)) continue;
-      src = nw;
-      nchanged++;
-    } else {
-      continue;
-    }
-    if ((rc = json_col(src, sc, c, &v, err)) != AS_OK) goto fail_delta;
-    as_row_put(&d->row, c, &v);
+  int rc = dop == AS_OP_TRUNCATE ? AS_OK
+                                 : fill_row(s, (size_t)cr->table, vals[cr->table], cr->vrow, r, i, d, err);
+  size_t present = 0;
+  for (size_t c = 0; rc == AS_OK && c < t->s->ncols; c++) present += as_row_has(&d->row, c) && !t->s->cols[c].is_key;
+  if (rc == AS_OK && dop == AS_OP_UPDATE && present == 0) {
+    *skipped = true; /* no mapped column of this mapping changed */
+    goto drop;
   }
-  if (dop == AS_OP_UPDATE && nchanged == 0) {
-    *skipped = true;
-    rc = AS_OK;
-    goto fail_delta;
-  }
-  const char *origin = PQgetisnull(r, i, 7) ? NULL : PQgetvalue(r, i, 7);
+  const char *origin = PQgetisnull(r, i, W_ORIGIN) ? NULL : PQgetvalue(r, i, W_ORIGIN);
   d->echo = origin != NULL;
-  if (as_delta_set_origin(d, origin ? origin : s->n->name) != AS_OK ||
-      as_delta_set_pos(d, pos) != AS_OK || as_delta_set_txn(d, PQgetvalue(r, i, 1)) != AS_OK) {
+  if (rc == AS_OK && (as_delta_set_origin(d, origin ? origin : s->n->name) != AS_OK ||
+                      as_delta_set_pos(d, pos) != AS_OK ||
+                      as_delta_set_txn(d, PQgetvalue(r, i, W_TXID)) != AS_OK))
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-    goto fail_delta;
-  }
-  d->ts_us = strtoll(PQgetvalue(r, i, 8), NULL, 10);
+  if (rc != AS_OK) goto drop;
+  d->ts_us = strtoll(PQgetvalue(r, i, W_TS), NULL, 10);
   d->hlc = AS_HLC_FROM_US(d->ts_us);
-  rc = AS_OK;
-  goto cleanup;
-fail_delta:
+  return AS_OK;
+drop:
   as_delta_clear(d);
   out->n--;
+  return rc;
+}
+
+/* Classifies the page's rows and reads the current values of every mapped table it touches
+ * (one query per table). vals[table] gets the result (or NULL). */
+static int page_values(as_stream *s, PGresult *r, crow *cr, PGresult **vals, as_error *err) {
+  int rc = AS_OK;
+  int nr = PQntuples(r);
+  as_buf *keys = calloc(s->n->ntables ? s->n->ntables : 1, sizeof *keys);
+  int *count = calloc(s->n->ntables ? s->n->ntables : 1, sizeof *count);
+  if (!keys || !count) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  for (int i = 0; i < nr; i++) {
+    pg_table *t = pg_table_by_name(s->n, PQgetvalue(r, i, W_TBL));
+    cr[i].table = t ? (int)(t - s->n->tables) : -1;
+    cr[i].vrow = -1;
+    /* A write the connector made for the consumer's own change never goes back to it (a
+     * delta never returns to its origin): skip it without reading it. */
+    cr[i].skip = !PQgetisnull(r, i, W_ORIGIN) && s->consumer &&
+                 strcmp(PQgetvalue(r, i, W_ORIGIN), s->consumer) == 0;
+    if (!t || cr[i].skip || PQgetvalue(r, i, W_OP)[0] == 'T') continue;
+    as_buf *b = &keys[cr[i].table];
+    if (as_buf_append_str(b, b->len ? "," : "[") != AS_OK ||
+        as_buf_append_str(b, PQgetvalue(r, i, W_KEY)) != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    cr[i].vrow = count[cr[i].table]++;
+  }
+  for (size_t ti = 0; ti < s->n->ntables; ti++) {
+    if (!keys[ti].len) continue;
+    if (!s->meta[ti].loaded && (rc = tmeta_load(s, ti, err)) != AS_OK) goto cleanup;
+    if (as_buf_putc(&keys[ti], ']') != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    const char *p[1] = {as_buf_cstr(&keys[ti])};
+    rc = pg_query(s->conn, s->meta[ti].sql, 1, p, "read changed rows", &vals[ti], err);
+    if (rc != AS_OK) {
+      as_error_prefix(err, "table %s", s->n->tables[ti].qname);
+      goto cleanup;
+    }
+    if (PQntuples(vals[ti]) != count[ti]) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "table %s: %d keys read back as %d rows",
+                        s->n->tables[ti].qname, count[ti], PQntuples(vals[ti]));
+      goto cleanup;
+    }
+  }
 cleanup:
-  as_value_clear(&v);
-  json_decref(key);
-  json_decref(old);
-  json_decref(nw);
+  for (size_t ti = 0; keys && ti < s->n->ntables; ti++) as_buf_free(&keys[ti]);
+  free(keys);
+  free(count);
   return rc;
 }
 
 /* Reads up to max rows of the current window; *got = rows consumed (deltas, dead, skipped). */
 static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_error *err) {
-  char last[32], lim[32];
+  char last[32], lim[32], lasti[32];
   snprintf(last, sizeof last, "%lld", s->last);
+  snprintf(lasti, sizeof lasti, "%lld", s->lasti);
   snprintf(lim, sizeof lim, "%zu", max);
-  const char *p[4] = {s->prev, s->cur, last, lim};
+  const char *p[5] = {s->prev, s->cur, last, lim, lasti};
   PGresult *r = NULL;
+  PGresult **vals = NULL;
+  crow *cr = NULL;
   *got = 0;
-  int rc = pg_query(s->conn, PG_SQL_WINDOW, 4, p, "read changelog", &r, err);
+  int rc = pg_query(s->conn, PG_SQL_WINDOW, 5, p, "read changelog", &r, err);
   if (rc != AS_OK) return rc;
   int nr = PQntuples(r);
+  vals = calloc(s->n->ntables ? s->n->ntables : 1, sizeof *vals);
+  cr = calloc(nr ? (size_t)nr : 1, sizeof *cr);
+  if (!vals || !cr) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if ((rc = page_values(s, r, cr, vals, err)) != AS_OK) goto cleanup;
   for (int i = 0; i < nr; i++) {
-    long long seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-    char *pos = pos_format(s->prev, s->cur, seq);
+    long long seq = strtoll(PQgetvalue(r, i, W_SEQ), NULL, 10);
+    long long el = strtoll(PQgetvalue(r, i, W_IDX), NULL, 10);
+    if (cr[i].skip) {
+      s->last = seq;
+      s->lasti = el;
+      (*got)++;
+      continue;
+    }
+    char *pos = pos_format(s->prev, s->cur, seq, el);
     if (!pos) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       break;
     }
     bool skipped = false;
     as_error e = {0};
-    rc = row_to_delta(s, r, i, pos, out, &skipped, &e);
+    rc = row_to_delta(s, r, i, &cr[i], vals, pos, out, &skipped, &e);
     if (rc == AS_EDATA) {
-      char *raw = raw_row(r, i);
-      pg_table *t = pg_table_by_name(s->n, PQgetvalue(r, i, 2));
-      char *key = PQgetisnull(r, i, 4) ? NULL : strdup(PQgetvalue(r, i, 4));
+      pg_table *t = cr[i].table >= 0 ? &s->n->tables[cr[i].table] : NULL;
+      char *raw = raw_row(r, i, t, t ? vals[cr[i].table] : NULL, cr[i].vrow);
+      char *key = PQgetisnull(r, i, W_KEY) ? NULL : strdup(PQgetvalue(r, i, W_KEY));
       AS_LOG(AS_LOG_WARN, s->comp, "dead letter at seq %lld: %s", seq, e.message);
       rc = as_batch_push_dead(out, t ? t->s : NULL, key, raw, strdup(e.message), pos);
       pos = NULL;
@@ -372,8 +607,13 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
     }
     free(pos);
     s->last = seq;
+    s->lasti = el;
     (*got)++;
   }
+cleanup:
+  for (size_t ti = 0; vals && ti < s->n->ntables; ti++) PQclear(vals[ti]);
+  free(vals);
+  free(cr);
   PQclear(r);
   return rc;
 }
@@ -392,6 +632,7 @@ static int advance(as_stream *s, as_error *err) {
   s->prev = s->cur;
   s->cur = snap;
   s->last = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  s->lasti = INT64_MAX;
   PQclear(r);
   return AS_OK;
 }
@@ -436,6 +677,7 @@ static int wait_notify(as_stream *s, int wait_ms, as_error *err) {
 }
 
 int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
+  if (s->logical) return pg_lstream_poll(s->logical, out, max, wait_ms, err);
   int rc;
   size_t got = 0, more = 0;
   if (PQstatus(s->conn) != CONNECTION_OK) return pg_fail(s->conn, NULL, "poll", err);
@@ -453,7 +695,7 @@ int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err)
       if ((rc = read_window(s, out, max, &more, err)) != AS_OK) return rc;
     }
   }
-  char *pos = pos_format(s->prev, s->cur, s->last);
+  char *pos = pos_format(s->prev, s->cur, s->last, s->lasti);
   if (!pos) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   free(out->pos);
   out->pos = pos;
@@ -461,9 +703,10 @@ int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err)
 }
 
 int pg_ack(as_stream *s, const char *pos, as_error *err) {
+  if (s->logical) return pg_lstream_ack(s->logical, pos, err);
   char *prev = NULL, *cur = NULL;
-  long long last;
-  int rc = pos_parse(pos, &prev, &cur, &last, err);
+  long long last, lasti;
+  int rc = pos_parse(pos, &prev, &cur, &last, &lasti, err);
   if (rc != AS_OK) return rc;
   if ((rc = consumer_set(s, pos, prev, err)) != AS_OK) goto cleanup;
   /* Purge what every consumer is past, serialised with consumers that register. */
@@ -575,7 +818,7 @@ int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_s
   if ((rc = snapshot_sql(sn, err)) != AS_OK) goto cleanup;
   char what[128];
   snprintf(what, sizeof what, "snapshot:%s", n->comp);
-  if ((rc = pg_connect_dsn(n->dsn, what, &sn->conn, err)) != AS_OK) goto cleanup;
+  if ((rc = pg_connect_dsn(n->dsn, what, false, &sn->conn, err)) != AS_OK) goto cleanup;
   const char *p[1] = {sn->t->qname};
   if (pg_query(sn->conn, PG_SQL_ESTIMATE, 1, p, "estimate", &r, err) == AS_OK && PQntuples(r))
     sn->estimate = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -626,7 +869,7 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
       break;
     }
     as_error e = {0};
-    int cr = pg_row_from_result(sn->t, r, i, &d->row, &e);
+    int cr = pg_row_from_result(sn->t, r, i, 0, &d->row, &e);
     if (cr == AS_OK && (as_delta_set_origin(d, sn->n->name) != AS_OK)) cr = AS_ERR;
     d->ts_us = ts;
     d->hlc = AS_HLC_FROM_US(ts);

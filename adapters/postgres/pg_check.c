@@ -8,6 +8,7 @@
 
 #include "as_log.h"
 #include "pg_internal.h"
+#include "pg_sql.h"
 
 typedef void (*report_fn)(void *ctx, bool ok, const char *what, const char *fix);
 
@@ -70,39 +71,9 @@ int pg_describe(as_node *n, const char *table, as_table_desc *out, as_error *err
   return rc == AS_OK ? describe_conn(n, table, out, err) : rc;
 }
 
-/* Can an existing column of type `have` (format_type text) hold mapped type t? */
-static bool type_ok(as_type t, const char *have) {
-  static const struct {
-    as_type t;
-    const char *prefixes; /* "|"-separated, each a prefix of format_type's text */
-  } ok[] = {
-      {AS_T_BOOL, "|boolean|"},
-      {AS_T_INT64, "|bigint|integer|smallint|"},
-      {AS_T_DOUBLE, "|double precision|real|"},
-      {AS_T_DECIMAL, "|numeric|"},
-      {AS_T_TEXT, "|text|character varying|character|citext|name|"},
-      {AS_T_BYTES, "|bytea|"},
-      {AS_T_UUID, "|uuid|"},
-      {AS_T_OBJECTID, "|text|character varying|character|"},
-      {AS_T_TIMESTAMP, "|timestamp with time zone|timestamp without time zone|timestamp(|"},
-      {AS_T_DATE, "|date|"},
-      {AS_T_JSON, "|jsonb|json|"},
-  };
-  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-    if (ok[i].t != t) continue;
-    for (const char *p = ok[i].prefixes + 1; *p; p = strchr(p, '|') + 1) {
-      size_t l = strcspn(p, "|");
-      if (strncmp(have, p, l) == 0 && (have[l] == '\0' || have[l] == '(' || p[l - 1] == '(' ||
-                                       strncmp(have + l, " with", 5) == 0)) {
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
+/* cols: PG_SQL_COLUMNS of the table (name, type, typname, typmod, ...): the install rule. */
 static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d,
-                          report_fn report, void *ctx, bool *ok) {
+                          const PGresult *cols, report_fn report, void *ctx, bool *ok) {
   char what[900], fix[600];
   for (size_t i = 0; i < s->ncols; i++) {
     const as_column *c = &s->cols[i];
@@ -110,6 +81,13 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
     for (size_t j = 0; j < d->ncols; j++) {
       if (strcmp(d->cols[j].name, c->name) == 0) tc = &d->cols[j];
     }
+    int row = -1;
+    for (int j = 0; cols && j < PQntuples(cols); j++) {
+      if (strcmp(PQgetvalue(cols, j, 0), c->name) == 0) row = j;
+    }
+    bool narrow = false;
+    bool fits = row >= 0 && pg_column_fits(c->type, PQgetvalue(cols, row, 2),
+                                           atoi(PQgetvalue(cols, row, 3)), &narrow);
     const char *file = c->mark.file ? c->mark.file : s->file;
     const char *want = as_schema_pg_type(c->type);
     if (!tc) {
@@ -118,10 +96,11 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
                c->mark.col, s->name);
       snprintf(fix, sizeof fix, "ALTER TABLE \"%s\".\"%s\" ADD COLUMN \"%s\" %s, or map an "
                "existing column", n->schema, s->table, c->name, want);
-    } else if (!type_ok(c->type, tc->sql_type)) {
+    } else if (!fits) {
       snprintf(what, sizeof what, "node %s: column \"%s\".\"%s\".\"%s\" is %s, the mapping wants "
-               "%s (%s:%d:%d, mapping %s)", n->name, n->schema, s->table, c->name, tc->sql_type,
-               want, file, c->mark.line, c->mark.col, s->name);
+               "%s (%s:%d:%d, mapping %s)%s", n->name, n->schema, s->table, c->name, tc->sql_type,
+               want, file, c->mark.line, c->mark.col, s->name,
+               narrow ? "; a narrower type cannot hold every value of the mapping" : "");
       snprintf(fix, sizeof fix, "ALTER TABLE \"%s\".\"%s\" ALTER COLUMN \"%s\" TYPE %s, or change "
                "the column's type in the mapping", n->schema, s->table, c->name, want);
     } else {
@@ -155,11 +134,14 @@ static void check_table(as_node *n, const as_schema *s, bool schema_create, repo
     return;
   }
   bool ok = true;
-  check_columns(n, s, &d, report, ctx, &ok);
-  as_table_desc_free(&d);
   pg_table *t = pg_table_by_name(n, s->table);
   PGresult *r = NULL;
   const char *p[1] = {t ? t->qname : ""};
+  if (t) pg_query(n->conn, PG_SQL_COLUMNS, 1, p, "read table columns", &r, &err);
+  check_columns(n, s, &d, r, report, ctx, &ok);
+  PQclear(r);
+  r = NULL;
+  as_table_desc_free(&d);
   if (t && pg_query(n->conn, PG_SQL_TABLE_PRIVS, 1, p, "table privileges", &r, &err) == AS_OK) {
     static const char *const privs[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRIGGER"};
     char missing[100] = "";

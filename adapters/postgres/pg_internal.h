@@ -1,6 +1,8 @@
 /* pg_internal.h — private state of the PostgreSQL adapter, shared by pg_adapter.c (node,
- * install), pg_capture.c (streams, snapshots) and pg_apply.c (sink, read_row).
- * Nothing outside adapters/postgres/ includes this. */
+ * connections, quoting, errors), pg_install.c (install/uninstall/check_capture), pg_triggers.c
+ * (trigger DDL), pg_capture.c (trigger streams, snapshots), pg_logical.c (logical-decoding
+ * streams, pgoutput) and pg_apply.c (sink, read_row). Nothing outside adapters/postgres/
+ * includes this. */
 #ifndef AS_PG_INTERNAL_H
 #define AS_PG_INTERNAL_H
 
@@ -15,11 +17,19 @@
 
 #define PG_COMPONENT "postgres"
 
+/* How changes are captured (node option `capture`). */
+typedef enum pg_capture {
+  PG_CAPTURE_AUTO = 0, /* decided at the first connect: logical where possible */
+  PG_CAPTURE_TRIGGERS,
+  PG_CAPTURE_LOGICAL
+} pg_capture;
+
 /* One mapped table as this node sees it. */
 typedef struct pg_table {
   const as_schema *s;
   char *qname;       /* "schema"."table", quoted */
-  char *lit_table;   /* the table name as a quoted SQL string literal (changelog tbl) */
+  char *lit_table;   /* the table name as an SQL string literal (changelog tbl) */
+  char *lit_qname;   /* qname as an SQL string literal (for ::regclass) */
   char **qcols;      /* quoted column names, schema order */
   char *qstage;      /* quoted name of the per-session staging temp table */
   char *conflict;    /* "(k1,k2)" quoted key list */
@@ -33,23 +43,35 @@ struct as_node {
   char *dsn;         /* never logged unredacted */
   char *schema;      /* where mapped tables live */
   char *qschema;     /* quoted */
-  bool stmt_level;   /* insert/delete capture with statement-level transition-table triggers */
+  bool stmt_level;   /* trigger capture with statement-level transition-table triggers */
   bool fast_copy;    /* COPY fast path for runs of full-row inserts */
+  bool resnapshot;   /* on_history_lost: resnapshot */
+  pg_capture capture_opt; /* as configured */
+  pg_capture capture;     /* decided (TRIGGERS or LOGICAL); AUTO until the first connect */
+  char *pubname;     /* publication of this node (logical capture), [a-z0-9_] only */
+  char *slot_prefix; /* "as_<node>_<hash>_": every slot of this node starts with it */
+  char **consumers;  /* from the node config (may be empty) */
+  size_t nconsumers;
   pg_table *tables;
   size_t ntables;
   PGconn *conn;      /* sink + admin connection */
   bool in_txn;
-  char *txn_origin;  /* origin set with set_config in the open transaction, or NULL */
-  char comp[96];     /* log component "sink:postgres:<name>" */
+  char *txn_origin;  /* origin marked in the open transaction, or NULL */
+  char comp[96];     /* log component "postgres:<name>" */
 };
 
 /* ---- helpers (pg_adapter.c) ---- */
-/* "" doubling, always quoted. Caller frees. */
+/* The one identifier quoting of this adapter: "" doubling, always quoted. Caller frees. */
 char *pg_quote_ident(const char *s);
-/* '...' with quotes doubled (standard_conforming_strings). Caller frees. */
+/* The one literal quoting: '...' with quotes doubled, or E'...' with backslashes doubled too
+ * when the text has one, so the result means the same whatever standard_conforming_strings
+ * is (trigger bodies are parsed in the writer's session). Caller frees. */
 char *pg_quote_literal(const char *s);
-/* Opens a connection, sets the session settings the text forms rely on. */
-int pg_connect_dsn(const char *dsn, const char *what, PGconn **out, as_error *err);
+/* Opens a connection, sets the session settings the text forms rely on. replication: a
+ * logical replication connection (replication=database). Permanent failures (bad conninfo,
+ * authentication, unknown database or role) are AS_EINVAL, others AS_RETRY. */
+int pg_connect_dsn(const char *dsn, const char *what, bool replication, PGconn **out,
+                   as_error *err);
 /* Turns a failed result (res may be NULL) into AS_RETRY or AS_ERR with "what: message
  * (SQLSTATE xxxxx)". Does not clear res. */
 int pg_fail(PGconn *c, const PGresult *res, const char *what, as_error *err);
@@ -60,27 +82,77 @@ int pg_exec(PGconn *c, const char *sql, const char *what, as_error *err);
 /* Executes with text parameters; *out gets the result on success (caller PQclear). */
 int pg_query(PGconn *c, const char *sql, int nparams, const char *const *params,
              const char *what, PGresult **out, as_error *err);
+/* Simple-protocol query returning rows (replication connections accept no parameters). */
+int pg_query_simple(PGconn *c, const char *sql, const char *what, PGresult **out,
+                    as_error *err);
+void pg_rollback_quiet(PGconn *c);
 pg_table *pg_table_for(as_node *n, const as_schema *s);
 pg_table *pg_table_by_name(as_node *n, const char *table);
+/* Decides the capture mode on connection c (once per node); logs which and why. */
+int pg_decide_capture(as_node *n, PGconn *c, as_error *err);
+/* Slot name of (node, consumer) in database db: [a-z0-9_], at most 63 bytes. Caller frees. */
+char *pg_slot_name(const as_node *n, const char *db, const char *consumer);
+/* AS_ERESNAPSHOT (on_history_lost: resnapshot) or AS_ERR with the message and the way out. */
+int pg_history_lost(as_node *n, as_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- install (pg_install.c) ---- */
+/* Can an existing column of type typname (pg_type.typname) with modifier typmod hold every
+ * value of mapping type t? *narrow: the same kind of type, but narrower (integer for int64,
+ * real for double, varchar(n), numeric(p,s), timestamptz(0)). One rule for install and
+ * check --live. */
+bool pg_column_fits(as_type t, const char *typname, int typmod, bool *narrow);
+int pg_install(as_node *n, as_error *err);
+int pg_uninstall(as_node *n, as_error *err);
+int pg_check_capture(as_node *n, bool repair, as_error *err);
+int pg_gauges(as_node *n, void (*fn)(void *ctx, const char *metric, const char *consumer,
+                                     double value),
+              void *ctx, as_error *err);
+/* Creates the slot if missing (autocommit statements on c). *created tells. */
+int pg_slot_ensure(PGconn *c, const char *slot, bool *created, as_error *err);
+
+/* ---- trigger DDL (pg_triggers.c) ---- */
+/* Appends the CREATE FUNCTION/TRIGGER statements of table t (capture with triggers). attnum:
+ * the table's attnum of every mapped column (schema order), for the changed-column masks. */
+int pg_triggers_sql(const as_node *n, const pg_table *t, const int *attnum, as_buf *b);
+/* DROP TRIGGER IF EXISTS of every capture trigger of t. */
+int pg_triggers_drop_sql(const pg_table *t, as_buf *b);
+/* Names of the capture triggers of a table at the given trigger level (NULL-terminated);
+ * pg_triggers_drop_sql drops them all. */
+const char *const *pg_trigger_names(bool stmt_level);
+/* Bit of a column in a changed-columns mask: 1 << ((attnum - 1) % 64). */
+uint64_t pg_mask_bit(int attnum);
 
 /* ---- values as PostgreSQL text (pg_apply.c) ---- */
-/* Text form PostgreSQL accepts for a value cast to as_schema_pg_type(type). NULL -> *out NULL. */
+/* Text form PostgreSQL accepts for a value cast to as_schema_pg_type(type). NULL -> *out NULL.
+ * AS_EDATA for text holding a NUL byte (PostgreSQL text cannot store it). */
 int pg_value_to_text(const as_value *v, char **out, as_error *err);
-/* Parses PostgreSQL output text (session settings of pg_connect_dsn / the trigger functions). */
+/* Parses PostgreSQL output text (session settings of pg_connect_dsn). */
 int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_error *err);
-/* Converts result row `row` (columns in schema order, text) into out (initialised with
- * schema->ncols slots); AS_EDATA (err names mapping and column) for an unparsable value. */
-int pg_row_from_result(const pg_table *t, const PGresult *r, int row, as_row *out, as_error *err);
+/* Converts result row `row` (columns first..first+ncols in schema order, text) into out
+ * (initialised with schema->ncols slots); AS_EDATA (err names mapping and column) for an
+ * unparsable value. */
+int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first, as_row *out,
+                       as_error *err);
 /* The select list "c1"::text, "c2"::text, ... for all columns of t. */
 int pg_select_list(const pg_table *t, const char *alias, as_buf *b);
 
-/* ---- callbacks defined in pg_capture.c / pg_apply.c ---- */
+/* ---- callbacks defined in pg_capture.c / pg_logical.c / pg_apply.c ---- */
 int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_stream **out,
                    as_error *err);
 int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err);
 int pg_ack(as_stream *s, const char *pos, as_error *err);
 int pg_stream_position(as_stream *s, char **out, as_error *err);
 void pg_close_stream(as_stream *s);
+
+typedef struct pg_lstream pg_lstream;
+int pg_lstream_open(as_node *n, const char *consumer, const char *checkpoint,
+                    pg_lstream **out, as_error *err);
+int pg_lstream_poll(pg_lstream *s, as_batch *out, size_t max, int wait_ms, as_error *err);
+int pg_lstream_ack(pg_lstream *s, const char *pos, as_error *err);
+int pg_lstream_position(pg_lstream *s, char **out, as_error *err);
+void pg_lstream_close(pg_lstream *s);
+
 int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_snapshot **out,
                      as_error *err);
 int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err);
@@ -102,5 +174,10 @@ int pg_check_live(as_node *n, void (*report)(void *ctx, bool ok, const char *wha
                                              const char *fix),
                   void *ctx);
 void pg_versions(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
+
+/* What a captured TRUNCATE of table t does for this stream: AS_OK with *emit (propagate) or
+ * not (ignore, logged), or AS_ERR (stop) with the message. */
+int pg_on_truncate(const as_node *n, const pg_table *t, const char *where, bool *emit,
+                   as_error *err);
 
 #endif

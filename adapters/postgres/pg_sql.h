@@ -1,6 +1,7 @@
-/* pg_sql.h — every fixed SQL text of the PostgreSQL adapter in one place (STYLE.md §7).
+/* pg_sql.h — every fixed SQL text of the PostgreSQL adapter in one place.
  * Per-table SQL (DDL, trigger functions, upserts) is assembled in the .c files from quoted
- * identifiers only; values are always bound parameters. */
+ * identifiers and pg_quote_literal only; values are always bound parameters (replication
+ * connections take no parameters: the few queries there use pg_quote_literal). */
 #ifndef AS_PG_SQL_H
 #define AS_PG_SQL_H
 
@@ -9,13 +10,16 @@
  * functions carry the same settings as SET clauses, independent of the writer's session. */
 #define PG_SQL_SESSION                                                                  \
   "SET datestyle TO 'ISO, YMD'; SET timezone TO 'UTC'; SET extra_float_digits TO 1; " \
-  "SET bytea_output TO 'hex'; SET intervalstyle TO 'iso_8601'"
-#define PG_SQL_FUNC_SETTINGS                                                  \
-  " SET datestyle TO 'ISO, YMD' SET timezone TO 'UTC' SET extra_float_digits TO 1" \
-  " SET bytea_output TO 'hex'"
+  "SET bytea_output TO 'hex'; SET intervalstyle TO 'iso_8601'; "                      \
+  "SET standard_conforming_strings TO on"
+/* Capture decision: wal_level, may the role replicate, database, server version. */
+#define PG_SQL_CAPTURE_INFO                                                              \
+  "SELECT current_setting('wal_level'), coalesce((SELECT rolsuper OR rolreplication"    \
+  " FROM pg_roles WHERE rolname = current_user), false), current_database(),"           \
+  " current_setting('server_version_num')::int"
 
 /* ---- install ---- */
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 #define PG_SQL_LOCK "SELECT pg_advisory_xact_lock(7231946501)"
 #define PG_SQL_BOOTSTRAP                                            \
   "CREATE SCHEMA IF NOT EXISTS arraysync; "                         \
@@ -41,9 +45,23 @@
   "CREATE FUNCTION arraysync.arraysync_notify() RETURNS trigger LANGUAGE plpgsql AS "      \
   "$f$ BEGIN PERFORM pg_notify('arraysync_changes', ''); RETURN NULL; END $f$"
 
-#define PG_SQL_COLUMNS                                                            \
-  "SELECT column_name, data_type, udt_name FROM information_schema.columns "       \
-  "WHERE table_schema = $1 AND table_name = $2"
+/* Version 2: compact changelog rows (keys + changed-columns masks, values read at poll time;
+ * a statement-level trigger writes up to 1000 keys per row as a jsonb array with the masks in
+ * `cols` in the same order and their number in `nkeys`; `old`/`new` stay for rows written by
+ * version-1 triggers) and the
+ * origin marks of the sink for logical-decoding capture (one row per sink connection). */
+#define PG_SQL_UPGRADE_1_TO_2                                                              \
+  "ALTER TABLE arraysync.changelog ADD COLUMN cols bigint[],"                              \
+  " ADD COLUMN nkeys int NOT NULL DEFAULT 1; "                                              \
+  "CREATE TABLE arraysync.marks(pid int PRIMARY KEY, origin text)"
+
+/* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,
+ * attnum, type without modifier. */
+#define PG_SQL_COLUMNS                                                                      \
+  "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.atttypmod, a.attnum," \
+  " format_type(a.atttypid, NULL)"                                                          \
+  " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"                              \
+  " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
 /* $1 regclass text, $2 jsonb array of key column names: is there a unique index (or primary
  * key) on exactly these columns, usable by ON CONFLICT? */
 #define PG_SQL_HAS_UNIQUE_KEY                                                                \
@@ -56,23 +74,70 @@
 #define PG_SQL_TABLE_EXISTS "SELECT to_regclass($1) IS NOT NULL"
 #define PG_SQL_SCHEMA_EXISTS "SELECT to_regnamespace('arraysync') IS NOT NULL"
 #define PG_SQL_UNINSTALL "DROP SCHEMA IF EXISTS arraysync CASCADE"
+/* Capture triggers present on a table ($1 = quoted name as text), enabled ones only. */
+#define PG_SQL_TRIGGERS                                                         \
+  "SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal" \
+  " AND tgenabled <> 'D' AND tgname LIKE 'arraysync%'"
+/* Replica identity of a table ($1 quoted name): 'd' default (primary key), 'i' index,
+ * 'f' full, 'n' nothing; and whether it holds every key column ($2 JSON array of names). */
+#define PG_SQL_REPLICA_IDENTITY                                                            \
+  "SELECT c.relreplident, c.relreplident = 'f' OR coalesce((SELECT array_agg(a.attname::text)" \
+  " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"                       \
+  "  AND a.attnum = ANY (i.indkey::int2[])"                                                \
+  " WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary)"               \
+  "  OR (c.relreplident = 'i' AND i.indisreplident)))"                                     \
+  " @> ARRAY(SELECT jsonb_array_elements_text($2::jsonb)), false)"                         \
+  " FROM pg_class c WHERE c.oid = $1::regclass"
 
-/* Expression for the changelog ts column: µs since the epoch of the trigger's clock. */
-#define PG_SQL_TS_EXPR "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
-#define PG_SQL_ORIGIN_EXPR "nullif(current_setting('arraysync.origin', true), '')"
+/* ---- logical decoding: publication and slots ---- */
+#define PG_SQL_PUB_EXISTS "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)"
+/* Tables of a publication: schema, table. */
+#define PG_SQL_PUB_TABLES \
+  "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1"
+/* Slots of this node in this database ($1 = prefix). */
+#define PG_SQL_NODE_SLOTS                                                            \
+  "SELECT slot_name, active_pid FROM pg_replication_slots"                          \
+  " WHERE database = current_database() AND left(slot_name::text, length($1)) = $1"
+#define PG_SQL_SLOT_CREATE "SELECT pg_create_logical_replication_slot($1, 'pgoutput')"
+#define PG_SQL_SLOT_DROP "SELECT pg_drop_replication_slot($1)"
+/* Retained WAL of this node's slots ($1 = prefix). */
+#define PG_SQL_SLOT_RETAINED                                                            \
+  "SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8"       \
+  " FROM pg_replication_slots WHERE database = current_database()"                     \
+  " AND left(slot_name::text, length($1)) = $1 AND restart_lsn IS NOT NULL"
+/* Forget marks of sink connections that are gone. */
+#define PG_SQL_MARKS_GC \
+  "DELETE FROM arraysync.marks WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)"
+#define PG_SQL_MARK                                                                 \
+  "INSERT INTO arraysync.marks(pid, origin) VALUES (pg_backend_pid(), $1)"          \
+  " ON CONFLICT (pid) DO UPDATE SET origin = EXCLUDED.origin"
+
 
 /* ---- capture ---- */
 #define PG_SQL_LISTEN "LISTEN arraysync_changes"
 #define PG_SQL_CURRENT_SNAPSHOT "SELECT pg_current_snapshot()::text"
 /* One window: rows of transactions visible in the current snapshot ($2) and not in the
  * previous one ($1), after seq $3, in seq order. The txid range lets the index help. */
+/* One window: the keys (array elements, or the one key object) of rows of transactions visible
+ * in the current snapshot ($2) and not in the previous one ($1), after element $5 of row $3,
+ * in (seq, element) order, at most $4. The inner query walks the seq index and stops after
+ * $4 rows; `cum` counts the keys still to read up to each row (from `nkeys`, without reading
+ * the keys), so only the rows needed for $4 keys are expanded. */
 #define PG_SQL_WINDOW                                                                        \
-  "SELECT seq, txid::text, tbl, op, key::text, old::text, new::text, origin, ts"            \
-  " FROM arraysync.changelog"                                                                \
-  " WHERE seq > $3::bigint"                                                                  \
-  "   AND pg_visible_in_snapshot(txid, $2::pg_snapshot)"                                     \
-  "   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)"                                 \
-  " ORDER BY seq LIMIT $4::bigint"
+  "SELECT x.seq, x.txid::text, x.tbl, x.op, e.k::text, x.old::text, x.new::text, x.origin,"  \
+  " x.ts, x.cols[e.i], e.i"                                                                  \
+  " FROM (SELECT c.*, sum(CASE WHEN c.seq = $3::bigint THEN c.nkeys - $5::bigint"            \
+  "   ELSE c.nkeys END) OVER (ORDER BY c.seq) AS cum,"                                       \
+  "   CASE WHEN c.seq = $3::bigint THEN c.nkeys - $5::bigint ELSE c.nkeys END AS rem"        \
+  "  FROM arraysync.changelog c"                                                             \
+  "  WHERE c.seq >= $3::bigint AND (c.seq > $3::bigint OR c.nkeys > $5::bigint)"             \
+  "   AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot)"                                   \
+  "   AND NOT pg_visible_in_snapshot(c.txid, $1::pg_snapshot)"                               \
+  "  ORDER BY c.seq LIMIT $4::bigint) x"                                                     \
+  " CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(x.key) = 'array'"         \
+  "  THEN x.key ELSE jsonb_build_array(x.key) END) WITH ORDINALITY e(k, i)"                  \
+  " WHERE x.cum - x.rem < $4::bigint AND (x.seq > $3::bigint OR e.i > $5::bigint)"           \
+  " ORDER BY x.seq, e.i LIMIT $4::bigint"
 /* Lower bound of a new window (min seq - 1, or max bigint when empty): read once per window
  * through the txid index, so the window pages above walk the seq index from there instead of
  * re-reading the whole window for every page. */

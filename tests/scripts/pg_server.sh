@@ -3,7 +3,10 @@
 #   pg_server.sh start DIR PORT   -> prints the connection string on stdout
 #   pg_server.sh stop DIR
 # When run as root, the server runs as the user "arraysync_test" (created if missing); DIR is
-# handed to that user. Data lives in DIR/data, the socket in DIR.
+# handed to that user. Data lives in DIR/data, the socket in DIR. wal_level = logical (or
+# $ARRAYSYNC_TEST_PG_WAL_LEVEL, e.g. replica: capture: auto then uses triggers) with room
+# for replication slots/senders (logical-decoding capture); initdb's pg_hba.conf trusts local
+# replication connections; the role arraysync_pw (tests) must give a password.
 set -euo pipefail
 cmd=${1:?usage: pg_server.sh start DIR PORT | stop DIR}
 dir=${2:?DIR required}
@@ -38,7 +41,14 @@ max_connections = 100
 shared_buffers = 128MB
 max_wal_size = 2GB
 logging_collector = off
+wal_level = ${ARRAYSYNC_TEST_PG_WAL_LEVEL:-logical}
+max_replication_slots = 40
+max_wal_senders = 40
 CONF
+      # one role must give a password (tests of permanent connection errors)
+      { echo "host all arraysync_pw 127.0.0.1/32 scram-sha-256"; cat "$dir/data/pg_hba.conf"; } >"$dir/hba.tmp"
+      "${RUNAS[@]}" cp "$dir/hba.tmp" "$dir/data/pg_hba.conf"
+      rm -f "$dir/hba.tmp"
     fi
     "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }

@@ -293,6 +293,32 @@ START_TEST(test_delta_from_json_errors) {
 }
 END_TEST
 
+START_TEST(test_truncate_json) {
+  as_delta d;
+  as_error err;
+  as_delta_init(&d, users, AS_OP_TRUNCATE);
+  as_delta_set_origin(&d, "pg");
+  d.ts_us = 5;
+  d.hlc = 7;
+  char *s = as_delta_to_json_string(&d, &err);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "{\"mapping\":\"users\",\"op\":\"truncate\",\"key\":{},\"cols\":{},"
+                      "\"origin\":\"pg\",\"echo\":false,\"ts\":5,\"hlc\":7}");
+  json_error_t je;
+  json_t *j = json_loads(s, 0, &je);
+  as_delta back;
+  ck_assert_int_eq(as_delta_from_json(j, lookup, NULL, &back, &err), AS_OK);
+  ck_assert_int_eq(back.op, AS_OP_TRUNCATE);
+  for (size_t i = 0; i < users->ncols; i++) ck_assert(!as_row_has(&back.row, i));
+  as_delta_clear(&back);
+  json_decref(j);
+  free(s);
+  as_delta_clear(&d);
+  bad_delta("{\"mapping\":\"users\",\"op\":\"truncate\",\"key\":{\"id\":\"00112233-4455-6677-8899-aabbccddeeff\"}}",
+            AS_EINVAL, "mapping users: a truncate has neither key nor columns");
+}
+END_TEST
+
 START_TEST(test_vv_sorted) {
   as_delta d;
   as_delta_init(&d, users, AS_OP_DELETE);
@@ -318,6 +344,7 @@ int main(void) {
   tcase_add_test(tc, test_delta_to_json);
   tcase_add_test(tc, test_delta_roundtrip);
   tcase_add_test(tc, test_delta_from_json_errors);
+  tcase_add_test(tc, test_truncate_json);
   tcase_add_test(tc, test_vv_sorted);
   suite_add_tcase(s, tc);
   return as_test_run(s);

@@ -24,7 +24,7 @@ static const struct {
      "column 16)"},
     {"unknown_top_key.yaml",
      "3:1: unknown key \"colums\" in mapping file (allowed: mapping, collection, table, "
-     "direction, mode, key, reloadable, columns, children, conflict, on_error)"},
+     "direction, mode, key, reloadable, columns, children, conflict, on_error, on_truncate)"},
     {"unknown_column_key.yaml",
      "5:38: unknown key \"nullable\" in column \"email\" (allowed: field, type, required)"},
     {"unknown_type.yaml",
@@ -70,6 +70,8 @@ static const struct {
     {"missing_columns.yaml",
      "1:1: missing \"columns\" (a map of column name -> { field, type })"},
     {"bad_on_error.yaml", "5:11: bad on_error \"ignore\" (expected dead-letter or stop)"},
+    {"bad_on_truncate.yaml",
+     "5:14: bad on_truncate \"cascade\" (expected stop, propagate or ignore)"},
     {"bad_strategy.yaml",
      "5:23: bad conflict strategy \"newest\" (expected lww, vector or script)"},
     {"bad_mode.yaml", "2:7: bad mode \"batch\" (expected realtime or { interval: DURATION })"},
@@ -202,6 +204,7 @@ START_TEST(defaults) {
   ck_assert_int_eq(s->conflict.clock_idx, -1);
   ck_assert_ptr_null(s->conflict.script);
   ck_assert_int_eq(s->on_error, AS_ON_ERROR_DEAD_LETTER);
+  ck_assert_int_eq(s->on_truncate, AS_ON_TRUNCATE_STOP);
   ck_assert(!s->reloadable);
   ck_assert_int_eq(s->catch_all_idx, -1);
   ck_assert_uint_eq(s->nchildren, 0);
@@ -253,7 +256,8 @@ START_TEST(full_format) {
       "    columns: { city: { field: city, type: text, required: true }, zip: text }\n"
       "conflict: { strategy: vector, clock: last_updated, script: resolvers/users.lua, "
       "fallback: script }\n"
-      "on_error: stop\n");
+      "on_error: stop\n"
+      "on_truncate: propagate\n");
   as_error err = {0};
   as_schema *s = NULL;
   ck_assert_msg(as_schema_load(path, &s, &err) == AS_OK, "%s", err.message);
@@ -287,6 +291,7 @@ START_TEST(full_format) {
   ck_assert_int_eq(s->conflict.clock_idx, 3);
   ck_assert_str_eq(s->conflict.script, lua);
   ck_assert_int_eq(s->on_error, AS_ON_ERROR_STOP);
+  ck_assert_int_eq(s->on_truncate, AS_ON_TRUNCATE_PROPAGATE);
   ck_assert_int_eq(as_schema_column_index(s, "balance"), 4);
   ck_assert_int_eq(as_schema_column_index(s, "nope"), -1);
   as_schema_free(s);
