@@ -48,6 +48,7 @@ static void work_reset(eng_work *w, size_t nkeys) {
   }
   memset(w->buckets, 0, sizeof w->buckets);
   w->nall = w->nkept = w->nrepairs = w->nstripes = w->nowned = w->keyless.n = 0;
+  w->truncated = NULL;
 }
 
 void eng_work_free(eng_work *w) {
@@ -98,7 +99,7 @@ static char *applied_keys(eng_work *w) {
 }
 
 static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err) {
-  bool any = w->nrepairs > 0 || w->nkept > 0;
+  bool any = w->nrepairs > 0 || w->nkept > 0 || w->truncated;
   for (size_t i = 0; i < w->nall && !any; i++) any = w->all[i]->dirty;
   if (!any) return AS_OK;
   as_state *st = p->e->state;
@@ -119,6 +120,7 @@ static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err
   }
   bool relayed = false;
   if (rc == AS_OK) rc = write_relays(p, w, &relayed, err);
+  if (rc == AS_OK && w->truncated) rc = as_state_versions_forget(st, w->truncated->name, err);
   if (rc == AS_OK && w->nkept > 0) {
     char *keys = applied_keys(w);
     rc = keys ? as_state_inflight_put(st, p->stream_id, ckpt, keys, err) : eng_oom(err);

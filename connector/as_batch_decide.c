@@ -88,7 +88,7 @@ int eng_collect_keys(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_er
   for (size_t i = 0; i < b->n; i++) {
     as_delta *d = &b->d[i];
     if (!d->origin && as_delta_set_origin(d, p->src->cfg->name) != AS_OK) return eng_oom(err);
-    if (!eng_routed(p, d, snapshot)) continue;
+    if (!eng_routed(p, d, snapshot) || d->op == AS_OP_TRUNCATE) continue;
     as_error kerr;
     w->keys[i] = as_key_json_dup(d->schema, &d->row, &kerr);
     if (!w->keys[i]) {
@@ -290,8 +290,48 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   return keep(p, w, a, x, &dec, err);
 }
 
+/* A TRUNCATE of the mapping's table on the source (mapping option on_truncate): stop the
+ * stream (the default; it resumes at the truncate once the option says what to do), ignore
+ * it, or send it on (the target empties the table; the key versions of the mapping are
+ * forgotten with it). */
+static int truncate_one(eng_pair *p, eng_work *w, as_delta *d, bool snapshot, as_error *err) {
+  const as_schema *s = d->schema;
+  if (!eng_routed(p, d, snapshot)) {
+    eng_count_skip(p, s);
+    return AS_OK;
+  }
+  switch (s->on_truncate) {
+    case AS_ON_TRUNCATE_IGNORE:
+      AS_LOG(AS_LOG_WARN, p->comp, "mapping %s: table %s was truncated on %s; ignored "
+             "(on_truncate: ignore): %s keeps its rows", s->name, s->table, d->origin,
+             p->dst->cfg->name);
+      eng_count_skip(p, s);
+      return AS_OK;
+    case AS_ON_TRUNCATE_PROPAGATE:
+      AS_LOG(AS_LOG_WARN, p->comp, "mapping %s: table %s was truncated on %s; emptying it on %s "
+             "(on_truncate: propagate)", s->name, s->table, d->origin, p->dst->cfg->name);
+      w->truncated = s;
+      if (eng_grow((void **)&w->kept, &w->capkept, w->nkept + 1, sizeof *w->kept) != AS_OK)
+        return eng_oom(err);
+      w->kept[w->nkept++] = d;
+      return AS_OK;
+    case AS_ON_TRUNCATE_STOP:
+    default:
+      return as_error_set(err, AS_DOM_ENGINE, AS_ERR,
+                          "%s:%d:%d: mapping %s: table %s was truncated on %s (on_truncate: stop). "
+                          "Choose `on_truncate: propagate` (empty it everywhere) or `ignore` in the "
+                          "mapping and restart: the stream resumes at the truncate",
+                          s->file, s->mark.line, s->mark.col, s->name, s->table, d->origin);
+  }
+}
+
 int eng_resolve_batch(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err) {
   for (size_t i = 0; i < b->n; i++) {
+    if (b->d[i].op == AS_OP_TRUNCATE) {
+      int rc = truncate_one(p, w, &b->d[i], snapshot, err);
+      if (rc != AS_OK) return rc;
+      continue;
+    }
     if (!w->keys[i]) {
       if (!eng_routed(p, &b->d[i], snapshot)) eng_count_skip(p, b->d[i].schema);
       continue;

@@ -48,6 +48,7 @@ struct eng_work {
     char **why;
     size_t n, cap;
   } keyless;
+  const as_schema *truncated; /* a TRUNCATE of this mapping is sent on in this batch */
   decided *buckets[DECIDED_BUCKETS];
   decided **all;     /* every decided entry, in first-seen order */
   size_t nall, capall;

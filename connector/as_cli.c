@@ -85,6 +85,24 @@ static int status_row(void *vctx, const as_stream_stats *s) {
   return AS_OK;
 }
 
+typedef struct gauge_list {
+  FILE *out;
+  json_t *arr;
+} gauge_list;
+
+static int gauge_row(void *vctx, const char *node, const char *metric, const char *consumer,
+                     double value, int64_t updated_us) {
+  gauge_list *g = vctx;
+  if (g->arr) {
+    json_array_append_new(g->arr, json_pack("{s:s,s:s,s:s,s:f,s:I}", "node", node, "metric", metric,
+                                            "consumer", consumer, "value", value, "updated_us",
+                                            (json_int_t)updated_us));
+  } else {
+    fprintf(g->out, "%s %s consumer %s: %.0f\n", node, metric, consumer, value);
+  }
+  return AS_OK;
+}
+
 int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
   as_state *st = NULL;
   int rc = open_ro(cfg, &st, err);
@@ -95,13 +113,17 @@ int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
             "CAPTURED", "APPLIED", "SKIPPED", "CONFLICTS", "DEAD", "LAG_MS", "UPDATED", "CHECKPOINT");
   }
   rc = as_state_stream_each(st, status_row, &c, err);
+  json_t *gauges = json ? json_array() : NULL;
+  gauge_list gl = {.out = out, .arr = gauges};
+  if (rc == AS_OK) rc = as_state_gauge_each(st, gauge_row, &gl, err);
   int64_t dead_open = as_state_dead_count(st, "open");
   int64_t conflicts = as_state_conflict_count(st);
   if (rc == AS_OK) {
     if (json) {
-      json_t *o = json_pack("{s:o,s:I,s:I,s:s}", "streams", c.arr, "dead_letters_open",
-                            (json_int_t)dead_open, "conflicts", (json_int_t)conflicts, "state",
-                            cfg->state_path);
+      json_t *o = json_pack("{s:o,s:o,s:I,s:I,s:s}", "streams", c.arr, "gauges", gauges,
+                            "dead_letters_open", (json_int_t)dead_open, "conflicts",
+                            (json_int_t)conflicts, "state", cfg->state_path);
+      gauges = NULL;
       c.arr = NULL;
       char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
       fprintf(out, "%s\n", txt ? txt : "{}");
@@ -114,6 +136,7 @@ int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
     }
   }
   json_decref(c.arr);
+  json_decref(gauges);
   as_state_close(st);
   return rc;
 }

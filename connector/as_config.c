@@ -26,6 +26,7 @@
 
 #include "as_cfgmap.h"
 #include "as_log.h"
+#include "as_router.h"
 #include "as_yaml.h"
 
 /* The top-level keys: one line each (type, default, description, example); `arraysync help
@@ -109,6 +110,24 @@ static void node_clear(as_node_config *n) {
     free(n->opts[i].value);
   }
   free(n->opts);
+  for (size_t i = 0; i < n->nconsumers; i++) free(n->consumers[i]);
+  free(n->consumers);
+}
+
+/* Each node's consumers: the nodes the topology streams to from it (adapters keep one
+ * capture position, e.g. a replication slot, per consumer). */
+static int fill_consumers(as_config *c, as_error *err) {
+  for (size_t i = 0; i < c->nnodes; i++) {
+    as_node_config *n = &c->nodes[i];
+    n->consumers = calloc(c->nnodes ? c->nnodes : 1, sizeof *n->consumers);
+    if (!n->consumers) return nomem(err);
+    for (size_t j = 0; j < c->nnodes; j++) {
+      if (!as_route_pair(c, n->name, c->nodes[j].name)) continue;
+      if (!(n->consumers[n->nconsumers] = strdup(c->nodes[j].name))) return nomem(err);
+      n->nconsumers++;
+    }
+  }
+  return AS_OK;
 }
 
 void as_config_free(as_config *c) {
@@ -526,6 +545,7 @@ int as_config_load(const char *path, as_config **out, as_error *err) {
   if ((rc = parse_misc(root, c, err))) goto cleanup;
   if ((rc = parse_nodes(root, c, err))) goto cleanup;
   if ((rc = parse_topology(root, c, err))) goto cleanup;
+  if ((rc = fill_consumers(c, err))) goto cleanup;
   if ((rc = parse_mappings(root, c, err))) goto cleanup;
   *out = c;
   c = NULL;

@@ -138,6 +138,8 @@ static int build_pairs(engine *e, as_error *err) {
   return AS_OK;
 }
 
+static void check_capture(engine *e);
+
 /* State store, metrics, nodes (connected and installed), resolvers, pairs. */
 static int start(engine *e, as_error *err) {
   const as_config *cfg = e->cfg;
@@ -163,6 +165,7 @@ static int start(engine *e, as_error *err) {
   }
   for (size_t i = 0; i < e->nnodes; i++)
     atomic_init(&e->nodes[i].relay_tail, as_state_relay_last(e->state, e->nodes[i].id));
+  check_capture(e);
   if ((rc = build_pairs(e, err)) != AS_OK) return rc;
   if (e->npairs == 0) return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "the topology connects no nodes");
   return eng_repairs_drain(e, err);
@@ -198,6 +201,52 @@ static void report_health(engine *e, int64_t now) {
   as_metrics_set_health(true, NULL);
 }
 
+typedef struct gauge_ctx {
+  engine *e;
+  eng_node *n;
+} gauge_ctx;
+
+static void on_gauge(void *vctx, const char *metric, const char *consumer, double value) {
+  gauge_ctx *c = vctx;
+  as_metrics_gauge(metric, c->n->cfg->name, consumer, value);
+  as_error err;
+  if (as_state_gauge_put(c->e->state, c->n->cfg->name, metric, consumer, value, &err) != AS_OK)
+    AS_LOG(AS_LOG_DEBUG, "engine", "%s", err.message);
+}
+
+/* Nodes' gauges (e.g. the WAL a PostgreSQL slot holds) into /metrics and the state store. */
+static void read_gauges(engine *e) {
+  for (size_t i = 0; i < e->nnodes; i++) {
+    eng_node *n = &e->nodes[i];
+    if (!n->ad->gauges) continue;
+    gauge_ctx c = {.e = e, .n = n};
+    as_error err;
+    pthread_mutex_lock(&n->mu);
+    int rc = n->ad->gauges(n->node, on_gauge, &c, &err);
+    pthread_mutex_unlock(&n->mu);
+    if (rc != AS_OK) AS_LOG(AS_LOG_DEBUG, n->comp, "gauges: %s", err.message);
+  }
+}
+
+/* Capture objects (triggers, publication) removed behind the connector's back, e.g. by
+ * `DROP COLUMN ... CASCADE`: said, and put back. */
+static void check_capture(engine *e) {
+  for (size_t i = 0; i < e->nnodes; i++) {
+    eng_node *n = &e->nodes[i];
+    if (!n->ad->check_capture) continue;
+    as_error err;
+    pthread_mutex_lock(&n->mu);
+    int rc = n->ad->check_capture(n->node, true, &err);
+    pthread_mutex_unlock(&n->mu);
+    if (rc == AS_ENOTFOUND) {
+      AS_LOG(AS_LOG_WARN, n->comp, "capture objects were missing and are installed again: %s",
+             err.message);
+    } else if (rc != AS_OK) {
+      AS_LOG(AS_LOG_WARN, n->comp, "checking capture objects: %s", err.message);
+    }
+  }
+}
+
 /* Drops relay log entries every consumer has committed. */
 static void purge_relays(engine *e) {
   for (size_t i = 0; i < e->nnodes; i++) {
@@ -219,7 +268,8 @@ static void purge_relays(engine *e) {
 
 /* The supervisor: health, idle exit, tombstone and relay purge, leftover repairs. */
 static void supervise(engine *e) {
-  int64_t last_purge = as_now_us(), last_drain = as_now_us();
+  int64_t last_purge = as_now_us(), last_drain = as_now_us(), last_check = as_now_us(),
+          last_gauges = 0;
   while (!eng_stopping(e)) {
     eng_sleep_ms(e, 50);
     bool all_idle = true, any_failed = false, all_failed = true;
@@ -243,6 +293,14 @@ static void supervise(engine *e) {
       as_state_purge_tombstones(e->state, e->cfg->tombstone_retention_ms, NULL);
       purge_relays(e);
       last_purge = now;
+    }
+    if (now - last_gauges > 5 * 1000000LL) {
+      read_gauges(e);
+      last_gauges = now;
+    }
+    if (now - last_check > 60 * 1000000LL) {
+      check_capture(e);
+      last_check = now;
     }
     if (now - last_drain > 5 * 1000000LL && as_state_repair_count(e->state) > 0) {
       as_error derr; /* repairs a pair could not finish (a node was down) */

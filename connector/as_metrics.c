@@ -34,6 +34,12 @@ static series all[MAX_SERIES];
 static size_t nall;
 static pair_series pairs[MAX_SERIES];
 static size_t npairs;
+typedef struct gauge_series {
+  char metric[96], node[64], consumer[64];
+  double value;
+} gauge_series;
+static gauge_series gauges[MAX_SERIES];
+static size_t ngauges;
 static bool healthy = true;
 static char health_reason[512] = "a stream stopped on an error; see `arraysync status`";
 static struct MHD_Daemon *http;
@@ -108,6 +114,24 @@ void as_metrics_snapshot_total(const char *source, const char *target, const cha
   pthread_mutex_lock(&mu);
   series *x = find_series(source, target, mapping);
   if (x) x->snapshot_total = total;
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_gauge(const char *metric, const char *node, const char *consumer, double value) {
+  pthread_mutex_lock(&mu);
+  gauge_series *g = NULL;
+  for (size_t i = 0; i < ngauges && !g; i++) {
+    if (strcmp(gauges[i].metric, metric) == 0 && strcmp(gauges[i].node, node) == 0 &&
+        strcmp(gauges[i].consumer, consumer ? consumer : "") == 0)
+      g = &gauges[i];
+  }
+  if (!g && ngauges < MAX_SERIES) {
+    g = &gauges[ngauges++];
+    snprintf(g->metric, sizeof g->metric, "%s", metric);
+    snprintf(g->node, sizeof g->node, "%s", node);
+    snprintf(g->consumer, sizeof g->consumer, "%s", consumer ? consumer : "");
+  }
+  if (g) g->value = value;
   pthread_mutex_unlock(&mu);
 }
 
@@ -190,6 +214,13 @@ char *as_metrics_render(void) {
     label(&b, "source", pairs[i].source, false);
     label(&b, "target", pairs[i].target, true);
     as_buf_printf(&b, "} %lld\n", (long long)pairs[i].batches);
+  }
+  for (size_t i = 0; i < ngauges; i++) {
+    bool first = true;
+    for (size_t j = 0; j < i && first; j++) first = strcmp(gauges[j].metric, gauges[i].metric) != 0;
+    if (first) as_buf_printf(&b, "# TYPE %s gauge\n", gauges[i].metric);
+    as_buf_printf(&b, "%s{node=\"%s\",consumer=\"%s\"} %.0f\n", gauges[i].metric, gauges[i].node,
+                  gauges[i].consumer, gauges[i].value);
   }
   as_buf_printf(&b, "# HELP arraysync_up 1 when every stream is running\n# TYPE arraysync_up gauge\n"
                     "arraysync_up %d\n", healthy ? 1 : 0);

@@ -28,6 +28,8 @@ void as_metrics_snapshot_total(const char *source, const char *target, const cha
 /* /healthz answers 200 "ok" when healthy, else 503 with the reason (e.g. which stream stopped
  * or has been retrying against an unreachable node, and since when). */
 void as_metrics_set_health(bool healthy, const char *reason);
+/* A gauge a node reports: `metric{node="..",consumer=".."} value`. */
+void as_metrics_gauge(const char *metric, const char *node, const char *consumer, double value);
 int64_t as_metrics_total(as_metric m); /* sum over every label set */
 /* Renders the Prometheus text exposition (caller frees). */
 char *as_metrics_render(void);

@@ -191,7 +191,7 @@ static int write_recorded(engine *e, const as_schema *s, const char *key, eng_no
 
 /* The whole winning row -> to. AS_ENOTFOUND: no version known. */
 static int write_winner_locked(engine *e, const as_schema *s, const char *key, eng_node *to,
-                               eng_node *from, as_delta *d, as_error *err) {
+                               eng_node *from, bool whole_first, as_delta *d, as_error *err) {
   as_version v;
   int rc = as_state_version_get(e->state, s->name, key, &v, err);
   if (rc != AS_OK) return rc;
@@ -199,10 +199,11 @@ static int write_winner_locked(engine *e, const as_schema *s, const char *key, e
   rc = as_row_init(&keyrow, s->ncols);
   if (rc == AS_OK) rc = as_key_parse(s, key, &keyrow, err);
   bool missing = false;
-  for (int whole = 0; rc == AS_OK && whole < 2; whole++) {
+  for (int whole = whole_first ? 1 : 0; rc == AS_OK && whole < 2; whole++) {
     as_delta_clear(d);
     rc = winner_delta(e, s, key, &keyrow, &v, to, from, whole, d, err);
     if (rc == AS_ENOTFOUND && !whole) { /* `to` holds every winning value already */
+      as_delta_clear(d);
       rc = AS_OK;
       break;
     }
@@ -266,7 +267,7 @@ static int rewrite_locked(engine *e, const as_schema *s, const char *key, eng_no
   rc = write_recorded(e, s, key, to, d, &missing, err);
   if (rc == AS_OK && missing) { /* deleted there since: the whole row then */
     as_delta_clear(d);
-    rc = write_winner_locked(e, s, key, to, from, d, err);
+    rc = write_winner_locked(e, s, key, to, from, true, d, err);
   }
   return rc;
 }
@@ -277,7 +278,7 @@ int eng_write_winner(engine *e, const as_schema *s, const char *key, eng_node *t
   as_delta d;
   memset(&d, 0, sizeof d);
   eng_stripes_lock(e, &stripe, 1);
-  int rc = write_winner_locked(e, s, key, to, from, &d, err);
+  int rc = write_winner_locked(e, s, key, to, from, false, &d, err);
   eng_stripes_unlock(e, &stripe, 1);
   as_delta_clear(&d);
   return rc;
@@ -299,7 +300,7 @@ int eng_repair(engine *e, eng_pair *p, const as_schema *s, const char *key, eng_
   memset(&d, 0, sizeof d);
   eng_stripes_lock(e, &stripe, 1);
   int rc = delta_json ? rewrite_locked(e, s, key, to, from, delta_json, &d, err)
-                      : write_winner_locked(e, s, key, to, from, &d, err);
+                      : write_winner_locked(e, s, key, to, from, false, &d, err);
   eng_stripes_unlock(e, &stripe, 1);
   if (rc == AS_EDATA) {
     dead_repair(e, p, s, key, from, to, &d, err->message);

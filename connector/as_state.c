@@ -26,6 +26,8 @@ static const char *const schema_sql =
     "  created_us INTEGER NOT NULL, mapping TEXT, source TEXT, target TEXT, stage TEXT NOT NULL,"
     "  key TEXT, raw TEXT, delta TEXT, error TEXT, pos TEXT, status TEXT NOT NULL DEFAULT 'open',"
     "  retries INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS gauges(node TEXT NOT NULL, metric TEXT NOT NULL,"
+    "  consumer TEXT NOT NULL, value REAL, updated_us INTEGER, PRIMARY KEY(node, metric, consumer));"
     "CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT, key TEXT, local TEXT, remote TEXT,"
     "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');";
@@ -506,6 +508,54 @@ int as_state_stream_mapping_each(as_state *st, const char *stream_id,
     if (rc != AS_OK) break;
   }
   if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "read stream_mappings");
+done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_gauge_put(as_state *st, const char *node, const char *metric, const char *consumer,
+                       double value, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db,
+                         "INSERT OR REPLACE INTO gauges(node, metric, consumer, value, updated_us) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5)",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "gauges");
+  } else {
+    sqlite3_bind_text(q, 1, node, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, metric, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, consumer ? consumer : "", -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 4, value);
+    sqlite3_bind_int64(q, 5, as_now_us());
+    if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "gauges");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_gauge_each(as_state *st,
+                        int (*fn)(void *ctx, const char *node, const char *metric,
+                                  const char *consumer, double value, int64_t updated_us),
+                        void *ctx, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK, s;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT node, metric, consumer, value, updated_us FROM gauges "
+                         "ORDER BY node, metric, consumer",
+                         -1, &q, NULL) != SQLITE_OK) {
+    goto done; /* a store from before gauges: nothing to list */
+  }
+  while ((s = sqlite3_step(q)) == SQLITE_ROW && rc == AS_OK) {
+    rc = fn(ctx, (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1),
+            (const char *)sqlite3_column_text(q, 2), sqlite3_column_double(q, 3),
+            sqlite3_column_int64(q, 4));
+  }
+  if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "gauges");
 done:
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);

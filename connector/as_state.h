@@ -112,6 +112,8 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
  * reaches it); outside a transaction a put commits by itself. */
 int as_state_version_put(as_state *st, const char *mapping, const char *key,
                          const as_version *v, as_error *err) AS_MUSTCHECK;
+/* Forgets every key version of a mapping (its table was emptied by a TRUNCATE). */
+int as_state_versions_forget(as_state *st, const char *mapping, as_error *err) AS_MUSTCHECK;
 /* Drops tombstones older than retention; returns how many were dropped. */
 int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err);
 
@@ -192,6 +194,15 @@ int as_state_stream_put(as_state *st, const as_stream_stats *s, as_error *err) A
 /* Calls fn for every stream, in stream_id order. */
 int as_state_stream_each(as_state *st, int (*fn)(void *ctx, const as_stream_stats *s),
                          void *ctx, as_error *err);
+
+/* Gauges nodes report (e.g. arraysync_pg_slot_retained_bytes per consumer), kept for
+ * `status` of another process. */
+int as_state_gauge_put(as_state *st, const char *node, const char *metric, const char *consumer,
+                       double value, as_error *err);
+int as_state_gauge_each(as_state *st,
+                        int (*fn)(void *ctx, const char *node, const char *metric,
+                                  const char *consumer, double value, int64_t updated_us),
+                        void *ctx, as_error *err);
 
 /* Per mapping counters of a stream: captured, applied, skipped, conflicts, dead. */
 typedef struct as_stream_mapping_stats {

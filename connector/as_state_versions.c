@@ -436,6 +436,26 @@ done:
   return rc;
 }
 
+int as_state_versions_forget(as_state *st, const char *mapping, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  int64_t mid = 0;
+  int rc = name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, false, &mid, err);
+  sqlite3_stmt *q = NULL;
+  if (rc == AS_OK) {
+    if (sqlite3_prepare_v2(st->db, "DELETE FROM versions WHERE m = ?1", -1, &q, NULL) != SQLITE_OK) {
+      rc = as_state_sqlerr(st, err, "forget versions");
+    } else {
+      sqlite3_bind_int64(q, 1, mid);
+      if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "forget versions");
+    }
+    sqlite3_finalize(q);
+    for (size_t i = 0; st->cache && i < STATE_CACHE_SLOTS; i++) st->cache[i].tag = 0;
+    as_state_cache_settle(st, false);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return rc == AS_ENOTFOUND ? AS_OK : rc;
+}
+
 int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err) {
   pthread_mutex_lock(&st->mu);
   sqlite3_stmt *s = NULL;

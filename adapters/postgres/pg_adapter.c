@@ -81,7 +81,8 @@ bool pg_retryable(PGconn *c, const PGresult *res) {
   if (!st) return res == NULL;
   if (strncmp(st, "08", 2) == 0) return true;          /* connection exception */
   static const char *const codes[] = {"40001", "40P01", "57P01", "57P02", "57P03", "53300",
-                                      "55P03" /* lock_not_available */};
+                                      "55P03" /* lock_not_available */,
+                                      "57014" /* statement_timeout, or canceled on stop */};
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
     if (strcmp(st, codes[i]) == 0) return true;
   }
@@ -334,8 +335,12 @@ static void table_free(pg_table *t) {
   free(t->fname);
 }
 
+static void set_cancel(as_node *n, PGconn *c);
+
 static void node_exit(as_node *n) {
   if (!n) return;
+  set_cancel(n, NULL);
+  pthread_mutex_destroy(&n->cancel_mu);
   if (n->conn) PQfinish(n->conn);
   for (size_t i = 0; i < n->ntables; i++) table_free(&n->tables[i]);
   free(n->tables);
@@ -407,6 +412,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   *out = NULL;
   as_node *n = calloc(1, sizeof *n);
   if (!n) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  pthread_mutex_init(&n->cancel_mu, NULL);
   pg_opts o = {0};
   if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
   const char *dsn = o.dsn, *schema = o.schema;
@@ -507,7 +513,26 @@ int pg_decide_capture(as_node *n, PGconn *c, as_error *err) {
   return AS_OK;
 }
 
+/* The sink connection's cancel handle, swapped under cancel_mu so that `interrupt` (another
+ * thread) never uses a freed one. */
+static void set_cancel(as_node *n, PGconn *c) {
+  pthread_mutex_lock(&n->cancel_mu);
+  if (n->cancel) PQfreeCancel(n->cancel);
+  n->cancel = c ? PQgetCancel(c) : NULL;
+  pthread_mutex_unlock(&n->cancel_mu);
+}
+
+/* Called from another thread when the engine stops: a statement waiting on a row lock or a slow
+ * server returns with an error at once. */
+static void pg_interrupt(as_node *n) {
+  char buf[256];
+  pthread_mutex_lock(&n->cancel_mu);
+  if (n->cancel) PQcancel(n->cancel, buf, sizeof buf);
+  pthread_mutex_unlock(&n->cancel_mu);
+}
+
 int pg_node_connect(as_node *n, as_error *err) {
+  set_cancel(n, NULL);
   if (n->conn) {
     PQfinish(n->conn);
     n->conn = NULL;
@@ -519,7 +544,11 @@ int pg_node_connect(as_node *n, as_error *err) {
   char what[128];
   snprintf(what, sizeof what, "sink:%s", n->comp);
   int rc = pg_connect_dsn(n->dsn, what, false, &n->conn, err);
+  /* every wait of the sink is bounded: a row locked by another session cannot stall it (the
+   * statement fails, the batch is retried later); see adapters/postgres/README.md */
+  if (rc == AS_OK) rc = pg_exec(n->conn, PG_SQL_SINK_TIMEOUTS, what, err);
   if (rc == AS_OK) rc = pg_decide_capture(n, n->conn, err);
+  if (rc == AS_OK) set_cancel(n, n->conn);
   if (rc == AS_OK) {
     char *red = as_log_redact(n->dsn);
     AS_LOG(AS_LOG_INFO, n->comp, "connected to %s", red ? red : "?");
@@ -538,6 +567,7 @@ const as_adapter as_adapter_postgres = {
     .config_map = config_map,
     .init = node_init,
     .connect = pg_node_connect,
+    .interrupt = pg_interrupt,
     .install = pg_install,
     .uninstall = pg_uninstall,
     .exit = node_exit,

@@ -6,6 +6,7 @@
 #ifndef AS_PG_INTERNAL_H
 #define AS_PG_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,8 @@ struct as_node {
   pg_table *tables;
   size_t ntables;
   PGconn *conn;      /* sink + admin connection */
+  PGcancel *cancel;  /* for `interrupt`, guarded by cancel_mu */
+  pthread_mutex_t cancel_mu;
   bool in_txn;
   char *txn_origin;  /* origin marked in the open transaction, or NULL */
   char comp[96];     /* log component "postgres:<name>" */

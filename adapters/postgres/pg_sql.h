@@ -12,6 +12,9 @@
   "SET datestyle TO 'ISO, YMD'; SET timezone TO 'UTC'; SET extra_float_digits TO 1; " \
   "SET bytea_output TO 'hex'; SET intervalstyle TO 'iso_8601'; "                      \
   "SET standard_conforming_strings TO on"
+/* Bounds on the sink's waits: a lock held by another session for longer fails the statement
+ * (SQLSTATE 55P03, retried with backoff) instead of holding the stream. */
+#define PG_SQL_SINK_TIMEOUTS "SET lock_timeout TO '10s'; SET statement_timeout TO '120s'"
 /* Capture decision: wal_level, may the role replicate, database, server version. */
 #define PG_SQL_CAPTURE_INFO                                                              \
   "SELECT current_setting('wal_level'), coalesce((SELECT rolsuper OR rolreplication"    \

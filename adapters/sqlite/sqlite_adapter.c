@@ -1076,6 +1076,15 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
                          d->schema->ncols);
     } else if (empty_update(d)) {
       continue;
+    } else if (d->op == AS_OP_TRUNCATE) { /* every row goes (on_truncate: propagate) */
+      as_buf sql = AS_BUF_INIT;
+      ret = as_buf_append_str(&sql, "DELETE FROM ") == AS_OK &&
+                    as_sql_quote_ident(d->schema->table, &sql) == AS_OK && as_buf_cstr(&sql)
+                ? sq_exec(n->db, as_buf_cstr(&sql), err)
+                : as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+      as_buf_free(&sql);
+      if (ret != AS_OK) return ret;
+      continue;
     } else if (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT || d->op == AS_OP_UPDATE) {
       ret = stmt_for(n, d, &c, err);
     } else {
