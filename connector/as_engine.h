@@ -1,4 +1,4 @@
-/* as_engine.h — the pipeline (DESIGN.md §1): capture -> map -> resolve -> route -> apply.
+/* as_engine.h — the pipeline (docs/ARCHITECTURE.md): capture -> map -> resolve -> route -> apply.
  *
  * One thread per routed node pair (source -> target, as_router.h). Each pair: load the
  * target's checkpoint for "<source>-><target>"; without one, open the stream first, record its

@@ -1,4 +1,4 @@
-/* as_hash.h — canonical binary encoding and XXH3 row hashes (DESIGN.md §3, §8).
+/* as_hash.h — canonical binary encoding and XXH3 row hashes.
  *
  * Encoding of one value: 1 tag byte (as_type), then
  *   NULL: nothing; BOOL: 1 byte; INT64/TIMESTAMP: 8 bytes big-endian (two's complement);

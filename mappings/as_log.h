@@ -1,4 +1,4 @@
-/* as_log.h — the one logger (STYLE.md §9): levelled, component-prefixed, text or JSON lines
+/* as_log.h — the one logger: levelled, component-prefixed, text or JSON lines
  * on stderr. Check the level before formatting: use the AS_LOG macro. */
 #ifndef AS_LOG_H
 #define AS_LOG_H

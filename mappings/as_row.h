@@ -1,4 +1,4 @@
-/* as_row.h — a typed row bound to a schema, and the row delta (DESIGN.md §3).
+/* as_row.h — a typed row bound to a schema, and the row delta (docs/ARCHITECTURE.md).
  *
  * An as_row has one slot per schema column (schema order); `set[i]` says whether slot i is
  * present. For an insert every column is present; for an update only the key columns and the

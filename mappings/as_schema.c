@@ -1,6 +1,6 @@
-/* as_schema.c — mapping files (DESIGN.md §4): YAML tree -> validated, immutable as_schema.
+/* as_schema.c — mapping files: YAML tree -> validated, immutable as_schema.
  *
- * Decisions (beyond DESIGN.md):
+ * Decisions:
  * - `mapping` is required; collection and table default to it; field defaults to the column
  *   name; a column may be written `name: TYPE` as a shorthand for { field: name, type: TYPE }.
  * - Field paths: parts separated by '.', none empty, none starting with '$'; "*" alone is the

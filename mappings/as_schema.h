@@ -1,4 +1,4 @@
-/* as_schema.h — a registered schema: one mapping file (DESIGN.md §4) after validation.
+/* as_schema.h — a registered schema: one mapping file (docs/CONFIG.md) after validation.
  *
  * Loaded by as_schema_load (as_schema.c) from YAML; immutable afterwards and shared
  * read-only by every adapter and the engine. Column order is the order in the file; it is the

@@ -1,4 +1,4 @@
-/* as_value.h — typed values, the atoms of the row delta (DESIGN.md §3).
+/* as_value.h — typed values, the atoms of the row delta (docs/ARCHITECTURE.md).
  *
  * A value owns its memory (text/decimal/json/bytes are heap copies); as_value_clear frees it.
  * Canonical JSON form of a single value (lossless, used by dead letters, logs, scripts):

@@ -1,4 +1,4 @@
-/* sqlite_sql.h — every fixed SQL text of the SQLite adapter, in one place (STYLE.md §7).
+/* sqlite_sql.h — every fixed SQL text of the SQLite adapter, in one place.
  *
  * Values are always bound parameters. Statements that depend on a mapping (upserts, deletes,
  * reads, snapshot pages, DDL, triggers) are built in sqlite_ddl.c / sqlite_adapter.c from

@@ -71,7 +71,7 @@ static inline void fx_schema_free(as_schema *s) {
   free(s);
 }
 
-/* The users mapping of DESIGN.md §4, plus a few typed columns. */
+/* The users mapping of the README, plus a few typed columns. */
 static inline as_schema *fx_users(void) {
   static const fx_col cols[] = {
       {"id", "_id", AS_T_UUID, FX_KEY},
