@@ -157,10 +157,7 @@ static const char *node_name(void *ctx, uint16_t id) {
 
 /* The delta the target gets: d itself, or a copy with only the columns marked. Whole-row
  * changes reduced to some columns become updates (never a row made of some columns). */
-static as_delta *applied_delta(eng_work *w, as_delta *d, const uint8_t *apply, as_error *err) {
-  bool all = true;
-  for (size_t i = 0; i < d->row.n && all; i++) all = !d->row.set[i] || apply[i];
-  if (all || d->op == AS_OP_DELETE) return d;
+static as_delta *owned_copy(eng_work *w, const as_delta *d, as_error *err) {
   as_delta *c = calloc(1, sizeof *c);
   if (!c || eng_grow((void **)&w->owned, &w->capowned, w->nowned + 1, sizeof *w->owned) != AS_OK ||
       as_delta_copy(c, d) != AS_OK) {
@@ -169,6 +166,29 @@ static as_delta *applied_delta(eng_work *w, as_delta *d, const uint8_t *apply, a
     return NULL;
   }
   w->owned[w->nowned++] = c;
+  return c;
+}
+
+/* An update that brought a deleted row back: the whole row, from the change's row image when
+ * the source gave one (else the update as it is; the target reports the row missing and gets
+ * the whole winning row). */
+static as_delta *resurrected(eng_work *w, as_delta *d, as_error *err) {
+  if (!d->image.n) return d;
+  as_delta *c = owned_copy(w, d, err);
+  if (!c) return NULL;
+  as_row_clear(&c->row);
+  c->row = c->image;
+  memset(&c->image, 0, sizeof c->image);
+  c->op = AS_OP_INSERT;
+  return c;
+}
+
+static as_delta *applied_delta(eng_work *w, as_delta *d, const uint8_t *apply, as_error *err) {
+  bool all = true;
+  for (size_t i = 0; i < d->row.n && all; i++) all = !d->row.set[i] || apply[i];
+  if (all || d->op == AS_OP_DELETE) return d;
+  as_delta *c = owned_copy(w, d, err);
+  if (!c) return NULL;
   for (size_t i = 0; i < c->row.n; i++) {
     if (apply[i]) continue;
     as_value_clear(&c->row.v[i]);
@@ -266,6 +286,7 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   as_decision dec = {.apply = w->mask, .lost = w->mask + s->ncols};
   as_change c = {.d = d, .source = p->src->cfg->name, .target = p->dst->cfg->name,
                  .local = local, .node_name = node_name, .ctx = e};
+  bool was_deleted = x->found && x->v.deleted;
   if (as_state_node_id(e->state, d->origin, &c.origin_id, err) != AS_OK) return AS_ERR;
   int rc = as_resolver_decide(eng_resolver(e, s), &c, &x->v, x->found, &dec, err);
   if (rc != AS_OK) return rc;
@@ -276,7 +297,9 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
     if (dec.verdict == AS_VERDICT_SKIP) eng_count_skip(p, s);
     return AS_OK;
   }
-  as_delta *a = applied_delta(w, d, dec.apply, err);
+  as_delta *a = was_deleted && d->op == AS_OP_UPDATE && dec.new_winner
+                    ? resurrected(w, d, err)
+                    : applied_delta(w, d, dec.apply, err);
   if (!a) return AS_ERR;
   if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
     eng_count_skip(p, s);

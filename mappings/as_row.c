@@ -91,6 +91,7 @@ int as_delta_init(as_delta *d, const as_schema *s, as_op op) {
 void as_delta_clear(as_delta *d) {
   if (!d) return;
   as_row_clear(&d->row);
+  as_row_clear(&d->image);
   free(d->origin);
   for (size_t i = 0; i < d->nvv; i++) free(d->vv[i].node);
   free(d->vv);
@@ -141,6 +142,7 @@ int as_delta_copy(as_delta *dst, const as_delta *src) {
   dst->ts_us = src->ts_us;
   dst->hlc = src->hlc;
   if (as_row_copy(&dst->row, &src->row) != AS_OK) goto fail;
+  if (src->image.n && as_row_copy(&dst->image, &src->image) != AS_OK) goto fail;
   if (dup_str(&dst->origin, src->origin) || dup_str(&dst->pos, src->pos) ||
       dup_str(&dst->txn, src->txn))
     goto fail;
@@ -511,6 +513,17 @@ json_t *as_delta_to_json(const as_delta *d, as_error *err) {
   }
   if (d->pos) json_object_set_new(o, "pos", json_string(d->pos));
   if (d->txn) json_object_set_new(o, "txn", json_string(d->txn));
+  if (d->image.n) {
+    json_t *img = json_object();
+    if (!img) goto oom;
+    json_object_set_new(o, "image", img);
+    for (size_t i = 0; i < s->ncols && i < d->image.n; i++) {
+      if (!d->image.set[i] || s->cols[i].is_key) continue;
+      json_t *v = as_value_to_json(&d->image.v[i], err);
+      if (!v) goto fail;
+      json_object_set_new(img, s->cols[i].name, v);
+    }
+  }
   return o;
 oom:
   as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
@@ -597,6 +610,14 @@ int as_delta_from_json(const json_t *j, as_schema_lookup_fn lookup, void *ctx, a
     } else if (strcmp(k, "ts") == 0 || strcmp(k, "hlc") == 0) {
       if (!json_is_integer(v)) goto badfield;
       *(k[0] == 't' ? &d.ts_us : &d.hlc) = (int64_t)json_integer_value(v);
+    } else if (strcmp(k, "image") == 0) {
+      if (!json_is_object(v)) goto badfield;
+      as_delta img;
+      memset(&img, 0, sizeof img);
+      if (as_row_init(&img.row, s->ncols) != AS_OK) goto oom;
+      rc = column_values(s, v, false, &img, err);
+      d.image = img.row;
+      if (rc != AS_OK) goto cleanup;
     } else if (strcmp(k, "vv") == 0) {
       if (!json_is_object(v)) goto badfield;
       const char *node;
@@ -621,6 +642,12 @@ int as_delta_from_json(const json_t *j, as_schema_lookup_fn lookup, void *ctx, a
                         s->name, s->cols[s->key_idx[i]].name);
       goto cleanup;
     }
+  }
+  for (size_t k2 = 0; d.image.n && k2 < s->nkey; k2++) {
+    size_t i = s->key_idx[k2];
+    as_value kv;
+    if (as_value_copy(&kv, &d.row.v[i]) != AS_OK) goto oom;
+    as_row_put(&d.image, i, &kv);
   }
   for (size_t i = 0; op == AS_OP_TRUNCATE && i < s->ncols; i++) {
     if (d.row.set[i]) {

@@ -58,6 +58,12 @@ typedef struct as_delta {
   int64_t hlc;       /* hybrid logical clock: (physical µs << 8) | logical counter */
   as_vv_entry *vv;   /* optional version vector, nvv entries, sorted by node name */
   size_t nvv;
+  /* Optional, for updates: the whole row as it was right after the change on its source (every
+   * column set), where the source gives it (a SQL trigger's new row, a document's post-image).
+   * Resolution uses `row` (the changed columns); the image is what an update that brings a
+   * deleted row back writes, so the row returns whole, never as a row of one change's
+   * columns. image.n == 0 when absent. */
+  as_row image;
   char *pos;         /* source position (resume token, changelog sequence), opaque text */
   char *txn;         /* source transaction id or NULL */
 } as_delta;
@@ -76,7 +82,8 @@ int as_delta_vv_set(as_delta *d, const char *node, uint64_t counter); /* keeps s
 
 /* Canonical JSON form of a delta (jansson):
  * {"mapping":"users","op":"update","key":{"id":<value>},"cols":{"email":<value>,...},
- *  "origin":"mongo","echo":false,"ts":<int µs>,"hlc":<int>,"vv":{"a":1},"pos":"...","txn":"..."}
+ *  "origin":"mongo","echo":false,"ts":<int µs>,"hlc":<int>,"vv":{"a":1},"pos":"...","txn":"...",
+ *  "image":{<every non-key column>}}
  * Values in the as_value.h JSON form; "cols" holds the non-key present columns; "vv", "pos",
  * "txn" omitted when absent. A truncate has "key":{} and "cols":{}. Returns a new reference or NULL (err set). */
 json_t *as_delta_to_json(const as_delta *d, as_error *err);

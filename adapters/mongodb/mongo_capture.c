@@ -494,8 +494,18 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
       goto dead;
     }
     for (size_t c = 0; c < sc->ncols; c++) {
-      if ((changed[c] || sc->cols[c].is_key) && full.set[c]) as_row_put(&d->row, c, &full.v[c]);
+      if (!(changed[c] || sc->cols[c].is_key) || !full.set[c]) continue;
+      as_value v;
+      if (as_value_copy(&v, &full.v[c]) != AS_OK) {
+        rc = as_error_set(&e2, AS_DOM_MONGO, AS_ERR, "out of memory");
+        goto dead;
+      }
+      as_row_put(&d->row, c, &v);
     }
+    /* the whole document as a row too: what the update writes if it brings back a row
+     * deleted elsewhere */
+    d->image = full;
+    memset(&full, 0, sizeof full);
   } else {
     /* no full document: the document was deleted since (a delete event follows), or
      * whenAvailable without a post-image. Take the values that updatedFields holds exactly. */

@@ -420,9 +420,18 @@ static int fill_row(as_stream *s, size_t ti, const PGresult *v, int vr, PGresult
     as_row_put(&d->row, c, &val);
   }
   if (d->op == AS_OP_DELETE) return AS_OK;
+  /* an update also carries the whole row as read (its image: what it writes if it brings
+   * back a row deleted elsewhere) */
+  bool image = d->op == AS_OP_UPDATE && as_row_init(&d->image, sc->ncols) == AS_OK;
+  for (size_t k = 0; image && k < sc->nkey; k++) {
+    as_value kv;
+    if (as_value_copy(&kv, &d->row.v[sc->key_idx[k]]) != AS_OK) return AS_ERR;
+    as_row_put(&d->image, sc->key_idx[k], &kv);
+  }
   for (size_t c = 0; c < sc->ncols; c++) {
     if (sc->cols[c].is_key) continue;
-    if (d->op == AS_OP_UPDATE && !col_changed(&s->meta[ti], sc, c, r, i)) continue;
+    bool changed = d->op != AS_OP_UPDATE || col_changed(&s->meta[ti], sc, c, r, i);
+    if (!changed && !image) continue;
     as_value val = AS_VALUE_NULL;
     int col = first + (int)c;
     if (!PQgetisnull(v, vr, col)) {
@@ -433,7 +442,16 @@ static int fill_row(as_stream *s, size_t ti, const PGresult *v, int vr, PGresult
         return rc == AS_ERR ? AS_ERR : AS_EDATA;
       }
     }
-    as_row_put(&d->row, c, &val);
+    if (image) {
+      as_value copy;
+      if (as_value_copy(&copy, &val) != AS_OK) {
+        as_value_clear(&val);
+        return AS_ERR;
+      }
+      as_row_put(&d->image, c, &copy);
+    }
+    if (changed) as_row_put(&d->row, c, &val);
+    else as_value_clear(&val);
   }
   return AS_OK;
 }

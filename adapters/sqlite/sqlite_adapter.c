@@ -511,6 +511,11 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
       if (new_delta(&d[0], sc, AS_OP_UPDATE, org, echo, ts, pos) != AS_OK) goto oom;
       nd = 1;
       if ((ret = fill_row(sc, &d[0].row, jn, jo, COLS_CHANGED, &e)) != AS_OK) goto conv;
+      /* the whole new row too (an update that brings back a row deleted elsewhere writes it) */
+      as_error ie;
+      if (as_row_init(&d[0].image, sc->ncols) != AS_OK ||
+          fill_row(sc, &d[0].image, jn, NULL, COLS_ALL, &ie) != AS_OK)
+        as_row_clear(&d[0].image);
       bool any = false;
       for (size_t i = 0; i < sc->ncols; i++) any |= !sc->cols[i].is_key && as_row_has(&d[0].row, i);
       if (!any) { /* e.g. 1 -> 1.0: SQLite says different, JSON says equal */
