@@ -29,6 +29,10 @@ typedef struct as_change {
   const char *source; /* node it was captured from */
   const char *target; /* node it is headed to */
   bool local;         /* made on the source itself (not relayed, not a snapshot copy) */
+  uint16_t source_id, target_id; /* state-store ids of source and target */
+  /* a local change the connector's last write to its node may have overwritten (the write
+   * committed after the change, or its commit was not seen): its base is uncertain */
+  bool raced;
   /* names of node ids (for the tie-break of column versions) */
   const char *(*node_name)(void *ctx, uint16_t id);
   void *ctx;
@@ -49,6 +53,10 @@ typedef struct as_decision {
   uint8_t *lost;   /* per column: a column of a local change that lost (its source holds a
                       losing value there: repair it) */
   bool any_lost;
+  /* version vectors: columns changed concurrently on two nodes (caller allocates ncols,
+   * zeroed); `conflict` when any (a delete concurrent with an update marks every column) */
+  uint8_t *disputed;
+  bool conflict;
 } as_decision;
 
 typedef struct as_resolver as_resolver;
@@ -71,5 +79,9 @@ static inline int as_resolver_decide(const as_resolver *r, const as_change *c, a
 
 /* Last-write-wins per column (as_resolve_lww.c). */
 as_resolver *as_resolver_lww_new(void);
+/* Version vectors (as_resolve_vector.c): causal changes apply; concurrent changes of
+ * different columns merge; of the same column they are a conflict, recorded, and the
+ * fallback (lww, keep-local, keep-remote) chooses the value meanwhile. */
+as_resolver *as_resolver_vector_new(as_strategy fallback);
 
 #endif

@@ -48,7 +48,17 @@ typedef struct as_colver {
   uint16_t col;    /* schema column index */
   uint16_t origin; /* node id */
   int64_t hlc;
+  /* version vectors (strategies vector and script): the change's number among its origin's
+   * changes of the key (0: unknown), and the nodes known to hold it (bit = node id % 64) */
+  uint32_t n;
+  uint64_t mask;
 } as_colver;
+
+/* One entry of a key's version vector: how many changes of the key a node has made. */
+typedef struct as_vv_count {
+  uint16_t node;
+  uint32_t n;
+} as_vv_count;
 
 /* A key's versions. (hlc, origin, deleted) is the row's version: the last change that wrote
  * the whole row (insert, a whole-row update, a delete). An update of some columns that wins
@@ -66,7 +76,17 @@ typedef struct as_version {
   as_held held[AS_VERSION_MAX_HELD];
   uint8_t ncolv;
   as_colver colv[AS_VERSION_MAX_COLS];
+  /* version vectors (strategies vector and script; zero otherwise): the row version's change
+   * number and holders, and the key's vector */
+  uint32_t row_n;
+  uint64_t row_mask;
+  uint8_t nvv;
+  as_vv_count vv[AS_VERSION_MAX_HELD];
 } as_version;
+
+/* The key's count of node's changes (0 if none). */
+uint32_t as_version_vv(const as_version *v, uint16_t node);
+void as_version_vv_set(as_version *v, uint16_t node, uint32_t n);
 
 /* The column's own version, or NULL (then the row's version is the column's). */
 const as_colver *as_version_col(const as_version *v, uint16_t col);

@@ -20,7 +20,8 @@
 #define REC_DELETED 1
 #define REC_HASH 2
 #define REC_COLS 4
-#define REC_MAX 1024
+#define REC_VV 8
+#define REC_MAX 4096
 
 /* ---------------------------------------------------------------- held versions */
 
@@ -74,6 +75,22 @@ void as_version_set_made(as_version *v, uint16_t node, int64_t hlc, bool deleted
   h->wrote_pending = pending;
 }
 
+uint32_t as_version_vv(const as_version *v, uint16_t node) {
+  for (uint8_t i = 0; i < v->nvv; i++)
+    if (v->vv[i].node == node) return v->vv[i].n;
+  return 0;
+}
+
+void as_version_vv_set(as_version *v, uint16_t node, uint32_t n) {
+  for (uint8_t i = 0; i < v->nvv; i++) {
+    if (v->vv[i].node == node) {
+      v->vv[i].n = n;
+      return;
+    }
+  }
+  if (v->nvv < AS_VERSION_MAX_HELD) v->vv[v->nvv++] = (as_vv_count){.node = node, .n = n};
+}
+
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
   for (uint8_t i = 0; i < v->ncolv; i++) {
     if (v->colv[i].col == col) return &v->colv[i];
@@ -95,6 +112,8 @@ void as_version_set_col(as_version *v, uint16_t col, uint16_t origin, int64_t hl
   c->col = col;
   c->origin = origin;
   c->hlc = hlc;
+  c->n = 0;
+  c->mask = 0;
 }
 
 void as_version_drop_cols_upto(as_version *v, int64_t hlc) {
@@ -137,8 +156,9 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
 
 static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   size_t n = 0;
+  bool vv = v->nvv || v->row_n || v->row_mask;
   p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0) |
-                     (v->ncolv ? REC_COLS : 0));
+                     (v->ncolv ? REC_COLS : 0) | (vv ? REC_VV : 0));
   n += put_varint(p + n, (uint64_t)v->hlc);
   n += put_varint(p + n, origin);
   n += put_varint(p + n, (uint64_t)v->updated_us);
@@ -162,6 +182,19 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
       n += put_varint(p + n, v->colv[i].col);
       n += put_varint(p + n, v->colv[i].origin);
       n += put_varint(p + n, (uint64_t)v->colv[i].hlc);
+      if (vv) {
+        n += put_varint(p + n, v->colv[i].n);
+        n += put_varint(p + n, v->colv[i].mask);
+      }
+    }
+  }
+  if (vv) {
+    n += put_varint(p + n, v->row_n);
+    n += put_varint(p + n, v->row_mask);
+    n += put_varint(p + n, v->nvv);
+    for (uint8_t i = 0; i < v->nvv; i++) {
+      n += put_varint(p + n, v->vv[i].node);
+      n += put_varint(p + n, v->vv[i].n);
     }
   }
   return n;
@@ -202,6 +235,7 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     h->made = (*p & 2) != 0;
     h->wrote_pending = (*p++ & 4) != 0;
   }
+  bool vv = (flags & REC_VV) != 0;
   if (flags & REC_COLS) {
     if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
     v->ncolv = (uint8_t)x[0];
@@ -211,6 +245,24 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
       v->colv[i].col = (uint16_t)x[0];
       v->colv[i].origin = (uint16_t)x[1];
       v->colv[i].hlc = (int64_t)x[2];
+      if (vv) {
+        if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
+        v->colv[i].n = (uint32_t)x[0];
+        v->colv[i].mask = x[1];
+      }
+    }
+  }
+  if (vv) {
+    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]) ||
+        x[2] > AS_VERSION_MAX_HELD)
+      goto bad;
+    v->row_n = (uint32_t)x[0];
+    v->row_mask = x[1];
+    v->nvv = (uint8_t)x[2];
+    for (uint8_t i = 0; i < v->nvv; i++) {
+      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
+      v->vv[i].node = (uint16_t)x[0];
+      v->vv[i].n = (uint32_t)x[1];
     }
   }
   return AS_OK;

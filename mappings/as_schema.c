@@ -13,8 +13,8 @@
  * - Children: the child table's primary key is the parent key columns + "_idx" (array
  *   ordinal), so child column names may not reuse those names; no catch-all in a child (map the
  *   whole array as jsonb to keep unmapped element fields).
- * - conflict.fallback (lww | script) is only meaningful for strategy vector or script; a
- *   script strategy's fallback must be lww. conflict.script resolves relative to the
+ * - conflict.fallback (lww | script | keep-local | keep-remote) is only meaningful for
+ *   strategy vector or script; a script strategy's fallback cannot be script. conflict.script resolves relative to the
  *   directory of the mapping file and must exist.
  * - conflict.call (conflicts | always, default conflicts) says when the script runs; it needs
  *   a script (strategy script, or fallback script).
@@ -492,9 +492,14 @@ static int parse_strategy(const as_ynode *n, const char *what, bool allow_vector
     *out = AS_STRATEGY_VECTOR;
   } else if (strcmp(v, "script") == 0) {
     *out = AS_STRATEGY_SCRIPT;
+  } else if (!allow_vector && strcmp(v, "keep-local") == 0) {
+    *out = AS_STRATEGY_KEEP_LOCAL;
+  } else if (!allow_vector && strcmp(v, "keep-remote") == 0) {
+    *out = AS_STRATEGY_KEEP_REMOTE;
   } else {
     rc = as_yaml_error(err, &n->mark, "bad %s \"%s\" (expected %s)", what, v,
-                       allow_vector ? "lww, vector or script" : "lww or script");
+                       allow_vector ? "lww, vector or script"
+                                    : "lww, script, keep-local or keep-remote");
   }
   free(v);
   return rc;
@@ -571,7 +576,8 @@ static int parse_conflict(const as_ynode *root, as_schema *s, as_error *err) {
     }
     if (s->conflict.strategy == AS_STRATEGY_SCRIPT &&
         s->conflict.fallback == AS_STRATEGY_SCRIPT) {
-      return as_yaml_error(err, &fb->mark, "the fallback of strategy script must be lww");
+      return as_yaml_error(err, &fb->mark, "the fallback of strategy script cannot be script "
+                           "(lww, keep-local or keep-remote)");
     }
   }
   bool needs_script = s->conflict.strategy == AS_STRATEGY_SCRIPT ||

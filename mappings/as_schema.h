@@ -15,7 +15,16 @@
 
 typedef enum as_direction { AS_DIR_BOTH = 0, AS_DIR_TO_SQL, AS_DIR_TO_MONGO } as_direction;
 typedef enum as_mode { AS_MODE_REALTIME = 0, AS_MODE_INTERVAL } as_mode;
-typedef enum as_strategy { AS_STRATEGY_LWW = 0, AS_STRATEGY_VECTOR, AS_STRATEGY_SCRIPT } as_strategy;
+/* conflict.strategy: lww | vector | script. conflict.fallback (what decides the value while a
+ * conflict is open): lww | script | keep-local (the value the key had) | keep-remote (the
+ * incoming change). */
+typedef enum as_strategy {
+  AS_STRATEGY_LWW = 0,
+  AS_STRATEGY_VECTOR,
+  AS_STRATEGY_SCRIPT,
+  AS_STRATEGY_KEEP_LOCAL,
+  AS_STRATEGY_KEEP_REMOTE
+} as_strategy;
 /* conflict.call: when a conflict script runs. */
 typedef enum as_call { AS_CALL_CONFLICTS = 0, AS_CALL_ALWAYS } as_call;
 typedef enum as_on_error { AS_ON_ERROR_DEAD_LETTER = 0, AS_ON_ERROR_STOP } as_on_error;
@@ -77,7 +86,7 @@ typedef struct as_schema {
     as_strategy strategy;
     int clock_idx;   /* column used as LWW clock, or -1 for commit time */
     char *script;    /* path (resolved relative to the mapping file) or NULL */
-    as_strategy fallback; /* for vector: what decides the interim value (lww or script) */
+    as_strategy fallback; /* vector/script: what decides the interim value */
     as_call call;    /* when the script runs: conflicts only (default) or every change */
   } conflict;
   as_on_error on_error;

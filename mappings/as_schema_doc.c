@@ -7,7 +7,7 @@ static const char *const directions[] = {"both", "to-sql", "to-mongo", NULL};
 static const char *const on_errors[] = {"dead-letter", "stop", NULL};
 static const char *const on_truncates[] = {"stop", "propagate", "ignore", NULL};
 static const char *const strategies[] = {"lww", "vector", "script", NULL};
-static const char *const fallbacks[] = {"lww", "script", NULL};
+static const char *const fallbacks[] = {"lww", "script", "keep-local", "keep-remote", NULL};
 static const char *const calls[] = {"conflicts", "always", NULL};
 static const char *const types[] = {"text",      "int64", "double", "numeric",
                                     "bool",      "uuid",  "objectid", "timestamptz",
@@ -72,7 +72,10 @@ static const as_config_entry schema_map[] = {
            "mapping file",
            "resolvers/users.lua"),
     AS_DOC(ENUM, "conflict.fallback", "lww",
-           "vector and script: what decides the interim value", "script",
+           "vector and script: what decides the value while a conflict is open: lww (the "
+           "later write), script, keep-local (the value the key had), keep-remote (the "
+           "incoming change)",
+           "keep-local",
            .allowed = fallbacks),
     AS_DOC(ENUM, "conflict.call", "conflicts",
            "script: call resolve(mine, theirs, ctx) for conflicts only, or for every change",

@@ -488,47 +488,44 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
     return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   }
   as_error e2 = {0};
-  if (e->has_full_doc) {
-    if (as_row_init(&full, sc->ncols) != AS_OK ||
-        (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK) {
-      goto dead;
-    }
-    for (size_t c = 0; c < sc->ncols; c++) {
-      if (!(changed[c] || sc->cols[c].is_key) || !full.set[c]) continue;
-      as_value v;
+  /* The values come from the event itself wherever it holds them exactly (updatedFields /
+   * removedFields at a column's own path): the full document of updateLookup is the document
+   * as it is when the event is read, which can hold a later value — even one the connector
+   * wrote there since — and each stream reads it at its own time, so two streams could see
+   * two values for one change. The full document fills only what the event does not hold
+   * (a change inside a column's value, the catch-all) and is the row image. */
+  if (e->has_full_doc &&
+      (as_row_init(&full, sc->ncols) != AS_OK || (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK))
+    goto dead;
+  if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
+  for (size_t c = 0; c < sc->ncols; c++) {
+    if (!changed[c]) continue;
+    const as_column *col = &sc->cols[c];
+    bson_iter_t vi;
+    as_value v = AS_VALUE_NULL;
+    if (!col->catch_all && has_u && find_exact(&updated, col->field, &vi)) {
+      if ((rc = as_bson_iter_to_value(sc, col, &vi, &v, &e2)) != AS_OK) goto dead;
+      as_row_put(&d->row, c, &v);
+    } else if (!col->catch_all && in_removed(has_r ? &removed : NULL, col->field)) {
+      as_row_put(&d->row, c, &v);
+    } else if (e->has_full_doc && full.set[c]) {
       if (as_value_copy(&v, &full.v[c]) != AS_OK) {
         rc = as_error_set(&e2, AS_DOM_MONGO, AS_ERR, "out of memory");
         goto dead;
       }
       as_row_put(&d->row, c, &v);
+    } else {
+      AS_LOG(AS_LOG_DEBUG, s->comp,
+             "mapping %s: update without fullDocument touches %s inside a field: skipped "
+             "(the document is gone; its delete event follows)", sc->name, col->name);
+      as_delta_clear(d);
+      out->n--;
+      goto cleanup;
     }
-    /* the whole document as a row too: what the update writes if it brings back a row
-     * deleted elsewhere */
+  }
+  if (e->has_full_doc) { /* the row image: what the update writes if it brings a row back */
     d->image = full;
     memset(&full, 0, sizeof full);
-  } else {
-    /* no full document: the document was deleted since (a delete event follows), or
-     * whenAvailable without a post-image. Take the values that updatedFields holds exactly. */
-    if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
-    for (size_t c = 0; c < sc->ncols; c++) {
-      if (!changed[c]) continue;
-      const as_column *col = &sc->cols[c];
-      bson_iter_t vi;
-      as_value v = AS_VALUE_NULL;
-      if (!col->catch_all && has_u && find_exact(&updated, col->field, &vi)) {
-        if ((rc = as_bson_iter_to_value(sc, col, &vi, &v, &e2)) != AS_OK) goto dead;
-        as_row_put(&d->row, c, &v);
-      } else if (!col->catch_all && in_removed(has_r ? &removed : NULL, col->field)) {
-        as_row_put(&d->row, c, &v);
-      } else {
-        AS_LOG(AS_LOG_DEBUG, s->comp,
-               "mapping %s: update without fullDocument touches %s inside a field: skipped "
-               "(the document is gone; its delete event follows)", sc->name, col->name);
-        as_delta_clear(d);
-        out->n--;
-        goto cleanup;
-      }
-    }
   }
   if (delta_common(s, e, d, pos) != AS_OK) {
     rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
