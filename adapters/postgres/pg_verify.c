@@ -105,19 +105,19 @@ static uint64_t le64_hex(const char *h) {
 /* int4send of the byte-swapped value: little-endian int32 bytes of x. */
 /* (PostgreSQL gives &, |, << and >> one precedence, left to right: hence the parentheses.) */
 #define PG_LE32(x)                                                                   \
-  "int4send(((((" x ") & 255) << 24) | (((" x ") & 65280) << 8) | (((" x ") >> 8) & 65280) | ((" x \
-  ") >> 24) & 255))"
+  "int4send(((((" x ") & 255) << 24) | (((" x ") & 65280) << 8) | (((" x ") >> 8) & 65280) | \
+  (((" x ") >> 24) & 255)))"
 /* The little-endian int64 of the first 8 digest bytes of md5 text m. */
 #define PG_MD5_LE64(m)                                                                       \
   "('x' || substr(" m ", 15, 2) || substr(" m ", 13, 2) || substr(" m ", 11, 2) || substr(" \
   m ", 9, 2) || substr(" m ", 7, 2) || substr(" m ", 5, 2) || substr(" m ", 3, 2) || substr(" m \
   ", 1, 2))::bit(64)::bigint"
 
-/* Appends column i's canonical text expression (level 1; helper values as _vp<i>). */
+/* Appends column i's canonical text expression (level 1; helper values as _as_p<i>). */
 static int col_text_sql(as_verify *v, size_t i, as_buf *b, as_buf *pre) {
   const char *c = v->t->qcols[i];
   char pv[32];
-  snprintf(pv, sizeof pv, "_vp%zu", i);
+  snprintf(pv, sizeof pv, "_as_p%zu", i);
   switch (v->s->cols[i].type) {
     case AS_T_BOOL:
     case AS_T_INT64: return as_buf_printf(b, "coalesce(%s::text, '~')", c);
@@ -334,15 +334,15 @@ static int sign_server(as_verify *v, const as_value *lo, const as_value *hi,
                        const as_value *bounds, size_t nb, as_seghash *out, as_error *err) {
   PGresult *r = NULL;
   as_buf *b = &v->sql;
-  int bad = as_buf_append_str(b, "SELECT b, count(*)");
-  for (int j = 0; j < 8; j++) bad = bad || as_buf_printf(b, ", sum(get_byte(d, %d))", j);
+  int bad = as_buf_append_str(b, "SELECT _as_b, count(*)");
+  for (int j = 0; j < 8; j++) bad = bad || as_buf_printf(b, ", sum(get_byte(_as_d, %d))", j);
   bad = bad ||
-        as_buf_append_str(b, " FROM (SELECT b, decode(md5('\\x000000000f000000'::bytea || " PG_LE32(
-                                 "octet_length(r) + 1") " || r || '\\x00'::bytea), 'hex') AS d "
+        as_buf_append_str(b, " FROM (SELECT _as_b, decode(md5('\\x000000000f000000'::bytea || " PG_LE32(
+                                 "octet_length(_as_r) + 1") " || _as_r || '\\x00'::bytea), 'hex') AS _as_d "
                                                         "FROM (SELECT ") ||
         as_vsql_bucket(&v->q, b, bounds, nb) ||
-        as_buf_printf(b, " AS b, %s AS r", v->rowtext) || from_range(v, b, lo, hi) ||
-        as_buf_append_str(b, " OFFSET 0) _v1 OFFSET 0) _v2 GROUP BY b");
+        as_buf_printf(b, " AS _as_b, %s AS _as_r", v->rowtext) || from_range(v, b, lo, hi) ||
+        as_buf_append_str(b, " OFFSET 0) _v1 OFFSET 0) _v2 GROUP BY _as_b");
   if (bad) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   int rc = run(v, "verify: segment signatures", &r, err);
   if (rc != AS_OK) return rc;
@@ -467,17 +467,17 @@ static int split_query(as_verify *v, const as_value *lo, const as_value *hi, int
   if (step < 1) step = 1;
   if (as_buf_append_str(b, "SELECT ")) return AS_ERR;
   for (size_t k = 0; k < v->s->nkey; k++) {
-    if (as_buf_printf(b, "%s_vk%zu", k ? ", " : "", k)) return AS_ERR;
+    if (as_buf_printf(b, "%s_as_k%zu", k ? ", " : "", k)) return AS_ERR;
   }
   if (as_buf_append_str(b, " FROM (SELECT ")) return AS_ERR;
   for (size_t k = 0; k < v->s->nkey; k++) {
-    if (as_buf_printf(b, "%s%s::text AS _vk%zu", k ? ", " : "", v->t->qcols[v->s->key_idx[k]], k))
+    if (as_buf_printf(b, "%s%s::text AS _as_k%zu", k ? ", " : "", v->t->qcols[v->s->key_idx[k]], k))
       return AS_ERR;
   }
   return as_buf_append_str(b, ", row_number() OVER (ORDER BY ") || as_vsql_keys(&v->q, b) ||
-         as_buf_printf(b, ") AS _vrn FROM %s WHERE ", v->t->qname) ||
+         as_buf_printf(b, ") AS _as_rn FROM %s WHERE ", v->t->qname) ||
          as_vsql_range(&v->q, b, lo, hi) ||
-         as_buf_printf(b, ") _vs WHERE _vrn > 1 AND (_vrn - 1) %% %" PRId64 " = 0 ORDER BY _vrn LIMIT %zu",
+         as_buf_printf(b, ") _as_s WHERE _as_rn > 1 AND (_as_rn - 1) %% %" PRId64 " = 0 ORDER BY _as_rn LIMIT %zu",
                        step, parts - 1);
 }
 
@@ -555,13 +555,13 @@ int pg_verify_rows(as_verify *v, const as_value *lo, const as_value *hi,
       bad = bad || as_buf_printf(b, ", %s::text", v->t->qcols[v->s->key_idx[k]]);
     bad = bad || as_buf_printf(b, " FROM %s WHERE ", v->t->qname) || as_vsql_range(&v->q, b, lo, hi);
   } else {
-    for (size_t k = 0; k < nk; k++) bad = bad || as_buf_printf(b, "_vk%zu, ", k);
+    for (size_t k = 0; k < nk; k++) bad = bad || as_buf_printf(b, "_as_k%zu, ", k);
     bad = bad ||
           as_buf_append_str(b, "substr(md5('\\x000000000f000000'::bytea || " PG_LE32(
-                                   "octet_length(r) + 1") " || r || '\\x00'::bytea), 1, 16) FROM (SELECT ");
+                                   "octet_length(_as_r) + 1") " || _as_r || '\\x00'::bytea), 1, 16) FROM (SELECT ");
     for (size_t k = 0; k < nk; k++)
-      bad = bad || as_buf_printf(b, "%s::text AS _vk%zu, ", v->t->qcols[v->s->key_idx[k]], k);
-    bad = bad || as_buf_printf(b, "%s AS r", v->rowtext) || from_range(v, b, lo, hi) ||
+      bad = bad || as_buf_printf(b, "%s::text AS _as_k%zu, ", v->t->qcols[v->s->key_idx[k]], k);
+    bad = bad || as_buf_printf(b, "%s AS _as_r", v->rowtext) || from_range(v, b, lo, hi) ||
           as_buf_append_str(b, " OFFSET 0) _v1");
   }
   int rc = bad ? as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory") : AS_OK;

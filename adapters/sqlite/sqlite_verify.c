@@ -278,9 +278,9 @@ int sq_verify_sign(as_verify *v, const as_value *lo, const as_value *hi, const a
           as_vsql_range(&v->q, &v->sql, lo, hi);
   } else {
     bad = bad ||
-          as_buf_printf(&v->sql, " AS b, count(*), _as_vsum(_as_vrow(%s)) FROM %s WHERE ",
+          as_buf_printf(&v->sql, ", count(*), _as_vsum(_as_vrow(%s)) FROM %s WHERE ",
                         v->cols, v->qtable) ||
-          as_vsql_range(&v->q, &v->sql, lo, hi) || as_buf_append_str(&v->sql, " GROUP BY b");
+          as_vsql_range(&v->q, &v->sql, lo, hi) || as_buf_append_str(&v->sql, " GROUP BY 1");
   }
   if (bad) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   int rc = prepare(v, &st, err);
