@@ -52,7 +52,7 @@
 #include "mongo_internal.h"
 #include "mongo_verify.h"
 
-#define MQ_JSON_DEPTH 4 /* nested documents/arrays rendered inside a json column */
+#define MQ_JSON_DEPTH 6 /* nested documents/arrays rendered inside a json column */
 #define MQ_SAMPLE_PER_PART 32
 #define MQ_SENT "\"!\""
 
@@ -96,23 +96,29 @@ static int jlit(as_buf *b, const char *s) {
 #define P(...) as_buf_printf(b, __VA_ARGS__)
 #define A(s) as_buf_append_str(b, s)
 
-/* A JSON string as PostgreSQL's escape_json writes it, of the string expression x. */
+/* A JSON string as PostgreSQL's escape_json writes it, of the string expression x: quoted
+ * as is unless it holds '"', '\' or a control character; then those are replaced, in one
+ * $reduce over (find, replacement) pairs (backslash first). */
 static int mq_str(as_buf *b, const char *x) {
-  static const char *const repl[][2] = {{"\\", "\\\\"}, {"\"", "\\\""}, {"\n", "\\n"}, {"\r", "\\r"},
-                                        {"\t", "\\t"},  {"\b", "\\b"},   {"\f", "\\f"}};
-  size_t nr = sizeof repl / sizeof repl[0];
-  int bad = P("{\"$let\": {\"vars\": {\"s\": %s}, \"in\": {\"$cond\": [{\"$regexMatch\": "
-              "{\"input\": \"$$s\", \"regex\": \"[\\\\x00-\\\\x1f\\\"\\\\\\\\]\"}}, "
-              "{\"$let\": {\"vars\": {\"r\": ", x);
-  for (size_t i = 0; i < nr; i++) bad = bad || A("{\"$replaceAll\": {\"input\": ");
-  bad = bad || A("\"$$s\"");
-  for (size_t i = 0; i < nr; i++) {
-    bad = bad || A(", \"find\": ") || jstr(b, repl[i][0]) || A(", \"replacement\": ") ||
-          jstr(b, repl[i][1]) || A("}}");
+  int bad = P("{\"$let\": {\"vars\": {\"s\": %s}, \"in\": {\"$concat\": [\"\\\"\", {\"$cond\": "
+              "[{\"$regexMatch\": {\"input\": \"$$s\", \"regex\": \"[\\\\x00-\\\\x1f\\\"\\\\\\\\]\"}}, "
+              "{\"$reduce\": {\"input\": [", x);
+  for (int c = -2; c < 0x20 && !bad; c++) {
+    char f[2] = {0, 0}, r[8];
+    if (c == -2) f[0] = '\\', strcpy(r, "\\\\");
+    else if (c == -1) f[0] = '"', strcpy(r, "\\\"");
+    else {
+      f[0] = (char)c;
+      const char *shortf = strchr("\b\f\n\r\t", c);
+      if (c && shortf) snprintf(r, sizeof r, "\\%c", "bfnrt"[shortf - "\b\f\n\r\t"]);
+      else snprintf(r, sizeof r, "\\u%04x", c);
+    }
+    bad = (c > -2 && A(", ")) || A("[") || (c == 0 ? A("\"\\u0000\"") : jstr(b, f)) || A(", ") ||
+          jstr(b, r) || A("]");
   }
-  bad = bad || A("}, \"in\": {\"$cond\": [{\"$regexMatch\": {\"input\": \"$$r\", \"regex\": "
-                 "\"[\\\\x00-\\\\x1f]\"}}, " MQ_SENT ", {\"$concat\": [\"\\\"\", \"$$r\", "
-                 "\"\\\"\"]}]}}}, {\"$concat\": [\"\\\"\", \"$$s\", \"\\\"\"]}]}}}");
+  bad = bad || A("], \"initialValue\": \"$$s\", \"in\": {\"$replaceAll\": {\"input\": \"$$value\", "
+                 "\"find\": {\"$arrayElemAt\": [\"$$this\", 0]}, \"replacement\": {\"$arrayElemAt\": "
+                 "[\"$$this\", 1]}}}}}, \"$$s\"]}, \"\\\"\"]}}}");
   return bad ? AS_ERR : AS_OK;
 }
 
@@ -131,53 +137,49 @@ static int mq_json_double(as_buf *b, const char *x) {
 
 static int mq_json(as_buf *b, const char *x, int d);
 
-/* Object or array at depth d: members sorted like jsonb, joined with ", ". */
-static int mq_container(as_buf *b, int d) {
-  const char *v = "\"$$this.v\"";
-  int bad = P("{\"$let\": {\"vars\": {\"o%d\": {\"$eq\": [\"$$t%d\", \"object\"]}}, \"in\": "
-              "{\"$let\": {\"vars\": {\"i%d\": {\"$cond\": [\"$$o%d\", {\"$sortArray\": {\"input\": "
-              "{\"$map\": {\"input\": {\"$objectToArray\": \"$$x%d\"}, \"as\": \"e%d\", \"in\": "
-              "{\"l\": {\"$strLenBytes\": \"$$e%d.k\"}, \"k\": \"$$e%d.k\", \"v\": \"$$e%d.v\"}}}, "
-              "\"sortBy\": {\"l\": 1, \"k\": 1}}}, {\"$map\": {\"input\": \"$$x%d\", \"as\": \"e%d\", "
-              "\"in\": {\"v\": \"$$e%d\"}}}]}}, \"in\": {\"$concat\": [{\"$cond\": [\"$$o%d\", \"{\", "
-              "\"[\"]}, {\"$reduce\": {\"input\": \"$$i%d\", \"initialValue\": \"\", \"in\": "
-              "{\"$concat\": [\"$$value\", {\"$cond\": [{\"$eq\": [\"$$value\", \"\"]}, \"\", \", \"]}, "
-              "{\"$cond\": [\"$$o%d\", {\"$concat\": [",
-              d, d, d, d, d, d, d, d, d, d, d, d, d, d, d);
-  bad = bad || mq_str(b, "\"$$this.k\"") || A(", \": \"]}, \"\"]}, ") || mq_json(b, v, d - 1) ||
-        P("]}}}, {\"$cond\": [\"$$o%d\", \"}\", \"]\"]}]}}}}}", d);
+/* Object or array x at depth d: members sorted like jsonb, joined with ", ". */
+static int mq_container(as_buf *b, const char *x, int d) {
+  int bad = P("{\"$let\": {\"vars\": {\"o%d\": {\"$eq\": [{\"$type\": %s}, \"object\"]}, \"i%d\": "
+              "{\"$cond\": [{\"$eq\": [{\"$type\": %s}, \"object\"]}, {\"$sortArray\": {\"input\": "
+              "{\"$map\": {\"input\": {\"$objectToArray\": %s}, \"as\": \"e%d\", \"in\": {\"l\": "
+              "{\"$strLenBytes\": \"$$e%d.k\"}, \"k\": \"$$e%d.k\", \"v\": \"$$e%d.v\"}}}, \"sortBy\": "
+              "{\"l\": 1, \"k\": 1}}}, {\"$map\": {\"input\": %s, \"as\": \"e%d\", \"in\": {\"v\": "
+              "\"$$e%d\"}}}]}}, \"in\": {\"$concat\": [{\"$cond\": [\"$$o%d\", \"{\", \"[\"]}, "
+              "{\"$reduce\": {\"input\": \"$$i%d\", \"initialValue\": \"\", \"in\": {\"$concat\": "
+              "[\"$$value\", {\"$cond\": [{\"$eq\": [\"$$value\", \"\"]}, \"\", \", \"]}, {\"$cond\": "
+              "[\"$$o%d\", {\"$concat\": [",
+              d, x, d, x, x, d, d, d, d, x, d, d, d, d, d);
+  bad = bad || mq_str(b, "\"$$this.k\"") || A(", \": \"]}, \"\"]}, ") ||
+        mq_json(b, "\"$$this.v\"", d - 1) || P("]}}}, {\"$cond\": [\"$$o%d\", \"}\", \"]\"]}]}}}", d);
   return bad ? AS_ERR : AS_OK;
 }
 
-/* PostgreSQL's jsonb::text of the AS-JSON of the value of expression x. */
+/* PostgreSQL's jsonb::text of the AS-JSON of the value of expression x (a variable path, cheap
+ * to repeat). Containers nest at most d deep. */
 static int mq_json(as_buf *b, const char *x, int d) {
-  char xv[32];
-  snprintf(xv, sizeof xv, "\"$$x%d\"", d);
-  int bad = P("{\"$let\": {\"vars\": {\"x%d\": %s}, \"in\": {\"$let\": {\"vars\": {\"t%d\": "
-              "{\"$type\": \"$$x%d\"}}, \"in\": {\"$switch\": {\"branches\": [",
-              d, x, d, d);
+  int bad = A("{\"$switch\": {\"branches\": [");
   if (d > 0) {
-    bad = bad || P("{\"case\": {\"$in\": [\"$$t%d\", [\"object\", \"array\"]]}, \"then\": ", d) ||
-          mq_container(b, d) || A("}, ");
+    bad = bad || P("{\"case\": {\"$in\": [{\"$type\": %s}, [\"object\", \"array\"]]}, \"then\": ", x) ||
+          mq_container(b, x, d) || A("}, ");
   }
-  bad = bad || P("{\"case\": {\"$eq\": [\"$$t%d\", \"string\"]}, \"then\": ", d) || mq_str(b, xv) ||
-        P("}, {\"case\": {\"$eq\": [\"$$t%d\", \"bool\"]}, \"then\": {\"$cond\": [%s, \"true\", "
-          "\"false\"]}}, {\"case\": {\"$eq\": [\"$$t%d\", \"null\"]}, \"then\": \"null\"}, "
-          "{\"case\": {\"$eq\": [\"$$t%d\", \"int\"]}, \"then\": {\"$toString\": %s}}, "
-          "{\"case\": {\"$eq\": [\"$$t%d\", \"long\"]}, \"then\": {\"$cond\": [{\"$and\": "
+  bad = bad || P("{\"case\": {\"$eq\": [{\"$type\": %s}, \"string\"]}, \"then\": ", x) || mq_str(b, x) ||
+        P("}, {\"case\": {\"$eq\": [{\"$type\": %s}, \"bool\"]}, \"then\": {\"$cond\": [%s, \"true\", "
+          "\"false\"]}}, {\"case\": {\"$eq\": [{\"$type\": %s}, \"null\"]}, \"then\": \"null\"}, "
+          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"int\"]}, \"then\": {\"$toString\": %s}}, "
+          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"long\"]}, \"then\": {\"$cond\": [{\"$and\": "
           "[{\"$gte\": [%s, -2147483648]}, {\"$lte\": [%s, 2147483647]}]}, {\"$concat\": "
           "[\"{\\\"$numberLong\\\": \\\"\", {\"$toString\": %s}, \"\\\"}\"]}, {\"$toString\": %s}]}}, "
-          "{\"case\": {\"$eq\": [\"$$t%d\", \"double\"]}, \"then\": ",
-          d, xv, d, d, xv, d, xv, xv, xv, xv, d) ||
-        mq_json_double(b, xv) ||
-        P("}, {\"case\": {\"$eq\": [\"$$t%d\", \"decimal\"]}, \"then\": {\"$concat\": "
+          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"double\"]}, \"then\": ",
+          x, x, x, x, x, x, x, x, x, x, x) ||
+        mq_json_double(b, x) ||
+        P("}, {\"case\": {\"$eq\": [{\"$type\": %s}, \"decimal\"]}, \"then\": {\"$concat\": "
           "[\"{\\\"$numberDecimal\\\": \\\"\", {\"$toString\": %s}, \"\\\"}\"]}}, "
-          "{\"case\": {\"$eq\": [\"$$t%d\", \"objectId\"]}, \"then\": {\"$concat\": "
+          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"objectId\"]}, \"then\": {\"$concat\": "
           "[\"{\\\"$oid\\\": \\\"\", {\"$toString\": %s}, \"\\\"}\"]}}, "
-          "{\"case\": {\"$eq\": [\"$$t%d\", \"date\"]}, \"then\": {\"$concat\": "
+          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"date\"]}, \"then\": {\"$concat\": "
           "[\"{\\\"$date\\\": {\\\"$numberLong\\\": \\\"\", {\"$toString\": {\"$toLong\": %s}}, "
-          "\"\\\"}}\"]}}], \"default\": " MQ_SENT "}}}}}}",
-          d, xv, d, xv, d, xv);
+          "\"\\\"}}\"]}}], \"default\": " MQ_SENT "}}",
+          x, x, x, x, x, x);
   return bad ? AS_ERR : AS_OK;
 }
 
@@ -766,7 +768,7 @@ int as_mongo_verify_open(as_node *n, const as_schema *s, bool client_hash, as_ve
     json_t *j = NULL;
     if (mq_rowtext(&b, s) != AS_OK) {
       rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
-    } else if (!(j = json_loadb((const char *)b.data, b.len, 0, &je))) {
+    } else if (!(j = json_loadb((const char *)b.data, b.len, JSON_ALLOW_NUL, &je))) {
       rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "mapping %s: internal error building the "
                         "hash expression: %s at %d", s->name, je.text, je.position);
     } else if (!(v->rowtext = bson_new()) || !json_to_bson_doc(v->rowtext, j)) {
