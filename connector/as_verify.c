@@ -199,6 +199,17 @@ void ventries_clear(ventries *l) {
   l->n = l->cap = 0;
 }
 
+static int cand_cmp(const void *a, const void *b) {
+  return vkey_cmp(sort_schema, ((const vcand *)a)->key, ((const vcand *)b)->key);
+}
+
+void vcand_sort(vpair *p) {
+  pthread_mutex_lock(&sort_mu);
+  sort_schema = p->s;
+  qsort(p->cand, p->ncand, sizeof *p->cand, cand_cmp);
+  pthread_mutex_unlock(&sort_mu);
+}
+
 int vcand_push(vpair *p, const as_value *key, int kind) {
   if (p->ncand == p->capcand) {
     size_t nc = p->capcand ? p->capcand * 2 : 64;

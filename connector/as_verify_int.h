@@ -50,6 +50,7 @@ int vkey_cmp(const as_schema *s, const as_value *a, const as_value *b);
 int vkey_row(const as_schema *s, const as_value *k, as_row *out);
 int vkeys_push(as_verify_keys *l, char *text); /* takes text (frees it on failure) */
 int vcand_push(vpair *p, const as_value *key, int kind);
+void vcand_sort(vpair *p); /* key order */
 void ventries_clear(ventries *l);
 /* Opens both sessions (falling back to client hashing when allowed), cuts and bisects, and
  * fills p->cand, p->out's counts, segments, bytes and note. Closes the sessions. */

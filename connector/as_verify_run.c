@@ -370,6 +370,7 @@ static int recheck(vctx *c, vpair *p, as_error *err) {
     nanosleep(&ts, NULL);
   }
   int rc = AS_OK;
+  vcand_sort(p);
   for (size_t i = 0; i < p->ncand && rc == AS_OK; i++) rc = settle(c, p, &p->cand[i], err);
   return rc;
 }
