@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "as_codec_fixture.h"
 #include "as_test_util.h"
@@ -321,6 +322,50 @@ START_TEST(test_key_text) {
 }
 END_TEST
 
+static as_config *load_config(const char *verify_part, as_error *err) {
+  char *dir = as_test_tmpdir();
+  char *maps = malloc(strlen(dir) + 8);
+  sprintf(maps, "%s/maps", dir);
+  mkdir(maps, 0700);
+  free(as_test_write_file(maps, "a.yaml", "mapping: a\nkey: id\ncolumns: { id: int64 }\n"));
+  char cfg[1024];
+  snprintf(cfg, sizeof cfg,
+           "nodes:\n  m: { kind: mongodb, uri: u, database: d }\n  s: { kind: sqlite, path: x }\n"
+           "mappings: maps/*.yaml\n%s", verify_part);
+  char *path = as_test_write_file(dir, "c.yaml", cfg);
+  as_config *c = NULL;
+  if (as_config_load(path, &c, err) != AS_OK) c = NULL;
+  free(path);
+  as_test_rmtree(dir);
+  free(maps);
+  free(dir);
+  return c;
+}
+
+START_TEST(test_config_key) {
+  as_error err;
+  as_config *c = load_config("", &err);
+  ck_assert_ptr_nonnull(c);
+  ck_assert_int_eq(c->verify_every_ms, 0); /* off unless configured */
+  as_config_free(c);
+  c = load_config("verify: { every: 6h }\n", &err);
+  ck_assert_msg(c != NULL, "%s", err.message);
+  ck_assert_int_eq(c->verify_every_ms, 6 * 3600 * 1000);
+  ck_assert(!c->verify_repair);
+  as_config_free(c);
+  c = load_config("verify: { every: 30m, repair: true }\n", &err);
+  ck_assert_int_eq(c->verify_every_ms, 30 * 60 * 1000);
+  ck_assert(c->verify_repair);
+  as_config_free(c);
+  ck_assert_ptr_null(load_config("verify: { repair: true }\n", &err));
+  ck_assert_msg(strstr(err.message, "c.yaml:5:") && strstr(err.message, "verify needs every"), "%s", err.message);
+  ck_assert_ptr_null(load_config("verify: { every: 6h, often: yes }\n", &err));
+  ck_assert_msg(strstr(err.message, "often") != NULL, "%s", err.message);
+  ck_assert_ptr_null(load_config("verify: { every: 10ms }\n", &err));
+  ck_assert_msg(strstr(err.message, "at least 1s") != NULL, "%s", err.message);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("verify");
   TCase *tc = tcase_create("bisection");
@@ -330,6 +375,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_small_table_bisects);
   tcase_add_test(tc, test_client_and_fallback);
   tcase_add_test(tc, test_key_text);
+  tcase_add_test(tc, test_config_key);
   suite_add_tcase(s, tc);
   return s;
 }
