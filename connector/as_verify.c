@@ -135,6 +135,7 @@ static int collect_row(void *ctx, const as_value *key, uint64_t hash) {
 static void *op_main(void *p) {
   op *o = p;
   const as_adapter *ad = o->sd->vn->ad;
+  int64_t t0 = as_monotonic_us();
   switch (o->kind) {
     case OP_SIGN:
       o->rc = ad->verify_sign(o->sd->v, o->lo, o->hi, o->bounds, o->nb, o->sig, &o->err);
@@ -151,6 +152,9 @@ static void *op_main(void *p) {
   }
   if (o->rc != AS_OK)
     as_error_prefix(&o->err, "node %s", o->sd->vn->cfg->name);
+  AS_LOG(AS_LOG_TRACE, "verify", "node %s: %s in %.3f s", o->sd->vn->cfg->name,
+         o->kind == OP_SIGN ? "signatures" : o->kind == OP_ROWS ? "rows" : "split",
+         (double)(as_monotonic_us() - t0) / 1e6);
   return NULL;
 }
 
@@ -333,8 +337,10 @@ static int cut(vpair *p, segq *q, const as_value *lo, const as_value *hi, int64_
   int side = split_side(p, ca, cb);
   op sp = {.sd = &p->side[side], .kind = OP_SPLIT, .lo = lo, .hi = hi,
            .nrows = side == 0 ? ca : cb, .parts = parts};
+  int64_t t0 = as_monotonic_us();
   int rc = op_both(&sp, NULL, err);
   if (rc != AS_OK) return rc;
+  int64_t t1 = as_monotonic_us();
   size_t nb = sp.out_nb;
   as_seghash *sa = calloc(nb + 1, sizeof *sa), *sb = calloc(nb + 1, sizeof *sb);
   if (!sa || !sb) {
@@ -347,6 +353,9 @@ static int cut(vpair *p, segq *q, const as_value *lo, const as_value *hi, int64_
   ob.sd = &p->side[1];
   ob.sig = sb;
   if ((rc = op_both(&oa, &ob, err)) != AS_OK) goto done;
+  AS_LOG(AS_LOG_DEBUG, "verify", "mapping %s: %zu segments cut on %s in %.3f s, signed in %.3f s",
+         s->name, nb + 1, p->side[side].vn->cfg->name, (double)(t1 - t0) / 1e6,
+         (double)(as_monotonic_us() - t1) / 1e6);
   p->out->segments += nb + 1;
   for (size_t i = 0; i <= nb; i++) {
     if (first) {

@@ -25,12 +25,15 @@ static const uint32_t md5_k[64] = {
     0x432aff97u, 0xab9423a7u, 0xfc93a039u, 0x655b59c3u, 0x8f0ccc92u, 0xffeff47du, 0x85845dd1u,
     0x6fa87e4fu, 0xfe2ce6e0u, 0xa3014314u, 0x4e0811a1u, 0xf7537e82u, 0xbd3af235u, 0x2ad7d2bbu,
     0xeb86d391u};
-static const uint8_t md5_r[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                                  5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
-                                  4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                                  6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
 
 static inline uint32_t rotl32(uint32_t x, unsigned c) { return (x << c) | (x >> (32 - c)); }
+
+/* The four rounds of RFC 1321, section 3.4, one step per macro. */
+#define MD5_F(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+#define MD5_G(x, y, z) ((y) ^ ((z) & ((x) ^ (y))))
+#define MD5_H(x, y, z) ((x) ^ (y) ^ (z))
+#define MD5_I(x, y, z) ((y) ^ ((x) | ~(z)))
+#define MD5_STEP(f, a, b, c, d, xk, t, s) (a) = (b) + rotl32((a) + f((b), (c), (d)) + (xk) + (t), (s))
 
 static void md5_block(uint32_t st[4], const uint8_t *p) {
   uint32_t w[16];
@@ -39,20 +42,29 @@ static void md5_block(uint32_t st[4], const uint8_t *p) {
            (uint32_t)p[4 * i + 3] << 24;
   }
   uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
-  for (int i = 0; i < 64; i++) {
-    uint32_t f;
-    int g;
-    switch (i >> 4) {
-      case 0: f = (b & c) | (~b & d); g = i; break;
-      case 1: f = (d & b) | (~d & c); g = (5 * i + 1) & 15; break;
-      case 2: f = b ^ c ^ d; g = (3 * i + 5) & 15; break;
-      default: f = c ^ (b | ~d); g = (7 * i) & 15; break;
-    }
-    uint32_t t = d;
-    d = c;
-    c = b;
-    b = b + rotl32(a + f + md5_k[i] + w[g], md5_r[i]);
-    a = t;
+  for (int i = 0; i < 16; i += 4) {
+    MD5_STEP(MD5_F, a, b, c, d, w[i], md5_k[i], 7);
+    MD5_STEP(MD5_F, d, a, b, c, w[i + 1], md5_k[i + 1], 12);
+    MD5_STEP(MD5_F, c, d, a, b, w[i + 2], md5_k[i + 2], 17);
+    MD5_STEP(MD5_F, b, c, d, a, w[i + 3], md5_k[i + 3], 22);
+  }
+  for (int i = 16; i < 32; i += 4) {
+    MD5_STEP(MD5_G, a, b, c, d, w[(5 * i + 1) & 15], md5_k[i], 5);
+    MD5_STEP(MD5_G, d, a, b, c, w[(5 * i + 6) & 15], md5_k[i + 1], 9);
+    MD5_STEP(MD5_G, c, d, a, b, w[(5 * i + 11) & 15], md5_k[i + 2], 14);
+    MD5_STEP(MD5_G, b, c, d, a, w[(5 * i + 16) & 15], md5_k[i + 3], 20);
+  }
+  for (int i = 32; i < 48; i += 4) {
+    MD5_STEP(MD5_H, a, b, c, d, w[(3 * i + 5) & 15], md5_k[i], 4);
+    MD5_STEP(MD5_H, d, a, b, c, w[(3 * i + 8) & 15], md5_k[i + 1], 11);
+    MD5_STEP(MD5_H, c, d, a, b, w[(3 * i + 11) & 15], md5_k[i + 2], 16);
+    MD5_STEP(MD5_H, b, c, d, a, w[(3 * i + 14) & 15], md5_k[i + 3], 23);
+  }
+  for (int i = 48; i < 64; i += 4) {
+    MD5_STEP(MD5_I, a, b, c, d, w[(7 * i) & 15], md5_k[i], 6);
+    MD5_STEP(MD5_I, d, a, b, c, w[(7 * i + 7) & 15], md5_k[i + 1], 10);
+    MD5_STEP(MD5_I, c, d, a, b, w[(7 * i + 14) & 15], md5_k[i + 2], 15);
+    MD5_STEP(MD5_I, b, c, d, a, w[(7 * i + 21) & 15], md5_k[i + 3], 21);
   }
   st[0] += a;
   st[1] += b;

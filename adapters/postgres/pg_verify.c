@@ -46,6 +46,8 @@ struct as_verify {
   pg_table *t;
   bool client;
   PGconn *conn;
+  PGconn *conn2;     /* a second connection on the same snapshot (pg_export_snapshot), so a
+                        big signature query runs as two halves at once; NULL if unavailable */
   char comp[160];
   uint64_t bytes;
   char **qkey;       /* key columns as compared (quoted, COLLATE "C" where needed) */
@@ -74,19 +76,36 @@ static int placeholder(as_buf *b, size_t k, int n, void *ctx) {
   return as_buf_printf(b, "$%d::%s", n, as_schema_pg_type(v->s->cols[v->s->key_idx[k]].type));
 }
 
-/* Runs v->sql with v->q's parameters; *out gets the result (caller PQclear). */
-static int run(as_verify *v, const char *what, PGresult **out, as_error *err) {
+static void free_params(char **p, size_t np) {
+  for (size_t i = 0; p && i < np; i++) free(p[i]);
+  free(p);
+}
+
+/* v->q's parameters as text (caller frees with free_params). */
+static int text_params(as_verify *v, char ***out, as_error *err) {
   size_t np = v->q.nparams;
   char **p = calloc(np ? np : 1, sizeof *p);
   int rc = p ? AS_OK : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   for (size_t i = 0; rc == AS_OK && i < np; i++) rc = pg_value_to_text(v->q.params[i], &p[i], err);
+  if (rc != AS_OK) {
+    free_params(p, np);
+    return rc;
+  }
+  *out = p;
+  return AS_OK;
+}
+
+/* Runs v->sql with v->q's parameters; *out gets the result (caller PQclear). */
+static int run(as_verify *v, const char *what, PGresult **out, as_error *err) {
+  size_t np = v->q.nparams;
+  char **p = NULL;
+  int rc = text_params(v, &p, err);
   if (rc == AS_OK) {
     AS_LOG(AS_LOG_TRACE, v->comp, "%s: %s", what, as_buf_cstr(&v->sql));
     rc = pg_query(v->conn, as_buf_cstr(&v->sql), (int)np, (const char *const *)p, what, out, err);
     if (rc == AS_OK) count_bytes(v, *out);
   }
-  for (size_t i = 0; p && i < np; i++) free(p[i]);
-  free(p);
+  free_params(p, np);
   return rc;
 }
 
@@ -272,6 +291,7 @@ static int client_hash(as_verify *v, const PGresult *r, int i, uint64_t *out, as
 void pg_verify_close(as_verify *v) {
   if (!v) return;
   if (v->conn) PQfinish(v->conn);
+  if (v->conn2) PQfinish(v->conn2);
   for (size_t k = 0; v->qkey && k < v->s->nkey; k++) free(v->qkey[k]);
   free(v->qkey);
   free(v->rowtext);
@@ -281,6 +301,31 @@ void pg_verify_close(as_verify *v) {
   as_buf_free(&v->tmp);
   as_row_clear(&v->row);
   free(v);
+}
+
+/* The second connection, on the first one's snapshot (best effort: without it, queries run
+ * one at a time). */
+static void second_conn(as_verify *v, as_node *n) {
+  PGresult *r = NULL;
+  as_error err;
+  char what[200];
+  snprintf(what, sizeof what, "%s (2)", v->comp);
+  if (pg_query(v->conn, "SELECT pg_export_snapshot()", 0, NULL, "verify: export snapshot", &r,
+               &err) != AS_OK)
+    return;
+  char *lit = pg_quote_literal(PQgetvalue(r, 0, 0));
+  char set[160];
+  snprintf(set, sizeof set, "SET TRANSACTION SNAPSHOT %s", lit ? lit : "''");
+  free(lit);
+  if (pg_connect_dsn(n->dsn, what, &v->conn2, &err) != AS_OK ||
+      pg_exec(v->conn2, "SET jit = off", what, &err) != AS_OK ||
+      pg_exec(v->conn2, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", what, &err) != AS_OK ||
+      pg_exec(v->conn2, set, what, &err) != AS_OK) {
+    AS_LOG(AS_LOG_DEBUG, v->comp, "no second connection: %s", err.message);
+    if (v->conn2) PQfinish(v->conn2);
+    v->conn2 = NULL;
+  }
+  PQclear(r);
 }
 
 int pg_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify **out,
@@ -305,6 +350,7 @@ int pg_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify *
     rc = pg_exec(v->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "verify: begin", err);
   if (rc == AS_OK) rc = build_keys(v, err); /* also the first read: fixes the snapshot */
   if (rc == AS_OK) rc = build_rowtext(v, err);
+  if (rc == AS_OK && !client_hash) second_conn(v, n);
   if (rc != AS_OK) {
     as_error_prefix(err, "verify: node %s, mapping %s", n->name, s->name);
     pg_verify_close(v);
@@ -330,30 +376,98 @@ int pg_verify_estimate(as_verify *v, int64_t *out, as_error *err) {
   return AS_OK;
 }
 
-static int sign_server(as_verify *v, const as_value *lo, const as_value *hi,
-                       const as_value *bounds, size_t nb, as_seghash *out, as_error *err) {
-  PGresult *r = NULL;
-  as_buf *b = &v->sql;
+/* The signature query of [lo, hi) cut at bounds into sql (parameters in v->q). */
+static int sign_sql(as_verify *v, const as_value *lo, const as_value *hi, const as_value *bounds,
+                    size_t nb, as_buf *b) {
   int bad = as_buf_append_str(b, "SELECT _as_b, count(*)");
   for (int j = 0; j < 8; j++) bad = bad || as_buf_printf(b, ", sum(get_byte(_as_d, %d))", j);
-  bad = bad ||
-        as_buf_append_str(b, " FROM (SELECT _as_b, decode(md5('\\x000000000f000000'::bytea || " PG_LE32(
-                                 "octet_length(_as_r) + 1") " || _as_r || '\\x00'::bytea), 'hex') AS _as_d "
-                                                        "FROM (SELECT ") ||
-        as_vsql_bucket(&v->q, b, bounds, nb) ||
-        as_buf_printf(b, " AS _as_b, %s AS _as_r", v->rowtext) || from_range(v, b, lo, hi) ||
-        as_buf_append_str(b, " OFFSET 0) _v1 OFFSET 0) _v2 GROUP BY _as_b");
-  if (bad) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-  int rc = run(v, "verify: segment signatures", &r, err);
-  if (rc != AS_OK) return rc;
+  return bad ||
+         as_buf_append_str(b, " FROM (SELECT _as_b, decode(md5('\\x000000000f000000'::bytea || " PG_LE32(
+                                  "octet_length(_as_r) + 1") " || _as_r || '\\x00'::bytea), 'hex') AS _as_d "
+                                                         "FROM (SELECT ") ||
+         as_vsql_bucket(&v->q, b, bounds, nb) ||
+         as_buf_printf(b, " AS _as_b, %s AS _as_r", v->rowtext) || from_range(v, b, lo, hi) ||
+         as_buf_append_str(b, " OFFSET 0) _v1 OFFSET 0) _v2 GROUP BY _as_b");
+}
+
+static void sign_result(const PGresult *r, size_t first, size_t nb, as_seghash *out) {
   for (int i = 0; i < PQntuples(r); i++) {
     long long bk = strtoll(PQgetvalue(r, i, 0), NULL, 10);
     if (bk < 0 || (size_t)bk > nb) continue;
-    out[bk].count = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+    as_seghash *o = &out[first + (size_t)bk];
+    o->count = strtoull(PQgetvalue(r, i, 1), NULL, 10);
     uint64_t sum = 0;
     for (int j = 0; j < 8; j++) sum += strtoull(PQgetvalue(r, i, 2 + j), NULL, 10) << (8 * j);
-    out[bk].sum = sum;
+    o->sum = sum;
   }
+}
+
+/* One half of a split signature query, sent without waiting. */
+typedef struct half {
+  PGconn *c;
+  as_buf sql;
+  char **params;
+  size_t np;
+  size_t first, nb; /* segments [first, first + nb] of the whole call */
+} half;
+
+static int send_half(as_verify *v, half *h, const as_value *lo, const as_value *hi,
+                     const as_value *bounds, as_error *err) {
+  as_vsql_reset(&v->q);
+  if (sign_sql(v, lo, hi, bounds, h->nb, &h->sql))
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  int rc = text_params(v, &h->params, err);
+  if (rc != AS_OK) return rc;
+  h->np = v->q.nparams;
+  if (!PQsendQueryParams(h->c, as_buf_cstr(&h->sql), (int)h->np, NULL,
+                         (const char *const *)h->params, NULL, NULL, 0))
+    return pg_fail(h->c, NULL, "verify: segment signatures", err);
+  return AS_OK;
+}
+
+static int recv_half(as_verify *v, half *h, as_seghash *out, as_error *err) {
+  int rc = AS_OK;
+  PGresult *r;
+  while ((r = PQgetResult(h->c))) {
+    if (rc == AS_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+      rc = pg_fail(h->c, r, "verify: segment signatures", err);
+    } else if (rc == AS_OK) {
+      count_bytes(v, r);
+      sign_result(r, h->first, h->nb, out);
+    }
+    PQclear(r);
+  }
+  return rc;
+}
+
+/* A big call runs as two queries at once, one per connection: segments [0, m) and [m, nb]. */
+static int sign_split(as_verify *v, const as_value *lo, const as_value *hi,
+                      const as_value *bounds, size_t nb, as_seghash *out, as_error *err) {
+  size_t nk = v->s->nkey, m = (nb + 1) / 2; /* bounds[m-1] separates the halves */
+  half h[2] = {{.c = v->conn, .first = 0, .nb = m - 1}, {.c = v->conn2, .first = m, .nb = nb - m}};
+  const as_value *mid = bounds + (m - 1) * nk;
+  int rc = send_half(v, &h[0], lo, mid, bounds, err);
+  int rc2 = rc == AS_OK ? send_half(v, &h[1], mid, hi, bounds + m * nk, err) : AS_OK;
+  as_error e2;
+  int r0 = rc == AS_OK ? recv_half(v, &h[0], out, err) : rc;
+  int r1 = rc == AS_OK && rc2 == AS_OK ? recv_half(v, &h[1], out, &e2) : rc2;
+  if (r0 == AS_OK && r1 != AS_OK && rc2 == AS_OK) *err = e2;
+  for (int i = 0; i < 2; i++) {
+    free_params(h[i].params, h[i].np);
+    as_buf_free(&h[i].sql);
+  }
+  return r0 != AS_OK ? r0 : r1;
+}
+
+static int sign_server(as_verify *v, const as_value *lo, const as_value *hi,
+                       const as_value *bounds, size_t nb, as_seghash *out, as_error *err) {
+  if (v->conn2 && nb >= 3) return sign_split(v, lo, hi, bounds, nb, out, err);
+  PGresult *r = NULL;
+  if (sign_sql(v, lo, hi, bounds, nb, &v->sql))
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  int rc = run(v, "verify: segment signatures", &r, err);
+  if (rc != AS_OK) return rc;
+  sign_result(r, 0, nb, out);
   PQclear(r);
   return AS_OK;
 }

@@ -34,6 +34,8 @@ struct as_verify {
   as_buf sql;
   as_buf tmp;    /* row text scratch */
   as_row row;    /* conversion scratch */
+  as_seghash *acc; /* the segments of the signature query running (_as_vsig), nacc of them */
+  size_t nacc;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -64,10 +66,74 @@ static void cell_from_value(sqlite3_value *v, sq_cell *c) {
   }
 }
 
+static int put_u64(as_buf *b, uint64_t u, bool neg) {
+  char t[24];
+  int n = 0;
+  do {
+    t[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (as_buf_reserve(b, (size_t)n + 1) != AS_OK) return AS_ERR;
+  if (neg) b->data[b->len++] = '-';
+  while (n) b->data[b->len++] = (uint8_t)t[--n];
+  return AS_OK;
+}
+
+static int put_i64(as_buf *b, int64_t i) {
+  return put_u64(b, i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i, i < 0);
+}
+
+/* The common storage forms, straight to canonical text (what the general path through
+ * sq_cell_to_value and as_rowtext_value gives, without building a value). 1 = done. */
+static int fast_text(as_verify *v, size_t i, const sq_cell *c) {
+  as_buf *b = &v->tmp;
+  as_error err;
+  switch (v->s->cols[i].type) {
+    case AS_T_INT64:
+      if (c->k != SQ_CELL_INT) return 0;
+      return put_i64(b, c->i) == AS_OK ? 1 : AS_ERR;
+    case AS_T_BOOL:
+      if (c->k != SQ_CELL_INT || (c->i != 0 && c->i != 1)) return 0;
+      return as_buf_append_str(b, c->i ? "true" : "false") == AS_OK ? 1 : AS_ERR;
+    case AS_T_DOUBLE: {
+      if (c->k != SQ_CELL_REAL) return 0;
+      char t[32];
+      size_t n = as_rowtext_double(c->d, t);
+      return as_buf_append(b, t, n) == AS_OK ? 1 : AS_ERR;
+    }
+    case AS_T_TEXT:
+      if (c->k != SQ_CELL_TEXT) return 0;
+      return put_u64(b, c->len, false) == AS_OK && as_buf_putc(b, ':') == AS_OK &&
+                     as_buf_append(b, c->p, c->len) == AS_OK
+                 ? 1
+                 : AS_ERR;
+    case AS_T_DECIMAL: {
+      if (c->k != SQ_CELL_TEXT) return 0;
+      size_t at = b->len;
+      int rc = as_decimal_normalize(c->p, c->len, b);
+      if (rc == AS_EINVAL) { /* unreadable, as the general path says */
+        b->len = at;
+        return as_buf_putc(b, '!') == AS_OK ? 1 : AS_ERR;
+      }
+      return rc == AS_OK ? 1 : AS_ERR;
+    }
+    case AS_T_JSON: {
+      if (c->k != SQ_CELL_TEXT) return 0;
+      int rc = as_jsonb_text(c->p, c->len, b, &err);
+      if (rc == AS_EINVAL) return as_buf_putc(b, '!') == AS_OK ? 1 : AS_ERR;
+      return rc == AS_OK ? 1 : AS_ERR;
+    }
+    default: return 0;
+  }
+}
+
 /* Canonical text of column i from a cell; a value the adapter cannot read gets "!" (never
  * produced by another node, so the row's hash differs and the leaf comparison reports it). */
 static int col_text(as_verify *v, size_t i, const sq_cell *c) {
   as_error err;
+  if (c->k == SQ_CELL_NULL) return as_buf_putc(&v->tmp, '~');
+  int f = fast_text(v, i, c);
+  if (f != 0) return f == 1 ? AS_OK : AS_ERR;
   as_value *val = &v->row.v[i];
   int rc = sq_cell_to_value(c, v->s->cols[i].type, val, &err);
   if (rc == AS_EDATA || rc == AS_EINVAL) return as_buf_putc(&v->tmp, '!');
@@ -88,6 +154,26 @@ static void fn_vrow(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   }
   sqlite3_result_int64(ctx, as_mongo_hash_string((const char *)v->tmp.data, v->tmp.len));
 }
+
+/* Aggregate _as_vsig(segment, c1, ..., cn): adds each row's hash to its segment of v->acc
+ * (no GROUP BY: SQLite would sort every row's columns through a temporary file). */
+static void fn_vsig_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  as_verify *v = sqlite3_user_data(ctx);
+  int64_t seg = sqlite3_value_int64(argv[0]);
+  as_buf_reset(&v->tmp);
+  for (int i = 1; i < argc; i++) {
+    sq_cell c;
+    cell_from_value(argv[i], &c);
+    if (col_text(v, (size_t)i - 1, &c) != AS_OK || as_buf_putc(&v->tmp, '|') != AS_OK) {
+      sqlite3_result_error_nomem(ctx);
+      return;
+    }
+  }
+  if (seg >= 0 && (size_t)seg < v->nacc)
+    as_seghash_add(&v->acc[seg], (uint64_t)as_mongo_hash_string((const char *)v->tmp.data, v->tmp.len));
+}
+
+static void fn_vsig_final(sqlite3_context *ctx) { sqlite3_result_null(ctx); }
 
 static void fn_vsum_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
@@ -231,7 +317,9 @@ int sq_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify *
       (sqlite3_create_function_v2(v->db, "_as_vrow", (int)s->ncols, SQLITE_UTF8, v, fn_vrow,
                                   NULL, NULL, NULL) != SQLITE_OK ||
        sqlite3_create_function_v2(v->db, "_as_vsum", 1, SQLITE_UTF8, v, NULL, fn_vsum_step,
-                                  fn_vsum_final, NULL) != SQLITE_OK)) {
+                                  fn_vsum_final, NULL) != SQLITE_OK ||
+       sqlite3_create_function_v2(v->db, "_as_vsig", (int)s->ncols + 1, SQLITE_UTF8, v, NULL,
+                                  fn_vsig_step, fn_vsig_final, NULL) != SQLITE_OK)) {
     rc = sq_fail(v->db, SQLITE_ERROR, err, "verify: register functions");
     goto fail;
   }
@@ -277,26 +365,27 @@ int sq_verify_sign(as_verify *v, const as_value *lo, const as_value *hi, const a
     bad = bad || as_buf_printf(&v->sql, ", %s FROM %s WHERE ", v->cols, v->qtable) ||
           as_vsql_range(&v->q, &v->sql, lo, hi);
   } else {
-    bad = bad ||
-          as_buf_printf(&v->sql, ", count(*), _as_vsum(_as_vrow(%s)) FROM %s WHERE ",
-                        v->cols, v->qtable) ||
-          as_vsql_range(&v->q, &v->sql, lo, hi) || as_buf_append_str(&v->sql, " GROUP BY 1");
+    as_buf_reset(&v->sql); /* SELECT _as_vsig(<segment>, c1, ..., cn) FROM t WHERE range */
+    as_vsql_reset(&v->q);
+    bad = as_buf_append_str(&v->sql, "SELECT _as_vsig(") || as_vsql_bucket(&v->q, &v->sql, bounds, nb) ||
+          as_buf_printf(&v->sql, ", %s) FROM %s WHERE ", v->cols, v->qtable) ||
+          as_vsql_range(&v->q, &v->sql, lo, hi);
   }
   if (bad) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  v->acc = out;
+  v->nacc = nb + 1;
   int rc = prepare(v, &st, err);
   if (rc != AS_OK) return rc;
   int r;
   while (rc == AS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    if (!v->client) continue; /* the aggregate filled out */
     int64_t b = sqlite3_column_int64(st, 0);
     if (b < 0 || (size_t)b > nb) continue;
-    if (v->client) {
-      uint64_t h;
-      if ((rc = client_hash(v, st, 1, &h, err)) == AS_OK) as_seghash_add(&out[b], h);
-    } else {
-      out[b].count = (uint64_t)sqlite3_column_int64(st, 1);
-      out[b].sum = (uint64_t)sqlite3_column_int64(st, 2);
-    }
+    uint64_t h = 0;
+    if ((rc = client_hash(v, st, 1, &h, err)) == AS_OK) as_seghash_add(&out[b], h);
   }
+  v->acc = NULL;
+  v->nacc = 0;
   if (rc == AS_OK && r != SQLITE_DONE) rc = sq_fail(v->db, r, err, "verify: segment signatures");
   sqlite3_finalize(st);
   return rc;
@@ -381,7 +470,7 @@ int sq_verify_rows(as_verify *v, const as_value *lo, const as_value *hi,
   }
   int r;
   while (rc == AS_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
-    uint64_t h;
+    uint64_t h = 0;
     rc = read_key(v, st, keys, err);
     if (rc == AS_OK && v->client) rc = client_hash(v, st, (int)nk, &h, err);
     else if (rc == AS_OK) h = (uint64_t)sqlite3_column_int64(st, (int)nk);
