@@ -155,21 +155,43 @@ int64_t as_mongo_hash_binary(uint8_t subtype, const uint8_t *p, size_t n) {
 
 /* ---------------------------------------------------------------- jsonb text */
 
-typedef struct jparser {
-  const char *s;
-  size_t n, i;
-  as_buf **levels; /* scratch buffer per depth (members of an object being sorted); stable
-                      pointers, since a level's buffer is in use while deeper ones are added */
-  size_t nlevels;
-  int depth;
-  const char *why;
-} jparser;
-
 typedef struct jmember {
   size_t koff, klen; /* decoded key bytes in the level's scratch */
   size_t voff, vlen; /* rendered value text in the level's scratch */
   size_t idx;        /* input order (the last of duplicate keys wins) */
 } jmember;
+
+/* Per depth: a buffer for the members of an object being sorted and their index (stable
+ * pointers: a level is in use while deeper ones are added). Kept between calls. */
+struct as_jsonb_scratch {
+  as_buf **levels;
+  jmember **mem;
+  size_t *memcap;
+  size_t nlevels;
+};
+
+typedef struct jparser {
+  const char *s;
+  size_t n, i;
+  as_jsonb_scratch *sc;
+  int depth;
+  const char *why;
+} jparser;
+
+as_jsonb_scratch *as_jsonb_scratch_new(void) { return calloc(1, sizeof(as_jsonb_scratch)); }
+
+void as_jsonb_scratch_free(as_jsonb_scratch *sc) {
+  if (!sc) return;
+  for (size_t i = 0; i < sc->nlevels; i++) {
+    if (sc->levels[i]) as_buf_free(sc->levels[i]);
+    free(sc->levels[i]);
+    free(sc->mem[i]);
+  }
+  free(sc->levels);
+  free(sc->mem);
+  free(sc->memcap);
+  free(sc);
+}
 
 static void skip_ws(jparser *p) {
   while (p->i < p->n) {
@@ -421,25 +443,35 @@ static void sort_members(jmember *m, size_t n, const uint8_t *base) {
 }
 
 static as_buf *level_buf(jparser *p) {
+  as_jsonb_scratch *sc = p->sc;
   size_t d = (size_t)p->depth;
-  if (d >= p->nlevels) {
+  if (d >= sc->nlevels) {
     size_t nn = d + 8;
-    as_buf **nl = realloc(p->levels, nn * sizeof *nl);
-    if (!nl) return NULL;
-    p->levels = nl;
-    for (size_t i = p->nlevels; i < nn; i++) nl[i] = NULL;
-    p->nlevels = nn;
+    as_buf **nl = realloc(sc->levels, nn * sizeof *nl);
+    if (nl) sc->levels = nl;
+    jmember **nm = nl ? realloc(sc->mem, nn * sizeof *nm) : NULL;
+    if (nm) sc->mem = nm;
+    size_t *nc = nm ? realloc(sc->memcap, nn * sizeof *nc) : NULL;
+    if (!nc) return NULL;
+    sc->memcap = nc;
+    for (size_t i = sc->nlevels; i < nn; i++) {
+      nl[i] = NULL;
+      nm[i] = NULL;
+      nc[i] = 0;
+    }
+    sc->nlevels = nn;
   }
-  if (!p->levels[d] && !(p->levels[d] = calloc(1, sizeof(as_buf)))) return NULL;
-  as_buf_reset(p->levels[d]);
-  return p->levels[d];
+  if (!sc->levels[d] && !(sc->levels[d] = calloc(1, sizeof(as_buf)))) return NULL;
+  as_buf_reset(sc->levels[d]);
+  return sc->levels[d];
 }
 
 static int object(jparser *p, as_buf *out) {
   p->i++;
   as_buf *lv = level_buf(p);
-  jmember *m = NULL;
-  size_t nm = 0, cap = 0;
+  size_t lvl = (size_t)p->depth;
+  jmember *m = lv ? p->sc->mem[lvl] : NULL;
+  size_t nm = 0, cap = lv ? p->sc->memcap[lvl] : 0;
   int rc = AS_OK;
   if (!lv) return AS_ERR;
   p->depth++;
@@ -463,7 +495,8 @@ static int object(jparser *p, as_buf *out) {
         rc = AS_ERR;
         goto done;
       }
-      m = nmem;
+      m = p->sc->mem[lvl] = nmem;
+      p->sc->memcap[lvl] = cap;
     }
     jmember *x = &m[nm];
     x->idx = nm;
@@ -517,7 +550,6 @@ static int object(jparser *p, as_buf *out) {
   if (as_buf_putc(out, '}') != AS_OK) rc = AS_ERR;
 done:
   p->depth--;
-  free(m);
   return rc;
 }
 
@@ -589,8 +621,9 @@ static int render(jparser *p, as_buf *out) {
   }
 }
 
-int as_jsonb_text(const char *json, size_t len, as_buf *out, as_error *err) {
-  jparser p = {.s = json, .n = len};
+int as_jsonb_text_s(as_jsonb_scratch *sc, const char *json, size_t len, as_buf *out,
+                    as_error *err) {
+  jparser p = {.s = json, .n = len, .sc = sc};
   size_t start = out->len;
   int rc = render(&p, out);
   if (rc == AS_OK) {
@@ -600,17 +633,20 @@ int as_jsonb_text(const char *json, size_t len, as_buf *out, as_error *err) {
       rc = AS_EINVAL;
     }
   }
-  for (size_t i = 0; i < p.nlevels; i++) {
-    if (p.levels[i]) as_buf_free(p.levels[i]);
-    free(p.levels[i]);
-  }
-  free(p.levels);
   if (rc == AS_OK) return AS_OK;
   out->len = start;
   if (rc == AS_EINVAL)
     return as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON for jsonb: %s at byte %zu",
                         p.why ? p.why : "?", p.i);
   return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
+}
+
+int as_jsonb_text(const char *json, size_t len, as_buf *out, as_error *err) {
+  as_jsonb_scratch *sc = as_jsonb_scratch_new();
+  if (!sc) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
+  int rc = as_jsonb_text_s(sc, json, len, out, err);
+  as_jsonb_scratch_free(sc);
+  return rc;
 }
 
 /* ---------------------------------------------------------------- canonical text */

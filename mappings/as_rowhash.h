@@ -78,6 +78,12 @@ int as_rowhash_xxh3(const as_schema *s, const as_row *r, as_buf *tmp, uint64_t *
  * (\" \\ \b \f \n \r \t, other bytes below 0x20 as \u00xx, everything else raw). AS_EINVAL
  * (err set) for invalid JSON and for what jsonb refuses (\u0000, lone surrogates). */
 int as_jsonb_text(const char *json, size_t len, as_buf *out, as_error *err);
+/* The same with scratch memory kept between calls (one user at a time). */
+typedef struct as_jsonb_scratch as_jsonb_scratch;
+as_jsonb_scratch *as_jsonb_scratch_new(void);
+void as_jsonb_scratch_free(as_jsonb_scratch *sc); /* NULL-safe */
+int as_jsonb_text_s(as_jsonb_scratch *sc, const char *json, size_t len, as_buf *out,
+                    as_error *err);
 
 /* The double's canonical text as above ("4503599627370496p-52" for 1.0). out >= 32 bytes;
  * returns the length. */

@@ -34,6 +34,7 @@ struct as_verify {
   as_buf sql;
   as_buf tmp;    /* row text scratch */
   as_row row;    /* conversion scratch */
+  as_jsonb_scratch *jsc;
   as_seghash *acc; /* the segments of the signature query running (_as_vsig), nacc of them */
   size_t nacc;
 };
@@ -117,9 +118,29 @@ static int fast_text(as_verify *v, size_t i, const sq_cell *c) {
       }
       return rc == AS_OK ? 1 : AS_ERR;
     }
+    case AS_T_OBJECTID: /* 24 lower-case hex digits, as the adapter stores them */
+      if (c->k != SQ_CELL_TEXT || c->len != 24 || strspn(c->p, "0123456789abcdef") < 24) return 0;
+      return as_buf_append(b, c->p, 24) == AS_OK ? 1 : AS_ERR;
+    case AS_T_TIMESTAMP: { /* the adapter's form YYYY-MM-DDTHH:MM:SS.ffffffZ */
+      const char *t = c->p;
+      static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+      if (c->k != SQ_CELL_TEXT || c->len != 27) return 0;
+      for (int k = 0; k < 27; k++) {
+        if (shape[k] == 'd' ? (t[k] < '0' || t[k] > '9') : t[k] != shape[k]) return 0;
+      }
+#define D2(i) ((t[i] - '0') * 10 + (t[(i) + 1] - '0'))
+      int y = D2(0) * 100 + D2(2), mo = D2(5), d = D2(8), h = D2(11), mi = D2(14), se = D2(17);
+      int ms = (t[20] - '0') * 100 + (t[21] - '0') * 10 + (t[22] - '0');
+#undef D2
+      if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59) return 0;
+      int64_t v_ms = as_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400000LL + h * 3600000LL +
+                     mi * 60000LL + se * 1000LL + ms;
+      return put_i64(b, v_ms) == AS_OK ? 1 : AS_ERR;
+    }
     case AS_T_JSON: {
       if (c->k != SQ_CELL_TEXT) return 0;
-      int rc = as_jsonb_text(c->p, c->len, b, &err);
+      int rc = v->jsc ? as_jsonb_text_s(v->jsc, c->p, c->len, b, &err)
+                      : as_jsonb_text(c->p, c->len, b, &err);
       if (rc == AS_EINVAL) return as_buf_putc(b, '!') == AS_OK ? 1 : AS_ERR;
       return rc == AS_OK ? 1 : AS_ERR;
     }
@@ -255,6 +276,7 @@ void sq_verify_close(as_verify *v) {
   as_buf_free(&v->sql);
   as_buf_free(&v->tmp);
   as_row_clear(&v->row);
+  as_jsonb_scratch_free(v->jsc);
   free(v);
 }
 
@@ -297,6 +319,7 @@ int sq_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify *
   if (!v) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   v->s = s;
   v->client = client_hash;
+  v->jsc = as_jsonb_scratch_new();
   snprintf(v->comp, sizeof v->comp, "verify:sqlite:%s", n->name);
   int rc = build_names(v, err);
   if (rc != AS_OK) goto fail;
