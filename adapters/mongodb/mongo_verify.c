@@ -138,9 +138,9 @@ static int mq_json_double(as_buf *b, const char *x) {
 static int mq_json(as_buf *b, const char *x, int d);
 
 /* Object or array x at depth d: members sorted like jsonb, joined with ", ". */
-static int mq_container(as_buf *b, const char *x, int d) {
-  int bad = P("{\"$let\": {\"vars\": {\"o%d\": {\"$eq\": [{\"$type\": %s}, \"object\"]}, \"i%d\": "
-              "{\"$cond\": [{\"$eq\": [{\"$type\": %s}, \"object\"]}, {\"$sortArray\": {\"input\": "
+static int mq_container(as_buf *b, const char *x, const char *t, int d) {
+  int bad = P("{\"$let\": {\"vars\": {\"o%d\": {\"$eq\": [%s, \"object\"]}, \"i%d\": "
+              "{\"$cond\": [{\"$eq\": [%s, \"object\"]}, {\"$sortArray\": {\"input\": "
               "{\"$map\": {\"input\": {\"$objectToArray\": %s}, \"as\": \"e%d\", \"in\": {\"l\": "
               "{\"$strLenBytes\": \"$$e%d.k\"}, \"k\": \"$$e%d.k\", \"v\": \"$$e%d.v\"}}}, \"sortBy\": "
               "{\"l\": 1, \"k\": 1}}}, {\"$map\": {\"input\": %s, \"as\": \"e%d\", \"in\": {\"v\": "
@@ -148,38 +148,40 @@ static int mq_container(as_buf *b, const char *x, int d) {
               "{\"$reduce\": {\"input\": \"$$i%d\", \"initialValue\": \"\", \"in\": {\"$concat\": "
               "[\"$$value\", {\"$cond\": [{\"$eq\": [\"$$value\", \"\"]}, \"\", \", \"]}, {\"$cond\": "
               "[\"$$o%d\", {\"$concat\": [",
-              d, x, d, x, x, d, d, d, d, x, d, d, d, d, d);
+              d, t, d, t, x, d, d, d, d, x, d, d, d, d, d);
   bad = bad || mq_str(b, "\"$$this.k\"") || A(", \": \"]}, \"\"]}, ") ||
         mq_json(b, "\"$$this.v\"", d - 1) || P("]}}}, {\"$cond\": [\"$$o%d\", \"}\", \"]\"]}]}}}", d);
   return bad ? AS_ERR : AS_OK;
 }
 
 /* PostgreSQL's jsonb::text of the AS-JSON of the value of expression x (a variable path, cheap
- * to repeat). Containers nest at most d deep. */
+ * to repeat; its type is computed once). Containers nest at most d deep. */
 static int mq_json(as_buf *b, const char *x, int d) {
-  int bad = A("{\"$switch\": {\"branches\": [");
+  char t[16];
+  snprintf(t, sizeof t, "\"$$t%d\"", d);
+  int bad = P("{\"$let\": {\"vars\": {\"t%d\": {\"$type\": %s}}, \"in\": {\"$switch\": {\"branches\": [", d, x);
   if (d > 0) {
-    bad = bad || P("{\"case\": {\"$in\": [{\"$type\": %s}, [\"object\", \"array\"]]}, \"then\": ", x) ||
-          mq_container(b, x, d) || A("}, ");
+    bad = bad || P("{\"case\": {\"$in\": [%s, [\"object\", \"array\"]]}, \"then\": ", t) ||
+          mq_container(b, x, t, d) || A("}, ");
   }
-  bad = bad || P("{\"case\": {\"$eq\": [{\"$type\": %s}, \"string\"]}, \"then\": ", x) || mq_str(b, x) ||
-        P("}, {\"case\": {\"$eq\": [{\"$type\": %s}, \"bool\"]}, \"then\": {\"$cond\": [%s, \"true\", "
-          "\"false\"]}}, {\"case\": {\"$eq\": [{\"$type\": %s}, \"null\"]}, \"then\": \"null\"}, "
-          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"int\"]}, \"then\": {\"$toString\": %s}}, "
-          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"long\"]}, \"then\": {\"$cond\": [{\"$and\": "
+  bad = bad || P("{\"case\": {\"$eq\": [%s, \"string\"]}, \"then\": ", t) || mq_str(b, x) ||
+        P("}, {\"case\": {\"$eq\": [%s, \"bool\"]}, \"then\": {\"$cond\": [%s, \"true\", "
+          "\"false\"]}}, {\"case\": {\"$eq\": [%s, \"null\"]}, \"then\": \"null\"}, "
+          "{\"case\": {\"$eq\": [%s, \"int\"]}, \"then\": {\"$toString\": %s}}, "
+          "{\"case\": {\"$eq\": [%s, \"long\"]}, \"then\": {\"$cond\": [{\"$and\": "
           "[{\"$gte\": [%s, -2147483648]}, {\"$lte\": [%s, 2147483647]}]}, {\"$concat\": "
           "[\"{\\\"$numberLong\\\": \\\"\", {\"$toString\": %s}, \"\\\"}\"]}, {\"$toString\": %s}]}}, "
-          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"double\"]}, \"then\": ",
-          x, x, x, x, x, x, x, x, x, x, x) ||
+          "{\"case\": {\"$eq\": [%s, \"double\"]}, \"then\": ",
+          t, x, t, t, x, t, x, x, x, x, t) ||
         mq_json_double(b, x) ||
-        P("}, {\"case\": {\"$eq\": [{\"$type\": %s}, \"decimal\"]}, \"then\": {\"$concat\": "
+        P("}, {\"case\": {\"$eq\": [%s, \"decimal\"]}, \"then\": {\"$concat\": "
           "[\"{\\\"$numberDecimal\\\": \\\"\", {\"$toString\": %s}, \"\\\"}\"]}}, "
-          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"objectId\"]}, \"then\": {\"$concat\": "
+          "{\"case\": {\"$eq\": [%s, \"objectId\"]}, \"then\": {\"$concat\": "
           "[\"{\\\"$oid\\\": \\\"\", {\"$toString\": %s}, \"\\\"}\"]}}, "
-          "{\"case\": {\"$eq\": [{\"$type\": %s}, \"date\"]}, \"then\": {\"$concat\": "
+          "{\"case\": {\"$eq\": [%s, \"date\"]}, \"then\": {\"$concat\": "
           "[\"{\\\"$date\\\": {\\\"$numberLong\\\": \\\"\", {\"$toString\": {\"$toLong\": %s}}, "
-          "\"\\\"}}\"]}}], \"default\": " MQ_SENT "}}",
-          x, x, x, x, x, x);
+          "\"\\\"}}\"]}}], \"default\": " MQ_SENT "}}}}",
+          t, x, t, x, t, x);
   return bad ? AS_ERR : AS_OK;
 }
 
