@@ -10,6 +10,13 @@
  *       column of every row read in-process (bytes = the values' sizes); MongoDB: find with a
  *       projection of the mapped fields (the whole document with a catch-all; bytes = the
  *       documents' sizes).
+ *   bench_verify quickseed CONFIG MAPPING NODE...
+ *       quick signatures of each NODE's keys (one version each) in the state store, as the
+ *       engine records them, so verify --quick can be timed
+ *   bench_verify quickcost DIR KEYS
+ *       what verify --quick's bookkeeping (as_quick_batch_note for two nodes per key, a flush
+ *       per 1000 keys) costs per key, next to the state store's version write per key that the
+ *       apply path already does
  *   bench_verify touch CONFIG MAPPING NODE N
  *       changes one text column of N rows spread over the key range (keys from the adapter's
  *       verify_split) through the adapter, and prints each key's canonical JSON value.
@@ -29,8 +36,11 @@
 #include "as_bson.h"
 #include "as_ddl.h"
 #include "as_config.h"
+#include "as_key.h"
 #include "as_log.h"
+#include "as_state.h"
 #include "as_time.h"
+#include "as_verify.h"
 
 #define DIE(...)                  \
   do {                            \
@@ -256,7 +266,91 @@ static int cmd_touch(const as_config *c, const as_schema *s, const char *name, i
   return 0;
 }
 
+/* The cost --quick adds to the apply path: as_quick_batch_note per key (and a flush per batch
+ * of 1000) next to the state store's version write the engine already does per key. */
+static int cmd_quickcost(const char *dir, int n) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/quickcost.db", dir);
+  remove(path);
+  as_state *st;
+  as_error err;
+  if (as_state_open(path, false, &st, &err) != AS_OK) DIE("%s", err.message);
+  as_quick_batch *qb = as_quick_batch_new(st);
+  int64_t t_put = 0, t_note = 0;
+  for (int i = 0; i < n; i += 1000) {
+    as_state_begin(st, &err);
+    int64_t t0 = as_monotonic_us();
+    for (int k = i; k < i + 1000 && k < n; k++) {
+      char key[48];
+      snprintf(key, sizeof key, "{\"id\":{\"$oid\":\"6553f1%018d\"}}", k);
+      as_version v = {.hlc = AS_HLC_FROM_US(as_now_us()), .origin = "mongo"};
+      if (as_state_version_put(st, "customers", key, &v, &err) != AS_OK) DIE("%s", err.message);
+    }
+    int64_t t1 = as_monotonic_us();
+    for (int k = i; k < i + 1000 && k < n; k++) {
+      char key[48];
+      snprintf(key, sizeof key, "{\"id\":{\"$oid\":\"6553f1%018d\"}}", k);
+      as_version v = {.hlc = AS_HLC_FROM_US(as_now_us()), .origin = "mongo"};
+      if (as_quick_batch_note(qb, "customers", "pg", key, NULL, &v, &err) != AS_OK ||
+          as_quick_batch_note(qb, "customers", "mongo", key, NULL, &v, &err) != AS_OK)
+        DIE("%s", err.message);
+    }
+    if (as_quick_batch_flush(qb, &err) != AS_OK) DIE("%s", err.message);
+    int64_t t2 = as_monotonic_us();
+    as_state_commit(st, &err);
+    t_put += t1 - t0;
+    t_note += t2 - t1;
+  }
+  printf("quickcost keys=%d version_put_us_per_key=%.3f quick_note_us_per_key=%.3f ratio=%.3f\n", n,
+         (double)t_put / n, (double)t_note / n, (double)t_note / (double)t_put);
+  as_quick_batch_free(qb);
+  as_state_close(st);
+  remove(path);
+  return 0;
+}
+
+/* Quick signatures for NODE's rows as the engine would have recorded them (every key at one
+ * version), so that verify --quick has something to compare in the benchmark. */
+static int cmd_quickseed(const as_config *c, const as_schema *s, int nn, char **names) {
+  as_state *st;
+  as_error err;
+  if (as_state_open(c->state_path, false, &st, &err) != AS_OK) DIE("%s", err.message);
+  for (int k = 0; k < nn; k++) {
+    bnode b = open_node(c, names[k]);
+    as_quick_batch *qb = as_quick_batch_new(st);
+    as_snapshot *sn;
+    if (b.ad->snapshot_open(b.node, s, NULL, &sn, &err) != AS_OK) DIE("%s", err.message);
+    as_batch batch = {0};
+    size_t n = 0;
+    int rc;
+    as_version v = {.hlc = AS_HLC_FROM_US(1700000000000000LL), .origin = "seed"};
+    do {
+      rc = b.ad->snapshot_next(sn, &batch, 1000, &err);
+      if (rc != AS_OK && rc != AS_EOF) DIE("%s", err.message);
+      for (size_t i = 0; i < batch.n; i++) {
+        char *kj = as_key_json_dup(s, &batch.d[i].row, &err);
+        if (!kj || as_quick_batch_note(qb, s->name, names[k], kj, NULL, &v, &err) != AS_OK)
+          DIE("%s", err.message);
+        free(kj);
+        n++;
+      }
+      as_batch_reset(&batch);
+    } while (rc == AS_OK);
+    as_batch_clear(&batch);
+    b.ad->snapshot_close(sn);
+    if (as_state_begin(st, &err) != AS_OK || as_quick_batch_flush(qb, &err) != AS_OK ||
+        as_state_commit(st, &err) != AS_OK)
+      DIE("%s", err.message);
+    as_quick_batch_free(qb);
+    b.ad->exit(b.node);
+    printf("quickseed %s keys=%zu\n", names[k], n);
+  }
+  as_state_close(st);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "quickcost") == 0) return cmd_quickcost(argv[2], atoi(argv[3]));
   if (argc < 5) DIE("usage: bench_verify load|fetch|touch CONFIG MAPPING ...");
   as_log_set_level(AS_LOG_WARN);
   as_config *c;
@@ -266,6 +360,7 @@ int main(int argc, char **argv) {
   if (!s) DIE("no mapping %s", argv[3]);
   if (strcmp(argv[1], "load") == 0 && argc >= 6) return cmd_load(c, s, argv[4], argc - 5, argv + 5);
   if (strcmp(argv[1], "fetch") == 0) return cmd_fetch(c, s, argv[4]);
+  if (strcmp(argv[1], "quickseed") == 0) return cmd_quickseed(c, s, argc - 4, argv + 4);
   if (strcmp(argv[1], "touch") == 0 && argc >= 6) return cmd_touch(c, s, argv[4], atoi(argv[5]));
   DIE("bad arguments");
 }

@@ -111,6 +111,24 @@ class Part:
                  len(named - want) + sum(len(v) for v in rep["only_in"].values())))
         return rep
 
+    def quick(self, a_node, b_node):
+        run([self.bin("bench_verify"), "quickseed", self.config, "customers", a_node, b_node])
+        fetch = statistics.median(float(self.fetch(a_node)["seconds"]) for _ in range(self.a.reps))
+        ts = []
+        for _ in range(self.a.reps):
+            t0 = time.time()
+            r = run([self.bin("arraysync"), "verify", "-c", self.config, "--json", "--quick",
+                     "--nodes", "%s,%s" % (a_node, b_node)])
+            ts.append(time.time() - t0)
+        rep = json.loads(r.stdout)[0]
+        out("verify.quick_time_ratio nodes=%s,%s rows=%d verify_quick_s=%.4f fetch_s_%s=%.3f ratio=%.5f equal=%s "
+            "hash_on=%s" % (a_node, b_node, rep["rows"][a_node], statistics.median(ts), a_node, fetch,
+                            statistics.median(ts) / fetch, str(rep["equal"]).lower(), rep["hash_on"]))
+        r = run([self.bin("bench_verify"), "quickcost", self.dir, "200000"])
+        k = kv(r.stdout.strip())
+        out("verify.quick_note_cost us_per_key=%s version_put_us_per_key=%s ratio=%s" %
+            (k["quick_note_us_per_key"], k["version_put_us_per_key"], k["ratio"]))
+
     def touch(self, node, n):
         r = run([self.bin("bench_verify"), "touch", self.config, "customers", node, str(n)])
         return [json.loads(x) for x in r.stdout.split("\n") if x.strip()]
@@ -131,6 +149,7 @@ def part_sql(a):
     conn.cursor().execute("VACUUM ANALYZE customers")
     conn.close()
     p.measure("pg", "lite", "")
+    p.quick("pg", "lite")
     keys = p.touch("lite", 10)
     p.measure("pg", "lite", "diff10.", keys)
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <xxhash.h>
 
 #include "adapter.h"
 #include "as_log.h"
@@ -496,7 +497,118 @@ bool as_verify_report_equal(const as_verify_report *r, bool after_repair) {
   for (size_t i = 0; i < r->n; i++) {
     const as_verify_pair *x = &r->p[i];
     size_t nd = x->only_a.n + x->only_b.n + x->different.n;
+    if (x->buckets_differ) return false;
     if (after_repair ? x->unresolved > 0 || x->repaired < nd : nd > 0) return false;
   }
   return true;
+}
+
+/* ------------------------------------------------------------ --quick */
+
+uint32_t as_quick_bucket(const char *key) {
+  return (uint32_t)(XXH3_64bits(key, strlen(key)) % AS_QUICK_BUCKETS);
+}
+
+uint64_t as_quick_hash(const char *key, int64_t hlc, const char *origin) {
+  /* key, NUL, hlc (8 bytes little-endian), origin */
+  size_t kl = strlen(key), ol = origin ? strlen(origin) : 0;
+  uint8_t stack[256];
+  uint8_t *b = kl + ol + 9 <= sizeof stack ? stack : malloc(kl + ol + 9);
+  if (!b) return 0;
+  memcpy(b, key, kl + 1);
+  for (int i = 0; i < 8; i++) b[kl + 1 + (size_t)i] = (uint8_t)((uint64_t)hlc >> (8 * i));
+  if (ol) memcpy(b + kl + 9, origin, ol);
+  uint64_t h = XXH3_64bits(b, kl + ol + 9);
+  if (b != stack) free(b);
+  return h;
+}
+
+typedef struct qset {
+  char *mapping, *node;
+  as_quick_sig sig[AS_QUICK_BUCKETS];
+  bool dirty;
+} qset;
+
+struct as_quick_batch {
+  as_state *st;
+  qset **sets;
+  size_t n, cap;
+};
+
+as_quick_batch *as_quick_batch_new(as_state *st) {
+  as_quick_batch *b = calloc(1, sizeof *b);
+  if (b) b->st = st;
+  return b;
+}
+
+void as_quick_batch_free(as_quick_batch *b) {
+  if (!b) return;
+  for (size_t i = 0; i < b->n; i++) {
+    free(b->sets[i]->mapping);
+    free(b->sets[i]->node);
+    free(b->sets[i]);
+  }
+  free(b->sets);
+  free(b);
+}
+
+static qset *qset_get(as_quick_batch *b, const char *mapping, const char *node, as_error *err) {
+  for (size_t i = 0; i < b->n; i++) {
+    if (strcmp(b->sets[i]->mapping, mapping) == 0 && strcmp(b->sets[i]->node, node) == 0)
+      return b->sets[i];
+  }
+  if (b->n == b->cap) {
+    size_t nc = b->cap ? b->cap * 2 : 8;
+    qset **ns = realloc(b->sets, nc * sizeof *ns);
+    if (!ns) return NULL;
+    b->sets = ns;
+    b->cap = nc;
+  }
+  qset *q = calloc(1, sizeof *q);
+  if (!q || !(q->mapping = strdup(mapping)) || !(q->node = strdup(node))) {
+    if (q) free(q->mapping);
+    free(q);
+    as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+    return NULL;
+  }
+  int rc = as_state_quick_load(b->st, mapping, node, q->sig, err);
+  if (rc != AS_OK && rc != AS_ENOTFOUND) {
+    free(q->mapping);
+    free(q->node);
+    free(q);
+    return NULL;
+  }
+  b->sets[b->n++] = q;
+  return q;
+}
+
+int as_quick_batch_note(as_quick_batch *b, const char *mapping, const char *node, const char *key,
+                        const as_version *old, const as_version *now, as_error *err) {
+  bool had = old && old->origin[0] && !old->deleted, has = now && now->origin[0] && !now->deleted;
+  if (!had && !has) return AS_OK;
+  if (had && has && old->hlc == now->hlc && strcmp(old->origin, now->origin) == 0) return AS_OK;
+  qset *q = qset_get(b, mapping, node, err);
+  if (!q) return err && err->message[0] ? AS_ERR : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  as_quick_sig *g = &q->sig[as_quick_bucket(key)];
+  if (had) {
+    g->sum -= as_quick_hash(key, old->hlc, old->origin);
+    g->count--;
+  }
+  if (has) {
+    g->sum += as_quick_hash(key, now->hlc, now->origin);
+    g->count++;
+  }
+  q->dirty = true;
+  return AS_OK;
+}
+
+int as_quick_batch_flush(as_quick_batch *b, as_error *err) {
+  for (size_t i = 0; i < b->n; i++) {
+    qset *q = b->sets[i];
+    if (!q->dirty) continue;
+    int rc = as_state_quick_store(b->st, q->mapping, q->node, q->sig, err);
+    if (rc != AS_OK) return rc;
+    q->dirty = false;
+  }
+  return AS_OK;
 }

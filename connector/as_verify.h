@@ -36,6 +36,7 @@
 #include <stdio.h>
 
 #include "as_config.h"
+#include "as_state.h"
 
 typedef enum as_hash_on { AS_HASH_AUTO = 0, AS_HASH_SERVER, AS_HASH_CLIENT } as_hash_on;
 
@@ -49,6 +50,7 @@ typedef struct as_verify_opts {
   int64_t recheck_after_ms;    /* pause before the re-check; < 0: 1 s when a connector has
                                   updated a stream in the last minute, else none */
   bool log_differences;        /* one log line per difference (periodic verify) */
+  bool quick;                  /* --quick: compare the state store's quick signatures */
 } as_verify_opts;
 
 typedef struct as_verify_keys {
@@ -68,6 +70,8 @@ typedef struct as_verify_pair {
   char note[512];              /* why (client hashing chosen automatically), or "" */
   size_t repaired;             /* keys written by --repair */
   size_t unresolved;           /* differing keys --repair left alone (no known winner) */
+  bool quick;                  /* compared by quick signatures (no table read) */
+  size_t buckets_differ;       /* --quick: buckets whose signatures differ */
 } as_verify_pair;
 
 typedef struct as_verify_report {
@@ -97,5 +101,26 @@ void as_verify_print_text(const as_verify_report *r, bool repair, FILE *out);
  * arraysync_verify_last_success_timestamp. Returns the number of differing keys, or a
  * negative AS_* code. */
 int64_t as_verify_periodic(const as_config *cfg, bool repair, as_error *err);
+
+/* ---- --quick (docs/VERIFY.md) ----
+ * A node's quick signature of a mapping: AS_QUICK_BUCKETS buckets by as_quick_bucket(key) of
+ * (count, sum of as_quick_hash(key, hlc, origin)) over the versions the connector applied to or
+ * captured from the node. An as_quick_batch keeps them in memory (loaded from the state store
+ * on first use) and writes each (mapping, node) it touched once per flush:
+ *   note: one key's change on one node, from version `old` (NULL, or a tombstone: the node did
+ *         not hold the key) to `now` (NULL or a tombstone: deleted). No I/O but the first load.
+ *   flush: inside the state transaction where the engine writes the decided versions.
+ * The engine calls note in write_versions for the target of each applied delta and for the
+ * source of each local change that won (one XXH3 of the key and an array update per call, so
+ * apply is not slowed measurably), then flush; verify --quick compares two nodes' buckets
+ * without reading any table. One user at a time (the engine's apply lock). */
+typedef struct as_quick_batch as_quick_batch;
+as_quick_batch *as_quick_batch_new(as_state *st);
+int as_quick_batch_note(as_quick_batch *b, const char *mapping, const char *node, const char *key,
+                        const as_version *old, const as_version *now, as_error *err);
+int as_quick_batch_flush(as_quick_batch *b, as_error *err);
+void as_quick_batch_free(as_quick_batch *b); /* NULL-safe; unflushed notes are lost */
+uint32_t as_quick_bucket(const char *key);
+uint64_t as_quick_hash(const char *key, int64_t hlc, const char *origin);
 
 #endif

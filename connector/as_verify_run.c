@@ -377,7 +377,45 @@ static int recheck(vctx *c, vpair *p, as_error *err) {
 
 /* ------------------------------------------------------------ the run */
 
+/* --quick: the two nodes' quick signatures from the state store, bucket by bucket. */
+static int quick_task(vctx *c, const vtask *t, as_verify_pair *out, as_error *err) {
+  as_state *st = state(c);
+  if (!st)
+    return as_error_set(err, AS_DOM_STATE, AS_ERR, "--quick needs the state store %s, which does "
+                        "not exist (run a full verify)", c->cfg->state_path);
+  as_quick_sig *a = calloc(2 * AS_QUICK_BUCKETS, sizeof *a);
+  if (!a) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  as_quick_sig *b = a + AS_QUICK_BUCKETS;
+  const char *names[2] = {t->a->name, t->b->name};
+  int rc = AS_OK;
+  for (int i = 0; i < 2 && rc == AS_OK; i++) {
+    rc = as_state_quick_load(st, t->s->name, names[i], i ? b : a, err);
+    if (rc == AS_ENOTFOUND)
+      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "no quick signatures of mapping %s on node %s "
+                        "in the state store (the connector records them as it applies changes; "
+                        "run a full verify)", t->s->name, names[i]);
+  }
+  out->quick = true;
+  out->segments = AS_QUICK_BUCKETS;
+  for (size_t i = 0; rc == AS_OK && i < AS_QUICK_BUCKETS; i++) {
+    out->rows_a += a[i].count;
+    out->rows_b += b[i].count;
+    if (a[i].count != b[i].count || a[i].sum != b[i].sum) out->buckets_differ++;
+  }
+  free(a);
+  return rc;
+}
+
 static int run_task(vctx *c, const vtask *t, as_verify_pair *out, as_error *err) {
+  if (c->o->quick) {
+    out->s = t->s;
+    out->a = t->a->name;
+    out->b = t->b->name;
+    int64_t q0 = as_monotonic_us();
+    int qrc = quick_task(c, t, out, err);
+    out->seconds = (double)(as_monotonic_us() - q0) / 1e6;
+    return qrc;
+  }
   vpair p = {.s = t->s, .out = out};
   out->s = t->s;
   out->a = t->a->name;

@@ -50,15 +50,16 @@ int as_verify_print_json(const as_verify_report *r, FILE *out) {
     json_object_set_new(bytes, x->b, json_integer((json_int_t)x->bytes_b));
     json_object_set_new(o, "mapping", json_string(x->s->name));
     json_object_set_new(o, "nodes", nodes);
-    json_object_set_new(o, "equal",
-                        json_boolean(x->only_a.n + x->only_b.n + x->different.n == 0));
+    json_object_set_new(o, "equal", json_boolean(x->only_a.n + x->only_b.n + x->different.n +
+                                                     x->buckets_differ == 0));
     json_object_set_new(o, "rows", rows);
     json_object_set_new(o, "only_in", only);
     json_object_set_new(o, "different", key_array(&x->different));
     json_object_set_new(o, "segments", json_integer((json_int_t)x->segments));
     json_object_set_new(o, "bytes", bytes);
     json_object_set_new(o, "seconds", json_real(round(x->seconds * 1000.0) / 1000.0));
-    json_object_set_new(o, "hash_on", json_string(x->client ? "client" : "server"));
+    json_object_set_new(o, "hash_on",
+                        json_string(x->quick ? "state" : x->client ? "client" : "server"));
     json_array_append_new(arr, o);
   }
   char *s = arr ? json_dumps(arr, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
@@ -85,13 +86,18 @@ static void key_line(FILE *out, const char *what, const as_verify_keys *l) {
 void as_verify_print_text(const as_verify_report *r, bool repair, FILE *out) {
   for (size_t i = 0; i < r->n; i++) {
     const as_verify_pair *x = &r->p[i];
-    size_t nd = x->only_a.n + x->only_b.n + x->different.n;
-    fprintf(out, "mapping %s, %s <-> %s: %s (rows hashed on the %s)\n", x->s->name, x->a, x->b,
-            nd ? "DIFFERENT" : "equal", x->client ? "client" : "server");
+    size_t nd = x->only_a.n + x->only_b.n + x->different.n + x->buckets_differ;
+    fprintf(out, "mapping %s, %s <-> %s: %s (%s)\n", x->s->name, x->a, x->b,
+            nd ? "DIFFERENT" : "equal",
+            x->quick ? "quick: the state store's signatures, no table read"
+                     : x->client ? "rows hashed on the client" : "rows hashed on the server");
+    if (x->quick && x->buckets_differ)
+      fprintf(out, "  %zu of %llu key-hash buckets differ (a full verify names the keys)\n",
+              x->buckets_differ, (unsigned long long)x->segments);
     if (x->note[0]) fprintf(out, "  note: %s\n", x->note);
     fprintf(out, "  rows: %s %lld, %s %lld\n", x->a, (long long)x->rows_a, x->b,
             (long long)x->rows_b);
-    if (nd) {
+    if (nd && !x->quick) {
       char w[96];
       snprintf(w, sizeof w, "only in %s", x->a);
       key_line(out, w, &x->only_a);
@@ -126,7 +132,7 @@ typedef struct vcli {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: arraysync verify -c FILE [--mapping M]... [--nodes A,B] [--repair [--prefer NODE]]\n"
-          "                        [--json] [--hash-on auto|server|client] [--recheck-after DUR]\n"
+          "                        [--json] [--hash-on auto|server|client] [--recheck-after DUR] [--quick]\n"
           "Compares every mapping between the nodes that share it (see docs/VERIFY.md).\n"
           "Exit codes: 0 equal, 3 differences, 1 runtime error, 2 bad usage or configuration.\n");
 }
@@ -138,6 +144,7 @@ static int parse(int argc, char **argv, vcli *c) {
       {"prefer", required_argument, NULL, 'p'},   {"json", no_argument, NULL, 'j'},
       {"hash-on", required_argument, NULL, 'H'},  {"recheck-after", required_argument, NULL, 'R'},
       {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+      {"quick", no_argument, NULL, 'Q'},
       {NULL, 0, NULL, 0}};
   c->o.recheck_after_ms = -1;
   optind = 1;
@@ -168,6 +175,7 @@ static int parse(int argc, char **argv, vcli *c) {
       case 'r': c->o.repair = true; break;
       case 'p': c->o.prefer = optarg; break;
       case 'j': c->json = true; break;
+      case 'Q': c->o.quick = true; break;
       case 'L': c->log_level = optarg; break;
       case 'H':
         if (strcmp(optarg, "auto") == 0) c->o.hash_on = AS_HASH_AUTO;
@@ -195,6 +203,10 @@ static int parse(int argc, char **argv, vcli *c) {
   }
   if (!c->config) {
     fprintf(stderr, "arraysync verify: -c FILE is required (the top-level configuration)\n");
+    return EXIT_USAGE;
+  }
+  if (c->o.quick && c->o.repair) {
+    fprintf(stderr, "arraysync verify: --quick names no keys, so it cannot --repair\n");
     return EXIT_USAGE;
   }
   if (c->o.prefer && !c->o.repair) {

@@ -366,6 +366,100 @@ START_TEST(test_config_key) {
 }
 END_TEST
 
+static as_version ver(int64_t hlc, const char *origin, bool deleted) {
+  as_version v;
+  memset(&v, 0, sizeof v);
+  v.hlc = hlc;
+  snprintf(v.origin, sizeof v.origin, "%s", origin);
+  v.deleted = deleted;
+  return v;
+}
+
+#define note as_quick_batch_note
+
+START_TEST(test_quick) {
+  as_error err;
+  char *dir = as_test_tmpdir();
+  char maps[4096];
+  snprintf(maps, sizeof maps, "%s/maps", dir);
+  mkdir(maps, 0700);
+  free(as_test_write_file(maps, "a.yaml", "mapping: a\nkey: id\ncolumns: { id: int64 }\n"));
+  char *path = as_test_write_file(dir, "c.yaml",
+                                  "nodes:\n  m: { kind: mongodb, uri: u, database: d }\n"
+                                  "  s: { kind: sqlite, path: x }\nstate: st.db\nmappings: maps/*.yaml\n");
+  as_config *c = NULL;
+  ck_assert_msg(as_config_load(path, &c, &err) == AS_OK, "%s", err.message);
+  as_verify_opts o = {.quick = true};
+  as_verify_report r;
+  /* no state store yet: an error, not "equal" */
+  ck_assert_int_eq(as_verify_run(c, &o, &r, &err), AS_ERR);
+  as_state *st;
+  ck_assert_int_eq(as_state_open(c->state_path, false, &st, &err), AS_OK);
+  const char *nodes[2] = {"m", "s"};
+  as_quick_batch *qb = as_quick_batch_new(st);
+  char key[32];
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  for (int k = 0; k < 100; k++) {
+    snprintf(key, sizeof key, "{\"id\":%d}", k);
+    as_version v = ver(1000 + k, "m", false);
+    for (int n = 0; n < 2; n++) ck_assert_int_eq(note(qb, "a", nodes[n], key, NULL, &v, &err), AS_OK);
+  }
+  ck_assert_int_eq(as_quick_batch_flush(qb, &err), AS_OK);
+  ck_assert_int_eq(as_state_commit(st, &err), AS_OK);
+  ck_assert_int_eq(as_verify_run(c, &o, &r, &err), AS_OK);
+  ck_assert_uint_eq(r.n, 1);
+  ck_assert(r.p[0].quick);
+  ck_assert_int_eq(r.p[0].rows_a, 100);
+  ck_assert_int_eq(r.p[0].rows_b, 100);
+  ck_assert_uint_eq(r.p[0].buckets_differ, 0);
+  ck_assert(as_verify_report_equal(&r, false));
+  as_verify_report_free(&r);
+  /* key 5 changes on m only (a write that never reached s): one bucket differs */
+  as_version v5 = ver(1005, "m", false), v5b = ver(5000, "s", false);
+  ck_assert_int_eq(note(qb, "a", "m", "{\"id\":5}", &v5, &v5b, &err), AS_OK);
+  ck_assert_int_eq(as_quick_batch_flush(qb, &err), AS_OK);
+  ck_assert_int_eq(as_verify_run(c, &o, &r, &err), AS_OK);
+  ck_assert_uint_eq(r.p[0].buckets_differ, 1);
+  ck_assert(!as_verify_report_equal(&r, false));
+  as_verify_report_free(&r);
+  /* it reaches s too; then key 7 is deleted on both (a tombstone): equal, 99 rows */
+  ck_assert_int_eq(note(qb, "a", "s", "{\"id\":5}", &v5, &v5b, &err), AS_OK);
+  as_version v7 = ver(1007, "m", false), t7 = ver(6000, "s", true);
+  for (int n = 0; n < 2; n++) ck_assert_int_eq(note(qb, "a", nodes[n], "{\"id\":7}", &v7, &t7, &err), AS_OK);
+  ck_assert_int_eq(as_quick_batch_flush(qb, &err), AS_OK);
+  ck_assert_int_eq(as_verify_run(c, &o, &r, &err), AS_OK);
+  ck_assert_uint_eq(r.p[0].buckets_differ, 0);
+  ck_assert_int_eq(r.p[0].rows_a, 99);
+  ck_assert_int_eq(r.p[0].rows_b, 99);
+  as_verify_report_free(&r);
+  /* sums wrap mod 2^64 without loss: many changes of one key come back to the same state */
+  for (int i = 0; i < 1000; i++) {
+    as_version x = ver(7000 + i, "m", false), y = ver(7001 + i, "m", false);
+    ck_assert_int_eq(note(qb, "a", "m", "{\"id\":9}", i ? &x : &(as_version){.hlc = 1009, .origin = "m"}, &y, &err), AS_OK);
+    ck_assert_int_eq(note(qb, "a", "s", "{\"id\":9}", i ? &x : &(as_version){.hlc = 1009, .origin = "m"}, &y, &err), AS_OK);
+  }
+  ck_assert_int_eq(as_quick_batch_flush(qb, &err), AS_OK);
+  ck_assert_int_eq(as_verify_run(c, &o, &r, &err), AS_OK);
+  ck_assert_uint_eq(r.p[0].buckets_differ, 0);
+  as_verify_report_free(&r);
+  /* a fresh batch reads what the previous one stored */
+  as_quick_batch_free(qb);
+  qb = as_quick_batch_new(st);
+  ck_assert_int_eq(note(qb, "a", "s", "{\"id\":1}", &(as_version){.hlc = 1001, .origin = "m"}, NULL, &err), AS_OK);
+  ck_assert_int_eq(as_quick_batch_flush(qb, &err), AS_OK);
+  ck_assert_int_eq(as_verify_run(c, &o, &r, &err), AS_OK);
+  ck_assert_uint_eq(r.p[0].buckets_differ, 1);
+  ck_assert_int_eq(r.p[0].rows_b, 98);
+  as_verify_report_free(&r);
+  as_quick_batch_free(qb);
+  as_state_close(st);
+  as_config_free(c);
+  free(path);
+  as_test_rmtree(dir);
+  free(dir);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("verify");
   TCase *tc = tcase_create("bisection");
@@ -376,6 +470,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_client_and_fallback);
   tcase_add_test(tc, test_key_text);
   tcase_add_test(tc, test_config_key);
+  tcase_add_test(tc, test_quick);
   suite_add_tcase(s, tc);
   return s;
 }
