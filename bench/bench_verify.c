@@ -278,7 +278,7 @@ static int cmd_quickcost(const char *dir, int n) {
   as_quick_batch *qb = as_quick_batch_new(st);
   int64_t t_put = 0, t_note = 0;
   for (int i = 0; i < n; i += 1000) {
-    as_state_begin(st, &err);
+    if (as_state_begin(st, &err) != AS_OK) DIE("%s", err.message);
     int64_t t0 = as_monotonic_us();
     for (int k = i; k < i + 1000 && k < n; k++) {
       char key[48];
@@ -297,7 +297,7 @@ static int cmd_quickcost(const char *dir, int n) {
     }
     if (as_quick_batch_flush(qb, &err) != AS_OK) DIE("%s", err.message);
     int64_t t2 = as_monotonic_us();
-    as_state_commit(st, &err);
+    if (as_state_commit(st, &err) != AS_OK) DIE("%s", err.message);
     t_put += t1 - t0;
     t_note += t2 - t1;
   }

@@ -275,6 +275,9 @@ static int winner(vctx *c, const as_schema *s, const as_row *key, vnode **w, boo
   free(kj);
   if (rc == AS_ENOTFOUND) return AS_OK;
   if (rc != AS_OK) return rc;
+  /* a winner assembled from column versions of several changes is not one node's row: left
+   * to the engine's resolver */
+  if (v.ncolv > 0) return AS_OK;
   *w = node_by_name(c, v.origin);
   *deleted = v.deleted;
   *hlc = v.hlc;

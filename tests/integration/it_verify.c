@@ -63,12 +63,16 @@ static void jstring(as_buf *b, const char *s, size_t n) {
   as_buf_putc(b, '"');
 }
 
-static void rand_key(as_buf *b) {
+/* A key unique within its object (i): the AS-JSON reader refuses duplicate keys. */
+static void rand_key(as_buf *b, int i) {
   as_buf t = AS_BUF_INIT;
   if (rint_(4) == 0) {
     as_buf_putc(&t, 'e'); /* (MongoDB refuses empty field names) */
     rand_text(&t, 3);
-  } else as_buf_printf(&t, "%c%d", "abkqz"[rint_(5)], rint_(30));
+  } else {
+    as_buf_printf(&t, "%c%d", "abkqz"[rint_(5)], rint_(30));
+  }
+  as_buf_printf(&t, "#%d", i);
   jstring(b, (const char *)t.data, t.len);
   as_buf_free(&t);
 }
@@ -89,7 +93,7 @@ static void rand_json(as_buf *b, int depth, bool odd_doubles) {
         if (i) as_buf_putc(b, ',');
         as_buf t = AS_BUF_INIT;
         as_buf_printf(&t, "k%d", i);
-        if (rint_(3) == 0) rand_key(b);
+        if (rint_(3) == 0) rand_key(b, i);
         else jstring(b, (const char *)t.data, t.len);
         as_buf_free(&t);
         as_buf_putc(b, ':');
