@@ -264,6 +264,16 @@ def test_differences(a):
     r = env.arraysync("verify", expect=3)
     check("mapping items, mongo <-> pg: DIFFERENT" in r.stdout and "only in pg: 1  13" in r.stdout and
           "different: 13  20, 21, 22, 23, 24, ... (8 more)" in r.stdout, "summary:\n%s" % r.stdout)
+    # the periodic verify of `run`: a log line per difference, the gauges
+    r = env.it("periodic", env.config)
+    total = sum(len(w.get(k, [])) for w in WANT.values() for k in ("only_a", "only_b", "different"))
+    check("periodic differing=%d" % total in r.stdout, "periodic: %s" % r.stdout[-2000:])
+    check('arraysync_verify_diff_keys{mapping="items",nodes="mongo,pg"} 15' in r.stdout and
+          'arraysync_verify_diff_keys{mapping="items",nodes="mongo,lite"} 3' in r.stdout and
+          "arraysync_verify_last_success_timestamp 1" in r.stdout, "periodic metrics: %s" % r.stdout[-2000:])
+    check("mapping items, nodes mongo,pg: key 13 is missing on one node" in r.stdout and
+          "mapping items, nodes mongo,pg: key 24 differs" in r.stdout,
+          "periodic log lines: %s" % r.stdout[-2000:])
     # client-side hashing finds the same keys
     rc, rep, err = env.verify("--hash-on", "client", expect=3)
     expect_pairs(env, rep, WANT, "--hash-on client")
