@@ -18,9 +18,9 @@
 #include "as_verify_int.h"
 
 #define TOP_ROWS_PER_SEG 1024 /* first cut: about this many rows per segment ... */
-#define TOP_MAX_SEGS 64       /* ... and at most this many segments */
+#define TOP_MAX_SEGS 256      /* ... and at most this many segments */
 #define LEAF_ROWS 128         /* a segment with at most this many rows per side is fetched */
-#define SPLIT_PARTS 16        /* a differing segment is cut into up to this many parts */
+#define SPLIT_PARTS 32        /* a differing segment is cut into up to this many parts */
 
 /* ------------------------------------------------------------ keys */
 
