@@ -6,7 +6,7 @@
  * PostgreSQL, then MongoDB, whichever is cheapest to ask). A segment's signature is (row
  * count, sum of row hashes mod 2^64), computed inside each database (adapter.h, "verify";
  * row hash: mappings/as_rowhash.h). Equal segments are done; a segment that differs is split
- * again (up to 16 parts, boundaries from the side holding more of its rows) until both sides
+ * again (up to 32 parts, boundaries from the side holding more of its rows) until both sides
  * hold at most 128 rows of it, or one side none; then the keys and row hashes of that leaf are
  * fetched and merged: only on A, only on B, different hashes. Each candidate is then read
  * again from both nodes with the adapters' read_row (fresh reads, after a short pause when a
