@@ -97,7 +97,7 @@ static const as_config_entry top_map[] = {
     AS_OPT_AT(DURATION, "verify.every", top_opts, verify_every, NULL,
               "run `arraysync verify` of every mapping and pair this often inside `run` (a log "
               "line per difference, gauges arraysync_verify_*; docs/VERIFY.md); off when absent",
-              "6h", .min = 1000),
+              "6h", .min = 1000, .max = 366LL * 86400 * 1000),
     AS_OPT_AT(BOOL, "verify.repair", top_opts, verify_repair, "false",
               "the periodic verify also repairs what it finds where the state store knows the "
               "winner (else it only reports)",
