@@ -275,7 +275,7 @@ static int read_key(as_verify *v, const PGresult *r, int i, int first, as_value 
 /* Client mode: XXH3 of the canonical text of the columns [0, ncols) of row i. */
 static int client_hash(as_verify *v, const PGresult *r, int i, uint64_t *out, as_error *err) {
   as_row_reset(&v->row);
-  int rc = pg_row_from_result(v->t, r, i, &v->row, err);
+  int rc = pg_row_from_result(v->t, r, i, 0, &v->row, err);
   if (rc != AS_OK) {
     /* a value this adapter cannot read: a hash no other node produces for the row */
     as_buf_reset(&v->tmp);
@@ -317,7 +317,7 @@ static void second_conn(as_verify *v, as_node *n) {
   char set[160];
   snprintf(set, sizeof set, "SET TRANSACTION SNAPSHOT %s", lit ? lit : "''");
   free(lit);
-  if (pg_connect_dsn(n->dsn, what, &v->conn2, &err) != AS_OK ||
+  if (pg_connect_dsn(n->dsn, what, false, &v->conn2, &err) != AS_OK ||
       pg_exec(v->conn2, "SET jit = off", what, &err) != AS_OK ||
       pg_exec(v->conn2, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", what, &err) != AS_OK ||
       pg_exec(v->conn2, set, what, &err) != AS_OK) {
@@ -344,7 +344,7 @@ int pg_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify *
   int rc = as_row_init(&v->row, s->ncols) == AS_OK
                ? AS_OK
                : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-  if (rc == AS_OK) rc = pg_connect_dsn(n->dsn, v->comp, &v->conn, err);
+  if (rc == AS_OK) rc = pg_connect_dsn(n->dsn, v->comp, false, &v->conn, err);
   if (rc == AS_OK) rc = pg_exec(v->conn, "SET jit = off", "verify: session", err);
   if (rc == AS_OK)
     rc = pg_exec(v->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "verify: begin", err);
