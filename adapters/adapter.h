@@ -46,6 +46,7 @@
 
 #include "../mappings/as_cfgmap.h"
 #include "../mappings/as_error.h"
+#include "../mappings/as_hash.h"
 #include "../mappings/as_key.h"
 #include "../mappings/as_row.h"
 #include "../mappings/as_schema.h"
@@ -132,6 +133,7 @@ typedef struct as_node as_node;         /* adapter-private */
 struct as_table_desc;
 typedef struct as_stream as_stream;     /* adapter-private */
 typedef struct as_snapshot as_snapshot; /* adapter-private */
+typedef struct as_verify as_verify;     /* adapter-private */
 
 enum {
   AS_CAP_SOURCE = 1u << 0,
@@ -264,6 +266,45 @@ typedef struct as_adapter {
   int (*gauges)(as_node *n, void (*fn)(void *ctx, const char *metric, const char *consumer,
                                        double value),
                 void *ctx, as_error *err);
+  /* ---- verify (optional: NULL = this adapter cannot be verified) ----
+   * `arraysync verify` compares a mapping between two nodes by segment signatures (row count,
+   * sum of row hashes mod 2^64; mappings/as_rowhash.h) and bisects segments that differ. A
+   * session has its own read-only connection and reads one snapshot where the database offers
+   * it (PostgreSQL: REPEATABLE READ READ ONLY; SQLite: one read transaction). Server mode:
+   * the database computes each row's hash (as_rowhash: $toHashedIndexKey of the canonical
+   * text) and sums per segment, so rows are not shipped. Client mode: rows are fetched and
+   * hashed here with XXH3 (as_rowhash_xxh3).
+   * Keys are arrays of s->nkey values in key order. A range is [lo, hi), NULL = unbounded.
+   * Every node must select the same rows for a range: text compared bytewise (PostgreSQL
+   * COLLATE "C" unless the column's collation already orders bytewise, SQLite BINARY, MongoDB
+   * simple collation), numbers numerically, other types by their natural order (uuid, bytes
+   * and ObjectId bytewise, timestamps and dates by time). Rows whose key does not have the
+   * column's type (possible in MongoDB) are outside every range. */
+  int (*verify_open)(as_node *n, const as_schema *s, bool client_hash, as_verify **out,
+                     as_error *err);
+  /* Estimated number of rows of the mapping (cheap: statistics where available). */
+  int (*verify_estimate)(as_verify *v, int64_t *out, as_error *err);
+  /* Signatures of the nb + 1 segments [lo, b[0]), [b[0], b[1]), ..., [b[nb-1], hi) into
+   * out[0..nb]. bounds: nb keys (nb * nkey values), ascending, inside (lo, hi). AS_ENOTFOUND
+   * (server mode, on the first call only) when the server refuses the hash operator: the
+   * caller may switch to client mode. */
+  int (*verify_sign)(as_verify *v, const as_value *lo, const as_value *hi, const as_value *bounds,
+                     size_t nb, as_seghash *out, as_error *err);
+  /* Up to parts - 1 keys strictly inside (lo, hi), ascending and distinct, cutting the range
+   * into segments of about equal row counts (rows: the caller's count of the range on this
+   * node, or -1). *bounds receives nb * nkey values (caller clears each and frees). */
+  int (*verify_split)(as_verify *v, const as_value *lo, const as_value *hi, int64_t rows,
+                      size_t parts, as_value **bounds, size_t *nb, as_error *err);
+  /* Calls fn for every row of [lo, hi) (any order) with its key values and its row hash
+   * (server mode: as_rowhash's value as unsigned; client mode: XXH3). A non-zero return of fn
+   * stops the scan and is returned. */
+  int (*verify_rows)(as_verify *v, const as_value *lo, const as_value *hi,
+                     int (*fn)(void *ctx, const as_value *key, uint64_t hash), void *ctx,
+                     as_error *err);
+  /* Bytes received from the database by this session so far (0 where nothing crosses a
+   * connection, e.g. SQLite in-process). */
+  uint64_t (*verify_bytes)(as_verify *v);
+  void (*verify_close)(as_verify *v);
 } as_adapter;
 
 /* A table as the server describes it (the adapters' `describe`). */

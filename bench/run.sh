@@ -15,7 +15,7 @@ scale=${1:-1}
 build=${2:-${ARRAYSYNC_BUILD:-$root/build}}
 build=$(cd "$build" && pwd)
 PY=/usr/bin/python3
-for b in arraysync bench_postgres bench_sqlite bench_mongodb bench_e2e; do
+for b in arraysync bench_postgres bench_sqlite bench_mongodb bench_e2e bench_verify; do
   [ -x "$build/$b" ] || { echo "run.sh: $build/$b missing (build with -DCMAKE_BUILD_TYPE=Release)" >&2; exit 2; }
 done
 n() { $PY -c "import sys; print(max(1, int(float(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$scale"; }
@@ -76,6 +76,10 @@ $PY "$root/bench/latency_isolated.py" --bin "$build/arraysync" --uri "$uri" --ds
 section "bench_e2e: peak RSS of arraysync run during a snapshot (SQLite -> PostgreSQL)"
 $PY "$root/bench/bench_e2e.py" rss --bin "$build/arraysync" --dsn "$dsn" --work "$work/rss" \
   --rows "$(n 100000),$(n 300000)"
+
+section "bench_verify: arraysync verify vs a plain full fetch (PostgreSQL + SQLite; test server + SQLite)"
+$PY "$root/bench/bench_verify.py" --build "$build" --dsn "$dsn" --uri "$uri" --work "$work/verify" \
+  --docs "$(n 1000000)" --mongo-docs "$(n 5000)"
 
 echo
 echo "# done in $(( $(date +%s) - t_all ))s"

@@ -40,6 +40,8 @@ typedef struct top_opts {
   int log_level;
   int log_format;
   char *listen;
+  int64_t verify_every;
+  bool verify_repair;
 } top_opts;
 
 static const char *const log_levels[] = {"error", "warn", "warning", "info", "debug", "trace",
@@ -92,6 +94,14 @@ static const as_config_entry top_map[] = {
               "HOST:PORT to serve Prometheus /metrics and /healthz on (--metrics wins); off "
               "when absent",
               "127.0.0.1:9187"),
+    AS_OPT_AT(DURATION, "verify.every", top_opts, verify_every, NULL,
+              "run `arraysync verify` of every mapping and pair this often inside `run` (a log "
+              "line per difference, gauges arraysync_verify_*; docs/VERIFY.md); off when absent",
+              "6h", .min = 1000, .max = 366LL * 86400 * 1000),
+    AS_OPT_AT(BOOL, "verify.repair", top_opts, verify_repair, "false",
+              "the periodic verify also repairs what it finds where the state store knows the "
+              "winner (else it only reports)",
+              "true"),
     AS_OPT_END};
 
 const as_config_entry *as_config_map(void) { return top_map; }
@@ -514,6 +524,13 @@ static int parse_misc(const as_ynode *root, as_config *c, as_error *err) {
     }
     c->metrics_listen = o.listen;
     o.listen = NULL;
+  }
+  c->verify_every_ms = o.verify_every;
+  c->verify_repair = o.verify_repair;
+  if (c->verify_repair && !c->verify_every_ms) {
+    const as_ynode *v = as_ynode_get(root, "verify");
+    rc = as_cfgmap_error(err, v ? &v->mark : NULL, NULL, "verify.every",
+                         "is needed with verify.repair (e.g. every: 6h)");
   }
 cleanup:
   as_cfgmap_free(top_map, &o);

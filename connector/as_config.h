@@ -14,6 +14,7 @@
  *   tombstones: { retention: 7d }
  *   log: { level: info, format: text }      # format: text | json
  *   metrics: { listen: 127.0.0.1:9187 }     # optional
+ *   verify: { every: 6h, repair: false }    # optional: periodic verify inside `run`
  *
  * Node keys other than `kind` are checked against the adapter's config map (adapter.h):
  * unknown keys are errors naming file:line:col and listing the allowed keys. Every error is
@@ -54,6 +55,8 @@ typedef struct as_config {
   char *log_level;            /* default "info" */
   char *log_format;           /* "text" (default) | "json" */
   char *metrics_listen;       /* NULL unless set */
+  int64_t verify_every_ms;    /* periodic verify inside `run` (as_verify_periodic); 0 = off */
+  bool verify_repair;         /* ... and repair what it finds (default false: read-only) */
 } as_config;
 
 /* Loads and validates the file and every mapping it names. AS_EINVAL with

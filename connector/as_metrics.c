@@ -29,7 +29,15 @@ typedef struct pair_series {
   double lag_seconds;
 } pair_series;
 
+typedef struct verify_series {
+  char mapping[96], nodes[160];
+  int64_t keys;
+} verify_series;
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static verify_series vseries[MAX_SERIES];
+static size_t nvseries;
+static int64_t verify_success_s;
 static series all[MAX_SERIES];
 static size_t nall;
 static pair_series pairs[MAX_SERIES];
@@ -150,8 +158,29 @@ int64_t as_metrics_total(as_metric m) {
   return n;
 }
 
+void as_metrics_verify_diff(const char *mapping, const char *nodes, int64_t keys) {
+  pthread_mutex_lock(&mu);
+  size_t i = 0;
+  while (i < nvseries && (strcmp(vseries[i].mapping, mapping) || strcmp(vseries[i].nodes, nodes))) i++;
+  if (i == nvseries && nvseries < MAX_SERIES) {
+    nvseries++;
+    snprintf(vseries[i].mapping, sizeof vseries[i].mapping, "%s", mapping);
+    snprintf(vseries[i].nodes, sizeof vseries[i].nodes, "%s", nodes);
+  }
+  if (i < nvseries) vseries[i].keys = keys;
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_verify_success(int64_t unix_seconds) {
+  pthread_mutex_lock(&mu);
+  verify_success_s = unix_seconds;
+  pthread_mutex_unlock(&mu);
+}
+
 void as_metrics_reset(void) {
   pthread_mutex_lock(&mu);
+  nvseries = 0;
+  verify_success_s = 0;
   nall = 0;
   npairs = 0;
   healthy = true;
@@ -221,6 +250,20 @@ char *as_metrics_render(void) {
     if (first) as_buf_printf(&b, "# TYPE %s gauge\n", gauges[i].metric);
     as_buf_printf(&b, "%s{node=\"%s\",consumer=\"%s\"} %.0f\n", gauges[i].metric, gauges[i].node,
                   gauges[i].consumer, gauges[i].value);
+  }
+  if (nvseries || verify_success_s) {
+    as_buf_append_str(&b, "# HELP arraysync_verify_diff_keys Keys that differed between two nodes "
+                          "at the last periodic verify\n# TYPE arraysync_verify_diff_keys gauge\n");
+    for (size_t i = 0; i < nvseries; i++) {
+      as_buf_append_str(&b, "arraysync_verify_diff_keys{");
+      label(&b, "mapping", vseries[i].mapping, false);
+      label(&b, "nodes", vseries[i].nodes, true);
+      as_buf_printf(&b, "} %lld\n", (long long)vseries[i].keys);
+    }
+    as_buf_printf(&b, "# HELP arraysync_verify_last_success_timestamp Unix time of the last "
+                      "periodic verify that completed\n# TYPE arraysync_verify_last_success_timestamp "
+                      "gauge\narraysync_verify_last_success_timestamp %lld\n",
+                  (long long)verify_success_s);
   }
   as_buf_printf(&b, "# HELP arraysync_up 1 when every stream is running\n# TYPE arraysync_up gauge\n"
                     "arraysync_up %d\n", healthy ? 1 : 0);

@@ -31,6 +31,10 @@ void as_metrics_set_health(bool healthy, const char *reason);
 /* A gauge a node reports: `metric{node="..",consumer=".."} value`. */
 void as_metrics_gauge(const char *metric, const char *node, const char *consumer, double value);
 int64_t as_metrics_total(as_metric m); /* sum over every label set */
+/* Gauges of the periodic verify (as_verify.h): differing keys of a mapping between two nodes
+ * ("a,b"), and the unix time of the last verify that completed. */
+void as_metrics_verify_diff(const char *mapping, const char *nodes, int64_t keys);
+void as_metrics_verify_success(int64_t unix_seconds);
 /* Renders the Prometheus text exposition (caller frees). */
 char *as_metrics_render(void);
 

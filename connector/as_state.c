@@ -30,7 +30,9 @@ static const char *const schema_sql =
     "  consumer TEXT NOT NULL, value REAL, updated_us INTEGER, PRIMARY KEY(node, metric, consumer));"
     "CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  created_us INTEGER NOT NULL, mapping TEXT, key TEXT, local TEXT, remote TEXT,"
-    "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');";
+    "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');"
+    "CREATE TABLE IF NOT EXISTS quick_sigs(mapping TEXT NOT NULL, node TEXT NOT NULL,"
+    "  sigs BLOB NOT NULL, updated_us INTEGER NOT NULL, PRIMARY KEY(mapping, node));";
 
 int as_state_sqlerr(as_state *st, as_error *err, const char *what) {
   return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s: %s", what,
@@ -557,6 +559,71 @@ int as_state_gauge_each(as_state *st,
   }
   if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "gauges");
 done:
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- quick-verify signatures */
+
+/* One row per (mapping, node): the AS_QUICK_BUCKETS signatures as a blob of little-endian
+ * (int64 count, uint64 sum) pairs, so a batch writes each (mapping, node) it touched once. */
+int as_state_quick_store(as_state *st, const char *mapping, const char *node,
+                         const as_quick_sig *sigs, as_error *err) {
+  uint8_t *blob = malloc(AS_QUICK_BUCKETS * 16);
+  if (!blob) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+  for (size_t i = 0; i < AS_QUICK_BUCKETS; i++) {
+    for (int j = 0; j < 8; j++) {
+      blob[16 * i + (size_t)j] = (uint8_t)((uint64_t)sigs[i].count >> (8 * j));
+      blob[16 * i + 8 + (size_t)j] = (uint8_t)(sigs[i].sum >> (8 * j));
+    }
+  }
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO quick_sigs(mapping, node, sigs, updated_us) "
+                         "VALUES (?1, ?2, ?3, ?4)", -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "write quick signatures");
+  } else {
+    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 3, blob, AS_QUICK_BUCKETS * 16, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, as_now_us());
+    if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write quick signatures");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  free(blob);
+  return rc;
+}
+
+int as_state_quick_load(as_state *st, const char *mapping, const char *node, as_quick_sig *out,
+                        as_error *err) {
+  memset(out, 0, AS_QUICK_BUCKETS * sizeof *out);
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_ENOTFOUND;
+  if (sqlite3_prepare_v2(st->db, "SELECT sigs FROM quick_sigs WHERE mapping = ?1 AND node = ?2",
+                         -1, &q, NULL) != SQLITE_OK) {
+    /* a state store written before quick signatures existed has no such table */
+    if (!strstr(sqlite3_errmsg(st->db), "no such table")) rc = sqlerr(st, err, "read quick signatures");
+  } else {
+    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, node, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == AS_QUICK_BUCKETS * 16) {
+      const uint8_t *b = sqlite3_column_blob(q, 0);
+      for (size_t i = 0; i < AS_QUICK_BUCKETS; i++) {
+        uint64_t c = 0, s = 0;
+        for (int j = 7; j >= 0; j--) {
+          c = c << 8 | b[16 * i + (size_t)j];
+          s = s << 8 | b[16 * i + 8 + (size_t)j];
+        }
+        out[i].count = (int64_t)c;
+        out[i].sum = s;
+      }
+      rc = AS_OK;
+    }
+  }
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);
   return rc;

@@ -268,4 +268,19 @@ typedef struct as_conflict {
 int as_state_conflict_each(as_state *st, int (*fn)(void *ctx, const as_conflict *c), void *ctx,
                            as_error *err);
 
+/* Quick-verify signatures (docs/VERIFY.md, `verify --quick`): per mapping and node,
+ * AS_QUICK_BUCKETS buckets (by key hash) of (count, sum mod 2^64 of version hashes) of the
+ * versions the connector applied to or captured from that node (as_quick_batch in as_verify.h
+ * keeps them). store: the whole set of one (mapping, node), within as_state_begin/commit of a
+ * batch. load: AS_ENOTFOUND when nothing was ever stored for (mapping, node). */
+#define AS_QUICK_BUCKETS 1024
+typedef struct as_quick_sig {
+  int64_t count;
+  uint64_t sum;
+} as_quick_sig;
+int as_state_quick_store(as_state *st, const char *mapping, const char *node,
+                         const as_quick_sig *sigs, as_error *err);
+int as_state_quick_load(as_state *st, const char *mapping, const char *node, as_quick_sig *out,
+                        as_error *err);
+
 #endif

@@ -20,6 +20,7 @@
 #include "cmd_health.h"
 #include "cmd_help.h"
 #include "cmd_infer.h"
+#include "cmd_verify.h"
 #include "as_yaml.h"
 
 #ifndef ARRAYSYNC_VERSION
@@ -66,6 +67,7 @@ static void usage(FILE *out) {
           "  conflicts list -c FILE  list recorded conflicts (losing versions are kept)\n"
           "  healthcheck URL        exit 0 when URL (http://HOST:PORT/healthz of --metrics)\n"
           "                         answers 200\n"
+          "  verify -c FILE         compare the nodes' data per mapping (arraysync verify --help)\n"
           "  version                print the version and the libraries' versions\n"
           "  help [config]          this text, or every configuration key (docs/CONFIG.md)\n"
           "\n"
@@ -319,6 +321,7 @@ int main(int argc, char **argv) {
     if (r != AS_OK) fprintf(stderr, "arraysync: healthcheck: %s\n", err.message);
     return r == AS_OK ? EXIT_OK : r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
   }
+  if (strcmp(cmd, "verify") == 0) return as_cmd_verify(argc - 1, argv + 1);
   const char *sub = NULL;
   int shift = 1;
   if ((strcmp(cmd, "dlq") == 0 || strcmp(cmd, "conflicts") == 0)) {

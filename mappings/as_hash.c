@@ -139,6 +139,10 @@ static int postscan(const char *s, size_t len, as_buf *out) {
   return AS_OK;
 }
 
+int as_json_number_canon(const char *s, size_t len, as_buf *out) {
+  return number_canon(s, len, out);
+}
+
 int as_json_canonicalize(const char *json, size_t len, as_buf *out, as_error *err) {
   as_buf pre = AS_BUF_INIT;
   json_t *j = NULL;

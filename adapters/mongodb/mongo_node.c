@@ -12,6 +12,7 @@
 #include "as_log.h"
 #include "as_time.h"
 #include "mongo_internal.h"
+#include "mongo_verify.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -1172,4 +1173,11 @@ const as_adapter as_adapter_mongodb = {
     .sample = as_mongo_sample,
     .check_live = as_mongo_check_live,
     .versions = as_mongo_versions,
+    .verify_open = as_mongo_verify_open,
+    .verify_estimate = as_mongo_verify_estimate,
+    .verify_sign = as_mongo_verify_sign,
+    .verify_split = as_mongo_verify_split,
+    .verify_rows = as_mongo_verify_rows,
+    .verify_bytes = as_mongo_verify_bytes,
+    .verify_close = as_mongo_verify_close,
 };

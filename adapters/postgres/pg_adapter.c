@@ -12,6 +12,7 @@
 #include "as_ddl.h"
 #include "as_log.h"
 #include "pg_internal.h"
+#include "pg_verify.h"
 #include "pg_sql.h"
 
 /* The node's options (config map below: one line per option). */
@@ -592,4 +593,11 @@ const as_adapter as_adapter_postgres = {
     .versions = pg_versions,
     .check_capture = pg_check_capture,
     .gauges = pg_gauges,
+    .verify_open = pg_verify_open,
+    .verify_estimate = pg_verify_estimate,
+    .verify_sign = pg_verify_sign,
+    .verify_split = pg_verify_split,
+    .verify_rows = pg_verify_rows,
+    .verify_bytes = pg_verify_bytes,
+    .verify_close = pg_verify_close,
 };

@@ -16,6 +16,7 @@
 #include "as_log.h"
 #include "as_time.h"
 #include "sqlite_internal.h"
+#include "sqlite_verify.h"
 #include "sqlite_sql.h"
 
 /* The node's options (config map below: one line per option). */
@@ -1220,4 +1221,11 @@ const as_adapter as_adapter_sqlite = {
     .describe = sq_describe,
     .check_live = sq_check_live,
     .versions = sq_versions,
+    .verify_open = sq_verify_open,
+    .verify_estimate = sq_verify_estimate,
+    .verify_sign = sq_verify_sign,
+    .verify_split = sq_verify_split,
+    .verify_rows = sq_verify_rows,
+    .verify_bytes = sq_verify_bytes,
+    .verify_close = sq_verify_close,
 };

@@ -591,7 +591,14 @@ def _args(arg, doc, vars):
     return [eval_expr(a, doc, vars) for a in arg]
 
 
+_EXT = {}         # more expression operators: name -> fn(arg, doc, vars) (mql_ops.py)
+_EXT_STAGES = {}  # more pipeline stages: name -> fn(docs, spec) (mql_ops.py)
+
+
 def _eval_op(op, arg, doc, vars):
+    ext = _EXT.get(op)
+    if ext is not None:
+        return ext(arg, doc, vars)
     if op == "$literal":
         return arg
     a = _args(arg, doc, vars)
@@ -674,7 +681,7 @@ def arith(x, y, op):
         return Decimal128(r)
     xv, yv = num(x), num(y)
     r = {"+": lambda: xv + yv, "-": lambda: xv - yv, "*": lambda: xv * yv,
-         "%": lambda: math.fmod(xv, yv) if isinstance(xv, float) or isinstance(yv, float) else int(math.fmod(xv, yv))}[op]()
+         "%": lambda: math.fmod(xv, yv) if isinstance(xv, float) or isinstance(yv, float) else _imod(xv, yv)}[op]()
     if tx is float or ty is float:
         return float(r)
     r = int(r)
@@ -683,6 +690,14 @@ def arith(x, y, op):
             return float(r)
         return Int64(r)
     return r
+
+
+def _imod(x, y):
+    """Integer remainder with the sign of the dividend (C's %), exact for 64-bit values."""
+    if y == 0:
+        raise MQLError(16610, "can't $mod by zero", "Location16610")
+    r = abs(int(x)) % abs(int(y))
+    return -r if x < 0 else r
 
 
 def accumulate_all(op, vals):
@@ -745,6 +760,8 @@ def run_pipeline(docs, pipeline, lookup_coll=None):
         elif name == "$replaceRoot" or name == "$replaceWith":
             e = spec.get("newRoot") if name == "$replaceRoot" else spec
             docs = [eval_expr(e, d) for d in docs]
+        elif name in _EXT_STAGES:
+            docs = _EXT_STAGES[name](docs, spec)
         else:
             raise MQLError(40324, "Unrecognized pipeline stage name: '%s'" % name, "Location40324")
     return list(docs)
@@ -1174,3 +1191,6 @@ def index_key_values(doc, keyspec):
             v = res[0] if len(res) == 1 else (res if res else None)
         vals.append(key(v))
     return tuple(vals)
+
+
+import mql_ops  # noqa: E402,F401  (registers the operators and stages of mql_ops.py)

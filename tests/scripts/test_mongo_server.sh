@@ -27,7 +27,7 @@ if ! "$HERE/mongo_server.sh" start "$PORT" "$WORK"; then
 fi
 
 echo "== pymongo suite (tests/mongo_server/test_server.py)"
-if ! (cd "$ROOT/tests/mongo_server" && "$PY" -m unittest test_server); then
+if ! (cd "$ROOT/tests/mongo_server" && "$PY" -m unittest test_server test_mql_ops); then
     echo "pymongo suite FAILED" >&2
     rc=1
 fi

@@ -42,7 +42,7 @@ static const struct {
     {"one_node.yaml", "@/one_node.yaml:2:3: at least two nodes are needed to sync (found 1)"},
     {"unknown_top_key.yaml",
      "@/unknown_top_key.yaml:4:1: unknown key \"mapping\" in configuration (allowed: nodes, "
-     "state, topology, mappings, batch, tombstones, log, metrics)"},
+     "state, topology, mappings, batch, tombstones, log, metrics, verify)"},
     {"missing_mappings.yaml",
      "@/missing_mappings.yaml:1:1: missing \"mappings\" (a file pattern such as "
      "mappings/*.yaml, or a list of them)"},
