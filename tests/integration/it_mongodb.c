@@ -1299,6 +1299,55 @@ static void t_minimal_write(void) {
     const char *f = i == 8 ? "p" : "b";
     CHECK(b1 && doc_only_differs(b0[i], b1, f, why, sizeof why), "%s of %s: %s", f, id[i], why);
     CHECK(field_type(b1, f) == (i == 8 ? BSON_TYPE_NULL : 0), "%s: %s has type 0x%x", id[i], f, field_type(b1, f));
+    bson_destroy(b0[i]);
+    b0[i] = b1;
+    b1 = NULL;
+  }
+  /* 6. a changed top-level field whose name no $set path can reach: the document is replaced by
+   * itself with that one field changed */
+  {
+    bson_t *dot = BCON_NEW("_id", BCON_UTF8("dotted"), "k.x", BCON_INT32(1), "a", BCON_UTF8("t"), "b", BCON_DOUBLE(5.0));
+    bool ins = insert_doc("m", dot);
+    bson_destroy(dot);
+    CHECK(ins, "insert dotted");
+    bson_t *before = find_id("m", "dotted");
+    as_delta dd = {0};
+    bool ok = before && delta_from_doc(&dd, m, AS_OP_INSERT, before);
+    as_value v = AS_VALUE_NULL;
+    ok = ok && as_value_set_str(&v, AS_T_JSON, "{\"k.x\":2}", 9) == AS_OK;
+    if (ok) as_row_put(&dd.row, 4, &v);
+    int rc = ok ? apply_batch(n, &dd, 1, &dead, "pg->mongo", "cp-m6", &err) : AS_ERR;
+    as_delta_clear(&dd);
+    b1 = find_id("m", "dotted");
+    char *part[1] = {"k.x"};
+    ok = ok && rc == AS_OK && b1 && only_differs(bson_get_data(before), before->len, bson_get_data(b1), b1->len, part, 1, why, sizeof why);
+    bson_iter_t it;
+    ok = ok && bson_iter_init_find(&it, b1, "k.x") && BSON_ITER_HOLDS_INT32(&it) && bson_iter_int32(&it) == 2;
+    bson_destroy(before);
+    bson_destroy(b1);
+    b1 = NULL;
+    CHECK(ok, "dotted field: rc %d %s %s", rc, err.message, why);
+  }
+  /* 7. one key several times in a batch: each delta sees the document the previous one left */
+  {
+    as_delta seq[6] = {0};
+    as_value v = AS_VALUE_NULL;
+    bool ok = as_value_set_str(&v, AS_T_TEXT, "s1", 2) == AS_OK && delta_one_col(&seq[0], m, b0[0], "a", &v);
+    as_value_set_int64(&v, 5);
+    ok = ok && delta_one_col(&seq[1], m, b0[0], "b", &v);
+    ok = ok && delta_one_col(&seq[2], m, b0[0], "b", &v); /* equal to the one before: nothing */
+    ok = ok && delta_from_doc(&seq[3], m, AS_OP_DELETE, b0[0]) && delta_from_doc(&seq[4], m, AS_OP_INSERT, b0[0]);
+    ok = ok && as_value_set_str(&v, AS_T_DECIMAL, "9.5", 3) == AS_OK && delta_one_col(&seq[5], m, b0[0], "p", &v);
+    int rc = ok ? apply_batch(n, seq, 6, &dead, "pg->mongo", "cp-m7", &err) : AS_ERR;
+    b1 = find_id("m", "n5");
+    as_row got = {0};
+    ok = ok && rc == AS_OK && dead.n == 0 && b1 && as_doc_to_row(m, b1, &got, &err) == AS_OK;
+    for (size_t c = 0; ok && c < m->ncols; c++)
+      ok = as_value_equal(&got.v[c], c == 3 ? &seq[5].row.v[3] : &seq[4].row.v[c]);
+    as_row_clear(&got);
+    for (int k = 0; k < 6; k++) as_delta_clear(&seq[k]);
+    CHECK(ok, "sequence on one key: rc %d, %zu dead: %s", rc, dead.n, err.message);
+    CHECK(field_type(b1, "p") == BSON_TYPE_DECIMAL128, "p of the re-created document: 0x%x", field_type(b1, "p"));
     bson_destroy(b1);
     b1 = NULL;
   }
