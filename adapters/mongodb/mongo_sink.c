@@ -464,6 +464,14 @@ static key_doc *doc_slot(apply_call *a, uint64_t h) {
   return &a->docs[i];
 }
 
+/* The slot of h if it has one, else NULL. */
+static key_doc *doc_find(apply_call *a, uint64_t h) {
+  if (h == 0) h = 1;
+  size_t i = (size_t)h & (a->cap - 1);
+  while (a->docs[i].h && a->docs[i].h != h) i = (i + 1) & (a->cap - 1);
+  return a->docs[i].h ? &a->docs[i] : NULL;
+}
+
 static void docs_reset(apply_call *a) {
   for (size_t i = 0; a->docs && i < a->cap; i++) {
     as_mongo_bson_free(a->docs[i].doc);
@@ -528,12 +536,16 @@ static bool wants_doc(const apply_call *a, size_t i) {
   return a->st[i] == ST_PENDING && (a->d[i].op == AS_OP_INSERT || a->d[i].op == AS_OP_UPDATE);
 }
 
-/* The find of one chunk of keys: filter and options (projection: without a catch-all only the
- * mapped top-level fields matter). */
+/* Options of the find of one chunk of keys. Projection: without a catch-all only the mapped
+ * top-level fields matter (unless another mapping of the node writes the same collection:
+ * its plan shares the documents). */
 static int read_query(as_node *n, const as_schema *s, bson_t *opts, size_t nkeys, as_error *err) {
   bson_t proj;
+  bool shared = false;
+  for (size_t i = 0; i < n->nschemas && !shared; i++)
+    shared = n->schemas[i] != s && strcmp(n->schemas[i]->collection, s->collection) == 0;
   BSON_APPEND_INT32(opts, "batchSize", (int32_t)nkeys);
-  if (s->catch_all_idx < 0) {
+  if (s->catch_all_idx < 0 && !shared) {
     BSON_APPEND_DOCUMENT_BEGIN(opts, "projection", &proj);
     for (size_t i = 0; i < s->ncols; i++) {
       const as_column *c = &s->cols[i];
@@ -554,22 +566,21 @@ static int read_run(as_node *n, apply_call *a, const as_schema *s, bson_t *filte
   int rc = AS_OK;
   mongoc_collection_t *c = mongoc_client_get_collection(n->client, n->database, s->collection);
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
+  if (as_row_init(&kr, s->ncols) != AS_OK) rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   while (rc == AS_OK && mongoc_cursor_next(cur, &doc)) {
     bson_t f;
-    if (as_row_init(&kr, s->ncols) != AS_OK) {
-      rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
-      break;
-    }
-    if (as_doc_to_key(s, doc, &kr, NULL) == AS_OK && as_key_to_filter(s, &kr, &f, NULL) == AS_OK) {
-      key_doc *k = doc_slot(a, key_hash(&f, s->collection));
-      if (k->asked && !k->doc && (!(k->doc = as_mongo_bson_new()) || !bson_concat(k->doc, doc)))
+    if (as_doc_to_key(s, doc, &kr, NULL) != AS_OK) continue; /* not one of ours */
+    if (as_key_to_filter(s, &kr, &f, NULL) == AS_OK) {
+      key_doc *k = doc_find(a, key_hash(&f, s->collection));
+      if (k && k->asked && !k->doc && (!(k->doc = as_mongo_bson_new()) || !bson_concat(k->doc, doc)))
         rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
-      bson_destroy(&f);
     }
-    as_row_clear(&kr);
+    bson_destroy(&f);
   }
-  if (rc == AS_OK && mongoc_cursor_error(cur, &be)) {
-    rc = as_mongo_fail(err, "read current documents", &be, NULL);
+  as_row_clear(&kr);
+  const bson_t *reply = NULL;
+  if (rc == AS_OK && mongoc_cursor_error_document(cur, &be, &reply)) {
+    rc = as_mongo_fail(err, "read current documents", &be, reply);
     as_error_prefix(err, "node %s: mapping %s", n->name, s->name);
   }
   mongoc_cursor_destroy(cur);
