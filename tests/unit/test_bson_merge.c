@@ -26,6 +26,9 @@ static const char *yaml =
     "  bal: { field: acc.bal, type: bigint }\n"
     "  j: { field: j, type: jsonb }\n"
     "  u: { field: u, type: uuid }\n"
+    "  y: { field: by, type: bytea }\n"
+    "  ts: { field: ts, type: timestamptz }\n"
+    "  t: { field: t, type: text }\n"
     "  x: { field: \"*\", type: jsonb }\n";
 
 static bson_t *doc(const char *json) {
@@ -282,6 +285,39 @@ START_TEST(test_json_column_and_nul) {
 }
 END_TEST
 
+/* Binary subtypes, a uuid as subtype 3, a BSON timestamp and a symbol keep their form. */
+START_TEST(test_other_types_keep_form) {
+  const char *d = "{\"_id\":\"o\",\"by\":{\"$binary\":{\"base64\":\"AAE=\",\"subType\":\"80\"}},"
+                  "\"u\":{\"$binary\":{\"base64\":\"ABEiM0RVZneImaq7zN3u/w==\",\"subType\":\"03\"}},"
+                  "\"ts\":{\"$timestamp\":{\"t\":100,\"i\":7}},\"t\":{\"$symbol\":\"s\"}}";
+  as_row r = {0};
+  row_of(d, false, &r);
+  put(&r, "y", "{\"$bytes\":\"AgM=\"}");
+  put(&r, "u", "{\"$uuid\":\"00112233-4455-6677-8899-aabbccddeef0\"}");
+  put(&r, "ts", "{\"$ts\":\"1970-01-01T00:03:20.000000Z\"}");
+  put(&r, "t", "\"s2\"");
+  expect(d, &r,
+         "{\"_id\":\"o\",\"by\":{\"$binary\":{\"base64\":\"AgM=\",\"subType\":\"80\"}},"
+         "\"u\":{\"$binary\":{\"base64\":\"ABEiM0RVZneImaq7zN3u8A==\",\"subType\":\"03\"}},"
+         "\"ts\":{\"$timestamp\":{\"t\":200,\"i\":7}},\"t\":{\"$symbol\":\"s2\"}}",
+         "{\"$set\":{\"by\":{\"$binary\":{\"base64\":\"AgM=\",\"subType\":\"80\"}},"
+         "\"u\":{\"$binary\":{\"base64\":\"ABEiM0RVZneImaq7zN3u8A==\",\"subType\":\"03\"}},"
+         "\"ts\":{\"$timestamp\":{\"t\":200,\"i\":7}},\"t\":{\"$symbol\":\"s2\"}}}",
+         false);
+  /* a timestamp with milliseconds cannot be a BSON timestamp: a date */
+  put(&r, "ts", "{\"$ts\":\"1970-01-01T00:03:20.500000Z\"}");
+  put(&r, "y", "{\"$bytes\":\"AAE=\"}");
+  put(&r, "u", "{\"$uuid\":\"00112233-4455-6677-8899-aabbccddeeff\"}");
+  put(&r, "t", "\"s\"");
+  expect(d, &r,
+         "{\"_id\":\"o\",\"by\":{\"$binary\":{\"base64\":\"AAE=\",\"subType\":\"80\"}},"
+         "\"u\":{\"$binary\":{\"base64\":\"ABEiM0RVZneImaq7zN3u/w==\",\"subType\":\"03\"}},"
+         "\"ts\":{\"$date\":{\"$numberLong\":\"200500\"}},\"t\":{\"$symbol\":\"s\"}}",
+         "{\"$set\":{\"ts\":{\"$date\":{\"$numberLong\":\"200500\"}}}}", false);
+  as_row_clear(&r);
+}
+END_TEST
+
 /* A document the mapping cannot read (b is a string): equal values still keep their bytes. */
 START_TEST(test_unreadable_current) {
   const char *d = "{\"_id\":\"e\",\"b\":\"oops\",\"a\":\"t\",\"q\":1}";
@@ -313,6 +349,7 @@ int main(void) {
   tcase_add_test(tc, test_nested_and_catch_all);
   tcase_add_test(tc, test_json_column_and_nul);
   tcase_add_test(tc, test_unreadable_current);
+  tcase_add_test(tc, test_other_types_keep_form);
   suite_add_tcase(s, tc);
   return as_test_run(s);
 }
