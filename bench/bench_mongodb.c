@@ -6,9 +6,16 @@
  *   mongo.stream ratio    = change events/s through the adapter's poll
  *                           / events/s of a bare libmongoc change-stream loop reading the same
  *                           events from the same server; target >= 0.9
+ *   mongo.sink.<case> ratio = rows/s through the adapter's sink (begin, apply, commit; batches
+ *                           of 500 insert or update deltas)
+ *                           / rows/s of bare libmongoc transactions writing the same rows the
+ *                           way a sink without reads would (replaceOne upserts of whole
+ *                           documents; $set updates of the changed column); cases: new (empty
+ *                           collection), same (every document exists with equal values: the
+ *                           adapter reads and writes nothing), one_col (update of one column)
  * The stream part needs ARRAYSYNC_TEST_MONGODB_URI (e.g. the test server:
  *   tests/scripts/mongo_server.sh start PORT DIR; URI mongodb://127.0.0.1:PORT/?replicaSet=rs0).
- * Usage: bench_mongodb [ndocs_transcode] [nevents_stream] */
+ * Usage: bench_mongodb [ndocs_transcode] [nevents_stream] [nrows_sink] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,9 +301,154 @@ static int bench_stream(const as_schema *s, const char *uri, int nevents) {
   return 0;
 }
 
+/* ------------------------------------------------------------------ sink */
+
+#define SINK_BATCH 500
+
+typedef enum sink_case { SINK_NEW, SINK_SAME, SINK_ONE_COL } sink_case;
+
+static void drop_coll(mongoc_client_t *c, const char *db) {
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, db, "users");
+  mongoc_collection_delete_many(coll, &(bson_t)BSON_INITIALIZER, NULL, NULL, NULL);
+  mongoc_collection_destroy(coll);
+}
+
+/* Bare libmongoc: one transaction per batch, one bulk of replaceOne upserts (or $set). */
+static double bare_sink(mongoc_client_t *c, const char *db, const as_schema *s, as_delta *d, int n, sink_case k) {
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, db, "users");
+  bson_error_t be;
+  mongoc_client_session_t *sess = mongoc_client_start_session(c, NULL, &be);
+  double t0 = now_s();
+  for (int base = 0; base < n; base += SINK_BATCH) {
+    bson_t opts = BSON_INITIALIZER;
+    mongoc_client_session_start_transaction(sess, NULL, &be);
+    mongoc_client_session_append(sess, &opts, &be);
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, &opts);
+    for (int i = base; i < base + SINK_BATCH && i < n; i++) {
+      bson_t filter, doc;
+      as_error err;
+      if (as_key_to_filter(s, &d[i].row, &filter, &err) != AS_OK) return -1;
+      if (k == SINK_ONE_COL) {
+        as_delta one = d[i];
+        if (as_delta_to_update(s, &one, NULL, &doc, &err) != AS_OK) return -1;
+        mongoc_bulk_operation_update_one_with_opts(bulk, &filter, &doc, NULL, &be);
+      } else {
+        bson_t *o = BCON_NEW("upsert", BCON_BOOL(true));
+        if (as_row_to_doc(s, &d[i].row, &doc, &err) != AS_OK) return -1;
+        mongoc_bulk_operation_replace_one_with_opts(bulk, &filter, &doc, o, &be);
+        bson_destroy(o);
+      }
+      bson_destroy(&filter);
+      bson_destroy(&doc);
+    }
+    bson_t reply;
+    if (!mongoc_bulk_operation_execute(bulk, &reply, &be)) fprintf(stderr, "bare bulk: %s\n", be.message);
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    if (!mongoc_client_session_commit_transaction(sess, NULL, &be)) fprintf(stderr, "bare commit: %s\n", be.message);
+    bson_destroy(&opts);
+  }
+  double t = now_s() - t0;
+  mongoc_client_session_destroy(sess);
+  mongoc_collection_destroy(coll);
+  return t;
+}
+
+static double adapter_sink(as_node *node, as_delta *d, int n) {
+  as_error err = {0};
+  as_dead_list dead = {0};
+  double t0 = now_s();
+  for (int base = 0; base < n; base += SINK_BATCH) {
+    size_t nb = (size_t)(n - base < SINK_BATCH ? n - base : SINK_BATCH);
+    if (as_adapter_mongodb.begin(node, &err) != AS_OK ||
+        as_adapter_mongodb.apply(node, d + base, nb, &dead, &err) != AS_OK ||
+        as_adapter_mongodb.commit(node, "bench->mongo", "cp", &err) != AS_OK) {
+      fprintf(stderr, "adapter sink: %s\n", err.message);
+      as_adapter_mongodb.rollback(node);
+      return -1;
+    }
+    if (dead.n) fprintf(stderr, "adapter sink: %zu dead letters\n", dead.n);
+    as_dead_list_clear(&dead);
+  }
+  return now_s() - t0;
+}
+
+static int bench_sink(const as_schema *s, const char *uri, int nrows) {
+  static const char *const names[] = {"new", "same", "one_col"};
+  char db[64];
+  snprintf(db, sizeof db, "bench_sink_%ld", (long)getpid());
+  as_node_option o[2] = {{.key = "uri", .value = (char *)uri}, {.key = "database", .value = db}};
+  as_node_config cfg = {.name = "mongo", .kind = "mongodb", .opts = o, .nopts = 2};
+  const as_schema *ss[1] = {s};
+  as_node *node = NULL;
+  as_error err = {0};
+  int rc = 0;
+  if (as_adapter_mongodb.init(&cfg, ss, 1, &node, &err) != AS_OK ||
+      as_adapter_mongodb.connect(node, &err) != AS_OK || as_adapter_mongodb.install(node, &err) != AS_OK) {
+    fprintf(stderr, "sink setup: %s\n", err.message);
+    return 1;
+  }
+  mongoc_client_t *c = mongoc_client_new(uri);
+  mongoc_client_set_error_api(c, 2);
+  as_delta *ins = calloc((size_t)nrows, sizeof *ins), *upd = calloc((size_t)nrows, sizeof *upd);
+  int age = as_schema_column_index(s, "age");
+  for (int i = 0; i < nrows; i++) {
+    bson_t *doc = make_doc(i);
+    as_delta_init(&ins[i], s, AS_OP_INSERT);
+    as_delta_set_origin(&ins[i], "pg");
+    if (as_doc_to_row(s, doc, &ins[i].row, &err) != AS_OK) {
+      fprintf(stderr, "row: %s\n", err.message);
+      return 1;
+    }
+    as_delta_init(&upd[i], s, AS_OP_UPDATE);
+    as_delta_set_origin(&upd[i], "pg");
+    as_value v = AS_VALUE_NULL;
+    as_value_copy(&v, &ins[i].row.v[0]);
+    as_row_put(&upd[i].row, 0, &v);
+    as_value_set_int64(&v, 100000 + i);
+    as_row_put(&upd[i].row, (size_t)age, &v);
+    bson_destroy(doc);
+  }
+  for (int k = SINK_NEW; k <= SINK_ONE_COL && rc == 0; k++) {
+    as_delta *d = k == SINK_ONE_COL ? upd : ins;
+    double best_bare = 1e9, best_ad = 1e9;
+    for (int round = 0; round < 3; round++) { /* best of 3, interleaved: the machine is shared */
+      double tb, ta;
+      drop_coll(c, db);
+      if (k != SINK_NEW) bare_sink(c, db, s, ins, nrows, SINK_NEW); /* the documents exist */
+      tb = bare_sink(c, db, s, d, nrows, (sink_case)k);
+      drop_coll(c, db);
+      if (k != SINK_NEW) bare_sink(c, db, s, ins, nrows, SINK_NEW);
+      ta = adapter_sink(node, d, nrows);
+      if (tb < 0 || ta < 0) {
+        rc = 1;
+        break;
+      }
+      if (tb < best_bare) best_bare = tb;
+      if (ta < best_ad) best_ad = ta;
+    }
+    if (rc == 0)
+      printf("mongo.sink.%s rows=%d bare_rows_per_s=%.0f adapter_rows_per_s=%.0f ratio=%.2f\n", names[k], nrows,
+             nrows / best_bare, nrows / best_ad, best_bare / best_ad);
+  }
+  bson_t *cmd = BCON_NEW("dropDatabase", BCON_INT32(1));
+  mongoc_client_command_simple(c, db, cmd, NULL, NULL, NULL);
+  bson_destroy(cmd);
+  for (int i = 0; i < nrows; i++) {
+    as_delta_clear(&ins[i]);
+    as_delta_clear(&upd[i]);
+  }
+  free(ins);
+  free(upd);
+  mongoc_client_destroy(c);
+  as_adapter_mongodb.exit(node);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   int ndocs = argc > 1 ? atoi(argv[1]) : 100000;
   int nevents = argc > 2 ? atoi(argv[2]) : 20000;
+  int nsink = argc > 3 ? atoi(argv[3]) : 5000;
   as_schema *s = NULL;
   as_error err = {0};
   as_log_set_level(AS_LOG_ERROR);
@@ -310,6 +462,8 @@ int main(int argc, char **argv) {
   const char *uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (rc == 0 && uri && *uri) rc = bench_stream(s, uri, nevents);
   else if (rc == 0) printf("mongo.stream skipped (set ARRAYSYNC_TEST_MONGODB_URI)\n");
+  if (rc == 0 && uri && *uri && nsink > 0) rc = bench_sink(s, uri, nsink);
+  else if (rc == 0) printf("mongo.sink skipped (set ARRAYSYNC_TEST_MONGODB_URI)\n");
   as_schema_free(s);
   mongoc_cleanup();
   return rc;

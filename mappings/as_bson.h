@@ -54,6 +54,7 @@
  *   as_bson_to_row.c    document -> row/key: paths, nulls, catch-all gathering, child tables
  *   as_bson_from_row.c  row -> document: field order; key -> filter
  *   as_bson_update.c    delta -> {"$set","$unset"}
+ *   as_bson_merge.c     current document + row -> next document, and the $set/$unset between
  *   as_bsonr.h/.c       reading raw BSON (every element checked; no libbson private fields)
  *   as_bson_priv.h      what those files share (raw BSON writer, the decoder's interface)
  */
@@ -87,6 +88,24 @@ int as_key_to_filter(const as_schema *s, const as_row *r, bson_t *out, as_error 
  * lacks when `prev_catch_all` (AS-JSON object text or NULL) is given. */
 int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_catch_all,
                        bson_t *out, as_error *err) AS_MUSTCHECK;
+
+/* The sink's minimal write (as_bson_merge.c states the rules): the document `cur` as it is
+ * (NULL: there is none) with the set columns of `row` written into it -> `next`, built from
+ * cur's own bytes wherever nothing changed (equality as_value_equal; NULL = absent; a changed
+ * value keeps the field's BSON type where it reads back equal; json and catch-all values
+ * merged member by member; unmapped fields follow the catch-all only when it is set).
+ * *changed = false (next empty) when cur stays as it is; with cur NULL, next is the whole new
+ * document (no field for a NULL column) and *changed = true. Errors: AS_EDATA (a value that
+ * cannot be written, a catch-all that is not an object; err names mapping and column), AS_ERR
+ * (out of memory). */
+int as_doc_merge(const as_schema *s, const bson_t *cur, const as_row *row, bson_t *next, bool *changed,
+                 as_error *err) AS_MUSTCHECK;
+/* {"$set": {...}, "$unset": {...}} (each only when not empty; both absent when the documents
+ * are equal) with only the paths that differ between cur and next, descending into documents
+ * and same-length arrays. *replace = true (update empty) when a top-level field that differs
+ * cannot be named by a path (empty, holds '.', starts with '$'): write next whole instead. */
+int as_doc_diff_update(const bson_t *cur, const bson_t *next, bson_t *update, bool *replace,
+                       as_error *err) AS_MUSTCHECK;
 
 /* One BSON value -> typed value for a column (conversion rules above). */
 int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_iter_t *it,

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include <mongoc/mongoc.h>
 
 #include "adapter.h"
@@ -14,9 +16,10 @@
 
 #define AS_MONGO_CHECKPOINTS "__arraysync_checkpoints"
 #define AS_MONGO_MARKS "__arraysync_marks"
+#define AS_MONGO_SESSIONS "__arraysync_sessions"
 
 /* One write of the sink, kept until commit so that a transaction aborted by a per-document
- * error can be replayed without the failing documents. */
+ * error can be replayed without the failing documents (mongo_sink.c). */
 typedef enum mongo_op_kind { MONGO_OP_REPLACE = 1, MONGO_OP_UPDATE, MONGO_OP_DELETE } mongo_op_kind;
 
 typedef struct mongo_op {
@@ -26,8 +29,8 @@ typedef struct mongo_op {
   bson_t *filter;   /* heap (bson_t holds self pointers: never copied by value) */
   bson_t *doc;      /* replacement or update document (empty for deletes) */
   size_t index;     /* index of the delta in its apply call */
-  uint64_t keyhash; /* XXH3 of the filter bytes + collection, to keep per-key order */
-  bool partial;     /* an update of some columns: never creates a document */
+  uint64_t keyhash; /* XXH3 of the filter bytes ^ of the collection, to keep per-key order */
+  bool upsert;      /* a replacement that creates the document (a new one) */
 } mongo_op;
 
 typedef struct mongo_ops {
@@ -54,6 +57,10 @@ struct as_node {
 
   /* sink state */
   mongoc_client_session_t *sess;
+  bool sess_registered;     /* its lsid is recorded in __arraysync_sessions */
+  bool takeover_done;       /* the sessions an earlier process left were killed */
+  pthread_mutex_t mu;       /* guards pool (creation) and lsid against interrupt() */
+  bson_t *lsid;             /* copy of sess's lsid ({id: UUID}), for interrupt(); heap */
   bool in_txn;
   bool need_replay;         /* the server aborted the transaction: replay `done` */
   mongo_ops done;           /* writes applied in the current transaction */
@@ -66,6 +73,20 @@ struct as_node {
  * separately by the callers that can see it (open/resume of a change stream). */
 int as_mongo_classify(const bson_error_t *e, const bson_t *reply);
 int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const bson_t *reply);
+
+/* mongo_node.c: the sink's sessions (README.md, "Sessions after a crash"). takeover: before
+ * this process's first session, kills the sessions an earlier process of this node recorded
+ * (aborting the transactions it left open) and forgets them. register: records n->sess's lsid
+ * (outside any transaction) before it is used. */
+int as_mongo_sessions_takeover(as_node *n, as_error *err);
+int as_mongo_session_register(as_node *n, as_error *err);
+
+/* mongo_sink.c: the sink side of the adapter. */
+int as_mongo_begin(as_node *n, as_error *err);
+int as_mongo_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_error *err);
+int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err);
+int as_mongo_rollback(as_node *n);
+void as_mongo_sink_free(as_node *n); /* what the sink holds (exit) */
 
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
  * as_mongo_bson_free. */

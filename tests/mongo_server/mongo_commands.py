@@ -582,10 +582,7 @@ def _scan(v, q, first=False):
                 keys = [key(arg)]
             elif op == "$in" and isinstance(arg, list) and all(
                     not isinstance(a, (list, dict, bsoncodec.Regex)) and a is not None for a in arg):
-                keys = []
-                for a in arg:
-                    if key(a) not in keys:
-                        keys.append(key(a))
+                keys = list(dict.fromkeys(key(a) for a in arg))
         elif not isinstance(idv, (list, dict, bsoncodec.Regex)) and idv is not None:
             keys = [key(idv)]
     if keys is None:
@@ -596,9 +593,10 @@ def _scan(v, q, first=False):
             return []
         return [(k, d) for k, d in v.docs.items() if mql.matches(d, q)]
     out = []
+    only_id = len(q) == 1  # the index lookup is the whole filter: no need to match again
     for k in keys:
         d = v.docs.get(k)
-        if d is not None and mql.matches(d, q):
+        if d is not None and (only_id or mql.matches(d, q)):
             out.append((k, d))
     if len(out) > 1:  # keep natural (insertion) order
         order = {k: i for i, k in enumerate(v.docs)}

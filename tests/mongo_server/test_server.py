@@ -749,6 +749,26 @@ class TestSessions(Base):
         self.assertEqual(cm.exception.code, 251)
         self.assertIsNone(self.db.c.find_one())
 
+    def test_kill_sessions_aborts_their_transactions(self):
+        # killSessions ends the open transactions of the sessions named, and only those: the
+        # documents they held can be written at once (what a restarted connector relies on)
+        self.db.k.insert_one({"_id": 0})
+        s, other = self.client.start_session(), self.client.start_session()
+        self.addCleanup(s.end_session)
+        self.addCleanup(other.end_session)
+        s.start_transaction()
+        other.start_transaction()
+        self.db.k.insert_one({"_id": 1}, session=s)
+        self.db.k.insert_one({"_id": 2}, session=other)
+        self.client.admin.command("killSessions", [s.session_id])
+        with self.assertRaises(OperationFailure) as cm:
+            s.commit_transaction()
+        self.assertEqual(cm.exception.code, 251)
+        self.db.k.insert_one({"_id": 1, "v": "after"})
+        other.commit_transaction()
+        self.assertEqual(sorted(d["_id"] for d in self.db.k.find()), [0, 1, 2])
+        self.assertEqual(self.db.k.find_one({"_id": 1})["v"], "after")
+
     def test_abandoned_transaction_expires(self):
         # a client that dies inside a transaction holds its documents until
         # transactionLifetimeLimitSeconds passes, as with mongod
