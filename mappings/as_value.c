@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "as_bson_priv.h" /* as_utf8_seq */
 #include "as_buf.h"
 #include "as_hash.h"
 
@@ -589,10 +590,29 @@ static bool parse_uuid(const char *s, size_t len, uint8_t out[16]) {
   return hex_decode(hex, n, out);
 }
 
+bool as_utf8_valid(const char *s, size_t n) {
+  const uint8_t *p = (const uint8_t *)s, *e = p + n;
+  while (p < e) {
+    if (*p < 0x80) {
+      p++;
+      continue;
+    }
+    size_t k = as_utf8_seq(p, e);
+    if (!k) return false;
+    p += k;
+  }
+  return true;
+}
+
 int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, as_error *err) {
   as_value v = AS_VALUE_NULL;
   const char *why = NULL;
   char tmp[512];
+  /* a NUL byte ends the text C parsers see: "5\0junk" is not the number 5 */
+  if (type != AS_T_TEXT && memchr(s, 0, len)) {
+    why = "holds a NUL byte";
+    goto bad;
+  }
   switch (type) {
     case AS_T_NULL: break;
     case AS_T_BOOL: {
@@ -638,6 +658,10 @@ int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, a
       if (as_value_set_str(&v, type, s, len) != AS_OK) goto oom;
       break;
     case AS_T_TEXT:
+      if (!as_utf8_valid(s, len)) {
+        why = "not valid UTF-8";
+        goto bad;
+      }
       if (as_value_set_str(&v, type, s, len) != AS_OK) goto oom;
       break;
     case AS_T_JSON: {

@@ -401,9 +401,11 @@ enum { COLS_ALL, COLS_KEYS, COLS_CHANGED };
 static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
                     int which, as_error *err) {
   for (size_t i = 0; i < sc->ncols; i++) {
+    const json_t *now = json_object_get(row, sc->cols[i].name);
+    const json_t *before = json_object_get(other, sc->cols[i].name);
+    /* a column absent from both rows did not change (json_equal says NULL != NULL) */
     bool want = which == COLS_ALL || sc->cols[i].is_key ||
-                (which == COLS_CHANGED && !json_equal(json_object_get(row, sc->cols[i].name),
-                                                      json_object_get(other, sc->cols[i].name)));
+                (which == COLS_CHANGED && (now || before) && !json_equal(now, before));
     if (!want) continue;
     as_value v = AS_VALUE_NULL;
     int ret = json_col(sc, i, row, &v, err);
@@ -411,6 +413,11 @@ static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const jso
     as_row_put(r, i, &v);
   }
   return AS_OK;
+}
+
+int sq_changelog_fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
+                          int which, as_error *err) {
+  return fill_row(sc, r, row, other, which, err);
 }
 
 static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *origin, bool echo,
