@@ -140,7 +140,7 @@ static void check_update(const as_schema *s, const as_row *r) {
   as_delta d;
   as_error err = {0};
   bson_t upd, filter;
-  if (as_delta_init(&d, s, AS_OP_UPDATE) != AS_OK || as_row_copy(&d.row, r) != AS_OK) abort();
+  if (as_delta_init(&d, s, AS_OP_UPDATE) != AS_OK || (as_row_clear(&d.row), as_row_copy(&d.row, r)) != AS_OK) abort();
   const char *prev = NULL;
   if (s->catch_all_idx >= 0 && r->v[s->catch_all_idx].type == AS_T_JSON)
     prev = r->v[s->catch_all_idx].u.s.ptr;

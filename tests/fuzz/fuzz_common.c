@@ -35,7 +35,7 @@ char *fuzz_cstr(const uint8_t *data, size_t size) {
 void fuzz_check_row_json(const as_schema *s, const as_row *r) {
   as_delta d;
   as_error err = {0};
-  if (as_delta_init(&d, s, AS_OP_INSERT) != AS_OK || as_row_copy(&d.row, r) != AS_OK) abort();
+  if (as_delta_init(&d, s, AS_OP_INSERT) != AS_OK || (as_row_clear(&d.row), as_row_copy(&d.row, r)) != AS_OK) abort();
   char *j = as_delta_to_json_string(&d, &err);
   FUZZ_CHECK(j != NULL, "mapping %s: a converted row has no JSON form: %s", s->name, err.message);
   free(j);
