@@ -310,6 +310,11 @@ int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) {
   as_bsonr_el e;
   int rc;
   if (depth > AS_JSON_MAX_DEPTH) return AS_EINVAL;
+  if (!is_array) {
+    int dr = as_bsonr_dup_key(r, &e);
+    if (dr == 1) return AS_JSONW_EDUP;
+    if (dr == AS_ERR) return AS_ERR; /* corrupt: found by the walk below */
+  }
   if (bput(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
   bool first = true;
   while ((rc = as_bsonr_next(r, &e)) == 1) {
@@ -329,6 +334,7 @@ int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) {
 static AS_MUSTCHECK int writer_error(int rc, as_error *err, const char *what) {
   if (rc == AS_ERR) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
   if (rc == AS_EDATA) return as_error_set(err, AS_DOM_CODEC, AS_EDATA, "%s holds a string or key that is not valid UTF-8", what);
+  if (rc == AS_JSONW_EDUP) return as_error_set(err, AS_DOM_CODEC, AS_EDATA, "%s holds a document with a key twice", what);
   return as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid BSON %s (corrupt or nested too deep)", what);
 }
 
