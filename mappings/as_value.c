@@ -150,14 +150,27 @@ static bool dec_parse(const char *s, size_t len, dec_parts *p) {
   return i == len;
 }
 
-bool as_decimal_valid(const char *s, size_t len) {
-  dec_parts p;
-  return dec_parse(s, len, &p);
-}
-
 /* Digit i of the concatenated integer+fraction digit string. */
 static char dec_digit(const dec_parts *p, size_t i) {
   return i < p->ni ? p->ip[i] : p->fp[i - p->ni];
+}
+
+/* False when the number's plain notation would need more than a million digits on either
+ * side of the point ("1E-9223372036"): as_decimal_normalize refuses it, so it is no value. */
+static bool dec_in_range(const dec_parts *p) {
+  if (p->special) return true;
+  size_t n = p->ni + p->nf, first = 0;
+  while (first < n && dec_digit(p, first) == '0') first++;
+  if (first == n) return true; /* zero */
+  size_t last = n - 1;
+  while (dec_digit(p, last) == '0') last--;
+  long long point = (long long)p->ni + p->exp;
+  return point - (long long)first <= 1000000 && (long long)last - point <= 1000000;
+}
+
+bool as_decimal_valid(const char *s, size_t len) {
+  dec_parts p;
+  return dec_parse(s, len, &p) && dec_in_range(&p);
 }
 
 int as_decimal_normalize(const char *s, size_t len, as_buf *out) {
@@ -174,7 +187,7 @@ int as_decimal_normalize(const char *s, size_t len, as_buf *out) {
   while (dec_digit(&p, last) == '0') last--;
   /* position of the decimal point relative to the digit string */
   long long point = (long long)p.ni + p.exp;
-  if (point - (long long)first > 1000000 || (long long)last - point > 1000000) return AS_EINVAL;
+  if (!dec_in_range(&p)) return AS_EINVAL;
   if (p.neg && as_buf_putc(out, '-') != AS_OK) return AS_ERR;
   /* integer part: digits [min(first,point) .. point) */
   if (point <= (long long)first) {

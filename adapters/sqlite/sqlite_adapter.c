@@ -40,9 +40,17 @@ static const as_config_entry config_map[] = {
 
 /* ---------------------------------------------------------------- helpers */
 
+/* A full or failing disk is transient like a busy database (space freed, device back): the
+ * engine retries with backoff and the stream resumes by itself (tests/integration/
+ * test_iofault.sh). */
+static bool transient(int prim) {
+  return prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_FULL ||
+         prim == SQLITE_IOERR;
+}
+
 int sq_fail(sqlite3 *db, int rc, as_error *err, const char *what) {
   int prim = rc & 0xff;
-  int code = (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) ? AS_RETRY
+  int code = transient(prim) ? AS_RETRY
              : (prim == SQLITE_CONSTRAINT || prim == SQLITE_MISMATCH || prim == SQLITE_TOOBIG ||
                 prim == SQLITE_RANGE)
                  ? AS_EDATA
@@ -57,7 +65,7 @@ int sq_exec(sqlite3 *db, const char *sql, as_error *err) {
   int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
   if (rc == SQLITE_OK) return AS_OK;
   int prim = rc & 0xff;
-  int code = (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) ? AS_RETRY : AS_ERR;
+  int code = transient(prim) ? AS_RETRY : AS_ERR;
   as_error_set(err, AS_DOM_SQLITE, code, "%s (sqlite %d)", msg ? msg : sqlite3_errstr(rc), rc);
   sqlite3_free(msg);
   return code;
