@@ -189,6 +189,16 @@ size_t as_dec128_to_str(const bson_decimal128_t *dec, char out[BSON_DECIMAL128_S
       }
     }
   }
+  /* A coefficient beyond 34 digits (possible in this form: 113 bits hold more) is a
+   * non-canonical encoding whose value is zero (IEEE 754-2008); libbson would print all its
+   * digits, text that no Decimal128 reads back from. */
+  uint64_t chi = hi & 0x1ffffffffffffULL;
+  if (((hi >> 61) & 3) != 3 &&
+      (chi > 0x1ED09BEAD87C0ULL || (chi == 0x1ED09BEAD87C0ULL && dec->low > 0x378D8E63FFFFFFFFULL))) {
+    bson_decimal128_t zero = {.high = hi & ~0x1ffffffffffffULL, .low = 0};
+    bson_decimal128_to_string(&zero, out);
+    return strlen(out);
+  }
   bson_decimal128_to_string(dec, out);
   return strlen(out);
 }

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh TARGET [SECONDS]    fuzzes TARGET (fuzz_yaml, fuzz_json, fuzz_bson,
 #                                       fuzz_value, fuzz_changelog) for SECONDS (default 600;
 #                                       FUZZ_RUNS=N stops after N executions instead)
-#   scripts/fuzz.sh ci [RUNS]           every target for RUNS executions (default 20000), in turn
+#   scripts/fuzz.sh ci [RUNS]           every target for RUNS executions (default 10000), in turn
 #   scripts/fuzz.sh coverage [DIR]      line coverage of mappings/ and the adapters' decoders
 #                                       reached by the corpora (clang source-based coverage)
 # The working corpus of a target grows in BUILD_DIR/corpus/TARGET (seeded from
@@ -41,7 +41,7 @@ cmd=${1:-}
 case "$cmd" in
   build) build_targets "$build" -DARRAYSYNC_FUZZ=ON ;;
   ci)
-    runs=${2:-20000}
+    runs=${2:-10000}
     build_targets "$build" -DARRAYSYNC_FUZZ=ON
     status=0
     for t in "${targets[@]}"; do

@@ -8,7 +8,8 @@
  *
  * Properties checked beyond "no crash, no leak":
  * - as_bsonr accepts exactly the documents libbson accepts (bson_validate and its iterator:
- *   structure; libbson also refuses keys that are not UTF-8, which as_bsonr reads).
+ *   structure), where every key is UTF-8 (libbson refuses some other keys, as_bsonr reads
+ *   them: the mapping layer refuses them where it writes them out).
  * - doc -> row -> doc -> row: both rows equal (as_value_equal) and hash equal; the key read
  *   alone equals the row's key columns; filter and $set/$unset update are built.
  * - lossless mappings (an _id key of the right type first, the catch-all for the rest, no
@@ -263,7 +264,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bson_error_t be;
   bool theirs = bson_validate_with_error(&doc, BSON_VALIDATE_NONE, &be) && libbson_walk(&doc, 0);
   if (!theirs) snprintf(be.message, sizeof be.message, "corrupt");
-  FUZZ_CHECK((ours == AS_OK && !bad_key) == theirs, "as_bsonr %s, libbson %s (%s)",
+  /* keys that are not UTF-8: libbson refuses some (its visitor checks keys) and not others,
+   * so no verdict is compared for them */
+  FUZZ_CHECK(bad_key || (ours == AS_OK) == theirs, "as_bsonr %s, libbson %s (%s)",
              ours == AS_OK ? "accepts" : "refuses", theirs ? "accepts" : "refuses",
              theirs ? "" : be.message);
   if (ours == AS_OK) check_asjson(&doc);

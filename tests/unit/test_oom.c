@@ -6,8 +6,8 @@
  *
  * How: this executable defines malloc, calloc, realloc, free, posix_memalign, aligned_alloc,
  * memalign, strdup and strndup (glibc lets a program replace them; libyaml, jansson, libbson
- * and glibc's own strdup then call them), forwarding to the next definitions (glibc's, or
- * AddressSanitizer's in the sanitizer build). While a run is armed, allocations are counted
+ * and glibc's own strdup then call them), forwarding to glibc's allocator, or to
+ * AddressSanitizer's in the sanitizer build. While a run is armed, allocations are counted
  * (the Nth fails) and every live block is recorded, so leaks are found without LeakSanitizer
  * too.
  *
@@ -35,38 +35,43 @@
 
 /* ================================================================ the allocator */
 
-static void *(*real_malloc)(size_t);
-static void *(*real_calloc)(size_t, size_t);
-static void *(*real_realloc)(void *, size_t);
-static void (*real_free)(void *);
-static int (*real_posix_memalign)(void **, size_t, size_t);
+/* The allocator runs before AddressSanitizer has set itself up (it allocates while doing so):
+ * its functions must not be instrumented. */
+#define NOASAN __attribute__((no_sanitize_address))
 
-/* dlsym may allocate before the real functions are known: served from here, never freed */
-static _Alignas(16) unsigned char boot[4096];
-static size_t boot_used;
-static bool resolving;
+/* The next allocator: AddressSanitizer's when the test is built with it (its interceptors
+ * are exported under these names), else glibc's. No dlsym: ASan calls malloc while it sets
+ * itself up, before dlsym may be used. */
+extern void *__interceptor_malloc(size_t) __attribute__((weak));
+extern void *__interceptor_calloc(size_t, size_t) __attribute__((weak));
+extern void *__interceptor_realloc(void *, size_t) __attribute__((weak));
+extern void __interceptor_free(void *) __attribute__((weak));
+extern int __interceptor_posix_memalign(void **, size_t, size_t) __attribute__((weak));
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
 
-static void resolve(void) {
-  if (real_malloc || resolving) return;
-  resolving = true;
-  real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-  real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-  real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-  real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-  real_posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
-  resolving = false;
-  if (!real_malloc || !real_calloc || !real_realloc || !real_free || !real_posix_memalign) abort();
+NOASAN static void *real_malloc(size_t n) {
+  return __interceptor_malloc ? __interceptor_malloc(n) : __libc_malloc(n);
 }
-
-static void *boot_alloc(size_t n) {
-  n = (n + 15) & ~(size_t)15;
-  if (boot_used + n > sizeof boot) return NULL;
-  void *p = boot + boot_used;
-  boot_used += n;
-  return p;
+NOASAN static void *real_calloc(size_t a, size_t b) {
+  return __interceptor_calloc ? __interceptor_calloc(a, b) : __libc_calloc(a, b);
 }
-static bool in_boot(const void *p) {
-  return (const unsigned char *)p >= boot && (const unsigned char *)p < boot + sizeof boot;
+NOASAN static void *real_realloc(void *p, size_t n) {
+  return __interceptor_realloc ? __interceptor_realloc(p, n) : __libc_realloc(p, n);
+}
+NOASAN static void real_free(void *p) {
+  if (__interceptor_free) __interceptor_free(p);
+  else __libc_free(p);
+}
+NOASAN static int real_posix_memalign(void **out, size_t align, size_t n) {
+  if (__interceptor_posix_memalign) return __interceptor_posix_memalign(out, align, n);
+  void *p = __libc_memalign(align, n);
+  if (!p) return 12; /* ENOMEM */
+  *out = p;
+  return 0;
 }
 
 /* The armed state: allocation number `count` fails when it equals `fail_at`. */
@@ -82,13 +87,13 @@ static void *live[LIVE_CAP];
 static size_t nlive;
 static bool live_overflow;
 
-static size_t slot_of(const void *p) {
+NOASAN static size_t slot_of(const void *p) {
   uintptr_t x = (uintptr_t)p;
   x ^= x >> 17;
   x *= 0x9E3779B97F4A7C15ull;
   return (size_t)(x >> 40) & (LIVE_CAP - 1);
 }
-static void live_add(void *p) {
+NOASAN static void live_add(void *p) {
   if (!p) return;
   if (nlive + 1 >= LIVE_CAP / 2) {
     live_overflow = true;
@@ -99,7 +104,7 @@ static void live_add(void *p) {
   live[i] = p;
   nlive++;
 }
-static void live_remove(void *p) {
+NOASAN static void live_remove(void *p) {
   if (!p || nlive == 0) return;
   size_t i = slot_of(p);
   while (live[i]) {
@@ -113,7 +118,7 @@ static void live_remove(void *p) {
 }
 
 /* True if this allocation is to fail. */
-static bool inject(bool may_fail) {
+NOASAN static bool inject(bool may_fail) {
   if (!armed || !may_fail || no_fail) return false;
   if (++count == fail_at) {
     failed = true;
@@ -125,35 +130,21 @@ static bool inject(bool may_fail) {
 /* The allocator's bodies. They have names of their own: calls made here (and by the test
  * itself) are not calls to "malloc", about which the compiler assumes things (that it reads
  * no global state, for one). */
-__attribute__((noinline)) static void *do_malloc(size_t n, bool may_fail) {
-  if (!real_malloc) {
-    if (resolving) return boot_alloc(n);
-    resolve();
-  }
+NOASAN __attribute__((noinline)) static void *do_malloc(size_t n, bool may_fail) {
   if (inject(may_fail)) return NULL;
   void *p = real_malloc(n);
   if (armed) live_add(p);
   return p;
 }
 
-__attribute__((noinline)) static void *do_calloc(size_t a, size_t b, bool may_fail) {
-  if (!real_calloc) {
-    if (resolving) return boot_alloc(a * b); /* boot is zeroed static memory */
-    resolve();
-  }
+NOASAN __attribute__((noinline)) static void *do_calloc(size_t a, size_t b, bool may_fail) {
   if (inject(may_fail)) return NULL;
   void *p = real_calloc(a, b);
   if (armed) live_add(p);
   return p;
 }
 
-__attribute__((noinline)) static void *do_realloc(void *old, size_t n, bool may_fail) {
-  if (!real_realloc) resolve();
-  if (in_boot(old)) {
-    void *p = do_malloc(n, may_fail);
-    if (p) memcpy(p, old, n); /* boot blocks are never reallocated in practice */
-    return p;
-  }
+NOASAN __attribute__((noinline)) static void *do_realloc(void *old, size_t n, bool may_fail) {
   if (inject(may_fail)) return NULL;
   void *p = real_realloc(old, n);
   if (armed && p) {
@@ -163,40 +154,38 @@ __attribute__((noinline)) static void *do_realloc(void *old, size_t n, bool may_
   return p;
 }
 
-__attribute__((noinline)) static void do_free(void *p) {
-  if (!p || in_boot(p)) return;
-  if (!real_free) resolve();
+NOASAN __attribute__((noinline)) static void do_free(void *p) {
+  if (!p) return;
   if (armed) live_remove(p);
   real_free(p);
 }
 
-__attribute__((noinline)) static int do_memalign(void **out, size_t align, size_t n, bool may_fail) {
-  if (!real_posix_memalign) resolve();
+NOASAN __attribute__((noinline)) static int do_memalign(void **out, size_t align, size_t n, bool may_fail) {
   if (inject(may_fail)) return 12; /* ENOMEM */
   int rc = real_posix_memalign(out, align < sizeof(void *) ? sizeof(void *) : align, n);
   if (armed && rc == 0) live_add(*out);
   return rc;
 }
 
-void *malloc(size_t n) { return do_malloc(n, true); }
-void *calloc(size_t a, size_t b) { return do_calloc(a, b, true); }
-void *realloc(void *old, size_t n) { return do_realloc(old, n, true); }
-void free(void *p) { do_free(p); }
-int posix_memalign(void **out, size_t align, size_t n) { return do_memalign(out, align, n, true); }
-void *aligned_alloc(size_t align, size_t n) {
+NOASAN void *malloc(size_t n) { return do_malloc(n, true); }
+NOASAN void *calloc(size_t a, size_t b) { return do_calloc(a, b, true); }
+NOASAN void *realloc(void *old, size_t n) { return do_realloc(old, n, true); }
+NOASAN void free(void *p) { do_free(p); }
+NOASAN int posix_memalign(void **out, size_t align, size_t n) { return do_memalign(out, align, n, true); }
+NOASAN void *aligned_alloc(size_t align, size_t n) {
   void *p = NULL;
   return do_memalign(&p, align, n, true) == 0 ? p : NULL;
 }
-void *memalign(size_t align, size_t n) { return aligned_alloc(align, n); }
+NOASAN void *memalign(size_t align, size_t n) { return aligned_alloc(align, n); }
 
-char *strdup(const char *s) {
+NOASAN char *strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *p = do_malloc(n, true);
   if (p) memcpy(p, s, n);
   return p;
 }
 
-char *strndup(const char *s, size_t max) {
+NOASAN char *strndup(const char *s, size_t max) {
   size_t n = strnlen(s, max);
   char *p = do_malloc(n + 1, true);
   if (p) {
@@ -207,14 +196,14 @@ char *strndup(const char *s, size_t max) {
 }
 
 /* libbson's vtable: counted and tracked like the rest, never failed (bson_malloc aborts). */
-static void *bson_vt_malloc(size_t n) { return do_malloc(n, false); }
-static void *bson_vt_calloc(size_t a, size_t b) { return do_calloc(a, b, false); }
-static void *bson_vt_realloc(void *old, size_t n) { return do_realloc(old, n, false); }
-static void *bson_vt_aligned_alloc(size_t align, size_t n) {
+NOASAN static void *bson_vt_malloc(size_t n) { return do_malloc(n, false); }
+NOASAN static void *bson_vt_calloc(size_t a, size_t b) { return do_calloc(a, b, false); }
+NOASAN static void *bson_vt_realloc(void *old, size_t n) { return do_realloc(old, n, false); }
+NOASAN static void *bson_vt_aligned_alloc(size_t align, size_t n) {
   void *p = NULL;
   return do_memalign(&p, align, n, false) == 0 ? p : NULL;
 }
-static void bson_vt_free(void *p) { do_free(p); }
+NOASAN static void bson_vt_free(void *p) { do_free(p); }
 
 /* jansson's parser cannot take an allocation failure: when its token buffer cannot grow it
  * drops the character (load.c lex_save ignores the result) and then either parses a changed
@@ -661,7 +650,6 @@ START_TEST(harness) {
 END_TEST
 
 int main(void) {
-  resolve();
   bson_mem_vtable_t vt = {.malloc = bson_vt_malloc,
                           .calloc = bson_vt_calloc,
                           .realloc = bson_vt_realloc,
