@@ -58,6 +58,12 @@ static void check_text_roundtrip(const as_value *v, as_type t, bool pg) {
   as_error err = {0};
   char *t1 = NULL, *t2 = NULL;
   int rc = pg ? pg_value_to_text(v, &t1, &err) : as_value_to_text(v, &t1, &err);
+  /* PostgreSQL text cannot hold a NUL byte: refused with AS_EDATA, not written cut short */
+  if (pg && rc == AS_EDATA && (v->type == AS_T_TEXT || v->type == AS_T_JSON) &&
+      memchr(v->u.s.ptr, 0, v->u.s.len)) {
+    FUZZ_CHECK(t1 == NULL && err.message[0], "NUL refusal without a message");
+    return;
+  }
   FUZZ_CHECK(rc == AS_OK, "%s: parsed %s value has no text form: %s", what, as_type_name(t),
              err.message);
   if (v->type == AS_T_NULL) {
