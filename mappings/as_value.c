@@ -155,8 +155,10 @@ static char dec_digit(const dec_parts *p, size_t i) {
   return i < p->ni ? p->ip[i] : p->fp[i - p->ni];
 }
 
-/* False when the number's plain notation would need more than a million digits on either
- * side of the point ("1E-9223372036"): as_decimal_normalize refuses it, so it is no value. */
+/* False when the number's plain notation would need more digits than PostgreSQL numeric
+ * holds (131072 before the point, 16383 after): "1E-9223372036" or "1E+777777" are no value
+ * any node can store, and their normal form (as_decimal_normalize, used by every hash and
+ * comparison) would be up to a megabyte for ten bytes of text. */
 static bool dec_in_range(const dec_parts *p) {
   if (p->special) return true;
   size_t n = p->ni + p->nf, first = 0;
@@ -165,7 +167,7 @@ static bool dec_in_range(const dec_parts *p) {
   size_t last = n - 1;
   while (dec_digit(p, last) == '0') last--;
   long long point = (long long)p->ni + p->exp;
-  return point - (long long)first <= 1000000 && (long long)last - point <= 1000000;
+  return point - (long long)first <= 131072 && (long long)last + 1 - point <= 16383;
 }
 
 bool as_decimal_valid(const char *s, size_t len) {
