@@ -293,6 +293,8 @@ static void oom_loop(const char *name, op_fn op) {
     ck_assert_msg(n <= total + 1000, "%s: does not end", name);
   }
   ck_assert_msg(errors > 0, "%s: no allocation failure was ever reported", name);
+  printf("oom %-12s %4ld allocations: %4ld failures reported as errors, %4ld absorbed\n", name,
+         total, errors, total - errors);
 }
 
 /* ================================================================ the operations */
