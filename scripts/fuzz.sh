@@ -29,11 +29,11 @@ build_targets() { # DIR CMAKE_ARGS...
   test "${PIPESTATUS[0]}" -eq 0
 }
 
-fuzz_args() { # TARGET
-  local t=$1
-  mkdir -p "$build/corpus/$t" "$build/crashes/$t"
+fuzz_args() { # TARGET [WORKING_CORPUS_DIR]
+  local t=$1 work=${2:-$build/corpus/$1}
+  mkdir -p "$work" "$build/crashes/$t"
   echo -dict="$root/tests/fuzz/dict/$t.dict" -max_len=4096 -timeout=20 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$build/crashes/$t/" "$build/corpus/$t" \
+    -print_final_stats=1 -artifact_prefix="$build/crashes/$t/" "$work" \
     "$root/tests/fuzz/corpus/$t" "$root/tests/fuzz/regressions/$t"
 }
 
@@ -46,11 +46,13 @@ case "$cmd" in
     status=0
     for t in "${targets[@]}"; do
       mkdir -p "$root/tests/fuzz/regressions/$t"
-      # a fresh working corpus each time: the run is bounded and reproducible from the seeds
-      rm -rf "$build/corpus/$t"
+      # a fresh working corpus each time (not the one long runs grow): the run is bounded and
+      # reproducible from the seeds
+      rm -rf "$build/ci-corpus/$t"
       echo "== $t: $runs executions =="
       # shellcheck disable=SC2046
-      "$build/tests/fuzz/$t" $(fuzz_args "$t") -runs="$runs" -seed=1 2>"$build/$t.log" ||
+      "$build/tests/fuzz/$t" $(fuzz_args "$t" "$build/ci-corpus/$t") -runs="$runs" -seed=1 \
+        2>"$build/$t.log" ||
         { status=1; tail -40 "$build/$t.log"; }
       grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$build/$t.log" || true
     done
