@@ -65,7 +65,8 @@ int as_bsonr_find(const as_bsonr *r, const char *key, size_t keylen, as_bsonr_el
  * once: 0 none, 1 found (*dup is its second occurrence), AS_ERR out of memory, AS_EDATA
  * corrupt. A document cannot keep both values anywhere else (AS-JSON, a row, a jsonb
  * column), so the mapping layer refuses such documents instead of dropping one value.
- * Pairwise for small documents, sorted for large ones (no quadratic time). */
+ * Pairwise for a few keys, a set on the stack up to 128, sorted beyond (no allocation for
+ * documents of up to 128 fields, no quadratic time). */
 int as_bsonr_dup_key(const as_bsonr *r, as_bsonr_el *dup) AS_MUSTCHECK;
 
 /* The single element of a document built by bson_append_iter (as_bson.h functions taking a
