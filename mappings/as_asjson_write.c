@@ -189,6 +189,16 @@ size_t as_dec128_to_str(const bson_decimal128_t *dec, char out[BSON_DECIMAL128_S
       }
     }
   }
+  /* A coefficient beyond 34 digits (possible in this form: 113 bits hold more) is a
+   * non-canonical encoding whose value is zero (IEEE 754-2008); libbson would print all its
+   * digits, text that no Decimal128 reads back from. */
+  uint64_t chi = hi & 0x1ffffffffffffULL;
+  if (((hi >> 61) & 3) != 3 &&
+      (chi > 0x1ED09BEAD87C0ULL || (chi == 0x1ED09BEAD87C0ULL && dec->low > 0x378D8E63FFFFFFFFULL))) {
+    bson_decimal128_t zero = {.high = hi & ~0x1ffffffffffffULL, .low = 0};
+    bson_decimal128_to_string(&zero, out);
+    return strlen(out);
+  }
   bson_decimal128_to_string(dec, out);
   return strlen(out);
 }
@@ -310,6 +320,11 @@ int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) {
   as_bsonr_el e;
   int rc;
   if (depth > AS_JSON_MAX_DEPTH) return AS_EINVAL;
+  if (!is_array) {
+    int dr = as_bsonr_dup_key(r, &e);
+    if (dr == 1) return AS_JSONW_EDUP;
+    if (dr == AS_ERR) return AS_ERR; /* corrupt: found by the walk below */
+  }
   if (bput(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
   bool first = true;
   while ((rc = as_bsonr_next(r, &e)) == 1) {
@@ -329,6 +344,7 @@ int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) {
 static AS_MUSTCHECK int writer_error(int rc, as_error *err, const char *what) {
   if (rc == AS_ERR) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
   if (rc == AS_EDATA) return as_error_set(err, AS_DOM_CODEC, AS_EDATA, "%s holds a string or key that is not valid UTF-8", what);
+  if (rc == AS_JSONW_EDUP) return as_error_set(err, AS_DOM_CODEC, AS_EDATA, "%s holds a document with a key twice", what);
   return as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid BSON %s (corrupt or nested too deep)", what);
 }
 

@@ -246,6 +246,10 @@ int as_jsonw_i64(as_buf *b, int64_t v) AS_MUSTCHECK;
 int as_jsonw_value(const as_bsonr_el *e, as_buf *b, int depth) AS_MUSTCHECK;
 /* The rest of the document or array r as an object or array. */
 int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) AS_MUSTCHECK;
+/* The writers' result for a document holding one key twice (as_bsonr_dup_key): the text
+ * would not read back (the AS-JSON reader refuses duplicate keys). Callers report it as
+ * AS_EDATA. */
+#define AS_JSONW_EDUP (-100)
 /* Decimal128 -> text exactly as bson_decimal128_to_string; returns the length. */
 size_t as_dec128_to_str(const bson_decimal128_t *dec, char out[BSON_DECIMAL128_STRING]);
 

@@ -53,7 +53,9 @@ typedef struct walker {
 static AS_MUSTCHECK int extra_result(walker *w, int rc, const as_bsonr_el *e) {
   if (rc == AS_OK || rc == AS_ERR) return rc;
   snprintf(w->why, WHY_MAX, "field \"%.*s\" holds %s", (int)(e->keylen > 100 ? 100 : e->keylen), e->key,
-           rc == AS_EDATA ? "a string or key that is not valid UTF-8" : "invalid BSON");
+           rc == AS_EDATA        ? "a string or key that is not valid UTF-8"
+           : rc == AS_JSONW_EDUP ? "a document with a key twice"
+                                 : "invalid BSON");
   return AS_EDATA;
 }
 
@@ -127,6 +129,14 @@ static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const p
   pref *heap = NULL;
   int rc = AS_OK;
   if (depth >= MAX_DEPTH) return AS_OK;
+  as_bsonr_el dup;
+  int dr = as_bsonr_dup_key(r, &dup);
+  if (dr == AS_ERR) return AS_ERR;
+  if (dr == 1) { /* which value would the column or the catch-all keep? neither: refused */
+    snprintf(w->why, WHY_MAX, "field \"%.*s\" appears twice in the document", (int)(dup.keylen > 100 ? 100 : dup.keylen),
+             dup.key);
+    return AS_EDATA;
+  }
   if (nrefs > 64 && !(heap = malloc(nrefs * sizeof *heap))) return AS_ERR;
   pref *m = heap ? heap : sub;
   /* refs bucketed by name length (chains through nxt), so a field is compared only with

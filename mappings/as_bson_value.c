@@ -206,6 +206,8 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, ch
       if (bt == BSON_TYPE_UTF8 || bt == BSON_TYPE_SYMBOL) {
         uint32_t n;
         const char *str = as_bsonr_str(it, &n);
+        /* text values are UTF-8 (as_value.h): other bytes would have no JSON form */
+        if (!as_utf8_valid(str, n)) return cannot_store(c, it, "not valid UTF-8", why);
         return set_str(out, AS_T_TEXT, str, n, why); /* may hold NUL bytes: n, not strlen */
       }
       break;
@@ -284,7 +286,11 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, ch
             snprintf(why, WHY_MAX, "out of memory");
             return AS_ERR;
           }
-          return cannot_store(c, it, rc == AS_EDATA ? "a string or key is not valid UTF-8" : "invalid BSON", why);
+          return cannot_store(c, it,
+                              rc == AS_EDATA        ? "a string or key is not valid UTF-8"
+                              : rc == AS_JSONW_EDUP ? "a document holds a key twice"
+                                                    : "invalid BSON",
+                              why);
         }
         out->type = AS_T_JSON;
         out->u.s.len = b.len;

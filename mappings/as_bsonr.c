@@ -1,6 +1,8 @@
 /* as_bsonr.c — the out-of-line part of the raw BSON reader (see as_bsonr.h for the decisions). */
 #include "as_bsonr.h"
 
+#include <stdlib.h>
+
 int as_bsonr_init(as_bsonr *r, const uint8_t *data, size_t len) {
   r->data = data;
   r->len = 5;
@@ -83,6 +85,94 @@ int as_bsonr_find(const as_bsonr *r, const char *key, size_t keylen, as_bsonr_el
     if (e->keylen == keylen && memcmp(e->key, key, keylen) == 0) return 1;
   }
   return rc;
+}
+
+typedef struct keyref {
+  const char *key;
+  uint32_t len;
+} keyref;
+
+static uint32_t key_hash(const char *k, uint32_t n) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
+  return h;
+}
+
+static int keyref_cmp(const void *a, const void *b) {
+  const keyref *x = a, *y = b;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  int c = memcmp(x->key, y->key, x->len);
+  if (c) return c;
+  return x->key < y->key ? -1 : x->key > y->key; /* document order: the second one reported */
+}
+
+int as_bsonr_dup_key(const as_bsonr *r, as_bsonr_el *dup) {
+  /* up to SMALL keys: pairwise (no setup); up to HASHED: an open-addressing set on the stack;
+   * beyond: sorted on the heap */
+  enum { SMALL = 8, HASHED = 128, SLOTS = 256 };
+  as_bsonr it = *r;
+  it.off = 4;
+  as_bsonr_el e;
+  keyref stack[HASHED], *all = stack;
+  uint8_t slot[SLOTS]; /* index + 1 into all[], 0: empty */
+  size_t n = 0, cap = HASHED;
+  int rc;
+  while ((rc = as_bsonr_next(&it, &e)) == 1) {
+    if (n < SMALL) {
+      for (size_t i = 0; i < n; i++) {
+        if (all[i].len == e.keylen && memcmp(all[i].key, e.key, e.keylen) == 0) {
+          *dup = e;
+          return 1;
+        }
+      }
+    } else if (n < HASHED) {
+      if (n == SMALL) { /* the set starts: the first SMALL keys go in (all distinct) */
+        memset(slot, 0, sizeof slot);
+        for (size_t i = 0; i < SMALL; i++) {
+          uint32_t h = key_hash(all[i].key, all[i].len) & (SLOTS - 1);
+          while (slot[h]) h = (h + 1) & (SLOTS - 1);
+          slot[h] = (uint8_t)(i + 1);
+        }
+      }
+      uint32_t h = key_hash(e.key, e.keylen) & (SLOTS - 1);
+      for (; slot[h]; h = (h + 1) & (SLOTS - 1)) {
+        const keyref *k = &all[slot[h] - 1];
+        if (k->len == e.keylen && memcmp(k->key, e.key, e.keylen) == 0) {
+          *dup = e;
+          return 1;
+        }
+      }
+      slot[h] = (uint8_t)(n + 1);
+    } else if (n == cap) {
+      keyref *p = malloc(2 * cap * sizeof *p);
+      if (!p) {
+        if (all != stack) free(all);
+        return AS_ERR;
+      }
+      memcpy(p, all, n * sizeof *p);
+      if (all != stack) free(all);
+      all = p;
+      cap *= 2;
+    }
+    all[n].key = e.key;
+    all[n].len = e.keylen;
+    n++;
+  }
+  int found = 0;
+  if (rc == 0 && n > HASHED) {
+    qsort(all, n, sizeof *all, keyref_cmp);
+    for (size_t i = 1; i < n && !found; i++) {
+      if (all[i].len == all[i - 1].len && memcmp(all[i].key, all[i - 1].key, all[i].len) == 0) {
+        found = 1;
+        it.off = 4;
+        /* the element of the second occurrence, for the caller's message */
+        while (as_bsonr_next(&it, dup) == 1 && dup->key != all[i].key) {
+        }
+      }
+    }
+  }
+  if (all != stack) free(all);
+  return rc != 0 ? AS_EDATA : found;
 }
 
 int as_bsonr_first(const bson_t *holder, as_bsonr_el *e) {

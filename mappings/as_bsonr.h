@@ -61,6 +61,14 @@ static inline int as_bsonr_child(const as_bsonr_el *e, as_bsonr *child) AS_MUSTC
 /* Finds key (keylen bytes) among the elements of r from its start: 1 found, 0 absent,
  * AS_EDATA corrupt. r is not moved. */
 int as_bsonr_find(const as_bsonr *r, const char *key, size_t keylen, as_bsonr_el *e) AS_MUSTCHECK;
+/* Looks for a key that the document (r from its start; not its sub-documents) holds more than
+ * once: 0 none, 1 found (*dup is its second occurrence), AS_ERR out of memory, AS_EDATA
+ * corrupt. A document cannot keep both values anywhere else (AS-JSON, a row, a jsonb
+ * column), so the mapping layer refuses such documents instead of dropping one value.
+ * Pairwise for a few keys, a set on the stack up to 128, sorted beyond (no allocation for
+ * documents of up to 128 fields, no quadratic time). */
+int as_bsonr_dup_key(const as_bsonr *r, as_bsonr_el *dup) AS_MUSTCHECK;
+
 /* The single element of a document built by bson_append_iter (as_bson.h functions taking a
  * bson_iter_t read it this way, through libbson's public API only). */
 int as_bsonr_first(const bson_t *holder, as_bsonr_el *e) AS_MUSTCHECK;

@@ -1,6 +1,7 @@
 /* as_hash.c — canonical binary encoding of values and rows, XXH3 hashes, segment hashes,
  * and the canonical JSON text used for json values (see as_hash.h). */
 #include "as_hash.h"
+#include "as_json.h"
 
 #include <math.h>
 #include <string.h>
@@ -153,12 +154,14 @@ int as_json_canonicalize(const char *json, size_t len, as_buf *out, as_error *er
     goto cleanup;
   }
   json_error_t je;
-  j = json_loadb((const char *)pre.data, pre.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+  j = as_json_loadb((const char *)pre.data, pre.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (!j) {
-    rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON: %s", je.text);
+    rc = json_error_code(&je) == json_error_out_of_memory
+             ? as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory")
+             : as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON: %s", je.text);
     goto cleanup;
   }
-  dump = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+  dump = as_json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
   if (!dump) {
     rc = as_error_set(err, AS_DOM_CODEC, AS_ERR, "cannot dump JSON");
     goto cleanup;

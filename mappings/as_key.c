@@ -1,5 +1,6 @@
 /* as_key.c — the canonical key text; see as_key.h. */
 #include "as_key.h"
+#include "as_json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,7 @@
 #include <jansson.h>
 
 static int put_json(as_buf *out, const json_t *j) {
-  char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *t = as_json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
   if (!t) return AS_ERR;
   int rc = as_buf_append_str(out, t);
   free(t);
@@ -101,8 +102,12 @@ char *as_key_describe(const as_schema *s, const as_row *r) {
 
 int as_key_parse(const as_schema *s, const char *text, as_row *out, as_error *err) {
   json_error_t je;
-  json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+  json_t *j = as_json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   int rc = AS_OK;
+  if (!j && json_error_code(&je) == json_error_out_of_memory) {
+    rc = as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
+    goto cleanup;
+  }
   if (!json_is_object(j) || json_object_size(j) != s->nkey) {
     rc = as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "mapping %s: %.200s is not a key (%s)",
                       s->name, text, j ? "wrong columns" : je.text);

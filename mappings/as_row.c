@@ -8,6 +8,7 @@
 
 #include "as_buf.h"
 #include "as_hash.h"
+#include "as_json.h"
 
 /* ---------------------------------------------------------------- rows */
 
@@ -225,22 +226,30 @@ static int set_json_value(as_value *v, const json_t *j) {
   return rc;
 }
 
-/* True if `inner` (parsed from text) serialises back to the same canonical JSON as text. */
-static bool json_lossless(const char *text, size_t len, const json_t *inner) {
+/* 1 if `inner` (parsed from text) serialises back to the same canonical JSON as text, 0 if
+ * not, AS_ERR when out of memory (the answer must not change with memory pressure: it decides
+ * the value's JSON form). */
+static int json_lossless(const char *text, size_t len, const json_t *inner) {
   as_buf a = AS_BUF_INIT, b = AS_BUF_INIT, c = AS_BUF_INIT;
-  bool same = json_serialize(inner, &a) == AS_OK &&
-              as_json_canonicalize(text, len, &b, NULL) == AS_OK &&
-              as_json_canonicalize((const char *)a.data, a.len, &c, NULL) == AS_OK && b.len == c.len &&
-              memcmp(b.data, c.data, b.len) == 0;
+  int rc = json_serialize(inner, &a);
+  if (rc == AS_OK) rc = as_json_canonicalize(text, len, &b, NULL);
+  if (rc == AS_OK) rc = as_json_canonicalize((const char *)a.data, a.len, &c, NULL);
+  int same = rc == AS_ERR ? AS_ERR
+                          : rc == AS_OK && b.len == c.len && memcmp(b.data, c.data, b.len) == 0;
   as_buf_free(&a);
   as_buf_free(&b);
   as_buf_free(&c);
   return same;
 }
 
+/* {tag: v}; takes v's reference in every case. */
 static json_t *tagged(const char *tag, json_t *v) {
   json_t *o = json_object();
-  if (!o || !v || json_object_set_new(o, tag, v) != 0) {
+  if (!o) {
+    json_decref(v);
+    return NULL;
+  }
+  if (!v || json_object_set_new(o, tag, v) != 0) {
     json_decref(o);
     return NULL;
   }
@@ -284,12 +293,15 @@ json_t *as_value_to_json(const as_value *v, as_error *err) {
     }
     case AS_T_JSON: {
       json_error_t je;
-      json_t *inner = json_loadb(v->u.s.ptr, v->u.s.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-      if (inner && json_lossless(v->u.s.ptr, v->u.s.len, inner)) {
+      json_t *inner = as_json_loadb(v->u.s.ptr, v->u.s.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+      if (!inner && json_error_code(&je) == json_error_out_of_memory) break; /* j NULL: error */
+      int lossless = inner ? json_lossless(v->u.s.ptr, v->u.s.len, inner) : 0;
+      if (lossless == 1) {
         j = tagged("$json", inner);
         break;
       }
       json_decref(inner);
+      if (lossless == AS_ERR) break; /* j NULL: error */
       /* valid JSON that jansson cannot carry exactly (integers beyond int64, numbers whose
        * text is not the shortest form of a double, like 1.50 or 1e2): kept as text */
       as_buf scratch = AS_BUF_INIT;
@@ -405,7 +417,7 @@ int as_value_from_json_typed(const json_t *j, as_type type, as_value *out, as_er
   if (type == AS_T_JSON && tt != AS_T_JSON && tt != AS_T__COUNT) {
     /* an untagged JSON value for a json column: kept as its compact text */
     if (json_is_object(j) && tag_type(j, &in) >= 0) return cannot(err, j, type);
-    char *d = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *d = as_json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!d) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "cannot dump JSON");
     rc = as_value_set_str(&v, AS_T_JSON, d, strlen(d));
     free(d);
@@ -482,46 +494,55 @@ json_t *as_delta_to_json(const as_delta *d, as_error *err) {
   }
   json_t *o = json_object(), *key = json_object(), *cols = json_object();
   if (!o || !key || !cols) goto oom;
-  json_object_set_new(o, "mapping", json_string(s->name));
-  json_object_set_new(o, "op", json_string(as_op_name(d->op)));
+  /* every member checked: a member that could not be added would be a lost value
+   * (json_object_set_new takes the value's reference even when it fails) */
+  if (json_object_set_new(o, "mapping", json_string(s->name)) ||
+      json_object_set_new(o, "op", json_string(as_op_name(d->op))))
+    goto oom;
   for (size_t k = 0; d->op != AS_OP_TRUNCATE && k < s->nkey; k++) {
     size_t i = s->key_idx[k];
     json_t *v = as_value_to_json(&d->row.v[i], err);
     if (!v) goto fail;
-    json_object_set_new(key, s->cols[i].name, v);
+    if (json_object_set_new(key, s->cols[i].name, v)) goto oom;
   }
-  json_object_set_new(o, "key", key);
+  int bad = json_object_set_new(o, "key", key);
   key = NULL;
+  if (bad) goto oom;
   for (size_t i = 0; i < s->ncols && i < d->row.n; i++) {
     if (!d->row.set[i] || s->cols[i].is_key) continue;
     json_t *v = as_value_to_json(&d->row.v[i], err);
     if (!v) goto fail;
-    json_object_set_new(cols, s->cols[i].name, v);
+    if (json_object_set_new(cols, s->cols[i].name, v)) goto oom;
   }
-  json_object_set_new(o, "cols", cols);
+  bad = json_object_set_new(o, "cols", cols);
   cols = NULL;
-  json_object_set_new(o, "origin", d->origin ? json_string(d->origin) : json_null());
-  json_object_set_new(o, "echo", json_boolean(d->echo));
-  json_object_set_new(o, "ts", json_integer(d->ts_us));
-  json_object_set_new(o, "hlc", json_integer(d->hlc));
+  if (bad || json_object_set_new(o, "origin", d->origin ? json_string(d->origin) : json_null()) ||
+      json_object_set_new(o, "echo", json_boolean(d->echo)) ||
+      json_object_set_new(o, "ts", json_integer(d->ts_us)) ||
+      json_object_set_new(o, "hlc", json_integer(d->hlc)))
+    goto oom;
   if (d->nvv) {
     json_t *vv = json_object();
     if (!vv) goto oom;
-    for (size_t i = 0; i < d->nvv; i++)
-      json_object_set_new(vv, d->vv[i].node, json_integer((json_int_t)d->vv[i].counter));
-    json_object_set_new(o, "vv", vv);
+    for (size_t i = 0; i < d->nvv; i++) {
+      if (json_object_set_new(vv, d->vv[i].node, json_integer((json_int_t)d->vv[i].counter))) {
+        json_decref(vv);
+        goto oom;
+      }
+    }
+    if (json_object_set_new(o, "vv", vv)) goto oom;
   }
-  if (d->pos) json_object_set_new(o, "pos", json_string(d->pos));
-  if (d->txn) json_object_set_new(o, "txn", json_string(d->txn));
+  if ((d->pos && json_object_set_new(o, "pos", json_string(d->pos))) ||
+      (d->txn && json_object_set_new(o, "txn", json_string(d->txn))))
+    goto oom;
   if (d->image.n) {
     json_t *img = json_object();
-    if (!img) goto oom;
-    json_object_set_new(o, "image", img);
+    if (!img || json_object_set_new(o, "image", img)) goto oom;
     for (size_t i = 0; i < s->ncols && i < d->image.n; i++) {
       if (!d->image.set[i] || s->cols[i].is_key) continue;
       json_t *v = as_value_to_json(&d->image.v[i], err);
       if (!v) goto fail;
-      json_object_set_new(img, s->cols[i].name, v);
+      if (json_object_set_new(img, s->cols[i].name, v)) goto oom;
     }
   }
   return o;
@@ -537,7 +558,7 @@ fail:
 char *as_delta_to_json_string(const as_delta *d, as_error *err) {
   json_t *j = as_delta_to_json(d, err);
   if (!j) return NULL;
-  char *s = json_dumps(j, JSON_COMPACT);
+  char *s = as_json_dumps(j, JSON_COMPACT);
   json_decref(j);
   if (!s) as_error_set(err, AS_DOM_CODEC, AS_ERR, "cannot dump JSON");
   return s;

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "as_bson_priv.h" /* as_utf8_seq */
 #include "as_buf.h"
 #include "as_hash.h"
 
@@ -149,14 +150,29 @@ static bool dec_parse(const char *s, size_t len, dec_parts *p) {
   return i == len;
 }
 
-bool as_decimal_valid(const char *s, size_t len) {
-  dec_parts p;
-  return dec_parse(s, len, &p);
-}
-
 /* Digit i of the concatenated integer+fraction digit string. */
 static char dec_digit(const dec_parts *p, size_t i) {
   return i < p->ni ? p->ip[i] : p->fp[i - p->ni];
+}
+
+/* False when the number's plain notation would need more digits than PostgreSQL numeric
+ * holds (131072 before the point, 16383 after): "1E-9223372036" or "1E+777777" are no value
+ * any node can store, and their normal form (as_decimal_normalize, used by every hash and
+ * comparison) would be up to a megabyte for ten bytes of text. */
+static bool dec_in_range(const dec_parts *p) {
+  if (p->special) return true;
+  size_t n = p->ni + p->nf, first = 0;
+  while (first < n && dec_digit(p, first) == '0') first++;
+  if (first == n) return true; /* zero */
+  size_t last = n - 1;
+  while (dec_digit(p, last) == '0') last--;
+  long long point = (long long)p->ni + p->exp;
+  return point - (long long)first <= 131072 && (long long)last + 1 - point <= 16383;
+}
+
+bool as_decimal_valid(const char *s, size_t len) {
+  dec_parts p;
+  return dec_parse(s, len, &p) && dec_in_range(&p);
 }
 
 int as_decimal_normalize(const char *s, size_t len, as_buf *out) {
@@ -173,7 +189,7 @@ int as_decimal_normalize(const char *s, size_t len, as_buf *out) {
   while (dec_digit(&p, last) == '0') last--;
   /* position of the decimal point relative to the digit string */
   long long point = (long long)p.ni + p.exp;
-  if (point - (long long)first > 1000000 || (long long)last - point > 1000000) return AS_EINVAL;
+  if (!dec_in_range(&p)) return AS_EINVAL;
   if (p.neg && as_buf_putc(out, '-') != AS_OK) return AS_ERR;
   /* integer part: digits [min(first,point) .. point) */
   if (point <= (long long)first) {
@@ -589,10 +605,29 @@ static bool parse_uuid(const char *s, size_t len, uint8_t out[16]) {
   return hex_decode(hex, n, out);
 }
 
+bool as_utf8_valid(const char *s, size_t n) {
+  const uint8_t *p = (const uint8_t *)s, *e = p + n;
+  while (p < e) {
+    if (*p < 0x80) {
+      p++;
+      continue;
+    }
+    size_t k = as_utf8_seq(p, e);
+    if (!k) return false;
+    p += k;
+  }
+  return true;
+}
+
 int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, as_error *err) {
   as_value v = AS_VALUE_NULL;
   const char *why = NULL;
   char tmp[512];
+  /* a NUL byte ends the text C parsers see: "5\0junk" is not the number 5 */
+  if (type != AS_T_TEXT && memchr(s, 0, len)) {
+    why = "holds a NUL byte";
+    goto bad;
+  }
   switch (type) {
     case AS_T_NULL: break;
     case AS_T_BOOL: {
@@ -638,6 +673,10 @@ int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, a
       if (as_value_set_str(&v, type, s, len) != AS_OK) goto oom;
       break;
     case AS_T_TEXT:
+      if (!as_utf8_valid(s, len)) {
+        why = "not valid UTF-8";
+        goto bad;
+      }
       if (as_value_set_str(&v, type, s, len) != AS_OK) goto oom;
       break;
     case AS_T_JSON: {

@@ -122,6 +122,9 @@ size_t as_double_format(double d, char out[32]);
  * "Infinity", "-Infinity". AS_EINVAL if s is not a decimal number. Appends to out. */
 struct as_buf;
 int as_decimal_normalize(const char *s, size_t len, struct as_buf *out);
+/* True if s[0..n) is valid UTF-8 (RFC 3629: no overlong forms, no surrogates; NUL bytes
+ * allowed). TEXT values are UTF-8: as_value_from_text refuses other bytes (AS_EINVAL). */
+bool as_utf8_valid(const char *s, size_t n);
 /* True if s is a valid decimal number text ([+-]digits[.digits][e[+-]digits], NaN, Infinity). */
 bool as_decimal_valid(const char *s, size_t len);
 /* Standard base64 (RFC 4648, with padding). Decode accepts no whitespace; AS_EINVAL if bad. */

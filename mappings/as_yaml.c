@@ -362,8 +362,9 @@ static int load_map(loader *l, yaml_event_t *start, int depth, as_ynode **out, a
         }
       }
       if (!key) {
-        yaml_event_delete(&kev);
+        /* the message first: `an` points into the event */
         rc = as_yaml_error(err, &km, "a map key must be a plain value (alias *%s)", an);
+        yaml_event_delete(&kev);
         goto fail;
       }
     } else {

@@ -16,6 +16,7 @@ TEST_PKGS=(
   python3 python3-bson python3-pymongo python3-yaml python3-psycopg2
   python3-zstandard python3-snappy
   procps psmisc curl
+  clang libfuzzer-14-dev llvm-14
 )
 PKGS=("${BUILD_PKGS[@]}")
 [ "${1:-}" = --build ] || PKGS+=("${TEST_PKGS[@]}")

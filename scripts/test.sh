@@ -2,8 +2,9 @@
 # The README's test command: installs what is missing, builds with warnings as errors, runs
 # every test (unit + integration against a private PostgreSQL, SQLite files and the MongoDB
 # test server), then the unit tests and the MongoDB <-> SQLite end-to-end test again under
-# AddressSanitizer + UBSan, the end-to-end and topology tests under ThreadSanitizer, then the
-# docker/ consistency checks and the .deb package's contents.
+# AddressSanitizer + UBSan, a bounded run of every fuzz target (scripts/fuzz.sh ci), the
+# end-to-end and topology tests under ThreadSanitizer, then the docker/ consistency checks and
+# the .deb package's contents.
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       unit tests only (fast)
 set -euo pipefail
@@ -21,6 +22,8 @@ echo "== sanitizer build (ASan + UBSan): unit tests =="
 "$root/scripts/build.sh" "$root/build-asan" -DARRAYSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" -L unit --output-on-failure || status=1
+echo "== fuzz targets (libFuzzer, ASan + UBSan + LeakSanitizer): a bounded run of each =="
+"$root/scripts/fuzz.sh" ci || status=1
 echo "== sanitizer build: the connector end to end (MongoDB <-> SQLite, kill -9 included) =="
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   bash "$root/tests/integration/test_e2e.sh" "$root/build-asan" sqlite || status=1

@@ -41,9 +41,17 @@ static const as_config_entry config_map[] = {
 
 /* ---------------------------------------------------------------- helpers */
 
+/* A full or failing disk is transient like a busy database (space freed, device back): the
+ * engine retries with backoff and the stream resumes by itself (tests/integration/
+ * test_iofault.sh). */
+static bool transient(int prim) {
+  return prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_FULL ||
+         prim == SQLITE_IOERR;
+}
+
 int sq_fail(sqlite3 *db, int rc, as_error *err, const char *what) {
   int prim = rc & 0xff;
-  int code = (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) ? AS_RETRY
+  int code = transient(prim) ? AS_RETRY
              : (prim == SQLITE_CONSTRAINT || prim == SQLITE_MISMATCH || prim == SQLITE_TOOBIG ||
                 prim == SQLITE_RANGE)
                  ? AS_EDATA
@@ -58,7 +66,7 @@ int sq_exec(sqlite3 *db, const char *sql, as_error *err) {
   int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
   if (rc == SQLITE_OK) return AS_OK;
   int prim = rc & 0xff;
-  int code = (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) ? AS_RETRY : AS_ERR;
+  int code = transient(prim) ? AS_RETRY : AS_ERR;
   as_error_set(err, AS_DOM_SQLITE, code, "%s (sqlite %d)", msg ? msg : sqlite3_errstr(rc), rc);
   sqlite3_free(msg);
   return code;
@@ -402,9 +410,11 @@ enum { COLS_ALL, COLS_KEYS, COLS_CHANGED };
 static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
                     int which, as_error *err) {
   for (size_t i = 0; i < sc->ncols; i++) {
+    const json_t *now = json_object_get(row, sc->cols[i].name);
+    const json_t *before = json_object_get(other, sc->cols[i].name);
+    /* a column absent from both rows did not change (json_equal says NULL != NULL) */
     bool want = which == COLS_ALL || sc->cols[i].is_key ||
-                (which == COLS_CHANGED && !json_equal(json_object_get(row, sc->cols[i].name),
-                                                      json_object_get(other, sc->cols[i].name)));
+                (which == COLS_CHANGED && (now || before) && !json_equal(now, before));
     if (!want) continue;
     as_value v = AS_VALUE_NULL;
     int ret = json_col(sc, i, row, &v, err);
@@ -412,6 +422,11 @@ static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const jso
     as_row_put(r, i, &v);
   }
   return AS_OK;
+}
+
+int sq_changelog_fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
+                          int which, as_error *err) {
+  return fill_row(sc, r, row, other, which, err);
 }
 
 static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *origin, bool echo,

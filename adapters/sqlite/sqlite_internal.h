@@ -84,6 +84,12 @@ int sq_exec(sqlite3 *db, const char *sql, as_error *err);
 int sq_open(const char *path, int busy_ms, sqlite3 **out, as_error *err);
 /* Builds "INSERT ... ON CONFLICT" for the given columns into b. */
 void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask);
+/* The pure part of changelog decoding (what the stream does with each changelog row's JSON),
+ * for tests/fuzz/fuzz_changelog.c: fills r (from as_row_init) from the JSON object `row` of a
+ * changelog row: every column (which 0), the key columns (1), or the key columns and those
+ * whose JSON differs from `other` (2). AS_EDATA (err names the column and value) or AS_ERR. */
+int sq_changelog_fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
+                          int which, as_error *err);
 
 /* sqlite_admin.c: the adapter's describe, check_live and versions callbacks (adapter.h). */
 int sq_describe(as_node *n, const char *table, as_table_desc *out, as_error *err);

@@ -236,6 +236,9 @@ int sq_cell_to_value(const sq_cell *c, as_type t, as_value *out, as_error *err) 
       return bad(c, t, err, NULL);
     case AS_T_TEXT:
       if (c->k == SQ_CELL_TEXT) {
+        /* UTF-8 only: a text value must have a JSON form (dead letters, relays) and MongoDB
+         * refuses other bytes */
+        if (!as_utf8_valid(c->p, c->len)) return bad(c, t, err, "not valid UTF-8");
         return as_value_set_str(out, t, c->p, c->len) == AS_OK
                    ? AS_OK
                    : as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");

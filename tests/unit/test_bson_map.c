@@ -187,8 +187,12 @@ START_TEST(test_conversion_errors) {
       "\"last_updated\": outside years 0001..9999");
   ERR("\"lastUpdated\":\"2024-01-01\"",
       "\"lastUpdated\": cannot store string \"2024-01-01\" in timestamp column \"last_updated\"");
-  ERR("\"email\":null", "\"email\": required column \"email\" is missing or null");
 #undef ERR
+  row_error(users, "{\"_id\":" UID ",\"email\":null}",
+            "mapping users, key " KEYJSON ", field \"email\": required column \"email\" is missing or null");
+  /* a field twice: neither value is taken (as_bsonr_dup_key) */
+  row_error(users, "{\"_id\":" UID ",\"email\":\"e\",\"email\":null}",
+            "mapping users, key ?, field \"*\": field \"email\" appears twice in the document");
   row_error(users, "{\"_id\":" UID "}",
             "mapping users, key " KEYJSON ", field \"email\": required column \"email\" is missing or null");
   row_error(users, "{\"email\":\"e\"}", "mapping users, key ?, field \"_id\": required column \"id\" is missing or null");

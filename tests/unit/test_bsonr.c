@@ -148,6 +148,37 @@ static void same_element(const as_bsonr_el *e, const bson_iter_t *it) {
   }
 }
 
+/* as_bsonr_dup_key in its three regimes: pairwise (<= 8 keys), stack set (<= 128), sorted. */
+START_TEST(test_dup_key) {
+  static const int sizes[] = {1, 2, 8, 9, 50, 127, 128, 129, 300};
+  for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+    int n = sizes[si];
+    for (int dup_at = -1; dup_at < n; dup_at += n > 2 ? n / 2 + 1 : 1) {
+      bson_t b = BSON_INITIALIZER;
+      char k[16];
+      for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        BSON_APPEND_INT32(&b, k, i);
+      }
+      if (dup_at >= 0) { /* one more element named like element dup_at */
+        snprintf(k, sizeof k, "k%d", dup_at);
+        BSON_APPEND_INT32(&b, k, -1);
+      }
+      as_bsonr r;
+      as_bsonr_el e;
+      ck_assert_int_eq(as_bsonr_init_doc(&r, &b), AS_OK);
+      int rc = as_bsonr_dup_key(&r, &e);
+      ck_assert_msg(rc == (dup_at >= 0), "%d keys, duplicate of %d: %d", n, dup_at, rc);
+      if (rc == 1) {
+        ck_assert_str_eq(e.key, k);
+        ck_assert_int_eq(as_bsonr_i32(&e), -1); /* the second occurrence */
+      }
+      bson_destroy(&b);
+    }
+  }
+}
+END_TEST
+
 START_TEST(test_every_type) {
   bson_t *b = all_types();
   uint8_t *data = exact_copy(bson_get_data(b), b->len);
@@ -347,6 +378,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("bsonr");
   TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_dup_key);
   tcase_add_test(tc, test_every_type);
   tcase_add_test(tc, test_truncated);
   tcase_add_test(tc, test_corrupt_elements);
