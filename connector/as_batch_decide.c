@@ -219,10 +219,10 @@ static void note_conflict(eng_pair *p, const as_delta *d, decided *x) {
 }
 
 /* A local change that lost (some or all of its columns): its node holds losing values, so it
- * gets the key's winning row. */
+ * gets the key's winning row. A conflict the resolver found is recorded by the caller. */
 static int repair_loser(eng_pair *p, eng_work *w, const as_delta *d, decided *x, size_t i,
-                        as_error *err) {
-  note_conflict(p, d, x);
+                        bool record, as_error *err) {
+  if (record) note_conflict(p, d, x);
   eng_node *from = eng_find_node(p->e, x->v.origin);
   if (!eng_queue_repair(w, d->schema, x->key, p->src, from && from != p->src ? from : p->dst, i))
     return eng_oom(err);
@@ -268,6 +268,61 @@ static decided *key_state(eng_pair *p, eng_work *w, const as_schema *s, const ch
   return x;
 }
 
+/* The target's current row of a key (the script strategy's `mine`). */
+typedef struct target_read {
+  eng_pair *p;
+  const as_schema *s;
+  const char *key;
+} target_read;
+
+static int read_target(void *rctx, as_row *out, as_error *err) {
+  target_read *t = rctx;
+  as_row keyrow = {0};
+  int rc = as_row_init(&keyrow, t->s->ncols);
+  if (rc == AS_OK) rc = as_key_parse(t->s, t->key, &keyrow, err);
+  if (rc == AS_OK) rc = as_row_init(out, t->s->ncols);
+  if (rc == AS_OK) {
+    eng_node *n = t->p->dst;
+    pthread_mutex_lock(&n->mu);
+    rc = n->ad->read_row(n->node, t->s, &keyrow, out, err);
+    pthread_mutex_unlock(&n->mu);
+  }
+  as_row_clear(&keyrow);
+  return rc;
+}
+
+/* A merged row (script strategy): the target gets the merged columns; every other node that
+ * carries the mapping is repaired with them once the batch committed (the target holds them:
+ * their version is the target's own). */
+static as_delta *merged_delta(eng_pair *p, eng_work *w, as_delta *d, as_row *merged,
+                              const uint8_t *apply, size_t at, const char *key, as_error *err) {
+  as_delta *c = owned_copy(w, d, err);
+  if (!c) return NULL;
+  for (size_t i = 0; i < c->row.n && i < merged->n; i++) {
+    if (d->schema->cols[i].is_key) continue;
+    as_value_clear(&c->row.v[i]);
+    c->row.set[i] = 0;
+    if (!apply[i] || !merged->set[i]) continue;
+    as_value_move(&c->row.v[i], &merged->v[i]);
+    c->row.set[i] = 1;
+  }
+  c->op = AS_OP_UPDATE;
+  as_row_clear(&c->image);
+  memset(&c->image, 0, sizeof c->image);
+  engine *e = p->e;
+  for (size_t n = 0; n < e->nnodes; n++) {
+    eng_node *o = &e->nodes[n];
+    if (o == p->dst || o == p->src) continue; /* the source: repaired as a loser */
+    bool carries = false;
+    for (size_t k = 0; k < o->nschemas && !carries; k++) carries = o->schemas[k] == d->schema;
+    if (carries && !eng_queue_repair(w, d->schema, key, o, p->dst, at)) {
+      eng_oom(err);
+      return NULL;
+    }
+  }
+  return c;
+}
+
 /* Resolves one routed delta. */
 static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool snapshot,
                        as_error *err) {
@@ -281,30 +336,52 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
     eng_count_skip(p, s);
     return AS_OK;
   }
-  if (eng_grow((void **)&w->mask, &w->capmask, 2 * s->ncols, 1) != AS_OK) return eng_oom(err);
-  memset(w->mask, 0, 2 * s->ncols);
-  as_decision dec = {.apply = w->mask, .lost = w->mask + s->ncols};
+  if (eng_grow((void **)&w->mask, &w->capmask, 3 * s->ncols, 1) != AS_OK) return eng_oom(err);
+  memset(w->mask, 0, 3 * s->ncols);
+  as_row merged = {0};
+  as_decision dec = {.apply = w->mask, .lost = w->mask + s->ncols,
+                     .disputed = w->mask + 2 * s->ncols, .merged_row = &merged};
+  target_read tr = {.p = p, .s = s, .key = x->key};
   as_change c = {.d = d, .source = p->src->cfg->name, .target = p->dst->cfg->name,
-                 .local = local, .node_name = node_name, .ctx = e};
+                 .local = local, .node_name = node_name, .ctx = e,
+                 .source_id = p->src->id, .target_id = p->dst->id,
+                 .read_target = read_target, .rctx = &tr};
+  c.raced = local && x->found && overwritten(&x->v, p->src->id, d->ts_us);
   bool was_deleted = x->found && x->v.deleted;
   if (as_state_node_id(e->state, d->origin, &c.origin_id, err) != AS_OK) return AS_ERR;
-  int rc = as_resolver_decide(eng_resolver(e, s), &c, &x->v, x->found, &dec, err);
-  if (rc != AS_OK) return rc;
+  const as_resolver *r = eng_resolver(e, s);
+  bool vectors = s->conflict.strategy != AS_STRATEGY_LWW;
+  as_version before;
+  if (vectors) before = x->v;
+  int rc = as_resolver_decide(r, &c, &x->v, x->found, &dec, err);
+  if (rc != AS_OK) {
+    as_row_clear(&merged);
+    return rc;
+  }
   x->found = true;
   if (dec.verdict != AS_VERDICT_SKIP) x->dirty = true; /* the resolver may have moved versions */
-  if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, err)) != AS_OK) return rc;
+  if (dec.conflict) {
+    x->dirty = true;
+    eng_note_vector_conflict(p, d, x->key, &before, &x->v, &dec, r->name);
+  }
+  if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, !dec.conflict && !vectors, err)) != AS_OK)
+    return rc;
   if (dec.verdict != AS_VERDICT_APPLY) {
     if (dec.verdict == AS_VERDICT_SKIP) eng_count_skip(p, s);
+    as_row_clear(&merged);
     return AS_OK;
   }
-  as_delta *a = was_deleted && d->op == AS_OP_UPDATE && dec.new_winner
+  as_delta *a = dec.merged ? merged_delta(p, w, d, &merged, dec.apply, i, x->key, err)
+                : was_deleted && d->op == AS_OP_UPDATE && dec.new_winner
                     ? resurrected(w, d, err)
                     : applied_delta(w, d, dec.apply, err);
+  as_row_clear(&merged);
   if (!a) return AS_ERR;
   if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
     eng_count_skip(p, s);
     return AS_OK;
   }
+  if (dec.merged) return keep(p, w, a, x, &dec, err); /* a version of the target's own */
   if (local) x->last_local_win = i + 1;
   if (local && overwritten(&x->v, p->src->id, d->ts_us) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
     return rc;

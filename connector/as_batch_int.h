@@ -41,7 +41,7 @@ struct eng_work {
   size_t nstripes, capstripes;
   queued *repairs;
   size_t nrepairs, caprepairs;
-  uint8_t *mask;     /* apply and lost masks of one decision (2 x ncols) */
+  uint8_t *mask;     /* apply, lost and disputed masks of one decision (3 x ncols) */
   size_t capmask;
   struct {           /* capture-stage dead letters of this batch, recorded once it committed */
     size_t *idx;
@@ -63,5 +63,10 @@ void eng_count_skip(eng_pair *p, const as_schema *s);
 int eng_collect_keys(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err);
 int eng_resolve_batch(eng_pair *p, as_batch *b, bool snapshot, eng_work *w, as_error *err);
 decided *eng_decided_get(eng_work *w, const as_schema *s, const char *key);
+/* Records the conflict of a decision (dec->conflict): both versions, read before the batch
+ * writes (as_batch_conflict.c). before/after: the key's versions around the decision. */
+void eng_note_vector_conflict(eng_pair *p, const as_delta *d, const char *key,
+                              const as_version *before, const as_version *after,
+                              const as_decision *dec, const char *strategy);
 
 #endif

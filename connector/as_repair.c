@@ -33,6 +33,7 @@ static int record(engine *e, const as_schema *s, const char *key, eng_node *to, 
   if (rc == AS_OK) rc = as_state_node_id(e->state, v.origin, &oid, err);
   if (rc == AS_OK) {
     as_version_set_held(&v, to->id, oid, v.hlc, v.deleted, written);
+    as_version_mark_holder(&v, to->id); /* it holds the winning row now (version vectors) */
     rc = as_state_version_put(e->state, s->name, key, &v, err);
   }
   if (rc == AS_ENOTFOUND) rc = AS_OK;
@@ -86,13 +87,19 @@ static bool trusted(engine *e, const as_schema *s, const char *key, const eng_no
  * else `from` or any node known to hold it (holds) and trusted. NULL when none: the repair
  * stays queued and runs again later. */
 static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const as_version *v,
-                           int64_t hlc, const char *origin, eng_node *to, eng_node *from) {
+                           int64_t hlc, const char *origin, uint64_t mask, eng_node *to,
+                           eng_node *from) {
   eng_node *o = eng_find_node(e, origin);
   if (o && o != to && trusted(e, s, key, o)) return o;
   if (from != to && holds(e, v, hlc, origin, from) && trusted(e, s, key, from)) return from;
   for (size_t i = 0; i < e->nnodes; i++) {
     eng_node *n = &e->nodes[i];
     if (n != to && holds(e, v, hlc, origin, n) && trusted(e, s, key, n)) return n;
+  }
+  /* version vectors: the nodes the version was written to (mask), when no write record says so */
+  for (size_t i = 0; mask && i < e->nnodes; i++) {
+    eng_node *n = &e->nodes[i];
+    if (n != to && (mask & (1ull << (n->id % 64))) && trusted(e, s, key, n)) return n;
   }
   return NULL;
 }
@@ -108,7 +115,8 @@ static int read_columns(engine *e, const as_schema *s, const char *key, const as
     if (!want[c] || s->cols[c].is_key) continue;
     const as_colver *cv = as_version_col(v, (uint16_t)c);
     const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
-    eng_node *h = holder_of(e, s, key, v, cv ? cv->hlc : v->hlc, o ? o : "", to, from);
+    eng_node *h = holder_of(e, s, key, v, cv ? cv->hlc : v->hlc, o ? o : "",
+                            cv ? cv->mask : v->row_mask, to, from);
     if (!h) {
       return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
                           "no node is known to hold the winner of column %s (%s) yet; the repair "
@@ -127,7 +135,9 @@ static int read_columns(engine *e, const as_schema *s, const char *key, const as
       if (!want[k] || s->cols[k].is_key || !other.set[k]) continue;
       const as_colver *kv = as_version_col(v, (uint16_t)k);
       const char *ko = kv ? as_state_node_name(e->state, kv->origin) : v->origin;
-      if (holder_of(e, s, key, v, kv ? kv->hlc : v->hlc, ko ? ko : "", to, from) != h) continue;
+      if (holder_of(e, s, key, v, kv ? kv->hlc : v->hlc, ko ? ko : "", kv ? kv->mask : v->row_mask,
+                    to, from) != h)
+        continue;
       as_value_move(&d->row.v[k], &other.v[k]);
       d->row.set[k] = 1;
     }

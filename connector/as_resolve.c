@@ -7,15 +7,15 @@ int as_resolver_new(const as_schema *s, as_resolver **out, as_error *err) {
     case AS_STRATEGY_LWW:
       *out = as_resolver_lww_new();
       return *out ? AS_OK : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-    default:
-      /* not implemented yet: refuse clearly rather than resolve with a strategy the user did
-       * not ask for */
-      return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL,
-                          "%s:%d:%d: mapping %s: conflict strategy %s is not implemented yet "
-                          "(this version resolves conflicts by last-write-wins only: "
-                          "strategy: lww)",
-                          s->file, s->mark.line, s->mark.col, s->name,
-                          s->conflict.strategy == AS_STRATEGY_VECTOR ? "vector" : "script");
+    case AS_STRATEGY_VECTOR:
+      if (s->conflict.fallback == AS_STRATEGY_SCRIPT) return as_resolver_script_new(s, out, err);
+      *out = as_resolver_vector_new(s->conflict.fallback);
+      return *out ? AS_OK : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+    case AS_STRATEGY_SCRIPT:
+      return as_resolver_script_new(s, out, err);
+    default: /* keep-local / keep-remote are fallbacks, never strategies (the parser says so) */
+      return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "%s:%d:%d: mapping %s: unknown conflict "
+                          "strategy", s->file, s->mark.line, s->mark.col, s->name);
   }
 }
 

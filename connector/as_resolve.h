@@ -36,6 +36,10 @@ typedef struct as_change {
   /* names of node ids (for the tie-break of column versions) */
   const char *(*node_name)(void *ctx, uint16_t id);
   void *ctx;
+  /* the target's current row of the key (script strategy: `mine`); AS_ENOTFOUND: none.
+   * NULL when the caller cannot read it. */
+  int (*read_target)(void *rctx, as_row *out, as_error *err);
+  void *rctx;
 } as_change;
 
 typedef enum as_verdict {
@@ -57,6 +61,13 @@ typedef struct as_decision {
    * zeroed); `conflict` when any (a delete concurrent with an update marks every column) */
   uint8_t *disputed;
   bool conflict;
+  /* script strategy: the merged row the target gets (caller provides a zeroed row; the
+   * resolver fills it and sets `merged`): its columns marked in `apply` are written to the
+   * target instead of the change's, with a version of the target's own, and every other node
+   * is repaired with them. */
+  as_row *merged_row;
+  bool merged;
+  const char *why; /* script strategy: why the fallback decided (static text), or NULL */
 } as_decision;
 
 typedef struct as_resolver as_resolver;
@@ -83,5 +94,10 @@ as_resolver *as_resolver_lww_new(void);
  * different columns merge; of the same column they are a conflict, recorded, and the
  * fallback (lww, keep-local, keep-remote) chooses the value meanwhile. */
 as_resolver *as_resolver_vector_new(as_strategy fallback);
+/* Lua merge functions (as_resolve_script.c): concurrency as for vector; each conflict calls
+ * the mapping's script (resolve(mine, theirs, ctx)); its row is the merged result. A script
+ * that fails or returns nil leaves the decision to the fallback (the conflict stays open).
+ * AS_EINVAL: the script does not load (FILE:LINE), or `call: always` (not built yet). */
+int as_resolver_script_new(const as_schema *s, as_resolver **out, as_error *err) AS_MUSTCHECK;
 
 #endif

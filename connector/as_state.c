@@ -1,6 +1,8 @@
 /* as_state.c — state store on SQLite (see as_state.h): opening, locking, transactions,
  * streams, dead letters, conflicts. Versions, ids and repairs: as_state_versions.c. */
 #include "as_state_int.h"
+
+#include <jansson.h>
 #include "as_time.h"
 
 #include <errno.h>
@@ -413,6 +415,25 @@ int as_state_conflict_add(as_state *st, const char *mapping, const char *key,
 done:
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+/* (interim: the local/remote columns hold each side as {"node", "row", "vv", "ts_us"}) */
+int as_state_conflict_record(as_state *st, const as_conflict_rec *c, int64_t *id_out, as_error *err) {
+  char *sides[2] = {NULL, NULL};
+  const as_conflict_side *sd[2] = {&c->local, &c->remote};
+  for (int i = 0; i < 2; i++) {
+    json_t *o = json_pack("{s:s?, s:o?, s:o?, s:I}", "node", sd[i]->node, "row",
+                          sd[i]->row_json ? json_loads(sd[i]->row_json, 0, NULL) : NULL, "vv",
+                          sd[i]->vv_json ? json_loads(sd[i]->vv_json, 0, NULL) : NULL, "ts_us",
+                          (json_int_t)sd[i]->ts_us);
+    sides[i] = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+  }
+  int rc = as_state_conflict_add(st, c->mapping, c->key, sides[0], sides[1], c->chosen, c->strategy, err);
+  free(sides[0]);
+  free(sides[1]);
+  if (id_out) *id_out = 0;
   return rc;
 }
 

@@ -58,6 +58,8 @@ typedef struct as_colver {
 typedef struct as_vv_count {
   uint16_t node;
   uint32_t n;
+  int64_t hlc; /* the version of the node's last change of the key the connector decided */
+  uint64_t cols; /* the columns that change carried (bit = column index % 64) */
 } as_vv_count;
 
 /* A key's versions. (hlc, origin, deleted) is the row's version: the last change that wrote
@@ -87,6 +89,13 @@ typedef struct as_version {
 /* The key's count of node's changes (0 if none). */
 uint32_t as_version_vv(const as_version *v, uint16_t node);
 void as_version_vv_set(as_version *v, uint16_t node, uint32_t n);
+/* The key's vector entry of node (NULL: none). */
+const as_vv_count *as_version_vv_get(const as_version *v, uint16_t node);
+/* Counts a new change of node (version hlc, carrying cols): its entry n+1; returns the new n. */
+uint32_t as_version_vv_next(as_version *v, uint16_t node, int64_t hlc, uint64_t cols);
+/* Node holds the key's current versions (row and every column): a repair wrote the winning
+ * row there. Bit = node id % 64. */
+void as_version_mark_holder(as_version *v, uint16_t node);
 
 /* The column's own version, or NULL (then the row's version is the column's). */
 const as_colver *as_version_col(const as_version *v, uint16_t col);
@@ -260,6 +269,20 @@ int64_t as_state_dead_count(as_state *st, const char *status);
 int as_state_conflict_add(as_state *st, const char *mapping, const char *key,
                           const char *local_json, const char *remote_json,
                           const char *winner, const char *strategy, as_error *err);
+typedef struct as_conflict_side {
+  const char *node;     /* node whose version this is */
+  const char *row_json; /* AS-JSON object column -> value of this side's row (NULL: not known) */
+  const char *vv_json;  /* JSON object node -> counter (NULL: none) */
+  int64_t ts_us;        /* commit time of the change, µs UTC (0: unknown) */
+} as_conflict_side;
+typedef struct as_conflict_rec {
+  const char *mapping, *key, *strategy; /* key: canonical key text (mappings/as_key.h) */
+  const char *columns_json;             /* JSON array of the disputed column names */
+  const char *chosen;                   /* node whose version the fallback chose meanwhile */
+  bool open;                            /* false: recorded as already settled (lww losses) */
+  as_conflict_side local, remote;       /* local: the target's current version; remote: incoming */
+} as_conflict_rec;
+int as_state_conflict_record(as_state *st, const as_conflict_rec *c, int64_t *id_out, as_error *err);
 int64_t as_state_conflict_count(as_state *st);
 typedef struct as_conflict {
   int64_t id, created_us;

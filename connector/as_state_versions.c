@@ -91,6 +91,30 @@ void as_version_vv_set(as_version *v, uint16_t node, uint32_t n) {
   if (v->nvv < AS_VERSION_MAX_HELD) v->vv[v->nvv++] = (as_vv_count){.node = node, .n = n};
 }
 
+const as_vv_count *as_version_vv_get(const as_version *v, uint16_t node) {
+  for (uint8_t i = 0; i < v->nvv; i++)
+    if (v->vv[i].node == node) return &v->vv[i];
+  return NULL;
+}
+
+uint32_t as_version_vv_next(as_version *v, uint16_t node, int64_t hlc, uint64_t cols) {
+  uint32_t n = as_version_vv(v, node) + 1;
+  as_version_vv_set(v, node, n);
+  as_vv_count *e = (as_vv_count *)as_version_vv_get(v, node);
+  if (e) {
+    e->hlc = hlc;
+    e->cols = cols;
+  }
+  return n;
+}
+
+void as_version_mark_holder(as_version *v, uint16_t node) {
+  uint64_t bit = 1ull << (node % 64);
+  if (!v->row_mask && !v->row_n && !v->nvv) return; /* no vectors kept for this key */
+  v->row_mask |= bit;
+  for (uint8_t i = 0; i < v->ncolv; i++) v->colv[i].mask |= bit;
+}
+
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
   for (uint8_t i = 0; i < v->ncolv; i++) {
     if (v->colv[i].col == col) return &v->colv[i];
@@ -195,6 +219,8 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     for (uint8_t i = 0; i < v->nvv; i++) {
       n += put_varint(p + n, v->vv[i].node);
       n += put_varint(p + n, v->vv[i].n);
+      n += put_varint(p + n, (uint64_t)v->vv[i].hlc);
+      n += put_varint(p + n, v->vv[i].cols);
     }
   }
   return n;
@@ -260,9 +286,13 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     v->row_mask = x[1];
     v->nvv = (uint8_t)x[2];
     for (uint8_t i = 0; i < v->nvv; i++) {
-      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
+      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]) ||
+          !get_varint(&p, end, &x[3]))
+        goto bad;
+      v->vv[i].cols = x[3];
       v->vv[i].node = (uint16_t)x[0];
       v->vv[i].n = (uint32_t)x[1];
+      v->vv[i].hlc = (int64_t)x[2];
     }
   }
   return AS_OK;

@@ -59,6 +59,9 @@ declare -A CASES=(
   [hub-mongo]="--topology hub-and-spoke --nodes $NODES3 --hub mongo"
   [hub-pg-kill]="--topology hub-and-spoke --nodes $NODES3 --hub pg --kill 2-6"
   [hub-lite-4]="--topology hub-and-spoke --nodes $NODES3,lite2:sqlite --hub lite"
+  [p2p-vector-kill]="--topology peer-to-peer --nodes $NODES3 --kill 2-6 --strategy vector"
+  [ring-vector]="--topology ring --nodes $NODES3 --order mongo,pg,lite --strategy vector"
+  [hub-vector]="--topology hub-and-spoke --nodes $NODES3 --hub pg --strategy vector"
 )
 ORDER=(p2p p2p-kill p2p-kill-full ring-full ring ring-kill ring-kill-full hub-mongo hub-pg-kill hub-lite-4)
 
