@@ -198,7 +198,7 @@ static void show_columns(const as_schema *s, json_t *lrow, json_t *rrow, json_t 
     char a[48], b[48];
     cell(lrow, ldel, c, a, sizeof a);
     cell(rrow, rdel, c, b, sizeof b);
-    printf("%s %-20s %-40s %-40s\n", in_array(disputed, c) ? "*" : " ", c, a, b);
+    printf("%s %-20s %-40s %s\n", in_array(disputed, c) ? "*" : " ", c, a, b);
   }
   json_decref(names);
 }
@@ -230,9 +230,9 @@ static int cmd_show(const as_config *cfg, const ccli *o, as_error *err) {
   char ln[64], rn[64];
   snprintf(ln, sizeof ln, "local (%s)", c.local.node ? c.local.node : "?");
   snprintf(rn, sizeof rn, "remote (%s)", c.remote.node ? c.remote.node : "?");
-  printf("  %-20s %-40s %-40s\n", "COLUMN", ln, rn);
-  printf("  %-20s %-40s %-40s\n", "(commit time)", lt, rt);
-  printf("  %-20s %-40.40s %-40.40s\n", "(version vector)", c.local.vv ? c.local.vv : "-",
+  printf("  %-20s %-40s %s\n", "COLUMN", ln, rn);
+  printf("  %-20s %-40s %s\n", "(commit time)", lt, rt);
+  printf("  %-20s %-40.40s %.40s\n", "(version vector)", c.local.vv ? c.local.vv : "-",
          c.remote.vv ? c.remote.vv : "-");
   json_t *lrow = parsed(c.local.row), *rrow = parsed(c.remote.row), *disputed = parsed(c.columns);
   if (!json_is_array(disputed)) {
