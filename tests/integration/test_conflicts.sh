@@ -203,6 +203,7 @@ for n in pg lite1; do
   for _ in $(seq 1 150); do got=$(row_of $n k3); [ "$got" = "L3|30|n3" ] && break; sleep 0.2; done
   same "live.k3.$n" "L3|30|n3" "$got"
 done
+same counter.strategy 0 "$(metric 'arraysync_conflicts_total{source="lite2",target="pg",mapping="items",strategy="lww"}')"
 kill -TERM "$rpid"; wait "$rpid" || no "run.live exit" "$tmp/run3"; rpid=
 expect_rc none.open 0 "$tmp/o" "$bin" conflicts list -c "$tmp/c.yaml" --open --json
 same none.open "[]" "$(cat "$tmp/o")"
