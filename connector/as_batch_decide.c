@@ -211,11 +211,16 @@ static void note_conflict(eng_pair *p, const as_delta *d, decided *x) {
   as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_CONFLICTS, 1);
   AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld) lost to %s (hlc %lld)",
          s->name, x->key, d->origin, (long long)d->hlc, x->v.origin, (long long)x->v.hlc);
-  char *dj = as_delta_to_json_string(d, NULL);
+  char *row = as_conflict_row_json(s, &d->row, d->op == AS_OP_DELETE, NULL);
+  char *cols = as_conflict_columns_json(s, &d->row, NULL);
   as_error cerr;
-  if (as_state_conflict_add(p->e->state, s->name, x->key, dj, NULL, x->v.origin, "lww", &cerr) != AS_OK)
+  as_conflict_rec rec = {.mapping = s->name, .key = x->key, .strategy = "lww", .columns_json = cols,
+                         .chosen = x->v.origin, .local = {.node = x->v.origin, .ts_us = AS_HLC_US(x->v.hlc)},
+                         .remote = {.node = d->origin, .row_json = row, .ts_us = d->ts_us}};
+  if (as_state_conflict_record(p->e->state, &rec, NULL, &cerr) != AS_OK)
     AS_LOG(AS_LOG_WARN, p->comp, "cannot record conflict: %s", cerr.message);
-  free(dj);
+  free(row);
+  free(cols);
 }
 
 /* A local change that lost (some or all of its columns): its node holds losing values, so it

@@ -1,5 +1,5 @@
-/* as_cli.c — status, dlq list and conflicts list: they only read the state store, so they
- * work while `arraysync run` is running (WAL mode). */
+/* as_cli.c — status and dlq list: they only read the state store, so they work while
+ * `arraysync run` is running (WAL mode). The conflicts commands: cmd_conflicts.c. */
 #include "as_cli.h"
 
 #include <stdlib.h>
@@ -117,12 +117,14 @@ int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
   gauge_list gl = {.out = out, .arr = gauges};
   if (rc == AS_OK) rc = as_state_gauge_each(st, gauge_row, &gl, err);
   int64_t dead_open = as_state_dead_count(st, "open");
-  int64_t conflicts = as_state_conflict_count(st);
+  int64_t conflicts = as_state_conflict_count(st, NULL, false);
+  int64_t conflicts_open = as_state_conflict_count(st, NULL, true);
   if (rc == AS_OK) {
     if (json) {
-      json_t *o = json_pack("{s:o,s:o,s:I,s:I,s:s}", "streams", c.arr, "gauges", gauges,
+      json_t *o = json_pack("{s:o,s:o,s:I,s:I,s:I,s:s}", "streams", c.arr, "gauges", gauges,
                             "dead_letters_open", (json_int_t)dead_open, "conflicts",
-                            (json_int_t)conflicts, "state", cfg->state_path);
+                            (json_int_t)conflicts, "conflicts_open", (json_int_t)conflicts_open,
+                            "state", cfg->state_path);
       gauges = NULL;
       c.arr = NULL;
       char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -131,8 +133,9 @@ int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err) {
       json_decref(o);
     } else {
       if (c.n == 0) fprintf(out, "(no streams recorded yet)\n");
-      fprintf(out, "dead letters open: %lld   conflicts recorded: %lld   state: %s\n",
-              (long long)dead_open, (long long)conflicts, cfg->state_path);
+      fprintf(out, "dead letters open: %lld   conflicts recorded: %lld (open: %lld)   state: %s\n",
+              (long long)dead_open, (long long)conflicts, (long long)conflicts_open,
+              cfg->state_path);
     }
   }
   json_decref(c.arr);
@@ -192,43 +195,6 @@ int as_cli_dlq_list(const as_config *cfg, FILE *out, bool json, as_error *err) {
   } else if (rc == AS_OK) {
     fprintf(out, "%lld dead letters (%lld open)\n", (long long)as_state_dead_count(st, NULL),
             (long long)as_state_dead_count(st, "open"));
-  }
-  json_decref(c.arr);
-  as_state_close(st);
-  return rc;
-}
-
-static int conflict_row(void *vctx, const as_conflict *x) {
-  dlq_ctx *c = vctx;
-  if (c->arr) {
-    json_array_append_new(c->arr, json_pack("{s:I,s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "id",
-                                            (json_int_t)x->id, "created_us", (json_int_t)x->created_us,
-                                            "mapping", x->mapping, "key", x->key, "strategy",
-                                            x->strategy, "winner", x->winner, "status", x->status,
-                                            "losing", x->local, "other", x->remote));
-    return AS_OK;
-  }
-  char when[32];
-  fmt_time(x->created_us, when, sizeof when);
-  fprintf(c->out, "#%lld %s %s key=%s strategy=%s winner=%s [%s]\n    losing: %.300s\n",
-          (long long)x->id, when, x->mapping ? x->mapping : "?", x->key ? x->key : "?",
-          x->strategy ? x->strategy : "?", x->winner ? x->winner : "?", x->status ? x->status : "",
-          x->local ? x->local : "");
-  return AS_OK;
-}
-
-int as_cli_conflicts_list(const as_config *cfg, FILE *out, bool json, as_error *err) {
-  as_state *st = NULL;
-  int rc = open_ro(cfg, &st, err);
-  if (rc != AS_OK) return rc;
-  dlq_ctx c = {.out = out, .arr = json ? json_array() : NULL};
-  rc = as_state_conflict_each(st, conflict_row, &c, err);
-  if (rc == AS_OK && json) {
-    char *txt = json_dumps(c.arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fprintf(out, "%s\n", txt ? txt : "[]");
-    free(txt);
-  } else if (rc == AS_OK) {
-    fprintf(out, "%lld conflicts recorded\n", (long long)as_state_conflict_count(st));
   }
   json_decref(c.arr);
   as_state_close(st);

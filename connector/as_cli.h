@@ -1,4 +1,4 @@
-/* as_cli.h — the read-only commands (status, dlq list, conflicts list) (`check` is in cmd_check.h). */
+/* as_cli.h — the read-only commands (status, dlq list; conflicts: cmd_conflicts.h) (`check` is in cmd_check.h). */
 #ifndef AS_CLI_H
 #define AS_CLI_H
 
@@ -9,6 +9,5 @@
 
 int as_cli_status(const as_config *cfg, FILE *out, bool json, as_error *err);
 int as_cli_dlq_list(const as_config *cfg, FILE *out, bool json, as_error *err);
-int as_cli_conflicts_list(const as_config *cfg, FILE *out, bool json, as_error *err);
 
 #endif

@@ -147,6 +147,13 @@ static int start(engine *e, as_error *err) {
   if (rc == AS_OK) rc = as_state_open(cfg->state_path, false, &e->state, err);
   if (rc == AS_OK) rc = as_state_claim(e->state, err);
   if (rc != AS_OK) return rc;
+  as_metrics_conflicts_store(e->state);
+  for (size_t i = 0; i < cfg->nschemas; i++) {
+    as_strategy k = cfg->schemas[i]->conflict.strategy;
+    as_metrics_mapping_strategy(cfg->schemas[i]->name, k == AS_STRATEGY_VECTOR   ? "vector"
+                                                       : k == AS_STRATEGY_SCRIPT ? "script"
+                                                                                 : "lww");
+  }
   const char *listen = e->o->metrics_listen ? e->o->metrics_listen : cfg->metrics_listen;
   if (listen) {
     if ((rc = as_metrics_serve(listen, err)) != AS_OK) return rc;
@@ -351,6 +358,7 @@ done:
   free(e.pairs);
   eng_nodes_free(&e);
   as_metrics_stop();
+  as_metrics_conflicts_store(NULL);
   as_state_close(e.state);
   free_resolvers(&e);
   eng_free(&e);

@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "as_buf.h"
+#include "as_state.h"
 
 #define MAX_SERIES 512
 
@@ -48,6 +49,13 @@ typedef struct gauge_series {
 } gauge_series;
 static gauge_series gauges[MAX_SERIES];
 static size_t ngauges;
+typedef struct strategy_entry {
+  char mapping[96], strategy[16];
+} strategy_entry;
+static strategy_entry strategies[MAX_SERIES];
+static size_t nstrategies;
+static as_state *conflicts_store; /* read at each scrape, outside mu */
+static pthread_mutex_t store_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool healthy = true;
 static char health_reason[512] = "a stream stopped on an error; see `arraysync status`";
 static struct MHD_Daemon *http;
@@ -60,7 +68,7 @@ static const char *const helps[AS_M__COUNT] = {
     "Deltas read from the source node",
     "Deltas written to the target node",
     "Deltas not sent (echoes, routing, direction)",
-    "Deltas that lost last-write-wins",
+    "Conflicts: deltas that lost last-write-wins or met a concurrent version",
     "Changes sent to dead letters",
     "Winners written back to a node that lost a race",
     "Rows copied by snapshots"};
@@ -177,8 +185,79 @@ void as_metrics_verify_success(int64_t unix_seconds) {
   pthread_mutex_unlock(&mu);
 }
 
+void as_metrics_mapping_strategy(const char *mapping, const char *strategy) {
+  pthread_mutex_lock(&mu);
+  size_t i = 0;
+  while (i < nstrategies && strcmp(strategies[i].mapping, mapping) != 0) i++;
+  if (i == nstrategies && nstrategies < MAX_SERIES) nstrategies++;
+  if (i < nstrategies) {
+    snprintf(strategies[i].mapping, sizeof strategies[i].mapping, "%s", mapping);
+    snprintf(strategies[i].strategy, sizeof strategies[i].strategy, "%s", strategy);
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+void as_metrics_conflicts_store(as_state *st) {
+  pthread_mutex_lock(&store_mu);
+  conflicts_store = st;
+  pthread_mutex_unlock(&store_mu);
+}
+
+static const char *strategy_of(const char *mapping) {
+  for (size_t i = 0; i < nstrategies; i++)
+    if (strcmp(strategies[i].mapping, mapping) == 0) return strategies[i].strategy;
+  return NULL;
+}
+
+typedef struct open_acc {
+  as_buf *b;
+  char last[96];
+  int64_t open;
+  bool any;
+} open_acc;
+
+static void open_flush(open_acc *a);
+
+/* Rows come per (mapping, strategy), in mapping order: one gauge per mapping. */
+static int open_row(void *ctx, const char *mapping, const char *strategy, int64_t open,
+                    int64_t total) {
+  (void)strategy;
+  (void)total;
+  open_acc *a = ctx;
+  if (a->any && strcmp(a->last, mapping) != 0) open_flush(a);
+  snprintf(a->last, sizeof a->last, "%s", mapping);
+  a->open += open;
+  a->any = true;
+  return AS_OK;
+}
+
+static void label(as_buf *b, const char *k, const char *v, bool last);
+
+static void open_flush(open_acc *a) {
+  as_buf_append_str(a->b, "arraysync_conflicts_open{");
+  label(a->b, "mapping", a->last, true);
+  as_buf_printf(a->b, "} %lld\n", (long long)a->open);
+  a->open = 0;
+  a->any = false;
+}
+
+/* arraysync_conflicts_open from the state store (queried before the counters' lock: a batch
+ * holds the store's lock while it counts). */
+static void render_open(as_buf *b) {
+  pthread_mutex_lock(&store_mu);
+  if (conflicts_store) {
+    as_buf_append_str(b, "# HELP arraysync_conflicts_open Conflicts recorded and not settled yet "
+                         "(arraysync conflicts)\n# TYPE arraysync_conflicts_open gauge\n");
+    open_acc a = {.b = b};
+    if (as_state_conflict_counts(conflicts_store, open_row, &a, NULL) == AS_OK && a.any)
+      open_flush(&a);
+  }
+  pthread_mutex_unlock(&store_mu);
+}
+
 void as_metrics_reset(void) {
   pthread_mutex_lock(&mu);
+  nstrategies = 0;
   nvseries = 0;
   verify_success_s = 0;
   nall = 0;
@@ -203,6 +282,7 @@ static void label(as_buf *b, const char *k, const char *v, bool last) {
 
 char *as_metrics_render(void) {
   as_buf b = AS_BUF_INIT;
+  render_open(&b);
   pthread_mutex_lock(&mu);
   for (int m = 0; m < AS_M__COUNT; m++) {
     as_buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", names[m], helps[m], names[m]);
@@ -210,7 +290,9 @@ char *as_metrics_render(void) {
       as_buf_printf(&b, "%s{", names[m]);
       label(&b, "source", all[i].source, false);
       label(&b, "target", all[i].target, false);
-      label(&b, "mapping", all[i].mapping, true);
+      const char *strategy = m == AS_M_CONFLICTS ? strategy_of(all[i].mapping) : NULL;
+      label(&b, "mapping", all[i].mapping, !strategy);
+      if (strategy) label(&b, "strategy", strategy, true);
       as_buf_printf(&b, "} %lld\n", (long long)all[i].v[m]);
     }
   }

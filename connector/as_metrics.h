@@ -35,6 +35,13 @@ int64_t as_metrics_total(as_metric m); /* sum over every label set */
  * ("a,b"), and the unix time of the last verify that completed. */
 void as_metrics_verify_diff(const char *mapping, const char *nodes, int64_t keys);
 void as_metrics_verify_success(int64_t unix_seconds);
+/* Conflicts: the mapping's conflict strategy (lww | vector | script), shown as the `strategy`
+ * label of arraysync_conflicts_total; and the state store the gauge
+ * arraysync_conflicts_open{mapping} (conflicts waiting to be settled, `arraysync conflicts`)
+ * is read from at each scrape (NULL: none; the store must outlive the setting). */
+void as_metrics_mapping_strategy(const char *mapping, const char *strategy);
+struct as_state;
+void as_metrics_conflicts_store(struct as_state *st);
 /* Renders the Prometheus text exposition (caller frees). */
 char *as_metrics_render(void);
 

@@ -1,5 +1,6 @@
 /* as_state.c — state store on SQLite (see as_state.h): opening, locking, transactions,
- * streams, dead letters, conflicts. Versions, ids and repairs: as_state_versions.c. */
+ * streams, dead letters. Versions, ids and repairs: as_state_versions.c; conflicts:
+ * as_state_conflicts.c. */
 #include "as_state_int.h"
 
 #include <jansson.h>
@@ -30,9 +31,6 @@ static const char *const schema_sql =
     "  retries INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS gauges(node TEXT NOT NULL, metric TEXT NOT NULL,"
     "  consumer TEXT NOT NULL, value REAL, updated_us INTEGER, PRIMARY KEY(node, metric, consumer));"
-    "CREATE TABLE IF NOT EXISTS conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  created_us INTEGER NOT NULL, mapping TEXT, key TEXT, local TEXT, remote TEXT,"
-    "  winner TEXT, strategy TEXT, status TEXT NOT NULL DEFAULT 'open');"
     "CREATE TABLE IF NOT EXISTS quick_sigs(mapping TEXT NOT NULL, node TEXT NOT NULL,"
     "  sigs BLOB NOT NULL, updated_us INTEGER NOT NULL, PRIMARY KEY(mapping, node));";
 
@@ -106,7 +104,8 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
       goto fail;
     }
   }
-  if ((rc = as_state_versions_open(st, err)) != AS_OK) {
+  if ((rc = as_state_versions_open(st, err)) != AS_OK ||
+      (rc = as_state_conflicts_open(st, err)) != AS_OK) {
     as_error_prefix(err, "state store %s", path);
     goto fail;
   }
@@ -389,91 +388,6 @@ static int64_t count_query(as_state *st, const char *sql, const char *arg) {
 int64_t as_state_dead_count(as_state *st, const char *status) {
   return count_query(st, "SELECT count(*) FROM dead_letters WHERE ?1 IS NULL OR status = ?1",
                      status);
-}
-
-int as_state_conflict_add(as_state *st, const char *mapping, const char *key,
-                          const char *local_json, const char *remote_json, const char *winner,
-                          const char *strategy, as_error *err) {
-  pthread_mutex_lock(&st->mu);
-  sqlite3_stmt *q = NULL;
-  int rc = AS_OK;
-  if (sqlite3_prepare_v2(st->db,
-                         "INSERT INTO conflicts(created_us, mapping, key, local, remote, winner, "
-                         "strategy) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-                         -1, &q, NULL) != SQLITE_OK) {
-    rc = sqlerr(st, err, "prepare conflict");
-    goto done;
-  }
-  sqlite3_bind_int64(q, 1, as_now_us());
-  sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 3, key, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 4, local_json, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 5, remote_json, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 6, winner, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 7, strategy, -1, SQLITE_STATIC);
-  if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write conflict");
-done:
-  sqlite3_finalize(q);
-  pthread_mutex_unlock(&st->mu);
-  return rc;
-}
-
-/* (interim: the local/remote columns hold each side as {"node", "row", "vv", "ts_us"}) */
-int as_state_conflict_record(as_state *st, const as_conflict_rec *c, int64_t *id_out, as_error *err) {
-  char *sides[2] = {NULL, NULL};
-  const as_conflict_side *sd[2] = {&c->local, &c->remote};
-  for (int i = 0; i < 2; i++) {
-    json_t *o = json_pack("{s:s?, s:o?, s:o?, s:I}", "node", sd[i]->node, "row",
-                          sd[i]->row_json ? json_loads(sd[i]->row_json, 0, NULL) : NULL, "vv",
-                          sd[i]->vv_json ? json_loads(sd[i]->vv_json, 0, NULL) : NULL, "ts_us",
-                          (json_int_t)sd[i]->ts_us);
-    sides[i] = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-  }
-  int rc = as_state_conflict_add(st, c->mapping, c->key, sides[0], sides[1], c->chosen, c->strategy, err);
-  free(sides[0]);
-  free(sides[1]);
-  if (id_out) *id_out = 0;
-  return rc;
-}
-
-int64_t as_state_conflict_count(as_state *st) {
-  return count_query(st, "SELECT count(*) FROM conflicts WHERE ?1 IS NULL", NULL);
-}
-
-int as_state_conflict_each(as_state *st, int (*fn)(void *ctx, const as_conflict *c), void *ctx,
-                           as_error *err) {
-  pthread_mutex_lock(&st->mu);
-  sqlite3_stmt *q = NULL;
-  int rc = AS_OK;
-  if (sqlite3_prepare_v2(st->db,
-                         "SELECT id, created_us, mapping, key, local, remote, winner, strategy, "
-                         "status FROM conflicts ORDER BY id",
-                         -1, &q, NULL) != SQLITE_OK) {
-    rc = sqlerr(st, err, "read conflicts");
-    goto done;
-  }
-  int s;
-  while ((s = sqlite3_step(q)) == SQLITE_ROW) {
-    as_conflict c = {
-        .id = sqlite3_column_int64(q, 0),
-        .created_us = sqlite3_column_int64(q, 1),
-        .mapping = (const char *)sqlite3_column_text(q, 2),
-        .key = (const char *)sqlite3_column_text(q, 3),
-        .local = (const char *)sqlite3_column_text(q, 4),
-        .remote = (const char *)sqlite3_column_text(q, 5),
-        .winner = (const char *)sqlite3_column_text(q, 6),
-        .strategy = (const char *)sqlite3_column_text(q, 7),
-        .status = (const char *)sqlite3_column_text(q, 8),
-    };
-    rc = fn(ctx, &c);
-    if (rc != AS_OK) break;
-  }
-  if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "read conflicts");
-done:
-  sqlite3_finalize(q);
-  pthread_mutex_unlock(&st->mu);
-  return rc;
 }
 
 int as_state_stream_mapping_put(as_state *st, const as_stream_mapping_stats *m, as_error *err) {

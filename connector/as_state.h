@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "as_error.h"
+#include "as_row.h"
 
 typedef struct as_state as_state;
 
@@ -265,10 +266,10 @@ int as_state_dead_set_status(as_state *st, int64_t id, const char *status, const
                              as_error *err);
 int64_t as_state_dead_count(as_state *st, const char *status);
 
-/* Conflicts (recorded by the resolver; both versions kept). */
-int as_state_conflict_add(as_state *st, const char *mapping, const char *key,
-                          const char *local_json, const char *remote_json,
-                          const char *winner, const char *strategy, as_error *err);
+/* Conflicts: two versions of a key that neither knew of (or an LWW loss), both kept until a
+ * person settles them (`arraysync conflicts`). Row values are in the canonical JSON form of
+ * as_value.h (as in a delta's "cols"), key columns included where known; row_json "null"
+ * (the JSON text) says the side's version is a delete. */
 typedef struct as_conflict_side {
   const char *node;     /* node whose version this is */
   const char *row_json; /* AS-JSON object column -> value of this side's row (NULL: not known) */
@@ -282,14 +283,57 @@ typedef struct as_conflict_rec {
   bool open;                            /* false: recorded as already settled (lww losses) */
   as_conflict_side local, remote;       /* local: the target's current version; remote: incoming */
 } as_conflict_rec;
-int as_state_conflict_record(as_state *st, const as_conflict_rec *c, int64_t *id_out, as_error *err);
-int64_t as_state_conflict_count(as_state *st);
+/* Records c (strings copied; any but mapping and key may be NULL) with status "open" or
+ * "resolved" (c->open false); *id_out (may be NULL) receives its id. Joins a transaction of
+ * as_state_begin when one is open. */
+int as_state_conflict_record(as_state *st, const as_conflict_rec *c, int64_t *id_out,
+                             as_error *err) AS_MUSTCHECK;
+
+/* Helpers for the record's JSON (caller frees; NULL with err set when out of memory or a
+ * value cannot be written): the columns set in row as an object column -> value (canonical
+ * JSON of as_value.h), or "null" when deleted; the names of the non-key columns set in row as
+ * a JSON array. */
+char *as_conflict_row_json(const as_schema *s, const as_row *row, bool deleted, as_error *err);
+char *as_conflict_columns_json(const as_schema *s, const as_row *row, as_error *err);
+
+/* A recorded conflict as read back; every string is owned by the struct (as_conflict_clear)
+ * and may be NULL. Records of stores before this form (an LWW loss: the losing delta only) read
+ * as remote = the losing change (node, its columns, time), local.node = chosen = the winner's
+ * origin, status "resolved". */
+typedef struct as_conflict_view {
+  char *node, *row, *vv; /* row/vv: JSON text as recorded */
+  int64_t ts_us;
+} as_conflict_view;
 typedef struct as_conflict {
   int64_t id, created_us;
-  const char *mapping, *key, *local, *remote, *winner, *strategy, *status;
+  int64_t resolved_us;   /* 0 while open */
+  char *mapping, *key, *strategy;
+  char *columns;         /* JSON array text of the disputed columns, or NULL */
+  char *status;          /* "open" | "resolved" */
+  char *chosen;          /* the fallback's choice; once resolved, the node of the chosen row
+                            (or "row" for a row given by hand) */
+  char *resolved_row;    /* once resolved: the row written (JSON object), or NULL */
+  as_conflict_view local, remote;
 } as_conflict;
-int as_state_conflict_each(as_state *st, int (*fn)(void *ctx, const as_conflict *c), void *ctx,
-                           as_error *err);
+void as_conflict_clear(as_conflict *c); /* NULL-safe; leaves c zeroed */
+/* AS_ENOTFOUND (naming the id) when there is no conflict `id`. */
+int as_state_conflict_get(as_state *st, int64_t id, as_conflict *out, as_error *err) AS_MUSTCHECK;
+/* Sets the status ("open" | "resolved"); chosen and row_json (the row written) replace the
+ * recorded ones when not NULL; resolved_us is set when status is "resolved". AS_ENOTFOUND when
+ * there is no such conflict; AS_EINVAL when it already has that status. */
+int as_state_conflict_set_status(as_state *st, int64_t id, const char *status, const char *chosen,
+                                 const char *row_json, as_error *err) AS_MUSTCHECK;
+/* Conflicts recorded (mapping NULL: every mapping; open_only: status "open"); -1 on error. */
+int64_t as_state_conflict_count(as_state *st, const char *mapping, bool open_only);
+/* Per (mapping, strategy): conflicts open and recorded in all, in mapping order (metrics). */
+int as_state_conflict_counts(as_state *st,
+                             int (*fn)(void *ctx, const char *mapping, const char *strategy,
+                                       int64_t open, int64_t total),
+                             void *ctx, as_error *err);
+/* Calls fn for every conflict in id order (mapping NULL: all; open_only: status "open"); fn
+ * is called without the store's lock and may write to the store; non-AS_OK stops. */
+int as_state_conflict_each(as_state *st, const char *mapping, bool open_only,
+                           int (*fn)(void *ctx, const as_conflict *c), void *ctx, as_error *err);
 
 /* Quick-verify signatures (docs/VERIFY.md, `verify --quick`): per mapping and node,
  * AS_QUICK_BUCKETS buckets (by key hash) of (count, sum mod 2^64 of version hashes) of the

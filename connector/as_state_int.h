@@ -1,4 +1,5 @@
-/* as_state_int.h — private to the state store (as_state.c, as_state_versions.c). */
+/* as_state_int.h — private to the state store (as_state.c, as_state_versions.c,
+ * as_state_conflicts.c). */
 #ifndef AS_STATE_INT_H
 #define AS_STATE_INT_H
 
@@ -42,6 +43,7 @@ struct as_state {
   size_t nnodes;
   state_name *mappings;   /* interned mapping names */
   size_t nmappings;
+  bool conflicts_v2;      /* the conflicts table has the columns of as_conflict_rec */
 };
 
 /* "state store: what: sqlite message" */
@@ -50,6 +52,9 @@ int as_state_sqlerr(as_state *st, as_error *err, const char *what);
  * with the lock held). */
 int as_state_versions_open(as_state *st, as_error *err);
 void as_state_versions_close(as_state *st);
+/* Conflicts part: creates or upgrades the conflicts table (read-write), or notes which form an
+ * older store has (read-only). */
+int as_state_conflicts_open(as_state *st, as_error *err);
 /* Drops the pending cache updates (rollback) or applies them (commit). */
 void as_state_cache_settle(as_state *st, bool committed);
 

@@ -17,6 +17,7 @@
 #include "as_log.h"
 #include "as_state.h"
 #include "cmd_check.h"
+#include "cmd_conflicts.h"
 #include "cmd_health.h"
 #include "cmd_help.h"
 #include "cmd_infer.h"
@@ -64,7 +65,14 @@ static void usage(FILE *out) {
           "                         store)\n"
           "  dlq list -c FILE       list dead letters\n"
           "  dlq retry -c FILE      re-apply open dead letters (after fixing the mapping or data)\n"
-          "  conflicts list -c FILE  list recorded conflicts (losing versions are kept)\n"
+          "  conflicts list -c FILE [--mapping M] [--open] [--json]\n"
+          "                         list recorded conflicts (both versions are kept)\n"
+          "  conflicts show ID -c FILE [--json]\n"
+          "                         both versions side by side, disputed columns marked\n"
+          "  conflicts resolve ID -c FILE (--take local|remote|NODE | --row FILE.json)\n"
+          "  conflicts resolve --all -c FILE --take local|remote|NODE [--mapping M]\n"
+          "                         write the chosen row as a new change (the connector carries\n"
+          "                         it to every node) and mark the conflict resolved\n"
           "  healthcheck URL        exit 0 when URL (http://HOST:PORT/healthz of --metrics)\n"
           "                         answers 200\n"
           "  verify -c FILE         compare the nodes' data per mapping (arraysync verify --help)\n"
@@ -78,7 +86,7 @@ static void usage(FILE *out) {
           "      --metrics HOST:PORT    serve Prometheus /metrics and /healthz (e.g. 127.0.0.1:9187)\n"
           "      --exit-when-idle DUR   run: stop cleanly once every stream has been idle for DUR\n"
           "      --resnapshot           run: copy every mapping again (after lost change history)\n"
-          "      --json                 status, dlq list, conflicts list: JSON output\n"
+          "      --json                 status, dlq list, conflicts list/show: JSON output\n"
           "      --live                 check: also check the live nodes\n"
           "      --node NODE            infer: the node to read\n"
           "      --collection NAME      infer: the collection to sample\n"
@@ -322,12 +330,12 @@ int main(int argc, char **argv) {
     return r == AS_OK ? EXIT_OK : r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
   }
   if (strcmp(cmd, "verify") == 0) return as_cmd_verify(argc - 1, argv + 1);
+  if (strcmp(cmd, "conflicts") == 0) return as_cmd_conflicts(argc - 1, argv + 1);
   const char *sub = NULL;
   int shift = 1;
-  if ((strcmp(cmd, "dlq") == 0 || strcmp(cmd, "conflicts") == 0)) {
+  if (strcmp(cmd, "dlq") == 0) {
     if (argc < 3 || argv[2][0] == '-') {
-      fprintf(stderr, "arraysync: %s needs a subcommand (%s)\n", cmd,
-              strcmp(cmd, "dlq") == 0 ? "list | retry" : "list");
+      fprintf(stderr, "arraysync: dlq needs a subcommand (list | retry)\n");
       return EXIT_USAGE;
     }
     sub = argv[2];
@@ -342,7 +350,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "infer") == 0) return cmd_infer(&o);
   if (strcmp(cmd, "install") == 0) return cmd_admin(&o, true);
   if (strcmp(cmd, "uninstall") == 0) return cmd_admin(&o, false);
-  if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dlq") == 0 || strcmp(cmd, "conflicts") == 0) {
+  if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dlq") == 0) {
     as_config *cfg = NULL;
     rc = load_config(&o, &cfg);
     if (rc != EXIT_OK) return rc;
@@ -359,8 +367,6 @@ int main(int argc, char **argv) {
         as_config_free(cfg);
         return EXIT_RUNTIME;
       }
-    } else if (strcmp(cmd, "conflicts") == 0 && strcmp(sub, "list") == 0) {
-      r = as_cli_conflicts_list(cfg, stdout, o.json, &err);
     } else {
       fprintf(stderr, "arraysync: unknown subcommand '%s %s' (see arraysync help)\n", cmd, sub);
       as_config_free(cfg);

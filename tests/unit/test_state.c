@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "as_config.h"
 #include "as_router.h"
 #include "as_state.h"
@@ -242,12 +244,250 @@ START_TEST(streams_dead_letters_conflicts) {
   ck_assert_int_eq(as_state_dead_count(st, "open"), 0);
   ck_assert_int_eq(as_state_dead_count(st, NULL), 1);
 
-  ck_assert_int_eq(as_state_conflict_count(st), 0);
-  ck_assert_int_eq(as_state_conflict_add(st, "users", "{\"id\":\"u1\"}", "{}", NULL, "lite", "lww",
-                                         &err),
-                   AS_OK);
-  ck_assert_int_eq(as_state_conflict_count(st), 1);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, false), 0);
   as_state_close(st);
+}
+END_TEST
+
+/* ---- conflicts ---- */
+typedef struct seen_conflicts {
+  int n;
+  int64_t ids[8];
+} seen_conflicts;
+
+static int collect_conflict(void *ctx, const as_conflict *c) {
+  seen_conflicts *s = ctx;
+  if (s->n < 8) s->ids[s->n] = c->id;
+  s->n++;
+  return AS_OK;
+}
+
+typedef struct count_row {
+  char mapping[32], strategy[16];
+  int64_t open, total;
+} count_row;
+typedef struct counts_seen {
+  int n;
+  count_row r[4];
+} counts_seen;
+
+static int collect_count(void *ctx, const char *mapping, const char *strategy, int64_t open,
+                         int64_t total) {
+  counts_seen *c = ctx;
+  if (c->n < 4) {
+    snprintf(c->r[c->n].mapping, sizeof c->r[c->n].mapping, "%s", mapping);
+    snprintf(c->r[c->n].strategy, sizeof c->r[c->n].strategy, "%s", strategy);
+    c->r[c->n].open = open;
+    c->r[c->n].total = total;
+  }
+  c->n++;
+  return AS_OK;
+}
+
+START_TEST(conflicts_record_get_settle) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  as_conflict_rec rec = {
+      .mapping = "users", .key = "{\"id\":\"u1\"}", .strategy = "vector",
+      .columns_json = "[\"name\"]", .chosen = "pg", .open = true,
+      .local = {.node = "pg", .row_json = "{\"id\":\"u1\",\"name\":\"A\",\"n\":null}",
+                .vv_json = "{\"pg\":2,\"lite\":1}", .ts_us = 1700000000123456},
+      .remote = {.node = "lite", .row_json = "{\"name\":\"B\"}", .vv_json = "{\"lite\":2}",
+                 .ts_us = 1700000000654321}};
+  int64_t id1 = 0, id2 = 0, id3 = 0;
+  ck_assert_int_eq(as_state_conflict_record(st, &rec, &id1, &err), AS_OK);
+  as_conflict_rec other = {.mapping = "orders", .key = "{\"id\":7}", .strategy = "vector", .open = true,
+                           .local = {.node = "lite"}, .remote = {.node = "mongo", .row_json = "null"}};
+  ck_assert_int_eq(as_state_conflict_record(st, &other, &id2, &err), AS_OK);
+  as_conflict_rec lost = {.mapping = "users", .key = "{\"id\":\"u2\"}", .strategy = "lww", .open = false,
+                          .chosen = "pg", .local = {.node = "pg"}, .remote = {.node = "lite"}};
+  ck_assert_int_eq(as_state_conflict_record(st, &lost, &id3, &err), AS_OK);
+  ck_assert_int_gt(id2, id1);
+  ck_assert_int_gt(id3, id2);
+  as_conflict_rec nokey = {.mapping = "users"};
+  ck_assert_int_eq(as_state_conflict_record(st, &nokey, NULL, &err), AS_EINVAL);
+
+  as_conflict c;
+  ck_assert_int_eq(as_state_conflict_get(st, id1, &c, &err), AS_OK);
+  ck_assert_str_eq(c.mapping, "users");
+  ck_assert_str_eq(c.key, "{\"id\":\"u1\"}");
+  ck_assert_str_eq(c.strategy, "vector");
+  ck_assert_str_eq(c.status, "open");
+  ck_assert_str_eq(c.columns, "[\"name\"]");
+  ck_assert_str_eq(c.chosen, "pg");
+  ck_assert_str_eq(c.local.node, "pg");
+  ck_assert_str_eq(c.local.row, "{\"id\":\"u1\",\"name\":\"A\",\"n\":null}");
+  ck_assert_str_eq(c.local.vv, "{\"pg\":2,\"lite\":1}");
+  ck_assert_int_eq(c.local.ts_us, 1700000000123456);
+  ck_assert_str_eq(c.remote.node, "lite");
+  ck_assert_str_eq(c.remote.row, "{\"name\":\"B\"}");
+  ck_assert_int_eq(c.remote.ts_us, 1700000000654321);
+  ck_assert_int_eq(c.resolved_us, 0);
+  ck_assert_ptr_null(c.resolved_row);
+  ck_assert_int_gt(c.created_us, 0);
+  as_conflict_clear(&c);
+  ck_assert_ptr_null(c.mapping);
+  ck_assert_int_eq(as_state_conflict_get(st, id3, &c, &err), AS_OK);
+  ck_assert_str_eq(c.status, "resolved"); /* an lww loss is settled when recorded */
+  ck_assert_int_gt(c.resolved_us, 0);
+  ck_assert_ptr_null(c.local.row);
+  ck_assert_int_eq(c.local.ts_us, 0);
+  as_conflict_clear(&c);
+  ck_assert_int_eq(as_state_conflict_get(st, 999, &c, &err), AS_ENOTFOUND);
+  ck_assert_ptr_nonnull(strstr(err.message, "conflict 999"));
+
+  /* filters */
+  seen_conflicts s = {0};
+  ck_assert_int_eq(as_state_conflict_each(st, NULL, false, collect_conflict, &s, &err), AS_OK);
+  ck_assert_int_eq(s.n, 3);
+  ck_assert_int_eq(s.ids[0], id1);
+  memset(&s, 0, sizeof s);
+  ck_assert_int_eq(as_state_conflict_each(st, NULL, true, collect_conflict, &s, &err), AS_OK);
+  ck_assert_int_eq(s.n, 2);
+  memset(&s, 0, sizeof s);
+  ck_assert_int_eq(as_state_conflict_each(st, "users", true, collect_conflict, &s, &err), AS_OK);
+  ck_assert_int_eq(s.n, 1);
+  ck_assert_int_eq(s.ids[0], id1);
+  memset(&s, 0, sizeof s);
+  ck_assert_int_eq(as_state_conflict_each(st, "users", false, collect_conflict, &s, &err), AS_OK);
+  ck_assert_int_eq(s.n, 2);
+  ck_assert_int_eq(s.ids[1], id3);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, true), 2);
+  ck_assert_int_eq(as_state_conflict_count(st, "users", true), 1);
+  ck_assert_int_eq(as_state_conflict_count(st, "users", false), 2);
+  counts_seen cs = {0};
+  ck_assert_int_eq(as_state_conflict_counts(st, collect_count, &cs, &err), AS_OK);
+  ck_assert_int_eq(cs.n, 3); /* orders/vector, users/lww, users/vector */
+  ck_assert_str_eq(cs.r[0].mapping, "orders");
+  ck_assert_int_eq(cs.r[0].open, 1);
+  ck_assert_str_eq(cs.r[1].strategy, "lww");
+  ck_assert_int_eq(cs.r[1].open, 0);
+  ck_assert_int_eq(cs.r[1].total, 1);
+  ck_assert_str_eq(cs.r[2].strategy, "vector");
+  ck_assert_int_eq(cs.r[2].open, 1);
+
+  /* settling */
+  ck_assert_int_eq(as_state_conflict_set_status(st, id1, "resolved", "lite", "{\"id\":\"u1\",\"name\":\"B\"}", &err), AS_OK);
+  ck_assert_int_eq(as_state_conflict_set_status(st, id1, "resolved", "pg", NULL, &err), AS_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.message, "already resolved"));
+  ck_assert_int_eq(as_state_conflict_set_status(st, 998, "resolved", "pg", NULL, &err), AS_ENOTFOUND);
+  ck_assert_int_eq(as_state_conflict_set_status(st, id2, "settled", NULL, NULL, &err), AS_EINVAL);
+  ck_assert_int_eq(as_state_conflict_get(st, id1, &c, &err), AS_OK);
+  ck_assert_str_eq(c.status, "resolved");
+  ck_assert_str_eq(c.chosen, "lite");
+  ck_assert_str_eq(c.resolved_row, "{\"id\":\"u1\",\"name\":\"B\"}");
+  ck_assert_int_gt(c.resolved_us, 0);
+  ck_assert_str_eq(c.local.row, "{\"id\":\"u1\",\"name\":\"A\",\"n\":null}"); /* both kept */
+  as_conflict_clear(&c);
+  ck_assert_int_eq(as_state_conflict_count(st, "users", true), 0);
+  as_state_close(st);
+
+  /* a reader of another process sees the same */
+  ck_assert_int_eq(as_state_open(path, true, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, true), 1);
+  ck_assert_int_eq(as_state_conflict_get(st, id2, &c, &err), AS_OK);
+  ck_assert_str_eq(c.remote.row, "null");
+  as_conflict_clear(&c);
+  as_state_close(st);
+}
+END_TEST
+
+/* A store written before both versions were kept: the old columns only. */
+static void make_old_store(const char *p) {
+  sqlite3 *db = NULL;
+  ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+  ck_assert_int_eq(
+      sqlite3_exec(db,
+                   "CREATE TABLE conflicts(id INTEGER PRIMARY KEY AUTOINCREMENT, created_us INTEGER "
+                   "NOT NULL, mapping TEXT, key TEXT, local TEXT, remote TEXT, winner TEXT, strategy "
+                   "TEXT, status TEXT NOT NULL DEFAULT 'open');"
+                   "INSERT INTO conflicts(created_us, mapping, key, local, winner, strategy) VALUES"
+                   " (1700000000000000, 'users', '{\"id\":\"u1\"}', '{\"mapping\":\"users\",\"op\":"
+                   "\"update\",\"key\":{\"id\":\"u1\"},\"cols\":{\"name\":\"B\",\"n\":null},"
+                   "\"origin\":\"lite\",\"echo\":false,\"ts\":1699999999000000,\"hlc\":1}', 'pg', 'lww');",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+}
+
+static void check_old_record(const as_conflict *c) {
+  ck_assert_str_eq(c->status, "resolved");
+  ck_assert_str_eq(c->remote.node, "lite");
+  ck_assert_str_eq(c->remote.row, "{\"id\":\"u1\",\"name\":\"B\",\"n\":null}");
+  ck_assert_int_eq(c->remote.ts_us, 1699999999000000);
+  ck_assert_str_eq(c->local.node, "pg");
+  ck_assert_str_eq(c->chosen, "pg");
+  ck_assert_str_eq(c->columns, "[\"name\",\"n\"]");
+}
+
+START_TEST(conflicts_old_store) {
+  make_old_store(path);
+  as_state *st = NULL;
+  as_error err;
+  as_conflict c;
+  /* read-only (another process's reader): read as it is, not upgraded */
+  ck_assert_int_eq(as_state_open(path, true, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_conflict_get(st, 1, &c, &err), AS_OK);
+  check_old_record(&c);
+  as_conflict_clear(&c);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, true), 0);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, false), 1);
+  as_state_close(st);
+  /* read-write: the table gets the new columns; the old row stays readable */
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_conflict_get(st, 1, &c, &err), AS_OK);
+  check_old_record(&c);
+  ck_assert_int_eq(c.resolved_us, 1700000000000000);
+  as_conflict_clear(&c);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, true), 0);
+  as_conflict_rec rec = {.mapping = "users", .key = "{\"id\":\"u9\"}", .strategy = "vector",
+                         .open = true, .local = {.node = "pg"}, .remote = {.node = "lite"}};
+  int64_t id = 0;
+  ck_assert_int_eq(as_state_conflict_record(st, &rec, &id, &err), AS_OK);
+  ck_assert_int_eq(id, 2);
+  as_state_close(st);
+  /* opening again changes nothing more */
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_conflict_count(st, NULL, true), 1);
+  ck_assert_int_eq(as_state_conflict_get(st, 1, &c, &err), AS_OK);
+  check_old_record(&c);
+  as_conflict_clear(&c);
+  as_state_close(st);
+}
+END_TEST
+
+START_TEST(conflict_row_helpers) {
+  as_schema *s = NULL;
+  as_error err;
+  ck_assert_int_eq(as_schema_load_string("t.yaml",
+                                         "mapping: users\ncollection: users\ntable: users\n"
+                                         "key: id\ncolumns:\n  id: { field: _id, type: text }\n"
+                                         "  name: { field: name, type: text }\n"
+                                         "  amount: { field: amount, type: numeric }\n",
+                                         &s, &err),
+                   AS_OK);
+  as_row r;
+  ck_assert_int_eq(as_row_init(&r, s->ncols), AS_OK);
+  as_value v = {.type = AS_T_TEXT};
+  v.u.s.ptr = strdup("u1");
+  v.u.s.len = 2;
+  as_row_put(&r, 0, &v);
+  as_value d = {.type = AS_T_DECIMAL};
+  d.u.s.ptr = strdup("1.50");
+  d.u.s.len = 4;
+  as_row_put(&r, 2, &d);
+  char *j = as_conflict_row_json(s, &r, false, &err);
+  ck_assert_str_eq(j, "{\"id\":\"u1\",\"amount\":{\"$decimal\":\"1.50\"}}");
+  free(j);
+  j = as_conflict_row_json(s, &r, true, &err);
+  ck_assert_str_eq(j, "null");
+  free(j);
+  j = as_conflict_columns_json(s, &r, &err);
+  ck_assert_str_eq(j, "[\"amount\"]");
+  free(j);
+  as_row_clear(&r);
+  as_schema_free(s);
 }
 END_TEST
 
@@ -337,6 +577,9 @@ int main(void) {
   tcase_add_test(tc, versions_persist_and_cache);
   tcase_add_test(tc, tombstone_retention);
   tcase_add_test(tc, streams_dead_letters_conflicts);
+  tcase_add_test(tc, conflicts_record_get_settle);
+  tcase_add_test(tc, conflicts_old_store);
+  tcase_add_test(tc, conflict_row_helpers);
   suite_add_tcase(su, tc);
   TCase *tr = tcase_create("router");
   tcase_add_test(tr, route_peer_to_peer);
