@@ -15,7 +15,7 @@ scale=${1:-1}
 build=${2:-${ARRAYSYNC_BUILD:-$root/build}}
 build=$(cd "$build" && pwd)
 PY=/usr/bin/python3
-for b in arraysync bench_postgres bench_sqlite bench_mongodb bench_e2e bench_verify; do
+for b in arraysync bench_postgres bench_sqlite bench_mongodb bench_e2e bench_verify bench_resolve bench_lua; do
   [ -x "$build/$b" ] || { echo "run.sh: $build/$b missing (build with -DCMAKE_BUILD_TYPE=Release)" >&2; exit 2; }
 done
 n() { $PY -c "import sys; print(max(1, int(float(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$scale"; }
@@ -80,6 +80,10 @@ $PY "$root/bench/bench_e2e.py" rss --bin "$build/arraysync" --dsn "$dsn" --work 
 section "bench_verify: arraysync verify vs a plain full fetch (PostgreSQL + SQLite; test server + SQLite)"
 $PY "$root/bench/bench_verify.py" --build "$build" --dsn "$dsn" --uri "$uri" --work "$work/verify" \
   --docs "$(n 1000000)" --mongo-docs "$(n 5000)"
+
+section "bench_resolve / bench_lua: conflict resolution per decision (vector vs lww) and per Lua call"
+"$build/bench_resolve" "$(n 2000000)"
+"$build/bench_lua" "$(n 200000)"
 
 echo
 echo "# done in $(( $(date +%s) - t_all ))s"

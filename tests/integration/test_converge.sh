@@ -7,7 +7,8 @@
 # MongoDB comes from ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here.
 #
 #   test_converge.sh BUILD_DIR            the CI set (~8-10 minutes on 2 cores)
-#   test_converge.sh BUILD_DIR CASE...    some cases of the CI set, by name (see CASES below)
+#   test_converge.sh BUILD_DIR CASE...    some cases, by name (see CASES below)
+#   test_converge.sh BUILD_DIR vector     the strategy-vector set (test_converge_vector.sh)
 #   test_converge.sh BUILD_DIR issue      manual: the original report's runs (whole-row writes):
 #                                         ring [mongo, pg, lite], two writers per node, 60 s of
 #                                         load + up to 180 s of quiescence; then the same ring
@@ -64,6 +65,7 @@ declare -A CASES=(
   [hub-vector]="--topology hub-and-spoke --nodes $NODES3 --hub pg --strategy vector"
 )
 ORDER=(p2p p2p-kill p2p-kill-full ring-full ring ring-kill ring-kill-full hub-mongo hub-pg-kill hub-lite-4)
+VECTOR_ORDER=(p2p-vector-kill ring-vector hub-vector)  # test_converge_vector.sh
 
 run_case() {  # NAME FLAGS...
   local name=$1; shift
@@ -90,6 +92,11 @@ failed=()
 case "${1:-ci}" in
   ci)
     for c in "${ORDER[@]}"; do
+      # shellcheck disable=SC2086
+      run_case "$c" ${CASES[$c]} $LOAD || { status=1; failed+=("$c"); }
+    done ;;
+  vector)
+    for c in "${VECTOR_ORDER[@]}"; do
       # shellcheck disable=SC2086
       run_case "$c" ${CASES[$c]} $LOAD || { status=1; failed+=("$c"); }
     done ;;
