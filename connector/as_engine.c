@@ -11,6 +11,7 @@
 #include "as_metrics.h"
 #include "as_router.h"
 #include "as_time.h"
+#include "as_verify.h"
 
 int as_engine_install(const as_config *cfg, as_error *err) {
   as_engine_opts o = {0};
@@ -317,7 +318,27 @@ static void supervise(engine *e) {
   }
 }
 
+/* The periodic verify (`verify: {every, repair}`): a thread of its own, since one verify reads
+ * whole tables (in the databases) and may take a while; it uses its own connections. */
+static void *verify_main(void *arg) {
+  engine *e = arg;
+  int64_t every = e->cfg->verify_every_ms * 1000, next = as_now_us() + every;
+  while (!eng_stopping(e)) {
+    eng_sleep_ms(e, 200);
+    if (as_now_us() < next || eng_stopping(e)) continue;
+    as_error err = {0};
+    as_verify_periodic(e->cfg, e->cfg->verify_repair, &err); /* logs and sets the gauges */
+    next = as_now_us() + every;
+  }
+  return NULL;
+}
+
 static int start_threads(engine *e, as_error *err) {
+  if (e->cfg->verify_every_ms > 0) {
+    if (pthread_create(&e->verify_th, NULL, verify_main, e) != 0)
+      return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "cannot start thread: %s", strerror(errno));
+    e->verify_started = true;
+  }
   for (size_t i = 0; i < e->npairs; i++) {
     if (pthread_create(&e->pairs[i].th, NULL, eng_pair_main, &e->pairs[i]) != 0) {
       atomic_store(&e->stop, 1);
@@ -343,6 +364,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   for (size_t i = 0; i < e.npairs; i++) {
     if (e.pairs[i].started) pthread_join(e.pairs[i].th, NULL);
   }
+  if (e.verify_started) pthread_join(e.verify_th, NULL);
   for (size_t i = 0; i < e.npairs; i++) {
     if (atomic_load(&e.pairs[i].failed) && rc == AS_OK) {
       rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "stream %s stopped: %s",

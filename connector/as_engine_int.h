@@ -87,6 +87,8 @@ struct engine {
   as_resolver **resolvers; /* one per config schema */
   pthread_mutex_t progress_mu;
   pthread_mutex_t stripes[ENG_KEY_STRIPES];
+  pthread_t verify_th; /* the periodic verify (config verify.every), when started */
+  bool verify_started;
 };
 
 /* ---- as_nodes.c ---- */

@@ -400,6 +400,23 @@ def test_drift(a):
         except subprocess.TimeoutExpired:
             run.kill()
         log.close()
+    # the periodic verify inside `run` (verify: {every, repair}): drift made while the
+    # connector is stopped is found and repaired by the run itself
+    env.pg("SET session_replication_role = replica",
+           "UPDATE items SET t = 'drift again' WHERE id = 8",
+           "SET session_replication_role = origin")
+    with open(env.config) as f:
+        text = f.read()
+    with open(env.config, "w") as f:
+        f.write(text + "\nverify: { every: 1s, repair: true }\n")
+    r = subprocess.run([env.bin("arraysync"), "run", "-c", env.config, "--exit-when-idle", "4s"],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "run with a periodic verify: exit %d\n%s" % (r.returncode, r.stderr[-2000:]))
+    check("[verify] mapping items, nodes mongo,pg: DIFFERENT" in r.stderr,
+          "the periodic verify reported the drift:\n%s" % r.stderr[-3000:])
+    rc, rep, err = env.verify(expect=3)  # key 8 repaired; the stray key 999 is left alone
+    expect_pairs(env, rep, {("mongo", "pg"): {"only_b": [999]}, ("mongo", "lite"): {},
+                            ("pg", "lite"): {"only_a": [999]}}, "after the periodic verify's repair")
 
 
 def main():
