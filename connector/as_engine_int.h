@@ -151,6 +151,10 @@ int eng_repairs_drain(engine *e, as_error *err);
  * from. */
 int eng_run_snapshot(eng_pair *p, const char *resume, eng_work *w, char **final_pos,
                      as_error *err);
+/* The copies a stream has made (as_state_copied_*): all of them after its snapshot; and the
+ * mappings added since, copied while the stream resumes from its checkpoint. */
+int eng_snapshot_mark_copied(eng_pair *p, as_error *err);
+int eng_copy_new_mappings(eng_pair *p, eng_work *w, as_error *err);
 char *eng_snapshot_ckpt(const char *start, size_t mi, const char *after);
 
 #endif

@@ -171,6 +171,7 @@ static int open_snapshot(eng_pair *p, eng_work *w, char *ck, bool have, as_error
   as_batch_clear(&empty);
   free(full);
   free(pos);
+  if (rc == AS_OK) rc = eng_snapshot_mark_copied(p, err);
   return rc;
 }
 
@@ -201,7 +202,7 @@ static int pair_open(eng_pair *p, eng_work *w, as_error *err) {
       atomic_store(&p->relay_committed, p->relay_seq);
       p->ckpt = ck;
       AS_LOG(AS_LOG_INFO, p->comp, "streaming from checkpoint");
-      return AS_OK;
+      return eng_copy_new_mappings(p, w, err);
     }
     free(ck);
     return rc;

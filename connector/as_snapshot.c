@@ -52,6 +52,58 @@ char *eng_snapshot_ckpt(const char *start, size_t mi, const char *after) {
   return out;
 }
 
+/* Whether the pair copies mapping s (both nodes carry it, the direction allows it, the
+ * source can snapshot). */
+static bool copies(eng_pair *p, const as_schema *s) {
+  return eng_node_has_schema(p->src, s) && eng_node_has_schema(p->dst, s) &&
+         as_route_direction(p->e->cfg, s, p->src->cfg->name, p->dst->cfg->name) &&
+         (p->src->ad->caps & AS_CAP_SNAPSHOT);
+}
+
+/* Copies mapping s (#mi) from after *after (NULL: the start) through the batch path. start:
+ * the snapshot's stream position (each batch commits a snapshot checkpoint); NULL: a copy
+ * while streaming (each batch commits the stream's checkpoint unchanged). */
+static int copy_mapping(eng_pair *p, const as_schema *s, size_t mi, const char *start,
+                        char **after, as_batch *b, eng_work *w, as_error *err) {
+  engine *e = p->e;
+  as_snapshot *sn = NULL;
+  int rc = p->src->ad->snapshot_open(p->src->node, s, *after, &sn, err);
+  if (rc != AS_OK) return rc;
+  int64_t total = p->src->ad->snapshot_estimate(sn), done = 0, t0 = as_now_us(), last = t0;
+  as_metrics_snapshot_total(p->src->cfg->name, p->dst->cfg->name, s->name, total);
+  AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: ~%lld rows", s->name, (long long)total);
+  for (;;) {
+    as_batch_reset(b);
+    int n = p->src->ad->snapshot_next(sn, b, e->cfg->batch_max_rows, err);
+    if (n != AS_OK && n != AS_EOF) {
+      rc = n;
+      break;
+    }
+    if (b->n > 0) {
+      free(*after);
+      *after = as_key_json_dup(s, &b->d[b->n - 1].row, NULL);
+    }
+    /* at the end the next mapping starts from its beginning */
+    char *ck = !start ? NULL : eng_snapshot_ckpt(start, n == AS_EOF ? mi + 1 : mi,
+                                                   n == AS_EOF ? NULL : *after);
+    for (size_t i = 0; i < b->n; i++) as_delta_set_origin(&b->d[i], p->src->cfg->name);
+    rc = eng_process_batch(p, b, true, start ? ck : p->ckpt, w, err);
+    free(ck);
+    done += (int64_t)b->n;
+    if (rc != AS_OK) break;
+    if (as_now_us() - last > 1000000 || n == AS_EOF) {
+      progress(p, s, done, total, t0);
+      last = as_now_us();
+    }
+    if (n == AS_EOF || eng_stopping(e)) break;
+  }
+  p->src->ad->snapshot_close(sn);
+  if (p->e->o->progress_tty) fprintf(stderr, "\n");
+  if (rc == AS_OK && !eng_stopping(e))
+    AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s done: %lld rows", s->name, (long long)done);
+  return rc;
+}
+
 /* Runs (or resumes) the snapshot; on success *final_pos is the stream position to stream from. */
 int eng_run_snapshot(eng_pair *p, const char *resume, eng_work *w, char **final_pos,
                         as_error *err) {
@@ -82,55 +134,10 @@ int eng_run_snapshot(eng_pair *p, const char *resume, eng_work *w, char **final_
   as_batch b = {0};
   for (; mi < e->cfg->nschemas && rc == AS_OK && !eng_stopping(e); mi++) {
     const as_schema *s = e->cfg->schemas[mi];
-    if (!eng_node_has_schema(p->src, s) || !eng_node_has_schema(p->dst, s) ||
-        !as_route_direction(e->cfg, s, p->src->cfg->name, p->dst->cfg->name) ||
-        !(p->src->ad->caps & AS_CAP_SNAPSHOT)) {
-      free(after);
-      after = NULL;
-      continue;
-    }
-    as_snapshot *sn = NULL;
-    rc = p->src->ad->snapshot_open(p->src->node, s, after, &sn, err);
-    if (rc != AS_OK) break;
-    int64_t total = p->src->ad->snapshot_estimate(sn), done = 0, t0 = as_now_us(), last = t0;
-    as_metrics_snapshot_total(p->src->cfg->name, p->dst->cfg->name, s->name, total);
-    AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: ~%lld rows", s->name, (long long)total);
-    for (;;) {
-      as_batch_reset(&b);
-      int n = p->src->ad->snapshot_next(sn, &b, e->cfg->batch_max_rows, err);
-      if (n != AS_OK && n != AS_EOF) {
-        rc = n;
-        break;
-      }
-      char *ck = NULL;
-      if (b.n > 0) {
-        free(after);
-        after = as_key_json_dup(s, &b.d[b.n - 1].row, NULL);
-      }
-      ck = n == AS_EOF ? NULL : eng_snapshot_ckpt(start, mi, after);
-      if (n == AS_EOF) {
-        /* mapping done: the next one starts from its beginning */
-        ck = eng_snapshot_ckpt(start, mi + 1, NULL);
-      }
-      for (size_t i = 0; i < b.n; i++) {
-        as_delta_set_origin(&b.d[i], p->src->cfg->name);
-      }
-      rc = eng_process_batch(p, &b, true, ck, w, err);
-      free(ck);
-      done += (int64_t)b.n;
-      if (rc != AS_OK) break;
-      if (as_now_us() - last > 1000000 || n == AS_EOF) {
-        progress(p, s, done, total, t0);
-        last = as_now_us();
-      }
-      if (n == AS_EOF || eng_stopping(e)) break;
-    }
-    p->src->ad->snapshot_close(sn);
-    if (p->e->o->progress_tty) fprintf(stderr, "\n");
+    if (copies(p, s)) rc = copy_mapping(p, s, mi, start ? start : "", &after, &b, w, err);
     free(after);
     after = NULL;
     if (rc != AS_OK || eng_stopping(e)) break;
-    AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s done: %lld rows", s->name, (long long)done);
   }
   as_batch_clear(&b);
   free(after);
@@ -142,3 +149,38 @@ int eng_run_snapshot(eng_pair *p, const char *resume, eng_work *w, char **final_
   return rc == AS_OK ? AS_RETRY : rc;
 }
 
+
+/* After a completed snapshot: every mapping the pair copies is recorded as copied. */
+int eng_snapshot_mark_copied(eng_pair *p, as_error *err) {
+  for (size_t mi = 0; mi < p->e->cfg->nschemas; mi++) {
+    const as_schema *s = p->e->cfg->schemas[mi];
+    if (!copies(p, s)) continue;
+    int rc = as_state_copied_add(p->e->state, p->stream_id, s->name, err);
+    if (rc != AS_OK) return rc;
+  }
+  return AS_OK;
+}
+
+/* A stream that resumes from its checkpoint copies the mappings it never copied (added to the
+ * configuration since), then streams. A stream with no record at all (a state store from before
+ * these records) takes every current mapping as copied. */
+int eng_copy_new_mappings(eng_pair *p, eng_work *w, as_error *err) {
+  engine *e = p->e;
+  int any = as_state_copied_has(e->state, p->stream_id, NULL);
+  if (any < 0) return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: cannot read copies");
+  if (any == 0) return eng_snapshot_mark_copied(p, err);
+  as_batch b = {0};
+  int rc = AS_OK;
+  for (size_t mi = 0; mi < e->cfg->nschemas && rc == AS_OK && !eng_stopping(e); mi++) {
+    const as_schema *s = e->cfg->schemas[mi];
+    if (!copies(p, s) || as_state_copied_has(e->state, p->stream_id, s->name) != 0) continue;
+    AS_LOG(AS_LOG_INFO, p->comp, "mapping %s is new on this stream: copying what %s holds",
+           s->name, p->src->cfg->name);
+    char *after = NULL;
+    rc = copy_mapping(p, s, mi, NULL, &after, &b, w, err);
+    free(after);
+    if (rc == AS_OK && !eng_stopping(e)) rc = as_state_copied_add(e->state, p->stream_id, s->name, err);
+  }
+  as_batch_clear(&b);
+  return rc;
+}

@@ -31,6 +31,8 @@ static const char *const schema_sql =
     "  retries INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS gauges(node TEXT NOT NULL, metric TEXT NOT NULL,"
     "  consumer TEXT NOT NULL, value REAL, updated_us INTEGER, PRIMARY KEY(node, metric, consumer));"
+    "CREATE TABLE IF NOT EXISTS copied(stream_id TEXT NOT NULL, mapping TEXT NOT NULL,"
+    "  copied_us INTEGER NOT NULL, PRIMARY KEY(stream_id, mapping));"
     "CREATE TABLE IF NOT EXISTS quick_sigs(mapping TEXT NOT NULL, node TEXT NOT NULL,"
     "  sigs BLOB NOT NULL, updated_us INTEGER NOT NULL, PRIMARY KEY(mapping, node));";
 
@@ -388,6 +390,39 @@ static int64_t count_query(as_state *st, const char *sql, const char *arg) {
 int64_t as_state_dead_count(as_state *st, const char *status) {
   return count_query(st, "SELECT count(*) FROM dead_letters WHERE ?1 IS NULL OR status = ?1",
                      status);
+}
+
+int as_state_copied_add(as_state *st, const char *stream_id, const char *mapping, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO copied(stream_id, mapping, copied_us) "
+                         "VALUES (?1,?2,?3)", -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "prepare copied");
+  } else {
+    sqlite3_bind_text(q, 1, stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, as_now_us());
+    if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write copied");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+int as_state_copied_has(as_state *st, const char *stream_id, const char *mapping) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int n = -1;
+  if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM copied WHERE stream_id = ?1 AND "
+                         "(?2 IS NULL OR mapping = ?2)", -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, stream_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, mapping, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int(q, 0);
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return n;
 }
 
 int as_state_stream_mapping_put(as_state *st, const as_stream_mapping_stats *m, as_error *err) {

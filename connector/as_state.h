@@ -240,6 +240,12 @@ typedef struct as_stream_mapping_stats {
   char mapping[96];
   int64_t captured, applied, skipped, conflicts, dead;
 } as_stream_mapping_stats;
+/* Mappings a stream has copied (its snapshot, or the copy of a mapping added later):
+ * add after the copy completed; has: how many rows match (mapping NULL: any of the stream's),
+ * -1 on error. Outside as_state_begin/commit. */
+int as_state_copied_add(as_state *st, const char *stream_id, const char *mapping, as_error *err)
+    AS_MUSTCHECK;
+int as_state_copied_has(as_state *st, const char *stream_id, const char *mapping);
 int as_state_stream_mapping_put(as_state *st, const as_stream_mapping_stats *m, as_error *err);
 /* stream_id NULL = every stream. */
 int as_state_stream_mapping_each(as_state *st, const char *stream_id,
