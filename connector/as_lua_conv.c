@@ -265,31 +265,6 @@ static int hex4(const char *p) {
   return v;
 }
 
-static bool put_utf8(as_buf *b, unsigned cp) {
-  uint8_t u[4];
-  size_t n;
-  if (cp < 0x80) {
-    u[0] = (uint8_t)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    u[0] = (uint8_t)(0xC0 | cp >> 6);
-    u[1] = (uint8_t)(0x80 | (cp & 0x3F));
-    n = 2;
-  } else if (cp < 0x10000) {
-    u[0] = (uint8_t)(0xE0 | cp >> 12);
-    u[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-    u[2] = (uint8_t)(0x80 | (cp & 0x3F));
-    n = 3;
-  } else {
-    u[0] = (uint8_t)(0xF0 | cp >> 18);
-    u[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-    u[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-    u[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    n = 4;
-  }
-  return as_buf_append(b, u, n) == AS_OK;
-}
-
 /* The JSON string at *pp (at its opening quote) -> *s, *n: the bytes in the text itself when
  * it has no escapes, else unescaped into b. *pp moves past the closing quote. NULL: the
  * reason it is not a valid string. */
@@ -337,7 +312,7 @@ static const char *str_token(const char **pp, const char *end, as_buf *b, const 
         } else if (cp >= 0xDC00 && cp < 0xE000) {
           return "lone surrogate";
         }
-        if (!put_utf8(b, (unsigned)cp)) return "out of memory";
+        if (as_buf_put_utf8(b, (uint32_t)cp) != AS_OK) return "out of memory";
         continue;
       }
       default: return "bad escape";

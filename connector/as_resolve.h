@@ -80,6 +80,19 @@ struct as_resolver {
   void (*destroy)(as_resolver *r);
 };
 
+/* Helpers of the strategies: every column the change carries marked in m; a change that loses
+ * entirely (a local one: LOST, its columns to repair; else SKIP). */
+static inline void as_decision_mark_all(const as_change *c, uint8_t *m) {
+  for (size_t i = 0; i < c->d->row.n; i++) m[i] = c->d->row.set[i] ? 1 : 0;
+}
+static inline void as_decision_lose_all(const as_change *c, as_decision *out) {
+  out->verdict = c->local ? AS_VERDICT_LOST : AS_VERDICT_SKIP;
+  if (c->local) {
+    as_decision_mark_all(c, out->lost);
+    out->any_lost = true;
+  }
+}
+
 /* The resolver of a mapping's `conflict:` block. AS_EINVAL for strategies not built yet. */
 int as_resolver_new(const as_schema *s, as_resolver **out, as_error *err) AS_MUSTCHECK;
 void as_resolver_free(as_resolver *r);

@@ -58,19 +58,6 @@ static void set_row(const as_change *c, as_version *v, bool deleted) {
   as_version_drop_cols_upto(v, c->d->hlc);
 }
 
-static void mark_all(const as_change *c, uint8_t *m) {
-  for (size_t i = 0; i < c->d->row.n; i++) m[i] = c->d->row.set[i] ? 1 : 0;
-}
-
-/* A change that loses entirely. */
-static void lose(const as_change *c, as_decision *out) {
-  out->verdict = c->local ? AS_VERDICT_LOST : AS_VERDICT_SKIP;
-  if (c->local) {
-    mark_all(c, out->lost);
-    out->any_lost = true;
-  }
-}
-
 static void decide_delete(const as_change *c, as_version *v, as_decision *out) {
   int64_t mh;
   const char *mo;
@@ -81,11 +68,11 @@ static void decide_delete(const as_change *c, as_version *v, as_decision *out) {
     v->ncolv = 0;
     out->new_winner = true;
   } else if (cmp < 0 && !(c->local && strcmp(mo, c->source) == 0)) {
-    lose(c, out);
+    as_decision_lose_all(c, out);
     return;
   }
   out->verdict = AS_VERDICT_APPLY;
-  mark_all(c, out->apply);
+  as_decision_mark_all(c, out->apply);
 }
 
 /* Columns of a change carrying (some or all) columns, each against its own version. */
@@ -118,11 +105,11 @@ static void decide_row(const as_change *c, as_version *v, as_decision *out) {
   int cmp = cmp_ver(c, c->d->hlc, c->d->origin, v->hlc, v->origin);
   bool replay = c->local && strcmp(v->origin, c->source) == 0;
   if (cmp < 0 && !replay) {
-    lose(c, out);
+    as_decision_lose_all(c, out);
     return;
   }
   if (v->deleted && cmp <= 0 && !replay) {
-    lose(c, out);
+    as_decision_lose_all(c, out);
     return;
   }
   if (cmp > 0) {
@@ -139,7 +126,7 @@ static void decide_update(const as_change *c, as_version *v, as_decision *out) {
   if (v->deleted) {
     bool replay = c->local && strcmp(v->origin, c->source) == 0;
     if (cmp < 0 && !replay) {
-      lose(c, out);
+      as_decision_lose_all(c, out);
       return;
     }
     if (cmp > 0) { /* a newer update of a deleted row brings it back, whole */
@@ -148,7 +135,7 @@ static void decide_update(const as_change *c, as_version *v, as_decision *out) {
       out->new_winner = true;
     }
     out->verdict = AS_VERDICT_APPLY;
-    mark_all(c, out->apply);
+    as_decision_mark_all(c, out->apply);
     return;
   }
   if (!decide_columns(c, v, out, true)) {
@@ -176,7 +163,7 @@ static int lww_decide(const as_resolver *r, const as_change *c, as_version *v, b
     set_row(c, v, c->d->op == AS_OP_DELETE);
     out->verdict = AS_VERDICT_APPLY;
     out->new_winner = true;
-    mark_all(c, out->apply);
+    as_decision_mark_all(c, out->apply);
     return AS_OK;
   }
   if (c->d->op == AS_OP_DELETE) decide_delete(c, v, out);

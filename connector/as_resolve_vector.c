@@ -99,10 +99,6 @@ static void bootstrap(const as_change *c, as_version *v) {
   }
 }
 
-static void mark_all(const as_change *c, uint8_t *m) {
-  for (size_t i = 0; i < c->d->row.n; i++) m[i] = c->d->row.set[i] ? 1 : 0;
-}
-
 static void mark_disputed_all(const as_change *c, as_decision *out) {
   const as_schema *s = c->d->schema;
   for (size_t i = 0; i < s->ncols; i++)
@@ -121,14 +117,6 @@ static void set_row(const as_change *c, as_version *v, bool deleted, uint32_t n)
   v->row_mask = bit(c->source_id) | bit(c->target_id) | bit(c->origin_id);
 }
 
-static void lose_all(const as_change *c, as_decision *out) {
-  out->verdict = c->local ? AS_VERDICT_LOST : AS_VERDICT_SKIP;
-  if (c->local) {
-    mark_all(c, out->lost);
-    out->any_lost = true;
-  }
-}
-
 /* A change whose version is known (relayed, a snapshot copy, or a local change decided
  * already): what is still that version applies. */
 static void decide_known(const as_change *c, as_version *v, as_decision *out) {
@@ -138,7 +126,7 @@ static void decide_known(const as_change *c, as_version *v, as_decision *out) {
     if (c->d->op == AS_OP_DELETE && v->deleted && same(c, &rv)) {
       *rv.mask |= bit(c->target_id);
       out->verdict = AS_VERDICT_APPLY;
-      mark_all(c, out->apply);
+      as_decision_mark_all(c, out->apply);
     } else {
       out->verdict = AS_VERDICT_SKIP;
     }
@@ -170,14 +158,14 @@ static void decide_delete(const as_change *c, as_version *v, as_decision *out, u
     }
     if (conc) { /* an update the deleting node had not seen: the update wins */
       mark_disputed_all(c, out);
-      lose_all(c, out);
+      as_decision_lose_all(c, out);
       return;
     }
   }
   set_row(c, v, true, n);
   out->new_winner = true;
   out->verdict = AS_VERDICT_APPLY;
-  mark_all(c, out->apply);
+  as_decision_mark_all(c, out->apply);
 }
 
 /* A new local insert or update of a deleted row: it brings the row back, whole. */
@@ -189,7 +177,7 @@ static void decide_revive(const vresolver *r, const as_change *c, as_version *v,
   set_row(c, v, false, n);
   out->new_winner = true;
   out->verdict = AS_VERDICT_APPLY;
-  mark_all(c, out->apply);
+  as_decision_mark_all(c, out->apply);
 }
 
 /* A new local insert or update of a live row, column by column. */
@@ -283,7 +271,7 @@ static int vector_decide(const as_resolver *r0, const as_change *c, as_version *
     set_row(c, v, c->d->op == AS_OP_DELETE, n);
     out->verdict = AS_VERDICT_APPLY;
     out->new_winner = true;
-    mark_all(c, out->apply);
+    as_decision_mark_all(c, out->apply);
     return AS_OK;
   }
   bootstrap(c, v);

@@ -76,3 +76,28 @@ void as_buf_free(as_buf *b) {
   free(b->data);
   *b = (as_buf)AS_BUF_INIT;
 }
+
+int as_buf_put_utf8(as_buf *b, uint32_t cp) {
+  uint8_t u[4];
+  size_t n;
+  if (cp < 0x80) {
+    u[0] = (uint8_t)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    u[0] = (uint8_t)(0xc0 | cp >> 6);
+    u[1] = (uint8_t)(0x80 | (cp & 0x3f));
+    n = 2;
+  } else if (cp < 0x10000) {
+    u[0] = (uint8_t)(0xe0 | cp >> 12);
+    u[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+    u[2] = (uint8_t)(0x80 | (cp & 0x3f));
+    n = 3;
+  } else {
+    u[0] = (uint8_t)(0xf0 | cp >> 18);
+    u[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+    u[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+    u[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    n = 4;
+  }
+  return as_buf_append(b, u, n);
+}

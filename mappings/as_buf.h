@@ -20,6 +20,8 @@ int as_buf_printf(as_buf *b, const char *fmt, ...) __attribute__((format(printf,
 int as_buf_putc(as_buf *b, uint8_t c);
 int as_buf_put_be32(as_buf *b, uint32_t v);
 int as_buf_put_be64(as_buf *b, uint64_t v);
+/* Code point cp (at most 0x10FFFF; not checked) in UTF-8. */
+int as_buf_put_utf8(as_buf *b, uint32_t cp);
 const char *as_buf_cstr(as_buf *b);   /* NUL-terminates (not counted in len) */
 char *as_buf_steal(as_buf *b);        /* returns NUL-terminated data, buffer becomes empty */
 void as_buf_reset(as_buf *b);         /* len = 0, keeps memory */

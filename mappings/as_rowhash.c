@@ -221,31 +221,6 @@ static int read_u4(jparser *p, uint32_t *out) {
   return AS_OK;
 }
 
-static int put_utf8(as_buf *b, uint32_t cp) {
-  uint8_t u[4];
-  size_t n;
-  if (cp < 0x80) {
-    u[0] = (uint8_t)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    u[0] = (uint8_t)(0xc0 | cp >> 6);
-    u[1] = (uint8_t)(0x80 | (cp & 0x3f));
-    n = 2;
-  } else if (cp < 0x10000) {
-    u[0] = (uint8_t)(0xe0 | cp >> 12);
-    u[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-    u[2] = (uint8_t)(0x80 | (cp & 0x3f));
-    n = 3;
-  } else {
-    u[0] = (uint8_t)(0xf0 | cp >> 18);
-    u[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-    u[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-    u[3] = (uint8_t)(0x80 | (cp & 0x3f));
-    n = 4;
-  }
-  return as_buf_append(b, u, n);
-}
-
 /* Decodes the string at p->i (on the opening quote) into dst. */
 static int read_string(jparser *p, as_buf *dst) {
   p->i++;
@@ -304,7 +279,7 @@ static int read_string(jparser *p, as_buf *dst) {
           p->why = "\\u0000 cannot be converted to text";
           return AS_EINVAL;
         }
-        rc = put_utf8(dst, cp);
+        rc = as_buf_put_utf8(dst, cp);
         break;
       }
       default: p->why = "bad escape"; return AS_EINVAL;

@@ -160,6 +160,64 @@ typedef struct colmarks {
 } colmarks;
 
 /* Parses a `columns:` map into cols. allow_catch_all: parent table only. */
+/* One field, one column: no field mapped twice, no field inside another mapped one. */
+static int one_field_one_column(const as_column *cols, const colmarks *marks, size_t n,
+                                as_error *err) {
+  for (size_t j = 0; j < n; j++) {
+    if (cols[j].catch_all) continue;
+    for (size_t i = 0; i < j; i++) {
+      if (cols[i].catch_all) continue;
+      const as_column *a = &cols[i], *b = &cols[j];
+      if (a->npath == b->npath && path_prefix(a->path, a->npath, b->path, b->npath)) {
+        return as_yaml_error(err, &marks[j].field,
+                             "column \"%s\" maps field \"%s\", already mapped by column \"%s\" "
+                             "(line %d column %d)",
+                             b->name, b->field, a->name, marks[i].field.line, marks[i].field.col);
+      }
+      if (path_prefix(a->path, a->npath, b->path, b->npath) ||
+          path_prefix(b->path, b->npath, a->path, a->npath)) {
+        const as_column *outer = a->npath < b->npath ? a : b;
+        const as_column *inner = a->npath < b->npath ? b : a;
+        return as_yaml_error(err, &marks[j].field,
+                             "field \"%s\" of column \"%s\" is inside field \"%s\" of column "
+                             "\"%s\" (line %d column %d); a field and its sub-fields cannot be "
+                             "mapped by two columns",
+                             inner->field, inner->name, outer->field, outer->name,
+                             marks[i].field.line, marks[i].field.col);
+      }
+    }
+  }
+  return AS_OK;
+}
+
+/* Column i is the catch-all (field "*"): allowed here, the only one, of type json. */
+static int catch_all(as_column *cols, const colmarks *marks, size_t i, bool allow_catch_all,
+                     int *catch_idx, as_error *err) {
+  as_column *c = &cols[i];
+  const char *name = c->name;
+  if (!allow_catch_all) {
+    return as_yaml_error(err, &marks[i].field,
+                         "column \"%s\": a catch-all field \"*\" is not supported in a child "
+                         "table (map the whole array as jsonb instead)",
+                         name);
+  }
+  if (*catch_idx >= 0) {
+    return as_yaml_error(err, &marks[i].field,
+                         "column \"%s\" is a second catch-all (field \"*\"); column \"%s\" "
+                         "already collects the unmapped fields",
+                         name, cols[*catch_idx].name);
+  }
+  if (c->type != AS_T_JSON) {
+    return as_yaml_error(err, &marks[i].type,
+                         "catch-all column \"%s\" (field \"*\") must have type json or jsonb, "
+                         "not \"%s\"",
+                         name, c->type_name);
+  }
+  c->catch_all = true;
+  *catch_idx = (int)i;
+  return AS_OK;
+}
+
 static int parse_columns(const as_ynode *node, const as_mark *key_mark, const char *owner,
                          bool allow_catch_all, as_schema *s, as_column **out, size_t *nout,
                          int *catch_idx, colmarks **marks_out, as_error *err) {
@@ -258,60 +316,12 @@ static int parse_columns(const as_ynode *node, const as_mark *key_mark, const ch
       if ((rc = as_yaml_bool(req_node, rwhat, &c->required, err))) goto fail;
     }
     if (strcmp(c->field, "*") == 0) {
-      if (!allow_catch_all) {
-        rc = as_yaml_error(err, &marks[i].field,
-                           "column \"%s\": a catch-all field \"*\" is not supported in a child "
-                           "table (map the whole array as jsonb instead)",
-                           name);
-        goto fail;
-      }
-      if (*catch_idx >= 0) {
-        rc = as_yaml_error(err, &marks[i].field,
-                           "column \"%s\" is a second catch-all (field \"*\"); column \"%s\" "
-                           "already collects the unmapped fields",
-                           name, cols[*catch_idx].name);
-        goto fail;
-      }
-      if (c->type != AS_T_JSON) {
-        rc = as_yaml_error(err, &marks[i].type,
-                           "catch-all column \"%s\" (field \"*\") must have type json or jsonb, "
-                           "not \"%s\"",
-                           name, c->type_name);
-        goto fail;
-      }
-      c->catch_all = true;
-      *catch_idx = (int)i;
+      if ((rc = catch_all(cols, marks, i, allow_catch_all, catch_idx, err))) goto fail;
     } else {
       if ((rc = split_path(c->field, &marks[i].field, what, &c->path, &c->npath, err))) goto fail;
     }
   }
-  /* one field, one column */
-  for (size_t j = 0; j < n; j++) {
-    if (cols[j].catch_all) continue;
-    for (size_t i = 0; i < j; i++) {
-      if (cols[i].catch_all) continue;
-      const as_column *a = &cols[i], *b = &cols[j];
-      if (a->npath == b->npath && path_prefix(a->path, a->npath, b->path, b->npath)) {
-        rc = as_yaml_error(err, &marks[j].field,
-                           "column \"%s\" maps field \"%s\", already mapped by column \"%s\" "
-                           "(line %d column %d)",
-                           b->name, b->field, a->name, marks[i].field.line, marks[i].field.col);
-        goto fail;
-      }
-      if (path_prefix(a->path, a->npath, b->path, b->npath) ||
-          path_prefix(b->path, b->npath, a->path, a->npath)) {
-        const as_column *outer = a->npath < b->npath ? a : b;
-        const as_column *inner = a->npath < b->npath ? b : a;
-        rc = as_yaml_error(err, &marks[j].field,
-                           "field \"%s\" of column \"%s\" is inside field \"%s\" of column "
-                           "\"%s\" (line %d column %d); a field and its sub-fields cannot be "
-                           "mapped by two columns",
-                           inner->field, inner->name, outer->field, outer->name,
-                           marks[i].field.line, marks[i].field.col);
-        goto fail;
-      }
-    }
-  }
+  if ((rc = one_field_one_column(cols, marks, n, err))) goto fail;
   *out = cols;
   *nout = n;
   *marks_out = marks;

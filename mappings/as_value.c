@@ -619,6 +619,70 @@ bool as_utf8_valid(const char *s, size_t n) {
   return true;
 }
 
+/* Parts of as_value_from_text: AS_OK, AS_EINVAL (not that type's text; *why may say why) or
+ * AS_ERR (out of memory). */
+static int text_bool(const char *s, size_t len, as_value *v) {
+  static const char *const t[] = {"true", "t", "1", "yes", "y", "on"};
+  static const char *const f[] = {"false", "f", "0", "no", "n", "off"};
+  for (size_t k = 0; k < 6; k++) {
+    if (strlen(t[k]) == len && strncasecmp(s, t[k], len) == 0) {
+      as_value_set_bool(v, true);
+      return AS_OK;
+    }
+    if (strlen(f[k]) == len && strncasecmp(s, f[k], len) == 0) {
+      as_value_set_bool(v, false);
+      return AS_OK;
+    }
+  }
+  return AS_EINVAL;
+}
+
+static int text_number(as_type type, const char *s, size_t len, as_value *v, const char **why) {
+  char tmp[512];
+  if (len == 0 || len >= sizeof tmp) return AS_EINVAL;
+  memcpy(tmp, s, len);
+  tmp[len] = '\0';
+  char *end;
+  errno = 0;
+  if (type == AS_T_INT64) {
+    long long x = strtoll(tmp, &end, 10);
+    if (*end || isspace((unsigned char)tmp[0])) return AS_EINVAL;
+    if (errno == ERANGE) {
+      *why = "out of int64 range";
+      return AS_EINVAL;
+    }
+    as_value_set_int64(v, x);
+    return AS_OK;
+  }
+  double d = strtod(tmp, &end);
+  if (*end || isspace((unsigned char)tmp[0])) return AS_EINVAL;
+  /* strtod accepts hex floats and "nan(...)"; both are fine as input */
+  as_value_set_double(v, d);
+  return AS_OK;
+}
+
+static int text_bytes(const char *s, size_t len, as_value *v) {
+  const char *h = s;
+  size_t hn = len;
+  if (hn >= 2 && h[0] == '\\' && (h[1] == 'x' || h[1] == 'X')) {
+    h += 2;
+    hn -= 2;
+  }
+  if (hn % 2) return AS_EINVAL;
+  if (as_value_set_str(v, AS_T_BYTES, "", 0) != AS_OK) return AS_ERR;
+  char *p = malloc(hn / 2 + 1);
+  if (!p) return AS_ERR;
+  if (!hex_decode(h, hn, (uint8_t *)p)) {
+    free(p);
+    return AS_EINVAL;
+  }
+  p[hn / 2] = '\0';
+  free(v->u.s.ptr);
+  v->u.s.ptr = p;
+  v->u.s.len = hn / 2;
+  return AS_OK;
+}
+
 int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, as_error *err) {
   as_value v = AS_VALUE_NULL;
   const char *why = NULL;
@@ -630,42 +694,15 @@ int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, a
   }
   switch (type) {
     case AS_T_NULL: break;
-    case AS_T_BOOL: {
-      static const char *const t[] = {"true", "t", "1", "yes", "y", "on"};
-      static const char *const f[] = {"false", "f", "0", "no", "n", "off"};
-      int r = -1;
-      for (size_t k = 0; k < 6 && r < 0; k++) {
-        if (strlen(t[k]) == len && strncasecmp(s, t[k], len) == 0) r = 1;
-        if (strlen(f[k]) == len && strncasecmp(s, f[k], len) == 0) r = 0;
-      }
-      if (r < 0) goto bad;
-      as_value_set_bool(&v, r == 1);
-      break;
-    }
-    case AS_T_INT64: {
-      if (len == 0 || len >= sizeof tmp) goto bad;
-      memcpy(tmp, s, len);
-      tmp[len] = '\0';
-      char *end;
-      errno = 0;
-      long long x = strtoll(tmp, &end, 10);
-      if (*end || isspace((unsigned char)tmp[0])) goto bad;
-      if (errno == ERANGE) {
-        why = "out of int64 range";
-        goto bad;
-      }
-      as_value_set_int64(&v, x);
-      break;
-    }
-    case AS_T_DOUBLE: {
-      if (len == 0 || len >= sizeof tmp) goto bad;
-      memcpy(tmp, s, len);
-      tmp[len] = '\0';
-      char *end;
-      double d = strtod(tmp, &end);
-      if (*end || isspace((unsigned char)tmp[0])) goto bad;
-      /* strtod accepts hex floats and "nan(...)"; both are fine as input */
-      as_value_set_double(&v, d);
+    case AS_T_BOOL:
+    case AS_T_INT64:
+    case AS_T_DOUBLE:
+    case AS_T_BYTES: {
+      int r = type == AS_T_BOOL    ? text_bool(s, len, &v)
+              : type == AS_T_BYTES ? text_bytes(s, len, &v)
+                                   : text_number(type, s, len, &v, &why);
+      if (r == AS_ERR) goto oom;
+      if (r != AS_OK) goto bad;
       break;
     }
     case AS_T_DECIMAL:
@@ -692,27 +729,6 @@ int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, a
         goto bad;
       }
       if (as_value_set_str(&v, type, s, len) != AS_OK) goto oom;
-      break;
-    }
-    case AS_T_BYTES: {
-      const char *h = s;
-      size_t hn = len;
-      if (hn >= 2 && h[0] == '\\' && (h[1] == 'x' || h[1] == 'X')) {
-        h += 2;
-        hn -= 2;
-      }
-      if (hn % 2) goto bad;
-      if (as_value_set_str(&v, type, "", 0) != AS_OK) goto oom;
-      char *p = malloc(hn / 2 + 1);
-      if (!p) goto oom;
-      if (!hex_decode(h, hn, (uint8_t *)p)) {
-        free(p);
-        goto bad;
-      }
-      p[hn / 2] = '\0';
-      free(v.u.s.ptr);
-      v.u.s.ptr = p;
-      v.u.s.len = hn / 2;
       break;
     }
     case AS_T_UUID: {
