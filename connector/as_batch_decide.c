@@ -328,6 +328,88 @@ static as_delta *merged_delta(eng_pair *p, eng_work *w, as_delta *d, as_row *mer
   return c;
 }
 
+/* ---------------------------------------------------------------- initial sync */
+
+/* Which side a first copy keeps for a key both hold with different values: 1 the source's,
+ * 0 the target's, -1 neither (reported and left alone). */
+static int initial_winner(eng_pair *p, const as_delta *d, const as_row *there) {
+  const as_schema *s = d->schema;
+  if (s->initial_prefer) {
+    if (strcmp(s->initial_prefer, p->src->cfg->name) == 0) return 1;
+    if (strcmp(s->initial_prefer, p->dst->cfg->name) == 0) return 0;
+  }
+  int ci = s->conflict.clock_idx;
+  if (ci >= 0 && as_row_has(&d->row, (size_t)ci) && as_row_has(there, (size_t)ci)) {
+    const as_value *a = &d->row.v[ci], *b = &there->v[ci];
+    int64_t x = a->type == AS_T_TIMESTAMP ? a->u.ts_us : a->type == AS_T_INT64 ? a->u.i : 0;
+    int64_t y = b->type == AS_T_TIMESTAMP ? b->u.ts_us : b->type == AS_T_INT64 ? b->u.i : 0;
+    if (x != y) return x > y ? 1 : 0;
+  }
+  return -1;
+}
+
+static void note_initial_conflict(eng_pair *p, const as_delta *d, const char *key,
+                                  const as_row *there) {
+  const as_schema *s = d->schema;
+  as_state *st = p->e->state;
+  as_error e;
+  /* once per key: both streams of the pair of nodes find it */
+  if (as_state_conflict_open_for(st, s->name, key, "initial") > 0) return;
+  char *lrow = as_conflict_row_json(s, there, false, &e);
+  char *rrow = as_conflict_row_json(s, &d->row, false, &e);
+  char *cols = as_conflict_columns_json(s, &d->row, &e);
+  as_conflict_rec r = {.mapping = s->name, .key = key, .strategy = "initial",
+                       .columns_json = cols, .chosen = NULL, .open = true,
+                       .local = {.node = p->dst->cfg->name, .row_json = lrow},
+                       .remote = {.node = p->src->cfg->name, .row_json = rrow, .ts_us = d->ts_us}};
+  if (as_state_conflict_record(st, &r, NULL, &e) != AS_OK)
+    AS_LOG(AS_LOG_WARN, p->comp, "mapping %s key %s: cannot record the conflict: %s", s->name,
+           key, e.message);
+  AS_LOG(AS_LOG_WARN, p->comp, "mapping %s key %s: %s and %s hold different rows before any "
+         "sync (no initial_sync prefer, no clock column): left alone, conflict recorded",
+         s->name, key, p->src->cfg->name, p->dst->cfg->name);
+  eng_count(p, s, ENG_C_CONFLICTS, 1);
+  free(lrow);
+  free(rrow);
+  free(cols);
+}
+
+/* A snapshot copy of a key nobody synced yet, into a target that held rows: where the target
+ * holds the key with other values, initial_sync decides. *done: nothing more to do for it. */
+static int initial_compare(eng_pair *p, decided *x, as_delta *d, bool *done, as_error *err) {
+  const as_schema *s = d->schema;
+  target_read tr = {.p = p, .s = s, .key = x->key};
+  as_row there = {0};
+  as_error rerr;
+  *done = false;
+  int rc = read_target(&tr, &there, &rerr);
+  if (rc != AS_OK) { /* no row there (or unreadable): the copy goes ahead as usual */
+    as_row_clear(&there);
+    return AS_OK;
+  }
+  bool equal = true;
+  for (size_t i = 0; i < s->ncols && equal; i++) {
+    if (s->cols[i].is_key || !d->row.set[i]) continue;
+    equal = there.set[i] && as_value_equal(&d->row.v[i], &there.v[i]);
+  }
+  int w = equal ? 1 : initial_winner(p, d, &there);
+  if (w == 0) { /* the target's row stays: it becomes the key's version, copied the other way */
+    memset(&x->v, 0, sizeof x->v);
+    snprintf(x->v.origin, sizeof x->v.origin, "%s", p->dst->cfg->name);
+    x->v.hlc = d->hlc + 1;
+    x->found = x->dirty = true;
+    eng_count_skip(p, s);
+    *done = true;
+  } else if (w < 0) {
+    note_initial_conflict(p, d, x->key, &there);
+    eng_count_skip(p, s);
+    *done = true;
+  }
+  as_row_clear(&there);
+  (void)err;
+  return AS_OK;
+}
+
 /* Resolves one routed delta. */
 static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool snapshot,
                        as_error *err) {
@@ -337,6 +419,11 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   if (!x) return AS_ERR;
   bool local = !snapshot && !d->relayed && strcmp(d->origin, p->src->cfg->name) == 0;
   label(p, d, x, snapshot);
+  if (snapshot && p->probe && !x->found && d->op != AS_OP_DELETE) {
+    bool done;
+    int irc = initial_compare(p, x, d, &done, err);
+    if (irc != AS_OK || done) return irc;
+  }
   if (strcmp(d->origin, p->dst->cfg->name) == 0) { /* a version never returns to its origin */
     eng_count_skip(p, s);
     return AS_OK;

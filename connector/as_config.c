@@ -404,6 +404,10 @@ static int parse_topology(const as_ynode *root, as_config *c, as_error *err) {
 }
 
 static int add_schema(as_config *c, as_schema *s, as_error *err) {
+  if (s->initial_prefer && !as_config_node(c, s->initial_prefer)) {
+    return as_yaml_error(err, &s->initial_prefer_mark, "mapping \"%s\": initial_sync prefer "
+                         "\"%s\" is not a node", s->name, s->initial_prefer);
+  }
   for (size_t i = 0; i < c->nschemas; i++) {
     const as_schema *o = c->schemas[i];
     if (strcmp(o->name, s->name) == 0) {

@@ -73,6 +73,9 @@ typedef struct eng_pair {
   int64_t relay_seq;     /* relay log entries up to this one are committed in the target */
   _Atomic int64_t relay_committed; /* the same, for the supervisor's purge */
   uint64_t rng;          /* this thread's jitter */
+  /* a snapshot copy into a target that held rows when the copy began: keys nobody synced
+   * yet are compared with the target's row first (mapping initial_sync) */
+  bool probe;
 } eng_pair;
 
 struct engine {

@@ -65,8 +65,19 @@ static bool made_by_source(const as_change *c, const cver *x) {
   return strcmp(x->origin, c->source) == 0;
 }
 
-static bool causal(const as_change *c, const cver *x) {
-  return made_by_source(c, x) || ((*x->mask & bit(c->source_id)) && !c->raced);
+/* Whether the connector's last write to the source was version x (the write c->raced is
+ * about); a write of another version does not change what the source held of x's columns. */
+static bool last_write_was(const as_change *c, const as_version *v, const cver *x) {
+  const as_held *h = as_version_held(v, c->source_id);
+  return h && !h->made && h->hlc == x->hlc && strcmp(oname(c, h->origin), x->origin) == 0;
+}
+
+static bool causal_in(const as_change *c, const as_version *v, const cver *x) {
+  if (made_by_source(c, x)) return true;
+  if (!(*x->mask & bit(c->source_id))) return false;
+  /* it holds x; was the change made before x arrived there? only if x was the last write,
+   * committed after the change (or not seen to commit) */
+  return !(c->raced && last_write_was(c, v, x));
 }
 
 static int cmp_change(const as_change *c, const cver *x) {
@@ -151,10 +162,10 @@ static void decide_known(const as_change *c, as_version *v, as_decision *out) {
 /* A new local delete. */
 static void decide_delete(const as_change *c, as_version *v, as_decision *out, uint32_t n) {
   if (!v->deleted) {
-    bool conc = !causal(c, &(cver){v->origin, v->hlc, &v->row_mask});
+    bool conc = !causal_in(c, v, &(cver){v->origin, v->hlc, &v->row_mask});
     for (uint8_t i = 0; i < v->ncolv && !conc; i++) {
       cver x = {oname(c, v->colv[i].origin), v->colv[i].hlc, &v->colv[i].mask};
-      conc = !causal(c, &x);
+      conc = !causal_in(c, v, &x);
     }
     if (conc) { /* an update the deleting node had not seen: the update wins */
       mark_disputed_all(c, out);
@@ -173,7 +184,7 @@ static void decide_revive(const vresolver *r, const as_change *c, as_version *v,
                           as_decision *out, uint32_t n) {
   cver rv = row_ver(v);
   (void)r; /* whatever the fallback: a concurrent delete never removes an update */
-  if (!causal(c, &rv)) mark_disputed_all(c, out);
+  if (!causal_in(c, v, &rv)) mark_disputed_all(c, out);
   set_row(c, v, false, n);
   out->new_winner = true;
   out->verdict = AS_VERDICT_APPLY;
@@ -202,7 +213,7 @@ static void decide_columns(const vresolver *r, const as_change *c, as_version *v
       all_won = false;
       continue;
     }
-    if (!causal(c, &x)) {
+    if (!causal_in(c, v, &x)) {
       out->disputed[i] = 1;
       out->conflict = true;
       if (!incoming_wins(r, c, &x)) {

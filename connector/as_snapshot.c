@@ -60,6 +60,25 @@ static bool copies(eng_pair *p, const as_schema *s) {
          (p->src->ad->caps & AS_CAP_SNAPSHOT);
 }
 
+/* Whether the target holds any row of s (a snapshot read of one row; an error counts as yes). */
+static bool target_has_rows(eng_pair *p, const as_schema *s) {
+  eng_node *t = p->dst;
+  if (!(t->ad->caps & AS_CAP_SNAPSHOT)) return true;
+  as_snapshot *sn = NULL;
+  as_error err;
+  as_batch one = {0};
+  pthread_mutex_lock(&t->mu);
+  bool any = true;
+  if (t->ad->snapshot_open(t->node, s, NULL, &sn, &err) == AS_OK) {
+    int n = t->ad->snapshot_next(sn, &one, 1, &err);
+    if (n == AS_OK || n == AS_EOF) any = one.n > 0;
+    t->ad->snapshot_close(sn);
+  }
+  pthread_mutex_unlock(&t->mu);
+  as_batch_clear(&one);
+  return any;
+}
+
 /* Copies mapping s (#mi) from after *after (NULL: the start) through the batch path. start:
  * the snapshot's stream position (each batch commits a snapshot checkpoint); NULL: a copy
  * while streaming (each batch commits the stream's checkpoint unchanged). */
@@ -70,6 +89,10 @@ static int copy_mapping(eng_pair *p, const as_schema *s, size_t mi, const char *
   int rc = p->src->ad->snapshot_open(p->src->node, s, *after, &sn, err);
   if (rc != AS_OK) return rc;
   int64_t total = p->src->ad->snapshot_estimate(sn), done = 0, t0 = as_now_us(), last = t0;
+  p->probe = target_has_rows(p, s);
+  if (p->probe)
+    AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: %s already holds rows: keys not synced yet "
+           "are compared with its rows first", s->name, p->dst->cfg->name);
   as_metrics_snapshot_total(p->src->cfg->name, p->dst->cfg->name, s->name, total);
   AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: ~%lld rows", s->name, (long long)total);
   for (;;) {
@@ -98,6 +121,7 @@ static int copy_mapping(eng_pair *p, const as_schema *s, size_t mi, const char *
     if (n == AS_EOF || eng_stopping(e)) break;
   }
   p->src->ad->snapshot_close(sn);
+  p->probe = false;
   if (p->e->o->progress_tty) fprintf(stderr, "\n");
   if (rc == AS_OK && !eng_stopping(e))
     AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s done: %lld rows", s->name, (long long)done);

@@ -331,6 +331,9 @@ int as_state_conflict_set_status(as_state *st, int64_t id, const char *status, c
                                  const char *row_json, as_error *err) AS_MUSTCHECK;
 /* Conflicts recorded (mapping NULL: every mapping; open_only: status "open"); -1 on error. */
 int64_t as_state_conflict_count(as_state *st, const char *mapping, bool open_only);
+/* Open conflicts of one key with that strategy; -1 on error. */
+int64_t as_state_conflict_open_for(as_state *st, const char *mapping, const char *key,
+                                   const char *strategy);
 /* Per (mapping, strategy): conflicts open and recorded in all, in mapping order (metrics). */
 int as_state_conflict_counts(as_state *st,
                              int (*fn)(void *ctx, const char *mapping, const char *strategy,

@@ -294,6 +294,25 @@ int64_t as_state_conflict_count(as_state *st, const char *mapping, bool open_onl
   return n;
 }
 
+int64_t as_state_conflict_open_for(as_state *st, const char *mapping, const char *key,
+                                   const char *strategy) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM conflicts WHERE mapping = ?1 AND key = ?2 AND "
+           "strategy = ?3 AND %s", open_cond(st));
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK) {
+    bind_text(q, 1, mapping);
+    bind_text(q, 2, key);
+    bind_text(q, 3, strategy);
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
 int as_state_conflict_counts(as_state *st,
                              int (*fn)(void *ctx, const char *mapping, const char *strategy,
                                        int64_t open, int64_t total),

@@ -35,12 +35,13 @@
 static const char *const top_keys[] = {"mapping",  "collection", "table",    "direction",
                                        "mode",     "key",        "reloadable", "columns",
                                        "children", "conflict",   "on_error", "on_truncate",
-                                       NULL};
+                                       "initial_sync", NULL};
 static const char *const col_keys[] = {"field", "type", "required", NULL};
 static const char *const child_keys[] = {"table", "field", "columns", NULL};
 static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback",
                                             "call", NULL};
 static const char *const mode_keys[] = {"interval", NULL};
+static const char *const initial_keys[] = {"prefer", NULL};
 
 #define VALID_TYPES \
   "text, int64, double, numeric, bool, uuid, objectid, timestamptz, date, jsonb, bytes"
@@ -69,6 +70,7 @@ void as_schema_free(as_schema *s) {
   free(s->children);
   free(s->key_idx);
   free(s->conflict.script);
+  free(s->initial_prefer);
   free(s->name);
   free(s->file);
   free(s->collection);
@@ -335,6 +337,7 @@ fail:
 
 static void fix_marks(as_schema *s) {
   s->mark.file = s->file;
+  s->initial_prefer_mark.file = s->file;
   for (size_t i = 0; i < s->ncols; i++) s->cols[i].mark.file = s->file;
   for (size_t i = 0; i < s->nchildren; i++) {
     s->children[i].mark.file = s->file;
@@ -541,6 +544,19 @@ static int parse_call(const as_ynode *node, bool has_script, as_schema *s, as_er
                        "script, or fallback script)");
   }
   return rc;
+}
+
+/* initial_sync: { prefer: NODE } */
+static int parse_initial_sync(const as_ynode *root, as_schema *s, as_error *err) {
+  const as_ynode *node = as_ynode_get(root, "initial_sync");
+  if (!node || as_ynode_is_null(node)) return AS_OK;
+  int rc = as_yaml_check_keys(node, initial_keys, "initial_sync", err);
+  if (rc) return rc;
+  const as_ynode *prefer = as_ynode_get(node, "prefer");
+  if (!prefer || as_ynode_is_null(prefer)) return AS_OK;
+  if ((rc = read_str(prefer, "initial_sync prefer", &s->initial_prefer, err))) return rc;
+  s->initial_prefer_mark = prefer->mark;
+  return AS_OK;
 }
 
 static int parse_conflict(const as_ynode *root, as_schema *s, as_error *err) {
@@ -766,6 +782,7 @@ static int build(const as_ydoc *doc, as_schema **out, as_error *err) {
     goto cleanup;
   }
   s->on_truncate = (as_on_truncate)v;
+  if ((rc = parse_initial_sync(root, s, err))) goto cleanup;
   fix_marks(s);
   *out = s;
   s = NULL;

@@ -91,6 +91,11 @@ typedef struct as_schema {
   } conflict;
   as_on_error on_error;
   as_on_truncate on_truncate;
+  /* initial_sync.prefer: the node whose row stays when a first copy finds a key on both sides
+   * with different values (NULL: the clock column decides, else the key is reported as a
+   * conflict and left alone); the configuration checks it names a node of the mapping */
+  char *initial_prefer;
+  as_mark initial_prefer_mark;
   bool reloadable;   /* SIGHUP may reload this mapping */
   as_mark mark;      /* where the mapping starts */
 } as_schema;

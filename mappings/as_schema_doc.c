@@ -89,6 +89,12 @@ static const as_config_entry schema_map[] = {
            "nothing is lost, restart after choosing), propagate (empty the table on the other "
            "nodes) or ignore (a warning; the other nodes keep their rows)",
            "propagate", .allowed = on_truncates),
+    AS_DOC(MAP, "initial_sync", NULL,
+           "the first copy of two non-empty sides: where both hold a key with different values, "
+           "the preferred node's row stays (else the clock column decides, else the key is "
+           "reported as a conflict and left alone); keys already equal are not written",
+           "{ prefer: pg }"),
+    AS_DOC(STRING, "initial_sync.prefer", NULL, "a node of the mapping", "pg"),
     AS_OPT_END};
 
 const as_config_entry *as_schema_config_map(void) { return schema_map; }

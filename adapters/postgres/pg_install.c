@@ -132,6 +132,8 @@ static int check_unique_key(as_node *n, pg_table *t, as_error *err) {
   return rc;
 }
 
+static int exec_buf(as_node *n, as_buf *b, const pg_table *t, const char *what, as_error *err);
+
 /* Logical capture: UPDATE/DELETE are decoded with the replica identity, which must hold the
  * mapping's key (and a published table without one refuses UPDATE/DELETE altogether). */
 static int check_replica_identity(as_node *n, pg_table *t, as_error *err) {
@@ -141,6 +143,22 @@ static int check_replica_identity(as_node *n, pg_table *t, as_error *err) {
   if (!keys) return nomem(err);
   const char *p[2] = {t->qname, keys};
   int rc = pg_query(n->conn, PG_SQL_REPLICA_IDENTITY, 2, p, "read replica identity", &r, err);
+  if (rc == AS_OK && PQgetvalue(r, 0, 0)[0] == 'd') {
+    /* the default identity (the primary key) gives no old row: every UPDATE would read as a
+     * change of every column, and concurrent changes of different columns could not merge.
+     * FULL logs the old row, so an update names the columns it changed. */
+    as_buf b = AS_BUF_INIT;
+    rc = as_buf_printf(&b, "ALTER TABLE %s REPLICA IDENTITY FULL", t->qname) == AS_OK
+             ? exec_buf(n, &b, t, "set replica identity", err)
+             : nomem(err);
+    as_buf_free(&b);
+    if (rc == AS_OK)
+      AS_LOG(AS_LOG_INFO, n->comp, "table %s: replica identity FULL (updates name the columns "
+             "they change)", t->qname);
+    PQclear(r);
+    free(keys);
+    return rc;
+  }
   if (rc == AS_OK && strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
     const char *ri = PQgetvalue(r, 0, 0);
     rc = as_error_set(

@@ -241,11 +241,23 @@ END_TEST
 START_TEST(raced_change_is_concurrent) {
   as_resolver *r = as_resolver_vector_new(AS_STRATEGY_LWW);
   as_version v = shared_row(r);
-  /* b holds a's insert, but the connector's last write to b may have overwritten the change */
+  /* b holds a's insert, but that insert was the connector's last write to b and it may have
+   * committed after b's change: the change may not have been made on top of it */
+  as_version_set_held(&v, id_of("b"), id_of("a"), 10, false, 0);
+  as_version w = v;
   as_delta u = change(AS_OP_UPDATE, 50, "b", "x");
   outcome o = decide(r, &v, true, &u, "b", "a", true);
   ck_assert(o.conflict);
   ck_assert_int_eq(o.verdict, AS_VERDICT_APPLY); /* 50 > 10 under the lww fallback */
+  /* the last write to b was another version (of another column): x's version was there
+   * before, so the change was made on top of it */
+  as_delta cy = change(AS_OP_UPDATE, 20, "c", "y");
+  decide(r, &w, true, &cy, "c", "b", false);
+  as_version_set_held(&w, id_of("b"), id_of("c"), 20, false, 0);
+  o = decide(r, &w, true, &u, "b", "a", true);
+  ck_assert(!o.conflict);
+  ck_assert_int_eq(o.verdict, AS_VERDICT_APPLY);
+  as_delta_clear(&cy);
   as_delta_clear(&u);
   as_resolver_free(r);
 }
