@@ -189,7 +189,7 @@ class Case:
         lite = os.path.join(self.work, "lite.db")
         self.nodes = Nodes(uri, dbname, pg_dsn, lite)
         node_lines = [astest.node_yaml("mongo", "mongodb", uri=uri, database=dbname),
-                      astest.node_yaml("pg", "postgres", dsn=pg_dsn),
+                      astest.node_yaml("pg", "postgres", dsn=pg_dsn, capture=args.pg_capture),
                       astest.node_yaml("lite", "sqlite", path=lite)]
         if strat == "script":
             with open(os.path.join(self.work, "merge.lua"), "w") as f:
@@ -386,6 +386,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--pg-dsn")
     ap.add_argument("--log-level", default="debug")
+    ap.add_argument("--pg-capture", default="auto", choices=["auto", "logical", "triggers"],
+                    help="the PostgreSQL node's capture mode")
     ap.add_argument("--case", action="append", help="TOPOLOGY-STRATEGY (default: all nine)")
     args = ap.parse_args()
     args.work = os.path.abspath(args.work)

@@ -30,7 +30,7 @@ cases=()
 for c in "$@"; do cases+=(--case "$c"); done
 status=0
 /usr/bin/python3 "$root/tests/integration/strategies.py" --bin "$build/arraysync" --work "$work/cases" \
-  --pg-dsn "$dsn" "${cases[@]}" || status=1
+  --pg-dsn "$dsn" ${STRATEGIES_ARGS:-} "${cases[@]}" || status=1
 if [ $status -ne 0 ]; then
   keep=/tmp/arraysync-strategies-failed
   rm -rf "$keep" && mkdir -p "$keep"
