@@ -12,7 +12,8 @@ Per case (topology x strategy), on one database set of its own:
         conflict for kb (columns ["val"], both nodes' versions); lww: B's value, open;
         keep-local: the fallback's chosen node's value, open; script: the merged value
         (sorted "a+b"), resolved, chosen "merged";
-     n  (script only) key kn: n changed on A and on B          -> the script's sum everywhere;
+     n  (script only) key kn: n changed on A and on B          -> the script's sum everywhere,
+        a conflict recorded (resolved);
      c  key kc: val changed on A (first half of a sequential pair);
      d  key kd: deleted on A, tag updated on B                 -> the row everywhere with the
         update, a conflict recorded for kd.
@@ -114,7 +115,7 @@ XFAIL = {
     "p2p-script.concurrent.mongo": R_RACED,
     "p2p-script.concurrent.pg": R_RACED,
     "p2p-script.concurrent.lite": R_RACED,
-    "p2p-script.concurrent.conflict_keys": R_PG_FULLROW,
+    "p2p-script.concurrent.conflict_keys": R_RACED,
     "p2p-script.a.no_conflict": R_RACED,
     "p2p-script.final.mongo": R_RACED,
     "p2p-script.final.pg": R_RACED,
@@ -131,7 +132,6 @@ XFAIL = {
     "hub-keep-local.concurrent.conflict_keys": R_PG_FULLROW,
     "hub-keep-local.a.no_conflict": R_PG_FULLROW,
     "hub-keep-local.d.versions.nodes": R_RACED,
-    "hub-script.concurrent.conflict_keys": R_PG_FULLROW,
     "hub-script.b.columns": R_PG_FULLROW,
     "hub-script.d.versions.nodes": R_RACED,
     "ring-lww.concurrent.mongo": R_PG_FULLROW,
@@ -387,8 +387,9 @@ class Case:
 
         cs = self.conflicts()
         keys = self.by_key(cs)
-        self.chk("concurrent.conflict_keys", sorted(keys) == ["kb", "kd"],
-                 "conflicts recorded for %s, want kb, kd: %s" % (sorted(keys), json.dumps(cs)[:2000]))
+        want_keys = ["kb", "kd", "kn"] if self.strat == "script" else ["kb", "kd"]
+        self.chk("concurrent.conflict_keys", sorted(keys) == want_keys,
+                 "conflicts recorded for %s, want %s: %s" % (sorted(keys), want_keys, json.dumps(cs)[:2000]))
         self.chk("a.no_conflict", "ka" not in keys)
         self.chk("c.no_conflict_yet", "kc" not in keys)
         kbc = keys.get("kb", [])
