@@ -7,5 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 shift || true
 cmake -S "$root" -B "$build" -DARRAYSYNC_WERROR=ON "$@" >/dev/null
-cmake --build "$build" -j"$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"} | grep -vE '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
-test "${PIPESTATUS[0]}" -eq 0
+set +e
+cmake --build "$build" -j"$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"} | grep -vE '^\[ *[0-9]+%\] (Building|Linking|Built)'
+status=${PIPESTATUS[0]}
+set -e
+exit "$status"

@@ -352,6 +352,35 @@ static int put_cols(const lrel *r, const pg_table *t, const lcol *cols, int n, c
   return AS_OK;
 }
 
+/* An update's row image (as_row.h: what it writes if it brings back a row deleted elsewhere):
+ * the new tuple, an unchanged TOASTed value taken from the old one (REPLICA IDENTITY FULL). A
+ * value that cannot be read leaves no image (the engine then reads the row from a holder). */
+static int put_image(const lrel *r, const pg_table *t, const lcol *newc, int nnew, const lcol *oldc,
+                     int nold, as_delta *d) {
+  lcol *cols = malloc((nnew ? (size_t)nnew : 1) * sizeof *cols);
+  as_delta tmp;
+  memset(&tmp, 0, sizeof tmp);
+  if (!cols || as_delta_init(&tmp, t->s, AS_OP_UPDATE) != AS_OK) {
+    free(cols);
+    return AS_ERR;
+  }
+  bool whole = true;
+  for (int i = 0; i < nnew; i++) {
+    cols[i] = newc[i];
+    if (cols[i].kind == 'u' && i < nold && oldc[i].kind != 'u') cols[i] = oldc[i];
+    if (cols[i].kind == 'u') whole = false;
+  }
+  as_error e;
+  if (whole && put_cols(r, t, cols, nnew, NULL, false, &tmp, &e) == AS_OK) {
+    d->image = tmp.row;
+    memset(&tmp.row, 0, sizeof tmp.row);
+  }
+  as_delta_clear(&tmp);
+  free(cols);
+  return AS_OK;
+}
+
+
 /* Reads the columns missing from an insert (unchanged TOAST values of a key change) from the
  * table by key. *gone: the row no longer exists (a later change removes it). */
 static int fill_missing(pg_lstream *s, const pg_table *t, as_delta *d, bool *gone,
@@ -525,6 +554,8 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
     as_delta *d = new_delta(s, out, t, key_moved || op == 'I' ? AS_OP_INSERT : AS_OP_UPDATE, err);
     if (!d) rc = AS_ERR;
     if (rc == AS_OK && (rc = put_cols(r, t, newc, nnew, changed, false, d, &e)) != AS_OK) drop_last(out);
+    if (rc == AS_OK && d->op == AS_OP_UPDATE && changed && (rc = put_image(r, t, newc, nnew, oldc, nold, d)) != AS_OK)
+      drop_last(out);
     bool gone = false;
     if (rc == AS_OK && d->op == AS_OP_INSERT && (rc = fill_missing(s, t, d, &gone, &e)) != AS_OK)
       drop_last(out);
