@@ -35,24 +35,33 @@ static json_t *row_json(const as_schema *s, const as_row *row, const uint8_t *m)
   return o;
 }
 
-/* The node holding the version in place of the first disputed column. */
+/* The version in place that the change disputes: of the disputed columns, the newest version
+ * (a column's own, else the row's); and a node holding it (the target when it does, else the
+ * node that made it). */
 static eng_node *holder(eng_pair *p, const as_version *before, const as_schema *s,
                         const uint8_t *disputed, const char **origin, int64_t *hlc) {
   *origin = before->origin;
   *hlc = before->hlc;
+  uint64_t mask = before->row_mask;
+  bool any = false;
   for (size_t i = 0; i < s->ncols; i++) {
     if (!disputed[i]) continue;
     const as_colver *cv = as_version_col(before, (uint16_t)i);
+    int64_t h = cv ? cv->hlc : before->hlc;
+    if (any && h <= *hlc) continue;
+    any = true;
     if (cv) {
       const char *o = as_state_node_name(p->e->state, cv->origin);
       *origin = o ? o : "";
       *hlc = cv->hlc;
-      if (cv->mask & (1ull << (p->dst->id % 64))) return p->dst;
-    } else if (before->row_mask & (1ull << (p->dst->id % 64))) {
-      return p->dst;
+      mask = cv->mask;
+    } else {
+      *origin = before->origin;
+      *hlc = before->hlc;
+      mask = before->row_mask;
     }
-    break;
   }
+  if (mask & (1ull << (p->dst->id % 64))) return p->dst;
   eng_node *n = eng_find_node(p->e, *origin);
   return n ? n : p->dst;
 }

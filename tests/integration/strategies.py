@@ -87,82 +87,11 @@ TOPOLOGIES = {
 NODES = ["mongo", "pg", "lite"]
 CASES = [(t, s) for t in ("p2p", "hub", "ring") for s in ("lww", "keep-local", "script")]
 
-# Checks known to fail with the default PostgreSQL capture (auto -> logical), by exact name ->
-# why; printed as XFAIL. An XPASS is printed loudly (not counted as a failure: which node's
-# change is decided first can vary) so the list can be pruned when the connector is fixed.
-R_PG_FULLROW = ("PostgreSQL logical capture with the default replica identity reports every column "
-                "of an UPDATE as changed (adapters/postgres/pg_logical.c; pgoutput sends no old row), "
-                "so as_resolve_vector.c decide_columns disputes columns pg never changed: a pg change "
-                "of one column races every column (disjoint changes conflict and one is lost; "
-                "same-column conflicts list all columns)")
-R_RACED = ("a change made on a node that received the row by a connector write in an earlier run "
-           "is judged concurrent with that row's version (as_resolve_vector.c causal(): "
-           "c->raced from as_batch_decide.c overwritten(), or a missing holder bit): a delete is "
-           "recorded against the insert, a disjoint change is disputed; not root-caused")
-XFAIL = {
-    "p2p-lww.concurrent.mongo": R_PG_FULLROW,
-    "p2p-lww.concurrent.pg": R_PG_FULLROW,
-    "p2p-lww.concurrent.lite": R_PG_FULLROW,
-    "p2p-lww.concurrent.conflict_keys": R_PG_FULLROW,
-    "p2p-lww.a.no_conflict": R_PG_FULLROW,
-    "p2p-lww.b.columns": R_PG_FULLROW,
-    "p2p-lww.final.mongo": R_PG_FULLROW,
-    "p2p-lww.final.pg": R_PG_FULLROW,
-    "p2p-lww.final.lite": R_PG_FULLROW,
-    "p2p-keep-local.concurrent.conflict_keys": R_RACED,
-    "p2p-keep-local.a.no_conflict": R_RACED,
-    "p2p-keep-local.d.versions.nodes": R_RACED,
-    "p2p-script.concurrent.mongo": R_RACED,
-    "p2p-script.concurrent.pg": R_RACED,
-    "p2p-script.concurrent.lite": R_RACED,
-    "p2p-script.concurrent.conflict_keys": R_RACED,
-    "p2p-script.a.no_conflict": R_RACED,
-    "p2p-script.final.mongo": R_RACED,
-    "p2p-script.final.pg": R_RACED,
-    "p2p-script.final.lite": R_RACED,
-    "hub-lww.concurrent.mongo": R_PG_FULLROW,
-    "hub-lww.concurrent.pg": R_PG_FULLROW,
-    "hub-lww.concurrent.lite": R_PG_FULLROW,
-    "hub-lww.concurrent.conflict_keys": R_PG_FULLROW,
-    "hub-lww.a.no_conflict": R_PG_FULLROW,
-    "hub-lww.b.columns": R_PG_FULLROW,
-    "hub-lww.final.mongo": R_PG_FULLROW,
-    "hub-lww.final.pg": R_PG_FULLROW,
-    "hub-lww.final.lite": R_PG_FULLROW,
-    "hub-keep-local.concurrent.conflict_keys": R_PG_FULLROW,
-    "hub-keep-local.a.no_conflict": R_PG_FULLROW,
-    "hub-keep-local.d.versions.nodes": R_RACED,
-    "hub-script.b.columns": R_PG_FULLROW,
-    "hub-script.d.versions.nodes": R_RACED,
-    "ring-lww.concurrent.mongo": R_PG_FULLROW,
-    "ring-lww.concurrent.pg": R_PG_FULLROW,
-    "ring-lww.concurrent.lite": R_PG_FULLROW,
-    "ring-lww.concurrent.conflict_keys": R_PG_FULLROW,
-    "ring-lww.a.no_conflict": R_PG_FULLROW,
-    "ring-lww.b.columns": R_PG_FULLROW,
-    "ring-lww.final.mongo": R_PG_FULLROW,
-    "ring-lww.final.pg": R_PG_FULLROW,
-    "ring-lww.final.lite": R_PG_FULLROW,
-    "ring-keep-local.concurrent.conflict_keys": R_PG_FULLROW,
-    "ring-keep-local.a.no_conflict": R_PG_FULLROW,
-    "ring-keep-local.d.versions.nodes": R_RACED,
-    "ring-script.concurrent.mongo": R_PG_FULLROW,
-    "ring-script.concurrent.pg": R_PG_FULLROW,
-    "ring-script.concurrent.lite": R_PG_FULLROW,
-    "ring-script.concurrent.conflict_keys": R_PG_FULLROW,
-    "ring-script.a.no_conflict": R_PG_FULLROW,
-    "ring-script.b.columns": R_PG_FULLROW,
-    "ring-script.d.versions.nodes": R_RACED,
-    "ring-script.final.mongo": R_PG_FULLROW,
-    "ring-script.final.pg": R_PG_FULLROW,
-    "ring-script.final.lite": R_PG_FULLROW,
-    # order-dependent: seen failing in some runs only
-    "p2p-lww.d.versions.nodes": R_RACED,
-    "p2p-script.d.versions.nodes": R_RACED,
-    "p2p-script.b.columns": R_PG_FULLROW,
-    "hub-lww.d.versions.nodes": R_RACED,
-    "ring-lww.d.versions.nodes": R_RACED,
-}
+# Checks known to fail, by exact name -> why (printed as XFAIL; an unexpected pass is printed
+# loudly). Empty: every check holds. (The two causes once listed here are fixed: PostgreSQL
+# logical capture now names the columns an UPDATE changed (REPLICA IDENTITY FULL, set by install),
+# and a raced change is concurrent only with the version that was the connector's last write.)
+XFAIL = {}
 
 results = {"passed": 0, "failed": 0, "xfail": 0, "xpass": 0}
 args_capture = "auto"

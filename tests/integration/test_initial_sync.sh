@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The first sync of two non-empty SQLite files (written with the sqlite3 shell before any run):
+# keys on one side are copied, equal keys are left as they are, and a key both hold with
+# different values is decided by `initial_sync: { prefer: NODE }`, or reported as a conflict
+# (strategy "initial") and left alone.
+#   test_initial_sync.sh BUILD_DIR
+set -euo pipefail
+BUILD=${1:?usage: $0 BUILD_DIR}
+BIN="$BUILD/arraysync"
+W=$(mktemp -d /tmp/arraysync-initial-XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fails=0
+check() { # DESCRIPTION WANT GOT
+  if [ "$2" = "$3" ]; then echo "PASS $1"; else echo "FAIL $1: wanted [$2], got [$3]"; fails=$((fails + 1)); fi
+}
+rows() { sqlite3 "$1" 'select id, val from items order by id' | tr '\n' ' ' | sed 's/ $//'; }
+setup() { # DIR EXTRA-MAPPING-LINE
+  local d=$1
+  mkdir -p "$d"
+  cat > "$d/items.yaml" <<EOM
+mapping: items
+collection: items
+table: items
+key: id
+columns:
+  id: { field: _id, type: text }
+  val: { field: val, type: text }
+$2
+EOM
+  cat > "$d/arraysync.yaml" <<EOM
+nodes:
+  a: { kind: sqlite, path: $d/a.db }
+  b: { kind: sqlite, path: $d/b.db }
+mappings: [items.yaml]
+state: $d/state.db
+EOM
+  for n in a b; do sqlite3 "$d/$n.db" "create table items(id text primary key, val text)"; done
+  sqlite3 "$d/a.db" "insert into items values ('e1', 'same'), ('k1', 'A'), ('oa', 'only a')"
+  sqlite3 "$d/b.db" "insert into items values ('e1', 'same'), ('k1', 'B'), ('ob', 'only b')"
+  "$BIN" install -c "$d/arraysync.yaml" >>"$d/log" 2>&1
+  "$BIN" run -c "$d/arraysync.yaml" --exit-when-idle 2s >>"$d/log" 2>&1
+}
+setup "$W/prefer" "initial_sync: { prefer: b }"
+check "prefer b: a" "e1|same k1|B oa|only a ob|only b" "$(rows "$W/prefer/a.db")"
+check "prefer b: b" "e1|same k1|B oa|only a ob|only b" "$(rows "$W/prefer/b.db")"
+check "prefer b: no conflict" "0" "$("$BIN" conflicts list -c "$W/prefer/arraysync.yaml" --json | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+setup "$W/report" ""
+check "no preference: a keeps its row" "e1|same k1|A oa|only a ob|only b" "$(rows "$W/report/a.db")"
+check "no preference: b keeps its row" "e1|same k1|B oa|only a ob|only b" "$(rows "$W/report/b.db")"
+check "no preference: one conflict, strategy initial, key k1" "1 initial k1" \
+  "$("$BIN" conflicts list -c "$W/report/arraysync.yaml" --json | /usr/bin/python3 -c 'import json,sys; c=json.load(sys.stdin); print(len(c), c[0]["strategy"] if c else "-", c[0]["key"]["id"] if c else "-")')"
+# a change made afterwards settles it the ordinary way
+sqlite3 "$W/report/a.db" "update items set val = 'A2' where id = 'k1'"
+"$BIN" run -c "$W/report/arraysync.yaml" --exit-when-idle 2s >>"$W/report/log" 2>&1
+check "a later change reaches both" "k1|A2 k1|A2" "$(sqlite3 "$W/report/a.db" "select id, val from items where id = 'k1'") $(sqlite3 "$W/report/b.db" "select id, val from items where id = 'k1'")"
+if [ "$fails" -ne 0 ]; then tail -n 30 "$W"/*/log; echo "test_initial_sync: $fails failed"; exit 1; fi
+echo "test_initial_sync: all passed"
