@@ -159,6 +159,32 @@ static void notice_to_log(void *arg, const char *message) {
  * unknown database or role, a missing privilege. libpq gives no SQLSTATE for a failed
  * connection, so this reads libpq's and the server's (English) messages; anything not
  * recognised is treated as transient. */
+/* A connection string for messages: only the keys that are never secret (host, port, dbname,
+ * user, ...), parsed by libpq itself, so every spelling (spaces around '=', quotes, URIs with
+ * a password or ?password=) is covered. One that does not parse is not shown at all (libpq's
+ * own message names the bad key, never a value). Caller frees; NULL when out of memory. */
+char *pg_dsn_describe(const char *dsn) {
+  static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user",
+                                      "sslmode", "application_name", "target_session_attrs", NULL};
+  char *errmsg = NULL;
+  PQconninfoOption *opts = PQconninfoParse(dsn ? dsn : "", &errmsg);
+  PQfreemem(errmsg);
+  if (!opts) return strdup("(a connection string that does not parse)");
+  as_buf b = AS_BUF_INIT;
+  int rc = AS_OK;
+  for (PQconninfoOption *o = opts; o->keyword && rc == AS_OK; o++) {
+    if (!o->val || !o->val[0]) continue;
+    bool show = false;
+    for (size_t i = 0; shown[i] && !show; i++) show = strcmp(o->keyword, shown[i]) == 0;
+    if (!show) continue;
+    rc = as_buf_printf(&b, "%s%s=%s", b.len ? " " : "", o->keyword, o->val);
+  }
+  PQconninfoFree(opts);
+  char *out = rc == AS_OK ? strdup(b.len ? as_buf_cstr(&b) : "(defaults)") : NULL;
+  as_buf_free(&b);
+  return out;
+}
+
 static bool connect_permanent(PGconn *c, const char *m) {
   static const char *const pats[] = {
       "invalid connection option", "missing \"=\"", "invalid URI", "invalid sslmode value",
@@ -194,7 +220,7 @@ int pg_connect_dsn(const char *dsn, const char *what, bool replication, PGconn *
     size_t ml = strlen(m);
     while (ml > 0 && (m[ml - 1] == '\n' || m[ml - 1] == ' ')) ml--;
     int code = connect_permanent(c, m) ? AS_EINVAL : AS_RETRY;
-    char *red = as_log_redact(dsn);
+    char *red = pg_dsn_describe(dsn);
     as_error_set(err, AS_DOM_POSTGRES, code, "%s: cannot connect to %s: %.*s", what,
                  red ? red : "?", (int)ml, m);
     free(red);
@@ -551,7 +577,7 @@ int pg_node_connect(as_node *n, as_error *err) {
   if (rc == AS_OK) rc = pg_decide_capture(n, n->conn, err);
   if (rc == AS_OK) set_cancel(n, n->conn);
   if (rc == AS_OK) {
-    char *red = as_log_redact(n->dsn);
+    char *red = pg_dsn_describe(n->dsn);
     AS_LOG(AS_LOG_INFO, n->comp, "connected to %s", red ? red : "?");
     free(red);
   } else if (n->conn) {

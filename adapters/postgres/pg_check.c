@@ -206,7 +206,7 @@ int pg_check_live(as_node *n, report_fn report, void *ctx) {
   as_error err = {0};
   char what[600], fix[800];
   int rc = connect_admin(n, &err);
-  char *red = as_log_redact(n->dsn);
+  char *red = pg_dsn_describe(n->dsn);
   snprintf(what, sizeof what, "node %s: connects to %s", n->name, red ? red : "?");
   free(red);
   snprintf(fix, sizeof fix, "%s: check the dsn option (host, port, dbname, user, password) and "

@@ -183,4 +183,7 @@ void pg_versions(void (*fn)(void *ctx, const char *lib, const char *version), vo
 int pg_on_truncate(const as_node *n, const pg_table *t, const char *where, bool *emit,
                    as_error *err);
 
+/* The connection string for messages, secrets left out (pg_adapter.c). Caller frees. */
+char *pg_dsn_describe(const char *dsn);
+
 #endif
