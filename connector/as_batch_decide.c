@@ -243,11 +243,27 @@ static int rewrite(eng_pair *p, eng_work *w, const as_delta *applied, decided *x
   return AS_OK;
 }
 
+/* The versions d writes (each column's, or the row's, when it is d's own) are held by the
+ * target from now on, and by d's origin: repairs read a column from any node holding its
+ * version (a node's write record keeps only its last write). */
+static void mark_holders(as_version *v, const as_delta *d, uint16_t dst, uint16_t origin) {
+  uint64_t bits = (1ull << (dst % 64)) | (1ull << (origin % 64));
+  bool row = v->hlc == d->hlc && strcmp(v->origin, d->origin) == 0;
+  if (row && (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT)) v->row_mask |= bits;
+  for (size_t i = 0; i < d->row.n; i++) {
+    if (!d->row.set[i] || d->schema->cols[i].is_key) continue;
+    as_colver *cv = (as_colver *)as_version_col(v, (uint16_t)i);
+    if (cv && cv->hlc == d->hlc && cv->origin == origin) cv->mask |= bits;
+    else if (!cv && row) v->row_mask |= bits;
+  }
+}
+
 static int keep(eng_pair *p, eng_work *w, as_delta *d, decided *x, const as_decision *dec,
                 as_error *err) {
   uint16_t oid = 0;
   if (as_state_node_id(p->e->state, d->origin, &oid, err) != AS_OK) return AS_ERR;
   as_version_set_held(&x->v, p->dst->id, oid, d->hlc, d->op == AS_OP_DELETE, 0);
+  mark_holders(&x->v, d, p->dst->id, oid);
   x->dirty = x->applied = true;
   AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s", d->schema->name,
          x->key, as_op_name(d->op), d->origin, d->relayed ? " (relayed)" : "", (long long)d->hlc,

@@ -55,6 +55,7 @@ static void set_row(const as_change *c, as_version *v, bool deleted) {
   snprintf(v->origin, sizeof v->origin, "%s", c->d->origin);
   v->deleted = deleted;
   v->hash = 0;
+  v->row_mask = 0; /* the nodes holding the new version: marked as it is written */
   as_version_drop_cols_upto(v, c->d->hlc);
 }
 

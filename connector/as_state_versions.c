@@ -110,7 +110,6 @@ uint32_t as_version_vv_next(as_version *v, uint16_t node, int64_t hlc, uint64_t 
 
 void as_version_mark_holder(as_version *v, uint16_t node) {
   uint64_t bit = 1ull << (node % 64);
-  if (!v->row_mask && !v->row_n && !v->nvv) return; /* no vectors kept for this key */
   v->row_mask |= bit;
   for (uint8_t i = 0; i < v->ncolv; i++) v->colv[i].mask |= bit;
 }
