@@ -10,8 +10,9 @@
 
 #define STATE_CACHE_SLOTS 16384 /* power of two; direct-mapped cache of hot keys */
 
+/* A slot of the cache; its tag (hash of (mapping, key); 0 = empty) is in as_state.cache_tags,
+ * a compact array, so that a lookup of a key not cached touches no slot. */
 typedef struct cache_slot {
-  uint64_t tag;      /* hash of (mapping, key); 0 = empty */
   char *mapping_key; /* "mapping\x1fkey" for exact comparison */
   as_version v;
 } cache_slot;
@@ -36,7 +37,9 @@ struct as_state {
   char *path;
   int lock_fd;            /* PATH.lock, held by `run` (as_state_claim) */
   sqlite3_stmt *get, *put;
+  sqlite3_stmt *inflight_put, *inflight_del; /* prepared on first use */
   cache_slot *cache;
+  uint64_t *cache_tags;   /* STATE_CACHE_SLOTS tags of cache */
   cache_pending *pending;
   size_t npending, cappending;
   state_name *nodes;      /* interned node names, by id */
