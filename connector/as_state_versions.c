@@ -397,36 +397,40 @@ static void mkey_init(mkey *k, const char *mapping, const char *key) {
   if (k->tag == 0) k->tag = 1;
 }
 
-/* A copy the cache keeps (NULL: out of memory). */
-static char *mkey_dup(const mkey *k) {
-  char *d = k->s ? malloc(k->len + 1) : NULL;
-  if (d) memcpy(d, k->s, k->len + 1);
-  return d;
+/* An entry holding rec and k's key (NULL: out of memory). */
+static cache_entry *entry_new(const mkey *k, const void *rec, size_t len) {
+  cache_entry *e = k->s ? malloc(sizeof *e + len + k->len + 1) : NULL;
+  if (!e) return NULL;
+  e->len = (uint32_t)len;
+  memcpy(e->data, rec, len);
+  memcpy(e->data + len, k->s, k->len + 1);
+  return e;
+}
+
+static bool entry_is(const cache_entry *e, const mkey *k) {
+  return e && strcmp(e->data + e->len, k->s) == 0;
 }
 
 static size_t slot_of(uint64_t tag) { return (size_t)(tag & (STATE_CACHE_SLOTS - 1)); }
 
-/* The cached version of k, or NULL. */
-static const as_version *cache_hit(const as_state *st, const mkey *k) {
+/* The cached entry of k, or NULL. */
+static const cache_entry *cache_hit(const as_state *st, const mkey *k) {
   if (!st->cache || !k->s) return NULL;
   size_t i = slot_of(k->tag);
   if (st->cache_tags[i] != k->tag) return NULL;
-  const cache_slot *slot = &st->cache[i];
-  return slot->mapping_key && strcmp(slot->mapping_key, k->s) == 0 ? &slot->v : NULL;
+  return entry_is(st->cache[i], k) ? st->cache[i] : NULL;
 }
 
-/* Takes mk (freed when it cannot be kept). */
-static void cache_store(as_state *st, uint64_t tag, char *mk, const as_version *v) {
-  if (!st->cache || !mk) {
-    free(mk);
+/* Takes e (freed when it cannot be kept). */
+static void cache_store(as_state *st, uint64_t tag, cache_entry *e) {
+  if (!st->cache || !e) {
+    free(e);
     return;
   }
   size_t i = slot_of(tag);
-  cache_slot *slot = &st->cache[i];
-  free(slot->mapping_key);
-  slot->mapping_key = mk;
+  free(st->cache[i]);
+  st->cache[i] = e;
   st->cache_tags[i] = tag;
-  slot->v = *v;
 }
 
 static void cache_forget(as_state *st, uint64_t tag) {
@@ -441,10 +445,10 @@ void as_state_cache_settle(as_state *st, bool committed) {
   for (size_t i = 0; i < st->npending; i++) {
     cache_pending *p = &st->pending[i];
     if (committed && st->cache) {
-      cache_store(st, p->tag, p->mapping_key, &p->v);
+      cache_store(st, p->tag, p->e);
     } else {
       if (st->cache) cache_forget(st, p->tag);
-      free(p->mapping_key);
+      free(p->e);
     }
   }
   st->npending = 0;
@@ -460,17 +464,13 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
   pthread_mutex_lock(&st->mu);
   mkey_init(&k, mapping, key);
   /* inside a transaction, a put of this batch may not be in the cache yet */
-  for (size_t i = st->npending; k.s && i-- > 0;) {
-    if (st->pending[i].tag == k.tag && strcmp(st->pending[i].mapping_key, k.s) == 0) {
-      *out = st->pending[i].v;
-      rc = AS_OK;
-      goto done;
-    }
+  const cache_entry *hit = NULL;
+  for (size_t i = st->npending; k.s && !hit && i-- > 0;) {
+    if (st->pending[i].tag == k.tag && entry_is(st->pending[i].e, &k)) hit = st->pending[i].e;
   }
-  const as_version *hit = cache_hit(st, &k);
+  if (!hit) hit = cache_hit(st, &k);
   if (hit) {
-    *out = *hit;
-    rc = AS_OK;
+    rc = decode(st, (const uint8_t *)hit->data, hit->len, out, err);
     goto done;
   }
   rc = st->get ? name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, false, &mid, err)
@@ -480,9 +480,10 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
   sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
   int s = sqlite3_step(st->get);
   if (s == SQLITE_ROW) {
-    rc = decode(st, sqlite3_column_blob(st->get, 0), (size_t)sqlite3_column_bytes(st->get, 0),
-                out, err);
-    if (rc == AS_OK && st->cache && k.s) cache_store(st, k.tag, mkey_dup(&k), out);
+    const void *rec = sqlite3_column_blob(st->get, 0);
+    size_t len = (size_t)sqlite3_column_bytes(st->get, 0);
+    rc = decode(st, rec, len, out, err);
+    if (rc == AS_OK && st->cache) cache_store(st, k.tag, entry_new(&k, rec, len));
   } else if (s == SQLITE_DONE) {
     rc = AS_ENOTFOUND;
   } else {
@@ -496,7 +497,7 @@ done:
   return rc;
 }
 
-static int stage_cache(as_state *st, uint64_t tag, char **mk, const as_version *v) {
+static int stage_cache(as_state *st, uint64_t tag, cache_entry *e) {
   if (st->npending == st->cappending) {
     size_t cap = st->cappending ? st->cappending * 2 : 256;
     cache_pending *p = realloc(st->pending, cap * sizeof *p);
@@ -506,9 +507,7 @@ static int stage_cache(as_state *st, uint64_t tag, char **mk, const as_version *
   }
   cache_pending *p = &st->pending[st->npending++];
   p->tag = tag;
-  p->mapping_key = *mk;
-  p->v = *v;
-  *mk = NULL;
+  p->e = e;
   return AS_OK;
 }
 
@@ -535,16 +534,16 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
   sqlite3_reset(st->put);
   sqlite3_clear_bindings(st->put);
   if (!st->cache || !k.s) goto done;
-  char *mk = rc == AS_OK ? mkey_dup(&k) : NULL;
-  if (!mk) {
+  cache_entry *e = rc == AS_OK ? entry_new(&k, rec, n) : NULL;
+  if (!e) {
     cache_forget(st, k.tag);
   } else if (st->txn_depth > 0) {
-    if (stage_cache(st, k.tag, &mk, &w) != AS_OK) {
+    if (stage_cache(st, k.tag, e) != AS_OK) {
       cache_forget(st, k.tag);
-      free(mk);
+      free(e);
     }
   } else {
-    cache_store(st, k.tag, mk, &w);
+    cache_store(st, k.tag, e);
   }
 done:
   pthread_mutex_unlock(&st->mu);
@@ -988,7 +987,7 @@ void as_state_versions_close(as_state *st) {
   sqlite3_finalize(st->inflight_del);
   st->get = st->put = st->inflight_put = st->inflight_del = NULL;
   if (st->cache) {
-    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) free(st->cache[i].mapping_key);
+    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) free(st->cache[i]);
     free(st->cache);
     st->cache = NULL;
   }
