@@ -362,7 +362,7 @@ fail:
  * Idle, it sleeps until the -wal file is written (the 50 ms cap covers a checkpoint that
  * restarts the WAL). A commit becomes visible only when the wal-index in the -shm mapping is
  * updated, after the frames are written (and synced), which inotify cannot see: so after an
- * event data_version is checked again after 0.1 ms, then at doubling intervals up to 5 ms,
+ * event data_version is checked again after 0.1 ms, then at doubling intervals up to 1 ms,
  * for 100 ms (every new event starts over at 0.1 ms), instead of every 0.1 ms throughout. */
 static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
   for (;;) {
@@ -383,7 +383,7 @@ static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
     int64_t now = as_monotonic_us(), wait_us = 50000;
     if (now < s->hot_until_us) {
       wait_us = s->hot_step_us;
-      s->hot_step_us = s->hot_step_us * 2 > 5000 ? 5000 : s->hot_step_us * 2;
+      s->hot_step_us = s->hot_step_us * 2 > 1000 ? 1000 : s->hot_step_us * 2;
     }
     if (wait_us > left * 1000) wait_us = left * 1000;
     if (wait_us < 1000) { /* poll() counts milliseconds */
