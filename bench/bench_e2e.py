@@ -400,6 +400,13 @@ def write_mongo(uri, db, lo, rate, seconds, tick=0.01):
 def write_pg(dsn, lo, rate, seconds, tick=0.01):
     con = psycopg2.connect(dsn)
     cur = con.cursor()
+    # The private server runs with synchronous_commit = off: its WAL is then flushed by the WAL
+    # writer every wal_writer_delay (200 ms) under a steady load, and logical decoding sends
+    # only flushed WAL, so a change waited up to 200 ms inside PostgreSQL before any consumer
+    # could see it (pg_to_mongo p50 130-290 ms). The writer commits synchronously (fsync is
+    # off: no disk wait), as an application on a default server does.
+    cur.execute("set synchronous_commit = on")
+    con.commit()
     per = max(1, int(round(rate * tick)))
     sent = []
     i = lo

@@ -69,6 +69,10 @@ $PY "$root/bench/bench_e2e.py" stream --bin "$build/arraysync" --uri "$uri" --ds
   --pg-dir "$work/pg" --mongo-pid "$mpid" --work "$work/stream" --rates 1000,5000 \
   --seconds "$($PY -c "print(max(3.0, 8 * float('$scale')))")"
 
+section "bench_stream: arraysync run streaming SQLite <-> PostgreSQL (no Python in the data path)"
+$PY "$root/bench/bench_stream.py" --bin "$build/arraysync" --dsn "$(mkdb bench_lite_pg)" --work "$work/bstream" \
+  --rows "$(n 50000)" --rate 1000 --seconds "$($PY -c "print(max(3.0, 8 * float('$scale')))")"
+
 section "latency of single isolated changes through arraysync run (MongoDB <-> PostgreSQL)"
 $PY "$root/bench/latency_isolated.py" --bin "$build/arraysync" --uri "$uri" --dsn "$(mkdb bench_latency)" \
   --work "$work/latency" --n "$(n 100)"

@@ -10,17 +10,20 @@
 
 #define STATE_CACHE_SLOTS 16384 /* power of two; direct-mapped cache of hot keys */
 
-typedef struct cache_slot {
-  uint64_t tag;      /* hash of (mapping, key); 0 = empty */
-  char *mapping_key; /* "mapping\x1fkey" for exact comparison */
-  as_version v;
-} cache_slot;
+/* A cached version: its record as stored (see as_state_versions.c; decoded on a hit, so that a
+ * hit reads exactly what the store holds), followed by "mapping\x1fkey\0" for exact
+ * comparison. Slots and pending updates hold one each; its tag (hash of (mapping, key); 0 =
+ * empty slot) is in as_state.cache_tags, a compact array, so that a lookup of a key not cached
+ * touches no entry. */
+typedef struct cache_entry {
+  uint32_t len; /* bytes of the record */
+  char data[];
+} cache_entry;
 
 /* A cache update waiting for the transaction's commit. */
 typedef struct cache_pending {
   uint64_t tag;
-  char *mapping_key;
-  as_version v;
+  cache_entry *e;
 } cache_pending;
 
 typedef struct state_name {
@@ -36,7 +39,9 @@ struct as_state {
   char *path;
   int lock_fd;            /* PATH.lock, held by `run` (as_state_claim) */
   sqlite3_stmt *get, *put;
-  cache_slot *cache;
+  sqlite3_stmt *inflight_put, *inflight_del; /* prepared on first use */
+  cache_entry **cache;    /* STATE_CACHE_SLOTS entries (NULL: empty) */
+  uint64_t *cache_tags;   /* their tags */
   cache_pending *pending;
   size_t npending, cappending;
   state_name *nodes;      /* interned node names, by id */

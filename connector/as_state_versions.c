@@ -373,42 +373,81 @@ const char *as_state_node_name(as_state *st, uint16_t id) {
 
 /* ---------------------------------------------------------------- the cache */
 
-static cache_slot *cache_find(as_state *st, const char *mapping, const char *key, uint64_t *tag,
-                              char **mk) {
+/* "mapping\x1fkey" of a lookup: in buf when it fits (no allocation per lookup), else in heap;
+ * s = NULL when out of memory (the cache is then not used). */
+typedef struct mkey {
+  char *s, *heap;
+  size_t len;
+  uint64_t tag;
+  char buf[256];
+} mkey;
+
+static void mkey_init(mkey *k, const char *mapping, const char *key) {
   size_t lm = strlen(mapping), lk = strlen(key);
-  char *s = malloc(lm + lk + 2);
-  if (!s) return NULL;
-  memcpy(s, mapping, lm);
-  s[lm] = '\x1f';
-  memcpy(s + lm + 1, key, lk + 1);
-  uint64_t h = XXH3_64bits(s, lm + lk + 1);
-  if (h == 0) h = 1;
-  *tag = h;
-  *mk = s;
-  return st->cache ? &st->cache[h & (STATE_CACHE_SLOTS - 1)] : NULL;
+  k->heap = NULL;
+  k->len = lm + lk + 1;
+  k->s = k->len < sizeof k->buf ? k->buf : (k->heap = malloc(k->len + 1));
+  k->tag = 0;
+  if (!k->s) return;
+  memcpy(k->s, mapping, lm);
+  k->s[lm] = '\x1f';
+  memcpy(k->s + lm + 1, key, lk + 1);
+  k->tag = XXH3_64bits(k->s, k->len);
+  if (k->tag == 0) k->tag = 1;
 }
 
-static void cache_store(as_state *st, uint64_t tag, char *mk, const as_version *v) {
-  cache_slot *slot = &st->cache[tag & (STATE_CACHE_SLOTS - 1)];
-  free(slot->mapping_key);
-  slot->mapping_key = mk;
-  slot->tag = tag;
-  slot->v = *v;
+/* An entry holding rec and k's key (NULL: out of memory). */
+static cache_entry *entry_new(const mkey *k, const void *rec, size_t len) {
+  cache_entry *e = k->s ? malloc(sizeof *e + len + k->len + 1) : NULL;
+  if (!e) return NULL;
+  e->len = (uint32_t)len;
+  memcpy(e->data, rec, len);
+  memcpy(e->data + len, k->s, k->len + 1);
+  return e;
+}
+
+static bool entry_is(const cache_entry *e, const mkey *k) {
+  return e && strcmp(e->data + e->len, k->s) == 0;
+}
+
+static size_t slot_of(uint64_t tag) { return (size_t)(tag & (STATE_CACHE_SLOTS - 1)); }
+
+/* The cached entry of k, or NULL. */
+static const cache_entry *cache_hit(const as_state *st, const mkey *k) {
+  if (!st->cache || !k->s) return NULL;
+  size_t i = slot_of(k->tag);
+  if (st->cache_tags[i] != k->tag) return NULL;
+  return entry_is(st->cache[i], k) ? st->cache[i] : NULL;
+}
+
+/* Takes e (freed when it cannot be kept). */
+static void cache_store(as_state *st, uint64_t tag, cache_entry *e) {
+  if (!st->cache || !e) {
+    free(e);
+    return;
+  }
+  size_t i = slot_of(tag);
+  free(st->cache[i]);
+  st->cache[i] = e;
+  st->cache_tags[i] = tag;
 }
 
 static void cache_forget(as_state *st, uint64_t tag) {
-  cache_slot *slot = &st->cache[tag & (STATE_CACHE_SLOTS - 1)];
-  if (slot->tag == tag) slot->tag = 0;
+  if (st->cache && st->cache_tags[slot_of(tag)] == tag) st->cache_tags[slot_of(tag)] = 0;
+}
+
+static void cache_clear(as_state *st) {
+  if (st->cache_tags) memset(st->cache_tags, 0, STATE_CACHE_SLOTS * sizeof *st->cache_tags);
 }
 
 void as_state_cache_settle(as_state *st, bool committed) {
   for (size_t i = 0; i < st->npending; i++) {
     cache_pending *p = &st->pending[i];
     if (committed && st->cache) {
-      cache_store(st, p->tag, p->mapping_key, &p->v);
+      cache_store(st, p->tag, p->e);
     } else {
       if (st->cache) cache_forget(st, p->tag);
-      free(p->mapping_key);
+      free(p->e);
     }
   }
   st->npending = 0;
@@ -418,23 +457,19 @@ void as_state_cache_settle(as_state *st, bool committed) {
 
 int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
                          as_error *err) {
-  uint64_t tag = 0;
-  char *mk = NULL;
+  mkey k;
   int rc;
   int64_t mid = 0;
   pthread_mutex_lock(&st->mu);
-  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
+  mkey_init(&k, mapping, key);
   /* inside a transaction, a put of this batch may not be in the cache yet */
-  for (size_t i = st->npending; i-- > 0;) {
-    if (st->pending[i].tag == tag && mk && strcmp(st->pending[i].mapping_key, mk) == 0) {
-      *out = st->pending[i].v;
-      rc = AS_OK;
-      goto done;
-    }
+  const cache_entry *hit = NULL;
+  for (size_t i = st->npending; k.s && !hit && i-- > 0;) {
+    if (st->pending[i].tag == k.tag && entry_is(st->pending[i].e, &k)) hit = st->pending[i].e;
   }
-  if (slot && slot->tag == tag && slot->mapping_key && mk && strcmp(slot->mapping_key, mk) == 0) {
-    *out = slot->v;
-    rc = AS_OK;
+  if (!hit) hit = cache_hit(st, &k);
+  if (hit) {
+    rc = decode(st, (const uint8_t *)hit->data, hit->len, out, err);
     goto done;
   }
   rc = st->get ? name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, false, &mid, err)
@@ -444,12 +479,10 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
   sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
   int s = sqlite3_step(st->get);
   if (s == SQLITE_ROW) {
-    rc = decode(st, sqlite3_column_blob(st->get, 0), (size_t)sqlite3_column_bytes(st->get, 0),
-                out, err);
-    if (rc == AS_OK && slot && mk) {
-      cache_store(st, tag, mk, out);
-      mk = NULL;
-    }
+    const void *rec = sqlite3_column_blob(st->get, 0);
+    size_t len = (size_t)sqlite3_column_bytes(st->get, 0);
+    rc = decode(st, rec, len, out, err);
+    if (rc == AS_OK && st->cache) cache_store(st, k.tag, entry_new(&k, rec, len));
   } else if (s == SQLITE_DONE) {
     rc = AS_ENOTFOUND;
   } else {
@@ -459,11 +492,11 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
   sqlite3_clear_bindings(st->get);
 done:
   pthread_mutex_unlock(&st->mu);
-  free(mk);
+  free(k.heap);
   return rc;
 }
 
-static int stage_cache(as_state *st, uint64_t tag, char **mk, const as_version *v) {
+static int stage_cache(as_state *st, uint64_t tag, cache_entry *e) {
   if (st->npending == st->cappending) {
     size_t cap = st->cappending ? st->cappending * 2 : 256;
     cache_pending *p = realloc(st->pending, cap * sizeof *p);
@@ -473,16 +506,13 @@ static int stage_cache(as_state *st, uint64_t tag, char **mk, const as_version *
   }
   cache_pending *p = &st->pending[st->npending++];
   p->tag = tag;
-  p->mapping_key = *mk;
-  p->v = *v;
-  *mk = NULL;
+  p->e = e;
   return AS_OK;
 }
 
 int as_state_version_put(as_state *st, const char *mapping, const char *key,
                          const as_version *v, as_error *err) {
-  uint64_t tag = 0;
-  char *mk = NULL;
+  mkey k = {0};
   int64_t mid = 0;
   uint16_t origin = 0;
   uint8_t rec[REC_MAX];
@@ -493,7 +523,7 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
   if (rc != AS_OK) goto done;
   if (!w.updated_us) w.updated_us = as_now_us();
   size_t n = encode(&w, origin, rec);
-  cache_slot *slot = cache_find(st, mapping, key, &tag, &mk);
+  mkey_init(&k, mapping, key);
   sqlite3_bind_int64(st->put, 1, mid);
   sqlite3_bind_text(st->put, 2, key, -1, SQLITE_STATIC);
   sqlite3_bind_blob(st->put, 3, rec, (int)n, SQLITE_STATIC);
@@ -502,18 +532,21 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
   if (sqlite3_step(st->put) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "write version");
   sqlite3_reset(st->put);
   sqlite3_clear_bindings(st->put);
-  if (!slot || !mk) goto done;
-  if (rc != AS_OK) {
-    cache_forget(st, tag);
+  if (!st->cache || !k.s) goto done;
+  cache_entry *e = rc == AS_OK ? entry_new(&k, rec, n) : NULL;
+  if (!e) {
+    cache_forget(st, k.tag);
   } else if (st->txn_depth > 0) {
-    if (stage_cache(st, tag, &mk, &w) != AS_OK) cache_forget(st, tag);
+    if (stage_cache(st, k.tag, e) != AS_OK) {
+      cache_forget(st, k.tag);
+      free(e);
+    }
   } else {
-    cache_store(st, tag, mk, &w);
-    mk = NULL;
+    cache_store(st, k.tag, e);
   }
 done:
   pthread_mutex_unlock(&st->mu);
-  free(mk);
+  free(k.heap);
   return rc;
 }
 
@@ -530,7 +563,7 @@ int as_state_versions_forget(as_state *st, const char *mapping, as_error *err) {
       if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "forget versions");
     }
     sqlite3_finalize(q);
-    for (size_t i = 0; st->cache && i < STATE_CACHE_SLOTS; i++) st->cache[i].tag = 0;
+    cache_clear(st);
     as_state_cache_settle(st, false);
   }
   pthread_mutex_unlock(&st->mu);
@@ -548,9 +581,7 @@ int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *
   }
   if (n < 0) as_state_sqlerr(st, err, "purge tombstones");
   sqlite3_finalize(s);
-  if (n > 0 && st->cache) {
-    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) st->cache[i].tag = 0;
-  }
+  if (n > 0) cache_clear(st);
   pthread_mutex_unlock(&st->mu);
   return n;
 }
@@ -683,32 +714,38 @@ int64_t as_state_repair_count(as_state *st) {
 
 /* ---------------------------------------------------------------- batches in flight */
 
-static int exec_bind(as_state *st, const char *sql, const char *a, const char *b, const char *c,
-                     as_error *err) {
+/* Runs the statement *q (prepared from sql on first use, kept until close) with text
+ * parameters a, b, c (b and c may be NULL). */
+static int exec_bind(as_state *st, sqlite3_stmt **q, const char *sql, const char *a,
+                     const char *b, const char *c, as_error *err) {
   pthread_mutex_lock(&st->mu);
-  sqlite3_stmt *q = NULL;
   int rc = AS_OK;
-  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) {
+  if (!*q && sqlite3_prepare_v2(st->db, sql, -1, q, NULL) != SQLITE_OK) {
     rc = as_state_sqlerr(st, err, "in-flight batches");
+    sqlite3_finalize(*q);
+    *q = NULL;
   } else {
-    sqlite3_bind_text(q, 1, a, -1, SQLITE_STATIC);
-    if (b || c) sqlite3_bind_text(q, 2, b, -1, SQLITE_STATIC);
-    if (c) sqlite3_bind_text(q, 3, c, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "in-flight batches");
+    sqlite3_bind_text(*q, 1, a, -1, SQLITE_STATIC);
+    if (b || c) sqlite3_bind_text(*q, 2, b, -1, SQLITE_STATIC);
+    if (c) sqlite3_bind_text(*q, 3, c, -1, SQLITE_STATIC);
+    if (sqlite3_step(*q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "in-flight batches");
+    sqlite3_reset(*q);
+    sqlite3_clear_bindings(*q);
   }
-  sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);
   return rc;
 }
 
 int as_state_inflight_put(as_state *st, const char *stream_id, const char *ckpt, const char *keys,
                           as_error *err) {
-  return exec_bind(st, "INSERT OR REPLACE INTO inflight(stream_id, ckpt, keys) VALUES (?1, ?2, ?3)",
+  return exec_bind(st, &st->inflight_put,
+                   "INSERT OR REPLACE INTO inflight(stream_id, ckpt, keys) VALUES (?1, ?2, ?3)",
                    stream_id, ckpt, keys ? keys : "", err);
 }
 
 int as_state_inflight_del(as_state *st, const char *stream_id, as_error *err) {
-  return exec_bind(st, "DELETE FROM inflight WHERE stream_id = ?1", stream_id, NULL, NULL, err);
+  return exec_bind(st, &st->inflight_del, "DELETE FROM inflight WHERE stream_id = ?1", stream_id,
+                   NULL, NULL, err);
 }
 
 int as_state_inflight_get(as_state *st, const char *stream_id, char **ckpt, char **keys,
@@ -908,8 +945,15 @@ int as_state_versions_open(as_state *st, as_error *err) {
     if ((rc = upgrade_v1(st, err)) != AS_OK) goto fail_rb;
     sqlite3_exec(st->db, "ALTER TABLE repairs ADD COLUMN delta TEXT", NULL, NULL, NULL); /* early v2 */
     if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) goto sqlfail_rb;
-    if (!(st->cache = calloc(STATE_CACHE_SLOTS, sizeof *st->cache)))
+    st->cache = calloc(STATE_CACHE_SLOTS, sizeof *st->cache);
+    st->cache_tags = calloc(STATE_CACHE_SLOTS, sizeof *st->cache_tags);
+    if (!st->cache || !st->cache_tags) {
+      free(st->cache);
+      free(st->cache_tags);
+      st->cache = NULL;
+      st->cache_tags = NULL;
       return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    }
     return AS_OK;
   fail_rb:
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -938,12 +982,16 @@ sqlfail : {
 void as_state_versions_close(as_state *st) {
   sqlite3_finalize(st->get);
   sqlite3_finalize(st->put);
-  st->get = st->put = NULL;
+  sqlite3_finalize(st->inflight_put);
+  sqlite3_finalize(st->inflight_del);
+  st->get = st->put = st->inflight_put = st->inflight_del = NULL;
   if (st->cache) {
-    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) free(st->cache[i].mapping_key);
+    for (size_t i = 0; i < STATE_CACHE_SLOTS; i++) free(st->cache[i]);
     free(st->cache);
     st->cache = NULL;
   }
+  free(st->cache_tags);
+  st->cache_tags = NULL;
   as_state_cache_settle(st, false);
   free(st->pending);
   for (size_t i = 0; i < st->nnodes; i++) free(st->nodes[i].name);

@@ -237,7 +237,8 @@ struct as_stream {
   int64_t data_version;
   sqlite3_stmt *st_read, *st_dv, *st_end;
   int ifd, wd;
-  int64_t hot_until_ms; /* inotify mode: poll data_version fast until then */
+  int64_t hot_until_us, hot_step_us; /* inotify mode: after a write, check data_version at
+                                      * hot_step_us (doubling) until hot_until_us */
 };
 
 static void close_stream(as_stream *s) {
@@ -357,7 +358,12 @@ fail:
   return ret;
 }
 
-/* Waits until another connection commits (data_version changes) or the deadline passes. */
+/* Waits until another connection commits (data_version changes) or the deadline passes.
+ * Idle, it sleeps until the -wal file is written (the 50 ms cap covers a checkpoint that
+ * restarts the WAL). A commit becomes visible only when the wal-index in the -shm mapping is
+ * updated, after the frames are written (and synced), which inotify cannot see: so after an
+ * event data_version is checked again after 0.1 ms, then at doubling intervals up to 1 ms,
+ * for 100 ms (every new event starts over at 0.1 ms), instead of every 0.1 ms throughout. */
 static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
   for (;;) {
     int64_t dv = 0;
@@ -369,21 +375,30 @@ static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
     }
     int64_t left = deadline_ms - mono_ms();
     if (left <= 0) return AS_OK;
-    if (s->ifd >= 0 && mono_ms() >= s->hot_until_ms) {
-      /* idle: sleep until the -wal file is written (the 50 ms cap covers a checkpoint that
-       * restarts the WAL). A commit becomes visible only when the wal-index in the -shm
-       * mapping is updated, after the frames are written (and synced), which inotify cannot
-       * see: so an event starts a short burst of fast data_version checks. */
-      struct pollfd p = {.fd = s->ifd, .events = POLLIN};
-      if (poll(&p, 1, (int)(left < 50 ? left : 50)) > 0) {
-        char buf[4096];
-        while (read(s->ifd, buf, sizeof buf) > 0) {
-        }
-        s->hot_until_ms = mono_ms() + 100;
-      }
-    } else {
-      struct timespec ts = {0, s->ifd >= 0 ? 100000 : 1000000}; /* 0.1 ms hot, 1 ms polling */
+    if (s->ifd < 0) {
+      struct timespec ts = {0, 1000000}; /* no inotify: poll every 1 ms */
       nanosleep(&ts, NULL);
+      continue;
+    }
+    int64_t now = as_monotonic_us(), wait_us = 50000;
+    if (now < s->hot_until_us) {
+      wait_us = s->hot_step_us;
+      s->hot_step_us = s->hot_step_us * 2 > 1000 ? 1000 : s->hot_step_us * 2;
+    }
+    if (wait_us > left * 1000) wait_us = left * 1000;
+    if (wait_us < 1000) { /* poll() counts milliseconds */
+      struct timespec ts = {0, (long)wait_us * 1000};
+      nanosleep(&ts, NULL);
+    } else {
+      struct pollfd p = {.fd = s->ifd, .events = POLLIN};
+      poll(&p, 1, (int)(wait_us / 1000));
+    }
+    char buf[4096];
+    bool written = false;
+    while (read(s->ifd, buf, sizeof buf) > 0) written = true;
+    if (written) {
+      s->hot_until_us = as_monotonic_us() + 100000;
+      s->hot_step_us = 100;
     }
   }
 }
