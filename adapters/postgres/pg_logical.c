@@ -83,6 +83,7 @@ struct pg_lstream {
   lcol *cols[2];     /* scratch TupleData columns (old, new) */
   size_t capcols;
   char comp[128];
+  bool offline;      /* pg_logical_decode: no connection, no reads by key */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -390,6 +391,11 @@ static int fill_missing(pg_lstream *s, const pg_table *t, as_delta *d, bool *gon
   bool missing = false;
   for (size_t c = 0; c < sc->ncols; c++) missing = missing || !as_row_has(&d->row, c);
   if (!missing) return AS_OK;
+  if (s->offline) {
+    return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
+                        "mapping %s: columns missing from the change, and no connection to "
+                        "read them from (decoder test)", sc->name);
+  }
   if (!s->aux) {
     char what[160];
     snprintf(what, sizeof what, "%s (reads)", s->comp);
@@ -934,4 +940,26 @@ int pg_lstream_ack(pg_lstream *s, const char *pos, as_error *err) {
   s->acked = lsn;
   if (!s->started) return AS_OK; /* reported with the first status update */
   return send_status(s, false, err);
+}
+
+/* ------------------------------------------------------------------ test entry */
+
+int pg_logical_decode(as_node *n, const char *consumer, const uint8_t *const *msg,
+                      const size_t *len, size_t nmsg, as_batch *out, as_error *err) {
+  pg_lstream *s = calloc(1, sizeof *s);
+  if (!s || !(s->consumer = strdup(consumer ? consumer : ""))) {
+    free(s);
+    return nomem(err);
+  }
+  s->n = n;
+  s->offline = true;
+  snprintf(s->comp, sizeof s->comp, "source:postgres:%s", n->name);
+  int rc = AS_OK;
+  for (size_t i = 0; i < nmsg && rc == AS_OK; i++) {
+    cur c = {.p = msg[i], .n = len[i]};
+    bool committed = false;
+    rc = on_message(s, &c, out, &committed, err);
+  }
+  pg_lstream_close(s);
+  return rc;
 }
