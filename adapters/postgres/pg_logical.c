@@ -372,7 +372,9 @@ static int put_image(const lrel *r, const pg_table *t, const lcol *newc, int nne
     if (cols[i].kind == 'u') whole = false;
   }
   as_error e;
-  if (whole && put_cols(r, t, cols, nnew, NULL, false, &tmp, &e) == AS_OK) {
+  whole = whole && put_cols(r, t, cols, nnew, NULL, false, &tmp, &e) == AS_OK;
+  for (size_t k = 0; whole && k < t->s->ncols; k++) whole = as_row_has(&tmp.row, k);
+  if (whole) {
     d->image = tmp.row;
     memset(&tmp.row, 0, sizeof tmp.row);
   }
@@ -513,6 +515,12 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
     if (tag != 'N') return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed change message");
     if ((rc = read_tuple(s, c, 1, &nnew, err)) != AS_OK) return rc;
   }
+  /* pgoutput writes a tuple's columns as the Relation message listed them, all of them */
+  if ((oldkind && nold != r->ncols) || (op != 'D' && nnew != r->ncols)) {
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR,
+                        "malformed change message: a tuple of %d columns for relation %s of %d",
+                        oldkind && nold != r->ncols ? nold : nnew, r->name, r->ncols);
+  }
   const lcol *oldc = s->cols[0], *newc = s->cols[1];
   if (r->marks) {
     if (op != 'D') set_mark(s, r, newc, nnew);
@@ -599,15 +607,23 @@ static int on_message(pg_lstream *s, cur *c, as_batch *out, bool *committed, as_
   char type = (char)get_u8(c);
   *committed = false;
   switch (type) {
-    case 'B':
+    case 'B': {
       s->final_lsn = get_be(c, 8);
-      s->ts_us = (int64_t)get_be(c, 8) + PG_EPOCH_US;
+      int64_t ts = (int64_t)get_be(c, 8); /* commit time, µs since 2000 */
       snprintf(s->xid, sizeof s->xid, "%u", (unsigned)get_be(c, 4));
+      if (c->bad) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed Begin message");
+      /* a commit time the HLC (Unix µs << 8) cannot hold is not a server's clock */
+      if (ts < -PG_EPOCH_US || ts > (INT64_MAX >> 8) - PG_EPOCH_US) {
+        return as_error_set(err, AS_DOM_POSTGRES, AS_ERR,
+                            "malformed Begin message: commit time %" PRId64 " out of range", ts);
+      }
+      s->ts_us = ts + PG_EPOCH_US;
       s->in_txn = true;
       free(s->origin);
       s->origin = NULL;
       s->local_only = false;
-      return c->bad ? as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed Begin message") : AS_OK;
+      return AS_OK;
+    }
     case 'C': {
       get_u8(c);                      /* flags */
       get_be(c, 8);                   /* commit LSN */
