@@ -491,8 +491,9 @@ static void set_mark(pg_lstream *s, const lrel *r, const lcol *cols, int n) {
   free(s->origin);
   s->origin = NULL;
   s->local_only = false;
+  /* empty, or with a NUL byte (not PostgreSQL text): no origin */
   if (r->origin_col < 0 || r->origin_col >= n || cols[r->origin_col].kind != 't' ||
-      cols[r->origin_col].len == 0)
+      cols[r->origin_col].len == 0 || memchr(cols[r->origin_col].p, 0, cols[r->origin_col].len))
     return;
   s->origin = strndup(cols[r->origin_col].p, cols[r->origin_col].len);
   s->local_only = s->origin && strcmp(s->origin, AS_ORIGIN_LOCAL_ONLY) == 0;
