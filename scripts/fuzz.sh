@@ -2,7 +2,7 @@
 # The fuzz targets of tests/fuzz/ (libFuzzer, clang, ASan + UBSan + LeakSanitizer).
 #   scripts/fuzz.sh build               builds them into build-fuzz/ (BUILD_DIR overrides)
 #   scripts/fuzz.sh TARGET [SECONDS]    fuzzes TARGET (fuzz_yaml, fuzz_json, fuzz_bson,
-#                                       fuzz_value, fuzz_changelog) for SECONDS (default 600;
+#                                       fuzz_value, fuzz_changelog, fuzz_pgoutput) for SECONDS (default 600;
 #                                       FUZZ_RUNS=N stops after N executions instead)
 #   scripts/fuzz.sh ci [RUNS]           every target for RUNS executions (default 10000), in turn
 #   scripts/fuzz.sh coverage [DIR]      line coverage of mappings/ and the adapters' decoders
@@ -14,7 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-fuzz}
-targets=(fuzz_yaml fuzz_json fuzz_bson fuzz_value fuzz_changelog)
+targets=(fuzz_yaml fuzz_json fuzz_bson fuzz_value fuzz_changelog fuzz_pgoutput)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 

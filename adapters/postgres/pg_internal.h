@@ -155,6 +155,13 @@ int pg_lstream_poll(pg_lstream *s, as_batch *out, size_t max, int wait_ms, as_er
 int pg_lstream_ack(pg_lstream *s, const char *pos, as_error *err);
 int pg_lstream_position(pg_lstream *s, char **out, as_error *err);
 void pg_lstream_close(pg_lstream *s);
+/* Test-only (tests/fuzz/fuzz_pgoutput.c): decodes pgoutput messages (msg[i], len[i] bytes:
+ * the body of an XLogData, from its type byte on) in order with the stream's decoder, on node
+ * n (built by init, never connected) for `consumer`, appending deltas and dead letters to out;
+ * stops at the first error. With no connection, an insert missing columns (unchanged TOAST
+ * values the stream would read by key) becomes a dead letter. */
+int pg_logical_decode(as_node *n, const char *consumer, const uint8_t *const *msg,
+                      const size_t *len, size_t nmsg, as_batch *out, as_error *err);
 
 int pg_snapshot_open(as_node *n, const as_schema *s, const char *after_key, as_snapshot **out,
                      as_error *err);

@@ -83,6 +83,7 @@ struct pg_lstream {
   lcol *cols[2];     /* scratch TupleData columns (old, new) */
   size_t capcols;
   char comp[128];
+  bool offline;      /* pg_logical_decode: no connection, no reads by key */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -371,7 +372,9 @@ static int put_image(const lrel *r, const pg_table *t, const lcol *newc, int nne
     if (cols[i].kind == 'u') whole = false;
   }
   as_error e;
-  if (whole && put_cols(r, t, cols, nnew, NULL, false, &tmp, &e) == AS_OK) {
+  whole = whole && put_cols(r, t, cols, nnew, NULL, false, &tmp, &e) == AS_OK;
+  for (size_t k = 0; whole && k < t->s->ncols; k++) whole = as_row_has(&tmp.row, k);
+  if (whole) {
     d->image = tmp.row;
     memset(&tmp.row, 0, sizeof tmp.row);
   }
@@ -390,6 +393,11 @@ static int fill_missing(pg_lstream *s, const pg_table *t, as_delta *d, bool *gon
   bool missing = false;
   for (size_t c = 0; c < sc->ncols; c++) missing = missing || !as_row_has(&d->row, c);
   if (!missing) return AS_OK;
+  if (s->offline) {
+    return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
+                        "mapping %s: columns missing from the change, and no connection to "
+                        "read them from (decoder test)", sc->name);
+  }
   if (!s->aux) {
     char what[160];
     snprintf(what, sizeof what, "%s (reads)", s->comp);
@@ -483,8 +491,9 @@ static void set_mark(pg_lstream *s, const lrel *r, const lcol *cols, int n) {
   free(s->origin);
   s->origin = NULL;
   s->local_only = false;
+  /* empty, or with a NUL byte (not PostgreSQL text): no origin */
   if (r->origin_col < 0 || r->origin_col >= n || cols[r->origin_col].kind != 't' ||
-      cols[r->origin_col].len == 0)
+      cols[r->origin_col].len == 0 || memchr(cols[r->origin_col].p, 0, cols[r->origin_col].len))
     return;
   s->origin = strndup(cols[r->origin_col].p, cols[r->origin_col].len);
   s->local_only = s->origin && strcmp(s->origin, AS_ORIGIN_LOCAL_ONLY) == 0;
@@ -506,6 +515,12 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
   if (op != 'D') {
     if (tag != 'N') return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed change message");
     if ((rc = read_tuple(s, c, 1, &nnew, err)) != AS_OK) return rc;
+  }
+  /* pgoutput writes a tuple's columns as the Relation message listed them, all of them */
+  if ((oldkind && nold != r->ncols) || (op != 'D' && nnew != r->ncols)) {
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR,
+                        "malformed change message: a tuple of %d columns for relation %s of %d",
+                        oldkind && nold != r->ncols ? nold : nnew, r->name, r->ncols);
   }
   const lcol *oldc = s->cols[0], *newc = s->cols[1];
   if (r->marks) {
@@ -593,15 +608,23 @@ static int on_message(pg_lstream *s, cur *c, as_batch *out, bool *committed, as_
   char type = (char)get_u8(c);
   *committed = false;
   switch (type) {
-    case 'B':
+    case 'B': {
       s->final_lsn = get_be(c, 8);
-      s->ts_us = (int64_t)get_be(c, 8) + PG_EPOCH_US;
+      int64_t ts = (int64_t)get_be(c, 8); /* commit time, µs since 2000 */
       snprintf(s->xid, sizeof s->xid, "%u", (unsigned)get_be(c, 4));
+      if (c->bad) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed Begin message");
+      /* a commit time the HLC (Unix µs << 8) cannot hold is not a server's clock */
+      if (ts < -PG_EPOCH_US || ts > (INT64_MAX >> 8) - PG_EPOCH_US) {
+        return as_error_set(err, AS_DOM_POSTGRES, AS_ERR,
+                            "malformed Begin message: commit time %" PRId64 " out of range", ts);
+      }
+      s->ts_us = ts + PG_EPOCH_US;
       s->in_txn = true;
       free(s->origin);
       s->origin = NULL;
       s->local_only = false;
-      return c->bad ? as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed Begin message") : AS_OK;
+      return AS_OK;
+    }
     case 'C': {
       get_u8(c);                      /* flags */
       get_be(c, 8);                   /* commit LSN */
@@ -934,4 +957,26 @@ int pg_lstream_ack(pg_lstream *s, const char *pos, as_error *err) {
   s->acked = lsn;
   if (!s->started) return AS_OK; /* reported with the first status update */
   return send_status(s, false, err);
+}
+
+/* ------------------------------------------------------------------ test entry */
+
+int pg_logical_decode(as_node *n, const char *consumer, const uint8_t *const *msg,
+                      const size_t *len, size_t nmsg, as_batch *out, as_error *err) {
+  pg_lstream *s = calloc(1, sizeof *s);
+  if (!s || !(s->consumer = strdup(consumer ? consumer : ""))) {
+    free(s);
+    return nomem(err);
+  }
+  s->n = n;
+  s->offline = true;
+  snprintf(s->comp, sizeof s->comp, "source:postgres:%s", n->name);
+  int rc = AS_OK;
+  for (size_t i = 0; i < nmsg && rc == AS_OK; i++) {
+    cur c = {.p = msg[i], .n = len[i]};
+    bool committed = false;
+    rc = on_message(s, &c, out, &committed, err);
+  }
+  pg_lstream_close(s);
+  return rc;
 }

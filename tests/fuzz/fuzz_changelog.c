@@ -5,8 +5,8 @@
  *   changed columns against the old row;
  * - the dead-letter raw row form both SQL adapters store and retry (as_adapter_decode_row_json,
  *   adapters/adapter.c), which takes PostgreSQL's column texts through the same text decoder.
- * (The PostgreSQL trigger changelog decoder is a static function of pg_capture.c, being
- * rewritten; pgoutput has no decoder on main yet.)
+ * (The PostgreSQL trigger changelog decoder is a static function of pg_capture.c; the
+ * pgoutput decoder has its own target, fuzz_pgoutput.c.)
  *
  * Input: NEW, or OLD NUL NEW (the old and new JSON texts separated by a NUL byte), decoded
  * through FUZZ_MAP_ALL (every column type, composite key).
