@@ -85,6 +85,9 @@ section "bench_verify: arraysync verify vs a plain full fetch (PostgreSQL + SQLi
 $PY "$root/bench/bench_verify.py" --build "$build" --dsn "$dsn" --uri "$uri" --work "$work/verify" \
   --docs "$(n 1000000)" --mongo-docs "$(n 5000)"
 
+section "bench_wire: bytes on the MongoDB wire per delta, plain vs compressors=zstd (own test server)"
+$PY "$root/bench/bench_wire.py" --bin "$build/arraysync" --docs "$(n 5000)" --work "$work/wire"
+
 section "bench_resolve / bench_lua: conflict resolution per decision (vector vs lww) and per Lua call"
 "$build/bench_resolve" "$(n 2000000)"
 "$build/bench_lua" "$(n 200000)"

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """Print the test server's wire byte counters (serverStatus.network) as one JSON object.
 
-Usage: server_stats.py PORT [--all]
-Sends a single OP_MSG {serverStatus: 1} on a fresh connection to 127.0.0.1:PORT -- no driver
-handshake or monitoring traffic -- and prints {bytesIn, bytesOut, physicalBytesIn,
+Usage: server_stats.py PORT|URI [--all]
+With PORT, sends a single OP_MSG {serverStatus: 1} on a fresh connection to 127.0.0.1:PORT -- no
+driver handshake or monitoring traffic -- and prints {bytesIn, bytesOut, physicalBytesIn,
 physicalBytesOut, numRequests} (with --all: the whole network section, compression per
 compressor included). The counters are cumulative since the server started and, like mongod's,
 already include this request (bytesIn) but not its reply, so the difference between two calls
 includes one serverStatus request and one reply of the first call.
+With a mongodb:// URI (any server, mongod included), asks through pymongo instead: the delta then
+also holds that client's handshake and monitoring traffic (uncompressed, a few kB).
 """
 import json
 import socket
@@ -46,6 +48,15 @@ def server_status(port):
     return reply
 
 
+def server_status_uri(uri):
+    from pymongo import MongoClient
+    client = MongoClient(uri, serverSelectionTimeoutMS=10000)
+    try:
+        return client.admin.command("serverStatus")
+    finally:
+        client.close()
+
+
 def plain(v):
     if isinstance(v, dict):
         return {k: plain(x) for k, x in v.items()}
@@ -53,10 +64,13 @@ def plain(v):
 
 
 def main(argv):
-    if len(argv) < 2 or not argv[1].isdigit():
-        sys.stderr.write("usage: %s PORT [--all]\n" % argv[0])
+    if len(argv) < 2 or not (argv[1].isdigit() or "://" in argv[1]):
+        sys.stderr.write("usage: %s PORT|URI [--all]\n" % argv[0])
         return 2
-    net = server_status(int(argv[1]))["network"]
+    if argv[1].isdigit():
+        net = server_status(int(argv[1]))["network"]
+    else:
+        net = server_status_uri(argv[1])["network"]
     if "--all" not in argv[2:]:
         net = {k: net[k] for k in ("bytesIn", "bytesOut", "physicalBytesIn", "physicalBytesOut", "numRequests")}
     print(json.dumps(plain(net), sort_keys=True))
