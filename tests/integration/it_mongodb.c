@@ -1708,7 +1708,11 @@ static int kept_type(as_type t, int was, const as_value *v) {
   if (t == AS_T_INT64 && v->type == AS_T_INT64) {
     int64_t i = v->u.i;
     if (was == BSON_TYPE_INT32) return i >= INT32_MIN && i <= INT32_MAX ? was : BSON_TYPE_INT64;
-    if (was == BSON_TYPE_DOUBLE) return i >= -(1LL << 53) && i <= (1LL << 53) ? was : BSON_TYPE_INT64;
+    if (was == BSON_TYPE_DOUBLE) { /* a double that holds the integer exactly stays a double */
+      double d = (double)i;
+      bool exact = d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (int64_t)d == i;
+      return exact ? was : BSON_TYPE_INT64;
+    }
     if (was == BSON_TYPE_INT64 || was == BSON_TYPE_DECIMAL128) return was;
   }
   if (t == AS_T_DOUBLE && v->type == AS_T_DOUBLE) {
