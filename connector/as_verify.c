@@ -193,7 +193,7 @@ static int entry_cmp(const void *a, const void *b) {
 static void sort_entries(ventries *l) {
   pthread_mutex_lock(&sort_mu);
   sort_schema = l->s;
-  qsort(l->e, l->n, sizeof *l->e, entry_cmp);
+  if (l->n > 1) qsort(l->e, l->n, sizeof *l->e, entry_cmp);
   pthread_mutex_unlock(&sort_mu);
 }
 

@@ -1720,7 +1720,8 @@ static int kept_type(as_type t, int was, const as_value *v) {
     bool integral = isfinite(d) && d == floor(d);
     if (was == BSON_TYPE_DOUBLE) return was;
     if (was == BSON_TYPE_INT32) return integral && d >= INT32_MIN && d <= INT32_MAX ? was : BSON_TYPE_DOUBLE;
-    if (was == BSON_TYPE_INT64) return integral && fabs(d) < 9007199254740992.0 ? was : BSON_TYPE_DOUBLE;
+    if (was == BSON_TYPE_INT64) /* an int64 that holds the value exactly stays an int64 */
+      return integral && d >= -9223372036854775808.0 && d < 9223372036854775808.0 ? was : BSON_TYPE_DOUBLE;
   }
   if (t == AS_T_DECIMAL && was == BSON_TYPE_DECIMAL128) return was;
   if (t == AS_T_TEXT && (was == BSON_TYPE_SYMBOL || was == BSON_TYPE_UTF8)) return was;
