@@ -71,7 +71,7 @@ static int from_source(engine *e, const as_schema *s, eng_node *src, eng_node *t
   }
   if (rc == AS_ENOTFOUND) {
     d.op = AS_OP_DELETE;
-    as_row_reset(&d.row);
+    as_row_clear(&d.row); /* as_row_copy allocates the row anew */
     rc = as_row_copy(&d.row, keyrow);
   }
   if (rc == AS_OK) rc = as_delta_set_origin(&d, src->cfg->name);

@@ -163,6 +163,7 @@ static int winner_delta(engine *e, const as_schema *s, const char *key, const as
                         const as_version *v, eng_node *to, eng_node *from, bool whole,
                         as_delta *d, as_error *err) {
   int rc = as_delta_init(d, s, v->deleted ? AS_OP_DELETE : whole ? AS_OP_INSERT : AS_OP_UPDATE);
+  if (rc == AS_OK) as_row_clear(&d->row); /* as_row_copy allocates the row anew */
   if (rc != AS_OK || as_row_copy(&d->row, keyrow) != AS_OK)
     return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   if (v->deleted) return AS_OK;
