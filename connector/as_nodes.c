@@ -66,7 +66,7 @@ static int cmp_size(const void *a, const void *b) {
 }
 
 void eng_stripes_lock(engine *e, size_t *idx, size_t n) {
-  qsort(idx, n, sizeof *idx, cmp_size);
+  if (n > 1) qsort(idx, n, sizeof *idx, cmp_size);
   for (size_t i = 0; i < n; i++) {
     if (i > 0 && idx[i] == idx[i - 1]) continue;
     pthread_mutex_lock(&e->stripes[idx[i]]);

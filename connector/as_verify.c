@@ -211,7 +211,7 @@ static int cand_cmp(const void *a, const void *b) {
 void vcand_sort(vpair *p) {
   pthread_mutex_lock(&sort_mu);
   sort_schema = p->s;
-  qsort(p->cand, p->ncand, sizeof *p->cand, cand_cmp);
+  if (p->ncand > 1) qsort(p->cand, p->ncand, sizeof *p->cand, cand_cmp);
   pthread_mutex_unlock(&sort_mu);
 }
 
