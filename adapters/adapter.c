@@ -175,6 +175,31 @@ int as_table_desc_add(as_table_desc *d, const char *name, const char *sql_type, 
   return AS_OK;
 }
 
+static bool same_key(const as_value *a, const as_value *b, size_t nkey) {
+  for (size_t k = 0; k < nkey; k++)
+    if (as_value_compare(&a[k], &b[k]) != 0) return false;
+  return true;
+}
+
+int as_verify_bounds_from_sample(const as_value *sample, size_t n, size_t nkey, size_t parts,
+                                 as_value *out, size_t *got) {
+  *got = 0;
+  for (size_t j = 1; j < parts; j++) {
+    size_t i = j * n / parts;
+    if (i == 0 || i >= n) continue;
+    const as_value *k = sample + i * nkey;
+    if (*got && same_key(k, out + (*got - 1) * nkey, nkey)) continue;
+    for (size_t x = 0; x < nkey; x++) {
+      if (as_value_copy(&out[*got * nkey + x], &k[x]) == AS_OK) continue;
+      for (size_t y = 0; y < (*got + 1) * nkey; y++) as_value_clear(&out[y]);
+      *got = 0;
+      return AS_ERR;
+    }
+    (*got)++;
+  }
+  return AS_OK;
+}
+
 void as_table_desc_free(as_table_desc *d) {
   if (!d) return;
   for (size_t i = 0; i < d->ncols; i++) {

@@ -307,6 +307,13 @@ typedef struct as_adapter {
   void (*verify_close)(as_verify *v);
 } as_adapter;
 
+/* The end of a verify_split over a sample of keys (n keys of nkey values each, already in the
+ * node's key order): parts - 1 evenly spaced keys of the sample become the segment bounds,
+ * copied to out (room for parts * nkey values), a key equal to the previous bound skipped.
+ * *got: how many. AS_ERR only when a copy runs out of memory (out is then cleared). */
+int as_verify_bounds_from_sample(const as_value *sample, size_t n, size_t nkey, size_t parts,
+                                 as_value *out, size_t *got);
+
 /* A table as the server describes it (the adapters' `describe`). */
 typedef struct as_table_column {
   char *name;

@@ -330,29 +330,35 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *e, as_value *out, cha
 /* A typed value as a raw element, the same bytes as as_value_append_bson. */
 int as_bsonw_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) AS_MUSTCHECK;
 
-/* as_bsonw_value with the fixed-size types inline (the update and document writers call it
- * once per column). */
+/* The fixed-size types (and whole-millisecond timestamps) as an element: true and *w the
+ * writer's result; false for any other value (as_bsonw_value writes those). */
+static inline bool as_bsonw_fixed(as_buf *b, const char *key, size_t kl, const as_value *v, int *w) {
+  switch (v->type) {
+    case AS_T_NULL: *w = rw_byte(b, BSON_TYPE_NULL, key, kl, -1); return true;
+    case AS_T_BOOL: *w = rw_byte(b, BSON_TYPE_BOOL, key, kl, v->u.b ? 1 : 0); return true;
+    case AS_T_INT64: *w = rw_int(b, key, kl, v->u.i); return true;
+    case AS_T_DOUBLE: *w = rw_double(b, key, kl, v->u.d); return true;
+    case AS_T_OBJECTID: *w = rw_bytes(b, BSON_TYPE_OID, key, kl, v->u.oid, 12); return true;
+    case AS_T_DATE: *w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)((int64_t)v->u.days * 86400000)); return true;
+    case AS_T_UUID: *w = rw_binary(b, key, kl, BSON_SUBTYPE_UUID, v->u.uuid, 16); return true;
+    case AS_T_TIMESTAMP:
+      if (v->u.ts_us % 1000 != 0) return false;
+      *w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)(v->u.ts_us / 1000));
+      return true;
+    default: return false;
+  }
+}
+
+/* as_bsonw_value with the fixed-size types and plain text inline (the update and document
+ * writers call it once per column); anything else, and every error message, from
+ * as_bsonw_value. */
 static inline AS_MUSTCHECK int as_bsonw_value_inline(as_buf *b, const char *key, size_t kl, const as_value *v,
                                                      as_error *err) {
   int w;
-  switch (v->type) {
-    case AS_T_NULL: w = rw_byte(b, BSON_TYPE_NULL, key, kl, -1); break;
-    case AS_T_BOOL: w = rw_byte(b, BSON_TYPE_BOOL, key, kl, v->u.b ? 1 : 0); break;
-    case AS_T_INT64: w = rw_int(b, key, kl, v->u.i); break;
-    case AS_T_DOUBLE: w = rw_double(b, key, kl, v->u.d); break;
-    case AS_T_OBJECTID: w = rw_bytes(b, BSON_TYPE_OID, key, kl, v->u.oid, 12); break;
-    case AS_T_DATE: w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)((int64_t)v->u.days * 86400000)); break;
-    case AS_T_UUID: w = rw_binary(b, key, kl, BSON_SUBTYPE_UUID, v->u.uuid, 16); break;
-    case AS_T_TEXT:
-      if (!v->u.s.ptr) return as_bsonw_value(b, key, kl, v, err);
-      w = rw_str(b, BSON_TYPE_UTF8, key, kl, v->u.s.ptr, v->u.s.len);
-      break;
-    case AS_T_TIMESTAMP:
-      if (v->u.ts_us % 1000 != 0) return as_bsonw_value(b, key, kl, v, err); /* its error */
-      w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)(v->u.ts_us / 1000));
-      break;
-    default: return as_bsonw_value(b, key, kl, v, err);
-  }
+  if (v->type == AS_T_TEXT && v->u.s.ptr)
+    w = rw_str(b, BSON_TYPE_UTF8, key, kl, v->u.s.ptr, v->u.s.len);
+  else if (!as_bsonw_fixed(b, key, kl, v, &w))
+    return as_bsonw_value(b, key, kl, v, err);
   return w == AS_OK ? AS_OK : as_bsonw_value(b, key, kl, v, err); /* its message */
 }
 

@@ -368,28 +368,18 @@ static AS_MUSTCHECK int string_value(as_buf *b, const char *key, size_t kl, cons
 /* A typed value as an element: the one writer of typed values (as_value_append_bson too). */
 int as_bsonw_value(as_buf *b, const char *key, size_t kl, const as_value *v, as_error *err) {
   int w;
+  if (as_bsonw_fixed(b, key, kl, v, &w)) return w == AS_OK ? AS_OK : too_large(err);
   switch (v->type) {
-    case AS_T_NULL: w = rw_byte(b, BSON_TYPE_NULL, key, kl, -1); break;
-    case AS_T_BOOL: w = rw_byte(b, BSON_TYPE_BOOL, key, kl, v->u.b ? 1 : 0); break;
-    case AS_T_INT64: w = rw_int(b, key, kl, v->u.i); break;
-    case AS_T_DOUBLE: w = rw_double(b, key, kl, v->u.d); break;
     case AS_T_DECIMAL:
     case AS_T_TEXT:
     case AS_T_BYTES:
     case AS_T_JSON: return string_value(b, key, kl, v, err);
-    case AS_T_UUID: w = rw_binary(b, key, kl, BSON_SUBTYPE_UUID, v->u.uuid, 16); break;
-    case AS_T_OBJECTID: w = rw_bytes(b, BSON_TYPE_OID, key, kl, v->u.oid, 12); break;
     case AS_T_TIMESTAMP:
-      if (v->u.ts_us % 1000 != 0)
-        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA,
-                            "timestamp %" PRId64 " µs has sub-millisecond precision, a BSON date cannot hold it",
-                            v->u.ts_us);
-      w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)(v->u.ts_us / 1000));
-      break;
-    case AS_T_DATE: w = rw_64(b, BSON_TYPE_DATE_TIME, key, kl, (uint64_t)((int64_t)v->u.days * 86400000)); break;
+      return as_error_set(err, AS_DOM_MAPPING, AS_EDATA,
+                          "timestamp %" PRId64 " µs has sub-millisecond precision, a BSON date cannot hold it",
+                          v->u.ts_us);
     default: return as_error_set(err, AS_DOM_MAPPING, AS_EINVAL, "bad value type %d", (int)v->type);
   }
-  return w == AS_OK ? AS_OK : too_large(err);
 }
 
 int as_value_append_bson(bson_t *doc, const char *key, int keylen, const as_value *v, as_error *err) {

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local bool alloc_failed;
 
@@ -32,17 +33,7 @@ json_t *as_json_loadb(const char *buf, size_t len, size_t flags, json_error_t *e
 }
 
 json_t *as_json_loads(const char *text, size_t flags, json_error_t *error) {
-  alloc_failed = false;
-  json_t *j = json_loads(text, flags, error);
-  if (alloc_failed) {
-    json_decref(j);
-    if (error) {
-      snprintf(error->text, sizeof error->text, "out of memory");
-      error->text[JSON_ERROR_TEXT_LENGTH - 1] = (char)json_error_out_of_memory; /* json_error_code */
-    }
-    return NULL;
-  }
-  return j;
+  return as_json_loadb(text, strlen(text), flags, error);
 }
 
 char *as_json_dumps(const json_t *j, size_t flags) {

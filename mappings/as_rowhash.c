@@ -378,19 +378,23 @@ static int cmp_member(const void *a, const void *b, void *ctx) {
   return x->idx < y->idx ? -1 : (x->idx > y->idx);
 }
 
+static void insertion_sort(jmember *m, size_t n, const uint8_t *base) {
+  for (size_t i = 1; i < n; i++) {
+    jmember t = m[i];
+    size_t j = i;
+    while (j > 0 && cmp_member(&m[j - 1], &t, (void *)base) > 0) {
+      m[j] = m[j - 1];
+      j--;
+    }
+    m[j] = t;
+  }
+}
+
 /* qsort with a context, as a small insertion/merge sort (qsort_r is not in C11). */
 static void sort_members(jmember *m, size_t n, const uint8_t *base) {
   if (n < 2) return;
   if (n <= 16) {
-    for (size_t i = 1; i < n; i++) {
-      jmember t = m[i];
-      size_t j = i;
-      while (j > 0 && cmp_member(&m[j - 1], &t, (void *)base) > 0) {
-        m[j] = m[j - 1];
-        j--;
-      }
-      m[j] = t;
-    }
+    insertion_sort(m, n, base);
     return;
   }
   size_t h = n / 2;
@@ -398,15 +402,7 @@ static void sort_members(jmember *m, size_t n, const uint8_t *base) {
   sort_members(m + h, n - h, base);
   jmember *tmp = malloc(n * sizeof *tmp);
   if (!tmp) { /* fall back to insertion (still correct) */
-    for (size_t i = 1; i < n; i++) {
-      jmember t = m[i];
-      size_t j = i;
-      while (j > 0 && cmp_member(&m[j - 1], &t, (void *)base) > 0) {
-        m[j] = m[j - 1];
-        j--;
-      }
-      m[j] = t;
-    }
+    insertion_sort(m, n, base);
     return;
   }
   size_t i = 0, j = h, k = 0;

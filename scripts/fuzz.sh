@@ -17,6 +17,8 @@ build=${BUILD_DIR:-$root/build-fuzz}
 targets=(fuzz_yaml fuzz_json fuzz_bson fuzz_value fuzz_changelog fuzz_pgoutput)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# fuzz_yaml writes each input to a file (as_config_load takes a path): keep that off the disk
+if [ -z "${TMPDIR:-}" ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 
 build_targets() { # DIR CMAKE_ARGS...
   local dir=$1
@@ -81,6 +83,10 @@ case "$cmd" in
     t=$cmd
     secs=${2:-600}
     [ -x "$build/tests/fuzz/$t" ] || build_targets "$build" -DARRAYSYNC_FUZZ=ON
+    # long runs: no allocation stacks and a small quarantine (twice the executions per second;
+    # leaks and memory errors are still caught; replay a crash with the defaults for its stacks)
+    [ -n "${FUZZ_FULL_STACKS:-}" ] ||
+      export ASAN_OPTIONS="$ASAN_OPTIONS:malloc_context_size=0:quarantine_size_mb=16"
     limit=(-max_total_time="$secs")
     [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
     # shellcheck disable=SC2046

@@ -930,14 +930,8 @@ int as_mongo_verify_split(as_verify *v, const as_value *lo, const as_value *hi, 
     sort_s = v->s;
     qsort(c.keys, c.n, nk * sizeof *c.keys, key_qcmp);
     pthread_mutex_unlock(&sort_mu);
-    for (size_t j = 1; j < parts; j++) {
-      size_t i = j * c.n / parts;
-      if (i == 0 || i >= c.n) continue;
-      const as_value *k = c.keys + i * nk;
-      if (got && key_cmp(v->s, k, b + (got - 1) * nk) <= 0) continue;
-      for (size_t x = 0; x < nk; x++) as_value_copy(&b[got * nk + x], &k[x]);
-      got++;
-    }
+    if (as_verify_bounds_from_sample(c.keys, c.n, nk, parts, b, &got) != AS_OK)
+      rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   }
   for (size_t i = 0; i < c.n * nk; i++) as_value_clear(&c.keys[i]);
   free(c.keys);

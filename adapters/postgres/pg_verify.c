@@ -545,22 +545,17 @@ int pg_verify_sign(as_verify *v, const as_value *lo, const as_value *hi, const a
 /* Picks parts - 1 evenly spaced keys out of the n sorted sample rows of r. */
 static int keys_from_sample(as_verify *v, const PGresult *r, size_t parts, as_value *b, size_t *nb,
                             as_error *err) {
-  size_t n = (size_t)PQntuples(r), nk = v->s->nkey, got = 0;
+  size_t n = (size_t)PQntuples(r), nk = v->s->nkey;
   if (n == 0) return AS_OK;
-  for (size_t j = 1; j < parts; j++) {
-    size_t i = j * n / parts;
-    if (i == 0 || i >= n) continue;
-    if (got && i == (size_t)((j - 1) * n / parts)) continue;
-    int rc = read_key(v, r, (int)i, 0, b + got * nk, err);
-    if (rc != AS_OK) return rc;
-    if (got && as_value_compare(&b[got * nk], &b[(got - 1) * nk]) == 0 && nk == 1) {
-      for (size_t k = 0; k < nk; k++) as_value_clear(&b[got * nk + k]);
-      continue;
-    }
-    got++;
-  }
-  *nb = got;
-  return AS_OK;
+  as_value *all = calloc(n * nk, sizeof *all);
+  if (!all) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  int rc = AS_OK;
+  for (size_t i = 0; rc == AS_OK && i < n; i++) rc = read_key(v, r, (int)i, 0, all + i * nk, err);
+  if (rc == AS_OK && as_verify_bounds_from_sample(all, n, nk, parts, b, nb) != AS_OK)
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  for (size_t i = 0; i < n * nk; i++) as_value_clear(&all[i]);
+  free(all);
+  return rc;
 }
 
 static int split_query(as_verify *v, const as_value *lo, const as_value *hi, int64_t rows,
