@@ -11,12 +11,12 @@
  *       projection of the mapped fields (the whole document with a catch-all; bytes = the
  *       documents' sizes).
  *   bench_verify quickseed CONFIG MAPPING NODE...
- *       quick signatures of each NODE's keys (one version each) in the state store, as the
- *       engine records them, so verify --quick can be timed
+ *       versions of each NODE's keys marked as held by it in the state store (one version per
+ *       key), so the quick signatures are those of equal nodes and verify --quick can be timed
  *   bench_verify quickcost DIR KEYS
- *       what verify --quick's bookkeeping (as_quick_batch_note for two nodes per key, a flush
- *       per 1000 keys) costs per key, next to the state store's version write per key that the
- *       apply path already does
+ *       the state store's version puts (two holders per key, batches of 1000, 100 and 10 keys)
+ *       with the quick signatures kept against the same puts without them: what --quick costs
+ *       the apply path
  *   bench_verify touch CONFIG MAPPING NODE N
  *       changes one text column of N rows spread over the key range (keys from the adapter's
  *       verify_split) through the adapter, and prints each key's canonical JSON value.
@@ -266,82 +266,85 @@ static int cmd_touch(const as_config *c, const as_schema *s, const char *name, i
   return 0;
 }
 
-/* The cost --quick adds to the apply path: as_quick_batch_note per key (and a flush per batch
- * of 1000) next to the state store's version write the engine already does per key. */
-static int cmd_quickcost(const char *dir, int n) {
+/* The cost --quick adds to the apply path: the state store's version puts (what the engine
+ * does per key and batch) with the quick signatures kept, against the same puts without them,
+ * in batches of `batch` keys, each key held by two nodes. */
+static int64_t quick_puts(const char *dir, int n, int batch, bool quick) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/quickcost.db", dir);
+  snprintf(path, sizeof path, "%s/quickcost-%d.db", dir, quick ? 1 : 0);
   remove(path);
   as_state *st;
   as_error err;
   if (as_state_open(path, false, &st, &err) != AS_OK) DIE("%s", err.message);
-  as_quick_batch *qb = as_quick_batch_new(st);
-  int64_t t_put = 0, t_note = 0;
-  for (int i = 0; i < n; i += 1000) {
+  as_state_quick_enable(st, quick);
+  uint16_t a, b;
+  if (as_state_node_id(st, "mongo", &a, &err) != AS_OK || as_state_node_id(st, "pg", &b, &err) != AS_OK)
+    DIE("%s", err.message);
+  int64_t t0 = as_monotonic_us();
+  for (int i = 0; i < n; i += batch) {
     if (as_state_begin(st, &err) != AS_OK) DIE("%s", err.message);
-    int64_t t0 = as_monotonic_us();
-    for (int k = i; k < i + 1000 && k < n; k++) {
+    for (int k = i; k < i + batch && k < n; k++) {
       char key[48];
-      snprintf(key, sizeof key, "{\"id\":{\"$oid\":\"6553f1%018d\"}}", k);
+      snprintf(key, sizeof key, "{\"id\":{\"$oid\":\"6553f1%018d\"}}", k % 20000);
       as_version v = {.hlc = AS_HLC_FROM_US(as_now_us()), .origin = "mongo"};
+      v.row_mask = 1ull << (a % 64) | 1ull << (b % 64);
       if (as_state_version_put(st, "customers", key, &v, &err) != AS_OK) DIE("%s", err.message);
     }
-    int64_t t1 = as_monotonic_us();
-    for (int k = i; k < i + 1000 && k < n; k++) {
-      char key[48];
-      snprintf(key, sizeof key, "{\"id\":{\"$oid\":\"6553f1%018d\"}}", k);
-      as_version v = {.hlc = AS_HLC_FROM_US(as_now_us()), .origin = "mongo"};
-      if (as_quick_batch_note(qb, "customers", "pg", key, NULL, &v, &err) != AS_OK ||
-          as_quick_batch_note(qb, "customers", "mongo", key, NULL, &v, &err) != AS_OK)
-        DIE("%s", err.message);
-    }
-    if (as_quick_batch_flush(qb, &err) != AS_OK) DIE("%s", err.message);
-    int64_t t2 = as_monotonic_us();
     if (as_state_commit(st, &err) != AS_OK) DIE("%s", err.message);
-    t_put += t1 - t0;
-    t_note += t2 - t1;
   }
-  printf("quickcost keys=%d version_put_us_per_key=%.3f quick_note_us_per_key=%.3f ratio=%.3f\n", n,
-         (double)t_put / n, (double)t_note / n, (double)t_note / (double)t_put);
-  as_quick_batch_free(qb);
+  int64_t t = as_monotonic_us() - t0;
   as_state_close(st);
   remove(path);
+  return t;
+}
+
+static int cmd_quickcost(const char *dir, int n) {
+  int batches[] = {1000, 100, 10};
+  for (size_t i = 0; i < sizeof batches / sizeof *batches; i++) {
+    int bn = batches[i], nn = bn < 100 ? n / 10 : n;
+    int64_t off = quick_puts(dir, nn, bn, false), on = quick_puts(dir, nn, bn, true);
+    printf("quickcost keys=%d batch=%d version_put_us_per_key=%.3f with_quick_us_per_key=%.3f "
+           "ratio=%.3f\n", nn, bn, (double)off / nn, (double)on / nn, (double)on / (double)off);
+  }
   return 0;
 }
 
-/* Quick signatures for NODE's rows as the engine would have recorded them (every key at one
- * version), so that verify --quick has something to compare in the benchmark. */
+/* Quick signatures as the engine would have recorded them when every named node holds the
+ * rows it holds now (every key at one version), so that verify --quick has something to
+ * compare in the benchmark. */
 static int cmd_quickseed(const as_config *c, const as_schema *s, int nn, char **names) {
   as_state *st;
   as_error err;
   if (as_state_open(c->state_path, false, &st, &err) != AS_OK) DIE("%s", err.message);
   for (int k = 0; k < nn; k++) {
     bnode b = open_node(c, names[k]);
-    as_quick_batch *qb = as_quick_batch_new(st);
+    uint16_t id;
+    if (as_state_node_id(st, names[k], &id, &err) != AS_OK) DIE("%s", err.message);
     as_snapshot *sn;
     if (b.ad->snapshot_open(b.node, s, NULL, &sn, &err) != AS_OK) DIE("%s", err.message);
     as_batch batch = {0};
     size_t n = 0;
     int rc;
-    as_version v = {.hlc = AS_HLC_FROM_US(1700000000000000LL), .origin = "seed"};
     do {
       rc = b.ad->snapshot_next(sn, &batch, 1000, &err);
       if (rc != AS_OK && rc != AS_EOF) DIE("%s", err.message);
+      if (as_state_begin(st, &err) != AS_OK) DIE("%s", err.message);
       for (size_t i = 0; i < batch.n; i++) {
         char *kj = as_key_json_dup(s, &batch.d[i].row, &err);
-        if (!kj || as_quick_batch_note(qb, s->name, names[k], kj, NULL, &v, &err) != AS_OK)
-          DIE("%s", err.message);
+        as_version v;
+        int g = kj ? as_state_version_get(st, s->name, kj, &v, &err) : AS_ERR;
+        if (g == AS_ENOTFOUND) v = (as_version){.hlc = AS_HLC_FROM_US(1700000000000000LL), .origin = "seed"};
+        else if (g != AS_OK) DIE("%s", err.message);
+        as_version_mark_holder(&v, id);
+        if (as_state_version_put(st, s->name, kj, &v, &err) != AS_OK) DIE("%s", err.message);
         free(kj);
         n++;
       }
+      if (as_state_commit(st, &err) != AS_OK) DIE("%s", err.message);
       as_batch_reset(&batch);
     } while (rc == AS_OK);
     as_batch_clear(&batch);
     b.ad->snapshot_close(sn);
-    if (as_state_begin(st, &err) != AS_OK || as_quick_batch_flush(qb, &err) != AS_OK ||
-        as_state_commit(st, &err) != AS_OK)
-      DIE("%s", err.message);
-    as_quick_batch_free(qb);
     b.ad->exit(b.node);
     printf("quickseed %s keys=%zu\n", names[k], n);
   }

@@ -125,9 +125,10 @@ class Part:
             "hash_on=%s" % (a_node, b_node, rep["rows"][a_node], statistics.median(ts), a_node, fetch,
                             statistics.median(ts) / fetch, str(rep["equal"]).lower(), rep["hash_on"]))
         r = run([self.bin("bench_verify"), "quickcost", self.dir, "200000"])
-        k = kv(r.stdout.strip())
-        out("verify.quick_note_cost us_per_key=%s version_put_us_per_key=%s ratio=%s" %
-            (k["quick_note_us_per_key"], k["version_put_us_per_key"], k["ratio"]))
+        for line in r.stdout.strip().split("\n"):
+            k = kv(line)
+            out("verify.quick_put_cost batch=%s version_put_us_per_key=%s with_quick_us_per_key=%s ratio=%s" %
+                (k["batch"], k["version_put_us_per_key"], k["with_quick_us_per_key"], k["ratio"]))
 
     def touch(self, node, n):
         r = run([self.bin("bench_verify"), "touch", self.config, "customers", node, str(n)])

@@ -277,7 +277,7 @@ static void purge_relays(engine *e) {
 /* The supervisor: health, idle exit, tombstone and relay purge, leftover repairs. */
 static void supervise(engine *e) {
   int64_t last_purge = as_now_us(), last_drain = as_now_us(), last_check = as_now_us(),
-          last_gauges = 0;
+          last_gauges = 0, last_quick = as_now_us();
   while (!eng_stopping(e)) {
     eng_sleep_ms(e, 50);
     bool all_idle = true, any_failed = false, all_failed = true;
@@ -309,6 +309,12 @@ static void supervise(engine *e) {
     if (now - last_check > 60 * 1000000LL) {
       check_capture(e);
       last_check = now;
+    }
+    if (now - last_quick > 10 * 1000000LL) {
+      as_error qerr; /* the quick signatures of every pair (no table read) */
+      if (as_verify_quick_gauges(e->cfg, e->state, &qerr) < 0)
+        AS_LOG(AS_LOG_WARN, "verify", "quick signatures: %s", qerr.message);
+      last_quick = as_now_us();
     }
     if (now - last_drain > 5 * 1000000LL && as_state_repair_count(e->state) > 0) {
       as_error derr; /* repairs a pair could not finish (a node was down) */

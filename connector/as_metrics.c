@@ -39,6 +39,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static verify_series vseries[MAX_SERIES];
 static size_t nvseries;
 static int64_t verify_success_s;
+static verify_series qseries[MAX_SERIES]; /* keys: differing quick segments */
+static size_t nqseries;
 static series all[MAX_SERIES];
 static size_t nall;
 static pair_series pairs[MAX_SERIES];
@@ -179,6 +181,23 @@ void as_metrics_verify_diff(const char *mapping, const char *nodes, int64_t keys
   pthread_mutex_unlock(&mu);
 }
 
+bool as_metrics_verify_quick(const char *mapping, const char *nodes, int64_t segments) {
+  pthread_mutex_lock(&mu);
+  size_t i = 0;
+  while (i < nqseries && (strcmp(qseries[i].mapping, mapping) || strcmp(qseries[i].nodes, nodes))) i++;
+  bool was_equal = true;
+  if (i == nqseries && nqseries < MAX_SERIES) {
+    nqseries++;
+    snprintf(qseries[i].mapping, sizeof qseries[i].mapping, "%s", mapping);
+    snprintf(qseries[i].nodes, sizeof qseries[i].nodes, "%s", nodes);
+  } else if (i < nqseries) {
+    was_equal = qseries[i].keys == 0;
+  }
+  if (i < nqseries) qseries[i].keys = segments;
+  pthread_mutex_unlock(&mu);
+  return was_equal && segments > 0;
+}
+
 void as_metrics_verify_success(int64_t unix_seconds) {
   pthread_mutex_lock(&mu);
   verify_success_s = unix_seconds;
@@ -260,6 +279,7 @@ void as_metrics_reset(void) {
   nstrategies = 0;
   nvseries = 0;
   verify_success_s = 0;
+  nqseries = 0;
   nall = 0;
   npairs = 0;
   healthy = true;
@@ -346,6 +366,17 @@ char *as_metrics_render(void) {
                       "periodic verify that completed\n# TYPE arraysync_verify_last_success_timestamp "
                       "gauge\narraysync_verify_last_success_timestamp %lld\n",
                   (long long)verify_success_s);
+  }
+  if (nqseries) {
+    as_buf_append_str(&b, "# HELP arraysync_verify_quick_diff_segments Segments whose quick "
+                          "signatures (state store) differ between two nodes\n# TYPE "
+                          "arraysync_verify_quick_diff_segments gauge\n");
+    for (size_t i = 0; i < nqseries; i++) {
+      as_buf_append_str(&b, "arraysync_verify_quick_diff_segments{");
+      label(&b, "mapping", qseries[i].mapping, false);
+      label(&b, "nodes", qseries[i].nodes, true);
+      as_buf_printf(&b, "} %lld\n", (long long)qseries[i].keys);
+    }
   }
   as_buf_printf(&b, "# HELP arraysync_up 1 when every stream is running\n# TYPE arraysync_up gauge\n"
                     "arraysync_up %d\n", healthy ? 1 : 0);

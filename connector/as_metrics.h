@@ -35,6 +35,9 @@ int64_t as_metrics_total(as_metric m); /* sum over every label set */
  * ("a,b"), and the unix time of the last verify that completed. */
 void as_metrics_verify_diff(const char *mapping, const char *nodes, int64_t keys);
 void as_metrics_verify_success(int64_t unix_seconds);
+/* arraysync_verify_quick_diff_segments{mapping,nodes}; true when the pair was equal (or not
+ * seen) before and now differs. */
+bool as_metrics_verify_quick(const char *mapping, const char *nodes, int64_t segments);
 /* Conflicts: the mapping's conflict strategy (lww | vector | script), shown as the `strategy`
  * label of arraysync_conflicts_total; and the state store the gauge
  * arraysync_conflicts_open{mapping} (conflicts waiting to be settled, `arraysync conflicts`)

@@ -33,8 +33,9 @@ static const char *const schema_sql =
     "  consumer TEXT NOT NULL, value REAL, updated_us INTEGER, PRIMARY KEY(node, metric, consumer));"
     "CREATE TABLE IF NOT EXISTS copied(stream_id TEXT NOT NULL, mapping TEXT NOT NULL,"
     "  copied_us INTEGER NOT NULL, PRIMARY KEY(stream_id, mapping));"
-    "CREATE TABLE IF NOT EXISTS quick_sigs(mapping TEXT NOT NULL, node TEXT NOT NULL,"
-    "  sigs BLOB NOT NULL, updated_us INTEGER NOT NULL, PRIMARY KEY(mapping, node));";
+    "CREATE TABLE IF NOT EXISTS quick_buckets(mapping TEXT NOT NULL, node TEXT NOT NULL,"
+    "  bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum INTEGER NOT NULL,"
+    "  PRIMARY KEY(mapping, node, bucket)) WITHOUT ROWID;";
 
 int as_state_sqlerr(as_state *st, as_error *err, const char *what) {
   return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: %s: %s", what,
@@ -82,6 +83,7 @@ int as_state_open(const char *path, bool readonly, as_state **out, as_error *err
   pthread_mutex_init(&st->mu, &attr);
   pthread_mutexattr_destroy(&attr);
   st->readonly = readonly;
+  st->quick_on = !readonly; /* every writer keeps the quick-verify signatures */
   int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
   int rc = AS_ERR;
@@ -129,6 +131,8 @@ fail:
 void as_state_close(as_state *st) {
   if (!st) return;
   as_state_versions_close(st);
+  as_state_quick_drop_locked(st);
+  free(st->qsets);
   if (st->db) sqlite3_close(st->db);
   if (st->lock_fd >= 0) close(st->lock_fd); /* releases the flock */
   free(st->path);
@@ -151,7 +155,10 @@ static int exec_locked(as_state *st, const char *sql, as_error *err) {
 int as_state_begin(as_state *st, as_error *err) {
   pthread_mutex_lock(&st->mu);
   int rc = AS_OK;
-  if (st->txn_depth++ == 0) rc = exec_locked(st, "BEGIN IMMEDIATE", err);
+  if (st->txn_depth++ == 0) {
+    rc = exec_locked(st, "BEGIN IMMEDIATE", err);
+    if (rc == AS_OK) as_state_external_check_locked(st);
+  }
   if (rc != AS_OK) {
     st->txn_depth--;
     pthread_mutex_unlock(&st->mu);
@@ -162,8 +169,12 @@ int as_state_begin(as_state *st, as_error *err) {
 int as_state_commit(as_state *st, as_error *err) {
   int rc = AS_OK;
   if (st->txn_depth > 0 && --st->txn_depth == 0) {
-    rc = exec_locked(st, "COMMIT", err);
-    if (rc != AS_OK) exec_locked(st, "ROLLBACK", NULL);
+    rc = as_state_quick_flush_locked(st, err);
+    if (rc == AS_OK) rc = exec_locked(st, "COMMIT", err);
+    if (rc != AS_OK) {
+      exec_locked(st, "ROLLBACK", NULL);
+      as_state_quick_drop_locked(st);
+    }
     as_state_cache_settle(st, rc == AS_OK);
   }
   pthread_mutex_unlock(&st->mu);
@@ -173,6 +184,7 @@ int as_state_commit(as_state *st, as_error *err) {
 void as_state_rollback(as_state *st) {
   if (st->txn_depth > 0 && --st->txn_depth == 0) {
     exec_locked(st, "ROLLBACK", NULL);
+    as_state_quick_drop_locked(st);
     as_state_cache_settle(st, false);
   }
   pthread_mutex_unlock(&st->mu);
@@ -534,67 +546,3 @@ done:
   return rc;
 }
 
-/* ---------------------------------------------------------------- quick-verify signatures */
-
-/* One row per (mapping, node): the AS_QUICK_BUCKETS signatures as a blob of little-endian
- * (int64 count, uint64 sum) pairs, so a batch writes each (mapping, node) it touched once. */
-int as_state_quick_store(as_state *st, const char *mapping, const char *node,
-                         const as_quick_sig *sigs, as_error *err) {
-  uint8_t *blob = malloc(AS_QUICK_BUCKETS * 16);
-  if (!blob) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
-  for (size_t i = 0; i < AS_QUICK_BUCKETS; i++) {
-    for (int j = 0; j < 8; j++) {
-      blob[16 * i + (size_t)j] = (uint8_t)((uint64_t)sigs[i].count >> (8 * j));
-      blob[16 * i + 8 + (size_t)j] = (uint8_t)(sigs[i].sum >> (8 * j));
-    }
-  }
-  pthread_mutex_lock(&st->mu);
-  sqlite3_stmt *q = NULL;
-  int rc = AS_OK;
-  if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO quick_sigs(mapping, node, sigs, updated_us) "
-                         "VALUES (?1, ?2, ?3, ?4)", -1, &q, NULL) != SQLITE_OK) {
-    rc = sqlerr(st, err, "write quick signatures");
-  } else {
-    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, node, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(q, 3, blob, AS_QUICK_BUCKETS * 16, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 4, as_now_us());
-    if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "write quick signatures");
-  }
-  sqlite3_finalize(q);
-  pthread_mutex_unlock(&st->mu);
-  free(blob);
-  return rc;
-}
-
-int as_state_quick_load(as_state *st, const char *mapping, const char *node, as_quick_sig *out,
-                        as_error *err) {
-  memset(out, 0, AS_QUICK_BUCKETS * sizeof *out);
-  pthread_mutex_lock(&st->mu);
-  sqlite3_stmt *q = NULL;
-  int rc = AS_ENOTFOUND;
-  if (sqlite3_prepare_v2(st->db, "SELECT sigs FROM quick_sigs WHERE mapping = ?1 AND node = ?2",
-                         -1, &q, NULL) != SQLITE_OK) {
-    /* a state store written before quick signatures existed has no such table */
-    if (!strstr(sqlite3_errmsg(st->db), "no such table")) rc = sqlerr(st, err, "read quick signatures");
-  } else {
-    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, node, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == AS_QUICK_BUCKETS * 16) {
-      const uint8_t *b = sqlite3_column_blob(q, 0);
-      for (size_t i = 0; i < AS_QUICK_BUCKETS; i++) {
-        uint64_t c = 0, s = 0;
-        for (int j = 7; j >= 0; j--) {
-          c = c << 8 | b[16 * i + (size_t)j];
-          s = s << 8 | b[16 * i + 8 + (size_t)j];
-        }
-        out[i].count = (int64_t)c;
-        out[i].sum = s;
-      }
-      rc = AS_OK;
-    }
-  }
-  sqlite3_finalize(q);
-  pthread_mutex_unlock(&st->mu);
-  return rc;
-}

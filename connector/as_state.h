@@ -345,17 +345,25 @@ int as_state_conflict_each(as_state *st, const char *mapping, bool open_only,
                            int (*fn)(void *ctx, const as_conflict *c), void *ctx, as_error *err);
 
 /* Quick-verify signatures (docs/VERIFY.md, `verify --quick`): per mapping and node,
- * AS_QUICK_BUCKETS buckets (by key hash) of (count, sum mod 2^64 of version hashes) of the
- * versions the connector applied to or captured from that node (as_quick_batch in as_verify.h
- * keeps them). store: the whole set of one (mapping, node), within as_state_begin/commit of a
- * batch. load: AS_ENOTFOUND when nothing was ever stored for (mapping, node). */
-#define AS_QUICK_BUCKETS 1024
+ * AS_QUICK_BUCKETS buckets (by as_quick_bucket of the key) of (count, sum mod 2^64) of what
+ * the node holds according to the key's version record: a node marked as holding the key's
+ * current versions (the row's and every column's; as_version_mark_holder and the engine's
+ * holder marks) adds as_quick_digest of the record to its key's bucket (and 1 to its count
+ * unless the record is a tombstone); a node not marked adds nothing. Two nodes' buckets are
+ * equal when the connector believes both hold the same versions of every key in them.
+ * Kept by every as_state_version_put of a store opened read-write (any process: run, verify
+ * --repair, conflicts resolve), written in the same transaction as the versions;
+ * as_state_quick_enable(st, false) stops it (benchmarks of its cost). Stored as one row per
+ * (mapping, node, bucket), only the buckets a transaction changed written. load: the whole set
+ * of one (mapping, node); AS_ENOTFOUND when nothing was ever stored for it. */
+void as_state_quick_enable(as_state *st, bool on);
+uint32_t as_quick_bucket(const char *key);
+uint64_t as_quick_digest(const char *key, const as_version *v);
+#define AS_QUICK_BUCKETS 64
 typedef struct as_quick_sig {
   int64_t count;
   uint64_t sum;
 } as_quick_sig;
-int as_state_quick_store(as_state *st, const char *mapping, const char *node,
-                         const as_quick_sig *sigs, as_error *err);
 int as_state_quick_load(as_state *st, const char *mapping, const char *node, as_quick_sig *out,
                         as_error *err);
 

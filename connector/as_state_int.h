@@ -49,6 +49,12 @@ struct as_state {
   state_name *mappings;   /* interned mapping names */
   size_t nmappings;
   bool conflicts_v2;      /* the conflicts table has the columns of as_conflict_rec */
+  bool quick_on;          /* version puts keep the quick-verify signatures (as_state_quick_enable) */
+  struct quick_set **qsets; /* the signatures in memory, by (mapping, node id) */
+  size_t nq, capq;
+  sqlite3_stmt *dv;       /* PRAGMA data_version */
+  sqlite3_stmt *qput;     /* one quick-verify bucket */
+  int64_t data_version;   /* as last seen: another connection's commit changes it */
 };
 
 /* "state store: what: sqlite message" */
@@ -60,6 +66,20 @@ void as_state_versions_close(as_state *st);
 /* Conflicts part: creates or upgrades the conflicts table (read-write), or notes which form an
  * older store has (read-only). */
 int as_state_conflicts_open(as_state *st, as_error *err);
+/* Quick-verify signatures (as_state_quick.c), all with the lock held:
+ * note: one key's version record changes from old (NULL: none) to now;
+ * flush: writes the sets notes changed (inside the transaction, before COMMIT);
+ * drop: forgets the sets in memory (a rollback: they are read again from the store). */
+int as_state_quick_note_locked(as_state *st, const char *mapping, const char *key,
+                               const as_version *old, const as_version *now, as_error *err);
+int as_state_quick_flush_locked(as_state *st, as_error *err);
+void as_state_quick_drop_locked(as_state *st);
+
+/* At the start of a transaction: when another connection (another process: verify --repair,
+ * conflicts resolve, dlq retry) committed since this one last looked, forgets what this
+ * process keeps in memory (the version cache, the quick signatures). */
+void as_state_external_check_locked(as_state *st);
+
 /* Drops the pending cache updates (rollback) or applies them (commit). */
 void as_state_cache_settle(as_state *st, bool committed);
 

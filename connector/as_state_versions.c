@@ -455,12 +455,12 @@ void as_state_cache_settle(as_state *st, bool committed) {
 
 /* ---------------------------------------------------------------- get / put */
 
-int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
-                         as_error *err) {
+/* as_state_version_get with the lock held. */
+static int version_get_locked(as_state *st, const char *mapping, const char *key, as_version *out,
+                              as_error *err) {
   mkey k;
   int rc;
   int64_t mid = 0;
-  pthread_mutex_lock(&st->mu);
   mkey_init(&k, mapping, key);
   /* inside a transaction, a put of this batch may not be in the cache yet */
   const cache_entry *hit = NULL;
@@ -491,8 +491,15 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
   sqlite3_reset(st->get);
   sqlite3_clear_bindings(st->get);
 done:
-  pthread_mutex_unlock(&st->mu);
   free(k.heap);
+  return rc;
+}
+
+int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
+                         as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  int rc = version_get_locked(st, mapping, key, out, err);
+  pthread_mutex_unlock(&st->mu);
   return rc;
 }
 
@@ -510,15 +517,27 @@ static int stage_cache(as_state *st, uint64_t tag, cache_entry *e) {
   return AS_OK;
 }
 
-int as_state_version_put(as_state *st, const char *mapping, const char *key,
-                         const as_version *v, as_error *err) {
+static int version_put_locked(as_state *st, const char *mapping, const char *key,
+                              const as_version *v, as_error *err) {
   mkey k = {0};
   int64_t mid = 0;
   uint16_t origin = 0;
   uint8_t rec[REC_MAX];
   as_version w = *v;
-  pthread_mutex_lock(&st->mu);
-  int rc = name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, true, &mid, err);
+  int rc = AS_OK;
+  if (st->quick_on) {
+    as_version *old = malloc(sizeof *old);
+    if (!old) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    /* the cache is current inside a transaction (as_state_external_check_locked) */
+    int g = version_get_locked(st, mapping, key, old, err);
+    if (g == AS_OK || g == AS_ENOTFOUND)
+      rc = as_state_quick_note_locked(st, mapping, key, g == AS_OK ? old : NULL, v, err);
+    else
+      rc = g;
+    free(old);
+    if (rc != AS_OK) return rc;
+  }
+  rc = name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, true, &mid, err);
   if (rc == AS_OK) rc = as_state_node_id(st, v->origin, &origin, err);
   if (rc != AS_OK) goto done;
   if (!w.updated_us) w.updated_us = as_now_us();
@@ -545,8 +564,22 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
     cache_store(st, k.tag, e);
   }
 done:
-  pthread_mutex_unlock(&st->mu);
   free(k.heap);
+  return rc;
+}
+
+int as_state_version_put(as_state *st, const char *mapping, const char *key,
+                         const as_version *v, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  /* the quick signatures change with the version: one transaction for both */
+  bool own = st->quick_on && st->txn_depth == 0;
+  int rc = own ? as_state_begin(st, err) : AS_OK;
+  if (rc == AS_OK) {
+    rc = version_put_locked(st, mapping, key, v, err);
+    if (own && rc == AS_OK) rc = as_state_commit(st, err);
+    else if (own) as_state_rollback(st);
+  }
+  pthread_mutex_unlock(&st->mu);
   return rc;
 }
 
@@ -563,6 +596,18 @@ int as_state_versions_forget(as_state *st, const char *mapping, as_error *err) {
       if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "forget versions");
     }
     sqlite3_finalize(q);
+    q = NULL;
+    /* the quick signatures of the mapping go with its versions */
+    if (rc == AS_OK && st->quick_on) {
+      as_state_quick_drop_locked(st);
+      if (sqlite3_prepare_v2(st->db, "DELETE FROM quick_buckets WHERE mapping = ?1", -1, &q, NULL) != SQLITE_OK) {
+        rc = as_state_sqlerr(st, err, "forget quick signatures");
+      } else {
+        sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "forget quick signatures");
+      }
+      sqlite3_finalize(q);
+    }
     cache_clear(st);
     as_state_cache_settle(st, false);
   }
@@ -979,7 +1024,25 @@ sqlfail : {
 }
 }
 
+void as_state_external_check_locked(as_state *st) {
+  if (!st->dv && sqlite3_prepare_v2(st->db, "PRAGMA data_version", -1, &st->dv, NULL) != SQLITE_OK)
+    st->dv = NULL;
+  int64_t v = -1;
+  if (st->dv && sqlite3_step(st->dv) == SQLITE_ROW) v = sqlite3_column_int64(st->dv, 0);
+  if (st->dv) sqlite3_reset(st->dv);
+  if (v < 0 || v != st->data_version) {
+    /* first look, an unreadable version, or another connection committed since: what this
+     * process keeps in memory may be stale */
+    cache_clear(st);
+    as_state_quick_drop_locked(st);
+  }
+  st->data_version = v;
+}
+
 void as_state_versions_close(as_state *st) {
+  sqlite3_finalize(st->dv);
+  sqlite3_finalize(st->qput);
+  st->dv = st->qput = NULL;
   sqlite3_finalize(st->get);
   sqlite3_finalize(st->put);
   sqlite3_finalize(st->inflight_put);

@@ -102,25 +102,13 @@ void as_verify_print_text(const as_verify_report *r, bool repair, FILE *out);
  * negative AS_* code. */
 int64_t as_verify_periodic(const as_config *cfg, bool repair, as_error *err);
 
-/* ---- --quick (docs/VERIFY.md) ----
- * A node's quick signature of a mapping: AS_QUICK_BUCKETS buckets by as_quick_bucket(key) of
- * (count, sum of as_quick_hash(key, hlc, origin)) over the versions the connector applied to or
- * captured from the node. An as_quick_batch keeps them in memory (loaded from the state store
- * on first use) and writes each (mapping, node) it touched once per flush:
- *   note: one key's change on one node, from version `old` (NULL, or a tombstone: the node did
- *         not hold the key) to `now` (NULL or a tombstone: deleted). No I/O but the first load.
- *   flush: inside the state transaction where the engine writes the decided versions.
- * The engine calls note in write_versions for the target of each applied delta and for the
- * source of each local change that won (one XXH3 of the key and an array update per call, so
- * apply is not slowed measurably), then flush; verify --quick compares two nodes' buckets
- * without reading any table. One user at a time (the engine's apply lock). */
-typedef struct as_quick_batch as_quick_batch;
-as_quick_batch *as_quick_batch_new(as_state *st);
-int as_quick_batch_note(as_quick_batch *b, const char *mapping, const char *node, const char *key,
-                        const as_version *old, const as_version *now, as_error *err);
-int as_quick_batch_flush(as_quick_batch *b, as_error *err);
-void as_quick_batch_free(as_quick_batch *b); /* NULL-safe; unflushed notes are lost */
-uint32_t as_quick_bucket(const char *key);
-uint64_t as_quick_hash(const char *key, int64_t hlc, const char *origin);
+/* The quick comparison of every mapping and pair from the state store st (what verify --quick
+ * prints), into the gauge arraysync_verify_quick_diff_segments{mapping,nodes}; a WARN log line
+ * when a pair that was equal starts to differ. Returns the number of differing segments. No
+ * table is read: `run` calls it every 10 s. */
+int64_t as_verify_quick_gauges(const as_config *cfg, as_state *st, as_error *err);
+
+/* ---- --quick (docs/VERIFY.md): compares the quick signatures the state store keeps
+ * (as_state.h, as_state_quick_*) of two nodes, bucket by bucket, without reading any table. */
 
 #endif

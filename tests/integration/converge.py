@@ -737,6 +737,19 @@ def wait_quiet(args, sides, conn, poller):
         time.sleep(1.0)
 
 
+def quick_verify(conn):
+    """`arraysync verify --quick --json` once the nodes are equal: (every pair equal, summary)."""
+    r = astest.cli(conn.binary, conn.cfg, "verify", "--quick", "--json", timeout=60)
+    try:
+        pairs = json.loads(r.stdout)
+    except ValueError:
+        return False, "exit %d: %s" % (r.returncode, (r.stderr or r.stdout).strip()[:300])
+    parts = ["%s %s-%s %s" % (p["mapping"], p["nodes"][0], p["nodes"][1],
+                              "equal" if p["equal"] else "DIFFERENT")
+             for p in pairs]
+    return r.returncode == 0 and all(p["equal"] for p in pairs), "; ".join(parts)
+
+
 def main():
     args = parse_args()
     seed = args.seed if args.seed is not None else int(time.time() * 1000) % 1000000007
@@ -868,6 +881,7 @@ def main():
         problems, covered = [], 0
     rc_stop = conn.stop()
     final_status = conn.status()
+    quick = quick_verify(conn) if not diff else None
     if lifetime:
         lifetime.restore()
 
@@ -918,7 +932,12 @@ def main():
         kinds[kind] = kinds.get(kind, 0) + 1
     for kind, k, msg in problems[:args.show]:
         print("ORACLE %s: %s" % (kind, msg))
+    if quick is not None:
+        print("verify --quick (the state store's signatures, every pair): %s" % quick[1])
     ok = not diff and not problems and len(log) > 0 and all(per_node.get(n, 0) > 0 for n in names)
+    if quick is not None and not quick[0]:
+        print("converge: the nodes are equal but verify --quick says they differ")
+        ok = False
     if not all(per_node.get(n, 0) > 0 for n in names):
         print("converge: a node got no writes at all: the load did not run")
     print("converge: %s %s keys=%d differing=%d oracle_violations=%d (%s) last_write_checked=%d writes=%d "

@@ -388,6 +388,20 @@ c1 = sql.changelog_max()
 check("no echoes: 5 s of quiescence, no applied deltas", a0 == a1, "%d -> %d" % (a0, a1))
 check("no echoes: no SQL changes", c0 == c1, "%d -> %d" % (c0, c1))
 check("no echoes: no MongoDB change events", ev is None, repr(ev))
+# the quick signatures the connector keeps (no table read): equal once the nodes are, in the
+# gauge the supervisor refreshes every 10 s and in `verify --quick`
+def quick_gauge():
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % METRICS, timeout=5).read().decode()
+    return [l for l in body.splitlines() if l.startswith("arraysync_verify_quick_diff_segments{")]
+wait_until(lambda: quick_gauge(), timeout=30)
+g = quick_gauge()
+check("metrics: quick signatures compared, no segment differs",
+      g and all(l.endswith(" 0") for l in g), "\n".join(g))
+r = cli("verify", "--quick", "--json")
+q = json.loads(r.stdout) if r.returncode in (0, 3) and r.stdout.strip() else []
+check("verify --quick: the state store's signatures of both nodes are equal",
+      r.returncode == 0 and q and all(p["equal"] and p["hash_on"] == "state" for p in q),
+      r.stdout + r.stderr)
 # SIGHUP reloads the configuration; streams restart from their checkpoints and go on
 LOG.flush()
 log_before = os.path.getsize(os.path.join(args.work, "connector.log"))
