@@ -147,7 +147,7 @@ static void stamp(eng_pair *p, eng_work *w) {
     if (!x->applied) continue;
     const as_held *h = as_version_held(&x->v, p->dst->id);
     if (h) as_version_set_held(&x->v, p->dst->id, h->origin, h->hlc, h->deleted, now);
-    rc = as_state_version_put(st, x->schema->name, x->key, &x->v, &err);
+    rc = as_state_version_put_written(st, x->schema->name, x->key, &x->v, &err);
   }
   if (rc == AS_OK) rc = as_state_inflight_del(st, p->stream_id, &err);
   if (rc != AS_OK) {

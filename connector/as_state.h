@@ -142,6 +142,11 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
  * reaches it); outside a transaction a put commits by itself. */
 int as_state_version_put(as_state *st, const char *mapping, const char *key,
                          const as_version *v, as_error *err) AS_MUSTCHECK;
+/* as_state_version_put of a record that differs from the stored one only in the write times
+ * of its holders (as_version_set_held's written_us): the quick signatures do not change, so
+ * they are not looked at (the engine's stamp after a target committed). */
+int as_state_version_put_written(as_state *st, const char *mapping, const char *key,
+                                 const as_version *v, as_error *err) AS_MUSTCHECK;
 /* Forgets every key version of a mapping (its table was emptied by a TRUNCATE). */
 int as_state_versions_forget(as_state *st, const char *mapping, as_error *err) AS_MUSTCHECK;
 /* Drops tombstones older than retention; returns how many were dropped. */

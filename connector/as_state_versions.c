@@ -518,14 +518,14 @@ static int stage_cache(as_state *st, uint64_t tag, cache_entry *e) {
 }
 
 static int version_put_locked(as_state *st, const char *mapping, const char *key,
-                              const as_version *v, as_error *err) {
+                              const as_version *v, bool note, as_error *err) {
   mkey k = {0};
   int64_t mid = 0;
   uint16_t origin = 0;
   uint8_t rec[REC_MAX];
   as_version w = *v;
   int rc = AS_OK;
-  if (st->quick_on) {
+  if (st->quick_on && note) {
     as_version *old = malloc(sizeof *old);
     if (!old) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
     /* the cache is current inside a transaction (as_state_external_check_locked) */
@@ -568,6 +568,14 @@ done:
   return rc;
 }
 
+int as_state_version_put_written(as_state *st, const char *mapping, const char *key,
+                                 const as_version *v, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  int rc = version_put_locked(st, mapping, key, v, false, err);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
 int as_state_version_put(as_state *st, const char *mapping, const char *key,
                          const as_version *v, as_error *err) {
   pthread_mutex_lock(&st->mu);
@@ -575,7 +583,7 @@ int as_state_version_put(as_state *st, const char *mapping, const char *key,
   bool own = st->quick_on && st->txn_depth == 0;
   int rc = own ? as_state_begin(st, err) : AS_OK;
   if (rc == AS_OK) {
-    rc = version_put_locked(st, mapping, key, v, err);
+    rc = version_put_locked(st, mapping, key, v, true, err);
     if (own && rc == AS_OK) rc = as_state_commit(st, err);
     else if (own) as_state_rollback(st);
   }
