@@ -83,7 +83,11 @@ static bool libbson_walk(const bson_t *doc, int depth) {
       const uint8_t *p;
       uint32_t n, cl;
       bson_t scope;
-      bson_iter_codewscope(&it, &cl, &n, &p);
+      const char *code = bson_iter_codewscope(&it, &cl, &n, &p);
+      /* the code is a BSON string, which ends with a NUL (string ::= int32 (byte*) "\x00");
+       * libbson 1.23 iterates one whose last byte is not NUL, as_bsonr refuses it (found by
+       * this target: regressions/fuzz_bson/codewscope-code-without-nul.bson) */
+      if (!code || code[cl] != '\0') return false;
       if (!p || !bson_init_static(&scope, p, n) || !libbson_walk(&scope, depth + 1)) return false;
     }
   }
