@@ -17,8 +17,22 @@
 typedef struct upd {
   const as_schema *s;
   as_buf set, unset; /* elements */
-  char path[1024];
+  char *path;        /* the dotted path being built: small, or on the heap once longer */
+  size_t cap;
+  char small[1024];
 } upd;
+
+/* Room for need bytes of path (field names have no length limit but the document's size). */
+static AS_MUSTCHECK int path_fit(upd *u, size_t need, as_error *err) {
+  if (need <= u->cap) return AS_OK;
+  size_t nc = u->cap * 2 > need ? u->cap * 2 : need;
+  char *np = u->path == u->small ? malloc(nc) : realloc(u->path, nc);
+  if (!np) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
+  if (u->path == u->small) memcpy(np, u->small, u->cap);
+  u->path = np;
+  u->cap = nc;
+  return AS_OK;
+}
 
 /* Is prefix path[0..depth) + key the head of some column's path? */
 static AS_MUSTCHECK bool claimed(const as_schema *s, char *const *prefix, size_t depth, const char *key) {
@@ -68,7 +82,7 @@ static AS_MUSTCHECK int extra_updates(upd *u, const as_bsonr *now, const as_bson
   int more = 0, rc;
   if (depth >= MAX_DEPTH) return AS_OK;
   for (as_bsonr it = now ? *now : (as_bsonr){0}; now && (more = as_bsonr_next(&it, &e)) == 1;) {
-    if (plen + e.keylen + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
+    if ((rc = path_fit(u, plen + e.keylen + 2, err)) != AS_OK) return rc;
     memcpy(u->path + plen, e.key, e.keylen + 1);
     int in_prev = prev ? as_bsonr_find(prev, e.key, e.keylen, &pe) : 0;
     if (in_prev < 0) return corrupt(err);
@@ -85,7 +99,7 @@ static AS_MUSTCHECK int extra_updates(upd *u, const as_bsonr *now, const as_bson
     int in_now = now ? as_bsonr_find(now, pe.key, pe.keylen, &e) : 0;
     if (in_now < 0) return corrupt(err);
     if (in_now) continue;
-    if (plen + pe.keylen + 2 > sizeof u->path) return as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "field path too long");
+    if ((rc = path_fit(u, plen + pe.keylen + 2, err)) != AS_OK) return rc;
     memcpy(u->path + plen, pe.key, pe.keylen + 1);
     if (claimed(u->s, prefix, depth, pe.key)) {
       if ((rc = claimed_updates(u, &pe, NULL, false, prefix, depth, plen, err)) != AS_OK) return rc;
@@ -113,6 +127,10 @@ static AS_MUSTCHECK int direct_claimed(upd *u, as_jsonr *j, const char *key, siz
       e.type == BSON_TYPE_DOCUMENT && as_bsonr_child(&e, &sub) == AS_OK) {
     char *prefix[MAX_DEPTH];
     prefix[0] = (char *)key;
+    if ((rc = path_fit(u, kl + 2, err)) != AS_OK) {
+      as_buf_free(&hraw);
+      return rc;
+    }
     memcpy(u->path, key, kl);
     u->path[kl] = '.';
     rc = extra_updates(u, &sub, NULL, prefix, 1, kl + 1, err);
@@ -242,6 +260,8 @@ int as_delta_to_update(const as_schema *s, const as_delta *d, const char *prev_c
                         s->name, as_op_name(d->op));
   u.s = s;
   u.set = u.unset = (as_buf)AS_BUF_INIT;
+  u.path = u.small;
+  u.cap = sizeof u.small;
   if (as_buf_reserve(&u.set, 480) != AS_OK) return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory");
   for (size_t i = 0; i < s->ncols && i < d->row.n; i++) {
     const as_column *c = &s->cols[i];
@@ -285,5 +305,6 @@ cleanup:
   if (prev.data) as_buf_free(&prev);
   as_buf_free(&u.set);
   if (u.unset.data) as_buf_free(&u.unset);
+  if (u.path != u.small) free(u.path);
   return rc;
 }

@@ -342,8 +342,10 @@ check("retried dead letter marked resolved", any("dup1" in (x.get("key") or "") 
 # 4c. dropped connections: the connector retries with backoff, loses nothing, logs once
 LOG.flush()
 log_before = os.path.getsize(os.path.join(args.work, "connector.log"))
+# the sink's commands only: a change stream's getMore that loses its connection is resumed by
+# the driver without a word, so failures it absorbed would leave nothing to count below
 mongo.admin.command("configureFailPoint", "failCommand", mode={"times": 3},
-                    data={"failCommands": ["getMore", "update", "insert", "commitTransaction", "find"],
+                    data={"failCommands": ["update", "insert", "commitTransaction", "find"],
                           "closeConnection": True, "appName": "arraysync"})
 if KIND == "postgres":
     sql.run("select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'arraysync%'")
