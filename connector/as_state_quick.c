@@ -160,9 +160,7 @@ int as_state_quick_flush_locked(as_state *st, as_error *err) {
   for (size_t i = 0; i < st->nq; i++) {
     quick_set *q = st->qsets[i];
     if (!q->dirty) continue;
-    const char *name = NULL;
-    for (size_t j = 0; j < st->nnodes && !name; j++)
-      if (st->nodes[j].id == q->node) name = st->nodes[j].name;
+    const char *name = as_state_node_name(st, q->node); /* the lock is recursive */
     if (!name)
       return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: node id %u has no name",
                           (unsigned)q->node);
