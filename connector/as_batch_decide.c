@@ -289,11 +289,14 @@ static decided *key_state(eng_pair *p, eng_work *w, const as_schema *s, const ch
   return x;
 }
 
-/* The target's current row of a key (the script strategy's `mine`). */
+/* The target's current row of a key (the script strategy's `mine`): with v, the key's current
+ * version (the row as the state knows it: columns the target does not hold yet come from a
+ * node that does, see eng_current_row); without, the target's row as it is. */
 typedef struct target_read {
   eng_pair *p;
   const as_schema *s;
   const char *key;
+  const as_version *v;
 } target_read;
 
 static int read_target(void *rctx, as_row *out, as_error *err) {
@@ -301,6 +304,11 @@ static int read_target(void *rctx, as_row *out, as_error *err) {
   as_row keyrow = {0};
   int rc = as_row_init(&keyrow, t->s->ncols);
   if (rc == AS_OK) rc = as_key_parse(t->s, t->key, &keyrow, err);
+  if (rc == AS_OK && t->v) {
+    rc = eng_current_row(t->p->e, t->s, t->key, &keyrow, t->v, t->p->dst, out, err);
+    as_row_clear(&keyrow);
+    return rc;
+  }
   if (rc == AS_OK) rc = as_row_init(out, t->s->ncols);
   if (rc == AS_OK) {
     eng_node *n = t->p->dst;
@@ -460,7 +468,10 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   const as_resolver *r = eng_resolver(e, s);
   bool vectors = s->conflict.strategy != AS_STRATEGY_LWW;
   as_version before;
-  if (vectors) before = x->v;
+  if (vectors) {
+    before = x->v;
+    if (x->found) tr.v = &before; /* `mine`: the key's current row, wherever it is held */
+  }
   int rc = as_resolver_decide(r, &c, &x->v, x->found, &dec, err);
   if (rc != AS_OK) {
     as_row_clear(&merged);

@@ -146,6 +146,14 @@ int eng_repair(engine *e, eng_pair *p, const as_schema *s, const char *key, eng_
  * the key, AS_EDATA (err says why) when the winner cannot be mapped or written (dlq retry). */
 int eng_write_winner(engine *e, const as_schema *s, const char *key, eng_node *to,
                      eng_node *from, as_error *err);
+/* The key's current row as the state knows it (v), for a resolver that looks at it (the
+ * script's `mine`): `to`'s own row where `to` made or is known to hold (committed) the winning
+ * version of a column; every other column read from a node that holds it, as a repair reads
+ * it; a column no node is known to hold keeps `to`'s value. `out` is allocated here.
+ * AS_ENOTFOUND: the version is a tombstone, or no node has a row. Call under the key's
+ * stripe. */
+int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
+                    const as_version *v, eng_node *to, as_row *out, as_error *err);
 /* Runs every repair left in the state store's queue (after a crash). */
 int eng_repairs_drain(engine *e, as_error *err);
 

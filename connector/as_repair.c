@@ -96,12 +96,79 @@ static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const
     eng_node *n = &e->nodes[i];
     if (n != to && holds(e, v, hlc, origin, n) && trusted(e, s, key, n)) return n;
   }
-  /* version vectors: the nodes the version was written to (mask), when no write record says so */
+  /* version vectors: the nodes the version was written to (mask), when no write record says
+   * so; not a node the connector is writing to right now (its mark was made ahead of a commit
+   * that may not happen: a failed batch, a crash) */
   for (size_t i = 0; mask && i < e->nnodes; i++) {
     eng_node *n = &e->nodes[i];
-    if (n != to && (mask & (1ull << (n->id % 64))) && trusted(e, s, key, n)) return n;
+    const as_held *h = as_version_held(v, n->id);
+    if (n != to && (mask & (1ull << (n->id % 64))) && !(h && h->wrote_pending) &&
+        trusted(e, s, key, n))
+      return n;
   }
   return NULL;
+}
+
+/* The winning version of column c: its hlc, origin name and holder mask. */
+static const char *column_version(engine *e, const as_version *v, size_t c, int64_t *hlc,
+                                  uint64_t *mask) {
+  const as_colver *cv = as_version_col(v, (uint16_t)c);
+  *hlc = cv ? cv->hlc : v->hlc;
+  *mask = cv ? cv->mask : v->row_mask;
+  const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
+  return o ? o : "";
+}
+
+/* Column c of n's row into out (read once per node: rows[] caches what was read). */
+typedef struct read_cache {
+  eng_node *node[AS_VERSION_MAX_COLS + 1];
+  as_row row[AS_VERSION_MAX_COLS + 1];
+  int rc[AS_VERSION_MAX_COLS + 1];
+  size_t n;
+} read_cache;
+
+static const as_row *cached_row(read_cache *rc, eng_node *n, const as_schema *s,
+                                const as_row *keyrow) {
+  for (size_t i = 0; i < rc->n; i++)
+    if (rc->node[i] == n) return rc->rc[i] == AS_OK ? &rc->row[i] : NULL;
+  if (rc->n == sizeof rc->node / sizeof *rc->node) return NULL;
+  size_t i = rc->n++;
+  as_error ignored;
+  rc->node[i] = n;
+  memset(&rc->row[i], 0, sizeof rc->row[i]);
+  rc->rc[i] = read_row(n, s, keyrow, &rc->row[i], &ignored);
+  return rc->rc[i] == AS_OK ? &rc->row[i] : NULL;
+}
+
+int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
+                    const as_version *v, eng_node *to, as_row *out, as_error *err) {
+  int rc = read_row(to, s, keyrow, out, err);
+  if (rc != AS_OK && rc != AS_ENOTFOUND) return rc;
+  bool there = rc == AS_OK;
+  if (v->deleted) return AS_ENOTFOUND;
+  if (!there) {
+    as_row_clear(out);
+    if (as_row_copy(out, keyrow) != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
+  }
+  read_cache cache;
+  cache.n = 0;
+  bool any = there;
+  for (size_t c = 0; c < s->ncols && c < out->n; c++) {
+    if (s->cols[c].is_key) continue;
+    int64_t hlc;
+    uint64_t mask;
+    const char *o = column_version(e, v, c, &hlc, &mask);
+    if (there && (strcmp(o, to->cfg->name) == 0 || holds(e, v, hlc, o, to))) continue;
+    eng_node *h = holder_of(e, s, key, v, hlc, o, mask, to, to);
+    const as_row *r = h ? cached_row(&cache, h, s, keyrow) : NULL;
+    if (!r || c >= r->n) continue; /* nobody known to hold it: `to`'s value stays */
+    as_value_clear(&out->v[c]);
+    out->set[c] = 0;
+    if (r->set[c] && as_value_copy(&out->v[c], &r->v[c]) == AS_OK) out->set[c] = 1;
+    any = true;
+  }
+  for (size_t i = 0; i < cache.n; i++) as_row_clear(&cache.row[i]);
+  return any ? AS_OK : AS_ENOTFOUND;
 }
 
 /* Reads into d->row the columns `want` marks, each from a node holding its winning version

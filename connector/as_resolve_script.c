@@ -4,9 +4,12 @@
  * Which changes are concurrent is decided exactly as for version vectors
  * (as_resolve_vector.c): that resolver runs first and its decision (with the mapping's
  * fallback) stands unless the script settles the conflict. For a conflict of a new local
- * change, the script's resolve(mine, theirs, ctx) gets the target's current row (mine) and the
- * incoming change (theirs; only the columns it changed, the rest of the row from mine) and
- * returns the merged row. The target gets the merged values of every column that differs from
+ * change, the script's resolve(mine, theirs, ctx) gets the key's current row (mine: the
+ * target's row, with every column whose current version the target does not hold yet read
+ * from a node that does — the target may lag behind the version the change conflicts with),
+ * the incoming change (theirs; only the columns it changed, the rest of the row from mine) and
+ * in ctx.base the row the change was made on top of where its source gave it (as_row.h
+ * `before`), and returns the merged row. The target gets the merged values of every column that differs from
  * mine (and of the disputed columns); those columns take a version of the target's own, newer
  * than both, so every other node — the change's source included — is repaired with them.
  * A script that errors, exceeds its limits or returns nil leaves the fallback's decision; the
@@ -93,6 +96,8 @@ static void lua_ctx_of(const as_change *c, const as_version *before, as_lua_ctx 
   x->theirs_nvv = c->d->nvv;
   for (size_t i = 0; i < c->d->row.n; i++) theirs_changed[i] = c->d->row.set[i];
   x->theirs_changed = theirs_changed;
+  /* the row the incoming change was made on top of, where its source gave it (as_row.h) */
+  x->base = c->d->before.n ? &c->d->before : NULL;
   x->conflict = true;
 }
 

@@ -93,6 +93,7 @@ void as_delta_clear(as_delta *d) {
   if (!d) return;
   as_row_clear(&d->row);
   as_row_clear(&d->image);
+  as_row_clear(&d->before);
   free(d->origin);
   for (size_t i = 0; i < d->nvv; i++) free(d->vv[i].node);
   free(d->vv);
@@ -144,6 +145,7 @@ int as_delta_copy(as_delta *dst, const as_delta *src) {
   dst->hlc = src->hlc;
   if (as_row_copy(&dst->row, &src->row) != AS_OK) goto fail;
   if (src->image.n && as_row_copy(&dst->image, &src->image) != AS_OK) goto fail;
+  if (src->before.n && as_row_copy(&dst->before, &src->before) != AS_OK) goto fail;
   if (dup_str(&dst->origin, src->origin) || dup_str(&dst->pos, src->pos) ||
       dup_str(&dst->txn, src->txn))
     goto fail;

@@ -201,6 +201,8 @@ int as_mongo_open_stream(as_node *n, const char *consumer, const char *checkpoin
   bson_append_array_end(&pipeline, &arr);
 
   BSON_APPEND_UTF8(&opts, "fullDocument", n->when_available ? "whenAvailable" : "updateLookup");
+  /* with pre- and post-images: the pre-image too (an update's `before`, a merge's base) */
+  if (n->when_available) BSON_APPEND_UTF8(&opts, "fullDocumentBeforeChange", "whenAvailable");
   BSON_APPEND_INT32(&opts, "batchSize", n->batch_size);
   BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", n->max_await_ms);
   if (checkpoint) BSON_APPEND_DOCUMENT(&opts, "resumeAfter", &token);
@@ -253,8 +255,8 @@ int as_mongo_stream_position(as_stream *s, char **out, as_error *err) {
 typedef struct cs_event {
   const char *op;
   const char *coll;
-  bson_t id, ns, doc_key, full_doc, desc;
-  bool has_id, has_doc_key, has_full_doc, has_desc;
+  bson_t id, ns, doc_key, full_doc, desc, before_doc;
+  bool has_id, has_doc_key, has_full_doc, has_desc, has_before;
   int64_t ts_us;
   char txn[96];
   bool has_txn;
@@ -298,6 +300,7 @@ static void parse_event(const bson_t *ev, cs_event *e) {
         break;
       case 'f':
         if (strcmp(k, "fullDocument") == 0) e->has_full_doc = sub_doc(&it, &e->full_doc);
+        else if (strcmp(k, "fullDocumentBeforeChange") == 0) e->has_before = sub_doc(&it, &e->before_doc);
         break;
       case 'u':
         if (strcmp(k, "updateDescription") == 0) e->has_desc = sub_doc(&it, &e->desc);
@@ -526,6 +529,11 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
   if (e->has_full_doc) { /* the row image: what the update writes if it brings a row back */
     d->image = full;
     memset(&full, 0, sizeof full);
+  }
+  if (e->has_before) { /* the pre-image: what the change was made on top of */
+    as_error be;
+    if (as_row_init(&d->before, sc->ncols) != AS_OK || as_doc_to_row(sc, &e->before_doc, &d->before, &be) != AS_OK)
+      as_row_clear(&d->before);
   }
   if (delta_common(s, e, d, pos) != AS_OK) {
     rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");

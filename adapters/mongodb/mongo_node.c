@@ -101,7 +101,8 @@ static const as_config_entry config_map[] = {
                "database holding the mapped collections and the bookkeeping", "shop"),
     AS_OPT(ENUM, mongo_opts, full_document, "updateLookup",
            "fullDocument mode of the change stream: updateLookup, or whenAvailable for "
-           "collections with changeStreamPreAndPostImages",
+           "collections with changeStreamPreAndPostImages (then pre-images too: the script "
+           "strategy's ctx.base)",
            NULL, .allowed = full_documents),
     AS_OPT(ENUM, mongo_opts, on_history_lost, "fail",
            "when the resume position is older than the server's change history (error 286): "

@@ -353,6 +353,24 @@ static int put_cols(const lrel *r, const pg_table *t, const lcol *cols, int n, c
   return AS_OK;
 }
 
+/* An update's old row (REPLICA IDENTITY FULL; as_row.h `before`: what the change was made on
+ * top of). An unchanged TOASTed value or one that cannot be read leaves none. */
+static void put_before(const lrel *r, const pg_table *t, const lcol *oldc, int nold, as_delta *d) {
+  as_delta tmp;
+  memset(&tmp, 0, sizeof tmp);
+  if (as_delta_init(&tmp, t->s, AS_OP_UPDATE) != AS_OK) return;
+  bool whole = true;
+  for (int i = 0; i < nold && whole; i++) whole = oldc[i].kind != 'u';
+  as_error e;
+  whole = whole && put_cols(r, t, oldc, nold, NULL, false, &tmp, &e) == AS_OK;
+  for (size_t k = 0; whole && k < t->s->ncols; k++) whole = as_row_has(&tmp.row, k);
+  if (whole) {
+    d->before = tmp.row;
+    memset(&tmp.row, 0, sizeof tmp.row);
+  }
+  as_delta_clear(&tmp);
+}
+
 /* An update's row image (as_row.h: what it writes if it brings back a row deleted elsewhere):
  * the new tuple, an unchanged TOASTed value taken from the old one (REPLICA IDENTITY FULL). A
  * value that cannot be read leaves no image (the engine then reads the row from a holder). */
@@ -571,6 +589,7 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
     if (rc == AS_OK && (rc = put_cols(r, t, newc, nnew, changed, false, d, &e)) != AS_OK) drop_last(out);
     if (rc == AS_OK && d->op == AS_OP_UPDATE && changed && (rc = put_image(r, t, newc, nnew, oldc, nold, d)) != AS_OK)
       drop_last(out);
+    if (rc == AS_OK && d->op == AS_OP_UPDATE && changed) put_before(r, t, oldc, nold, d);
     bool gone = false;
     if (rc == AS_OK && d->op == AS_OP_INSERT && (rc = fill_missing(s, t, d, &gone, &e)) != AS_OK)
       drop_last(out);
