@@ -45,8 +45,21 @@ columns:
   price: { field: price, type: numeric }
   score: { field: score, type: double }
   tags:  { field: tags,  type: jsonb }
-conflict: { strategy: lww }
+conflict: %s
 on_error: dead-letter
+"""
+# --strategy: the mapping's conflict block (script: a trivial resolve, or the balance example's
+# shape: keep the row with the higher qty)
+STRATEGY = {
+    "lww": "{ strategy: lww }",
+    "vector": "{ strategy: vector }",
+    "script": "{ strategy: script, script: ../resolve.lua }",
+    "script-always": "{ strategy: script, script: ../resolve.lua, call: always }",
+}
+SCRIPT = """function resolve(mine, theirs, ctx)
+  if mine.qty ~= ctx.null and theirs.qty ~= ctx.null and mine.qty > theirs.qty then return mine end
+  return theirs
+end
 """
 COLS = "id, name, email, qty, price, score, tags"
 
@@ -85,6 +98,14 @@ class Lite:
     def count_ge(self, lo):
         return self.con.execute("select count(*) from rows where id >= ?", (lo,)).fetchone()[0]
 
+    def update(self, lo, hi, tag):  # one transaction: every row of lo..hi-1 gets name = tag, qty + 1
+        self.con.execute("begin immediate")
+        self.con.execute("update rows set name = ?, qty = qty + 1 where id >= ? and id < ?", (tag, lo, hi))
+        self.con.execute("commit")
+
+    def count_named(self, tag):
+        return self.con.execute("select count(*) from rows where name = ?", (tag,)).fetchone()[0]
+
 
 class Pg:
     def __init__(self, dsn, sync_commit="on"):
@@ -109,6 +130,18 @@ class Pg:
     def count_ge(self, lo):
         cur = self.con.cursor()
         cur.execute("select count(*) from public.rows where id >= %s", (lo,))
+        n = cur.fetchone()[0]
+        self.con.commit()
+        return n
+
+    def update(self, lo, hi, tag):
+        cur = self.con.cursor()
+        cur.execute("update public.rows set name = %s, qty = qty + 1 where id >= %s and id < %s", (tag, lo, hi))
+        self.con.commit()
+
+    def count_named(self, tag):
+        cur = self.con.cursor()
+        cur.execute("select count(*) from public.rows where name = %s", (tag,))
         n = cur.fetchone()[0]
         self.con.commit()
         return n
@@ -161,6 +194,27 @@ def bulk(name, src, dst, direct, lo, n, pid, perf_dir):
     out("stream.%s.bulk rows=%d connector_rows_per_s=%.0f direct_rows_per_s=%.0f ratio=%.2f "
         "connector_us_per_delta=%.1f connector_cpu_s=%.2f (source writes took %.2f s)"
         % (name, n, n / conn_s, n / direct_s, direct_s / conn_s, (c1 - c0) * 1e6 / n, c1 - c0, written))
+    return True
+
+
+def bulk_updates(name, src, dst, lo, n, pid):
+    """Every row of lo..lo+n-1 updated on src (batches of 1000 rows per transaction); done when
+    dst holds them all: the resolver decides against versions it knows (the rows exist)."""
+    tag = "upd-%s-%d" % (name, time.time_ns())
+    c0 = cpu_s(pid)
+    t0 = time.time()
+    for a in range(lo, lo + n, 1000):
+        src.update(a, min(a + 1000, lo + n), tag)
+    end = time.time() + 120
+    while time.time() < end and dst.count_named(tag) < n:
+        time.sleep(0.002)
+    done = time.time()
+    c1 = cpu_s(pid)
+    if dst.count_named(tag) < n:
+        out("stream.%s.updates FAILED: updates did not arrive" % name)
+        return False
+    out("stream.%s.updates rows=%d connector_rows_per_s=%.0f connector_us_per_delta=%.1f "
+        "connector_cpu_s=%.2f" % (name, n, n / (done - t0), (c1 - c0) * 1e6 / n, c1 - c0))
     return True
 
 
@@ -217,10 +271,16 @@ def main():
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--perf-dir")
     ap.add_argument("--pg-async-commit", action="store_true")
+    ap.add_argument("--strategy", choices=sorted(STRATEGY), default="lww",
+                    help="the mapping's conflict strategy")
+    ap.add_argument("--bulk-only", action="store_true",
+                    help="the bulk phases only (inserts, then updates of the same rows)")
     a = ap.parse_args()
     os.makedirs(os.path.join(a.work, "mappings"), exist_ok=True)
     with open(os.path.join(a.work, "mappings", "rows.yaml"), "w") as f:
-        f.write(MAPPING)
+        f.write(MAPPING % STRATEGY[a.strategy])
+    with open(os.path.join(a.work, "resolve.lua"), "w") as f:
+        f.write(SCRIPT)
     dbp = os.path.join(a.work, "lite.db")
     cfg = os.path.join(a.work, "arraysync.yaml")
     with open(cfg, "w") as f:
@@ -285,6 +345,10 @@ def main():
         ok = bulk("sqlite_to_pg", lite, pg, Direct(pg, "direct_rows"), 1, a.rows, p.pid, a.perf_dir)
         ok = bulk("pg_to_sqlite", pg, lite, Direct(lite, "direct_rows"), 10 ** 8, a.rows, p.pid,
                   a.perf_dir) and ok
+        if a.bulk_only:
+            ok = bulk_updates("sqlite_to_pg", lite, pg, 1, a.rows, p.pid) and ok
+            ok = bulk_updates("pg_to_sqlite", pg, lite, 10 ** 8, a.rows, p.pid) and ok
+            return 0 if ok else 1
         time.sleep(1.0)
         ok = paced("sqlite_to_pg", lite, pg_arrivals, 2 * 10 ** 8, a.rate, a.seconds, p.pid, a.perf_dir) and ok
         time.sleep(1.0)

@@ -478,6 +478,12 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
     return rc;
   }
   x->found = true;
+  if (dec.dead[0]) { /* the script's row did not fit: kept for `dlq`, the fallback decided */
+    char *dj = as_delta_to_json_string(d, NULL);
+    eng_record_dead(e, p, s, p->src->cfg->name, p->dst->cfg->name, "resolve", x->key, NULL, dj,
+                    dec.dead, d->pos);
+    free(dj);
+  }
   if (dec.verdict != AS_VERDICT_SKIP) x->dirty = true; /* the resolver may have moved versions */
   if (dec.conflict) {
     x->dirty = true;

@@ -4,7 +4,8 @@
  * calls it through as_lua_resolve for each conflict (or for every change with `call: always`).
  *
  * ---- What the script sees --------------------------------------------------------------
- * mine    the target node's current row, theirs the incoming row: tables column name -> value.
+ * mine    the key's current row (as_resolve_script.c), theirs the incoming row: tables
+ *         column name -> value.
  *         A column absent from the row is an absent key; NULL is the sentinel ctx.null (Lua
  *         nil would delete the key). A column is converted when first read (a call pays only
  *         for the columns it touches): reading, assigning and pairs() work as on any table;
@@ -33,7 +34,8 @@
  *           ctx.mine_vv, ctx.theirs_vv              version vectors, node -> counter ({} if none)
  *           ctx.mine_changed, ctx.theirs_changed    column names each side changed, schema
  *                                                   order; nil when not known
- *           ctx.base                    common ancestor's row (like mine) or nil
+ *           ctx.base                    the row the incoming change was made on top of
+ *                                       (like mine; as_row.h `before`) or nil
  *           ctx.conflict                true when the two changes are concurrent (false only
  *                                       for `call: always` calls on ordinary changes)
  *         helpers: ctx.null; ctx.number(v) (number, decimal text or nil/null -> number or nil;

@@ -114,10 +114,7 @@ static void settle_key(eng_pair *p, const char *line, bool committed) {
     const as_held *h = as_version_held(&v, p->dst->id);
     if (h && h->wrote_pending) {
       if (committed) as_version_set_held(&v, p->dst->id, h->origin, h->hlc, h->deleted, as_now_us());
-      else {
-        as_version_drop_held(&v, p->dst->id);
-        as_version_unmark_holder(&v, p->dst->id); /* marked ahead of a write that never landed */
-      }
+      else as_version_drop_held(&v, p->dst->id);
       if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)
         AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
     }

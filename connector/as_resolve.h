@@ -67,7 +67,13 @@ typedef struct as_decision {
    * is repaired with them. */
   as_row *merged_row;
   bool merged;
+  /* version vectors: a new local change of a key already known, decided here for the first
+   * time (not a version decided on another pair, relayed or copied) */
+  bool fresh;
   const char *why; /* script strategy: why the fallback decided (static text), or NULL */
+  /* script strategy: a row the script returned that does not fit its mapping (the message
+   * names mapping, key and column); the engine records it as a dead letter. "" when none. */
+  char dead[384];
 } as_decision;
 
 typedef struct as_resolver as_resolver;
@@ -110,7 +116,7 @@ as_resolver *as_resolver_vector_new(as_strategy fallback);
 /* Lua merge functions (as_resolve_script.c): concurrency as for vector; each conflict calls
  * the mapping's script (resolve(mine, theirs, ctx)); its row is the merged result. A script
  * that fails or returns nil leaves the decision to the fallback (the conflict stays open).
- * AS_EINVAL: the script does not load (FILE:LINE), or `call: always` (not built yet). */
+ * AS_EINVAL: the script does not load (FILE:LINE). */
 int as_resolver_script_new(const as_schema *s, as_resolver **out, as_error *err) AS_MUSTCHECK;
 
 #endif

@@ -59,28 +59,38 @@ static int64_t newest(const as_change *c, const as_version *v) {
   return h + 1;
 }
 
-/* Takes the script's row: marks what the target gets, gives those columns the merged
- * version. false when nothing differs from mine (the fallback's decision then stands). */
+/* Takes the script's row: the columns it chose — those that differ from mine, the disputed
+ * ones, and with `also` (call: always) every column the change carries — get a version of the
+ * target's own, newer than both, and are written to the target (even a value equal to mine's:
+ * mine may have been read from another node while the target's copy is still on its way).
+ * A column whose value is mine's stays held by the nodes that held mine's version; the
+ * change's source and every other node are repaired with the result. false when the script
+ * chose nothing. */
 static bool take(const as_change *c, const as_row *mine, as_row *merged, as_version *v,
-                 as_decision *out) {
+                 const uint8_t *also, as_decision *out) {
   const as_schema *s = c->d->schema;
   int64_t hlc = newest(c, v);
   bool any = false;
   for (size_t i = 0; i < s->ncols; i++) {
+    out->apply[i] = 0;
     if (s->cols[i].is_key) {
       out->apply[i] = 1;
       continue;
     }
     bool differs = merged->set[i] && (!mine->set[i] || !as_value_equal(&merged->v[i], &mine->v[i]));
-    out->apply[i] = differs ? 1 : 0;
-    if (!differs && !out->disputed[i]) continue;
+    if (!differs && !out->disputed[i] && !(also && also[i])) continue;
+    const as_colver *old = as_version_col(v, (uint16_t)i);
+    uint64_t held = (old ? old->mask : v->row_mask) & ~bit(c->source_id);
     merged_version(c, v, (uint16_t)i, hlc);
+    as_colver *cv = (as_colver *)as_version_col(v, (uint16_t)i);
+    if (cv && !differs) cv->mask |= held;
+    out->apply[i] = merged->set[i] ? 1 : 0;
     /* the source (and every other node) gets the merged value by repair */
     if (c->local) {
       out->lost[i] = 1;
       out->any_lost = true;
     }
-    any = any || differs;
+    any = any || out->apply[i];
   }
   return any;
 }
@@ -101,13 +111,35 @@ static void lua_ctx_of(const as_change *c, const as_version *before, as_lua_ctx 
   x->conflict = true;
 }
 
+/* Whether the script's row is the incoming change as it is (every column equal to theirs). */
+static bool same_as_theirs(const as_schema *s, const as_row *merged, const as_row *theirs) {
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (s->cols[i].is_key || !merged->set[i]) continue;
+    if (!theirs->set[i] || !as_value_equal(&merged->v[i], &theirs->v[i])) return false;
+  }
+  return true;
+}
+
+/* `call: always`, a script that made no decision for an ordinary change (nil, an error, a
+ * limit): recorded as a conflict of the columns the change carries; the vector decision
+ * stands. */
+static void always_undecided(const as_change *c, as_decision *out) {
+  const as_schema *s = c->d->schema;
+  for (size_t i = 0; i < s->ncols && i < c->d->row.n; i++)
+    if (!s->cols[i].is_key && c->d->row.set[i]) out->disputed[i] = 1;
+  out->conflict = true;
+}
+
 static int script_decide(const as_resolver *r0, const as_change *c, as_version *v, bool found,
                          as_decision *out, as_error *err) {
   const sresolver *r = (const sresolver *)r0;
   as_version before = *v;
   int rc = as_resolver_decide(r->vec, c, v, found, out, err);
-  if (rc != AS_OK || !out->conflict || !c->local || !c->read_target || !out->merged_row ||
-      c->d->op == AS_OP_DELETE)
+  /* call: always — also every new local change that applies without a conflict */
+  bool always = rc == AS_OK && !out->conflict && r->s->conflict.call == AS_CALL_ALWAYS &&
+                out->fresh && out->verdict == AS_VERDICT_APPLY;
+  if (rc != AS_OK || !(out->conflict || always) || !c->local || !c->read_target ||
+      !out->merged_row || c->d->op == AS_OP_DELETE)
     return rc;
   const as_schema *s = c->d->schema;
   as_row mine = {0}, theirs = {0};
@@ -125,12 +157,20 @@ static int script_decide(const as_resolver *r0, const as_change *c, as_version *
   }
   as_lua_ctx x;
   lua_ctx_of(c, &before, &x, changed);
+  x.conflict = !always;
   int lr = as_lua_resolve(r->L, &mine, &theirs, &x, out->merged_row, &e2);
   if (lr != AS_OK) {
-    AS_LOG(AS_LOG_WARN, "script", "mapping %s: the script did not settle a conflict (%s); the "
-           "fallback decided, the conflict stays open", s->name, e2.message);
+    AS_LOG(AS_LOG_WARN, "script", "mapping %s: the script did not settle a %s (%s); the "
+           "fallback decided, the conflict stays open", s->name, always ? "change" : "conflict",
+           e2.message);
     out->why = lr == AS_CONFLICT ? "the script returned nil: the fallback decided"
                                  : "the script failed: the fallback decided";
+    if (lr == AS_EDATA) snprintf(out->dead, sizeof out->dead, "%s", e2.message);
+    if (always) always_undecided(c, out);
+    goto done;
+  }
+  if (always && same_as_theirs(s, out->merged_row, &theirs)) {
+    as_row_clear(out->merged_row); /* the change as it is: the vector decision stands */
     goto done;
   }
   /* the script settles it: start again from the versions before the fallback's choice */
@@ -142,12 +182,15 @@ static int script_decide(const as_resolver *r0, const as_change *c, as_version *
   /* the vector resolver's bookkeeping (the change counted, holders) is kept */
   settled.nvv = v->nvv;
   memcpy(settled.vv, v->vv, sizeof v->vv);
-  if (take(c, &mine, out->merged_row, &settled, out)) {
+  /* call: always: every column the change carries is the script's choice now (a column it
+   * kept as mine is repaired on the change's source) */
+  const uint8_t *chosen = always ? changed : NULL;
+  if (take(c, &mine, out->merged_row, &settled, chosen, out)) {
     *v = settled;
     out->merged = true;
     out->verdict = AS_VERDICT_APPLY;
     out->why = "merged by the script";
-  } else { /* the script kept mine as it is: the change loses everywhere */
+  } else { /* the script chose nothing: the change loses everywhere */
     *v = settled;
     out->verdict = AS_VERDICT_LOST;
     out->why = "the script kept the target's row";
@@ -169,11 +212,6 @@ static void script_destroy(as_resolver *r0) {
 
 int as_resolver_script_new(const as_schema *s, as_resolver **out, as_error *err) {
   *out = NULL;
-  if (s->conflict.call == AS_CALL_ALWAYS)
-    return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL,
-                        "%s:%d:%d: mapping %s: conflict call: always is not implemented yet (the "
-                        "script runs for conflicts: remove `call`)",
-                        s->file, s->mark.line, s->mark.col, s->name);
   sresolver *r = calloc(1, sizeof *r);
   if (!r) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   as_strategy fb = s->conflict.strategy == AS_STRATEGY_SCRIPT ? s->conflict.fallback : AS_STRATEGY_LWW;

@@ -276,6 +276,7 @@ static int vector_decide(const as_resolver *r0, const as_change *c, as_version *
   out->new_winner = false;
   out->any_lost = false;
   out->conflict = false;
+  out->fresh = false;
   if (!found) {
     memset(v, 0, sizeof *v);
     uint32_t n = c->local ? as_version_vv_next(v, c->source_id, c->d->hlc, colset(c->d)) : 0;
@@ -294,6 +295,7 @@ static int vector_decide(const as_resolver *r0, const as_change *c, as_version *
     return AS_OK;
   }
   uint32_t n = as_version_vv_next(v, c->source_id, c->d->hlc, cols);
+  out->fresh = true;
   if (c->d->op == AS_OP_DELETE) decide_delete(c, v, out, n);
   else if (v->deleted) decide_revive(r, c, v, out, n);
   else decide_columns(r, c, v, out, n);

@@ -97,9 +97,6 @@ uint32_t as_version_vv_next(as_version *v, uint16_t node, int64_t hlc, uint64_t 
 /* Node holds the key's current versions (row and every column): a repair wrote the winning
  * row there. Bit = node id % 64. */
 void as_version_mark_holder(as_version *v, uint16_t node);
-/* The opposite: node is no longer taken to hold any of the versions (a write that did not
- * commit). */
-void as_version_unmark_holder(as_version *v, uint16_t node);
 
 /* The column's own version, or NULL (then the row's version is the column's). */
 const as_colver *as_version_col(const as_version *v, uint16_t col);

@@ -114,12 +114,6 @@ void as_version_mark_holder(as_version *v, uint16_t node) {
   for (uint8_t i = 0; i < v->ncolv; i++) v->colv[i].mask |= bit;
 }
 
-void as_version_unmark_holder(as_version *v, uint16_t node) {
-  uint64_t bit = 1ull << (node % 64);
-  v->row_mask &= ~bit;
-  for (uint8_t i = 0; i < v->ncolv; i++) v->colv[i].mask &= ~bit;
-}
-
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
   for (uint8_t i = 0; i < v->ncolv; i++) {
     if (v->colv[i].col == col) return &v->colv[i];

@@ -23,6 +23,11 @@ Per case (topology x strategy), on one database set of its own:
      whose value is not in place); run -> every node holds that node's row, conflict resolved.
 The conflict log must hold exactly the expected keys. Rows are compared whole on all three
 nodes through independent clients (pymongo, psycopg2, sqlite3).
+The `always` cases (script with `call: always`, every topology) make sequential edits instead:
+a decrease of n that the script refuses (every node keeps the higher value, the editing node is
+repaired), an increase and other columns that it lets through, no conflict recorded; then a
+script row that does not fit its column (a dead letter naming it, the change through, one open
+conflict).
 
 usage: strategies.py --bin build/arraysync --work DIR [--pg-dsn DSN] [--case NAME ...]
 MongoDB: ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here."""
@@ -74,10 +79,26 @@ function resolve(mine, theirs, ctx)
   return row
 end
 """
+# call: always — the script decides every change, not only conflicts: `n` never decreases, every
+# other column as the change says.
+ALWAYS_SCRIPT = """-- written by tests/integration/strategies.py
+function resolve(mine, theirs, ctx)
+  if ctx.conflict then return nil, "not expected here" end
+  if theirs.tag == "bad" then
+    theirs.n = "not a number"  -- a value that does not fit its column: a dead letter
+    return theirs
+  end
+  if mine.n ~= ctx.null and theirs.n ~= ctx.null and theirs.n < mine.n then
+    theirs.n = mine.n
+  end
+  return theirs
+end
+"""
 STRATEGIES = {
     "lww": "{ strategy: vector, fallback: lww }",
     "keep-local": "{ strategy: vector, fallback: keep-local }",
     "script": "{ strategy: script, script: ../merge.lua }",
+    "always": "{ strategy: script, script: ../merge.lua, call: always }",
 }
 TOPOLOGIES = {
     "p2p": "{ type: peer-to-peer }",
@@ -85,7 +106,7 @@ TOPOLOGIES = {
     "ring": "{ type: ring, order: [mongo, pg, lite] }",
 }
 NODES = ["mongo", "pg", "lite"]
-CASES = [(t, s) for t in ("p2p", "hub", "ring") for s in ("lww", "keep-local", "script")]
+CASES = [(t, s) for t in ("p2p", "hub", "ring") for s in ("lww", "keep-local", "script", "always")]
 
 # Checks known to fail, by exact name -> why (printed as XFAIL; an unexpected pass is printed
 # loudly). Empty: every check holds. (The two causes once listed here are fixed: PostgreSQL
@@ -200,9 +221,9 @@ class Case:
         node_lines = [astest.node_yaml("mongo", "mongodb", uri=uri, database=dbname, **mopts),
                       astest.node_yaml("pg", "postgres", dsn=pg_dsn, capture=args.pg_capture),
                       astest.node_yaml("lite", "sqlite", path=lite)]
-        if strat == "script":
+        if strat in ("script", "always"):
             with open(os.path.join(self.work, "merge.lua"), "w") as f:
-                f.write(SCRIPT)
+                f.write(SCRIPT if strat == "script" else ALWAYS_SCRIPT)
         self.cfg = astest.write_config(self.work, node_lines, [("items", MAPPING % STRATEGIES[strat])],
                                        topology=TOPOLOGIES[topo])
         self.log = os.path.join(self.work, "connector.log")
@@ -268,7 +289,55 @@ class Case:
             self.chk(what + ".values", got == want, "versions' val %s, want %s" % (got, want))
 
     # ---- the steps
+    def go_always(self):
+        """call: always, sequential edits (each run in between): a decrease of n loses on every
+        node (its own node is repaired), an increase and a change of other columns apply, and
+        nothing is recorded as a conflict."""
+        t0 = time.time()
+        N = self.nodes
+        r = self.cli("install")
+        if not self.chk("install", r.returncode == 0, r.stderr.strip()):
+            return
+        want = {"kz": ("v0", "t0", 100), "ky": ("w0", "u0", 7)}
+        for k, row in want.items():
+            N.insert(self.ins, k, *row)
+        self.run("initial")
+        self.expect_rows("initial", want)
+        A, B = self.a  # two different nodes
+        N.set(A, "kz", "n", 50)  # a decrease: the script keeps mine's n
+        N.set(A, "ky", "val", "w1-" + A)  # another key, another column: applies
+        want["ky"] = ("w1-" + A,) + want["ky"][1:]
+        self.run("decrease")
+        self.expect_rows("decrease", want)
+        N.set(B, "kz", "n", 300)
+        N.set(B, "kz", "val", "v1-" + B)
+        want["kz"] = ("v1-" + B, "t0", 300)
+        self.run("increase")
+        self.expect_rows("increase", want)
+        N.set(A, "kz", "tag", "t1-" + A)  # n unchanged: the change as it is
+        want["kz"] = ("v1-" + B, "t1-" + A, 300)
+        self.run("other")
+        self.expect_rows("other", want)
+        self.chk("always.no_conflicts", self.conflicts() == [], json.dumps(self.conflicts())[:1500])
+        # a script row that does not fit: a dead letter naming the column; the change goes
+        # through as it is and is recorded as a conflict (open)
+        N.set(B, "ky", "tag", "bad")
+        want["ky"] = (want["ky"][0], "bad", want["ky"][2])
+        self.run("bad")
+        self.expect_rows("bad", want)
+        cs = self.conflicts()
+        self.chk("bad.conflict", [(c["key"], c["status"]) for c in cs] == [({"id": "ky"}, "open")],
+                 json.dumps(cs)[:1500])
+        r = self.cli("dlq", "list", "--json")
+        dl = json.loads(r.stdout) if r.returncode == 0 else []
+        err = (dl[0].get("error") or "") if len(dl) == 1 else ""
+        self.chk("bad.dead_letter", len(dl) == 1 and "ky" in (dl[0].get("key") or "") and
+                 'column "n"' in err and "items" in err, r.stdout + r.stderr)
+        print("%s: %.1f s" % (self.name, time.time() - t0), flush=True)
+
     def go(self):
+        if self.strat == "always":
+            return self.go_always()
         t0 = time.time()
         N = self.nodes
         if self.pre_images:
