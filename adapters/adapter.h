@@ -142,6 +142,15 @@ enum {
   AS_CAP_SNAPSHOT = 1u << 3
 };
 
+/* One open conflict as a SQL node's mirror table holds it (conflicts: { node, table }; the
+ * engine's as_conflict_mirror.c). JSON values are text. */
+typedef struct as_mirror_row {
+  int64_t id;
+  const char *mapping, *key_json, *strategy, *columns_json, *chosen;
+  const char *local_node, *local_row_json, *remote_node, *remote_row_json;
+  int64_t created_us;
+} as_mirror_row;
+
 typedef struct as_adapter {
   int abi;                    /* AS_ADAPTER_ABI */
   const char *kind;
@@ -305,6 +314,16 @@ typedef struct as_adapter {
    * connection, e.g. SQLite in-process). */
   uint64_t (*verify_bytes)(as_verify *v);
   void (*verify_close)(as_verify *v);
+  /* ---- the conflicts mirror (optional: SQL nodes; NULL = this node cannot hold it) ----
+   * A table of the node's own (never captured) holding the open conflicts, so applications
+   * can show and settle them: created when missing (mirror_ensure; the table name is checked
+   * by the configuration), its ids read in ascending order (*ids: caller frees), a row
+   * written (nothing when a row of that id is there), a row deleted. Admin calls, between
+   * transactions. */
+  int (*mirror_ensure)(as_node *n, const char *table, as_error *err);
+  int (*mirror_ids)(as_node *n, const char *table, int64_t **ids, size_t *nids, as_error *err);
+  int (*mirror_put)(as_node *n, const char *table, const as_mirror_row *r, as_error *err);
+  int (*mirror_del)(as_node *n, const char *table, int64_t id, as_error *err);
 } as_adapter;
 
 /* The end of a verify_split over a sample of keys (n keys of nkey values each, already in the

@@ -42,6 +42,7 @@ typedef struct top_opts {
   char *listen;
   int64_t verify_every;
   bool verify_repair;
+  char *mirror_node, *mirror_table;
 } top_opts;
 
 static const char *const log_levels[] = {"error", "warn", "warning", "info", "debug", "trace",
@@ -102,6 +103,14 @@ static const as_config_entry top_map[] = {
               "the periodic verify also repairs what it finds where the state store knows the "
               "winner (else it only reports)",
               "true"),
+    AS_OPT_AT(STRING, "conflicts.node", top_opts, mirror_node, NULL,
+              "a SQL node (postgres or sqlite) that holds a table of the open conflicts, kept "
+              "up to date by `run` within seconds, so an application can show them; deleting "
+              "a row there settles that conflict (the value in place stays); off when absent",
+              "pg"),
+    AS_OPT_AT(STRING, "conflicts.table", top_opts, mirror_table, "arraysync_conflicts",
+              "the name of that table (created by `run` when missing; never synced)",
+              "app_conflicts"),
     AS_OPT_END};
 
 const as_config_entry *as_config_map(void) { return top_map; }
@@ -153,6 +162,8 @@ void as_config_free(as_config *c) {
   free(c->log_level);
   free(c->log_format);
   free(c->metrics_listen);
+  free(c->mirror_node);
+  free(c->mirror_table);
   free(c->file);
   free(c->dir);
   free(c);
@@ -312,6 +323,21 @@ static int node_ref(const as_config *c, const as_ynode *n, const char *what, cha
     }
     return as_yaml_error(err, &n->mark, "%s \"%s\" is not a node (nodes: %s)", what, *out, list);
   }
+  return AS_OK;
+}
+
+/* conflicts.node names a SQL node of the configuration. */
+static int check_mirror(const as_ynode *root, const as_config *c, as_error *err) {
+  if (!c->mirror_node) return AS_OK;
+  const as_ynode *n = as_ynode_get(as_ynode_get(root, "conflicts"), "node");
+  const as_node_config *nc = as_config_node(c, c->mirror_node);
+  if (!nc)
+    return as_cfgmap_error(err, n ? &n->mark : NULL, NULL, "conflicts.node",
+                           "\"%s\" is not a node of this configuration", c->mirror_node);
+  if (strcmp(nc->kind, "postgres") != 0 && strcmp(nc->kind, "sqlite") != 0)
+    return as_cfgmap_error(err, n ? &n->mark : NULL, NULL, "conflicts.node",
+                           "\"%s\" is a %s node; the conflicts table needs a SQL node (postgres "
+                           "or sqlite)", c->mirror_node, nc->kind);
   return AS_OK;
 }
 
@@ -531,6 +557,18 @@ static int parse_misc(const as_ynode *root, as_config *c, as_error *err) {
   }
   c->verify_every_ms = o.verify_every;
   c->verify_repair = o.verify_repair;
+  if (o.mirror_node) {
+    const as_ynode *t = as_ynode_get(as_ynode_get(root, "conflicts"), "table");
+    size_t len = strlen(o.mirror_table);
+    if (len == 0 || len > 63) {
+      rc = as_cfgmap_error(err, t ? &t->mark : NULL, NULL, "conflicts.table",
+                           "\"%s\" is not a table name (1 to 63 bytes)", o.mirror_table);
+      goto cleanup;
+    }
+    c->mirror_node = o.mirror_node;
+    c->mirror_table = o.mirror_table;
+    o.mirror_node = o.mirror_table = NULL;
+  }
   if (c->verify_repair && !c->verify_every_ms) {
     const as_ynode *v = as_ynode_get(root, "verify");
     rc = as_cfgmap_error(err, v ? &v->mark : NULL, NULL, "verify.every",
@@ -565,6 +603,7 @@ int as_config_load(const char *path, as_config **out, as_error *err) {
   }
   if ((rc = parse_misc(root, c, err))) goto cleanup;
   if ((rc = parse_nodes(root, c, err))) goto cleanup;
+  if ((rc = check_mirror(root, c, err))) goto cleanup;
   if ((rc = parse_topology(root, c, err))) goto cleanup;
   if ((rc = fill_consumers(c, err))) goto cleanup;
   if ((rc = parse_mappings(root, c, err))) goto cleanup;

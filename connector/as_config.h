@@ -57,6 +57,8 @@ typedef struct as_config {
   char *metrics_listen;       /* NULL unless set */
   int64_t verify_every_ms;    /* periodic verify inside `run` (as_verify_periodic); 0 = off */
   bool verify_repair;         /* ... and repair what it finds (default false: read-only) */
+  char *mirror_node;          /* conflicts.node: the SQL node mirroring open conflicts, or NULL */
+  char *mirror_table;         /* conflicts.table (set with mirror_node) */
 } as_config;
 
 /* Loads and validates the file and every mapping it names. AS_EINVAL with

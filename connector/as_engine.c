@@ -277,7 +277,7 @@ static void purge_relays(engine *e) {
 /* The supervisor: health, idle exit, tombstone and relay purge, leftover repairs. */
 static void supervise(engine *e) {
   int64_t last_purge = as_now_us(), last_drain = as_now_us(), last_check = as_now_us(),
-          last_gauges = 0, last_quick = as_now_us();
+          last_gauges = 0, last_quick = as_now_us(), last_mirror = 0;
   while (!eng_stopping(e)) {
     eng_sleep_ms(e, 50);
     bool all_idle = true, any_failed = false, all_failed = true;
@@ -315,6 +315,12 @@ static void supervise(engine *e) {
       if (as_verify_quick_gauges(e->cfg, e->state, &qerr) < 0)
         AS_LOG(AS_LOG_WARN, "verify", "quick signatures: %s", qerr.message);
       last_quick = as_now_us();
+    }
+    if (e->cfg->mirror_node && now - last_mirror > 2 * 1000000LL) {
+      as_error merr; /* the conflicts table an application reads */
+      if (eng_conflict_mirror(e, &merr) != AS_OK)
+        AS_LOG(AS_LOG_WARN, "conflicts", "conflicts table: %s", merr.message);
+      last_mirror = as_now_us();
     }
     if (now - last_drain > 5 * 1000000LL && as_state_repair_count(e->state) > 0) {
       as_error derr; /* repairs a pair could not finish (a node was down) */
@@ -365,6 +371,9 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
   as_metrics_set_health(true, NULL);
   rc = start_threads(&e, err);
   if (rc == AS_OK) supervise(&e);
+  as_error merr; /* the conflicts table as the run leaves them */
+  if (rc == AS_OK && eng_conflict_mirror(&e, &merr) != AS_OK)
+    AS_LOG(AS_LOG_WARN, "conflicts", "conflicts table: %s", merr.message);
   atomic_store(&e.stop, 1);
   interrupt_nodes(&e);
   for (size_t i = 0; i < e.npairs; i++) {

@@ -92,6 +92,7 @@ struct engine {
   pthread_mutex_t stripes[ENG_KEY_STRIPES];
   pthread_t verify_th; /* the periodic verify (config verify.every), when started */
   bool verify_started;
+  bool mirror_ready;   /* the conflicts mirror table exists (as_conflict_mirror.c) */
 };
 
 /* ---- as_nodes.c ---- */
@@ -156,6 +157,12 @@ int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row
                     const as_version *v, eng_node *to, as_row *out, as_error *err);
 /* Runs every repair left in the state store's queue (after a crash). */
 int eng_repairs_drain(engine *e, as_error *err);
+
+/* ---- as_conflict_mirror.c ---- */
+/* One pass of the conflicts mirror (configuration conflicts: { node, table }): the table
+ * follows the open conflicts; a row the application deleted settles its conflict. AS_OK when
+ * not configured. Takes the node's lock for each call to it. */
+int eng_conflict_mirror(engine *e, as_error *err);
 
 /* ---- as_snapshot.c ---- */
 /* Runs (or resumes) the snapshot; on success *final_pos is the stream position to stream

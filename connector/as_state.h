@@ -349,6 +349,11 @@ int as_state_conflict_counts(as_state *st,
 int as_state_conflict_each(as_state *st, const char *mapping, bool open_only,
                            int (*fn)(void *ctx, const as_conflict *c), void *ctx, as_error *err);
 
+/* The conflicts mirrored into a SQL node's table (conflicts: { node, table }): their ids, in
+ * order (*ids: caller frees); a conflict marked mirrored (on) or no longer (off). */
+int as_state_mirror_ids(as_state *st, int64_t **ids, size_t *n, as_error *err) AS_MUSTCHECK;
+int as_state_mirror_set(as_state *st, int64_t id, bool on, as_error *err) AS_MUSTCHECK;
+
 /* Quick-verify signatures (docs/VERIFY.md, `verify --quick`): per mapping and node,
  * AS_QUICK_BUCKETS buckets (by as_quick_bucket of the key) of (count, sum mod 2^64) of what
  * the node holds according to the key's version record: a node marked as holding the key's

@@ -69,6 +69,9 @@ int as_state_conflicts_open(as_state *st, as_error *err) {
   }
   if (rc == AS_OK)
     rc = exec(st, "CREATE INDEX IF NOT EXISTS conflicts_open ON conflicts(status, mapping)", err);
+  /* the conflicts put in a SQL node's mirror table (as_conflict_mirror.c) */
+  if (rc == AS_OK)
+    rc = exec(st, "CREATE TABLE IF NOT EXISTS conflict_mirror(id INTEGER PRIMARY KEY)", err);
   st->conflicts_v2 = rc == AS_OK;
   return rc;
 }
@@ -411,4 +414,57 @@ char *as_conflict_columns_json(const as_schema *s, const as_row *row, as_error *
   json_decref(a);
   if (!t) as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
   return t;
+}
+
+int as_state_mirror_ids(as_state *st, int64_t **ids, size_t *n, as_error *err) {
+  *ids = NULL;
+  *n = 0;
+  size_t cap = 0;
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK, s = SQLITE_DONE;
+  if (sqlite3_prepare_v2(st->db, "SELECT id FROM conflict_mirror ORDER BY id", -1, &q, NULL) !=
+      SQLITE_OK) {
+    rc = sqlerr(st, err, "read the mirrored conflicts");
+  } else {
+    while (rc == AS_OK && (s = sqlite3_step(q)) == SQLITE_ROW) {
+      if (*n == cap) {
+        size_t nc = cap ? cap * 2 : 64;
+        int64_t *p = realloc(*ids, nc * sizeof *p);
+        if (!p) {
+          rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+          break;
+        }
+        *ids = p;
+        cap = nc;
+      }
+      (*ids)[(*n)++] = sqlite3_column_int64(q, 0);
+    }
+    if (rc == AS_OK && s != SQLITE_DONE) rc = sqlerr(st, err, "read the mirrored conflicts");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  if (rc != AS_OK) {
+    free(*ids);
+    *ids = NULL;
+    *n = 0;
+  }
+  return rc;
+}
+
+int as_state_mirror_set(as_state *st, int64_t id, bool on, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  const char *sql = on ? "INSERT OR IGNORE INTO conflict_mirror(id) VALUES (?1)"
+                       : "DELETE FROM conflict_mirror WHERE id = ?1";
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) {
+    rc = sqlerr(st, err, "record a mirrored conflict");
+  } else {
+    sqlite3_bind_int64(q, 1, id);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = sqlerr(st, err, "record a mirrored conflict");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
 }

@@ -626,4 +626,8 @@ const as_adapter as_adapter_postgres = {
     .verify_rows = pg_verify_rows,
     .verify_bytes = pg_verify_bytes,
     .verify_close = pg_verify_close,
+    .mirror_ensure = pg_mirror_ensure,
+    .mirror_ids = pg_mirror_ids,
+    .mirror_put = pg_mirror_put,
+    .mirror_del = pg_mirror_del,
 };

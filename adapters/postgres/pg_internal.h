@@ -174,6 +174,11 @@ int pg_commit(as_node *n, const char *stream_id, const char *checkpoint, as_erro
 int pg_rollback(as_node *n);
 int pg_checkpoint_load(as_node *n, const char *stream_id, char **out, as_error *err);
 int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, as_error *err);
+/* pg_mirror.c: the conflicts mirror table (adapter.h mirror_*) */
+int pg_mirror_ensure(as_node *n, const char *table, as_error *err);
+int pg_mirror_ids(as_node *n, const char *table, int64_t **ids, size_t *nids, as_error *err);
+int pg_mirror_put(as_node *n, const char *table, const as_mirror_row *m, as_error *err);
+int pg_mirror_del(as_node *n, const char *table, int64_t id, as_error *err);
 int pg_node_connect(as_node *n, as_error *err);
 /* Forgets per-session state (staging tables) after the sink connection was replaced. */
 void pg_sink_reset_session(as_node *n);

@@ -212,6 +212,8 @@ static int need_db(as_node *n, as_error *err) {
   return node_connect(n, err);
 }
 
+int sq_need_db(as_node *n, as_error *err) { return need_db(n, err); }
+
 static int node_install(as_node *n, as_error *err) {
   int ret = need_db(n, err);
   if (ret != AS_OK) return ret;
@@ -1262,4 +1264,8 @@ const as_adapter as_adapter_sqlite = {
     .verify_rows = sq_verify_rows,
     .verify_bytes = sq_verify_bytes,
     .verify_close = sq_verify_close,
+    .mirror_ensure = sq_mirror_ensure,
+    .mirror_ids = sq_mirror_ids,
+    .mirror_put = sq_mirror_put,
+    .mirror_del = sq_mirror_del,
 };

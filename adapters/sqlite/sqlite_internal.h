@@ -97,5 +97,12 @@ int sq_check_live(as_node *n, void (*report)(void *ctx, bool ok, const char *wha
                                              const char *fix),
                   void *ctx);
 void sq_versions(void (*fn)(void *ctx, const char *lib, const char *version), void *ctx);
+/* The node's connection, opened when not yet (sqlite_adapter.c). */
+int sq_need_db(as_node *n, as_error *err);
+/* sqlite_mirror.c: the conflicts mirror table (adapter.h mirror_*) */
+int sq_mirror_ensure(as_node *n, const char *table, as_error *err);
+int sq_mirror_ids(as_node *n, const char *table, int64_t **ids, size_t *nids, as_error *err);
+int sq_mirror_put(as_node *n, const char *table, const as_mirror_row *m, as_error *err);
+int sq_mirror_del(as_node *n, const char *table, int64_t id, as_error *err);
 
 #endif

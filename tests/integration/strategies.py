@@ -224,8 +224,11 @@ class Case:
         if strat in ("script", "always"):
             with open(os.path.join(self.work, "merge.lua"), "w") as f:
                 f.write(SCRIPT if strat == "script" else ALWAYS_SCRIPT)
+        # the open conflicts mirrored into a SQL node's table (conflicts: { node, table })
+        self.mirror = ("pg", "lite")[list(TOPOLOGIES).index(topo) % 2]
         self.cfg = astest.write_config(self.work, node_lines, [("items", MAPPING % STRATEGIES[strat])],
-                                       topology=TOPOLOGIES[topo])
+                                       topology=TOPOLOGIES[topo],
+                                       extra="conflicts: { node: %s, table: app_conflicts }\n" % self.mirror)
         self.log = os.path.join(self.work, "connector.log")
         # who does what: rotated per case so every pair of kinds plays every role
         r = lambda j: NODES[(idx + j) % 3]  # noqa: E731
@@ -270,6 +273,21 @@ class Case:
         for n in NODES:
             diff = {k: (got[n].get(k), want.get(k)) for k in set(got[n]) | set(want) if got[n].get(k) != want.get(k)}
             self.chk("%s.%s" % (what, n), not diff, "key: (held, expected) %s" % diff)
+        return got
+
+    def mirrored(self):
+        """{id: key} of the rows in the mirror table."""
+        rows = self.nodes._sql(self.mirror, "select id, key from app_conflicts")
+        return {int(r[0]): (r[1] if isinstance(r[1], dict) else json.loads(r[1])) for r in rows}
+
+    def check_mirror(self, what, cs):
+        """The mirror table holds exactly the open conflicts, each with its key."""
+        want = {c["id"]: c["key"] for c in cs if c["status"] == "open"}
+        try:
+            got = self.mirrored()
+        except Exception as e:  # noqa: BLE001 - a missing table is a failed check
+            got = repr(e)
+        self.chk("%s.mirror" % what, got == want, "table %s holds %s, open conflicts %s" % (self.mirror, got, want))
         return got
 
     def by_key(self, conflicts):
@@ -431,6 +449,12 @@ class Case:
         if self.strat == "script":
             self.chk("n.no_conflict_recorded_open", all(c["status"] == "resolved" for c in keys.get("kn", [])),
                      json.dumps(keys.get("kn")))
+        self.check_mirror("concurrent", cs)
+        # an application settles kd's conflict by deleting its row from the mirror table
+        settled = [c["id"] for c in kdc if c["status"] == "open"]
+        self.chk("d.open", len(settled) == 1, json.dumps(kdc)[:500])
+        for i in settled:
+            self.nodes._sql(self.mirror, "delete from app_conflicts where id = ?", (i,))
 
         # 3. the sequential edit of kc, and a conflict resolved by hand
         _, cB = self.c
@@ -456,6 +480,10 @@ class Case:
                      "status %s chosen %s, want resolved %s" % (c["status"], c["chosen"], take))
             rr = c.get("resolved_row") or {}
             self.chk("resolve.row", rr.get("val") == "vb-" + take, json.dumps(rr))
+        for c in keys2.get("kd", []):
+            self.chk("d.settled_by_table", c["status"] == "resolved" or c["id"] not in settled,
+                     "status %s" % c["status"])
+        self.check_mirror("final", cs2)
         print("%s: %.1f s" % (self.name, time.time() - t0), flush=True)
 
     def drop(self):
