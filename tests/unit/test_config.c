@@ -42,7 +42,13 @@ static const struct {
     {"one_node.yaml", "@/one_node.yaml:2:3: at least two nodes are needed to sync (found 1)"},
     {"unknown_top_key.yaml",
      "@/unknown_top_key.yaml:4:1: unknown key \"mapping\" in configuration (allowed: nodes, "
-     "state, topology, mappings, batch, tombstones, log, metrics, verify)"},
+     "state, topology, mappings, batch, tombstones, log, metrics, verify, conflicts)"},
+    {"conflicts_node_unknown.yaml",
+     "@/conflicts_node_unknown.yaml:4:20: option conflicts.node: \"pg\" is not a node of this "
+     "configuration"},
+    {"conflicts_node_mongo.yaml",
+     "@/conflicts_node_mongo.yaml:4:20: option conflicts.node: \"mongo\" is a mongodb node; "
+     "the conflicts table needs a SQL node (postgres or sqlite)"},
     {"missing_mappings.yaml",
      "@/missing_mappings.yaml:1:1: missing \"mappings\" (a file pattern such as "
      "mappings/*.yaml, or a list of them)"},
