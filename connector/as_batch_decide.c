@@ -145,7 +145,15 @@ static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
     d->hlc = h->hlc;
     as_delta_set_origin(d, o);
   } else {
-    d->hlc = 0; /* nothing known: the oldest version */
+    /* nothing known: the oldest version — for a key nobody synced yet, the mapping's clock
+     * column, or just above the oldest for the node initial_sync prefers (so copies of one
+     * unsynced key from several nodes agree whatever order the streams run in) */
+    const as_schema *s = d->schema;
+    int ci = s->conflict.clock_idx;
+    d->hlc = 0;
+    if (x->found) return;
+    if (ci >= 0 && as_row_has(&d->row, (size_t)ci)) d->hlc = local_hlc(d);
+    else if (s->initial_prefer && strcmp(s->initial_prefer, p->src->cfg->name) == 0) d->hlc = 1;
   }
 }
 
@@ -354,13 +362,33 @@ static as_delta *merged_delta(eng_pair *p, eng_work *w, as_delta *d, as_row *mer
 
 /* ---------------------------------------------------------------- initial sync */
 
+/* Whether the node initial_sync prefers (neither side of this pair) holds the key: its own
+ * copies then bring its row to both sides. */
+static bool preferred_holds(eng_pair *p, const as_delta *d) {
+  const as_schema *s = d->schema;
+  eng_node *n = eng_find_node(p->e, s->initial_prefer);
+  if (!n || !eng_node_has_schema(n, s)) return false;
+  as_row row = {0};
+  as_error err;
+  int rc = as_row_init(&row, s->ncols);
+  if (rc == AS_OK) {
+    pthread_mutex_lock(&n->mu);
+    rc = n->ad->read_row(n->node, s, &d->row, &row, &err);
+    pthread_mutex_unlock(&n->mu);
+  }
+  as_row_clear(&row);
+  return rc == AS_OK;
+}
+
 /* Which side a first copy keeps for a key both hold with different values: 1 the source's,
- * 0 the target's, -1 neither (reported and left alone). */
+ * 0 the target's, 2 neither for now (the preferred node is another one and holds the key: its
+ * copies decide), -1 neither (reported and left alone). */
 static int initial_winner(eng_pair *p, const as_delta *d, const as_row *there) {
   const as_schema *s = d->schema;
   if (s->initial_prefer) {
     if (strcmp(s->initial_prefer, p->src->cfg->name) == 0) return 1;
     if (strcmp(s->initial_prefer, p->dst->cfg->name) == 0) return 0;
+    if (preferred_holds(p, d)) return 2;
   }
   int ci = s->conflict.clock_idx;
   if (ci >= 0 && as_row_has(&d->row, (size_t)ci) && as_row_has(there, (size_t)ci)) {
@@ -422,6 +450,9 @@ static int initial_compare(eng_pair *p, decided *x, as_delta *d, bool *done, as_
     snprintf(x->v.origin, sizeof x->v.origin, "%s", p->dst->cfg->name);
     x->v.hlc = d->hlc + 1;
     x->found = x->dirty = true;
+    eng_count_skip(p, s);
+    *done = true;
+  } else if (w == 2) { /* left to the preferred node's copies: no version, no conflict */
     eng_count_skip(p, s);
     *done = true;
   } else if (w < 0) {

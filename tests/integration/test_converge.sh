@@ -75,7 +75,7 @@ run_case() {  # NAME FLAGS...
   # shellcheck disable=SC2086
   if "$py" "$conv" --bin "$build/arraysync" --work "$dir" --pg-dsn "$dsn" --name "conv_${name//-/_}" \
       --log-level "${CONVERGE_LOG_LEVEL:-debug}" "$@" ${CONVERGE_ARGS:-} >"$dir/out.txt" 2>"$dir/err.txt"; then
-    grep -E '^(converge: PASS|load:|writes:|contention:|restarts|drain:|verify --quick)' "$dir/out.txt" || true
+    grep -E '^(converge: PASS|load:|writes:|contention:|restarts|drain:|verify --quick|streams |  [a-z0-9_]+->[a-z0-9_]+ )' "$dir/out.txt" || true
     return 0
   fi
   cat "$dir/out.txt"

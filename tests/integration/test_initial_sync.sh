@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The first sync of two non-empty SQLite files (written with the sqlite3 shell before any run):
+# The first sync of two non-empty SQLite files (written with the sqlite3 shell before any run),
+# then of MongoDB + PostgreSQL + SQLite (initial_sync3.py):
 # keys on one side are copied, equal keys are left as they are, and a key both hold with
 # different values is decided by `initial_sync: { prefer: NODE }`, or reported as a conflict
 # (strategy "initial") and left alone.
@@ -53,5 +54,8 @@ check "no preference: one conflict, strategy initial, key k1" "1 initial k1" \
 sqlite3 "$W/report/a.db" "update items set val = 'A2' where id = 'k1'"
 "$BIN" run -c "$W/report/arraysync.yaml" --exit-when-idle 2s >>"$W/report/log" 2>&1
 check "a later change reaches both" "k1|A2 k1|A2" "$(sqlite3 "$W/report/a.db" "select id, val from items where id = 'k1'") $(sqlite3 "$W/report/b.db" "select id, val from items where id = 'k1'")"
+# MongoDB + PostgreSQL + SQLite, every topology, with and without a preference; MongoDB's
+# documents keep their exact bytes where nothing changed (tests/integration/initial_sync3.py)
+/usr/bin/python3 "$(dirname "$0")/initial_sync3.py" --bin "$BIN" --work "$W/three" || fails=$((fails + 1))
 if [ "$fails" -ne 0 ]; then tail -n 30 "$W"/*/log; echo "test_initial_sync: $fails failed"; exit 1; fi
 echo "test_initial_sync: all passed"
