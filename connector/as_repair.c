@@ -119,7 +119,7 @@ static const char *column_version(engine *e, const as_version *v, size_t c, int6
   return o ? o : "";
 }
 
-/* Column c of n's row into out (read once per node: rows[] caches what was read). */
+/* Rows read from holders, each node's once (eng_current_row). */
 typedef struct read_cache {
   eng_node *node[AS_VERSION_MAX_COLS + 1];
   as_row row[AS_VERSION_MAX_COLS + 1];
