@@ -10,8 +10,9 @@
  *   array, a single-'$' key that is no wrapper, a duplicate key, ...) is AS_EDATA naming the
  *   column.
  * - NULL values are written as BSON null (a field that was missing comes back as null unless
- *   a catch-all is involved); catch-all fields that a column or a child table claims are
- *   skipped.
+ *   a catch-all is involved); a catch-all field at a column's own path is AS_EDATA naming both
+ *   (as_catch_all_collision: the document cannot hold both values); catch-all sub-documents
+ *   under a column's parent path are merged with it; a child table's field is skipped.
  */
 #include <stdlib.h>
 
@@ -33,6 +34,26 @@ bool as_bson_child_head(const as_schema *s, size_t depth, const char *key) {
   for (size_t i = 0; i < s->nchildren; i++)
     if (s->children[i].field && strcmp(s->children[i].field, key) == 0) return true;
   return false;
+}
+
+int as_catch_all_collision(const as_schema *s, const as_bsonr *extra, as_error *err) {
+  for (size_t i = 0; i < s->ncols; i++) {
+    const as_column *c = &s->cols[i];
+    if (c->catch_all || !c->npath) continue;
+    as_bsonr level = *extra;
+    as_bsonr_el e;
+    for (size_t d = 0; d < c->npath; d++) {
+      if (as_bsonr_find(&level, c->path[d], strlen(c->path[d]), &e) != 1) break;
+      if (d + 1 == c->npath) {
+        return as_error_set(err, AS_DOM_MAPPING, AS_EDATA,
+                            "mapping %s, column \"%s\": the catch-all holds field \"%s\", which "
+                            "is column \"%s\"'s; a document cannot hold both",
+                            s->name, s->cols[s->catch_all_idx].name, c->field, c->name);
+      }
+      if (e.type != BSON_TYPE_DOCUMENT || as_bsonr_child(&e, &level) != AS_OK) break;
+    }
+  }
+  return AS_OK;
 }
 
 /* The catch-all fields of this level that no column or child table claims, copied. */
@@ -146,6 +167,7 @@ int as_row_to_doc(const as_schema *s, const as_row *r, bson_t *out, as_error *er
       rc = as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s: catch-all value too large", s->name);
       goto cleanup;
     }
+    if ((rc = as_catch_all_collision(s, &er, err)) != AS_OK) goto cleanup;
     have_extra = true;
   }
   if (room(&doc, 4)) {

@@ -571,6 +571,7 @@ int as_doc_merge(const as_schema *s, const bson_t *cur, const as_row *row, bson_
     m.catch_changed = !readable || !as_value_equal(&cr.v[s->catch_all_idx], cv);
     if (m.catch_changed && cv->type != AS_T_NULL) {
       if ((rc = catch_all_raw(s, cv, &extra_raw, &extra, err)) != AS_OK) goto cleanup;
+      if ((rc = as_catch_all_collision(s, &extra, err)) != AS_OK) goto cleanup;
       have_extra = true;
     }
   }

@@ -364,5 +364,9 @@ static inline AS_MUSTCHECK int as_bsonw_value_inline(as_buf *b, const char *key,
 
 /* as_bson_from_row.c */
 bool as_bson_child_head(const as_schema *s, size_t depth, const char *key);
+/* AS_EDATA (naming both columns) when the catch-all document `extra` holds a field at a mapped
+ * column's own path: a row whose document could not hold both values (a SQL user put it
+ * there); AS_OK otherwise. */
+int as_catch_all_collision(const as_schema *s, const as_bsonr *extra, as_error *err) AS_MUSTCHECK;
 
 #endif

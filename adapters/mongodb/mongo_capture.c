@@ -346,9 +346,35 @@ static void parse_event(const bson_t *ev, cs_event *e) {
   }
 }
 
+/* A dead letter's raw form: the document (or the event) as canonical extended JSON; a
+ * document JSON cannot carry (a string that is not UTF-8) as AS_MONGO_RAW_HEX + its bytes in
+ * hex, so the payload is never lost (decode_raw reads both). */
 static char *event_json(const cs_event *e, const bson_t *ev) {
+  const bson_t *doc = e->has_full_doc ? &e->full_doc : ev;
   size_t len;
-  char *j = bson_as_canonical_extended_json(e->has_full_doc ? &e->full_doc : ev, &len);
+  char *j = bson_as_canonical_extended_json(doc, &len);
+  char *out = j ? strdup(j) : NULL;
+  bson_free(j);
+  if (out) return out;
+  static const char hex[] = "0123456789abcdef";
+  size_t plen = strlen(AS_MONGO_RAW_HEX);
+  if (!(out = malloc(plen + 2 * (size_t)doc->len + 1))) return NULL;
+  memcpy(out, AS_MONGO_RAW_HEX, plen);
+  const uint8_t *p = bson_get_data(doc);
+  for (uint32_t i = 0; i < doc->len; i++) {
+    out[plen + 2 * i] = hex[p[i] >> 4];
+    out[plen + 2 * i + 1] = hex[p[i] & 15];
+  }
+  out[plen + 2 * (size_t)doc->len] = '\0';
+  return out;
+}
+
+/* The document key as relaxed extended JSON ({"_id": 5}): a dead letter's key when the key
+ * does not fit the mapping's key columns. */
+static char *doc_key_json(const cs_event *e) {
+  if (!e->has_doc_key) return NULL;
+  size_t len;
+  char *j = bson_as_relaxed_extended_json(&e->doc_key, &len);
   char *out = j ? strdup(j) : NULL;
   bson_free(j);
   return out;
@@ -389,6 +415,7 @@ static int dead_letter(as_stream *s, as_batch *out, const as_schema *sc, const c
       as_doc_to_key(sc, &e->doc_key, &kr, NULL) == AS_OK)
     key = as_key_describe(sc, &kr);
   as_row_clear(&kr);
+  if (!key) key = doc_key_json(e);
   AS_LOG(AS_LOG_WARN, s->comp, "dead letter: mapping %s: %s", sc->name, why->message);
   return as_batch_push_dead(out, sc, key, event_json(e, ev), strdup(why->message),
                             make_pos(s));

@@ -1,6 +1,9 @@
 /* mongo_internal.h — private to the MongoDB adapter (adapters/mongodb/). See README.md. */
 #ifndef AS_MONGO_INTERNAL_H
 #define AS_MONGO_INTERNAL_H
+/* The raw form of a dead letter whose document extended JSON cannot carry (mongo_capture.c
+ * event_json): this prefix, then the document's BSON bytes in hex. */
+#define AS_MONGO_RAW_HEX "bson-hex:"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -67,11 +67,42 @@ void as_mongo_bson_free(bson_t *b) {
   free(b);
 }
 
-/* A dead letter's raw form (canonical extended JSON of the document) -> an insert. */
+/* AS_MONGO_RAW_HEX's hex digits -> a document (NULL when they are not a BSON document). */
+static bson_t *doc_from_hex(const char *h) {
+  size_t n = strlen(h);
+  if (n % 2 || n < 10) return NULL;
+  uint8_t *b = malloc(n / 2);
+  if (!b) return NULL;
+  for (size_t i = 0; i < n / 2; i++) {
+    unsigned v = 0;
+    for (int k = 0; k < 2; k++) {
+      char c = h[2 * i + (size_t)k];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) {
+        free(b);
+        return NULL;
+      }
+      v = v * 16 + (unsigned)d;
+    }
+    b[i] = (uint8_t)v;
+  }
+  bson_t *doc = bson_new_from_data(b, n / 2);
+  free(b);
+  return doc;
+}
+
+/* A dead letter's raw form (canonical extended JSON of the document, or AS_MONGO_RAW_HEX and
+ * its bytes) -> an insert. */
 static int decode_raw(const as_schema *s, const char *raw, as_delta *out, as_error *err) {
   bson_error_t berr;
-  bson_t *doc = bson_new_from_json((const uint8_t *)raw, -1, &berr);
-  if (!doc) return as_error_set(err, AS_DOM_MONGO, AS_EDATA, "stored document: %s", berr.message);
+  size_t plen = strlen(AS_MONGO_RAW_HEX);
+  bson_t *doc = NULL;
+  if (strncmp(raw, AS_MONGO_RAW_HEX, plen) == 0) {
+    if (!(doc = doc_from_hex(raw + plen)))
+      return as_error_set(err, AS_DOM_MONGO, AS_EDATA, "stored document: not a BSON document");
+  } else if (!(doc = bson_new_from_json((const uint8_t *)raw, -1, &berr))) {
+    return as_error_set(err, AS_DOM_MONGO, AS_EDATA, "stored document: %s", berr.message);
+  }
   int rc = as_delta_init(out, s, AS_OP_INSERT);
   if (rc == AS_OK) rc = as_doc_to_row(s, doc, &out->row, err);
   bson_destroy(doc);

@@ -659,10 +659,28 @@ static int push_op(as_node *n, apply_call *a, size_t i, mongo_ops *ops, mongo_op
   return op->origin ? AS_OK : as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
 }
 
+/* AS_EDATA naming the column when the delta would leave a `required: true` column's field
+ * without a value: set to NULL, or missing from a new document (a SQL row with NULL there;
+ * the other direction refuses such documents the same way). */
+static int check_required(const as_delta *d, bool new_doc, as_error *e) {
+  const as_schema *s = d->schema;
+  for (size_t c = 0; c < s->ncols; c++) {
+    if (!s->cols[c].required || s->cols[c].is_key || s->cols[c].catch_all) continue;
+    bool set = as_row_has(&d->row, c);
+    if ((set && d->row.v[c].type == AS_T_NULL) || (!set && new_doc))
+      return as_error_set(e, AS_DOM_MAPPING, AS_EDATA,
+                          "mapping %s, column \"%s\" (field %s) is required and the row has no "
+                          "value for it", s->name, s->cols[c].name, s->cols[c].field);
+  }
+  return AS_OK;
+}
+
 /* The write of an insert/update delta i onto its document k (which becomes the result). */
 static int plan_write(as_node *n, apply_call *a, size_t i, key_doc *k, mongo_ops *ops, as_error *e) {
   const as_delta *d = &a->d[i];
   bool changed = false, replace = false;
+  int req = check_required(d, k->doc == NULL, e);
+  if (req != AS_OK) return req;
   bson_t *next = as_mongo_bson_new(), *upd = NULL;
   int rc = next ? as_doc_merge(d->schema, k->doc, &d->row, next, &changed, e)
                 : as_error_set(e, AS_DOM_MONGO, AS_ERR, "out of memory");

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""Rows that cannot be written as they are become dead letters that say why and keep their
+payload (MongoDB through its URI only, and SQLite):
+  - SQL -> MongoDB: a NULL in a `required: true` column (the document would lack the field);
+  - SQL -> MongoDB: a catch-all holding a field at a mapped column's own path (the document
+    cannot hold both values);
+  - MongoDB -> SQL: a string that is not UTF-8 (the payload kept as the document's bytes, and
+    `dlq retry` reads it back and fails the same way);
+  - MongoDB -> SQL: a key of another type than the key column's (the dead letter shows the
+    document's key);
+and the rows around them flow.
+
+usage: dead_letters.py --bin build/arraysync --work DIR"""
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import astest  # noqa: E402
+
+MAPPING = """mapping: items
+collection: items
+table: items
+key: id
+columns:
+  id:    { field: _id, type: text }
+  a:     { field: a,   type: text, required: true }
+  b:     { field: b,   type: text }
+  extra: { field: "*", type: jsonb }
+"""
+fails = 0
+
+
+def check(name, ok, detail=""):
+    global fails
+    fails += 0 if ok else 1
+    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + detail) if detail and not ok else ""), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    work = os.path.abspath(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    uri = astest.mongo_uri(os.path.join(work, "mongo-server"))
+    from pymongo import MongoClient
+    import bson
+    from bson.raw_bson import RawBSONDocument
+    mc = MongoClient(uri, serverSelectionTimeoutMS=10000)
+    m = mc["deadletters"]["items"]
+    lite = os.path.join(work, "lite.db")
+    con = sqlite3.connect(lite)  # a table of the user's, without NOT NULL on the required column
+    con.execute("create table items (id text primary key, a text, b text, extra text)")
+    con.commit()
+    con.close()
+    cfg = astest.write_config(work, [astest.node_yaml("mongo", "mongodb", uri=uri, database="deadletters"),
+                                     astest.node_yaml("lite", "sqlite", path=lite)], [("items", MAPPING)])
+    log = open(os.path.join(work, "connector.log"), "a")
+
+    def run():
+        return subprocess.run([a.bin, "run", "-c", cfg, "--exit-when-idle", "2s"], stdout=log, stderr=log,
+                              timeout=120).returncode
+
+    def lite_sql(sql, params=()):
+        c = sqlite3.connect(lite, timeout=30)
+        try:
+            rows = c.execute(sql, params).fetchall()
+            c.commit()
+            return rows
+        finally:
+            c.close()
+
+    check("install", astest.cli(a.bin, cfg, "install").returncode == 0)
+    check("first run", run() == 0)
+    lite_sql("insert into items values ('r1', NULL, 'b1', NULL)")
+    lite_sql("insert into items values ('c1', 'x', 'b', ?)", ('{"a": "y", "q": 1}',))
+    lite_sql("insert into items values ('ok1', 'fine', NULL, NULL)")
+    raw = bson.BSON.encode({"_id": "u2", "a": "PLACEHOLDERX"}).replace(b"PLACEHOLDERX", b"bad\xff\xfeUTF8abc")
+    m.insert_one(RawBSONDocument(raw))
+    m.insert_one({"_id": 5, "a": "int key"})
+    m.insert_one({"_id": "ok2", "a": "fine too"})
+    check("second run", run() == 0)
+    docs = {d["_id"]: d for d in m.find({"_id": {"$in": ["r1", "c1", "ok1"]}})}
+    check("required NULL: no document", "r1" not in docs, str(docs.get("r1")))
+    check("catch-all collision: no document", "c1" not in docs, str(docs.get("c1")))
+    check("a good row flows (no null for the NULL column)", docs.get("ok1") == {"_id": "ok1", "a": "fine"},
+          str(docs.get("ok1")))
+    check("a good document flows", lite_sql("select id, a from items where id = 'ok2'") == [("ok2", "fine too")])
+    dl = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+    by = {}
+    for x in dl:
+        by[x.get("key") or ""] = x
+    r1 = next((x for k, x in by.items() if '"r1"' in k), None)
+    check("required NULL: a dead letter naming the column", r1 is not None and 'column "a"' in (r1.get("error") or "")
+          and "required" in r1["error"], json.dumps(dl)[:600])
+    c1 = next((x for k, x in by.items() if '"c1"' in k), None)
+    check("catch-all collision: a dead letter naming both columns", c1 is not None and
+          'column "extra"' in (c1.get("error") or "") and 'column "a"' in c1["error"], json.dumps(dl)[:600])
+    u2 = next((x for k, x in by.items() if '"u2"' in k), None)
+    check("invalid UTF-8: a dead letter with its payload", u2 is not None and "UTF-8" in (u2.get("error") or "") and
+          (u2.get("raw") or "").startswith("bson-hex:") and raw.hex() in u2["raw"], json.dumps(u2)[:600])
+    k5 = next((x for k, x in by.items() if "5" in k and "_id" in k), None)
+    check("a key of another type: the dead letter shows the document's key", k5 is not None, json.dumps(dl)[:800])
+    r = astest.cli(a.bin, cfg, "dlq", "retry")
+    dl2 = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+    u2b = next((x for x in dl2 if '"u2"' in (x.get("key") or "")), None)
+    check("dlq retry: the payload read back fails the same way and is kept",
+          u2b is not None and "UTF-8" in (u2b.get("error") or "") and u2b.get("raw") == u2["raw"] if u2 else False,
+          json.dumps(u2b)[:600] + r.stdout[-300:])
+    mc.drop_database("deadletters")
+    mc.close()
+    print("dead_letters: %s" % ("all passed" if not fails else "%d failed" % fails))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
