@@ -293,7 +293,23 @@ static int cmd_infer(const cli_opts *o) {
   return r == AS_OK ? EXIT_OK : r == AS_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
+/* libmongoc initialises itself while the process loads and keeps its performance counters
+ * in a shared-memory file, /dev/shm/mongoc-PID, unless MONGOC_DISABLE_SHM is set. A connector
+ * killed with -9 leaves that file behind, and a later process given the same PID then prints
+ * a warning on stderr. So, once, before anything else: the file this start made is removed
+ * and the program starts again in the same process with the variable set (counters in the
+ * heap). Where that fails, it goes on as it is. */
+static void no_mongoc_shm(char **argv) {
+  if (getenv("MONGOC_DISABLE_SHM")) return;
+  if (setenv("MONGOC_DISABLE_SHM", "1", 1) != 0) return;
+  char shm[64];
+  snprintf(shm, sizeof shm, "/dev/shm/mongoc-%ld", (long)getpid());
+  unlink(shm);
+  execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+  no_mongoc_shm(argv);
   if (argc < 2) {
     usage(stderr);
     return EXIT_USAGE;
