@@ -67,8 +67,9 @@ typedef struct as_delta {
   /* Optional, for updates: the whole row as its source held it right before the change (every
    * column set), where the source gives it (a SQLite changelog's old row, PostgreSQL's old
    * tuple under REPLICA IDENTITY FULL, a MongoDB pre-image with `full_document:
-   * whenAvailable`). The script strategy gives it to resolve() as ctx.base: what the change
-   * was made on top of. before.n == 0 when absent. Not part of the JSON form below (relayed,
+   * whenAvailable`), for mappings that run a script (as_schema_keeps_before): the script
+   * strategy gives it to resolve() as ctx.base, what the change was made on top of.
+   * before.n == 0 when absent. Not part of the JSON form below (relayed,
    * queued and dead-lettered changes do not carry it). */
   as_row before;
   char *pos;         /* source position (resume token, changelog sequence), opaque text */

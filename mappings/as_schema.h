@@ -115,6 +115,11 @@ int as_schema_column_index(const as_schema *s, const char *name);
  * not mapped at all. Array-index parts ("items.2.qty") are handled. -1 if nothing maps it
  * (possible only without a catch-all). */
 int as_schema_column_for_path(const as_schema *s, const char *dotted_path);
+/* Whether a capture should give this mapping's updates their old row (as_row.h `before`): only
+ * a script reads it (ctx.base), so other mappings skip the work. */
+static inline bool as_schema_keeps_before(const as_schema *s) {
+  return s->conflict.strategy == AS_STRATEGY_SCRIPT || s->conflict.fallback == AS_STRATEGY_SCRIPT;
+}
 /* Added (as_schema.c): as_schema_column_for_path returns AS_SCHEMA_PATH_PARENT when the path
  * is a strict prefix of one or more mapped paths (e.g. "account" while "account.balance" is a
  * column): the caller must look at the sub-fields. A path outside every column that is not

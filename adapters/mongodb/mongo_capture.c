@@ -557,7 +557,7 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
     d->image = full;
     memset(&full, 0, sizeof full);
   }
-  if (e->has_before) { /* the pre-image: what the change was made on top of */
+  if (e->has_before && as_schema_keeps_before(sc)) { /* the pre-image, for a script's ctx.base */
     as_error be;
     if (as_row_init(&d->before, sc->ncols) != AS_OK || as_doc_to_row(sc, &e->before_doc, &d->before, &be) != AS_OK)
       as_row_clear(&d->before);

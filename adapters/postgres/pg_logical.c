@@ -353,19 +353,19 @@ static int put_cols(const lrel *r, const pg_table *t, const lcol *cols, int n, c
   return AS_OK;
 }
 
-/* An update's old row (REPLICA IDENTITY FULL; as_row.h `before`: what the change was made on
- * top of). An unchanged TOASTed value or one that cannot be read leaves none. */
-static void put_before(const lrel *r, const pg_table *t, const lcol *oldc, int nold, as_delta *d) {
+/* A tuple as a whole row into *out: every column readable (no unchanged TOASTed value 'u'),
+ * every mapped column set; else *out stays empty. */
+static void whole_row(const lrel *r, const pg_table *t, const lcol *cols, int n, as_row *out) {
+  bool whole = true;
+  for (int i = 0; i < n && whole; i++) whole = cols[i].kind != 'u';
   as_delta tmp;
   memset(&tmp, 0, sizeof tmp);
-  if (as_delta_init(&tmp, t->s, AS_OP_UPDATE) != AS_OK) return;
-  bool whole = true;
-  for (int i = 0; i < nold && whole; i++) whole = oldc[i].kind != 'u';
+  if (!whole || as_delta_init(&tmp, t->s, AS_OP_UPDATE) != AS_OK) return;
   as_error e;
-  whole = whole && put_cols(r, t, oldc, nold, NULL, false, &tmp, &e) == AS_OK;
+  whole = put_cols(r, t, cols, n, NULL, false, &tmp, &e) == AS_OK;
   for (size_t k = 0; whole && k < t->s->ncols; k++) whole = as_row_has(&tmp.row, k);
   if (whole) {
-    d->before = tmp.row;
+    *out = tmp.row;
     memset(&tmp.row, 0, sizeof tmp.row);
   }
   as_delta_clear(&tmp);
@@ -377,26 +377,12 @@ static void put_before(const lrel *r, const pg_table *t, const lcol *oldc, int n
 static int put_image(const lrel *r, const pg_table *t, const lcol *newc, int nnew, const lcol *oldc,
                      int nold, as_delta *d) {
   lcol *cols = malloc((nnew ? (size_t)nnew : 1) * sizeof *cols);
-  as_delta tmp;
-  memset(&tmp, 0, sizeof tmp);
-  if (!cols || as_delta_init(&tmp, t->s, AS_OP_UPDATE) != AS_OK) {
-    free(cols);
-    return AS_ERR;
-  }
-  bool whole = true;
+  if (!cols) return AS_ERR;
   for (int i = 0; i < nnew; i++) {
     cols[i] = newc[i];
     if (cols[i].kind == 'u' && i < nold && oldc[i].kind != 'u') cols[i] = oldc[i];
-    if (cols[i].kind == 'u') whole = false;
   }
-  as_error e;
-  whole = whole && put_cols(r, t, cols, nnew, NULL, false, &tmp, &e) == AS_OK;
-  for (size_t k = 0; whole && k < t->s->ncols; k++) whole = as_row_has(&tmp.row, k);
-  if (whole) {
-    d->image = tmp.row;
-    memset(&tmp.row, 0, sizeof tmp.row);
-  }
-  as_delta_clear(&tmp);
+  whole_row(r, t, cols, nnew, &d->image);
   free(cols);
   return AS_OK;
 }
@@ -589,7 +575,9 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
     if (rc == AS_OK && (rc = put_cols(r, t, newc, nnew, changed, false, d, &e)) != AS_OK) drop_last(out);
     if (rc == AS_OK && d->op == AS_OP_UPDATE && changed && (rc = put_image(r, t, newc, nnew, oldc, nold, d)) != AS_OK)
       drop_last(out);
-    if (rc == AS_OK && d->op == AS_OP_UPDATE && changed) put_before(r, t, oldc, nold, d);
+    /* the old row, for a script's ctx.base (as_row.h `before`) */
+    if (rc == AS_OK && d->op == AS_OP_UPDATE && changed && as_schema_keeps_before(sc))
+      whole_row(r, t, oldc, nold, &d->before);
     bool gone = false;
     if (rc == AS_OK && d->op == AS_OP_INSERT && (rc = fill_missing(s, t, d, &gone, &e)) != AS_OK)
       drop_last(out);

@@ -549,9 +549,9 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
       if (as_row_init(&d[0].image, sc->ncols) != AS_OK ||
           fill_row(sc, &d[0].image, jn, NULL, COLS_ALL, &ie) != AS_OK)
         as_row_clear(&d[0].image);
-      /* and the row before it (what the change was made on top of: a merge's common base) */
-      if (as_row_init(&d[0].before, sc->ncols) != AS_OK ||
-          fill_row(sc, &d[0].before, jo, NULL, COLS_ALL, &ie) != AS_OK)
+      /* and the row before it, for a script (what the change was made on top of: ctx.base) */
+      if (as_schema_keeps_before(sc) && (as_row_init(&d[0].before, sc->ncols) != AS_OK ||
+                                         fill_row(sc, &d[0].before, jo, NULL, COLS_ALL, &ie) != AS_OK))
         as_row_clear(&d[0].before);
       bool any = false;
       for (size_t i = 0; i < sc->ncols; i++) any |= !sc->cols[i].is_key && as_row_has(&d[0].row, i);
