@@ -67,20 +67,14 @@ static int load_mapping_stats(void *ctx, const as_stream_mapping_stats *m) {
 }
 
 /* What `run` cannot do yet is refused before anything is touched: strategies without a
- * resolver (as_resolver_new says which), and child tables (`children:`), whose rows are
- * neither captured nor applied — a document written back without its arrays would lose them. */
+ * resolver (as_resolver_new says which). (Child tables on a PostgreSQL node are refused by
+ * that adapter's init.) */
 static int make_resolvers(engine *e, as_error *err) {
   const as_config *c = e->cfg;
   e->resolvers = calloc(c->nschemas ? c->nschemas : 1, sizeof *e->resolvers);
   if (!e->resolvers) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   for (size_t i = 0; i < c->nschemas; i++) {
     const as_schema *s = c->schemas[i];
-    if (s->nchildren > 0) {
-      return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL,
-                          "%s:%d:%d: mapping %s: child tables (`children:`) are not synced yet; "
-                          "remove `children:` (keep the array in the catch-all column) to run",
-                          s->file, s->mark.line, s->mark.col, s->name);
-    }
     int rc = as_resolver_new(s, &e->resolvers[i], err);
     if (rc != AS_OK) return rc;
   }

@@ -24,8 +24,12 @@
  * - json columns and the catch-all, when not equal: merged structurally with the current value
  *   (documents member by member in the current order: equal members keep their bytes, members
  *   the new value lacks are removed, new ones appended in the new value's order; arrays of the
- *   same length element by element; anything else replaced). Two NaN doubles are equal (AS-JSON
- *   has one NaN).
+ *   same length element by element; arrays of another length element by element too, each new
+ *   element written as the current element equal to it (its bytes, so an element a child table
+ *   gave back in its columns' order keeps its own), else merged with the current element at its
+ *   index when both are documents; anything else replaced). Equal members include the same
+ *   number in another BSON type (int32 2, int64 2, double 2.0: SQL cannot say which it was)
+ *   and two NaN doubles (AS-JSON has one NaN).
  * - The catch-all holds every unmapped field (as_doc_to_row): when it is set and differs,
  *   unmapped fields it lacks are removed, also inside documents that columns descend into. When
  *   it is not set (an update of other columns) or equal, unmapped fields are untouched; so are
@@ -140,10 +144,100 @@ static AS_MUSTCHECK int merge_arrays(const as_bsonr *c, const as_bsonr *x, as_bu
   return more == 0 ? AS_OK : corrupt(err);
 }
 
+/* An int32, int64 or double as an integer (*is_int) or a double. */
+static bool num_read(const as_bsonr_el *e, bool *is_int, int64_t *i, double *d) {
+  *is_int = e->type != BSON_TYPE_DOUBLE;
+  if (e->type == BSON_TYPE_INT32) *i = as_bsonr_i32(e);
+  else if (e->type == BSON_TYPE_INT64) *i = as_bsonr_i64(e);
+  else if (e->type == BSON_TYPE_DOUBLE) *d = as_bsonr_double(e);
+  else return false;
+  return true;
+}
+
+/* The same number in another BSON type (int32 2, int64 2, double 2.0; -0.0 and 0): a json
+ * value that went through SQL (jsonb, a bigint element column) cannot say which it was. */
+static bool same_number(const as_bsonr_el *a, const as_bsonr_el *b) {
+  bool ai, bi;
+  int64_t ia = 0, ib = 0;
+  double da = 0, db = 0;
+  if (!num_read(a, &ai, &ia, &da) || !num_read(b, &bi, &ib, &db)) return false;
+  if (ai && bi) return ia == ib;
+  if (ai || bi) {
+    int64_t iv = ai ? ia : ib;
+    double dv = ai ? db : da;
+    return dv >= -9223372036854775808.0 && dv < 9223372036854775808.0 && (int64_t)dv == iv &&
+           dv == (double)iv;
+  }
+  return da == db || (isnan(da) && isnan(db));
+}
+
+/* Equal as values: the same bytes, the same number, or documents with the same members (in
+ * any order) and arrays with the same elements, each equal so. */
+static bool loose_equal(const as_bsonr_el *a, const as_bsonr_el *b, int depth) {
+  if (same_value(a, b) || same_number(a, b)) return true;
+  if (a->type != b->type || depth >= AS_JSON_MAX_DEPTH) return false;
+  if (a->type != BSON_TYPE_DOCUMENT && a->type != BSON_TYPE_ARRAY) return false;
+  as_bsonr ar, br, it, hint;
+  as_bsonr_el ae, be;
+  if (as_bsonr_child(a, &ar) != AS_OK || as_bsonr_child(b, &br) != AS_OK) return false;
+  int64_t na = count_elems(&ar), nb = count_elems(&br);
+  if (na < 0 || na != nb) return false;
+  it = ar;
+  hint = br;
+  while (as_bsonr_next(&it, &ae) == 1) {
+    if (find_hint(&br, &hint, ae.key, ae.keylen, &be) != 1 || !loose_equal(&ae, &be, depth + 1))
+      return false;
+  }
+  return true;
+}
+
+/* Arrays of different lengths: element i of x written as an element of c equal to it where
+ * there is one (its bytes), else merged with c's element i when both are documents, else as
+ * x has it. */
+static AS_MUSTCHECK int merge_resized(const as_bsonr *c, const as_bsonr *x, int64_t nc, as_buf *out,
+                                      bool *changed, int depth, as_error *err) {
+  uint8_t used_stack[64], *used = nc <= 64 ? used_stack : calloc((size_t)nc, 1);
+  if (!used) return oom(err);
+  memset(used, 0, nc <= 64 ? sizeof used_stack : (size_t)nc);
+  as_bsonr xi = *x;
+  as_bsonr_el xe, ce;
+  int more, rc = AS_OK;
+  *changed = true;
+  for (uint32_t i = 0; rc == AS_OK && (more = as_bsonr_next(&xi, &xe)) == 1; i++) {
+    char key[16];
+    const char *kp;
+    size_t kl = bson_uint32_to_string(i, &kp, key, sizeof key);
+    as_bsonr ci = *c;
+    bool done = false;
+    for (int64_t j = 0; !done && as_bsonr_next(&ci, &ce) == 1; j++) {
+      if (used[j] || !loose_equal(&ce, &xe, depth + 1)) continue;
+      used[j] = 1;
+      done = true;
+      if (rw_bytes(out, ce.type, kp, kl, ce.val, ce.vlen)) rc = oom(err);
+    }
+    if (done) continue;
+    ci = *c;
+    bool at = false;
+    for (uint32_t j = 0; !at && as_bsonr_next(&ci, &ce) == 1; j++) at = j == i;
+    if (at && !used[i] && ce.type == BSON_TYPE_DOCUMENT && xe.type == BSON_TYPE_DOCUMENT) {
+      used[i] = 1;
+      ce.key = kp;
+      ce.keylen = (uint32_t)kl;
+      bool ch = false;
+      rc = deep_merge(&ce, &xe, out, &ch, depth + 1, err);
+    } else if (rw_bytes(out, xe.type, kp, kl, xe.val, xe.vlen)) {
+      rc = oom(err);
+    }
+  }
+  if (rc == AS_OK && more != 0) rc = corrupt(err);
+  if (used != used_stack) free(used);
+  return rc;
+}
+
 /* Writes the current element c changed to the new value x (under c's key). */
 static AS_MUSTCHECK int deep_merge(const as_bsonr_el *c, const as_bsonr_el *x, as_buf *out, bool *changed, int depth,
                                    as_error *err) {
-  if (same_value(c, x)) return keep(out, c, err);
+  if (same_value(c, x) || same_number(c, x)) return keep(out, c, err);
   bool docs = c->type == BSON_TYPE_DOCUMENT && x->type == BSON_TYPE_DOCUMENT;
   bool arrs = c->type == BSON_TYPE_ARRAY && x->type == BSON_TYPE_ARRAY;
   as_bsonr cr, xr;
@@ -151,13 +245,13 @@ static AS_MUSTCHECK int deep_merge(const as_bsonr_el *c, const as_bsonr_el *x, a
     if (as_bsonr_child(c, &cr) != AS_OK || as_bsonr_child(x, &xr) != AS_OK) return corrupt(err);
     int64_t nc = arrs ? count_elems(&cr) : 0, nx = arrs ? count_elems(&xr) : 0;
     if (nc < 0 || nx < 0) return corrupt(err);
-    if (docs || nc == nx) {
-      size_t at;
-      if (rw_begin(out, c->type, c->key, c->keylen, &at)) return oom(err);
-      int rc = docs ? merge_docs(&cr, &xr, out, changed, depth, err) : merge_arrays(&cr, &xr, out, changed, depth, err);
-      if (rc == AS_OK && rw_end(out, at)) rc = oom(err);
-      return rc;
-    }
+    size_t at;
+    if (rw_begin(out, c->type, c->key, c->keylen, &at)) return oom(err);
+    int rc = docs       ? merge_docs(&cr, &xr, out, changed, depth, err)
+             : nc == nx ? merge_arrays(&cr, &xr, out, changed, depth, err)
+                        : merge_resized(&cr, &xr, nc, out, changed, depth, err);
+    if (rc == AS_OK && rw_end(out, at)) rc = oom(err);
+    return rc;
   }
   *changed = true;
   return rw_bytes(out, x->type, c->key, c->keylen, x->val, x->vlen) ? oom(err) : AS_OK;

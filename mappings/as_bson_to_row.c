@@ -13,8 +13,8 @@
  *   account.balance is mapped), so as_row_to_doc can merge them back. NULL when there is
  *   none. Without a catch-all such fields are ignored (MongoDB updates use $set, so they are
  *   not lost there).
- * - Child tables: a child's array field (undotted) is neither a column nor catch-all data;
- *   dotted child fields are not recognised here and land in the catch-all.
+ * - Child tables: a child's array is its array column (as_schema.h, as_child), a json column
+ *   like any other here.
  * - Messages: "mapping M, key K, field \"F\": <tail of as_bson_value.c>", K the canonical JSON
  *   of the key ({"id":{"$uuid":"..."}}) or ? when the key itself cannot be read.
  * - Documents are read with as_bsonr (every element checked): a corrupt document, or a
@@ -30,7 +30,7 @@
 
 /* ================================================================ document -> row */
 
-/* Index list entry: a column (>= 0) or a child-table field (-1 - child index). */
+/* Index list entry: a column. */
 typedef struct pref {
   const char *const *path;
   size_t npath;
@@ -93,11 +93,8 @@ static AS_MUSTCHECK int descend(walker *w, const as_bsonr_el *e, size_t depth, c
   if (e->type == BSON_TYPE_NULL) return AS_OK;
   if (e->type != BSON_TYPE_DOCUMENT) {
     char d[160];
-    int col = -1;
-    for (size_t i = 0; i < nm && col < 0; i++) col = m[i].col;
-    if (col < 0) return AS_OK; /* only child fields below: leave it to them */
     as_bson_describe(e, d, sizeof d);
-    w->err_col = col;
+    w->err_col = m[0].col;
     snprintf(w->why, WHY_MAX, "cannot descend into %s at \"%.*s\"", d, (int)e->keylen, e->key);
     return AS_EDATA;
   }
@@ -168,7 +165,6 @@ static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const p
       if ((rc = descend(w, &e, depth, m, nm)) != AS_OK) goto done;
       continue;
     }
-    if (m[0].col < 0) continue; /* a leaf (the loader forbids overlapping paths); a child table's array: not ours */
     if ((rc = as_bson_convert(&w->s->cols[m[0].col], &e, &w->row->v[m[0].col], w->why)) != AS_OK) {
       w->err_col = m[0].col;
       goto done;
@@ -185,9 +181,9 @@ done:
   return rc;
 }
 
-/* The refs of all columns (except the catch-all) and child-table fields. */
+/* The refs of all columns (except the catch-all; a child table's array column included). */
 static AS_MUSTCHECK int build_refs(const as_schema *s, bool keys_only, pref *stack, size_t cap, pref **out, size_t *n) {
-  size_t need = s->ncols + (keys_only ? 0 : s->nchildren);
+  size_t need = s->ncols;
   pref *r = stack;
   if (need > cap && !(r = malloc(need * sizeof *r))) return AS_ERR;
   size_t k = 0;
@@ -200,12 +196,6 @@ static AS_MUSTCHECK int build_refs(const as_schema *s, bool keys_only, pref *sta
     for (size_t i = 0; i < s->ncols; i++) {
       const as_column *c = &s->cols[i];
       if (!c->catch_all && c->npath) r[k++] = (pref){(const char *const *)c->path, c->npath, (int)i, strlen(c->path[0])};
-    }
-    /* child fields: split on the fly would allocate; children use single-level or dotted
-     * fields, matched by their first part only when not dotted */
-    for (size_t i = 0; i < s->nchildren; i++) {
-      const char *f = s->children[i].field;
-      if (f && !strchr(f, '.')) r[k++] = (pref){(const char *const *)&s->children[i].field, 1, -1 - (int)i, strlen(f)};
     }
   }
   *out = r;

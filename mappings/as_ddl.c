@@ -29,7 +29,7 @@ static int table_head(as_buf *b, const char *sql_schema, const char *table) {
   return as_buf_append_str(b, " (\n");
 }
 
-static int parent_key_list(as_buf *b, const as_schema *s) {
+static int key_list(as_buf *b, const as_schema *s) {
   for (size_t k = 0; k < s->nkey; k++) {
     if (k && as_buf_append_str(b, ", ")) return AS_ERR;
     if (as_sql_quote_ident(s->cols[s->key_idx[k]].name, b)) return AS_ERR;
@@ -37,33 +37,30 @@ static int parent_key_list(as_buf *b, const as_schema *s) {
   return AS_OK;
 }
 
-static int ddl(const as_schema *s, const char *sql_schema, type_fn type, const char *idx_type,
-               as_buf *b) {
+/* One table: the schema's own columns (cols[0..ntable)) and its key. */
+static int table(const as_schema *s, const char *sql_schema, type_fn type, as_buf *b) {
   if (table_head(b, sql_schema, s->table)) return AS_ERR;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     const as_column *c = &s->cols[i];
     if (column_def(b, c->name, type(c->type), c->required || c->is_key)) return AS_ERR;
   }
-  if (as_buf_append_str(b, "  PRIMARY KEY (") || parent_key_list(b, s) ||
-      as_buf_append_str(b, ")\n);\n")) {
-    return AS_ERR;
-  }
+  return as_buf_append_str(b, "  PRIMARY KEY (") || key_list(b, s) ? AS_ERR : AS_OK;
+}
+
+static int ddl(const as_schema *s, const char *sql_schema, type_fn type, as_buf *b) {
+  if (table(s, sql_schema, type, b) || as_buf_append_str(b, ")\n);\n")) return AS_ERR;
   for (size_t ci = 0; ci < s->nchildren; ci++) {
-    const as_child *ch = &s->children[ci];
-    if (table_head(b, sql_schema, ch->table)) return AS_ERR;
+    const as_schema *t = s->children[ci].tab;
+    if (table(t, sql_schema, type, b) || as_buf_append_str(b, "),\n  FOREIGN KEY (")) return AS_ERR;
     for (size_t k = 0; k < s->nkey; k++) {
-      const as_column *c = &s->cols[s->key_idx[k]];
-      if (column_def(b, c->name, type(c->type), true)) return AS_ERR;
+      if (k && as_buf_append_str(b, ", ")) return AS_ERR;
+      if (as_sql_quote_ident(t->cols[k].name, b)) return AS_ERR;
     }
-    if (column_def(b, "_idx", idx_type, true)) return AS_ERR;
-    for (size_t i = 0; i < ch->ncols; i++) {
-      const as_column *c = &ch->cols[i];
-      if (column_def(b, c->name, type(c->type), c->required)) return AS_ERR;
-    }
-    if (as_buf_append_str(b, "  PRIMARY KEY (") || parent_key_list(b, s) ||
-        as_buf_append_str(b, ", \"_idx\")\n);\n")) {
+    if (as_buf_append_str(b, ") REFERENCES ")) return AS_ERR;
+    if (sql_schema && (as_sql_quote_ident(sql_schema, b) || as_buf_putc(b, '.'))) return AS_ERR;
+    if (as_sql_quote_ident(s->table, b) || as_buf_append_str(b, " (") || key_list(b, s) ||
+        as_buf_append_str(b, ") ON DELETE CASCADE\n);\n"))
       return AS_ERR;
-    }
   }
   return AS_OK;
 }
@@ -76,10 +73,10 @@ static int finish(int rc, as_buf *out, size_t start, as_error *err) {
 
 int as_ddl_postgres(const as_schema *s, const char *sql_schema, as_buf *out, as_error *err) {
   size_t start = out->len;
-  return finish(ddl(s, sql_schema, as_schema_pg_type, "integer", out), out, start, err);
+  return finish(ddl(s, sql_schema, as_schema_pg_type, out), out, start, err);
 }
 
 int as_ddl_sqlite(const as_schema *s, as_buf *out, as_error *err) {
   size_t start = out->len;
-  return finish(ddl(s, NULL, as_schema_sqlite_type, "INTEGER", out), out, start, err);
+  return finish(ddl(s, NULL, as_schema_sqlite_type, out), out, start, err);
 }

@@ -10,9 +10,9 @@
  *   );
  *
  * Column types: as_schema_pg_type / as_schema_sqlite_type; required (and key) columns are
- * NOT NULL. A child table holds the parent key columns, then "_idx" (the position in the array,
- * 0-based), then its own columns; its primary key is (parent key..., "_idx"). No foreign keys:
- * the connector may apply a child row before its parent. Output is appended to `out`. */
+ * NOT NULL. A child table is its child table schema (as_schema.h, as_child: parent key columns,
+ * "position", element columns; key parent key + element key or position) with a foreign key
+ * to the parent, ON DELETE CASCADE. Output is appended to `out`. */
 #ifndef AS_DDL_H
 #define AS_DDL_H
 

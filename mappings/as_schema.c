@@ -10,9 +10,12 @@
  *   conflict") and the change of "a" could not be told apart from a change of "a.b".
  *   A child table's array field counts as mapped the same way.
  * - Key columns are implicitly required. Key columns cannot be json or the catch-all.
- * - Children: the child table's primary key is the parent key columns + "_idx" (array
- *   ordinal), so child column names may not reuse those names; no catch-all in a child (map the
- *   whole array as jsonb to keep unmapped element fields).
+ * - Children (as_schema.h, as_child): the child table holds the parent key columns
+ *   (parent_key, default "<table>_<key column>") and "position", so element columns may not
+ *   reuse those names; an element may have its own catch-all "*"; `key` names the element
+ *   column that identifies an element (scalar, implicitly required). Each child adds its
+ *   array column to the mapping, named after the field (as_schema_child.c builds it, the
+ *   element schema and the child table schema); no other column may have that name.
  * - conflict.fallback (lww | script | keep-local | keep-remote) is only meaningful for
  *   strategy vector or script; a script strategy's fallback cannot be script. conflict.script resolves relative to the
  *   directory of the mapping file and must exist.
@@ -37,7 +40,7 @@ static const char *const top_keys[] = {"mapping",  "collection", "table",    "di
                                        "children", "conflict",   "on_error", "on_truncate",
                                        "initial_sync", NULL};
 static const char *const col_keys[] = {"field", "type", "required", NULL};
-static const char *const child_keys[] = {"table", "field", "columns", NULL};
+static const char *const child_keys[] = {"table", "field", "columns", "key", "parent_key", NULL};
 static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback",
                                             "call", NULL};
 static const char *const mode_keys[] = {"interval", NULL};
@@ -66,6 +69,10 @@ void as_schema_free(as_schema *s) {
     free(ch->field);
     for (size_t j = 0; j < ch->ncols; j++) column_clear(&ch->cols[j]);
     free(ch->cols);
+    for (size_t k = 0; ch->parent_cols && k < s->nkey; k++) free(ch->parent_cols[k]);
+    free(ch->parent_cols);
+    as_schema_free(ch->elem);
+    as_schema_free(ch->tab);
   }
   free(s->children);
   free(s->key_idx);
@@ -161,7 +168,7 @@ typedef struct colmarks {
   as_mark type;
 } colmarks;
 
-/* Parses a `columns:` map into cols. allow_catch_all: parent table only. */
+/* Parses a `columns:` map into cols (a mapping's or a child table's element's). */
 /* One field, one column: no field mapped twice, no field inside another mapped one. */
 static int one_field_one_column(const as_column *cols, const colmarks *marks, size_t n,
                                 as_error *err) {
@@ -193,16 +200,10 @@ static int one_field_one_column(const as_column *cols, const colmarks *marks, si
 }
 
 /* Column i is the catch-all (field "*"): allowed here, the only one, of type json. */
-static int catch_all(as_column *cols, const colmarks *marks, size_t i, bool allow_catch_all,
-                     int *catch_idx, as_error *err) {
+static int catch_all(as_column *cols, const colmarks *marks, size_t i, int *catch_idx,
+                     as_error *err) {
   as_column *c = &cols[i];
   const char *name = c->name;
-  if (!allow_catch_all) {
-    return as_yaml_error(err, &marks[i].field,
-                         "column \"%s\": a catch-all field \"*\" is not supported in a child "
-                         "table (map the whole array as jsonb instead)",
-                         name);
-  }
   if (*catch_idx >= 0) {
     return as_yaml_error(err, &marks[i].field,
                          "column \"%s\" is a second catch-all (field \"*\"); column \"%s\" "
@@ -221,7 +222,7 @@ static int catch_all(as_column *cols, const colmarks *marks, size_t i, bool allo
 }
 
 static int parse_columns(const as_ynode *node, const as_mark *key_mark, const char *owner,
-                         bool allow_catch_all, as_schema *s, as_column **out, size_t *nout,
+                         as_schema *s, as_column **out, size_t *nout,
                          int *catch_idx, colmarks **marks_out, as_error *err) {
   *out = NULL;
   *nout = 0;
@@ -318,7 +319,7 @@ static int parse_columns(const as_ynode *node, const as_mark *key_mark, const ch
       if ((rc = as_yaml_bool(req_node, rwhat, &c->required, err))) goto fail;
     }
     if (strcmp(c->field, "*") == 0) {
-      if ((rc = catch_all(cols, marks, i, allow_catch_all, catch_idx, err))) goto fail;
+      if ((rc = catch_all(cols, marks, i, catch_idx, err))) goto fail;
     } else {
       if ((rc = split_path(c->field, &marks[i].field, what, &c->path, &c->npath, err))) goto fail;
     }
@@ -405,6 +406,73 @@ static int parse_key(const as_ynode *root, as_schema *s, as_error *err) {
   return AS_OK;
 }
 
+/* parent_key: the child table's columns holding the parent key (a name, or a list with one
+ * name per parent key column); default "<parent table>_<key column>". */
+static int parse_parent_key(const as_ynode *cn, const as_schema *s, as_child *ch,
+                            as_error *err) {
+  const as_ynode *pk = as_ynode_get(cn, "parent_key");
+  if (!(ch->parent_cols = calloc(s->nkey, sizeof *ch->parent_cols))) return nomem(err);
+  if (pk && !as_ynode_is_null(pk)) {
+    size_t n = pk->kind == AS_Y_SCALAR ? 1 : pk->kind == AS_Y_SEQ ? pk->n : 0;
+    if (n != s->nkey) {
+      return as_yaml_error(err, &pk->mark, "parent_key of child table \"%s\" must name %zu "
+                           "column%s (one per key column of the parent)", ch->table, s->nkey,
+                           s->nkey == 1 ? "" : "s");
+    }
+    for (size_t k = 0; k < n; k++) {
+      const as_ynode *it = pk->kind == AS_Y_SCALAR ? pk : pk->items[k];
+      int rc = read_str(it, "parent_key", &ch->parent_cols[k], err);
+      if (rc == AS_OK) rc = check_ident(ch->parent_cols[k], &it->mark, "parent_key column", err);
+      for (size_t j = 0; rc == AS_OK && j < k; j++) {
+        if (strcmp(ch->parent_cols[j], ch->parent_cols[k]) == 0)
+          rc = as_yaml_error(err, &it->mark, "parent_key names column \"%s\" twice",
+                             ch->parent_cols[k]);
+      }
+      if (rc == AS_OK && strcmp(ch->parent_cols[k], AS_CHILD_POSITION) == 0)
+        rc = as_yaml_error(err, &it->mark, "parent_key column \"" AS_CHILD_POSITION "\" is "
+                           "the child table's array position");
+      if (rc) return rc;
+    }
+    return AS_OK;
+  }
+  for (size_t k = 0; k < s->nkey; k++) {
+    const char *kc = s->cols[s->key_idx[k]].name;
+    size_t len = strlen(s->table) + 1 + strlen(kc);
+    if (!(ch->parent_cols[k] = malloc(len + 1))) return nomem(err);
+    snprintf(ch->parent_cols[k], len + 1, "%s_%s", s->table, kc);
+    if (len > MAX_IDENT) {
+      return as_yaml_error(err, &ch->mark, "the parent key column of child table \"%s\" would "
+                           "be \"%s\", longer than %d bytes (name it with parent_key)",
+                           ch->table, ch->parent_cols[k], MAX_IDENT);
+    }
+  }
+  return AS_OK;
+}
+
+/* key: the element column that identifies an element (else its position does). */
+static int parse_element_key(const as_ynode *cn, as_child *ch, as_error *err) {
+  ch->key = -1;
+  const as_ynode *kn = as_ynode_get(cn, "key");
+  if (!kn || as_ynode_is_null(kn)) return AS_OK;
+  if (kn->kind != AS_Y_SCALAR) {
+    return as_yaml_error(err, &kn->mark, "key of child table \"%s\" must be one column of the "
+                         "element, not %s", ch->table, as_ynode_kind_name(kn));
+  }
+  for (size_t c = 0; c < ch->ncols; c++) {
+    as_column *col = &ch->cols[c];
+    if (strcmp(col->name, kn->scalar) != 0) continue;
+    if (col->catch_all || col->type == AS_T_JSON) {
+      return as_yaml_error(err, &kn->mark, "key column \"%s\" of child table \"%s\" must "
+                           "have a scalar type, not %s", col->name, ch->table, col->type_name);
+    }
+    col->required = true;
+    ch->key = (int)c;
+    return AS_OK;
+  }
+  return as_yaml_error(err, &kn->mark, "key \"%s\" of child table \"%s\" is not one of its "
+                       "columns", kn->scalar, ch->table);
+}
+
 static int parse_children(const as_ynode *root, as_schema *s, const colmarks *pmarks,
                           as_error *err) {
   const as_ynode *node = as_ynode_get(root, "children");
@@ -471,24 +539,26 @@ static int parse_children(const as_ynode *root, as_schema *s, const colmarks *pm
     free(path);
     if (rc) return rc;
     colmarks *marks = NULL;
-    rc = parse_columns(as_ynode_get(cn, "columns"), &cn->mark, what, false, s, &ch->cols,
-                       &ch->ncols, NULL, &marks, err);
+    rc = parse_columns(as_ynode_get(cn, "columns"), &cn->mark, what, s, &ch->cols,
+                       &ch->ncols, &ch->catch_all_idx, &marks, err);
+    free(marks);
     if (rc) return rc;
+    if ((rc = parse_parent_key(cn, s, ch, err))) return rc;
+    if ((rc = parse_element_key(cn, ch, err))) return rc;
     for (size_t c = 0; c < ch->ncols && rc == AS_OK; c++) {
       const char *name = ch->cols[c].name;
-      if (strcmp(name, "_idx") == 0) {
-        rc = as_yaml_error(err, &ch->cols[c].mark, "column \"_idx\" of child table \"%s\" is "
-                           "reserved for the array position", ch->table);
+      if (strcmp(name, AS_CHILD_POSITION) == 0) {
+        rc = as_yaml_error(err, &ch->cols[c].mark, "column \"" AS_CHILD_POSITION "\" of child "
+                           "table \"%s\" is reserved for the array position", ch->table);
       }
       for (size_t k = 0; k < s->nkey && rc == AS_OK; k++) {
-        if (strcmp(s->cols[s->key_idx[k]].name, name) == 0) {
+        if (strcmp(ch->parent_cols[k], name) == 0) {
           rc = as_yaml_error(err, &ch->cols[c].mark, "column \"%s\" of child table \"%s\" has "
-                             "the name of the parent key column (the child table holds the "
-                             "parent key)", name, ch->table);
+                             "the name of the column that holds the parent key (name that one "
+                             "with parent_key)", name, ch->table);
         }
       }
     }
-    free(marks);
     if (rc) return rc;
   }
   return AS_OK;
@@ -763,12 +833,14 @@ static int build(const as_ydoc *doc, as_schema **out, as_error *err) {
   }
   char owner[200];
   snprintf(owner, sizeof owner, "mapping \"%s\"", s->name);
-  if ((rc = parse_columns(cols, as_ynode_key_mark(root, "columns"), owner, true, s, &s->cols,
+  if ((rc = parse_columns(cols, as_ynode_key_mark(root, "columns"), owner, s, &s->cols,
                           &s->ncols, &s->catch_all_idx, &marks, err))) {
     goto cleanup;
   }
   if ((rc = parse_key(root, s, err))) goto cleanup;
   if ((rc = parse_children(root, s, marks, err))) goto cleanup;
+  s->ntable = s->ncols;
+  if ((rc = as_schema_children_build(s, err))) goto cleanup;
   if ((rc = parse_conflict(root, s, err))) goto cleanup;
   v = AS_ON_ERROR_DEAD_LETTER;
   if ((rc = parse_enum(root, "on_error", on_errors, "dead-letter or stop", &v, err))) {
@@ -849,7 +921,7 @@ static int relate(char *const *cp, size_t ncp, char *const *pp, size_t npp) {
 }
 
 /* Returns the column index, AS_SCHEMA_PATH_PARENT, the catch-all, or -1 (sets *child when the
- * path is at or under a child table's array field). */
+ * column is a child table's array column). */
 static int lookup(const as_schema *s, const char *dotted, int *child) {
   *child = -1;
   if (!s || !dotted || !*dotted) return -1;
@@ -865,21 +937,7 @@ static int lookup(const as_schema *s, const char *dotted, int *child) {
     int r = relate(c->path, c->npath, parts, np);
     if (r == 1) {
       result = (int)i;
-      goto done;
-    }
-    if (r == 2) parent = true;
-  }
-  for (size_t i = 0; i < s->nchildren; i++) {
-    const char *f = s->children[i].field;
-    char *cbuf = strdup(f);
-    char **cp = calloc(count_parts(f), sizeof *cp);
-    int r = 0;
-    if (cbuf && cp) r = relate(cp, split_dotted(cbuf, cp), parts, np);
-    free(cbuf);
-    free(cp);
-    if (r == 1) {
-      *child = (int)i;
-      result = -1;
+      if (c->child > 0) *child = c->child - 1;
       goto done;
     }
     if (r == 2) parent = true;

@@ -56,16 +56,40 @@ typedef struct as_column {
   bool required;     /* NULL/missing is a mapping error */
   bool is_key;
   bool catch_all;    /* field "*": all fields no other column maps, as one json value */
+  int child;         /* > 0: the array of child table children[child - 1] (see as_child) */
   as_mark mark;
 } as_column;
 
+/* A child table (`children:`): an array of subdocuments kept as rows of its own SQL table.
+ *
+ * To the engine, the resolvers and MongoDB the array is one json column of the mapping (its
+ * "array column", named after the field and placed after the parent table's columns:
+ * cols[ntable..ncols)), holding the array as AS-JSON; a change of any element is a change of
+ * that column, so conflicts are decided at parent granularity. Only the SQL adapters see the
+ * child table: they write an array column as rows of `tab` (as_children.h) and read those rows
+ * back into the column.
+ *
+ * The child table (`tab`): the parent key columns (named parent_key, or by default the parent
+ * table's name, '_' and the key column's name: users_id), "position" (bigint, the 0-based index
+ * in the array), then the element columns (the element catch-all "*" included). Its primary
+ * key: parent key + the element key column when the child says `key: COLUMN` (elements
+ * identified by that field), else parent key + position. */
 typedef struct as_child {
   char *table;       /* child table name */
   char *field;       /* array field in the parent document */
   as_column *cols;   /* columns of one array element (fields relative to the element) */
   size_t ncols;
+  int key;           /* index in cols of the element key column, or -1 (by position) */
+  int catch_all_idx; /* index in cols of the element catch-all, or -1 */
+  char **parent_cols; /* the child table's parent key columns, one per parent key column */
+  size_t col;        /* index of the array column in the mapping's cols */
+  struct as_schema *elem; /* one element as a document: cols, no key (as_doc_to_row etc.) */
+  struct as_schema *tab;  /* the child table as a schema of its own (see above) */
   as_mark mark;
 } as_child;
+
+/* Name of a child table's position column. */
+#define AS_CHILD_POSITION "position"
 
 typedef struct as_schema {
   char *name;        /* mapping name, unique in a config */
@@ -77,6 +101,8 @@ typedef struct as_schema {
   int64_t interval_ms; /* for AS_MODE_INTERVAL */
   as_column *cols;
   size_t ncols;
+  size_t ntable;     /* cols[0..ntable) are the SQL table's own columns; the rest are the
+                        array columns of the child tables (as_child), one per child */
   size_t *key_idx;   /* indexes into cols of the key columns, in key order */
   size_t nkey;
   int catch_all_idx; /* index of the "*" column or -1 */
@@ -128,6 +154,10 @@ static inline bool as_schema_keeps_before(const as_schema *s) {
  * gives the child's index (or -1). */
 #define AS_SCHEMA_PATH_PARENT (-2)
 int as_schema_child_for_path(const as_schema *s, const char *dotted_path);
+
+/* Adds each child's array column, element schema and child table schema (as_schema_child.c;
+ * called by the loader after the children are parsed). "FILE:LINE:COL: ..." errors. */
+int as_schema_children_build(as_schema *s, as_error *err);
 
 /* SQL types for DDL and table checks. */
 const char *as_schema_pg_type(as_type t);     /* uuid, text, bigint, double precision, numeric,

@@ -51,13 +51,23 @@ static const as_config_entry schema_map[] = {
            "a missing or null value is a mapping error (the document goes to the dead letters)",
            "true"),
     AS_DOC(LIST, "children", NULL,
-           "arrays of subdocuments as child tables: a list of { table, field, columns }",
+           "arrays of subdocuments as child tables: a list of { table, field, columns, key, "
+           "parent_key }",
            "[{ table: order_items, field: items, columns: { sku: { field: sku, type: text } } }]"),
     AS_DOC(STRING, "children.table", NULL, "the child table", "order_items"),
     AS_DOC(STRING, "children.field", NULL, "the array field of the parent document", "items"),
     AS_DOC(MAP, "children.columns", NULL,
-           "columns of one array element, as in `columns` (fields relative to the element)",
+           "columns of one array element, as in `columns` (fields relative to the element; "
+           "\"*\" collects the element's unmapped fields)",
            "{ sku: { field: sku, type: text } }"),
+    AS_DOC(STRING, "children.key", NULL,
+           "the element column that identifies an element (the child table's key is the parent "
+           "key and this column); without it an element is identified by its position",
+           "sku"),
+    AS_DOC(STRING, "children.parent_key", "<table>_<key column>",
+           "the child table's column holding the parent key (a list for a key of several "
+           "columns)",
+           "order_id"),
     AS_DOC(MAP, "conflict", "{ strategy: lww }", "how concurrent changes of one key resolve",
            "{ strategy: lww, clock: last_updated }"),
     AS_DOC(ENUM, "conflict.strategy", "lww",

@@ -345,10 +345,6 @@ static int mq_rowtext(as_buf *b, const as_schema *s) {
   for (size_t i = 0; !bad && i < s->ncols; i++) {
     if (!s->cols[i].catch_all) bad = trie_add(&root, s->cols[i].path, s->cols[i].npath);
   }
-  for (size_t i = 0; !bad && i < s->nchildren; i++) {
-    char *f = s->children[i].field;
-    bad = trie_add(&root, &f, 1);
-  }
   for (size_t i = 0; !bad && i < s->ncols; i++) {
     const as_column *c = &s->cols[i];
     bad = (i && A(", \"|\", "));

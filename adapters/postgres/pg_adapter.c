@@ -442,6 +442,16 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   pthread_mutex_init(&n->cancel_mu, NULL);
   pg_opts o = {0};
   if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
+  for (size_t i = 0; i < nschemas; i++) {
+    if (schemas[i]->nchildren) {
+      const as_schema *s = schemas[i];
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "%s:%d:%d: mapping %s: node %s: child "
+                        "tables (`children:`) are not synced to PostgreSQL yet (MongoDB and "
+                        "SQLite nodes only); keep the array in a jsonb column here",
+                        s->file, s->mark.line, s->mark.col, s->name, cfg->name);
+      goto cleanup;
+    }
+  }
   const char *dsn = o.dsn, *schema = o.schema;
   if (!*schema || strcmp(schema, "arraysync") == 0) {
     rc = as_node_option_error(err, cfg, "schema", "\"%s\" cannot hold mapped tables (allowed: a "

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "as_children.h"
 #include "as_log.h"
 #include "as_time.h"
 #include "sqlite_internal.h"
@@ -426,7 +427,7 @@ static int json_col(const as_schema *sc, size_t i, const json_t *row, as_value *
 enum { COLS_ALL, COLS_KEYS, COLS_CHANGED };
 static int fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
                     int which, as_error *err) {
-  for (size_t i = 0; i < sc->ncols; i++) {
+  for (size_t i = 0; i < sc->ntable; i++) {
     const json_t *now = json_object_get(row, sc->cols[i].name);
     const json_t *before = json_object_get(other, sc->cols[i].name);
     /* a column absent from both rows did not change (json_equal says NULL != NULL) */
@@ -487,6 +488,84 @@ static bool keys_equal(const as_schema *sc, const json_t *a, const json_t *b) {
   return true;
 }
 
+/* The mapping whose child table is `table` (*ci: which child), or NULL. */
+static const as_schema *child_owner(as_node *n, const char *table, size_t *ci) {
+  for (size_t i = 0; i < n->nschemas; i++) {
+    for (size_t c = 0; c < n->schemas[i]->nchildren; c++) {
+      if (strcmp(n->schemas[i]->children[c].table, table) == 0) {
+        *ci = c;
+        return n->schemas[i];
+      }
+    }
+  }
+  return NULL;
+}
+
+/* A changed child row (json row jr of child ci of sc) -> an update of its parent's array
+ * column as the child table holds it now, unless the last delta of out already is that. */
+static int child_delta(as_stream *s, as_batch *out, const as_schema *sc, size_t ci,
+                       const json_t *jr, const char *org, bool echo, int64_t ts, const char *pos,
+                       as_error *e) {
+  const as_child *ch = &sc->children[ci];
+  as_delta d;
+  memset(&d, 0, sizeof d);
+  if (new_delta(&d, sc, AS_OP_UPDATE, org, echo, ts, pos) != AS_OK) goto oom;
+  int ret = AS_OK;
+  for (size_t k = 0; ret == AS_OK && k < sc->nkey; k++) {
+    as_value v = AS_VALUE_NULL;
+    ret = json_col(ch->tab, k, jr, &v, e);
+    if (ret == AS_OK) as_row_put(&d.row, sc->key_idx[k], &v);
+  }
+  bool exists = false;
+  if (ret == AS_OK) ret = sq_parent_exists(s->db, sc, &d.row, &exists, e);
+  as_row *rows = NULL;
+  size_t nrows = 0;
+  if (ret == AS_OK) ret = sq_child_read(s->db, sc, ci, &d.row, &rows, &nrows, e);
+  if (ret == AS_OK && !exists && nrows > 0) {
+    char *k = as_key_describe(sc, &d.row);
+    ret = as_error_set(e, AS_DOM_SQLITE, AS_EDATA, "child table \"%s\" holds rows of parent "
+                       "key %s, which table \"%s\" does not have", ch->table, k ? k : "?",
+                       sc->table);
+    free(k);
+  }
+  if (ret == AS_OK && exists) {
+    as_value v;
+    ret = as_child_array(sc, ci, rows, nrows, &v, e);
+    if (ret == AS_OK) as_row_put(&d.row, ch->col, &v);
+  }
+  as_child_rows_free(rows, nrows);
+  const as_delta *last = out->n ? &out->d[out->n - 1] : NULL;
+  bool again = last && last->schema == sc && last->op == AS_OP_UPDATE &&
+               as_row_has(&last->row, ch->col);
+  for (size_t k = 0; again && k < sc->nkey; k++)
+    again = as_value_equal(&last->row.v[sc->key_idx[k]], &d.row.v[sc->key_idx[k]]);
+  if (ret == AS_OK && exists && !again) {
+    as_delta *slot = as_batch_push(out);
+    if (!slot) goto oom;
+    *slot = d;
+    return AS_OK;
+  }
+  as_delta_clear(&d);
+  return ret;
+oom:
+  as_delta_clear(&d);
+  return as_error_set(e, AS_DOM_SQLITE, AS_ERR, "out of memory");
+}
+
+/* A change of a child table's row: its parent's update (two parents when it moved). */
+static int child_deltas(as_stream *s, as_batch *out, const as_schema *sc, size_t ci,
+                        const json_t *jo, const json_t *jn, const char *org, bool echo,
+                        int64_t ts, const char *pos, as_error *e) {
+  const as_schema *tab = sc->children[ci].tab;
+  int ret = AS_OK;
+  bool moved = jo && jn;
+  for (size_t k = 0; moved && k < sc->nkey; k++)
+    moved = !json_equal(json_object_get(jo, tab->cols[k].name), json_object_get(jn, tab->cols[k].name));
+  if (jo && (moved || !jn)) ret = child_delta(s, out, sc, ci, jo, org, echo, ts, pos, e);
+  if (ret == AS_OK && jn) ret = child_delta(s, out, sc, ci, jn, org, echo, ts, pos, e);
+  return ret;
+}
+
 /* Converts the current changelog row of st_read into 0..2 deltas or one dead letter. */
 static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   sqlite3_stmt *st = s->st_read;
@@ -509,9 +588,12 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   as_error e = {0};
   memset(d, 0, sizeof d);
   const as_schema *sc = tbl ? schema_by_table(n, tbl) : NULL;
+  size_t ci = 0;
+  const as_schema *owner = !sc && tbl ? child_owner(n, tbl, &ci) : NULL;
+  const as_schema *keysc = owner ? owner->children[ci].tab : sc;
   const char *oo = (const char *)sqlite3_column_text(st, 3);
   const char *no = (const char *)sqlite3_column_text(st, 4);
-  if (!sc) {
+  if (!sc && !owner) {
     as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "table \"%s\" is not mapped on node %s",
                  tbl ? tbl : "?", n->name);
     goto dead;
@@ -523,10 +605,14 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   }
   bool echo = origin != NULL;
   const char *org = origin ? origin : n->name;
-  if (op && strcmp(op, "insert") == 0 && jn) {
+  if (owner) {
+    sc = owner;
+    if ((ret = child_deltas(s, out, owner, ci, jo, jn, org, echo, ts, pos, &e)) != AS_OK) goto conv;
+  } else if (op && strcmp(op, "insert") == 0 && jn) {
     if (new_delta(&d[0], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;
     if ((ret = fill_row(sc, &d[0].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
+    if (sc->nchildren && (ret = sq_children_fill(s->db, sc, &d[0].row, &e)) != AS_OK) goto conv;
   } else if (op && strcmp(op, "delete") == 0 && jo) {
     if (new_delta(&d[0], sc, AS_OP_DELETE, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;
@@ -540,6 +626,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
       if (new_delta(&d[1], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
       nd = 2;
       if ((ret = fill_row(sc, &d[1].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
+      if (sc->nchildren && (ret = sq_children_fill(s->db, sc, &d[1].row, &e)) != AS_OK) goto conv;
     } else {
       if (new_delta(&d[0], sc, AS_OP_UPDATE, org, echo, ts, pos) != AS_OK) goto oom;
       nd = 1;
@@ -547,7 +634,8 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
       /* the whole new row too (an update that brings back a row deleted elsewhere writes it) */
       as_error ie;
       if (as_row_init(&d[0].image, sc->ncols) != AS_OK ||
-          fill_row(sc, &d[0].image, jn, NULL, COLS_ALL, &ie) != AS_OK)
+          fill_row(sc, &d[0].image, jn, NULL, COLS_ALL, &ie) != AS_OK ||
+          (sc->nchildren && sq_children_fill(s->db, sc, &d[0].image, &ie) != AS_OK))
         as_row_clear(&d[0].image);
       /* and the row before it, for a script (what the change was made on top of: ctx.base) */
       if (as_schema_keeps_before(sc) && (as_row_init(&d[0].before, sc->ncols) != AS_OK ||
@@ -574,7 +662,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
 conv:
   if (ret == AS_ERR) goto oom;
 dead : {
-  ko = key_text(sc, jn ? jn : jo);
+  ko = keysc ? key_text(keysc, jn ? jn : jo) : NULL;
   json_t *raw =
       json_pack("{s:I,s:s?,s:s?,s:s?,s:s?,s:s?,s:I}", "seq", (json_int_t)seq, "table", tbl, "op",
                 op, "old", oo, "new", no, "origin", origin, "ts", (json_int_t)ts);
@@ -697,10 +785,10 @@ static int stream_position(as_stream *s, char **out, as_error *err) {
 
 /* ---------------------------------------------------------------- rows */
 
-/* SELECT "c1", ... FROM "t" */
-static void select_cols(as_buf *b, const as_schema *s) {
+/* SELECT "c1", ... FROM "t" (the table's own columns) */
+void sq_select_sql(as_buf *b, const as_schema *s) {
   as_buf_append_str(b, "SELECT ");
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (i) as_buf_append_str(b, ", ");
     as_sql_quote_ident(s->cols[i].name, b);
   }
@@ -715,9 +803,9 @@ static void key_list(as_buf *b, const as_schema *s) {
   }
 }
 
-/* Reads the current result row of st (all columns in schema order) into r. */
-static int row_from_stmt(const as_schema *s, sqlite3_stmt *st, as_row *r, as_error *err) {
-  for (size_t i = 0; i < s->ncols; i++) {
+/* Reads the current result row of st (the table's columns in schema order) into r. */
+int sq_row_from_stmt(const as_schema *s, sqlite3_stmt *st, as_row *r, as_error *err) {
+  for (size_t i = 0; i < s->ntable; i++) {
     sq_cell c;
     as_value v = AS_VALUE_NULL;
     sq_cell_from_stmt(st, (int)i, &c);
@@ -755,7 +843,7 @@ static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *o
   for (size_t i = 0; i < n->ncache && !st; i++)
     if (n->cache[i].schema == s && n->cache[i].op == SQ_OP_READ) st = n->cache[i].st;
   if (!st) {
-    select_cols(&sql, s);
+    sq_select_sql(&sql, s);
     as_buf_append_str(&sql, " WHERE ");
     for (size_t k = 0; k < s->nkey; k++) {
       if (k) as_buf_append_str(&sql, " AND ");
@@ -796,7 +884,8 @@ static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *o
   } else {
     as_row_reset(out);
   }
-  ret = row_from_stmt(s, st, out, err);
+  ret = sq_row_from_stmt(s, st, out, err);
+  if (ret == AS_OK && s->nchildren) ret = sq_children_fill(n->db, s, out, err);
   if (ret != AS_OK) as_error_prefix(err, "mapping %s, table \"%s\"", s->name, s->table);
 cleanup:
   if (st) {
@@ -852,13 +941,13 @@ static int snapshot_open(as_node *n, const as_schema *s, const char *after_key, 
     goto fail;
   }
   if ((ret = sq_open(n->path, n->busy_ms, &sn->db, err)) != AS_OK) goto fail;
-  select_cols(&sql, s);
+  sq_select_sql(&sql, s);
   as_buf_append_str(&sql, " ORDER BY ");
   key_list(&sql, s);
   as_buf_append_str(&sql, " LIMIT ?1");
   if ((ret = prep(sn->db, as_buf_cstr(&sql), &sn->first, err)) != AS_OK) goto fail;
   as_buf_reset(&sql);
-  select_cols(&sql, s);
+  sq_select_sql(&sql, s);
   as_buf_append_str(&sql, " WHERE (");
   key_list(&sql, s);
   as_buf_append_str(&sql, ") > (");
@@ -920,7 +1009,8 @@ static int snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *e
       ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
       goto done;
     }
-    int r = row_from_stmt(s, st, &d.row, &e);
+    int r = sq_row_from_stmt(s, st, &d.row, &e);
+    if (r == AS_OK && s->nchildren) r = sq_children_fill(sn->db, s, &d.row, &e);
     if (r == AS_OK) {
       as_delta *slot = as_batch_push(out);
       if (!slot) {
@@ -1010,7 +1100,7 @@ static void update_sql(as_buf *sql, const as_schema *s, const uint8_t *mask, sq_
   as_sql_quote_ident(s->table, sql);
   as_buf_append_str(sql, " SET ");
   bool first = true;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (!mask[i] || s->cols[i].is_key) continue;
     if (!first) as_buf_append_str(sql, ", ");
     first = false;
@@ -1068,7 +1158,7 @@ static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *er
     if (op == AS_OP_UPDATE) {
       update_sql(&sql, s, e.mask, &e);
     } else {
-      for (size_t i = 0; i < s->ncols; i++)
+      for (size_t i = 0; i < s->ntable; i++)
         if (e.mask[i]) e.param_col[e.nparams++] = (int)i;
       sq_upsert_sql(&sql, s, e.mask);
     }
@@ -1102,15 +1192,87 @@ static int dead_delta(as_dead_list *dead, const as_delta *d, size_t index, const
   return as_dead_list_push(dead, d->schema, index, k, raw, strdup(msg));
 }
 
+/* Runs the write of one insert, update or delete (the table's own columns; *missing: an
+ * update found no row). Permanent errors on this delta are AS_EDATA with err set. */
+int sq_run_delta(as_node *n, const as_delta *d, bool *missing, as_error *err) {
+  sq_cached *c = NULL;
+  *missing = false;
+  int ret = stmt_for(n, d, &c, err);
+  if (ret != AS_OK) return ret;
+  for (int p = 0; p < c->nparams && ret == AS_OK; p++) {
+    int col = c->param_col[p];
+    if ((size_t)col >= d->row.n || !d->row.set[col]) {
+      ret = as_error_set(err, AS_DOM_SQLITE, AS_EDATA, "key column \"%s\" missing",
+                         d->schema->cols[col].name);
+    } else {
+      ret = sq_bind_value(c->st, p + 1, &d->row.v[col], err);
+    }
+  }
+  if (ret == AS_OK) {
+    int rc = sqlite3_step(c->st);
+    if (rc != SQLITE_DONE) ret = sq_fail(n->db, rc, err, as_op_name(d->op));
+    else *missing = c->op == AS_OP_UPDATE && sqlite3_changes(n->db) == 0;
+  }
+  sqlite3_reset(c->st);
+  sqlite3_clear_bindings(c->st);
+  return ret;
+}
+
+/* Whether an update sets a column of the table itself (not only array columns). */
+static bool sets_table_column(const as_delta *d) {
+  for (size_t i = 0; i < d->schema->ntable; i++)
+    if (d->row.set[i] && !d->schema->cols[i].is_key) return true;
+  return false;
+}
+
+/* A delta of a mapping with child tables: the parent row and its child rows, all or nothing
+ * (a savepoint, since SQLite undoes only the failing statement). */
+static int run_with_children(as_node *n, const as_delta *d, bool *missing, as_error *err) {
+  const as_schema *s = d->schema;
+  int ret = sq_exec(n->db, "SAVEPOINT arraysync_children", err);
+  if (ret != AS_OK) return ret;
+  *missing = false;
+  if (d->op == AS_OP_DELETE) ret = sq_children_delete(n, s, &d->row, err);
+  if (ret == AS_OK) {
+    if (d->op == AS_OP_UPDATE && !sets_table_column(d)) {
+      bool exists = false;
+      ret = sq_parent_exists(n->db, s, &d->row, &exists, err);
+      *missing = !exists;
+    } else {
+      ret = sq_run_delta(n, d, missing, err);
+    }
+  }
+  if (ret == AS_OK && d->op != AS_OP_DELETE && !*missing) ret = sq_children_write(n, d, err);
+  if (ret == AS_OK) return sq_exec(n->db, "RELEASE arraysync_children", err);
+  if (!sqlite3_get_autocommit(n->db)) {
+    sqlite3_exec(n->db, "ROLLBACK TO arraysync_children", NULL, NULL, NULL);
+    sqlite3_exec(n->db, "RELEASE arraysync_children", NULL, NULL, NULL);
+  }
+  return ret;
+}
+
+/* Empties the mapping's table (on_truncate: propagate), child tables first. */
+static int run_truncate(as_node *n, const as_schema *s, as_error *err) {
+  int ret = s->nchildren ? sq_children_delete(n, s, NULL, err) : AS_OK;
+  as_buf sql = AS_BUF_INIT;
+  if (ret == AS_OK)
+    ret = as_buf_append_str(&sql, "DELETE FROM ") == AS_OK &&
+                  as_sql_quote_ident(s->table, &sql) == AS_OK && as_buf_cstr(&sql)
+              ? sq_exec(n->db, as_buf_cstr(&sql), err)
+              : as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  as_buf_free(&sql);
+  return ret;
+}
+
 static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *dead,
                       as_error *err) {
   if (!n->in_txn) return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "apply outside begin/commit");
   for (size_t i = 0; i < nd; i++) {
     const as_delta *d = &ds[i];
-    sq_cached *c = NULL;
     as_error e = {0};
     int ret = set_origin(n, d->origin, err);
     if (ret != AS_OK) return ret;
+    bool missing = false;
     if (!d->schema) {
       return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "apply: delta %zu has no mapping", i);
     } else if (d->row.n != d->schema->ncols) {
@@ -1119,42 +1281,17 @@ static int sink_apply(as_node *n, const as_delta *ds, size_t nd, as_dead_list *d
     } else if (empty_update(d)) {
       continue;
     } else if (d->op == AS_OP_TRUNCATE) { /* every row goes (on_truncate: propagate) */
-      as_buf sql = AS_BUF_INIT;
-      ret = as_buf_append_str(&sql, "DELETE FROM ") == AS_OK &&
-                    as_sql_quote_ident(d->schema->table, &sql) == AS_OK && as_buf_cstr(&sql)
-                ? sq_exec(n->db, as_buf_cstr(&sql), err)
-                : as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
-      as_buf_free(&sql);
-      if (ret != AS_OK) return ret;
+      if ((ret = run_truncate(n, d->schema, err)) != AS_OK) return ret;
       continue;
     } else if (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT || d->op == AS_OP_UPDATE) {
-      ret = stmt_for(n, d, &c, err);
+      /* a failed prepare (the table does not fit the mapping) returns below */
+      ret = d->schema->nchildren ? run_with_children(n, d, &missing, &e)
+                                 : sq_run_delta(n, d, &missing, &e);
     } else {
       ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "unknown op %d", (int)d->op);
     }
-    if (ret == AS_OK) {
-      for (int p = 0; p < c->nparams && ret == AS_OK; p++) {
-        int col = c->param_col[p];
-        if ((size_t)col >= d->row.n || !d->row.set[col]) {
-          ret = as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "key column \"%s\" missing",
-                             d->schema->cols[col].name);
-        } else {
-          ret = sq_bind_value(c->st, p + 1, &d->row.v[col], &e);
-        }
-      }
-      bool missing = false;
-      if (ret == AS_OK) {
-        int rc = sqlite3_step(c->st);
-        if (rc != SQLITE_DONE) ret = sq_fail(n->db, rc, &e, as_op_name(d->op));
-        else missing = c->op == AS_OP_UPDATE && sqlite3_changes(n->db) == 0;
-      }
-      sqlite3_reset(c->st);
-      sqlite3_clear_bindings(c->st);
-      if (missing && (!dead || as_dead_list_push_missing(dead, d->schema, i) != AS_OK))
-        return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
-    } else if (ret != AS_EDATA) {
-      return ret; /* prepare failed: the table does not fit the mapping */
-    }
+    if (missing && (!dead || as_dead_list_push_missing(dead, d->schema, i) != AS_OK))
+      return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
     if (ret == AS_OK) continue;
     if (sqlite3_get_autocommit(n->db)) {
       /* SQLite rolled the whole transaction back (I/O error, full disk, ...) */

@@ -93,7 +93,7 @@ static void check_table(as_node *n, sqlite3 *db, const as_schema *s, report_fn r
     return;
   }
   bool ok = rc == AS_OK;
-  for (size_t i = 0; ok && i < s->ncols; i++) {
+  for (size_t i = 0; ok && i < s->ntable; i++) {
     const as_column *c = &s->cols[i];
     const as_table_column *tc = NULL;
     for (size_t j = 0; j < d.ncols; j++) {

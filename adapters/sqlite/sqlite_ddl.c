@@ -24,7 +24,7 @@ void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask) {
   as_sql_quote_ident(s->table, b);
   as_buf_append_str(b, " (");
   int np = 0;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (!mask[i]) continue;
     if (np++) as_buf_append_str(b, ", ");
     as_sql_quote_ident(s->cols[i].name, b);
@@ -38,7 +38,7 @@ void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask) {
   }
   as_buf_append_str(b, ") DO ");
   int nset = 0;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (!mask[i] || s->cols[i].is_key) continue;
     as_buf_append_str(b, nset++ ? ", " : "UPDATE SET ");
     as_sql_quote_ident(s->cols[i].name, b);
@@ -76,7 +76,7 @@ static void cell_expr(as_buf *b, const char *row, const char *col) {
 static void json_row(as_buf *b, const as_schema *s, const char *row, bool keys_only) {
   as_buf_append_str(b, "json_object(");
   int n = 0;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (keys_only && !s->cols[i].is_key) continue;
     if (n++) as_buf_append_str(b, ", ");
     sq_quote_literal(b, s->cols[i].name);
@@ -103,7 +103,7 @@ static void trigger_sql(as_buf *b, const as_schema *s, const char *op) {
   if (op[0] == 'u') {
     /* an UPDATE that changes no mapped column writes nothing */
     as_buf_append_str(b, " WHEN ");
-    for (size_t i = 0; i < s->ncols; i++) {
+    for (size_t i = 0; i < s->ntable; i++) {
       if (i) as_buf_append_str(b, " OR ");
       as_buf_append_str(b, "OLD.");
       as_sql_quote_ident(s->cols[i].name, b);
@@ -204,7 +204,7 @@ static int ensure_table(as_node *n, const as_schema *s, as_error *err) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     nrows++;
     const char *name = (const char *)sqlite3_column_text(st, 0);
-    for (size_t i = 0; i < s->ncols; i++) {
+    for (size_t i = 0; i < s->ntable; i++) {
       if (name && sqlite3_stricmp(name, s->cols[i].name) == 0) seen[i] = true;
     }
   }
@@ -221,7 +221,7 @@ static int ensure_table(as_node *n, const as_schema *s, as_error *err) {
     AS_LOG(AS_LOG_INFO, n->comp_sink, "created table \"%s\" for mapping %s", s->table, s->name);
     goto cleanup;
   }
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (!seen[i]) {
       ret = as_error_set(
           err, AS_DOM_SQLITE, AS_EINVAL, "%s:%d:%d: table \"%s\" has no column \"%s\" (mapping %s)",
@@ -297,12 +297,12 @@ int sq_install(as_node *n, as_error *err) {
   if ((ret = drop_triggers(n->db, err)) != AS_OK) goto fail;
   for (size_t i = 0; i < n->nschemas; i++) {
     const as_schema *s = n->schemas[i];
-    if (s->nchildren)
-      AS_LOG(AS_LOG_WARN, n->comp_sink,
-             "mapping %s: child tables are created but not yet synced by the sqlite adapter",
-             s->name);
     if ((ret = ensure_table(n, s, err)) != AS_OK) goto fail;
     if ((ret = create_triggers(n, s, err)) != AS_OK) goto fail;
+    for (size_t c = 0; c < s->nchildren; c++) { /* a child table's changes are its parent's */
+      if ((ret = ensure_table(n, s->children[c].tab, err)) != AS_OK) goto fail;
+      if ((ret = create_triggers(n, s->children[c].tab, err)) != AS_OK) goto fail;
+    }
   }
   if ((ret = sq_exec(n->db, SQ_COMMIT, err)) != AS_OK) goto fail;
   return AS_OK;

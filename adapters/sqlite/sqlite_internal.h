@@ -91,6 +91,28 @@ void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask);
 int sq_changelog_fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
                           int which, as_error *err);
 
+/* SELECT of the table's own columns (cols[0..ntable)) FROM the table, into b. */
+void sq_select_sql(as_buf *b, const as_schema *s);
+/* Reads the current result row of st (the table's columns in schema order) into r. */
+int sq_row_from_stmt(const as_schema *s, sqlite3_stmt *st, as_row *r, as_error *err);
+/* Runs the statement of one insert/update/delete of d->schema's own table (cached), inside
+ * the sink's transaction; *missing: an update found no row. AS_EDATA: this delta only. */
+int sq_run_delta(as_node *n, const as_delta *d, bool *missing, as_error *err);
+
+/* sqlite_children.c: child tables (as_schema.h as_child; the file's top says how) */
+/* Child rows of child ci of the parent with key `parent`, in position order (db: the
+ * connection to read with). Free with as_child_rows_free. */
+int sq_child_read(sqlite3 *db, const as_schema *s, size_t ci, const as_row *parent,
+                  as_row **rows, size_t *nrows, as_error *err);
+/* Sets every array column of r (key columns set) from the child tables. */
+int sq_children_fill(sqlite3 *db, const as_schema *s, as_row *r, as_error *err);
+/* Sink: the child rows of d's key brought to d's array columns (those set). */
+int sq_children_write(as_node *n, const as_delta *d, as_error *err);
+/* Sink: deletes the child rows of key (NULL: of every parent). */
+int sq_children_delete(as_node *n, const as_schema *s, const as_row *key, as_error *err);
+int sq_parent_exists(sqlite3 *db, const as_schema *s, const as_row *key, bool *exists,
+                     as_error *err);
+
 /* sqlite_admin.c: the adapter's describe, check_live and versions callbacks (adapter.h). */
 int sq_describe(as_node *n, const char *table, as_table_desc *out, as_error *err);
 int sq_check_live(as_node *n, void (*report)(void *ctx, bool ok, const char *what,

@@ -214,7 +214,7 @@ static void fn_vsum_final(sqlite3_context *ctx) {
 /* Row hash in client mode from the columns at st's columns [first, first + ncols). */
 static int client_hash(as_verify *v, sqlite3_stmt *st, int first, uint64_t *out, as_error *err) {
   as_buf_reset(&v->tmp);
-  for (size_t i = 0; i < v->s->ncols; i++) {
+  for (size_t i = 0; i < v->s->ntable; i++) {
     sq_cell c;
     sq_cell_from_stmt(st, first + (int)i, &c);
     int rc = col_text(v, i, &c);
@@ -294,7 +294,7 @@ static int build_names(as_verify *v, as_error *err) {
   if (as_sql_quote_ident(v->s->table, &b) != AS_OK || !(v->qtable = strdup(as_buf_cstr(&b))))
     goto oom;
   as_buf_reset(&b);
-  for (size_t i = 0; i < v->s->ncols; i++) {
+  for (size_t i = 0; i < v->s->ntable; i++) {
     if ((i && as_buf_append_str(&b, ", ")) || as_sql_quote_ident(v->s->cols[i].name, &b))
       goto oom;
   }
@@ -337,11 +337,11 @@ int sq_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify *
   sqlite3_extended_result_codes(v->db, 1);
   sqlite3_busy_timeout(v->db, n->busy_ms);
   if (!client_hash &&
-      (sqlite3_create_function_v2(v->db, "_as_vrow", (int)s->ncols, SQLITE_UTF8, v, fn_vrow,
+      (sqlite3_create_function_v2(v->db, "_as_vrow", (int)s->ntable, SQLITE_UTF8, v, fn_vrow,
                                   NULL, NULL, NULL) != SQLITE_OK ||
        sqlite3_create_function_v2(v->db, "_as_vsum", 1, SQLITE_UTF8, v, NULL, fn_vsum_step,
                                   fn_vsum_final, NULL) != SQLITE_OK ||
-       sqlite3_create_function_v2(v->db, "_as_vsig", (int)s->ncols + 1, SQLITE_UTF8, v, NULL,
+       sqlite3_create_function_v2(v->db, "_as_vsig", (int)s->ntable + 1, SQLITE_UTF8, v, NULL,
                                   fn_vsig_step, fn_vsig_final, NULL) != SQLITE_OK)) {
     rc = sq_fail(v->db, SQLITE_ERROR, err, "verify: register functions");
     goto fail;

@@ -119,13 +119,15 @@ START_TEST(children_and_quoting) {
                    "  PRIMARY KEY (\"org\", \"id\")\n"
                    ");\n"
                    "CREATE TABLE IF NOT EXISTS \"my\"\"schema\".\"t_lines\" (\n"
-                   "  \"org\" bigint NOT NULL,\n"
-                   "  \"id\" uuid NOT NULL,\n"
-                   "  \"_idx\" integer NOT NULL,\n"
+                   "  \"we\"\"ird_org\" bigint NOT NULL,\n"
+                   "  \"we\"\"ird_id\" uuid NOT NULL,\n"
+                   "  \"position\" bigint NOT NULL,\n"
                    "  \"sku\" text NOT NULL,\n"
                    "  \"qty\" bigint,\n"
                    "  \"ok\" boolean,\n"
-                   "  PRIMARY KEY (\"org\", \"id\", \"_idx\")\n"
+                   "  PRIMARY KEY (\"we\"\"ird_org\", \"we\"\"ird_id\", \"position\"),\n"
+                   "  FOREIGN KEY (\"we\"\"ird_org\", \"we\"\"ird_id\") REFERENCES "
+                   "\"my\"\"schema\".\"we\"\"ird\" (\"org\", \"id\") ON DELETE CASCADE\n"
                    ");\n");
   as_buf_reset(&b);
   ck_assert_int_eq(as_ddl_sqlite(s, &b, &err), AS_OK);
@@ -137,13 +139,15 @@ START_TEST(children_and_quoting) {
                    "  PRIMARY KEY (\"org\", \"id\")\n"
                    ");\n"
                    "CREATE TABLE IF NOT EXISTS \"t_lines\" (\n"
-                   "  \"org\" INTEGER NOT NULL,\n"
-                   "  \"id\" TEXT NOT NULL,\n"
-                   "  \"_idx\" INTEGER NOT NULL,\n"
+                   "  \"we\"\"ird_org\" INTEGER NOT NULL,\n"
+                   "  \"we\"\"ird_id\" TEXT NOT NULL,\n"
+                   "  \"position\" INTEGER NOT NULL,\n"
                    "  \"sku\" TEXT NOT NULL,\n"
                    "  \"qty\" INTEGER,\n"
                    "  \"ok\" INTEGER,\n"
-                   "  PRIMARY KEY (\"org\", \"id\", \"_idx\")\n"
+                   "  PRIMARY KEY (\"we\"\"ird_org\", \"we\"\"ird_id\", \"position\"),\n"
+                   "  FOREIGN KEY (\"we\"\"ird_org\", \"we\"\"ird_id\") REFERENCES "
+                   "\"we\"\"ird\" (\"org\", \"id\") ON DELETE CASCADE\n"
                    ");\n");
   as_buf_free(&b);
   as_schema_free(s);

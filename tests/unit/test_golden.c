@@ -2,8 +2,11 @@
  *
  * Each input line (canonical extended JSON) is mapped with as_doc_to_row and written as the
  * canonical JSON of an insert delta (origin "golden", ts 0, hlc 0), or as {"error": message}
- * when the document cannot be mapped. The array of results must equal expected.json
- * (json_equal). AS_GOLDEN_UPDATE=1 rewrites expected.json instead (review the diff!). */
+ * when the document cannot be mapped. A mapping with child tables adds, per child table, its
+ * rows (as_child_rows, each as the canonical JSON of an insert of the child table) or the
+ * error, and the array column as the child rows give it back (as_child_array).
+ * The array of results must equal expected.json (json_equal). AS_GOLDEN_UPDATE=1 rewrites
+ * expected.json instead (review the diff!). */
 #include <check.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -11,11 +14,47 @@
 #include <string.h>
 
 #include "as_bson.h"
+#include "as_children.h"
 #include "as_test_util.h"
 
 #define MAX_CASES 64
 static char *cases[MAX_CASES];
 static int ncases;
+
+/* {"<child table>": {"rows": [...], "array": <array column from the rows>} | {"error": m}} */
+static json_t *child_tables(const as_schema *s, const as_row *row) {
+  json_t *out = json_object();
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    const as_child *ch = &s->children[ci];
+    as_row *rows = NULL;
+    size_t n = 0;
+    as_error err;
+    json_t *o = json_object();
+    if (as_child_rows(s, ci, row, &row->v[ch->col], &rows, &n, &err) != AS_OK) {
+      ck_assert_int_eq(err.code, AS_EDATA);
+      json_object_set_new(o, "error", json_string(err.message));
+    } else {
+      json_t *arr = json_array();
+      for (size_t i = 0; i < n; i++) {
+        as_delta d = {.schema = ch->tab, .op = AS_OP_INSERT, .row = rows[i]};
+        json_t *j = as_delta_to_json(&d, &err);
+        ck_assert_msg(j != NULL, "%s", err.message);
+        json_t *r = json_deep_copy(json_object_get(j, "key"));
+        json_object_update(r, json_object_get(j, "cols"));
+        json_array_append_new(arr, r);
+        json_decref(j);
+      }
+      json_object_set_new(o, "rows", arr);
+      as_value v;
+      ck_assert_msg(as_child_array(s, ci, rows, n, &v, &err) == AS_OK, "%s", err.message);
+      json_object_set_new(o, "array", v.type == AS_T_NULL ? json_null() : json_string(v.u.s.ptr));
+      as_value_clear(&v);
+      as_child_rows_free(rows, n);
+    }
+    json_object_set_new(out, ch->table, o);
+  }
+  return out;
+}
 
 static json_t *run_case(const char *dir) {
   char path[4096];
@@ -42,6 +81,7 @@ static json_t *run_case(const char *dir) {
     } else {
       json_t *j = as_delta_to_json(&d, &err);
       ck_assert_msg(j != NULL, "%s", err.message);
+      if (s->nchildren) json_object_set_new(j, "child_tables", child_tables(s, &d.row));
       json_array_append_new(out, j);
     }
     as_delta_clear(&d);

@@ -78,10 +78,11 @@ static const struct {
     {"bad_required.yaml",
      "5:48: required of column \"email\" must be true or false, not \"maybe\""},
     {"child_column_is_parent_key.yaml",
-     "9:7: column \"id\" of child table \"user_addresses\" has the name of the parent key column "
-     "(the child table holds the parent key)"},
+     "9:7: column \"users_id\" of child table \"user_addresses\" has the name of the column "
+     "that holds the parent key (name that one with parent_key)"},
     {"child_unknown_key.yaml",
-     "8:5: unknown key \"key\" in a child table (allowed: table, field, columns)"},
+     "8:5: unknown key \"bogus\" in a child table (allowed: table, field, columns, key, "
+     "parent_key)"},
     {"child_field_mapped.yaml",
      "8:12: field \"addresses\" of child table \"user_addresses\" overlaps field \"addresses\" "
      "of column \"addresses\" (line 5 column 23)"},
@@ -175,9 +176,20 @@ START_TEST(more_inline_errors) {
           "field: a\n    columns: { x: text }\n",
           "m.yaml:6:12: child table \"users\" is the mapping's own table");
   bad_str("mapping: users\nkey: id\ncolumns:\n  id: text\nchildren:\n  - table: c\n    "
-          "field: a\n    columns: { x: { field: \"*\", type: jsonb } }\n",
-          "m.yaml:8:28: column \"x\": a catch-all field \"*\" is not supported in a child table "
-          "(map the whole array as jsonb instead)");
+          "field: a\n    key: x\n    columns: { x: { field: \"*\", type: jsonb } }\n",
+          "m.yaml:8:10: key column \"x\" of child table \"c\" must have a scalar type, not jsonb");
+  bad_str("mapping: users\nkey: id\ncolumns:\n  id: text\n  a: text\nchildren:\n  - table: c\n"
+          "    field: a.b\n    columns: { x: text }\n",
+          "m.yaml:8:12: field \"a.b\" of child table \"c\" overlaps field \"a\" of column \"a\" "
+          "(line 5 column 3)");
+  bad_str("mapping: users\nkey: id\ncolumns:\n  id: text\n  tags: { field: t, type: text }\n"
+          "children:\n  - table: c\n    field: tags\n    columns: { x: text }\n",
+          "m.yaml:7:5: child table \"c\": its array is the mapping's column \"tags\", and there "
+          "is already a column of that name");
+  bad_str("mapping: users\nkey: id\ncolumns:\n  id: text\nchildren:\n  - table: c\n    "
+          "field: a\n    parent_key: [p, q]\n    columns: { x: text }\n",
+          "m.yaml:8:17: parent_key of child table \"c\" must name 1 column (one per key column "
+          "of the parent)");
   bad_str("", "m.yaml:1:1: empty mapping file");
   bad_str("mapping: users\ncollection: system.users\nkey: id\ncolumns:\n  id: text\n",
           "m.yaml:2:13: collection name \"system.users\" must not contain '$' or start with "
@@ -351,7 +363,13 @@ START_TEST(column_for_path) {
   ck_assert_int_eq(as_schema_column_for_path(s, "account.currency"), 4);
   ck_assert_int_eq(as_schema_column_for_path(s, "nickname"), 4);
   ck_assert_int_eq(as_schema_column_for_path(s, "itemsx"), 4);
-  ck_assert_int_eq(as_schema_column_for_path(s, "addresses.0.city"), -1);
+  ck_assert_int_eq(as_schema_column_for_path(s, "addresses.0.city"), 5); /* its array column */
+  ck_assert_uint_eq(s->ntable, 5);
+  ck_assert_str_eq(s->cols[5].name, "addresses");
+  ck_assert_int_eq(s->cols[5].child, 1);
+  ck_assert_str_eq(s->children[0].tab->cols[0].name, "u_id");
+  ck_assert_str_eq(s->children[0].tab->cols[1].name, "position");
+  ck_assert_uint_eq(s->children[0].tab->nkey, 2);
   ck_assert_int_eq(as_schema_child_for_path(s, "addresses.0.city"), 0);
   ck_assert_int_eq(as_schema_child_for_path(s, "addresses"), 0);
   ck_assert_int_eq(as_schema_child_for_path(s, "items"), -1);

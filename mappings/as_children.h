@@ -1,0 +1,35 @@
+/* as_children.h — a child table's array column <-> the child table's rows (as_schema.h,
+ * as_child). The SQL adapters use it to keep a child table; nothing else sees child rows.
+ *
+ * Decisions:
+ * - An array element is converted by the child's element schema with the parent's rules
+ *   (as_bson.h): element columns, the element catch-all, required fields.
+ * - Missing field, null and [] all mean "no child rows"; no child rows read back as NULL (the
+ *   field absent). A SQL table cannot tell the three apart.
+ * - An element NULL column is an absent field when the element is rebuilt (as for a parent
+ *   row written to MongoDB), so a rebuilt element has the fields SQL holds values for, in
+ *   column order, then its catch-all fields.
+ * - Errors (AS_EDATA) name mapping, key and the element's path ("orders.2"): an element that
+ *   is not a document, one whose field does not map, two elements with the same key. */
+#ifndef AS_CHILDREN_H
+#define AS_CHILDREN_H
+
+#include "as_row.h"
+
+/* Array column value arr (AS-JSON array text, or NULL) of the mapping row `parent` (its key
+ * columns set) -> rows of s->children[ci].tab (every column set), in array order. Caller frees
+ * with as_child_rows_free. */
+int as_child_rows(const as_schema *s, size_t ci, const as_row *parent, const as_value *arr,
+                  as_row **rows, size_t *nrows, as_error *err);
+void as_child_rows_free(as_row *rows, size_t n);
+
+/* Rows of s->children[ci].tab of one parent, in position order -> the array column's value
+ * (AS-JSON array text; NULL when n == 0). */
+int as_child_array(const as_schema *s, size_t ci, const as_row *rows, size_t n, as_value *out,
+                   as_error *err);
+
+/* Whether two child table rows are the same row (equal key) / hold the same values. */
+bool as_child_same_key(const as_schema *tab, const as_row *a, const as_row *b);
+bool as_child_same_values(const as_schema *tab, const as_row *a, const as_row *b);
+
+#endif

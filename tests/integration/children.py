@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""Arrays of subdocuments <-> child tables, both ways (MongoDB through its URI only, SQLite):
+every array operation a MongoDB user does ($push, $pull, $set of an element field, $unset of
+one, $pop, the whole array replaced or emptied, the parent deleted), each checked row by row in
+the child table; every SQL child insert, update and delete (and a parent written with its
+children in one transaction), each checked field by field in the document, with the element
+fields no column maps and the document's other fields intact; elements that cannot be rows
+(not a document, a key twice) and a child row without its parent are dead letters.
+
+usage: children.py --bin build/arraysync --work DIR"""
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import astest  # noqa: E402
+
+MAPPING = """mapping: customers
+collection: customers
+table: customers
+key: id
+columns:
+  id:    { field: _id, type: text }
+  name:  { field: name, type: text }
+  extra: { field: "*", type: jsonb }
+children:
+  - table: orders
+    field: orders
+    key: sku
+    columns:
+      sku:  { field: sku, type: text }
+      qty:  { field: qty, type: int64 }
+      rest: { field: "*", type: jsonb }
+  - table: tags
+    field: tags
+    columns:
+      t: { field: t, type: text }
+"""
+fails = 0
+
+
+def check(name, ok, detail=""):
+    global fails
+    fails += 0 if ok else 1
+    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + str(detail)) if detail != "" and not ok else ""),
+          flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    work = os.path.abspath(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    uri = astest.mongo_uri(os.path.join(work, "mongo-server"))
+    from pymongo import MongoClient
+    from bson.son import SON
+    from bson.int64 import Int64
+    mc = MongoClient(uri, serverSelectionTimeoutMS=10000, document_class=SON)
+    m = mc["children"]["customers"]
+    lite = os.path.join(work, "lite.db")
+    cfg = astest.write_config(work, [astest.node_yaml("mongo", "mongodb", uri=uri, database="children"),
+                                     astest.node_yaml("lite", "sqlite", path=lite)], [("customers", MAPPING)])
+    log = open(os.path.join(work, "connector.log"), "a")
+
+    def run():
+        return subprocess.run([a.bin, "run", "-c", cfg, "--exit-when-idle", "2s"], stdout=log, stderr=log,
+                              timeout=120).returncode
+
+    def sql(q, params=()):
+        c = sqlite3.connect(lite, timeout=30)
+        try:
+            rows = c.execute(q, params).fetchall()
+            c.commit()
+            return rows
+        finally:
+            c.close()
+
+    def orders(cid):
+        return sql("select position, sku, qty, rest from orders where customers_id = ? order by position", (cid,))
+
+    def tags(cid):
+        return sql("select position, t from tags where customers_id = ? order by position", (cid,))
+
+    def doc(cid):
+        return m.find_one({"_id": cid})
+
+    ddl = astest.cli(a.bin, cfg, "check")
+    check("check prints the child tables' DDL with a foreign key", "FOREIGN KEY" in ddl.stdout and
+          '"customers_id"' in ddl.stdout and '"position"' in ddl.stdout, ddl.stdout[-800:] + ddl.stderr[-400:])
+    check("install", astest.cli(a.bin, cfg, "install").returncode == 0)
+    # ---- MongoDB -> SQLite
+    m.insert_one(SON([("_id", "c1"), ("name", "Ann"), ("orders", [SON([("sku", "a"), ("qty", 1), ("note", "x")]),
+                                                                SON([("sku", "b"), ("qty", 2)])]),
+                      ("tags", [{"t": "vip"}]), ("since", 2019)]))
+    m.insert_one(SON([("_id", "c2"), ("name", "Bob")]))
+    m.insert_one(SON([("_id", "c3"), ("name", "Cy"), ("orders", [])]))
+    check("first run", run() == 0)
+    check("insert: parent row", sql("select id, name from customers order by id") ==
+          [("c1", "Ann"), ("c2", "Bob"), ("c3", "Cy")], sql("select * from customers"))
+    check("insert: child rows by key, position, element catch-all", orders("c1") ==
+          [(0, "a", 1, '{"note":"x"}'), (1, "b", 2, None)], orders("c1"))
+    check("insert: child rows by position", tags("c1") == [(0, "vip")], tags("c1"))
+    check("missing field and [] hold no child rows", orders("c2") == [] and orders("c3") == [])
+
+    m.update_one({"_id": "c1"}, {"$push": {"orders": {"sku": "c", "qty": 3}}})
+    run()
+    check("$push: a row at the end", orders("c1")[2:] == [(2, "c", 3, None)], orders("c1"))
+    m.update_one({"_id": "c1"}, {"$set": {"orders.1.qty": 5}})
+    run()
+    check("$set orders.1.qty: that row only", orders("c1") ==
+          [(0, "a", 1, '{"note":"x"}'), (1, "b", 5, None), (2, "c", 3, None)], orders("c1"))
+    m.update_one({"_id": "c1"}, {"$unset": {"orders.0.note": ""}})
+    run()
+    check("$unset of an element field", orders("c1")[0] == (0, "a", 1, None), orders("c1"))
+    m.update_one({"_id": "c1"}, {"$pull": {"orders": {"sku": "a"}}})
+    run()
+    check("$pull: the row goes, positions follow", orders("c1") == [(0, "b", 5, None), (1, "c", 3, None)],
+          orders("c1"))
+    m.update_one({"_id": "c1"}, {"$pop": {"orders": 1}})
+    run()
+    check("$pop: the last row goes", orders("c1") == [(0, "b", 5, None)], orders("c1"))
+    m.update_one({"_id": "c1"}, {"$set": {"orders": [{"sku": "z", "qty": 9, "gift": True}, {"sku": "b", "qty": 5}],
+                                          "tags": [{"t": "new"}, {"t": "vip"}]}})
+    run()
+    check("whole array replaced", orders("c1") == [(0, "z", 9, '{"gift":true}'), (1, "b", 5, None)], orders("c1"))
+    check("whole array replaced (by position)", tags("c1") == [(0, "new"), (1, "vip")], tags("c1"))
+    m.update_one({"_id": "c1"}, {"$set": {"tags": []}})
+    run()
+    check("array emptied", tags("c1") == [], tags("c1"))
+    m.insert_one(SON([("_id", "bad1"), ("name", "B"), ("orders", [{"sku": "a"}, "oops"])]))
+    m.insert_one(SON([("_id", "bad2"), ("name", "D"), ("orders", [{"sku": "a"}, {"sku": "a"}])]))
+    m.insert_one(SON([("_id", "ok3"), ("name", "E"), ("orders", [{"sku": "q", "qty": 1}])]))
+    run()
+    dl = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+    errs = " | ".join(x.get("error") or "" for x in dl)
+    check("an element that is not a document: a dead letter naming its path", "orders.1" in errs and
+          "not a document" in errs, errs[:600])
+    check("two elements with one key: a dead letter", "element 0's" in errs, errs[:600])
+    check("the documents around them flow", orders("ok3") == [(0, "q", 1, None)], orders("ok3"))
+    m.delete_one({"_id": "ok3"})
+    run()
+    check("parent delete removes the child rows", orders("ok3") == [] and
+          sql("select count(*) from customers where id = 'ok3'") == [(0,)])
+
+    # ---- SQLite -> MongoDB
+    before = doc("c1")
+    sql("insert into orders (customers_id, position, sku, qty, rest) values ('c1', 2, 'n', 4, '{\"w\": 1.5}')")
+    run()
+    d = doc("c1")
+    check("SQL child insert: the element appended, the rest of the document as it was",
+          d["orders"] == [SON([("sku", "z"), ("qty", 9), ("gift", True)]), SON([("sku", "b"), ("qty", 5)]),
+                          SON([("sku", "n"), ("qty", 4), ("w", 1.5)])] and d["name"] == "Ann" and
+          d["since"] == 2019 and list(d.keys()) == list(before.keys()), d)
+    sql("update orders set qty = 7 where customers_id = 'c1' and sku = 'z'")
+    run()
+    d = doc("c1")
+    check("SQL child update: that element's field, its unmapped field kept",
+          d["orders"][0] == SON([("sku", "z"), ("qty", 7), ("gift", True)]) and len(d["orders"]) == 3, d)
+    check("types kept: int stays int32, double stays double", type(d["orders"][0]["qty"]) is int and
+          isinstance(d["orders"][2]["w"], float) and not isinstance(d["orders"][0]["qty"], Int64), d)
+    sql("delete from orders where customers_id = 'c1' and sku = 'b'")
+    run()
+    d = doc("c1")
+    check("SQL child delete: the element removed", [o["sku"] for o in d["orders"]] == ["z", "n"], d)
+    c = sqlite3.connect(lite, timeout=30)
+    c.execute("insert into customers (id, name) values ('s1', 'Sue')")
+    c.execute("insert into orders (customers_id, position, sku, qty) values ('s1', 0, 'p', 1)")
+    c.execute("insert into orders (customers_id, position, sku, qty) values ('s1', 1, 'r', 2)")
+    c.execute("insert into tags (customers_id, position, t) values ('s1', 0, 'x')")
+    c.commit()
+    c.close()
+    run()
+    d = doc("s1")
+    check("SQL parent and children in one transaction: one document with its arrays",
+          d == SON([("_id", "s1"), ("name", "Sue"), ("orders", [SON([("sku", "p"), ("qty", 1)]),
+                                                                SON([("sku", "r"), ("qty", 2)])]),
+                    ("tags", [SON([("t", "x")])])]), d)
+    sql("insert into orders (customers_id, position, sku, qty) values ('nobody', 0, 'o', 1)")
+    run()
+    dl = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+    errs = " | ".join(x.get("error") or "" for x in dl)
+    check("a child row without its parent: a dead letter", "does not have" in errs and "nobody" in errs, errs[:800])
+    c = sqlite3.connect(lite, timeout=30)
+    c.execute("delete from orders where customers_id = 's1'")
+    c.execute("delete from tags where customers_id = 's1'")
+    c.execute("delete from customers where id = 's1'")
+    c.commit()
+    c.close()
+    run()
+    check("SQL parent delete: the document deleted", doc("s1") is None, doc("s1"))
+    check("nothing else changed", doc("c2") == SON([("_id", "c2"), ("name", "Bob")]) and
+          doc("c3") == SON([("_id", "c3"), ("name", "Cy"), ("orders", [])]), (doc("c2"), doc("c3")))
+
+    # ---- the first copy from SQLite: parents with their children, into an empty collection
+    w2 = os.path.join(work, "fromsql")
+    lite2 = os.path.join(w2, "lite.db")
+    os.makedirs(w2)
+    cfg2 = astest.write_config(w2, [astest.node_yaml("mongo", "mongodb", uri=uri, database="children2"),
+                                    astest.node_yaml("lite", "sqlite", path=lite2)], [("customers", MAPPING)])
+    check("install (second configuration)", astest.cli(a.bin, cfg2, "install").returncode == 0)
+    c = sqlite3.connect(lite2, timeout=30)
+    c.execute("insert into customers (id, name, extra) values ('p1', 'Pat', '{\"vip\": true}')")
+    c.execute("insert into customers (id, name) values ('p2', 'Pam')")
+    c.executemany("insert into orders (customers_id, position, sku, qty, rest) values (?, ?, ?, ?, ?)",
+                  [("p1", 1, "y", 2, None), ("p1", 0, "x", 1, '{"gift": "wrap"}')])
+    c.execute("insert into tags (customers_id, position, t) values ('p2', 0, 'new')")
+    c.commit()
+    c.close()
+    r = subprocess.run([a.bin, "run", "-c", cfg2, "--exit-when-idle", "2s"], stdout=log, stderr=log, timeout=120)
+    m2 = mc["children2"]["customers"]
+    check("first copy from SQLite: documents with their arrays, in position order",
+          r.returncode == 0 and m2.find_one({"_id": "p1"}) == SON([
+              ("_id", "p1"), ("name", "Pat"), ("orders", [SON([("sku", "x"), ("qty", 1), ("gift", "wrap")]),
+                                                          SON([("sku", "y"), ("qty", 2)])]), ("vip", True)]) and
+          m2.find_one({"_id": "p2"}) == SON([("_id", "p2"), ("name", "Pam"), ("tags", [SON([("t", "new")])])]),
+          list(m2.find()))
+    mc.drop_database("children2")
+    mc.drop_database("children")
+    mc.close()
+    print("children: %s" % ("all passed" if not fails else "%d failed" % fails))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

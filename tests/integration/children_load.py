@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""Child tables under a randomized two-sided load with kill -9: writers on MongoDB (every array
+operation: $push, $pull, $set of an element field, $unset of one, $pop, the whole array
+replaced) and on SQLite files (child inserts, updates, deletes; parents too) change the same
+parents at once, while the connector is killed -9 and restarted every few seconds; then every
+node must hold, parent by parent, the same array: the same elements in the same order with the
+same fields (the element fields no column maps included).
+
+usage: children_load.py --bin build/arraysync --work DIR [--topology peer-to-peer|ring|
+                        hub-and-spoke] [--lites 1|2] [--duration 30] [--kill 2-5] [--seed N]"""
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import astest  # noqa: E402
+
+MAPPING = """mapping: customers
+collection: customers
+table: customers
+key: id
+columns:
+  id:   { field: _id, type: text }
+  name: { field: name, type: text }
+children:
+  - table: orders
+    field: orders
+    key: sku
+    columns:
+      sku:  { field: sku, type: text }
+      qty:  { field: qty, type: int64 }
+      rest: { field: "*", type: jsonb }
+"""
+KEYS = ["k%02d" % i for i in range(12)]
+
+
+def mongo_writer(uri, stop, seed, counts):
+    from pymongo import MongoClient
+    rnd = random.Random(seed)
+    m = MongoClient(uri, serverSelectionTimeoutMS=10000)["childload"]["customers"]
+    n = 0
+    while not stop.is_set():
+        k = rnd.choice(KEYS)
+        n += 1
+        sku = "m%d" % n
+        op = rnd.randrange(7)
+        try:
+            if op == 0:
+                m.update_one({"_id": k}, {"$push": {"orders": {"sku": sku, "qty": rnd.randrange(100),
+                                                               "note": "n%d" % n}},
+                                          "$setOnInsert": {"name": "mongo"}}, upsert=True)
+            elif op == 1:
+                d = m.find_one({"_id": k}) or {}
+                if d.get("orders"):
+                    m.update_one({"_id": k}, {"$pull": {"orders": {"sku": rnd.choice(d["orders"]).get("sku")}}})
+            elif op == 2:
+                m.update_one({"_id": k, "orders.0": {"$exists": True}}, {"$set": {"orders.0.qty": n}})
+            elif op == 3:
+                m.update_one({"_id": k, "orders.0": {"$exists": True}}, {"$unset": {"orders.0.note": ""}})
+            elif op == 4:
+                m.update_one({"_id": k}, {"$pop": {"orders": 1}})
+            elif op == 5:
+                m.update_one({"_id": k}, {"$set": {"name": "m%d" % n,
+                                                   "orders": [{"sku": sku + "a", "qty": 1, "note": {"deep": n}},
+                                                              {"sku": sku + "b", "qty": 2}]}}, upsert=True)
+            else:
+                m.update_one({"_id": k}, {"$set": {"name": "m%d" % n}}, upsert=True)
+            counts["mongo"] += 1
+        except Exception as e:  # a write the server refused is not the connector's fault
+            counts["mongo_err"] += 1
+            if counts["mongo_err"] < 5:
+                print("mongo writer:", e, flush=True)
+        time.sleep(rnd.uniform(0.005, 0.03))
+
+
+def lite_writer(path, name, stop, seed, counts):
+    rnd = random.Random(seed)
+    n = 0
+    while not stop.is_set():
+        k = rnd.choice(KEYS)
+        n += 1
+        sku = "%s%d" % (name, n)
+        op = rnd.randrange(5)
+        try:
+            c = sqlite3.connect(path, timeout=30)
+            c.execute("pragma foreign_keys = on")
+            if op == 0:
+                c.execute("insert or ignore into customers (id, name) values (?, ?)", (k, name))
+                pos = c.execute("select coalesce(max(position) + 1, 0) from orders where customers_id = ?",
+                                (k,)).fetchone()[0]
+                c.execute("insert into orders (customers_id, position, sku, qty, rest) values (?, ?, ?, ?, ?)",
+                          (k, pos, sku, rnd.randrange(100), json.dumps({"w": n})))
+            elif op == 1:
+                c.execute("update orders set qty = ? where rowid = (select rowid from orders where customers_id = ? "
+                          "order by position limit 1)", (n, k))
+            elif op == 2:
+                c.execute("delete from orders where rowid = (select rowid from orders where customers_id = ? "
+                          "order by position desc limit 1)", (k,))
+            elif op == 3:
+                c.execute("update customers set name = ? where id = ?", ("%s%d" % (name, n), k))
+            else:
+                c.execute("update orders set rest = json_set(coalesce(rest, '{}'), '$.v', ?) where rowid = "
+                          "(select rowid from orders where customers_id = ? order by position limit 1)", (n, k))
+            c.commit()
+            c.close()
+            counts[name] += 1
+        except sqlite3.OperationalError as e:  # busy: the writer tries again later
+            counts[name + "_err"] += 1
+        time.sleep(rnd.uniform(0.005, 0.03))
+
+
+def lite_state(path):
+    c = sqlite3.connect(path, timeout=30)
+    out = {}
+    for (k, name) in c.execute("select id, name from customers"):
+        out[k] = {"name": name, "orders": []}
+    for (k, sku, qty, rest) in c.execute("select customers_id, sku, qty, rest from orders order by customers_id, "
+                                         "position"):
+        e = {"sku": sku}
+        if qty is not None:
+            e["qty"] = qty
+        e.update(json.loads(rest) if rest else {})
+        out.setdefault(k, {"name": None, "orders": []})["orders"].append(e)
+    c.close()
+    return out
+
+
+def mongo_state(m):
+    out = {}
+    for d in m.find():
+        out[d["_id"]] = {"name": d.get("name"), "orders": [dict(e) for e in d.get("orders") or []]}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--topology", default="peer-to-peer")
+    ap.add_argument("--lites", type=int, default=1)
+    ap.add_argument("--duration", type=float, default=30)
+    ap.add_argument("--kill", default="2-5")
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    a = ap.parse_args()
+    work = os.path.abspath(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    print("children_load: seed %d, %s, %d SQLite node(s)" % (a.seed, a.topology, a.lites), flush=True)
+    uri = astest.mongo_uri(os.path.join(work, "mongo-server"))
+    from pymongo import MongoClient
+    mc = MongoClient(uri, serverSelectionTimeoutMS=10000)
+    m = mc["childload"]["customers"]
+    lites = {"lite%d" % i: os.path.join(work, "lite%d.db" % i) for i in range(1, a.lites + 1)}
+    nodes = [astest.node_yaml("mongo", "mongodb", uri=uri, database="childload")]
+    nodes += [astest.node_yaml(nm, "sqlite", path=p) for nm, p in lites.items()]
+    topo = {"peer-to-peer": "{ type: peer-to-peer }",
+            "ring": "{ type: ring, order: [%s] }" % ", ".join(["mongo"] + list(lites)),
+            "hub-and-spoke": "{ type: hub-and-spoke, hub: mongo }"}[a.topology]
+    cfg = astest.write_config(work, nodes, [("customers", MAPPING)], topology=topo)
+    if astest.cli(a.bin, cfg, "install").returncode != 0:
+        print("FAIL install")
+        return 1
+    conn = astest.Connector(a.bin, cfg, os.path.join(work, "connector.log"))
+    conn.start()
+    stop = threading.Event()
+    counts = {"mongo": 0, "mongo_err": 0}
+    for nm in lites:
+        counts[nm] = counts[nm + "_err"] = 0
+    threads = [threading.Thread(target=mongo_writer, args=(uri, stop, a.seed, counts))]
+    threads += [threading.Thread(target=lite_writer, args=(p, nm, stop, a.seed + i + 1, counts))
+                for i, (nm, p) in enumerate(lites.items())]
+    for t in threads:
+        t.start()
+    rnd = random.Random(a.seed)
+    lo, hi = (float(x) for x in a.kill.split("-"))
+    end = time.time() + a.duration
+    kills = 0
+    while time.time() < end:
+        time.sleep(min(rnd.uniform(lo, hi), max(0.0, end - time.time())))
+        if time.time() < end:
+            conn.kill9()
+            kills += 1
+            conn.start()
+    stop.set()
+    for t in threads:
+        t.join()
+    conn.stop()
+    r = astest.cli(a.bin, cfg, "run", "--exit-when-idle", "3s", timeout=300)
+    states = {"mongo": mongo_state(m)}
+    for nm, p in lites.items():
+        states[nm] = lite_state(p)
+    print("writes: %s; kill -9: %d" % (json.dumps(counts), kills), flush=True)
+    fails = 0 if r.returncode == 0 else 1
+    if r.returncode != 0:
+        print("FAIL the final run exited %d" % r.returncode)
+    ref = states["mongo"]
+    for nm, st in states.items():
+        if nm == "mongo":
+            continue
+        diff = [k for k in sorted(set(ref) | set(st)) if ref.get(k) != st.get(k)]
+        ok = not diff
+        fails += 0 if ok else 1
+        print("%s %s holds what MongoDB holds (%d parents, %d elements)%s" % (
+            "PASS" if ok else "FAIL", nm, len(ref), sum(len(v["orders"]) for v in ref.values()),
+            "" if ok else ": " + "; ".join("%s mongo=%s %s=%s" % (k, ref.get(k), nm, st.get(k)) for k in diff[:3])),
+            flush=True)
+    notes = sum(1 for v in ref.values() for e in v["orders"] if "note" in e)
+    print("%s unmapped element fields survive (%d elements keep a MongoDB-only field)" % (
+        "PASS" if notes > 0 else "FAIL", notes), flush=True)
+    fails += 0 if notes > 0 else 1
+    with open(os.path.join(work, "final.json"), "w") as f:
+        json.dump(states, f, indent=1, sort_keys=True, default=str)
+    mc.drop_database("childload")
+    mc.close()
+    print("children_load: %s" % ("all passed" if not fails else "%d failed" % fails))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
