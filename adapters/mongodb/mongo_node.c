@@ -205,6 +205,14 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
     goto cleanup;
   }
   n->when_available = o.full_document == 1;
+  for (size_t i = 0; !n->when_available && i < nschemas; i++) {
+    if (schemas[i]->nchildren)
+      AS_LOG(AS_LOG_WARN, n->comp, "mapping %s: an array changed by element ($push, $pull, $set "
+             "of a.1.b) is read from the document when each stream reads its event "
+             "(full_document: updateLookup), which can be a later state: with writers on other "
+             "nodes too, enable changeStreamPreAndPostImages on collection %s and set "
+             "full_document: whenAvailable", schemas[i]->name, schemas[i]->collection);
+  }
   n->resnapshot = o.on_history_lost == 1;
   n->batch_size = (int32_t)o.batch_size;
   n->max_await_ms = (int32_t)o.max_await_ms;

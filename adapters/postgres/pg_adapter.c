@@ -442,16 +442,6 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   pthread_mutex_init(&n->cancel_mu, NULL);
   pg_opts o = {0};
   if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
-  for (size_t i = 0; i < nschemas; i++) {
-    if (schemas[i]->nchildren) {
-      const as_schema *s = schemas[i];
-      rc = as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "%s:%d:%d: mapping %s: node %s: child "
-                        "tables (`children:`) are not synced to PostgreSQL yet (MongoDB and "
-                        "SQLite nodes only); keep the array in a jsonb column here",
-                        s->file, s->mark.line, s->mark.col, s->name, cfg->name);
-      goto cleanup;
-    }
-  }
   const char *dsn = o.dsn, *schema = o.schema;
   if (!*schema || strcmp(schema, "arraysync") == 0) {
     rc = as_node_option_error(err, cfg, "schema", "\"%s\" cannot hold mapped tables (allowed: a "
@@ -480,7 +470,9 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
            (unsigned long long)(hash3(n->schema, n->name, NULL) & 0xffffffffffULL));
   if (!(n->pubname = strdup(pub))) goto nomem;
   snprintf(n->comp, sizeof n->comp, "postgres:%s", n->name);
-  n->tables = calloc(nschemas ? nschemas : 1, sizeof *n->tables);
+  size_t ntab = nschemas;
+  for (size_t i = 0; i < nschemas; i++) ntab += schemas[i]->nchildren;
+  n->tables = calloc(ntab ? ntab : 1, sizeof *n->tables);
   if (!n->tables) goto nomem;
   for (size_t i = 0; i < nschemas; i++) {
     for (size_t j = 0; j < i; j++) {
@@ -493,6 +485,17 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
     }
     n->ntables++;
     if ((rc = table_init(n, &n->tables[i], schemas[i], i, err)) != AS_OK) goto cleanup;
+  }
+  /* child tables after every mapped table: pg_table_for finds a mapping's own first */
+  for (size_t i = 0; i < nschemas; i++) {
+    for (size_t c = 0; c < schemas[i]->nchildren; c++) {
+      pg_table *t = &n->tables[n->ntables];
+      n->ntables++;
+      if ((rc = table_init(n, t, schemas[i]->children[c].tab, n->ntables - 1, err)) != AS_OK)
+        goto cleanup;
+      t->owner = schemas[i];
+      t->child = c;
+    }
   }
   *out = n;
   n = NULL;

@@ -62,7 +62,7 @@ int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_e
 }
 
 int pg_select_list(const pg_table *t, const char *alias, as_buf *b) {
-  for (size_t i = 0; i < t->s->ncols; i++) {
+  for (size_t i = 0; i < t->s->ntable; i++) {
     if (as_buf_printf(b, "%s%s%s%s::text", i ? ", " : "", alias ? alias : "", alias ? "." : "",
                       t->qcols[i]) != AS_OK)
       return AS_ERR;
@@ -73,7 +73,7 @@ int pg_select_list(const pg_table *t, const char *alias, as_buf *b) {
 int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first, as_row *out,
                        as_error *err) {
   const as_schema *s = t->s;
-  for (size_t c = 0; c < s->ncols; c++) {
+  for (size_t c = 0; c < s->ntable; c++) {
     as_value v = AS_VALUE_NULL;
     int col = first + (int)c;
     if (!PQgetisnull(r, row, col)) {
@@ -204,7 +204,7 @@ static bool partial_update(const as_delta *d) { return d->op == AS_OP_UPDATE && 
 static int params_of(const as_schema *s, const as_delta *d, bool keys_only, char **params,
                      int *np, as_error *err) {
   int k = 0;
-  for (size_t c = 0; c < s->ncols; c++) {
+  for (size_t c = 0; c < s->ntable; c++) {
     if (!as_row_has(&d->row, c) || (keys_only && !s->cols[c].is_key)) continue;
     int rc = pg_value_to_text(&d->row.v[c], &params[k], err);
     if (rc != AS_OK) {
@@ -223,7 +223,7 @@ static int key_where(const pg_table *t, const as_delta *d, bool keys_only, as_bu
   const as_schema *s = t->s;
   int p = 0;
   bool first = true;
-  for (size_t c = 0; c < s->ncols; c++) {
+  for (size_t c = 0; c < s->ntable; c++) {
     if (!as_row_has(&d->row, c) || (keys_only && !s->cols[c].is_key)) continue;
     p++;
     if (!s->cols[c].is_key) continue;
@@ -251,7 +251,7 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
                           s->cols[s->key_idx[j]].name);
   }
   size_t nset = 0;
-  for (size_t c = 0; c < s->ncols; c++) nset += as_row_has(&d->row, c) && !s->cols[c].is_key;
+  for (size_t c = 0; c < s->ntable; c++) nset += as_row_has(&d->row, c) && !s->cols[c].is_key;
   bool keys_only = d->op == AS_OP_DELETE || (partial_update(d) && nset == 0);
   int rc = params_of(s, d, keys_only, params, np, err);
   if (rc != AS_OK) return rc;
@@ -266,7 +266,7 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
     goto cleanup;
   }
   int p = 0;
-  for (size_t c = 0; c < s->ncols; c++) {
+  for (size_t c = 0; c < s->ntable; c++) {
     if (!as_row_has(&d->row, c)) continue;
     p++;
     const char *ty = as_schema_pg_type(s->cols[c].type);
@@ -285,7 +285,7 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
   } else {
     /* ON CONFLICT sets every present non-key column from the proposed row */
     as_buf_reset(&set);
-    for (size_t c = 0; c < s->ncols; c++) {
+    for (size_t c = 0; c < s->ntable; c++) {
       if (!as_row_has(&d->row, c) || s->cols[c].is_key) continue;
       if (as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c],
                         t->qcols[c]) != AS_OK)
@@ -500,6 +500,50 @@ static int apply_generic(as_node *n, pg_table **tabs, const as_delta *d, size_t 
   return AS_OK;
 }
 
+/* One delta of a mapping with child tables: the parent row's statement and the child rows
+ * (pg_children.c) in one savepoint, so a child row PostgreSQL refuses dead-letters the whole
+ * change. */
+static int run_with_children(as_node *n, pg_table *t, const as_delta *d, size_t index,
+                             as_dead_list *dead, char **params, as_buf *sql, as_error *err) {
+  PGconn *c = n->conn;
+  as_error e = {0};
+  bool untouched = false;
+  int np = 0;
+  int rc = pg_exec(c, "SAVEPOINT arraysync_children", "apply: savepoint", err);
+  if (rc != AS_OK) return rc;
+  int dr = d->op == AS_OP_DELETE ? pg_children_delete(n, d->schema, &d->row, &e) : AS_OK;
+  if (dr == AS_OK) dr = delta_sql(t, d, sql, params, &np, &e);
+  if (dr == AS_OK) {
+    PGresult *r = PQexecParams(c, as_buf_cstr(sql), np, NULL, (const char *const *)params, NULL,
+                               NULL, 0);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      untouched = strcmp(PQcmdTuples(r), "0") == 0;
+    } else if (pg_retryable(c, r)) {
+      dr = pg_fail(c, r, "apply", &e);
+    } else {
+      char *m = result_message(c, r);
+      dr = as_error_set(&e, AS_DOM_POSTGRES, AS_EDATA, "%s", m ? m : "refused");
+      free(m);
+    }
+    PQclear(r);
+    free_params(params, (size_t)np);
+  }
+  bool missing = untouched && partial_update(d);
+  if (dr == AS_OK && d->op != AS_OP_DELETE && !missing) dr = pg_children_write(n, d, &e);
+  if (dr != AS_OK && dr != AS_EDATA) {
+    *err = e;
+    return dr;
+  }
+  if (dr == AS_EDATA) {
+    rc = pg_exec(c, "ROLLBACK TO SAVEPOINT arraysync_children", "apply: rollback to savepoint", err);
+    if (rc == AS_OK) rc = pg_exec(c, "RELEASE SAVEPOINT arraysync_children", "apply: release", err);
+    return rc == AS_OK ? dead_delta(n, dead, d, index, e.message, err) : rc;
+  }
+  rc = pg_exec(c, "RELEASE SAVEPOINT arraysync_children", "apply: release", err);
+  return rc == AS_OK ? report_missing(dead, d, index, untouched, err) : rc;
+}
+
 /* ------------------------------------------------------------------ COPY fast path */
 
 static int copy_escape(as_buf *b, const char *s) {
@@ -544,7 +588,7 @@ static int ensure_stage(as_node *n, pg_table *t, as_error *err) {
   as_buf b = AS_BUF_INIT;
   int rc = AS_OK;
   if (as_buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s (", t->qstage) != AS_OK) rc = AS_ERR;
-  for (size_t c = 0; rc == AS_OK && c < t->s->ncols; c++) {
+  for (size_t c = 0; rc == AS_OK && c < t->s->ntable; c++) {
     if (as_buf_printf(&b, "%s%s %s", c ? ", " : "", t->qcols[c],
                       as_schema_pg_type(t->s->cols[c].type)) != AS_OK)
       rc = AS_ERR;
@@ -564,7 +608,7 @@ static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *m
   const as_schema *s = t->s;
   as_buf cols = AS_BUF_INIT, set = AS_BUF_INIT;
   int rc = AS_OK;
-  for (size_t c = 0; rc == AS_OK && c < s->ncols; c++) {
+  for (size_t c = 0; rc == AS_OK && c < s->ntable; c++) {
     rc = as_buf_printf(&cols, "%s%s", c ? ", " : "", t->qcols[c]);
     if (rc == AS_OK && !s->cols[c].is_key)
       rc = as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c],
@@ -709,7 +753,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     size_t mark = data.len;
     as_buf_reset(&key);
     bool bad = false;
-    for (size_t c = 0; c < s->ncols && !bad; c++) {
+    for (size_t c = 0; c < s->ntable && !bad; c++) {
       char *txt = NULL;
       as_error e = {0};
       if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
@@ -780,7 +824,13 @@ static int run_truncate(as_node *n, pg_table *t, const as_delta *d, size_t index
   int rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err);
   for (int attempt = 0; rc == AS_OK && attempt < 2; attempt++) {
     as_buf_reset(&sql);
-    if (as_buf_printf(&sql, attempt ? "DELETE FROM %s" : "TRUNCATE %s", t->qname) != AS_OK) {
+    /* child tables first (TRUNCATE needs every table a foreign key ties in one command) */
+    bool bad = as_buf_append_str(&sql, attempt ? "" : "TRUNCATE ") != AS_OK;
+    for (size_t k = 0; !bad && k < n->ntables; k++) {
+      if (n->tables[k].owner == t->s)
+        bad = as_buf_printf(&sql, attempt ? "DELETE FROM %s; " : "%s, ", n->tables[k].qname) != AS_OK;
+    }
+    if (bad || as_buf_printf(&sql, attempt ? "DELETE FROM %s" : "%s", t->qname) != AS_OK) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       break;
     }
@@ -870,6 +920,16 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
           goto cleanup;
         nidx = 0;
         if ((rc = run_truncate(n, tabs[i], &d[i], i, dead, err)) != AS_OK) goto cleanup;
+        i++;
+        continue;
+      }
+      if (d[i].schema->nchildren) {
+        if (nidx && (rc = apply_generic(n, tabs, d, idx, nidx, 0, dead, params, &sql, err)) !=
+                        AS_OK)
+          goto cleanup;
+        nidx = 0;
+        if ((rc = run_with_children(n, tabs[i], &d[i], i, dead, params, &sql, err)) != AS_OK)
+          goto cleanup;
         i++;
         continue;
       }
@@ -966,6 +1026,7 @@ int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, 
     as_row_reset(out);
   }
   rc = pg_row_from_result(t, r, 0, 0, out, err);
+  if (rc == AS_OK && s->nchildren) rc = pg_children_fill(n->conn, n, s, out, err);
 cleanup:
   PQclear(r);
   if (params) free_params(params, s->nkey);

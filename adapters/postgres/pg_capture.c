@@ -282,7 +282,7 @@ static int tmeta_load(as_stream *s, size_t ti, as_error *err) {
   if (!m->attnum || as_buf_append_str(&b, "SELECT x.i") != AS_OK) goto nomem;
   const char **ktype = calloc(sc->ncols ? sc->ncols : 1, sizeof *ktype);
   if (!ktype) goto nomem;
-  for (size_t c = 0; c < sc->ncols; c++) {
+  for (size_t c = 0; c < sc->ntable; c++) {
     int row = -1;
     for (int j = 0; j < PQntuples(r); j++) {
       if (strcmp(PQgetvalue(r, j, 0), sc->cols[c].name) == 0) row = j;
@@ -369,10 +369,10 @@ static char *raw_row(PGresult *r, int i, const pg_table *t, const PGresult *v, i
     }
     json_object_set_new(o, names[c], jv);
   }
-  int found = t && v && vr >= 0 ? 1 + (int)(t->s->nkey + t->s->ncols) : -1;
+  int found = t && v && vr >= 0 ? 1 + (int)(t->s->nkey + t->s->ntable) : -1;
   if (o && found >= 0 && strcmp(PQgetvalue(v, vr, found), "t") == 0) {
     json_t *nw = json_object();
-    for (size_t c = 0; nw && c < t->s->ncols; c++) {
+    for (size_t c = 0; nw && c < t->s->ntable; c++) {
       int col = 1 + (int)t->s->nkey + (int)c;
       json_object_set_new(nw, t->s->cols[c].name,
                           PQgetisnull(v, vr, col) ? json_null() : json_string(PQgetvalue(v, vr, col)));
@@ -428,7 +428,7 @@ static int fill_row(as_stream *s, size_t ti, const PGresult *v, int vr, PGresult
     if (as_value_copy(&kv, &d->row.v[sc->key_idx[k]]) != AS_OK) return AS_ERR;
     as_row_put(&d->image, sc->key_idx[k], &kv);
   }
-  for (size_t c = 0; c < sc->ncols; c++) {
+  for (size_t c = 0; c < sc->ntable; c++) {
     if (sc->cols[c].is_key) continue;
     bool changed = d->op != AS_OP_UPDATE || col_changed(&s->meta[ti], sc, c, r, i);
     if (!changed && !image) continue;
@@ -481,7 +481,7 @@ static int row_to_delta(as_stream *s, PGresult *r, int i, const crow *cr, PGresu
     }
   } else if (cr->vrow < 0 ||
              (dop != AS_OP_DELETE &&
-              strcmp(PQgetvalue(vals[cr->table], cr->vrow, 1 + (int)(t->s->nkey + t->s->ncols)),
+              strcmp(PQgetvalue(vals[cr->table], cr->vrow, 1 + (int)(t->s->nkey + t->s->ntable)),
                      "t") != 0)) {
     *skipped = true; /* the row is gone: a later change of the changelog says so */
     return AS_OK;
@@ -694,7 +694,20 @@ static int wait_notify(as_stream *s, int wait_ms, as_error *err) {
   }
 }
 
+static int poll_tables(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err);
+
+/* Polls, then turns the child tables' changes into their parents' (pg_children.c). */
 int pg_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
+  size_t from = out->n;
+  int rc = poll_tables(s, out, max, wait_ms, err);
+  bool children = false;
+  for (size_t i = 0; i < s->n->ntables && !children; i++) children = s->n->tables[i].owner != NULL;
+  /* logical decoding carries the arrays itself (child_images, pg_logical.c on_image) */
+  if (rc != AS_OK || !children || out->n == from || s->logical) return rc;
+  return pg_children_fold(s->n, s->conn, out, from, err);
+}
+
+static int poll_tables(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
   if (s->logical) return pg_lstream_poll(s->logical, out, max, wait_ms, err);
   int rc;
   size_t got = 0, more = 0;
@@ -888,6 +901,7 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
     }
     as_error e = {0};
     int cr = pg_row_from_result(sn->t, r, i, 0, &d->row, &e);
+    if (cr == AS_OK && s->nchildren) cr = pg_children_fill(sn->conn, sn->n, s, &d->row, &e);
     if (cr == AS_OK && (as_delta_set_origin(d, sn->n->name) != AS_OK)) cr = AS_ERR;
     d->ts_us = ts;
     d->hlc = AS_HLC_FROM_US(ts);
@@ -901,7 +915,7 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
       }
       /* unconvertible row: dead letter with the row as JSON (texts) */
       json_t *o = json_object();
-      for (size_t c = 0; o && c < s->ncols; c++) {
+      for (size_t c = 0; o && c < s->ntable; c++) {
         json_object_set_new(o, s->cols[c].name,
                             PQgetisnull(r, i, (int)c) ? json_null()
                                                       : json_string(PQgetvalue(r, i, (int)c)));

@@ -75,7 +75,7 @@ int pg_describe(as_node *n, const char *table, as_table_desc *out, as_error *err
 static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d,
                           const PGresult *cols, report_fn report, void *ctx, bool *ok) {
   char what[900], fix[600];
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     const as_column *c = &s->cols[i];
     const as_table_column *tc = NULL;
     for (size_t j = 0; j < d->ncols; j++) {

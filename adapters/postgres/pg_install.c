@@ -14,7 +14,8 @@
 #include "pg_sql.h"
 
 static const char *const upgrades[PG_SCHEMA_VERSION] = {PG_SQL_UPGRADE_0_TO_1,
-                                                        PG_SQL_UPGRADE_1_TO_2};
+                                                        PG_SQL_UPGRADE_1_TO_2,
+                                                        PG_SQL_UPGRADE_2_TO_3};
 
 static int nomem(as_error *err) { return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory"); }
 
@@ -69,7 +70,7 @@ static int table_columns(as_node *n, pg_table *t, bool check, int *attnum, as_er
   const char *p[1] = {t->qname};
   int rc = pg_query(n->conn, PG_SQL_COLUMNS, 1, p, "read table columns", &r, err);
   if (rc != AS_OK) return rc;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     const as_column *c = &s->cols[i];
     int row = -1;
     for (int j = 0; j < PQntuples(r); j++) {
@@ -194,7 +195,13 @@ static int exec_buf(as_node *n, as_buf *b, const pg_table *t, const char *what, 
 /* Capture objects of one table: triggers, or none (logical: leftover triggers dropped). */
 static int table_capture(as_node *n, pg_table *t, const int *attnum, as_error *err) {
   as_buf b = AS_BUF_INIT;
-  int rc;
+  int rc = pg_images_sql(n, t, &b) == AS_OK ? exec_buf(n, &b, t, "child table image triggers", err)
+                                             : nomem(err);
+  as_buf_reset(&b);
+  if (rc != AS_OK) {
+    as_buf_free(&b);
+    return rc;
+  }
   if (n->capture == PG_CAPTURE_TRIGGERS) {
     rc = pg_triggers_sql(n, t, attnum, &b) == AS_OK
              ? exec_buf(n, &b, t, "install capture triggers", err)
@@ -227,11 +234,19 @@ static int install_table(as_node *n, pg_table *t, as_error *err) {
 
 /* ------------------------------------------------------------------ publication */
 
-/* The publication's table list as it should be: every mapped table and arraysync.marks. */
+static bool has_children(const as_node *n) {
+  for (size_t i = 0; i < n->ntables; i++)
+    if (n->tables[i].owner) return true;
+  return false;
+}
+
+/* The publication's table list as it should be: every mapped table and arraysync.marks; with
+ * child tables, arraysync.child_images instead of them (their changes come as images). */
 static int pub_list(as_node *n, as_buf *b) {
   for (size_t i = 0; i < n->ntables; i++) {
-    if (as_buf_printf(b, "%s, ", n->tables[i].qname) != AS_OK) return AS_ERR;
+    if (!n->tables[i].owner && as_buf_printf(b, "%s, ", n->tables[i].qname) != AS_OK) return AS_ERR;
   }
+  if (has_children(n) && as_buf_append_str(b, "arraysync.child_images, ") != AS_OK) return AS_ERR;
   return as_buf_append_str(b, "arraysync.marks");
 }
 
@@ -245,15 +260,19 @@ static int pub_missing(as_node *n, as_buf *missing, bool *exists, as_error *err)
   PQclear(r);
   if ((rc = pg_query(n->conn, PG_SQL_PUB_TABLES, 1, p, "read publication", &r, err)) != AS_OK)
     return rc;
-  for (size_t i = 0; i <= n->ntables; i++) {
+  for (size_t i = 0; i <= n->ntables + 1; i++) {
+    if (i < n->ntables && n->tables[i].owner) continue;
+    if (i == n->ntables + 1 && !has_children(n)) continue;
     const char *sch = i < n->ntables ? n->schema : "arraysync";
-    const char *tab = i < n->ntables ? n->tables[i].s->table : "marks";
+    const char *tab = i < n->ntables ? n->tables[i].s->table : i == n->ntables ? "marks" : "child_images";
     bool found = false;
     for (int j = 0; j < PQntuples(r) && !found; j++) {
       found = strcmp(PQgetvalue(r, j, 0), sch) == 0 && strcmp(PQgetvalue(r, j, 1), tab) == 0;
     }
     if (!found && as_buf_printf(missing, "%s%s", missing->len ? ", " : "",
-                                i < n->ntables ? n->tables[i].qname : "arraysync.marks") != AS_OK) {
+                                i < n->ntables    ? n->tables[i].qname
+                                : i == n->ntables ? "arraysync.marks"
+                                                  : "arraysync.child_images") != AS_OK) {
       PQclear(r);
       return nomem(err);
     }

@@ -28,6 +28,8 @@ typedef enum pg_capture {
 /* One mapped table as this node sees it. */
 typedef struct pg_table {
   const as_schema *s;
+  const as_schema *owner; /* a child table (pg_children.c): the mapping it belongs to, else NULL */
+  size_t child;      /* which of owner's children */
   char *qname;       /* "schema"."table", quoted */
   char *lit_table;   /* the table name as an SQL string literal (changelog tbl) */
   char *lit_qname;   /* qname as an SQL string literal (for ::regclass) */
@@ -182,6 +184,27 @@ int pg_mirror_del(as_node *n, const char *table, int64_t id, as_error *err);
 int pg_node_connect(as_node *n, as_error *err);
 /* Forgets per-session state (staging tables) after the sink connection was replaced. */
 void pg_sink_reset_session(as_node *n);
+
+/* ---- pg_children.c: child tables (the file's top says how) ---- */
+/* Child rows of child ci of s for the parent with key `parent`, in position order, read on
+ * c. Free with as_child_rows_free. */
+int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
+                  as_row **rows, size_t *nrows, as_error *err);
+/* Sets every array column of r (key columns set) from the child tables, read on c. */
+int pg_children_fill(PGconn *c, as_node *n, const as_schema *s, as_row *r, as_error *err);
+int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *key, bool *exists,
+                     as_error *err);
+/* Sink (inside the transaction, on n->conn): the child rows of key deleted / brought to d's
+ * array columns. AS_EDATA: this delta cannot be written (err says why). */
+int pg_children_delete(as_node *n, const as_schema *s, const as_row *key, as_error *err);
+int pg_children_write(as_node *n, const as_delta *d, as_error *err);
+/* Capture: deltas out->d[from..] of child tables become updates of their parents' array
+ * columns (or dead letters, or nothing), parent inserts and update images get their arrays;
+ * read on c. */
+int pg_children_fold(as_node *n, PGconn *c, as_batch *out, size_t from, as_error *err);
+/* Appends the image trigger SQL of table t (DROP, and with logical capture CREATE of the
+ * function and trigger of a child table or a parent with children). */
+int pg_images_sql(as_node *n, const pg_table *t, as_buf *b);
 
 /* ---- pg_check.c: the describe, check_live and versions callbacks (adapter.h) ---- */
 int pg_describe(as_node *n, const char *table, as_table_desc *out, as_error *err);

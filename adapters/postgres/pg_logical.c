@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "as_children.h"
 #include "as_log.h"
 #include "pg_internal.h"
 #include "pg_sql.h"
@@ -39,6 +40,8 @@ typedef struct lrel {
   int table;         /* index into n->tables, -1: not mapped */
   bool marks;        /* arraysync.marks */
   int origin_col;    /* marks: column of "origin" */
+  bool images;       /* arraysync.child_images (pg_children.c) */
+  int img_col[4];    /* images: columns of tbl, key, parent_exists, rows */
   int ncols;
   int *map;          /* relation column -> schema column or -1 */
   char *name;        /* "schema.table" for messages */
@@ -232,6 +235,8 @@ static int on_relation(pg_lstream *s, cur *c, as_error *err) {
   if (!r->name || !r->map) return nomem(err);
   snprintf(r->name, nl, "%s.%s", nsp, rel);
   r->marks = strcmp(nsp, "arraysync") == 0 && strcmp(rel, "marks") == 0;
+  r->images = strcmp(nsp, "arraysync") == 0 && strcmp(rel, "child_images") == 0;
+  for (int k = 0; k < 4; k++) r->img_col[k] = -1;
   pg_table *t = strcmp(nsp, s->n->schema) == 0 ? pg_table_by_name(s->n, rel) : NULL;
   if (t) r->table = (int)(t - s->n->tables);
   for (int i = 0; i < ncols; i++) {
@@ -240,10 +245,14 @@ static int on_relation(pg_lstream *s, cur *c, as_error *err) {
     get_be(c, 4); /* type oid */
     get_be(c, 4); /* typmod */
     r->map[i] = t ? as_schema_column_index(t->s, name) : -1;
+    if (r->map[i] >= (int)(t ? t->s->ntable : 0)) r->map[i] = -1; /* an array column's name */
     if (r->marks && strcmp(name, "origin") == 0) r->origin_col = i;
+    static const char *const img_names[4] = {"tbl", "key", "parent_exists", "rows"};
+    for (int k = 0; r->images && k < 4; k++)
+      if (strcmp(name, img_names[k]) == 0) r->img_col[k] = i;
   }
   if (c->bad) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "malformed Relation message");
-  for (size_t k = 0; t && k < t->s->ncols; k++) {
+  for (size_t k = 0; t && k < t->s->ntable; k++) {
     bool found = false;
     for (int i = 0; i < ncols && !found; i++) found = r->map[i] == (int)k;
     if (!found) {
@@ -363,7 +372,7 @@ static void whole_row(const lrel *r, const pg_table *t, const lcol *cols, int n,
   if (!whole || as_delta_init(&tmp, t->s, AS_OP_UPDATE) != AS_OK) return;
   as_error e;
   whole = put_cols(r, t, cols, n, NULL, false, &tmp, &e) == AS_OK;
-  for (size_t k = 0; whole && k < t->s->ncols; k++) whole = as_row_has(&tmp.row, k);
+  for (size_t k = 0; whole && k < t->s->ntable; k++) whole = as_row_has(&tmp.row, k);
   if (whole) {
     *out = tmp.row;
     memset(&tmp.row, 0, sizeof tmp.row);
@@ -395,7 +404,7 @@ static int fill_missing(pg_lstream *s, const pg_table *t, as_delta *d, bool *gon
   const as_schema *sc = t->s;
   *gone = false;
   bool missing = false;
-  for (size_t c = 0; c < sc->ncols; c++) missing = missing || !as_row_has(&d->row, c);
+  for (size_t c = 0; c < sc->ntable; c++) missing = missing || !as_row_has(&d->row, c);
   if (!missing) return AS_OK;
   if (s->offline) {
     return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
@@ -426,7 +435,7 @@ static int fill_missing(pg_lstream *s, const pg_table *t, as_delta *d, bool *gon
     rc = pg_query(s->aux, as_buf_cstr(&sql), (int)sc->nkey, (const char *const *)params,
                   "read row for unchanged TOAST values", &r, err);
   if (rc == AS_OK && PQntuples(r) == 0) *gone = true;
-  for (size_t c = 0; rc == AS_OK && !*gone && c < sc->ncols; c++) {
+  for (size_t c = 0; rc == AS_OK && !*gone && c < sc->ntable; c++) {
     if (as_row_has(&d->row, c)) continue;
     as_value v = AS_VALUE_NULL;
     if (!PQgetisnull(r, 0, (int)c)) {
@@ -503,6 +512,125 @@ static void set_mark(pg_lstream *s, const lrel *r, const lcol *cols, int n) {
   s->local_only = s->origin && strcmp(s->origin, AS_ORIGIN_LOCAL_ONLY) == 0;
 }
 
+/* Text of tuple column i (NULL when absent or null). Caller frees. */
+static char *col_text(const lcol *cols, int n, int i) {
+  if (i < 0 || i >= n || cols[i].kind != 't') return NULL;
+  return strndup(cols[i].p, cols[i].len);
+}
+
+/* A JSON array of texts (or nulls) -> values of columns cols[0..n) of schema sc into r at
+ * idx[k] (NULL idx: at k). */
+static int texts_to_row(const as_schema *sc, const json_t *arr, const size_t *idx, size_t n,
+                        as_row *r, as_error *err) {
+  if (!json_is_array(arr) || json_array_size(arr) != n)
+    return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child table image");
+  for (size_t k = 0; k < n; k++) {
+    size_t c = idx ? idx[k] : k;
+    const json_t *j = json_array_get(arr, k);
+    as_value v = AS_VALUE_NULL;
+    if (json_is_string(j)) {
+      int rc = pg_value_from_text(sc->cols[c].type, json_string_value(j), json_string_length(j), &v, err);
+      if (rc != AS_OK) {
+        as_error_prefix(err, "column \"%s\"", sc->cols[c].name);
+        return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      }
+    } else if (!json_is_null(j)) {
+      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child table image");
+    }
+    as_row_put(r, c, &v);
+  }
+  return AS_OK;
+}
+
+/* The image of a parent's child rows (arraysync.child_images, written by the child table's
+ * trigger in the same transaction: pg_children.c) -> an update of the parent's array column,
+ * put into the transaction's previous delta of that parent when there is one (its insert, or
+ * an earlier image). */
+static int on_image(pg_lstream *s, const lrel *r, const lcol *cols, int n, as_batch *out,
+                    as_error *err) {
+  char *tbl = col_text(cols, n, r->img_col[0]), *key = col_text(cols, n, r->img_col[1]);
+  char *ex = col_text(cols, n, r->img_col[2]), *rows = col_text(cols, n, r->img_col[3]);
+  pg_table *ct = tbl ? pg_table_by_name(s->n, tbl) : NULL;
+  const as_schema *sc = ct && ct->owner ? ct->owner : NULL;
+  pg_table *pt = sc ? pg_table_for(s->n, sc) : NULL;
+  json_t *jk = key ? json_loads(key, 0, NULL) : NULL, *jr = rows ? json_loads(rows, 0, NULL) : NULL;
+  as_row pk = {0}, *cr = NULL;
+  size_t nr = json_array_size(jr);
+  as_error e = {0};
+  int rc = AS_OK;
+  if (!pt) goto done; /* a table no mapping has now */
+  const as_schema *tab = ct->s;
+  size_t ci = ct->child;
+  if (as_row_init(&pk, sc->ncols) != AS_OK || (nr && !(cr = calloc(nr, sizeof *cr)))) {
+    rc = nomem(err);
+    goto done;
+  }
+  rc = texts_to_row(sc, jk, sc->key_idx, sc->nkey, &pk, &e);
+  for (size_t i = 0; rc == AS_OK && i < nr; i++) {
+    rc = as_row_init(&cr[i], tab->ncols) == AS_OK
+             ? texts_to_row(tab, json_array_get(jr, i), NULL, tab->ncols, &cr[i], &e)
+             : nomem(err);
+  }
+  bool exists = ex && ex[0] == 't';
+  if (rc == AS_OK && !exists && nr > 0) {
+    char *k = as_key_describe(sc, &pk);
+    rc = as_error_set(&e, AS_DOM_POSTGRES, AS_EDATA, "child table \"%s\" holds rows of parent key "
+                      "%s, which table \"%s\" does not have", tab->table, k ? k : "?", sc->table);
+    free(k);
+  }
+  as_value arr = AS_VALUE_NULL;
+  if (rc == AS_OK && exists) rc = as_child_array(sc, ci, cr, nr, &arr, &e);
+  if (rc == AS_OK && exists) {
+    size_t col = sc->children[ci].col;
+    as_delta *last = out->n ? &out->d[out->n - 1] : NULL;
+    bool same = last && last->schema == sc && last->op != AS_OP_DELETE && last->txn &&
+                strcmp(last->txn, s->xid) == 0;
+    for (size_t k = 0; same && k < sc->nkey; k++)
+      same = as_value_equal(&last->row.v[sc->key_idx[k]], &pk.v[sc->key_idx[k]]);
+    as_delta *d = same ? last : new_delta(s, out, pt, AS_OP_UPDATE, err);
+    if (!d) {
+      as_value_clear(&arr);
+      rc = AS_ERR;
+      goto done;
+    }
+    for (size_t k = 0; !same && k < sc->nkey; k++) {
+      as_value v;
+      if (as_value_copy(&v, &pk.v[sc->key_idx[k]]) != AS_OK) {
+        as_value_clear(&arr);
+        rc = nomem(err);
+        goto done;
+      }
+      as_row_put(&d->row, sc->key_idx[k], &v);
+    }
+    as_row_put(&d->row, col, &arr);
+  }
+  if (rc == AS_EDATA) {
+    char pos[32];
+    lsn_text(s->final_lsn, pos, sizeof pos);
+    char *k = as_key_describe(sc, &pk);
+    AS_LOG(AS_LOG_WARN, s->comp, "dead letter in transaction %s at %s: mapping %s: %s", s->xid,
+           pos, sc->name, e.message);
+    char msg[AS_ERROR_MSG_MAX + 64];
+    snprintf(msg, sizeof msg, "mapping %s: %s", sc->name, e.message);
+    rc = as_batch_push_dead(out, sc, k, rows ? strdup(rows) : NULL, strdup(msg), strdup(pos)) == AS_OK
+             ? AS_OK
+             : nomem(err);
+  } else if (rc != AS_OK && e.message[0]) {
+    *err = e;
+  }
+done:
+  for (size_t i = 0; cr && i < nr; i++) as_row_clear(&cr[i]);
+  free(cr);
+  as_row_clear(&pk);
+  json_decref(jk);
+  json_decref(jr);
+  free(tbl);
+  free(key);
+  free(ex);
+  free(rows);
+  return rc;
+}
+
 /* Insert 'I' / Update 'U' / Delete 'D' of a relation. */
 static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *err) {
   uint32_t relid = (uint32_t)get_be(c, 4);
@@ -532,12 +660,14 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
     return AS_OK;
   }
   if (skip_change(s)) return AS_OK;
+  if (r->images) return op == 'D' ? AS_OK : on_image(s, r, newc, nnew, out, err);
   as_error e = {0};
   if (r->table < 0) {
     as_error_set(&e, AS_DOM_MAPPING, AS_EDATA, "table %s is not mapped on node %s", r->name, s->n->name);
     return dead(s, out, r, NULL, op, op == 'D' ? oldc : newc, op == 'D' ? nold : nnew, &e) == AS_OK ? AS_OK : nomem(err);
   }
   pg_table *t = &s->n->tables[r->table];
+  if (t->owner) return AS_OK; /* a child table: its changes come as images (on_image) */
   const as_schema *sc = t->s;
   bool key_moved = false;
   bool *changed = NULL;
@@ -582,6 +712,15 @@ static int on_change(pg_lstream *s, char op, cur *c, as_batch *out, as_error *er
     if (rc == AS_OK && d->op == AS_OP_INSERT && (rc = fill_missing(s, t, d, &gone, &e)) != AS_OK)
       drop_last(out);
     if (rc == AS_OK && gone) drop_last(out); /* removed later: that change follows */
+    if (rc == AS_OK && !gone && sc->nchildren) {
+      /* no child rows yet; the parent's insert trigger writes its arrays' images right after
+       * (on_image puts them into this delta); an update's image lacks its arrays: none */
+      for (size_t ci = 0; d->op == AS_OP_INSERT && ci < sc->nchildren; ci++) {
+        as_value nul = AS_VALUE_NULL;
+        as_row_put(&d->row, sc->children[ci].col, &nul);
+      }
+      as_row_clear(&d->image);
+    }
   }
   free(changed);
   if (rc == AS_EDATA) {

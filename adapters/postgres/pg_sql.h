@@ -22,7 +22,7 @@
   " current_setting('server_version_num')::int"
 
 /* ---- install ---- */
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 #define PG_SQL_LOCK "SELECT pg_advisory_xact_lock(7231946501)"
 #define PG_SQL_BOOTSTRAP                                            \
   "CREATE SCHEMA IF NOT EXISTS arraysync; "                         \
@@ -57,6 +57,13 @@
   "ALTER TABLE arraysync.changelog ADD COLUMN cols bigint[],"                              \
   " ADD COLUMN nkeys int NOT NULL DEFAULT 1; "                                              \
   "CREATE TABLE arraysync.marks(pid int PRIMARY KEY, origin text)"
+
+/* Version 3: the images of child tables (pg_children.c): per child table and parent key, the
+ * parent's child rows as their column texts, written by the child table's trigger in the
+ * writer's transaction, so logical decoding carries the array as it was at that change. */
+#define PG_SQL_UPGRADE_2_TO_3                                                             \
+  "CREATE TABLE arraysync.child_images(tbl text NOT NULL, key jsonb NOT NULL,"            \
+  " parent_exists boolean NOT NULL, rows jsonb NOT NULL, PRIMARY KEY (tbl, key))"
 
 /* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,
  * attnum, type without modifier. */

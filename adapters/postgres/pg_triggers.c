@@ -62,7 +62,7 @@ static int mask_expr(as_buf *b, const pg_table *t, const int *attnum, const char
                      const char *nw) {
   const as_schema *s = t->s;
   if (as_buf_append_str(b, "(0::bigint") != AS_OK) return AS_ERR;
-  for (size_t i = 0; i < s->ncols; i++) {
+  for (size_t i = 0; i < s->ntable; i++) {
     if (s->cols[i].is_key) continue;
     uint64_t bit = pg_mask_bit(attnum[i]);
     char lit[40];
@@ -80,7 +80,7 @@ static int mask_expr(as_buf *b, const pg_table *t, const int *attnum, const char
 
 static int row_list(as_buf *b, const pg_table *t, const char *ref, bool keys_only) {
   const as_schema *s = t->s;
-  size_t n = keys_only ? s->nkey : s->ncols;
+  size_t n = keys_only ? s->nkey : s->ntable;
   if (as_buf_append_str(b, "ROW(") != AS_OK) return AS_ERR;
   for (size_t j = 0; j < n; j++) {
     size_t i = keys_only ? s->key_idx[j] : j;

@@ -501,27 +501,62 @@ static const as_schema *child_owner(as_node *n, const char *table, size_t *ci) {
   return NULL;
 }
 
-/* A changed child row (json row jr of child ci of sc) -> an update of its parent's array
- * column as the child table holds it now, unless the last delta of out already is that. */
-static int child_delta(as_stream *s, as_batch *out, const as_schema *sc, size_t ci,
-                       const json_t *jr, const char *org, bool echo, int64_t ts, const char *pos,
-                       as_error *e) {
+/* A JSON array of child table row objects (a changelog image) -> the array column's value. */
+static int array_from_json(const as_schema *sc, size_t ci, const json_t *rows, as_value *out,
+                           as_error *e) {
+  const as_schema *tab = sc->children[ci].tab;
+  size_t n = json_array_size(rows);
+  as_row *r = n ? calloc(n, sizeof *r) : NULL;
+  if (n && !r) return as_error_set(e, AS_DOM_SQLITE, AS_ERR, "out of memory");
+  int ret = AS_OK;
+  for (size_t i = 0; ret == AS_OK && i < n; i++) {
+    ret = as_row_init(&r[i], tab->ncols) == AS_OK
+              ? fill_row(tab, &r[i], json_array_get(rows, i), NULL, COLS_ALL, e)
+              : as_error_set(e, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    if (ret != AS_OK) as_error_prefix(e, "table \"%s\"", tab->table);
+  }
+  if (ret == AS_OK) ret = as_child_array(sc, ci, r, n, out, e);
+  as_child_rows_free(r, n);
+  return ret;
+}
+
+/* Sets the array columns of r from a parent row's changelog image (its SQ_CHILD_MEMBER
+ * members: the child rows as the trigger saw them); an image without them (written by an
+ * older trigger) is completed from the child tables now. */
+static int arrays_from_image(as_stream *s, const as_schema *sc, const json_t *img, as_row *r,
+                             as_error *e) {
+  for (size_t ci = 0; ci < sc->nchildren; ci++) {
+    char member[160];
+    snprintf(member, sizeof member, SQ_CHILD_MEMBER "%s", sc->children[ci].table);
+    const json_t *rows = json_object_get(img, member);
+    if (!rows) return sq_children_fill(s->db, sc, r, e);
+    as_value v;
+    int ret = array_from_json(sc, ci, rows, &v, e);
+    if (ret != AS_OK) return ret;
+    as_row_put(r, sc->children[ci].col, &v);
+  }
+  return AS_OK;
+}
+
+/* A child row's changelog image (trigger: {"parent", "exists", "rows"}) -> an update of its
+ * parent's array column, unless the last delta of out already is that one's. */
+static int child_delta(as_batch *out, const as_schema *sc, size_t ci, const json_t *img,
+                       const char *org, bool echo, int64_t ts, const char *pos, as_error *e) {
   const as_child *ch = &sc->children[ci];
+  const json_t *parent = json_object_get(img, "parent");
   as_delta d;
   memset(&d, 0, sizeof d);
   if (new_delta(&d, sc, AS_OP_UPDATE, org, echo, ts, pos) != AS_OK) goto oom;
-  int ret = AS_OK;
+  int ret = json_is_object(parent) ? AS_OK
+                                   : as_error_set(e, AS_DOM_SQLITE, AS_EDATA, "malformed child table image");
   for (size_t k = 0; ret == AS_OK && k < sc->nkey; k++) {
     as_value v = AS_VALUE_NULL;
-    ret = json_col(ch->tab, k, jr, &v, e);
+    ret = json_col(ch->tab, k, parent, &v, e);
     if (ret == AS_OK) as_row_put(&d.row, sc->key_idx[k], &v);
   }
-  bool exists = false;
-  if (ret == AS_OK) ret = sq_parent_exists(s->db, sc, &d.row, &exists, e);
-  as_row *rows = NULL;
-  size_t nrows = 0;
-  if (ret == AS_OK) ret = sq_child_read(s->db, sc, ci, &d.row, &rows, &nrows, e);
-  if (ret == AS_OK && !exists && nrows > 0) {
+  bool exists = json_integer_value(json_object_get(img, "exists")) > 0;
+  const json_t *rows = json_object_get(img, "rows");
+  if (ret == AS_OK && !exists && json_array_size(rows) > 0) {
     char *k = as_key_describe(sc, &d.row);
     ret = as_error_set(e, AS_DOM_SQLITE, AS_EDATA, "child table \"%s\" holds rows of parent "
                        "key %s, which table \"%s\" does not have", ch->table, k ? k : "?",
@@ -530,16 +565,18 @@ static int child_delta(as_stream *s, as_batch *out, const as_schema *sc, size_t 
   }
   if (ret == AS_OK && exists) {
     as_value v;
-    ret = as_child_array(sc, ci, rows, nrows, &v, e);
+    ret = array_from_json(sc, ci, rows, &v, e);
     if (ret == AS_OK) as_row_put(&d.row, ch->col, &v);
   }
-  as_child_rows_free(rows, nrows);
   const as_delta *last = out->n ? &out->d[out->n - 1] : NULL;
   bool again = last && last->schema == sc && last->op == AS_OP_UPDATE &&
                as_row_has(&last->row, ch->col);
   for (size_t k = 0; again && k < sc->nkey; k++)
     again = as_value_equal(&last->row.v[sc->key_idx[k]], &d.row.v[sc->key_idx[k]]);
-  if (ret == AS_OK && exists && !again) {
+  if (ret == AS_OK && exists && again) { /* the same transaction's next row: its state wins */
+    as_delta *l = &out->d[out->n - 1];
+    as_value_move(&l->row.v[ch->col], &d.row.v[ch->col]);
+  } else if (ret == AS_OK && exists) {
     as_delta *slot = as_batch_push(out);
     if (!slot) goto oom;
     *slot = d;
@@ -553,16 +590,13 @@ oom:
 }
 
 /* A change of a child table's row: its parent's update (two parents when it moved). */
-static int child_deltas(as_stream *s, as_batch *out, const as_schema *sc, size_t ci,
-                        const json_t *jo, const json_t *jn, const char *org, bool echo,
-                        int64_t ts, const char *pos, as_error *e) {
-  const as_schema *tab = sc->children[ci].tab;
+static int child_deltas(as_batch *out, const as_schema *sc, size_t ci, const json_t *jo,
+                        const json_t *jn, const char *org, bool echo, int64_t ts,
+                        const char *pos, as_error *e) {
   int ret = AS_OK;
-  bool moved = jo && jn;
-  for (size_t k = 0; moved && k < sc->nkey; k++)
-    moved = !json_equal(json_object_get(jo, tab->cols[k].name), json_object_get(jn, tab->cols[k].name));
-  if (jo && (moved || !jn)) ret = child_delta(s, out, sc, ci, jo, org, echo, ts, pos, e);
-  if (ret == AS_OK && jn) ret = child_delta(s, out, sc, ci, jn, org, echo, ts, pos, e);
+  bool moved = jo && jn && !json_equal(json_object_get(jo, "parent"), json_object_get(jn, "parent"));
+  if (jo && (moved || !jn)) ret = child_delta(out, sc, ci, jo, org, echo, ts, pos, e);
+  if (ret == AS_OK && jn) ret = child_delta(out, sc, ci, jn, org, echo, ts, pos, e);
   return ret;
 }
 
@@ -607,12 +641,12 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   const char *org = origin ? origin : n->name;
   if (owner) {
     sc = owner;
-    if ((ret = child_deltas(s, out, owner, ci, jo, jn, org, echo, ts, pos, &e)) != AS_OK) goto conv;
+    if ((ret = child_deltas(out, owner, ci, jo, jn, org, echo, ts, pos, &e)) != AS_OK) goto conv;
   } else if (op && strcmp(op, "insert") == 0 && jn) {
     if (new_delta(&d[0], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;
     if ((ret = fill_row(sc, &d[0].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
-    if (sc->nchildren && (ret = sq_children_fill(s->db, sc, &d[0].row, &e)) != AS_OK) goto conv;
+    if (sc->nchildren && (ret = arrays_from_image(s, sc, jn, &d[0].row, &e)) != AS_OK) goto conv;
   } else if (op && strcmp(op, "delete") == 0 && jo) {
     if (new_delta(&d[0], sc, AS_OP_DELETE, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;
@@ -626,7 +660,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
       if (new_delta(&d[1], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
       nd = 2;
       if ((ret = fill_row(sc, &d[1].row, jn, NULL, COLS_ALL, &e)) != AS_OK) goto conv;
-      if (sc->nchildren && (ret = sq_children_fill(s->db, sc, &d[1].row, &e)) != AS_OK) goto conv;
+      if (sc->nchildren && (ret = arrays_from_image(s, sc, jn, &d[1].row, &e)) != AS_OK) goto conv;
     } else {
       if (new_delta(&d[0], sc, AS_OP_UPDATE, org, echo, ts, pos) != AS_OK) goto oom;
       nd = 1;
@@ -635,7 +669,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
       as_error ie;
       if (as_row_init(&d[0].image, sc->ncols) != AS_OK ||
           fill_row(sc, &d[0].image, jn, NULL, COLS_ALL, &ie) != AS_OK ||
-          (sc->nchildren && sq_children_fill(s->db, sc, &d[0].image, &ie) != AS_OK))
+          (sc->nchildren && arrays_from_image(s, sc, jn, &d[0].image, &ie) != AS_OK))
         as_row_clear(&d[0].image);
       /* and the row before it, for a script (what the change was made on top of: ctx.base) */
       if (as_schema_keeps_before(sc) && (as_row_init(&d[0].before, sc->ncols) != AS_OK ||

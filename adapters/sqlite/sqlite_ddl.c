@@ -93,7 +93,79 @@ static void trigger_name(as_buf *b, const char *table, const char *suffix) {
   as_buf_free(&n);
 }
 
-static void trigger_sql(as_buf *b, const as_schema *s, const char *op) {
+/* (SELECT json_group_array(json(r)) FROM (SELECT <json_row of child table t> AS r FROM t AS c
+ * WHERE <parent key columns> = <row>.<parent key columns> ORDER BY position)): the child rows
+ * of the parent that `row` (NEW/OLD of the child table, or of the parent when parent) names. */
+static void child_rows_expr(as_buf *b, const as_schema *owner, size_t ci, const char *row,
+                            bool parent) {
+  const as_schema *t = owner->children[ci].tab;
+  as_buf_append_str(b, "(SELECT json_group_array(json(r)) FROM (SELECT ");
+  json_row(b, t, "c", false);
+  as_buf_append_str(b, " AS r FROM ");
+  as_sql_quote_ident(t->table, b);
+  as_buf_append_str(b, " AS c WHERE ");
+  for (size_t k = 0; k < owner->nkey; k++) {
+    if (k) as_buf_append_str(b, " AND ");
+    as_buf_append_str(b, "c.");
+    as_sql_quote_ident(t->cols[k].name, b);
+    as_buf_printf(b, " IS %s.", row);
+    as_sql_quote_ident(parent ? owner->cols[owner->key_idx[k]].name : t->cols[k].name, b);
+  }
+  as_buf_append_str(b, " ORDER BY c.");
+  as_sql_quote_ident(AS_CHILD_POSITION, b);
+  as_buf_append_str(b, "))");
+}
+
+/* The changelog image of a child table's row change: its parent's key, whether the parent
+ * row exists, and all the parent's child rows as they are at this point of the transaction:
+ * {"parent": {...}, "exists": 0|1, "rows": [{...}, ...]}. */
+static void child_image(as_buf *b, const as_schema *owner, size_t ci, const char *row) {
+  const as_schema *t = owner->children[ci].tab;
+  as_buf_append_str(b, "json_object('parent', json_object(");
+  for (size_t k = 0; k < owner->nkey; k++) {
+    if (k) as_buf_append_str(b, ", ");
+    sq_quote_literal(b, t->cols[k].name);
+    as_buf_append_str(b, ", ");
+    cell_expr(b, row, t->cols[k].name);
+  }
+  as_buf_append_str(b, "), 'exists', (SELECT count(*) FROM ");
+  as_sql_quote_ident(owner->table, b);
+  as_buf_append_str(b, " AS p WHERE ");
+  for (size_t k = 0; k < owner->nkey; k++) {
+    if (k) as_buf_append_str(b, " AND ");
+    as_buf_append_str(b, "p.");
+    as_sql_quote_ident(owner->cols[owner->key_idx[k]].name, b);
+    as_buf_printf(b, " IS %s.", row);
+    as_sql_quote_ident(t->cols[k].name, b);
+  }
+  as_buf_append_str(b, "), 'rows', ");
+  child_rows_expr(b, owner, ci, row, false);
+  as_buf_append_str(b, ")");
+}
+
+/* A parent row's changelog image: its columns, then each child table's rows under
+ * SQ_CHILD_MEMBER "<table>". */
+static void parent_image(as_buf *b, const as_schema *s, const char *row) {
+  json_row(b, s, row, false);
+  if (!s->nchildren) return;
+  b->len--; /* reopen json_object( ... ) */
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    as_buf name = AS_BUF_INIT;
+    as_buf_printf(&name, SQ_CHILD_MEMBER "%s", s->children[ci].table);
+    as_buf_append_str(b, ", ");
+    sq_quote_literal(b, as_buf_cstr(&name));
+    as_buf_append_str(b, ", json(");
+    child_rows_expr(b, s, ci, row, true);
+    as_buf_append_str(b, ")");
+    as_buf_free(&name);
+  }
+  as_buf_append_str(b, ")");
+}
+
+/* The capture trigger of table s for op; owner: the mapping when s is its child table ci
+ * (the image then is child_image's), else NULL. */
+static void trigger_sql(as_buf *b, const as_schema *s, const as_schema *owner, size_t ci,
+                        const char *op) {
   const char *suffix = op[0] == 'i' ? "ins" : op[0] == 'u' ? "upd" : "del";
   const char *event = op[0] == 'i' ? "INSERT" : op[0] == 'u' ? "UPDATE" : "DELETE";
   as_buf_append_str(b, "CREATE TRIGGER ");
@@ -118,13 +190,17 @@ static void trigger_sql(as_buf *b, const as_schema *s, const char *op) {
   as_buf_printf(b, ", '%s', ", op);
   if (op[0] == 'i')
     as_buf_append_str(b, "NULL");
+  else if (owner)
+    child_image(b, owner, ci, "OLD");
   else
     json_row(b, s, "OLD", op[0] == 'd'); /* a delete needs the key only */
   as_buf_append_str(b, ", ");
   if (op[0] == 'd')
     as_buf_append_str(b, "NULL");
+  else if (owner)
+    child_image(b, owner, ci, "NEW");
   else
-    json_row(b, s, "NEW", false);
+    parent_image(b, s, "NEW");
   as_buf_append_str(b, ", " SQ_TRIGGER_ORIGIN ", " SQ_TRIGGER_TS "); END");
 }
 
@@ -257,13 +333,14 @@ cleanup:
   return ret;
 }
 
-static int create_triggers(as_node *n, const as_schema *s, as_error *err) {
+static int create_triggers(as_node *n, const as_schema *s, const as_schema *owner, size_t ci,
+                           as_error *err) {
   static const char *const ops[] = {"insert", "update", "delete"};
   as_buf sql = AS_BUF_INIT;
   int ret = AS_OK;
   for (int k = 0; k < 3 && ret == AS_OK; k++) {
     as_buf_reset(&sql);
-    trigger_sql(&sql, s, ops[k]);
+    trigger_sql(&sql, s, owner, ci, ops[k]);
     ret = sq_exec(n->db, as_buf_cstr(&sql), err);
     if (ret != AS_OK) as_error_prefix(err, "create %s trigger on \"%s\"", ops[k], s->table);
   }
@@ -298,11 +375,11 @@ int sq_install(as_node *n, as_error *err) {
   for (size_t i = 0; i < n->nschemas; i++) {
     const as_schema *s = n->schemas[i];
     if ((ret = ensure_table(n, s, err)) != AS_OK) goto fail;
-    if ((ret = create_triggers(n, s, err)) != AS_OK) goto fail;
     for (size_t c = 0; c < s->nchildren; c++) { /* a child table's changes are its parent's */
       if ((ret = ensure_table(n, s->children[c].tab, err)) != AS_OK) goto fail;
-      if ((ret = create_triggers(n, s->children[c].tab, err)) != AS_OK) goto fail;
+      if ((ret = create_triggers(n, s->children[c].tab, s, c, err)) != AS_OK) goto fail;
     }
+    if ((ret = create_triggers(n, s, NULL, 0, err)) != AS_OK) goto fail;
   }
   if ((ret = sq_exec(n->db, SQ_COMMIT, err)) != AS_OK) goto fail;
   return AS_OK;

@@ -61,6 +61,9 @@ static const char *const SQ_BOOKKEEPING_TABLES[] __attribute__((unused)) = {
 #define SQ_TABLE_INFO "SELECT name, type, pk FROM pragma_table_info(?1)"
 
 /* Expression pieces of the capture triggers. */
+/* Member of a parent row's changelog image holding a child table's rows (+ the table name). */
+#define SQ_CHILD_MEMBER "_arraysync_child:"
+
 #define SQ_TRIGGER_ORIGIN "(SELECT origin FROM _arraysync_origin WHERE id = 1)"
 /* SQLite 3.40 has no unixepoch('subsec'); julianday('now') has millisecond resolution and is
  * constant within one statement. Rounded to whole ms, then scaled, so no float noise. */

@@ -7,7 +7,7 @@ children in one transaction), each checked field by field in the document, with 
 fields no column maps and the document's other fields intact; elements that cannot be rows
 (not a document, a key twice) and a child row without its parent are dead letters.
 
-usage: children.py --bin build/arraysync --work DIR"""
+usage: children.py --bin build/arraysync --work DIR [--kind sqlite|postgres] [--pg-dsn DSN]"""
 import argparse
 import json
 import os
@@ -43,6 +43,52 @@ children:
 fails = 0
 
 
+class SqlDb:
+    """A SQLite file or a PostgreSQL database, reached the way a user would (sqlite3, psycopg2);
+    statements are written with ? placeholders."""
+
+    def __init__(self, kind, path, pg_admin, dbname, capture="auto"):
+        self.kind, self.path, self.capture = kind, path, capture
+        self.dsn = astest.fresh_pg_db(pg_admin, dbname) if kind == "postgres" else None
+
+    def node_yaml(self, name):
+        if self.kind == "postgres":
+            return astest.node_yaml(name, "postgres", dsn=self.dsn, capture=self.capture)
+        return astest.node_yaml(name, "sqlite", path=self.path)
+
+    def connect(self):
+        if self.kind == "postgres":
+            import psycopg2
+            return psycopg2.connect(self.dsn)
+        return sqlite3.connect(self.path, timeout=30)
+
+    def txn(self, stmts):
+        c = self.connect()
+        try:
+            cur = c.cursor()
+            for st in stmts:
+                q, p = (st, ()) if isinstance(st, str) else st
+                cur.execute(q.replace("?", "%s") if self.kind == "postgres" else q, p)
+            c.commit()
+        finally:
+            c.close()
+
+    def sql(self, q, params=()):
+        c = self.connect()
+        try:
+            cur = c.cursor()
+            cur.execute(q.replace("?", "%s") if self.kind == "postgres" else q, params)
+            rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+            c.commit()
+            return rows
+        finally:
+            c.close()
+
+    @staticmethod
+    def json(v):
+        return json.loads(v) if isinstance(v, str) else v
+
+
 def check(name, ok, detail=""):
     global fails
     fails += 0 if ok else 1
@@ -54,6 +100,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--kind", default="sqlite", choices=["sqlite", "postgres"])
+    ap.add_argument("--pg-dsn", help="a PostgreSQL server to use (else a private one is started)")
+    ap.add_argument("--capture", default="auto", help="the PostgreSQL node's capture (auto|logical|triggers)")
     a = ap.parse_args()
     work = os.path.abspath(a.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -64,26 +113,23 @@ def main():
     from bson.int64 import Int64
     mc = MongoClient(uri, serverSelectionTimeoutMS=10000, document_class=SON)
     m = mc["children"]["customers"]
-    lite = os.path.join(work, "lite.db")
+    pg_admin = None
+    if a.kind == "postgres":
+        pg_admin = a.pg_dsn or astest.start_pg(os.path.join(work, "pg-server"))
+    db = SqlDb(a.kind, os.path.join(work, "lite.db"), pg_admin, "children1", a.capture)
     cfg = astest.write_config(work, [astest.node_yaml("mongo", "mongodb", uri=uri, database="children"),
-                                     astest.node_yaml("lite", "sqlite", path=lite)], [("customers", MAPPING)])
+                                     db.node_yaml("lite")], [("customers", MAPPING)])
     log = open(os.path.join(work, "connector.log"), "a")
 
     def run():
         return subprocess.run([a.bin, "run", "-c", cfg, "--exit-when-idle", "2s"], stdout=log, stderr=log,
                               timeout=120).returncode
 
-    def sql(q, params=()):
-        c = sqlite3.connect(lite, timeout=30)
-        try:
-            rows = c.execute(q, params).fetchall()
-            c.commit()
-            return rows
-        finally:
-            c.close()
+    sql = db.sql
 
     def orders(cid):
-        return sql("select position, sku, qty, rest from orders where customers_id = ? order by position", (cid,))
+        return [(p, k, q, db.json(r)) for (p, k, q, r) in
+                sql("select position, sku, qty, rest from orders where customers_id = ? order by position", (cid,))]
 
     def tags(cid):
         return sql("select position, t from tags where customers_id = ? order by position", (cid,))
@@ -105,7 +151,7 @@ def main():
     check("insert: parent row", sql("select id, name from customers order by id") ==
           [("c1", "Ann"), ("c2", "Bob"), ("c3", "Cy")], sql("select * from customers"))
     check("insert: child rows by key, position, element catch-all", orders("c1") ==
-          [(0, "a", 1, '{"note":"x"}'), (1, "b", 2, None)], orders("c1"))
+          [(0, "a", 1, {"note": "x"}), (1, "b", 2, None)], orders("c1"))
     check("insert: child rows by position", tags("c1") == [(0, "vip")], tags("c1"))
     check("missing field and [] hold no child rows", orders("c2") == [] and orders("c3") == [])
 
@@ -115,7 +161,7 @@ def main():
     m.update_one({"_id": "c1"}, {"$set": {"orders.1.qty": 5}})
     run()
     check("$set orders.1.qty: that row only", orders("c1") ==
-          [(0, "a", 1, '{"note":"x"}'), (1, "b", 5, None), (2, "c", 3, None)], orders("c1"))
+          [(0, "a", 1, {"note": "x"}), (1, "b", 5, None), (2, "c", 3, None)], orders("c1"))
     m.update_one({"_id": "c1"}, {"$unset": {"orders.0.note": ""}})
     run()
     check("$unset of an element field", orders("c1")[0] == (0, "a", 1, None), orders("c1"))
@@ -129,7 +175,7 @@ def main():
     m.update_one({"_id": "c1"}, {"$set": {"orders": [{"sku": "z", "qty": 9, "gift": True}, {"sku": "b", "qty": 5}],
                                           "tags": [{"t": "new"}, {"t": "vip"}]}})
     run()
-    check("whole array replaced", orders("c1") == [(0, "z", 9, '{"gift":true}'), (1, "b", 5, None)], orders("c1"))
+    check("whole array replaced", orders("c1") == [(0, "z", 9, {"gift": True}), (1, "b", 5, None)], orders("c1"))
     check("whole array replaced (by position)", tags("c1") == [(0, "new"), (1, "vip")], tags("c1"))
     m.update_one({"_id": "c1"}, {"$set": {"tags": []}})
     run()
@@ -169,30 +215,25 @@ def main():
     run()
     d = doc("c1")
     check("SQL child delete: the element removed", [o["sku"] for o in d["orders"]] == ["z", "n"], d)
-    c = sqlite3.connect(lite, timeout=30)
-    c.execute("insert into customers (id, name) values ('s1', 'Sue')")
-    c.execute("insert into orders (customers_id, position, sku, qty) values ('s1', 0, 'p', 1)")
-    c.execute("insert into orders (customers_id, position, sku, qty) values ('s1', 1, 'r', 2)")
-    c.execute("insert into tags (customers_id, position, t) values ('s1', 0, 'x')")
-    c.commit()
-    c.close()
+    db.txn(["insert into customers (id, name) values ('s1', 'Sue')",
+            "insert into orders (customers_id, position, sku, qty) values ('s1', 0, 'p', 1)",
+            "insert into orders (customers_id, position, sku, qty) values ('s1', 1, 'r', 2)",
+            "insert into tags (customers_id, position, t) values ('s1', 0, 'x')"])
     run()
     d = doc("s1")
     check("SQL parent and children in one transaction: one document with its arrays",
           d == SON([("_id", "s1"), ("name", "Sue"), ("orders", [SON([("sku", "p"), ("qty", 1)]),
                                                                 SON([("sku", "r"), ("qty", 2)])]),
                     ("tags", [SON([("t", "x")])])]), d)
-    sql("insert into orders (customers_id, position, sku, qty) values ('nobody', 0, 'o', 1)")
-    run()
-    dl = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
-    errs = " | ".join(x.get("error") or "" for x in dl)
-    check("a child row without its parent: a dead letter", "does not have" in errs and "nobody" in errs, errs[:800])
-    c = sqlite3.connect(lite, timeout=30)
-    c.execute("delete from orders where customers_id = 's1'")
-    c.execute("delete from tags where customers_id = 's1'")
-    c.execute("delete from customers where id = 's1'")
-    c.commit()
-    c.close()
+    if a.kind == "sqlite":  # (PostgreSQL's foreign key refuses the row itself)
+        sql("insert into orders (customers_id, position, sku, qty) values ('nobody', 0, 'o', 1)")
+        run()
+        dl = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+        errs = " | ".join(x.get("error") or "" for x in dl)
+        check("a child row without its parent: a dead letter", "does not have" in errs and "nobody" in errs,
+              errs[:800])
+    db.txn(["delete from orders where customers_id = 's1'", "delete from tags where customers_id = 's1'",
+            "delete from customers where id = 's1'"])
     run()
     check("SQL parent delete: the document deleted", doc("s1") is None, doc("s1"))
     check("nothing else changed", doc("c2") == SON([("_id", "c2"), ("name", "Bob")]) and
@@ -200,22 +241,21 @@ def main():
 
     # ---- the first copy from SQLite: parents with their children, into an empty collection
     w2 = os.path.join(work, "fromsql")
-    lite2 = os.path.join(w2, "lite.db")
     os.makedirs(w2)
+    db2 = SqlDb(a.kind, os.path.join(w2, "lite.db"), pg_admin, "children2", a.capture)
     cfg2 = astest.write_config(w2, [astest.node_yaml("mongo", "mongodb", uri=uri, database="children2"),
-                                    astest.node_yaml("lite", "sqlite", path=lite2)], [("customers", MAPPING)])
+                                    db2.node_yaml("lite")], [("customers", MAPPING)])
     check("install (second configuration)", astest.cli(a.bin, cfg2, "install").returncode == 0)
-    c = sqlite3.connect(lite2, timeout=30)
-    c.execute("insert into customers (id, name, extra) values ('p1', 'Pat', '{\"vip\": true}')")
-    c.execute("insert into customers (id, name) values ('p2', 'Pam')")
-    c.executemany("insert into orders (customers_id, position, sku, qty, rest) values (?, ?, ?, ?, ?)",
-                  [("p1", 1, "y", 2, None), ("p1", 0, "x", 1, '{"gift": "wrap"}')])
-    c.execute("insert into tags (customers_id, position, t) values ('p2', 0, 'new')")
-    c.commit()
-    c.close()
+    db2.txn(["insert into customers (id, name, extra) values ('p1', 'Pat', '{\"vip\": true}')",
+             "insert into customers (id, name) values ('p2', 'Pam')",
+             ("insert into orders (customers_id, position, sku, qty, rest) values (?, ?, ?, ?, ?)",
+              ("p1", 1, "y", 2, None)),
+             ("insert into orders (customers_id, position, sku, qty, rest) values (?, ?, ?, ?, ?)",
+              ("p1", 0, "x", 1, '{"gift": "wrap"}')),
+             "insert into tags (customers_id, position, t) values ('p2', 0, 'new')"])
     r = subprocess.run([a.bin, "run", "-c", cfg2, "--exit-when-idle", "2s"], stdout=log, stderr=log, timeout=120)
     m2 = mc["children2"]["customers"]
-    check("first copy from SQLite: documents with their arrays, in position order",
+    check("first copy from SQL: documents with their arrays, in position order",
           r.returncode == 0 and m2.find_one({"_id": "p1"}) == SON([
               ("_id", "p1"), ("name", "Pat"), ("orders", [SON([("sku", "x"), ("qty", 1), ("gift", "wrap")]),
                                                           SON([("sku", "y"), ("qty", 2)])]), ("vip", True)]) and

@@ -7,7 +7,8 @@ node must hold, parent by parent, the same array: the same elements in the same 
 same fields (the element fields no column maps included).
 
 usage: children_load.py --bin build/arraysync --work DIR [--topology peer-to-peer|ring|
-                        hub-and-spoke] [--lites 1|2] [--duration 30] [--kill 2-5] [--seed N]"""
+                        hub-and-spoke] [--lites N] [--pgs N] [--capture auto|triggers]
+                        [--duration 30] [--kill 2-5] [--seed N]"""
 import argparse
 import json
 import os
@@ -115,6 +116,61 @@ def lite_writer(path, name, stop, seed, counts):
         time.sleep(rnd.uniform(0.005, 0.03))
 
 
+def pg_writer(dsn, name, stop, seed, counts):
+    import psycopg2
+    rnd = random.Random(seed)
+    n = 0
+    first = "(customers_id, sku) = (select customers_id, sku from orders where customers_id = %s order by position {} limit 1)"
+    while not stop.is_set():
+        k = rnd.choice(KEYS)
+        n += 1
+        sku = "%s%d" % (name, n)
+        op = rnd.randrange(5)
+        try:
+            c = psycopg2.connect(dsn)
+            cur = c.cursor()
+            if op == 0:
+                cur.execute("insert into customers (id, name) values (%s, %s) on conflict do nothing", (k, name))
+                cur.execute("select coalesce(max(position) + 1, 0) from orders where customers_id = %s", (k,))
+                pos = cur.fetchone()[0]
+                cur.execute("insert into orders (customers_id, position, sku, qty, rest) values (%s, %s, %s, %s, %s)",
+                            (k, pos, sku, rnd.randrange(100), json.dumps({"w": n})))
+            elif op == 1:
+                cur.execute("update orders set qty = %s where " + first.format(""), (n, k))
+            elif op == 2:
+                cur.execute("delete from orders where " + first.format("desc"), (k,))
+            elif op == 3:
+                cur.execute("update customers set name = %s where id = %s", ("%s%d" % (name, n), k))
+            else:
+                cur.execute("update orders set rest = coalesce(rest, '{}'::jsonb) || jsonb_build_object('v', %s::int) "
+                            "where " + first.format(""), (n, k))
+            c.commit()
+            c.close()
+            counts[name] += 1
+        except psycopg2.Error:  # a conflict with the connector's own write: the writer goes on
+            counts[name + "_err"] += 1
+        time.sleep(rnd.uniform(0.005, 0.03))
+
+
+def pg_state(dsn):
+    import psycopg2
+    c = psycopg2.connect(dsn)
+    cur = c.cursor()
+    out = {}
+    cur.execute("select id, name from customers")
+    for (k, name) in cur.fetchall():
+        out[k] = {"name": name, "orders": []}
+    cur.execute("select customers_id, sku, qty, rest from orders order by customers_id, position")
+    for (k, sku, qty, rest) in cur.fetchall():
+        e = {"sku": sku}
+        if qty is not None:
+            e["qty"] = qty
+        e.update(rest or {})
+        out.setdefault(k, {"name": None, "orders": []})["orders"].append(e)
+    c.close()
+    return out
+
+
 def lite_state(path):
     c = sqlite3.connect(path, timeout=30)
     out = {}
@@ -144,6 +200,11 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--topology", default="peer-to-peer")
     ap.add_argument("--lites", type=int, default=1)
+    ap.add_argument("--pgs", type=int, default=0)
+    ap.add_argument("--capture", default="auto")
+    ap.add_argument("--full-document", default="whenAvailable",
+                    help="the MongoDB node's full_document (whenAvailable: post-images, exact; "
+                         "updateLookup: each stream reads the document when it reads the event)")
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--kill", default="2-5")
     ap.add_argument("--seed", type=int, default=int(time.time()))
@@ -151,30 +212,44 @@ def main():
     work = os.path.abspath(a.work)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    print("children_load: seed %d, %s, %d SQLite node(s)" % (a.seed, a.topology, a.lites), flush=True)
+    print("children_load: seed %d, %s, %d SQLite node(s), %d PostgreSQL node(s)%s, MongoDB %s" % (
+        a.seed, a.topology, a.lites, a.pgs, "" if a.pgs == 0 else " (capture %s)" % a.capture,
+        a.full_document), flush=True)
     uri = astest.mongo_uri(os.path.join(work, "mongo-server"))
     from pymongo import MongoClient
     mc = MongoClient(uri, serverSelectionTimeoutMS=10000)
     m = mc["childload"]["customers"]
     lites = {"lite%d" % i: os.path.join(work, "lite%d.db" % i) for i in range(1, a.lites + 1)}
-    nodes = [astest.node_yaml("mongo", "mongodb", uri=uri, database="childload")]
+    if a.full_document == "whenAvailable":
+        m.database.create_collection("customers", changeStreamPreAndPostImages={"enabled": True})
+    nodes = [astest.node_yaml("mongo", "mongodb", uri=uri, database="childload", full_document=a.full_document)]
     nodes += [astest.node_yaml(nm, "sqlite", path=p) for nm, p in lites.items()]
+    pgs = {}
+    if a.pgs:
+        admin = astest.start_pg(os.path.join(work, "pg-server"))
+        pgs = {"pg%d" % i: astest.fresh_pg_db(admin, "childload%d" % i) for i in range(1, a.pgs + 1)}
+    nodes += [astest.node_yaml(nm, "postgres", dsn=d, capture=a.capture) for nm, d in pgs.items()]
     topo = {"peer-to-peer": "{ type: peer-to-peer }",
-            "ring": "{ type: ring, order: [%s] }" % ", ".join(["mongo"] + list(lites)),
+            "ring": "{ type: ring, order: [%s] }" % ", ".join(["mongo"] + list(lites) + list(pgs)),
             "hub-and-spoke": "{ type: hub-and-spoke, hub: mongo }"}[a.topology]
     cfg = astest.write_config(work, nodes, [("customers", MAPPING)], topology=topo)
     if astest.cli(a.bin, cfg, "install").returncode != 0:
         print("FAIL install")
         return 1
+    # the first sync of the (empty) nodes is done before anyone writes: keys that two nodes
+    # created before any sync are a conflict the first sync leaves alone (initial_sync)
+    astest.cli(a.bin, cfg, "run", "--exit-when-idle", "1s", timeout=120)
     conn = astest.Connector(a.bin, cfg, os.path.join(work, "connector.log"))
     conn.start()
     stop = threading.Event()
     counts = {"mongo": 0, "mongo_err": 0}
-    for nm in lites:
+    for nm in list(lites) + list(pgs):
         counts[nm] = counts[nm + "_err"] = 0
     threads = [threading.Thread(target=mongo_writer, args=(uri, stop, a.seed, counts))]
     threads += [threading.Thread(target=lite_writer, args=(p, nm, stop, a.seed + i + 1, counts))
                 for i, (nm, p) in enumerate(lites.items())]
+    threads += [threading.Thread(target=pg_writer, args=(d, nm, stop, a.seed + 100 + i, counts))
+                for i, (nm, d) in enumerate(pgs.items())]
     for t in threads:
         t.start()
     rnd = random.Random(a.seed)
@@ -195,6 +270,8 @@ def main():
     states = {"mongo": mongo_state(m)}
     for nm, p in lites.items():
         states[nm] = lite_state(p)
+    for nm, d in pgs.items():
+        states[nm] = pg_state(d)
     print("writes: %s; kill -9: %d" % (json.dumps(counts), kills), flush=True)
     fails = 0 if r.returncode == 0 else 1
     if r.returncode != 0:

@@ -1,0 +1,441 @@
+/* pg_children.c — child tables on a PostgreSQL node (as_schema.h, as_child; as_children.h).
+ *
+ * Every child table is a pg_table of the node of its own (owner: the mapping, so install,
+ * triggers, the publication and check --live cover it like any mapped table).
+ * - Sink: after the parent row's statement, a delta that sets an array column brings that
+ *   parent's child rows to the array: rows whose key is gone are deleted, new or changed rows
+ *   upserted, equal rows left alone; a parent delete deletes the child rows first (tables made
+ *   by another program may lack the foreign key). pg_apply runs all of it in one savepoint.
+ * - Reads (read_row, snapshot, capture): an array column is read from its child table,
+ *   ordered by position.
+ * - Capture (triggers or logical decoding alike): the captured changes of a child table
+ *   become, after the poll, updates of their parent's array column read at that moment
+ *   (state, not the row's own change; consecutive ones of one parent collapse into one). A
+ *   child row whose parent row does not exist is a dead letter; once both are gone the change
+ *   is left out (the parent's delete says it). Parent inserts and update images get their
+ *   arrays the same way. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "as_children.h"
+#include "as_log.h"
+#include "pg_internal.h"
+
+static int oom(as_error *err) { return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory"); }
+
+/* The pg_table of child ci of mapping s. */
+static pg_table *child_table(as_node *n, const as_schema *s, size_t ci) {
+  return pg_table_for(n, s->children[ci].tab);
+}
+
+static void free_params(char **p, size_t n) {
+  for (size_t i = 0; p && i < n; i++) free(p[i]);
+  free(p);
+}
+
+/* Runs sql with text params. A statement PostgreSQL refuses (not worth retrying) is AS_EDATA
+ * with err naming it; the caller rolls back to its savepoint. */
+static int run(PGconn *c, const char *sql, int np, char **params, const char *what,
+               PGresult **out, as_error *err) {
+  PGresult *r = PQexecParams(c, sql, np, NULL, (const char *const *)params, NULL, NULL, 0);
+  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    if (out) *out = r;
+    else PQclear(r);
+    return AS_OK;
+  }
+  int rc = pg_fail(c, r, what, err);
+  if (rc != AS_RETRY && r) rc = err->code = AS_EDATA;
+  PQclear(r);
+  return rc;
+}
+
+/* " WHERE p1 = $1::t AND ..." over child table t's first nkey columns (the parent key), and
+ * their parameters from the parent row's key. */
+static int parent_where(const pg_table *t, const as_schema *s, const as_row *parent, as_buf *b,
+                        char **params, as_error *err) {
+  if (as_buf_append_str(b, " WHERE ") != AS_OK) return oom(err);
+  for (size_t k = 0; k < s->nkey; k++) {
+    const as_column *pc = &s->cols[s->key_idx[k]];
+    if (as_buf_printf(b, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[k], k + 1,
+                      as_schema_pg_type(pc->type)) != AS_OK)
+      return oom(err);
+    int rc = pg_value_to_text(&parent->v[s->key_idx[k]], &params[k], err);
+    if (rc != AS_OK) return rc;
+  }
+  return AS_OK;
+}
+
+int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
+                  as_row **rows, size_t *nrows, as_error *err) {
+  pg_table *t = child_table(n, s, ci);
+  *rows = NULL;
+  *nrows = 0;
+  if (!t) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "child table of %s not set up", s->name);
+  as_buf sql = AS_BUF_INIT;
+  char **params = calloc(s->nkey, sizeof *params);
+  PGresult *r = NULL;
+  as_row *out = NULL;
+  int n_ = 0;
+  int rc = params && as_buf_append_str(&sql, "SELECT ") == AS_OK && pg_select_list(t, NULL, &sql) == AS_OK &&
+                   as_buf_printf(&sql, " FROM %s", t->qname) == AS_OK
+               ? AS_OK
+               : oom(err);
+  if (rc == AS_OK) rc = parent_where(t, s, parent, &sql, params, err);
+  if (rc == AS_OK && as_buf_printf(&sql, " ORDER BY \"" AS_CHILD_POSITION "\"") != AS_OK) rc = oom(err);
+  if (rc == AS_OK) rc = run(c, as_buf_cstr(&sql), (int)s->nkey, params, "read child rows", &r, err);
+  if (rc == AS_OK) {
+    n_ = PQntuples(r);
+    if (n_ > 0 && !(out = calloc((size_t)n_, sizeof *out))) rc = oom(err);
+  }
+  for (int i = 0; rc == AS_OK && i < n_; i++) {
+    if (as_row_init(&out[i], t->s->ncols) != AS_OK) rc = oom(err);
+    else rc = pg_row_from_result(t, r, i, 0, &out[i], err);
+  }
+  PQclear(r);
+  free_params(params, s->nkey);
+  as_buf_free(&sql);
+  if (rc != AS_OK) {
+    as_child_rows_free(out, (size_t)n_);
+    as_error_prefix(err, "table %s", t->qname);
+    return rc;
+  }
+  *rows = out;
+  *nrows = (size_t)n_;
+  return AS_OK;
+}
+
+int pg_children_fill(PGconn *c, as_node *n, const as_schema *s, as_row *r, as_error *err) {
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    as_row *rows;
+    size_t nr;
+    as_value v;
+    int rc = pg_child_read(c, n, s, ci, r, &rows, &nr, err);
+    if (rc != AS_OK) return rc;
+    rc = as_child_array(s, ci, rows, nr, &v, err);
+    as_child_rows_free(rows, nr);
+    if (rc != AS_OK) return rc;
+    as_row_put(r, s->children[ci].col, &v);
+  }
+  return AS_OK;
+}
+
+int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *key, bool *exists,
+                     as_error *err) {
+  pg_table *t = pg_table_for(n, s);
+  if (!t) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "mapping %s is not on node %s", s->name, n->name);
+  as_buf sql = AS_BUF_INIT;
+  char **params = calloc(s->nkey, sizeof *params);
+  PGresult *r = NULL;
+  int rc = params && as_buf_printf(&sql, "SELECT 1 FROM %s WHERE ", t->qname) == AS_OK ? AS_OK : oom(err);
+  for (size_t k = 0; rc == AS_OK && k < s->nkey; k++) {
+    size_t ki = s->key_idx[k];
+    if (as_buf_printf(&sql, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[ki], k + 1,
+                      as_schema_pg_type(s->cols[ki].type)) != AS_OK)
+      rc = oom(err);
+    else
+      rc = pg_value_to_text(&key->v[ki], &params[k], err);
+  }
+  if (rc == AS_OK) rc = run(c, as_buf_cstr(&sql), (int)s->nkey, params, "read parent row", &r, err);
+  if (rc == AS_OK) *exists = PQntuples(r) > 0;
+  PQclear(r);
+  free_params(params, s->nkey);
+  as_buf_free(&sql);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ sink */
+
+/* A full-row upsert (del: a delete by key) of one child table row. */
+static int child_write(as_node *n, const pg_table *t, const as_row *row, bool del, as_error *err) {
+  const as_schema *ts = t->s;
+  as_buf sql = AS_BUF_INIT, set = AS_BUF_INIT;
+  char **params = calloc(ts->ncols, sizeof *params);
+  int np = 0, rc = params ? AS_OK : oom(err);
+  if (rc == AS_OK && del) {
+    if (as_buf_printf(&sql, "DELETE FROM %s WHERE ", t->qname) != AS_OK) rc = oom(err);
+    for (size_t k = 0; rc == AS_OK && k < ts->nkey; k++) {
+      size_t c = ts->key_idx[k];
+      if (as_buf_printf(&sql, "%s%s = $%d::%s", k ? " AND " : "", t->qcols[c], np + 1,
+                        as_schema_pg_type(ts->cols[c].type)) != AS_OK)
+        rc = oom(err);
+      else
+        rc = pg_value_to_text(&row->v[c], &params[np++], err);
+    }
+  } else if (rc == AS_OK) {
+    if (as_buf_printf(&sql, "INSERT INTO %s (", t->qname) != AS_OK) rc = oom(err);
+    for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+      if (as_buf_printf(&sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK ||
+          (!ts->cols[c].is_key &&
+           as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c], t->qcols[c]) != AS_OK))
+        rc = oom(err);
+    }
+    if (rc == AS_OK && as_buf_append_str(&sql, ") VALUES (") != AS_OK) rc = oom(err);
+    for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+      if (as_buf_printf(&sql, "%s$%zu::%s", c ? ", " : "", c + 1, as_schema_pg_type(ts->cols[c].type)) != AS_OK)
+        rc = oom(err);
+      else if ((rc = pg_value_to_text(&row->v[c], &params[np++], err)) != AS_OK)
+        as_error_prefix(err, "column \"%s\"", ts->cols[c].name);
+    }
+    if (rc == AS_OK && as_buf_printf(&sql, ") ON CONFLICT %s DO %s%s", t->conflict,
+                                     set.len ? "UPDATE SET " : "NOTHING", set.len ? as_buf_cstr(&set) : "") != AS_OK)
+      rc = oom(err);
+  }
+  if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&sql), np, params, del ? "delete child row" : "write child row", NULL, err);
+  else if (rc != AS_ERR) rc = AS_EDATA;
+  free_params(params, ts->ncols);
+  as_buf_free(&sql);
+  as_buf_free(&set);
+  return rc;
+}
+
+static int sync_child(as_node *n, const as_schema *s, size_t ci, const as_delta *d, as_error *err) {
+  pg_table *t = child_table(n, s, ci);
+  as_row *want = NULL, *have = NULL;
+  size_t nwant = 0, nhave = 0;
+  int rc = as_child_rows(s, ci, &d->row, &d->row.v[s->children[ci].col], &want, &nwant, err);
+  if (rc == AS_OK) rc = pg_child_read(n->conn, n, s, ci, &d->row, &have, &nhave, err);
+  for (size_t h = 0; rc == AS_OK && h < nhave; h++) {
+    bool kept = false;
+    for (size_t w = 0; !kept && w < nwant; w++) kept = as_child_same_key(t->s, &have[h], &want[w]);
+    if (!kept) rc = child_write(n, t, &have[h], true, err);
+  }
+  for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
+    bool same = false;
+    for (size_t h = 0; !same && h < nhave; h++)
+      same = as_child_same_key(t->s, &have[h], &want[w]) && as_child_same_values(t->s, &have[h], &want[w]);
+    if (!same) rc = child_write(n, t, &want[w], false, err);
+  }
+  as_child_rows_free(want, nwant);
+  as_child_rows_free(have, nhave);
+  return rc;
+}
+
+int pg_children_delete(as_node *n, const as_schema *s, const as_row *key, as_error *err) {
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    pg_table *t = child_table(n, s, ci);
+    as_buf sql = AS_BUF_INIT;
+    char **params = calloc(s->nkey, sizeof *params);
+    int rc = params && as_buf_printf(&sql, "DELETE FROM %s", t->qname) == AS_OK ? AS_OK : oom(err);
+    if (rc == AS_OK) rc = parent_where(t, s, key, &sql, params, err);
+    if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&sql), (int)s->nkey, params, "delete child rows", NULL, err);
+    free_params(params, s->nkey);
+    as_buf_free(&sql);
+    if (rc != AS_OK) return rc;
+  }
+  return AS_OK;
+}
+
+int pg_children_write(as_node *n, const as_delta *d, as_error *err) {
+  const as_schema *s = d->schema;
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    if (!as_row_has(&d->row, s->children[ci].col)) continue;
+    int rc = sync_child(n, s, ci, d, err);
+    if (rc != AS_OK) return rc;
+  }
+  return AS_OK;
+}
+
+/* ------------------------------------------------------------------ capture */
+
+/* The pg_table of a child table schema (its owner mapping in *owner, child in *ci). */
+static bool child_of(as_node *n, const as_schema *tab, const as_schema **owner, size_t *ci) {
+  for (size_t i = 0; i < n->ntables; i++) {
+    const pg_table *t = &n->tables[i];
+    if (t->owner && t->s == tab) {
+      *owner = t->owner;
+      *ci = t->child;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Child table delta d -> its parent's update in place (*keep false: left out, or a dead
+ * letter pushed to out). */
+static int fold_one(as_node *n, PGconn *c, as_batch *out, as_delta *d, const as_schema *owner,
+                    size_t ci, bool *keep, as_error *err) {
+  as_row row = {0};
+  *keep = false;
+  if (as_row_init(&row, owner->ncols) != AS_OK) return oom(err);
+  int rc = AS_OK;
+  for (size_t k = 0; rc == AS_OK && k < owner->nkey; k++) {
+    as_value v;
+    if (as_value_copy(&v, &d->row.v[k]) != AS_OK) rc = oom(err);
+    else as_row_put(&row, owner->key_idx[k], &v);
+  }
+  bool exists = false;
+  as_row *rows = NULL;
+  size_t nr = 0;
+  if (rc == AS_OK) rc = pg_parent_exists(c, n, owner, &row, &exists, err);
+  if (rc == AS_OK) rc = pg_child_read(c, n, owner, ci, &row, &rows, &nr, err);
+  if (rc == AS_OK && exists) {
+    as_value v;
+    rc = as_child_array(owner, ci, rows, nr, &v, err);
+    if (rc == AS_OK) as_row_put(&row, owner->children[ci].col, &v);
+  }
+  if (rc == AS_EDATA || (rc == AS_OK && !exists && nr > 0)) {
+    char *k = as_key_describe(owner, &row);
+    char msg[AS_ERROR_MSG_MAX + 256];
+    if (rc == AS_EDATA)
+      snprintf(msg, sizeof msg, "mapping %s, key %s: %s", owner->name, k ? k : "?", err->message);
+    else
+      snprintf(msg, sizeof msg, "mapping %s: child table \"%s\" holds rows of parent key %s, which "
+               "table \"%s\" does not have", owner->name, owner->children[ci].table, k ? k : "?",
+               owner->table);
+    AS_LOG(AS_LOG_WARN, n->comp, "dead letter: %s", msg);
+    rc = as_batch_push_dead(out, owner, k, as_delta_to_json_string(d, NULL), strdup(msg),
+                            d->pos ? strdup(d->pos) : NULL) == AS_OK ? AS_OK : oom(err);
+  } else if (rc == AS_OK && exists) {
+    as_row_clear(&d->row);
+    as_row_clear(&d->image);
+    as_row_clear(&d->before);
+    d->row = row;
+    memset(&row, 0, sizeof row);
+    d->schema = owner;
+    d->op = AS_OP_UPDATE;
+    *keep = true;
+  }
+  as_child_rows_free(rows, nr);
+  as_row_clear(&row);
+  return rc;
+}
+
+int pg_children_fold(as_node *n, PGconn *c, as_batch *out, size_t from, as_error *err) {
+  size_t w = from;
+  int rc = AS_OK;
+  for (size_t i = from; i < out->n; i++) {
+    as_delta *d = &out->d[i];
+    const as_schema *owner;
+    size_t ci;
+    bool keep = true;
+    if (rc == AS_OK && d->schema && d->op != AS_OP_TRUNCATE && child_of(n, d->schema, &owner, &ci)) {
+      rc = fold_one(n, c, out, d, owner, ci, &keep, err);
+      const as_delta *last = w > 0 ? &out->d[w - 1] : NULL;
+      bool again = keep && last && last->schema == owner && last->op == AS_OP_UPDATE &&
+                   as_row_has(&last->row, owner->children[ci].col);
+      for (size_t k = 0; again && k < owner->nkey; k++)
+        again = as_value_equal(&last->row.v[owner->key_idx[k]], &d->row.v[owner->key_idx[k]]);
+      if (again) keep = false;
+    } else if (rc == AS_OK && d->schema && d->schema->nchildren && d->op == AS_OP_INSERT) {
+      rc = pg_children_fill(c, n, d->schema, &d->row, err);
+    } else if (rc == AS_OK && d->schema && d->schema->nchildren && d->op == AS_OP_UPDATE &&
+               d->image.n) {
+      as_error ie;
+      if (pg_children_fill(c, n, d->schema, &d->image, &ie) != AS_OK) as_row_clear(&d->image);
+    }
+    if (rc != AS_OK || !keep) {
+      as_delta_clear(d);
+      continue;
+    }
+    if (w != i) {
+      out->d[w] = *d;
+      memset(d, 0, sizeof *d);
+    }
+    w++;
+  }
+  out->n = w;
+  return rc;
+}
+
+/* ------------------------------------------------------------------ images (logical) */
+
+/* "<ref>.<c1> = <alias>.<c2> AND ..." pairing the parent key columns of child table tab (its
+ * first nkey columns) with ref's: the parent's key columns when parent_ref, else tab's. */
+static int key_match(as_buf *b, const as_schema *s, const pg_table *tab, const pg_table *par,
+                     const char *alias, bool alias_is_parent, const char *ref, bool parent_ref) {
+  for (size_t k = 0; k < s->nkey; k++) {
+    const char *ac = alias_is_parent ? par->qcols[s->key_idx[k]] : tab->qcols[k];
+    const char *rc = parent_ref ? par->qcols[s->key_idx[k]] : tab->qcols[k];
+    if (as_buf_printf(b, "%s%s.%s = %s.%s", k ? " AND " : "", alias, ac, ref, rc) != AS_OK)
+      return AS_ERR;
+  }
+  return AS_OK;
+}
+
+/* The statement that writes the image of child ci of s for the parent row ref (NEW/OLD of the
+ * child table, or of the parent when parent_ref). */
+static int image_upsert(as_buf *b, as_node *n, const as_schema *s, size_t ci, const char *ref,
+                        bool parent_ref) {
+  const pg_table *tab = child_table(n, s, ci), *par = pg_table_for(n, s);
+  if (!tab || !par) return AS_ERR;
+  if (as_buf_printf(b, "INSERT INTO arraysync.child_images AS i (tbl, key, parent_exists, rows) "
+                       "SELECT %s, jsonb_build_array(", tab->lit_table) != AS_OK)
+    return AS_ERR;
+  for (size_t k = 0; k < s->nkey; k++) {
+    const char *rc = parent_ref ? par->qcols[s->key_idx[k]] : tab->qcols[k];
+    if (as_buf_printf(b, "%s%s.%s::text", k ? ", " : "", ref, rc) != AS_OK) return AS_ERR;
+  }
+  if (as_buf_printf(b, "), EXISTS (SELECT 1 FROM %s p WHERE ", par->qname) != AS_OK ||
+      key_match(b, s, tab, par, "p", true, ref, parent_ref) != AS_OK ||
+      as_buf_append_str(b, "), coalesce((SELECT jsonb_agg(jsonb_build_array(") != AS_OK)
+    return AS_ERR;
+  for (size_t c = 0; c < tab->s->ncols; c++) {
+    if (as_buf_printf(b, "%sc.%s::text", c ? ", " : "", tab->qcols[c]) != AS_OK) return AS_ERR;
+  }
+  if (as_buf_printf(b, ") ORDER BY c.\"" AS_CHILD_POSITION "\") FROM %s c WHERE ", tab->qname) != AS_OK ||
+      key_match(b, s, tab, par, "c", false, ref, parent_ref) != AS_OK ||
+      as_buf_append_str(b, "), '[]'::jsonb) ON CONFLICT (tbl, key) DO UPDATE SET "
+                           "parent_exists = EXCLUDED.parent_exists, rows = EXCLUDED.rows; ") != AS_OK)
+    return AS_ERR;
+  return AS_OK;
+}
+
+/* The image trigger of t (logical capture): a child table's on every row change, a parent's on
+ * insert (its arrays as they are then). Text forms in the connector's session settings. */
+int pg_images_sql(as_node *n, const pg_table *t, as_buf *b) {
+  /* the trigger is created or dropped only when it is missing or not wanted: a connector that
+   * starts under load takes no table lock it does not need */
+  char *lit_q = pg_quote_literal(t->qname);
+  if (!lit_q) return AS_ERR;
+  bool want = n->capture == PG_CAPTURE_LOGICAL && (t->owner || t->s->nchildren);
+  int rc = as_buf_printf(b, "DO $d$ BEGIN IF %sEXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
+                            "%s::regclass AND tgname = 'arraysync_img') THEN ",
+                         want ? "NOT " : "", lit_q) != AS_OK;
+  if (!want) {
+    rc = rc || as_buf_printf(b, "DROP TRIGGER arraysync_img ON %s; END IF; END $d$", t->qname) != AS_OK;
+    free(lit_q);
+    return rc ? AS_ERR : AS_OK;
+  }
+  rc = rc || as_buf_printf(b, "CREATE TRIGGER arraysync_img AFTER %s ON %s FOR EACH ROW EXECUTE "
+                              "FUNCTION arraysync.\"%s_img\"(); END IF; END $d$",
+                           t->owner ? "INSERT OR UPDATE OR DELETE" : "INSERT", t->qname,
+                           t->fname) != AS_OK;
+  free(lit_q);
+  as_buf body = AS_BUF_INIT;
+  rc = rc || as_buf_append_str(&body, "BEGIN ");
+  if (t->owner) {
+    const as_schema *s = t->owner;
+    rc = rc || as_buf_append_str(&body, "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (");
+    for (size_t k = 0; k < s->nkey; k++)
+      rc = rc || as_buf_printf(&body, "%sOLD.%s", k ? ", " : "", t->qcols[k]);
+    rc = rc || as_buf_append_str(&body, ", NULL) IS DISTINCT FROM (");
+    for (size_t k = 0; k < s->nkey; k++)
+      rc = rc || as_buf_printf(&body, "%sNEW.%s", k ? ", " : "", t->qcols[k]);
+    rc = rc || as_buf_append_str(&body, ", NULL)) THEN ") || image_upsert(&body, n, s, t->child, "OLD", false) ||
+         as_buf_append_str(&body, "END IF; IF TG_OP <> 'DELETE' THEN ") ||
+         image_upsert(&body, n, s, t->child, "NEW", false) || as_buf_append_str(&body, "END IF; ");
+  } else {
+    for (size_t ci = 0; ci < t->s->nchildren; ci++) rc = rc || image_upsert(&body, n, t->s, ci, "NEW", true);
+  }
+  rc = rc || as_buf_append_str(&body, "RETURN NULL; END");
+  char *lit = rc ? NULL : pg_quote_literal(as_buf_cstr(&body));
+  /* the function first: CREATE OR REPLACE FUNCTION locks no table */
+  as_buf fn = AS_BUF_INIT;
+  if (!lit ||
+      as_buf_printf(&fn, "CREATE OR REPLACE FUNCTION arraysync.\"%s_img\"() RETURNS trigger LANGUAGE "
+                         "plpgsql SET datestyle TO 'ISO, YMD' SET timezone TO 'UTC' SET "
+                         "extra_float_digits TO 1 SET bytea_output TO 'hex' SET intervalstyle TO "
+                         "'iso_8601' AS %s; %s",
+                    t->fname, lit, as_buf_cstr(b)) != AS_OK) {
+    rc = AS_ERR;
+  } else {
+    as_buf_reset(b);
+    rc = as_buf_append_str(b, as_buf_cstr(&fn)) != AS_OK;
+  }
+  free(lit);
+  as_buf_free(&fn);
+  as_buf_free(&body);
+  return rc ? AS_ERR : AS_OK;
+}
