@@ -15,7 +15,7 @@ scale=${1:-1}
 build=${2:-${ARRAYSYNC_BUILD:-$root/build}}
 build=$(cd "$build" && pwd)
 PY=/usr/bin/python3
-for b in arraysync bench_postgres bench_sqlite bench_mongodb bench_e2e bench_verify bench_resolve bench_lua; do
+for b in arraysync bench_postgres bench_sqlite bench_mongodb bench_e2e bench_children bench_verify bench_resolve bench_lua; do
   [ -x "$build/$b" ] || { echo "run.sh: $build/$b missing (build with -DCMAKE_BUILD_TYPE=Release)" >&2; exit 2; }
 done
 n() { $PY -c "import sys; print(max(1, int(float(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$scale"; }
@@ -59,6 +59,9 @@ section "bench_e2e: snapshot path from a BSON dump vs binary COPY"
 docs=$(n 50000)
 $PY "$root/bench/bench_e2e.py" gen --docs "$docs" --bson "$work/docs.bson" --mapping "$work/customers.yaml"
 "$build/bench_e2e" "$(mkdb bench_e2e_c)" "$work/customers.yaml" "$work/docs.bson" 3
+
+section "bench_children: snapshot path, orders as a child table vs as jsonb"
+"$build/bench_children" "$(mkdb bench_children)" "$work/docs.bson" 3
 
 section "bench_e2e: arraysync run, snapshot MongoDB test server -> PostgreSQL"
 $PY "$root/bench/bench_e2e.py" snapshot --bin "$build/arraysync" --uri "$uri" --dsn "$dsn" \

@@ -811,6 +811,99 @@ cleanup:
   return rc;
 }
 
+/* ------------------------------------------------------------------ child tables */
+
+/* The parent rows of deltas idx[0..cnt) (consecutive indexes when every one is a full
+ * insert): the COPY path for a run of full inserts, else statements in a pipeline. */
+static int parents(as_node *n, pg_table **tabs, const as_delta *d, size_t *idx, size_t cnt,
+                   as_dead_list *dead, char **params, as_buf *sql, as_error *err) {
+  bool inserts = n->fast_copy && idx[cnt - 1] - idx[0] == cnt - 1;
+  for (size_t j = 0; inserts && j < cnt; j++) inserts = full_insert(&d[idx[j]]);
+  size_t used = 0;
+  int rc = inserts ? try_fast(n, tabs, d, idx[0], idx[0] + cnt, 0, dead, &used, err) : AS_OK;
+  if (rc != AS_OK || used == cnt) return rc;
+  return apply_generic(n, tabs, d, idx + used, cnt - used, 0, dead, params, sql, err);
+}
+
+/* A run of inserts and updates of one mapping with child tables (keys distinct, from d[i] up
+ * to `end`): the parent statements pipelined like any run, then the child rows in bulk
+ * (pg_children_bulk), all under one savepoint; when PostgreSQL refuses a child statement the
+ * run is rolled back and goes delta by delta (run_with_children), which finds the delta.
+ * *used = deltas consumed (0: fewer than two, the caller goes delta by delta). */
+static int children_run(as_node *n, pg_table **tabs, const as_delta *d, size_t i, size_t end,
+                        as_dead_list *dead, char **params, as_buf *sql, size_t *used,
+                        as_error *err) {
+  pg_table *t = tabs[i];
+  const as_schema *s = t->s;
+  keyset ks = {0};
+  as_buf key = AS_BUF_INIT;
+  size_t *idx = NULL, m = i, cnt = 0, dead0 = dead->n;
+  int rc = AS_OK;
+  *used = 0;
+  ks.cap = 16;
+  while (ks.cap < 2 * (end - i)) ks.cap *= 2;
+  if (!(ks.slot = calloc(ks.cap, sizeof *ks.slot))) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  for (; m < end && tabs[m] == t && (d[m].op == AS_OP_INSERT || d[m].op == AS_OP_UPDATE); m++) {
+    as_buf_reset(&key);
+    bool dup = false, bad = false;
+    for (size_t k = 0; k < s->nkey && !bad; k++) {
+      char *txt = NULL;
+      as_error e;
+      bad = pg_value_to_text(&d[m].row.v[s->key_idx[k]], &txt, &e) != AS_OK || !txt ||
+            as_buf_append_str(&key, txt) != AS_OK || as_buf_putc(&key, 0x1f) != AS_OK;
+      free(txt);
+    }
+    if (bad || !keyset_add(&ks, (const char *)key.data, key.len, &dup) || dup) break;
+  }
+  if (m - i < 2) goto cleanup;
+  if (!(idx = calloc(m - i, sizeof *idx))) {
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    goto cleanup;
+  }
+  if ((rc = pg_exec(n->conn, "SAVEPOINT arraysync_run", "apply: savepoint", err)) != AS_OK) goto cleanup;
+  for (size_t j = i; rc == AS_OK && j < m; j++) { /* arrays that cannot be rows: dead letters */
+    as_error e = {0};
+    int cr = pg_children_check(&d[j], &e);
+    if (cr == AS_OK) idx[cnt++] = j;
+    else if (cr == AS_EDATA) rc = dead_delta(n, dead, &d[j], j, e.message, err);
+    else rc = as_error_set(err, AS_DOM_POSTGRES, cr, "%s", e.message);
+  }
+  if (rc == AS_OK && cnt) rc = parents(n, tabs, d, idx, cnt, dead, params, sql, err);
+  if (rc != AS_OK) goto cleanup;
+  /* the children of the deltas whose parent statement went through */
+  cnt = 0;
+  for (size_t j = i; j < m; j++) {
+    bool out = false;
+    for (size_t k = dead0; k < dead->n && !out; k++) out = dead->items[k].index == j;
+    if (!out) idx[cnt++] = j;
+  }
+  as_error e = {0};
+  int br = pg_children_bulk(n, d, idx, cnt, &e);
+  if (br == AS_OK) {
+    rc = pg_exec(n->conn, "RELEASE SAVEPOINT arraysync_run", "apply: release", err);
+    *used = rc == AS_OK ? m - i : 0;
+    goto cleanup;
+  }
+  if (br != AS_EDATA) {
+    *err = e;
+    rc = br;
+    goto cleanup;
+  }
+  AS_LOG(AS_LOG_DEBUG, n->comp, "child rows of %zu changes refused in bulk (%s): one by one",
+         m - i, e.message);
+  rc = pg_exec(n->conn, "ROLLBACK TO SAVEPOINT arraysync_run", "apply: rollback to savepoint", err);
+  if (rc == AS_OK) rc = pg_exec(n->conn, "RELEASE SAVEPOINT arraysync_run", "apply: release", err);
+  while (rc == AS_OK && dead->n > dead0) as_dead_free(&dead->items[--dead->n]);
+  for (size_t j = i; rc == AS_OK && j < m; j++)
+    rc = run_with_children(n, t, &d[j], j, dead, params, sql, err);
+  if (rc == AS_OK) *used = m - i;
+cleanup:
+  keyset_clear(&ks);
+  as_buf_free(&key);
+  free(idx);
+  return rc;
+}
+
 /* ------------------------------------------------------------------ truncate */
 
 /* Empties the table of a truncate delta (already marked with its origin): TRUNCATE, or where
@@ -928,9 +1021,12 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
                         AS_OK)
           goto cleanup;
         nidx = 0;
-        if ((rc = run_with_children(n, tabs[i], &d[i], i, dead, params, &sql, err)) != AS_OK)
+        size_t used = 0;
+        if ((rc = children_run(n, tabs, d, i, end, dead, params, &sql, &used, err)) != AS_OK)
           goto cleanup;
-        i++;
+        if (!used && (rc = run_with_children(n, tabs[i], &d[i], i, dead, params, &sql, err)) != AS_OK)
+          goto cleanup;
+        i += used ? used : 1;
         continue;
       }
       size_t used = 0;

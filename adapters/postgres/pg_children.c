@@ -341,101 +341,367 @@ int pg_children_fold(as_node *n, PGconn *c, as_batch *out, size_t from, as_error
 
 /* ------------------------------------------------------------------ images (logical) */
 
-/* "<ref>.<c1> = <alias>.<c2> AND ..." pairing the parent key columns of child table tab (its
- * first nkey columns) with ref's: the parent's key columns when parent_ref, else tab's. */
+/* "a.<c1> = b.<c2> AND ..." over the parent key: a's columns named as in the child table
+ * (a_child) or the parent, b's likewise. */
 static int key_match(as_buf *b, const as_schema *s, const pg_table *tab, const pg_table *par,
-                     const char *alias, bool alias_is_parent, const char *ref, bool parent_ref) {
+                     const char *x, bool x_child, const char *y, bool y_child) {
   for (size_t k = 0; k < s->nkey; k++) {
-    const char *ac = alias_is_parent ? par->qcols[s->key_idx[k]] : tab->qcols[k];
-    const char *rc = parent_ref ? par->qcols[s->key_idx[k]] : tab->qcols[k];
-    if (as_buf_printf(b, "%s%s.%s = %s.%s", k ? " AND " : "", alias, ac, ref, rc) != AS_OK)
-      return AS_ERR;
+    const char *xc = x_child ? tab->qcols[k] : par->qcols[s->key_idx[k]];
+    const char *yc = y_child ? tab->qcols[k] : par->qcols[s->key_idx[k]];
+    if (as_buf_printf(b, "%s%s.%s = %s.%s", k ? " AND " : "", x, xc, y, yc) != AS_OK) return AS_ERR;
   }
   return AS_OK;
 }
 
-/* The statement that writes the image of child ci of s for the parent row ref (NEW/OLD of the
- * child table, or of the parent when parent_ref). */
-static int image_upsert(as_buf *b, as_node *n, const as_schema *s, size_t ci, const char *ref,
-                        bool parent_ref) {
+/* The statement that writes the images of child ci of s for the distinct parents named by the
+ * rows of `from` (an SQL table expression with alias k; columns named as in the child table,
+ * or as in the parent when parent_cols). */
+static int image_upsert(as_buf *b, as_node *n, const as_schema *s, size_t ci, const char *from,
+                        bool parent_cols) {
   const pg_table *tab = child_table(n, s, ci), *par = pg_table_for(n, s);
   if (!tab || !par) return AS_ERR;
   if (as_buf_printf(b, "INSERT INTO arraysync.child_images AS i (tbl, key, parent_exists, rows) "
                        "SELECT %s, jsonb_build_array(", tab->lit_table) != AS_OK)
     return AS_ERR;
   for (size_t k = 0; k < s->nkey; k++) {
-    const char *rc = parent_ref ? par->qcols[s->key_idx[k]] : tab->qcols[k];
-    if (as_buf_printf(b, "%s%s.%s::text", k ? ", " : "", ref, rc) != AS_OK) return AS_ERR;
+    const char *kc = parent_cols ? par->qcols[s->key_idx[k]] : tab->qcols[k];
+    if (as_buf_printf(b, "%sk.%s::text", k ? ", " : "", kc) != AS_OK) return AS_ERR;
   }
   if (as_buf_printf(b, "), EXISTS (SELECT 1 FROM %s p WHERE ", par->qname) != AS_OK ||
-      key_match(b, s, tab, par, "p", true, ref, parent_ref) != AS_OK ||
+      key_match(b, s, tab, par, "p", false, "k", !parent_cols) != AS_OK ||
       as_buf_append_str(b, "), coalesce((SELECT jsonb_agg(jsonb_build_array(") != AS_OK)
     return AS_ERR;
   for (size_t c = 0; c < tab->s->ncols; c++) {
     if (as_buf_printf(b, "%sc.%s::text", c ? ", " : "", tab->qcols[c]) != AS_OK) return AS_ERR;
   }
   if (as_buf_printf(b, ") ORDER BY c.\"" AS_CHILD_POSITION "\") FROM %s c WHERE ", tab->qname) != AS_OK ||
-      key_match(b, s, tab, par, "c", false, ref, parent_ref) != AS_OK ||
-      as_buf_append_str(b, "), '[]'::jsonb) ON CONFLICT (tbl, key) DO UPDATE SET "
-                           "parent_exists = EXCLUDED.parent_exists, rows = EXCLUDED.rows; ") != AS_OK)
+      key_match(b, s, tab, par, "c", true, "k", !parent_cols) != AS_OK ||
+      as_buf_printf(b, "), '[]'::jsonb) FROM %s ON CONFLICT (tbl, key) DO UPDATE SET "
+                       "parent_exists = EXCLUDED.parent_exists, rows = EXCLUDED.rows; ", from) != AS_OK)
     return AS_ERR;
   return AS_OK;
 }
 
-/* The image trigger of t (logical capture): a child table's on every row change, a parent's on
- * insert (its arrays as they are then). Text forms in the connector's session settings. */
-int pg_images_sql(as_node *n, const pg_table *t, as_buf *b) {
-  /* the trigger is created or dropped only when it is missing or not wanted: a connector that
-   * starts under load takes no table lock it does not need */
-  char *lit_q = pg_quote_literal(t->qname);
-  if (!lit_q) return AS_ERR;
-  bool want = n->capture == PG_CAPTURE_LOGICAL && (t->owner || t->s->nchildren);
-  int rc = as_buf_printf(b, "DO $d$ BEGIN IF %sEXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
-                            "%s::regclass AND tgname = 'arraysync_img') THEN ",
-                         want ? "NOT " : "", lit_q) != AS_OK;
-  if (!want) {
-    rc = rc || as_buf_printf(b, "DROP TRIGGER arraysync_img ON %s; END IF; END $d$", t->qname) != AS_OK;
-    free(lit_q);
-    return rc ? AS_ERR : AS_OK;
+/* (SELECT DISTINCT <parent key columns> FROM <transition tables>) k */
+static int distinct_keys(as_buf *b, const as_schema *s, const pg_table *t, bool parent_cols,
+                         const char *const *tables, size_t ntables) {
+  if (as_buf_append_str(b, "(SELECT DISTINCT * FROM (") != AS_OK) return AS_ERR;
+  for (size_t i = 0; i < ntables; i++) {
+    if (as_buf_append_str(b, i ? " UNION ALL SELECT " : "SELECT ") != AS_OK) return AS_ERR;
+    for (size_t k = 0; k < s->nkey; k++) {
+      const char *kc = parent_cols ? t->qcols[s->key_idx[k]] : t->qcols[k];
+      if (as_buf_printf(b, "%s%s", k ? ", " : "", kc) != AS_OK) return AS_ERR;
+    }
+    if (as_buf_printf(b, " FROM %s", tables[i]) != AS_OK) return AS_ERR;
   }
-  rc = rc || as_buf_printf(b, "CREATE TRIGGER arraysync_img AFTER %s ON %s FOR EACH ROW EXECUTE "
-                              "FUNCTION arraysync.\"%s_img\"(); END IF; END $d$",
-                           t->owner ? "INSERT OR UPDATE OR DELETE" : "INSERT", t->qname,
-                           t->fname) != AS_OK;
-  free(lit_q);
-  as_buf body = AS_BUF_INIT;
-  rc = rc || as_buf_append_str(&body, "BEGIN ");
-  if (t->owner) {
-    const as_schema *s = t->owner;
-    rc = rc || as_buf_append_str(&body, "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (");
-    for (size_t k = 0; k < s->nkey; k++)
-      rc = rc || as_buf_printf(&body, "%sOLD.%s", k ? ", " : "", t->qcols[k]);
-    rc = rc || as_buf_append_str(&body, ", NULL) IS DISTINCT FROM (");
-    for (size_t k = 0; k < s->nkey; k++)
-      rc = rc || as_buf_printf(&body, "%sNEW.%s", k ? ", " : "", t->qcols[k]);
-    rc = rc || as_buf_append_str(&body, ", NULL)) THEN ") || image_upsert(&body, n, s, t->child, "OLD", false) ||
-         as_buf_append_str(&body, "END IF; IF TG_OP <> 'DELETE' THEN ") ||
-         image_upsert(&body, n, s, t->child, "NEW", false) || as_buf_append_str(&body, "END IF; ");
-  } else {
-    for (size_t ci = 0; ci < t->s->nchildren; ci++) rc = rc || image_upsert(&body, n, t->s, ci, "NEW", true);
+  return as_buf_append_str(b, ") u) k");
+}
+
+/* One statement-level trigger function of t: the images of every parent its statement
+ * touched (tables: the transition tables of the event). */
+static int image_function(as_buf *b, as_node *n, const pg_table *t, const char *suffix,
+                          const char *const *tables, size_t ntables) {
+  as_buf body = AS_BUF_INIT, from = AS_BUF_INIT;
+  int rc = as_buf_append_str(&body, "BEGIN ");
+  const as_schema *s = t->owner ? t->owner : t->s;
+  rc = rc || distinct_keys(&from, s, t, !t->owner, tables, ntables) || !as_buf_cstr(&from);
+  for (size_t ci = 0; !rc && ci < s->nchildren; ci++) {
+    if (t->owner && ci != t->child) continue;
+    rc = image_upsert(&body, n, s, ci, as_buf_cstr(&from), !t->owner);
   }
   rc = rc || as_buf_append_str(&body, "RETURN NULL; END");
   char *lit = rc ? NULL : pg_quote_literal(as_buf_cstr(&body));
-  /* the function first: CREATE OR REPLACE FUNCTION locks no table */
-  as_buf fn = AS_BUF_INIT;
   if (!lit ||
-      as_buf_printf(&fn, "CREATE OR REPLACE FUNCTION arraysync.\"%s_img\"() RETURNS trigger LANGUAGE "
-                         "plpgsql SET datestyle TO 'ISO, YMD' SET timezone TO 'UTC' SET "
-                         "extra_float_digits TO 1 SET bytea_output TO 'hex' SET intervalstyle TO "
-                         "'iso_8601' AS %s; %s",
-                    t->fname, lit, as_buf_cstr(b)) != AS_OK) {
+      as_buf_printf(b, "CREATE OR REPLACE FUNCTION arraysync.\"%s_img%s\"() RETURNS trigger LANGUAGE "
+                       "plpgsql SET datestyle TO 'ISO, YMD' SET timezone TO 'UTC' SET "
+                       "extra_float_digits TO 1 SET bytea_output TO 'hex' SET intervalstyle TO "
+                       "'iso_8601' AS %s; ",
+                    t->fname, suffix, lit) != AS_OK)
     rc = AS_ERR;
-  } else {
-    as_buf_reset(b);
-    rc = as_buf_append_str(b, as_buf_cstr(&fn)) != AS_OK;
-  }
   free(lit);
-  as_buf_free(&fn);
   as_buf_free(&body);
+  as_buf_free(&from);
   return rc ? AS_ERR : AS_OK;
+}
+
+/* The image triggers of a child table t (logical capture), statement level with transition
+ * tables, on insert, update and delete.
+ * Text forms in the connector's session settings. Triggers are created or dropped only when
+ * missing or not wanted: a connector that starts under load takes no table lock it does not
+ * need (CREATE OR REPLACE FUNCTION locks no table). */
+int pg_images_sql(as_node *n, const pg_table *t, as_buf *b) {
+  static const char *const names[] = {"arraysync_img_ins", "arraysync_img_upd", "arraysync_img_del"};
+  static const char *const events[] = {"INSERT", "UPDATE", "DELETE"};
+  static const char *const refs[] = {"REFERENCING NEW TABLE AS arraysync_new",
+                                     "REFERENCING OLD TABLE AS arraysync_old NEW TABLE AS arraysync_new",
+                                     "REFERENCING OLD TABLE AS arraysync_old"};
+  static const char *const tnew[] = {"arraysync_new"}, *const told[] = {"arraysync_old"},
+                           *const tboth[] = {"arraysync_old", "arraysync_new"};
+  char *lit_q = pg_quote_literal(t->qname);
+  if (!lit_q) return AS_ERR;
+  /* child tables only: a parent's new row has no child rows yet (the foreign key), and the
+   * images of its children's inserts follow in its transaction */
+  bool want = n->capture == PG_CAPTURE_LOGICAL && t->owner;
+  int rc = AS_OK;
+  if (want) {
+    rc = image_function(b, n, t, "_ins", tnew, 1);
+    rc = rc || image_function(b, n, t, "_upd", tboth, 2);
+    rc = rc || image_function(b, n, t, "_del", told, 1);
+  }
+  for (int e = 0; !rc && e < 3; e++) {
+    bool this_one = want;
+    rc = as_buf_printf(b, "DO $d$ BEGIN IF %sEXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
+                          "%s::regclass AND tgname = '%s') THEN ",
+                       this_one ? "NOT " : "", lit_q, names[e]) != AS_OK;
+    if (!rc && this_one)
+      rc = as_buf_printf(b, "CREATE TRIGGER %s AFTER %s ON %s %s FOR EACH STATEMENT EXECUTE "
+                            "FUNCTION arraysync.\"%s_img_%s\"(); ",
+                         names[e], events[e], t->qname, refs[e], t->fname,
+                         e == 0 ? "ins" : e == 1 ? "upd" : "del") != AS_OK;
+    else if (!rc)
+      rc = as_buf_printf(b, "DROP TRIGGER %s ON %s; ", names[e], t->qname) != AS_OK;
+    rc = rc || as_buf_append_str(b, "END IF; END $d$; ") != AS_OK;
+  }
+  free(lit_q);
+  return rc ? AS_ERR : AS_OK;
+}
+
+/* ------------------------------------------------------------------ sink, in bulk */
+
+/* Whether every array column d sets converts to child rows (AS_EDATA: err says why not). */
+int pg_children_check(const as_delta *d, as_error *err) {
+  const as_schema *s = d->schema;
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    if (!as_row_has(&d->row, s->children[ci].col)) continue;
+    as_row *rows;
+    size_t n;
+    int rc = as_child_rows(s, ci, &d->row, &d->row.v[s->children[ci].col], &rows, &n, err);
+    if (rc != AS_OK) return rc;
+    as_child_rows_free(rows, n);
+  }
+  return AS_OK;
+}
+
+/* Key text of the first nkey values of r at idx (NULL: 0..nkey), for matching. */
+static int key_text(const as_row *r, const size_t *idx, size_t nkey, as_buf *b, as_error *err) {
+  as_buf_reset(b);
+  for (size_t k = 0; k < nkey; k++) {
+    char *t = NULL;
+    int rc = pg_value_to_text(&r->v[idx ? idx[k] : k], &t, err);
+    if (rc != AS_OK) return rc;
+    rc = (t && as_buf_append_str(b, t) != AS_OK) || as_buf_putc(b, 0x1f) != AS_OK;
+    free(t);
+    if (rc) return oom(err);
+  }
+  return as_buf_cstr(b) ? AS_OK : oom(err);
+}
+
+/* A growing list of rows (borrowed pointers) and statement text + parameters. */
+typedef struct stmt_acc {
+  as_buf sql;
+  char **params;
+  size_t np, cap;
+  size_t rows;
+} stmt_acc;
+
+static int acc_param(stmt_acc *a, const as_value *v, as_error *err) {
+  if (a->np == a->cap) {
+    size_t nc = a->cap ? 2 * a->cap : 256;
+    char **g = realloc(a->params, nc * sizeof *g);
+    if (!g) return oom(err);
+    a->params = g;
+    a->cap = nc;
+  }
+  return pg_value_to_text(v, &a->params[a->np++], err);
+}
+
+static void acc_reset(stmt_acc *a) {
+  for (size_t i = 0; i < a->np; i++) free(a->params[i]);
+  a->np = 0;
+  a->rows = 0;
+  as_buf_reset(&a->sql);
+}
+
+static void acc_free(stmt_acc *a) {
+  acc_reset(a);
+  free(a->params);
+  as_buf_free(&a->sql);
+}
+
+#define BULK_PARAMS 30000 /* below libpq's 65535 */
+
+/* Runs the accumulated statement (if any). */
+static int acc_flush(as_node *n, stmt_acc *a, const char *tail, const char *what, as_error *err) {
+  if (a->rows == 0) return AS_OK;
+  int rc = tail && as_buf_append_str(&a->sql, tail) != AS_OK ? oom(err) : AS_OK;
+  if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&a->sql), (int)a->np, a->params, what, NULL, err);
+  acc_reset(a);
+  return rc;
+}
+
+/* Appends row r's columns cols[0..nc) as "($k::type, ...)" to a. */
+static int acc_tuple(stmt_acc *a, const pg_table *t, const as_row *r, const size_t *cols, size_t nc,
+                     as_error *err) {
+  if (as_buf_append_str(&a->sql, a->rows ? ", (" : "(") != AS_OK) return oom(err);
+  for (size_t k = 0; k < nc; k++) {
+    size_t c = cols ? cols[k] : k;
+    int rc = acc_param(a, &r->v[c], err);
+    if (rc != AS_OK) {
+      as_error_prefix(err, "column \"%s\"", t->s->cols[c].name);
+      return rc == AS_ERR ? AS_ERR : AS_EDATA;
+    }
+    if (as_buf_printf(&a->sql, "%s$%zu::%s", k ? ", " : "", a->np, as_schema_pg_type(t->s->cols[c].type)) != AS_OK)
+      return oom(err);
+  }
+  a->rows++;
+  return as_buf_putc(&a->sql, ')') != AS_OK ? oom(err) : AS_OK;
+}
+
+/* The child rows of child ci of the parents of deltas d[idx[0..cnt)], grouped per delta:
+ * have[j], nhave[j]. One query per chunk of parents. */
+static int bulk_read(as_node *n, const as_schema *s, size_t ci, const as_delta *d, const size_t *idx,
+                     size_t cnt, as_row **have, size_t *nhave, as_error *err) {
+  pg_table *t = child_table(n, s, ci);
+  stmt_acc a = {0};
+  as_buf kb = AS_BUF_INIT;
+  char **dk = calloc(cnt ? cnt : 1, sizeof *dk); /* the deltas' key texts */
+  int rc = dk ? AS_OK : oom(err);
+  for (size_t j = 0; rc == AS_OK && j < cnt; j++) {
+    rc = key_text(&d[idx[j]].row, s->key_idx, s->nkey, &kb, err);
+    if (rc == AS_OK && !(dk[j] = strdup(as_buf_cstr(&kb)))) rc = oom(err);
+  }
+  size_t from = 0;
+  for (size_t j = 0; rc == AS_OK && j <= cnt; j++) {
+    bool flush = j == cnt || a.np + s->nkey > BULK_PARAMS;
+    if (flush && a.rows) {
+      PGresult *r = NULL;
+      if (as_buf_printf(&a.sql, ") ORDER BY \"" AS_CHILD_POSITION "\"") != AS_OK) rc = oom(err);
+      if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&a.sql), (int)a.np, a.params, "read child rows", &r, err);
+      for (int i = 0; rc == AS_OK && i < PQntuples(r); i++) {
+        as_row row = {0};
+        rc = as_row_init(&row, t->s->ncols) == AS_OK ? pg_row_from_result(t, r, i, 0, &row, err) : oom(err);
+        if (rc == AS_OK) rc = key_text(&row, NULL, s->nkey, &kb, err);
+        size_t hit = cnt;
+        for (size_t q = from; rc == AS_OK && q < j && hit == cnt; q++)
+          if (strcmp(dk[q], as_buf_cstr(&kb)) == 0) hit = q;
+        if (rc == AS_OK && hit < cnt) {
+          as_row *g = realloc(have[hit], (nhave[hit] + 1) * sizeof *g);
+          if (!g) rc = oom(err);
+          else {
+            have[hit] = g;
+            g[nhave[hit]++] = row;
+            memset(&row, 0, sizeof row);
+          }
+        }
+        as_row_clear(&row);
+      }
+      PQclear(r);
+      acc_reset(&a);
+      from = j;
+    }
+    if (j == cnt || rc != AS_OK) break;
+    if (a.rows == 0) {
+      if (as_buf_append_str(&a.sql, "SELECT ") != AS_OK || pg_select_list(t, NULL, &a.sql) != AS_OK ||
+          as_buf_printf(&a.sql, " FROM %s WHERE (", t->qname) != AS_OK)
+        rc = oom(err);
+      for (size_t k = 0; rc == AS_OK && k < s->nkey; k++)
+        if (as_buf_printf(&a.sql, "%s%s", k ? ", " : "", t->qcols[k]) != AS_OK) rc = oom(err);
+      if (rc == AS_OK && as_buf_append_str(&a.sql, ") IN (VALUES ") != AS_OK) rc = oom(err);
+    }
+    if (rc == AS_OK) {
+      /* the parent key, typed as the child table's parent key columns */
+      if (as_buf_append_str(&a.sql, a.rows ? ", (" : "(") != AS_OK) rc = oom(err);
+      for (size_t k = 0; rc == AS_OK && k < s->nkey; k++) {
+        rc = acc_param(&a, &d[idx[j]].row.v[s->key_idx[k]], err);
+        if (rc == AS_OK && as_buf_printf(&a.sql, "%s$%zu::%s", k ? ", " : "", a.np,
+                                         as_schema_pg_type(t->s->cols[k].type)) != AS_OK)
+          rc = oom(err);
+      }
+      if (rc == AS_OK && as_buf_putc(&a.sql, ')') != AS_OK) rc = oom(err);
+      a.rows++;
+    }
+  }
+  acc_free(&a);
+  as_buf_free(&kb);
+  for (size_t j = 0; dk && j < cnt; j++) free(dk[j]);
+  free(dk);
+  return rc;
+}
+
+/* Child rows of a run of deltas with distinct keys whose parent rows are written: one read of
+ * the existing rows per child table and chunk, then the deletes and upserts as multi-row
+ * statements. AS_EDATA: a statement PostgreSQL refused (the caller rolls the run back and
+ * goes delta by delta). */
+int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cnt, as_error *err) {
+  if (cnt == 0) return AS_OK;
+  const as_schema *s = d[idx[0]].schema;
+  int rc = AS_OK;
+  for (size_t ci = 0; rc == AS_OK && ci < s->nchildren; ci++) {
+    const pg_table *t = child_table(n, s, ci);
+    const as_schema *ts = t->s;
+    size_t col = s->children[ci].col;
+    as_row **have = calloc(cnt, sizeof *have);
+    size_t *nhave = calloc(cnt, sizeof *nhave);
+    size_t *sel = calloc(cnt, sizeof *sel);
+    size_t nsel = 0;
+    stmt_acc del = {0}, ups = {0};
+    as_buf set = AS_BUF_INIT;
+    if (!have || !nhave || !sel) rc = oom(err);
+    for (size_t j = 0; rc == AS_OK && j < cnt; j++)
+      if (as_row_has(&d[idx[j]].row, col)) sel[nsel++] = idx[j];
+    if (rc == AS_OK) rc = bulk_read(n, s, ci, d, sel, nsel, have, nhave, err);
+    for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+      if (!ts->cols[c].is_key &&
+          as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c], t->qcols[c]) != AS_OK)
+        rc = oom(err);
+    }
+    char tail[4096];
+    snprintf(tail, sizeof tail, " ON CONFLICT %s DO %s%s", t->conflict, set.len ? "UPDATE SET " : "NOTHING",
+             set.len ? as_buf_cstr(&set) : "");
+    for (size_t j = 0; rc == AS_OK && j < nsel; j++) {
+      const as_delta *dj = &d[sel[j]];
+      as_row *want = NULL;
+      size_t nwant = 0;
+      rc = as_child_rows(s, ci, &dj->row, &dj->row.v[col], &want, &nwant, err);
+      for (size_t h = 0; rc == AS_OK && h < nhave[j]; h++) {
+        bool kept = false;
+        for (size_t w = 0; !kept && w < nwant; w++) kept = as_child_same_key(ts, &have[j][h], &want[w]);
+        if (kept) continue;
+        if (del.np + ts->nkey > BULK_PARAMS) rc = acc_flush(n, &del, ")", "delete child rows", err);
+        if (rc == AS_OK && del.rows == 0) {
+          rc = as_buf_printf(&del.sql, "DELETE FROM %s WHERE (", t->qname) != AS_OK ? oom(err) : AS_OK;
+          for (size_t k = 0; rc == AS_OK && k < ts->nkey; k++)
+            if (as_buf_printf(&del.sql, "%s%s", k ? ", " : "", t->qcols[ts->key_idx[k]]) != AS_OK) rc = oom(err);
+          if (rc == AS_OK && as_buf_append_str(&del.sql, ") IN (VALUES ") != AS_OK) rc = oom(err);
+        }
+        if (rc == AS_OK) rc = acc_tuple(&del, t, &have[j][h], ts->key_idx, ts->nkey, err);
+      }
+      for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
+        bool same = false;
+        for (size_t h = 0; !same && h < nhave[j]; h++)
+          same = as_child_same_key(ts, &have[j][h], &want[w]) && as_child_same_values(ts, &have[j][h], &want[w]);
+        if (same) continue;
+        if (ups.np + ts->ncols > BULK_PARAMS) rc = acc_flush(n, &ups, tail, "write child rows", err);
+        if (rc == AS_OK && ups.rows == 0) {
+          rc = as_buf_printf(&ups.sql, "INSERT INTO %s (", t->qname) != AS_OK ? oom(err) : AS_OK;
+          for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++)
+            if (as_buf_printf(&ups.sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = oom(err);
+          if (rc == AS_OK && as_buf_append_str(&ups.sql, ") VALUES ") != AS_OK) rc = oom(err);
+        }
+        if (rc == AS_OK) rc = acc_tuple(&ups, t, &want[w], NULL, ts->ncols, err);
+      }
+      as_child_rows_free(want, nwant);
+    }
+    /* deletes first: a row's key may come back in another row */
+    if (rc == AS_OK) rc = acc_flush(n, &del, ")", "delete child rows", err);
+    if (rc == AS_OK) rc = acc_flush(n, &ups, tail, "write child rows", err);
+    for (size_t j = 0; have && j < cnt; j++) as_child_rows_free(have[j], nhave ? nhave[j] : 0);
+    free(have);
+    free(nhave);
+    free(sel);
+    acc_free(&del);
+    acc_free(&ups);
+    as_buf_free(&set);
+  }
+  return rc;
 }

@@ -198,6 +198,11 @@ int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *ke
  * array columns. AS_EDATA: this delta cannot be written (err says why). */
 int pg_children_delete(as_node *n, const as_schema *s, const as_row *key, as_error *err);
 int pg_children_write(as_node *n, const as_delta *d, as_error *err);
+/* Sink in bulk: whether d's arrays convert to child rows (AS_EDATA: err says why); the child
+ * rows of a run of deltas with distinct keys whose parents are written (AS_EDATA: a statement
+ * was refused, the caller goes delta by delta). */
+int pg_children_check(const as_delta *d, as_error *err);
+int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cnt, as_error *err);
 /* Capture: deltas out->d[from..] of child tables become updates of their parents' array
  * columns (or dead letters, or nothing), parent inserts and update images get their arrays;
  * read on c. */

@@ -62,7 +62,7 @@
  * parent's child rows as their column texts, written by the child table's trigger in the
  * writer's transaction, so logical decoding carries the array as it was at that change. */
 #define PG_SQL_UPGRADE_2_TO_3                                                             \
-  "CREATE TABLE arraysync.child_images(tbl text NOT NULL, key jsonb NOT NULL,"            \
+  "CREATE TABLE IF NOT EXISTS arraysync.child_images(tbl text NOT NULL, key jsonb NOT NULL,"\
   " parent_exists boolean NOT NULL, rows jsonb NOT NULL, PRIMARY KEY (tbl, key))"
 
 /* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,

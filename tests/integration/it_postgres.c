@@ -305,7 +305,7 @@ static void t_install(void) {
   PGconn *c = outside();
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   CHECK(A->install(n, &err) == AS_OK, "reinstall: %s", err.message);
-  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "2") == 0,
+  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "3") == 0,
         "schema_version");
   long want_trig = g_logical ? 0 : 4; /* statement level: ins, upd, del, trunc */
   CHECK(ntriggers(c, "t_install.users", "") == want_trig, "%ld triggers", want_trig);
@@ -321,12 +321,15 @@ static void t_install(void) {
   CHECK(A->install(n, &err) == AS_OK, "upgrade: %s", err.message);
   CHECK(sql_long(c, "SELECT count(*) FROM t_install.users%s", "") == 1, "data kept");
   CHECK(ntriggers(c, "t_install.users", "") == want_trig, "triggers back");
-  /* a version-1 installation (jsonb images) upgrades to 2 */
+  /* a version-1 installation (jsonb images) upgrades to 3 */
   sql(c, "ALTER TABLE arraysync.changelog DROP COLUMN cols, DROP COLUMN nkeys; DROP TABLE arraysync.marks; "
+         "DROP TABLE arraysync.child_images; "
          "UPDATE arraysync.meta SET value = '1' WHERE key = 'schema_version'");
-  CHECK(A->install(n, &err) == AS_OK, "upgrade 1 -> 2: %s", err.message);
-  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "2") == 0,
+  CHECK(A->install(n, &err) == AS_OK, "upgrade 1 -> 3: %s", err.message);
+  CHECK(strcmp(sql(c, "SELECT value FROM arraysync.meta WHERE key = 'schema_version'"), "3") == 0,
         "upgraded");
+  CHECK(sql_long(c, "SELECT count(*) FROM pg_tables WHERE schemaname = 'arraysync' AND "
+                    "tablename = 'child_images'%s", "") == 1, "child images table made");
   /* capture level switch replaces triggers */
   A->exit(n);
   n = make_node(&h, "pg", "t_install", ss, 1, "row");
