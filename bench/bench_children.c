@@ -2,8 +2,11 @@
  * with `orders` (0..3 subdocuments each) as a child table, against the same documents with
  * `orders` as a jsonb column, in one run.
  *
- *   bench_children CONNINFO DOCS.bson [REPS]
+ *   bench_children CONNINFO DOCS.bson [REPS] [CAPTURE]
  *
+ * CAPTURE: the node's capture option (auto | logical | triggers; default auto): what the
+ * writes cost the server besides the rows (child table images with logical decoding, the
+ * changelog with triggers).
  * DOCS.bson: bench_e2e.py gen's documents. Each path reads every document, maps it
  * (as_doc_to_row) and applies insert deltas through the postgres adapter (begin/apply/commit
  * with a checkpoint per batch of 1000) into a fresh schema made by the adapter's install.
@@ -84,12 +87,15 @@ static long long count(PGconn *c, const char *q) {
   return n;
 }
 
+static const char *capture = "auto";
+
 static as_node *make_node(const char *dsn, const as_schema *s) {
-  static as_node_option opts[2];
+  static as_node_option opts[3];
   static as_node_config cfg;
   opts[0] = (as_node_option){.key = "dsn", .value = (char *)dsn};
   opts[1] = (as_node_option){.key = "schema", .value = PG_SCHEMA};
-  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 2};
+  opts[2] = (as_node_option){.key = "capture", .value = (char *)capture};
+  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 3};
   const as_schema *ss[1] = {s};
   as_node *n = NULL;
   as_error err = {0};
@@ -138,12 +144,13 @@ static size_t run(as_node *n, const as_schema *s, const char *file, double *wall
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: bench_children CONNINFO DOCS.bson [REPS]\n");
+    fprintf(stderr, "usage: bench_children CONNINFO DOCS.bson [REPS] [CAPTURE]\n");
     return 2;
   }
   const char *dsn = argv[1], *file = argv[2];
   int reps = argc > 3 ? atoi(argv[3]) : 2;
   if (reps < 1) reps = 1;
+  if (argc > 4) capture = argv[4];
   as_log_set_level(AS_LOG_WARN);
   A = as_adapter_find("postgres");
   if (!A) die("registry", "no postgres adapter");
@@ -176,9 +183,9 @@ int main(int argc, char **argv) {
       if (wall < best[k][0]) best[k][0] = wall, best[k][1] = cpu;
     }
   }
-  printf("e2e.children_snapshot docs=%zu orders=%lld jsonb_docs_per_s=%.0f child_docs_per_s=%.0f "
+  printf("e2e.children_snapshot capture=%s docs=%zu orders=%lld jsonb_docs_per_s=%.0f child_docs_per_s=%.0f "
          "jsonb_cpu_us_per_doc=%.1f child_cpu_us_per_doc=%.1f ratio=%.2f\n",
-         docs, orders, docs / best[0][0], docs / best[1][0], 1e6 * best[0][1] / docs,
+         capture, docs, orders, docs / best[0][0], docs / best[1][0], 1e6 * best[0][1] / docs,
          1e6 * best[1][1] / docs, best[0][0] / best[1][0]);
   exec(c, "DROP SCHEMA IF EXISTS " PG_SCHEMA " CASCADE");
   PQfinish(c);

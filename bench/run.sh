@@ -61,7 +61,8 @@ $PY "$root/bench/bench_e2e.py" gen --docs "$docs" --bson "$work/docs.bson" --map
 "$build/bench_e2e" "$(mkdb bench_e2e_c)" "$work/customers.yaml" "$work/docs.bson" 3
 
 section "bench_children: snapshot path, orders as a child table vs as jsonb"
-"$build/bench_children" "$(mkdb bench_children)" "$work/docs.bson" 3
+"$build/bench_children" "$(mkdb bench_children)" "$work/docs.bson" 3 logical
+"$build/bench_children" "$(mkdb bench_children)" "$work/docs.bson" 3 triggers
 
 section "bench_e2e: arraysync run, snapshot MongoDB test server -> PostgreSQL"
 $PY "$root/bench/bench_e2e.py" snapshot --bin "$build/arraysync" --uri "$uri" --dsn "$dsn" \

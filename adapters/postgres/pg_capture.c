@@ -892,6 +892,7 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
   clock_gettime(CLOCK_REALTIME, &now);
   int64_t ts = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
   int nr = PQntuples(r);
+  size_t first = out->n;
   for (int i = 0; i < nr; i++) {
     as_delta *d = as_batch_push(out);
     if (!d || as_delta_init(d, s, AS_OP_INSERT) != AS_OK) {
@@ -901,7 +902,6 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
     }
     as_error e = {0};
     int cr = pg_row_from_result(sn->t, r, i, 0, &d->row, &e);
-    if (cr == AS_OK && s->nchildren) cr = pg_children_fill(sn->conn, sn->n, s, &d->row, &e);
     if (cr == AS_OK && (as_delta_set_origin(d, sn->n->name) != AS_OK)) cr = AS_ERR;
     d->ts_us = ts;
     d->hlc = AS_HLC_FROM_US(ts);
@@ -928,6 +928,8 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
       }
     }
   }
+  /* the page's arrays from the child tables, one read per child table */
+  if (rc == AS_OK && s->nchildren) rc = pg_children_fill_many(sn->conn, sn->n, out->d + first, out->n - first, err);
   if (rc == AS_OK && nr > 0) {
     for (size_t k = 0; k < s->nkey; k++) {
       free(sn->after[k]);

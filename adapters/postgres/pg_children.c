@@ -559,8 +559,8 @@ static int acc_tuple(stmt_acc *a, const pg_table *t, const as_row *r, const size
 
 /* The child rows of child ci of the parents of deltas d[idx[0..cnt)], grouped per delta:
  * have[j], nhave[j]. One query per chunk of parents. */
-static int bulk_read(as_node *n, const as_schema *s, size_t ci, const as_delta *d, const size_t *idx,
-                     size_t cnt, as_row **have, size_t *nhave, as_error *err) {
+static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, const as_delta *d,
+                     const size_t *idx, size_t cnt, as_row **have, size_t *nhave, as_error *err) {
   pg_table *t = child_table(n, s, ci);
   stmt_acc a = {0};
   as_buf kb = AS_BUF_INIT;
@@ -576,7 +576,7 @@ static int bulk_read(as_node *n, const as_schema *s, size_t ci, const as_delta *
     if (flush && a.rows) {
       PGresult *r = NULL;
       if (as_buf_printf(&a.sql, ") ORDER BY \"" AS_CHILD_POSITION "\"") != AS_OK) rc = oom(err);
-      if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&a.sql), (int)a.np, a.params, "read child rows", &r, err);
+      if (rc == AS_OK) rc = run(conn, as_buf_cstr(&a.sql), (int)a.np, a.params, "read child rows", &r, err);
       for (int i = 0; rc == AS_OK && i < PQntuples(r); i++) {
         as_row row = {0};
         rc = as_row_init(&row, t->s->ncols) == AS_OK ? pg_row_from_result(t, r, i, 0, &row, err) : oom(err);
@@ -649,7 +649,7 @@ int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cn
     if (!have || !nhave || !sel) rc = oom(err);
     for (size_t j = 0; rc == AS_OK && j < cnt; j++)
       if (as_row_has(&d[idx[j]].row, col)) sel[nsel++] = idx[j];
-    if (rc == AS_OK) rc = bulk_read(n, s, ci, d, sel, nsel, have, nhave, err);
+    if (rc == AS_OK) rc = bulk_read(n->conn, n, s, ci, d, sel, nsel, have, nhave, err);
     for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
       if (!ts->cols[c].is_key &&
           as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c], t->qcols[c]) != AS_OK)
@@ -703,5 +703,34 @@ int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cn
     acc_free(&ups);
     as_buf_free(&set);
   }
+  return rc;
+}
+
+int pg_children_fill_many(PGconn *c, as_node *n, as_delta *d, size_t cnt, as_error *err) {
+  if (cnt == 0) return AS_OK;
+  const as_schema *s = d[0].schema;
+  size_t *idx = calloc(cnt, sizeof *idx);
+  as_row **have = calloc(cnt, sizeof *have);
+  size_t *nhave = calloc(cnt, sizeof *nhave);
+  int rc = idx && have && nhave ? AS_OK : oom(err);
+  for (size_t j = 0; j < cnt; j++) {
+    if (idx) idx[j] = j;
+  }
+  for (size_t ci = 0; rc == AS_OK && ci < s->nchildren; ci++) {
+    rc = bulk_read(c, n, s, ci, d, idx, cnt, have, nhave, err);
+    for (size_t j = 0; rc == AS_OK && j < cnt; j++) {
+      as_value v;
+      rc = as_child_array(s, ci, have[j], nhave[j], &v, err);
+      if (rc == AS_OK) as_row_put(&d[j].row, s->children[ci].col, &v);
+    }
+    for (size_t j = 0; j < cnt; j++) {
+      as_child_rows_free(have[j], nhave[j]);
+      have[j] = NULL;
+      nhave[j] = 0;
+    }
+  }
+  free(idx);
+  free(have);
+  free(nhave);
   return rc;
 }

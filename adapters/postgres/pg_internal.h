@@ -192,6 +192,8 @@ int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as
                   as_row **rows, size_t *nrows, as_error *err);
 /* Sets every array column of r (key columns set) from the child tables, read on c. */
 int pg_children_fill(PGconn *c, as_node *n, const as_schema *s, as_row *r, as_error *err);
+/* The same for the rows of deltas d[0..cnt) of one mapping, one read per 1,000 of them. */
+int pg_children_fill_many(PGconn *c, as_node *n, as_delta *d, size_t cnt, as_error *err);
 int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *key, bool *exists,
                      as_error *err);
 /* Sink (inside the transaction, on n->conn): the child rows of key deleted / brought to d's
