@@ -166,3 +166,31 @@ int as_child_array(const as_schema *s, size_t ci, const as_row *rows, size_t n, 
   bson_destroy(&wrap);
   return rc;
 }
+
+int as_children_drop_invalid(const as_schema *s, as_row *row, as_error *err) {
+  int ret = AS_OK;
+  for (size_t ci = 0; ci < s->nchildren; ci++) {
+    size_t col = s->children[ci].col;
+    if (col >= row->n || !row->set[col]) continue;
+    as_row *rows;
+    size_t n;
+    as_error e;
+    int rc = as_child_rows(s, ci, row, &row->v[col], &rows, &n, &e);
+    if (rc == AS_OK) {
+      as_child_rows_free(rows, n);
+      continue;
+    }
+    if (rc != AS_EDATA) {
+      if (err) *err = e;
+      return rc;
+    }
+    if (ret == AS_OK && err) {
+      *err = e;
+      as_error_prefix(err, "left out of the change (the rest of the document syncs)");
+    }
+    ret = AS_EDATA;
+    as_value_clear(&row->v[col]);
+    row->set[col] = 0;
+  }
+  return ret;
+}

@@ -10,7 +10,9 @@
  *   row written to MongoDB), so a rebuilt element has the fields SQL holds values for, in
  *   column order, then its catch-all fields.
  * - Errors (AS_EDATA) name mapping, key and the element's path ("orders.2"): an element that
- *   is not a document, one whose field does not map, two elements with the same key. */
+ *   is not a document, one whose field does not map, two elements with the same key. MongoDB
+ *   capture checks every array it reads (as_children_drop_invalid): an array that cannot be
+ *   rows is a dead letter and stays out of the change, the rest of the document syncs. */
 #ifndef AS_CHILDREN_H
 #define AS_CHILDREN_H
 
@@ -27,6 +29,11 @@ void as_child_rows_free(as_row *rows, size_t n);
  * (AS-JSON array text; NULL when n == 0). */
 int as_child_array(const as_schema *s, size_t ci, const as_row *rows, size_t n, as_value *out,
                    as_error *err);
+
+/* Leaves out of row (unsets) every set array column whose array cannot be child rows, so the
+ * rest of the document still syncs: AS_OK when there is none, AS_EDATA with err naming the
+ * first one (mapping, key, element path, why) when one or more were left out, AS_ERR. */
+int as_children_drop_invalid(const as_schema *s, as_row *row, as_error *err);
 
 /* Whether two child table rows are the same row (equal key) / hold the same values. */
 bool as_child_same_key(const as_schema *tab, const as_row *a, const as_row *b);

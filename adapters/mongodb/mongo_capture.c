@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "as_children.h"
 #include "as_log.h"
 #include "as_time.h"
 #include "mongo_internal.h"
@@ -553,6 +554,17 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
       goto cleanup;
     }
   }
+  if (sc->nchildren && (rc = as_children_drop_invalid(sc, &d->row, &e2)) != AS_OK) {
+    if (rc != AS_EDATA) goto dead;
+    bool any_left = false;
+    for (size_t c = 0; c < sc->ncols; c++) any_left = any_left || (!sc->cols[c].is_key && d->row.set[c]);
+    if (!any_left) { /* nothing else changed: the dead letter says it all */
+      as_delta_clear(d);
+      out->n--;
+    }
+    rc = dead_letter(s, out, sc, e, ev, &e2, pos); /* (dead letters are apart from out->d) */
+    if (!any_left || rc != AS_OK) goto cleanup;
+  }
   if (e->has_full_doc) { /* the row image: what the update writes if it brings a row back */
     d->image = full;
     memset(&full, 0, sizeof full);
@@ -633,8 +645,12 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
         }
         continue;
       }
-      if (delta_common(s, &e, d, pos) != AS_OK)
+      if (delta_common(s, &e, d, pos) != AS_OK) {
         rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+      } else if (sc->nchildren && (r = as_children_drop_invalid(sc, &d->row, &e2)) != AS_OK) {
+        rc = r == AS_EDATA ? dead_letter(s, out, sc, &e, ev, &e2, pos) : r;
+        if (r != AS_EDATA) *err = e2;
+      }
     } else if (strcmp(op, "update") == 0) {
       rc = handle_update(s, sc, &e, ev, out, pos, err);
     } else if (strcmp(op, "delete") == 0) {
@@ -846,6 +862,19 @@ int as_mongo_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error 
     d->hlc = AS_HLC_FROM_US(sn->ts_us);
     if (as_delta_set_origin(d, sn->n->name) != AS_OK)
       return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    if (sn->s->nchildren && (r = as_children_drop_invalid(sn->s, &d->row, &e2)) != AS_OK) {
+      if (r != AS_EDATA) {
+        *err = e2;
+        return r;
+      }
+      char *key = as_key_describe(sn->s, &d->row);
+      size_t len;
+      char *j = bson_as_canonical_extended_json(doc, &len);
+      AS_LOG(AS_LOG_WARN, sn->n->comp, "snapshot dead letter: %s", e2.message);
+      int pr = as_batch_push_dead(out, sn->s, key, j ? strdup(j) : NULL, strdup(e2.message), NULL);
+      bson_free(j);
+      if (pr != AS_OK) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    }
   }
   return AS_OK;
 }

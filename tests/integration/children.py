@@ -190,6 +190,15 @@ def main():
           "not a document" in errs, errs[:600])
     check("two elements with one key: a dead letter", "element 0's" in errs, errs[:600])
     check("the documents around them flow", orders("ok3") == [(0, "q", 1, None)], orders("ok3"))
+    check("their parent rows sync without the arrays", sql("select id, name from customers where id in "
+                                                             "('bad1', 'bad2') order by id") ==
+          [("bad1", "B"), ("bad2", "D")] and orders("bad1") == [] and orders("bad2") == [],
+          sql("select id, name from customers where id in ('bad1', 'bad2')"))
+    m.update_one({"_id": "bad1"}, {"$set": {"name": "B2", "orders.1": {"sku": "b", "qty": 2}}})
+    run()
+    check("an array fixed in MongoDB comes into the child table", orders("bad1") == [(0, "a", None, None),
+                                                                                (1, "b", 2, None)] and
+          sql("select name from customers where id = 'bad1'") == [("B2",)], orders("bad1"))
     m.delete_one({"_id": "ok3"})
     run()
     check("parent delete removes the child rows", orders("ok3") == [] and
