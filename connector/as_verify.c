@@ -458,6 +458,13 @@ static int estimate(vpair *p, int64_t *est, as_error *err) {
 
 int vpair_compare(vpair *p, as_hash_on hash_on, as_error *err) {
   bool client = hash_on == AS_HASH_CLIENT;
+  if (p->s->nchildren && !client) {
+    /* child tables: rows are hashed here (a database cannot rebuild an array from its child
+     * rows the way the other side holds it; as_rowtext normalises both) */
+    snprintf(p->out->note, sizeof p->out->note, "hashing on the client: mapping %s has child "
+             "tables", p->s->name);
+    client = true;
+  }
   int rc = open_sides(p, client, err);
   if (rc == AS_ENOTFOUND && hash_on == AS_HASH_AUTO) {
     snprintf(p->out->note, sizeof p->out->note, "hashing on the client: %s", err->message);

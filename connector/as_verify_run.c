@@ -164,11 +164,6 @@ static int build_tasks(const as_config *cfg, const as_verify_opts *o, vtask **ou
   for (size_t m = 0; m < cfg->nschemas; m++) {
     const as_schema *s = cfg->schemas[m];
     if (!wanted(o, s)) continue;
-    if (s->nchildren) { /* its SQL signatures would leave the child rows out */
-      AS_LOG(AS_LOG_WARN, "verify", "mapping %s is not verified: verify does not cover child "
-             "tables (`children:`) yet", s->name);
-      continue;
-    }
     for (size_t i = 0; i < cfg->nnodes; i++) {
       for (size_t j = i + 1; j < cfg->nnodes; j++) {
         const as_node_config *a = &cfg->nodes[i], *b = &cfg->nodes[j];

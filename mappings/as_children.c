@@ -194,3 +194,15 @@ int as_children_drop_invalid(const as_schema *s, as_row *row, as_error *err) {
   }
   return ret;
 }
+
+int as_child_normalize(const as_schema *s, size_t ci, const as_row *parent, const as_value *arr,
+                       as_value *out, as_error *err) {
+  as_row *rows;
+  size_t n;
+  *out = AS_VALUE_NULL;
+  int rc = as_child_rows(s, ci, parent, arr, &rows, &n, err);
+  if (rc != AS_OK) return rc;
+  rc = as_child_array(s, ci, rows, n, out, err);
+  as_child_rows_free(rows, n);
+  return rc;
+}

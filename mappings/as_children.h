@@ -30,6 +30,12 @@ void as_child_rows_free(as_row *rows, size_t n);
 int as_child_array(const as_schema *s, size_t ci, const as_row *rows, size_t n, as_value *out,
                    as_error *err);
 
+/* The array column value as the child table gives it back: arr through as_child_rows and
+ * as_child_array (element fields in column order, NULL fields absent, numbers in their
+ * column's type, [] as NULL), what verify compares. AS_EDATA when arr cannot be rows. */
+int as_child_normalize(const as_schema *s, size_t ci, const as_row *parent, const as_value *arr,
+                       as_value *out, as_error *err);
+
 /* Leaves out of row (unsets) every set array column whose array cannot be child rows, so the
  * rest of the document still syncs: AS_OK when there is none, AS_EDATA with err naming the
  * first one (mapping, key, element path, why) when one or more were left out, AS_ERR. */

@@ -10,6 +10,7 @@
 
 #include <xxhash.h>
 
+#include "as_children.h"
 #include "as_hash.h"
 
 /* ---------------------------------------------------------------- MD5 (RFC 1321) */
@@ -698,12 +699,32 @@ int as_rowtext_value(const as_value *v, as_buf *out, as_error *err) {
   return AS_OK;
 }
 
+/* A child table's array column as its child table gives it back (as_child_normalize), so
+ * that MongoDB's array and the one rebuilt from SQL rows compare equal when they hold the
+ * same rows; an array that cannot be rows gets "!" and its text (never equal to a SQL side). */
+static int array_text(const as_schema *s, const as_row *r, size_t i, as_buf *out, as_error *err) {
+  as_value v;
+  as_error e;
+  int rc = as_child_normalize(s, (size_t)s->cols[i].child - 1, r, &r->v[i], &v, &e);
+  if (rc == AS_EDATA) {
+    return as_buf_putc(out, '!') || as_buf_append(out, r->v[i].u.s.ptr, r->v[i].u.s.len)
+               ? as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory")
+               : AS_OK;
+  }
+  if (rc != AS_OK) return as_error_set(err, AS_DOM_CODEC, rc, "%s", e.message);
+  rc = as_rowtext_value(&v, out, err);
+  as_value_clear(&v);
+  return rc;
+}
+
 int as_rowtext(const as_schema *s, const as_row *r, as_buf *out, as_error *err) {
   for (size_t i = 0; i < s->ncols; i++) {
     int rc;
     if (i >= r->n || !r->set[i]) {
       rc = as_buf_putc(out, '~');
       if (rc != AS_OK) return as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory");
+    } else if (s->cols[i].child > 0 && r->v[i].type != AS_T_NULL) {
+      if ((rc = array_text(s, r, i, out, err)) != AS_OK) return rc;
     } else if ((rc = as_rowtext_value(&r->v[i], out, err)) != AS_OK) {
       return rc;
     }

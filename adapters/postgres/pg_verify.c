@@ -42,6 +42,7 @@
 #define PG_V_SAMPLE_MIN_ROWS 200000 /* above this, the first split samples */
 
 struct as_verify {
+  as_node *n;
   const as_schema *s;
   pg_table *t;
   bool client;
@@ -179,7 +180,7 @@ static int col_text_sql(as_verify *v, size_t i, as_buf *b, as_buf *pre) {
 static int build_rowtext(as_verify *v, as_error *err) {
   as_buf b = AS_BUF_INIT, pre = AS_BUF_INIT;
   int bad = as_buf_append_str(&b, "convert_to(");
-  for (size_t i = 0; !bad && i < v->s->ncols; i++) {
+  for (size_t i = 0; !bad && i < v->s->ntable; i++) {
     bad = (i && as_buf_append_str(&b, " || ")) || col_text_sql(v, i, &b, &pre) ||
           as_buf_append_str(&b, " || '|'");
   }
@@ -276,6 +277,9 @@ static int read_key(as_verify *v, const PGresult *r, int i, int first, as_value 
 static int client_hash(as_verify *v, const PGresult *r, int i, uint64_t *out, as_error *err) {
   as_row_reset(&v->row);
   int rc = pg_row_from_result(v->t, r, i, 0, &v->row, err);
+  /* the arrays, read on the session's snapshot (one query per row and child table) */
+  if (rc == AS_OK && v->s->nchildren) rc = pg_children_fill(v->conn, v->n, v->s, &v->row, err);
+  if (rc != AS_OK && rc != AS_EDATA) return rc;
   if (rc != AS_OK) {
     /* a value this adapter cannot read: a hash no other node produces for the row */
     as_buf_reset(&v->tmp);
@@ -337,6 +341,7 @@ int pg_verify_open(as_node *n, const as_schema *s, bool client_hash, as_verify *
                         n->name);
   as_verify *v = calloc(1, sizeof *v);
   if (!v) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  v->n = n;
   v->s = s;
   v->t = t;
   v->client = client_hash;
@@ -515,7 +520,7 @@ typedef struct sign_ctx {
 static int sign_page(as_verify *v, const PGresult *r, void *vctx) {
   sign_ctx *c = vctx;
   as_error err;
-  int nc = (int)v->s->ncols;
+  int nc = (int)v->s->ntable;
   for (int i = 0; i < PQntuples(r); i++) {
     long long bk = strtoll(PQgetvalue(r, i, nc), NULL, 10);
     uint64_t h;
@@ -640,7 +645,7 @@ static int rows_page(as_verify *v, const PGresult *r, void *vctx) {
   for (int i = 0; i < PQntuples(r); i++) {
     uint64_t h;
     int rc = client_hash(v, r, i, &h, c->err);
-    if (rc == AS_OK) rc = read_key(v, r, i, (int)v->s->ncols, c->keys, c->err);
+    if (rc == AS_OK) rc = read_key(v, r, i, (int)v->s->ntable, c->keys, c->err);
     if (rc == AS_OK) rc = c->fn(c->ctx, c->keys, h);
     if (rc != AS_OK) return rc;
   }

@@ -221,6 +221,28 @@ static int client_hash(as_verify *v, sqlite3_stmt *st, int first, uint64_t *out,
     if (rc == AS_OK) rc = as_buf_putc(&v->tmp, '|');
     if (rc != AS_OK) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   }
+  if (v->s->nchildren) {
+    /* the arrays from the child tables, in this read transaction (already in the form
+     * as_rowtext gives any array: as_child_normalize of a rebuilt array is itself) */
+    const as_schema *s = v->s;
+    int rc = AS_OK;
+    for (size_t k = 0; rc == AS_OK && k < s->nkey; k++) {
+      sq_cell c;
+      size_t ki = s->key_idx[k];
+      sq_cell_from_stmt(st, first + (int)ki, &c);
+      as_value_clear(&v->row.v[ki]);
+      rc = sq_cell_to_value(&c, s->cols[ki].type, &v->row.v[ki], err);
+      v->row.set[ki] = 1;
+    }
+    if (rc == AS_OK) rc = sq_children_fill(v->db, s, &v->row, err);
+    if (rc != AS_OK && rc != AS_EDATA) return rc;
+    for (size_t i = s->ntable; i < s->ncols; i++) {
+      if (rc == AS_OK) rc = as_rowtext_value(&v->row.v[i], &v->tmp, err);
+      else rc = as_buf_putc(&v->tmp, '!') ? AS_ERR : AS_EDATA; /* unreadable: never equal */
+      if ((rc != AS_OK && rc != AS_EDATA) || as_buf_putc(&v->tmp, '|') != AS_OK)
+        return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    }
+  }
   *out = XXH3_64bits(v->tmp.data, v->tmp.len);
   return AS_OK;
 }

@@ -287,6 +287,16 @@ def main():
             "PASS" if ok else "FAIL", nm, len(ref), sum(len(v["orders"]) for v in ref.values()),
             "" if ok else ": " + "; ".join("%s mongo=%s %s=%s" % (k, ref.get(k), nm, st.get(k)) for k in diff[:3])),
             flush=True)
+    vr = astest.cli(a.bin, cfg, "verify", "--json", timeout=300)
+    try:
+        rep = json.loads(vr.stdout or "[]")
+    except ValueError:
+        rep = []
+    vok = vr.returncode == 0 and bool(rep) and all(p["equal"] for p in rep)
+    fails += 0 if vok else 1
+    print("%s arraysync verify: every pair equal (%d pairs)%s" % (
+        "PASS" if vok else "FAIL", len(rep), "" if vok else ": %d %s %s" % (vr.returncode, vr.stdout[-500:],
+                                                                        vr.stderr[-300:])), flush=True)
     notes = sum(1 for v in ref.values() for e in v["orders"] if "note" in e)
     print("%s unmapped element fields survive (%d elements keep a MongoDB-only field)" % (
         "PASS" if notes > 0 else "FAIL", notes), flush=True)
