@@ -327,8 +327,9 @@ END_TEST
 
 START_TEST(examples_load) {
   const char *files[] = {"mappings/examples/mappings/users.yaml",
-                         "mappings/examples/mappings/orders.yaml"};
-  for (size_t i = 0; i < 2; i++) {
+                         "mappings/examples/mappings/orders.yaml",
+                         "mappings/examples/children/customers.yaml"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     char *p = as_test_src_path(files[i]);
     as_error err = {0};
     as_schema *s = NULL;
