@@ -65,10 +65,13 @@ static int column_copy(as_column *dst, const as_column *src) {
   return (dst->path = split_dup(src->field, &dst->npath)) ? AS_OK : AS_ERR;
 }
 
-static as_schema *schema_new(const as_schema *s, const char *name, const char *table,
-                             size_t ncols) {
+/* A schema of its own, attached at *slot at once: whatever fails later, the mapping's
+ * as_schema_free releases it (this file never frees a schema itself). */
+static as_schema *schema_new(const as_schema *s, as_schema **slot, const char *name,
+                             const char *table, size_t ncols) {
   as_schema *t = calloc(1, sizeof *t);
   if (!t) return NULL;
+  *slot = t;
   t->name = strdup(name);
   t->file = strdup(s->file ? s->file : "");
   t->table = strdup(table);
@@ -79,38 +82,32 @@ static as_schema *schema_new(const as_schema *s, const char *name, const char *t
   t->conflict.clock_idx = -1;
   t->on_error = s->on_error;
   t->mark = s->mark;
-  if (!t->name || !t->file || !t->table || !t->collection || !t->cols || !t->key_idx) {
-    as_schema_free(t);
-    return NULL;
-  }
+  if (!t->name || !t->file || !t->table || !t->collection || !t->cols || !t->key_idx) return NULL;
   return t;
 }
 
 /* The element schema: the element columns, no key. */
-static as_schema *element_schema(const as_schema *s, const as_child *ch) {
+static int element_schema(const as_schema *s, as_child *ch) {
   char name[300];
   snprintf(name, sizeof name, "%s.%s", s->name, ch->field);
-  as_schema *e = schema_new(s, name, ch->table, ch->ncols);
-  if (!e) return NULL;
-  for (size_t i = 0; i < ch->ncols; i++, e->ncols++) {
-    if (column_copy(&e->cols[i], &ch->cols[i]) != AS_OK) {
-      e->ncols++;
-      as_schema_free(e);
-      return NULL;
-    }
+  as_schema *e = schema_new(s, &ch->elem, name, ch->table, ch->ncols);
+  if (!e) return AS_ERR;
+  for (size_t i = 0; i < ch->ncols; i++) {
+    e->ncols++; /* counted first: a half-copied column is freed too */
+    if (column_copy(&e->cols[i], &ch->cols[i]) != AS_OK) return AS_ERR;
     e->cols[i].is_key = false;
   }
   e->ntable = e->ncols;
   e->catch_all_idx = ch->catch_all_idx;
-  return e;
+  return AS_OK;
 }
 
 /* The child table schema: parent key columns, position, element columns. */
-static as_schema *table_schema(const as_schema *s, const as_child *ch) {
+static int table_schema(const as_schema *s, as_child *ch) {
   char name[300];
   snprintf(name, sizeof name, "%s.%s", s->name, ch->field);
-  as_schema *t = schema_new(s, name, ch->table, s->nkey + 1 + ch->ncols);
-  if (!t) return NULL;
+  as_schema *t = schema_new(s, &ch->tab, name, ch->table, s->nkey + 1 + ch->ncols);
+  if (!t) return AS_ERR;
   int rc = AS_OK;
   for (size_t k = 0; rc == AS_OK && k < s->nkey; k++, t->ncols++) {
     const as_column *pk = &s->cols[s->key_idx[k]];
@@ -128,17 +125,14 @@ static as_schema *table_schema(const as_schema *s, const as_child *ch) {
   for (size_t i = 0; rc == AS_OK && i < ch->ncols; i++, t->ncols++) {
     rc = column_copy(&t->cols[t->ncols], &ch->cols[i]);
   }
-  if (rc != AS_OK) {
-    as_schema_free(t);
-    return NULL;
-  }
+  if (rc != AS_OK) return AS_ERR;
   size_t first = s->nkey + 1;
   size_t id = ch->key >= 0 ? first + (size_t)ch->key : s->nkey;
   t->cols[id].is_key = t->cols[id].required = true;
   t->key_idx[t->nkey++] = id;
   t->catch_all_idx = ch->catch_all_idx >= 0 ? (int)first + ch->catch_all_idx : -1;
   t->ntable = t->ncols;
-  return t;
+  return AS_OK;
 }
 
 int as_schema_children_build(as_schema *s, as_error *err) {
@@ -161,7 +155,7 @@ int as_schema_children_build(as_schema *s, as_error *err) {
     if (rc != AS_OK) return nomem(err);
     c->child = (int)i + 1;
     ch->col = s->ncols - 1;
-    if (!(ch->elem = element_schema(s, ch)) || !(ch->tab = table_schema(s, ch))) return nomem(err);
+    if (element_schema(s, ch) != AS_OK || table_schema(s, ch) != AS_OK) return nomem(err);
   }
   return AS_OK;
 }

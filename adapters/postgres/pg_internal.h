@@ -1,7 +1,8 @@
 /* pg_internal.h — private state of the PostgreSQL adapter, shared by pg_adapter.c (node,
  * connections, quoting, errors), pg_install.c (install/uninstall/check_capture), pg_triggers.c
  * (trigger DDL), pg_capture.c (trigger streams, snapshots), pg_logical.c (logical-decoding
- * streams, pgoutput) and pg_apply.c (sink, read_row). Nothing outside adapters/postgres/
+ * streams, pgoutput), pg_apply.c (sink, read_row), pg_children.c (child tables) and
+ * pg_values.c (values as text, rows from results). Nothing outside adapters/postgres/
  * includes this. */
 #ifndef AS_PG_INTERNAL_H
 #define AS_PG_INTERNAL_H
@@ -128,7 +129,7 @@ const char *const *pg_trigger_names(bool stmt_level);
 /* Bit of a column in a changed-columns mask: 1 << ((attnum - 1) % 64). */
 uint64_t pg_mask_bit(int attnum);
 
-/* ---- values as PostgreSQL text (pg_apply.c) ---- */
+/* ---- values as PostgreSQL text, rows from results (pg_values.c) ---- */
 /* Text form PostgreSQL accepts for a value cast to as_schema_pg_type(type). NULL -> *out NULL.
  * AS_EDATA for text holding a NUL byte (PostgreSQL text cannot store it). */
 int pg_value_to_text(const as_value *v, char **out, as_error *err);

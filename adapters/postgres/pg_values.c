@@ -1,0 +1,70 @@
+/* pg_values.c — values as PostgreSQL text and rows from query results: what the sink, the
+ * snapshots, the child tables and verify share (pg_internal.h states each function). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg_internal.h"
+
+int pg_value_to_text(const as_value *v, char **out, as_error *err) {
+  *out = NULL;
+  if (v->type == AS_T_NULL) return AS_OK;
+  if (v->type == AS_T_BYTES) {
+    static const char hx[] = "0123456789abcdef";
+    char *p = malloc(2 * v->u.s.len + 3);
+    if (!p) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    p[0] = '\\';
+    p[1] = 'x';
+    const uint8_t *s = (const uint8_t *)v->u.s.ptr;
+    for (size_t i = 0; i < v->u.s.len; i++) {
+      p[2 + 2 * i] = hx[s[i] >> 4];
+      p[3 + 2 * i] = hx[s[i] & 15];
+    }
+    p[2 + 2 * v->u.s.len] = '\0';
+    *out = p;
+    return AS_OK;
+  }
+  if (v->type == AS_T_TEXT || v->type == AS_T_JSON) {
+    const char *nul = memchr(v->u.s.ptr, 0, v->u.s.len);
+    if (nul) {
+      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
+                          "text holds a NUL byte at offset %zu, which PostgreSQL text cannot "
+                          "store",
+                          (size_t)(nul - v->u.s.ptr));
+    }
+  }
+  return as_value_to_text(v, out, err);
+}
+
+int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_error *err) {
+  *out = AS_VALUE_NULL;
+  return as_value_from_text(t, s, len, out, err);
+}
+
+int pg_select_list(const pg_table *t, const char *alias, as_buf *b) {
+  for (size_t i = 0; i < t->s->ntable; i++) {
+    if (as_buf_printf(b, "%s%s%s%s::text", i ? ", " : "", alias ? alias : "", alias ? "." : "",
+                      t->qcols[i]) != AS_OK)
+      return AS_ERR;
+  }
+  return AS_OK;
+}
+
+int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first, as_row *out,
+                       as_error *err) {
+  const as_schema *s = t->s;
+  for (size_t c = 0; c < s->ntable; c++) {
+    as_value v = AS_VALUE_NULL;
+    int col = first + (int)c;
+    if (!PQgetisnull(r, row, col)) {
+      int rc = pg_value_from_text(s->cols[c].type, PQgetvalue(r, row, col),
+                                  (size_t)PQgetlength(r, row, col), &v, err);
+      if (rc != AS_OK) {
+        as_error_prefix(err, "mapping %s: column \"%s\"", s->name, s->cols[c].name);
+        return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      }
+    }
+    as_row_put(out, c, &v);
+  }
+  return AS_OK;
+}
+
