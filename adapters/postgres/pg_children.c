@@ -312,12 +312,21 @@ int pg_children_fold(as_node *n, PGconn *c, as_batch *out, size_t from, as_error
     bool keep = true;
     if (rc == AS_OK && d->schema && d->op != AS_OP_TRUNCATE && child_of(n, d->schema, &owner, &ci)) {
       rc = fold_one(n, c, out, d, owner, ci, &keep, err);
-      const as_delta *last = w > 0 ? &out->d[w - 1] : NULL;
+      /* the previous delta is this parent's array alone from the same writer (origin, echo):
+       * this one, read at the same moment and later in the log, replaces it */
+      as_delta *last = w > from ? &out->d[w - 1] : NULL;
       bool again = keep && last && last->schema == owner && last->op == AS_OP_UPDATE &&
-                   as_row_has(&last->row, owner->children[ci].col);
+                   last->echo == d->echo && last->origin && d->origin &&
+                   strcmp(last->origin, d->origin) == 0;
+      for (size_t c2 = 0; again && c2 < owner->ncols; c2++)
+        again = owner->cols[c2].is_key ||
+                (c2 == owner->children[ci].col) == (last->row.set[c2] != 0);
       for (size_t k = 0; again && k < owner->nkey; k++)
         again = as_value_equal(&last->row.v[owner->key_idx[k]], &d->row.v[owner->key_idx[k]]);
-      if (again) keep = false;
+      if (again) {
+        as_delta_clear(last);
+        w--; /* this delta takes its place below */
+      }
     } else if (rc == AS_OK && d->schema && d->schema->nchildren && d->op == AS_OP_INSERT) {
       rc = pg_children_fill(c, n, d->schema, &d->row, err);
     } else if (rc == AS_OK && d->schema && d->schema->nchildren && d->op == AS_OP_UPDATE &&

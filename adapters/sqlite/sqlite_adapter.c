@@ -568,14 +568,19 @@ static int child_delta(as_batch *out, const as_schema *sc, size_t ci, const json
     ret = array_from_json(sc, ci, rows, &v, e);
     if (ret == AS_OK) as_row_put(&d.row, ch->col, &v);
   }
-  const as_delta *last = out->n ? &out->d[out->n - 1] : NULL;
-  bool again = last && last->schema == sc && last->op == AS_OP_UPDATE &&
-               as_row_has(&last->row, ch->col);
+  /* the previous delta is this parent's array alone, from the same writer (origin and echo):
+   * this one's state replaces it (a later state of the same writer's changes) */
+  as_delta *last = out->n ? &out->d[out->n - 1] : NULL;
+  bool again = last && last->schema == sc && last->op == AS_OP_UPDATE && last->echo == d.echo &&
+               last->origin && d.origin && strcmp(last->origin, d.origin) == 0;
+  for (size_t c = 0; again && c < sc->ncols; c++)
+    again = sc->cols[c].is_key || (c == ch->col) == (last->row.set[c] != 0);
   for (size_t k = 0; again && k < sc->nkey; k++)
     again = as_value_equal(&last->row.v[sc->key_idx[k]], &d.row.v[sc->key_idx[k]]);
-  if (ret == AS_OK && exists && again) { /* the same transaction's next row: its state wins */
-    as_delta *l = &out->d[out->n - 1];
-    as_value_move(&l->row.v[ch->col], &d.row.v[ch->col]);
+  if (ret == AS_OK && exists && again) {
+    as_delta_clear(last);
+    *last = d;
+    return AS_OK;
   } else if (ret == AS_OK && exists) {
     as_delta *slot = as_batch_push(out);
     if (!slot) goto oom;
