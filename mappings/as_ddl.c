@@ -80,3 +80,17 @@ int as_ddl_sqlite(const as_schema *s, as_buf *out, as_error *err) {
   size_t start = out->len;
   return finish(ddl(s, NULL, as_schema_sqlite_type, out), out, start, err);
 }
+
+int as_child_order_sql(const as_schema *tab, const char *alias, as_buf *out) {
+  size_t pos = as_schema_column_index(tab, AS_CHILD_POSITION) >= 0
+                   ? (size_t)as_schema_column_index(tab, AS_CHILD_POSITION)
+                   : 0;
+  size_t last = tab->key_idx[tab->nkey - 1]; /* the element key, or position itself */
+  size_t cols[2] = {pos, last};
+  for (size_t i = 0; i < (last == pos ? 1u : 2u); i++) {
+    if ((i && as_buf_append_str(out, ", ")) || (alias && as_buf_printf(out, "%s.", alias)) ||
+        as_sql_quote_ident(tab->cols[cols[i]].name, out))
+      return AS_ERR;
+  }
+  return AS_OK;
+}

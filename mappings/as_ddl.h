@@ -24,6 +24,11 @@
 int as_ddl_postgres(const as_schema *s, const char *sql_schema, as_buf *out, as_error *err);
 int as_ddl_sqlite(const as_schema *s, as_buf *out, as_error *err);
 
+/* The order of a parent's child rows (child table schema tab): "position", then the element
+ * key when elements have one, so that two rows at one position (concurrent inserts on a SQL
+ * node) come back in the same order from every read; each qualified by alias when given. */
+int as_child_order_sql(const as_schema *tab, const char *alias, as_buf *out);
+
 /* Appends name as a double-quoted SQL identifier ('"' doubled). Same rule in PostgreSQL and
  * SQLite. AS_OK or AS_ERR (out of memory). */
 int as_sql_quote_ident(const char *name, as_buf *out);

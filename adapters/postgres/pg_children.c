@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "as_children.h"
+#include "as_ddl.h"
 #include "as_log.h"
 #include "pg_internal.h"
 
@@ -83,7 +84,9 @@ int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as
                ? AS_OK
                : oom(err);
   if (rc == AS_OK) rc = parent_where(t, s, parent, &sql, params, err);
-  if (rc == AS_OK && as_buf_printf(&sql, " ORDER BY \"" AS_CHILD_POSITION "\"") != AS_OK) rc = oom(err);
+  if (rc == AS_OK && (as_buf_append_str(&sql, " ORDER BY ") != AS_OK ||
+                      as_child_order_sql(t->s, NULL, &sql) != AS_OK))
+    rc = oom(err);
   if (rc == AS_OK) rc = run(c, as_buf_cstr(&sql), (int)s->nkey, params, "read child rows", &r, err);
   if (rc == AS_OK) {
     n_ = PQntuples(r);
@@ -383,7 +386,8 @@ static int image_upsert(as_buf *b, as_node *n, const as_schema *s, size_t ci, co
   for (size_t c = 0; c < tab->s->ncols; c++) {
     if (as_buf_printf(b, "%sc.%s::text", c ? ", " : "", tab->qcols[c]) != AS_OK) return AS_ERR;
   }
-  if (as_buf_printf(b, ") ORDER BY c.\"" AS_CHILD_POSITION "\") FROM %s c WHERE ", tab->qname) != AS_OK ||
+  if (as_buf_append_str(b, ") ORDER BY ") != AS_OK || as_child_order_sql(tab->s, "c", b) != AS_OK ||
+      as_buf_printf(b, ") FROM %s c WHERE ", tab->qname) != AS_OK ||
       key_match(b, s, tab, par, "c", true, "k", !parent_cols) != AS_OK ||
       as_buf_printf(b, "), '[]'::jsonb) FROM %s ON CONFLICT (tbl, key) DO UPDATE SET "
                        "parent_exists = EXCLUDED.parent_exists, rows = EXCLUDED.rows; ", from) != AS_OK)
@@ -584,7 +588,8 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
     bool flush = j == cnt || a.np + s->nkey > BULK_PARAMS;
     if (flush && a.rows) {
       PGresult *r = NULL;
-      if (as_buf_printf(&a.sql, ") ORDER BY \"" AS_CHILD_POSITION "\"") != AS_OK) rc = oom(err);
+      if (as_buf_append_str(&a.sql, ") ORDER BY ") != AS_OK || as_child_order_sql(t->s, NULL, &a.sql) != AS_OK)
+        rc = oom(err);
       if (rc == AS_OK) rc = run(conn, as_buf_cstr(&a.sql), (int)a.np, a.params, "read child rows", &r, err);
       for (int i = 0; rc == AS_OK && i < PQntuples(r); i++) {
         as_row row = {0};

@@ -50,7 +50,7 @@ int sq_child_read(sqlite3 *db, const as_schema *s, size_t ci, const as_row *pare
   sq_select_sql(&sql, tab);
   parent_where(&sql, tab, s->nkey);
   as_buf_append_str(&sql, " ORDER BY ");
-  as_sql_quote_ident(AS_CHILD_POSITION, &sql);
+  as_child_order_sql(tab, NULL, &sql);
   int ret = as_buf_cstr(&sql) ? AS_OK : oom(err);
   if (ret == AS_OK) {
     int rc = sqlite3_prepare_v2(db, as_buf_cstr(&sql), -1, &st, NULL);

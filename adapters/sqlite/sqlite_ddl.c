@@ -111,8 +111,8 @@ static void child_rows_expr(as_buf *b, const as_schema *owner, size_t ci, const 
     as_buf_printf(b, " IS %s.", row);
     as_sql_quote_ident(parent ? owner->cols[owner->key_idx[k]].name : t->cols[k].name, b);
   }
-  as_buf_append_str(b, " ORDER BY c.");
-  as_sql_quote_ident(AS_CHILD_POSITION, b);
+  as_buf_append_str(b, " ORDER BY ");
+  as_child_order_sql(t, "c", b);
   as_buf_append_str(b, "))");
 }
 

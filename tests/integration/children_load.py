@@ -160,7 +160,7 @@ def pg_state(dsn):
     cur.execute("select id, name from customers")
     for (k, name) in cur.fetchall():
         out[k] = {"name": name, "orders": []}
-    cur.execute("select customers_id, sku, qty, rest from orders order by customers_id, position")
+    cur.execute("select customers_id, sku, qty, rest from orders order by customers_id, position, sku")
     for (k, sku, qty, rest) in cur.fetchall():
         e = {"sku": sku}
         if qty is not None:
@@ -177,7 +177,7 @@ def lite_state(path):
     for (k, name) in c.execute("select id, name from customers"):
         out[k] = {"name": name, "orders": []}
     for (k, sku, qty, rest) in c.execute("select customers_id, sku, qty, rest from orders order by customers_id, "
-                                         "position"):
+                                         "position, sku"):
         e = {"sku": sku}
         if qty is not None:
             e["qty"] = qty
