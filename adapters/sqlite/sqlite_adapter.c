@@ -824,6 +824,16 @@ static int stream_position(as_stream *s, char **out, as_error *err) {
 
 /* ---------------------------------------------------------------- rows */
 
+/* " WHERE k1 = ?1 AND ..." over the key columns, in key order. */
+void sq_key_where(as_buf *b, const as_schema *s) {
+  as_buf_append_str(b, " WHERE ");
+  for (size_t k = 0; k < s->nkey; k++) {
+    if (k) as_buf_append_str(b, " AND ");
+    as_sql_quote_ident(s->cols[s->key_idx[k]].name, b);
+    as_buf_printf(b, " = ?%zu", k + 1);
+  }
+}
+
 /* SELECT "c1", ... FROM "t" (the table's own columns) */
 void sq_select_sql(as_buf *b, const as_schema *s) {
   as_buf_append_str(b, "SELECT ");
@@ -883,12 +893,7 @@ static int read_row(as_node *n, const as_schema *s, const as_row *key, as_row *o
     if (n->cache[i].schema == s && n->cache[i].op == SQ_OP_READ) st = n->cache[i].st;
   if (!st) {
     sq_select_sql(&sql, s);
-    as_buf_append_str(&sql, " WHERE ");
-    for (size_t k = 0; k < s->nkey; k++) {
-      if (k) as_buf_append_str(&sql, " AND ");
-      as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
-      as_buf_printf(&sql, " = ?%zu", k + 1);
-    }
+    sq_key_where(&sql, s);
     if ((ret = prep(n->db, as_buf_cstr(&sql), &st, err)) != AS_OK) goto cleanup;
     sq_cached e = {.schema = s, .op = SQ_OP_READ, .st = st};
     if ((ret = cache_push(n, &e, err)) != AS_OK) {
@@ -1180,13 +1185,8 @@ static int stmt_for(as_node *n, const as_delta *d, sq_cached **out, as_error *er
   if (op == AS_OP_DELETE) {
     as_buf_append_str(&sql, "DELETE FROM ");
     as_sql_quote_ident(s->table, &sql);
-    as_buf_append_str(&sql, " WHERE ");
-    for (size_t k = 0; k < s->nkey; k++) {
-      if (k) as_buf_append_str(&sql, " AND ");
-      as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
-      as_buf_printf(&sql, " = ?%zu", k + 1);
-      e.param_col[e.nparams++] = (int)s->key_idx[k];
-    }
+    sq_key_where(&sql, s);
+    for (size_t k = 0; k < s->nkey; k++) e.param_col[e.nparams++] = (int)s->key_idx[k];
   } else {
     e.mask = malloc(s->ncols ? s->ncols : 1);
     if (!e.mask) {

@@ -180,12 +180,7 @@ int sq_parent_exists(sqlite3 *db, const as_schema *s, const as_row *key, bool *e
   sqlite3_stmt *st = NULL;
   as_buf_append_str(&sql, "SELECT 1 FROM ");
   as_sql_quote_ident(s->table, &sql);
-  as_buf_append_str(&sql, " WHERE ");
-  for (size_t k = 0; k < s->nkey; k++) {
-    if (k) as_buf_append_str(&sql, " AND ");
-    as_sql_quote_ident(s->cols[s->key_idx[k]].name, &sql);
-    as_buf_printf(&sql, " = ?%zu", k + 1);
-  }
+  sq_key_where(&sql, s);
   int ret = as_buf_cstr(&sql) ? AS_OK : oom(err);
   if (ret == AS_OK) {
     int rc = sqlite3_prepare_v2(db, as_buf_cstr(&sql), -1, &st, NULL);

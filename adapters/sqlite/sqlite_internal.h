@@ -91,6 +91,8 @@ void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask);
 int sq_changelog_fill_row(const as_schema *sc, as_row *r, const json_t *row, const json_t *other,
                           int which, as_error *err);
 
+/* " WHERE k1 = ?1 AND ..." over s's key columns, in key order, into b. */
+void sq_key_where(as_buf *b, const as_schema *s);
 /* SELECT of the table's own columns (cols[0..ntable)) FROM the table, into b. */
 void sq_select_sql(as_buf *b, const as_schema *s);
 /* Reads the current result row of st (the table's columns in schema order) into r. */
