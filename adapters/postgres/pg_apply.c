@@ -481,43 +481,6 @@ static int run_with_children(as_node *n, pg_table *t, const as_delta *d, size_t 
 
 /* ------------------------------------------------------------------ COPY fast path */
 
-static int copy_escape(as_buf *b, const char *s) {
-  for (const char *p = s; *p; p++) {
-    const char *e = NULL;
-    switch (*p) {
-      case '\\': e = "\\\\"; break;
-      case '\n': e = "\\n"; break;
-      case '\r': e = "\\r"; break;
-      case '\t': e = "\\t"; break;
-      default: break;
-    }
-    if (e ? as_buf_append(b, e, 2) : as_buf_putc(b, (uint8_t)*p)) return AS_ERR;
-  }
-  return AS_OK;
-}
-
-static int copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
-  *res = NULL;
-  PGresult *r = PQexec(c, sql);
-  if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
-    *res = r;
-    return AS_ERR;
-  }
-  PQclear(r);
-  int ok = PQputCopyData(c, (const char *)data->data, (int)data->len) == 1;
-  ok = PQputCopyEnd(c, ok ? NULL : "send failed") == 1 && ok;
-  r = PQgetResult(c);
-  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-  PGresult *extra;
-  while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
-  if (st != PGRES_COMMAND_OK || !ok) {
-    *res = r;
-    return AS_ERR;
-  }
-  PQclear(r);
-  return AS_OK;
-}
-
 static int ensure_stage(as_node *n, pg_table *t, as_error *err) {
   if (t->stage_ready) return AS_OK;
   as_buf b = AS_BUF_INIT;
@@ -564,9 +527,10 @@ static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *m
   return rc;
 }
 
-/* COPY of a run; returns AS_OK (applied), AS_EDATA (permanent failure: caller replays the run
- * delta by delta), or AS_RETRY/AS_ERR. */
-static int fast_insert(as_node *n, pg_table *t, const as_buf *data, as_error *err) {
+/* COPY of a run; returns AS_OK (applied; *fresh: straight into the table, so none of its
+ * keys existed), AS_EDATA (permanent failure: caller replays the run delta by delta), or
+ * AS_RETRY/AS_ERR. */
+static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool *fresh, as_error *err) {
   PGconn *c = n->conn;
   as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
   PGresult *r = NULL;
@@ -577,8 +541,9 @@ static int fast_insert(as_node *n, pg_table *t, const as_buf *data, as_error *er
   }
   if (t->optimistic_skip == 0) {
     if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
-    if (copy_in(c, as_buf_cstr(&direct), data, &r) == AS_OK) {
+    if (pg_copy_in(c, as_buf_cstr(&direct), data, &r) == AS_OK) {
       rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+      *fresh = rc == AS_OK;
       goto cleanup;
     }
     if (pg_retryable(c, r)) {
@@ -607,7 +572,7 @@ static int fast_insert(as_node *n, pg_table *t, const as_buf *data, as_error *er
   }
   if ((rc = pg_exec(c, as_buf_cstr(&direct), "apply: truncate staging", err)) != AS_OK)
     goto cleanup;
-  if (copy_in(c, as_buf_cstr(&stage), data, &r) == AS_OK) {
+  if (pg_copy_in(c, as_buf_cstr(&stage), data, &r) == AS_OK) {
     r = PQexec(c, as_buf_cstr(&merge));
     if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
       PQclear(r);
@@ -662,11 +627,14 @@ static void keyset_clear(keyset *ks) {
 static bool full_insert(const as_delta *d) { return d->op == AS_OP_INSERT && full_row(d); }
 
 /* Tries the COPY path on the run of full inserts of one table starting at d[i] (same origin
- * up to `end`). *used = deltas consumed (0: not worth it). */
+ * up to `end`). *used = deltas consumed (0: not worth it); *fresh (may be NULL): every one of
+ * them went straight into the table as a new row. */
 static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, size_t end,
-                    size_t base, as_dead_list *dead, size_t *used, as_error *err) {
+                    size_t base, as_dead_list *dead, size_t *used, bool *fresh, as_error *err) {
   int rc = AS_OK;
+  bool direct = false;
   *used = 0;
+  if (fresh) *fresh = false;
   pg_table *t = tabs[i];
   size_t m = i;
   while (m < end && tabs[m] == t && full_insert(&d[m])) m++;
@@ -699,7 +667,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
         break;
       }
       if (c && as_buf_putc(&data, '\t') != AS_OK) rc = AS_ERR;
-      if (rc == AS_OK) rc = txt ? copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
+      if (rc == AS_OK) rc = txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
       if (rc == AS_OK && s->cols[c].is_key) {
         rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f);
       }
@@ -727,7 +695,8 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
   }
   *used = j - i;
   if (nidx > 0) {
-    rc = fast_insert(n, t, &data, err);
+    rc = fast_insert(n, t, &data, &direct, err);
+    if (fresh) *fresh = rc == AS_OK && direct && nidx == *used;
     if (rc == AS_EDATA) {
       /* something in the run is bad: replay it statement by statement */
       char **params = calloc(max_cols(n), sizeof *params);
@@ -749,14 +718,17 @@ cleanup:
 /* ------------------------------------------------------------------ child tables */
 
 /* The parent rows of deltas idx[0..cnt) (consecutive indexes when every one is a full
- * insert): the COPY path for a run of full inserts, else statements in a pipeline. */
+ * insert): the COPY path for a run of full inserts, else statements in a pipeline. *fresh:
+ * every parent was new (COPY straight into the table), so none has child rows yet. */
 static int parents(as_node *n, pg_table **tabs, const as_delta *d, size_t *idx, size_t cnt,
-                   as_dead_list *dead, char **params, as_buf *sql, as_error *err) {
+                   as_dead_list *dead, char **params, as_buf *sql, bool *fresh, as_error *err) {
   bool inserts = n->fast_copy && idx[cnt - 1] - idx[0] == cnt - 1;
   for (size_t j = 0; inserts && j < cnt; j++) inserts = full_insert(&d[idx[j]]);
   size_t used = 0;
-  int rc = inserts ? try_fast(n, tabs, d, idx[0], idx[0] + cnt, 0, dead, &used, err) : AS_OK;
+  *fresh = false;
+  int rc = inserts ? try_fast(n, tabs, d, idx[0], idx[0] + cnt, 0, dead, &used, fresh, err) : AS_OK;
   if (rc != AS_OK || used == cnt) return rc;
+  *fresh = false;
   return apply_generic(n, tabs, d, idx + used, cnt - used, 0, dead, params, sql, err);
 }
 
@@ -803,7 +775,8 @@ static int children_run(as_node *n, pg_table **tabs, const as_delta *d, size_t i
     else if (cr == AS_EDATA) rc = dead_delta(n, dead, &d[j], j, e.message, err);
     else rc = as_error_set(err, AS_DOM_POSTGRES, cr, "%s", e.message);
   }
-  if (rc == AS_OK && cnt) rc = parents(n, tabs, d, idx, cnt, dead, params, sql, err);
+  bool fresh = false;
+  if (rc == AS_OK && cnt) rc = parents(n, tabs, d, idx, cnt, dead, params, sql, &fresh, err);
   if (rc != AS_OK) goto cleanup;
   /* the children of the deltas whose parent statement went through */
   cnt = 0;
@@ -813,7 +786,7 @@ static int children_run(as_node *n, pg_table **tabs, const as_delta *d, size_t i
     if (!out) idx[cnt++] = j;
   }
   as_error e = {0};
-  int br = pg_children_bulk(n, d, idx, cnt, &e);
+  int br = pg_children_bulk(n, d, idx, cnt, fresh, &e);
   if (br == AS_OK) {
     rc = pg_exec(n->conn, "RELEASE SAVEPOINT arraysync_run", "apply: release", err);
     *used = rc == AS_OK ? m - i : 0;
@@ -971,7 +944,7 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
                         AS_OK)
           goto cleanup;
         nidx = 0;
-        if ((rc = try_fast(n, tabs, d, i, end, 0, dead, &used, err)) != AS_OK) goto cleanup;
+        if ((rc = try_fast(n, tabs, d, i, end, 0, dead, &used, NULL, err)) != AS_OK) goto cleanup;
       }
       if (used) {
         i += used;

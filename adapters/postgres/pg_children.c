@@ -415,7 +415,10 @@ static int distinct_keys(as_buf *b, const as_schema *s, const pg_table *t, bool 
 static int image_function(as_buf *b, as_node *n, const pg_table *t, const char *suffix,
                           const char *const *tables, size_t ntables) {
   as_buf body = AS_BUF_INIT, from = AS_BUF_INIT;
-  int rc = as_buf_append_str(&body, "BEGIN ");
+  /* the connector's own writes (an origin mark: pg_apply.c set_origin) are echoes the decoder
+   * leaves out: their images would never be read */
+  int rc = as_buf_append_str(&body, "BEGIN IF current_setting('arraysync.origin', true) <> '' "
+                                    "THEN RETURN NULL; END IF; ");
   const as_schema *s = t->owner ? t->owner : t->s;
   rc = rc || distinct_keys(&from, s, t, !t->owner, tables, ntables) || !as_buf_cstr(&from);
   for (size_t ci = 0; !rc && ci < s->nchildren; ci++) {
@@ -642,15 +645,70 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
   return rc;
 }
 
+/* The child rows of child ci of new parents d[sel[0..nsel)] by one COPY (no rows to read or
+ * replace: a new parent has none). AS_EDATA: PostgreSQL refused it. */
+static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta *d, const size_t *sel,
+                      size_t nsel, as_error *err) {
+  const pg_table *t = child_table(n, s, ci);
+  const as_schema *ts = t->s;
+  as_buf data = AS_BUF_INIT, sql = AS_BUF_INIT;
+  int rc = as_buf_printf(&sql, "COPY %s (", t->qname) != AS_OK ? oom(err) : AS_OK;
+  for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++)
+    if (as_buf_printf(&sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = oom(err);
+  if (rc == AS_OK && as_buf_append_str(&sql, ") FROM STDIN") != AS_OK) rc = oom(err);
+  for (size_t j = 0; rc == AS_OK && j < nsel; j++) {
+    const as_delta *dj = &d[sel[j]];
+    as_row *want = NULL;
+    size_t nwant = 0;
+    rc = as_child_rows(s, ci, &dj->row, &dj->row.v[s->children[ci].col], &want, &nwant, err);
+    for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
+      for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+        char *txt = NULL;
+        rc = pg_value_to_text(&want[w].v[c], &txt, err);
+        if (rc != AS_OK) {
+          as_error_prefix(err, "column \"%s\"", ts->cols[c].name);
+          rc = rc == AS_ERR ? AS_ERR : AS_EDATA;
+        } else if ((c && as_buf_putc(&data, '\t') != AS_OK) ||
+                   (txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2)) != AS_OK) {
+          rc = oom(err);
+        }
+        free(txt);
+      }
+      if (rc == AS_OK && as_buf_putc(&data, '\n') != AS_OK) rc = oom(err);
+    }
+    as_child_rows_free(want, nwant);
+  }
+  if (rc == AS_OK && data.len) {
+    PGresult *r = NULL;
+    if (pg_copy_in(n->conn, as_buf_cstr(&sql), &data, &r) != AS_OK) {
+      rc = pg_fail(n->conn, r, "write child rows (copy)", err);
+      if (rc != AS_RETRY && r) rc = err->code = AS_EDATA;
+    }
+    PQclear(r);
+  }
+  as_buf_free(&data);
+  as_buf_free(&sql);
+  return rc;
+}
+
 /* Child rows of a run of deltas with distinct keys whose parent rows are written: one read of
  * the existing rows per child table and chunk, then the deletes and upserts as multi-row
- * statements. AS_EDATA: a statement PostgreSQL refused (the caller rolls the run back and
- * goes delta by delta). */
-int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cnt, as_error *err) {
+ * statements; for new parents (fresh) one COPY per child table. AS_EDATA: a statement
+ * PostgreSQL refused (the caller rolls the run back and goes delta by delta). */
+int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cnt, bool fresh,
+                     as_error *err) {
   if (cnt == 0) return AS_OK;
   const as_schema *s = d[idx[0]].schema;
   int rc = AS_OK;
-  for (size_t ci = 0; rc == AS_OK && ci < s->nchildren; ci++) {
+  for (size_t ci = 0; fresh && rc == AS_OK && ci < s->nchildren; ci++) {
+    size_t *sel = calloc(cnt, sizeof *sel), nsel = 0;
+    if (!sel) return oom(err);
+    for (size_t j = 0; j < cnt; j++)
+      if (as_row_has(&d[idx[j]].row, s->children[ci].col)) sel[nsel++] = idx[j];
+    rc = fresh_copy(n, s, ci, d, sel, nsel, err);
+    free(sel);
+  }
+  for (size_t ci = 0; !fresh && rc == AS_OK && ci < s->nchildren; ci++) {
     const pg_table *t = child_table(n, s, ci);
     const as_schema *ts = t->s;
     size_t col = s->children[ci].col;

@@ -133,6 +133,11 @@ uint64_t pg_mask_bit(int attnum);
 /* Text form PostgreSQL accepts for a value cast to as_schema_pg_type(type). NULL -> *out NULL.
  * AS_EDATA for text holding a NUL byte (PostgreSQL text cannot store it). */
 int pg_value_to_text(const as_value *v, char **out, as_error *err);
+/* Appends s to b escaped for COPY's text format (backslash, newline, CR, tab). */
+int pg_copy_escape(as_buf *b, const char *s);
+/* COPY sql FROM STDIN with data (text format rows) on c. AS_ERR with *res (the failed result,
+ * caller clears; may be NULL) when PostgreSQL refused it. */
+int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res);
 /* Parses PostgreSQL output text (session settings of pg_connect_dsn). */
 int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_error *err);
 /* Converts result row `row` (columns first..first+ncols in schema order, text) into out
@@ -203,9 +208,11 @@ int pg_children_delete(as_node *n, const as_schema *s, const as_row *key, as_err
 int pg_children_write(as_node *n, const as_delta *d, as_error *err);
 /* Sink in bulk: whether d's arrays convert to child rows (AS_EDATA: err says why); the child
  * rows of a run of deltas with distinct keys whose parents are written (AS_EDATA: a statement
- * was refused, the caller goes delta by delta). */
+ * was refused, the caller goes delta by delta). fresh: every parent is new in this
+ * transaction (no child rows to read; they go in by COPY). */
 int pg_children_check(const as_delta *d, as_error *err);
-int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cnt, as_error *err);
+int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cnt, bool fresh,
+                     as_error *err);
 /* Capture: deltas out->d[from..] of child tables become updates of their parents' array
  * columns (or dead letters, or nothing), parent inserts and update images get their arrays;
  * read on c. */

@@ -118,9 +118,12 @@
 /* Forget marks of sink connections that are gone. */
 #define PG_SQL_MARKS_GC \
   "DELETE FROM arraysync.marks WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)"
+/* the mark row, and the same origin in arraysync.origin for the rest of the transaction (the
+ * child tables' image triggers write nothing for the connector's own writes: pg_children.c) */
 #define PG_SQL_MARK                                                                 \
-  "INSERT INTO arraysync.marks(pid, origin) VALUES (pg_backend_pid(), $1)"          \
-  " ON CONFLICT (pid) DO UPDATE SET origin = EXCLUDED.origin"
+  "WITH m AS (INSERT INTO arraysync.marks(pid, origin) VALUES (pg_backend_pid(), $1)" \
+  " ON CONFLICT (pid) DO UPDATE SET origin = EXCLUDED.origin)"                      \
+  " SELECT set_config('arraysync.origin', $1, true)"
 
 
 /* ---- capture ---- */

@@ -68,3 +68,40 @@ int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first,
   return AS_OK;
 }
 
+
+int pg_copy_escape(as_buf *b, const char *s) {
+  for (const char *p = s; *p; p++) {
+    const char *e = NULL;
+    switch (*p) {
+      case '\\': e = "\\\\"; break;
+      case '\n': e = "\\n"; break;
+      case '\r': e = "\\r"; break;
+      case '\t': e = "\\t"; break;
+      default: break;
+    }
+    if (e ? as_buf_append(b, e, 2) : as_buf_putc(b, (uint8_t)*p)) return AS_ERR;
+  }
+  return AS_OK;
+}
+
+int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
+  *res = NULL;
+  PGresult *r = PQexec(c, sql);
+  if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+    *res = r;
+    return AS_ERR;
+  }
+  PQclear(r);
+  int ok = PQputCopyData(c, (const char *)data->data, (int)data->len) == 1;
+  ok = PQputCopyEnd(c, ok ? NULL : "send failed") == 1 && ok;
+  r = PQgetResult(c);
+  ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  PGresult *extra;
+  while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
+  if (st != PGRES_COMMAND_OK || !ok) {
+    *res = r;
+    return AS_ERR;
+  }
+  PQclear(r);
+  return AS_OK;
+}

@@ -154,6 +154,18 @@ def main():
           [(0, "a", 1, {"note": "x"}), (1, "b", 2, None)], orders("c1"))
     check("insert: child rows by position", tags("c1") == [(0, "vip")], tags("c1"))
     check("missing field and [] hold no child rows", orders("c2") == [] and orders("c3") == [])
+    # many new documents at once: their parents and child rows go in by COPY
+    many = [SON([("_id", "n%02d" % i), ("name", "N%d" % i),
+                 ("orders", [SON([("sku", "s%d\t\\x\ny" % j), ("qty", i * 10 + j), ("note", {"i": i, "q": "a\tb"})])
+                             if j % 2 == 0 else SON([("sku", "s%d" % j)]) for j in range(i % 4)]),
+                 ("tags", [{"t": "t%d" % i}])]) for i in range(30)]
+    m.insert_many(many)
+    run()
+    want = {d["_id"]: ([(j, e["sku"], e.get("qty"), {"note": dict(e["note"])} if "note" in e else None)
+                        for j, e in enumerate(d["orders"])], [(0, d["tags"][0]["t"])]) for d in many}
+    got = {k: (orders(k), tags(k)) for k in want}
+    check("30 new documents at once: every child row, tab, newline, backslash and missing field kept",
+          got == want, [(k, got[k], want[k]) for k in want if got[k] != want[k]][:2])
 
     m.update_one({"_id": "c1"}, {"$push": {"orders": {"sku": "c", "qty": 3}}})
     run()
