@@ -40,8 +40,6 @@ int as_buf_printf(as_buf *b, const char *fmt, ...) {
   return AS_OK;
 }
 
-int as_buf_putc(as_buf *b, uint8_t c) { return as_buf_append(b, &c, 1); }
-
 int as_buf_put_be32(as_buf *b, uint32_t v) {
   uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
   return as_buf_append(b, x, 4);

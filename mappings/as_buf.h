@@ -17,7 +17,14 @@ int as_buf_reserve(as_buf *b, size_t extra);          /* AS_OK or AS_ERR on ENOM
 int as_buf_append(as_buf *b, const void *p, size_t n);
 int as_buf_append_str(as_buf *b, const char *s);
 int as_buf_printf(as_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int as_buf_putc(as_buf *b, uint8_t c);
+/* One byte: inline while there is room (the common case in writers that go byte by byte). */
+static inline int as_buf_putc(as_buf *b, uint8_t c) {
+  if (b->len + 2 <= b->cap) {
+    b->data[b->len++] = c;
+    return 0; /* AS_OK */
+  }
+  return as_buf_append(b, &c, 1);
+}
 int as_buf_put_be32(as_buf *b, uint32_t v);
 int as_buf_put_be64(as_buf *b, uint64_t v);
 /* Code point cp (at most 0x10FFFF; not checked) in UTF-8. */

@@ -70,18 +70,15 @@ int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first,
 
 
 int pg_copy_escape(as_buf *b, const char *s) {
-  for (const char *p = s; *p; p++) {
-    const char *e = NULL;
-    switch (*p) {
-      case '\\': e = "\\\\"; break;
-      case '\n': e = "\\n"; break;
-      case '\r': e = "\\r"; break;
-      case '\t': e = "\\t"; break;
-      default: break;
-    }
-    if (e ? as_buf_append(b, e, 2) : as_buf_putc(b, (uint8_t)*p)) return AS_ERR;
+  for (;;) {
+    size_t run = strcspn(s, "\\\n\r\t"); /* copied as it is */
+    if (run && as_buf_append(b, s, run) != AS_OK) return AS_ERR;
+    s += run;
+    if (!*s) return AS_OK;
+    char e[2] = {'\\', *s == '\n' ? 'n' : *s == '\r' ? 'r' : *s == '\t' ? 't' : '\\'};
+    if (as_buf_append(b, e, 2) != AS_OK) return AS_ERR;
+    s++;
   }
-  return AS_OK;
 }
 
 int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
