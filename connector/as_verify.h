@@ -69,7 +69,8 @@ typedef struct as_verify_pair {
   bool client;                 /* rows were hashed on the client */
   char note[512];              /* why (client hashing chosen automatically), or "" */
   size_t repaired;             /* keys written by --repair */
-  size_t unresolved;           /* differing keys --repair left alone (no known winner) */
+  size_t unresolved;           /* differing keys --repair left alone (no known winner, or a node
+                                * refused the row: a warning says why) */
   bool quick;                  /* compared by quick signatures (no table read) */
   size_t buckets_differ;       /* --quick: buckets whose signatures differ */
 } as_verify_pair;

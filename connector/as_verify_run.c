@@ -247,8 +247,8 @@ static int write_row(vctx *c, vnode *to, const as_schema *s, const as_row *row, 
   if (rc == AS_OK) rc = to->ad->apply(to->node, &d, 1, &dead, err);
   if (rc == AS_OK) rc = to->ad->commit(to->node, "verify-repair", NULL, err);
   if (rc != AS_OK) to->ad->rollback(to->node);
-  if (rc == AS_OK && dead.n)
-    rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "%s refused the row: %s", to->cfg->name,
+  if (rc == AS_OK && dead.n) /* this row only: the caller leaves the key alone and goes on */
+    rc = as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "%s refused the row: %s", to->cfg->name,
                       dead.items[0].error ? dead.items[0].error : "?");
   as_dead_list_clear(&dead);
   as_delta_clear(&d);
@@ -304,7 +304,7 @@ static int repair_key(vctx *c, vpair *p, const as_row *key, vrow *rs, as_error *
     p->out->unresolved++; /* the version's origin no longer holds the row */
     goto done;
   }
-  bool wrote = false;
+  bool wrote = false, refused = false;
   for (int i = 0; i < 2 && rc == AS_OK; i++) {
     vnode *x = p->side[i].vn;
     if (x == w) continue;
@@ -313,9 +313,16 @@ static int repair_key(vctx *c, vpair *p, const as_row *key, vrow *rs, as_error *
     else if (want && (!rs[i].has || !same_row(p->s, &rs[i].r, &target->r)))
       rc = write_row(c, x, p->s, &target->r, key, w->cfg->name, hlc, err);
     else continue;
+    if (rc == AS_EDATA) { /* a row the node cannot hold (its dead letter says why) */
+      AS_LOG(AS_LOG_WARN, "verify", "%s", err->message);
+      refused = true;
+      rc = AS_OK;
+      continue;
+    }
     wrote = true;
   }
-  if (rc == AS_OK && wrote) p->out->repaired++;
+  if (rc == AS_OK && refused) p->out->unresolved++;
+  else if (rc == AS_OK && wrote) p->out->repaired++;
 done:
   as_row_clear(&wr.r);
   return rc;

@@ -274,30 +274,35 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, ch
         return AS_OK;
       }
       break;
-    case AS_T_JSON:
+    case AS_T_JSON: {
+      /* a document or an array, or any other value as its AS-JSON text (a jsonb column holds
+       * scalars too: "abc", 1.5, {"$numberLong":"5"}, ...) */
+      as_buf b = as_bson_buf_over(out);
+      int rc;
       if (bt == BSON_TYPE_DOCUMENT || bt == BSON_TYPE_ARRAY) {
-        as_buf b = as_bson_buf_over(out);
         as_bsonr child;
-        int rc = as_bsonr_child(it, &child) == AS_OK ? as_jsonw_doc(&child, bt == BSON_TYPE_ARRAY, &b, 0) : AS_EINVAL;
-        if (rc == AS_OK && !as_buf_cstr(&b)) rc = AS_ERR;
-        if (rc != AS_OK) {
-          as_buf_free(&b);
-          if (rc == AS_ERR) {
-            snprintf(why, WHY_MAX, "out of memory");
-            return AS_ERR;
-          }
-          return cannot_store(c, it,
-                              rc == AS_EDATA        ? "a string or key is not valid UTF-8"
-                              : rc == AS_JSONW_EDUP ? "a document holds a key twice"
-                                                    : "invalid BSON",
-                              why);
-        }
-        out->type = AS_T_JSON;
-        out->u.s.len = b.len;
-        out->u.s.ptr = (char *)b.data;
-        return AS_OK;
+        rc = as_bsonr_child(it, &child) == AS_OK ? as_jsonw_doc(&child, bt == BSON_TYPE_ARRAY, &b, 0) : AS_EINVAL;
+      } else {
+        rc = as_jsonw_value(it, &b, 0);
       }
-      break;
+      if (rc == AS_OK && !as_buf_cstr(&b)) rc = AS_ERR;
+      if (rc != AS_OK) {
+        as_buf_free(&b);
+        if (rc == AS_ERR) {
+          snprintf(why, WHY_MAX, "out of memory");
+          return AS_ERR;
+        }
+        return cannot_store(c, it,
+                            rc == AS_EDATA        ? "a string or key is not valid UTF-8"
+                            : rc == AS_JSONW_EDUP ? "a document holds a key twice"
+                                                  : "invalid BSON",
+                            why);
+      }
+      out->type = AS_T_JSON;
+      out->u.s.len = b.len;
+      out->u.s.ptr = (char *)b.data;
+      return AS_OK;
+    }
     default: break;
   }
   return cannot_store(c, it, NULL, why);

@@ -63,6 +63,16 @@ static const char *const corpus[] = {
     "{\"_id\":" OID ",\"name\":null,\"n\":null,\"score\":{\"$numberDouble\":\"1.0E+300\"},\"price\":null,\"at\":null,"
     "\"day\":null,\"blob\":null,\"uid\":null,\"flag\":null,\"meta\":{},\"a\":{\"x\":null,\"b\":{\"y\":null}},"
     "\"z\":{\"$numberDouble\":\"Infinity\"}}",
+    /* scalars in the json column: a string, an int64, a regex, a double with an integral value */
+#define NULLS_BUT_META(m)                                                                                  \
+  "{\"_id\":" OID ",\"name\":null,\"n\":null,\"score\":null,\"price\":null,\"at\":null,\"day\":null,\"blob\":null," \
+  "\"uid\":null,\"flag\":null,\"meta\":" m ",\"a\":{\"x\":null,\"b\":{\"y\":null}}}"
+    NULLS_BUT_META("\"just text\""),
+    NULLS_BUT_META("{\"$numberLong\":\"5\"}"),
+    NULLS_BUT_META("{\"$regularExpression\":{\"pattern\":\"a\",\"options\":\"i\"}}"),
+    NULLS_BUT_META("{\"$numberDouble\":\"2.0\"}"),
+    NULLS_BUT_META("{\"$numberInt\":\"-3\"}"),
+#undef NULLS_BUT_META
 };
 
 static bson_t *doc(const char *json) {
