@@ -14,6 +14,7 @@
  *   child row whose parent row does not exist is a dead letter; once both are gone the change
  *   is left out (the parent's delete says it). Parent inserts and update images get their
  *   arrays the same way. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -573,6 +574,29 @@ static int acc_tuple(stmt_acc *a, const pg_table *t, const as_row *r, const size
   return as_buf_putc(&a->sql, ')') != AS_OK ? oom(err) : AS_OK;
 }
 
+/* Key texts sorted for lookup (first the lowest index among equal texts). */
+typedef struct keyref {
+  const char *key;
+  size_t j;
+} keyref;
+
+static int keyref_cmp(const void *a, const void *b) {
+  const keyref *x = a, *y = b;
+  int c = strcmp(x->key, y->key);
+  return c ? c : (x->j > y->j) - (x->j < y->j);
+}
+
+/* The index of the first entry of r[0..n) whose key is k, or SIZE_MAX. */
+static size_t keyref_find(const keyref *r, size_t n, const char *k) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(r[mid].key, k) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < n && strcmp(r[lo].key, k) == 0 ? r[lo].j : SIZE_MAX;
+}
+
 /* The child rows of child ci of the parents of deltas d[idx[0..cnt)], grouped per delta:
  * have[j], nhave[j]. One query per chunk of parents. */
 static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, const as_delta *d,
@@ -581,7 +605,8 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
   stmt_acc a = {0};
   as_buf kb = AS_BUF_INIT;
   char **dk = calloc(cnt ? cnt : 1, sizeof *dk); /* the deltas' key texts */
-  int rc = dk ? AS_OK : oom(err);
+  keyref *sorted = calloc(cnt ? cnt : 1, sizeof *sorted); /* a chunk's, for the result rows */
+  int rc = dk && sorted ? AS_OK : oom(err);
   for (size_t j = 0; rc == AS_OK && j < cnt; j++) {
     rc = key_text(&d[idx[j]].row, s->key_idx, s->nkey, &kb, err);
     if (rc == AS_OK && !(dk[j] = strdup(as_buf_cstr(&kb)))) rc = oom(err);
@@ -594,13 +619,13 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
       if (as_buf_append_str(&a.sql, ") ORDER BY ") != AS_OK || as_child_order_sql(t->s, NULL, &a.sql) != AS_OK)
         rc = oom(err);
       if (rc == AS_OK) rc = run(conn, as_buf_cstr(&a.sql), (int)a.np, a.params, "read child rows", &r, err);
+      for (size_t q = from; q < j; q++) sorted[q - from] = (keyref){dk[q], q};
+      qsort(sorted, j - from, sizeof *sorted, keyref_cmp);
       for (int i = 0; rc == AS_OK && i < PQntuples(r); i++) {
         as_row row = {0};
         rc = as_row_init(&row, t->s->ncols) == AS_OK ? pg_row_from_result(t, r, i, 0, &row, err) : oom(err);
         if (rc == AS_OK) rc = key_text(&row, NULL, s->nkey, &kb, err);
-        size_t hit = cnt;
-        for (size_t q = from; rc == AS_OK && q < j && hit == cnt; q++)
-          if (strcmp(dk[q], as_buf_cstr(&kb)) == 0) hit = q;
+        size_t hit = rc == AS_OK ? keyref_find(sorted, j - from, as_buf_cstr(&kb)) : SIZE_MAX;
         if (rc == AS_OK && hit < cnt) {
           as_row *g = realloc(have[hit], (nhave[hit] + 1) * sizeof *g);
           if (!g) rc = oom(err);
@@ -642,6 +667,7 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
   as_buf_free(&kb);
   for (size_t j = 0; dk && j < cnt; j++) free(dk[j]);
   free(dk);
+  free(sorted);
   return rc;
 }
 
