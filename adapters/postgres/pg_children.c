@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "as_children.h"
 #include "as_ddl.h"
 #include "as_log.h"
@@ -394,6 +396,40 @@ static int image_upsert(as_buf *b, as_node *n, const as_schema *s, size_t ci, co
                        "parent_exists = EXCLUDED.parent_exists, rows = EXCLUDED.rows; ", from) != AS_OK)
     return AS_ERR;
   return AS_OK;
+}
+
+int pg_children_rows_sql(as_node *n, const as_schema *s, size_t ci, const char *outer, as_buf *b) {
+  const pg_table *tab = child_table(n, s, ci), *par = pg_table_for(n, s);
+  if (!tab || !par) return AS_ERR;
+  if (as_buf_append_str(b, "(SELECT coalesce(jsonb_agg(jsonb_build_array(") != AS_OK) return AS_ERR;
+  for (size_t c = 0; c < tab->s->ncols; c++) {
+    if (as_buf_printf(b, "%s_c.%s::text", c ? ", " : "", tab->qcols[c]) != AS_OK) return AS_ERR;
+  }
+  if (as_buf_append_str(b, ") ORDER BY ") != AS_OK || as_child_order_sql(tab->s, "_c", b) != AS_OK ||
+      as_buf_printf(b, "), '[]'::jsonb)::text FROM %s _c WHERE ", tab->qname) != AS_OK ||
+      key_match(b, s, tab, par, "_c", true, outer, false) != AS_OK || as_buf_putc(b, ')') != AS_OK)
+    return AS_ERR;
+  return AS_OK;
+}
+
+int pg_children_array_from_text(as_node *n, const as_schema *s, size_t ci, const char *text,
+                                as_value *out, as_error *err) {
+  const pg_table *tab = child_table(n, s, ci);
+  json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+  size_t nr = json_array_size(j);
+  as_row *rows = nr ? calloc(nr, sizeof *rows) : NULL;
+  int rc = !tab || !json_is_array(j) ? as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child rows")
+           : nr && !rows            ? oom(err)
+                                    : AS_OK;
+  for (size_t i = 0; rc == AS_OK && i < nr; i++) {
+    rc = as_row_init(&rows[i], tab->s->ncols) == AS_OK
+             ? pg_texts_to_row(tab->s, json_array_get(j, i), NULL, tab->s->ncols, &rows[i], err)
+             : oom(err);
+  }
+  if (rc == AS_OK) rc = as_child_array(s, ci, rows, nr, out, err);
+  if (rows) as_child_rows_free(rows, nr);
+  json_decref(j);
+  return rc;
 }
 
 /* (SELECT DISTINCT <parent key columns> FROM <transition tables>) k */

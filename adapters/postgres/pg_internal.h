@@ -27,6 +27,8 @@ typedef enum pg_capture {
 } pg_capture;
 
 /* One mapped table as this node sees it. */
+struct json_t; /* jansson */
+
 typedef struct pg_table {
   const as_schema *s;
   const as_schema *owner; /* a child table (pg_children.c): the mapping it belongs to, else NULL */
@@ -138,6 +140,10 @@ int pg_copy_escape(as_buf *b, const char *s);
 /* COPY sql FROM STDIN with data (text format rows) on c. AS_ERR with *res (the failed result,
  * caller clears; may be NULL) when PostgreSQL refused it. */
 int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res);
+/* A JSON array of texts (or nulls) -> values of columns [0..n) of schema sc, put into r at
+ * idx[k] (NULL idx: at k). AS_EDATA (err says why) for a malformed array or value. */
+int pg_texts_to_row(const as_schema *sc, const struct json_t *arr, const size_t *idx, size_t n, as_row *r,
+                    as_error *err);
 /* Parses PostgreSQL output text (session settings of pg_connect_dsn). */
 int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_error *err);
 /* Converts result row `row` (columns first..first+ncols in schema order, text) into out
@@ -198,6 +204,12 @@ int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as
                   as_row **rows, size_t *nrows, as_error *err);
 /* Sets every array column of r (key columns set) from the child tables, read on c. */
 int pg_children_fill(PGconn *c, as_node *n, const as_schema *s, as_row *r, as_error *err);
+/* Verify: an expression (text) giving child ci's rows of the parent row of table expression
+ * `outer` as a JSON array of arrays of column texts, in child order; and that text -> the
+ * parent's array column value (as pg_children_fill gives it). */
+int pg_children_rows_sql(as_node *n, const as_schema *s, size_t ci, const char *outer, as_buf *b);
+int pg_children_array_from_text(as_node *n, const as_schema *s, size_t ci, const char *text,
+                                as_value *out, as_error *err);
 /* The same for the rows of deltas d[0..cnt) of one mapping, one read per 1,000 of them. */
 int pg_children_fill_many(PGconn *c, as_node *n, as_delta *d, size_t cnt, as_error *err);
 int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *key, bool *exists,

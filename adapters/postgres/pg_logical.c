@@ -518,30 +518,6 @@ static char *col_text(const lcol *cols, int n, int i) {
   return strndup(cols[i].p, cols[i].len);
 }
 
-/* A JSON array of texts (or nulls) -> values of columns cols[0..n) of schema sc into r at
- * idx[k] (NULL idx: at k). */
-static int texts_to_row(const as_schema *sc, const json_t *arr, const size_t *idx, size_t n,
-                        as_row *r, as_error *err) {
-  if (!json_is_array(arr) || json_array_size(arr) != n)
-    return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child table image");
-  for (size_t k = 0; k < n; k++) {
-    size_t c = idx ? idx[k] : k;
-    const json_t *j = json_array_get(arr, k);
-    as_value v = AS_VALUE_NULL;
-    if (json_is_string(j)) {
-      int rc = pg_value_from_text(sc->cols[c].type, json_string_value(j), json_string_length(j), &v, err);
-      if (rc != AS_OK) {
-        as_error_prefix(err, "column \"%s\"", sc->cols[c].name);
-        return rc == AS_ERR ? AS_ERR : AS_EDATA;
-      }
-    } else if (!json_is_null(j)) {
-      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child table image");
-    }
-    as_row_put(r, c, &v);
-  }
-  return AS_OK;
-}
-
 /* The image of a parent's child rows (arraysync.child_images, written by the child table's
  * trigger in the same transaction: pg_children.c) -> an update of the parent's array column,
  * put into the transaction's previous delta of that parent when there is one (its insert, or
@@ -565,10 +541,10 @@ static int on_image(pg_lstream *s, const lrel *r, const lcol *cols, int n, as_ba
     rc = nomem(err);
     goto done;
   }
-  rc = texts_to_row(sc, jk, sc->key_idx, sc->nkey, &pk, &e);
+  rc = pg_texts_to_row(sc, jk, sc->key_idx, sc->nkey, &pk, &e);
   for (size_t i = 0; rc == AS_OK && i < nr; i++) {
     rc = as_row_init(&cr[i], tab->ncols) == AS_OK
-             ? texts_to_row(tab, json_array_get(jr, i), NULL, tab->ncols, &cr[i], &e)
+             ? pg_texts_to_row(tab, json_array_get(jr, i), NULL, tab->ncols, &cr[i], &e)
              : nomem(err);
   }
   bool exists = ex && ex[0] == 't';

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "pg_internal.h"
 
 int pg_value_to_text(const as_value *v, char **out, as_error *err) {
@@ -100,5 +102,27 @@ int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
     return AS_ERR;
   }
   PQclear(r);
+  return AS_OK;
+}
+
+int pg_texts_to_row(const as_schema *sc, const json_t *arr, const size_t *idx, size_t n,
+                        as_row *r, as_error *err) {
+  if (!json_is_array(arr) || json_array_size(arr) != n)
+    return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child table image");
+  for (size_t k = 0; k < n; k++) {
+    size_t c = idx ? idx[k] : k;
+    const json_t *j = json_array_get(arr, k);
+    as_value v = AS_VALUE_NULL;
+    if (json_is_string(j)) {
+      int rc = pg_value_from_text(sc->cols[c].type, json_string_value(j), json_string_length(j), &v, err);
+      if (rc != AS_OK) {
+        as_error_prefix(err, "column \"%s\"", sc->cols[c].name);
+        return rc == AS_ERR ? AS_ERR : AS_EDATA;
+      }
+    } else if (!json_is_null(j)) {
+      return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child table image");
+    }
+    as_row_put(r, c, &v);
+  }
   return AS_OK;
 }

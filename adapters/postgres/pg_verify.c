@@ -59,6 +59,7 @@ struct as_verify {
   as_buf tmp;
   as_row row;
   bool used;         /* a query ran (AS_ENOTFOUND is only for the first) */
+  int arr_col;       /* client mode with child tables: result column of the first child's rows */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -277,8 +278,14 @@ static int read_key(as_verify *v, const PGresult *r, int i, int first, as_value 
 static int client_hash(as_verify *v, const PGresult *r, int i, uint64_t *out, as_error *err) {
   as_row_reset(&v->row);
   int rc = pg_row_from_result(v->t, r, i, 0, &v->row, err);
-  /* the arrays, read on the session's snapshot (one query per row and child table) */
-  if (rc == AS_OK && v->s->nchildren) rc = pg_children_fill(v->conn, v->n, v->s, &v->row, err);
+  /* the arrays, from the child rows the query gave beside the row (pg_children_rows_sql) */
+  for (size_t ci = 0; rc == AS_OK && ci < v->s->nchildren; ci++) {
+    as_value a = AS_VALUE_NULL;
+    int col = v->arr_col + (int)ci;
+    rc = pg_children_array_from_text(v->n, v->s, ci, PQgetisnull(r, i, col) ? NULL : PQgetvalue(r, i, col),
+                                     &a, err);
+    if (rc == AS_OK) as_row_put(&v->row, v->s->children[ci].col, &a);
+  }
   if (rc != AS_OK && rc != AS_EDATA) return rc;
   if (rc != AS_OK) {
     /* a value this adapter cannot read: a hash no other node produces for the row */
@@ -288,6 +295,18 @@ static int client_hash(as_verify *v, const PGresult *r, int i, uint64_t *out, as
     return AS_OK;
   }
   return as_rowhash_xxh3(v->s, &v->row, &v->tmp, out, err);
+}
+
+/* ", <child rows>..." after a client-mode select list whose row has result column `at`
+ * onwards free: each child table's rows of the row (one expression per child table, on the
+ * server: no query per row). */
+static int child_columns(as_verify *v, as_buf *b, int at) {
+  v->arr_col = at;
+  for (size_t ci = 0; ci < v->s->nchildren; ci++) {
+    if (as_buf_append_str(b, ", ") != AS_OK || pg_children_rows_sql(v->n, v->s, ci, v->t->qname, b) != AS_OK)
+      return AS_ERR;
+  }
+  return AS_OK;
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -540,6 +559,7 @@ int pg_verify_sign(as_verify *v, const as_value *lo, const as_value *hi, const a
   if (!v->client) return sign_server(v, lo, hi, bounds, nb, out, err);
   if (as_buf_append_str(&v->sql, "SELECT ") || pg_select_list(v->t, NULL, &v->sql) ||
       as_buf_append_str(&v->sql, ", ") || as_vsql_bucket(&v->q, &v->sql, bounds, nb) ||
+      child_columns(v, &v->sql, (int)v->s->ntable + 1) ||
       as_buf_printf(&v->sql, " FROM %s WHERE ", v->t->qname) ||
       as_vsql_range(&v->q, &v->sql, lo, hi))
     return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
@@ -667,6 +687,7 @@ int pg_verify_rows(as_verify *v, const as_value *lo, const as_value *hi,
     bad = bad || pg_select_list(v->t, NULL, b);
     for (size_t k = 0; k < nk; k++)
       bad = bad || as_buf_printf(b, ", %s::text", v->t->qcols[v->s->key_idx[k]]);
+    bad = bad || child_columns(v, b, (int)(v->s->ntable + nk));
     bad = bad || as_buf_printf(b, " FROM %s WHERE ", v->t->qname) || as_vsql_range(&v->q, b, lo, hi);
   } else {
     for (size_t k = 0; k < nk; k++) bad = bad || as_buf_printf(b, "_as_k%zu, ", k);
