@@ -38,7 +38,8 @@ static const as_config_entry config_map[] = {
            "where wal_level = logical and the role may replicate, else triggers)",
            "triggers", .allowed = capture_modes),
     AS_OPT(ENUM, pg_opts, capture_triggers, "statement",
-           "trigger capture: statement (transition tables) or row level triggers", NULL,
+           "trigger capture: statement (transition tables) or row level triggers (row level, with "
+           "the values, for mappings whose conflict strategy is vector or script)", NULL,
            .allowed = trigger_levels),
     AS_OPT(BOOL, pg_opts, copy, "on", "COPY fast path for runs of full-row inserts: on or off",
            "off"),

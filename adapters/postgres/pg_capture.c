@@ -349,7 +349,15 @@ typedef struct crow {
   int table;  /* index into n->tables, -1 unmapped */
   int vrow;   /* row in the table's value result, -1 none */
   bool skip;  /* echo whose origin is the consumer: left out */
+  bool exact; /* the row carries its values (pg_table_exact): none read */
 } crow;
+
+/* Whether changelog row i carries its values (arrays of texts in new/old: pg_table_exact's
+ * triggers; version-1 rows had objects there). */
+static bool exact_row(PGresult *r, int i) {
+  return (!PQgetisnull(r, i, W_NEW) && PQgetvalue(r, i, W_NEW)[0] == '[') ||
+         (!PQgetisnull(r, i, W_OLD) && PQgetvalue(r, i, W_OLD)[0] == '[');
+}
 
 /* The raw changelog row as JSON (dead letters), with "new": {column: text} of the row read
  * from the table when there is one (what `dlq retry` decodes: as_adapter_decode_row_json). */
@@ -456,6 +464,44 @@ static int fill_row(as_stream *s, size_t ti, const PGresult *v, int vr, PGresult
   return AS_OK;
 }
 
+/* Fills d's row from the values changelog row i carries (exact tables): the key and, for an
+ * insert every column, for an update the changed ones with the whole new row as its image
+ * (and the old row as `before` for a script's ctx.base). */
+static int fill_exact(as_stream *s, size_t ti, PGresult *r, int i, as_delta *d, as_error *err) {
+  const as_schema *sc = s->n->tables[ti].s;
+  int col = d->op == AS_OP_DELETE ? W_OLD : W_NEW;
+  json_t *img = PQgetisnull(r, i, col) ? NULL : json_loads(PQgetvalue(r, i, col), 0, NULL);
+  as_row full = {0};
+  int rc = as_row_init(&full, sc->ncols) == AS_OK ? AS_OK
+                                                  : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  if (rc == AS_OK) rc = pg_texts_to_row(sc, img, NULL, sc->ntable, &full, err);
+  if (rc == AS_OK && d->op == AS_OP_UPDATE && as_schema_keeps_before(sc) && !PQgetisnull(r, i, W_OLD)) {
+    json_t *old = json_loads(PQgetvalue(r, i, W_OLD), 0, NULL);
+    rc = as_row_init(&d->before, sc->ncols) == AS_OK
+             ? pg_texts_to_row(sc, old, NULL, sc->ntable, &d->before, err)
+             : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    json_decref(old);
+  }
+  for (size_t c = 0; rc == AS_OK && c < sc->ntable; c++) {
+    bool want = sc->cols[c].is_key || d->op == AS_OP_INSERT ||
+                (d->op == AS_OP_UPDATE && col_changed(&s->meta[ti], sc, c, r, i));
+    as_value v;
+    if (want) {
+      if (as_value_copy(&v, &full.v[c]) != AS_OK) rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      else as_row_put(&d->row, c, &v);
+    }
+  }
+  if (rc == AS_OK && d->op == AS_OP_UPDATE) {
+    as_row_clear(&d->image);
+    d->image = full; /* the row as the change left it */
+    memset(&full, 0, sizeof full);
+  }
+  as_row_clear(&full);
+  json_decref(img);
+  if (rc == AS_EDATA) as_error_prefix(err, "mapping %s", sc->name);
+  return rc;
+}
+
 /* Converts changelog row i into a delta appended to out (or nothing: *skipped). AS_EDATA (err
  * set) for an unconvertible row, AS_ERR for a truncate the mapping refuses. */
 static int row_to_delta(as_stream *s, PGresult *r, int i, const crow *cr, PGresult **vals,
@@ -479,10 +525,11 @@ static int row_to_delta(as_stream *s, PGresult *r, int i, const crow *cr, PGresu
       *skipped = rc == AS_OK;
       return rc;
     }
-  } else if (cr->vrow < 0 ||
-             (dop != AS_OP_DELETE &&
-              strcmp(PQgetvalue(vals[cr->table], cr->vrow, 1 + (int)(t->s->nkey + t->s->ntable)),
-                     "t") != 0)) {
+  } else if (!cr->exact &&
+             (cr->vrow < 0 ||
+              (dop != AS_OP_DELETE &&
+               strcmp(PQgetvalue(vals[cr->table], cr->vrow, 1 + (int)(t->s->nkey + t->s->ntable)),
+                      "t") != 0))) {
     *skipped = true; /* the row is gone: a later change of the changelog says so */
     return AS_OK;
   }
@@ -491,7 +538,16 @@ static int row_to_delta(as_stream *s, PGresult *r, int i, const crow *cr, PGresu
     if (d) out->n--;
     return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
   }
+  if (cr->exact && !s->meta[cr->table].loaded && dop == AS_OP_UPDATE) {
+    int mr = tmeta_load(s, (size_t)cr->table, err); /* the attnums of the changed-columns mask */
+    if (mr != AS_OK) {
+      as_delta_clear(d);
+      out->n--;
+      return mr;
+    }
+  }
   int rc = dop == AS_OP_TRUNCATE ? AS_OK
+           : cr->exact           ? fill_exact(s, (size_t)cr->table, r, i, d, err)
                                  : fill_row(s, (size_t)cr->table, vals[cr->table], cr->vrow, r, i, d, err);
   size_t present = 0;
   for (size_t c = 0; rc == AS_OK && c < t->s->ncols; c++) present += as_row_has(&d->row, c) && !t->s->cols[c].is_key;
@@ -534,7 +590,8 @@ static int page_values(as_stream *s, PGresult *r, crow *cr, PGresult **vals, as_
      * delta never returns to its origin): skip it without reading it. */
     cr[i].skip = !PQgetisnull(r, i, W_ORIGIN) && s->consumer &&
                  strcmp(PQgetvalue(r, i, W_ORIGIN), s->consumer) == 0;
-    if (!t || cr[i].skip || PQgetvalue(r, i, W_OP)[0] == 'T') continue;
+    cr[i].exact = t && exact_row(r, i);
+    if (!t || cr[i].skip || cr[i].exact || PQgetvalue(r, i, W_OP)[0] == 'T') continue;
     as_buf *b = &keys[cr[i].table];
     if (as_buf_append_str(b, b->len ? "," : "[") != AS_OK ||
         as_buf_append_str(b, PQgetvalue(r, i, W_KEY)) != AS_OK) {

@@ -537,7 +537,7 @@ static int check_triggers(as_node *n, bool repair, as_buf *missing, as_error *er
     if ((rc = pg_query(n->conn, PG_SQL_TRIGGERS, 1, p, "read triggers", &r, err)) != AS_OK)
       break;
     as_buf gone = AS_BUF_INIT;
-    for (const char *const *nm = pg_trigger_names(n->stmt_level); *nm; nm++) {
+    for (const char *const *nm = pg_trigger_names(pg_table_stmt_level(n, t)); *nm; nm++) {
       bool found = false;
       for (int j = 0; j < PQntuples(r); j++) found = found || strcmp(PQgetvalue(r, j, 0), *nm) == 0;
       if (!found) as_buf_printf(&gone, "%s%s", gone.len ? ", " : "", *nm);

@@ -130,6 +130,14 @@ int pg_triggers_drop_sql(const pg_table *t, as_buf *b);
 const char *const *pg_trigger_names(bool stmt_level);
 /* Bit of a column in a changed-columns mask: 1 << ((attnum - 1) % 64). */
 uint64_t pg_mask_bit(int attnum);
+/* Trigger capture of a mapped table whose conflict strategy is vector or script: its
+ * changelog rows carry the values (`new`, and `old` for updates and deletes: JSON arrays of
+ * the mapped columns' texts, row-level triggers) instead of being read at poll time, so a
+ * change the connector overwrote on this node before the poll keeps its own values. */
+bool pg_table_exact(const pg_table *t);
+/* Whether table t's capture triggers are statement-level (the node's choice; row-level for
+ * exact tables). */
+bool pg_table_stmt_level(const as_node *n, const pg_table *t);
 
 /* ---- values as PostgreSQL text, rows from results (pg_values.c) ---- */
 /* Text form PostgreSQL accepts for a value cast to as_schema_pg_type(type). NULL -> *out NULL.

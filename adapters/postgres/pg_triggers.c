@@ -40,6 +40,27 @@ const char *const *pg_trigger_names(bool stmt_level) {
 
 uint64_t pg_mask_bit(int attnum) { return (uint64_t)1 << ((unsigned)(attnum - 1) % 64u); }
 
+bool pg_table_exact(const pg_table *t) {
+  return !t->owner && t->s->conflict.strategy != AS_STRATEGY_LWW;
+}
+
+bool pg_table_stmt_level(const as_node *n, const pg_table *t) { return n->stmt_level && !pg_table_exact(t); }
+
+/* jsonb_build_array(R."c"::text, ...) over the mapped columns (chunks of 50 arguments joined
+ * by ||): the values of an exact table's changelog row, in the text forms of the trigger
+ * function's settings (EXACT_SETTINGS). */
+static int values_array(as_buf *b, const pg_table *t, const char *ref) {
+  const as_schema *s = t->s;
+  for (size_t i = 0; i < s->ntable; i++) {
+    if (i % 50 == 0 && as_buf_printf(b, "%sjsonb_build_array(", i ? ") || " : "") != AS_OK) return AS_ERR;
+    if (as_buf_printf(b, "%s%s.%s::text", i % 50 ? ", " : "", ref, t->qcols[i]) != AS_OK) return AS_ERR;
+  }
+  return as_buf_append_str(b, s->ntable ? ")" : "'[]'::jsonb");
+}
+#define EXACT_SETTINGS                                                                     \
+  " SET datestyle TO 'ISO, YMD' SET timezone TO 'UTC' SET extra_float_digits TO 1 SET"     \
+  " bytea_output TO 'hex' SET intervalstyle TO 'iso_8601'"
+
 /* jsonb_build_object('k', R."k", ...) over the key columns (at most 50 pairs per call). */
 static int key_obj(as_buf *b, const pg_table *t, const char *ref) {
   const as_schema *s = t->s;
@@ -89,12 +110,15 @@ static int row_list(as_buf *b, const pg_table *t, const char *ref, bool keys_onl
   return as_buf_putc(b, ')');
 }
 
-/* INSERT INTO changelog VALUES for op 'I'/'D' of row `ref`. */
+/* INSERT INTO changelog VALUES for op 'I'/'D' of row `ref` (an exact table: with its values,
+ * `new` for an insert, `old` for a delete). */
 static int row_insert(as_buf *b, const pg_table *t, char op, const char *ref) {
-  if (as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, origin, ts) VALUES (%s, '%c', ",
-                    t->lit_table, op) != AS_OK ||
-      key_obj(b, t, ref) != AS_OK ||
-      as_buf_append_str(b, ", " ORIGIN_VAR ", " TS_VAR "); ") != AS_OK)
+  bool exact = pg_table_exact(t);
+  if (as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, origin, ts%s) VALUES (%s, '%c', ",
+                    !exact ? "" : op == 'I' ? ", new" : ", old", t->lit_table, op) != AS_OK ||
+      key_obj(b, t, ref) != AS_OK || as_buf_append_str(b, ", " ORIGIN_VAR ", " TS_VAR) != AS_OK ||
+      (exact && (as_buf_append_str(b, ", ") != AS_OK || values_array(b, t, ref) != AS_OK)) ||
+      as_buf_append_str(b, "); ") != AS_OK)
     return AS_ERR;
   return AS_OK;
 }
@@ -113,13 +137,17 @@ static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
       row_list(b, t, "OLD", true) || as_buf_append_str(b, " IS DISTINCT FROM ") ||
       row_list(b, t, "NEW", true) || as_buf_append_str(b, " THEN ") ||
       row_insert(b, t, 'D', "OLD") || row_insert(b, t, 'I', "NEW") ||
-      as_buf_printf(b, "ELSE INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts) "
+      as_buf_printf(b, "ELSE INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts%s) "
                        "VALUES (%s, 'U', ",
-                    t->lit_table) ||
+                    pg_table_exact(t) ? ", old, new" : "", t->lit_table) ||
       key_obj(b, t, "NEW") || as_buf_append_str(b, ", ARRAY[") ||
       mask_expr(b, t, attnum, "OLD", "NEW") ||
-      as_buf_append_str(b, "], " ORIGIN_VAR ", " TS_VAR "); END IF; RETURN NULL; END"))
+      as_buf_append_str(b, "], " ORIGIN_VAR ", " TS_VAR))
     return AS_ERR;
+  if (pg_table_exact(t) && (as_buf_append_str(b, ", ") || values_array(b, t, "OLD") ||
+                            as_buf_append_str(b, ", ") || values_array(b, t, "NEW")))
+    return AS_ERR;
+  if (as_buf_append_str(b, "); END IF; RETURN NULL; END")) return AS_ERR;
   return AS_OK;
 }
 
@@ -192,7 +220,8 @@ static int function(as_buf *b, const pg_table *t, const char *suffix, const as_b
   int rc = as_buf_printf(b,
                          "CREATE OR REPLACE FUNCTION arraysync.\"%s_%s\"() RETURNS trigger "
                          "LANGUAGE plpgsql%s AS %s; ",
-                         t->fname, suffix, dbl_key ? " SET extra_float_digits TO 1" : "", lit);
+                         t->fname, suffix,
+                         pg_table_exact(t) ? EXACT_SETTINGS : dbl_key ? " SET extra_float_digits TO 1" : "", lit);
   free(lit);
   return rc;
 }
@@ -208,7 +237,7 @@ int pg_triggers_drop_sql(const pg_table *t, as_buf *b) {
 static int functions_sql(const as_node *n, const pg_table *t, const int *attnum, as_buf *b) {
   as_buf body = AS_BUF_INIT;
   int rc = AS_ERR;
-  if (n->stmt_level) {
+  if (pg_table_stmt_level(n, t)) {
     if (stmt_body(&body, t, 'I') || function(b, t, "ins", &body)) goto cleanup;
     as_buf_reset(&body);
     if (stmt_body(&body, t, 'D') || function(b, t, "del", &body)) goto cleanup;
@@ -230,7 +259,7 @@ int pg_triggers_sql(const as_node *n, const pg_table *t, const int *attnum, as_b
   const char *f = t->fname;
   if (functions_sql(n, t, attnum, b) != AS_OK || pg_triggers_drop_sql(t, b) != AS_OK)
     return AS_ERR;
-  if (n->stmt_level) {
+  if (pg_table_stmt_level(n, t)) {
     if (as_buf_printf(b,
                       "CREATE TRIGGER arraysync_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS "
                       "arraysync_new FOR EACH STATEMENT WHEN (" NOT_LOCAL_ONLY ") EXECUTE "
@@ -266,7 +295,7 @@ int pg_triggers_sql(const as_node *n, const pg_table *t, const int *attnum, as_b
                     q, f) != AS_OK)
     return AS_ERR;
   /* row level: one notification per statement from a statement trigger */
-  if (!n->stmt_level &&
+  if (!pg_table_stmt_level(n, t) &&
       as_buf_printf(b,
                     "; CREATE TRIGGER arraysync_notify AFTER INSERT OR UPDATE OR DELETE ON %s "
                     "FOR EACH STATEMENT WHEN (" NOT_LOCAL_ONLY ") EXECUTE FUNCTION "

@@ -3,7 +3,9 @@
 # + SQLite in every topology (peer-to-peer, hub-and-spoke, ring) with strategy vector (fallback
 # lww, fallback keep-local) and strategy script; edits made while the connector is stopped, then
 # `arraysync run --exit-when-idle 3s`; whole rows compared on every node, the conflict log
-# checked key by key; `conflicts resolve --take NODE` carried to every node.
+# checked key by key; `conflicts resolve --take NODE` carried to every node. Everything twice:
+# PostgreSQL by logical decoding, then by trigger capture (whose changelog rows carry the
+# values for these mappings).
 # MongoDB comes from ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here.
 #   test_strategies.sh BUILD_DIR [TOPOLOGY-STRATEGY ...]   (e.g. ring-script; default: all nine)
 # STRATEGIES_KEEP=1 keeps the work directory (connector logs per case).
@@ -31,12 +33,18 @@ for c in "$@"; do cases+=(--case "$c"); done
 status=0
 /usr/bin/python3 "$root/tests/integration/strategies.py" --bin "$build/arraysync" --work "$work/cases" \
   --pg-dsn "$dsn" ${STRATEGIES_ARGS:-} "${cases[@]}" || status=1
+if [ -z "${STRATEGIES_ARGS:-}" ]; then
+  echo "== again with PostgreSQL trigger capture"
+  /usr/bin/python3 "$root/tests/integration/strategies.py" --bin "$build/arraysync" --work "$work/cases-triggers" \
+    --pg-dsn "$dsn" --pg-capture triggers "${cases[@]}" || status=1
+fi
 if [ $status -ne 0 ]; then
   keep=/tmp/arraysync-strategies-failed
   rm -rf "$keep" && mkdir -p "$keep"
-  for d in "$work"/cases/*/; do
-    n=$(basename "$d")
-    mkdir -p "$keep/$n" && cp "$d"/connector.log "$d"/arraysync.yaml "$keep/$n/" 2>/dev/null || true
+  for d in "$work"/cases/*/ "$work"/cases-triggers/*/; do
+    [ -d "$d" ] || continue
+    n=${d#"$work"/}
+    mkdir -p "$keep/$n" && cp "$d"/connector.log "$d"/arraysync.yaml "$keep/$n" 2>/dev/null || true
   done
   echo "connector logs kept in $keep"
 fi
