@@ -259,6 +259,7 @@ typedef struct cs_event {
   bson_t id, ns, doc_key, full_doc, desc, before_doc;
   bool has_id, has_doc_key, has_full_doc, has_desc, has_before;
   int64_t ts_us;
+  uint32_t tick;     /* order within the millisecond: the clusterTime increment, at most 255 */
   char txn[96];
   bool has_txn;
 } cs_event;
@@ -274,6 +275,7 @@ static bool sub_doc(bson_iter_t *it, bson_t *out) {
 static void parse_event(const bson_t *ev, cs_event *e) {
   bson_iter_t it;
   int64_t cluster_us = 0, wall_us = -1;
+  uint32_t cluster_i = 0;
   const uint8_t *lsid_id = NULL;
   uint32_t lsid_len = 0;
   int64_t txn_number = -1;
@@ -315,6 +317,7 @@ static void parse_event(const bson_t *ev, cs_event *e) {
           uint32_t t, i;
           bson_iter_timestamp(&it, &t, &i);
           cluster_us = (int64_t)t * 1000000;
+          cluster_i = i;
         }
         break;
       case 'l':
@@ -335,6 +338,11 @@ static void parse_event(const bson_t *ev, cs_event *e) {
     }
   }
   e->ts_us = wall_us >= 0 ? wall_us : cluster_us;
+  /* wallTime has milliseconds only: two changes of one key in one millisecond would carry one
+   * version (a delete and the insert after it looked alike). The clusterTime increment orders
+   * them, in the HLC's logical counter; capped, so it never inverts (the increments of one
+   * second only grow), and only where the wall time is in the clusterTime's second. */
+  e->tick = cluster_i && e->ts_us / 1000000 == cluster_us / 1000000 ? (cluster_i > 255 ? 255 : cluster_i) : 0;
   if (lsid_id && txn_number >= 0 && lsid_len <= 32) {
     static const char hex[] = "0123456789abcdef";
     size_t p = 0;
@@ -400,7 +408,7 @@ static int delta_common(as_stream *s, const cs_event *e, as_delta *d, const char
   (void)pos;
   d->echo = echo;
   d->ts_us = e->ts_us;
-  d->hlc = AS_HLC_FROM_US(e->ts_us);
+  d->hlc = AS_HLC_FROM_US(e->ts_us) | (int64_t)e->tick;
   if (as_delta_set_origin(d, echo ? s->mark_origin : s->n->name) != AS_OK) return AS_ERR;
   free(d->pos);
   if (!(d->pos = make_pos(s))) return AS_ERR;
