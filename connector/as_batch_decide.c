@@ -139,8 +139,13 @@ static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
     as_delta_set_origin(d, x->v.origin);
     return;
   }
+  /* what the source holds, where the copy can show it: a version the source made, or one the
+   * connector wrote there and saw commit before the copy was read (d->ts_us: the snapshot's
+   * read time; a page read before that write holds the older row, and labelled with the
+   * written version it would overwrite that version elsewhere) */
   const as_held *h = x->found ? as_version_held(&x->v, p->src->id) : NULL;
-  const char *o = h && (h->written_us || h->made) ? as_state_node_name(p->e->state, h->origin) : NULL;
+  bool shown = h && (h->made || (h->written_us > 0 && h->written_us < d->ts_us));
+  const char *o = shown ? as_state_node_name(p->e->state, h->origin) : NULL;
   if (o) {
     d->hlc = h->hlc;
     as_delta_set_origin(d, o);

@@ -941,13 +941,15 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
     p[0] = lim;
   }
   PGresult *r = NULL;
+  /* the page's read time: taken before the query, so every write committed before it is in
+   * the page (the engine trusts what it wrote here before that time: as_batch_decide.c label) */
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t ts = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
   int rc = pg_query(sn->conn, sn->has_after ? sn->sql_next : sn->sql_first, np, p, "snapshot",
                     &r, err);
   free(heap);
   if (rc != AS_OK) return rc;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  int64_t ts = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
   int nr = PQntuples(r);
   size_t first = out->n;
   for (int i = 0; i < nr; i++) {
