@@ -37,7 +37,7 @@ static const char *const SQ_STEP1[] __attribute__((unused)) = {
      * reader diffs them); delete: old holding the key columns only */
     " old TEXT, new TEXT,"
     " origin TEXT," /* NULL = a local write; else the node whose change the connector applied */
-    " ts INTEGER NOT NULL)", /* µs since the epoch (ms resolution: SQLite's 'now') */
+    " ts INTEGER NOT NULL)", /* µs since the epoch (SQ_TRIGGER_TS) */
     "CREATE TABLE IF NOT EXISTS _arraysync_origin ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), origin TEXT)",
     "INSERT OR IGNORE INTO _arraysync_origin (id, origin) VALUES (1, NULL)",
@@ -65,9 +65,17 @@ static const char *const SQ_BOOKKEEPING_TABLES[] __attribute__((unused)) = {
 #define SQ_CHILD_MEMBER "_arraysync_child:"
 
 #define SQ_TRIGGER_ORIGIN "(SELECT origin FROM _arraysync_origin WHERE id = 1)"
-/* SQLite 3.40 has no unixepoch('subsec'); julianday('now') has millisecond resolution and is
- * constant within one statement. Rounded to whole ms, then scaled, so no float noise. */
-#define SQ_TRIGGER_TS "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000"
+/* A change's time, µs since the epoch, strictly increasing in changelog order. SQLite 3.40 has
+ * no unixepoch('subsec'); julianday('now') has millisecond resolution and is constant within
+ * one statement (rounded to whole ms, then scaled, so no float noise). Two changes of one key
+ * in one millisecond would then carry one version, and a later change could count as a
+ * re-delivery of the earlier one; so a change takes at least the previous changelog row's time
+ * + 1 µs (writers are serialized, seq order is commit order, and the purge keeps the newest
+ * row). A burst of more than 1,000 changes in one millisecond runs ahead of the clock by the
+ * excess in µs until the clock catches up. */
+#define SQ_TRIGGER_TS                                                               \
+  "max(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000, " \
+  "coalesce((SELECT ts FROM _arraysync_changelog ORDER BY seq DESC LIMIT 1), 0) + 1)"
 
 /* ---- source side ---- */
 #define SQ_SEQ_END "SELECT coalesce(max(seq), 0) FROM _arraysync_changelog"

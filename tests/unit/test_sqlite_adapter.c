@@ -306,6 +306,9 @@ START_TEST(capture_other_connection) {
   as_batch_reset(&b);
   poll_n(st, &b, 2);
   ck_assert_int_eq(b.n, 2);
+  /* one statement, one 'now': the changes still carry increasing versions */
+  ck_assert_int_gt(b.d[1].ts_us, b.d[0].ts_us);
+  ck_assert_int_gt(b.d[1].hlc, b.d[0].hlc);
   char *pos = strdup(b.pos);
   A->close_stream(st);
   st = open_stream(&f, "mongo", pos);
