@@ -106,7 +106,9 @@ static const as_config_entry top_map[] = {
     AS_OPT_AT(STRING, "conflicts.node", top_opts, mirror_node, NULL,
               "a SQL node (postgres or sqlite) that holds a table of the open conflicts, kept "
               "up to date by `run` within seconds, so an application can show them; deleting "
-              "a row there settles that conflict (the value in place stays); off when absent",
+              "a row there settles that conflict (the value in place stays); a conflicts block "
+              "without it uses the first SQL node; a mapping's own conflicts block wins for its "
+              "conflicts; off when there is no conflicts block",
               "pg"),
     AS_OPT_AT(STRING, "conflicts.table", top_opts, mirror_table, "arraysync_conflicts",
               "the name of that table (created by `run` when missing; never synced)",
@@ -326,18 +328,85 @@ static int node_ref(const as_config *c, const as_ynode *n, const char *what, cha
   return AS_OK;
 }
 
-/* conflicts.node names a SQL node of the configuration. */
-static int check_mirror(const as_ynode *root, const as_config *c, as_error *err) {
-  if (!c->mirror_node) return AS_OK;
-  const as_ynode *n = as_ynode_get(as_ynode_get(root, "conflicts"), "node");
-  const as_node_config *nc = as_config_node(c, c->mirror_node);
+static bool sql_kind(const char *kind) {
+  return strcmp(kind, "postgres") == 0 || strcmp(kind, "sqlite") == 0;
+}
+
+/* The first SQL node of the configuration, or NULL. */
+static const char *first_sql_node(const as_config *c) {
+  for (size_t i = 0; i < c->nnodes; i++)
+    if (sql_kind(c->nodes[i].kind)) return c->nodes[i].name;
+  return NULL;
+}
+
+/* A conflicts block without a node mirrors into the first SQL node; the node it names (or that
+ * one) is a SQL node of the configuration. at: the block, for messages. */
+static int mirror_node_check(const as_config *c, char **node, const as_mark *at, const char *who,
+                             as_error *err) {
+  if (!*node) {
+    const char *first = first_sql_node(c);
+    if (!first)
+      return as_cfgmap_error(err, at, NULL, "conflicts.node", "%sthe conflicts table needs a "
+                             "SQL node (postgres or sqlite), and this configuration has none",
+                             who);
+    if (!(*node = strdup(first))) return nomem(err);
+    return AS_OK;
+  }
+  const as_node_config *nc = as_config_node(c, *node);
   if (!nc)
-    return as_cfgmap_error(err, n ? &n->mark : NULL, NULL, "conflicts.node",
-                           "\"%s\" is not a node of this configuration", c->mirror_node);
-  if (strcmp(nc->kind, "postgres") != 0 && strcmp(nc->kind, "sqlite") != 0)
-    return as_cfgmap_error(err, n ? &n->mark : NULL, NULL, "conflicts.node",
-                           "\"%s\" is a %s node; the conflicts table needs a SQL node (postgres "
-                           "or sqlite)", c->mirror_node, nc->kind);
+    return as_cfgmap_error(err, at, NULL, "conflicts.node",
+                           "%s\"%s\" is not a node of this configuration", who, *node);
+  if (!sql_kind(nc->kind))
+    return as_cfgmap_error(err, at, NULL, "conflicts.node",
+                           "%s\"%s\" is a %s node; the conflicts table needs a SQL node (postgres "
+                           "or sqlite)", who, *node, nc->kind);
+  return AS_OK;
+}
+
+/* conflicts (top level): present (node or table given) -> mirror_node set. */
+static int check_mirror(const as_ynode *root, as_config *c, as_error *err) {
+  const as_ynode *blk = as_ynode_get(root, "conflicts");
+  if (!blk || as_ynode_is_null(blk)) return AS_OK;
+  const as_ynode *n = as_ynode_get(blk, "node");
+  return mirror_node_check(c, &c->mirror_node, n ? &n->mark : &blk->mark, "", err);
+}
+
+/* A mapping's own conflicts block, completed from the configuration's; or the configuration's
+ * alone. */
+static int resolve_mirror(const as_config *c, as_schema *s, as_error *err) {
+  if (!s->mirror_own) {
+    if (!c->mirror_node) return AS_OK;
+    s->mirror_node = strdup(c->mirror_node);
+    s->mirror_table = strdup(c->mirror_table);
+    return s->mirror_node && s->mirror_table ? AS_OK : nomem(err);
+  }
+  if (!s->mirror_node && c->mirror_node && !(s->mirror_node = strdup(c->mirror_node)))
+    return nomem(err);
+  if (!s->mirror_table &&
+      !(s->mirror_table = strdup(c->mirror_table ? c->mirror_table : "arraysync_conflicts")))
+    return nomem(err);
+  char who[200];
+  snprintf(who, sizeof who, "mapping \"%s\": ", s->name);
+  return mirror_node_check(c, &s->mirror_node, &s->mirror_mark, who, err);
+}
+
+/* No conflicts table is a mapped table. */
+static int check_mirror_tables(const as_config *c, as_error *err) {
+  for (size_t i = 0; i < c->nschemas; i++) {
+    const as_schema *s = c->schemas[i];
+    if (!s->mirror_table) continue;
+    for (size_t j = 0; j < c->nschemas; j++) {
+      const as_schema *o = c->schemas[j];
+      for (size_t k = 0; k <= o->nchildren; k++) {
+        const char *t = k == 0 ? o->table : o->children[k - 1].table;
+        if (strcmp(t, s->mirror_table) != 0) continue;
+        return as_yaml_error(err, s->mirror_own ? &s->mirror_mark : &s->mark,
+                             "mapping \"%s\": its conflicts table \"%s\" is a table of mapping "
+                             "\"%s\"; name another (conflicts: { table: ... })", s->name,
+                             s->mirror_table, o->name);
+      }
+    }
+  }
   return AS_OK;
 }
 
@@ -430,6 +499,8 @@ static int parse_topology(const as_ynode *root, as_config *c, as_error *err) {
 }
 
 static int add_schema(as_config *c, as_schema *s, as_error *err) {
+  int rc = resolve_mirror(c, s, err);
+  if (rc) return rc;
   if (s->initial_prefer && !as_config_node(c, s->initial_prefer)) {
     return as_yaml_error(err, &s->initial_prefer_mark, "mapping \"%s\": initial_sync prefer "
                          "\"%s\" is not a node", s->name, s->initial_prefer);
@@ -557,7 +628,7 @@ static int parse_misc(const as_ynode *root, as_config *c, as_error *err) {
   }
   c->verify_every_ms = o.verify_every;
   c->verify_repair = o.verify_repair;
-  if (o.mirror_node) {
+  if (as_ynode_get(root, "conflicts") && !as_ynode_is_null(as_ynode_get(root, "conflicts"))) {
     const as_ynode *t = as_ynode_get(as_ynode_get(root, "conflicts"), "table");
     size_t len = strlen(o.mirror_table);
     if (len == 0 || len > 63) {
@@ -607,6 +678,7 @@ int as_config_load(const char *path, as_config **out, as_error *err) {
   if ((rc = parse_topology(root, c, err))) goto cleanup;
   if ((rc = fill_consumers(c, err))) goto cleanup;
   if ((rc = parse_mappings(root, c, err))) goto cleanup;
+  if ((rc = check_mirror_tables(c, err))) goto cleanup;
   *out = c;
   c = NULL;
 cleanup:

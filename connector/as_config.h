@@ -15,6 +15,7 @@
  *   log: { level: info, format: text }      # format: text | json
  *   metrics: { listen: 127.0.0.1:9187 }     # optional
  *   verify: { every: 6h, repair: false }    # optional: periodic verify inside `run`
+ *   conflicts: { node: pg, table: arraysync_conflicts }  # optional: open conflicts mirrored
  *
  * Node keys other than `kind` are checked against the adapter's config map (adapter.h):
  * unknown keys are errors naming file:line:col and listing the allowed keys. Every error is
@@ -57,8 +58,12 @@ typedef struct as_config {
   char *metrics_listen;       /* NULL unless set */
   int64_t verify_every_ms;    /* periodic verify inside `run` (as_verify_periodic); 0 = off */
   bool verify_repair;         /* ... and repair what it finds (default false: read-only) */
-  char *mirror_node;          /* conflicts.node: the SQL node mirroring open conflicts, or NULL */
-  char *mirror_table;         /* conflicts.table (set with mirror_node) */
+  /* conflicts: { node, table }: the SQL node and table mirroring open conflicts of the
+   * mappings without a conflicts block of their own (NULL: no conflicts block; a block
+   * without a node takes the first SQL node). Each schema's mirror_node / mirror_table say
+   * where its conflicts go, completed at load. */
+  char *mirror_node;
+  char *mirror_table;
 } as_config;
 
 /* Loads and validates the file and every mapping it names. AS_EINVAL with

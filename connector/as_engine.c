@@ -310,7 +310,7 @@ static void supervise(engine *e) {
         AS_LOG(AS_LOG_WARN, "verify", "quick signatures: %s", qerr.message);
       last_quick = as_now_us();
     }
-    if (e->cfg->mirror_node && now - last_mirror > 2 * 1000000LL) {
+    if (eng_conflict_mirror_on(e) && now - last_mirror > 2 * 1000000LL) {
       as_error merr; /* the conflicts table an application reads */
       if (eng_conflict_mirror(e, &merr) != AS_OK)
         AS_LOG(AS_LOG_WARN, "conflicts", "conflicts table: %s", merr.message);
@@ -392,6 +392,7 @@ done:
   as_metrics_conflicts_store(NULL);
   as_state_close(e.state);
   free_resolvers(&e);
+  eng_conflict_mirror_free(&e);
   eng_free(&e);
   return rc;
 }

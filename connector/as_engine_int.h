@@ -48,6 +48,11 @@ typedef struct eng_node {
 
 typedef struct engine engine;
 
+/* A conflicts mirror table (as_conflict_mirror.c). */
+typedef struct eng_mirror_table {
+  char *node, *table;
+} eng_mirror_table;
+
 typedef struct eng_pair {
   engine *e;
   eng_node *src, *dst;
@@ -92,7 +97,8 @@ struct engine {
   pthread_mutex_t stripes[ENG_KEY_STRIPES];
   pthread_t verify_th; /* the periodic verify (config verify.every), when started */
   bool verify_started;
-  bool mirror_ready;   /* the conflicts mirror table exists (as_conflict_mirror.c) */
+  eng_mirror_table *mirror_ready; /* conflicts mirror tables known to exist (as_conflict_mirror.c) */
+  size_t nmirror_ready;
 };
 
 /* ---- as_nodes.c ---- */
@@ -159,10 +165,15 @@ int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row
 int eng_repairs_drain(engine *e, as_error *err);
 
 /* ---- as_conflict_mirror.c ---- */
-/* One pass of the conflicts mirror (configuration conflicts: { node, table }): the table
- * follows the open conflicts; a row the application deleted settles its conflict. AS_OK when
- * not configured. Takes the node's lock for each call to it. */
+/* One pass of the conflicts mirror (conflicts: { node, table } of a mapping or of the
+ * configuration): each table follows the open conflicts of its mappings; a row the
+ * application deleted settles its conflict. AS_OK when not configured. Takes a node's lock for
+ * each call to it. */
 int eng_conflict_mirror(engine *e, as_error *err);
+/* Whether any mapping's conflicts are mirrored. */
+bool eng_conflict_mirror_on(const engine *e);
+/* Frees what the passes remembered. */
+void eng_conflict_mirror_free(engine *e);
 
 /* ---- as_snapshot.c ---- */
 /* Runs (or resumes) the snapshot; on success *final_pos is the stream position to stream

@@ -38,13 +38,14 @@
 static const char *const top_keys[] = {"mapping",  "collection", "table",    "direction",
                                        "mode",     "key",        "reloadable", "columns",
                                        "children", "conflict",   "on_error", "on_truncate",
-                                       "initial_sync", NULL};
+                                       "initial_sync", "conflicts", NULL};
 static const char *const col_keys[] = {"field", "type", "required", NULL};
 static const char *const child_keys[] = {"table", "field", "columns", "key", "parent_key", NULL};
 static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback",
                                             "call", NULL};
 static const char *const mode_keys[] = {"interval", NULL};
 static const char *const initial_keys[] = {"prefer", NULL};
+static const char *const mirror_keys[] = {"node", "table", NULL};
 
 #define VALID_TYPES \
   "text, int64, double, numeric, bool, uuid, objectid, timestamptz, date, jsonb, bytes"
@@ -78,6 +79,8 @@ void as_schema_free(as_schema *s) {
   free(s->key_idx);
   free(s->conflict.script);
   free(s->initial_prefer);
+  free(s->mirror_node);
+  free(s->mirror_table);
   free(s->name);
   free(s->file);
   free(s->collection);
@@ -339,6 +342,7 @@ fail:
 static void fix_marks(as_schema *s) {
   s->mark.file = s->file;
   s->initial_prefer_mark.file = s->file;
+  s->mirror_mark.file = s->file;
   for (size_t i = 0; i < s->ncols; i++) s->cols[i].mark.file = s->file;
   for (size_t i = 0; i < s->nchildren; i++) {
     s->children[i].mark.file = s->file;
@@ -629,6 +633,27 @@ static int parse_initial_sync(const as_ynode *root, as_schema *s, as_error *err)
   return AS_OK;
 }
 
+/* conflicts: { node: NODE, table: NAME } (either may be left out; as_config completes them) */
+static int parse_mirror(const as_ynode *root, as_schema *s, as_error *err) {
+  const as_ynode *node = as_ynode_get(root, "conflicts");
+  if (!node || as_ynode_is_null(node)) return AS_OK;
+  int rc = as_yaml_check_keys(node, mirror_keys, "conflicts", err);
+  if (rc) return rc;
+  s->mirror_own = true;
+  s->mirror_mark = node->mark;
+  const as_ynode *n = as_ynode_get(node, "node"), *t = as_ynode_get(node, "table");
+  if (n && !as_ynode_is_null(n) && (rc = read_str(n, "conflicts node", &s->mirror_node, err)))
+    return rc;
+  if (t && !as_ynode_is_null(t)) {
+    if ((rc = read_str(t, "conflicts table", &s->mirror_table, err))) return rc;
+    size_t len = strlen(s->mirror_table);
+    if (len == 0 || len > MAX_IDENT)
+      return as_yaml_error(err, &t->mark, "conflicts table \"%s\" is not a table name (1 to %d "
+                           "bytes)", s->mirror_table, MAX_IDENT);
+  }
+  return AS_OK;
+}
+
 static int parse_conflict(const as_ynode *root, as_schema *s, as_error *err) {
   s->conflict.strategy = AS_STRATEGY_LWW;
   s->conflict.fallback = AS_STRATEGY_LWW;
@@ -855,6 +880,7 @@ static int build(const as_ydoc *doc, as_schema **out, as_error *err) {
   }
   s->on_truncate = (as_on_truncate)v;
   if ((rc = parse_initial_sync(root, s, err))) goto cleanup;
+  if ((rc = parse_mirror(root, s, err))) goto cleanup;
   fix_marks(s);
   *out = s;
   s = NULL;

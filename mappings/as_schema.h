@@ -122,6 +122,14 @@ typedef struct as_schema {
    * conflict and left alone); the configuration checks it names a node of the mapping */
   char *initial_prefer;
   as_mark initial_prefer_mark;
+  /* conflicts: { node, table }: where this mapping's open conflicts are mirrored (a SQL node's
+   * table). The mapping's own block wins; as_config fills in what it leaves out from the
+   * configuration's conflicts block, then the first SQL node and "arraysync_conflicts".
+   * Both NULL: nothing mirrors this mapping's conflicts. mirror_mark: the block, if any. */
+  char *mirror_node;
+  char *mirror_table;
+  bool mirror_own;
+  as_mark mirror_mark;
   bool reloadable;   /* SIGHUP may reload this mapping */
   as_mark mark;      /* where the mapping starts */
 } as_schema;

@@ -105,6 +105,17 @@ static const as_config_entry schema_map[] = {
            "reported as a conflict and left alone); keys already equal are not written",
            "{ prefer: pg }"),
     AS_DOC(STRING, "initial_sync.prefer", NULL, "a node of the mapping", "pg"),
+    AS_DOC(MAP, "conflicts", NULL,
+           "mirror this mapping's open conflicts into a table of a SQL node, so an application "
+           "can show them and settle one by deleting its row (the value in place stays); what "
+           "the block leaves out comes from the configuration's conflicts block, else the "
+           "first SQL node of the configuration and arraysync_conflicts; off when absent here "
+           "and there",
+           "{ node: pg, table: user_conflicts }"),
+    AS_DOC(STRING, "conflicts.node", NULL, "a SQL node (postgres or sqlite) of the configuration",
+           "pg"),
+    AS_DOC(STRING, "conflicts.table", NULL, "the table's name (created by `run` when missing; "
+           "never synced)", "user_conflicts"),
     AS_OPT_END};
 
 const as_config_entry *as_schema_config_map(void) { return schema_map; }

@@ -1,5 +1,5 @@
-"""Shared helpers of the Python integration tests (e2e.py, e2e_topology.py, converge.py):
-free ports, the private test servers (PostgreSQL via tests/scripts/pg_server.sh, the MongoDB
+"""Shared helpers of the Python integration tests (e2e.py, e2e_topology.py, converge.py, ...):
+PASS/FAIL checks, free ports, the private test servers (PostgreSQL via tests/scripts/pg_server.sh, the MongoDB
 test server via tests/scripts/mongo_server.sh unless ARRAYSYNC_TEST_MONGODB_URI is set), fresh
 PostgreSQL databases, top-level configuration files and the connector process.
 
@@ -15,6 +15,18 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
+
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    """Prints "PASS name" or "FAIL name: detail" (up to 1,500 characters of it), counts the
+    check in results and returns ok."""
+    results["passed" if ok else "failed"] += 1
+    d = "" if detail is None else str(detail)
+    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + d[:1500]) if d and not ok else ""), flush=True)
+    return ok
 
 
 def free_port():

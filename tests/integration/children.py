@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import astest  # noqa: E402
+from astest import check, results  # noqa: E402
 
 MAPPING = """mapping: customers
 collection: customers
@@ -40,7 +41,6 @@ children:
     columns:
       t: { field: t, type: text }
 """
-fails = 0
 
 
 class SqlDb:
@@ -87,13 +87,6 @@ class SqlDb:
     @staticmethod
     def json(v):
         return json.loads(v) if isinstance(v, str) else v
-
-
-def check(name, ok, detail=""):
-    global fails
-    fails += 0 if ok else 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + str(detail)) if detail != "" and not ok else ""),
-          flush=True)
 
 
 def main():
@@ -328,8 +321,8 @@ def main():
     mc.drop_database("children2")
     mc.drop_database("children")
     mc.close()
-    print("children: %s" % ("all passed" if not fails else "%d failed" % fails))
-    return 1 if fails else 0
+    print("children: %s" % ("all passed" if not results["failed"] else "%d failed" % results["failed"]))
+    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import astest  # noqa: E402
+from astest import check, results  # noqa: E402
 
 MAPPING = """mapping: items
 collection: items
@@ -32,13 +33,6 @@ columns:
   b:     { field: b,   type: text }
   extra: { field: "*", type: jsonb }
 """
-fails = 0
-
-
-def check(name, ok, detail=""):
-    global fails
-    fails += 0 if ok else 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + detail) if detail and not ok else ""), flush=True)
 
 
 def main():
@@ -116,8 +110,8 @@ def main():
           json.dumps(u2b)[:600] + r.stdout[-300:])
     mc.drop_database("deadletters")
     mc.close()
-    print("dead_letters: %s" % ("all passed" if not fails else "%d failed" % fails))
-    return 1 if fails else 0
+    print("dead_letters: %s" % ("all passed" if not results["failed"] else "%d failed" % results["failed"]))
+    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -13,18 +13,13 @@ from pymongo import MongoClient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import astest  # noqa: E402
+from astest import check, results  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", required=True)
 ap.add_argument("--work", required=True)
 args = ap.parse_args()
 URI = os.environ["ARRAYSYNC_TEST_MONGODB_URI"]
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, ok, detail=""):
-    results["passed" if ok else "failed"] += 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + detail) if detail and not ok else ""), flush=True)
 
 
 MAPPING = """mapping: notes

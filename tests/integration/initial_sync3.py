@@ -21,6 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import astest  # noqa: E402
+from astest import check, results  # noqa: E402
 
 MAPPING = """mapping: items
 collection: items
@@ -36,13 +37,6 @@ columns:
 NODES = ["mongo", "pg", "lite"]
 TOPOLOGIES = {"p2p": "{ type: peer-to-peer }", "hub": "{ type: hub-and-spoke, hub: pg }",
               "ring": "{ type: ring, order: [mongo, pg, lite] }"}
-results = {"passed": 0, "failed": 0}
-
-
-def check(name, ok, detail=""):
-    results["passed" if ok else "failed"] += 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + detail) if detail and not ok else ""), flush=True)
-    return ok
 
 
 class Case:

@@ -36,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import astest  # noqa: E402
+from astest import check, results  # noqa: E402
 
 MAPPING = """mapping: docs
 collection: docs
@@ -53,14 +54,6 @@ columns:
   meta:  { field: meta, type: jsonb }
   rest:  { field: "*", type: jsonb }
 """
-fails = 0
-
-
-def check(name, ok, detail=""):
-    global fails
-    fails += 0 if ok else 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + str(detail)[:1500]) if not ok and detail != "" else ""),
-          flush=True)
 
 
 class Gen:
@@ -391,8 +384,9 @@ def main():
     check("verify: every pair equal at the end", vq.returncode == 0, vq.stdout[-800:] + vq.stderr[-300:])
     mc.drop_database("roundtrip")
     mc.close()
-    print("roundtrip: %s" % ("all passed" if not fails else "%d failed (seed %d)" % (fails, a.seed)))
-    return 1 if fails else 0
+    nfail = results["failed"]
+    print("roundtrip: %s" % ("all passed" if not nfail else "%d failed (seed %d)" % (nfail, a.seed)))
+    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":

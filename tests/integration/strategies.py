@@ -224,11 +224,20 @@ class Case:
         if strat in ("script", "always"):
             with open(os.path.join(self.work, "merge.lua"), "w") as f:
                 f.write(SCRIPT if strat == "script" else ALWAYS_SCRIPT)
-        # the open conflicts mirrored into a SQL node's table (conflicts: { node, table })
+        # the open conflicts mirrored into a SQL node's table (conflicts: { node, table }): in
+        # every other case the mapping's own block, which wins over the configuration's (that
+        # one then names the other SQL node and a table that must stay empty)
         self.mirror = ("pg", "lite")[list(TOPOLOGIES).index(topo) % 2]
-        self.cfg = astest.write_config(self.work, node_lines, [("items", MAPPING % STRATEGIES[strat])],
-                                       topology=TOPOLOGIES[topo],
-                                       extra="conflicts: { node: %s, table: app_conflicts }\n" % self.mirror)
+        self.other = "lite" if self.mirror == "pg" else "pg"
+        self.own_block = idx % 2 == 1
+        mapping = MAPPING % STRATEGIES[strat]
+        if self.own_block:
+            mapping += "conflicts: { node: %s, table: app_conflicts }\n" % self.mirror
+            extra = "conflicts: { node: %s, table: other_conflicts }\n" % self.other
+        else:
+            extra = "conflicts: { node: %s, table: app_conflicts }\n" % self.mirror
+        self.cfg = astest.write_config(self.work, node_lines, [("items", mapping)],
+                                       topology=TOPOLOGIES[topo], extra=extra)
         self.log = os.path.join(self.work, "connector.log")
         # who does what: rotated per case so every pair of kinds plays every role
         r = lambda j: NODES[(idx + j) % 3]  # noqa: E731
@@ -288,6 +297,12 @@ class Case:
         except Exception as e:  # noqa: BLE001 - a missing table is a failed check
             got = repr(e)
         self.chk("%s.mirror" % what, got == want, "table %s holds %s, open conflicts %s" % (self.mirror, got, want))
+        if self.own_block:  # the configuration's table holds none of this mapping's conflicts
+            try:
+                other = self.nodes._sql(self.other, "select id from other_conflicts")
+            except Exception:  # noqa: BLE001 - never created: nothing mirrored there
+                other = []
+            self.chk("%s.mirror_own_block" % what, not other, "%s's other_conflicts holds %s" % (self.other, other))
         return got
 
     def by_key(self, conflicts):

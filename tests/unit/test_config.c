@@ -330,6 +330,80 @@ START_TEST(more_config_errors) {
 }
 END_TEST
 
+/* Loads dir/c.yaml with maps/a.yaml replaced by a_yaml (mapping a, table a); expect the
+ * error text (with @ for dir) or, when NULL, success (*out). */
+static void load_with_a(const char *config, const char *a_yaml, const char *expect, as_config **out) {
+  char *dir = write_tree(config);
+  char maps[4200], path[4096], expected[8192];
+  snprintf(maps, sizeof maps, "%s/maps", dir);
+  free(as_test_write_file(maps, "a.yaml", a_yaml));
+  snprintf(path, sizeof path, "%s/c.yaml", dir);
+  as_error err = {0};
+  as_config *c = NULL;
+  int rc = as_config_load(path, &c, &err);
+  if (expect) {
+    expand(expect, dir, expected, sizeof expected);
+    ck_assert_int_eq(rc, AS_EINVAL);
+    ck_assert_str_eq(err.message, expected);
+  } else {
+    ck_assert_msg(rc == AS_OK, "%s", err.message);
+  }
+  *out = c;
+  as_test_rmtree(dir);
+  free(dir);
+}
+
+START_TEST(conflicts_tables) {
+  static const char *nodes = "nodes:\n  m: { kind: mongodb, uri: u, database: d }\n"
+                             "  s: { kind: sqlite, path: x }\n  p: { kind: postgres, dsn: x }\n"
+                             "mappings: 'maps/*.yaml'\n";
+  static const char *plain = "mapping: a\nkey: id\ncolumns: { id: text }\n";
+  char cfg[1024];
+  as_config *c;
+  /* no conflicts block anywhere: nothing mirrored */
+  load_with_a(nodes, plain, NULL, &c);
+  ck_assert_ptr_null(c->mirror_node);
+  ck_assert_ptr_null(c->schemas[0]->mirror_node);
+  as_config_free(c);
+  /* a mapping's own block without a node: the first SQL node, the default table */
+  load_with_a(nodes, "mapping: a\nkey: id\ncolumns: { id: text }\nconflicts: { table: a_c }\n",
+              NULL, &c);
+  const as_schema *a = as_config_schema(c, "a"), *b = as_config_schema(c, "b");
+  ck_assert_str_eq(a->mirror_node, "s");
+  ck_assert_str_eq(a->mirror_table, "a_c");
+  ck_assert_ptr_null(b->mirror_node); /* no configuration block: b is not mirrored */
+  as_config_free(c);
+  /* the configuration's block for every mapping; a mapping's own block wins where it speaks */
+  snprintf(cfg, sizeof cfg, "%sconflicts: { node: p, table: all_c }\n", nodes);
+  load_with_a(cfg, "mapping: a\nkey: id\ncolumns: { id: text }\nconflicts: { node: s }\n", NULL, &c);
+  a = as_config_schema(c, "a");
+  b = as_config_schema(c, "b");
+  ck_assert_str_eq(a->mirror_node, "s");
+  ck_assert_str_eq(a->mirror_table, "all_c");
+  ck_assert_str_eq(b->mirror_node, "p");
+  ck_assert_str_eq(b->mirror_table, "all_c");
+  as_config_free(c);
+  /* a configuration block without a node: the first SQL node */
+  snprintf(cfg, sizeof cfg, "%sconflicts: { table: all_c }\n", nodes);
+  load_with_a(cfg, plain, NULL, &c);
+  ck_assert_str_eq(c->mirror_node, "s");
+  ck_assert_str_eq(as_config_schema(c, "b")->mirror_node, "s");
+  as_config_free(c);
+  /* errors name the mapping file and the block */
+  load_with_a(nodes, "mapping: a\nkey: id\ncolumns: { id: text }\nconflicts: { node: m }\n",
+              "@/maps/a.yaml:4:12: option conflicts.node: mapping \"a\": \"m\" is a mongodb node; "
+              "the conflicts table needs a SQL node (postgres or sqlite)", &c);
+  load_with_a(nodes, "mapping: a\nkey: id\ncolumns: { id: text }\nconflicts: { node: q }\n",
+              "@/maps/a.yaml:4:12: option conflicts.node: mapping \"a\": \"q\" is not a node of "
+              "this configuration", &c);
+  load_with_a(nodes, "mapping: a\nkey: id\ncolumns: { id: text }\nconflicts: { table: b }\n",
+              "@/maps/a.yaml:4:12: mapping \"a\": its conflicts table \"b\" is a table of mapping "
+              "\"b\"; name another (conflicts: { table: ... })", &c);
+  load_with_a(nodes, "mapping: a\nkey: id\ncolumns: { id: text }\nconflicts: { tabel: x }\n",
+              "@/maps/a.yaml:4:14: unknown key \"tabel\" in conflicts (allowed: node, table)", &c);
+}
+END_TEST
+
 START_TEST(same_table_in_two_mappings) {
   char *dir = write_tree("nodes:\n  m: { kind: mongodb, uri: u, database: d }\n"
                          "  s: { kind: sqlite, path: x }\nmappings: 'maps/*.yaml'\n");
@@ -406,6 +480,7 @@ int main(void) {
   tcase_add_test(tc, relative_paths_as_given);
   tcase_add_test(tc, more_config_errors);
   tcase_add_test(tc, same_table_in_two_mappings);
+  tcase_add_test(tc, conflicts_tables);
   tcase_add_test(tc, cmd_check_output);
   suite_add_tcase(su, tc);
   return as_test_run(su);

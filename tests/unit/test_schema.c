@@ -24,7 +24,7 @@ static const struct {
      "column 16)"},
     {"unknown_top_key.yaml",
      "3:1: unknown key \"colums\" in mapping file (allowed: mapping, collection, table, "
-     "direction, mode, key, reloadable, columns, children, conflict, on_error, on_truncate, initial_sync)"},
+     "direction, mode, key, reloadable, columns, children, conflict, on_error, on_truncate, initial_sync, conflicts)"},
     {"unknown_column_key.yaml",
      "5:38: unknown key \"nullable\" in column \"email\" (allowed: field, type, required)"},
     {"unknown_type.yaml",
