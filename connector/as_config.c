@@ -397,9 +397,10 @@ static int check_mirror_tables(const as_config *c, as_error *err) {
     if (!s->mirror_table) continue;
     for (size_t j = 0; j < c->nschemas; j++) {
       const as_schema *o = c->schemas[j];
-      for (size_t k = 0; k <= o->nchildren; k++) {
-        const char *t = k == 0 ? o->table : o->children[k - 1].table;
-        if (strcmp(t, s->mirror_table) != 0) continue;
+      const char *tabs[64];
+      size_t nt = as_schema_tables(o, tabs, 64);
+      for (size_t k = 0; k < nt && k < 64; k++) {
+        if (strcmp(tabs[k], s->mirror_table) != 0) continue;
         return as_yaml_error(err, s->mirror_own ? &s->mirror_mark : &s->mark,
                              "mapping \"%s\": its conflicts table \"%s\" is a table of mapping "
                              "\"%s\"; name another (conflicts: { table: ... })", s->name,
@@ -517,10 +518,12 @@ static int add_schema(as_config *c, as_schema *s, as_error *err) {
                            o->file);
     }
     /* every SQL table of s against every SQL table of o */
-    for (size_t a = 0; a <= s->nchildren; a++) {
-      const char *ta = a == 0 ? s->table : s->children[a - 1].table;
-      for (size_t b = 0; b <= o->nchildren; b++) {
-        const char *tb = b == 0 ? o->table : o->children[b - 1].table;
+    const char *sa[64], *ob[64];
+    size_t ns = as_schema_tables(s, sa, 64), no = as_schema_tables(o, ob, 64);
+    for (size_t a = 0; a < ns && a < 64; a++) {
+      const char *ta = sa[a];
+      for (size_t b = 0; b < no && b < 64; b++) {
+        const char *tb = ob[b];
         if (strcmp(ta, tb) == 0) {
           return as_yaml_error(err, &s->mark, "table \"%s\" of mapping \"%s\" is already used "
                                "by mapping \"%s\" (%s)", ta, s->name, o->name, o->file);

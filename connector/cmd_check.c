@@ -106,9 +106,9 @@ int as_cmd_check(const char *config_path, FILE *out, as_error *err) {
       const as_schema *s = c->schemas[j];
       fprintf(out, "%s %s -> %s %s", j ? "," : "", s->name, mongo ? "collection" : "table",
               mongo ? s->collection : s->table);
-      for (size_t k = 0; !mongo && k < s->nchildren; k++) {
-        fprintf(out, " + %s", s->children[k].table);
-      }
+      const char *tabs[64];
+      size_t nt = as_schema_tables(s, tabs, 64);
+      for (size_t k = 1; !mongo && k < nt && k < 64; k++) fprintf(out, " + %s", tabs[k]);
       fprintf(out, " (%s)", dir_name(s->direction));
     }
     fputc('\n', out);

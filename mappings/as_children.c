@@ -23,6 +23,19 @@ static int element_error(const as_schema *s, const as_row *parent, const as_chil
   return AS_EDATA;
 }
 
+/* A nested child's error (its own "mapping M.F, key K, element G.J: why") -> the same at the
+ * document's level: "mapping M, key K, element F.I.G.J: why". */
+static int nested_error(const as_schema *s, const as_row *parent, const as_child *ch, size_t i,
+                        const char *inner, as_error *err) {
+  as_error ke;
+  char *k = as_key_json_dup(s, parent, &ke);
+  const char *el = strstr(inner, ", element ");
+  as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s, key %s, element %s.%zu.%s", s->name,
+               k ? k : "?", ch->field, i, el ? el + strlen(", element ") : inner);
+  free(k);
+  return AS_EDATA;
+}
+
 void as_child_rows_free(as_row *rows, size_t n) {
   for (size_t i = 0; rows && i < n; i++) as_row_clear(&rows[i]);
   free(rows);
@@ -43,7 +56,14 @@ bool as_child_same_values(const as_schema *tab, const as_row *a, const as_row *b
   return true;
 }
 
-/* Element doc (as BSON) number i -> child table row r. */
+/* The child table row's column of element column c (an element column, then the nested
+ * children's array columns). */
+static size_t tab_col(const as_schema *s, const as_child *ch, size_t c) {
+  return c < ch->ncols ? s->nkey + 1 + c : ch->tab->children[c - ch->ncols].col;
+}
+
+/* Element doc (as BSON) number i -> child table row r (its nested arrays as values, each
+ * checked to convert to rows of its own child table). */
 static int element_row(const as_schema *s, const as_child *ch, const as_row *parent, size_t i,
                        const bson_t *doc, as_row *er, as_row *r, as_error *err) {
   as_error e;
@@ -58,7 +78,15 @@ static int element_row(const as_schema *s, const as_child *ch, const as_row *par
   }
   as_value pos = {.type = AS_T_INT64, .u.i = (int64_t)i};
   as_row_put(r, s->nkey, &pos);
-  for (size_t c = 0; c < ch->ncols; c++) as_row_put(r, s->nkey + 1 + c, &er->v[c]);
+  for (size_t c = 0; c < ch->elem->ncols; c++) as_row_put(r, tab_col(s, ch, c), &er->v[c]);
+  for (size_t g = 0; g < ch->tab->nchildren; g++) {
+    as_row *rows;
+    size_t n;
+    rc = as_child_rows(ch->tab, g, r, &r->v[ch->tab->children[g].col], &rows, &n, &e);
+    if (rc == AS_ERR) return oom(err);
+    if (rc != AS_OK) return nested_error(s, parent, ch, i, e.message, err);
+    as_child_rows_free(rows, n);
+  }
   return AS_OK;
 }
 
@@ -140,11 +168,11 @@ int as_child_array(const as_schema *s, size_t ci, const as_row *rows, size_t n, 
   bson_t wrap = BSON_INITIALIZER, arr, next;
   as_row er = {0};
   int rc = AS_OK;
-  if (as_row_init(&er, ch->ncols) != AS_OK) return oom(err);
+  if (as_row_init(&er, ch->elem->ncols) != AS_OK) return oom(err);
   bson_append_array_begin(&wrap, "a", 1, &arr);
   for (size_t i = 0; rc == AS_OK && i < n; i++) {
-    for (size_t c = 0; c < ch->ncols; c++) {
-      er.v[c] = rows[i].v[s->nkey + 1 + c]; /* borrowed */
+    for (size_t c = 0; c < ch->elem->ncols; c++) {
+      er.v[c] = rows[i].v[tab_col(s, ch, c)]; /* borrowed */
       er.set[c] = 1;
     }
     bool changed;
@@ -158,7 +186,7 @@ int as_child_array(const as_schema *s, size_t ci, const as_row *rows, size_t n, 
     bson_destroy(&next);
   }
   bson_append_array_end(&wrap, &arr);
-  memset(er.v, 0, ch->ncols * sizeof *er.v); /* the values were borrowed */
+  memset(er.v, 0, ch->elem->ncols * sizeof *er.v); /* the values were borrowed */
   as_row_clear(&er);
   bson_iter_t it;
   if (rc == AS_OK && bson_iter_init_find(&it, &wrap, "a"))
@@ -202,7 +230,16 @@ int as_child_normalize(const as_schema *s, size_t ci, const as_row *parent, cons
   *out = AS_VALUE_NULL;
   int rc = as_child_rows(s, ci, parent, arr, &rows, &n, err);
   if (rc != AS_OK) return rc;
-  rc = as_child_array(s, ci, rows, n, out, err);
+  const as_schema *tab = s->children[ci].tab;
+  for (size_t j = 0; rc == AS_OK && j < n; j++) { /* nested arrays as their tables give them */
+    for (size_t g = 0; rc == AS_OK && g < tab->nchildren; g++) {
+      size_t col = tab->children[g].col;
+      as_value v;
+      rc = as_child_normalize(tab, g, &rows[j], &rows[j].v[col], &v, err);
+      if (rc == AS_OK) as_row_put(&rows[j], col, &v);
+    }
+  }
+  if (rc == AS_OK) rc = as_child_array(s, ci, rows, n, out, err);
   as_child_rows_free(rows, n);
   return rc;
 }

@@ -47,8 +47,8 @@ static int table(const as_schema *s, const char *sql_schema, type_fn type, as_bu
   return as_buf_append_str(b, "  PRIMARY KEY (") || key_list(b, s) ? AS_ERR : AS_OK;
 }
 
-static int ddl(const as_schema *s, const char *sql_schema, type_fn type, as_buf *b) {
-  if (table(s, sql_schema, type, b) || as_buf_append_str(b, ")\n);\n")) return AS_ERR;
+/* The child tables of s (and theirs, after each), each with its foreign key to s. */
+static int children_ddl(const as_schema *s, const char *sql_schema, type_fn type, as_buf *b) {
   for (size_t ci = 0; ci < s->nchildren; ci++) {
     const as_schema *t = s->children[ci].tab;
     if (table(t, sql_schema, type, b) || as_buf_append_str(b, "),\n  FOREIGN KEY (")) return AS_ERR;
@@ -61,8 +61,14 @@ static int ddl(const as_schema *s, const char *sql_schema, type_fn type, as_buf 
     if (as_sql_quote_ident(s->table, b) || as_buf_append_str(b, " (") || key_list(b, s) ||
         as_buf_append_str(b, ") ON DELETE CASCADE\n);\n"))
       return AS_ERR;
+    if (children_ddl(t, sql_schema, type, b)) return AS_ERR;
   }
   return AS_OK;
+}
+
+static int ddl(const as_schema *s, const char *sql_schema, type_fn type, as_buf *b) {
+  if (table(s, sql_schema, type, b) || as_buf_append_str(b, ")\n);\n")) return AS_ERR;
+  return children_ddl(s, sql_schema, type, b);
 }
 
 static int finish(int rc, as_buf *out, size_t start, as_error *err) {

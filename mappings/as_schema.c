@@ -40,7 +40,8 @@ static const char *const top_keys[] = {"mapping",  "collection", "table",    "di
                                        "children", "conflict",   "on_error", "on_truncate",
                                        "initial_sync", "conflicts", NULL};
 static const char *const col_keys[] = {"field", "type", "required", NULL};
-static const char *const child_keys[] = {"table", "field", "columns", "key", "parent_key", NULL};
+static const char *const child_keys[] = {"table", "field",      "columns",
+                                         "key",   "parent_key", "children", NULL};
 static const char *const conflict_keys[] = {"strategy", "clock", "script", "fallback",
                                             "call", NULL};
 static const char *const mode_keys[] = {"interval", NULL};
@@ -340,6 +341,8 @@ fail:
 }
 
 static void fix_marks(as_schema *s) {
+  for (size_t i = 0; i < s->nchildren; i++) /* nested children */
+    if (s->children[i].tab) fix_marks(s->children[i].tab);
   s->mark.file = s->file;
   s->initial_prefer_mark.file = s->file;
   s->mirror_mark.file = s->file;
@@ -527,9 +530,10 @@ static int parse_children(const as_ynode *root, as_schema *s, const colmarks *pm
       if (pc->catch_all) continue;
       if (path_prefix(pc->path, pc->npath, path, npath) ||
           path_prefix(path, npath, pc->path, pc->npath)) {
+        const as_mark *at = pmarks ? &pmarks[c].field : &pc->mark;
         rc = as_yaml_error(err, &fn->mark, "field \"%s\" of child table \"%s\" overlaps field "
                            "\"%s\" of column \"%s\" (line %d column %d)", ch->field, ch->table,
-                           pc->field, pc->name, pmarks[c].field.line, pmarks[c].field.col);
+                           pc->field, pc->name, at->line, at->col);
       }
     }
     for (size_t j = 0; j < i && rc == AS_OK; j++) {
@@ -566,6 +570,50 @@ static int parse_children(const as_ynode *root, as_schema *s, const colmarks *pm
     if (rc) return rc;
   }
   return AS_OK;
+}
+
+/* The children of each child table (`children:` inside a child): each child's table schema
+ * becomes the parent of its own children (their parent key is the child table's key: the
+ * mapping's key + the element key or position), and its element schema gains their array
+ * columns. Two levels at most: an array inside an element of an array. */
+static int parse_nested(const as_ynode *root, as_schema *s, int depth, as_error *err) {
+  const as_ynode *node = as_ynode_get(root, "children");
+  if (!node || node->kind != AS_Y_SEQ) return AS_OK;
+  for (size_t i = 0; i < node->n && i < s->nchildren; i++) {
+    const as_ynode *cn = node->items[i];
+    const as_ynode *nn = as_ynode_get(cn, "children");
+    if (!nn || as_ynode_is_null(nn)) continue;
+    as_child *ch = &s->children[i];
+    if (depth >= 1) {
+      return as_yaml_error(err, &nn->mark, "child table \"%s\" is nested two levels deep "
+                           "already; its arrays stay json columns of its elements (children "
+                           "nest two levels at most)", ch->table);
+    }
+    as_schema *tab = ch->tab;
+    int rc = parse_children(cn, tab, NULL, err);
+    if (rc == AS_OK) rc = as_schema_children_build(tab, err);
+    if (rc == AS_OK) rc = as_schema_child_elem_arrays(ch, err);
+    if (rc == AS_OK) rc = parse_nested(cn, tab, depth + 1, err);
+    if (rc) return rc;
+  }
+  return AS_OK;
+}
+
+/* Every SQL table of the mapping has a name of its own. */
+static int distinct_tables(const as_schema *s, as_error *err) {
+  size_t n = as_schema_tables(s, NULL, 0);
+  const char **t = calloc(n, sizeof *t);
+  if (!t) return nomem(err);
+  as_schema_tables(s, t, n);
+  int rc = AS_OK;
+  for (size_t i = 1; i < n && rc == AS_OK; i++)
+    for (size_t j = 0; j < i && rc == AS_OK; j++)
+      if (strcmp(t[i], t[j]) == 0)
+        rc = as_yaml_error(err, &s->mark, "mapping \"%s\" names table \"%s\" twice (its own "
+                           "table and its child tables each need a name of their own)", s->name,
+                           t[i]);
+  free(t);
+  return rc;
 }
 
 static int parse_strategy(const as_ynode *n, const char *what, bool allow_vector,
@@ -866,6 +914,8 @@ static int build(const as_ydoc *doc, as_schema **out, as_error *err) {
   if ((rc = parse_children(root, s, marks, err))) goto cleanup;
   s->ntable = s->ncols;
   if ((rc = as_schema_children_build(s, err))) goto cleanup;
+  if ((rc = parse_nested(root, s, 0, err))) goto cleanup;
+  if ((rc = distinct_tables(s, err))) goto cleanup;
   if ((rc = parse_conflict(root, s, err))) goto cleanup;
   v = AS_ON_ERROR_DEAD_LETTER;
   if ((rc = parse_enum(root, "on_error", on_errors, "dead-letter or stop", &v, err))) {

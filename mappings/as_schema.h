@@ -73,7 +73,14 @@ typedef struct as_column {
  * table's name, '_' and the key column's name: users_id), "position" (bigint, the 0-based index
  * in the array), then the element columns (the element catch-all "*" included). Its primary
  * key: parent key + the element key column when the child says `key: COLUMN` (elements
- * identified by that field), else parent key + position. */
+ * identified by that field), else parent key + position.
+ *
+ * Nested children (`children:` inside a child; two levels at most): the child table schema
+ * `tab` is their parent exactly as a mapping is its children's: `tab->children` lists them,
+ * tab's array columns follow its table columns, and their parent key is tab's key (the
+ * mapping's key columns first, so every table under a mapping starts with the mapping's key).
+ * The element schema `elem` has the same array columns after the element columns, as json
+ * columns: one element converts to a child row with its inner arrays as values. */
 typedef struct as_child {
   char *table;       /* child table name */
   char *field;       /* array field in the parent document */
@@ -166,6 +173,15 @@ int as_schema_child_for_path(const as_schema *s, const char *dotted_path);
 /* Adds each child's array column, element schema and child table schema (as_schema_child.c;
  * called by the loader after the children are parsed). "FILE:LINE:COL: ..." errors. */
 int as_schema_children_build(as_schema *s, as_error *err);
+/* Nested children: once ch->tab has its own children built, ch->elem gets their array columns
+ * (plain json columns, in the same order, after the element columns). */
+int as_schema_child_elem_arrays(as_child *ch, as_error *err);
+/* The SQL tables of a mapping: its own, then each child table followed by its own child
+ * tables. Fills out[0..max) and returns how many there are (max may be 0, out NULL). */
+size_t as_schema_tables(const as_schema *s, const char **out, size_t max);
+/* The child table schema whose table is `table`, among s's children at any depth (*top: the
+ * index of the child of s it is, or is under); NULL if none. */
+const as_schema *as_schema_child_tab(const as_schema *s, const char *table, size_t *top);
 
 /* SQL types for DDL and table checks. */
 const char *as_schema_pg_type(as_type t);     /* uuid, text, bigint, double precision, numeric,

@@ -8,7 +8,10 @@
  *   as_doc_to_row / as_row_to_doc, so elements follow the parent's value rules exactly.
  * - The child table schema is a plain mapping schema to the SQL adapters (DDL, statements,
  *   reads): parent key columns (types of the parent key), "position" (int64), the element
- *   columns; its key is parent key + element key, or parent key + position. */
+ *   columns; its key is parent key + element key, or parent key + position.
+ * - Nested children (an array inside an element): the child table schema is their parent, so
+ *   it gets their array columns (after its table columns) like a mapping; the element schema
+ *   gets the same array columns, as plain json columns, after the element columns. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,4 +161,49 @@ int as_schema_children_build(as_schema *s, as_error *err) {
     if (element_schema(s, ch) != AS_OK || table_schema(s, ch) != AS_OK) return nomem(err);
   }
   return AS_OK;
+}
+
+int as_schema_child_elem_arrays(as_child *ch, as_error *err) {
+  const as_schema *tab = ch->tab;
+  as_schema *e = ch->elem;
+  if (!tab->nchildren) return AS_OK;
+  as_column *cols = realloc(e->cols, (e->ncols + tab->nchildren) * sizeof *cols);
+  if (!cols) return nomem(err);
+  e->cols = cols;
+  for (size_t g = 0; g < tab->nchildren; g++) {
+    const as_child *gc = &tab->children[g];
+    int rc = column_make(&e->cols[e->ncols], gc->field, gc->field, AS_T_JSON, "array", gc->mark);
+    e->ncols++;
+    if (rc != AS_OK) return nomem(err);
+  }
+  e->ntable = e->ncols;
+  return AS_OK;
+}
+
+size_t as_schema_tables(const as_schema *s, const char **out, size_t max) {
+  size_t n = 0;
+  if (n < max) out[n] = s->table;
+  n++;
+  for (size_t i = 0; i < s->nchildren; i++) {
+    const as_schema *t = s->children[i].tab;
+    if (!t) { /* not built yet: the child's own name */
+      if (n < max) out[n] = s->children[i].table;
+      n++;
+      continue;
+    }
+    n += as_schema_tables(t, n < max ? out + n : NULL, n < max ? max - n : 0);
+  }
+  return n;
+}
+
+const as_schema *as_schema_child_tab(const as_schema *s, const char *table, size_t *top) {
+  for (size_t i = 0; i < s->nchildren; i++) {
+    const as_schema *t = s->children[i].tab;
+    size_t ignored;
+    if (t && (strcmp(t->table, table) == 0 || as_schema_child_tab(t, table, &ignored))) {
+      *top = i;
+      return strcmp(t->table, table) == 0 ? t : as_schema_child_tab(t, table, &ignored);
+    }
+  }
+  return NULL;
 }

@@ -488,22 +488,21 @@ static bool keys_equal(const as_schema *sc, const json_t *a, const json_t *b) {
   return true;
 }
 
-/* The mapping whose child table is `table` (*ci: which child), or NULL. */
+/* The mapping whose child table (or a table nested under one) is `table` (*ci: which child
+ * of the mapping), or NULL. */
 static const as_schema *child_owner(as_node *n, const char *table, size_t *ci) {
-  for (size_t i = 0; i < n->nschemas; i++) {
-    for (size_t c = 0; c < n->schemas[i]->nchildren; c++) {
-      if (strcmp(n->schemas[i]->children[c].table, table) == 0) {
-        *ci = c;
-        return n->schemas[i];
-      }
-    }
-  }
+  for (size_t i = 0; i < n->nschemas; i++)
+    if (as_schema_child_tab(n->schemas[i], table, ci)) return n->schemas[i];
   return NULL;
 }
 
-/* A JSON array of child table row objects (a changelog image) -> the array column's value. */
-static int array_from_json(const as_schema *sc, size_t ci, const json_t *rows, as_value *out,
-                           as_error *e) {
+static int arrays_from_image(as_stream *s, const as_schema *sc, const json_t *img, as_row *r,
+                             as_error *e);
+
+/* A JSON array of child table row objects (a changelog image; nested children's rows as
+ * members of each) -> the array column's value. */
+static int array_from_json(as_stream *s, const as_schema *sc, size_t ci, const json_t *rows,
+                           as_value *out, as_error *e) {
   const as_schema *tab = sc->children[ci].tab;
   size_t n = json_array_size(rows);
   as_row *r = n ? calloc(n, sizeof *r) : NULL;
@@ -513,6 +512,7 @@ static int array_from_json(const as_schema *sc, size_t ci, const json_t *rows, a
     ret = as_row_init(&r[i], tab->ncols) == AS_OK
               ? fill_row(tab, &r[i], json_array_get(rows, i), NULL, COLS_ALL, e)
               : as_error_set(e, AS_DOM_SQLITE, AS_ERR, "out of memory");
+    if (ret == AS_OK && tab->nchildren) ret = arrays_from_image(s, tab, json_array_get(rows, i), &r[i], e);
     if (ret != AS_OK) as_error_prefix(e, "table \"%s\"", tab->table);
   }
   if (ret == AS_OK) ret = as_child_array(sc, ci, r, n, out, e);
@@ -531,7 +531,7 @@ static int arrays_from_image(as_stream *s, const as_schema *sc, const json_t *im
     const json_t *rows = json_object_get(img, member);
     if (!rows) return sq_children_fill(s->db, sc, r, e);
     as_value v;
-    int ret = array_from_json(sc, ci, rows, &v, e);
+    int ret = array_from_json(s, sc, ci, rows, &v, e);
     if (ret != AS_OK) return ret;
     as_row_put(r, sc->children[ci].col, &v);
   }
@@ -540,8 +540,9 @@ static int arrays_from_image(as_stream *s, const as_schema *sc, const json_t *im
 
 /* A child row's changelog image (trigger: {"parent", "exists", "rows"}) -> an update of its
  * parent's array column, unless the last delta of out already is that one's. */
-static int child_delta(as_batch *out, const as_schema *sc, size_t ci, const json_t *img,
-                       const char *org, bool echo, int64_t ts, const char *pos, as_error *e) {
+static int child_delta(as_stream *s, as_batch *out, const as_schema *sc, size_t ci,
+                       const json_t *img, const char *org, bool echo, int64_t ts, const char *pos,
+                       as_error *e) {
   const as_child *ch = &sc->children[ci];
   const json_t *parent = json_object_get(img, "parent");
   as_delta d;
@@ -565,7 +566,7 @@ static int child_delta(as_batch *out, const as_schema *sc, size_t ci, const json
   }
   if (ret == AS_OK && exists) {
     as_value v;
-    ret = array_from_json(sc, ci, rows, &v, e);
+    ret = array_from_json(s, sc, ci, rows, &v, e);
     if (ret == AS_OK) as_row_put(&d.row, ch->col, &v);
   }
   /* the previous delta is this parent's array alone, from the same writer (origin and echo):
@@ -595,13 +596,13 @@ oom:
 }
 
 /* A change of a child table's row: its parent's update (two parents when it moved). */
-static int child_deltas(as_batch *out, const as_schema *sc, size_t ci, const json_t *jo,
-                        const json_t *jn, const char *org, bool echo, int64_t ts,
-                        const char *pos, as_error *e) {
+static int child_deltas(as_stream *s, as_batch *out, const as_schema *sc, size_t ci,
+                        const json_t *jo, const json_t *jn, const char *org, bool echo,
+                        int64_t ts, const char *pos, as_error *e) {
   int ret = AS_OK;
   bool moved = jo && jn && !json_equal(json_object_get(jo, "parent"), json_object_get(jn, "parent"));
-  if (jo && (moved || !jn)) ret = child_delta(out, sc, ci, jo, org, echo, ts, pos, e);
-  if (ret == AS_OK && jn) ret = child_delta(out, sc, ci, jn, org, echo, ts, pos, e);
+  if (jo && (moved || !jn)) ret = child_delta(s, out, sc, ci, jo, org, echo, ts, pos, e);
+  if (ret == AS_OK && jn) ret = child_delta(s, out, sc, ci, jn, org, echo, ts, pos, e);
   return ret;
 }
 
@@ -646,7 +647,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   const char *org = origin ? origin : n->name;
   if (owner) {
     sc = owner;
-    if ((ret = child_deltas(out, owner, ci, jo, jn, org, echo, ts, pos, &e)) != AS_OK) goto conv;
+    if ((ret = child_deltas(s, out, owner, ci, jo, jn, org, echo, ts, pos, &e)) != AS_OK) goto conv;
   } else if (op && strcmp(op, "insert") == 0 && jn) {
     if (new_delta(&d[0], sc, AS_OP_INSERT, org, echo, ts, pos) != AS_OK) goto oom;
     nd = 1;

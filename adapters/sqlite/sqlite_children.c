@@ -77,6 +77,8 @@ int sq_child_read(sqlite3 *db, const as_schema *s, size_t ci, const as_row *pare
     ret = sq_row_from_stmt(tab, st, &out[n++], err);
   }
   if (ret == AS_OK && rc != SQLITE_DONE) ret = sq_fail(db, rc, err, "read child rows");
+  for (size_t j = 0; ret == AS_OK && tab->nchildren && j < n; j++) /* nested children */
+    ret = sq_children_fill(db, tab, &out[j], err);
   if (ret != AS_OK) as_error_prefix(err, "mapping %s, table \"%s\"", s->name, tab->table);
   sqlite3_finalize(st);
   as_buf_free(&sql);
@@ -104,12 +106,16 @@ int sq_children_fill(sqlite3 *db, const as_schema *s, as_row *r, as_error *err) 
   return AS_OK;
 }
 
-/* Runs one write of the child table (a full-row upsert or a delete by key). */
+/* Runs one write of the child table (a full-row upsert or a delete by key), with the rows
+ * nested under that row (the delete first, the upsert then). */
 static int child_write(as_node *n, const as_schema *tab, as_op op, const as_row *r,
                        as_error *err) {
   as_delta d = {.schema = tab, .op = op, .row = *r};
   bool missing;
-  return sq_run_delta(n, &d, &missing, err);
+  int ret = op == AS_OP_DELETE && tab->nchildren ? sq_children_delete(n, tab, r, err) : AS_OK;
+  if (ret == AS_OK) ret = sq_run_delta(n, &d, &missing, err);
+  if (ret == AS_OK && op != AS_OP_DELETE && tab->nchildren) ret = sq_children_write(n, &d, err);
+  return ret;
 }
 
 static int sync_child(as_node *n, const as_schema *s, size_t ci, const as_delta *d,
@@ -136,30 +142,40 @@ static int sync_child(as_node *n, const as_schema *s, size_t ci, const as_delta 
   return ret;
 }
 
+/* Deletes the rows of tab, and of the tables nested under it, whose first s->nkey columns
+ * hold key (the key of s's row; every table under s starts with it); all rows when key is
+ * NULL. Innermost first. */
+static int delete_under(as_node *n, const as_schema *s, const as_schema *tab, const as_row *key,
+                        as_error *err) {
+  for (size_t g = 0; g < tab->nchildren; g++) {
+    int ret = delete_under(n, s, tab->children[g].tab, key, err);
+    if (ret != AS_OK) return ret;
+  }
+  as_buf sql = AS_BUF_INIT;
+  sqlite3_stmt *st = NULL;
+  as_buf_append_str(&sql, "DELETE FROM ");
+  as_sql_quote_ident(tab->table, &sql);
+  if (key) parent_where(&sql, tab, s->nkey);
+  int ret = as_buf_cstr(&sql) ? AS_OK : oom(err);
+  if (ret == AS_OK) {
+    int rc = sqlite3_prepare_v2(n->db, as_buf_cstr(&sql), -1, &st, NULL);
+    if (rc != SQLITE_OK) ret = sq_fail(n->db, rc, err, "delete child rows");
+  }
+  if (ret == AS_OK && key) ret = bind_parent(st, s, key, err);
+  if (ret == AS_OK) {
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) ret = sq_fail(n->db, rc, err, "delete child rows");
+  }
+  sqlite3_finalize(st);
+  as_buf_free(&sql);
+  if (ret != AS_OK) as_error_prefix(err, "table \"%s\"", tab->table);
+  return ret;
+}
+
 int sq_children_delete(as_node *n, const as_schema *s, const as_row *key, as_error *err) {
   for (size_t ci = 0; ci < s->nchildren; ci++) {
-    const as_schema *tab = s->children[ci].tab;
-    as_buf sql = AS_BUF_INIT;
-    sqlite3_stmt *st = NULL;
-    as_buf_append_str(&sql, "DELETE FROM ");
-    as_sql_quote_ident(tab->table, &sql);
-    if (key) parent_where(&sql, tab, s->nkey);
-    int ret = as_buf_cstr(&sql) ? AS_OK : oom(err);
-    if (ret == AS_OK) {
-      int rc = sqlite3_prepare_v2(n->db, as_buf_cstr(&sql), -1, &st, NULL);
-      if (rc != SQLITE_OK) ret = sq_fail(n->db, rc, err, "delete child rows");
-    }
-    if (ret == AS_OK && key) ret = bind_parent(st, s, key, err);
-    if (ret == AS_OK) {
-      int rc = sqlite3_step(st);
-      if (rc != SQLITE_DONE) ret = sq_fail(n->db, rc, err, "delete child rows");
-    }
-    sqlite3_finalize(st);
-    as_buf_free(&sql);
-    if (ret != AS_OK) {
-      as_error_prefix(err, "table \"%s\"", tab->table);
-      return ret;
-    }
+    int ret = delete_under(n, s, s->children[ci].tab, key, err);
+    if (ret != AS_OK) return ret;
   }
   return AS_OK;
 }

@@ -93,40 +93,69 @@ static void trigger_name(as_buf *b, const char *table, const char *suffix) {
   as_buf_free(&n);
 }
 
-/* (SELECT json_group_array(json(r)) FROM (SELECT <json_row of child table t> AS r FROM t AS c
- * WHERE <parent key columns> = <row>.<parent key columns> ORDER BY position)): the child rows
- * of the parent that `row` (NEW/OLD of the child table, or of the parent when parent) names. */
 static void child_rows_expr(as_buf *b, const as_schema *owner, size_t ci, const char *row,
-                            bool parent) {
+                            const as_schema *rowtab, int depth);
+
+/* json_object of the row `alias` of table t: its columns, then (nested children) each child
+ * table's rows of that row under SQ_CHILD_MEMBER "<table>". */
+static void row_image(as_buf *b, const as_schema *t, const char *alias, int depth) {
+  json_row(b, t, alias, false);
+  if (!t->nchildren) return;
+  b->len--; /* reopen json_object( ... ) */
+  for (size_t ci = 0; ci < t->nchildren; ci++) {
+    as_buf name = AS_BUF_INIT;
+    as_buf_printf(&name, SQ_CHILD_MEMBER "%s", t->children[ci].table);
+    as_buf_append_str(b, ", ");
+    sq_quote_literal(b, as_buf_cstr(&name));
+    as_buf_append_str(b, ", json(");
+    child_rows_expr(b, t, ci, alias, NULL, depth);
+    as_buf_append_str(b, ")");
+    as_buf_free(&name);
+  }
+  as_buf_append_str(b, ")");
+}
+
+/* (SELECT json_group_array(json(r)) FROM (SELECT <row_image of child table t> AS r FROM t AS cD
+ * WHERE <parent key columns> = <row>.<...> ORDER BY position)): the child rows of child ci of
+ * `owner` whose parent `row` names. row is a row of rowtab, whose first owner->nkey columns
+ * hold the parent key (a child table, or a nested child table under it), or, when rowtab is
+ * NULL, a row of owner itself. depth: nesting level, for distinct aliases. */
+static void child_rows_expr(as_buf *b, const as_schema *owner, size_t ci, const char *row,
+                            const as_schema *rowtab, int depth) {
   const as_schema *t = owner->children[ci].tab;
+  char alias[16];
+  snprintf(alias, sizeof alias, "c%d", depth);
   as_buf_append_str(b, "(SELECT json_group_array(json(r)) FROM (SELECT ");
-  json_row(b, t, "c", false);
+  row_image(b, t, alias, depth + 1);
   as_buf_append_str(b, " AS r FROM ");
   as_sql_quote_ident(t->table, b);
-  as_buf_append_str(b, " AS c WHERE ");
+  as_buf_printf(b, " AS %s WHERE ", alias);
   for (size_t k = 0; k < owner->nkey; k++) {
     if (k) as_buf_append_str(b, " AND ");
-    as_buf_append_str(b, "c.");
+    as_buf_printf(b, "%s.", alias);
     as_sql_quote_ident(t->cols[k].name, b);
     as_buf_printf(b, " IS %s.", row);
-    as_sql_quote_ident(parent ? owner->cols[owner->key_idx[k]].name : t->cols[k].name, b);
+    as_sql_quote_ident(rowtab ? rowtab->cols[k].name : owner->cols[owner->key_idx[k]].name, b);
   }
   as_buf_append_str(b, " ORDER BY ");
-  as_child_order_sql(t, "c", b);
+  as_child_order_sql(t, alias, b);
   as_buf_append_str(b, "))");
 }
 
-/* The changelog image of a child table's row change: its parent's key, whether the parent
- * row exists, and all the parent's child rows as they are at this point of the transaction:
- * {"parent": {...}, "exists": 0|1, "rows": [{...}, ...]}. */
-static void child_image(as_buf *b, const as_schema *owner, size_t ci, const char *row) {
+/* The changelog image of a row change of child table ci of owner, or of a table nested under
+ * it (rowtab: the table whose row `row` is; its first owner->nkey columns hold the mapping's
+ * key): the mapping row's key (named as in child ci's table), whether that row exists, and
+ * all its rows of child ci (with their nested rows) as they are at this point of the
+ * transaction: {"parent": {...}, "exists": 0|1, "rows": [{...}, ...]}. */
+static void child_image(as_buf *b, const as_schema *owner, size_t ci, const char *row,
+                        const as_schema *rowtab) {
   const as_schema *t = owner->children[ci].tab;
   as_buf_append_str(b, "json_object('parent', json_object(");
   for (size_t k = 0; k < owner->nkey; k++) {
     if (k) as_buf_append_str(b, ", ");
     sq_quote_literal(b, t->cols[k].name);
     as_buf_append_str(b, ", ");
-    cell_expr(b, row, t->cols[k].name);
+    cell_expr(b, row, rowtab->cols[k].name);
   }
   as_buf_append_str(b, "), 'exists', (SELECT count(*) FROM ");
   as_sql_quote_ident(owner->table, b);
@@ -136,30 +165,17 @@ static void child_image(as_buf *b, const as_schema *owner, size_t ci, const char
     as_buf_append_str(b, "p.");
     as_sql_quote_ident(owner->cols[owner->key_idx[k]].name, b);
     as_buf_printf(b, " IS %s.", row);
-    as_sql_quote_ident(t->cols[k].name, b);
+    as_sql_quote_ident(rowtab->cols[k].name, b);
   }
   as_buf_append_str(b, "), 'rows', ");
-  child_rows_expr(b, owner, ci, row, false);
+  child_rows_expr(b, owner, ci, row, rowtab, 0);
   as_buf_append_str(b, ")");
 }
 
 /* A parent row's changelog image: its columns, then each child table's rows under
- * SQ_CHILD_MEMBER "<table>". */
+ * SQ_CHILD_MEMBER "<table>" (theirs nested the same way). */
 static void parent_image(as_buf *b, const as_schema *s, const char *row) {
-  json_row(b, s, row, false);
-  if (!s->nchildren) return;
-  b->len--; /* reopen json_object( ... ) */
-  for (size_t ci = 0; ci < s->nchildren; ci++) {
-    as_buf name = AS_BUF_INIT;
-    as_buf_printf(&name, SQ_CHILD_MEMBER "%s", s->children[ci].table);
-    as_buf_append_str(b, ", ");
-    sq_quote_literal(b, as_buf_cstr(&name));
-    as_buf_append_str(b, ", json(");
-    child_rows_expr(b, s, ci, row, true);
-    as_buf_append_str(b, ")");
-    as_buf_free(&name);
-  }
-  as_buf_append_str(b, ")");
+  row_image(b, s, row, 0);
 }
 
 /* The capture trigger of table s for op; owner: the mapping when s is its child table ci
@@ -191,14 +207,14 @@ static void trigger_sql(as_buf *b, const as_schema *s, const as_schema *owner, s
   if (op[0] == 'i')
     as_buf_append_str(b, "NULL");
   else if (owner)
-    child_image(b, owner, ci, "OLD");
+    child_image(b, owner, ci, "OLD", s);
   else
     json_row(b, s, "OLD", op[0] == 'd'); /* a delete needs the key only */
   as_buf_append_str(b, ", ");
   if (op[0] == 'd')
     as_buf_append_str(b, "NULL");
   else if (owner)
-    child_image(b, owner, ci, "NEW");
+    child_image(b, owner, ci, "NEW", s);
   else
     parent_image(b, s, "NEW");
   as_buf_append_str(b, ", " SQ_TRIGGER_ORIGIN ", " SQ_TRIGGER_TS "); END");
@@ -348,6 +364,18 @@ static int create_triggers(as_node *n, const as_schema *s, const as_schema *owne
   return ret;
 }
 
+/* Child table tab of child ci of mapping s (or one nested under it) and the tables nested
+ * under tab: created or checked, with the triggers that capture their changes as changes of
+ * the mapping row. */
+static int child_tables_install(as_node *n, const as_schema *s, size_t ci, const as_schema *tab,
+                                as_error *err) {
+  int ret = ensure_table(n, tab, err);
+  if (ret == AS_OK) ret = create_triggers(n, tab, s, ci, err);
+  for (size_t g = 0; ret == AS_OK && g < tab->nchildren; g++)
+    ret = child_tables_install(n, s, ci, tab->children[g].tab, err);
+  return ret;
+}
+
 int sq_install(as_node *n, as_error *err) {
   int ret, version = 0;
   char vbuf[16];
@@ -376,8 +404,7 @@ int sq_install(as_node *n, as_error *err) {
     const as_schema *s = n->schemas[i];
     if ((ret = ensure_table(n, s, err)) != AS_OK) goto fail;
     for (size_t c = 0; c < s->nchildren; c++) { /* a child table's changes are its parent's */
-      if ((ret = ensure_table(n, s->children[c].tab, err)) != AS_OK) goto fail;
-      if ((ret = create_triggers(n, s->children[c].tab, s, c, err)) != AS_OK) goto fail;
+      if ((ret = child_tables_install(n, s, c, s->children[c].tab, err)) != AS_OK) goto fail;
     }
     if ((ret = create_triggers(n, s, NULL, 0, err)) != AS_OK) goto fail;
   }
