@@ -52,7 +52,7 @@ static const as_config_entry schema_map[] = {
            "true"),
     AS_DOC(LIST, "children", NULL,
            "arrays of subdocuments as child tables: a list of { table, field, columns, key, "
-           "parent_key }",
+           "parent_key, children }",
            "[{ table: order_items, field: items, columns: { sku: { field: sku, type: text } } }]"),
     AS_DOC(STRING, "children.table", NULL, "the child table", "order_items"),
     AS_DOC(STRING, "children.field", NULL, "the array field of the parent document", "items"),
@@ -68,6 +68,11 @@ static const as_config_entry schema_map[] = {
            "the child table's column holding the parent key (a list for a key of several "
            "columns)",
            "order_id"),
+    AS_DOC(LIST, "children.children", NULL,
+           "nested child tables: arrays inside each element, one level deeper (the same keys; "
+           "their parent key is the child table's key: the mapping's key and the element key "
+           "or position); two levels at most",
+           "[{ table: order_lines, field: lines, columns: { item: { field: item, type: text } } }]"),
     AS_DOC(MAP, "conflict", "{ strategy: lww }", "how concurrent changes of one key resolve",
            "{ strategy: lww, clock: last_updated }"),
     AS_DOC(ENUM, "conflict.strategy", "lww",

@@ -434,6 +434,20 @@ cleanup:
   return rc;
 }
 
+/* Child table schema tab of child c of mapping s, then the tables nested under it. */
+static int child_tables_init(as_node *n, const as_schema *s, size_t c, const as_schema *tab,
+                             as_error *err) {
+  pg_table *t = &n->tables[n->ntables];
+  n->ntables++;
+  int rc = table_init(n, t, tab, n->ntables - 1, err);
+  if (rc != AS_OK) return rc;
+  t->owner = s;
+  t->child = c;
+  for (size_t g = 0; rc == AS_OK && g < tab->nchildren; g++)
+    rc = child_tables_init(n, s, c, tab->children[g].tab, err);
+  return rc;
+}
+
 static int node_init(const as_node_config *cfg, const as_schema *const *schemas, size_t nschemas,
                      as_node **out, as_error *err) {
   int rc = AS_ERR;
@@ -471,8 +485,8 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
            (unsigned long long)(hash3(n->schema, n->name, NULL) & 0xffffffffffULL));
   if (!(n->pubname = strdup(pub))) goto nomem;
   snprintf(n->comp, sizeof n->comp, "postgres:%s", n->name);
-  size_t ntab = nschemas;
-  for (size_t i = 0; i < nschemas; i++) ntab += schemas[i]->nchildren;
+  size_t ntab = 0;
+  for (size_t i = 0; i < nschemas; i++) ntab += as_schema_tables(schemas[i], NULL, 0);
   n->tables = calloc(ntab ? ntab : 1, sizeof *n->tables);
   if (!n->tables) goto nomem;
   for (size_t i = 0; i < nschemas; i++) {
@@ -487,15 +501,13 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
     n->ntables++;
     if ((rc = table_init(n, &n->tables[i], schemas[i], i, err)) != AS_OK) goto cleanup;
   }
-  /* child tables after every mapped table: pg_table_for finds a mapping's own first */
+  /* child tables after every mapped table: pg_table_for finds a mapping's own first; each
+   * child table is followed by the tables nested under it (owner and child: the mapping and
+   * which of its children they are under) */
   for (size_t i = 0; i < nschemas; i++) {
     for (size_t c = 0; c < schemas[i]->nchildren; c++) {
-      pg_table *t = &n->tables[n->ntables];
-      n->ntables++;
-      if ((rc = table_init(n, t, schemas[i]->children[c].tab, n->ntables - 1, err)) != AS_OK)
+      if ((rc = child_tables_init(n, schemas[i], c, schemas[i]->children[c].tab, err)) != AS_OK)
         goto cleanup;
-      t->owner = schemas[i];
-      t->child = c;
     }
   }
   *out = n;

@@ -827,7 +827,7 @@ static int run_truncate(as_node *n, pg_table *t, const as_delta *d, size_t index
     as_buf_reset(&sql);
     /* child tables first (TRUNCATE needs every table a foreign key ties in one command) */
     bool bad = as_buf_append_str(&sql, attempt ? "" : "TRUNCATE ") != AS_OK;
-    for (size_t k = 0; !bad && k < n->ntables; k++) {
+    for (size_t k = n->ntables; !bad && k-- > 0;) { /* tables nested under a child table first */
       if (n->tables[k].owner == t->s)
         bad = as_buf_printf(&sql, attempt ? "DELETE FROM %s; " : "%s, ", n->tables[k].qname) != AS_OK;
     }

@@ -71,6 +71,9 @@ static int parent_where(const pg_table *t, const as_schema *s, const as_row *par
   return AS_OK;
 }
 
+static int fill_nested(PGconn *c, as_node *n, const as_schema *ts, as_row **have, const size_t *nhave,
+                       size_t cnt, as_error *err);
+
 int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
                   as_row **rows, size_t *nrows, as_error *err) {
   pg_table *t = child_table(n, s, ci);
@@ -102,6 +105,10 @@ int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as
   PQclear(r);
   free_params(params, s->nkey);
   as_buf_free(&sql);
+  if (rc == AS_OK && t->s->nchildren && n_ > 0) { /* nested children: theirs, in one read each */
+    size_t one = (size_t)n_;
+    rc = fill_nested(c, n, t->s, &out, &one, 1, err);
+  }
   if (rc != AS_OK) {
     as_child_rows_free(out, (size_t)n_);
     as_error_prefix(err, "table %s", t->qname);
@@ -153,8 +160,8 @@ int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *ke
 
 /* ------------------------------------------------------------------ sink */
 
-/* A full-row upsert (del: a delete by key) of one child table row. */
-static int child_write(as_node *n, const pg_table *t, const as_row *row, bool del, as_error *err) {
+/* The row itself (its table columns). */
+static int child_write_row(as_node *n, const pg_table *t, const as_row *row, bool del, as_error *err) {
   const as_schema *ts = t->s;
   as_buf sql = AS_BUF_INIT, set = AS_BUF_INIT;
   char **params = calloc(ts->ncols, sizeof *params);
@@ -171,14 +178,14 @@ static int child_write(as_node *n, const pg_table *t, const as_row *row, bool de
     }
   } else if (rc == AS_OK) {
     if (as_buf_printf(&sql, "INSERT INTO %s (", t->qname) != AS_OK) rc = oom(err);
-    for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+    for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
       if (as_buf_printf(&sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK ||
           (!ts->cols[c].is_key &&
            as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c], t->qcols[c]) != AS_OK))
         rc = oom(err);
     }
     if (rc == AS_OK && as_buf_append_str(&sql, ") VALUES (") != AS_OK) rc = oom(err);
-    for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+    for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
       if (as_buf_printf(&sql, "%s$%zu::%s", c ? ", " : "", c + 1, as_schema_pg_type(ts->cols[c].type)) != AS_OK)
         rc = oom(err);
       else if ((rc = pg_value_to_text(&row->v[c], &params[np++], err)) != AS_OK)
@@ -196,6 +203,27 @@ static int child_write(as_node *n, const pg_table *t, const as_row *row, bool de
   return rc;
 }
 
+static int delete_under(as_node *n, const as_schema *s, const as_schema *tab, const as_row *key,
+                        as_error *err);
+
+/* A full-row upsert (del: a delete by key) of one child table row, with the rows nested under
+ * it (deleted first; brought to the row's arrays after the upsert). */
+static int child_write(as_node *n, const pg_table *t, const as_row *row, bool del, as_error *err) {
+  const as_schema *ts = t->s;
+  int rc = AS_OK;
+  for (size_t g = 0; rc == AS_OK && del && g < ts->nchildren; g++)
+    rc = delete_under(n, ts, ts->children[g].tab, row, err);
+  if (rc == AS_OK) rc = child_write_row(n, t, row, del, err);
+  return rc;
+}
+
+/* Whether two rows of child table ts hold the same values in its table's columns. */
+static bool same_table_values(const as_schema *ts, const as_row *a, const as_row *b) {
+  for (size_t c = 0; c < ts->ntable; c++)
+    if (!as_value_equal(&a->v[c], &b->v[c])) return false;
+  return true;
+}
+
 static int sync_child(as_node *n, const as_schema *s, size_t ci, const as_delta *d, as_error *err) {
   pg_table *t = child_table(n, s, ci);
   as_row *want = NULL, *have = NULL;
@@ -210,24 +238,42 @@ static int sync_child(as_node *n, const as_schema *s, size_t ci, const as_delta 
   for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
     bool same = false;
     for (size_t h = 0; !same && h < nhave; h++)
-      same = as_child_same_key(t->s, &have[h], &want[w]) && as_child_same_values(t->s, &have[h], &want[w]);
+      same = as_child_same_key(t->s, &have[h], &want[w]) && same_table_values(t->s, &have[h], &want[w]);
     if (!same) rc = child_write(n, t, &want[w], false, err);
+    if (rc == AS_OK && t->s->nchildren) { /* nested children: the row's own, the same way */
+      as_delta nd = {.schema = t->s, .op = AS_OP_UPDATE, .row = want[w]};
+      rc = pg_children_write(n, &nd, err);
+    }
   }
   as_child_rows_free(want, nwant);
   as_child_rows_free(have, nhave);
   return rc;
 }
 
+/* Deletes the rows of tab, and of the tables nested under it, whose first s->nkey columns
+ * hold key (the key of s's row: every table under s starts with it). Innermost first (a
+ * table made by another program may lack the cascading foreign keys). */
+static int delete_under(as_node *n, const as_schema *s, const as_schema *tab, const as_row *key,
+                        as_error *err) {
+  for (size_t g = 0; g < tab->nchildren; g++) {
+    int rc = delete_under(n, s, tab->children[g].tab, key, err);
+    if (rc != AS_OK) return rc;
+  }
+  pg_table *t = pg_table_for(n, tab);
+  if (!t) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "child table %s not set up", tab->table);
+  as_buf sql = AS_BUF_INIT;
+  char **params = calloc(s->nkey, sizeof *params);
+  int rc = params && as_buf_printf(&sql, "DELETE FROM %s", t->qname) == AS_OK ? AS_OK : oom(err);
+  if (rc == AS_OK) rc = parent_where(t, s, key, &sql, params, err);
+  if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&sql), (int)s->nkey, params, "delete child rows", NULL, err);
+  free_params(params, s->nkey);
+  as_buf_free(&sql);
+  return rc;
+}
+
 int pg_children_delete(as_node *n, const as_schema *s, const as_row *key, as_error *err) {
   for (size_t ci = 0; ci < s->nchildren; ci++) {
-    pg_table *t = child_table(n, s, ci);
-    as_buf sql = AS_BUF_INIT;
-    char **params = calloc(s->nkey, sizeof *params);
-    int rc = params && as_buf_printf(&sql, "DELETE FROM %s", t->qname) == AS_OK ? AS_OK : oom(err);
-    if (rc == AS_OK) rc = parent_where(t, s, key, &sql, params, err);
-    if (rc == AS_OK) rc = run(n->conn, as_buf_cstr(&sql), (int)s->nkey, params, "delete child rows", NULL, err);
-    free_params(params, s->nkey);
-    as_buf_free(&sql);
+    int rc = delete_under(n, s, s->children[ci].tab, key, err);
     if (rc != AS_OK) return rc;
   }
   return AS_OK;
@@ -368,6 +414,32 @@ static int key_match(as_buf *b, const as_schema *s, const pg_table *tab, const p
   return AS_OK;
 }
 
+/* (SELECT coalesce(jsonb_agg(jsonb_build_array(<the row's table columns as text>, <its
+ * nested children's rows, the same way>) ORDER BY position), '[]') FROM <child table> WHERE
+ * <its parent key> = <outer's>): the rows of child ci of s whose parent is the row `outer`
+ * (columns named as in the child table when outer_child, else as in s's table), as jsonb, or
+ * as its text (as_text). depth: nesting level, for distinct aliases. */
+static int rows_expr(as_buf *b, as_node *n, const as_schema *s, size_t ci, const char *outer,
+                     bool outer_child, int depth, bool as_text) {
+  const pg_table *tab = child_table(n, s, ci), *par = pg_table_for(n, s);
+  if (!tab || !par) return AS_ERR;
+  char alias[16];
+  snprintf(alias, sizeof alias, "_c%d", depth);
+  if (as_buf_append_str(b, "(SELECT coalesce(jsonb_agg(jsonb_build_array(") != AS_OK) return AS_ERR;
+  for (size_t c = 0; c < tab->s->ntable; c++) {
+    if (as_buf_printf(b, "%s%s.%s::text", c ? ", " : "", alias, tab->qcols[c]) != AS_OK) return AS_ERR;
+  }
+  for (size_t g = 0; g < tab->s->nchildren; g++) {
+    if (as_buf_append_str(b, ", ") != AS_OK || rows_expr(b, n, tab->s, g, alias, false, depth + 1, false) != AS_OK)
+      return AS_ERR;
+  }
+  if (as_buf_append_str(b, ") ORDER BY ") != AS_OK || as_child_order_sql(tab->s, alias, b) != AS_OK ||
+      as_buf_printf(b, "), '[]'::jsonb)%s FROM %s %s WHERE ", as_text ? "::text" : "", tab->qname, alias) != AS_OK ||
+      key_match(b, s, tab, par, alias, true, outer, outer_child) != AS_OK || as_buf_putc(b, ')') != AS_OK)
+    return AS_ERR;
+  return AS_OK;
+}
+
 /* The statement that writes the images of child ci of s for the distinct parents named by the
  * rows of `from` (an SQL table expression with alias k; columns named as in the child table,
  * or as in the parent when parent_cols). */
@@ -384,63 +456,85 @@ static int image_upsert(as_buf *b, as_node *n, const as_schema *s, size_t ci, co
   }
   if (as_buf_printf(b, "), EXISTS (SELECT 1 FROM %s p WHERE ", par->qname) != AS_OK ||
       key_match(b, s, tab, par, "p", false, "k", !parent_cols) != AS_OK ||
-      as_buf_append_str(b, "), coalesce((SELECT jsonb_agg(jsonb_build_array(") != AS_OK)
-    return AS_ERR;
-  for (size_t c = 0; c < tab->s->ncols; c++) {
-    if (as_buf_printf(b, "%sc.%s::text", c ? ", " : "", tab->qcols[c]) != AS_OK) return AS_ERR;
-  }
-  if (as_buf_append_str(b, ") ORDER BY ") != AS_OK || as_child_order_sql(tab->s, "c", b) != AS_OK ||
-      as_buf_printf(b, ") FROM %s c WHERE ", tab->qname) != AS_OK ||
-      key_match(b, s, tab, par, "c", true, "k", !parent_cols) != AS_OK ||
-      as_buf_printf(b, "), '[]'::jsonb) FROM %s ON CONFLICT (tbl, key) DO UPDATE SET "
+      as_buf_append_str(b, "), ") != AS_OK || rows_expr(b, n, s, ci, "k", !parent_cols, 0, false) != AS_OK ||
+      as_buf_printf(b, " FROM %s ON CONFLICT (tbl, key) DO UPDATE SET "
                        "parent_exists = EXCLUDED.parent_exists, rows = EXCLUDED.rows; ", from) != AS_OK)
     return AS_ERR;
   return AS_OK;
 }
 
 int pg_children_rows_sql(as_node *n, const as_schema *s, size_t ci, const char *outer, as_buf *b) {
-  const pg_table *tab = child_table(n, s, ci), *par = pg_table_for(n, s);
-  if (!tab || !par) return AS_ERR;
-  if (as_buf_append_str(b, "(SELECT coalesce(jsonb_agg(jsonb_build_array(") != AS_OK) return AS_ERR;
-  for (size_t c = 0; c < tab->s->ncols; c++) {
-    if (as_buf_printf(b, "%s_c.%s::text", c ? ", " : "", tab->qcols[c]) != AS_OK) return AS_ERR;
-  }
-  if (as_buf_append_str(b, ") ORDER BY ") != AS_OK || as_child_order_sql(tab->s, "_c", b) != AS_OK ||
-      as_buf_printf(b, "), '[]'::jsonb)::text FROM %s _c WHERE ", tab->qname) != AS_OK ||
-      key_match(b, s, tab, par, "_c", true, outer, false) != AS_OK || as_buf_putc(b, ')') != AS_OK)
-    return AS_ERR;
-  return AS_OK;
+  return rows_expr(b, n, s, ci, outer, false, 0, true);
 }
 
-int pg_children_array_from_text(as_node *n, const as_schema *s, size_t ci, const char *text,
-                                as_value *out, as_error *err) {
+/* Rows of child ci of s from their form in rows_expr (a JSON array). */
+static int rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_t *j, as_row **out,
+                          size_t *nout, as_error *err) {
   const pg_table *tab = child_table(n, s, ci);
-  json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+  const as_schema *ts = tab ? tab->s : NULL;
   size_t nr = json_array_size(j);
   as_row *rows = nr ? calloc(nr, sizeof *rows) : NULL;
+  *out = NULL;
+  *nout = 0;
   int rc = !tab || !json_is_array(j) ? as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child rows")
            : nr && !rows            ? oom(err)
                                     : AS_OK;
   for (size_t i = 0; rc == AS_OK && i < nr; i++) {
-    rc = as_row_init(&rows[i], tab->s->ncols) == AS_OK
-             ? pg_texts_to_row(tab->s, json_array_get(j, i), NULL, tab->s->ncols, &rows[i], err)
-             : oom(err);
+    const json_t *el = json_array_get(j, i);
+    json_t *cols = json_array(); /* the table columns' texts (borrowed) */
+    for (size_t c = 0; cols && c < ts->ntable; c++) json_array_append(cols, json_array_get(el, c));
+    rc = !cols || as_row_init(&rows[i], ts->ncols) != AS_OK ? oom(err)
+         : json_array_size(el) != ts->ntable + ts->nchildren
+             ? as_error_set(err, AS_DOM_POSTGRES, AS_EDATA, "malformed child rows")
+             : pg_texts_to_row(ts, cols, NULL, ts->ntable, &rows[i], err);
+    json_decref(cols);
+    for (size_t g = 0; rc == AS_OK && g < ts->nchildren; g++) { /* nested children */
+      as_row *gr;
+      size_t gn;
+      as_value v;
+      rc = rows_from_json(n, ts, g, json_array_get(el, ts->ntable + g), &gr, &gn, err);
+      if (rc == AS_OK) rc = as_child_array(ts, g, gr, gn, &v, err);
+      if (rc == AS_OK) as_row_put(&rows[i], ts->children[g].col, &v);
+      if (gn || gr) as_child_rows_free(gr, gn);
+    }
   }
+  if (rc != AS_OK) {
+    as_child_rows_free(rows, nr);
+    return rc;
+  }
+  *out = rows;
+  *nout = nr;
+  return AS_OK;
+}
+
+int pg_children_rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_t *j,
+                               as_row **rows, size_t *nrows, as_error *err) {
+  return rows_from_json(n, s, ci, j, rows, nrows, err);
+}
+
+int pg_children_array_from_text(as_node *n, const as_schema *s, size_t ci, const char *text,
+                                as_value *out, as_error *err) {
+  json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+  as_row *rows = NULL;
+  size_t nr = 0;
+  int rc = rows_from_json(n, s, ci, j, &rows, &nr, err);
   if (rc == AS_OK) rc = as_child_array(s, ci, rows, nr, out, err);
-  if (rows) as_child_rows_free(rows, nr);
+  as_child_rows_free(rows, nr);
   json_decref(j);
   return rc;
 }
 
-/* (SELECT DISTINCT <parent key columns> FROM <transition tables>) k */
+/* (SELECT DISTINCT <parent key columns> FROM <transition tables>) k; the key columns of a
+ * child table's row (or of a table nested under it) named as in `named` (the child table). */
 static int distinct_keys(as_buf *b, const as_schema *s, const pg_table *t, bool parent_cols,
-                         const char *const *tables, size_t ntables) {
+                         const pg_table *named, const char *const *tables, size_t ntables) {
   if (as_buf_append_str(b, "(SELECT DISTINCT * FROM (") != AS_OK) return AS_ERR;
   for (size_t i = 0; i < ntables; i++) {
     if (as_buf_append_str(b, i ? " UNION ALL SELECT " : "SELECT ") != AS_OK) return AS_ERR;
     for (size_t k = 0; k < s->nkey; k++) {
       const char *kc = parent_cols ? t->qcols[s->key_idx[k]] : t->qcols[k];
       if (as_buf_printf(b, "%s%s", k ? ", " : "", kc) != AS_OK) return AS_ERR;
+      if (!parent_cols && named && as_buf_printf(b, " AS %s", named->qcols[k]) != AS_OK) return AS_ERR;
     }
     if (as_buf_printf(b, " FROM %s", tables[i]) != AS_OK) return AS_ERR;
   }
@@ -457,7 +551,9 @@ static int image_function(as_buf *b, as_node *n, const pg_table *t, const char *
   int rc = as_buf_append_str(&body, "BEGIN IF current_setting('arraysync.origin', true) <> '' "
                                     "THEN RETURN NULL; END IF; ");
   const as_schema *s = t->owner ? t->owner : t->s;
-  rc = rc || distinct_keys(&from, s, t, !t->owner, tables, ntables) || !as_buf_cstr(&from);
+  const pg_table *named = t->owner ? child_table(n, s, t->child) : NULL;
+  rc = rc || (t->owner && !named) || distinct_keys(&from, s, t, !t->owner, named, tables, ntables) ||
+       !as_buf_cstr(&from);
   for (size_t ci = 0; !rc && ci < s->nchildren; ci++) {
     if (t->owner && ci != t->child) continue;
     rc = image_upsert(&body, n, s, ci, as_buf_cstr(&from), !t->owner);
@@ -633,6 +729,75 @@ static size_t keyref_find(const keyref *r, size_t n, const char *k) {
   return lo < n && strcmp(r[lo].key, k) == 0 ? r[lo].j : SIZE_MAX;
 }
 
+/* Child table rows kept for their nested children (owned). */
+typedef struct row_list {
+  as_row *r;
+  size_t n, cap;
+} row_list;
+
+static void rows_free(row_list *l) {
+  as_child_rows_free(l->r, l->n);
+  *l = (row_list){0};
+}
+
+/* Moves rows[0..n) to l and frees the array. */
+static int rows_keep(row_list *l, as_row *rows, size_t n, as_error *err) {
+  if (l->n + n > l->cap) {
+    size_t nc = l->cap ? l->cap * 2 : 64;
+    while (nc < l->n + n) nc *= 2;
+    as_row *g = realloc(l->r, nc * sizeof *g);
+    if (!g) {
+      as_child_rows_free(rows, n);
+      return oom(err);
+    }
+    l->r = g;
+    l->cap = nc;
+  }
+  if (n) memcpy(l->r + l->n, rows, n * sizeof *rows);
+  l->n += n;
+  free(rows);
+  return AS_OK;
+}
+
+/* Nested children of rows of child table schema ts (every array column set): their rows
+ * brought to those arrays, as pg_children_bulk does for a mapping's (fresh: every row is new,
+ * so are theirs). Frees l. */
+static int nested_bulk(as_node *n, const as_schema *ts, row_list *l, bool fresh, as_error *err) {
+  as_delta *d = l->n ? calloc(l->n, sizeof *d) : NULL;
+  size_t *idx = l->n ? calloc(l->n, sizeof *idx) : NULL;
+  int rc = l->n && (!d || !idx) ? oom(err) : AS_OK;
+  for (size_t i = 0; rc == AS_OK && i < l->n; i++) {
+    d[i] = (as_delta){.schema = ts, .op = AS_OP_UPDATE, .row = l->r[i]}; /* borrowed */
+    idx[i] = i;
+  }
+  if (rc == AS_OK && l->n) rc = pg_children_bulk(n, d, idx, l->n, fresh, err);
+  free(d);
+  free(idx);
+  rows_free(l);
+  return rc;
+}
+
+/* The nested arrays of child table rows have[j][0..nhave[j]) (of schema ts) from their own
+ * tables, one read per nested table and 1,000 rows. */
+static int fill_nested(PGconn *c, as_node *n, const as_schema *ts, as_row **have, const size_t *nhave,
+                       size_t cnt, as_error *err) {
+  if (!ts->nchildren) return AS_OK;
+  size_t total = 0;
+  for (size_t j = 0; j < cnt; j++) total += nhave[j];
+  if (!total) return AS_OK;
+  as_delta *d = calloc(total, sizeof *d);
+  if (!d) return oom(err);
+  size_t k = 0;
+  for (size_t j = 0; j < cnt; j++)
+    for (size_t h = 0; h < nhave[j]; h++) d[k++] = (as_delta){.schema = ts, .row = have[j][h]};
+  int rc = pg_children_fill_many(c, n, d, total, err);
+  k = 0;
+  for (size_t j = 0; j < cnt; j++) /* the same value arrays, the array columns now set */
+    for (size_t h = 0; h < nhave[j]; h++) have[j][h] = d[k++].row;
+  free(d);
+  return rc;
+}
+
 /* The child rows of child ci of the parents of deltas d[idx[0..cnt)], grouped per delta:
  * have[j], nhave[j]. One query per chunk of parents. */
 static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, const as_delta *d,
@@ -713,9 +878,10 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
                       size_t nsel, as_error *err) {
   const pg_table *t = child_table(n, s, ci);
   const as_schema *ts = t->s;
+  row_list all_ = {0}, *all = &all_;
   as_buf data = AS_BUF_INIT, sql = AS_BUF_INIT;
   int rc = as_buf_printf(&sql, "COPY %s (", t->qname) != AS_OK ? oom(err) : AS_OK;
-  for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++)
+  for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++)
     if (as_buf_printf(&sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = oom(err);
   if (rc == AS_OK && as_buf_append_str(&sql, ") FROM STDIN") != AS_OK) rc = oom(err);
   for (size_t j = 0; rc == AS_OK && j < nsel; j++) {
@@ -724,7 +890,7 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
     size_t nwant = 0;
     rc = as_child_rows(s, ci, &dj->row, &dj->row.v[s->children[ci].col], &want, &nwant, err);
     for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
-      for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+      for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
         char *txt = NULL;
         rc = pg_value_to_text(&want[w].v[c], &txt, err);
         if (rc != AS_OK) {
@@ -738,7 +904,8 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
       }
       if (rc == AS_OK && as_buf_putc(&data, '\n') != AS_OK) rc = oom(err);
     }
-    as_child_rows_free(want, nwant);
+    if (rc == AS_OK && ts->nchildren) rc = rows_keep(all, want, nwant, err);
+    else as_child_rows_free(want, nwant);
   }
   if (rc == AS_OK && data.len) {
     PGresult *r = NULL;
@@ -750,6 +917,8 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
   }
   as_buf_free(&data);
   as_buf_free(&sql);
+  if (rc == AS_OK && ts->nchildren) rc = nested_bulk(n, ts, all, true, err); /* theirs, new too */
+  else rows_free(all);
   return rc;
 }
 
@@ -784,7 +953,8 @@ int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cn
     for (size_t j = 0; rc == AS_OK && j < cnt; j++)
       if (as_row_has(&d[idx[j]].row, col)) sel[nsel++] = idx[j];
     if (rc == AS_OK) rc = bulk_read(n->conn, n, s, ci, d, sel, nsel, have, nhave, err);
-    for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++) {
+    row_list all = {0}; /* nested children: every wanted row, whose own rows come next */
+    for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
       if (!ts->cols[c].is_key &&
           as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c], t->qcols[c]) != AS_OK)
         rc = oom(err);
@@ -813,22 +983,25 @@ int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cn
       for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
         bool same = false;
         for (size_t h = 0; !same && h < nhave[j]; h++)
-          same = as_child_same_key(ts, &have[j][h], &want[w]) && as_child_same_values(ts, &have[j][h], &want[w]);
+          same = as_child_same_key(ts, &have[j][h], &want[w]) && same_table_values(ts, &have[j][h], &want[w]);
         if (same) continue;
-        if (ups.np + ts->ncols > BULK_PARAMS) rc = acc_flush(n, &ups, tail, "write child rows", err);
+        if (ups.np + ts->ntable > BULK_PARAMS) rc = acc_flush(n, &ups, tail, "write child rows", err);
         if (rc == AS_OK && ups.rows == 0) {
           rc = as_buf_printf(&ups.sql, "INSERT INTO %s (", t->qname) != AS_OK ? oom(err) : AS_OK;
-          for (size_t c = 0; rc == AS_OK && c < ts->ncols; c++)
+          for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++)
             if (as_buf_printf(&ups.sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = oom(err);
           if (rc == AS_OK && as_buf_append_str(&ups.sql, ") VALUES ") != AS_OK) rc = oom(err);
         }
-        if (rc == AS_OK) rc = acc_tuple(&ups, t, &want[w], NULL, ts->ncols, err);
+        if (rc == AS_OK) rc = acc_tuple(&ups, t, &want[w], NULL, ts->ntable, err);
       }
-      as_child_rows_free(want, nwant);
+      if (rc == AS_OK && ts->nchildren) rc = rows_keep(&all, want, nwant, err);
+      else as_child_rows_free(want, nwant);
     }
     /* deletes first: a row's key may come back in another row */
     if (rc == AS_OK) rc = acc_flush(n, &del, ")", "delete child rows", err);
     if (rc == AS_OK) rc = acc_flush(n, &ups, tail, "write child rows", err);
+    if (rc == AS_OK && ts->nchildren) rc = nested_bulk(n, ts, &all, false, err);
+    else rows_free(&all);
     for (size_t j = 0; have && j < cnt; j++) as_child_rows_free(have[j], nhave ? nhave[j] : 0);
     free(have);
     free(nhave);
@@ -852,6 +1025,7 @@ int pg_children_fill_many(PGconn *c, as_node *n, as_delta *d, size_t cnt, as_err
   }
   for (size_t ci = 0; rc == AS_OK && ci < s->nchildren; ci++) {
     rc = bulk_read(c, n, s, ci, d, idx, cnt, have, nhave, err);
+    if (rc == AS_OK) rc = fill_nested(c, n, s->children[ci].tab, have, nhave, cnt, err);
     for (size_t j = 0; rc == AS_OK && j < cnt; j++) {
       as_value v;
       rc = as_child_array(s, ci, have[j], nhave[j], &v, err);

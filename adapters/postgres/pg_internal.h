@@ -31,8 +31,9 @@ struct json_t; /* jansson */
 
 typedef struct pg_table {
   const as_schema *s;
-  const as_schema *owner; /* a child table (pg_children.c): the mapping it belongs to, else NULL */
-  size_t child;      /* which of owner's children */
+  const as_schema *owner; /* a child table (pg_children.c), or a table nested under one: the
+                             mapping it belongs to, else NULL */
+  size_t child;      /* which of owner's children (it is, or is under) */
   char *qname;       /* "schema"."table", quoted */
   char *lit_table;   /* the table name as an SQL string literal (changelog tbl) */
   char *lit_qname;   /* qname as an SQL string literal (for ::regclass) */
@@ -218,6 +219,11 @@ int pg_children_fill(PGconn *c, as_node *n, const as_schema *s, as_row *r, as_er
 int pg_children_rows_sql(as_node *n, const as_schema *s, size_t ci, const char *outer, as_buf *b);
 int pg_children_array_from_text(as_node *n, const as_schema *s, size_t ci, const char *text,
                                 as_value *out, as_error *err);
+/* The rows of child ci of s from that JSON form (each row: its table columns' texts, then each
+ * nested child's rows the same way), as child table rows with their nested arrays set. Free
+ * with as_child_rows_free. */
+int pg_children_rows_from_json(as_node *n, const as_schema *s, size_t ci, const struct json_t *j,
+                               as_row **rows, size_t *nrows, as_error *err);
 /* The same for the rows of deltas d[0..cnt) of one mapping, one read per 1,000 of them. */
 int pg_children_fill_many(PGconn *c, as_node *n, as_delta *d, size_t cnt, as_error *err);
 int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *key, bool *exists,

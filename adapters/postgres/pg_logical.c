@@ -537,16 +537,12 @@ static int on_image(pg_lstream *s, const lrel *r, const lcol *cols, int n, as_ba
   if (!pt) goto done; /* a table no mapping has now */
   const as_schema *tab = ct->s;
   size_t ci = ct->child;
-  if (as_row_init(&pk, sc->ncols) != AS_OK || (nr && !(cr = calloc(nr, sizeof *cr)))) {
+  if (as_row_init(&pk, sc->ncols) != AS_OK) {
     rc = nomem(err);
     goto done;
   }
   rc = pg_texts_to_row(sc, jk, sc->key_idx, sc->nkey, &pk, &e);
-  for (size_t i = 0; rc == AS_OK && i < nr; i++) {
-    rc = as_row_init(&cr[i], tab->ncols) == AS_OK
-             ? pg_texts_to_row(tab, json_array_get(jr, i), NULL, tab->ncols, &cr[i], &e)
-             : nomem(err);
-  }
+  if (rc == AS_OK) rc = pg_children_rows_from_json(s->n, sc, ci, jr, &cr, &nr, &e);
   bool exists = ex && ex[0] == 't';
   if (rc == AS_OK && !exists && nr > 0) {
     char *k = as_key_describe(sc, &pk);
@@ -595,8 +591,7 @@ static int on_image(pg_lstream *s, const lrel *r, const lcol *cols, int n, as_ba
     *err = e;
   }
 done:
-  for (size_t i = 0; cr && i < nr; i++) as_row_clear(&cr[i]);
-  free(cr);
+  as_child_rows_free(cr, nr);
   as_row_clear(&pk);
   json_decref(jk);
   json_decref(jr);

@@ -166,6 +166,37 @@ def main():
           sql("select count(*) from order_lines where orders_customers_id in ('c2', 'c3')") == [(0,)] and
           sql("select count(*) from orders where customers_id in ('c2', 'c3')") == [(0,)])
 
+    # many documents at once (the sink's runs: new parents by COPY, then existing ones in bulk)
+    many = [SON([("_id", "n%02d" % i), ("name", "N%d" % i),
+                 ("orders", [SON([("sku", "s%d" % j), ("qty", j),
+                                  ("lines", [SON([("item", "i%d.%d.%d\t\\x" % (i, j, k)), ("price", Decimal128("%d.5" % k))])
+                                             for k in range((i + j) % 3)])]) for j in range(i % 3)])])
+            for i in range(30)]
+    m.insert_many(many)
+    run()
+
+    def want_lines(d):
+        return {(o["sku"], k): (li["item"], str(li["price"].to_decimal()))
+                for o in d["orders"] for k, li in enumerate(o.get("lines", []))}
+
+    def all_want():
+        return {("n%02d" % i, k[0], k[1]): v for i, d in enumerate(m.find({"_id": {"$regex": "^n"}}, sort=[("_id", 1)]))
+                for k, v in want_lines(d).items()}
+
+    def all_got():
+        return {(cid, sku, p): (it, str(pr)) for (cid, sku, p, it, pr) in
+                sql("select orders_customers_id, orders_sku, position, item, price from order_lines "
+                    "where orders_customers_id like ?", ("n%",))}
+
+    check("30 new documents at once: every inner row, tab and backslash kept", all_got() == all_want(),
+          sorted(set(all_got().items()) ^ set(all_want().items()))[:4])
+    m.update_many({"_id": {"$regex": "^n"}, "orders.0": {"$exists": True}},
+                  {"$push": {"orders.0.lines": SON([("item", "more"), ("price", Decimal128("9"))])},
+                   "$set": {"orders.0.qty": 100}})
+    run()
+    check("30 documents' inner arrays changed at once", all_got() == all_want() and len(all_want()) > 30,
+          sorted(set(all_got().items()) ^ set(all_want().items()))[:4])
+
     # ---- SQL -> MongoDB
     before = doc("c1")
     sql("insert into order_lines (orders_customers_id, orders_sku, position, item, price, rest) "
@@ -239,6 +270,31 @@ def main():
                     SON([("sku", "b"), ("qty", 2), ("notes", [SON([("n", 5), ("text", "call")])]),
                          ("lines", [SON([("item", "cap"), ("price", Decimal128("3.25")), ("size", 2)])])])]),
         ("since", 2019)]), doc("c1"))
+
+    # ---- the first copy from SQL: documents with both levels, into an empty collection
+    w2 = os.path.join(work, "fromsql")
+    os.makedirs(w2)
+    db2 = SqlDb(a.kind, os.path.join(w2, "lite.db"), pg_admin, "nested2", a.capture)
+    cfg2 = astest.write_config(w2, [astest.node_yaml("mongo", "mongodb", uri=uri, database="nested2"),
+                                    db2.node_yaml("sql")], [("customers", MAPPING)])
+    check("install (second configuration)", astest.cli(a.bin, cfg2, "install").returncode == 0)
+    db2.txn(["insert into customers (id, name) values ('p1', 'Pat')",
+             "insert into orders (customers_id, position, sku, qty) values ('p1', 1, 'y', 2)",
+             "insert into orders (customers_id, position, sku, qty, rest) values ('p1', 0, 'x', 1, '{\"gift\": 1}')",
+             "insert into order_lines (orders_customers_id, orders_sku, position, item) values ('p1', 'x', 1, 'b')",
+             "insert into order_lines (orders_customers_id, orders_sku, position, item, price) "
+             "values ('p1', 'x', 0, 'a', 1.25)",
+             "insert into order_notes (orders_customers_id, orders_sku, n, position, text) values ('p1', 'y', 3, 0, 'n')"])
+    r = subprocess.run([a.bin, "run", "-c", cfg2, "--exit-when-idle", "2s"], stdout=log, stderr=log, timeout=120)
+    got = mc["nested2"]["customers"].find_one({"_id": "p1"})
+    check("first copy from SQL: a document with both levels, in position order",
+          r.returncode == 0 and got == SON([
+              ("_id", "p1"), ("name", "Pat"),
+              ("orders", [SON([("sku", "x"), ("qty", 1),
+                               ("lines", [SON([("item", "a"), ("price", Decimal128("1.25"))]), SON([("item", "b")])]),
+                               ("gift", 1)]),
+                          SON([("sku", "y"), ("qty", 2), ("notes", [SON([("n", 3), ("text", "n")])])])])]), got)
+    mc.drop_database("nested2")
     mc.drop_database("nested")
     mc.close()
     print("children_nested: %s" % ("all passed" if not results["failed"] else "%d failed" % results["failed"]))

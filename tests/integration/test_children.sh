@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Arrays of subdocuments <-> child tables, both ways, MongoDB <-> SQLite and MongoDB <->
 # PostgreSQL (logical decoding and triggers): every array operation and every SQL child change,
-# checked field by field (tests/integration/children.py); then randomized two-sided loads with
+# checked field by field (tests/integration/children.py), the same for nested child tables
+# (tests/integration/children_nested.py); then randomized two-sided loads with
 # kill -9 over MongoDB + SQLite + PostgreSQL, peer-to-peer and ring, converging parent by parent
 # (tests/integration/children_load.py). Hub-and-spoke is not run here: with two SQLite spokes
 # and a PostgreSQL spoke, 1 run in 5 ended with a parent's scalar column different between the
@@ -17,6 +18,9 @@ bin="$BUILD/arraysync"
 /usr/bin/python3 "$here/children.py" --bin "$bin" --work "$W/lite"
 /usr/bin/python3 "$here/children.py" --bin "$bin" --work "$W/pg" --kind postgres
 /usr/bin/python3 "$here/children.py" --bin "$bin" --work "$W/pgt" --kind postgres --capture triggers
+/usr/bin/python3 "$here/children_nested.py" --bin "$bin" --work "$W/nlite"
+/usr/bin/python3 "$here/children_nested.py" --bin "$bin" --work "$W/npg" --kind postgres
+/usr/bin/python3 "$here/children_nested.py" --bin "$bin" --work "$W/npgt" --kind postgres --capture triggers
 /usr/bin/python3 "$here/children_load.py" --bin "$bin" --work "$W/p2p" --duration 20 --lites 1 --pgs 1
 /usr/bin/python3 "$here/children_load.py" --bin "$bin" --work "$W/ring" --duration 20 --lites 1 \
   --pgs 1 --topology ring

@@ -154,6 +154,52 @@ START_TEST(children_and_quoting) {
 }
 END_TEST
 
+START_TEST(nested_children) {
+  as_error err = {0};
+  as_schema *s = NULL;
+  ck_assert_msg(as_schema_load_string("m.yaml",
+                                      "mapping: c\n"
+                                      "key: id\n"
+                                      "columns: { id: { field: _id, type: text } }\n"
+                                      "children:\n"
+                                      "  - table: o\n"
+                                      "    field: orders\n"
+                                      "    key: sku\n"
+                                      "    columns: { sku: text }\n"
+                                      "    children:\n"
+                                      "      - table: l\n"
+                                      "        field: lines\n"
+                                      "        columns: { item: text }\n",
+                                      &s, &err) == AS_OK,
+                "%s", err.message);
+  as_buf b = AS_BUF_INIT;
+  ck_assert_int_eq(as_ddl_postgres(s, NULL, &b, &err), AS_OK);
+  ck_assert_str_eq(as_buf_cstr(&b),
+                   "CREATE TABLE IF NOT EXISTS \"c\" (\n"
+                   "  \"id\" text NOT NULL,\n"
+                   "  PRIMARY KEY (\"id\")\n"
+                   ");\n"
+                   "CREATE TABLE IF NOT EXISTS \"o\" (\n"
+                   "  \"c_id\" text NOT NULL,\n"
+                   "  \"position\" bigint NOT NULL,\n"
+                   "  \"sku\" text NOT NULL,\n"
+                   "  PRIMARY KEY (\"c_id\", \"sku\"),\n"
+                   "  FOREIGN KEY (\"c_id\") REFERENCES \"c\" (\"id\") ON DELETE CASCADE\n"
+                   ");\n"
+                   "CREATE TABLE IF NOT EXISTS \"l\" (\n"
+                   "  \"o_c_id\" text NOT NULL,\n"
+                   "  \"o_sku\" text NOT NULL,\n"
+                   "  \"position\" bigint NOT NULL,\n"
+                   "  \"item\" text,\n"
+                   "  PRIMARY KEY (\"o_c_id\", \"o_sku\", \"position\"),\n"
+                   "  FOREIGN KEY (\"o_c_id\", \"o_sku\") REFERENCES \"o\" (\"c_id\", \"sku\") ON "
+                   "DELETE CASCADE\n"
+                   ");\n");
+  as_buf_free(&b);
+  as_schema_free(s);
+}
+END_TEST
+
 START_TEST(quote_ident) {
   as_buf b = AS_BUF_INIT;
   ck_assert_int_eq(as_sql_quote_ident("plain", &b), AS_OK);
@@ -171,6 +217,7 @@ int main(void) {
   tcase_add_test(tc, users_example);
   tcase_add_test(tc, orders_example_qualified);
   tcase_add_test(tc, children_and_quoting);
+  tcase_add_test(tc, nested_children);
   tcase_add_test(tc, quote_ident);
   suite_add_tcase(su, tc);
   return as_test_run(su);

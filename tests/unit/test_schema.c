@@ -82,10 +82,19 @@ static const struct {
      "that holds the parent key (name that one with parent_key)"},
     {"child_unknown_key.yaml",
      "8:5: unknown key \"bogus\" in a child table (allowed: table, field, columns, key, "
-     "parent_key)"},
+     "parent_key, children)"},
     {"child_field_mapped.yaml",
      "8:12: field \"addresses\" of child table \"user_addresses\" overlaps field \"addresses\" "
      "of column \"addresses\" (line 5 column 23)"},
+    {"child_nested_three_levels.yaml",
+     "14:11: child table \"order_lines\" is nested two levels deep already; its arrays stay "
+     "json columns of its elements (children nest two levels at most)"},
+    {"child_nested_table_twice.yaml",
+     "1:1: mapping \"users\" names table \"notes\" twice (its own table and its child tables "
+     "each need a name of their own)"},
+    {"child_nested_field_overlap.yaml",
+     "11:16: field \"lines\" of child table \"order_lines\" overlaps field \"lines\" of "
+     "column \"lines\" (line 8 column 49)"},
     {"two_documents.yaml",
      "4:1: only one YAML document is allowed in a file (found a second)"},
     {"not_a_map.yaml",
