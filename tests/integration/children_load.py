@@ -4,11 +4,13 @@ operation: $push, $pull, $set of an element field, $unset of one, $pop, the whol
 replaced) and on SQLite files (child inserts, updates, deletes; parents too) change the same
 parents at once, while the connector is killed -9 and restarted every few seconds; then every
 node must hold, parent by parent, the same array: the same elements in the same order with the
-same fields (the element fields no column maps included).
+same fields (the element fields no column maps included). With --nested each order holds an
+array `lines` kept in a nested child table (order_lines), which the writers change too ($push,
+$set of orders.0.lines.0.item, $pop; SQL inserts, updates and deletes of inner rows).
 
 usage: children_load.py --bin build/arraysync --work DIR [--topology peer-to-peer|ring|
                         hub-and-spoke] [--lites N] [--pgs N] [--capture auto|triggers]
-                        [--duration 30] [--kill 2-5] [--seed N]"""
+                        [--duration 30] [--kill 2-5] [--seed N] [--nested]"""
 import argparse
 import json
 import os
@@ -38,10 +40,17 @@ children:
       qty:  { field: qty, type: int64 }
       rest: { field: "*", type: jsonb }
 """
+NESTED = """    children:
+      - table: order_lines
+        field: lines
+        columns:
+          item:  { field: item, type: text }
+          extra: { field: "*", type: jsonb }
+"""
 KEYS = ["k%02d" % i for i in range(12)]
 
 
-def mongo_writer(uri, stop, seed, counts):
+def mongo_writer(uri, stop, seed, counts, nested=False):
     from pymongo import MongoClient
     rnd = random.Random(seed)
     m = MongoClient(uri, serverSelectionTimeoutMS=10000)["childload"]["customers"]
@@ -50,9 +59,17 @@ def mongo_writer(uri, stop, seed, counts):
         k = rnd.choice(KEYS)
         n += 1
         sku = "m%d" % n
-        op = rnd.randrange(7)
+        op = rnd.randrange(10 if nested else 7)
         try:
-            if op == 0:
+            if op == 7:
+                m.update_one({"_id": k, "orders.0": {"$exists": True}},
+                             {"$push": {"orders.0.lines": {"item": "mi%d" % n, "tag": n}}})
+            elif op == 8:
+                m.update_one({"_id": k, "orders.0.lines.0": {"$exists": True}},
+                             {"$set": {"orders.0.lines.0.item": "ms%d" % n}})
+            elif op == 9:
+                m.update_one({"_id": k, "orders.0.lines.0": {"$exists": True}}, {"$pop": {"orders.0.lines": 1}})
+            elif op == 0:
                 m.update_one({"_id": k}, {"$push": {"orders": {"sku": sku, "qty": rnd.randrange(100),
                                                                "note": "n%d" % n}},
                                           "$setOnInsert": {"name": "mongo"}}, upsert=True)
@@ -80,18 +97,34 @@ def mongo_writer(uri, stop, seed, counts):
         time.sleep(rnd.uniform(0.005, 0.03))
 
 
-def lite_writer(path, name, stop, seed, counts):
+def lite_writer(path, name, stop, seed, counts, nested=False):
     rnd = random.Random(seed)
     n = 0
+    first = ("select customers_id, sku from orders where customers_id = ? order by position limit 1")
     while not stop.is_set():
         k = rnd.choice(KEYS)
         n += 1
         sku = "%s%d" % (name, n)
-        op = rnd.randrange(5)
+        op = rnd.randrange(8 if nested else 5)
         try:
             c = sqlite3.connect(path, timeout=30)
             c.execute("pragma foreign_keys = on")
-            if op == 0:
+            o = c.execute(first, (k,)).fetchone() if op >= 5 else None
+            if op >= 5 and o is None:
+                pass
+            elif op == 5:
+                pos = c.execute("select coalesce(max(position) + 1, 0) from order_lines where orders_customers_id = ? "
+                                "and orders_sku = ?", o).fetchone()[0]
+                c.execute("insert into order_lines (orders_customers_id, orders_sku, position, item, extra) "
+                          "values (?, ?, ?, ?, ?)", o + (pos, "%si%d" % (name, n), json.dumps({"x": n})))
+            elif op == 6:
+                c.execute("update order_lines set item = ? where orders_customers_id = ? and orders_sku = ? and "
+                          "position = 0", ("%su%d" % (name, n),) + o)
+            elif op == 7:
+                c.execute("delete from order_lines where orders_customers_id = ? and orders_sku = ? and position = "
+                          "(select max(position) from order_lines where orders_customers_id = ? and orders_sku = ?)",
+                          o + o)
+            elif op == 0:
                 c.execute("insert or ignore into customers (id, name) values (?, ?)", (k, name))
                 pos = c.execute("select coalesce(max(position) + 1, 0) from orders where customers_id = ?",
                                 (k,)).fetchone()[0]
@@ -116,7 +149,7 @@ def lite_writer(path, name, stop, seed, counts):
         time.sleep(rnd.uniform(0.005, 0.03))
 
 
-def pg_writer(dsn, name, stop, seed, counts):
+def pg_writer(dsn, name, stop, seed, counts, nested=False):
     import psycopg2
     rnd = random.Random(seed)
     n = 0
@@ -125,11 +158,30 @@ def pg_writer(dsn, name, stop, seed, counts):
         k = rnd.choice(KEYS)
         n += 1
         sku = "%s%d" % (name, n)
-        op = rnd.randrange(5)
+        op = rnd.randrange(8 if nested else 5)
         try:
             c = psycopg2.connect(dsn)
             cur = c.cursor()
-            if op == 0:
+            o = None
+            if op >= 5:
+                cur.execute("select customers_id, sku from orders where customers_id = %s order by position limit 1", (k,))
+                o = cur.fetchone()
+            if op >= 5 and o is None:
+                pass
+            elif op == 5:
+                cur.execute("select coalesce(max(position) + 1, 0) from order_lines where orders_customers_id = %s "
+                            "and orders_sku = %s", o)
+                pos = cur.fetchone()[0]
+                cur.execute("insert into order_lines (orders_customers_id, orders_sku, position, item, extra) "
+                            "values (%s, %s, %s, %s, %s)", o + (pos, "%si%d" % (name, n), json.dumps({"x": n})))
+            elif op == 6:
+                cur.execute("update order_lines set item = %s where orders_customers_id = %s and orders_sku = %s and "
+                            "position = 0", ("%su%d" % (name, n),) + o)
+            elif op == 7:
+                cur.execute("delete from order_lines where orders_customers_id = %s and orders_sku = %s and position = "
+                            "(select max(position) from order_lines where orders_customers_id = %s and "
+                            "orders_sku = %s)", o + o)
+            elif op == 0:
                 cur.execute("insert into customers (id, name) values (%s, %s) on conflict do nothing", (k, name))
                 cur.execute("select coalesce(max(position) + 1, 0) from orders where customers_id = %s", (k,))
                 pos = cur.fetchone()[0]
@@ -152,37 +204,52 @@ def pg_writer(dsn, name, stop, seed, counts):
         time.sleep(rnd.uniform(0.005, 0.03))
 
 
-def pg_state(dsn):
-    import psycopg2
-    c = psycopg2.connect(dsn)
-    cur = c.cursor()
+def sql_state(rows, orders, lines, loads):
+    """{key: {name, orders: [element dict, with its lines when it has some]}} from the rows of
+    customers, orders and order_lines (in position order)."""
     out = {}
-    cur.execute("select id, name from customers")
-    for (k, name) in cur.fetchall():
+    for (k, name) in rows:
         out[k] = {"name": name, "orders": []}
-    cur.execute("select customers_id, sku, qty, rest from orders order by customers_id, position, sku")
-    for (k, sku, qty, rest) in cur.fetchall():
+    inner = {}
+    for (k, sku, item, extra) in lines:
+        e = {} if item is None else {"item": item}
+        e.update(loads(extra) or {})
+        inner.setdefault((k, sku), []).append(e)
+    for (k, sku, qty, rest) in orders:
         e = {"sku": sku}
         if qty is not None:
             e["qty"] = qty
-        e.update(rest or {})
+        e.update(loads(rest) or {})
+        if (k, sku) in inner:
+            e["lines"] = inner[(k, sku)]
         out.setdefault(k, {"name": None, "orders": []})["orders"].append(e)
+    return out
+
+
+def pg_state(dsn, nested):
+    import psycopg2
+    c = psycopg2.connect(dsn)
+    cur = c.cursor()
+
+    def q(sql):
+        cur.execute(sql)
+        return cur.fetchall()
+    lines = q("select orders_customers_id, orders_sku, item, extra from order_lines order by orders_customers_id, "
+              "orders_sku, position") if nested else []
+    out = sql_state(q("select id, name from customers"),
+                    q("select customers_id, sku, qty, rest from orders order by customers_id, position, sku"),
+                    lines, lambda v: v)
     c.close()
     return out
 
 
-def lite_state(path):
+def lite_state(path, nested):
     c = sqlite3.connect(path, timeout=30)
-    out = {}
-    for (k, name) in c.execute("select id, name from customers"):
-        out[k] = {"name": name, "orders": []}
-    for (k, sku, qty, rest) in c.execute("select customers_id, sku, qty, rest from orders order by customers_id, "
-                                         "position, sku"):
-        e = {"sku": sku}
-        if qty is not None:
-            e["qty"] = qty
-        e.update(json.loads(rest) if rest else {})
-        out.setdefault(k, {"name": None, "orders": []})["orders"].append(e)
+    lines = c.execute("select orders_customers_id, orders_sku, item, extra from order_lines order by "
+                      "orders_customers_id, orders_sku, position").fetchall() if nested else []
+    out = sql_state(c.execute("select id, name from customers").fetchall(),
+                    c.execute("select customers_id, sku, qty, rest from orders order by customers_id, position, "
+                              "sku").fetchall(), lines, lambda v: json.loads(v) if v else None)
     c.close()
     return out
 
@@ -190,7 +257,13 @@ def lite_state(path):
 def mongo_state(m):
     out = {}
     for d in m.find():
-        out[d["_id"]] = {"name": d.get("name"), "orders": [dict(e) for e in d.get("orders") or []]}
+        orders = [dict(e) for e in d.get("orders") or []]
+        for e in orders:  # an empty inner array is no inner rows, as SQL gives it back
+            if "lines" in e:
+                e["lines"] = [dict(x) for x in e["lines"] or []]
+                if not e["lines"]:
+                    del e["lines"]
+        out[d["_id"]] = {"name": d.get("name"), "orders": orders}
     return out
 
 
@@ -208,6 +281,7 @@ def main():
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--kill", default="2-5")
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--nested", action="store_true", help="orders hold lines, a nested child table")
     a = ap.parse_args()
     work = os.path.abspath(a.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -232,7 +306,7 @@ def main():
     topo = {"peer-to-peer": "{ type: peer-to-peer }",
             "ring": "{ type: ring, order: [%s] }" % ", ".join(["mongo"] + list(lites) + list(pgs)),
             "hub-and-spoke": "{ type: hub-and-spoke, hub: mongo }"}[a.topology]
-    cfg = astest.write_config(work, nodes, [("customers", MAPPING)], topology=topo)
+    cfg = astest.write_config(work, nodes, [("customers", MAPPING + (NESTED if a.nested else ""))], topology=topo)
     if astest.cli(a.bin, cfg, "install").returncode != 0:
         print("FAIL install")
         return 1
@@ -245,10 +319,10 @@ def main():
     counts = {"mongo": 0, "mongo_err": 0}
     for nm in list(lites) + list(pgs):
         counts[nm] = counts[nm + "_err"] = 0
-    threads = [threading.Thread(target=mongo_writer, args=(uri, stop, a.seed, counts))]
-    threads += [threading.Thread(target=lite_writer, args=(p, nm, stop, a.seed + i + 1, counts))
+    threads = [threading.Thread(target=mongo_writer, args=(uri, stop, a.seed, counts, a.nested))]
+    threads += [threading.Thread(target=lite_writer, args=(p, nm, stop, a.seed + i + 1, counts, a.nested))
                 for i, (nm, p) in enumerate(lites.items())]
-    threads += [threading.Thread(target=pg_writer, args=(d, nm, stop, a.seed + 100 + i, counts))
+    threads += [threading.Thread(target=pg_writer, args=(d, nm, stop, a.seed + 100 + i, counts, a.nested))
                 for i, (nm, d) in enumerate(pgs.items())]
     for t in threads:
         t.start()
@@ -269,9 +343,9 @@ def main():
     r = astest.cli(a.bin, cfg, "run", "--exit-when-idle", "3s", timeout=300)
     states = {"mongo": mongo_state(m)}
     for nm, p in lites.items():
-        states[nm] = lite_state(p)
+        states[nm] = lite_state(p, a.nested)
     for nm, d in pgs.items():
-        states[nm] = pg_state(d)
+        states[nm] = pg_state(d, a.nested)
     print("writes: %s; kill -9: %d" % (json.dumps(counts), kills), flush=True)
     fails = 0 if r.returncode == 0 else 1
     if r.returncode != 0:
@@ -301,6 +375,12 @@ def main():
     print("%s unmapped element fields survive (%d elements keep a MongoDB-only field)" % (
         "PASS" if notes > 0 else "FAIL", notes), flush=True)
     fails += 0 if notes > 0 else 1
+    if a.nested:
+        inner = sum(len(e.get("lines", [])) for v in ref.values() for e in v["orders"])
+        tags = sum(1 for v in ref.values() for e in v["orders"] for x in e.get("lines", []) if "tag" in x)
+        print("%s inner arrays at the end: %d inner elements, %d keep a MongoDB-only field" % (
+            "PASS" if inner > 0 else "FAIL", inner, tags), flush=True)
+        fails += 0 if inner > 0 else 1
     with open(os.path.join(work, "final.json"), "w") as f:
         json.dump(states, f, indent=1, sort_keys=True, default=str)
     mc.drop_database("childload")
