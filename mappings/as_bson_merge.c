@@ -406,6 +406,167 @@ static AS_MUSTCHECK int json_element(const as_value *v, as_buf *raw, as_bsonr_el
   return rc;
 }
 
+/* ================================================================ child table arrays */
+
+/* Whether elements of child ch (or of its nested children) have fields SQL does not hold: an
+ * element without a catch-all. */
+static bool loses_fields(const as_child *ch) {
+  if (ch->catch_all_idx < 0) return true;
+  for (size_t g = 0; ch->tab && g < ch->tab->nchildren; g++)
+    if (loses_fields(&ch->tab->children[g])) return true;
+  return false;
+}
+
+/* The nested child of ch whose array is the element's field key, or NULL. */
+static const as_child *nested_of(const as_child *ch, const char *key, size_t kl) {
+  for (size_t g = 0; ch->tab && g < ch->tab->nchildren; g++) {
+    const as_child *gc = &ch->tab->children[g];
+    if (strncmp(gc->field, key, kl) == 0 && gc->field[kl] == '\0') return gc;
+  }
+  return NULL;
+}
+
+/* Whether an element field (its first path part) is held by an element column or a nested
+ * child table. */
+static bool element_claims(const as_child *ch, const char *key, size_t kl) {
+  for (size_t c = 0; c < ch->ncols; c++) {
+    const as_column *col = &ch->cols[c];
+    if (col->catch_all || !col->npath) continue;
+    if (strncmp(col->path[0], key, kl) == 0 && col->path[0][kl] == '\0') return true;
+  }
+  for (size_t g = 0; ch->tab && g < ch->tab->nchildren; g++) {
+    const char *f = ch->tab->children[g].field, *dot = strchr(f, '.');
+    size_t fl = dot ? (size_t)(dot - f) : strlen(f);
+    if (fl == kl && strncmp(f, key, kl) == 0) return true;
+  }
+  return false;
+}
+
+/* The value at the element column's path in document d (1 found, 0 not). */
+static int path_value(const as_bsonr *d, const as_column *col, as_bsonr_el *out) {
+  as_bsonr level = *d;
+  for (size_t i = 0; i < col->npath; i++) {
+    if (as_bsonr_find(&level, col->path[i], strlen(col->path[i]), out) != 1) return 0;
+    if (i + 1 < col->npath && (out->type != BSON_TYPE_DOCUMENT || as_bsonr_child(out, &level) != AS_OK)) return 0;
+  }
+  return 1;
+}
+
+/* Whether element documents a and b agree on every element column (absent on both counts). */
+static bool same_mapped(const as_child *ch, const as_bsonr *a, const as_bsonr *b) {
+  for (size_t c = 0; c < ch->ncols; c++) {
+    const as_column *col = &ch->cols[c];
+    if (col->catch_all || !col->npath) continue;
+    as_bsonr_el x, y;
+    int fa = path_value(a, col, &x), fb = path_value(b, col, &y);
+    if (fa != fb || (fa && !same_value(&x, &y) && !same_number(&x, &y))) return false;
+  }
+  return true;
+}
+
+/* The current element the new element xd (index i) stands for: by the element key when the
+ * child has one; by position else, preferring an unused current element with the same mapped
+ * values (an element removed before it moves the others). -1: none. */
+static int64_t match_element(const as_child *ch, const as_bsonr *cur, const uint8_t *used, int64_t nc,
+                             const as_bsonr *xd, int64_t i) {
+  as_bsonr it = *cur, cd;
+  as_bsonr_el ce, xk, ck;
+  if (ch->key >= 0 && path_value(xd, &ch->cols[ch->key], &xk) != 1) return -1;
+  int64_t same_index = -1;
+  for (int64_t j = 0; j < nc && as_bsonr_next(&it, &ce) == 1; j++) {
+    if (used[j] || ce.type != BSON_TYPE_DOCUMENT || as_bsonr_child(&ce, &cd) != AS_OK) continue;
+    if (ch->key >= 0) {
+      if (path_value(&cd, &ch->cols[ch->key], &ck) == 1 && (same_value(&xk, &ck) || same_number(&xk, &ck)))
+        return j;
+      continue;
+    }
+    if (same_mapped(ch, &cd, xd)) return j;
+    if (j == i) same_index = j;
+  }
+  return same_index;
+}
+
+static AS_MUSTCHECK int enrich_array(const as_child *ch, const as_bsonr_el *cur, const as_bsonr_el *x,
+                                     const char *key, size_t kl, as_buf *out, as_error *err);
+
+/* New element document xd written under key (as written at out), with the fields of its current
+ * element cd that SQL does not hold (no element column claims them; the element has no
+ * catch-all) appended, and its nested arrays likewise. */
+static AS_MUSTCHECK int enrich_element(const as_child *ch, const as_bsonr *cd, const as_bsonr *xd,
+                                       const char *key, size_t kl, as_buf *out, as_error *err) {
+  size_t at;
+  if (rw_begin(out, BSON_TYPE_DOCUMENT, key, kl, &at)) return oom(err);
+  as_bsonr it = *xd;
+  as_bsonr_el xe, ce;
+  int more, rc = AS_OK;
+  while (rc == AS_OK && (more = as_bsonr_next(&it, &xe)) == 1) {
+    const as_child *gc = xe.type == BSON_TYPE_ARRAY ? nested_of(ch, xe.key, xe.keylen) : NULL;
+    if (gc && loses_fields(gc) && as_bsonr_find(cd, xe.key, xe.keylen, &ce) == 1 && ce.type == BSON_TYPE_ARRAY)
+      rc = enrich_array(gc, &ce, &xe, xe.key, xe.keylen, out, err);
+    else
+      rc = keep(out, &xe, err);
+  }
+  if (rc == AS_OK && more != 0) rc = corrupt(err);
+  it = *cd;
+  while (rc == AS_OK && ch->catch_all_idx < 0 && (more = as_bsonr_next(&it, &ce)) == 1) {
+    if (element_claims(ch, ce.key, ce.keylen) || as_bsonr_find(xd, ce.key, ce.keylen, &xe) == 1) continue;
+    rc = keep(out, &ce, err);
+  }
+  if (rc == AS_OK && rw_end(out, at)) rc = oom(err);
+  return rc;
+}
+
+/* The new array x of child ch written under key, each element with what SQL does not hold
+ * from the current element it stands for (cur: the current array). */
+static AS_MUSTCHECK int enrich_array(const as_child *ch, const as_bsonr_el *cur, const as_bsonr_el *x,
+                                     const char *key, size_t kl, as_buf *out, as_error *err) {
+  as_bsonr cr, xr, it, cd, xd;
+  if (as_bsonr_child(cur, &cr) != AS_OK || as_bsonr_child(x, &xr) != AS_OK) return corrupt(err);
+  int64_t nc = count_elems(&cr);
+  if (nc < 0) return corrupt(err);
+  uint8_t used_stack[64], *used = nc <= 64 ? used_stack : calloc((size_t)nc, 1);
+  if (!used) return oom(err);
+  memset(used, 0, nc <= 64 ? sizeof used_stack : (size_t)nc);
+  size_t at;
+  int rc = rw_begin(out, BSON_TYPE_ARRAY, key, kl, &at) ? oom(err) : AS_OK;
+  as_bsonr_el xe, ce;
+  it = xr;
+  int more = 0;
+  for (int64_t i = 0; rc == AS_OK && (more = as_bsonr_next(&it, &xe)) == 1; i++) {
+    int64_t j = -1;
+    if (xe.type == BSON_TYPE_DOCUMENT && as_bsonr_child(&xe, &xd) == AS_OK)
+      j = match_element(ch, &cr, used, nc, &xd, i);
+    if (j < 0) {
+      rc = keep(out, &xe, err);
+      continue;
+    }
+    used[j] = 1;
+    as_bsonr ci = cr;
+    for (int64_t k = 0; k <= j; k++)
+      if (as_bsonr_next(&ci, &ce) != 1) rc = corrupt(err);
+    if (rc == AS_OK && as_bsonr_child(&ce, &cd) != AS_OK) rc = corrupt(err);
+    if (rc == AS_OK) rc = enrich_element(ch, &cd, &xd, xe.key, xe.keylen, out, err);
+  }
+  if (rc == AS_OK && more != 0) rc = corrupt(err);
+  if (rc == AS_OK && rw_end(out, at)) rc = oom(err);
+  if (used != used_stack) free(used);
+  return rc;
+}
+
+/* x (the new value of child table array column ch) with what SQL does not hold of the current
+ * array e, as the single element of a small document in raw, read as *out. */
+static AS_MUSTCHECK int enrich_value(const as_child *ch, const as_bsonr_el *e, const as_bsonr_el *x, as_buf *raw,
+                                     as_bsonr_el *out, as_error *err) {
+  as_bsonr r;
+  if (room(raw, 4)) return oom(err);
+  raw->len = 4;
+  int rc = enrich_array(ch, e, x, "v", 1, raw, err);
+  if (rc == AS_OK && rw_end(raw, 0)) rc = oom(err);
+  if (rc == AS_OK && (as_bsonr_init(&r, raw->data, raw->len) != AS_OK || as_bsonr_next(&r, out) != 1))
+    rc = corrupt(err);
+  return rc;
+}
+
 /* ================================================================ document merge */
 
 typedef struct mctx {
@@ -461,10 +622,17 @@ static AS_MUSTCHECK int merge_leaf(mctx *m, int ci, const as_bsonr_el *e, as_buf
     as_buf raw = AS_BUF_INIT;
     as_bsonr_el x;
     bool ch = false;
+    as_buf raw2 = AS_BUF_INIT;
     int rc = json_element(v, &raw, &x, m->err);
+    /* a child table's array: SQL holds no fields of an element that no column maps (no
+     * element catch-all), so the current element's stay */
+    if (rc == AS_OK && c->child > 0 && e->type == BSON_TYPE_ARRAY && x.type == BSON_TYPE_ARRAY &&
+        loses_fields(&m->s->children[c->child - 1]))
+      rc = enrich_value(&m->s->children[c->child - 1], e, &x, &raw2, &x, m->err);
     if (rc == AS_OK) rc = deep_merge(e, &x, out, &ch, 0, m->err);
     else if (rc == AS_EDATA) as_error_prefix(m->err, "mapping %s, column \"%s\"", m->s->name, c->name);
     as_buf_free(&raw);
+    as_buf_free(&raw2);
     m->changed = m->changed || ch;
     return rc;
   }

@@ -8,7 +8,8 @@
  *   field absent). A SQL table cannot tell the three apart.
  * - An element NULL column is an absent field when the element is rebuilt (as for a parent
  *   row written to MongoDB), so a rebuilt element has the fields SQL holds values for, in
- *   column order, then its catch-all fields.
+ *   column order, then its catch-all fields. Written to MongoDB, an element without a
+ *   catch-all keeps the current element's unmapped fields (as_bson_merge.c).
  * - Errors (AS_EDATA) name mapping, key and the element's path ("orders.2"): an element that
  *   is not a document, one whose field does not map, two elements with the same key. MongoDB
  *   capture checks every array it reads (as_children_drop_invalid): an array that cannot be
