@@ -10,30 +10,31 @@
 
 static int oom(as_error *err) { return as_error_set(err, AS_DOM_MAPPING, AS_ERR, "out of memory"); }
 
-/* "mapping M, key K, field \"orders.2\": why" */
-static int element_error(const as_schema *s, const as_row *parent, const as_child *ch, size_t i,
-                         const char *why, as_error *err) {
+/* "mapping M, key K, element F.I<sep><tail>" (the error returned: AS_EDATA). */
+static int path_error(const as_schema *s, const as_row *parent, const as_child *ch, size_t i,
+                      const char *sep, const char *tail, as_error *err) {
   as_error ke;
   char *k = as_key_json_dup(s, parent, &ke);
-  /* an element's own message names its schema and an empty key: keep from "field" on */
-  const char *tail = strstr(why, "field \"");
-  as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s, key %s, element %s.%zu: %s", s->name,
-               k ? k : "?", ch->field, i, tail ? tail : why);
+  as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s, key %s, element %s.%zu%s%s", s->name,
+               k ? k : "?", ch->field, i, sep, tail);
   free(k);
   return AS_EDATA;
+}
+
+/* "mapping M, key K, element orders.2: why" */
+static int element_error(const as_schema *s, const as_row *parent, const as_child *ch, size_t i,
+                         const char *why, as_error *err) {
+  /* an element's own message names its schema and an empty key: keep from "field" on */
+  const char *tail = strstr(why, "field \"");
+  return path_error(s, parent, ch, i, ": ", tail ? tail : why, err);
 }
 
 /* A nested child's error (its own "mapping M.F, key K, element G.J: why") -> the same at the
  * document's level: "mapping M, key K, element F.I.G.J: why". */
 static int nested_error(const as_schema *s, const as_row *parent, const as_child *ch, size_t i,
                         const char *inner, as_error *err) {
-  as_error ke;
-  char *k = as_key_json_dup(s, parent, &ke);
   const char *el = strstr(inner, ", element ");
-  as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "mapping %s, key %s, element %s.%zu.%s", s->name,
-               k ? k : "?", ch->field, i, el ? el + strlen(", element ") : inner);
-  free(k);
-  return AS_EDATA;
+  return path_error(s, parent, ch, i, el ? "." : ": ", el ? el + strlen(", element ") : inner, err);
 }
 
 void as_child_rows_free(as_row *rows, size_t n) {

@@ -89,6 +89,16 @@ class SqlDb:
         return json.loads(v) if isinstance(v, str) else v
 
 
+def verify_json(binary, cfg, *args):
+    """`arraysync verify --json ARGS`: (exit code, the report, stderr or the output)."""
+    r = subprocess.run([binary, "verify", "-c", cfg, "--json"] + list(args), capture_output=True, text=True,
+                       timeout=300)
+    try:
+        return r.returncode, json.loads(r.stdout or "[]"), r.stderr
+    except ValueError:
+        return r.returncode, [], r.stdout + r.stderr
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -265,12 +275,7 @@ def main():
 
     # ---- verify: a parent's signature includes its child rows
     def verify(*args):
-        r = subprocess.run([a.bin, "verify", "-c", cfg, "--json"] + list(args), capture_output=True, text=True,
-                           timeout=300)
-        try:
-            return r.returncode, json.loads(r.stdout or "[]"), r.stderr
-        except ValueError:
-            return r.returncode, [], r.stdout + r.stderr
+        return verify_json(a.bin, cfg, *args)
 
     rc, rep, errtxt = verify()
     check("verify: parents and child rows equal, but for the document whose array could not be rows",

@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import astest  # noqa: E402
 from astest import check, results  # noqa: E402
-from children import SqlDb  # noqa: E402
+from children import SqlDb, verify_json  # noqa: E402
 
 MAPPING = """mapping: customers
 collection: customers
@@ -238,12 +238,7 @@ def main():
 
     # ---- verify covers the inner rows
     def verify(*args):
-        r = subprocess.run([a.bin, "verify", "-c", cfg, "--json"] + list(args), capture_output=True, text=True,
-                           timeout=300)
-        try:
-            return r.returncode, json.loads(r.stdout or "[]"), r.stderr
-        except ValueError:
-            return r.returncode, [], r.stdout + r.stderr
+        return verify_json(a.bin, cfg, *args)
 
     rc, rep, errtxt = verify()
     check("verify: equal", rc == 0 and rep and all(p["equal"] for p in rep),
