@@ -128,6 +128,31 @@ static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
   return h && (h->wrote_pending || (h->wrote_us && h->wrote_us >= ts - RACE_WINDOW_US));
 }
 
+/* Whether snapshot copy d holds the key's current version x->v: the row the version's origin
+ * node holds now has d's values (one point read there). For a copy that cannot tell by time
+ * whether it was read before or after the connector's write of that version to the source. */
+static bool copy_is_current(eng_pair *p, const as_delta *d, const decided *x) {
+  const as_schema *s = d->schema;
+  eng_node *n = x->v.deleted ? NULL : eng_find_node(p->e, x->v.origin);
+  if (!n || n == p->src || n == p->dst || !eng_node_has_schema(n, s)) return false;
+  as_row row = {0};
+  as_error err;
+  int rc = as_row_init(&row, s->ncols);
+  if (rc == AS_OK) {
+    pthread_mutex_lock(&n->mu);
+    rc = n->ad->read_row(n->node, s, &d->row, &row, &err);
+    pthread_mutex_unlock(&n->mu);
+  }
+  bool equal = rc == AS_OK;
+  for (size_t i = 0; equal && i < s->ncols; i++) {
+    if (s->cols[i].is_key) continue;
+    bool a = d->row.set[i] && d->row.v[i].type != AS_T_NULL, b = row.set[i] && row.v[i].type != AS_T_NULL;
+    equal = a == b && (!a || as_value_equal(&d->row.v[i], &row.v[i]));
+  }
+  as_row_clear(&row);
+  return equal;
+}
+
 /* Labels d with the version it carries (see as_resolve.h). */
 static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
   if (!snapshot) {
@@ -145,6 +170,16 @@ static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
    * written version it would overwrite that version elsewhere) */
   const as_held *h = x->found ? as_version_held(&x->v, p->src->id) : NULL;
   bool shown = h && (h->made || (h->written_us > 0 && h->written_us < d->ts_us));
+  /* a write stamped after the read may still have committed before it: the time cannot tell,
+   * the row can (the key's current version is held by the node that made it) */
+  if (h && !shown && h->hlc == x->v.hlc && d->op != AS_OP_DELETE && copy_is_current(p, d, x)) {
+    AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s: a copy read around the connector's write to %s "
+           "holds the current version (%s's row says so)", d->schema->name, p->src->cfg->name,
+           x->v.origin);
+    d->hlc = x->v.hlc;
+    as_delta_set_origin(d, x->v.origin);
+    return;
+  }
   const char *o = shown ? as_state_node_name(p->e->state, h->origin) : NULL;
   if (o) {
     d->hlc = h->hlc;
