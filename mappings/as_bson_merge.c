@@ -494,7 +494,7 @@ static AS_MUSTCHECK int enrich_array(const as_child *ch, const as_bsonr_el *cur,
  * catch-all) appended, and its nested arrays likewise. */
 static AS_MUSTCHECK int enrich_element(const as_child *ch, const as_bsonr *cd, const as_bsonr *xd,
                                        const char *key, size_t kl, as_buf *out, as_error *err) {
-  size_t at;
+  size_t at = 0;
   if (rw_begin(out, BSON_TYPE_DOCUMENT, key, kl, &at)) return oom(err);
   as_bsonr it = *xd;
   as_bsonr_el xe, ce;
@@ -527,7 +527,7 @@ static AS_MUSTCHECK int enrich_array(const as_child *ch, const as_bsonr_el *cur,
   uint8_t used_stack[64], *used = nc <= 64 ? used_stack : calloc((size_t)nc, 1);
   if (!used) return oom(err);
   memset(used, 0, nc <= 64 ? sizeof used_stack : (size_t)nc);
-  size_t at;
+  size_t at = 0;
   int rc = rw_begin(out, BSON_TYPE_ARRAY, key, kl, &at) ? oom(err) : AS_OK;
   as_bsonr_el xe, ce;
   it = xr;

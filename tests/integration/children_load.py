@@ -106,8 +106,8 @@ def lite_writer(path, name, stop, seed, counts, nested=False):
         n += 1
         sku = "%s%d" % (name, n)
         op = rnd.randrange(8 if nested else 5)
+        c = sqlite3.connect(path, timeout=30)
         try:
-            c = sqlite3.connect(path, timeout=30)
             c.execute("pragma foreign_keys = on")
             o = c.execute(first, (k,)).fetchone() if op >= 5 else None
             if op >= 5 and o is None:
@@ -142,10 +142,11 @@ def lite_writer(path, name, stop, seed, counts, nested=False):
                 c.execute("update orders set rest = json_set(coalesce(rest, '{}'), '$.v', ?) where rowid = "
                           "(select rowid from orders where customers_id = ? order by position limit 1)", (n, k))
             c.commit()
-            c.close()
             counts[name] += 1
-        except sqlite3.OperationalError as e:  # busy: the writer tries again later
-            counts[name + "_err"] += 1
+        except sqlite3.Error:  # busy, or a row the connector removed meanwhile (a foreign key):
+            counts[name + "_err"] += 1  # the writer goes on
+        finally:
+            c.close()  # never a transaction left open (it would hold the file's write lock)
         time.sleep(rnd.uniform(0.005, 0.03))
 
 
@@ -159,8 +160,8 @@ def pg_writer(dsn, name, stop, seed, counts, nested=False):
         n += 1
         sku = "%s%d" % (name, n)
         op = rnd.randrange(8 if nested else 5)
+        c = psycopg2.connect(dsn)
         try:
-            c = psycopg2.connect(dsn)
             cur = c.cursor()
             o = None
             if op >= 5:
@@ -197,10 +198,11 @@ def pg_writer(dsn, name, stop, seed, counts, nested=False):
                 cur.execute("update orders set rest = coalesce(rest, '{}'::jsonb) || jsonb_build_object('v', %s::int) "
                             "where " + first.format(""), (n, k))
             c.commit()
-            c.close()
             counts[name] += 1
         except psycopg2.Error:  # a conflict with the connector's own write: the writer goes on
             counts[name + "_err"] += 1
+        finally:
+            c.close()
         time.sleep(rnd.uniform(0.005, 0.03))
 
 

@@ -3,12 +3,11 @@
 # PostgreSQL (logical decoding and triggers): every array operation and every SQL child change,
 # checked field by field (tests/integration/children.py), the same for nested child tables
 # (tests/integration/children_nested.py); then randomized two-sided loads with
-# kill -9 over MongoDB + SQLite + PostgreSQL, peer-to-peer and ring (nested child tables in the
-# ring and in a run with PostgreSQL trigger capture), converging parent by parent
-# (tests/integration/children_load.py). Hub-and-spoke is not run here: with two SQLite spokes
-# and a PostgreSQL spoke, 1 run in 5 ended with a parent's scalar column different between the
-# hub and two spokes (docs/STATUS.md); run it by hand with --topology hub-and-spoke. MongoDB: ARRAYSYNC_TEST_MONGODB_URI, or the project's
-# test server started here; PostgreSQL: a private server started here.
+# kill -9 over MongoDB + SQLite + PostgreSQL, peer-to-peer, ring and hub-and-spoke (nested
+# child tables in the ring, in hub-and-spoke and in a run with PostgreSQL trigger capture),
+# converging parent by parent (tests/integration/children_load.py). MongoDB:
+# ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here; PostgreSQL: a private
+# server started here.
 #   test_children.sh BUILD_DIR
 set -euo pipefail
 BUILD=${1:?usage: $0 BUILD_DIR}
@@ -27,3 +26,5 @@ bin="$BUILD/arraysync"
   --pgs 1 --topology ring --nested
 /usr/bin/python3 "$here/children_load.py" --bin "$bin" --work "$W/p2pt" --duration 20 --lites 1 \
   --pgs 1 --nested --capture triggers
+/usr/bin/python3 "$here/children_load.py" --bin "$bin" --work "$W/hub" --duration 20 --lites 2 \
+  --pgs 1 --nested --topology hub-and-spoke
