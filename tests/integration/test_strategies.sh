@@ -5,7 +5,8 @@
 # `arraysync run --exit-when-idle 3s`; whole rows compared on every node, the conflict log
 # checked key by key; `conflicts resolve --take NODE` carried to every node. Everything twice:
 # PostgreSQL by logical decoding, then by trigger capture (whose changelog rows carry the
-# values for these mappings).
+# values for these mappings). Then, under a live load in every topology, which keys get a
+# conflict against an oracle that knows which writes were concurrent (conflict_oracle.py).
 # MongoDB comes from ARRAYSYNC_TEST_MONGODB_URI, or the project's test server started here.
 #   test_strategies.sh BUILD_DIR [TOPOLOGY-STRATEGY ...]   (e.g. ring-script; default: all nine)
 # STRATEGIES_KEEP=1 keeps the work directory (connector logs per case).
@@ -38,10 +39,18 @@ if [ -z "${STRATEGIES_ARGS:-}" ]; then
   /usr/bin/python3 "$root/tests/integration/strategies.py" --bin "$build/arraysync" --work "$work/cases-triggers" \
     --pg-dsn "$dsn" --pg-capture triggers "${cases[@]}" || status=1
 fi
+if [ $# -eq 0 ] && [ -z "${STRATEGIES_ARGS:-}" ]; then
+  # under a live load: which keys get a conflict, against an oracle (conflict_oracle.py)
+  for t in p2p hub ring; do
+    echo "== conflict oracle, $t"
+    /usr/bin/python3 "$root/tests/integration/conflict_oracle.py" --bin "$build/arraysync" \
+      --work "$work/oracle-$t" --topology "$t" --pg-dsn "$dsn" || status=1
+  done
+fi
 if [ $status -ne 0 ]; then
   keep=/tmp/arraysync-strategies-failed
   rm -rf "$keep" && mkdir -p "$keep"
-  for d in "$work"/cases/*/ "$work"/cases-triggers/*/; do
+  for d in "$work"/cases/*/ "$work"/cases-triggers/*/ "$work"/oracle-*/; do
     [ -d "$d" ] || continue
     n=${d#"$work"/}
     mkdir -p "$keep/$n" && cp "$d"/connector.log "$d"/arraysync.yaml "$keep/$n" 2>/dev/null || true
