@@ -10,8 +10,8 @@ ancestors are those writes and theirs. Two writes of one key are concurrent when
 ancestor of the other; the oracle says a key must have a conflict recorded exactly when two
 concurrent writes of it set the same column (concurrent writes of different columns merge, and
 sequential ones never conflict: docs/ARCHITECTURE.md "Version vectors"), and every conflict
-recorded must be such a key or one of a change made within a second on top of another node's
-write (the connector's race window: counted, printed). Keys are of four kinds
+recorded must be such a key or one of a change made on top of another node's write of that
+column within 5 s of it (the connector's race window: counted, printed). Keys are of four kinds
 (written by every node in either column, often or rarely; by two nodes in a column each; by one
 node), so the oracle's answer differs from key to key. At the end every node must hold the same
 rows.
@@ -232,13 +232,14 @@ def main():
     # that write's commit stamp (clock skew allowance; the stamp is the connector's clock): a
     # change made on top of the write so soon after it can get a conflict the oracle does not
     # see. Such extra keys must have a same-column write made on top of another node's write
-    # within a second of it; any other extra conflict is a failure.
+    # (within 5 s of it: the replication delay plus the window, with room for a loaded
+    # machine); any other extra conflict is a failure.
     extra = sorted(set(got) - set(want))
     by_token = {w[3]: w for w in log}
 
     def soon_on_top(k):
         return any(w[1] == k and b in by_token and by_token[b][0] != w[0] and by_token[b][2] == w[2] and
-                   0 <= w[5] - by_token[b][5] < 1.0 for w in log for b in w[4])
+                   0 <= w[5] - by_token[b][5] < 5.0 for w in log for b in w[4])
     unexplained = [k for k in extra if not soon_on_top(k)]
     print("conflicts the oracle does not see (a change right after the connector's write): %d of %d keys %s" % (
         len(extra), len(got), extra), flush=True)
