@@ -137,13 +137,7 @@ static bool copy_is_current(eng_pair *p, const as_delta *d, const decided *x) {
   if (!n || n == p->src || n == p->dst || !eng_node_has_schema(n, s)) return false;
   as_row row = {0};
   as_error err;
-  int rc = as_row_init(&row, s->ncols);
-  if (rc == AS_OK) {
-    pthread_mutex_lock(&n->mu);
-    rc = n->ad->read_row(n->node, s, &d->row, &row, &err);
-    pthread_mutex_unlock(&n->mu);
-  }
-  bool equal = rc == AS_OK;
+  bool equal = eng_read_row(n, s, &d->row, &row, &err) == AS_OK;
   for (size_t i = 0; equal && i < s->ncols; i++) {
     if (s->cols[i].is_key) continue;
     bool a = d->row.set[i] && d->row.v[i].type != AS_T_NULL, b = row.set[i] && row.v[i].type != AS_T_NULL;
@@ -357,13 +351,7 @@ static int read_target(void *rctx, as_row *out, as_error *err) {
     as_row_clear(&keyrow);
     return rc;
   }
-  if (rc == AS_OK) rc = as_row_init(out, t->s->ncols);
-  if (rc == AS_OK) {
-    eng_node *n = t->p->dst;
-    pthread_mutex_lock(&n->mu);
-    rc = n->ad->read_row(n->node, t->s, &keyrow, out, err);
-    pthread_mutex_unlock(&n->mu);
-  }
+  if (rc == AS_OK) rc = eng_read_row(t->p->dst, t->s, &keyrow, out, err);
   as_row_clear(&keyrow);
   return rc;
 }
@@ -410,12 +398,7 @@ static bool preferred_holds(eng_pair *p, const as_delta *d) {
   if (!n || !eng_node_has_schema(n, s)) return false;
   as_row row = {0};
   as_error err;
-  int rc = as_row_init(&row, s->ncols);
-  if (rc == AS_OK) {
-    pthread_mutex_lock(&n->mu);
-    rc = n->ad->read_row(n->node, s, &d->row, &row, &err);
-    pthread_mutex_unlock(&n->mu);
-  }
+  int rc = eng_read_row(n, s, &d->row, &row, &err);
   as_row_clear(&row);
   return rc == AS_OK;
 }

@@ -397,15 +397,11 @@ static int check_mirror_tables(const as_config *c, as_error *err) {
     if (!s->mirror_table) continue;
     for (size_t j = 0; j < c->nschemas; j++) {
       const as_schema *o = c->schemas[j];
-      const char *tabs[64];
-      size_t nt = as_schema_tables(o, tabs, 64);
-      for (size_t k = 0; k < nt && k < 64; k++) {
-        if (strcmp(tabs[k], s->mirror_table) != 0) continue;
+      if (as_schema_has_table(o, s->mirror_table))
         return as_yaml_error(err, s->mirror_own ? &s->mirror_mark : &s->mark,
                              "mapping \"%s\": its conflicts table \"%s\" is a table of mapping "
                              "\"%s\"; name another (conflicts: { table: ... })", s->name,
                              s->mirror_table, o->name);
-      }
     }
   }
   return AS_OK;
@@ -518,18 +514,10 @@ static int add_schema(as_config *c, as_schema *s, as_error *err) {
                            o->file);
     }
     /* every SQL table of s against every SQL table of o */
-    const char *sa[64], *ob[64];
-    size_t ns = as_schema_tables(s, sa, 64), no = as_schema_tables(o, ob, 64);
-    for (size_t a = 0; a < ns && a < 64; a++) {
-      const char *ta = sa[a];
-      for (size_t b = 0; b < no && b < 64; b++) {
-        const char *tb = ob[b];
-        if (strcmp(ta, tb) == 0) {
-          return as_yaml_error(err, &s->mark, "table \"%s\" of mapping \"%s\" is already used "
-                               "by mapping \"%s\" (%s)", ta, s->name, o->name, o->file);
-        }
-      }
-    }
+    const char *ta = as_schema_shared_table(s, o);
+    if (ta)
+      return as_yaml_error(err, &s->mark, "table \"%s\" of mapping \"%s\" is already used "
+                           "by mapping \"%s\" (%s)", ta, s->name, o->name, o->file);
   }
   as_schema **grown = realloc(c->schemas, (c->nschemas + 1) * sizeof *grown);
   if (!grown) return nomem(err);

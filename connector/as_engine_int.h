@@ -163,6 +163,9 @@ int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row
                     const as_version *v, eng_node *to, as_row *out, as_error *err);
 /* Runs every repair left in the state store's queue (after a crash). */
 int eng_repairs_drain(engine *e, as_error *err);
+/* Node n's row of the key in keyrow, under n's lock (`out` is allocated here; AS_ENOTFOUND:
+ * no such row). */
+int eng_read_row(eng_node *n, const as_schema *s, const as_row *keyrow, as_row *out, as_error *err);
 
 /* ---- as_conflict_mirror.c ---- */
 /* One pass of the conflicts mirror (conflicts: { node, table } of a mapping or of the

@@ -55,13 +55,18 @@ static int write_to(eng_node *to, as_delta *d, as_dead_list *dead, as_error *err
   return rc;
 }
 
-static int read_row(eng_node *n, const as_schema *s, const as_row *keyrow, as_row *out,
-                    as_error *err) {
+int eng_read_row(eng_node *n, const as_schema *s, const as_row *keyrow, as_row *out, as_error *err) {
   int rc = as_row_init(out, s->ncols);
   if (rc != AS_OK) return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   pthread_mutex_lock(&n->mu);
   rc = n->ad->read_row(n->node, s, keyrow, out, err);
   pthread_mutex_unlock(&n->mu);
+  return rc;
+}
+
+static int read_row(eng_node *n, const as_schema *s, const as_row *keyrow, as_row *out,
+                    as_error *err) {
+  int rc = eng_read_row(n, s, keyrow, out, err);
   if (rc != AS_OK && rc != AS_ENOTFOUND) as_error_prefix(err, "reading the winner from %s", n->cfg->name);
   return rc;
 }

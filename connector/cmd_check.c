@@ -106,9 +106,11 @@ int as_cmd_check(const char *config_path, FILE *out, as_error *err) {
       const as_schema *s = c->schemas[j];
       fprintf(out, "%s %s -> %s %s", j ? "," : "", s->name, mongo ? "collection" : "table",
               mongo ? s->collection : s->table);
-      const char *tabs[64];
-      size_t nt = as_schema_tables(s, tabs, 64);
-      for (size_t k = 1; !mongo && k < nt && k < 64; k++) fprintf(out, " + %s", tabs[k]);
+      size_t nt = mongo ? 0 : as_schema_tables(s, NULL, 0);
+      const char **tabs = nt ? calloc(nt, sizeof *tabs) : NULL;
+      if (tabs) as_schema_tables(s, tabs, nt);
+      for (size_t k = 1; tabs && k < nt; k++) fprintf(out, " + %s", tabs[k]);
+      free(tabs);
       fprintf(out, " (%s)", dir_name(s->direction));
     }
     fputc('\n', out);

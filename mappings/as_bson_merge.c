@@ -468,20 +468,22 @@ static bool same_mapped(const as_child *ch, const as_bsonr *a, const as_bsonr *b
  * child has one; by position else, preferring an unused current element with the same mapped
  * values (an element removed before it moves the others). -1: none. */
 static int64_t match_element(const as_child *ch, const as_bsonr *cur, const uint8_t *used, int64_t nc,
-                             const as_bsonr *xd, int64_t i) {
+                             const as_bsonr *xd, int64_t i, as_bsonr *found) {
   as_bsonr it = *cur, cd;
   as_bsonr_el ce, xk, ck;
   if (ch->key >= 0 && path_value(xd, &ch->cols[ch->key], &xk) != 1) return -1;
   int64_t same_index = -1;
   for (int64_t j = 0; j < nc && as_bsonr_next(&it, &ce) == 1; j++) {
     if (used[j] || ce.type != BSON_TYPE_DOCUMENT || as_bsonr_child(&ce, &cd) != AS_OK) continue;
-    if (ch->key >= 0) {
-      if (path_value(&cd, &ch->cols[ch->key], &ck) == 1 && (same_value(&xk, &ck) || same_number(&xk, &ck)))
-        return j;
-      continue;
+    if (ch->key >= 0 ? path_value(&cd, &ch->cols[ch->key], &ck) == 1 && (same_value(&xk, &ck) || same_number(&xk, &ck))
+                     : same_mapped(ch, &cd, xd)) {
+      *found = cd;
+      return j;
     }
-    if (same_mapped(ch, &cd, xd)) return j;
-    if (j == i) same_index = j;
+    if (ch->key < 0 && j == i) {
+      same_index = j;
+      *found = cd;
+    }
   }
   return same_index;
 }
@@ -529,23 +531,19 @@ static AS_MUSTCHECK int enrich_array(const as_child *ch, const as_bsonr_el *cur,
   memset(used, 0, nc <= 64 ? sizeof used_stack : (size_t)nc);
   size_t at = 0;
   int rc = rw_begin(out, BSON_TYPE_ARRAY, key, kl, &at) ? oom(err) : AS_OK;
-  as_bsonr_el xe, ce;
+  as_bsonr_el xe;
   it = xr;
   int more = 0;
   for (int64_t i = 0; rc == AS_OK && (more = as_bsonr_next(&it, &xe)) == 1; i++) {
     int64_t j = -1;
     if (xe.type == BSON_TYPE_DOCUMENT && as_bsonr_child(&xe, &xd) == AS_OK)
-      j = match_element(ch, &cr, used, nc, &xd, i);
+      j = match_element(ch, &cr, used, nc, &xd, i, &cd);
     if (j < 0) {
       rc = keep(out, &xe, err);
       continue;
     }
     used[j] = 1;
-    as_bsonr ci = cr;
-    for (int64_t k = 0; k <= j; k++)
-      if (as_bsonr_next(&ci, &ce) != 1) rc = corrupt(err);
-    if (rc == AS_OK && as_bsonr_child(&ce, &cd) != AS_OK) rc = corrupt(err);
-    if (rc == AS_OK) rc = enrich_element(ch, &cd, &xd, xe.key, xe.keylen, out, err);
+    rc = enrich_element(ch, &cd, &xd, xe.key, xe.keylen, out, err);
   }
   if (rc == AS_OK && more != 0) rc = corrupt(err);
   if (rc == AS_OK && rw_end(out, at)) rc = oom(err);

@@ -179,6 +179,9 @@ int as_schema_child_elem_arrays(as_child *ch, as_error *err);
 /* The SQL tables of a mapping: its own, then each child table followed by its own child
  * tables. Fills out[0..max) and returns how many there are (max may be 0, out NULL). */
 size_t as_schema_tables(const as_schema *s, const char **out, size_t max);
+/* Whether table is one of those tables; a table of a's that b has too (NULL: none). */
+bool as_schema_has_table(const as_schema *s, const char *table);
+const char *as_schema_shared_table(const as_schema *a, const as_schema *b);
 /* The child table schema whose table is `table`, among s's children at any depth (*top: the
  * index of the child of s it is, or is under); NULL if none. */
 const as_schema *as_schema_child_tab(const as_schema *s, const char *table, size_t *top);

@@ -207,3 +207,23 @@ const as_schema *as_schema_child_tab(const as_schema *s, const char *table, size
   }
   return NULL;
 }
+
+bool as_schema_has_table(const as_schema *s, const char *table) {
+  if (strcmp(s->table, table) == 0) return true;
+  for (size_t i = 0; i < s->nchildren; i++) {
+    const as_schema *t = s->children[i].tab;
+    if (t ? as_schema_has_table(t, table) : strcmp(s->children[i].table, table) == 0) return true;
+  }
+  return false;
+}
+
+const char *as_schema_shared_table(const as_schema *a, const as_schema *b) {
+  if (as_schema_has_table(b, a->table)) return a->table;
+  for (size_t i = 0; i < a->nchildren; i++) {
+    const as_schema *t = a->children[i].tab;
+    const char *x = t ? as_schema_shared_table(t, b)
+                      : as_schema_has_table(b, a->children[i].table) ? a->children[i].table : NULL;
+    if (x) return x;
+  }
+  return NULL;
+}

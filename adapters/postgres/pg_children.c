@@ -467,9 +467,8 @@ int pg_children_rows_sql(as_node *n, const as_schema *s, size_t ci, const char *
   return rows_expr(b, n, s, ci, outer, false, 0, true);
 }
 
-/* Rows of child ci of s from their form in rows_expr (a JSON array). */
-static int rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_t *j, as_row **out,
-                          size_t *nout, as_error *err) {
+int pg_children_rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_t *j,
+                               as_row **out, size_t *nout, as_error *err) {
   const pg_table *tab = child_table(n, s, ci);
   const as_schema *ts = tab ? tab->s : NULL;
   size_t nr = json_array_size(j);
@@ -492,7 +491,7 @@ static int rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_
       as_row *gr;
       size_t gn;
       as_value v;
-      rc = rows_from_json(n, ts, g, json_array_get(el, ts->ntable + g), &gr, &gn, err);
+      rc = pg_children_rows_from_json(n, ts, g, json_array_get(el, ts->ntable + g), &gr, &gn, err);
       if (rc == AS_OK) rc = as_child_array(ts, g, gr, gn, &v, err);
       if (rc == AS_OK) as_row_put(&rows[i], ts->children[g].col, &v);
       if (gn || gr) as_child_rows_free(gr, gn);
@@ -507,17 +506,12 @@ static int rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_
   return AS_OK;
 }
 
-int pg_children_rows_from_json(as_node *n, const as_schema *s, size_t ci, const json_t *j,
-                               as_row **rows, size_t *nrows, as_error *err) {
-  return rows_from_json(n, s, ci, j, rows, nrows, err);
-}
-
 int pg_children_array_from_text(as_node *n, const as_schema *s, size_t ci, const char *text,
                                 as_value *out, as_error *err) {
   json_t *j = text ? json_loads(text, 0, NULL) : NULL;
   as_row *rows = NULL;
   size_t nr = 0;
-  int rc = rows_from_json(n, s, ci, j, &rows, &nr, err);
+  int rc = pg_children_rows_from_json(n, s, ci, j, &rows, &nr, err);
   if (rc == AS_OK) rc = as_child_array(s, ci, rows, nr, out, err);
   as_child_rows_free(rows, nr);
   json_decref(j);

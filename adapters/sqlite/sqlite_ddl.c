@@ -172,12 +172,6 @@ static void child_image(as_buf *b, const as_schema *owner, size_t ci, const char
   as_buf_append_str(b, ")");
 }
 
-/* A parent row's changelog image: its columns, then each child table's rows under
- * SQ_CHILD_MEMBER "<table>" (theirs nested the same way). */
-static void parent_image(as_buf *b, const as_schema *s, const char *row) {
-  row_image(b, s, row, 0);
-}
-
 /* The capture trigger of table s for op; owner: the mapping when s is its child table ci
  * (the image then is child_image's), else NULL. */
 static void trigger_sql(as_buf *b, const as_schema *s, const as_schema *owner, size_t ci,
@@ -216,7 +210,7 @@ static void trigger_sql(as_buf *b, const as_schema *s, const as_schema *owner, s
   else if (owner)
     child_image(b, owner, ci, "NEW", s);
   else
-    parent_image(b, s, "NEW");
+    row_image(b, s, "NEW", 0); /* a parent row: its columns and its child rows */
   as_buf_append_str(b, ", " SQ_TRIGGER_ORIGIN ", " SQ_TRIGGER_TS "); END");
 }
 
