@@ -324,6 +324,14 @@ typedef struct as_adapter {
   int (*mirror_ids)(as_node *n, const char *table, int64_t **ids, size_t *nids, as_error *err);
   int (*mirror_put)(as_node *n, const char *table, const as_mirror_row *r, as_error *err);
   int (*mirror_del)(as_node *n, const char *table, int64_t id, as_error *err);
+  /* ---- the order of the connector's own commits (optional: NULL = unknown) ----
+   * Right after a successful `commit` (same thread): that commit's place in the order of the
+   * node's captured changes (as_delta.order), or an upper bound of it. Every change that
+   * committed on the node before it has an order <= the value; a change with a greater order
+   * committed after it. 0 when unknown (e.g. PostgreSQL with trigger capture, whose changelog
+   * is not in commit order). The engine uses it to tell whether a local change was made on
+   * top of the connector's last write of its key to the node, or before that write (raced). */
+  int64_t (*commit_order)(as_node *n);
 } as_adapter;
 
 /* The end of a verify_split over a sample of keys (n keys of nkey values each, already in the

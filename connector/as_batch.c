@@ -146,7 +146,10 @@ static void stamp(eng_pair *p, eng_work *w) {
     decided *x = w->all[i];
     if (!x->applied) continue;
     const as_held *h = as_version_held(&x->v, p->dst->id);
-    if (h) as_version_set_held(&x->v, p->dst->id, h->origin, h->hlc, h->deleted, now);
+    if (h) {
+      as_version_set_held(&x->v, p->dst->id, h->origin, h->hlc, h->deleted, now);
+      as_version_set_wrote_order(&x->v, p->dst->id, w->commit_order);
+    }
     rc = as_state_version_put_written(st, x->schema->name, x->key, &x->v, &err);
   }
   if (rc == AS_OK) rc = as_state_inflight_del(st, p->stream_id, &err);
@@ -219,11 +222,13 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, as_error *err)
     if (!(arr = malloc(w->nkept * sizeof *arr))) return eng_oom(err);
     for (size_t i = 0; i < w->nkept; i++) arr[i] = *w->kept[i]; /* shallow: borrowed */
   }
+  w->commit_order = 0;
   pthread_mutex_lock(&t->mu);
   int rc = t->ad->begin(t->node, err);
   if (rc == AS_OK && w->nkept) rc = t->ad->apply(t->node, arr, w->nkept, &dead, err);
   if (rc == AS_OK) rc = t->ad->commit(t->node, p->stream_id, ckpt, err);
   if (rc != AS_OK) t->ad->rollback(t->node);
+  else if (t->ad->commit_order) w->commit_order = t->ad->commit_order(t->node);
   pthread_mutex_unlock(&t->mu);
   if (rc == AS_OK) {
     for (size_t i = 0; i < w->nkept; i++) {

@@ -120,12 +120,17 @@ static int64_t local_hlc(const as_delta *d) {
   return d->hlc ? d->hlc : AS_HLC_FROM_US(d->ts_us);
 }
 
-/* Whether the connector's last write of the key to node may have overwritten a local change
- * committed there at ts: it committed at or after ts (less the clock-skew allowance), or its
- * commit time is unknown (written ahead, then the process died before the stamp). */
-static bool overwritten(const as_version *v, uint16_t node, int64_t ts) {
+/* Whether the connector's last write of the key to node may have overwritten local change d
+ * (d committed there before that write did): exactly, by their places in the node's commit
+ * order where the node gives both (as_delta.order, as_adapter.commit_order); else by time, the
+ * write's commit stamp (the connector's clock, taken after the commit) at or after d's commit
+ * time less the clock-skew allowance; and always when the write's commit is unknown (written
+ * ahead, then the process died before the stamp). */
+static bool overwritten(const as_version *v, uint16_t node, const as_delta *d) {
   const as_held *h = as_version_held(v, node);
-  return h && (h->wrote_pending || (h->wrote_us && h->wrote_us >= ts - RACE_WINDOW_US));
+  if (!h || h->wrote_pending) return h != NULL;
+  if (h->wrote_order && d->order) return d->order <= h->wrote_order;
+  return h->wrote_us && h->wrote_us >= d->ts_us - RACE_WINDOW_US;
 }
 
 /* Whether snapshot copy d holds the key's current version x->v: the row the version's origin
@@ -516,7 +521,7 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
                  .local = local, .node_name = node_name, .ctx = e,
                  .source_id = p->src->id, .target_id = p->dst->id,
                  .read_target = read_target, .rctx = &tr};
-  c.raced = local && x->found && overwritten(&x->v, p->src->id, d->ts_us);
+  c.raced = local && x->found && overwritten(&x->v, p->src->id, d);
   bool was_deleted = x->found && x->v.deleted;
   if (as_state_node_id(e->state, d->origin, &c.origin_id, err) != AS_OK) return AS_ERR;
   const as_resolver *r = eng_resolver(e, s);
@@ -562,7 +567,7 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   }
   if (dec.merged) return keep(p, w, a, x, &dec, err); /* a version of the target's own */
   if (local) x->last_local_win = i + 1;
-  if (local && overwritten(&x->v, p->src->id, d->ts_us) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
+  if (local && overwritten(&x->v, p->src->id, d) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
     return rc;
   /* the source holds this change (until the connector writes something else there) */
   if (local) as_version_set_made(&x->v, p->src->id, d->hlc, d->op == AS_OP_DELETE, d->ts_us);

@@ -49,6 +49,7 @@ struct eng_work {
     size_t n, cap;
   } keyless;
   const as_schema *truncated; /* a TRUNCATE of this mapping is sent on in this batch */
+  int64_t commit_order;       /* the target's order of the batch's commit (0 unknown) */
   decided *buckets[DECIDED_BUCKETS];
   decided **all;     /* every decided entry, in first-seen order */
   size_t nall, capall;

@@ -24,7 +24,7 @@
 /* held[to] := the row's version (written_us as given) and, when done, the queue record
  * removed: one state transaction. */
 static int record(engine *e, const as_schema *s, const char *key, eng_node *to, int64_t written,
-                  int64_t repair_id, as_error *err) {
+                  int64_t order, int64_t repair_id, as_error *err) {
   as_version v;
   int rc = as_state_begin(e->state, err);
   if (rc != AS_OK) return rc;
@@ -33,6 +33,7 @@ static int record(engine *e, const as_schema *s, const char *key, eng_node *to, 
   if (rc == AS_OK) rc = as_state_node_id(e->state, v.origin, &oid, err);
   if (rc == AS_OK) {
     as_version_set_held(&v, to->id, oid, v.hlc, v.deleted, written);
+    as_version_set_wrote_order(&v, to->id, order);
     as_version_mark_holder(&v, to->id); /* it holds the winning row now (version vectors) */
     rc = as_state_version_put(e->state, s->name, key, &v, err);
   }
@@ -45,12 +46,15 @@ static int record(engine *e, const as_schema *s, const char *key, eng_node *to, 
   return as_state_commit(e->state, err);
 }
 
-static int write_to(eng_node *to, as_delta *d, as_dead_list *dead, as_error *err) {
+static int write_to(eng_node *to, as_delta *d, as_dead_list *dead, int64_t *order,
+                    as_error *err) {
+  *order = 0;
   pthread_mutex_lock(&to->mu);
   int rc = to->ad->begin(to->node, err);
   if (rc == AS_OK) rc = to->ad->apply(to->node, d, 1, dead, err);
   if (rc == AS_OK) rc = to->ad->commit(to->node, "repair", NULL, err);
   if (rc != AS_OK) to->ad->rollback(to->node);
+  else if (to->ad->commit_order) *order = to->ad->commit_order(to->node);
   pthread_mutex_unlock(&to->mu);
   return rc;
 }
@@ -256,15 +260,16 @@ static int winner_delta(engine *e, const as_schema *s, const char *key, const as
 static int write_recorded(engine *e, const as_schema *s, const char *key, eng_node *to,
                           as_delta *d, bool *missing, as_error *err) {
   as_dead_list dead = {0};
-  int rc = record(e, s, key, to, 0, 0, err); /* ahead of the write, as for batches */
-  if (rc == AS_OK) rc = write_to(to, d, &dead, err);
+  int64_t order = 0;
+  int rc = record(e, s, key, to, 0, 0, 0, err); /* ahead of the write, as for batches */
+  if (rc == AS_OK) rc = write_to(to, d, &dead, &order, err);
   if (rc == AS_OK && dead.n && dead.items[0].missing) {
     *missing = true;
   } else if (rc == AS_OK && dead.n) {
     rc = as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "%s",
                       dead.items[0].error ? dead.items[0].error : "refused by the target");
   } else if (rc == AS_OK) {
-    rc = record(e, s, key, to, as_now_us(), 0, err);
+    rc = record(e, s, key, to, as_now_us(), order, 0, err);
   } else if (rc == AS_EINVAL) {
     rc = AS_EDATA;
   }

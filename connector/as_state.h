@@ -42,6 +42,8 @@ typedef struct as_held {
    * before that write may have been overwritten by it. */
   int64_t wrote_us;
   bool wrote_pending;
+  /* that write's place in the node's own commit order (as_adapter.commit_order; 0 unknown) */
+  int64_t wrote_order;
 } as_held;
 
 /* The version of one column written by an update of some columns after the row's version. */
@@ -110,6 +112,9 @@ const as_held *as_version_held(const as_version *v, uint16_t node);
 /* Records a write of version (hlc, origin) to node; written_us 0 until the commit is known. */
 void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t hlc,
                          bool deleted, int64_t written_us);
+/* The commit order (as_adapter.commit_order) of the connector's last write to node, once that
+ * write committed (after as_version_set_held with its written_us). */
+void as_version_set_wrote_order(as_version *v, uint16_t node, int64_t order);
 /* Records that node made the version (hlc) itself, committed there at ts (a local change that
  * won): the node holds it until the connector writes something else there. */
 void as_version_set_made(as_version *v, uint16_t node, int64_t hlc, bool deleted, int64_t ts);

@@ -2,10 +2,13 @@
  * repair queue of the state store (see as_state.h).
  *
  * A version is stored as one compact record (BLOB) per key:
- *   byte 0: flags (1 = tombstone, 2 = has a row hash)
+ *   byte 0: flags (1 = tombstone, 2 = has a row hash, 4 = column versions, 8 = vectors)
  *   varints: hlc, origin node id, updated_us, [8-byte hash], count of held entries, then per
- *   held entry: node id, origin id, hlc, written_us, deleted (0/1); then, with flag 4, the
- *   count of column versions and per column: column index, origin id, hlc.
+ *   held entry: node id, origin id, hlc, written_us, wrote_us, a flags byte (1 deleted,
+ *   2 made, 4 write pending, 8 the write's commit order follows) and [wrote_order]; then,
+ *   with flag 4, the count of column versions and per column: column index, origin id, hlc
+ *   (with flag 8 also its change number and holder mask); with flag 8 the row's change number,
+ *   holder mask and the vector entries.
  * Unsigned LEB128 varints; hlc and times are never negative. The tombstone flag and
  * updated_us are also columns so that tombstones can be purged through a partial index. */
 #include "as_state_int.h"
@@ -57,6 +60,12 @@ void as_version_set_held(as_version *v, uint16_t node, uint16_t origin, int64_t 
   h->written_us = written_us;
   h->wrote_us = written_us;
   h->wrote_pending = written_us == 0;
+  h->wrote_order = 0;
+}
+
+void as_version_set_wrote_order(as_version *v, uint16_t node, int64_t order) {
+  as_held *h = (as_held *)as_version_held(v, node);
+  if (h && !h->made) h->wrote_order = order;
 }
 
 void as_version_drop_held(as_version *v, uint16_t node) {
@@ -66,13 +75,14 @@ void as_version_drop_held(as_version *v, uint16_t node) {
 
 void as_version_set_made(as_version *v, uint16_t node, int64_t hlc, bool deleted, int64_t ts) {
   const as_held *old = as_version_held(v, node);
-  int64_t wrote = old ? old->wrote_us : 0;
+  int64_t wrote = old ? old->wrote_us : 0, order = old ? old->wrote_order : 0;
   bool pending = old && old->wrote_pending;
   as_version_set_held(v, node, node, hlc, deleted, ts);
   as_held *h = (as_held *)as_version_held(v, node);
   h->made = true;
   h->wrote_us = wrote; /* the connector's last write there is still what it was */
   h->wrote_pending = pending;
+  h->wrote_order = order;
 }
 
 uint32_t as_version_vv(const as_version *v, uint16_t node) {
@@ -197,7 +207,9 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     n += put_varint(p + n, (uint64_t)h->hlc);
     n += put_varint(p + n, (uint64_t)h->written_us);
     n += put_varint(p + n, (uint64_t)h->wrote_us);
-    p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_pending ? 4 : 0));
+    p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_pending ? 4 : 0) |
+                       (h->wrote_order ? 8 : 0));
+    if (h->wrote_order) n += put_varint(p + n, (uint64_t)h->wrote_order);
   }
   if (v->ncolv) {
     n += put_varint(p + n, v->ncolv);
@@ -258,7 +270,11 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     h->wrote_us = (int64_t)x[0];
     h->deleted = (*p & 1) != 0;
     h->made = (*p & 2) != 0;
-    h->wrote_pending = (*p++ & 4) != 0;
+    h->wrote_pending = (*p & 4) != 0;
+    if ((*p++ & 8) != 0) {
+      if (!get_varint(&p, end, &x[0])) goto bad;
+      h->wrote_order = (int64_t)x[0];
+    }
   }
   bool vv = (flags & REC_VV) != 0;
   if (flags & REC_COLS) {

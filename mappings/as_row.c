@@ -143,6 +143,7 @@ int as_delta_copy(as_delta *dst, const as_delta *src) {
   dst->relayed = src->relayed;
   dst->ts_us = src->ts_us;
   dst->hlc = src->hlc;
+  dst->order = src->order;
   if (as_row_copy(&dst->row, &src->row) != AS_OK) goto fail;
   if (src->image.n && as_row_copy(&dst->image, &src->image) != AS_OK) goto fail;
   if (src->before.n && as_row_copy(&dst->before, &src->before) != AS_OK) goto fail;

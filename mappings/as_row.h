@@ -56,6 +56,11 @@ typedef struct as_delta {
   bool relayed;      /* read from the engine's relay log, not captured (never set by adapters) */
   int64_t ts_us;     /* source commit time, µs UTC */
   int64_t hlc;       /* hybrid logical clock: (physical µs << 8) | logical counter */
+  /* The change's place in its source node's commit order, comparable with the stamps that
+   * node's sink gives the connector's own commits (as_adapter.commit_order): SQLite the
+   * changelog sequence, PostgreSQL (logical decoding) the commit LSN, MongoDB the cluster
+   * time (seconds << 32 | increment). 0 = unknown (then commit times are compared). */
+  int64_t order;
   as_vv_entry *vv;   /* optional version vector, nvv entries, sorted by node name */
   size_t nvv;
   /* Optional, for updates: the whole row as it was right after the change on its source (every

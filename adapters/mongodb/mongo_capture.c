@@ -260,6 +260,7 @@ typedef struct cs_event {
   bool has_id, has_doc_key, has_full_doc, has_desc, has_before;
   int64_t ts_us;
   uint32_t tick;     /* order within the millisecond: the clusterTime increment, at most 255 */
+  int64_t order;     /* the clusterTime, seconds << 32 | increment (commit order), 0 if none */
   char txn[96];
   bool has_txn;
 } cs_event;
@@ -318,6 +319,7 @@ static void parse_event(const bson_t *ev, cs_event *e) {
           bson_iter_timestamp(&it, &t, &i);
           cluster_us = (int64_t)t * 1000000;
           cluster_i = i;
+          e->order = (int64_t)(((uint64_t)t << 32) | i);
         }
         break;
       case 'l':
@@ -409,6 +411,7 @@ static int delta_common(as_stream *s, const cs_event *e, as_delta *d, const char
   d->echo = echo;
   d->ts_us = e->ts_us;
   d->hlc = AS_HLC_FROM_US(e->ts_us) | (int64_t)e->tick;
+  d->order = e->order;
   if (as_delta_set_origin(d, echo ? s->mark_origin : s->n->name) != AS_OK) return AS_ERR;
   free(d->pos);
   if (!(d->pos = make_pos(s))) return AS_ERR;

@@ -65,6 +65,9 @@ struct as_node {
   pthread_mutex_t mu;       /* guards pool (creation) and lsid against interrupt() */
   bson_t *lsid;             /* copy of sess's lsid ({id: UUID}), for interrupt(); heap */
   bool in_txn;
+  /* the operationTime of the last committed transaction (seconds << 32 | increment: at least
+   * the commit's cluster time), for commit_order; 0 unknown */
+  int64_t commit_time;
   bool need_replay;         /* the server aborted the transaction: replay `done` */
   mongo_ops done;           /* writes applied in the current transaction */
   char *mark_origin;        /* origin of the last mark written in this transaction */
@@ -88,6 +91,7 @@ int as_mongo_session_register(as_node *n, as_error *err);
 int as_mongo_begin(as_node *n, as_error *err);
 int as_mongo_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_error *err);
 int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err);
+int64_t as_mongo_commit_order(as_node *n);
 int as_mongo_rollback(as_node *n);
 void as_mongo_sink_free(as_node *n); /* what the sink holds (exit) */
 

@@ -640,4 +640,5 @@ const as_adapter as_adapter_mongodb = {
     .verify_rows = as_mongo_verify_rows,
     .verify_bytes = as_mongo_verify_bytes,
     .verify_close = as_mongo_verify_close,
+    .commit_order = as_mongo_commit_order,
 };

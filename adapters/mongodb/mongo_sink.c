@@ -833,6 +833,7 @@ cleanup:
 int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
                        as_error *err) {
   int rc = AS_OK;
+  n->commit_time = 0;
   if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
   if (checkpoint && stream_id && (rc = write_checkpoint(n, stream_id, checkpoint, err)) != AS_OK)
     goto cleanup;
@@ -856,6 +857,9 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
       goto cleanup;
     }
     n->in_txn = false;
+    uint32_t t = 0, i = 0;
+    mongoc_client_session_get_operation_time(n->sess, &t, &i);
+    n->commit_time = (int64_t)(((uint64_t)t << 32) | i);
   }
 cleanup:
   if (rc != AS_OK) txn_abort(n);
@@ -883,3 +887,5 @@ void as_mongo_sink_free(as_node *n) {
   n->done.v = NULL;
   n->done.cap = 0;
 }
+
+int64_t as_mongo_commit_order(as_node *n) { return n->commit_time; }

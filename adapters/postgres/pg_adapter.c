@@ -656,4 +656,5 @@ const as_adapter as_adapter_postgres = {
     .mirror_ids = pg_mirror_ids,
     .mirror_put = pg_mirror_put,
     .mirror_del = pg_mirror_del,
+    .commit_order = pg_commit_order,
 };

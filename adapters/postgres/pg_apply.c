@@ -69,6 +69,7 @@ int pg_commit(as_node *n, const char *stream_id, const char *checkpoint, as_erro
     const char *p[2] = {stream_id, checkpoint};
     rc = pg_query(n->conn, PG_SQL_CHECKPOINT_SET, 2, p, "write checkpoint", NULL, err);
   }
+  n->commit_lsn = 0;
   if (rc == AS_OK) rc = pg_exec(n->conn, PG_SQL_COMMIT, "commit", err);
   if (rc != AS_OK) {
     pg_rollback(n);
@@ -77,8 +78,17 @@ int pg_commit(as_node *n, const char *stream_id, const char *checkpoint, as_erro
   n->in_txn = false;
   free(n->txn_origin);
   n->txn_origin = NULL;
+  if (n->capture == PG_CAPTURE_LOGICAL) { /* where the commit is in the WAL, at most */
+    PGresult *r = PQexec(n->conn, PG_SQL_WAL_INSERT_LSN);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        !pg_lsn_parse(PQgetvalue(r, 0, 0), &n->commit_lsn))
+      n->commit_lsn = 0; /* unknown: the engine compares commit times instead */
+    PQclear(r);
+  }
   return AS_OK;
 }
+
+int64_t pg_commit_order(as_node *n) { return (int64_t)n->commit_lsn; }
 
 int pg_checkpoint_load(as_node *n, const char *stream_id, char **out, as_error *err) {
   int rc;

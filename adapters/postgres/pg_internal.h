@@ -66,6 +66,9 @@ struct as_node {
   pthread_mutex_t cancel_mu;
   bool in_txn;
   char *txn_origin;  /* origin marked in the open transaction, or NULL */
+  /* logical capture: the WAL insert position right after the sink's last commit (an upper
+   * bound of that commit's LSN; commit_order), else 0 */
+  uint64_t commit_lsn;
   char comp[96];     /* log component "postgres:<name>" */
 };
 
@@ -89,6 +92,8 @@ bool pg_retryable(PGconn *c, const PGresult *res);
 /* Executes a command without parameters; returns 0 or pg_fail(). */
 int pg_exec(PGconn *c, const char *sql, const char *what, as_error *err);
 /* Executes with text parameters; *out gets the result on success (caller PQclear). */
+/* "X/Y" -> LSN (pg_logical.c). */
+bool pg_lsn_parse(const char *s, uint64_t *out);
 int pg_query(PGconn *c, const char *sql, int nparams, const char *const *params,
              const char *what, PGresult **out, as_error *err);
 /* Simple-protocol query returning rows (replication connections accept no parameters). */
@@ -194,6 +199,7 @@ void pg_snapshot_close(as_snapshot *sn);
 int pg_begin(as_node *n, as_error *err);
 int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_error *err);
 int pg_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err);
+int64_t pg_commit_order(as_node *n);
 int pg_rollback(as_node *n);
 int pg_checkpoint_load(as_node *n, const char *stream_id, char **out, as_error *err);
 int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, as_error *err);

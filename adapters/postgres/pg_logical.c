@@ -109,7 +109,7 @@ static void lsn_text(uint64_t lsn, char *buf, size_t n) {
   snprintf(buf, n, "%X/%X", (unsigned)(lsn >> 32), (unsigned)(lsn & 0xffffffffu));
 }
 
-static bool lsn_parse(const char *s, uint64_t *out) {
+bool pg_lsn_parse(const char *s, uint64_t *out) {
   unsigned hi, lo;
   char tail;
   if (!s || sscanf(s, "%X/%X%c", &hi, &lo, &tail) != 2) return false;
@@ -475,6 +475,7 @@ static as_delta *new_delta(pg_lstream *s, as_batch *out, const pg_table *t, as_o
   }
   d->ts_us = s->ts_us;
   d->hlc = AS_HLC_FROM_US(s->ts_us);
+  d->order = (int64_t)s->final_lsn; /* the commit record's LSN: commit order */
   return d;
 }
 
@@ -800,10 +801,10 @@ static int resume_point(pg_lstream *s, const char *checkpoint, as_error *err) {
   if (rc != AS_OK) return rc;
   bool exists = PQntuples(r) > 0;
   uint64_t confirmed = 0, ck = 0;
-  if (exists) lsn_parse(PQgetvalue(r, 0, 0), &confirmed);
+  if (exists) pg_lsn_parse(PQgetvalue(r, 0, 0), &confirmed);
   bool lost = exists && strcmp(PQgetvalue(r, 0, 1), "lost") == 0;
   PQclear(r);
-  if (checkpoint && !lsn_parse(checkpoint, &ck)) {
+  if (checkpoint && !pg_lsn_parse(checkpoint, &ck)) {
     return pg_history_lost(n, err,
                            "checkpoint \"%.60s\" of %s is not a logical-decoding position: the "
                            "node captured with triggers before (capture mode changed)",
@@ -852,7 +853,7 @@ static int resume_point(pg_lstream *s, const char *checkpoint, as_error *err) {
   if ((rc = pg_query_simple(s->conn, "SELECT pg_current_wal_insert_lsn()::text", "read WAL position", &r,
                             err)) != AS_OK)
     return rc;
-  lsn_parse(PQgetvalue(r, 0, 0), &s->start);
+  pg_lsn_parse(PQgetvalue(r, 0, 0), &s->start);
   PQclear(r);
   return AS_OK;
 }
@@ -1067,7 +1068,7 @@ int pg_lstream_poll(pg_lstream *s, as_batch *out, size_t max, int wait_ms, as_er
 
 int pg_lstream_ack(pg_lstream *s, const char *pos, as_error *err) {
   uint64_t lsn;
-  if (!lsn_parse(pos, &lsn)) {
+  if (!pg_lsn_parse(pos, &lsn)) {
     return as_error_set(err, AS_DOM_POSTGRES, AS_EINVAL, "not a logical-decoding position: \"%.60s\"", pos);
   }
   if (lsn <= s->acked) return AS_OK;

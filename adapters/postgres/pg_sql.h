@@ -175,6 +175,7 @@
 /* ---- sink ---- */
 #define PG_SQL_BEGIN "BEGIN"
 #define PG_SQL_COMMIT "COMMIT"
+#define PG_SQL_WAL_INSERT_LSN "SELECT pg_current_wal_insert_lsn()"
 #define PG_SQL_ROLLBACK "ROLLBACK"
 #define PG_SQL_SET_ORIGIN "SELECT set_config('arraysync.origin', $1, true)"
 #define PG_SQL_SAVEPOINT "SAVEPOINT arraysync_sp"

@@ -185,7 +185,8 @@ static void node_disconnect(as_node *n) {
   sqlite3_finalize(n->st_origin);
   sqlite3_finalize(n->st_ckpt_put);
   sqlite3_finalize(n->st_ckpt_get);
-  n->st_origin = n->st_ckpt_put = n->st_ckpt_get = NULL;
+  sqlite3_finalize(n->st_seq_end);
+  n->st_origin = n->st_ckpt_put = n->st_ckpt_get = n->st_seq_end = NULL;
   sqlite3_close(n->db);
   n->db = NULL;
   n->in_txn = false;
@@ -454,6 +455,7 @@ static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *ori
   d->echo = echo;
   d->ts_us = ts;
   d->hlc = AS_HLC_FROM_US(ts);
+  d->order = pos ? strtoll(pos, NULL, 10) : 0; /* the changelog sequence (commit order) */
   return AS_OK;
 }
 
@@ -1370,10 +1372,18 @@ static int sink_commit(as_node *n, const char *stream_id, const char *checkpoint
     sqlite3_clear_bindings(n->st_ckpt_put);
     if (rc != SQLITE_DONE) return sq_fail(n->db, rc, err, "write checkpoint");
   }
+  /* the transaction holds the write lock: no other commit falls between this read and ours */
+  int64_t seq = 0;
+  n->commit_seq = 0;
+  if (!n->st_seq_end && (ret = prep(n->db, SQ_SEQ_END, &n->st_seq_end, err)) != AS_OK) return ret;
+  if ((ret = one_int(n->db, n->st_seq_end, &seq, err, "changelog end")) != AS_OK) return ret;
   if ((ret = sq_exec(n->db, SQ_COMMIT, err)) != AS_OK) return ret;
   n->in_txn = false;
+  n->commit_seq = seq;
   return AS_OK;
 }
+
+static int64_t sink_commit_order(as_node *n) { return n->commit_seq; }
 
 static int sink_rollback(as_node *n) {
   if (n->db && !sqlite3_get_autocommit(n->db)) sqlite3_exec(n->db, SQ_ROLLBACK, NULL, NULL, NULL);
@@ -1445,4 +1455,5 @@ const as_adapter as_adapter_sqlite = {
     .mirror_ids = sq_mirror_ids,
     .mirror_put = sq_mirror_put,
     .mirror_del = sq_mirror_del,
+    .commit_order = sink_commit_order,
 };

@@ -35,7 +35,10 @@ struct as_node {
   bool in_txn;
   bool origin_dirty; /* _arraysync_origin holds cur_origin (non-NULL) */
   char *cur_origin;
-  sqlite3_stmt *st_origin, *st_ckpt_put, *st_ckpt_get;
+  sqlite3_stmt *st_origin, *st_ckpt_put, *st_ckpt_get, *st_seq_end;
+  /* the changelog's last sequence number in the sink's last committed transaction: every
+   * change committed before it has a sequence <= this, every later one a greater (commit_order) */
+  int64_t commit_seq;
   sq_cached *cache;
   size_t ncache, capcache;
   sq_cached *last; /* most recently used cache entry */

@@ -164,6 +164,11 @@ START_TEST(versions_persist_and_cache) {
   w.deleted = true;
   snprintf(w.origin, sizeof w.origin, "lite");
   as_version_set_held(&w, 7, 2, 49, false, 12345);
+  as_version_set_wrote_order(&w, 7, (int64_t)0x65a1b2c300000007LL); /* a MongoDB cluster time */
+  as_version_set_held(&w, 8, 2, 49, false, 12346);
+  as_version_set_wrote_order(&w, 8, 4242);
+  as_version_set_made(&w, 8, 60, false, 12400); /* keeps the connector's last write */
+  as_version_set_held(&w, 9, 2, 49, false, 0);   /* ahead of a commit: no order */
   ck_assert_int_eq(as_state_version_put(st, "users", "{\"id\":1}", &w, &err), AS_OK);
   as_state_close(st);
   /* reopen: read from disk, not from the cache */
@@ -174,6 +179,12 @@ START_TEST(versions_persist_and_cache) {
   ck_assert_str_eq(v.origin, "lite");
   ck_assert_int_eq(as_version_written(&v, 7), 12345);
   ck_assert_int_eq(as_version_held(&v, 7)->hlc, 49);
+  ck_assert(as_version_held(&v, 7)->wrote_order == (int64_t)0x65a1b2c300000007LL);
+  ck_assert(as_version_held(&v, 8)->made);
+  ck_assert_int_eq(as_version_held(&v, 8)->wrote_order, 4242);
+  ck_assert_int_eq(as_version_held(&v, 8)->wrote_us, 12346);
+  ck_assert(as_version_held(&v, 9)->wrote_pending);
+  ck_assert_int_eq(as_version_held(&v, 9)->wrote_order, 0);
   as_state_close(st);
 }
 END_TEST
