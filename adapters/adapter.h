@@ -332,6 +332,15 @@ typedef struct as_adapter {
    * is not in commit order). The engine uses it to tell whether a local change was made on
    * top of the connector's last write of its key to the node, or before that write (raced). */
   int64_t (*commit_order)(as_node *n);
+  /* ---- first copies (optional: NULL = nothing to do) ----
+   * A first copy of mapping s into this node, whose tables held no row of it, begins (begin)
+   * or is over (begin = false; called once for every begin, whatever the copy's outcome). The
+   * node may set aside, for the copy, what makes each row's write slow and what an empty
+   * table does not need, and must put it back at the end (and at its next install when the
+   * process died in between): PostgreSQL drops the foreign keys of empty child tables and
+   * adds them back, validated in one pass. Calls of one mapping nest (several pairs may copy
+   * into the node at once). Admin call, between transactions. */
+  int (*bulk_load)(as_node *n, const as_schema *s, bool begin, as_error *err);
 } as_adapter;
 
 /* The end of a verify_split over a sample of keys (n keys of nkey values each, already in the

@@ -79,6 +79,18 @@ static bool target_has_rows(eng_pair *p, const as_schema *s) {
   return any;
 }
 
+/* A first copy into a target without rows of s begins or ends (adapter bulk_load); a failure
+ * only costs speed (logged). */
+static void bulk_load(eng_pair *p, const as_schema *s, bool begin) {
+  eng_node *t = p->dst;
+  as_error err;
+  pthread_mutex_lock(&t->mu);
+  int rc = t->ad->bulk_load(t->node, s, begin, &err);
+  pthread_mutex_unlock(&t->mu);
+  if (rc != AS_OK)
+    AS_LOG(AS_LOG_WARN, p->comp, "snapshot of %s into %s: %s", s->name, t->cfg->name, err.message);
+}
+
 /* Copies mapping s (#mi) from after *after (NULL: the start) through the batch path. start:
  * the snapshot's stream position (each batch commits a snapshot checkpoint); NULL: a copy
  * while streaming (each batch commits the stream's checkpoint unchanged). */
@@ -95,6 +107,8 @@ static int copy_mapping(eng_pair *p, const as_schema *s, size_t mi, const char *
            "are compared with its rows first", s->name, p->dst->cfg->name);
   as_metrics_snapshot_total(p->src->cfg->name, p->dst->cfg->name, s->name, total);
   AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: ~%lld rows", s->name, (long long)total);
+  bool bulk = !p->probe && p->dst->ad->bulk_load;
+  if (bulk) bulk_load(p, s, true);
   for (;;) {
     as_batch_reset(b);
     int n = p->src->ad->snapshot_next(sn, b, e->cfg->batch_max_rows, err);
@@ -121,6 +135,7 @@ static int copy_mapping(eng_pair *p, const as_schema *s, size_t mi, const char *
     if (n == AS_EOF || eng_stopping(e)) break;
   }
   p->src->ad->snapshot_close(sn);
+  if (bulk) bulk_load(p, s, false);
   p->probe = false;
   if (p->e->o->progress_tty) fprintf(stderr, "\n");
   if (rc == AS_OK && !eng_stopping(e))

@@ -65,8 +65,8 @@ struct as_node {
   pthread_mutex_t mu;       /* guards pool (creation) and lsid against interrupt() */
   bson_t *lsid;             /* copy of sess's lsid ({id: UUID}), for interrupt(); heap */
   bool in_txn;
-  /* the operationTime of the last committed transaction (seconds << 32 | increment: at least
-   * the commit's cluster time), for commit_order; 0 unknown */
+  /* the operationTime of the last commitTransaction reply (seconds << 32 | increment: the
+   * commit's cluster time), for commit_order; 0 unknown */
   int64_t commit_time;
   bool need_replay;         /* the server aborted the transaction: replay `done` */
   mongo_ops done;           /* writes applied in the current transaction */

@@ -843,6 +843,13 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
       bson_error_t be;
       bool ok = mongoc_client_session_commit_transaction(n->sess, &reply, &be);
       if (ok) {
+        /* the commit's operationTime (its cluster time; a reply without one: unknown) */
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, &reply, "operationTime") && BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+          uint32_t t, i;
+          bson_iter_timestamp(&it, &t, &i);
+          n->commit_time = (int64_t)(((uint64_t)t << 32) | i);
+        }
         bson_destroy(&reply);
         break;
       }
@@ -857,9 +864,6 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
       goto cleanup;
     }
     n->in_txn = false;
-    uint32_t t = 0, i = 0;
-    mongoc_client_session_get_operation_time(n->sess, &t, &i);
-    n->commit_time = (int64_t)(((uint64_t)t << 32) | i);
   }
 cleanup:
   if (rc != AS_OK) txn_abort(n);

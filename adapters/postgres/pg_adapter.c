@@ -657,4 +657,5 @@ const as_adapter as_adapter_postgres = {
     .mirror_put = pg_mirror_put,
     .mirror_del = pg_mirror_del,
     .commit_order = pg_commit_order,
+    .bulk_load = pg_bulk_load,
 };

@@ -475,6 +475,8 @@ int pg_install(as_node *n, as_error *err) {
     if (rc != AS_OK) goto fail;
   }
   if ((rc = pg_exec(n->conn, PG_SQL_COMMIT, "install commit", err)) != AS_OK) return rc;
+  /* foreign keys a first copy set aside when its connector died before adding them back */
+  if ((rc = pg_bulk_restore(n, NULL, err)) != AS_OK) return rc;
   /* slots outside the transaction: creating one waits for running transactions */
   return n->capture == PG_CAPTURE_LOGICAL ? install_slots(n, err) : drop_slots(n, false, false, err);
 fail:
@@ -626,6 +628,8 @@ int pg_check_capture(as_node *n, bool repair, as_error *err) {
   }
   rc = n->capture == PG_CAPTURE_LOGICAL ? check_logical(n, repair, &missing, err)
                                         : check_triggers(n, repair, &missing, err);
+  /* foreign keys a first copy set aside and could not add back (a lock wait timed out) */
+  if (rc == AS_OK && repair) rc = pg_bulk_restore(n, NULL, err);
   if (rc == AS_OK && missing.len) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ENOTFOUND, "node %s: capture objects missing: %s",
                       n->name, as_buf_cstr(&missing));

@@ -43,6 +43,7 @@ typedef struct pg_table {
   char *fname;       /* base name of the trigger functions (unquoted, < 50 bytes) */
   bool stage_ready;  /* staging table exists in the current sink session */
   int optimistic_skip; /* batches to skip the direct-COPY attempt after a key clash */
+  int bulk;          /* a mapping's own table: first copies in progress (pg_bulk.c) */
 } pg_table;
 
 struct as_node {
@@ -208,6 +209,11 @@ int pg_mirror_ensure(as_node *n, const char *table, as_error *err);
 int pg_mirror_ids(as_node *n, const char *table, int64_t **ids, size_t *nids, as_error *err);
 int pg_mirror_put(as_node *n, const char *table, const as_mirror_row *m, as_error *err);
 int pg_mirror_del(as_node *n, const char *table, int64_t id, as_error *err);
+/* pg_bulk.c: bulk_load, and adding back the foreign keys recorded as set aside for mapping s
+ * (NULL: all of them but those of copies still running here; install calls it after a
+ * connector died during a first copy, check_capture with repair after a failed add). */
+int pg_bulk_load(as_node *n, const as_schema *s, bool begin, as_error *err);
+int pg_bulk_restore(as_node *n, const as_schema *s, as_error *err);
 int pg_node_connect(as_node *n, as_error *err);
 /* Forgets per-session state (staging tables) after the sink connection was replaced. */
 void pg_sink_reset_session(as_node *n);

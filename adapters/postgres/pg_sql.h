@@ -33,6 +33,14 @@
   "INSERT INTO arraysync.meta(key, value) VALUES ('schema_version', $1) "         \
   "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 
+/* Records of arraysync.meta (pg_bulk.c: foreign keys set aside for a first copy). */
+#define PG_SQL_META_PUT                                           \
+  "INSERT INTO arraysync.meta(key, value) VALUES ($1, $2) "       \
+  "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+#define PG_SQL_META_DEL "DELETE FROM arraysync.meta WHERE key = $1"
+#define PG_SQL_META_PREFIX \
+  "SELECT key, value FROM arraysync.meta WHERE key LIKE 'dropped\\_fk:%' ORDER BY key"
+
 /* Upgrade steps: PG_SQL_UPGRADE[v] brings a version-v installation to v+1. */
 #define PG_SQL_UPGRADE_0_TO_1                                                              \
   "CREATE TABLE arraysync.changelog("                                                      \
