@@ -213,8 +213,53 @@ static int apply_dead(eng_pair *p, eng_work *w, const as_delta *arr, size_t n, a
   return rc;
 }
 
-/* Applies the kept deltas to the target with the checkpoint, in one transaction. */
-static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, as_error *err) {
+/* Of key x, what the batch recorded ahead for the target, given back: which of the key's
+ * versions the target holds, and its write record, as before the batch. */
+static void restore_target(decided *x, uint16_t dst) {
+  as_version *v = &x->v;
+  const as_version *o = &x->orig;
+  uint64_t bit = 1ull << (dst % 64);
+  bool row_same = v->hlc == o->hlc && strcmp(v->origin, o->origin) == 0;
+  v->row_mask = (v->row_mask & ~bit) | (row_same ? o->row_mask & bit : 0);
+  for (uint8_t i = 0; i < v->ncolv; i++) {
+    as_colver *c = &v->colv[i];
+    const as_colver *oc = as_version_col(o, c->col);
+    bool same = oc && oc->origin == c->origin && oc->hlc == c->hlc;
+    c->mask = (c->mask & ~bit) | (same ? oc->mask & bit : 0);
+  }
+  const as_held *oh = as_version_held(o, dst);
+  as_version_drop_held(v, dst);
+  if (oh && v->nheld < AS_VERSION_MAX_HELD) v->held[v->nheld++] = *oh;
+}
+
+/* The target refused the batch before its commit was asked for (an apply error, a write
+ * conflict): nothing of it is there. Every key it would have written is recorded again
+ * without those writes (the versions decided stay: the batch is read again), and the batch
+ * is no longer in flight. Without this, a repair could read a winning value from the target
+ * that never got it. On failure the record in flight stays, for pair_open to settle. */
+static void unwrite(eng_pair *p, eng_work *w) {
+  as_state *st = p->e->state;
+  as_error err;
+  if (as_state_begin(st, &err) != AS_OK) return;
+  int rc = AS_OK;
+  for (size_t i = 0; i < w->nall && rc == AS_OK; i++) {
+    decided *x = w->all[i];
+    if (!x->applied) continue;
+    restore_target(x, p->dst->id);
+    rc = as_state_version_put(st, x->schema->name, x->key, &x->v, &err);
+  }
+  if (rc == AS_OK) rc = as_state_inflight_del(st, p->stream_id, &err);
+  if (rc != AS_OK) {
+    as_state_rollback(st);
+    AS_LOG(AS_LOG_WARN, p->comp, "giving back a batch that did not apply: %s", err.message);
+  } else if (as_state_commit(st, &err) != AS_OK) {
+    AS_LOG(AS_LOG_WARN, p->comp, "giving back a batch that did not apply: %s", err.message);
+  }
+}
+
+/* Applies the kept deltas to the target with the checkpoint, in one transaction.
+ * *asked: the commit was asked for (its outcome may be unknown when it failed). */
+static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, bool *asked, as_error *err) {
   eng_node *t = p->dst;
   as_dead_list dead = {0};
   as_delta *arr = NULL;
@@ -226,6 +271,7 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, as_error *err)
   pthread_mutex_lock(&t->mu);
   int rc = t->ad->begin(t->node, err);
   if (rc == AS_OK && w->nkept) rc = t->ad->apply(t->node, arr, w->nkept, &dead, err);
+  *asked = rc == AS_OK;
   if (rc == AS_OK) rc = t->ad->commit(t->node, p->stream_id, ckpt, err);
   if (rc != AS_OK) t->ad->rollback(t->node);
   else if (t->ad->commit_order) w->commit_order = t->ad->commit_order(t->node);
@@ -302,7 +348,9 @@ static int decide_and_apply(eng_pair *p, as_batch *b, bool snapshot, const char 
   eng_stripes_lock(p->e, w->stripes, w->nstripes);
   rc = eng_resolve_batch(p, b, snapshot, w, err);
   if (rc == AS_OK) rc = write_ahead(p, w, ckpt, err);
-  if (rc == AS_OK && (w->nkept > 0 || pos_changed)) rc = apply_kept(p, w, ckpt, err);
+  bool written_ahead = rc == AS_OK, asked = false;
+  if (rc == AS_OK && (w->nkept > 0 || pos_changed)) rc = apply_kept(p, w, ckpt, &asked, err);
+  if (rc != AS_OK && written_ahead && !asked && w->nkept > 0) unwrite(p, w);
   if (rc == AS_OK) stamp(p, w);
   eng_stripes_unlock(p->e, w->stripes, w->nstripes);
   return rc;

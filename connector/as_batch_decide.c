@@ -293,24 +293,35 @@ static int rewrite(eng_pair *p, eng_work *w, const as_delta *applied, decided *x
 /* The versions d writes (each column's, or the row's, when it is d's own) are held by the
  * target from now on, and by d's origin: repairs read a column from any node holding its
  * version (a node's write record keeps only its last write). */
-static void mark_holders(as_version *v, const as_delta *d, uint16_t dst, uint16_t origin) {
-  uint64_t bits = (1ull << (dst % 64)) | (1ull << (origin % 64));
+static void mark_holders(as_version *v, const as_delta *d, bool whole, uint16_t dst,
+                         uint16_t origin) {
+  uint64_t bits = (1ull << (dst % 64)) | (1ull << (origin % 64)), dbit = 1ull << (dst % 64);
   bool row = v->hlc == d->hlc && strcmp(v->origin, d->origin) == 0;
-  if (row && (d->op == AS_OP_DELETE || d->op == AS_OP_INSERT)) v->row_mask |= bits;
+  /* an earlier change of the node that made the current version, written again (a replay):
+   * the target no longer holds the versions it overwrites (the later change follows it in
+   * the same stream and marks them again); never read the winner from there meanwhile */
+  bool row_replay = !row && v->hlc > d->hlc && strcmp(v->origin, d->origin) == 0;
+  /* a whole-row change (whole: as captured, before columns that lost were taken out) that is
+   * the row's version: the target holds it as far as it still counts, also when every column
+   * has a newer version of its own */
+  if (row && whole) v->row_mask |= bits;
+  if (row_replay && whole) v->row_mask &= ~dbit;
   for (size_t i = 0; i < d->row.n; i++) {
     if (!d->row.set[i] || d->schema->cols[i].is_key) continue;
     as_colver *cv = (as_colver *)as_version_col(v, (uint16_t)i);
     if (cv && cv->hlc == d->hlc && cv->origin == origin) cv->mask |= bits;
+    else if (cv && cv->hlc > d->hlc && cv->origin == origin) cv->mask &= ~dbit;
     else if (!cv && row) v->row_mask |= bits;
+    else if (!cv && row_replay) v->row_mask &= ~dbit;
   }
 }
 
-static int keep(eng_pair *p, eng_work *w, as_delta *d, decided *x, const as_decision *dec,
-                as_error *err) {
+static int keep(eng_pair *p, eng_work *w, as_delta *d, bool whole, decided *x,
+                const as_decision *dec, as_error *err) {
   uint16_t oid = 0;
   if (as_state_node_id(p->e->state, d->origin, &oid, err) != AS_OK) return AS_ERR;
   as_version_set_held(&x->v, p->dst->id, oid, d->hlc, d->op == AS_OP_DELETE, 0);
-  mark_holders(&x->v, d, p->dst->id, oid);
+  mark_holders(&x->v, d, whole, p->dst->id, oid);
   x->dirty = x->applied = true;
   AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s", d->schema->name,
          x->key, as_op_name(d->op), d->origin, d->relayed ? " (relayed)" : "", (long long)d->hlc,
@@ -333,6 +344,7 @@ static decided *key_state(eng_pair *p, eng_work *w, const as_schema *s, const ch
   if (g != AS_OK && g != AS_ENOTFOUND) return NULL;
   x->found = g == AS_OK;
   if (!x->found) memset(&x->v, 0, sizeof x->v);
+  x->orig = x->v;
   return x;
 }
 
@@ -493,6 +505,33 @@ static int initial_compare(eng_pair *p, decided *x, as_delta *d, bool *done, as_
   return AS_OK;
 }
 
+/* Whether d writes the whole row (insert, delete, an update carrying every column). */
+static bool whole_change(const as_delta *d) {
+  if (d->op != AS_OP_UPDATE) return true;
+  for (size_t i = 0; i < d->row.n; i++)
+    if (!d->row.set[i]) return false;
+  return true;
+}
+
+/* Whether d, an update of some columns, is the key's row version: it brought a deleted row
+ * back (or was the first change the connector saw of the key). The row's other columns are
+ * then the values its node held, which d does not carry. */
+static bool partial_row_version(const decided *x, const as_delta *d) {
+  return !whole_change(d) && !x->v.deleted && x->v.hlc == d->hlc &&
+         strcmp(x->v.origin, d->origin) == 0;
+}
+
+/* The target got d's columns only: the rest of the row comes from a node holding the row's
+ * version, the node that made it first (a repair after the batch). The target already counts
+ * as holding the row's version: where no node holds the rest any more (the row was deleted
+ * under the change, and its capture gave no row image) the repair waits, and every node
+ * agrees on having no row (docs/STATUS.md). */
+static int fetch_rest(eng_pair *p, eng_work *w, decided *x, size_t i, as_error *err) {
+  AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: an update brought the row back; the rest "
+         "of the row follows (repair of %s)", x->schema->name, x->key, p->dst->cfg->name);
+  return eng_queue_repair(w, x->schema, x->key, p->dst, p->src, i) ? AS_OK : eng_oom(err);
+}
+
 /* Resolves one routed delta. */
 static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool snapshot,
                        as_error *err) {
@@ -562,16 +601,26 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   as_row_clear(&merged);
   if (!a) return AS_ERR;
   if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
+    /* to newer column versions: when it is the row's version (a whole-row change arriving
+     * after updates of every column), nothing of it is left for the target to hold, so the
+     * target holds the row's version as far as it still counts */
+    if (x->v.hlc == d->hlc && strcmp(x->v.origin, d->origin) == 0 && whole_change(d)) {
+      x->v.row_mask |= 1ull << (p->dst->id % 64);
+      x->dirty = true;
+    }
     eng_count_skip(p, s);
     return AS_OK;
   }
-  if (dec.merged) return keep(p, w, a, x, &dec, err); /* a version of the target's own */
+  if (dec.merged) return keep(p, w, a, false, x, &dec, err); /* a version of the target's own */
   if (local) x->last_local_win = i + 1;
   if (local && overwritten(&x->v, p->src->id, d) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
     return rc;
   /* the source holds this change (until the connector writes something else there) */
   if (local) as_version_set_made(&x->v, p->src->id, d->hlc, d->op == AS_OP_DELETE, d->ts_us);
-  return keep(p, w, a, x, &dec, err);
+  rc = keep(p, w, a, whole_change(d), x, &dec, err);
+  if (rc == AS_OK && !vectors && a->op == AS_OP_UPDATE && partial_row_version(x, d))
+    rc = fetch_rest(p, w, x, i, err);
+  return rc;
 }
 
 /* A TRUNCATE of the mapping's table on the source (mapping option on_truncate): stop the

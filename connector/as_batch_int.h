@@ -12,6 +12,7 @@ typedef struct decided {
   const as_schema *schema;
   char *key;
   as_version v;
+  as_version orig;   /* v as the batch found it (what a write that failed gives back) */
   bool found;        /* v holds a version (from the store or this batch) */
   bool dirty;        /* to be written to the state store */
   bool applied;      /* this batch writes the key to the target */

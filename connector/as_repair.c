@@ -105,15 +105,15 @@ static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const
     eng_node *n = &e->nodes[i];
     if (n != to && holds(e, v, hlc, origin, n) && trusted(e, s, key, n)) return n;
   }
-  /* version vectors: the nodes the version was written to (mask), when no write record says
-   * so; not a node the connector is writing to right now (its mark was made ahead of a commit
-   * that may not happen: a failed batch, a crash) */
+  /* the nodes the version was written to (mask), when no write record says so; not a node
+   * the connector is writing to right now (its mark was made ahead of a commit that may not
+   * happen: a failed batch, a crash), nor one whose write record was dropped (a batch that did
+   * not commit: its marks stay, its writes do not) */
   for (size_t i = 0; mask && i < e->nnodes; i++) {
     eng_node *n = &e->nodes[i];
     const as_held *h = as_version_held(v, n->id);
-    if (n != to && (mask & (1ull << (n->id % 64))) && !(h && h->wrote_pending) &&
-        trusted(e, s, key, n))
-      return n;
+    bool known = h ? !h->wrote_pending : v->nheld == AS_VERSION_MAX_HELD;
+    if (n != to && (mask & (1ull << (n->id % 64))) && known && trusted(e, s, key, n)) return n;
   }
   return NULL;
 }

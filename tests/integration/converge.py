@@ -40,6 +40,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -750,6 +751,27 @@ def quick_verify(conn):
     return r.returncode == 0 and all(p["equal"] for p in pairs), "; ".join(parts)
 
 
+def explain_quick(args, work, names):
+    """Which keys the state store does not count as held by every node (arraysync_state_dump,
+    built next to the binary), and whether its stored signatures match its records."""
+    tool = os.path.join(os.path.dirname(os.path.abspath(args.bin)), "arraysync_state_dump")
+    state = os.path.join(work, "state.db")
+    if not os.path.exists(tool):
+        print("converge: (no %s to explain it)" % tool)
+        return
+    r = subprocess.run([tool, state], capture_output=True, text=True, timeout=120)
+    shown = 0
+    for line in r.stdout.splitlines():
+        o = json.loads(line)
+        if "quick" in o:
+            print("QUICK %s: %s (%d segments)" % (o["node"], o["quick"], o["buckets_differing"]))
+        elif "key" in o and sorted(o["current"]) != sorted(names) and shown < args.show:
+            shown += 1
+            print("QUICK key %s held by %s only: %s" % (o["key"], ",".join(o["current"]) or "none", line))
+    if r.returncode != 0:
+        print("converge: state_dump exit %d: %s" % (r.returncode, r.stderr.strip()[:300]))
+
+
 def main():
     args = parse_args()
     seed = args.seed if args.seed is not None else int(time.time() * 1000) % 1000000007
@@ -937,6 +959,7 @@ def main():
     ok = not diff and not problems and len(log) > 0 and all(per_node.get(n, 0) > 0 for n in names)
     if quick is not None and not quick[0]:
         print("converge: the nodes are equal but verify --quick says they differ")
+        explain_quick(args, work, names)
         ok = False
     if not all(per_node.get(n, 0) > 0 for n in names):
         print("converge: a node got no writes at all: the load did not run")

@@ -82,7 +82,7 @@ run_case() {  # NAME FLAGS...
   tail -n 20 "$dir/err.txt" >&2 || true
   local keep=/tmp/arraysync-converge-failed/$name
   rm -rf "$keep" && mkdir -p "$keep"
-  cp "$dir"/out.txt "$dir"/err.txt "$dir"/connector.log "$dir"/writes.jsonl "$dir"/final.json "$dir"/arraysync.yaml "$keep"/ 2>/dev/null || true
+  cp "$dir"/out.txt "$dir"/err.txt "$dir"/connector.log "$dir"/writes.jsonl "$dir"/final.json "$dir"/arraysync.yaml "$dir"/state.db* "$keep"/ 2>/dev/null || true
   echo "   (logs kept in $keep)"
   return 1
 }
