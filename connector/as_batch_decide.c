@@ -524,8 +524,8 @@ static bool partial_row_version(const decided *x, const as_delta *d) {
 /* The target got d's columns only: the rest of the row comes from a node holding the row's
  * version, the node that made it first (a repair after the batch). The target already counts
  * as holding the row's version: where no node holds the rest any more (the row was deleted
- * under the change, and its capture gave no row image) the repair waits, and every node
- * agrees on having no row (docs/STATUS.md). */
+ * under the change, and its capture gave no row image) the repair waits, and the nodes keep
+ * what they had, with or without the row (docs/STATUS.md). */
 static int fetch_rest(eng_pair *p, eng_work *w, decided *x, size_t i, as_error *err) {
   AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: an update brought the row back; the rest "
          "of the row follows (repair of %s)", x->schema->name, x->key, p->dst->cfg->name);
