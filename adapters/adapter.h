@@ -27,7 +27,8 @@
  * may leave out are those whose origin is the stream's consumer (a delta never returns to its
  * origin), which saves decoding the connector's own writes.
  * The origin AS_ORIGIN_LOCAL_ONLY ("-") marks a write of the connector that no topology needs
- * relayed: capture leaves such writes out entirely (no delta, echo or not).
+ * relayed: capture leaves such writes out entirely (no delta, echo or not). A node whose
+ * as_node_config.local_only is set marks every write that has an origin so.
  *
  * Truncate: a delta with op AS_OP_TRUNCATE (no key, no columns) says every row of the
  * mapping's table was removed at once. A source produces it only for a mapping with
@@ -72,6 +73,12 @@ typedef struct as_node_config {
    * then such state is created by the first open_stream and only uninstall removes it. */
   char **consumers;
   size_t nconsumers;
+  /* Mark every write applied with an origin as AS_ORIGIN_LOCAL_ONLY instead, so that capture
+   * leaves it out (no changelog row, no echo to decode). The connector sets it on every node:
+   * it passes changes on (ring, hub) through its own state store, never by capturing its
+   * writes again, so no topology needs them. A write without an origin (a local write made
+   * through the adapter, e.g. `conflicts resolve`) is captured as before. */
+  bool local_only;
 } as_node_config;
 
 /* Value of an option, or the adapter's default from its config map, or NULL. */

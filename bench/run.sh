@@ -96,5 +96,8 @@ section "bench_resolve / bench_lua: conflict resolution per decision (vector vs 
 "$build/bench_resolve" "$(n 2000000)"
 "$build/bench_lua" "$(n 200000)"
 
+section "bench_at_rest: what a synced row costs at rest (SQLite -> SQLite first copy through arraysync run)"
+"$root/bench/bench_at_rest.sh" "$build" "$(n 200000)"
+
 echo
 echo "# done in $(( $(date +%s) - t_all ))s"

@@ -136,10 +136,13 @@ static void node_clear(as_node_config *n) {
 }
 
 /* Each node's consumers: the nodes the topology streams to from it (adapters keep one
- * capture position, e.g. a replication slot, per consumer). */
+ * capture position, e.g. a replication slot, per consumer). Every node marks the connector's
+ * writes local-only: changes travel on through the state store's relay log, never by
+ * capturing them again on the node they were written to (as_node_config.local_only). */
 static int fill_consumers(as_config *c, as_error *err) {
   for (size_t i = 0; i < c->nnodes; i++) {
     as_node_config *n = &c->nodes[i];
+    n->local_only = true;
     n->consumers = calloc(c->nnodes ? c->nnodes : 1, sizeof *n->consumers);
     if (!n->consumers) return nomem(err);
     for (size_t j = 0; j < c->nnodes; j++) {

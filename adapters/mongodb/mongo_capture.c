@@ -624,11 +624,13 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
                 op, s->n->database);
   }
   /* A write the connector made for the consumer's own change never goes back to it (a delta
-   * never returns to its origin, adapter.h): skip it without mapping the document. */
+   * never returns to its origin, adapter.h), and one marked local-only goes nowhere: skip it
+   * without mapping the document. */
   bool row_event = strcmp(op, "insert") == 0 || strcmp(op, "update") == 0 ||
                    strcmp(op, "replace") == 0 || strcmp(op, "delete") == 0;
-  if (row_event && s->mark_txn && e.has_txn && strcmp(s->mark_txn, e.txn) == 0 &&
-      s->mark_origin && strcmp(s->mark_origin, s->consumer) == 0) {
+  if (row_event && s->mark_txn && e.has_txn && strcmp(s->mark_txn, e.txn) == 0 && s->mark_origin &&
+      (strcmp(s->mark_origin, s->consumer) == 0 ||
+       strcmp(s->mark_origin, AS_ORIGIN_LOCAL_ONLY) == 0)) {
     return AS_OK;
   }
   const char *pos = s->token; /* for dead letters; deltas get make_pos() */

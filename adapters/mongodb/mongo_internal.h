@@ -47,6 +47,7 @@ struct as_node {
   char *uri_redacted;
   bool when_available;  /* full_document: whenAvailable */
   bool resnapshot;      /* on_history_lost: resnapshot */
+  bool local_only;      /* as_node_config.local_only: origins are marked AS_ORIGIN_LOCAL_ONLY */
   int32_t batch_size;
   int32_t max_await_ms;
   const as_schema **schemas;

@@ -195,6 +195,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   pthread_once(&mongo_once, mongo_global_init);
   n->name = strdup(cfg->name ? cfg->name : "mongodb");
   if (!n->name) goto oom;
+  n->local_only = cfg->local_only;
   snprintf(n->comp, sizeof n->comp, "mongodb:%s", n->name);
   if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
   rc = AS_EINVAL;

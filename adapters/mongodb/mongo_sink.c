@@ -650,7 +650,7 @@ static int push_op(as_node *n, apply_call *a, size_t i, mongo_ops *ops, mongo_op
   op->schema = d->schema;
   op->index = i;
   op->keyhash = a->h[i];
-  op->origin = strdup(d->origin ? d->origin : n->name);
+  op->origin = strdup(!d->origin ? n->name : n->local_only ? AS_ORIGIN_LOCAL_ONLY : d->origin);
   bson_concat(op->filter, a->filter[i]);
   if (doc) {
     as_mongo_bson_free(op->doc);

@@ -469,6 +469,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   n->stmt_level = o.capture_triggers == 0;
   n->fast_copy = o.copy;
   n->resnapshot = o.on_history_lost == 1;
+  n->local_only = cfg->local_only;
   n->name = strdup(cfg->name ? cfg->name : "postgres");
   n->dsn = strdup(dsn);
   n->schema = strdup(schema);

@@ -879,6 +879,12 @@ static bool same_origin(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* The origin a delta's write is marked with: AS_ORIGIN_LOCAL_ONLY for every delta with an
+ * origin when the node is local_only (neither triggers nor the decoder then capture it). */
+static const char *mark_of(const as_node *n, const char *origin) {
+  return origin && n->local_only ? AS_ORIGIN_LOCAL_ONLY : origin;
+}
+
 /* Marks the following writes of the transaction with origin: the setting the capture
  * triggers read, or (logical capture) the sink connection's row in arraysync.marks, which
  * the decoder sees before the changes it marks. */
@@ -912,8 +918,9 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
     /* a run of one origin: the origin is set before any savepoint, so rolling back to a
      * savepoint never reverts it */
     size_t end = i;
-    while (end < nd && same_origin(d[end].origin, d[i].origin)) end++;
-    if ((rc = set_origin(n, d[i].origin, err)) != AS_OK) goto cleanup;
+    const char *mark = mark_of(n, d[i].origin);
+    while (end < nd && same_origin(mark_of(n, d[end].origin), mark)) end++;
+    if ((rc = set_origin(n, mark, err)) != AS_OK) goto cleanup;
     size_t nidx = 0;
     while (i < end) {
       if (!tabs[i]) {

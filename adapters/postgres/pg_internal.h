@@ -54,6 +54,7 @@ struct as_node {
   bool stmt_level;   /* trigger capture with statement-level transition-table triggers */
   bool fast_copy;    /* COPY fast path for runs of full-row inserts */
   bool resnapshot;   /* on_history_lost: resnapshot */
+  bool local_only;   /* as_node_config.local_only: origins are marked AS_ORIGIN_LOCAL_ONLY */
   pg_capture capture_opt; /* as configured */
   pg_capture capture;     /* decided (TRIGGERS or LOGICAL); AUTO until the first connect */
   char *pubname;     /* publication of this node (logical capture), [a-z0-9_] only */

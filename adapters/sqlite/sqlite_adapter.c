@@ -151,6 +151,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   o.path = NULL;
   n->busy_ms = (int)o.busy_timeout;
   n->use_inotify = o.wakeup == 0;
+  n->local_only = cfg->local_only;
   n->schemas = calloc(nschemas ? nschemas : 1, sizeof *n->schemas);
   if (!n->name || !n->path || !n->schemas) {
     ret = as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
@@ -619,6 +620,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   /* A write the connector made for the consumer's own change never goes back to it (a delta
    * never returns to its origin): skip it without decoding. */
   if (origin && s->consumer && strcmp(origin, s->consumer) == 0) return AS_OK;
+  if (origin && strcmp(origin, AS_ORIGIN_LOCAL_ONLY) == 0) return AS_OK; /* (triggers of old) */
   int64_t ts = sqlite3_column_int64(st, 6);
   char pos[32];
   snprintf(pos, sizeof pos, "%" PRId64, seq);
@@ -1106,6 +1108,7 @@ static int sink_begin(as_node *n, as_error *err) {
 }
 
 static int set_origin(as_node *n, const char *origin, as_error *err) {
+  if (origin && n->local_only) origin = AS_ORIGIN_LOCAL_ONLY; /* the triggers log nothing */
   if (!origin && !n->origin_dirty) return AS_OK;
   if (origin && n->cur_origin && strcmp(origin, n->cur_origin) == 0) return AS_OK;
   int ret;

@@ -182,9 +182,11 @@ static void trigger_sql(as_buf *b, const as_schema *s, const as_schema *owner, s
   trigger_name(b, s->table, suffix);
   as_buf_printf(b, " AFTER %s ON ", event);
   as_sql_quote_ident(s->table, b);
+  /* a write of the connector marked local-only is not logged at all (adapter.h) */
+  as_buf_append_str(b, " WHEN " SQ_TRIGGER_ORIGIN " IS NOT '" AS_ORIGIN_LOCAL_ONLY "'");
   if (op[0] == 'u') {
     /* an UPDATE that changes no mapped column writes nothing */
-    as_buf_append_str(b, " WHEN ");
+    as_buf_append_str(b, " AND (");
     for (size_t i = 0; i < s->ntable; i++) {
       if (i) as_buf_append_str(b, " OR ");
       as_buf_append_str(b, "OLD.");
@@ -192,6 +194,7 @@ static void trigger_sql(as_buf *b, const as_schema *s, const as_schema *owner, s
       as_buf_append_str(b, " IS NOT NEW.");
       as_sql_quote_ident(s->cols[i].name, b);
     }
+    as_buf_append_str(b, ")");
   }
   as_buf_append_str(b,
                     " BEGIN INSERT INTO _arraysync_changelog (tbl, op, old, new, origin, "

@@ -34,6 +34,7 @@ struct as_node {
   sqlite3 *db; /* sink/admin connection */
   bool in_txn;
   bool origin_dirty; /* _arraysync_origin holds cur_origin (non-NULL) */
+  bool local_only;   /* as_node_config.local_only: origins are marked AS_ORIGIN_LOCAL_ONLY */
   char *cur_origin;
   sqlite3_stmt *st_origin, *st_ckpt_put, *st_ckpt_get, *st_seq_end;
   /* the changelog's last sequence number in the sink's last committed transaction: every
