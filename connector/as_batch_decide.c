@@ -290,13 +290,20 @@ static int rewrite(eng_pair *p, eng_work *w, const as_delta *applied, decided *x
   return AS_OK;
 }
 
+/* Whether change d is the key's row version (the last change that wrote the whole row, or
+ * brought it back). */
+static bool is_row_version(const as_version *v, const as_delta *d) {
+  return v->hlc == d->hlc && strcmp(v->origin, d->origin) == 0;
+}
+
 /* The versions d writes (each column's, or the row's, when it is d's own) are held by the
  * target from now on, and by d's origin: repairs read a column from any node holding its
  * version (a node's write record keeps only its last write). */
+
 static void mark_holders(as_version *v, const as_delta *d, bool whole, uint16_t dst,
                          uint16_t origin) {
   uint64_t bits = (1ull << (dst % 64)) | (1ull << (origin % 64)), dbit = 1ull << (dst % 64);
-  bool row = v->hlc == d->hlc && strcmp(v->origin, d->origin) == 0;
+  bool row = is_row_version(v, d);
   /* an earlier change of the node that made the current version, written again (a replay):
    * the target no longer holds the versions it overwrites (the later change follows it in
    * the same stream and marks them again); never read the winner from there meanwhile */
@@ -517,8 +524,7 @@ static bool whole_change(const as_delta *d) {
  * back (or was the first change the connector saw of the key). The row's other columns are
  * then the values its node held, which d does not carry. */
 static bool partial_row_version(const decided *x, const as_delta *d) {
-  return !whole_change(d) && !x->v.deleted && x->v.hlc == d->hlc &&
-         strcmp(x->v.origin, d->origin) == 0;
+  return !whole_change(d) && !x->v.deleted && is_row_version(&x->v, d);
 }
 
 /* The target got d's columns only: the rest of the row comes from a node holding the row's
@@ -603,8 +609,10 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
     /* to newer column versions: when it is the row's version (a whole-row change arriving
      * after updates of every column), nothing of it is left for the target to hold, so the
-     * target holds the row's version as far as it still counts */
-    if (x->v.hlc == d->hlc && strcmp(x->v.origin, d->origin) == 0 && whole_change(d)) {
+     * target holds the row's version as far as it still counts (only that: mark_holders would
+     * also take the target out of newer column versions of the same node, which it still
+     * holds since nothing was written) */
+    if (is_row_version(&x->v, d) && whole_change(d)) {
       x->v.row_mask |= 1ull << (p->dst->id % 64);
       x->dirty = true;
     }

@@ -60,6 +60,7 @@ typedef struct ctx {
   as_node *node;
   as_node_option opts[3];
   as_node_config cfg;
+  bool local_only; /* as the connector opens every node */
 } ctx;
 
 static void ctx_open(ctx *c, const char *dir, const char *wakeup) {
@@ -69,7 +70,8 @@ static void ctx_open(ctx *c, const char *dir, const char *wakeup) {
     DIE("mapping: %s", err.message);
   c->opts[0] = (as_node_option){.key = "path", .value = c->path};
   c->opts[1] = (as_node_option){.key = "wakeup", .value = (char *)(wakeup ? wakeup : "inotify")};
-  c->cfg = (as_node_config){.name = "lite", .kind = "sqlite", .opts = c->opts, .nopts = 2};
+  c->cfg = (as_node_config){.name = "lite", .kind = "sqlite", .opts = c->opts, .nopts = 2,
+                            .local_only = c->local_only};
   const as_schema *ss[1] = {c->schema};
   if (A->init(&c->cfg, ss, 1, &c->node, &err) != AS_OK) DIE("init: %s", err.message);
   if (A->connect(c->node, &err) != AS_OK) DIE("connect: %s", err.message);
@@ -176,6 +178,52 @@ static int run_shell(const char *dir) {
     CHECK(!b.d[1].echo && strcmp(b.d[1].origin, "lite") == 0,
           "shell write after the batch is local");
   }
+  /* opened local_only (as the connector opens every node), the node logs none of the writes
+   * that have an origin; a write without one is captured as local, and the commit order still
+   * places a later change of the shell after the batch */
+  char *pos = b.pos ? strdup(b.pos) : NULL;
+  A->close_stream(s);
+  ctx_close(&c);
+  c.local_only = true;
+  ctx_open(&c, dir, NULL);
+  if (A->open_stream(c.node, "reader", pos, &s, &err) != AS_OK) DIE("open_stream: %s", err.message);
+  free(pos);
+  as_delta d2[2] = {0};
+  for (int i = 0; i < 2; i++) {
+    as_delta_init(&d2[i], c.schema, AS_OP_INSERT);
+    as_value_set_int64(&v, 12 + i);
+    as_row_put(&d2[i].row, 0, &v);
+  }
+  as_delta_set_origin(&d2[0], "mongo"); /* d2[1]: no origin */
+  if (A->begin(c.node, &err) || A->apply(c.node, d2, 2, &dead, &err) ||
+      A->commit(c.node, "mongo->lite", "tok2", &err))
+    DIE("apply: %s", err.message);
+  int64_t order = A->commit_order(c.node);
+  shell(c.path, "INSERT INTO items (id, name) VALUES (14, 'after');\n");
+  as_batch_reset(&b);
+  poll_all(s, &b, 2);
+  poll_all(s, &b, 3); /* anything more would be the write marked local-only */
+  CHECK(b.n == 2, "local_only: want 2 deltas (no origin, then the shell), got %zu", b.n);
+  if (b.n == 2) {
+    CHECK(!b.d[0].echo && strcmp(b.d[0].origin, "lite") == 0 && col(&b.d[0], "id")->u.i == 13,
+          "local_only: a write without origin is captured as local");
+    CHECK(b.d[0].order > 0 && b.d[0].order <= order && b.d[1].order > order &&
+              col(&b.d[1], "id")->u.i == 14,
+          "local_only: commit order %lld between the batch's change %lld and the shell's %lld",
+          (long long)order, (long long)b.d[0].order, (long long)b.d[1].order);
+  }
+  sqlite3 *db = NULL;
+  sqlite3_stmt *q = NULL;
+  int logged = -1;
+  if (sqlite3_open_v2(c.path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT count(*) FROM _arraysync_changelog WHERE json_extract(new, '$.id') = 12",
+                         -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW)
+    logged = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  CHECK(logged == 0, "local_only: the changelog holds %d rows of the write marked local-only", logged);
+  for (int i = 0; i < 2; i++) as_delta_clear(&d2[i]);
   as_delta_clear(&d);
   as_dead_list_clear(&dead);
   as_batch_clear(&b);
