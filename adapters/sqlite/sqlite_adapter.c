@@ -456,7 +456,9 @@ static int new_delta(as_delta *d, const as_schema *sc, as_op op, const char *ori
   d->echo = echo;
   d->ts_us = ts;
   d->hlc = AS_HLC_FROM_US(ts);
-  d->order = pos ? strtoll(pos, NULL, 10) : 0; /* the changelog sequence (commit order) */
+  /* the commit order: the changelog sequence + 1, so that sink_commit can name the place of a
+   * commit made before any change was logged (1) without the 0 that means unknown */
+  d->order = pos ? strtoll(pos, NULL, 10) + 1 : 0;
   return AS_OK;
 }
 
@@ -1382,7 +1384,7 @@ static int sink_commit(as_node *n, const char *stream_id, const char *checkpoint
   if ((ret = one_int(n->db, n->st_seq_end, &seq, err, "changelog end")) != AS_OK) return ret;
   if ((ret = sq_exec(n->db, SQ_COMMIT, err)) != AS_OK) return ret;
   n->in_txn = false;
-  n->commit_seq = seq;
+  n->commit_seq = seq + 1; /* in the changes' order (new_delta): after every change logged */
   return AS_OK;
 }
 
