@@ -106,7 +106,9 @@ static as_node *make_node(const char *dsn, const as_schema *s) {
   opts[0] = (as_node_option){.key = "dsn", .value = (char *)dsn};
   opts[1] = (as_node_option){.key = "schema", .value = PG_SCHEMA};
   opts[2] = (as_node_option){.key = "capture", .value = (char *)capture};
-  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 3};
+  /* local_only: as the connector opens every node (its writes are not captured) */
+  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 3,
+                         .local_only = true};
   const as_schema *ss[1] = {s};
   as_node *n = NULL;
   as_error err = {0};

@@ -188,7 +188,9 @@ static as_node *make_node(const char *dsn, const as_schema *s) {
   static as_node_config cfg;
   opts[0] = (as_node_option){.key = "dsn", .value = (char *)dsn};
   opts[1] = (as_node_option){.key = "schema", .value = PG_SCHEMA};
-  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 2};
+  /* local_only: as the connector opens every node (its writes are not captured) */
+  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 2,
+                         .local_only = true};
   const as_schema *ss[1] = {s};
   as_node *n = NULL;
   as_error err = {0};

@@ -7,7 +7,10 @@
  *   batch, into the same table with the same triggers. Target ratio >= 0.80.
  * sqlite.capture_overhead: raw inserts with the triggers vs the same table without them.
  * sqlite.changelog_read: capture rate (poll of the changelog into deltas).
- * The three write paths run interleaved, batch by batch, in three database files. */
+ * sqlite.apply_vs_plain: the adapter writing as the connector does (local_only: the capture
+ *   triggers log none of its writes) vs raw prepared INSERTs into the table without triggers,
+ *   as a user would compare.
+ * The four write paths run interleaved, batch by batch, in four database files. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,9 +52,11 @@ static double now_s(void) {
     exit(1);                      \
   } while (0)
 
-static as_node *open_node(const char *path, as_schema *s) {
+/* local_only: as the connector opens every node (its writes are not logged) */
+static as_node *open_node(const char *path, as_schema *s, bool local_only) {
   as_node_option opts[1] = {{.key = "path", .value = (char *)path}};
-  as_node_config cfg = {.name = "bench", .kind = "sqlite", .opts = opts, .nopts = 1};
+  as_node_config cfg = {.name = "bench", .kind = "sqlite", .opts = opts, .nopts = 1,
+                        .local_only = local_only};
   as_node *n = NULL;
   as_error err = {0};
   const as_schema *ss[1] = {s};
@@ -178,15 +183,18 @@ int main(int argc, char **argv) {
   as_schema *s = NULL;
   as_error err = {0};
   if (as_schema_load_string("bench.yaml", MAPPING, &s, &err)) DIE("mapping: %s", err.message);
-  char p_adapter[4200], p_raw[4200], p_plain[4200];
+  char p_adapter[4200], p_raw[4200], p_plain[4200], p_local[4200];
   snprintf(p_adapter, sizeof p_adapter, "%s/adapter.db", dir);
+  snprintf(p_local, sizeof p_local, "%s/local.db", dir);
   snprintf(p_raw, sizeof p_raw, "%s/raw.db", dir);
   snprintf(p_plain, sizeof p_plain, "%s/plain.db", dir);
 
-  /* the same table and triggers in three files; plain.db has its triggers removed */
-  as_node *na = open_node(p_adapter, s);
-  as_node *nr = open_node(p_raw, s);
-  as_node *np = open_node(p_plain, s);
+  /* the same table and triggers in four files; plain.db has its triggers removed; local.db
+   * is written by the adapter as the connector writes (local_only: the triggers log nothing) */
+  as_node *na = open_node(p_adapter, s, false);
+  as_node *nr = open_node(p_raw, s, false);
+  as_node *np = open_node(p_plain, s, false);
+  as_node *nl = open_node(p_local, s, true);
   if (A->uninstall(np, &err)) DIE("uninstall: %s", err.message);
   A->exit(nr);
   A->exit(np);
@@ -198,14 +206,15 @@ int main(int argc, char **argv) {
   raw_open(&rp, p_plain);
   rowv *rv = malloc(BATCH * sizeof *rv);
   as_delta *d = calloc(BATCH, sizeof *d);
-  double t_raw = 0, t_adapter = 0, t_plain = 0;
+  double t_raw = 0, t_adapter = 0, t_plain = 0, t_local = 0;
   for (int64_t base = 0, k = 0; base < rows; base += BATCH, k++) {
     int64_t cnt = rows - base < BATCH ? rows - base : BATCH;
     raw_values(rv, base, cnt);
-    for (int j = 0; j < 3; j++) {
-      switch ((k + j) % 3) {
+    for (int j = 0; j < 4; j++) {
+      switch ((k + j) % 4) {
         case 0: t_raw += raw_batch(&rr, rv, base, cnt); break;
         case 1: t_adapter += adapter_batch(na, s, d, base, cnt); break;
+        case 2: t_local += adapter_batch(nl, s, d, base, cnt); break;
         default: t_plain += raw_batch(&rp, rv, base, cnt); break;
       }
     }
@@ -221,6 +230,10 @@ int main(int argc, char **argv) {
          r_adapter / r_raw, r_adapter, r_raw, rows, BATCH);
   printf("sqlite.capture_overhead ratio=%.3f with_triggers_rows_per_s=%.0f plain_rows_per_s=%.0f\n",
          r_raw / r_plain, r_raw, r_plain);
+  /* what a user would compare: the connector's writes (not logged) vs a plain table */
+  double r_local = (double)rows / t_local;
+  printf("sqlite.apply_vs_plain ratio=%.3f local_only_rows_per_s=%.0f plain_rows_per_s=%.0f\n",
+         r_local / r_plain, r_local, r_plain);
 
   /* capture: read everything the adapter run logged, from the start */
   as_stream *st = NULL;
@@ -241,6 +254,7 @@ int main(int argc, char **argv) {
   as_batch_clear(&b);
   A->close_stream(st);
   A->exit(na);
+  A->exit(nl);
   as_schema_free(s);
   if (argc <= 2) {
     char cmd[4300];

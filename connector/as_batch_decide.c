@@ -299,7 +299,6 @@ static bool is_row_version(const as_version *v, const as_delta *d) {
 /* The versions d writes (each column's, or the row's, when it is d's own) are held by the
  * target from now on, and by d's origin: repairs read a column from any node holding its
  * version (a node's write record keeps only its last write). */
-
 static void mark_holders(as_version *v, const as_delta *d, bool whole, uint16_t dst,
                          uint16_t origin) {
   uint64_t bits = (1ull << (dst % 64)) | (1ull << (origin % 64)), dbit = 1ull << (dst % 64);

@@ -20,6 +20,7 @@
 #include "as_time.h"
 
 #define REPAIR_GIVE_UP_US (10 * 60 * 1000000LL)
+#define AS_MAX_WANT 512 /* columns a repair can read (winner_delta refuses more) */
 
 /* held[to] := the row's version (written_us as given) and, when done, the queue record
  * removed: one state transaction. */
@@ -91,19 +92,24 @@ static bool trusted(engine *e, const as_schema *s, const char *key, const eng_no
   return !as_state_repair_pending(e->state, s->name, key, n->cfg->name, true);
 }
 
-/* A node to read the version (hlc, origin) from, other than `to`: its origin, which made it
- * and holds it (or something newer of its own) unless a repair of the key is pending there;
- * else `from` or any node known to hold it (holds) and trusted. NULL when none: the repair
- * stays queued and runs again later. */
+static uint64_t node_bit(const eng_node *n) { return 1ull << (n->id % 64); }
+
+/* A node to read the version (hlc, origin) from, other than `to` and the nodes in `skip`
+ * (found without a row): its origin, which made it and holds it (or something newer of its
+ * own) unless a repair of the key is pending there; else `from` or any node known to hold it
+ * (holds) and trusted. NULL when none: the repair stays queued and runs again later. */
 static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const as_version *v,
                            int64_t hlc, const char *origin, uint64_t mask, eng_node *to,
-                           eng_node *from) {
+                           eng_node *from, uint64_t skip) {
   eng_node *o = eng_find_node(e, origin);
-  if (o && o != to && trusted(e, s, key, o)) return o;
-  if (from != to && holds(e, v, hlc, origin, from) && trusted(e, s, key, from)) return from;
+  if (o && o != to && !(skip & node_bit(o)) && trusted(e, s, key, o)) return o;
+  if (from != to && !(skip & node_bit(from)) && holds(e, v, hlc, origin, from) &&
+      trusted(e, s, key, from))
+    return from;
   for (size_t i = 0; i < e->nnodes; i++) {
     eng_node *n = &e->nodes[i];
-    if (n != to && holds(e, v, hlc, origin, n) && trusted(e, s, key, n)) return n;
+    if (n != to && !(skip & node_bit(n)) && holds(e, v, hlc, origin, n) && trusted(e, s, key, n))
+      return n;
   }
   /* the nodes the version was written to (mask), when no write record says so; not a node
    * the connector is writing to right now (its mark was made ahead of a commit that may not
@@ -113,7 +119,9 @@ static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const
     eng_node *n = &e->nodes[i];
     const as_held *h = as_version_held(v, n->id);
     bool known = h ? !h->wrote_pending : v->nheld == AS_VERSION_MAX_HELD;
-    if (n != to && (mask & (1ull << (n->id % 64))) && known && trusted(e, s, key, n)) return n;
+    if (n != to && !(skip & node_bit(n)) && (mask & node_bit(n)) && known &&
+        trusted(e, s, key, n))
+      return n;
   }
   return NULL;
 }
@@ -168,7 +176,7 @@ int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row
     uint64_t mask;
     const char *o = column_version(e, v, c, &hlc, &mask);
     if (there && (strcmp(o, to->cfg->name) == 0 || holds(e, v, hlc, o, to))) continue;
-    eng_node *h = holder_of(e, s, key, v, hlc, o, mask, to, to);
+    eng_node *h = holder_of(e, s, key, v, hlc, o, mask, to, to, 0);
     const as_row *r = h ? cached_row(&cache, h, s, keyrow) : NULL;
     if (!r || c >= r->n) continue; /* nobody known to hold it: `to`'s value stays */
     as_value_clear(&out->v[c]);
@@ -180,55 +188,77 @@ int eng_current_row(engine *e, const as_schema *s, const char *key, const as_row
   return any ? AS_OK : AS_ENOTFOUND;
 }
 
-/* Reads into d->row the columns `want` marks, each from a node holding its winning version
- * (as_version: a column's own version, else the row's). */
-static int read_columns(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
-                        const as_version *v, const uint8_t *want, eng_node *to, eng_node *from,
-                        as_delta *d, as_error *err) {
-  eng_node *read[AS_VERSION_MAX_COLS + 1];
-  size_t nread = 0;
+/* The node to read column c's winning version from (holder_of); *origin: that version's
+ * origin (for messages). */
+static eng_node *column_holder(engine *e, const as_schema *s, const char *key,
+                               const as_version *v, size_t c, eng_node *to, eng_node *from,
+                               uint64_t skip, const char **origin) {
+  const as_colver *cv = as_version_col(v, (uint16_t)c);
+  const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
+  *origin = o ? o : "?";
+  return holder_of(e, s, key, v, cv ? cv->hlc : v->hlc, o ? o : "", cv ? cv->mask : v->row_mask,
+                   to, from, skip);
+}
+
+/* One pass of read_columns over the columns wanted and not done yet, from holders outside
+ * `skip`. AS_ENOTFOUND with *gone: that holder has no row (nothing else read from it). */
+static int read_pass(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
+                     const as_version *v, const uint8_t *want, uint8_t *done, eng_node *to,
+                     eng_node *from, uint64_t skip, as_delta *d, eng_node **gone, as_error *err) {
+  const char *o;
   for (size_t c = 0; c < s->ncols; c++) {
-    if (!want[c] || s->cols[c].is_key) continue;
-    const as_colver *cv = as_version_col(v, (uint16_t)c);
-    const char *o = cv ? as_state_node_name(e->state, cv->origin) : v->origin;
-    eng_node *h = holder_of(e, s, key, v, cv ? cv->hlc : v->hlc, o ? o : "",
-                            cv ? cv->mask : v->row_mask, to, from);
+    if (!want[c] || done[c] || s->cols[c].is_key) continue;
+    eng_node *h = column_holder(e, s, key, v, c, to, from, skip, &o);
+    if (!h && *gone) {
+      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                          "%s holds no row for the key yet, nor any other node known to hold "
+                          "column %s (%s); the repair stays queued", (*gone)->cfg->name,
+                          s->cols[c].name, o);
+    }
     if (!h) {
       return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
                           "no node is known to hold the winner of column %s (%s) yet; the repair "
-                          "stays queued", s->cols[c].name, o ? o : "?");
+                          "stays queued", s->cols[c].name, o);
     }
-    bool seen = false;
-    for (size_t k = 0; k < nread && !seen; k++) seen = read[k] == h;
-    if (seen) continue;
-    if (nread == sizeof read / sizeof *read) {
-      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY, "too many holders; the repair stays queued");
-    }
-    read[nread++] = h;
     as_row other = {0};
     int rc = read_row(h, s, keyrow, &other, err);
     for (size_t k = 0; rc == AS_OK && k < s->ncols; k++) {
-      if (!want[k] || s->cols[k].is_key || !other.set[k]) continue;
-      const as_colver *kv = as_version_col(v, (uint16_t)k);
-      const char *ko = kv ? as_state_node_name(e->state, kv->origin) : v->origin;
-      if (holder_of(e, s, key, v, kv ? kv->hlc : v->hlc, ko ? ko : "", kv ? kv->mask : v->row_mask,
-                    to, from) != h)
-        continue;
+      if (!want[k] || done[k] || s->cols[k].is_key) continue;
+      if (column_holder(e, s, key, v, k, to, from, skip, &o) != h) continue;
+      done[k] = 1;
+      if (!other.set[k]) continue;
       as_value_move(&d->row.v[k], &other.v[k]);
       d->row.set[k] = 1;
     }
     as_row_clear(&other);
     if (rc == AS_ENOTFOUND) {
-      /* The holder has no row while the version says it exists: either it deleted the row
-       * since (that delete is on its way and will make the version a tombstone) or the
-       * connector overwrote it there in a race (its own change is being written back).
-       * Either way the answer comes later: never guess a delete. */
-      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
-                          "%s holds no row for the key yet; the repair stays queued", h->cfg->name);
+      *gone = h;
+      return AS_ENOTFOUND;
     }
     if (rc != AS_OK) return rc;
   }
   return AS_OK;
+}
+
+/* Reads into d->row the columns `want` marks, each from a node holding its winning version
+ * (as_version: a column's own version, else the row's). A holder without a row (the origin of
+ * the row's version, say, whose row an older delete of the connector took in a race, while
+ * another node still holds that version) is passed over for the next holder. When none is
+ * left the repair waits: the holder either deleted the row since (that delete is on its way
+ * and will make the version a tombstone) or the connector overwrote it there in a race (its
+ * own change is being written back). Either way the answer comes later: never guess a
+ * delete. */
+static int read_columns(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
+                        const as_version *v, const uint8_t *want, eng_node *to, eng_node *from,
+                        as_delta *d, as_error *err) {
+  uint8_t done[AS_MAX_WANT] = {0};
+  uint64_t skip = 0;
+  eng_node *gone = NULL;
+  int rc;
+  while ((rc = read_pass(e, s, key, keyrow, v, want, done, to, from, skip, d, &gone, err)) ==
+         AS_ENOTFOUND)
+    skip |= node_bit(gone); /* holder_of never returns it again: at most one pass per node */
+  return rc;
 }
 
 /* What `to` should hold of the key: a delete (tombstone), or the winning values of the
@@ -243,7 +273,7 @@ static int winner_delta(engine *e, const as_schema *s, const char *key, const as
   if (rc != AS_OK || as_row_copy(&d->row, keyrow) != AS_OK)
     return as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
   if (v->deleted) return AS_OK;
-  uint8_t want[512];
+  uint8_t want[AS_MAX_WANT];
   if (s->ncols > sizeof want) return as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "too many columns");
   size_t nwant = 0;
   for (size_t c = 0; c < s->ncols; c++) {
