@@ -256,8 +256,11 @@ static int read_columns(engine *e, const as_schema *s, const char *key, const as
   eng_node *gone = NULL;
   int rc;
   while ((rc = read_pass(e, s, key, keyrow, v, want, done, to, from, skip, d, &gone, err)) ==
-         AS_ENOTFOUND)
+         AS_ENOTFOUND) {
+    AS_LOG(AS_LOG_DEBUG, "repair", "mapping %s key %s: %s holds no row; what %s lacks is "
+           "read from the next holder", s->name, key, gone->cfg->name, to->cfg->name);
     skip |= node_bit(gone); /* holder_of never returns it again: at most one pass per node */
+  }
   return rc;
 }
 
