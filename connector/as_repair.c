@@ -22,10 +22,9 @@
 #define REPAIR_GIVE_UP_US (10 * 60 * 1000000LL)
 #define AS_MAX_WANT 512 /* columns a repair can read (winner_delta refuses more) */
 
-/* held[to] := the row's version (written_us as given) and, when done, the queue record
- * removed: one state transaction. */
+/* held[to] := the row's version (written_us as given), in one state transaction. */
 static int record(engine *e, const as_schema *s, const char *key, eng_node *to, int64_t written,
-                  int64_t order, int64_t repair_id, as_error *err) {
+                  int64_t order, as_error *err) {
   as_version v;
   int rc = as_state_begin(e->state, err);
   if (rc != AS_OK) return rc;
@@ -39,7 +38,6 @@ static int record(engine *e, const as_schema *s, const char *key, eng_node *to, 
     rc = as_state_version_put(e->state, s->name, key, &v, err);
   }
   if (rc == AS_ENOTFOUND) rc = AS_OK;
-  if (rc == AS_OK && repair_id && written) rc = as_state_repair_done(e->state, repair_id, err);
   if (rc != AS_OK) {
     as_state_rollback(e->state);
     return rc;
@@ -294,7 +292,7 @@ static int write_recorded(engine *e, const as_schema *s, const char *key, eng_no
                           as_delta *d, bool *missing, as_error *err) {
   as_dead_list dead = {0};
   int64_t order = 0;
-  int rc = record(e, s, key, to, 0, 0, 0, err); /* ahead of the write, as for batches */
+  int rc = record(e, s, key, to, 0, 0, err); /* ahead of the write, as for batches */
   if (rc == AS_OK) rc = write_to(to, d, &dead, &order, err);
   if (rc == AS_OK && dead.n && dead.items[0].missing) {
     *missing = true;
@@ -302,7 +300,7 @@ static int write_recorded(engine *e, const as_schema *s, const char *key, eng_no
     rc = as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "%s",
                       dead.items[0].error ? dead.items[0].error : "refused by the target");
   } else if (rc == AS_OK) {
-    rc = record(e, s, key, to, as_now_us(), order, 0, err);
+    rc = record(e, s, key, to, as_now_us(), order, err);
   } else if (rc == AS_EINVAL) {
     rc = AS_EDATA;
   }
