@@ -8,9 +8,10 @@
  * resolve: the chosen row is the version of the side taken (its recorded values over the row
  * its node holds now when the record names only some columns), the row NODE holds now (a
  * node that is neither side), or the row of the file (over the row the written node holds).
- * It is written whole on the chosen side's node — or, when that is a MongoDB node (a write of
- * the connector there is marked as its own and would not be sent on), on the mapping's first
- * SQL node — as an unmarked change, so the connector propagates it like any local change. */
+ * It is written whole on the chosen side's node — or, when that is a MongoDB node, on the
+ * mapping's first SQL node; on a MongoDB node only where no SQL node would pass it on (none, or
+ * direction: to-sql) — as an unmarked change, so the connector propagates it like any local
+ * change. */
 #include "cmd_conflicts.h"
 
 #include <getopt.h>
@@ -360,18 +361,22 @@ static int overlay_current(resolver *r, const as_schema *s, int from, const as_r
   return rc;
 }
 
-/* The node to write on: `pref` when it is a SQL node, else the first SQL node. */
+/* The node to write on: `pref` when it is a SQL node, else the first SQL node; where there is
+ * none, or only MongoDB changes travel (direction: to-sql), `pref` or the first MongoDB node
+ * (the write is left unmarked there, so its change stream takes it as a local change). */
 static int write_node(const resolver *r, const as_schema *s, int pref, as_error *err) {
-  if (s->direction == AS_DIR_TO_SQL)
-    return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "mapping %s is direction: to-sql (only MongoDB "
-                        "changes travel): conflicts resolve writes on a SQL node, which would reach "
-                        "no other node", s->name);
-  if (pref >= 0 && as_node_kind_is_sql(r->cfg->nodes[pref].kind)) return pref;
-  for (size_t i = 0; i < r->cfg->nnodes; i++)
-    if (as_node_kind_is_sql(r->cfg->nodes[i].kind)) return (int)i;
-  return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "mapping %s has no SQL node: conflicts resolve "
-                      "cannot write on MongoDB nodes yet (a write of the connector there is marked "
-                      "as its own and not sent on)", s->name);
+  const as_config *c = r->cfg;
+  bool sql_travels = s->direction != AS_DIR_TO_SQL;
+  if (sql_travels && pref >= 0 && as_node_kind_is_sql(c->nodes[pref].kind)) return pref;
+  for (size_t i = 0; sql_travels && i < c->nnodes; i++)
+    if (as_node_kind_is_sql(c->nodes[i].kind)) return (int)i;
+  if (s->direction == AS_DIR_TO_MONGO)
+    return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "mapping %s is direction: to-mongo and has no "
+                        "SQL node: a row written on MongoDB would reach no other node", s->name);
+  if (pref >= 0 && !as_node_kind_is_sql(c->nodes[pref].kind)) return pref;
+  for (size_t i = 0; i < c->nnodes; i++)
+    if (!as_node_kind_is_sql(c->nodes[i].kind)) return (int)i;
+  return as_error_set(err, AS_DOM_ENGINE, AS_EINVAL, "mapping %s has no node to write on", s->name);
 }
 
 static int write_row(resolver *r, int idx, as_delta *d, as_error *err) {

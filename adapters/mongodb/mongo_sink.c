@@ -302,7 +302,8 @@ static open_bulk *bulk_for(as_node *n, bulk_set *b, const char *coll, as_error *
   return ob;
 }
 
-/* Executes ops in order: a mark before each run of ops with a new origin (in a transaction),
+/* Executes ops in order: a mark before each run of ops with a new origin (in a transaction;
+ * ops without origin, only first in a transaction, are left unmarked),
  * unordered bulks per collection, flushed before a key repeats so per-key order holds. */
 static int exec_ops(as_node *n, mongo_ops *ops, fail_list *fails, size_t *upto, as_error *err) {
   bulk_set b = {0};
@@ -311,7 +312,12 @@ static int exec_ops(as_node *n, mongo_ops *ops, fail_list *fails, size_t *upto, 
   *upto = 0;
   for (size_t i = 0; i < ops->n; i++) {
     mongo_op *op = &ops->v[i];
-    bool new_origin = n->txn_capable && n->in_txn &&
+    if (!op->origin && n->in_txn && n->mark_origin) { /* a mark covers the rest of the txn */
+      rc = as_error_set(err, AS_DOM_MONGO, AS_EINVAL, "node %s: a write without origin cannot "
+                        "follow marked writes in one transaction", n->name);
+      goto cleanup;
+    }
+    bool new_origin = op->origin && n->txn_capable && n->in_txn &&
                       (!n->mark_origin || strcmp(n->mark_origin, op->origin) != 0);
     if (new_origin || !seen_add(&b, op->keyhash)) {
       if ((rc = bulks_flush(n, &b, fails, err)) != AS_OK) goto cleanup;
@@ -650,13 +656,17 @@ static int push_op(as_node *n, apply_call *a, size_t i, mongo_ops *ops, mongo_op
   op->schema = d->schema;
   op->index = i;
   op->keyhash = a->h[i];
-  op->origin = strdup(!d->origin ? n->name : n->local_only ? AS_ORIGIN_LOCAL_ONLY : d->origin);
+  /* local_only: a write without origin gets no mark, so the capture takes it as this node's
+   * own change (`conflicts resolve`); else it is marked with this node's name */
+  bool unmarked = !d->origin && n->local_only;
+  const char *mark = !d->origin ? n->name : n->local_only ? AS_ORIGIN_LOCAL_ONLY : d->origin;
+  op->origin = unmarked ? NULL : strdup(mark);
   bson_concat(op->filter, a->filter[i]);
   if (doc) {
     as_mongo_bson_free(op->doc);
     op->doc = doc;
   }
-  return op->origin ? AS_OK : as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  return op->origin || unmarked ? AS_OK : as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
 }
 
 /* AS_EDATA naming the column when the delta would leave a `required: true` column's field

@@ -3,7 +3,8 @@
 # nodes and a private PostgreSQL. Conflicts are recorded into the state store the way the
 # engine does (BUILD_DIR/it_conflicts calls as_state_conflict_record); resolve must write the
 # chosen row on a node as a new change that `arraysync run` carries to every node — after the
-# fact (run not running) and while run is running (with the arraysync_conflicts_open gauge).
+# fact (run not running) and while run is running (with the arraysync_conflicts_open gauge);
+# and on a mapping with no SQL node, two MongoDB databases (conflicts_mongo.py).
 #   bash tests/integration/test_conflicts.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "${1:?usage: test_conflicts.sh BUILD_DIR}" && pwd)
@@ -207,6 +208,15 @@ same counter.strategy 0 "$(metric 'arraysync_conflicts_total{source="lite2",targ
 kill -TERM "$rpid"; wait "$rpid" || no "run.live exit" "$tmp/run3"; rpid=
 expect_rc none.open 0 "$tmp/o" "$bin" conflicts list -c "$tmp/c.yaml" --open --json
 same none.open "[]" "$(cat "$tmp/o")"
+
+# ---- a mapping with no SQL node (two MongoDB databases): the chosen row is written on MongoDB,
+# unmarked, and travels like a local change (conflicts_mongo.py; the MongoDB test server, or
+# ARRAYSYNC_TEST_MONGODB_URI)
+if $PY "$root/tests/integration/conflicts_mongo.py" --bin "$bin" --work "$tmp/mongo" >"$tmp/cm" 2>&1; then
+  ok
+else
+  no "conflicts_mongo.py" "$tmp/cm"
+fi
 
 echo "test_conflicts: $pass passed, $bad failed"
 [ "$bad" -eq 0 ]
