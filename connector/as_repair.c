@@ -199,30 +199,34 @@ static eng_node *column_holder(engine *e, const as_schema *s, const char *key,
 }
 
 /* One pass of read_columns over the columns wanted and not done yet, from holders outside
- * `skip`. AS_ENOTFOUND with *gone: that holder has no row (nothing else read from it). */
+ * `skip`: each column's holder is found once, then each holder's row is read once.
+ * AS_ENOTFOUND with *gone: that holder has no row (nothing else read from it). */
 static int read_pass(engine *e, const as_schema *s, const char *key, const as_row *keyrow,
                      const as_version *v, const uint8_t *want, uint8_t *done, eng_node *to,
                      eng_node *from, uint64_t skip, as_delta *d, eng_node **gone, as_error *err) {
+  eng_node *hold[AS_MAX_WANT]; /* s->ncols <= AS_MAX_WANT (winner_delta) */
   const char *o;
   for (size_t c = 0; c < s->ncols; c++) {
+    hold[c] = NULL;
     if (!want[c] || done[c] || s->cols[c].is_key) continue;
-    eng_node *h = column_holder(e, s, key, v, c, to, from, skip, &o);
-    if (!h && *gone) {
+    if ((hold[c] = column_holder(e, s, key, v, c, to, from, skip, &o))) continue;
+    if (*gone) {
       return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
                           "%s holds no row for the key yet, nor any other node known to hold "
                           "column %s (%s); the repair stays queued", (*gone)->cfg->name,
                           s->cols[c].name, o);
     }
-    if (!h) {
-      return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
-                          "no node is known to hold the winner of column %s (%s) yet; the repair "
-                          "stays queued", s->cols[c].name, o);
-    }
+    return as_error_set(err, AS_DOM_ENGINE, AS_RETRY,
+                        "no node is known to hold the winner of column %s (%s) yet; the repair "
+                        "stays queued", s->cols[c].name, o);
+  }
+  for (size_t c = 0; c < s->ncols; c++) {
+    eng_node *h = hold[c];
+    if (!h || done[c]) continue;
     as_row other = {0};
     int rc = read_row(h, s, keyrow, &other, err);
-    for (size_t k = 0; rc == AS_OK && k < s->ncols; k++) {
-      if (!want[k] || done[k] || s->cols[k].is_key) continue;
-      if (column_holder(e, s, key, v, k, to, from, skip, &o) != h) continue;
+    for (size_t k = c; rc == AS_OK && k < s->ncols; k++) {
+      if (hold[k] != h) continue;
       done[k] = 1;
       if (!other.set[k]) continue;
       as_value_move(&d->row.v[k], &other.v[k]);

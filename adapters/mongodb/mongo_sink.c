@@ -656,17 +656,18 @@ static int push_op(as_node *n, apply_call *a, size_t i, mongo_ops *ops, mongo_op
   op->schema = d->schema;
   op->index = i;
   op->keyhash = a->h[i];
-  /* local_only: a write without origin gets no mark, so the capture takes it as this node's
-   * own change (`conflicts resolve`); else it is marked with this node's name */
-  bool unmarked = !d->origin && n->local_only;
-  const char *mark = !d->origin ? n->name : n->local_only ? AS_ORIGIN_LOCAL_ONLY : d->origin;
-  op->origin = unmarked ? NULL : strdup(mark);
+  /* local_only: every origin is marked AS_ORIGIN_LOCAL_ONLY, and a write without origin gets
+   * no mark, so the capture takes it as this node's own change (`conflicts resolve`); else a
+   * write without origin is marked with this node's name */
+  const char *mark = d->origin ? (n->local_only ? AS_ORIGIN_LOCAL_ONLY : d->origin)
+                               : (n->local_only ? NULL : n->name);
+  op->origin = mark ? strdup(mark) : NULL;
   bson_concat(op->filter, a->filter[i]);
   if (doc) {
     as_mongo_bson_free(op->doc);
     op->doc = doc;
   }
-  return op->origin || unmarked ? AS_OK : as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+  return op->origin || !mark ? AS_OK : as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
 }
 
 /* AS_EDATA naming the column when the delta would leave a `required: true` column's field
