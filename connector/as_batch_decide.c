@@ -526,6 +526,17 @@ static bool partial_row_version(const decided *x, const as_delta *d) {
   return !whole_change(d) && !x->v.deleted && is_row_version(&x->v, d);
 }
 
+/* d wrote nothing: every column it carries lost to a newer version of its own. When d is the
+ * row's version (a whole-row change arriving after updates of every column), nothing of it is
+ * left for the target to hold, so the target holds the row's version as far as it still counts
+ * (only that: mark_holders would also take the target out of newer column versions of the
+ * same node, which it still holds since nothing was written). */
+static void hold_row_version(eng_pair *p, decided *x, const as_delta *d) {
+  if (!is_row_version(&x->v, d) || !whole_change(d)) return;
+  x->v.row_mask |= 1ull << (p->dst->id % 64);
+  x->dirty = true;
+}
+
 /* The target got d's columns only: the rest of the row comes from a node holding the row's
  * version, the node that made it first (a repair after the batch). The target already counts
  * as holding the row's version: where no node holds the rest any more (the row was deleted
@@ -595,7 +606,10 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, !dec.conflict && !vectors, err)) != AS_OK)
     return rc;
   if (dec.verdict != AS_VERDICT_APPLY) {
-    if (dec.verdict == AS_VERDICT_SKIP) eng_count_skip(p, s);
+    if (dec.verdict == AS_VERDICT_SKIP) {
+      if (vectors) hold_row_version(p, x, d); /* decide_known found no column of d's left */
+      eng_count_skip(p, s);
+    }
     as_row_clear(&merged);
     return AS_OK;
   }
@@ -606,15 +620,7 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   as_row_clear(&merged);
   if (!a) return AS_ERR;
   if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
-    /* to newer column versions: when it is the row's version (a whole-row change arriving
-     * after updates of every column), nothing of it is left for the target to hold, so the
-     * target holds the row's version as far as it still counts (only that: mark_holders would
-     * also take the target out of newer column versions of the same node, which it still
-     * holds since nothing was written) */
-    if (is_row_version(&x->v, d) && whole_change(d)) {
-      x->v.row_mask |= 1ull << (p->dst->id % 64);
-      x->dirty = true;
-    }
+    hold_row_version(p, x, d);
     eng_count_skip(p, s);
     return AS_OK;
   }
@@ -625,7 +631,7 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   /* the source holds this change (until the connector writes something else there) */
   if (local) as_version_set_made(&x->v, p->src->id, d->hlc, d->op == AS_OP_DELETE, d->ts_us);
   rc = keep(p, w, a, whole_change(d), x, &dec, err);
-  if (rc == AS_OK && !vectors && a->op == AS_OP_UPDATE && partial_row_version(x, d))
+  if (rc == AS_OK && a->op == AS_OP_UPDATE && partial_row_version(x, d))
     rc = fetch_rest(p, w, x, i, err);
   return rc;
 }
