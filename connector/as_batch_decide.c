@@ -527,13 +527,17 @@ static bool partial_row_version(const decided *x, const as_delta *d) {
 }
 
 /* d wrote nothing: every column it carries lost to a newer version of its own. When d is the
- * row's version (a whole-row change arriving after updates of every column), nothing of it is
- * left for the target to hold, so the target holds the row's version as far as it still counts
- * (only that: mark_holders would also take the target out of newer column versions of the
- * same node, which it still holds since nothing was written). */
+ * row's version (a whole-row change arriving after updates of every column, or one that
+ * became the row's version with every column lost), nothing of it is left to hold but the
+ * row's existence: the target holds it as far as it still counts (only that: mark_holders
+ * would also take the target out of newer column versions of the same node, which it still
+ * holds since nothing was written), and so does every node holding each column's version
+ * (d is not written anywhere, so no relay brings it to them). */
 static void hold_row_version(eng_pair *p, decided *x, const as_delta *d) {
   if (!is_row_version(&x->v, d) || !whole_change(d)) return;
-  x->v.row_mask |= 1ull << (p->dst->id % 64);
+  uint64_t every = x->v.ncolv ? ~0ull : 0;
+  for (uint8_t i = 0; i < x->v.ncolv; i++) every &= x->v.colv[i].mask;
+  x->v.row_mask |= every | 1ull << (p->dst->id % 64);
   x->dirty = true;
 }
 
