@@ -610,11 +610,15 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, !dec.conflict && !vectors, err)) != AS_OK)
     return rc;
   if (dec.verdict != AS_VERDICT_APPLY) {
-    if (dec.verdict == AS_VERDICT_SKIP) {
-      if (vectors) hold_row_version(p, x, d); /* decide_known found no column of d's left */
-      eng_count_skip(p, s);
-    }
     as_row_clear(&merged);
+    if (dec.verdict != AS_VERDICT_SKIP) return AS_OK;
+    eng_count_skip(p, s);
+    if (!vectors) return AS_OK;
+    hold_row_version(p, x, d); /* decide_known found no column of d's left */
+    /* an update that brought the row back, decided on another pair first, whose every column
+     * has a newer version by now: the target has none of the row's version yet */
+    if (partial_row_version(x, d) && !(x->v.row_mask & (1ull << (p->dst->id % 64))))
+      return fetch_rest(p, w, x, i, err);
     return AS_OK;
   }
   as_delta *a = dec.merged ? merged_delta(p, w, d, &merged, dec.apply, i, x->key, err)
