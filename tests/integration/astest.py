@@ -187,6 +187,19 @@ def cli(binary, cfg, *a, timeout=60):
                           timeout=timeout)
 
 
+def quick_verify(binary, cfg):
+    """`arraysync verify --quick --json`: (every pair equal, number of pairs, summary)."""
+    r = cli(binary, cfg, "verify", "--quick", "--json", timeout=60)
+    try:
+        pairs = json.loads(r.stdout)
+    except ValueError:
+        return False, 0, "exit %d: %s" % (r.returncode, (r.stderr or r.stdout).strip()[:300])
+    parts = ["%s %s-%s %s" % (p["mapping"], p["nodes"][0], p["nodes"][1],
+                              "equal" if p["equal"] else "DIFFERENT")
+             for p in pairs]
+    return r.returncode == 0 and all(p["equal"] for p in pairs), len(pairs), "; ".join(parts)
+
+
 class Connector:
     """`arraysync run -c CFG` as a child process, its output appended to log_path."""
 

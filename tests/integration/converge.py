@@ -740,15 +740,8 @@ def wait_quiet(args, sides, conn, poller):
 
 def quick_verify(conn):
     """`arraysync verify --quick --json` once the nodes are equal: (every pair equal, summary)."""
-    r = astest.cli(conn.binary, conn.cfg, "verify", "--quick", "--json", timeout=60)
-    try:
-        pairs = json.loads(r.stdout)
-    except ValueError:
-        return False, "exit %d: %s" % (r.returncode, (r.stderr or r.stdout).strip()[:300])
-    parts = ["%s %s-%s %s" % (p["mapping"], p["nodes"][0], p["nodes"][1],
-                              "equal" if p["equal"] else "DIFFERENT")
-             for p in pairs]
-    return r.returncode == 0 and all(p["equal"] for p in pairs), "; ".join(parts)
+    ok, _, summary = astest.quick_verify(conn.binary, conn.cfg)
+    return ok, summary
 
 
 def explain_quick(args, work, names):
