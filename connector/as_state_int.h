@@ -29,6 +29,8 @@ typedef struct cache_pending {
 typedef struct state_name {
   int64_t id;
   char *name;
+  bool pending; /* added by the open transaction */
+  bool lost;    /* added by a transaction that rolled back: to be looked up or added again */
 } state_name;
 
 struct as_state {
@@ -48,6 +50,9 @@ struct as_state {
   size_t nnodes;
   state_name *mappings;   /* interned mapping names */
   size_t nmappings;
+  state_name *kprefixes;  /* interned key prefixes (as_state_keys.c) */
+  size_t nkprefixes;
+  bool keys_text;         /* a read-only look at a store whose version keys are still text */
   bool conflicts_v2;      /* the conflicts table has the columns of as_conflict_rec */
   bool quick_on;          /* version puts keep the quick-verify signatures (as_state_quick_enable) */
   struct quick_set **qsets; /* the signatures in memory, by (mapping, node id) */
@@ -79,6 +84,26 @@ void as_state_quick_drop_locked(as_state *st);
  * conflicts resolve, dlq retry) committed since this one last looked, forgets what this
  * process keeps in memory (the version cache, the quick signatures). */
 void as_state_external_check_locked(as_state *st);
+
+/* A key as the versions table spells it (as_state_keys.c): p[0..len), in buf when it fits. */
+typedef struct as_packed_key {
+  uint8_t *p, *heap;
+  size_t len;
+  uint8_t buf[256];
+} as_packed_key;
+/* Packs canonical key text; create: a prefix not seen yet is added to key_prefixes (else
+ * AS_ENOTFOUND: no stored key has it). Free with as_packed_key_free. */
+int as_state_key_pack(as_state *st, const char *key, bool create, as_packed_key *out,
+                      as_error *err);
+void as_packed_key_free(as_packed_key *k);
+/* The canonical text of a packed key (heap; NULL when not a packed key of this store). */
+char *as_state_key_unpack(as_state *st, const void *packed, size_t len);
+void as_state_keys_close(as_state *st);
+/* The id of the interned name[0..len) of table (nodes, mappings, key_prefixes: columns id and
+ * name), from arr (n entries) or the table; create: added when absent (else AS_ENOTFOUND). */
+int as_state_intern_locked(as_state *st, const char *table, state_name **arr, size_t *n,
+                           const char *name, size_t len, bool create, int64_t *out,
+                           as_error *err);
 
 /* Drops the pending cache updates (rollback) or applies them (commit). */
 void as_state_cache_settle(as_state *st, bool committed);

@@ -1,16 +1,24 @@
 /* as_state_versions.c — per-key versions, node and mapping ids, the hot-key cache and the
  * repair queue of the state store (see as_state.h).
  *
- * A version is stored as one compact record (BLOB) per key:
- *   byte 0: flags (1 = tombstone, 2 = has a row hash, 4 = column versions, 8 = vectors)
- *   varints: hlc, origin node id, updated_us, [8-byte hash], count of held entries, then per
+ * A version is stored as one compact record (BLOB) per key, under its packed key
+ * (as_state_keys.c):
+ *   byte 0: flags (1 = tombstone, 2 = has a row hash, 4 = column versions, 8 = vectors,
+ *   16 = times relative, which every record written now has)
+ *   varints: updated_us, hlc, origin node id, [8-byte hash], count of held entries, then per
  *   held entry: node id, origin id, hlc, written_us, wrote_us, a flags byte (1 deleted,
  *   2 made, 4 write pending, 8 the write's commit order follows) and [wrote_order]; then,
  *   with flag 4, the count of column versions and per column: column index, origin id, hlc
  *   (with flag 8 also its change number and holder mask); with flag 8 the row's change number,
  *   holder mask and the vector entries.
- * Unsigned LEB128 varints; hlc and times are never negative. The tombstone flag and
- * updated_us are also columns so that tombstones can be purged through a partial index. */
+ * Unsigned LEB128 varints. A time is written relative to a nearby one: 0 for none, else
+ * zigzag(time - base) + 1, with base updated_us for the row's hlc and a held entry's
+ * written_us, the row's hlc for the other versions' hlc, written_us (else updated_us) for
+ * wrote_us; so a time costs 1 to 4 bytes instead of 8. Records without flag 16 (written
+ * before) hold updated_us after the origin and every time as it is; they are read as before.
+ * The tombstone flag is also a column, and so is updated_us for tombstones (0 for live
+ * rows, so it costs nothing there), so that tombstones can be purged through a partial
+ * index. */
 #include "as_state_int.h"
 #include "as_time.h"
 
@@ -24,6 +32,7 @@
 #define REC_HASH 2
 #define REC_COLS 4
 #define REC_VV 8
+#define REC_REL 16
 #define REC_MAX 4096
 
 /* ---------------------------------------------------------------- held versions */
@@ -187,14 +196,33 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
   return false;
 }
 
+/* A time relative to base: 0 none, else zigzag(t - base) + 1. */
+static size_t put_rel(uint8_t *p, int64_t t, int64_t base) {
+  if (!t) return put_varint(p, 0);
+  int64_t d = t - base;
+  return put_varint(p, (((uint64_t)d << 1) ^ (uint64_t)(d >> 63)) + 1);
+}
+
+static bool get_rel(const uint8_t **p, const uint8_t *end, int64_t base, int64_t *t) {
+  uint64_t x;
+  if (!get_varint(p, end, &x)) return false;
+  if (!x) {
+    *t = 0;
+    return true;
+  }
+  x -= 1;
+  *t = base + (int64_t)((x >> 1) ^ (~(x & 1) + 1));
+  return true;
+}
+
 static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   size_t n = 0;
   bool vv = v->nvv || v->row_n || v->row_mask;
   p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0) |
-                     (v->ncolv ? REC_COLS : 0) | (vv ? REC_VV : 0));
-  n += put_varint(p + n, (uint64_t)v->hlc);
-  n += put_varint(p + n, origin);
+                     (v->ncolv ? REC_COLS : 0) | (vv ? REC_VV : 0) | REC_REL);
   n += put_varint(p + n, (uint64_t)v->updated_us);
+  n += put_rel(p + n, v->hlc, v->updated_us);
+  n += put_varint(p + n, origin);
   if (v->hash) {
     memcpy(p + n, &v->hash, 8);
     n += 8;
@@ -204,9 +232,9 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     const as_held *h = &v->held[i];
     n += put_varint(p + n, h->node);
     n += put_varint(p + n, h->origin);
-    n += put_varint(p + n, (uint64_t)h->hlc);
-    n += put_varint(p + n, (uint64_t)h->written_us);
-    n += put_varint(p + n, (uint64_t)h->wrote_us);
+    n += put_rel(p + n, h->hlc, v->hlc);
+    n += put_rel(p + n, h->written_us, v->updated_us);
+    n += put_rel(p + n, h->wrote_us, h->written_us ? h->written_us : v->updated_us);
     p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_pending ? 4 : 0) |
                        (h->wrote_order ? 8 : 0));
     if (h->wrote_order) n += put_varint(p + n, (uint64_t)h->wrote_order);
@@ -216,7 +244,7 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     for (uint8_t i = 0; i < v->ncolv; i++) {
       n += put_varint(p + n, v->colv[i].col);
       n += put_varint(p + n, v->colv[i].origin);
-      n += put_varint(p + n, (uint64_t)v->colv[i].hlc);
+      n += put_rel(p + n, v->colv[i].hlc, v->hlc);
       if (vv) {
         n += put_varint(p + n, v->colv[i].n);
         n += put_varint(p + n, v->colv[i].mask);
@@ -230,11 +258,42 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     for (uint8_t i = 0; i < v->nvv; i++) {
       n += put_varint(p + n, v->vv[i].node);
       n += put_varint(p + n, v->vv[i].n);
-      n += put_varint(p + n, (uint64_t)v->vv[i].hlc);
+      n += put_rel(p + n, v->vv[i].hlc, v->hlc);
       n += put_varint(p + n, v->vv[i].cols);
     }
   }
   return n;
+}
+
+/* One time of a record: relative to base (flag 16), else as it is. */
+static bool get_time(const uint8_t **p, const uint8_t *end, bool rel, int64_t base, int64_t *t) {
+  if (rel) return get_rel(p, end, base, t);
+  uint64_t x;
+  if (!get_varint(p, end, &x)) return false;
+  *t = (int64_t)x;
+  return true;
+}
+
+static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const as_version *v,
+                        as_held *h) {
+  uint64_t x[2];
+  if (!get_varint(pp, end, &x[0]) || !get_varint(pp, end, &x[1])) return false;
+  h->node = (uint16_t)x[0];
+  h->origin = (uint16_t)x[1];
+  if (!get_time(pp, end, rel, v->hlc, &h->hlc) ||
+      !get_time(pp, end, rel, v->updated_us, &h->written_us) ||
+      !get_time(pp, end, rel, h->written_us ? h->written_us : v->updated_us, &h->wrote_us) ||
+      *pp >= end)
+    return false;
+  uint8_t f = *(*pp)++;
+  h->deleted = (f & 1) != 0;
+  h->made = (f & 2) != 0;
+  h->wrote_pending = (f & 4) != 0;
+  if (f & 8) {
+    if (!get_varint(pp, end, &x[0])) return false;
+    h->wrote_order = (int64_t)x[0];
+  }
+  return true;
 }
 
 static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_error *err) {
@@ -243,13 +302,20 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
   memset(v, 0, sizeof *v);
   if (len < 1) goto bad;
   uint8_t flags = *p++;
+  bool rel = (flags & REC_REL) != 0;
   v->deleted = (flags & REC_DELETED) != 0;
-  if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]))
-    goto bad;
-  v->hlc = (int64_t)x[0];
+  if (rel) {
+    if (!get_varint(&p, end, &x[0])) goto bad;
+    v->updated_us = (int64_t)x[0];
+    if (!get_rel(&p, end, v->updated_us, &v->hlc) || !get_varint(&p, end, &x[1])) goto bad;
+  } else {
+    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]))
+      goto bad;
+    v->hlc = (int64_t)x[0];
+    v->updated_us = (int64_t)x[2];
+  }
   const char *o = as_state_node_name(st, (uint16_t)x[1]);
   snprintf(v->origin, sizeof v->origin, "%s", o ? o : "?");
-  v->updated_us = (int64_t)x[2];
   if (flags & REC_HASH) {
     if (end - p < 8) goto bad;
     memcpy(&v->hash, p, 8);
@@ -257,35 +323,18 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
   }
   if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_HELD) goto bad;
   v->nheld = (uint8_t)x[0];
-  for (uint8_t i = 0; i < v->nheld; i++) {
-    as_held *h = &v->held[i];
-    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) ||
-        !get_varint(&p, end, &x[2]) || !get_varint(&p, end, &x[3]) || p >= end)
-      goto bad;
-    h->node = (uint16_t)x[0];
-    h->origin = (uint16_t)x[1];
-    h->hlc = (int64_t)x[2];
-    h->written_us = (int64_t)x[3];
-    if (!get_varint(&p, end, &x[0]) || p >= end) goto bad;
-    h->wrote_us = (int64_t)x[0];
-    h->deleted = (*p & 1) != 0;
-    h->made = (*p & 2) != 0;
-    h->wrote_pending = (*p & 4) != 0;
-    if ((*p++ & 8) != 0) {
-      if (!get_varint(&p, end, &x[0])) goto bad;
-      h->wrote_order = (int64_t)x[0];
-    }
-  }
+  for (uint8_t i = 0; i < v->nheld; i++)
+    if (!decode_held(&p, end, rel, v, &v->held[i])) goto bad;
   bool vv = (flags & REC_VV) != 0;
   if (flags & REC_COLS) {
     if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
     v->ncolv = (uint8_t)x[0];
     for (uint8_t i = 0; i < v->ncolv; i++) {
-      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]))
+      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) ||
+          !get_time(&p, end, rel, v->hlc, &v->colv[i].hlc))
         goto bad;
       v->colv[i].col = (uint16_t)x[0];
       v->colv[i].origin = (uint16_t)x[1];
-      v->colv[i].hlc = (int64_t)x[2];
       if (vv) {
         if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
         v->colv[i].n = (uint32_t)x[0];
@@ -301,13 +350,12 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     v->row_mask = x[1];
     v->nvv = (uint8_t)x[2];
     for (uint8_t i = 0; i < v->nvv; i++) {
-      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]) ||
-          !get_varint(&p, end, &x[3]))
+      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) ||
+          !get_time(&p, end, rel, v->hlc, &v->vv[i].hlc) || !get_varint(&p, end, &x[3]))
         goto bad;
       v->vv[i].cols = x[3];
       v->vv[i].node = (uint16_t)x[0];
       v->vv[i].n = (uint32_t)x[1];
-      v->vv[i].hlc = (int64_t)x[2];
     }
   }
   return AS_OK;
@@ -317,31 +365,69 @@ bad:
 
 /* ---------------------------------------------------------------- names -> ids */
 
+int as_state_intern_locked(as_state *st, const char *table, state_name **arr, size_t *n,
+                           const char *name, size_t len, bool create, int64_t *out,
+                           as_error *err) {
+  state_name *e = NULL;
+  for (size_t i = 0; i < *n && !e; i++)
+    if (strncmp((*arr)[i].name, name, len) == 0 && (*arr)[i].name[len] == '\0') e = &(*arr)[i];
+  if (e && !e->lost) {
+    *out = e->id;
+    return AS_OK;
+  }
+  /* not known here, or added by a transaction that rolled back: the table says (another
+   * connection may have added it) */
+  char sql[128];
+  sqlite3_stmt *q = NULL;
+  snprintf(sql, sizeof sql, "SELECT id FROM %s WHERE name = ?1", table);
+  int64_t id = 0;
+  bool found = false;
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, name, (int)len, SQLITE_STATIC);
+    if ((found = sqlite3_step(q) == SQLITE_ROW)) id = sqlite3_column_int64(q, 0);
+  }
+  sqlite3_finalize(q);
+  q = NULL;
+  if (!found) {
+    if (!create || st->readonly) return AS_ENOTFOUND;
+    /* a name lost to a rollback comes back under its id: callers may keep ids */
+    snprintf(sql, sizeof sql, e ? "INSERT INTO %s(name, id) VALUES (?1, ?2)" : "INSERT INTO %s(name) VALUES (?1)",
+             table);
+    int rc = AS_OK;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) return as_state_sqlerr(st, err, table);
+    sqlite3_bind_text(q, 1, name, (int)len, SQLITE_STATIC);
+    if (e) sqlite3_bind_int64(q, 2, e->id);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, table);
+    sqlite3_finalize(q);
+    if (rc != AS_OK) return rc;
+    id = sqlite3_last_insert_rowid(st->db);
+  }
+  if (!e) {
+    state_name *p = realloc(*arr, (*n + 1) * sizeof **arr);
+    if (!p) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    *arr = p;
+    e = &p[*n];
+    if (!(e->name = strndup(name, len))) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    (*n)++;
+  }
+  e->id = id;
+  e->lost = false;
+  e->pending = st->txn_depth > 0; /* may still roll back */
+  *out = id;
+  return AS_OK;
+}
+
 static int name_id(as_state *st, const char *table, state_name **arr, size_t *n,
                    const char *name, bool create, int64_t *out, as_error *err) {
-  for (size_t i = 0; i < *n; i++) {
-    if (strcmp((*arr)[i].name, name) == 0) {
-      *out = (*arr)[i].id;
-      return AS_OK;
-    }
+  return as_state_intern_locked(st, table, arr, n, name, strlen(name), create, out, err);
+}
+
+static void names_settle(state_name *arr, size_t n, bool committed) {
+  for (size_t i = 0; i < n; i++) {
+    if (!arr[i].pending) continue;
+    arr[i].pending = false;
+    if (!committed) arr[i].lost = true;
   }
-  if (!create || st->readonly) return AS_ENOTFOUND;
-  char sql[128];
-  snprintf(sql, sizeof sql, "INSERT INTO %s(name) VALUES (?1)", table);
-  sqlite3_stmt *q = NULL;
-  int rc = AS_OK;
-  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) return as_state_sqlerr(st, err, table);
-  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-  if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, table);
-  sqlite3_finalize(q);
-  if (rc != AS_OK) return rc;
-  state_name *p = realloc(*arr, (*n + 1) * sizeof **arr);
-  if (!p) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
-  *arr = p;
-  p[*n].id = sqlite3_last_insert_rowid(st->db);
-  if (!(p[*n].name = strdup(name))) return as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
-  *out = p[(*n)++].id;
-  return AS_OK;
 }
 
 static int load_names(as_state *st, const char *table, state_name **arr, size_t *n,
@@ -358,8 +444,8 @@ static int load_names(as_state *st, const char *table, state_name **arr, size_t 
       break;
     }
     *arr = p;
-    p[*n].id = sqlite3_column_int64(q, 0);
-    p[*n].name = strdup((const char *)sqlite3_column_text(q, 1));
+    p[*n] = (state_name){.id = sqlite3_column_int64(q, 0),
+                         .name = strdup((const char *)sqlite3_column_text(q, 1))};
     if (!p[(*n)++].name) rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
   }
   if (rc == AS_OK && s != SQLITE_DONE) rc = as_state_sqlerr(st, err, table);
@@ -457,6 +543,9 @@ static void cache_clear(as_state *st) {
 }
 
 void as_state_cache_settle(as_state *st, bool committed) {
+  names_settle(st->nodes, st->nnodes, committed);
+  names_settle(st->mappings, st->nmappings, committed);
+  names_settle(st->kprefixes, st->nkprefixes, committed);
   for (size_t i = 0; i < st->npending; i++) {
     cache_pending *p = &st->pending[i];
     if (committed && st->cache) {
@@ -491,8 +580,13 @@ static int version_get_locked(as_state *st, const char *mapping, const char *key
   rc = st->get ? name_id(st, "mappings", &st->mappings, &st->nmappings, mapping, false, &mid, err)
                : AS_ENOTFOUND;
   if (rc != AS_OK) goto done;
+  as_packed_key pk = {0};
+  if (!st->keys_text && (rc = as_state_key_pack(st, key, false, &pk, err)) != AS_OK) goto done;
   sqlite3_bind_int64(st->get, 1, mid);
-  sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
+  if (st->keys_text)
+    sqlite3_bind_text(st->get, 2, key, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_blob(st->get, 2, pk.p, (int)pk.len, SQLITE_STATIC);
   int s = sqlite3_step(st->get);
   if (s == SQLITE_ROW) {
     const void *rec = sqlite3_column_blob(st->get, 0);
@@ -506,6 +600,7 @@ static int version_get_locked(as_state *st, const char *mapping, const char *key
   }
   sqlite3_reset(st->get);
   sqlite3_clear_bindings(st->get);
+  as_packed_key_free(&pk);
 done:
   free(k.heap);
   return rc;
@@ -558,15 +653,18 @@ static int version_put_locked(as_state *st, const char *mapping, const char *key
   if (rc != AS_OK) goto done;
   if (!w.updated_us) w.updated_us = as_now_us();
   size_t n = encode(&w, origin, rec);
+  as_packed_key pk;
+  if ((rc = as_state_key_pack(st, key, true, &pk, err)) != AS_OK) goto done;
   mkey_init(&k, mapping, key);
   sqlite3_bind_int64(st->put, 1, mid);
-  sqlite3_bind_text(st->put, 2, key, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st->put, 2, pk.p, (int)pk.len, SQLITE_STATIC);
   sqlite3_bind_blob(st->put, 3, rec, (int)n, SQLITE_STATIC);
   sqlite3_bind_int(st->put, 4, w.deleted ? 1 : 0);
-  sqlite3_bind_int64(st->put, 5, w.updated_us);
+  sqlite3_bind_int64(st->put, 5, w.deleted ? w.updated_us : 0); /* only tombstones are purged by it */
   if (sqlite3_step(st->put) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "write version");
   sqlite3_reset(st->put);
   sqlite3_clear_bindings(st->put);
+  as_packed_key_free(&pk);
   if (!st->cache || !k.s) goto done;
   cache_entry *e = rc == AS_OK ? entry_new(&k, rec, n) : NULL;
   if (!e) {
@@ -940,8 +1038,9 @@ int as_state_relay_purge(as_state *st, uint16_t via, int64_t upto, as_error *err
 static const char *const versions_sql =
     "CREATE TABLE IF NOT EXISTS nodes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
     "CREATE TABLE IF NOT EXISTS mappings(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS key_prefixes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
     "CREATE TABLE IF NOT EXISTS versions(m INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT 0,"
-    "  key TEXT NOT NULL, rec BLOB NOT NULL, deleted INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
+    "  key BLOB NOT NULL, rec BLOB NOT NULL, deleted INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
     "  PRIMARY KEY(m, part, key)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS versions_tombstones ON versions(updated_us) WHERE deleted = 1;"
     "CREATE TABLE IF NOT EXISTS inflight(stream_id TEXT PRIMARY KEY, ckpt TEXT, keys TEXT NOT NULL);"
@@ -991,6 +1090,56 @@ static int upgrade_v1(as_state *st, as_error *err) {
   return rc;
 }
 
+static bool sql_exists(as_state *st, const char *sql) {
+  sqlite3_stmt *q = NULL;
+  bool yes = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW;
+  sqlite3_finalize(q);
+  return yes;
+}
+
+#define KEYS_PACKED_SQL "SELECT 1 FROM meta WHERE key = 'version_keys' AND value = 'packed'"
+
+/* A store written before packed keys (as_state_keys.c) kept each key as its text and live
+ * rows' updated_us in a column: every row is written again, packed, in the open transaction. */
+static int upgrade_text_keys(as_state *st, as_error *err) {
+  if (sql_exists(st, KEYS_PACKED_SQL)) return AS_OK;
+  char *msg = NULL;
+  int rc = AS_OK, s;
+  if (sql_exists(st, "SELECT 1 FROM versions WHERE typeof(key) = 'text' LIMIT 1")) {
+    if (sqlite3_exec(st->db, "ALTER TABLE versions RENAME TO versions_text", NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, "DROP INDEX IF EXISTS versions_tombstones", NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, versions_sql, NULL, NULL, &msg) != SQLITE_OK)
+      goto fail;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db, "SELECT m, key, rec FROM versions_text", -1, &q, NULL) != SQLITE_OK)
+      return as_state_sqlerr(st, err, "upgrade");
+    while (rc == AS_OK && (s = sqlite3_step(q)) == SQLITE_ROW) {
+      const char *mapping = NULL;
+      for (size_t i = 0; i < st->nmappings && !mapping; i++)
+        if (st->mappings[i].id == sqlite3_column_int64(q, 0)) mapping = st->mappings[i].name;
+      as_version v;
+      const char *key = (const char *)sqlite3_column_text(q, 1);
+      rc = decode(st, sqlite3_column_blob(q, 2), (size_t)sqlite3_column_bytes(q, 2), &v, err);
+      if (rc == AS_OK && (!mapping || !key))
+        rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store upgrade: a version without its mapping");
+      if (rc == AS_OK) rc = version_put_locked(st, mapping, key, &v, false, err);
+    }
+    sqlite3_finalize(q);
+    if (rc != AS_OK) return rc;
+    if (sqlite3_exec(st->db, "DROP TABLE versions_text", NULL, NULL, &msg) != SQLITE_OK) goto fail;
+  }
+  if (sqlite3_exec(st->db,
+                   "INSERT INTO meta(key, value) VALUES ('version_keys', 'packed') "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   NULL, NULL, &msg) != SQLITE_OK)
+    goto fail;
+  return AS_OK;
+fail:
+  rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store upgrade: %s", msg ? msg : "?");
+  sqlite3_free(msg);
+  return rc;
+}
+
 int as_state_versions_open(as_state *st, as_error *err) {
   char *msg = NULL;
   if (!st->readonly) {
@@ -1011,7 +1160,7 @@ int as_state_versions_open(as_state *st, as_error *err) {
       rc = as_state_sqlerr(st, err, "prepare");
       goto fail_rb;
     }
-    if ((rc = upgrade_v1(st, err)) != AS_OK) goto fail_rb;
+    if ((rc = upgrade_v1(st, err)) != AS_OK || (rc = upgrade_text_keys(st, err)) != AS_OK) goto fail_rb;
     sqlite3_exec(st->db, "ALTER TABLE repairs ADD COLUMN delta TEXT", NULL, NULL, NULL); /* early v2 */
     if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) goto sqlfail_rb;
     st->cache = calloc(STATE_CACHE_SLOTS, sizeof *st->cache);
@@ -1028,7 +1177,9 @@ int as_state_versions_open(as_state *st, as_error *err) {
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
   } else {
-    /* a reader of a store not yet upgraded by `run` sees no versions */
+    /* a reader of a store not yet upgraded by `run` sees no versions (a store of schema
+     * version 1) or looks its keys up as text */
+    st->keys_text = !sql_exists(st, KEYS_PACKED_SQL);
     as_error ignored;
     if (load_names(st, "nodes", &st->nodes, &st->nnodes, &ignored) != AS_OK ||
         load_names(st, "mappings", &st->mappings, &st->nmappings, &ignored) != AS_OK ||
@@ -1085,4 +1236,5 @@ void as_state_versions_close(as_state *st) {
   for (size_t i = 0; i < st->nmappings; i++) free(st->mappings[i].name);
   free(st->nodes);
   free(st->mappings);
+  as_state_keys_close(st);
 }

@@ -107,7 +107,10 @@ static int dump_mapping(as_state *st, int64_t mid, const char *mapping) {
   memset(&s, 0, sizeof s);
   int status = 0;
   while (sqlite3_step(q) == SQLITE_ROW) {
-    char *key = strdup((const char *)sqlite3_column_text(q, 0));
+    char *key = sqlite3_column_type(q, 0) == SQLITE_TEXT
+                    ? strdup((const char *)sqlite3_column_text(q, 0))
+                    : as_state_key_unpack(st, sqlite3_column_blob(q, 0),
+                                          (size_t)sqlite3_column_bytes(q, 0));
     as_version v;
     as_error err;
     if (key && as_state_version_get(st, mapping, key, &v, &err) == AS_OK) {

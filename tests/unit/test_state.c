@@ -9,6 +9,7 @@
 #include "as_config.h"
 #include "as_router.h"
 #include "as_state.h"
+#include "as_state_int.h"
 #include "as_test_util.h"
 
 static char *dir;
@@ -186,6 +187,329 @@ START_TEST(versions_persist_and_cache) {
   ck_assert(as_version_held(&v, 9)->wrote_pending);
   ck_assert_int_eq(as_version_held(&v, 9)->wrote_order, 0);
   as_state_close(st);
+}
+END_TEST
+
+/* Packed keys (as_state_keys.c): every text packs to something that unpacks to the same text,
+ * two texts never share a packing, and each is found again under its own text only. The
+ * texts are the forms packing treats specially, near misses of each, and random strings over
+ * the characters those forms are made of. */
+static const char *const key_cases[] = {
+    "{\"id\":10000}", "{\"id\":0}", "{\"id\":-1}", "{\"id\":9223372036854775807}",
+    "{\"id\":-9223372036854775808}", "{\"id\":9223372036854775808}", "{\"id\":007}",
+    "{\"id\":-0}", "{\"id\":+1}", "{\"id\": 1}", "{\"id\":1.5}", "{\"id\":1}}", "{\"id\":1",
+    "{\"id\":\"u1\"}", "{\"id\":\"\"}", "{\"id\":\"a\\\"b\"}", "{\"id\":\"a\\\\\"}",
+    "{\"id\":\"caf\xc3\xa9\"}", "{\"id\":\"a:b\"}", "{\"a:b\":1}", "{\"id\":\"u1\"", "{\"id\":\"u1}",
+    "{\"_id\":{\"$oid\":\"65a1b2c3d4e5f60718293a4b\"}}",
+    "{\"_id\":{\"$oid\":\"65A1B2C3D4E5F60718293A4B\"}}",
+    "{\"_id\":{\"$oid\":\"65a1b2c3d4e5f60718293a4\"}}",
+    "{\"_id\":{\"$oid\":\"65a1b2c3d4e5f60718293a4g\"}}",
+    "{\"id\":{\"$uuid\":\"0b4e8f3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b\"}}",
+    "{\"id\":{\"$uuid\":\"0B4E8F3A-1C2D-4E5F-8A9B-0C1D2E3F4A5B\"}}",
+    "{\"id\":{\"$uuid\":\"0b4e8f3a11c2d-4e5f-8a9b-0c1d2e3f4a5b\"}}",
+    "{\"tenant\":3,\"id\":\"a\"}", "{\"tenant\":3,\"id\":4}", "{}", "", "no colon", ":", "::",
+};
+
+static char *random_key(unsigned *seed) {
+  static const char alphabet[] = "{}\":\\-0123456789abcdef$oiduA ,.";
+  size_t n = (size_t)(rand_r(seed) % 40);
+  char *k = malloc(n + 16);
+  size_t at = 0;
+  if (rand_r(seed) % 2) at = (size_t)sprintf(k, "{\"k%d\":", rand_r(seed) % 3);
+  for (size_t i = 0; i < n; i++) k[at++] = alphabet[rand_r(seed) % (sizeof alphabet - 1)];
+  k[at] = '\0';
+  return k;
+}
+
+START_TEST(packed_keys_round_trip) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  enum { NRAND = 3000 };
+  size_t nfix = sizeof key_cases / sizeof *key_cases, n = nfix + NRAND;
+  char **keys = calloc(n, sizeof *keys);
+  unsigned seed = 20261205;
+  for (size_t i = 0; i < n; i++) keys[i] = i < nfix ? strdup(key_cases[i]) : random_key(&seed);
+  uint8_t **packed = calloc(n, sizeof *packed);
+  size_t *plen = calloc(n, sizeof *plen);
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  for (size_t i = 0; i < n; i++) {
+    as_packed_key pk;
+    ck_assert_int_eq(as_state_key_pack(st, keys[i], true, &pk, &err), AS_OK);
+    packed[i] = malloc(pk.len);
+    memcpy(packed[i], pk.p, pk.len);
+    plen[i] = pk.len;
+    as_packed_key_free(&pk);
+    char *back = as_state_key_unpack(st, packed[i], plen[i]);
+    ck_assert_msg(back && strcmp(back, keys[i]) == 0, "key %s came back as %s", keys[i],
+                  back ? back : "(null)");
+    free(back);
+    as_version v = {.hlc = 1000 + (int64_t)i};
+    snprintf(v.origin, sizeof v.origin, "a");
+    ck_assert_int_eq(as_state_version_put(st, "m", keys[i], &v, &err), AS_OK);
+  }
+  ck_assert_int_eq(as_state_commit(st, &err), AS_OK);
+  /* one-to-one: equal packings only for equal texts */
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      if (plen[i] == plen[j] && memcmp(packed[i], packed[j], plen[i]) == 0)
+        ck_assert_str_eq(keys[i], keys[j]);
+  /* the forms packing is for are short */
+  as_packed_key pk;
+  ck_assert_int_eq(as_state_key_pack(st, "{\"id\":10000}", false, &pk, &err), AS_OK);
+  ck_assert_uint_le(pk.len, 3);
+  as_packed_key_free(&pk);
+  /* ascending integer keys pack in ascending order (blobs compare as memcmp, then length) */
+  uint8_t prev[16];
+  size_t prevlen = 0;
+  for (long long i = 0; i < 5000000000LL; i = i < 300 ? i + 1 : i * 3 / 2) {
+    char text[48];
+    snprintf(text, sizeof text, "{\"id\":%lld}", i);
+    ck_assert_int_eq(as_state_key_pack(st, text, false, &pk, &err), AS_OK);
+    if (prevlen) {
+      int c = memcmp(prev, pk.p, prevlen < pk.len ? prevlen : pk.len);
+      ck_assert_msg(c < 0 || (c == 0 && prevlen < pk.len), "%s packs before the key below it", text);
+    }
+    memcpy(prev, pk.p, pk.len);
+    prevlen = pk.len;
+    as_packed_key_free(&pk);
+  }
+  ck_assert_int_eq(as_state_key_pack(st, key_cases[22], false, &pk, &err), AS_OK);
+  ck_assert_uint_eq(pk.len, 13);
+  as_packed_key_free(&pk);
+  /* a prefix no stored key has: nothing to find */
+  ck_assert_int_eq(as_state_key_pack(st, "{\"never\":1}", false, &pk, &err), AS_ENOTFOUND);
+  as_state_close(st);
+  /* read back from disk by another connection: each text finds its own version (a key stored
+   * twice in the list finds the later put) */
+  ck_assert_int_eq(as_state_open(path, true, &st, &err), AS_OK);
+  for (size_t i = 0; i < n; i++) {
+    size_t last = i;
+    for (size_t j = i + 1; j < n; j++)
+      if (strcmp(keys[i], keys[j]) == 0) last = j;
+    as_version v;
+    ck_assert_int_eq(as_state_version_get(st, "m", keys[i], &v, &err), AS_OK);
+    ck_assert_int_eq(v.hlc, 1000 + (int64_t)last);
+  }
+  ck_assert_int_eq(as_state_version_get(st, "m", "{\"id\":10001}", &(as_version){0}, &err), AS_ENOTFOUND);
+  as_state_close(st);
+  for (size_t i = 0; i < n; i++) {
+    free(keys[i]);
+    free(packed[i]);
+  }
+  free(keys);
+  free(packed);
+  free(plen);
+}
+END_TEST
+
+/* A prefix added in a transaction that rolls back is not kept: a later key with it adds it
+ * again, and finds it after a reopen. */
+START_TEST(packed_key_prefix_rollback) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  as_version v = {.hlc = 5};
+  snprintf(v.origin, sizeof v.origin, "a");
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  ck_assert_int_eq(as_state_version_put(st, "m", "{\"sku\":\"x\"}", &v, &err), AS_OK);
+  as_state_rollback(st);
+  v.hlc = 6;
+  ck_assert_int_eq(as_state_version_put(st, "m", "{\"sku\":\"y\"}", &v, &err), AS_OK);
+  as_state_close(st);
+  ck_assert_int_eq(as_state_open(path, true, &st, &err), AS_OK);
+  ck_assert_int_eq(as_state_version_get(st, "m", "{\"sku\":\"y\"}", &v, &err), AS_OK);
+  ck_assert_int_eq(v.hlc, 6);
+  ck_assert_int_eq(as_state_version_get(st, "m", "{\"sku\":\"x\"}", &v, &err), AS_ENOTFOUND);
+  as_state_close(st);
+}
+END_TEST
+
+static int64_t random_time(unsigned *seed, int64_t near) {
+  switch (rand_r(seed) % 5) {
+  case 0: return 0;
+  case 1: return near;
+  case 2: return near + rand_r(seed) % 2000000 - 1000000;
+  case 3: return (int64_t)rand_r(seed) * rand_r(seed);
+  default: return INT64_MAX - rand_r(seed) % 1000;
+  }
+}
+
+static void random_version(unsigned *seed, as_version *v) {
+  memset(v, 0, sizeof *v);
+  int64_t now = 1796482918646420 + rand_r(seed) % 1000000;
+  v->updated_us = rand_r(seed) % 7 ? now : (int64_t)rand_r(seed) + 1;
+  v->hlc = random_time(seed, now - 3000);
+  snprintf(v->origin, sizeof v->origin, "n%d", rand_r(seed) % 4);
+  v->deleted = rand_r(seed) % 5 == 0;
+  v->hash = rand_r(seed) % 2 ? ((uint64_t)rand_r(seed) << 33) ^ (uint64_t)rand_r(seed) : 0;
+  v->nheld = (uint8_t)(rand_r(seed) % (AS_VERSION_MAX_HELD + 1));
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    as_held *h = &v->held[i];
+    h->node = (uint16_t)(i + 1);
+    h->origin = (uint16_t)(rand_r(seed) % 4 + 1);
+    h->deleted = rand_r(seed) % 2;
+    h->made = rand_r(seed) % 2;
+    h->wrote_pending = rand_r(seed) % 2;
+    h->hlc = random_time(seed, v->hlc);
+    h->written_us = random_time(seed, v->updated_us);
+    h->wrote_us = random_time(seed, h->written_us);
+    h->wrote_order = rand_r(seed) % 3 ? random_time(seed, 1) : 0;
+  }
+  v->ncolv = (uint8_t)(rand_r(seed) % 4 ? 0 : rand_r(seed) % (AS_VERSION_MAX_COLS + 1));
+  bool vv = rand_r(seed) % 2;
+  for (uint8_t i = 0; i < v->ncolv; i++) {
+    v->colv[i].col = (uint16_t)(i * 3);
+    v->colv[i].origin = (uint16_t)(rand_r(seed) % 4 + 1);
+    v->colv[i].hlc = random_time(seed, v->hlc);
+    if (vv) {
+      v->colv[i].n = (uint32_t)rand_r(seed);
+      v->colv[i].mask = ((uint64_t)rand_r(seed) << 32) | (uint64_t)rand_r(seed);
+    }
+  }
+  if (vv) {
+    v->row_n = (uint32_t)rand_r(seed) % 100 + 1;
+    v->row_mask = (uint64_t)rand_r(seed);
+    v->nvv = (uint8_t)(rand_r(seed) % (AS_VERSION_MAX_HELD + 1));
+    for (uint8_t i = 0; i < v->nvv; i++) {
+      v->vv[i].node = (uint16_t)(i + 1);
+      v->vv[i].n = (uint32_t)rand_r(seed);
+      v->vv[i].hlc = random_time(seed, v->hlc);
+      v->vv[i].cols = ((uint64_t)rand_r(seed) << 31) ^ (uint64_t)rand_r(seed);
+    }
+  }
+}
+
+static void versions_equal(const as_version *a, const as_version *b) {
+  ck_assert_int_eq(a->hlc, b->hlc);
+  ck_assert_str_eq(a->origin, b->origin);
+  ck_assert_int_eq(a->deleted, b->deleted);
+  ck_assert(a->hash == b->hash);
+  ck_assert_int_eq(a->updated_us, b->updated_us);
+  ck_assert_int_eq(a->nheld, b->nheld);
+  for (uint8_t i = 0; i < a->nheld; i++) {
+    const as_held *x = &a->held[i], *y = &b->held[i];
+    ck_assert(x->node == y->node && x->origin == y->origin && x->deleted == y->deleted &&
+              x->made == y->made && x->wrote_pending == y->wrote_pending);
+    ck_assert_int_eq(x->hlc, y->hlc);
+    ck_assert_int_eq(x->written_us, y->written_us);
+    ck_assert_int_eq(x->wrote_us, y->wrote_us);
+    ck_assert_int_eq(x->wrote_order, y->wrote_order);
+  }
+  ck_assert_int_eq(a->ncolv, b->ncolv);
+  for (uint8_t i = 0; i < a->ncolv; i++) {
+    ck_assert(a->colv[i].col == b->colv[i].col && a->colv[i].origin == b->colv[i].origin);
+    ck_assert_int_eq(a->colv[i].hlc, b->colv[i].hlc);
+    ck_assert(a->colv[i].n == b->colv[i].n && a->colv[i].mask == b->colv[i].mask);
+  }
+  ck_assert(a->row_n == b->row_n && a->row_mask == b->row_mask);
+  ck_assert_int_eq(a->nvv, b->nvv);
+  for (uint8_t i = 0; i < a->nvv; i++) {
+    ck_assert(a->vv[i].node == b->vv[i].node && a->vv[i].n == b->vv[i].n && a->vv[i].cols == b->vv[i].cols);
+    ck_assert_int_eq(a->vv[i].hlc, b->vv[i].hlc);
+  }
+}
+
+/* Every field of a version record survives the store, read from disk: times near each other,
+ * zero, far apart and near INT64_MAX, with and without hash, column versions and vectors. */
+START_TEST(version_records_round_trip) {
+  as_state *st = NULL;
+  as_error err;
+  enum { N = 2000 };
+  static as_version want[N];
+  unsigned seed = 7;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  for (int i = 0; i < 4; i++) {
+    char name[8];
+    uint16_t id;
+    snprintf(name, sizeof name, "n%d", i);
+    ck_assert_int_eq(as_state_node_id(st, name, &id, &err), AS_OK);
+  }
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  for (int i = 0; i < N; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "{\"id\":%d}", i);
+    random_version(&seed, &want[i]);
+    ck_assert_int_eq(as_state_version_put(st, "m", key, &want[i], &err), AS_OK);
+  }
+  ck_assert_int_eq(as_state_commit(st, &err), AS_OK);
+  as_state_close(st);
+  ck_assert_int_eq(as_state_open(path, true, &st, &err), AS_OK);
+  for (int i = 0; i < N; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "{\"id\":%d}", i);
+    as_version got;
+    ck_assert_int_eq(as_state_version_get(st, "m", key, &got, &err), AS_OK);
+    versions_equal(&want[i], &got);
+  }
+  /* only tombstones keep their time in the column the purge reads */
+  sqlite3_stmt *q = NULL;
+  ck_assert_int_eq(sqlite3_prepare_v2(st->db,
+                                      "SELECT count(*) FROM versions WHERE (deleted = 0) = (updated_us <> 0)"
+                                      " OR typeof(key) <> 'blob'",
+                                      -1, &q, NULL),
+                   SQLITE_OK);
+  ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+  ck_assert_int_eq(sqlite3_column_int(q, 0), 0);
+  sqlite3_finalize(q);
+  as_state_close(st);
+}
+END_TEST
+
+/* A store written before packed keys and relative times: its records are read as they are by
+ * a reader, and written again packed by the next writer. */
+START_TEST(text_keys_old_store) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  as_state_close(st);
+  sqlite3 *db = NULL;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  /* as the code before wrote a first copy's row of b from a (hex from such a store) */
+  ck_assert_int_eq(sqlite3_exec(db,
+                                "DELETE FROM meta WHERE key = 'version_keys';"
+                                "INSERT INTO nodes(id, name) VALUES (1, 'a'), (2, 'b');"
+                                "INSERT INTO mappings(id, name) VALUES (1, 'items');"
+                                "INSERT INTO versions(m, part, key, rec, deleted, updated_us) VALUES "
+                                "(1, 0, '{\"id\":10000}', x'0800019485D8B1C4BC980301020100B9A7D8B1C4BC9803"
+                                "B9A7D8B1C4BC98030801000600', 0, 1796482918646420),"
+                                "(1, 0, '{\"id\":10001}', x'0105019485D8B1C4BC980300', 1, 1796482918646420)",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  for (int pass = 0; pass < 2; pass++) {
+    ck_assert_int_eq(as_state_open(path, pass == 0, &st, &err), AS_OK);
+    as_version v;
+    ck_assert_int_eq(as_state_version_get(st, "items", "{\"id\":10000}", &v, &err), AS_OK);
+    ck_assert_int_eq(v.hlc, 0);
+    ck_assert_str_eq(v.origin, "a");
+    ck_assert_int_eq(v.updated_us, 1796482918646420);
+    ck_assert_int_eq(v.nheld, 1);
+    ck_assert_int_eq(v.held[0].node, 2);
+    ck_assert_int_eq(v.held[0].written_us, 1796482918650809);
+    ck_assert_int_eq(v.held[0].wrote_us, 1796482918650809);
+    ck_assert_int_eq(v.held[0].wrote_order, 1);
+    ck_assert(v.row_mask == 6);
+    ck_assert_int_eq(as_state_version_get(st, "items", "{\"id\":10001}", &v, &err), AS_OK);
+    ck_assert(v.deleted);
+    ck_assert_int_eq(v.hlc, 5);
+    as_state_close(st);
+  }
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *q = NULL;
+  ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                      "SELECT (SELECT group_concat(typeof(key) || ':' || updated_us, ' ') FROM "
+                                      "(SELECT * FROM versions ORDER BY deleted)), (SELECT value FROM meta "
+                                      "WHERE key = 'version_keys'), (SELECT count(*) FROM sqlite_schema WHERE "
+                                      "name = 'versions_text')",
+                                      -1, &q, NULL),
+                   SQLITE_OK);
+  ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+  ck_assert_str_eq((const char *)sqlite3_column_text(q, 0), "blob:0 blob:1796482918646420");
+  ck_assert_str_eq((const char *)sqlite3_column_text(q, 1), "packed");
+  ck_assert_int_eq(sqlite3_column_int(q, 2), 0);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
 }
 END_TEST
 
@@ -586,6 +910,10 @@ int main(void) {
   tcase_add_test(tc, one_run_per_store);
   tcase_add_test(tc, repair_queue);
   tcase_add_test(tc, versions_persist_and_cache);
+  tcase_add_test(tc, packed_keys_round_trip);
+  tcase_add_test(tc, packed_key_prefix_rollback);
+  tcase_add_test(tc, version_records_round_trip);
+  tcase_add_test(tc, text_keys_old_store);
   tcase_add_test(tc, tombstone_retention);
   tcase_add_test(tc, streams_dead_letters_conflicts);
   tcase_add_test(tc, conflicts_record_get_settle);
