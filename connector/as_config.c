@@ -37,6 +37,7 @@ typedef struct top_opts {
   int64_t max_rows;
   int64_t max_latency;
   int64_t retention;
+  int64_t settle_after;
   int log_level;
   int log_format;
   char *listen;
@@ -85,6 +86,12 @@ static const as_config_entry top_map[] = {
               "how long versions of deleted keys are kept (a delete older than this that "
               "reaches a node is treated as new)",
               "30d"),
+    AS_OPT_AT(DURATION, "versions.settle_after", top_opts, settle_after, "5s",
+              "how long after every stream of a node has read past the connector's last write "
+              "of a key there the state store forgets that write's details and keeps only who "
+              "holds the key's version (it must exceed the longest time a committed change can "
+              "take to reach its stream); 0s keeps them",
+              "30s"),
     AS_OPT_AT(ENUM, "log.level", top_opts, log_level, "info",
               "least severe log line written (the command line's --log-level wins)", "debug",
               .allowed = log_levels),
@@ -601,6 +608,7 @@ static int parse_misc(const as_ynode *root, as_config *c, as_error *err) {
   c->batch_max_rows = (size_t)o.max_rows;
   c->batch_max_latency_ms = o.max_latency;
   c->tombstone_retention_ms = o.retention;
+  c->settle_after_ms = o.settle_after;
   c->log_level = strdup(log_levels[o.log_level]);
   c->log_format = strdup(log_formats[o.log_format]);
   if (!c->state_path || !c->log_level || !c->log_format) {

@@ -53,6 +53,7 @@ typedef struct as_config {
   size_t batch_max_rows;      /* default 1000 */
   int64_t batch_max_latency_ms; /* default 20 */
   int64_t tombstone_retention_ms; /* default 7 days */
+  int64_t settle_after_ms;        /* versions.settle_after, default 5 s; 0: off */
   char *log_level;            /* default "info" */
   char *log_format;           /* "text" (default) | "json" */
   char *metrics_listen;       /* NULL unless set */

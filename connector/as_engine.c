@@ -268,10 +268,124 @@ static void purge_relays(engine *e) {
   }
 }
 
+/* Settling (as_state_versions_settle): per node, the time by which each of its streams has
+ * read everything committed before it (the oldest of its pairs' empty polls; a node no pair
+ * reads from has no stream to deliver anything), less versions.settle_after. 0 while any of
+ * its pairs is not streaming. */
+static void settle_before(engine *e, int64_t now, int64_t *before, size_t nb) {
+  for (size_t i = 0; i < e->nnodes; i++) {
+    eng_node *n = &e->nodes[i];
+    if (n->id >= nb) continue;
+    int64_t t = now;
+    for (size_t k = 0; k < e->npairs; k++) {
+      const eng_pair *p = &e->pairs[k];
+      if (p->src != n) continue;
+      int64_t c = atomic_load(&p->caught_up_us);
+      if (c < t) t = c;
+    }
+    before[n->id] = t > 0 ? t - e->cfg->settle_after_ms * 1000 : 0;
+  }
+}
+
+/* Settling as a background scan, kept cheap: a pass over the versions starts when versions
+ * were written since the last pass began, or when the last pass left records waiting (a
+ * holder's write too recent) and the wait since has doubled (from versions.settle_after, at
+ * most 10 minutes; a stream down keeps records waiting for as long); at most one pass per
+ * settle_after. Each round (every second) scans in chunks of 2000 records, letting the
+ * store's lock go between them, for at most 30 ms (500 ms when every pair has been idle for a
+ * second), and the next round goes on. */
+typedef struct settle_state {
+  bool in_pass;
+  uint64_t puts;         /* as_state_version_puts when the last pass began */
+  int64_t began_us;      /* when it began */
+  int64_t wait_us;       /* before a pass for waiting records only */
+  as_settle_pass last;   /* what the last whole pass saw */
+  as_settle_pass cur;
+  int64_t unreclaimed;   /* records settled since the store was last compacted */
+} settle_state;
+
+static bool all_idle_for(engine *e, int64_t now, int64_t us) {
+  for (size_t i = 0; i < e->npairs; i++) {
+    int64_t idle = atomic_load(&e->pairs[i].idle_since_us);
+    if (!atomic_load(&e->pairs[i].streaming) || !idle || now - idle < us) return false;
+  }
+  return true;
+}
+
+/* A settled record is a quarter of what it was, but its page keeps the room (SQLite does not
+ * merge pages that are still half full): after settling at least a quarter of the records
+ * (10,000 or more), the store is compacted once every pair has been idle for 2 s. */
+static void settle_compact(engine *e, settle_state *ss) {
+  if (ss->unreclaimed < 10000 || ss->unreclaimed * 4 < ss->last.seen ||
+      !all_idle_for(e, as_now_us(), 2000000))
+    return;
+  int64_t before = 0, after = 0;
+  as_error err;
+  int64_t t0 = as_now_us();
+  if (as_state_compact(e->state, &before, &after, &err) != AS_OK) {
+    AS_LOG(AS_LOG_WARN, "engine", "%s", err.message);
+  } else {
+    AS_LOG(AS_LOG_INFO, "engine", "state store compacted after settling %lld version records: "
+           "%lld -> %lld bytes in %lld ms", (long long)ss->unreclaimed, (long long)before,
+           (long long)after, (long long)((as_now_us() - t0) / 1000));
+  }
+  ss->unreclaimed = 0;
+}
+
+static bool settle_due(engine *e, settle_state *ss, int64_t now, const int64_t *before) {
+  uint64_t puts = as_state_version_puts(e->state);
+  int64_t base = e->cfg->settle_after_ms * 1000;
+  bool any = false;
+  for (size_t i = 0; i < 64; i++) any |= before[i] > 0;
+  if (!any || now - ss->began_us < base) return false; /* at most one pass per settle_after */
+  if (puts != ss->puts) {
+    ss->wait_us = base;
+  } else if (ss->last.waiting == 0 || now - ss->began_us < ss->wait_us) {
+    return false;
+  } else if (ss->last.settled == 0 && ss->wait_us < 600 * 1000000LL) {
+    ss->wait_us *= 2; /* nothing came of the last pass: wait longer */
+  }
+  ss->in_pass = true;
+  ss->puts = puts;
+  ss->began_us = now;
+  ss->cur = (as_settle_pass){0};
+  return true;
+}
+
+static void settle_versions(engine *e, settle_state *ss) {
+  int64_t start = as_now_us();
+  int64_t before[64] = {0};
+  settle_before(e, start, before, 64);
+  if (!ss->in_pass && !settle_due(e, ss, start, before)) {
+    settle_compact(e, ss);
+    return;
+  }
+  /* nobody waits for the store's lock when every pair is idle */
+  int64_t budget = all_idle_for(e, start, 1000000) ? 500000 : 30000;
+  for (int chunk = 0; chunk < 1000 && as_now_us() - start < budget; chunk++) {
+    as_error err;
+    if (as_state_versions_settle(e->state, before, 64, 2000, &ss->cur, &err) < 0) {
+      AS_LOG(AS_LOG_WARN, "engine", "settling versions: %s", err.message);
+      return;
+    }
+    if (ss->cur.wrapped) {
+      ss->in_pass = false;
+      ss->last = ss->cur;
+      ss->unreclaimed += ss->cur.settled;
+      if (ss->cur.settled)
+        AS_LOG(AS_LOG_DEBUG, "engine", "settled %lld version records (%lld waiting)",
+               (long long)ss->cur.settled, (long long)ss->cur.waiting);
+      return;
+    }
+  }
+}
+
 /* The supervisor: health, idle exit, tombstone and relay purge, leftover repairs. */
 static void supervise(engine *e) {
   int64_t last_purge = as_now_us(), last_drain = as_now_us(), last_check = as_now_us(),
-          last_gauges = 0, last_quick = as_now_us(), last_mirror = 0;
+          last_gauges = 0, last_quick = as_now_us(), last_mirror = 0, last_settle = 0;
+  /* a first pass soon after start: records may wait from an earlier run */
+  settle_state settling = {.wait_us = e->cfg->settle_after_ms * 1000, .puts = UINT64_MAX};
   while (!eng_stopping(e)) {
     eng_sleep_ms(e, 50);
     bool all_idle = true, any_failed = false, all_failed = true;
@@ -295,6 +409,10 @@ static void supervise(engine *e) {
       as_state_purge_tombstones(e->state, e->cfg->tombstone_retention_ms, NULL);
       purge_relays(e);
       last_purge = now;
+    }
+    if (e->cfg->settle_after_ms > 0 && now - last_settle > 1000000LL) {
+      settle_versions(e, &settling);
+      last_settle = as_now_us();
     }
     if (now - last_gauges > 5 * 1000000LL) {
       read_gauges(e);

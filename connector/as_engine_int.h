@@ -69,6 +69,9 @@ typedef struct eng_pair {
   int64_t last_stats_us;
   atomic_bool streaming;
   _Atomic int64_t idle_since_us; /* 0 = busy */
+  /* when the last poll that found nothing (no change, no relay) began: every change committed
+   * on the source before then has been decided (0: not streaming) */
+  _Atomic int64_t caught_up_us;
   atomic_int failed;             /* AS_ERR: stopped for good */
   char error[512];               /* written by the pair thread; read after it joined */
   bool outage;           /* in a retry loop: log once per outage */

@@ -284,6 +284,7 @@ static int read_relays(eng_pair *p, as_batch *b, int64_t *next, as_error *err) {
 static int stream_step(eng_pair *p, as_batch *b, eng_work *w, int wait_ms, as_error *err) {
   as_batch_reset(b);
   bool pending = p->relays && atomic_load(&p->src->relay_tail) > p->relay_seq;
+  int64_t began = as_now_us();
   int rc = p->src->ad->poll(p->stream, b, p->e->cfg->batch_max_rows, pending ? 0 : wait_ms, err);
   int64_t next = p->relay_seq;
   if (rc == AS_OK) rc = read_relays(p, b, &next, err);
@@ -295,6 +296,7 @@ static int stream_step(eng_pair *p, as_batch *b, eng_work *w, int wait_ms, as_er
   if (rc == AS_OK) {
     p->relay_seq = next;
     atomic_store(&p->relay_committed, next);
+    if (b->n == 0 && b->ndead == 0) atomic_store(&p->caught_up_us, began);
   }
   return rc;
 }
@@ -347,6 +349,7 @@ static void on_retry(eng_pair *p, int *attempt, const as_error *err) {
     eng_pair_save_stats(p, "retrying");
   }
   drop_stream(p);
+  atomic_store(&p->caught_up_us, 0);
   eng_sleep_ms(e, eng_backoff_ms(&p->rng, (*attempt)++));
   as_error cerr;
   if (eng_node_connect(e, p->src, &cerr) == AS_OK) eng_node_connect(e, p->dst, &cerr);
@@ -379,6 +382,7 @@ void *eng_pair_main(void *arg) {
     int rc = AS_OK;
     if (!p->stream) {
       atomic_store(&p->streaming, false);
+      atomic_store(&p->caught_up_us, 0);
       rc = w ? pair_open(p, w, &err) : as_error_set(&err, AS_DOM_ENGINE, AS_ERR, "out of memory");
       if (rc == AS_OK) {
         atomic_store(&p->streaming, true);
@@ -407,6 +411,7 @@ void *eng_pair_main(void *arg) {
     eng_pair_save_stats(p, "error");
     break;
   }
+  atomic_store(&p->caught_up_us, 0);
   commit_pending(p, w);
   if (!atomic_load(&p->failed)) eng_pair_save_stats(p, "stopped");
   drop_stream(p);

@@ -156,6 +156,30 @@ int as_state_version_put_written(as_state *st, const char *mapping, const char *
 int as_state_versions_forget(as_state *st, const char *mapping, as_error *err) AS_MUSTCHECK;
 /* Drops tombstones older than retention; returns how many were dropped. */
 int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *err);
+/* Settles up to max_rows more version records (the scan goes on where the last call left
+ * it, and starts again at the end): a live key's record whose every holder holds the row
+ * version, with nothing written ahead, and whose holders' write records are all older than
+ * before_us[holder's node id] (0 or an id >= nbefore: not that node) keeps only who holds the
+ * row version. Its write records become "written long ago": written_us 1, no later write of
+ * the connector (wrote_us 0), made by the version's origin only. The engine passes, per node,
+ * a time by which every stream of that node has read everything committed before it: no
+ * change made on the node before such a write can arrive any more, so nothing the record
+ * loses can decide anything (docs/ARCHITECTURE.md, "The state store"). Adds to pass what it
+ * saw; returns how many it settled, or -1 with err set. */
+typedef struct as_settle_pass {
+  int64_t settled;  /* records settled */
+  int64_t waiting;  /* records that may settle later (a holder's write too recent) */
+  int64_t seen;     /* records read */
+  bool wrapped;     /* the scan reached the last key (and starts again at the first) */
+} as_settle_pass;
+int64_t as_state_versions_settle(as_state *st, const int64_t *before_us, size_t nbefore,
+                                 size_t max_rows, as_settle_pass *pass, as_error *err);
+/* Rewrites the store's file without the space settled or deleted records left in its pages
+ * (SQLite VACUUM, then the log truncated); blocks every other use of the store meanwhile.
+ * Sets the file's size before and after. */
+int as_state_compact(as_state *st, int64_t *bytes_before, int64_t *bytes_after, as_error *err);
+/* Version writes since the store was opened (a change to settle may have come since). */
+uint64_t as_state_version_puts(as_state *st);
 
 /* Several writes in one SQLite transaction, all or nothing. begin takes the store's lock and
  * keeps it until commit or rollback. A failed commit rolls back by itself. */

@@ -52,6 +52,10 @@ struct as_state {
   size_t nmappings;
   state_name *kprefixes;  /* interned key prefixes (as_state_keys.c) */
   size_t nkprefixes;
+  uint64_t puts;          /* version writes (as_state_version_puts) */
+  int64_t settle_m;       /* where as_state_versions_settle goes on: (m, key) of the last row */
+  uint8_t *settle_key;
+  size_t settle_keylen;
   bool keys_text;         /* a read-only look at a store whose version keys are still text */
   bool conflicts_v2;      /* the conflicts table has the columns of as_conflict_rec */
   bool quick_on;          /* version puts keep the quick-verify signatures (as_state_quick_enable) */

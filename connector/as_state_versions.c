@@ -16,6 +16,9 @@
  * written_us, the row's hlc for the other versions' hlc, written_us (else updated_us) for
  * wrote_us; so a time costs 1 to 4 bytes instead of 8. Records without flag 16 (written
  * before) hold updated_us after the origin and every time as it is; they are read as before.
+ * A settled record (flag 32: as_state_versions_settle) holds only flags, hlc, origin, [hash]
+ * and the vector part: its held entries are those of settled_form(), one per node of the
+ * row's holder mask, and its updated_us is 0.
  * The tombstone flag is also a column, and so is updated_us for tombstones (0 for live
  * rows, so it costs nothing there), so that tombstones can be purged through a partial
  * index. */
@@ -33,6 +36,7 @@
 #define REC_COLS 4
 #define REC_VV 8
 #define REC_REL 16
+#define REC_SETTLED 32
 #define REC_MAX 4096
 
 /* ---------------------------------------------------------------- held versions */
@@ -215,8 +219,59 @@ static bool get_rel(const uint8_t **p, const uint8_t *end, int64_t base, int64_t
   return true;
 }
 
+/* The held entry a settled record stands for: node holds the row version, made by its origin,
+ * written long ago (written_us 1), no later write of the connector known. */
+static as_held settled_entry(const as_version *v, uint16_t node, uint16_t origin) {
+  return (as_held){.node = node, .origin = origin, .hlc = v->hlc, .made = node == origin,
+                   .written_us = 1};
+}
+
+static bool same_held(const as_held *a, const as_held *b) {
+  return a->node == b->node && a->origin == b->origin && a->hlc == b->hlc &&
+         a->deleted == b->deleted && a->made == b->made && a->written_us == b->written_us &&
+         a->wrote_us == b->wrote_us && a->wrote_pending == b->wrote_pending &&
+         a->wrote_order == b->wrote_order;
+}
+
+/* Whether v is exactly what a settled record gives back: a live row without column versions
+ * whose held entries are the settled entries of the nodes of its holder mask. */
+static bool settled_form(const as_version *v, uint16_t origin) {
+  if (v->deleted || v->ncolv || !v->row_mask || v->nheld != __builtin_popcountll(v->row_mask))
+    return false;
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    const as_held *h = &v->held[i];
+    as_held want = settled_entry(v, h->node, origin);
+    if (h->node >= 64 || !(v->row_mask >> h->node & 1) || !same_held(h, &want)) return false;
+  }
+  return true;
+}
+
+static size_t encode_vv(const as_version *v, uint8_t *p) {
+  size_t n = 0;
+  n += put_varint(p + n, v->row_n);
+  n += put_varint(p + n, v->row_mask);
+  n += put_varint(p + n, v->nvv);
+  for (uint8_t i = 0; i < v->nvv; i++) {
+    n += put_varint(p + n, v->vv[i].node);
+    n += put_varint(p + n, v->vv[i].n);
+    n += put_rel(p + n, v->vv[i].hlc, v->hlc);
+    n += put_varint(p + n, v->vv[i].cols);
+  }
+  return n;
+}
+
 static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   size_t n = 0;
+  if (settled_form(v, origin)) {
+    p[n++] = (uint8_t)(REC_SETTLED | REC_VV | (v->hash ? REC_HASH : 0));
+    n += put_varint(p + n, (uint64_t)v->hlc);
+    n += put_varint(p + n, origin);
+    if (v->hash) {
+      memcpy(p + n, &v->hash, 8);
+      n += 8;
+    }
+    return n + encode_vv(v, p + n);
+  }
   bool vv = v->nvv || v->row_n || v->row_mask;
   p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0) |
                      (v->ncolv ? REC_COLS : 0) | (vv ? REC_VV : 0) | REC_REL);
@@ -251,17 +306,7 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
       }
     }
   }
-  if (vv) {
-    n += put_varint(p + n, v->row_n);
-    n += put_varint(p + n, v->row_mask);
-    n += put_varint(p + n, v->nvv);
-    for (uint8_t i = 0; i < v->nvv; i++) {
-      n += put_varint(p + n, v->vv[i].node);
-      n += put_varint(p + n, v->vv[i].n);
-      n += put_rel(p + n, v->vv[i].hlc, v->hlc);
-      n += put_varint(p + n, v->vv[i].cols);
-    }
-  }
+  if (vv) n += encode_vv(v, p + n);
   return n;
 }
 
@@ -296,15 +341,47 @@ static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const 
   return true;
 }
 
+static bool decode_vv(const uint8_t **p, const uint8_t *end, bool rel, as_version *v) {
+  uint64_t x[4];
+  if (!get_varint(p, end, &x[0]) || !get_varint(p, end, &x[1]) || !get_varint(p, end, &x[2]) ||
+      x[2] > AS_VERSION_MAX_HELD)
+    return false;
+  v->row_n = (uint32_t)x[0];
+  v->row_mask = x[1];
+  v->nvv = (uint8_t)x[2];
+  for (uint8_t i = 0; i < v->nvv; i++) {
+    if (!get_varint(p, end, &x[0]) || !get_varint(p, end, &x[1]) ||
+        !get_time(p, end, rel, v->hlc, &v->vv[i].hlc) || !get_varint(p, end, &x[3]))
+      return false;
+    v->vv[i].cols = x[3];
+    v->vv[i].node = (uint16_t)x[0];
+    v->vv[i].n = (uint32_t)x[1];
+  }
+  return true;
+}
+
+/* The rest of a settled record: the vector part, then its held entries from the holder mask. */
+static bool decode_settled(const uint8_t **p, const uint8_t *end, as_version *v, uint16_t origin) {
+  if (!decode_vv(p, end, true, v) || *p != end || !v->row_mask ||
+      __builtin_popcountll(v->row_mask) > AS_VERSION_MAX_HELD)
+    return false;
+  for (uint16_t node = 0; node < 64; node++)
+    if (v->row_mask >> node & 1) v->held[v->nheld++] = settled_entry(v, node, origin);
+  return true;
+}
+
 static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_error *err) {
   const uint8_t *end = p + len;
   uint64_t x[4];
   memset(v, 0, sizeof *v);
   if (len < 1) goto bad;
   uint8_t flags = *p++;
-  bool rel = (flags & REC_REL) != 0;
+  bool rel = (flags & REC_REL) != 0, settled = (flags & REC_SETTLED) != 0;
   v->deleted = (flags & REC_DELETED) != 0;
-  if (rel) {
+  if (settled) {
+    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
+    v->hlc = (int64_t)x[0];
+  } else if (rel) {
     if (!get_varint(&p, end, &x[0])) goto bad;
     v->updated_us = (int64_t)x[0];
     if (!get_rel(&p, end, v->updated_us, &v->hlc) || !get_varint(&p, end, &x[1])) goto bad;
@@ -320,6 +397,11 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     if (end - p < 8) goto bad;
     memcpy(&v->hash, p, 8);
     p += 8;
+  }
+  uint16_t origin = (uint16_t)x[1];
+  if (settled) {
+    if (!decode_settled(&p, end, v, origin)) goto bad;
+    return AS_OK;
   }
   if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_HELD) goto bad;
   v->nheld = (uint8_t)x[0];
@@ -342,22 +424,7 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
       }
     }
   }
-  if (vv) {
-    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]) ||
-        x[2] > AS_VERSION_MAX_HELD)
-      goto bad;
-    v->row_n = (uint32_t)x[0];
-    v->row_mask = x[1];
-    v->nvv = (uint8_t)x[2];
-    for (uint8_t i = 0; i < v->nvv; i++) {
-      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) ||
-          !get_time(&p, end, rel, v->hlc, &v->vv[i].hlc) || !get_varint(&p, end, &x[3]))
-        goto bad;
-      v->vv[i].cols = x[3];
-      v->vv[i].node = (uint16_t)x[0];
-      v->vv[i].n = (uint32_t)x[1];
-    }
-  }
+  if (vv && !decode_vv(&p, end, rel, v)) goto bad;
   return AS_OK;
 bad:
   return as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: a version record is corrupt");
@@ -652,6 +719,7 @@ static int version_put_locked(as_state *st, const char *mapping, const char *key
   if (rc == AS_OK) rc = as_state_node_id(st, v->origin, &origin, err);
   if (rc != AS_OK) goto done;
   if (!w.updated_us) w.updated_us = as_now_us();
+  st->puts++;
   size_t n = encode(&w, origin, rec);
   as_packed_key pk;
   if ((rc = as_state_key_pack(st, key, true, &pk, err)) != AS_OK) goto done;
@@ -751,6 +819,195 @@ int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *
   if (n > 0) cache_clear(st);
   pthread_mutex_unlock(&st->mu);
   return n;
+}
+
+/* ---------------------------------------------------------------- settling */
+
+/* Whether v may be settled: a live row without column versions, every node of its holder mask
+ * with a held entry of the row version (made by its origin only), nothing written ahead, and
+ * every write record older than what its node's streams have read past. */
+enum { SETTLE_NO, SETTLE_LATER, SETTLE_NOW };
+
+static int settleable(const as_version *v, uint16_t origin, const int64_t *before, size_t nb) {
+  /* every node of the mask has its entry, but the origin may have none (a first copy's source) */
+  int inmask = __builtin_popcountll(v->row_mask);
+  bool origin_bare = origin < 64 && (v->row_mask >> origin & 1) && !as_version_held(v, origin);
+  if (v->deleted || v->ncolv || !v->row_mask || inmask > AS_VERSION_MAX_HELD ||
+      v->nheld != inmask - (origin_bare ? 1 : 0))
+    return SETTLE_NO;
+  int verdict = SETTLE_NOW;
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    const as_held *h = &v->held[i];
+    if (h->node >= 64 || h->node >= nb || !(v->row_mask >> h->node & 1) || h->wrote_pending ||
+        h->deleted || h->hlc != v->hlc || h->origin != origin || h->made != (h->node == origin) ||
+        (!h->made && h->written_us <= 0))
+      return SETTLE_NO;
+    int64_t b = before[h->node];
+    if (b <= 0 || (!h->made && h->written_us >= b) || h->wrote_us >= b) verdict = SETTLE_LATER;
+  }
+  return verdict;
+}
+
+typedef struct settled_row {
+  int64_t m;
+  uint8_t *key;
+  size_t keylen, reclen;
+  uint8_t rec[REC_MAX];
+} settled_row;
+
+static int settle_write(as_state *st, settled_row *rows, size_t n, as_error *err) {
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(st->db, "UPDATE versions SET rec = ?1 WHERE m = ?2 AND part = 0 AND key = ?3",
+                         -1, &q, NULL) != SQLITE_OK)
+    return as_state_sqlerr(st, err, "settle versions");
+  int rc = AS_OK;
+  for (size_t i = 0; i < n && rc == AS_OK; i++) {
+    sqlite3_bind_blob(q, 1, rows[i].rec, (int)rows[i].reclen, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, rows[i].m);
+    sqlite3_bind_blob(q, 3, rows[i].key, (int)rows[i].keylen, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = as_state_sqlerr(st, err, "settle versions");
+    sqlite3_reset(q);
+  }
+  sqlite3_finalize(q);
+  return rc;
+}
+
+/* Reads up to max rows after the cursor; the settleable ones go to rows (n of them). */
+static int settle_scan(as_state *st, const int64_t *before, size_t nb, size_t max,
+                       settled_row **rows, size_t *n, size_t *seen, int64_t *waiting,
+                       as_error *err) {
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT m, key, rec FROM versions WHERE (m, part, key) > (?1, 0, ?2) "
+                         "ORDER BY m, part, key LIMIT ?3",
+                         -1, &q, NULL) != SQLITE_OK)
+    return as_state_sqlerr(st, err, "settle versions");
+  sqlite3_bind_int64(q, 1, st->settle_m);
+  sqlite3_bind_blob(q, 2, st->settle_key ? st->settle_key : (const uint8_t *)"", (int)st->settle_keylen,
+                    SQLITE_TRANSIENT);
+  sqlite3_bind_int64(q, 3, (sqlite3_int64)max);
+  int rc = AS_OK, s;
+  while (rc == AS_OK && (s = sqlite3_step(q)) == SQLITE_ROW) {
+    const uint8_t *rec = sqlite3_column_blob(q, 2), *key = sqlite3_column_blob(q, 1);
+    size_t reclen = (size_t)sqlite3_column_bytes(q, 2), keylen = (size_t)sqlite3_column_bytes(q, 1);
+    (*seen)++;
+    uint8_t *k = malloc(keylen ? keylen : 1);
+    if (!k) {
+      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+      break;
+    }
+    memcpy(k, key, keylen);
+    free(st->settle_key);
+    st->settle_key = k;
+    st->settle_keylen = keylen;
+    st->settle_m = sqlite3_column_int64(q, 0);
+    if (reclen == 0 || (rec[0] & (REC_SETTLED | REC_DELETED | REC_COLS))) continue;
+    as_version v;
+    as_error ignored;
+    uint16_t origin = 0;
+    if (decode(st, rec, reclen, &v, &ignored) != AS_OK ||
+        as_state_node_id(st, v.origin, &origin, &ignored) != AS_OK)
+      continue;
+    int verdict = settleable(&v, origin, before, nb);
+    *waiting += verdict == SETTLE_LATER;
+    if (verdict != SETTLE_NOW) continue;
+    v.nheld = 0;
+    for (uint16_t node = 0; node < 64; node++)
+      if (v.row_mask >> node & 1) v.held[v.nheld++] = settled_entry(&v, node, origin);
+    settled_row *r = &(*rows)[(*n)++];
+    r->m = st->settle_m;
+    r->keylen = keylen;
+    if (!(r->key = malloc(keylen ? keylen : 1))) {
+      (*n)--;
+      rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+      break;
+    }
+    memcpy(r->key, key, keylen);
+    r->reclen = encode(&v, origin, r->rec);
+  }
+  if (rc == AS_OK && s != SQLITE_DONE && s != SQLITE_ROW) rc = as_state_sqlerr(st, err, "settle versions");
+  sqlite3_finalize(q);
+  return rc;
+}
+
+static int64_t store_bytes(as_state *st) {
+  sqlite3_stmt *q = NULL;
+  int64_t pages = 0, size = 0;
+  if (sqlite3_prepare_v2(st->db, "PRAGMA page_count", -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW)
+    pages = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  if (sqlite3_prepare_v2(st->db, "PRAGMA page_size", -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW)
+    size = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  return pages * size;
+}
+
+int as_state_compact(as_state *st, int64_t *bytes_before, int64_t *bytes_after, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  int rc = AS_OK;
+  char *msg = NULL;
+  if (st->readonly || st->txn_depth > 0) {
+    pthread_mutex_unlock(&st->mu);
+    return AS_OK;
+  }
+  *bytes_before = store_bytes(st);
+  if (sqlite3_exec(st->db, "VACUUM", NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_exec(st->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &msg) != SQLITE_OK) {
+    rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "state store: compacting: %s", msg ? msg : "?");
+    sqlite3_free(msg);
+  }
+  *bytes_after = store_bytes(st);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+uint64_t as_state_version_puts(as_state *st) {
+  pthread_mutex_lock(&st->mu);
+  uint64_t n = st->puts;
+  pthread_mutex_unlock(&st->mu);
+  return n;
+}
+
+int64_t as_state_versions_settle(as_state *st, const int64_t *before_us, size_t nbefore,
+                                 size_t max_rows, as_settle_pass *pass, as_error *err) {
+  if (st->readonly || !max_rows) return 0;
+  settled_row *rows = malloc(max_rows * sizeof *rows);
+  if (!rows) {
+    as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+    return -1;
+  }
+  size_t n = 0, seen = 0;
+  int rc = as_state_begin(st, err);
+  if (rc != AS_OK) {
+    free(rows);
+    return -1;
+  }
+  int64_t waiting = 0;
+  rc = settle_scan(st, before_us, nbefore, max_rows, &rows, &n, &seen, &waiting, err);
+  if (rc == AS_OK && n) rc = settle_write(st, rows, n, err);
+  if (rc == AS_OK && n) cache_clear(st); /* what the cache keeps of those keys is the record before */
+  if (rc == AS_OK) {
+    rc = as_state_commit(st, err);
+  } else {
+    as_state_rollback(st);
+  }
+  if (rc == AS_OK && pass) {
+    pass->seen += (int64_t)seen;
+    pass->settled += (int64_t)n;
+    pass->waiting += waiting;
+  }
+  if (rc == AS_OK && seen < max_rows) { /* the end: start again from the first key */
+    free(st->settle_key);
+    st->settle_key = NULL;
+    st->settle_keylen = 0;
+    st->settle_m = 0;
+    if (pass) pass->wrapped = true;
+  }
+  for (size_t i = 0; i < n; i++) free(rows[i].key);
+  free(rows);
+  return rc == AS_OK ? (int64_t)n : -1;
 }
 
 /* ---------------------------------------------------------------- repairs */
@@ -1237,4 +1494,6 @@ void as_state_versions_close(as_state *st) {
   free(st->nodes);
   free(st->mappings);
   as_state_keys_close(st);
+  free(st->settle_key);
+  st->settle_key = NULL;
 }

@@ -177,6 +177,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--topology", default="p2p", choices=sorted(TOPOLOGIES))
     ap.add_argument("--duration", type=float, default=15)
+    ap.add_argument("--settle-after", help="the connector's versions.settle_after (default: its own)")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--pg-dsn", help="a PostgreSQL server to use (else a private one is started)")
     ap.add_argument("--pg-capture", default="auto",
@@ -202,7 +203,8 @@ def main():
     m = mc[mdb]["items"]
     nodes = [astest.node_yaml("mongo", "mongodb", uri=uri, database=mdb),
              astest.node_yaml("pg", "postgres", dsn=pg, capture=a.pg_capture), astest.node_yaml("lite", "sqlite", path=lite)]
-    cfg = astest.write_config(work, nodes, [("items", MAPPING)], topology=TOPOLOGIES[a.topology])
+    extra = "versions: { settle_after: %s }\n" % a.settle_after if a.settle_after else ""
+    cfg = astest.write_config(work, nodes, [("items", MAPPING)], topology=TOPOLOGIES[a.topology], extra=extra)
     check("install", astest.cli(a.bin, cfg, "install").returncode == 0)
     m.insert_many([{"_id": k, "val": "init", "tag": "init"} for k in KEYS])
     check("first run", astest.cli(a.bin, cfg, "run", "--exit-when-idle", "2s", timeout=120).returncode == 0)

@@ -648,6 +648,7 @@ def parse_args():
     ap.add_argument("--margin", type=float, default=1.0, help="last-write oracle margin (s)")
     ap.add_argument("--strategy", default="lww", choices=["lww", "vector"],
                     help="the mapping's conflict strategy (vector: no last-write oracle, causal order wins)")
+    ap.add_argument("--settle-after", help="the connector's versions.settle_after (default: its own)")
     ap.add_argument("--seed", type=int, help="random seed (printed; default: from the clock)")
     ap.add_argument("--log-level", default="debug", help="connector --log-level")
     ap.add_argument("--pg-dsn", help="PostgreSQL server DSN (default: a private server started here)")
@@ -788,7 +789,8 @@ def main():
         else:
             node_lines.append(astest.node_yaml(n["name"], "sqlite", path=n["path"]))
     mapping = MAPPING.replace("strategy: lww", "strategy: %s" % args.strategy)
-    cfg = astest.write_config(work, node_lines, [("items", mapping)], topology=topo)
+    extra = "versions: { settle_after: %s }\n" % args.settle_after if args.settle_after else ""
+    cfg = astest.write_config(work, node_lines, [("items", mapping)], topology=topo, extra=extra)
     r = astest.cli(args.bin, cfg, "install")
     if r.returncode != 0:
         print("converge: install failed:\n" + r.stderr)

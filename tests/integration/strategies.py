@@ -236,6 +236,8 @@ class Case:
             extra = "conflicts: { node: %s, table: other_conflicts }\n" % self.other
         else:
             extra = "conflicts: { node: %s, table: app_conflicts }\n" % self.mirror
+        if args.settle_after:
+            extra += "versions: { settle_after: %s }\n" % args.settle_after
         self.cfg = astest.write_config(self.work, node_lines, [("items", mapping)],
                                        topology=TOPOLOGIES[topo], extra=extra)
         self.log = os.path.join(self.work, "connector.log")
@@ -522,6 +524,7 @@ def main():
     ap.add_argument("--log-level", default="debug")
     ap.add_argument("--pg-capture", default="auto", choices=["auto", "logical", "triggers"],
                     help="the PostgreSQL node's capture mode")
+    ap.add_argument("--settle-after", help="the connector's versions.settle_after (default: its own)")
     ap.add_argument("--case", action="append", help="TOPOLOGY-STRATEGY (default: all nine)")
     args = ap.parse_args()
     global args_capture

@@ -513,6 +513,130 @@ START_TEST(text_keys_old_store) {
 }
 END_TEST
 
+/* Settling (as_state_versions_settle): which records settle, which wait, which never do; what a
+ * settled record gives back; that the quick signatures do not move; that a changed record is
+ * written in full again. */
+static void settle_put(as_state *st, const char *key, const as_version *v) {
+  as_error err;
+  ck_assert_int_eq(as_state_version_put(st, "m", key, v, &err), AS_OK);
+}
+
+static as_version settle_base(uint16_t b) {
+  as_version v = {.hlc = 900, .updated_us = 1000};
+  snprintf(v.origin, sizeof v.origin, "a");
+  as_version_set_held(&v, b, 1, 900, false, 1000); /* b: written at 1000 (a first copy's target) */
+  as_version_set_wrote_order(&v, b, 5);
+  v.row_mask = 1u << 1 | 1u << b;                  /* a (its origin, no entry) and b hold it */
+  return v;
+}
+
+START_TEST(versions_settle) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  uint16_t a, b, c;
+  ck_assert_int_eq(as_state_node_id(st, "a", &a, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "b", &b, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "c", &c, &err), AS_OK);
+  ck_assert_int_eq(a, 1);
+  as_version k[9];
+  k[1] = settle_base(b);                                   /* settles */
+  k[2] = settle_base(b);
+  as_version_set_held(&k[2], a, 1, 900, false, 0);         /* a write to a recorded ahead, */
+  as_version_set_made(&k[2], a, 900, false, 800);          /* its commit not seen: never */
+  k[3] = settle_base(b);
+  as_version_set_col(&k[3], 2, a, 950);                    /* a column version: never */
+  k[4] = settle_base(b);
+  k[4].deleted = true;                                     /* a tombstone: never */
+  k[5] = settle_base(b);
+  as_version_set_held(&k[5], b, 1, 900, false, 5000);      /* written after b's streams read: later */
+  k[6] = settle_base(b);
+  k[6].row_mask |= 1u << c;                                /* c marked, no entry: never */
+  k[7] = settle_base(b);
+  as_version_set_made(&k[7], a, 900, false, 800);          /* a made it, the connector wrote */
+  k[7].held[1].wrote_us = 1500;                            /* there at 1500: settles (a: 2000) */
+  k[8] = settle_base(b);
+  k[8].hash = 0x1234567890abcdefULL;                       /* vectors and a hash stay */
+  k[8].row_n = 3;
+  as_version_vv_set(&k[8], a, 2);
+  as_version_vv_set(&k[8], b, 1);
+  k[0] = settle_base(b);
+  as_version_set_held(&k[0], b, 1, 900, false, 1500);      /* b: 1500 < 2000, c is not a holder */
+  ck_assert_int_eq(as_state_begin(st, &err), AS_OK);
+  for (int i = 0; i < 9; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "{\"id\":%d}", i);
+    settle_put(st, key, &k[i]);
+  }
+  ck_assert_int_eq(as_state_commit(st, &err), AS_OK);
+  as_quick_sig q0[AS_QUICK_BUCKETS], q1[AS_QUICK_BUCKETS];
+  ck_assert_int_eq(as_state_quick_load(st, "m", "b", q0, &err), AS_OK);
+  int64_t before[64] = {0};
+  before[a] = 2000;
+  before[b] = 2000;
+  as_settle_pass pass = {0};
+  for (int round = 0; round < 10 && !pass.wrapped; round++)
+    ck_assert_int_ge(as_state_versions_settle(st, before, 64, 4, &pass, &err), 0); /* 4 a chunk */
+  ck_assert(pass.wrapped);
+  ck_assert_int_eq(pass.seen, 9);
+  ck_assert_int_eq(pass.settled, 4); /* 0, 1, 7, 8 */
+  ck_assert_int_eq(pass.waiting, 1); /* 5 */
+  ck_assert_int_eq(as_state_quick_load(st, "m", "b", q1, &err), AS_OK);
+  ck_assert(memcmp(q0, q1, sizeof q0) == 0);
+  as_state_close(st);
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  for (int i = 0; i < 9; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "{\"id\":%d}", i);
+    as_version v;
+    ck_assert_int_eq(as_state_version_get(st, "m", key, &v, &err), AS_OK);
+    bool settled = i == 0 || i == 1 || i == 7 || i == 8;
+    if (!settled) {
+      versions_equal(&k[i], &v);
+      continue;
+    }
+    ck_assert_int_eq(v.hlc, 900);
+    ck_assert_str_eq(v.origin, "a");
+    ck_assert(v.row_mask == k[i].row_mask && v.row_n == k[i].row_n && v.hash == k[i].hash);
+    ck_assert_int_eq(v.nvv, k[i].nvv);
+    ck_assert_int_eq(v.nheld, 2);
+    const as_held *ha = as_version_held(&v, a), *hb = as_version_held(&v, b);
+    ck_assert(ha && ha->made && ha->written_us == 1 && ha->wrote_us == 0 && ha->hlc == 900);
+    ck_assert(hb && !hb->made && hb->written_us == 1 && hb->wrote_us == 0 && !hb->wrote_pending &&
+              hb->wrote_order == 0 && hb->origin == a && hb->hlc == 900);
+  }
+  /* written again as it is: still settled (small); changed: in full */
+  as_version v;
+  ck_assert_int_eq(as_state_version_get(st, "m", "{\"id\":1}", &v, &err), AS_OK);
+  settle_put(st, "{\"id\":1}", &v);
+  as_version_set_held(&v, b, a, 900, false, 7000);
+  settle_put(st, "{\"id\":8}", &v);
+  sqlite3_stmt *q = NULL;
+  ck_assert_int_eq(sqlite3_prepare_v2(st->db, "SELECT length(rec) FROM versions ORDER BY key", -1, &q, NULL),
+                   SQLITE_OK);
+  int len[9], n = 0;
+  while (sqlite3_step(q) == SQLITE_ROW && n < 9) len[n++] = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  ck_assert_int_eq(n, 9);
+  ck_assert_int_le(len[1], 8);
+  ck_assert_int_gt(len[8], 12);
+  ck_assert_int_eq(as_state_version_get(st, "m", "{\"id\":8}", &v, &err), AS_OK);
+  ck_assert_int_eq(as_version_held(&v, b)->written_us, 7000);
+  /* the streams read on: the waiting one settles */
+  before[b] = 10000;
+  pass = (as_settle_pass){0};
+  while (!pass.wrapped) ck_assert_int_ge(as_state_versions_settle(st, before, 64, 100, &pass, &err), 0);
+  ck_assert_int_eq(pass.settled, 2); /* 5 and 8 */
+  ck_assert_int_eq(pass.waiting, 0);
+  int64_t was = 0, now = 0;
+  ck_assert_int_eq(as_state_compact(st, &was, &now, &err), AS_OK);
+  ck_assert_int_le(now, was);
+  ck_assert_int_eq(as_state_version_get(st, "m", "{\"id\":5}", &v, &err), AS_OK);
+  ck_assert_int_eq(as_version_held(&v, b)->written_us, 1);
+  as_state_close(st);
+}
+END_TEST
+
 START_TEST(tombstone_retention) {
   as_state *st = NULL;
   as_error err;
@@ -914,6 +1038,7 @@ int main(void) {
   tcase_add_test(tc, packed_key_prefix_rollback);
   tcase_add_test(tc, version_records_round_trip);
   tcase_add_test(tc, text_keys_old_store);
+  tcase_add_test(tc, versions_settle);
   tcase_add_test(tc, tombstone_retention);
   tcase_add_test(tc, streams_dead_letters_conflicts);
   tcase_add_test(tc, conflicts_record_get_settle);
