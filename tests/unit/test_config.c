@@ -42,7 +42,7 @@ static const struct {
     {"one_node.yaml", "@/one_node.yaml:2:3: at least two nodes are needed to sync (found 1)"},
     {"unknown_top_key.yaml",
      "@/unknown_top_key.yaml:4:1: unknown key \"mapping\" in configuration (allowed: nodes, "
-     "state, topology, mappings, batch, tombstones, log, metrics, verify, conflicts)"},
+     "state, topology, mappings, batch, tombstones, versions, log, metrics, verify, conflicts)"},
     {"conflicts_node_unknown.yaml",
      "@/conflicts_node_unknown.yaml:4:20: option conflicts.node: \"pg\" is not a node of this "
      "configuration"},
