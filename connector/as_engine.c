@@ -302,6 +302,7 @@ typedef struct settle_state {
   as_settle_pass last;   /* what the last whole pass saw */
   as_settle_pass cur;
   int64_t unreclaimed;   /* records settled since the store was last compacted */
+  int64_t before[64];    /* settle_before when the last pass began */
 } settle_state;
 
 static bool all_idle_for(engine *e, int64_t now, int64_t us) {
@@ -335,9 +336,11 @@ static void settle_compact(engine *e, settle_state *ss) {
 static bool settle_due(engine *e, settle_state *ss, int64_t now, const int64_t *before) {
   uint64_t puts = as_state_version_puts(e->state);
   int64_t base = e->cfg->settle_after_ms * 1000;
-  bool any = false;
-  for (size_t i = 0; i < 64; i++) any |= before[i] > 0;
-  if (!any || now - ss->began_us < base) return false; /* at most one pass per settle_after */
+  /* nothing can settle that could not when the last pass began unless a node's streams have
+   * read on since (under a steady load they seldom find nothing to read) */
+  bool on = false;
+  for (size_t i = 0; i < 64; i++) on |= before[i] > ss->before[i];
+  if (!on || now - ss->began_us < base) return false; /* at most one pass per settle_after */
   if (puts != ss->puts) {
     ss->wait_us = base;
   } else if (ss->last.waiting == 0 || now - ss->began_us < ss->wait_us) {
@@ -348,6 +351,7 @@ static bool settle_due(engine *e, settle_state *ss, int64_t now, const int64_t *
   ss->in_pass = true;
   ss->puts = puts;
   ss->began_us = now;
+  memcpy(ss->before, before, sizeof ss->before);
   ss->cur = (as_settle_pass){0};
   return true;
 }

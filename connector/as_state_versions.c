@@ -16,9 +16,12 @@
  * written_us, the row's hlc for the other versions' hlc, written_us (else updated_us) for
  * wrote_us; so a time costs 1 to 4 bytes instead of 8. Records without flag 16 (written
  * before) hold updated_us after the origin and every time as it is; they are read as before.
- * A settled record (flag 32: as_state_versions_settle) holds only flags, hlc, origin, [hash]
- * and the vector part: its held entries are those of settled_form(), one per node of the
- * row's holder mask, and its updated_us is 0.
+ * Settled records (as_state_versions_settle) have no updated_us (0 when read) and an absolute
+ * hlc after the flags. Flag 32: then origin, [hash] and the vector part; its held entries are
+ * those of settled_form(), one per node of the row's holder mask. Flag 64: then origin,
+ * [hash], the held entries as node id, origin id, hlc (relative to the row's) and a flags
+ * byte (1 deleted, 2 made), each read back as written long ago (settled_entries()), then
+ * the column versions and the vector part as in a record with flag 16.
  * The tombstone flag is also a column, and so is updated_us for tombstones (0 for live
  * rows, so it costs nothing there), so that tombstones can be purged through a partial
  * index. */
@@ -37,6 +40,7 @@
 #define REC_VV 8
 #define REC_REL 16
 #define REC_SETTLED 32
+#define REC_ENTRIES_SETTLED 64
 #define REC_MAX 4096
 
 /* ---------------------------------------------------------------- held versions */
@@ -246,6 +250,31 @@ static bool settled_form(const as_version *v, uint16_t origin) {
   return true;
 }
 
+/* Whether every held entry of v is a settled one: written long ago (written_us 1), no later
+ * write of the connector known, nothing pending. */
+static bool settled_entries(const as_version *v) {
+  if (v->deleted || !v->nheld) return false;
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    const as_held *h = &v->held[i];
+    if (h->written_us != 1 || h->wrote_us || h->wrote_pending || h->wrote_order) return false;
+  }
+  return true;
+}
+
+static size_t encode_cols(const as_version *v, bool vv, uint8_t *p) {
+  size_t n = put_varint(p, v->ncolv);
+  for (uint8_t i = 0; i < v->ncolv; i++) {
+    n += put_varint(p + n, v->colv[i].col);
+    n += put_varint(p + n, v->colv[i].origin);
+    n += put_rel(p + n, v->colv[i].hlc, v->hlc);
+    if (vv) {
+      n += put_varint(p + n, v->colv[i].n);
+      n += put_varint(p + n, v->colv[i].mask);
+    }
+  }
+  return n;
+}
+
 static size_t encode_vv(const as_version *v, uint8_t *p) {
   size_t n = 0;
   n += put_varint(p + n, v->row_n);
@@ -273,6 +302,27 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     return n + encode_vv(v, p + n);
   }
   bool vv = v->nvv || v->row_n || v->row_mask;
+  if (settled_entries(v)) {
+    p[n++] = (uint8_t)(REC_ENTRIES_SETTLED | (v->hash ? REC_HASH : 0) | (v->ncolv ? REC_COLS : 0) |
+                       (vv ? REC_VV : 0));
+    n += put_varint(p + n, (uint64_t)v->hlc);
+    n += put_varint(p + n, origin);
+    if (v->hash) {
+      memcpy(p + n, &v->hash, 8);
+      n += 8;
+    }
+    n += put_varint(p + n, v->nheld);
+    for (uint8_t i = 0; i < v->nheld; i++) {
+      const as_held *h = &v->held[i];
+      n += put_varint(p + n, h->node);
+      n += put_varint(p + n, h->origin);
+      n += put_rel(p + n, h->hlc, v->hlc);
+      p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0));
+    }
+    if (v->ncolv) n += encode_cols(v, vv, p + n);
+    if (vv) n += encode_vv(v, p + n);
+    return n;
+  }
   p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0) |
                      (v->ncolv ? REC_COLS : 0) | (vv ? REC_VV : 0) | REC_REL);
   n += put_varint(p + n, (uint64_t)v->updated_us);
@@ -294,18 +344,7 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
                        (h->wrote_order ? 8 : 0));
     if (h->wrote_order) n += put_varint(p + n, (uint64_t)h->wrote_order);
   }
-  if (v->ncolv) {
-    n += put_varint(p + n, v->ncolv);
-    for (uint8_t i = 0; i < v->ncolv; i++) {
-      n += put_varint(p + n, v->colv[i].col);
-      n += put_varint(p + n, v->colv[i].origin);
-      n += put_rel(p + n, v->colv[i].hlc, v->hlc);
-      if (vv) {
-        n += put_varint(p + n, v->colv[i].n);
-        n += put_varint(p + n, v->colv[i].mask);
-      }
-    }
-  }
+  if (v->ncolv) n += encode_cols(v, vv, p + n);
   if (vv) n += encode_vv(v, p + n);
   return n;
 }
@@ -320,11 +359,19 @@ static bool get_time(const uint8_t **p, const uint8_t *end, bool rel, int64_t ba
 }
 
 static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const as_version *v,
-                        as_held *h) {
+                        as_held *h, bool settled) {
   uint64_t x[2];
   if (!get_varint(pp, end, &x[0]) || !get_varint(pp, end, &x[1])) return false;
   h->node = (uint16_t)x[0];
   h->origin = (uint16_t)x[1];
+  if (settled) { /* settled_entries() */
+    if (!get_rel(pp, end, v->hlc, &h->hlc) || *pp >= end) return false;
+    uint8_t f = *(*pp)++;
+    h->deleted = (f & 1) != 0;
+    h->made = (f & 2) != 0;
+    h->written_us = 1;
+    return true;
+  }
   if (!get_time(pp, end, rel, v->hlc, &h->hlc) ||
       !get_time(pp, end, rel, v->updated_us, &h->written_us) ||
       !get_time(pp, end, rel, h->written_us ? h->written_us : v->updated_us, &h->wrote_us) ||
@@ -376,9 +423,10 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
   memset(v, 0, sizeof *v);
   if (len < 1) goto bad;
   uint8_t flags = *p++;
-  bool rel = (flags & REC_REL) != 0, settled = (flags & REC_SETTLED) != 0;
+  bool settled = (flags & REC_SETTLED) != 0, entries = (flags & REC_ENTRIES_SETTLED) != 0;
+  bool rel = (flags & REC_REL) != 0 || entries;
   v->deleted = (flags & REC_DELETED) != 0;
-  if (settled) {
+  if (settled || entries) {
     if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
     v->hlc = (int64_t)x[0];
   } else if (rel) {
@@ -406,7 +454,7 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
   if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_HELD) goto bad;
   v->nheld = (uint8_t)x[0];
   for (uint8_t i = 0; i < v->nheld; i++)
-    if (!decode_held(&p, end, rel, v, &v->held[i])) goto bad;
+    if (!decode_held(&p, end, rel, v, &v->held[i], entries)) goto bad;
   bool vv = (flags & REC_VV) != 0;
   if (flags & REC_COLS) {
     if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
@@ -823,36 +871,44 @@ int64_t as_state_purge_tombstones(as_state *st, int64_t retention_ms, as_error *
 
 /* ---------------------------------------------------------------- settling */
 
-/* Whether v may be settled: a live row without column versions, every node of its holder mask
- * with a held entry of the row version (made by its origin only), nothing written ahead, and
- * every write record older than what its node's streams have read past. */
 enum { SETTLE_NO, SETTLE_LATER, SETTLE_NOW };
 
-static int settleable(const as_version *v, uint16_t origin, const int64_t *before, size_t nb) {
-  /* every node of the mask has its entry, but the origin may have none (a first copy's source) */
-  int inmask = __builtin_popcountll(v->row_mask);
-  bool origin_bare = origin < 64 && (v->row_mask >> origin & 1) && !as_version_held(v, origin);
-  if (v->deleted || v->ncolv || !v->row_mask || inmask > AS_VERSION_MAX_HELD ||
-      v->nheld != inmask - (origin_bare ? 1 : 0))
-    return SETTLE_NO;
+/* Whether v may be settled: a live key whose every held entry has a known write record
+ * (nothing written ahead) older than what its node's streams have read past. */
+static int settleable(const as_version *v, const int64_t *before, size_t nb) {
+  if (v->deleted || !v->nheld) return SETTLE_NO;
   int verdict = SETTLE_NOW;
   for (uint8_t i = 0; i < v->nheld; i++) {
     const as_held *h = &v->held[i];
-    if (h->node >= 64 || h->node >= nb || !(v->row_mask >> h->node & 1) || h->wrote_pending ||
-        h->deleted || h->hlc != v->hlc || h->origin != origin || h->made != (h->node == origin) ||
-        (!h->made && h->written_us <= 0))
-      return SETTLE_NO;
+    if (h->node >= nb || h->wrote_pending || (!h->made && h->written_us <= 0)) return SETTLE_NO;
     int64_t b = before[h->node];
     if (b <= 0 || (!h->made && h->written_us >= b) || h->wrote_us >= b) verdict = SETTLE_LATER;
   }
   return verdict;
 }
 
+/* Whether the settled v can be kept as its holder mask alone (flag 32): no column versions,
+ * every node of the mask with an entry of the row version, made by its origin only (the
+ * origin may have none: a first copy's source). */
+static bool mask_form(const as_version *v, uint16_t origin) {
+  int inmask = __builtin_popcountll(v->row_mask);
+  bool origin_bare = origin < 64 && (v->row_mask >> origin & 1) && !as_version_held(v, origin);
+  if (v->ncolv || !v->row_mask || inmask > AS_VERSION_MAX_HELD ||
+      v->nheld != inmask - (origin_bare ? 1 : 0))
+    return false;
+  for (uint8_t i = 0; i < v->nheld; i++) {
+    const as_held *h = &v->held[i];
+    if (h->node >= 64 || !(v->row_mask >> h->node & 1) || h->deleted || h->hlc != v->hlc ||
+        h->origin != origin || h->made != (h->node == origin))
+      return false;
+  }
+  return true;
+}
+
 typedef struct settled_row {
   int64_t m;
-  uint8_t *key;
+  uint8_t *key, *rec;
   size_t keylen, reclen;
-  uint8_t rec[REC_MAX];
 } settled_row;
 
 static int settle_write(as_state *st, settled_row *rows, size_t n, as_error *err) {
@@ -901,29 +957,46 @@ static int settle_scan(as_state *st, const int64_t *before, size_t nb, size_t ma
     st->settle_key = k;
     st->settle_keylen = keylen;
     st->settle_m = sqlite3_column_int64(q, 0);
-    if (reclen == 0 || (rec[0] & (REC_SETTLED | REC_DELETED | REC_COLS))) continue;
+    if (reclen == 0 || (rec[0] & (REC_SETTLED | REC_ENTRIES_SETTLED | REC_DELETED))) continue;
     as_version v;
     as_error ignored;
-    uint16_t origin = 0;
+    int64_t oid = 0;
     if (decode(st, rec, reclen, &v, &ignored) != AS_OK ||
-        as_state_node_id(st, v.origin, &origin, &ignored) != AS_OK)
+        name_id(st, "nodes", &st->nodes, &st->nnodes, v.origin, false, &oid, &ignored) != AS_OK ||
+        oid < 0 || oid > UINT16_MAX)
       continue;
-    int verdict = settleable(&v, origin, before, nb);
+    uint16_t origin = (uint16_t)oid;
+    int verdict = settleable(&v, before, nb);
     *waiting += verdict == SETTLE_LATER;
     if (verdict != SETTLE_NOW) continue;
-    v.nheld = 0;
-    for (uint16_t node = 0; node < 64; node++)
-      if (v.row_mask >> node & 1) v.held[v.nheld++] = settled_entry(&v, node, origin);
-    settled_row *r = &(*rows)[(*n)++];
+    if (mask_form(&v, origin)) {
+      v.nheld = 0;
+      for (uint16_t node = 0; node < 64; node++)
+        if (v.row_mask >> node & 1) v.held[v.nheld++] = settled_entry(&v, node, origin);
+    } else {
+      for (uint8_t i = 0; i < v.nheld; i++) {
+        as_held *h = &v.held[i];
+        h->written_us = 1;
+        h->wrote_us = 0;
+        h->wrote_order = 0;
+      }
+    }
+    uint8_t buf[REC_MAX];
+    settled_row *r = &(*rows)[*n];
     r->m = st->settle_m;
     r->keylen = keylen;
-    if (!(r->key = malloc(keylen ? keylen : 1))) {
-      (*n)--;
+    r->reclen = encode(&v, origin, buf);
+    r->key = malloc(keylen ? keylen : 1);
+    r->rec = malloc(r->reclen);
+    if (!r->key || !r->rec) {
+      free(r->key);
+      free(r->rec);
       rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
       break;
     }
     memcpy(r->key, key, keylen);
-    r->reclen = encode(&v, origin, r->rec);
+    memcpy(r->rec, buf, r->reclen);
+    (*n)++;
   }
   if (rc == AS_OK && s != SQLITE_DONE && s != SQLITE_ROW) rc = as_state_sqlerr(st, err, "settle versions");
   sqlite3_finalize(q);
@@ -1005,7 +1078,10 @@ int64_t as_state_versions_settle(as_state *st, const int64_t *before_us, size_t 
     st->settle_m = 0;
     if (pass) pass->wrapped = true;
   }
-  for (size_t i = 0; i < n; i++) free(rows[i].key);
+  for (size_t i = 0; i < n; i++) {
+    free(rows[i].key);
+    free(rows[i].rec);
+  }
   free(rows);
   return rc == AS_OK ? (int64_t)n : -1;
 }
