@@ -18,10 +18,12 @@
  * before) hold updated_us after the origin and every time as it is; they are read as before.
  * Settled records (as_state_versions_settle) have no updated_us (0 when read) and an absolute
  * hlc after the flags. Flag 32: then origin, [hash] and the vector part; its held entries are
- * those of settled_form(), one per node of the row's holder mask. Flag 64: then origin,
- * [hash], the held entries as node id, origin id, hlc (relative to the row's) and a flags
- * byte (1 deleted, 2 made), each read back as written long ago (settled_entries()), then
- * the column versions and the vector part as in a record with flag 16.
+ * those of settled_form(), one per node of the row's holder mask, followed by the count of
+ * those with a commit-order place and (node id, place) for each. Flag 64: then origin,
+ * [hash], the held entries as node id, origin id, hlc (relative to the row's), a flags byte
+ * (1 deleted, 2 made, 8 place follows) and [place], each read back as written long ago
+ * (settled_entries()), then the column versions and the vector part as in a record with
+ * flag 16.
  * The tombstone flag is also a column, and so is updated_us for tombstones (0 for live
  * rows, so it costs nothing there), so that tombstones can be purged through a partial
  * index. */
@@ -224,10 +226,13 @@ static bool get_rel(const uint8_t **p, const uint8_t *end, int64_t base, int64_t
 }
 
 /* The held entry a settled record stands for: node holds the row version, made by its origin,
- * written long ago (written_us 1), no later write of the connector known. */
-static as_held settled_entry(const as_version *v, uint16_t node, uint16_t origin) {
+ * written long ago (written_us 1), no later write of the connector known by time; the place
+ * of its last write in the node's commit order (order) is kept, since a change that reached
+ * the connector late (a stream that delivers commits behind its empty polls) is still told
+ * from a later write by it. */
+static as_held settled_entry(const as_version *v, uint16_t node, uint16_t origin, int64_t order) {
   return (as_held){.node = node, .origin = origin, .hlc = v->hlc, .made = node == origin,
-                   .written_us = 1};
+                   .written_us = 1, .wrote_order = order};
 }
 
 static bool same_held(const as_held *a, const as_held *b) {
@@ -244,7 +249,7 @@ static bool settled_form(const as_version *v, uint16_t origin) {
     return false;
   for (uint8_t i = 0; i < v->nheld; i++) {
     const as_held *h = &v->held[i];
-    as_held want = settled_entry(v, h->node, origin);
+    as_held want = settled_entry(v, h->node, origin, h->wrote_order);
     if (h->node >= 64 || !(v->row_mask >> h->node & 1) || !same_held(h, &want)) return false;
   }
   return true;
@@ -256,7 +261,7 @@ static bool settled_entries(const as_version *v) {
   if (v->deleted || !v->nheld) return false;
   for (uint8_t i = 0; i < v->nheld; i++) {
     const as_held *h = &v->held[i];
-    if (h->written_us != 1 || h->wrote_us || h->wrote_pending || h->wrote_order) return false;
+    if (h->written_us != 1 || h->wrote_us || h->wrote_pending) return false;
   }
   return true;
 }
@@ -299,7 +304,16 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
       memcpy(p + n, &v->hash, 8);
       n += 8;
     }
-    return n + encode_vv(v, p + n);
+    n += encode_vv(v, p + n);
+    uint8_t norder = 0;
+    for (uint8_t i = 0; i < v->nheld; i++) norder += v->held[i].wrote_order != 0;
+    n += put_varint(p + n, norder);
+    for (uint8_t i = 0; i < v->nheld; i++) {
+      if (!v->held[i].wrote_order) continue;
+      n += put_varint(p + n, v->held[i].node);
+      n += put_varint(p + n, (uint64_t)v->held[i].wrote_order);
+    }
+    return n;
   }
   bool vv = v->nvv || v->row_n || v->row_mask;
   if (settled_entries(v)) {
@@ -317,7 +331,8 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
       n += put_varint(p + n, h->node);
       n += put_varint(p + n, h->origin);
       n += put_rel(p + n, h->hlc, v->hlc);
-      p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0));
+      p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_order ? 8 : 0));
+      if (h->wrote_order) n += put_varint(p + n, (uint64_t)h->wrote_order);
     }
     if (v->ncolv) n += encode_cols(v, vv, p + n);
     if (vv) n += encode_vv(v, p + n);
@@ -370,6 +385,10 @@ static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const 
     h->deleted = (f & 1) != 0;
     h->made = (f & 2) != 0;
     h->written_us = 1;
+    if (f & 8) {
+      if (!get_varint(pp, end, &x[0])) return false;
+      h->wrote_order = (int64_t)x[0];
+    }
     return true;
   }
   if (!get_time(pp, end, rel, v->hlc, &h->hlc) ||
@@ -409,12 +428,21 @@ static bool decode_vv(const uint8_t **p, const uint8_t *end, bool rel, as_versio
 
 /* The rest of a settled record: the vector part, then its held entries from the holder mask. */
 static bool decode_settled(const uint8_t **p, const uint8_t *end, as_version *v, uint16_t origin) {
-  if (!decode_vv(p, end, true, v) || *p != end || !v->row_mask ||
-      __builtin_popcountll(v->row_mask) > AS_VERSION_MAX_HELD)
+  uint64_t norder;
+  if (!decode_vv(p, end, true, v) || !v->row_mask ||
+      __builtin_popcountll(v->row_mask) > AS_VERSION_MAX_HELD || !get_varint(p, end, &norder) ||
+      norder > AS_VERSION_MAX_HELD)
     return false;
   for (uint16_t node = 0; node < 64; node++)
-    if (v->row_mask >> node & 1) v->held[v->nheld++] = settled_entry(v, node, origin);
-  return true;
+    if (v->row_mask >> node & 1) v->held[v->nheld++] = settled_entry(v, node, origin, 0);
+  for (uint64_t i = 0; i < norder; i++) {
+    uint64_t node, order;
+    if (!get_varint(p, end, &node) || !get_varint(p, end, &order)) return false;
+    as_held *h = (as_held *)as_version_held(v, (uint16_t)node);
+    if (!h || node > UINT16_MAX) return false;
+    h->wrote_order = (int64_t)order;
+  }
+  return *p == end;
 }
 
 static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_error *err) {
@@ -970,15 +998,18 @@ static int settle_scan(as_state *st, const int64_t *before, size_t nb, size_t ma
     *waiting += verdict == SETTLE_LATER;
     if (verdict != SETTLE_NOW) continue;
     if (mask_form(&v, origin)) {
+      as_version was = v;
       v.nheld = 0;
-      for (uint16_t node = 0; node < 64; node++)
-        if (v.row_mask >> node & 1) v.held[v.nheld++] = settled_entry(&v, node, origin);
+      for (uint16_t node = 0; node < 64; node++) {
+        const as_held *h = as_version_held(&was, node);
+        if (v.row_mask >> node & 1)
+          v.held[v.nheld++] = settled_entry(&v, node, origin, h ? h->wrote_order : 0);
+      }
     } else {
       for (uint8_t i = 0; i < v.nheld; i++) {
         as_held *h = &v.held[i];
         h->written_us = 1;
         h->wrote_us = 0;
-        h->wrote_order = 0;
       }
     }
     uint8_t buf[REC_MAX];

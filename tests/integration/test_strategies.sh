@@ -35,16 +35,19 @@ status=0
 /usr/bin/python3 "$root/tests/integration/strategies.py" --bin "$build/arraysync" --work "$work/cases" \
   --pg-dsn "$dsn" ${STRATEGIES_ARGS:-} "${cases[@]}" || status=1
 if [ -z "${STRATEGIES_ARGS:-}" ]; then
-  echo "== again with PostgreSQL trigger capture"
+  echo "== again with PostgreSQL trigger capture, version records settling 300 ms after the streams read past"
   /usr/bin/python3 "$root/tests/integration/strategies.py" --bin "$build/arraysync" --work "$work/cases-triggers" \
-    --pg-dsn "$dsn" --pg-capture triggers "${cases[@]}" || status=1
+    --pg-dsn "$dsn" --pg-capture triggers --settle-after 300ms "${cases[@]}" || status=1
 fi
 if [ $# -eq 0 ] && [ -z "${STRATEGIES_ARGS:-}" ]; then
   # under a live load: which keys get a conflict, against an oracle (conflict_oracle.py)
+  # (hub and ring with version records settling 300 ms after the streams read past)
   for t in p2p hub ring; do
-    echo "== conflict oracle, $t"
+    settle=()
+    [ "$t" = p2p ] || settle=(--settle-after 300ms)
+    echo "== conflict oracle, $t ${settle[*]}"
     /usr/bin/python3 "$root/tests/integration/conflict_oracle.py" --bin "$build/arraysync" \
-      --work "$work/oracle-$t" --topology "$t" --pg-dsn "$dsn" || status=1
+      --work "$work/oracle-$t" --topology "$t" --pg-dsn "$dsn" "${settle[@]}" || status=1
   done
 fi
 if [ $status -ne 0 ]; then
