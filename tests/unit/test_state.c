@@ -325,11 +325,13 @@ START_TEST(packed_key_prefix_rollback) {
 }
 END_TEST
 
+/* A time (never negative) of one of the kinds a record holds, often near another one. */
 static int64_t random_time(unsigned *seed, int64_t near) {
+  int64_t d = rand_r(seed) % 1000000;
   switch (rand_r(seed) % 5) {
   case 0: return 0;
   case 1: return near;
-  case 2: return near + rand_r(seed) % 2000000 - 1000000;
+  case 2: return near > INT64_MAX - d || (rand_r(seed) % 2 && near >= d) ? near - d : near + d;
   case 3: return (int64_t)rand_r(seed) * rand_r(seed);
   default: return INT64_MAX - rand_r(seed) % 1000;
   }
