@@ -89,6 +89,11 @@ void as_state_quick_drop_locked(as_state *st);
  * process keeps in memory (the version cache, the quick signatures). */
 void as_state_external_check_locked(as_state *st);
 
+/* Unsigned LEB128 varints of version records and packed keys: put writes v at p (at most 10
+ * bytes) and returns the count; get reads one at *p (< end), moving *p past it. */
+size_t as_varint_put(uint8_t *p, uint64_t v);
+bool as_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *out);
+
 /* A key as the versions table spells it (as_state_keys.c): p[0..len), in buf when it fits. */
 typedef struct as_packed_key {
   uint8_t *p, *heap;

@@ -29,29 +29,6 @@ enum { FORM_RAW = 0, FORM_STR = 2, FORM_OID = 3, FORM_UUID = 4, FORM_INT = 8 /* 
 static const char OID_HEAD[] = "{\"$oid\":\"";
 static const char UUID_HEAD[] = "{\"$uuid\":\"";
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  do {
-    uint8_t b = v & 0x7f;
-    v >>= 7;
-    p[n++] = (uint8_t)(b | (v ? 0x80 : 0));
-  } while (v);
-  return n;
-}
-
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-    uint8_t b = *(*p)++;
-    v |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *out = v;
-      return true;
-    }
-  }
-  return false;
-}
-
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -180,7 +157,7 @@ int as_state_key_pack(as_state *st, const char *key, bool create, as_packed_key 
   }
   int zbytes = 1;
   while (form == FORM_INT && zbytes < 8 && (zz >> (8 * zbytes)) != 0) zbytes++;
-  n = put_varint(out->p, (uint64_t)id * 16 + (uint64_t)(form == FORM_INT ? FORM_INT + zbytes - 1 : form));
+  n = as_varint_put(out->p, (uint64_t)id * 16 + (uint64_t)(form == FORM_INT ? FORM_INT + zbytes - 1 : form));
   switch (form) {
   case FORM_INT:
     for (int b = zbytes - 1; b >= 0; b--) out->p[n++] = (uint8_t)(zz >> (8 * b));
@@ -197,7 +174,7 @@ int as_state_key_pack(as_state *st, const char *key, bool create, as_packed_key 
 char *as_state_key_unpack(as_state *st, const void *packed, size_t len) {
   const uint8_t *p = packed, *end = p + len;
   uint64_t head = 0;
-  if (!get_varint(&p, end, &head)) return NULL;
+  if (!as_varint_get(&p, end, &head)) return NULL;
   const char *prefix = prefix_name(st, (int64_t)(head / 16));
   if (!prefix) return NULL;
   size_t rest = (size_t)(end - p), plen = strlen(prefix);

@@ -183,7 +183,7 @@ int as_version_compare(int64_t hlc_a, const char *origin_a, int64_t hlc_b, const
 
 /* ---------------------------------------------------------------- record encoding */
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
+size_t as_varint_put(uint8_t *p, uint64_t v) {
   size_t n = 0;
   do {
     uint8_t b = v & 0x7f;
@@ -193,7 +193,7 @@ static size_t put_varint(uint8_t *p, uint64_t v) {
   return n;
 }
 
-static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+bool as_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *out) {
   uint64_t v = 0;
   for (int shift = 0; shift < 64 && *p < end; shift += 7) {
     uint8_t b = *(*p)++;
@@ -208,14 +208,14 @@ static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
 
 /* A time relative to base: 0 none, else zigzag(t - base) + 1. */
 static size_t put_rel(uint8_t *p, int64_t t, int64_t base) {
-  if (!t) return put_varint(p, 0);
+  if (!t) return as_varint_put(p, 0);
   int64_t d = t - base;
-  return put_varint(p, (((uint64_t)d << 1) ^ (uint64_t)(d >> 63)) + 1);
+  return as_varint_put(p, (((uint64_t)d << 1) ^ (uint64_t)(d >> 63)) + 1);
 }
 
 static bool get_rel(const uint8_t **p, const uint8_t *end, int64_t base, int64_t *t) {
   uint64_t x;
-  if (!get_varint(p, end, &x)) return false;
+  if (!as_varint_get(p, end, &x)) return false;
   if (!x) {
     *t = 0;
     return true;
@@ -267,14 +267,14 @@ static bool settled_entries(const as_version *v) {
 }
 
 static size_t encode_cols(const as_version *v, bool vv, uint8_t *p) {
-  size_t n = put_varint(p, v->ncolv);
+  size_t n = as_varint_put(p, v->ncolv);
   for (uint8_t i = 0; i < v->ncolv; i++) {
-    n += put_varint(p + n, v->colv[i].col);
-    n += put_varint(p + n, v->colv[i].origin);
+    n += as_varint_put(p + n, v->colv[i].col);
+    n += as_varint_put(p + n, v->colv[i].origin);
     n += put_rel(p + n, v->colv[i].hlc, v->hlc);
     if (vv) {
-      n += put_varint(p + n, v->colv[i].n);
-      n += put_varint(p + n, v->colv[i].mask);
+      n += as_varint_put(p + n, v->colv[i].n);
+      n += as_varint_put(p + n, v->colv[i].mask);
     }
   }
   return n;
@@ -282,14 +282,14 @@ static size_t encode_cols(const as_version *v, bool vv, uint8_t *p) {
 
 static size_t encode_vv(const as_version *v, uint8_t *p) {
   size_t n = 0;
-  n += put_varint(p + n, v->row_n);
-  n += put_varint(p + n, v->row_mask);
-  n += put_varint(p + n, v->nvv);
+  n += as_varint_put(p + n, v->row_n);
+  n += as_varint_put(p + n, v->row_mask);
+  n += as_varint_put(p + n, v->nvv);
   for (uint8_t i = 0; i < v->nvv; i++) {
-    n += put_varint(p + n, v->vv[i].node);
-    n += put_varint(p + n, v->vv[i].n);
+    n += as_varint_put(p + n, v->vv[i].node);
+    n += as_varint_put(p + n, v->vv[i].n);
     n += put_rel(p + n, v->vv[i].hlc, v->hlc);
-    n += put_varint(p + n, v->vv[i].cols);
+    n += as_varint_put(p + n, v->vv[i].cols);
   }
   return n;
 }
@@ -298,8 +298,8 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   size_t n = 0;
   if (settled_form(v, origin)) {
     p[n++] = (uint8_t)(REC_SETTLED | REC_VV | (v->hash ? REC_HASH : 0));
-    n += put_varint(p + n, (uint64_t)v->hlc);
-    n += put_varint(p + n, origin);
+    n += as_varint_put(p + n, (uint64_t)v->hlc);
+    n += as_varint_put(p + n, origin);
     if (v->hash) {
       memcpy(p + n, &v->hash, 8);
       n += 8;
@@ -307,11 +307,11 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
     n += encode_vv(v, p + n);
     uint8_t norder = 0;
     for (uint8_t i = 0; i < v->nheld; i++) norder += v->held[i].wrote_order != 0;
-    n += put_varint(p + n, norder);
+    n += as_varint_put(p + n, norder);
     for (uint8_t i = 0; i < v->nheld; i++) {
       if (!v->held[i].wrote_order) continue;
-      n += put_varint(p + n, v->held[i].node);
-      n += put_varint(p + n, (uint64_t)v->held[i].wrote_order);
+      n += as_varint_put(p + n, v->held[i].node);
+      n += as_varint_put(p + n, (uint64_t)v->held[i].wrote_order);
     }
     return n;
   }
@@ -319,20 +319,20 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   if (settled_entries(v)) {
     p[n++] = (uint8_t)(REC_ENTRIES_SETTLED | (v->hash ? REC_HASH : 0) | (v->ncolv ? REC_COLS : 0) |
                        (vv ? REC_VV : 0));
-    n += put_varint(p + n, (uint64_t)v->hlc);
-    n += put_varint(p + n, origin);
+    n += as_varint_put(p + n, (uint64_t)v->hlc);
+    n += as_varint_put(p + n, origin);
     if (v->hash) {
       memcpy(p + n, &v->hash, 8);
       n += 8;
     }
-    n += put_varint(p + n, v->nheld);
+    n += as_varint_put(p + n, v->nheld);
     for (uint8_t i = 0; i < v->nheld; i++) {
       const as_held *h = &v->held[i];
-      n += put_varint(p + n, h->node);
-      n += put_varint(p + n, h->origin);
+      n += as_varint_put(p + n, h->node);
+      n += as_varint_put(p + n, h->origin);
       n += put_rel(p + n, h->hlc, v->hlc);
       p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_order ? 8 : 0));
-      if (h->wrote_order) n += put_varint(p + n, (uint64_t)h->wrote_order);
+      if (h->wrote_order) n += as_varint_put(p + n, (uint64_t)h->wrote_order);
     }
     if (v->ncolv) n += encode_cols(v, vv, p + n);
     if (vv) n += encode_vv(v, p + n);
@@ -340,24 +340,24 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
   }
   p[n++] = (uint8_t)((v->deleted ? REC_DELETED : 0) | (v->hash ? REC_HASH : 0) |
                      (v->ncolv ? REC_COLS : 0) | (vv ? REC_VV : 0) | REC_REL);
-  n += put_varint(p + n, (uint64_t)v->updated_us);
+  n += as_varint_put(p + n, (uint64_t)v->updated_us);
   n += put_rel(p + n, v->hlc, v->updated_us);
-  n += put_varint(p + n, origin);
+  n += as_varint_put(p + n, origin);
   if (v->hash) {
     memcpy(p + n, &v->hash, 8);
     n += 8;
   }
-  n += put_varint(p + n, v->nheld);
+  n += as_varint_put(p + n, v->nheld);
   for (uint8_t i = 0; i < v->nheld; i++) {
     const as_held *h = &v->held[i];
-    n += put_varint(p + n, h->node);
-    n += put_varint(p + n, h->origin);
+    n += as_varint_put(p + n, h->node);
+    n += as_varint_put(p + n, h->origin);
     n += put_rel(p + n, h->hlc, v->hlc);
     n += put_rel(p + n, h->written_us, v->updated_us);
     n += put_rel(p + n, h->wrote_us, h->written_us ? h->written_us : v->updated_us);
     p[n++] = (uint8_t)((h->deleted ? 1 : 0) | (h->made ? 2 : 0) | (h->wrote_pending ? 4 : 0) |
                        (h->wrote_order ? 8 : 0));
-    if (h->wrote_order) n += put_varint(p + n, (uint64_t)h->wrote_order);
+    if (h->wrote_order) n += as_varint_put(p + n, (uint64_t)h->wrote_order);
   }
   if (v->ncolv) n += encode_cols(v, vv, p + n);
   if (vv) n += encode_vv(v, p + n);
@@ -368,7 +368,7 @@ static size_t encode(const as_version *v, uint16_t origin, uint8_t *p) {
 static bool get_time(const uint8_t **p, const uint8_t *end, bool rel, int64_t base, int64_t *t) {
   if (rel) return get_rel(p, end, base, t);
   uint64_t x;
-  if (!get_varint(p, end, &x)) return false;
+  if (!as_varint_get(p, end, &x)) return false;
   *t = (int64_t)x;
   return true;
 }
@@ -376,7 +376,7 @@ static bool get_time(const uint8_t **p, const uint8_t *end, bool rel, int64_t ba
 static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const as_version *v,
                         as_held *h, bool settled) {
   uint64_t x[2];
-  if (!get_varint(pp, end, &x[0]) || !get_varint(pp, end, &x[1])) return false;
+  if (!as_varint_get(pp, end, &x[0]) || !as_varint_get(pp, end, &x[1])) return false;
   h->node = (uint16_t)x[0];
   h->origin = (uint16_t)x[1];
   if (settled) { /* settled_entries() */
@@ -386,7 +386,7 @@ static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const 
     h->made = (f & 2) != 0;
     h->written_us = 1;
     if (f & 8) {
-      if (!get_varint(pp, end, &x[0])) return false;
+      if (!as_varint_get(pp, end, &x[0])) return false;
       h->wrote_order = (int64_t)x[0];
     }
     return true;
@@ -401,7 +401,7 @@ static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const 
   h->made = (f & 2) != 0;
   h->wrote_pending = (f & 4) != 0;
   if (f & 8) {
-    if (!get_varint(pp, end, &x[0])) return false;
+    if (!as_varint_get(pp, end, &x[0])) return false;
     h->wrote_order = (int64_t)x[0];
   }
   return true;
@@ -409,15 +409,15 @@ static bool decode_held(const uint8_t **pp, const uint8_t *end, bool rel, const 
 
 static bool decode_vv(const uint8_t **p, const uint8_t *end, bool rel, as_version *v) {
   uint64_t x[4];
-  if (!get_varint(p, end, &x[0]) || !get_varint(p, end, &x[1]) || !get_varint(p, end, &x[2]) ||
+  if (!as_varint_get(p, end, &x[0]) || !as_varint_get(p, end, &x[1]) || !as_varint_get(p, end, &x[2]) ||
       x[2] > AS_VERSION_MAX_HELD)
     return false;
   v->row_n = (uint32_t)x[0];
   v->row_mask = x[1];
   v->nvv = (uint8_t)x[2];
   for (uint8_t i = 0; i < v->nvv; i++) {
-    if (!get_varint(p, end, &x[0]) || !get_varint(p, end, &x[1]) ||
-        !get_time(p, end, rel, v->hlc, &v->vv[i].hlc) || !get_varint(p, end, &x[3]))
+    if (!as_varint_get(p, end, &x[0]) || !as_varint_get(p, end, &x[1]) ||
+        !get_time(p, end, rel, v->hlc, &v->vv[i].hlc) || !as_varint_get(p, end, &x[3]))
       return false;
     v->vv[i].cols = x[3];
     v->vv[i].node = (uint16_t)x[0];
@@ -430,14 +430,14 @@ static bool decode_vv(const uint8_t **p, const uint8_t *end, bool rel, as_versio
 static bool decode_settled(const uint8_t **p, const uint8_t *end, as_version *v, uint16_t origin) {
   uint64_t norder;
   if (!decode_vv(p, end, true, v) || !v->row_mask ||
-      __builtin_popcountll(v->row_mask) > AS_VERSION_MAX_HELD || !get_varint(p, end, &norder) ||
+      __builtin_popcountll(v->row_mask) > AS_VERSION_MAX_HELD || !as_varint_get(p, end, &norder) ||
       norder > AS_VERSION_MAX_HELD)
     return false;
   for (uint16_t node = 0; node < 64; node++)
     if (v->row_mask >> node & 1) v->held[v->nheld++] = settled_entry(v, node, origin, 0);
   for (uint64_t i = 0; i < norder; i++) {
     uint64_t node, order;
-    if (!get_varint(p, end, &node) || !get_varint(p, end, &order)) return false;
+    if (!as_varint_get(p, end, &node) || !as_varint_get(p, end, &order)) return false;
     as_held *h = (as_held *)as_version_held(v, (uint16_t)node);
     if (!h || node > UINT16_MAX) return false;
     h->wrote_order = (int64_t)order;
@@ -455,14 +455,14 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
   bool rel = (flags & REC_REL) != 0 || entries;
   v->deleted = (flags & REC_DELETED) != 0;
   if (settled || entries) {
-    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
+    if (!as_varint_get(&p, end, &x[0]) || !as_varint_get(&p, end, &x[1])) goto bad;
     v->hlc = (int64_t)x[0];
   } else if (rel) {
-    if (!get_varint(&p, end, &x[0])) goto bad;
+    if (!as_varint_get(&p, end, &x[0])) goto bad;
     v->updated_us = (int64_t)x[0];
-    if (!get_rel(&p, end, v->updated_us, &v->hlc) || !get_varint(&p, end, &x[1])) goto bad;
+    if (!get_rel(&p, end, v->updated_us, &v->hlc) || !as_varint_get(&p, end, &x[1])) goto bad;
   } else {
-    if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) || !get_varint(&p, end, &x[2]))
+    if (!as_varint_get(&p, end, &x[0]) || !as_varint_get(&p, end, &x[1]) || !as_varint_get(&p, end, &x[2]))
       goto bad;
     v->hlc = (int64_t)x[0];
     v->updated_us = (int64_t)x[2];
@@ -479,22 +479,22 @@ static int decode(as_state *st, const uint8_t *p, size_t len, as_version *v, as_
     if (!decode_settled(&p, end, v, origin)) goto bad;
     return AS_OK;
   }
-  if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_HELD) goto bad;
+  if (!as_varint_get(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_HELD) goto bad;
   v->nheld = (uint8_t)x[0];
   for (uint8_t i = 0; i < v->nheld; i++)
     if (!decode_held(&p, end, rel, v, &v->held[i], entries)) goto bad;
   bool vv = (flags & REC_VV) != 0;
   if (flags & REC_COLS) {
-    if (!get_varint(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
+    if (!as_varint_get(&p, end, &x[0]) || x[0] > AS_VERSION_MAX_COLS) goto bad;
     v->ncolv = (uint8_t)x[0];
     for (uint8_t i = 0; i < v->ncolv; i++) {
-      if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1]) ||
+      if (!as_varint_get(&p, end, &x[0]) || !as_varint_get(&p, end, &x[1]) ||
           !get_time(&p, end, rel, v->hlc, &v->colv[i].hlc))
         goto bad;
       v->colv[i].col = (uint16_t)x[0];
       v->colv[i].origin = (uint16_t)x[1];
       if (vv) {
-        if (!get_varint(&p, end, &x[0]) || !get_varint(&p, end, &x[1])) goto bad;
+        if (!as_varint_get(&p, end, &x[0]) || !as_varint_get(&p, end, &x[1])) goto bad;
         v->colv[i].n = (uint32_t)x[0];
         v->colv[i].mask = x[1];
       }
