@@ -24,6 +24,8 @@ struct as_stream {
   int stop_rc;
   as_error stop_err;
   bool *changed;      /* scratch: columns changed by an update (max ncols) */
+  int64_t in_hand;    /* events libmongoc still holds of the batch it last fetched */
+  bool counted;       /* batch sizes are seen (as_mongo_last_batch moved for this stream) */
   size_t nchanged;
   char comp[200];
 };
@@ -698,6 +700,39 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
 
 /* ------------------------------------------------------------------ poll */
 
+_Thread_local as_mongo_batch_seen as_mongo_last_batch;
+
+/* Command monitoring: the size of each cursor batch this thread receives. Runs in the thread
+ * that sent the command, inside mongoc_change_stream_next (or any other command's call). */
+static void batch_seen(const mongoc_apm_command_succeeded_t *ev) {
+  const char *name = mongoc_apm_command_succeeded_get_command_name(ev);
+  const char *field;
+  if (strcmp(name, "getMore") == 0)
+    field = "cursor.nextBatch";
+  else if (strcmp(name, "aggregate") == 0)
+    field = "cursor.firstBatch";
+  else
+    return;
+  bson_iter_t it, arr;
+  int64_t nd = 0;
+  const bson_t *reply = mongoc_apm_command_succeeded_get_reply(ev);
+  if (!reply || !bson_iter_init(&it, reply) || !bson_iter_find_descendant(&it, field, &arr) ||
+      !BSON_ITER_HOLDS_ARRAY(&arr) || !bson_iter_recurse(&arr, &it))
+    return;
+  while (bson_iter_next(&it)) nd++;
+  as_mongo_last_batch.ndocs = nd;
+  as_mongo_last_batch.seq++;
+}
+
+void as_mongo_apm_install(mongoc_client_pool_t *pool) {
+  mongoc_apm_callbacks_t *cb = mongoc_apm_callbacks_new();
+  if (!cb) return;
+  mongoc_apm_set_command_succeeded_cb(cb, batch_seen);
+  /* without them the poll falls back to timing its calls (as_mongo_poll) */
+  (void)mongoc_client_pool_set_apm_callbacks(pool, cb, NULL);
+  mongoc_apm_callbacks_destroy(cb);
+}
+
 #define FETCH_US 200 /* a next() slower than this made a network round trip */
 
 int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
@@ -715,22 +750,32 @@ int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error
     bson_error_t be;
     const bson_t *edoc = NULL;
     int64_t t0 = as_monotonic_us();
+    uint64_t seq0 = as_mongo_last_batch.seq;
     if (mongoc_change_stream_next(s->cs, &ev)) {
       /* a call that took this long went to the server (a getMore), which returns as soon as
        * it has events: the server's backlog is in hand */
       bool fetched = as_monotonic_us() - t0 > FETCH_US;
+      if (as_mongo_last_batch.seq != seq0) {
+        s->in_hand = as_mongo_last_batch.ndocs; /* this event opens a batch of that many */
+        s->counted = true;
+      }
+      if (s->in_hand > 0) s->in_hand--;
       rc = handle_event(s, ev, out, err);
       if (rc != AS_OK) {
         failed = true;
         break;
       }
       if (s->stopped) break;
-      /* latency bound: what is in hand goes out after a round trip to the server, or once the
-       * wait is over, even while events keep arriving (the engine calls again at once) */
-      if ((fetched || as_monotonic_us() / 1000 >= deadline) && (out->n > n0 || out->ndead > d0))
+      /* latency bound: what is in hand goes out once the batch libmongoc holds is used up
+       * (the next call would wait in a getMore), or, where the batch sizes are not known,
+       * after a round trip to the server; and once the wait is over, even while events keep
+       * arriving (the engine calls again at once) */
+      bool batch_done = s->counted ? s->in_hand == 0 : fetched;
+      if ((batch_done || as_monotonic_us() / 1000 >= deadline) && (out->n > n0 || out->ndead > d0))
         break;
       continue;
     }
+    s->in_hand = 0;
     if (mongoc_change_stream_error_document(s->cs, &be, &edoc)) {
       rc = stream_error(s, "change stream getMore", &be, edoc, err);
       failed = true;

@@ -81,6 +81,19 @@ struct as_node {
 int as_mongo_classify(const bson_error_t *e, const bson_t *reply);
 int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const bson_t *reply);
 
+/* mongo_capture.c: what the pool's command monitoring saw of the last cursor reply on this
+ * thread (aggregate firstBatch or getMore nextBatch): its document count and a counter that
+ * moves with every such reply. A change stream's poll counts off the documents libmongoc hands
+ * out to know when the batch in hand is used up (libmongoc does not say), so it delivers then
+ * instead of waiting in the next getMore. as_mongo_apm_install: on a new pool, before any
+ * client is popped. */
+typedef struct {
+  uint64_t seq;
+  int64_t ndocs;
+} as_mongo_batch_seen;
+extern _Thread_local as_mongo_batch_seen as_mongo_last_batch;
+void as_mongo_apm_install(mongoc_client_pool_t *pool);
+
 /* mongo_node.c: the sink's sessions (README.md, "Sessions after a crash"). takeover: before
  * this process's first session, kills the sessions an earlier process of this node recorded
  * (aborting the transactions it left open) and forgets them. register: records n->sess's lsid

@@ -288,6 +288,7 @@ static int node_connect(as_node *n, as_error *err) {
       goto cleanup;
     }
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    as_mongo_apm_install(pool);
     pthread_mutex_lock(&n->mu);
     n->pool = pool;
     pthread_mutex_unlock(&n->mu);

@@ -22,6 +22,7 @@
 #include "as_bsonr.h"
 #include "as_log.h"
 #include "as_schema.h"
+#include "as_time.h"
 
 #ifdef __SANITIZE_ADDRESS__
 /* ASan keeps freed memory in a 256 MB quarantine by default, which would hide (or fake) the
@@ -89,8 +90,12 @@ static as_node *make_node(const char *name, const char *u, const char *extra_key
       {.key = "max_await_ms", .value = "100"},
       {.key = (char *)extra_key, .value = (char *)extra_val},
   };
-  as_node_config cfg = {.name = (char *)name, .kind = "mongodb", .opts = opts,
-                        .nopts = extra_key ? 4 : 3};
+  size_t nopts = extra_key ? 4 : 3;
+  if (extra_key && strcmp(extra_key, "max_await_ms") == 0) { /* in place of the default 100 */
+    opts[2].value = (char *)extra_val;
+    nopts = 3;
+  }
+  as_node_config cfg = {.name = (char *)name, .kind = "mongodb", .opts = opts, .nopts = nopts};
   as_node *n = NULL;
   as_error err = {0};
   if (as_adapter_mongodb.init(&cfg, schemas, ns, &n, &err) != AS_OK) {
@@ -643,6 +648,42 @@ out:
   as_adapter_mongodb.close_stream(s2);
   as_adapter_mongodb.exit(n);
   as_adapter_mongodb.exit(n2);
+}
+
+/* A poll hands over the events of the batch libmongoc fetched as soon as that batch is used
+ * up, without a getMore after it (which waits up to max_await_ms for more): ten documents
+ * inserted by one command arrive in one poll; the next insert's three in the next. Before, the
+ * first event of a fetched batch went out alone and the rest waited for the next getMore to
+ * return. The long max_await_ms makes a poll that waits in such a getMore take 30 s. */
+static void t_batch_in_hand(void) {
+  as_error err = {0};
+  as_batch b = {0};
+  as_stream *s = NULL;
+  as_node *n = make_node("mongo", uri, "max_await_ms", "30000", all_schemas, 3);
+  CHECK(n, "node");
+  /* ids other tests may have left (an insert that meets a duplicate stops there) */
+  CHECK(dbcmd("{\"delete\": \"items\", \"deletes\": [{\"q\": {\"_id\": {\"$gte\": 501, "
+              "\"$lte\": 513}}, \"limit\": 0}]}"),
+        "clear");
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(insert_json("items", "{\"_id\": 501}, {\"_id\": 502}, {\"_id\": 503}, {\"_id\": 504}, "
+                             "{\"_id\": 505}, {\"_id\": 506}, {\"_id\": 507}, {\"_id\": 508}, "
+                             "{\"_id\": 509}, {\"_id\": 510}"),
+        "insert 10");
+  int64_t t0 = as_monotonic_us();
+  int rc = as_adapter_mongodb.poll(s, &b, 1000, 60000, &err);
+  CHECK(rc == AS_OK, "poll: %s", err.message);
+  CHECK(b.n == 10, "one poll took the whole batch: %zu of 10", b.n);
+  CHECK(insert_json("items", "{\"_id\": 511}, {\"_id\": 512}, {\"_id\": 513}"), "insert 3");
+  rc = as_adapter_mongodb.poll(s, &b, 1000, 60000, &err);
+  CHECK(rc == AS_OK, "poll: %s", err.message);
+  CHECK(b.n == 13, "the next poll took the next batch: %zu of 13", b.n);
+  /* not a timing threshold: a poll waiting in a getMore would have taken 30 s each */
+  printf("  two polls in %.1f ms\n", (double)(as_monotonic_us() - t0) / 1000.0);
+out:
+  as_batch_clear(&b);
+  as_adapter_mongodb.close_stream(s);
+  as_adapter_mongodb.exit(n);
 }
 
 static void t_sink_preserves(void) {
@@ -2033,7 +2074,8 @@ int main(int argc, char **argv) {
       {"transient", t_transient},     {"capture_dead", t_capture_dead},
       {"big_snapshot", t_big_snapshot}, {"minimal_write", t_minimal_write},
       {"sink_property", t_sink_property}, {"crash_takeover", t_crash_takeover},
-      {"interrupt", t_interrupt},     {NULL, NULL}};
+      {"interrupt", t_interrupt},     {"batch_in_hand", t_batch_in_hand},
+      {NULL, NULL}};
   uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (!uri || !*uri) {
     fprintf(stderr, "ARRAYSYNC_TEST_MONGODB_URI is not set\n");
