@@ -700,39 +700,6 @@ static int handle_event(as_stream *s, const bson_t *ev, as_batch *out, as_error 
 
 /* ------------------------------------------------------------------ poll */
 
-_Thread_local as_mongo_batch_seen as_mongo_last_batch;
-
-/* Command monitoring: the size of each cursor batch this thread receives. Runs in the thread
- * that sent the command, inside mongoc_change_stream_next (or any other command's call). */
-static void batch_seen(const mongoc_apm_command_succeeded_t *ev) {
-  const char *name = mongoc_apm_command_succeeded_get_command_name(ev);
-  const char *field;
-  if (strcmp(name, "getMore") == 0)
-    field = "cursor.nextBatch";
-  else if (strcmp(name, "aggregate") == 0)
-    field = "cursor.firstBatch";
-  else
-    return;
-  bson_iter_t it, arr;
-  int64_t nd = 0;
-  const bson_t *reply = mongoc_apm_command_succeeded_get_reply(ev);
-  if (!reply || !bson_iter_init(&it, reply) || !bson_iter_find_descendant(&it, field, &arr) ||
-      !BSON_ITER_HOLDS_ARRAY(&arr) || !bson_iter_recurse(&arr, &it))
-    return;
-  while (bson_iter_next(&it)) nd++;
-  as_mongo_last_batch.ndocs = nd;
-  as_mongo_last_batch.seq++;
-}
-
-void as_mongo_apm_install(mongoc_client_pool_t *pool) {
-  mongoc_apm_callbacks_t *cb = mongoc_apm_callbacks_new();
-  if (!cb) return;
-  mongoc_apm_set_command_succeeded_cb(cb, batch_seen);
-  /* without them the poll falls back to timing its calls (as_mongo_poll) */
-  (void)mongoc_client_pool_set_apm_callbacks(pool, cb, NULL);
-  mongoc_apm_callbacks_destroy(cb);
-}
-
 #define FETCH_US 200 /* a next() slower than this made a network round trip */
 
 int as_mongo_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {

@@ -85,14 +85,13 @@ int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const 
  * thread (aggregate firstBatch or getMore nextBatch): its document count and a counter that
  * moves with every such reply. A change stream's poll counts off the documents libmongoc hands
  * out to know when the batch in hand is used up (libmongoc does not say), so it delivers then
- * instead of waiting in the next getMore. as_mongo_apm_install: on a new pool, before any
- * client is popped. */
+ * instead of waiting in the next getMore. Set by a callback mongo_node.c installs on each new
+ * pool. */
 typedef struct {
   uint64_t seq;
   int64_t ndocs;
 } as_mongo_batch_seen;
 extern _Thread_local as_mongo_batch_seen as_mongo_last_batch;
-void as_mongo_apm_install(mongoc_client_pool_t *pool);
 
 /* mongo_node.c: the sink's sessions (README.md, "Sessions after a crash"). takeover: before
  * this process's first session, kills the sessions an earlier process of this node recorded

@@ -274,6 +274,40 @@ cleanup:
   return rc;
 }
 
+_Thread_local as_mongo_batch_seen as_mongo_last_batch;
+
+/* Command monitoring: the size of each cursor batch this thread receives. Runs in the thread
+ * that sent the command, inside mongoc_change_stream_next (or any other command's call);
+ * mongo_capture.c's poll reads it. */
+static void batch_seen(const mongoc_apm_command_succeeded_t *ev) {
+  const char *name = mongoc_apm_command_succeeded_get_command_name(ev);
+  const char *field;
+  if (strcmp(name, "getMore") == 0)
+    field = "cursor.nextBatch";
+  else if (strcmp(name, "aggregate") == 0)
+    field = "cursor.firstBatch";
+  else
+    return;
+  bson_iter_t it, arr;
+  int64_t nd = 0;
+  const bson_t *reply = mongoc_apm_command_succeeded_get_reply(ev);
+  if (!reply || !bson_iter_init(&it, reply) || !bson_iter_find_descendant(&it, field, &arr) ||
+      !BSON_ITER_HOLDS_ARRAY(&arr) || !bson_iter_recurse(&arr, &it))
+    return;
+  while (bson_iter_next(&it)) nd++;
+  as_mongo_last_batch.ndocs = nd;
+  as_mongo_last_batch.seq++;
+}
+
+static void apm_install(mongoc_client_pool_t *pool) {
+  mongoc_apm_callbacks_t *cb = mongoc_apm_callbacks_new();
+  if (!cb) return;
+  mongoc_apm_set_command_succeeded_cb(cb, batch_seen);
+  /* without them the poll falls back to timing its calls (as_mongo_poll) */
+  (void)mongoc_client_pool_set_apm_callbacks(pool, cb, NULL);
+  mongoc_apm_callbacks_destroy(cb);
+}
+
 static int node_connect(as_node *n, as_error *err) {
   bson_error_t be;
   bson_t reply = BSON_INITIALIZER;
@@ -288,7 +322,7 @@ static int node_connect(as_node *n, as_error *err) {
       goto cleanup;
     }
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-    as_mongo_apm_install(pool);
+    apm_install(pool);
     pthread_mutex_lock(&n->mu);
     n->pool = pool;
     pthread_mutex_unlock(&n->mu);
