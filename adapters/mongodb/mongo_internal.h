@@ -81,12 +81,11 @@ struct as_node {
 int as_mongo_classify(const bson_error_t *e, const bson_t *reply);
 int as_mongo_fail(as_error *err, const char *what, const bson_error_t *e, const bson_t *reply);
 
-/* mongo_capture.c: what the pool's command monitoring saw of the last cursor reply on this
+/* mongo_node.c: what the pool's command monitoring saw of the last cursor reply on this
  * thread (aggregate firstBatch or getMore nextBatch): its document count and a counter that
- * moves with every such reply. A change stream's poll counts off the documents libmongoc hands
- * out to know when the batch in hand is used up (libmongoc does not say), so it delivers then
- * instead of waiting in the next getMore. Set by a callback mongo_node.c installs on each new
- * pool. */
+ * moves with every such reply; set by a callback installed on each new pool. mongo_capture.c's
+ * poll counts off the documents libmongoc hands out to know when the batch in hand is used up
+ * (libmongoc does not say), so it delivers then instead of waiting in the next getMore. */
 typedef struct {
   uint64_t seq;
   int64_t ndocs;
