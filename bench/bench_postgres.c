@@ -7,6 +7,10 @@
  *                     checkpoint per batch) vs raw binary COPY of the same rows into the same
  *                     table (same indexes, same capture objects), one transaction per batch;
  *                     with capture triggers and (_logical) with logical decoding.
+ * pg.apply_vs_plain   the adapter as the connector writes (local_only: its writes not logged,
+ *                     capture installed: triggers, and (_logical) logical decoding) vs binary
+ *                     COPY into the same table with no capture objects, as a user would
+ *                     compare.
  * pg.changelog_read   changes per second through poll() + ack (capture triggers);
  * pg.logical_read     the same with logical decoding (the server decodes on the same cores).
  * pg.capture_cost     a writer's rate (INSERT … SELECT / UPDATE of every row, 1000 rows per
@@ -64,15 +68,18 @@ static void exec(PGconn *c, const char *q) {
   PQclear(r);
 }
 
-/* triggers: "statement" | "row" (capture: triggers) or NULL (capture: logical). */
-static as_node *make_node(const char *dsn, const as_schema *s, const char *triggers) {
+/* triggers: "statement" | "row" (capture: triggers) or NULL (capture: logical); local_only:
+ * as the connector opens a node whose writes no topology relays (none of them logged). */
+static as_node *make_node(const char *dsn, const as_schema *s, const char *triggers,
+                          bool local_only) {
   static as_node_option opts[4];
   static as_node_config cfg;
   opts[0] = (as_node_option){.key = "dsn", .value = (char *)dsn};
   opts[1] = (as_node_option){.key = "schema", .value = "bench"};
   opts[2] = (as_node_option){.key = "capture_triggers", .value = triggers ? (char *)triggers : "statement"};
   opts[3] = (as_node_option){.key = "capture", .value = triggers ? "triggers" : "logical"};
-  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 4};
+  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 4,
+                         .local_only = local_only};
   const as_schema *ss[1] = {s};
   as_node *n = NULL;
   as_error err = {0};
@@ -241,6 +248,35 @@ static void apply_vs_copy(PGconn *c, as_node *n, as_delta *d, size_t nrows, cons
          tag, best_c1 / best_a, nrows / best_a, nrows / best_c1);
 }
 
+/* The adapter writing as the connector does (local_only: its writes are not logged) with
+ * capture installed (triggers or logical decoding) vs binary COPY into the same table with no
+ * capture objects at all (uninstalled), as a user would compare; best of 2. */
+static void apply_vs_plain(PGconn *c, const char *dsn, const as_schema *s, as_delta *d,
+                           size_t nrows, const char *triggers, const char *tag) {
+  double best_a = 1e9, best_c = 1e9;
+  as_error err = {0};
+  for (int rep = 0; rep < 2; rep++) {
+    as_node *n = make_node(dsn, s, triggers, true);
+    reset_table(c);
+    double ta = run_adapter(n, d, nrows);
+    long logged = 0;
+    PGresult *r = PQexec(c, "SELECT count(*) FROM arraysync.changelog");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) logged = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (logged) die("apply_vs_plain", "the local-only writes were logged");
+    if (A->uninstall(n, &err)) die("uninstall", err.message);
+    A->exit(n);
+    if (ta < best_a) best_a = ta;
+    exec(c, "TRUNCATE bench.bench");
+    exec(c, "CHECKPOINT");
+    double tc = run_copy(c, d, nrows, BATCH);
+    if (tc < best_c) best_c = tc;
+  }
+  printf("pg.apply_vs_plain%s ratio=%.2f local_only_rows_per_s=%.0f plain_copy_rows_per_s=%.0f "
+         "rows=%zu batch=%d\n",
+         tag, best_c / best_a, nrows / best_a, nrows / best_c, nrows, BATCH);
+}
+
 /* Capture read rate: what the adapter applied, read back through poll + ack. */
 static void read_rate(PGconn *c, as_node *n, as_delta *d, size_t nrows, const char *name) {
   as_error err = {0};
@@ -292,14 +328,16 @@ int main(int argc, char **argv) {
   as_delta *d = calloc(nrows, sizeof *d);
   build_deltas(s, d, nrows);
 
-  as_node *n = make_node(dsn, s, "statement");
+  as_node *n = make_node(dsn, s, "statement", false);
   if (!capture_only) {
     apply_vs_copy(c, n, d, nrows, "");
     read_rate(c, n, d, nrows, "pg.changelog_read");
   }
   A->exit(n);
+  if (!capture_only) apply_vs_plain(c, dsn, s, d, nrows, "statement", "");
+  if (logical && !capture_only) apply_vs_plain(c, dsn, s, d, nrows, NULL, "_logical");
   if (logical && !capture_only) {
-    n = make_node(dsn, s, NULL);
+    n = make_node(dsn, s, NULL, false);
     apply_vs_copy(c, n, d, nrows, "_logical");
     read_rate(c, n, d, nrows, "pg.logical_read");
     if (A->uninstall(n, &err)) die("uninstall", err.message);
@@ -318,7 +356,7 @@ int main(int argc, char **argv) {
       int k = (j + rep) % NK;
       ins[rep][k] = upd[rep][k] = 1;
       if (k == LOGICAL && !logical) continue;
-      n = make_node(dsn, s, trig[k]);
+      n = make_node(dsn, s, trig[k], false);
       if (k == PLAIN && A->uninstall(n, &err)) die("uninstall", err.message);
       if (k != PLAIN) exec(c, "TRUNCATE arraysync.changelog");
       write_load(c, crows, &ins[rep][k], &upd[rep][k]);
