@@ -152,16 +152,18 @@ static bool copy_is_current(eng_pair *p, const as_delta *d, const decided *x) {
   return equal;
 }
 
-/* Labels d with the version it carries (see as_resolve.h). */
-static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
+/* Labels d with the version it carries (see as_resolve.h). Returns false for a snapshot copy
+ * that holds no version of its own: what the connector wrote to the source, or the row that
+ * write replaced, when the copy cannot show which (it is skipped). */
+static bool label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
   if (!snapshot) {
     if (!d->relayed) d->hlc = local_hlc(d);
-    return;
+    return true;
   }
   if (x->found && strcmp(x->v.origin, p->src->cfg->name) == 0) {
     d->hlc = x->v.hlc; /* the source's own change, or a newer one */
     as_delta_set_origin(d, x->v.origin);
-    return;
+    return true;
   }
   /* what the source holds, where the copy can show it: a version the source made, or one the
    * connector wrote there and saw commit before the copy was read (d->ts_us: the snapshot's
@@ -177,12 +179,22 @@ static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
            x->v.origin);
     d->hlc = x->v.hlc;
     as_delta_set_origin(d, x->v.origin);
-    return;
+    return true;
   }
   const char *o = shown ? as_state_node_name(p->e->state, h->origin) : NULL;
   if (o) {
     d->hlc = h->hlc;
     as_delta_set_origin(d, o);
+  } else if (h) {
+    /* the connector wrote the key to the source and the copy cannot show whether it was read
+     * before or after: it holds that write or the row the write replaced, never a change of
+     * the source's own (those come through its stream, with their own times). Labelled as the
+     * oldest version it could win a tie against a version of the same age (two first copies)
+     * and take that version's place with the source's name: a repair would then read the
+     * winner from the wrong node, or write the replaced row back. */
+    AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s: a copy read around the connector's write to %s "
+           "holds no version of its own (skipped)", d->schema->name, p->src->cfg->name);
+    return false;
   } else {
     /* nothing known: the oldest version — for a key nobody synced yet, the mapping's clock
      * column, or just above the oldest for the node initial_sync prefers (so copies of one
@@ -190,10 +202,11 @@ static void label(eng_pair *p, as_delta *d, const decided *x, bool snapshot) {
     const as_schema *s = d->schema;
     int ci = s->conflict.clock_idx;
     d->hlc = 0;
-    if (x->found) return;
+    if (x->found) return true;
     if (ci >= 0 && as_row_has(&d->row, (size_t)ci)) d->hlc = local_hlc(d);
     else if (s->initial_prefer && strcmp(s->initial_prefer, p->src->cfg->name) == 0) d->hlc = 1;
   }
+  return true;
 }
 
 /* ---------------------------------------------------------------- decisions */
@@ -560,7 +573,10 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   decided *x = key_state(p, w, s, w->keys[i], err);
   if (!x) return AS_ERR;
   bool local = !snapshot && !d->relayed && strcmp(d->origin, p->src->cfg->name) == 0;
-  label(p, d, x, snapshot);
+  if (!label(p, d, x, snapshot)) {
+    eng_count_skip(p, s);
+    return AS_OK;
+  }
   if (snapshot && p->probe && !x->found && d->op != AS_OP_DELETE) {
     bool done;
     int irc = initial_compare(p, x, d, &done, err);

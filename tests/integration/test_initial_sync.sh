@@ -54,6 +54,39 @@ check "no preference: one conflict, strategy initial, key k1" "1 initial k1" \
 sqlite3 "$W/report/a.db" "update items set val = 'A2' where id = 'k1'"
 "$BIN" run -c "$W/report/arraysync.yaml" --exit-when-idle 2s >>"$W/report/log" 2>&1
 check "a later change reaches both" "k1|A2 k1|A2" "$(sqlite3 "$W/report/a.db" "select id, val from items where id = 'k1'") $(sqlite3 "$W/report/b.db" "select id, val from items where id = 'k1'")"
+# Copies of copies: a holds keys N+1..2N, b holds 1..N (nobody synced either). b's copy pages
+# through its own rows first and reaches N+1.. after a's copy has written them into b, so it
+# reads a's rows back from b without being able to tell when they arrived. Such a copy holds
+# no version of its own: a's rows must keep a as their origin (a repair reads the winner from
+# the origin) and must not be written back into a (a trigger of the test's counts the writes).
+N=20000
+d="$W/copies"
+mkdir -p "$d"
+sed -e "s#$W/prefer#$d#g" "$W/prefer/arraysync.yaml" > "$d/arraysync.yaml"
+grep -v initial_sync "$W/prefer/items.yaml" > "$d/items.yaml"
+for n in a b; do sqlite3 "$d/$n.db" "create table items(id text primary key, val text)"; done
+sqlite3 "$d/a.db" "with recursive c(i) as (select $N + 1 union all select i + 1 from c where i < 2 * $N)
+  insert into items select printf('%06d', i), 'a ' || i from c"
+sqlite3 "$d/b.db" "with recursive c(i) as (select 1 union all select i + 1 from c where i < $N)
+  insert into items select printf('%06d', i), 'b ' || i from c"
+"$BIN" install -c "$d/arraysync.yaml" >>"$d/log" 2>&1
+sqlite3 "$d/a.db" "create table test_writes(n integer); insert into test_writes values (0);
+  create trigger test_upd after update on items when old.id > '$(printf %06d $N)' begin update test_writes set n = n + 1; end;
+  create trigger test_ins after insert on items when new.id > '$(printf %06d $N)' begin update test_writes set n = n + 1; end;"
+"$BIN" run -c "$d/arraysync.yaml" --exit-when-idle 2s >>"$d/log" 2>&1
+check "copies of copies: a and b equal" "$((2 * N)) 0" \
+  "$(sqlite3 "$d/b.db" "select count(*) from items") $(diff <(sqlite3 "$d/a.db" "select * from items order by id") \
+     <(sqlite3 "$d/b.db" "select * from items order by id") | grep -c '^[<>]')"
+check "copies of copies: a's rows keep a as their origin" "$N" \
+  "$("$BUILD/arraysync_state_dump" "$d/state.db" items | /usr/bin/python3 -c '
+import json, sys
+n = 0
+for line in sys.stdin:
+    r = json.loads(line)
+    if "key" in r and json.loads(r["key"])["id"] > sys.argv[1] and r["origin"] == "a":
+        n += 1
+print(n)' "$(printf %06d $N)")"
+check "copies of copies: nothing written back into a" "0" "$(sqlite3 "$d/a.db" "select n from test_writes")"
 # MongoDB + PostgreSQL + SQLite, every topology, with and without a preference; MongoDB's
 # documents keep their exact bytes where nothing changed (tests/integration/initial_sync3.py)
 /usr/bin/python3 "$(dirname "$0")/initial_sync3.py" --bin "$BIN" --work "$W/three" || fails=$((fails + 1))

@@ -385,7 +385,10 @@ def test_drift(a):
         time.sleep(1.0)
         rc, rep, err = env.verify(expect=0)
         expect_pairs(env, rep, {k: {} for k in WANT}, "after repair through the resolver")
-        check(list(m.find({}, sort=[("_id", 1)])) == mongo_before, "repair changed MongoDB (an echo came back?)")
+        mongo_after = list(m.find({}, sort=[("_id", 1)]))
+        changed = [(b, a) for b, a in zip(mongo_before, mongo_after) if b != a]
+        check(mongo_after == mongo_before, "repair changed MongoDB (an echo came back?): %d and %d documents, "
+              "first changed (before, after): %r" % (len(mongo_before), len(mongo_after), changed[:2]))
         check(run.poll() is None, "the connector stopped")
         # a key the state store does not know is reported and left alone
         env.pg("SET session_replication_role = replica",
