@@ -27,7 +27,10 @@
 /* ------------------------------------------------------------------ transactions */
 
 void pg_sink_reset_session(as_node *n) {
-  for (size_t i = 0; i < n->ntables; i++) n->tables[i].stage_ready = false;
+  for (size_t i = 0; i < n->ntables; i++) {
+    n->tables[i].stage_ready = false;
+    n->tables[i].binary = 0; /* the table may have been altered meanwhile */
+  }
 }
 
 static void end_txn(as_node *n) {
@@ -512,47 +515,36 @@ static int ensure_stage(as_node *n, pg_table *t, as_error *err) {
   return rc;
 }
 
-/* Whether this run into t goes in binary form: every mapped column has the type the mapping
- * gives it (pg_binary_oid), as the staging table has. PostgreSQL reads binary COPY data by the
- * column's type without checking it (a bigint's bytes read as numeric are a wrong number), so
- * the types are looked at for every run, under the lock the COPY takes anyway (ROW EXCLUSIVE,
- * held to the end of the transaction): an ALTER TABLE cannot change them in between. One round
- * trip; t->binary keeps the answer (1 yes, -1 no) for tests and logs. */
-static int table_binary(as_node *n, pg_table *t, bool *yes, as_error *err) {
+/* Whether runs into t are COPYed in binary form: every mapped column has the type the mapping
+ * gives it (pg_binary_oid), as the staging table has. Looked at once per session; a table that
+ * cannot be read here counts as no (the text form goes on as before). */
+static bool table_binary(as_node *n, pg_table *t) {
+  if (t->binary) return t->binary > 0;
   const as_schema *s = t->s;
-  *yes = false;
-  for (size_t c = 0; c < s->ntable; c++)
-    if (!pg_binary_oid(s->cols[c].type)) return AS_OK;
   as_buf q = AS_BUF_INIT;
-  if (as_buf_printf(&q, "LOCK TABLE %s IN ROW EXCLUSIVE MODE; SELECT attname, atttypid::int8 "
-                    "FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT "
-                    "attisdropped", t->qname, t->lit_qname) != AS_OK) {
-    as_buf_free(&q);
-    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-  }
-  PGresult *r = PQexec(n->conn, as_buf_cstr(&q));
-  as_buf_free(&q);
-  if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
-    int rc = pg_fail(n->conn, r, "apply: column types", err);
-    PQclear(r);
-    return rc;
-  }
-  bool ok = s->ntable > 0;
-  for (size_t c = 0; ok && c < s->ntable; c++) {
-    bool found = false;
-    for (int row = 0; !found && row < PQntuples(r); row++) {
-      if (strcmp(PQgetvalue(r, row, 0), s->cols[c].name) != 0) continue;
-      found = true;
-      ok = strtoul(PQgetvalue(r, row, 1), NULL, 10) == pg_binary_oid(s->cols[c].type);
+  PGresult *r = NULL;
+  as_error err;
+  bool yes = false;
+  if (as_buf_printf(&q, "SELECT attname, atttypid::int8 FROM pg_attribute WHERE attrelid = "
+                    "to_regclass(%s) AND attnum > 0 AND NOT attisdropped", t->lit_qname) == AS_OK &&
+      pg_query(n->conn, as_buf_cstr(&q), 0, NULL, "apply: column types", &r, &err) == AS_OK) {
+    yes = s->ntable > 0;
+    for (size_t c = 0; yes && c < s->ntable; c++) {
+      uint32_t want = pg_binary_oid(s->cols[c].type);
+      bool found = false;
+      for (int row = 0; !found && row < PQntuples(r); row++) {
+        if (strcmp(PQgetvalue(r, row, 0), s->cols[c].name) != 0) continue;
+        found = true;
+        yes = want != 0 && strtoul(PQgetvalue(r, row, 1), NULL, 10) == want;
+      }
+      yes = yes && found;
     }
-    ok = ok && found;
   }
   PQclear(r);
-  if (t->binary != (ok ? 1 : -1))
-    AS_LOG(AS_LOG_DEBUG, n->comp, "COPY into %s in %s form", t->qname, ok ? "binary" : "text");
-  t->binary = ok ? 1 : -1;
-  *yes = ok;
-  return AS_OK;
+  as_buf_free(&q);
+  t->binary = yes ? 1 : -1;
+  AS_LOG(AS_LOG_DEBUG, n->comp, "COPY into %s in %s form", t->qname, yes ? "binary" : "text");
+  return yes;
 }
 
 static int copy_sqls(const pg_table *t, bool binary, as_buf *direct, as_buf *stage,
@@ -816,8 +808,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
-  bool binary;
-  if ((rc = table_binary(n, t, &binary, err)) != AS_OK) goto cleanup;
+  bool binary = table_binary(n, t);
   if (binary) {
     rc = run_binary(t, d, i, m, &data, &ks, idx, &nidx, &j, err);
     if (rc == AS_EINVAL) { /* start again in text form */

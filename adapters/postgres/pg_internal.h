@@ -43,8 +43,8 @@ typedef struct pg_table {
   char *fname;       /* base name of the trigger functions (unquoted, < 50 bytes) */
   bool stage_ready;  /* staging table exists in the current sink session */
   int optimistic_skip; /* batches to skip the direct-COPY attempt after a key clash */
-  int binary;        /* the last COPY run's form: 1 binary, -1 text (a column of another
-                        type), 0 none yet (pg_apply.c, table_binary) */
+  int binary;        /* COPY in binary form: 1 yes, -1 no (a column of another type), 0 not
+                        looked at in this session */
   int bulk;          /* a mapping's own table: first copies in progress (pg_bulk.c) */
 } pg_table;
 

@@ -887,46 +887,6 @@ static void t_types(void) {
   types_case(true);
 }
 
-/* A table altered between two runs: every run looks at the column types (under the COPY's
- * lock), so the run after the ALTER goes in text form and its values are right (binary data
- * of a bigint read as numeric would be a wrong number, silently). */
-static void t_altered_binary(void) {
-  g_test = "altered binary";
-  fresh_schema("t_altbin");
-  as_schema *s = schema_yaml(USERS_YAML);
-  const as_schema *ss[1] = {s};
-  node_h h;
-  as_node *n = make_node(&h, "pg", "t_altbin", ss, 1, NULL);
-  as_error err = {0};
-  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
-  PGconn *c = outside();
-  as_dead_list dead = {0};
-  for (int round = 0; round < 3; round++) {
-    as_delta d[10] = {{0}};
-    for (int i = 0; i < 10; i++) {
-      char id[16], nv[16];
-      snprintf(id, sizeof id, "r%d-%02d", round, i);
-      snprintf(nv, sizeof nv, "%d", 100 * round + i);
-      mk_delta(&d[i], s, AS_OP_INSERT, "mongo", "id", id, "email", "e", "n", nv, "score", "0.5", NULL);
-    }
-    CHECK(apply_batch(n, d, 10, &dead, NULL, NULL) == AS_OK, "apply round %d", round);
-    int want = round == 0 ? 1 : -1;
-    CHECK(pg_table_for(n, s)->binary == want, "round %d: COPY form %d, wanted %d", round,
-          pg_table_for(n, s)->binary, want);
-    free_deltas(d, 10);
-    if (round == 0) sql(c, "ALTER TABLE t_altbin.users ALTER COLUMN n TYPE numeric");
-  }
-  CHECK(dead.n == 0, "dead %zu: %s", dead.n, dead.n ? dead.items[0].error : "");
-  CHECK(sql_long(c, "SELECT count(*) FROM t_altbin.users WHERE n::text = %s",
-                 "(CASE WHEN id LIKE 'r0%' THEN 0 WHEN id LIKE 'r1%' THEN 100 ELSE 200 END + "
-                 "substr(id, 4)::int)::text") == 30, "30 rows, their values");
-  PQfinish(c);
-  as_dead_list_clear(&dead);
-  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
-  A->exit(n);
-  as_schema_free(s);
-}
-
 /* numeric in binary COPY: what PostgreSQL stores is what its own text input makes of the
  * same text (digits, weight, sign and display scale: "0.50" keeps its zero). */
 static void t_numeric_binary(void) {
@@ -1894,7 +1854,6 @@ int main(int argc, char **argv) {
                {"origin_purge", t_origin_purge},
                {"types", t_types},
                {"numeric_binary", t_numeric_binary},
-               {"altered_binary", t_altered_binary},
                {"identifiers", t_identifiers},
                {"dead", t_dead},
                {"retry", t_retry},
