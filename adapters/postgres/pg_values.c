@@ -2,7 +2,6 @@
  * snapshots, the child tables and verify share (pg_internal.h states each function). */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <jansson.h>
 
@@ -145,8 +144,7 @@ uint32_t pg_binary_oid(as_type t) {
     case AS_T_TIMESTAMP: return 1184; /* timestamptz */
     case AS_T_DATE: return 1082;     /* date */
     case AS_T_JSON: return 3802;     /* jsonb */
-    case AS_T_DECIMAL: return 1700;  /* numeric */
-    default: return 0;
+    default: return 0;               /* numeric: its binary form is not written here */
   }
 }
 
@@ -166,93 +164,6 @@ static int field(as_buf *b, const void *p, size_t len) {
   if (len > INT32_MAX) return AS_EINVAL;
   if (as_buf_put_be32(b, (uint32_t)len) != AS_OK) return AS_ERR;
   return len ? as_buf_append(b, p, len) : AS_OK;
-}
-
-static int put16(as_buf *b, int v) {
-  uint8_t x[2] = {(uint8_t)((unsigned)v >> 8), (uint8_t)v};
-  return as_buf_append(b, x, 2);
-}
-
-/* numeric's binary form of decimal text s as PostgreSQL's numeric input reads it: the digits
- * in base 10000 around the decimal point, the weight of the first, the sign, and the display
- * scale (the digits after the point as written, less the exponent, at least 0: "0.50" keeps
- * two). AS_EINVAL for text this does not take as it is (the text form then goes). */
-static int numeric_binary(as_buf *b, const char *s, size_t len) {
-  size_t i = 0;
-  bool neg = false;
-  if (i < len && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
-  int special = 0;
-  if (len - i == 3 && strncasecmp(s + i, "nan", 3) == 0 && i == 0) special = 0xC000;
-  else if (len - i == 8 && strncasecmp(s + i, "infinity", 8) == 0) special = neg ? 0xF000 : 0xD000;
-  if (special) {
-    if (as_buf_put_be32(b, 8) || put16(b, 0) || put16(b, 0) || put16(b, special) || put16(b, 0))
-      return AS_ERR;
-    return AS_OK;
-  }
-  char dig[1100]; /* every digit as written, integer part then fraction */
-  size_t nd = 0, nint = 0, nfrac = 0;
-  bool point = false;
-  for (; i < len; i++) {
-    char ch = s[i];
-    if (ch == '.' && !point) {
-      point = true;
-      continue;
-    }
-    if (ch < '0' || ch > '9') break;
-    if (nd >= sizeof dig) return AS_EINVAL;
-    dig[nd++] = ch;
-    if (point) nfrac++;
-    else nint++;
-  }
-  long exp = 0;
-  if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-    i++;
-    bool eneg = false;
-    if (i < len && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
-    if (i >= len) return AS_EINVAL;
-    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-      exp = exp * 10 + (s[i] - '0');
-      if (exp > 1000) return AS_EINVAL; /* PostgreSQL refuses it: the text form says so */
-    }
-    if (eneg) exp = -exp;
-  }
-  if (nd == 0 || i != len) return AS_EINVAL;
-  long dscale = (long)nfrac - exp;
-  if (dscale < 0) dscale = 0;
-  if (dscale > 0x3FFF) return AS_EINVAL;
-  /* the decimal point sits after dp digits of dig (after the exponent moved it); leading and
-   * trailing zeros dropped, dp counts from the first digit kept */
-  long dp = (long)nint + exp;
-  size_t first = 0;
-  while (first < nd && dig[first] == '0') {
-    first++;
-    dp--;
-  }
-  size_t last = nd;
-  while (last > first && dig[last - 1] == '0') last--;
-  if (first == last) { /* zero */
-    if (as_buf_put_be32(b, 8) || put16(b, 0) || put16(b, 0) || put16(b, 0) || put16(b, (int)dscale))
-      return AS_ERR;
-    return AS_OK;
-  }
-  long pad = ((dp % 4) + 4) % 4 ? 4 - ((dp % 4) + 4) % 4 : 0; /* zeros before, to a group */
-  long weight = (dp + pad) / 4 - 1;
-  size_t total = (size_t)pad + (last - first);
-  size_t ngroups = (total + 3) / 4;
-  if (weight > 32767 || weight < -32768 || ngroups > 32767) return AS_EINVAL;
-  if (as_buf_put_be32(b, (uint32_t)(8 + 2 * ngroups)) || put16(b, (int)ngroups) ||
-      put16(b, (int)weight) || put16(b, neg ? 0x4000 : 0) || put16(b, (int)dscale))
-    return AS_ERR;
-  for (size_t g = 0; g < ngroups; g++) {
-    int v = 0;
-    for (size_t k = 0; k < 4; k++) {
-      long pos = (long)(g * 4 + k) - pad; /* index into dig[first..last) */
-      int dgt = pos >= 0 && (size_t)pos < last - first ? dig[first + (size_t)pos] - '0' : 0;
-      v = v * 10 + dgt;
-    }
-    if (put16(b, v)) return AS_ERR;
-  }
-  return AS_OK;
 }
 
 int pg_copy_binary_value(as_buf *b, as_type col, const as_value *v) {
@@ -290,7 +201,6 @@ int pg_copy_binary_value(as_buf *b, as_type col, const as_value *v) {
         return AS_ERR;
       return v->u.s.len ? as_buf_append(b, v->u.s.ptr, v->u.s.len) : AS_OK;
     }
-    case AS_T_DECIMAL: return numeric_binary(b, v->u.s.ptr, v->u.s.len);
     case AS_T_OBJECTID: {
       static const char hx[] = "0123456789abcdef";
       char h[24];
