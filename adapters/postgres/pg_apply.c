@@ -27,10 +27,7 @@
 /* ------------------------------------------------------------------ transactions */
 
 void pg_sink_reset_session(as_node *n) {
-  for (size_t i = 0; i < n->ntables; i++) {
-    n->tables[i].stage_ready = false;
-    n->tables[i].binary = 0; /* the table may have been altered meanwhile */
-  }
+  for (size_t i = 0; i < n->ntables; i++) n->tables[i].stage_ready = false;
 }
 
 static void end_txn(as_node *n) {
@@ -515,41 +512,7 @@ static int ensure_stage(as_node *n, pg_table *t, as_error *err) {
   return rc;
 }
 
-/* Whether runs into t are COPYed in binary form: every mapped column has the type the mapping
- * gives it (pg_binary_oid), as the staging table has. Looked at once per session; a table that
- * cannot be read here counts as no (the text form goes on as before). */
-static bool table_binary(as_node *n, pg_table *t) {
-  if (t->binary) return t->binary > 0;
-  const as_schema *s = t->s;
-  as_buf q = AS_BUF_INIT;
-  PGresult *r = NULL;
-  as_error err;
-  bool yes = false;
-  if (as_buf_printf(&q, "SELECT attname, atttypid::int8 FROM pg_attribute WHERE attrelid = "
-                    "to_regclass(%s) AND attnum > 0 AND NOT attisdropped", t->lit_qname) == AS_OK &&
-      pg_query(n->conn, as_buf_cstr(&q), 0, NULL, "apply: column types", &r, &err) == AS_OK) {
-    yes = s->ntable > 0;
-    for (size_t c = 0; yes && c < s->ntable; c++) {
-      uint32_t want = pg_binary_oid(s->cols[c].type);
-      bool found = false;
-      for (int row = 0; !found && row < PQntuples(r); row++) {
-        if (strcmp(PQgetvalue(r, row, 0), s->cols[c].name) != 0) continue;
-        found = true;
-        yes = want != 0 && strtoul(PQgetvalue(r, row, 1), NULL, 10) == want;
-      }
-      yes = yes && found;
-    }
-  }
-  PQclear(r);
-  as_buf_free(&q);
-  t->binary = yes ? 1 : -1;
-  AS_LOG(AS_LOG_DEBUG, n->comp, "COPY into %s in %s form", t->qname, yes ? "binary" : "text");
-  return yes;
-}
-
-static int copy_sqls(const pg_table *t, bool binary, as_buf *direct, as_buf *stage,
-                     as_buf *merge) {
-  const char *fmt = binary ? " WITH (FORMAT binary)" : "";
+static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *merge) {
   const as_schema *s = t->s;
   as_buf cols = AS_BUF_INIT, set = AS_BUF_INIT;
   int rc = AS_OK;
@@ -560,9 +523,9 @@ static int copy_sqls(const pg_table *t, bool binary, as_buf *direct, as_buf *sta
                          t->qcols[c]);
   }
   if (rc == AS_OK)
-    rc = as_buf_printf(direct, "COPY %s (%s) FROM STDIN%s", t->qname, as_buf_cstr(&cols), fmt);
+    rc = as_buf_printf(direct, "COPY %s (%s) FROM STDIN", t->qname, as_buf_cstr(&cols));
   if (rc == AS_OK)
-    rc = as_buf_printf(stage, "COPY %s (%s) FROM STDIN%s", t->qstage, as_buf_cstr(&cols), fmt);
+    rc = as_buf_printf(stage, "COPY %s (%s) FROM STDIN", t->qstage, as_buf_cstr(&cols));
   if (rc == AS_OK)
     rc = as_buf_printf(merge, "INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT %s DO ",
                        t->qname, as_buf_cstr(&cols), as_buf_cstr(&cols), t->qstage, t->conflict);
@@ -577,13 +540,12 @@ static int copy_sqls(const pg_table *t, bool binary, as_buf *direct, as_buf *sta
 /* COPY of a run; returns AS_OK (applied; *fresh: straight into the table, so none of its
  * keys existed), AS_EDATA (permanent failure: caller replays the run delta by delta), or
  * AS_RETRY/AS_ERR. */
-static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool binary, bool *fresh,
-                       as_error *err) {
+static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool *fresh, as_error *err) {
   PGconn *c = n->conn;
   as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
   PGresult *r = NULL;
   int rc;
-  if (copy_sqls(t, binary, &direct, &stage, &merge) != AS_OK) {
+  if (copy_sqls(t, &direct, &stage, &merge) != AS_OK) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
@@ -674,122 +636,9 @@ static void keyset_clear(keyset *ks) {
 
 static bool full_insert(const as_delta *d) { return d->op == AS_OP_INSERT && full_row(d); }
 
-/* The key of d as text (the run's duplicate check). */
-static int key_text(const pg_table *t, const as_delta *d, as_buf *key, as_error *err) {
-  const as_schema *s = t->s;
-  as_buf_reset(key);
-  for (size_t c = 0; c < s->ntable; c++) {
-    if (!s->cols[c].is_key) continue;
-    char *txt = NULL;
-    int rc = pg_value_to_text(&d->row.v[c], &txt, err);
-    if (rc == AS_OK && (as_buf_append_str(key, txt ? txt : "") || as_buf_putc(key, 0x1f)))
-      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-    free(txt);
-    if (rc != AS_OK) return rc;
-  }
-  return AS_OK;
-}
-
-/* A run d[i..m) in binary form into data, up to the first key seen twice (*end: where the run
- * stops). AS_EINVAL: a value the binary form does not take (the caller writes the text form). */
-static int run_binary(const pg_table *t, const as_delta *d, size_t i, size_t m, as_buf *data,
-                      keyset *ks, size_t *idx, size_t *nidx, size_t *end, as_error *err) {
-  const as_schema *s = t->s;
-  as_buf key = AS_BUF_INIT;
-  int rc = pg_copy_binary_header(data) == AS_OK ? AS_OK : AS_ERR;
-  size_t j;
-  for (j = i; rc == AS_OK && j < m; j++) {
-    size_t mark = data->len;
-    as_error kerr;
-    if (key_text(t, &d[j], &key, &kerr) != AS_OK) {
-      rc = AS_EINVAL;
-      break;
-    }
-    uint8_t nf[2] = {(uint8_t)(s->ntable >> 8), (uint8_t)s->ntable};
-    rc = as_buf_append(data, nf, 2) == AS_OK ? AS_OK : AS_ERR;
-    for (size_t c = 0; rc == AS_OK && c < s->ntable; c++)
-      rc = pg_copy_binary_value(data, s->cols[c].type, &d[j].row.v[c]);
-    if (rc != AS_OK) break;
-    bool dup;
-    if (!keyset_add(ks, (const char *)key.data, key.len, &dup)) {
-      rc = AS_ERR;
-      break;
-    }
-    if (dup) { /* the same key twice: end the run before it */
-      data->len = mark;
-      break;
-    }
-    idx[(*nidx)++] = j;
-  }
-  *end = j;
-  if (rc == AS_OK && pg_copy_binary_trailer(data) != AS_OK) rc = AS_ERR;
-  as_buf_free(&key);
-  if (rc == AS_ERR) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-  return rc;
-}
-
-static bool keyset_init(keyset *ks, size_t n) {
-  ks->cap = 16;
-  while (ks->cap < 2 * n) ks->cap *= 2;
-  ks->slot = calloc(ks->cap, sizeof *ks->slot);
-  return ks->slot != NULL;
-}
-
-/* A run d[i..m) in text form into data, up to the first key seen twice (*end: where the run
- * stops); a value PostgreSQL cannot take as text makes its delta a dead letter. */
-static int run_text(as_node *n, const pg_table *t, const as_delta *d, size_t i, size_t m,
-                    size_t base, as_dead_list *dead, as_buf *data, keyset *ks, size_t *idx,
-                    size_t *nidx, size_t *end, as_error *err) {
-  const as_schema *s = t->s;
-  as_buf key = AS_BUF_INIT;
-  int rc = AS_OK;
-  size_t j;
-  for (j = i; rc == AS_OK && j < m; j++) {
-    size_t mark = data->len;
-    as_buf_reset(&key);
-    bool bad = false;
-    for (size_t c = 0; rc == AS_OK && c < s->ntable && !bad; c++) {
-      char *txt = NULL;
-      as_error e = {0};
-      if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
-        as_error_prefix(&e, "column \"%s\"", s->cols[c].name);
-        data->len = mark;
-        rc = dead_delta(n, dead, &d[j], base + j, e.message, err);
-        bad = true;
-        break;
-      }
-      if (c && as_buf_putc(data, '\t') != AS_OK) rc = AS_ERR;
-      if (rc == AS_OK) rc = txt ? pg_copy_escape(data, txt) : as_buf_append(data, "\\N", 2);
-      if (rc == AS_OK && s->cols[c].is_key)
-        rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f) ? AS_ERR : AS_OK;
-      free(txt);
-      if (rc != AS_OK) rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-    }
-    if (rc != AS_OK || bad) continue;
-    bool dup;
-    if (!keyset_add(ks, (const char *)key.data, key.len, &dup)) {
-      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-      break;
-    }
-    if (dup) { /* the same key twice: end the run before it */
-      data->len = mark;
-      break;
-    }
-    if (as_buf_putc(data, '\n') != AS_OK) {
-      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-      break;
-    }
-    idx[(*nidx)++] = j;
-  }
-  *end = j;
-  as_buf_free(&key);
-  return rc;
-}
-
 /* Tries the COPY path on the run of full inserts of one table starting at d[i] (same origin
  * up to `end`). *used = deltas consumed (0: not worth it); *fresh (may be NULL): every one of
- * them went straight into the table as a new row. The run goes in binary form where the table
- * takes it (table_binary) and every value fits it, else in text form. */
+ * them went straight into the table as a new row. */
 static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, size_t end,
                     size_t base, as_dead_list *dead, size_t *used, bool *fresh, as_error *err) {
   int rc = AS_OK;
@@ -801,32 +650,62 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
   while (m < end && tabs[m] == t && full_insert(&d[m])) m++;
   if (m - i < FAST_MIN) return AS_OK;
   keyset ks = {0};
-  as_buf data = AS_BUF_INIT;
+  ks.cap = 16;
+  while (ks.cap < 2 * (m - i)) ks.cap *= 2;
+  ks.slot = calloc(ks.cap, sizeof *ks.slot);
+  as_buf data = AS_BUF_INIT, key = AS_BUF_INIT;
   size_t *idx = calloc(m - i, sizeof *idx);
-  size_t nidx = 0, j = i;
-  if (!keyset_init(&ks, m - i) || !idx) {
+  size_t nidx = 0;
+  if (!ks.slot || !idx) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
-  bool binary = table_binary(n, t);
-  if (binary) {
-    rc = run_binary(t, d, i, m, &data, &ks, idx, &nidx, &j, err);
-    if (rc == AS_EINVAL) { /* start again in text form */
-      binary = false;
-      rc = AS_OK;
-      as_buf_reset(&data);
-      keyset_clear(&ks);
-      nidx = 0;
-      if (!keyset_init(&ks, m - i)) rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  size_t j;
+  for (j = i; j < m; j++) {
+    const as_schema *s = t->s;
+    size_t mark = data.len;
+    as_buf_reset(&key);
+    bool bad = false;
+    for (size_t c = 0; c < s->ntable && !bad; c++) {
+      char *txt = NULL;
+      as_error e = {0};
+      if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
+        as_error_prefix(&e, "column \"%s\"", s->cols[c].name);
+        data.len = mark;
+        if ((rc = dead_delta(n, dead, &d[j], base + j, e.message, err)) != AS_OK) goto cleanup;
+        bad = true;
+        break;
+      }
+      if (c && as_buf_putc(&data, '\t') != AS_OK) rc = AS_ERR;
+      if (rc == AS_OK) rc = txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
+      if (rc == AS_OK && s->cols[c].is_key) {
+        rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f);
+      }
+      free(txt);
+      if (rc != AS_OK) {
+        rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+        goto cleanup;
+      }
     }
-    if (rc != AS_OK) goto cleanup;
+    if (bad) continue;
+    bool dup;
+    if (!keyset_add(&ks, (const char *)key.data, key.len, &dup)) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    if (dup) { /* the same key twice: end the run before it */
+      data.len = mark;
+      break;
+    }
+    if (as_buf_putc(&data, '\n') != AS_OK) {
+      rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+      goto cleanup;
+    }
+    idx[nidx++] = j;
   }
-  if (!binary &&
-      (rc = run_text(n, t, d, i, m, base, dead, &data, &ks, idx, &nidx, &j, err)) != AS_OK)
-    goto cleanup;
   *used = j - i;
   if (nidx > 0) {
-    rc = fast_insert(n, t, &data, binary, &direct, err);
+    rc = fast_insert(n, t, &data, &direct, err);
     if (fresh) *fresh = rc == AS_OK && direct && nidx == *used;
     if (rc == AS_EDATA) {
       /* something in the run is bad: replay it statement by statement */
@@ -841,6 +720,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
 cleanup:
   keyset_clear(&ks);
   as_buf_free(&data);
+  as_buf_free(&key);
   free(idx);
   return rc;
 }

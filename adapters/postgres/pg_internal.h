@@ -43,8 +43,6 @@ typedef struct pg_table {
   char *fname;       /* base name of the trigger functions (unquoted, < 50 bytes) */
   bool stage_ready;  /* staging table exists in the current sink session */
   int optimistic_skip; /* batches to skip the direct-COPY attempt after a key clash */
-  int binary;        /* COPY in binary form: 1 yes, -1 no (a column of another type), 0 not
-                        looked at in this session */
   int bulk;          /* a mapping's own table: first copies in progress (pg_bulk.c) */
 } pg_table;
 
@@ -158,16 +156,6 @@ int pg_copy_escape(as_buf *b, const char *s);
 /* COPY sql FROM STDIN with data (text format rows) on c. AS_ERR with *res (the failed result,
  * caller clears; may be NULL) when PostgreSQL refused it. */
 int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res);
-/* Binary COPY (the fast path, where every column of a table has the type the mapping gives
- * it, see pg_binary_oid): the type OID a column of value type t has, 0 where none is written
- * in binary (numeric); the header and trailer of the data; one field of a column of value type
- * col. pg_copy_binary_value returns AS_EINVAL for a value the binary form does not take as it
- * is (another type, text with a NUL byte, a time outside years 1..9999): the caller writes the
- * run in text form, whose conversion names the problem. */
-uint32_t pg_binary_oid(as_type t);
-int pg_copy_binary_header(as_buf *b);
-int pg_copy_binary_trailer(as_buf *b);
-int pg_copy_binary_value(as_buf *b, as_type col, const as_value *v);
 /* A JSON array of texts (or nulls) -> values of columns [0..n) of schema sc, put into r at
  * idx[k] (NULL idx: at k). AS_EDATA (err says why) for a malformed array or value. */
 int pg_texts_to_row(const as_schema *sc, const struct json_t *arr, const size_t *idx, size_t n, as_row *r,
