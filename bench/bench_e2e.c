@@ -30,7 +30,7 @@
 #include "as_row.h"
 #include "as_schema.h"
 
-#define BATCH 1000
+static size_t BATCH = 1000; /* rows per batch (argument 5) */
 #define PG_SCHEMA "bench_e2e"
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in µs since 1970 */
 #define PG_EPOCH_DAYS 10957
@@ -317,6 +317,7 @@ int main(int argc, char **argv) {
   }
   const char *dsn = argv[1], *mapping = argv[2], *file = argv[3];
   int reps = argc > 4 ? atoi(argv[4]) : 2;
+  if (argc > 5 && atoi(argv[5]) > 0) BATCH = (size_t)atoi(argv[5]);
   if (reps < 1) reps = 1;
   as_log_set_level(AS_LOG_WARN);
   A = as_adapter_find("postgres");
@@ -376,7 +377,7 @@ int main(int argc, char **argv) {
     }
   }
   printf("e2e.snapshot_bson_to_pg ratio=%.2f connector_rows_per_s=%.0f copy_rows_per_s=%.0f "
-         "rows=%zu batch=%d cols=%zu copy_mib=%.1f (connector time: read+map %.0f%%, "
+         "rows=%zu batch=%zu cols=%zu copy_mib=%.1f (connector time: read+map %.0f%%, "
          "apply %.0f%%; target ratio >= 0.80)\n",
          best_c / best_a, nrows / best_a, nrows / best_c, nrows, BATCH, s->ncols,
          bytes / 1048576.0, 100 * best_map / best_a, 100 * (best_a - best_map) / best_a);

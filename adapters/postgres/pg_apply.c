@@ -20,6 +20,8 @@
 #include "pg_sql.h"
 
 #define FAST_MIN 8          /* shortest insert run worth a COPY */
+#define STREAM_MIN 64       /* shortest run sent while it is formatted */
+#define STREAM_CHUNK 32768  /* bytes of COPY data sent at a time */
 #define PIPE_CHUNK 256      /* statements per pipeline round trip */
 #define OPTIMISTIC_SKIP 16  /* batches without direct COPY after a key clash */
 #define MAX_REPLAYS 4       /* failed pipelines per chunk before going row by row */
@@ -537,21 +539,56 @@ static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *m
   return rc;
 }
 
+/* Starts the direct COPY of a run (under the savepoint fast_insert expects) before the run
+ * is all formatted, so PostgreSQL parses rows while the rest are made. *started false when
+ * the statement was refused for a reason that is not retryable: the savepoint is undone and
+ * fast_insert then does the whole run as usual (and meets the refusal again). */
+static int stream_start(as_node *n, pg_table *t, bool *started, as_error *err) {
+  PGconn *c = n->conn;
+  as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
+  PGresult *r = NULL;
+  int rc;
+  *started = false;
+  if (copy_sqls(t, &direct, &stage, &merge) != AS_OK)
+    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  else if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK)
+    ;
+  else if (pg_copy_start(c, as_buf_cstr(&direct), &r) == AS_OK)
+    *started = true;
+  else if (pg_retryable(c, r))
+    rc = pg_fail(c, r, "apply: copy", err);
+  else if ((rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err)) == AS_OK)
+    rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
+  PQclear(r);
+  as_buf_free(&direct);
+  as_buf_free(&stage);
+  as_buf_free(&merge);
+  return rc;
+}
+
 /* COPY of a run; returns AS_OK (applied; *fresh: straight into the table, so none of its
  * keys existed), AS_EDATA (permanent failure: caller replays the run delta by delta), or
- * AS_RETRY/AS_ERR. */
-static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool *fresh, as_error *err) {
+ * AS_RETRY/AS_ERR. `started`: stream_start began the direct COPY and data[0..sent) is sent. */
+static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool started, size_t sent,
+                       bool *fresh, as_error *err) {
   PGconn *c = n->conn;
   as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
   PGresult *r = NULL;
   int rc;
   if (copy_sqls(t, &direct, &stage, &merge) != AS_OK) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+    if (started) pg_copy_finish(c, false, &r); /* the transaction is given up anyway */
     goto cleanup;
   }
-  if (t->optimistic_skip == 0) {
-    if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
-    if (pg_copy_in(c, as_buf_cstr(&direct), data, &r) == AS_OK) {
+  if (started || t->optimistic_skip == 0) {
+    int cr;
+    if (started) {
+      cr = pg_copy_finish(c, pg_copy_put(c, data->data + sent, data->len - sent) == AS_OK, &r);
+    } else {
+      if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
+      cr = pg_copy_in(c, as_buf_cstr(&direct), data, &r);
+    }
+    if (cr == AS_OK) {
       rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
       *fresh = rc == AS_OK;
       goto cleanup;
@@ -642,7 +679,7 @@ static bool full_insert(const as_delta *d) { return d->op == AS_OP_INSERT && ful
 static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, size_t end,
                     size_t base, as_dead_list *dead, size_t *used, bool *fresh, as_error *err) {
   int rc = AS_OK;
-  bool direct = false;
+  bool direct = false, started = false; /* started: a direct COPY is open (stream_start) */
   *used = 0;
   if (fresh) *fresh = false;
   pg_table *t = tabs[i];
@@ -660,8 +697,25 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
-  size_t j;
+  /* A long run goes out while it is being formatted (stream_start): the first STREAM_CHUNK
+   * bytes start the direct COPY, each next STREAM_CHUNK is sent as it is complete. */
+  bool stream = t->optimistic_skip == 0 && m - i >= STREAM_MIN;
+  size_t sent = 0, j;
   for (j = i; j < m; j++) {
+    if (stream && data.len - sent >= STREAM_CHUNK) {
+      if (!started && (rc = stream_start(n, t, &started, err)) != AS_OK) goto cleanup;
+      if (!started) {
+        stream = false;
+      } else if (pg_copy_put(n->conn, data.data + sent, data.len - sent) == AS_OK) {
+        sent = data.len;
+      } else { /* the connection failed: end the COPY, the error says why */
+        PGresult *r = NULL;
+        pg_copy_finish(n->conn, false, &r);
+        rc = pg_fail(n->conn, r, "apply: copy", err);
+        PQclear(r);
+        goto cleanup;
+      }
+    }
     const as_schema *s = t->s;
     size_t mark = data.len;
     as_buf_reset(&key);
@@ -704,8 +758,9 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     idx[nidx++] = j;
   }
   *used = j - i;
-  if (nidx > 0) {
-    rc = fast_insert(n, t, &data, &direct, err);
+  if (nidx > 0 || started) {
+    rc = fast_insert(n, t, &data, started, sent, &direct, err);
+    started = false; /* fast_insert ended the COPY */
     if (fresh) *fresh = rc == AS_OK && direct && nidx == *used;
     if (rc == AS_EDATA) {
       /* something in the run is bad: replay it statement by statement */
@@ -718,6 +773,11 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     }
   }
 cleanup:
+  if (started) { /* failed half way: end the COPY (the caller gives the transaction up) */
+    PGresult *r = NULL;
+    pg_copy_finish(n->conn, false, &r);
+    PQclear(r);
+  }
   keyset_clear(&ks);
   as_buf_free(&data);
   as_buf_free(&key);

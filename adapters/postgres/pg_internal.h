@@ -156,6 +156,13 @@ int pg_copy_escape(as_buf *b, const char *s);
 /* COPY sql FROM STDIN with data (text format rows) on c. AS_ERR with *res (the failed result,
  * caller clears; may be NULL) when PostgreSQL refused it. */
 int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res);
+/* The same in steps, for data sent while the rest is still being made: pg_copy_start
+ * (AS_ERR with *res when the statement was refused), pg_copy_put any number of times
+ * (AS_ERR: the connection failed; finish with ok false), pg_copy_finish (AS_ERR with *res
+ * when PostgreSQL refused the data or ok was false). */
+int pg_copy_start(PGconn *c, const char *sql, PGresult **res);
+int pg_copy_put(PGconn *c, const void *data, size_t len);
+int pg_copy_finish(PGconn *c, bool ok, PGresult **res);
 /* A JSON array of texts (or nulls) -> values of columns [0..n) of schema sc, put into r at
  * idx[k] (NULL idx: at k). AS_EDATA (err says why) for a malformed array or value. */
 int pg_texts_to_row(const as_schema *sc, const struct json_t *arr, const size_t *idx, size_t n, as_row *r,

@@ -83,7 +83,7 @@ int pg_copy_escape(as_buf *b, const char *s) {
   }
 }
 
-int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
+int pg_copy_start(PGconn *c, const char *sql, PGresult **res) {
   *res = NULL;
   PGresult *r = PQexec(c, sql);
   if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
@@ -91,9 +91,23 @@ int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
     return AS_ERR;
   }
   PQclear(r);
-  int ok = PQputCopyData(c, (const char *)data->data, (int)data->len) == 1;
+  return AS_OK;
+}
+
+int pg_copy_put(PGconn *c, const void *data, size_t len) {
+  while (len > 0) { /* PQputCopyData takes an int */
+    size_t part = len > (1u << 30) ? (1u << 30) : len;
+    if (PQputCopyData(c, data, (int)part) != 1) return AS_ERR;
+    data = (const char *)data + part;
+    len -= part;
+  }
+  return AS_OK;
+}
+
+int pg_copy_finish(PGconn *c, bool ok, PGresult **res) {
+  *res = NULL;
   ok = PQputCopyEnd(c, ok ? NULL : "send failed") == 1 && ok;
-  r = PQgetResult(c);
+  PGresult *r = PQgetResult(c);
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   PGresult *extra;
   while ((extra = PQgetResult(c)) != NULL) PQclear(extra);
@@ -103,6 +117,12 @@ int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
   }
   PQclear(r);
   return AS_OK;
+}
+
+int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res) {
+  if (pg_copy_start(c, sql, res) != AS_OK) return AS_ERR;
+  bool ok = pg_copy_put(c, data->data, data->len) == AS_OK;
+  return pg_copy_finish(c, ok, res);
 }
 
 int pg_texts_to_row(const as_schema *sc, const json_t *arr, const size_t *idx, size_t n,
