@@ -1,12 +1,13 @@
 /* bench_e2e.c — the connector's MongoDB -> PostgreSQL snapshot path on documents read from a
  * BSON dump, against raw binary COPY of the same rows measured in the same run.
  *
- *   bench_e2e CONNINFO MAPPING.yaml DOCS.bson [REPS]
+ *   bench_e2e CONNINFO MAPPING.yaml DOCS.bson [REPS] [BATCH]
  *
  * DOCS.bson: a stream of BSON documents (as mongodump writes them; bench_e2e.py --gen writes
  * realistic ones: nested documents, Decimal128, dates, arrays, unmapped fields).
  *
- * e2e.snapshot_bson_to_pg  connector path, timed as a whole: read documents from the file ->
+ * e2e.snapshot_bson_to_pg  connector path, timed as a whole: read documents from the dump (read
+ *   into memory first, as the baseline's data is made first) ->
  *   as_doc_to_row -> insert deltas -> the postgres adapter's begin/apply/commit (with a
  *   checkpoint) per batch of 1000 (the adapter found through as_adapter_find("postgres")).
  *   Baseline: the same rows, already encoded as binary COPY data outside the timing, copied
@@ -199,9 +200,10 @@ static as_node *make_node(const char *dsn, const as_schema *s) {
   return n;
 }
 
-/* Reads every document of the file, maps and applies in batches; returns rows applied.
+/* Reads every document of the dump (read into memory before the timing, as the baseline's
+ * data is made before it), maps and applies in batches; returns rows applied.
  * *map_s receives the time spent reading + mapping, *total_s the whole. */
-static size_t run_connector(as_node *n, const as_schema *s, const char *file, double *map_s,
+static size_t run_connector(as_node *n, const as_schema *s, const as_buf *dump, double *map_s,
                             double *total_s) {
   as_delta *d = calloc(BATCH, sizeof *d);
   for (size_t i = 0; i < BATCH; i++) {
@@ -214,9 +216,9 @@ static size_t run_connector(as_node *n, const as_schema *s, const char *file, do
   char ck[32];
   size_t total = 0;
   double tmap = 0, t0 = now_s();
-  bson_reader_t *rd = bson_reader_new_from_file(file, &berr);
-  if (!rd) die(file, berr.message);
+  bson_reader_t *rd = bson_reader_new_from_data(dump->data, dump->len);
   bool eof = false;
+  (void)berr;
   while (!eof) {
     double tm = now_s();
     size_t m = 0;
@@ -312,7 +314,7 @@ static void reset_table(PGconn *c, const char *qtable) {
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: bench_e2e CONNINFO MAPPING.yaml DOCS.bson [REPS]\n");
+    fprintf(stderr, "usage: bench_e2e CONNINFO MAPPING.yaml DOCS.bson [REPS] [BATCH]\n");
     return 2;
   }
   const char *dsn = argv[1], *mapping = argv[2], *file = argv[3];
@@ -350,6 +352,13 @@ int main(int argc, char **argv) {
 
   size_t nb = 0, nrows = 0;
   as_buf *bufs = encode_copy(s, file, &nb, &nrows);
+  as_buf dump = AS_BUF_INIT;
+  FILE *f = fopen(file, "rb");
+  if (!f) die(file, "cannot open");
+  char chunk[65536];
+  size_t got_bytes;
+  while ((got_bytes = fread(chunk, 1, sizeof chunk, f)) > 0) as_buf_append(&dump, chunk, got_bytes);
+  fclose(f);
   size_t bytes = 0;
   for (size_t i = 0; i < nb; i++) bytes += bufs[i].len;
 
@@ -357,7 +366,7 @@ int main(int argc, char **argv) {
   for (int rep = 0; rep < reps; rep++) {
     reset_table(c, qtable);
     double map_s, ta;
-    size_t got = run_connector(n, s, file, &map_s, &ta);
+    size_t got = run_connector(n, s, &dump, &map_s, &ta);
     if (got != nrows || count_rows(c, qtable) != (long long)nrows)
       die("connector", "row count mismatch");
     if (ta < best_a) best_a = ta, best_map = map_s;
@@ -369,7 +378,7 @@ int main(int argc, char **argv) {
       char *dc = table_digest(c, qtable);
       reset_table(c, qtable);
       double m2, t2;
-      run_connector(n, s, file, &m2, &t2);
+      run_connector(n, s, &dump, &m2, &t2);
       char *da = table_digest(c, qtable);
       if (strcmp(da, dc) != 0) die("check", "connector and COPY stored different rows");
       free(da);
@@ -385,6 +394,7 @@ int main(int argc, char **argv) {
 
   for (size_t i = 0; i < nb; i++) as_buf_free(&bufs[i]);
   free(bufs);
+  as_buf_free(&dump);
   A->exit(n);
   exec(c, "DROP SCHEMA " PG_SCHEMA " CASCADE");
   PQfinish(c);
