@@ -91,6 +91,39 @@ static void bulk_load(eng_pair *p, const as_schema *s, bool begin) {
     AS_LOG(AS_LOG_WARN, p->comp, "snapshot of %s into %s: %s", s->name, t->cfg->name, err.message);
 }
 
+/* A snapshot's next batch, read by snapshot_next on a thread of its own (prefetch_start) or
+ * in place (prefetch_main), collected by prefetch_wait. */
+typedef struct prefetch {
+  as_snapshot *sn;
+  const as_adapter *ad;
+  size_t max;
+  as_batch *b;
+  pthread_t th;
+  bool running;
+  int rc;
+  as_error err;
+} prefetch;
+
+static void *prefetch_main(void *arg) {
+  prefetch *f = arg;
+  as_batch_reset(f->b);
+  f->rc = f->ad->snapshot_next(f->sn, f->b, f->max, &f->err);
+  return NULL;
+}
+
+static void prefetch_start(prefetch *f) {
+  f->running = pthread_create(&f->th, NULL, prefetch_main, f) == 0;
+  if (!f->running) prefetch_main(f); /* no thread to be had: read it now */
+}
+
+/* The batch's snapshot_next result (AS_OK, AS_EOF, or an error copied into *err). */
+static int prefetch_wait(prefetch *f, as_error *err) {
+  if (f->running) pthread_join(f->th, NULL);
+  f->running = false;
+  if (f->rc != AS_OK && f->rc != AS_EOF) *err = f->err;
+  return f->rc;
+}
+
 /* Copies mapping s (#mi) from after *after (NULL: the start) through the batch path. start:
  * the snapshot's stream position (each batch commits a snapshot checkpoint); NULL: a copy
  * while streaming (each batch commits the stream's checkpoint unchanged). */
@@ -109,31 +142,52 @@ static int copy_mapping(eng_pair *p, const as_schema *s, size_t mi, const char *
   AS_LOG(AS_LOG_INFO, p->comp, "snapshot of %s: ~%lld rows", s->name, (long long)total);
   bool bulk = !p->probe && p->dst->ad->bulk_load;
   if (bulk) bulk_load(p, s, true);
+  /* Two batches: while one is decided and applied, the next is read on a thread of its own
+   * (the source's server and the network work while the target writes). Keys come in order,
+   * so the batch read ahead holds only keys after those being applied. */
+  as_batch ahead = {0};
+  as_batch *cur = b, *next = &ahead;
+  prefetch f = {.sn = sn, .ad = p->src->ad, .max = e->cfg->batch_max_rows, .b = cur};
+  prefetch_main(&f);
+  int n = prefetch_wait(&f, err);
   for (;;) {
-    as_batch_reset(b);
-    int n = p->src->ad->snapshot_next(sn, b, e->cfg->batch_max_rows, err);
     if (n != AS_OK && n != AS_EOF) {
       rc = n;
       break;
     }
-    if (b->n > 0) {
+    bool more = n == AS_OK && !eng_stopping(e);
+    if (more) {
+      f.b = next;
+      prefetch_start(&f);
+    }
+    if (cur->n > 0) {
       free(*after);
-      *after = as_key_json_dup(s, &b->d[b->n - 1].row, NULL);
+      *after = as_key_json_dup(s, &cur->d[cur->n - 1].row, NULL);
     }
     /* at the end the next mapping starts from its beginning */
     char *ck = !start ? NULL : eng_snapshot_ckpt(start, n == AS_EOF ? mi + 1 : mi,
                                                    n == AS_EOF ? NULL : *after);
-    for (size_t i = 0; i < b->n; i++) as_delta_set_origin(&b->d[i], p->src->cfg->name);
-    rc = eng_process_batch(p, b, true, start ? ck : p->ckpt, w, err);
+    for (size_t i = 0; i < cur->n; i++) as_delta_set_origin(&cur->d[i], p->src->cfg->name);
+    rc = eng_process_batch(p, cur, true, start ? ck : p->ckpt, w, err);
     free(ck);
-    done += (int64_t)b->n;
-    if (rc != AS_OK) break;
-    if (as_now_us() - last > 1000000 || n == AS_EOF) {
+    done += (int64_t)cur->n;
+    if (rc == AS_OK && (as_now_us() - last > 1000000 || n == AS_EOF)) {
       progress(p, s, done, total, t0);
       last = as_now_us();
     }
-    if (n == AS_EOF || eng_stopping(e)) break;
+    if (rc != AS_OK || !more || eng_stopping(e)) {
+      if (more) { /* the batch read ahead is not applied: the checkpoint stays before it */
+        as_error ignored;
+        prefetch_wait(&f, &ignored);
+      }
+      break;
+    }
+    n = prefetch_wait(&f, err);
+    as_batch *t = cur;
+    cur = next;
+    next = t;
   }
+  as_batch_clear(&ahead);
   p->src->ad->snapshot_close(sn);
   if (bulk) bulk_load(p, s, false);
   p->probe = false;
