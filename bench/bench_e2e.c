@@ -9,13 +9,16 @@
  * e2e.snapshot_bson_to_pg  connector path, timed as a whole: read documents from the dump (read
  *   into memory first, as the baseline's data is made first) ->
  *   as_doc_to_row -> insert deltas -> the postgres adapter's begin/apply/commit (with a
- *   checkpoint) per batch of 1000 (the adapter found through as_adapter_find("postgres")).
+ *   checkpoint) per batch of 1000 (the adapter found through as_adapter_find("postgres")),
+ *   the next batch read and mapped on a second thread while one is applied, as the engine's
+ *   snapshot does.
  *   Baseline: the same rows, already encoded as binary COPY data outside the timing, copied
  *   into the same table (created by the adapter's install: same indexes, same capture
  *   triggers), one transaction per batch of 1000. ratio = connector rows/s / COPY rows/s.
  *   Best of REPS (default 2) runs of each, interleaved. */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,48 +203,86 @@ static as_node *make_node(const char *dsn, const as_schema *s) {
   return n;
 }
 
+/* One batch read and mapped on a thread of its own while the previous batch is applied, as
+ * the engine's snapshot reads its next batch (connector/as_snapshot.c; the MongoDB adapter
+ * maps documents to rows in snapshot_next). */
+typedef struct ahead {
+  bson_reader_t *rd;
+  const as_schema *s;
+  as_delta *d;
+  size_t m;     /* rows read */
+  bool eof;
+  double secs;  /* time spent reading + mapping */
+} ahead;
+
+static void *map_batch(void *arg) {
+  ahead *a = arg;
+  double t = now_s();
+  as_error err = {0};
+  a->m = 0;
+  while (a->m < BATCH && !a->eof) {
+    const bson_t *doc = bson_reader_read(a->rd, &a->eof);
+    if (!doc) break;
+    if (as_doc_to_row(a->s, doc, &a->d[a->m].row, &err) != AS_OK) die("as_doc_to_row", err.message);
+    a->m++;
+  }
+  a->secs = now_s() - t;
+  return NULL;
+}
+
 /* Reads every document of the dump (read into memory before the timing, as the baseline's
- * data is made before it), maps and applies in batches; returns rows applied.
- * *map_s receives the time spent reading + mapping, *total_s the whole. */
+ * data is made before it), maps and applies in batches, the next batch read and mapped while
+ * one is applied; returns rows applied. *map_s receives the time spent reading + mapping (on
+ * the second thread), *apply_s the time in the adapter, *total_s the whole. */
 static size_t run_connector(as_node *n, const as_schema *s, const as_buf *dump, double *map_s,
-                            double *total_s) {
-  as_delta *d = calloc(BATCH, sizeof *d);
-  for (size_t i = 0; i < BATCH; i++) {
-    as_delta_init(&d[i], s, AS_OP_INSERT);
-    as_delta_set_origin(&d[i], "mongo");
+                            double *apply_s, double *total_s) {
+  as_delta *buf[2];
+  for (int k = 0; k < 2; k++) {
+    buf[k] = calloc(BATCH, sizeof *buf[k]);
+    for (size_t i = 0; i < BATCH; i++) {
+      as_delta_init(&buf[k][i], s, AS_OP_INSERT);
+      as_delta_set_origin(&buf[k][i], "mongo");
+    }
   }
   as_dead_list dead = {0};
   as_error err = {0};
-  bson_error_t berr;
   char ck[32];
   size_t total = 0;
-  double tmap = 0, t0 = now_s();
+  double tmap = 0, tapply = 0, t0 = now_s();
   bson_reader_t *rd = bson_reader_new_from_data(dump->data, dump->len);
-  bool eof = false;
-  (void)berr;
-  while (!eof) {
-    double tm = now_s();
-    size_t m = 0;
-    while (m < BATCH) {
-      const bson_t *doc = bson_reader_read(rd, &eof);
-      if (!doc) break;
-      if (as_doc_to_row(s, doc, &d[m].row, &err) != AS_OK) die("as_doc_to_row", err.message);
-      m++;
-    }
-    tmap += now_s() - tm;
+  ahead a = {.rd = rd, .s = s, .d = buf[0]};
+  map_batch(&a);
+  int cur = 0;
+  for (;;) {
+    size_t m = a.m;
+    tmap += a.secs;
     if (m == 0) break;
+    bool more = !a.eof;
+    pthread_t th;
+    if (more) {
+      a.d = buf[1 - cur];
+      if (pthread_create(&th, NULL, map_batch, &a) != 0) die("thread", "pthread_create");
+    }
+    double ta = now_s();
     snprintf(ck, sizeof ck, "%zu", total + m);
-    if (A->begin(n, &err) || A->apply(n, d, m, &dead, &err) ||
+    if (A->begin(n, &err) || A->apply(n, buf[cur], m, &dead, &err) ||
         A->commit(n, "mongo->pg", ck, &err))
       die("apply", err.message);
+    tapply += now_s() - ta;
     if (dead.n) die("apply", dead.items[0].error ? dead.items[0].error : "dead letter");
     total += m;
+    if (!more) break;
+    pthread_join(th, NULL);
+    cur = 1 - cur;
   }
   *total_s = now_s() - t0;
   *map_s = tmap;
+  *apply_s = tapply;
   bson_reader_destroy(rd);
-  for (size_t i = 0; i < BATCH; i++) as_delta_clear(&d[i]);
-  free(d);
+  for (int k = 0; k < 2; k++) {
+    for (size_t i = 0; i < BATCH; i++) as_delta_clear(&buf[k][i]);
+    free(buf[k]);
+  }
   as_dead_list_clear(&dead);
   return total;
 }
@@ -362,14 +403,14 @@ int main(int argc, char **argv) {
   size_t bytes = 0;
   for (size_t i = 0; i < nb; i++) bytes += bufs[i].len;
 
-  double best_a = 1e9, best_map = 0, best_c = 1e9;
+  double best_a = 1e9, best_map = 0, best_apply = 0, best_c = 1e9;
   for (int rep = 0; rep < reps; rep++) {
     reset_table(c, qtable);
-    double map_s, ta;
-    size_t got = run_connector(n, s, &dump, &map_s, &ta);
+    double map_s, apply_s, ta;
+    size_t got = run_connector(n, s, &dump, &map_s, &apply_s, &ta);
     if (got != nrows || count_rows(c, qtable) != (long long)nrows)
       die("connector", "row count mismatch");
-    if (ta < best_a) best_a = ta, best_map = map_s;
+    if (ta < best_a) best_a = ta, best_map = map_s, best_apply = apply_s;
     reset_table(c, qtable);
     double tc = run_copy(c, copy_sql, bufs, nb);
     if (count_rows(c, qtable) != (long long)nrows) die("copy", "row count mismatch");
@@ -377,8 +418,8 @@ int main(int argc, char **argv) {
     if (rep == 0) { /* both paths must have stored exactly the same rows */
       char *dc = table_digest(c, qtable);
       reset_table(c, qtable);
-      double m2, t2;
-      run_connector(n, s, &dump, &m2, &t2);
+      double m2, a2, t2;
+      run_connector(n, s, &dump, &m2, &a2, &t2);
       char *da = table_digest(c, qtable);
       if (strcmp(da, dc) != 0) die("check", "connector and COPY stored different rows");
       free(da);
@@ -386,10 +427,10 @@ int main(int argc, char **argv) {
     }
   }
   printf("e2e.snapshot_bson_to_pg ratio=%.2f connector_rows_per_s=%.0f copy_rows_per_s=%.0f "
-         "rows=%zu batch=%zu cols=%zu copy_mib=%.1f (connector time: read+map %.0f%%, "
-         "apply %.0f%%; target ratio >= 0.80)\n",
+         "rows=%zu batch=%zu cols=%zu copy_mib=%.1f (of the connector's time: read+map %.0f%% on "
+         "the read-ahead thread, apply %.0f%%; target ratio >= 0.80)\n",
          best_c / best_a, nrows / best_a, nrows / best_c, nrows, BATCH, s->ncols,
-         bytes / 1048576.0, 100 * best_map / best_a, 100 * (best_a - best_map) / best_a);
+         bytes / 1048576.0, 100 * best_map / best_a, 100 * best_apply / best_a);
   fflush(stdout);
 
   for (size_t i = 0; i < nb; i++) as_buf_free(&bufs[i]);
