@@ -21,7 +21,6 @@
 
 #define FAST_MIN 8          /* shortest insert run worth a COPY */
 #define STREAM_MIN 64       /* shortest run sent while it is formatted */
-#define STREAM_CHUNK 32768  /* bytes of COPY data sent at a time */
 #define PIPE_CHUNK 256      /* statements per pipeline round trip */
 #define OPTIMISTIC_SKIP 16  /* batches without direct COPY after a key clash */
 #define MAX_REPLAYS 4       /* failed pipelines per chunk before going row by row */
@@ -697,12 +696,12 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
-  /* A long run goes out while it is being formatted (stream_start): the first STREAM_CHUNK
-   * bytes start the direct COPY, each next STREAM_CHUNK is sent as it is complete. */
+  /* A long run goes out while it is being formatted (stream_start): the first PG_COPY_CHUNK
+   * bytes start the direct COPY, each next PG_COPY_CHUNK is sent as it is complete. */
   bool stream = t->optimistic_skip == 0 && m - i >= STREAM_MIN;
   size_t sent = 0, j;
   for (j = i; j < m; j++) {
-    if (stream && data.len - sent >= STREAM_CHUNK) {
+    if (stream && data.len - sent >= PG_COPY_CHUNK) {
       if (!started && (rc = stream_start(n, t, &started, err)) != AS_OK) goto cleanup;
       if (!started) {
         stream = false;

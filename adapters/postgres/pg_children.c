@@ -874,6 +874,8 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
   const as_schema *ts = t->s;
   row_list all_ = {0}, *all = &all_;
   as_buf data = AS_BUF_INIT, sql = AS_BUF_INIT;
+  bool started = false; /* the COPY is open: data[0..sent) went out */
+  size_t sent = 0;
   int rc = as_buf_printf(&sql, "COPY %s (", t->qname) != AS_OK ? oom(err) : AS_OK;
   for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++)
     if (as_buf_printf(&sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = oom(err);
@@ -900,8 +902,29 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
     }
     if (rc == AS_OK && ts->nchildren) rc = rows_keep(all, want, nwant, err);
     else as_child_rows_free(want, nwant);
+    /* sent while the rest is made, PG_COPY_CHUNK bytes at a time */
+    if (rc == AS_OK && data.len - sent >= PG_COPY_CHUNK) {
+      PGresult *r = NULL;
+      if (!started && pg_copy_start(n->conn, as_buf_cstr(&sql), &r) != AS_OK) {
+        rc = pg_fail(n->conn, r, "write child rows (copy)", err);
+        if (rc != AS_RETRY && r) rc = err->code = AS_EDATA;
+      } else {
+        started = true;
+        if (pg_copy_put(n->conn, data.data + sent, data.len - sent) == AS_OK) sent = data.len;
+        else rc = AS_RETRY; /* the connection failed: the finish below says why */
+      }
+      PQclear(r);
+    }
   }
-  if (rc == AS_OK && data.len) {
+  if (started) { /* a failure before the end (rc set) abandons the COPY: the caller rolls back */
+    PGresult *r = NULL;
+    bool ok = rc == AS_OK && pg_copy_put(n->conn, data.data + sent, data.len - sent) == AS_OK;
+    if (pg_copy_finish(n->conn, ok, &r) != AS_OK && (rc == AS_OK || rc == AS_RETRY)) {
+      rc = pg_fail(n->conn, r, "write child rows (copy)", err);
+      if (rc != AS_RETRY && r) rc = err->code = AS_EDATA;
+    }
+    PQclear(r);
+  } else if (rc == AS_OK && data.len) {
     PGresult *r = NULL;
     if (pg_copy_in(n->conn, as_buf_cstr(&sql), &data, &r) != AS_OK) {
       rc = pg_fail(n->conn, r, "write child rows (copy)", err);

@@ -160,6 +160,7 @@ int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res);
  * (AS_ERR with *res when the statement was refused), pg_copy_put any number of times
  * (AS_ERR: the connection failed; finish with ok false), pg_copy_finish (AS_ERR with *res
  * when PostgreSQL refused the data or ok was false). */
+#define PG_COPY_CHUNK 32768 /* bytes of COPY data sent at a time while the rest is made */
 int pg_copy_start(PGconn *c, const char *sql, PGresult **res);
 int pg_copy_put(PGconn *c, const void *data, size_t len);
 int pg_copy_finish(PGconn *c, bool ok, PGresult **res);

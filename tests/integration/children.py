@@ -180,6 +180,37 @@ def main():
     got = {k: (orders(k), tags(k)) for k in want}
     check("30 new documents at once: every child row, tab, newline, backslash and missing field kept",
           got == want, [(k, got[k], want[k]) for k in want if got[k] != want[k]][:2])
+    # 600 more: about 150 KB of child rows, which go out in pieces while the rest are made
+    def big_docs(prefix, n):
+        return [SON([("_id", "%s%03d" % (prefix, i)), ("name", "B%d" % i),
+                     ("orders", [SON([("sku", "k%d-%d" % (i, j)), ("qty", i * 10 + j), ("note", "n" * 100 + str(i))])
+                                 for j in range(i % 4)])]) for i in range(n)]
+
+    def big_want(docs):
+        return {d["_id"]: [(j, e["sku"], e["qty"], {"note": e["note"]}) for j, e in enumerate(d["orders"])]
+                for d in docs}
+    big = big_docs("b", 600)
+    m.insert_many(big)
+    run()
+    want = big_want(big)
+    got = {k: orders(k) for k in want}
+    check("600 new documents at once: every child row", got == want,
+          [(k, got[k], want[k]) for k in want if got[k] != want[k]][:2])
+    if a.kind == "postgres":  # a NUL byte (PostgreSQL text cannot store it) after pieces went out
+        big = big_docs("x", 300)
+        big[250]["orders"][1]["sku"] = "bad\x00sku"
+        m.insert_many(big)
+        run()
+        want = big_want([d for d in big if d["_id"] != "x250"])
+        got = {k: orders(k) for k in want}
+        check("300 more, one element with a NUL byte: every other child row", got == want,
+              [(k, got[k], want[k]) for k in want if got[k] != want[k]][:2])
+        dl = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+        errs = " | ".join("%s %s" % (x.get("key"), x.get("error")) for x in dl)
+        check("the element with a NUL byte: a dead letter naming it, no child row of its document",
+              "NUL byte" in errs and "x250" in errs and orders("x250") == [], (errs[:600], orders("x250")))
+        m.delete_one({"_id": "x250"})  # (what follows compares every document)
+        run()
 
     m.update_one({"_id": "c1"}, {"$push": {"orders": {"sku": "c", "qty": 3}}})
     run()
