@@ -538,54 +538,46 @@ static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *m
   return rc;
 }
 
-/* Starts the direct COPY of a run (under the savepoint fast_insert expects) before the run
- * is all formatted, so PostgreSQL parses rows while the rest are made. *started false when
- * the statement was refused for a reason that is not retryable: the savepoint is undone and
- * fast_insert then does the whole run as usual (and meets the refusal again). */
-static int stream_start(as_node *n, pg_table *t, bool *started, as_error *err) {
+/* Starts the direct COPY of a run (the statement `direct`, under the savepoint fast_insert
+ * expects) before the run is all formatted, so PostgreSQL parses rows while the rest are
+ * made. *started false when the statement was refused for a reason that is not retryable:
+ * the savepoint is undone and fast_insert then does the whole run as usual (and meets the
+ * refusal again). */
+static int stream_start(as_node *n, const char *direct, bool *started, as_error *err) {
   PGconn *c = n->conn;
-  as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
   PGresult *r = NULL;
   int rc;
   *started = false;
-  if (copy_sqls(t, &direct, &stage, &merge) != AS_OK)
-    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-  else if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK)
+  if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK)
     ;
-  else if (pg_copy_start(c, as_buf_cstr(&direct), &r) == AS_OK)
+  else if (pg_copy_start(c, direct, &r) == AS_OK)
     *started = true;
   else if (pg_retryable(c, r))
     rc = pg_fail(c, r, "apply: copy", err);
   else if ((rc = pg_exec(c, PG_SQL_ROLLBACK_TO, "apply: rollback to savepoint", err)) == AS_OK)
     rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
   PQclear(r);
-  as_buf_free(&direct);
-  as_buf_free(&stage);
-  as_buf_free(&merge);
   return rc;
 }
 
 /* COPY of a run; returns AS_OK (applied; *fresh: straight into the table, so none of its
  * keys existed), AS_EDATA (permanent failure: caller replays the run delta by delta), or
- * AS_RETRY/AS_ERR. `started`: stream_start began the direct COPY and data[0..sent) is sent. */
-static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool started, size_t sent,
+ * AS_RETRY/AS_ERR. direct, stage, merge: the statements copy_sqls made. `started`:
+ * stream_start began the direct COPY and data[0..sent) is sent. */
+static int fast_insert(as_node *n, pg_table *t, const as_buf *data, const char *direct,
+                       const char *stage, const char *merge, bool started, size_t sent,
                        bool *fresh, as_error *err) {
   PGconn *c = n->conn;
-  as_buf direct = AS_BUF_INIT, stage = AS_BUF_INIT, merge = AS_BUF_INIT;
+  as_buf trunc = AS_BUF_INIT;
   PGresult *r = NULL;
   int rc;
-  if (copy_sqls(t, &direct, &stage, &merge) != AS_OK) {
-    rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
-    if (started) pg_copy_finish(c, false, &r); /* the transaction is given up anyway */
-    goto cleanup;
-  }
   if (started || t->optimistic_skip == 0) {
     int cr;
     if (started) {
       cr = pg_copy_finish(c, pg_copy_put(c, data->data + sent, data->len - sent) == AS_OK, &r);
     } else {
       if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
-      cr = pg_copy_in(c, as_buf_cstr(&direct), data, &r);
+      cr = pg_copy_in(c, direct, data, &r);
     }
     if (cr == AS_OK) {
       rc = pg_exec(c, PG_SQL_RELEASE, "apply: release", err);
@@ -611,15 +603,14 @@ static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool started
   }
   if ((rc = ensure_stage(n, t, err)) != AS_OK) goto cleanup;
   if ((rc = pg_exec(c, PG_SQL_SAVEPOINT, "apply: savepoint", err)) != AS_OK) goto cleanup;
-  as_buf_reset(&direct);
-  if (as_buf_printf(&direct, "TRUNCATE %s", t->qstage) != AS_OK) {
+  if (as_buf_printf(&trunc, "TRUNCATE %s", t->qstage) != AS_OK) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
-  if ((rc = pg_exec(c, as_buf_cstr(&direct), "apply: truncate staging", err)) != AS_OK)
+  if ((rc = pg_exec(c, as_buf_cstr(&trunc), "apply: truncate staging", err)) != AS_OK)
     goto cleanup;
-  if (pg_copy_in(c, as_buf_cstr(&stage), data, &r) == AS_OK) {
-    r = PQexec(c, as_buf_cstr(&merge));
+  if (pg_copy_in(c, stage, data, &r) == AS_OK) {
+    r = PQexec(c, merge);
     if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
       PQclear(r);
       r = NULL;
@@ -636,9 +627,7 @@ static int fast_insert(as_node *n, pg_table *t, const as_buf *data, bool started
     rc = AS_EDATA;
 cleanup:
   PQclear(r);
-  as_buf_free(&direct);
-  as_buf_free(&stage);
-  as_buf_free(&merge);
+  as_buf_free(&trunc);
   return rc;
 }
 
@@ -690,9 +679,10 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
   while (ks.cap < 2 * (m - i)) ks.cap *= 2;
   ks.slot = calloc(ks.cap, sizeof *ks.slot);
   as_buf data = AS_BUF_INIT, key = AS_BUF_INIT;
+  as_buf direct_sql = AS_BUF_INIT, stage_sql = AS_BUF_INIT, merge_sql = AS_BUF_INIT;
   size_t *idx = calloc(m - i, sizeof *idx);
   size_t nidx = 0;
-  if (!ks.slot || !idx) {
+  if (!ks.slot || !idx || copy_sqls(t, &direct_sql, &stage_sql, &merge_sql) != AS_OK) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
@@ -702,7 +692,8 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
   size_t sent = 0, j;
   for (j = i; j < m; j++) {
     if (stream && data.len - sent >= PG_COPY_CHUNK) {
-      if (!started && (rc = stream_start(n, t, &started, err)) != AS_OK) goto cleanup;
+      if (!started && (rc = stream_start(n, as_buf_cstr(&direct_sql), &started, err)) != AS_OK)
+        goto cleanup;
       if (!started) {
         stream = false;
       } else if (pg_copy_put(n->conn, data.data + sent, data.len - sent) == AS_OK) {
@@ -758,7 +749,8 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
   }
   *used = j - i;
   if (nidx > 0 || started) {
-    rc = fast_insert(n, t, &data, started, sent, &direct, err);
+    rc = fast_insert(n, t, &data, as_buf_cstr(&direct_sql), as_buf_cstr(&stage_sql),
+                     as_buf_cstr(&merge_sql), started, sent, &direct, err);
     started = false; /* fast_insert ended the COPY */
     if (fresh) *fresh = rc == AS_OK && direct && nidx == *used;
     if (rc == AS_EDATA) {
@@ -780,6 +772,9 @@ cleanup:
   keyset_clear(&ks);
   as_buf_free(&data);
   as_buf_free(&key);
+  as_buf_free(&direct_sql);
+  as_buf_free(&stage_sql);
+  as_buf_free(&merge_sql);
   free(idx);
   return rc;
 }
