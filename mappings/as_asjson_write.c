@@ -69,25 +69,31 @@ static AS_MUSTCHECK int put_string(as_buf *b, const char *s, size_t n, bool doll
   if (dollar) *o++ = '$';
   const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
   while (p < e) {
-    /* 8 bytes at a time while none needs a look (< 0x20, '"', '\\', >= 0x80) */
-    while (e - p >= 8) {
+    /* a short rest (the usual key or value) is copied whole first, then scanned for the first
+     * byte that needs a look (< 0x20, '"', '\\', >= 0x80): room for n * 6 bytes is reserved,
+     * so the copy fits, and it is bounded, so many escapes cost no more than a byte each */
+    const uint8_t *st = p;
+    bool copied = e - p <= 32;
+    if (copied) memcpy(o, p, (size_t)(e - p));
+    while (e - p >= 8) { /* 8 at a time: the lowest flagged byte is exact (borrows only go up) */
       uint64_t x;
       memcpy(&x, p, 8);
       uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
-      uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x;
-      if (hit & high) break;
-      memcpy(o, &x, 8);
-      o += 8;
+      uint64_t hit = (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x) & high;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      if (hit) {
+        p += __builtin_ctzll(hit) >> 3;
+        goto look;
+      }
+#else
+      if (hit) break;
+#endif
       p += 8;
     }
-    const uint8_t *st = p;
     while (p < e && !json_esc[*p]) p++;
-    if (p - st > 16) {
-      memcpy(o, st, (size_t)(p - st));
-      o += p - st;
-    } else {
-      while (st < p) *o++ = *st++;
-    }
+  look:
+    if (!copied) memcpy(o, st, (size_t)(p - st));
+    o += p - st;
     if (p >= e) break;
     if (json_esc[*p] == 1) {
       o = escape(o, *p++);
@@ -320,23 +326,32 @@ int as_jsonw_doc(as_bsonr *r, bool is_array, as_buf *b, int depth) {
   as_bsonr_el e;
   int rc;
   if (depth > AS_JSON_MAX_DEPTH) return AS_EINVAL;
-  if (!is_array) {
-    int dr = as_bsonr_dup_key(r, &e);
-    if (dr == 1) return AS_JSONW_EDUP;
-    if (dr == AS_ERR) return AS_ERR; /* corrupt: found by the walk below */
-  }
+  /* a key twice: checked as the keys are written (as_keyset); a document of more than
+   * AS_KEYSET_MAX keys once it is written */
+  as_keyset seen;
+  as_keyset_init(&seen);
+  const as_bsonr start = *r;
+  bool seen_all = true;
   if (bput(b, is_array ? '[' : '{') != AS_OK) return AS_ERR;
   bool first = true;
   while ((rc = as_bsonr_next(r, &e)) == 1) {
     if (!first && bput(b, ',') != AS_OK) return AS_ERR;
     first = false;
     if (!is_array) {
+      int ks = as_keyset_add(&seen, &e);
+      if (ks == 1) return AS_JSONW_EDUP;
+      if (ks == 2) seen_all = false;
       if ((rc = as_jsonw_key(b, e.key, e.keylen)) != AS_OK) return rc;
       if (bput(b, ':') != AS_OK) return AS_ERR;
     }
     if ((rc = as_jsonw_value(&e, b, depth)) != AS_OK) return rc;
   }
   if (rc != 0) return AS_EINVAL;
+  if (!seen_all) {
+    int dr = as_bsonr_dup_key(&start, &e);
+    if (dr == 1) return AS_JSONW_EDUP;
+    if (dr != 0) return dr == AS_ERR ? AS_ERR : AS_EINVAL;
+  }
   return bput(b, is_array ? ']' : '}');
 }
 

@@ -121,19 +121,23 @@ static AS_MUSTCHECK int descend(walker *w, const as_bsonr_el *e, size_t depth, c
   return rc;
 }
 
+static AS_MUSTCHECK int twice(walker *w, const as_bsonr_el *dup) {
+  snprintf(w->why, WHY_MAX, "field \"%.*s\" appears twice in the document", (int)(dup->keylen > 100 ? 100 : dup->keylen),
+           dup->key);
+  return AS_EDATA;
+}
+
 static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const pref *refs, size_t nrefs) {
   pref sub[64];
   pref *heap = NULL;
   int rc = AS_OK;
   if (depth >= MAX_DEPTH) return AS_OK;
-  as_bsonr_el dup;
-  int dr = as_bsonr_dup_key(r, &dup);
-  if (dr == AS_ERR) return AS_ERR;
-  if (dr == 1) { /* which value would the column or the catch-all keep? neither: refused */
-    snprintf(w->why, WHY_MAX, "field \"%.*s\" appears twice in the document", (int)(dup.keylen > 100 ? 100 : dup.keylen),
-             dup.key);
-    return AS_EDATA;
-  }
+  /* a field twice: which value would the column or the catch-all keep? neither: refused
+   * (checked as the walk goes; a level of more than AS_KEYSET_MAX fields once it is walked) */
+  as_keyset seen;
+  as_keyset_init(&seen);
+  const as_bsonr start = *r;
+  bool seen_all = true;
   if (nrefs > 64 && !(heap = malloc(nrefs * sizeof *heap))) return AS_ERR;
   pref *m = heap ? heap : sub;
   /* refs bucketed by name length (chains through nxt), so a field is compared only with
@@ -152,6 +156,12 @@ static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const p
   as_bsonr_el e;
   int more;
   while ((more = as_bsonr_next(r, &e)) == 1) {
+    int ks = as_keyset_add(&seen, &e);
+    if (ks == 1) {
+      rc = twice(w, &e);
+      goto done;
+    }
+    if (ks == 2) seen_all = false;
     size_t kl = e.keylen, nm = 0;
     for (int i = bucket[kl < 31 ? kl : 31]; i >= 0; i = nxt[i]) {
       const char *p = refs[i].path[depth];
@@ -174,6 +184,11 @@ static AS_MUSTCHECK int walk_level(walker *w, as_bsonr *r, size_t depth, const p
   if (more != 0) {
     snprintf(w->why, WHY_MAX, "invalid BSON document (corrupt at byte %u of a %u-byte document)", r->off, r->len);
     rc = AS_EDATA;
+  } else if (!seen_all) {
+    as_bsonr_el dup;
+    int dr = as_bsonr_dup_key(&start, &dup);
+    if (dr == 1) rc = twice(w, &dup);
+    else if (dr != 0) rc = dr == AS_ERR ? AS_ERR : AS_EDATA;
   }
 done:
   if (heap) free(heap); /* rarely allocated: no free(NULL) call per level */

@@ -175,6 +175,30 @@ int as_bsonr_dup_key(const as_bsonr *r, as_bsonr_el *dup) {
   return rc != 0 ? AS_EDATA : found;
 }
 
+int as_keyset_add_hashed(as_keyset *ks, const as_bsonr_el *e, uint32_t h) {
+  enum { SLOTS = sizeof ks->slot };
+  uint32_t n = ks->n;
+  if (n == 8) { /* the set starts: the first 8 keys (all distinct) go in */
+    memset(ks->slot, 0, sizeof ks->slot);
+    for (uint32_t i = 0; i < 8; i++) {
+      uint32_t s = ks->k[i].h & (SLOTS - 1);
+      while (ks->slot[s]) s = (s + 1) & (SLOTS - 1);
+      ks->slot[s] = (uint8_t)(i + 1);
+    }
+  }
+  uint32_t s = h & (SLOTS - 1);
+  for (; ks->slot[s]; s = (s + 1) & (SLOTS - 1)) {
+    const uint32_t i = ks->slot[s] - 1u;
+    if (ks->k[i].h == h && ks->k[i].len == e->keylen && memcmp(ks->k[i].key, e->key, e->keylen) == 0) return 1;
+  }
+  ks->slot[s] = (uint8_t)(n + 1); /* at most 32 of 64 slots are used: a free one is always found */
+  ks->k[n].key = e->key;
+  ks->k[n].len = e->keylen;
+  ks->k[n].h = h;
+  ks->n = n + 1;
+  return 0;
+}
+
 int as_bsonr_first(const bson_t *holder, as_bsonr_el *e) {
   as_bsonr r;
   if (as_bsonr_init_doc(&r, holder) != AS_OK) return AS_EDATA;

@@ -69,6 +69,62 @@ int as_bsonr_find(const as_bsonr *r, const char *key, size_t keylen, as_bsonr_el
  * documents of up to 128 fields, no quadratic time). */
 int as_bsonr_dup_key(const as_bsonr *r, as_bsonr_el *dup) AS_MUSTCHECK;
 
+/* The keys of one document met so far in a walk, so that a walk can refuse a key met twice
+ * as it goes (as_bsonr_dup_key's answer without a second pass over the document). Keeps up to
+ * AS_KEYSET_MAX keys: pairwise for the first 8 (a 32-bit digest compared first), an
+ * open-addressing set of 64 slots after that. Past AS_KEYSET_MAX the set stops
+ * (as_keyset_add returns 2): the caller checks the whole document with as_bsonr_dup_key
+ * once it has walked it. Nothing is allocated; about 600 bytes on the stack. */
+#define AS_KEYSET_MAX 32
+typedef struct as_keyset {
+  uint32_t n;
+  struct {
+    const char *key;
+    uint32_t len;
+    uint32_t h;
+  } k[AS_KEYSET_MAX];
+  uint8_t slot[64]; /* index + 1 into k[], 0: empty (once n > 8) */
+} as_keyset;
+
+static inline void as_keyset_init(as_keyset *ks) { ks->n = 0; }
+
+/* e (just returned by as_bsonr_next): 0 new (remembered), 1 already met, 2 the set is full
+ * (e is not remembered; no more answers from this set). */
+static inline int as_keyset_add(as_keyset *ks, const as_bsonr_el *e) AS_MUSTCHECK;
+
+/* Out-of-line part of as_keyset_add (the set of 64 slots). */
+int as_keyset_add_hashed(as_keyset *ks, const as_bsonr_el *e, uint32_t h) AS_MUSTCHECK;
+
+static inline int as_keyset_add(as_keyset *ks, const as_bsonr_el *e) {
+  uint32_t n = ks->n, len = e->keylen;
+  if (n >= AS_KEYSET_MAX) return 2;
+  /* digest of the length and the first and last (up to) 8 bytes; a document holds at least
+   * the key's NUL, the value and its own final NUL after the key */
+  const uint8_t *k = (const uint8_t *)e->key;
+  uint64_t a = 0, z = 0;
+  size_t readable = (size_t)(e->val + e->vlen + 1 - k);
+  if (len >= 8) {
+    memcpy(&a, k, 8);
+    memcpy(&z, k + len - 8, 8);
+  } else if (readable >= 8) {
+    memcpy(&a, k, 8);
+    a &= len ? ~0ULL >> (64 - 8 * len) : 0;
+  } else {
+    for (uint32_t i = 0; i < len; i++) a |= (uint64_t)k[i] << (8 * i);
+  }
+  uint64_t x = (a ^ (z << 13 | z >> 51) ^ len) * 0x9E3779B97F4A7C15ULL;
+  uint32_t h = (uint32_t)(x >> 32);
+  if (n >= 8) return as_keyset_add_hashed(ks, e, h);
+  for (uint32_t i = 0; i < n; i++) {
+    if (ks->k[i].h == h && ks->k[i].len == len && memcmp(ks->k[i].key, e->key, len) == 0) return 1;
+  }
+  ks->k[n].key = e->key;
+  ks->k[n].len = len;
+  ks->k[n].h = h;
+  ks->n = n + 1;
+  return 0;
+}
+
 /* The single element of a document built by bson_append_iter (as_bson.h functions taking a
  * bson_iter_t read it this way, through libbson's public API only). */
 int as_bsonr_first(const bson_t *holder, as_bsonr_el *e) AS_MUSTCHECK;

@@ -608,6 +608,13 @@ static bool parse_uuid(const char *s, size_t len, uint8_t out[16]) {
 bool as_utf8_valid(const char *s, size_t n) {
   const uint8_t *p = (const uint8_t *)s, *e = p + n;
   while (p < e) {
+    while (e - p >= 8) { /* ASCII 8 bytes at a time */
+      uint64_t x;
+      memcpy(&x, p, 8);
+      if (x & 0x8080808080808080ULL) break;
+      p += 8;
+    }
+    if (p >= e) break;
     if (*p < 0x80) {
       p++;
       continue;

@@ -193,6 +193,16 @@ START_TEST(test_conversion_errors) {
   /* a field twice: neither value is taken (as_bsonr_dup_key) */
   row_error(users, "{\"_id\":" UID ",\"email\":\"e\",\"email\":null}",
             "mapping users, key ?, field \"*\": field \"email\" appears twice in the document");
+  /* ... also among many fields (the walk's key set: 20 fields; beyond its 32: checked after the walk) */
+  for (int nf = 20; nf <= 60; nf += 40) {
+    char doc[2048];
+    int o = snprintf(doc, sizeof doc, "{\"_id\":" UID ",\"email\":\"e\"");
+    for (int f = 0; f < nf; f++) o += snprintf(doc + o, sizeof doc - (size_t)o, ",\"f%d\":%d", f, f);
+    snprintf(doc + o, sizeof doc - (size_t)o, ",\"f%d\":true}", nf - 3);
+    char msg[160];
+    snprintf(msg, sizeof msg, "mapping users, key ?, field \"*\": field \"f%d\" appears twice in the document", nf - 3);
+    row_error(users, doc, msg);
+  }
   row_error(users, "{\"_id\":" UID "}",
             "mapping users, key " KEYJSON ", field \"email\": required column \"email\" is missing or null");
   row_error(users, "{\"email\":\"e\"}", "mapping users, key ?, field \"_id\": required column \"id\" is missing or null");

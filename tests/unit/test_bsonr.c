@@ -9,7 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "as_bson.h"
 #include "as_bsonr.h"
+#include "as_buf.h"
 #include "as_test_util.h"
 
 /* A heap copy of exactly the document's bytes. */
@@ -176,6 +178,96 @@ START_TEST(test_dup_key) {
       bson_destroy(&b);
     }
   }
+}
+END_TEST
+
+/* A random document for the key-set property: up to 80 keys drawn from few short names and a
+ * few long ones sharing a prefix and a suffix (so the digest's parts collide), values of sizes
+ * 0 (null: a short key may end the document with fewer than 8 bytes after it), 4, 8 and more;
+ * sometimes a sub-document holding the same shape. *has_dup: some level has a key twice. */
+static void random_doc(bson_t *b, unsigned *seed, int depth, bool *has_dup) {
+  static const char *names[] = {"", "a", "b", "ab", "ba", "abcdefg", "abcdefh", "abcdefgh", "_id",
+                                "long_prefix_middle_suffix", "long_prefix_MIDDLE_suffix",
+                                "long_prefix_middle_suffiy", "0123456789abcdef", "0123456789abcdeg"};
+  enum { NNAMES = sizeof names / sizeof *names };
+  int n = (int)(rand_r(seed) % 81);
+  bool pool_small = rand_r(seed) % 2; /* few names: a key twice is likely */
+  char keys[90][40];
+  int nk = 0;
+  for (int i = 0; i < n; i++) {
+    char k[40];
+    if (pool_small) snprintf(k, sizeof k, "%s", names[rand_r(seed) % NNAMES]);
+    else snprintf(k, sizeof k, "%s%d", names[rand_r(seed) % NNAMES], (int)(rand_r(seed) % 400));
+    for (int j = 0; j < nk; j++)
+      if (strcmp(keys[j], k) == 0) *has_dup = true;
+    snprintf(keys[nk++], sizeof keys[0], "%s", k);
+    switch (rand_r(seed) % 5) {
+      case 0: BSON_APPEND_NULL(b, k); break;
+      case 1: BSON_APPEND_INT32(b, k, i); break;
+      case 2: BSON_APPEND_INT64(b, k, i); break;
+      case 3: BSON_APPEND_UTF8(b, k, "some text"); break;
+      default:
+        if (depth < 2) {
+          bson_t sub;
+          BSON_APPEND_DOCUMENT_BEGIN(b, k, &sub);
+          random_doc(&sub, seed, depth + 1, has_dup);
+          bson_append_document_end(b, &sub);
+        } else {
+          BSON_APPEND_BOOL(b, k, true);
+        }
+    }
+  }
+}
+
+/* A walk with as_keyset (and as_bsonr_dup_key once it is full) finds a key twice exactly when
+ * a pairwise comparison does; the writer of AS-JSON refuses exactly those documents. */
+START_TEST(test_keyset_property) {
+  unsigned seed = 20261206u;
+  int dups = 0, full = 0;
+  for (int round = 0; round < 4000; round++) {
+    bson_t b = BSON_INITIALIZER;
+    bool nested_dup = false;
+    unsigned s0 = seed;
+    random_doc(&b, &seed, 2, &nested_dup); /* depth 2: one level, no sub-documents */
+    as_bsonr r;
+    as_bsonr_el e;
+    ck_assert_int_eq(as_bsonr_init_doc(&r, &b), AS_OK);
+    as_keyset ks;
+    as_keyset_init(&ks);
+    int found = 0, rc;
+    bool gave_up = false;
+    while ((rc = as_bsonr_next(&r, &e)) == 1 && !found) {
+      int a = as_keyset_add(&ks, &e);
+      ck_assert(a >= 0 && a <= 2);
+      if (a == 1) found = 1;
+      if (a == 2) gave_up = true;
+    }
+    if (!found && gave_up) {
+      full++;
+      ck_assert_int_eq(as_bsonr_init_doc(&r, &b), AS_OK);
+      found = as_bsonr_dup_key(&r, &e);
+    }
+    ck_assert_msg(found == (int)nested_dup, "round %d (seed %u): found %d, expected %d", round, s0, found,
+                  (int)nested_dup);
+    dups += found;
+    bson_destroy(&b);
+
+    /* nested documents through the AS-JSON writer */
+    bson_t d = BSON_INITIALIZER;
+    bool any_dup = false;
+    random_doc(&d, &seed, 0, &any_dup);
+    as_buf out = AS_BUF_INIT;
+    as_error err = {0};
+    int wr = as_bson_to_asjson(&d, false, &out, &err);
+    ck_assert_msg((wr != AS_OK) == any_dup, "round %d: writer %d (%s), key twice: %d", round, wr, err.message,
+                  (int)any_dup);
+    if (wr != AS_OK) ck_assert_msg(strstr(err.message, "twice") != NULL, "%s", err.message);
+    as_buf_free(&out);
+    bson_destroy(&d);
+  }
+  ck_assert_int_gt(dups, 500); /* both answers were met often */
+  ck_assert_int_gt(4000 - dups, 500);
+  ck_assert_int_gt(full, 100);
 }
 END_TEST
 
@@ -379,6 +471,7 @@ int main(void) {
   Suite *s = suite_create("bsonr");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_dup_key);
+  tcase_add_test(tc, test_keyset_property);
   tcase_add_test(tc, test_every_type);
   tcase_add_test(tc, test_truncated);
   tcase_add_test(tc, test_corrupt_elements);
