@@ -143,6 +143,13 @@ const char *as_state_node_name(as_state *st, uint16_t id);
 /* Versions. key: canonical key text. AS_ENOTFOUND if none. */
 int as_state_version_get(as_state *st, const char *mapping, const char *key, as_version *out,
                          as_error *err) AS_MUSTCHECK;
+/* The versions of n keys (mappings[i], keys[i]) in one call: the same answers as n calls of
+ * as_state_version_get (found[i] false where it gives AS_ENOTFOUND; out[i] is then left as
+ * it was), read under one hold of the lock and, outside a transaction, in one read
+ * transaction of the store (one WAL read lock instead of one per key). AS_OK, or the first
+ * error (the rest of out/found undefined). */
+int as_state_version_get_many(as_state *st, const char *const *mappings, const char *const *keys, size_t n,
+                              as_version *const *out, bool *found, as_error *err) AS_MUSTCHECK;
 /* Inside as_state_begin/commit the hot-key cache follows the commit (a rolled-back put never
  * reaches it); outside a transaction a put commits by itself. */
 int as_state_version_put(as_state *st, const char *mapping, const char *key,

@@ -757,6 +757,26 @@ int as_state_version_get(as_state *st, const char *mapping, const char *key, as_
   return rc;
 }
 
+int as_state_version_get_many(as_state *st, const char *const *mappings, const char *const *keys, size_t n,
+                              as_version *const *out, bool *found, as_error *err) {
+  pthread_mutex_lock(&st->mu);
+  /* outside a transaction each statement would take and drop the WAL read lock by itself */
+  bool own = n > 1 && st->txn_depth == 0 && sqlite3_get_autocommit(st->db) &&
+             sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+  int rc = AS_OK;
+  for (size_t i = 0; i < n && rc == AS_OK; i++) {
+    int g = version_get_locked(st, mappings[i], keys[i], out[i], err);
+    found[i] = g == AS_OK;
+    if (g != AS_OK && g != AS_ENOTFOUND) rc = g;
+  }
+  if (own && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    /* a read transaction: nothing to lose; never leave it open */
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
 static int stage_cache(as_state *st, uint64_t tag, cache_entry *e) {
   if (st->npending == st->cappending) {
     size_t cap = st->cappending ? st->cappending * 2 : 256;
