@@ -713,15 +713,21 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
     for (size_t c = 0; c < s->ntable && !bad; c++) {
       char *txt = NULL;
       as_error e = {0};
-      if (pg_value_to_text(&d[j].row.v[c], &txt, &e) != AS_OK) {
+      if (c && as_buf_putc(&data, '\t') != AS_OK) {
+        rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+        goto cleanup;
+      }
+      /* a key column's text is kept for the run's key set; the others go straight in */
+      int vr = s->cols[c].is_key ? pg_value_to_text(&d[j].row.v[c], &txt, &e) : pg_copy_value(&data, &d[j].row.v[c], &e);
+      if (vr != AS_OK) {
         as_error_prefix(&e, "column \"%s\"", s->cols[c].name);
         data.len = mark;
         if ((rc = dead_delta(n, dead, &d[j], base + j, e.message, err)) != AS_OK) goto cleanup;
         bad = true;
         break;
       }
-      if (c && as_buf_putc(&data, '\t') != AS_OK) rc = AS_ERR;
-      if (rc == AS_OK) rc = txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
+      if (!s->cols[c].is_key) continue;
+      rc = txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
       if (rc == AS_OK && s->cols[c].is_key) {
         rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f);
       }

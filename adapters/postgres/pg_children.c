@@ -887,16 +887,12 @@ static int fresh_copy(as_node *n, const as_schema *s, size_t ci, const as_delta 
     rc = as_child_rows(s, ci, &dj->row, &dj->row.v[s->children[ci].col], &want, &nwant, err);
     for (size_t w = 0; rc == AS_OK && w < nwant; w++) {
       for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
-        char *txt = NULL;
-        rc = pg_value_to_text(&want[w].v[c], &txt, err);
-        if (rc != AS_OK) {
+        if (c && as_buf_putc(&data, '\t') != AS_OK) {
+          rc = oom(err);
+        } else if ((rc = pg_copy_value(&data, &want[w].v[c], err)) != AS_OK) {
           as_error_prefix(err, "column \"%s\"", ts->cols[c].name);
           rc = rc == AS_ERR ? AS_ERR : AS_EDATA;
-        } else if ((c && as_buf_putc(&data, '\t') != AS_OK) ||
-                   (txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2)) != AS_OK) {
-          rc = oom(err);
         }
-        free(txt);
       }
       if (rc == AS_OK && as_buf_putc(&data, '\n') != AS_OK) rc = oom(err);
     }

@@ -153,6 +153,10 @@ bool pg_table_stmt_level(const as_node *n, const pg_table *t);
 int pg_value_to_text(const as_value *v, char **out, as_error *err);
 /* Appends s to b escaped for COPY's text format (backslash, newline, CR, tab). */
 int pg_copy_escape(as_buf *b, const char *s);
+/* Appends v to b as a COPY text-format field: what pg_value_to_text gives, escaped ("\\N" for
+ * NULL), written straight into b for the common types (no string per value). The same
+ * errors as pg_value_to_text (b may then hold part of the field: the caller cuts it off). */
+int pg_copy_value(as_buf *b, const as_value *v, as_error *err);
 /* COPY sql FROM STDIN with data (text format rows) on c. AS_ERR with *res (the failed result,
  * caller clears; may be NULL) when PostgreSQL refused it. */
 int pg_copy_in(PGconn *c, const char *sql, const as_buf *data, PGresult **res);
