@@ -2,7 +2,7 @@
  * same run:
  *   mongo.transcode ratio = (as_doc_to_row + as_delta_to_update per document)
  *                           / (a plain recursive bson_iter walk of the same documents)
- *                           target <= 3
+ *                           target <= 2 (issue "Speed"; it was 3 before)
  *   mongo.stream ratio    = change events/s through the adapter's poll
  *                           / events/s of a bare libmongoc change-stream loop reading the same
  *                           events from the same server; target >= 0.9
@@ -149,7 +149,7 @@ static int bench_transcode(const as_schema *s, int ndocs) {
     if (t2 - t1 < best_ours) best_ours = t2 - t1;
   }
   printf("mongo.transcode docs=%d walk_ns_per_doc=%.0f adapter_ns_per_doc=%.0f "
-         "(doc_to_row alone %.0f) ratio=%.2f (target <= 3; checksum %llu/%zu)\n",
+         "(doc_to_row alone %.0f) ratio=%.2f (target <= 2; checksum %llu/%zu)\n",
          ndocs, best_walk / ndocs * 1e9, best_ours / ndocs * 1e9, best_to_row / ndocs * 1e9,
          best_ours / best_walk,
          (unsigned long long)(sink & 0xff), out_bytes & 0xff);
