@@ -351,6 +351,15 @@ static int keep(eng_pair *p, eng_work *w, as_delta *d, bool whole, decided *x,
   return AS_OK;
 }
 
+/* x as the store gave it: found, or a key with no version yet. */
+static void decided_read(decided *x, bool found) {
+  x->found = found;
+  if (!found) memset(&x->v, 0, sizeof x->v);
+  x->orig = x->v;
+}
+
+/* The key's state in this batch: read by prefetch_states, or here for a key it did not
+ * read. */
 static decided *key_state(eng_pair *p, eng_work *w, const as_schema *s, const char *key,
                           as_error *err) {
   decided *x = eng_decided_get(w, s, key);
@@ -361,9 +370,7 @@ static decided *key_state(eng_pair *p, eng_work *w, const as_schema *s, const ch
   }
   int g = as_state_version_get(p->e->state, s->name, key, &x->v, err);
   if (g != AS_OK && g != AS_ENOTFOUND) return NULL;
-  x->found = g == AS_OK;
-  if (!x->found) memset(&x->v, 0, sizeof x->v);
-  x->orig = x->v;
+  decided_read(x, g == AS_OK);
   return x;
 }
 
@@ -721,12 +728,7 @@ static int prefetch_states(eng_pair *p, as_batch *b, eng_work *w, as_error *err)
     if (n == 0) continue;
     int rc = as_state_version_get_many(p->e->state, maps, keys, n, outs, found, err);
     if (rc != AS_OK) return rc;
-    for (size_t k = 0; k < n; k++) {
-      decided *x = xs[k];
-      x->found = found[k];
-      if (!x->found) memset(&x->v, 0, sizeof x->v);
-      x->orig = x->v;
-    }
+    for (size_t k = 0; k < n; k++) decided_read(xs[k], found[k]);
     n = 0;
   }
   return AS_OK;

@@ -728,9 +728,7 @@ static int try_fast(as_node *n, pg_table **tabs, const as_delta *d, size_t i, si
       }
       if (!s->cols[c].is_key) continue;
       rc = txt ? pg_copy_escape(&data, txt) : as_buf_append(&data, "\\N", 2);
-      if (rc == AS_OK && s->cols[c].is_key) {
-        rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f);
-      }
+      if (rc == AS_OK) rc = as_buf_append_str(&key, txt ? txt : "") || as_buf_putc(&key, 0x1f);
       free(txt);
       if (rc != AS_OK) {
         rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");

@@ -148,17 +148,7 @@ int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first,
 }
 
 
-int pg_copy_escape(as_buf *b, const char *s) {
-  for (;;) {
-    size_t run = strcspn(s, "\\\n\r\t"); /* copied as it is */
-    if (run && as_buf_append(b, s, run) != AS_OK) return AS_ERR;
-    s += run;
-    if (!*s) return AS_OK;
-    char e[2] = {'\\', *s == '\n' ? 'n' : *s == '\r' ? 'r' : *s == '\t' ? 't' : '\\'};
-    if (as_buf_append(b, e, 2) != AS_OK) return AS_ERR;
-    s++;
-  }
-}
+int pg_copy_escape(as_buf *b, const char *s) { return copy_escape_n(b, s, strlen(s)); }
 
 int pg_copy_start(PGconn *c, const char *sql, PGresult **res) {
   *res = NULL;

@@ -1,5 +1,5 @@
 /* test_pg_values.c — values as PostgreSQL COPY fields: pg_copy_value (written straight into the
- * COPY buffer) gives exactly what the text form does (pg_value_to_text, then pg_copy_escape,
+ * COPY buffer) gives exactly what the text form does (pg_value_to_text, then COPY's escape,
  * "\N" for NULL), and the same errors, for random values of every type. */
 #include <check.h>
 
@@ -92,6 +92,15 @@ static void random_value(uint64_t *seed, as_value *v) {
   }
 }
 
+/* COPY's text-format escape, written here independently of the adapter's: backslash,
+ * newline, CR and tab become two-byte escapes, every other byte is itself. */
+static void ref_escape(as_buf *b, const char *s) {
+  for (; *s; s++) {
+    const char *e = *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r" : *s == '\t' ? "\\t" : NULL;
+    ck_assert_int_eq(e ? as_buf_append(b, e, 2) : as_buf_append(b, s, 1), AS_OK);
+  }
+}
+
 START_TEST(test_copy_value_property) {
   uint64_t seed = 20261206;
   int errors = 0, escaped = 0;
@@ -105,7 +114,10 @@ START_TEST(test_copy_value_property) {
     as_error ew = {0}, eg = {0};
     char *txt = NULL;
     int rw = pg_value_to_text(&v, &txt, &ew);
-    if (rw == AS_OK) ck_assert_int_eq(txt ? pg_copy_escape(&want, txt) : as_buf_append(&want, "\\N", 2), AS_OK);
+    if (rw == AS_OK) {
+      if (txt) ref_escape(&want, txt);
+      else ck_assert_int_eq(as_buf_append(&want, "\\N", 2), AS_OK);
+    }
     free(txt);
     ck_assert_int_eq(as_buf_append(&got, "x\t", 2), AS_OK); /* appends after what is there */
     int rg = pg_copy_value(&got, &v, &eg);
