@@ -131,6 +131,18 @@ static void fails_clear(fail_list *f) {
   memset(f, 0, sizeof *f);
 }
 
+static int fail_add(fail_list *f, size_t op, int code, const char *msg, as_error *err) {
+  if (f->n == f->cap) {
+    size_t nc = f->cap ? f->cap * 2 : 16;
+    op_fail *p = realloc(f->v, nc * sizeof *p);
+    if (!p) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
+    f->v = p;
+    f->cap = nc;
+  }
+  f->v[f->n++] = (op_fail){.op = op, .code = code, .msg = strdup(msg)};
+  return AS_OK;
+}
+
 static bool transient_code(int code) {
   switch (code) {
     case 6: case 7: case 89: case 91: case 112: case 189: case 251: case 262: case 9001:
@@ -219,17 +231,7 @@ static int bulks_flush(as_node *n, bulk_set *b, fail_list *fails, as_error *err)
                               n->name, ob->coll, msg, code);
             continue;
           }
-          if (fails->n == fails->cap) {
-            size_t nc = fails->cap ? fails->cap * 2 : 16;
-            op_fail *p = realloc(fails->v, nc * sizeof *p);
-            if (!p) {
-              rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
-              break;
-            }
-            fails->v = p;
-            fails->cap = nc;
-          }
-          fails->v[fails->n++] = (op_fail){.op = ob->map[index], .code = code, .msg = strdup(msg)};
+          if ((rc = fail_add(fails, ob->map[index], code, msg, err)) != AS_OK) break;
         }
       }
       if (nwe == 0 && fails->n == 0) {
@@ -343,22 +345,27 @@ static int exec_ops(as_node *n, mongo_ops *ops, fail_list *fails, size_t *upto, 
     }
     bool ok;
     bson_t o = BSON_INITIALIZER;
+    /* field names: the server's rules (MongoDB 5.0+ stores empty names, names with '.' and
+     * names starting with '$'), not the driver's older ones, which refuse them all */
+    if (op->kind != MONGO_OP_DELETE) {
+      BSON_APPEND_BOOL(&o, "upsert", op->upsert);
+      BSON_APPEND_BOOL(&o, "validate", false);
+    }
     switch (op->kind) {
       case MONGO_OP_REPLACE:
-        BSON_APPEND_BOOL(&o, "upsert", op->upsert);
         ok = mongoc_bulk_operation_replace_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
         break;
       case MONGO_OP_UPDATE:
-        BSON_APPEND_BOOL(&o, "upsert", op->upsert);
         ok = mongoc_bulk_operation_update_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
         break;
       default:
         ok = mongoc_bulk_operation_remove_one_with_opts(ob->bulk, op->filter, NULL, &be);
     }
     bson_destroy(&o);
-    if (!ok) {
-      rc = as_error_set(err, AS_DOM_MONGO, AS_ERR, "node %s: mapping %s: bad write: %s", n->name,
-                        op->schema->name, be.message);
+    if (!ok) { /* the driver refuses this write: the writes before it go, it is the op that failed */
+      if ((rc = bulks_flush(n, &b, fails, err)) != AS_OK) goto cleanup;
+      *upto = i;
+      if (fails->n == 0 && (rc = fail_add(fails, i, 0, be.message, err)) != AS_OK) goto cleanup;
       goto cleanup;
     }
     ob->map[ob->n++] = i;

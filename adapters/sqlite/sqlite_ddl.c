@@ -50,7 +50,9 @@ void sq_upsert_sql(as_buf *b, const as_schema *s, const uint8_t *mask) {
 
 /* JSON form of one column value inside a trigger (see README.md "changelog"). REAL values are
  * printed with 20 significant digits (json_object's own %.15g is lossy), ±Inf as text, BLOBs
- * as {"$b": hex} because JSON cannot hold blobs (json_object would fail the user's write). */
+ * as {"$b": hex} because JSON cannot hold blobs (json_object would fail the user's write),
+ * TEXT through `|| ''`, which drops the JSON subtype a value made by json_set() & co. carries
+ * into the trigger (json_object would embed it as an object, not as the column's text). */
 static void cell_expr(as_buf *b, const char *row, const char *col) {
   as_buf x = AS_BUF_INIT;
   as_buf_append_str(&x, row);
@@ -67,7 +69,9 @@ static void cell_expr(as_buf *b, const char *row, const char *col) {
   as_buf_append_str(b, X);
   as_buf_append_str(b, ")) END WHEN 'blob' THEN json_object('$b', hex(");
   as_buf_append_str(b, X);
-  as_buf_append_str(b, ")) ELSE ");
+  as_buf_append_str(b, ")) WHEN 'text' THEN ");
+  as_buf_append_str(b, X);
+  as_buf_append_str(b, " || '' ELSE ");
   as_buf_append_str(b, X);
   as_buf_append_str(b, " END");
   as_buf_free(&x);

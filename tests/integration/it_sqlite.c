@@ -34,7 +34,8 @@ static const char *MAPPING =
     "  batch: { field: batch, type: int64 }\n"
     "  price: { field: price, type: decimal }\n"
     "  at:    { field: at, type: timestamp }\n"
-    "  ok:    { field: ok, type: bool }\n";
+    "  ok:    { field: ok, type: bool }\n"
+    "  meta:  { field: meta, type: json }\n";
 
 static int failures = 0;
 #define CHECK(cond, ...)                                   \
@@ -157,6 +158,25 @@ static int run_shell(const char *dir) {
     CHECK(strstr(b.dead[0].error, "items") && strstr(b.dead[0].error, "\"at\"") &&
               strstr(b.dead[0].error, "yesterday-ish") && strstr(b.dead[0].error, "3"),
           "dead letter names mapping, key, column, value: %s", b.dead[0].error);
+  }
+  /* values made by SQLite's JSON functions carry a JSON subtype into the trigger: they are
+   * still the column's text (a json column's value, or a text column holding JSON text) */
+  shell(c.path,
+        "INSERT INTO items (id, name, meta) VALUES (5, json_object('k', 1), '{\"a\":{\"m.n\":1,\"\":2}}');\n"
+        "UPDATE items SET meta = json_set(meta, '$.a.\"m.n\"', 'x', '$.b', json('[1,2]')) WHERE id = 5;\n");
+  as_batch_reset(&b);
+  poll_all(s, &b, 2);
+  CHECK(b.n == 2 && b.ndead == 0, "json functions: want 2 deltas, got %zu + %zu dead (%s)", b.n, b.ndead,
+        b.ndead ? b.dead[0].error : "");
+  if (b.n == 2) {
+    const as_value *nm = col(&b.d[0], "name"), *m0 = col(&b.d[0], "meta"), *m1 = col(&b.d[1], "meta");
+    CHECK(nm && nm->type == AS_T_TEXT && strcmp(nm->u.s.ptr, "{\"k\":1}") == 0,
+          "json_object() into a text column is its text: %s", nm && nm->type == AS_T_TEXT ? nm->u.s.ptr : "?");
+    CHECK(m0 && m0->type == AS_T_JSON && strcmp(m0->u.s.ptr, "{\"a\":{\"m.n\":1,\"\":2}}") == 0,
+          "json column inserted: %s", m0 && m0->type == AS_T_JSON ? m0->u.s.ptr : "?");
+    CHECK(b.d[1].op == AS_OP_UPDATE && m1 && m1->type == AS_T_JSON &&
+              strcmp(m1->u.s.ptr, "{\"a\":{\"m.n\":\"x\",\"\":2},\"b\":[1,2]}") == 0,
+          "json_set() of a json column is its new text: %s", m1 && m1->type == AS_T_JSON ? m1->u.s.ptr : "?");
   }
   /* the connector's own write is an echo; the shell sees the origin table reset */
   as_delta d = {0};

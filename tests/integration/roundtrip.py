@@ -10,14 +10,17 @@ trailing zeros, exponents and negative zero, timestamps before 1970, booleans, a
 into a sub-document that may be missing, null or empty, a json column) and a catch-all that
 holds everything else: ObjectId, binary of several subtypes, regex, timestamp, MinKey, MaxKey,
 code with and without scope, Decimal128, int32 vs int64, nested documents in random key order,
-sub-documents that look like extended JSON (`{"$oid": ...}`, `{"$numberLong": ...}`), arrays,
+sub-documents that look like extended JSON (`{"$oid": ...}`, `{"$numberLong": ...}`), field
+names that are empty or hold dots (also at the top level) or start with `$`, arrays,
 null vs missing, and a few documents with a NUL byte in a mapped text (a dead letter towards
 PostgreSQL: that document must stay untouched too).
 
 Paths, each followed by the byte comparison of every document:
   1. the first run of MongoDB + PostgreSQL + SQLite (peer-to-peer), SQL sides empty
   2. run --resnapshot
-  3. SQL writers change one column of some rows (PostgreSQL: n, SQLite: name, score)
+  3. SQL writers change one column of some rows (PostgreSQL: n, SQLite: name, score), then
+     a member inside the json column (PostgreSQL jsonb_set, SQLite json_set: its JSON subtype
+     must not reach the changelog) and a new catch-all field, among dotted, empty and `$` names
   4. conflicts: the same column changed on MongoDB and on SQLite while the connector is
      stopped, either side newer (write-back of the winner, repair of the loser)
   5. drift in a SQLite row behind the connector's back, then verify --repair
@@ -122,7 +125,7 @@ class Gen:
 
     def subdoc(self, depth):
         from bson.son import SON
-        keys = ["q", "b", "a", "z", "$k", "m.n" if False else "mn", "x y", "ü"]
+        keys = ["q", "b", "a", "z", "$k", "m.n", "", "x y", "ü"]
         self.r.shuffle(keys)
         return SON((k, self.scalar(depth)) for k in keys[:self.r.randrange(0, 5)])
 
@@ -171,6 +174,8 @@ class Gen:
         maybe("meta", self.jsonish)
         for j in range(r.randrange(0, 5)):
             fields.append(("f%d" % r.randrange(100), self.scalar(0)))
+        if r.randrange(8) == 0:
+            fields.append((r.choice(["a.b", "", "x.", ".y"]), self.scalar(0)))
         r.shuffle(fields)
         return SON([("_id", "d%03d" % i)] + fields)
 
@@ -317,6 +322,44 @@ def main():
     c.close()
     check("SQL changes: run exits 0", run() == 0)
     cur = same_docs("SQL changes of one column", expect)
+
+    # 3b. SQL writers change inside the json column and the catch-all: only that path changes,
+    # its siblings (dotted, empty and `$` names among them) keep their bytes and order
+    expect = dict(cur)
+    plain = ["q", "b", "a", "z", "mn", "x y", "ü", "m.n", "", "c", "d"]
+    inner = []
+    for k in sorted(cur):
+        if k in taken or k not in on_sql:
+            continue
+        meta = bson.decode(cur[k], son_opts).get("meta")
+        if isinstance(meta, dict) and "$" not in "".join(meta.keys()):
+            inner.append(k)
+    rnd.shuffle(inner)
+    inner = inner[:12]
+    taken.update(inner)
+    c = sqlite3.connect(lite)
+    for j, k in enumerate(inner):
+        d = bson.decode(expect[k], son_opts)
+        names = [n for n in d["meta"] if n in plain]
+        name = names[0] if names and j % 3 else rnd.choice(["added", "m.n", ""])
+        d["meta"][name] = "chg %d" % j
+        top = rnd.choice(["zz", "y.z", ""]) if j % 2 == 0 and "" not in d and "y.z" not in d else None
+        if top is not None:
+            d[top] = "top %d" % j
+        expect[k] = bson.encode(d, codec_options=son_opts)
+        if j % 2 == 0:  # PostgreSQL, by jsonb path
+            astest.pg_exec(dsn, "update docs set meta = jsonb_set(meta, %s, to_jsonb(%s::text)) where id = %s",
+                           ([name], "chg %d" % j, k))
+            if top is not None:
+                astest.pg_exec(dsn, "update docs set rest = coalesce(rest, '{}'::jsonb) || "
+                               "jsonb_build_object(%s::text, %s::text) where id = %s", (top, "top %d" % j, k))
+        else:  # SQLite, by json1 path (a quoted label: dots and empty names are one part)
+            c.execute("update docs set meta = json_set(meta, ?, ?) where id = ?",
+                      ('$."%s"' % name, "chg %d" % j, k))
+    c.commit()
+    c.close()
+    check("json changes: run exits 0", run() == 0)
+    cur = same_docs("SQL changes inside json columns (dotted and empty names)", expect)
 
     # 4. conflicts: one column changed on both sides while the connector is stopped
     expect = dict(cur)
