@@ -16,7 +16,9 @@
  *   a single-'$' key there is an error too. A key may not hold NUL (\u0000).
  * - Numbers: an integer is int32 if it fits, else int64, else (beyond int64) a double
  *   (PostgreSQL jsonb prints 1e20 as 100000000000000000000); a number with '.' or an exponent
- *   is a double (strtod: correctly rounded).
+ *   is a double (strtod: correctly rounded). A number beyond a double's range (it would
+ *   become infinity, or 0 though it is not 0: 1e400, 1e-400) is a Decimal128, exact, or an
+ *   error when even that cannot hold it; never a different value.
  * - Wrapper values are checked: $oid 24 hex digits, $numberInt/$numberLong "-?digits" in
  *   range, $numberDouble a JSON number or NaN/Infinity/-Infinity, $numberDecimal what libbson
  *   parses, $binary base64 and a subtype of 1-2 hex digits, $timestamp t and i in 0..2^32-1,
@@ -310,6 +312,13 @@ static AS_MUSTCHECK size_t number_len(const char *s, const char *e, bool *real) 
   return (size_t)(p - s);
 }
 
+/* A digit other than 0 before the exponent. */
+static bool nonzero_digits(const char *s, size_t n) {
+  for (size_t i = 0; i < n && s[i] != 'e' && s[i] != 'E'; i++)
+    if (s[i] >= '1' && s[i] <= '9') return true;
+  return false;
+}
+
 static double to_double(const char *s, size_t n) {
   char num[400];
   if (n >= sizeof num) { /* absurdly long: strtod on a heap copy */
@@ -332,8 +341,19 @@ static AS_MUSTCHECK int number(as_jsonr *j, as_buf *dst, const char *key, size_t
     return fail(j, "bad number (leading zero?)");
   j->p += n;
   int64_t v;
-  int w = !real && as_jsonr_parse_i64(s, n, &v) ? rw_int(dst, key, kl, v) : rw_double(dst, key, kl, to_double(s, n));
-  return w == AS_OK ? AS_OK : oom(j);
+  if (!real && as_jsonr_parse_i64(s, n, &v)) return rw_int(dst, key, kl, v) == AS_OK ? AS_OK : oom(j);
+  double d = to_double(s, n);
+  if (isinf(d) || (d == 0 && nonzero_digits(s, n))) {
+    /* beyond a double's range (1e400, 1e-400; SQL json holds any number): a Decimal128 holds
+     * it exactly (up to 34 digits), never infinity or zero */
+    bson_decimal128_t dec;
+    if (!as_dec128_from_str(s, n, &dec)) return fail(j, "number %.*s is out of range", (int)(n < 40 ? n : 40), s);
+    uint8_t raw[16];
+    put_le64(raw, dec.low);
+    put_le64(raw + 8, dec.high);
+    return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, kl, raw, 16) ? oom(j) : AS_OK;
+  }
+  return rw_double(dst, key, kl, d) == AS_OK ? AS_OK : oom(j);
 }
 
 /* $numberDouble text: a JSON number, NaN, Infinity or -Infinity. */

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "as_log.h"
+#include "as_hash.h"
 #include "pg_internal.h"
 #include "pg_sql.h"
 
@@ -626,6 +627,16 @@ cleanup:
   return rc;
 }
 
+/* The changelog's key (jsonb text: {"id": "x"}) in the canonical form every key has elsewhere
+ * ({"id":"x"}); as it is when it does not parse. */
+static char *canonical_key(const char *jsonb) {
+  as_buf b = AS_BUF_INIT;
+  as_error e;
+  if (as_json_canonicalize(jsonb, strlen(jsonb), &b, &e) == AS_OK && as_buf_cstr(&b)) return as_buf_steal(&b);
+  as_buf_free(&b);
+  return strdup(jsonb);
+}
+
 /* Reads up to max rows of the current window; *got = rows consumed (deltas, dead, skipped). */
 static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_error *err) {
   char last[32], lim[32], lasti[32];
@@ -667,7 +678,7 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
     if (rc == AS_EDATA) {
       pg_table *t = cr[i].table >= 0 ? &s->n->tables[cr[i].table] : NULL;
       char *raw = raw_row(r, i, t, t ? vals[cr[i].table] : NULL, cr[i].vrow);
-      char *key = PQgetisnull(r, i, W_KEY) ? NULL : strdup(PQgetvalue(r, i, W_KEY));
+      char *key = PQgetisnull(r, i, W_KEY) ? NULL : canonical_key(PQgetvalue(r, i, W_KEY));
       AS_LOG(AS_LOG_WARN, s->comp, "dead letter at seq %lld: %s", seq, e.message);
       rc = as_batch_push_dead(out, t ? t->s : NULL, key, raw, strdup(e.message), pos);
       pos = NULL;
@@ -919,6 +930,19 @@ cleanup:
   return rc;
 }
 
+/* Column c of a snapshot result row, for pg_key_from_texts (the select list is in schema order). */
+typedef struct snap_cell {
+  const PGresult *r;
+  int row;
+} snap_cell;
+
+static const char *snap_text(const void *ctx, size_t c, size_t *len) {
+  const snap_cell *x = ctx;
+  if (PQgetisnull(x->r, x->row, (int)c)) return NULL;
+  *len = (size_t)PQgetlength(x->r, x->row, (int)c);
+  return PQgetvalue(x->r, x->row, (int)c);
+}
+
 int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) {
   if (sn->done) return AS_EOF;
   const as_schema *s = sn->t->s;
@@ -981,7 +1005,8 @@ int pg_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error *err) 
       }
       char *raw = o ? json_dumps(o, JSON_COMPACT) : NULL;
       json_decref(o);
-      if (as_batch_push_dead(out, s, NULL, raw, strdup(e.message), NULL) != AS_OK) {
+      snap_cell sc = {r, i};
+      if (as_batch_push_dead(out, s, pg_key_from_texts(s, snap_text, &sc), raw, strdup(e.message), NULL) != AS_OK) {
         rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
         break;
       }

@@ -179,6 +179,11 @@ int pg_value_from_text(as_type t, const char *s, size_t len, as_value *out, as_e
  * unparsable value. */
 int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first, as_row *out,
                        as_error *err);
+/* The canonical JSON key of a row that could not be converted whole (its dead letter), from
+ * the texts of its key columns: text(c, &len) gives column c's text, NULL for SQL NULL or
+ * unknown. NULL when a key column is missing or does not convert. */
+char *pg_key_from_texts(const as_schema *s, const char *(*text)(const void *ctx, size_t c, size_t *len),
+                        const void *ctx);
 /* The select list "c1"::text, "c2"::text, ... for all columns of t. */
 int pg_select_list(const pg_table *t, const char *alias, as_buf *b);
 

@@ -490,12 +490,32 @@ static bool skip_change(const pg_lstream *s) {
   return s->local_only || (s->origin && s->consumer && strcmp(s->origin, s->consumer) == 0);
 }
 
+/* Schema column c of a decoded tuple, for pg_key_from_texts. */
+typedef struct tuple_cells {
+  const lrel *r;
+  const lcol *cols;
+  int n;
+} tuple_cells;
+
+static const char *tuple_text(const void *ctx, size_t c, size_t *len) {
+  const tuple_cells *x = ctx;
+  for (int i = 0; i < x->n && i < x->r->ncols; i++) {
+    if (x->r->map[i] != (int)c) continue;
+    if (x->cols[i].kind != 't') return NULL;
+    *len = x->cols[i].len;
+    return x->cols[i].p;
+  }
+  return NULL;
+}
+
 static int dead(pg_lstream *s, as_batch *out, const lrel *r, const pg_table *t, char op,
                 const lcol *cols, int n, as_error *e) {
   char pos[32];
   lsn_text(s->final_lsn, pos, sizeof pos);
   AS_LOG(AS_LOG_WARN, s->comp, "dead letter in transaction %s at %s: %s", s->xid, pos, e->message);
-  if (as_batch_push_dead(out, t ? t->s : NULL, NULL, raw_change(r, t, op, cols, n),
+  tuple_cells tc = {r, cols, n};
+  char *key = t ? pg_key_from_texts(t->s, tuple_text, &tc) : NULL;
+  if (as_batch_push_dead(out, t ? t->s : NULL, key, raw_change(r, t, op, cols, n),
                          strdup(e->message), strdup(pos)) != AS_OK)
     return AS_ERR;
   return AS_OK;

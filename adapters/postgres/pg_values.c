@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "as_key.h"
 #include "pg_internal.h"
 
 /* AS_EDATA when text or json v holds a NUL byte (PostgreSQL text cannot store it). */
@@ -147,6 +148,25 @@ int pg_row_from_result(const pg_table *t, const PGresult *r, int row, int first,
   return AS_OK;
 }
 
+
+char *pg_key_from_texts(const as_schema *s, const char *(*text)(const void *ctx, size_t c, size_t *len),
+                        const void *ctx) {
+  as_row row;
+  if (as_row_init(&row, s->ncols) != AS_OK) return NULL;
+  char *key = NULL;
+  bool ok = true;
+  for (size_t j = 0; j < s->nkey && ok; j++) {
+    size_t c = s->key_idx[j], len = 0;
+    const char *t = text(ctx, c, &len);
+    as_value v = AS_VALUE_NULL;
+    as_error e;
+    ok = t && pg_value_from_text(s->cols[c].type, t, len, &v, &e) == AS_OK;
+    if (ok) as_row_put(&row, c, &v);
+  }
+  if (ok) key = as_key_json_dup(s, &row, NULL);
+  as_row_clear(&row);
+  return key;
+}
 
 int pg_copy_escape(as_buf *b, const char *s) { return copy_escape_n(b, s, strlen(s)); }
 

@@ -1814,6 +1814,8 @@ static void t_capture_dead(void) {
     const as_dead *x = &b.dead[0];
     CHECK(x->schema == s && strstr(x->error, "\"at\"") && x->pos, "error names the column: %s",
           x->error);
+    CHECK(x->key && strcmp(x->key, "{\"id\":\"bad\"}") == 0, "the dead letter names its key: %s",
+          x->key ? x->key : "(none)");
     CHECK(x->raw && strstr(x->raw, "\"new\":{") && strstr(x->raw, "\"bad\"") &&
               strstr(x->raw, "infinity"),
           "raw holds the row: %s", x->raw ? x->raw : "");

@@ -235,6 +235,13 @@ START_TEST(test_numbers_and_syntax) {
              "\"7\":{\"$numberDouble\":\"9223372036854775808.0\"},\"8\":{\"$numberDouble\":\"1e+20\"},"
              "\"9\":{\"$numberDouble\":\"1.5\"},\"10\":{\"$numberDouble\":\"100.0\"},\"11\":{\"$numberDouble\":\"-0.01\"},"
              "\"12\":{\"$numberDouble\":\"0.0\"}}");
+  /* beyond a double's range: exact Decimal128s, never infinity or 0; subnormals stay doubles */
+  decodes_to("[1e400,-1E+400,1e-400,0e-400,0.0e999,5e-324,1.7976931348623157e308]",
+             "{\"0\":{\"$numberDecimal\":\"1E+400\"},\"1\":{\"$numberDecimal\":\"-1E+400\"},"
+             "\"2\":{\"$numberDecimal\":\"1E-400\"},\"3\":{\"$numberDouble\":\"0.0\"},"
+             "\"4\":{\"$numberDouble\":\"0.0\"},\"5\":{\"$numberDouble\":\"4.9406564584124654418e-324\"},"
+             "\"6\":{\"$numberDouble\":\"1.7976931348623157081e+308\"}}");
+  REFUSED("{\"a\":1e9999}", "invalid AS-JSON at line 1 column 12: number 1e9999 is out of range");
   decodes_to(" \n{ \"a\" : [ true , false , null , \"\" , { } , [ ] ] } \r\n\t",
              "{\"a\":[true,false,null,\"\",{},[]]}");
   REFUSED("{\"a\":01}", "invalid AS-JSON at line 1 column 6: bad number (leading zero?)");
