@@ -104,6 +104,16 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
       snprintf(fix, sizeof fix, "ALTER TABLE \"%s\".\"%s\" ALTER COLUMN \"%s\" TYPE %s, or change "
                "the column's type in the mapping", n->schema, s->table, c->name, want);
     } else {
+      int typmod = atoi(PQgetvalue(cols, row, 3));
+      if (c->type == AS_T_TIMESTAMP && (typmod < 0 || typmod > 3)) {
+        /* fits, but a note: a value with sub-millisecond digits never reaches MongoDB */
+        snprintf(what, sizeof what, "node %s: column \"%s\".\"%s\".\"%s\" holds microseconds "
+                 "(%s); MongoDB dates hold milliseconds, so a value with sub-millisecond digits "
+                 "is a dead letter towards a MongoDB node, never rounded (timestamptz(3) rounds "
+                 "on write) (%s:%d:%d, mapping %s)", n->name, n->schema, s->table, c->name,
+                 tc->sql_type, file, c->mark.line, c->mark.col, s->name);
+        report(ctx, true, what, "");
+      }
       continue;
     }
     report(ctx, false, what, fix);

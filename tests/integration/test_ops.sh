@@ -108,6 +108,8 @@ has live.ok.summary ' 0 failed' "$tmp/l1"
 expect_rc live.mismatch 1 "$tmp/l2" "$bin" check --live -c "$tmp/c.yaml"
 has live.mismatch.col "✗ node pg: column \"public\".\"users\".\"balance\" is integer, the mapping wants numeric ($tmp/maps/users.yaml:" "$tmp/l2"
 has live.mismatch.fix 'fix: ALTER TABLE "public"."users" ALTER COLUMN "balance" TYPE numeric' "$tmp/l2"
+# a column that fits but holds microseconds: a note (MongoDB dates hold milliseconds)
+has live.micro "✓ node pg: column \"public\".\"users\".\"last_updated\" holds microseconds (timestamp with time zone); MongoDB dates hold milliseconds" "$tmp/l2"
 "$PGBIN/psql" -X -q -d "$dsn" -c "DROP TABLE users"
 # a node that cannot be reached, an unwritable SQLite directory
 sed -e "s#port=$pport#port=1#" -e "s#$tmp/lite.db#/proc/arraysync-no/lite.db#" "$tmp/c.yaml" >"$tmp/c3.yaml"
