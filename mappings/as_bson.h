@@ -9,7 +9,9 @@
  *   UUID: binary subtype 4 (3 too), or a utf8 in uuid text form
  *   OBJECTID: ObjectId        TIMESTAMP: date (ms -> µs), BSON timestamp (seconds)
  *   DATE: date at midnight UTC (a time part is an error)   JSON: document or array
- * Missing field or BSON null -> NULL (error if the column is required).
+ * Missing field or BSON null -> NULL (error if the column is required); but in a json column
+ * (any value, as_column_json_null) BSON null is JSON null and only a missing field is NULL, so
+ * SQL 'null'::jsonb and SQL NULL come back as a null field and no field.
  *
  * AS-JSON: the text of json values and of the catch-all. BSON -> AS-JSON -> BSON is byte for
  * byte the same (NaN payloads aside: AS-JSON has one NaN); AS-JSON text is what PostgreSQL

@@ -10,7 +10,8 @@
  *   array, a single-'$' key that is no wrapper, a duplicate key, ...) is AS_EDATA naming the
  *   column.
  * - NULL values are written as BSON null (a field that was missing comes back as null unless
- *   a catch-all is involved); a catch-all field at a column's own path is AS_EDATA naming both
+ *   a catch-all is involved), except in a json column, where null is JSON null and NULL is no
+ *   field (as_column_json_null); a catch-all field at a column's own path is AS_EDATA naming both
  *   (as_catch_all_collision: the document cannot hold both values); catch-all sub-documents
  *   under a column's parent path are merged with it; a child table's field is skipped.
  */
@@ -70,6 +71,12 @@ static AS_MUSTCHECK int emit_extra(const as_schema *s, as_buf *dst, size_t depth
   return more == 0 ? AS_OK : as_error_set(err, AS_DOM_MAPPING, AS_EDATA, "catch-all value: invalid BSON");
 }
 
+/* Does column i get a field? When set, unless NULL in a json column (a json column's null
+ * field is JSON null, so its NULL is a missing field: as_column_json_null). */
+static bool written(const as_column *c, const as_row *r, int i) {
+  return r->set[i] && !(r->v[i].type == AS_T_NULL && as_column_json_null(c));
+}
+
 /* Writes the columns idx[0..n) (all sharing path[0..depth)) and the catch-all fields of this
  * level (`extra`, may be NULL) as raw elements into dst. */
 static AS_MUSTCHECK int emit_level(const as_schema *s, const as_row *r, as_buf *dst, size_t depth, const int *idx,
@@ -88,7 +95,7 @@ static AS_MUSTCHECK int emit_level(const as_schema *s, const as_row *r, as_buf *
     size_t hl = strlen(head);
     if (c->npath == depth + 1) {
       done[i] = 1;
-      if (!r->set[idx[i]]) continue;
+      if (!written(c, r, idx[i])) continue;
       if ((rc = as_bsonw_value_inline(dst, head, hl, &r->v[idx[i]], err)) != AS_OK) {
         as_error_prefix(err, "mapping %s, column \"%s\"", s->name, c->name);
         goto cleanup;
@@ -102,7 +109,7 @@ static AS_MUSTCHECK int emit_level(const as_schema *s, const as_row *r, as_buf *
       if (!done[k] && o->npath > depth + 1 && strcmp(o->path[depth], head) == 0) {
         group[ng++] = idx[k];
         done[k] = 1;
-        any = any || r->set[idx[k]];
+        any = any || written(o, r, idx[k]);
       }
     }
     as_bsonr sub;

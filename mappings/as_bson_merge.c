@@ -9,7 +9,9 @@
  *   int64, a json value whose keys jsonb reordered). When every set column is equal the
  *   document stays as it is: nothing to write.
  * - NULL means absent: a NULL column keeps a field holding null, removes a field holding a
- *   value, and never adds a field; a new document has no field for a NULL column.
+ *   value, and never adds a field; a new document has no field for a NULL column. A json
+ *   column holds any value, null too: a null field reads as JSON null, so NULL removes it and
+ *   JSON null writes it.
  * - A changed value keeps the BSON type the field already has when it reads back through the
  *   column as an equal value: int64 5 into an int32 field stays int32, 2.5 into a double field
  *   stays a double, an integral numeric into an int32/int64/double field keeps that type, a
@@ -602,7 +604,8 @@ static AS_MUSTCHECK int merge_leaf(mctx *m, int ci, const as_bsonr_el *e, as_buf
   if ((m->exists && c->is_key) || !m->row->set[ci]) return keep(out, e, m->err);
   const as_value *v = &m->row->v[ci];
   if (v->type == AS_T_NULL) {
-    if (e->type == BSON_TYPE_NULL) return keep(out, e, m->err);
+    /* (in a json column a null field is JSON null, not NULL: removed too) */
+    if (e->type == BSON_TYPE_NULL && !as_column_json_null(c)) return keep(out, e, m->err);
     m->changed = true; /* removed */
     return AS_OK;
   }

@@ -190,7 +190,7 @@ static AS_MUSTCHECK int convert_number(const as_column *c, const as_bsonr_el *it
 /* The conversion table of as_bson.h. On failure `why` holds the message tail. */
 int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, char *why) {
   bson_type_t bt = (bson_type_t)it->type;
-  if (bt == BSON_TYPE_NULL) {
+  if (bt == BSON_TYPE_NULL && !as_column_json_null(c)) {
     as_value_clear(out);
     return AS_OK;
   }

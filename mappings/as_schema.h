@@ -57,8 +57,17 @@ typedef struct as_column {
   bool is_key;
   bool catch_all;    /* field "*": all fields no other column maps, as one json value */
   int child;         /* > 0: the array of child table children[child - 1] (see as_child) */
+  bool inner_array;  /* an element's array of an inner child table (as_schema_child_elem_arrays) */
   as_mark mark;
 } as_column;
+
+/* Does a null field read as a value of column c? Only in a json column, which holds any value
+ * (JSON null too: SQL 'null'::jsonb <-> {"f": null}, SQL NULL <-> no field, so absent vs null
+ * survives); elsewhere null and missing are both NULL. A child table's array column (child
+ * > 0, inner_array) and the catch-all keep NULL for null. */
+static inline bool as_column_json_null(const as_column *c) {
+  return c->type == AS_T_JSON && c->child == 0 && !c->inner_array && !c->catch_all;
+}
 
 /* A child table (`children:`): an array of subdocuments kept as rows of its own SQL table.
  *

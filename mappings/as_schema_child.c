@@ -175,6 +175,7 @@ int as_schema_child_elem_arrays(as_child *ch, as_error *err) {
     int rc = column_make(&e->cols[e->ncols], gc->field, gc->field, AS_T_JSON, "array", gc->mark);
     e->ncols++;
     if (rc != AS_OK) return nomem(err);
+    e->cols[e->ncols - 1].inner_array = true;
   }
   e->ntable = e->ncols;
   return AS_OK;

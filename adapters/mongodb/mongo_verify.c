@@ -7,7 +7,8 @@
  * exact parts: lo = h mod 2^32 (sign of h) and hi = (h - lo) / 2^32, and the sum mod 2^64 is
  * hi * 2^32 + lo. The segment of a key comes from a tree of $cond/$lt on the segment bounds.
  *
- * The canonical text per column (NULL and missing: "~"; a BSON type the mapping does not
+ * The canonical text per column (NULL and missing: "~", but null in a json column is JSON
+ * null, "null"; a BSON type the mapping does not
  * accept for the column, or a value the expression cannot render exactly: "!", which no node
  * produces, so the segment differs and the exact comparison in C decides):
  *   bool      "true"/"false";   int64: int/long, or an integral double/decimal: $toString
@@ -258,8 +259,8 @@ static int mq_col_branches(as_buf *b, as_type t) {
       return A("{\"case\": {\"$eq\": [\"$$vt\", \"date\"]}, \"then\": {\"$let\": {\"vars\": {\"ms\": "
                "{\"$toLong\": \"$$v\"}}, \"in\": {\"$cond\": [{\"$eq\": [{\"$mod\": [\"$$ms\", 86400000]}, 0]}, "
                "{\"$toString\": {\"$toLong\": {\"$divide\": [\"$$ms\", 86400000]}}}, " MQ_SENT "]}}}}");
-    case AS_T_JSON: {
-      int bad = A("{\"case\": {\"$in\": [\"$$vt\", [\"object\", \"array\"]]}, \"then\": ");
+    case AS_T_JSON: { /* (null only reaches here for a column where it is JSON null) */
+      int bad = A("{\"case\": {\"$in\": [\"$$vt\", [\"object\", \"array\", \"null\"]]}, \"then\": ");
       return bad || mq_json(b, "\"$$v\"", MQ_JSON_DEPTH) || A("}") ? AS_ERR : AS_OK;
     }
     default: return A("{\"case\": false, \"then\": " MQ_SENT "}");
@@ -354,7 +355,9 @@ static int mq_rowtext(as_buf *b, const as_schema *s) {
     }
     bad = bad || A("{\"$let\": {\"vars\": {\"v\": ") || mq_path(b, c->path, c->npath, "$$CURRENT") ||
           A("}, \"in\": {\"$let\": {\"vars\": {\"vt\": {\"$type\": \"$$v\"}}, \"in\": {\"$switch\": "
-            "{\"branches\": [{\"case\": {\"$in\": [\"$$vt\", [\"missing\", \"null\"]]}, \"then\": \"~\"}, ") ||
+            "{\"branches\": [{\"case\": {\"$in\": [\"$$vt\", [\"missing\"") ||
+          /* a json column's null is JSON null (as_bson_convert), every other column's is NULL */
+          A(as_column_json_null(c) ? "]]}, \"then\": \"~\"}, " : ", \"null\"]]}, \"then\": \"~\"}, ") ||
           mq_col_branches(b, c->type) || A("], \"default\": " MQ_SENT "}}}}}}");
   }
   bad = bad || A(", \"|\"]}");

@@ -230,6 +230,8 @@ static void rand_value(const as_column *c, as_value *v, bool odd_doubles) {
         }
         if (rint_(2)) as_buf_append_str(&b, ",\"addr\":{\"zip\":\"0815\"}");
         as_buf_putc(&b, '}');
+      } else if (rint_(8) == 0) { /* JSON null: a null field in MongoDB, not NULL (no field) */
+        as_buf_append_str(&b, "null");
       } else {
         as_buf_putc(&b, rint_(3) ? '{' : '[');
         bool obj = b.data[0] == '{';

@@ -20,7 +20,8 @@ Paths, each followed by the byte comparison of every document:
   2. run --resnapshot
   3. SQL writers change one column of some rows (PostgreSQL: n, SQLite: name, score), then
      a member inside the json column (PostgreSQL jsonb_set, SQLite json_set: its JSON subtype
-     must not reach the changelog) and a new catch-all field, among dotted, empty and `$` names
+     must not reach the changelog) and a new catch-all field, among dotted, empty and `$` names;
+     the json column set to JSON null (a null field) and to SQL NULL (no field)
   4. conflicts: the same column changed on MongoDB and on SQLite while the connector is
      stopped, either side newer (write-back of the winner, repair of the loser)
   5. drift in a SQLite row behind the connector's back, then verify --repair
@@ -356,10 +357,26 @@ def main():
         else:  # SQLite, by json1 path (a quoted label: dots and empty names are one part)
             c.execute("update docs set meta = json_set(meta, ?, ?) where id = ?",
                       ('$."%s"' % name, "chg %d" % j, k))
+    # JSON null vs SQL NULL in the json column: a null field vs no field
+    nulls = [k for k in sorted(cur) if k not in taken and k in on_sql][:6]
+    rnd.shuffle(nulls)
+    taken.update(nulls)
+    for j, k in enumerate(nulls):
+        d = bson.decode(expect[k], son_opts)
+        if j % 3 == 2:
+            d.pop("meta", None)
+        else:
+            d["meta"] = None
+        expect[k] = bson.encode(d, codec_options=son_opts)
+        value = "null" if j % 3 != 2 else None
+        if j % 2 == 0:
+            astest.pg_exec(dsn, "update docs set meta = %s::jsonb where id = %s", (value, k))
+        else:
+            c.execute("update docs set meta = ? where id = ?", (value, k))
     c.commit()
     c.close()
     check("json changes: run exits 0", run() == 0)
-    cur = same_docs("SQL changes inside json columns (dotted and empty names)", expect)
+    cur = same_docs("SQL changes inside json columns (dotted and empty names, JSON null vs NULL)", expect)
 
     # 4. conflicts: one column changed on both sides while the connector is stopped
     expect = dict(cur)

@@ -195,7 +195,7 @@ START_TEST(test_other_field_order) {
   ck_assert_int_eq(as_row_to_doc(rt, &r, &back, &err), AS_OK);
   char *t = asjson(&back);
   ck_assert_str_eq(t, "{\"_id\":" OID ",\"name\":\"n\",\"n\":null,\"score\":null,\"price\":null,\"at\":null,\"day\":null,"
-                      "\"blob\":null,\"uid\":null,\"flag\":true,\"meta\":null,\"a\":{\"x\":5,\"b\":{\"y\":null},\"q\":1},"
+                      "\"blob\":null,\"uid\":null,\"flag\":true,\"a\":{\"x\":5,\"b\":{\"y\":null},\"q\":1},"
                       "\"zz\":1}");
   free(t);
   bson_destroy(&back);
