@@ -18,7 +18,6 @@
  * for tools. */
 #include "as_state_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,17 +55,19 @@ static void tohex(const uint8_t *b, size_t n, char *out) {
 /* The integer form when rest is exactly the canonical text of an int64 and '}'. */
 static bool int_form(const char *rest, size_t len, uint64_t *zz) {
   if (len < 2 || len > 21 || rest[len - 1] != '}') return false;
-  char digits[24];
-  memcpy(digits, rest, len - 1);
-  digits[len - 1] = '\0';
-  if (!((digits[0] >= '0' && digits[0] <= '9') || digits[0] == '-')) return false;
-  errno = 0;
-  char *end = NULL;
-  long long v = strtoll(digits, &end, 10);
-  if (errno || *end) return false;
-  char again[24];
-  snprintf(again, sizeof again, "%lld", v);
-  if (strcmp(again, digits) != 0) return false; /* leading zeros, "-0", "+1": not canonical */
+  const char *p = rest, *e = rest + len - 1;
+  bool neg = *p == '-';
+  if (neg) p++;
+  if (p == e || *p < '0' || *p > '9') return false;
+  if (*p == '0' && (e - p != 1 || neg)) return false; /* leading zeros, "-0": not canonical */
+  uint64_t u = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  for (; p < e; p++) {
+    if (*p < '0' || *p > '9') return false;
+    uint64_t d = (uint64_t)(*p - '0');
+    if (u > (lim - d) / 10) return false;
+    u = u * 10 + d;
+  }
+  int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
   *zz = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
   return true;
 }
