@@ -514,7 +514,8 @@ static int load_row_file(resolver *r, const char *path, as_error *err) {
   r->row_path = path;
   r->row_file = json_load_file(path, JSON_ALLOW_NUL, &je);
   if (!r->row_file)
-    return as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    return je.line > 0 ? as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "%s:%d:%d: %s", path, je.line, je.column, je.text)
+                       : as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "%s: %s", path, je.text);
   if (!json_is_object(r->row_file))
     return as_error_set(err, AS_DOM_CONFIG, AS_EINVAL, "%s:1:1: the row must be a JSON object "
                         "(column -> value)", path);

@@ -141,6 +141,8 @@ has err.node.msg "unknown node 'nosuch' (the configuration has: lite1, pg, lite2
 printf '{"id": "k2",\n  "name": oops}\n' >"$tmp/bad.json"
 expect_rc err.rowparse 2 "$tmp/o" "$bin" conflicts resolve 2 -c "$tmp/c.yaml" --row "$tmp/bad.json"
 has err.rowparse.pos "$tmp/bad.json:2:" "$tmp/o"
+expect_rc err.rowmissing 2 "$tmp/o" "$bin" conflicts resolve 2 -c "$tmp/c.yaml" --row "$tmp/nothere.json"
+has err.rowmissing.msg "$tmp/nothere.json: unable to open" "$tmp/o"
 printf '{"name": "R", "colour": "red"}\n' >"$tmp/unknown.json"
 expect_rc err.rowcol 2 "$tmp/o" "$bin" conflicts resolve 2 -c "$tmp/c.yaml" --row "$tmp/unknown.json"
 has err.rowcol.msg "unknown column 'colour' of mapping items" "$tmp/o"
