@@ -20,7 +20,6 @@
 #include <jansson.h>
 
 #include "as_log.h"
-#include "as_hash.h"
 #include "pg_internal.h"
 #include "pg_sql.h"
 
@@ -627,14 +626,38 @@ cleanup:
   return rc;
 }
 
-/* The changelog's key (jsonb text: {"id": "x"}) in the canonical form every key has elsewhere
- * ({"id":"x"}); as it is when it does not parse. */
-static char *canonical_key(const char *jsonb) {
-  as_buf b = AS_BUF_INIT;
-  as_error e;
-  if (as_json_canonicalize(jsonb, strlen(jsonb), &b, &e) == AS_OK && as_buf_cstr(&b)) return as_buf_steal(&b);
-  as_buf_free(&b);
-  return strdup(jsonb);
+/* Key column c's text in the changelog's key object (jsonb: {"id": "x", "n": 5}). */
+typedef struct key_obj {
+  const as_schema *s;
+  json_t *o;
+  char num[64];
+} key_obj;
+
+static const char *key_obj_text(const void *ctx, size_t c, size_t *len) {
+  key_obj *k = (key_obj *)ctx;
+  json_t *v = json_object_get(k->o, k->s->cols[c].name);
+  if (json_is_string(v)) {
+    *len = json_string_length(v);
+    return json_string_value(v);
+  }
+  if (json_is_integer(v)) {
+    *len = (size_t)snprintf(k->num, sizeof k->num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return k->num;
+  }
+  if (json_is_boolean(v)) {
+    *len = 1;
+    return json_is_true(v) ? "t" : "f";
+  }
+  return NULL; /* (a numeric key: the changelog's text is kept) */
+}
+
+/* The canonical key (as every key is written elsewhere: the key columns in the mapping's
+ * order) of the changelog's key object; its text when that cannot be read. */
+static char *changelog_key(const as_schema *s, const char *jsonb) {
+  key_obj k = {.s = s, .o = s ? json_loads(jsonb, 0, NULL) : NULL};
+  char *key = k.o ? pg_key_from_texts(s, key_obj_text, &k) : NULL;
+  json_decref(k.o);
+  return key ? key : strdup(jsonb);
 }
 
 /* Reads up to max rows of the current window; *got = rows consumed (deltas, dead, skipped). */
@@ -678,7 +701,7 @@ static int read_window(as_stream *s, as_batch *out, size_t max, size_t *got, as_
     if (rc == AS_EDATA) {
       pg_table *t = cr[i].table >= 0 ? &s->n->tables[cr[i].table] : NULL;
       char *raw = raw_row(r, i, t, t ? vals[cr[i].table] : NULL, cr[i].vrow);
-      char *key = PQgetisnull(r, i, W_KEY) ? NULL : canonical_key(PQgetvalue(r, i, W_KEY));
+      char *key = PQgetisnull(r, i, W_KEY) ? NULL : changelog_key(t ? t->s : NULL, PQgetvalue(r, i, W_KEY));
       AS_LOG(AS_LOG_WARN, s->comp, "dead letter at seq %lld: %s", seq, e.message);
       rc = as_batch_push_dead(out, t ? t->s : NULL, key, raw, strdup(e.message), pos);
       pos = NULL;
