@@ -312,6 +312,14 @@ static AS_MUSTCHECK size_t number_len(const char *s, const char *e, bool *real) 
   return (size_t)(p - s);
 }
 
+/* A Decimal128 element (raw_bson layout: low 64 bits first, little-endian). */
+static AS_MUSTCHECK int rw_dec128(as_buf *dst, const char *key, size_t kl, const bson_decimal128_t *dec) {
+  uint8_t raw[16];
+  put_le64(raw, dec->low);
+  put_le64(raw + 8, dec->high);
+  return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, kl, raw, 16);
+}
+
 /* A digit other than 0 before the exponent. */
 static bool nonzero_digits(const char *s, size_t n) {
   for (size_t i = 0; i < n && s[i] != 'e' && s[i] != 'E'; i++)
@@ -348,10 +356,7 @@ static AS_MUSTCHECK int number(as_jsonr *j, as_buf *dst, const char *key, size_t
      * it exactly (up to 34 digits), never infinity or zero */
     bson_decimal128_t dec;
     if (!as_dec128_from_str(s, n, &dec)) return fail(j, "number %.*s is out of range", (int)(n < 40 ? n : 40), s);
-    uint8_t raw[16];
-    put_le64(raw, dec.low);
-    put_le64(raw + 8, dec.high);
-    return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, kl, raw, 16) ? oom(j) : AS_OK;
+    return rw_dec128(dst, key, kl, &dec) ? oom(j) : AS_OK;
   }
   return rw_double(dst, key, kl, d) == AS_OK ? AS_OK : oom(j);
 }
@@ -636,10 +641,7 @@ static AS_MUSTCHECK int string_wrapper(as_jsonr *j, as_buf *dst, const char *key
       return rw_double(dst, key, kl, d) ? oom(j) : AS_OK;
     case 5: {
       if (!as_dec128_from_str(s, n, &dec)) return fail(j, "not a Decimal128");
-      uint8_t raw[16];
-      put_le64(raw, dec.low);
-      put_le64(raw + 8, dec.high);
-      return rw_bytes(dst, BSON_TYPE_DECIMAL128, key, kl, raw, 16) ? oom(j) : AS_OK;
+      return rw_dec128(dst, key, kl, &dec) ? oom(j) : AS_OK;
     }
     default: return rw_str(dst, BSON_TYPE_SYMBOL, key, kl, s, n) ? oom(j) : AS_OK;
   }

@@ -365,7 +365,7 @@ static int exec_ops(as_node *n, mongo_ops *ops, fail_list *fails, size_t *upto, 
     if (!ok) { /* the driver refuses this write: the writes before it go, it is the op that failed */
       if ((rc = bulks_flush(n, &b, fails, err)) != AS_OK) goto cleanup;
       *upto = i;
-      if (fails->n == 0 && (rc = fail_add(fails, i, 0, be.message, err)) != AS_OK) goto cleanup;
+      if (fails->n == 0) rc = fail_add(fails, i, 0, be.message, err);
       goto cleanup;
     }
     ob->map[ob->n++] = i;

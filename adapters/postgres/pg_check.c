@@ -86,8 +86,8 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
       if (strcmp(PQgetvalue(cols, j, 0), c->name) == 0) row = j;
     }
     bool narrow = false;
-    bool fits = row >= 0 && pg_column_fits(c->type, PQgetvalue(cols, row, 2),
-                                           atoi(PQgetvalue(cols, row, 3)), &narrow);
+    int typmod = row >= 0 ? atoi(PQgetvalue(cols, row, 3)) : -1;
+    bool fits = row >= 0 && pg_column_fits(c->type, PQgetvalue(cols, row, 2), typmod, &narrow);
     const char *file = c->mark.file ? c->mark.file : s->file;
     const char *want = as_schema_pg_type(c->type);
     if (!tc) {
@@ -104,7 +104,6 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
       snprintf(fix, sizeof fix, "ALTER TABLE \"%s\".\"%s\" ALTER COLUMN \"%s\" TYPE %s, or change "
                "the column's type in the mapping", n->schema, s->table, c->name, want);
     } else {
-      int typmod = atoi(PQgetvalue(cols, row, 3));
       if (c->type == AS_T_TIMESTAMP && (typmod < 0 || typmod > 3)) {
         /* fits, but a note: a value with sub-millisecond digits never reaches MongoDB */
         snprintf(what, sizeof what, "node %s: column \"%s\".\"%s\".\"%s\" holds microseconds "
