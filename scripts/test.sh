@@ -39,4 +39,13 @@ echo "== docker/ consistency =="
 bash "$root/tests/scripts/check_docker.sh" || status=1
 echo "== the .deb package =="
 bash "$root/tests/scripts/check_package.sh" "$root/build" || status=1
+if [ $status -ne 0 ]; then
+  # the failing checks again at the end, where a shortened log still shows them
+  echo "== what failed =="
+  for d in "$root"/build*/Testing/Temporary; do
+    [ -f "$d/LastTestsFailed.log" ] || continue
+    echo "-- $(basename "$(dirname "$(dirname "$d")")"): $(tr '\n' ' ' < "$d/LastTestsFailed.log")"
+    grep -E '^(FAIL|Traceback)|:[FE]:|[1-9][0-9]* failed' "$d/LastTest.log" | tail -40 || true
+  done
+fi
 exit $status
