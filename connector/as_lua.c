@@ -269,9 +269,24 @@ static int new_weak(lua_State *L) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static int null_tostring(lua_State *L) {
-  lua_pushliteral(L, "null");
+static int sentinel_tostring(lua_State *L) {
+  if (!lua_getmetatable(L, 1)) return 0;
+  lua_getfield(L, -1, "__name");
   return 1;
+}
+
+/* A sentinel userdata: tostring() and its locked metatable's name are `name`. */
+static int new_sentinel(lua_State *L, const char *name) {
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, sentinel_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 static int ctx_index(lua_State *L);
@@ -281,16 +296,8 @@ static void setup_registry(lua_State *L, as_lua *h) {
   h->r_order = new_weak(L);
   h->r_numtext = new_weak(L);
   h->r_ro = new_weak(L);
-  lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, null_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "null");
-  lua_setfield(L, -2, "__name");
-  lua_pushliteral(L, "null");
-  lua_setfield(L, -2, "__metatable");
-  lua_setmetatable(L, -2);
-  h->r_null = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->r_null = new_sentinel(L, "null");
+  h->r_jnull = new_sentinel(L, "json null");
   h->r_arr_mt = new_mt(L, 0, "json array");
   h->r_obj_mt = new_mt(L, 0, "json object");
   lua_createtable(L, (int)h->s->ncols, 0);
@@ -601,8 +608,8 @@ static int ctx_index(lua_State *L) {
   } helpers[] = {{"number", asl_fn_number}, {"cmp", asl_fn_cmp}, {"array", asl_fn_array},
                  {"object", asl_fn_object}};
   bool helper = false;
-  if (strcmp(k, "null") == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_null);
+  if (strcmp(k, "null") == 0 || strcmp(k, "json_null") == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k[1] == 'u' ? h->r_null : h->r_jnull);
     helper = true;
   }
   for (size_t i = 0; i < sizeof helpers / sizeof helpers[0] && !helper; i++) {

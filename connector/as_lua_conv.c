@@ -77,7 +77,8 @@ static void push_hex(lua_State *L, const uint8_t *p, size_t n, bool uuid) {
   lua_pushlstring(L, buf, o);
 }
 
-static void json_decode(lua_State *L, as_lua *h, const char *s, size_t n, const char *col);
+static void json_decode(lua_State *L, as_lua *h, const char *s, size_t n, const char *col,
+                        bool jnull);
 
 void asl_push_value(lua_State *L, as_lua *h, const as_column *c, const as_value *v) {
   char buf[40];
@@ -107,7 +108,9 @@ void asl_push_value(lua_State *L, as_lua *h, const as_column *c, const as_value 
       lua_pushlstring(L, buf, 10);
       break;
     }
-    case AS_T_JSON: json_decode(L, h, v->u.s.ptr, v->u.s.len, c->name); break;
+    case AS_T_JSON:
+      json_decode(L, h, v->u.s.ptr, v->u.s.len, c->name, as_column_json_null(c));
+      break;
     default: luaL_error(L, "column \"%s\": bad value type %d", c->name, (int)v->type);
   }
 }
@@ -542,11 +545,19 @@ static void jd_value(jdec *d) {
   d->depth--;
 }
 
-static void json_decode(lua_State *L, as_lua *h, const char *s, size_t n, const char *col) {
+/* The JSON text s as a Lua value on the stack. jnull: a whole value `null` is ctx.json_null
+ * (a json column holding JSON null, which is not NULL: as_column_json_null); inside a value,
+ * and in the other json columns, JSON null is ctx.null. */
+static void json_decode(lua_State *L, as_lua *h, const char *s, size_t n, const char *col,
+                        bool jnull) {
   jdec d = {.L = L, .h = h, .start = s, .p = s, .end = s + n, .col = col};
   jd_value(&d);
   jd_ws(&d);
   if (d.p != d.end) jd_fail(&d, "text after the value");
+  if (jnull && lua_type(L, -1) == LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_jnull);
+  }
 }
 
 /* ------------------------------------------------------------------ Lua -> JSON text */
@@ -855,12 +866,7 @@ static int je_value(jenc *e, int idx) {
       return rc;
     }
     case LUA_TUSERDATA:
-      lua_rawgeti(L, LUA_REGISTRYINDEX, e->h->r_null);
-      if (lua_rawequal(L, -1, idx)) {
-        lua_pop(L, 1);
-        return je_put(e, "null", 4);
-      }
-      lua_pop(L, 1);
+      if (asl_is_sentinel(L, e->h, idx)) return je_put(e, "null", 4);
       /* fall through */
     default:
       return je_fail(e, "a %s cannot be stored in JSON", luaL_typename(L, idx));
@@ -976,10 +982,7 @@ static bool jm_value(jmat *m, int idx) {
     case 'n': {
       if (m->end - m->p < 4 || memcmp(m->p, "null", 4) != 0) return false;
       m->p += 4;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, m->h->r_null);
-      bool eq = lua_rawequal(L, -1, idx);
-      lua_pop(L, 1);
-      return eq;
+      return asl_is_sentinel(L, m->h, idx);
     }
     default: {
       const char *s = m->p;
@@ -1140,10 +1143,16 @@ int asl_to_value(lua_State *L, as_lua *h, int idx, size_t col, const as_row *min
   if (lua_type(L, idx) == LUA_TUSERDATA) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_null);
     bool null = lua_rawequal(L, -1, idx);
-    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_jnull);
+    bool jnull = lua_rawequal(L, -1, idx);
+    lua_pop(L, 2);
     if (null) {
       if (!c->required) return AS_OK;
       snprintf(why, whylen, "NULL in a required column");
+      return AS_EDATA;
+    }
+    if (jnull && !as_column_json_null(c)) {
+      snprintf(why, whylen, "ctx.json_null is JSON null, for a json column (NULL is ctx.null)");
       return AS_EDATA;
     }
   }
@@ -1205,13 +1214,7 @@ static const char *decimal_arg(lua_State *L, int idx, char *b, size_t n) {
   return s;
 }
 
-static bool is_null(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TUSERDATA) return false;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, asl_handle(L)->r_null);
-  bool eq = lua_rawequal(L, -1, idx);
-  lua_pop(L, 1);
-  return eq;
-}
+static bool is_null(lua_State *L, int idx) { return asl_is_sentinel(L, asl_handle(L), idx); }
 
 int asl_fn_number(lua_State *L) {
   if (lua_isnoneornil(L, 1) || is_null(L, 1)) {

@@ -49,6 +49,7 @@ struct as_lua {
   int r_envmt;   /* metatable of a call's globals: __index = g0, locked */
   int r_resolve; /* the function resolve */
   int r_null;    /* the NULL sentinel */
+  int r_jnull;   /* a json column holding JSON null (not NULL) */
   int r_arr_mt, r_obj_mt; /* marks of decoded JSON arrays / objects */
   int r_order;   /* weak-keyed: JSON object table -> list of its keys in original order */
   int r_numtext; /* weak-keyed: JSON container -> {key or index = number as spelled} for
@@ -69,6 +70,20 @@ struct as_lua {
 };
 
 static inline as_lua *asl_handle(lua_State *L) { return *(as_lua **)lua_getextraspace(L); }
+
+/* The value at idx is ctx.null or ctx.json_null (inside a JSON value both are JSON null). */
+static inline bool asl_is_sentinel(lua_State *L, const as_lua *h, int idx) {
+  if (lua_type(L, idx) != LUA_TUSERDATA) return false;
+  idx = lua_absindex(L, idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_null);
+  bool eq = lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  if (eq) return true;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->r_jnull);
+  eq = lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  return eq;
+}
 
 /* Pushes a new row proxy of the call in progress (as_lua.h: columns filled on first read). */
 void asl_push_proxy(lua_State *L, as_lua *h, int side);

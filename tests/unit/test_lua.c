@@ -236,6 +236,44 @@ START_TEST(values_come_back_typed) {
 }
 END_TEST
 
+/* A json column holding JSON null is ctx.json_null, not ctx.null (NULL): a script that copies
+ * it column by column gives back JSON null; inside a value JSON null is ctx.null as before. */
+START_TEST(json_null_is_not_null) {
+  fixture f;
+  fx_init(&f, NULL);
+  put(&f.mine, f.s, "j", "null");
+  put(&f.theirs, f.s, "j", NULL);
+  as_error err;
+  int rc = run_src(&f,
+      "function resolve(m, t, ctx)\n"
+      "  assert(m.j == ctx.json_null and m.j ~= ctx.null, 'mine: ' .. tostring(m.j))\n"
+      "  assert(t.j == ctx.null, 'theirs: ' .. tostring(t.j))\n"
+      "  assert(tostring(ctx.json_null) == 'json null' and ctx.number(ctx.json_null) == nil)\n"
+      "  local out = {}\n"
+      "  for _, c in ipairs({'id', 'b', 'i', 'j', 'n'}) do out[c] = m[c] end\n"
+      "  return out\n"
+      "end\n",
+      &err);
+  ck_assert_msg(rc == AS_OK, "%s", err.message);
+  assert_json(&f.out, f.s, "j", "null");
+  /* theirs's NULL copied column by column stays NULL; ctx.json_null inside a value is null */
+  rc = run_src(&f, "function resolve(m, t, ctx) return { j = t.j } end\n", &err);
+  ck_assert_msg(rc == AS_OK, "%s", err.message);
+  ck_assert_int_eq(col(&f.out, f.s, "j")->type, AS_T_NULL);
+  rc = run_src(&f,
+      "function resolve(m, t, ctx) return { j = { a = ctx.json_null, b = ctx.null } } end\n",
+      &err);
+  ck_assert_msg(rc == AS_OK, "%s", err.message);
+  assert_json(&f.out, f.s, "j", "{\"a\":null,\"b\":null}");
+  /* ctx.json_null anywhere but a json column is a script's mistake, named */
+  rc = run_src(&f, "function resolve(m, t, ctx) return { i = ctx.json_null } end\n", &err);
+  ck_assert_int_eq(rc, AS_EDATA);
+  ck_assert_msg(strstr(err.message, "\"i\"") && strstr(err.message, "ctx.json_null"), "%s",
+                err.message);
+  fx_free(&f);
+}
+END_TEST
+
 START_TEST(omitted_columns_keep_mine_then_theirs) {
   fixture f;
   fx_init(&f, NULL);
@@ -1154,6 +1192,7 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, values_reach_the_script_typed);
   tcase_add_test(tc, values_come_back_typed);
+  tcase_add_test(tc, json_null_is_not_null);
   tcase_add_test(tc, omitted_columns_keep_mine_then_theirs);
   tcase_add_test(tc, json_unchanged_keeps_exact_text);
   tcase_add_test(tc, json_edits_keep_order_and_spelling);
