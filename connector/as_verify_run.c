@@ -202,6 +202,7 @@ static int build_tasks(const as_config *cfg, const as_verify_opts *o, vtask **ou
 typedef struct vrow {
   as_row r;
   bool has;
+  bool bad; /* the node holds the key, but its row cannot be mapped (has is true too) */
 } vrow;
 
 static int read_side(vctx *c, vnode *n, const as_schema *s, const as_row *key, vrow *out,
@@ -299,9 +300,15 @@ static int repair_key(vctx *c, vpair *p, const as_row *key, vrow *rs, as_error *
   const vrow *target = &wr;
   if (w == p->side[0].vn) target = &rs[0];
   else if (w == p->side[1].vn) target = &rs[1];
-  else if (!deleted && (rc = read_side(c, w, p->s, key, &wr, err)) != AS_OK) goto done;
-  if (!deleted && !target->has && !c->o->prefer) {
-    p->out->unresolved++; /* the version's origin no longer holds the row */
+  else if (!deleted && (rc = read_side(c, w, p->s, key, &wr, err)) != AS_OK) {
+    if (rc != AS_EDATA) goto done;
+    AS_LOG(AS_LOG_WARN, "verify", "mapping %s: %s", p->s->name, err->message);
+    wr.has = wr.bad = true;
+    rc = AS_OK;
+  }
+  if ((!deleted && !target->has && !c->o->prefer) || (!deleted && target->bad)) {
+    p->out->unresolved++; /* the version's origin no longer holds the row, or holds one that
+                             cannot be mapped (nothing to copy) */
     goto done;
   }
   bool wrote = false, refused = false;
@@ -310,7 +317,7 @@ static int repair_key(vctx *c, vpair *p, const as_row *key, vrow *rs, as_error *
     if (x == w) continue;
     bool want = !deleted && target->has;
     if (!want && rs[i].has) rc = write_row(c, x, p->s, NULL, key, w->cfg->name, hlc, err);
-    else if (want && (!rs[i].has || !same_row(p->s, &rs[i].r, &target->r)))
+    else if (want && (!rs[i].has || rs[i].bad || !same_row(p->s, &rs[i].r, &target->r)))
       rc = write_row(c, x, p->s, &target->r, key, w->cfg->name, hlc, err);
     else continue;
     if (rc == AS_EDATA) { /* a row the node cannot hold (its dead letter says why) */
@@ -340,15 +347,18 @@ static int settle(vctx *c, vpair *p, const vcand *cd, as_error *err) {
   int rc = vkey_row(p->s, cd->key, &key) == AS_OK
                ? AS_OK
                : as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
-  for (int i = 0; i < 2 && rc == AS_OK; i++) rc = read_side(c, p->side[i].vn, p->s, &key, &rs[i], err);
-  bool unreadable = rc == AS_EDATA;
-  if (unreadable) { /* a row that cannot be mapped is a difference, whatever the other holds */
-    AS_LOG(AS_LOG_WARN, "verify", "mapping %s: %s", p->s->name, err->message);
-    rs[0].has = rs[1].has = true;
-    rc = AS_OK;
-  } else if (rc == AS_OK && rs[0].has && rs[1].has && same_row(p->s, &rs[0].r, &rs[1].r)) {
-    goto done;
+  for (int i = 0; i < 2 && rc == AS_OK; i++) {
+    rc = read_side(c, p->side[i].vn, p->s, &key, &rs[i], err);
+    if (rc == AS_EDATA) { /* a row that cannot be mapped is a difference, whatever the other
+                             holds; a repair may replace it with the winner's row */
+      AS_LOG(AS_LOG_WARN, "verify", "mapping %s: %s", p->s->name, err->message);
+      rs[i].has = rs[i].bad = true;
+      rc = AS_OK;
+    }
   }
+  bool unreadable = rs[0].bad || rs[1].bad;
+  if (rc == AS_OK && !unreadable && rs[0].has && rs[1].has && same_row(p->s, &rs[0].r, &rs[1].r))
+    goto done;
   if (rc != AS_OK || (!rs[0].has && !rs[1].has)) goto done;
   as_verify_keys *l = !rs[1].has ? &p->out->only_a : !rs[0].has ? &p->out->only_b : &p->out->different;
   char *text = as_verify_key_text(p->s, cd->key);
@@ -358,8 +368,7 @@ static int settle(vctx *c, vpair *p, const vcand *cd, as_error *err) {
     rc = as_error_set(err, AS_DOM_ENGINE, AS_ERR, "out of memory");
     goto done;
   }
-  if (c->o->repair && unreadable) p->out->unresolved++;
-  else if (c->o->repair) rc = repair_key(c, p, &key, rs, err);
+  if (c->o->repair) rc = repair_key(c, p, &key, rs, err);
 done:
   as_row_clear(&key);
   as_row_clear(&rs[0].r);

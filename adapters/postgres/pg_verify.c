@@ -14,7 +14,8 @@
  *   bool, int64: c::text;  decimal: trim_scale(c)::text;  text: octet_length(c) || ':' || c
  *   double: m and q from float8send's bits;  bytes, uuid: md5 of the BinData framing, read as
  *   a little-endian int64;  ObjectId (a text column): lower(c);  timestamp: floor(epoch ms);
- *   date: c - '1970-01-01';  json: c::jsonb::text;  NULL: '~'.
+ *   date: c - '1970-01-01' (an infinite timestamp or date: its text, which no other node's
+ *   row gives);  json: c::jsonb::text;  NULL: '~'.
  * Client mode fetches the mapped columns through a cursor (pages of 5000) and hashes in C.
  *
  * Key ranges: text keys are compared with COLLATE "C" unless the column's collation already
@@ -147,8 +148,13 @@ static int col_text_sql(as_verify *v, size_t i, as_buf *b, as_buf *pre) {
       return as_buf_printf(b, "coalesce(octet_length(%s)::text || ':' || %s, '~')", c, c);
     case AS_T_OBJECTID: return as_buf_printf(b, "coalesce(lower(%s), '~')", c);
     case AS_T_TIMESTAMP:
-      return as_buf_printf(b, "coalesce(floor(extract(epoch FROM %s) * 1000)::bigint::text, '~')", c);
-    case AS_T_DATE: return as_buf_printf(b, "coalesce((%s - DATE '1970-01-01')::text, '~')", c);
+      /* an infinite value (PostgreSQL's own; no other node can hold it) hashes as its text,
+       * so the row differs instead of the query failing */
+      return as_buf_printf(b, "coalesce(CASE WHEN isfinite(%s) THEN floor(extract(epoch FROM %s) * "
+                           "1000)::bigint::text ELSE %s::text END, '~')", c, c, c);
+    case AS_T_DATE:
+      return as_buf_printf(b, "coalesce(CASE WHEN isfinite(%s) THEN (%s - DATE '1970-01-01')::text "
+                           "ELSE %s::text END, '~')", c, c, c);
     case AS_T_JSON: return as_buf_printf(b, "coalesce(%s::jsonb::text, '~')", c);
     case AS_T_DOUBLE:
       if (as_buf_printf(pre, ", ('x' || encode(float8send(%s), 'hex'))::bit(64)::bigint AS %s", c, pv))
