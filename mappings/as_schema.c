@@ -291,6 +291,23 @@ static int parse_columns(const as_ynode *node, const as_mark *key_mark, const ch
     snprintf(twhat, sizeof twhat, "type of column \"%s\"", name);
     if ((rc = read_str(type_node, twhat, &c->type_name, err))) goto fail;
     marks[i].type = type_node->mark;
+    const char *paren = strchr(c->type_name, '(');
+    char base[64];
+    as_type bt;
+    if (paren && (size_t)(paren - c->type_name) < sizeof base &&
+        !as_type_parse(c->type_name, &c->type)) {
+      size_t bn = (size_t)(paren - c->type_name);
+      while (bn > 0 && c->type_name[bn - 1] == ' ') bn--;
+      memcpy(base, c->type_name, bn);
+      base[bn] = '\0';
+      if (as_type_parse(base, &bt) && bt != AS_T_NULL) {
+        rc = as_yaml_error(err, &type_node->mark,
+                           "type \"%s\" of column \"%s\": a mapping's type takes no length or "
+                           "precision (write %s; an existing SQL column keeps its own %s)",
+                           c->type_name, name, base, c->type_name);
+        goto fail;
+      }
+    }
     if (!as_type_parse(c->type_name, &c->type) || c->type == AS_T_NULL) {
       rc = as_yaml_error(err, &type_node->mark,
                          "unknown type \"%s\" for column \"%s\" (valid types include "

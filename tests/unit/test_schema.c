@@ -30,6 +30,9 @@ static const struct {
     {"unknown_type.yaml",
      "5:32: unknown type \"strng\" for column \"email\" (valid types include text, int64, "
      "double, numeric, bool, uuid, objectid, timestamptz, date, jsonb, bytes)"},
+    {"type_with_precision.yaml",
+     "6:12: type \"numeric(12,2)\" of column \"balance\": a mapping's type takes no length or "
+     "precision (write numeric; an existing SQL column keeps its own numeric(12,2))"},
     {"duplicate_column.yaml", "6:3: duplicate key \"email\" (first at line 5 column 3)"},
     {"missing_key.yaml",
      "1:1: missing \"key\" (the column, or list of columns, that identifies a row)"},
