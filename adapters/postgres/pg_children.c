@@ -184,7 +184,7 @@ static int child_write_row(as_node *n, const pg_table *t, const as_row *row, boo
            as_buf_printf(&set, "%s%s = EXCLUDED.%s", set.len ? ", " : "", t->qcols[c], t->qcols[c]) != AS_OK))
         rc = oom(err);
     }
-    if (rc == AS_OK && as_buf_append_str(&sql, ") VALUES (") != AS_OK) rc = oom(err);
+    if (rc == AS_OK && as_buf_append_str(&sql, ") " PG_OVERRIDING "VALUES (") != AS_OK) rc = oom(err);
     for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
       if (as_buf_printf(&sql, "%s$%zu::%s", c ? ", " : "", c + 1, as_schema_pg_type(ts->cols[c].type)) != AS_OK)
         rc = oom(err);
@@ -1003,7 +1003,7 @@ int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cn
           rc = as_buf_printf(&ups.sql, "INSERT INTO %s (", t->qname) != AS_OK ? oom(err) : AS_OK;
           for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++)
             if (as_buf_printf(&ups.sql, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = oom(err);
-          if (rc == AS_OK && as_buf_append_str(&ups.sql, ") VALUES ") != AS_OK) rc = oom(err);
+          if (rc == AS_OK && as_buf_append_str(&ups.sql, ") " PG_OVERRIDING "VALUES ") != AS_OK) rc = oom(err);
         }
         if (rc == AS_OK) rc = acc_tuple(&ups, t, &want[w], NULL, ts->ntable, err);
       }

@@ -18,6 +18,10 @@
 #include "as_buf.h"
 
 #define PG_COMPONENT "postgres"
+/* In every INSERT the connector makes: a key (or other) column that is an identity column
+ * GENERATED ALWAYS takes the row's value, as COPY gives it (the value comes from another node;
+ * PostgreSQL refuses it otherwise). Allowed on any table. */
+#define PG_OVERRIDING "OVERRIDING SYSTEM VALUE "
 
 /* How changes are captured (node option `capture`). */
 typedef enum pg_capture {

@@ -1316,6 +1316,51 @@ static void t_nul(void) {
   as_schema_free(s);
 }
 
+/* A user's table whose key is an identity column GENERATED ALWAYS: the rows other nodes send
+ * keep their keys on every write path (a single insert, an update, a run of inserts). */
+static void t_identity(void) {
+  g_test = "identity";
+  fresh_schema("t_ident");
+  PGconn *c = outside();
+  sql(c, "CREATE SCHEMA t_ident");
+  sql(c, "CREATE TABLE t_ident.items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+         "name text)");
+  sql(c, "INSERT INTO t_ident.items (name) VALUES ('own')"); /* id 1 */
+  as_schema *s = schema_yaml("mapping: items\ncollection: items\ntable: items\nkey: id\n"
+                             "columns:\n  id: { field: _id, type: int64 }\n"
+                             "  name: { field: name, type: text }\n");
+  const as_schema *ss[1] = {s};
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_ident", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  enum { NRUN = 100 };
+  as_delta d[2 + NRUN] = {{0}};
+  mk_delta(&d[0], s, AS_OP_INSERT, "mongo", "id", "1000", "name", "one", NULL);
+  mk_delta(&d[1], s, AS_OP_UPDATE, "mongo", "id", "1", "name", "own2", NULL);
+  as_dead_list dead = {0};
+  CHECK(apply_batch(n, d, 2, &dead, "m->pg", "1") == AS_OK && dead.n == 0,
+        "insert and update: %zu dead (%s)", dead.n, dead.n ? dead.items[0].error : "");
+  as_dead_list_clear(&dead);
+  char id[16];
+  for (int i = 0; i < NRUN; i++) {
+    snprintf(id, sizeof id, "%d", 2000 + i);
+    mk_delta(&d[2 + i], s, AS_OP_INSERT, "mongo", "id", id, "name", "run", NULL);
+  }
+  CHECK(apply_batch(n, d + 2, NRUN, &dead, "m->pg", "2") == AS_OK && dead.n == 0,
+        "a run of inserts: %zu dead (%s)", dead.n, dead.n ? dead.items[0].error : "");
+  CHECK(strcmp(sql(c, "SELECT name FROM t_ident.items WHERE id = 1000"), "one") == 0 &&
+            strcmp(sql(c, "SELECT name FROM t_ident.items WHERE id = 1"), "own2") == 0 &&
+            sql_long(c, "SELECT count(*) FROM t_ident.items WHERE name = %s", "'run'") == NRUN,
+        "rows with their keys");
+  free_deltas(d, 2 + NRUN);
+  as_dead_list_clear(&dead);
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
 /* Connection failures nobody can fix by waiting are AS_EINVAL; a server not there AS_RETRY. */
 static int try_connect(const char *dsn, as_error *err) {
   as_schema *s = schema_yaml(USERS_YAML);
@@ -1875,6 +1920,7 @@ int main(int argc, char **argv) {
                {"kill", t_kill},
                {"truncate_local", t_truncate_local},
                {"nul", t_nul},
+               {"identity", t_identity},
                {"connect", t_connect},
                {"check_capture", t_check_capture},
                {"history", t_history},
