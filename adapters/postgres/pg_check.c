@@ -39,6 +39,13 @@ typedef void (*report_fn)(void *ctx, bool ok, const char *what, const char *fix)
   " has_table_privilege($1, 'UPDATE'), has_table_privilege($1, 'DELETE'),"                     \
   " has_table_privilege($1, 'TRIGGER')"
 
+/* $1 schema.table: columns a row inserted without them cannot have (NOT NULL, no default, not
+ * an identity or generated column) */
+#define PG_SQL_REQUIRED_COLS                                                                   \
+  "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0"      \
+  " AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''"        \
+  " AND a.attgenerated = '' ORDER BY a.attnum"
+
 static int connect_admin(as_node *n, as_error *err) {
   if (n->conn && PQstatus(n->conn) == CONNECTION_OK) return AS_OK;
   return as_adapter_postgres.connect(n, err);
@@ -148,6 +155,24 @@ static void check_table(as_node *n, const as_schema *s, bool schema_create, repo
   const char *p[1] = {t ? t->qname : ""};
   if (t) pg_query(n->conn, PG_SQL_COLUMNS, 1, p, "read table columns", &r, &err);
   check_columns(n, s, &d, r, report, ctx, &ok);
+  PQclear(r);
+  r = NULL;
+  /* a column the mapping leaves out that every insert must fill: rows other nodes insert
+   * here are refused (dead letters); a to-mongo mapping writes nothing here */
+  if (t && s->direction != AS_DIR_TO_MONGO &&
+      pg_query(n->conn, PG_SQL_REQUIRED_COLS, 1, p, "required columns", &r, &err) == AS_OK) {
+    for (int i = 0; i < PQntuples(r); i++) {
+      const char *name = PQgetvalue(r, i, 0);
+      if (as_schema_column_index(s, name) >= 0) continue;
+      snprintf(what, sizeof what, "node %s: column \"%s\" of %s is NOT NULL without a default "
+               "and mapping %s does not map it: every row another node inserts here is refused "
+               "(a dead letter)", n->name, name, t->qname, s->name);
+      snprintf(fix, sizeof fix, "map the column, give it a DEFAULT, or ALTER TABLE %s ALTER "
+               "COLUMN \"%s\" DROP NOT NULL", t->qname, name);
+      report(ctx, false, what, fix);
+      ok = false;
+    }
+  }
   PQclear(r);
   r = NULL;
   as_table_desc_free(&d);

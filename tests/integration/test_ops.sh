@@ -104,11 +104,15 @@ has live.ok.lite "✓ node lite: database file $tmp/lite.db and its directory ar
 has live.ok.state "✓ state store $tmp/state.db is missing; its directory is writable" "$tmp/l1"
 has live.ok.summary ' 0 failed' "$tmp/l1"
 # a table whose column disagrees with the mapping: named, with the mapping's file:line:col
-"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$dsn" -c "CREATE TABLE users (id text PRIMARY KEY, email text, name text, balance integer, tags jsonb, last_updated timestamptz, extra jsonb)"
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$dsn" -c "CREATE TABLE users (id text PRIMARY KEY, email text, name text, balance integer, tags jsonb, last_updated timestamptz, extra jsonb, region text NOT NULL, seq bigint GENERATED ALWAYS AS IDENTITY, since date NOT NULL DEFAULT now())"
 expect_rc live.mismatch 1 "$tmp/l2" "$bin" check --live -c "$tmp/c.yaml"
 has live.mismatch.col "✗ node pg: column \"public\".\"users\".\"balance\" is integer, the mapping wants numeric ($tmp/maps/users.yaml:" "$tmp/l2"
 has live.mismatch.fix 'fix: ALTER TABLE "public"."users" ALTER COLUMN "balance" TYPE numeric' "$tmp/l2"
 # a column that fits but holds microseconds: a note (MongoDB dates hold milliseconds)
+# a column the mapping leaves out that every insert must fill: named (columns with a default or
+# an identity are not)
+has live.required "✗ node pg: column \"region\" of \"public\".\"users\" is NOT NULL without a default and mapping users does not map it" "$tmp/l2"
+grep -q -E 'column "(seq|since)" of' "$tmp/l2" && no "live.required: a column with a default or an identity named" "$tmp/l2" || ok
 has live.micro "✓ node pg: column \"public\".\"users\".\"last_updated\" holds microseconds (timestamp with time zone); MongoDB dates hold milliseconds" "$tmp/l2"
 "$PGBIN/psql" -X -q -d "$dsn" -c "DROP TABLE users"
 # a node that cannot be reached, an unwritable SQLite directory
