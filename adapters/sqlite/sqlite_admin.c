@@ -80,6 +80,34 @@ static const char *affinity(const char *decl) {
   return "NUMERIC";
 }
 
+/* Columns the mapping leaves out that every insert must fill (NOT NULL, no default, not part
+ * of the primary key, not generated): every row another node inserts would be refused. */
+static bool required_unmapped(as_node *n, sqlite3 *db, const as_schema *s, report_fn report,
+                              void *ctx) {
+  char what[900], fix[600];
+  sqlite3_stmt *st = NULL;
+  bool ok = true;
+  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_xinfo(?) WHERE \"notnull\" AND "
+                         "dflt_value IS NULL AND pk = 0 AND hidden = 0", -1, &st, NULL) != SQLITE_OK)
+    return true; /* the column checks above have read the table already */
+  sqlite3_bind_text(st, 1, s->table, -1, SQLITE_STATIC);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    bool mapped = false;
+    for (size_t i = 0; name && !mapped && i < s->ncols; i++)
+      mapped = sqlite3_stricmp(s->cols[i].name, name) == 0;
+    if (!name || mapped) continue;
+    snprintf(what, sizeof what, "node %s: column \"%s\" of table \"%s\" is NOT NULL without a "
+             "default and mapping %s does not map it: every row another node inserts here is "
+             "refused (a dead letter)", n->name, name, s->table, s->name);
+    snprintf(fix, sizeof fix, "map the column, or give it a DEFAULT (SQLite: recreate the table)");
+    report(ctx, false, what, fix);
+    ok = false;
+  }
+  sqlite3_finalize(st);
+  return ok;
+}
+
 static void check_table(as_node *n, sqlite3 *db, const as_schema *s, report_fn report,
                         void *ctx, bool *all_ok) {
   char what[900], fix[900];
@@ -119,6 +147,7 @@ static void check_table(as_node *n, sqlite3 *db, const as_schema *s, report_fn r
       ok = false;
     }
   }
+  if (ok && s->direction != AS_DIR_TO_MONGO) ok = required_unmapped(n, db, s, report, ctx);
   if (ok) {
     /* the sink's upsert needs a PRIMARY KEY or UNIQUE constraint on the key */
     as_buf sql = AS_BUF_INIT;

@@ -109,12 +109,17 @@ expect_rc live.mismatch 1 "$tmp/l2" "$bin" check --live -c "$tmp/c.yaml"
 has live.mismatch.col "✗ node pg: column \"public\".\"users\".\"balance\" is integer, the mapping wants numeric ($tmp/maps/users.yaml:" "$tmp/l2"
 has live.mismatch.fix 'fix: ALTER TABLE "public"."users" ALTER COLUMN "balance" TYPE numeric' "$tmp/l2"
 # a column that fits but holds microseconds: a note (MongoDB dates hold milliseconds)
+has live.micro "✓ node pg: column \"public\".\"users\".\"last_updated\" holds microseconds (timestamp with time zone); MongoDB dates hold milliseconds" "$tmp/l2"
 # a column the mapping leaves out that every insert must fill: named (columns with a default or
 # an identity are not)
 has live.required "✗ node pg: column \"region\" of \"public\".\"users\" is NOT NULL without a default and mapping users does not map it" "$tmp/l2"
 grep -q -E 'column "(seq|since)" of' "$tmp/l2" && no "live.required: a column with a default or an identity named" "$tmp/l2" || ok
-has live.micro "✓ node pg: column \"public\".\"users\".\"last_updated\" holds microseconds (timestamp with time zone); MongoDB dates hold milliseconds" "$tmp/l2"
+sqlite3 "$tmp/lite.db" "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT, name TEXT, balance TEXT, tags TEXT, last_updated TEXT, extra TEXT, region TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0)"
+expect_rc live.required.lite.rc 1 "$tmp/l2b" "$bin" check --live -c "$tmp/c.yaml"
+grep -q 'column "n" of table' "$tmp/l2b" && no "live.required.lite: a column with a default named" "$tmp/l2b" || ok
+has live.required.lite "✗ node lite: column \"region\" of table \"users\" is NOT NULL without a default and mapping users does not map it" "$tmp/l2b"
 "$PGBIN/psql" -X -q -d "$dsn" -c "DROP TABLE users"
+sqlite3 "$tmp/lite.db" "DROP TABLE users"
 # a node that cannot be reached, an unwritable SQLite directory
 sed -e "s#port=$pport#port=1#" -e "s#$tmp/lite.db#/proc/arraysync-no/lite.db#" "$tmp/c.yaml" >"$tmp/c3.yaml"
 expect_rc live.unreachable 1 "$tmp/l3" "$bin" check --live -c "$tmp/c3.yaml"
