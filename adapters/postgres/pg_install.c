@@ -240,6 +240,9 @@ static bool has_children(const as_node *n) {
   return false;
 }
 
+/* A partitioned table's changes come as the table's (a partition is not mapped). */
+#define PG_PUB_OPTIONS "publish_via_partition_root = true"
+
 /* The publication's table list as it should be: every mapped table and arraysync.marks; with
  * child tables, arraysync.child_images instead of them (their changes come as images). */
 static int pub_list(as_node *n, as_buf *b) {
@@ -257,7 +260,11 @@ static int pub_missing(as_node *n, as_buf *missing, bool *exists, as_error *err)
   int rc = pg_query(n->conn, PG_SQL_PUB_EXISTS, 1, p, "read publication", &r, err);
   if (rc != AS_OK) return rc;
   *exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+  /* a partitioned table's changes are published as the table's own (not its partitions') */
+  bool viaroot = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
   PQclear(r);
+  if (*exists && !viaroot && as_buf_append_str(missing, "publish_via_partition_root") != AS_OK)
+    return nomem(err);
   if ((rc = pg_query(n->conn, PG_SQL_PUB_TABLES, 1, p, "read publication", &r, err)) != AS_OK)
     return rc;
   for (size_t i = 0; i <= n->ntables + 1; i++) {
@@ -288,10 +295,17 @@ static int pub_ensure(as_node *n, bool *changed, as_error *err) {
   int rc = pub_missing(n, &missing, &exists, err);
   if (rc == AS_OK && (!exists || missing.len)) {
     char *q = pg_quote_ident(n->pubname);
-    if (!q || as_buf_printf(&b, exists ? "ALTER PUBLICATION %s SET TABLE " : "CREATE PUBLICATION %s FOR TABLE ", q) || pub_list(n, &b)) {
+    if (!q || as_buf_printf(&b, exists ? "ALTER PUBLICATION %s SET TABLE " : "CREATE PUBLICATION %s FOR TABLE ", q) || pub_list(n, &b) ||
+        (!exists && as_buf_append_str(&b, " WITH (" PG_PUB_OPTIONS ")"))) {
       rc = nomem(err);
     } else {
       rc = exec_buf(n, &b, NULL, "publication", err);
+    }
+    as_buf_reset(&b);
+    if (rc == AS_OK && exists) {
+      rc = as_buf_printf(&b, "ALTER PUBLICATION %s SET (" PG_PUB_OPTIONS ")", q) != AS_OK
+               ? nomem(err)
+               : exec_buf(n, &b, NULL, "publication", err);
     }
     free(q);
     if (rc == AS_OK) {

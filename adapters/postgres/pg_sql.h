@@ -108,7 +108,9 @@
   " FROM pg_class c WHERE c.oid = $1::regclass"
 
 /* ---- logical decoding: publication and slots ---- */
-#define PG_SQL_PUB_EXISTS "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)"
+#define PG_SQL_PUB_EXISTS                                                                      \
+  "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),"                           \
+  " coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $1), false)"
 /* Tables of a publication: schema, table. */
 #define PG_SQL_PUB_TABLES \
   "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1"
