@@ -14,26 +14,11 @@
 #include "as_bson.h"
 #include "as_bsonr.h"
 #include "as_buf.h"
+#include "as_utf8.h"
 
 #define MAX_DEPTH 32          /* nesting levels of column paths and catch-all documents */
 #define AS_JSON_MAX_DEPTH 200 /* nesting levels of AS-JSON text / BSON written as AS-JSON */
 #define WHY_MAX 512           /* room for the tail of a conversion error message */
-
-/* Length of the valid UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most
- * U+10FFFF) starting with the byte >= 0x80 at p, or 0 if it is not one. */
-static inline size_t as_utf8_seq(const uint8_t *p, const uint8_t *e) {
-  uint8_t c = p[0];
-  size_t n;
-  uint8_t lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-  else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-  else return 0;
-  if ((size_t)(e - p) < n || p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < n; i++)
-    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-  return n;
-}
 
 /* Decimal index key of an array element ("0", "1", ...); returns its length. */
 static inline size_t as_idx_key(uint32_t i, char kb[16]) {

@@ -1,13 +1,47 @@
 #include "as_error.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "as_utf8.h"
+
+/* Messages are UTF-8 text (logs, `dlq list --json`, metrics): a byte that is not part of a
+ * valid sequence (a field name or value quoted from the data) becomes the four characters
+ * \xNN; a sequence cut by the message's size limit is dropped. */
+static void utf8_clean(char *m, size_t cap) {
+  const uint8_t *p = (const uint8_t *)m, *e = p + strlen(m);
+  const uint8_t *q = p;
+  while (q < e && (*q < 0x80 || as_utf8_seq(q, e))) q += *q < 0x80 ? 1 : as_utf8_seq(q, e);
+  if (q == e) return;
+  char out[AS_ERROR_MSG_MAX];
+  size_t o = 0, room = cap < sizeof out ? cap : sizeof out;
+  for (q = p; q < e;) {
+    size_t k = *q < 0x80 ? 1 : as_utf8_seq(q, e);
+    bool cut = k == 0 && e - q < 4 && *q >= 0xC2 && *q <= 0xF4 && (size_t)(e - p) + 1 >= cap;
+    if (cut) break; /* the tail of a sequence vsnprintf left out */
+    size_t need = k ? k : 4;
+    if (o + need + 1 > room) break;
+    if (k) {
+      memcpy(out + o, q, k);
+    } else {
+      snprintf(out + o, 5, "\\x%02X", *q);
+      k = 1;
+    }
+    o += need;
+    q += k;
+  }
+  out[o] = '\0';
+  memcpy(m, out, o + 1);
+}
 
 int as_error_setv(as_error *err, int domain, int code, const char *fmt, va_list ap) {
   if (err) {
     err->domain = domain;
     err->code = code;
     vsnprintf(err->message, sizeof err->message, fmt, ap);
+    utf8_clean(err->message, sizeof err->message);
   }
   return code;
 }
@@ -37,6 +71,7 @@ void as_error_prefix(as_error *err, const char *fmt, ...) {
   size_t m = strnlen(old, room);
   memcpy(err->message + n + 2, old, m);
   err->message[n + 2 + m] = '\0';
+  utf8_clean(err->message, sizeof err->message);
 }
 
 void as_error_clear(as_error *err) {

@@ -362,8 +362,7 @@ static void parse_event(const bson_t *ev, cs_event *e) {
 /* A dead letter's raw form: the document (or the event) as canonical extended JSON; a
  * document JSON cannot carry (a string that is not UTF-8) as AS_MONGO_RAW_HEX + its bytes in
  * hex, so the payload is never lost (decode_raw reads both). */
-static char *event_json(const cs_event *e, const bson_t *ev) {
-  const bson_t *doc = e->has_full_doc ? &e->full_doc : ev;
+static char *doc_raw(const bson_t *doc) {
   size_t len;
   char *j = bson_as_canonical_extended_json(doc, &len);
   char *out = j ? strdup(j) : NULL;
@@ -380,6 +379,10 @@ static char *event_json(const cs_event *e, const bson_t *ev) {
   }
   out[plen + 2 * (size_t)doc->len] = '\0';
   return out;
+}
+
+static char *event_json(const cs_event *e, const bson_t *ev) {
+  return doc_raw(e->has_full_doc ? &e->full_doc : ev);
 }
 
 /* The document key as relaxed extended JSON ({"_id": 5}): a dead letter's key when the key
@@ -876,10 +879,7 @@ int as_mongo_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error 
       if (as_row_init(&kr, sn->s->ncols) == AS_OK && as_doc_to_key(sn->s, doc, &kr, NULL) == AS_OK)
         key = as_key_describe(sn->s, &kr);
       as_row_clear(&kr);
-      size_t len;
-      char *j = bson_as_canonical_extended_json(doc, &len);
-      as_batch_push_dead(out, sn->s, key, j ? strdup(j) : NULL, strdup(e2.message), NULL);
-      bson_free(j);
+      as_batch_push_dead(out, sn->s, key, doc_raw(doc), strdup(e2.message), NULL);
       continue;
     }
     d->echo = false;
@@ -893,11 +893,8 @@ int as_mongo_snapshot_next(as_snapshot *sn, as_batch *out, size_t max, as_error 
         return r;
       }
       char *key = as_key_describe(sn->s, &d->row);
-      size_t len;
-      char *j = bson_as_canonical_extended_json(doc, &len);
       AS_LOG(AS_LOG_WARN, sn->n->comp, "snapshot dead letter: %s", e2.message);
-      int pr = as_batch_push_dead(out, sn->s, key, j ? strdup(j) : NULL, strdup(e2.message), NULL);
-      bson_free(j);
+      int pr = as_batch_push_dead(out, sn->s, key, doc_raw(doc), strdup(e2.message), NULL);
       if (pr != AS_OK) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
     }
   }

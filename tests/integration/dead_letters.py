@@ -72,6 +72,11 @@ def main():
             c.close()
 
     check("install", astest.cli(a.bin, cfg, "install").returncode == 0)
+    # read by the first copy (snapshot): a string that is not UTF-8, a field name that is not
+    s_raw = bson.BSON.encode({"_id": "s2", "a": "PLACEHOLDERX"}).replace(b"PLACEHOLDERX", b"bad\xff\xfeUTF8abc")
+    m.insert_one(RawBSONDocument(s_raw))
+    n_raw = bson.BSON.encode({"_id": "s3", "a": "x", "fPLACEHOLDER": "y"}).replace(b"fPLACEHOLDER", b"f\xffLACEHOLDER")
+    m.insert_one(RawBSONDocument(n_raw))
     check("first run", run() == 0)
     lite_sql("insert into items values ('r1', NULL, 'b1', NULL)")
     lite_sql("insert into items values ('c1', 'x', 'b', ?)", ('{"a": "y", "q": 1}',))
@@ -100,6 +105,13 @@ def main():
     u2 = next((x for k, x in by.items() if '"u2"' in k), None)
     check("invalid UTF-8: a dead letter with its payload", u2 is not None and "UTF-8" in (u2.get("error") or "") and
           (u2.get("raw") or "").startswith("bson-hex:") and raw.hex() in u2["raw"], json.dumps(u2)[:600])
+    s2 = next((x for k, x in by.items() if '"s2"' in k), None)
+    check("first copy, invalid UTF-8: a dead letter with its payload", s2 is not None and
+          (s2.get("raw") or "").startswith("bson-hex:") and s_raw.hex() in s2["raw"], json.dumps(s2)[:600])
+    s3 = next((x for k, x in by.items() if '"s3"' in k), None)
+    check("a field name that is not UTF-8: named with \\xFF in a message that is UTF-8 text",
+          s3 is not None and 'field "f\\xFFLACEHOLDER"' in (s3.get("error") or "") and
+          n_raw.hex() in (s3.get("raw") or ""), json.dumps(s3)[:600])
     k5 = next((x for k, x in by.items() if "5" in k and "_id" in k), None)
     check("a key of another type: the dead letter shows the document's key", k5 is not None, json.dumps(dl)[:800])
     r = astest.cli(a.bin, cfg, "dlq", "retry")

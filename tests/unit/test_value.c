@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "as_buf.h"
+#include "as_error.h"
 #include "as_value.h"
 
 static as_value from_text(as_type t, const char *s) {
@@ -45,6 +46,26 @@ static void expect_bad(as_type t, const char *in, const char *msg_part) {
   ck_assert_msg(strstr(err.message, msg_part) != NULL, "message \"%s\" lacks \"%s\"", err.message, msg_part);
   ck_assert_int_eq(v.type, AS_T_NULL);
 }
+
+/* Error messages are UTF-8 text whatever the data they quote: a byte outside a valid sequence
+ * is written \xNN, a sequence cut by the size limit is dropped, valid text is left alone. */
+START_TEST(test_error_utf8) {
+  as_error e;
+  as_error_set(&e, 1, 2, "field \"%s\" and \"%s\"", "f\xff", "caf\xc3\xa9 \xed\xa0\x80");
+  ck_assert_str_eq(e.message, "field \"f\\xFF\" and \"caf\xc3\xa9 \\xED\\xA0\\x80\"");
+  ck_assert(as_utf8_valid(e.message, strlen(e.message)));
+  char big[AS_ERROR_MSG_MAX + 8];
+  memset(big, 'a', sizeof big);
+  memcpy(big + AS_ERROR_MSG_MAX - 3, "\xe2\x82\xac", 3); /* the limit cuts this euro sign */
+  big[sizeof big - 1] = '\0';
+  as_error_set(&e, 1, 2, "%s", big);
+  ck_assert(as_utf8_valid(e.message, strlen(e.message)));
+  ck_assert_uint_eq(strlen(e.message), AS_ERROR_MSG_MAX - 3);
+  as_error_prefix(&e, "node \xc0x");
+  ck_assert(as_utf8_valid(e.message, strlen(e.message)));
+  ck_assert(strncmp(e.message, "node \\xC0x: aaa", 15) == 0);
+}
+END_TEST
 
 START_TEST(test_lifetime) {
   as_value a = AS_VALUE_NULL, b = AS_VALUE_NULL, c = AS_VALUE_NULL;
@@ -340,6 +361,7 @@ int main(void) {
   Suite *s = suite_create("value");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_lifetime);
+  tcase_add_test(tc, test_error_utf8);
   tcase_add_test(tc, test_equal_compare);
   tcase_add_test(tc, test_text_forms);
   tcase_add_test(tc, test_text_errors);
