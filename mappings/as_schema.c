@@ -225,6 +225,26 @@ static int catch_all(as_column *cols, const colmarks *marks, size_t i, int *catc
   return AS_OK;
 }
 
+/* The error for a type name no alias knows; a type written with a length or precision
+ * (numeric(12,2), varchar(20)) is told to drop it. */
+static int bad_type(const char *type_name, const char *col, const as_mark *m, as_error *err) {
+  const char *paren = strchr(type_name, '(');
+  char base[64];
+  as_type bt;
+  if (paren && (size_t)(paren - type_name) < sizeof base) {
+    size_t bn = (size_t)(paren - type_name);
+    while (bn > 0 && type_name[bn - 1] == ' ') bn--;
+    memcpy(base, type_name, bn);
+    base[bn] = '\0';
+    if (as_type_parse(base, &bt) && bt != AS_T_NULL)
+      return as_yaml_error(err, m, "type \"%s\" of column \"%s\": a mapping's type takes no "
+                           "length or precision (write %s; an existing SQL column keeps its own "
+                           "%s)", type_name, col, base, type_name);
+  }
+  return as_yaml_error(err, m, "unknown type \"%s\" for column \"%s\" (valid types include "
+                       VALID_TYPES ")", type_name, col);
+}
+
 static int parse_columns(const as_ynode *node, const as_mark *key_mark, const char *owner,
                          as_schema *s, as_column **out, size_t *nout,
                          int *catch_idx, colmarks **marks_out, as_error *err) {
@@ -291,28 +311,8 @@ static int parse_columns(const as_ynode *node, const as_mark *key_mark, const ch
     snprintf(twhat, sizeof twhat, "type of column \"%s\"", name);
     if ((rc = read_str(type_node, twhat, &c->type_name, err))) goto fail;
     marks[i].type = type_node->mark;
-    const char *paren = strchr(c->type_name, '(');
-    char base[64];
-    as_type bt;
-    if (paren && (size_t)(paren - c->type_name) < sizeof base &&
-        !as_type_parse(c->type_name, &c->type)) {
-      size_t bn = (size_t)(paren - c->type_name);
-      while (bn > 0 && c->type_name[bn - 1] == ' ') bn--;
-      memcpy(base, c->type_name, bn);
-      base[bn] = '\0';
-      if (as_type_parse(base, &bt) && bt != AS_T_NULL) {
-        rc = as_yaml_error(err, &type_node->mark,
-                           "type \"%s\" of column \"%s\": a mapping's type takes no length or "
-                           "precision (write %s; an existing SQL column keeps its own %s)",
-                           c->type_name, name, base, c->type_name);
-        goto fail;
-      }
-    }
     if (!as_type_parse(c->type_name, &c->type) || c->type == AS_T_NULL) {
-      rc = as_yaml_error(err, &type_node->mark,
-                         "unknown type \"%s\" for column \"%s\" (valid types include "
-                         VALID_TYPES ")",
-                         c->type_name, name);
+      rc = bad_type(c->type_name, name, &type_node->mark, err);
       goto fail;
     }
     if (field_node) {
