@@ -608,8 +608,12 @@ int as_yaml_check_keys(const as_ynode *map, const char *const *allowed, const ch
       if (w < 0) break;
       off += (size_t)w;
     }
-    return as_yaml_error(err, &map->key_marks[i], "unknown key \"%s\" in %s (allowed: %s)",
-                         map->keys[i], what, list);
+    /* `{ type: numeric(12,2) }`: YAML reads the comma as the end of an entry */
+    bool split = strchr(map->keys[i], ')') && !strchr(map->keys[i], '(');
+    return as_yaml_error(err, &map->key_marks[i], "unknown key \"%s\" in %s (allowed: %s)%s",
+                         map->keys[i], what, list,
+                         split ? "; inside { } a comma ends an entry: a type is written without "
+                                 "length or precision (numeric, not numeric(12,2))" : "");
   }
   return AS_OK;
 }

@@ -33,6 +33,10 @@ static const struct {
     {"type_with_precision.yaml",
      "6:12: type \"numeric(12,2)\" of column \"balance\": a mapping's type takes no length or "
      "precision (write numeric; an existing SQL column keeps its own numeric(12,2))"},
+    {"type_with_precision_flow.yaml",
+     "6:31: unknown key \"2)\" in column \"balance\" (allowed: field, type, required); inside { } "
+     "a comma ends an entry: a type is written without length or precision (numeric, not "
+     "numeric(12,2))"},
     {"duplicate_column.yaml", "6:3: duplicate key \"email\" (first at line 5 column 3)"},
     {"missing_key.yaml",
      "1:1: missing \"key\" (the column, or list of columns, that identifies a row)"},
