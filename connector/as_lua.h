@@ -21,10 +21,10 @@
  *           json -> tables: objects -> tables with string keys, arrays -> sequences (1-based),
  *                   JSON null -> ctx.null (a plain json column holding JSON null itself ->
  *                   ctx.json_null: as_column_json_null), integers -> integers, reals ->
- *                   floats, strings, booleans. Extended-JSON wrappers ({"$numberLong":"5"}, {"$oid":...},
- *                   {"$date":...}) stay tables with one "$..." key: left alone, they come back
- *                   as they were. Decoded tables are marked (getmetatable(t) is "json array"
- *                   or "json object") so an empty one keeps its kind.
+ *                   floats, strings, booleans. Extended-JSON wrappers ({"$numberLong":"5"},
+ *                   {"$oid":...}, {"$date":...}) stay tables with one "$..." key: left alone,
+ *                   they come back as they were. Decoded tables are marked (getmetatable(t)
+ *                   is "json array" or "json object") so an empty one keeps its kind.
  * ctx     (fields computed on first access; pairs(ctx) lists only those already read)
  *           ctx.mapping                 mapping name
  *           ctx.key_json                canonical key text ({"id":"u1"}, as_key.h)
@@ -40,9 +40,9 @@
  *           ctx.conflict                true when the two changes are concurrent (false only
  *                                       for `call: always` calls on ordinary changes)
  *         helpers: ctx.null, ctx.json_null; ctx.number(v) (number, decimal text or nil/null
- *         -> number or nil; integral text within int64 -> integer, else float); ctx.cmp(a, b) (-1/0/1, numbers
- *         and decimal texts compared exactly); ctx.array(t) / ctx.object(t) (mark a table as a
- *         JSON array / object; returns t; with no argument a new empty one).
+ *         -> number or nil; integral text within int64 -> integer, else float); ctx.cmp(a, b)
+ *         (-1/0/1, numbers and decimal texts compared exactly); ctx.array(t) / ctx.object(t)
+ *         (mark a table as a JSON array / object; returns t; with no argument a new empty one).
  *
  * ---- What the script returns -------------------------------------------------------------
  *   a row table      the merged row. A column it omits keeps mine's value (theirs's when mine
@@ -59,8 +59,8 @@
  * integral value (2^3); double takes any number; decimal takes its string (validated, kept
  * as given) or a number; json takes tables (array if marked or a non-empty sequence or empty,
  * object if marked or string keys only; unmarked object keys sorted), strings, numbers,
- * booleans; ctx.null is NULL (refused for required columns); ctx.json_null is JSON null (a plain
- * json column only; inside a json value it is null like ctx.null). A json value equal (as Lua
+ * booleans; ctx.null is NULL (refused for required columns); ctx.json_null is JSON null (a
+ * plain json column only; inside a json value it is null like ctx.null). A json value equal (as Lua
  * values) to mine's or theirs's keeps that side's exact text (key order, number spelling);
  * an edited object keeps its keys' original order, new keys after them in sorted order.
  * Floats are written with a '.' or exponent, so 1.0 stays a double. Anything else is

@@ -237,8 +237,8 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
                         t->qcols[c]) != AS_OK)
         goto cleanup;
     }
-    if (as_buf_printf(sql, "INSERT INTO %s (%s) " PG_OVERRIDING "VALUES (%s) ON CONFLICT %s DO ", t->qname,
-                      as_buf_cstr(&cols), as_buf_cstr(&vals), t->conflict) != AS_OK ||
+    if (as_buf_printf(sql, "INSERT INTO %s (%s) " PG_OVERRIDING "VALUES (%s) ON CONFLICT %s DO ",
+                      t->qname, as_buf_cstr(&cols), as_buf_cstr(&vals), t->conflict) != AS_OK ||
         (set.len ? as_buf_printf(sql, "UPDATE SET %s", as_buf_cstr(&set))
                  : as_buf_append_str(sql, "NOTHING")) != AS_OK)
       goto cleanup;
@@ -528,7 +528,8 @@ static int copy_sqls(const pg_table *t, as_buf *direct, as_buf *stage, as_buf *m
   if (rc == AS_OK)
     rc = as_buf_printf(stage, "COPY %s (%s) FROM STDIN", t->qstage, as_buf_cstr(&cols));
   if (rc == AS_OK)
-    rc = as_buf_printf(merge, "INSERT INTO %s (%s) " PG_OVERRIDING "SELECT %s FROM %s ON CONFLICT %s DO ",
+    rc = as_buf_printf(merge,
+                       "INSERT INTO %s (%s) " PG_OVERRIDING "SELECT %s FROM %s ON CONFLICT %s DO ",
                        t->qname, as_buf_cstr(&cols), as_buf_cstr(&cols), t->qstage, t->conflict);
   if (rc == AS_OK)
     rc = set.len ? as_buf_printf(merge, "UPDATE SET %s", as_buf_cstr(&set))

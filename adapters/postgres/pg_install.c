@@ -295,8 +295,10 @@ static int pub_ensure(as_node *n, bool *changed, as_error *err) {
   int rc = pub_missing(n, &missing, &exists, err);
   if (rc == AS_OK && (!exists || missing.len)) {
     char *q = pg_quote_ident(n->pubname);
-    if (!q || as_buf_printf(&b, exists ? "ALTER PUBLICATION %s SET TABLE " : "CREATE PUBLICATION %s FOR TABLE ", q) || pub_list(n, &b) ||
-        (!exists && as_buf_append_str(&b, " WITH (" PG_PUB_OPTIONS ")"))) {
+    if (!q ||
+        as_buf_printf(&b, exists ? "ALTER PUBLICATION %s SET TABLE "
+                                 : "CREATE PUBLICATION %s FOR TABLE ", q) ||
+        pub_list(n, &b) || (!exists && as_buf_append_str(&b, " WITH (" PG_PUB_OPTIONS ")"))) {
       rc = nomem(err);
     } else {
       rc = exec_buf(n, &b, NULL, "publication", err);

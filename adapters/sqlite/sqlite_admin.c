@@ -87,8 +87,9 @@ static bool required_unmapped(as_node *n, sqlite3 *db, const as_schema *s, repor
   char what[900], fix[600];
   sqlite3_stmt *st = NULL;
   bool ok = true;
-  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_xinfo(?) WHERE \"notnull\" AND "
-                         "dflt_value IS NULL AND pk = 0 AND hidden = 0", -1, &st, NULL) != SQLITE_OK)
+  const char *q = "SELECT name FROM pragma_table_xinfo(?) WHERE \"notnull\" AND dflt_value IS "
+                  "NULL AND pk = 0 AND hidden = 0";
+  if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
     return true; /* the column checks above have read the table already */
   sqlite3_bind_text(st, 1, s->table, -1, SQLITE_STATIC);
   while (sqlite3_step(st) == SQLITE_ROW) {
