@@ -305,7 +305,9 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, ch
     }
     default: break;
   }
-  return cannot_store(c, it, NULL, why);
+  /* the usual slip: _id holding ObjectIds mapped as text */
+  return cannot_store(c, it, it->type == BSON_TYPE_OID ? "an ObjectId maps to a column of type objectid"
+                                                       : NULL, why);
 }
 
 int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_iter_t *it,

@@ -187,6 +187,9 @@ START_TEST(test_conversion_errors) {
       "\"last_updated\": outside years 0001..9999");
   ERR("\"lastUpdated\":\"2024-01-01\"",
       "\"lastUpdated\": cannot store string \"2024-01-01\" in timestamp column \"last_updated\"");
+  ERR("\"account\":{\"currency\":{\"$oid\":\"65a1b2c3d4e5f60718293a4b\"}}",
+      "\"account.currency\": cannot store objectId {\"$oid\":\"65a1b2c3d4e5f60718293a4b\"} in text "
+      "column \"currency\": an ObjectId maps to a column of type objectid");
 #undef ERR
   row_error(users, "{\"_id\":" UID ",\"email\":null}",
             "mapping users, key " KEYJSON ", field \"email\": required column \"email\" is missing or null");
