@@ -27,6 +27,7 @@
 #include "mongo_internal.h"
 
 #define READ_CHUNK 1000 /* keys per find (bounds the size of the filter) */
+#define MONGO_MAX_DOC_BYTES (16 * 1024 * 1024) /* MongoDB's limit on a document (BSON) */
 
 /* ------------------------------------------------------------------ ops */
 
@@ -351,15 +352,17 @@ static int exec_ops(as_node *n, mongo_ops *ops, fail_list *fails, size_t *upto, 
       BSON_APPEND_BOOL(&o, "upsert", op->upsert);
       BSON_APPEND_BOOL(&o, "validate", false);
     }
-    switch (op->kind) {
-      case MONGO_OP_REPLACE:
-        ok = mongoc_bulk_operation_replace_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
-        break;
-      case MONGO_OP_UPDATE:
-        ok = mongoc_bulk_operation_update_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
-        break;
-      default:
-        ok = mongoc_bulk_operation_remove_one_with_opts(ob->bulk, op->filter, NULL, &be);
+    if (op->kind != MONGO_OP_DELETE && op->doc->len > MONGO_MAX_DOC_BYTES) {
+      /* the driver would refuse it only when the bulk runs, failing the whole bulk */
+      bson_set_error(&be, 0, 0, "the document would be %u bytes, more than MongoDB's limit of %d",
+                     op->doc->len, MONGO_MAX_DOC_BYTES);
+      ok = false;
+    } else if (op->kind == MONGO_OP_REPLACE) {
+      ok = mongoc_bulk_operation_replace_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
+    } else if (op->kind == MONGO_OP_UPDATE) {
+      ok = mongoc_bulk_operation_update_one_with_opts(ob->bulk, op->filter, op->doc, &o, &be);
+    } else {
+      ok = mongoc_bulk_operation_remove_one_with_opts(ob->bulk, op->filter, NULL, &be);
     }
     bson_destroy(&o);
     if (!ok) { /* the driver refuses this write: the writes before it go, it is the op that failed */

@@ -4,6 +4,7 @@ payload (MongoDB through its URI only, and SQLite):
   - SQL -> MongoDB: a NULL in a `required: true` column (the document would lack the field);
   - SQL -> MongoDB: a catch-all holding a field at a mapped column's own path (the document
     cannot hold both values);
+  - SQL -> MongoDB: a row larger than MongoDB's 16 MiB document limit;
   - MongoDB -> SQL: a string that is not UTF-8 (the payload kept as the document's bytes, and
     `dlq retry` reads it back and fails the same way);
   - MongoDB -> SQL: a key of another type than the key column's (the dead letter shows the
@@ -81,6 +82,7 @@ def main():
     lite_sql("insert into items values ('r1', NULL, 'b1', NULL)")
     lite_sql("insert into items values ('c1', 'x', 'b', ?)", ('{"a": "y", "q": 1}',))
     lite_sql("insert into items values ('ok1', 'fine', NULL, NULL)")
+    lite_sql("insert into items values ('big1', ?, NULL, NULL)", ("y" * (17 * 1024 * 1024),))
     raw = bson.BSON.encode({"_id": "u2", "a": "PLACEHOLDERX"}).replace(b"PLACEHOLDERX", b"bad\xff\xfeUTF8abc")
     m.insert_one(RawBSONDocument(raw))
     m.insert_one({"_id": 5, "a": "int key"})
@@ -112,6 +114,10 @@ def main():
     check("a field name that is not UTF-8: named with \\xFF in a message that is UTF-8 text",
           s3 is not None and 'field "f\\xFFLACEHOLDER"' in (s3.get("error") or "") and
           n_raw.hex() in (s3.get("raw") or ""), json.dumps(s3)[:600])
+    big = next((x for k, x in by.items() if '"big1"' in k), None)
+    check("a row larger than MongoDB's document limit: a dead letter saying so, not a stopped stream",
+          big is not None and "limit of 16777216" in (big.get("error") or "") and
+          "big1" not in [d["_id"] for d in m.find({}, {"_id": 1})], json.dumps(big)[:400])
     k5 = next((x for k, x in by.items() if "5" in k and "_id" in k), None)
     check("a key of another type: the dead letter shows the document's key", k5 is not None, json.dumps(dl)[:800])
     r = astest.cli(a.bin, cfg, "dlq", "retry")
