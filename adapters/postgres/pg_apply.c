@@ -215,13 +215,16 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
   for (size_t c = 0; c < s->ntable; c++) {
     if (!as_row_has(&d->row, c)) continue;
     p++;
+    /* a text or json value takes the column's own type (json keeps its text as given, an
+     * enum or a domain reads the text); the other types are cast to the mapping's */
     const char *ty = as_schema_pg_type(s->cols[c].type);
+    bool bare = !s->cols[c].is_key && (s->cols[c].type == AS_T_TEXT || s->cols[c].type == AS_T_JSON);
     if (!s->cols[c].is_key &&
-        as_buf_printf(&set, "%s%s = %s%d::%s", set.len ? ", " : "", t->qcols[c],
-                      partial_update(d) ? "$" : "EXCLUDED.", p, ty) != AS_OK)
+        as_buf_printf(&set, "%s%s = %s%d%s%s", set.len ? ", " : "", t->qcols[c],
+                      partial_update(d) ? "$" : "EXCLUDED.", p, bare ? "" : "::", bare ? "" : ty) != AS_OK)
       goto cleanup;
     if (as_buf_printf(&cols, "%s%s", cols.len ? ", " : "", t->qcols[c]) != AS_OK ||
-        as_buf_printf(&vals, "%s$%d::%s", vals.len ? ", " : "", p, ty) != AS_OK)
+        as_buf_printf(&vals, "%s$%d%s%s", vals.len ? ", " : "", p, bare ? "" : "::", bare ? "" : ty) != AS_OK)
       goto cleanup;
   }
   if (partial_update(d)) {
@@ -496,13 +499,14 @@ static int ensure_stage(as_node *n, pg_table *t, as_error *err) {
   if (t->stage_ready) return AS_OK;
   as_buf b = AS_BUF_INIT;
   int rc = AS_OK;
-  if (as_buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s (", t->qstage) != AS_OK) rc = AS_ERR;
+  /* the table's own column types (a json column's text, an enum, a domain) */
+  if (as_buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DELETE ROWS AS SELECT ",
+                    t->qstage) != AS_OK)
+    rc = AS_ERR;
   for (size_t c = 0; rc == AS_OK && c < t->s->ntable; c++) {
-    if (as_buf_printf(&b, "%s%s %s", c ? ", " : "", t->qcols[c],
-                      as_schema_pg_type(t->s->cols[c].type)) != AS_OK)
-      rc = AS_ERR;
+    if (as_buf_printf(&b, "%s%s", c ? ", " : "", t->qcols[c]) != AS_OK) rc = AS_ERR;
   }
-  if (rc == AS_OK && as_buf_append_str(&b, ") ON COMMIT DELETE ROWS") != AS_OK) rc = AS_ERR;
+  if (rc == AS_OK && as_buf_printf(&b, " FROM %s WITH NO DATA", t->qname) != AS_OK) rc = AS_ERR;
   if (rc != AS_OK) {
     as_buf_free(&b);
     return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");

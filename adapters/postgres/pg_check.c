@@ -94,7 +94,8 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
     }
     bool narrow = false;
     int typmod = row >= 0 ? atoi(PQgetvalue(cols, row, 3)) : -1;
-    bool fits = row >= 0 && pg_column_fits(c->type, PQgetvalue(cols, row, 2), typmod, &narrow);
+    bool fits = row >= 0 && pg_column_fits(c->type, c->is_key, PQgetvalue(cols, row, 2), typmod,
+                                             &narrow);
     const char *file = c->mark.file ? c->mark.file : s->file;
     const char *want = as_schema_pg_type(c->type);
     if (!tc) {

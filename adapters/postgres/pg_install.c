@@ -25,7 +25,7 @@ static int nomem(as_error *err) { return as_error_set(err, AS_DOM_POSTGRES, AS_E
  * type t? A narrower type (integer for int64, real for double, varchar(n), numeric(p,s),
  * timestamptz(0)) is refused: it would fail or change values later. *narrow tells that the
  * type is of the right kind but narrower. */
-bool pg_column_fits(as_type t, const char *typname, int typmod, bool *narrow) {
+bool pg_column_fits(as_type t, bool key, const char *typname, int typmod, bool *narrow) {
   static const struct {
     as_type t;
     const char *ok;     /* same kind, any typmod accepted where typmod_min allows */
@@ -35,7 +35,7 @@ bool pg_column_fits(as_type t, const char *typname, int typmod, bool *narrow) {
       {AS_T_INT64, " int8 ", " int4 int2 "},
       {AS_T_DOUBLE, " float8 ", " float4 "},
       {AS_T_DECIMAL, " numeric ", ""},
-      {AS_T_TEXT, " text varchar citext ", " bpchar name "},
+      {AS_T_TEXT, " text varchar citext enum ", " bpchar name "},
       {AS_T_BYTES, " bytea ", ""},
       {AS_T_UUID, " uuid ", ""},
       {AS_T_OBJECTID, " text varchar bpchar ", ""},
@@ -46,6 +46,8 @@ bool pg_column_fits(as_type t, const char *typname, int typmod, bool *narrow) {
   char needle[80];
   snprintf(needle, sizeof needle, " %s ", typname);
   *narrow = false;
+  /* an enum takes the text it names (values bound untyped); a key is compared as text */
+  if (key && strcmp(typname, "enum") == 0) return false;
   for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
     if (rules[i].t != t) continue;
     if (strstr(rules[i].narrow, needle)) {
@@ -86,7 +88,7 @@ static int table_columns(as_node *n, pg_table *t, bool check, int *attnum, as_er
     }
     attnum[i] = atoi(PQgetvalue(r, row, 4));
     bool narrow = false;
-    if (check && !pg_column_fits(c->type, PQgetvalue(r, row, 2), atoi(PQgetvalue(r, row, 3)),
+    if (check && !pg_column_fits(c->type, c->is_key, PQgetvalue(r, row, 2), atoi(PQgetvalue(r, row, 3)),
                                   &narrow)) {
       rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
                         "table \"%s\": column \"%s\" is %s, mapping %s (%s:%d:%d) wants %s%s",

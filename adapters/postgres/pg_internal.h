@@ -121,7 +121,7 @@ int pg_history_lost(as_node *n, as_error *err, const char *fmt, ...)
  * value of mapping type t? *narrow: the same kind of type, but narrower (integer for int64,
  * real for double, varchar(n), numeric(p,s), timestamptz(0)). One rule for install and
  * check --live. */
-bool pg_column_fits(as_type t, const char *typname, int typmod, bool *narrow);
+bool pg_column_fits(as_type t, bool key, const char *typname, int typmod, bool *narrow);
 int pg_install(as_node *n, as_error *err);
 int pg_uninstall(as_node *n, as_error *err);
 int pg_check_capture(as_node *n, bool repair, as_error *err);

@@ -75,10 +75,15 @@
 
 /* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,
  * attnum, type without modifier. */
+/* (typname and typmod of a domain are its base type's: a domain over text holds text; the
+ * typname of an enum type is "enum") */
 #define PG_SQL_COLUMNS                                                                      \
-  "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.atttypmod, a.attnum," \
-  " format_type(a.atttypid, NULL)"                                                          \
+  "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"                                 \
+  " CASE t.typtype WHEN 'd' THEN b.typname WHEN 'e' THEN 'enum' ELSE t.typname END,"      \
+  " CASE WHEN t.typtype = 'd' AND a.atttypmod < 0 THEN t.typtypmod ELSE a.atttypmod END,"  \
+  " a.attnum, format_type(a.atttypid, NULL)"                                                \
   " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"                              \
+  " LEFT JOIN pg_type b ON b.oid = t.typbasetype"                                           \
   " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
 /* $1 regclass text, $2 jsonb array of key column names: is there a unique index (or primary
  * key) on exactly these columns, usable by ON CONFLICT? */

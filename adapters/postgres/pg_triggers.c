@@ -77,6 +77,10 @@ static int key_obj(as_buf *b, const pg_table *t, const char *ref) {
   return as_buf_putc(b, ')');
 }
 
+/* A json column compared as jsonb: `json` has no equality operator (for jsonb the cast is
+ * nothing). */
+static const char *cmp_cast(const as_column *c) { return c->type == AS_T_JSON ? "::jsonb" : ""; }
+
 /* (0::bigint | CASE WHEN o."c" IS DISTINCT FROM n."c" THEN bit ELSE 0 END | ...) over the
  * mapped non-key columns. */
 static int mask_expr(as_buf *b, const pg_table *t, const int *attnum, const char *o,
@@ -92,8 +96,9 @@ static int mask_expr(as_buf *b, const pg_table *t, const int *attnum, const char
     } else {
       snprintf(lit, sizeof lit, "%llu", (unsigned long long)bit);
     }
-    if (as_buf_printf(b, " | CASE WHEN %s.%s IS DISTINCT FROM %s.%s THEN %s ELSE 0 END", o,
-                      t->qcols[i], nw, t->qcols[i], lit) != AS_OK)
+    if (as_buf_printf(b, " | CASE WHEN %s.%s%s IS DISTINCT FROM %s.%s%s THEN %s ELSE 0 END", o,
+                      t->qcols[i], cmp_cast(&s->cols[i]), nw, t->qcols[i],
+                      cmp_cast(&s->cols[i]), lit) != AS_OK)
       return AS_ERR;
   }
   return as_buf_putc(b, ')');
@@ -105,7 +110,9 @@ static int row_list(as_buf *b, const pg_table *t, const char *ref, bool keys_onl
   if (as_buf_append_str(b, "ROW(") != AS_OK) return AS_ERR;
   for (size_t j = 0; j < n; j++) {
     size_t i = keys_only ? s->key_idx[j] : j;
-    if (as_buf_printf(b, "%s%s.%s", j ? ", " : "", ref, t->qcols[i]) != AS_OK) return AS_ERR;
+    if (as_buf_printf(b, "%s%s.%s%s", j ? ", " : "", ref, t->qcols[i], cmp_cast(&s->cols[i])) !=
+        AS_OK)
+      return AS_ERR;
   }
   return as_buf_putc(b, ')');
 }

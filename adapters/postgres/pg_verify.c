@@ -145,7 +145,9 @@ static int col_text_sql(as_verify *v, size_t i, as_buf *b, as_buf *pre) {
     case AS_T_INT64: return as_buf_printf(b, "coalesce(%s::text, '~')", c);
     case AS_T_DECIMAL: return as_buf_printf(b, "coalesce(trim_scale(%s)::text, '~')", c);
     case AS_T_TEXT:
-      return as_buf_printf(b, "coalesce(octet_length(%s)::text || ':' || %s, '~')", c, c);
+      /* ::text: an enum column reads as its label */
+      return as_buf_printf(b, "coalesce(octet_length(%s::text)::text || ':' || %s::text, '~')", c,
+                           c);
     case AS_T_OBJECTID: return as_buf_printf(b, "coalesce(lower(%s), '~')", c);
     case AS_T_TIMESTAMP:
       /* an infinite value (PostgreSQL's own; no other node can hold it) hashes as its text,
