@@ -11,9 +11,9 @@
 
 #include <jansson.h>
 
-#include "as_bson_priv.h" /* as_utf8_seq */
 #include "as_buf.h"
 #include "as_hash.h"
+#include "as_utf8.h"
 
 /* ---------------------------------------------------------------- lifetime */
 
