@@ -217,14 +217,14 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
     p++;
     /* a text or json value takes the column's own type (json keeps its text as given, an
      * enum or a domain reads the text); the other types are cast to the mapping's */
-    const char *ty = as_schema_pg_type(s->cols[c].type);
     bool bare = !s->cols[c].is_key && (s->cols[c].type == AS_T_TEXT || s->cols[c].type == AS_T_JSON);
+    const char *cast = bare ? "" : "::", *ty = bare ? "" : as_schema_pg_type(s->cols[c].type);
     if (!s->cols[c].is_key &&
         as_buf_printf(&set, "%s%s = %s%d%s%s", set.len ? ", " : "", t->qcols[c],
-                      partial_update(d) ? "$" : "EXCLUDED.", p, bare ? "" : "::", bare ? "" : ty) != AS_OK)
+                      partial_update(d) ? "$" : "EXCLUDED.", p, cast, ty) != AS_OK)
       goto cleanup;
     if (as_buf_printf(&cols, "%s%s", cols.len ? ", " : "", t->qcols[c]) != AS_OK ||
-        as_buf_printf(&vals, "%s$%d%s%s", vals.len ? ", " : "", p, bare ? "" : "::", bare ? "" : ty) != AS_OK)
+        as_buf_printf(&vals, "%s$%d%s%s", vals.len ? ", " : "", p, cast, ty) != AS_OK)
       goto cleanup;
   }
   if (partial_update(d)) {

@@ -88,8 +88,8 @@ static int table_columns(as_node *n, pg_table *t, bool check, int *attnum, as_er
     }
     attnum[i] = atoi(PQgetvalue(r, row, 4));
     bool narrow = false;
-    if (check && !pg_column_fits(c->type, c->is_key, PQgetvalue(r, row, 2), atoi(PQgetvalue(r, row, 3)),
-                                  &narrow)) {
+    if (check && !pg_column_fits(c->type, c->is_key, PQgetvalue(r, row, 2),
+                                  atoi(PQgetvalue(r, row, 3)), &narrow)) {
       rc = as_error_set(err, AS_DOM_CONFIG, AS_EINVAL,
                         "table \"%s\": column \"%s\" is %s, mapping %s (%s:%d:%d) wants %s%s",
                         s->table, c->name, PQgetvalue(r, row, 1), s->name, file, c->mark.line,
