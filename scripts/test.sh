@@ -44,8 +44,15 @@ if [ $status -ne 0 ]; then
   echo "== what failed =="
   for d in "$root"/build*/Testing/Temporary; do
     [ -f "$d/LastTestsFailed.log" ] || continue
-    echo "-- $(basename "$(dirname "$(dirname "$d")")"): $(tr '\n' ' ' < "$d/LastTestsFailed.log")"
-    grep -E '^(FAIL|Traceback)|:[FE]:|[1-9][0-9]* failed' "$d/LastTest.log" | tail -40 || true
+    while IFS=: read -r _ name; do
+      echo "-- $(basename "$(dirname "$(dirname "$d")")"): $name"
+      # that test's output: its failing checks, then its last lines
+      awk -v t="Test: $name" 'index($0, t) { on = 1 } on && /^<end of output>/ { exit } on' \
+        "$d/LastTest.log" >"$d/failed.out" || true
+      grep -E '^(FAIL|Traceback)|:[FE]:|[1-9][0-9]* failed' "$d/failed.out" | tail -20 || true
+      echo "   ... its last lines:"
+      tail -n 8 "$d/failed.out"
+    done <"$d/LastTestsFailed.log"
   done
 fi
 exit $status
