@@ -13,12 +13,13 @@
 static void utf8_clean(char *m, size_t cap) {
   const uint8_t *p = (const uint8_t *)m, *e = p + strlen(m);
   const uint8_t *q = p;
-  while (q < e && (*q < 0x80 || as_utf8_seq(q, e))) q += *q < 0x80 ? 1 : as_utf8_seq(q, e);
+  size_t k;
+  while (q < e && (k = *q < 0x80 ? 1 : as_utf8_seq(q, e)) != 0) q += k;
   if (q == e) return;
   char out[AS_ERROR_MSG_MAX];
   size_t o = 0, room = cap < sizeof out ? cap : sizeof out;
   for (q = p; q < e;) {
-    size_t k = *q < 0x80 ? 1 : as_utf8_seq(q, e);
+    k = *q < 0x80 ? 1 : as_utf8_seq(q, e);
     bool cut = k == 0 && e - q < 4 && *q >= 0xC2 && *q <= 0xF4 && (size_t)(e - p) + 1 >= cap;
     if (cut) break; /* the tail of a sequence vsnprintf left out */
     size_t need = k ? k : 4;

@@ -1877,7 +1877,6 @@ static void t_capture_dead(void) {
   as_schema_free(s);
 }
 
-/* Steps for the psql checks of test_postgres.sh. */
 /* A partitioned table: changes made in its partitions come as the mapped table's (logical
  * decoding publishes them via the root), an update moving a row to another partition too. */
 static void t_partitioned(void) {
@@ -2025,6 +2024,7 @@ static void t_column_types(void) {
   as_schema_free(s);
 }
 
+/* Steps for the psql checks of test_postgres.sh. */
 static int keep_step(bool install) {
   as_schema *s = schema_yaml(USERS_YAML);
   const as_schema *ss[1] = {s};
