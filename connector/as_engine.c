@@ -13,15 +13,32 @@
 #include "as_time.h"
 #include "as_verify.h"
 
+/* Installs node n; a passing failure (a lock held by a writer's open transaction, a slot
+ * waiting for running transactions, a lost connection) is retried with a warning, the wait
+ * growing to 30 s, until it works or the engine stops. */
+static int install_node(engine *e, eng_node *n, as_error *err) {
+  int64_t wait_ms = 1000;
+  for (;;) {
+    pthread_mutex_lock(&n->mu);
+    int rc = n->ad->install(n->node, err);
+    pthread_mutex_unlock(&n->mu);
+    if (rc != AS_OK) as_error_prefix(err, "node %s: install", n->cfg->name);
+    if (rc != AS_RETRY || eng_stopping(e)) return rc;
+    AS_LOG(AS_LOG_WARN, n->comp, "%s; trying again in %lld s", err->message, (long long)(wait_ms / 1000));
+    eng_sleep_ms(e, wait_ms);
+    if (eng_stopping(e)) return rc;
+    wait_ms = wait_ms * 2 > 30000 ? 30000 : wait_ms * 2;
+  }
+}
+
 int as_engine_install(const as_config *cfg, as_error *err) {
   as_engine_opts o = {0};
   engine e;
   eng_init(&e, cfg, &o);
   int rc = eng_nodes_init(&e, true, err);
   for (size_t i = 0; rc == AS_OK && i < e.nnodes; i++) {
-    rc = e.nodes[i].ad->install(e.nodes[i].node, err);
-    if (rc != AS_OK) as_error_prefix(err, "node %s: install", e.nodes[i].cfg->name);
-    else AS_LOG(AS_LOG_INFO, e.nodes[i].comp, "installed (tables, bookkeeping, capture)");
+    rc = install_node(&e, &e.nodes[i], err);
+    if (rc == AS_OK) AS_LOG(AS_LOG_INFO, e.nodes[i].comp, "installed (tables, bookkeeping, capture)");
   }
   eng_nodes_free(&e);
   eng_free(&e);
@@ -156,14 +173,7 @@ static int start(engine *e, as_error *err) {
   }
   if ((rc = eng_nodes_init(e, true, err)) != AS_OK) return rc;
   for (size_t i = 0; i < e->nnodes; i++) {
-    eng_node *n = &e->nodes[i];
-    pthread_mutex_lock(&n->mu);
-    rc = n->ad->install(n->node, err);
-    pthread_mutex_unlock(&n->mu);
-    if (rc != AS_OK) {
-      as_error_prefix(err, "node %s: install", n->cfg->name);
-      return rc;
-    }
+    if ((rc = install_node(e, &e->nodes[i], err)) != AS_OK) return rc;
   }
   for (size_t i = 0; i < e->nnodes; i++)
     atomic_init(&e->nodes[i].relay_tail, as_state_relay_last(e->state, e->nodes[i].id));

@@ -9,6 +9,8 @@
  *   UUID: binary subtype 4 (3 too), or a utf8 in uuid text form
  *   OBJECTID: ObjectId        TIMESTAMP: date (ms -> µs), BSON timestamp (seconds)
  *   DATE: date at midnight UTC (a time part is an error)   JSON: document or array
+ * A key column takes one form only, the one its filters write back: uuid binary subtype 4,
+ * bytes subtype 0, timestamptz a date (MongoDB tells the other forms apart: other _id values).
  * Missing field or BSON null -> NULL (error if the column is required); but in a json column
  * (any value, as_column_json_null) BSON null is JSON null and only a missing field is NULL, so
  * SQL 'null'::jsonb and SQL NULL come back as a null field and no field.

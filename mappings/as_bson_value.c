@@ -187,8 +187,40 @@ static AS_MUSTCHECK int convert_number(const as_column *c, const as_bsonr_el *it
   return NO_RULE;
 }
 
-/* The conversion table of as_bson.h. On failure `why` holds the message tail. */
-int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, char *why) {
+/* NULL when a key column takes value it as it is, else why not: a key is written back (the
+ * filters of as_key_to_filter) in one form per type, and MongoDB tells the other forms of the
+ * same UUID, bytes or time apart (other _id values), which one SQL row could not. */
+static const char *key_form(const as_column *c, const as_bsonr_el *it) {
+  bson_type_t bt = (bson_type_t)it->type;
+  uint8_t st = 0;
+  uint32_t n;
+  if (bt == BSON_TYPE_NULL) return NULL; /* (a missing key is its own error) */
+  if (bt == BSON_TYPE_BINARY) as_bsonr_binary(it, &st, &n);
+  switch (c->type) {
+    case AS_T_UUID:
+      if (bt == BSON_TYPE_BINARY && st == BSON_SUBTYPE_UUID) return NULL;
+      return bt == BSON_TYPE_UTF8
+                 ? "a key column of type uuid takes binary subtype 4 only (MongoDB tells the "
+                   "string form of a UUID apart from it: another key); map the key as text"
+                 : "a key column of type uuid takes binary subtype 4 only (MongoDB tells a "
+                   "legacy subtype 3 UUID apart from it: another key; legacy UUID keys are "
+                   "not supported yet)";
+    case AS_T_BYTES:
+      return bt != BSON_TYPE_BINARY || st == BSON_SUBTYPE_BINARY
+                 ? NULL
+                 : "a key column of type bytes takes binary subtype 0 only (MongoDB tells the "
+                   "other subtypes of the same bytes apart: another key)";
+    case AS_T_TIMESTAMP:
+      return bt != BSON_TYPE_TIMESTAMP
+                 ? NULL
+                 : "a key column of type timestamptz takes dates only (a BSON timestamp is "
+                   "another key than the date of its second)";
+    default: return NULL;
+  }
+}
+
+/* The conversion table of as_bson.h (keys: as_bson_convert). */
+static int convert_value(const as_column *c, const as_bsonr_el *it, as_value *out, char *why) {
   bson_type_t bt = (bson_type_t)it->type;
   if (bt == BSON_TYPE_NULL && !as_column_json_null(c)) {
     as_value_clear(out);
@@ -308,6 +340,15 @@ int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, ch
   /* the usual slip: _id holding ObjectIds mapped as text */
   return cannot_store(c, it, it->type == BSON_TYPE_OID ? "an ObjectId maps to a column of type objectid"
                                                        : NULL, why);
+}
+
+/* The conversion table of as_bson.h. On failure `why` holds the message tail. */
+int as_bson_convert(const as_column *c, const as_bsonr_el *it, as_value *out, char *why) {
+  int rc = convert_value(c, it, out, why);
+  const char *kf = rc == AS_OK && c->is_key ? key_form(c, it) : NULL;
+  if (!kf) return rc;
+  as_value_clear(out);
+  return cannot_store(c, it, kf, why);
 }
 
 int as_bson_iter_to_value(const as_schema *s, const as_column *c, const bson_iter_t *it,

@@ -201,7 +201,9 @@ static int bulks_flush(as_node *n, bulk_set *b, fail_list *fails, as_error *err)
   int rc = AS_OK;
   for (size_t i = 0; i < b->n; i++) {
     open_bulk *ob = &b->v[i];
-    if (rc != AS_OK) { /* stop at the first failure */
+    /* stop at the first failure; a bulk opened for a write the driver then refused holds
+     * nothing (the driver refuses to run an empty bulk) */
+    if (rc != AS_OK || ob->n == 0) {
       mongoc_bulk_operation_destroy(ob->bulk);
       free(ob->map);
       continue;

@@ -248,11 +248,22 @@ pg_table *pg_table_for(as_node *n, const as_schema *s) {
   return NULL;
 }
 
+const char *pg_cast_type(as_type t) {
+  return t == AS_T_TIMESTAMP ? "timestamptz" : as_schema_pg_type(t);
+}
+
 pg_table *pg_table_by_name(as_node *n, const char *table) {
   for (size_t i = 0; i < n->ntables; i++) {
-    if (strcmp(n->tables[i].s->table, table) == 0) return &n->tables[i];
+    if (strcmp(n->tables[i].s->table, table) == 0 || strcmp(n->tables[i].qname, table) == 0)
+      return &n->tables[i];
   }
   return NULL;
+}
+
+bool pg_name_in_schema(const as_node *n, const char *name) {
+  size_t ls = strlen(n->qschema);
+  /* a name the triggers wrote before they qualified it counts as this schema's */
+  return name[0] != '"' || (strncmp(name, n->qschema, ls) == 0 && name[ls] == '.');
 }
 
 /* ------------------------------------------------------------------ names */
@@ -352,6 +363,7 @@ int pg_on_truncate(const as_node *n, const pg_table *t, const char *where, bool 
 static void table_free(pg_table *t) {
   if (!t) return;
   free(t->qname);
+  free(t->ts_unit);
   free(t->lit_table);
   free(t->lit_qname);
   if (t->qcols) {
@@ -399,7 +411,7 @@ static int table_init(as_node *n, pg_table *t, const as_schema *s, size_t index,
   qt = pg_quote_ident(s->table);
   if (!qt || as_buf_printf(&b, "%s.%s", n->qschema, qt) != AS_OK) goto nomem;
   t->qname = as_buf_steal(&b);
-  t->lit_table = pg_quote_literal(s->table);
+  t->lit_table = pg_quote_literal(t->qname); /* changelog and child image rows: schema too */
   t->lit_qname = pg_quote_literal(t->qname);
   t->qcols = calloc(s->ncols ? s->ncols : 1, sizeof *t->qcols);
   if (!t->lit_table || !t->lit_qname || !t->qcols) goto nomem;

@@ -123,6 +123,52 @@ static int dead_delta(as_node *n, as_dead_list *dead, const as_delta *d, size_t 
   return AS_OK;
 }
 
+/* t->ts_unit from the table's columns (once per node): a timestamp column with fewer than
+ * six fractional digits (timestamptz(3), as install creates them) rounds finer values. */
+static int load_ts_units(as_node *n, pg_table *t, as_error *err) {
+  const as_schema *s = t->s;
+  PGresult *r = NULL;
+  const char *p[1] = {t->qname};
+  int rc = pg_query(n->conn, PG_SQL_COLUMNS, 1, p, "read table columns", &r, err);
+  if (rc != AS_OK) return rc;
+  int64_t *u = calloc(s->ncols ? s->ncols : 1, sizeof *u);
+  if (!u) {
+    PQclear(r);
+    return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  }
+  for (size_t c = 0; c < s->ntable; c++) {
+    if (s->cols[c].type != AS_T_TIMESTAMP) continue;
+    u[c] = 1;
+    for (int j = 0; j < PQntuples(r); j++) {
+      int typmod = atoi(PQgetvalue(r, j, 3));
+      if (strcmp(PQgetvalue(r, j, 0), s->cols[c].name) != 0 || typmod < 0 || typmod >= 6) continue;
+      for (int k = typmod; k < 6; k++) u[c] *= 10;
+    }
+  }
+  PQclear(r);
+  t->ts_unit = u;
+  return AS_OK;
+}
+
+/* AS_EDATA naming the column when d holds a timestamp finer than its column keeps (the server
+ * would round it: '…59.9996' into the next second, or year). */
+static int check_ts_units(const pg_table *t, const as_delta *d, as_error *err) {
+  const as_schema *s = t->s;
+  for (size_t c = 0; t->ts_unit && c < s->ntable; c++) {
+    if (t->ts_unit[c] <= 1 || !as_row_has(&d->row, c) || d->row.v[c].type != AS_T_TIMESTAMP) continue;
+    int64_t us = d->row.v[c].u.ts_us;
+    if (us % t->ts_unit[c] == 0) continue;
+    int digits = 0;
+    for (int64_t u = t->ts_unit[c]; u < 1000000; u *= 10) digits++;
+    return as_error_set(err, AS_DOM_POSTGRES, AS_EDATA,
+                        "column \"%s\": timestamp %lld µs since 1970 has digits below the %d "
+                        "fractional digits of column %s, which would round it (never done: "
+                        "widen the column to timestamptz, or write the value with fewer digits)",
+                        s->cols[c].name, (long long)us, digits, t->qname);
+  }
+  return AS_OK;
+}
+
 static char *result_message(PGconn *c, const PGresult *r) {
   const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -174,7 +220,7 @@ static int key_where(const pg_table *t, const as_delta *d, bool keys_only, as_bu
     p++;
     if (!s->cols[c].is_key) continue;
     if (as_buf_printf(b, "%s%s = $%d::%s", first ? "" : " AND ", t->qcols[c], p,
-                      as_schema_pg_type(s->cols[c].type)) != AS_OK)
+                      pg_cast_type(s->cols[c].type)) != AS_OK)
       return AS_ERR;
     first = false;
   }
@@ -218,7 +264,7 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
     /* a text or json value takes the column's own type (json keeps its text as given, an
      * enum or a domain reads the text); the other types are cast to the mapping's */
     bool bare = !s->cols[c].is_key && (s->cols[c].type == AS_T_TEXT || s->cols[c].type == AS_T_JSON);
-    const char *cast = bare ? "" : "::", *ty = bare ? "" : as_schema_pg_type(s->cols[c].type);
+    const char *cast = bare ? "" : "::", *ty = bare ? "" : pg_cast_type(s->cols[c].type);
     if (!s->cols[c].is_key &&
         as_buf_printf(&set, "%s%s = %s%d%s%s", set.len ? ", " : "", t->qcols[c],
                       partial_update(d) ? "$" : "EXCLUDED.", p, cast, ty) != AS_OK)
@@ -969,13 +1015,24 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
   if (nd == 0) return AS_OK;
   pg_table **tabs = calloc(nd, sizeof *tabs);
   size_t *idx = calloc(nd, sizeof *idx);
+  bool *gone = calloc(nd, sizeof *gone);
   char **params = calloc(max_cols(n), sizeof *params);
   as_buf sql = AS_BUF_INIT;
-  if (!tabs || !idx || !params) {
+  if (!tabs || !idx || !gone || !params) {
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
     goto cleanup;
   }
   for (size_t i = 0; i < nd; i++) tabs[i] = d[i].schema ? pg_table_for(n, d[i].schema) : NULL;
+  /* timestamps the columns cannot hold: dead letters, out of the batch (idx marks them) */
+  for (size_t i = 0; i < nd; i++) {
+    as_error e = {0};
+    if (!tabs[i] || d[i].op == AS_OP_DELETE || d[i].op == AS_OP_TRUNCATE) continue;
+    if (!tabs[i]->ts_unit && (rc = load_ts_units(n, tabs[i], err)) != AS_OK) goto cleanup;
+    if (check_ts_units(tabs[i], &d[i], &e) == AS_OK) continue;
+    if ((rc = dead_delta(n, dead, &d[i], i, e.message, err)) != AS_OK) goto cleanup;
+    tabs[i] = NULL;
+    gone[i] = true;
+  }
   size_t i = 0;
   while (i < nd) {
     /* a run of one origin: the origin is set before any savepoint, so rolling back to a
@@ -986,6 +1043,10 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
     if ((rc = set_origin(n, mark, err)) != AS_OK) goto cleanup;
     size_t nidx = 0;
     while (i < end) {
+      if (gone[i]) {
+        i++; /* a dead letter already */
+        continue;
+      }
       if (!tabs[i]) {
         char msg[256];
         snprintf(msg, sizeof msg, "mapping %s is not on node %s",
@@ -1056,6 +1117,7 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
 cleanup:
   free(tabs);
   free(idx);
+  free(gone);
   free(params);
   as_buf_free(&sql);
   return rc;
@@ -1088,7 +1150,7 @@ int pg_read_row(as_node *n, const as_schema *s, const as_row *key, as_row *out, 
     }
     if ((rc = pg_value_to_text(&key->v[c], &params[k], err)) != AS_OK) goto cleanup;
     if (as_buf_printf(&sql, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[c], k + 1,
-                      as_schema_pg_type(s->cols[c].type)) != AS_OK) {
+                      pg_cast_type(s->cols[c].type)) != AS_OK) {
       rc = as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
       goto cleanup;
     }

@@ -348,7 +348,7 @@ enum { W_SEQ, W_TXID, W_TBL, W_OP, W_KEY, W_OLD, W_NEW, W_ORIGIN, W_TS, W_COLS, 
 typedef struct crow {
   int table;  /* index into n->tables, -1 unmapped */
   int vrow;   /* row in the table's value result, -1 none */
-  bool skip;  /* echo whose origin is the consumer: left out */
+  bool skip;  /* echo whose origin is the consumer, or another schema's table: left out */
   bool exact; /* the row carries its values (pg_table_exact): none read */
 } crow;
 
@@ -590,6 +590,8 @@ static int page_values(as_stream *s, PGresult *r, crow *cr, PGresult **vals, as_
      * delta never returns to its origin): skip it without reading it. */
     cr[i].skip = !PQgetisnull(r, i, W_ORIGIN) && s->consumer &&
                  strcmp(PQgetvalue(r, i, W_ORIGIN), s->consumer) == 0;
+    /* the changelog is the database's: a table of another schema is another node's */
+    cr[i].skip |= !t && !pg_name_in_schema(s->n, PQgetvalue(r, i, W_TBL));
     cr[i].exact = t && exact_row(r, i);
     if (!t || cr[i].skip || cr[i].exact || PQgetvalue(r, i, W_OP)[0] == 'T') continue;
     as_buf *b = &keys[cr[i].table];
@@ -882,7 +884,7 @@ static int snapshot_sql(as_snapshot *sn, as_error *err) {
     goto nomem;
   for (size_t k = 0; k < s->nkey; k++) {
     if (as_buf_printf(&b, "%s$%zu::%s", k ? ", " : "", k + 1,
-                      as_schema_pg_type(s->cols[s->key_idx[k]].type)) != AS_OK)
+                      pg_cast_type(s->cols[s->key_idx[k]].type)) != AS_OK)
       goto nomem;
   }
   if (as_buf_printf(&b, ") ORDER BY %s LIMIT $%zu::bigint", as_buf_cstr(&order), s->nkey + 1) !=

@@ -25,8 +25,8 @@ typedef void (*report_fn)(void *ctx, bool ok, const char *what, const char *fix)
   "SELECT current_setting('wal_level'), current_setting('server_version'), current_user,"      \
   " (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),"           \
   " has_database_privilege(current_database(), 'CREATE'),"                                     \
-  " to_regnamespace($1) IS NOT NULL,"                                                          \
-  " CASE WHEN to_regnamespace($1) IS NULL THEN false"                                          \
+  " to_regnamespace(quote_ident($1)) IS NOT NULL,"                                             \
+  " CASE WHEN to_regnamespace(quote_ident($1)) IS NULL THEN false"                             \
   "  ELSE has_schema_privilege($1, 'CREATE') AND has_schema_privilege($1, 'USAGE') END,"       \
   " to_regnamespace('arraysync') IS NOT NULL,"                                                 \
   " CASE WHEN to_regnamespace('arraysync') IS NULL THEN false"                                 \
@@ -78,7 +78,8 @@ int pg_describe(as_node *n, const char *table, as_table_desc *out, as_error *err
   return rc == AS_OK ? describe_conn(n, table, out, err) : rc;
 }
 
-/* cols: PG_SQL_COLUMNS of the table (name, type, typname, typmod, ...): the install rule. */
+/* cols: PG_SQL_COLUMNS of the table (name, type, typname, typmod, ..., generated): the install
+ * rule. */
 static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d,
                           const PGresult *cols, report_fn report, void *ctx, bool *ok) {
   char what[900], fix[600];
@@ -111,6 +112,13 @@ static void check_columns(as_node *n, const as_schema *s, const as_table_desc *d
                narrow ? "; a narrower type cannot hold every value of the mapping" : "");
       snprintf(fix, sizeof fix, "ALTER TABLE \"%s\".\"%s\" ALTER COLUMN \"%s\" TYPE %s, or change "
                "the column's type in the mapping", n->schema, s->table, c->name, want);
+    } else if (s->direction != AS_DIR_TO_MONGO && strcmp(PQgetvalue(cols, row, 6), "t") == 0) {
+      snprintf(what, sizeof what, "node %s: column \"%s\".\"%s\".\"%s\" is a generated column "
+               "(%s:%d:%d, mapping %s): PostgreSQL computes it and refuses every row written "
+               "with a value for it", n->name, n->schema, s->table, c->name, file, c->mark.line,
+               c->mark.col, s->name);
+      snprintf(fix, sizeof fix, "leave the column out of the mapping, or map it with "
+               "`direction: to-mongo` (PostgreSQL as the source only)");
     } else {
       if (c->type == AS_T_TIMESTAMP && (typmod < 0 || typmod > 3)) {
         /* fits, but a note: a value with sub-millisecond digits never reaches MongoDB */

@@ -63,7 +63,7 @@ static int parent_where(const pg_table *t, const as_schema *s, const as_row *par
   for (size_t k = 0; k < s->nkey; k++) {
     const as_column *pc = &s->cols[s->key_idx[k]];
     if (as_buf_printf(b, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[k], k + 1,
-                      as_schema_pg_type(pc->type)) != AS_OK)
+                      pg_cast_type(pc->type)) != AS_OK)
       return oom(err);
     int rc = pg_value_to_text(&parent->v[s->key_idx[k]], &params[k], err);
     if (rc != AS_OK) return rc;
@@ -145,7 +145,7 @@ int pg_parent_exists(PGconn *c, as_node *n, const as_schema *s, const as_row *ke
   for (size_t k = 0; rc == AS_OK && k < s->nkey; k++) {
     size_t ki = s->key_idx[k];
     if (as_buf_printf(&sql, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[ki], k + 1,
-                      as_schema_pg_type(s->cols[ki].type)) != AS_OK)
+                      pg_cast_type(s->cols[ki].type)) != AS_OK)
       rc = oom(err);
     else
       rc = pg_value_to_text(&key->v[ki], &params[k], err);
@@ -171,7 +171,7 @@ static int child_write_row(as_node *n, const pg_table *t, const as_row *row, boo
     for (size_t k = 0; rc == AS_OK && k < ts->nkey; k++) {
       size_t c = ts->key_idx[k];
       if (as_buf_printf(&sql, "%s%s = $%d::%s", k ? " AND " : "", t->qcols[c], np + 1,
-                        as_schema_pg_type(ts->cols[c].type)) != AS_OK)
+                        pg_cast_type(ts->cols[c].type)) != AS_OK)
         rc = oom(err);
       else
         rc = pg_value_to_text(&row->v[c], &params[np++], err);
@@ -186,7 +186,7 @@ static int child_write_row(as_node *n, const pg_table *t, const as_row *row, boo
     }
     if (rc == AS_OK && as_buf_append_str(&sql, ") " PG_OVERRIDING "VALUES (") != AS_OK) rc = oom(err);
     for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
-      if (as_buf_printf(&sql, "%s$%zu::%s", c ? ", " : "", c + 1, as_schema_pg_type(ts->cols[c].type)) != AS_OK)
+      if (as_buf_printf(&sql, "%s$%zu::%s", c ? ", " : "", c + 1, pg_cast_type(ts->cols[c].type)) != AS_OK)
         rc = oom(err);
       else if ((rc = pg_value_to_text(&row->v[c], &params[np++], err)) != AS_OK)
         as_error_prefix(err, "column \"%s\"", ts->cols[c].name);
@@ -693,7 +693,7 @@ static int acc_tuple(stmt_acc *a, const pg_table *t, const as_row *r, const size
       as_error_prefix(err, "column \"%s\"", t->s->cols[c].name);
       return rc == AS_ERR ? AS_ERR : AS_EDATA;
     }
-    if (as_buf_printf(&a->sql, "%s$%zu::%s", k ? ", " : "", a->np, as_schema_pg_type(t->s->cols[c].type)) != AS_OK)
+    if (as_buf_printf(&a->sql, "%s$%zu::%s", k ? ", " : "", a->np, pg_cast_type(t->s->cols[c].type)) != AS_OK)
       return oom(err);
   }
   a->rows++;
@@ -851,7 +851,7 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
       for (size_t k = 0; rc == AS_OK && k < s->nkey; k++) {
         rc = acc_param(&a, &d[idx[j]].row.v[s->key_idx[k]], err);
         if (rc == AS_OK && as_buf_printf(&a.sql, "%s$%zu::%s", k ? ", " : "", a.np,
-                                         as_schema_pg_type(t->s->cols[k].type)) != AS_OK)
+                                         pg_cast_type(t->s->cols[k].type)) != AS_OK)
           rc = oom(err);
       }
       if (rc == AS_OK && as_buf_putc(&a.sql, ')') != AS_OK) rc = oom(err);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <xxhash.h>
 
 #include "as_ddl.h"
 #include "as_log.h"
@@ -194,21 +195,58 @@ static int exec_buf(as_node *n, as_buf *b, const pg_table *t, const char *what, 
   return rc;
 }
 
-/* Capture objects of one table: triggers, or none (logical: leftover triggers dropped). */
+/* The capture triggers on t now: how many (arraysync_* but the child images'), and the
+ * comment on arraysync_trunc (the fingerprint of the SQL that made them; "" if none). */
+#define PG_SQL_TRIGGERS_NOW                                                                  \
+  "SELECT count(*), coalesce(max(d.description) FILTER (WHERE tg.tgname = 'arraysync_trunc'), '')" \
+  " FROM pg_trigger tg LEFT JOIN pg_description d ON d.objoid = tg.oid"                     \
+  "  AND d.classoid = 'pg_trigger'::regclass"                                                \
+  " WHERE tg.tgrelid = $1::regclass AND tg.tgname LIKE 'arraysync\\_%'"                     \
+  "  AND tg.tgname NOT LIKE 'arraysync\\_img\\_%'"
+
+static int triggers_now(as_node *n, const pg_table *t, int *count, char *note, size_t cap,
+                        as_error *err) {
+  PGresult *r = NULL;
+  const char *p[1] = {t->qname};
+  int rc = pg_query(n->conn, PG_SQL_TRIGGERS_NOW, 1, p, "read capture triggers", &r, err);
+  if (rc != AS_OK) return rc;
+  *count = atoi(PQgetvalue(r, 0, 0));
+  snprintf(note, cap, "%s", PQgetvalue(r, 0, 1));
+  PQclear(r);
+  return AS_OK;
+}
+
+/* Capture objects of one table: triggers, or none (logical: leftover triggers dropped).
+ * Triggers made by the same SQL are left as they are: replacing them locks the table (every
+ * `run` installs), so a writer's open transaction would hold the start up, and writers would
+ * queue behind the connector's lock. */
 static int table_capture(as_node *n, pg_table *t, const int *attnum, as_error *err) {
   as_buf b = AS_BUF_INIT;
   int rc = pg_images_sql(n, t, &b) == AS_OK ? exec_buf(n, &b, t, "child table image triggers", err)
                                              : nomem(err);
   as_buf_reset(&b);
+  int count = 0;
+  char note[64] = "", want[64];
+  if (rc == AS_OK) rc = triggers_now(n, t, &count, note, sizeof note, err);
   if (rc != AS_OK) {
     as_buf_free(&b);
     return rc;
   }
   if (n->capture == PG_CAPTURE_TRIGGERS) {
-    rc = pg_triggers_sql(n, t, attnum, &b) == AS_OK
-             ? exec_buf(n, &b, t, "install capture triggers", err)
-             : nomem(err);
-  } else {
+    if (pg_triggers_sql(n, t, attnum, &b) != AS_OK) {
+      as_buf_free(&b);
+      return nomem(err);
+    }
+    int made = 0;
+    for (const char *p = as_buf_cstr(&b); (p = strstr(p, "CREATE TRIGGER ")) != NULL; p++) made++;
+    snprintf(want, sizeof want, "arraysync capture %016llx",
+             (unsigned long long)XXH3_64bits(b.data, b.len));
+    if (count != made || strcmp(note, want) != 0) {
+      rc = as_buf_printf(&b, "; COMMENT ON TRIGGER arraysync_trunc ON %s IS '%s'", t->qname, want) == AS_OK
+               ? exec_buf(n, &b, t, "install capture triggers", err)
+               : nomem(err);
+    }
+  } else if (count > 0) { /* (DROP TRIGGER IF EXISTS locks the table even when there is none) */
     rc = pg_triggers_drop_sql(t, &b) == AS_OK ? exec_buf(n, &b, t, "drop capture triggers", err)
                                               : nomem(err);
   }
@@ -343,11 +381,12 @@ int pg_slot_ensure(PGconn *c, const char *slot, bool *created, as_error *err) {
   const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
     *created = true;
-  } else if (st && strcmp(st, "57014") == 0) {
+  } else if (st && (strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0)) {
+    /* (the session's lock_timeout may come first: the wait is for a transaction lock) */
     rc = as_error_set(err, AS_DOM_POSTGRES, AS_RETRY,
                       "creating replication slot %s waits for transactions that are still "
-                      "running (30 s): retrying",
-                      slot);
+                      "running (%s): retrying",
+                      slot, strcmp(st, "57014") == 0 ? "30 s" : "lock timeout");
   } else {
     rc = pg_fail(c, r, "create replication slot", err);
   }
@@ -468,11 +507,15 @@ static int install_schema(as_node *n, as_error *err) {
 
 int pg_install(as_node *n, as_error *err) {
   int rc;
-  if (!n->conn && (rc = pg_node_connect(n, err)) != AS_OK) return rc;
+  if ((!n->conn || PQstatus(n->conn) == CONNECTION_BAD) && (rc = pg_node_connect(n, err)) != AS_OK)
+    return rc;
   if (n->in_txn) {
     return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "install: a sink transaction is open");
   }
   if ((rc = pg_exec(n->conn, PG_SQL_BEGIN, "install", err)) != AS_OK) return rc;
+  /* a table lock held by a writer's open transaction: give up soon (AS_RETRY, the caller
+   * tries again) rather than queue every other writer of the table behind the wait */
+  if ((rc = pg_exec(n->conn, PG_SQL_INSTALL_LOCK_TIMEOUT, "install", err)) != AS_OK) goto fail;
   if ((rc = install_schema(n, err)) != AS_OK) goto fail;
   for (size_t i = 0; i < n->ntables; i++) {
     if ((rc = install_table(n, &n->tables[i], err)) != AS_OK) goto fail;

@@ -39,7 +39,7 @@ typedef struct pg_table {
                              mapping it belongs to, else NULL */
   size_t child;      /* which of owner's children (it is, or is under) */
   char *qname;       /* "schema"."table", quoted */
-  char *lit_table;   /* the table name as an SQL string literal (changelog tbl) */
+  char *lit_table;   /* the qualified name (qname) as an SQL string literal (changelog tbl) */
   char *lit_qname;   /* qname as an SQL string literal (for ::regclass) */
   char **qcols;      /* quoted column names, schema order */
   char *qstage;      /* quoted name of the per-session staging temp table */
@@ -48,6 +48,9 @@ typedef struct pg_table {
   bool stage_ready;  /* staging table exists in the current sink session */
   int optimistic_skip; /* batches to skip the direct-COPY attempt after a key clash */
   int bulk;          /* a mapping's own table: first copies in progress (pg_bulk.c) */
+  int64_t *ts_unit;  /* per column: the microseconds a timestamp column holds a multiple of
+                        (timestamptz(3): 1000), 0 for other columns; NULL until the sink
+                        has read the table's columns */
 } pg_table;
 
 struct as_node {
@@ -107,7 +110,15 @@ int pg_query_simple(PGconn *c, const char *sql, const char *what, PGresult **out
                     as_error *err);
 void pg_rollback_quiet(PGconn *c);
 pg_table *pg_table_for(as_node *n, const as_schema *s);
+/* The type a parameter of a mapped column is cast to in statements: as_schema_pg_type but a
+ * timestamp's without its (3) (a column that holds microseconds keeps them; a key compares
+ * exactly). */
+const char *pg_cast_type(as_type t);
+/* The table of a name: the mapping's table name, or its qualified name (qname). */
 pg_table *pg_table_by_name(as_node *n, const char *table);
+/* Whether a changelog table name (qualified: "schema"."table") is in the node's schema; a
+ * name written before the triggers qualified it counts as in it. */
+bool pg_name_in_schema(const as_node *n, const char *name);
 /* Decides the capture mode on connection c (once per node); logs which and why. */
 int pg_decide_capture(as_node *n, PGconn *c, as_error *err);
 /* Slot name of (node, consumer) in database db: [a-z0-9_], at most 63 bytes. Caller frees. */

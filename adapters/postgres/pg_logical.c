@@ -428,7 +428,7 @@ static int fill_missing(pg_lstream *s, const pg_table *t, as_delta *d, bool *gon
     size_t c = sc->key_idx[k];
     rc = pg_value_to_text(&d->row.v[c], &params[k], err);
     if (rc == AS_OK && as_buf_printf(&sql, "%s%s = $%zu::%s", k ? " AND " : "", t->qcols[c], k + 1,
-                                     as_schema_pg_type(sc->cols[c].type)) != AS_OK)
+                                     pg_cast_type(sc->cols[c].type)) != AS_OK)
       rc = nomem(err);
   }
   if (rc == AS_OK)

@@ -24,8 +24,12 @@
 /* ---- install ---- */
 #define PG_SCHEMA_VERSION 3
 #define PG_SQL_LOCK "SELECT pg_advisory_xact_lock(7231946501)"
-#define PG_SQL_BOOTSTRAP                                            \
-  "CREATE SCHEMA IF NOT EXISTS arraysync; "                         \
+#define PG_SQL_INSTALL_LOCK_TIMEOUT "SET LOCAL lock_timeout TO '2s'"
+/* (CREATE SCHEMA IF NOT EXISTS asks for CREATE on the database even when the schema exists:
+ * a role given its own arraysync schema has no such right) */
+#define PG_SQL_BOOTSTRAP                                                                     \
+  "DO $b$ BEGIN IF to_regnamespace('arraysync') IS NULL THEN CREATE SCHEMA arraysync;"        \
+  " END IF; END $b$; "                                                                        \
   "CREATE TABLE IF NOT EXISTS arraysync.meta(key text PRIMARY KEY, value text)"
 #define PG_SQL_GET_VERSION \
   "SELECT coalesce((SELECT value::int FROM arraysync.meta WHERE key = 'schema_version'), 0)"
@@ -74,14 +78,14 @@
   " parent_exists boolean NOT NULL, rows jsonb NOT NULL, PRIMARY KEY (tbl, key))"
 
 /* Columns of a table ($1 = quoted name as text): name, type as written, type name, typmod,
- * attnum, type without modifier. */
+ * attnum, type without modifier, generated (GENERATED ALWAYS AS ... STORED). */
 /* (typname and typmod of a domain are its base type's: a domain over text holds text; the
  * typname of an enum type is "enum") */
 #define PG_SQL_COLUMNS                                                                      \
   "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"                                 \
   " CASE t.typtype WHEN 'd' THEN b.typname WHEN 'e' THEN 'enum' ELSE t.typname END,"      \
   " CASE WHEN t.typtype = 'd' AND a.atttypmod < 0 THEN t.typtypmod ELSE a.atttypmod END,"  \
-  " a.attnum, format_type(a.atttypid, NULL)"                                                \
+  " a.attnum, format_type(a.atttypid, NULL), a.attgenerated <> ''"                          \
   " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"                              \
   " LEFT JOIN pg_type b ON b.oid = t.typbasetype"                                           \
   " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"

@@ -76,7 +76,7 @@ static void count_bytes(as_verify *v, const PGresult *r) {
 
 static int placeholder(as_buf *b, size_t k, int n, void *ctx) {
   as_verify *v = ctx;
-  return as_buf_printf(b, "$%d::%s", n, as_schema_pg_type(v->s->cols[v->s->key_idx[k]].type));
+  return as_buf_printf(b, "$%d::%s", n, pg_cast_type(v->s->cols[v->s->key_idx[k]].type));
 }
 
 static void free_params(char **p, size_t np) {

@@ -16,6 +16,7 @@
 #include "as_children.h"
 #include "as_log.h"
 #include "as_time.h"
+#include "as_utf8.h"
 #include "sqlite_internal.h"
 #include "sqlite_verify.h"
 #include "sqlite_sql.h"
@@ -611,6 +612,35 @@ static int child_deltas(as_stream *s, as_batch *out, const as_schema *sc, size_t
   return ret;
 }
 
+/* A changelog image as JSON. A TEXT value that is not UTF-8 (written by another client)
+ * makes the image invalid JSON: then each byte outside a valid sequence is read as U+FFFD and
+ * *mended says so (such an image names the key; a value read from it is never written). */
+static json_t *image_loads(const char *txt, bool *mended, json_error_t *je) {
+  *mended = false;
+  json_t *j = json_loads(txt, JSON_ALLOW_NUL, je);
+  size_t n = strlen(txt);
+  if (j || as_utf8_valid(txt, n)) return j;
+  char *m = malloc(3 * n + 1), *q = m;
+  if (!m) return NULL;
+  for (const uint8_t *p = (const uint8_t *)txt, *e = p + n; p < e;) {
+    size_t l = *p < 0x80 ? 1 : as_utf8_seq(p, e);
+    if (l) {
+      memcpy(q, p, l);
+      q += l;
+      p += l;
+    } else {
+      memcpy(q, "\xEF\xBF\xBD", 3);
+      q += 3;
+      p++;
+    }
+  }
+  *q = '\0';
+  j = json_loads(m, JSON_ALLOW_NUL, NULL);
+  free(m);
+  *mended = j != NULL;
+  return j;
+}
+
 /* Converts the current changelog row of st_read into 0..2 deltas or one dead letter. */
 static int convert_row(as_stream *s, as_batch *out, as_error *err) {
   sqlite3_stmt *st = s->st_read;
@@ -644,9 +674,15 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
                  tbl ? tbl : "?", n->name);
     goto dead;
   }
-  if ((oo && !(jo = json_loads(oo, JSON_ALLOW_NUL, &je))) ||
-      (no && !(jn = json_loads(no, JSON_ALLOW_NUL, &je)))) {
+  bool old_mended = false, new_mended = false;
+  if ((oo && !(jo = image_loads(oo, &old_mended, &je))) || (no && !(jn = image_loads(no, &new_mended, &je)))) {
     as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "changelog row is not valid JSON: %s", je.text);
+    goto dead;
+  }
+  /* the new row holds text that is not UTF-8: a dead letter naming the key; an old row that
+   * does (the fix of such a value) only tells which columns changed */
+  if (new_mended || (old_mended && (!op || strcmp(op, "update") != 0))) {
+    as_error_set(&e, AS_DOM_SQLITE, AS_EDATA, "a text value of the row is not valid UTF-8");
     goto dead;
   }
   bool echo = origin != NULL;
@@ -684,7 +720,7 @@ static int convert_row(as_stream *s, as_batch *out, as_error *err) {
           (sc->nchildren && arrays_from_image(s, sc, jn, &d[0].image, &ie) != AS_OK))
         as_row_clear(&d[0].image);
       /* and the row before it, for a script (what the change was made on top of: ctx.base) */
-      if (as_schema_keeps_before(sc) && (as_row_init(&d[0].before, sc->ncols) != AS_OK ||
+      if (!old_mended && as_schema_keeps_before(sc) && (as_row_init(&d[0].before, sc->ncols) != AS_OK ||
                                          fill_row(sc, &d[0].before, jo, NULL, COLS_ALL, &ie) != AS_OK))
         as_row_clear(&d[0].before);
       bool any = false;

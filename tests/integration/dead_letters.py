@@ -118,6 +118,29 @@ def main():
     check("a row larger than MongoDB's document limit: a dead letter saying so, not a stopped stream",
           big is not None and "limit of 16777216" in (big.get("error") or "") and
           "big1" not in [d["_id"] for d in m.find({}, {"_id": 1})], json.dumps(big)[:400])
+    # the same row alone in its batch (the bulk opened for it stays empty), then a good one
+    lite_sql("insert into items values ('big2', ?, NULL, NULL)", ("z" * (17 * 1024 * 1024),))
+    check("third run (a big row alone)", run() == 0)
+    lite_sql("insert into items values ('ok3', 'after', NULL, NULL)")
+    check("fourth run", run() == 0)
+    ids = [d["_id"] for d in m.find({}, {"_id": 1})]
+    dl_b = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+    check("a big row alone in its batch: a dead letter, and the next row flows",
+          "ok3" in ids and "big2" not in ids and
+          any('"big2"' in (x.get("key") or "") and "limit of 16777216" in (x.get("error") or "") for x in dl_b),
+          "%s %s" % (ids, json.dumps(dl_b)[:600]))
+    # SQLite text that is not UTF-8 (another client's): a dead letter naming the key; the fix
+    # of the value (its old image still holds the bytes) flows
+    lite_sql("insert into items values ('u8', cast(x'41c328' as text), 'b0', NULL)")
+    check("fifth run (text that is not UTF-8)", run() == 0)
+    dl_u = json.loads(astest.cli(a.bin, cfg, "dlq", "list", "--json").stdout or "[]")
+    check("SQLite text that is not UTF-8: a dead letter naming the key",
+          any('"u8"' in (x.get("key") or "") and "UTF-8" in (x.get("error") or "") for x in dl_u),
+          json.dumps(dl_u)[-600:])
+    lite_sql("update items set a = 'now valid' where id = 'u8'")
+    check("sixth run (the fix)", run() == 0)
+    check("the fixed row flows whole", m.find_one({"_id": "u8"}) == {"_id": "u8", "a": "now valid", "b": "b0"},
+          str(m.find_one({"_id": "u8"})))
     k5 = next((x for k, x in by.items() if "5" in k and "_id" in k), None)
     check("a key of another type: the dead letter shows the document's key", k5 is not None, json.dumps(dl)[:800])
     r = astest.cli(a.bin, cfg, "dlq", "retry")

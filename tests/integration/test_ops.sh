@@ -120,6 +120,17 @@ grep -q 'column "n" of table' "$tmp/l2b" && no "live.required.lite: a column wit
 has live.required.lite "✗ node lite: column \"region\" of table \"users\" is NOT NULL without a default and mapping users does not map it" "$tmp/l2b"
 "$PGBIN/psql" -X -q -d "$dsn" -c "DROP TABLE users"
 sqlite3 "$tmp/lite.db" "DROP TABLE users"
+# a mapped generated column: PostgreSQL refuses every row written with a value for it
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$dsn" -c "CREATE TABLE users (id text PRIMARY KEY, email text, name text GENERATED ALWAYS AS (upper(email)) STORED, balance numeric, tags jsonb, last_updated timestamptz, extra jsonb)"
+expect_rc live.generated.rc 1 "$tmp/l2c" "$bin" check --live -c "$tmp/c.yaml"
+has live.generated "✗ node pg: column \"public\".\"users\".\"name\" is a generated column ($tmp/maps/users.yaml:" "$tmp/l2c"
+"$PGBIN/psql" -X -q -d "$dsn" -c "DROP TABLE users"
+# a schema whose name needs quoting (capitals, a space) is found as it is
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$dsn" -c 'CREATE SCHEMA "My Schema"'
+sed 's#schema: public#schema: "My Schema"#' "$tmp/c.yaml" >"$tmp/c5.yaml"
+"$bin" check --live -c "$tmp/c5.yaml" >"$tmp/l5" 2>&1 || true
+has live.schema_quoted "✓ node pg: CREATE and USAGE on schema My Schema" "$tmp/l5"
+grep -q "✗ node pg: server settings" "$tmp/l5" && no "live.schema_quoted: server settings not read" "$tmp/l5" || ok
 # a node that cannot be reached, an unwritable SQLite directory
 sed -e "s#port=$pport#port=1#" -e "s#$tmp/lite.db#/proc/arraysync-no/lite.db#" "$tmp/c.yaml" >"$tmp/c3.yaml"
 expect_rc live.unreachable 1 "$tmp/l3" "$bin" check --live -c "$tmp/c3.yaml"
@@ -142,6 +153,39 @@ has health.404.msg 'answered "HTTP/1.1 404' "$tmp/h1"
 kill -TERM "$cpid"; wait "$cpid" || true; cpid=
 expect_rc health.down 1 "$tmp/h2" "$bin" healthcheck "http://127.0.0.1:$hport/healthz"
 expect_rc health.badurl 2 "$tmp/h3" "$bin" healthcheck "ftp://x/"
+
+# ---- run while a writer's open transaction holds a mapped table (trigger capture)
+mkdir -p "$tmp/lk/maps"
+printf 'mapping: lk\ntable: lk\ncollection: lk\nkey: id\ncolumns:\n  id: { field: _id, type: text }\n  v: { field: v, type: text }\n' >"$tmp/lk/maps/lk.yaml"
+cat >"$tmp/lk/c.yaml" <<YAML
+nodes:
+  pg: { kind: postgres, dsn: "$dsn", schema: public, capture: triggers }
+  lite: { kind: sqlite, path: "$tmp/lk/lite.db" }
+state: state.db
+mappings: "maps/*.yaml"
+YAML
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$dsn" -c "CREATE TABLE lk (id text PRIMARY KEY, v text)"
+# not installed yet: creating the triggers waits for the transaction; run retries, then syncs
+held() { # until a session holds the table (its insert done, its transaction open)
+  for _ in $(seq 1 200); do
+    [ "$("$PGBIN/psql" -X -Atq -d "$dsn" -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'lk' AND l.mode = 'RowExclusiveLock' AND l.granted")" != 0 ] && return 0
+    sleep 0.1
+  done
+}
+"$PGBIN/psql" -X -q -d "$dsn" -c "BEGIN; INSERT INTO lk VALUES ('held', 'x'); SELECT pg_sleep(8); COMMIT" >/dev/null 2>&1 & lpid=$!
+held
+expect_rc lock.first_run 0 "$tmp/lk1" "$bin" run -c "$tmp/lk/c.yaml" --exit-when-idle 2s
+has lock.retried "trying again in" "$tmp/lk1"
+wait "$lpid" || true
+"$bin" run -c "$tmp/lk/c.yaml" --exit-when-idle 2s >"$tmp/lk1b" 2>&1 || true
+[ "$(sqlite3 "$tmp/lk/lite.db" "SELECT v FROM lk WHERE id = 'held'")" = x ] && ok || no "lock: the held row synced" "$tmp/lk1b"
+# installed: a run with the triggers as they are does not touch them (no lock, no wait)
+"$PGBIN/psql" -X -q -d "$dsn" -c "BEGIN; INSERT INTO lk VALUES ('held2', 'y'); SELECT pg_sleep(60); COMMIT" >/dev/null 2>&1 & lpid=$!
+held
+expect_rc lock.next_run 0 "$tmp/lk2" "$bin" run -c "$tmp/lk/c.yaml" --exit-when-idle 2s
+grep -q "trying again" "$tmp/lk2" && no "lock.next_run: waited for the table" "$tmp/lk2" || ok
+kill -0 "$lpid" 2>/dev/null && ok || no "lock.next_run: ended only after the writer's transaction" "$tmp/lk2"
+kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null || true
 
 echo "test_ops: $pass passed, $bad failed"
 [ "$bad" -eq 0 ]
