@@ -312,8 +312,9 @@ typedef struct as_adapter {
   int (*verify_split)(as_verify *v, const as_value *lo, const as_value *hi, int64_t rows,
                       size_t parts, as_value **bounds, size_t *nb, as_error *err);
   /* Calls fn for every row of [lo, hi) (any order) with its key values and its row hash
-   * (server mode: as_rowhash's value as unsigned; client mode: XXH3). A non-zero return of fn
-   * stops the scan and is returned. */
+   * (server mode: as_rowhash's value as unsigned; client mode: XXH3); for a row whose key the
+   * mapping cannot read (a dead letter of the capture), key NULL and hash 0. A non-zero
+   * return of fn stops the scan and is returned. */
   int (*verify_rows)(as_verify *v, const as_value *lo, const as_value *hi,
                      int (*fn)(void *ctx, const as_value *key, uint64_t hash), void *ctx,
                      as_error *err);

@@ -289,7 +289,11 @@ int as_state_dead_add(as_state *st, const char *mapping, const char *source, con
   sqlite3_bind_text(q, 3, source, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 4, target, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 5, stage, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 6, key, -1, SQLITE_STATIC);
+  /* the key is the key's JSON text: a described one ({"id":?}, a column that could not be
+   * read) is not, and is left to the message */
+  json_t *kj = key ? json_loads(key, JSON_DECODE_ANY, NULL) : NULL;
+  sqlite3_bind_text(q, 6, kj ? key : NULL, -1, SQLITE_STATIC);
+  json_decref(kj);
   sqlite3_bind_text(q, 7, raw, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 8, delta_json, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 9, error, -1, SQLITE_STATIC);

@@ -118,6 +118,10 @@ typedef struct op {
 
 static int collect_row(void *ctx, const as_value *key, uint64_t hash) {
   ventries *l = ctx;
+  if (!key) {
+    l->unreadable++;
+    return AS_OK;
+  }
   if (l->n == l->cap) {
     size_t nc = l->cap ? l->cap * 2 : 256;
     ventry *ne = realloc(l->e, nc * sizeof *ne);
@@ -244,9 +248,11 @@ static int leaf(vpair *p, const as_value *lo, const as_value *hi, bool a_has, bo
     sort_entries(&ra);
     sort_entries(&rb);
     if (p->client) {
-      for (size_t i = 0; i < ra.n; i++) p->out->rows_a++;
-      for (size_t i = 0; i < rb.n; i++) p->out->rows_b++;
+      p->out->rows_a += (int64_t)(ra.n + ra.unreadable);
+      p->out->rows_b += (int64_t)(rb.n + rb.unreadable);
     }
+    p->out->unreadable_a += ra.unreadable;
+    p->out->unreadable_b += rb.unreadable;
     size_t i = 0, j = 0;
     while (rc == AS_OK && (i < ra.n || j < rb.n)) {
       int c = i >= ra.n ? 1 : j >= rb.n ? -1 : vkey_cmp(p->s, ra.e[i].key, rb.e[j].key);
@@ -504,7 +510,7 @@ bool as_verify_report_equal(const as_verify_report *r, bool after_repair) {
   for (size_t i = 0; i < r->n; i++) {
     const as_verify_pair *x = &r->p[i];
     size_t nd = x->only_a.n + x->only_b.n + x->different.n;
-    if (x->buckets_differ) return false;
+    if (x->buckets_differ || x->unreadable_a || x->unreadable_b) return false;
     if (after_repair ? x->unresolved > 0 || x->repaired < nd : nd > 0) return false;
   }
   return true;

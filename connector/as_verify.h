@@ -73,6 +73,8 @@ typedef struct as_verify_pair {
                                 * refused the row: a warning says why) */
   bool quick;                  /* compared by quick signatures (no table read) */
   size_t buckets_differ;       /* --quick: buckets whose signatures differ */
+  size_t unreadable_a, unreadable_b; /* rows whose key the mapping cannot read (dead letters
+                                      * of the capture): never equal, never repaired */
 } as_verify_pair;
 
 typedef struct as_verify_report {

@@ -25,6 +25,7 @@ typedef struct ventries {
   const as_schema *s;
   ventry *e;
   size_t n, cap;
+  size_t unreadable; /* rows whose key the mapping cannot read */
 } ventries;
 
 enum { VC_ONLY_A = 1, VC_ONLY_B, VC_DIFFERENT };

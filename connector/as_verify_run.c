@@ -530,6 +530,7 @@ int64_t as_verify_periodic(const as_config *cfg, bool repair, as_error *err) {
     const as_verify_pair *x = &r.p[i];
     int64_t n = (int64_t)(x->only_a.n + x->only_b.n + x->different.n);
     if (repair) n -= (int64_t)x->repaired;
+    n += (int64_t)(x->unreadable_a + x->unreadable_b);
     char nodes[160];
     snprintf(nodes, sizeof nodes, "%s,%s", x->a, x->b);
     as_metrics_verify_diff(x->s->name, nodes, n);

@@ -51,7 +51,12 @@ int as_verify_print_json(const as_verify_report *r, FILE *out) {
     json_object_set_new(o, "mapping", json_string(x->s->name));
     json_object_set_new(o, "nodes", nodes);
     json_object_set_new(o, "equal", json_boolean(x->only_a.n + x->only_b.n + x->different.n +
-                                                     x->buckets_differ == 0));
+                                                     x->buckets_differ + x->unreadable_a +
+                                                     x->unreadable_b == 0));
+    json_t *unr = json_object();
+    json_object_set_new(unr, x->a, json_integer((json_int_t)x->unreadable_a));
+    json_object_set_new(unr, x->b, json_integer((json_int_t)x->unreadable_b));
+    json_object_set_new(o, "unreadable", unr);
     json_object_set_new(o, "rows", rows);
     json_object_set_new(o, "only_in", only);
     json_object_set_new(o, "different", key_array(&x->different));
@@ -86,7 +91,8 @@ static void key_line(FILE *out, const char *what, const as_verify_keys *l) {
 void as_verify_print_text(const as_verify_report *r, bool repair, FILE *out) {
   for (size_t i = 0; i < r->n; i++) {
     const as_verify_pair *x = &r->p[i];
-    size_t nd = x->only_a.n + x->only_b.n + x->different.n + x->buckets_differ;
+    size_t nd = x->only_a.n + x->only_b.n + x->different.n + x->buckets_differ +
+                x->unreadable_a + x->unreadable_b;
     fprintf(out, "mapping %s, %s <-> %s: %s (%s)\n", x->s->name, x->a, x->b,
             nd ? "DIFFERENT" : "equal",
             x->quick ? "quick: the state store's signatures, no table read"
@@ -97,6 +103,9 @@ void as_verify_print_text(const as_verify_report *r, bool repair, FILE *out) {
     if (x->note[0]) fprintf(out, "  note: %s\n", x->note);
     fprintf(out, "  rows: %s %lld, %s %lld\n", x->a, (long long)x->rows_a, x->b,
             (long long)x->rows_b);
+    if (x->unreadable_a || x->unreadable_b)
+      fprintf(out, "  rows whose key the mapping cannot read (see `arraysync dlq list`): %s %zu, "
+              "%s %zu\n", x->a, x->unreadable_a, x->b, x->unreadable_b);
     if (nd && !x->quick) {
       char w[96];
       snprintf(w, sizeof w, "only in %s", x->a);

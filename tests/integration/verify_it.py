@@ -172,7 +172,7 @@ def expect_pairs(env, report, want, what):
         equal = not (w.get("only_a") or w.get("only_b") or w.get("different"))
         ok = check(p["equal"] == equal, "%s: %s: %s,%s equal=%s" % (env.name, what, a, b, p["equal"])) and ok
         ok = check(set(p) == {"mapping", "nodes", "equal", "rows", "only_in", "different", "segments", "bytes",
-                              "seconds", "hash_on"}, "%s: fields %s" % (env.name, sorted(p))) and ok
+                              "seconds", "hash_on", "unreadable"}, "%s: fields %s" % (env.name, sorted(p))) and ok
     return ok
 
 
@@ -302,6 +302,15 @@ def test_differences(a):
     check(env.mongo["items"].count_documents({}) == 999 and env.pg("SELECT count(*) FROM items")[0][0] == 999 and
           env.sq("SELECT count(*) FROM items")[0][0] == 999, "after repair: counts")
     check(env.pg("SELECT t FROM items WHERE id = 24")[0][0] != "changed", "key 24 not repaired on pg")
+    # a document whose _id the key column does not take (a number, not an integer): counted,
+    # never equal
+    env.mongo["items"].insert_one({"_id": 1.5, "t": "x"})
+    rc, rep, err = env.verify("--nodes", "mongo,lite", expect=3)
+    p = pair(rep, "mongo", "lite") or {}
+    check(p.get("equal") is False and p.get("unreadable") == {"mongo": 1, "lite": 0} and
+          "not an integer" in err, "unreadable key: %s %s" % (p, err[-300:]))
+    env.mongo["items"].delete_one({"_id": 1.5})
+    env.verify("--nodes", "mongo,lite", expect=0)
     return env
 
 
