@@ -16,9 +16,12 @@
  *   a single-'$' key there is an error too. A key may not hold NUL (\u0000).
  * - Numbers: an integer is int32 if it fits, else int64, else (beyond int64) a double
  *   (PostgreSQL jsonb prints 1e20 as 100000000000000000000); a number with '.' or an exponent
- *   is a double (strtod: correctly rounded). A number beyond a double's range (it would
- *   become infinity, or 0 though it is not 0: 1e400, 1e-400) is a Decimal128, exact, or an
- *   error when even that cannot hold it; never a different value.
+ *   is a double (strtod: correctly rounded) — when the double is that number: the double is
+ *   the integer exactly, or the double's shortest text has the same value (any text of at
+ *   most 15 significant digits; 0.30000000000000004). A number beyond a double's range (it
+ *   would become infinity, or 0 though it is not 0: 1e400, 1e-400) or precision
+ *   (12345678901234567890, a 20-digit decimal written in SQL) is a Decimal128, exact, or an
+ *   error when even that cannot hold it (over 34 significant digits); never a different value.
  * - Wrapper values are checked: $oid 24 hex digits, $numberInt/$numberLong "-?digits" in
  *   range, $numberDouble a JSON number or NaN/Infinity/-Infinity, $numberDecimal what libbson
  *   parses, $binary base64 and a subtype of 1-2 hex digits, $timestamp t and i in 0..2^32-1,
@@ -340,6 +343,68 @@ static double to_double(const char *s, size_t n) {
   return strtod(num, NULL);
 }
 
+/* The significant digits of decimal number text s (at most cap of them; *nd may exceed cap)
+ * and the exponent e10 with value = 0.digits x 10^e10; a zero has none. */
+static void sig_digits(const char *s, size_t n, char *dig, size_t cap, size_t *nd, long *e10, bool *neg) {
+  const char *p = s, *e = s + n;
+  long point = 0, exp = 0, lead = 0;
+  bool seen = false, after = false;
+  size_t k = 0, last = 0;
+  *neg = p < e && *p == '-';
+  if (*neg) p++;
+  for (; p < e && *p != 'e' && *p != 'E'; p++) {
+    if (*p == '.') {
+      after = true;
+      continue;
+    }
+    if (!after) point++;
+    if (!seen && *p == '0') {
+      lead++;
+      continue;
+    }
+    seen = true;
+    if (k < cap) dig[k] = *p;
+    k++;
+    if (*p != '0') last = k;
+  }
+  if (p < e) exp = strtol(p + 1, NULL, 10); /* number_len checked the form */
+  *nd = last;
+  *e10 = point - lead + exp;
+}
+
+/* Whether double d read from number text s is that number, as text says it: the shortest
+ * text that reads back as d has the same value (1e20 for 100000000000000000000, 0.1 for 0.1),
+ * not fewer significant digits than s (12345678901234567890 is 1.2345678901234567e19). */
+static bool double_is_text(double d, const char *s, size_t n) {
+  char a[48], b[48], t[32];
+  size_t na, nb;
+  long ea, eb;
+  bool sa, sb;
+  sig_digits(s, n, a, sizeof a, &na, &ea, &sa);
+  if (na <= 15) return true; /* a double holds any 15 significant digits */
+  if (memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL && memchr(s, 'E', n) == NULL && n < 40) {
+    char x[64]; /* an integer the double is exactly (2^63: 9223372036854775808) */
+    int xl = snprintf(x, sizeof x, "%.0f", d);
+    if (xl > 0 && (size_t)xl == n && memcmp(x, s, n) == 0) return true;
+  }
+  size_t tl = as_double_format(d, t);
+  sig_digits(t, tl, b, sizeof b, &nb, &eb, &sb);
+  return na == nb && na <= sizeof a && ea == eb && sa == sb && memcmp(a, b, na) == 0;
+}
+
+/* Whether Decimal128 dec read from number text s is that number (more than 34 significant
+ * digits are rounded by the parse). */
+static bool dec128_is_text(const bson_decimal128_t *dec, const char *s, size_t n) {
+  char a[48], b[48], t[BSON_DECIMAL128_STRING];
+  size_t na, nb;
+  long ea, eb;
+  bool sa, sb;
+  sig_digits(s, n, a, sizeof a, &na, &ea, &sa);
+  size_t tl = as_dec128_to_str(dec, t);
+  sig_digits(t, tl, b, sizeof b, &nb, &eb, &sb);
+  return na == nb && na <= sizeof a && (na == 0 || (ea == eb && sa == sb)) && memcmp(a, b, na) == 0;
+}
+
 static AS_MUSTCHECK int number(as_jsonr *j, as_buf *dst, const char *key, size_t kl) {
   bool real;
   size_t n = number_len(j->p, j->end, &real);
@@ -351,11 +416,14 @@ static AS_MUSTCHECK int number(as_jsonr *j, as_buf *dst, const char *key, size_t
   int64_t v;
   if (!real && as_jsonr_parse_i64(s, n, &v)) return rw_int(dst, key, kl, v) == AS_OK ? AS_OK : oom(j);
   double d = to_double(s, n);
-  if (isinf(d) || (d == 0 && nonzero_digits(s, n))) {
-    /* beyond a double's range (1e400, 1e-400; SQL json holds any number): a Decimal128 holds
-     * it exactly (up to 34 digits), never infinity or zero */
+  if (isinf(d) || (d == 0 && nonzero_digits(s, n)) || !double_is_text(d, s, n)) {
+    /* beyond a double's range (1e400, 1e-400; SQL json holds any number) or precision
+     * (12345678901234567890, 0.1000000000000000055511151231257827): a Decimal128 holds it
+     * exactly (up to 34 digits), never infinity, zero or a nearby double */
     bson_decimal128_t dec;
-    if (!as_dec128_from_str(s, n, &dec)) return fail(j, "number %.*s is out of range", (int)(n < 40 ? n : 40), s);
+    if (!as_dec128_from_str(s, n, &dec) || !dec128_is_text(&dec, s, n))
+      return fail(j, "number %.*s has no exact BSON form (a double or a Decimal128 of 34 digits)",
+                  (int)(n < 40 ? n : 40), s);
     return rw_dec128(dst, key, kl, &dec) ? oom(j) : AS_OK;
   }
   return rw_double(dst, key, kl, d) == AS_OK ? AS_OK : oom(j);

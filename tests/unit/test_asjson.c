@@ -241,7 +241,20 @@ START_TEST(test_numbers_and_syntax) {
              "\"2\":{\"$numberDecimal\":\"1E-400\"},\"3\":{\"$numberDouble\":\"0.0\"},"
              "\"4\":{\"$numberDouble\":\"0.0\"},\"5\":{\"$numberDouble\":\"4.9406564584124654418e-324\"},"
              "\"6\":{\"$numberDouble\":\"1.7976931348623157081e+308\"}}");
-  REFUSED("{\"a\":1e9999}", "invalid AS-JSON at line 1 column 12: number 1e9999 is out of range");
+  REFUSED("{\"a\":1e9999}", "invalid AS-JSON at line 1 column 12: number 1e9999 has no exact BSON form (a "
+                          "double or a Decimal128 of 34 digits)");
+  /* beyond a double's precision: exact Decimal128s, never a nearby double; a double's own
+   * shortest text (17 digits) stays a double */
+  decodes_to("[12345678901234567890,0.1000000000000000055511151231257827,0.30000000000000004,"
+             "-123456789012345678.5,1234567890123456789012345678901234]",
+             "{\"0\":{\"$numberDecimal\":\"12345678901234567890\"},"
+             "\"1\":{\"$numberDecimal\":\"0.1000000000000000055511151231257827\"},"
+             "\"2\":{\"$numberDouble\":\"0.30000000000000004441\"},"
+             "\"3\":{\"$numberDecimal\":\"-123456789012345678.5\"},"
+             "\"4\":{\"$numberDecimal\":\"1234567890123456789012345678901234\"}}");
+  REFUSED("{\"a\":1.0000000000000000000000000000000000001}",
+          "invalid AS-JSON at line 1 column 45: number 1.0000000000000000000000000000000000001 has no exact BSON "
+          "form (a double or a Decimal128 of 34 digits)");
   decodes_to(" \n{ \"a\" : [ true , false , null , \"\" , { } , [ ] ] } \r\n\t",
              "{\"a\":[true,false,null,\"\",{},[]]}");
   REFUSED("{\"a\":01}", "invalid AS-JSON at line 1 column 6: bad number (leading zero?)");
