@@ -17,8 +17,9 @@
  * - Numbers: an integer is int32 if it fits, else int64, else (beyond int64) a double
  *   (PostgreSQL jsonb prints 1e20 as 100000000000000000000); a number with '.' or an exponent
  *   is a double (strtod: correctly rounded) — when the double is that number: the double is
- *   the integer exactly, or the double's shortest text has the same value (any text of at
- *   most 15 significant digits; 0.30000000000000004). A number beyond a double's range (it
+ *   the integer exactly, or the double printed with as many significant digits (at most 17)
+ *   gives the text back (any text of at most 15 digits; 0.30000000000000004; a MongoDB
+ *   double's own text). A number beyond a double's range (it
  *   would become infinity, or 0 though it is not 0: 1e400, 1e-400) or precision
  *   (12345678901234567890, a 20-digit decimal written in SQL) is a Decimal128, exact, or an
  *   error when even that cannot hold it (over 34 significant digits); never a different value.
@@ -372,24 +373,26 @@ static void sig_digits(const char *s, size_t n, char *dig, size_t cap, size_t *n
   *e10 = point - lead + exp;
 }
 
-/* Whether double d read from number text s is that number, as text says it: the shortest
- * text that reads back as d has the same value (1e20 for 100000000000000000000, 0.1 for 0.1),
- * not fewer significant digits than s (12345678901234567890 is 1.2345678901234567e19). */
+/* Whether double d read from number text s is that number, as text says it: the integer the
+ * double is exactly (2^63: 9223372036854775808), or a text of at most 17 significant digits
+ * that d printed with as many digits gives back (1e20, 0.1, 0.30000000000000004, a MongoDB
+ * double's own text); not 12345678901234567890 (1.2345678901234567e19) or a 34-digit decimal. */
 static bool double_is_text(double d, const char *s, size_t n) {
-  char a[48], b[48], t[32];
+  char a[48], b[48], t[64];
   size_t na, nb;
   long ea, eb;
   bool sa, sb;
   sig_digits(s, n, a, sizeof a, &na, &ea, &sa);
   if (na <= 15) return true; /* a double holds any 15 significant digits */
   if (memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL && memchr(s, 'E', n) == NULL && n < 40) {
-    char x[64]; /* an integer the double is exactly (2^63: 9223372036854775808) */
-    int xl = snprintf(x, sizeof x, "%.0f", d);
-    if (xl > 0 && (size_t)xl == n && memcmp(x, s, n) == 0) return true;
+    int xl = snprintf(t, sizeof t, "%.0f", d);
+    if (xl > 0 && (size_t)xl == n && memcmp(t, s, n) == 0) return true;
   }
-  size_t tl = as_double_format(d, t);
-  sig_digits(t, tl, b, sizeof b, &nb, &eb, &sb);
-  return na == nb && na <= sizeof a && ea == eb && sa == sb && memcmp(a, b, na) == 0;
+  if (na > 17) return false;
+  int tl = snprintf(t, sizeof t, "%.*e", (int)na - 1, d);
+  if (tl <= 0 || (size_t)tl >= sizeof t) return false;
+  sig_digits(t, (size_t)tl, b, sizeof b, &nb, &eb, &sb);
+  return na == nb && ea == eb && sa == sb && memcmp(a, b, na) == 0;
 }
 
 /* Whether Decimal128 dec read from number text s is that number (more than 34 significant

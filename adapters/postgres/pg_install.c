@@ -195,14 +195,15 @@ static int exec_buf(as_node *n, as_buf *b, const pg_table *t, const char *what, 
   return rc;
 }
 
-/* The capture triggers on t now: how many (arraysync_* but the child images'), and the
- * comment on arraysync_trunc (the fingerprint of the SQL that made them; "" if none). */
+/* The capture triggers on t now: how many are enabled (arraysync_* but the child images'; a
+ * disabled one counts as missing, as check_capture says), and the comment on arraysync_trunc
+ * (the fingerprint of the SQL that made them; "" if none). */
 #define PG_SQL_TRIGGERS_NOW                                                                  \
   "SELECT count(*), coalesce(max(d.description) FILTER (WHERE tg.tgname = 'arraysync_trunc'), '')" \
   " FROM pg_trigger tg LEFT JOIN pg_description d ON d.objoid = tg.oid"                     \
   "  AND d.classoid = 'pg_trigger'::regclass"                                                \
   " WHERE tg.tgrelid = $1::regclass AND tg.tgname LIKE 'arraysync\\_%'"                     \
-  "  AND tg.tgname NOT LIKE 'arraysync\\_img\\_%'"
+  "  AND tg.tgname NOT LIKE 'arraysync\\_img\\_%' AND tg.tgenabled <> 'D'"
 
 static int triggers_now(as_node *n, const pg_table *t, int *count, char *note, size_t cap,
                         as_error *err) {

@@ -1436,6 +1436,13 @@ static void t_check_capture(void) {
           "missing trigger: %d %s", rc, err.message);
     CHECK(A->check_capture(n, true, &err) == AS_OK, "repair: %s", err.message);
     CHECK(ntriggers(c, "t_check.users", "") == 5, "trigger back");
+    /* a disabled trigger is a missing one: repair enables it again (install leaves triggers
+     * made by the same SQL alone, a disabled one is not one of them) */
+    sql(c, "ALTER TABLE t_check.users DISABLE TRIGGER arraysync_ins");
+    rc = A->check_capture(n, false, &err);
+    CHECK(rc == AS_ENOTFOUND && strstr(err.message, "arraysync_ins"), "disabled trigger: %d %s", rc, err.message);
+    CHECK(A->check_capture(n, true, &err) == AS_OK, "repair: %s", err.message);
+    CHECK(A->check_capture(n, false, &err) == AS_OK, "enabled again: %s", err.message);
     /* DROP COLUMN ... CASCADE takes the update trigger with it */
     sql(c, "ALTER TABLE t_check.users DROP COLUMN score CASCADE");
     rc = A->check_capture(n, false, &err);
