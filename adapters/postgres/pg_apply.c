@@ -28,7 +28,11 @@
 /* ------------------------------------------------------------------ transactions */
 
 void pg_sink_reset_session(as_node *n) {
-  for (size_t i = 0; i < n->ntables; i++) n->tables[i].stage_ready = false;
+  for (size_t i = 0; i < n->ntables; i++) {
+    n->tables[i].stage_ready = false;
+    free(n->tables[i].ts_unit); /* read again: the columns may have changed meanwhile */
+    n->tables[i].ts_unit = NULL;
+  }
 }
 
 static void end_txn(as_node *n) {
@@ -1023,7 +1027,7 @@ int pg_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead, as_er
     goto cleanup;
   }
   for (size_t i = 0; i < nd; i++) tabs[i] = d[i].schema ? pg_table_for(n, d[i].schema) : NULL;
-  /* timestamps the columns cannot hold: dead letters, out of the batch (idx marks them) */
+  /* timestamps the columns cannot hold: dead letters, out of the batch (gone marks them) */
   for (size_t i = 0; i < nd; i++) {
     as_error e = {0};
     if (!tabs[i] || d[i].op == AS_OP_DELETE || d[i].op == AS_OP_TRUNCATE) continue;

@@ -50,7 +50,7 @@ typedef struct pg_table {
   int bulk;          /* a mapping's own table: first copies in progress (pg_bulk.c) */
   int64_t *ts_unit;  /* per column: the microseconds a timestamp column holds a multiple of
                         (timestamptz(3): 1000), 0 for other columns; NULL until the sink
-                        has read the table's columns */
+                        has read the table's columns (again in each new session) */
 } pg_table;
 
 struct as_node {

@@ -618,8 +618,9 @@ static int child_deltas(as_stream *s, as_batch *out, const as_schema *sc, size_t
 static json_t *image_loads(const char *txt, bool *mended, json_error_t *je) {
   *mended = false;
   json_t *j = json_loads(txt, JSON_ALLOW_NUL, je);
+  if (j) return j;
   size_t n = strlen(txt);
-  if (j || as_utf8_valid(txt, n)) return j;
+  if (as_utf8_valid(txt, n)) return NULL;
   char *m = malloc(3 * n + 1), *q = m;
   if (!m) return NULL;
   for (const uint8_t *p = (const uint8_t *)txt, *e = p + n; p < e;) {
