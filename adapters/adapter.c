@@ -117,6 +117,7 @@ int as_adapter_decode_row_json(const as_schema *s, const char *raw, as_delta *ou
   json_t *j = json_loads(raw, JSON_ALLOW_NUL, &je);
   json_t *row = j ? json_object_get(j, "new") : NULL;
   if (!row && json_is_object(j)) row = j;
+  if (!json_is_object(row)) row = NULL; /* never a row of nothing but NULLs */
   int rc = row ? as_delta_init(out, s, AS_OP_INSERT)
                : as_error_set(err, AS_DOM_CODEC, AS_EDATA, "the stored row is not a JSON object");
   for (size_t i = 0; rc == AS_OK && i < s->ncols; i++) {

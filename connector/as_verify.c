@@ -506,6 +506,11 @@ void as_verify_report_free(as_verify_report *r) {
   memset(r, 0, sizeof *r);
 }
 
+size_t as_verify_pair_differences(const as_verify_pair *x) {
+  return x->only_a.n + x->only_b.n + x->different.n + x->buckets_differ + x->unreadable_a +
+         x->unreadable_b;
+}
+
 bool as_verify_report_equal(const as_verify_report *r, bool after_repair) {
   for (size_t i = 0; i < r->n; i++) {
     const as_verify_pair *x = &r->p[i];

@@ -92,6 +92,9 @@ int as_verify_run(const as_config *cfg, const as_verify_opts *o, as_verify_repor
 void as_verify_report_free(as_verify_report *r);
 /* True when no pair has a remaining difference (after repair: every one repaired). */
 bool as_verify_report_equal(const as_verify_report *r, bool after_repair);
+/* How many differences one pair found: keys on one node only, keys that differ, quick
+ * buckets that differ and rows neither side could read (0: equal). */
+size_t as_verify_pair_differences(const as_verify_pair *x);
 
 /* The JSON array described in docs (one object per mapping and pair; key lists complete). */
 int as_verify_print_json(const as_verify_report *r, FILE *out);

@@ -50,9 +50,7 @@ int as_verify_print_json(const as_verify_report *r, FILE *out) {
     json_object_set_new(bytes, x->b, json_integer((json_int_t)x->bytes_b));
     json_object_set_new(o, "mapping", json_string(x->s->name));
     json_object_set_new(o, "nodes", nodes);
-    json_object_set_new(o, "equal", json_boolean(x->only_a.n + x->only_b.n + x->different.n +
-                                                     x->buckets_differ + x->unreadable_a +
-                                                     x->unreadable_b == 0));
+    json_object_set_new(o, "equal", json_boolean(as_verify_pair_differences(x) == 0));
     json_t *unr = json_object();
     json_object_set_new(unr, x->a, json_integer((json_int_t)x->unreadable_a));
     json_object_set_new(unr, x->b, json_integer((json_int_t)x->unreadable_b));
@@ -91,8 +89,7 @@ static void key_line(FILE *out, const char *what, const as_verify_keys *l) {
 void as_verify_print_text(const as_verify_report *r, bool repair, FILE *out) {
   for (size_t i = 0; i < r->n; i++) {
     const as_verify_pair *x = &r->p[i];
-    size_t nd = x->only_a.n + x->only_b.n + x->different.n + x->buckets_differ +
-                x->unreadable_a + x->unreadable_b;
+    size_t nd = as_verify_pair_differences(x);
     fprintf(out, "mapping %s, %s <-> %s: %s (%s)\n", x->s->name, x->a, x->b,
             nd ? "DIFFERENT" : "equal",
             x->quick ? "quick: the state store's signatures, no table read"

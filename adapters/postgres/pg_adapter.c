@@ -38,8 +38,8 @@ static const as_config_entry config_map[] = {
            "where wal_level = logical and the role may replicate, else triggers)",
            "triggers", .allowed = capture_modes),
     AS_OPT(ENUM, pg_opts, capture_triggers, "statement",
-           "trigger capture: statement (transition tables) or row level triggers (row level, with "
-           "the values, for mappings whose conflict strategy is vector or script)", NULL,
+           "trigger capture: statement (transition tables, one changelog row per 1000 keys) or row "
+           "level triggers", NULL,
            .allowed = trigger_levels),
     AS_OPT(BOOL, pg_opts, copy, "on", "COPY fast path for runs of full-row inserts: on or off",
            "off"),

@@ -359,8 +359,18 @@ static bool exact_row(PGresult *r, int i) {
          (!PQgetisnull(r, i, W_OLD) && PQgetvalue(r, i, W_OLD)[0] == '[');
 }
 
-/* The raw changelog row as JSON (dead letters), with "new": {column: text} of the row read
- * from the table when there is one (what `dlq retry` decodes: as_adapter_decode_row_json). */
+/* An exact row's values (an array of texts in the mapped columns' order) as {column: text}. */
+static json_t *named_values(const pg_table *t, json_t *arr) {
+  if (!t || !json_is_array(arr)) return NULL;
+  json_t *o = json_object();
+  for (size_t c = 0; o && c < t->s->ntable && c < json_array_size(arr); c++)
+    json_object_set(o, t->s->cols[c].name, json_array_get(arr, c));
+  return o;
+}
+
+/* The raw changelog row as JSON (dead letters), with "new": {column: text} of the row (as
+ * the changelog carries it, or read from the table when there is one): what `dlq retry`
+ * decodes (as_adapter_decode_row_json). */
 static char *raw_row(PGresult *r, int i, const pg_table *t, const PGresult *v, int vr) {
   static const char *const names[] = {"seq", "txid", "tbl", "op",   "key",    "old",
                                       "new", "origin", "ts", "cols", "element"};
@@ -372,6 +382,11 @@ static char *raw_row(PGresult *r, int i, const pg_table *t, const PGresult *v, i
     } else if (c == W_KEY || c == W_OLD || c == W_NEW) {
       jv = json_loads(PQgetvalue(r, i, c), JSON_DECODE_ANY, NULL);
       if (!jv) jv = json_string(PQgetvalue(r, i, c));
+      json_t *named = c == W_KEY ? NULL : named_values(t, jv);
+      if (named) {
+        json_decref(jv);
+        jv = named;
+      }
     } else {
       jv = json_string(PQgetvalue(r, i, c));
     }

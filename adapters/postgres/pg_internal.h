@@ -153,13 +153,13 @@ int pg_triggers_drop_sql(const pg_table *t, as_buf *b);
 const char *const *pg_trigger_names(bool stmt_level);
 /* Bit of a column in a changed-columns mask: 1 << ((attnum - 1) % 64). */
 uint64_t pg_mask_bit(int attnum);
-/* Trigger capture of a mapped table whose conflict strategy is vector or script: its
- * changelog rows carry the values (`new`, and `old` for updates and deletes: JSON arrays of
- * the mapped columns' texts, row-level triggers) instead of being read at poll time, so a
- * change the connector overwrote on this node before the poll keeps its own values. */
+/* Trigger capture of a mapped table the connector also writes (direction both, or strategy
+ * vector or script): its changelog rows carry the values (`new`; `old` for deletes, and for
+ * updates of a script mapping: JSON arrays of the mapped columns' texts) instead of being
+ * read at poll time, so a change the connector overwrote on this node before the poll keeps
+ * its own values. */
 bool pg_table_exact(const pg_table *t);
-/* Whether table t's capture triggers are statement-level (the node's choice; row-level for
- * exact tables). */
+/* Whether table t's capture triggers are statement-level (the node's `capture_triggers`). */
 bool pg_table_stmt_level(const as_node *n, const pg_table *t);
 
 /* ---- values as PostgreSQL text, rows from results (pg_values.c) ---- */

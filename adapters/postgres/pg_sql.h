@@ -148,16 +148,16 @@
 /* ---- capture ---- */
 #define PG_SQL_LISTEN "LISTEN arraysync_changes"
 #define PG_SQL_CURRENT_SNAPSHOT "SELECT pg_current_snapshot()::text"
-/* One window: rows of transactions visible in the current snapshot ($2) and not in the
- * previous one ($1), after seq $3, in seq order. The txid range lets the index help. */
 /* One window: the keys (array elements, or the one key object) of rows of transactions visible
  * in the current snapshot ($2) and not in the previous one ($1), after element $5 of row $3,
- * in (seq, element) order, at most $4. The inner query walks the seq index and stops after
- * $4 rows; `cum` counts the keys still to read up to each row (from `nkeys`, without reading
- * the keys), so only the rows needed for $4 keys are expanded. */
+ * in (seq, element) order, at most $4, with each key's old and new values where the row
+ * carries them (statement level: arrays in the keys' order, unnested alongside them so a
+ * large row is read once; row level: the row's own). The inner query walks the seq index and
+ * stops after $4 rows; `cum` counts the keys still to read up to each row (from `nkeys`,
+ * without reading the keys), so only the rows needed for $4 keys are expanded. */
 #define PG_SQL_WINDOW                                                                        \
-  "SELECT x.seq, x.txid::text, x.tbl, x.op, e.k::text, x.old::text, x.new::text, x.origin,"  \
-  " x.ts, x.cols[e.i], e.i"                                                                  \
+  "SELECT x.seq, x.txid::text, x.tbl, x.op, e.k::text, nullif(e.ov, 'null')::text,"          \
+  " nullif(e.nv, 'null')::text, x.origin, x.ts, x.cols[e.i], e.i"                            \
   " FROM (SELECT c.*, sum(CASE WHEN c.seq = $3::bigint THEN c.nkeys - $5::bigint"            \
   "   ELSE c.nkeys END) OVER (ORDER BY c.seq) AS cum,"                                       \
   "   CASE WHEN c.seq = $3::bigint THEN c.nkeys - $5::bigint ELSE c.nkeys END AS rem"        \
@@ -166,8 +166,13 @@
   "   AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot)"                                   \
   "   AND NOT pg_visible_in_snapshot(c.txid, $1::pg_snapshot)"                               \
   "  ORDER BY c.seq LIMIT $4::bigint) x"                                                     \
-  " CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(x.key) = 'array'"         \
-  "  THEN x.key ELSE jsonb_build_array(x.key) END) WITH ORDINALITY e(k, i)"                  \
+  " CROSS JOIN LATERAL ROWS FROM ("                                                          \
+  "  jsonb_array_elements(CASE WHEN jsonb_typeof(x.key) = 'array'"                           \
+  "   THEN x.key ELSE jsonb_build_array(x.key) END),"                                        \
+  "  jsonb_array_elements(CASE WHEN jsonb_typeof(x.key) = 'array'"                           \
+  "   THEN x.old ELSE jsonb_build_array(x.old) END),"                                        \
+  "  jsonb_array_elements(CASE WHEN jsonb_typeof(x.key) = 'array'"                           \
+  "   THEN x.new ELSE jsonb_build_array(x.new) END)) WITH ORDINALITY e(k, ov, nv, i)"        \
   " WHERE x.cum - x.rem < $4::bigint AND (x.seq > $3::bigint OR e.i > $5::bigint)"           \
   " ORDER BY x.seq, e.i LIMIT $4::bigint"
 /* Lower bound of a new window (min seq - 1, or max bigint when empty): read once per window

@@ -1,19 +1,22 @@
 /* pg_triggers.c — capture triggers of a mapped table (capture: triggers).
  *
- * A changelog row is compact: table, op ('I', 'U', 'D', 'T'), the key(s) as jsonb (values in
+ * A changelog row holds: table, op ('I', 'U', 'D', 'T'), the key(s) as jsonb (values in
  * their JSON forms, which read back exactly whatever the writer's DateStyle/TimeZone are),
  * for updates masks of the changed mapped columns (bit (attnum - 1) % 64; a shared bit only
- * ever reports a column too many, never one too few), the origin mark and a timestamp. The
- * values themselves are read from the table when the changelog is polled (state-based sync:
- * the newest committed value is the one to send; a row gone by then has a later 'D').
+ * ever reports a column too many, never one too few), the origin mark, a timestamp, and —
+ * for an exact table (pg_table_exact: every table the connector also writes) — the values:
+ * `new` (inserts, updates) and `old` (deletes; updates of a script mapping, its ctx.base) as
+ * arrays of the columns' texts in fixed settings (EXACT_SETTINGS). A compact table's values are read from the table when the
+ * changelog is polled (state-based sync where only local writers change the table: the
+ * newest committed value is the one to send; a row gone by then has a later 'D').
  *
  * Statement level (default): INSERT/DELETE/UPDATE triggers with transition tables write one
- * changelog row per 1000 keys of the statement (key = jsonb array, cols = masks in the same
- * order) and notify; the UPDATE one joins old and new rows on the key (a key that changed
- * shows as 'D' of the old key and 'I' of the new one). Row level: one changelog row per row
- * (key = object, cols = one mask; exact order of changes of one key inside a statement with
- * data-modifying CTEs) and a statement trigger to notify. TRUNCATE: a statement trigger
- * writes 'T'. Every trigger skips writes marked with the origin AS_ORIGIN_LOCAL_ONLY.
+ * changelog row per 1000 keys of the statement (key = jsonb array; cols, new and old arrays
+ * in the same order) and notify; the UPDATE one joins old and new rows on the key (a key that
+ * changed shows as 'D' of the old key and 'I' of the new one). Row level: one changelog row
+ * per row (key = object, cols = one mask, new/old the row's values) and a statement trigger
+ * to notify. TRUNCATE: a statement trigger writes 'T'. Every trigger skips writes marked with
+ * the origin AS_ORIGIN_LOCAL_ONLY.
  * Function bodies are string literals (pg_quote_literal), so nothing in a name can end them
  * early. */
 #include <stdio.h>
@@ -40,11 +43,21 @@ const char *const *pg_trigger_names(bool stmt_level) {
 
 uint64_t pg_mask_bit(int attnum) { return (uint64_t)1 << ((unsigned)(attnum - 1) % 64u); }
 
+/* Whether the table's changelog rows carry their values. Always where the connector writes
+ * the table too: a value read at poll time may already be the connector's own write that
+ * replaced the local change (a relayed change or a repair landing between the local commit
+ * and the poll), and the local change would be lost everywhere. Compact rows (values read at
+ * poll time) only where nothing but local writers changes the table: a last-write-wins
+ * mapping whose changes flow only out of SQL (direction: to-mongo) or are never sent
+ * (to-sql). */
 bool pg_table_exact(const pg_table *t) {
-  return !t->owner && t->s->conflict.strategy != AS_STRATEGY_LWW;
+  return !t->owner && (t->s->conflict.strategy != AS_STRATEGY_LWW || t->s->direction == AS_DIR_BOTH);
 }
 
-bool pg_table_stmt_level(const as_node *n, const pg_table *t) { return n->stmt_level && !pg_table_exact(t); }
+bool pg_table_stmt_level(const as_node *n, const pg_table *t) {
+  (void)t;
+  return n->stmt_level;
+}
 
 /* jsonb_build_array(R."c"::text, ...) over the mapped columns (chunks of 50 arguments joined
  * by ||): the values of an exact table's changelog row, in the text forms of the trigger
@@ -146,13 +159,16 @@ static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
       row_insert(b, t, 'D', "OLD") || row_insert(b, t, 'I', "NEW") ||
       as_buf_printf(b, "ELSE INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts%s) "
                        "VALUES (%s, 'U', ",
-                    pg_table_exact(t) ? ", old, new" : "", t->lit_table) ||
+                    !pg_table_exact(t) ? "" : as_schema_keeps_before(t->s) ? ", old, new" : ", new",
+                    t->lit_table) ||
       key_obj(b, t, "NEW") || as_buf_append_str(b, ", ARRAY[") ||
       mask_expr(b, t, attnum, "OLD", "NEW") ||
       as_buf_append_str(b, "], " ORIGIN_VAR ", " TS_VAR))
     return AS_ERR;
-  if (pg_table_exact(t) && (as_buf_append_str(b, ", ") || values_array(b, t, "OLD") ||
-                            as_buf_append_str(b, ", ") || values_array(b, t, "NEW")))
+  if (pg_table_exact(t) && as_schema_keeps_before(t->s) &&
+      (as_buf_append_str(b, ", ") || values_array(b, t, "OLD")))
+    return AS_ERR;
+  if (pg_table_exact(t) && (as_buf_append_str(b, ", ") || values_array(b, t, "NEW")))
     return AS_ERR;
   if (as_buf_append_str(b, "); END IF; RETURN NULL; END")) return AS_ERR;
   return AS_OK;
@@ -166,15 +182,19 @@ static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
 
 static int stmt_body(as_buf *b, const pg_table *t, char op) {
   const char *src = op == 'I' ? "arraysync_new" : "arraysync_old";
+  bool exact = pg_table_exact(t);
   if (body_head(b) ||
-      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, nkeys, origin, ts) SELECT "
-                       "%s, '%c', jsonb_agg(y.k), count(*), " ORIGIN_VAR ", " TS_VAR " FROM ("
+      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, nkeys, origin, ts%s) SELECT "
+                       "%s, '%c', jsonb_agg(y.k), count(*), " ORIGIN_VAR ", " TS_VAR "%s FROM ("
                        "SELECT ",
-                    t->lit_table, op) ||
+                    !exact ? "" : op == 'I' ? ", new" : ", old", t->lit_table, op,
+                    exact ? ", jsonb_agg(y.v)" : "") ||
       key_obj(b, t, "x") ||
-      as_buf_printf(b, " AS k, (row_number() OVER () - 1) / " CHUNK " AS g FROM %s x) y GROUP "
+      (exact && (as_buf_append_str(b, " AS k, ") || values_array(b, t, "x") ||
+                 as_buf_append_str(b, " AS v"))) ||
+      as_buf_printf(b, "%s, (row_number() OVER () - 1) / " CHUNK " AS g FROM %s x) y GROUP "
                        "BY y.g;" NOTIFY_IF_FOUND " RETURN NULL; END",
-                    src))
+                    exact ? "" : " AS k", src))
     return AS_ERR;
   return AS_OK;
 }
@@ -184,19 +204,37 @@ static int stmt_body(as_buf *b, const pg_table *t, char op) {
 static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
   const as_schema *s = t->s;
   const char *k0 = t->qcols[s->key_idx[0]];
+  bool exact = pg_table_exact(t);
   if (body_head(b) ||
-      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, nkeys, origin, ts) "
+      as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, nkeys, origin, ts%s) "
                        "SELECT %s, z.op, jsonb_agg(z.key), CASE WHEN z.op = 'U' THEN "
-                       "array_agg(z.cols) END, count(*), " ORIGIN_VAR ", " TS_VAR " FROM ("
+                       "array_agg(z.cols) END, count(*), " ORIGIN_VAR ", " TS_VAR "%s FROM ("
                        "SELECT x.*, "
                        "(row_number() OVER () - 1) / " CHUNK " AS g FROM ("
                        "SELECT CASE WHEN o.%s IS NULL THEN 'I' WHEN n.%s IS NULL THEN 'D' ELSE "
                        "'U' END AS op, CASE WHEN n.%s IS NULL THEN ",
-                    t->lit_table, k0, k0, k0) ||
+                    exact ? ", old, new" : "", t->lit_table,
+                    !exact ? ""
+                    : as_schema_keeps_before(s)
+                        ? ", CASE WHEN z.op <> 'I' THEN jsonb_agg(z.ov) END, CASE WHEN z.op <> 'D' "
+                          "THEN jsonb_agg(z.nv) END"
+                        : ", CASE WHEN z.op = 'D' THEN jsonb_agg(z.ov) END, CASE WHEN z.op <> 'D' "
+                          "THEN jsonb_agg(z.nv) END",
+                    k0, k0, k0) ||
       key_obj(b, t, "o") || as_buf_append_str(b, " ELSE ") || key_obj(b, t, "n") ||
       as_buf_append_str(b, " END AS key, ") || mask_expr(b, t, attnum, "o", "n") ||
-      as_buf_append_str(b, " AS cols FROM arraysync_old o FULL JOIN arraysync_new n ON "))
+      as_buf_append_str(b, " AS cols"))
     return AS_ERR;
+  /* an exact table's rows: the new values of each key, and the old ones of a key gone (its
+   * delete) and, for a script's ctx.base, of an update (NULL where there are none) */
+  if (exact && (as_buf_printf(b, ", CASE WHEN %s.%s IS %sNULL THEN ",
+                              as_schema_keeps_before(s) ? "o" : "n", k0,
+                              as_schema_keeps_before(s) ? "NOT " : "") ||
+                values_array(b, t, "o") ||
+                as_buf_printf(b, " END AS ov, CASE WHEN n.%s IS NOT NULL THEN ", k0) ||
+                values_array(b, t, "n") || as_buf_append_str(b, " END AS nv")))
+    return AS_ERR;
+  if (as_buf_append_str(b, " FROM arraysync_old o FULL JOIN arraysync_new n ON ")) return AS_ERR;
   for (size_t j = 0; j < s->nkey; j++) {
     const char *k = t->qcols[s->key_idx[j]];
     if (as_buf_printf(b, "%so.%s = n.%s", j ? " AND " : "", k, k) != AS_OK) return AS_ERR;
