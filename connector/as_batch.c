@@ -98,6 +98,22 @@ static char *applied_keys(eng_work *w) {
   return as_buf_cstr(&b) ? as_buf_steal(&b) : strdup("");
 }
 
+/* Last-write-wins: a node holding every column's own version holds the whole row
+ * (as_version_hold_covered_row). Not under version vectors, whose row mask also says which
+ * changes a node's next change was made on top of. */
+static void hold_covered_row(decided *x) {
+  const as_schema *s = x->schema;
+  if (s->conflict.strategy != AS_STRATEGY_LWW || x->v.deleted || !x->v.ncolv) return;
+  uint16_t cols[AS_VERSION_MAX_COLS];
+  size_t n = 0;
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (s->cols[i].is_key) continue;
+    if (n == AS_VERSION_MAX_COLS) return; /* more columns than versions kept: never covered */
+    cols[n++] = (uint16_t)i;
+  }
+  as_version_hold_covered_row(&x->v, cols, n);
+}
+
 static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err) {
   bool any = w->nrepairs > 0 || w->nkept > 0 || w->truncated;
   for (size_t i = 0; i < w->nall && !any; i++) any = w->all[i]->dirty;
@@ -110,6 +126,7 @@ static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err
     decided *x = w->all[i];
     if (!x->dirty) continue;
     x->v.updated_us = now;
+    hold_covered_row(x);
     rc = as_state_version_put(st, x->schema->name, x->key, &x->v, err);
   }
   for (size_t i = 0; i < w->nrepairs && rc == AS_OK; i++) {

@@ -99,6 +99,12 @@ uint32_t as_version_vv_next(as_version *v, uint16_t node, int64_t hlc, uint64_t 
 /* Node holds the key's current versions (row and every column): a repair wrote the winning
  * row there. Bit = node id % 64. */
 void as_version_mark_holder(as_version *v, uint16_t node);
+/* When every column in cols[0..n) (a mapping's non-key columns) has a version of its own, the
+ * row's version says no more than that the row exists: a node holding every column's version
+ * holds the whole current row, and is marked as holding the row's version too (the quick
+ * signatures count a node as current only when it holds both). Not for tombstones. Returns
+ * whether a mark was added. */
+bool as_version_hold_covered_row(as_version *v, const uint16_t *cols, size_t n);
 
 /* The column's own version, or NULL (then the row's version is the column's). */
 const as_colver *as_version_col(const as_version *v, uint16_t col);

@@ -143,6 +143,19 @@ void as_version_mark_holder(as_version *v, uint16_t node) {
   for (uint8_t i = 0; i < v->ncolv; i++) v->colv[i].mask |= bit;
 }
 
+bool as_version_hold_covered_row(as_version *v, const uint16_t *cols, size_t n) {
+  if (v->deleted || n == 0 || v->ncolv < n) return false;
+  uint64_t every = ~0ull;
+  for (size_t i = 0; i < n; i++) {
+    const as_colver *c = as_version_col(v, cols[i]);
+    if (!c) return false;
+    every &= c->mask;
+  }
+  if ((v->row_mask | every) == v->row_mask) return false;
+  v->row_mask |= every;
+  return true;
+}
+
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
   for (uint8_t i = 0; i < v->ncolv; i++) {
     if (v->colv[i].col == col) return &v->colv[i];

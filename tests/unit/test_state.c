@@ -57,6 +57,29 @@ START_TEST(held_versions_per_node) {
 }
 END_TEST
 
+/* A node holding every column's own version is marked as holding the row's version too;
+ * not while a column lacks a version of its own, nor for a tombstone. */
+START_TEST(covered_row_is_held) {
+  as_version v;
+  memset(&v, 0, sizeof v);
+  v.row_mask = 1u << 1 | 1u << 3; /* nodes 1 and 3 hold the row version */
+  const uint16_t cols[3] = {1, 2, 3};
+  as_version_set_col(&v, 1, 3, 100);
+  as_version_set_col(&v, 2, 1, 101);
+  ck_assert(!as_version_hold_covered_row(&v, cols, 3)); /* column 3 has no version */
+  as_version_set_col(&v, 3, 3, 102);
+  for (uint8_t i = 0; i < v.ncolv; i++) v.colv[i].mask = 1u << 1 | 1u << 2 | 1u << 3;
+  v.colv[1].mask &= ~(1u << 3); /* node 3 lacks column 2's version */
+  ck_assert(as_version_hold_covered_row(&v, cols, 3));
+  ck_assert_uint_eq(v.row_mask, 1u << 1 | 1u << 2 | 1u << 3); /* node 2 added, 3 kept */
+  ck_assert(!as_version_hold_covered_row(&v, cols, 3)); /* nothing more to add */
+  v.row_mask = 0;
+  v.deleted = true;
+  ck_assert(!as_version_hold_covered_row(&v, cols, 3));
+  ck_assert_uint_eq(v.row_mask, 0);
+}
+END_TEST
+
 START_TEST(node_ids_are_stable) {
   as_state *st = NULL;
   as_error err;
@@ -1043,6 +1066,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, version_order);
   tcase_add_test(tc, held_versions_per_node);
+  tcase_add_test(tc, covered_row_is_held);
   tcase_add_test(tc, node_ids_are_stable);
   tcase_add_test(tc, cache_follows_commit);
   tcase_add_test(tc, one_run_per_store);
