@@ -1870,7 +1870,7 @@ static void t_overwritten(void) {
   CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
   as_stream *st = NULL;
   CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
-  /* local: an insert, an update of two keys (one statement), a delete */
+  /* local: inserts of three keys, then an update of two of them in one statement */
   sql(c, "INSERT INTO t_over.users VALUES ('a', 'local-a', 1, 1), ('b', 'local-b', 2, 2), "
          "('c', 'local-c', 3, 3)");
   sql(c, "UPDATE t_over.users SET email = 'upd-' || id, n = n + 10 WHERE id IN ('a', 'b')");
