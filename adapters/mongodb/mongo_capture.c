@@ -483,6 +483,26 @@ static bool in_removed(const bson_t *removed, const char *path) {
   return false;
 }
 
+/* The document as this node's sink deleted it, in the first delete that committed after the
+ * event (a heap copy), else NULL. An update event read after the connector deleted its
+ * document has no full document, or (updateLookup) the document the connector wrote there
+ * since; the deleted one holds the update and the rest of the row, which the engine needs when
+ * the update wins over the delete (README.md, "Documents the sink deleted"). */
+static bson_t *gone_doc(as_stream *s, const as_schema *sc, const cs_event *e) {
+  if (!e->has_doc_key || !e->order || !as_mongo_gone_any(s->n)) return NULL;
+  as_row kr = {0};
+  bson_t f;
+  bson_t *doc = NULL;
+  if (as_row_init(&kr, sc->ncols) != AS_OK) return NULL;
+  if (as_doc_to_key(sc, &e->doc_key, &kr, NULL) == AS_OK) {
+    if (as_key_to_filter(sc, &kr, &f, NULL) == AS_OK)
+      doc = as_mongo_gone_find(s->n, as_mongo_key_hash(&f, sc->collection), e->order);
+    bson_destroy(&f);
+  }
+  as_row_clear(&kr);
+  return doc;
+}
+
 static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, const bson_t *ev,
                          as_batch *out, const char *pos, as_error *err) {
   bson_t updated, removed, truncated;
@@ -541,9 +561,28 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
    * wrote there since — and each stream reads it at its own time, so two streams could see
    * two values for one change. The full document fills only what the event does not hold
    * (a change inside a column's value, the catch-all) and is the row image. */
-  if (e->has_full_doc &&
-      (as_row_init(&full, sc->ncols) != AS_OK || (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK))
-    goto dead;
+  /* a post-image (whenAvailable) is the document right after the update; a looked-up one is
+   * the document now, which after the connector's delete is no longer the update's */
+  bson_t *gone = e->has_full_doc && s->n->when_available ? NULL : gone_doc(s, sc, e);
+  bool has_full = false;
+  if (gone) { /* a document the connector wrote, read back: one that does not map is no image */
+    as_error ge;
+    has_full = as_row_init(&full, sc->ncols) == AS_OK && as_doc_to_row(sc, gone, &full, &ge) == AS_OK;
+    if (!has_full) {
+      as_row_clear(&full);
+    } else if (AS_LOG_DEBUG <= as_log_current_level) {
+      char *key = as_key_describe(sc, &full);
+      AS_LOG(AS_LOG_DEBUG, s->comp, "mapping %s key %s: update read after the connector deleted "
+             "its document: the deleted document is its row image", sc->name, key ? key : "?");
+      free(key);
+    }
+    as_mongo_bson_free(gone);
+  }
+  if (!has_full && e->has_full_doc) {
+    has_full = true;
+    if (as_row_init(&full, sc->ncols) != AS_OK || (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK)
+      goto dead;
+  }
   if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
   for (size_t c = 0; c < sc->ncols; c++) {
     if (!changed[c]) continue;
@@ -555,7 +594,7 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
       as_row_put(&d->row, c, &v);
     } else if (!col->catch_all && in_removed(has_r ? &removed : NULL, col->field)) {
       as_row_put(&d->row, c, &v);
-    } else if (e->has_full_doc && full.set[c]) {
+    } else if (has_full && full.set[c]) {
       if (as_value_copy(&v, &full.v[c]) != AS_OK) {
         rc = as_error_set(&e2, AS_DOM_MONGO, AS_ERR, "out of memory");
         goto dead;
@@ -581,7 +620,7 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
     rc = dead_letter(s, out, sc, e, ev, &e2, pos); /* (dead letters are apart from out->d) */
     if (!any_left || rc != AS_OK) goto cleanup;
   }
-  if (e->has_full_doc) { /* the row image: what the update writes if it brings a row back */
+  if (has_full) { /* the row image: what the update writes if it brings a row back */
     d->image = full;
     memset(&full, 0, sizeof full);
   }

@@ -41,6 +41,19 @@ typedef struct mongo_ops {
   size_t n, cap;
 } mongo_ops;
 
+/* A document the sink deleted, kept a while for the capture (README.md, "Documents the sink
+ * deleted"): an update event read after the delete has no full document, and the connector's
+ * delete may have overwritten that very update. */
+typedef struct mongo_gone {
+  uint64_t h;   /* key hash (as_mongo_key_hash) */
+  int64_t at;   /* the delete's commit cluster time (seconds << 32 | increment); INT64_MAX unknown */
+  bson_t *doc;  /* heap: the document as it was deleted (the sink's projection) */
+} mongo_gone;
+
+#define MONGO_GONE_MAX 4096                     /* documents kept */
+#define MONGO_GONE_BYTES (64u * 1024 * 1024)    /* and their bytes, at most */
+#define MONGO_GONE_FILTER 16384                 /* slots of the per-hash count */
+
 struct as_node {
   char *name;
   char *database;
@@ -74,6 +87,16 @@ struct as_node {
   char *mark_origin;        /* origin of the last mark written in this transaction */
   uint64_t mark_n;
   char mark_id[160];        /* _id of this process's mark document: "<node>:<pid>:<start µs>" */
+
+  /* documents the sink deleted, newest last (a ring of MONGO_GONE_MAX), shared with the
+   * capture streams under gone_mu */
+  pthread_mutex_t gone_mu;
+  mongo_gone gone[MONGO_GONE_MAX];
+  size_t gone_head, gone_n;  /* next slot; entries held */
+  size_t gone_bytes;
+  bool gone_any;             /* a document was ever kept (read without the lock: atomic) */
+  uint16_t gone_count[MONGO_GONE_FILTER]; /* entries per h % MONGO_GONE_FILTER: most lookups
+                                           * find none without scanning */
 };
 
 /* Error classification: AS_RETRY for transient errors, AS_ERR otherwise. 286 is reported
@@ -105,6 +128,14 @@ int as_mongo_apply(as_node *n, const as_delta *d, size_t nd, as_dead_list *dead,
 int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err);
 int64_t as_mongo_commit_order(as_node *n);
 int as_mongo_rollback(as_node *n);
+/* The key hash of a key filter of collection coll (the sink's and the capture's). */
+uint64_t as_mongo_key_hash(const bson_t *filter, const char *coll);
+/* A copy (heap) of the document the sink deleted under key hash h in the first transaction
+ * that committed after cluster time `order` (an event of that time came before the delete),
+ * or NULL. */
+bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order);
+/* Whether the sink ever kept a deleted document (a cheap test before the key is built). */
+bool as_mongo_gone_any(as_node *n);
 void as_mongo_sink_free(as_node *n); /* what the sink holds (exit) */
 
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with

@@ -175,6 +175,7 @@ static void node_exit(as_node *n) {
   as_mongo_sink_free(n);
   as_mongo_bson_free(n->lsid);
   pthread_mutex_destroy(&n->mu);
+  pthread_mutex_destroy(&n->gone_mu);
   free(n->mark_origin);
   free(n->name);
   free(n->database);
@@ -192,6 +193,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   *out = NULL;
   if (!n) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   pthread_mutex_init(&n->mu, NULL);
+  pthread_mutex_init(&n->gone_mu, NULL);
   pthread_once(&mongo_once, mongo_global_init);
   n->name = strdup(cfg->name ? cfg->name : "mongodb");
   if (!n->name) goto oom;

@@ -510,6 +510,8 @@ static uint64_t key_hash(const bson_t *filter, const char *coll) {
   return XXH3_64bits(bson_get_data(filter), filter->len) ^ XXH3_64bits(coll, strlen(coll));
 }
 
+uint64_t as_mongo_key_hash(const bson_t *filter, const char *coll) { return key_hash(filter, coll); }
+
 static int dead_letter(as_dead_list *dead, const as_delta *d, size_t i, const char *msg) {
   char *m = strdup(msg);
   if (!m || as_dead_list_push(dead, d->schema, i, as_key_describe(d->schema, &d->row),
@@ -550,9 +552,9 @@ static int call_init(apply_call *a, const as_delta *d, size_t nd, as_dead_list *
   return AS_OK;
 }
 
-static bool wants_doc(const apply_call *a, size_t i) {
-  return a->st[i] == ST_PENDING && (a->d[i].op == AS_OP_INSERT || a->d[i].op == AS_OP_UPDATE);
-}
+/* Every pending delta's document is read: a delete's too, kept after the commit for the
+ * capture (gone_keep) and not written when there is no document. */
+static bool wants_doc(const apply_call *a, size_t i) { return a->st[i] == ST_PENDING; }
 
 /* Options of the find of one chunk of keys. Projection: without a catch-all only the mapped
  * top-level fields matter (unless another mapping of the node writes the same collection:
@@ -752,8 +754,8 @@ static int plan(as_node *n, apply_call *a, mongo_ops *ops, as_dead_list *dead, a
     as_error e = {0};
     if (d->op == AS_OP_DELETE) {
       if (k->known && !k->doc) continue; /* nothing to delete */
-      rc = push_op(n, a, i, ops, MONGO_OP_DELETE, false, NULL, &e);
-      as_mongo_bson_free(k->doc);
+      /* the document it deletes rides along (op->doc) until the commit */
+      rc = push_op(n, a, i, ops, MONGO_OP_DELETE, false, k->doc, &e);
       k->doc = NULL;
       k->known = true;
     } else if (!k->known) {
@@ -853,6 +855,59 @@ cleanup:
   return rc;
 }
 
+/* ------------------------------------------------------------------ documents deleted */
+
+/* Keeps doc (moved in), deleted under key hash h by a transaction that committed at `at`,
+ * dropping the oldest documents beyond MONGO_GONE_MAX or MONGO_GONE_BYTES. */
+static void gone_keep(as_node *n, uint64_t h, int64_t at, bson_t *doc) {
+  pthread_mutex_lock(&n->gone_mu);
+  while (n->gone_n && (n->gone_n == MONGO_GONE_MAX || n->gone_bytes + doc->len > MONGO_GONE_BYTES)) {
+    mongo_gone *old = &n->gone[(n->gone_head + MONGO_GONE_MAX - n->gone_n) % MONGO_GONE_MAX];
+    n->gone_bytes -= old->doc->len;
+    n->gone_count[old->h % MONGO_GONE_FILTER]--;
+    as_mongo_bson_free(old->doc);
+    memset(old, 0, sizeof *old);
+    n->gone_n--;
+  }
+  n->gone[n->gone_head] = (mongo_gone){.h = h, .at = at, .doc = doc};
+  n->gone_head = (n->gone_head + 1) % MONGO_GONE_MAX;
+  n->gone_n++;
+  n->gone_bytes += doc->len;
+  n->gone_count[h % MONGO_GONE_FILTER]++;
+  __atomic_store_n(&n->gone_any, true, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&n->gone_mu);
+}
+
+bool as_mongo_gone_any(as_node *n) { return __atomic_load_n(&n->gone_any, __ATOMIC_ACQUIRE); }
+
+bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order) {
+  bson_t *copy = NULL;
+  const mongo_gone *first = NULL;
+  pthread_mutex_lock(&n->gone_mu);
+  /* newest first, back to the deletes that committed before the event (commit times grow) */
+  for (size_t k = 1; n->gone_count[h % MONGO_GONE_FILTER] && k <= n->gone_n; k++) {
+    const mongo_gone *g = &n->gone[(n->gone_head + MONGO_GONE_MAX - k) % MONGO_GONE_MAX];
+    if (g->at <= order) break;
+    if (g->h == h) first = g; /* the first delete after the event: the document closest to it */
+  }
+  if (first && (copy = as_mongo_bson_new()) && !bson_concat(copy, first->doc)) {
+    as_mongo_bson_free(copy);
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&n->gone_mu);
+  return copy;
+}
+
+/* After a commit: the documents the transaction deleted, for the capture. */
+static void gone_keep_done(as_node *n) {
+  for (size_t i = 0; i < n->done.n; i++) {
+    mongo_op *op = &n->done.v[i];
+    if (op->kind != MONGO_OP_DELETE || !op->doc || bson_empty(op->doc)) continue;
+    gone_keep(n, op->keyhash, n->commit_time ? n->commit_time : INT64_MAX, op->doc);
+    op->doc = NULL;
+  }
+}
+
 int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
                        as_error *err) {
   int rc = AS_OK;
@@ -887,6 +942,7 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
       goto cleanup;
     }
     n->in_txn = false;
+    gone_keep_done(n);
   }
 cleanup:
   if (rc != AS_OK) txn_abort(n);
@@ -909,6 +965,10 @@ int as_mongo_rollback(as_node *n) {
 }
 
 void as_mongo_sink_free(as_node *n) {
+  for (size_t i = 0; i < MONGO_GONE_MAX; i++) as_mongo_bson_free(n->gone[i].doc);
+  memset(n->gone, 0, sizeof n->gone);
+  memset(n->gone_count, 0, sizeof n->gone_count);
+  n->gone_n = n->gone_bytes = 0;
   ops_clear(&n->done);
   free(n->done.v);
   n->done.v = NULL;

@@ -178,21 +178,28 @@ static int poll_drain(as_stream *s, as_batch *b, as_error *err) {
   return AS_OK;
 }
 
-static char *val_text(const as_delta *d, const char *col) {
+/* Column col of row r (d's row or its image) as JSON text, "<absent>" when it has none. */
+static char *row_text(const as_delta *d, const as_row *r, const char *col) {
   int i = as_schema_column_index(d->schema, col);
-  if (i < 0 || !as_row_has(&d->row, (size_t)i)) return strdup("<absent>");
-  json_t *j = as_value_to_json(&d->row.v[i], NULL);
+  if (i < 0 || !as_row_has(r, (size_t)i)) return strdup("<absent>");
+  json_t *j = as_value_to_json(&r->v[i], NULL);
   char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("<err>");
   json_decref(j);
   return s;
 }
 
-static bool val_is(const as_delta *d, const char *col, const char *want) {
-  char *t = val_text(d, col);
+static char *val_text(const as_delta *d, const char *col) { return row_text(d, &d->row, col); }
+
+static bool row_is(const as_delta *d, const as_row *r, const char *what, const char *col, const char *want) {
+  char *t = row_text(d, r, col);
   bool ok = strcmp(t, want) == 0;
-  if (!ok) fprintf(stderr, "  column %s = %s, want %s\n", col, t, want);
+  if (!ok) fprintf(stderr, "  %s %s = %s, want %s\n", what, col, t, want);
   free(t);
   return ok;
+}
+
+static bool val_is(const as_delta *d, const char *col, const char *want) {
+  return row_is(d, &d->row, "column", col, want);
 }
 
 static size_t nset(const as_delta *d) {
@@ -804,6 +811,74 @@ out:
   as_batch_clear(&b);
   as_adapter_mongodb.close_stream(s);
   as_adapter_mongodb.exit(n);
+}
+
+/* Column col of d's row image as JSON text. */
+static bool image_is(const as_delta *d, const char *col, const char *want) {
+  return row_is(d, &d->image, "image column", col, want);
+}
+
+/* A local update that the connector's delete overwrote before a stream read it: the event's
+ * full document is gone (updateLookup), and the update wins over that delete when it is the
+ * later change, bringing the row back; its row image is the document the sink deleted (the
+ * update included). A document deleted by someone else leaves no image; nor does a delete the
+ * sink made before the update. */
+static void t_deleted_image(void) {
+  as_error err = {0};
+  as_batch b = {0};
+  as_stream *s = NULL;
+  as_delta d[2] = {0};
+  as_dead_list dead = {0};
+  as_node *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  CHECK(n, "node");
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(insert_json("items", "{\"_id\": 8101, \"name\": \"n0\", \"qty\": 1}"), "insert 8101");
+  CHECK(insert_json("items", "{\"_id\": 8103, \"name\": \"m0\", \"qty\": 1}"), "insert 8103");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8101}, \"u\": {\"$set\": "
+              "{\"qty\": 5}}}, {\"q\": {\"_id\": 8103}, \"u\": {\"$set\": {\"qty\": 7}}}]}"),
+        "updates");
+  make_delta(&d[0], items, AS_OP_DELETE, "lite", "{\"id\": 8101}");
+  CHECK(apply_batch(n, d, 1, &dead, "lite->mongo", "cp-gone", &err) == AS_OK, "%s", err.message);
+  CHECK(dbcmd("{\"delete\": \"items\", \"deletes\": [{\"q\": {\"_id\": 8103}, \"limit\": 1}]}"),
+        "outside delete");
+  /* a delete by the sink, then a local insert and update: the update comes after that delete */
+  CHECK(insert_json("items", "{\"_id\": 8101, \"name\": \"n1\", \"qty\": 2}"), "insert again");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8101}, \"u\": {\"$set\": "
+              "{\"qty\": 3}}}]}"), "update again");
+  CHECK(dbcmd("{\"delete\": \"items\", \"deletes\": [{\"q\": {\"_id\": 8101}, \"limit\": 1}]}"),
+        "outside delete again");
+  /* deleted by the sink after the update and written again by it before the stream reads
+   * the event: the looked-up document is the connector's, the deleted one the update's */
+  CHECK(insert_json("items", "{\"_id\": 8104, \"name\": \"p0\", \"qty\": 1}"), "insert 8104");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8104}, \"u\": {\"$set\": "
+              "{\"qty\": 9}}}]}"), "update 8104");
+  as_delta_clear(&d[0]);
+  make_delta(&d[0], items, AS_OP_DELETE, "lite", "{\"id\": 8104}");
+  CHECK(apply_batch(n, d, 1, &dead, "lite->mongo", "cp-gone", &err) == AS_OK, "%s", err.message);
+  make_delta(&d[1], items, AS_OP_INSERT, "pg", "{\"id\": 8104, \"name\": \"conn\", \"qty\": 100}");
+  CHECK(apply_batch(n, d + 1, 1, &dead, "pg->mongo", "cp-gone2", &err) == AS_OK, "%s", err.message);
+  /* (the stream of consumer pg leaves out the insert written for pg) */
+  CHECK(poll_n(s, &b, 12, &err) == AS_OK && b.n == 12, "got %zu: %s", b.n, err.message);
+  const as_delta *u1 = &b.d[2], *u3 = &b.d[3], *u1b = &b.d[7], *u4 = &b.d[10];
+  CHECK(u1->op == AS_OP_UPDATE && val_is(u1, "id", "8101") && val_is(u1, "qty", "5"),
+        "update of 8101 (op %d)", (int)u1->op);
+  CHECK(nset(u1) == 2, "the update carries what it changed: %zu columns", nset(u1));
+  CHECK(image_is(u1, "id", "8101") && image_is(u1, "name", "\"n0\"") && image_is(u1, "qty", "5"),
+        "the deleted document is the update's image");
+  CHECK(u3->op == AS_OP_UPDATE && val_is(u3, "id", "8103") && val_is(u3, "qty", "7"), "update of 8103");
+  CHECK(image_is(u3, "name", "<absent>"), "deleted by another writer: no image");
+  CHECK(b.d[4].op == AS_OP_DELETE && b.d[4].echo && !strcmp(b.d[4].origin, "lite"), "the sink's delete");
+  CHECK(u1b->op == AS_OP_UPDATE && val_is(u1b, "qty", "3"), "second update of 8101 (op %d)", (int)u1b->op);
+  CHECK(image_is(u1b, "name", "<absent>"), "an update after the sink's delete: no image");
+  CHECK(u4->op == AS_OP_UPDATE && val_is(u4, "id", "8104") && val_is(u4, "qty", "9"), "update of 8104");
+  CHECK(image_is(u4, "name", "\"p0\"") && image_is(u4, "qty", "9"),
+        "the deleted document, not the one the connector wrote since, is the image");
+out:
+  for (int i = 0; i < 2; i++) as_delta_clear(&d[i]);
+  as_dead_list_clear(&dead);
+  as_batch_clear(&b);
+  if (s) as_adapter_mongodb.close_stream(s);
+  if (n) as_adapter_mongodb.exit(n);
 }
 
 static void t_dead_letters(void) {
@@ -2075,6 +2150,7 @@ int main(int argc, char **argv) {
       {"big_snapshot", t_big_snapshot}, {"minimal_write", t_minimal_write},
       {"sink_property", t_sink_property}, {"crash_takeover", t_crash_takeover},
       {"interrupt", t_interrupt},     {"batch_in_hand", t_batch_in_hand},
+      {"deleted_image", t_deleted_image},
       {NULL, NULL}};
   uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (!uri || !*uri) {
