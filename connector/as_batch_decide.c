@@ -231,13 +231,15 @@ static as_delta *owned_copy(eng_work *w, const as_delta *d, as_error *err) {
 
 /* An update that brought a deleted row back: the whole row, from the change's row image when
  * the source gave one (else the update as it is; the target reports the row missing and gets
- * the whole winning row). */
+ * the whole winning row). The update's own columns stand: an image read after the change
+ * (MongoDB's updateLookup) may hold another value there, the change never does. */
 static as_delta *resurrected(eng_work *w, as_delta *d, as_error *err) {
   if (!d->image.n) return d;
   as_delta *c = owned_copy(w, d, err);
   if (!c) return NULL;
-  as_row_clear(&c->row);
-  c->row = c->image;
+  for (size_t i = 0; i < c->row.n && i < c->image.n; i++)
+    if (!c->row.set[i] && c->image.set[i]) as_row_put(&c->row, i, &c->image.v[i]);
+  as_row_clear(&c->image);
   memset(&c->image, 0, sizeof c->image);
   c->op = AS_OP_INSERT;
   return c;
