@@ -328,6 +328,7 @@ int main(int argc, char **argv) {
           " score double precision, created timestamptz)");
   exec(c, "CREATE INDEX ON bench.bench (email)");
   as_delta *d = calloc(nrows, sizeof *d);
+  if (!d) die("deltas", "out of memory");
   build_deltas(s, d, nrows);
 
   as_node *n = make_node(dsn, s, "statement", false);
@@ -354,8 +355,10 @@ int main(int argc, char **argv) {
   /* a mapping whose changes only leave SQL (direction: to-mongo): compact changelog rows,
    * values read at poll time (pg_table_exact) */
   as_schema *s1 = NULL;
-  char *y1 = malloc(strlen(YAML) + 32);
-  sprintf(y1, "direction: to-mongo\n%s", YAML);
+  size_t y1len = strlen(YAML) + 32;
+  char *y1 = malloc(y1len);
+  if (!y1) die("mapping", "out of memory");
+  snprintf(y1, y1len, "direction: to-mongo\n%s", YAML);
   if (as_schema_load_string("bench1.yaml", y1, &s1, &err)) die("mapping", err.message);
   free(y1);
   double ins[ROUNDS][NK], upd[ROUNDS][NK];

@@ -151,6 +151,7 @@ static int body_head(as_buf *b) {
 }
 
 static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
+  bool exact = pg_table_exact(t), before = exact && as_schema_keeps_before(t->s);
   if (body_head(b) || as_buf_append_str(b, "IF TG_OP = 'INSERT' THEN ") ||
       row_insert(b, t, 'I', "NEW") || as_buf_append_str(b, "ELSIF TG_OP = 'DELETE' THEN ") ||
       row_insert(b, t, 'D', "OLD") || as_buf_append_str(b, "ELSIF ") ||
@@ -159,17 +160,13 @@ static int row_body(as_buf *b, const pg_table *t, const int *attnum) {
       row_insert(b, t, 'D', "OLD") || row_insert(b, t, 'I', "NEW") ||
       as_buf_printf(b, "ELSE INSERT INTO arraysync.changelog(tbl, op, key, cols, origin, ts%s) "
                        "VALUES (%s, 'U', ",
-                    !pg_table_exact(t) ? "" : as_schema_keeps_before(t->s) ? ", old, new" : ", new",
-                    t->lit_table) ||
+                    !exact ? "" : before ? ", old, new" : ", new", t->lit_table) ||
       key_obj(b, t, "NEW") || as_buf_append_str(b, ", ARRAY[") ||
       mask_expr(b, t, attnum, "OLD", "NEW") ||
       as_buf_append_str(b, "], " ORIGIN_VAR ", " TS_VAR))
     return AS_ERR;
-  if (pg_table_exact(t) && as_schema_keeps_before(t->s) &&
-      (as_buf_append_str(b, ", ") || values_array(b, t, "OLD")))
-    return AS_ERR;
-  if (pg_table_exact(t) && (as_buf_append_str(b, ", ") || values_array(b, t, "NEW")))
-    return AS_ERR;
+  if (before && (as_buf_append_str(b, ", ") || values_array(b, t, "OLD"))) return AS_ERR;
+  if (exact && (as_buf_append_str(b, ", ") || values_array(b, t, "NEW"))) return AS_ERR;
   if (as_buf_append_str(b, "); END IF; RETURN NULL; END")) return AS_ERR;
   return AS_OK;
 }
@@ -204,7 +201,7 @@ static int stmt_body(as_buf *b, const pg_table *t, char op) {
 static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
   const as_schema *s = t->s;
   const char *k0 = t->qcols[s->key_idx[0]];
-  bool exact = pg_table_exact(t);
+  bool exact = pg_table_exact(t), before = exact && as_schema_keeps_before(s);
   if (body_head(b) ||
       as_buf_printf(b, "INSERT INTO arraysync.changelog(tbl, op, key, cols, nkeys, origin, ts%s) "
                        "SELECT %s, z.op, jsonb_agg(z.key), CASE WHEN z.op = 'U' THEN "
@@ -215,7 +212,7 @@ static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
                        "'U' END AS op, CASE WHEN n.%s IS NULL THEN ",
                     exact ? ", old, new" : "", t->lit_table,
                     !exact ? ""
-                    : as_schema_keeps_before(s)
+                    : before
                         ? ", CASE WHEN z.op <> 'I' THEN jsonb_agg(z.ov) END, CASE WHEN z.op <> 'D' "
                           "THEN jsonb_agg(z.nv) END"
                         : ", CASE WHEN z.op = 'D' THEN jsonb_agg(z.ov) END, CASE WHEN z.op <> 'D' "
@@ -227,9 +224,8 @@ static int update_body(as_buf *b, const pg_table *t, const int *attnum) {
     return AS_ERR;
   /* an exact table's rows: the new values of each key, and the old ones of a key gone (its
    * delete) and, for a script's ctx.base, of an update (NULL where there are none) */
-  if (exact && (as_buf_printf(b, ", CASE WHEN %s.%s IS %sNULL THEN ",
-                              as_schema_keeps_before(s) ? "o" : "n", k0,
-                              as_schema_keeps_before(s) ? "NOT " : "") ||
+  if (exact && (as_buf_printf(b, ", CASE WHEN %s.%s IS %sNULL THEN ", before ? "o" : "n", k0,
+                              before ? "NOT " : "") ||
                 values_array(b, t, "o") ||
                 as_buf_printf(b, " END AS ov, CASE WHEN n.%s IS NOT NULL THEN ", k0) ||
                 values_array(b, t, "n") || as_buf_append_str(b, " END AS nv")))
