@@ -445,10 +445,10 @@ mongo.admin.command("configureFailPoint", "failCommand", mode={"times": 1},
                           "blockTimeMS": 3000, "appName": "arraysync"})
 try:  # (without the deleted document the key's repair waits for a holder and run never idles)
     r = subprocess.run([args.bin, "run", "-c", CFG, "--exit-when-idle", "2s", "--log-level", "debug"],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=120)
 except subprocess.TimeoutExpired as e:
     err = e.stderr if isinstance(e.stderr, str) else (e.stderr or b"").decode(errors="replace")
-    r = subprocess.CompletedProcess(e.cmd, -1, "", err + "\n(not idle in 60 s)")
+    r = subprocess.CompletedProcess(e.cmd, -1, "", err + "\n(not idle in 120 s)")
 mongo.admin.command("configureFailPoint", "failCommand", mode="off")
 doc = items.find_one({"_id": "race1"}) or {}
 check("an update the relayed delete removed before its capture read it (the deleted document "
