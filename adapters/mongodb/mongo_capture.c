@@ -488,18 +488,13 @@ static bool in_removed(const bson_t *removed, const char *path) {
  * document has no full document, or (updateLookup) the document the connector wrote there
  * since; the deleted one holds the update and the rest of the row, which the engine needs when
  * the update wins over the delete (README.md, "Documents the sink deleted"). */
-static bson_t *gone_doc(as_stream *s, const as_schema *sc, const cs_event *e) {
-  if (!e->has_doc_key || !e->order || !as_mongo_gone_any(s->n)) return NULL;
-  as_row kr = {0};
+static bson_t *gone_doc(as_stream *s, const as_schema *sc, const cs_event *e, const as_row *key) {
+  if (!e->order || !as_mongo_gone_any(s->n)) return NULL;
   bson_t f;
   bson_t *doc = NULL;
-  if (as_row_init(&kr, sc->ncols) != AS_OK) return NULL;
-  if (as_doc_to_key(sc, &e->doc_key, &kr, NULL) == AS_OK) {
-    if (as_key_to_filter(sc, &kr, &f, NULL) == AS_OK)
-      doc = as_mongo_gone_find(s->n, as_mongo_key_hash(&f, sc->collection), e->order);
-    bson_destroy(&f);
-  }
-  as_row_clear(&kr);
+  if (as_key_to_filter(sc, key, &f, NULL) == AS_OK)
+    doc = as_mongo_gone_find(s->n, as_mongo_key_hash(&f, sc->collection), e->order);
+  bson_destroy(&f);
   return doc;
 }
 
@@ -563,7 +558,8 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
    * (a change inside a column's value, the catch-all) and is the row image. */
   /* a post-image (whenAvailable) is the document right after the update; a looked-up one is
    * the document now, which after the connector's delete is no longer the update's */
-  bson_t *gone = e->has_full_doc && s->n->when_available ? NULL : gone_doc(s, sc, e);
+  if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
+  bson_t *gone = e->has_full_doc && s->n->when_available ? NULL : gone_doc(s, sc, e, &d->row);
   bool has_full = false;
   if (gone) { /* a document the connector wrote, read back: one that does not map is no image */
     as_error ge;
@@ -583,7 +579,6 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
     if (as_row_init(&full, sc->ncols) != AS_OK || (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK)
       goto dead;
   }
-  if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
   for (size_t c = 0; c < sc->ncols; c++) {
     if (!changed[c]) continue;
     const as_column *col = &sc->cols[c];
