@@ -489,7 +489,11 @@ static bool in_removed(const bson_t *removed, const char *path) {
  * since; the deleted one holds the update and the rest of the row, which the engine needs when
  * the update wins over the delete (README.md, "Documents the sink deleted"). */
 static bson_t *gone_doc(as_stream *s, const as_schema *sc, const cs_event *e, const as_row *key) {
-  if (!e->order || !as_mongo_gone_any(s->n)) return NULL;
+  if (!e->order) return NULL;
+  as_error err = {0};
+  if (as_mongo_gone_load(s->n, s->client, &err) != AS_OK) /* read back once per process */
+    AS_LOG(AS_LOG_DEBUG, s->comp, "%s", err.message);
+  if (!as_mongo_gone_any(s->n)) return NULL;
   bson_t f;
   bson_t *doc = NULL;
   if (as_key_to_filter(sc, key, &f, NULL) == AS_OK)

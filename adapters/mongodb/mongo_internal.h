@@ -20,6 +20,7 @@
 #define AS_MONGO_CHECKPOINTS "__arraysync_checkpoints"
 #define AS_MONGO_MARKS "__arraysync_marks"
 #define AS_MONGO_SESSIONS "__arraysync_sessions"
+#define AS_MONGO_GONE "__arraysync_gone"  /* documents the sink deleted (mongo_gone.c) */
 
 /* One write of the sink, kept until commit so that a transaction aborted by a per-document
  * error can be replayed without the failing documents (mongo_sink.c). */
@@ -34,6 +35,8 @@ typedef struct mongo_op {
   size_t index;     /* index of the delta in its apply call */
   uint64_t keyhash; /* XXH3 of the filter bytes ^ of the collection, to keep per-key order */
   bool upsert;      /* a replacement that creates the document (a new one) */
+  bool gone_saved;  /* a delete whose document was kept in AS_MONGO_GONE ... */
+  bson_oid_t gone_id; /* ... under this _id */
 } mongo_op;
 
 typedef struct mongo_ops {
@@ -97,6 +100,12 @@ struct as_node {
   bool gone_any;             /* a document was ever kept (read without the lock: atomic) */
   uint16_t gone_count[MONGO_GONE_FILTER]; /* entries per h % MONGO_GONE_FILTER: most lookups
                                            * find none without scanning */
+  int64_t gone_evicted_at;   /* the newest commit time dropped from memory ... */
+  size_t gone_evicted_n;     /* ... and how many were, since the collection was last pruned */
+  bool gone_off;             /* not kept in AS_MONGO_GONE (a write there failed) */
+  pthread_mutex_t gone_load_mu;
+  bool gone_loaded;          /* AS_MONGO_GONE read back (atomic) */
+  int64_t gone_load_tried_us;
 };
 
 /* Error classification: AS_RETRY for transient errors, AS_ERR otherwise. 286 is reported
@@ -133,10 +142,23 @@ uint64_t as_mongo_key_hash(const bson_t *filter, const char *coll);
 /* A copy (heap) of the document the sink deleted under key hash h in the first transaction
  * that committed after cluster time `order` (an event of that time came before the delete),
  * or NULL. */
-bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order);
-/* Whether the sink ever kept a deleted document (a cheap test before the key is built). */
-bool as_mongo_gone_any(as_node *n);
 void as_mongo_sink_free(as_node *n); /* what the sink holds (exit) */
+
+/* mongo_gone.c: the documents the sink deleted (README.md, "Documents the sink deleted").
+ * find: a copy (heap) of the document the sink deleted under key hash h in the first
+ * transaction that committed after cluster time `order` (an event of that time came before
+ * the delete), or NULL. any: whether one was ever kept (a cheap test before the key is
+ * built). write: in the transaction (txn_opts: its session), keeps the documents the delete
+ * ops of `done` read in AS_MONGO_GONE. committed: after the commit (cluster time `at`, 0
+ * unknown), keeps them in memory and stamps their entries with `at`. load: once per process,
+ * before the first lookup and the first transaction, reads the entries back with `client`
+ * (AS_RETRY: not yet). */
+bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order);
+bool as_mongo_gone_any(as_node *n);
+int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_error *err);
+void as_mongo_gone_committed(as_node *n, mongo_ops *done, int64_t at);
+int as_mongo_gone_load(as_node *n, mongoc_client_t *client, as_error *err);
+void as_mongo_gone_free(as_node *n);
 
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
  * as_mongo_bson_free. */

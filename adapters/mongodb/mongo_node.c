@@ -176,6 +176,7 @@ static void node_exit(as_node *n) {
   as_mongo_bson_free(n->lsid);
   pthread_mutex_destroy(&n->mu);
   pthread_mutex_destroy(&n->gone_mu);
+  pthread_mutex_destroy(&n->gone_load_mu);
   free(n->mark_origin);
   free(n->name);
   free(n->database);
@@ -194,6 +195,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   if (!n) return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   pthread_mutex_init(&n->mu, NULL);
   pthread_mutex_init(&n->gone_mu, NULL);
+  pthread_mutex_init(&n->gone_load_mu, NULL);
   pthread_once(&mongo_once, mongo_global_init);
   n->name = strdup(cfg->name ? cfg->name : "mongodb");
   if (!n->name) goto oom;
@@ -413,6 +415,7 @@ static int node_install(as_node *n, as_error *err) {
   if ((rc = create_coll(n, db, names, AS_MONGO_CHECKPOINTS, err)) != AS_OK) goto cleanup;
   if ((rc = create_coll(n, db, names, AS_MONGO_MARKS, err)) != AS_OK) goto cleanup;
   if ((rc = create_coll(n, db, names, AS_MONGO_SESSIONS, err)) != AS_OK) goto cleanup;
+  if ((rc = create_coll(n, db, names, AS_MONGO_GONE, err)) != AS_OK) goto cleanup;
   for (size_t i = 0; i < n->nschemas; i++) {
     if ((rc = create_coll(n, db, names, n->schemas[i]->collection, err)) != AS_OK) goto cleanup;
     if ((rc = key_index(n, db, n->schemas[i], err)) != AS_OK) goto cleanup;
@@ -424,7 +427,8 @@ cleanup:
 }
 
 static int node_uninstall(as_node *n, as_error *err) {
-  static const char *const colls[] = {AS_MONGO_CHECKPOINTS, AS_MONGO_MARKS, AS_MONGO_SESSIONS, NULL};
+  static const char *const colls[] = {AS_MONGO_CHECKPOINTS, AS_MONGO_MARKS, AS_MONGO_SESSIONS,
+                                      AS_MONGO_GONE, NULL};
   int rc = AS_OK;
   for (size_t i = 0; colls[i] && rc == AS_OK; i++) {
     bson_error_t be;

@@ -393,6 +393,8 @@ static int txn_start(as_node *n, as_error *err) {
   if (!n->sess) {
     int rc = as_mongo_sessions_takeover(n, err); /* an earlier process's open transactions */
     if (rc != AS_OK) return rc;
+    /* the documents an earlier process deleted, before this one keeps any */
+    if ((rc = as_mongo_gone_load(n, n->client, err)) != AS_OK) return rc;
     n->sess = mongoc_client_start_session(n->client, NULL, &be);
     if (!n->sess) {
       rc = as_mongo_fail(err, "start session", &be, NULL);
@@ -553,7 +555,7 @@ static int call_init(apply_call *a, const as_delta *d, size_t nd, as_dead_list *
 }
 
 /* Every pending delta's document is read: a delete's too, kept after the commit for the
- * capture (gone_keep) and not written when there is no document. */
+ * capture (mongo_gone.c) and not written when there is no document. */
 static bool wants_doc(const apply_call *a, size_t i) { return a->st[i] == ST_PENDING; }
 
 /* Options of the find of one chunk of keys. Projection: without a catch-all only the mapped
@@ -855,66 +857,29 @@ cleanup:
   return rc;
 }
 
-/* ------------------------------------------------------------------ documents deleted */
-
-/* Keeps doc (moved in), deleted under key hash h by a transaction that committed at `at`,
- * dropping the oldest documents beyond MONGO_GONE_MAX or MONGO_GONE_BYTES. */
-static void gone_keep(as_node *n, uint64_t h, int64_t at, bson_t *doc) {
-  pthread_mutex_lock(&n->gone_mu);
-  while (n->gone_n && (n->gone_n == MONGO_GONE_MAX || n->gone_bytes + doc->len > MONGO_GONE_BYTES)) {
-    mongo_gone *old = &n->gone[(n->gone_head + MONGO_GONE_MAX - n->gone_n) % MONGO_GONE_MAX];
-    n->gone_bytes -= old->doc->len;
-    n->gone_count[old->h % MONGO_GONE_FILTER]--;
-    as_mongo_bson_free(old->doc);
-    memset(old, 0, sizeof *old);
-    n->gone_n--;
-  }
-  n->gone[n->gone_head] = (mongo_gone){.h = h, .at = at, .doc = doc};
-  n->gone_head = (n->gone_head + 1) % MONGO_GONE_MAX;
-  n->gone_n++;
-  n->gone_bytes += doc->len;
-  n->gone_count[h % MONGO_GONE_FILTER]++;
-  __atomic_store_n(&n->gone_any, true, __ATOMIC_RELEASE);
-  pthread_mutex_unlock(&n->gone_mu);
-}
-
-bool as_mongo_gone_any(as_node *n) { return __atomic_load_n(&n->gone_any, __ATOMIC_ACQUIRE); }
-
-bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order) {
-  bson_t *copy = NULL;
-  const mongo_gone *first = NULL;
-  pthread_mutex_lock(&n->gone_mu);
-  /* newest first, back to the deletes that committed before the event (commit times grow) */
-  for (size_t k = 1; n->gone_count[h % MONGO_GONE_FILTER] && k <= n->gone_n; k++) {
-    const mongo_gone *g = &n->gone[(n->gone_head + MONGO_GONE_MAX - k) % MONGO_GONE_MAX];
-    if (g->at <= order) break;
-    if (g->h == h) first = g; /* the first delete after the event: the document closest to it */
-  }
-  if (first && (copy = as_mongo_bson_new()) && !bson_concat(copy, first->doc)) {
-    as_mongo_bson_free(copy);
-    copy = NULL;
-  }
-  pthread_mutex_unlock(&n->gone_mu);
-  return copy;
-}
-
-/* After a commit: the documents the transaction deleted, for the capture. */
-static void gone_keep_done(as_node *n) {
-  for (size_t i = 0; i < n->done.n; i++) {
-    mongo_op *op = &n->done.v[i];
-    if (op->kind != MONGO_OP_DELETE || !op->doc || bson_empty(op->doc)) continue;
-    gone_keep(n, op->keyhash, n->commit_time ? n->commit_time : INT64_MAX, op->doc);
-    op->doc = NULL;
-  }
-}
-
 int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
                        as_error *err) {
   int rc = AS_OK;
   n->commit_time = 0;
-  if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
-  if (checkpoint && stream_id && (rc = write_checkpoint(n, stream_id, checkpoint, err)) != AS_OK)
-    goto cleanup;
+  for (;;) {
+    if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
+    if (checkpoint && stream_id && (rc = write_checkpoint(n, stream_id, checkpoint, err)) != AS_OK)
+      goto cleanup;
+    if (!n->in_txn || n->gone_off) break;
+    /* the documents it deletes, kept in the same transaction */
+    bson_t opts = BSON_INITIALIZER;
+    if ((rc = session_opts(n, &opts, err)) == AS_OK) rc = as_mongo_gone_write(n, &n->done, &opts, err);
+    bson_destroy(&opts);
+    if (rc == AS_OK) break;
+    if (rc == AS_RETRY) goto cleanup;
+    /* e.g. not allowed to write there: in memory only from now on; the server has aborted the
+     * transaction, which is replayed without */
+    AS_LOG(AS_LOG_WARN, n->comp, "%s; the documents the sink deletes are kept in memory only",
+           err->message);
+    n->gone_off = true;
+    n->need_replay = true;
+    rc = AS_OK;
+  }
   if (n->in_txn) {
     for (int attempt = 0;; attempt++) {
       bson_t reply;
@@ -942,7 +907,7 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
       goto cleanup;
     }
     n->in_txn = false;
-    gone_keep_done(n);
+    as_mongo_gone_committed(n, &n->done, n->commit_time);
   }
 cleanup:
   if (rc != AS_OK) txn_abort(n);
@@ -965,10 +930,7 @@ int as_mongo_rollback(as_node *n) {
 }
 
 void as_mongo_sink_free(as_node *n) {
-  for (size_t i = 0; i < MONGO_GONE_MAX; i++) as_mongo_bson_free(n->gone[i].doc);
-  memset(n->gone, 0, sizeof n->gone);
-  memset(n->gone_count, 0, sizeof n->gone_count);
-  n->gone_n = n->gone_bytes = 0;
+  as_mongo_gone_free(n);
   ops_clear(&n->done);
   free(n->done.v);
   n->done.v = NULL;

@@ -259,11 +259,11 @@ static void t_install(void) {
   for (size_t i = 0; names[i]; i++) {
     if (!strcmp(names[i], "users") || !strcmp(names[i], "items") ||
         !strcmp(names[i], "__arraysync_checkpoints") || !strcmp(names[i], "__arraysync_marks") ||
-        !strcmp(names[i], "__arraysync_sessions"))
+        !strcmp(names[i], "__arraysync_sessions") || !strcmp(names[i], "__arraysync_gone"))
       found++;
   }
   bson_strfreev(names);
-  CHECK(found == 5, "found %d of 5 collections", found);
+  CHECK(found == 6, "found %d of 6 collections", found);
   /* uninstall drops the bookkeeping only; install brings it back */
   CHECK(insert_json("items", "{\"_id\": -1, \"name\": \"keep\"}"), "user data");
   CHECK(as_adapter_mongodb.uninstall(n, &err) == AS_OK, "uninstall: %s", err.message);
@@ -879,6 +879,92 @@ out:
   as_batch_clear(&b);
   if (s) as_adapter_mongodb.close_stream(s);
   if (n) as_adapter_mongodb.exit(n);
+}
+
+/* The deleted documents outlive the process: a connector killed after its delete and before
+ * its streams read the update finds the document again (kept in __arraysync_gone in the
+ * delete's transaction); an entry the process could not stamp with its commit time (killed
+ * between the commit and the stamp) still serves, with a later bound. */
+static void t_deleted_image_restart(void) {
+  as_error err = {0};
+  as_batch b = {0}, b2 = {0};
+  as_stream *s = NULL;
+  as_delta d[1] = {0};
+  as_dead_list dead = {0};
+  bson_t *entry = NULL;
+  bson_iter_t it;
+  char *pos = NULL;
+  as_node *n2 = NULL, *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  CHECK(n, "node");
+  CHECK(dbcmd("{\"delete\": \"__arraysync_gone\", \"deletes\": [{\"q\": {}, \"limit\": 0}]}"),
+        "empty the kept documents");
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(insert_json("items", "{\"_id\": 8201, \"name\": \"r0\", \"qty\": 1}"), "insert 8201");
+  CHECK(insert_json("items", "{\"_id\": 8202, \"name\": \"s0\", \"qty\": 1}"), "insert 8202");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8201}, \"u\": {\"$set\": "
+              "{\"qty\": 6}}}, {\"q\": {\"_id\": 8202}, \"u\": {\"$set\": {\"qty\": 4}}}]}"),
+        "updates");
+  make_delta(&d[0], items, AS_OP_DELETE, "lite", "{\"id\": 8201}");
+  CHECK(apply_batch(n, d, 1, &dead, "lite->mongo", "cp-gone", &err) == AS_OK, "%s", err.message);
+  as_delta_clear(&d[0]);
+  make_delta(&d[0], items, AS_OP_DELETE, "lite", "{\"id\": 8202}");
+  CHECK(apply_batch(n, d, 1, &dead, "lite->mongo", "cp-gone", &err) == AS_OK, "%s", err.message);
+  CHECK(poll_n(s, &b, 1, &err) == AS_OK && b.n >= 1 && b.d[0].op == AS_OP_INSERT && b.d[0].pos,
+        "the first insert: %s", err.message);
+  entry = find_one("__arraysync_gone", "{}");
+  CHECK(entry && bson_iter_init_find(&it, entry, "at") && BSON_ITER_HOLDS_INT64(&it) &&
+            bson_iter_int64(&it) > 0, "an entry stamped with its commit time");
+  pos = strdup(b.d[0].pos);
+  as_adapter_mongodb.close_stream(s);
+  s = NULL;
+  as_adapter_mongodb.exit(n); /* what it held in memory is gone with it */
+  n = NULL;
+  /* the second entry as a process killed before the stamp leaves it */
+  {
+    bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, uns, reply;
+    bson_error_t be;
+    mongoc_collection_t *c = mongoc_client_get_collection(cli, dbname, "__arraysync_gone");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &sel, NULL, NULL);
+    const bson_t *e;
+    bson_iter_t hi;
+    int64_t last_h = 0;
+    while (mongoc_cursor_next(cur, &e))
+      if (bson_iter_init_find(&hi, e, "h")) last_h = bson_iter_int64(&hi);
+    mongoc_cursor_destroy(cur);
+    BSON_APPEND_INT64(&sel, "h", last_h);
+    BSON_APPEND_DOCUMENT_BEGIN(&upd, "$unset", &uns);
+    BSON_APPEND_UTF8(&uns, "at", "");
+    bson_append_document_end(&upd, &uns);
+    bool ok = mongoc_collection_update_one(c, &sel, &upd, NULL, &reply, &be);
+    bson_destroy(&reply);
+    bson_destroy(&sel);
+    bson_destroy(&upd);
+    mongoc_collection_destroy(c);
+    CHECK(ok, "unstamp: %s", be.message);
+  }
+  n2 = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  CHECK(n2, "node after the restart");
+  CHECK(as_adapter_mongodb.open_stream(n2, "pg", pos, &s, &err) == AS_OK, "%s", err.message);
+  CHECK(poll_n(s, &b2, 5, &err) == AS_OK && b2.n == 5, "got %zu: %s", b2.n, err.message);
+  const as_delta *u1 = &b2.d[1], *u2 = &b2.d[2];
+  CHECK(u1->op == AS_OP_UPDATE && val_is(u1, "id", "8201") && val_is(u1, "qty", "6"),
+        "update of 8201 (op %d)", (int)u1->op);
+  CHECK(image_is(u1, "name", "\"r0\"") && image_is(u1, "qty", "6"),
+        "after a restart the deleted document is still the update's image");
+  CHECK(u2->op == AS_OP_UPDATE && val_is(u2, "id", "8202") && val_is(u2, "qty", "4"),
+        "update of 8202 (op %d)", (int)u2->op);
+  CHECK(image_is(u2, "name", "\"s0\"") && image_is(u2, "qty", "4"),
+        "an entry without its commit time serves too");
+out:
+  free(pos);
+  bson_destroy(entry);
+  as_delta_clear(&d[0]);
+  as_dead_list_clear(&dead);
+  as_batch_clear(&b);
+  as_batch_clear(&b2);
+  if (s) as_adapter_mongodb.close_stream(s);
+  if (n) as_adapter_mongodb.exit(n);
+  if (n2) as_adapter_mongodb.exit(n2);
 }
 
 static void t_dead_letters(void) {
@@ -2151,6 +2237,7 @@ int main(int argc, char **argv) {
       {"sink_property", t_sink_property}, {"crash_takeover", t_crash_takeover},
       {"interrupt", t_interrupt},     {"batch_in_hand", t_batch_in_hand},
       {"deleted_image", t_deleted_image},
+      {"deleted_image_restart", t_deleted_image_restart},
       {NULL, NULL}};
   uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (!uri || !*uri) {
