@@ -26,6 +26,7 @@ struct as_stream {
   bool *changed;      /* scratch: columns changed by an update (max ncols) */
   int64_t in_hand;    /* events libmongoc still holds of the batch it last fetched */
   bool counted;       /* batch sizes are seen (as_mongo_last_batch moved for this stream) */
+  bool in_count;      /* counted in n->nstreams */
   size_t nchanged;
   char comp[200];
 };
@@ -143,6 +144,7 @@ static int stream_error(as_stream *s, const char *what, const bson_error_t *be,
 
 void as_mongo_close_stream(as_stream *s) {
   if (!s) return;
+  if (s->in_count) as_mongo_streams_add(s->n, -1);
   if (s->cs) mongoc_change_stream_destroy(s->cs);
   if (s->client) mongoc_client_pool_push(s->n->pool, s->client);
   clear_mark(s);
@@ -229,6 +231,8 @@ int as_mongo_open_stream(as_node *n, const char *consumer, const char *checkpoin
   }
   AS_LOG(AS_LOG_INFO, s->comp, "change stream on %s for %s %s", n->database, s->consumer,
          checkpoint ? "resumed" : "opened at the current end");
+  as_mongo_streams_add(n, 1);
+  s->in_count = true;
   *out = s;
   s = NULL;
 cleanup:
@@ -564,21 +568,30 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
    * the document now, which after the connector's delete is no longer the update's */
   if ((rc = event_key(sc, e, &d->row, &e2)) != AS_OK) goto dead;
   bson_t *gone = e->has_full_doc && s->n->when_available ? NULL : gone_doc(s, sc, e, &d->row);
+  /* the image another stream of this node used for this very event, if one did */
+  bool shared = false;
+  bson_t *sh = s->n->when_available || !e->has_id ? NULL
+             : as_mongo_image_share(s->n, &e->id, gone ? gone : e->has_full_doc ? &e->full_doc : NULL,
+                                    &shared);
   bool has_full = false;
-  if (gone) { /* a document the connector wrote, read back: one that does not map is no image */
+  const bson_t *img = shared ? sh : gone;
+  if (img) { /* a document the connector wrote, read back: one that does not map is no image */
     as_error ge;
-    has_full = as_row_init(&full, sc->ncols) == AS_OK && as_doc_to_row(sc, gone, &full, &ge) == AS_OK;
+    has_full = as_row_init(&full, sc->ncols) == AS_OK && as_doc_to_row(sc, img, &full, &ge) == AS_OK;
     if (!has_full) {
       as_row_clear(&full);
     } else if (AS_LOG_DEBUG <= as_log_current_level) {
       char *key = as_key_describe(sc, &full);
-      AS_LOG(AS_LOG_DEBUG, s->comp, "mapping %s key %s: update read after the connector deleted "
-             "its document: the deleted document is its row image", sc->name, key ? key : "?");
+      AS_LOG(AS_LOG_DEBUG, s->comp, "mapping %s key %s: %s", sc->name, key ? key : "?",
+             shared ? "update read by another stream first: its row image is this one's"
+                    : "update read after the connector deleted its document: the deleted "
+                      "document is its row image");
       free(key);
     }
-    as_mongo_bson_free(gone);
   }
-  if (!has_full && e->has_full_doc) {
+  as_mongo_bson_free(gone);
+  as_mongo_bson_free(sh);
+  if (!has_full && !shared && e->has_full_doc) {
     has_full = true;
     if (as_row_init(&full, sc->ncols) != AS_OK || (rc = as_doc_to_row(sc, &e->full_doc, &full, &e2)) != AS_OK)
       goto dead;

@@ -53,6 +53,18 @@ typedef struct mongo_gone {
   bson_t *doc;  /* heap: the document as it was deleted (the sink's projection) */
 } mongo_gone;
 
+/* The row image the first of a node's streams used for an update event, for the others
+ * (mongo_image.c). */
+typedef struct mongo_img {
+  uint64_t h;   /* hash of the event's resume token (| 1); 0: a free slot */
+  int readers;  /* streams that read it so far */
+  bson_t *doc;  /* heap; NULL: the event had no image */
+} mongo_img;
+
+#define MONGO_IMG_MAX 8192
+#define MONGO_IMG_BYTES (16u * 1024 * 1024)
+#define MONGO_IMG_FILTER 16384
+
 #define MONGO_GONE_MAX 4096                     /* documents kept */
 #define MONGO_GONE_BYTES (64u * 1024 * 1024)    /* and their bytes, at most */
 #define MONGO_GONE_FILTER 16384                 /* slots of the per-hash count */
@@ -106,6 +118,13 @@ struct as_node {
   pthread_mutex_t gone_load_mu;
   bool gone_loaded;          /* AS_MONGO_GONE read back (atomic) */
   int64_t gone_load_tried_us;
+
+  /* update events' row images, shared by the node's streams (a ring of MONGO_IMG_MAX) */
+  int nstreams;              /* change streams open (atomic) */
+  pthread_mutex_t img_mu;
+  mongo_img img[MONGO_IMG_MAX];
+  size_t img_head, img_n, img_bytes;
+  uint16_t img_count[MONGO_IMG_FILTER];
 };
 
 /* Error classification: AS_RETRY for transient errors, AS_ERR otherwise. 286 is reported
@@ -159,6 +178,15 @@ int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_
 void as_mongo_gone_committed(as_node *n, mongo_ops *done, int64_t at);
 int as_mongo_gone_load(as_node *n, mongoc_client_t *client, as_error *err);
 void as_mongo_gone_free(as_node *n);
+
+/* mongo_image.c: one row image per update event for all streams of a node (README.md, "One
+ * image per update event"). streams_add: a stream opened (+1) or closed (-1). share: with
+ * two or more streams open, the image the first stream to read the event left (*shared; a
+ * heap copy, NULL for none), else leaves a copy of `mine` (NULL: none) for the others and
+ * returns NULL with *shared false. */
+void as_mongo_streams_add(as_node *n, int k);
+bson_t *as_mongo_image_share(as_node *n, const bson_t *event_id, const bson_t *mine, bool *shared);
+void as_mongo_image_free(as_node *n);
 
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
  * as_mongo_bson_free. */

@@ -177,6 +177,8 @@ static void node_exit(as_node *n) {
   pthread_mutex_destroy(&n->mu);
   pthread_mutex_destroy(&n->gone_mu);
   pthread_mutex_destroy(&n->gone_load_mu);
+  as_mongo_image_free(n);
+  pthread_mutex_destroy(&n->img_mu);
   free(n->mark_origin);
   free(n->name);
   free(n->database);
@@ -196,6 +198,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   pthread_mutex_init(&n->mu, NULL);
   pthread_mutex_init(&n->gone_mu, NULL);
   pthread_mutex_init(&n->gone_load_mu, NULL);
+  pthread_mutex_init(&n->img_mu, NULL);
   pthread_once(&mongo_once, mongo_global_init);
   n->name = strdup(cfg->name ? cfg->name : "mongodb");
   if (!n->name) goto oom;

@@ -967,6 +967,38 @@ out:
   if (n2) as_adapter_mongodb.exit(n2);
 }
 
+/* Two streams of one node read an update event at different moments: the second takes the
+ * row image the first used, not the document as it is when it reads the event (a later write
+ * in between), so both pairs decide that update on one image. */
+static void t_shared_image(void) {
+  as_error err = {0};
+  as_batch b1 = {0}, b2 = {0};
+  as_stream *s1 = NULL, *s2 = NULL;
+  as_node *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  CHECK(n, "node");
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s1, &err) == AS_OK, "%s", err.message);
+  CHECK(as_adapter_mongodb.open_stream(n, "lite", NULL, &s2, &err) == AS_OK, "%s", err.message);
+  CHECK(insert_json("items", "{\"_id\": 8301, \"name\": \"a0\", \"qty\": 1}"), "insert 8301");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8301}, \"u\": {\"$set\": "
+              "{\"qty\": 2}}}]}"), "update");
+  CHECK(poll_n(s1, &b1, 2, &err) == AS_OK && b1.n == 2, "first stream got %zu: %s", b1.n, err.message);
+  CHECK(b1.d[1].op == AS_OP_UPDATE && image_is(&b1.d[1], "name", "\"a0\"") &&
+            image_is(&b1.d[1], "qty", "2"), "the first stream's image");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8301}, \"u\": {\"$set\": "
+              "{\"name\": \"a1\"}}}]}"), "a later update");
+  CHECK(poll_n(s2, &b2, 3, &err) == AS_OK && b2.n == 3, "second stream got %zu: %s", b2.n, err.message);
+  CHECK(b2.d[1].op == AS_OP_UPDATE && val_is(&b2.d[1], "qty", "2"), "the update");
+  CHECK(image_is(&b2.d[1], "name", "\"a0\"") && image_is(&b2.d[1], "qty", "2"),
+        "the second stream takes the first one's image, not the later document");
+  CHECK(b2.d[2].op == AS_OP_UPDATE && image_is(&b2.d[2], "name", "\"a1\""), "the later update's own");
+out:
+  as_batch_clear(&b1);
+  as_batch_clear(&b2);
+  if (s1) as_adapter_mongodb.close_stream(s1);
+  if (s2) as_adapter_mongodb.close_stream(s2);
+  if (n) as_adapter_mongodb.exit(n);
+}
+
 static void t_dead_letters(void) {
   as_error err = {0};
   as_delta d[5] = {0};
@@ -2238,6 +2270,7 @@ int main(int argc, char **argv) {
       {"interrupt", t_interrupt},     {"batch_in_hand", t_batch_in_hand},
       {"deleted_image", t_deleted_image},
       {"deleted_image_restart", t_deleted_image_restart},
+      {"shared_image", t_shared_image},
       {NULL, NULL}};
   uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (!uri || !*uri) {
