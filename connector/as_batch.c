@@ -11,6 +11,7 @@
  * A repair is queued in the same state transaction, so it survives a crash. */
 #include "as_batch_int.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,6 +275,13 @@ static void unwrite(eng_pair *p, eng_work *w) {
   }
 }
 
+/* Tests only: ARRAYSYNC_TEST_CRASH_AT=<point> kills the process (SIGKILL, as kill -9 does)
+ * at that point, to put a crash exactly there (tests/integration/crash_points.py). */
+static void crash_point(const char *point) {
+  const char *at = getenv("ARRAYSYNC_TEST_CRASH_AT");
+  if (at && strcmp(at, point) == 0) raise(SIGKILL);
+}
+
 /* Applies the kept deltas to the target with the checkpoint, in one transaction.
  * *asked: the commit was asked for (its outcome may be unknown when it failed). */
 static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, bool *asked, as_error *err) {
@@ -302,6 +310,7 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, bool *asked, a
       as_metrics_batch(p->src->cfg->name, t->cfg->name, (int64_t)w->nkept);
       note_lag(p, &arr[w->nkept - 1]);
     }
+    if (dead.n) crash_point("after-commit-with-dead"); /* committed, missing rows not queued */
     rc = apply_dead(p, w, arr, w->nkept, &dead, err);
   }
   as_dead_list_clear(&dead);
