@@ -440,6 +440,15 @@ static int replay(as_node *n, as_error *err) {
   int rc;
   txn_abort(n);
   if ((rc = txn_start(n, err)) != AS_OK) return rc;
+  /* a delete replayed removes the document as it is now, not as the aborted transaction read
+   * it: that one is no image of what was deleted (mongo_gone.c) */
+  for (size_t i = 0; i < n->done.n; i++) {
+    mongo_op *op = &n->done.v[i];
+    if (op->kind == MONGO_OP_DELETE && op->doc && !bson_empty(op->doc)) {
+      as_mongo_bson_free(op->doc);
+      op->doc = as_mongo_bson_new();
+    }
+  }
   size_t upto;
   rc = exec_ops(n, &n->done, &f, &upto, err);
   if (rc == AS_OK && f.n) {
