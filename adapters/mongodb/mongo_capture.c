@@ -570,7 +570,8 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
   bson_t *gone = e->has_full_doc && s->n->when_available ? NULL : gone_doc(s, sc, e, &d->row);
   /* the image another stream of this node used for this very event, if one did */
   bool shared = false;
-  bson_t *sh = s->n->when_available || !e->has_id ? NULL
+  bool echo = s->mark_txn && e->has_txn && strcmp(s->mark_txn, e->txn) == 0; /* as delta_common */
+  bson_t *sh = s->n->when_available || !e->has_id || echo ? NULL
              : as_mongo_image_share(s->n, &e->id, gone ? gone : e->has_full_doc ? &e->full_doc : NULL,
                                     &shared);
   bool has_full = false;

@@ -10,7 +10,8 @@
  * node's other streams take that one. An entry goes once every open stream has read it, or
  * when the MONGO_IMG_MAX newest (MONGO_IMG_BYTES) push it out; a stream that reads the event
  * later than that uses its own. Post-images (`full_document: whenAvailable`) are the same for
- * every stream and are not shared. */
+ * every stream and are not shared; nor are the connector's own writes (echoes: a stream leaves
+ * out those written for its consumer, so not every stream reads them). */
 #include <stdlib.h>
 #include <string.h>
 
