@@ -3,16 +3,22 @@
  *
  * An update event read after the connector deleted its document has no full document (or the
  * one the connector wrote there since); the deleted document holds the update and the rest of
- * the row. The sink keeps each document it deletes:
+ * the row. The sink keeps each document it deletes, with a time `at` for its delete:
  *   - in the transaction of the delete, as an entry of __arraysync_gone ({_id, h: key hash,
- *     doc: the document's BSON bytes as binary}), so that it is kept exactly when the delete
- *     is (as_mongo_gone_write);
- *   - after the commit, in memory with the commit's cluster time, and that time is written
- *     into the entries (`at`; as_mongo_gone_committed);
+ *     at, doc: the document's BSON bytes as binary}), so that it is kept exactly when the
+ *     delete is (as_mongo_gone_write);
+ *   - after the commit, in memory (as_mongo_gone_committed);
  *   - a process's first use (its first transaction, or a stream's first lookup) reads the
- *     entries back (as_mongo_gone_load): an entry without `at` (the process that wrote it was
- *     killed between the commit and the stamp) takes the cluster time of that read, a bound
- *     above its commit.
+ *     entries back (as_mongo_gone_load).
+ * `at` is the session's operationTime taken before the commit was sent: earlier than the
+ * commit's cluster time C, and not earlier than anything the sink saw before. The commit
+ * reply's own time is not used: a commit sent again (a dropped connection; libmongoc retries
+ * it once, the transactions spec up to three times) answers with the cluster time of the
+ * retry, later than C, and an update made on a document written again within that gap would
+ * take an older, deleted document as its image. A bound below C is safe: no write of another
+ * client changes the document between the transaction's read and C (it would make the
+ * transaction fail with WriteConflict), so an event before C that the bound leaves out can
+ * only be missed (no image, as without this), never given a wrong one.
  * The newest MONGO_GONE_MAX documents (at most MONGO_GONE_BYTES) are kept; older entries are
  * deleted from the collection in runs of GONE_PRUNE_EVERY. */
 #include <stdio.h>
@@ -58,10 +64,12 @@ bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order) {
   bson_t *copy = NULL;
   const mongo_gone *first = NULL;
   pthread_mutex_lock(&n->gone_mu);
-  /* newest first, back to the deletes that committed before the event (commit times grow) */
+  /* newest first, back to the deletes before the event (times grow). `at` is a time the sink
+   * saw before the commit: an event at or before it came before the commit, an event after
+   * it may have come after (then it gets no image) */
   for (size_t k = 1; n->gone_count[h % MONGO_GONE_FILTER] && k <= n->gone_n; k++) {
     const mongo_gone *g = &n->gone[(n->gone_head + MONGO_GONE_MAX - k) % MONGO_GONE_MAX];
-    if (g->at <= order) break;
+    if (g->at < order) break;
     if (g->h == h) first = g; /* the first delete after the event: the document closest to it */
   }
   if (first && (copy = as_mongo_bson_new()) && !bson_concat(copy, first->doc)) {
@@ -86,12 +94,12 @@ static bool keeps(const mongo_op *op) {
   return op->kind == MONGO_OP_DELETE && op->doc && !bson_empty(op->doc);
 }
 
-int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_error *err) {
+int as_mongo_gone_write(as_node *n, mongo_ops *done, int64_t at, const bson_t *txn_opts,
+                        as_error *err) {
   size_t k = 0;
-  for (size_t i = 0; i < done->n; i++) done->v[i].gone_saved = false;
   for (size_t i = 0; i < done->n; i++)
     if (keeps(&done->v[i]) && done->v[i].doc->len + GONE_ENTRY_SLACK <= GONE_MAX_ENTRY) k++;
-  if (!k) return AS_OK;
+  if (!k || !at) return AS_OK; /* (no time: never an image) */
   const bson_t **docs = calloc(k, sizeof *docs);
   bson_t *entries = calloc(k, sizeof *entries);
   int rc = AS_OK;
@@ -104,10 +112,12 @@ int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_
   for (size_t i = 0; i < done->n; i++) {
     mongo_op *op = &done->v[i];
     if (!keeps(op) || op->doc->len + GONE_ENTRY_SLACK > GONE_MAX_ENTRY) continue;
-    bson_oid_init(&op->gone_id, NULL);
+    bson_oid_t id;
+    bson_oid_init(&id, NULL);
     bson_init(&entries[k]);
-    BSON_APPEND_OID(&entries[k], "_id", &op->gone_id);
+    BSON_APPEND_OID(&entries[k], "_id", &id);
     BSON_APPEND_INT64(&entries[k], "h", (int64_t)op->keyhash);
+    BSON_APPEND_INT64(&entries[k], "at", at);
     /* the bytes, not a subdocument: any field name a document may hold is stored as it is */
     BSON_APPEND_BINARY(&entries[k], "doc", BSON_SUBTYPE_BINARY, bson_get_data(op->doc), op->doc->len);
     docs[k] = &entries[k];
@@ -121,9 +131,6 @@ int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_
   if (!mongoc_collection_insert_many(c, docs, k, &opts, &reply, &be)) {
     rc = as_mongo_fail(err, "keep deleted documents", &be, &reply);
     as_error_prefix(err, "node %s: %s.%s", n->name, n->database, AS_MONGO_GONE);
-  } else {
-    for (size_t i = 0; i < done->n; i++) done->v[i].gone_saved = keeps(&done->v[i]) &&
-        done->v[i].doc->len + GONE_ENTRY_SLACK <= GONE_MAX_ENTRY;
   }
   bson_destroy(&reply);
   mongoc_collection_destroy(c);
@@ -132,37 +139,6 @@ int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_
   free(entries);
   free(docs);
   return rc;
-}
-
-/* Writes `at` into the entries of the ops a transaction saved (outside it). Best effort: an
- * entry left without `at` takes a later bound when read back. */
-static void stamp(as_node *n, const mongo_ops *done, int64_t at) {
-  bson_t sel = BSON_INITIALIZER, ids, in, upd = BSON_INITIALIZER, set, reply;
-  bson_error_t be;
-  size_t k = 0;
-  BSON_APPEND_DOCUMENT_BEGIN(&sel, "_id", &in);
-  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
-  for (size_t i = 0; i < done->n; i++) {
-    if (!done->v[i].gone_saved) continue;
-    char idx[24];
-    snprintf(idx, sizeof idx, "%zu", k++);
-    BSON_APPEND_OID(&ids, idx, &done->v[i].gone_id);
-  }
-  bson_append_array_end(&in, &ids);
-  bson_append_document_end(&sel, &in);
-  BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
-  BSON_APPEND_INT64(&set, "at", at);
-  bson_append_document_end(&upd, &set);
-  if (k) {
-    mongoc_collection_t *c = mongoc_client_get_collection(n->client, n->database, AS_MONGO_GONE);
-    if (!mongoc_collection_update_many(c, &sel, &upd, NULL, &reply, &be))
-      AS_LOG(AS_LOG_DEBUG, n->comp, "cannot stamp the deleted documents kept in %s: %s",
-             AS_MONGO_GONE, be.message);
-    bson_destroy(&reply);
-    mongoc_collection_destroy(c);
-  }
-  bson_destroy(&sel);
-  bson_destroy(&upd);
 }
 
 /* Deletes the entries older than the documents kept in memory (best effort). */
@@ -187,13 +163,12 @@ static void prune(as_node *n) {
 }
 
 void as_mongo_gone_committed(as_node *n, mongo_ops *done, int64_t at) {
-  int64_t t = at ? at : INT64_MAX;
-  if (at) stamp(n, done, at);
+  if (!at) return; /* no time: it could never be told apart from later events */
   pthread_mutex_lock(&n->gone_mu);
   for (size_t i = 0; i < done->n; i++) {
     mongo_op *op = &done->v[i];
     if (!keeps(op)) continue;
-    keep_locked(n, op->keyhash, t, op->doc);
+    keep_locked(n, op->keyhash, at, op->doc);
     op->doc = NULL;
   }
   pthread_mutex_unlock(&n->gone_mu);
@@ -202,27 +177,9 @@ void as_mongo_gone_committed(as_node *n, mongo_ops *done, int64_t at) {
 
 /* ------------------------------------------------------------------ read back */
 
-/* The cluster time of a command run now on client (0 when the reply has none). */
-static int64_t cluster_now(mongoc_client_t *client) {
-  bson_t cmd = BSON_INITIALIZER, reply;
-  bson_error_t be;
-  bson_iter_t it;
-  int64_t t = 0;
-  BSON_APPEND_INT32(&cmd, "ping", 1);
-  if (mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &be) &&
-      bson_iter_init_find(&it, &reply, "operationTime") && BSON_ITER_HOLDS_TIMESTAMP(&it)) {
-    uint32_t s, i;
-    bson_iter_timestamp(&it, &s, &i);
-    t = (int64_t)(((uint64_t)s << 32) | i);
-  }
-  bson_destroy(&reply);
-  bson_destroy(&cmd);
-  return t;
-}
-
 typedef struct loaded {
   uint64_t h;
-  int64_t at; /* 0: none yet */
+  int64_t at;
   bson_t *doc;
 } loaded;
 
@@ -236,7 +193,9 @@ static bool entry_parse(const bson_t *e, loaded *l) {
   *l = (loaded){0};
   if (!bson_iter_init_find(&it, e, "h") || !BSON_ITER_HOLDS_INT64(&it)) return false;
   l->h = (uint64_t)bson_iter_int64(&it);
-  if (bson_iter_init_find(&it, e, "at") && BSON_ITER_HOLDS_INT64(&it)) l->at = bson_iter_int64(&it);
+  if (!bson_iter_init_find(&it, e, "at") || !BSON_ITER_HOLDS_INT64(&it) || bson_iter_int64(&it) <= 0)
+    return false;
+  l->at = bson_iter_int64(&it);
   if (!bson_iter_init_find(&it, e, "doc") || !BSON_ITER_HOLDS_BINARY(&it)) return false;
   bson_iter_binary(&it, &st, &len, &data);
   if (!data || !bson_init_static(&doc, data, len) || !bson_validate(&doc, BSON_VALIDATE_NONE, NULL))
@@ -255,15 +214,13 @@ static int by_at(const void *a, const void *b) {
   return x->at < y->at ? -1 : x->at > y->at;
 }
 
-/* Reads every entry; the ones without `at` take `bound` (also written into them). */
+/* Reads every entry into memory, oldest first. */
 static int load(as_node *n, mongoc_client_t *client, as_error *err) {
-  int64_t bound = cluster_now(client);
-  if (!bound) bound = (int64_t)((uint64_t)(as_now_us() / 1000000 + 1) << 32);
   bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
   bson_error_t be;
   const bson_t *e;
   loaded *v = NULL;
-  size_t nv = 0, cap = 0, unstamped = 0;
+  size_t nv = 0, cap = 0;
   int rc = AS_OK;
   BSON_APPEND_INT32(&opts, "batchSize", 256);
   mongoc_collection_t *c = mongoc_client_get_collection(client, n->database, AS_MONGO_GONE);
@@ -280,10 +237,6 @@ static int load(as_node *n, mongoc_client_t *client, as_error *err) {
       cap = nc;
     }
     if (!entry_parse(e, &v[nv])) continue; /* not ours */
-    if (!v[nv].at) {
-      v[nv].at = bound;
-      unstamped++;
-    }
     nv++;
   }
   if (mongoc_cursor_error(cur, &be)) {
@@ -298,23 +251,7 @@ static int load(as_node *n, mongoc_client_t *client, as_error *err) {
     v[i].doc = NULL;
   }
   pthread_mutex_unlock(&n->gone_mu);
-  if (unstamped) {
-    bson_t sel = BSON_INITIALIZER, ex, upd = BSON_INITIALIZER, set, reply;
-    BSON_APPEND_DOCUMENT_BEGIN(&sel, "at", &ex);
-    BSON_APPEND_BOOL(&ex, "$exists", false);
-    bson_append_document_end(&sel, &ex);
-    BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
-    BSON_APPEND_INT64(&set, "at", bound);
-    bson_append_document_end(&upd, &set);
-    if (!mongoc_collection_update_many(c, &sel, &upd, NULL, &reply, &be))
-      AS_LOG(AS_LOG_DEBUG, n->comp, "cannot stamp %s: %s", AS_MONGO_GONE, be.message);
-    bson_destroy(&reply);
-    bson_destroy(&sel);
-    bson_destroy(&upd);
-  }
-  if (nv)
-    AS_LOG(AS_LOG_DEBUG, n->comp, "%zu deleted documents read back from %s (%zu without a "
-           "commit time)", nv, AS_MONGO_GONE, unstamped);
+  if (nv) AS_LOG(AS_LOG_DEBUG, n->comp, "%zu deleted documents read back from %s", nv, AS_MONGO_GONE);
 cleanup:
   for (size_t i = 0; i < nv; i++) as_mongo_bson_free(v[i].doc);
   free(v);

@@ -35,8 +35,6 @@ typedef struct mongo_op {
   size_t index;     /* index of the delta in its apply call */
   uint64_t keyhash; /* XXH3 of the filter bytes ^ of the collection, to keep per-key order */
   bool upsert;      /* a replacement that creates the document (a new one) */
-  bool gone_saved;  /* a delete whose document was kept in AS_MONGO_GONE ... */
-  bson_oid_t gone_id; /* ... under this _id */
 } mongo_op;
 
 typedef struct mongo_ops {
@@ -49,7 +47,7 @@ typedef struct mongo_ops {
  * delete may have overwritten that very update. */
 typedef struct mongo_gone {
   uint64_t h;   /* key hash (as_mongo_key_hash) */
-  int64_t at;   /* the delete's commit cluster time (seconds << 32 | increment); INT64_MAX unknown */
+  int64_t at;   /* a cluster time (seconds << 32 | increment) before the delete's commit */
   bson_t *doc;  /* heap: the document as it was deleted (the sink's projection) */
 } mongo_gone;
 
@@ -165,16 +163,17 @@ void as_mongo_sink_free(as_node *n); /* what the sink holds (exit) */
 
 /* mongo_gone.c: the documents the sink deleted (README.md, "Documents the sink deleted").
  * find: a copy (heap) of the document the sink deleted under key hash h in the first
- * transaction that committed after cluster time `order` (an event of that time came before
- * the delete), or NULL. any: whether one was ever kept (a cheap test before the key is
+ * transaction whose `at` is not before cluster time `order` (an event of that time came
+ * before the delete), or NULL. any: whether one was ever kept (a cheap test before the key is
  * built). write: in the transaction (txn_opts: its session), keeps the documents the delete
- * ops of `done` read in AS_MONGO_GONE. committed: after the commit (cluster time `at`, 0
- * unknown), keeps them in memory and stamps their entries with `at`. load: once per process,
+ * ops of `done` read in AS_MONGO_GONE, deleted at `at` (a cluster time before the commit; 0:
+ * none, nothing is kept). committed: after the commit, keeps them in memory. load: once per process,
  * before the first lookup and the first transaction, reads the entries back with `client`
  * (AS_RETRY: not yet). */
 bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order);
 bool as_mongo_gone_any(as_node *n);
-int as_mongo_gone_write(as_node *n, mongo_ops *done, const bson_t *txn_opts, as_error *err);
+int as_mongo_gone_write(as_node *n, mongo_ops *done, int64_t at, const bson_t *txn_opts,
+                        as_error *err);
 void as_mongo_gone_committed(as_node *n, mongo_ops *done, int64_t at);
 int as_mongo_gone_load(as_node *n, mongoc_client_t *client, as_error *err);
 void as_mongo_gone_free(as_node *n);

@@ -866,18 +866,31 @@ cleanup:
   return rc;
 }
 
+/* The session's operationTime (the newest cluster time its replies gave; 0 none): taken
+ * before the commit is sent, it is earlier than the commit's cluster time. */
+static int64_t session_time(as_node *n) {
+  uint32_t t = 0, i = 0;
+  if (n->sess) mongoc_client_session_get_operation_time(n->sess, &t, &i);
+  return (int64_t)(((uint64_t)t << 32) | i);
+}
+
 int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
                        as_error *err) {
   int rc = AS_OK;
+  int64_t gone_at = 0;
   n->commit_time = 0;
   for (;;) {
     if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
     if (checkpoint && stream_id && (rc = write_checkpoint(n, stream_id, checkpoint, err)) != AS_OK)
       goto cleanup;
+    /* when the deletes count as made, for the capture's choice of a deleted document: a time
+     * before the commit and after every write the transaction made (mongo_gone.c) */
+    gone_at = session_time(n);
     if (!n->in_txn || n->gone_off) break;
     /* the documents it deletes, kept in the same transaction */
     bson_t opts = BSON_INITIALIZER;
-    if ((rc = session_opts(n, &opts, err)) == AS_OK) rc = as_mongo_gone_write(n, &n->done, &opts, err);
+    if ((rc = session_opts(n, &opts, err)) == AS_OK)
+      rc = as_mongo_gone_write(n, &n->done, gone_at, &opts, err);
     bson_destroy(&opts);
     if (rc == AS_OK) break;
     if (rc == AS_RETRY) goto cleanup;
@@ -916,7 +929,7 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
       goto cleanup;
     }
     n->in_txn = false;
-    as_mongo_gone_committed(n, &n->done, n->commit_time);
+    as_mongo_gone_committed(n, &n->done, gone_at);
   }
 cleanup:
   if (rc != AS_OK) txn_abort(n);

@@ -883,8 +883,7 @@ out:
 
 /* The deleted documents outlive the process: a connector killed after its delete and before
  * its streams read the update finds the document again (kept in __arraysync_gone in the
- * delete's transaction); an entry the process could not stamp with its commit time (killed
- * between the commit and the stamp) still serves, with a later bound. */
+ * delete's transaction, with a time before the commit). */
 static void t_deleted_image_restart(void) {
   as_error err = {0};
   as_batch b = {0}, b2 = {0};
@@ -913,35 +912,12 @@ static void t_deleted_image_restart(void) {
         "the first insert: %s", err.message);
   entry = find_one("__arraysync_gone", "{}");
   CHECK(entry && bson_iter_init_find(&it, entry, "at") && BSON_ITER_HOLDS_INT64(&it) &&
-            bson_iter_int64(&it) > 0, "an entry stamped with its commit time");
+            bson_iter_int64(&it) > 0, "an entry with the time of its delete");
   pos = strdup(b.d[0].pos);
   as_adapter_mongodb.close_stream(s);
   s = NULL;
   as_adapter_mongodb.exit(n); /* what it held in memory is gone with it */
   n = NULL;
-  /* the second entry as a process killed before the stamp leaves it */
-  {
-    bson_t sel = BSON_INITIALIZER, upd = BSON_INITIALIZER, uns, reply;
-    bson_error_t be;
-    mongoc_collection_t *c = mongoc_client_get_collection(cli, dbname, "__arraysync_gone");
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &sel, NULL, NULL);
-    const bson_t *e;
-    bson_iter_t hi;
-    int64_t last_h = 0;
-    while (mongoc_cursor_next(cur, &e))
-      if (bson_iter_init_find(&hi, e, "h")) last_h = bson_iter_int64(&hi);
-    mongoc_cursor_destroy(cur);
-    BSON_APPEND_INT64(&sel, "h", last_h);
-    BSON_APPEND_DOCUMENT_BEGIN(&upd, "$unset", &uns);
-    BSON_APPEND_UTF8(&uns, "at", "");
-    bson_append_document_end(&upd, &uns);
-    bool ok = mongoc_collection_update_one(c, &sel, &upd, NULL, &reply, &be);
-    bson_destroy(&reply);
-    bson_destroy(&sel);
-    bson_destroy(&upd);
-    mongoc_collection_destroy(c);
-    CHECK(ok, "unstamp: %s", be.message);
-  }
   n2 = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
   CHECK(n2, "node after the restart");
   CHECK(as_adapter_mongodb.open_stream(n2, "pg", pos, &s, &err) == AS_OK, "%s", err.message);
@@ -954,7 +930,7 @@ static void t_deleted_image_restart(void) {
   CHECK(u2->op == AS_OP_UPDATE && val_is(u2, "id", "8202") && val_is(u2, "qty", "4"),
         "update of 8202 (op %d)", (int)u2->op);
   CHECK(image_is(u2, "name", "\"s0\"") && image_is(u2, "qty", "4"),
-        "an entry without its commit time serves too");
+        "the second one too");
 out:
   free(pos);
   bson_destroy(entry);
