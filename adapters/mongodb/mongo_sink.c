@@ -883,8 +883,8 @@ int as_mongo_commit(as_node *n, const char *stream_id, const char *checkpoint,
     if (n->need_replay && (rc = replay(n, err)) != AS_OK) goto cleanup;
     if (checkpoint && stream_id && (rc = write_checkpoint(n, stream_id, checkpoint, err)) != AS_OK)
       goto cleanup;
-    /* when the deletes count as made, for the capture's choice of a deleted document: a time
-     * before the commit and after every write the transaction made (mongo_gone.c) */
+    /* when the deletes count as made, for the capture's choice of a deleted document: the
+     * newest cluster time the session saw, before the commit (mongo_gone.c) */
     gone_at = session_time(n);
     if (!n->in_txn || n->gone_off) break;
     /* the documents it deletes, kept in the same transaction */
