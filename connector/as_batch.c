@@ -210,10 +210,7 @@ static int apply_dead(eng_pair *p, eng_work *w, const as_delta *arr, size_t n, a
   for (size_t i = 0; i < dead->n; i++) {
     as_dead *dd = &dead->items[i];
     const as_delta *d = dd->index < n ? &arr[dd->index] : NULL;
-    if (dd->missing) {
-      if (d && missing_row(p, w, d, err) != AS_OK) rc = AS_ERR;
-      continue;
-    }
+    if (dd->missing) continue; /* queued before the commit (apply_kept) */
     if (d) eng_count(p, d->schema, ENG_C_APPLIED, -1);
     char *dj = d ? as_delta_to_json_string(d, NULL) : NULL;
     char *kj = d ? as_key_describe(d->schema, &d->row) : NULL;
@@ -296,6 +293,12 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, bool *asked, a
   pthread_mutex_lock(&t->mu);
   int rc = t->ad->begin(t->node, err);
   if (rc == AS_OK && w->nkept) rc = t->ad->apply(t->node, arr, w->nkept, &dead, err);
+  /* an update that found no row there: the key's whole winning row is queued for the target
+   * before the commit, so that a crash right after the commit cannot lose it (a commit that
+   * fails leaves a repair that writes what the target lacks anyway) */
+  for (size_t i = 0; rc == AS_OK && i < dead.n; i++)
+    if (dead.items[i].missing && dead.items[i].index < w->nkept)
+      rc = missing_row(p, w, &arr[dead.items[i].index], err);
   *asked = rc == AS_OK;
   if (rc == AS_OK) rc = t->ad->commit(t->node, p->stream_id, ckpt, err);
   if (rc != AS_OK) t->ad->rollback(t->node);
@@ -310,7 +313,7 @@ static int apply_kept(eng_pair *p, eng_work *w, const char *ckpt, bool *asked, a
       as_metrics_batch(p->src->cfg->name, t->cfg->name, (int64_t)w->nkept);
       note_lag(p, &arr[w->nkept - 1]);
     }
-    if (dead.n) crash_point("after-commit-with-dead"); /* committed, missing rows not queued */
+    if (dead.n) crash_point("after-commit-with-dead"); /* committed, the batch not stamped */
     rc = apply_dead(p, w, arr, w->nkept, &dead, err);
   }
   as_dead_list_clear(&dead);

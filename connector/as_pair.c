@@ -97,11 +97,8 @@ static char *ckpt_compose(const eng_pair *p, int64_t relay_seq, const char *pos)
 /* ---------- a batch that was in flight when the process died ---------- */
 
 /* The writes of that batch to the target: committed (the target's checkpoint is the one the
- * batch carried) -> stamped now; not committed -> forgotten, so nothing counts on them. A
- * committed batch's update may have found no row there (the target reported it missing and the
- * process died before it queued the repair that writes the whole row, as_batch.c missing_row):
- * each row version it wrote gets that repair now (a target that holds the row already gets
- * the same values again; a crash leaves one batch per pair in flight at most). */
+ * batch carried) -> stamped now; not committed -> forgotten, so nothing counts on them. (An
+ * update of it that found no row there had its repair queued before the commit.) */
 static void settle_key(eng_pair *p, const char *line, bool committed) {
   const char *tab = strchr(line, '\t');
   if (!tab) return;
@@ -117,13 +114,9 @@ static void settle_key(eng_pair *p, const char *line, bool committed) {
   if (as_state_version_get(p->e->state, s->name, key, &v, &err) == AS_OK) {
     const as_held *h = as_version_held(&v, p->dst->id);
     if (h && h->wrote_pending) {
-      bool row = committed && !h->deleted && !v.deleted;
       if (committed) as_version_set_held(&v, p->dst->id, h->origin, h->hlc, h->deleted, as_now_us());
       else as_version_drop_held(&v, p->dst->id);
-      int64_t id = 0;
-      if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK ||
-          (row && as_state_repair_add(p->e->state, s->name, key, p->dst->cfg->name,
-                                      p->src->cfg->name, NULL, &id, &err) != AS_OK))
+      if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)
         AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
     }
   }

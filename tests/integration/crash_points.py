@@ -2,9 +2,10 @@
 
 after-commit-with-dead: a batch committed on its target, where an update found no row
 (the target writes nothing for it and the engine is to write the key's whole winning row
-there), and the process dies before it queued that write. The next start finds the batch
+there), and the process dies right after the commit. The next start finds the batch
 committed (the target's checkpoint is the batch's): the target must still get the row.
-Before, the target was recorded as holding the row's version and never got the row.
+Before, that write was queued after the commit: the target was recorded as holding the row's
+version and never got the row.
 
 Two SQLite files a and b, peer-to-peer:
   1. a inserts k1, k2; both nodes get them.
