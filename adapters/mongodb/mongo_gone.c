@@ -101,7 +101,8 @@ int as_mongo_gone_write(as_node *n, mongo_ops *done, int64_t at, const bson_t *t
     if (keeps(&done->v[i]) && done->v[i].doc->len + GONE_ENTRY_SLACK <= GONE_MAX_ENTRY) k++;
   if (!k || !at) return AS_OK; /* (no time: never an image) */
   const bson_t **docs = calloc(k, sizeof *docs);
-  bson_t *entries = calloc(k, sizeof *entries);
+  /* bson_t is declared 128-byte aligned (as as_mongo_bson_new allocates it) */
+  bson_t *entries = aligned_alloc(BSON_ALIGNOF(bson_t), k * sizeof *entries);
   int rc = AS_OK;
   if (!docs || !entries) {
     free(docs);
