@@ -414,8 +414,13 @@ static int stop(as_stream *s, int rc, as_error *err, const char *fmt, const char
 }
 
 /* Fills d (already initialised) with the common fields. */
+/* Whether e belongs to the transaction of the connector mark the stream saw last (an echo). */
+static bool is_echo(const as_stream *s, const cs_event *e) {
+  return s->mark_txn && e->has_txn && strcmp(s->mark_txn, e->txn) == 0;
+}
+
 static int delta_common(as_stream *s, const cs_event *e, as_delta *d, const char *pos) {
-  bool echo = s->mark_txn && e->has_txn && strcmp(s->mark_txn, e->txn) == 0;
+  bool echo = is_echo(s, e);
   (void)pos;
   d->echo = echo;
   d->ts_us = e->ts_us;
@@ -494,7 +499,7 @@ static bool in_removed(const bson_t *removed, const char *path) {
  * the update wins over the delete (README.md, "Documents the sink deleted"). */
 static bson_t *gone_doc(as_stream *s, const as_schema *sc, const cs_event *e, const as_row *key) {
   if (!e->order) return NULL;
-  as_error err = {0};
+  as_error err; /* (set only on failure: not cleared on this per-event path) */
   if (as_mongo_gone_load(s->n, s->client, &err) != AS_OK) /* read back once per process */
     AS_LOG(AS_LOG_DEBUG, s->comp, "%s", err.message);
   if (!as_mongo_gone_any(s->n)) return NULL;
@@ -570,8 +575,7 @@ static int handle_update(as_stream *s, const as_schema *sc, const cs_event *e, c
   bson_t *gone = e->has_full_doc && s->n->when_available ? NULL : gone_doc(s, sc, e, &d->row);
   /* the image another stream of this node used for this very event, if one did */
   bool shared = false;
-  bool echo = s->mark_txn && e->has_txn && strcmp(s->mark_txn, e->txn) == 0; /* as delta_common */
-  bson_t *sh = s->n->when_available || !e->has_id || echo ? NULL
+  bson_t *sh = s->n->when_available || !e->has_id || is_echo(s, e) ? NULL
              : as_mongo_image_share(s->n, &e->id, gone ? gone : e->has_full_doc ? &e->full_doc : NULL,
                                     &shared);
   bool has_full = false;

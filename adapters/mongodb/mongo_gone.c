@@ -36,7 +36,7 @@
 
 /* ------------------------------------------------------------------ in memory */
 
-/* Keeps doc (moved in), deleted under key hash h by a transaction that committed at `at`,
+/* Keeps doc (moved in), deleted under key hash h by a transaction whose time is `at`,
  * dropping the oldest documents beyond MONGO_GONE_MAX or MONGO_GONE_BYTES. Caller holds
  * gone_mu. */
 static void keep_locked(as_node *n, uint64_t h, int64_t at, bson_t *doc) {
@@ -44,7 +44,7 @@ static void keep_locked(as_node *n, uint64_t h, int64_t at, bson_t *doc) {
     mongo_gone *old = &n->gone[(n->gone_head + MONGO_GONE_MAX - n->gone_n) % MONGO_GONE_MAX];
     n->gone_bytes -= old->doc->len;
     n->gone_count[old->h % MONGO_GONE_FILTER]--;
-    if (old->at != INT64_MAX && old->at > n->gone_evicted_at) n->gone_evicted_at = old->at;
+    if (old->at > n->gone_evicted_at) n->gone_evicted_at = old->at;
     n->gone_evicted_n++;
     as_mongo_bson_free(old->doc);
     memset(old, 0, sizeof *old);
@@ -72,10 +72,7 @@ bson_t *as_mongo_gone_find(as_node *n, uint64_t h, int64_t order) {
     if (g->at < order) break;
     if (g->h == h) first = g; /* the first delete after the event: the document closest to it */
   }
-  if (first && (copy = as_mongo_bson_new()) && !bson_concat(copy, first->doc)) {
-    as_mongo_bson_free(copy);
-    copy = NULL;
-  }
+  if (first) copy = as_mongo_bson_copy(first->doc);
   pthread_mutex_unlock(&n->gone_mu);
   return copy;
 }
@@ -201,13 +198,7 @@ static bool entry_parse(const bson_t *e, loaded *l) {
   bson_iter_binary(&it, &st, &len, &data);
   if (!data || !bson_init_static(&doc, data, len) || !bson_validate(&doc, BSON_VALIDATE_NONE, NULL))
     return false;
-  if (!(l->doc = as_mongo_bson_new())) return false;
-  if (!bson_concat(l->doc, &doc)) {
-    as_mongo_bson_free(l->doc);
-    l->doc = NULL;
-    return false;
-  }
-  return true;
+  return (l->doc = as_mongo_bson_copy(&doc)) != NULL;
 }
 
 static int by_at(const void *a, const void *b) {

@@ -28,15 +28,6 @@ static void drop_locked(as_node *n, mongo_img *e) {
   memset(e, 0, sizeof *e);
 }
 
-static bson_t *copy_of(const bson_t *doc) {
-  bson_t *c = as_mongo_bson_new();
-  if (c && !bson_concat(c, doc)) {
-    as_mongo_bson_free(c);
-    c = NULL;
-  }
-  return c;
-}
-
 void as_mongo_streams_add(as_node *n, int k) { __atomic_add_fetch(&n->nstreams, k, __ATOMIC_ACQ_REL); }
 
 bson_t *as_mongo_image_share(as_node *n, const bson_t *event_id, const bson_t *mine, bool *shared) {
@@ -51,7 +42,7 @@ bson_t *as_mongo_image_share(as_node *n, const bson_t *event_id, const bson_t *m
       mongo_img *e = &n->img[(n->img_head + MONGO_IMG_MAX - k) % MONGO_IMG_MAX];
       if (e->h != h) continue;
       *shared = true;
-      out = e->doc ? copy_of(e->doc) : NULL;
+      out = e->doc ? as_mongo_bson_copy(e->doc) : NULL;
       if (e->doc && !out) *shared = false; /* out of memory: the stream's own */
       if (++e->readers >= streams) drop_locked(n, e);
       pthread_mutex_unlock(&n->img_mu);
@@ -59,7 +50,7 @@ bson_t *as_mongo_image_share(as_node *n, const bson_t *event_id, const bson_t *m
     }
   }
   /* the first reader: leave a copy of its image (none is an image too) */
-  bson_t *keep = mine ? copy_of(mine) : NULL;
+  bson_t *keep = mine ? as_mongo_bson_copy(mine) : NULL;
   if (!mine || keep) {
     size_t len = keep ? keep->len : 0;
     while (n->img_n && (n->img_n == MONGO_IMG_MAX || n->img_bytes + len > MONGO_IMG_BYTES)) {

@@ -190,6 +190,7 @@ void as_mongo_image_free(as_node *n);
 /* A heap bson_t initialised with bson_init (so a callee may bson_init it again); freed with
  * as_mongo_bson_free. */
 bson_t *as_mongo_bson_new(void);
+bson_t *as_mongo_bson_copy(const bson_t *src); /* the same, holding a copy of src (NULL: no memory) */
 void as_mongo_bson_free(bson_t *b);
 
 /* mongo_admin.c: the adapter's sample, check_live and versions callbacks (adapter.h). */

@@ -61,6 +61,15 @@ bson_t *as_mongo_bson_new(void) {
   return b;
 }
 
+bson_t *as_mongo_bson_copy(const bson_t *src) {
+  bson_t *b = as_mongo_bson_new();
+  if (b && !bson_concat(b, src)) {
+    as_mongo_bson_free(b);
+    b = NULL;
+  }
+  return b;
+}
+
 void as_mongo_bson_free(bson_t *b) {
   if (!b) return;
   bson_destroy(b);
@@ -519,9 +528,8 @@ int as_mongo_session_register(as_node *n, as_error *err) {
   bson_error_t be;
   int rc = AS_OK;
   const bson_t *lsid = mongoc_client_session_get_lsid(n->sess);
-  bson_t *copy = as_mongo_bson_new();
-  if (!copy || !bson_concat(copy, lsid)) {
-    as_mongo_bson_free(copy);
+  bson_t *copy = as_mongo_bson_copy(lsid);
+  if (!copy) {
     return as_error_set(err, AS_DOM_MONGO, AS_ERR, "out of memory");
   }
   pthread_mutex_lock(&n->mu);
