@@ -245,6 +245,32 @@ static as_delta *resurrected(eng_work *w, as_delta *d, as_error *err) {
   return c;
 }
 
+/* An update that is the row's version (it brought the row back, decided on another pair
+ * first), on its way to another target: the row's other columns from the change's row image,
+ * as the first target got them — those whose version is the row's (a column with a version of
+ * its own was changed since, and that change follows on its own). Without it this target
+ * would get the update's columns only, and count as holding the row's version while it holds
+ * whatever it had (a row an older delete has not reached yet, say) until the rest follows:
+ * a repair reading the row's version from it meanwhile would take those values. With every
+ * column filled it is the whole row (no rest to follow); else the rest still follows. */
+static as_delta *filled_from_image(eng_work *w, as_delta *a, const decided *x, as_error *err) {
+  if (!a->image.n) return a;
+  as_delta *c = owned_copy(w, a, err);
+  if (!c) return NULL;
+  bool all = true;
+  for (size_t i = 0; i < c->row.n; i++) {
+    if (c->row.set[i] || c->schema->cols[i].is_key) continue;
+    if (i < c->image.n && c->image.set[i] && !as_version_col(&x->v, (uint16_t)i))
+      as_row_put(&c->row, i, &c->image.v[i]);
+    else
+      all = false;
+  }
+  as_row_clear(&c->image);
+  memset(&c->image, 0, sizeof c->image);
+  if (all) c->op = AS_OP_INSERT;
+  return c;
+}
+
 static as_delta *applied_delta(eng_work *w, as_delta *d, const uint8_t *apply, as_error *err) {
   bool all = true;
   for (size_t i = 0; i < d->row.n && all; i++) all = !d->row.set[i] || apply[i];
@@ -267,17 +293,64 @@ static bool writes_columns(const as_delta *d) {
   return false;
 }
 
-static void note_conflict(eng_pair *p, const as_delta *d, decided *x) {
+/* The version the columns `lost` of change d lost to: the newest of their versions (each
+ * column's own, or the row's); for a change that lost whole, the row's version (a delete: the
+ * newest version anywhere in the row). *some: only some of d's columns lost. */
+static const char *lost_to(eng_pair *p, const as_delta *d, const decided *x, const uint8_t *lost,
+                           int64_t *hlc, bool *some) {
+  const as_schema *s = d->schema;
+  const as_version *v = &x->v;
+  bool del = d->op == AS_OP_DELETE, all = true, any = false;
+  for (size_t i = 0; i < s->ncols && i < d->row.n; i++) {
+    if (s->cols[i].is_key || !d->row.set[i]) continue;
+    if (lost[i]) any = true;
+    else all = false;
+  }
+  *some = !del && any && !all;
+  const char *best = v->origin;
+  *hlc = v->hlc;
+  bool found = false;
+  for (size_t i = 0; i < s->ncols; i++) {
+    if (s->cols[i].is_key) continue;
+    if (*some && !(i < d->row.n && d->row.set[i] && lost[i])) continue;
+    const as_colver *cv = as_version_col(v, (uint16_t)i);
+    if (!*some && (!del || !cv)) continue; /* whole: the row's version (a delete: the newest) */
+    int64_t h = cv ? cv->hlc : v->hlc;
+    const char *o = cv ? as_state_node_name(p->e->state, cv->origin) : v->origin;
+    if (!o) o = "";
+    if ((*some && !found) || as_version_compare(h, o, *hlc, best) > 0) {
+      *hlc = h;
+      best = o;
+      found = true;
+    }
+  }
+  return best;
+}
+
+static void note_conflict(eng_pair *p, const as_delta *d, decided *x, const uint8_t *lost) {
   const as_schema *s = d->schema;
   eng_count(p, s, ENG_C_CONFLICTS, 1);
   as_metrics_add(p->src->cfg->name, p->dst->cfg->name, s->name, AS_M_CONFLICTS, 1);
-  AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld) lost to %s (hlc %lld)",
-         s->name, x->key, d->origin, (long long)d->hlc, x->v.origin, (long long)x->v.hlc);
+  int64_t whlc;
+  bool some;
+  const char *who = lost_to(p, d, x, lost, &whlc, &some);
+  if (AS_LOG_DEBUG <= as_log_current_level) {
+    char cols[256] = "";
+    size_t at = 0;
+    for (size_t i = 0; some && i < s->ncols && i < d->row.n && at < sizeof cols; i++) {
+      if (s->cols[i].is_key || !d->row.set[i] || !lost[i]) continue;
+      int k = snprintf(cols + at, sizeof cols - at, "%s%s", at ? ", " : "", s->cols[i].name);
+      if (k > 0) at += (size_t)k;
+    }
+    AS_LOG(AS_LOG_DEBUG, p->comp, "mapping %s key %s: change from %s (hlc %lld)%s%s%s lost to %s "
+           "(hlc %lld)", s->name, x->key, d->origin, (long long)d->hlc, some ? ": column(s) " : "",
+           cols, some ? " of it" : "", who, (long long)whlc);
+  }
   char *row = as_conflict_row_json(s, &d->row, d->op == AS_OP_DELETE, NULL);
   char *cols = as_conflict_columns_json(s, &d->row, NULL);
   as_error cerr;
   as_conflict_rec rec = {.mapping = s->name, .key = x->key, .strategy = "lww", .columns_json = cols,
-                         .chosen = x->v.origin, .local = {.node = x->v.origin, .ts_us = AS_HLC_US(x->v.hlc)},
+                         .chosen = who, .local = {.node = who, .ts_us = AS_HLC_US(whlc)},
                          .remote = {.node = d->origin, .row_json = row, .ts_us = d->ts_us}};
   if (as_state_conflict_record(p->e->state, &rec, NULL, &cerr) != AS_OK)
     AS_LOG(AS_LOG_WARN, p->comp, "cannot record conflict: %s", cerr.message);
@@ -288,8 +361,8 @@ static void note_conflict(eng_pair *p, const as_delta *d, decided *x) {
 /* A local change that lost (some or all of its columns): its node holds losing values, so it
  * gets the key's winning row. A conflict the resolver found is recorded by the caller. */
 static int repair_loser(eng_pair *p, eng_work *w, const as_delta *d, decided *x, size_t i,
-                        bool record, as_error *err) {
-  if (record) note_conflict(p, d, x);
+                        const uint8_t *lost, bool record, as_error *err) {
+  if (record) note_conflict(p, d, x, lost);
   eng_node *from = eng_find_node(p->e, x->v.origin);
   if (!eng_queue_repair(w, d->schema, x->key, p->src, from && from != p->src ? from : p->dst, i))
     return eng_oom(err);
@@ -632,25 +705,27 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
     x->dirty = true;
     eng_note_vector_conflict(p, d, x->key, &before, &x->v, &dec, r->name);
   }
-  if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, !dec.conflict && !vectors, err)) != AS_OK)
+  if (dec.any_lost && (rc = repair_loser(p, w, d, x, i, dec.lost, !dec.conflict && !vectors, err)) != AS_OK)
     return rc;
   if (dec.verdict != AS_VERDICT_APPLY) {
     as_row_clear(&merged);
-    if (dec.verdict != AS_VERDICT_SKIP) return AS_OK;
+    /* an update that brought the row back, decided on another pair first (or a replay of it
+     * after an earlier change of its node was written again), whose every column has a newer
+     * version by now: the target does not hold the row's version, so it gets the rest of the
+     * row (else it keeps what it had there, e.g. the replayed earlier change's values) */
+    bool rest = partial_row_version(x, d) && !(x->v.row_mask & (1ull << (p->dst->id % 64)));
+    if (dec.verdict != AS_VERDICT_SKIP) return rest && !vectors ? fetch_rest(p, w, x, i, err) : AS_OK;
     eng_count_skip(p, s);
-    if (!vectors) return AS_OK;
-    hold_row_version(p, x, d); /* decide_known found no column of d's left */
-    /* an update that brought the row back, decided on another pair first, whose every column
-     * has a newer version by now: the target has none of the row's version yet */
-    if (partial_row_version(x, d) && !(x->v.row_mask & (1ull << (p->dst->id % 64))))
-      return fetch_rest(p, w, x, i, err);
-    return AS_OK;
+    if (vectors) hold_row_version(p, x, d); /* decide_known found no column of d's left */
+    return rest ? fetch_rest(p, w, x, i, err) : AS_OK;
   }
   as_delta *a = dec.merged ? merged_delta(p, w, d, &merged, dec.apply, i, x->key, err)
                 : was_deleted && d->op == AS_OP_UPDATE && dec.new_winner
                     ? resurrected(w, d, err)
                     : applied_delta(w, d, dec.apply, err);
   as_row_clear(&merged);
+  if (a && !dec.merged && a->op == AS_OP_UPDATE && partial_row_version(x, d) && writes_columns(a))
+    a = filled_from_image(w, a, x, err);
   if (!a) return AS_ERR;
   if (a->op == AS_OP_UPDATE && !writes_columns(a)) { /* every column it carries lost */
     hold_row_version(p, x, d);

@@ -96,9 +96,28 @@ static char *ckpt_compose(const eng_pair *p, int64_t relay_seq, const char *pos)
 
 /* ---------- a batch that was in flight when the process died ---------- */
 
+/* A write of a batch that did not commit, recorded ahead for the target: it wrote nothing
+ * there, but its record took the place of the target's record of the connector's earlier
+ * write there (a repair, say, that deleted the row over a newer change of the node's own not
+ * captured yet), which is gone. The target keeps a record that it holds no version known from
+ * a write and that the connector may have written there up to now: a change of its own
+ * committed before then counts as overwritten and is written back where it still wins
+ * (dropping the record left such a change lost on its own node while the state store said
+ * the node made it). */
+static void forget_write(as_version *v, uint16_t dst) {
+  as_held *h = (as_held *)as_version_held(v, dst);
+  if (!h) return;
+  h->made = false;
+  h->written_us = 0;
+  h->wrote_pending = false;
+  h->wrote_us = as_now_us();
+  h->wrote_order = 0;
+}
+
 /* The writes of that batch to the target: committed (the target's checkpoint is the one the
- * batch carried) -> stamped now; not committed -> forgotten, so nothing counts on them. (An
- * update of it that found no row there had its repair queued before the commit.) */
+ * batch carried) -> stamped now; not committed -> forgotten (forget_write), so nothing counts
+ * on them. (An update of it that found no row there had its repair queued before the
+ * commit.) */
 static void settle_key(eng_pair *p, const char *line, bool committed) {
   const char *tab = strchr(line, '\t');
   if (!tab) return;
@@ -115,7 +134,7 @@ static void settle_key(eng_pair *p, const char *line, bool committed) {
     const as_held *h = as_version_held(&v, p->dst->id);
     if (h && h->wrote_pending) {
       if (committed) as_version_set_held(&v, p->dst->id, h->origin, h->hlc, h->deleted, as_now_us());
-      else as_version_drop_held(&v, p->dst->id);
+      else forget_write(&v, p->dst->id);
       if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)
         AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
     }

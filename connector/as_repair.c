@@ -22,16 +22,34 @@
 #define REPAIR_GIVE_UP_US (10 * 60 * 1000000LL)
 #define AS_MAX_WANT 512 /* columns a repair can read (winner_delta refuses more) */
 
-/* held[to] := the row's version (written_us as given), in one state transaction. */
-static int record(engine *e, const as_schema *s, const char *key, eng_node *to, int64_t written,
-                  int64_t order, as_error *err) {
+/* What `to` holds once the repair's write d committed there (written_us 0: written ahead).
+ * The key's whole winning row (or what `to` lacked of it): the row's version, and it holds
+ * every column's winner now (version vectors). A rewrite (`own`: `to`'s own change written
+ * back, some columns only): that change's version, and only the columns it wrote — marking
+ * `to` as holding the row's version would let a repair read from `to` columns it never got
+ * back (it holds whatever the connector wrote over them). */
+static int record(engine *e, const as_schema *s, const char *key, eng_node *to,
+                  const as_delta *own, int64_t written, int64_t order, as_error *err) {
   as_version v;
   int rc = as_state_begin(e->state, err);
   if (rc != AS_OK) return rc;
   rc = as_state_version_get(e->state, s->name, key, &v, err);
   uint16_t oid = 0;
-  if (rc == AS_OK) rc = as_state_node_id(e->state, v.origin, &oid, err);
-  if (rc == AS_OK) {
+  if (rc == AS_OK) rc = as_state_node_id(e->state, own ? own->origin : v.origin, &oid, err);
+  if (rc == AS_OK && own) {
+    uint64_t bit = 1ull << (to->id % 64);
+    as_version_set_held(&v, to->id, oid, own->hlc, own->op == AS_OP_DELETE, written);
+    as_version_set_wrote_order(&v, to->id, order);
+    bool row = v.hlc == own->hlc && strcmp(v.origin, own->origin) == 0;
+    if (row && own->op == AS_OP_DELETE) v.row_mask |= bit;
+    for (size_t i = 0; i < own->row.n && i < s->ncols; i++) {
+      if (!own->row.set[i] || s->cols[i].is_key) continue;
+      as_colver *cv = (as_colver *)as_version_col(&v, (uint16_t)i);
+      if (cv && cv->hlc == own->hlc && cv->origin == oid) cv->mask |= bit;
+      else if (!cv && row) v.row_mask |= bit;
+    }
+    rc = as_state_version_put(e->state, s->name, key, &v, err);
+  } else if (rc == AS_OK) {
     as_version_set_held(&v, to->id, oid, v.hlc, v.deleted, written);
     as_version_set_wrote_order(&v, to->id, order);
     as_version_mark_holder(&v, to->id); /* it holds the winning row now (version vectors) */
@@ -111,12 +129,13 @@ static eng_node *holder_of(engine *e, const as_schema *s, const char *key, const
   }
   /* the nodes the version was written to (mask), when no write record says so; not a node
    * the connector is writing to right now (its mark was made ahead of a commit that may not
-   * happen: a failed batch, a crash), nor one whose write record was dropped (a batch that did
-   * not commit: its marks stay, its writes do not) */
+   * happen: a failed batch, a crash), nor one whose write record was dropped or forgotten (a
+   * batch that did not commit: its marks stay, its writes do not) */
   for (size_t i = 0; mask && i < e->nnodes; i++) {
     eng_node *n = &e->nodes[i];
     const as_held *h = as_version_held(v, n->id);
-    bool known = h ? !h->wrote_pending : v->nheld == AS_VERSION_MAX_HELD;
+    bool known = h ? !h->wrote_pending && (h->written_us > 0 || h->made)
+                   : v->nheld == AS_VERSION_MAX_HELD;
     if (n != to && !(skip & node_bit(n)) && (mask & node_bit(n)) && known &&
         trusted(e, s, key, n))
       return n;
@@ -291,12 +310,14 @@ static int winner_delta(engine *e, const as_schema *s, const char *key, const as
   return read_columns(e, s, key, keyrow, v, want, to, from, d, err);
 }
 
-/* Writes d to `to` with held[to] recorded ahead and after. AS_EDATA when `to` refused it. */
+/* Writes d to `to` with held[to] recorded ahead and after (record; own: d is a rewrite).
+ * AS_EDATA when `to` refused it. */
 static int write_recorded(engine *e, const as_schema *s, const char *key, eng_node *to,
-                          as_delta *d, bool *missing, as_error *err) {
+                          as_delta *d, bool own, bool *missing, as_error *err) {
   as_dead_list dead = {0};
   int64_t order = 0;
-  int rc = record(e, s, key, to, 0, 0, err); /* ahead of the write, as for batches */
+  const as_delta *mine = own ? d : NULL;
+  int rc = record(e, s, key, to, mine, 0, 0, err); /* ahead of the write, as for batches */
   if (rc == AS_OK) rc = write_to(to, d, &dead, &order, err);
   if (rc == AS_OK && dead.n && dead.items[0].missing) {
     *missing = true;
@@ -304,7 +325,7 @@ static int write_recorded(engine *e, const as_schema *s, const char *key, eng_no
     rc = as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "%s",
                       dead.items[0].error ? dead.items[0].error : "refused by the target");
   } else if (rc == AS_OK) {
-    rc = record(e, s, key, to, as_now_us(), order, err);
+    rc = record(e, s, key, to, mine, as_now_us(), order, err);
   } else if (rc == AS_EINVAL) {
     rc = AS_EDATA;
   }
@@ -336,7 +357,7 @@ static int write_winner_locked(engine *e, const as_schema *s, const char *key, e
     d->hlc = v.hlc;
     d->ts_us = AS_HLC_US(v.hlc);
     missing = false;
-    rc = write_recorded(e, s, key, to, d, &missing, err);
+    rc = write_recorded(e, s, key, to, d, false, &missing, err);
     if (!missing) break; /* else `to` has no row: the whole row then */
   }
   as_row_clear(&keyrow);
@@ -387,7 +408,7 @@ static int rewrite_locked(engine *e, const as_schema *s, const char *key, eng_no
   }
   if (rc != AS_OK) return rc;
   bool missing = false;
-  rc = write_recorded(e, s, key, to, d, &missing, err);
+  rc = write_recorded(e, s, key, to, d, true, &missing, err);
   if (rc == AS_OK && missing) { /* deleted there since: the whole row then */
     as_delta_clear(d);
     rc = write_winner_locked(e, s, key, to, from, true, d, err);

@@ -204,7 +204,10 @@ void as_state_rollback(as_state *st);
  * once the write committed, so a repair survives a crash of the connector. Without delta:
  * "write the current winning row of (mapping, key) to node" (read_from: where to read the
  * columns the node itself won); with delta (canonical delta JSON): "write back to node the
- * columns of this change of its own that still win" (the connector overwrote it there). */
+ * columns of this change of its own that still win" (the connector overwrote it there). A
+ * repair already pending for the same key and node with the same delta (or none) is not
+ * queued twice: *id is that one's (a winning row is read when the repair runs, whoever queued
+ * it). */
 typedef struct as_repair_rec {
   int64_t id;
   char mapping[96];

@@ -1157,6 +1157,32 @@ int as_state_repair_add(as_state *st, const char *mapping, const char *key, cons
   pthread_mutex_lock(&st->mu);
   sqlite3_stmt *q = NULL;
   int rc = AS_OK;
+  /* one pending repair per key, node and what it writes is enough: the winning row is read
+   * when it runs (whoever queued it), and a change written back is the same change */
+  {
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id FROM repairs WHERE mapping = ?1 AND key = ?2 AND node = ?3 "
+                           "AND delta IS ?4 LIMIT 1",
+                           -1, &q, NULL) != SQLITE_OK) {
+      rc = as_state_sqlerr(st, err, "queue repair");
+      goto done;
+    }
+    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, node, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, delta, -1, SQLITE_STATIC);
+    int s = sqlite3_step(q);
+    if (s == SQLITE_ROW) {
+      if (id) *id = sqlite3_column_int64(q, 0);
+      goto done;
+    }
+    if (s != SQLITE_DONE) {
+      rc = as_state_sqlerr(st, err, "queue repair");
+      goto done;
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+  }
   if (sqlite3_prepare_v2(st->db,
                          "INSERT INTO repairs(created_us, mapping, key, node, read_from, delta) "
                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

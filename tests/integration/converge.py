@@ -134,8 +134,8 @@ class MongoSide:
             if op == "upsert1":
                 r = c.update_one({"_id": k}, {"$set": {"val": f["val"]}}, upsert=True)
                 return {"val": f["val"], "tag": None, "n": None} if r.upserted_id is not None else {"val": f["val"]}
-            if op == "clear":
-                return {"tag": None} if c.update_one({"_id": k}, {"$unset": {"tag": ""}}).matched_count else False
+            if op == "clear":  # a document without tag: MongoDB changes nothing, no change event
+                return {"tag": None} if c.update_one({"_id": k}, {"$unset": {"tag": ""}}).modified_count else False
             if op == "delete":
                 return None if c.delete_one({"_id": k}).deleted_count else False
         except (DuplicateKeyError, OperationFailure):

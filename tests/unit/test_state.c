@@ -158,6 +158,19 @@ START_TEST(repair_queue) {
   ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":1}", "pg", "mongo", NULL, &id1, &err), AS_OK);
   ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":2}", "lite", "pg", "{}", &id2, &err), AS_OK);
   ck_assert_int_eq(as_state_repair_count(st), 2);
+  /* the same repair again: the pending one stands for it; another rewrite counts */
+  int64_t id3 = 0, id4 = 0, id5 = 0;
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":1}", "pg", "lite", NULL, &id3, &err), AS_OK);
+  ck_assert_int_eq(id3, id1);
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":2}", "lite", "pg", "{}", &id4, &err), AS_OK);
+  ck_assert_int_eq(id4, id2);
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":2}", "lite", "pg", "{\"x\":1}", &id4, &err), AS_OK);
+  ck_assert_int_ne(id4, id2);
+  ck_assert_int_eq(as_state_repair_add(st, "m", "{\"id\":1}", "lite", "pg", NULL, &id5, &err), AS_OK);
+  ck_assert_int_ne(id5, id1);
+  ck_assert_int_eq(as_state_repair_count(st), 4);
+  ck_assert_int_eq(as_state_repair_done(st, id4, &err), AS_OK);
+  ck_assert_int_eq(as_state_repair_done(st, id5, &err), AS_OK);
   ck_assert_int_eq(as_state_repair_done(st, id1, &err), AS_OK);
   as_state_close(st);
   ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
