@@ -229,19 +229,36 @@ static as_delta *owned_copy(eng_work *w, const as_delta *d, as_error *err) {
   return c;
 }
 
+/* A copy of d with the columns it does not carry taken from its row image (each one, or with
+ * `own` only those without a version of their own there), the image dropped. *all: every
+ * column is set now. d itself when it has no image. */
+static as_delta *with_image(eng_work *w, as_delta *d, const as_version *own, bool *all,
+                            as_error *err) {
+  *all = false;
+  if (!d->image.n) return d;
+  as_delta *c = owned_copy(w, d, err);
+  if (!c) return NULL;
+  *all = true;
+  for (size_t i = 0; i < c->row.n; i++) {
+    if (c->row.set[i] || c->schema->cols[i].is_key) continue;
+    if (i < c->image.n && c->image.set[i] && !(own && as_version_col(own, (uint16_t)i)))
+      as_row_put(&c->row, i, &c->image.v[i]);
+    else
+      *all = false;
+  }
+  as_row_clear(&c->image);
+  memset(&c->image, 0, sizeof c->image);
+  return c;
+}
+
 /* An update that brought a deleted row back: the whole row, from the change's row image when
  * the source gave one (else the update as it is; the target reports the row missing and gets
  * the whole winning row). The update's own columns stand: an image read after the change
  * (MongoDB's updateLookup) may hold another value there, the change never does. */
 static as_delta *resurrected(eng_work *w, as_delta *d, as_error *err) {
-  if (!d->image.n) return d;
-  as_delta *c = owned_copy(w, d, err);
-  if (!c) return NULL;
-  for (size_t i = 0; i < c->row.n && i < c->image.n; i++)
-    if (!c->row.set[i] && c->image.set[i]) as_row_put(&c->row, i, &c->image.v[i]);
-  as_row_clear(&c->image);
-  memset(&c->image, 0, sizeof c->image);
-  c->op = AS_OP_INSERT;
+  bool all;
+  as_delta *c = with_image(w, d, NULL, &all, err);
+  if (c && c != d) c->op = AS_OP_INSERT;
   return c;
 }
 
@@ -254,20 +271,9 @@ static as_delta *resurrected(eng_work *w, as_delta *d, as_error *err) {
  * a repair reading the row's version from it meanwhile would take those values. With every
  * column filled it is the whole row (no rest to follow); else the rest still follows. */
 static as_delta *filled_from_image(eng_work *w, as_delta *a, const decided *x, as_error *err) {
-  if (!a->image.n) return a;
-  as_delta *c = owned_copy(w, a, err);
-  if (!c) return NULL;
-  bool all = true;
-  for (size_t i = 0; i < c->row.n; i++) {
-    if (c->row.set[i] || c->schema->cols[i].is_key) continue;
-    if (i < c->image.n && c->image.set[i] && !as_version_col(&x->v, (uint16_t)i))
-      as_row_put(&c->row, i, &c->image.v[i]);
-    else
-      all = false;
-  }
-  as_row_clear(&c->image);
-  memset(&c->image, 0, sizeof c->image);
-  if (all) c->op = AS_OP_INSERT;
+  bool all;
+  as_delta *c = with_image(w, a, &x->v, &all, err);
+  if (c && all) c->op = AS_OP_INSERT;
   return c;
 }
 

@@ -36,23 +36,20 @@ static int record(engine *e, const as_schema *s, const char *key, eng_node *to,
   rc = as_state_version_get(e->state, s->name, key, &v, err);
   uint16_t oid = 0;
   if (rc == AS_OK) rc = as_state_node_id(e->state, own ? own->origin : v.origin, &oid, err);
-  if (rc == AS_OK && own) {
-    uint64_t bit = 1ull << (to->id % 64);
-    as_version_set_held(&v, to->id, oid, own->hlc, own->op == AS_OP_DELETE, written);
+  if (rc == AS_OK) {
+    int64_t hlc = own ? own->hlc : v.hlc;
+    as_version_set_held(&v, to->id, oid, hlc, own ? own->op == AS_OP_DELETE : v.deleted, written);
     as_version_set_wrote_order(&v, to->id, order);
-    bool row = v.hlc == own->hlc && strcmp(v.origin, own->origin) == 0;
+    if (!own) as_version_mark_holder(&v, to->id); /* the winning row (version vectors) */
+    uint64_t bit = 1ull << (to->id % 64);
+    bool row = own && v.hlc == hlc && strcmp(v.origin, own->origin) == 0;
     if (row && own->op == AS_OP_DELETE) v.row_mask |= bit;
-    for (size_t i = 0; i < own->row.n && i < s->ncols; i++) {
+    for (size_t i = 0; own && i < own->row.n && i < s->ncols; i++) {
       if (!own->row.set[i] || s->cols[i].is_key) continue;
       as_colver *cv = (as_colver *)as_version_col(&v, (uint16_t)i);
-      if (cv && cv->hlc == own->hlc && cv->origin == oid) cv->mask |= bit;
+      if (cv && cv->hlc == hlc && cv->origin == oid) cv->mask |= bit;
       else if (!cv && row) v.row_mask |= bit;
     }
-    rc = as_state_version_put(e->state, s->name, key, &v, err);
-  } else if (rc == AS_OK) {
-    as_version_set_held(&v, to->id, oid, v.hlc, v.deleted, written);
-    as_version_set_wrote_order(&v, to->id, order);
-    as_version_mark_holder(&v, to->id); /* it holds the winning row now (version vectors) */
     rc = as_state_version_put(e->state, s->name, key, &v, err);
   }
   if (rc == AS_ENOTFOUND) rc = AS_OK;
