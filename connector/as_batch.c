@@ -84,14 +84,18 @@ static int write_relays(eng_pair *p, eng_work *w, bool *any, as_error *err) {
   return AS_OK;
 }
 
-/* Write-ahead: the decided versions, the queued repairs and the relays, in one state
- * transaction. */
-/* "mapping\tkey" lines of the keys this batch writes to the target. */
-static char *applied_keys(eng_work *w) {
+/* "mapping\tkey" lines of the keys this batch writes to the target, each followed by the
+ * versions the batch marks the target as holding anew (as_version_marks_diff): a batch found
+ * not committed takes those marks back (as_pair.c settle_key). */
+static char *applied_keys(eng_pair *p, eng_work *w) {
   as_buf b = AS_BUF_INIT;
   for (size_t i = 0; i < w->nall; i++) {
-    if (!w->all[i]->applied) continue;
-    if (as_buf_printf(&b, "%s\t%s\n", w->all[i]->schema->name, w->all[i]->key) != AS_OK) {
+    decided *x = w->all[i];
+    if (!x->applied) continue;
+    const as_version *before = x->found ? &x->orig : NULL;
+    if (as_buf_printf(&b, "%s\t%s", x->schema->name, x->key) != AS_OK ||
+        as_version_marks_diff(p->e->state, &x->v, before, p->dst->id, &b) != AS_OK ||
+        as_buf_printf(&b, "\n") != AS_OK) {
       as_buf_free(&b);
       return NULL;
     }
@@ -115,6 +119,8 @@ static void hold_covered_row(decided *x) {
   as_version_hold_covered_row(&x->v, cols, n);
 }
 
+/* Write-ahead: the decided versions, the queued repairs and the relays, in one state
+ * transaction. */
 static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err) {
   bool any = w->nrepairs > 0 || w->nkept > 0 || w->truncated;
   for (size_t i = 0; i < w->nall && !any; i++) any = w->all[i]->dirty;
@@ -140,7 +146,7 @@ static int write_ahead(eng_pair *p, eng_work *w, const char *ckpt, as_error *err
   if (rc == AS_OK) rc = write_relays(p, w, &relayed, err);
   if (rc == AS_OK && w->truncated) rc = as_state_versions_forget(st, w->truncated->name, err);
   if (rc == AS_OK && w->nkept > 0) {
-    char *keys = applied_keys(w);
+    char *keys = applied_keys(p, w);
     rc = keys ? as_state_inflight_put(st, p->stream_id, ckpt, keys, err) : eng_oom(err);
     free(keys);
   }

@@ -116,15 +116,18 @@ static void forget_write(as_version *v, uint16_t dst) {
 
 /* The writes of that batch to the target: committed (the target's checkpoint is the one the
  * batch carried) -> stamped now; not committed -> forgotten (forget_write), so nothing counts
- * on them. (An update of it that found no row there had its repair queued before the
- * commit.) */
-static void settle_key(eng_pair *p, const char *line, bool committed) {
-  const char *tab = strchr(line, '\t');
+ * on them, and the versions the batch marked the target as holding anew are unmarked (the
+ * line's "\thlc\torigin" fields after the key). (An update of it that found no row there had
+ * its repair queued before the commit.) */
+static void settle_key(eng_pair *p, char *line, bool committed) {
+  char *tab = strchr(line, '\t');
   if (!tab) return;
   char mapping[128];
   snprintf(mapping, sizeof mapping, "%.*s", (int)(tab - line), line);
   const as_schema *s = as_config_schema(p->e->cfg, mapping);
-  const char *key = tab + 1;
+  char *key = tab + 1;
+  char *marks = strchr(key, '\t'); /* a canonical key has no tab */
+  if (marks) *marks++ = '\0';
   if (!s) return;
   size_t stripe = eng_stripe_of(s, key);
   as_version v;
@@ -132,12 +135,16 @@ static void settle_key(eng_pair *p, const char *line, bool committed) {
   eng_stripes_lock(p->e, &stripe, 1);
   if (as_state_version_get(p->e->state, s->name, key, &v, &err) == AS_OK) {
     const as_held *h = as_version_held(&v, p->dst->id);
+    bool changed = false;
     if (h && h->wrote_pending) {
       if (committed) as_version_set_held(&v, p->dst->id, h->origin, h->hlc, h->deleted, as_now_us());
       else forget_write(&v, p->dst->id);
-      if (as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)
-        AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
+      changed = true;
     }
+    if (!committed && marks && as_version_unmark(p->e->state, &v, p->dst->id, marks))
+      changed = true;
+    if (changed && as_state_version_put(p->e->state, s->name, key, &v, &err) != AS_OK)
+      AS_LOG(AS_LOG_WARN, p->comp, "%s", err.message);
   }
   eng_stripes_unlock(p->e, &stripe, 1);
 }

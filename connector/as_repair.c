@@ -258,6 +258,44 @@ static int read_pass(engine *e, const as_schema *s, const char *key, const as_ro
   return AS_OK;
 }
 
+static const as_schema *lookup_schema(void *ctx, const char *mapping) {
+  return as_config_schema((const as_config *)ctx, mapping);
+}
+
+/* The columns `want` marks whose winning version is a local change waiting to be written
+ * back (a pending rewrite of the key, on any node): taken from that change itself, which
+ * holds exactly that version's values. Every node may have lost such a value (the connector
+ * overwrote or deleted it there before the change was seen); the stored change has it. */
+static void from_rewrites(engine *e, const as_schema *s, const char *key, const as_version *v,
+                          const uint8_t *want, uint8_t *done, as_delta *d) {
+  char **deltas = NULL;
+  size_t n = 0;
+  as_error err;
+  if (as_state_repair_deltas(e->state, s->name, key, &deltas, &n, &err) != AS_OK) return;
+  for (size_t k = 0; k < n; k++) {
+    json_t *j = json_loads(deltas[k], JSON_ALLOW_NUL, NULL);
+    as_delta c;
+    memset(&c, 0, sizeof c);
+    if (j && as_delta_from_json(j, lookup_schema, (void *)e->cfg, &c, &err) == AS_OK &&
+        c.schema == s && c.op != AS_OP_DELETE) {
+      for (size_t i = 0; i < s->ncols && i < c.row.n && i < d->row.n; i++) {
+        if (!want[i] || done[i] || s->cols[i].is_key || !c.row.set[i]) continue;
+        int64_t hlc;
+        uint64_t mask;
+        const char *o = column_version(e, v, i, &hlc, &mask);
+        if (hlc != c.hlc || strcmp(o, c.origin) != 0) continue;
+        as_value_clear(&d->row.v[i]);
+        d->row.set[i] = as_value_copy(&d->row.v[i], &c.row.v[i]) == AS_OK;
+        done[i] = d->row.set[i];
+      }
+    }
+    as_delta_clear(&c);
+    json_decref(j);
+    free(deltas[k]);
+  }
+  free(deltas);
+}
+
 /* Reads into d->row the columns `want` marks, each from a node holding its winning version
  * (as_version: a column's own version, else the row's). A holder without a row (the origin of
  * the row's version, say, whose row an older delete of the connector took in a race, while
@@ -270,6 +308,7 @@ static int read_columns(engine *e, const as_schema *s, const char *key, const as
                         const as_version *v, const uint8_t *want, eng_node *to, eng_node *from,
                         as_delta *d, as_error *err) {
   uint8_t done[AS_MAX_WANT] = {0};
+  from_rewrites(e, s, key, v, want, done, d);
   uint64_t skip = 0;
   eng_node *gone = NULL;
   int rc;
@@ -382,10 +421,6 @@ static bool still_winning(engine *e, const as_version *v, as_delta *d) {
   if (d->op == AS_OP_INSERT && dropped) d->op = AS_OP_UPDATE;
   return any || (d->op == AS_OP_DELETE && v->deleted && v->hlc == d->hlc &&
                  strcmp(v->origin, d->origin) == 0);
-}
-
-static const as_schema *lookup_schema(void *ctx, const char *mapping) {
-  return as_config_schema((const as_config *)ctx, mapping);
 }
 
 /* A rewrite: the stored local change's columns that still win -> to. */

@@ -106,6 +106,18 @@ void as_version_mark_holder(as_version *v, uint16_t node);
  * whether a mark was added. */
 bool as_version_hold_covered_row(as_version *v, const uint16_t *cols, size_t n);
 
+/* For a batch's record in flight: appends "\thlc\torigin" (origin: node name) to b for each
+ * version `now` marks node as holding that `before` (NULL: nothing) did not — the row's
+ * version, then each column version once. */
+struct as_buf;
+int as_version_marks_diff(as_state *st, const as_version *now, const as_version *before,
+                          uint16_t node, struct as_buf *b) AS_MUSTCHECK;
+/* Takes back the marks of such a text (its first tab may be missing) for a batch that did
+ * not commit: node no longer counts as holding those versions (row mask, column masks),
+ * unless its write record says it got that version since (a repair wrote it there).
+ * Returns whether v changed. */
+bool as_version_unmark(as_state *st, as_version *v, uint16_t node, const char *marks);
+
 /* The column's own version, or NULL (then the row's version is the column's). */
 const as_colver *as_version_col(const as_version *v, uint16_t col);
 /* Gives col the version (origin, hlc); when full, the oldest column version is forgotten. */
@@ -224,6 +236,11 @@ int as_state_repair_done(as_state *st, int64_t id, as_error *err) AS_MUSTCHECK;
 /* Calls fn for every pending repair (oldest first; fn is called without the store's lock). */
 int as_state_repair_each(as_state *st, int (*fn)(void *ctx, const as_repair_rec *r), void *ctx,
                          as_error *err) AS_MUSTCHECK;
+/* The deltas of the pending rewrites of (mapping, key) on any node, oldest first (*out: n
+ * strings, each and the array freed by the caller): local changes the connector overwrote,
+ * the exact values of their versions. */
+int as_state_repair_deltas(as_state *st, const char *mapping, const char *key, char ***out,
+                           size_t *n, as_error *err) AS_MUSTCHECK;
 int64_t as_state_repair_count(as_state *st);
 /* Whether a repair of (mapping, key) on node is pending (rewrites only: with a delta). */
 bool as_state_repair_pending(as_state *st, const char *mapping, const char *key, const char *node,

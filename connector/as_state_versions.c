@@ -27,6 +27,7 @@
  * The tombstone flag is also a column, and so is updated_us for tombstones (0 for live
  * rows, so it costs nothing there), so that tombstones can be purged through a partial
  * index. */
+#include "as_buf.h"
 #include "as_state_int.h"
 #include "as_time.h"
 
@@ -154,6 +155,78 @@ bool as_version_hold_covered_row(as_version *v, const uint16_t *cols, size_t n) 
   if ((v->row_mask | every) == v->row_mask) return false;
   v->row_mask |= every;
   return true;
+}
+
+int as_version_marks_diff(as_state *st, const as_version *now, const as_version *before,
+                          uint16_t node, as_buf *b) {
+  uint64_t bit = 1ull << (node % 64);
+  const as_version *v = now, *o = before;
+  if ((v->row_mask & bit) &&
+      !(o && o->hlc == v->hlc && strcmp(o->origin, v->origin) == 0 && (o->row_mask & bit)) &&
+      as_buf_printf(b, "\t%lld\t%s", (long long)v->hlc, v->origin) != AS_OK)
+    return AS_ERR;
+  for (uint8_t i = 0; i < v->ncolv; i++) {
+    const as_colver *c = &v->colv[i];
+    if (!(c->mask & bit)) continue;
+    const as_colver *oc = o ? as_version_col(o, c->col) : NULL;
+    if (oc && oc->origin == c->origin && oc->hlc == c->hlc && (oc->mask & bit)) continue;
+    bool dup = false; /* one change of several columns: once */
+    for (uint8_t k = 0; k < i && !dup; k++) {
+      const as_colver *e = &v->colv[k];
+      const as_colver *oe = o ? as_version_col(o, e->col) : NULL;
+      dup = e->hlc == c->hlc && e->origin == c->origin && (e->mask & bit) &&
+            !(oe && oe->origin == e->origin && oe->hlc == e->hlc && (oe->mask & bit));
+    }
+    const char *name = as_state_node_name(st, c->origin);
+    if (!dup && name && as_buf_printf(b, "\t%lld\t%s", (long long)c->hlc, name) != AS_OK)
+      return AS_ERR;
+  }
+  return AS_OK;
+}
+
+static bool unmark_one(as_state *st, as_version *v, uint16_t node, int64_t hlc,
+                       const char *origin) {
+  uint16_t oid = 0;
+  as_error err;
+  bool oid_known = as_state_node_id(st, origin, &oid, &err) == AS_OK;
+  const as_held *h = as_version_held(v, node);
+  if (h && !h->wrote_pending && (h->written_us > 0 || h->made) && h->hlc == hlc && oid_known &&
+      h->origin == oid)
+    return false; /* written there since */
+  uint64_t bit = 1ull << (node % 64);
+  bool changed = false;
+  if (v->hlc == hlc && strcmp(v->origin, origin) == 0 && (v->row_mask & bit)) {
+    v->row_mask &= ~bit;
+    changed = true;
+  }
+  for (uint8_t i = 0; oid_known && i < v->ncolv; i++) {
+    as_colver *c = &v->colv[i];
+    if (c->hlc == hlc && c->origin == oid && (c->mask & bit)) {
+      c->mask &= ~bit;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+bool as_version_unmark(as_state *st, as_version *v, uint16_t node, const char *marks) {
+  bool changed = false;
+  const char *p = marks;
+  while (p && *p) {
+    if (*p == '\t') p++; /* the first field's tab may have been cut off with the key */
+    char *end = NULL;
+    long long hlc = strtoll(p, &end, 10);
+    if (!end || *end != '\t') break;
+    const char *origin = end + 1, *next = strchr(origin, '\t');
+    size_t len = next ? (size_t)(next - origin) : strlen(origin);
+    char name[64];
+    if (len == 0 || len >= sizeof name) break;
+    memcpy(name, origin, len);
+    name[len] = '\0';
+    if (unmark_one(st, v, node, (int64_t)hlc, name)) changed = true;
+    p = next;
+  }
+  return changed;
 }
 
 const as_colver *as_version_col(const as_version *v, uint16_t col) {
@@ -1288,6 +1361,50 @@ bool as_state_repair_pending(as_state *st, const char *mapping, const char *key,
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->mu);
   return found;
+}
+
+int as_state_repair_deltas(as_state *st, const char *mapping, const char *key, char ***out,
+                           size_t *n, as_error *err) {
+  *out = NULL;
+  *n = 0;
+  pthread_mutex_lock(&st->mu);
+  sqlite3_stmt *q = NULL;
+  int rc = AS_OK;
+  size_t cap = 0;
+  if (sqlite3_prepare_v2(st->db, "SELECT delta FROM repairs WHERE mapping = ?1 AND key = ?2 AND "
+                         "delta IS NOT NULL ORDER BY id", -1, &q, NULL) != SQLITE_OK) {
+    rc = as_state_sqlerr(st, err, "read pending repairs");
+  } else {
+    sqlite3_bind_text(q, 1, mapping, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    int sr = SQLITE_DONE;
+    while (rc == AS_OK && (sr = sqlite3_step(q)) == SQLITE_ROW) {
+      const char *d = (const char *)sqlite3_column_text(q, 0);
+      if (!d) continue;
+      if (*n == cap) {
+        size_t nc = cap ? cap * 2 : 4;
+        char **g = realloc(*out, nc * sizeof *g);
+        if (!g) {
+          rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+          break;
+        }
+        *out = g;
+        cap = nc;
+      }
+      if (!((*out)[*n] = strdup(d))) rc = as_error_set(err, AS_DOM_STATE, AS_ERR, "out of memory");
+      else (*n)++;
+    }
+    if (rc == AS_OK && sr != SQLITE_DONE) rc = as_state_sqlerr(st, err, "read pending repairs");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->mu);
+  if (rc != AS_OK) {
+    for (size_t i = 0; i < *n; i++) free((*out)[i]);
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
+  return rc;
 }
 
 int64_t as_state_repair_count(as_state *st) {

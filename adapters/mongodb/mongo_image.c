@@ -7,9 +7,10 @@
  * decide that update with two different row images — each writing its own back where the
  * update brings a deleted row back. So the first stream of a node to read an update event
  * leaves the image it used (a document, or none) here, under the event's resume token; the
- * node's other streams take that one. An entry goes once every open stream has read it, or
- * when the MONGO_IMG_MAX newest (MONGO_IMG_BYTES) push it out; a stream that reads the event
- * later than that uses its own. Post-images (`full_document: whenAvailable`) are the same for
+ * node's other streams take that one. An entry goes once every stream has read it (as many
+ * as the topology reads from the node, or as are open if more), or when the MONGO_IMG_MAX
+ * newest (MONGO_IMG_BYTES) push it out; a stream that reads the event later than that uses
+ * its own. Post-images (`full_document: whenAvailable`) are the same for
  * every stream and are not shared; nor are the connector's own writes (echoes: a stream leaves
  * out those written for its consumer, so not every stream reads them). */
 #include <stdlib.h>
@@ -32,7 +33,10 @@ void as_mongo_streams_add(as_node *n, int k) { __atomic_add_fetch(&n->nstreams, 
 
 bson_t *as_mongo_image_share(as_node *n, const bson_t *event_id, const bson_t *mine, bool *shared) {
   *shared = false;
+  /* every stream the topology reads from the node, open or not yet: after a restart the
+   * streams open one after the other, and the first may read an update before the next opens */
   int streams = __atomic_load_n(&n->nstreams, __ATOMIC_ACQUIRE);
+  if (streams < n->nconsumers) streams = n->nconsumers;
   if (streams < 2 || !event_id || bson_empty(event_id)) return NULL;
   uint64_t h = XXH3_64bits(bson_get_data(event_id), event_id->len) | 1;
   bson_t *out = NULL;

@@ -119,6 +119,7 @@ struct as_node {
 
   /* update events' row images, shared by the node's streams (a ring of MONGO_IMG_MAX) */
   int nstreams;              /* change streams open (atomic) */
+  int nconsumers;            /* streams the topology reads from this node (as_node_config) */
   pthread_mutex_t img_mu;
   mongo_img img[MONGO_IMG_MAX];
   size_t img_head, img_n, img_bytes;

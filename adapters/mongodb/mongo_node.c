@@ -1,6 +1,7 @@
 /* mongo_node.c — MongoDB adapter: node set-up, errors, install, the sink's sessions, reads.
  * The sink is in mongo_sink.c, capture and snapshot in mongo_capture.c. Design notes:
  * README.md in this directory. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   n->name = strdup(cfg->name ? cfg->name : "mongodb");
   if (!n->name) goto oom;
   n->local_only = cfg->local_only;
+  n->nconsumers = cfg->nconsumers > INT_MAX ? INT_MAX : (int)cfg->nconsumers;
   snprintf(n->comp, sizeof n->comp, "mongodb:%s", n->name);
   if ((rc = as_node_options_parse(cfg, config_map, &o, err)) != AS_OK) goto cleanup;
   rc = AS_EINVAL;

@@ -82,6 +82,10 @@ static const char *dropme_yaml =
 static as_schema *users, *items, *dropme;
 static const as_schema *all_schemas[3];
 
+/* The consumers make_node configures (the topology's streams from the node; default none). */
+static char **g_consumers;
+static size_t g_nconsumers;
+
 static as_node *make_node(const char *name, const char *u, const char *extra_key,
                           const char *extra_val, const as_schema *const *schemas, size_t ns) {
   as_node_option opts[4] = {
@@ -95,7 +99,8 @@ static as_node *make_node(const char *name, const char *u, const char *extra_key
     opts[2].value = (char *)extra_val;
     nopts = 3;
   }
-  as_node_config cfg = {.name = (char *)name, .kind = "mongodb", .opts = opts, .nopts = nopts};
+  as_node_config cfg = {.name = (char *)name, .kind = "mongodb", .opts = opts, .nopts = nopts,
+                        .consumers = g_consumers, .nconsumers = g_nconsumers};
   as_node *n = NULL;
   as_error err = {0};
   if (as_adapter_mongodb.init(&cfg, schemas, ns, &n, &err) != AS_OK) {
@@ -968,6 +973,45 @@ static void t_shared_image(void) {
         "the second stream takes the first one's image, not the later document");
   CHECK(b2.d[2].op == AS_OP_UPDATE && image_is(&b2.d[2], "name", "\"a1\""), "the later update's own");
 out:
+  as_batch_clear(&b1);
+  as_batch_clear(&b2);
+  if (s1) as_adapter_mongodb.close_stream(s1);
+  if (s2) as_adapter_mongodb.close_stream(s2);
+  if (n) as_adapter_mongodb.exit(n);
+}
+
+/* After a restart the node's streams open one after the other: the first reads an update
+ * before the second is open. The second still takes the first one's image (the node knows
+ * from its configuration that two streams read it), not the document as it is by then. */
+static void t_shared_image_late_stream(void) {
+  as_error err = {0};
+  as_batch b1 = {0}, b2 = {0};
+  as_stream *s1 = NULL, *s2 = NULL;
+  char *pos = NULL;
+  char *consumers[] = {"pg", "lite"};
+  g_consumers = consumers;
+  g_nconsumers = 2;
+  as_node *n = make_node("mongo", uri, NULL, NULL, all_schemas, 3);
+  g_consumers = NULL;
+  g_nconsumers = 0;
+  CHECK(n, "node");
+  CHECK(as_adapter_mongodb.open_stream(n, "pg", NULL, &s1, &err) == AS_OK, "%s", err.message);
+  CHECK(as_adapter_mongodb.stream_position(s1, &pos, &err) == AS_OK, "%s", err.message);
+  CHECK(insert_json("items", "{\"_id\": 8311, \"name\": \"b0\", \"qty\": 1}"), "insert 8311");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8311}, \"u\": {\"$set\": "
+              "{\"qty\": 2}}}]}"), "update");
+  CHECK(poll_n(s1, &b1, 2, &err) == AS_OK && b1.n == 2, "first stream got %zu: %s", b1.n, err.message);
+  CHECK(b1.d[1].op == AS_OP_UPDATE && image_is(&b1.d[1], "name", "\"b0\"") &&
+            image_is(&b1.d[1], "qty", "2"), "the first stream's image");
+  CHECK(dbcmd("{\"update\": \"items\", \"updates\": [{\"q\": {\"_id\": 8311}, \"u\": {\"$set\": "
+              "{\"name\": \"b1\"}}}]}"), "a later update");
+  CHECK(as_adapter_mongodb.open_stream(n, "lite", pos, &s2, &err) == AS_OK, "%s", err.message);
+  CHECK(poll_n(s2, &b2, 3, &err) == AS_OK && b2.n == 3, "second stream got %zu: %s", b2.n, err.message);
+  CHECK(b2.d[1].op == AS_OP_UPDATE && val_is(&b2.d[1], "qty", "2"), "the update");
+  CHECK(image_is(&b2.d[1], "name", "\"b0\"") && image_is(&b2.d[1], "qty", "2"),
+        "the stream opened later takes the first one's image, not the later document");
+out:
+  free(pos);
   as_batch_clear(&b1);
   as_batch_clear(&b2);
   if (s1) as_adapter_mongodb.close_stream(s1);
@@ -2247,6 +2291,7 @@ int main(int argc, char **argv) {
       {"deleted_image", t_deleted_image},
       {"deleted_image_restart", t_deleted_image_restart},
       {"shared_image", t_shared_image},
+      {"shared_image_late_stream", t_shared_image_late_stream},
       {NULL, NULL}};
   uri = getenv("ARRAYSYNC_TEST_MONGODB_URI");
   if (!uri || !*uri) {

@@ -6,6 +6,7 @@
 
 #include <sqlite3.h>
 
+#include "as_buf.h"
 #include "as_config.h"
 #include "as_router.h"
 #include "as_state.h"
@@ -77,6 +78,57 @@ START_TEST(covered_row_is_held) {
   v.deleted = true;
   ck_assert(!as_version_hold_covered_row(&v, cols, 3));
   ck_assert_uint_eq(v.row_mask, 0);
+}
+END_TEST
+
+/* A batch's marks in flight, taken back when it did not commit: only the versions it marked
+ * the target as holding anew, and not one a repair wrote there since (as_pair.c settle_key). */
+START_TEST(uncommitted_marks_taken_back) {
+  as_state *st = NULL;
+  as_error err;
+  ck_assert_int_eq(as_state_open(path, false, &st, &err), AS_OK);
+  uint16_t pg = 0, lite = 0, mongo = 0;
+  ck_assert_int_eq(as_state_node_id(st, "pg", &pg, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "lite", &lite, &err), AS_OK);
+  ck_assert_int_eq(as_state_node_id(st, "mongo", &mongo, &err), AS_OK);
+  uint64_t bm = 1ull << (mongo % 64), bl = 1ull << (lite % 64), bp = 1ull << (pg % 64);
+  as_version before;
+  memset(&before, 0, sizeof before);
+  before.hlc = 100;
+  snprintf(before.origin, sizeof before.origin, "pg");
+  before.row_mask = bp | bl | bm;          /* everyone holds the row version */
+  as_version_set_col(&before, 1, mongo, 200); /* col 1: mongo's, held by mongo and lite */
+  before.colv[0].mask = bm | bl;
+  as_version now = before;
+  as_version_set_col(&now, 2, pg, 300);    /* the batch: pg's change of cols 2 and 3 -> mongo */
+  as_version_set_col(&now, 3, pg, 300);
+  now.colv[1].mask = now.colv[2].mask = bp | bl | bm;
+  as_buf b = AS_BUF_INIT;
+  ck_assert_int_eq(as_version_marks_diff(st, &now, &before, mongo, &b), AS_OK);
+  ck_assert_str_eq(as_buf_cstr(&b), "\t300\tpg"); /* once, and nothing marked before */
+  as_version v = now;
+  ck_assert(as_version_unmark(st, &v, mongo, as_buf_cstr(&b)));
+  ck_assert_uint_eq(v.colv[1].mask, bp | bl);
+  ck_assert_uint_eq(v.colv[2].mask, bp | bl);
+  ck_assert_uint_eq(v.colv[0].mask, bm | bl); /* marked before the batch: stays */
+  ck_assert_uint_eq(v.row_mask, bp | bl | bm);
+  ck_assert(!as_version_unmark(st, &v, mongo, as_buf_cstr(&b) + 1)); /* nothing left; no tab */
+  /* a repair wrote pg's version to mongo since: its record says so, the marks stay */
+  v = now;
+  as_version_set_held(&v, mongo, pg, 300, false, 12345);
+  ck_assert(!as_version_unmark(st, &v, mongo, as_buf_cstr(&b)));
+  ck_assert_uint_eq(v.colv[1].mask, bp | bl | bm);
+  /* the row version newly marked (a first write of the key) */
+  as_buf_free(&b);
+  b = (as_buf)AS_BUF_INIT;
+  ck_assert_int_eq(as_version_marks_diff(st, &now, NULL, lite, &b), AS_OK);
+  ck_assert_str_eq(as_buf_cstr(&b), "\t100\tpg\t200\tmongo\t300\tpg");
+  v = now;
+  ck_assert(as_version_unmark(st, &v, lite, as_buf_cstr(&b)));
+  ck_assert_uint_eq(v.row_mask, bp | bm);
+  ck_assert_uint_eq(v.colv[0].mask, bm);
+  as_buf_free(&b);
+  as_state_close(st);
 }
 END_TEST
 
@@ -1080,6 +1132,7 @@ int main(void) {
   tcase_add_test(tc, version_order);
   tcase_add_test(tc, held_versions_per_node);
   tcase_add_test(tc, covered_row_is_held);
+  tcase_add_test(tc, uncommitted_marks_taken_back);
   tcase_add_test(tc, node_ids_are_stable);
   tcase_add_test(tc, cache_follows_commit);
   tcase_add_test(tc, one_run_per_store);
