@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <glob.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -686,5 +687,22 @@ int as_config_load(const char *path, as_config **out, as_error *err) {
 cleanup:
   as_config_free(c);
   as_ydoc_free(doc);
+  return rc;
+}
+
+static const as_schema *lookup_schema(void *ctx, const char *mapping) {
+  return as_config_schema((const as_config *)ctx, mapping);
+}
+
+int as_config_delta_parse(const as_config *c, const char *text, as_delta *out, as_error *err) {
+  memset(out, 0, sizeof *out);
+  json_error_t je;
+  json_t *j = text ? json_loads(text, JSON_ALLOW_NUL, &je) : NULL;
+  if (!j) {
+    return as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "a stored change is not JSON: %s",
+                        text ? je.text : "nothing stored");
+  }
+  int rc = as_delta_from_json(j, lookup_schema, (void *)c, out, err);
+  json_decref(j);
   return rc;
 }

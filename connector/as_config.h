@@ -77,5 +77,10 @@ const as_config_entry *as_config_map(void);
 
 const as_node_config *as_config_node(const as_config *c, const char *name);
 const as_schema *as_config_schema(const as_config *c, const char *mapping);
+/* A delta kept as its canonical JSON text (as_delta_to_json_string: the state store's
+ * rewrites and relays, dead letters) -> *out, its mapping looked up in c. AS_EDATA when the
+ * text is not JSON, else as as_delta_from_json (AS_ENOTFOUND: a mapping no longer configured,
+ * AS_EINVAL: not a delta); on failure *out is left cleared. */
+int as_config_delta_parse(const as_config *c, const char *text, as_delta *out, as_error *err);
 
 #endif

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 
 #include "as_key.h"
 #include "as_log.h"
@@ -21,10 +20,6 @@ typedef struct retry_ctx {
   FILE *out;
   int failing;
 } retry_ctx;
-
-static const as_schema *lookup_schema(void *ctx, const char *mapping) {
-  return as_config_schema((const as_config *)ctx, mapping);
-}
 
 /* Applies one delta to t marked with its origin, and records what the state must know: the
  * version (when none is known yet) and that t holds it. */
@@ -97,10 +92,7 @@ static int letter_key(engine *e, const as_dead_letter *dl, const as_schema *s, e
   if (dl->raw && src && src->ad->decode_raw) {
     rc = src->ad->decode_raw(s, dl->raw, &d, err);
   } else if (dl->delta_json) {
-    json_t *j = json_loads(dl->delta_json, JSON_ALLOW_NUL, NULL);
-    rc = j ? as_delta_from_json(j, lookup_schema, (void *)e->cfg, &d, err)
-           : as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "the stored delta is not JSON");
-    json_decref(j);
+    rc = as_config_delta_parse(e->cfg, dl->delta_json, &d, err);
   } else {
     rc = as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "nothing stored to retry");
   }

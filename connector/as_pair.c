@@ -264,23 +264,14 @@ typedef struct relay_ctx {
   as_error *err;
 } relay_ctx;
 
-static const as_schema *lookup_schema(void *ctx, const char *mapping) {
-  return as_config_schema((const as_config *)ctx, mapping);
-}
-
 static int add_relayed(void *vctx, int64_t seq, const char *delta_json) {
   relay_ctx *c = vctx;
   c->last = seq;
-  json_error_t je;
-  json_t *j = json_loads(delta_json, JSON_ALLOW_NUL, &je);
   as_delta d;
-  memset(&d, 0, sizeof d);
   as_error derr;
-  int rc = j ? as_delta_from_json(j, lookup_schema, (void *)c->p->e->cfg, &d, &derr) : AS_EINVAL;
-  json_decref(j);
-  if (rc == AS_ENOTFOUND || rc == AS_EINVAL) { /* a mapping since removed from the config */
-    AS_LOG(AS_LOG_DEBUG, c->p->comp, "relay %lld skipped: %s", (long long)seq,
-           j ? derr.message : je.text);
+  int rc = as_config_delta_parse(c->p->e->cfg, delta_json, &d, &derr);
+  if (rc == AS_ENOTFOUND || rc == AS_EINVAL || rc == AS_EDATA) { /* a mapping since removed */
+    AS_LOG(AS_LOG_DEBUG, c->p->comp, "relay %lld skipped: %s", (long long)seq, derr.message);
     return AS_OK;
   }
   if (rc != AS_OK) return as_error_set(c->err, AS_DOM_ENGINE, AS_ERR, "%s", derr.message);

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 
 #include "as_log.h"
 #include "as_metrics.h"
@@ -258,10 +257,6 @@ static int read_pass(engine *e, const as_schema *s, const char *key, const as_ro
   return AS_OK;
 }
 
-static const as_schema *lookup_schema(void *ctx, const char *mapping) {
-  return as_config_schema((const as_config *)ctx, mapping);
-}
-
 /* The columns `want` marks whose winning version is a local change waiting to be written
  * back (a pending rewrite of the key, on any node): taken from that change itself, which
  * holds exactly that version's values. Every node may have lost such a value (the connector
@@ -273,11 +268,9 @@ static void from_rewrites(engine *e, const as_schema *s, const char *key, const 
   as_error err;
   if (as_state_repair_deltas(e->state, s->name, key, &deltas, &n, &err) != AS_OK) return;
   for (size_t k = 0; k < n; k++) {
-    json_t *j = json_loads(deltas[k], JSON_ALLOW_NUL, NULL);
     as_delta c;
-    memset(&c, 0, sizeof c);
-    if (j && as_delta_from_json(j, lookup_schema, (void *)e->cfg, &c, &err) == AS_OK &&
-        c.schema == s && c.op != AS_OP_DELETE) {
+    if (as_config_delta_parse(e->cfg, deltas[k], &c, &err) == AS_OK && c.schema == s &&
+        c.op != AS_OP_DELETE) {
       for (size_t i = 0; i < s->ncols && i < c.row.n && i < d->row.n; i++) {
         if (!want[i] || done[i] || s->cols[i].is_key || !c.row.set[i]) continue;
         int64_t hlc;
@@ -290,7 +283,6 @@ static void from_rewrites(engine *e, const as_schema *s, const char *key, const 
       }
     }
     as_delta_clear(&c);
-    json_decref(j);
     free(deltas[k]);
   }
   free(deltas);
@@ -426,10 +418,7 @@ static bool still_winning(engine *e, const as_version *v, as_delta *d) {
 /* A rewrite: the stored local change's columns that still win -> to. */
 static int rewrite_locked(engine *e, const as_schema *s, const char *key, eng_node *to,
                           eng_node *from, const char *delta_json, as_delta *d, as_error *err) {
-  json_t *j = json_loads(delta_json, JSON_ALLOW_NUL, NULL);
-  int rc = j ? as_delta_from_json(j, lookup_schema, (void *)e->cfg, d, err)
-             : as_error_set(err, AS_DOM_ENGINE, AS_EDATA, "a stored change is not JSON");
-  json_decref(j);
+  int rc = as_config_delta_parse(e->cfg, delta_json, d, err);
   if (rc == AS_ENOTFOUND) return AS_OK; /* the mapping is gone from the configuration */
   if (rc != AS_OK) return AS_EDATA;
   as_version v;

@@ -67,29 +67,71 @@ int pg_rollback(as_node *n) {
   return AS_OK;
 }
 
+/* The checkpoint, COMMIT and, under logical decoding, the WAL position after it go in one
+ * pipeline: one round trip where they took three. A failing statement aborts those after it
+ * (the server skips them up to the sync), as when they ran one by one. */
+enum { CQ_CHECKPOINT, CQ_COMMIT, CQ_LSN };
+
 int pg_commit(as_node *n, const char *stream_id, const char *checkpoint, as_error *err) {
-  int rc = AS_OK;
   if (!n->in_txn) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "commit without begin");
+  PGconn *c = n->conn;
+  int kinds[3], nq = 0;
+  n->commit_lsn = 0;
+  if (!PQenterPipelineMode(c)) {
+    int rc = pg_fail(c, NULL, "commit: pipeline", err);
+    pg_rollback(n);
+    return rc;
+  }
+  bool ok = true;
   if (checkpoint && stream_id) {
     const char *p[2] = {stream_id, checkpoint};
-    rc = pg_query(n->conn, PG_SQL_CHECKPOINT_SET, 2, p, "write checkpoint", NULL, err);
+    ok = PQsendQueryParams(c, PG_SQL_CHECKPOINT_SET, 2, NULL, p, NULL, NULL, 0);
+    kinds[nq++] = CQ_CHECKPOINT;
   }
-  n->commit_lsn = 0;
-  if (rc == AS_OK) rc = pg_exec(n->conn, PG_SQL_COMMIT, "commit", err);
+  if (ok) {
+    ok = PQsendQueryParams(c, PG_SQL_COMMIT, 0, NULL, NULL, NULL, NULL, 0);
+    kinds[nq++] = CQ_COMMIT;
+  }
+  if (ok && n->capture == PG_CAPTURE_LOGICAL) { /* where the commit is in the WAL, at most */
+    ok = PQsendQueryParams(c, PG_SQL_WAL_INSERT_LSN, 0, NULL, NULL, NULL, NULL, 0);
+    kinds[nq++] = CQ_LSN;
+  }
+  if (!PQpipelineSync(c)) ok = false;
+  int rc = ok ? AS_OK : pg_fail(c, NULL, "commit: send", err);
+  for (int q = 0; ok;) { /* q: the statement whose results are read; all of them, up to the sync */
+    PGresult *r = PQgetResult(c);
+    if (!r) { /* the end of one statement's results */
+      if (PQstatus(c) != CONNECTION_OK) {
+        if (rc == AS_OK) rc = pg_fail(c, NULL, "commit", err);
+        break;
+      }
+      q++;
+      continue;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    int kind = q < nq ? kinds[q] : CQ_LSN;
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (kind == CQ_LSN) { /* unknown (0) unless read: the engine compares commit times instead */
+      if (st != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+          !pg_lsn_parse(PQgetvalue(r, 0, 0), &n->commit_lsn))
+        n->commit_lsn = 0;
+    } else if (st != PGRES_COMMAND_OK && rc == AS_OK) { /* later ones: skipped (aborted) */
+      rc = pg_fail(c, r, kind == CQ_CHECKPOINT ? "write checkpoint" : "commit", err);
+    }
+    PQclear(r);
+  }
+  PQexitPipelineMode(c);
   if (rc != AS_OK) {
+    n->commit_lsn = 0;
     pg_rollback(n);
     return rc;
   }
   n->in_txn = false;
   free(n->txn_origin);
   n->txn_origin = NULL;
-  if (n->capture == PG_CAPTURE_LOGICAL) { /* where the commit is in the WAL, at most */
-    PGresult *r = PQexec(n->conn, PG_SQL_WAL_INSERT_LSN);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
-        !pg_lsn_parse(PQgetvalue(r, 0, 0), &n->commit_lsn))
-      n->commit_lsn = 0; /* unknown: the engine compares commit times instead */
-    PQclear(r);
-  }
   return AS_OK;
 }
 

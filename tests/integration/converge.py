@@ -258,8 +258,10 @@ class SqlSide:
                     con.execute("update items set val = ? where id = ?", (f["val"], k))
                 con.execute("commit")
             return {"val": f["val"], "tag": None, "n": None} if inserted else {"val": f["val"]}
-        if op == "clear":
-            return {"tag": None} if self.ex("update items set tag = null where id = ?", (k,)).rowcount else False
+        if op == "clear":  # only where tag is set: clearing a NULL changes nothing (trigger capture
+            # logs no change then, logical decoding may), so the oracle could not count it either way
+            r = self.ex("update items set tag = null where id = ? and tag is not null", (k,))
+            return {"tag": None} if r.rowcount else False
         if op == "delete":
             return None if self.ex("delete from items where id = ?", (k,)).rowcount else False
         raise ValueError(op)

@@ -1072,6 +1072,45 @@ static void t_retry(void) {
   /* the engine retries: begin reconnects */
   CHECK(apply_batch(n, d, 1, &dead, "x", "1") == AS_OK, "retry works");
   CHECK(sql_long(c, "SELECT count(*) FROM t_retry.users%s", "") == 1, "applied");
+  /* COMMIT refused (a deferred constraint): an error, nothing of the batch stays, not its
+   * checkpoint either, and the next batch commits */
+  sql(c, "CREATE FUNCTION t_retry.refuse() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+         "IF NEW.email = 'refused' THEN RAISE EXCEPTION 'refused at commit'; END IF; "
+         "RETURN NULL; END $f$; "
+         "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT OR UPDATE ON t_retry.users "
+         "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t_retry.refuse()");
+  as_delta r2[2] = {{0}};
+  mk_delta(&r2[0], s, AS_OP_INSERT, "mongo", "id", "r2", "email", "refused", "n", "2", NULL);
+  mk_delta(&r2[1], s, AS_OP_INSERT, "mongo", "id", "r3", "email", "fine", "n", "3", NULL);
+  CHECK(A->begin(n, &err) == AS_OK, "%s", err.message);
+  CHECK(A->apply(n, r2, 2, &dead, &err) == AS_OK, "%s", err.message);
+  rc = A->commit(n, "x", "2", &err);
+  CHECK(rc != AS_OK && strstr(err.message, "refused at commit"), "commit refused: %d %s", rc,
+        err.message);
+  A->rollback(n);
+  CHECK(sql_long(c, "SELECT count(*) FROM t_retry.users%s", "") == 1, "nothing of it stayed");
+  CHECK(sql_long(c, "SELECT count(*) FROM arraysync.checkpoints WHERE stream_id = 'x' AND "
+                    "position = '1'%s", "") == 1, "the checkpoint before it stays");
+  CHECK(apply_batch(n, &r2[1], 1, &dead, "x", "3") == AS_OK, "the next batch commits");
+  CHECK(sql_long(c, "SELECT count(*) FROM arraysync.checkpoints WHERE stream_id = 'x' AND "
+                    "position = '3'%s", "") == 1, "with its checkpoint");
+  /* the connection lost between the batch and its commit: retry, nothing committed */
+  as_delta_clear(&r2[0]);
+  mk_delta(&r2[0], s, AS_OP_INSERT, "mongo", "id", "r4", "email", "e4", "n", "4", NULL);
+  CHECK(A->begin(n, &err) == AS_OK, "%s", err.message);
+  CHECK(A->apply(n, r2, 1, &dead, &err) == AS_OK, "%s", err.message);
+  sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+         "AND datname = current_database() AND backend_type = 'client backend' "
+         "AND state = 'idle in transaction'");
+  usleep(100000);
+  rc = A->commit(n, "x", "4", &err);
+  CHECK(rc == AS_RETRY, "commit after terminate: %d %s", rc, err.message);
+  A->rollback(n);
+  CHECK(sql_long(c, "SELECT count(*) FROM t_retry.users WHERE id = 'r4'%s", "") == 0,
+        "not committed");
+  CHECK(apply_batch(n, r2, 1, &dead, "x", "4") == AS_OK, "retry works");
+  CHECK(sql_long(c, "SELECT count(*) FROM t_retry.users%s", "") == 3, "r, r3, r4");
+  free_deltas(r2, 2);
   /* a stream whose connection dies */
   as_stream *st = NULL;
   CHECK(A->open_stream(n, "reader", NULL, &st, &err) == AS_OK, "%s", err.message);
