@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -231,6 +232,58 @@ static int dec_cmp_norm(const char *a, const char *b) {
 
 /* ---------------------------------------------------------------- doubles */
 
+/* What printf's %.{p}g writes for the number with 17 significant digits dg and decimal
+ * exponent x (dg[0].dg[1..16] x 10^x; sign apart), rounded half up to p <= 17 digits (the
+ * caller leaves out the exact halfway case). */
+static size_t g_format(bool neg, const char dg17[17], int x, int p, char out[32]) {
+  char dg[17];
+  memcpy(dg, dg17, 17);
+  if (p < 17 && dg[p] >= '5') {
+    int i = p - 1;
+    while (i >= 0 && dg[i] == '9') dg[i--] = '0';
+    if (i >= 0) {
+      dg[i]++;
+    } else { /* 9.99..9 -> 10.0..0 */
+      dg[0] = '1';
+      x++;
+    }
+  }
+  int n = p; /* significant digits without trailing zeros */
+  while (n > 1 && dg[n - 1] == '0') n--;
+  size_t o = 0;
+  if (neg) out[o++] = '-';
+  if (x < -4 || x >= p) {
+    out[o++] = dg[0];
+    if (n > 1) {
+      out[o++] = '.';
+      memcpy(out + o, dg + 1, (size_t)n - 1);
+      o += (size_t)n - 1;
+    }
+    out[o++] = 'e';
+    out[o++] = x < 0 ? '-' : '+';
+    int ax = x < 0 ? -x : x;
+    if (ax >= 100) out[o++] = (char)('0' + ax / 100);
+    out[o++] = (char)('0' + ax / 10 % 10);
+    out[o++] = (char)('0' + ax % 10);
+  } else if (x >= 0) {
+    memcpy(out + o, dg, (size_t)x + 1);
+    o += (size_t)x + 1;
+    if (n > x + 1) {
+      out[o++] = '.';
+      memcpy(out + o, dg + x + 1, (size_t)(n - x - 1));
+      o += (size_t)(n - x - 1);
+    }
+  } else {
+    out[o++] = '0';
+    out[o++] = '.';
+    for (int k = 0; k < -x - 1; k++) out[o++] = '0';
+    memcpy(out + o, dg, (size_t)n);
+    o += (size_t)n;
+  }
+  out[o] = '\0';
+  return o;
+}
+
 size_t as_double_format(double d, char out[32]) {
   if (isnan(d)) return (size_t)snprintf(out, 32, "NaN");
   if (isinf(d)) return (size_t)snprintf(out, 32, d < 0 ? "-Infinity" : "Infinity");
@@ -266,12 +319,26 @@ size_t as_double_format(double d, char out[32]) {
       }
     }
   }
-  int n = 0;
-  for (int prec = 15; prec <= 17; prec++) {
-    n = snprintf(out, 32, "%.*g", prec, d);
-    if (prec == 17 || strtod(out, NULL) == d) break;
+  /* The shortest of %.15g, %.16g and %.17g that reads back as d, from one conversion: the 17
+   * significant digits of %.16e, rounded here to 15 or 16. Rounding those digits again gives
+   * what rounding d itself would unless they end exactly on the halfway point (a last digit 5
+   * for 16, last two 50 for 15): then printf rounds d itself. */
+  char e[40], dg[17];
+  snprintf(e, sizeof e, "%.16e", a); /* d.dddddddddddddddde[+-]XX */
+  dg[0] = e[0];
+  memcpy(dg + 1, e + 2, 16);
+  int x = (int)strtol(e + 19, NULL, 10);
+  /* 15 digits cannot read back as d when they are 12 or more units of the 17th digit away
+   * from those 17 (which are within half a unit of d): d's rounding interval reaches at most
+   * half its ulp, below 11.1 such units for every normal double (ulp/d <= 2^-52, leading
+   * digit < 10; subnormals have fewer bits, so larger ulps) */
+  int r = (dg[15] - '0') * 10 + (dg[16] - '0');
+  for (int p = r >= 12 && r <= 88 && a >= DBL_MIN ? 16 : 15; p <= 16; p++) {
+    bool half = p == 15 ? dg[15] == '5' && dg[16] == '0' : dg[16] == '5';
+    size_t n = half ? (size_t)snprintf(out, 32, "%.*g", p, d) : g_format(d < 0, dg, x, p, out);
+    if (strtod(out, NULL) == d) return n;
   }
-  return (size_t)n;
+  return g_format(d < 0, dg, x, 17, out);
 }
 
 /* ---------------------------------------------------------------- calendar */
@@ -425,15 +492,45 @@ static bool hex_decode(const char *s, size_t n, uint8_t *out) {
   return true;
 }
 
-static int fmt_timestamp(int64_t us, char *out, size_t cap) {
-  int64_t days = floor_div(us, 86400000000LL);
-  int64_t rem = us - days * 86400000000LL;
+/* n decimal digits of v, zero-padded, at out; returns the end. */
+static char *put_digits(char *out, unsigned v, int n) {
+  for (int i = n - 1; i >= 0; i--) {
+    out[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
+  return out + n;
+}
+
+/* YYYY-MM-DD (years 0001..9999: the callers check) at out; returns the end. */
+static char *put_date(char *out, int64_t days) {
   int64_t y;
   unsigned m, d;
   as_civil_from_days(days, &y, &m, &d);
-  int64_t secs = rem / 1000000, frac = rem % 1000000;
-  return snprintf(out, cap, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", (int)y, m, d, (int)(secs / 3600),
-                  (int)(secs / 60 % 60), (int)(secs % 60), (int)frac);
+  out = put_digits(out, (unsigned)y, 4);
+  *out++ = '-';
+  out = put_digits(out, m, 2);
+  *out++ = '-';
+  return put_digits(out, d, 2);
+}
+
+/* YYYY-MM-DDTHH:MM:SS.ffffffZ (27 bytes and a NUL), written digit by digit (printf cost more
+ * than the rest of a COPY row's formatting). */
+static size_t fmt_timestamp(int64_t us, char out[28]) {
+  int64_t days = floor_div(us, 86400000000LL);
+  int64_t rem = us - days * 86400000000LL;
+  unsigned secs = (unsigned)(rem / 1000000), frac = (unsigned)(rem % 1000000);
+  char *o = put_date(out, days);
+  *o++ = 'T';
+  o = put_digits(o, secs / 3600, 2);
+  *o++ = ':';
+  o = put_digits(o, secs / 60 % 60, 2);
+  *o++ = ':';
+  o = put_digits(o, secs % 60, 2);
+  *o++ = '.';
+  o = put_digits(o, frac, 6);
+  *o++ = 'Z';
+  *o = '\0';
+  return (size_t)(o - out);
 }
 
 int as_value_to_text(const as_value *v, char **out, as_error *err) {
@@ -464,16 +561,14 @@ int as_value_to_text(const as_value *v, char **out, as_error *err) {
       if (v->u.ts_us < AS_TS_MIN_US || v->u.ts_us > AS_TS_MAX_US)
         return as_error_set(err, AS_DOM_CODEC, AS_EINVAL,
                             "timestamp %" PRId64 " µs is outside years 0001..9999", v->u.ts_us);
-      n = (size_t)fmt_timestamp(v->u.ts_us, buf, sizeof buf);
+      n = fmt_timestamp(v->u.ts_us, buf);
       break;
     case AS_T_DATE: {
       if (v->u.days < AS_DATE_MIN_DAYS || v->u.days > AS_DATE_MAX_DAYS)
         return as_error_set(err, AS_DOM_CODEC, AS_EINVAL,
                             "date %d days is outside years 0001..9999", (int)v->u.days);
-      int64_t y;
-      unsigned m, d;
-      as_civil_from_days(v->u.days, &y, &m, &d);
-      n = (size_t)snprintf(buf, sizeof buf, "%04d-%02u-%02u", (int)y, m, d);
+      n = (size_t)(put_date(buf, v->u.days) - buf);
+      buf[n] = '\0';
       break;
     }
     case AS_T_TEXT:

@@ -262,6 +262,104 @@ START_TEST(test_civil) {
 }
 END_TEST
 
+/* The slow path before it was made from one conversion: the shortest of %.15g, %.16g, %.17g
+ * that reads back as d (each tried in turn). as_double_format must write exactly this. */
+static void reference_format(double d, char out[32]) {
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(out, 32, "%.*g", prec, d);
+    if (prec == 17 || strtod(out, NULL) == d) break;
+  }
+}
+
+static void same_as_reference(double d) {
+  char got[32], want[32];
+  size_t n = as_double_format(d, got);
+  ck_assert_uint_eq(n, strlen(got));
+  ck_assert_msg(strtod(got, NULL) == d, "%s does not read back as %.17g", got, d);
+  if (d == 0 || !isfinite(d)) return;
+  /* numbers with at most 8 fraction digits below 2^53 take as_double_format's fast path
+   * (fixed notation: "1000000000000000", not "1e+15"), which the change left alone */
+  static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+  for (int k = 0; fabs(d) < 9007199254740992.0 && fabs(d) >= 1e-4 && k <= 8; k++) {
+    if (fabs(d * p10[k]) >= 9007199254740992.0) break;
+    if (nearbyint(d * p10[k]) / p10[k] == d) return;
+  }
+  reference_format(d, want);
+  ck_assert_msg(strcmp(got, want) == 0, "%.17g: %s, want %s", d, got, want);
+}
+
+/* Timestamps and dates are written digit by digit: the same text as printf's, over the whole
+ * range (years 0001..9999, before and after 1970, day boundaries). */
+static void same_timestamp_text(int64_t us) {
+  as_value v = AS_VALUE_NULL;
+  as_value_set_timestamp(&v, us);
+  char *got = NULL, want[64];
+  as_error err;
+  ck_assert_int_eq(as_value_to_text(&v, &got, &err), AS_OK);
+  int64_t days = us >= 0 ? us / 86400000000LL : -((-us + 86400000000LL - 1) / 86400000000LL);
+  int64_t rem = us - days * 86400000000LL, y;
+  unsigned m, d;
+  as_civil_from_days(days, &y, &m, &d);
+  int64_t secs = rem / 1000000;
+  snprintf(want, sizeof want, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", (int)y, m, d,
+           (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (int)(rem % 1000000));
+  ck_assert_str_eq(got, want);
+  free(got);
+  as_value_set_date(&v, (int32_t)days);
+  ck_assert_int_eq(as_value_to_text(&v, &got, &err), AS_OK);
+  want[10] = '\0';
+  ck_assert_str_eq(got, want);
+  free(got);
+}
+
+START_TEST(test_timestamp_text) {
+  static const int64_t edge[] = {AS_TS_MIN_US, AS_TS_MAX_US, 0, -1, 1, 86399999999LL,
+                                 86400000000LL, -86400000000LL, -86400000001LL, 951782400000000LL};
+  for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) same_timestamp_text(edge[i]);
+  uint64_t x = 0x2545F4914F6CDD1DULL;
+  uint64_t span = (uint64_t)(AS_TS_MAX_US - AS_TS_MIN_US);
+  for (int i = 0; i < 20000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    same_timestamp_text(AS_TS_MIN_US + (int64_t)(x % span));
+  }
+}
+END_TEST
+
+START_TEST(test_double_format_exact) {
+  /* every 15-, 16- and 17-digit case, rounding carries (9.99..), exponent edges, halfway
+   * digits, subnormals and random bit patterns: the same text as the reference */
+  static const double edge[] = {9.9999999999999995e-5, 1e-4, 9.999999999999999e14, 1e15, 1e16,
+                                1e17, 9.9999999999999991e22, 0.30000000000000004, 1e-5, 1e-320,
+                                4.9406564584124654e-324, 2.2250738585072014e-308,
+                                1.7976931348623157e308, 123456789012345680.0, 0.1 + 0.7,
+                                1.0000000000000002, 0.99999999999999989, 5e-5, 9.5, 1e100};
+  for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+    same_as_reference(edge[i]);
+    same_as_reference(-edge[i]);
+    same_as_reference(nextafter(edge[i], 0));
+    same_as_reference(nextafter(edge[i], INFINITY));
+  }
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  for (int i = 0; i < 20000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    double d;
+    memcpy(&d, &x, 8);
+    if (isfinite(d)) same_as_reference(d);
+    same_as_reference((double)(x >> 11) / 9007199254740992.0 * 1000.0); /* [0, 1000) */
+    same_as_reference((double)(int64_t)(x % 1000000007) / 997.0);
+    char dec[40]; /* decimals of 15 to 17 digits, halfway digits included */
+    snprintf(dec, sizeof dec, "%d.%014llu%de%d", (int)(x % 9) + 1,
+             (unsigned long long)((x >> 8) % 100000000000000ULL), (int)((x >> 3) % 10),
+             (int)((x >> 50) % 60) - 30);
+    same_as_reference(strtod(dec, NULL));
+  }
+}
+END_TEST
+
 START_TEST(test_double_format) {
   static const double fixed[] = {0.1, 0.2, 0.3, 1.0 / 3, 2.0 / 3, 1e-5, 123456.789, 9007199254740993.0,
                                  1e21, 1e22, 5e-324, 1.7976931348623157e308, -2.5e-300, 100, 1e15, 0.001};
@@ -367,6 +465,8 @@ int main(void) {
   tcase_add_test(tc, test_text_errors);
   tcase_add_test(tc, test_civil);
   tcase_add_test(tc, test_double_format);
+  tcase_add_test(tc, test_double_format_exact);
+  tcase_add_test(tc, test_timestamp_text);
   tcase_add_test(tc, test_decimal_normalize);
   tcase_add_test(tc, test_base64);
   suite_add_tcase(s, tc);
