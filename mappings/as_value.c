@@ -542,7 +542,18 @@ int as_value_to_text(const as_value *v, char **out, as_error *err) {
     case AS_T_NULL:
       return as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "a null value has no text form");
     case AS_T_BOOL: s = v->u.b ? "true" : "false"; n = strlen(s); break;
-    case AS_T_INT64: n = (size_t)snprintf(buf, sizeof buf, "%" PRId64, v->u.i); break;
+    case AS_T_INT64: { /* right-aligned in buf, then s points at it */
+      uint64_t u = v->u.i < 0 ? -(uint64_t)v->u.i : (uint64_t)v->u.i;
+      char *q = buf + sizeof buf;
+      do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+      } while (u);
+      if (v->u.i < 0) *--q = '-';
+      s = q;
+      n = (size_t)(buf + sizeof buf - q);
+      break;
+    }
     case AS_T_DOUBLE: n = as_double_format(v->u.d, buf); break;
     case AS_T_UUID: {
       static const int grp[] = {4, 2, 2, 2, 6};

@@ -2,6 +2,7 @@
 #include <check.h>
 
 #include "as_test_util.h"
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,6 +328,27 @@ START_TEST(test_timestamp_text) {
 }
 END_TEST
 
+/* Integers are written digit by digit: the same text as printf's. */
+START_TEST(test_int_text) {
+  static const int64_t edge[] = {INT64_MIN, INT64_MIN + 1, -10, -9, -1, 0, 1, 9, 10, INT64_MAX};
+  uint64_t x = 0xD1B54A32D192ED03ULL;
+  for (int i = 0; i < 2000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    int64_t iv = i < 10 ? edge[i] : (int64_t)(x >> (i % 64));
+    as_value v = AS_VALUE_NULL;
+    as_value_set_int64(&v, i < 10 || i % 2 ? iv : -(iv / 3));
+    char *got = NULL, want[32];
+    as_error err;
+    ck_assert_int_eq(as_value_to_text(&v, &got, &err), AS_OK);
+    snprintf(want, sizeof want, "%" PRId64, v.u.i);
+    ck_assert_str_eq(got, want);
+    free(got);
+  }
+}
+END_TEST
+
 START_TEST(test_double_format_exact) {
   /* every 15-, 16- and 17-digit case, rounding carries (9.99..), exponent edges, halfway
    * digits, subnormals and random bit patterns: the same text as the reference */
@@ -467,6 +489,7 @@ int main(void) {
   tcase_add_test(tc, test_double_format);
   tcase_add_test(tc, test_double_format_exact);
   tcase_add_test(tc, test_timestamp_text);
+  tcase_add_test(tc, test_int_text);
   tcase_add_test(tc, test_decimal_normalize);
   tcase_add_test(tc, test_base64);
   suite_add_tcase(s, tc);
