@@ -284,6 +284,81 @@ static size_t g_format(bool neg, const char dg17[17], int x, int p, char out[32]
   return o;
 }
 
+/* Exact decimal digits of doubles in [1e-4, 2^53) with 128-bit integers: a = M * 2^E, and
+ * P = M * 10^k * 2^max(E,0), S = 2^max(-E,0) make a * 10^k = P / S exactly (k = 16 - x, x
+ * the decimal exponent). Below 1e-4, P could pass 128 bits; from 2^53 the fixed path above
+ * covers every integer. */
+__extension__ typedef unsigned __int128 as_u128;
+
+#define AS_E19 ((as_u128)10000000000000000000ULL)
+static const as_u128 POW10[23] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+                                  10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+                                  100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+                                  100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+                                  100000000000000000ULL, 1000000000000000000ULL, AS_E19,
+                                  AS_E19 * 10, AS_E19 * 100, AS_E19 * 1000};
+
+static as_u128 pow10_u128(int k) { return POW10[k]; } /* k in 0..22: the callers' range */
+
+/* P / (S * 10^(17 - p)) rounded half to even (as printf rounds), as p digits q and the
+ * decimal exponent of the result (x, or x + 1 when rounding carried to 10^p). */
+static uint64_t round_digits(as_u128 P, int s, int p, int *x) {
+  as_u128 div = pow10_u128(17 - p) << s, q = P / div, rem = P - q * div, half = div / 2;
+  if (rem > half || (rem == half && (div % 2 == 0) && (q & 1))) q++;
+  if (q == pow10_u128(p)) {
+    q /= 10;
+    (*x)++;
+  }
+  return (uint64_t)q;
+}
+
+/* Does a candidate read back (strtod: round to nearest, ties to even) as M * 2^E? c17: the
+ * candidate in units of 10^(x - 16), compared with P / S in the same scaled integers. */
+static bool reads_back(as_u128 c17, as_u128 P, int s, int k, int E, uint64_t M) {
+  as_u128 scaled = c17 << s;
+  as_u128 dist2 = 2 * (scaled > P ? scaled - P : P - scaled);
+  as_u128 ulp = pow10_u128(k) << (E >= 0 ? E : 0); /* d's ulp above, scaled the same way */
+  if (scaled < P && M == (1ULL << 52)) ulp /= 2;   /* below a power of two: half as wide */
+  return dist2 < ulp || (dist2 == ulp && (M & 1) == 0);
+}
+
+/* The shortest of %.15g, %.16g, %.17g of a (positive) that reads back; false when a is
+ * outside the range this works in. */
+static bool exact_format(bool neg, double a, char out[32], size_t *len) {
+  if (!(a >= 1e-4 && a < 9007199254740992.0)) return false;
+  int e2;
+  double fr = frexp(a, &e2);
+  uint64_t M = (uint64_t)ldexp(fr, 53); /* exact: a is normal here */
+  int E = e2 - 53, s = E < 0 ? -E : 0;
+  int x = (int)floor(log10(a)); /* may be one off: fixed below */
+  as_u128 P = 0;
+  bool placed = false; /* 10^16 <= a * 10^k < 10^17 */
+  for (int tries = 0; tries < 3 && !placed; tries++) {
+    P = ((as_u128)M * pow10_u128(16 - x)) << (E > 0 ? E : 0);
+    if (P < pow10_u128(16) << s) {
+      x--;
+    } else if (P >= pow10_u128(17) << s) {
+      x++;
+    } else {
+      placed = true;
+    }
+  }
+  if (!placed) return false;
+  int k = 16 - x;
+  for (int p = 15; p <= 17; p++) {
+    int xp = x;
+    uint64_t q = round_digits(P, s, p, &xp);
+    as_u128 c17 = (as_u128)q * pow10_u128(17 - p) * (xp > x ? 10 : 1);
+    if (p < 17 && !reads_back(c17, P, s, k, E, M)) continue;
+    char dg[17];
+    memset(dg, '0', sizeof dg);
+    for (int i = p - 1; i >= 0; i--, q /= 10) dg[i] = (char)('0' + q % 10);
+    *len = g_format(neg, dg, xp, p, out);
+    return true;
+  }
+  return false; /* not reached: 17 digits always read back */
+}
+
 size_t as_double_format(double d, char out[32]) {
   if (isnan(d)) return (size_t)snprintf(out, 32, "NaN");
   if (isinf(d)) return (size_t)snprintf(out, 32, d < 0 ? "-Infinity" : "Infinity");
@@ -319,6 +394,8 @@ size_t as_double_format(double d, char out[32]) {
       }
     }
   }
+  size_t len;
+  if (exact_format(d < 0, a, out, &len)) return len;
   /* The shortest of %.15g, %.16g and %.17g that reads back as d, from one conversion: the 17
    * significant digits of %.16e, rounded here to 15 or 16. Rounding those digits again gives
    * what rounding d itself would unless they end exactly on the halfway point (a last digit 5

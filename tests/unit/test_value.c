@@ -351,7 +351,8 @@ END_TEST
 
 START_TEST(test_double_format_exact) {
   /* every 15-, 16- and 17-digit case, rounding carries (9.99..), exponent edges, halfway
-   * digits, subnormals and random bit patterns: the same text as the reference */
+   * digits, subnormals and random bit patterns: the same text as the reference (both the
+   * exact integer path for 1e-4 <= |d| < 2^53 and the printf-based one for the rest) */
   static const double edge[] = {9.9999999999999995e-5, 1e-4, 9.999999999999999e14, 1e15, 1e16,
                                 1e17, 9.9999999999999991e22, 0.30000000000000004, 1e-5, 1e-320,
                                 4.9406564584124654e-324, 2.2250738585072014e-308,
@@ -378,6 +379,12 @@ START_TEST(test_double_format_exact) {
              (unsigned long long)((x >> 8) % 100000000000000ULL), (int)((x >> 3) % 10),
              (int)((x >> 50) % 60) - 30);
     same_as_reference(strtod(dec, NULL));
+    /* around powers of two (the ulp halves below them) and of ten, 2^-14 .. 2^52 */
+    double p2 = ldexp(1.0, (int)((x >> 20) % 67) - 14), p10 = pow(10, (int)((x >> 30) % 21) - 4);
+    same_as_reference(nextafter(p2, 0));
+    same_as_reference(nextafter(p2, INFINITY));
+    same_as_reference(nextafter(p10, 0));
+    same_as_reference(nextafter(p10, INFINITY));
   }
 }
 END_TEST
