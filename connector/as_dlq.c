@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "as_key.h"
 #include "as_log.h"
 #include "as_time.h"

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "as_log.h"
 #include "as_metrics.h"
 #include "as_time.h"

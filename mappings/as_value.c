@@ -286,8 +286,8 @@ static size_t g_format(bool neg, const char dg17[17], int x, int p, char out[32]
 
 /* Exact decimal digits of doubles in [1e-4, 2^53) with 128-bit integers: a = M * 2^E, and
  * P = M * 10^k * 2^max(E,0), S = 2^max(-E,0) make a * 10^k = P / S exactly (k = 16 - x, x
- * the decimal exponent). Below 1e-4, P could pass 128 bits; from 2^53 the fixed path above
- * covers every integer. */
+ * the decimal exponent). Below 1e-4 P could pass 128 bits; from 2^53 on, and below 1e-4,
+ * as_double_format takes one %.16e conversion instead. */
 __extension__ typedef unsigned __int128 as_u128;
 
 #define AS_E19 ((as_u128)10000000000000000000ULL)
