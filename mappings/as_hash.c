@@ -144,23 +144,38 @@ int as_json_number_canon(const char *s, size_t len, as_buf *out) {
   return number_canon(s, len, out);
 }
 
-int as_json_canonicalize(const char *json, size_t len, as_buf *out, as_error *err) {
+/* Passes 1 and 2: the marked text parsed by jansson (*j, or an error). */
+static int marked_load(const char *json, size_t len, json_t **j, as_error *err) {
   as_buf pre = AS_BUF_INIT;
-  json_t *j = NULL;
-  char *dump = NULL;
+  *j = NULL;
   int rc = prescan(json, len, &pre);
   if (rc != AS_OK) {
     as_error_set(err, AS_DOM_CODEC, rc, "invalid JSON (bad number or string)");
-    goto cleanup;
+  } else {
+    json_error_t je;
+    *j = as_json_loadb((const char *)pre.data, pre.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!*j) {
+      rc = json_error_code(&je) == json_error_out_of_memory
+               ? as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory")
+               : as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON: %s", je.text);
+    }
   }
-  json_error_t je;
-  j = as_json_loadb((const char *)pre.data, pre.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-  if (!j) {
-    rc = json_error_code(&je) == json_error_out_of_memory
-             ? as_error_set(err, AS_DOM_CODEC, AS_ERR, "out of memory")
-             : as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "invalid JSON: %s", je.text);
-    goto cleanup;
-  }
+  as_buf_free(&pre);
+  return rc;
+}
+
+int as_json_validate(const char *json, size_t len, as_error *err) {
+  json_t *j;
+  int rc = marked_load(json, len, &j, err);
+  json_decref(j);
+  return rc;
+}
+
+int as_json_canonicalize(const char *json, size_t len, as_buf *out, as_error *err) {
+  json_t *j = NULL;
+  char *dump = NULL;
+  int rc = marked_load(json, len, &j, err);
+  if (rc != AS_OK) goto cleanup;
   dump = as_json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
   if (!dump) {
     rc = as_error_set(err, AS_DOM_CODEC, AS_ERR, "cannot dump JSON");
@@ -171,7 +186,6 @@ int as_json_canonicalize(const char *json, size_t len, as_buf *out, as_error *er
 cleanup:
   free(dump);
   json_decref(j);
-  as_buf_free(&pre);
   return rc;
 }
 

@@ -46,6 +46,9 @@ void as_seghash_remove(as_seghash *h, uint64_t row_hash);
  * 0.0000001, because jsonb turns the former into the latter. Any top-level JSON value is
  * accepted. Appends to out; AS_EINVAL (err set) if json is not valid JSON. */
 int as_json_canonicalize(const char *json, size_t len, as_buf *out, as_error *err);
+/* Whether as_json_canonicalize accepts json (the same checks and errors), without making the
+ * canonical text. AS_OK, AS_EINVAL (err set), AS_ERR (out of memory). */
+int as_json_validate(const char *json, size_t len, as_error *err);
 /* One JSON number literal rewritten to PostgreSQL numeric text as described above ("1e2" ->
  * "100", "-0.0" -> "0.0"); appends to out. AS_EINVAL if it is not a JSON number. */
 int as_json_number_canon(const char *s, size_t len, as_buf *out);

@@ -907,12 +907,10 @@ int as_value_from_text(as_type type, const char *s, size_t len, as_value *out, a
       if (as_value_set_str(&v, type, s, len) != AS_OK) goto oom;
       break;
     case AS_T_JSON: {
-      /* validated by the canonicaliser, which (unlike a plain jansson load) accepts
+      /* validated as the canonicaliser does, which (unlike a plain jansson load) accepts
        * integers beyond int64 as PostgreSQL jsonb may print them */
-      as_buf scratch = AS_BUF_INIT;
       as_error jerr;
-      int jrc = as_json_canonicalize(s, len, &scratch, &jerr);
-      as_buf_free(&scratch);
+      int jrc = as_json_validate(s, len, &jerr);
       if (jrc != AS_OK) {
         snprintf(tmp, sizeof tmp, "%s", jerr.message);
         why = tmp;

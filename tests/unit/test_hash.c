@@ -127,6 +127,25 @@ static void put_text(as_row *r, size_t i, const char *text) {
 }
 
 /* The same logical row from BSON and from the text a SQL adapter reads. */
+/* as_json_validate accepts exactly what as_json_canonicalize accepts. */
+START_TEST(test_json_validate) {
+  static const char *in[] = {"{\"a\":1}", "[1,2,3]", "123456789012345678901234567890", "1e400",
+                             "-0.0", "\"x\"", "null", "true", "{\"a\":1,\"a\":2}",
+                             "\"\\u0000x\"", "{", "[1,]", "01", "1.2.3", "--1", "\"abc",
+                             "{\"a\" 1}", "", "  [ ]  ", "nul", "[1e5, -2.5E-3, 0]",
+                             "{\"k\":[{\"x\":\"\\ud83d\\ude00\"}]}", "\"\\x\"", "1 2"};
+  for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+    as_buf b = AS_BUF_INIT;
+    as_error e1 = {0}, e2 = {0};
+    int c = as_json_canonicalize(in[i], strlen(in[i]), &b, &e1);
+    int v = as_json_validate(in[i], strlen(in[i]), &e2);
+    ck_assert_msg(c == v, "%s: canonicalize %d, validate %d", in[i], c, v);
+    if (c != AS_OK) ck_assert_str_eq(e1.message, e2.message);
+    as_buf_free(&b);
+  }
+}
+END_TEST
+
 START_TEST(test_bson_vs_sql_text) {
   const char *json =
       "{\"_id\":{\"$oid\":\"65a1b2c3d4e5f60718293a4b\"},\"b\":true,\"i\":{\"$numberInt\":\"-7\"},\"d\":0.1,"
@@ -263,6 +282,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_value_encoding);
   tcase_add_test(tc, test_json_canonical);
+  tcase_add_test(tc, test_json_validate);
   tcase_add_test(tc, test_bson_vs_sql_text);
   tcase_add_test(tc, test_same_value_other_types_differ);
   tcase_add_test(tc, test_seghash);
