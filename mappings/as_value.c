@@ -359,6 +359,17 @@ static bool exact_format(bool neg, double a, char out[32], size_t *len) {
   return false; /* not reached: 17 digits always read back */
 }
 
+char *as_i64_format(int64_t i, char *end) {
+  uint64_t u = i < 0 ? -(uint64_t)i : (uint64_t)i;
+  char *q = end;
+  do {
+    *--q = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (i < 0) *--q = '-';
+  return q;
+}
+
 size_t as_double_format(double d, char out[32]) {
   if (isnan(d)) return (size_t)snprintf(out, 32, "NaN");
   if (isinf(d)) return (size_t)snprintf(out, 32, d < 0 ? "-Infinity" : "Infinity");
@@ -619,18 +630,10 @@ int as_value_to_text(const as_value *v, char **out, as_error *err) {
     case AS_T_NULL:
       return as_error_set(err, AS_DOM_CODEC, AS_EINVAL, "a null value has no text form");
     case AS_T_BOOL: s = v->u.b ? "true" : "false"; n = strlen(s); break;
-    case AS_T_INT64: { /* right-aligned in buf, then s points at it */
-      uint64_t u = v->u.i < 0 ? -(uint64_t)v->u.i : (uint64_t)v->u.i;
-      char *q = buf + sizeof buf;
-      do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-      } while (u);
-      if (v->u.i < 0) *--q = '-';
-      s = q;
-      n = (size_t)(buf + sizeof buf - q);
+    case AS_T_INT64: /* right-aligned in buf, then s points at it */
+      s = as_i64_format(v->u.i, buf + sizeof buf);
+      n = (size_t)(buf + sizeof buf - s);
       break;
-    }
     case AS_T_DOUBLE: n = as_double_format(v->u.d, buf); break;
     case AS_T_UUID: {
       static const int grp[] = {4, 2, 2, 2, 6};

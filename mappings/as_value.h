@@ -117,6 +117,8 @@ void as_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /* Shortest text that parses back (strtod) to exactly d: "1.5", "0.1", "1e+300", "-0",
  * "NaN", "Infinity", "-Infinity". Writes at most 32 bytes incl. NUL; returns the length. */
 size_t as_double_format(double d, char out[32]);
+/* The decimal text of i, written ending at end (no NUL); returns where it starts. */
+char *as_i64_format(int64_t i, char *end);
 /* Decimal normal form used for hashing and equality (as_hash.h): plain notation (exponent
  * expanded), no '+', no leading zeros, no trailing fraction zeros, "-0" -> "0", "NaN",
  * "Infinity", "-Infinity". AS_EINVAL if s is not a decimal number. Appends to out. */

@@ -84,13 +84,7 @@ int pg_copy_value(as_buf *b, const as_value *v, as_error *err) {
       if (copy_escape_n(b, v->u.s.ptr, v->u.s.len) != AS_OK) break;
       return AS_OK;
     case AS_T_INT64: {
-      uint64_t u = v->u.i < 0 ? -(uint64_t)v->u.i : (uint64_t)v->u.i;
-      char *q = buf + sizeof buf;
-      do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-      } while (u);
-      if (v->u.i < 0) *--q = '-';
+      const char *q = as_i64_format(v->u.i, buf + sizeof buf);
       if (as_buf_append(b, q, (size_t)(buf + sizeof buf - q)) != AS_OK) break;
       return AS_OK;
     }

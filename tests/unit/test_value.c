@@ -289,6 +289,13 @@ static void same_as_reference(double d) {
   ck_assert_msg(strcmp(got, want) == 0, "%.17g: %s, want %s", d, got, want);
 }
 
+/* The next of a xorshift64 sequence (the random values of the property tests). */
+static void xorshift(uint64_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 7;
+  *x ^= *x << 17;
+}
+
 /* Timestamps and dates are written digit by digit: the same text as printf's, over the whole
  * range (years 0001..9999, before and after 1970, day boundaries). */
 static void same_timestamp_text(int64_t us) {
@@ -320,9 +327,7 @@ START_TEST(test_timestamp_text) {
   uint64_t x = 0x2545F4914F6CDD1DULL;
   uint64_t span = (uint64_t)(AS_TS_MAX_US - AS_TS_MIN_US);
   for (int i = 0; i < 20000; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    xorshift(&x);
     same_timestamp_text(AS_TS_MIN_US + (int64_t)(x % span));
   }
 }
@@ -333,9 +338,7 @@ START_TEST(test_int_text) {
   static const int64_t edge[] = {INT64_MIN, INT64_MIN + 1, -10, -9, -1, 0, 1, 9, 10, INT64_MAX};
   uint64_t x = 0xD1B54A32D192ED03ULL;
   for (int i = 0; i < 2000; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    xorshift(&x);
     int64_t iv = i < 10 ? edge[i] : (int64_t)(x >> (i % 64));
     as_value v = AS_VALUE_NULL;
     as_value_set_int64(&v, i < 10 || i % 2 ? iv : -(iv / 3));
@@ -366,9 +369,7 @@ START_TEST(test_double_format_exact) {
   }
   uint64_t x = 0x9E3779B97F4A7C15ULL;
   for (int i = 0; i < 20000; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    xorshift(&x);
     double d;
     memcpy(&d, &x, 8);
     if (isfinite(d)) same_as_reference(d);
@@ -406,9 +407,7 @@ START_TEST(test_double_format) {
   /* random bit patterns round-trip */
   uint64_t x = 88172645463325252ULL;
   for (int i = 0; i < 20000; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    xorshift(&x);
     double d;
     memcpy(&d, &x, 8);
     if (!isfinite(d)) continue;
