@@ -196,7 +196,9 @@ typedef struct as_adapter {
    * Sets out->pos. Unmappable source rows go to out->dead, never dropped. */
   int (*poll)(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err);
   /* Everything up to and including pos is durable at the consumer: purge what no consumer
-   * needs any more. */
+   * needs any more. It may be written later (SQLite and PostgreSQL trigger capture: at most
+   * every purge_interval, or by a poll that finds nothing): the target's checkpoint, where
+   * open_stream registers the consumer again, is never behind it. */
   int (*ack)(as_stream *s, const char *pos, as_error *err);
   /* The current end position (for "start streaming here after the snapshot"). */
   int (*stream_position)(as_stream *s, char **out, as_error *err);

@@ -23,6 +23,7 @@ typedef struct pg_opts {
   int capture_triggers; /* index into trigger_levels */
   bool copy;
   int on_history_lost;  /* index into history_lost */
+  int64_t purge_interval; /* ms */
 } pg_opts;
 
 static const char *const capture_modes[] = {"auto", "triggers", "logical", NULL};
@@ -47,6 +48,11 @@ static const as_config_entry config_map[] = {
            "a stream that cannot resume (slot dropped or invalidated, capture mode changed): "
            "fail, or resnapshot (copy the mappings again)",
            "resnapshot", .allowed = history_lost),
+    AS_OPT(INT, pg_opts, purge_interval, "100",
+           "trigger capture: milliseconds between a stream's writes of its acknowledged "
+           "position, each of which purges the changelog rows every consumer has (0: after "
+           "every batch); a waiting stream writes a pending one when the interval is up",
+           "0", .min = 0, .max = 60000),
     AS_OPT_END};
 
 /* ------------------------------------------------------------------ quoting */
@@ -480,6 +486,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
                                     : PG_CAPTURE_LOGICAL;
   n->stmt_level = o.capture_triggers == 0;
   n->fast_copy = o.copy;
+  n->purge_interval_us = o.purge_interval * 1000;
   n->resnapshot = o.on_history_lost == 1;
   n->local_only = cfg->local_only;
   n->name = strdup(cfg->name ? cfg->name : "postgres");

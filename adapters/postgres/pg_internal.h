@@ -60,6 +60,7 @@ struct as_node {
   char *qschema;     /* quoted */
   bool stmt_level;   /* trigger capture with statement-level transition-table triggers */
   bool fast_copy;    /* COPY fast path for runs of full-row inserts */
+  int64_t purge_interval_us; /* trigger capture: a stream writes its acked position at most this often */
   bool resnapshot;   /* on_history_lost: resnapshot */
   bool local_only;   /* as_node_config.local_only: origins are marked AS_ORIGIN_LOCAL_ONLY */
   pg_capture capture_opt; /* as configured */

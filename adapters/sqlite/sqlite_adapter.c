@@ -26,6 +26,7 @@ typedef struct sq_opts {
   char *path;
   int64_t busy_timeout; /* ms */
   int wakeup;           /* index into wakeups */
+  int64_t purge_interval; /* ms */
 } sq_opts;
 
 static const char *const wakeups[] = {"inotify", "poll", NULL};
@@ -39,6 +40,11 @@ static const as_config_entry config_map[] = {
            "how a waiting poll notices commits of other processes: inotify (on the -wal file, "
            "PRAGMA data_version confirms) or poll (PRAGMA data_version every 1 ms)",
            NULL, .allowed = wakeups),
+    AS_OPT(INT, sq_opts, purge_interval, "100",
+           "milliseconds between a stream's writes of its acknowledged position, each of which "
+           "purges the changelog rows every consumer has (0: after every batch); a waiting "
+           "stream writes a pending one when the interval is up",
+           "0", .min = 0, .max = 60000),
     AS_OPT_END};
 
 /* ---------------------------------------------------------------- helpers */
@@ -152,6 +158,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
   o.path = NULL;
   n->busy_ms = (int)o.busy_timeout;
   n->use_inotify = o.wakeup == 0;
+  n->purge_interval_us = o.purge_interval * 1000;
   n->local_only = cfg->local_only;
   n->schemas = calloc(nschemas ? nschemas : 1, sizeof *n->schemas);
   if (!n->name || !n->path || !n->schemas) {
@@ -242,6 +249,10 @@ struct as_stream {
   int64_t pos;
   int64_t data_version;
   sqlite3_stmt *st_read, *st_dv, *st_end;
+  /* ack: prepared on the first write; ack_pos waits for it while ack_pending */
+  sqlite3_stmt *st_cput, *st_cmin, *st_mget, *st_purge, *st_mput;
+  int64_t ack_pos, ack_written_us;
+  bool ack_pending;
   int ifd, wd;
   int64_t hot_until_us, hot_step_us; /* inotify mode: after a write, check data_version at
                                       * hot_step_us (doubling) until hot_until_us */
@@ -252,6 +263,11 @@ static void close_stream(as_stream *s) {
   sqlite3_finalize(s->st_read);
   sqlite3_finalize(s->st_dv);
   sqlite3_finalize(s->st_end);
+  sqlite3_finalize(s->st_cput);
+  sqlite3_finalize(s->st_cmin);
+  sqlite3_finalize(s->st_mget);
+  sqlite3_finalize(s->st_purge);
+  sqlite3_finalize(s->st_mput);
   sqlite3_close(s->db);
   if (s->ifd >= 0) close(s->ifd);
   free(s->consumer);
@@ -368,8 +384,9 @@ fail:
  * Idle, it sleeps until the -wal file is written (the 50 ms cap covers a checkpoint that
  * restarts the WAL). A commit becomes visible only when the wal-index in the -shm mapping is
  * updated, after the frames are written (and synced), which inotify cannot see: so after an
- * event data_version is checked again after 0.1 ms, then at doubling intervals up to 1 ms,
- * for 100 ms (every new event starts over at 0.1 ms), instead of every 0.1 ms throughout. */
+ * event data_version is checked again after 0.1 ms, then at doubling intervals up to 4 ms,
+ * for 100 ms (every new event starts over at 0.1 ms, and wakes a wait of 1 ms or more at
+ * once). A stream beside a busy writer checks about six times per event, not every 0.1 ms. */
 static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
   for (;;) {
     int64_t dv = 0;
@@ -389,7 +406,7 @@ static int wait_change(as_stream *s, int64_t deadline_ms, as_error *err) {
     int64_t now = as_monotonic_us(), wait_us = 50000;
     if (now < s->hot_until_us) {
       wait_us = s->hot_step_us;
-      s->hot_step_us = s->hot_step_us * 2 > 1000 ? 1000 : s->hot_step_us * 2;
+      s->hot_step_us = s->hot_step_us * 2 > 4000 ? 4000 : s->hot_step_us * 2;
     }
     if (wait_us > left * 1000) wait_us = left * 1000;
     if (wait_us < 1000) { /* poll() counts milliseconds */
@@ -798,14 +815,83 @@ static int read_batch(as_stream *s, as_batch *out, size_t max, size_t *nread, as
   return ret;
 }
 
+/* Writes the acknowledged position (s->ack_pos) and purges the changelog rows every consumer
+ * has, in one write transaction. The statements are prepared once per stream. */
+static int ack_write(as_stream *s, as_error *err) {
+  int64_t minpos = 0, purged = 0;
+  int ret = AS_OK;
+  if ((!s->st_cput && (ret = prep(s->db, SQ_CONSUMER_PUT, &s->st_cput, err)) != AS_OK) ||
+      (!s->st_cmin && (ret = prep(s->db, SQ_CONSUMER_MIN, &s->st_cmin, err)) != AS_OK) ||
+      (!s->st_mget && (ret = prep(s->db, SQ_META_GET, &s->st_mget, err)) != AS_OK) ||
+      (!s->st_purge && (ret = prep(s->db, SQ_CHANGELOG_PURGE, &s->st_purge, err)) != AS_OK) ||
+      (!s->st_mput && (ret = prep(s->db, SQ_META_PUT, &s->st_mput, err)) != AS_OK))
+    return ret;
+  if ((ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err)) != AS_OK) return ret;
+  sqlite3_bind_text(s->st_cput, 1, s->consumer, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s->st_cput, 2, s->ack_pos);
+  int rc = sqlite3_step(s->st_cput);
+  sqlite3_reset(s->st_cput);
+  if (rc != SQLITE_DONE) {
+    ret = sq_fail(s->db, rc, err, "register consumer");
+    goto done;
+  }
+  if ((ret = one_int(s->db, s->st_cmin, &minpos, err, "min consumer position")) != AS_OK) goto done;
+  sqlite3_bind_text(s->st_mget, 1, "purged_upto", -1, SQLITE_STATIC);
+  if ((ret = one_int(s->db, s->st_mget, &purged, err, "read _arraysync_meta")) != AS_OK) goto done;
+  if (minpos > purged) {
+    sqlite3_bind_int64(s->st_purge, 1, minpos);
+    rc = sqlite3_step(s->st_purge);
+    sqlite3_reset(s->st_purge);
+    if (rc != SQLITE_DONE) {
+      ret = sq_fail(s->db, rc, err, "purge changelog");
+      goto done;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, minpos);
+    sqlite3_bind_text(s->st_mput, 1, "purged_upto", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->st_mput, 2, buf, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(s->st_mput);
+    sqlite3_reset(s->st_mput);
+    if (rc != SQLITE_DONE) {
+      ret = sq_fail(s->db, rc, err, "write purged_upto");
+      goto done;
+    }
+  }
+  ret = sq_exec(s->db, SQ_COMMIT, err);
+done:
+  if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, SQ_ROLLBACK, NULL, NULL, NULL);
+  if (ret == AS_OK) s->ack_pending = false;
+  s->ack_written_us = as_monotonic_us(); /* a failed write is tried again an interval later */
+  return ret;
+}
+
+/* A pending position is due once purge_interval has passed since the last write. */
+static bool ack_due(const as_stream *s, int64_t now_us) {
+  return s->ack_pending && now_us - s->ack_written_us >= s->n->purge_interval_us;
+}
+
 static int stream_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
   int64_t deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
   size_t nread = 0;
   int ret;
   for (;;) {
     if ((ret = read_batch(s, out, max, &nread, err)) != AS_OK) break;
-    if (nread > 0 || mono_ms() >= deadline) break;
-    if ((ret = wait_change(s, deadline, err)) != AS_OK) break;
+    if (nread > 0) break;
+    int64_t until = deadline;
+    if (s->ack_pending) {
+      /* nothing to read: a pending acknowledged position is written when it is due (a
+       * failure is the engine's "ack" debug line, and the position stays pending) */
+      int64_t now = as_monotonic_us();
+      if (ack_due(s, now)) {
+        as_error aerr;
+        if (ack_write(s, &aerr) != AS_OK) AS_LOG(AS_LOG_DEBUG, s->n->comp_src, "ack: %s", aerr.message);
+      } else {
+        int64_t due_ms = mono_ms() + (s->ack_written_us + s->n->purge_interval_us - now) / 1000 + 1;
+        if (due_ms < until) until = due_ms;
+      }
+    }
+    if (mono_ms() >= deadline) break;
+    if ((ret = wait_change(s, until, err)) != AS_OK) break;
   }
   char pos[32];
   snprintf(pos, sizeof pos, "%" PRId64, s->pos);
@@ -814,46 +900,18 @@ static int stream_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_
   return ret;
 }
 
+/* The position is written at once when the last write is purge_interval old (every batch
+ * with 0), else kept pending: the next ack or a waiting poll writes it when it is due. Not
+ * written at close: the next open_stream registers the consumer at its checkpoint (kept by
+ * the target), which is never behind a position acked here. */
 static int stream_ack(as_stream *s, const char *pos, as_error *err) {
-  int64_t p, minpos = 0, purged = 0;
+  int64_t p;
   if (!parse_i64(pos, &p))
     return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "bad sqlite changelog position \"%s\"",
                         pos ? pos : "NULL");
-  sqlite3_stmt *st = NULL;
-  int ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err);
-  if (ret != AS_OK) return ret;
-  if ((ret = consumer_put(s->db, s->consumer, p, err)) != AS_OK) goto done;
-  if ((ret = prep(s->db, SQ_CONSUMER_MIN, &st, err)) != AS_OK) goto done;
-  if ((ret = one_int(s->db, st, &minpos, err, "min consumer position")) != AS_OK) goto done;
-  sqlite3_finalize(st);
-  st = NULL;
-  if ((ret = meta_int(s->db, "purged_upto", &purged, err)) != AS_OK) goto done;
-  if (minpos > purged) {
-    if ((ret = prep(s->db, SQ_CHANGELOG_PURGE, &st, err)) != AS_OK) goto done;
-    sqlite3_bind_int64(st, 1, minpos);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-      ret = sq_fail(s->db, rc, err, "purge changelog");
-      goto done;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((ret = prep(s->db, SQ_META_PUT, &st, err)) != AS_OK) goto done;
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, minpos);
-    sqlite3_bind_text(st, 1, "purged_upto", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, buf, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-      ret = sq_fail(s->db, rc, err, "write purged_upto");
-      goto done;
-    }
-  }
-  ret = sq_exec(s->db, SQ_COMMIT, err);
-done:
-  sqlite3_finalize(st);
-  if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, SQ_ROLLBACK, NULL, NULL, NULL);
-  return ret;
+  s->ack_pos = p;
+  s->ack_pending = true;
+  return ack_due(s, as_monotonic_us()) ? ack_write(s, err) : AS_OK;
 }
 
 static int stream_position(as_stream *s, char **out, as_error *err) {

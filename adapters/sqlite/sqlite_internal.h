@@ -26,6 +26,7 @@ struct as_node {
   char *path;
   int busy_ms;
   bool use_inotify;
+  int64_t purge_interval_us; /* a stream writes its acked position at most this often */
   const as_schema **schemas; /* borrowed schemas, array owned */
   size_t nschemas;
   char comp_src[128]; /* log components */

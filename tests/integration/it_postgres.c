@@ -23,6 +23,7 @@
 #include "as_log.h"
 #include "as_row.h"
 #include "as_schema.h"
+#include "as_time.h"
 #include "as_value.h"
 
 static const char *g_dsn;
@@ -31,6 +32,7 @@ static const char *g_capture = "triggers"; /* capture mode under test: triggers 
 static bool g_logical;
 static const char *g_node_dsn;            /* make_node: another dsn (role) than g_dsn */
 static const char *g_node_opt[2];         /* make_node: one more option (key, value) */
+static const char *g_purge = "0";         /* make_node: purge_interval */
 static int g_pass, g_fail;
 static const char *g_test = "";
 
@@ -122,6 +124,8 @@ static as_node *make_node(node_h *h, const char *name, const char *schema,
   h->opts[1] = (as_node_option){.key = "schema", .value = (char *)schema};
   size_t no = 2;
   h->opts[no++] = (as_node_option){.key = "capture", .value = (char *)g_capture};
+  /* every ack writes its position (origin_purge checks the purge after each) */
+  h->opts[no++] = (as_node_option){.key = "purge_interval", .value = (char *)g_purge};
   if (g_node_opt[0])
     h->opts[no++] = (as_node_option){.key = (char *)g_node_opt[0], .value = (char *)g_node_opt[1]};
   if (triggers) h->opts[no++] = (as_node_option){.key = "capture_triggers", .value = (char *)triggers};
@@ -767,6 +771,59 @@ static const char *TYPES_YAML =
     "  ts:  { field: ts, type: timestamptz }\n"
     "  dt:  { field: dt, type: date }\n"
     "  j:   { field: j, type: jsonb }\n";
+
+/* Trigger capture with purge_interval: an ack within the interval of the last write is kept
+ * pending; a poll that finds nothing writes it once it is due. */
+static void t_ack_interval(void) {
+  g_test = "ack_interval";
+  if (g_logical) return; /* logical decoding: ack reports to the slot at once (origin_purge) */
+  fresh_schema("t_ackiv");
+  as_schema *s = schema_yaml(USERS_YAML);
+  const as_schema *ss[1] = {s};
+  node_h h;
+  g_purge = "1000";
+  as_node *n = make_node(&h, "pg", "t_ackiv", ss, 1, NULL);
+  g_purge = "0";
+  as_error err = {0};
+  PGconn *c = outside();
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  as_stream *st = NULL;
+  CHECK(A->open_stream(n, "ackiv", NULL, &st, &err) == AS_OK, "%s", err.message);
+  as_batch b = {0};
+  char *first = NULL;
+  for (int round = 0; round < 2 && st; round++) {
+    sql(c, "INSERT INTO t_ackiv.users VALUES ('a%d', 'e', 0, 0)", round);
+    as_batch_reset(&b);
+    poll_n(st, &b, 1, 10);
+    CHECK(b.n == 1 && b.pos, "round %d: %zu deltas", round, b.n);
+    if (!b.pos) break;
+    int64_t t0 = as_monotonic_us();
+    CHECK(A->ack(st, b.pos, &err) == AS_OK, "%s", err.message);
+    const char *at = sql(c, "SELECT position FROM arraysync.consumers WHERE name = 'ackiv'");
+    if (round == 0) { /* the first: written at once */
+      CHECK(strcmp(at, b.pos) == 0, "position %s, acked %s", at, b.pos);
+      first = strdup(b.pos);
+    } else if (as_monotonic_us() - t0 < 1000000 && first) { /* pending (unless stalled) */
+      CHECK(strcmp(at, first) == 0, "position %s, still %s", at, first);
+    }
+  }
+  if (st && b.pos) {
+    /* nothing to read for longer than the interval: the pending position is written */
+    char *last = strdup(b.pos);
+    as_batch_reset(&b);
+    for (int i = 0; i < 3; i++) CHECK(A->poll(st, &b, 10, 500, &err) == AS_OK, "%s", err.message);
+    CHECK(b.n == 0, "%zu deltas", b.n);
+    const char *at = sql(c, "SELECT position FROM arraysync.consumers WHERE name = 'ackiv'");
+    CHECK(last && strcmp(at, last) == 0, "position %s, acked %s", at, last ? last : "?");
+    free(last);
+  }
+  free(first);
+  as_batch_clear(&b);
+  if (st) A->close_stream(st);
+  PQfinish(c);
+  A->exit(n);
+  as_schema_free(s);
+}
 
 static void t_types(void) {
   g_test = "types";
@@ -2320,6 +2377,7 @@ int main(int argc, char **argv) {
                {"capture", t_capture},
                {"out_of_order", t_out_of_order},
                {"origin_purge", t_origin_purge},
+               {"ack_interval", t_ack_interval},
                {"types", t_types},
                {"identifiers", t_identifiers},
                {"dead", t_dead},

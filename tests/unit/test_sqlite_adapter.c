@@ -9,6 +9,7 @@
 #include "adapter.h"
 #include "as_schema.h"
 #include "as_test_util.h"
+#include "as_time.h"
 
 static const as_adapter *A = &as_adapter_sqlite;
 
@@ -61,7 +62,7 @@ typedef struct fixture {
   as_schema *schemas[4];
   size_t nschemas;
   as_node *node;
-  as_node_option opts[3];
+  as_node_option opts[4];
   as_node_config cfg;
 } fixture;
 
@@ -73,12 +74,16 @@ static as_schema *load(const char *name, const char *yaml) {
   return s;
 }
 
+/* every ack writes its position (the node's default waits 100 ms between writes) */
+static const char *purge_interval = "0";
+
 static void fx_open(fixture *f, const char *node_name, const char *busy) {
   as_error err = {0};
   f->opts[0] = (as_node_option){.key = "path", .value = f->path};
   f->opts[1] = (as_node_option){.key = "busy_timeout", .value = (char *)(busy ? busy : "5000")};
+  f->opts[2] = (as_node_option){.key = "purge_interval", .value = (char *)purge_interval};
   f->cfg =
-      (as_node_config){.name = (char *)node_name, .kind = "sqlite", .opts = f->opts, .nopts = 2};
+      (as_node_config){.name = (char *)node_name, .kind = "sqlite", .opts = f->opts, .nopts = 3};
   ck_assert_int_eq(
       A->init(&f->cfg, (const as_schema *const *)f->schemas, f->nschemas, &f->node, &err), AS_OK);
   ck_assert_msg(A->connect(f->node, &err) == AS_OK, "%s", err.message);
@@ -394,6 +399,15 @@ START_TEST(origin_marking) {
 }
 END_TEST
 
+/* n rows PREFIX0.. into users, one statement each */
+static void insert_users(sqlite3 *db, const char *prefix, int n) {
+  for (int i = 0; i < n; i++) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO users (id, email) VALUES ('%s%d', 'x')", prefix, i);
+    raw_exec(db, sql);
+  }
+}
+
 START_TEST(purge_after_ack) {
   fixture f;
   fx_setup(&f, USERS_YAML, NULL);
@@ -401,11 +415,7 @@ START_TEST(purge_after_ack) {
   as_stream *s1 = open_stream(&f, "c1", NULL);
   as_stream *s2 = open_stream(&f, "c2", NULL);
   sqlite3 *db = raw_open(&f);
-  for (int i = 0; i < 5; i++) {
-    char sql[128];
-    snprintf(sql, sizeof sql, "INSERT INTO users (id, email) VALUES ('p%d', 'x')", i);
-    raw_exec(db, sql);
-  }
+  insert_users(db, "p", 5);
   as_batch b = {0};
   poll_n(s1, &b, 100);
   ck_assert_int_eq(b.n, 5);
@@ -442,6 +452,44 @@ START_TEST(purge_after_ack) {
   as_batch_clear(&b);
   A->close_stream(s1);
   A->close_stream(s2);
+  sqlite3_close(db);
+  fx_teardown(&f);
+}
+END_TEST
+
+/* With purge_interval, an ack within the interval of the last write is kept pending; a poll
+ * that finds nothing writes it once it is due. */
+START_TEST(ack_interval) {
+  fixture f;
+  purge_interval = "1000";
+  fx_setup(&f, USERS_YAML, NULL);
+  purge_interval = "0";
+  fx_install(&f);
+  as_stream *s1 = open_stream(&f, "c1", NULL);
+  sqlite3 *db = raw_open(&f);
+  insert_users(db, "q", 5);
+  as_batch b = {0};
+  as_error err = {0};
+  poll_n(s1, &b, 2);
+  ck_assert_int_eq(b.n, 2);
+  ck_assert_int_eq(A->ack(s1, b.pos, &err), AS_OK); /* the first: written at once */
+  int64_t t0 = as_monotonic_us();
+  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 3);
+  as_batch_reset(&b);
+  poll_n(s1, &b, 100);
+  ck_assert_int_eq(b.n, 3);
+  ck_assert_int_eq(A->ack(s1, b.pos, &err), AS_OK);
+  int64_t t1 = as_monotonic_us();
+  if (t1 - t0 < 1000000) /* pending (unless this machine stalled for the whole interval) */
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 3);
+  /* nothing to read for longer than the interval: written, the newest row kept as anchor */
+  as_batch_reset(&b);
+  ck_assert_int_eq(A->poll(s1, &b, 100, 1200, &err), AS_OK);
+  ck_assert_int_eq(b.n, 0);
+  ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM _arraysync_changelog"), 1);
+  ck_assert_int_eq(raw_int(db, "SELECT max(seq) FROM _arraysync_changelog"), 5);
+  as_batch_clear(&b);
+  A->close_stream(s1);
   sqlite3_close(db);
   fx_teardown(&f);
 }
@@ -791,6 +839,7 @@ int main(void) {
   tcase_add_test(tc, capture_other_connection);
   tcase_add_test(tc, origin_marking);
   tcase_add_test(tc, purge_after_ack);
+  tcase_add_test(tc, ack_interval);
   tcase_add_test(tc, types_round_trip);
   tcase_add_test(tc, lenient_values_and_dead_letters);
   tcase_add_test(tc, apply_dead_letter_in_good_batch);
