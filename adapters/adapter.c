@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "../mappings/as_time.h"
+
 const char *as_node_config_get(const as_node_config *c, const char *key) {
   for (size_t i = 0; c && i < c->nopts; i++) {
     if (strcmp(c->opts[i].key, key) == 0) return c->opts[i].value;
@@ -210,4 +212,23 @@ void as_table_desc_free(as_table_desc *d) {
   free(d->cols);
   free(d->table);
   memset(d, 0, sizeof *d);
+}
+
+bool as_ack_pace_ack(as_ack_pace *p) {
+  p->pending = true;
+  return as_monotonic_us() - p->written_us >= p->interval_us;
+}
+
+bool as_ack_pace_idle(const as_ack_pace *p, int *wait_ms) {
+  if (!p->pending) return false;
+  int64_t left_us = p->written_us + p->interval_us - as_monotonic_us();
+  if (left_us <= 0) return true;
+  int64_t due_ms = left_us / 1000 + 1;
+  if (due_ms < *wait_ms) *wait_ms = (int)due_ms;
+  return false;
+}
+
+void as_ack_pace_written(as_ack_pace *p, bool ok) {
+  if (ok) p->pending = false;
+  p->written_us = as_monotonic_us();
 }

@@ -135,6 +135,22 @@ int as_dead_list_push_missing(as_dead_list *l, const as_schema *s, size_t index)
 void as_dead_list_clear(as_dead_list *l);
 void as_dead_free(as_dead *d);
 
+/* Pacing of a source's writes of its acknowledged position (SQLite, PostgreSQL trigger
+ * capture): at most one write per interval; a position acked in between stays pending until
+ * the next ack or a poll that finds nothing writes it. */
+typedef struct as_ack_pace {
+  int64_t interval_us;
+  int64_t written_us; /* monotonic time of the last write, or of the last failed try */
+  bool pending;
+} as_ack_pace;
+/* A position was acked: true when it is to be written now. */
+bool as_ack_pace_ack(as_ack_pace *p);
+/* A poll found nothing: true when the pending position is due now (the caller writes it);
+ * else *wait_ms is lowered to when it will be, so that a waiting poll comes back for it. */
+bool as_ack_pace_idle(const as_ack_pace *p, int *wait_ms);
+/* The caller wrote the position (ok) or failed to (it stays pending, tried an interval later). */
+void as_ack_pace_written(as_ack_pace *p, bool ok);
+
 /* ---- the adapter ---- */
 typedef struct as_node as_node;         /* adapter-private */
 struct as_table_desc;

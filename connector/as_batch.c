@@ -165,6 +165,8 @@ static void stamp(eng_pair *p, eng_work *w) {
   as_error err;
   if (w->nkept == 0 || as_state_begin(st, &err) != AS_OK) return;
   int64_t now = as_now_us();
+  AS_LOG(AS_LOG_TRACE, p->comp, "%zu change(s) committed on %s, commit order %lld", w->nkept,
+         p->dst->cfg->name, (long long)w->commit_order);
   int rc = AS_OK;
   for (size_t i = 0; i < w->nall && rc == AS_OK; i++) {
     decided *x = w->all[i];

@@ -653,6 +653,20 @@ static int fetch_rest(eng_pair *p, eng_work *w, decided *x, size_t i, as_error *
   return eng_queue_repair(w, x->schema, x->key, p->dst, p->src, i) ? AS_OK : eng_oom(err);
 }
 
+/* log.level trace: one line per decision. */
+static void trace_decision(const eng_pair *p, const decided *x, const as_change *c, bool snapshot,
+                           const as_version *was, as_verdict verdict) {
+  const as_delta *d = c->d;
+  as_log_write(AS_LOG_TRACE, p->comp,
+               "mapping %s key %s: %s %s (version %lld of %s, order %lld%s) against version %lld "
+               "of %s: %s", d->schema->name, x->key,
+               c->local ? "local" : d->relayed ? "relayed" : snapshot ? "copied" : "passed-on",
+               as_op_name(d->op), (long long)d->hlc, d->origin, (long long)d->order,
+               c->raced ? ", raced" : "", (long long)(was ? was->hlc : 0),
+               was ? was->origin : "nobody",
+               verdict == AS_VERDICT_APPLY ? "apply" : verdict == AS_VERDICT_SKIP ? "skip" : "lost");
+}
+
 /* Resolves one routed delta. */
 static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool snapshot,
                        as_error *err) {
@@ -694,11 +708,15 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
     before = x->v;
     if (x->found) tr.v = &before; /* `mine`: the key's current row, wherever it is held */
   }
+  as_version was; /* for the trace line: the version the change was decided against */
+  bool tracing = AS_LOG_TRACE <= as_log_current_level;
+  if (tracing) was = x->v;
   int rc = as_resolver_decide(r, &c, &x->v, x->found, &dec, err);
   if (rc != AS_OK) {
     as_row_clear(&merged);
     return rc;
   }
+  if (tracing) trace_decision(p, x, &c, snapshot, x->found ? &was : NULL, dec.verdict);
   x->found = true;
   if (dec.dead[0]) { /* the script's row did not fit: kept for `dlq`, the fallback decided */
     char *dj = as_delta_to_json_string(d, NULL);

@@ -94,7 +94,9 @@ static const as_config_entry top_map[] = {
               "take to reach its stream); 0s keeps them",
               "30s"),
     AS_OPT_AT(ENUM, "log.level", top_opts, log_level, "info",
-              "least severe log line written (the command line's --log-level wins)", "debug",
+              "least severe log line written (the command line's --log-level wins); trace adds "
+              "a line for every decision (the change, its version, the key's version before it, "
+              "the verdict) and every batch a target committed (its commit order)", "debug",
               .allowed = log_levels),
     AS_OPT_AT(ENUM, "log.format", top_opts, log_format, "text",
               "log lines as text or one JSON object per line (--log-format wins)", "json",

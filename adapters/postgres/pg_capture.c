@@ -47,8 +47,9 @@ struct as_stream {
   long long last;     /* changelog row seq and element read last */
   long long lasti;
   tmeta *meta;       /* per mapped table, loaded on first use */
-  char *ack_pos;     /* trigger capture: acknowledged, not yet written (pg_ack) */
-  int64_t ack_written_us;
+  char *ack_pos;     /* trigger capture: the acknowledged position and its previous */
+  char *ack_prev;    /* snapshot, written when pace says so (pg_ack) */
+  as_ack_pace pace;
   char comp[128];
 };
 
@@ -165,6 +166,7 @@ void pg_close_stream(as_stream *s) {
   free(s->prev);
   free(s->cur);
   free(s->ack_pos);
+  free(s->ack_prev);
   free(s);
 }
 
@@ -179,6 +181,7 @@ int pg_open_stream(as_node *n, const char *consumer, const char *checkpoint, as_
     goto cleanup;
   }
   s->n = n;
+  s->pace.interval_us = n->purge_interval_us;
   snprintf(s->comp, sizeof s->comp, "source:postgres:%s", n->name);
   if (n->capture == PG_CAPTURE_AUTO) {
     /* not connected yet: decide on the stream's own connection */
@@ -806,36 +809,21 @@ static int wait_notify(as_stream *s, int wait_ms, as_error *err) {
   }
 }
 
-/* Writes the pending acknowledged position (s->ack_pos) and purges what every consumer is
- * past. */
+/* Writes the acknowledged position (s->ack_pos) and purges what every consumer is past. */
 static int ack_write(as_stream *s, as_error *err) {
-  char *prev = NULL, *cur = NULL;
-  long long last, lasti;
-  int rc = pos_parse(s->ack_pos, &prev, &cur, &last, &lasti, err);
-  if (rc != AS_OK) goto cleanup;
-  if ((rc = consumer_set(s, s->ack_pos, prev, err)) != AS_OK) goto cleanup;
+  int rc = consumer_set(s, s->ack_pos, s->ack_prev, err);
   /* Purge what every consumer is past, serialised with consumers that register. */
-  if ((rc = pg_exec(s->conn, PG_SQL_BEGIN, "purge", err)) != AS_OK) goto cleanup;
-  if ((rc = pg_exec(s->conn, PG_SQL_LOCK_CONSUMERS, "purge lock", err)) == AS_OK &&
-      (rc = pg_exec(s->conn, PG_SQL_PURGE, "purge changelog", err)) == AS_OK)
-    rc = pg_exec(s->conn, PG_SQL_COMMIT, "purge commit", err);
-  if (rc != AS_OK) {
-    PGresult *r = PQexec(s->conn, PG_SQL_ROLLBACK);
-    PQclear(r);
+  if (rc == AS_OK && (rc = pg_exec(s->conn, PG_SQL_BEGIN, "purge", err)) == AS_OK) {
+    if ((rc = pg_exec(s->conn, PG_SQL_LOCK_CONSUMERS, "purge lock", err)) == AS_OK &&
+        (rc = pg_exec(s->conn, PG_SQL_PURGE, "purge changelog", err)) == AS_OK)
+      rc = pg_exec(s->conn, PG_SQL_COMMIT, "purge commit", err);
+    if (rc != AS_OK) {
+      PGresult *r = PQexec(s->conn, PG_SQL_ROLLBACK);
+      PQclear(r);
+    }
   }
-cleanup:
-  free(prev);
-  free(cur);
-  if (rc == AS_OK) {
-    free(s->ack_pos);
-    s->ack_pos = NULL;
-  }
-  s->ack_written_us = as_monotonic_us(); /* a failed write is tried again an interval later */
+  as_ack_pace_written(&s->pace, rc == AS_OK);
   return rc;
-}
-
-static bool ack_due(const as_stream *s, int64_t now_us) {
-  return s->ack_pos && now_us - s->ack_written_us >= s->n->purge_interval_us;
 }
 
 static int poll_tables(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err);
@@ -864,17 +852,12 @@ static int poll_tables(as_stream *s, as_batch *out, size_t max, int wait_ms, as_
     if ((rc = advance(s, err)) != AS_OK) return rc;
     if ((rc = read_window(s, out, max - got, &more, err)) != AS_OK) return rc;
     got += more;
-    if (got == 0 && s->ack_pos) {
-      /* nothing to read: a pending acknowledged position is written when it is due (a
-       * failure is the engine's "ack" debug line, and the position stays pending) */
-      int64_t now = as_monotonic_us();
-      if (ack_due(s, now)) {
-        as_error aerr;
-        if (ack_write(s, &aerr) != AS_OK) AS_LOG(AS_LOG_DEBUG, s->comp, "ack: %s", aerr.message);
-      } else if (wait_ms > 0) {
-        int64_t due_ms = (s->ack_written_us + s->n->purge_interval_us - now) / 1000 + 1;
-        if (due_ms < wait_ms) wait_ms = (int)due_ms; /* back sooner: the next poll writes it */
-      }
+    /* nothing to read: a pending acknowledged position is written when it is due (a failure
+     * is the engine's "ack" debug line, and the position stays pending), else the wait ends
+     * when it will be (the next poll writes it) */
+    if (got == 0 && as_ack_pace_idle(&s->pace, &wait_ms)) {
+      as_error aerr;
+      if (ack_write(s, &aerr) != AS_OK) AS_LOG(AS_LOG_DEBUG, s->comp, "ack: %s", aerr.message);
     }
     if (got == 0 && wait_ms > 0) {
       if ((rc = wait_notify(s, wait_ms, err)) != AS_OK) return rc;
@@ -898,14 +881,17 @@ int pg_ack(as_stream *s, const char *pos, as_error *err) {
   char *prev = NULL, *cur = NULL;
   long long last, lasti;
   int rc = pos_parse(pos, &prev, &cur, &last, &lasti, err); /* a bad position fails here */
-  free(prev);
   free(cur);
-  if (rc != AS_OK) return rc;
-  char *p = strdup(pos);
-  if (!p) return as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  char *p = rc == AS_OK ? strdup(pos) : NULL;
+  if (!p) {
+    free(prev);
+    return rc != AS_OK ? rc : as_error_set(err, AS_DOM_POSTGRES, AS_ERR, "out of memory");
+  }
   free(s->ack_pos);
+  free(s->ack_prev);
   s->ack_pos = p;
-  return ack_due(s, as_monotonic_us()) ? ack_write(s, err) : AS_OK;
+  s->ack_prev = prev;
+  return as_ack_pace_ack(&s->pace) ? ack_write(s, err) : AS_OK;
 }
 
 /* ------------------------------------------------------------------ snapshot */

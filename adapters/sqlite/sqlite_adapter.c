@@ -249,10 +249,9 @@ struct as_stream {
   int64_t pos;
   int64_t data_version;
   sqlite3_stmt *st_read, *st_dv, *st_end;
-  /* ack: prepared on the first write; ack_pos waits for it while ack_pending */
-  sqlite3_stmt *st_cput, *st_cmin, *st_mget, *st_purge, *st_mput;
-  int64_t ack_pos, ack_written_us;
-  bool ack_pending;
+  sqlite3_stmt *st_cput, *st_cmin, *st_mget, *st_purge, *st_mput; /* consumer, purge */
+  int64_t ack_pos; /* the acknowledged position, written when pace says so */
+  as_ack_pace pace;
   int ifd, wd;
   int64_t hot_until_us, hot_step_us; /* inotify mode: after a write, check data_version at
                                       * hot_step_us (doubling) until hot_until_us */
@@ -287,28 +286,17 @@ static int one_int(sqlite3 *db, sqlite3_stmt *st, int64_t *out, as_error *err, c
   return ret;
 }
 
-static int meta_int(sqlite3 *db, const char *key, int64_t *out, as_error *err) {
-  sqlite3_stmt *st = NULL;
-  int ret = prep(db, SQ_META_GET, &st, err);
-  if (ret == AS_OK) {
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    ret = one_int(db, st, out, err, "read _arraysync_meta");
-  }
-  sqlite3_finalize(st);
-  return ret;
+static int purged_upto(as_stream *s, int64_t *out, as_error *err) {
+  sqlite3_bind_text(s->st_mget, 1, "purged_upto", -1, SQLITE_STATIC);
+  return one_int(s->db, s->st_mget, out, err, "read _arraysync_meta");
 }
 
-static int consumer_put(sqlite3 *db, const char *name, int64_t pos, as_error *err) {
-  sqlite3_stmt *st = NULL;
-  int ret = prep(db, SQ_CONSUMER_PUT, &st, err);
-  if (ret == AS_OK) {
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, pos);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) ret = sq_fail(db, rc, err, "register consumer");
-  }
-  sqlite3_finalize(st);
-  return ret;
+static int consumer_put(as_stream *s, int64_t pos, as_error *err) {
+  sqlite3_bind_text(s->st_cput, 1, s->consumer, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s->st_cput, 2, pos);
+  int rc = sqlite3_step(s->st_cput);
+  sqlite3_reset(s->st_cput);
+  return rc == SQLITE_DONE ? AS_OK : sq_fail(s->db, rc, err, "register consumer");
 }
 
 static int open_stream(as_node *n, const char *consumer, const char *checkpoint, as_stream **out,
@@ -318,6 +306,7 @@ static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
   if (!s) return as_error_set(err, AS_DOM_SQLITE, AS_ERR, "out of memory");
   s->ifd = s->wd = -1;
   s->n = n;
+  s->pace.interval_us = n->purge_interval_us;
   int ret;
   int64_t purged = 0;
   s->consumer = strdup(consumer ? consumer : "");
@@ -328,7 +317,13 @@ static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
   if ((ret = sq_open(n->path, n->busy_ms, &s->db, err)) != AS_OK) goto fail;
   if ((ret = prep(s->db, SQ_CHANGELOG_READ, &s->st_read, err)) != AS_OK) goto fail;
   if ((ret = prep(s->db, SQ_PRAGMA_DATA_VERSION, &s->st_dv, err)) != AS_OK) goto fail;
-  if ((ret = prep(s->db, SQ_SEQ_END, &s->st_end, err)) != AS_OK) goto fail;
+  if ((ret = prep(s->db, SQ_SEQ_END, &s->st_end, err)) != AS_OK ||
+      (ret = prep(s->db, SQ_CONSUMER_PUT, &s->st_cput, err)) != AS_OK ||
+      (ret = prep(s->db, SQ_CONSUMER_MIN, &s->st_cmin, err)) != AS_OK ||
+      (ret = prep(s->db, SQ_META_GET, &s->st_mget, err)) != AS_OK ||
+      (ret = prep(s->db, SQ_CHANGELOG_PURGE, &s->st_purge, err)) != AS_OK ||
+      (ret = prep(s->db, SQ_META_PUT, &s->st_mput, err)) != AS_OK)
+    goto fail;
   if ((ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err)) != AS_OK) goto fail;
   if (checkpoint) {
     if (!parse_i64(checkpoint, &s->pos)) {
@@ -345,7 +340,7 @@ static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
                          n->name, s->pos, end);
       goto fail;
     }
-    if ((ret = meta_int(s->db, "purged_upto", &purged, err)) != AS_OK) goto fail;
+    if ((ret = purged_upto(s, &purged, err)) != AS_OK) goto fail;
     if (s->pos < purged) {
       ret = as_error_set(err, AS_DOM_SQLITE, AS_EINVAL,
                          "node %s: changes after position %" PRId64 " were purged (up to %" PRId64
@@ -356,7 +351,7 @@ static int open_stream(as_node *n, const char *consumer, const char *checkpoint,
   } else if ((ret = one_int(s->db, s->st_end, &s->pos, err, "changelog end")) != AS_OK) {
     goto fail;
   }
-  if ((ret = consumer_put(s->db, s->consumer, s->pos, err)) != AS_OK) goto fail;
+  if ((ret = consumer_put(s, s->pos, err)) != AS_OK) goto fail;
   if ((ret = sq_exec(s->db, SQ_COMMIT, err)) != AS_OK) goto fail;
   if ((ret = one_int(s->db, s->st_dv, &s->data_version, err, "data_version")) != AS_OK) goto fail;
   if (n->use_inotify) {
@@ -816,31 +811,17 @@ static int read_batch(as_stream *s, as_batch *out, size_t max, size_t *nread, as
 }
 
 /* Writes the acknowledged position (s->ack_pos) and purges the changelog rows every consumer
- * has, in one write transaction. The statements are prepared once per stream. */
+ * has, in one write transaction, with the statements open_stream prepared. */
 static int ack_write(as_stream *s, as_error *err) {
   int64_t minpos = 0, purged = 0;
-  int ret = AS_OK;
-  if ((!s->st_cput && (ret = prep(s->db, SQ_CONSUMER_PUT, &s->st_cput, err)) != AS_OK) ||
-      (!s->st_cmin && (ret = prep(s->db, SQ_CONSUMER_MIN, &s->st_cmin, err)) != AS_OK) ||
-      (!s->st_mget && (ret = prep(s->db, SQ_META_GET, &s->st_mget, err)) != AS_OK) ||
-      (!s->st_purge && (ret = prep(s->db, SQ_CHANGELOG_PURGE, &s->st_purge, err)) != AS_OK) ||
-      (!s->st_mput && (ret = prep(s->db, SQ_META_PUT, &s->st_mput, err)) != AS_OK))
-    return ret;
-  if ((ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err)) != AS_OK) return ret;
-  sqlite3_bind_text(s->st_cput, 1, s->consumer, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(s->st_cput, 2, s->ack_pos);
-  int rc = sqlite3_step(s->st_cput);
-  sqlite3_reset(s->st_cput);
-  if (rc != SQLITE_DONE) {
-    ret = sq_fail(s->db, rc, err, "register consumer");
-    goto done;
-  }
+  int ret = sq_exec(s->db, SQ_BEGIN_IMMEDIATE, err);
+  if (ret != AS_OK) goto done;
+  if ((ret = consumer_put(s, s->ack_pos, err)) != AS_OK) goto done;
   if ((ret = one_int(s->db, s->st_cmin, &minpos, err, "min consumer position")) != AS_OK) goto done;
-  sqlite3_bind_text(s->st_mget, 1, "purged_upto", -1, SQLITE_STATIC);
-  if ((ret = one_int(s->db, s->st_mget, &purged, err, "read _arraysync_meta")) != AS_OK) goto done;
+  if ((ret = purged_upto(s, &purged, err)) != AS_OK) goto done;
   if (minpos > purged) {
     sqlite3_bind_int64(s->st_purge, 1, minpos);
-    rc = sqlite3_step(s->st_purge);
+    int rc = sqlite3_step(s->st_purge);
     sqlite3_reset(s->st_purge);
     if (rc != SQLITE_DONE) {
       ret = sq_fail(s->db, rc, err, "purge changelog");
@@ -860,14 +841,8 @@ static int ack_write(as_stream *s, as_error *err) {
   ret = sq_exec(s->db, SQ_COMMIT, err);
 done:
   if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, SQ_ROLLBACK, NULL, NULL, NULL);
-  if (ret == AS_OK) s->ack_pending = false;
-  s->ack_written_us = as_monotonic_us(); /* a failed write is tried again an interval later */
+  as_ack_pace_written(&s->pace, ret == AS_OK);
   return ret;
-}
-
-/* A pending position is due once purge_interval has passed since the last write. */
-static bool ack_due(const as_stream *s, int64_t now_us) {
-  return s->ack_pending && now_us - s->ack_written_us >= s->n->purge_interval_us;
 }
 
 static int stream_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_error *err) {
@@ -877,18 +852,16 @@ static int stream_poll(as_stream *s, as_batch *out, size_t max, int wait_ms, as_
   for (;;) {
     if ((ret = read_batch(s, out, max, &nread, err)) != AS_OK) break;
     if (nread > 0) break;
-    int64_t until = deadline;
-    if (s->ack_pending) {
-      /* nothing to read: a pending acknowledged position is written when it is due (a
-       * failure is the engine's "ack" debug line, and the position stays pending) */
-      int64_t now = as_monotonic_us();
-      if (ack_due(s, now)) {
-        as_error aerr;
-        if (ack_write(s, &aerr) != AS_OK) AS_LOG(AS_LOG_DEBUG, s->n->comp_src, "ack: %s", aerr.message);
-      } else {
-        int64_t due_ms = mono_ms() + (s->ack_written_us + s->n->purge_interval_us - now) / 1000 + 1;
-        if (due_ms < until) until = due_ms;
-      }
+    int64_t until = deadline, now = mono_ms();
+    int left = now < deadline ? (int)(deadline - now) : 0;
+    /* nothing to read: a pending acknowledged position is written when it is due (a failure
+     * is the engine's "ack" debug line, and the position stays pending), else the wait ends
+     * when it will be */
+    if (as_ack_pace_idle(&s->pace, &left)) {
+      as_error aerr;
+      if (ack_write(s, &aerr) != AS_OK) AS_LOG(AS_LOG_DEBUG, s->n->comp_src, "ack: %s", aerr.message);
+    } else {
+      until = now + left;
     }
     if (mono_ms() >= deadline) break;
     if ((ret = wait_change(s, until, err)) != AS_OK) break;
@@ -910,8 +883,7 @@ static int stream_ack(as_stream *s, const char *pos, as_error *err) {
     return as_error_set(err, AS_DOM_SQLITE, AS_EINVAL, "bad sqlite changelog position \"%s\"",
                         pos ? pos : "NULL");
   s->ack_pos = p;
-  s->ack_pending = true;
-  return ack_due(s, as_monotonic_us()) ? ack_write(s, err) : AS_OK;
+  return as_ack_pace_ack(&s->pace) ? ack_write(s, err) : AS_OK;
 }
 
 static int stream_position(as_stream *s, char **out, as_error *err) {
