@@ -74,8 +74,11 @@ static int parent_where(const pg_table *t, const as_schema *s, const as_row *par
 static int fill_nested(PGconn *c, as_node *n, const as_schema *ts, as_row **have, const size_t *nhave,
                        size_t cnt, as_error *err);
 
-int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
-                  as_row **rows, size_t *nrows, as_error *err) {
+/* The child rows of child ci of one parent (lock: locked FOR NO KEY UPDATE, for a write that
+ * brings them to an array: a concurrent delete of one of them then waits for that write's
+ * commit, where it would otherwise take away the row the write's inner rows refer to). */
+static int child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
+                      bool lock, as_row **rows, size_t *nrows, as_error *err) {
   pg_table *t = child_table(n, s, ci);
   *rows = NULL;
   *nrows = 0;
@@ -91,7 +94,8 @@ int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as
                : oom(err);
   if (rc == AS_OK) rc = parent_where(t, s, parent, &sql, params, err);
   if (rc == AS_OK && (as_buf_append_str(&sql, " ORDER BY ") != AS_OK ||
-                      as_child_order_sql(t->s, NULL, &sql) != AS_OK))
+                      as_child_order_sql(t->s, NULL, &sql) != AS_OK ||
+                      (lock && as_buf_append_str(&sql, " FOR NO KEY UPDATE") != AS_OK)))
     rc = oom(err);
   if (rc == AS_OK) rc = run(c, as_buf_cstr(&sql), (int)s->nkey, params, "read child rows", &r, err);
   if (rc == AS_OK) {
@@ -117,6 +121,11 @@ int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as
   *rows = out;
   *nrows = (size_t)n_;
   return AS_OK;
+}
+
+int pg_child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
+                  as_row **rows, size_t *nrows, as_error *err) {
+  return child_read(c, n, s, ci, parent, false, rows, nrows, err);
 }
 
 int pg_children_fill(PGconn *c, as_node *n, const as_schema *s, as_row *r, as_error *err) {
@@ -229,7 +238,7 @@ static int sync_child(as_node *n, const as_schema *s, size_t ci, const as_delta 
   as_row *want = NULL, *have = NULL;
   size_t nwant = 0, nhave = 0;
   int rc = as_child_rows(s, ci, &d->row, &d->row.v[s->children[ci].col], &want, &nwant, err);
-  if (rc == AS_OK) rc = pg_child_read(n->conn, n, s, ci, &d->row, &have, &nhave, err);
+  if (rc == AS_OK) rc = child_read(n->conn, n, s, ci, &d->row, true, &have, &nhave, err);
   for (size_t h = 0; rc == AS_OK && h < nhave; h++) {
     bool kept = false;
     for (size_t w = 0; !kept && w < nwant; w++) kept = as_child_same_key(t->s, &have[h], &want[w]);
@@ -793,9 +802,10 @@ static int fill_nested(PGconn *c, as_node *n, const as_schema *ts, as_row **have
 }
 
 /* The child rows of child ci of the parents of deltas d[idx[0..cnt)], grouped per delta:
- * have[j], nhave[j]. One query per chunk of parents. */
+ * have[j], nhave[j]. One query per chunk of parents (lock: as child_read's). */
 static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, const as_delta *d,
-                     const size_t *idx, size_t cnt, as_row **have, size_t *nhave, as_error *err) {
+                     const size_t *idx, size_t cnt, bool lock, as_row **have, size_t *nhave,
+                     as_error *err) {
   pg_table *t = child_table(n, s, ci);
   stmt_acc a = {0};
   as_buf kb = AS_BUF_INIT;
@@ -811,7 +821,8 @@ static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, co
     bool flush = j == cnt || a.np + s->nkey > BULK_PARAMS;
     if (flush && a.rows) {
       PGresult *r = NULL;
-      if (as_buf_append_str(&a.sql, ") ORDER BY ") != AS_OK || as_child_order_sql(t->s, NULL, &a.sql) != AS_OK)
+      if (as_buf_append_str(&a.sql, ") ORDER BY ") != AS_OK || as_child_order_sql(t->s, NULL, &a.sql) != AS_OK ||
+          (lock && as_buf_append_str(&a.sql, " FOR NO KEY UPDATE") != AS_OK))
         rc = oom(err);
       if (rc == AS_OK) rc = run(conn, as_buf_cstr(&a.sql), (int)a.np, a.params, "read child rows", &r, err);
       for (size_t q = from; q < j; q++) sorted[q - from] = (keyref){dk[q], q};
@@ -965,7 +976,7 @@ int pg_children_bulk(as_node *n, const as_delta *d, const size_t *idx, size_t cn
     if (!have || !nhave || !sel) rc = oom(err);
     for (size_t j = 0; rc == AS_OK && j < cnt; j++)
       if (as_row_has(&d[idx[j]].row, col)) sel[nsel++] = idx[j];
-    if (rc == AS_OK) rc = bulk_read(n->conn, n, s, ci, d, sel, nsel, have, nhave, err);
+    if (rc == AS_OK) rc = bulk_read(n->conn, n, s, ci, d, sel, nsel, true, have, nhave, err);
     row_list all = {0}; /* nested children: every wanted row, whose own rows come next */
     for (size_t c = 0; rc == AS_OK && c < ts->ntable; c++) {
       if (!ts->cols[c].is_key &&
@@ -1037,7 +1048,7 @@ int pg_children_fill_many(PGconn *c, as_node *n, as_delta *d, size_t cnt, as_err
     if (idx) idx[j] = j;
   }
   for (size_t ci = 0; rc == AS_OK && ci < s->nchildren; ci++) {
-    rc = bulk_read(c, n, s, ci, d, idx, cnt, have, nhave, err);
+    rc = bulk_read(c, n, s, ci, d, idx, cnt, false, have, nhave, err);
     if (rc == AS_OK) rc = fill_nested(c, n, s->children[ci].tab, have, nhave, cnt, err);
     for (size_t j = 0; rc == AS_OK && j < cnt; j++) {
       as_value v;

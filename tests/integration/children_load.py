@@ -321,6 +321,10 @@ def explain(a, work, keys):
                 lines += f.read().splitlines()
         except OSError:
             pass
+    warns = [x for x in lines if "Z warn " in x or "Z error " in x]
+    print("WARN %d warning lines, the last %d:" % (len(warns), min(len(warns), 10)))
+    for x in warns[-10:]:
+        print("  " + x[:300])
     for k in keys:
         tag = '{"id":"%s"}' % k
         for line in dump:
