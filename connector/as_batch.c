@@ -360,13 +360,19 @@ static int capture_stop_check(eng_pair *p, as_batch *b, as_error *err) {
 
 /* A batch of nothing but echoes (or only routed-away changes) writes nothing: its position
  * is committed later, with the next batch or after a while (replaying echoes is harmless). */
-static bool defer(eng_pair *p, as_batch *b, bool snapshot, bool pos_changed) {
+static bool defer(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt, bool pos_changed) {
   bool any_routed = false;
   for (size_t i = 0; i < b->n && !any_routed; i++) any_routed = eng_routed(p, &b->d[i], snapshot);
   if (any_routed || b->ndead > 0 || snapshot ||
       (pos_changed && as_now_us() - p->last_commit_us > IDLE_CHECKPOINT_US))
     return false;
-  if (pos_changed) p->pending_pos = true;
+  if (pos_changed) {
+    char *c = strdup(ckpt);
+    if (!c) return false; /* out of memory: committed now instead */
+    free(p->pending_ckpt);
+    p->pending_ckpt = c;
+    p->pending_pos = true;
+  }
   for (size_t i = 0; i < b->n; i++) {
     const char *m = b->d[i].schema ? b->d[i].schema->name : "";
     eng_count(p, b->d[i].schema, ENG_C_CAPTURED, 1);
@@ -413,7 +419,7 @@ int eng_process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
   int rc = capture_stop_check(p, b, err);
   if (rc != AS_OK) return rc;
   bool pos_changed = ckpt && (!p->ckpt || strcmp(ckpt, p->ckpt) != 0);
-  if (defer(p, b, snapshot, pos_changed)) return AS_OK;
+  if (defer(p, b, snapshot, ckpt, pos_changed)) return AS_OK;
   rc = decide_and_apply(p, b, snapshot, ckpt, pos_changed, w, err);
   if (rc != AS_OK) return rc;
   /* counted once the batch is committed (a retried batch is not counted twice) */
@@ -429,6 +435,8 @@ int eng_process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
   }
   p->last_commit_us = as_now_us();
   p->pending_pos = false;
+  free(p->pending_ckpt);
+  p->pending_ckpt = NULL;
   if (p->last_commit_us - p->last_stats_us > 1000000) {
     eng_pair_save_stats(p, snapshot ? "snapshot" : "streaming");
   }

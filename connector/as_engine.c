@@ -516,6 +516,7 @@ int as_engine_run(const as_config *cfg, const as_engine_opts *o, as_error *err) 
 done:
   for (size_t i = 0; i < e.npairs; i++) {
     free(e.pairs[i].ckpt);
+    free(e.pairs[i].pending_ckpt);
     free(e.pairs[i].mstats);
   }
   free(e.pairs);

@@ -373,19 +373,18 @@ static void on_retry(eng_pair *p, int *attempt, const as_error *err) {
   if (eng_node_connect(e, p->src, &cerr) == AS_OK) eng_node_connect(e, p->dst, &cerr);
 }
 
-/* Commits a known newer position before leaving (nothing to apply). */
+/* Commits, before leaving, the position of the last batch deferred for holding nothing to
+ * write (p->pending_ckpt). Never the source's current end: changes committed after that batch
+ * was read, or in a batch that failed since, would be skipped (the next run resumes there). */
 static void commit_pending(eng_pair *p, eng_work *w) {
-  if (!p->pending_pos || !p->stream || atomic_load(&p->failed) || !w) return;
+  if (!p->pending_pos || !p->pending_ckpt || !p->stream || atomic_load(&p->failed) || !w) return;
   as_batch empty = {0};
   as_error cerr;
   p->last_commit_us = 0;
-  char *pos = NULL;
-  if (p->src->ad->stream_position(p->stream, &pos, &cerr) == AS_OK && pos) {
-    char *ck = ckpt_compose(p, p->relay_seq, pos);
-    if (ck) eng_process_batch(p, &empty, false, ck, w, &cerr);
-    free(ck);
-  }
-  free(pos);
+  char *ck = p->pending_ckpt;
+  p->pending_ckpt = NULL;
+  eng_process_batch(p, &empty, false, ck, w, &cerr);
+  free(ck);
   as_batch_clear(&empty);
 }
 
