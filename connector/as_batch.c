@@ -371,7 +371,6 @@ static bool defer(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt, boo
     if (!c) return false; /* out of memory: committed now instead */
     free(p->pending_ckpt);
     p->pending_ckpt = c;
-    p->pending_pos = true;
   }
   for (size_t i = 0; i < b->n; i++) {
     const char *m = b->d[i].schema ? b->d[i].schema->name : "";
@@ -434,7 +433,6 @@ int eng_process_batch(eng_pair *p, as_batch *b, bool snapshot, const char *ckpt,
     p->ckpt = strdup(ckpt);
   }
   p->last_commit_us = as_now_us();
-  p->pending_pos = false;
   free(p->pending_ckpt);
   p->pending_ckpt = NULL;
   if (p->last_commit_us - p->last_stats_us > 1000000) {

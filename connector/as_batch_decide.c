@@ -416,16 +416,12 @@ static void mark_holders(as_version *v, const as_delta *d, bool whole, uint16_t 
   }
 }
 
-static int keep(eng_pair *p, eng_work *w, as_delta *d, bool whole, decided *x,
-                const as_decision *dec, as_error *err) {
+static int keep(eng_pair *p, eng_work *w, as_delta *d, bool whole, decided *x, as_error *err) {
   uint16_t oid = 0;
   if (as_state_node_id(p->e->state, d->origin, &oid, err) != AS_OK) return AS_ERR;
   as_version_set_held(&x->v, p->dst->id, oid, d->hlc, d->op == AS_OP_DELETE, 0);
   mark_holders(&x->v, d, whole, p->dst->id, oid);
   x->dirty = x->applied = true;
-  AS_LOG(AS_LOG_TRACE, p->comp, "mapping %s key %s: %s from %s%s (hlc %lld) %s", d->schema->name,
-         x->key, as_op_name(d->op), d->origin, d->relayed ? " (relayed)" : "", (long long)d->hlc,
-         dec->new_winner ? "wins" : "applies");
   if (eng_grow((void **)&w->kept, &w->capkept, w->nkept + 1, sizeof *w->kept) != AS_OK)
     return eng_oom(err);
   w->kept[w->nkept++] = d;
@@ -653,9 +649,11 @@ static int fetch_rest(eng_pair *p, eng_work *w, decided *x, size_t i, as_error *
   return eng_queue_repair(w, x->schema, x->key, p->dst, p->src, i) ? AS_OK : eng_oom(err);
 }
 
-/* log.level trace: one line per decision. */
+/* log.level trace: one line per decision; an applied change "wins" (the row's version becomes
+ * its own, or the key is new), "applies" (its columns that won; the row's version stays) or is
+ * "merged" (the resolver's row is written as a version of the target's own). */
 static void trace_decision(const eng_pair *p, const decided *x, const as_change *c, bool snapshot,
-                           const as_version *was, as_verdict verdict) {
+                           const as_version *was, const as_decision *dec) {
   const as_delta *d = c->d;
   as_log_write(AS_LOG_TRACE, p->comp,
                "mapping %s key %s: %s %s (version %lld of %s, order %lld%s) against version %lld "
@@ -664,7 +662,9 @@ static void trace_decision(const eng_pair *p, const decided *x, const as_change 
                as_op_name(d->op), (long long)d->hlc, d->origin, (long long)d->order,
                c->raced ? ", raced" : "", (long long)(was ? was->hlc : 0),
                was ? was->origin : "nobody",
-               verdict == AS_VERDICT_APPLY ? "apply" : verdict == AS_VERDICT_SKIP ? "skip" : "lost");
+               dec->verdict == AS_VERDICT_APPLY
+                   ? (dec->merged ? "merged" : dec->new_winner ? "wins" : "applies")
+               : dec->verdict == AS_VERDICT_SKIP ? "skip" : "lost");
 }
 
 /* Resolves one routed delta. */
@@ -703,20 +703,18 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
   if (as_state_node_id(e->state, d->origin, &c.origin_id, err) != AS_OK) return AS_ERR;
   const as_resolver *r = eng_resolver(e, s);
   bool vectors = s->conflict.strategy != AS_STRATEGY_LWW;
+  /* the version the change is decided against: `mine` for vectors and scripts (the key's
+   * current row, wherever it is held), the conflict record's and the trace line's */
   as_version before;
-  if (vectors) {
-    before = x->v;
-    if (x->found) tr.v = &before; /* `mine`: the key's current row, wherever it is held */
-  }
-  as_version was; /* for the trace line: the version the change was decided against */
   bool tracing = AS_LOG_TRACE <= as_log_current_level;
-  if (tracing) was = x->v;
+  if (vectors || tracing) before = x->v;
+  if (vectors && x->found) tr.v = &before;
   int rc = as_resolver_decide(r, &c, &x->v, x->found, &dec, err);
   if (rc != AS_OK) {
     as_row_clear(&merged);
     return rc;
   }
-  if (tracing) trace_decision(p, x, &c, snapshot, x->found ? &was : NULL, dec.verdict);
+  if (tracing) trace_decision(p, x, &c, snapshot, x->found ? &before : NULL, &dec);
   x->found = true;
   if (dec.dead[0]) { /* the script's row did not fit: kept for `dlq`, the fallback decided */
     char *dj = as_delta_to_json_string(d, NULL);
@@ -756,13 +754,13 @@ static int resolve_one(eng_pair *p, eng_work *w, as_delta *d, size_t i, bool sna
     eng_count_skip(p, s);
     return AS_OK;
   }
-  if (dec.merged) return keep(p, w, a, false, x, &dec, err); /* a version of the target's own */
+  if (dec.merged) return keep(p, w, a, false, x, err); /* a version of the target's own */
   if (local) x->last_local_win = i + 1;
   if (local && overwritten(&x->v, p->src->id, d) && (rc = rewrite(p, w, a, x, i, err)) != AS_OK)
     return rc;
   /* the source holds this change (until the connector writes something else there) */
   if (local) as_version_set_made(&x->v, p->src->id, d->hlc, d->op == AS_OP_DELETE, d->ts_us);
-  rc = keep(p, w, a, whole_change(d), x, &dec, err);
+  rc = keep(p, w, a, whole_change(d), x, err);
   if (rc == AS_OK && a->op == AS_OP_UPDATE && partial_row_version(x, d))
     rc = fetch_rest(p, w, x, i, err);
   return rc;

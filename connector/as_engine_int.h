@@ -63,9 +63,9 @@ typedef struct eng_pair {
   as_stream *stream;
   char *ckpt;            /* last committed checkpoint */
   int64_t last_commit_us;
-  bool pending_pos;      /* a newer position than ckpt is known but not committed */
-  char *pending_ckpt;    /* that position: the checkpoint of the last batch deferred (it
-                          * held nothing to write), committed at stop (commit_pending) */
+  char *pending_ckpt;    /* a newer position than ckpt, not committed: the checkpoint of the
+                          * last batch deferred (it held nothing to write), committed at the
+                          * next batch or at stop (commit_pending); NULL when there is none */
   as_stream_stats stats;
   as_stream_mapping_stats *mstats; /* per mapping counters, one per config schema */
   int64_t last_stats_us;

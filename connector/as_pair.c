@@ -377,7 +377,7 @@ static void on_retry(eng_pair *p, int *attempt, const as_error *err) {
  * write (p->pending_ckpt). Never the source's current end: changes committed after that batch
  * was read, or in a batch that failed since, would be skipped (the next run resumes there). */
 static void commit_pending(eng_pair *p, eng_work *w) {
-  if (!p->pending_pos || !p->pending_ckpt || !p->stream || atomic_load(&p->failed) || !w) return;
+  if (!p->pending_ckpt || !p->stream || atomic_load(&p->failed) || !w) return;
   as_batch empty = {0};
   as_error cerr;
   p->last_commit_us = 0;

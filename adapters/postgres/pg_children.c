@@ -74,11 +74,12 @@ static int parent_where(const pg_table *t, const as_schema *s, const as_row *par
 static int fill_nested(PGconn *c, as_node *n, const as_schema *ts, as_row **have, const size_t *nhave,
                        size_t cnt, as_error *err);
 
-/* The child rows of child ci of one parent (lock: locked FOR NO KEY UPDATE, for a write that
- * brings them to an array: a concurrent delete of one of them then waits for that write's
- * commit, where it would otherwise take away the row the write's inner rows refer to). */
+/* The child rows of child ci of one parent, with their nested rows. For a write that brings
+ * them to an array (apply): locked FOR NO KEY UPDATE (a concurrent delete of one of them then
+ * waits for that write's commit, where it would otherwise take away the row the write's inner
+ * rows refer to), and their table columns only (each nested table's own sync reads its rows). */
 static int child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, const as_row *parent,
-                      bool lock, as_row **rows, size_t *nrows, as_error *err) {
+                      bool apply, as_row **rows, size_t *nrows, as_error *err) {
   pg_table *t = child_table(n, s, ci);
   *rows = NULL;
   *nrows = 0;
@@ -95,7 +96,7 @@ static int child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, cons
   if (rc == AS_OK) rc = parent_where(t, s, parent, &sql, params, err);
   if (rc == AS_OK && (as_buf_append_str(&sql, " ORDER BY ") != AS_OK ||
                       as_child_order_sql(t->s, NULL, &sql) != AS_OK ||
-                      (lock && as_buf_append_str(&sql, " FOR NO KEY UPDATE") != AS_OK)))
+                      (apply && as_buf_append_str(&sql, " FOR NO KEY UPDATE") != AS_OK)))
     rc = oom(err);
   if (rc == AS_OK) rc = run(c, as_buf_cstr(&sql), (int)s->nkey, params, "read child rows", &r, err);
   if (rc == AS_OK) {
@@ -109,7 +110,7 @@ static int child_read(PGconn *c, as_node *n, const as_schema *s, size_t ci, cons
   PQclear(r);
   free_params(params, s->nkey);
   as_buf_free(&sql);
-  if (rc == AS_OK && t->s->nchildren && n_ > 0) { /* nested children: theirs, in one read each */
+  if (rc == AS_OK && !apply && t->s->nchildren && n_ > 0) { /* nested: in one read each */
     size_t one = (size_t)n_;
     rc = fill_nested(c, n, t->s, &out, &one, 1, err);
   }
@@ -802,7 +803,8 @@ static int fill_nested(PGconn *c, as_node *n, const as_schema *ts, as_row **have
 }
 
 /* The child rows of child ci of the parents of deltas d[idx[0..cnt)], grouped per delta:
- * have[j], nhave[j]. One query per chunk of parents (lock: as child_read's). */
+ * have[j], nhave[j]. One query per chunk of parents (lock: FOR NO KEY UPDATE, as child_read's
+ * for apply). */
 static int bulk_read(PGconn *conn, as_node *n, const as_schema *s, size_t ci, const as_delta *d,
                      const size_t *idx, size_t cnt, bool lock, as_row **have, size_t *nhave,
                      as_error *err) {
