@@ -22,6 +22,11 @@
  *                     7 rounds of all configurations back to back; the median over rounds of
  *                     each round's ratio to its own plain run (the machine is shared: its load
  *                     changes between rounds more than within one).
+ * pg.apply_updates    partial updates (one column of every row, as a MongoDB $set of one field
+ *                     makes them) through the adapter as the connector writes (local_only,
+ *                     logical decoding), its statements prepared (option prepare: on, the
+ *                     default) and not (prepare: off), vs one UPDATE … FROM unnest() of each
+ *                     batch's keys and values, as a user would write a bulk update; best of 2.
  * --triggers-only leaves out the logical figures (to measure a build without them);
  * --capture-only runs pg.capture_cost alone. */
 #include <arpa/inet.h>
@@ -72,15 +77,18 @@ static void exec(PGconn *c, const char *q) {
 
 /* triggers: "statement" | "row" (capture: triggers) or NULL (capture: logical); local_only:
  * as the connector opens a node whose writes no topology relays (none of them logged). */
+static const char *prepare_opt = "on"; /* the node option prepare of make_node's nodes */
+
 static as_node *make_node(const char *dsn, const as_schema *s, const char *triggers,
                           bool local_only) {
-  static as_node_option opts[4];
+  static as_node_option opts[5];
   static as_node_config cfg;
   opts[0] = (as_node_option){.key = "dsn", .value = (char *)dsn};
   opts[1] = (as_node_option){.key = "schema", .value = "bench"};
   opts[2] = (as_node_option){.key = "capture_triggers", .value = triggers ? (char *)triggers : "statement"};
   opts[3] = (as_node_option){.key = "capture", .value = triggers ? "triggers" : "logical"};
-  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 4,
+  opts[4] = (as_node_option){.key = "prepare", .value = (char *)prepare_opt};
+  cfg = (as_node_config){.name = "pg", .kind = "postgres", .opts = opts, .nopts = 5,
                          .local_only = local_only};
   const as_schema *ss[1] = {s};
   as_node *n = NULL;
@@ -279,6 +287,75 @@ static void apply_vs_plain(PGconn *c, const char *dsn, const as_schema *s, as_de
          tag, best_c / best_a, nrows / best_a, nrows / best_c, nrows, BATCH);
 }
 
+/* One UPDATE … FROM unnest() per batch: the same changes as update deltas u. */
+static double run_bulk_update(PGconn *c, size_t nrows) {
+  as_buf ids = AS_BUF_INIT, vals = AS_BUF_INIT;
+  double t0 = now_s();
+  for (size_t i = 0; i < nrows; i += BATCH) {
+    size_t m = nrows - i < BATCH ? nrows - i : BATCH;
+    as_buf_reset(&ids);
+    as_buf_reset(&vals);
+    for (size_t k = i; k < i + m; k++) {
+      as_buf_printf(&ids, "%s%zu", k > i ? "," : "{", k + 1);
+      as_buf_printf(&vals, "%s%zu", k > i ? "," : "{", k * 31 + 7);
+    }
+    as_buf_append_str(&ids, "}");
+    as_buf_append_str(&vals, "}");
+    const char *p[2] = {as_buf_cstr(&ids), as_buf_cstr(&vals)};
+    exec(c, "BEGIN");
+    PGresult *r = PQexecParams(c, "UPDATE bench.bench b SET n = v.n FROM unnest($1::bigint[], "
+                               "$2::bigint[]) AS v(id, n) WHERE b.id = v.id", 2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || atol(PQcmdTuples(r)) != (long)m)
+      die("bulk update", PQerrorMessage(c));
+    PQclear(r);
+    exec(c, "COMMIT");
+  }
+  double t = now_s() - t0;
+  as_buf_free(&ids);
+  as_buf_free(&vals);
+  return t;
+}
+
+/* Partial updates through the adapter (prepared and not) vs a bulk UPDATE; best of 2. */
+static void apply_updates(PGconn *c, const char *dsn, const as_schema *s, as_delta *d,
+                          size_t nrows) {
+  as_delta *u = calloc(nrows, sizeof *u);
+  if (!u) die("deltas", "out of memory");
+  for (size_t i = 0; i < nrows; i++) {
+    as_value v;
+    if (as_delta_init(&u[i], s, AS_OP_UPDATE) || as_delta_set_origin(&u[i], "mongo"))
+      die("deltas", "out of memory");
+    as_value_set_int64(&v, (int64_t)i + 1);
+    as_row_put(&u[i].row, 0, &v);
+    as_value_set_int64(&v, (int64_t)(i * 31 + 7));
+    as_row_put(&u[i].row, 3, &v);
+  }
+  double best[3] = {1e9, 1e9, 1e9}; /* prepared, unprepared, bulk UPDATE */
+  for (int rep = 0; rep < 2; rep++) {
+    for (int k = 0; k < 3; k++) {
+      prepare_opt = k == 1 ? "off" : "on";
+      as_node *n = k < 2 ? make_node(dsn, s, NULL, true) : NULL;
+      reset_table(c);
+      run_copy(c, d, nrows, BATCH);
+      exec(c, "VACUUM ANALYZE bench.bench");
+      double t = n ? run_adapter(n, u, nrows) : run_bulk_update(c, nrows);
+      PGresult *r = PQexec(c, "SELECT count(*) FROM bench.bench WHERE n = (id - 1) * 31 + 7");
+      long ok = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+      PQclear(r);
+      if (ok != (long)nrows) die("apply_updates", "not every row was updated");
+      if (n) A->exit(n);
+      if (t < best[k]) best[k] = t;
+    }
+  }
+  prepare_opt = "on";
+  printf("pg.apply_updates ratio=%.2f prepared_rows_per_s=%.0f unprepared_rows_per_s=%.0f "
+         "bulk_update_rows_per_s=%.0f ratio_unprepared=%.2f rows=%zu batch=%d\n",
+         best[2] / best[0], nrows / best[0], nrows / best[1], nrows / best[2], best[2] / best[1],
+         nrows, BATCH);
+  for (size_t i = 0; i < nrows; i++) as_delta_clear(&u[i]);
+  free(u);
+}
+
 /* Capture read rate: what the adapter applied, read back through poll + ack. */
 static void read_rate(PGconn *c, as_node *n, as_delta *d, size_t nrows, const char *name) {
   as_error err = {0};
@@ -339,6 +416,7 @@ int main(int argc, char **argv) {
   A->exit(n);
   if (!capture_only) apply_vs_plain(c, dsn, s, d, nrows, "statement", "");
   if (logical && !capture_only) apply_vs_plain(c, dsn, s, d, nrows, NULL, "_logical");
+  if (logical && !capture_only) apply_updates(c, dsn, s, d, nrows);
   if (logical && !capture_only) {
     n = make_node(dsn, s, NULL, false);
     apply_vs_copy(c, n, d, nrows, "_logical");

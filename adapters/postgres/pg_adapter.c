@@ -24,6 +24,7 @@ typedef struct pg_opts {
   bool copy;
   int on_history_lost;  /* index into history_lost */
   int64_t purge_interval; /* ms */
+  bool prepare;
 } pg_opts;
 
 static const char *const capture_modes[] = {"auto", "triggers", "logical", NULL};
@@ -53,6 +54,10 @@ static const as_config_entry config_map[] = {
            "position, each of which purges the changelog rows every consumer has (0: after "
            "every batch); a waiting stream writes a pending one when the interval is up",
            "0", .min = 0, .max = 60000),
+    AS_OPT(BOOL, pg_opts, prepare, "on",
+           "the sink's upserts, updates and deletes as statements prepared once per connection "
+           "and statement text (at most 128; the rest unprepared): on, or off for a connection "
+           "pooler that keeps no prepared statements", "off"),
     AS_OPT_END};
 
 /* ------------------------------------------------------------------ quoting */
@@ -388,6 +393,7 @@ static void node_exit(as_node *n) {
   set_cancel(n, NULL);
   pthread_mutex_destroy(&n->cancel_mu);
   if (n->conn) PQfinish(n->conn);
+  pg_stmts_forget(n);
   for (size_t i = 0; i < n->ntables; i++) table_free(&n->tables[i]);
   free(n->tables);
   for (size_t i = 0; i < n->nconsumers; i++) free(n->consumers[i]);
@@ -486,6 +492,7 @@ static int node_init(const as_node_config *cfg, const as_schema *const *schemas,
                                     : PG_CAPTURE_LOGICAL;
   n->stmt_level = o.capture_triggers == 0;
   n->fast_copy = o.copy;
+  n->prepare = o.prepare;
   n->purge_interval_us = o.purge_interval * 1000;
   n->resnapshot = o.on_history_lost == 1;
   n->local_only = cfg->local_only;
@@ -610,6 +617,7 @@ int pg_node_connect(as_node *n, as_error *err) {
     PQfinish(n->conn);
     n->conn = NULL;
   }
+  pg_stmts_forget(n);
   n->in_txn = false;
   free(n->txn_origin);
   n->txn_origin = NULL;

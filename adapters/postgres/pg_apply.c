@@ -8,6 +8,7 @@
  *   2. COPY into a per-session temp staging table, then one INSERT … SELECT … ON CONFLICT.
  * Any other failure rolls back to the savepoint and replays the run delta by delta, so the
  * failing delta is dead-lettered and the rest applies. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,15 +369,79 @@ static size_t max_cols(const as_node *n) {
   return m;
 }
 
+/* ------------------------------------------------------------------ prepared statements */
+
+/* The apply path's statements are prepared once per connection and text (PG_STMT_CACHE at
+ * most; option `prepare`): PostgreSQL then parses and plans an upsert once, not per row
+ * (for unprepared statements, parse and plan took about two thirds of the server's time per
+ * row). A prepared statement outlives a rolled-back transaction; one whose Parse failed or
+ * never ran (a pipeline aborted before it) is forgotten. */
+
+void pg_stmts_forget(as_node *n) {
+  for (size_t i = 0; i < PG_STMT_CACHE; i++) {
+    free(n->stmts[i].sql);
+    n->stmts[i] = (pg_stmt){0};
+  }
+}
+
+/* The slot of sql: prepared (or pending in this pipeline: *parse false), or a free slot taken
+ * for it (*parse true: send its Parse first); -1 when none is free or preparing is off. */
+static int stmt_slot(as_node *n, const char *sql, size_t len, bool *parse) {
+  *parse = false;
+  if (!n->prepare) return -1;
+  uint64_t h = XXH3_64bits(sql, len) | 1;
+  int free_slot = -1;
+  for (int i = 0; i < PG_STMT_CACHE; i++) {
+    const pg_stmt *st = &n->stmts[i];
+    if (st->hash == h && strcmp(st->sql, sql) == 0) return i;
+    if (!st->sql && free_slot < 0) free_slot = i;
+  }
+  if (free_slot < 0 || !(n->stmts[free_slot].sql = malloc(len + 1))) return -1;
+  memcpy(n->stmts[free_slot].sql, sql, len + 1);
+  n->stmts[free_slot].hash = h;
+  n->stmts[free_slot].pending = true;
+  *parse = true;
+  return free_slot;
+}
+
+static void stmt_name(int slot, char *buf, size_t size) { snprintf(buf, size, "arraysync_%d", slot); }
+
+static void stmt_drop(as_node *n, int slot) {
+  free(n->stmts[slot].sql);
+  n->stmts[slot] = (pg_stmt){0};
+}
+
+/* Sends statement sql with params: prepared (its Parse first, when new), or unnamed.
+ * *slot: the cache slot used (-1: unnamed); *parsed: a Parse was sent (one more result). */
+static bool send_stmt(as_node *n, const char *sql, size_t len, int np, char **params, int *slot,
+                      bool *parsed) {
+  PGconn *c = n->conn;
+  *slot = stmt_slot(n, sql, len, parsed);
+  if (*slot < 0)
+    return PQsendQueryParams(c, sql, np, NULL, (const char *const *)params, NULL, NULL, 0);
+  char name[32];
+  stmt_name(*slot, name, sizeof name);
+  if (*parsed && !PQsendPrepare(c, name, sql, np, NULL)) return false;
+  return PQsendQueryPrepared(c, name, np, (const char *const *)params, NULL, NULL, 0);
+}
+
+/* One entry of a pipeline's queue between its SAVEPOINT and its RELEASE: statement `stmt`'s
+ * Parse or its execution. */
+typedef struct pipe_entry {
+  int stmt;
+  bool parse;
+} pipe_entry;
+
 /* Reads every result of a pipeline up to its sync. Sets *fail to the index (among the
- * `nstmt` statements after the leading SAVEPOINT) of the first failing statement and
- * *failres to its result (caller clears), or leaves *fail = -1. Returns AS_OK or a broken
- * connection (AS_RETRY). */
-static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres, bool *untouched,
-                            as_error *err) {
+ * `nstmt` statements after the leading SAVEPOINT) of the first failing statement (its Parse
+ * or its execution, entries ent[0..nent)) and *failres to its result (caller clears), or
+ * leaves *fail = -1. parse_ok[j]: statement j's Parse (if sent) worked. Returns AS_OK or a
+ * broken connection (AS_RETRY). */
+static int pipeline_collect(PGconn *c, const pipe_entry *ent, int nent, int *fail,
+                            PGresult **failres, bool *untouched, bool *parse_ok, as_error *err) {
   *fail = -1;
   *failres = NULL;
-  int q = -1; /* query index: -1 = the SAVEPOINT, nstmt = the RELEASE */
+  int q = -1; /* entry index: -1 = the SAVEPOINT, nent = the RELEASE */
   for (;;) {
     PGresult *r = PQgetResult(c);
     if (!r) {
@@ -389,13 +454,15 @@ static int pipeline_collect(PGconn *c, int nstmt, int *fail, PGresult **failres,
       PQclear(r);
       break;
     }
+    int j = q >= 0 && q < nent ? ent[q].stmt : q < 0 ? -1 : INT_MAX;
     if (st == PGRES_FATAL_ERROR && *fail < 0 && !*failres) {
-      *fail = q;
+      *fail = j;
       *failres = r;
       continue;
     }
-    if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && q >= 0 && q < nstmt)
-      untouched[q] = strcmp(PQcmdTuples(r), "0") == 0;
+    if (q >= 0 && q < nent && ent[q].parse) parse_ok[j] = st == PGRES_COMMAND_OK;
+    else if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && q >= 0 && q < nent)
+      untouched[j] = strcmp(PQcmdTuples(r), "0") == 0;
     PQclear(r);
   }
   return AS_OK;
@@ -411,17 +478,26 @@ static int report_missing(as_dead_list *dead, const as_delta *d, size_t index, b
 }
 
 /* Runs statements idx[0..cnt) (indexes into d) in one pipeline inside a savepoint. On a
- * failing statement the savepoint is rolled back and *failed_at set (index into idx). */
+ * failing statement the savepoint is rolled back and *failed_at set (index into idx);
+ * *stale: that statement was one prepared before this pipeline (its plan may predate a
+ * change of the table: the caller forgets every prepared statement and runs it again). */
 static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const size_t *idx,
                         size_t cnt, char **params, as_buf *sql, int *failed_at, char **failmsg,
-                        bool *untouched, as_error *err) {
+                        bool *untouched, bool *stale, as_error *err) {
   PGconn *c = n->conn;
   int rc = AS_OK;
   PGresult *fr = NULL;
+  pipe_entry ent[2 * PIPE_CHUNK];
+  int slot[PIPE_CHUNK], nent = 0;
+  /* parsed: statement j sent its text's Parse; earlier: j ran a statement prepared in an
+   * earlier pipeline (not one whose Parse is in this one) */
+  bool parsed[PIPE_CHUNK] = {false}, parse_ok[PIPE_CHUNK] = {false}, earlier[PIPE_CHUNK] = {false};
   *failed_at = -1;
   *failmsg = NULL;
+  *stale = false;
   if (!PQenterPipelineMode(c)) return pg_fail(c, NULL, "apply: pipeline", err);
   bool ok = PQsendQueryParams(c, PG_SQL_SAVEPOINT, 0, NULL, NULL, NULL, NULL, 0);
+  size_t sent = 0;
   for (size_t j = 0; ok && j < cnt; j++) {
     int np = 0;
     const as_delta *x = &d[idx[j]];
@@ -430,8 +506,12 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
       ok = false;
       break;
     }
-    ok = PQsendQueryParams(c, as_buf_cstr(sql), np, NULL, (const char *const *)params, NULL,
-                           NULL, 0);
+    const char *q = as_buf_cstr(sql);
+    ok = send_stmt(n, q, sql->len, np, params, &slot[j], &parsed[j]);
+    earlier[j] = slot[j] >= 0 && !n->stmts[slot[j]].pending;
+    sent = j + 1;
+    if (parsed[j]) ent[nent++] = (pipe_entry){.stmt = (int)j, .parse = true};
+    ent[nent++] = (pipe_entry){.stmt = (int)j, .parse = false};
     free_params(params, (size_t)np);
   }
   if (ok) ok = PQsendQueryParams(c, PG_SQL_RELEASE, 0, NULL, NULL, NULL, NULL, 0);
@@ -439,7 +519,7 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
   if (!ok && rc == AS_OK) rc = pg_fail(c, NULL, "apply: send", err);
   if (PQstatus(c) == CONNECTION_OK) {
     int f;
-    int crc = pipeline_collect(c, (int)cnt, &f, &fr, untouched, err);
+    int crc = pipeline_collect(c, ent, nent, &f, &fr, untouched, parse_ok, err);
     if (crc != AS_OK && rc == AS_OK) rc = crc;
     if (rc == AS_OK && fr) {
       if (f < 0 || f >= (int)cnt || pg_retryable(c, fr)) {
@@ -447,7 +527,14 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
       } else {
         *failed_at = f;
         *failmsg = result_message(c, fr);
+        *stale = earlier[f];
       }
+    }
+  }
+  for (size_t j = 0; j < sent; j++) { /* a Parse that did not work (or was never run): forgotten */
+    if (parsed[j] && n->stmts[slot[j]].pending) {
+      if (parse_ok[j]) n->stmts[slot[j]].pending = false;
+      else stmt_drop(n, slot[j]);
     }
   }
   PQexitPipelineMode(c);
@@ -497,6 +584,7 @@ static int apply_generic(as_node *n, pg_table **tabs, const as_delta *d, size_t 
   while (pos < cnt) {
     size_t lim = cnt - pos < PIPE_CHUNK ? cnt : pos + PIPE_CHUNK;
     int replays = 0;
+    bool refreshed = false; /* the prepared statements were forgotten once for this chunk */
     for (;;) {
       int f;
       char *msg = NULL;
@@ -512,12 +600,20 @@ static int apply_generic(as_node *n, pg_table **tabs, const as_delta *d, size_t 
         }
         break;
       }
-      bool untouched[PIPE_CHUNK] = {false};
+      bool untouched[PIPE_CHUNK] = {false}, stale = false;
       int rc = run_pipeline(n, tabs, d, idx + pos, lim - pos, params, sql, &f, &msg, untouched,
-                            err);
+                            &stale, err);
       if (rc != AS_OK) {
         free(msg);
         return rc;
+      }
+      if (f >= 0 && stale && !refreshed) { /* prepared before: again, every statement new */
+        refreshed = true;
+        AS_LOG(AS_LOG_DEBUG, n->comp, "a prepared statement failed (%s); preparing again", msg);
+        free(msg);
+        if ((rc = pg_exec(n->conn, "DEALLOCATE ALL", "apply: deallocate", err)) != AS_OK) return rc;
+        pg_stmts_forget(n);
+        continue;
       }
       if (f < 0) {
         for (size_t j = pos; j < lim && rc == AS_OK; j++)

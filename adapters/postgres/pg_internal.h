@@ -53,6 +53,14 @@ typedef struct pg_table {
                         has read the table's columns (again in each new session) */
 } pg_table;
 
+/* A statement of the sink's apply path prepared on its connection (pg_apply.c). */
+#define PG_STMT_CACHE 128 /* distinct statement texts prepared per connection, at most */
+typedef struct pg_stmt {
+  uint64_t hash;  /* of sql; 0 with sql NULL: a free slot */
+  char *sql;
+  bool pending;   /* its Parse is in the pipeline being run, not yet known to have worked */
+} pg_stmt;
+
 struct as_node {
   char *name;        /* node name = origin of local changes */
   char *dsn;         /* never logged unredacted */
@@ -60,6 +68,8 @@ struct as_node {
   char *qschema;     /* quoted */
   bool stmt_level;   /* trigger capture with statement-level transition-table triggers */
   bool fast_copy;    /* COPY fast path for runs of full-row inserts */
+  bool prepare;      /* statements of the apply path prepared once per connection */
+  pg_stmt stmts[PG_STMT_CACHE]; /* those prepared on conn (slot i: statement "arraysync_<i>") */
   int64_t purge_interval_us; /* trigger capture: a stream writes its acked position at most this often */
   bool resnapshot;   /* on_history_lost: resnapshot */
   bool local_only;   /* as_node_config.local_only: origins are marked AS_ORIGIN_LOCAL_ONLY */
@@ -81,6 +91,9 @@ struct as_node {
   uint64_t commit_lsn;
   char comp[96];     /* log component "postgres:<name>" */
 };
+
+/* Forgets the statements prepared on the sink's connection (it was closed or will be). */
+void pg_stmts_forget(as_node *n);
 
 /* ---- helpers (pg_adapter.c) ---- */
 /* The one identifier quoting of this adapter: "" doubling, always quoted. Caller frees. */

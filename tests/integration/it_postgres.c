@@ -2341,6 +2341,84 @@ static void t_column_types(void) {
   as_schema_free(s);
 }
 
+/* The sink's statements are prepared once per connection: a table changed under them
+ * (a column's type, the table dropped and made again) still takes the changes, and a value
+ * the column refuses is still the one dead letter; with prepare: off likewise. */
+static void t_prepared(void) {
+  g_test = "prepared";
+  as_schema *s = schema_yaml("mapping: items\ncollection: items\ntable: items\nkey: id\n"
+                             "columns:\n  id: { field: _id, type: text }\n"
+                             "  m: { field: m, type: text }\n  n: { field: n, type: int64 }\n");
+  const as_schema *ss[1] = {s};
+  for (int off = 0; off < 2; off++) {
+    fresh_schema("t_prep");
+    PGconn *c = outside();
+    sql(c, "CREATE SCHEMA t_prep");
+    sql(c, "CREATE TYPE t_prep.mood AS ENUM ('sad', 'ok', 'happy')");
+    sql(c, "CREATE TABLE t_prep.items (id text PRIMARY KEY, m text, n bigint)");
+    g_node_opt[0] = "prepare";
+    g_node_opt[1] = off ? "off" : "on";
+    node_h h;
+    as_node *n = make_node(&h, "pg", "t_prep", ss, 1, NULL);
+    g_node_opt[0] = g_node_opt[1] = NULL;
+    as_error err = {0};
+    CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+    as_delta d[3] = {{0}};
+    as_dead_list dead = {0};
+    mk_delta(&d[0], s, AS_OP_INSERT, "mongo", "id", "a", "m", "sad", "n", "1", NULL);
+    mk_delta(&d[1], s, AS_OP_INSERT, "mongo", "id", "b", "m", "sad", "n", "1", NULL);
+    CHECK(apply_batch(n, d, 2, &dead, "m->pg", "1") == AS_OK && dead.n == 0, "rows");
+    free_deltas(d, 2);
+    /* the same statement texts three times (prepared on the first) */
+    char ck[8], nv[8];
+    for (int i = 0; i < 3; i++) {
+      snprintf(nv, sizeof nv, "%d", 10 + i);
+      mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "a", "m", "ok", NULL);
+      mk_delta(&d[1], s, AS_OP_UPDATE, "mongo", "id", "b", "m", "ok", "n", nv, NULL);
+      mk_delta(&d[2], s, AS_OP_UPDATE, "mongo", "id", "a", "n", nv, NULL);
+      snprintf(ck, sizeof ck, "%d", 2 + i);
+      CHECK(apply_batch(n, d, 3, &dead, "m->pg", ck) == AS_OK && dead.n == 0,
+            "updates, round %d: %zu dead (%s)", i, dead.n, dead.n ? dead.items[0].error : "");
+      free_deltas(d, 3);
+    }
+    CHECK(sql_long(c, "SELECT count(*) FROM t_prep.items WHERE m = 'ok' AND n = 12%s", "") == 2,
+          "applied: %s", sql(c, "SELECT string_agg(id || m || n, ',') FROM t_prep.items"));
+    /* the column becomes an enum: a text parameter fixed at the first Parse would not fit */
+    sql(c, "ALTER TABLE t_prep.items ALTER COLUMN m TYPE t_prep.mood USING m::t_prep.mood");
+    mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "a", "m", "happy", NULL);
+    /* (d[1] has d[0]'s text: it fails on the statement d[0] prepares anew) */
+    mk_delta(&d[1], s, AS_OP_UPDATE, "mongo", "id", "b", "m", "angry", NULL);
+    mk_delta(&d[2], s, AS_OP_UPDATE, "mongo", "id", "a", "n", "20", NULL);
+    CHECK(apply_batch(n, d, 3, &dead, "m->pg", "5") == AS_OK, "after ALTER TABLE");
+    CHECK(dead.n == 1 && dead.items[0].index == 1 && strstr(dead.items[0].error, "angry"),
+          "the value the enum lacks is the one dead letter: %zu (%s)", dead.n,
+          dead.n ? dead.items[0].error : "");
+    as_dead_list_clear(&dead);
+    free_deltas(d, 3);
+    CHECK(strcmp(sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"),
+                 "a happy 20,b ok 12") == 0,
+          "the others applied: %s", sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"));
+    /* the table dropped and made again under the same name */
+    sql(c, "DROP TABLE t_prep.items");
+    sql(c, "CREATE TABLE t_prep.items (id text PRIMARY KEY, n bigint, m text)");
+    sql(c, "INSERT INTO t_prep.items VALUES ('a', 0, 'x'), ('b', 0, 'x')");
+    mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "a", "m", "ok", NULL);
+    mk_delta(&d[1], s, AS_OP_UPDATE, "mongo", "id", "b", "m", "ok", "n", "30", NULL);
+    mk_delta(&d[2], s, AS_OP_UPDATE, "mongo", "id", "a", "n", "30", NULL);
+    CHECK(apply_batch(n, d, 3, &dead, "m->pg", "6") == AS_OK && dead.n == 0,
+          "after the table was made again: %zu dead (%s)", dead.n, dead.n ? dead.items[0].error : "");
+    as_dead_list_clear(&dead);
+    free_deltas(d, 3);
+    CHECK(strcmp(sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"),
+                 "a ok 30,b ok 30") == 0,
+          "applied to the new table: %s", sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"));
+    CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+    A->exit(n);
+    PQfinish(c);
+  }
+  as_schema_free(s);
+}
+
 /* Steps for the psql checks of test_postgres.sh. */
 static int keep_step(bool install) {
   as_schema *s = schema_yaml(USERS_YAML);
@@ -2388,6 +2466,7 @@ int main(int argc, char **argv) {
                {"identity", t_identity},
                {"partitioned", t_partitioned},
                {"column_types", t_column_types},
+               {"prepared", t_prepared},
                {"two_schemas", t_two_schemas},
                {"overwritten", t_overwritten},
                {"ts_precision", t_ts_precision},
