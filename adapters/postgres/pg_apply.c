@@ -377,11 +377,13 @@ static size_t max_cols(const as_node *n) {
  * row). A prepared statement outlives a rolled-back transaction; one whose Parse failed or
  * never ran (a pipeline aborted before it) is forgotten. */
 
+static void stmt_drop(as_node *n, int slot) {
+  free(n->stmts[slot].sql);
+  n->stmts[slot] = (pg_stmt){0};
+}
+
 void pg_stmts_forget(as_node *n) {
-  for (size_t i = 0; i < PG_STMT_CACHE; i++) {
-    free(n->stmts[i].sql);
-    n->stmts[i] = (pg_stmt){0};
-  }
+  for (int i = 0; i < PG_STMT_CACHE; i++) stmt_drop(n, i);
 }
 
 /* The slot of sql: prepared (or pending in this pipeline: *parse false), or a free slot taken
@@ -405,11 +407,6 @@ static int stmt_slot(as_node *n, const char *sql, size_t len, bool *parse) {
 }
 
 static void stmt_name(int slot, char *buf, size_t size) { snprintf(buf, size, "arraysync_%d", slot); }
-
-static void stmt_drop(as_node *n, int slot) {
-  free(n->stmts[slot].sql);
-  n->stmts[slot] = (pg_stmt){0};
-}
 
 /* Sends statement sql with params: prepared (its Parse first, when new), or unnamed.
  * *slot: the cache slot used (-1: unnamed); *parsed: a Parse was sent (one more result). */
