@@ -1,6 +1,6 @@
 /* bench_postgres.c — PostgreSQL adapter figures against baselines measured in the same run.
  *
- *   bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only]
+ *   bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only] [--shapes-only]
  *                 (default 200000 rows; batches of 1000)
  *
  * pg.apply_vs_copy    full-row inserts applied through the adapter (begin/apply/commit with a
@@ -27,8 +27,14 @@
  *                     logical decoding), its statements prepared (option prepare: on, the
  *                     default) and not (prepare: off), vs one UPDATE … FROM unnest() of each
  *                     batch's keys and values, as a user would write a bulk update; best of 2.
+ * pg.apply_shapes     partial updates whose column sets change (a mapping of irregular
+ *                     documents): ROWS/2 updates of 10,000 rows of a 10-column table cycling
+ *                     through 100 column sets, then ROWS/2 cycling through 100 other sets;
+ *                     the second half's rate with prepared statements (at most 128 per
+ *                     connection: old texts give their slots up once idle) vs prepare: off;
+ *                     best of 2.
  * --triggers-only leaves out the logical figures (to measure a build without them);
- * --capture-only runs pg.capture_cost alone. */
+ * --capture-only runs pg.capture_cost alone; --shapes-only pg.apply_shapes alone. */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -356,6 +362,63 @@ static void apply_updates(PGconn *c, const char *dsn, const as_schema *s, as_del
   free(u);
 }
 
+/* Partial updates of drifting column sets (prepared vs not): the second half's rate. */
+static void apply_shapes(PGconn *c, const char *dsn, size_t nrows) {
+  static const char *WIDE =
+      "mapping: wide\ncollection: wide\ntable: wide\nkey: id\ncolumns:\n"
+      "  id: { field: _id, type: int64 }\n  c0: { field: c0, type: int64 }\n"
+      "  c1: { field: c1, type: int64 }\n  c2: { field: c2, type: int64 }\n"
+      "  c3: { field: c3, type: int64 }\n  c4: { field: c4, type: int64 }\n"
+      "  c5: { field: c5, type: int64 }\n  c6: { field: c6, type: int64 }\n"
+      "  c7: { field: c7, type: int64 }\n  c8: { field: c8, type: int64 }\n"
+      "  c9: { field: c9, type: int64 }\n";
+  enum { KEYS = 10000, SHAPES = 100 };
+  as_schema *s = NULL;
+  as_error err = {0};
+  if (as_schema_load_string("wide.yaml", WIDE, &s, &err)) die("mapping", err.message);
+  size_t half = nrows / 2;
+  as_delta *u = calloc(2 * half, sizeof *u);
+  if (!u) die("deltas", "out of memory");
+  for (size_t i = 0; i < 2 * half; i++) {
+    unsigned shape = (unsigned)(i % SHAPES) + 1 + (i < half ? 0 : SHAPES); /* 1..200 */
+    as_value v;
+    if (as_delta_init(&u[i], s, AS_OP_UPDATE) || as_delta_set_origin(&u[i], "mongo"))
+      die("deltas", "out of memory");
+    as_value_set_int64(&v, (int64_t)(i % KEYS) + 1);
+    as_row_put(&u[i].row, 0, &v);
+    for (int b = 0; b < 10; b++) {
+      if (!(shape & (1u << b))) continue;
+      as_value_set_int64(&v, (int64_t)i);
+      as_row_put(&u[i].row, (size_t)b + 1, &v);
+    }
+  }
+  double best[2] = {1e9, 1e9}; /* prepared, unprepared: the second half */
+  for (int rep = 0; rep < 2; rep++) {
+    for (int k = 0; k < 2; k++) {
+      exec(c, "DROP TABLE IF EXISTS bench.wide; CREATE TABLE bench.wide (id bigint PRIMARY KEY,"
+              " c0 bigint, c1 bigint, c2 bigint, c3 bigint, c4 bigint, c5 bigint, c6 bigint,"
+              " c7 bigint, c8 bigint, c9 bigint)");
+      exec(c, "INSERT INTO bench.wide (id) SELECT generate_series(1, 10000)");
+      exec(c, "VACUUM ANALYZE bench.wide");
+      prepare_opt = k ? "off" : "on";
+      as_node *n = make_node(dsn, s, NULL, true);
+      run_adapter(n, u, half);
+      double t = run_adapter(n, u + half, half);
+      if (A->uninstall(n, &err)) die("uninstall", err.message);
+      A->exit(n);
+      if (t < best[k]) best[k] = t;
+    }
+  }
+  prepare_opt = "on";
+  printf("pg.apply_shapes ratio=%.2f prepared_rows_per_s=%.0f unprepared_rows_per_s=%.0f "
+         "rows=%zu column_sets=%d+%d batch=%d\n",
+         best[1] / best[0], half / best[0], half / best[1], half, SHAPES, SHAPES, BATCH);
+  exec(c, "DROP TABLE bench.wide");
+  for (size_t i = 0; i < 2 * half; i++) as_delta_clear(&u[i]);
+  free(u);
+  as_schema_free(s);
+}
+
 /* Capture read rate: what the adapter applied, read back through poll + ack. */
 static void read_rate(PGconn *c, as_node *n, as_delta *d, size_t nrows, const char *name) {
   as_error err = {0};
@@ -383,15 +446,17 @@ static void read_rate(PGconn *c, as_node *n, as_delta *d, size_t nrows, const ch
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only]\n");
+    fprintf(stderr, "usage: bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only] "
+                    "[--shapes-only]\n");
     return 2;
   }
   const char *dsn = argv[1];
   size_t nrows = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 200000;
-  bool logical = true, capture_only = false;
+  bool logical = true, capture_only = false, shapes_only = false;
   for (int i = 3; i < argc; i++) {
     if (strcmp(argv[i], "--triggers-only") == 0) logical = false;
     if (strcmp(argv[i], "--capture-only") == 0) capture_only = true;
+    if (strcmp(argv[i], "--shapes-only") == 0) shapes_only = true;
   }
   as_log_set_level(AS_LOG_WARN);
   as_schema *s = NULL;
@@ -404,6 +469,12 @@ int main(int argc, char **argv) {
   exec(c, "CREATE TABLE bench.bench (id bigint PRIMARY KEY, name text, email text, n bigint,"
           " score double precision, created timestamptz)");
   exec(c, "CREATE INDEX ON bench.bench (email)");
+  if (shapes_only) {
+    apply_shapes(c, dsn, nrows);
+    PQfinish(c);
+    as_schema_free(s);
+    return 0;
+  }
   as_delta *d = calloc(nrows, sizeof *d);
   if (!d) die("deltas", "out of memory");
   build_deltas(s, d, nrows);
@@ -417,6 +488,7 @@ int main(int argc, char **argv) {
   if (!capture_only) apply_vs_plain(c, dsn, s, d, nrows, "statement", "");
   if (logical && !capture_only) apply_vs_plain(c, dsn, s, d, nrows, NULL, "_logical");
   if (logical && !capture_only) apply_updates(c, dsn, s, d, nrows);
+  if (logical && !capture_only) apply_shapes(c, dsn, nrows);
   if (logical && !capture_only) {
     n = make_node(dsn, s, NULL, false);
     apply_vs_copy(c, n, d, nrows, "_logical");

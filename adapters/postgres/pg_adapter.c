@@ -56,8 +56,9 @@ static const as_config_entry config_map[] = {
            "0", .min = 0, .max = 60000),
     AS_OPT(BOOL, pg_opts, prepare, "on",
            "the sink's upserts, updates and deletes as statements prepared once per connection "
-           "and statement text (at most 128; the rest unprepared): on, or off for a connection "
-           "pooler that keeps no prepared statements", "off"),
+           "and statement text (at most 128; a text unused for 1,024 statements gives its place "
+           "to a new one): on, or off for a connection pooler that keeps no prepared "
+           "statements", "off"),
     AS_OPT_END};
 
 /* ------------------------------------------------------------------ quoting */

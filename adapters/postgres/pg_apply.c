@@ -25,6 +25,7 @@
 #define PIPE_CHUNK 256      /* statements per pipeline round trip */
 #define OPTIMISTIC_SKIP 16  /* batches without direct COPY after a key clash */
 #define MAX_REPLAYS 4       /* failed pipelines per chunk before going row by row */
+_Static_assert(PG_STMT_IDLE > PIPE_CHUNK, "a pipeline never evicts a statement it runs");
 
 /* ------------------------------------------------------------------ transactions */
 
@@ -375,7 +376,10 @@ static size_t max_cols(const as_node *n) {
  * most; option `prepare`): PostgreSQL then parses and plans an upsert once, not per row
  * (for unprepared statements, parse and plan took about two thirds of the server's time per
  * row). A prepared statement outlives a rolled-back transaction; one whose Parse failed or
- * never ran (a pipeline aborted before it) is forgotten. */
+ * never ran (a pipeline aborted before it) is forgotten. When every slot is taken, the one
+ * used longest ago gives its place to a new text if no statement used it for PG_STMT_IDLE
+ * sends (the texts a mapping sends have changed: its documents' shapes); texts that come
+ * round more often than that stay unprepared rather than push each other out. */
 
 static void stmt_drop(as_node *n, int slot) {
   free(n->stmts[slot].sql);
@@ -386,57 +390,123 @@ void pg_stmts_forget(as_node *n) {
   for (int i = 0; i < PG_STMT_CACHE; i++) stmt_drop(n, i);
 }
 
-/* The slot of sql: prepared (or pending in this pipeline: *parse false), or a free slot taken
- * for it (*parse true: send its Parse first); -1 when none is free or preparing is off. */
-static int stmt_slot(as_node *n, const char *sql, size_t len, bool *parse) {
+/* The slot of sql: prepared (or pending in this pipeline: *parse false), or one taken for it
+ * (*parse true: send its Parse first), free or given up by an idle text (*evicted: that
+ * text's slot as it was, the caller's to free; its statement is to be deallocated before the
+ * Parse); -1 when there is none or preparing is off. */
+static int stmt_slot(as_node *n, const char *sql, size_t len, bool *parse, pg_stmt *evicted) {
   *parse = false;
+  *evicted = (pg_stmt){0};
   if (!n->prepare) return -1;
+  uint64_t now = ++n->stmt_clock;
   uint64_t h = XXH3_64bits(sql, len) | 1;
-  int free_slot = -1;
+  int take = -1, lru = -1;
   for (int i = 0; i < PG_STMT_CACHE; i++) {
-    const pg_stmt *st = &n->stmts[i];
-    if (st->hash == h && strcmp(st->sql, sql) == 0) return i;
-    if (!st->sql && free_slot < 0) free_slot = i;
+    pg_stmt *st = &n->stmts[i];
+    if (st->hash == h && strcmp(st->sql, sql) == 0) {
+      st->last = now;
+      return i;
+    }
+    if (!st->sql) {
+      if (take < 0) take = i;
+    } else if (!st->pending && (lru < 0 || st->last < n->stmts[lru].last)) {
+      lru = i;
+    }
   }
-  if (free_slot < 0 || !(n->stmts[free_slot].sql = malloc(len + 1))) return -1;
-  memcpy(n->stmts[free_slot].sql, sql, len + 1);
-  n->stmts[free_slot].hash = h;
-  n->stmts[free_slot].pending = true;
+  if (take < 0 && lru >= 0 && now - n->stmts[lru].last > PG_STMT_IDLE) take = lru;
+  char *copy = take >= 0 ? malloc(len + 1) : NULL;
+  if (!copy) return -1;
+  memcpy(copy, sql, len + 1);
+  *evicted = n->stmts[take];
+  n->stmts[take] = (pg_stmt){.hash = h, .sql = copy, .last = now, .pending = true};
   *parse = true;
-  return free_slot;
+  return take;
 }
 
 static void stmt_name(int slot, char *buf, size_t size) { snprintf(buf, size, "arraysync_%d", slot); }
 
-/* Sends statement sql with params: prepared (its Parse first, when new), or unnamed.
- * *slot: the cache slot used (-1: unnamed); *parsed: a Parse was sent (one more result). */
-static bool send_stmt(as_node *n, const char *sql, size_t len, int np, char **params, int *slot,
-                      bool *parsed) {
+/* What the pipeline did with one statement's prepared form. */
+typedef struct pipe_stmt {
+  int slot;        /* the cache slot used (-1: sent unnamed) */
+  bool parsed;     /* its text's Parse was sent (one more result) */
+  bool parse_ok;   /* ... and worked */
+  bool earlier;    /* it ran a statement prepared before this pipeline */
+  pg_stmt evicted; /* the slot's former text (sql NULL: none), deallocated first */
+  bool close_ok;   /* ... and the DEALLOCATE worked */
+} pipe_stmt;
+
+/* Sends statement sql with params: prepared (the slot's former statement deallocated and its
+ * Parse first, when new), or unnamed. Fills p. */
+static bool send_stmt(as_node *n, const char *sql, size_t len, int np, char **params,
+                      pipe_stmt *p) {
   PGconn *c = n->conn;
-  *slot = stmt_slot(n, sql, len, parsed);
-  if (*slot < 0)
+  *p = (pipe_stmt){0};
+  p->slot = stmt_slot(n, sql, len, &p->parsed, &p->evicted);
+  if (p->slot < 0)
     return PQsendQueryParams(c, sql, np, NULL, (const char *const *)params, NULL, NULL, 0);
-  char name[32];
-  stmt_name(*slot, name, sizeof name);
-  if (*parsed && !PQsendPrepare(c, name, sql, np, NULL)) return false;
+  p->earlier = !n->stmts[p->slot].pending;
+  char name[32], close[48];
+  stmt_name(p->slot, name, sizeof name);
+  snprintf(close, sizeof close, "DEALLOCATE %s", name);
+  if (p->evicted.sql && !PQsendQueryParams(c, close, 0, NULL, NULL, NULL, NULL, 0)) return false;
+  if (p->parsed && !PQsendPrepare(c, name, sql, np, NULL)) return false;
   return PQsendQueryPrepared(c, name, np, (const char *const *)params, NULL, NULL, 0);
 }
 
+/* After the pipeline: a Parse that worked makes its slot prepared; one that failed or never
+ * ran frees it, or gives it back to its former text when that was not deallocated either (a
+ * DEALLOCATE that fails aborts the pipeline before the Parse). */
+static void stmt_settle(as_node *n, pipe_stmt *p) {
+  if (p->parsed && n->stmts[p->slot].pending) {
+    if (p->parse_ok) {
+      n->stmts[p->slot].pending = false;
+    } else {
+      stmt_drop(n, p->slot);
+      if (p->evicted.sql && !p->close_ok) {
+        n->stmts[p->slot] = p->evicted;
+        p->evicted.sql = NULL;
+      }
+    }
+  }
+  free(p->evicted.sql);
+  p->evicted.sql = NULL;
+}
+
+/* A failure that a statement planned before a change of its table can meet where the same
+ * text parsed anew would not (a parameter's or a result's type fixed at the Parse, a
+ * column or the table gone: SQLSTATE class 42, 0A000 "cached plan must not change result
+ * type"). A row's own failure (a constraint, a value the column refuses) is none of them. */
+static bool plan_may_be_stale(const PGresult *r) {
+  const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return st && (strncmp(st, "42", 2) == 0 || strcmp(st, "0A000") == 0);
+}
+
+/* A failure of the statement names themselves (42P05 a name already taken, 26000 none by that
+ * name): the session's prepared statements are not what the cache says (a connection pooler
+ * that hands out server sessions by transaction). */
+static bool names_differ(const PGresult *r) {
+  const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return st && (strcmp(st, "42P05") == 0 || strcmp(st, "26000") == 0);
+}
+
 /* One entry of a pipeline's queue between its SAVEPOINT and its RELEASE: statement `stmt`'s
- * Parse or its execution. */
+ * DEALLOCATE of its slot's former text, its Parse, or its execution. */
+typedef enum { PE_EXEC, PE_PARSE, PE_CLOSE } pipe_kind;
 typedef struct pipe_entry {
   int stmt;
-  bool parse;
+  pipe_kind kind;
 } pipe_entry;
 
 /* Reads every result of a pipeline up to its sync. Sets *fail to the index (among the
- * `nstmt` statements after the leading SAVEPOINT) of the first failing statement (its Parse
- * or its execution, entries ent[0..nent)) and *failres to its result (caller clears), or
- * leaves *fail = -1. parse_ok[j]: statement j's Parse (if sent) worked. Returns AS_OK or a
- * broken connection (AS_RETRY). */
+ * statements after the leading SAVEPOINT) of the first failing statement (its DEALLOCATE,
+ * Parse or execution, entries ent[0..nent); *fail_close: it was the DEALLOCATE) and *failres
+ * to its result (caller clears), or leaves *fail = -1. Sets ps[j].parse_ok and .close_ok.
+ * Returns AS_OK or a broken connection (AS_RETRY). */
 static int pipeline_collect(PGconn *c, const pipe_entry *ent, int nent, int *fail,
-                            PGresult **failres, bool *untouched, bool *parse_ok, as_error *err) {
+                            bool *fail_close, PGresult **failres, bool *untouched, pipe_stmt *ps,
+                            as_error *err) {
   *fail = -1;
+  *fail_close = false;
   *failres = NULL;
   int q = -1; /* entry index: -1 = the SAVEPOINT, nent = the RELEASE */
   for (;;) {
@@ -451,14 +521,17 @@ static int pipeline_collect(PGconn *c, const pipe_entry *ent, int nent, int *fai
       PQclear(r);
       break;
     }
-    int j = q >= 0 && q < nent ? ent[q].stmt : q < 0 ? -1 : INT_MAX;
+    bool in = q >= 0 && q < nent;
+    int j = in ? ent[q].stmt : q < 0 ? -1 : INT_MAX;
     if (st == PGRES_FATAL_ERROR && *fail < 0 && !*failres) {
       *fail = j;
+      *fail_close = in && ent[q].kind == PE_CLOSE;
       *failres = r;
       continue;
     }
-    if (q >= 0 && q < nent && ent[q].parse) parse_ok[j] = st == PGRES_COMMAND_OK;
-    else if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && q >= 0 && q < nent)
+    if (in && ent[q].kind == PE_PARSE) ps[j].parse_ok = st == PGRES_COMMAND_OK;
+    else if (in && ent[q].kind == PE_CLOSE) ps[j].close_ok = st == PGRES_COMMAND_OK;
+    else if (in && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK))
       untouched[j] = strcmp(PQcmdTuples(r), "0") == 0;
     PQclear(r);
   }
@@ -476,19 +549,19 @@ static int report_missing(as_dead_list *dead, const as_delta *d, size_t index, b
 
 /* Runs statements idx[0..cnt) (indexes into d) in one pipeline inside a savepoint. On a
  * failing statement the savepoint is rolled back and *failed_at set (index into idx);
- * *stale: that statement was one prepared before this pipeline (its plan may predate a
- * change of the table: the caller forgets every prepared statement and runs it again). */
+ * *stale: it may have failed for a plan made before a change of its table (a statement
+ * prepared before this pipeline, failing as plan_may_be_stale says) or for the cache not
+ * matching the session (a DEALLOCATE, or names_differ): the caller forgets every prepared
+ * statement and runs the statements again. */
 static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const size_t *idx,
                         size_t cnt, char **params, as_buf *sql, int *failed_at, char **failmsg,
                         bool *untouched, bool *stale, as_error *err) {
   PGconn *c = n->conn;
   int rc = AS_OK;
   PGresult *fr = NULL;
-  pipe_entry ent[2 * PIPE_CHUNK];
-  int slot[PIPE_CHUNK], nent = 0;
-  /* parsed: statement j sent its text's Parse; earlier: j ran a statement prepared in an
-   * earlier pipeline (not one whose Parse is in this one) */
-  bool parsed[PIPE_CHUNK] = {false}, parse_ok[PIPE_CHUNK] = {false}, earlier[PIPE_CHUNK] = {false};
+  pipe_entry ent[3 * PIPE_CHUNK];
+  pipe_stmt ps[PIPE_CHUNK];
+  int nent = 0;
   *failed_at = -1;
   *failmsg = NULL;
   *stale = false;
@@ -503,12 +576,11 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
       ok = false;
       break;
     }
-    const char *q = as_buf_cstr(sql);
-    ok = send_stmt(n, q, sql->len, np, params, &slot[j], &parsed[j]);
-    earlier[j] = slot[j] >= 0 && !n->stmts[slot[j]].pending;
+    ok = send_stmt(n, as_buf_cstr(sql), sql->len, np, params, &ps[j]);
     sent = j + 1;
-    if (parsed[j]) ent[nent++] = (pipe_entry){.stmt = (int)j, .parse = true};
-    ent[nent++] = (pipe_entry){.stmt = (int)j, .parse = false};
+    if (ps[j].evicted.sql) ent[nent++] = (pipe_entry){.stmt = (int)j, .kind = PE_CLOSE};
+    if (ps[j].parsed) ent[nent++] = (pipe_entry){.stmt = (int)j, .kind = PE_PARSE};
+    ent[nent++] = (pipe_entry){.stmt = (int)j, .kind = PE_EXEC};
     free_params(params, (size_t)np);
   }
   if (ok) ok = PQsendQueryParams(c, PG_SQL_RELEASE, 0, NULL, NULL, NULL, NULL, 0);
@@ -516,7 +588,8 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
   if (!ok && rc == AS_OK) rc = pg_fail(c, NULL, "apply: send", err);
   if (PQstatus(c) == CONNECTION_OK) {
     int f;
-    int crc = pipeline_collect(c, ent, nent, &f, &fr, untouched, parse_ok, err);
+    bool fclose;
+    int crc = pipeline_collect(c, ent, nent, &f, &fclose, &fr, untouched, ps, err);
     if (crc != AS_OK && rc == AS_OK) rc = crc;
     if (rc == AS_OK && fr) {
       if (f < 0 || f >= (int)cnt || pg_retryable(c, fr)) {
@@ -524,16 +597,11 @@ static int run_pipeline(as_node *n, pg_table **tabs, const as_delta *d, const si
       } else {
         *failed_at = f;
         *failmsg = result_message(c, fr);
-        *stale = earlier[f];
+        *stale = fclose || names_differ(fr) || (ps[f].earlier && plan_may_be_stale(fr));
       }
     }
   }
-  for (size_t j = 0; j < sent; j++) { /* a Parse that did not work (or was never run): forgotten */
-    if (parsed[j] && n->stmts[slot[j]].pending) {
-      if (parse_ok[j]) n->stmts[slot[j]].pending = false;
-      else stmt_drop(n, slot[j]);
-    }
-  }
+  for (size_t j = 0; j < sent; j++) stmt_settle(n, &ps[j]);
   PQexitPipelineMode(c);
   PQclear(fr);
   if (rc == AS_OK && *failed_at >= 0) {
@@ -604,7 +672,9 @@ static int apply_generic(as_node *n, pg_table **tabs, const as_delta *d, size_t 
         free(msg);
         return rc;
       }
-      if (f >= 0 && stale && !refreshed) { /* prepared before: again, every statement new */
+      /* a plan made before the table changed: again, every statement prepared anew (after
+       * that no slot is evicted within the chunk, so a DEALLOCATE cannot fail again) */
+      if (f >= 0 && stale && !refreshed) {
         refreshed = true;
         AS_LOG(AS_LOG_DEBUG, n->comp, "a prepared statement failed (%s); preparing again", msg);
         free(msg);

@@ -55,9 +55,13 @@ typedef struct pg_table {
 
 /* A statement of the sink's apply path prepared on its connection (pg_apply.c). */
 #define PG_STMT_CACHE 128 /* distinct statement texts prepared per connection, at most */
+/* a prepared statement no statement of the sink used for this many sends may give its slot
+ * to a new text (more than a pipeline's statements: never one of the pipeline being sent) */
+#define PG_STMT_IDLE 1024
 typedef struct pg_stmt {
   uint64_t hash;  /* of sql; 0 with sql NULL: a free slot */
   char *sql;
+  uint64_t last;  /* as_node.stmt_clock at its last use */
   bool pending;   /* its Parse is in the pipeline being run, not yet known to have worked */
 } pg_stmt;
 
@@ -70,6 +74,7 @@ struct as_node {
   bool fast_copy;    /* COPY fast path for runs of full-row inserts */
   bool prepare;      /* statements of the apply path prepared once per connection */
   pg_stmt stmts[PG_STMT_CACHE]; /* those prepared on conn (slot i: statement "arraysync_<i>") */
+  uint64_t stmt_clock; /* statements sent by the apply path (the prepared ones' use order) */
   int64_t purge_interval_us; /* trigger capture: a stream writes its acked position at most this often */
   bool resnapshot;   /* on_history_lost: resnapshot */
   bool local_only;   /* as_node_config.local_only: origins are marked AS_ORIGIN_LOCAL_ONLY */

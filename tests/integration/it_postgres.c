@@ -25,6 +25,7 @@
 #include "as_schema.h"
 #include "as_time.h"
 #include "as_value.h"
+#include "postgres/pg_internal.h" /* the sink's prepared statements (t_prepared) */
 
 static const char *g_dsn;
 static const char *g_psql = "psql";
@@ -2341,6 +2342,49 @@ static void t_column_types(void) {
   as_schema_free(s);
 }
 
+/* The sink's cache of prepared statements (n->stmts) against what its session holds
+ * (pg_prepared_statements on its own connection): the same names with the same texts, none
+ * pending, no other. Returns "name@prepare_time,..." in name order (malloc'd) and the number
+ * in *count; NULL (a CHECK failed) when they differ. */
+static char *stmts_held(as_node *n, int *count) {
+  *count = -1;
+  PGresult *r = PQexec(n->conn, "SELECT name, statement, prepare_time FROM pg_prepared_statements"
+                                " WHERE name LIKE 'arraysync!_%' ESCAPE '!' ORDER BY name");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    CHECK(false, "pg_prepared_statements: %s", PQerrorMessage(n->conn));
+    PQclear(r);
+    return NULL;
+  }
+  int held = 0, rows = PQntuples(r);
+  bool agree = true;
+  for (int i = 0; i < PG_STMT_CACHE; i++) {
+    if (!n->stmts[i].sql) continue;
+    held++;
+    char name[32];
+    snprintf(name, sizeof name, "arraysync_%d", i);
+    bool found = false;
+    for (int k = 0; k < rows && !found; k++)
+      found = strcmp(PQgetvalue(r, k, 0), name) == 0 && strcmp(PQgetvalue(r, k, 1), n->stmts[i].sql) == 0;
+    if (!found || n->stmts[i].pending) {
+      CHECK(false, "slot %d (%s%s) not held by the session as cached", i, n->stmts[i].sql,
+            n->stmts[i].pending ? ", pending" : "");
+      agree = false;
+    }
+  }
+  CHECK(rows == held, "the session holds %d statements, the cache %d", rows, held);
+  size_t cap = 64 + (size_t)rows * 96, len = 0;
+  char *out = calloc(1, cap);
+  for (int k = 0; out && k < rows; k++)
+    len += (size_t)snprintf(out + len, cap - len, "%s@%s,", PQgetvalue(r, k, 0), PQgetvalue(r, k, 2));
+  PQclear(r);
+  *count = held;
+  if (!agree || rows != held) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
 /* The sink's statements are prepared once per connection: a table changed under them
  * (a column's type, the table dropped and made again) still takes the changes, and a value
  * the column refuses is still the one dead letter; with prepare: off likewise. */
@@ -2383,6 +2427,28 @@ static void t_prepared(void) {
     }
     CHECK(sql_long(c, "SELECT count(*) FROM t_prep.items WHERE m = 'ok' AND n = 12%s", "") == 2,
           "applied: %s", sql(c, "SELECT string_agg(id || m || n, ',') FROM t_prep.items"));
+    int held;
+    char *before = stmts_held(n, &held);
+    CHECK(off ? held == 0 : held >= 3, "statements prepared: %d", held);
+    /* a row's own failure on a prepared statement: its dead letter, the statements kept
+     * (not deallocated and prepared again: the same prepare times) */
+    sql(c, "ALTER TABLE t_prep.items ADD CONSTRAINT small CHECK (n < 1000)");
+    mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "a", "n", "13", NULL);
+    mk_delta(&d[1], s, AS_OP_UPDATE, "mongo", "id", "b", "n", "5000", NULL);
+    mk_delta(&d[2], s, AS_OP_UPDATE, "mongo", "id", "a", "m", "sad", NULL);
+    CHECK(apply_batch(n, d, 3, &dead, "m->pg", "4a") == AS_OK, "a row refused");
+    CHECK(dead.n == 1 && dead.items[0].index == 1 && strstr(dead.items[0].error, "small"),
+          "the refused row is the one dead letter: %zu (%s)", dead.n, dead.n ? dead.items[0].error : "");
+    as_dead_list_clear(&dead);
+    free_deltas(d, 3);
+    char *after = stmts_held(n, &held);
+    CHECK(before && after && strcmp(before, after) == 0, "prepared again after a row's failure:\n %s\n %s",
+          before ? before : "-", after ? after : "-");
+    free(before);
+    free(after);
+    CHECK(strcmp(sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"),
+                 "a sad 13,b ok 12") == 0,
+          "the others applied: %s", sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"));
     /* the column becomes an enum: a text parameter fixed at the first Parse would not fit */
     sql(c, "ALTER TABLE t_prep.items ALTER COLUMN m TYPE t_prep.mood USING m::t_prep.mood");
     mk_delta(&d[0], s, AS_OP_UPDATE, "mongo", "id", "a", "m", "happy", NULL);
@@ -2395,6 +2461,7 @@ static void t_prepared(void) {
           dead.n ? dead.items[0].error : "");
     as_dead_list_clear(&dead);
     free_deltas(d, 3);
+    free(stmts_held(n, &held));
     CHECK(strcmp(sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"),
                  "a happy 20,b ok 12") == 0,
           "the others applied: %s", sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"));
@@ -2412,10 +2479,149 @@ static void t_prepared(void) {
     CHECK(strcmp(sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"),
                  "a ok 30,b ok 30") == 0,
           "applied to the new table: %s", sql(c, "SELECT string_agg(id || ' ' || m || ' ' || n, ',' ORDER BY id) FROM t_prep.items"));
+    free(stmts_held(n, &held));
     CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
     A->exit(n);
     PQfinish(c);
   }
+  as_schema_free(s);
+}
+
+/* Updates of rows k0..k9 whose column sets are shapes first..last (bit i: column c<i>), each
+ * setting its columns to `val`, `rounds` times over, in batches of 40; `bad` >= 0: the
+ * delta with that index is refused by the table (c0 = 5000, CHECK c0 < 1000) and is
+ * expected as the one dead letter. want[row][col] follows what applied. */
+static void shape_updates(as_node *n, const as_schema *s, int first, int last, int rounds,
+                          long bad, long want[10][8], long *ck) {
+  enum { B = 40 };
+  as_delta d[B];
+  size_t nd = 0;
+  long seq = 0;
+  long dead_seen = 0;
+  for (int r = 0; r < rounds; r++) {
+    for (int sh = first; sh <= last; sh++, seq++) {
+      int row = (int)(seq % 10);
+      char key[8], val[16];
+      snprintf(key, sizeof key, "k%d", row);
+      snprintf(val, sizeof val, "%ld", seq == bad ? 5000 : seq % 997);
+      as_delta_init(&d[nd], s, AS_OP_UPDATE);
+      as_delta_set_origin(&d[nd], "mongo");
+      set_text(&d[nd].row, s, "id", key);
+      for (int b = 0; b < 8; b++) {
+        if (!(sh & (1 << b))) continue;
+        char col[4];
+        snprintf(col, sizeof col, "c%d", b);
+        set_text(&d[nd].row, s, col, val);
+        if (seq != bad) want[row][b] = seq % 997;
+      }
+      if (++nd == B || (r == rounds - 1 && sh == last)) {
+        as_dead_list dead = {0};
+        char cks[24];
+        snprintf(cks, sizeof cks, "%ld", ++*ck);
+        CHECK(apply_batch(n, d, nd, &dead, "m->pg", cks) == AS_OK, "batch %ld", *ck);
+        for (size_t i = 0; i < dead.n; i++) {
+          bool expected = bad >= 0 && strstr(dead.items[i].error, "small");
+          CHECK(expected, "dead letter: %s", dead.items[i].error);
+          dead_seen++;
+        }
+        as_dead_list_clear(&dead);
+        free_deltas(d, nd);
+        nd = 0;
+      }
+    }
+  }
+  CHECK(dead_seen == (bad >= 0 ? 1 : 0), "%ld dead letters", dead_seen);
+}
+
+/* More statement texts than the sink prepares (128): a text idle for long gives its slot to
+ * a new one, so a mapping whose column sets change keeps its statements prepared; texts that
+ * come round often are not pushed out in turn; a DEALLOCATE that never ran (its pipeline
+ * failed before it) leaves the slot to its former text; a session whose statements are not
+ * what the cache says (a name taken, a statement gone) has them prepared anew, no change
+ * lost. */
+static void t_prepared_evict(void) {
+  g_test = "prepared_evict";
+  as_schema *s = schema_yaml("mapping: items\ncollection: items\ntable: items\nkey: id\ncolumns:\n"
+                             "  id: { field: _id, type: text }\n  c0: { field: c0, type: int64 }\n"
+                             "  c1: { field: c1, type: int64 }\n  c2: { field: c2, type: int64 }\n"
+                             "  c3: { field: c3, type: int64 }\n  c4: { field: c4, type: int64 }\n"
+                             "  c5: { field: c5, type: int64 }\n  c6: { field: c6, type: int64 }\n"
+                             "  c7: { field: c7, type: int64 }\n");
+  const as_schema *ss[1] = {s};
+  fresh_schema("t_prepev");
+  PGconn *c = outside();
+  sql(c, "CREATE SCHEMA t_prepev");
+  sql(c, "CREATE TABLE t_prepev.items (id text PRIMARY KEY, c0 bigint CONSTRAINT small CHECK (c0 < 1000),"
+         " c1 bigint, c2 bigint, c3 bigint, c4 bigint, c5 bigint, c6 bigint, c7 bigint)");
+  sql(c, "INSERT INTO t_prepev.items (id) SELECT 'k' || i FROM generate_series(0, 9) i");
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_prepev", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  long want[10][8], ck = 0;
+  for (int r = 0; r < 10; r++)
+    for (int b = 0; b < 8; b++) want[r][b] = -1;
+  int held;
+  /* the session holds a statement by a name the cache takes for free (as a pooler handing
+   * out server sessions by transaction could make it): the statements prepared anew */
+  PGresult *r = PQprepare(n->conn, "arraysync_5", "SELECT 1", 0, NULL);
+  CHECK(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(n->conn));
+  PQclear(r);
+  /* 100 texts, all prepared */
+  shape_updates(n, s, 1, 100, 1, -1, want, &ck);
+  free(stmts_held(n, &held));
+  CHECK(held == 100, "prepared after 100 texts: %d", held);
+  /* ... and one it holds is gone */
+  r = PQexec(n->conn, "DEALLOCATE arraysync_3");
+  CHECK(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(n->conn));
+  PQclear(r);
+  shape_updates(n, s, 1, 100, 1, -1, want, &ck);
+  free(stmts_held(n, &held));
+  CHECK(held == 100, "prepared after 100 texts again: %d", held);
+  /* 100 other texts: 28 slots free, then the old texts give theirs up once idle (PG_STMT_IDLE
+   * sends after their last use: in round 9 of 12). The 921st delta (round 9, first of a
+   * batch) is refused: its pipeline fails before the DEALLOCATEs of the texts after it. */
+  char t2[64];
+  snprintf(t2, sizeof t2, "%s", sql(c, "SELECT clock_timestamp()::text"));
+  shape_updates(n, s, 101, 200, 12, 920, want, &ck);
+  char *st = stmts_held(n, &held);
+  CHECK(st && held == PG_STMT_CACHE, "prepared: %d", held);
+  free(st);
+  r = PQexecParams(n->conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
+                             "'arraysync!_%' ESCAPE '!' AND prepare_time > $1::timestamptz",
+                             1, NULL, (const char *const[]){t2}, NULL, NULL, 0);
+  CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && atol(PQgetvalue(r, 0, 0)) == 100,
+        "the 100 new texts prepared: %s", PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : PQerrorMessage(n->conn));
+  PQclear(r);
+  /* 200 texts round and round (each used every 200 sends): after a first round (where the
+   * 28 old texts still held, idle since the first 100, go) none gives its slot up */
+  shape_updates(n, s, 1, 200, 1, -1, want, &ck);
+  snprintf(t2, sizeof t2, "%s", sql(c, "SELECT clock_timestamp()::text"));
+  shape_updates(n, s, 1, 200, 3, -1, want, &ck);
+  st = stmts_held(n, &held);
+  CHECK(st && held == PG_STMT_CACHE, "prepared: %d", held);
+  free(st);
+  r = PQexecParams(n->conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
+                   "'arraysync!_%' ESCAPE '!' AND prepare_time > $1::timestamptz",
+                   1, NULL, (const char *const[]){t2}, NULL, NULL, 0);
+  CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && atol(PQgetvalue(r, 0, 0)) == 0,
+        "texts pushed out in turn: %s", PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : PQerrorMessage(n->conn));
+  PQclear(r);
+  /* every row holds what was applied last */
+  for (int row = 0; row < 10; row++) {
+    char q[256], exp[128];
+    size_t len = 0;
+    for (int b = 0; b < 8; b++)
+      len += (size_t)snprintf(exp + len, sizeof exp - len, "%s%ld", b ? "," : "", want[row][b]);
+    snprintf(q, sizeof q, "SELECT concat_ws(',', coalesce(c0, -1), coalesce(c1, -1), coalesce(c2, -1),"
+             " coalesce(c3, -1), coalesce(c4, -1), coalesce(c5, -1), coalesce(c6, -1),"
+             " coalesce(c7, -1)) FROM t_prepev.items WHERE id = 'k%d'", row);
+    const char *got = sql(c, "%s", q);
+    CHECK(got && strcmp(got, exp) == 0, "k%d: %s, expected %s", row, got ? got : "-", exp);
+  }
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
   as_schema_free(s);
 }
 
@@ -2467,6 +2673,7 @@ int main(int argc, char **argv) {
                {"partitioned", t_partitioned},
                {"column_types", t_column_types},
                {"prepared", t_prepared},
+               {"prepared_evict", t_prepared_evict},
                {"two_schemas", t_two_schemas},
                {"overwritten", t_overwritten},
                {"ts_precision", t_ts_precision},
