@@ -1,6 +1,7 @@
 /* bench_postgres.c — PostgreSQL adapter figures against baselines measured in the same run.
  *
- *   bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only] [--shapes-only]
+ *   bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only] [--updates-only]
+ *                  [--shapes-only]
  *                 (default 200000 rows; batches of 1000)
  *
  * pg.apply_vs_copy    full-row inserts applied through the adapter (begin/apply/commit with a
@@ -34,7 +35,9 @@
  *                     connection: old texts give their slots up once idle) vs prepare: off;
  *                     best of 2.
  * --triggers-only leaves out the logical figures (to measure a build without them);
- * --capture-only runs pg.capture_cost alone; --shapes-only pg.apply_shapes alone. */
+ * --capture-only runs pg.capture_cost alone; --updates-only pg.apply_updates alone,
+ * --shapes-only pg.apply_shapes alone (both: the two). The update figures print the CPU time
+ * of this process per row for the prepared path (its best run). */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -66,6 +69,13 @@ static const char *YAML =
 static double now_s(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* This process's CPU time (the connector's side: statements built, values formatted, libpq). */
+static double cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
@@ -336,7 +346,7 @@ static void apply_updates(PGconn *c, const char *dsn, const as_schema *s, as_del
     as_value_set_int64(&v, (int64_t)(i * 31 + 7));
     as_row_put(&u[i].row, 3, &v);
   }
-  double best[3] = {1e9, 1e9, 1e9}; /* prepared, unprepared, bulk UPDATE */
+  double best[3] = {1e9, 1e9, 1e9}, cpu = 0; /* prepared, unprepared, bulk UPDATE */
   for (int rep = 0; rep < 2; rep++) {
     for (int k = 0; k < 3; k++) {
       prepare_opt = k == 1 ? "off" : "on";
@@ -344,7 +354,9 @@ static void apply_updates(PGconn *c, const char *dsn, const as_schema *s, as_del
       reset_table(c);
       run_copy(c, d, nrows, BATCH);
       exec(c, "VACUUM ANALYZE bench.bench");
+      double c0 = cpu_s();
       double t = n ? run_adapter(n, u, nrows) : run_bulk_update(c, nrows);
+      if (k == 0 && t < best[0]) cpu = cpu_s() - c0;
       PGresult *r = PQexec(c, "SELECT count(*) FROM bench.bench WHERE n = (id - 1) * 31 + 7");
       long ok = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
       PQclear(r);
@@ -355,9 +367,10 @@ static void apply_updates(PGconn *c, const char *dsn, const as_schema *s, as_del
   }
   prepare_opt = "on";
   printf("pg.apply_updates ratio=%.2f prepared_rows_per_s=%.0f unprepared_rows_per_s=%.0f "
-         "bulk_update_rows_per_s=%.0f ratio_unprepared=%.2f rows=%zu batch=%d\n",
+         "bulk_update_rows_per_s=%.0f ratio_unprepared=%.2f prepared_cpu_us_per_row=%.2f "
+         "rows=%zu batch=%d\n",
          best[2] / best[0], nrows / best[0], nrows / best[1], nrows / best[2], best[2] / best[1],
-         nrows, BATCH);
+         cpu * 1e6 / (double)nrows, nrows, BATCH);
   for (size_t i = 0; i < nrows; i++) as_delta_clear(&u[i]);
   free(u);
 }
@@ -392,7 +405,7 @@ static void apply_shapes(PGconn *c, const char *dsn, size_t nrows) {
       as_row_put(&u[i].row, (size_t)b + 1, &v);
     }
   }
-  double best[2] = {1e9, 1e9}; /* prepared, unprepared: the second half */
+  double best[2] = {1e9, 1e9}, cpu = 0; /* prepared, unprepared: the second half */
   for (int rep = 0; rep < 2; rep++) {
     for (int k = 0; k < 2; k++) {
       exec(c, "DROP TABLE IF EXISTS bench.wide; CREATE TABLE bench.wide (id bigint PRIMARY KEY,"
@@ -403,7 +416,9 @@ static void apply_shapes(PGconn *c, const char *dsn, size_t nrows) {
       prepare_opt = k ? "off" : "on";
       as_node *n = make_node(dsn, s, NULL, true);
       run_adapter(n, u, half);
+      double c0 = cpu_s();
       double t = run_adapter(n, u + half, half);
+      if (k == 0 && t < best[0]) cpu = cpu_s() - c0;
       if (A->uninstall(n, &err)) die("uninstall", err.message);
       A->exit(n);
       if (t < best[k]) best[k] = t;
@@ -411,8 +426,9 @@ static void apply_shapes(PGconn *c, const char *dsn, size_t nrows) {
   }
   prepare_opt = "on";
   printf("pg.apply_shapes ratio=%.2f prepared_rows_per_s=%.0f unprepared_rows_per_s=%.0f "
-         "rows=%zu column_sets=%d+%d batch=%d\n",
-         best[1] / best[0], half / best[0], half / best[1], half, SHAPES, SHAPES, BATCH);
+         "prepared_cpu_us_per_row=%.2f rows=%zu column_sets=%d+%d batch=%d\n",
+         best[1] / best[0], half / best[0], half / best[1], cpu * 1e6 / (double)half, half,
+         SHAPES, SHAPES, BATCH);
   exec(c, "DROP TABLE bench.wide");
   for (size_t i = 0; i < 2 * half; i++) as_delta_clear(&u[i]);
   free(u);
@@ -447,16 +463,17 @@ static void read_rate(PGconn *c, as_node *n, as_delta *d, size_t nrows, const ch
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: bench_postgres CONNINFO [ROWS] [--triggers-only] [--capture-only] "
-                    "[--shapes-only]\n");
+                    "[--updates-only] [--shapes-only]\n");
     return 2;
   }
   const char *dsn = argv[1];
   size_t nrows = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 200000;
-  bool logical = true, capture_only = false, shapes_only = false;
+  bool logical = true, capture_only = false, shapes_only = false, updates_only = false;
   for (int i = 3; i < argc; i++) {
     if (strcmp(argv[i], "--triggers-only") == 0) logical = false;
     if (strcmp(argv[i], "--capture-only") == 0) capture_only = true;
     if (strcmp(argv[i], "--shapes-only") == 0) shapes_only = true;
+    if (strcmp(argv[i], "--updates-only") == 0) updates_only = true;
   }
   as_log_set_level(AS_LOG_WARN);
   as_schema *s = NULL;
@@ -469,8 +486,16 @@ int main(int argc, char **argv) {
   exec(c, "CREATE TABLE bench.bench (id bigint PRIMARY KEY, name text, email text, n bigint,"
           " score double precision, created timestamptz)");
   exec(c, "CREATE INDEX ON bench.bench (email)");
-  if (shapes_only) {
-    apply_shapes(c, dsn, nrows);
+  if (shapes_only || updates_only) {
+    if (updates_only) {
+      as_delta *d = calloc(nrows, sizeof *d);
+      if (!d) die("deltas", "out of memory");
+      build_deltas(s, d, nrows);
+      apply_updates(c, dsn, s, d, nrows);
+      for (size_t i = 0; i < nrows; i++) as_delta_clear(&d[i]);
+      free(d);
+    }
+    if (shapes_only) apply_shapes(c, dsn, nrows);
     PQfinish(c);
     as_schema_free(s);
     return 0;

@@ -27,15 +27,22 @@ int as_buf_append(as_buf *b, const void *p, size_t n) {
 
 int as_buf_append_str(as_buf *b, const char *s) { return as_buf_append(b, s, strlen(s)); }
 
+/* Formats into the room the buffer has (one pass when it fits, the usual case), else makes
+ * room for what the first pass measured and formats again. */
 int as_buf_printf(as_buf *b, const char *fmt, ...) {
+  if (as_buf_reserve(b, 0) != AS_OK) return AS_ERR;
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  size_t room = b->cap - b->len; /* with the terminating NUL */
+  int n = vsnprintf((char *)b->data + b->len, room, fmt, ap);
   va_end(ap);
-  if (n < 0 || as_buf_reserve(b, (size_t)n) != AS_OK) return AS_ERR;
-  va_start(ap, fmt);
-  vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
+  if (n < 0) return AS_ERR;
+  if ((size_t)n >= room) {
+    if (as_buf_reserve(b, (size_t)n) != AS_OK) return AS_ERR;
+    va_start(ap, fmt);
+    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+  }
   b->len += (size_t)n;
   return AS_OK;
 }

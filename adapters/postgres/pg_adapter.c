@@ -385,6 +385,10 @@ static void table_free(pg_table *t) {
   free(t->qstage);
   free(t->conflict);
   free(t->fname);
+  for (size_t i = 0; i < PG_SQL_MEMO; i++) {
+    free(t->memo[i].shape);
+    free(t->memo[i].sql);
+  }
 }
 
 static void set_cancel(as_node *n, PGconn *c);

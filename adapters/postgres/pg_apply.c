@@ -275,12 +275,45 @@ static int key_where(const pg_table *t, const as_delta *d, bool keys_only, as_bu
   return AS_OK;
 }
 
+/* The statement text of shape[0..nshape) remembered for t, appended to sql: AS_OK, AS_ERR
+ * (out of memory), or AS_EINVAL when it is not remembered. */
+static int memo_get(const pg_table *t, uint64_t h, const unsigned char *shape, size_t nshape,
+                    as_buf *sql) {
+  for (size_t i = 0; i < PG_SQL_MEMO; i++) {
+    const pg_sql_memo *m = &t->memo[i];
+    if (m->hash == h && m->sql && m->nshape == nshape && memcmp(m->shape, shape, nshape) == 0)
+      return as_buf_append(sql, m->sql, m->len) == AS_OK ? AS_OK : AS_ERR;
+  }
+  return AS_EINVAL;
+}
+
+/* Remembers sql as the text of shape (replacing the oldest entry; nothing when out of
+ * memory: the text is built again next time). */
+static void memo_put(pg_table *t, uint64_t h, const unsigned char *shape, size_t nshape,
+                     as_buf *sql) {
+  unsigned char *sh = malloc(nshape);
+  char *q = malloc(sql->len + 1);
+  if (!sh || !q) {
+    free(sh);
+    free(q);
+    return;
+  }
+  memcpy(sh, shape, nshape);
+  memcpy(q, as_buf_cstr(sql), sql->len + 1);
+  pg_sql_memo *m = &t->memo[t->memo_next++ % PG_SQL_MEMO];
+  free(m->shape);
+  free(m->sql);
+  *m = (pg_sql_memo){.hash = h, .shape = sh, .nshape = nshape, .sql = q, .len = sql->len};
+}
+
 /* Builds the statement and text parameters of one delta: DELETE by key; a partial update as
  * UPDATE of the present columns (or, with no column but the key, a SELECT of the key: either
  * way no row touched = the row is missing); an insert or a whole-row update as an upsert.
  * *params gets ncols entries (owned strings or NULL); *np the count used. AS_EINVAL/AS_EDATA:
- * the delta itself is bad. */
-static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **params, int *np,
+ * the delta itself is bad. The text depends on the delta's shape only (its kind, which
+ * columns it carries): t remembers the last PG_SQL_MEMO shapes' texts (formatting a text
+ * took most of the client's time per update). */
+static int delta_sql(pg_table *t, const as_delta *d, as_buf *sql, char **params, int *np,
                      as_error *err) {
   const as_schema *s = t->s;
   as_buf_reset(sql);
@@ -295,6 +328,21 @@ static int delta_sql(const pg_table *t, const as_delta *d, as_buf *sql, char **p
   bool keys_only = d->op == AS_OP_DELETE || (partial_update(d) && nset == 0);
   int rc = params_of(s, d, keys_only, params, np, err);
   if (rc != AS_OK) return rc;
+  /* shape: the kind (delete, key select, update, upsert), then a bit per column carried */
+  unsigned char shape[256];
+  size_t nshape = 0;
+  uint64_t shape_hash = 0;
+  if (s->ntable < 8 * (sizeof shape - 1)) {
+    nshape = 1 + (s->ntable + 7) / 8;
+    memset(shape, 0, nshape);
+    shape[0] = d->op == AS_OP_DELETE ? 1 : keys_only ? 2 : partial_update(d) ? 3 : 4;
+    for (size_t c = 0; c < s->ntable; c++) {
+      if (as_row_has(&d->row, c)) shape[1 + c / 8] |= (unsigned char)(1u << (c % 8));
+    }
+    shape_hash = XXH3_64bits(shape, nshape);
+    rc = memo_get(t, shape_hash, shape, nshape, sql);
+    if (rc == AS_OK) return AS_OK;
+  }
   as_buf set = AS_BUF_INIT, cols = AS_BUF_INIT, vals = AS_BUF_INIT;
   rc = AS_ERR;
   if (keys_only) {
@@ -345,6 +393,7 @@ cleanup:
   as_buf_free(&set);
   as_buf_free(&cols);
   as_buf_free(&vals);
+  if (rc == AS_OK && nshape) memo_put(t, shape_hash, shape, nshape, sql);
   if (rc != AS_OK) {
     for (int i = 0; i < *np; i++) {
       free(params[i]);

@@ -33,6 +33,17 @@ typedef enum pg_capture {
 /* One mapped table as this node sees it. */
 struct json_t; /* jansson */
 
+/* A statement text of the apply path by its shape (pg_apply.c delta_sql): its kind and the
+ * columns the delta carries, so a text is built once per shape, not per delta. */
+#define PG_SQL_MEMO 64 /* shapes remembered per table */
+typedef struct pg_sql_memo {
+  uint64_t hash;  /* of shape */
+  unsigned char *shape;
+  size_t nshape;
+  char *sql;
+  size_t len;
+} pg_sql_memo;
+
 typedef struct pg_table {
   const as_schema *s;
   const as_schema *owner; /* a child table (pg_children.c), or a table nested under one: the
@@ -51,6 +62,8 @@ typedef struct pg_table {
   int64_t *ts_unit;  /* per column: the microseconds a timestamp column holds a multiple of
                         (timestamptz(3): 1000), 0 for other columns; NULL until the sink
                         has read the table's columns (again in each new session) */
+  pg_sql_memo memo[PG_SQL_MEMO]; /* the last statement texts built, by shape */
+  unsigned memo_next;            /* the entry the next new shape replaces */
 } pg_table;
 
 /* A statement of the sink's apply path prepared on its connection (pg_apply.c). */

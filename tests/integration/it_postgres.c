@@ -2625,6 +2625,110 @@ static void t_prepared_evict(void) {
   as_schema_free(s);
 }
 
+/* Statement texts are built once per shape (kind and columns carried) and remembered per
+ * table (PG_SQL_MEMO of them): random inserts (upserts of the columns carried, or of every column),
+ * partial updates (of rows that exist and, reported as missing, of rows that do not),
+ * key-only updates and deletes over 16 column sets, in batches, against a model of the
+ * table. IT_SEED picks the sequence. */
+static void t_shapes(void) {
+  g_test = "shapes";
+  as_schema *s = schema_yaml("mapping: items\ncollection: items\ntable: items\nkey: id\ncolumns:\n"
+                             "  id: { field: _id, type: text }\n  a: { field: a, type: int64 }\n"
+                             "  b: { field: b, type: text }\n  c: { field: c, type: double }\n"
+                             "  e: { field: e, type: bool }\n");
+  const as_schema *ss[1] = {s};
+  fresh_schema("t_shapes");
+  node_h h;
+  as_node *n = make_node(&h, "pg", "t_shapes", ss, 1, NULL);
+  as_error err = {0};
+  CHECK(A->install(n, &err) == AS_OK, "%s", err.message);
+  PGconn *c = outside();
+  unsigned seed = getenv("IT_SEED") ? (unsigned)atoi(getenv("IT_SEED")) : (unsigned)time(NULL);
+  printf("shapes: IT_SEED=%u\n", seed);
+  enum { KEYS = 12, COLS = 4, BATCHES = 60, PER = 40 };
+  static const char *const col[COLS] = {"a", "b", "c", "e"};
+  bool exists[KEYS] = {false};
+  char model[KEYS][COLS][24];
+  as_delta d[PER];
+  long missing_want = 0, missing_got = 0;
+  for (int bt = 0; bt < BATCHES; bt++) {
+    bool touched[KEYS] = {false}; /* one delta per key and batch: the engine's batches */
+    size_t nd = 0;
+    bool miss[PER] = {false};
+    while (nd < PER) {
+      int k = rand_r(&seed) % KEYS;
+      if (touched[k]) {
+        bool all = true;
+        for (int i = 0; i < KEYS; i++) all = all && touched[i];
+        if (all) break;
+        continue;
+      }
+      touched[k] = true;
+      char key[8];
+      snprintf(key, sizeof key, "k%02d", k);
+      int kind = rand_r(&seed) % 4; /* 0 insert, 1 partial update, 2 key-only update, 3 delete */
+      int mask = rand_r(&seed) % 16;
+      as_delta_init(&d[nd], s, kind == 0 ? AS_OP_INSERT : kind == 3 ? AS_OP_DELETE : AS_OP_UPDATE);
+      as_delta_set_origin(&d[nd], "mongo");
+      set_text(&d[nd].row, s, "id", key);
+      if (kind == 0 || kind == 1) {
+        if (kind == 1 && mask == 0) mask = 1;
+        if (mask == 15) kind = 0; /* an update carrying every column is an upsert */
+        if (kind == 0 && !exists[k]) /* an insert carrying some columns: the rest NULL */
+          for (int j = 0; j < COLS; j++) snprintf(model[k][j], sizeof model[k][j], "-");
+        for (int j = 0; j < COLS; j++) {
+          if (!(mask & (1 << j))) continue;
+          char v[24];
+          int r = rand_r(&seed) % 1000;
+          if (j == 0) snprintf(v, sizeof v, "%d", r);
+          else if (j == 1) snprintf(v, sizeof v, "t%d", r);
+          else if (j == 2) snprintf(v, sizeof v, "%d.5", r);
+          else snprintf(v, sizeof v, "%s", r % 2 ? "true" : "false");
+          bool null = rand_r(&seed) % 8 == 0;
+          set_text(&d[nd].row, s, col[j], null ? NULL : v);
+          if (kind == 0 || exists[k]) {
+            snprintf(model[k][j], sizeof model[k][j], "%s",
+                     null ? "-" : v);
+          }
+        }
+        if (kind == 1 && !exists[k]) miss[nd] = true, missing_want++;
+        if (kind == 0) exists[k] = true;
+      } else if (kind == 2) {
+        if (!exists[k]) miss[nd] = true, missing_want++;
+      } else {
+        exists[k] = false;
+      }
+      nd++;
+    }
+    as_dead_list dead = {0};
+    char ck[16];
+    snprintf(ck, sizeof ck, "%d", bt + 1);
+    CHECK(apply_batch(n, d, nd, &dead, "m->pg", ck) == AS_OK, "batch %d", bt);
+    for (size_t i = 0; i < dead.n; i++) {
+      CHECK(dead.items[i].missing && miss[dead.items[i].index], "batch %d: %s", bt,
+            dead.items[i].error ? dead.items[i].error : "missing where the row exists");
+      missing_got += dead.items[i].missing;
+    }
+    as_dead_list_clear(&dead);
+    free_deltas(d, nd);
+  }
+  CHECK(missing_got == missing_want, "missing reported %ld, expected %ld", missing_got, missing_want);
+  for (int k = 0; k < KEYS; k++) {
+    char want[128] = "";
+    if (exists[k])
+      snprintf(want, sizeof want, "%s|%s|%s|%s", model[k][0], model[k][1], model[k][2], model[k][3]);
+    const char *got = sql(c, "SELECT coalesce(a::text, '-') || '|' || coalesce(b, '-') || '|' ||"
+                             " coalesce(c::text, '-') || '|' || coalesce(e::text, '-')"
+                             " FROM t_shapes.items WHERE id = 'k%02d'", k);
+    CHECK(strcmp(got ? got : "", want) == 0, "k%02d: %s, expected %s (IT_SEED=%u)", k,
+          got ? got : "(none)", exists[k] ? want : "(none)", seed);
+  }
+  CHECK(A->uninstall(n, &err) == AS_OK, "%s", err.message);
+  A->exit(n);
+  PQfinish(c);
+  as_schema_free(s);
+}
+
 /* Steps for the psql checks of test_postgres.sh. */
 static int keep_step(bool install) {
   as_schema *s = schema_yaml(USERS_YAML);
@@ -2674,6 +2778,7 @@ int main(int argc, char **argv) {
                {"column_types", t_column_types},
                {"prepared", t_prepared},
                {"prepared_evict", t_prepared_evict},
+               {"shapes", t_shapes},
                {"two_schemas", t_two_schemas},
                {"overwritten", t_overwritten},
                {"ts_precision", t_ts_precision},

@@ -1,6 +1,6 @@
 /* test_asjson.c — the AS-JSON decoder and writer rules of as_bson.h: UTF-8, duplicate keys, the
  * "$" escape of document keys, every wrapper (members in any order, as PostgreSQL jsonb
- * reorders them), numbers, error messages. */
+ * reorders them), numbers, error messages; as_buf_printf, which the writers format with. */
 #include <check.h>
 
 #include <math.h>
@@ -84,6 +84,36 @@ START_TEST(test_utf8) {
   free(t);
   as_buf_free(&out);
   bson_destroy(&b);
+}
+END_TEST
+
+/* as_buf_printf (the writers' formatting): one pass when the text fits the buffer's room,
+ * two when it does not; either way the text appended is snprintf's, at any fill and length
+ * (random, 2,000 appends over buffers started at every small capacity). */
+START_TEST(test_buf_printf) {
+  unsigned seed = 12345;
+  char piece[600], want[8192];
+  for (size_t start = 0; start < 80; start++) {
+    as_buf b = AS_BUF_INIT;
+    if (start) ck_assert_int_eq(as_buf_reserve(&b, start), AS_OK);
+    size_t wlen = 0;
+    for (int i = 0; i < 25; i++) {
+      size_t n = (size_t)(rand_r(&seed) % 300);
+      for (size_t k = 0; k < n; k++) piece[k] = (char)('a' + rand_r(&seed) % 26);
+      piece[n] = 0;
+      int num = rand_r(&seed);
+      char one[700];
+      int m = snprintf(one, sizeof one, "[%s|%d]", piece, num);
+      if (wlen + (size_t)m >= sizeof want) break;
+      memcpy(want + wlen, one, (size_t)m);
+      wlen += (size_t)m;
+      ck_assert_int_eq(as_buf_printf(&b, "[%s|%d]", piece, num), AS_OK);
+      ck_assert_uint_eq(b.len, wlen);
+      ck_assert(memcmp(b.data, want, wlen) == 0);
+      ck_assert_uint_eq(strlen(as_buf_cstr(&b)), wlen);
+    }
+    as_buf_free(&b);
+  }
 }
 END_TEST
 
@@ -418,6 +448,7 @@ int main(void) {
   Suite *s = suite_create("asjson");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_utf8);
+  tcase_add_test(tc, test_buf_printf);
   tcase_add_test(tc, test_duplicate_keys);
   tcase_add_test(tc, test_dollar_keys);
   tcase_add_test(tc, test_wrappers);
