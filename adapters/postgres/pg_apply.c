@@ -8,6 +8,7 @@
  *   2. COPY into a per-session temp staging table, then one INSERT … SELECT … ON CONFLICT.
  * Any other failure rolls back to the savepoint and replays the run delta by delta, so the
  * failing delta is dead-lettered and the rest applies. */
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,7 +425,9 @@ static size_t max_cols(const as_node *n) {
 /* The apply path's statements are prepared once per connection and text (PG_STMT_CACHE at
  * most; option `prepare`): PostgreSQL then parses and plans an upsert once, not per row
  * (for unprepared statements, parse and plan took about two thirds of the server's time per
- * row). A prepared statement outlives a rolled-back transaction; one whose Parse failed or
+ * row). A statement's name is its text's hash: a session can only hold that text under it,
+ * so a session the sink did not prepare it on (a pooler's) runs the right statement or none.
+ * A prepared statement outlives a rolled-back transaction; one whose Parse failed or
  * never ran (a pipeline aborted before it) is forgotten. When every slot is taken, the one
  * used longest ago gives its place to a new text if no statement used it for PG_STMT_IDLE
  * sends (the texts a mapping sends have changed: its documents' shapes); texts that come
@@ -448,7 +451,8 @@ static int stmt_slot(as_node *n, const char *sql, size_t len, bool *parse, pg_st
   *evicted = (pg_stmt){0};
   if (!n->prepare) return -1;
   uint64_t now = ++n->stmt_clock;
-  uint64_t h = XXH3_64bits(sql, len) | 1;
+  XXH128_hash_t full = XXH3_128bits(sql, len);
+  uint64_t h = full.low64 | 1;
   int take = -1, lru = -1;
   for (int i = 0; i < PG_STMT_CACHE; i++) {
     pg_stmt *st = &n->stmts[i];
@@ -468,11 +472,11 @@ static int stmt_slot(as_node *n, const char *sql, size_t len, bool *parse, pg_st
   memcpy(copy, sql, len + 1);
   *evicted = n->stmts[take];
   n->stmts[take] = (pg_stmt){.hash = h, .sql = copy, .last = now, .pending = true};
+  snprintf(n->stmts[take].name, sizeof n->stmts[take].name, "arraysync_%016" PRIx64 "%016" PRIx64,
+           full.high64, full.low64);
   *parse = true;
   return take;
 }
-
-static void stmt_name(int slot, char *buf, size_t size) { snprintf(buf, size, "arraysync_%d", slot); }
 
 /* What the pipeline did with one statement's prepared form. */
 typedef struct pipe_stmt {
@@ -494,9 +498,9 @@ static bool send_stmt(as_node *n, const char *sql, size_t len, int np, char **pa
   if (p->slot < 0)
     return PQsendQueryParams(c, sql, np, NULL, (const char *const *)params, NULL, NULL, 0);
   p->earlier = !n->stmts[p->slot].pending;
-  char name[32], close[48];
-  stmt_name(p->slot, name, sizeof name);
-  snprintf(close, sizeof close, "DEALLOCATE %s", name);
+  const char *name = n->stmts[p->slot].name;
+  char close[64];
+  snprintf(close, sizeof close, "DEALLOCATE %s", p->evicted.name);
   if (p->evicted.sql && !PQsendQueryParams(c, close, 0, NULL, NULL, NULL, NULL, 0)) return false;
   if (p->parsed && !PQsendPrepare(c, name, sql, np, NULL)) return false;
   return PQsendQueryPrepared(c, name, np, (const char *const *)params, NULL, NULL, 0);

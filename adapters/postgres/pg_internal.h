@@ -74,6 +74,8 @@ typedef struct pg_table {
 typedef struct pg_stmt {
   uint64_t hash;  /* of sql; 0 with sql NULL: a free slot */
   char *sql;
+  char name[48];  /* "arraysync_" and the 128-bit hash of sql in hex: a session holding a
+                     statement by this name holds this text, whoever prepared it there */
   uint64_t last;  /* as_node.stmt_clock at its last use */
   bool pending;   /* its Parse is in the pipeline being run, not yet known to have worked */
 } pg_stmt;
@@ -86,7 +88,7 @@ struct as_node {
   bool stmt_level;   /* trigger capture with statement-level transition-table triggers */
   bool fast_copy;    /* COPY fast path for runs of full-row inserts */
   bool prepare;      /* statements of the apply path prepared once per connection */
-  pg_stmt stmts[PG_STMT_CACHE]; /* those prepared on conn (slot i: statement "arraysync_<i>") */
+  pg_stmt stmts[PG_STMT_CACHE]; /* those prepared on conn */
   uint64_t stmt_clock; /* statements sent by the apply path (the prepared ones' use order) */
   int64_t purge_interval_us; /* trigger capture: a stream writes its acked position at most this often */
   bool resnapshot;   /* on_history_lost: resnapshot */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <xxhash.h>
 
 #include "adapter.h"
 #include "as_log.h"
@@ -2360,8 +2361,7 @@ static char *stmts_held(as_node *n, int *count) {
   for (int i = 0; i < PG_STMT_CACHE; i++) {
     if (!n->stmts[i].sql) continue;
     held++;
-    char name[32];
-    snprintf(name, sizeof name, "arraysync_%d", i);
+    const char *name = n->stmts[i].name;
     bool found = false;
     for (int k = 0; k < rows && !found; k++)
       found = strcmp(PQgetvalue(r, k, 0), name) == 0 && strcmp(PQgetvalue(r, k, 1), n->stmts[i].sql) == 0;
@@ -2538,7 +2538,7 @@ static void shape_updates(as_node *n, const as_schema *s, int first, int last, i
  * come round often are not pushed out in turn; a DEALLOCATE that never ran (its pipeline
  * failed before it) leaves the slot to its former text; a session whose statements are not
  * what the cache says (a name taken, a statement gone) has them prepared anew, no change
- * lost. */
+ * lost; a statement's name is its text's hash. */
 static void t_prepared_evict(void) {
   g_test = "prepared_evict";
   as_schema *s = schema_yaml("mapping: items\ncollection: items\ntable: items\nkey: id\ncolumns:\n"
@@ -2562,22 +2562,39 @@ static void t_prepared_evict(void) {
   for (int r = 0; r < 10; r++)
     for (int b = 0; b < 8; b++) want[r][b] = -1;
   int held;
-  /* the session holds a statement by a name the cache takes for free (as a pooler handing
-   * out server sessions by transaction could make it): the statements prepared anew */
-  PGresult *r = PQprepare(n->conn, "arraysync_5", "SELECT 1", 0, NULL);
-  CHECK(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(n->conn));
-  PQclear(r);
   /* 100 texts, all prepared */
   shape_updates(n, s, 1, 100, 1, -1, want, &ck);
   free(stmts_held(n, &held));
   CHECK(held == 100, "prepared after 100 texts: %d", held);
-  /* ... and one it holds is gone */
-  r = PQexec(n->conn, "DEALLOCATE arraysync_3");
+  /* the session holds statements the cache does not know (as a pooler's server session
+   * holds another client's): a Parse meets its name taken (42P05), the statements are
+   * prepared anew, nothing is lost */
+  pg_stmts_forget(n);
+  shape_updates(n, s, 1, 100, 1, -1, want, &ck);
+  free(stmts_held(n, &held));
+  CHECK(held == 100, "prepared after 100 texts again: %d", held);
+  /* ... and one the cache knows is gone from the session (26000) */
+  char dq[96];
+  snprintf(dq, sizeof dq, "DEALLOCATE %s", n->stmts[3].name);
+  PGresult *r = PQexec(n->conn, dq);
   CHECK(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(n->conn));
   PQclear(r);
   shape_updates(n, s, 1, 100, 1, -1, want, &ck);
   free(stmts_held(n, &held));
-  CHECK(held == 100, "prepared after 100 texts again: %d", held);
+  CHECK(held == 100, "prepared after 100 texts a third time: %d", held);
+  /* a statement's name is its text's: every name the session holds names the text held */
+  r = PQexec(n->conn, "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'arraysync!_%' ESCAPE '!'");
+  int wrong = 0;
+  for (int k = 0; PQresultStatus(r) == PGRES_TUPLES_OK && k < PQntuples(r); k++) {
+    const char *txt = PQgetvalue(r, k, 1);
+    XXH128_hash_t hh = XXH3_128bits(txt, strlen(txt));
+    char nm[48];
+    snprintf(nm, sizeof nm, "arraysync_%016" PRIx64 "%016" PRIx64, hh.high64, hh.low64);
+    wrong += strcmp(nm, PQgetvalue(r, k, 0)) != 0;
+  }
+  CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 100 && wrong == 0,
+        "%d statements, %d named for another text", PQntuples(r), wrong);
+  PQclear(r);
   /* 100 other texts: 28 slots free, then the old texts give theirs up once idle (PG_STMT_IDLE
    * sends after their last use: in round 9 of 12). The 921st delta (round 9, first of a
    * batch) is refused: its pipeline fails before the DEALLOCATEs of the texts after it. */
