@@ -57,8 +57,8 @@ static const as_config_entry config_map[] = {
     AS_OPT(BOOL, pg_opts, prepare, "on",
            "the sink's upserts, updates and deletes as statements prepared once per connection "
            "and statement text (at most 128; a text unused for 1,024 statements gives its place "
-           "to a new one): on, or off for a connection pooler that keeps no prepared "
-           "statements", "off"),
+           "to a new one): on, or off to send them unnamed (a proxy that passes no prepared "
+           "statements through)", "off"),
     AS_OPT_END};
 
 /* ------------------------------------------------------------------ quoting */
