@@ -2487,6 +2487,18 @@ static void t_prepared(void) {
   as_schema_free(s);
 }
 
+/* How many of the sink's statements its session prepared after server time `t` (-1: the
+ * query failed, said on stderr). */
+static long prepared_since(as_node *n, const char *t) {
+  PGresult *r = PQexecParams(n->conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
+                             "'arraysync!_%' ESCAPE '!' AND prepare_time > $1::timestamptz",
+                             1, NULL, (const char *const[]){t}, NULL, NULL, 0);
+  long k = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+  if (k < 0) fprintf(stderr, "pg_prepared_statements: %s", PQerrorMessage(n->conn));
+  PQclear(r);
+  return k;
+}
+
 /* Updates of rows k0..k9 whose column sets are shapes first..last (bit i: column c<i>), each
  * setting its columns to `val`, `rounds` times over, in batches of 40; `bad` >= 0: the
  * delta with that index is refused by the table (c0 = 5000, CHECK c0 < 1000) and is
@@ -2604,12 +2616,8 @@ static void t_prepared_evict(void) {
   char *st = stmts_held(n, &held);
   CHECK(st && held == PG_STMT_CACHE, "prepared: %d", held);
   free(st);
-  r = PQexecParams(n->conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
-                             "'arraysync!_%' ESCAPE '!' AND prepare_time > $1::timestamptz",
-                             1, NULL, (const char *const[]){t2}, NULL, NULL, 0);
-  CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && atol(PQgetvalue(r, 0, 0)) == 100,
-        "the 100 new texts prepared: %s", PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : PQerrorMessage(n->conn));
-  PQclear(r);
+  long since = prepared_since(n, t2);
+  CHECK(since == 100, "the 100 new texts prepared: %ld", since);
   /* 200 texts round and round (each used every 200 sends): after a first round (where the
    * 28 old texts still held, idle since the first 100, go) none gives its slot up */
   shape_updates(n, s, 1, 200, 1, -1, want, &ck);
@@ -2618,12 +2626,8 @@ static void t_prepared_evict(void) {
   st = stmts_held(n, &held);
   CHECK(st && held == PG_STMT_CACHE, "prepared: %d", held);
   free(st);
-  r = PQexecParams(n->conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
-                   "'arraysync!_%' ESCAPE '!' AND prepare_time > $1::timestamptz",
-                   1, NULL, (const char *const[]){t2}, NULL, NULL, 0);
-  CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && atol(PQgetvalue(r, 0, 0)) == 0,
-        "texts pushed out in turn: %s", PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : PQerrorMessage(n->conn));
-  PQclear(r);
+  since = prepared_since(n, t2);
+  CHECK(since == 0, "texts pushed out in turn: %ld", since);
   /* every row holds what was applied last */
   for (int row = 0; row < 10; row++) {
     char q[256], exp[128];
